@@ -1,0 +1,35 @@
+//! turnpike's vocabulary.
+//!
+//! Everything the gate reasons about, as plain typed values with no I/O and no async runtime:
+//!
+//! - [`CallFacts`]: what one classified MCP message is (method, tool, hash of its arguments, …);
+//! - [`Identity`]: who a caller turned out to be;
+//! - [`Offer`] and [`Price`]: what a call costs on each rail, and [`Policy`], which maps calls to
+//!   prices;
+//! - [`Credential`]: what a caller presented, parsed at the edge;
+//! - [`Challenge`]: what the gate asks for, in a form every delivery mode can render;
+//! - [`Verdict`]: what a rail decided about a credential;
+//! - [`Rail`]: the trait every rail (proof-of-work, L402, OAuth) implements;
+//! - [`decide`]: the decision engine that runs a call's price against the rails.
+
+pub mod call;
+pub mod credential;
+pub mod decision;
+pub mod error_codes;
+pub mod identity;
+pub mod policy;
+pub mod rail;
+
+pub use call::{ArgsHash, CallFacts};
+pub use credential::{Credential, CredentialSource, PowCredential};
+pub use decision::{decide, Decision};
+pub use identity::Identity;
+pub use policy::{BillingMode, Offer, Policy, Price};
+pub use rail::{BoxFuture, Challenge, Grant, Rail, RailKind, Refusal, Verdict};
+
+/// Compares two byte strings in constant time (for the length of the shorter one; lengths are
+/// not secret). Use this for every comparison of secret material: tags, preimages, keys.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}

@@ -1,0 +1,158 @@
+//! Prices and the policy that maps calls to them.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::RailKind;
+
+/// How an L402 token pays for calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BillingMode {
+    /// One invoice, one call: the credential is spent by the call it pays for.
+    #[default]
+    PerCall,
+    /// The invoice buys credit; each call debits its price.
+    Balance,
+    /// The invoice buys unlimited calls until a deadline.
+    TimePass,
+}
+
+/// One accepted way through for a call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rail", rename_all = "snake_case")]
+pub enum Offer {
+    /// Proof-of-work of about `effort` expected SHA-256 evaluations (before load scaling).
+    Pow { effort: u64 },
+    /// A Lightning payment of `msat` millisatoshis per call, billed as `mode`.
+    L402 {
+        msat: u64,
+        #[serde(default)]
+        mode: BillingMode,
+        /// For [`BillingMode::Balance`]: msat bought per invoice; for
+        /// [`BillingMode::TimePass`]: seconds the pass lasts. Ignored for per-call billing.
+        #[serde(default)]
+        bundle: u64,
+    },
+    /// An OAuth access token carrying every one of `scopes`.
+    #[serde(rename = "oauth")]
+    OAuth { scopes: Vec<String> },
+}
+
+impl Offer {
+    /// The rail this offer is made on.
+    pub fn rail(&self) -> RailKind {
+        match self {
+            Offer::Pow { .. } => RailKind::Pow,
+            Offer::L402 { .. } => RailKind::L402,
+            Offer::OAuth { .. } => RailKind::OAuth,
+        }
+    }
+}
+
+/// What a call costs: every accepted way through. An empty price means the call is free.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Price {
+    pub offers: Vec<Offer>,
+}
+
+impl Price {
+    /// A call that needs nothing.
+    pub fn free() -> Self {
+        Price { offers: Vec::new() }
+    }
+    /// Whether the call needs nothing.
+    pub fn is_free(&self) -> bool {
+        self.offers.is_empty()
+    }
+    /// The offer made on `rail`, if any.
+    pub fn offer(&self, rail: RailKind) -> Option<&Offer> {
+        self.offers.iter().find(|o| o.rail() == rail)
+    }
+}
+
+/// Methods that are free unless the operator prices them: the handshake, liveness, discovery
+/// and every list method. Notifications (`notifications/*`) and JSON-RPC responses are always
+/// free.
+pub const DEFAULT_FREE_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "resources/list",
+    "resources/templates/list",
+    "prompts/list",
+];
+
+/// Maps each call to its price.
+///
+/// - `tools/call` of a named tool costs that tool's price, of any other tool `default_tool`;
+/// - a method in `methods` costs that price (e.g. `resources/read`, `prompts/get`);
+/// - everything else is free: the list methods, `initialize`, `ping`, notifications, responses,
+///   and any method the operator did not price.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Policy {
+    /// Price per tool name.
+    pub tools: BTreeMap<String, Price>,
+    /// Price of tools not named in `tools`.
+    pub default_tool: Price,
+    /// Price per method other than `tools/call` (e.g. `resources/read`).
+    pub methods: BTreeMap<String, Price>,
+}
+
+impl Policy {
+    /// The price of a call with this method and name (tool name for `tools/call`).
+    pub fn price(&self, method: &str, name: Option<&str>) -> &Price {
+        static FREE: Price = Price { offers: Vec::new() };
+        if method == "tools/call" {
+            return name
+                .and_then(|n| self.tools.get(n))
+                .unwrap_or(&self.default_tool);
+        }
+        if method.starts_with("notifications/") {
+            return &FREE;
+        }
+        self.methods.get(method).unwrap_or(&FREE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_resolve() {
+        let mut p = Policy {
+            default_tool: Price {
+                offers: vec![Offer::Pow { effort: 10 }],
+            },
+            ..Default::default()
+        };
+        p.tools.insert("free".into(), Price::free());
+        p.tools.insert(
+            "dear".into(),
+            Price {
+                offers: vec![Offer::Pow { effort: 1000 }],
+            },
+        );
+        assert!(p.price("tools/call", Some("free")).is_free());
+        assert_eq!(
+            p.price("tools/call", Some("dear")).offer(RailKind::Pow),
+            Some(&Offer::Pow { effort: 1000 })
+        );
+        assert_eq!(
+            p.price("tools/call", Some("other")).offers,
+            vec![Offer::Pow { effort: 10 }]
+        );
+        assert_eq!(
+            p.price("tools/call", None).offers,
+            vec![Offer::Pow { effort: 10 }],
+            "a call with no tool name is still priced"
+        );
+        for m in DEFAULT_FREE_METHODS {
+            assert!(p.price(m, None).is_free());
+        }
+        assert!(p.price("notifications/initialized", None).is_free());
+        assert!(p.price("resources/read", Some("file:///x")).is_free());
+    }
+}

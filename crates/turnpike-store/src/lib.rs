@@ -1,0 +1,152 @@
+//! State behind small traits.
+//!
+//! The hot path needs one thing from the store so far: a *spent set*, which records a
+//! single-use credential (a solved puzzle, a per-call payment) as used until it expires, with an
+//! atomic insert, so a credential is accepted at most once. [`MemorySpentSet`] is the embedded
+//! default; shared backends (Redis) implement the same trait.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use turnpike_core::BoxFuture;
+
+/// Why a store operation failed. Callers fail closed on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Records single-use keys until they expire.
+pub trait SpentSet: Send + Sync {
+    /// Records `key` as spent until `expires_at` (Unix seconds), atomically. Returns `true` if
+    /// the key was new (the caller may accept the credential) and `false` if it was already
+    /// spent and has not expired.
+    fn insert(
+        &self,
+        key: [u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
+}
+
+/// The in-memory spent set: sharded hash maps, swept of expired keys as they grow.
+pub struct MemorySpentSet {
+    shards: Box<[Mutex<Shard>]>,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<[u8; 32], u64>,
+    /// The size at which the next sweep of expired keys runs.
+    sweep_at: usize,
+}
+
+impl Default for MemorySpentSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemorySpentSet {
+    pub fn new() -> Self {
+        let shards = (0..64)
+            .map(|_| {
+                Mutex::new(Shard {
+                    map: HashMap::new(),
+                    sweep_at: 1024,
+                })
+            })
+            .collect();
+        MemorySpentSet { shards }
+    }
+
+    /// Records `key` as spent (synchronous form of [`SpentSet::insert`]).
+    pub fn insert_now(&self, key: [u8; 32], expires_at: u64, now: u64) -> bool {
+        let mut shard = self.shards[key[0] as usize % self.shards.len()].lock();
+        if shard.map.len() >= shard.sweep_at {
+            shard.map.retain(|_, exp| *exp > now);
+            shard.sweep_at = (shard.map.len() * 2).max(1024);
+        }
+        match shard.map.get(&key) {
+            Some(&exp) if exp > now => false,
+            _ => {
+                shard.map.insert(key, expires_at);
+                true
+            }
+        }
+    }
+
+    /// How many keys are held (expired ones included until swept).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().map.len()).sum()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl SpentSet for MemorySpentSet {
+    fn insert(
+        &self,
+        key: [u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let fresh = self.insert_now(key, expires_at, now);
+        Box::pin(async move { Ok(fresh) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn once_until_expiry() {
+        let s = MemorySpentSet::new();
+        assert!(s.insert_now([1; 32], 100, 10));
+        assert!(!s.insert_now([1; 32], 100, 50));
+        assert!(s.insert_now([2; 32], 100, 50));
+        // After expiry the key may be recorded again (the credential itself has expired too, so
+        // its rail refuses it before asking).
+        assert!(s.insert_now([1; 32], 200, 100));
+    }
+
+    #[test]
+    fn sweeps_bound_memory() {
+        let s = MemorySpentSet::new();
+        for i in 0..200_000u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            k[0] = (i % 64) as u8;
+            k[4..8].copy_from_slice(&i.to_be_bytes());
+            assert!(s.insert_now(k, u64::from(i) + 10, u64::from(i)));
+        }
+        assert!(
+            s.len() < 200_000 / 4,
+            "expired keys are swept, held {}",
+            s.len()
+        );
+    }
+
+    #[test]
+    fn concurrent_inserts_accept_once() {
+        let s = std::sync::Arc::new(MemorySpentSet::new());
+        let wins: usize = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    let s = s.clone();
+                    sc.spawn(move || {
+                        (0..1000)
+                            .filter(|i| s.insert_now([(*i % 256) as u8; 32], 100, 0))
+                            .count()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 256);
+    }
+}
