@@ -1,1 +1,3 @@
-//! placeholder
+//! turnpike's HTTP gateway.
+
+pub mod upstream;

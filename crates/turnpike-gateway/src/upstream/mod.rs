@@ -1,0 +1,3 @@
+//! Upstreams: where the gateway forwards calls.
+
+pub mod stdio;

@@ -1,0 +1,1 @@
+//! The stdio upstream: one child process per MCP session.
