@@ -125,3 +125,36 @@ def gw_record(request: pytest.FixtureRequest, work: Path) -> Iterator[tuple[Gate
     gw.proc.stop()
     for p in procs:
         p.stop()
+
+
+FIXTURE_MODES = ["http", "http-stateless-json", "stdio"]
+
+
+@pytest.fixture(scope="session", params=FIXTURE_MODES)
+def gw_fixture(request: pytest.FixtureRequest, work: Path) -> Iterator[tuple[Gateway, str]]:
+    """A gateway in front of the project's fixture server (turnpike-fixture): echo free, every
+    other tool (add, slow, whoami) at DEFAULT_EFFORT. Yields (gateway, mode)."""
+    from turnpike_e2e import FIXTURE, free_port, require_file
+
+    mode = request.param
+    require_file(FIXTURE, "build the workspace: cargo build --workspace")
+    procs: list[Proc] = []
+    if mode == "stdio":
+        cfg = GatewayConfig(upstream_command=[str(FIXTURE), "--stdio"])
+    else:
+        port = free_port()
+        argv = [str(FIXTURE), "--listen", f"127.0.0.1:{port}"]
+        if mode == "http-stateless-json":
+            argv += ["--stateless", "--json"]
+        up = Proc(f"fixture-{mode}", argv, work / f"fixture-{mode}.log")
+        up.wait_port(port)
+        procs.append(up)
+        cfg = GatewayConfig(upstream_url=f"http://127.0.0.1:{port}/mcp")
+    cfg.default_pow = DEFAULT_EFFORT
+    cfg.subpuzzles = SUBPUZZLES
+    cfg.tools = {"echo": {"free": True}}
+    gw = start_gateway(work, f"gw-fixture-{mode}", cfg)
+    yield gw, mode
+    gw.proc.stop()
+    for p in procs:
+        p.stop()
