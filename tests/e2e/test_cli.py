@@ -1,0 +1,67 @@
+"""The `turnpike` command line: check, solve, and serve configured by flags alone."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from turnpike_e2e import TURNPIKE, Proc, RawSession, free_port, parse_www_authenticate, pow_challenges
+
+
+def run(*argv: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([str(TURNPIKE), *argv], input=stdin.encode(), capture_output=True, timeout=60)
+
+
+GOOD = """\
+[server]
+listen = "127.0.0.1:8402"
+challenge_mode = "auto"
+
+[upstream]
+url = "http://127.0.0.1:3001/mcp"
+
+[tools.default]
+pow = 200000
+
+[tools.echo]
+free = true
+"""
+
+
+def test_check_accepts_a_good_config(tmp_path: Path) -> None:
+    f = tmp_path / "good.toml"
+    f.write_text(GOOD)
+    r = run("check", "--config", str(f))
+    assert r.returncode == 0, (r.stdout + r.stderr).decode(errors="replace")
+
+
+def test_check_points_at_the_line(tmp_path: Path) -> None:
+    f = tmp_path / "bad.toml"
+    f.write_text(GOOD.replace('challenge_mode = "auto"', 'challenge_mode = "sometimes"'))
+    r = run("check", "--config", str(f))
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    assert r.returncode != 0, out
+    assert f"{f}:3:" in out, out
+
+
+def test_solve_rejects_garbage() -> None:
+    r = run("solve", "not a challenge")
+    assert r.returncode != 0
+    assert r.stdout.strip() == b""
+
+
+def test_serve_from_flags_alone(work: Path, everything: str) -> None:
+    port = free_port()
+    p = Proc("gw-flags", [str(TURNPIKE), "serve", "--listen", f"127.0.0.1:{port}", "--upstream", everything,
+                          "--pow-effort", "5000", "--challenge-mode", "http", "--data-dir",
+                          str(work / "gw-flags-data")], work / "gw-flags.log")
+    try:
+        p.wait_port(port)
+        with RawSession(f"http://127.0.0.1:{port}/mcp") as s:
+            s.initialize()
+            r, _ = s.call_tool("get-sum", {"a": 1, "b": 1})
+            assert r.status_code == 402, r.text[:300]
+            params = dict(parse_www_authenticate(pow_challenges(r)[0])[1])
+            assert params["effort"] == "5000"
+    finally:
+        p.stop()
