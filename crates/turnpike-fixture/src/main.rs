@@ -1,0 +1,80 @@
+//! `turnpike-fixture`: the fixture MCP server as a program, over HTTP or stdio.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::Parser;
+use turnpike_fixture::HttpOptions;
+
+/// A small, fast MCP server for tests, demos and benchmarks.
+///
+/// Tools: echo {text}, add {a,b}, slow {steps,delay_ms} (streams notifications/progress),
+/// whoami (returns the HTTP headers the server received).
+#[derive(Debug, Parser)]
+#[command(
+    name = "turnpike-fixture",
+    version,
+    after_help = "Examples:\n  turnpike-fixture --listen 127.0.0.1:3001            # stateful, http://127.0.0.1:3001/mcp\n  turnpike-fixture --listen 127.0.0.1:3001 --stateless --json   # one POST, one JSON reply\n  turnpike-fixture --stdio                             # for an MCP host that launches it"
+)]
+struct Args {
+    /// Serve Streamable HTTP on this address (path set by --path).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        required_unless_present = "stdio",
+        conflicts_with = "stdio"
+    )]
+    listen: Option<SocketAddr>,
+    /// Serve one session over stdin/stdout instead of HTTP.
+    #[arg(long)]
+    stdio: bool,
+    /// The HTTP endpoint path.
+    #[arg(long, default_value = "/mcp", value_name = "PATH")]
+    path: String,
+    /// Stateless HTTP: no sessions, no initialize needed before a call.
+    #[arg(long, conflicts_with = "stdio")]
+    stateless: bool,
+    /// With --stateless: answer simple calls with one application/json body instead of SSE.
+    #[arg(long, requires = "stateless")]
+    json: bool,
+    /// Accept any Host header (default: only localhost, 127.0.0.1 and ::1).
+    #[arg(long, conflicts_with = "stdio")]
+    any_host: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if args.stdio {
+        return turnpike_fixture::serve_stdio()
+            .await
+            .context("serving over stdio");
+    }
+    let Some(addr) = args.listen else {
+        anyhow::bail!("give --listen ADDR or --stdio");
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    let opts = HttpOptions {
+        stateless: args.stateless,
+        json_response: args.json,
+        allowed_hosts: args.any_host.then(Vec::new),
+        ..Default::default()
+    };
+    // Tests read this line to learn the port when they bind port 0.
+    println!("turnpike-fixture listening on http://{local}{}", args.path);
+    turnpike_fixture::serve_http(listener, &args.path, opts, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serving HTTP")
+}
