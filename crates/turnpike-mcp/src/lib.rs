@@ -1,1 +1,29 @@
-//! placeholder
+//! MCP wire knowledge for turnpike. Pure functions, no I/O.
+//!
+//! - [`envelope`]: one JSON-RPC message per body ([`parse_message`]); batches, malformed
+//!   messages and objects with repeated keys are refused;
+//! - [`headers`]: the two protocol eras and the 2026-07-28 routing headers
+//!   ([`check_routing_headers`]);
+//! - [`classify`](mod@classify): which call a message is ([`classify()`] → `CallFacts`);
+//! - [`canonical`]: the canonical JSON of arguments and its hash;
+//! - [`meta`]: credentials in `params._meta` ([`meta_credentials`]) and their removal
+//!   ([`strip_turnpike_meta`]);
+//! - [`respond`]: JSON-RPC error bodies, challenge errors and in-band challenge results;
+//! - [`annotate`]: price annotation of `tools/list` results;
+//! - [`sse`]: an incremental Server-Sent Events parser and writer.
+
+pub mod annotate;
+pub mod canonical;
+pub mod classify;
+pub mod envelope;
+pub mod headers;
+pub mod meta;
+pub mod respond;
+pub mod sse;
+
+pub use annotate::annotate_tools_list;
+pub use classify::{call_name, classify};
+pub use envelope::{parse_message, EnvelopeError, Message, MessageKind};
+pub use headers::{check_routing_headers, era, Era, HeaderMismatch};
+pub use meta::{meta_credentials, strip_turnpike_meta};
+pub use respond::{challenge_error, error_response, in_band_result};

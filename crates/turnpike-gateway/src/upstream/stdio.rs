@@ -1,1 +1,0 @@
-//! The stdio upstream: one child process per MCP session.

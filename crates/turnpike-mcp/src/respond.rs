@@ -1,0 +1,160 @@
+//! JSON-RPC bodies the gate answers with: errors, challenge errors and in-band results.
+
+use serde_json::{json, Value};
+use turnpike_core::{Challenge, Refusal};
+
+/// A JSON-RPC error response: `{"jsonrpc":"2.0","id":<id or null>,"error":{"code","message"}}`.
+pub fn error_response(id: Option<&Value>, code: i64, message: &str) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id.cloned().unwrap_or(Value::Null),
+        "error": {"code": code, "message": message},
+    })
+}
+
+/// A JSON-RPC error listing the ways through: `error.data = {"challenges": [<details>…],
+/// "refusals": [{"rail", "reason"}…]}` (HTTP delivery of a challenge).
+pub fn challenge_error(
+    id: Option<&Value>,
+    code: i64,
+    message: &str,
+    challenges: &[Challenge],
+    refusals: &[Refusal],
+) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id.cloned().unwrap_or(Value::Null),
+        "error": {
+            "code": code,
+            "message": message,
+            "data": ways_through(challenges, refusals),
+        },
+    })
+}
+
+/// An in-band challenge: a successful JSON-RPC response whose `tools/call` result has
+/// `isError: true`, one text block an LLM can act on, and `structuredContent.turnpike` with the
+/// same challenges and refusals as an HTTP challenge carries.
+pub fn in_band_result(id: Option<&Value>, challenges: &[Challenge], refusals: &[Refusal]) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id.cloned().unwrap_or(Value::Null),
+        "result": {
+            "isError": true,
+            "content": [{"type": "text", "text": in_band_text(challenges, refusals)}],
+            "structuredContent": {"turnpike": ways_through(challenges, refusals)},
+        },
+    })
+}
+
+fn ways_through(challenges: &[Challenge], refusals: &[Refusal]) -> Value {
+    json!({
+        "challenges": challenges.iter().map(|c| c.details.clone()).collect::<Vec<_>>(),
+        "refusals": refusals,
+    })
+}
+
+/// The text of an in-band challenge: what is needed, and how to retry.
+pub fn in_band_text(challenges: &[Challenge], refusals: &[Refusal]) -> String {
+    let mut t = String::new();
+    for r in refusals {
+        t.push_str(&format!(
+            "The {} credential presented was not accepted: {}. ",
+            r.rail, r.reason
+        ));
+    }
+    if challenges.is_empty() {
+        t.push_str(
+            "This call needs a credential, and no way to obtain one can be offered right now. \
+             Try again later.",
+        );
+        return t;
+    }
+    t.push_str("This call needs a credential before it runs. ");
+    for c in challenges {
+        let d = &c.details;
+        match c.rail {
+            turnpike_core::RailKind::Pow => {
+                let token = d.get("challenge").and_then(Value::as_str).unwrap_or("");
+                let secs = d
+                    .get("expected_seconds")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
+                let k = d.get("subpuzzles").and_then(Value::as_u64).unwrap_or(1);
+                t.push_str(&format!(
+                    "Proof-of-work: solve challenge \"{token}\" ({k} SHA-256 sub-puzzles, about \
+                     {secs:.3} s on one CPU core; the parameters are in \
+                     structuredContent.turnpike.challenges), e.g. with `turnpike solve`, then \
+                     retry this same call with the same arguments and add \
+                     params._meta[\"turnpike/pow\"] = {{\"challenge\": \"{token}\", \
+                     \"solution\": \"<n0>,<n1>,...\"}} (one decimal nonce per sub-puzzle). "
+                ));
+            }
+            other => {
+                t.push_str(&format!(
+                    "{other}: see structuredContent.turnpike.challenges and retry this same call \
+                     with the credential in params._meta[\"turnpike/{other}\"]. "
+                ));
+            }
+        }
+    }
+    t.truncate(t.trim_end().len());
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use turnpike_core::RailKind;
+
+    fn pow_challenge() -> Challenge {
+        Challenge {
+            rail: RailKind::Pow,
+            www_authenticate: "PoW challenge=\"TOK\"".into(),
+            details: json!({"rail":"pow","scheme":"PoW","challenge":"TOK","effort":1000,
+                "subpuzzles":4,"expected_seconds":0.5}),
+        }
+    }
+
+    #[test]
+    fn error_shapes() {
+        assert_eq!(
+            error_response(Some(&json!(7)), -32600, "no"),
+            json!({"jsonrpc":"2.0","id":7,"error":{"code":-32600,"message":"no"}})
+        );
+        assert_eq!(error_response(None, -1, "x")["id"], Value::Null);
+        let e = challenge_error(
+            Some(&json!("a")),
+            -31402,
+            "pay",
+            &[pow_challenge()],
+            &[Refusal::new(RailKind::Pow, "already used")],
+        );
+        assert_eq!(
+            e,
+            json!({"jsonrpc":"2.0","id":"a","error":{"code":-31402,"message":"pay","data":{
+                "challenges":[pow_challenge().details],
+                "refusals":[{"rail":"pow","reason":"already used"}]}}})
+        );
+    }
+
+    #[test]
+    fn in_band_shape() {
+        let r = in_band_result(Some(&json!(3)), &[pow_challenge()], &[]);
+        assert_eq!(r["id"], 3);
+        assert_eq!(r["result"]["isError"], true);
+        assert_eq!(r["result"]["content"][0]["type"], "text");
+        let text = r["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(
+            text.contains("TOK") && text.contains("turnpike/pow"),
+            "{text}"
+        );
+        assert_eq!(
+            r["result"]["structuredContent"],
+            json!({"turnpike":{"challenges":[pow_challenge().details],"refusals":[]}})
+        );
+        let r = in_band_result(None, &[], &[Refusal::new(RailKind::Pow, "busy")]);
+        let text = r["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("busy") && text.contains("later"), "{text}");
+    }
+}
