@@ -1,0 +1,1 @@
+//! The L402 rail of turnpike.
