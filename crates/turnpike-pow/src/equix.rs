@@ -1,0 +1,203 @@
+//! The Equi-X variant of the puzzle (algorithm 2).
+//!
+//! Equi-X is Tor's asymmetric, memory-hard client puzzle: finding a solution for a challenge
+//! string takes a few milliseconds and some memory, checking one takes microseconds. The
+//! verifier and solver are in the `equix` crate (LGPL-3.0-only), which this crate uses only
+//! when built with its `equix` feature; without it the constants and encodings below still
+//! exist, but tokens of algorithm 2 are never minted and never pass.
+//!
+//! Sub-puzzle `i` of a token is solved by a `u64` nonce `n` and an Equi-X solution `S` (16
+//! bytes, as `equix::Solution::to_bytes` packs it) such that
+//! - `S` is an Equi-X solution of the challenge string `C = raw || u8(i) || u64_be(n)`, and
+//! - the first 8 bytes of `SHA-256(C || S)`, big-endian, are below
+//!   [`target_for`](crate::puzzle::target_for)`(effort, k)`.
+//!
+//! The token's `effort` counts Equi-X solutions examined (not hashes). A credential carries three
+//! numbers per sub-puzzle: `n`, then `S[0..8]` and `S[8..16]` each read as a big-endian `u64`,
+//! so `solution="n0,s0hi,s0lo,n1,s1hi,s1lo,…"` (at most 21 sub-puzzles fit the 64-number limit
+//! of a credential).
+
+use sha2::{Digest, Sha256};
+
+use crate::puzzle::{ChallengeToken, MESSAGE_LEN, TOKEN_LEN};
+
+/// Equi-X solutions examined per second on the reference core (one x86-64 core: about 2,000
+/// solve attempts a second, each yielding about two solutions on average). `expected_seconds`
+/// of an Equi-X challenge is `effort / EQUIX_REFERENCE_RATE`.
+pub const EQUIX_REFERENCE_RATE: u64 = 4_000;
+
+/// The most sub-puzzles an Equi-X challenge carries (3 numbers each within the 64-number limit
+/// of a credential).
+pub const MAX_EQUIX_SUBPUZZLES: u8 = 21;
+
+/// Numbers a credential carries per Equi-X sub-puzzle: the nonce and the two halves of the
+/// solution.
+pub const NUMBERS_PER_SUBPUZZLE: usize = 3;
+
+/// Converts an effort in SHA-256 hashes (the unit of prices and `[tools]` config) into Equi-X
+/// solutions that take the same time on the reference core:
+/// `ceil(hashes × EQUIX_REFERENCE_RATE / reference_hashrate)`, at least 1.
+pub fn effort_from_hashes(hashes: u64, reference_hashrate: u64) -> u64 {
+    let num = u128::from(hashes) * u128::from(EQUIX_REFERENCE_RATE);
+    let e = num.div_ceil(u128::from(reference_hashrate.max(1)));
+    u64::try_from(e).unwrap_or(u64::MAX).max(1)
+}
+
+/// The Equi-X challenge string of sub-puzzle `i` with nonce `n`: `raw || u8(i) || u64_be(n)`.
+pub fn challenge_bytes(raw: &[u8; TOKEN_LEN], i: u8, n: u64) -> [u8; MESSAGE_LEN] {
+    let mut c = [0u8; MESSAGE_LEN];
+    c[..TOKEN_LEN].copy_from_slice(raw);
+    c[TOKEN_LEN] = i;
+    c[TOKEN_LEN + 1..].copy_from_slice(&n.to_be_bytes());
+    c
+}
+
+/// The two numbers a credential carries for a 16-byte solution.
+pub fn split_solution(s: &[u8; 16]) -> (u64, u64) {
+    let mut hi = [0u8; 8];
+    let mut lo = [0u8; 8];
+    hi.copy_from_slice(&s[..8]);
+    lo.copy_from_slice(&s[8..]);
+    (u64::from_be_bytes(hi), u64::from_be_bytes(lo))
+}
+
+/// The 16 solution bytes from the two numbers a credential carries.
+pub fn join_solution(hi: u64, lo: u64) -> [u8; 16] {
+    let mut s = [0u8; 16];
+    s[..8].copy_from_slice(&hi.to_be_bytes());
+    s[8..].copy_from_slice(&lo.to_be_bytes());
+    s
+}
+
+/// The first 8 bytes of `SHA-256(C || S)`, big-endian.
+pub fn solution_prefix(challenge: &[u8; MESSAGE_LEN], solution: &[u8; 16]) -> u64 {
+    let d = Sha256::new()
+        .chain_update(challenge)
+        .chain_update(solution)
+        .finalize();
+    let mut p = [0u8; 8];
+    p.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(p)
+}
+
+/// Whether `(n, solution)` solves sub-puzzle `i` of the token `raw` under `target`. The cheap
+/// SHA-256 check runs before the Equi-X verification.
+#[cfg(feature = "equix")]
+pub fn check_subpuzzle(
+    raw: &[u8; TOKEN_LEN],
+    i: u8,
+    n: u64,
+    solution: &[u8; 16],
+    target: u64,
+) -> bool {
+    let c = challenge_bytes(raw, i, n);
+    if solution_prefix(&c, solution) >= target {
+        return false;
+    }
+    let Ok(s) = ::equix::Solution::try_from_bytes(solution) else {
+        return false;
+    };
+    ::equix::verify(&c, &s).is_ok()
+}
+
+/// Reusable solver memory for [`try_nonce`] (about 1.8 MB, on the heap).
+#[cfg(feature = "equix")]
+pub struct Scratch(::equix::SolverMemory);
+
+#[cfg(feature = "equix")]
+impl Scratch {
+    /// Allocates solver memory.
+    pub fn new() -> Self {
+        Scratch(::equix::SolverMemory::new())
+    }
+}
+
+#[cfg(feature = "equix")]
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "equix")]
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scratch")
+    }
+}
+
+/// Solves the Equi-X challenge of sub-puzzle `i` with nonce `n` and returns the first solution
+/// whose SHA-256 check passes under `target` (if any), with the number of solutions examined.
+/// A challenge string for which Equi-X builds no program has no solution.
+#[cfg(feature = "equix")]
+pub fn try_nonce(
+    raw: &[u8; TOKEN_LEN],
+    i: u8,
+    n: u64,
+    target: u64,
+    scratch: &mut Scratch,
+) -> (Option<[u8; 16]>, u64) {
+    let c = challenge_bytes(raw, i, n);
+    let Ok(eq) = ::equix::EquiX::new(&c) else {
+        return (None, 0);
+    };
+    let mut examined = 0;
+    for s in eq.solve_with_memory(&mut scratch.0) {
+        examined += 1;
+        let bytes = s.to_bytes();
+        if solution_prefix(&c, &bytes) < target {
+            return (Some(bytes), examined);
+        }
+    }
+    (None, examined)
+}
+
+/// Whether `numbers` (three per sub-puzzle) solve every sub-puzzle of an Equi-X token.
+pub(crate) fn solution_holds(token: &ChallengeToken, numbers: &[u64]) -> bool {
+    let k = usize::from(token.subpuzzles());
+    if numbers.len() != k * NUMBERS_PER_SUBPUZZLE {
+        return false;
+    }
+    #[cfg(feature = "equix")]
+    {
+        let target = token.target();
+        numbers
+            .chunks_exact(NUMBERS_PER_SUBPUZZLE)
+            .zip(0u8..)
+            .all(|(c, i)| match c {
+                [n, hi, lo] => {
+                    check_subpuzzle(token.raw(), i, *n, &join_solution(*hi, *lo), target)
+                }
+                _ => false,
+            })
+    }
+    #[cfg(not(feature = "equix"))]
+    {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effort_mapping() {
+        // 20 MH at 20 MH/s is one second, which is EQUIX_REFERENCE_RATE solutions.
+        assert_eq!(
+            effort_from_hashes(20_000_000, 20_000_000),
+            EQUIX_REFERENCE_RATE
+        );
+        assert_eq!(effort_from_hashes(1, 20_000_000), 1);
+        assert_eq!(effort_from_hashes(0, 20_000_000), 1);
+        assert_eq!(effort_from_hashes(u64::MAX, 1), u64::MAX);
+        assert_eq!(effort_from_hashes(10, 0), 10 * EQUIX_REFERENCE_RATE);
+    }
+
+    #[test]
+    fn solution_numbers_round_trip() {
+        let s: [u8; 16] = core::array::from_fn(|i| i as u8 * 17);
+        let (hi, lo) = split_solution(&s);
+        assert_eq!(join_solution(hi, lo), s);
+    }
+}

@@ -1,0 +1,631 @@
+//! The HMAC keys that tag challenges.
+//!
+//! A [`KeyRing`] holds one *current* key, which tags new challenges, and older keys that still
+//! verify challenges minted before the last rotation. Keys are either given (operator config,
+//! e.g. shared by several gateway instances) or generated and persisted as JSON in
+//! `<data_dir>/pow-keys.json`, written with mode 0600 in a directory created with mode 0700.
+//!
+//! Secrets are zeroized when dropped and never printed: `Debug` shows key ids and ages only.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
+
+/// The name of the key file inside the data directory.
+pub const KEY_FILE: &str = "pow-keys.json";
+
+/// The longest challenge lifetime a persisted key ring assumes when it is not told the
+/// configured one ([`KeyRing::load_or_generate`]): a retired key is kept this long (plus
+/// [`CLOCK_SKEW_SECS`]) after the key that replaced it was created.
+pub const MAX_EXPIRY_SECS: u64 = 86_400;
+
+/// How far in the future a challenge's `issued_at` may lie (clock skew between instances).
+pub const CLOCK_SKEW_SECS: u64 = 60;
+
+/// Why a key ring could not be built, loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// No key was given.
+    #[error("a key ring needs at least one key")]
+    Empty,
+    /// Two keys share an id.
+    #[error("key id {0} appears twice")]
+    DuplicateId(u32),
+    /// Reading or writing the key file or its directory failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key file is not what this crate writes.
+    #[error(
+        "{path} is not a valid key file ({reason}); move it away to generate new keys, or fix it"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    /// The key file can be read by others than its owner.
+    #[error("{path} is accessible by group or others (mode {mode:o}); run `chmod 600 {path}` (and consider the keys compromised)")]
+    Permissions { path: PathBuf, mode: u32 },
+    /// The operating system's random source failed.
+    #[error("no randomness for a new key: {0}")]
+    Random(String),
+}
+
+/// One HMAC key.
+#[derive(Clone)]
+struct Key {
+    id: u32,
+    /// Unix seconds at which the key was created (0 for keys given by the operator).
+    created_at: u64,
+    secret: Zeroizing<[u8; 32]>,
+}
+
+/// Where and how a generated key ring is persisted and rotated.
+#[derive(Debug, Clone)]
+struct Persist {
+    path: PathBuf,
+    /// Seconds after which the current key is replaced; 0 never rotates.
+    rotation_secs: u64,
+    /// Seconds a retired key is kept after its successor was created.
+    retain_secs: u64,
+}
+
+/// HMAC-SHA256 keys with `u32` ids. The last key is current: it tags new challenges; every key
+/// verifies.
+pub struct KeyRing {
+    /// Oldest first; never empty.
+    keys: Vec<Key>,
+    persist: Option<Persist>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut l = f.debug_list();
+        for k in &self.keys {
+            l.entry(&format_args!(
+                "key {} (created {}, secret redacted)",
+                k.id, k.created_at
+            ));
+        }
+        l.finish()
+    }
+}
+
+/// The key file's JSON form.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    format: u32,
+    keys: Vec<KeyEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    id: u32,
+    created_at: u64,
+    /// 64 lower-case hex digits.
+    secret: String,
+}
+
+impl Drop for KeyEntry {
+    fn drop(&mut self) {
+        self.secret.zeroize();
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn random_secret() -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    use rand::TryRngCore;
+    let mut s = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut s[..])
+        .map_err(|e| KeyError::Random(e.to_string()))?;
+    Ok(s)
+}
+
+impl KeyRing {
+    /// A fixed key ring from `(id, secret)` pairs, e.g. from the operator's config (several
+    /// gateway instances sharing keys). The last pair is the current key. Never rotates.
+    pub fn from_secrets(secrets: Vec<(u32, [u8; 32])>) -> Result<KeyRing, KeyError> {
+        let mut keys: Vec<Key> = Vec::with_capacity(secrets.len());
+        for (id, mut secret) in secrets {
+            let key = Key {
+                id,
+                created_at: 0,
+                secret: Zeroizing::new(secret),
+            };
+            secret.zeroize();
+            if keys.iter().any(|k| k.id == id) {
+                return Err(KeyError::DuplicateId(id));
+            }
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        Ok(KeyRing {
+            keys,
+            persist: None,
+        })
+    }
+
+    /// Loads `<dir>/pow-keys.json`, or creates it with a fresh key; rotates the current key when
+    /// it is older than `rotation_secs` (0 never rotates) and drops keys retired more than
+    /// [`MAX_EXPIRY_SECS`] + [`CLOCK_SKEW_SECS`] ago. The directory is created with mode 0700 and
+    /// the file written with mode 0600; a key file readable by group or others is refused.
+    pub fn load_or_generate(dir: &Path, rotation_secs: u64) -> Result<KeyRing, KeyError> {
+        Self::load_or_generate_at(
+            dir,
+            rotation_secs,
+            MAX_EXPIRY_SECS + CLOCK_SKEW_SECS,
+            now_secs(),
+        )
+    }
+
+    /// [`KeyRing::load_or_generate`] with the retention of retired keys (`retain_secs`: the
+    /// longest challenge lifetime plus clock skew) and the time given.
+    pub fn load_or_generate_at(
+        dir: &Path,
+        rotation_secs: u64,
+        retain_secs: u64,
+        now: u64,
+    ) -> Result<KeyRing, KeyError> {
+        ensure_dir(dir)?;
+        let path = dir.join(KEY_FILE);
+        let persist = Persist {
+            path: path.clone(),
+            rotation_secs,
+            retain_secs,
+        };
+        let mut ring = match read_key_file(&path)? {
+            Some(keys) => KeyRing {
+                keys,
+                persist: Some(persist),
+            },
+            None => {
+                let ring = KeyRing {
+                    keys: vec![Key {
+                        id: 1,
+                        created_at: now,
+                        secret: random_secret()?,
+                    }],
+                    persist: Some(persist),
+                };
+                ring.save()?;
+                ring
+            }
+        };
+        ring.rotate_if_due(now)?;
+        Ok(ring)
+    }
+
+    /// If this ring is persisted and its current key is due for rotation at `now`, adds a new
+    /// current key, drops keys retired long enough ago, and saves the file. Returns whether the
+    /// ring changed. On error the ring is left as it was.
+    pub fn rotate_if_due(&mut self, now: u64) -> Result<bool, KeyError> {
+        let Some(p) = self.persist.clone() else {
+            return Ok(false);
+        };
+        let mut changed = false;
+        let mut keys: Vec<(u32, u64)> = self.keys.iter().map(|k| (k.id, k.created_at)).collect();
+        let mut fresh = None;
+        if let Some(&(cur_id, cur_created)) = keys.last() {
+            if p.rotation_secs > 0 && now >= cur_created.saturating_add(p.rotation_secs) {
+                let mut id = cur_id.wrapping_add(1);
+                while id == 0 || keys.iter().any(|k| k.0 == id) {
+                    id = id.wrapping_add(1);
+                }
+                keys.push((id, now));
+                fresh = Some((id, random_secret()?));
+                changed = true;
+            }
+        }
+        // A key is retired when its successor is created; keep it `retain_secs` after that.
+        let mut keep = vec![true; keys.len()];
+        for j in 0..keys.len().saturating_sub(1) {
+            let retired_at = keys[j + 1].1;
+            if now >= retired_at.saturating_add(p.retain_secs) {
+                keep[j] = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(false);
+        }
+        let mut next: Vec<Key> = self
+            .keys
+            .iter()
+            .zip(&keep)
+            .filter(|(_, keep)| **keep)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if let Some((id, secret)) = fresh {
+            next.push(Key {
+                id,
+                created_at: now,
+                secret,
+            });
+        }
+        let old = std::mem::replace(&mut self.keys, next);
+        if let Err(e) = self.save() {
+            // Keep the previous keys: a key that is not on disk would be lost on restart.
+            self.keys = old;
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// When the current key is due for rotation (Unix seconds), for persisted rings that rotate.
+    pub fn next_rotation_at(&self) -> Option<u64> {
+        let p = self.persist.as_ref().filter(|p| p.rotation_secs > 0)?;
+        let created = self.keys.last()?.created_at;
+        // Retired keys may also become droppable before then; checking at the next rotation
+        // (or restart) is early enough, they only cost memory.
+        Some(created.saturating_add(p.rotation_secs))
+    }
+
+    /// The id of the current key.
+    pub fn current_id(&self) -> u32 {
+        self.keys.last().map(|k| k.id).unwrap_or(0)
+    }
+
+    /// The ids of all keys, oldest first.
+    pub fn ids(&self) -> Vec<u32> {
+        self.keys.iter().map(|k| k.id).collect()
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the ring holds no key (never true for a ring built by this crate).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key file's path, for persisted rings.
+    pub fn path(&self) -> Option<&Path> {
+        self.persist.as_ref().map(|p| p.path.as_path())
+    }
+
+    /// Tags `msg` with the current key: `(key id, HMAC-SHA256)`.
+    pub(crate) fn tag_current(&self, msg: &[u8]) -> (u32, [u8; 32]) {
+        match self.keys.last() {
+            Some(k) => (k.id, hmac(&k.secret, msg)),
+            None => (0, [0; 32]),
+        }
+    }
+
+    /// Tags `msg` with key `id`, if the ring holds it.
+    pub(crate) fn tag_with(&self, id: u32, msg: &[u8]) -> Option<[u8; 32]> {
+        self.keys
+            .iter()
+            .rev()
+            .find(|k| k.id == id)
+            .map(|k| hmac(&k.secret, msg))
+    }
+
+    fn save(&self) -> Result<(), KeyError> {
+        let Some(p) = &self.persist else {
+            return Ok(());
+        };
+        let file = KeyFile {
+            format: 1,
+            keys: self
+                .keys
+                .iter()
+                .map(|k| KeyEntry {
+                    id: k.id,
+                    created_at: k.created_at,
+                    secret: hex::encode(&k.secret[..]),
+                })
+                .collect(),
+        };
+        let json =
+            Zeroizing::new(
+                serde_json::to_vec_pretty(&file).map_err(|e| KeyError::Corrupt {
+                    path: p.path.clone(),
+                    reason: e.to_string(),
+                })?,
+            );
+        write_private(&p.path, &json)
+    }
+}
+
+fn hmac(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so this cannot fail for a 32-byte key.
+    let Ok(mut m) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    m.update(msg);
+    m.finalize().into_bytes().into()
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> KeyError + 'a {
+    move |source| KeyError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        b.mode(0o700);
+    }
+    b.create(dir)
+        .map_err(io_err("cannot create directory", dir))
+}
+
+fn read_key_file(path: &Path) -> Result<Option<Vec<Key>>, KeyError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => Zeroizing::new(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("cannot read", path)(e)),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(path)
+            .map_err(io_err("cannot read", path))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    let corrupt = |reason: String| KeyError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    if file.format != 1 {
+        return Err(corrupt(format!("unknown format {}", file.format)));
+    }
+    let mut keys: Vec<Key> = Vec::with_capacity(file.keys.len());
+    for e in &file.keys {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(&e.secret, &mut secret[..])
+            .map_err(|_| corrupt(format!("key {}: secret is not 64 hex digits", e.id)))?;
+        if keys.iter().any(|k| k.id == e.id) {
+            return Err(corrupt(format!("key id {} appears twice", e.id)));
+        }
+        keys.push(Key {
+            id: e.id,
+            created_at: e.created_at,
+            secret,
+        });
+    }
+    if keys.is_empty() {
+        return Err(corrupt("no keys".into()));
+    }
+    // Oldest first, so the newest is current whatever order the file lists them in.
+    keys.sort_by_key(|k| k.created_at);
+    Ok(Some(keys))
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file in the same directory, then rename),
+/// readable and writable by the owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let tmp = dir.join(format!(
+        ".{KEY_FILE}.{}.{:016x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    let result = (|| {
+        let mut f = o.open(&tmp).map_err(io_err("cannot create", &tmp))?;
+        f.write_all(bytes).map_err(io_err("cannot write", &tmp))?;
+        f.sync_all().map_err(io_err("cannot write", &tmp))?;
+        fs::rename(&tmp, path).map_err(io_err("cannot replace", path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "turnpike-pow-keys-{name}-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn from_secrets_rules() {
+        assert!(matches!(
+            KeyRing::from_secrets(vec![]),
+            Err(KeyError::Empty)
+        ));
+        assert!(matches!(
+            KeyRing::from_secrets(vec![(1, [1; 32]), (1, [2; 32])]),
+            Err(KeyError::DuplicateId(1))
+        ));
+        let r = KeyRing::from_secrets(vec![(7, [1; 32]), (9, [2; 32])]).unwrap();
+        assert_eq!(r.current_id(), 9);
+        assert_eq!(r.ids(), vec![7, 9]);
+        let (id, tag) = r.tag_current(b"m");
+        assert_eq!(id, 9);
+        assert_eq!(r.tag_with(9, b"m"), Some(tag));
+        assert_ne!(r.tag_with(7, b"m"), Some(tag));
+        assert_eq!(r.tag_with(8, b"m"), None);
+        assert!(r.next_rotation_at().is_none());
+    }
+
+    #[test]
+    fn hmac_matches_rfc4231_case_2() {
+        // RFC 4231 test case 2 uses a 4-byte key; check the construction with a 32-byte key
+        // against an independent computation instead: HMAC = H((K^opad) || H((K^ipad) || m)).
+        use sha2::Digest;
+        let key = [0x0b_u8; 32];
+        let msg = b"Hi There";
+        let mut ipad = [0x36u8; 64];
+        let mut opad = [0x5cu8; 64];
+        for i in 0..32 {
+            ipad[i] ^= key[i];
+            opad[i] ^= key[i];
+        }
+        let inner = Sha256::new()
+            .chain_update(ipad)
+            .chain_update(msg)
+            .finalize();
+        let outer: [u8; 32] = Sha256::new()
+            .chain_update(opad)
+            .chain_update(inner)
+            .finalize()
+            .into();
+        assert_eq!(hmac(&key, msg), outer);
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let r = KeyRing::from_secrets(vec![(3, [0xAB; 32])]).unwrap();
+        let d = format!("{r:?}");
+        assert!(d.contains("key 3"));
+        assert!(!d.to_lowercase().contains("abab"));
+        assert!(!d.contains("171"));
+    }
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn persists_rotates_and_retires() {
+        let dir = tmpdir("rotate").join("nested");
+        let t0 = 1_700_000_000;
+        let r = KeyRing::load_or_generate_at(&dir, 1000, 400, t0).unwrap();
+        assert_eq!(r.ids(), vec![1]);
+        let file = dir.join(KEY_FILE);
+        #[cfg(unix)]
+        {
+            assert_eq!(mode(&file), 0o600);
+            assert_eq!(mode(&dir), 0o700);
+        }
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(text.contains("\"format\": 1"));
+        let (_, tag1) = r.tag_current(b"x");
+        drop(r);
+
+        // Reloaded before rotation: same key.
+        let r = KeyRing::load_or_generate_at(&dir, 1000, 400, t0 + 999).unwrap();
+        assert_eq!(r.ids(), vec![1]);
+        assert_eq!(r.tag_current(b"x"), (1, tag1));
+        assert_eq!(r.next_rotation_at(), Some(t0 + 1000));
+        drop(r);
+
+        // Due: a new current key; the old one still verifies.
+        let mut r = KeyRing::load_or_generate_at(&dir, 1000, 400, t0 + 1000).unwrap();
+        assert_eq!(r.ids(), vec![1, 2]);
+        assert_eq!(r.current_id(), 2);
+        assert_eq!(r.tag_with(1, b"x"), Some(tag1));
+        assert_ne!(r.tag_current(b"x").1, tag1);
+        // Not yet past retention of key 1 (retired at t0+1000).
+        assert!(!r.rotate_if_due(t0 + 1399).unwrap());
+        assert_eq!(r.ids(), vec![1, 2]);
+        // Past retention: key 1 is dropped, and the file says so.
+        assert!(r.rotate_if_due(t0 + 1400).unwrap());
+        assert_eq!(r.ids(), vec![2]);
+        let r2 = KeyRing::load_or_generate_at(&dir, 1000, 400, t0 + 1401).unwrap();
+        assert_eq!(r2.ids(), vec![2]);
+        assert_eq!(r2.tag_current(b"x"), r.tag_current(b"x"));
+        #[cfg(unix)]
+        assert_eq!(mode(&file), 0o600);
+        // Long downtime: rotation on load and the previous key kept until retention passes.
+        let r3 = KeyRing::load_or_generate_at(&dir, 1000, 400, t0 + 10_000).unwrap();
+        assert_eq!(r3.ids(), vec![2, 3]);
+        // No stray temporary files.
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(KEY_FILE)]);
+        let _ = fs::remove_dir_all(dir.parent().unwrap());
+    }
+
+    #[test]
+    fn no_rotation_when_zero() {
+        let dir = tmpdir("norot");
+        let r = KeyRing::load_or_generate_at(&dir, 0, 10, 5).unwrap();
+        assert!(r.next_rotation_at().is_none());
+        let r = KeyRing::load_or_generate_at(&dir, 0, 10, u64::MAX).unwrap();
+        assert_eq!(r.ids(), vec![1]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_readable_or_corrupt_files() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tmpdir("perm");
+        KeyRing::load_or_generate_at(&dir, 0, 10, 5).unwrap();
+        let file = dir.join(KEY_FILE);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = KeyRing::load_or_generate_at(&dir, 0, 10, 5).unwrap_err();
+        assert!(
+            matches!(e, KeyError::Permissions { mode: 0o644, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("chmod 600"));
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(
+            &file,
+            "{\"format\":1,\"keys\":[{\"id\":1,\"created_at\":0,\"secret\":\"zz\"}]}",
+        )
+        .unwrap();
+        let e = KeyRing::load_or_generate_at(&dir, 0, 10, 5).unwrap_err();
+        assert!(matches!(e, KeyError::Corrupt { .. }), "{e}");
+        assert!(!e.to_string().contains("zz"), "errors do not echo secrets");
+        fs::write(&file, "not json").unwrap();
+        assert!(matches!(
+            KeyRing::load_or_generate_at(&dir, 0, 10, 5),
+            Err(KeyError::Corrupt { .. })
+        ));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,844 @@
+//! [`PowRail`]: the proof-of-work rail, implementing [`turnpike_core::Rail`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use turnpike_core::{
+    ct_eq, BoxFuture, CallFacts, Challenge, Credential, Grant, Offer, PowCredential, Rail,
+    RailKind, Refusal, Verdict,
+};
+use turnpike_store::SpentSet;
+
+use crate::config::PowConfig;
+use crate::keys::{KeyRing, CLOCK_SKEW_SECS};
+use crate::load::{Clock, EffortController, SystemClock};
+use crate::puzzle::{Algorithm, ChallengeToken, PuzzleHasher, TokenFields, MAX_SUBPUZZLES};
+
+/// What proof-of-work costs for a base effort right now: for `tools/list` annotations and
+/// quotes. Asking does not count as a priced request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quote {
+    /// The effort a challenge would carry now (base effort × load multiplier, converted to the
+    /// configured algorithm's unit).
+    pub effort: u64,
+    /// Seconds the puzzle should take on the reference core.
+    pub expected_seconds: f64,
+}
+
+/// The proof-of-work rail: mints challenges bound to one call, verifies solutions once.
+///
+/// Nothing is stored when a challenge is issued: the challenge carries everything under an
+/// HMAC tag. A solution is recorded in the spent set (keyed by the tag, until the challenge
+/// expires) when it passes.
+pub struct PowRail {
+    cfg: PowConfig,
+    keys: RwLock<KeyRing>,
+    /// When the key ring is next due for rotation (Unix seconds); `u64::MAX` for never.
+    next_rotation: AtomicU64,
+    spent: Arc<dyn SpentSet>,
+    load: EffortController,
+}
+
+impl std::fmt::Debug for PowRail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PowRail")
+            .field("cfg", &self.cfg)
+            .field("keys", &*self.keys.read())
+            .field("load", &self.load)
+            .finish()
+    }
+}
+
+/// Rounds to microseconds, for `expected_seconds`.
+fn round_seconds(x: f64) -> f64 {
+    if x.is_finite() {
+        (x * 1e6).round() / 1e6
+    } else {
+        0.0
+    }
+}
+
+impl PowRail {
+    /// A rail with the given configuration, keys and spent set, on the system clock.
+    ///
+    /// Out-of-range values in `cfg` are clamped (check them with [`PowConfig::validate`]);
+    /// `algorithm = equix` in a build without the `equix` feature falls back to SHA-256.
+    pub fn new(cfg: PowConfig, keys: KeyRing, spent: Arc<dyn SpentSet>) -> PowRail {
+        Self::with_clock(cfg, keys, spent, Arc::new(SystemClock))
+    }
+
+    /// [`PowRail::new`] with the load controller on the given clock (tests, simulations).
+    pub fn with_clock(
+        mut cfg: PowConfig,
+        keys: KeyRing,
+        spent: Arc<dyn SpentSet>,
+        clock: Arc<dyn Clock>,
+    ) -> PowRail {
+        cfg.subpuzzles = cfg.subpuzzles.clamp(1, MAX_SUBPUZZLES);
+        cfg.reference_hashrate = cfg.reference_hashrate.max(1);
+        cfg.expiry_secs = cfg.expiry_secs.max(1);
+        if !cfg!(feature = "equix") {
+            cfg.algorithm = Algorithm::Sha256;
+        }
+        let next_rotation = keys.next_rotation_at().unwrap_or(u64::MAX);
+        PowRail {
+            load: EffortController::with_clock(cfg.load.clone(), clock),
+            cfg,
+            keys: RwLock::new(keys),
+            next_rotation: AtomicU64::new(next_rotation),
+            spent,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &PowConfig {
+        &self.cfg
+    }
+
+    /// The load controller.
+    pub fn controller(&self) -> &EffortController {
+        &self.load
+    }
+
+    /// The current load multiplier on effort, `1..=max_multiplier`.
+    pub fn current_multiplier(&self) -> u64 {
+        self.load.current_multiplier()
+    }
+
+    /// The ids of the keys that verify challenges (the last one tags new ones).
+    pub fn key_ids(&self) -> Vec<u32> {
+        self.keys.read().ids()
+    }
+
+    /// What a challenge for `base_effort` would cost now, or `None` when proof-of-work is not
+    /// offered (above the ceiling). Does not count as a priced request.
+    pub fn quote(&self, base_effort: u64) -> Option<Quote> {
+        let effort = self.load.offered_effort(base_effort)?;
+        let effort = self.token_effort(effort);
+        Some(Quote {
+            effort,
+            expected_seconds: self.expected_seconds(effort),
+        })
+    }
+
+    /// Seconds a token of `effort` should take on the reference core (rounded to µs).
+    pub fn expected_seconds(&self, effort: u64) -> f64 {
+        let rate = match self.cfg.algorithm {
+            Algorithm::Sha256 => self.cfg.reference_hashrate,
+            Algorithm::Equix => crate::equix::EQUIX_REFERENCE_RATE,
+        };
+        round_seconds(effort as f64 / rate.max(1) as f64)
+    }
+
+    /// The effort carried by a token for an effort in SHA-256 hashes, in the configured
+    /// algorithm's unit.
+    fn token_effort(&self, hashes: u64) -> u64 {
+        match self.cfg.algorithm {
+            Algorithm::Sha256 => hashes.max(1),
+            Algorithm::Equix => {
+                crate::equix::effort_from_hashes(hashes, self.cfg.reference_hashrate)
+            }
+        }
+    }
+
+    /// Mints a challenge token for `call` with `effort` in SHA-256 hashes (converted for
+    /// Equi-X), at time `call.now`, without the load multiplier or the ceiling and without
+    /// counting a request. [`Rail::challenge`] is the normal way in.
+    pub fn mint(&self, call: &CallFacts, effort: u64) -> ChallengeToken {
+        self.rotate_if_due(call.now);
+        let effort = self.token_effort(effort);
+        let max_k = match self.cfg.algorithm {
+            Algorithm::Sha256 => MAX_SUBPUZZLES,
+            Algorithm::Equix => crate::equix::MAX_EQUIX_SUBPUZZLES,
+        };
+        let k = u64::from(self.cfg.subpuzzles.min(max_k)).min(effort);
+        let fields = TokenFields {
+            algorithm: self.cfg.algorithm,
+            key_id: 0,
+            issued_at: call.now,
+            expires_at: call.now.saturating_add(self.cfg.expiry_secs),
+            effort,
+            // 1 <= k <= 64: the config is clamped and effort >= 1.
+            subpuzzles: u8::try_from(k).unwrap_or(1),
+            scope: call.scope_digest(),
+            nonce: rand::random(),
+        };
+        let keys = self.keys.read();
+        let key_id = keys.current_id();
+        let fields = TokenFields { key_id, ..fields };
+        ChallengeToken::assemble(&fields, |signed| keys.tag_current(signed).1)
+    }
+
+    /// Renders a minted token as a [`Challenge`]: the `WWW-Authenticate` value and the JSON
+    /// details, exactly as the wire format specifies.
+    pub fn render(&self, token: &ChallengeToken) -> Challenge {
+        let tok = token.encode();
+        let alg = token.algorithm().as_str();
+        let effort = token.effort();
+        let k = token.subpuzzles();
+        let target = format!("{:016x}", token.target());
+        let expires = token.expires_at();
+        let secs = self.expected_seconds(effort);
+        let www = format!(
+            "PoW challenge=\"{tok}\", algorithm=\"{alg}\", effort=\"{effort}\", \
+             subpuzzles=\"{k}\", target=\"{target}\", expires=\"{expires}\", \
+             expected_seconds=\"{secs}\""
+        );
+        let details = serde_json::json!({
+            "rail": "pow",
+            "scheme": "PoW",
+            "challenge": tok,
+            "algorithm": alg,
+            "effort": effort,
+            "subpuzzles": k,
+            "target": target,
+            "expires": expires,
+            "expected_seconds": secs,
+            "www_authenticate": www,
+        });
+        Challenge {
+            rail: RailKind::Pow,
+            www_authenticate: www,
+            details,
+        }
+    }
+
+    /// Rotates the key ring if it is due (persisted rings only). A failed save keeps the
+    /// current key and retries a minute later.
+    fn rotate_if_due(&self, now: u64) {
+        if now < self.next_rotation.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut keys = self.keys.write();
+        let next = match keys.rotate_if_due(now) {
+            Ok(_) => keys.next_rotation_at().unwrap_or(u64::MAX),
+            Err(_) => now.saturating_add(60),
+        };
+        self.next_rotation.store(next, Ordering::Relaxed);
+    }
+
+    /// Every check of the verification order except the spent-set insert. On success returns
+    /// the spent-set key (the tag) and the challenge's expiry.
+    pub fn precheck(
+        &self,
+        call: &CallFacts,
+        base_effort: u64,
+        cred: &PowCredential,
+    ) -> Result<([u8; 32], u64), Verdict> {
+        let invalid = |r: &str| Verdict::Invalid(Refusal::new(RailKind::Pow, r));
+        let stale = |r: &str| Verdict::Stale(Refusal::new(RailKind::Pow, r));
+        let token = ChallengeToken::decode(&cred.challenge)
+            .map_err(|e| invalid(&format!("malformed challenge: {e}")))?;
+        {
+            let keys = self.keys.read();
+            let Some(tag) = keys.tag_with(token.key_id(), token.signed_bytes()) else {
+                return Err(invalid("challenge was not issued here (unknown key)"));
+            };
+            if !ct_eq(&tag, &token.tag()) {
+                return Err(invalid("challenge was not issued here"));
+            }
+        }
+        if token.issued_at() > call.now.saturating_add(CLOCK_SKEW_SECS) {
+            return Err(invalid("challenge issued in the future"));
+        }
+        if call.now >= token.expires_at() {
+            return Err(stale("expired"));
+        }
+        if !ct_eq(&token.scope(), &call.scope_digest()) {
+            return Err(stale("bound to another call"));
+        }
+        let min_effort = match token.algorithm() {
+            Algorithm::Sha256 => base_effort.max(1),
+            Algorithm::Equix => {
+                crate::equix::effort_from_hashes(base_effort, self.cfg.reference_hashrate)
+            }
+        };
+        if token.effort() < min_effort {
+            return Err(stale("effort below this call's price"));
+        }
+        if !solution_holds(&token, &cred.solution) {
+            return Err(invalid("wrong solution"));
+        }
+        Ok((token.tag(), token.expires_at()))
+    }
+}
+
+/// Whether `nonces` solve every sub-puzzle of `token`. The count is checked first, so a long
+/// list costs nothing.
+fn solution_holds(token: &ChallengeToken, nonces: &[u64]) -> bool {
+    let k = usize::from(token.subpuzzles());
+    match token.algorithm() {
+        Algorithm::Sha256 => {
+            if nonces.len() != k {
+                return false;
+            }
+            let target = token.target();
+            let mut h = PuzzleHasher::new(token.raw());
+            nonces
+                .iter()
+                .zip(0u8..)
+                .all(|(&n, i)| h.check(i, n, target))
+        }
+        Algorithm::Equix => crate::equix::solution_holds(token, nonces),
+    }
+}
+
+impl Rail for PowRail {
+    fn kind(&self) -> RailKind {
+        RailKind::Pow
+    }
+
+    fn challenge<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+    ) -> BoxFuture<'a, Option<Challenge>> {
+        let out = match offer {
+            Offer::Pow { effort } => {
+                self.load.record();
+                self.load
+                    .offered_effort(*effort)
+                    .map(|e| self.render(&self.mint(call, e)))
+            }
+            _ => None,
+        };
+        Box::pin(std::future::ready(out))
+    }
+
+    fn verify<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move {
+            let Credential::Pow(cred) = credential else {
+                return Verdict::Invalid(Refusal::new(
+                    RailKind::Pow,
+                    "not a proof-of-work credential",
+                ));
+            };
+            let Offer::Pow { effort } = offer else {
+                return Verdict::Stale(Refusal::new(
+                    RailKind::Pow,
+                    "this call does not accept proof-of-work",
+                ));
+            };
+            self.load.record();
+            let (tag, expires_at) = match self.precheck(call, *effort, cred) {
+                Ok(v) => v,
+                Err(v) => return v,
+            };
+            match self.spent.insert(tag, expires_at, call.now).await {
+                Ok(true) => Verdict::Pass(Grant {
+                    rail: RailKind::Pow,
+                    identity: call.caller.clone(),
+                    receipt: None,
+                }),
+                Ok(false) => Verdict::Stale(Refusal::new(RailKind::Pow, "already used")),
+                Err(_) => Verdict::Unavailable(Refusal::new(
+                    RailKind::Pow,
+                    "the spent-puzzle store is unavailable",
+                )),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::ManualClock;
+    use crate::puzzle::{TOKEN_LEN, TOKEN_STR_LEN};
+    use turnpike_core::Identity;
+    use turnpike_store::{MemorySpentSet, StoreError};
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the rail's futures never wait here"),
+        }
+    }
+
+    fn call(tool: &str, args: u8) -> CallFacts {
+        CallFacts {
+            resource: "/mcp".into(),
+            method: "tools/call".into(),
+            name: Some(tool.into()),
+            args_hash: [args; 32],
+            caller: None,
+            peer: Some("127.0.0.1".parse().unwrap()),
+            now: NOW,
+        }
+    }
+
+    fn rail_with(cfg: PowConfig, spent: Arc<dyn SpentSet>) -> PowRail {
+        let keys = KeyRing::from_secrets(vec![(1, [1; 32]), (2, [2; 32])]).unwrap();
+        PowRail::with_clock(cfg, keys, spent, Arc::new(ManualClock::new(5_000)))
+    }
+
+    fn rail() -> PowRail {
+        rail_with(PowConfig::default(), Arc::new(MemorySpentSet::new()))
+    }
+
+    fn brute(token: &ChallengeToken) -> Vec<u64> {
+        let target = token.target();
+        (0..token.subpuzzles())
+            .map(|i| {
+                (0u64..)
+                    .find(|&n| crate::puzzle::check_nonce(token.raw(), i, n, target))
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    fn cred(token: &str, solution: Vec<u64>) -> Credential {
+        Credential::Pow(PowCredential {
+            challenge: token.to_string(),
+            solution,
+        })
+    }
+
+    fn offer(effort: u64) -> Offer {
+        Offer::Pow { effort }
+    }
+
+    fn challenge_token(r: &PowRail, c: &CallFacts, effort: u64) -> (Challenge, ChallengeToken) {
+        let ch = block_on(r.challenge(c, &offer(effort))).expect("offered");
+        let tok = ch.details["challenge"].as_str().unwrap().to_string();
+        (ch, ChallengeToken::decode(&tok).unwrap())
+    }
+
+    fn verdict(r: &PowRail, c: &CallFacts, effort: u64, cr: &Credential) -> Verdict {
+        block_on(r.verify(c, &offer(effort), cr))
+    }
+
+    fn reason(v: &Verdict) -> String {
+        match v {
+            Verdict::Stale(r) | Verdict::Invalid(r) | Verdict::Unavailable(r) => r.reason.clone(),
+            Verdict::Pass(_) => "pass".into(),
+        }
+    }
+
+    #[test]
+    fn challenge_format() {
+        let r = rail();
+        let c = call("echo", 1);
+        let (ch, t) = challenge_token(&r, &c, 1000);
+        assert_eq!(ch.rail, RailKind::Pow);
+        assert_eq!(t.effort(), 1000);
+        assert_eq!(t.subpuzzles(), 4);
+        assert_eq!(t.issued_at(), NOW);
+        assert_eq!(t.expires_at(), NOW + 300);
+        assert_eq!(t.key_id(), 2, "the last key is current");
+        assert_eq!(t.scope(), c.scope_digest());
+        let tok = t.encode();
+        assert_eq!(tok.len(), TOKEN_STR_LEN);
+        let want = format!(
+            "PoW challenge=\"{tok}\", algorithm=\"sha256\", effort=\"1000\", subpuzzles=\"4\", \
+             target=\"{:016x}\", expires=\"{}\", expected_seconds=\"0.00005\"",
+            u64::MAX / 250,
+            NOW + 300
+        );
+        assert_eq!(ch.www_authenticate, want);
+        let d = &ch.details;
+        assert_eq!(d["rail"], "pow");
+        assert_eq!(d["scheme"], "PoW");
+        assert_eq!(d["challenge"], tok.as_str());
+        assert_eq!(d["algorithm"], "sha256");
+        assert_eq!(d["effort"], 1000);
+        assert_eq!(d["subpuzzles"], 4);
+        assert_eq!(d["target"], format!("{:016x}", u64::MAX / 250));
+        assert_eq!(d["expires"], NOW + 300);
+        assert_eq!(d["expected_seconds"], 0.00005);
+        assert_eq!(d["www_authenticate"], want.as_str());
+        // The core's credential parser reads what a client sends back.
+        let back = turnpike_core::credential::parse_pow_params(&format!(
+            "challenge=\"{tok}\", solution=\"1,2,3,4\""
+        ))
+        .unwrap();
+        assert_eq!(back.challenge, tok);
+        // Two challenges for the same call differ (random nonce).
+        let (_, t2) = challenge_token(&r, &c, 1000);
+        assert_ne!(t.tag(), t2.tag());
+        // k never exceeds the effort.
+        let (_, t3) = challenge_token(&r, &c, 2);
+        assert_eq!(t3.subpuzzles(), 2);
+        // Other offers get no challenge from this rail.
+        assert!(block_on(r.challenge(&c, &Offer::OAuth { scopes: vec![] })).is_none());
+    }
+
+    #[test]
+    fn valid_solution_passes_once() {
+        let r = rail();
+        let mut c = call("echo", 1);
+        c.caller = Some(Identity::anonymous("10.0.0.1".parse().unwrap()));
+        let (_, t) = challenge_token(&r, &c, 2000);
+        let sol = brute(&t);
+        let cr = cred(&t.encode(), sol);
+        match verdict(&r, &c, 2000, &cr) {
+            Verdict::Pass(g) => {
+                assert_eq!(g.rail, RailKind::Pow);
+                assert_eq!(g.identity, c.caller);
+                assert_eq!(g.receipt, None);
+            }
+            v => panic!("{v:?}"),
+        }
+        let v = verdict(&r, &c, 2000, &cr);
+        assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
+        assert_eq!(reason(&v), "already used");
+    }
+
+    #[test]
+    fn bound_to_the_call() {
+        let r = rail();
+        let c = call("echo", 1);
+        let (_, t) = challenge_token(&r, &c, 500);
+        let cr = cred(&t.encode(), brute(&t));
+        for other in [
+            call("echo", 2),
+            call("add", 1),
+            CallFacts {
+                resource: "/other".into(),
+                ..call("echo", 1)
+            },
+            CallFacts {
+                caller: Some(Identity::L402 {
+                    token_id: "ab".into(),
+                }),
+                ..call("echo", 1)
+            },
+        ] {
+            let v = verdict(&r, &other, 500, &cr);
+            assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
+            assert_eq!(reason(&v), "bound to another call");
+        }
+        // Refusals elsewhere did not spend it.
+        assert!(matches!(verdict(&r, &c, 500, &cr), Verdict::Pass(_)));
+    }
+
+    #[test]
+    fn expiry_and_clock_skew() {
+        let r = rail();
+        let c = call("echo", 1);
+        let (_, t) = challenge_token(&r, &c, 100);
+        let cr = cred(&t.encode(), brute(&t));
+        let at = |now| CallFacts { now, ..c.clone() };
+        let v = verdict(&r, &at(NOW + 300), 100, &cr);
+        assert_eq!(
+            (matches!(v, Verdict::Stale(_)), reason(&v).as_str()),
+            (true, "expired")
+        );
+        let v = verdict(&r, &at(u64::MAX), 100, &cr);
+        assert_eq!(reason(&v), "expired");
+        // Issued more than 60 s in the future of the verifier's clock: forged or broken clock.
+        let v = verdict(&r, &at(NOW - 61), 100, &cr);
+        assert!(matches!(v, Verdict::Invalid(_)), "{v:?}");
+        assert_eq!(reason(&v), "challenge issued in the future");
+        // Within the skew it passes.
+        assert!(matches!(
+            verdict(&r, &at(NOW - 60), 100, &cr),
+            Verdict::Pass(_)
+        ));
+    }
+
+    #[test]
+    fn effort_below_the_price_is_stale() {
+        let r = rail();
+        let c = call("echo", 1);
+        let (_, t) = challenge_token(&r, &c, 100);
+        let cr = cred(&t.encode(), brute(&t));
+        let v = verdict(&r, &c, 101, &cr);
+        assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
+        assert_eq!(reason(&v), "effort below this call's price");
+        // A cheaper price accepts a dearer token.
+        assert!(matches!(verdict(&r, &c, 50, &cr), Verdict::Pass(_)));
+    }
+
+    #[test]
+    fn wrong_solutions_are_invalid() {
+        let r = rail();
+        let c = call("echo", 1);
+        let (_, t) = challenge_token(&r, &c, 20_000);
+        let tok = t.encode();
+        let good = brute(&t);
+        let mut cases: Vec<Vec<u64>> = vec![
+            vec![],
+            good[..3].to_vec(),
+            [good.clone(), vec![0]].concat(),
+            vec![0; 1_000_000],
+            good.iter().rev().copied().collect(),
+        ];
+        for j in 0..4 {
+            let mut bad = good.clone();
+            // The next nonce that fails this sub-puzzle.
+            bad[j] = (good[j] + 1..)
+                .find(|&n| !crate::puzzle::check_nonce(t.raw(), j as u8, n, t.target()))
+                .unwrap();
+            cases.push(bad);
+        }
+        for sol in cases {
+            if sol == good {
+                continue;
+            }
+            let v = verdict(&r, &c, 20_000, &cred(&tok, sol.clone()));
+            assert!(
+                matches!(v, Verdict::Invalid(_)),
+                "{:?}: {v:?}",
+                &sol[..sol.len().min(5)]
+            );
+            assert_eq!(reason(&v), "wrong solution");
+        }
+        assert!(matches!(
+            verdict(&r, &c, 20_000, &cred(&tok, good)),
+            Verdict::Pass(_)
+        ));
+    }
+
+    #[test]
+    fn tampering_anywhere_is_invalid() {
+        let r = rail();
+        let c = call("echo", 1);
+        let (_, t) = challenge_token(&r, &c, 64);
+        let sol = brute(&t);
+        for at in 0..TOKEN_LEN {
+            for flip in [0x01u8, 0x80, 0xFF] {
+                let mut raw = *t.raw();
+                raw[at] ^= flip;
+                let s =
+                    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw);
+                let v = verdict(&r, &c, 64, &cred(&s, sol.clone()));
+                assert!(
+                    matches!(v, Verdict::Invalid(_)),
+                    "byte {at} ^ {flip:#x}: {v:?}"
+                );
+            }
+        }
+        // Character-level tampering of the string too.
+        let s = t.encode();
+        for at in 0..s.len() {
+            let mut b = s.clone().into_bytes();
+            b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+            let v = verdict(
+                &r,
+                &c,
+                64,
+                &cred(std::str::from_utf8(&b).unwrap(), sol.clone()),
+            );
+            assert!(matches!(v, Verdict::Invalid(_)), "char {at}: {v:?}");
+        }
+        // The untouched token still passes.
+        assert!(matches!(
+            verdict(&r, &c, 64, &cred(&s, sol)),
+            Verdict::Pass(_)
+        ));
+    }
+
+    #[test]
+    fn unknown_key_and_foreign_gateway() {
+        let r = rail();
+        let c = call("echo", 1);
+        let other = PowRail::new(
+            PowConfig::default(),
+            KeyRing::from_secrets(vec![(2, [9; 32])]).unwrap(),
+            Arc::new(MemorySpentSet::new()),
+        );
+        let (_, t) = challenge_token(&other, &c, 64);
+        let cr = cred(&t.encode(), brute(&t));
+        let v = verdict(&r, &c, 64, &cr);
+        assert_eq!(reason(&v), "challenge was not issued here");
+        assert!(matches!(v, Verdict::Invalid(_)));
+        let stranger = PowRail::new(
+            PowConfig::default(),
+            KeyRing::from_secrets(vec![(77, [1; 32])]).unwrap(),
+            Arc::new(MemorySpentSet::new()),
+        );
+        let (_, t) = challenge_token(&stranger, &c, 64);
+        let v = verdict(&r, &c, 64, &cred(&t.encode(), brute(&t)));
+        assert!(matches!(v, Verdict::Invalid(_)));
+        assert_eq!(reason(&v), "challenge was not issued here (unknown key)");
+        // Challenges tagged by a retired (non-current) key still verify.
+        let old = PowRail::new(
+            PowConfig::default(),
+            KeyRing::from_secrets(vec![(1, [1; 32])]).unwrap(),
+            Arc::new(MemorySpentSet::new()),
+        );
+        let (_, t) = challenge_token(&old, &c, 64);
+        assert!(matches!(
+            verdict(&r, &c, 64, &cred(&t.encode(), brute(&t))),
+            Verdict::Pass(_)
+        ));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        use rand::{Rng, RngCore};
+        let r = rail();
+        let c = call("echo", 1);
+        let (_, t) = challenge_token(&r, &c, 64);
+        let good = t.encode();
+        let mut rng = rand::rng();
+        let mut inputs: Vec<String> = vec![
+            String::new(),
+            "=".repeat(148),
+            format!("{good}="),
+            format!("{good}A"),
+            good[..147].to_string(),
+            good.replace('-', "+").replace('_', "/"),
+            "\u{0}".repeat(148),
+            "é".repeat(74),
+            "A".repeat(1 << 20),
+        ];
+        for _ in 0..2000 {
+            let mut raw = [0u8; TOKEN_LEN];
+            rng.fill_bytes(&mut raw);
+            raw[0] = 1;
+            raw[1] = rng.random_range(0..4);
+            inputs.push(base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                raw,
+            ));
+        }
+        let sols: Vec<Vec<u64>> = vec![
+            vec![],
+            vec![u64::MAX; 4],
+            vec![0; 64],
+            vec![u64::MAX; 1_000_000],
+            (0..4).map(|_| rng.random()).collect(),
+        ];
+        for s in &inputs {
+            for sol in &sols {
+                let v = verdict(&r, &c, 64, &cred(s, sol.clone()));
+                assert!(!matches!(v, Verdict::Pass(_)), "{v:?}");
+            }
+        }
+        // Huge and zero prices.
+        let sol = brute(&t);
+        let v = verdict(&r, &c, u64::MAX, &cred(&good, sol.clone()));
+        assert!(matches!(v, Verdict::Stale(_)));
+        assert!(matches!(
+            verdict(&r, &c, 0, &cred(&good, sol)),
+            Verdict::Pass(_)
+        ));
+        // A credential of another rail, and an offer of another rail.
+        let bearer = Credential::Bearer {
+            token: "x".into(),
+            dpop: None,
+        };
+        assert!(matches!(verdict(&r, &c, 1, &bearer), Verdict::Invalid(_)));
+        let v = block_on(r.verify(&c, &Offer::OAuth { scopes: vec![] }, &cred(&good, vec![])));
+        assert!(matches!(v, Verdict::Stale(_)));
+        // Minting with absurd efforts does not panic either.
+        let _ = r.mint(&c, u64::MAX);
+        let _ = r.mint(&c, 0);
+        assert!(block_on(r.challenge(&c, &offer(u64::MAX))).is_none());
+    }
+
+    struct DownStore;
+    impl SpentSet for DownStore {
+        fn insert(&self, _: [u8; 32], _: u64, _: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
+            Box::pin(async { Err(StoreError::Unavailable("down".into())) })
+        }
+    }
+
+    #[test]
+    fn store_errors_fail_closed() {
+        let r = rail_with(PowConfig::default(), Arc::new(DownStore));
+        let c = call("echo", 1);
+        let (_, t) = challenge_token(&r, &c, 64);
+        let v = verdict(&r, &c, 64, &cred(&t.encode(), brute(&t)));
+        assert!(matches!(v, Verdict::Unavailable(_)), "{v:?}");
+        // Forged credentials are refused before the store is asked.
+        let v = verdict(&r, &c, 64, &cred(&t.encode(), vec![]));
+        assert!(matches!(v, Verdict::Invalid(_)));
+    }
+
+    #[test]
+    fn load_raises_effort_and_the_ceiling_hides_the_rail() {
+        let clock = Arc::new(ManualClock::new(10_000));
+        let cfg = PowConfig {
+            load: crate::LoadConfig {
+                calm_rps: 10,
+                max_multiplier: 64,
+                ceiling: 4_000,
+            },
+            ..PowConfig::default()
+        };
+        let r = PowRail::with_clock(
+            cfg,
+            KeyRing::from_secrets(vec![(1, [1; 32])]).unwrap(),
+            Arc::new(MemorySpentSet::new()),
+            clock.clone(),
+        );
+        let c = call("echo", 1);
+        assert_eq!(r.quote(1000).unwrap().effort, 1000);
+        let mut efforts = Vec::new();
+        for _ in 0..4 {
+            // 50 challenges in a second: five times calm.
+            for _ in 0..50 {
+                let _ = block_on(r.challenge(&c, &offer(1000)));
+                clock.advance(20);
+            }
+            efforts.push(r.quote(1000).map(|q| q.effort));
+        }
+        assert_eq!(efforts, vec![Some(2000), Some(4000), None, None]);
+        assert!(
+            block_on(r.challenge(&c, &offer(1000))).is_none(),
+            "above the ceiling"
+        );
+        assert!(
+            block_on(r.challenge(&c, &offer(10))).is_some(),
+            "cheap tools still offered"
+        );
+        assert_eq!(r.current_multiplier(), 16);
+        // A calm minute later effort is back to base.
+        clock.advance(60_000);
+        assert_eq!(r.current_multiplier(), 1);
+        let (_, t) = challenge_token(&r, &c, 1000);
+        assert_eq!(t.effort(), 1000);
+        assert_eq!(r.quote(1000).unwrap().expected_seconds, 0.00005);
+    }
+
+    #[test]
+    fn rotates_persisted_keys_while_running() {
+        let dir = std::env::temp_dir().join(format!(
+            "turnpike-pow-rail-rotate-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let keys = KeyRing::load_or_generate_at(&dir, 100, 360, NOW).unwrap();
+        let r = rail_with_keys(keys);
+        let c = call("echo", 1);
+        let (_, t1) = challenge_token(&r, &c, 16);
+        assert_eq!(t1.key_id(), 1);
+        let later = CallFacts {
+            now: NOW + 100,
+            ..c.clone()
+        };
+        let (_, t2) = challenge_token(&r, &later, 16);
+        assert_eq!(t2.key_id(), 2);
+        assert_eq!(r.key_ids(), vec![1, 2]);
+        // The challenge from before the rotation still verifies.
+        assert!(matches!(
+            verdict(&r, &later, 16, &cred(&t1.encode(), brute(&t1))),
+            Verdict::Pass(_)
+        ));
+        let reloaded = KeyRing::load_or_generate_at(&dir, 100, 360, NOW + 101).unwrap();
+        assert_eq!(reloaded.ids(), vec![1, 2]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn rail_with_keys(keys: KeyRing) -> PowRail {
+        PowRail::with_clock(
+            PowConfig::default(),
+            keys,
+            Arc::new(MemorySpentSet::new()),
+            Arc::new(ManualClock::new(0)),
+        )
+    }
+}
