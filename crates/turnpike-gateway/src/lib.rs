@@ -1,3 +1,41 @@
 //! turnpike's HTTP gateway.
+//!
+//! - [`config`]: the TOML configuration, with every problem reported at its line and column;
+//! - [`Gate`] ([`pipeline`]): one request's whole path — Host/Origin, limits, envelope, era,
+//!   classification, price, credentials, decision, challenge delivery, forwarding, settlement,
+//!   `tools/list` annotation;
+//! - [`TurnpikeLayer`]: the gate as a tower layer in front of any MCP server's HTTP service;
+//! - [`upstream`]: the HTTP proxy upstream and the stdio upstream;
+//! - [`serve`]: the gateway server itself.
 
+pub mod annotate;
+pub mod body;
+pub mod config;
+pub mod hosts;
+pub mod layer;
+pub mod pipeline;
+pub mod respond;
+pub mod serve;
 pub mod upstream;
+
+pub use config::{load, parse, ChallengeMode, Config, ConfigError};
+pub use layer::{TurnpikeLayer, TurnpikeService};
+pub use pipeline::{Gate, GateOptions, PeerAddr};
+pub use serve::{serve, serve_listener};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The proof-of-work keys could not be loaded or created.
+    #[error("proof-of-work keys: {0}")]
+    Keys(#[from] turnpike_pow::KeyError),
+    /// The upstream is misconfigured.
+    #[error("{0}")]
+    Upstream(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(std::net::SocketAddr, #[source] std::io::Error),
+}

@@ -1,0 +1,227 @@
+//! Price annotation of `tools/list` responses, in a JSON body or in an SSE stream.
+//!
+//! JSON bodies are read whole, annotated and re-serialised. SSE streams are passed on event by
+//! event: only the event carrying the response with the request's id is rewritten; every event
+//! before it is forwarded as soon as it is complete, and everything after it is forwarded as it
+//! arrives, unparsed and byte for byte.
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{header, HeaderValue, Response};
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+use turnpike_mcp::sse::{write_event, SseParser};
+
+/// Largest JSON `tools/list` response that is annotated (larger ones pass unchanged).
+const MAX_JSON: usize = 64 * 1024 * 1024;
+
+/// Annotates a `tools/list` response for request `id` with `price_of(tool name)`.
+pub async fn tools_list_response(
+    resp: Response<Body>,
+    id: Value,
+    price_of: impl Fn(&str) -> Value + Send + Sync + 'static,
+) -> Response<Body> {
+    let ct = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    match ct.as_str() {
+        "application/json" => annotate_json(resp, &price_of).await,
+        "text/event-stream" => annotate_sse(resp, id, price_of),
+        _ => resp,
+    }
+}
+
+async fn annotate_json<F: Fn(&str) -> Value + Sync>(
+    resp: Response<Body>,
+    price_of: &F,
+) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match Limited::new(body, MAX_JSON).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return crate::respond::json_error(
+                http::StatusCode::BAD_GATEWAY,
+                None,
+                turnpike_core::error_codes::UPSTREAM_FAILED,
+                "the upstream's tools/list response could not be read",
+            )
+        }
+    };
+    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    if !turnpike_mcp::annotate_tools_list(&mut v, price_of) {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let out = serde_json::to_vec(&v).unwrap_or_else(|_| bytes.to_vec());
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Response::from_parts(parts, Body::from(out))
+}
+
+struct SseState<F> {
+    upstream: axum::body::BodyDataStream,
+    /// `None` once the response event has been rewritten: then bytes pass straight on.
+    parser: Option<SseParser>,
+    id: Value,
+    price_of: F,
+}
+
+fn annotate_sse<F>(resp: Response<Body>, id: Value, price_of: F) -> Response<Body>
+where
+    F: Fn(&str) -> Value + Send + Sync + 'static,
+{
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let state = SseState {
+        upstream: body.into_data_stream(),
+        parser: Some(SseParser::new()),
+        id,
+        price_of,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            let Some(chunk) = st.upstream.next().await else {
+                // End of stream: pass on an unfinished tail as it was.
+                let tail = st.parser.take().map(SseParser::finish).unwrap_or_default();
+                if tail.is_empty() {
+                    return None;
+                }
+                return Some((Ok(Bytes::from(tail)), st));
+            };
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => return Some((Err(e), st)),
+            };
+            let Some(parser) = st.parser.as_mut() else {
+                return Some((Ok(chunk), st));
+            };
+            parser.push(&chunk);
+            let mut out = Vec::new();
+            let mut done = false;
+            while let Some(mut ev) = parser.next_event() {
+                if done {
+                    out.extend_from_slice(&ev.raw);
+                    continue;
+                }
+                let parsed = ev
+                    .data
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str::<Value>(d).ok());
+                match parsed {
+                    Some(mut v) if v.get("id") == Some(&st.id) && v.get("method").is_none() => {
+                        if turnpike_mcp::annotate_tools_list(&mut v, &st.price_of) {
+                            ev.data = Some(v.to_string());
+                            write_event(&mut out, &ev);
+                        } else {
+                            out.extend_from_slice(&ev.raw);
+                        }
+                        done = true;
+                    }
+                    _ => out.extend_from_slice(&ev.raw),
+                }
+            }
+            if done {
+                if let Some(p) = st.parser.take() {
+                    out.extend_from_slice(&p.finish());
+                }
+            }
+            if !out.is_empty() {
+                return Some((Ok(Bytes::from(out)), st));
+            }
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn price(n: &str) -> Value {
+        json!({"free": n == "echo"})
+    }
+
+    #[tokio::test]
+    async fn json_body() {
+        let body =
+            json!({"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"},{"name":"x"}]}});
+        let mut r = Response::new(Body::from(body.to_string()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let out = tools_list_response(r, json!(1), price).await;
+        let len: usize = out.headers()[header::CONTENT_LENGTH]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let bytes = out.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(bytes.len(), len);
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v["result"]["tools"][0]["_meta"]["turnpike/price"],
+            json!({"free":true})
+        );
+        assert_eq!(
+            v["result"]["tools"][1]["_meta"]["turnpike/price"],
+            json!({"free":false})
+        );
+    }
+
+    #[tokio::test]
+    async fn sse_only_the_response_event_changes() {
+        let resp_json = json!({"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo"}]}});
+        let before = "id: 0\r\nretry: 3000\r\ndata:\r\n\r\n: ping\n\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"id\":7}\n\n";
+        let after = "data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n\ndata: partial";
+        let full = format!("{before}event: message\nid: 5\ndata: {resp_json}\n\n{after}");
+        // Deliver in awkward pieces.
+        let pieces: Vec<Result<Bytes, std::io::Error>> = full
+            .as_bytes()
+            .chunks(7)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut r = Response::new(Body::from_stream(futures_util::stream::iter(pieces)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        let out = tools_list_response(r, json!(7), price).await;
+        let text = String::from_utf8(out.into_body().collect().await.unwrap().to_bytes().to_vec())
+            .unwrap();
+        assert!(text.starts_with(before), "{text}");
+        assert!(text.ends_with(after), "{text}");
+        let mid = &text[before.len()..text.len() - after.len()];
+        assert!(mid.starts_with("event: message\nid: 5\ndata: "), "{mid}");
+        let data = mid
+            .trim_start_matches("event: message\nid: 5\ndata: ")
+            .trim_end();
+        let v: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(
+            v["result"]["tools"][0]["_meta"]["turnpike/price"],
+            json!({"free":true})
+        );
+    }
+
+    #[tokio::test]
+    async fn other_content_passes() {
+        let mut r = Response::new(Body::from("plain"));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let out = tools_list_response(r, json!(1), price).await;
+        assert_eq!(out.into_body().collect().await.unwrap().to_bytes(), "plain");
+    }
+}

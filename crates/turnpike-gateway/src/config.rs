@@ -1,0 +1,969 @@
+//! The gateway's configuration file (TOML).
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8402"
+//! path = "/mcp"                      # endpoint path the gateway serves
+//! allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]   # Host values accepted (port ignored)
+//! allowed_origins = []               # Origins accepted besides http(s)://<allowed host>[:port]
+//! challenge_mode = "auto"            # auto | http | in-band
+//! max_body_bytes = 4194304
+//! data_dir = "turnpike-data"         # keys persisted here (0600)
+//! header_read_timeout_secs = 10      # a client must send its request head within this time
+//! body_read_timeout_secs = 30        # … and its body within this time
+//!
+//! [upstream]                         # exactly one of url / command
+//! url = "http://127.0.0.1:3001/mcp"
+//! # command = ["npx", "-y", "@modelcontextprotocol/server-everything"]
+//! # env = { KEY = "value" }
+//! # idle_timeout_secs = 900
+//!
+//! [pow]                              # see turnpike_pow::PowConfig
+//! expiry_secs = 300
+//!
+//! [tools.default]                    # tools not named below; omit the table = free
+//! pow = 200000
+//! [tools.echo]
+//! free = true
+//! [methods."resources/read"]         # methods other than tools/call may be priced too
+//! pow = 100000
+//! ```
+//!
+//! [`parse`] and [`load`] report **every** problem they find, each with `file:line:col`, what is
+//! wrong and a hint. Unknown keys are refused everywhere. A price is `free = true` or
+//! `pow = <effort>`; `l402` and `oauth` are reserved for the rails that will accept them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+use turnpike_core::{Offer, Policy, Price};
+use turnpike_pow::PowConfig;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[upstream]`.
+    pub upstream: UpstreamConfig,
+    /// `[pow]` (owned by the proof-of-work rail).
+    pub pow: PowConfig,
+    /// `[tools.<name>]`; the entry named `default` prices every tool not named.
+    pub tools: BTreeMap<String, PriceConfig>,
+    /// `[methods."<method>"]`: prices of methods other than `tools/call`.
+    pub methods: BTreeMap<String, PriceConfig>,
+}
+
+/// How challenges are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChallengeMode {
+    /// In band when the request carries `Mcp-Session-Id` or `MCP-Protocol-Version` (an MCP
+    /// client mid-session), HTTP 402 otherwise.
+    #[default]
+    Auto,
+    /// Always HTTP 402 (401, 503) with `WWW-Authenticate`.
+    Http,
+    /// Always an HTTP 200 tool result with `isError: true`.
+    InBand,
+}
+
+impl ChallengeMode {
+    /// Parses `auto`, `http` or `in-band`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(ChallengeMode::Auto),
+            "http" => Some(ChallengeMode::Http),
+            "in-band" => Some(ChallengeMode::InBand),
+            _ => None,
+        }
+    }
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeMode::Auto => "auto",
+            ChallengeMode::Http => "http",
+            ChallengeMode::InBand => "in-band",
+        }
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8402`.
+    pub listen: SocketAddr,
+    /// The endpoint path. Default `/mcp`.
+    pub path: String,
+    /// Host header values accepted, port ignored (`"*"` accepts any). Default localhost,
+    /// 127.0.0.1 and [::1].
+    pub allowed_hosts: Vec<String>,
+    /// Origins accepted besides `http(s)://<allowed host>[:port]`. Default none.
+    pub allowed_origins: Vec<String>,
+    /// How challenges are delivered. Default auto.
+    pub challenge_mode: ChallengeMode,
+    /// Largest accepted POST body. Default 4 MiB.
+    pub max_body_bytes: usize,
+    /// Where keys are persisted. Default `turnpike-data`.
+    pub data_dir: PathBuf,
+    /// Seconds a client has to send its request head. Default 10.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send its request body. Default 30.
+    pub body_read_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8402)),
+            path: "/mcp".into(),
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
+            allowed_origins: Vec::new(),
+            challenge_mode: ChallengeMode::Auto,
+            max_body_bytes: 4 * 1024 * 1024,
+            data_dir: PathBuf::from("turnpike-data"),
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[upstream]`: exactly one of `url` and `command`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// An MCP server's Streamable HTTP endpoint (`http://` or `https://`).
+    pub url: Option<String>,
+    /// A stdio MCP server: program and arguments.
+    pub command: Option<Vec<String>>,
+    /// Environment for the stdio child.
+    pub env: BTreeMap<String, String>,
+    /// Seconds after which an idle session's child is ended. Default 900.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: None,
+            command: None,
+            env: BTreeMap::new(),
+            idle_timeout_secs: 900,
+        }
+    }
+}
+
+/// The price of one tool or method: `free = true`, or `pow = <effort>`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PriceConfig {
+    /// The call is free.
+    pub free: bool,
+    /// Proof-of-work of this many expected hashes.
+    pub pow: Option<u64>,
+}
+
+impl PriceConfig {
+    /// The price as the policy holds it.
+    pub fn to_price(&self) -> Price {
+        match self.pow {
+            Some(effort) if !self.free => Price {
+                offers: vec![Offer::Pow { effort }],
+            },
+            _ => Price::free(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            upstream: UpstreamConfig::default(),
+            pow: PowConfig::default(),
+            tools: BTreeMap::new(),
+            methods: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The policy: `tools.default` prices unnamed tools, other `tools` entries their tool,
+    /// `methods` their method.
+    pub fn policy(&self) -> Policy {
+        let mut p = Policy::default();
+        for (name, price) in &self.tools {
+            if name == "default" {
+                p.default_tool = price.to_price();
+            } else {
+                p.tools.insert(name.clone(), price.to_price());
+            }
+        }
+        for (m, price) in &self.methods {
+            p.methods.insert(m.clone(), price.to_price());
+        }
+        p
+    }
+
+    /// Checks the rules that span fields (after command-line overrides, say): exactly one
+    /// upstream, a valid URL, sane limits. Problems carry no line numbers.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut add = |message: String, hint: &str| {
+            problems.push(Problem {
+                line: 0,
+                col: 0,
+                message,
+                hint: hint.into(),
+            })
+        };
+        match (&self.upstream.url, &self.upstream.command) {
+            (Some(_), Some(_)) => add(
+                "[upstream] sets both url and command".into(),
+                HINT_ONE_UPSTREAM,
+            ),
+            (None, None) => add(
+                "no upstream: set [upstream] url or command".into(),
+                HINT_ONE_UPSTREAM,
+            ),
+            (Some(u), None) => {
+                if let Err(e) = check_url(u) {
+                    add(format!("[upstream] url: {e}"), HINT_URL);
+                }
+            }
+            (None, Some(c)) => {
+                if c.first().is_none_or(|p| p.is_empty()) {
+                    add("[upstream] command is empty".into(), HINT_COMMAND);
+                }
+            }
+        }
+        if !self.server.path.starts_with('/') {
+            add(
+                format!(
+                    "[server] path {:?} does not start with \"/\"",
+                    self.server.path
+                ),
+                HINT_PATH,
+            );
+        }
+        if self.server.allowed_hosts.is_empty() {
+            add("[server] allowed_hosts is empty".into(), HINT_HOSTS);
+        }
+        if self.server.max_body_bytes == 0 {
+            add("[server] max_body_bytes is 0".into(), HINT_POSITIVE);
+        }
+        if let Err(errs) = self.pow.validate() {
+            for e in errs {
+                add(
+                    e.to_string(),
+                    "see the [pow] table in the configuration reference",
+                );
+            }
+        }
+        for (table, map) in [("tools", &self.tools), ("methods", &self.methods)] {
+            for (k, p) in map {
+                if p.pow == Some(0) {
+                    add(format!("[{table}.{k}] pow = 0"), HINT_EFFORT);
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                file: "<config>".into(),
+                problems,
+            })
+        }
+    }
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line; 0 when the problem has no single place.
+    pub line: usize,
+    /// 1-based column (in characters); 0 when the problem has no single place.
+    pub col: usize,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
+}
+
+/// Every problem found in a configuration file. Displayed one per line as
+/// `file:line:col: message` followed by an indented `hint:` line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file name as given.
+    pub file: String,
+    /// The problems, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if p.line == 0 {
+                write!(f, "{}: {}", self.file, p.message)?;
+            } else {
+                write!(f, "{}:{}:{}: {}", self.file, p.line, p.col, p.message)?;
+            }
+            if !p.hint.is_empty() {
+                write!(f, "\n    hint: {}", p.hint)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+const HINT_ONE_UPSTREAM: &str =
+    "give exactly one of url = \"http://host:port/mcp\" or command = [\"program\", \"arg\", …]";
+const HINT_URL: &str =
+    "write an absolute http:// or https:// URL, e.g. \"http://127.0.0.1:3001/mcp\"";
+const HINT_COMMAND: &str = "write the program and its arguments as an array of strings";
+const HINT_PATH: &str = "write the endpoint path starting with \"/\", e.g. \"/mcp\"";
+const HINT_HOSTS: &str =
+    "list the Host names clients use, e.g. [\"localhost\", \"127.0.0.1\"], or [\"*\"] to accept any";
+const HINT_POSITIVE: &str = "use a whole number of at least 1";
+const HINT_EFFORT: &str = "an effort is a number of expected hashes, at least 1 (e.g. 200000)";
+const HINT_PRICE: &str = "write `free = true` or `pow = <effort>`, e.g. `pow = 200000`";
+
+/// Reads and parses a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(src) => parse(&src, &name),
+        Err(e) => Err(ConfigError {
+            file: name,
+            problems: vec![Problem {
+                line: 0,
+                col: 0,
+                message: format!("cannot read the file: {e}"),
+                hint: "check the path given with --config".into(),
+            }],
+        }),
+    }
+}
+
+/// Parses a configuration from TOML text; `file_name` is used in messages only.
+pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
+    let mut cx = Cx {
+        src,
+        problems: Vec::new(),
+    };
+    let (root, syntax) = DeTable::parse_recoverable(src);
+    if !syntax.is_empty() {
+        for e in syntax {
+            cx.problem(
+                e.span(),
+                e.message().to_string(),
+                "fix the TOML syntax here",
+            );
+        }
+        return Err(cx.into_error(file_name));
+    }
+    let root_span = root.span();
+    let root = root.into_inner();
+    let mut cfg = Config::default();
+    for (key, value) in root.iter() {
+        match key.get_ref().as_ref() {
+            "server" => {
+                if let Some(t) = cx.table(value, "[server]") {
+                    cx.server(t, &mut cfg.server);
+                }
+            }
+            "upstream" => {
+                if let Some(t) = cx.table(value, "[upstream]") {
+                    cx.upstream(t, value.span(), &mut cfg.upstream);
+                }
+            }
+            "pow" => {
+                match PowConfig::deserialize_from(value) {
+                    Ok(p) => cfg.pow = p,
+                    Err(e) => cx.de_error(e, value.span(), "see the [pow] table in the configuration reference"),
+                }
+            }
+            "tools" => {
+                if let Some(t) = cx.table(value, "[tools]") {
+                    cfg.tools = cx.prices(t, "tools");
+                }
+            }
+            "methods" => {
+                if let Some(t) = cx.table(value, "[methods]") {
+                    cfg.methods = cx.prices(t, "methods");
+                    for (k, v) in t.iter() {
+                        let m: &str = k.get_ref();
+                        if m == "tools/call" {
+                            cx.problem(
+                                Some(k.span()),
+                                "tools/call cannot be priced under [methods]".into(),
+                                "price tools under [tools.<name>] and [tools.default]",
+                            );
+                        } else if m.is_empty() || m.contains(char::is_whitespace) {
+                            cx.problem(
+                                Some(k.span()),
+                                format!("{m:?} is not a JSON-RPC method name"),
+                                "use the method as MCP names it, e.g. [methods.\"resources/read\"]",
+                            );
+                        }
+                        let _ = v;
+                    }
+                }
+            }
+            other => cx.problem(
+                Some(key.span()),
+                format!("unknown table `{other}`"),
+                "the tables are [server], [upstream], [pow], [tools.<name>] and [methods.\"<method>\"]",
+            ),
+        }
+    }
+    if root.get("upstream").is_none() {
+        cx.problem(
+            Some(root_span.start..root_span.start),
+            "no [upstream] table".into(),
+            HINT_ONE_UPSTREAM,
+        );
+    }
+    if cx.problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(cx.into_error(file_name))
+    }
+}
+
+/// Deserializing one value of the parsed document.
+trait FromDe: Sized {
+    fn deserialize_from(v: &Spanned<DeValue<'_>>) -> Result<Self, toml::de::Error>;
+}
+
+impl<T: DeserializeOwned> FromDe for T {
+    fn deserialize_from(v: &Spanned<DeValue<'_>>) -> Result<Self, toml::de::Error> {
+        T::deserialize(ValueDeserializer::from(v.clone()))
+    }
+}
+
+struct Cx<'s> {
+    src: &'s str,
+    problems: Vec<Problem>,
+}
+
+impl<'s> Cx<'s> {
+    fn into_error(mut self, file: &str) -> ConfigError {
+        self.problems.sort_by_key(|p| (p.line, p.col));
+        ConfigError {
+            file: file.into(),
+            problems: self.problems,
+        }
+    }
+
+    fn problem(&mut self, span: Option<Range<usize>>, message: String, hint: &str) {
+        let (line, col) = span.map_or((0, 0), |s| line_col(self.src, s.start));
+        self.problems.push(Problem {
+            line,
+            col,
+            message,
+            hint: hint.into(),
+        });
+    }
+
+    fn de_error(&mut self, e: toml::de::Error, fallback: Range<usize>, hint: &str) {
+        let span = e.span().unwrap_or(fallback);
+        self.problem(Some(span), e.message().trim().to_string(), hint);
+    }
+
+    fn table<'a, 'i>(
+        &mut self,
+        v: &'a Spanned<DeValue<'i>>,
+        what: &str,
+    ) -> Option<&'a DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            other => {
+                self.problem(
+                    Some(v.span()),
+                    format!("{what} must be a table, found {}", other.type_str()),
+                    "write it as a [table] header followed by key = value lines",
+                );
+                None
+            }
+        }
+    }
+
+    /// Deserializes `table[key]` into `T`, recording a problem on failure.
+    fn field<T: DeserializeOwned>(
+        &mut self,
+        table: &DeTable<'_>,
+        key: &str,
+        hint: &str,
+    ) -> Option<(T, Range<usize>)> {
+        let v = table.get(key)?;
+        match T::deserialize_from(v) {
+            Ok(x) => Some((x, v.span())),
+            Err(e) => {
+                self.de_error(e, v.span(), hint);
+                None
+            }
+        }
+    }
+
+    fn unknown_keys(&mut self, table: &DeTable<'_>, section: &str, known: &[&str]) {
+        for k in table.keys() {
+            let name: &str = k.get_ref();
+            if !known.contains(&name) {
+                self.problem(
+                    Some(k.span()),
+                    format!("unknown key `{name}` in {section}"),
+                    &format!("the keys of {section} are: {}", known.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn server(&mut self, t: &DeTable<'_>, s: &mut ServerConfig) {
+        self.unknown_keys(
+            t,
+            "[server]",
+            &[
+                "listen",
+                "path",
+                "allowed_hosts",
+                "allowed_origins",
+                "challenge_mode",
+                "max_body_bytes",
+                "data_dir",
+                "header_read_timeout_secs",
+                "body_read_timeout_secs",
+            ],
+        );
+        const LISTEN: &str =
+            "write an IP address and port, e.g. \"127.0.0.1:8402\" or \"[::1]:8402\"";
+        if let Some((v, span)) = self.field::<String>(t, "listen", LISTEN) {
+            match v.parse::<SocketAddr>() {
+                Ok(a) => s.listen = a,
+                Err(_) => self.problem(
+                    Some(span),
+                    format!("listen address {v:?} is not an IP address with a port"),
+                    LISTEN,
+                ),
+            }
+        }
+        if let Some((v, span)) = self.field::<String>(t, "path", HINT_PATH) {
+            if !v.starts_with('/') || v.contains(['?', '#', ' ']) {
+                self.problem(
+                    Some(span),
+                    format!("path {v:?} is not an absolute path"),
+                    HINT_PATH,
+                );
+            } else {
+                s.path = v;
+            }
+        }
+        if let Some((v, span)) = self.field::<Vec<String>>(t, "allowed_hosts", HINT_HOSTS) {
+            if v.is_empty() {
+                self.problem(
+                    Some(span.clone()),
+                    "allowed_hosts is empty".into(),
+                    HINT_HOSTS,
+                );
+            }
+            for h in &v {
+                if h.is_empty() || h.contains("://") || h.contains('/') {
+                    self.problem(
+                        Some(span.clone()),
+                        format!("{h:?} is not a host name"),
+                        "write host names without scheme or path, e.g. \"example.com\"",
+                    );
+                }
+            }
+            s.allowed_hosts = v;
+        }
+        const ORIGINS: &str =
+            "write origins as scheme://host[:port], e.g. \"https://app.example.com\", or \"null\"";
+        if let Some((v, span)) = self.field::<Vec<String>>(t, "allowed_origins", ORIGINS) {
+            for o in &v {
+                if o != "null" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                    self.problem(
+                        Some(span.clone()),
+                        format!("{o:?} is not an origin"),
+                        ORIGINS,
+                    );
+                }
+            }
+            s.allowed_origins = v;
+        }
+        const MODE: &str = "use \"auto\", \"http\" or \"in-band\"";
+        if let Some((v, span)) = self.field::<String>(t, "challenge_mode", MODE) {
+            match ChallengeMode::parse(&v) {
+                Some(m) => s.challenge_mode = m,
+                None => self.problem(Some(span), format!("unknown challenge_mode {v:?}"), MODE),
+            }
+        }
+        if let Some((v, span)) = self.field::<u64>(t, "max_body_bytes", HINT_POSITIVE) {
+            match usize::try_from(v) {
+                Ok(n) if n >= 1 => s.max_body_bytes = n,
+                _ => self.problem(
+                    Some(span),
+                    "max_body_bytes must be at least 1".into(),
+                    HINT_POSITIVE,
+                ),
+            }
+        }
+        if let Some((v, _)) = self.field::<PathBuf>(t, "data_dir", "write a directory path") {
+            s.data_dir = v;
+        }
+        for (key, slot) in [
+            ("header_read_timeout_secs", &mut s.header_read_timeout_secs),
+            ("body_read_timeout_secs", &mut s.body_read_timeout_secs),
+        ] {
+            if let Some((v, span)) = self.field::<u64>(t, key, HINT_POSITIVE) {
+                if v == 0 {
+                    self.problem(
+                        Some(span),
+                        format!("{key} must be at least 1"),
+                        HINT_POSITIVE,
+                    );
+                } else {
+                    *slot = v;
+                }
+            }
+        }
+    }
+
+    fn upstream(&mut self, t: &DeTable<'_>, span: Range<usize>, u: &mut UpstreamConfig) {
+        self.unknown_keys(
+            t,
+            "[upstream]",
+            &["url", "command", "env", "idle_timeout_secs"],
+        );
+        if let Some((v, vspan)) = self.field::<String>(t, "url", HINT_URL) {
+            if let Err(e) = check_url(&v) {
+                self.problem(Some(vspan), format!("upstream url {v:?}: {e}"), HINT_URL);
+            }
+            u.url = Some(v);
+        }
+        if let Some((v, vspan)) = self.field::<Vec<String>>(t, "command", HINT_COMMAND) {
+            if v.first().is_none_or(|p| p.is_empty()) {
+                self.problem(Some(vspan), "command is empty".into(), HINT_COMMAND);
+            }
+            u.command = Some(v);
+        }
+        if let Some((v, _)) = self.field::<BTreeMap<String, String>>(
+            t,
+            "env",
+            "write env = { NAME = \"value\" } with string values",
+        ) {
+            u.env = v;
+        }
+        if let Some((v, vspan)) = self.field::<u64>(t, "idle_timeout_secs", HINT_POSITIVE) {
+            if v == 0 {
+                self.problem(
+                    Some(vspan),
+                    "idle_timeout_secs must be at least 1".into(),
+                    HINT_POSITIVE,
+                );
+            } else {
+                u.idle_timeout_secs = v;
+            }
+        }
+        let has_url = t.get("url").is_some();
+        let has_cmd = t.get("command").is_some();
+        if has_url == has_cmd {
+            let what = if has_url {
+                "[upstream] sets both url and command"
+            } else {
+                "[upstream] sets neither url nor command"
+            };
+            self.problem(Some(span), what.into(), HINT_ONE_UPSTREAM);
+        }
+    }
+
+    fn prices(&mut self, t: &DeTable<'_>, table: &str) -> BTreeMap<String, PriceConfig> {
+        let mut out = BTreeMap::new();
+        for (k, v) in t.iter() {
+            let name: &str = k.get_ref();
+            let section = format!("[{table}.{}]", quote_key(name));
+            let Some(pt) = self.table(v, &section) else {
+                continue;
+            };
+            if let Some(p) = self.price(pt, &section, v.span()) {
+                out.insert(name.to_owned(), p);
+            }
+        }
+        out
+    }
+
+    fn price(&mut self, t: &DeTable<'_>, section: &str, span: Range<usize>) -> Option<PriceConfig> {
+        let before = self.problems.len();
+        for k in t.keys() {
+            let name: &str = k.get_ref();
+            match name {
+                "free" | "pow" => {}
+                "l402" | "oauth" => self.problem(
+                    Some(k.span()),
+                    format!("the {name} rail is not available in this version"),
+                    HINT_PRICE,
+                ),
+                other => self.problem(
+                    Some(k.span()),
+                    format!("unknown rail or key `{other}` in {section}"),
+                    HINT_PRICE,
+                ),
+            }
+        }
+        let free = self.field::<bool>(t, "free", HINT_PRICE);
+        let pow = self.field::<u64>(t, "pow", HINT_EFFORT);
+        if let Some((0, s)) = &pow {
+            self.problem(
+                Some(s.clone()),
+                "pow effort must be at least 1".into(),
+                HINT_EFFORT,
+            );
+        }
+        match (&free, &pow) {
+            (Some((true, s)), Some(_)) => self.problem(
+                Some(s.clone()),
+                format!("{section} is both free and priced"),
+                HINT_PRICE,
+            ),
+            (Some((false, s)), None) => self.problem(
+                Some(s.clone()),
+                format!("{section} says free = false but names no price"),
+                HINT_PRICE,
+            ),
+            (None, None)
+                if t.get("free").is_none()
+                    && t.get("pow").is_none()
+                    && self.problems.len() == before =>
+            {
+                self.problem(Some(span), format!("{section} names no price"), HINT_PRICE)
+            }
+            _ => {}
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(PriceConfig {
+            free: free.is_some_and(|(f, _)| f),
+            pow: pow.map(|(p, _)| p),
+        })
+    }
+}
+
+fn quote_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        k.to_owned()
+    } else {
+        format!("{k:?}")
+    }
+}
+
+/// Checks an upstream URL: absolute, http or https, with a host.
+pub fn check_url(u: &str) -> Result<http::Uri, &'static str> {
+    let uri: http::Uri = u.parse().map_err(|_| "not a valid URL")?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        Some(_) => return Err("the scheme must be http or https"),
+        None => return Err("the URL must be absolute (http://… or https://…)"),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the URL has no host");
+    }
+    Ok(uri)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = src.get(..offset).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:9000"
+path = "/gate"
+allowed_hosts = ["localhost"]
+challenge_mode = "in-band"
+max_body_bytes = 1000
+
+[upstream]
+url = "http://127.0.0.1:3001/mcp"
+
+[pow]
+expiry_secs = 60
+subpuzzles = 2
+
+[tools.default]
+pow = 200000
+[tools.echo]
+free = true
+[tools.longRunningOperation]
+pow = 2000000
+[methods."resources/read"]
+pow = 100000
+"#;
+
+    #[test]
+    fn reference_config_parses() {
+        let c = parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.server.path, "/gate");
+        assert_eq!(c.server.challenge_mode, ChallengeMode::InBand);
+        assert_eq!(c.server.max_body_bytes, 1000);
+        assert_eq!(c.server.allowed_origins, Vec::<String>::new());
+        assert_eq!(c.upstream.url.as_deref(), Some("http://127.0.0.1:3001/mcp"));
+        assert_eq!(c.pow.expiry_secs, 60);
+        assert_eq!(c.pow.subpuzzles, 2);
+        let p = c.policy();
+        assert_eq!(p.default_tool.offers, vec![Offer::Pow { effort: 200000 }]);
+        assert!(p.price("tools/call", Some("echo")).is_free());
+        assert_eq!(
+            p.price("tools/call", Some("longRunningOperation")).offers,
+            vec![Offer::Pow { effort: 2000000 }]
+        );
+        assert_eq!(
+            p.price("resources/read", Some("x")).offers,
+            vec![Offer::Pow { effort: 100000 }]
+        );
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("[upstream]\ncommand = [\"srv\", \"--stdio\"]\n", "t").unwrap();
+        assert_eq!(c.server, ServerConfig::default());
+        assert_eq!(
+            c.upstream.command,
+            Some(vec!["srv".into(), "--stdio".into()])
+        );
+        assert_eq!(c.upstream.idle_timeout_secs, 900);
+        assert!(
+            c.policy().price("tools/call", Some("x")).is_free(),
+            "no tools table = free"
+        );
+    }
+
+    #[test]
+    fn every_problem_with_its_place() {
+        let src = r#"[server]
+listen = "localhost"
+path = "mcp"
+challenge_mode = "sometimes"
+colour = "blue"
+
+[upstream]
+url = "ftp://x/mcp"
+command = ["a"]
+
+[pow]
+subpuzzles = 65
+
+[tools.a]
+pow = 0
+[tools.b]
+free = true
+pow = 5
+[tools.c]
+l402 = { msat = 1000 }
+[tools.d]
+cost = 3
+[tools.e]
+free = false
+
+[methods."tools/call"]
+pow = 1
+"#;
+        let e = parse(src, "bad.toml").unwrap_err();
+        let text = e.to_string();
+        let expect = [
+            "bad.toml:2:10: listen address \"localhost\"",
+            "bad.toml:3:8: path \"mcp\"",
+            "bad.toml:4:18: unknown challenge_mode",
+            "bad.toml:5:1: unknown key `colour` in [server]",
+            "bad.toml:7:1: [upstream] sets both url and command",
+            "bad.toml:8:7: upstream url \"ftp://x/mcp\": the scheme must be http or https",
+            "bad.toml:12:14: subpuzzles",
+            "bad.toml:15:7: pow effort must be at least 1",
+            "bad.toml:17:8: [tools.b] is both free and priced",
+            "bad.toml:20:1: the l402 rail is not available",
+            "bad.toml:22:1: unknown rail or key `cost` in [tools.d]",
+            "bad.toml:24:8: [tools.e] says free = false but names no price",
+            "bad.toml:26:10: tools/call cannot be priced under [methods]",
+        ];
+        for x in expect {
+            assert!(text.contains(x), "missing {x:?} in:\n{text}");
+        }
+        assert_eq!(e.problems.len(), expect.len(), "{text}");
+        assert!(e.problems.iter().all(|p| !p.hint.is_empty()));
+        assert!(text.contains("\n    hint: "));
+    }
+
+    #[test]
+    fn syntax_errors_have_places() {
+        let e = parse("[server\nlisten = 1\n", "s.toml").unwrap_err();
+        assert!(e.to_string().starts_with("s.toml:1:"), "{e}");
+        let e = parse(
+            "[upstream]\nurl = \"http://a/\"\nurl = \"http://b/\"\n",
+            "d.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("d.toml:3:"), "{e}");
+    }
+
+    #[test]
+    fn type_errors_and_missing_upstream() {
+        let e = parse("[server]\nmax_body_bytes = \"big\"\n", "t.toml").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("t.toml:2:18:"), "{text}");
+        assert!(text.contains("no [upstream] table"), "{text}");
+        let e = parse("server = 5\n[upstream]\nurl=\"http://x\"\n", "t.toml").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("t.toml:1:10: [server] must be a table"),
+            "{e}"
+        );
+        let e = parse("[upstream]\n", "t.toml").unwrap_err();
+        assert!(
+            e.to_string().contains("sets neither url nor command"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn validate_after_overrides() {
+        let mut c = Config::default();
+        assert!(c.validate().is_err());
+        c.upstream.url = Some("http://127.0.0.1:1/mcp".into());
+        c.validate().unwrap();
+        c.upstream.command = Some(vec!["x".into()]);
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("both url and command"), "{e}");
+    }
+
+    #[test]
+    fn load_reports_missing_file() {
+        let e = load(Path::new("/nonexistent/turnpike.toml")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/turnpike.toml: cannot read"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,557 @@
+//! One call's path through the gateway.
+//!
+//! Every request that reaches the endpoint goes through [`Gate::handle`], which reads as this
+//! list of steps; each step calls into the crate or module that owns it.
+//!
+//! 1. **Host / Origin** ([`crate::hosts`]): `Host` must be an allowed host (port ignored);
+//!    `Origin`, when present, an allowed host's origin or an allowed origin. Else 403, -31403.
+//! 2. **Not a POST** (GET opens a server stream, DELETE ends a session): carries no priced call;
+//!    credential headers are removed and the request is forwarded.
+//! 3. **Content-Type** must be `application/json`, else 415.
+//! 4. **Body** ([`crate::body`]): read whole within `max_body_bytes` (413, -31413) and the body
+//!    time limit (408).
+//! 5. **Envelope** ([`turnpike_mcp::parse_message`]): one JSON-RPC message. Bad JSON → 400,
+//!    -32700; a batch array, a malformed message or a repeated key → 400, -32600.
+//! 6. **Era** ([`turnpike_mcp::check_routing_headers`]): from `MCP-Protocol-Version`
+//!    2026-07-28 on, `Mcp-Method` / `Mcp-Name` must mirror the body. Else 400, -32020.
+//! 7. **Price** ([`turnpike_core::Policy::price`]) by method and name
+//!    ([`turnpike_mcp::call_name`]). Responses the client sends (no method) and free methods skip
+//!    to step 10 untouched by any rail.
+//! 8. **Classify and collect credentials** ([`turnpike_mcp::classify`]): method, name and the
+//!    hash of the canonical arguments; credentials from every `Authorization` line (the `PoW`
+//!    scheme, parsed by `turnpike_core::credential`) and from `params._meta`
+//!    ([`turnpike_mcp::meta_credentials`]).
+//! 9. **Decide** ([`turnpike_core::decide`]): each rail verifies its own credential; a pass
+//!    goes on, anything else is answered here ([`crate::respond::challenge`]): HTTP 402 / 401 /
+//!    503 with `WWW-Authenticate` lines and a JSON-RPC error, or in band as an HTTP 200 tool
+//!    result with `isError: true`, as the delivery mode says.
+//! 10. **Strip** credentials: the `Authorization`, `Macaroon`, `DPoP` and `Turnpike-*` headers,
+//!     and every `turnpike/*` key of `params._meta` ([`turnpike_mcp::strip_turnpike_meta`]); the
+//!     body is re-serialised only when something was removed, otherwise the received bytes go on.
+//! 11. **Forward** to the inner service (an upstream, or the MCP server itself when the gate is
+//!     a tower layer); its response streams back as it arrives.
+//! 12. **Settle** with the rail that granted the call ([`turnpike_core::Rail::settle`]), with
+//!     whether the upstream answered with a success status.
+//! 13. **Annotate** `tools/list` responses with each tool's price ([`crate::annotate`]).
+//!
+//! One log line per call records method, tool, rail, outcome, status and latency; never a
+//! credential.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use tower::{Service, ServiceExt};
+use turnpike_core::credential::{parse_pow_params, split_scheme, CredentialParseError};
+use turnpike_core::{error_codes, Credential, Decision, Offer, Policy, Rail, RailKind, Refusal};
+use turnpike_mcp::{Message, MessageKind};
+use turnpike_pow::PowRail;
+
+use crate::body::{self, BodyError};
+use crate::config::{ChallengeMode, Config};
+use crate::hosts::HostPolicy;
+use crate::respond::{self, json_error};
+use crate::GatewayError;
+
+/// The caller's address, as a request extension (set by [`crate::serve`]; axum's
+/// `ConnectInfo<SocketAddr>` is read too).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Settings of a [`Gate`] that do not come from the policy or the rails.
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    /// The protected resource: the endpoint path (part of every challenge's scope).
+    pub resource: String,
+    /// Allowed `Host` values (port ignored; `"*"` for any).
+    pub allowed_hosts: Vec<String>,
+    /// Extra allowed `Origin` values.
+    pub allowed_origins: Vec<String>,
+    /// How challenges are delivered.
+    pub challenge_mode: ChallengeMode,
+    /// Largest accepted POST body.
+    pub max_body_bytes: usize,
+    /// Time a client has to send its body.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for GateOptions {
+    fn default() -> Self {
+        let s = crate::config::ServerConfig::default();
+        GateOptions {
+            resource: s.path,
+            allowed_hosts: s.allowed_hosts,
+            allowed_origins: s.allowed_origins,
+            challenge_mode: s.challenge_mode,
+            max_body_bytes: s.max_body_bytes,
+            body_read_timeout: Duration::from_secs(s.body_read_timeout_secs),
+        }
+    }
+}
+
+/// The gate: policy, rails and request rules. Shared by every connection through an `Arc`;
+/// nothing in it is locked on the request path.
+pub struct Gate {
+    opts: GateOptions,
+    hosts: HostPolicy,
+    policy: Policy,
+    rails: Vec<Arc<dyn Rail>>,
+    pow: Option<Arc<PowRail>>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("opts", &self.opts)
+            .field("policy", &self.policy)
+            .field(
+                "rails",
+                &self.rails.iter().map(|r| r.kind()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Gate {
+    /// A gate from a whole configuration: the proof-of-work rail uses the `[pow]` keys when
+    /// given, else keys loaded from (or generated into) `server.data_dir`.
+    pub fn from_config(cfg: &Config) -> Result<Gate, GatewayError> {
+        let keys = if cfg.pow.keys.is_empty() {
+            turnpike_pow::KeyRing::load_or_generate(
+                &cfg.server.data_dir,
+                cfg.pow.key_rotation_secs,
+            )?
+        } else {
+            turnpike_pow::KeyRing::from_secrets(
+                cfg.pow.keys.iter().map(|k| (k.id, *k.secret)).collect(),
+            )?
+        };
+        let spent = Arc::new(turnpike_store::MemorySpentSet::new());
+        let pow = Arc::new(PowRail::new(cfg.pow.clone(), keys, spent));
+        let s = &cfg.server;
+        let opts = GateOptions {
+            resource: s.path.clone(),
+            allowed_hosts: s.allowed_hosts.clone(),
+            allowed_origins: s.allowed_origins.clone(),
+            challenge_mode: s.challenge_mode,
+            max_body_bytes: s.max_body_bytes,
+            body_read_timeout: Duration::from_secs(s.body_read_timeout_secs),
+        };
+        Ok(Gate::with_pow(opts, cfg.policy(), pow))
+    }
+
+    /// A gate whose only rail is `pow` (its quotes also price `tools/list` annotations).
+    pub fn with_pow(opts: GateOptions, policy: Policy, pow: Arc<PowRail>) -> Gate {
+        let mut g = Gate::new(opts, policy, vec![pow.clone() as Arc<dyn Rail>]);
+        g.pow = Some(pow);
+        g
+    }
+
+    /// A gate over any rails.
+    pub fn new(opts: GateOptions, policy: Policy, rails: Vec<Arc<dyn Rail>>) -> Gate {
+        Gate {
+            hosts: HostPolicy::new(&opts.allowed_hosts, &opts.allowed_origins),
+            opts,
+            policy,
+            rails,
+            pow: None,
+        }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &GateOptions {
+        &self.opts
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Runs one request through the gate, forwarding it to `inner` when it may pass.
+    pub async fn handle<S, B>(
+        &self,
+        req: Request<Body>,
+        inner: S,
+    ) -> Result<Response<Body>, S::Error>
+    where
+        S: Service<Request<Body>, Response = Response<B>>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let started = Instant::now();
+        let mut log = CallLog::default();
+        let resp = self.run(req, inner, &mut log).await?;
+        log.finish(resp.status(), started);
+        Ok(resp)
+    }
+
+    async fn run<S, B>(
+        &self,
+        req: Request<Body>,
+        inner: S,
+        log: &mut CallLog,
+    ) -> Result<Response<Body>, S::Error>
+    where
+        S: Service<Request<Body>, Response = Response<B>>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        // 1. Host / Origin.
+        if let Err(refusal) = self.hosts.check(req.headers(), req.uri()) {
+            log.outcome = "forbidden";
+            return Ok(json_error(
+                StatusCode::FORBIDDEN,
+                None,
+                error_codes::FORBIDDEN,
+                refusal.message(),
+            ));
+        }
+        // 2. GET, DELETE and the rest carry no priced call.
+        if req.method() != Method::POST {
+            let (mut parts, body) = req.into_parts();
+            strip_credential_headers(&mut parts.headers);
+            log.outcome = "passthrough";
+            return forward(inner, Request::from_parts(parts, body)).await;
+        }
+        // 3. Content-Type.
+        if !body::is_json(req.headers()) {
+            log.outcome = "unsupported-media-type";
+            return Ok(json_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                None,
+                error_codes::INVALID_REQUEST,
+                "Content-Type must be application/json",
+            ));
+        }
+        // 4. Body, within the size and time limits.
+        let (mut parts, body) = req.into_parts();
+        let bytes = match body::read_limited(
+            &parts.headers,
+            body,
+            self.opts.max_body_bytes,
+            self.opts.body_read_timeout,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                log.outcome = "bad-body";
+                return Ok(body_error(e));
+            }
+        };
+        // 5. Envelope: exactly one JSON-RPC message.
+        let mut msg = match turnpike_mcp::parse_message(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                log.outcome = "bad-envelope";
+                return Ok(json_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    e.code(),
+                    &e.to_string(),
+                ));
+            }
+        };
+        // 6. Era: routing headers must mirror the body.
+        if let Err(e) = turnpike_mcp::check_routing_headers(&parts.headers, &msg) {
+            log.outcome = "header-mismatch";
+            return Ok(json_error(
+                StatusCode::BAD_REQUEST,
+                msg.id(),
+                error_codes::HEADER_MISMATCH,
+                &e.to_string(),
+            ));
+        }
+        // 7. Price.
+        let method = msg.method().unwrap_or("");
+        log.method = method.to_owned();
+        log.tool = turnpike_mcp::call_name(&msg).map(str::to_owned);
+        let price = if msg.kind() == MessageKind::Response {
+            None
+        } else {
+            Some(self.policy.price(method, log.tool.as_deref())).filter(|p| !p.is_free())
+        };
+        // 8–9. Classify, collect credentials, decide.
+        let decision = match price {
+            None => Decision::Free,
+            Some(price) => {
+                let facts = turnpike_mcp::classify(
+                    &msg,
+                    &self.opts.resource,
+                    peer_ip(&parts.extensions),
+                    unix_now(),
+                );
+                let (credentials, malformed) = collect_credentials(&parts.headers, &msg);
+                let decision =
+                    turnpike_core::decide(&self.rails, &facts, price, &credentials).await;
+                with_malformed(decision, malformed)
+            }
+        };
+        let grant = match decision {
+            Decision::Free => None,
+            Decision::Pass(grant) => Some(grant),
+            refused => {
+                log.outcome = outcome_of(&refused);
+                let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
+                return Ok(respond::challenge(mode, method, msg.id(), refused));
+            }
+        };
+        let list_id = (method == "tools/list" && msg.kind() == MessageKind::Request)
+            .then(|| msg.id().cloned())
+            .flatten();
+        log.rail = grant.as_ref().map(|g| g.rail);
+        log.outcome = if grant.is_some() { "paid" } else { "free" };
+        // 10. Strip credentials; re-serialise only when the body changed.
+        strip_credential_headers(&mut parts.headers);
+        let body = if turnpike_mcp::strip_turnpike_meta(msg.value_mut()) {
+            let out = serde_json::to_vec(msg.value()).unwrap_or_default();
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+            Body::from(out)
+        } else {
+            Body::from(bytes)
+        };
+        drop(msg);
+        // 11. Forward.
+        let resp = forward(inner, Request::from_parts(parts, body)).await?;
+        // 12. Settle.
+        if let Some(grant) = &grant {
+            if let Some(rail) = self.rails.iter().find(|r| r.kind() == grant.rail) {
+                rail.settle(grant, resp.status().is_success()).await;
+            }
+        }
+        // 13. Annotate tools/list.
+        match list_id {
+            Some(id) if resp.status().is_success() => {
+                let prices = self.price_table();
+                Ok(crate::annotate::tools_list_response(resp, id, move |name| {
+                    prices.annotation(name)
+                })
+                .await)
+            }
+            _ => Ok(resp),
+        }
+    }
+
+    /// A snapshot of what each tool costs now, for one `tools/list` response.
+    fn price_table(&self) -> PriceTable {
+        PriceTable {
+            policy: self.policy.clone(),
+            pow: self.pow.clone(),
+        }
+    }
+}
+
+/// What tools cost, as `tools/list` publishes it.
+struct PriceTable {
+    policy: Policy,
+    pow: Option<Arc<PowRail>>,
+}
+
+impl PriceTable {
+    /// `{"free":true,"offers":[]}` or `{"free":false,"offers":[{"rail":"pow","effort":N,
+    /// "expected_seconds":f}, …]}`. Proof-of-work is quoted at the current load.
+    fn annotation(&self, tool: &str) -> Value {
+        let price = self.policy.price("tools/call", Some(tool));
+        if price.is_free() {
+            return json!({"free": true, "offers": []});
+        }
+        let offers: Vec<Value> = price
+            .offers
+            .iter()
+            .filter_map(|o| match o {
+                Offer::Pow { effort } => match &self.pow {
+                    Some(pow) => pow.quote(*effort).map(|q| {
+                        json!({"rail": "pow", "effort": q.effort, "expected_seconds": q.expected_seconds})
+                    }),
+                    None => Some(json!({"rail": "pow", "effort": effort})),
+                },
+                other => serde_json::to_value(other).ok(),
+            })
+            .collect();
+        json!({"free": false, "offers": offers})
+    }
+}
+
+/// Forwards a request to the inner service and boxes its response body.
+async fn forward<S, B>(inner: S, req: Request<Body>) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let resp = inner.oneshot(req).await?;
+    Ok(resp.map(Body::new))
+}
+
+/// Credentials presented with a call: parsed ones, and refusals for ones that did not parse.
+fn collect_credentials(headers: &HeaderMap, msg: &Message) -> (Vec<Credential>, Vec<Refusal>) {
+    let mut creds = Vec::new();
+    let mut malformed = Vec::new();
+    let mut add = |r: Result<Credential, CredentialParseError>, rail: RailKind| match r {
+        Ok(c) => creds.push(c),
+        Err(e) => malformed.push(respond::malformed(rail, e.to_string())),
+    };
+    for value in headers.get_all(header::AUTHORIZATION) {
+        let Ok(value) = value.to_str() else { continue };
+        let (scheme, params) = split_scheme(value);
+        if scheme.eq_ignore_ascii_case("PoW") {
+            add(parse_pow_params(params).map(Credential::Pow), RailKind::Pow);
+        }
+    }
+    for r in turnpike_mcp::meta_credentials(msg) {
+        add(r, RailKind::Pow);
+    }
+    (creds, malformed)
+}
+
+/// A credential that did not even parse makes an otherwise unpaid call `Invalid` (401).
+fn with_malformed(decision: Decision, mut malformed: Vec<Refusal>) -> Decision {
+    match decision {
+        Decision::Challenge { challenges, .. } if !malformed.is_empty() => Decision::Invalid {
+            refusal: malformed.swap_remove(0),
+            challenges,
+        },
+        d => d,
+    }
+}
+
+/// Removes every header that carries a credential: `Authorization`, `Macaroon`, `DPoP` and
+/// `Turnpike-*`.
+pub fn strip_credential_headers(h: &mut HeaderMap) {
+    h.remove(header::AUTHORIZATION);
+    h.remove("macaroon");
+    h.remove("dpop");
+    if h.keys().any(|k| k.as_str().starts_with("turnpike-")) {
+        let names: Vec<_> = h
+            .keys()
+            .filter(|k| k.as_str().starts_with("turnpike-"))
+            .cloned()
+            .collect();
+        for n in names {
+            h.remove(n);
+        }
+    }
+}
+
+fn body_error(e: BodyError) -> Response<Body> {
+    match e {
+        BodyError::TooLarge => json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            error_codes::TOO_LARGE,
+            "the request body is larger than this gateway accepts",
+        ),
+        BodyError::Timeout => json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            None,
+            error_codes::INVALID_REQUEST,
+            "the request body did not arrive in time",
+        ),
+        BodyError::Read => json_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            error_codes::INVALID_REQUEST,
+            "the request body could not be read",
+        ),
+    }
+}
+
+fn outcome_of(d: &Decision) -> &'static str {
+    match d {
+        Decision::Free => "free",
+        Decision::Pass(_) => "paid",
+        Decision::Challenge { refusals, .. } if refusals.is_empty() => "challenged",
+        Decision::Challenge { .. } => "refused",
+        Decision::Invalid { .. } => "invalid",
+        Decision::Unavailable { .. } => "unavailable",
+    }
+}
+
+fn peer_ip(ext: &http::Extensions) -> Option<IpAddr> {
+    ext.get::<PeerAddr>().map(|p| p.0.ip()).or_else(|| {
+        ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+    })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The one log line of a call. Holds no credential.
+#[derive(Default)]
+struct CallLog {
+    method: String,
+    tool: Option<String>,
+    rail: Option<RailKind>,
+    outcome: &'static str,
+}
+
+impl CallLog {
+    fn finish(&self, status: StatusCode, started: Instant) {
+        tracing::info!(
+            target: "turnpike::call",
+            method = %self.method,
+            tool = self.tool.as_deref().unwrap_or(""),
+            rail = self.rail.map_or("", RailKind::as_str),
+            outcome = self.outcome,
+            status = status.as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "call"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_credential_headers() {
+        let mut h = HeaderMap::new();
+        h.append(header::AUTHORIZATION, HeaderValue::from_static("PoW a=1"));
+        h.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        h.insert("macaroon", HeaderValue::from_static("m"));
+        h.insert("dpop", HeaderValue::from_static("d"));
+        h.insert("turnpike-challenge", HeaderValue::from_static("http"));
+        h.insert("turnpike-other", HeaderValue::from_static("x"));
+        h.insert("mcp-session-id", HeaderValue::from_static("s"));
+        strip_credential_headers(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("mcp-session-id"));
+    }
+
+    #[test]
+    fn credentials_from_every_line_and_meta() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer tok"),
+        );
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("PoW challenge=\"A\", solution=\"1,2\""),
+        );
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("pow challenge=\"B\""),
+        );
+        let msg = turnpike_mcp::parse_message(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","_meta":{"turnpike/pow":{"challenge":"C","solution":[3]}}}}"#,
+        )
+        .unwrap();
+        let (creds, bad) = collect_credentials(&h, &msg);
+        assert_eq!(creds.len(), 2);
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].reason.contains("missing solution"), "{bad:?}");
+    }
+}

@@ -1,0 +1,152 @@
+//! Running the gateway: listener, upstream, gate, HTTP server, graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::util::BoxCloneService;
+use tower_service::Service;
+use turnpike_core::error_codes;
+
+use crate::config::Config;
+use crate::pipeline::PeerAddr;
+use crate::upstream::http::HttpUpstream;
+use crate::upstream::stdio::{StdioConfig, StdioUpstream};
+use crate::{Gate, GatewayError, TurnpikeService};
+
+/// How long connections still open at shutdown may take to finish.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Any upstream, boxed.
+pub type BoxUpstream = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
+
+/// Builds the configured upstream: HTTP for `upstream.url`, stdio for `upstream.command`.
+pub fn build_upstream(cfg: &Config) -> Result<(BoxUpstream, Option<StdioUpstream>), GatewayError> {
+    match (&cfg.upstream.url, &cfg.upstream.command) {
+        (Some(url), None) => Ok((BoxCloneService::new(HttpUpstream::new(url)?), None)),
+        (None, Some(command)) => {
+            let stdio = StdioUpstream::new(StdioConfig {
+                command: command.clone(),
+                env: cfg.upstream.env.clone(),
+                idle_timeout: Duration::from_secs(cfg.upstream.idle_timeout_secs),
+                ..StdioConfig::default()
+            });
+            Ok((BoxCloneService::new(stdio.clone()), Some(stdio)))
+        }
+        _ => Err(GatewayError::Upstream(
+            "give exactly one of upstream url and upstream command".into(),
+        )),
+    }
+}
+
+/// Binds `config.server.listen` and serves until `shutdown` completes.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GatewayError> {
+    config.validate()?;
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| GatewayError::Bind(config.server.listen, e))?;
+    serve_listener(listener, config, shutdown).await
+}
+
+/// Serves on an already bound listener (e.g. port 0 in tests) until `shutdown` completes, then
+/// stops accepting and gives open connections a few seconds to finish.
+pub async fn serve_listener(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GatewayError> {
+    config.validate()?;
+    let gate = Arc::new(Gate::from_config(&config)?);
+    let (upstream, stdio) = build_upstream(&config)?;
+    let endpoint: Arc<str> = Arc::from(config.server.path.as_str());
+    let local = listener.local_addr().ok();
+    tracing::info!(
+        target: "turnpike::serve",
+        listen = ?local,
+        path = %endpoint,
+        upstream = config.upstream.url.as_deref().unwrap_or("stdio"),
+        "gateway listening"
+    );
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(config.server.header_read_timeout_secs));
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly, keep serving.
+                    tracing::warn!(target: "turnpike::serve", error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = TurnpikeService::new(gate.clone(), upstream.clone());
+        let endpoint = endpoint.clone();
+        let handler = hyper::service::service_fn(move |req: Request<Incoming>| {
+            route(svc.clone(), endpoint.clone(), peer, req)
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), handler)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(target: "turnpike::serve", error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(target: "turnpike::serve", "shutting down");
+    if let Some(stdio) = &stdio {
+        stdio.shutdown();
+    }
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(target: "turnpike::serve", "connections still open after the drain period");
+    }
+    Ok(())
+}
+
+async fn route(
+    mut svc: TurnpikeService<BoxUpstream>,
+    endpoint: Arc<str>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() != &*endpoint {
+        return Ok(crate::respond::json_error(
+            StatusCode::NOT_FOUND,
+            None,
+            error_codes::INVALID_REQUEST,
+            "no MCP endpoint here",
+        ));
+    }
+    let mut req = req.map(Body::new);
+    req.extensions_mut().insert(PeerAddr(peer));
+    svc.call(req).await
+}
