@@ -1,0 +1,293 @@
+//! Shared pieces of the gateway tests: a recording rmcp server on 127.0.0.1:0, the gateway in
+//! front of it, and a small raw HTTP client.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use parking_lot::Mutex;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolResult, ContentBlock, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{tool, tool_handler, tool_router, RoleServer, ServerHandler};
+use serde::Deserialize;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// A fixed proof-of-work key for the tests.
+pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+/// Delay between the progress steps of the `slow` tool.
+pub const SLOW_STEP: Duration = Duration::from_millis(150);
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Every request the upstream saw.
+pub type Log = Arc<Mutex<Vec<Seen>>>;
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct EchoArgs {
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct DearArgs {
+    pub n: i64,
+}
+
+#[derive(Clone)]
+pub struct Tools {
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Tools {
+    fn new() -> Self {
+        Tools {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(description = "Returns its text.")]
+    async fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> CallToolResult {
+        CallToolResult::success(vec![ContentBlock::text(text)])
+    }
+
+    #[tool(description = "A priced tool.")]
+    async fn dear(&self, Parameters(DearArgs { n }): Parameters<DearArgs>) -> CallToolResult {
+        CallToolResult::success(vec![ContentBlock::text(format!("dear {n}"))])
+    }
+
+    #[tool(description = "Three progress steps, then done.")]
+    async fn slow(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        let token = ctx.meta.get_progress_token();
+        for step in 1..=3u32 {
+            tokio::time::sleep(SLOW_STEP).await;
+            if let Some(token) = &token {
+                let p =
+                    ProgressNotificationParam::new(token.clone(), f64::from(step)).with_total(3.0);
+                let _ = ctx.peer.notify_progress(p).await;
+            }
+        }
+        CallToolResult::success(vec![ContentBlock::text("done")])
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Tools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+/// Starts the recording rmcp server (stateless; JSON responses when `json`, else SSE) and
+/// returns its address and what it saw.
+pub async fn start_upstream(json: bool) -> (SocketAddr, Log) {
+    let mcp = StreamableHttpService::new(
+        || Ok(Tools::new()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(json)
+            .with_sse_keep_alive(None),
+    );
+    let log: Log = Arc::default();
+    let seen = log.clone();
+    let recorder = tower::service_fn(move |req: Request<Body>| {
+        let mcp = mcp.clone();
+        let seen = seen.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            seen.lock().push(Seen {
+                method: parts.method.clone(),
+                headers: parts.headers.clone(),
+                body: bytes.clone(),
+            });
+            let resp = mcp
+                .oneshot(Request::from_parts(parts, Body::from(bytes)))
+                .await?;
+            Ok::<_, Infallible>(resp.map(Body::new))
+        }
+    });
+    let app = axum::Router::new().route_service("/mcp", recorder);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, log)
+}
+
+/// The gateway's config text in front of `upstream`, with `server_extra` lines in `[server]`.
+pub fn config_text(upstream: SocketAddr, server_extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+path = "/mcp"
+max_body_bytes = 65536
+{server_extra}
+
+[upstream]
+url = "http://{upstream}/mcp"
+
+[pow]
+subpuzzles = 2
+keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
+
+[tools.default]
+pow = 3000
+[tools.echo]
+free = true
+[tools.slow]
+free = true
+"#
+    )
+}
+
+/// Starts the gateway with `config` on 127.0.0.1:0; returns its address.
+pub async fn start_gateway_with(config: &str) -> SocketAddr {
+    let cfg = turnpike_gateway::parse(config, "test.toml").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        turnpike_gateway::serve_listener(listener, cfg, std::future::pending())
+            .await
+            .unwrap();
+    });
+    addr
+}
+
+/// An upstream (SSE unless `json`) and the gateway in front of it.
+pub async fn setup(json: bool, server_extra: &str) -> (SocketAddr, Log) {
+    let (up, log) = start_upstream(json).await;
+    let gw = start_gateway_with(&config_text(up, server_extra)).await;
+    (gw, log)
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON: the body itself, or the data of the last SSE event carrying JSON.
+    pub fn json(&self) -> Value {
+        if let Ok(v) = serde_json::from_slice(&self.body) {
+            return v;
+        }
+        let text = String::from_utf8_lossy(&self.body);
+        let mut last = Value::Null;
+        for line in text.lines() {
+            if let Some(d) = line.strip_prefix("data:") {
+                if let Ok(v) = serde_json::from_str::<Value>(d.trim()) {
+                    last = v;
+                }
+            }
+        }
+        last
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// A request to the gateway at `addr` with sensible MCP headers plus `headers` (which replace
+/// the defaults of the same name; a value of "" removes the header).
+pub fn request(
+    addr: SocketAddr,
+    method: Method,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Request<Full<Bytes>> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}/mcp"))
+        .body(Full::new(body.into()))
+        .unwrap();
+    let h = req.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    h.insert(
+        "accept",
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    let mut replaced = std::collections::HashSet::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes()).unwrap();
+        if replaced.insert(name.clone()) {
+            h.remove(&name);
+        }
+        if !v.is_empty() {
+            h.append(name, HeaderValue::from_str(v).unwrap());
+        }
+    }
+    req
+}
+
+/// Sends a request and reads the whole reply.
+pub async fn send(req: Request<Full<Bytes>>) -> Reply {
+    let resp = client().request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// POSTs a JSON body to the gateway.
+pub async fn post(addr: SocketAddr, headers: &[(&str, &str)], body: &Value) -> Reply {
+    send(request(addr, Method::POST, headers, body.to_string())).await
+}
+
+/// Sends a request and returns the response with its body unread.
+pub async fn send_streaming(req: Request<Full<Bytes>>) -> http::Response<hyper::body::Incoming> {
+    client().request(req).await.unwrap()
+}
+
+/// A `tools/call` request.
+pub fn call(id: i64, tool: &str, args: Value) -> Value {
+    serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}})
+}
+
+/// Solves the first challenge found in `text` (a 402 body, in-band result or
+/// WWW-Authenticate value); returns the token and the nonces.
+pub fn solve(text: &str) -> (String, Vec<u64>) {
+    let parsed = turnpike_client::parse_challenges(text);
+    let first = parsed.first().expect("a challenge");
+    let nonces = turnpike_client::solve(&first.token, 1, None).unwrap();
+    (first.challenge.clone(), nonces)
+}
