@@ -1,1 +1,31 @@
-//! The L402 rail of turnpike.
+//! The L402 rail of turnpike: callers pay a Lightning invoice and present the macaroon they
+//! were given with the invoice's preimage.
+//!
+//! - [`macaroon`]: macaroons in the libmacaroons V2 binary format (byte-compatible with
+//!   go-macaroon and pymacaroons), the HMAC-SHA256 signature chain, strict bounded decoding;
+//! - [`identifier`]: the 66-byte L402 identifier (version, payment hash, token id);
+//! - [`caveat`]: the caveats turnpike mints (`turnpike/tools=…`, `turnpike/expires=…`, …) and
+//!   their narrowing-only evaluation;
+//! - [`credential`]: parsers for `Authorization: L402 …`, the `Macaroon` header and
+//!   `params._meta["turnpike/l402"]`, producing [`turnpike_core::Credential::L402`];
+//! - [`store`] and [`sqlite`]: root keys, issued tokens, balances and the ledger, in memory or
+//!   in SQLite;
+//! - [`rail`]: [`L402Rail`], the [`turnpike_core::Rail`] implementation with the three billing
+//!   modes.
+//!
+//! Lightning itself (invoices, settlement) is `turnpike_lightning`'s job.
+
+pub mod caveat;
+pub mod credential;
+pub mod identifier;
+pub mod macaroon;
+pub mod rail;
+pub mod sqlite;
+pub mod store;
+
+pub use credential::{parse_authorization, parse_macaroon_header, parse_meta, META_L402};
+pub use identifier::Identifier;
+pub use macaroon::{Limits, Macaroon, MacaroonError};
+pub use rail::{BuildError, ConfirmSettlement, L402Config, L402Rail, L402Settings, StoreConfig};
+pub use sqlite::{Durability, SqliteStore};
+pub use store::{L402Store, MemoryStore};

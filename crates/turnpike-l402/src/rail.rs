@@ -1,0 +1,530 @@
+//! [`L402Rail`]: the L402 rail, implementing [`turnpike_core::Rail`].
+//!
+//! **Challenge.** For a call priced `Offer::L402 { msat, mode, bundle }` the rail asks its
+//! Lightning backend for an invoice, mints a macaroon whose identifier names the invoice's
+//! payment hash and a fresh token id, stores the token's random root key, and answers
+//! `WWW-Authenticate: L402 macaroon="<padded base64>", invoice="<bolt11>"`.
+//!
+//! | mode | invoice amount | caveats minted (besides resource, method, mode) | a call |
+//! |---|---|---|---|
+//! | `per_call` | `msat` | `tools=<tool>`, `expires=now+token_ttl_secs` | spends the token (single use) |
+//! | `balance` | `max(bundle, msat)` | `credit_msat=<amount>`, `expires=now+token_ttl_secs` | debits `msat` atomically; refunded if the upstream fails |
+//! | `time_pass` | `msat` | `tools=<tool>`, `expires=now+bundle` (or `pass_secs`) | passes until expiry |
+//!
+//! **Verification** (the first failing step decides):
+//! 1. the macaroon decodes (V2, within limits) and its identifier is a version-0 L402 identifier
+//!    — else *Invalid*;
+//! 2. SHA-256(preimage) equals the payment hash (constant time) — else *Invalid*;
+//! 3. a root key is stored for the token id (store down: *Unavailable*; none: *Invalid*);
+//! 4. the HMAC chain holds for that root key — else *Invalid*;
+//! 5. every caveat is one turnpike knows — else *Invalid*;
+//! 6. the caveats allow this call (resource, method, tool, mode, expiry) — else *Stale*
+//!    (the caller gets a fresh 402 and can buy a fitting token);
+//! 7. the token paid at least this call's price (per call, time pass) — else *Stale*;
+//! 8. with a custodial backend (or `confirm_settlement = "always"`), the first use of a token
+//!    asks the backend whether the invoice was settled; the answer is recorded, so this happens
+//!    once per token (backend down: *Unavailable*; not settled: *Invalid*);
+//! 9. billing: per call — the token id goes into the spent set (already there: *Stale*
+//!    "already used"); balance — an atomic debit (not enough left: *Stale* "balance used up");
+//!    time pass — nothing more.
+//!
+//! A pass grants `Identity::L402 { token_id }` (hex). A balance debit's id travels in the
+//! grant's receipt (`l402-debit:<id>`), and `settle(grant, false)` refunds it.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use turnpike_core::{
+    BillingMode, BoxFuture, CallFacts, Challenge, Credential, Grant, Identity, Offer, Rail,
+    RailKind, Refusal, Verdict,
+};
+use turnpike_lightning::{BackendConfig, InvoiceState, LightningBackend};
+use turnpike_store::SpentSet;
+use zeroize::Zeroizing;
+
+use crate::caveat::{self, mode_str, Constraints};
+use crate::identifier::Identifier;
+use crate::macaroon::{Limits, Macaroon};
+use crate::sqlite::{Durability, SqliteStore};
+use crate::store::{DebitOutcome, L402Store, MemoryStore, TokenRecord};
+
+/// When the rail asks the backend whether a token's invoice was paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmSettlement {
+    /// When the backend is custodial (someone else could know the preimage). The default.
+    #[default]
+    Custodial,
+    /// For every token (one lookup per token, on its first use).
+    Always,
+    /// Never: the preimage is the proof.
+    Never,
+}
+
+/// The rail's settings (the gateway's `[l402]` table, less the backend and store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct L402Config {
+    /// The macaroon location hint.
+    pub location: String,
+    /// How long an invoice can be paid.
+    pub invoice_expiry_secs: u64,
+    /// How long a per-call or balance token stays valid after it is minted.
+    pub token_ttl_secs: u64,
+    /// Length of a time pass when the offer's `bundle` is 0.
+    pub pass_secs: u64,
+    /// The invoice description: this text, a space, then the tool (or method) name.
+    pub memo: String,
+    /// When to confirm settlement with the backend.
+    pub confirm_settlement: ConfirmSettlement,
+    /// Largest macaroon accepted, in bytes.
+    pub max_macaroon_bytes: usize,
+    /// Most caveats accepted on a macaroon.
+    pub max_caveats: usize,
+}
+
+impl Default for L402Config {
+    fn default() -> Self {
+        L402Config {
+            location: "turnpike".into(),
+            invoice_expiry_secs: 600,
+            token_ttl_secs: 86_400,
+            pass_secs: 3600,
+            memo: "turnpike".into(),
+            confirm_settlement: ConfirmSettlement::Custodial,
+            max_macaroon_bytes: Limits::default().max_bytes,
+            max_caveats: Limits::default().max_caveats,
+        }
+    }
+}
+
+/// Where the rail keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// In process memory: lost on restart (tokens sold are then worthless). Tests and demos.
+    Memory,
+    /// A SQLite file; a relative `path` is under the gateway's data directory.
+    Sqlite {
+        #[serde(default = "default_sqlite_path")]
+        path: std::path::PathBuf,
+        /// `synchronous = FULL` (an fsync per commit) instead of `NORMAL`.
+        #[serde(default)]
+        fsync_every_commit: bool,
+    },
+}
+
+fn default_sqlite_path() -> std::path::PathBuf {
+    "l402.sqlite".into()
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Sqlite {
+            path: default_sqlite_path(),
+            fsync_every_commit: false,
+        }
+    }
+}
+
+/// Everything needed to build the rail from configuration (the gateway's `[l402]` table).
+///
+/// ```toml
+/// [l402]
+/// invoice_expiry_secs = 600
+/// token_ttl_secs = 86400
+/// [l402.backend]
+/// kind = "lnd"
+/// url = "https://127.0.0.1:8080"
+/// macaroon_path = "/var/lib/lnd/invoice.macaroon"
+/// tls_cert_path = "/var/lib/lnd/tls.cert"
+/// [l402.store]
+/// kind = "sqlite"
+/// path = "l402.sqlite"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct L402Settings {
+    #[serde(flatten)]
+    pub rail: L402Config,
+    pub backend: BackendConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// Why the rail could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Backend(#[from] turnpike_lightning::LightningError),
+    #[error(transparent)]
+    Store(#[from] turnpike_store::StoreError),
+}
+
+/// The L402 rail. See the module docs.
+pub struct L402Rail {
+    cfg: L402Config,
+    limits: Limits,
+    backend: Arc<dyn LightningBackend>,
+    store: Arc<dyn L402Store>,
+    spent: Arc<dyn SpentSet>,
+}
+
+/// Prefix of the receipt a balance debit leaves in its grant.
+const DEBIT_RECEIPT: &str = "l402-debit:";
+
+fn refuse(reason: impl Into<String>) -> Refusal {
+    Refusal::new(RailKind::L402, reason)
+}
+
+impl L402Rail {
+    /// A rail over a backend, a store and the spent set that makes per-call tokens single-use.
+    pub fn new(
+        cfg: L402Config,
+        backend: Arc<dyn LightningBackend>,
+        store: Arc<dyn L402Store>,
+        spent: Arc<dyn SpentSet>,
+    ) -> Self {
+        let limits = Limits {
+            max_bytes: cfg.max_macaroon_bytes,
+            max_caveats: cfg.max_caveats,
+        };
+        L402Rail {
+            cfg,
+            limits,
+            backend,
+            store,
+            spent,
+        }
+    }
+
+    /// Builds the rail from its settings: connects the backend and opens the store (a relative
+    /// SQLite path is taken under `data_dir`).
+    pub fn from_settings(
+        settings: &L402Settings,
+        data_dir: &Path,
+        spent: Arc<dyn SpentSet>,
+    ) -> Result<Self, BuildError> {
+        let backend = turnpike_lightning::connect(&settings.backend)?;
+        let store: Arc<dyn L402Store> = match &settings.store {
+            StoreConfig::Memory => Arc::new(MemoryStore::new()),
+            StoreConfig::Sqlite {
+                path,
+                fsync_every_commit,
+            } => {
+                let path = if path.is_absolute() {
+                    path.clone()
+                } else {
+                    data_dir.join(path)
+                };
+                Arc::new(SqliteStore::open(
+                    &path,
+                    if *fsync_every_commit {
+                        Durability::Full
+                    } else {
+                        Durability::Normal
+                    },
+                )?)
+            }
+        };
+        Ok(Self::new(settings.rail.clone(), backend, store, spent))
+    }
+
+    /// The store (for the admin API and tests).
+    pub fn store(&self) -> &Arc<dyn L402Store> {
+        &self.store
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn LightningBackend> {
+        &self.backend
+    }
+
+    /// Mints a token and invoice for `call` under `offer`. `None` when the offer is not an L402
+    /// offer or the backend or store cannot be used now.
+    pub async fn mint(&self, call: &CallFacts, offer: &Offer) -> Option<Challenge> {
+        let Offer::L402 { msat, mode, bundle } = *offer else {
+            return None;
+        };
+        let now = call.now;
+        let (amount, credit, expires) = match mode {
+            BillingMode::PerCall => (msat, 0, now.saturating_add(self.cfg.token_ttl_secs)),
+            BillingMode::Balance => {
+                let a = bundle.max(msat);
+                (a, a, now.saturating_add(self.cfg.token_ttl_secs))
+            }
+            BillingMode::TimePass => {
+                let secs = if bundle == 0 {
+                    self.cfg.pass_secs
+                } else {
+                    bundle
+                };
+                (msat, 0, now.saturating_add(secs))
+            }
+        };
+        if amount == 0 {
+            return None;
+        }
+        let what = call.name.as_deref().unwrap_or(&call.method);
+        let memo: String = format!("{} {}", self.cfg.memo, what)
+            .chars()
+            .take(200)
+            .collect();
+        let invoice = match self
+            .backend
+            .create_invoice(amount, &memo, self.cfg.invoice_expiry_secs)
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(backend = self.backend.name(), error = %e, "L402: cannot create an invoice; not offering L402");
+                return None;
+            }
+        };
+        let id = Identifier::random(invoice.payment_hash);
+        let root_key = Zeroizing::new(rand::random::<[u8; 32]>());
+        let mut mac = Macaroon::new(&root_key[..], id.encode().to_vec(), &self.cfg.location);
+        mac.add_first_party_caveat(format!("{}={}", caveat::RESOURCE, call.resource));
+        mac.add_first_party_caveat(format!("{}={}", caveat::METHODS, call.method));
+        if mode != BillingMode::Balance && call.method == "tools/call" {
+            if let Some(tool) = &call.name {
+                mac.add_first_party_caveat(format!("{}={}", caveat::TOOLS, tool));
+            }
+        }
+        mac.add_first_party_caveat(format!("{}={}", caveat::MODE, mode_str(mode)));
+        mac.add_first_party_caveat(format!("{}={}", caveat::EXPIRES, expires));
+        if mode == BillingMode::Balance {
+            mac.add_first_party_caveat(format!("{}={}", caveat::CREDIT_MSAT, credit));
+        }
+        let record = TokenRecord {
+            token_id: id.token_id,
+            payment_hash: invoice.payment_hash,
+            mode,
+            amount_msat: invoice.amount_msat,
+            credit_msat: credit,
+            expires_at: expires,
+            created_at: now,
+            paid_at: None,
+        };
+        if let Err(e) = self.store.issue(record, root_key).await {
+            tracing::warn!(error = %e, "L402: cannot store a new token; not offering L402");
+            return None;
+        }
+        let mac_b64 = mac.to_base64();
+        let www = format!(
+            "L402 macaroon=\"{mac_b64}\", invoice=\"{}\"",
+            invoice.bolt11
+        );
+        let details = serde_json::json!({
+            "rail": "l402",
+            "scheme": "L402",
+            "macaroon": mac_b64,
+            "invoice": invoice.bolt11,
+            "amount_msat": invoice.amount_msat,
+            "mode": mode_str(mode),
+            "expires": expires,
+            "www_authenticate": www,
+        });
+        Some(Challenge {
+            rail: RailKind::L402,
+            www_authenticate: www,
+            details,
+        })
+    }
+
+    /// Verifies a credential for `call` under `offer`. See the module docs for the order.
+    pub async fn check(&self, call: &CallFacts, offer: &Offer, cred: &Credential) -> Verdict {
+        let Credential::L402 { macaroon, preimage } = cred else {
+            return Verdict::Invalid(refuse("not an L402 credential"));
+        };
+        let Offer::L402 { msat, mode, .. } = *offer else {
+            return Verdict::Stale(refuse("this call does not accept L402"));
+        };
+        let mac = match Macaroon::decode(macaroon, self.limits) {
+            Ok(m) => m,
+            Err(e) => return Verdict::Invalid(refuse(format!("malformed macaroon: {e}"))),
+        };
+        let id = match Identifier::decode(mac.identifier()) {
+            Ok(id) => id,
+            Err(e) => return Verdict::Invalid(refuse(format!("not an L402 token: {e}"))),
+        };
+        let hash: [u8; 32] = Sha256::digest(preimage).into();
+        if preimage.len() != 32 || !turnpike_core::ct_eq(&hash, &id.payment_hash) {
+            return Verdict::Invalid(refuse("preimage does not match the payment hash"));
+        }
+        let root_key = match self.store.root_key(id.token_id).await {
+            Ok(Some(k)) => k,
+            Ok(None) => return Verdict::Invalid(refuse("unknown token")),
+            Err(e) => return Verdict::Unavailable(refuse(format!("token store: {e}"))),
+        };
+        if !mac.verify_signature(&root_key[..]) {
+            return Verdict::Invalid(refuse("macaroon signature does not verify"));
+        }
+        let constraints = match Constraints::from_caveats(mac.caveats()) {
+            Ok(c) => c,
+            Err(e) => return Verdict::Invalid(refuse(format!("unsupported caveat: {e}"))),
+        };
+        if let Err(why) = constraints.check(call, mode, preimage) {
+            return match why {
+                caveat::Unsatisfied::Preimage | caveat::Unsatisfied::NoMode => {
+                    Verdict::Invalid(refuse(why.to_string()))
+                }
+                _ => Verdict::Stale(refuse(why.to_string())),
+            };
+        }
+        let record = match self.store.token(id.token_id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Verdict::Invalid(refuse("unknown token")),
+            Err(e) => return Verdict::Unavailable(refuse(format!("token store: {e}"))),
+        };
+        if record.payment_hash != id.payment_hash || record.mode != mode {
+            // Caveats already require the mode; a record disagreeing with its own token means
+            // the store and the macaroon were not minted together.
+            if record.payment_hash != id.payment_hash {
+                return Verdict::Invalid(refuse("token does not match its record"));
+            }
+            return Verdict::Stale(refuse("token is for another billing mode"));
+        }
+        if call.now >= record.expires_at {
+            return Verdict::Stale(refuse("token expired"));
+        }
+        if mode != BillingMode::Balance && record.amount_msat < msat {
+            return Verdict::Stale(refuse("token paid less than this call costs"));
+        }
+        if record.paid_at.is_none() {
+            if let Some(v) = self.confirm(&id, preimage, call.now).await {
+                return v;
+            }
+        }
+        let identity = Some(Identity::L402 {
+            token_id: id.token_id_hex(),
+        });
+        match mode {
+            BillingMode::PerCall => {
+                match self
+                    .spent
+                    .insert(id.token_id, record.expires_at, call.now)
+                    .await
+                {
+                    Ok(true) => Verdict::Pass(Grant {
+                        rail: RailKind::L402,
+                        identity,
+                        receipt: None,
+                    }),
+                    Ok(false) => Verdict::Stale(refuse("token already used")),
+                    Err(e) => Verdict::Unavailable(refuse(format!("spent set: {e}"))),
+                }
+            }
+            BillingMode::Balance => {
+                let limit = constraints.credit_msat.unwrap_or(u64::MAX);
+                match self.store.debit(id.token_id, msat, limit, call.now).await {
+                    Ok(DebitOutcome::Debited { debit_id, .. }) => Verdict::Pass(Grant {
+                        rail: RailKind::L402,
+                        identity,
+                        receipt: Some(format!("{DEBIT_RECEIPT}{debit_id}")),
+                    }),
+                    Ok(DebitOutcome::Insufficient { .. }) => {
+                        Verdict::Stale(refuse("balance used up"))
+                    }
+                    Ok(DebitOutcome::NoBalance) => {
+                        Verdict::Unavailable(refuse("balance not found for a paid token"))
+                    }
+                    Err(e) => Verdict::Unavailable(refuse(format!("balance store: {e}"))),
+                }
+            }
+            BillingMode::TimePass => Verdict::Pass(Grant {
+                rail: RailKind::L402,
+                identity,
+                receipt: None,
+            }),
+        }
+    }
+
+    /// Records a token's payment (confirming it with the backend first where required).
+    /// Returns a verdict only when the token must not pass.
+    async fn confirm(&self, id: &Identifier, preimage: &[u8], now: u64) -> Option<Verdict> {
+        let ask = match self.cfg.confirm_settlement {
+            ConfirmSettlement::Always => true,
+            ConfirmSettlement::Custodial => self.backend.is_custodial(),
+            ConfirmSettlement::Never => false,
+        };
+        if ask {
+            match self.backend.lookup_invoice(&id.payment_hash).await {
+                Ok(InvoiceState::Settled { preimage: reported }) => {
+                    if let Some(r) = reported {
+                        if !turnpike_core::ct_eq(&r, preimage) {
+                            return Some(Verdict::Invalid(refuse(
+                                "preimage differs from the one the backend reports",
+                            )));
+                        }
+                    }
+                }
+                Ok(InvoiceState::Open) => {
+                    return Some(Verdict::Invalid(refuse("invoice is not paid")))
+                }
+                Ok(InvoiceState::Expired) => {
+                    return Some(Verdict::Invalid(refuse("invoice expired unpaid")))
+                }
+                Err(e) => {
+                    tracing::warn!(backend = self.backend.name(), error = %e, "L402: cannot confirm a payment");
+                    return Some(Verdict::Unavailable(refuse(
+                        "cannot confirm the payment with the lightning backend",
+                    )));
+                }
+            }
+        }
+        match self.store.confirm_payment(id.token_id, now).await {
+            Ok(_) => None,
+            Err(e) => Some(Verdict::Unavailable(refuse(format!("token store: {e}")))),
+        }
+    }
+
+    /// Refunds a balance debit when the upstream failed.
+    pub async fn refund(&self, grant: &Grant, upstream_ok: bool) {
+        if upstream_ok || grant.rail != RailKind::L402 {
+            return;
+        }
+        let Some(id) = grant
+            .receipt
+            .as_deref()
+            .and_then(|r| r.strip_prefix(DEBIT_RECEIPT))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if let Err(e) = self.store.refund(id, now).await {
+            tracing::warn!(error = %e, debit_id = id, "L402: refund failed");
+        }
+    }
+}
+
+impl Rail for L402Rail {
+    fn kind(&self) -> RailKind {
+        RailKind::L402
+    }
+
+    fn challenge<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+    ) -> BoxFuture<'a, Option<Challenge>> {
+        Box::pin(self.mint(call, offer))
+    }
+
+    fn verify<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Verdict> {
+        Box::pin(self.check(call, offer, credential))
+    }
+
+    fn settle<'a>(&'a self, grant: &'a Grant, upstream_ok: bool) -> BoxFuture<'a, ()> {
+        Box::pin(self.refund(grant, upstream_ok))
+    }
+}
