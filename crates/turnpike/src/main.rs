@@ -1,1 +1,110 @@
-fn main() {}
+//! `turnpike`: a gateway in front of MCP servers that lets callers through by proof-of-work,
+//! Lightning payment (L402) or OAuth — and the caller's tools to get through it.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod check;
+mod demo;
+mod logging;
+mod serve;
+mod solve;
+
+/// turnpike — a gateway in front of MCP servers. Callers get through by proof-of-work,
+/// Lightning payment (L402) or OAuth, tool by tool.
+#[derive(Debug, Parser)]
+#[command(
+    name = "turnpike",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  turnpike demo                                   # try it: a gated test server on 127.0.0.1:8402\n  turnpike check --config turnpike.toml           # validate a configuration\n  turnpike serve --config turnpike.toml           # run the gateway\n  turnpike serve --upstream http://127.0.0.1:3001/mcp --pow-effort 200000\n  curl -s … | turnpike solve -                    # solve a proof-of-work challenge\n\nRun `turnpike <command> --help` for each command's flags."
+)]
+struct Cli {
+    /// What to log, as a tracing filter (e.g. `info`, `turnpike_gateway=debug,warn`).
+    /// Defaults to $RUST_LOG, else `info`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Serve(serve::ServeArgs),
+    Check(check::CheckArgs),
+    Solve(solve::SolveArgs),
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `solve` and `check` write their results for people and pipes: keep logs quiet unless
+    // asked for.
+    let default_filter = match cli.command {
+        Command::Solve(_) | Command::Check(_) => "warn",
+        Command::Serve(_) | Command::Demo(_) => "info",
+    };
+    if let Err(e) = logging::init(cli.log.as_deref(), default_filter, cli.log_format) {
+        eprintln!("turnpike: {e:#}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Solve(a) => solve::run(a),
+        Command::Demo(a) => demo::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("turnpike: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A multi-threaded tokio runtime for the commands that serve.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}

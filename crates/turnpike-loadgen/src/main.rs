@@ -1,0 +1,543 @@
+//! `turnpike-loadgen`: drives MCP `tools/call` requests at one URL over keep-alive connections
+//! and reports throughput and latency.
+//!
+//! Straight at an upstream, every call is the same POST. Through the gateway (`--pow`), every
+//! call carries a fresh, solved proof-of-work credential: before the timed phase the generator
+//! asks for one challenge per call it will make (the gateway answers 402 with a challenge bound
+//! to exactly that call), solves them all, and then spends each credential once, so the
+//! gateway verifies a real credential (tag, scope, hashes, spent-set insert) on every call.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::Parser;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use turnpike_pow::puzzle::ChallengeToken;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Load generator for MCP tools/call over Streamable HTTP (one POST, one JSON reply).
+#[derive(Debug, Parser)]
+#[command(
+    name = "turnpike-loadgen",
+    version,
+    after_help = "Examples:\n  # straight at the fixture (turnpike-fixture --listen 127.0.0.1:3001 --stateless --json)\n  turnpike-loadgen --url http://127.0.0.1:3001/mcp -c 32 -n 100000\n  # through the gateway, a fresh proof-of-work credential on every call\n  turnpike-loadgen --url http://127.0.0.1:8402/mcp -c 32 -n 100000 --pow\n  # for ten seconds, machine-readable\n  turnpike-loadgen --url http://127.0.0.1:3001/mcp -d 10 --json"
+)]
+struct Args {
+    /// The MCP endpoint to call.
+    #[arg(long, value_name = "URL")]
+    url: Uri,
+    /// Concurrent keep-alive connections (one request in flight on each).
+    #[arg(short = 'c', long, default_value_t = 32, value_name = "N")]
+    connections: usize,
+    /// Timed calls to make (the default when neither -n nor -d is given is 50000).
+    #[arg(short = 'n', long, value_name = "M", conflicts_with = "duration")]
+    requests: Option<u64>,
+    /// Run the timed phase for this many seconds instead of a number of calls.
+    #[arg(short = 'd', long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Untimed calls made first, to open connections and warm caches.
+    #[arg(long, default_value_t = 2000, value_name = "M")]
+    warmup: u64,
+    /// Present a fresh proof-of-work credential on every call (for a gated endpoint).
+    #[arg(long)]
+    pow: bool,
+    /// With --pow and --duration: how many credentials to prepare (the run stops early if they
+    /// run out).
+    #[arg(long, value_name = "M", default_value_t = 200_000)]
+    credentials: u64,
+    /// The tool to call.
+    #[arg(long, default_value = "echo")]
+    tool: String,
+    /// The tool's arguments, as a JSON object.
+    #[arg(long, default_value = r#"{"text":"hello"}"#, value_name = "JSON")]
+    arguments: String,
+    /// Worker threads of the generator's runtime (it shares the machine with what it measures).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    threads: usize,
+    /// A label printed with the results.
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// Print the results as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.connections == 0 || args.threads == 0 {
+        bail!("--connections and --threads must be at least 1");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run(args))
+}
+
+/// What every call sends and expects.
+struct Plan {
+    client: HttpClient,
+    uri: Uri,
+    body: Bytes,
+}
+
+impl Plan {
+    fn request(&self, auth: Option<&HeaderValue>) -> anyhow::Result<Request<Full<Bytes>>> {
+        let mut b = Request::post(self.uri.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream");
+        if let Some(a) = auth {
+            b = b.header(AUTHORIZATION, a.clone());
+        }
+        Ok(b.body(Full::new(self.body.clone()))?)
+    }
+
+    /// Sends one call; returns the status, the `WWW-Authenticate` lines and the body.
+    async fn send(
+        &self,
+        auth: Option<&HeaderValue>,
+    ) -> anyhow::Result<(StatusCode, Vec<HeaderValue>, Bytes)> {
+        let resp = self.client.request(self.request(auth)?).await?;
+        let status = resp.status();
+        let www = resp
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .cloned()
+            .collect();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, www, body))
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let arguments: serde_json::Value =
+        serde_json::from_str(&args.arguments).context("--arguments must be a JSON object")?;
+    if !arguments.is_object() {
+        bail!("--arguments must be a JSON object");
+    }
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": args.tool, "arguments": arguments}
+    });
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(args.connections)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector);
+    let plan = Arc::new(Plan {
+        client,
+        uri: args.url.clone(),
+        body: Bytes::from(body.to_string()),
+    });
+
+    // One probe call, to fail early and clearly.
+    let (status, _, reply) = plan.send(None).await.context("probe call failed")?;
+    if args.pow {
+        if status != StatusCode::PAYMENT_REQUIRED {
+            bail!(
+                "--pow expects the endpoint to answer an unpaid call with 402, got {status}: {}",
+                String::from_utf8_lossy(&reply)
+            );
+        }
+    } else if status != StatusCode::OK || !is_success(&reply) {
+        bail!(
+            "the probe call did not succeed ({status}): {}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+
+    let timed = match (args.requests, args.duration) {
+        (_, Some(d)) if d > 0.0 && d.is_finite() => Stop::After(Duration::from_secs_f64(d)),
+        (_, Some(_)) => bail!("--duration must be a positive number of seconds"),
+        (Some(n), None) => Stop::Count(n),
+        (None, None) => Stop::Count(50_000),
+    };
+
+    let credentials = if args.pow {
+        let wanted = args.warmup
+            + match timed {
+                Stop::Count(n) => n,
+                Stop::After(_) => args.credentials,
+            };
+        let t = Instant::now();
+        let challenges = collect_challenges(&plan, wanted, args.connections).await?;
+        let collected = t.elapsed();
+        let t = Instant::now();
+        let creds = solve_all(challenges).await?;
+        eprintln!(
+            "[{}] prepared {} credentials: challenges in {:.2}s, solved in {:.2}s",
+            args.label,
+            creds.len(),
+            collected.as_secs_f64(),
+            t.elapsed().as_secs_f64()
+        );
+        Some(Arc::new(creds))
+    } else {
+        None
+    };
+
+    let warm = run_phase(
+        &plan,
+        credentials.clone(),
+        0,
+        Stop::Count(args.warmup),
+        args.connections,
+    )
+    .await;
+    if warm.errors > 0 {
+        bail!(
+            "{} of {} warm-up calls failed; first: {}",
+            warm.errors,
+            args.warmup,
+            warm.first_error.unwrap_or_default()
+        );
+    }
+    let result = run_phase(&plan, credentials, args.warmup, timed, args.connections).await;
+    report(&args, &result);
+    if result.errors > 0 {
+        bail!(
+            "{} calls failed; first: {}",
+            result.errors,
+            result.first_error.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Count(u64),
+    After(Duration),
+}
+
+/// Whether a reply body is a JSON-RPC result that is not a tool error.
+fn is_success(body: &[u8]) -> bool {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => v
+            .get("result")
+            .is_some_and(|r| r.get("isError") != Some(&true.into())),
+        Err(_) => false,
+    }
+}
+
+/// Cheap check used on the hot path: a 200 whose body holds a result.
+fn looks_ok(status: StatusCode, body: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"result\"";
+    status == StatusCode::OK && body.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+}
+
+/// Finds the proof-of-work challenge token in a 402: the `WWW-Authenticate: PoW` line, or
+/// else `error.data.challenges[rail = pow].challenge` in the body.
+fn challenge_token(www: &[HeaderValue], body: &[u8]) -> Option<String> {
+    for line in www {
+        let Ok(s) = line.to_str() else { continue };
+        let (scheme, params) = turnpike_core::credential::split_scheme(s);
+        if scheme.eq_ignore_ascii_case("PoW") {
+            let pairs = turnpike_core::credential::parse_auth_params(params)?;
+            return pairs
+                .into_iter()
+                .find(|(k, _)| k == "challenge")
+                .map(|(_, v)| v);
+        }
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.pointer("/error/data/challenges")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("rail").and_then(|r| r.as_str()) == Some("pow"))?
+        .get("challenge")?
+        .as_str()
+        .map(str::to_string)
+}
+
+async fn collect_challenges(
+    plan: &Arc<Plan>,
+    wanted: u64,
+    connections: usize,
+) -> anyhow::Result<Vec<String>> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let plan = plan.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < wanted {
+                let (status, www, body) = plan.send(None).await?;
+                match challenge_token(&www, &body) {
+                    Some(t) => got.push(t),
+                    None => bail!(
+                        "expected a proof-of-work challenge, got {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    ),
+                }
+            }
+            Ok::<_, anyhow::Error>(got)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.context("challenge collector panicked")??);
+    }
+    Ok(all)
+}
+
+/// Solves every challenge (on all cores, one challenge per thread at a time) and renders each
+/// as an `Authorization` header value.
+async fn solve_all(challenges: Vec<String>) -> anyhow::Result<Vec<HeaderValue>> {
+    tokio::task::spawn_blocking(move || {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = challenges.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = challenges
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|c| solve_one(c))
+                            .collect::<anyhow::Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(challenges.len());
+            for h in handles {
+                match h.join() {
+                    Ok(part) => out.extend(part?),
+                    Err(_) => bail!("a solver thread panicked"),
+                }
+            }
+            Ok(out)
+        })
+    })
+    .await
+    .context("solver task panicked")?
+}
+
+fn solve_one(challenge: &str) -> anyhow::Result<HeaderValue> {
+    let token = ChallengeToken::decode(challenge)
+        .map_err(|e| anyhow::anyhow!("undecodable challenge: {e}"))?;
+    let nonces = turnpike_client::solve(&token, 1, None)
+        .map_err(|e| anyhow::anyhow!("solving failed: {e}"))?;
+    let solution = nonces
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(HeaderValue::try_from(format!(
+        "PoW challenge=\"{challenge}\", solution=\"{solution}\""
+    ))?)
+}
+
+/// What one phase measured.
+#[derive(Debug, Default)]
+struct PhaseResult {
+    /// Latency of each successful call, in nanoseconds, sorted.
+    latencies: Vec<u64>,
+    errors: u64,
+    first_error: Option<String>,
+    elapsed: Duration,
+    /// Set when the credentials ran out before the time did.
+    ran_out: bool,
+}
+
+async fn run_phase(
+    plan: &Arc<Plan>,
+    credentials: Option<Arc<Vec<HeaderValue>>>,
+    first_credential: u64,
+    stop: Stop,
+    connections: usize,
+) -> PhaseResult {
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = match stop {
+        Stop::After(d) => Some(start + d),
+        Stop::Count(_) => None,
+    };
+    let limit = match stop {
+        Stop::Count(n) => n,
+        Stop::After(_) => u64::MAX,
+    };
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let plan = plan.clone();
+        let next = next.clone();
+        let creds = credentials.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut r = PhaseResult::default();
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= limit {
+                    break;
+                }
+                let auth = match &creds {
+                    Some(c) => {
+                        let idx = usize::try_from(first_credential + i).unwrap_or(usize::MAX);
+                        match c.get(idx) {
+                            Some(h) => Some(h),
+                            None => {
+                                r.ran_out = true;
+                                break;
+                            }
+                        }
+                    }
+                    None => None,
+                };
+                let t = Instant::now();
+                let outcome = plan.send(auth).await;
+                let took = t.elapsed();
+                match outcome {
+                    Ok((status, _, body)) if looks_ok(status, &body) => {
+                        r.latencies
+                            .push(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+                    }
+                    Ok((status, _, body)) => {
+                        r.errors += 1;
+                        if r.first_error.is_none() {
+                            let text = String::from_utf8_lossy(&body);
+                            r.first_error = Some(format!(
+                                "{status}: {}",
+                                text.chars().take(300).collect::<String>()
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        r.errors += 1;
+                        if r.first_error.is_none() {
+                            r.first_error = Some(format!("{e:#}"));
+                        }
+                    }
+                }
+            }
+            r
+        }));
+    }
+    let mut all = PhaseResult::default();
+    for t in tasks {
+        match t.await {
+            Ok(r) => {
+                all.latencies.extend(r.latencies);
+                all.errors += r.errors;
+                all.ran_out |= r.ran_out;
+                if all.first_error.is_none() {
+                    all.first_error = r.first_error;
+                }
+            }
+            Err(e) => {
+                all.errors += 1;
+                all.first_error
+                    .get_or_insert_with(|| format!("worker panicked: {e}"));
+            }
+        }
+    }
+    all.elapsed = start.elapsed();
+    all.latencies.sort_unstable();
+    all
+}
+
+/// The `q` quantile (0..=1) of sorted values, nearest-rank.
+fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted
+        .get(rank.saturating_sub(1).min(sorted.len() - 1))
+        .copied()
+        .unwrap_or(0)
+}
+
+fn report(args: &Args, r: &PhaseResult) {
+    let n = r.latencies.len() as u64;
+    let secs = r.elapsed.as_secs_f64();
+    let rps = if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let us = |q: f64| quantile(&r.latencies, q) as f64 / 1000.0;
+    let mean = if n > 0 {
+        r.latencies.iter().sum::<u64>() as f64 / n as f64 / 1000.0
+    } else {
+        0.0
+    };
+    if args.json {
+        let v = serde_json::json!({
+            "label": args.label,
+            "url": args.url.to_string(),
+            "pow": args.pow,
+            "connections": args.connections,
+            "requests": n,
+            "errors": r.errors,
+            "seconds": secs,
+            "rps": rps,
+            "mean_us": mean,
+            "p50_us": us(0.50),
+            "p90_us": us(0.90),
+            "p99_us": us(0.99),
+            "max_us": us(1.0),
+            "credentials_ran_out": r.ran_out,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{label}: {n} calls in {secs:.2}s over {c} connections{pow}\n  {rps:.0} requests/s   latency µs: mean {mean:.1}  p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  max {max:.1}   errors {e}{ran}",
+            label = args.label,
+            c = args.connections,
+            pow = if args.pow { ", a fresh PoW credential on each" } else { "" },
+            p50 = us(0.50),
+            p90 = us(0.90),
+            p99 = us(0.99),
+            max = us(1.0),
+            e = r.errors,
+            ran = if r.ran_out { "  (credentials ran out)" } else { "" },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(quantile(&v, 0.5), 50);
+        assert_eq!(quantile(&v, 0.99), 99);
+        assert_eq!(quantile(&v, 1.0), 100);
+        assert_eq!(quantile(&[7], 0.5), 7);
+        assert_eq!(quantile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn finds_the_pow_challenge() {
+        let www = [
+            HeaderValue::from_static(r#"L402 macaroon="m", invoice="i""#),
+            HeaderValue::from_static(r#"PoW challenge="AbC_-", algorithm="sha256", effort="1""#),
+        ];
+        assert_eq!(challenge_token(&www, b"").as_deref(), Some("AbC_-"));
+        let body = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-31402,"message":"m","data":{"challenges":[{"rail":"l402"},{"rail":"pow","challenge":"XyZ"}]}}}"#;
+        assert_eq!(challenge_token(&[], body).as_deref(), Some("XyZ"));
+        assert_eq!(challenge_token(&[], b"{}"), None);
+    }
+
+    #[test]
+    fn success_checks() {
+        assert!(is_success(br#"{"result":{"content":[],"isError":false}}"#));
+        assert!(!is_success(br#"{"result":{"isError":true}}"#));
+        assert!(!is_success(br#"{"error":{}}"#));
+        assert!(looks_ok(StatusCode::OK, br#"{"result":{}}"#));
+        assert!(!looks_ok(StatusCode::PAYMENT_REQUIRED, br#"{"result":{}}"#));
+    }
+}

@@ -1,0 +1,130 @@
+//! `turnpike check`: validate a configuration file and say what it prices.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use turnpike_gateway::config::{self, Config, ConfigError, PriceConfig};
+
+/// Validate a configuration file.
+///
+/// Prints every problem with file:line:col, what is wrong and what to do about it, and exits
+/// with status 1; on success prints one line saying what the configuration prices and exits 0.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  turnpike check --config turnpike.toml\n  turnpike check -c deploy/turnpike.toml && turnpike serve -c deploy/turnpike.toml\n\nExit status: 0 when the file is valid, 1 when it has problems."
+)]
+pub struct CheckArgs {
+    /// The configuration file (TOML).
+    #[arg(short, long, value_name = "FILE", env = "TURNPIKE_CONFIG")]
+    pub config: PathBuf,
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let name = args.config.display().to_string();
+    let cfg = config::load(&args.config).and_then(|cfg| {
+        cfg.validate().map(|()| cfg).map_err(|mut e| {
+            e.file.clone_from(&name);
+            e
+        })
+    });
+    match cfg {
+        Ok(cfg) => {
+            println!("{name}: ok — {}", summary(&cfg));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            report(&e);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Prints every problem, then a count, on stderr.
+pub fn report(e: &ConfigError) {
+    eprintln!("{e}");
+    let n = e.problems.len();
+    eprintln!(
+        "{}: {n} problem{} found",
+        e.file,
+        if n == 1 { "" } else { "s" }
+    );
+}
+
+/// One line: the upstream, then what each named tool, unnamed tools and priced methods cost.
+pub fn summary(cfg: &Config) -> String {
+    let upstream = match (&cfg.upstream.url, &cfg.upstream.command) {
+        (Some(u), _) => u.clone(),
+        (None, Some(c)) => format!("stdio `{}`", c.join(" ")),
+        (None, None) => "no upstream".into(),
+    };
+    let rate = cfg.pow.reference_hashrate;
+    let price = |p: &PriceConfig| match p.pow {
+        Some(effort) if !p.free => format!("pow {effort} (~{})", seconds(effort, rate)),
+        _ => "free".into(),
+    };
+    let mut tools: Vec<String> = cfg
+        .tools
+        .iter()
+        .filter(|(name, _)| name.as_str() != "default")
+        .map(|(name, p)| format!("{name} {}", price(p)))
+        .collect();
+    tools.push(match cfg.tools.get("default") {
+        Some(p) => format!("other tools {}", price(p)),
+        None => "other tools free".into(),
+    });
+    let mut out = format!(
+        "{} {} → {upstream}; tools: {}",
+        cfg.server.listen,
+        cfg.server.path,
+        tools.join(", ")
+    );
+    if !cfg.methods.is_empty() {
+        let methods: Vec<String> = cfg
+            .methods
+            .iter()
+            .map(|(m, p)| format!("{m} {}", price(p)))
+            .collect();
+        out.push_str(&format!("; methods: {}", methods.join(", ")));
+    }
+    out.push_str("; listing and handshake free");
+    out
+}
+
+/// Expected solve time on the reference core, rounded for people.
+fn seconds(effort: u64, rate: u64) -> String {
+    let s = effort as f64 / rate.max(1) as f64;
+    if s < 0.001 {
+        format!("{:.0} µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.0} ms", s * 1e3)
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_read_well() {
+        assert_eq!(seconds(200_000, 20_000_000), "10 ms");
+        assert_eq!(seconds(1, 20_000_000), "0 µs");
+        assert_eq!(seconds(100_000_000, 20_000_000), "5.0 s");
+    }
+
+    #[test]
+    fn summary_names_every_price() {
+        let cfg = config::parse(
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[tools.default]\npow = 200000\n[tools.echo]\nfree = true\n[methods.\"resources/read\"]\npow = 100000\n",
+            "t.toml",
+        )
+        .unwrap();
+        let s = summary(&cfg);
+        assert!(s.contains("http://127.0.0.1:3001/mcp"), "{s}");
+        assert!(s.contains("echo free"), "{s}");
+        assert!(s.contains("other tools pow 200000 (~10 ms)"), "{s}");
+        assert!(s.contains("resources/read pow 100000 (~5 ms)"), "{s}");
+    }
+}

@@ -1,0 +1,255 @@
+//! `turnpike demo`: the gateway in front of the built-in fixture server, with copy-pasteable
+//! steps to try it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use turnpike_gateway::config::{ChallengeMode, Config, PriceConfig};
+
+/// Run a gated demo server and print how to call it.
+///
+/// Starts the built-in test MCP server (tools echo, add, slow, whoami) on an ephemeral
+/// loopback port and the gateway in front of it. `echo` and `whoami` are free; `add`, `slow`
+/// and any other tool cost a small proof-of-work (about 0.1 s on one core). Keys are kept in a
+/// temporary directory unless --data-dir is given.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  turnpike demo\n  turnpike demo --listen 127.0.0.1:9000 --effort 20000000   # ~1 s puzzles\n  turnpike demo --challenge-mode in-band                      # challenges as tool results"
+)]
+pub struct DemoArgs {
+    /// Where the gateway listens (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8402", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Proof-of-work effort (expected hashes) of the priced tools.
+    #[arg(long, default_value_t = 2_000_000, value_name = "N")]
+    pub effort: u64,
+    /// How challenges are delivered (auto: in band for MCP clients mid-session, 402 otherwise).
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "http", "in-band"])]
+    pub challenge_mode: String,
+    /// Keep the gateway's keys here instead of a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if !args.listen.ip().is_loopback() {
+        bail!("the demo listens on loopback only; give --listen 127.0.0.1:PORT");
+    }
+    if args.listen.port() == 0 {
+        bail!("give the demo a fixed port, e.g. --listen 127.0.0.1:8402");
+    }
+    if args.effort == 0 {
+        bail!("--effort must be at least 1");
+    }
+    let (data_dir, temporary) = match &args.data_dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("turnpike-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    let rt = crate::runtime()?;
+    let result = rt.block_on(run_async(&args, &data_dir));
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+async fn run_async(args: &DemoArgs, data_dir: &Path) -> anyhow::Result<()> {
+    // The fixture: stateless, JSON answers for simple calls, on an ephemeral loopback port.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the fixture's port")?;
+    let fixture_addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let fixture = tokio::spawn(turnpike_fixture::serve_http(
+        listener,
+        "/mcp",
+        turnpike_fixture::HttpOptions::fast(),
+        stop.clone().cancelled_owned(),
+    ));
+
+    let cfg = demo_config(args, fixture_addr, data_dir)?;
+    let gateway = tokio::spawn(turnpike_gateway::serve(cfg, {
+        let stop = stop.clone();
+        async move { stop.cancelled().await }
+    }));
+
+    // Print the steps once the gateway accepts connections.
+    let started = Instant::now();
+    loop {
+        if gateway.is_finished() {
+            break;
+        }
+        if tokio::net::TcpStream::connect(args.listen).await.is_ok() {
+            print_steps(args, fixture_addr);
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            stop.cancel();
+            bail!("the gateway did not start listening on {}", args.listen);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut gateway = gateway;
+    tokio::select! {
+        _ = crate::shutdown_signal() => {}
+        r = &mut gateway => {
+            stop.cancel();
+            r.context("the gateway task failed")?
+                .with_context(|| format!("the gateway on {} stopped", args.listen))?;
+            bail!("the gateway stopped unexpectedly");
+        }
+    }
+    stop.cancel();
+    if let Ok(r) = tokio::time::timeout(Duration::from_secs(5), gateway).await {
+        r.context("the gateway task failed")?
+            .context("the gateway stopped with an error")?;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), fixture).await;
+    Ok(())
+}
+
+/// The demo's configuration: echo and whoami free, every other tool at `effort`.
+fn demo_config(args: &DemoArgs, fixture: SocketAddr, data_dir: &Path) -> anyhow::Result<Config> {
+    let mut cfg = Config::default();
+    cfg.server.listen = args.listen;
+    cfg.server.data_dir = data_dir.to_path_buf();
+    cfg.server.challenge_mode = ChallengeMode::parse(&args.challenge_mode)
+        .with_context(|| format!("unknown challenge mode {:?}", args.challenge_mode))?;
+    cfg.upstream.url = Some(format!("http://{fixture}/mcp"));
+    let free = PriceConfig {
+        free: true,
+        pow: None,
+    };
+    cfg.tools.insert("echo".into(), free.clone());
+    cfg.tools.insert("whoami".into(), free);
+    cfg.tools.insert(
+        "default".into(),
+        PriceConfig {
+            free: false,
+            pow: Some(args.effort),
+        },
+    );
+    if let Err(e) = cfg.validate() {
+        bail!("the demo configuration is invalid:\n{e}");
+    }
+    Ok(cfg)
+}
+
+/// How to run this very program from a shell: `turnpike` when that is what `PATH` finds,
+/// else the full path of the running executable.
+fn self_command() -> String {
+    let exe = std::env::current_exe().ok();
+    let exe_canon = exe.as_ref().and_then(|e| e.canonicalize().ok());
+    if let (Some(path), Some(me)) = (std::env::var_os("PATH"), &exe_canon) {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("turnpike").canonicalize().ok().as_ref() == Some(me) {
+                return "turnpike".into();
+            }
+        }
+    }
+    match exe {
+        Some(e) => shell_quote(&e.display().to_string()),
+        None => "turnpike".into(),
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn print_steps(args: &DemoArgs, fixture: SocketAddr) {
+    let url = format!("http://{}/mcp", args.listen);
+    let me = self_command();
+    let secs = args.effort as f64 / 20_000_000.0;
+    let curl = format!(
+        "curl -s {url} -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'"
+    );
+    let echo = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}"#;
+    let add = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#;
+    println!(
+        r#"turnpike demo
+  gateway   {url}
+  upstream  turnpike-fixture (built in) at http://{fixture}/mcp
+  prices    echo, whoami: free; add, slow and any other tool: proof-of-work, effort {effort} (~{secs:.2} s on one core)
+
+Try it from another terminal:
+
+1. A free call goes straight through:
+   {curl} \
+     -d '{echo}'
+
+2. A priced call without a credential gets 402 Payment Required and a challenge bound to this
+   exact call (tool and arguments):
+   {curl} -i \
+     -d '{add}'
+
+3. Solve the challenge (prints the Authorization header value; progress on stderr):
+   AUTH=$({curl} \
+     -d '{add}' | {me} solve)
+
+4. Retry the same call with the credential (each credential works once):
+   {curl} -H "Authorization: $AUTH" \
+     -d '{add}'
+
+5. Connect an MCP client to {url}, e.g. in its JSON settings:
+   {{"mcpServers": {{"turnpike-demo": {{"type": "http", "url": "{url}"}}}}}}
+   Mid-session clients get priced calls back as a tool result that says how to pay
+   (in band); the retry carries the credential in params._meta["turnpike/pow"]
+   (`{me} solve --meta` prints that object).
+
+Ctrl-C stops the demo."#,
+        effort = args.effort,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/usr/bin/turnpike"), "/usr/bin/turnpike");
+        assert_eq!(shell_quote("/tmp/my dir/it's"), r"'/tmp/my dir/it'\''s'");
+    }
+
+    #[test]
+    fn demo_prices() {
+        let args = DemoArgs {
+            listen: "127.0.0.1:8402".parse().unwrap(),
+            effort: 1000,
+            challenge_mode: "auto".into(),
+            data_dir: None,
+        };
+        let cfg = demo_config(
+            &args,
+            "127.0.0.1:5555".parse().unwrap(),
+            Path::new("/tmp/x"),
+        )
+        .unwrap();
+        let p = cfg.policy();
+        assert!(p.price("tools/call", Some("echo")).is_free());
+        assert!(p.price("tools/call", Some("whoami")).is_free());
+        assert!(!p.price("tools/call", Some("add")).is_free());
+        assert!(!p.price("tools/call", Some("slow")).is_free());
+        assert!(p.price("tools/list", None).is_free());
+        assert_eq!(
+            cfg.upstream.url.as_deref(),
+            Some("http://127.0.0.1:5555/mcp")
+        );
+    }
+}
