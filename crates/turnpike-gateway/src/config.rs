@@ -46,7 +46,7 @@ use turnpike_core::{Offer, Policy, Price};
 use turnpike_pow::PowConfig;
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     /// `[server]`.
     pub server: ServerConfig,
@@ -174,18 +174,6 @@ impl PriceConfig {
                 offers: vec![Offer::Pow { effort }],
             },
             _ => Price::free(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            upstream: UpstreamConfig::default(),
-            pow: PowConfig::default(),
-            tools: BTreeMap::new(),
-            methods: BTreeMap::new(),
         }
     }
 }

@@ -78,7 +78,7 @@ impl HostPolicy {
             .to_str()
             .map_err(|_| HostRefusal::Origin)?
             .to_ascii_lowercase();
-        if self.origins.iter().any(|o| *o == origin) {
+        if self.origins.contains(&origin) {
             return Ok(());
         }
         let authority = origin

@@ -34,13 +34,12 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 
 /// Which delivery mode applies to a request (see the contract's rule for `auto`).
 pub fn mode_for(configured: ChallengeMode, headers: &HeaderMap) -> ChallengeMode {
-    match headers
+    if let Some(m @ (ChallengeMode::Http | ChallengeMode::InBand)) = headers
         .get(CHALLENGE_MODE_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| ChallengeMode::parse(v.trim()))
     {
-        Some(m @ (ChallengeMode::Http | ChallengeMode::InBand)) => return m,
-        _ => {}
+        return m;
     }
     match configured {
         ChallengeMode::Auto => {
