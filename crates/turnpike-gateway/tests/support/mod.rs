@@ -60,6 +60,13 @@ pub struct Tools {
     tool_router: ToolRouter<Self>,
 }
 
+impl Tools {
+    /// The tools, for tests that build their own rmcp service.
+    pub fn new_for_tests() -> Self {
+        Self::new()
+    }
+}
+
 #[tool_router]
 impl Tools {
     fn new() -> Self {
