@@ -84,6 +84,8 @@ struct State {
     get: Option<mpsc::Sender<Bytes>>,
     /// Uncorrelated messages no stream could take yet.
     backlog: VecDeque<Bytes>,
+    /// Whether dropping a message from the backlog has been logged at warn level already.
+    backlog_warned: bool,
 }
 
 /// What a registered request waits on.
@@ -430,7 +432,12 @@ impl State {
         }
         if self.backlog.len() >= BACKLOG {
             self.backlog.pop_front();
-            tracing::warn!(target: LOG, session = serial, "dropping the oldest undelivered server message: no stream is open to take it");
+            if self.backlog_warned {
+                tracing::debug!(target: LOG, session = serial, "dropping the oldest undelivered server message");
+            } else {
+                self.backlog_warned = true;
+                tracing::warn!(target: LOG, session = serial, "dropping the oldest undelivered server message: no stream is open to take it (the client has no GET stream open)");
+            }
         }
         self.backlog.push_back(line);
     }
@@ -734,7 +741,7 @@ async fn read_loop(stdout: ChildStdout, session: Arc<Session>) {
         let line = if buf.contains(&b'\r') {
             Bytes::from(serde_json::to_vec(&msg).unwrap_or_default())
         } else {
-            Bytes::copy_from_slice(&buf)
+            Bytes::from(std::mem::take(&mut buf))
         };
         session.dispatch(line, &msg);
     }
