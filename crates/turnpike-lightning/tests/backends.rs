@@ -164,7 +164,10 @@ fn hex32(s: &str) -> [u8; 32] {
 const LND_MACAROON: &str = "0201036c6e6402f801";
 
 fn lnd_auth(h: &HeaderMap) -> Option<Response> {
-    if h.get("grpc-metadata-macaroon").and_then(|v| v.to_str().ok()) == Some(LND_MACAROON) {
+    if h.get("grpc-metadata-macaroon")
+        .and_then(|v| v.to_str().ok())
+        == Some(LND_MACAROON)
+    {
         None
     } else {
         Some(
@@ -268,13 +271,21 @@ async fn lnd_rest() {
     assert!(inv.bolt11.starts_with("lnbcrt25n1"));
     assert_eq!(inv.amount_msat, 2500);
     assert!(inv.expires_at >= now() + 599);
-    assert_eq!(node.invoices.lock()[&inv.payment_hash].memo, "turnpike echo");
-    assert_eq!(b.lookup_invoice(&inv.payment_hash).await.unwrap(), InvoiceState::Open);
+    assert_eq!(
+        node.invoices.lock()[&inv.payment_hash].memo,
+        "turnpike echo"
+    );
+    assert_eq!(
+        b.lookup_invoice(&inv.payment_hash).await.unwrap(),
+        InvoiceState::Open
+    );
     node.set(&inv.payment_hash, St::Paid);
     let pre = node.invoices.lock()[&inv.payment_hash].preimage;
     assert_eq!(
         b.lookup_invoice(&inv.payment_hash).await.unwrap(),
-        InvoiceState::Settled { preimage: Some(pre) }
+        InvoiceState::Settled {
+            preimage: Some(pre)
+        }
     );
     node.set(&inv.payment_hash, St::Expired);
     assert_eq!(
@@ -476,14 +487,22 @@ async fn cln_rest() {
     };
     let b = connect(&cfg(RUNE)).unwrap();
     assert_eq!(b.name(), "cln");
-    let inv = b.create_invoice(123_456, "turnpike add", 300).await.unwrap();
+    let inv = b
+        .create_invoice(123_456, "turnpike add", 300)
+        .await
+        .unwrap();
     assert_eq!(inv.amount_msat, 123_456);
-    assert_eq!(b.lookup_invoice(&inv.payment_hash).await.unwrap(), InvoiceState::Open);
+    assert_eq!(
+        b.lookup_invoice(&inv.payment_hash).await.unwrap(),
+        InvoiceState::Open
+    );
     node.set(&inv.payment_hash, St::Paid);
     let pre = node.invoices.lock()[&inv.payment_hash].preimage;
     assert_eq!(
         b.lookup_invoice(&inv.payment_hash).await.unwrap(),
-        InvoiceState::Settled { preimage: Some(pre) }
+        InvoiceState::Settled {
+            preimage: Some(pre)
+        }
     );
     node.set(&inv.payment_hash, St::Expired);
     assert_eq!(
@@ -495,10 +514,18 @@ async fn cln_rest() {
         LightningError::NotFound,
         "an empty invoices list"
     );
-    match connect(&cfg("wrong")).unwrap().create_invoice(1, "x", 1).await.unwrap_err() {
+    match connect(&cfg("wrong"))
+        .unwrap()
+        .create_invoice(1, "x", 1)
+        .await
+        .unwrap_err()
+    {
         LightningError::Rejected { status, message } => {
             assert_eq!(status, 401);
-            assert!(message.contains("Not authorized") && message.contains("1501"), "{message}");
+            assert!(
+                message.contains("Not authorized") && message.contains("1501"),
+                "{message}"
+            );
         }
         e => panic!("{e:?}"),
     }
@@ -625,15 +652,26 @@ async fn phoenixd_api() {
     let b = connect(&cfg(PHOENIX_PASSWORD)).unwrap();
     assert_eq!(b.name(), "phoenixd");
     // 1500 msat rounds up to 2 sat.
-    let inv = b.create_invoice(1500, "turnpike & co = ⚡", 900).await.unwrap();
+    let inv = b
+        .create_invoice(1500, "turnpike & co = ⚡", 900)
+        .await
+        .unwrap();
     assert_eq!(inv.amount_msat, 2000);
-    assert_eq!(node.invoices.lock()[&inv.payment_hash].memo, "turnpike & co = ⚡");
-    assert_eq!(b.lookup_invoice(&inv.payment_hash).await.unwrap(), InvoiceState::Open);
+    assert_eq!(
+        node.invoices.lock()[&inv.payment_hash].memo,
+        "turnpike & co = ⚡"
+    );
+    assert_eq!(
+        b.lookup_invoice(&inv.payment_hash).await.unwrap(),
+        InvoiceState::Open
+    );
     node.set(&inv.payment_hash, St::Paid);
     let pre = node.invoices.lock()[&inv.payment_hash].preimage;
     assert_eq!(
         b.lookup_invoice(&inv.payment_hash).await.unwrap(),
-        InvoiceState::Settled { preimage: Some(pre) }
+        InvoiceState::Settled {
+            preimage: Some(pre)
+        }
     );
     // Unpaid past its expiry (read from the invoice itself): expired.
     let short = b.create_invoice(1000, "x", 1).await.unwrap();
@@ -646,7 +684,12 @@ async fn phoenixd_api() {
         b.lookup_invoice(&[3; 32]).await.unwrap_err(),
         LightningError::NotFound
     );
-    match connect(&cfg("nope")).unwrap().create_invoice(1000, "x", 60).await.unwrap_err() {
+    match connect(&cfg("nope"))
+        .unwrap()
+        .create_invoice(1000, "x", 60)
+        .await
+        .unwrap_err()
+    {
         LightningError::Rejected { status, message } => {
             assert_eq!(status, 401);
             assert!(message.contains("Invalid authentication"));
@@ -712,7 +755,11 @@ async fn lnbits_create(State(n): State<Arc<Node>>, h: HeaderMap, Json(b): Json<V
         .into_response()
 }
 
-async fn lnbits_get(State(n): State<Arc<Node>>, h: HeaderMap, Path(hash): Path<String>) -> Response {
+async fn lnbits_get(
+    State(n): State<Arc<Node>>,
+    h: HeaderMap,
+    Path(hash): Path<String>,
+) -> Response {
     if let Some(r) = n.gate().await {
         return r;
     }
@@ -762,14 +809,22 @@ async fn lnbits_api() {
     let b = connect(&cfg(LNBITS_KEY)).unwrap();
     assert_eq!(b.name(), "lnbits");
     assert!(b.is_custodial(), "LNbits holds its users' funds");
-    let inv = b.create_invoice(10_000, "turnpike echo", 600).await.unwrap();
+    let inv = b
+        .create_invoice(10_000, "turnpike echo", 600)
+        .await
+        .unwrap();
     assert_eq!(inv.amount_msat, 10_000);
-    assert_eq!(b.lookup_invoice(&inv.payment_hash).await.unwrap(), InvoiceState::Open);
+    assert_eq!(
+        b.lookup_invoice(&inv.payment_hash).await.unwrap(),
+        InvoiceState::Open
+    );
     node.set(&inv.payment_hash, St::Paid);
     let pre = node.invoices.lock()[&inv.payment_hash].preimage;
     assert_eq!(
         b.lookup_invoice(&inv.payment_hash).await.unwrap(),
-        InvoiceState::Settled { preimage: Some(pre) }
+        InvoiceState::Settled {
+            preimage: Some(pre)
+        }
     );
     node.set(&inv.payment_hash, St::Expired);
     assert_eq!(
@@ -780,7 +835,12 @@ async fn lnbits_api() {
         b.lookup_invoice(&[4; 32]).await.unwrap_err(),
         LightningError::NotFound
     );
-    match connect(&cfg("bad")).unwrap().create_invoice(1000, "x", 60).await.unwrap_err() {
+    match connect(&cfg("bad"))
+        .unwrap()
+        .create_invoice(1000, "x", 60)
+        .await
+        .unwrap_err()
+    {
         LightningError::Rejected { status, message } => {
             assert_eq!(status, 401);
             assert_eq!(message, "Invalid key or wallet.");

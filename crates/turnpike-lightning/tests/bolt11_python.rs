@@ -26,7 +26,11 @@ fn decode_with_python(invoices: &[String]) -> Vec<Value> {
         py.display()
     );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/bolt11_peer.py");
-    let out = Command::new(py).arg(script).args(invoices).output().unwrap();
+    let out = Command::new(py)
+        .arg(script)
+        .args(invoices)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "bolt11 decoder failed: {}",
@@ -70,7 +74,11 @@ async fn dev_invoices_decode_independently() {
     let payee = hex::encode(regtest.node_pubkey());
     for (i, ((b, msat, memo, expiry), d)) in cases.iter().zip(&decoded).enumerate() {
         let regtest_case = std::ptr::eq(*b, &regtest);
-        assert_eq!(d["currency"], if regtest_case { "bcrt" } else { "tbs" }, "{i}");
+        assert_eq!(
+            d["currency"],
+            if regtest_case { "bcrt" } else { "tbs" },
+            "{i}"
+        );
         assert_eq!(d["is_regtest"], regtest_case, "{i}");
         assert_eq!(d["is_signet"], !regtest_case, "{i}");
         assert_eq!(d["amount_msat"], *msat, "{i}");
@@ -78,7 +86,10 @@ async fn dev_invoices_decode_independently() {
         assert_eq!(d["expiry"], *expiry, "{i}");
         assert_eq!(d["payment_hash"], hex::encode(hashes[i]), "{i}");
         assert_eq!(d["min_final_cltv_expiry"], 80, "{i}");
-        assert_eq!(d["payee"], payee, "{i}: the signature recovers the dev node's key");
+        assert_eq!(
+            d["payee"], payee,
+            "{i}: the signature recovers the dev node's key"
+        );
         assert_eq!(
             d["features"],
             serde_json::json!(["payment_secret:required", "var_onion_optin:required"]),
