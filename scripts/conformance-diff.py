@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compares two runs of the MCP conformance suite's server scenarios.
 
-Usage: conformance-diff.py UPSTREAM_DIR GATEWAY_DIR [--expected FILE] [--scenarios N]
+Usage: conformance-diff.py UPSTREAM_DIR GATEWAY_DIR [--expected FILE] [--scenarios N] [--label L]
 
 Each DIR is the suite's --output-dir: one folder per scenario (`server-<scenario>-<timestamp>`)
 holding checks.json. Every check is reduced to (scenario, check id, status, error message with
@@ -9,7 +9,9 @@ ports, ids and times scrubbed); timings, ids, ports and free-form details are dr
 runs must then be identical, except for the deviations listed in the expected file, each of
 which must show up exactly as listed.
 
-Expected-deviations file: one line per check, `scenario/check-id UPSTREAM_STATUS GATEWAY_STATUS`,
+Expected-deviations file(s) (--expected, repeatable): one line per check,
+`scenario/check-id UPSTREAM_STATUS GATEWAY_STATUS`, where a status is one of the suite's
+(SUCCESS, FAILURE, WARNING, INFO, …), `A+B` for a check id reported twice, or MISSING;
 `#` starts a comment.
 
 Prints the differences (if any) and a one-line summary; exit 0 when the runs agree, 1 otherwise,
@@ -67,17 +69,15 @@ def load_run(run_dir: Path) -> dict[str, list[dict]]:
                     "error": scrub(str(c.get("errorMessage") or "")),
                 }
             )
-        checks.sort(key=lambda c: (c["id"], c["status"], c["error"]))
+        # Keep the reported order: a repeated check id is compared as a sequence.
         if scenario in runs:
             raise ValueError(f"{run_dir}: scenario {scenario} appears twice")
         runs[scenario] = checks
     return runs
 
 
-def load_expected(path: Path | None) -> dict[str, tuple[str, str]]:
+def load_expected(path: Path) -> dict[str, tuple[str, str]]:
     expected: dict[str, tuple[str, str]] = {}
-    if path is None:
-        return expected
     for n, line in enumerate(path.read_text().splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -89,6 +89,19 @@ def load_expected(path: Path | None) -> dict[str, tuple[str, str]]:
     return expected
 
 
+def by_id(checks: list[dict]) -> dict[str, list[dict]]:
+    """Check id -> its results in the order reported (an id may be reported more than once)."""
+    out: dict[str, list[dict]] = {}
+    for c in checks:
+        out.setdefault(c["id"], []).append(c)
+    return out
+
+
+def statuses(checks: list[dict]) -> str:
+    """`STATUS` or `STATUS+STATUS…` for a repeated check id; `MISSING` when absent."""
+    return "+".join(c["status"] for c in checks) or "MISSING"
+
+
 def scenario_passed(checks: list[dict]) -> bool:
     return bool(checks) and all(c["status"] in ("SUCCESS", "INFO", "SKIPPED") for c in checks)
 
@@ -97,15 +110,18 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("upstream", type=Path)
     ap.add_argument("gateway", type=Path)
-    ap.add_argument("--expected", type=Path)
+    ap.add_argument("--expected", type=Path, action="append", default=[])
     ap.add_argument("--scenarios", type=int, help="number of scenarios each run must have")
     ap.add_argument("--json-out", type=Path, help="write both normalised runs here")
+    ap.add_argument("--label", default="", help="names the gateway run in the summary")
     args = ap.parse_args()
 
     try:
         up = load_run(args.upstream)
         gw = load_run(args.gateway)
-        expected = load_expected(args.expected)
+        expected = {}
+        for f in args.expected:
+            expected.update(load_expected(f))
     except (OSError, ValueError) as e:
         print(f"conformance: cannot read results: {e}")
         return 2
@@ -128,16 +144,15 @@ def main() -> int:
         if a is None or b is None:
             diffs.append(f"- {scenario}: only in the {'gateway' if a is None else 'upstream'} run")
             continue
-        a_by = {c["id"]: c for c in a}
-        b_by = {c["id"]: c for c in b}
+        a_by = by_id(a)
+        b_by = by_id(b)
         same = True
         for cid in sorted(set(a_by) | set(b_by)):
-            ca, cb = a_by.get(cid), b_by.get(cid)
+            ca, cb = a_by.get(cid, []), b_by.get(cid, [])
             key = f"{scenario}/{cid}"
+            got_up, got_gw = statuses(ca), statuses(cb)
             if key in expected:
                 want_up, want_gw = expected[key]
-                got_up = ca["status"] if ca else "MISSING"
-                got_gw = cb["status"] if cb else "MISSING"
                 if (got_up, got_gw) == (want_up, want_gw):
                     deviations_seen.append(f"{key}: {got_up} upstream, {got_gw} through the gateway (expected)")
                 else:
@@ -150,38 +165,34 @@ def main() -> int:
             if ca == cb:
                 continue
             same = False
-            if ca is None or cb is None:
-                diffs.append(f"- {key}: check only in the {'gateway' if ca is None else 'upstream'} run")
-                continue
             diffs.append(f"- {key}:")
-            diffs.append(f"    upstream: {ca['status']}  {ca['error']}".rstrip())
-            diffs.append(f"    gateway:  {cb['status']}  {cb['error']}".rstrip())
-        if len(a) != len(a_by) or len(b) != len(b_by):
-            # Duplicate check ids: compare the whole lists as well.
-            if a != b:
-                same = False
-                diffs.append(f"- {scenario}: repeated check ids differ")
+            for who, checks in (("upstream", ca), ("gateway ", cb)):
+                if not checks:
+                    diffs.append(f"    {who}: MISSING")
+                for c in checks:
+                    diffs.append(f"    {who}: {c['status']}  {c['error']}".rstrip())
         if same:
             identical += 1
 
     total = len(set(up) | set(gw))
+    via = f" ({args.label})" if args.label else ""
     passed_up = sum(1 for s in up.values() if scenario_passed(s))
     failed_up = len(up) - passed_up
     for d in deviations_seen:
         print(f"  deviation: {d}")
     if diffs:
-        print("conformance: the gateway run differs from the upstream run:")
+        print(f"conformance: the gateway run{via} differs from the upstream run:")
         for line in diffs:
             print(line)
         print(
-            f"conformance: {total} scenarios, {total - identical} differ through the gateway "
+            f"conformance: {total} scenarios, {total - identical} differ through the gateway{via} "
             f"({passed_up} passed, {failed_up} failed upstream)"
         )
         print(f"conformance: {identical} passed, {total - identical} failed")
         return 1
     extra = f", {len(deviations_seen)} expected deviation(s)" if deviations_seen else ""
     print(
-        f"conformance: {total} scenarios, identical through the gateway "
+        f"conformance: {total} scenarios, identical through the gateway{via} "
         f"({passed_up} passed, {failed_up} failed upstream{extra})"
     )
     return 0
