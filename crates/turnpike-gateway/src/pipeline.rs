@@ -298,7 +298,9 @@ impl Gate {
             refused => {
                 log.outcome = outcome_of(&refused);
                 let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
-                return Ok(respond::challenge(mode, method, msg.id(), refused));
+                // The header was checked in step 6; a result's shape follows the era.
+                let era = turnpike_mcp::era(&parts.headers).unwrap_or(turnpike_mcp::Era::Session);
+                return Ok(respond::challenge(mode, era, method, msg.id(), refused));
             }
         };
         let list_id = (method == "tools/list" && msg.kind() == MessageKind::Request)

@@ -62,6 +62,7 @@ pub fn mode_for(configured: ChallengeMode, headers: &HeaderMap) -> ChallengeMode
 /// form).
 pub fn challenge(
     mode: ChallengeMode,
+    era: turnpike_mcp::Era,
     method: &str,
     id: Option<&Value>,
     decision: Decision,
@@ -106,7 +107,7 @@ pub fn challenge(
     challenges.sort_by_key(|c| c.rail != RailKind::L402);
     if mode == ChallengeMode::InBand {
         let body = if method == "tools/call" {
-            turnpike_mcp::in_band_result(id, &challenges, &refusals)
+            turnpike_mcp::in_band_result_for(era, id, &challenges, &refusals)
         } else {
             turnpike_mcp::challenge_error(id, code, message, &challenges, &refusals)
         };
@@ -174,6 +175,7 @@ mod tests {
         };
         let r = challenge(
             ChallengeMode::Http,
+            turnpike_mcp::Era::Session,
             "tools/call",
             None,
             Decision::Challenge {
@@ -185,6 +187,7 @@ mod tests {
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "PoW challenge=\"x\"");
         let r = challenge(
             ChallengeMode::Http,
+            turnpike_mcp::Era::Session,
             "tools/call",
             None,
             Decision::Invalid {
@@ -195,6 +198,7 @@ mod tests {
         assert_eq!(r.status(), 401);
         let r = challenge(
             ChallengeMode::Http,
+            turnpike_mcp::Era::Session,
             "tools/call",
             None,
             Decision::Unavailable { refusals: vec![] },
@@ -203,6 +207,7 @@ mod tests {
         assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
         let r = challenge(
             ChallengeMode::InBand,
+            turnpike_mcp::Era::Session,
             "tools/call",
             None,
             Decision::Unavailable { refusals: vec![] },

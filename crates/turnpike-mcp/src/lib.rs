@@ -26,4 +26,4 @@ pub use classify::{call_name, classify};
 pub use envelope::{parse_message, EnvelopeError, Message, MessageKind};
 pub use headers::{check_routing_headers, era, Era, HeaderMismatch};
 pub use meta::{meta_credentials, strip_turnpike_meta};
-pub use respond::{challenge_error, error_response, in_band_result};
+pub use respond::{challenge_error, error_response, in_band_result, in_band_result_for};

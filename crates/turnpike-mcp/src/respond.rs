@@ -47,6 +47,24 @@ pub fn in_band_result(id: Option<&Value>, challenges: &[Challenge], refusals: &[
     })
 }
 
+/// [`in_band_result`] shaped for the request's protocol era: from 2026-07-28 on every result
+/// carries `"resultType": "complete"` (the revision makes it required; older revisions do not
+/// know the field, so it is left out for them).
+pub fn in_band_result_for(
+    era: crate::Era,
+    id: Option<&Value>,
+    challenges: &[Challenge],
+    refusals: &[Refusal],
+) -> Value {
+    let mut v = in_band_result(id, challenges, refusals);
+    if era == crate::Era::RoutingHeaders {
+        if let Some(r) = v.get_mut("result").and_then(Value::as_object_mut) {
+            r.insert("resultType".into(), Value::from("complete"));
+        }
+    }
+    v
+}
+
 fn ways_through(challenges: &[Challenge], refusals: &[Refusal]) -> Value {
     json!({
         "challenges": challenges.iter().map(|c| c.details.clone()).collect::<Vec<_>>(),
@@ -136,6 +154,15 @@ mod tests {
                 "challenges":[pow_challenge().details],
                 "refusals":[{"rail":"pow","reason":"already used"}]}}})
         );
+    }
+
+    #[test]
+    fn result_type_from_2026_07_28() {
+        let old = in_band_result_for(crate::Era::Session, None, &[pow_challenge()], &[]);
+        assert!(old["result"].get("resultType").is_none());
+        let new = in_band_result_for(crate::Era::RoutingHeaders, None, &[pow_challenge()], &[]);
+        assert_eq!(new["result"]["resultType"], "complete");
+        assert_eq!(new["result"]["isError"], true);
     }
 
     #[test]
