@@ -22,11 +22,11 @@ mod solve;
 )]
 struct Cli {
     /// What to log, as a tracing filter (e.g. `info`, `turnpike_gateway=debug,warn`).
-    /// Defaults to $RUST_LOG, else `info`.
-    #[arg(long, global = true, value_name = "FILTER")]
+    /// Defaults to $RUST_LOG, else `info` for serve and demo, `warn` for check and solve.
+    #[arg(long, global = true, value_name = "FILTER", help_heading = "Logging")]
     log: Option<String>,
     /// Log line format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, help_heading = "Logging")]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,

@@ -15,7 +15,7 @@ use turnpike_gateway::config::{self, ChallengeMode, Config, PriceConfig};
 /// and an upstream must be given with --upstream or --upstream-cmd.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  turnpike serve --config turnpike.toml\n  turnpike serve --upstream http://127.0.0.1:3001/mcp --pow-effort 200000\n  turnpike serve --upstream-cmd \"npx -y @modelcontextprotocol/server-everything\" --listen 127.0.0.1:9000\n  turnpike serve -c turnpike.toml --challenge-mode in-band --log turnpike_gateway=debug\n\nStop it with Ctrl-C or SIGTERM; in-flight calls are allowed to finish."
+    after_help = "Examples:\n  turnpike serve --config turnpike.toml\n  turnpike serve --upstream http://127.0.0.1:3001/mcp --pow-effort 200000\n  turnpike serve --upstream-cmd \"npx -y @modelcontextprotocol/server-everything\"\n  turnpike serve -c turnpike.toml --challenge-mode in-band --log turnpike_gateway=debug\n\nStop it with Ctrl-C or SIGTERM; in-flight calls are allowed to finish."
 )]
 pub struct ServeArgs {
     /// The configuration file (TOML); see `turnpike check`.

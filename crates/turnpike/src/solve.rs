@@ -18,9 +18,7 @@ use turnpike_pow::ChallengeToken;
 /// `PoW challenge="…", solution="…"`, or with --meta the `_meta` object to put in the retried
 /// call's params.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  # solve the challenge in a 402 body and retry with the credential\n  AUTH=$(curl -s http://127.0.0.1:8402/mcp -H 'Content-Type: application/json' \\\n      -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"add\",\"arguments\":{\"a\":2,\"b\":3}}}' \\\n      | turnpike solve)\n  curl -s http://127.0.0.1:8402/mcp -H \"Authorization: $AUTH\" …\n\n  turnpike solve 'PoW challenge=\"AQE…\", algorithm=\"sha256\", effort=\"200000\"'\n  turnpike solve --meta --threads 2 --max-seconds 30 < in-band-result.json\n\nExit status: 0 solved, 1 no usable challenge or solving failed, 3 --max-seconds ran out."
-)]
+#[command(after_help = EXAMPLES)]
 pub struct SolveArgs {
     /// The challenge: a WWW-Authenticate value, a bare token, or `-` to read stdin.
     #[arg(value_name = "CHALLENGE")]
@@ -42,6 +40,18 @@ pub struct SolveArgs {
     #[arg(long, value_name = "SECS")]
     pub max_seconds: Option<f64>,
 }
+
+const EXAMPLES: &str = r#"Examples:
+  # call.json holds a tools/call request for a priced tool
+  AUTH=$(curl -s http://127.0.0.1:8402/mcp -H 'Content-Type: application/json' \
+           -d @call.json | turnpike solve)
+  curl -s http://127.0.0.1:8402/mcp -H 'Content-Type: application/json' \
+       -H "Authorization: $AUTH" -d @call.json
+
+  turnpike solve 'PoW challenge="AQE…", algorithm="sha256", effort="200000"'
+  turnpike solve --meta --threads 2 --max-seconds 30 < in-band-result.json
+
+Exit status: 0 solved, 1 no usable challenge or solving failed, 3 --max-seconds ran out."#;
 
 /// Exit status when --max-seconds runs out.
 const EXIT_TIMEOUT: u8 = 3;
