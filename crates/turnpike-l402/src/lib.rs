@@ -26,6 +26,9 @@ pub mod store;
 pub use credential::{parse_authorization, parse_macaroon_header, parse_meta, META_L402};
 pub use identifier::Identifier;
 pub use macaroon::{Limits, Macaroon, MacaroonError};
-pub use rail::{BuildError, ConfirmSettlement, L402Config, L402Rail, L402Settings, StoreConfig};
+pub use rail::{
+    check_token, decode_token, BuildError, ConfirmSettlement, L402Config, L402Rail, L402Settings,
+    StoreConfig,
+};
 pub use sqlite::{Durability, SqliteStore};
 pub use store::{L402Store, MemoryStore};

@@ -340,38 +340,19 @@ impl L402Rail {
         let Offer::L402 { msat, mode, .. } = *offer else {
             return Verdict::Stale(refuse("this call does not accept L402"));
         };
-        let mac = match Macaroon::decode(macaroon, self.limits) {
-            Ok(m) => m,
-            Err(e) => return Verdict::Invalid(refuse(format!("malformed macaroon: {e}"))),
+        let (mac, id) = match decode_token(macaroon, preimage, self.limits) {
+            Ok(t) => t,
+            Err(v) => return v,
         };
-        let id = match Identifier::decode(mac.identifier()) {
-            Ok(id) => id,
-            Err(e) => return Verdict::Invalid(refuse(format!("not an L402 token: {e}"))),
-        };
-        let hash: [u8; 32] = Sha256::digest(preimage).into();
-        if preimage.len() != 32 || !turnpike_core::ct_eq(&hash, &id.payment_hash) {
-            return Verdict::Invalid(refuse("preimage does not match the payment hash"));
-        }
         let root_key = match self.store.root_key(id.token_id).await {
             Ok(Some(k)) => k,
             Ok(None) => return Verdict::Invalid(refuse("unknown token")),
             Err(e) => return Verdict::Unavailable(refuse(format!("token store: {e}"))),
         };
-        if !mac.verify_signature(&root_key[..]) {
-            return Verdict::Invalid(refuse("macaroon signature does not verify"));
-        }
-        let constraints = match Constraints::from_caveats(mac.caveats()) {
+        let constraints = match check_token(&mac, &root_key, call, mode, preimage) {
             Ok(c) => c,
-            Err(e) => return Verdict::Invalid(refuse(format!("unsupported caveat: {e}"))),
+            Err(v) => return v,
         };
-        if let Err(why) = constraints.check(call, mode, preimage) {
-            return match why {
-                caveat::Unsatisfied::Preimage | caveat::Unsatisfied::NoMode => {
-                    Verdict::Invalid(refuse(why.to_string()))
-                }
-                _ => Verdict::Stale(refuse(why.to_string())),
-            };
-        }
         let record = match self.store.token(id.token_id).await {
             Ok(Some(r)) => r,
             Ok(None) => return Verdict::Invalid(refuse("unknown token")),
@@ -500,6 +481,54 @@ impl L402Rail {
             tracing::warn!(error = %e, debit_id = id, "L402: refund failed");
         }
     }
+}
+
+/// Verification steps 1 and 2, which need no state: decodes the macaroon (within `limits`) and
+/// its L402 identifier, and checks that SHA-256(`preimage`) is the payment hash (in constant
+/// time). The error is the verdict to give.
+pub fn decode_token(
+    macaroon: &[u8],
+    preimage: &[u8],
+    limits: Limits,
+) -> Result<(Macaroon, Identifier), Verdict> {
+    let mac = Macaroon::decode(macaroon, limits)
+        .map_err(|e| Verdict::Invalid(refuse(format!("malformed macaroon: {e}"))))?;
+    let id = Identifier::decode(mac.identifier())
+        .map_err(|e| Verdict::Invalid(refuse(format!("not an L402 token: {e}"))))?;
+    let hash: [u8; 32] = Sha256::digest(preimage).into();
+    if preimage.len() != 32 || !turnpike_core::ct_eq(&hash, &id.payment_hash) {
+        return Err(Verdict::Invalid(refuse(
+            "preimage does not match the payment hash",
+        )));
+    }
+    Ok((mac, id))
+}
+
+/// Verification steps 4 to 6, given the token's root key: the HMAC chain, then the caveats
+/// (all known, all satisfied by `call` billed as `mode`). Returns the folded caveats.
+pub fn check_token(
+    mac: &Macaroon,
+    root_key: &[u8; 32],
+    call: &CallFacts,
+    mode: BillingMode,
+    preimage: &[u8],
+) -> Result<Constraints, Verdict> {
+    if !mac.verify_signature(root_key) {
+        return Err(Verdict::Invalid(refuse(
+            "macaroon signature does not verify",
+        )));
+    }
+    let constraints = Constraints::from_caveats(mac.caveats())
+        .map_err(|e| Verdict::Invalid(refuse(format!("unsupported caveat: {e}"))))?;
+    constraints
+        .check(call, mode, preimage)
+        .map_err(|why| match why {
+            caveat::Unsatisfied::Preimage | caveat::Unsatisfied::NoMode => {
+                Verdict::Invalid(refuse(why.to_string()))
+            }
+            _ => Verdict::Stale(refuse(why.to_string())),
+        })?;
+    Ok(constraints)
 }
 
 impl Rail for L402Rail {

@@ -238,15 +238,16 @@ struct WalletState {
     options: DevWalletOptions,
 }
 
-fn authorized(state: &WalletState, headers: &HeaderMap) -> Result<(), Response> {
+/// `None` when the request carries the wallet's macaroon, else LND's refusal.
+fn unauthorized(state: &WalletState, headers: &HeaderMap) -> Option<Response> {
     let got = headers
         .get("grpc-metadata-macaroon")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if turnpike_core::ct_eq(got.as_bytes(), state.macaroon_hex.as_bytes()) {
-        Ok(())
+        None
     } else {
-        Err((
+        Some((
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({"code": 2, "message": "verification failed: signature mismatch after caveat verification", "details": []})),
         )
@@ -255,7 +256,7 @@ fn authorized(state: &WalletState, headers: &HeaderMap) -> Result<(), Response> 
 }
 
 async fn getinfo(State(st): State<Arc<WalletState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
+    if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
     let network = match st.backend.network {
@@ -286,7 +287,7 @@ async fn send_payment_sync(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
+    if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
     let Some(pr) = payment_request_of(&body) else {
@@ -322,7 +323,7 @@ async fn send_payment_v2(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
+    if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
     let Some(pr) = payment_request_of(&body) else {
