@@ -24,8 +24,9 @@
 //! 8. with a custodial backend (or `confirm_settlement = "always"`), the first use of a token
 //!    asks the backend whether the invoice was settled; the answer is recorded, so this happens
 //!    once per token (backend down: *Unavailable*; not settled: *Invalid*);
-//! 9. billing: per call — the token id goes into the spent set (already there: *Stale*
-//!    "already used"); balance — an atomic debit (not enough left: *Stale* "balance used up");
+//! 9. billing: per call — the token's first accepted use is its only one: its payment is
+//!    recorded in the store (durable, atomic) and its id goes into the spent set (either already
+//!    there: *Stale* "already used"); balance — an atomic debit (not enough left: *Stale* "balance used up");
 //!    time pass — nothing more.
 //!
 //! A pass grants `Identity::L402 { token_id }` (hex). A balance debit's id travels in the
@@ -64,7 +65,7 @@ pub enum ConfirmSettlement {
 
 /// The rail's settings (the gateway's `[l402]` table, less the backend and store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct L402Config {
     /// The macaroon location hint.
     pub location: String,
@@ -372,10 +373,18 @@ impl L402Rail {
         if mode != BillingMode::Balance && record.amount_msat < msat {
             return Verdict::Stale(refuse("token paid less than this call costs"));
         }
-        if record.paid_at.is_none() {
-            if let Some(v) = self.confirm(&id, preimage, call.now).await {
-                return v;
+        // A per-call token is confirmed by the call it pays for: once confirmed, it is spent
+        // (durably, in the store, as well as in the spent set).
+        let newly_confirmed = if record.paid_at.is_none() {
+            match self.confirm(&id, preimage, call.now).await {
+                Ok(newly) => newly,
+                Err(v) => return v,
             }
+        } else {
+            false
+        };
+        if mode == BillingMode::PerCall && !newly_confirmed {
+            return Verdict::Stale(refuse("token already used"));
         }
         let identity = Some(Identity::L402 {
             token_id: id.token_id_hex(),
@@ -422,8 +431,9 @@ impl L402Rail {
     }
 
     /// Records a token's payment (confirming it with the backend first where required).
-    /// Returns a verdict only when the token must not pass.
-    async fn confirm(&self, id: &Identifier, preimage: &[u8], now: u64) -> Option<Verdict> {
+    /// Returns whether this call recorded it (`false`: a concurrent call did), or the verdict
+    /// to give when the token must not pass.
+    async fn confirm(&self, id: &Identifier, preimage: &[u8], now: u64) -> Result<bool, Verdict> {
         let ask = match self.cfg.confirm_settlement {
             ConfirmSettlement::Always => true,
             ConfirmSettlement::Custodial => self.backend.is_custodial(),
@@ -434,30 +444,30 @@ impl L402Rail {
                 Ok(InvoiceState::Settled { preimage: reported }) => {
                     if let Some(r) = reported {
                         if !turnpike_core::ct_eq(&r, preimage) {
-                            return Some(Verdict::Invalid(refuse(
+                            return Err(Verdict::Invalid(refuse(
                                 "preimage differs from the one the backend reports",
                             )));
                         }
                     }
                 }
                 Ok(InvoiceState::Open) => {
-                    return Some(Verdict::Invalid(refuse("invoice is not paid")))
+                    return Err(Verdict::Invalid(refuse("invoice is not paid")))
                 }
                 Ok(InvoiceState::Expired) => {
-                    return Some(Verdict::Invalid(refuse("invoice expired unpaid")))
+                    return Err(Verdict::Invalid(refuse("invoice expired unpaid")))
                 }
                 Err(e) => {
                     tracing::warn!(backend = self.backend.name(), error = %e, "L402: cannot confirm a payment");
-                    return Some(Verdict::Unavailable(refuse(
+                    return Err(Verdict::Unavailable(refuse(
                         "cannot confirm the payment with the lightning backend",
                     )));
                 }
             }
         }
-        match self.store.confirm_payment(id.token_id, now).await {
-            Ok(_) => None,
-            Err(e) => Some(Verdict::Unavailable(refuse(format!("token store: {e}")))),
-        }
+        self.store
+            .confirm_payment(id.token_id, now)
+            .await
+            .map_err(|e| Verdict::Unavailable(refuse(format!("token store: {e}"))))
     }
 
     /// Refunds a balance debit when the upstream failed.

@@ -11,8 +11,8 @@ use turnpike_core::{
 };
 use turnpike_l402::store::{DownStore, L402Store, LedgerKind};
 use turnpike_l402::{
-    parse_authorization, parse_macaroon_header, parse_meta, ConfirmSettlement, L402Config,
-    L402Rail, Macaroon, MemoryStore, SqliteStore,
+    parse_authorization, parse_macaroon_header, parse_meta, ConfirmSettlement, Durability,
+    L402Config, L402Rail, L402Settings, Macaroon, MemoryStore, SqliteStore, StoreConfig,
 };
 use turnpike_lightning::dev::DevBackend;
 use turnpike_lightning::{Invoice, InvoiceState, LightningBackend, LightningError};
@@ -689,4 +689,93 @@ async fn through_the_decision_engine() {
         Decision::Invalid { .. }
     ));
     let _ = (store, backend);
+}
+
+#[tokio::test]
+async fn per_call_single_use_survives_restart() {
+    let dir = std::env::temp_dir().join(format!(
+        "turnpike-l402-restart-{}-{}",
+        std::process::id(),
+        hex::encode(rand::random::<[u8; 4]>())
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("l402.sqlite");
+    let c = call("echo", NOW);
+    let offer = per_call(1000);
+    let header = {
+        let s = setup_with(
+            false,
+            Arc::new(SqliteStore::open(&path, Durability::Normal).unwrap()),
+            L402Config::default(),
+        );
+        let (header, _) = buy(&s, &c, &offer).await;
+        assert_eq!(
+            verdict_kind(&s.rail.verify(&c, &offer, &cred(&header)).await),
+            "pass"
+        );
+        header
+    };
+    // A new process: new rail, new (empty) spent set, same database.
+    let s = setup_with(
+        false,
+        Arc::new(SqliteStore::open(&path, Durability::Normal).unwrap()),
+        L402Config::default(),
+    );
+    assert_eq!(
+        reason(&s.rail.verify(&c, &offer, &cred(&header)).await),
+        "token already used"
+    );
+    drop(s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn settings_from_toml() {
+    let s: L402Settings = toml::from_str(
+        r#"
+invoice_expiry_secs = 300
+memo = "my server"
+confirm_settlement = "always"
+[backend]
+kind = "lnd"
+url = "https://127.0.0.1:8080"
+macaroon_hex = "0201036c6e64"
+tls_cert_path = "/var/lib/lnd/tls.cert"
+timeout_secs = 5
+[store]
+kind = "sqlite"
+path = "l402.sqlite"
+"#,
+    )
+    .unwrap();
+    assert_eq!(s.rail.invoice_expiry_secs, 300);
+    assert_eq!(s.rail.token_ttl_secs, 86_400, "defaults fill the rest");
+    assert_eq!(s.rail.confirm_settlement, ConfirmSettlement::Always);
+    assert!(
+        matches!(s.backend, turnpike_lightning::BackendConfig::Lnd(ref l) if l.http.timeout_secs == 5)
+    );
+    assert!(matches!(s.store, StoreConfig::Sqlite { .. }));
+
+    // Built for real with the dev backend and a SQLite file under the data directory.
+    let dev: L402Settings = toml::from_str(
+        r#"
+[backend]
+kind = "dev"
+"#,
+    )
+    .unwrap();
+    assert_eq!(dev.store, StoreConfig::default());
+    let dir = std::env::temp_dir().join(format!("turnpike-l402-settings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rail = L402Rail::from_settings(&dev, &dir, Arc::new(MemorySpentSet::new())).unwrap();
+    assert_eq!(rail.backend().name(), "dev");
+    let ch = rail
+        .challenge(&call("echo", NOW), &per_call(1000))
+        .await
+        .unwrap();
+    assert!(ch.www_authenticate.starts_with("L402 macaroon="));
+    assert!(dir.join("l402.sqlite").exists());
+    drop(rail);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(toml::from_str::<L402Settings>("[backend]\nkind = \"nope\"\n").is_err());
 }
