@@ -445,3 +445,66 @@ async fn other_methods_pass_and_unreachable_upstream_is_502() {
     *req.uri_mut() = format!("http://{gw}/other").parse().unwrap();
     assert_eq!(send(req).await.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn above_the_ceiling_fails_closed_with_503() {
+    let (up, log) = start_upstream(true).await;
+    let text = config_text(up, "").replace(
+        "[tools.default]",
+        "[pow.load]\nceiling = 100\n[tools.default]",
+    );
+    let gw = start_gateway_with(&text).await;
+    let r = post(gw, &[], &call(1, "dear", json!({"n": 1}))).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], -31503);
+    assert!(r.headers.get("www-authenticate").is_none());
+    assert!(log.lock().is_empty(), "nothing was forwarded");
+    // tools/list still answers, offering nothing for the priced tool.
+    let r = post(
+        gw,
+        &[],
+        &json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
+    )
+    .await;
+    let tools = r.json()["result"]["tools"].as_array().cloned().unwrap();
+    let dear = tools.iter().find(|t| t["name"] == "dear").unwrap();
+    assert_eq!(
+        dear["_meta"]["turnpike/price"],
+        json!({"free": false, "offers": []})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, _log) = start_upstream(true).await;
+    let text = config_text(
+        up,
+        "header_read_timeout_secs = 1\nbody_read_timeout_secs = 1",
+    );
+    let gw = start_gateway_with(&text).await;
+
+    // A request head that never finishes: the connection is closed after the timeout.
+    let mut s = tokio::net::TcpStream::connect(gw).await.unwrap();
+    s.write_all(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the gateway kept a half-sent head open");
+    assert!(started.elapsed() >= Duration::from_millis(800));
+
+    // A body that never finishes: 408.
+    let mut s = tokio::net::TcpStream::connect(gw).await.unwrap();
+    s.write_all(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\"")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer within the time limit")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+}
