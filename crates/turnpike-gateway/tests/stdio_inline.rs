@@ -22,9 +22,12 @@ use turnpike_gateway::upstream::stdio::StdioConfig;
 /// - `notify`: a server notification, then a result;
 /// - anything else: a result echoing the params.
 ///
-/// Every message is also logged to stderr.
+/// Every message is also logged to stderr. With `STUBBORN` set in its environment it ignores
+/// SIGTERM and keeps running after its stdin closes.
 const SERVER: &str = r#"
-import json, sys
+import json, os, signal, sys, time
+if os.environ.get("STUBBORN"):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 def send(o):
     sys.stdout.write(json.dumps(o) + "\n"); sys.stdout.flush()
 for line in sys.stdin:
@@ -58,6 +61,9 @@ for line in sys.stdin:
         send({"jsonrpc": "2.0", "id": i, "result": {}})
     else:
         send({"jsonrpc": "2.0", "id": i, "result": {"echo": m.get("params")}})
+if os.environ.get("STUBBORN"):
+    while True:
+        time.sleep(1)
 "#;
 
 fn inline_config() -> StdioConfig {
@@ -250,4 +256,62 @@ async fn malformed_posts_are_refused() {
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
     let missing_del = gw.send(Method::DELETE, None, ACCEPT_BOTH, None, &[]).await;
     assert_eq!(missing_del.status, StatusCode::BAD_REQUEST);
+}
+
+/// The processes whose parent is `pid`, from `/proc/*/stat`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised name: state, ppid, ...
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_wrapped_server_that_ignores_eof_and_sigterm_is_ended_with_its_group() {
+    let mut config = StdioConfig::new(["sh", "-c", "python3 -u -c \"$1\"; exit 0", "sh", SERVER]);
+    config.env.insert("STUBBORN".into(), "1".into());
+    let gw = Gateway::start(config).await;
+    let sid = gw.open_session(json!({})).await;
+    let wrapper = gw.upstream.child_pid(&sid).unwrap();
+    let server = children_of(wrapper);
+    assert_eq!(server.len(), 1, "sh runs the server as its child");
+    let server = server[0];
+    assert!(alive(server));
+
+    let started = Instant::now();
+    assert_eq!(gw.delete(&sid).await.status, StatusCode::OK);
+    wait_gone(wrapper, Duration::from_secs(5)).await;
+    wait_gone(server, Duration::from_secs(5)).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the server was given time to exit before it was killed"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_upstream_ends_a_wrapped_server_too() {
+    let mut config = StdioConfig::new(["sh", "-c", "python3 -u -c \"$1\"; exit 0", "sh", SERVER]);
+    config.env.insert("STUBBORN".into(), "1".into());
+    let gw = Gateway::start(config).await;
+    let sid = gw.open_session(json!({})).await;
+    let wrapper = gw.upstream.child_pid(&sid).unwrap();
+    let server = children_of(wrapper)[0];
+    gw.stop().await;
+    wait_gone(wrapper, Duration::from_secs(5)).await;
+    wait_gone(server, Duration::from_secs(5)).await;
 }

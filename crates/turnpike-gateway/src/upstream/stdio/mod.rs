@@ -12,17 +12,18 @@
 //!
 //! - `POST` of an `initialize` request without `Mcp-Session-Id` starts a child (the configured
 //!   command, arguments, extra environment and working directory), writes the request to it and
-//!   answers with the child's response plus a fresh `Mcp-Session-Id`: 256 bits from the
-//!   operating system's CSPRNG via `rand`'s thread generator, base64url (visible ASCII). If the
+//!   answers with the child's response plus a fresh `Mcp-Session-Id`: 256 bits from a CSPRNG
+//!   (`rand`'s thread-local generator, seeded by the operating system), base64url (visible
+//!   ASCII). If the
 //!   child answers with a JSON-RPC error, or exits first, the session is ended at once and no id
 //!   is given (a child that exits or cannot be started yields HTTP 502 with error -31502).
 //! - Every later request must carry the id: without it → `400`; with an id that is unknown or
 //!   whose session has ended → `404` with a JSON-RPC error body, on which MCP clients start a
 //!   new session with a new `initialize` (and get a new child). Session ids are compared in
 //!   constant time.
-//! - `DELETE` with the id ends the session: the child's stdin is closed, and the child is
-//!   killed if it has not exited within a second. Its pending requests are answered with
-//!   error -31502; the id then gets `404`.
+//! - `DELETE` with the id ends the session: the child's stdin is closed; if the child has not
+//!   exited a second later its process group gets SIGTERM, and a second after that SIGKILL.
+//!   Its pending requests are answered with error -31502; the id then gets `404`.
 //! - A session with no request in flight for `idle_timeout` (default 15 minutes; zero means
 //!   never) is ended the same way. An open GET stream alone does not keep a session alive.
 //! - At most `max_sessions` sessions (default 1024) live at once; one more `initialize` gets
@@ -38,7 +39,8 @@
 //!   `params._meta.progressToken`, and other server-to-client requests and notifications
 //!   written while this request is the only one in flight. Otherwise the answer is
 //!   `application/json` with the response alone. A client's `notifications/cancelled` for a
-//!   request in flight ends that request's stream without a response.
+//!   request in flight ends that request's stream without a response (a JSON answer gets error
+//!   -31502 saying the request was cancelled).
 //! - `POST` of a notification or of a JSON-RPC response (a client's answer to a sampling,
 //!   elicitation or roots request): written to the child; `202 Accepted` with no body.
 //! - Server messages that belong to no request (several requests in flight, none in flight,
@@ -67,10 +69,12 @@
 //! stalling the session), the buffer for the GET stream, and requests in flight per session
 //! (1024).
 //!
-//! Children are ended by [`StdioUpstream::shutdown`], when the last clone of the upstream is
-//! dropped, and, as they are spawned with `kill_on_drop`, when the runtime that runs the
-//! gateway stops. Only the direct child is signalled: a server started through a wrapper
-//! (`npx`, `sh -c`) is expected to exit when its stdin closes, as stdio servers do.
+//! Each child leads a process group of its own (on Unix), and the whole group is signalled,
+//! so a server started through a wrapper (`npx`, `sh -c`) ends with it, and whatever a child
+//! leaves behind in its group when it exits is killed. Children are ended by
+//! [`StdioUpstream::shutdown`], when the last clone of the upstream is dropped, and, when the
+//! runtime that runs the gateway stops, at once with SIGKILL (`kill_on_drop` and a guard that
+//! kills the group). Signals from a terminal (Ctrl-C) reach the gateway, not its children.
 //!
 //! # Protocol revisions
 //!
@@ -208,8 +212,9 @@ impl StdioUpstream {
     }
 
     /// Ends every session: requests in flight get error -31502, streams end, and each child's
-    /// stdin is closed; children still running a second later are killed. Returns without
-    /// waiting for that. New sessions can still be started afterwards.
+    /// stdin is closed; a child still running a second later gets SIGTERM (its process group
+    /// does), and SIGKILL a second after that. Returns without waiting for that. New sessions
+    /// can still be started afterwards.
     pub fn shutdown(&self) {
         self.inner.registry.end_all("the gateway is shutting down");
     }

@@ -38,7 +38,8 @@ const GET_QUEUE: usize = 256;
 const BACKLOG: usize = 64;
 /// Requests in flight in one session.
 const MAX_PENDING: usize = 1024;
-/// How long a child may take to exit once its stdin is closed before it is killed.
+/// How long a child may take to exit once its stdin is closed before its process group gets
+/// SIGTERM, and again after SIGTERM before it gets SIGKILL.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// How long to wait, after a child exited, for the rest of its stdout.
 const DRAIN_WAIT: Duration = Duration::from_secs(1);
@@ -156,6 +157,11 @@ impl Session {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // The child leads a process group of its own, so that a server started through a
+        // wrapper (`npx`, `sh -c`) is ended with the wrapper, and so that signals meant for the
+        // gateway (Ctrl-C in a terminal) reach the gateway alone, which then ends its children.
+        #[cfg(unix)]
+        cmd.process_group(0);
         if let Some(cwd) = &config.cwd {
             cmd.current_dir(cwd);
         }
@@ -573,6 +579,9 @@ async fn supervise(
     idle: Duration,
 ) {
     let serial = session.serial;
+    // If this task is dropped before the child is reaped (the runtime is shutting down), the
+    // guard kills the child's process group; `kill_on_drop` kills the child itself.
+    let group = GroupGuard(session.pid);
     let idle = (!idle.is_zero()).then_some(idle);
     let mut next_check = idle.map(|d| far(session.epoch, d));
     let end = loop {
@@ -611,17 +620,27 @@ async fn supervise(
             status
         }
         End::Stopped | End::Broken => {
-            // Closing stdin asks a well-behaved server to exit; kill it if it does not.
+            // Closing stdin asks a well-behaved server to exit; then SIGTERM, then SIGKILL,
+            // as the MCP stdio transport describes.
             session.ended.cancel();
             match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
                 Ok(status) => status,
                 Err(_) => {
-                    let _ = child.start_kill();
-                    child.wait().await
+                    signal_group(session.pid, Signal::Term);
+                    match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+                        Ok(status) => status,
+                        Err(_) => {
+                            signal_group(session.pid, Signal::Kill);
+                            let _ = child.start_kill();
+                            child.wait().await
+                        }
+                    }
                 }
             }
         }
     };
+    // Whatever the child left behind in its group (a wrapper's server that outlived it).
+    drop(group);
     let message = match &status {
         Ok(s) => format!("the upstream process exited ({s})"),
         Err(e) => format!("the upstream process exited (status unknown: {e})"),
@@ -634,6 +653,48 @@ async fn supervise(
     }
     tracing::debug!(target: LOG, session = serial, pid = session.pid, "{message}");
 }
+
+/// Kills a child's process group when dropped.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        signal_group(self.0, Signal::Kill);
+    }
+}
+
+/// A signal for a child's process group.
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Term,
+    Kill,
+}
+
+/// Sends `signal` to the process group led by the child `pid` (each child leads its own).
+/// Errors (the group is already gone) are ignored.
+#[cfg(unix)]
+fn signal_group(pid: Option<u32>, signal: Signal) {
+    let Some(pgid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    let sig = match signal {
+        Signal::Term => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: killpg only asks the kernel to deliver a signal; it reads or writes no memory of
+    // this process. The group id is that of a child this session spawned with a group of its
+    // own.
+    unsafe {
+        libc::killpg(pgid, sig);
+    }
+}
+
+/// Without process groups only the child itself is signalled (through `Child::start_kill`).
+#[cfg(not(unix))]
+fn signal_group(_pid: Option<u32>, _signal: Signal) {}
 
 /// `from + d`, or a time far in the future if that overflows.
 fn far(from: Instant, d: Duration) -> Instant {
