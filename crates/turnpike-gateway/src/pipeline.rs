@@ -213,6 +213,7 @@ impl Gate {
         }
         // 2. GET, DELETE and the rest carry no priced call.
         if req.method() != Method::POST {
+            log.method = req.method().as_str().to_owned();
             let (mut parts, body) = req.into_parts();
             strip_credential_headers(&mut parts.headers);
             log.outcome = "passthrough";
@@ -310,15 +311,18 @@ impl Gate {
         log.outcome = if grant.is_some() { "paid" } else { "free" };
         // 10. Strip credentials; re-serialise only when the body changed.
         strip_credential_headers(&mut parts.headers);
+        // The body is whole now: it goes on with its exact length.
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        parts.headers.remove(header::EXPECT);
         let body = if turnpike_mcp::strip_turnpike_meta(msg.value_mut()) {
-            let out = serde_json::to_vec(msg.value()).unwrap_or_default();
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-            Body::from(out)
+            serde_json::to_vec(msg.value()).map_or(bytes, Bytes::from)
         } else {
-            Body::from(bytes)
+            bytes
         };
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let body = Body::from(body);
         drop(msg);
         // 11. Forward.
         let resp = forward(inner, Request::from_parts(parts, body)).await?;
