@@ -7,6 +7,8 @@
 //!   "unpaid" | "paid" | "expired", "payment_preimage": <hex, when paid>, …}]}`;
 //! - errors: a non-2xx status with the RPC error `{"code": <int>, "message": "…"}` (sometimes
 //!   wrapped as `{"error": {…}}`).
+//!
+//! The first clnrest (Python, v23.08) also wanted a `Nodeid` header: set `node_id` for it.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
@@ -33,6 +35,13 @@ impl ClnBackend {
             HeaderValue::from_str(rune.0.trim())
                 .map_err(|_| LightningError::Config("rune is not a header value".into()))?,
         );
+        if let Some(id) = &cfg.node_id {
+            headers.insert(
+                "nodeid",
+                HeaderValue::from_str(id.trim())
+                    .map_err(|_| LightningError::Config("node_id is not a header value".into()))?,
+            );
+        }
         Ok(ClnBackend {
             http: HttpClient::new(&cfg.url, &cfg.http, headers)?,
         })

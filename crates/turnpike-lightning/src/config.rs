@@ -104,6 +104,10 @@ pub struct ClnConfig {
     /// Or a file holding the rune.
     #[serde(default)]
     pub rune_path: Option<PathBuf>,
+    /// The node's id (hex public key), sent as the `Nodeid` header, which the first (Python)
+    /// clnrest of v23.08 also required; later versions ignore it.
+    #[serde(default)]
+    pub node_id: Option<String>,
     #[serde(flatten)]
     pub http: HttpSettings,
 }

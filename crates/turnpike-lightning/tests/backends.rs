@@ -389,7 +389,10 @@ async fn unreachable_and_garbage_fail_closed() {
 const RUNE: &str = "tU-RLjMiDpY2U0o3W1oFowar36RFGpWloPbW9-RuZdo9MyZpZD0wMjRiOWE";
 
 fn cln_auth(h: &HeaderMap) -> Option<Response> {
-    if h.get("rune").and_then(|v| v.to_str().ok()) == Some(RUNE) {
+    let node_ok = h
+        .get("nodeid")
+        .is_none_or(|v| v.to_str().ok() == Some(&("02".to_string() + &"ab".repeat(32))));
+    if node_ok && h.get("rune").and_then(|v| v.to_str().ok()) == Some(RUNE) {
         None
     } else {
         Some(
@@ -482,6 +485,7 @@ async fn cln_rest() {
             url: format!("http://{addr}/"),
             rune: Some(Secret(rune.into())),
             rune_path: None,
+            node_id: Some("02".to_string() + &"ab".repeat(32)),
             http: http(5, 1),
         })
     };
@@ -876,6 +880,7 @@ fn secrets_from_files_and_missing_secrets() {
         url: "https://127.0.0.1:3010".into(),
         rune: None,
         rune_path: Some(rune),
+        node_id: None,
         http: HttpSettings::default(),
     }))
     .is_ok());
