@@ -20,7 +20,7 @@ pub mod upstream;
 
 pub use config::{load, parse, ChallengeMode, Config, ConfigError};
 pub use layer::{TurnpikeLayer, TurnpikeService};
-pub use pipeline::{Gate, GateOptions, PeerAddr};
+pub use pipeline::{Gate, GateOptions, JsonRpcId, PeerAddr};
 pub use serve::{serve, serve_listener};
 
 /// Why the gateway could not start.

@@ -62,6 +62,11 @@ use crate::GatewayError;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// The JSON-RPC id of the request being forwarded, as a request extension, so an upstream that
+/// fails before answering can answer with an error carrying it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonRpcId(pub Value);
+
 /// Settings of a [`Gate`] that do not come from the policy or the rails.
 #[derive(Debug, Clone)]
 pub struct GateOptions {
@@ -323,8 +328,14 @@ impl Gate {
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         let body = Body::from(body);
+        let request_id = (msg.kind() == MessageKind::Request)
+            .then(|| msg.id().cloned())
+            .flatten();
         drop(msg);
         // 11. Forward.
+        if let Some(id) = request_id {
+            parts.extensions.insert(JsonRpcId(id));
+        }
         let resp = forward(inner, Request::from_parts(parts, body)).await?;
         // 12. Settle.
         if let Some(grant) = &grant {

@@ -440,6 +440,7 @@ async fn other_methods_pass_and_unreachable_upstream_is_502() {
     let r = post(gw, &[], &json!({"jsonrpc":"2.0","id":1,"method":"ping"})).await;
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["error"]["code"], -31502);
+    assert_eq!(r.json()["id"], 1, "the error carries the request's id");
     // Paths other than the endpoint are not served.
     let mut req = request(gw, Method::POST, &[], "{}");
     *req.uri_mut() = format!("http://{gw}/other").parse().unwrap();

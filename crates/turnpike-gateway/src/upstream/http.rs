@@ -11,7 +11,8 @@
 //!   upstream writes it, never buffered whole.
 //! - Connections are pooled, with `TCP_NODELAY` set; `https` uses rustls (ring) with the
 //!   Mozilla root certificates.
-//! - When the upstream cannot be reached the caller gets HTTP 502 with JSON-RPC error -31502.
+//! - When the upstream cannot be reached the caller gets HTTP 502 with JSON-RPC error -31502,
+//!   carrying the request's id when the gate passed it along ([`JsonRpcId`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use hyper_util::rt::TokioExecutor;
 use tower_service::Service;
 use turnpike_core::error_codes;
 
+use crate::pipeline::JsonRpcId;
 use crate::GatewayError;
 
 /// A Streamable HTTP MCP server to forward to. Cheap to clone: clones share the connection
@@ -122,11 +124,13 @@ impl Service<Request<Body>> for HttpUpstream {
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
         let uri = self.upstream_uri(&parts.uri);
+        let id = parts.extensions.remove::<JsonRpcId>().map(|i| i.0);
         let client = self.client.clone();
         let host = self.target.host.clone();
         Box::pin(async move {
             let Ok(uri) = uri else {
                 return Ok(unreachable(
+                    id.as_ref(),
                     "the request target could not be mapped upstream",
                 ));
             };
@@ -142,17 +146,20 @@ impl Service<Request<Body>> for HttpUpstream {
                 }
                 Err(e) => {
                     tracing::warn!(target: "turnpike::upstream", error = %e, "upstream request failed");
-                    Ok(unreachable("the upstream MCP server could not be reached"))
+                    Ok(unreachable(
+                        id.as_ref(),
+                        "the upstream MCP server could not be reached",
+                    ))
                 }
             }
         })
     }
 }
 
-fn unreachable(message: &str) -> Response<Body> {
+fn unreachable(id: Option<&serde_json::Value>, message: &str) -> Response<Body> {
     crate::respond::json_error(
         StatusCode::BAD_GATEWAY,
-        None,
+        id,
         error_codes::UPSTREAM_FAILED,
         message,
     )
