@@ -1,0 +1,189 @@
+//! The HTTP client the rail uses to reach its authorization server: hyper-util's client over
+//! rustls (ring, Mozilla roots), one deadline per request, no redirects, a cap on response size.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a request to the authorization server failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url}: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("{url}: no answer within {secs} s")]
+    Timeout { url: String, secs: u64 },
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: {reason}")]
+    Body { url: String, reason: String },
+}
+
+/// A response: status and the whole body.
+pub struct Response {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The body, at most the requested size.
+    pub body: Bytes,
+}
+
+/// A small client for the issuer's endpoints.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl HttpClient {
+    /// A client with a deadline of `timeout` per request.
+    pub fn new(timeout: Duration) -> Result<Self, String> {
+        use hyper_rustls::ConfigBuilderExt;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("tls: {e}"))?
+            .with_webpki_roots()
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(HttpClient { client, timeout })
+    }
+
+    /// `GET url` with `Accept: application/json`.
+    pub async fn get(&self, url: &str, max_bytes: usize) -> Result<Response, FetchError> {
+        self.send(Method::GET, url, None, None, max_bytes).await
+    }
+
+    /// `POST url` with a form body and, when given, an `Authorization` header.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: String,
+        authorization: Option<HeaderValue>,
+        max_bytes: usize,
+    ) -> Result<Response, FetchError> {
+        self.send(
+            Method::POST,
+            url,
+            Some(Bytes::from(form)),
+            authorization,
+            max_bytes,
+        )
+        .await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        form: Option<Bytes>,
+        authorization: Option<HeaderValue>,
+        max_bytes: usize,
+    ) -> Result<Response, FetchError> {
+        let transport = |reason: String| FetchError::Transport {
+            url: url.to_string(),
+            reason,
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| transport(format!("bad URL: {e}")))?;
+        let mut req = Request::builder().method(method).uri(uri);
+        req = req.header(header::ACCEPT, HeaderValue::from_static("application/json"));
+        if form.is_some() {
+            req = req.header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
+        }
+        if let Some(mut a) = authorization {
+            a.set_sensitive(true);
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let req = req
+            .body(Full::new(form.unwrap_or_default()))
+            .map_err(|e| transport(format!("request: {e}")))?;
+        let fut = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| transport(error_chain(&e)))?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), max_bytes)
+                .collect()
+                .await
+                .map_err(|e| FetchError::Body {
+                    url: url.to_string(),
+                    reason: format!("reading the response: {e}"),
+                })?
+                .to_bytes();
+            Ok(Response { status, body })
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| FetchError::Timeout {
+                url: url.to_string(),
+                secs: self.timeout.as_secs(),
+            })?
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value (also used for HTTP Basic client
+/// credentials, RFC 6749 §2.3.1).
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'*') {
+            out.push(b as char);
+        } else if b == b' ' {
+            out.push('+');
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encoding() {
+        assert_eq!(form_encode("a b+c/d=é"), "a+b%2Bc%2Fd%3D%C3%A9");
+        assert_eq!(form_encode("Az09-._*"), "Az09-._*");
+    }
+}

@@ -1,0 +1,265 @@
+//! Access-token claims: what a JWT access token (RFC 9068) or an introspection answer (RFC 7662)
+//! says, and the checks every token passes whichever way it was read — issuer, audience (RFC
+//! 8707), validity times, subject, scopes and the DPoP key binding (RFC 7800 `cnf.jkt`).
+
+use serde::Deserialize;
+
+use crate::url::same_resource;
+
+/// A JSON `string` or `[string]` (JWT `aud`, Entra-style `scp`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value.
+    One(String),
+    /// Several values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn iter(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            OneOrMany::One(s) => Box::new(std::iter::once(s.as_str())),
+            OneOrMany::Many(v) => Box::new(v.iter().map(String::as_str)),
+        }
+    }
+}
+
+/// RFC 7800 confirmation.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Confirmation {
+    /// The RFC 7638 thumbprint of the DPoP key the token is bound to.
+    #[serde(default)]
+    pub jkt: Option<String>,
+}
+
+/// The claims of an access token the rail reads (JWT payload or introspection answer).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Claims {
+    #[serde(default)]
+    pub iss: Option<String>,
+    #[serde(default)]
+    pub sub: Option<String>,
+    #[serde(default)]
+    pub aud: Option<OneOrMany>,
+    #[serde(default)]
+    pub exp: Option<serde_json::Number>,
+    #[serde(default)]
+    pub nbf: Option<serde_json::Number>,
+    #[serde(default)]
+    pub iat: Option<serde_json::Number>,
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub scp: Option<OneOrMany>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub azp: Option<String>,
+    #[serde(default)]
+    pub cnf: Option<Confirmation>,
+    /// Introspection only: whether the token is active.
+    #[serde(default)]
+    pub active: Option<bool>,
+    /// Introspection only: `Bearer` or `DPoP`.
+    #[serde(default)]
+    pub token_type: Option<String>,
+}
+
+/// A token that passed every claim check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// `iss`.
+    pub issuer: String,
+    /// `sub`, or the client id when the token has no subject (client-credentials tokens).
+    pub subject: String,
+    /// `client_id`, else `azp`.
+    pub client_id: Option<String>,
+    /// Granted scopes, from `scope` (space-separated) and `scp`.
+    pub scopes: Vec<String>,
+    /// The thumbprint of the key the token is bound to (`cnf.jkt`).
+    pub jkt: Option<String>,
+    /// `exp`, when the token has one.
+    pub expires_at: Option<u64>,
+}
+
+/// What the checks need to know.
+pub struct Expectations<'a> {
+    /// The configured issuer.
+    pub issuer: &'a str,
+    /// This resource (must be in `aud`).
+    pub resource: &'a str,
+    /// Tolerated clock difference.
+    pub skew: u64,
+    /// Whether `exp` must be present (JWTs: yes).
+    pub require_exp: bool,
+    /// Whether `aud` must be present (JWTs and introspection: yes).
+    pub require_aud: bool,
+    /// Whether `iss` must be present (JWTs: yes; introspection answers may leave it out).
+    pub require_iss: bool,
+}
+
+/// A NumericDate as whole seconds (fractions are dropped); `None` for negative or absurd values.
+pub(crate) fn seconds(n: &serde_json::Number) -> Option<u64> {
+    if let Some(u) = n.as_u64() {
+        return Some(u);
+    }
+    let f = n.as_f64()?;
+    (0.0..1.0e15).contains(&f).then_some(f as u64)
+}
+
+impl Claims {
+    /// Runs every claim check at time `now`; returns the token's facts, or why it is refused
+    /// (a short reason safe to show the caller).
+    pub fn check(&self, exp: &Expectations<'_>, now: u64) -> Result<TokenInfo, &'static str> {
+        match &self.iss {
+            Some(iss) if iss == exp.issuer => {}
+            Some(_) => return Err("the token was issued by another issuer"),
+            None if exp.require_iss => return Err("the token has no issuer"),
+            None => {}
+        }
+        match &self.aud {
+            Some(aud) if !aud.iter().any(|a| same_resource(a, exp.resource)) => {
+                return Err("the token is for another resource (audience)");
+            }
+            Some(_) => {}
+            None if exp.require_aud => return Err("the token names no audience"),
+            None => {}
+        }
+        let expires_at = match &self.exp {
+            Some(n) => {
+                let e = seconds(n).ok_or("the token's exp is not a time")?;
+                if now >= e.saturating_add(exp.skew) {
+                    return Err("the token has expired");
+                }
+                Some(e)
+            }
+            None if exp.require_exp => return Err("the token has no expiry"),
+            None => None,
+        };
+        if let Some(n) = &self.nbf {
+            let nbf = seconds(n).ok_or("the token's nbf is not a time")?;
+            if nbf > now.saturating_add(exp.skew) {
+                return Err("the token is not valid yet");
+            }
+        }
+        if let Some(n) = &self.iat {
+            let iat = seconds(n).ok_or("the token's iat is not a time")?;
+            if iat > now.saturating_add(exp.skew) {
+                return Err("the token was issued in the future");
+            }
+        }
+        let client_id = self
+            .client_id
+            .clone()
+            .or_else(|| self.azp.clone())
+            .filter(|c| !c.is_empty());
+        let subject = match (&self.sub, &client_id) {
+            (Some(s), _) if !s.is_empty() => s.clone(),
+            (_, Some(c)) => c.clone(),
+            _ => return Err("the token names neither a subject nor a client"),
+        };
+        let mut scopes: Vec<String> = Vec::new();
+        if let Some(s) = &self.scope {
+            scopes.extend(s.split_ascii_whitespace().map(str::to_string));
+        }
+        if let Some(scp) = &self.scp {
+            for s in scp.iter() {
+                scopes.extend(s.split_ascii_whitespace().map(str::to_string));
+            }
+        }
+        scopes.sort();
+        scopes.dedup();
+        let jkt = self
+            .cnf
+            .as_ref()
+            .and_then(|c| c.jkt.clone())
+            .filter(|j| !j.is_empty());
+        Ok(TokenInfo {
+            issuer: self.iss.clone().unwrap_or_else(|| exp.issuer.to_string()),
+            subject,
+            client_id,
+            scopes,
+            jkt,
+            expires_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(json: &str) -> Claims {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const EXP: Expectations<'static> = Expectations {
+        issuer: "https://as.example",
+        resource: "https://mcp.example.com/mcp",
+        skew: 60,
+        require_exp: true,
+        require_aud: true,
+        require_iss: true,
+    };
+
+    #[test]
+    fn a_good_token() {
+        let c = claims(
+            r#"{"iss":"https://as.example","sub":"u1","aud":["x","https://MCP.example.com/mcp"],
+                "exp":2000,"iat":1000,"nbf":1000.5,"scope":"b a","scp":["c"],"azp":"cli",
+                "cnf":{"jkt":"T"}}"#,
+        );
+        let t = c.check(&EXP, 1500).unwrap();
+        assert_eq!(t.subject, "u1");
+        assert_eq!(t.client_id.as_deref(), Some("cli"));
+        assert_eq!(t.scopes, vec!["a", "b", "c"]);
+        assert_eq!(t.jkt.as_deref(), Some("T"));
+        assert_eq!(t.expires_at, Some(2000));
+    }
+
+    #[test]
+    fn each_claim_is_enforced() {
+        let base = r#""iss":"https://as.example","sub":"u","aud":"https://mcp.example.com/mcp""#;
+        let ok = |extra: &str, now| claims(&format!("{{{base}{extra}}}")).check(&EXP, now);
+        assert!(ok(r#","exp":100"#, 159).is_ok(), "within skew");
+        assert_eq!(ok(r#","exp":100"#, 160), Err("the token has expired"));
+        assert_eq!(ok("", 1), Err("the token has no expiry"));
+        assert_eq!(
+            ok(r#","exp":9999,"nbf":200"#, 139),
+            Err("the token is not valid yet")
+        );
+        assert!(ok(r#","exp":9999,"nbf":200"#, 140).is_ok());
+        assert_eq!(
+            ok(r#","exp":9999,"iat":500"#, 100),
+            Err("the token was issued in the future")
+        );
+        assert_eq!(ok(r#","exp":-5"#, 1), Err("the token's exp is not a time"));
+        let other_iss = claims(
+            r#"{"iss":"https://as.example/","sub":"u","aud":"https://mcp.example.com/mcp","exp":9}"#,
+        );
+        assert_eq!(
+            other_iss.check(&EXP, 1),
+            Err("the token was issued by another issuer")
+        );
+        let other_aud = claims(
+            r#"{"iss":"https://as.example","sub":"u","aud":["https://mcp.example.com/mcp2"],"exp":9}"#,
+        );
+        assert_eq!(
+            other_aud.check(&EXP, 1),
+            Err("the token is for another resource (audience)")
+        );
+        let no_sub = claims(
+            r#"{"iss":"https://as.example","aud":"https://mcp.example.com/mcp","exp":9,"client_id":"c"}"#,
+        );
+        assert_eq!(no_sub.check(&EXP, 1).unwrap().subject, "c");
+        let nobody =
+            claims(r#"{"iss":"https://as.example","aud":"https://mcp.example.com/mcp","exp":9}"#);
+        assert!(nobody.check(&EXP, 1).is_err());
+    }
+
+    #[test]
+    fn duplicate_claims_are_refused() {
+        assert!(serde_json::from_str::<Claims>(r#"{"aud":"a","aud":"b"}"#).is_err());
+    }
+}

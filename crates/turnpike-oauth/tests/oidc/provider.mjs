@@ -1,0 +1,137 @@
+// A real authorization server for turnpike-oauth's tests: oidc-provider (npm), on 127.0.0.1.
+//
+// Input, from the environment (set by tests/common/mod.rs):
+//   TP_OIDC_PROVIDER   directory of the installed oidc-provider package
+//   TP_ISSUER_PATH     "" or a path such as "/as": the provider is mounted there and the issuer is
+//                      http://127.0.0.1:<port><path>
+//   TP_AS_KEYS         JSON array of private JWKs the server signs with (the test makes them, so
+//                      it can also forge tokens with a key the server publishes); an RSA key is
+//                      generated here
+//   TP_CLIENT_JWKS     public JWKS of the private_key_jwt client (RFC 7523)
+//   TP_CLIENT_SECRET   secret of the client_secret_basic client
+//   TP_RS_SECRET       secret of the resource server's own client (token introspection)
+//   TP_RESOURCES       JSON {resourceUrl: {alg, format: "jwt"|"opaque", scope, ttl}}
+//
+// Output: one JSON line on stdout, {"issuer": "...", "port": N}, once listening. The process ends
+// when its stdin closes (the test that started it is gone).
+//
+// Clients:
+//   agent-secret  client_credentials, client_secret_basic
+//   agent-jwt     client_credentials, private_key_jwt (ES256 assertion signed by the test)
+//   turnpike-rs   client_secret_basic; the resource server, for introspection
+// Features: clientCredentials, resourceIndicators (JWT or opaque access tokens per resource,
+// audience = the resource), introspection, dPoP.
+
+import crypto from 'node:crypto';
+import http from 'node:http';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (v === undefined) {
+    console.error(`provider.mjs: ${name} is not set`);
+    process.exit(2);
+  }
+  return v;
+};
+
+const { default: Provider, errors } = await import(
+  pathToFileURL(path.join(env('TP_OIDC_PROVIDER'), 'lib', 'index.js')).href
+);
+
+const issuerPath = env('TP_ISSUER_PATH');
+const asKeys = JSON.parse(env('TP_AS_KEYS'));
+const clientJwks = JSON.parse(env('TP_CLIENT_JWKS'));
+const resources = JSON.parse(env('TP_RESOURCES'));
+
+const { privateKey: rsaKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const rsaJwk = { ...rsaKey.export({ format: 'jwk' }), kid: 'rs-1', use: 'sig' };
+
+const allScopes = [...new Set(Object.values(resources).flatMap((r) => r.scope.split(' ')))];
+const clientBase = {
+  grant_types: ['client_credentials'],
+  redirect_uris: [],
+  response_types: [],
+  scope: allScopes.join(' '),
+};
+
+const server = http.createServer();
+server.listen(0, '127.0.0.1', () => {
+  const { port } = server.address();
+  const issuer = `http://127.0.0.1:${port}${issuerPath}`;
+  const provider = new Provider(issuer, {
+    clients: [
+      {
+        ...clientBase,
+        client_id: 'agent-secret',
+        client_secret: env('TP_CLIENT_SECRET'),
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+      {
+        ...clientBase,
+        client_id: 'agent-jwt',
+        token_endpoint_auth_method: 'private_key_jwt',
+        token_endpoint_auth_signing_alg: 'ES256',
+        jwks: clientJwks,
+      },
+      {
+        ...clientBase,
+        client_id: 'turnpike-rs',
+        client_secret: env('TP_RS_SECRET'),
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+    ],
+    jwks: { keys: [...asKeys, rsaJwk] },
+    cookies: { keys: ['turnpike-oauth-tests'] },
+    scopes: allScopes,
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      dPoP: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: (_ctx, _client, oneOf) => oneOf,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx, resourceIndicator) => {
+          const r = resources[resourceIndicator];
+          if (!r) {
+            throw new errors.InvalidTarget(`unknown resource ${resourceIndicator}`);
+          }
+          const info = {
+            scope: r.scope,
+            audience: resourceIndicator,
+            accessTokenTTL: r.ttl ?? 600,
+            accessTokenFormat: r.format ?? 'jwt',
+          };
+          if (info.accessTokenFormat === 'jwt') {
+            info.jwt = { sign: { alg: r.alg ?? 'ES256' } };
+          }
+          return info;
+        },
+      },
+    },
+  });
+  provider.on('server_error', (_ctx, err) => console.error('provider server_error:', err));
+  const callback = provider.callback();
+  server.on('request', (req, res) => {
+    if (issuerPath) {
+      if (req.url !== issuerPath && !req.url.startsWith(`${issuerPath}/`)) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end('{"error":"not_found"}');
+        return;
+      }
+      req.originalUrl = req.url;
+      req.url = req.url.slice(issuerPath.length) || '/';
+    }
+    callback(req, res);
+  });
+  process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
+});
+
+// Output the test no longer reads must not bring the server down.
+process.stdout.on('error', () => {});
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+process.stdin.resume();
