@@ -11,10 +11,11 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::digest::generic_array::GenericArray;
 use zeroize::{Zeroize, Zeroizing};
+
+use crate::puzzle::SIGNED_LEN;
 
 /// The name of the key file inside the data directory.
 pub const KEY_FILE: &str = "pow-keys.json";
@@ -64,6 +65,26 @@ struct Key {
     /// Unix seconds at which the key was created (0 for keys given by the operator).
     created_at: u64,
     secret: Zeroizing<[u8; 32]>,
+    /// The SHA-256 states after `key ^ ipad` and `key ^ opad` (HMAC's first block of each
+    /// hash), so a tag costs three compressions instead of five.
+    pads: Zeroizing<[u32; 16]>,
+}
+
+impl Key {
+    fn new(id: u32, created_at: u64, secret: Zeroizing<[u8; 32]>) -> Key {
+        let pads = pad_states(&secret);
+        Key {
+            id,
+            created_at,
+            secret,
+            pads,
+        }
+    }
+
+    /// HMAC-SHA256 of a token's signed bytes.
+    fn tag(&self, msg: &[u8; SIGNED_LEN]) -> [u8; 32] {
+        hmac_signed(&self.pads, msg)
+    }
 }
 
 /// Where and how a generated key ring is persisted and rotated.
@@ -142,11 +163,7 @@ impl KeyRing {
     pub fn from_secrets(secrets: Vec<(u32, [u8; 32])>) -> Result<KeyRing, KeyError> {
         let mut keys: Vec<Key> = Vec::with_capacity(secrets.len());
         for (id, mut secret) in secrets {
-            let key = Key {
-                id,
-                created_at: 0,
-                secret: Zeroizing::new(secret),
-            };
+            let key = Key::new(id, 0, Zeroizing::new(secret));
             secret.zeroize();
             if keys.iter().any(|k| k.id == id) {
                 return Err(KeyError::DuplicateId(id));
@@ -197,11 +214,7 @@ impl KeyRing {
             },
             None => {
                 let ring = KeyRing {
-                    keys: vec![Key {
-                        id: 1,
-                        created_at: now,
-                        secret: random_secret()?,
-                    }],
+                    keys: vec![Key::new(1, now, random_secret()?)],
                     persist: Some(persist),
                 };
                 ring.save()?;
@@ -253,11 +266,7 @@ impl KeyRing {
             .map(|(k, _)| k.clone())
             .collect();
         if let Some((id, secret)) = fresh {
-            next.push(Key {
-                id,
-                created_at: now,
-                secret,
-            });
+            next.push(Key::new(id, now, secret));
         }
         let old = std::mem::replace(&mut self.keys, next);
         if let Err(e) = self.save() {
@@ -303,20 +312,20 @@ impl KeyRing {
     }
 
     /// Tags `msg` with the current key: `(key id, HMAC-SHA256)`.
-    pub(crate) fn tag_current(&self, msg: &[u8]) -> (u32, [u8; 32]) {
+    pub(crate) fn tag_current(&self, msg: &[u8; SIGNED_LEN]) -> (u32, [u8; 32]) {
         match self.keys.last() {
-            Some(k) => (k.id, hmac(&k.secret, msg)),
+            Some(k) => (k.id, k.tag(msg)),
             None => (0, [0; 32]),
         }
     }
 
     /// Tags `msg` with key `id`, if the ring holds it.
-    pub(crate) fn tag_with(&self, id: u32, msg: &[u8]) -> Option<[u8; 32]> {
+    pub(crate) fn tag_with(&self, id: u32, msg: &[u8; SIGNED_LEN]) -> Option<[u8; 32]> {
         self.keys
             .iter()
             .rev()
             .find(|k| k.id == id)
-            .map(|k| hmac(&k.secret, msg))
+            .map(|k| k.tag(msg))
     }
 
     fn save(&self) -> Result<(), KeyError> {
@@ -346,13 +355,61 @@ impl KeyRing {
     }
 }
 
-fn hmac(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so this cannot fail for a 32-byte key.
-    let Ok(mut m) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
-        return [0; 32];
-    };
-    m.update(msg);
-    m.finalize().into_bytes().into()
+type Block = GenericArray<u8, sha2::digest::consts::U64>;
+
+/// SHA-256's initial state.
+const SHA256_IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+/// HMAC-SHA256's precomputed states (RFC 2104): `[inner; outer]`, the SHA-256 states after one
+/// block of `key ^ 0x36…` and `key ^ 0x5c…`.
+fn pad_states(key: &[u8; 32]) -> Zeroizing<[u32; 16]> {
+    let mut block = Zeroizing::new([0u8; 64]);
+    let mut out = Zeroizing::new([0u32; 16]);
+    for (half, pad) in [(0usize, 0x36u8), (8, 0x5c)] {
+        block.fill(pad);
+        for (b, k) in block.iter_mut().zip(key) {
+            *b ^= k;
+        }
+        let mut state = SHA256_IV;
+        sha2::compress256(&mut state, &[Block::clone_from_slice(&block[..])]);
+        out[half..half + 8].copy_from_slice(&state);
+        state.zeroize();
+    }
+    out
+}
+
+/// HMAC-SHA256 over a token's 79 signed bytes with precomputed pad states: the inner hash
+/// covers 64 + 79 bytes (two more blocks after the pad), the outer 64 + 32 (one more block).
+fn hmac_signed(pads: &[u32; 16], msg: &[u8; SIGNED_LEN]) -> [u8; 32] {
+    let mut inner = [0u32; 8];
+    inner.copy_from_slice(&pads[..8]);
+    let mut tail = [0u8; 64];
+    tail[..SIGNED_LEN - 64].copy_from_slice(&msg[64..]);
+    tail[SIGNED_LEN - 64] = 0x80;
+    tail[56..].copy_from_slice(&(((64 + SIGNED_LEN) as u64) * 8).to_be_bytes());
+    sha2::compress256(
+        &mut inner,
+        &[
+            Block::clone_from_slice(&msg[..64]),
+            Block::clone_from_slice(&tail),
+        ],
+    );
+    let mut outer = [0u32; 8];
+    outer.copy_from_slice(&pads[8..]);
+    let mut last = [0u8; 64];
+    for (chunk, word) in last[..32].chunks_exact_mut(4).zip(inner) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    last[32] = 0x80;
+    last[56..].copy_from_slice(&((64u64 + 32) * 8).to_be_bytes());
+    sha2::compress256(&mut outer, &[Block::clone_from_slice(&last)]);
+    let mut tag = [0u8; 32];
+    for (chunk, word) in tag.chunks_exact_mut(4).zip(outer) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    tag
 }
 
 fn io_err<'a>(
@@ -418,11 +475,7 @@ fn read_key_file(path: &Path) -> Result<Option<Vec<Key>>, KeyError> {
         if keys.iter().any(|k| k.id == e.id) {
             return Err(corrupt(format!("key id {} appears twice", e.id)));
         }
-        keys.push(Key {
-            id: e.id,
-            created_at: e.created_at,
-            secret,
-        });
+        keys.push(Key::new(e.id, e.created_at, secret));
     }
     if keys.is_empty() {
         return Err(corrupt("no keys".into()));
@@ -464,6 +517,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
 mod tests {
     use super::*;
 
+    const M: [u8; SIGNED_LEN] = [7; SIGNED_LEN];
+
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
             "turnpike-pow-keys-{name}-{}-{:x}",
@@ -487,37 +542,29 @@ mod tests {
         let r = KeyRing::from_secrets(vec![(7, [1; 32]), (9, [2; 32])]).unwrap();
         assert_eq!(r.current_id(), 9);
         assert_eq!(r.ids(), vec![7, 9]);
-        let (id, tag) = r.tag_current(b"m");
+        let (id, tag) = r.tag_current(&M);
         assert_eq!(id, 9);
-        assert_eq!(r.tag_with(9, b"m"), Some(tag));
-        assert_ne!(r.tag_with(7, b"m"), Some(tag));
-        assert_eq!(r.tag_with(8, b"m"), None);
+        assert_eq!(r.tag_with(9, &M), Some(tag));
+        assert_ne!(r.tag_with(7, &M), Some(tag));
+        assert_eq!(r.tag_with(8, &M), None);
         assert!(r.next_rotation_at().is_none());
     }
 
     #[test]
-    fn hmac_matches_rfc4231_case_2() {
-        // RFC 4231 test case 2 uses a 4-byte key; check the construction with a 32-byte key
-        // against an independent computation instead: HMAC = H((K^opad) || H((K^ipad) || m)).
-        use sha2::Digest;
-        let key = [0x0b_u8; 32];
-        let msg = b"Hi There";
-        let mut ipad = [0x36u8; 64];
-        let mut opad = [0x5cu8; 64];
-        for i in 0..32 {
-            ipad[i] ^= key[i];
-            opad[i] ^= key[i];
+    fn precomputed_hmac_matches_the_hmac_crate() {
+        use hmac::{Hmac, Mac};
+        use rand::RngCore;
+        let mut rng = rand::rng();
+        for _ in 0..200 {
+            let mut key = [0u8; 32];
+            let mut msg = [0u8; SIGNED_LEN];
+            rng.fill_bytes(&mut key);
+            rng.fill_bytes(&mut msg);
+            let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).unwrap();
+            m.update(&msg);
+            let want: [u8; 32] = m.finalize().into_bytes().into();
+            assert_eq!(hmac_signed(&pad_states(&key), &msg), want);
         }
-        let inner = Sha256::new()
-            .chain_update(ipad)
-            .chain_update(msg)
-            .finalize();
-        let outer: [u8; 32] = Sha256::new()
-            .chain_update(opad)
-            .chain_update(inner)
-            .finalize()
-            .into();
-        assert_eq!(hmac(&key, msg), outer);
     }
 
     #[test]
@@ -549,13 +596,13 @@ mod tests {
         }
         let text = fs::read_to_string(&file).unwrap();
         assert!(text.contains("\"format\": 1"));
-        let (_, tag1) = r.tag_current(b"x");
+        let (_, tag1) = r.tag_current(&M);
         drop(r);
 
         // Reloaded before rotation: same key.
         let r = KeyRing::load_or_generate_at(&dir, 1000, 400, t0 + 999).unwrap();
         assert_eq!(r.ids(), vec![1]);
-        assert_eq!(r.tag_current(b"x"), (1, tag1));
+        assert_eq!(r.tag_current(&M), (1, tag1));
         assert_eq!(r.next_rotation_at(), Some(t0 + 1000));
         drop(r);
 
@@ -563,8 +610,8 @@ mod tests {
         let mut r = KeyRing::load_or_generate_at(&dir, 1000, 400, t0 + 1000).unwrap();
         assert_eq!(r.ids(), vec![1, 2]);
         assert_eq!(r.current_id(), 2);
-        assert_eq!(r.tag_with(1, b"x"), Some(tag1));
-        assert_ne!(r.tag_current(b"x").1, tag1);
+        assert_eq!(r.tag_with(1, &M), Some(tag1));
+        assert_ne!(r.tag_current(&M).1, tag1);
         // Not yet past retention of key 1 (retired at t0+1000).
         assert!(!r.rotate_if_due(t0 + 1399).unwrap());
         assert_eq!(r.ids(), vec![1, 2]);
@@ -573,7 +620,7 @@ mod tests {
         assert_eq!(r.ids(), vec![2]);
         let r2 = KeyRing::load_or_generate_at(&dir, 1000, 400, t0 + 1401).unwrap();
         assert_eq!(r2.ids(), vec![2]);
-        assert_eq!(r2.tag_current(b"x"), r.tag_current(b"x"));
+        assert_eq!(r2.tag_current(&M), r.tag_current(&M));
         #[cfg(unix)]
         assert_eq!(mode(&file), 0o600);
         // Long downtime: rotation on load and the previous key kept until retention passes.

@@ -208,8 +208,8 @@ impl ChallengeToken {
     }
 
     /// The bytes the tag covers (`0..79`).
-    pub fn signed_bytes(&self) -> &[u8] {
-        &self.raw[..SIGNED_LEN]
+    pub fn signed_bytes(&self) -> [u8; SIGNED_LEN] {
+        self.array(0)
     }
 
     /// The format version (always [`VERSION`] for a decoded token).

@@ -173,6 +173,8 @@ impl PowRail {
     /// Renders a minted token as a [`Challenge`]: the `WWW-Authenticate` value and the JSON
     /// details, exactly as the wire format specifies.
     pub fn render(&self, token: &ChallengeToken) -> Challenge {
+        use serde_json::Value;
+        use std::fmt::Write as _;
         let tok = token.encode();
         let alg = token.algorithm().as_str();
         let effort = token.effort();
@@ -180,27 +182,32 @@ impl PowRail {
         let target = format!("{:016x}", token.target());
         let expires = token.expires_at();
         let secs = self.expected_seconds(effort);
-        let www = format!(
-            "PoW challenge=\"{tok}\", algorithm=\"{alg}\", effort=\"{effort}\", \
-             subpuzzles=\"{k}\", target=\"{target}\", expires=\"{expires}\", \
-             expected_seconds=\"{secs}\""
+        let mut www = String::with_capacity(320);
+        www.push_str("PoW challenge=\"");
+        www.push_str(&tok);
+        www.push_str("\", algorithm=\"");
+        www.push_str(alg);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            www,
+            "\", effort=\"{effort}\", subpuzzles=\"{k}\", target=\"{target}\", \
+             expires=\"{expires}\", expected_seconds=\"{secs}\""
         );
-        let details = serde_json::json!({
-            "rail": "pow",
-            "scheme": "PoW",
-            "challenge": tok,
-            "algorithm": alg,
-            "effort": effort,
-            "subpuzzles": k,
-            "target": target,
-            "expires": expires,
-            "expected_seconds": secs,
-            "www_authenticate": www,
-        });
+        let mut d = serde_json::Map::new();
+        d.insert("rail".into(), Value::from("pow"));
+        d.insert("scheme".into(), Value::from("PoW"));
+        d.insert("algorithm".into(), Value::from(alg));
+        d.insert("effort".into(), Value::from(effort));
+        d.insert("subpuzzles".into(), Value::from(k));
+        d.insert("target".into(), Value::String(target));
+        d.insert("expires".into(), Value::from(expires));
+        d.insert("expected_seconds".into(), Value::from(secs));
+        d.insert("www_authenticate".into(), Value::String(www.clone()));
+        d.insert("challenge".into(), Value::String(tok));
         Challenge {
             rail: RailKind::Pow,
             www_authenticate: www,
-            details,
+            details: Value::Object(d),
         }
     }
 
@@ -232,7 +239,7 @@ impl PowRail {
             .map_err(|e| invalid(&format!("malformed challenge: {e}")))?;
         {
             let keys = self.keys.read();
-            let Some(tag) = keys.tag_with(token.key_id(), token.signed_bytes()) else {
+            let Some(tag) = keys.tag_with(token.key_id(), &token.signed_bytes()) else {
                 return Err(invalid("challenge was not issued here (unknown key)"));
             };
             if !ct_eq(&tag, &token.tag()) {
