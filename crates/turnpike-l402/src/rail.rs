@@ -359,12 +359,11 @@ impl L402Rail {
             Ok(None) => return Verdict::Invalid(refuse("unknown token")),
             Err(e) => return Verdict::Unavailable(refuse(format!("token store: {e}"))),
         };
-        if record.payment_hash != id.payment_hash || record.mode != mode {
-            // Caveats already require the mode; a record disagreeing with its own token means
-            // the store and the macaroon were not minted together.
-            if record.payment_hash != id.payment_hash {
-                return Verdict::Invalid(refuse("token does not match its record"));
-            }
+        if record.payment_hash != id.payment_hash {
+            // The store and the macaroon were not minted together.
+            return Verdict::Invalid(refuse("token does not match its record"));
+        }
+        if record.mode != mode {
             return Verdict::Stale(refuse("token is for another billing mode"));
         }
         if call.now >= record.expires_at {
