@@ -215,8 +215,18 @@ impl Issuer {
             if fresh && !found.is_empty() {
                 return KeyLookup::Found(found);
             }
-            // Stale, or the key is unknown: try a refresh (single-flight, rate-limited).
-            match self.refresh(seen).await {
+            // Stale keys that still fit are refreshed by whoever gets there first, while
+            // everyone else goes on with them (an issuer outage stalls at most that one call);
+            // an unknown key waits for the refresh (single-flight, rate-limited).
+            let outcome = if found.is_empty() {
+                self.refresh(seen).await
+            } else {
+                match self.fetch.try_lock() {
+                    Ok(st) => self.refresh_locked(st, seen).await,
+                    Err(_) => return KeyLookup::Found(found),
+                }
+            };
+            match outcome {
                 Refresh::Done => {}
                 Refresh::RateLimited => {}
                 Refresh::Failed(e) => {
@@ -285,7 +295,15 @@ impl Issuer {
     }
 
     async fn refresh(&self, seen_generation: u64) -> Refresh {
-        let mut st = self.fetch.lock().await;
+        let st = self.fetch.lock().await;
+        self.refresh_locked(st, seen_generation).await
+    }
+
+    async fn refresh_locked(
+        &self,
+        mut st: tokio::sync::MutexGuard<'_, FetchState>,
+        seen_generation: u64,
+    ) -> Refresh {
         if self.generation.load(Ordering::SeqCst) != seen_generation {
             // Another caller refreshed while this one waited: use its result.
             return Refresh::Done;
