@@ -3,7 +3,13 @@
 //! The hot path needs one thing from the store so far: a *spent set*, which records a
 //! single-use credential (a solved puzzle, a per-call payment) as used until it expires, with an
 //! atomic insert, so a credential is accepted at most once. [`MemorySpentSet`] is the embedded
-//! default; shared backends (Redis) implement the same trait.
+//! default; [`RedisSpentSet`] (feature `redis`, on by default) shares the set between several
+//! gateway instances.
+
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "redis")]
+pub use crate::redis::{RedisSpentSet, RedisSpentSetOptions};
 
 use parking_lot::Mutex;
 use std::collections::HashMap;

@@ -1,0 +1,446 @@
+//! The limits configuration, as the gateway's TOML file holds it (`[limits]`, `[budgets]`,
+//! `[store]`). The gateway embeds these types in its own config; see docs/LIMITS.md.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::backend::LoopBrake;
+use crate::quota::{Quota, Rate};
+
+/// What the limiter does when its backend cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Refuse the call (HTTP 503, JSON-RPC -31503). The default.
+    #[default]
+    Closed,
+    /// Let the call through unlimited (and log it). Payments never fail open.
+    Open,
+}
+
+/// A GCRA quota as written in the config: `burst = 50`, `rate = "20/s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Calls allowed back to back.
+    pub burst: u32,
+    /// The sustained rate, e.g. `"20/s"`, `"600/min"`.
+    pub rate: Rate,
+}
+
+impl QuotaConfig {
+    /// The quota, with a burst of 0 raised to 1 (validation reports it).
+    pub fn quota(&self) -> Quota {
+        Quota {
+            burst: self.burst.max(1),
+            rate: self.rate,
+        }
+    }
+}
+
+/// A per-identity quota with its in-flight cap: `[limits.default]` and `[limits.rails.*]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityQuotaConfig {
+    /// Calls of one tool allowed back to back.
+    pub burst: u32,
+    /// The sustained rate per tool.
+    pub rate: Rate,
+    /// Calls of the identity in flight at once (all tools and methods together). Omitted in a
+    /// rail table: the default's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+}
+
+/// The loop brake as written in the config (`[limits.loop_brake]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopBrakeConfig {
+    /// Whether the brake is on (default true).
+    pub enabled: bool,
+    /// Identical calls (same identity, tool and arguments) allowed back to back (default 10).
+    pub max_repeats: u32,
+    /// Seconds over which `max_repeats` identical calls come back (default 60).
+    pub window_secs: u64,
+    /// Seconds one strike (one braked call) raises the identity's effort multiplier for
+    /// (default 60).
+    pub strike_decay_secs: u64,
+    /// The largest effort multiplier (default 16).
+    pub max_multiplier: u32,
+}
+
+impl Default for LoopBrakeConfig {
+    fn default() -> Self {
+        LoopBrakeConfig {
+            enabled: true,
+            max_repeats: 10,
+            window_secs: 60,
+            strike_decay_secs: 60,
+            max_multiplier: 16,
+        }
+    }
+}
+
+impl LoopBrakeConfig {
+    /// The brake, or `None` when disabled.
+    pub fn brake(&self) -> Option<LoopBrake> {
+        self.enabled.then(|| LoopBrake {
+            max_repeats: self.max_repeats.max(1),
+            window: Duration::from_secs(self.window_secs.clamp(1, 366 * 86_400)),
+            strike_decay: Duration::from_secs(self.strike_decay_secs.max(1)),
+            max_multiplier: self.max_multiplier.max(1),
+        })
+    }
+}
+
+/// Which rail let a call through, for per-rail limits (`[limits.rails.<name>]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RailClass {
+    /// Proof-of-work.
+    Pow,
+    /// L402.
+    L402,
+    /// OAuth.
+    #[serde(rename = "oauth")]
+    OAuth,
+    /// A free call (no rail was needed).
+    Free,
+}
+
+impl From<Option<turnpike_core::RailKind>> for RailClass {
+    fn from(r: Option<turnpike_core::RailKind>) -> RailClass {
+        match r {
+            Some(turnpike_core::RailKind::Pow) => RailClass::Pow,
+            Some(turnpike_core::RailKind::L402) => RailClass::L402,
+            Some(turnpike_core::RailKind::OAuth) => RailClass::OAuth,
+            None => RailClass::Free,
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Whether limits apply at all (default true).
+    pub enabled: bool,
+    /// What to do when the backend is down (default `closed`).
+    pub failure_mode: FailureMode,
+    /// Per identity and tool, for tools and rails not named below; and the identity's in-flight
+    /// cap. Default: burst 50, 20/s, 16 in flight.
+    pub default: IdentityQuotaConfig,
+    /// Per identity, discovery traffic (initialize, ping, server/discover, the list methods,
+    /// notifications). Default: burst 60, 10/s.
+    pub discovery: QuotaConfig,
+    /// Per identity, all tool calls together (the `*` class). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_tools: Option<QuotaConfig>,
+    /// Per identity and tool, by tool name.
+    pub tools: BTreeMap<String, QuotaConfig>,
+    /// Per identity and method, for methods other than tools/call (e.g. `resources/read`).
+    pub methods: BTreeMap<String, QuotaConfig>,
+    /// Per rail that let the call through (`pow`, `l402`, `oauth`, `free`): replaces
+    /// `default` for that rail's calls (a tool's own table still wins).
+    pub rails: BTreeMap<RailClass, IdentityQuotaConfig>,
+    /// The loop brake.
+    pub loop_brake: LoopBrakeConfig,
+    /// Seconds an in-flight slot is held at most on a shared backend, in case the instance that
+    /// took it dies (default 900).
+    pub lease_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            enabled: true,
+            failure_mode: FailureMode::Closed,
+            default: IdentityQuotaConfig {
+                burst: 50,
+                rate: Rate::clamped(20, Duration::from_secs(1)),
+                concurrency: Some(16),
+            },
+            discovery: QuotaConfig {
+                burst: 60,
+                rate: Rate::clamped(10, Duration::from_secs(1)),
+            },
+            all_tools: None,
+            tools: BTreeMap::new(),
+            methods: BTreeMap::new(),
+            rails: BTreeMap::new(),
+            loop_brake: LoopBrakeConfig::default(),
+            lease_secs: 900,
+        }
+    }
+}
+
+/// `[budgets]`: daily caps, counted per UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetsConfig {
+    /// Calls (tools/call and other priced methods) per identity per day. None: no cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls_per_day: Option<u64>,
+    /// Millisatoshis spent per L402 token per day. None: no cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msat_per_token_per_day: Option<u64>,
+}
+
+/// Which backend holds the hot state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// In this process (the default; one instance).
+    #[default]
+    Memory,
+    /// Redis (several instances share limits and spent sets).
+    Redis,
+}
+
+/// `[store]`: where hot shared state lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `memory` (default) or `redis`.
+    pub backend: StoreBackend,
+    /// `redis://host:port/db`, required for the Redis backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (default `turnpike`).
+    pub key_prefix: String,
+    /// Longest wait for one Redis operation, in milliseconds (default 250).
+    pub timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::Memory,
+            redis_url: None,
+            key_prefix: "turnpike".into(),
+            timeout_ms: 250,
+        }
+    }
+}
+
+/// One problem in the limits configuration: where (a dotted path) and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigProblem {
+    /// E.g. `limits.tools.search.burst`.
+    pub path: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> ConfigProblem {
+    ConfigProblem {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+impl LimitsConfig {
+    /// Every problem the config has (empty when it is fine). Types and rate syntax are checked
+    /// while parsing; this checks values.
+    pub fn validate(&self, budgets: &BudgetsConfig, store: &StoreConfig) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut burst = |path: String, b: u32| {
+            if b == 0 {
+                out.push(problem(path, "burst must be at least 1"));
+            }
+        };
+        burst("limits.default.burst".into(), self.default.burst);
+        burst("limits.discovery.burst".into(), self.discovery.burst);
+        if let Some(a) = &self.all_tools {
+            burst("limits.all_tools.burst".into(), a.burst);
+        }
+        for (n, q) in &self.tools {
+            burst(format!("limits.tools.{n}.burst"), q.burst);
+        }
+        for (n, q) in &self.methods {
+            burst(format!("limits.methods.{n}.burst"), q.burst);
+        }
+        for (r, q) in &self.rails {
+            burst(format!("limits.rails.{}.burst", rail_name(*r)), q.burst);
+        }
+        if self.default.concurrency == Some(0) {
+            out.push(problem(
+                "limits.default.concurrency",
+                "must be at least 1 (omit it for no in-flight cap)",
+            ));
+        }
+        for (r, q) in &self.rails {
+            if q.concurrency == Some(0) {
+                out.push(problem(
+                    format!("limits.rails.{}.concurrency", rail_name(*r)),
+                    "must be at least 1",
+                ));
+            }
+        }
+        let lb = &self.loop_brake;
+        if lb.enabled {
+            if lb.max_repeats == 0 {
+                out.push(problem(
+                    "limits.loop_brake.max_repeats",
+                    "must be at least 1",
+                ));
+            }
+            if lb.window_secs == 0 || lb.window_secs > 366 * 86_400 {
+                out.push(problem(
+                    "limits.loop_brake.window_secs",
+                    "must be between 1 and 31622400 seconds",
+                ));
+            }
+            if lb.strike_decay_secs == 0 {
+                out.push(problem(
+                    "limits.loop_brake.strike_decay_secs",
+                    "must be at least 1",
+                ));
+            }
+            if lb.max_multiplier == 0 {
+                out.push(problem(
+                    "limits.loop_brake.max_multiplier",
+                    "must be at least 1 (1 means the brake never raises effort)",
+                ));
+            }
+        }
+        if self.lease_secs == 0 {
+            out.push(problem("limits.lease_secs", "must be at least 1"));
+        }
+        if budgets.calls_per_day == Some(0) {
+            out.push(problem(
+                "budgets.calls_per_day",
+                "0 would refuse every call; omit it for no cap",
+            ));
+        }
+        if let Some(m) = budgets.msat_per_token_per_day {
+            if m > 1 << 53 {
+                out.push(problem(
+                    "budgets.msat_per_token_per_day",
+                    "must be at most 9007199254740992",
+                ));
+            }
+        }
+        match (store.backend, &store.redis_url) {
+            (StoreBackend::Redis, None) => out.push(problem(
+                "store.redis_url",
+                "the redis backend needs redis_url = \"redis://127.0.0.1:6379/0\"",
+            )),
+            (_, Some(u)) if !(u.starts_with("redis://") || u.starts_with("redis+unix://")) => out
+                .push(problem(
+                    "store.redis_url",
+                    "must start with redis:// (or redis+unix://)",
+                )),
+            _ => {}
+        }
+        if store.timeout_ms == 0 {
+            out.push(problem("store.timeout_ms", "must be at least 1"));
+        }
+        out
+    }
+}
+
+fn rail_name(r: RailClass) -> &'static str {
+    match r {
+        RailClass::Pow => "pow",
+        RailClass::L402 => "l402",
+        RailClass::OAuth => "oauth",
+        RailClass::Free => "free",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        #[serde(default)]
+        limits: LimitsConfig,
+        #[serde(default)]
+        budgets: BudgetsConfig,
+        #[serde(default)]
+        store: StoreConfig,
+    }
+
+    #[test]
+    fn parses_the_documented_schema() {
+        let f: File = toml::from_str(
+            r#"
+            [limits]
+            failure_mode = "open"
+            [limits.default]
+            burst = 50
+            rate = "20/s"
+            concurrency = 16
+            [limits.discovery]
+            burst = 100
+            rate = "600/min"
+            [limits.all_tools]
+            burst = 200
+            rate = "50/s"
+            [limits.tools.search]
+            burst = 5
+            rate = "1/s"
+            [limits.methods."resources/read"]
+            burst = 20
+            rate = "5/s"
+            [limits.rails.pow]
+            burst = 10
+            rate = "2/s"
+            [limits.rails.oauth]
+            burst = 100
+            rate = "50/s"
+            concurrency = 64
+            [limits.loop_brake]
+            max_repeats = 5
+            window_secs = 30
+            [budgets]
+            calls_per_day = 10000
+            msat_per_token_per_day = 5000000
+            [store]
+            backend = "redis"
+            redis_url = "redis://127.0.0.1:6379/0"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.limits.failure_mode, FailureMode::Open);
+        assert_eq!(f.limits.tools["search"].quota().burst, 5);
+        assert_eq!(f.limits.rails[&RailClass::OAuth].concurrency, Some(64));
+        assert_eq!(f.limits.discovery.rate.per(), Duration::from_secs(60));
+        assert_eq!(f.limits.loop_brake.max_repeats, 5);
+        assert!(f.limits.loop_brake.enabled);
+        assert_eq!(f.budgets.calls_per_day, Some(10_000));
+        assert_eq!(f.store.backend, StoreBackend::Redis);
+        assert!(f.limits.validate(&f.budgets, &f.store).is_empty());
+    }
+
+    #[test]
+    fn defaults_and_problems() {
+        let f: File = toml::from_str("").unwrap();
+        assert_eq!(f.limits, LimitsConfig::default());
+        assert!(f.limits.validate(&f.budgets, &f.store).is_empty());
+        let bad: Result<File, _> =
+            toml::from_str("[limits.default]\nburst = 5\nrate = \"5/fortnight\"");
+        assert!(bad.is_err());
+        let bad: Result<File, _> =
+            toml::from_str("[limits.tools.x]\nburst = 5\nrate = \"1/s\"\nconcurrency = 3");
+        assert!(bad.is_err(), "concurrency is per identity, not per tool");
+        let f: File = toml::from_str(
+            "[limits.tools.x]\nburst = 0\nrate = \"1/s\"\n[store]\nbackend = \"redis\"\n[budgets]\ncalls_per_day = 0",
+        )
+        .unwrap();
+        let p = f.limits.validate(&f.budgets, &f.store);
+        let paths: Vec<_> = p.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "limits.tools.x.burst",
+                "budgets.calls_per_day",
+                "store.redis_url"
+            ]
+        );
+    }
+}

@@ -1,0 +1,483 @@
+//! The limiter: a call's limits resolved from the config, checked in one backend round trip,
+//! and turned into what the gateway answers with.
+
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+use turnpike_core::RailKind;
+
+use crate::backend::{
+    Check, CheckOutcome, Class, ConcurrencyCheck, Denial, InFlight, LimitBackend, LimitError,
+    LoopBrake, LoopCheck, RateCheck, SpendOutcome, SpendReceipt,
+};
+use crate::config::{BudgetsConfig, FailureMode, LimitsConfig, RailClass};
+use crate::headers::{self, PolicyStatus, QuotaUnit};
+use crate::quota::{ceil_secs, Quota, RateDecision};
+
+/// What kind of call this is, for choosing its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind<'a> {
+    /// `initialize`, `ping`, `server/discover`, the list methods, notifications: the discovery
+    /// budget.
+    Discovery,
+    /// `tools/call` of this tool.
+    Tool(&'a str),
+    /// Another method (e.g. `resources/read`, `prompts/get`), by method name.
+    Method(&'a str),
+}
+
+impl<'a> CallKind<'a> {
+    /// Classifies a JSON-RPC method (and the tool name of a `tools/call`).
+    pub fn classify(method: &'a str, name: Option<&'a str>) -> CallKind<'a> {
+        if method == "tools/call" {
+            return CallKind::Tool(name.unwrap_or(""));
+        }
+        if method.starts_with("notifications/")
+            || turnpike_core::policy::DEFAULT_FREE_METHODS.contains(&method)
+            || method.ends_with("/list")
+        {
+            return CallKind::Discovery;
+        }
+        CallKind::Method(method)
+    }
+}
+
+/// One call, as the limiter needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallInfo<'a> {
+    /// Who: [`turnpike_core::Identity::scope_key`] of the identity the call is attributed to
+    /// (the granting rail's identity, else the anonymous address prefix).
+    pub scope: &'a str,
+    /// The rail that let the call through (`None` for a free call).
+    pub rail: Option<RailKind>,
+    /// What.
+    pub kind: CallKind<'a>,
+    /// SHA-256 of the canonical arguments (`CallFacts::args_hash`), for the loop brake.
+    pub args_hash: Option<&'a [u8; 32]>,
+}
+
+/// Why a call was limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitReason {
+    /// A rate limit (GCRA) ran out.
+    Rate,
+    /// The same call was repeated too often (loop brake).
+    LoopBrake,
+    /// The identity's daily call budget is spent.
+    DailyBudget,
+    /// Too many of the identity's calls are in flight.
+    Concurrency,
+}
+
+impl LimitReason {
+    /// A short label for logs, metrics and `error.data.reason`: `rate`, `loop_brake`,
+    /// `daily_budget`, `concurrency`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitReason::Rate => "rate",
+            LimitReason::LoopBrake => "loop_brake",
+            LimitReason::DailyBudget => "daily_budget",
+            LimitReason::Concurrency => "concurrency",
+        }
+    }
+}
+
+/// A call let through.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The policies that applied and what remains under each (for `RateLimit-Policy` and
+    /// `RateLimit` on the response). Empty when limits are off or failed open.
+    pub status: Vec<PolicyStatus>,
+    /// The in-flight slot: keep it alive until the response has been sent (it is given back
+    /// when dropped).
+    pub in_flight: Option<InFlight>,
+    /// The identity's effort multiplier (1 unless its calls have been braked).
+    pub effort_multiplier: u32,
+    /// True when the backend was down and the limiter failed open.
+    pub degraded: bool,
+}
+
+/// A call refused by a limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    /// Why.
+    pub reason: LimitReason,
+    /// The policy that refused it (its name in the header fields).
+    pub policy: String,
+    /// How long until the call would fit.
+    pub retry_after: Duration,
+    /// The policies that applied and what remains under each.
+    pub status: Vec<PolicyStatus>,
+    /// The identity's effort multiplier.
+    pub effort_multiplier: u32,
+}
+
+/// What the limiter decided about one call.
+#[derive(Debug)]
+pub enum Admission {
+    /// Forward the call.
+    Allowed(Admitted),
+    /// Answer 429 (or the in-band equivalent).
+    Limited(Limited),
+    /// The backend is down and the failure mode is `closed`: answer 503.
+    Unavailable(LimitError),
+}
+
+/// Header fields for a response, as (name, value) pairs.
+pub type HeaderPairs = Vec<(&'static str, String)>;
+
+/// The `RateLimit-Policy` and `RateLimit` fields for `status` (none when empty).
+pub fn status_headers(status: &[PolicyStatus]) -> HeaderPairs {
+    let mut h = Vec::with_capacity(2);
+    if let Some(p) = headers::ratelimit_policy(status) {
+        h.push(("RateLimit-Policy", p));
+    }
+    if let Some(r) = headers::ratelimit(status) {
+        h.push(("RateLimit", r));
+    }
+    h
+}
+
+impl Admitted {
+    /// The header fields a successful response carries: `RateLimit-Policy` and `RateLimit`.
+    pub fn headers(&self) -> HeaderPairs {
+        status_headers(&self.status)
+    }
+}
+
+impl Limited {
+    /// `Retry-After` in whole seconds (rounded up, at least 1).
+    pub fn retry_after_secs(&self) -> u64 {
+        headers::retry_after_secs(self.retry_after)
+    }
+
+    /// The header fields of the 429: `Retry-After`, `RateLimit-Policy`, `RateLimit`.
+    pub fn headers(&self) -> HeaderPairs {
+        let mut h = vec![("Retry-After", self.retry_after_secs().to_string())];
+        h.extend(status_headers(&self.status));
+        h
+    }
+
+    /// One sentence for the JSON-RPC error message and the in-band text.
+    pub fn message(&self) -> String {
+        let s = self.retry_after_secs();
+        match self.reason {
+            LimitReason::Rate => format!(
+                "Rate limit \"{}\" reached; retry the same call after {s} s.",
+                self.policy
+            ),
+            LimitReason::LoopBrake => format!(
+                "The same call with the same arguments was repeated too often; \
+                 retry after {s} s, or change the arguments."
+            ),
+            LimitReason::DailyBudget => {
+                format!("The daily call budget is used up; it renews in {s} s (UTC midnight).")
+            }
+            LimitReason::Concurrency => format!(
+                "Too many calls in flight at once; retry after {s} s, when one has finished."
+            ),
+        }
+    }
+
+    /// `error.data` of the JSON-RPC error (and `structuredContent.turnpike` of the in-band
+    /// result): `{"retry_after": s, "reason": …, "policy": …, "limits": [...]}`.
+    pub fn error_data(&self) -> serde_json::Value {
+        json!({
+            "retry_after": self.retry_after_secs(),
+            "reason": self.reason.as_str(),
+            "policy": self.policy,
+            "limits": self.status,
+        })
+    }
+}
+
+const MAX_NAME: usize = 64;
+
+fn policy_name(prefix: &str, name: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + name.len().min(MAX_NAME));
+    s.push_str(prefix);
+    s.extend(name.chars().take(MAX_NAME));
+    s
+}
+
+fn rate_status(policy: String, q: &Quota, d: &RateDecision) -> PolicyStatus {
+    PolicyStatus {
+        policy,
+        quota: u64::from(q.burst),
+        window: Some(q.window_secs()),
+        unit: QuotaUnit::Requests,
+        remaining: u64::from(d.remaining),
+        reset: Some(d.effective_window_secs()),
+    }
+}
+
+/// The limits engine the gateway calls once per call.
+pub struct Limiter {
+    cfg: LimitsConfig,
+    budgets: BudgetsConfig,
+    brake: Option<LoopBrake>,
+    backend: Arc<dyn LimitBackend>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("backend", &self.backend.name())
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+impl Limiter {
+    /// A limiter with `cfg` and `budgets` over `backend`. Validate the config first
+    /// ([`LimitsConfig::validate`]); out-of-range values are clamped here.
+    pub fn new(
+        cfg: LimitsConfig,
+        budgets: BudgetsConfig,
+        backend: Arc<dyn LimitBackend>,
+    ) -> Limiter {
+        let brake = cfg.loop_brake.brake();
+        Limiter {
+            cfg,
+            budgets,
+            brake,
+            backend,
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn LimitBackend> {
+        &self.backend
+    }
+
+    /// The failure mode in force.
+    pub fn failure_mode(&self) -> FailureMode {
+        self.cfg.failure_mode
+    }
+
+    /// The quota for a tool call of `tool` let through by `rail`.
+    pub fn tool_quota(&self, tool: &str, rail: Option<RailKind>) -> Quota {
+        if let Some(q) = self.cfg.tools.get(tool) {
+            return q.quota();
+        }
+        let d = self
+            .cfg
+            .rails
+            .get(&RailClass::from(rail))
+            .unwrap_or(&self.cfg.default);
+        Quota {
+            burst: d.burst.max(1),
+            rate: d.rate,
+        }
+    }
+
+    fn method_quota(&self, method: &str, rail: Option<RailKind>) -> Quota {
+        match self.cfg.methods.get(method) {
+            Some(q) => q.quota(),
+            None => self.tool_quota_default(rail),
+        }
+    }
+
+    fn tool_quota_default(&self, rail: Option<RailKind>) -> Quota {
+        let d = self
+            .cfg
+            .rails
+            .get(&RailClass::from(rail))
+            .unwrap_or(&self.cfg.default);
+        Quota {
+            burst: d.burst.max(1),
+            rate: d.rate,
+        }
+    }
+
+    fn concurrency(&self, rail: Option<RailKind>) -> Option<u32> {
+        self.cfg
+            .rails
+            .get(&RailClass::from(rail))
+            .and_then(|r| r.concurrency)
+            .or(self.cfg.default.concurrency)
+            .map(|c| c.max(1))
+    }
+
+    fn allowed_unlimited(&self, degraded: bool) -> Admission {
+        Admission::Allowed(Admitted {
+            status: Vec::new(),
+            in_flight: None,
+            effort_multiplier: 1,
+            degraded,
+        })
+    }
+
+    /// Checks and counts every limit on one call, in one backend round trip.
+    pub async fn admit(&self, call: &CallInfo<'_>) -> Admission {
+        if !self.cfg.enabled {
+            return self.allowed_unlimited(false);
+        }
+        let (primary, primary_name, loop_brake, daily_cap, concurrency) = match call.kind {
+            CallKind::Discovery => (
+                RateCheck {
+                    class: Class::Discovery,
+                    quota: self.cfg.discovery.quota(),
+                },
+                "discovery".to_string(),
+                None,
+                None,
+                None,
+            ),
+            CallKind::Tool(tool) => (
+                RateCheck {
+                    class: Class::Tool(tool),
+                    quota: self.tool_quota(tool, call.rail),
+                },
+                policy_name("tool:", tool),
+                self.brake.zip(call.args_hash).map(|(brake, h)| LoopCheck {
+                    tool,
+                    args_hash: *h,
+                    brake,
+                }),
+                self.budgets.calls_per_day,
+                self.concurrency(call.rail),
+            ),
+            CallKind::Method(m) => (
+                RateCheck {
+                    class: Class::Method(m),
+                    quota: self.method_quota(m, call.rail),
+                },
+                policy_name("method:", m),
+                self.brake.zip(call.args_hash).map(|(brake, h)| LoopCheck {
+                    tool: m,
+                    args_hash: *h,
+                    brake,
+                }),
+                self.budgets.calls_per_day,
+                self.concurrency(call.rail),
+            ),
+        };
+        let mut list = [primary; 2];
+        let mut n = 1;
+        if let (CallKind::Tool(_), Some(all)) = (call.kind, &self.cfg.all_tools) {
+            list[1] = RateCheck {
+                class: Class::AllTools,
+                quota: all.quota(),
+            };
+            n = 2;
+        }
+        let used_names = [primary_name.as_str(), "tools"];
+        let check = Check {
+            scope: call.scope,
+            rates: &list[..n],
+            loop_brake,
+            daily_cap,
+            concurrency: concurrency.map(|max| ConcurrencyCheck {
+                max,
+                lease: Duration::from_secs(self.cfg.lease_secs.max(1)),
+            }),
+        };
+        let out = match self.backend.check(&check).await {
+            Ok(o) => o,
+            Err(e) => {
+                return match self.cfg.failure_mode {
+                    FailureMode::Open => self.allowed_unlimited(true),
+                    FailureMode::Closed => Admission::Unavailable(e),
+                };
+            }
+        };
+        self.admission(&check, &used_names[..n], out)
+    }
+
+    fn admission(&self, check: &Check<'_>, names: &[&str], mut out: CheckOutcome) -> Admission {
+        let mut status = Vec::with_capacity(4);
+        for ((rc, d), name) in check.rates.iter().zip(&out.rates).zip(names) {
+            status.push(rate_status((*name).to_string(), &rc.quota, d));
+        }
+        if let (Some(l), Some(d)) = (&check.loop_brake, &out.loop_brake) {
+            if !d.allowed {
+                status.push(rate_status("repeat".into(), &l.brake.quota(), d));
+            }
+        }
+        if let Some(d) = &out.daily {
+            status.push(PolicyStatus {
+                policy: "daily".into(),
+                quota: d.cap,
+                window: Some(86_400),
+                unit: QuotaUnit::Requests,
+                remaining: d.cap.saturating_sub(d.used),
+                reset: Some(ceil_secs(d.reset)),
+            });
+        }
+        if let Some(c) = &out.concurrency {
+            status.push(PolicyStatus {
+                policy: "concurrency".into(),
+                quota: u64::from(c.max),
+                window: None,
+                unit: QuotaUnit::ConcurrentRequests,
+                remaining: u64::from(c.max.saturating_sub(c.in_flight)),
+                reset: None,
+            });
+        }
+        if out.allowed {
+            let in_flight = out
+                .lease
+                .take()
+                .map(|l| InFlight::new(self.backend.clone(), l));
+            return Admission::Allowed(Admitted {
+                status,
+                in_flight,
+                effort_multiplier: out.effort_multiplier,
+                degraded: false,
+            });
+        }
+        let (reason, policy) = match out.denied_by {
+            Some(Denial::Rate(i)) => (
+                LimitReason::Rate,
+                names.get(i).copied().unwrap_or("rate").to_string(),
+            ),
+            Some(Denial::LoopBrake) => (LimitReason::LoopBrake, "repeat".to_string()),
+            Some(Denial::Daily) => (LimitReason::DailyBudget, "daily".to_string()),
+            Some(Denial::Concurrency) | None => {
+                (LimitReason::Concurrency, "concurrency".to_string())
+            }
+        };
+        Admission::Limited(Limited {
+            reason,
+            policy,
+            retry_after: out.retry_after,
+            status,
+            effort_multiplier: out.effort_multiplier,
+        })
+    }
+
+    /// The effort multiplier for the identity `scope`, for the proof-of-work rail to scale its
+    /// offer by. 1 when the brake is off, the identity has no strikes, or the backend is down.
+    pub async fn effort_multiplier(&self, scope: &str) -> u32 {
+        match &self.brake {
+            Some(b) => self.backend.effort_multiplier(scope, b).await.unwrap_or(1),
+            None => 1,
+        }
+    }
+
+    /// Counts `msat` against the daily cap of the L402 token `token_id` (hex). Accepted without
+    /// a backend call when no cap is configured. Errors are the caller's to fail closed on:
+    /// payments never fail open.
+    pub async fn spend_msat(&self, token_id: &str, msat: u64) -> Result<SpendOutcome, LimitError> {
+        match self.budgets.msat_per_token_per_day {
+            Some(cap) => {
+                let key = format!("l402:{token_id}");
+                self.backend.spend(&key, msat, cap).await
+            }
+            None => Ok(SpendOutcome {
+                accepted: true,
+                spent: 0,
+                cap: u64::MAX,
+                reset: Duration::ZERO,
+                receipt: None,
+            }),
+        }
+    }
+
+    /// Takes back a spend whose call failed upstream.
+    pub async fn refund_msat(&self, receipt: &SpendReceipt) -> Result<(), LimitError> {
+        self.backend.refund(receipt).await
+    }
+}

@@ -1,0 +1,134 @@
+//! The Redis spent set: several gateway instances share one record of spent credentials.
+//!
+//! One round trip per insert: `SET <prefix>:spent:<hex key> 1 NX PX <ttl>`, which records the key
+//! only if it is absent, atomically. The key lives until the credential's expiry plus a grace
+//! for clock skew between instances (the TTL is computed from the caller's own clock, so each
+//! instance's view of "still valid" is covered), after which Redis drops it by itself.
+//!
+//! The client is a [`redis::aio::ConnectionManager`], which reconnects by itself after Redis
+//! restarts. Every insert is bounded by a timeout; a timeout or lost connection is
+//! [`StoreError::Unavailable`], on which callers fail closed.
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use turnpike_core::BoxFuture;
+
+use crate::{SpentSet, StoreError};
+
+/// Settings of [`RedisSpentSet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSpentSetOptions {
+    /// Prefix of every key (default `turnpike`).
+    pub key_prefix: String,
+    /// The longest one insert may take, connecting included (default 250 ms).
+    pub timeout: Duration,
+    /// How long past its expiry a key is kept, to cover clock skew between instances
+    /// (default 60 s).
+    pub skew_grace: Duration,
+}
+
+impl Default for RedisSpentSetOptions {
+    fn default() -> Self {
+        RedisSpentSetOptions {
+            key_prefix: "turnpike".into(),
+            timeout: Duration::from_millis(250),
+            skew_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A [`SpentSet`] on Redis.
+#[derive(Clone)]
+pub struct RedisSpentSet {
+    conn: ConnectionManager,
+    opts: RedisSpentSetOptions,
+}
+
+impl std::fmt::Debug for RedisSpentSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSpentSet")
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+impl RedisSpentSet {
+    /// A spent set on the Redis at `url` (`redis://host:port/db`). Must be called inside a Tokio
+    /// runtime; does not wait for the server (inserts fail as unavailable until it answers).
+    pub fn new(url: &str, opts: RedisSpentSetOptions) -> Result<RedisSpentSet, StoreError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::Unavailable(
+                "the Redis client must be created inside a Tokio runtime".into(),
+            ));
+        }
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(opts.timeout))
+            .set_response_timeout(Some(opts.timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(opts.timeout);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
+        Ok(RedisSpentSet { conn, opts })
+    }
+
+    /// A spent set on an existing connection manager (e.g. shared with the limits backend).
+    pub fn with_connection(conn: ConnectionManager, opts: RedisSpentSetOptions) -> RedisSpentSet {
+        RedisSpentSet { conn, opts }
+    }
+
+    fn key(&self, key: &[u8; 32]) -> String {
+        let mut s = String::with_capacity(self.opts.key_prefix.len() + 7 + 64);
+        s.push_str(&self.opts.key_prefix);
+        s.push_str(":spent:");
+        for b in key {
+            let _ = write!(s, "{b:02x}");
+        }
+        s
+    }
+
+    async fn insert_async(
+        &self,
+        key: [u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let ttl = Duration::from_secs(expires_at.saturating_sub(now)) + self.opts.skew_grace;
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(&key)).arg(1).arg("NX").arg("PX").arg(ms);
+        let mut conn = self.conn.clone();
+        let reply = tokio::time::timeout(
+            self.opts.timeout,
+            cmd.query_async::<redis::Value>(&mut conn),
+        )
+        .await;
+        match reply {
+            Ok(Ok(redis::Value::Okay)) => Ok(true),
+            Ok(Ok(redis::Value::Nil)) => Ok(false),
+            Ok(Ok(other)) => Err(StoreError::Unavailable(format!(
+                "redis: unexpected reply to SET NX: {other:?}"
+            ))),
+            Ok(Err(e)) => Err(StoreError::Unavailable(format!("redis: {e}"))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "redis: no answer within {:?}",
+                self.opts.timeout
+            ))),
+        }
+    }
+}
+
+impl SpentSet for RedisSpentSet {
+    fn insert(
+        &self,
+        key: [u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.insert_async(key, expires_at, now))
+    }
+}

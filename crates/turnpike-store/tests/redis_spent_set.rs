@@ -1,0 +1,150 @@
+//! The spent-set suite, against the in-memory set and a real Redis (a redis-server of the
+//! test's own on a free loopback port): a key is accepted exactly once across two independent
+//! clients under concurrent attempts, and the Redis set fails closed while Redis is down and
+//! recovers by itself after a restart.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::RedisServer;
+use turnpike_store::{MemorySpentSet, RedisSpentSet, RedisSpentSetOptions, SpentSet, StoreError};
+
+fn redis_set(server: &RedisServer) -> Arc<dyn SpentSet> {
+    Arc::new(
+        RedisSpentSet::new(
+            &server.url(),
+            RedisSpentSetOptions {
+                timeout: Duration::from_millis(500),
+                ..RedisSpentSetOptions::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+fn key(i: u32, salt: u64) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..4].copy_from_slice(&i.to_be_bytes());
+    k[4..12].copy_from_slice(&salt.to_be_bytes());
+    k
+}
+
+fn salt() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// 16 keys, each attempted 8 times at once, half through each client: 16 wins.
+async fn accepted_exactly_once(a: Arc<dyn SpentSet>, b: Arc<dyn SpentSet>) {
+    let s = salt();
+    let t = now();
+    let mut tasks = Vec::new();
+    for attempt in 0..8 {
+        for i in 0..16 {
+            let set = if attempt % 2 == 0 {
+                a.clone()
+            } else {
+                b.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                (i, set.insert(key(i, s), t + 300, t).await.unwrap())
+            }));
+        }
+    }
+    let mut wins = [0u32; 16];
+    for task in tasks {
+        let (i, won) = task.await.unwrap();
+        wins[i as usize] += u32::from(won);
+    }
+    assert_eq!(wins, [1; 16], "every key accepted exactly once");
+    // Still spent for both clients afterwards.
+    assert!(!a.insert(key(3, s), t + 300, t).await.unwrap());
+    assert!(!b.insert(key(3, s), t + 300, t).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_accepts_once() {
+    let m: Arc<dyn SpentSet> = Arc::new(MemorySpentSet::new());
+    accepted_exactly_once(m.clone(), m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_accepts_once_across_two_clients() {
+    let server = RedisServer::start();
+    accepted_exactly_once(redis_set(&server), redis_set(&server)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keys_expire_after_expiry_plus_grace() {
+    let server = RedisServer::start();
+    let set = RedisSpentSet::new(
+        &server.url(),
+        RedisSpentSetOptions {
+            skew_grace: Duration::from_millis(200),
+            ..RedisSpentSetOptions::default()
+        },
+    )
+    .unwrap();
+    let t = now();
+    let k = key(1, salt());
+    // Already expired by the caller's clock: recorded for the grace only.
+    assert!(set.insert(k, t, t).await.unwrap());
+    assert!(!set.insert(k, t, t).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(set.insert(k, t, t).await.unwrap(), "gone after the grace");
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("turnpike:spent:*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].len(), "turnpike:spent:".len() + 64);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 200, "{ttl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_then_recovers() {
+    let mut server = RedisServer::start();
+    let set = redis_set(&server);
+    let s = salt();
+    let t = now();
+    assert!(set.insert(key(0, s), t + 60, t).await.unwrap());
+    server.kill();
+    for i in 1..4 {
+        let t0 = Instant::now();
+        match set.insert(key(i, s), t + 60, t).await {
+            Err(StoreError::Unavailable(_)) => {}
+            other => panic!("must fail closed while Redis is down: {other:?}"),
+        }
+        assert!(t0.elapsed() < Duration::from_secs(3));
+    }
+    server.restart();
+    let t0 = Instant::now();
+    loop {
+        match set.insert(key(9, s), t + 60, t).await {
+            Ok(true) => break,
+            Ok(false) => panic!("a fresh key on a fresh server is new"),
+            Err(_) => {
+                assert!(t0.elapsed() < Duration::from_secs(15), "no recovery");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(!set.insert(key(9, s), t + 60, t).await.unwrap());
+}
