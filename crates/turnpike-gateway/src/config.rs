@@ -27,11 +27,27 @@
 //! free = true
 //! [methods."resources/read"]         # methods other than tools/call may be priced too
 //! pow = 100000
+//! [tools.search]                     # dual rail: pay or solve, the caller chooses
+//! pow = 2000000
+//! l402 = { sat = 10 }                # per call (the default mode)
+//! [tools.report]
+//! l402 = { msat = 2000, mode = "balance", bundle = 50000 }   # 50000 msat of credit per invoice
+//!
+//! [l402]                             # optional: see turnpike_l402::L402Config
+//! token_ttl_secs = 86400
+//! confirm_settlement = "custodial"   # custodial | always | never
+//! store = "sqlite"                   # or "memory", or { kind = "sqlite", path = "l402.sqlite" }
+//!
+//! [lightning]                        # required as soon as a price names l402
+//! backend = "lnd"                    # lnd | cln | phoenixd | lnbits | dev
+//! url = "https://127.0.0.1:8080"
+//! macaroon_path = "/var/lib/lnd/invoice.macaroon"   # or macaroon_hex, or macaroon_env = "VAR"
 //! ```
 //!
 //! [`parse`] and [`load`] report **every** problem they find, each with `file:line:col`, what is
-//! wrong and a hint. Unknown keys are refused everywhere. A price is `free = true` or
-//! `pow = <effort>`; `l402` and `oauth` are reserved for the rails that will accept them.
+//! wrong and a hint. Unknown keys are refused everywhere. A price is `free = true`, or any of
+//! `pow = <effort>` and `l402 = { msat | sat = N, mode, bundle }` (both: the caller chooses);
+//! `oauth` is reserved for the rail that will accept it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,9 +56,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
-use turnpike_core::{Offer, Policy, Price};
+use turnpike_core::{BillingMode, Offer, Policy, Price};
+use turnpike_l402::{L402Config, StoreConfig};
+use turnpike_lightning::BackendConfig;
 use turnpike_pow::PowConfig;
 
 /// The whole configuration.
@@ -58,6 +77,55 @@ pub struct Config {
     pub tools: BTreeMap<String, PriceConfig>,
     /// `[methods."<method>"]`: prices of methods other than `tools/call`.
     pub methods: BTreeMap<String, PriceConfig>,
+    /// `[l402]`: the L402 rail's settings and store.
+    pub l402: L402Section,
+    /// `[lightning]`: the Lightning backend the L402 rail bills through. Required when any
+    /// price names `l402`.
+    pub lightning: Option<LightningConfig>,
+}
+
+/// `[l402]`: the rail's settings (every key of [`turnpike_l402::L402Config`]) and `store`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct L402Section {
+    /// Token lifetimes, invoice expiry, settlement confirmation, limits.
+    pub rail: L402Config,
+    /// Where root keys, tokens, balances and the ledger live. Default: SQLite at
+    /// `<data_dir>/l402.sqlite`.
+    pub store: StoreConfig,
+}
+
+/// `[lightning]`: which node or wallet service creates invoices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LightningConfig {
+    /// The backend and how to reach it (secrets already read from `*_env` variables; files are
+    /// read when the backend is built).
+    pub backend: BackendConfig,
+    /// `[lightning.dev_wallet]` (dev backend only): serve the dev wallet, an LND-REST look-alike
+    /// that pays this gateway's dev invoices. **Not for production.**
+    pub dev_wallet: Option<DevWalletConfig>,
+}
+
+/// `[lightning.dev_wallet]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevWalletConfig {
+    /// Loopback address to listen on (port 0: any free port). Default `127.0.0.1:0`.
+    pub listen: SocketAddr,
+    /// Write `/v2/router/send`'s preimage in base64 (what `l402-requests` 0.9 reads) instead of
+    /// LND's hex.
+    pub preimage_base64: bool,
+}
+
+/// An L402 price: `l402 = { msat = N | sat = N, mode = "per_call" | "balance" | "time_pass",
+/// bundle = … }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L402Price {
+    /// Price of one call in millisatoshis.
+    pub msat: u64,
+    /// How the token is billed.
+    pub mode: BillingMode,
+    /// Balance: millisatoshis of credit one invoice buys (0: one call's worth); time pass:
+    /// seconds the pass lasts (0: `[l402] pass_secs`); per call: 0.
+    pub bundle: u64,
 }
 
 /// How challenges are delivered.
@@ -157,24 +225,46 @@ impl Default for UpstreamConfig {
     }
 }
 
-/// The price of one tool or method: `free = true`, or `pow = <effort>`.
+/// The price of one tool or method: `free = true`, or any of `pow = <effort>` and
+/// `l402 = {…}` (both: a dual-rail price, the caller chooses).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PriceConfig {
     /// The call is free.
     pub free: bool,
     /// Proof-of-work of this many expected hashes.
     pub pow: Option<u64>,
+    /// A Lightning payment.
+    pub l402: Option<L402Price>,
 }
 
 impl PriceConfig {
-    /// The price as the policy holds it.
+    /// The price as the policy holds it (the L402 offer first).
     pub fn to_price(&self) -> Price {
-        match self.pow {
-            Some(effort) if !self.free => Price {
-                offers: vec![Offer::Pow { effort }],
-            },
-            _ => Price::free(),
+        if self.free {
+            return Price::free();
         }
+        let mut offers = Vec::new();
+        if let Some(p) = self.l402 {
+            offers.push(Offer::L402 {
+                msat: p.msat,
+                mode: p.mode,
+                bundle: p.bundle,
+            });
+        }
+        if let Some(effort) = self.pow {
+            offers.push(Offer::Pow { effort });
+        }
+        Price { offers }
+    }
+}
+
+impl Config {
+    /// Whether any price names `l402`.
+    pub fn uses_l402(&self) -> bool {
+        self.tools
+            .values()
+            .chain(self.methods.values())
+            .any(|p| !p.free && p.l402.is_some())
     }
 }
 
@@ -256,7 +346,16 @@ impl Config {
                 if p.pow == Some(0) {
                     add(format!("[{table}.{k}] pow = 0"), HINT_EFFORT);
                 }
+                if p.l402.is_some_and(|l| l.msat == 0) {
+                    add(format!("[{table}.{k}] l402 price is 0"), HINT_L402);
+                }
             }
+        }
+        if self.uses_l402() && self.lightning.is_none() {
+            add(
+                "a price names l402 but there is no [lightning] section".into(),
+                HINT_NO_LIGHTNING,
+            );
         }
         if problems.is_empty() {
             Ok(())
@@ -321,7 +420,12 @@ const HINT_HOSTS: &str =
     "list the Host names clients use, e.g. [\"localhost\", \"127.0.0.1\"], or [\"*\"] to accept any";
 const HINT_POSITIVE: &str = "use a whole number of at least 1";
 const HINT_EFFORT: &str = "an effort is a number of expected hashes, at least 1 (e.g. 200000)";
-const HINT_PRICE: &str = "write `free = true` or `pow = <effort>`, e.g. `pow = 200000`";
+const HINT_PRICE: &str =
+    "write `free = true`, or `pow = <effort>` and/or `l402 = { sat = <n> }`, e.g. `pow = 200000`";
+const HINT_L402: &str = "write l402 = { msat = <n> } or { sat = <n> }, optionally with mode = \"per_call\" | \"balance\" | \"time_pass\" and bundle = <n> (balance: credit per invoice, in the price's unit; time_pass: seconds)";
+const HINT_NO_LIGHTNING: &str = "add a [lightning] section naming the node that creates invoices, e.g. [lightning] backend = \"lnd\", url = \"https://127.0.0.1:8080\", macaroon_path = \"…/invoice.macaroon\" (or backend = \"dev\" to try it out, never in production)";
+const HINT_LIGHTNING: &str = "see the [lightning] section in docs/L402.md: backend = \"lnd\" | \"cln\" | \"phoenixd\" | \"lnbits\" | \"dev\" and that backend's keys";
+const HINT_L402_TABLE: &str = "see the [l402] section in docs/L402.md";
 
 /// Reads and parses a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -345,6 +449,7 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
     let mut cx = Cx {
         src,
         problems: Vec::new(),
+        l402_prices: Vec::new(),
     };
     let (root, syntax) = DeTable::parse_recoverable(src);
     if !syntax.is_empty() {
@@ -405,11 +510,30 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
                     }
                 }
             }
+            "l402" => {
+                if let Some(t) = cx.table(value, "[l402]") {
+                    cx.l402(t, &mut cfg.l402);
+                }
+            }
+            "lightning" => {
+                if let Some(t) = cx.table(value, "[lightning]") {
+                    cfg.lightning = cx.lightning(t, value.span());
+                }
+            }
             other => cx.problem(
                 Some(key.span()),
                 format!("unknown table `{other}`"),
-                "the tables are [server], [upstream], [pow], [tools.<name>] and [methods.\"<method>\"]",
+                "the tables are [server], [upstream], [pow], [tools.<name>], [methods.\"<method>\"], [l402] and [lightning]",
             ),
+        }
+    }
+    if root.get("lightning").is_none() {
+        for span in std::mem::take(&mut cx.l402_prices) {
+            cx.problem(
+                Some(span),
+                "this price names l402, but there is no [lightning] section".into(),
+                HINT_NO_LIGHTNING,
+            );
         }
     }
     if root.get("upstream").is_none() {
@@ -440,6 +564,8 @@ impl<T: DeserializeOwned> FromDe for T {
 struct Cx<'s> {
     src: &'s str,
     problems: Vec<Problem>,
+    /// Where prices name `l402` (each is an error when there is no `[lightning]`).
+    l402_prices: Vec<Range<usize>>,
 }
 
 impl<'s> Cx<'s> {
@@ -692,8 +818,8 @@ impl<'s> Cx<'s> {
         for k in t.keys() {
             let name: &str = k.get_ref();
             match name {
-                "free" | "pow" => {}
-                "l402" | "oauth" => self.problem(
+                "free" | "pow" | "l402" => {}
+                "oauth" => self.problem(
                     Some(k.span()),
                     format!("the {name} rail is not available in this version"),
                     HINT_PRICE,
@@ -707,6 +833,7 @@ impl<'s> Cx<'s> {
         }
         let free = self.field::<bool>(t, "free", HINT_PRICE);
         let pow = self.field::<u64>(t, "pow", HINT_EFFORT);
+        let l402 = t.get("l402").and_then(|v| self.l402_price(v));
         if let Some((0, s)) = &pow {
             self.problem(
                 Some(s.clone()),
@@ -714,20 +841,22 @@ impl<'s> Cx<'s> {
                 HINT_EFFORT,
             );
         }
-        match (&free, &pow) {
-            (Some((true, s)), Some(_)) => self.problem(
+        let priced = pow.is_some() || l402.is_some();
+        match (&free, priced) {
+            (Some((true, s)), true) => self.problem(
                 Some(s.clone()),
                 format!("{section} is both free and priced"),
                 HINT_PRICE,
             ),
-            (Some((false, s)), None) => self.problem(
+            (Some((false, s)), false) => self.problem(
                 Some(s.clone()),
                 format!("{section} says free = false but names no price"),
                 HINT_PRICE,
             ),
-            (None, None)
+            (None, false)
                 if t.get("free").is_none()
                     && t.get("pow").is_none()
+                    && t.get("l402").is_none()
                     && self.problems.len() == before =>
             {
                 self.problem(Some(span), format!("{section} names no price"), HINT_PRICE)
@@ -740,7 +869,316 @@ impl<'s> Cx<'s> {
         Some(PriceConfig {
             free: free.is_some_and(|(f, _)| f),
             pow: pow.map(|(p, _)| p),
+            l402,
         })
+    }
+
+    /// `l402 = { msat = N | sat = N, mode = "…", bundle = N }`.
+    fn l402_price(&mut self, v: &Spanned<DeValue<'_>>) -> Option<L402Price> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            msat: Option<u64>,
+            sat: Option<u64>,
+            mode: Option<String>,
+            bundle: Option<u64>,
+        }
+        self.l402_prices.push(v.span());
+        let raw = match Raw::deserialize_from(v) {
+            Ok(r) => r,
+            Err(e) => {
+                self.de_error(e, v.span(), HINT_L402);
+                return None;
+            }
+        };
+        let here = Some(v.span());
+        let (msat, unit) = match (raw.msat, raw.sat) {
+            (Some(m), None) => (m, 1),
+            (None, Some(s)) => match s.checked_mul(1000) {
+                Some(m) => (m, 1000),
+                None => {
+                    self.problem(here, "l402 sat price is too large".into(), HINT_L402);
+                    return None;
+                }
+            },
+            (Some(_), Some(_)) => {
+                self.problem(here, "l402 names both msat and sat".into(), HINT_L402);
+                return None;
+            }
+            (None, None) => {
+                self.problem(here, "l402 names no amount".into(), HINT_L402);
+                return None;
+            }
+        };
+        if msat == 0 {
+            self.problem(
+                here,
+                "an l402 price must be at least 1 msat".into(),
+                HINT_L402,
+            );
+            return None;
+        }
+        let mode = match raw.mode.as_deref() {
+            None | Some("per_call") => BillingMode::PerCall,
+            Some("balance") => BillingMode::Balance,
+            Some("time_pass") => BillingMode::TimePass,
+            Some(other) => {
+                self.problem(here, format!("unknown l402 mode {other:?}"), HINT_L402);
+                return None;
+            }
+        };
+        let bundle = match (mode, raw.bundle) {
+            (_, None) => 0,
+            (BillingMode::PerCall, Some(_)) => {
+                self.problem(
+                    here,
+                    "bundle has no meaning for a per_call price".into(),
+                    HINT_L402,
+                );
+                return None;
+            }
+            (BillingMode::Balance, Some(b)) => match b.checked_mul(unit) {
+                Some(b) if b >= msat => b,
+                _ => {
+                    self.problem(
+                        here,
+                        "a balance bundle must buy at least one call".into(),
+                        HINT_L402,
+                    );
+                    return None;
+                }
+            },
+            (BillingMode::TimePass, Some(0)) => {
+                self.problem(here, "a time pass of 0 seconds".into(), HINT_L402);
+                return None;
+            }
+            (BillingMode::TimePass, Some(secs)) => secs,
+        };
+        Some(L402Price { msat, mode, bundle })
+    }
+
+    /// `[l402]`: the rail's settings and `store`.
+    fn l402(&mut self, t: &DeTable<'_>, out: &mut L402Section) {
+        const KEYS: &[&str] = &[
+            "location",
+            "invoice_expiry_secs",
+            "token_ttl_secs",
+            "pass_secs",
+            "memo",
+            "confirm_settlement",
+            "max_macaroon_bytes",
+            "max_caveats",
+            "store",
+        ];
+        self.unknown_keys(t, "[l402]", KEYS);
+        let mut rail = L402Config::default();
+        // Each key on its own, so that a mistake is reported where it is.
+        macro_rules! key {
+            ($name:ident, $ty:ty) => {
+                if let Some((v, span)) = self.field::<$ty>(t, stringify!($name), HINT_L402_TABLE) {
+                    rail.$name = v;
+                    let _ = span;
+                }
+            };
+        }
+        key!(location, String);
+        key!(invoice_expiry_secs, u64);
+        key!(token_ttl_secs, u64);
+        key!(pass_secs, u64);
+        key!(memo, String);
+        key!(confirm_settlement, turnpike_l402::ConfirmSettlement);
+        key!(max_macaroon_bytes, usize);
+        key!(max_caveats, usize);
+        for (name, v) in [
+            ("invoice_expiry_secs", rail.invoice_expiry_secs),
+            ("token_ttl_secs", rail.token_ttl_secs),
+            ("pass_secs", rail.pass_secs),
+            ("max_macaroon_bytes", rail.max_macaroon_bytes as u64),
+            ("max_caveats", rail.max_caveats as u64),
+        ] {
+            if v == 0 {
+                let span = t.get(name).map(|v| v.span());
+                self.problem(
+                    span,
+                    format!("[l402] {name} must be at least 1"),
+                    HINT_POSITIVE,
+                );
+            }
+        }
+        out.rail = rail;
+        if let Some(v) = t.get("store") {
+            const STORE: &str = "write store = \"sqlite\" (the default, under data_dir), \"memory\" (lost on restart: tests only) or { kind = \"sqlite\", path = \"l402.sqlite\", fsync_every_commit = false }";
+            match v.get_ref() {
+                DeValue::String(s) if s.as_ref() == "memory" => out.store = StoreConfig::Memory,
+                DeValue::String(s) if s.as_ref() == "sqlite" => out.store = StoreConfig::default(),
+                DeValue::String(s) => {
+                    self.problem(Some(v.span()), format!("unknown store {s:?}"), STORE)
+                }
+                _ => match StoreConfig::deserialize_from(v) {
+                    Ok(s) => out.store = s,
+                    Err(e) => self.de_error(e, v.span(), STORE),
+                },
+            }
+        }
+    }
+
+    /// `[lightning]`: `backend = "…"` and that backend's keys; `<secret>_env = "VAR"` reads a
+    /// secret from the environment.
+    fn lightning(&mut self, t: &DeTable<'_>, span: Range<usize>) -> Option<LightningConfig> {
+        const HTTP: &[&str] = &[
+            "timeout_secs",
+            "lookup_retries",
+            "tls_cert_path",
+            "allow_plain_http",
+        ];
+        let Some((kind, kspan)) = self.field::<String>(t, "backend", HINT_LIGHTNING) else {
+            if t.get("backend").is_none() {
+                self.problem(
+                    Some(span),
+                    "[lightning] names no backend".into(),
+                    HINT_LIGHTNING,
+                );
+            }
+            return None;
+        };
+        // (own keys, secret keys that may come from `_env`)
+        let (own, secrets): (&[&str], &[&str]) = match kind.as_str() {
+            "lnd" => (&["url", "macaroon_hex", "macaroon_path"], &["macaroon_hex"]),
+            "cln" => (&["url", "rune", "rune_path", "node_id"], &["rune"]),
+            "phoenixd" => (&["url", "password", "password_path"], &["password"]),
+            "lnbits" => (&["url", "api_key", "api_key_path"], &["api_key"]),
+            "dev" => (
+                &["network", "key_hex", "custodial", "dev_wallet"],
+                &["key_hex"],
+            ),
+            other => {
+                self.problem(
+                    Some(kspan),
+                    format!("unknown lightning backend {other:?}"),
+                    HINT_LIGHTNING,
+                );
+                return None;
+            }
+        };
+        let mut known: Vec<String> = vec!["backend".into()];
+        known.extend(own.iter().map(|s| s.to_string()));
+        known.extend(secrets.iter().map(|s| format!("{s}_env")));
+        if kind != "dev" {
+            known.extend(HTTP.iter().map(|s| s.to_string()));
+        }
+        let known_refs: Vec<&str> = known.iter().map(String::as_str).collect();
+        let before = self.problems.len();
+        self.unknown_keys(t, &format!("[lightning] ({kind})"), &known_refs);
+        // Everything but `backend`, `dev_wallet` and `*_env`, as a plain TOML table.
+        let mut plain = toml::Table::new();
+        plain.insert("kind".into(), toml::Value::String(kind.clone()));
+        for (k, v) in t.iter() {
+            let name: &str = k.get_ref();
+            if name == "backend" || name == "dev_wallet" || name.ends_with("_env") {
+                continue;
+            }
+            if !known_refs.contains(&name) {
+                continue;
+            }
+            match toml::Value::deserialize_from(v) {
+                Ok(val) => {
+                    plain.insert(name.to_owned(), val);
+                }
+                Err(e) => self.de_error(e, v.span(), HINT_LIGHTNING),
+            }
+        }
+        for secret in secrets {
+            let env_key = format!("{secret}_env");
+            let Some((var, vspan)) =
+                self.field::<String>(t, &env_key, "write the environment variable's name")
+            else {
+                continue;
+            };
+            if plain.contains_key(*secret) || t.get(format!("{secret}_path").as_str()).is_some() {
+                self.problem(
+                    Some(vspan),
+                    format!("give {secret} one way only: inline, _path or _env"),
+                    HINT_LIGHTNING,
+                );
+                continue;
+            }
+            match std::env::var(&var) {
+                Ok(val) if !val.trim().is_empty() => {
+                    plain.insert(
+                        (*secret).to_owned(),
+                        toml::Value::String(val.trim().to_owned()),
+                    );
+                }
+                _ => self.problem(
+                    Some(vspan),
+                    format!("environment variable {var} is not set"),
+                    "export it before starting turnpike, or give the secret as a file (_path)",
+                ),
+            }
+        }
+        let url_span = t.get("url").map(|v| v.span());
+        let dev_wallet = match t.get("dev_wallet") {
+            Some(v) => self.dev_wallet(v),
+            None => None,
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        match BackendConfig::deserialize(toml::Value::Table(plain)) {
+            Ok(backend) => {
+                if let Some(url) = match &backend {
+                    BackendConfig::Lnd(c) => Some(&c.url),
+                    BackendConfig::Cln(c) => Some(&c.url),
+                    BackendConfig::Phoenixd(c) => Some(&c.url),
+                    BackendConfig::Lnbits(c) => Some(&c.url),
+                    BackendConfig::Dev(_) => None,
+                } {
+                    if let Err(e) = check_url(url) {
+                        self.problem(url_span, format!("lightning url {url:?}: {e}"), HINT_URL);
+                        return None;
+                    }
+                }
+                Some(LightningConfig {
+                    backend,
+                    dev_wallet,
+                })
+            }
+            Err(e) => {
+                self.problem(
+                    Some(span),
+                    format!("[lightning] ({kind}): {}", e.message().trim()),
+                    HINT_LIGHTNING,
+                );
+                None
+            }
+        }
+    }
+
+    fn dev_wallet(&mut self, v: &Spanned<DeValue<'_>>) -> Option<DevWalletConfig> {
+        let t = self.table(v, "[lightning.dev_wallet]")?;
+        self.unknown_keys(t, "[lightning.dev_wallet]", &["listen", "preimage_base64"]);
+        let mut w = DevWalletConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            preimage_base64: false,
+        };
+        const LISTEN: &str = "write a loopback address and port, e.g. \"127.0.0.1:0\"";
+        if let Some((s, span)) = self.field::<String>(t, "listen", LISTEN) {
+            match s.parse::<SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => w.listen = a,
+                _ => {
+                    self.problem(
+                        Some(span),
+                        format!("{s:?} is not a loopback address"),
+                        LISTEN,
+                    );
+                    return None;
+                }
+            }
+        }
+        if let Some((b, _)) = self.field::<bool>(t, "preimage_base64", "write true or false") {
+            w.preimage_base64 = b;
+        }
+        Some(w)
     }
 }
 
@@ -890,7 +1328,7 @@ pow = 1
             "bad.toml:12:14: subpuzzles",
             "bad.toml:15:7: pow effort must be at least 1",
             "bad.toml:17:8: [tools.b] is both free and priced",
-            "bad.toml:20:1: the l402 rail is not available",
+            "bad.toml:20:8: this price names l402, but there is no [lightning] section",
             "bad.toml:22:1: unknown rail or key `cost` in [tools.d]",
             "bad.toml:24:8: [tools.e] says free = false but names no price",
             "bad.toml:26:10: tools/call cannot be priced under [methods]",

@@ -11,16 +11,20 @@
 pub mod annotate;
 pub mod body;
 pub mod config;
+pub mod credentials;
 pub mod hosts;
 pub mod layer;
 pub mod pipeline;
+pub mod rails;
 pub mod respond;
 pub mod serve;
+pub mod settle;
 pub mod upstream;
 
 pub use config::{load, parse, ChallengeMode, Config, ConfigError};
 pub use layer::{TurnpikeLayer, TurnpikeService};
 pub use pipeline::{Gate, GateOptions, JsonRpcId, PeerAddr};
+pub use rails::Rails;
 pub use serve::{serve, serve_listener};
 
 /// Why the gateway could not start.
@@ -32,6 +36,9 @@ pub enum GatewayError {
     /// The proof-of-work keys could not be loaded or created.
     #[error("proof-of-work keys: {0}")]
     Keys(#[from] turnpike_pow::KeyError),
+    /// The L402 rail could not be built (Lightning backend or store).
+    #[error("L402 rail: {0}")]
+    L402(String),
     /// The upstream is misconfigured.
     #[error("{0}")]
     Upstream(String),

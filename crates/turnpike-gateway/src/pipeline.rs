@@ -18,9 +18,9 @@
 //!    ([`turnpike_mcp::call_name`]). Responses the client sends (no method) and free methods skip
 //!    to step 10 untouched by any rail.
 //! 8. **Classify and collect credentials** ([`turnpike_mcp::classify`]): method, name and the
-//!    hash of the canonical arguments; credentials from every `Authorization` line (the `PoW`
-//!    scheme, parsed by `turnpike_core::credential`) and from `params._meta`
-//!    ([`turnpike_mcp::meta_credentials`]).
+//!    hash of the canonical arguments; credentials from every `Authorization` line (`PoW`,
+//!    `L402`/`LSAT`), the `Macaroon` header and `params._meta` — all in
+//!    [`crate::credentials::collect`].
 //! 9. **Decide** ([`turnpike_core::decide`]): each rail verifies its own credential; a pass
 //!    goes on, anything else is answered here ([`crate::respond::challenge`]): HTTP 402 / 401 /
 //!    503 with `WWW-Authenticate` lines and a JSON-RPC error, or in band as an HTTP 200 tool
@@ -31,7 +31,8 @@
 //! 11. **Forward** to the inner service (an upstream, or the MCP server itself when the gate is
 //!     a tower layer); its response streams back as it arrives.
 //! 12. **Settle** with the rail that granted the call ([`turnpike_core::Rail::settle`]), with
-//!     whether the upstream answered with a success status.
+//!     whether the upstream answered the call: for grants with a receipt (a balance debit) the
+//!     JSON-RPC outcome decides ([`crate::settle`]), for the rest the HTTP status.
 //! 13. **Annotate** `tools/list` responses with each tool's price ([`crate::annotate`]).
 //!
 //! One log line per call records method, tool, rail, outcome, status and latency; never a
@@ -46,14 +47,15 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tower::{Service, ServiceExt};
-use turnpike_core::credential::{parse_pow_params, split_scheme, CredentialParseError};
-use turnpike_core::{error_codes, Credential, Decision, Offer, Policy, Rail, RailKind, Refusal};
-use turnpike_mcp::{Message, MessageKind};
+use turnpike_core::{error_codes, Decision, Offer, Policy, Rail, RailKind, Refusal};
+use turnpike_mcp::MessageKind;
 use turnpike_pow::PowRail;
 
 use crate::body::{self, BodyError};
 use crate::config::{ChallengeMode, Config};
+use crate::credentials;
 use crate::hosts::HostPolicy;
+use crate::rails::Rails;
 use crate::respond::{self, json_error};
 use crate::GatewayError;
 
@@ -104,8 +106,7 @@ pub struct Gate {
     opts: GateOptions,
     hosts: HostPolicy,
     policy: Policy,
-    rails: Vec<Arc<dyn Rail>>,
-    pow: Option<Arc<PowRail>>,
+    rails: Rails,
 }
 
 impl std::fmt::Debug for Gate {
@@ -115,28 +116,17 @@ impl std::fmt::Debug for Gate {
             .field("policy", &self.policy)
             .field(
                 "rails",
-                &self.rails.iter().map(|r| r.kind()).collect::<Vec<_>>(),
+                &self.rails.all.iter().map(|r| r.kind()).collect::<Vec<_>>(),
             )
             .finish()
     }
 }
 
 impl Gate {
-    /// A gate from a whole configuration: the proof-of-work rail uses the `[pow]` keys when
-    /// given, else keys loaded from (or generated into) `server.data_dir`.
+    /// A gate from a whole configuration: every rail the configuration asks for
+    /// ([`crate::rails::Rails::from_config`]).
     pub fn from_config(cfg: &Config) -> Result<Gate, GatewayError> {
-        let keys = if cfg.pow.keys.is_empty() {
-            turnpike_pow::KeyRing::load_or_generate(
-                &cfg.server.data_dir,
-                cfg.pow.key_rotation_secs,
-            )?
-        } else {
-            turnpike_pow::KeyRing::from_secrets(
-                cfg.pow.keys.iter().map(|k| (k.id, *k.secret)).collect(),
-            )?
-        };
-        let spent = Arc::new(turnpike_store::MemorySpentSet::new());
-        let pow = Arc::new(PowRail::new(cfg.pow.clone(), keys, spent));
+        let rails = crate::rails::Rails::from_config(cfg)?;
         let s = &cfg.server;
         let opts = GateOptions {
             resource: s.path.clone(),
@@ -146,25 +136,41 @@ impl Gate {
             max_body_bytes: s.max_body_bytes,
             body_read_timeout: Duration::from_secs(s.body_read_timeout_secs),
         };
-        Ok(Gate::with_pow(opts, cfg.policy(), pow))
+        Ok(Gate::with_rails(opts, cfg.policy(), rails))
     }
 
     /// A gate whose only rail is `pow` (its quotes also price `tools/list` annotations).
     pub fn with_pow(opts: GateOptions, policy: Policy, pow: Arc<PowRail>) -> Gate {
-        let mut g = Gate::new(opts, policy, vec![pow.clone() as Arc<dyn Rail>]);
-        g.pow = Some(pow);
-        g
+        let mut rails = Rails::default();
+        rails.add_pow(pow);
+        Gate::with_rails(opts, policy, rails)
     }
 
-    /// A gate over any rails.
+    /// A gate over any rails, as trait objects.
     pub fn new(opts: GateOptions, policy: Policy, rails: Vec<Arc<dyn Rail>>) -> Gate {
+        Gate::with_rails(
+            opts,
+            policy,
+            Rails {
+                all: rails,
+                ..Rails::default()
+            },
+        )
+    }
+
+    /// A gate over a built rail set.
+    pub fn with_rails(opts: GateOptions, policy: Policy, rails: Rails) -> Gate {
         Gate {
             hosts: HostPolicy::new(&opts.allowed_hosts, &opts.allowed_origins),
             opts,
             policy,
             rails,
-            pow: None,
         }
+    }
+
+    /// The rails in force.
+    pub fn rails(&self) -> &Rails {
+        &self.rails
     }
 
     /// The options in force.
@@ -292,9 +298,9 @@ impl Gate {
                     peer_ip(&parts.extensions),
                     unix_now(),
                 );
-                let (credentials, malformed) = collect_credentials(&parts.headers, &msg);
+                let (credentials, malformed) = credentials::collect(&parts.headers, &msg);
                 let decision =
-                    turnpike_core::decide(&self.rails, &facts, price, &credentials).await;
+                    turnpike_core::decide(&self.rails.all, &facts, price, &credentials).await;
                 with_malformed(decision, malformed)
             }
         };
@@ -333,14 +339,14 @@ impl Gate {
             .flatten();
         drop(msg);
         // 11. Forward.
-        if let Some(id) = request_id {
-            parts.extensions.insert(JsonRpcId(id));
+        if let Some(id) = &request_id {
+            parts.extensions.insert(JsonRpcId(id.clone()));
         }
-        let resp = forward(inner, Request::from_parts(parts, body)).await?;
-        // 12. Settle.
-        if let Some(grant) = &grant {
-            if let Some(rail) = self.rails.iter().find(|r| r.kind() == grant.rail) {
-                rail.settle(grant, resp.status().is_success()).await;
+        let mut resp = forward(inner, Request::from_parts(parts, body)).await?;
+        // 12. Settle, by the JSON-RPC outcome where the rail needs it.
+        if let Some(grant) = grant {
+            if let Some(rail) = self.rails.all.iter().find(|r| r.kind() == grant.rail) {
+                resp = crate::settle::after_upstream(resp, rail.clone(), grant, request_id).await;
             }
         }
         // 13. Annotate tools/list.
@@ -360,7 +366,7 @@ impl Gate {
     fn price_table(&self) -> PriceTable {
         PriceTable {
             policy: self.policy.clone(),
-            pow: self.pow.clone(),
+            pow: self.rails.pow.clone(),
         }
     }
 }
@@ -372,8 +378,10 @@ struct PriceTable {
 }
 
 impl PriceTable {
-    /// `{"free":true,"offers":[]}` or `{"free":false,"offers":[{"rail":"pow","effort":N,
-    /// "expected_seconds":f}, …]}`. Proof-of-work is quoted at the current load.
+    /// `{"free":true,"offers":[]}` or `{"free":false,"offers":[{"rail":"l402","msat":N,
+    /// "mode":"per_call"}, {"rail":"pow","effort":N, "expected_seconds":f}, …]}`. Proof-of-work
+    /// is quoted at the current load; a balance offer adds `bundle` (msat of credit per invoice)
+    /// and a time pass `bundle` (seconds).
     fn annotation(&self, tool: &str) -> Value {
         let price = self.policy.price("tools/call", Some(tool));
         if price.is_free() {
@@ -389,6 +397,13 @@ impl PriceTable {
                     }),
                     None => Some(json!({"rail": "pow", "effort": effort})),
                 },
+                Offer::L402 { msat, mode, bundle } => {
+                    let mut o = json!({"rail": "l402", "msat": msat, "mode": mode});
+                    if *mode != turnpike_core::BillingMode::PerCall && *bundle > 0 {
+                        o["bundle"] = json!(bundle);
+                    }
+                    Some(o)
+                }
                 other => serde_json::to_value(other).ok(),
             })
             .collect();
@@ -405,27 +420,6 @@ where
 {
     let resp = inner.oneshot(req).await?;
     Ok(resp.map(Body::new))
-}
-
-/// Credentials presented with a call: parsed ones, and refusals for ones that did not parse.
-fn collect_credentials(headers: &HeaderMap, msg: &Message) -> (Vec<Credential>, Vec<Refusal>) {
-    let mut creds = Vec::new();
-    let mut malformed = Vec::new();
-    let mut add = |r: Result<Credential, CredentialParseError>, rail: RailKind| match r {
-        Ok(c) => creds.push(c),
-        Err(e) => malformed.push(respond::malformed(rail, e.to_string())),
-    };
-    for value in headers.get_all(header::AUTHORIZATION) {
-        let Ok(value) = value.to_str() else { continue };
-        let (scheme, params) = split_scheme(value);
-        if scheme.eq_ignore_ascii_case("PoW") {
-            add(parse_pow_params(params).map(Credential::Pow), RailKind::Pow);
-        }
-    }
-    for r in turnpike_mcp::meta_credentials(msg) {
-        add(r, RailKind::Pow);
-    }
-    (creds, malformed)
 }
 
 /// A credential that did not even parse makes an otherwise unpaid call `Invalid` (401).
@@ -545,30 +539,5 @@ mod tests {
         strip_credential_headers(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("mcp-session-id"));
-    }
-
-    #[test]
-    fn credentials_from_every_line_and_meta() {
-        let mut h = HeaderMap::new();
-        h.append(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer tok"),
-        );
-        h.append(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("PoW challenge=\"A\", solution=\"1,2\""),
-        );
-        h.append(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("pow challenge=\"B\""),
-        );
-        let msg = turnpike_mcp::parse_message(
-            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","_meta":{"turnpike/pow":{"challenge":"C","solution":[3]}}}}"#,
-        )
-        .unwrap();
-        let (creds, bad) = collect_credentials(&h, &msg);
-        assert_eq!(creds.len(), 2);
-        assert_eq!(bad.len(), 1);
-        assert!(bad[0].reason.contains("missing solution"), "{bad:?}");
     }
 }

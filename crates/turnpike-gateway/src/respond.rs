@@ -107,7 +107,13 @@ pub fn challenge(
     challenges.sort_by_key(|c| c.rail != RailKind::L402);
     if mode == ChallengeMode::InBand {
         let body = if method == "tools/call" {
-            turnpike_mcp::in_band_result_for(era, id, &challenges, &refusals)
+            let mut v = turnpike_mcp::in_band_result_for(era, id, &challenges, &refusals);
+            if challenges.iter().any(|c| c.rail == RailKind::L402) {
+                if let Some(t) = v.pointer_mut("/result/content/0/text") {
+                    *t = Value::from(in_band_text(&challenges, &refusals));
+                }
+            }
+            v
         } else {
             turnpike_mcp::challenge_error(id, code, message, &challenges, &refusals)
         };
@@ -117,6 +123,64 @@ pub fn challenge(
     let mut r = json_response(status, &body);
     append_www_authenticate(r.headers_mut(), &challenges);
     r
+}
+
+/// The in-band text when an L402 challenge is among the ways through: each option in turn
+/// (pay the invoice, or solve the puzzle), and how to retry with the credential in
+/// `params._meta`.
+pub fn in_band_text(challenges: &[Challenge], refusals: &[Refusal]) -> String {
+    let mut t = String::new();
+    for r in refusals {
+        t.push_str(&format!(
+            "The {} credential presented was not accepted: {}. ",
+            r.rail, r.reason
+        ));
+    }
+    let others: Vec<Challenge> = challenges
+        .iter()
+        .filter(|c| c.rail != RailKind::L402)
+        .cloned()
+        .collect();
+    t.push_str("This call needs a credential before it runs");
+    if others.is_empty() {
+        t.push_str(". ");
+    } else {
+        t.push_str(": choose one of the ways below. ");
+    }
+    for c in challenges.iter().filter(|c| c.rail == RailKind::L402) {
+        let d = &c.details;
+        let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let msat = d.get("amount_msat").and_then(Value::as_u64).unwrap_or(0);
+        let amount = if msat % 1000 == 0 {
+            format!("{} sat", msat / 1000)
+        } else {
+            format!("{msat} msat")
+        };
+        let mode = match s("mode").as_str() {
+            "balance" => "it buys prepaid credit; later calls debit it until it is used up",
+            "time_pass" => "it buys unlimited calls of this tool until the pass expires",
+            _ => "it pays for this one call",
+        };
+        t.push_str(&format!(
+            "Pay (L402): pay the Lightning invoice {} ({amount}; {mode}) with a Lightning \
+             wallet, which gives you the payment's preimage (64 hex digits). Then retry this \
+             same call with the same arguments and add params._meta[\"turnpike/l402\"] = \
+             {{\"macaroon\": \"{}\", \"preimage\": \"<preimage hex>\"}} (over HTTP, the \
+             header `Authorization: L402 <macaroon>:<preimage hex>` works too). ",
+            s("invoice"),
+            s("macaroon"),
+        ));
+    }
+    if !others.is_empty() {
+        let rest = turnpike_mcp::respond::in_band_text(&others, &[]);
+        let rest = rest
+            .strip_prefix("This call needs a credential before it runs. ")
+            .unwrap_or(&rest);
+        t.push_str("Or, without paying: ");
+        t.push_str(rest);
+    }
+    t.truncate(t.trim_end().len());
+    t
 }
 
 fn append_www_authenticate(h: &mut HeaderMap, challenges: &[Challenge]) {

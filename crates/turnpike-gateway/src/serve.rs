@@ -70,6 +70,7 @@ pub async fn serve_listener(
     config.validate()?;
     let gate = Arc::new(Gate::from_config(&config)?);
     let (upstream, stdio) = build_upstream(&config)?;
+    let _dev_wallet = start_dev_wallet(&config, &gate).await?;
     let endpoint: Arc<str> = Arc::from(config.server.path.as_str());
     let local = listener.local_addr().ok();
     tracing::info!(
@@ -130,6 +131,60 @@ pub async fn serve_listener(
         tracing::warn!(target: "turnpike::serve", "connections still open after the drain period");
     }
     Ok(())
+}
+
+/// Where a running dev wallet's address and macaroon are written, under `server.data_dir`.
+pub const DEV_WALLET_FILE: &str = "dev-wallet.json";
+
+/// Starts the dev wallet when `[lightning] backend = "dev"` has a `[lightning.dev_wallet]`
+/// table, and writes `{"url": …, "macaroon_hex": …}` to `<data_dir>/dev-wallet.json` (mode
+/// 0600) so that a local client can pay through it. **Not for production.**
+async fn start_dev_wallet(
+    config: &Config,
+    gate: &Gate,
+) -> Result<Option<turnpike_lightning::dev::DevWallet>, GatewayError> {
+    let (Some(dev), Some(wcfg)) = (
+        gate.rails().dev.clone(),
+        config.lightning.as_ref().and_then(|l| l.dev_wallet.clone()),
+    ) else {
+        return Ok(None);
+    };
+    let wallet = dev
+        .serve_wallet(
+            wcfg.listen,
+            turnpike_lightning::dev::DevWalletOptions {
+                router_preimage_base64: wcfg.preimage_base64,
+            },
+        )
+        .await
+        .map_err(|e| GatewayError::L402(format!("dev wallet on {}: {e}", wcfg.listen)))?;
+    let path = config.server.data_dir.join(DEV_WALLET_FILE);
+    let json = serde_json::json!({"url": wallet.url(), "macaroon_hex": wallet.macaroon_hex});
+    write_private(&path, json.to_string().as_bytes())
+        .map_err(|e| GatewayError::L402(format!("{}: {e}", path.display())))?;
+    tracing::warn!(
+        target: "turnpike::serve",
+        url = %wallet.url(),
+        credentials = %path.display(),
+        "dev wallet (LND REST look-alike) listening — NOT FOR PRODUCTION"
+    );
+    Ok(Some(wallet))
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)
 }
 
 async fn route(

@@ -1,0 +1,136 @@
+//! The set of rails a gateway runs, built from its configuration.
+//!
+//! Each rail is built by one function here and joins the set as a `turnpike_core::Rail`; the
+//! pipeline composes them through that trait alone. A rail is built only when the configuration
+//! gives it something to do:
+//!
+//! - proof-of-work: always (its keys are loaded from or generated into `server.data_dir`, unless
+//!   `[pow] keys` names them);
+//! - L402: when `[lightning]` is present (a price naming `l402` without it is a config error).
+//!   Its state lives in `[l402] store` (SQLite under `server.data_dir` by default).
+//!
+//! A later rail (OAuth) adds one builder function and one field.
+
+use std::sync::Arc;
+
+use turnpike_core::Rail;
+use turnpike_l402::{L402Rail, L402Store, MemoryStore, SqliteStore, StoreConfig};
+use turnpike_lightning::dev::DevBackend;
+use turnpike_lightning::{BackendConfig, LightningBackend};
+use turnpike_pow::PowRail;
+
+use crate::config::Config;
+use crate::GatewayError;
+
+/// The rails of one gateway, as trait objects for the pipeline and as concrete types for what
+/// only one rail can answer (proof-of-work quotes, the dev wallet).
+#[derive(Default, Clone)]
+pub struct Rails {
+    /// Every rail, in the order credentials of the same call are matched to them.
+    pub all: Vec<Arc<dyn Rail>>,
+    /// The proof-of-work rail (its quotes price `tools/list` annotations).
+    pub pow: Option<Arc<PowRail>>,
+    /// The L402 rail.
+    pub l402: Option<Arc<L402Rail>>,
+    /// The dev Lightning backend, when `[lightning] backend = "dev"` (to serve its wallet).
+    pub dev: Option<Arc<DevBackend>>,
+}
+
+impl Rails {
+    /// Builds every rail the configuration asks for.
+    pub fn from_config(cfg: &Config) -> Result<Rails, GatewayError> {
+        let mut rails = Rails::default();
+        rails.add_pow(pow_rail(cfg)?);
+        if cfg.lightning.is_some() {
+            let (l402, dev) = l402_rail(cfg)?;
+            rails.add_l402(l402);
+            rails.dev = dev;
+        }
+        Ok(rails)
+    }
+
+    /// Adds the proof-of-work rail.
+    pub fn add_pow(&mut self, pow: Arc<PowRail>) {
+        self.all.push(pow.clone());
+        self.pow = Some(pow);
+    }
+
+    /// Adds the L402 rail.
+    pub fn add_l402(&mut self, l402: Arc<L402Rail>) {
+        self.all.push(l402.clone());
+        self.l402 = Some(l402);
+    }
+}
+
+/// The proof-of-work rail from `[pow]`.
+pub fn pow_rail(cfg: &Config) -> Result<Arc<PowRail>, GatewayError> {
+    let keys = if cfg.pow.keys.is_empty() {
+        turnpike_pow::KeyRing::load_or_generate(&cfg.server.data_dir, cfg.pow.key_rotation_secs)?
+    } else {
+        turnpike_pow::KeyRing::from_secrets(
+            cfg.pow.keys.iter().map(|k| (k.id, *k.secret)).collect(),
+        )?
+    };
+    let spent = Arc::new(turnpike_store::MemorySpentSet::new());
+    Ok(Arc::new(PowRail::new(cfg.pow.clone(), keys, spent)))
+}
+
+/// The L402 rail from `[l402]` and `[lightning]`, and the dev backend when that is the one
+/// configured.
+pub fn l402_rail(cfg: &Config) -> Result<(Arc<L402Rail>, Option<Arc<DevBackend>>), GatewayError> {
+    let Some(lightning) = &cfg.lightning else {
+        return Err(GatewayError::L402("no [lightning] section".into()));
+    };
+    let (backend, dev): (Arc<dyn LightningBackend>, _) = match &lightning.backend {
+        BackendConfig::Dev(d) => {
+            let dev = Arc::new(DevBackend::new(d).map_err(|e| GatewayError::L402(e.to_string()))?);
+            tracing::warn!(
+                target: "turnpike::serve",
+                "!!! {} !!!",
+                turnpike_lightning::dev::NOT_FOR_PRODUCTION
+            );
+            (dev.clone() as Arc<dyn LightningBackend>, Some(dev))
+        }
+        other => (
+            turnpike_lightning::connect(other).map_err(|e| GatewayError::L402(e.to_string()))?,
+            None,
+        ),
+    };
+    let store = open_store(cfg)?;
+    // Per-call tokens are single-use through the store and this spent set (its own: keys are
+    // token ids, not proof-of-work tags).
+    let spent = Arc::new(turnpike_store::MemorySpentSet::new());
+    let rail = L402Rail::new(cfg.l402.rail.clone(), backend, store, spent);
+    Ok((Arc::new(rail), dev))
+}
+
+/// Opens the L402 store `[l402] store` names (a relative SQLite path is under `data_dir`).
+pub fn open_store(cfg: &Config) -> Result<Arc<dyn L402Store>, GatewayError> {
+    Ok(match &cfg.l402.store {
+        StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        StoreConfig::Sqlite {
+            path,
+            fsync_every_commit,
+        } => {
+            let path = if path.is_absolute() {
+                path.clone()
+            } else {
+                cfg.server.data_dir.join(path)
+            };
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    GatewayError::L402(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let durability = if *fsync_every_commit {
+                turnpike_l402::Durability::Full
+            } else {
+                turnpike_l402::Durability::Normal
+            };
+            Arc::new(
+                SqliteStore::open(&path, durability)
+                    .map_err(|e| GatewayError::L402(format!("{}: {e}", path.display())))?,
+            )
+        }
+    })
+}

@@ -1,0 +1,204 @@
+//! Settling a granted call once the upstream's answer is known.
+//!
+//! A rail that needs the outcome (the L402 rail refunds a prepaid balance debit when the
+//! upstream failed) leaves a receipt in its grant. For those grants the gateway reads the
+//! JSON-RPC outcome, not just the HTTP status:
+//!
+//! | upstream answer | outcome |
+//! |---|---|
+//! | non-2xx status, or the body cannot be read (transport failure, stream cut) | failed |
+//! | a JSON-RPC **error** response to the call (`{"error": …}`) | failed |
+//! | a JSON body that is not JSON, or an SSE stream that ends without the call's response | failed |
+//! | a JSON-RPC **result**, including a tool result with `isError: true` | succeeded |
+//!
+//! A tool result with `isError: true` is the tool's own answer (the upstream ran the call and
+//! reported, say, a bad argument); it is charged like any other answer. Only a call that never
+//! got an answer is refunded.
+//!
+//! JSON bodies are read whole (they are whole anyway) and passed on unchanged; SSE streams pass
+//! through event by event, watched for the response with the call's id. A stream the caller
+//! drops before the response arrived counts as failed.
+//!
+//! Grants without a receipt are settled with the HTTP status alone, without touching the body.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{header, Response};
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+use turnpike_core::{Grant, Rail};
+use turnpike_mcp::sse::SseParser;
+
+/// Largest JSON response read to learn a call's outcome (larger ones count as answered).
+const MAX_JSON: usize = 64 * 1024 * 1024;
+
+/// Settles `grant` with `rail` according to `resp`, the upstream's answer to request `id`;
+/// returns the response to send on.
+pub async fn after_upstream(
+    resp: Response<Body>,
+    rail: Arc<dyn Rail>,
+    grant: Grant,
+    id: Option<Value>,
+) -> Response<Body> {
+    if !resp.status().is_success() {
+        rail.settle(&grant, false).await;
+        return resp;
+    }
+    if grant.receipt.is_none() {
+        rail.settle(&grant, true).await;
+        return resp;
+    }
+    match content_type(&resp).as_str() {
+        "application/json" => {
+            let (parts, body) = resp.into_parts();
+            match Limited::new(body, MAX_JSON).collect().await {
+                Ok(c) => {
+                    let bytes = c.to_bytes();
+                    let ok = match serde_json::from_slice::<Value>(&bytes) {
+                        Ok(v) => is_success(&v),
+                        Err(_) => false,
+                    };
+                    rail.settle(&grant, ok).await;
+                    Response::from_parts(parts, Body::from(bytes))
+                }
+                Err(_) => {
+                    rail.settle(&grant, false).await;
+                    crate::respond::json_error(
+                        http::StatusCode::BAD_GATEWAY,
+                        id.as_ref(),
+                        turnpike_core::error_codes::UPSTREAM_FAILED,
+                        "the upstream's answer could not be read",
+                    )
+                }
+            }
+        }
+        "text/event-stream" => match id {
+            Some(id) => watch_sse(resp, rail, grant, id),
+            None => {
+                rail.settle(&grant, true).await;
+                resp
+            }
+        },
+        // Any other 2xx answer (e.g. 202 with no body): the status is all there is.
+        _ => {
+            rail.settle(&grant, true).await;
+            resp
+        }
+    }
+}
+
+fn content_type(resp: &Response<Body>) -> String {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a JSON-RPC response reports success (a result, not an error).
+fn is_success(v: &Value) -> bool {
+    v.get("error").is_none() && v.get("result").is_some()
+}
+
+/// Settles exactly once: with the outcome when it is known, else as failed when dropped.
+struct Settler {
+    rail: Arc<dyn Rail>,
+    grant: Option<Grant>,
+}
+
+impl Settler {
+    fn settle(&mut self, ok: bool) {
+        if let Some(grant) = self.grant.take() {
+            let rail = self.rail.clone();
+            tokio::spawn(async move { rail.settle(&grant, ok).await });
+        }
+    }
+}
+
+impl Drop for Settler {
+    fn drop(&mut self) {
+        if self.grant.is_some() && tokio::runtime::Handle::try_current().is_ok() {
+            self.settle(false);
+        }
+    }
+}
+
+struct Watch {
+    upstream: axum::body::BodyDataStream,
+    parser: SseParser,
+    id: Value,
+    settler: Settler,
+}
+
+fn watch_sse(resp: Response<Body>, rail: Arc<dyn Rail>, grant: Grant, id: Value) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let state = Watch {
+        upstream: body.into_data_stream(),
+        parser: SseParser::new(),
+        id,
+        settler: Settler {
+            rail,
+            grant: Some(grant),
+        },
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        let chunk = match st.upstream.next().await {
+            None => {
+                // Ended without the response: the call got no answer.
+                st.settler.settle(false);
+                return None;
+            }
+            Some(Err(e)) => {
+                st.settler.settle(false);
+                return Some((Err(e), st));
+            }
+            Some(Ok(c)) => c,
+        };
+        if st.settler.grant.is_some() {
+            st.parser.push(&chunk);
+            while let Some(ev) = st.parser.next_event() {
+                let Some(v) = ev
+                    .data
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                else {
+                    continue;
+                };
+                if v.get("id") == Some(&st.id) && v.get("method").is_none() {
+                    st.settler.settle(is_success(&v));
+                    break;
+                }
+            }
+        }
+        Some((Ok::<Bytes, axum::Error>(chunk), st))
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outcomes() {
+        assert!(is_success(&json!({"jsonrpc":"2.0","id":1,"result":{}})));
+        assert!(
+            is_success(&json!({"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[]}})),
+            "a tool-level error is an answer"
+        );
+        assert!(!is_success(
+            &json!({"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"x"}})
+        ));
+        assert!(!is_success(&json!({"jsonrpc":"2.0","id":1})));
+    }
+}
