@@ -65,3 +65,35 @@ def test_serve_from_flags_alone(work: Path, everything: str) -> None:
             assert params["effort"] == "5000"
     finally:
         p.stop()
+
+
+def test_demo_serves_a_gated_fixture(work: Path) -> None:
+    """`turnpike demo`: the quick start works with the Python SDK."""
+    import json
+
+    import anyio
+    from mcp import Client
+
+    from turnpike_e2e import cli_solve_meta
+
+    port = free_port()
+    p = Proc("demo", [str(TURNPIKE), "demo", "--listen", f"127.0.0.1:{port}", "--effort", "5000"],
+             work / "demo.log")
+    try:
+        p.wait_port(port)
+
+        async def main():
+            async with Client(f"http://127.0.0.1:{port}/mcp") as c:
+                echo = await c.call_tool("echo", {"text": "demo"})
+                first = await c.call_tool("add", {"a": 1, "b": 1})
+                meta = cli_solve_meta(stdin=json.dumps(first.model_dump(by_alias=True, exclude_none=True)))
+                paid = await c.call_tool("add", {"a": 1, "b": 1}, meta=meta)
+                return echo, first, paid
+
+        echo, first, paid = anyio.run(main)
+        assert echo.is_error is False and echo.content[0].text == "demo"
+        assert first.is_error is True
+        assert first.structured_content["turnpike"]["challenges"][0]["effort"] == 5000
+        assert paid.is_error is False and paid.content[0].text == "2"
+    finally:
+        p.stop()
