@@ -63,6 +63,10 @@ struct Args {
     /// Worker threads of the generator's runtime (it shares the machine with what it measures).
     #[arg(long, default_value_t = 1, value_name = "N")]
     threads: usize,
+    /// A process to account CPU time for over the timed phase, as NAME=PID (Linux, repeatable):
+    /// the report gives its CPU microseconds per call.
+    #[arg(long = "watch", value_name = "NAME=PID", value_parser = parse_watch)]
+    watch: Vec<(String, u32)>,
     /// A label printed with the results.
     #[arg(long, default_value = "run")]
     label: String,
@@ -205,8 +209,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
             warm.first_error.unwrap_or_default()
         );
     }
+    let cpu_before = cpu_times(&args.watch);
     let result = run_phase(&plan, credentials, args.warmup, timed, args.connections).await;
-    report(&args, &result);
+    let cpu_after = cpu_times(&args.watch);
+    let cpu: Vec<(String, Option<f64>)> = args
+        .watch
+        .iter()
+        .zip(cpu_before.iter().zip(&cpu_after))
+        .map(|((name, _), (b, a))| {
+            let per_call = match (b, a) {
+                (Some(b), Some(a)) if !result.latencies.is_empty() => {
+                    Some(a.saturating_sub(*b) as f64 / 1000.0 / result.latencies.len() as f64)
+                }
+                _ => None,
+            };
+            (name.clone(), per_call)
+        })
+        .collect();
+    report(&args, &result, &cpu);
     if result.errors > 0 {
         bail!(
             "{} calls failed; first: {}",
@@ -215,6 +235,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn parse_watch(s: &str) -> Result<(String, u32), String> {
+    let (name, pid) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=PID, got {s:?}"))?;
+    let pid = pid
+        .parse()
+        .map_err(|_| format!("{pid:?} is not a process id"))?;
+    if name.is_empty() {
+        return Err("the NAME in NAME=PID is empty".into());
+    }
+    Ok((name.to_string(), pid))
+}
+
+/// CPU time consumed so far by each watched process, in nanoseconds: the sum of the first
+/// field of `/proc/PID/task/*/schedstat` (time on CPU of every thread). `None` where it cannot
+/// be read (not Linux, process gone).
+fn cpu_times(watch: &[(String, u32)]) -> Vec<Option<u64>> {
+    watch
+        .iter()
+        .map(|(_, pid)| {
+            let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+            let mut total = 0u64;
+            for t in tasks.flatten() {
+                let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) else {
+                    continue;
+                };
+                total += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|x| x.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+            Some(total)
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -462,7 +519,7 @@ fn quantile(sorted: &[u64], q: f64) -> u64 {
         .unwrap_or(0)
 }
 
-fn report(args: &Args, r: &PhaseResult) {
+fn report(args: &Args, r: &PhaseResult, cpu: &[(String, Option<f64>)]) {
     let n = r.latencies.len() as u64;
     let secs = r.elapsed.as_secs_f64();
     let rps = if secs > 0.0 { n as f64 / secs } else { 0.0 };
@@ -488,6 +545,10 @@ fn report(args: &Args, r: &PhaseResult) {
             "p99_us": us(0.99),
             "max_us": us(1.0),
             "credentials_ran_out": r.ran_out,
+            "cpu_us_per_call": cpu
+                .iter()
+                .map(|(n, v)| (n.clone(), serde_json::json!(v)))
+                .collect::<serde_json::Map<_, _>>(),
         });
         println!("{v}");
     } else {
@@ -503,6 +564,12 @@ fn report(args: &Args, r: &PhaseResult) {
             e = r.errors,
             ran = if r.ran_out { "  (credentials ran out)" } else { "" },
         );
+        for (name, v) in cpu {
+            match v {
+                Some(us) => println!("  {name}: {us:.1} µs of CPU per call"),
+                None => println!("  {name}: CPU time not readable"),
+            }
+        }
     }
 }
 
@@ -530,6 +597,19 @@ mod tests {
         let body = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-31402,"message":"m","data":{"challenges":[{"rail":"l402"},{"rail":"pow","challenge":"XyZ"}]}}}"#;
         assert_eq!(challenge_token(&[], body).as_deref(), Some("XyZ"));
         assert_eq!(challenge_token(&[], b"{}"), None);
+    }
+
+    #[test]
+    fn watch_specs() {
+        assert_eq!(parse_watch("gateway=42"), Ok(("gateway".into(), 42)));
+        assert!(parse_watch("gateway").is_err());
+        assert!(parse_watch("=42").is_err());
+        assert!(parse_watch("g=x").is_err());
+        let me = std::process::id();
+        let t = cpu_times(&[("me".into(), me)]);
+        if cfg!(target_os = "linux") {
+            assert!(t[0].is_some_and(|ns| ns > 0), "own CPU time is readable");
+        }
     }
 
     #[test]
