@@ -2,8 +2,10 @@
 //!
 //! For each of ES256, RS256 (2048-bit), PS256 (2048-bit) and EdDSA (Ed25519):
 //! - `signature/<alg>`: the signature check alone (`PublicKey::verify` on the signing input);
-//! - `verify_detailed/<alg>`: the whole check of a Bearer token the way the gateway asks for it
-//!   (parse, header, key lookup, signature, claims, audience, times, scopes, identity).
+//! - `verify_detailed/<alg>`: the whole first check of a Bearer token the way the gateway asks
+//!   for it (parse, header, key lookup, signature, claims, audience, times, scopes, identity),
+//!   with the verified-token cache off;
+//! - `verify_detailed_cached/<alg>`: the same token again, from the verified-token cache.
 //!
 //! The difference is the crate's own work around the signature check; `own_work/*` measures
 //! its two parts alone (frame and header; payload, claims and their checks), which is steadier
@@ -147,10 +149,15 @@ fn bench(c: &mut Criterion) {
     let cases = [es, rs, ps, ed];
     let mut cfg = OAuthConfig::new(ISSUER).with_default_resource(RESOURCE);
     cfg.algorithms = vec![Alg::ES256, Alg::RS256, Alg::PS256, Alg::EdDSA];
-    let rail = OAuthRail::new(cfg, Arc::new(turnpike_store::MemorySpentSet::new())).unwrap();
+    let mut uncached = cfg.clone();
+    uncached.token_cache_entries = 0;
+    let spent = Arc::new(turnpike_store::MemorySpentSet::new());
+    let rail = OAuthRail::new(uncached, spent.clone()).unwrap();
+    let cached = OAuthRail::new(cfg, spent).unwrap();
     let jwks = json!({"keys": cases.iter().map(|c| c.jwk.clone()).collect::<Vec<_>>()});
-    // Keys installed "just now", so the cache is fresh for the whole run.
+    // Keys installed "just now", so the key cache is fresh for the whole run.
     rail.preload_jwks(jwks.to_string().as_bytes()).unwrap();
+    cached.preload_jwks(jwks.to_string().as_bytes()).unwrap();
     let needed = vec!["mcp:tools".to_string()];
 
     let mut g = c.benchmark_group("signature");
@@ -178,6 +185,29 @@ fn bench(c: &mut Criterion) {
         g.bench_function(case.alg.name(), |b| {
             b.iter(|| {
                 black_box(ready(rail.verify_detailed(
+                    black_box(&cred),
+                    &needed,
+                    None,
+                    NOW,
+                )))
+            })
+        });
+    }
+    g.finish();
+
+    // The same token again: served from the verified-token cache (SHA-256 of the token, a map
+    // lookup, the time checks, scopes and identity; no signature check).
+    let mut g = c.benchmark_group("verify_detailed_cached");
+    for case in &cases {
+        let cred = Credential::Bearer {
+            token: case.token.clone(),
+            dpop: None,
+        };
+        let o = ready(cached.verify_detailed(&cred, &needed, None, NOW));
+        assert!(matches!(o, OAuthOutcome::Pass(_)), "{}: {o:?}", case.alg);
+        g.bench_function(case.alg.name(), |b| {
+            b.iter(|| {
+                black_box(ready(cached.verify_detailed(
                     black_box(&cred),
                     &needed,
                     None,

@@ -13,6 +13,7 @@
 //! require_dpop = false
 //! dpop_iat_window_secs = 300
 //! dpop_nonce = false
+//! token_cache_entries = 10000
 //! [oauth.introspection]                           # only for opaque tokens
 //! client_id = "turnpike"
 //! client_secret = "…"
@@ -132,6 +133,11 @@ pub struct OAuthConfig {
     /// several issuers send plain `JWT`; other types (e.g. `dpop+jwt`) are refused either way.
     #[serde(default)]
     pub require_at_jwt: bool,
+    /// How many verified JWTs are remembered (by their SHA-256) so that repeated calls with one
+    /// token skip the signature check; 0 turns this off. Entries are forgotten when the
+    /// issuer's keys are refetched, and never outlive the token.
+    #[serde(default = "default_token_cache_entries")]
+    pub token_cache_entries: usize,
     /// Deadline for each request to the issuer.
     #[serde(default = "default_http_timeout_secs")]
     pub http_timeout_secs: u64,
@@ -177,6 +183,9 @@ fn default_dpop_iat_window_secs() -> u64 {
 fn default_dpop_nonce_lifetime_secs() -> u64 {
     300
 }
+fn default_token_cache_entries() -> usize {
+    10_000
+}
 fn default_http_timeout_secs() -> u64 {
     5
 }
@@ -217,6 +226,7 @@ impl OAuthConfig {
             resource_name: None,
             resource_documentation: None,
             require_at_jwt: false,
+            token_cache_entries: default_token_cache_entries(),
             http_timeout_secs: default_http_timeout_secs(),
             allow_plain_http: false,
         }

@@ -196,6 +196,11 @@ impl Issuer {
         &self.issuer
     }
 
+    /// A number that changes whenever the key set is replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Installs keys from a JWKS document (replacing any cached ones).
     pub fn install_keys(&self, doc: &[u8]) -> Result<usize, String> {
         let ks = KeySet::from_jwks(doc)?;

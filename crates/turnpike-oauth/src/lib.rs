@@ -49,6 +49,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cache;
 pub mod config;
 pub mod credential;
 pub mod dpop;

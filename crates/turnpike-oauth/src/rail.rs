@@ -11,6 +11,7 @@ use turnpike_core::{
 };
 use turnpike_store::SpentSet;
 
+use crate::cache::VerifiedTokens;
 use crate::config::{ConfigError, OAuthConfig};
 use crate::credential::is_token68;
 use crate::dpop::{NonceIssuer, ProofChecker, ProofContext, ProofError};
@@ -100,6 +101,7 @@ pub struct OAuthRail {
     proofs: ProofChecker,
     spent: Arc<dyn SpentSet>,
     implied: BTreeMap<String, BTreeSet<String>>,
+    verified: VerifiedTokens,
     stats: Arc<Stats>,
 }
 
@@ -175,6 +177,7 @@ impl OAuthRail {
             nonces,
         };
         let implied = close_implied(&cfg.implied_scopes);
+        let verified = VerifiedTokens::new(cfg.token_cache_entries);
         Ok(OAuthRail {
             resource,
             metadata_url,
@@ -185,6 +188,7 @@ impl OAuthRail {
             proofs,
             spent,
             implied,
+            verified,
             stats,
             cfg,
         })
@@ -644,6 +648,29 @@ impl OAuthRail {
     }
 
     async fn validate_jwt(&self, token: &str, now: u64) -> Result<TokenInfo, TokenError> {
+        if !self.verified.enabled() {
+            return self.verify_jwt(token, now).await.map(|(info, _)| info);
+        }
+        let key: [u8; 32] = {
+            use sha2::Digest;
+            sha2::Sha256::digest(token.as_bytes()).into()
+        };
+        let generation = self.issuer.generation();
+        if let Some(info) = self.verified.get(&key, generation, now) {
+            return Ok(info);
+        }
+        let (info, from) = self.verify_jwt(token, now).await?;
+        if let Some(exp) = info.expires_at {
+            let until = exp.saturating_add(self.cfg.clock_skew_secs);
+            self.verified
+                .put(key, info.clone(), generation, from, until);
+        }
+        Ok(info)
+    }
+
+    /// Checks a JWT; returns its facts and the earliest time it is acceptable (`nbf`/`iat`
+    /// minus skew).
+    async fn verify_jwt(&self, token: &str, now: u64) -> Result<(TokenInfo, u64), TokenError> {
         let jws = parse_compact(token, &self.cfg.algorithms).map_err(|e| {
             TokenError::Invalid(match e {
                 JwsError::Alg(_) => "the token's signature algorithm is not accepted",
@@ -693,7 +720,15 @@ impl OAuthRail {
             require_aud: true,
             require_iss: true,
         };
-        claims.check(&exp, now).map_err(TokenError::Invalid)
+        let info = claims.check(&exp, now).map_err(TokenError::Invalid)?;
+        let earliest = [&claims.nbf, &claims.iat]
+            .into_iter()
+            .flatten()
+            .filter_map(crate::token::seconds)
+            .max()
+            .unwrap_or(0)
+            .saturating_sub(self.cfg.clock_skew_secs);
+        Ok((info, earliest))
     }
 
     fn needed_scopes(offer: &Offer) -> Option<&[String]> {
