@@ -531,7 +531,7 @@ mod tests {
                 assert_eq!(h.prefix(n), want);
                 assert!(check_nonce(t.raw(), i, n, want.saturating_add(1)) || want == u64::MAX);
                 assert!(!check_nonce(t.raw(), i, n, want));
-                assert_eq!(h.clone().check(i, n, want), false);
+                assert!(!h.clone().check(i, n, want));
             }
         }
     }
