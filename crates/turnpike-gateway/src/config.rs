@@ -1041,15 +1041,29 @@ impl<'s> Cx<'s> {
             }
             return None;
         };
-        // (own keys, secret keys that may come from `_env`)
-        let (own, secrets): (&[&str], &[&str]) = match kind.as_str() {
-            "lnd" => (&["url", "macaroon_hex", "macaroon_path"], &["macaroon_hex"]),
-            "cln" => (&["url", "rune", "rune_path", "node_id"], &["rune"]),
-            "phoenixd" => (&["url", "password", "password_path"], &["password"]),
-            "lnbits" => (&["url", "api_key", "api_key_path"], &["api_key"]),
+        // Own keys, then the secret and the `<name>_env` key that may give it from the
+        // environment.
+        type Keys = (&'static [&'static str], (&'static str, &'static str));
+        let (own, (secret, env_key)): Keys = match kind.as_str() {
+            "lnd" => (
+                &["url", "macaroon_hex", "macaroon_path"],
+                ("macaroon_hex", "macaroon_env"),
+            ),
+            "cln" => (
+                &["url", "rune", "rune_path", "node_id"],
+                ("rune", "rune_env"),
+            ),
+            "phoenixd" => (
+                &["url", "password", "password_path"],
+                ("password", "password_env"),
+            ),
+            "lnbits" => (
+                &["url", "api_key", "api_key_path"],
+                ("api_key", "api_key_env"),
+            ),
             "dev" => (
                 &["network", "key_hex", "custodial", "dev_wallet"],
-                &["key_hex"],
+                ("key_hex", "key_env"),
             ),
             other => {
                 self.problem(
@@ -1062,19 +1076,19 @@ impl<'s> Cx<'s> {
         };
         let mut known: Vec<String> = vec!["backend".into()];
         known.extend(own.iter().map(|s| s.to_string()));
-        known.extend(secrets.iter().map(|s| format!("{s}_env")));
+        known.push(env_key.to_owned());
         if kind != "dev" {
             known.extend(HTTP.iter().map(|s| s.to_string()));
         }
         let known_refs: Vec<&str> = known.iter().map(String::as_str).collect();
         let before = self.problems.len();
         self.unknown_keys(t, &format!("[lightning] ({kind})"), &known_refs);
-        // Everything but `backend`, `dev_wallet` and `*_env`, as a plain TOML table.
+        // Everything but `backend`, `dev_wallet` and the `_env` key, as a plain TOML table.
         let mut plain = toml::Table::new();
         plain.insert("kind".into(), toml::Value::String(kind.clone()));
         for (k, v) in t.iter() {
             let name: &str = k.get_ref();
-            if name == "backend" || name == "dev_wallet" || name.ends_with("_env") {
+            if name == "backend" || name == "dev_wallet" || name == env_key {
                 continue;
             }
             if !known_refs.contains(&name) {
@@ -1087,33 +1101,30 @@ impl<'s> Cx<'s> {
                 Err(e) => self.de_error(e, v.span(), HINT_LIGHTNING),
             }
         }
-        for secret in secrets {
-            let env_key = format!("{secret}_env");
-            let Some((var, vspan)) =
-                self.field::<String>(t, &env_key, "write the environment variable's name")
-            else {
-                continue;
-            };
-            if plain.contains_key(*secret) || t.get(format!("{secret}_path").as_str()).is_some() {
+        if let Some((var, vspan)) =
+            self.field::<String>(t, env_key, "write the environment variable's name")
+        {
+            let path_key = format!("{}_path", secret.trim_end_matches("_hex"));
+            if plain.contains_key(secret) || t.get(path_key.as_str()).is_some() {
                 self.problem(
                     Some(vspan),
-                    format!("give {secret} one way only: inline, _path or _env"),
+                    format!("give {secret} one way only: inline, as a file or from {env_key}"),
                     HINT_LIGHTNING,
                 );
-                continue;
-            }
-            match std::env::var(&var) {
-                Ok(val) if !val.trim().is_empty() => {
-                    plain.insert(
-                        (*secret).to_owned(),
-                        toml::Value::String(val.trim().to_owned()),
-                    );
+            } else {
+                match std::env::var(&var) {
+                    Ok(val) if !val.trim().is_empty() => {
+                        plain.insert(
+                            secret.to_owned(),
+                            toml::Value::String(val.trim().to_owned()),
+                        );
+                    }
+                    _ => self.problem(
+                        Some(vspan),
+                        format!("environment variable {var} is not set"),
+                        "export it before starting turnpike, or give the secret as a file (_path)",
+                    ),
                 }
-                _ => self.problem(
-                    Some(vspan),
-                    format!("environment variable {var} is not set"),
-                    "export it before starting turnpike, or give the secret as a file (_path)",
-                ),
             }
         }
         let url_span = t.get("url").map(|v| v.span());

@@ -59,9 +59,18 @@ pub fn summary(cfg: &Config) -> String {
         (None, None) => "no upstream".into(),
     };
     let rate = cfg.pow.reference_hashrate;
-    let price = |p: &PriceConfig| match p.pow {
-        Some(effort) if !p.free => format!("pow {effort} (~{})", seconds(effort, rate)),
-        _ => "free".into(),
+    let price = |p: &PriceConfig| {
+        if p.free || (p.pow.is_none() && p.l402.is_none()) {
+            return "free".to_string();
+        }
+        let mut ways = Vec::new();
+        if let Some(l) = p.l402 {
+            ways.push(crate::token::describe_l402(&l));
+        }
+        if let Some(effort) = p.pow {
+            ways.push(format!("pow {effort} (~{})", seconds(effort, rate)));
+        }
+        ways.join(" or ")
     };
     let mut tools: Vec<String> = cfg
         .tools

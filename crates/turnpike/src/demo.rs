@@ -128,6 +128,7 @@ fn demo_config(args: &DemoArgs, fixture: SocketAddr, data_dir: &Path) -> anyhow:
     let free = PriceConfig {
         free: true,
         pow: None,
+        l402: None,
     };
     cfg.tools.insert("echo".into(), free.clone());
     cfg.tools.insert("whoami".into(), free);
@@ -136,6 +137,7 @@ fn demo_config(args: &DemoArgs, fixture: SocketAddr, data_dir: &Path) -> anyhow:
         PriceConfig {
             free: false,
             pow: Some(args.effort),
+            l402: None,
         },
     );
     if let Err(e) = cfg.validate() {

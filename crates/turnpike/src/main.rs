@@ -10,6 +10,7 @@ mod demo;
 mod logging;
 mod serve;
 mod solve;
+mod token;
 
 /// turnpike — a gateway in front of MCP servers. Callers get through by proof-of-work,
 /// Lightning payment (L402) or OAuth, tool by tool.
@@ -47,6 +48,7 @@ enum Command {
     Check(check::CheckArgs),
     Solve(solve::SolveArgs),
     Demo(demo::DemoArgs),
+    Token(token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,7 +56,7 @@ fn main() -> ExitCode {
     // `solve` and `check` write their results for people and pipes: keep logs quiet unless
     // asked for.
     let default_filter = match cli.command {
-        Command::Solve(_) | Command::Check(_) => "warn",
+        Command::Solve(_) | Command::Check(_) | Command::Token(_) => "warn",
         Command::Serve(_) | Command::Demo(_) => "info",
     };
     if let Err(e) = logging::init(cli.log.as_deref(), default_filter, cli.log_format) {
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Solve(a) => solve::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Token(a) => token::run(a),
     };
     match result {
         Ok(code) => code,

@@ -113,11 +113,13 @@ fn apply_overrides(cfg: &mut Config, args: &ServeArgs) -> anyhow::Result<()> {
         if effort == 0 {
             bail!("--pow-effort must be at least 1 (it counts expected hashes)");
         }
+        let l402 = cfg.tools.get("default").and_then(|p| p.l402);
         cfg.tools.insert(
             "default".into(),
             PriceConfig {
                 free: false,
                 pow: Some(effort),
+                l402,
             },
         );
     }
