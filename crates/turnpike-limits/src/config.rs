@@ -120,6 +120,17 @@ impl From<Option<turnpike_core::RailKind>> for RailClass {
     }
 }
 
+/// How OAuth identities are keyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthKey {
+    /// Issuer, subject and client id: two agents (clients) of one person have separate limits.
+    #[default]
+    Client,
+    /// Issuer and subject: every client of one person shares the person's limits.
+    Subject,
+}
+
 /// `[limits]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -128,6 +139,8 @@ pub struct LimitsConfig {
     pub enabled: bool,
     /// What to do when the backend is down (default `closed`).
     pub failure_mode: FailureMode,
+    /// Whether OAuth callers are limited per client (default) or per subject.
+    pub oauth_per: OAuthKey,
     /// Per identity and tool, for tools and rails not named below; and the identity's in-flight
     /// cap. Default: burst 50, 20/s, 16 in flight.
     pub default: IdentityQuotaConfig,
@@ -156,6 +169,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             enabled: true,
             failure_mode: FailureMode::Closed,
+            oauth_per: OAuthKey::Client,
             default: IdentityQuotaConfig {
                 burst: 50,
                 rate: Rate::clamped(20, Duration::from_secs(1)),

@@ -2,16 +2,17 @@
 //! and turned into what the gateway answers with.
 
 use serde_json::json;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use turnpike_core::RailKind;
+use turnpike_core::{Identity, RailKind};
 
 use crate::backend::{
     Check, CheckOutcome, Class, ConcurrencyCheck, Denial, InFlight, LimitBackend, LimitError,
     LoopBrake, LoopCheck, RateCheck, SpendOutcome, SpendReceipt,
 };
-use crate::config::{BudgetsConfig, FailureMode, LimitsConfig, RailClass};
+use crate::config::{BudgetsConfig, FailureMode, LimitsConfig, OAuthKey, RailClass};
 use crate::headers::{self, PolicyStatus, QuotaUnit};
 use crate::quota::{ceil_secs, Quota, RateDecision};
 
@@ -104,7 +105,7 @@ pub struct Limited {
     /// Why.
     pub reason: LimitReason,
     /// The policy that refused it (its name in the header fields).
-    pub policy: String,
+    pub policy: Cow<'static, str>,
     /// How long until the call would fit.
     pub retry_after: Duration,
     /// The policies that applied and what remains under each.
@@ -194,14 +195,14 @@ impl Limited {
 
 const MAX_NAME: usize = 64;
 
-fn policy_name(prefix: &str, name: &str) -> String {
+fn policy_name(prefix: &str, name: &str) -> Cow<'static, str> {
     let mut s = String::with_capacity(prefix.len() + name.len().min(MAX_NAME));
     s.push_str(prefix);
     s.extend(name.chars().take(MAX_NAME));
-    s
+    Cow::Owned(s)
 }
 
-fn rate_status(policy: String, q: &Quota, d: &RateDecision) -> PolicyStatus {
+fn rate_status(policy: Cow<'static, str>, q: &Quota, d: &RateDecision) -> PolicyStatus {
     PolicyStatus {
         policy,
         quota: u64::from(q.burst),
@@ -254,6 +255,25 @@ impl Limiter {
     /// The failure mode in force.
     pub fn failure_mode(&self) -> FailureMode {
         self.cfg.failure_mode
+    }
+
+    /// The key limits are counted under for `identity`: its scope key, without the OAuth client
+    /// id when `limits.oauth_per = "subject"`.
+    pub fn scope_of(&self, identity: &Identity) -> String {
+        match (identity, self.cfg.oauth_per) {
+            (
+                Identity::OAuth {
+                    issuer, subject, ..
+                },
+                OAuthKey::Subject,
+            ) => Identity::OAuth {
+                issuer: issuer.clone(),
+                subject: subject.clone(),
+                client_id: None,
+            }
+            .scope_key(),
+            _ => identity.scope_key(),
+        }
     }
 
     /// The quota for a tool call of `tool` let through by `rail`.
@@ -320,7 +340,7 @@ impl Limiter {
                     class: Class::Discovery,
                     quota: self.cfg.discovery.quota(),
                 },
-                "discovery".to_string(),
+                Cow::Borrowed("discovery"),
                 None,
                 None,
                 None,
@@ -363,7 +383,7 @@ impl Limiter {
             };
             n = 2;
         }
-        let used_names = [primary_name.as_str(), "tools"];
+        let used_names = [primary_name, Cow::Borrowed("tools")];
         let check = Check {
             scope: call.scope,
             rates: &list[..n],
@@ -386,10 +406,15 @@ impl Limiter {
         self.admission(&check, &used_names[..n], out)
     }
 
-    fn admission(&self, check: &Check<'_>, names: &[&str], mut out: CheckOutcome) -> Admission {
+    fn admission(
+        &self,
+        check: &Check<'_>,
+        names: &[Cow<'static, str>],
+        mut out: CheckOutcome,
+    ) -> Admission {
         let mut status = Vec::with_capacity(4);
         for ((rc, d), name) in check.rates.iter().zip(&out.rates).zip(names) {
-            status.push(rate_status((*name).to_string(), &rc.quota, d));
+            status.push(rate_status(name.clone(), &rc.quota, d));
         }
         if let (Some(l), Some(d)) = (&check.loop_brake, &out.loop_brake) {
             if !d.allowed {
@@ -431,12 +456,12 @@ impl Limiter {
         let (reason, policy) = match out.denied_by {
             Some(Denial::Rate(i)) => (
                 LimitReason::Rate,
-                names.get(i).copied().unwrap_or("rate").to_string(),
+                names.get(i).cloned().unwrap_or(Cow::Borrowed("rate")),
             ),
-            Some(Denial::LoopBrake) => (LimitReason::LoopBrake, "repeat".to_string()),
-            Some(Denial::Daily) => (LimitReason::DailyBudget, "daily".to_string()),
+            Some(Denial::LoopBrake) => (LimitReason::LoopBrake, Cow::Borrowed("repeat")),
+            Some(Denial::Daily) => (LimitReason::DailyBudget, Cow::Borrowed("daily")),
             Some(Denial::Concurrency) | None => {
-                (LimitReason::Concurrency, "concurrency".to_string())
+                (LimitReason::Concurrency, Cow::Borrowed("concurrency"))
             }
         };
         Admission::Limited(Limited {
@@ -479,5 +504,93 @@ impl Limiter {
     /// Takes back a spend whose call failed upstream.
     pub async fn refund_msat(&self, receipt: &SpendReceipt) -> Result<(), LimitError> {
         self.backend.refund(receipt).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryBackend;
+
+    #[test]
+    fn classify_methods() {
+        assert_eq!(
+            CallKind::classify("tools/call", Some("x")),
+            CallKind::Tool("x")
+        );
+        assert_eq!(CallKind::classify("tools/call", None), CallKind::Tool(""));
+        for m in [
+            "initialize",
+            "ping",
+            "tools/list",
+            "resources/templates/list",
+            "notifications/initialized",
+            "server/discover",
+        ] {
+            assert_eq!(CallKind::classify(m, None), CallKind::Discovery, "{m}");
+        }
+        assert_eq!(
+            CallKind::classify("resources/read", Some("file:///a")),
+            CallKind::Method("resources/read")
+        );
+    }
+
+    #[test]
+    fn oauth_scope_per_client_or_subject() {
+        let id = Identity::OAuth {
+            issuer: "https://as".into(),
+            subject: "alice".into(),
+            client_id: Some("agent-1".into()),
+        };
+        let other = Identity::OAuth {
+            issuer: "https://as".into(),
+            subject: "alice".into(),
+            client_id: Some("agent-2".into()),
+        };
+        let b: Arc<dyn LimitBackend> = Arc::new(MemoryBackend::new());
+        let per_client = Limiter::new(LimitsConfig::default(), BudgetsConfig::default(), b.clone());
+        assert_ne!(per_client.scope_of(&id), per_client.scope_of(&other));
+        assert_eq!(per_client.scope_of(&id), id.scope_key());
+        let cfg = LimitsConfig {
+            oauth_per: OAuthKey::Subject,
+            ..LimitsConfig::default()
+        };
+        let per_subject = Limiter::new(cfg, BudgetsConfig::default(), b);
+        assert_eq!(per_subject.scope_of(&id), per_subject.scope_of(&other));
+        let anon = Identity::anonymous("2001:db8::1".parse().unwrap());
+        assert_eq!(per_subject.scope_of(&anon), anon.scope_key());
+    }
+
+    #[test]
+    fn quotas_resolve_tool_then_rail_then_default() {
+        let cfg: LimitsConfig = toml::from_str(
+            r#"
+            [default]
+            burst = 50
+            rate = "20/s"
+            concurrency = 16
+            [tools.search]
+            burst = 5
+            rate = "1/s"
+            [rails.pow]
+            burst = 10
+            rate = "2/s"
+            "#,
+        )
+        .unwrap();
+        let lim = Limiter::new(
+            cfg,
+            BudgetsConfig::default(),
+            Arc::new(MemoryBackend::new()),
+        );
+        assert_eq!(lim.tool_quota("search", Some(RailKind::Pow)).burst, 5);
+        assert_eq!(lim.tool_quota("echo", Some(RailKind::Pow)).burst, 10);
+        assert_eq!(lim.tool_quota("echo", Some(RailKind::OAuth)).burst, 50);
+        assert_eq!(lim.tool_quota("echo", None).burst, 50);
+        assert_eq!(
+            lim.concurrency(Some(RailKind::Pow)),
+            Some(16),
+            "rails inherit the cap"
+        );
     }
 }

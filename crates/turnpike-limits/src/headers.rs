@@ -14,6 +14,7 @@
 //! the draft asks servers not to return sensitive data in it.
 
 use serde::Serialize;
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -33,8 +34,8 @@ pub enum QuotaUnit {
 /// of `RateLimit-Policy` and `RateLimit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyStatus {
-    /// The policy's name, e.g. `tool`, `discovery`, `daily`, `concurrency`.
-    pub policy: String,
+    /// The policy's name, e.g. `tool:search`, `discovery`, `daily`, `concurrency`.
+    pub policy: Cow<'static, str>,
     /// The quota (`q`).
     pub quota: u64,
     /// The window in seconds (`w`), where the policy has one.
@@ -129,7 +130,7 @@ pub fn retry_after_secs(delay: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    fn st(policy: &str, q: u64, w: Option<u64>, r: u64, t: Option<u64>) -> PolicyStatus {
+    fn st(policy: &'static str, q: u64, w: Option<u64>, r: u64, t: Option<u64>) -> PolicyStatus {
         PolicyStatus {
             policy: policy.into(),
             quota: q,

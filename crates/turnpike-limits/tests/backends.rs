@@ -580,3 +580,150 @@ async fn redis_outage_fail_closed_and_open_then_recover() {
     };
     assert!(!a.degraded, "answered by Redis again, not failed open");
 }
+
+// ---------------------------------------------------------------- GCRA math, injected time
+
+const T0: u64 = 1_700_000_000 * 1_000_000_000;
+
+fn manual() -> (Arc<turnpike_limits::ManualClock>, MemoryBackend) {
+    let clock = Arc::new(turnpike_limits::ManualClock::new(T0));
+    let m = MemoryBackend::with_clock(clock.clone());
+    (clock, m)
+}
+
+#[test]
+fn gcra_burst_then_retry_after_is_exact() {
+    let (clock, m) = manual();
+    let q = Quota::per_second(5, 10).unwrap(); // T = 100 ms
+    let c = Class::Tool("t");
+    for left in (0..5).rev() {
+        let d = m.check_rate("s", &c, &q);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, left);
+        assert_eq!(d.limit, 5);
+    }
+    let d = m.check_rate("s", &c, &q);
+    assert!(!d.allowed);
+    assert_eq!(d.remaining, 0);
+    assert_eq!(d.retry_after, Duration::from_millis(100));
+    assert_eq!(d.reset, Duration::from_millis(500));
+    clock.advance(Duration::from_millis(100) - Duration::from_nanos(1));
+    let d = m.check_rate("s", &c, &q);
+    assert!(!d.allowed, "one nanosecond early is still early");
+    assert_eq!(d.retry_after, Duration::from_nanos(1));
+    clock.advance(Duration::from_nanos(1));
+    let d = m.check_rate("s", &c, &q);
+    assert!(d.allowed, "exactly at retry_after the call fits");
+    assert_eq!(d.remaining, 0);
+    // An idle second refills the whole burst, and no more.
+    clock.advance(Duration::from_secs(1));
+    let allowed = (0..20)
+        .filter(|_| m.check_rate("s", &c, &q).allowed)
+        .count();
+    assert_eq!(allowed, 5);
+}
+
+#[test]
+fn gcra_steady_rate_is_burst_plus_rate_times_time() {
+    let (clock, m) = manual();
+    let q = Quota::per_second(5, 10).unwrap();
+    let c = Class::Tool("t");
+    let mut allowed = 0;
+    // A greedy caller, once per millisecond for 10 s: the burst, then one per 100 ms.
+    for _ in 0..10_000 {
+        allowed += usize::from(m.check_rate("s", &c, &q).allowed);
+        clock.advance(Duration::from_millis(1));
+    }
+    assert_eq!(allowed, 5 + 99);
+    // A caller at exactly the sustained rate is never refused.
+    let (clock, m) = manual();
+    for i in 0..1000 {
+        assert!(m.check_rate("p", &c, &q).allowed, "call {i}");
+        clock.advance(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn gcra_check_matches_the_fast_path() {
+    let (clock, m) = manual();
+    let q = Quota::new(3, "6/min".parse().unwrap()).unwrap(); // T = 10 s
+    let rates = [RateCheck {
+        class: Class::Tool("t"),
+        quota: q,
+    }];
+    let check = Check {
+        scope: "s",
+        rates: &rates,
+        loop_brake: None,
+        daily_cap: None,
+        concurrency: None,
+    };
+    for _ in 0..3 {
+        assert!(m.check_now(&check).unwrap().allowed);
+    }
+    let o = m.check_now(&check).unwrap();
+    assert!(!o.allowed);
+    assert_eq!(o.retry_after, Duration::from_secs(10));
+    assert_eq!(o.rates[0].reset, Duration::from_secs(30));
+    assert_eq!(o.rates[0].effective_window_secs(), 10);
+    clock.advance(Duration::from_secs(25));
+    let o = m.check_now(&check).unwrap();
+    assert!(o.allowed);
+    assert_eq!(
+        o.rates[0].remaining, 1,
+        "2.5 intervals refilled 2 calls, one now used"
+    );
+    assert_eq!(o.rates[0].reset, Duration::from_secs(15));
+    assert_eq!(o.rates[0].effective_window_secs(), 15);
+}
+
+#[test]
+fn idle_cells_expire_and_memory_is_bounded() {
+    let (clock, m) = manual();
+    let q = Quota::per_second(10, 10).unwrap(); // a full bucket comes back within 1 s
+    for i in 0..100_000u32 {
+        let s = format!("anon:10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+        assert!(m.check_rate(&s, &Class::Tool("t"), &q).allowed);
+        if i % 10_000 == 9_999 {
+            clock.advance(Duration::from_secs(2));
+        }
+    }
+    // Shards sweep by themselves as they grow: far fewer than 100k cells are held.
+    assert!(m.len() < 60_000, "held {}", m.len());
+    clock.advance(Duration::from_secs(2));
+    m.sweep();
+    assert_eq!(
+        m.len(),
+        0,
+        "every bucket is full again, so every cell is gone"
+    );
+    assert!(
+        m.table_bytes() < 64 * 64 * 1024,
+        "tables shrank: {}",
+        m.table_bytes()
+    );
+}
+
+#[test]
+fn daily_budget_renews_at_utc_midnight() {
+    let (clock, m) = manual();
+    let midnight = (T0 / 1_000_000_000 / 86_400 + 1) * 86_400 * 1_000_000_000;
+    clock.set(midnight - 10 * 1_000_000_000);
+    let check = Check {
+        scope: "s",
+        rates: &[],
+        loop_brake: None,
+        daily_cap: Some(2),
+        concurrency: None,
+    };
+    assert!(m.check_now(&check).unwrap().allowed);
+    assert!(m.check_now(&check).unwrap().allowed);
+    let o = m.check_now(&check).unwrap();
+    assert!(!o.allowed);
+    assert_eq!(o.retry_after, Duration::from_secs(10));
+    clock.advance(Duration::from_secs(10));
+    let o = m.check_now(&check).unwrap();
+    assert!(o.allowed);
+    assert_eq!(o.daily.unwrap().used, 1);
+    assert_eq!(o.daily.unwrap().reset, Duration::from_secs(86_400));
+}
