@@ -1,6 +1,6 @@
 //! `turnpike token`: inspect, mint and revoke L402 tokens by hand.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -126,7 +126,7 @@ pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(path: &PathBuf) -> anyhow::Result<Config> {
+fn load(path: &Path) -> anyhow::Result<Config> {
     match config::load(path) {
         Ok(c) => Ok(c),
         Err(e) => {
@@ -414,7 +414,7 @@ async fn mint(
     Ok(ExitCode::SUCCESS)
 }
 
-fn revoke(token_id: &str, path: &PathBuf) -> anyhow::Result<ExitCode> {
+fn revoke(token_id: &str, path: &Path) -> anyhow::Result<ExitCode> {
     let mut id = [0u8; 32];
     hex::decode_to_slice(token_id.trim(), &mut id).context("a token id is 64 hex digits")?;
     let cfg = load(path)?;
