@@ -31,6 +31,10 @@ pub struct Confirmation {
     /// The RFC 7638 thumbprint of the DPoP key the token is bound to.
     #[serde(default)]
     pub jkt: Option<String>,
+    /// Any other confirmation method (e.g. RFC 8705 `x5t#S256`), which this resource cannot
+    /// check: a token bound that way is refused.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The claims of an access token the rail reads (JWT payload or introspection answer).
@@ -170,6 +174,9 @@ impl Claims {
         }
         scopes.sort();
         scopes.dedup();
+        if self.cnf.as_ref().is_some_and(|c| !c.other.is_empty()) {
+            return Err("the token is bound to a key in a way this resource cannot check");
+        }
         let jkt = self
             .cnf
             .as_ref()
@@ -256,6 +263,18 @@ mod tests {
         let nobody =
             claims(r#"{"iss":"https://as.example","aud":"https://mcp.example.com/mcp","exp":9}"#);
         assert!(nobody.check(&EXP, 1).is_err());
+    }
+
+    #[test]
+    fn unknown_bindings_are_refused() {
+        let c = claims(
+            r#"{"iss":"https://as.example","sub":"u","aud":"https://mcp.example.com/mcp","exp":9,
+                "cnf":{"x5t#S256":"abc"}}"#,
+        );
+        assert_eq!(
+            c.check(&EXP, 1),
+            Err("the token is bound to a key in a way this resource cannot check")
+        );
     }
 
     #[test]
