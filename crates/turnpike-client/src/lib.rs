@@ -17,6 +17,8 @@
 //!
 //! Wallets, the OAuth client and the stdio bridge come later.
 
+#![warn(missing_docs)]
+
 pub mod parse;
 pub mod render;
 pub mod solve;

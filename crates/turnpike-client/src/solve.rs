@@ -20,10 +20,18 @@ const CHUNK: u64 = 1 << 14;
 pub enum SolveError {
     /// The cancel flag was raised.
     #[error("cancelled after {hashes} hashes")]
-    Cancelled { hashes: u64 },
+    Cancelled {
+        /// Hashes done before stopping.
+        hashes: u64,
+    },
     /// The hash budget ran out.
     #[error("gave up after {hashes} hashes (limit {limit})")]
-    HashLimit { hashes: u64, limit: u64 },
+    HashLimit {
+        /// Hashes done before stopping.
+        hashes: u64,
+        /// The budget given.
+        limit: u64,
+    },
     /// The token's algorithm is not supported by this build.
     #[error("the {0} puzzle algorithm needs turnpike built with the `equix` feature")]
     Unsupported(Algorithm),

@@ -40,8 +40,11 @@ pub enum KeyError {
     /// Reading or writing the key file or its directory failed.
     #[error("{action} {path}: {source}")]
     Io {
+        /// What was being done, e.g. `cannot read`.
         action: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -49,10 +52,20 @@ pub enum KeyError {
     #[error(
         "{path} is not a valid key file ({reason}); move it away to generate new keys, or fix it"
     )]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it (never a secret).
+        reason: String,
+    },
     /// The key file can be read by others than its owner.
     #[error("{path} is accessible by group or others (mode {mode:o}); run `chmod 600 {path}` (and consider the keys compromised)")]
-    Permissions { path: PathBuf, mode: u32 },
+    Permissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The operating system's random source failed.
     #[error("no randomness for a new key: {0}")]
     Random(String),
@@ -160,15 +173,21 @@ fn random_secret() -> Result<Zeroizing<[u8; 32]>, KeyError> {
 impl KeyRing {
     /// A fixed key ring from `(id, secret)` pairs, e.g. from the operator's config (several
     /// gateway instances sharing keys). The last pair is the current key. Never rotates.
-    pub fn from_secrets(secrets: Vec<(u32, [u8; 32])>) -> Result<KeyRing, KeyError> {
+    /// The given secrets are wiped from the vector's memory.
+    pub fn from_secrets(mut secrets: Vec<(u32, [u8; 32])>) -> Result<KeyRing, KeyError> {
         let mut keys: Vec<Key> = Vec::with_capacity(secrets.len());
-        for (id, mut secret) in secrets {
-            let key = Key::new(id, 0, Zeroizing::new(secret));
+        let mut duplicate = None;
+        for (id, secret) in secrets.iter_mut() {
+            let key = Key::new(*id, 0, Zeroizing::new(*secret));
             secret.zeroize();
-            if keys.iter().any(|k| k.id == id) {
-                return Err(KeyError::DuplicateId(id));
+            if keys.iter().any(|k| k.id == *id) {
+                duplicate.get_or_insert(*id);
             }
             keys.push(key);
+        }
+        drop(secrets);
+        if let Some(id) = duplicate {
+            return Err(KeyError::DuplicateId(id));
         }
         if keys.is_empty() {
             return Err(KeyError::Empty);
@@ -344,13 +363,12 @@ impl KeyRing {
                 })
                 .collect(),
         };
-        let json =
-            Zeroizing::new(
-                serde_json::to_vec_pretty(&file).map_err(|e| KeyError::Corrupt {
-                    path: p.path.clone(),
-                    reason: e.to_string(),
-                })?,
-            );
+        // Sized up front so the buffer holding secrets is never reallocated (and left behind).
+        let mut json = Zeroizing::new(Vec::with_capacity(128 + 256 * self.keys.len()));
+        serde_json::to_writer_pretty(&mut *json, &file).map_err(|e| KeyError::Corrupt {
+            path: p.path.clone(),
+            reason: e.to_string(),
+        })?;
         write_private(&p.path, &json)
     }
 }

@@ -15,6 +15,8 @@
 //!
 //! The optional `equix` feature (LGPL-3.0 dependency) adds Equi-X puzzles ([`equix`]).
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod equix;
 pub mod keys;
