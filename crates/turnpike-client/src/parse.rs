@@ -295,3 +295,93 @@ fn read_value(s: &str, mut i: usize) -> Option<(String, usize)> {
     }
     (i > start).then(|| (s[start..i].to_string(), i))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Vec<(String, Vec<(String, String)>)> {
+        parse_www_authenticate(s)
+            .into_iter()
+            .map(|c| (c.scheme, c.params))
+            .collect()
+    }
+
+    fn kv(k: &str, v: &str) -> (String, String) {
+        (k.to_string(), v.to_string())
+    }
+
+    #[test]
+    fn splits_challenges() {
+        assert_eq!(
+            p(r#"L402 macaroon="AgE+/x==", invoice="lnbc1", PoW challenge="abc", effort="5""#),
+            vec![
+                (
+                    "L402".into(),
+                    vec![kv("macaroon", "AgE+/x=="), kv("invoice", "lnbc1")]
+                ),
+                (
+                    "PoW".into(),
+                    vec![kv("challenge", "abc"), kv("effort", "5")]
+                ),
+            ]
+        );
+        assert_eq!(
+            p(r#"Basic realm="x", Negotiate abc==, Bearer, PoW Challenge = "q\"d""#),
+            vec![
+                ("Basic".into(), vec![kv("realm", "x")]),
+                ("Negotiate".into(), vec![kv("", "abc==")]),
+                ("Bearer".into(), vec![]),
+                ("PoW".into(), vec![kv("challenge", "q\"d")]),
+            ]
+        );
+        assert_eq!(
+            p("Negotiate a=b=, x=y"),
+            vec![("Negotiate".into(), vec![kv("a", "b="), kv("x", "y")])]
+        );
+        assert_eq!(p(""), vec![]);
+        assert_eq!(p(",,, "), vec![]);
+        // Syntax errors stop parsing but keep what was read.
+        assert_eq!(
+            p(r#"PoW challenge="x", effort="unterminated"#),
+            vec![("PoW".into(), vec![kv("challenge", "x")])]
+        );
+        assert_eq!(p("\"quoted\""), vec![]);
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        let pieces = [
+            "PoW",
+            " ",
+            "challenge",
+            "=",
+            "\"",
+            "\\",
+            ",",
+            "é",
+            "abc",
+            "==",
+            "\t",
+            "\n",
+            "x=y",
+            "data:",
+            "{",
+            "}",
+            "WWW-Authenticate:",
+            "[",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let mut s = String::new();
+            for _ in 0..(seed % 12) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                s.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            let _ = parse_www_authenticate(&s);
+            assert!(parse_challenges(&s).is_empty());
+        }
+    }
+}
