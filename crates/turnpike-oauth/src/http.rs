@@ -13,14 +13,38 @@ use std::time::Duration;
 /// Why a request to the authorization server failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
+    /// Connecting or sending failed.
     #[error("{url}: {reason}")]
-    Transport { url: String, reason: String },
+    Transport {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No whole answer within the deadline.
     #[error("{url}: no answer within {secs} s")]
-    Timeout { url: String, secs: u64 },
+    Timeout {
+        /// The URL asked.
+        url: String,
+        /// The deadline.
+        secs: u64,
+    },
+    /// An unexpected status.
     #[error("{url}: HTTP {status}")]
-    Status { url: String, status: u16 },
+    Status {
+        /// The URL asked.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// The body could not be read (or was too large).
     #[error("{url}: {reason}")]
-    Body { url: String, reason: String },
+    Body {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// A response: status and the whole body.

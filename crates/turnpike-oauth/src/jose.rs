@@ -135,14 +135,19 @@ enum Family {
 /// Why a JWK could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwkError {
+    /// Members missing or not base64url.
     #[error("the key is not a JSON object with the members its type needs")]
     Malformed,
+    /// A key type or curve the rail does not verify with.
     #[error("key type {0:?} is not supported (EC P-256, RSA and OKP Ed25519 are)")]
     Unsupported(String),
+    /// Private members where only a public key may be.
     #[error("the key holds private members")]
     Private,
+    /// An RSA modulus outside 2048–4096 bits.
     #[error("RSA keys must have a modulus of 2048 to 4096 bits")]
     RsaSize,
+    /// EC or Ed25519 coordinates that are not a valid point.
     #[error("the key's coordinates are not a point of its curve")]
     BadPoint,
 }
@@ -150,41 +155,59 @@ pub enum JwkError {
 /// The members of a JWK the rail reads. Unknown members are ignored.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RawJwk {
+    /// Key type: `EC`, `RSA`, `OKP` (others are skipped).
     #[serde(default)]
     pub kty: Option<String>,
+    /// Key id.
     #[serde(default)]
     pub kid: Option<String>,
+    /// Intended use (`sig` or `enc`).
     #[serde(default, rename = "use")]
     pub use_: Option<String>,
+    /// Permitted operations.
     #[serde(default)]
     pub key_ops: Option<Vec<String>>,
+    /// The one algorithm the key is for, when it says.
     #[serde(default)]
     pub alg: Option<String>,
+    /// Curve (`P-256`, `Ed25519`).
     #[serde(default)]
     pub crv: Option<String>,
+    /// EC/OKP public coordinate.
     #[serde(default)]
     pub x: Option<String>,
+    /// EC public coordinate.
     #[serde(default)]
     pub y: Option<String>,
+    /// RSA modulus.
     #[serde(default)]
     pub n: Option<String>,
+    /// RSA public exponent.
     #[serde(default)]
     pub e: Option<String>,
     // Private members: their presence alone makes a DPoP key unacceptable.
+    /// Private key member (EC, OKP, RSA): refused in DPoP proofs.
     #[serde(default)]
     pub d: Option<serde_json::Value>,
+    /// RSA private member.
     #[serde(default)]
     pub p: Option<serde_json::Value>,
+    /// RSA private member.
     #[serde(default)]
     pub q: Option<serde_json::Value>,
+    /// RSA private member.
     #[serde(default)]
     pub dp: Option<serde_json::Value>,
+    /// RSA private member.
     #[serde(default)]
     pub dq: Option<serde_json::Value>,
+    /// RSA private member.
     #[serde(default)]
     pub qi: Option<serde_json::Value>,
+    /// RSA private member.
     #[serde(default)]
     pub oth: Option<serde_json::Value>,
+    /// Symmetric key value.
     #[serde(default)]
     pub k: Option<serde_json::Value>,
 }
@@ -386,12 +409,16 @@ fn rsa_verify(key: &rsa::RsaPublicKey, alg: Alg, input: &[u8], sig: &[u8]) -> bo
 /// Why a compact JWS was refused before or at its signature.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwsError {
+    /// Not three base64url parts.
     #[error("not a compact JWS (three base64url parts)")]
     Malformed,
+    /// The header is not a JSON object with `alg`.
     #[error("the JOSE header is not valid JSON")]
     BadHeader,
+    /// The algorithm is not on the allow-list (or is `none`/HMAC).
     #[error("algorithm {0:?} is not accepted")]
     Alg(String),
+    /// `crit` or `b64` present.
     #[error("the header has critical extensions this resource does not understand")]
     Crit,
 }
@@ -399,15 +426,21 @@ pub enum JwsError {
 /// The JOSE header members the rail reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Header {
+    /// The signature algorithm.
     pub alg: String,
+    /// The signing key's id.
     #[serde(default)]
     pub kid: Option<String>,
+    /// The media type of the whole JWS (`at+jwt`, `dpop+jwt`, …).
     #[serde(default)]
     pub typ: Option<String>,
+    /// The public key (DPoP proofs).
     #[serde(default)]
     pub jwk: Option<RawJwk>,
+    /// Critical extensions (refused).
     #[serde(default)]
     pub crit: Option<serde_json::Value>,
+    /// RFC 7797 unencoded payload (refused).
     #[serde(default)]
     pub b64: Option<serde_json::Value>,
 }

@@ -18,33 +18,57 @@
 //!
 //! # Wiring it into a gateway
 //!
+//! Once at start: build the rail (and optionally [`OAuthRail::warm_up`] to fail fast), serve
+//! [`OAuthRail::metadata_document`] at every path of [`OAuthRail::metadata_paths`]. Per priced
+//! call: parse the OAuth credentials ([`credentials_from_headers`]), run core's `decide` over a
+//! [`ScopedOAuthRail`] bound to the request's method and public URL, and when the decision is not
+//! a pass, let [`OAuthRail::response_for`] say what to answer (401 with the error, 403 step-up,
+//! `DPoP-Nonce`).
+//!
 //! ```no_run
 //! # async fn demo(headers: http::HeaderMap, facts: turnpike_core::CallFacts,
 //! #               price: turnpike_core::Price) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use turnpike_core::{decide, Decision, Rail};
-//! use turnpike_oauth::{credentials_from_headers, HttpContext, OAuthConfig, OAuthRail};
+//! use turnpike_core::{decide, Decision, Offer, Rail, RailKind};
+//! use turnpike_oauth::{credentials_from_headers, HttpContext, OAuthConfig, OAuthOutcome,
+//!                      OAuthRail, Scheme};
 //!
+//! // At start.
 //! let cfg = OAuthConfig::new("https://auth.example.com")
 //!     .with_default_resource("https://mcp.example.com/mcp");
-//! let rail = Arc::new(OAuthRail::new(cfg, Arc::new(turnpike_store::MemorySpentSet::new()))?);
+//! let spent = Arc::new(turnpike_store::MemorySpentSet::new());
+//! let oauth = Arc::new(OAuthRail::new(cfg, spent)?);
 //!
-//! // Per request: credentials from the headers, a view of the rail bound to this request.
-//! let creds: Vec<_> = credentials_from_headers(&headers).into_iter().flatten().collect();
-//! let scoped = Arc::new(rail.scoped(HttpContext::new("POST", "https://mcp.example.com/mcp")));
-//! let rails: Vec<Arc<dyn Rail>> = vec![scoped.clone()];
-//! let decision = decide(&rails, &facts, &price, &creds).await;
-//! if let (Decision::Challenge { .. } | Decision::Invalid { .. }, Some(outcome)) =
-//!     (&decision, scoped.outcome())
-//! {
-//!     let needed = match price.offer(turnpike_core::RailKind::OAuth) {
-//!         Some(turnpike_core::Offer::OAuth { scopes }) => scopes.clone(),
-//!         _ => Vec::new(),
-//!     };
-//!     if let Some(resp) = rail.response_for(&outcome, &needed) {
-//!         // resp.status (400/401/403/503), resp.www_authenticate lines, resp.dpop_nonce
-//!         let _ = resp;
+//! // Per call.
+//! let mut creds = Vec::new();
+//! let mut malformed = None;
+//! for c in credentials_from_headers(&headers) {
+//!     match c {
+//!         Ok(c) => creds.push(c),
+//!         Err(_) => malformed = Some(OAuthOutcome::malformed(Scheme::Bearer)),
 //!     }
+//! }
+//! let scoped = Arc::new(oauth.scoped(HttpContext::new("POST", "https://mcp.example.com/mcp")));
+//! let rails: Vec<Arc<dyn Rail>> = vec![scoped.clone() /* , pow, l402 */];
+//! let decision = decide(&rails, &facts, &price, &creds).await;
+//! let needed = match price.offer(RailKind::OAuth) {
+//!     Some(Offer::OAuth { scopes }) => scopes.clone(),
+//!     _ => Vec::new(),
+//! };
+//! match (&decision, scoped.outcome().or(malformed)) {
+//!     (Decision::Pass(_), Some(OAuthOutcome::Pass(a))) => {
+//!         // forward; add `DPoP-Nonce: a.dpop_nonce` to the response when it is Some
+//!         let _ = a;
+//!     }
+//!     (Decision::Pass(_) | Decision::Free, _) => { /* forward */ }
+//!     (_, Some(outcome)) => {
+//!         if let Some(resp) = oauth.response_for(&outcome, &needed) {
+//!             // resp.status (400/401/403/503), one WWW-Authenticate header per
+//!             // resp.www_authenticate line, DPoP-Nonce from resp.dpop_nonce
+//!             let _ = resp;
+//!         }
+//!     }
+//!     (_, None) => { /* no OAuth credential: the usual challenge answer */ }
 //! }
 //! # Ok(()) }
 //! ```

@@ -1,5 +1,5 @@
 //! What the rail decided about one OAuth credential, in more detail than core's
-//! [`Verdict`](turnpike_core::Verdict), and how to answer it on the wire (RFC 6750 §3,
+//! [`Verdict`], and how to answer it on the wire (RFC 6750 §3,
 //! RFC 9449 §7.1 and §9, MCP's 403 step-up).
 
 use turnpike_core::{Grant, Identity, RailKind, Refusal, Verdict};
@@ -119,6 +119,18 @@ pub enum OAuthOutcome {
 }
 
 impl OAuthOutcome {
+    /// The outcome for an OAuth credential that did not even parse (a malformed `Authorization`
+    /// value, several `DPoP` headers): `invalid_request`, HTTP 400. For the gateway, which
+    /// parses credentials before any rail sees them.
+    pub fn malformed(scheme: Scheme) -> OAuthOutcome {
+        OAuthOutcome::Rejected(Rejection {
+            code: ErrorCode::InvalidRequest,
+            description: "the Authorization or DPoP header is malformed",
+            scheme,
+            dpop_nonce: None,
+        })
+    }
+
     /// The HTTP status this outcome calls for when it stands alone: 200 for a pass, 400, 401,
     /// 403 or 503 otherwise.
     pub fn status(&self) -> u16 {
@@ -201,5 +213,6 @@ mod tests {
         assert_eq!(ErrorCode::UseDpopNonce.as_str(), "use_dpop_nonce");
         assert_eq!(ErrorCode::InsufficientScope.status(), 403);
         assert_eq!(quote("a\"b\\c\n"), r#""a\"b\\c""#);
+        assert_eq!(OAuthOutcome::malformed(Scheme::DPoP).status(), 400);
     }
 }

@@ -40,26 +40,37 @@ pub struct Confirmation {
 /// The claims of an access token the rail reads (JWT payload or introspection answer).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Claims {
+    /// Issuer.
     #[serde(default)]
     pub iss: Option<String>,
+    /// Subject.
     #[serde(default)]
     pub sub: Option<String>,
+    /// Audience(s).
     #[serde(default)]
     pub aud: Option<OneOrMany>,
+    /// Expiry (NumericDate).
     #[serde(default)]
     pub exp: Option<serde_json::Number>,
+    /// Not before (NumericDate).
     #[serde(default)]
     pub nbf: Option<serde_json::Number>,
+    /// Issued at (NumericDate).
     #[serde(default)]
     pub iat: Option<serde_json::Number>,
+    /// Space-separated scopes.
     #[serde(default)]
     pub scope: Option<String>,
+    /// Scopes as a list or a space-separated string (Entra ID, Okta).
     #[serde(default)]
     pub scp: Option<OneOrMany>,
+    /// The client the token was issued to (RFC 9068).
     #[serde(default)]
     pub client_id: Option<String>,
+    /// Authorized party (OpenID Connect), used when there is no `client_id`.
     #[serde(default)]
     pub azp: Option<String>,
+    /// Key confirmation (RFC 7800).
     #[serde(default)]
     pub cnf: Option<Confirmation>,
     /// Introspection only: whether the token is active.
