@@ -15,6 +15,9 @@ use turnpike_pow::puzzle::{Algorithm, ChallengeToken, PuzzleHasher};
 /// Nonces a thread takes at a time (about half a millisecond of work on one core).
 const CHUNK: u64 = 1 << 14;
 
+/// The most worker threads a solve starts.
+pub const MAX_THREADS: usize = 512;
+
 /// Why a solve stopped without a solution.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SolveError {
@@ -44,7 +47,7 @@ pub enum SolveError {
 /// How to run a solve.
 #[derive(Clone, Copy)]
 pub struct SolveOptions<'a> {
-    /// Worker threads; 0 means one per available core.
+    /// Worker threads; 0 means one per available core. At most [`MAX_THREADS`].
     pub threads: usize,
     /// Called on the calling thread with the number of hashes done so far, every
     /// `progress_interval` and once at the end.
@@ -269,7 +272,8 @@ pub fn solve_with(token: &ChallengeToken, opts: &SolveOptions<'_>) -> Result<Sol
         default_threads()
     } else {
         opts.threads
-    };
+    }
+    .min(MAX_THREADS);
     let interval = opts.progress_interval.max(Duration::from_millis(1));
     let (tx, rx) = mpsc::channel::<()>();
     std::thread::scope(|s| {

@@ -77,7 +77,7 @@ impl PowRail {
     ) -> PowRail {
         cfg.subpuzzles = cfg.subpuzzles.clamp(1, MAX_SUBPUZZLES);
         cfg.reference_hashrate = cfg.reference_hashrate.max(1);
-        cfg.expiry_secs = cfg.expiry_secs.max(1);
+        cfg.expiry_secs = cfg.expiry_secs.clamp(1, crate::keys::MAX_EXPIRY_SECS);
         if !cfg!(feature = "equix") {
             cfg.algorithm = Algorithm::Sha256;
         }
