@@ -727,3 +727,60 @@ fn daily_budget_renews_at_utc_midnight() {
     assert_eq!(o.daily.unwrap().used, 1);
     assert_eq!(o.daily.unwrap().reset, Duration::from_secs(86_400));
 }
+
+/// One round trip per decision: each check is exactly one EVALSHA (plus one SCRIPT LOAD the
+/// first time, after the server answered NOSCRIPT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_one_script_call_per_check() {
+    let server = RedisServer::start();
+    let lim = Limiter::new(
+        LimitsConfig::default(),
+        BudgetsConfig {
+            calls_per_day: Some(1000),
+            msat_per_token_per_day: None,
+        },
+        redis_backend(&server),
+    );
+    let s = scope("rt");
+    for i in 0..12u8 {
+        let h = [i; 32];
+        let call = CallInfo {
+            scope: &s,
+            rail: None,
+            kind: CallKind::Tool("t"),
+            args_hash: Some(&h),
+        };
+        let Admission::Allowed(a) = lim.admit(&call).await else {
+            panic!("allowed");
+        };
+        std::mem::forget(a.in_flight); // no background release in the count
+    }
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let stat = |name: &str, field: &str| -> u64 {
+        info.lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
+            .and_then(|l| {
+                l.split([':', ','])
+                    .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        stat("evalsha", "calls") - stat("evalsha", "failed_calls"),
+        12,
+        "{info}"
+    );
+    assert_eq!(
+        stat("evalsha", "failed_calls"),
+        1,
+        "the first NOSCRIPT: {info}"
+    );
+    assert_eq!(stat("script|load", "calls"), 1, "{info}");
+}
