@@ -9,6 +9,8 @@
 //! challenge_mode = "auto"            # auto | http | in-band
 //! max_body_bytes = 4194304
 //! data_dir = "turnpike-data"         # keys persisted here (0600)
+//! public_url = "https://mcp.example.com/mcp"   # how callers reach the endpoint; default
+//!                                    # http://<listen><path> (OAuth resource and DPoP htu)
 //! header_read_timeout_secs = 10      # a client must send its request head within this time
 //! body_read_timeout_secs = 30        # … and its body within this time
 //!
@@ -32,6 +34,14 @@
 //! l402 = { sat = 10 }                # per call (the default mode)
 //! [tools.report]
 //! l402 = { msat = 2000, mode = "balance", bundle = 50000 }   # 50000 msat of credit per invoice
+//! [tools.deploy]
+//! oauth = { scopes = ["deploy:write"] }   # a token with these scopes (`oauth = true`: any token)
+//! pow = 5000000                      # … or a puzzle: a signed-in caller skips it
+//!
+//! [oauth]                            # required as soon as a price names oauth; every key of
+//! issuer = "https://auth.example.com"   # turnpike_oauth::OAuthConfig, plus:
+//! forward_identity = "signed"        # none (default) | signed: Turnpike-Identity to the upstream
+//! identity_secret = "<64 hex>"       # HMAC key for it (or identity_secret_env = "VAR")
 //!
 //! [l402]                             # optional: see turnpike_l402::L402Config
 //! token_ttl_secs = 86400
@@ -46,8 +56,8 @@
 //!
 //! [`parse`] and [`load`] report **every** problem they find, each with `file:line:col`, what is
 //! wrong and a hint. Unknown keys are refused everywhere. A price is `free = true`, or any of
-//! `pow = <effort>` and `l402 = { msat | sat = N, mode, bundle }` (both: the caller chooses);
-//! `oauth` is reserved for the rail that will accept it.
+//! `pow = <effort>`, `l402 = { msat | sat = N, mode, bundle }` and `oauth = true | { scopes =
+//! […] }` (several: the caller chooses).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -62,6 +72,7 @@ use toml::Spanned;
 use turnpike_core::{BillingMode, Offer, Policy, Price};
 use turnpike_l402::{L402Config, StoreConfig};
 use turnpike_lightning::BackendConfig;
+use turnpike_oauth::{OAuthConfig, Secret};
 use turnpike_pow::PowConfig;
 
 /// The whole configuration.
@@ -82,6 +93,33 @@ pub struct Config {
     /// `[lightning]`: the Lightning backend the L402 rail bills through. Required when any
     /// price names `l402`.
     pub lightning: Option<LightningConfig>,
+    /// `[oauth]`: the OAuth rail (the authorization server it trusts, the resource, DPoP) and
+    /// what the upstream learns of the caller. Required when any price names `oauth`.
+    pub oauth: Option<OAuthSection>,
+}
+
+/// `[oauth]`: every key of [`turnpike_oauth::OAuthConfig`], plus the gateway's own
+/// `forward_identity` and `identity_secret`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthSection {
+    /// The rail's settings. `resource` stays `None` when the file leaves it out: it defaults to
+    /// [`Config::public_url`] when the rail is built ([`Config::oauth_config`]).
+    pub rail: OAuthConfig,
+    /// Whether the upstream is told who the caller is.
+    pub forward_identity: ForwardIdentity,
+    /// The HMAC-SHA256 key of the `Turnpike-Identity` header (32 bytes), required with
+    /// `forward_identity = "signed"`.
+    pub identity_secret: Option<Secret>,
+}
+
+/// What the upstream learns about a caller who came in with a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardIdentity {
+    /// Nothing (the default): the token is stripped and no statement replaces it.
+    #[default]
+    None,
+    /// A `Turnpike-Identity` header signed by the gateway (see [`crate::identity`]).
+    Signed,
 }
 
 /// `[l402]`: the rail's settings (every key of [`turnpike_l402::L402Config`]) and `store`.
@@ -179,6 +217,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Where keys are persisted. Default `turnpike-data`.
     pub data_dir: PathBuf,
+    /// The public URL of the endpoint, as callers reach it (behind a proxy, its https URL).
+    /// Default `http://<listen><path>`. The OAuth resource identifier and the DPoP `htu` of
+    /// every call derive from it.
+    pub public_url: Option<String>,
     /// Seconds a client has to send its request head. Default 10.
     pub header_read_timeout_secs: u64,
     /// Seconds a client has to send its request body. Default 30.
@@ -195,6 +237,7 @@ impl Default for ServerConfig {
             challenge_mode: ChallengeMode::Auto,
             max_body_bytes: 4 * 1024 * 1024,
             data_dir: PathBuf::from("turnpike-data"),
+            public_url: None,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
         }
@@ -235,6 +278,8 @@ pub struct PriceConfig {
     pub pow: Option<u64>,
     /// A Lightning payment.
     pub l402: Option<L402Price>,
+    /// An OAuth access token with every one of these scopes (empty: any valid token).
+    pub oauth: Option<Vec<String>>,
 }
 
 impl PriceConfig {
@@ -254,6 +299,11 @@ impl PriceConfig {
         if let Some(effort) = self.pow {
             offers.push(Offer::Pow { effort });
         }
+        if let Some(scopes) = &self.oauth {
+            offers.push(Offer::OAuth {
+                scopes: scopes.clone(),
+            });
+        }
         Price { offers }
     }
 }
@@ -265,6 +315,30 @@ impl Config {
             .values()
             .chain(self.methods.values())
             .any(|p| !p.free && p.l402.is_some())
+    }
+
+    /// Whether any price names `oauth`.
+    pub fn uses_oauth(&self) -> bool {
+        self.tools
+            .values()
+            .chain(self.methods.values())
+            .any(|p| !p.free && p.oauth.is_some())
+    }
+
+    /// The public URL of the endpoint: `server.public_url`, else `http://<listen><path>`.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(u) => u.clone(),
+            None => format!("http://{}{}", self.server.listen, self.server.path),
+        }
+    }
+
+    /// The OAuth rail's configuration with `resource` defaulted to [`Config::public_url`], when
+    /// there is an `[oauth]` section.
+    pub fn oauth_config(&self) -> Option<OAuthConfig> {
+        self.oauth
+            .as_ref()
+            .map(|o| o.rail.clone().with_default_resource(&self.public_url()))
     }
 }
 
@@ -357,6 +431,30 @@ impl Config {
                 HINT_NO_LIGHTNING,
             );
         }
+        if let Some(u) = &self.server.public_url {
+            if let Err(e) = check_public_url(u) {
+                add(format!("[server] public_url {u:?}: {e}"), HINT_PUBLIC_URL);
+            }
+        }
+        if self.uses_oauth() && self.oauth.is_none() {
+            add(
+                "a price names oauth but there is no [oauth] section".into(),
+                HINT_NO_OAUTH,
+            );
+        }
+        if let (Some(o), Some(cfg)) = (&self.oauth, self.oauth_config()) {
+            if let Err(e) = cfg.validate() {
+                for p in e.problems {
+                    add(p, HINT_OAUTH);
+                }
+            }
+            if o.forward_identity == ForwardIdentity::Signed && o.identity_secret.is_none() {
+                add(
+                    "[oauth] forward_identity = \"signed\" needs identity_secret".into(),
+                    HINT_IDENTITY_SECRET,
+                );
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -426,6 +524,11 @@ const HINT_L402: &str = "write l402 = { msat = <n> } or { sat = <n> }, optionall
 const HINT_NO_LIGHTNING: &str = "add a [lightning] section naming the node that creates invoices, e.g. [lightning] backend = \"lnd\", url = \"https://127.0.0.1:8080\", macaroon_path = \"…/invoice.macaroon\" (or backend = \"dev\" to try it out, never in production)";
 const HINT_LIGHTNING: &str = "see the [lightning] section in docs/L402.md: backend = \"lnd\" | \"cln\" | \"phoenixd\" | \"lnbits\" | \"dev\" and that backend's keys";
 const HINT_L402_TABLE: &str = "see the [l402] section in docs/L402.md";
+const HINT_OAUTH_PRICE: &str = "write oauth = true (any valid token for this resource) or oauth = { scopes = [\"deploy:write\"] }";
+const HINT_NO_OAUTH: &str = "add an [oauth] section naming your authorization server, e.g. [oauth] issuer = \"https://auth.example.com\" (see docs/OAUTH.md)";
+const HINT_OAUTH: &str = "see the [oauth] section in docs/OAUTH.md";
+const HINT_PUBLIC_URL: &str = "write the URL callers use to reach the endpoint, e.g. \"https://mcp.example.com/mcp\" (no query or fragment)";
+const HINT_IDENTITY_SECRET: &str = "write identity_secret = \"<64 hex digits>\" (e.g. from `openssl rand -hex 32`), or identity_secret_env = \"VAR\" to read it from the environment; share it with the upstream";
 
 /// Reads and parses a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -450,6 +553,7 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
         src,
         problems: Vec::new(),
         l402_prices: Vec::new(),
+        oauth_prices: Vec::new(),
     };
     let (root, syntax) = DeTable::parse_recoverable(src);
     if !syntax.is_empty() {
@@ -520,11 +624,27 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
                     cfg.lightning = cx.lightning(t, value.span());
                 }
             }
+            // After the loop: its defaults depend on [server].
+            "oauth" => {}
             other => cx.problem(
                 Some(key.span()),
                 format!("unknown table `{other}`"),
-                "the tables are [server], [upstream], [pow], [tools.<name>], [methods.\"<method>\"], [l402] and [lightning]",
+                "the tables are [server], [upstream], [pow], [tools.<name>], [methods.\"<method>\"], [l402], [lightning] and [oauth]",
             ),
+        }
+    }
+    if let Some(value) = root.get("oauth") {
+        if let Some(t) = cx.table(value, "[oauth]") {
+            let public_url = cfg.public_url();
+            cfg.oauth = cx.oauth(t, value.span(), &public_url);
+        }
+    } else {
+        for span in std::mem::take(&mut cx.oauth_prices) {
+            cx.problem(
+                Some(span),
+                "this price names oauth, but there is no [oauth] section".into(),
+                HINT_NO_OAUTH,
+            );
         }
     }
     if root.get("lightning").is_none() {
@@ -566,6 +686,8 @@ struct Cx<'s> {
     problems: Vec<Problem>,
     /// Where prices name `l402` (each is an error when there is no `[lightning]`).
     l402_prices: Vec<Range<usize>>,
+    /// Where prices name `oauth` (each is an error when there is no `[oauth]`).
+    oauth_prices: Vec<Range<usize>>,
 }
 
 impl<'s> Cx<'s> {
@@ -652,6 +774,7 @@ impl<'s> Cx<'s> {
                 "challenge_mode",
                 "max_body_bytes",
                 "data_dir",
+                "public_url",
                 "header_read_timeout_secs",
                 "body_read_timeout_secs",
             ],
@@ -731,6 +854,16 @@ impl<'s> Cx<'s> {
         }
         if let Some((v, _)) = self.field::<PathBuf>(t, "data_dir", "write a directory path") {
             s.data_dir = v;
+        }
+        if let Some((v, span)) = self.field::<String>(t, "public_url", HINT_PUBLIC_URL) {
+            match check_public_url(&v) {
+                Ok(()) => s.public_url = Some(v),
+                Err(e) => self.problem(
+                    Some(span),
+                    format!("public_url {v:?}: {e}"),
+                    HINT_PUBLIC_URL,
+                ),
+            }
         }
         for (key, slot) in [
             ("header_read_timeout_secs", &mut s.header_read_timeout_secs),
@@ -818,12 +951,7 @@ impl<'s> Cx<'s> {
         for k in t.keys() {
             let name: &str = k.get_ref();
             match name {
-                "free" | "pow" | "l402" => {}
-                "oauth" => self.problem(
-                    Some(k.span()),
-                    format!("the {name} rail is not available in this version"),
-                    HINT_PRICE,
-                ),
+                "free" | "pow" | "l402" | "oauth" => {}
                 other => self.problem(
                     Some(k.span()),
                     format!("unknown rail or key `{other}` in {section}"),
@@ -834,6 +962,7 @@ impl<'s> Cx<'s> {
         let free = self.field::<bool>(t, "free", HINT_PRICE);
         let pow = self.field::<u64>(t, "pow", HINT_EFFORT);
         let l402 = t.get("l402").and_then(|v| self.l402_price(v));
+        let oauth = t.get("oauth").and_then(|v| self.oauth_price(v));
         if let Some((0, s)) = &pow {
             self.problem(
                 Some(s.clone()),
@@ -841,7 +970,7 @@ impl<'s> Cx<'s> {
                 HINT_EFFORT,
             );
         }
-        let priced = pow.is_some() || l402.is_some();
+        let priced = pow.is_some() || l402.is_some() || oauth.is_some();
         match (&free, priced) {
             (Some((true, s)), true) => self.problem(
                 Some(s.clone()),
@@ -857,6 +986,7 @@ impl<'s> Cx<'s> {
                 if t.get("free").is_none()
                     && t.get("pow").is_none()
                     && t.get("l402").is_none()
+                    && t.get("oauth").is_none()
                     && self.problems.len() == before =>
             {
                 self.problem(Some(span), format!("{section} names no price"), HINT_PRICE)
@@ -870,6 +1000,201 @@ impl<'s> Cx<'s> {
             free: free.is_some_and(|(f, _)| f),
             pow: pow.map(|(p, _)| p),
             l402,
+            oauth,
+        })
+    }
+
+    /// `oauth = true` or `oauth = { scopes = ["a", "b"] }`.
+    fn oauth_price(&mut self, v: &Spanned<DeValue<'_>>) -> Option<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            scopes: Vec<String>,
+        }
+        self.oauth_prices.push(v.span());
+        match v.get_ref() {
+            DeValue::Boolean(true) => Some(Vec::new()),
+            DeValue::Boolean(false) => {
+                self.problem(
+                    Some(v.span()),
+                    "oauth = false offers nothing: remove the key instead".into(),
+                    HINT_OAUTH_PRICE,
+                );
+                None
+            }
+            _ => match Raw::deserialize_from(v) {
+                Ok(r) => {
+                    let mut scopes: Vec<String> = Vec::new();
+                    for s in r.scopes {
+                        if !turnpike_oauth::config::is_scope_token(&s) {
+                            self.problem(
+                                Some(v.span()),
+                                format!("{s:?} is not a scope (printable ASCII without spaces, '\"' or '\\')"),
+                                HINT_OAUTH_PRICE,
+                            );
+                            return None;
+                        }
+                        if !scopes.contains(&s) {
+                            scopes.push(s);
+                        }
+                    }
+                    Some(scopes)
+                }
+                Err(e) => {
+                    self.de_error(e, v.span(), HINT_OAUTH_PRICE);
+                    None
+                }
+            },
+        }
+    }
+
+    /// `[oauth]`: the rail's keys (checked by `turnpike_oauth`, each problem placed at its key)
+    /// and the gateway's `forward_identity` / `identity_secret` / `identity_secret_env`.
+    fn oauth(
+        &mut self,
+        t: &DeTable<'_>,
+        span: Range<usize>,
+        public_url: &str,
+    ) -> Option<OAuthSection> {
+        const OWN: &[&str] = &["forward_identity", "identity_secret", "identity_secret_env"];
+        let before = self.problems.len();
+        let mut known: Vec<&str> = OAUTH_RAIL_KEYS.to_vec();
+        known.extend_from_slice(OWN);
+        self.unknown_keys(t, "[oauth]", &known);
+        let mut plain = toml::Table::new();
+        for (k, v) in t.iter() {
+            let name: &str = k.get_ref();
+            if OWN.contains(&name) || !OAUTH_RAIL_KEYS.contains(&name) {
+                continue;
+            }
+            match toml::Value::deserialize_from(v) {
+                Ok(val) => {
+                    plain.insert(name.to_owned(), val);
+                }
+                Err(e) => self.de_error(e, v.span(), HINT_OAUTH),
+            }
+        }
+        if t.get("issuer").is_none() {
+            self.problem(
+                Some(span.clone()),
+                "[oauth] names no issuer".into(),
+                "write issuer = \"https://auth.example.com\", exactly as the tokens carry it in `iss`",
+            );
+        }
+        let rail = if t.get("issuer").is_none() {
+            None
+        } else {
+            match OAuthConfig::deserialize(toml::Value::Table(plain.clone())) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    // Find the key at fault: each one alone beside a placeholder issuer.
+                    let mut placed = false;
+                    for (k, v) in t.iter() {
+                        let name: &str = k.get_ref();
+                        let Some(val) = plain.get(name) else { continue };
+                        let mut one = toml::Table::new();
+                        one.insert("issuer".into(), toml::Value::String("https://x".into()));
+                        one.insert(name.to_owned(), val.clone());
+                        if let Err(e1) = OAuthConfig::deserialize(toml::Value::Table(one)) {
+                            self.problem(
+                                Some(v.span()),
+                                format!("[oauth] {name}: {}", e1.message().trim()),
+                                HINT_OAUTH,
+                            );
+                            placed = true;
+                        }
+                    }
+                    if !placed {
+                        self.problem(
+                            Some(span.clone()),
+                            format!("[oauth]: {}", e.message().trim()),
+                            HINT_OAUTH,
+                        );
+                    }
+                    None
+                }
+            }
+        };
+        let mut forward_identity = ForwardIdentity::None;
+        const FWD: &str = "write forward_identity = \"none\" or \"signed\"";
+        if let Some((v, vspan)) = self.field::<String>(t, "forward_identity", FWD) {
+            match v.as_str() {
+                "none" => {}
+                "signed" => forward_identity = ForwardIdentity::Signed,
+                other => self.problem(
+                    Some(vspan),
+                    format!("unknown forward_identity {other:?}"),
+                    FWD,
+                ),
+            }
+        }
+        let mut identity_secret = None;
+        let inline = self.field::<String>(t, "identity_secret", HINT_IDENTITY_SECRET);
+        let env = self.field::<String>(t, "identity_secret_env", HINT_IDENTITY_SECRET);
+        let secret = match (inline, env) {
+            (Some(_), Some((_, s))) => {
+                self.problem(
+                    Some(s),
+                    "give identity_secret one way only: inline or from identity_secret_env".into(),
+                    HINT_IDENTITY_SECRET,
+                );
+                None
+            }
+            (Some((v, s)), None) => Some((v, s)),
+            (None, Some((var, s))) => match std::env::var(&var) {
+                Ok(v) if !v.trim().is_empty() => Some((v.trim().to_owned(), s)),
+                _ => {
+                    self.problem(
+                        Some(s),
+                        format!("environment variable {var} is not set"),
+                        HINT_IDENTITY_SECRET,
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        if let Some((v, s)) = secret {
+            if v.len() == 64 && v.bytes().all(|c| c.is_ascii_hexdigit()) {
+                identity_secret = Some(Secret::new(v));
+            } else {
+                self.problem(
+                    Some(s),
+                    "identity_secret must be 64 hex digits".into(),
+                    HINT_IDENTITY_SECRET,
+                );
+            }
+        }
+        if forward_identity == ForwardIdentity::Signed
+            && identity_secret.is_none()
+            && self.problems.len() == before
+        {
+            let s = t.get("forward_identity").map(|v| v.span());
+            self.problem(
+                s,
+                "forward_identity = \"signed\" needs identity_secret".into(),
+                HINT_IDENTITY_SECRET,
+            );
+        }
+        let rail = rail?;
+        // The rail's own checks, with the resource defaulted as the gateway will.
+        if let Err(e) = rail.clone().with_default_resource(public_url).validate() {
+            for p in e.problems {
+                let field = p
+                    .strip_prefix("oauth.")
+                    .and_then(|r| r.split([':', '.']).next())
+                    .unwrap_or("");
+                let at = t.get(field).map(|v| v.span()).unwrap_or(span.clone());
+                self.problem(Some(at), p, HINT_OAUTH);
+            }
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(OAuthSection {
+            rail,
+            forward_identity,
+            identity_secret,
         })
     }
 
@@ -1204,6 +1529,47 @@ fn quote_key(k: &str) -> String {
     }
 }
 
+/// The keys of `[oauth]` that belong to [`turnpike_oauth::OAuthConfig`].
+const OAUTH_RAIL_KEYS: &[&str] = &[
+    "issuer",
+    "resource",
+    "endpoint_url",
+    "resource_metadata_url",
+    "algorithms",
+    "jwks_uri",
+    "jwks_cache_secs",
+    "jwks_min_refresh_secs",
+    "clock_skew_secs",
+    "introspection",
+    "require_dpop",
+    "dpop_algorithms",
+    "dpop_iat_window_secs",
+    "dpop_nonce",
+    "dpop_nonce_lifetime_secs",
+    "dpop_nonce_secret",
+    "scopes_supported",
+    "implied_scopes",
+    "resource_name",
+    "resource_documentation",
+    "require_at_jwt",
+    "token_cache_entries",
+    "http_timeout_secs",
+    "allow_plain_http",
+];
+
+/// Checks `server.public_url`: an absolute http(s) URL with a host and a path, without query or
+/// fragment.
+pub fn check_public_url(u: &str) -> Result<(), &'static str> {
+    let uri = check_url(u)?;
+    if uri.query().is_some() || u.contains('#') {
+        return Err("the URL must not have a query or fragment");
+    }
+    if u.contains('@') {
+        return Err("the URL must not carry user information");
+    }
+    Ok(())
+}
+
 /// Checks an upstream URL: absolute, http or https, with a host.
 pub fn check_url(u: &str) -> Result<http::Uri, &'static str> {
     let uri: http::Uri = u.parse().map_err(|_| "not a valid URL")?;
@@ -1392,6 +1758,99 @@ pow = 1
         c.upstream.command = Some(vec!["x".into()]);
         let e = c.validate().unwrap_err();
         assert!(e.to_string().contains("both url and command"), "{e}");
+    }
+
+    #[test]
+    fn oauth_prices_and_section() {
+        let src = r#"[server]
+listen = "127.0.0.1:9000"
+[upstream]
+url = "http://127.0.0.1:3001/mcp"
+[tools.deploy]
+oauth = { scopes = ["deploy:write", "deploy:write", "mcp:tools"] }
+pow = 1000
+[tools.read]
+oauth = true
+[oauth]
+issuer = "http://127.0.0.1:4000"
+scopes_supported = ["mcp:tools"]
+forward_identity = "signed"
+identity_secret = "0000000000000000000000000000000000000000000000000000000000000000"
+"#;
+        let c = parse(src, "o.toml").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.public_url(), "http://127.0.0.1:9000/mcp");
+        let o = c.oauth_config().unwrap();
+        assert_eq!(o.resource.as_deref(), Some("http://127.0.0.1:9000/mcp"));
+        assert_eq!(
+            c.oauth.as_ref().unwrap().forward_identity,
+            ForwardIdentity::Signed
+        );
+        let p = c.policy();
+        assert_eq!(
+            p.price("tools/call", Some("deploy")).offers,
+            vec![
+                Offer::Pow { effort: 1000 },
+                Offer::OAuth {
+                    scopes: vec!["deploy:write".into(), "mcp:tools".into()]
+                }
+            ]
+        );
+        assert_eq!(
+            p.price("tools/call", Some("read")).offers,
+            vec![Offer::OAuth { scopes: vec![] }]
+        );
+    }
+
+    #[test]
+    fn oauth_mistakes_have_places() {
+        let src = r#"[server]
+public_url = "https://mcp.example.com/mcp?x=1"
+[upstream]
+url = "http://127.0.0.1:3001/mcp"
+[tools.a]
+oauth = { scopes = ["two words"] }
+[tools.b]
+oauth = false
+[tools.c]
+oauth = { scope = ["x"] }
+[oauth]
+issuer = "http://as.example.com"
+clock_skew_secs = "soon"
+colour = 1
+forward_identity = "maybe"
+"#;
+        let e = parse(src, "o.toml").unwrap_err();
+        let text = e.to_string();
+        for x in [
+            "o.toml:2:14: public_url",
+            "o.toml:6:9: \"two words\" is not a scope",
+            "o.toml:8:9: oauth = false",
+            "o.toml:10:",
+            "o.toml:13:19: [oauth] clock_skew_secs",
+            "o.toml:14:1: unknown key `colour` in [oauth]",
+            "o.toml:15:20: unknown forward_identity",
+        ] {
+            assert!(text.contains(x), "missing {x:?} in:\n{text}");
+        }
+        let src = "[upstream]\nurl = \"http://x/mcp\"\n[tools.a]\noauth = true\n";
+        let e = parse(src, "n.toml").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("n.toml:4:9: this price names oauth, but there is no [oauth] section"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("hint: add an [oauth] section"),
+            "{e}"
+        );
+        let src = "[upstream]\nurl = \"http://x/mcp\"\n[oauth]\nissuer = \"http://as.example.com\"\nforward_identity = \"signed\"\n";
+        let e = parse(src, "p.toml").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("p.toml:4:10: oauth.issuer: plain http"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`Gate`] ([`pipeline`]): one request's whole path — Host/Origin, limits, envelope, era,
 //!   classification, price, credentials, decision, challenge delivery, forwarding, settlement,
 //!   `tools/list` annotation;
+//! - [`identity`]: the signed `Turnpike-Identity` statement for the upstream (OAuth callers);
 //! - [`TurnpikeLayer`]: the gate as a tower layer in front of any MCP server's HTTP service;
 //! - [`upstream`]: the HTTP proxy upstream and the stdio upstream;
 //! - [`serve`]: the gateway server itself.
@@ -13,6 +14,7 @@ pub mod body;
 pub mod config;
 pub mod credentials;
 pub mod hosts;
+pub mod identity;
 pub mod layer;
 pub mod pipeline;
 pub mod rails;
@@ -39,6 +41,9 @@ pub enum GatewayError {
     /// The L402 rail could not be built (Lightning backend or store).
     #[error("L402 rail: {0}")]
     L402(String),
+    /// The OAuth rail could not be built.
+    #[error("OAuth rail: {0}")]
+    OAuth(String),
     /// The upstream is misconfigured.
     #[error("{0}")]
     Upstream(String),

@@ -19,15 +19,22 @@
 //!    to step 10 untouched by any rail.
 //! 8. **Classify and collect credentials** ([`turnpike_mcp::classify`]): method, name and the
 //!    hash of the canonical arguments; credentials from every `Authorization` line (`PoW`,
-//!    `L402`/`LSAT`), the `Macaroon` header and `params._meta` — all in
-//!    [`crate::credentials::collect`].
-//! 9. **Decide** ([`turnpike_core::decide`]): each rail verifies its own credential; a pass
-//!    goes on, anything else is answered here ([`crate::respond::challenge`]): HTTP 402 / 401 /
+//!    `L402`/`LSAT`, `Bearer`, `DPoP` with its `DPoP` proof), the `Macaroon` header and
+//!    `params._meta` — all in [`crate::credentials::collect`].
+//! 9. **Decide** ([`turnpike_core::decide`]): each rail verifies its own credential — the OAuth
+//!    rail through a view bound to this request's method and public URL (DPoP `htm`/`htu`) and
+//!    body hash; a pass goes on, anything else is answered here: a token that was refused
+//!    ([`crate::respond::oauth_refusal`]) gets the OAuth answer — 400 `invalid_request`, 401
+//!    `invalid_token` / `invalid_dpop_proof` / `use_dpop_nonce`, 403 `insufficient_scope` —
+//!    over HTTP whatever the mode; otherwise [`crate::respond::challenge`]: HTTP 402 (401 when
+//!    only OAuth is offered, whatever the mode: MCP clients answer a 401 by signing in) / 401 /
 //!    503 with `WWW-Authenticate` lines and a JSON-RPC error, or in band as an HTTP 200 tool
 //!    result with `isError: true`, as the delivery mode says.
 //! 10. **Strip** credentials: the `Authorization`, `Macaroon`, `DPoP` and `Turnpike-*` headers,
 //!     and every `turnpike/*` key of `params._meta` ([`turnpike_mcp::strip_turnpike_meta`]); the
 //!     body is re-serialised only when something was removed, otherwise the received bytes go on.
+//!     A call a token paid for may gain the gateway's signed `Turnpike-Identity` header
+//!     ([`crate::identity`]).
 //! 11. **Forward** to the inner service (an upstream, or the MCP server itself when the gate is
 //!     a tower layer); its response streams back as it arrives.
 //! 12. **Settle** with the rail that granted the call ([`turnpike_core::Rail::settle`]), with
@@ -47,14 +54,16 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tower::{Service, ServiceExt};
-use turnpike_core::{error_codes, Decision, Offer, Policy, Rail, RailKind, Refusal};
+use turnpike_core::{error_codes, Credential, Decision, Offer, Policy, Rail, RailKind, Refusal};
 use turnpike_mcp::MessageKind;
+use turnpike_oauth::{HttpContext, OAuthOutcome, ScopedOAuthRail};
 use turnpike_pow::PowRail;
 
 use crate::body::{self, BodyError};
 use crate::config::{ChallengeMode, Config};
 use crate::credentials;
 use crate::hosts::HostPolicy;
+use crate::identity::{IdentitySigner, IDENTITY_HEADER};
 use crate::rails::Rails;
 use crate::respond::{self, json_error};
 use crate::GatewayError;
@@ -84,6 +93,9 @@ pub struct GateOptions {
     pub max_body_bytes: usize,
     /// Time a client has to send its body.
     pub body_read_timeout: Duration,
+    /// The public URL of the endpoint, as callers reach it: DPoP proofs must name it (`htu`).
+    /// `None`: the OAuth rail's `endpoint_url`, else its resource.
+    pub public_url: Option<String>,
 }
 
 impl Default for GateOptions {
@@ -96,6 +108,7 @@ impl Default for GateOptions {
             challenge_mode: s.challenge_mode,
             max_body_bytes: s.max_body_bytes,
             body_read_timeout: Duration::from_secs(s.body_read_timeout_secs),
+            public_url: None,
         }
     }
 }
@@ -107,6 +120,7 @@ pub struct Gate {
     hosts: HostPolicy,
     policy: Policy,
     rails: Rails,
+    identity: Option<IdentitySigner>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -135,8 +149,20 @@ impl Gate {
             challenge_mode: s.challenge_mode,
             max_body_bytes: s.max_body_bytes,
             body_read_timeout: Duration::from_secs(s.body_read_timeout_secs),
+            public_url: Some(cfg.public_url()),
         };
-        Ok(Gate::with_rails(opts, cfg.policy(), rails))
+        let mut gate = Gate::with_rails(opts, cfg.policy(), rails);
+        if let (Some(o), Some(rail)) = (&cfg.oauth, &gate.rails.oauth) {
+            if o.forward_identity == crate::config::ForwardIdentity::Signed {
+                let secret = o.identity_secret.as_ref().map(|s| s.expose()).unwrap_or("");
+                gate.identity = Some(
+                    IdentitySigner::from_hex(secret, rail.resource()).ok_or_else(|| {
+                        GatewayError::OAuth("identity_secret must be 64 hex digits".into())
+                    })?,
+                );
+            }
+        }
+        Ok(gate)
     }
 
     /// A gate whose only rail is `pow` (its quotes also price `tools/list` annotations).
@@ -165,7 +191,41 @@ impl Gate {
             opts,
             policy,
             rails,
+            identity: None,
         }
+    }
+
+    /// Signs a `Turnpike-Identity` header for callers who come in with a token (see
+    /// [`crate::identity`]).
+    pub fn with_identity_signer(mut self, signer: IdentitySigner) -> Gate {
+        self.identity = Some(signer);
+        self
+    }
+
+    /// The RFC 9728 protected-resource metadata response for a request to `path`, when the
+    /// OAuth rail is on and `path` is one of its metadata paths (the path-inserted form of the
+    /// resource, the form of this endpoint's path, or the root form): `GET`/`HEAD` get the JSON
+    /// document with `Access-Control-Allow-Origin: *`, `OPTIONS` a CORS preflight answer, other
+    /// methods 405. Host-checked like the endpoint. `None` for every other path.
+    pub fn metadata_response(&self, req: &Request<Body>) -> Option<Response<Body>> {
+        let oauth = self.rails.oauth.as_ref()?;
+        let path = req.uri().path();
+        let endpoint_form = format!(
+            "/.well-known/oauth-protected-resource{}",
+            self.opts.resource.trim_end_matches('/')
+        );
+        if !(oauth.metadata_paths().iter().any(|p| p == path) || path == endpoint_form) {
+            return None;
+        }
+        if let Err(refusal) = self.hosts.check(req.headers(), req.uri()) {
+            return Some(json_error(
+                StatusCode::FORBIDDEN,
+                None,
+                error_codes::FORBIDDEN,
+                refusal.message(),
+            ));
+        }
+        Some(respond::metadata(req.method(), &oauth.metadata_document()))
     }
 
     /// The rails in force.
@@ -289,6 +349,7 @@ impl Gate {
             Some(self.policy.price(method, log.tool.as_deref())).filter(|p| !p.is_free())
         };
         // 8–9. Classify, collect credentials, decide.
+        let mut oauth_outcome: Option<OAuthOutcome> = None;
         let decision = match price {
             None => Decision::Free,
             Some(price) => {
@@ -298,18 +359,71 @@ impl Gate {
                     peer_ip(&parts.extensions),
                     unix_now(),
                 );
-                let (credentials, malformed) = credentials::collect(&parts.headers, &msg);
-                let decision =
-                    turnpike_core::decide(&self.rails.all, &facts, price, &credentials).await;
-                with_malformed(decision, malformed)
+                let collected = credentials::collect(&parts.headers, &msg);
+                // The OAuth rail sees this request (method, public URL, body) through a view.
+                let scoped = self.scoped_oauth(price, &parts, &bytes, &collected.creds);
+                let swapped: Vec<Arc<dyn Rail>>;
+                let rails = match &scoped {
+                    Some(s) => {
+                        swapped = self
+                            .rails
+                            .all
+                            .iter()
+                            .map(|r| {
+                                if r.kind() == RailKind::OAuth {
+                                    s.clone() as Arc<dyn Rail>
+                                } else {
+                                    r.clone()
+                                }
+                            })
+                            .collect();
+                        &swapped[..]
+                    }
+                    None => &self.rails.all[..],
+                };
+                let decision = turnpike_core::decide(rails, &facts, price, &collected.creds).await;
+                if price.offer(RailKind::OAuth).is_some() {
+                    oauth_outcome = scoped.and_then(|s| s.outcome()).or_else(|| {
+                        collected
+                            .oauth_malformed
+                            .map(turnpike_oauth::OAuthOutcome::malformed)
+                    });
+                }
+                with_malformed(decision, collected.malformed)
             }
         };
+        let mut dpop_nonce = None;
+        let mut identity_header = None;
         let grant = match decision {
             Decision::Free => None,
-            Decision::Pass(grant) => Some(grant),
+            Decision::Pass(grant) => {
+                if let (RailKind::OAuth, Some(OAuthOutcome::Pass(a))) = (grant.rail, &oauth_outcome)
+                {
+                    dpop_nonce = a.dpop_nonce.clone();
+                    identity_header = self
+                        .identity
+                        .as_ref()
+                        .and_then(|s| s.sign(&a.identity, &a.token.scopes, unix_now()));
+                }
+                Some(grant)
+            }
             refused => {
                 log.outcome = outcome_of(&refused);
-                let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
+                let price = price.map(|p| p.offers.as_slice()).unwrap_or(&[]);
+                // A token was presented and refused: the OAuth answer, over HTTP (the caller
+                // speaks OAuth, and MCP clients handle these statuses themselves).
+                if let (Some(outcome), Some(oauth)) = (&oauth_outcome, &self.rails.oauth) {
+                    let needed = needed_scopes(price);
+                    if let Some(ar) = oauth.response_for(outcome, &needed) {
+                        log.outcome = "oauth-refused";
+                        return Ok(respond::oauth_refusal(ar, msg.id(), refused));
+                    }
+                }
+                let mut mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
+                // Only OAuth offered: 401 whatever the mode (MCP clients answer it by signing in).
+                if !price.is_empty() && price.iter().all(|o| o.rail() == RailKind::OAuth) {
+                    mode = ChallengeMode::Http;
+                }
                 // The header was checked in step 6; a result's shape follows the era.
                 let era = turnpike_mcp::era(&parts.headers).unwrap_or(turnpike_mcp::Era::Session);
                 return Ok(respond::challenge(mode, era, method, msg.id(), refused));
@@ -322,6 +436,9 @@ impl Gate {
         log.outcome = if grant.is_some() { "paid" } else { "free" };
         // 10. Strip credentials; re-serialise only when the body changed.
         strip_credential_headers(&mut parts.headers);
+        if let Some(v) = identity_header.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            parts.headers.insert(IDENTITY_HEADER, v);
+        }
         // The body is whole now: it goes on with its exact length.
         parts.headers.remove(header::TRANSFER_ENCODING);
         parts.headers.remove(header::EXPECT);
@@ -343,6 +460,9 @@ impl Gate {
             parts.extensions.insert(JsonRpcId(id.clone()));
         }
         let mut resp = forward(inner, Request::from_parts(parts, body)).await?;
+        if let Some(v) = dpop_nonce.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            resp.headers_mut().insert("dpop-nonce", v);
+        }
         // 12. Settle, by the JSON-RPC outcome where the rail needs it.
         if let Some(grant) = grant {
             if let Some(rail) = self.rails.all.iter().find(|r| r.kind() == grant.rail) {
@@ -360,6 +480,42 @@ impl Gate {
             }
             _ => Ok(resp),
         }
+    }
+
+    /// A view of the OAuth rail bound to this request, when the price offers OAuth and the
+    /// caller presented an OAuth credential.
+    fn scoped_oauth(
+        &self,
+        price: &turnpike_core::Price,
+        parts: &http::request::Parts,
+        body: &Bytes,
+        creds: &[Credential],
+    ) -> Option<Arc<ScopedOAuthRail>> {
+        let oauth = self.rails.oauth.as_ref()?;
+        price.offer(RailKind::OAuth)?;
+        let mut dpop = false;
+        if !creds.iter().any(|c| match c {
+            Credential::Bearer { dpop: d, .. } => {
+                dpop |= d.is_some();
+                true
+            }
+            _ => false,
+        }) {
+            return None;
+        }
+        let url = match &self.opts.public_url {
+            Some(u) => u.clone(),
+            None => oauth
+                .config()
+                .endpoint_url
+                .clone()
+                .unwrap_or_else(|| oauth.resource().to_owned()),
+        };
+        let mut cx = HttpContext::new(parts.method.as_str(), url);
+        if dpop {
+            cx = cx.with_body(body);
+        }
+        Some(Arc::new(oauth.scoped(cx)))
     }
 
     /// A snapshot of what each tool costs now, for one `tools/list` response.
@@ -420,6 +576,17 @@ where
 {
     let resp = inner.oneshot(req).await?;
     Ok(resp.map(Body::new))
+}
+
+/// The scopes an OAuth offer among `offers` needs.
+fn needed_scopes(offers: &[Offer]) -> Vec<String> {
+    offers
+        .iter()
+        .find_map(|o| match o {
+            Offer::OAuth { scopes } => Some(scopes.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// A credential that did not even parse makes an otherwise unpaid call `Invalid` (401).

@@ -8,8 +8,9 @@
 //!   `[pow] keys` names them);
 //! - L402: when `[lightning]` is present (a price naming `l402` without it is a config error).
 //!   Its state lives in `[l402] store` (SQLite under `server.data_dir` by default).
-//!
-//! A later rail (OAuth) adds one builder function and one field.
+//! - OAuth: when `[oauth]` is present (a price naming `oauth` without it is a config error).
+//!   Its resource defaults to the gateway's public URL; nothing is fetched from the issuer until
+//!   the first token arrives (`OAuthRail::warm_up` is left to the caller).
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use turnpike_core::Rail;
 use turnpike_l402::{L402Rail, L402Store, MemoryStore, SqliteStore, StoreConfig};
 use turnpike_lightning::dev::DevBackend;
 use turnpike_lightning::{BackendConfig, LightningBackend};
+use turnpike_oauth::OAuthRail;
 use turnpike_pow::PowRail;
 
 use crate::config::Config;
@@ -34,6 +36,9 @@ pub struct Rails {
     pub l402: Option<Arc<L402Rail>>,
     /// The dev Lightning backend, when `[lightning] backend = "dev"` (to serve its wallet).
     pub dev: Option<Arc<DevBackend>>,
+    /// The OAuth rail. The pipeline verifies tokens through a per-request view of it
+    /// ([`OAuthRail::scoped`]), so that DPoP proofs are checked against the request.
+    pub oauth: Option<Arc<OAuthRail>>,
 }
 
 impl Rails {
@@ -45,6 +50,9 @@ impl Rails {
             let (l402, dev) = l402_rail(cfg)?;
             rails.add_l402(l402);
             rails.dev = dev;
+        }
+        if cfg.oauth.is_some() {
+            rails.add_oauth(oauth_rail(cfg)?);
         }
         Ok(rails)
     }
@@ -60,6 +68,23 @@ impl Rails {
         self.all.push(l402.clone());
         self.l402 = Some(l402);
     }
+
+    /// Adds the OAuth rail.
+    pub fn add_oauth(&mut self, oauth: Arc<OAuthRail>) {
+        self.all.push(oauth.clone());
+        self.oauth = Some(oauth);
+    }
+}
+
+/// The OAuth rail from `[oauth]`, its resource defaulted to the public URL of the endpoint.
+pub fn oauth_rail(cfg: &Config) -> Result<Arc<OAuthRail>, GatewayError> {
+    let Some(oc) = cfg.oauth_config() else {
+        return Err(GatewayError::OAuth("no [oauth] section".into()));
+    };
+    // DPoP proof ids (jti) are single-use: their own spent set.
+    let spent = Arc::new(turnpike_store::MemorySpentSet::new());
+    let rail = OAuthRail::new(oc, spent).map_err(|e| GatewayError::OAuth(e.to_string()))?;
+    Ok(Arc::new(rail))
 }
 
 /// The proof-of-work rail from `[pow]`.

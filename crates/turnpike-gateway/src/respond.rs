@@ -1,7 +1,7 @@
 //! HTTP responses the gate writes itself: JSON-RPC errors and challenges in either mode.
 
 use axum::body::Body;
-use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use serde_json::Value;
 use turnpike_core::{error_codes, Challenge, Decision, RailKind, Refusal};
 
@@ -56,8 +56,9 @@ pub fn mode_for(configured: ChallengeMode, headers: &HeaderMap) -> ChallengeMode
 }
 
 /// The answer to a call that did not get through: `decision` is `Challenge`, `Invalid` or
-/// `Unavailable`. In HTTP mode: 402 / 401 / 503 with one `WWW-Authenticate` line per challenge
-/// (L402 first) and a JSON-RPC error body. In band: HTTP 200 with an `isError` tool result for
+/// `Unavailable`. In HTTP mode: 402 (401 when every challenge is an OAuth one) / 401 / 503 with
+/// one `WWW-Authenticate` line per challenge (L402 first, then proof-of-work, then Bearer) and a
+/// JSON-RPC error body. In band: HTTP 200 with an `isError` tool result for
 /// `tools/call`, and with the JSON-RPC error for other methods (whose results have no error
 /// form).
 pub fn challenge(
@@ -103,12 +104,23 @@ pub fn challenge(
             Vec::new(),
         ),
     };
-    // L402 first: L402 clients read only the first challenge.
-    challenges.sort_by_key(|c| c.rail != RailKind::L402);
+    // L402 first: L402 clients read only the first challenge. Bearer last.
+    challenges.sort_by_key(|c| rail_order(c.rail));
+    let status = if status == StatusCode::PAYMENT_REQUIRED
+        && !challenges.is_empty()
+        && challenges.iter().all(|c| c.rail == RailKind::OAuth)
+    {
+        StatusCode::UNAUTHORIZED
+    } else {
+        status
+    };
     if mode == ChallengeMode::InBand {
         let body = if method == "tools/call" {
             let mut v = turnpike_mcp::in_band_result_for(era, id, &challenges, &refusals);
-            if challenges.iter().any(|c| c.rail == RailKind::L402) {
+            if challenges
+                .iter()
+                .any(|c| matches!(c.rail, RailKind::L402 | RailKind::OAuth))
+            {
                 if let Some(t) = v.pointer_mut("/result/content/0/text") {
                     *t = Value::from(in_band_text(&challenges, &refusals));
                 }
@@ -125,9 +137,121 @@ pub fn challenge(
     r
 }
 
-/// The in-band text when an L402 challenge is among the ways through: each option in turn
-/// (pay the invoice, or solve the puzzle), and how to retry with the credential in
-/// `params._meta`.
+/// The order of challenges: L402, proof-of-work, OAuth.
+fn rail_order(r: RailKind) -> u8 {
+    match r {
+        RailKind::L402 => 0,
+        RailKind::Pow => 1,
+        RailKind::OAuth => 2,
+    }
+}
+
+/// The answer to a call whose OAuth token (or DPoP proof) was refused, as the OAuth rail says
+/// ([`turnpike_oauth::OAuthRail::response_for`]): its status (400, 401, 403, 503), its
+/// `WWW-Authenticate` lines first, then the challenges of the other rails the call accepts
+/// (L402, proof-of-work), `DPoP-Nonce` when the rail gives one, and a JSON-RPC error whose
+/// `data` holds every challenge, the refusals and the OAuth `error` code. Always over HTTP.
+pub fn oauth_refusal(
+    ar: turnpike_oauth::AuthResponse,
+    id: Option<&Value>,
+    decision: Decision,
+) -> Response<Body> {
+    let (mut challenges, refusals) = match decision {
+        Decision::Challenge {
+            challenges,
+            refusals,
+        } => (challenges, refusals),
+        Decision::Invalid {
+            refusal,
+            challenges,
+        } => (challenges, vec![refusal]),
+        Decision::Unavailable { refusals } => (Vec::new(), refusals),
+        Decision::Free | Decision::Pass(_) => (Vec::new(), Vec::new()),
+    };
+    challenges.sort_by_key(|c| rail_order(c.rail));
+    let status = StatusCode::from_u16(ar.status).unwrap_or(StatusCode::UNAUTHORIZED);
+    let code = match ar.status {
+        503 => error_codes::UNAVAILABLE,
+        403 => error_codes::FORBIDDEN,
+        _ => error_codes::CREDENTIAL_INVALID,
+    };
+    let mut body = turnpike_mcp::challenge_error(id, code, &ar.description, &challenges, &refusals);
+    if let (Some(e), Some(data)) = (ar.error, body.pointer_mut("/error/data")) {
+        data["oauth_error"] = Value::from(e.as_str());
+    }
+    let mut r = json_response(status, &body);
+    let h = r.headers_mut();
+    for line in &ar.www_authenticate {
+        if let Ok(v) = HeaderValue::from_str(line) {
+            h.append(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    if ar.status != 503 {
+        let others: Vec<Challenge> = challenges
+            .into_iter()
+            .filter(|c| c.rail != RailKind::OAuth)
+            .collect();
+        append_www_authenticate(h, &others);
+    }
+    if let Some(v) = ar.dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        h.insert("dpop-nonce", v);
+    }
+    r
+}
+
+/// The protected-resource metadata document (RFC 9728) as a response to `method`: the JSON for
+/// `GET` and `HEAD`, a CORS preflight answer for `OPTIONS`, 405 for anything else. Anyone may
+/// read it from any origin.
+pub fn metadata(method: &Method, doc: &Value) -> Response<Body> {
+    let mut r = if method == Method::GET || method == Method::HEAD {
+        let mut r = json_response(StatusCode::OK, doc);
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        );
+        if method == Method::HEAD {
+            *r.body_mut() = Body::empty();
+        }
+        r
+    } else if method == Method::OPTIONS {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("mcp-protocol-version, content-type"),
+        );
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        r
+    } else {
+        let mut r = json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+            error_codes::INVALID_REQUEST,
+            "the protected-resource metadata is read with GET",
+        );
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
+        r
+    };
+    r.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    r
+}
+
+/// The in-band text when an L402 or OAuth challenge is among the ways through: each option in
+/// turn (pay the invoice, solve the puzzle, or sign in), and how to retry with the credential in
+/// `params._meta` (a token goes in the `Authorization` header).
 pub fn in_band_text(challenges: &[Challenge], refusals: &[Refusal]) -> String {
     let mut t = String::new();
     for r in refusals {
@@ -138,11 +262,11 @@ pub fn in_band_text(challenges: &[Challenge], refusals: &[Refusal]) -> String {
     }
     let others: Vec<Challenge> = challenges
         .iter()
-        .filter(|c| c.rail != RailKind::L402)
+        .filter(|c| c.rail == RailKind::Pow)
         .cloned()
         .collect();
     t.push_str("This call needs a credential before it runs");
-    if others.is_empty() {
+    if challenges.len() < 2 {
         t.push_str(". ");
     } else {
         t.push_str(": choose one of the ways below. ");
@@ -176,8 +300,37 @@ pub fn in_band_text(challenges: &[Challenge], refusals: &[Refusal]) -> String {
         let rest = rest
             .strip_prefix("This call needs a credential before it runs. ")
             .unwrap_or(&rest);
-        t.push_str("Or, without paying: ");
+        if challenges.iter().any(|c| c.rail == RailKind::L402) {
+            t.push_str("Or, without paying: ");
+        }
         t.push_str(rest);
+        t.push(' ');
+    }
+    for c in challenges.iter().filter(|c| c.rail == RailKind::OAuth) {
+        let d = &c.details;
+        let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let issuer = d
+            .get("authorization_servers")
+            .and_then(|a| a.get(0))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let scope = match s("scope") {
+            sc if sc.is_empty() => String::new(),
+            sc => format!(" with the scopes \"{sc}\""),
+        };
+        let lead = if challenges.len() > 1 {
+            "Or, with an account"
+        } else {
+            "With an account"
+        };
+        t.push_str(&format!(
+            "{lead} (OAuth): get an access token from {issuer} for the resource {}{scope} \
+             (client credentials work without a browser; the protected-resource metadata is at \
+             {}), then retry this same call over HTTP with the header \
+             `Authorization: Bearer <token>` (or `DPoP <token>` with a `DPoP` proof). ",
+            s("resource"),
+            s("resource_metadata"),
+        ));
     }
     t.truncate(t.trim_end().len());
     t

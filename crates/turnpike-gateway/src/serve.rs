@@ -62,13 +62,30 @@ pub async fn serve(
 
 /// Serves on an already bound listener (e.g. port 0 in tests) until `shutdown` completes, then
 /// stops accepting and gives open connections a few seconds to finish.
+///
+/// Without `server.public_url`, the public URL (the OAuth resource, DPoP `htu`) is
+/// `http://<the listener's address><path>`.
 pub async fn serve_listener(
     listener: TcpListener,
-    config: Config,
+    mut config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
+    if config.server.public_url.is_none() {
+        if let Ok(local) = listener.local_addr() {
+            config.server.public_url = Some(format!("http://{local}{}", config.server.path));
+        }
+    }
     config.validate()?;
     let gate = Arc::new(Gate::from_config(&config)?);
+    if let Some(oauth) = &gate.rails().oauth {
+        tracing::info!(
+            target: "turnpike::serve",
+            issuer = %oauth.config().issuer,
+            resource = %oauth.resource(),
+            metadata = %oauth.resource_metadata_url(),
+            "OAuth rail on"
+        );
+    }
     let (upstream, stdio) = build_upstream(&config)?;
     let _dev_wallet = start_dev_wallet(&config, &gate).await?;
     let endpoint: Arc<str> = Arc::from(config.server.path.as_str());
@@ -106,8 +123,9 @@ pub async fn serve_listener(
         let _ = stream.set_nodelay(true);
         let svc = TurnpikeService::new(gate.clone(), upstream.clone());
         let endpoint = endpoint.clone();
+        let gate = gate.clone();
         let handler = hyper::service::service_fn(move |req: Request<Incoming>| {
-            route(svc.clone(), endpoint.clone(), peer, req)
+            route(svc.clone(), gate.clone(), endpoint.clone(), peer, req)
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), handler)
@@ -189,11 +207,16 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 
 async fn route(
     mut svc: TurnpikeService<BoxUpstream>,
+    gate: Arc<Gate>,
     endpoint: Arc<str>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     if req.uri().path() != &*endpoint {
+        let req = req.map(Body::new);
+        if let Some(r) = gate.metadata_response(&req) {
+            return Ok(r);
+        }
         return Ok(crate::respond::json_error(
             StatusCode::NOT_FOUND,
             None,

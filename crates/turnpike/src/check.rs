@@ -60,7 +60,7 @@ pub fn summary(cfg: &Config) -> String {
     };
     let rate = cfg.pow.reference_hashrate;
     let price = |p: &PriceConfig| {
-        if p.free || (p.pow.is_none() && p.l402.is_none()) {
+        if p.free || (p.pow.is_none() && p.l402.is_none() && p.oauth.is_none()) {
             return "free".to_string();
         }
         let mut ways = Vec::new();
@@ -69,6 +69,13 @@ pub fn summary(cfg: &Config) -> String {
         }
         if let Some(effort) = p.pow {
             ways.push(format!("pow {effort} (~{})", seconds(effort, rate)));
+        }
+        if let Some(scopes) = &p.oauth {
+            ways.push(if scopes.is_empty() {
+                "oauth (any valid token)".to_string()
+            } else {
+                format!("oauth scopes \"{}\"", scopes.join(" "))
+            });
         }
         ways.join(" or ")
     };
@@ -97,6 +104,18 @@ pub fn summary(cfg: &Config) -> String {
         out.push_str(&format!("; methods: {}", methods.join(", ")));
     }
     out.push_str("; listing and handshake free");
+    if let Some(o) = cfg.oauth_config() {
+        out.push_str(&format!(
+            "; oauth: issuer {}, resource {}{}",
+            o.issuer,
+            o.resource.as_deref().unwrap_or(""),
+            if o.require_dpop {
+                ", DPoP required"
+            } else {
+                ""
+            }
+        ));
+    }
     out
 }
 
@@ -135,5 +154,26 @@ mod tests {
         assert!(s.contains("echo free"), "{s}");
         assert!(s.contains("other tools pow 200000 (~10 ms)"), "{s}");
         assert!(s.contains("resources/read pow 100000 (~5 ms)"), "{s}");
+    }
+
+    #[test]
+    fn summary_names_oauth() {
+        let cfg = config::parse(
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[tools.deploy]\noauth = { scopes = [\"deploy:write\"] }\npow = 200000\n[tools.read]\noauth = true\n[oauth]\nissuer = \"https://auth.example.com\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let s = summary(&cfg);
+        assert!(
+            s.contains("deploy pow 200000 (~10 ms) or oauth scopes \"deploy:write\""),
+            "{s}"
+        );
+        assert!(s.contains("read oauth (any valid token)"), "{s}");
+        assert!(
+            s.contains(
+                "oauth: issuer https://auth.example.com, resource http://127.0.0.1:8402/mcp"
+            ),
+            "{s}"
+        );
     }
 }

@@ -129,6 +129,7 @@ fn demo_config(args: &DemoArgs, fixture: SocketAddr, data_dir: &Path) -> anyhow:
         free: true,
         pow: None,
         l402: None,
+        oauth: None,
     };
     cfg.tools.insert("echo".into(), free.clone());
     cfg.tools.insert("whoami".into(), free);
@@ -138,6 +139,7 @@ fn demo_config(args: &DemoArgs, fixture: SocketAddr, data_dir: &Path) -> anyhow:
             free: false,
             pow: Some(args.effort),
             l402: None,
+            oauth: None,
         },
     );
     if let Err(e) = cfg.validate() {

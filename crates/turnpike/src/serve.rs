@@ -114,12 +114,14 @@ fn apply_overrides(cfg: &mut Config, args: &ServeArgs) -> anyhow::Result<()> {
             bail!("--pow-effort must be at least 1 (it counts expected hashes)");
         }
         let l402 = cfg.tools.get("default").and_then(|p| p.l402);
+        let oauth = cfg.tools.get("default").and_then(|p| p.oauth.clone());
         cfg.tools.insert(
             "default".into(),
             PriceConfig {
                 free: false,
                 pow: Some(effort),
                 l402,
+                oauth,
             },
         );
     }
