@@ -20,14 +20,20 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(
+fn connect(port: u16) -> Option<TcpStream> {
+    let s = TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_millis(200),
-    ) else {
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    Some(s)
+}
+
+fn ping(port: u16) -> bool {
+    let Some(mut s) = connect(port) else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     if s.write_all(b"PING\r\n").is_err() {
         return false;
     }
@@ -35,61 +41,86 @@ fn ping(port: u16) -> bool {
     matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
 
+/// The process id of the server answering on `port` (so a test never talks to a server it did
+/// not start).
+fn server_pid(port: u16) -> Option<u32> {
+    let mut s = connect(port)?;
+    s.write_all(b"INFO server\r\n").ok()?;
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.contains("process_id:") || !text[text.find("process_id:")?..].contains('\n') {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let rest = &text[text.find("process_id:")? + "process_id:".len()..];
+    rest.lines().next()?.trim().parse().ok()
+}
+
 impl RedisServer {
     /// Starts a server on a free port.
     pub fn start() -> RedisServer {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("turnpike-redis-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the server's temp dir");
-        let mut s = RedisServer {
-            child: None,
-            port,
-            dir,
-        };
-        s.spawn();
-        s
+        for _ in 0..5 {
+            let port = free_port();
+            let dir = std::env::temp_dir()
+                .join(format!("turnpike-redis-test-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("create the server's temp dir");
+            let mut s = RedisServer {
+                child: None,
+                port,
+                dir,
+            };
+            if s.spawn() {
+                return s;
+            }
+        }
+        panic!("could not start redis-server on a free loopback port");
     }
 
-    fn spawn(&mut self) {
+    /// Starts redis-server on `self.port`; true once it answers (and is ours).
+    fn spawn(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &self.port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--daemonize",
-                    "no",
-                    "--dir",
-                ])
-                .arg(&self.dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed (apt-get install redis-server)");
-            self.child = Some(child);
-            while Instant::now() < deadline {
-                if ping(self.port) {
-                    return;
-                }
-                if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
-                    break; // exited (port briefly in use): try again
-                }
-                std::thread::sleep(Duration::from_millis(20));
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        let pid = child.id();
+        self.child = Some(child);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return false; // exited: the port is taken
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            if ping(self.port) {
+                if server_pid(self.port) == Some(pid) {
+                    return true;
+                }
+                break; // someone else's server answers on this port
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        false
     }
 
     pub fn url(&self) -> String {
@@ -108,7 +139,14 @@ impl RedisServer {
     /// Starts the server again on the same port (empty: nothing was persisted).
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.spawn() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not come back on its port"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn is_running(&self) -> bool {
