@@ -340,7 +340,8 @@ pub(crate) struct Raw<'r> {
 /// A quota's interval and tolerance in units of `unit_nanos` nanoseconds (interval ≥ 1).
 pub(crate) fn cell_units(q: &Quota, unit_nanos: u64) -> (u64, u64) {
     let t = (q.interval_nanos() / unit_nanos.max(1)).max(1);
-    (t, t.saturating_mul(u64::from(q.burst.max(1))))
+    let max_tau = crate::quota::MAX_TOLERANCE_NANOS / unit_nanos.max(1);
+    (t, t.saturating_mul(u64::from(q.burst.max(1))).min(max_tau))
 }
 
 pub(crate) fn outcome(check: &Check<'_>, raw: Raw<'_>, lease: Option<Lease>) -> CheckOutcome {

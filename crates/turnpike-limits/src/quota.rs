@@ -15,6 +15,9 @@ use std::time::Duration;
 /// Nanoseconds in a second.
 pub(crate) const NANOS: u64 = 1_000_000_000;
 
+/// The largest tolerance a cell may have: ten years.
+pub(crate) const MAX_TOLERANCE_NANOS: u64 = 10 * 366 * 86_400 * NANOS;
+
 /// A sustained rate: `count` calls per `per`.
 ///
 /// Written as `"<count>/<period>"`, where the period is a unit (`s`, `sec`, `second`, `m`,
@@ -184,10 +187,12 @@ impl Quota {
         self.rate.interval_nanos()
     }
 
-    /// The tolerance `τ = T × burst` in nanoseconds: how far ahead of `now` the TAT may run.
+    /// The tolerance `τ = T × burst` in nanoseconds: how far ahead of `now` the TAT may run
+    /// (at most ten years, so that every backend holds it exactly).
     pub fn tolerance_nanos(&self) -> u64 {
         self.interval_nanos()
             .saturating_mul(u64::from(self.burst.max(1)))
+            .min(MAX_TOLERANCE_NANOS)
     }
 
     /// The window advertised in `RateLimit-Policy` (`w`): the whole seconds a full burst takes

@@ -17,6 +17,9 @@ use turnpike_core::BoxFuture;
 
 use crate::{SpentSet, StoreError};
 
+/// The longest a spent key is kept: ten years.
+const MAX_TTL_MS: u64 = 10 * 366 * 86_400 * 1000;
+
 /// Settings of [`RedisSpentSet`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSpentSetOptions {
@@ -98,7 +101,10 @@ impl RedisSpentSet {
         now: u64,
     ) -> Result<bool, StoreError> {
         let ttl = Duration::from_secs(expires_at.saturating_sub(now)) + self.opts.skew_grace;
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        // Bounded so that Redis accepts it (credentials live minutes; ten years is plenty).
+        let ms = u64::try_from(ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_TTL_MS);
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key(&key)).arg(1).arg("NX").arg("PX").arg(ms);
         let mut conn = self.conn.clone();
