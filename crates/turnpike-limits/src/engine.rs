@@ -513,6 +513,27 @@ mod tests {
     use crate::MemoryBackend;
 
     #[test]
+    fn futures_are_send() {
+        fn send<T: Send>(_: &T) {}
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Limiter>();
+        let lim = Limiter::new(
+            LimitsConfig::default(),
+            BudgetsConfig::default(),
+            Arc::new(MemoryBackend::new()),
+        );
+        let call = CallInfo {
+            scope: "anon:1.2.3.4",
+            rail: None,
+            kind: CallKind::Discovery,
+            args_hash: None,
+        };
+        send(&lim.admit(&call));
+        send(&lim.effort_multiplier("anon:1.2.3.4"));
+        send(&lim.spend_msat("ab", 1));
+    }
+
+    #[test]
     fn classify_methods() {
         assert_eq!(
             CallKind::classify("tools/call", Some("x")),
