@@ -367,14 +367,18 @@ async fn oauth_through_the_gateway() {
         assert_eq!(doc["dpop_bound_access_tokens_required"], false);
     }
     // Host-checked like the endpoint.
-    let r = send(request(
-        gw,
-        Method::GET,
-        &[("host", "evil.example")],
-        Bytes::new(),
-    ))
+    let mut req = request(gw, Method::GET, &[("host", "evil.example")], Bytes::new());
+    *req.uri_mut() = metadata_url.parse().unwrap();
+    let r = send(req).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    // CORS-friendly.
+    let r = send({
+        let mut req = request(gw, Method::GET, &[], Bytes::new());
+        *req.uri_mut() = metadata_url.parse().unwrap();
+        req
+    })
     .await;
-    assert_eq!(r.status, 403);
+    assert_eq!(r.headers["access-control-allow-origin"], "*");
 
     // An OAuth-only tool without a token: 401 with the Bearer challenge, even in band.
     for headers in [vec![], vec![("mcp-protocol-version", "2025-11-25")]] {
