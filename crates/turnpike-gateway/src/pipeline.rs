@@ -206,7 +206,8 @@ impl Gate {
     /// OAuth rail is on and `path` is one of its metadata paths (the path-inserted form of the
     /// resource, the form of this endpoint's path, or the root form): `GET`/`HEAD` get the JSON
     /// document with `Access-Control-Allow-Origin: *`, `OPTIONS` a CORS preflight answer, other
-    /// methods 405. Host-checked like the endpoint. `None` for every other path.
+    /// methods 405. `Host` is checked like the endpoint's; `Origin` is not (a public document
+    /// for browser clients on any origin). `None` for every other path.
     pub fn metadata_response(&self, req: &Request<Body>) -> Option<Response<Body>> {
         let oauth = self.rails.oauth.as_ref()?;
         let path = req.uri().path();
@@ -217,7 +218,10 @@ impl Gate {
         if !(oauth.metadata_paths().iter().any(|p| p == path) || path == endpoint_form) {
             return None;
         }
-        if let Err(refusal) = self.hosts.check(req.headers(), req.uri()) {
+        // Host only: the document is public and read cross-origin by browser clients.
+        let mut headers = req.headers().clone();
+        headers.remove(header::ORIGIN);
+        if let Err(refusal) = self.hosts.check(&headers, req.uri()) {
             return Some(json_error(
                 StatusCode::FORBIDDEN,
                 None,

@@ -373,7 +373,12 @@ async fn oauth_through_the_gateway() {
     assert_eq!(r.status, 403, "{}", r.text());
     // CORS-friendly.
     let r = send({
-        let mut req = request(gw, Method::GET, &[], Bytes::new());
+        let mut req = request(
+            gw,
+            Method::GET,
+            &[("origin", "https://app.example")],
+            Bytes::new(),
+        );
         *req.uri_mut() = metadata_url.parse().unwrap();
         req
     })
