@@ -72,6 +72,7 @@ use toml::Spanned;
 use turnpike_core::{BillingMode, Offer, Policy, Price};
 use turnpike_l402::{L402Config, StoreConfig};
 use turnpike_lightning::BackendConfig;
+use turnpike_limits::{BudgetsConfig, LimitsConfig, StoreConfig as LimitsStoreConfig};
 use turnpike_oauth::{OAuthConfig, Secret};
 use turnpike_pow::PowConfig;
 
@@ -96,6 +97,14 @@ pub struct Config {
     /// `[oauth]`: the OAuth rail (the authorization server it trusts, the resource, DPoP) and
     /// what the upstream learns of the caller. Required when any price names `oauth`.
     pub oauth: Option<OAuthSection>,
+    /// `[limits]`: rate limits, in-flight caps and the loop brake (on by default, sized for
+    /// agents; see docs/LIMITS.md).
+    pub limits: LimitsConfig,
+    /// `[budgets]`: daily caps (none by default).
+    pub budgets: BudgetsConfig,
+    /// `[store]`: where the hot shared state lives — limits and the single-use credential sets
+    /// (`memory` by default; `redis` to share it between instances).
+    pub store: LimitsStoreConfig,
 }
 
 /// `[oauth]`: every key of [`turnpike_oauth::OAuthConfig`], plus the gateway's own
@@ -455,6 +464,9 @@ impl Config {
                 );
             }
         }
+        for p in self.limits.validate(&self.budgets, &self.store) {
+            add(format!("{}: {}", p.path, p.message), HINT_LIMITS);
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -526,6 +538,7 @@ const HINT_LIGHTNING: &str = "see the [lightning] section in docs/L402.md: backe
 const HINT_L402_TABLE: &str = "see the [l402] section in docs/L402.md";
 const HINT_OAUTH_PRICE: &str = "write oauth = true (any valid token for this resource) or oauth = { scopes = [\"deploy:write\"] }";
 const HINT_NO_OAUTH: &str = "add an [oauth] section naming your authorization server, e.g. [oauth] issuer = \"https://auth.example.com\" (see docs/OAUTH.md)";
+const HINT_LIMITS: &str = "see the [limits], [budgets] and [store] tables in docs/LIMITS.md";
 const HINT_OAUTH: &str = "see the [oauth] section in docs/OAUTH.md";
 const HINT_PUBLIC_URL: &str = "write the URL callers use to reach the endpoint, e.g. \"https://mcp.example.com/mcp\" (no query or fragment)";
 const HINT_IDENTITY_SECRET: &str = "write identity_secret = \"<64 hex digits>\" (e.g. from `openssl rand -hex 32`), or identity_secret_env = \"VAR\" to read it from the environment; share it with the upstream";
@@ -624,12 +637,24 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
                     cfg.lightning = cx.lightning(t, value.span());
                 }
             }
+            "limits" => match LimitsConfig::deserialize_from(value) {
+                Ok(l) => cfg.limits = l,
+                Err(e) => cx.de_error(e, value.span(), HINT_LIMITS),
+            },
+            "budgets" => match BudgetsConfig::deserialize_from(value) {
+                Ok(b) => cfg.budgets = b,
+                Err(e) => cx.de_error(e, value.span(), HINT_LIMITS),
+            },
+            "store" => match LimitsStoreConfig::deserialize_from(value) {
+                Ok(st) => cfg.store = st,
+                Err(e) => cx.de_error(e, value.span(), HINT_LIMITS),
+            },
             // After the loop: its defaults depend on [server].
             "oauth" => {}
             other => cx.problem(
                 Some(key.span()),
                 format!("unknown table `{other}`"),
-                "the tables are [server], [upstream], [pow], [tools.<name>], [methods.\"<method>\"], [l402], [lightning] and [oauth]",
+                "the tables are [server], [upstream], [pow], [tools.<name>], [methods.\"<method>\"], [l402], [lightning], [oauth], [limits], [budgets] and [store]",
             ),
         }
     }
@@ -656,6 +681,14 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
             );
         }
     }
+    for p in cfg.limits.validate(&cfg.budgets, &cfg.store) {
+        let span = span_of_path(&root, &p.path).unwrap_or(root_span.start..root_span.start);
+        cx.problem(
+            Some(span),
+            format!("{}: {}", p.path, p.message),
+            HINT_LIMITS,
+        );
+    }
     if root.get("upstream").is_none() {
         cx.problem(
             Some(root_span.start..root_span.start),
@@ -668,6 +701,29 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
     } else {
         Err(cx.into_error(file_name))
     }
+}
+
+/// The place of a dotted path (`limits.tools.search.burst`) in the document: the deepest key
+/// of it that is there.
+fn span_of_path(root: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
+    let segs: Vec<&str> = path.split('.').collect();
+    let mut table = root;
+    let mut found = None;
+    let mut i = 0;
+    while i < segs.len() {
+        // A key may itself hold dots (a tool or method name): the longest match first.
+        let hit = (i + 1..=segs.len())
+            .rev()
+            .find_map(|j| table.get(segs[i..j].join(".").as_str()).map(|v| (j, v)));
+        let Some((j, v)) = hit else { break };
+        found = Some(v.span());
+        i = j;
+        match v.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    found
 }
 
 /// Deserializing one value of the parsed document.

@@ -4,6 +4,8 @@
 //! - [`Gate`] ([`pipeline`]): one request's whole path — Host/Origin, limits, envelope, era,
 //!   classification, price, credentials, decision, challenge delivery, forwarding, settlement,
 //!   `tools/list` annotation;
+//! - [`limits`]: rate limits, in-flight caps and the loop brake per identity (429 with
+//!   `Retry-After` and the `RateLimit` fields; `RateLimit` on every response);
 //! - [`identity`]: the signed `Turnpike-Identity` statement for the upstream (OAuth callers);
 //! - [`TurnpikeLayer`]: the gate as a tower layer in front of any MCP server's HTTP service;
 //! - [`upstream`]: the HTTP proxy upstream and the stdio upstream;
@@ -16,6 +18,7 @@ pub mod credentials;
 pub mod hosts;
 pub mod identity;
 pub mod layer;
+pub mod limits;
 pub mod pipeline;
 pub mod rails;
 pub mod respond;
@@ -44,6 +47,9 @@ pub enum GatewayError {
     /// The OAuth rail could not be built.
     #[error("OAuth rail: {0}")]
     OAuth(String),
+    /// The shared store (`[store]`) could not be set up.
+    #[error("store: {0}")]
+    Store(String),
     /// The upstream is misconfigured.
     #[error("{0}")]
     Upstream(String),

@@ -45,7 +45,7 @@
 //! One log line per call records method, tool, rail, outcome, status and latency; never a
 //! credential.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -54,7 +54,10 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tower::{Service, ServiceExt};
-use turnpike_core::{error_codes, Credential, Decision, Offer, Policy, Rail, RailKind, Refusal};
+use turnpike_core::{
+    error_codes, Credential, Decision, Identity, Offer, Policy, Rail, RailKind, Refusal,
+};
+use turnpike_limits::{Admission, Admitted, CallInfo, CallKind, Limiter};
 use turnpike_mcp::MessageKind;
 use turnpike_oauth::{HttpContext, OAuthOutcome, ScopedOAuthRail};
 use turnpike_pow::PowRail;
@@ -64,6 +67,7 @@ use crate::config::{ChallengeMode, Config};
 use crate::credentials;
 use crate::hosts::HostPolicy;
 use crate::identity::{IdentitySigner, IDENTITY_HEADER};
+use crate::limits::LimitCounters;
 use crate::rails::Rails;
 use crate::respond::{self, json_error};
 use crate::GatewayError;
@@ -121,6 +125,8 @@ pub struct Gate {
     policy: Policy,
     rails: Rails,
     identity: Option<IdentitySigner>,
+    limiter: Option<Arc<Limiter>>,
+    counters: Arc<LimitCounters>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -152,6 +158,7 @@ impl Gate {
             public_url: Some(cfg.public_url()),
         };
         let mut gate = Gate::with_rails(opts, cfg.policy(), rails);
+        gate.limiter = crate::limits::limiter_from_config(cfg)?;
         if let (Some(o), Some(rail)) = (&cfg.oauth, &gate.rails.oauth) {
             if o.forward_identity == crate::config::ForwardIdentity::Signed {
                 let secret = o.identity_secret.as_ref().map(|s| s.expose()).unwrap_or("");
@@ -192,7 +199,26 @@ impl Gate {
             policy,
             rails,
             identity: None,
+            limiter: None,
+            counters: Arc::default(),
         }
+    }
+
+    /// Applies `limiter` to every call (see [`crate::limits`]). Gates built by
+    /// [`Gate::from_config`] have the configured one; the other constructors none.
+    pub fn with_limiter(mut self, limiter: Option<Arc<Limiter>>) -> Gate {
+        self.limiter = limiter;
+        self
+    }
+
+    /// The limiter in force, if any.
+    pub fn limiter(&self) -> Option<&Arc<Limiter>> {
+        self.limiter.as_ref()
+    }
+
+    /// How many calls the gateway's own limits refused, apart from the upstream's 429s.
+    pub fn limit_counters(&self) -> &LimitCounters {
+        &self.counters
     }
 
     /// Signs a `Turnpike-Identity` header for callers who come in with a token (see
@@ -353,16 +379,13 @@ impl Gate {
             Some(self.policy.price(method, log.tool.as_deref())).filter(|p| !p.is_free())
         };
         // 8–9. Classify, collect credentials, decide.
+        let peer = peer_ip(&parts.extensions);
+        let facts = (msg.kind() != MessageKind::Response)
+            .then(|| turnpike_mcp::classify(&msg, &self.opts.resource, peer, unix_now()));
         let mut oauth_outcome: Option<OAuthOutcome> = None;
-        let decision = match price {
-            None => Decision::Free,
-            Some(price) => {
-                let facts = turnpike_mcp::classify(
-                    &msg,
-                    &self.opts.resource,
-                    peer_ip(&parts.extensions),
-                    unix_now(),
-                );
+        let decision = match (price, &facts) {
+            (None, _) | (_, None) => Decision::Free,
+            (Some(price), Some(facts)) => {
                 let collected = credentials::collect(&parts.headers, &msg);
                 // The OAuth rail sees this request (method, public URL, body) through a view.
                 let scoped = self.scoped_oauth(price, &parts, &bytes, &collected.creds);
@@ -385,7 +408,7 @@ impl Gate {
                     }
                     None => &self.rails.all[..],
                 };
-                let decision = turnpike_core::decide(rails, &facts, price, &collected.creds).await;
+                let decision = turnpike_core::decide(rails, facts, price, &collected.creds).await;
                 if price.offer(RailKind::OAuth).is_some() {
                     oauth_outcome = scoped.and_then(|s| s.outcome()).or_else(|| {
                         collected
@@ -438,6 +461,50 @@ impl Gate {
             .flatten();
         log.rail = grant.as_ref().map(|g| g.rail);
         log.outcome = if grant.is_some() { "paid" } else { "free" };
+        // Rate limit and budget, for the identity the rails found (else the caller's address).
+        let mut admitted: Option<Admitted> = None;
+        if let (Some(limiter), Some(facts)) = (&self.limiter, &facts) {
+            let identity = grant
+                .as_ref()
+                .and_then(|g| g.identity.clone())
+                .unwrap_or_else(|| {
+                    Identity::anonymous(peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
+                });
+            let scope = limiter.scope_of(&identity);
+            let call = CallInfo {
+                scope: &scope,
+                rail: grant.as_ref().map(|g| g.rail),
+                kind: CallKind::classify(method, log.tool.as_deref()),
+                args_hash: Some(&facts.args_hash),
+            };
+            match limiter.admit(&call).await {
+                Admission::Allowed(a) => {
+                    if a.degraded {
+                        LimitCounters::bump(&self.counters.degraded);
+                        tracing::warn!(target: "turnpike::limits", "limits store down; call let through (failure_mode = open)");
+                    }
+                    admitted = Some(a);
+                }
+                Admission::Limited(l) => {
+                    LimitCounters::bump(&self.counters.gateway_limited);
+                    log.outcome = "rate_limited";
+                    log.limit_reason = Some(l.reason.as_str());
+                    let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
+                    return Ok(crate::limits::limited_response(mode, method, msg.id(), &l));
+                }
+                Admission::Unavailable(e) => {
+                    LimitCounters::bump(&self.counters.store_unavailable);
+                    tracing::warn!(target: "turnpike::limits", error = %e, "limits store unavailable; call refused (failure_mode = closed)");
+                    log.outcome = "limits_unavailable";
+                    return Ok(json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        msg.id(),
+                        error_codes::UNAVAILABLE,
+                        "the gateway's limits store is unavailable; retry shortly",
+                    ));
+                }
+            }
+        }
         // 10. Strip credentials; re-serialise only when the body changed.
         strip_credential_headers(&mut parts.headers);
         if let Some(v) = identity_header.and_then(|v| HeaderValue::from_str(&v).ok()) {
@@ -464,6 +531,11 @@ impl Gate {
             parts.extensions.insert(JsonRpcId(id.clone()));
         }
         let mut resp = forward(inner, Request::from_parts(parts, body)).await?;
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            // The upstream's own 429: passed on as it is, counted apart from ours.
+            LimitCounters::bump(&self.counters.upstream_429);
+            log.upstream_429 = true;
+        }
         if let Some(v) = dpop_nonce.and_then(|v| HeaderValue::from_str(&v).ok()) {
             resp.headers_mut().insert("dpop-nonce", v);
         }
@@ -474,16 +546,22 @@ impl Gate {
             }
         }
         // 13. Annotate tools/list.
-        match list_id {
+        let mut resp = match list_id {
             Some(id) if resp.status().is_success() => {
                 let prices = self.price_table();
-                Ok(crate::annotate::tools_list_response(resp, id, move |name| {
-                    prices.annotation(name)
-                })
-                .await)
+                crate::annotate::tools_list_response(resp, id, move |name| prices.annotation(name))
+                    .await
             }
-            _ => Ok(resp),
+            _ => resp,
+        };
+        // The remaining quota on the response; the in-flight slot lives as long as its body.
+        if let Some(a) = admitted {
+            crate::limits::add_headers(&mut resp, &a.headers());
+            if let Some(guard) = a.in_flight {
+                resp = resp.map(|b| crate::limits::GuardedBody::wrap(b, guard));
+            }
         }
+        Ok(resp)
     }
 
     /// A view of the OAuth rail bound to this request, when the price offers OAuth and the
@@ -676,6 +754,10 @@ struct CallLog {
     tool: Option<String>,
     rail: Option<RailKind>,
     outcome: &'static str,
+    /// Why the gateway's own limits refused the call (`outcome = rate_limited`).
+    limit_reason: Option<&'static str>,
+    /// The upstream itself answered 429 (not one of the gateway's).
+    upstream_429: bool,
 }
 
 impl CallLog {
@@ -686,6 +768,8 @@ impl CallLog {
             tool = self.tool.as_deref().unwrap_or(""),
             rail = self.rail.map_or("", RailKind::as_str),
             outcome = self.outcome,
+            limit_reason = self.limit_reason.unwrap_or(""),
+            upstream_429 = self.upstream_429,
             status = status.as_u16(),
             latency_us = started.elapsed().as_micros() as u64,
             "call"

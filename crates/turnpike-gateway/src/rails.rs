@@ -13,13 +13,16 @@
 //!   the first token arrives (`OAuthRail::warm_up` is left to the caller).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use turnpike_core::Rail;
 use turnpike_l402::{L402Rail, L402Store, MemoryStore, SqliteStore, StoreConfig};
 use turnpike_lightning::dev::DevBackend;
 use turnpike_lightning::{BackendConfig, LightningBackend};
+use turnpike_limits::StoreBackend;
 use turnpike_oauth::OAuthRail;
 use turnpike_pow::PowRail;
+use turnpike_store::SpentSet;
 
 use crate::config::Config;
 use crate::GatewayError;
@@ -76,13 +79,36 @@ impl Rails {
     }
 }
 
+/// A spent set for single-use credentials of one kind (`purpose`: `pow`, `l402`, `dpop`): in
+/// memory, or on Redis with `[store] backend = "redis"` so that a credential is accepted once
+/// across every instance (keys `<key_prefix>:<purpose>:spent:<hex>`). A Redis set fails closed
+/// while the server is away.
+pub fn spent_set(cfg: &Config, purpose: &str) -> Result<Arc<dyn SpentSet>, GatewayError> {
+    match cfg.store.backend {
+        StoreBackend::Memory => Ok(Arc::new(turnpike_store::MemorySpentSet::new())),
+        StoreBackend::Redis => {
+            let url = cfg.store.redis_url.as_deref().ok_or_else(|| {
+                GatewayError::Store("[store] backend = \"redis\" needs redis_url".into())
+            })?;
+            let opts = turnpike_store::RedisSpentSetOptions {
+                key_prefix: format!("{}:{purpose}", cfg.store.key_prefix),
+                timeout: Duration::from_millis(cfg.store.timeout_ms.max(1)),
+                ..turnpike_store::RedisSpentSetOptions::default()
+            };
+            let set = turnpike_store::RedisSpentSet::new(url, opts)
+                .map_err(|e| GatewayError::Store(e.to_string()))?;
+            Ok(Arc::new(set))
+        }
+    }
+}
+
 /// The OAuth rail from `[oauth]`, its resource defaulted to the public URL of the endpoint.
 pub fn oauth_rail(cfg: &Config) -> Result<Arc<OAuthRail>, GatewayError> {
     let Some(oc) = cfg.oauth_config() else {
         return Err(GatewayError::OAuth("no [oauth] section".into()));
     };
     // DPoP proof ids (jti) are single-use: their own spent set.
-    let spent = Arc::new(turnpike_store::MemorySpentSet::new());
+    let spent = spent_set(cfg, "dpop")?;
     let rail = OAuthRail::new(oc, spent).map_err(|e| GatewayError::OAuth(e.to_string()))?;
     Ok(Arc::new(rail))
 }
@@ -96,7 +122,7 @@ pub fn pow_rail(cfg: &Config) -> Result<Arc<PowRail>, GatewayError> {
             cfg.pow.keys.iter().map(|k| (k.id, *k.secret)).collect(),
         )?
     };
-    let spent = Arc::new(turnpike_store::MemorySpentSet::new());
+    let spent = spent_set(cfg, "pow")?;
     Ok(Arc::new(PowRail::new(cfg.pow.clone(), keys, spent)))
 }
 
@@ -124,7 +150,7 @@ pub fn l402_rail(cfg: &Config) -> Result<(Arc<L402Rail>, Option<Arc<DevBackend>>
     let store = open_store(cfg)?;
     // Per-call tokens are single-use through the store and this spent set (its own: keys are
     // token ids, not proof-of-work tags).
-    let spent = Arc::new(turnpike_store::MemorySpentSet::new());
+    let spent = spent_set(cfg, "l402")?;
     let rail = L402Rail::new(cfg.l402.rail.clone(), backend, store, spent);
     Ok((Arc::new(rail), dev))
 }

@@ -116,7 +116,56 @@ pub fn summary(cfg: &Config) -> String {
             }
         ));
     }
+    out.push_str(&format!("; {}", limits_summary(cfg)));
     out
+}
+
+/// The limits in force, in one phrase: the default quota and in-flight cap, discovery's,
+/// named tools, the loop brake, daily budgets and the store.
+fn limits_summary(cfg: &Config) -> String {
+    let l = &cfg.limits;
+    if !l.enabled {
+        return "limits off".into();
+    }
+    let rate = |burst: u32, r: &turnpike_gateway::limits::Rate| format!("burst {burst} at {r}");
+    let mut parts = vec![format!(
+        "limits per identity: tools {}{}",
+        rate(l.default.burst, &l.default.rate),
+        l.default
+            .concurrency
+            .map_or(String::new(), |c| format!(", {c} in flight"))
+    )];
+    parts.push(format!(
+        "discovery {}",
+        rate(l.discovery.burst, &l.discovery.rate)
+    ));
+    for (name, q) in &l.tools {
+        parts.push(format!("{name} {}", rate(q.burst, &q.rate)));
+    }
+    if l.loop_brake.enabled {
+        parts.push(format!(
+            "loop brake after {} identical calls per {} s",
+            l.loop_brake.max_repeats, l.loop_brake.window_secs
+        ));
+    }
+    if let Some(c) = cfg.budgets.calls_per_day {
+        parts.push(format!("{c} calls a day"));
+    }
+    if let Some(m) = cfg.budgets.msat_per_token_per_day {
+        parts.push(format!("{m} msat per token a day"));
+    }
+    let store = match cfg.store.backend {
+        turnpike_gateway::limits::StoreBackend::Memory => "memory".to_string(),
+        turnpike_gateway::limits::StoreBackend::Redis => "redis".to_string(),
+    };
+    parts.push(format!(
+        "store {store}, fail {}",
+        match l.failure_mode {
+            turnpike_gateway::limits::FailureMode::Open => "open",
+            turnpike_gateway::limits::FailureMode::Closed => "closed",
+        }
+    ));
+    parts.join(", ")
 }
 
 /// Expected solve time on the reference core, rounded for people.
@@ -154,6 +203,29 @@ mod tests {
         assert!(s.contains("echo free"), "{s}");
         assert!(s.contains("other tools pow 200000 (~10 ms)"), "{s}");
         assert!(s.contains("resources/read pow 100000 (~5 ms)"), "{s}");
+        assert!(
+            s.contains("limits per identity: tools burst 50 at 20/s, 16 in flight"),
+            "{s}"
+        );
+        assert!(s.contains("store memory, fail closed"), "{s}");
+    }
+
+    #[test]
+    fn summary_names_limits() {
+        let cfg = config::parse(
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[limits.tools.search]\nburst = 5\nrate = \"1/s\"\n[budgets]\ncalls_per_day = 1000\n",
+            "t.toml",
+        )
+        .unwrap();
+        let s = summary(&cfg);
+        assert!(s.contains("search burst 5 at 1/s"), "{s}");
+        assert!(s.contains("1000 calls a day"), "{s}");
+        let off = config::parse(
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[limits]\nenabled = false\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(summary(&off).ends_with("; limits off"), "{}", summary(&off));
     }
 
     #[test]

@@ -1,0 +1,179 @@
+//! Rate limits in the pipeline: building the [`Limiter`] from the configuration, the answer to
+//! a limited call, and the response body that holds an in-flight slot until it has been sent.
+//!
+//! The engine and its model are `turnpike_limits` (docs/LIMITS.md); this module only turns its
+//! [`Admission`](turnpike_limits::Admission) into HTTP.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
+use http_body::{Frame, SizeHint};
+use serde_json::{json, Value};
+use turnpike_core::error_codes;
+use turnpike_limits::{InFlight, Limited, Limiter};
+
+use crate::config::{ChallengeMode, Config};
+
+use crate::respond::json_response;
+use crate::GatewayError;
+/// The limits crate's config vocabulary, for callers of the gateway (e.g. `turnpike check`).
+pub use turnpike_limits::{FailureMode, Rate, StoreBackend};
+
+/// The limiter `[limits]`, `[budgets]` and `[store]` ask for; `None` when `limits.enabled` is
+/// false. Call inside a Tokio runtime (a Redis backend is created there, without waiting for
+/// the server).
+pub fn limiter_from_config(cfg: &Config) -> Result<Option<Arc<Limiter>>, GatewayError> {
+    if !cfg.limits.enabled {
+        return Ok(None);
+    }
+    let backend = turnpike_limits::backend_from_config(&cfg.store)
+        .map_err(|e| GatewayError::Store(e.to_string()))?;
+    Ok(Some(Arc::new(Limiter::new(
+        cfg.limits.clone(),
+        cfg.budgets,
+        backend,
+    ))))
+}
+
+/// Counts of refusals, kept apart by who refused: the gateway's own limits, or the upstream.
+#[derive(Debug, Default)]
+pub struct LimitCounters {
+    /// Calls the gateway answered 429 (or its in-band equivalent) itself.
+    pub gateway_limited: AtomicU64,
+    /// Calls refused 503 because the limits store was down (failure mode `closed`).
+    pub store_unavailable: AtomicU64,
+    /// Calls let through unlimited because the limits store was down (failure mode `open`).
+    pub degraded: AtomicU64,
+    /// Upstream responses with status 429 (passed on as they are, never counted as ours).
+    pub upstream_429: AtomicU64,
+}
+
+impl LimitCounters {
+    /// Adds one to `c`.
+    pub(crate) fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A snapshot: (gateway 429s, store-down 503s, fail-open calls, upstream 429s).
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.gateway_limited.load(Ordering::Relaxed),
+            self.store_unavailable.load(Ordering::Relaxed),
+            self.degraded.load(Ordering::Relaxed),
+            self.upstream_429.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Adds `pairs` (e.g. `RateLimit-Policy`, `RateLimit`) to `resp`, replacing any the upstream
+/// set.
+pub fn add_headers(resp: &mut Response<Body>, pairs: &[(&'static str, String)]) {
+    for (name, value) in pairs {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            resp.headers_mut()
+                .insert(HeaderName::from_static(lower(name)), v);
+        }
+    }
+}
+
+fn lower(name: &'static str) -> &'static str {
+    match name {
+        "Retry-After" => "retry-after",
+        "RateLimit-Policy" => "ratelimit-policy",
+        "RateLimit" => "ratelimit",
+        _ => "x-turnpike-unknown",
+    }
+}
+
+/// The answer to a call a limit refused. HTTP mode (and every method but `tools/call`): 429
+/// with `Retry-After`, `RateLimit-Policy`, `RateLimit` and the JSON-RPC error -31429 whose
+/// `data` is [`Limited::error_data`]. In band, for `tools/call`: HTTP 200 with an `isError`
+/// tool result saying when to retry, `structuredContent.turnpike.rate_limit` = the same data,
+/// and the same header fields.
+pub fn limited_response(
+    mode: ChallengeMode,
+    method: &str,
+    id: Option<&Value>,
+    l: &Limited,
+) -> Response<Body> {
+    let data = l.error_data();
+    let id = id.cloned().unwrap_or(Value::Null);
+    let mut resp = if mode == ChallengeMode::InBand && method == "tools/call" {
+        let body = json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "result": {
+                "isError": true,
+                "content": [{"type": "text", "text": l.message()}],
+                "structuredContent": {"turnpike": {"rate_limit": data}},
+            }
+        });
+        json_response(StatusCode::OK, &body)
+    } else {
+        let body = json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {
+                "code": error_codes::RATE_LIMITED,
+                "message": l.message(),
+                "data": data,
+            }
+        });
+        json_response(StatusCode::TOO_MANY_REQUESTS, &body)
+    };
+    add_headers(&mut resp, &l.headers());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A response body that keeps an in-flight slot until the body has been sent to the end (or
+/// dropped: the client went away).
+pub struct GuardedBody {
+    inner: Body,
+    guard: Option<InFlight>,
+}
+
+impl GuardedBody {
+    /// `inner`, holding `guard` while it lasts.
+    pub fn wrap(inner: Body, guard: InFlight) -> Body {
+        Body::new(GuardedBody {
+            inner,
+            guard: Some(guard),
+        })
+    }
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = r {
+            // The body is done: give the slot back now rather than when the connection drops
+            // the body.
+            this.guard = None;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,271 @@
+//! The gateway's rate limits over real HTTP, in front of a real rmcp server: the 429 and its
+//! header fields, `RateLimit` on successful responses, discovery kept apart from tool calls,
+//! the in-flight cap, the loop brake.
+
+mod support;
+
+use std::time::Duration;
+
+use http::Method;
+use serde_json::{json, Value};
+use support::*;
+
+/// The test config in front of a fresh upstream (`json` responses unless SSE is needed), with
+/// `extra` tables appended.
+async fn gateway(json: bool, extra: &str) -> std::net::SocketAddr {
+    let (up, _log) = start_upstream(json).await;
+    start_gateway_with(&format!("{}\n{extra}", config_text(up, ""))).await
+}
+
+fn header<'a>(r: &'a Reply, name: &str) -> &'a str {
+    r.headers
+        .get(name)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or_else(|| panic!("no {name} header in {:?}", r.headers))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_exhaustion_is_a_429_with_exact_fields() {
+    let gw = gateway(
+        true,
+        r#"
+[limits.tools.echo]
+burst = 3
+rate = "1/min"
+"#,
+    )
+    .await;
+    for i in 0..3 {
+        let r = post(gw, &[], &call(i, "echo", json!({"text": format!("t{i}")}))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            header(&r, "ratelimit-policy"),
+            r#""tool:echo";q=3;w=180, "concurrency";q=16;qu="concurrent-requests""#
+        );
+        let remaining = 2 - i;
+        let rl = header(&r, "ratelimit");
+        assert!(
+            rl.starts_with(&format!("\"tool:echo\";r={remaining};t=")),
+            "{rl}"
+        );
+        assert!(rl.ends_with(", \"concurrency\";r=15"), "{rl}");
+    }
+    let r = post(gw, &[], &call(9, "echo", json!({"text": "t9"}))).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(header(&r, "content-type"), "application/json");
+    // The fourth call fits one emission interval (60 s) after the burst.
+    let retry: u64 = header(&r, "retry-after").parse().unwrap();
+    assert!((59..=60).contains(&retry), "{retry}");
+    assert_eq!(
+        header(&r, "ratelimit-policy"),
+        r#""tool:echo";q=3;w=180, "concurrency";q=16;qu="concurrent-requests""#
+    );
+    assert_eq!(
+        header(&r, "ratelimit"),
+        format!("\"tool:echo\";r=0;t={retry}, \"concurrency\";r=16")
+    );
+    let v = r.json();
+    assert_eq!(v["id"], 9);
+    assert_eq!(v["error"]["code"], -31429);
+    let data = &v["error"]["data"];
+    assert_eq!(data["retry_after"], retry);
+    assert_eq!(data["reason"], "rate");
+    assert_eq!(data["policy"], "tool:echo");
+    assert_eq!(data["limits"][0]["policy"], "tool:echo");
+    assert_eq!(data["limits"][0]["quota"], 3);
+    assert_eq!(data["limits"][0]["remaining"], 0);
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("after {retry} s")));
+
+    // In band (an MCP client mid-session): HTTP 200, an isError result saying when to retry,
+    // and the same fields.
+    let r = post(
+        gw,
+        &[("mcp-protocol-version", "2025-11-25")],
+        &call(10, "echo", json!({"text": "t10"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(header(&r, "retry-after").parse::<u64>().unwrap() >= 59);
+    assert!(header(&r, "ratelimit").starts_with("\"tool:echo\";r=0;"));
+    let v = r.json();
+    assert_eq!(v["result"]["isError"], true);
+    let text = v["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("retry"), "{text}");
+    assert_eq!(
+        v["result"]["structuredContent"]["turnpike"]["rate_limit"]["reason"],
+        "rate"
+    );
+    // A forced HTTP delivery keeps the 429.
+    let r = post(
+        gw,
+        &[
+            ("mcp-protocol-version", "2025-11-25"),
+            ("turnpike-challenge", "http"),
+        ],
+        &call(11, "echo", json!({"text": "t11"})),
+    )
+    .await;
+    assert_eq!(r.status, 429);
+
+    // Another tool has its own bucket (the default: burst 50).
+    let r = post(
+        gw,
+        &[],
+        &json!({"jsonrpc":"2.0","id":12,"method":"tools/call",
+        "params":{"name":"slow","arguments":{}}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(header(&r, "ratelimit").starts_with("\"tool:slow\";r=49;"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_has_its_own_budget() {
+    let gw = gateway(
+        true,
+        r#"
+[limits.tools.echo]
+burst = 2
+rate = "1/min"
+[limits.discovery]
+burst = 5
+rate = "1/min"
+"#,
+    )
+    .await;
+    for i in 0..5 {
+        let method = if i % 2 == 0 { "ping" } else { "tools/list" };
+        let r = post(gw, &[], &json!({"jsonrpc":"2.0","id":i,"method":method})).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(header(&r, "ratelimit-policy").starts_with("\"discovery\";q=5;"));
+    }
+    let r = post(gw, &[], &json!({"jsonrpc":"2.0","id":6,"method":"ping"})).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["data"]["policy"], "discovery");
+    // The reconnect storm did not touch the tool budget.
+    for i in 0..2 {
+        let r = post(
+            gw,
+            &[],
+            &call(20 + i, "echo", json!({"text": format!("{i}")})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let r = post(gw, &[], &call(30, "echo", json!({"text": "x"}))).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["data"]["policy"], "tool:echo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_cap_holds_until_the_body_ends() {
+    let gw = gateway(
+        false,
+        r#"
+[limits.default]
+burst = 50
+rate = "20/s"
+concurrency = 1
+"#,
+    )
+    .await;
+    let slow = json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+        "params":{"name":"slow","arguments":{},"_meta":{"progressToken":"p"}}});
+    // The slow call streams its answer (SSE): its slot is held while the body streams.
+    let resp = send_streaming(request(
+        gw,
+        Method::POST,
+        &[("accept", "application/json, text/event-stream")],
+        slow.to_string(),
+    ))
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("ratelimit"));
+    let r = post(gw, &[], &call(2, "echo", json!({"text": "meanwhile"}))).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["data"]["reason"], "concurrency");
+    assert_eq!(v["error"]["data"]["retry_after"], 1);
+    assert_eq!(header(&r, "retry-after"), "1");
+    // Read the slow body to its end: the slot comes back.
+    use http_body_util::BodyExt;
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("done"));
+    let mut ok = false;
+    for _ in 0..50 {
+        let r = post(gw, &[], &call(3, "echo", json!({"text": "after"}))).await;
+        if r.status == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "the slot was given back once the body ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loop_brake_slows_identical_calls_only() {
+    let gw = gateway(
+        true,
+        r#"
+[limits.loop_brake]
+max_repeats = 3
+window_secs = 60
+"#,
+    )
+    .await;
+    let same = call(1, "echo", json!({"text": "again"}));
+    for _ in 0..3 {
+        assert_eq!(post(gw, &[], &same).await.status, 200);
+    }
+    let r = post(gw, &[], &same).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let v: Value = r.json();
+    assert_eq!(v["error"]["data"]["reason"], "loop_brake");
+    assert_eq!(v["error"]["data"]["policy"], "repeat");
+    let retry = v["error"]["data"]["retry_after"].as_u64().unwrap();
+    assert!(
+        (19..=20).contains(&retry),
+        "one per window/max_repeats: {retry}"
+    );
+    assert!(header(&r, "ratelimit-policy").contains("\"repeat\";q=3;w=60"));
+    // Other arguments are not braked.
+    let r = post(gw, &[], &call(2, "echo", json!({"text": "different"}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_off_adds_nothing() {
+    let gw = gateway(true, "[limits]\nenabled = false\n").await;
+    for i in 0..15 {
+        let r = post(gw, &[], &call(i, "echo", json!({"text": "same"}))).await;
+        assert_eq!(r.status, 200);
+        assert!(!r.headers.contains_key("ratelimit"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_down_fails_closed_or_open() {
+    // A Redis nobody listens on: closed → 503 / -31503; open → through, without fields.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = format!("[store]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\ntimeout_ms = 100\n");
+    let gw = gateway(true, &store).await;
+    let r = post(gw, &[], &call(1, "echo", json!({"text": "x"}))).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], -31503);
+    let gw = gateway(true, &format!("{store}[limits]\nfailure_mode = \"open\"\n")).await;
+    let r = post(gw, &[], &call(1, "echo", json!({"text": "x"}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.headers.contains_key("ratelimit"));
+}
+
+#[test]
+#[ignore = "memory per identity is measured in turnpike-limits (examples/memory_footprint)"]
+fn memory_stays_bounded() {}

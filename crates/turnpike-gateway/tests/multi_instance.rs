@@ -1,0 +1,122 @@
+//! Two gateway instances on one real Redis (a redis-server of the test's own, on a free
+//! loopback port): a limit of N is N across both under a concurrent burst, and one
+//! proof-of-work solution sent to both at once is accepted exactly once.
+
+mod support;
+
+// The test's own redis-server, shared with the limits crate's backend suite.
+#[path = "../../turnpike-limits/tests/common/mod.rs"]
+mod redis_server;
+
+use std::net::SocketAddr;
+
+use serde_json::json;
+use support::*;
+
+/// Two gateways on `redis` in front of one upstream, each with `extra` appended to the config.
+async fn two_gateways(redis: &redis_server::RedisServer, extra: &str) -> (SocketAddr, SocketAddr) {
+    let (up, _log) = start_upstream(true).await;
+    let text = format!(
+        "{}\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\ntimeout_ms = 2000\n{extra}",
+        config_text(up, ""),
+        redis.url()
+    );
+    let a = start_gateway_with(&text).await;
+    let b = start_gateway_with(&text).await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limit_of_n_is_n_across_both_instances() {
+    let redis = redis_server::RedisServer::start();
+    let (a, b) = two_gateways(
+        &redis,
+        r#"
+[limits.default]
+burst = 50
+rate = "20/s"
+concurrency = 1000
+[limits.tools.echo]
+burst = 10
+rate = "1/h"
+"#,
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let gw = if i % 2 == 0 { a } else { b };
+        tasks.push(tokio::spawn(async move {
+            post(gw, &[], &call(i, "echo", json!({"text": format!("{i}")})))
+                .await
+                .status
+                .as_u16()
+        }));
+    }
+    let mut ok = 0;
+    let mut limited = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            429 => limited += 1,
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert_eq!(ok, 10, "exactly the burst across both instances");
+    assert_eq!(limited, 30);
+    // Either instance now refuses.
+    for gw in [a, b] {
+        let r = post(gw, &[], &call(99, "echo", json!({"text": "late"}))).await;
+        assert_eq!(r.status, 429);
+        assert_eq!(r.json()["error"]["data"]["policy"], "tool:echo");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_pow_solution_is_accepted_once_across_both() {
+    let redis = redis_server::RedisServer::start();
+    let (a, b) = two_gateways(&redis, "[limits.loop_brake]\nenabled = false\n").await;
+    for round in 0..3 {
+        let req = call(round, "dear", json!({"n": round}));
+        let r = post(a, &[], &req).await;
+        assert_eq!(r.status, 402);
+        let (token, nonces) = solve(&r.text());
+        let auth = turnpike_client::authorization_value(&token, &nonces);
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let gw = if i % 2 == 0 { a } else { b };
+            let auth = auth.clone();
+            let req = req.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = post(
+                    gw,
+                    &[("authorization", &auth), ("turnpike-challenge", "http")],
+                    &req,
+                )
+                .await;
+                (r.status.as_u16(), r.json())
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            let (status, body) = t.await.unwrap();
+            match status {
+                200 => {
+                    ok += 1;
+                    assert_eq!(
+                        body["result"]["content"][0]["text"],
+                        format!("dear {round}")
+                    );
+                }
+                402 => {
+                    let reason = body["error"]["data"]["refusals"][0]["reason"].to_string();
+                    assert!(reason.contains("already used"), "{reason}");
+                }
+                s => panic!("unexpected status {s}: {body}"),
+            }
+        }
+        assert_eq!(
+            ok, 1,
+            "round {round}: accepted exactly once across both instances"
+        );
+    }
+}
