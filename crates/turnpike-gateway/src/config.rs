@@ -1910,6 +1910,81 @@ forward_identity = "maybe"
     }
 
     #[test]
+    fn limits_budgets_and_store() {
+        let ok = parse(
+            r#"[upstream]
+url = "http://127.0.0.1:3001/mcp"
+[limits]
+failure_mode = "open"
+[limits.default]
+burst = 80
+rate = "40/s"
+concurrency = 32
+[limits.tools."search.v2"]
+burst = 5
+rate = "1/s"
+[limits.rails.pow]
+burst = 10
+rate = "2/s"
+[budgets]
+calls_per_day = 10000
+[store]
+backend = "redis"
+redis_url = "redis://127.0.0.1:6379/0"
+"#,
+            "ok.toml",
+        )
+        .unwrap();
+        assert_eq!(ok.limits.default.burst, 80);
+        assert_eq!(ok.limits.default.concurrency, Some(32));
+        assert_eq!(ok.limits.tools["search.v2"].burst, 5);
+        assert_eq!(ok.budgets.calls_per_day, Some(10000));
+        assert_eq!(ok.store.backend, turnpike_limits::StoreBackend::Redis);
+        // Defaults: on, agent-sized.
+        let d = Config::default();
+        assert!(d.limits.enabled);
+        assert_eq!(d.limits.default.burst, 50);
+        assert_eq!(d.limits.default.concurrency, Some(16));
+        assert_eq!(d.store.backend, turnpike_limits::StoreBackend::Memory);
+
+        // Values: each problem at its key.
+        let src = r#"[upstream]
+url = "http://127.0.0.1:3001/mcp"
+[limits.tools."search.v2"]
+burst = 0
+rate = "1/s"
+[store]
+backend = "redis"
+"#;
+        let e = parse(src, "bad.toml").unwrap_err();
+        let text = e.to_string();
+        for x in [
+            "bad.toml:4:9: limits.tools.search.v2.burst: burst must be at least 1",
+            "bad.toml:6:1: store.redis_url: the redis backend needs redis_url",
+        ] {
+            assert!(text.contains(x), "missing {x:?} in:\n{text}");
+        }
+        assert_eq!(e.problems.len(), 2, "{text}");
+        // Types and syntax: where the bad value is.
+        let src = r#"[upstream]
+url = "http://127.0.0.1:3001/mcp"
+[limits.discovery]
+burst = 5
+rate = "often"
+[budgets]
+calls_a_day = 5
+"#;
+        let e = parse(src, "bad.toml").unwrap_err();
+        let text = e.to_string();
+        for x in [
+            "bad.toml:5:8: a rate is written",
+            "bad.toml:7:1: unknown field `calls_a_day`",
+        ] {
+            assert!(text.contains(x), "missing {x:?} in:\n{text}");
+        }
+    }
+
+    #[test]
     fn load_reports_missing_file() {
         let e = load(Path::new("/nonexistent/turnpike.toml")).unwrap_err();
         assert!(

@@ -30,6 +30,15 @@
 //!    only OAuth is offered, whatever the mode: MCP clients answer a 401 by signing in) / 401 /
 //!    503 with `WWW-Authenticate` lines and a JSON-RPC error, or in band as an HTTP 200 tool
 //!    result with `isError: true`, as the delivery mode says.
+//!    Then the **limits** ([`crate::limits`], `turnpike_limits::Limiter::admit`): for every request
+//!    (discovery methods on their own budget), on the granting rail's identity, else the
+//!    caller's address. Limited → 429 with `Retry-After`, `RateLimit-Policy`, `RateLimit` and
+//!    JSON-RPC error -31429 (in band: an `isError` result for `tools/call`); store down → 503
+//!    / -31503 (or let through, `failure_mode = "open"`). When a call presents only puzzle
+//!    solutions, the check runs before step 9 on the address (the identity a solution gets
+//!    anyway), so a limited caller does not lose its single-use solution. Allowed calls carry
+//!    `RateLimit-Policy` / `RateLimit` on the response and hold their in-flight slot until
+//!    the response body has ended.
 //! 10. **Strip** credentials: the `Authorization`, `Macaroon`, `DPoP` and `Turnpike-*` headers,
 //!     and every `turnpike/*` key of `params._meta` ([`turnpike_mcp::strip_turnpike_meta`]); the
 //!     body is re-serialised only when something was removed, otherwise the received bytes go on.
@@ -383,10 +392,37 @@ impl Gate {
         let facts = (msg.kind() != MessageKind::Response)
             .then(|| turnpike_mcp::classify(&msg, &self.opts.resource, peer, unix_now()));
         let mut oauth_outcome: Option<OAuthOutcome> = None;
+        let mut pre_admitted: Option<Admitted> = None;
         let decision = match (price, &facts) {
             (None, _) | (_, None) => Decision::Free,
             (Some(price), Some(facts)) => {
                 let collected = credentials::collect(&parts.headers, &msg);
+                // Only puzzle solutions presented: the identity is the caller's address
+                // whatever the verdict, so the limit is checked before the single-use
+                // solution is spent — a limited caller keeps its solution for the retry.
+                if let Some(limiter) = &self.limiter {
+                    if !collected.creds.is_empty()
+                        && collected.malformed.is_empty()
+                        && collected
+                            .creds
+                            .iter()
+                            .all(|c| matches!(c, Credential::Pow(_)))
+                    {
+                        let call = CallInfo {
+                            scope: &limiter.scope_of(&anonymous(peer)),
+                            rail: Some(RailKind::Pow),
+                            kind: CallKind::classify(method, turnpike_mcp::call_name(&msg)),
+                            args_hash: Some(&facts.args_hash),
+                        };
+                        match self
+                            .admit(limiter, &call, &parts.headers, msg.id(), log)
+                            .await
+                        {
+                            Ok(a) => pre_admitted = Some(a),
+                            Err(resp) => return Ok(*resp),
+                        }
+                    }
+                }
                 // The OAuth rail sees this request (method, public URL, body) through a view.
                 let scoped = self.scoped_oauth(price, &parts, &bytes, &collected.creds);
                 let swapped: Vec<Arc<dyn Rail>>;
@@ -462,49 +498,30 @@ impl Gate {
         log.rail = grant.as_ref().map(|g| g.rail);
         log.outcome = if grant.is_some() { "paid" } else { "free" };
         // Rate limit and budget, for the identity the rails found (else the caller's address).
-        let mut admitted: Option<Admitted> = None;
-        if let (Some(limiter), Some(facts)) = (&self.limiter, &facts) {
-            let identity = grant
-                .as_ref()
-                .and_then(|g| g.identity.clone())
-                .unwrap_or_else(|| {
-                    Identity::anonymous(peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
-                });
-            let scope = limiter.scope_of(&identity);
-            let call = CallInfo {
-                scope: &scope,
-                rail: grant.as_ref().map(|g| g.rail),
-                kind: CallKind::classify(method, log.tool.as_deref()),
-                args_hash: Some(&facts.args_hash),
-            };
-            match limiter.admit(&call).await {
-                Admission::Allowed(a) => {
-                    if a.degraded {
-                        LimitCounters::bump(&self.counters.degraded);
-                        tracing::warn!(target: "turnpike::limits", "limits store down; call let through (failure_mode = open)");
-                    }
-                    admitted = Some(a);
-                }
-                Admission::Limited(l) => {
-                    LimitCounters::bump(&self.counters.gateway_limited);
-                    log.outcome = "rate_limited";
-                    log.limit_reason = Some(l.reason.as_str());
-                    let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
-                    return Ok(crate::limits::limited_response(mode, method, msg.id(), &l));
-                }
-                Admission::Unavailable(e) => {
-                    LimitCounters::bump(&self.counters.store_unavailable);
-                    tracing::warn!(target: "turnpike::limits", error = %e, "limits store unavailable; call refused (failure_mode = closed)");
-                    log.outcome = "limits_unavailable";
-                    return Ok(json_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        msg.id(),
-                        error_codes::UNAVAILABLE,
-                        "the gateway's limits store is unavailable; retry shortly",
-                    ));
+        let admitted = match (pre_admitted, &self.limiter, &facts) {
+            // Checked before the puzzle was verified, on the same identity.
+            (Some(a), _, _) if grant.as_ref().is_some_and(|g| g.rail == RailKind::Pow) => Some(a),
+            (_, Some(limiter), Some(facts)) => {
+                let identity = grant
+                    .as_ref()
+                    .and_then(|g| g.identity.clone())
+                    .unwrap_or_else(|| anonymous(peer));
+                let call = CallInfo {
+                    scope: &limiter.scope_of(&identity),
+                    rail: grant.as_ref().map(|g| g.rail),
+                    kind: CallKind::classify(method, turnpike_mcp::call_name(&msg)),
+                    args_hash: Some(&facts.args_hash),
+                };
+                match self
+                    .admit(limiter, &call, &parts.headers, msg.id(), log)
+                    .await
+                {
+                    Ok(a) => Some(a),
+                    Err(resp) => return Ok(*resp),
                 }
             }
-        }
+            _ => None,
+        };
         // 10. Strip credentials; re-serialise only when the body changed.
         strip_credential_headers(&mut parts.headers);
         if let Some(v) = identity_header.and_then(|v| HeaderValue::from_str(&v).ok()) {
@@ -562,6 +579,57 @@ impl Gate {
             }
         }
         Ok(resp)
+    }
+
+    /// Runs the limiter on one call: the admission, or the answer to send instead (429 or its
+    /// in-band form; 503 when the store is down and limits fail closed).
+    async fn admit(
+        &self,
+        limiter: &Limiter,
+        call: &CallInfo<'_>,
+        headers: &HeaderMap,
+        id: Option<&Value>,
+        log: &mut CallLog,
+    ) -> Result<Admitted, Box<Response<Body>>> {
+        match limiter.admit(call).await {
+            Admission::Allowed(a) => {
+                if a.degraded {
+                    LimitCounters::bump(&self.counters.degraded);
+                    tracing::warn!(
+                        target: "turnpike::limits",
+                        "limits store down; call let through (failure_mode = open)"
+                    );
+                }
+                Ok(a)
+            }
+            Admission::Limited(l) => {
+                LimitCounters::bump(&self.counters.gateway_limited);
+                log.outcome = "rate_limited";
+                log.limit_reason = Some(l.reason.as_str());
+                let mode = respond::mode_for(self.opts.challenge_mode, headers);
+                Err(Box::new(crate::limits::limited_response(
+                    mode,
+                    &log.method,
+                    id,
+                    &l,
+                )))
+            }
+            Admission::Unavailable(e) => {
+                LimitCounters::bump(&self.counters.store_unavailable);
+                tracing::warn!(
+                    target: "turnpike::limits",
+                    error = %e,
+                    "limits store unavailable; call refused (failure_mode = closed)"
+                );
+                log.outcome = "limits_unavailable";
+                Err(Box::new(json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    id,
+                    error_codes::UNAVAILABLE,
+                    "the gateway's limits store is unavailable; retry shortly",
+                )))
+            }
+        }
     }
 
     /// A view of the OAuth rail bound to this request, when the price offers OAuth and the
@@ -739,6 +807,12 @@ fn peer_ip(ext: &http::Extensions) -> Option<IpAddr> {
         ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
     })
+}
+
+/// The identity of a caller no rail named: its address (an unknown address is one shared
+/// identity, e.g. behind a layer without `PeerAddr`).
+fn anonymous(peer: Option<IpAddr>) -> Identity {
+    Identity::anonymous(peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
 }
 
 fn unix_now() -> u64 {

@@ -269,3 +269,46 @@ async fn store_down_fails_closed_or_open() {
 #[test]
 #[ignore = "memory per identity is measured in turnpike-limits (examples/memory_footprint)"]
 fn memory_stays_bounded() {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_puzzle_solution_is_not_spent() {
+    let gw = gateway(
+        true,
+        r#"
+[limits.tools.dear]
+burst = 1
+rate = "4/s"
+[limits.loop_brake]
+enabled = false
+"#,
+    )
+    .await;
+    let req = call(1, "dear", json!({"n": 1}));
+    let mut solved = Vec::new();
+    for _ in 0..2 {
+        let r = post(gw, &[], &req).await;
+        assert_eq!(r.status, 402, "a challenge does not count: {}", r.text());
+        let (token, nonces) = solve(&r.text());
+        solved.push(turnpike_client::authorization_value(&token, &nonces));
+    }
+    let r = paid(gw, &solved[0], &req).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The burst is used: the second solution is refused by the limit before it is verified…
+    let r = paid(gw, &solved[1], &req).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"]["data"]["policy"], "tool:dear");
+    // …so it is still good once the limit allows (one call per 250 ms).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = paid(gw, &solved[1], &req).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["content"][0]["text"], "dear 1");
+}
+
+async fn paid(gw: std::net::SocketAddr, auth: &str, req: &Value) -> Reply {
+    post(
+        gw,
+        &[("authorization", auth), ("turnpike-challenge", "http")],
+        req,
+    )
+    .await
+}
