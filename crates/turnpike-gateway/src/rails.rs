@@ -115,13 +115,9 @@ pub fn oauth_rail(cfg: &Config) -> Result<Arc<OAuthRail>, GatewayError> {
 
 /// The proof-of-work rail from `[pow]`.
 pub fn pow_rail(cfg: &Config) -> Result<Arc<PowRail>, GatewayError> {
-    let keys = if cfg.pow.keys.is_empty() {
-        turnpike_pow::KeyRing::load_or_generate(&cfg.server.data_dir, cfg.pow.key_rotation_secs)?
-    } else {
-        turnpike_pow::KeyRing::from_secrets(
-            cfg.pow.keys.iter().map(|k| (k.id, *k.secret)).collect(),
-        )?
-    };
+    // Given keys, else generated in data_dir; retired keys live only as long as a
+    // challenge they tagged can (expiry_secs + clock skew).
+    let keys = turnpike_pow::KeyRing::for_config(&cfg.pow, &cfg.server.data_dir)?;
     let spent = spent_set(cfg, "pow")?;
     Ok(Arc::new(PowRail::new(cfg.pow.clone(), keys, spent)))
 }
