@@ -24,7 +24,7 @@ HEADER_PARAMS = ["challenge", "algorithm", "effort", "subpuzzles", "target", "ex
 
 
 def check_details(details: dict, effort: int, expiry_secs: int = 300) -> Token:
-    """Checks one challenge's JSON details against the contract and returns its token."""
+    """Checks one challenge's JSON details against the documented wire format (docs/POW.md) and returns its token."""
     assert details["rail"] == "pow"
     assert details["scheme"] == "PoW"
     assert details["algorithm"] == "sha256"

@@ -126,7 +126,7 @@ def test_cli_solves_a_402_body_and_a_bare_token(gw: Gateway) -> None:
 
 
 def test_independent_solver_accepted(gw: Gateway) -> None:
-    """A solution computed from the contract alone (Python here), sent in `_meta` as a JSON array
+    """A solution computed from docs/POW.md alone (Python here), sent in `_meta` as a JSON array
     of integers, is accepted: the gateway implements the documented puzzle."""
     with RawSession(gw.url) as s:
         s.initialize()

@@ -1,7 +1,7 @@
 """Helpers for turnpike's end-to-end tests: processes, configs, a raw MCP-over-HTTP client, and an
 independent reading of the public wire format (challenge tokens, WWW-Authenticate, the puzzle).
 
-The wire-format code here is written from the contract, not from the Rust crates, so that the
+The wire-format code here is written from the documented wire format (docs/POW.md, the README), not from the Rust crates, so that the
 tests check the gateway and the `turnpike solve` CLI against the documented format rather than
 against themselves.
 """
@@ -357,7 +357,7 @@ class RawSession:
 
 
 # --------------------------------------------------------------------------------------------
-# The PoW wire format, read independently from the contract
+# The PoW wire format, read independently from docs/POW.md
 # --------------------------------------------------------------------------------------------
 
 TOKEN_LEN = 111

@@ -32,7 +32,7 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     r
 }
 
-/// Which delivery mode applies to a request (see the contract's rule for `auto`).
+/// Which delivery mode applies to a request (the `auto` rule is in the README and docs/ARCHITECTURE.md).
 pub fn mode_for(configured: ChallengeMode, headers: &HeaderMap) -> ChallengeMode {
     if let Some(m @ (ChallengeMode::Http | ChallengeMode::InBand)) = headers
         .get(CHALLENGE_MODE_HEADER)
