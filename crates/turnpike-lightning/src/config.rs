@@ -172,6 +172,67 @@ impl Default for DevConfig {
     }
 }
 
+/// Nostr Wallet Connect (NIP-47): a wallet service reached through a Nostr relay.
+///
+/// The connection URI (`nostr+walletconnect://<wallet pubkey>?relay=wss://…&secret=<hex>`)
+/// holds the client's private key: give it inline (`uri`), in an environment variable
+/// (`uri_env`) or in a file (`uri_path`) — exactly one. It is redacted in `Debug` output and
+/// never logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NwcConfig {
+    /// The connection URI, inline.
+    #[serde(default)]
+    pub uri: Option<Secret>,
+    /// Or the name of an environment variable holding it.
+    #[serde(default)]
+    pub uri_env: Option<String>,
+    /// Or a file holding it.
+    #[serde(default)]
+    pub uri_path: Option<PathBuf>,
+    /// Time allowed for one request: connecting to the relay, publishing, and the wallet's
+    /// answer.
+    #[serde(default = "default_nwc_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_nwc_timeout() -> u64 {
+    10
+}
+
+impl NwcConfig {
+    /// A configuration with the URI given inline and the default timeout.
+    pub fn with_uri(uri: &str) -> Self {
+        NwcConfig {
+            uri: Some(Secret::from(uri)),
+            uri_env: None,
+            uri_path: None,
+            timeout_secs: default_nwc_timeout(),
+        }
+    }
+
+    /// Reads the connection URI from wherever the configuration says it is.
+    pub fn read_uri(&self) -> Result<Secret, crate::LightningError> {
+        match (&self.uri, &self.uri_env, &self.uri_path) {
+            (Some(_), None, None) | (None, None, Some(_)) => {
+                read_secret(&self.uri, &self.uri_path, "nwc uri")
+            }
+            (None, Some(var), None) => std::env::var(var)
+                .map(|v| Secret(v.trim().to_string()))
+                .map_err(|_| {
+                    crate::LightningError::Config(format!(
+                        "nwc uri_env: environment variable {var} is not set"
+                    ))
+                }),
+            (None, None, None) => Err(crate::LightningError::Config(
+                "nwc: one of uri, uri_env, uri_path is required".into(),
+            )),
+            _ => Err(crate::LightningError::Config(
+                "nwc: give only one of uri, uri_env, uri_path".into(),
+            )),
+        }
+    }
+}
+
 /// Reads a secret given inline or as a file (trailing whitespace trimmed).
 pub(crate) fn read_secret(
     inline: &Option<Secret>,

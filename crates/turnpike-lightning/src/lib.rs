@@ -10,10 +10,8 @@
 //! | [`cln`] | Core Lightning `clnrest` (`/v1/invoice`, `/v1/listinvoices`) | `Rune: <rune>` |
 //! | [`phoenixd`] | phoenixd (`/createinvoice`, `/payments/incoming/{hash}`) | HTTP basic, password only |
 //! | [`lnbits`] | LNbits (`/api/v1/payments`) | `X-Api-Key: <invoice key>` |
+//! | [`nwc`] | Nostr Wallet Connect (NIP-47) wallet service, over one relay WebSocket (`make_invoice`, `lookup_invoice`) | the connection URI's secret key (BIP-340 signed, NIP-04 encrypted events) |
 //! | [`dev`] | none: a local key signs real BOLT11 invoices | — **never for production** |
-//!
-//! Nostr Wallet Connect (NIP-47) is not included: the maintained Rust client (`nwc`) brings a
-//! whole Nostr SDK with its relay pool and WebSocket stack, which is not lean enough here.
 //!
 //! Every backend fails closed: an unreachable node, a timeout, an error status or a response
 //! that does not parse is a [`LightningError`], never a guess. Lookups are retried a bounded
@@ -29,11 +27,12 @@ pub mod dev;
 mod http;
 pub mod lnbits;
 pub mod lnd;
+pub mod nwc;
 pub mod phoenixd;
 
 use std::sync::Arc;
 
-pub use config::{BackendConfig, HttpSettings, Secret};
+pub use config::{BackendConfig, HttpSettings, NwcConfig, Secret};
 pub use turnpike_core::BoxFuture;
 
 /// An invoice a backend created.
