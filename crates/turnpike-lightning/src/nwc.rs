@@ -52,6 +52,9 @@ pub const KIND_RESPONSE: u16 = 23195;
 /// Kind of the wallet service's info event.
 pub const KIND_INFO: u16 = 13194;
 
+/// Largest relay message accepted, in bytes.
+const MAX_MESSAGE: usize = 256 * 1024;
+
 /// A parsed connection URI.
 pub struct ConnectionUri {
     /// The wallet service's public key (x-only, 32 bytes).
@@ -384,9 +387,14 @@ impl NwcBackend {
             }
             None => Box::new(tcp),
         };
-        let (mut ws, _) = tokio_tungstenite::client_async(self.relay.as_str(), io)
-            .await
-            .map_err(|e| LightningError::Unreachable(format!("relay {}: {e}", self.relay)))?;
+        // Relay messages for this client are small; a relay cannot make it buffer megabytes.
+        let limits = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let (mut ws, _) =
+            tokio_tungstenite::client_async_with_config(self.relay.as_str(), io, Some(limits))
+                .await
+                .map_err(|e| LightningError::Unreachable(format!("relay {}: {e}", self.relay)))?;
         let sub = hex::encode(rand::random::<[u8; 8]>());
         let req = json!(["REQ", sub, {
             "kinds": [KIND_RESPONSE],
