@@ -49,7 +49,7 @@
 //! store = "sqlite"                   # or "memory", or { kind = "sqlite", path = "l402.sqlite" }
 //!
 //! [lightning]                        # required as soon as a price names l402
-//! backend = "lnd"                    # lnd | cln | phoenixd | lnbits | dev
+//! backend = "lnd"                    # lnd | cln | phoenixd | lnbits | nwc | dev
 //! url = "https://127.0.0.1:8080"
 //! macaroon_path = "/var/lib/lnd/invoice.macaroon"   # or macaroon_hex, or macaroon_env = "VAR"
 //! ```
@@ -534,7 +534,7 @@ const HINT_PRICE: &str =
     "write `free = true`, or `pow = <effort>` and/or `l402 = { sat = <n> }`, e.g. `pow = 200000`";
 const HINT_L402: &str = "write l402 = { msat = <n> } or { sat = <n> }, optionally with mode = \"per_call\" | \"balance\" | \"time_pass\" and bundle = <n> (balance: credit per invoice, in the price's unit; time_pass: seconds)";
 const HINT_NO_LIGHTNING: &str = "add a [lightning] section naming the node that creates invoices, e.g. [lightning] backend = \"lnd\", url = \"https://127.0.0.1:8080\", macaroon_path = \"…/invoice.macaroon\" (or backend = \"dev\" to try it out, never in production)";
-const HINT_LIGHTNING: &str = "see the [lightning] section in docs/L402.md: backend = \"lnd\" | \"cln\" | \"phoenixd\" | \"lnbits\" | \"dev\" and that backend's keys";
+const HINT_LIGHTNING: &str = "see the [lightning] section in docs/L402.md: backend = \"lnd\" | \"cln\" | \"phoenixd\" | \"lnbits\" | \"nwc\" | \"dev\" and that backend's keys";
 const HINT_L402_TABLE: &str = "see the [l402] section in docs/L402.md";
 const HINT_OAUTH_PRICE: &str = "write oauth = true (any valid token for this resource) or oauth = { scopes = [\"deploy:write\"] }";
 const HINT_NO_OAUTH: &str = "add an [oauth] section naming your authorization server, e.g. [oauth] issuer = \"https://auth.example.com\" (see docs/OAUTH.md)";
@@ -1446,6 +1446,8 @@ impl<'s> Cx<'s> {
                 &["network", "key_hex", "custodial", "dev_wallet"],
                 ("key_hex", "key_env"),
             ),
+            // Nostr Wallet Connect: the connection URI carries the client's secret key.
+            "nwc" => (&["uri", "uri_path", "timeout_secs"], ("uri", "uri_env")),
             other => {
                 self.problem(
                     Some(kspan),
@@ -1458,7 +1460,7 @@ impl<'s> Cx<'s> {
         let mut known: Vec<String> = vec!["backend".into()];
         known.extend(own.iter().map(|s| s.to_string()));
         known.push(env_key.to_owned());
-        if kind != "dev" {
+        if kind != "dev" && kind != "nwc" {
             known.extend(HTTP.iter().map(|s| s.to_string()));
         }
         let known_refs: Vec<&str> = known.iter().map(String::as_str).collect();
@@ -1524,6 +1526,8 @@ impl<'s> Cx<'s> {
                     BackendConfig::Phoenixd(c) => Some(&c.url),
                     BackendConfig::Lnbits(c) => Some(&c.url),
                     BackendConfig::Dev(_) => None,
+                    // The connection URI holds a private key; it is checked by the backend.
+                    BackendConfig::Nwc(_) => None,
                 } {
                     if let Err(e) = check_url(url) {
                         self.problem(url_span, format!("lightning url {url:?}: {e}"), HINT_URL);
@@ -1678,6 +1682,32 @@ pow = 2000000
 [methods."resources/read"]
 pow = 100000
 "#;
+
+    #[test]
+    fn nwc_backend_parses_and_refuses_http_keys() {
+        let base = "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[tools.default]\nl402 = { sat = 1 }\n[lightning]\nbackend = \"nwc\"\n";
+        let uri = "uri = \"nostr+walletconnect://b889ff5b1513b641e2a139f661a661364979c5beee91842f8f0ef42ab558e9d4?relay=wss%3A%2F%2Frelay.example&secret=71a8c14c1407c113601079c4302dab36460f0ccd0ad506f1f2dc73b5100e4f3c\"\n";
+        let c = parse(&format!("{base}{uri}timeout_secs = 5\n"), "t.toml").unwrap();
+        match c.lightning.as_ref().map(|l| &l.backend) {
+            Some(BackendConfig::Nwc(n)) => {
+                assert_eq!(n.timeout_secs, 5);
+                assert!(n.uri.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = parse(&format!("{base}{uri}lookup_retries = 2\n"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("lookup_retries"), "{e}");
+        let e = parse(
+            &format!("{base}uri_env = \"TURNPIKE_TEST_UNSET_NWC_URI\"\n"),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("TURNPIKE_TEST_UNSET_NWC_URI is not set"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn reference_config_parses() {

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [l402.backend]
-//! kind = "lnd"                          # lnd | cln | phoenixd | lnbits | dev
+//! kind = "lnd"                          # lnd | cln | phoenixd | lnbits | nwc | dev
 //! url = "https://127.0.0.1:8080"
 //! macaroon_path = "/home/lnd/.lnd/data/chain/bitcoin/mainnet/invoice.macaroon"
 //! tls_cert_path = "/home/lnd/.lnd/tls.cert"   # pins the node's self-signed certificate
@@ -75,6 +75,7 @@ pub enum BackendConfig {
     Phoenixd(PhoenixdConfig),
     Lnbits(LnbitsConfig),
     Dev(DevConfig),
+    Nwc(NwcConfig),
 }
 
 /// LND's REST API.

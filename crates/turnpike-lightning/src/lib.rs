@@ -115,6 +115,7 @@ pub fn connect(cfg: &BackendConfig) -> Result<Arc<dyn LightningBackend>, Lightni
         BackendConfig::Phoenixd(c) => Arc::new(phoenixd::PhoenixdBackend::new(c)?),
         BackendConfig::Lnbits(c) => Arc::new(lnbits::LnbitsBackend::new(c)?),
         BackendConfig::Dev(c) => Arc::new(dev::DevBackend::new(c)?),
+        BackendConfig::Nwc(c) => Arc::new(nwc::NwcBackend::new(c)?),
     })
 }
 
