@@ -4,17 +4,15 @@
 
 mod support;
 
-// The test's own redis-server, shared with the limits crate's backend suite.
-#[path = "../../turnpike-limits/tests/common/mod.rs"]
-mod redis_server;
-
 use std::net::SocketAddr;
+
+use turnpike_testkit::redis::RedisServer;
 
 use serde_json::json;
 use support::*;
 
 /// Two gateways on `redis` in front of one upstream, each with `extra` appended to the config.
-async fn two_gateways(redis: &redis_server::RedisServer, extra: &str) -> (SocketAddr, SocketAddr) {
+async fn two_gateways(redis: &RedisServer, extra: &str) -> (SocketAddr, SocketAddr) {
     let (up, _log) = start_upstream(true).await;
     let text = format!(
         "{}\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\ntimeout_ms = 2000\n{extra}",
@@ -28,7 +26,7 @@ async fn two_gateways(redis: &redis_server::RedisServer, extra: &str) -> (Socket
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_limit_of_n_is_n_across_both_instances() {
-    let redis = redis_server::RedisServer::start();
+    let redis = RedisServer::start();
     let (a, b) = two_gateways(
         &redis,
         r#"
@@ -73,7 +71,7 @@ rate = "1/h"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_pow_solution_is_accepted_once_across_both() {
-    let redis = redis_server::RedisServer::start();
+    let redis = RedisServer::start();
     let (a, b) = two_gateways(
         &redis,
         // Every attempt is counted before its solution is verified: room for all of them.

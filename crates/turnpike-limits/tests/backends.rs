@@ -3,17 +3,15 @@
 //! one memory backend, and two independent Redis backends (two connection managers) on one
 //! server.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::RedisServer;
 use turnpike_limits::{
     Admission, BudgetsConfig, CallInfo, CallKind, Check, Class, ConcurrencyCheck, Denial,
     FailureMode, InFlight, LimitBackend, LimitError, Limiter, LimitsConfig, LoopBrake, LoopCheck,
     MemoryBackend, Quota, RateCheck, RedisBackend, RedisOptions,
 };
+use turnpike_testkit::redis::RedisServer;
 
 type Pair = (Arc<dyn LimitBackend>, Arc<dyn LimitBackend>);
 

@@ -3,13 +3,11 @@
 //! clients under concurrent attempts, and the Redis set fails closed while Redis is down and
 //! recovers by itself after a restart.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::RedisServer;
 use turnpike_store::{MemorySpentSet, RedisSpentSet, RedisSpentSetOptions, SpentSet, StoreError};
+use turnpike_testkit::redis::RedisServer;
 
 fn redis_set(server: &RedisServer) -> Arc<dyn SpentSet> {
     Arc::new(

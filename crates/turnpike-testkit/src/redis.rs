@@ -1,8 +1,6 @@
 //! A real redis-server of the test's own: on a free loopback port, in a temp dir, nothing
 //! persisted, killed when dropped. Never the machine's own instance.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

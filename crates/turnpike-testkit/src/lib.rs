@@ -1,0 +1,3 @@
+//! Test support shared by turnpike's crates.
+
+pub mod redis;
