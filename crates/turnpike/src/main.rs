@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod check;
+mod connect;
 mod demo;
+mod init;
 mod logging;
 mod serve;
 mod solve;
@@ -49,6 +51,8 @@ enum Command {
     Solve(solve::SolveArgs),
     Demo(demo::DemoArgs),
     Token(token::TokenArgs),
+    Connect(connect::ConnectArgs),
+    Init(init::InitArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,7 +60,11 @@ fn main() -> ExitCode {
     // `solve` and `check` write their results for people and pipes: keep logs quiet unless
     // asked for.
     let default_filter = match cli.command {
-        Command::Solve(_) | Command::Check(_) | Command::Token(_) => "warn",
+        Command::Solve(_)
+        | Command::Check(_)
+        | Command::Token(_)
+        | Command::Connect(_)
+        | Command::Init(_) => "warn",
         Command::Serve(_) | Command::Demo(_) => "info",
     };
     if let Err(e) = logging::init(cli.log.as_deref(), default_filter, cli.log_format) {
@@ -69,6 +77,8 @@ fn main() -> ExitCode {
         Command::Solve(a) => solve::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Token(a) => token::run(a),
+        Command::Connect(a) => connect::run(a),
+        Command::Init(a) => init::run(a),
     };
     match result {
         Ok(code) => code,
