@@ -8,8 +8,8 @@
 //!   their narrowing-only evaluation;
 //! - [`credential`]: parsers for `Authorization: L402 …`, the `Macaroon` header and
 //!   `params._meta["turnpike/l402"]`, producing [`turnpike_core::Credential::L402`];
-//! - [`store`] and [`sqlite`]: root keys, issued tokens, balances and the ledger, in memory or
-//!   in SQLite;
+//! - [`store`], [`sqlite`] and `postgres` (feature `postgres`): root keys, issued tokens,
+//!   balances and the ledger, in memory, in SQLite, or in PostgreSQL shared by instances;
 //! - [`rail`]: [`L402Rail`], the [`turnpike_core::Rail`] implementation with the three billing
 //!   modes.
 //!
@@ -19,6 +19,8 @@ pub mod caveat;
 pub mod credential;
 pub mod identifier;
 pub mod macaroon;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod rail;
 pub mod sqlite;
 pub mod store;
@@ -26,6 +28,8 @@ pub mod store;
 pub use credential::{parse_authorization, parse_macaroon_header, parse_meta, META_L402};
 pub use identifier::Identifier;
 pub use macaroon::{Limits, Macaroon, MacaroonError};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use rail::{
     check_token, decode_token, BuildError, ConfirmSettlement, L402Config, L402Rail, L402Settings,
     StoreConfig,

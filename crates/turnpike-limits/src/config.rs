@@ -225,6 +225,35 @@ pub struct StoreConfig {
     pub key_prefix: String,
     /// Longest wait for one Redis operation, in milliseconds (default 250).
     pub timeout_ms: u64,
+    /// Where the durable state (L402 root keys, tokens, balances, ledger) lives: `embedded`
+    /// (default: `[l402] store`, SQLite under `data_dir`) or `postgres` (shared by instances).
+    pub durable: DurableBackend,
+    /// `postgres://user@host:port/db` (a secret when it carries a password: prefer
+    /// `postgres_url_env`). Exactly one of the two with `durable = "postgres"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_url: Option<String>,
+    /// The environment variable holding the PostgreSQL URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_url_env: Option<String>,
+    /// The schema turnpike's tables live in (created when missing; default `public`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_schema: Option<String>,
+    /// Connections per instance (default 8; each pipelines its statements).
+    pub postgres_pool: u32,
+    /// Longest wait for one PostgreSQL operation, connecting included, and the server-side
+    /// `statement_timeout`, in milliseconds (default 2000).
+    pub postgres_timeout_ms: u64,
+}
+
+/// Which backend holds the durable state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurableBackend {
+    /// The L402 rail's own store (`[l402] store`: SQLite by default). One instance.
+    #[default]
+    Embedded,
+    /// PostgreSQL (several instances share balances, tokens and the ledger).
+    Postgres,
 }
 
 impl Default for StoreConfig {
@@ -234,8 +263,24 @@ impl Default for StoreConfig {
             redis_url: None,
             key_prefix: "turnpike".into(),
             timeout_ms: 250,
+            durable: DurableBackend::Embedded,
+            postgres_url: None,
+            postgres_url_env: None,
+            postgres_schema: None,
+            postgres_pool: 8,
+            postgres_timeout_ms: 2000,
         }
     }
+}
+
+/// Whether `s` is a plain SQL identifier turnpike accepts as a schema name: lower-case ASCII
+/// letters, digits and `_`, starting with a letter or `_`, at most 63 bytes.
+pub fn valid_schema_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.as_bytes()[0].is_ascii_digit()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// One problem in the limits configuration: where (a dotted path) and what.
@@ -352,6 +397,40 @@ impl LimitsConfig {
         if store.timeout_ms == 0 {
             out.push(problem("store.timeout_ms", "must be at least 1"));
         }
+        let url_ok = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
+        match (&store.postgres_url, &store.postgres_url_env) {
+            (Some(_), Some(_)) => out.push(problem(
+                "store.postgres_url_env",
+                "give the PostgreSQL URL one way only: postgres_url or postgres_url_env",
+            )),
+            (Some(u), None) if !url_ok(u) => out.push(problem(
+                "store.postgres_url",
+                "must start with postgres:// (e.g. \"postgres://turnpike@127.0.0.1:5432/turnpike\")",
+            )),
+            (None, Some(v)) if v.is_empty() => out.push(problem(
+                "store.postgres_url_env",
+                "name an environment variable",
+            )),
+            (None, None) if store.durable == DurableBackend::Postgres => out.push(problem(
+                "store.durable",
+                "durable = \"postgres\" needs postgres_url = \"postgres://…\" or postgres_url_env = \"VAR\"",
+            )),
+            _ => {}
+        }
+        if let Some(s) = &store.postgres_schema {
+            if !valid_schema_name(s) {
+                out.push(problem(
+                    "store.postgres_schema",
+                    "lower-case letters, digits and _ only (at most 63, not starting with a digit)",
+                ));
+            }
+        }
+        if store.postgres_pool == 0 || store.postgres_pool > 256 {
+            out.push(problem("store.postgres_pool", "must be 1 to 256"));
+        }
+        if store.postgres_timeout_ms == 0 {
+            out.push(problem("store.postgres_timeout_ms", "must be at least 1"));
+        }
         out
     }
 }
@@ -456,5 +535,26 @@ mod tests {
                 "store.redis_url"
             ]
         );
+        let f: File = toml::from_str(
+            "[store]\ndurable = \"postgres\"\npostgres_schema = \"Bad-Name\"\npostgres_pool = 0",
+        )
+        .unwrap();
+        let p = f.limits.validate(&f.budgets, &f.store);
+        let paths: Vec<_> = p.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "store.durable",
+                "store.postgres_schema",
+                "store.postgres_pool"
+            ]
+        );
+        let f: File = toml::from_str(
+            "[store]\ndurable = \"postgres\"\npostgres_url_env = \"TURNPIKE_PG\"\npostgres_schema = \"turnpike\"",
+        )
+        .unwrap();
+        assert!(f.limits.validate(&f.budgets, &f.store).is_empty());
+        assert_eq!(f.store.durable, DurableBackend::Postgres);
+        assert_eq!(f.store.postgres_timeout_ms, 2000);
     }
 }

@@ -28,8 +28,9 @@ pub use backend::{
     MAX_RATES,
 };
 pub use config::{
-    BudgetsConfig, ConfigProblem, FailureMode, IdentityQuotaConfig, LimitsConfig, LoopBrakeConfig,
-    QuotaConfig, RailClass, StoreBackend, StoreConfig,
+    valid_schema_name, BudgetsConfig, ConfigProblem, DurableBackend, FailureMode,
+    IdentityQuotaConfig, LimitsConfig, LoopBrakeConfig, QuotaConfig, RailClass, StoreBackend,
+    StoreConfig,
 };
 pub use engine::{Admission, Admitted, CallInfo, CallKind, LimitReason, Limited, Limiter};
 pub use memory::{Clock, ManualClock, MemoryBackend, SystemClock};

@@ -1,3 +1,4 @@
 //! Test support shared by turnpike's crates.
 
+pub mod postgres;
 pub mod redis;
