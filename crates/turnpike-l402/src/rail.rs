@@ -29,8 +29,9 @@
 //!    there: *Stale* "already used"); balance — an atomic debit (not enough left: *Stale* "balance used up");
 //!    time pass — nothing more.
 //!
-//! A pass grants `Identity::L402 { token_id }` (hex). A balance debit's id travels in the
-//! grant's receipt (`l402-debit:<id>`), and `settle(grant, false)` refunds it.
+//! A pass grants `Identity::L402 { token_id }` (hex). A balance debit's id and amount travel
+//! in the grant's receipt (`l402-debit:<id>:<msat>`; [`debited_msat`] reads the amount), and
+//! `settle(grant, false)` refunds it.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -172,7 +173,29 @@ pub struct L402Rail {
 }
 
 /// Prefix of the receipt a balance debit leaves in its grant.
+/// A balance debit's receipt: `l402-debit:<debit id>:<msat>`.
 const DEBIT_RECEIPT: &str = "l402-debit:";
+
+/// The debit id and amount a grant's receipt names (`l402-debit:<id>:<msat>`; the amount may be
+/// absent in receipts minted before it was recorded).
+fn parse_debit(grant: &Grant) -> Option<(u64, Option<u64>)> {
+    if grant.rail != RailKind::L402 {
+        return None;
+    }
+    let rest = grant.receipt.as_deref()?.strip_prefix(DEBIT_RECEIPT)?;
+    let (id, msat) = match rest.split_once(':') {
+        Some((id, m)) => (id, Some(m.parse::<u64>().ok()?)),
+        None => (rest, None),
+    };
+    Some((id.parse().ok()?, msat))
+}
+
+/// The millisatoshis an L402 grant took from a prepaid balance (`None` for other grants:
+/// per-call and time-pass tokens were paid for by their own invoice). The gateway counts this
+/// against `budgets.msat_per_token_per_day`.
+pub fn debited_msat(grant: &Grant) -> Option<u64> {
+    parse_debit(grant).and_then(|(_, m)| m)
+}
 
 fn refuse(reason: impl Into<String>) -> Refusal {
     Refusal::new(RailKind::L402, reason)
@@ -410,7 +433,7 @@ impl L402Rail {
                     Ok(DebitOutcome::Debited { debit_id, .. }) => Verdict::Pass(Grant {
                         rail: RailKind::L402,
                         identity,
-                        receipt: Some(format!("{DEBIT_RECEIPT}{debit_id}")),
+                        receipt: Some(format!("{DEBIT_RECEIPT}{debit_id}:{msat}")),
                     }),
                     Ok(DebitOutcome::Insufficient { .. }) => {
                         Verdict::Stale(refuse("balance used up"))
@@ -474,12 +497,7 @@ impl L402Rail {
         if upstream_ok || grant.rail != RailKind::L402 {
             return;
         }
-        let Some(id) = grant
-            .receipt
-            .as_deref()
-            .and_then(|r| r.strip_prefix(DEBIT_RECEIPT))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+        let Some((id, _)) = parse_debit(grant) else {
             return;
         };
         let now = std::time::SystemTime::now()
@@ -564,5 +582,41 @@ impl Rail for L402Rail {
 
     fn settle<'a>(&'a self, grant: &'a Grant, upstream_ok: bool) -> BoxFuture<'a, ()> {
         Box::pin(self.refund(grant, upstream_ok))
+    }
+}
+
+#[cfg(test)]
+mod receipt_tests {
+    use super::*;
+
+    fn grant(rail: RailKind, receipt: Option<&str>) -> Grant {
+        Grant {
+            rail,
+            identity: None,
+            receipt: receipt.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn debit_receipts_carry_the_amount() {
+        let g = grant(RailKind::L402, Some("l402-debit:42:1500"));
+        assert_eq!(parse_debit(&g), Some((42, Some(1500))));
+        assert_eq!(debited_msat(&g), Some(1500));
+        // Older receipts: the id alone.
+        let g = grant(RailKind::L402, Some("l402-debit:42"));
+        assert_eq!(parse_debit(&g), Some((42, None)));
+        assert_eq!(debited_msat(&g), None);
+        for bad in ["l402-debit:x:1", "l402-debit:1:y", "other:1:2", ""] {
+            assert_eq!(
+                parse_debit(&grant(RailKind::L402, Some(bad))),
+                None,
+                "{bad}"
+            );
+        }
+        assert_eq!(debited_msat(&grant(RailKind::L402, None)), None);
+        assert_eq!(
+            debited_msat(&grant(RailKind::Pow, Some("l402-debit:1:2"))),
+            None
+        );
     }
 }

@@ -69,17 +69,20 @@ pub enum LimitReason {
     DailyBudget,
     /// Too many of the identity's calls are in flight.
     Concurrency,
+    /// The L402 token's daily spending cap (`budgets.msat_per_token_per_day`) is reached.
+    SpendBudget,
 }
 
 impl LimitReason {
     /// A short label for logs, metrics and `error.data.reason`: `rate`, `loop_brake`,
-    /// `daily_budget`, `concurrency`.
+    /// `daily_budget`, `concurrency`, `spend_budget`.
     pub fn as_str(self) -> &'static str {
         match self {
             LimitReason::Rate => "rate",
             LimitReason::LoopBrake => "loop_brake",
             LimitReason::DailyBudget => "daily_budget",
             LimitReason::Concurrency => "concurrency",
+            LimitReason::SpendBudget => "spend_budget",
         }
     }
 }
@@ -178,6 +181,22 @@ impl Limited {
             LimitReason::Concurrency => format!(
                 "Too many calls in flight at once; retry after {s} s, when one has finished."
             ),
+            LimitReason::SpendBudget => format!(
+                "This L402 token's daily spending cap is reached; it renews in {s} s (UTC midnight)."
+            ),
+        }
+    }
+
+    /// The refusal of a spend [`Limiter::spend_msat`] did not accept: reason
+    /// [`LimitReason::SpendBudget`], policy `msat_daily`, retry at the next UTC midnight. No
+    /// `RateLimit` fields (their units are calls, not millisatoshis).
+    pub fn spend_budget(o: &SpendOutcome) -> Limited {
+        Limited {
+            reason: LimitReason::SpendBudget,
+            policy: Cow::Borrowed("msat_daily"),
+            retry_after: o.reset,
+            status: Vec::new(),
+            effort_multiplier: 1,
         }
     }
 
