@@ -10,7 +10,9 @@
 //!   can prove what a gateway in front of it forwarded (and what it stripped).
 //!
 //! Served over Streamable HTTP ([`http_service`], [`router`], [`serve_http`]) or stdio
-//! ([`serve_stdio`]).
+//! ([`serve_stdio`]). rmcp serves both MCP eras on one endpoint; [`EraMode`] makes the HTTP
+//! fixture a legacy-only (2025) or modern-only (2026-07-28) server, the way servers of one era
+//! answer the other, so that era translation in front of it can be tested.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -219,6 +221,36 @@ pub struct HttpOptions {
     pub allowed_hosts: Option<Vec<String>>,
     /// Cancelled to end every session (e.g. at shutdown).
     pub cancel: CancellationToken,
+    /// Which MCP era(s) the endpoint speaks. Default: both.
+    pub era: EraMode,
+}
+
+/// Which MCP era(s) the HTTP fixture speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EraMode {
+    /// Both (rmcp's own behaviour): `initialize` sessions and stateless 2026-07-28 requests.
+    #[default]
+    Both,
+    /// The 2025 revisions only: a POST declaring `MCP-Protocol-Version` 2026-07-28 or later, a
+    /// `server/discover`, or any request other than `initialize` without a session gets `400`
+    /// with a JSON-RPC error, as a server of that era answers.
+    Legacy,
+    /// 2026-07-28 only: a POST without `MCP-Protocol-Version` 2026-07-28 or later (an
+    /// `initialize`, a session request) gets `400` with `UnsupportedProtocolVersionError`
+    /// (-32022, listing the supported versions); GET and DELETE get `405`.
+    Modern,
+}
+
+impl EraMode {
+    /// `both`, `2025` or `2026-07-28`.
+    pub fn parse(s: &str) -> Option<EraMode> {
+        match s {
+            "both" => Some(EraMode::Both),
+            "2025" | "legacy" => Some(EraMode::Legacy),
+            "2026-07-28" | "modern" => Some(EraMode::Modern),
+            _ => None,
+        }
+    }
 }
 
 impl Default for HttpOptions {
@@ -228,6 +260,7 @@ impl Default for HttpOptions {
             json_response: false,
             allowed_hosts: None,
             cancel: CancellationToken::new(),
+            era: EraMode::Both,
         }
     }
 }
@@ -269,7 +302,114 @@ pub fn http_service(opts: &HttpOptions) -> FixtureHttpService {
 
 /// An axum router serving the fixture at `path` (e.g. `/mcp`).
 pub fn router(path: &str, opts: &HttpOptions) -> axum::Router {
-    axum::Router::new().route_service(path, http_service(opts))
+    let r = axum::Router::new().route_service(path, http_service(opts));
+    match opts.era {
+        EraMode::Both => r,
+        era => r.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                era_filter(era, req, next)
+            },
+        )),
+    }
+}
+
+const MODERN: &str = "2026-07-28";
+
+fn refuse(
+    status: http::StatusCode,
+    id: serde_json::Value,
+    code: i64,
+    msg: &str,
+    data: Option<serde_json::Value>,
+) -> axum::response::Response {
+    let mut err = serde_json::json!({"code": code, "message": msg});
+    if let Some(d) = data {
+        err["data"] = d;
+    }
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": err});
+    let mut r = axum::response::Response::new(axum::body::Body::from(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Keeps one era out (see [`EraMode`]).
+async fn era_filter(
+    era: EraMode,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let version = req
+        .headers()
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let modern_header = version.as_str() >= MODERN;
+    if req.method() != http::Method::POST {
+        if era == EraMode::Modern {
+            let mut r = axum::response::Response::new(axum::body::Body::empty());
+            *r.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+            return r;
+        }
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+        return refuse(
+            http::StatusCode::BAD_REQUEST,
+            serde_json::Value::Null,
+            -32600,
+            "body unreadable",
+            None,
+        );
+    };
+    let msg: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let id = msg.get("id").cloned().unwrap_or(serde_json::Value::Null);
+    let method = msg
+        .get("method")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    match era {
+        EraMode::Modern if !modern_header => {
+            return refuse(
+                http::StatusCode::BAD_REQUEST,
+                id,
+                -32022,
+                "Unsupported protocol version: this server speaks MCP 2026-07-28 only",
+                Some(serde_json::json!({"supported": [MODERN], "requested": version})),
+            );
+        }
+        EraMode::Legacy if modern_header || method == "server/discover" => {
+            return refuse(
+                http::StatusCode::BAD_REQUEST,
+                id,
+                -32600,
+                "Bad Request: Unsupported protocol version",
+                None,
+            );
+        }
+        EraMode::Legacy
+            if method != "initialize" && !parts.headers.contains_key("mcp-session-id") =>
+        {
+            return refuse(
+                http::StatusCode::BAD_REQUEST,
+                id,
+                -32600,
+                "Bad Request: No valid session ID provided",
+                None,
+            );
+        }
+        _ => {}
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 /// Serves the fixture at `path` on `listener` (with `TCP_NODELAY` on every connection) until

@@ -40,6 +40,15 @@ struct Args {
     /// Accept any Host header (default: only localhost, 127.0.0.1 and ::1).
     #[arg(long, conflicts_with = "stdio")]
     any_host: bool,
+    /// Which MCP era(s) to speak over HTTP: both, 2025 (legacy only) or 2026-07-28 (modern
+    /// only).
+    #[arg(
+        long,
+        default_value = "both",
+        value_name = "ERA",
+        conflicts_with = "stdio"
+    )]
+    era: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,7 +73,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
+    let Some(era) = turnpike_fixture::EraMode::parse(&args.era) else {
+        anyhow::bail!("--era must be both, 2025 or 2026-07-28");
+    };
     let opts = HttpOptions {
+        era,
         stateless: args.stateless,
         json_response: args.json,
         allowed_hosts: args.any_host.then(Vec::new),

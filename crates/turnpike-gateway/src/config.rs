@@ -19,6 +19,8 @@
 //! # command = ["npx", "-y", "@modelcontextprotocol/server-everything"]
 //! # env = { KEY = "value" }
 //! # idle_timeout_secs = 900
+//! # era = "auto"                    # auto | "2025" | "2026-07-28": what the upstream speaks
+//!                                    # (auto probes with server/discover); see docs/ERAS.md
 //!
 //! [pow]                              # see turnpike_pow::PowConfig
 //! expiry_secs = 300
@@ -264,6 +266,9 @@ pub struct UpstreamConfig {
     pub env: BTreeMap<String, String>,
     /// Seconds after which an idle session's child is ended. Default 900.
     pub idle_timeout_secs: u64,
+    /// The MCP era the upstream speaks (`auto`: probe); clients of the other era are
+    /// translated (`crate::era`).
+    pub era: crate::era::EraSetting,
 }
 
 impl Default for UpstreamConfig {
@@ -273,6 +278,7 @@ impl Default for UpstreamConfig {
             command: None,
             env: BTreeMap::new(),
             idle_timeout_secs: 900,
+            era: crate::era::EraSetting::Auto,
         }
     }
 }
@@ -943,8 +949,15 @@ impl<'s> Cx<'s> {
         self.unknown_keys(
             t,
             "[upstream]",
-            &["url", "command", "env", "idle_timeout_secs"],
+            &["url", "command", "env", "idle_timeout_secs", "era"],
         );
+        const ERA: &str = "use \"auto\", \"2025\" or \"2026-07-28\"";
+        if let Some((v, vspan)) = self.field::<String>(t, "era", ERA) {
+            match crate::era::EraSetting::parse(&v) {
+                Some(e) => u.era = e,
+                None => self.problem(Some(vspan), format!("unknown era {v:?}"), ERA),
+            }
+        }
         if let Some((v, vspan)) = self.field::<String>(t, "url", HINT_URL) {
             if let Err(e) = check_url(&v) {
                 self.problem(Some(vspan), format!("upstream url {v:?}: {e}"), HINT_URL);
@@ -1746,6 +1759,30 @@ pow = 100000
         assert!(
             c.policy().price("tools/call", Some("x")).is_free(),
             "no tools table = free"
+        );
+    }
+
+    #[test]
+    fn upstream_era() {
+        use crate::era::EraSetting;
+        let c = parse("[upstream]\nurl = \"http://x/mcp\"\n", "t").unwrap();
+        assert_eq!(c.upstream.era, EraSetting::Auto);
+        let c = parse(
+            "[upstream]\nurl = \"http://x/mcp\"\nera = \"2026-07-28\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.upstream.era, EraSetting::Modern);
+        let c = parse("[upstream]\nurl = \"http://x/mcp\"\nera = \"2025\"\n", "t").unwrap();
+        assert_eq!(c.upstream.era, EraSetting::Legacy);
+        let e = parse(
+            "[upstream]\nurl = \"http://x/mcp\"\nera = \"2024\"\n",
+            "e.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("e.toml:3:7: unknown era \"2024\""),
+            "{e}"
         );
     }
 

@@ -9,12 +9,15 @@
 //! - [`identity`]: the signed `Turnpike-Identity` statement for the upstream (OAuth callers);
 //! - [`TurnpikeLayer`]: the gate as a tower layer in front of any MCP server's HTTP service;
 //! - [`upstream`]: the HTTP proxy upstream and the stdio upstream;
+//! - [`era`]: the two MCP protocol eras (2025 sessions, 2026-07-28 stateless) translated between
+//!   client and upstream;
 //! - [`serve`]: the gateway server itself.
 
 pub mod annotate;
 pub mod body;
 pub mod config;
 pub mod credentials;
+pub mod era;
 pub mod hosts;
 pub mod identity;
 pub mod layer;

@@ -87,6 +87,7 @@ pub async fn serve_listener(
         );
     }
     let (upstream, stdio) = build_upstream(&config)?;
+    let upstream = crate::era::adapt(upstream, &config.upstream, &config.server.data_dir)?;
     let _dev_wallet = start_dev_wallet(&config, &gate).await?;
     let endpoint: Arc<str> = Arc::from(config.server.path.as_str());
     let local = listener.local_addr().ok();

@@ -1,0 +1,536 @@
+//! A legacy (2025) client in front of a modern-only (2026-07-28) upstream.
+//!
+//! - `initialize` is answered by the gateway: the capabilities, server info and instructions
+//!   come from the upstream's `server/discover` (kept for its `ttlMs` when its `cacheScope` is
+//!   `public`; a `private` result is never kept), the protocol version is the client's when the
+//!   gateway speaks it, else 2025-11-25. The session id is sealed and self-contained
+//!   ([`super::seal`]): the client's capabilities and info travel in it, so any instance with
+//!   the same key routes it, also after a restart.
+//! - Every later request must carry that id (`400` without, `404` when it does not verify or has
+//!   expired, so the client starts again). It is forwarded without the id, with
+//!   `MCP-Protocol-Version: 2026-07-28`, `Mcp-Method` / `Mcp-Name` mirroring the body, and the
+//!   session's protocol version, capabilities and client info (and a log level set by
+//!   `logging/setLevel` on this instance) in `params._meta`.
+//! - Results lose the modern-only members (`resultType`, `ttlMs`, `cacheScope`); an upstream
+//!   4xx that carries a JSON-RPC error becomes that error in an HTTP 200, so the client does not
+//!   take it for a lost session.
+//! - `ping` is answered here; `notifications/initialized` is absorbed; `notifications/cancelled`
+//!   closes the stream of the request it names (cancellation in the modern era);
+//!   `resources/subscribe`/`unsubscribe` get -32601 (modern servers use
+//!   `subscriptions/listen`, not bridged yet); an `input_required` result becomes error
+//!   [`super::NOT_TRANSLATABLE`] naming what the server asked for.
+//! - GET (the legacy server stream) gets `405`, which the transport spec lets a server answer
+//!   when it offers no stream; DELETE of a valid id gets `200` and the id is remembered as ended
+//!   on this instance.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::seal::{SealError, Sealer, SessionClaims};
+use super::wire::{self, Edit, OnAbandon};
+use super::{EraAdapter, LEGACY_VERSIONS, METHOD_NOT_FOUND, NOT_TRANSLATABLE};
+
+/// The most requests in flight tracked for cancellation, and the most ended sessions and log
+/// levels remembered (oldest forgotten first when full).
+const MAX_TRACKED: usize = 16 * 1024;
+
+/// Per-adapter state for legacy clients.
+pub struct State {
+    pub(crate) sealer: Sealer,
+    discover: Mutex<Option<(Instant, Value)>>,
+    inflight: Mutex<HashMap<(SessionKey, String), CancellationToken>>,
+    ended: Mutex<HashSet<SessionKey>>,
+    levels: Mutex<HashMap<SessionKey, Value>>,
+}
+
+type SessionKey = [u8; 16];
+
+fn session_key(id: &str) -> SessionKey {
+    let d = Sha256::digest(id.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
+}
+
+impl State {
+    pub(crate) fn new(sealer: Sealer) -> State {
+        State {
+            sealer,
+            discover: Mutex::new(None),
+            inflight: Mutex::new(HashMap::new()),
+            ended: Mutex::new(HashSet::new()),
+            levels: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn bounded_insert<K: std::hash::Hash + Eq + Clone, V>(map: &mut HashMap<K, V>, k: K, v: V) {
+    if map.len() >= MAX_TRACKED && !map.contains_key(&k) {
+        if let Some(first) = map.keys().next().cloned() {
+            map.remove(&first);
+        }
+    }
+    map.insert(k, v);
+}
+
+/// The session of a request, or the answer to send instead.
+fn session(
+    a: &EraAdapter,
+    headers: &HeaderMap,
+    id: Option<&Value>,
+) -> Result<(String, SessionClaims), Box<Response<Body>>> {
+    let Some(sid) = headers
+        .get(turnpike_mcp::headers::SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(Box::new(wire::json_response(
+            StatusCode::BAD_REQUEST,
+            &wire::error_value(
+                id,
+                -32600,
+                "Bad Request: no Mcp-Session-Id; start a session with initialize",
+            ),
+        )));
+    };
+    let st = &a.shared().legacy;
+    let not_found = |why: &str| {
+        Box::new(wire::json_response(
+            StatusCode::NOT_FOUND,
+            &wire::error_value(
+                id,
+                -32001,
+                &format!("Session not found ({why}); initialize again"),
+            ),
+        ))
+    };
+    if st.ended.lock().contains(&session_key(sid)) {
+        return Err(not_found("ended"));
+    }
+    match st.sealer.open(sid) {
+        Ok(c) => Ok((sid.to_owned(), c)),
+        Err(SealError::Expired) => Err(not_found("expired")),
+        Err(_) => Err(not_found("unknown")),
+    }
+}
+
+/// GET, DELETE and other methods.
+pub async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
+    let (sid, _) = match session(a, req.headers(), None) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    match *req.method() {
+        Method::GET => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+            r
+        }
+        Method::DELETE => {
+            let key = session_key(&sid);
+            let st = &a.shared().legacy;
+            {
+                let mut ended = st.ended.lock();
+                if ended.len() >= MAX_TRACKED {
+                    ended.clear();
+                }
+                ended.insert(key);
+            }
+            st.levels.lock().remove(&key);
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::OK;
+            r
+        }
+        _ => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            r
+        }
+    }
+}
+
+/// A POST from a legacy client.
+pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) -> Response<Body> {
+    let id = body.get("id").cloned();
+    let method = body
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let Some(method) = method else {
+        // A client's answer to a server request: modern servers send none.
+        return match session(a, &parts.headers, None) {
+            Ok(_) => wire::accepted(),
+            Err(r) => *r,
+        };
+    };
+    if method == "initialize" {
+        return initialize(a, &parts, &body).await;
+    }
+    let (sid, claims) = match session(a, &parts.headers, id.as_ref()) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let key = session_key(&sid);
+    let st = &a.shared().legacy;
+    let Some(id) = id else {
+        // Notifications.
+        if method == "notifications/cancelled" {
+            let target = body.pointer("/params/requestId").map(id_key);
+            if let Some(t) = target {
+                if let Some(tok) = st.inflight.lock().remove(&(key, t)) {
+                    tok.cancel();
+                }
+            }
+        }
+        return wire::accepted();
+    };
+    match method.as_str() {
+        "ping" => {
+            return wire::json_response(
+                StatusCode::OK,
+                &json!({"jsonrpc": "2.0", "id": id, "result": {}}),
+            )
+        }
+        "logging/setLevel" => {
+            let level = body.pointer("/params/level").cloned().unwrap_or(Value::Null);
+            bounded_insert(&mut st.levels.lock(), key, level);
+            return wire::json_response(
+                StatusCode::OK,
+                &json!({"jsonrpc": "2.0", "id": id, "result": {}}),
+            );
+        }
+        "resources/subscribe" | "resources/unsubscribe" => {
+            return wire::json_response(
+                StatusCode::OK,
+                &wire::error_value(
+                    Some(&id),
+                    METHOD_NOT_FOUND,
+                    &format!("{method} has no equivalent on this MCP 2026-07-28 server (it uses subscriptions/listen), and turnpike does not bridge it yet"),
+                ),
+            )
+        }
+        _ => {}
+    }
+    // Forward as a modern request.
+    let mut meta = super::modern_meta(&claims.caps, &claims.info);
+    if let Some(level) = st.levels.lock().get(&key).cloned() {
+        if !level.is_null() {
+            meta.insert(super::META_LOG_LEVEL.into(), level);
+        }
+    }
+    set_meta(&mut body, meta);
+    let mut headers = parts.headers.clone();
+    headers.remove(turnpike_mcp::headers::SESSION_ID);
+    super::modern_headers(&mut headers, &body);
+    let mut req = wire::post(&parts.uri, headers, &body);
+    *req.extensions_mut() = parts.extensions;
+    let token = CancellationToken::new();
+    let ikey = (key, id_key(&id));
+    bounded_insert(&mut st.inflight.lock(), ikey.clone(), token.clone());
+    let resp = wire::send(&a.inner(), req).await;
+    let shared = a.clone();
+    let untrack = OnAbandon::new(move || {
+        shared.shared().legacy.inflight.lock().remove(&ikey);
+    });
+    legacy_response(resp, id, untrack, Some(token)).await
+}
+
+/// Turns a modern upstream's answer into what a legacy client expects.
+async fn legacy_response(
+    resp: Response<Body>,
+    id: Value,
+    untrack: OnAbandon,
+    cancel: Option<CancellationToken>,
+) -> Response<Body> {
+    let status = resp.status();
+    if status.is_client_error()
+        && !matches!(status.as_u16(), 401 | 402 | 403 | 429)
+        && wire::media_type(resp.headers()) == "application/json"
+    {
+        // A JSON-RPC error in a 4xx (unsupported version, unknown method, bad params): a legacy
+        // client would read 404 as a lost session. The error travels in a 200.
+        return match wire::answer(resp, &id).await {
+            Ok((_, v)) if v.get("error").is_some() => {
+                let mut v = v;
+                v["id"] = id.clone();
+                wire::json_response(StatusCode::OK, &v)
+            }
+            _ => wire::json_response(
+                status,
+                &wire::error_value(
+                    Some(&id),
+                    -32600,
+                    &format!("the upstream refused the request (HTTP {status})"),
+                ),
+            ),
+        };
+    }
+    // The tracking entry goes when the stream ends either way.
+    let mut untrack = Some(untrack);
+    let final_id = id.clone();
+    let edit = move |v: &mut Value| {
+        if v.get("method").is_none() && v.get("id") == Some(&final_id) {
+            untrack.take();
+            return to_legacy_result(v);
+        }
+        Edit::Keep
+    };
+    wire::rewrite(resp, edit, Some(id), OnAbandon::none(), cancel)
+}
+
+/// Rewrites one modern answer for a legacy client.
+pub fn to_legacy_result(v: &mut Value) -> Edit {
+    let Some(result) = v.get_mut("result").and_then(Value::as_object_mut) else {
+        return Edit::Keep;
+    };
+    if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
+        let asked: Vec<String> = result
+            .get("inputRequests")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.values()
+                    .filter_map(|r| r.get("method").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let what = if asked.is_empty() {
+            "more input".to_owned()
+        } else {
+            asked.join(", ")
+        };
+        let id = v.get("id").cloned();
+        *v = wire::error_value(
+            id.as_ref(),
+            NOT_TRANSLATABLE,
+            &format!("the server needs {what} from the client to finish this request (an MCP 2026-07-28 input_required result); turnpike does not translate that into a request to a 2025-era client yet"),
+        );
+        v["error"]["data"] = json!({"turnpike": "era-translation", "inputRequired": asked});
+        return Edit::Changed;
+    }
+    let mut changed = false;
+    for k in ["resultType", "ttlMs", "cacheScope"] {
+        changed |= result.remove(k).is_some();
+    }
+    if changed {
+        Edit::Changed
+    } else {
+        Edit::Keep
+    }
+}
+
+/// Answers `initialize` from the upstream's `server/discover`.
+async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) -> Response<Body> {
+    let id = body.get("id").cloned().unwrap_or(Value::Null);
+    let params = body.get("params").cloned().unwrap_or_else(|| json!({}));
+    let requested = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let version = if LEGACY_VERSIONS.contains(&requested) {
+        requested
+    } else {
+        LEGACY_VERSIONS[0]
+    };
+    let caps = params
+        .get("capabilities")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    let info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
+    let discover = match discover(a, &parts.uri, &caps, &info).await {
+        Ok(d) => d,
+        Err(why) => {
+            return wire::json_response(
+                StatusCode::BAD_GATEWAY,
+                &wire::error_value(
+                    Some(&id),
+                    turnpike_core::error_codes::UPSTREAM_FAILED,
+                    &format!("the upstream (MCP 2026-07-28) did not answer server/discover: {why}"),
+                ),
+            )
+        }
+    };
+    let claims = SessionClaims {
+        v: version.to_owned(),
+        caps,
+        info,
+        iat: super::seal::now(),
+    };
+    let sid = match a.shared().legacy.sealer.seal(&claims) {
+        Ok(s) => s,
+        Err(_) => {
+            return wire::json_response(
+                StatusCode::BAD_REQUEST,
+                &wire::error_value(
+                    Some(&id),
+                    -32602,
+                    "the client's capabilities and info are too large for a session",
+                ),
+            )
+        }
+    };
+    let mut result = serde_json::Map::new();
+    result.insert("protocolVersion".into(), json!(version));
+    result.insert(
+        "capabilities".into(),
+        discover
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+    );
+    let server_info = discover
+        .pointer(&format!(
+            "/_meta/{}",
+            super::META_SERVER_INFO.replace('/', "~1")
+        ))
+        .cloned()
+        .unwrap_or_else(|| json!({"name": "turnpike", "version": env!("CARGO_PKG_VERSION")}));
+    result.insert("serverInfo".into(), server_info);
+    if let Some(i) = discover.get("instructions").filter(|i| i.is_string()) {
+        result.insert("instructions".into(), i.clone());
+    }
+    let mut r = wire::json_response(
+        StatusCode::OK,
+        &json!({"jsonrpc": "2.0", "id": id, "result": result}),
+    );
+    if let Ok(v) = HeaderValue::from_str(&sid) {
+        r.headers_mut().insert(turnpike_mcp::headers::SESSION_ID, v);
+    }
+    r
+}
+
+/// The upstream's `server/discover` result (cached while fresh when its scope is public).
+async fn discover(
+    a: &EraAdapter,
+    uri: &http::Uri,
+    caps: &Value,
+    info: &Value,
+) -> Result<Value, String> {
+    let st = &a.shared().legacy;
+    if let Some((until, v)) = &*st.discover.lock() {
+        if Instant::now() < *until {
+            return Ok(v.clone());
+        }
+    }
+    let req_id = json!("turnpike-discover");
+    let body = json!({
+        "jsonrpc": "2.0", "id": req_id, "method": "server/discover",
+        "params": {"_meta": super::modern_meta(caps, info)},
+    });
+    let mut h = HeaderMap::new();
+    super::modern_headers(&mut h, &body);
+    let resp = wire::send(&a.inner(), wire::post(uri, h, &body)).await;
+    let (_, v) = wire::answer(resp, &req_id).await?;
+    let Some(result) = v.get("result").cloned() else {
+        let msg = v
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("no result");
+        return Err(msg.to_owned());
+    };
+    let public = result.get("cacheScope").and_then(Value::as_str) == Some("public");
+    let ttl = result.get("ttlMs").and_then(Value::as_u64).unwrap_or(0);
+    if public && ttl > 0 {
+        *st.discover.lock() = Some((
+            Instant::now() + Duration::from_millis(ttl.min(3_600_000)),
+            result.clone(),
+        ));
+    }
+    Ok(result)
+}
+
+/// Puts `meta` into `params._meta` (creating `params` and `_meta` as needed; existing keys of
+/// the same names are replaced).
+pub fn set_meta(body: &mut Value, meta: serde_json::Map<String, Value>) {
+    let Some(obj) = body.as_object_mut() else {
+        return;
+    };
+    let params = obj
+        .entry("params")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !params.is_object() {
+        *params = Value::Object(serde_json::Map::new());
+    }
+    let Some(p) = params.as_object_mut() else {
+        return;
+    };
+    let m = p
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !m.is_object() {
+        *m = Value::Object(serde_json::Map::new());
+    }
+    if let Some(m) = m.as_object_mut() {
+        m.extend(meta);
+    }
+}
+
+/// A request id as a map key (numbers and strings kept apart).
+fn id_key(v: &Value) -> String {
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_lose_modern_members() {
+        let mut v = json!({"jsonrpc":"2.0","id":1,"result":{"resultType":"complete","ttlMs":0,"cacheScope":"private","tools":[]}});
+        assert!(matches!(to_legacy_result(&mut v), Edit::Changed));
+        assert_eq!(v, json!({"jsonrpc":"2.0","id":1,"result":{"tools":[]}}));
+        let mut v = json!({"jsonrpc":"2.0","id":1,"result":{"content":[]}});
+        assert!(matches!(to_legacy_result(&mut v), Edit::Keep));
+    }
+
+    #[test]
+    fn input_required_is_a_clear_error() {
+        let mut v = json!({"jsonrpc":"2.0","id":"a","result":{"resultType":"input_required",
+            "inputRequests":{"r1":{"method":"elicitation/create","params":{}}}}});
+        assert!(matches!(to_legacy_result(&mut v), Edit::Changed));
+        assert_eq!(v["id"], "a");
+        assert_eq!(v["error"]["code"], NOT_TRANSLATABLE);
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("elicitation/create"));
+    }
+
+    #[test]
+    fn meta_is_merged() {
+        let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":5}}});
+        set_meta(
+            &mut b,
+            super::super::modern_meta(&json!({"sampling":{}}), &Value::Null),
+        );
+        assert_eq!(b["params"]["_meta"]["progressToken"], 5);
+        assert_eq!(
+            b["params"]["_meta"][super::super::META_VERSION],
+            "2026-07-28"
+        );
+        assert_eq!(
+            b["params"]["_meta"][super::super::META_CAPS],
+            json!({"sampling":{}})
+        );
+        let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+        set_meta(
+            &mut b,
+            super::super::modern_meta(&json!({}), &json!({"name":"c"})),
+        );
+        assert_eq!(
+            b["params"]["_meta"][super::super::META_CLIENT_INFO]["name"],
+            "c"
+        );
+    }
+}

@@ -1,0 +1,534 @@
+//! The two MCP protocol eras, translated.
+//!
+//! MCP 2026-07-28 (the *modern* era) made the HTTP transport stateless: no `initialize`, no
+//! `Mcp-Session-Id`, no GET stream; every request carries its protocol version and the client's
+//! capabilities in `params._meta` and mirrors its method and name in the `Mcp-Method` /
+//! `Mcp-Name` headers; `server/discover` tells what a server supports. The 2025 revisions (the
+//! *legacy* era) start a session with `initialize` and route by session id. By the spec's own
+//! table a legacy-only client cannot talk to a modern-only server, nor the other way round.
+//!
+//! [`EraAdapter`] sits between the gate and an upstream and makes each side see its own era:
+//!
+//! | client ↓ / upstream → | legacy               | dual-era    | modern-only          |
+//! |-----------------------|----------------------|-------------|----------------------|
+//! | legacy (2025)         | passed through       | passed      | [`legacy_client`]    |
+//! | modern (2026-07-28)   | [`modern_client`]    | passed      | passed through       |
+//!
+//! The upstream's era is configured (`[upstream] era = "2025" | "2026-07-28"`) or probed
+//! (`"auto"`, the default): a `server/discover` that succeeds means modern; a modern upstream
+//! that also completes an `initialize` is dual-era (that probe session is deleted at once). The
+//! answer is kept for the life of the gateway; a probe that cannot reach the upstream is not
+//! kept, and the request passes through unchanged.
+//!
+//! A client's era is read from its request: `MCP-Protocol-Version` 2026-07-28 or later, or a
+//! `server/discover`, or (without the header) a 2026-07-28 `io.modelcontextprotocol/
+//! protocolVersion` in `params._meta` make it modern; everything else (an `initialize`, an
+//! `Mcp-Session-Id`, an older version header, a GET or DELETE) is legacy. Routing headers are
+//! checked against the body by the gate before a request gets here
+//! ([`turnpike_mcp::check_routing_headers`]).
+//!
+//! Features with no equivalent in the other era get a JSON-RPC error with code
+//! [`NOT_TRANSLATABLE`] (or -32601 for a method the other era does not have) and a message
+//! that names the feature; nothing waits for an answer that cannot come. docs/ERAS.md lists
+//! every mapping.
+
+pub mod legacy_client;
+pub mod modern_client;
+pub mod seal;
+pub mod wire;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
+use http_body_util::{BodyExt, Limited};
+use serde_json::{json, Value};
+use tower_service::Service;
+
+use crate::serve::BoxUpstream;
+pub use seal::{Sealer, SessionClaims};
+
+/// The first protocol revision of the modern era.
+pub const MODERN_VERSION: &str = turnpike_mcp::headers::ROUTING_HEADERS_VERSION;
+
+/// The legacy revisions the gateway speaks to legacy clients of a modern upstream, newest first.
+pub const LEGACY_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// turnpike's JSON-RPC error for a feature that has no equivalent in the other era.
+pub const NOT_TRANSLATABLE: i64 = -31601;
+
+/// JSON-RPC "method not found".
+pub const METHOD_NOT_FOUND: i64 = -32601;
+
+/// The `_meta` key of the protocol version (2026-07-28).
+pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// The `_meta` key of the client's capabilities (2026-07-28).
+pub const META_CAPS: &str = "io.modelcontextprotocol/clientCapabilities";
+/// The `_meta` key of the client's identity (2026-07-28).
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+/// The `_meta` key of the requested log level (2026-07-28).
+pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+/// The `_meta` key of the server's identity on a result (2026-07-28).
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+/// Which era the operator says the upstream speaks (`[upstream] era`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EraSetting {
+    /// Probe with `server/discover` (and `initialize`).
+    #[default]
+    Auto,
+    /// The 2025 revisions only: modern clients are translated.
+    Legacy,
+    /// 2026-07-28 only: legacy clients are translated (even if the upstream would also take
+    /// `initialize`).
+    Modern,
+}
+
+impl EraSetting {
+    /// `"auto"`, `"2025"` (or any 2025 revision date) or `"2026-07-28"`.
+    pub fn parse(s: &str) -> Option<EraSetting> {
+        match s {
+            "auto" => Some(EraSetting::Auto),
+            "2025" | "legacy" => Some(EraSetting::Legacy),
+            v if LEGACY_VERSIONS.contains(&v) => Some(EraSetting::Legacy),
+            "2026-07-28" | "modern" => Some(EraSetting::Modern),
+            _ => None,
+        }
+    }
+
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EraSetting::Auto => "auto",
+            EraSetting::Legacy => "2025",
+            EraSetting::Modern => "2026-07-28",
+        }
+    }
+}
+
+/// What the upstream turned out to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamEra {
+    /// Sessions and `initialize` only.
+    Legacy,
+    /// 2026-07-28 only.
+    Modern,
+    /// Both: nothing is translated.
+    Dual,
+}
+
+/// Which era a client request belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEra {
+    /// The 2025 revisions.
+    Legacy,
+    /// 2026-07-28.
+    Modern,
+}
+
+/// The era of a client request (see the module docs). `body` is the parsed POST body.
+pub fn client_era(method: &Method, headers: &HeaderMap, body: Option<&Value>) -> ClientEra {
+    if method != Method::POST {
+        return ClientEra::Legacy;
+    }
+    match turnpike_mcp::era(headers) {
+        Ok(turnpike_mcp::Era::RoutingHeaders) => return ClientEra::Modern,
+        Ok(turnpike_mcp::Era::Session)
+            if headers.contains_key(turnpike_mcp::headers::PROTOCOL_VERSION) =>
+        {
+            return ClientEra::Legacy
+        }
+        _ => {}
+    }
+    if headers.contains_key(turnpike_mcp::headers::SESSION_ID) {
+        return ClientEra::Legacy;
+    }
+    let Some(body) = body else {
+        return ClientEra::Legacy;
+    };
+    match body.get("method").and_then(Value::as_str) {
+        Some("initialize") => return ClientEra::Legacy,
+        Some("server/discover") => return ClientEra::Modern,
+        _ => {}
+    }
+    let declared = body
+        .pointer("/params/_meta")
+        .and_then(|m| m.get(META_VERSION))
+        .and_then(Value::as_str);
+    match declared {
+        Some(v) if v >= MODERN_VERSION => ClientEra::Modern,
+        _ => ClientEra::Legacy,
+    }
+}
+
+/// Settings of an [`EraAdapter`].
+#[derive(Debug)]
+pub struct EraOptions {
+    /// What the upstream speaks, or probe.
+    pub setting: EraSetting,
+    /// Seals the sessions of legacy clients of a modern upstream.
+    pub sealer: Sealer,
+    /// The most pooled upstream sessions for modern clients of a legacy upstream.
+    pub pool_size: usize,
+}
+
+impl Default for EraOptions {
+    fn default() -> Self {
+        EraOptions {
+            setting: EraSetting::Auto,
+            sealer: Sealer::random(24 * 3600),
+            pool_size: 64,
+        }
+    }
+}
+
+/// An upstream made to speak both eras (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct EraAdapter {
+    inner: Arc<parking_lot::Mutex<BoxUpstream>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EraAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EraAdapter")
+            .field("setting", &self.shared.setting)
+            .field("detected", &self.shared.detected.get())
+            .finish()
+    }
+}
+
+pub(crate) struct Shared {
+    setting: EraSetting,
+    detected: tokio::sync::OnceCell<UpstreamEra>,
+    pub(crate) legacy: legacy_client::State,
+    pub(crate) modern: modern_client::State,
+}
+
+impl EraAdapter {
+    /// `inner` made to speak both eras.
+    pub fn new(inner: BoxUpstream, opts: EraOptions) -> EraAdapter {
+        EraAdapter {
+            inner: Arc::new(parking_lot::Mutex::new(inner)),
+            shared: Arc::new(Shared {
+                setting: opts.setting,
+                detected: tokio::sync::OnceCell::new(),
+                legacy: legacy_client::State::new(opts.sealer),
+                modern: modern_client::State::new(opts.pool_size),
+            }),
+        }
+    }
+
+    /// Boxed, as the gateway's upstream.
+    pub fn boxed(self) -> BoxUpstream {
+        tower::util::BoxCloneService::new(self)
+    }
+
+    /// What the upstream speaks, once known (configured, or probed by an earlier request).
+    pub fn upstream_era(&self) -> Option<UpstreamEra> {
+        match self.shared.setting {
+            EraSetting::Legacy => Some(UpstreamEra::Legacy),
+            EraSetting::Modern => Some(UpstreamEra::Modern),
+            EraSetting::Auto => self.shared.detected.get().copied(),
+        }
+    }
+
+    /// What the upstream speaks: configured, or probed now (`None`: the probe could not reach
+    /// it; not remembered).
+    pub async fn resolve_era(&self) -> Option<UpstreamEra> {
+        if let Some(e) = self.upstream_era() {
+            return Some(e);
+        }
+        self.shared
+            .detected
+            .get_or_try_init(|| probe(self.inner()))
+            .await
+            .ok()
+            .copied()
+    }
+
+    async fn handle(self, req: Request<Body>) -> Response<Body> {
+        let Some(upstream) = self.resolve_era().await else {
+            return wire::send(&self.inner(), req).await;
+        };
+        if upstream == UpstreamEra::Dual {
+            return wire::send(&self.inner(), req).await;
+        }
+        if req.method() != Method::POST {
+            return match upstream {
+                UpstreamEra::Modern => legacy_client::not_post(&self, req).await,
+                _ => wire::send(&self.inner(), req).await,
+            };
+        }
+        let (parts, body) = req.into_parts();
+        let bytes = match Limited::new(body, wire::MAX_READ).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(_) => {
+                return wire::json_response(
+                    http::StatusCode::BAD_REQUEST,
+                    &wire::error_value(None, -32600, "the request body could not be read"),
+                )
+            }
+        };
+        let value: Option<Value> = serde_json::from_slice(&bytes).ok();
+        let Some(value) = value.filter(Value::is_object) else {
+            return wire::send(&self.inner(), Request::from_parts(parts, Body::from(bytes))).await;
+        };
+        match (
+            client_era(&parts.method, &parts.headers, Some(&value)),
+            upstream,
+        ) {
+            (ClientEra::Legacy, UpstreamEra::Modern) => {
+                legacy_client::post(&self, parts, value).await
+            }
+            (ClientEra::Modern, UpstreamEra::Legacy) => {
+                modern_client::post(&self, parts, value).await
+            }
+            _ => wire::send(&self.inner(), Request::from_parts(parts, Body::from(bytes))).await,
+        }
+    }
+
+    /// The upstream service (a clone).
+    pub(crate) fn inner(&self) -> BoxUpstream {
+        self.inner.lock().clone()
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Service<Request<Body>> for EraAdapter {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+/// How long a sealed legacy session lives.
+pub const SESSION_TTL_SECS: u64 = 24 * 3600;
+
+/// The configured upstream made to speak both eras: an [`EraAdapter`] with `cfg.era`, sealing
+/// sessions with the key in `data_dir` ([`seal::KEY_FILE`]). A stdio upstream is of the
+/// session era whatever it speaks on its pipe (the stdio bridge is session-shaped), so `auto`
+/// means `2025` there without a probe.
+pub fn adapt(
+    upstream: BoxUpstream,
+    cfg: &crate::config::UpstreamConfig,
+    data_dir: &std::path::Path,
+) -> Result<BoxUpstream, crate::GatewayError> {
+    let setting = match (cfg.era, cfg.command.is_some()) {
+        (EraSetting::Auto, true) => EraSetting::Legacy,
+        (e, _) => e,
+    };
+    let sealer = if setting == EraSetting::Legacy {
+        Sealer::random(SESSION_TTL_SECS)
+    } else {
+        Sealer::load_or_create(data_dir, SESSION_TTL_SECS).map_err(|e| {
+            crate::GatewayError::Upstream(format!(
+                "session key {}: {e}",
+                data_dir.join(seal::KEY_FILE).display()
+            ))
+        })?
+    };
+    Ok(EraAdapter::new(
+        upstream,
+        EraOptions {
+            setting,
+            sealer,
+            ..EraOptions::default()
+        },
+    )
+    .boxed())
+}
+
+/// The `_meta` a modern request carries for a client with `caps` and `info`.
+pub fn modern_meta(caps: &Value, info: &Value) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert(META_VERSION.into(), json!(MODERN_VERSION));
+    m.insert(META_CAPS.into(), caps.clone());
+    if !info.is_null() {
+        m.insert(META_CLIENT_INFO.into(), info.clone());
+    }
+    m
+}
+
+/// Headers of a modern request for `body` (its method and name mirrored).
+pub fn modern_headers(headers: &mut HeaderMap, body: &Value) {
+    headers.insert(
+        turnpike_mcp::headers::PROTOCOL_VERSION,
+        HeaderValue::from_static(MODERN_VERSION),
+    );
+    headers.remove(turnpike_mcp::headers::MCP_METHOD);
+    headers.remove(turnpike_mcp::headers::MCP_NAME);
+    let Some(method) = body.get("method").and_then(Value::as_str) else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(method) {
+        headers.insert(turnpike_mcp::headers::MCP_METHOD, v);
+    }
+    let name = turnpike_mcp::classify::name_key(method)
+        .and_then(|k| body.pointer(&format!("/params/{k}")))
+        .and_then(Value::as_str);
+    if let Some(name) = name {
+        if let Ok(v) = HeaderValue::from_str(&turnpike_mcp::headers::encode_header_value(name)) {
+            headers.insert(turnpike_mcp::headers::MCP_NAME, v);
+        }
+    }
+}
+
+/// Asks the upstream what it speaks: `server/discover`, then (modern) `initialize`.
+async fn probe(inner: BoxUpstream) -> Result<UpstreamEra, ()> {
+    let uri = Uri::from_static("/");
+    let discover = json!({
+        "jsonrpc": "2.0", "id": "turnpike-probe", "method": "server/discover",
+        "params": {"_meta": modern_meta(&json!({}), &json!({"name": "turnpike", "version": env!("CARGO_PKG_VERSION")}))},
+    });
+    let mut h = HeaderMap::new();
+    modern_headers(&mut h, &discover);
+    let resp = wire::send(&inner, wire::post(&uri, h, &discover)).await;
+    let status = resp.status();
+    if status == http::StatusCode::BAD_GATEWAY || status == http::StatusCode::GATEWAY_TIMEOUT {
+        return Err(());
+    }
+    let modern = match wire::answer(resp, &json!("turnpike-probe")).await {
+        Ok((_, v)) => v
+            .pointer("/result/supportedVersions")
+            .and_then(Value::as_array)
+            .is_some_and(|vs| {
+                vs.iter()
+                    .filter_map(Value::as_str)
+                    .any(|v| v >= MODERN_VERSION)
+            }),
+        Err(_) => false,
+    };
+    if !status.is_success() || !modern {
+        tracing::info!(target: "turnpike::era", "upstream speaks the 2025 revisions (no server/discover)");
+        return Ok(UpstreamEra::Legacy);
+    }
+    // Modern: does it also take initialize?
+    let init = json!({
+        "jsonrpc": "2.0", "id": "turnpike-probe-init", "method": "initialize",
+        "params": {"protocolVersion": LEGACY_VERSIONS[0], "capabilities": {},
+                   "clientInfo": {"name": "turnpike-probe", "version": env!("CARGO_PKG_VERSION")}},
+    });
+    let mut h = HeaderMap::new();
+    h.insert(
+        turnpike_mcp::headers::PROTOCOL_VERSION,
+        HeaderValue::from_static("2025-11-25"),
+    );
+    let resp = wire::send(&inner, wire::post(&uri, h, &init)).await;
+    let ok = resp.status().is_success();
+    let session = resp
+        .headers()
+        .get(turnpike_mcp::headers::SESSION_ID)
+        .cloned();
+    let legacy_too = ok
+        && wire::answer(resp, &json!("turnpike-probe-init"))
+            .await
+            .is_ok_and(|(_, v)| v.get("result").is_some());
+    if let Some(sid) = session {
+        let mut del = Request::new(Body::empty());
+        *del.method_mut() = Method::DELETE;
+        *del.uri_mut() = uri.clone();
+        del.headers_mut()
+            .insert(turnpike_mcp::headers::SESSION_ID, sid);
+        let _ = wire::send(&inner, del).await;
+    }
+    let era = if legacy_too {
+        UpstreamEra::Dual
+    } else {
+        UpstreamEra::Modern
+    };
+    tracing::info!(target: "turnpike::era", era = ?era, "upstream era probed");
+    Ok(era)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn eras_of_requests() {
+        let post = Method::POST;
+        let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}});
+        let disc = json!({"jsonrpc":"2.0","id":1,"method":"server/discover"});
+        let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+        let inline = json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{META_VERSION: "2026-07-28"}}});
+        assert_eq!(client_era(&post, &h(&[]), Some(&init)), ClientEra::Legacy);
+        assert_eq!(client_era(&post, &h(&[]), Some(&disc)), ClientEra::Modern);
+        assert_eq!(client_era(&post, &h(&[]), Some(&list)), ClientEra::Legacy);
+        assert_eq!(client_era(&post, &h(&[]), Some(&inline)), ClientEra::Modern);
+        assert_eq!(
+            client_era(
+                &post,
+                &h(&[("mcp-protocol-version", "2026-07-28")]),
+                Some(&list)
+            ),
+            ClientEra::Modern
+        );
+        assert_eq!(
+            client_era(
+                &post,
+                &h(&[("mcp-protocol-version", "2025-06-18")]),
+                Some(&inline)
+            ),
+            ClientEra::Legacy
+        );
+        assert_eq!(
+            client_era(&post, &h(&[("mcp-session-id", "x")]), Some(&disc)),
+            ClientEra::Legacy
+        );
+        assert_eq!(client_era(&Method::GET, &h(&[]), None), ClientEra::Legacy);
+    }
+
+    #[test]
+    fn settings() {
+        assert_eq!(EraSetting::parse("auto"), Some(EraSetting::Auto));
+        assert_eq!(EraSetting::parse("2025"), Some(EraSetting::Legacy));
+        assert_eq!(EraSetting::parse("2025-06-18"), Some(EraSetting::Legacy));
+        assert_eq!(EraSetting::parse("2026-07-28"), Some(EraSetting::Modern));
+        assert_eq!(EraSetting::parse("2027"), None);
+    }
+
+    #[test]
+    fn routing_headers_mirror_the_body() {
+        let mut hm = HeaderMap::new();
+        hm.insert("mcp-name", HeaderValue::from_static("stale"));
+        let body =
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"wetter-\u{e4}"}});
+        modern_headers(&mut hm, &body);
+        assert_eq!(hm["mcp-method"], "tools/call");
+        assert_eq!(hm["mcp-protocol-version"], MODERN_VERSION);
+        let name = hm["mcp-name"].to_str().unwrap();
+        assert_eq!(
+            turnpike_mcp::headers::decode_header_value(name).unwrap(),
+            "wetter-\u{e4}"
+        );
+        let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+        modern_headers(&mut hm, &list);
+        assert!(!hm.contains_key("mcp-name"));
+    }
+}

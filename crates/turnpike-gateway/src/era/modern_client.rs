@@ -1,0 +1,464 @@
+//! A modern (2026-07-28) client in front of a legacy-only (2025) upstream — an HTTP server of
+//! the session era, or a stdio server (the stdio upstream is session-shaped).
+//!
+//! - The gateway runs `initialize` upstream on the callers' behalf and keeps the session in a
+//!   per-gateway pool, one session per distinct set of client capabilities (the upstream's
+//!   behaviour may depend on them), at most `pool_size` (the oldest is deleted upstream when
+//!   full). A session the upstream has forgotten (`404`) is started again and the request sent
+//!   once more.
+//! - `server/discover` is answered from that session's `initialize` result: `supportedVersions`
+//!   `["2026-07-28"]`, the capabilities, instructions and server info, `ttlMs: 0` and
+//!   `cacheScope: "private"` (the gateway cannot vouch for more).
+//! - Requests go on with the pooled `Mcp-Session-Id`, the session's `MCP-Protocol-Version`,
+//!   without `Mcp-Method`/`Mcp-Name` (checked against the body by the gate before) and without
+//!   the `io.modelcontextprotocol/*` request `_meta` keys; other headers, `Mcp-Param-*`
+//!   included, pass untouched.
+//! - Answers gain `resultType: "complete"`; list and read results also `ttlMs: 0` and
+//!   `cacheScope: "private"` unless the upstream set them.
+//! - Cancellation: a client that closes its stream before the answer makes the gateway send
+//!   `notifications/cancelled` for that request to the upstream session.
+//! - A server-to-client request the upstream sends during a call (sampling, elicitation, roots)
+//!   cannot reach a modern client as a request: the gateway answers it upstream with error
+//!   [`super::NOT_TRANSLATABLE`] at once (the tool sees a refusal, nothing hangs) and the client
+//!   never sees it. Retries carrying `inputResponses`/`requestState` and `subscriptions/listen`
+//!   get a clear JSON-RPC error.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use super::wire::{self, Edit, OnAbandon};
+use super::{
+    EraAdapter, LEGACY_VERSIONS, META_CAPS, META_CLIENT_INFO, META_LOG_LEVEL, META_SERVER_INFO,
+    META_VERSION, METHOD_NOT_FOUND, MODERN_VERSION, NOT_TRANSLATABLE,
+};
+use crate::serve::BoxUpstream;
+
+/// One upstream session held for modern clients.
+#[derive(Debug, Clone)]
+pub struct PooledSession {
+    /// The upstream's `Mcp-Session-Id` (`None` for a server that gives none).
+    pub id: Option<HeaderValue>,
+    /// The negotiated protocol version.
+    pub version: HeaderValue,
+    /// The upstream's `initialize` result.
+    pub init: Value,
+}
+
+/// Per-adapter state for modern clients.
+pub struct State {
+    pool_size: usize,
+    pool: Mutex<VecDeque<(String, Arc<PooledSession>)>>,
+    /// Serialises session starts, so a burst of first requests starts one session.
+    starting: tokio::sync::Mutex<()>,
+}
+
+impl State {
+    pub(crate) fn new(pool_size: usize) -> State {
+        State {
+            pool_size: pool_size.max(1),
+            pool: Mutex::new(VecDeque::new()),
+            starting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<PooledSession>> {
+        self.pool
+            .lock()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, s)| s.clone())
+    }
+
+    fn forget(&self, key: &str, s: &Arc<PooledSession>) {
+        self.pool
+            .lock()
+            .retain(|(k, x)| !(k == key && Arc::ptr_eq(x, s)));
+    }
+
+    /// How many sessions are pooled.
+    pub fn len(&self) -> usize {
+        self.pool.lock().len()
+    }
+
+    /// Whether the pool is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The pool key of a client: its capabilities, serialised (serde_json keeps key order stable).
+fn pool_key(caps: &Value) -> String {
+    caps.to_string()
+}
+
+/// A pooled session for `caps`, started when there is none.
+async fn session(
+    a: &EraAdapter,
+    uri: &Uri,
+    caps: &Value,
+    info: &Value,
+) -> Result<Arc<PooledSession>, String> {
+    let st = &a.shared().modern;
+    let key = pool_key(caps);
+    if let Some(s) = st.get(&key) {
+        return Ok(s);
+    }
+    let _g = st.starting.lock().await;
+    if let Some(s) = st.get(&key) {
+        return Ok(s);
+    }
+    let s = Arc::new(start_session(a.inner(), uri, caps, info).await?);
+    let evicted = {
+        let mut pool = st.pool.lock();
+        pool.push_back((key, s.clone()));
+        if pool.len() > st.pool_size {
+            pool.pop_front()
+        } else {
+            None
+        }
+    };
+    if let Some((_, old)) = evicted {
+        end_session(a.inner(), uri, &old).await;
+    }
+    Ok(s)
+}
+
+async fn start_session(
+    inner: BoxUpstream,
+    uri: &Uri,
+    caps: &Value,
+    info: &Value,
+) -> Result<PooledSession, String> {
+    let client_info = if info.is_object() {
+        info.clone()
+    } else {
+        json!({"name": "turnpike", "version": env!("CARGO_PKG_VERSION")})
+    };
+    let req_id = json!("turnpike-init");
+    let init = json!({
+        "jsonrpc": "2.0", "id": req_id, "method": "initialize",
+        "params": {"protocolVersion": LEGACY_VERSIONS[0], "capabilities": caps, "clientInfo": client_info},
+    });
+    let resp = wire::send(&inner, wire::post(uri, HeaderMap::new(), &init)).await;
+    let status = resp.status();
+    let (headers, v) = wire::answer(resp, &req_id).await?;
+    let Some(result) = v.get("result").cloned().filter(|_| status.is_success()) else {
+        let msg = v
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("no result");
+        return Err(format!("initialize failed: {msg}"));
+    };
+    let version = result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .and_then(|v| HeaderValue::from_str(v).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("2025-11-25"));
+    let id = headers.get(turnpike_mcp::headers::SESSION_ID).cloned();
+    let s = PooledSession {
+        id,
+        version,
+        init: result,
+    };
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let _ = wire::send(
+        &inner,
+        wire::post(uri, session_headers(HeaderMap::new(), &s), &note),
+    )
+    .await;
+    tracing::debug!(target: "turnpike::era", "pooled an upstream session for modern clients");
+    Ok(s)
+}
+
+async fn end_session(inner: BoxUpstream, uri: &Uri, s: &PooledSession) {
+    let Some(id) = &s.id else { return };
+    let mut del = Request::new(Body::empty());
+    *del.method_mut() = Method::DELETE;
+    *del.uri_mut() = uri.clone();
+    del.headers_mut()
+        .insert(turnpike_mcp::headers::SESSION_ID, id.clone());
+    let _ = wire::send(&inner, del).await;
+}
+
+fn session_headers(mut h: HeaderMap, s: &PooledSession) -> HeaderMap {
+    h.remove(turnpike_mcp::headers::MCP_METHOD);
+    h.remove(turnpike_mcp::headers::MCP_NAME);
+    h.insert(turnpike_mcp::headers::PROTOCOL_VERSION, s.version.clone());
+    match &s.id {
+        Some(id) => {
+            h.insert(turnpike_mcp::headers::SESSION_ID, id.clone());
+        }
+        None => {
+            h.remove(turnpike_mcp::headers::SESSION_ID);
+        }
+    }
+    h
+}
+
+/// Takes the modern request `_meta` keys out of `body`: (capabilities, client info).
+pub fn take_modern_meta(body: &mut Value) -> (Value, Value) {
+    let Some(meta) = body
+        .get_mut("params")
+        .and_then(|p| p.get_mut("_meta"))
+        .and_then(Value::as_object_mut)
+    else {
+        return (json!({}), Value::Null);
+    };
+    let caps = meta
+        .remove(META_CAPS)
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    let info = meta.remove(META_CLIENT_INFO).unwrap_or(Value::Null);
+    meta.remove(META_VERSION);
+    meta.remove(META_LOG_LEVEL);
+    let empty = meta.is_empty();
+    if empty {
+        if let Some(p) = body.get_mut("params").and_then(Value::as_object_mut) {
+            p.remove("_meta");
+        }
+    }
+    (caps, info)
+}
+
+fn error(status: StatusCode, id: Option<&Value>, code: i64, msg: &str) -> Response<Body> {
+    let mut v = wire::error_value(id, code, msg);
+    v["error"]["data"] = json!({"turnpike": "era-translation"});
+    wire::json_response(status, &v)
+}
+
+/// A POST from a modern client.
+pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) -> Response<Body> {
+    let id = body.get("id").cloned();
+    let Some(method) = body
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return wire::accepted();
+    };
+    let Some(id) = id else {
+        // Modern clients send no notifications over HTTP that a legacy session needs.
+        return wire::accepted();
+    };
+    let (caps, info) = take_modern_meta(&mut body);
+    let params = body.get("params");
+    if params.is_some_and(|p| p.get("inputResponses").is_some() || p.get("requestState").is_some())
+    {
+        return error(
+            StatusCode::OK,
+            Some(&id),
+            NOT_TRANSLATABLE,
+            "this server speaks MCP 2025 and never asks for input this way; inputResponses/requestState cannot be passed on",
+        );
+    }
+    if method == "subscriptions/listen" {
+        return error(
+            StatusCode::OK,
+            Some(&id),
+            METHOD_NOT_FOUND,
+            "subscriptions/listen is not bridged to this MCP 2025 server's notifications by turnpike yet",
+        );
+    }
+    let s = match session(a, &parts.uri, &caps, &info).await {
+        Ok(s) => s,
+        Err(why) => {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                Some(&id),
+                turnpike_core::error_codes::UPSTREAM_FAILED,
+                &format!("the upstream (MCP 2025) could not start a session: {why}"),
+            )
+        }
+    };
+    if method == "server/discover" {
+        return wire::json_response(StatusCode::OK, &discover_result(&id, &s.init));
+    }
+    if method == "ping" {
+        return wire::json_response(
+            StatusCode::OK,
+            &json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete"}}),
+        );
+    }
+    let mut resp = forward(a, &parts, &body, &s).await;
+    if resp.status() == StatusCode::NOT_FOUND && s.id.is_some() {
+        // The upstream forgot the session: start another and try once more.
+        a.shared().modern.forget(&pool_key(&caps), &s);
+        let s2 = match session(a, &parts.uri, &caps, &info).await {
+            Ok(s) => s,
+            Err(why) => {
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    Some(&id),
+                    turnpike_core::error_codes::UPSTREAM_FAILED,
+                    &format!("the upstream (MCP 2025) could not start a session: {why}"),
+                )
+            }
+        };
+        resp = forward(a, &parts, &body, &s2).await;
+        return modern_response(a, &parts.uri, resp, id, &method, s2);
+    }
+    modern_response(a, &parts.uri, resp, id, &method, s)
+}
+
+async fn forward(
+    a: &EraAdapter,
+    parts: &http::request::Parts,
+    body: &Value,
+    s: &PooledSession,
+) -> Response<Body> {
+    let headers = session_headers(parts.headers.clone(), s);
+    let mut req = wire::post(&parts.uri, headers, body);
+    if let Some(id) = parts.extensions.get::<crate::pipeline::JsonRpcId>() {
+        req.extensions_mut().insert(id.clone());
+    }
+    wire::send(&a.inner(), req).await
+}
+
+/// The `server/discover` result built from a legacy `initialize` result.
+pub fn discover_result(id: &Value, init: &Value) -> Value {
+    let mut result = serde_json::Map::new();
+    result.insert("resultType".into(), json!("complete"));
+    result.insert("supportedVersions".into(), json!([MODERN_VERSION]));
+    result.insert(
+        "capabilities".into(),
+        init.get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+    );
+    if let Some(i) = init.get("instructions").filter(|i| i.is_string()) {
+        result.insert("instructions".into(), i.clone());
+    }
+    result.insert("ttlMs".into(), json!(0));
+    result.insert("cacheScope".into(), json!("private"));
+    if let Some(si) = init.get("serverInfo") {
+        result.insert("_meta".into(), json!({META_SERVER_INFO: si}));
+    }
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+/// Methods whose results carry cache hints in the modern era.
+const CACHEABLE: &[&str] = &[
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
+
+/// Rewrites one legacy answer for a modern client.
+pub fn to_modern_result(v: &mut Value, cacheable: bool) -> Edit {
+    let Some(result) = v.get_mut("result").and_then(Value::as_object_mut) else {
+        return Edit::Keep;
+    };
+    result
+        .entry("resultType")
+        .or_insert_with(|| json!("complete"));
+    if cacheable {
+        result.entry("ttlMs").or_insert_with(|| json!(0));
+        result
+            .entry("cacheScope")
+            .or_insert_with(|| json!("private"));
+    }
+    Edit::Changed
+}
+
+fn modern_response(
+    a: &EraAdapter,
+    uri: &Uri,
+    resp: Response<Body>,
+    id: Value,
+    method: &str,
+    s: Arc<PooledSession>,
+) -> Response<Body> {
+    let cacheable = CACHEABLE.contains(&method);
+    let final_id = id.clone();
+    let inner = a.inner();
+    let uri2 = uri.clone();
+    let s2 = s.clone();
+    let edit = move |v: &mut Value| {
+        if v.get("method").is_none() {
+            if v.get("id") == Some(&final_id) {
+                return to_modern_result(v, cacheable);
+            }
+            return Edit::Keep;
+        }
+        if let Some(req_id) = v.get("id").cloned() {
+            // A server-to-client request: refused upstream at once, never shown to the client.
+            let what = v
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let refusal = wire::error_value(
+                Some(&req_id),
+                NOT_TRANSLATABLE,
+                &format!("the client speaks MCP 2026-07-28 and cannot receive {what} as a request; turnpike does not translate it into an input_required result yet"),
+            );
+            let inner = inner.clone();
+            let uri = uri2.clone();
+            let headers = session_headers(HeaderMap::new(), &s2);
+            tokio::spawn(async move {
+                let _ = wire::send(&inner, wire::post(&uri, headers, &refusal)).await;
+            });
+            return Edit::Drop;
+        }
+        Edit::Keep
+    };
+    let inner = a.inner();
+    let uri = uri.clone();
+    let cancel_id = id.clone();
+    let abandon = OnAbandon::new(move || {
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": cancel_id, "reason": "the client closed its stream"}});
+        let headers = session_headers(HeaderMap::new(), &s);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = wire::send(&inner, wire::post(&uri, headers, &note)).await;
+            });
+        }
+    });
+    wire::rewrite(resp, edit, Some(id), abandon, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_taken_out() {
+        let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{
+            META_VERSION: "2026-07-28", META_CAPS: {"elicitation":{}}, META_CLIENT_INFO: {"name":"x"}}}});
+        let (caps, info) = take_modern_meta(&mut b);
+        assert_eq!(caps, json!({"elicitation":{}}));
+        assert_eq!(info["name"], "x");
+        assert_eq!(
+            b,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}})
+        );
+        let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","_meta":{"progressToken":"p", META_VERSION: "2026-07-28"}}});
+        take_modern_meta(&mut b);
+        assert_eq!(b["params"]["_meta"], json!({"progressToken":"p"}));
+    }
+
+    #[test]
+    fn results_gain_modern_members() {
+        let mut v = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[]}});
+        to_modern_result(&mut v, true);
+        assert_eq!(v["result"]["resultType"], "complete");
+        assert_eq!(v["result"]["cacheScope"], "private");
+        let mut v = json!({"jsonrpc":"2.0","id":1,"result":{"content":[]}});
+        to_modern_result(&mut v, false);
+        assert!(v["result"].get("ttlMs").is_none());
+        let d = discover_result(
+            &json!(3),
+            &json!({"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"s","version":"1"}}),
+        );
+        assert_eq!(d["result"]["supportedVersions"], json!(["2026-07-28"]));
+        assert_eq!(d["result"]["_meta"][META_SERVER_INFO]["name"], "s");
+    }
+}
