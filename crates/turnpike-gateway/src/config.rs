@@ -13,6 +13,13 @@
 //!                                    # http://<listen><path> (OAuth resource and DPoP htu)
 //! header_read_timeout_secs = 10      # a client must send its request head within this time
 //! body_read_timeout_secs = 30        # … and its body within this time
+//! shutdown_timeout_secs = 10         # on SIGTERM: how long in-flight calls may take to finish
+//! watch_config = true                # reload when the file changes (SIGHUP always reloads)
+//!
+//! [admin]                            # optional: metrics, admin API and dashboard (off without it)
+//! listen = "127.0.0.1:8403"          # its own listener (default shown)
+//! token_env = "TURNPIKE_ADMIN_TOKEN" # or token = "…" (at least 16 characters)
+//! metrics_public = true              # /metrics without the token (default true)
 //!
 //! [upstream]                         # exactly one of url / command
 //! url = "http://127.0.0.1:3001/mcp"
@@ -107,7 +114,23 @@ pub struct Config {
     /// `[store]`: where the hot shared state lives — limits and the single-use credential sets
     /// (`memory` by default; `redis` to share it between instances).
     pub store: LimitsStoreConfig,
+    /// `[admin]`: the admin listener (metrics, admin API, dashboard). `None`: off.
+    pub admin: Option<AdminConfig>,
 }
+
+/// `[admin]`: `/metrics`, the JSON admin API and the dashboard, on a listener of their own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Address of the admin listener. Default `127.0.0.1:8403`.
+    pub listen: SocketAddr,
+    /// The admin token (`token`, or read from `token_env`): at least 16 characters.
+    pub token: Secret,
+    /// Whether `/metrics` answers without the token. Default true.
+    pub metrics_public: bool,
+}
+
+/// The admin listener's default address.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8403";
 
 /// `[oauth]`: every key of [`turnpike_oauth::OAuthConfig`], plus the gateway's own
 /// `forward_identity` and `identity_secret`.
@@ -236,6 +259,10 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// Seconds a client has to send its request body. Default 30.
     pub body_read_timeout_secs: u64,
+    /// Seconds in-flight calls and streams get to finish after a shutdown signal. Default 10.
+    pub shutdown_timeout_secs: u64,
+    /// Whether the configuration file is watched and reloaded when it changes. Default true.
+    pub watch_config: bool,
 }
 
 impl Default for ServerConfig {
@@ -251,6 +278,8 @@ impl Default for ServerConfig {
             public_url: None,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
+            shutdown_timeout_secs: 10,
+            watch_config: true,
         }
     }
 }
@@ -655,12 +684,17 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
                 Ok(st) => cfg.store = st,
                 Err(e) => cx.de_error(e, value.span(), HINT_LIMITS),
             },
+            "admin" => {
+                if let Some(t) = cx.table(value, "[admin]") {
+                    cfg.admin = cx.admin(t, value.span());
+                }
+            }
             // After the loop: its defaults depend on [server].
             "oauth" => {}
             other => cx.problem(
                 Some(key.span()),
                 format!("unknown table `{other}`"),
-                "the tables are [server], [upstream], [pow], [tools.<name>], [methods.\"<method>\"], [l402], [lightning], [oauth], [limits], [budgets] and [store]",
+                "the tables are [server], [upstream], [pow], [tools.<name>], [methods.\"<method>\"], [l402], [lightning], [oauth], [limits], [budgets], [store] and [admin]",
             ),
         }
     }
@@ -855,6 +889,8 @@ impl<'s> Cx<'s> {
         }
         if let Some((v, span)) = self.field::<String>(t, "path", HINT_PATH) {
             if !v.starts_with('/') || v.contains(['?', '#', ' ']) {
+                "shutdown_timeout_secs",
+                "watch_config",
                 self.problem(
                     Some(span),
                     format!("path {v:?} is not an absolute path"),
@@ -943,9 +979,13 @@ impl<'s> Cx<'s> {
                 }
             }
         }
+        if let Some((v, _)) = self.field::<bool>(t, "watch_config", "write true or false") {
+            s.watch_config = v;
+        }
     }
 
     fn upstream(&mut self, t: &DeTable<'_>, span: Range<usize>, u: &mut UpstreamConfig) {
+            ("shutdown_timeout_secs", &mut s.shutdown_timeout_secs),
         self.unknown_keys(
             t,
             "[upstream]",
@@ -961,6 +1001,77 @@ impl<'s> Cx<'s> {
         if let Some((v, vspan)) = self.field::<String>(t, "url", HINT_URL) {
             if let Err(e) = check_url(&v) {
                 self.problem(Some(vspan), format!("upstream url {v:?}: {e}"), HINT_URL);
+    /// `[admin]`: listen, token or token_env, metrics_public.
+    fn admin(&mut self, t: &DeTable<'_>, span: Range<usize>) -> Option<AdminConfig> {
+        const HINT: &str = "write token_env = \"TURNPIKE_ADMIN_TOKEN\" (the variable holds the token, e.g. from `openssl rand -hex 24`) or token = \"<at least 16 characters>\"";
+        const LISTEN: &str = "write an IP address and port, e.g. \"127.0.0.1:8403\"";
+        self.unknown_keys(
+            t,
+            "[admin]",
+            &["listen", "token", "token_env", "metrics_public"],
+        );
+        let before = self.problems.len();
+        let mut listen: SocketAddr = DEFAULT_ADMIN_LISTEN.parse().ok()?;
+        if let Some((v, s)) = self.field::<String>(t, "listen", LISTEN) {
+            match v.parse::<SocketAddr>() {
+                Ok(a) => listen = a,
+                Err(_) => self.problem(
+                    Some(s),
+                    format!("listen address {v:?} is not an IP address with a port"),
+                    LISTEN,
+                ),
+            }
+        }
+        let metrics_public = self
+            .field::<bool>(t, "metrics_public", "write true or false")
+            .is_none_or(|(v, _)| v);
+        let inline = self.field::<String>(t, "token", HINT);
+        let env = self.field::<String>(t, "token_env", HINT);
+        let token = match (inline, env) {
+            (Some(_), Some((_, s))) => {
+                self.problem(
+                    Some(s),
+                    "give the admin token one way only: token or token_env".into(),
+                    HINT,
+                );
+                None
+            }
+            (Some((v, s)), None) => Some((v, s)),
+            (None, Some((var, s))) => match std::env::var(&var) {
+                Ok(v) if !v.trim().is_empty() => Some((v.trim().to_owned(), s)),
+                _ => {
+                    self.problem(
+                        Some(s),
+                        format!("environment variable {var} is not set"),
+                        HINT,
+                    );
+                    None
+                }
+            },
+            (None, None) => {
+                self.problem(Some(span), "[admin] needs a token".into(), HINT);
+                None
+            }
+        };
+        if let Some((v, s)) = &token {
+            if v.chars().count() < 16 {
+                self.problem(
+                    Some(s.clone()),
+                    "the admin token is shorter than 16 characters".into(),
+                    HINT,
+                );
+            }
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(AdminConfig {
+            listen,
+            token: Secret::new(token?.0),
+            metrics_public,
+        })
+    }
+
             }
             u.url = Some(v);
         }

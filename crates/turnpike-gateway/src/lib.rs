@@ -13,6 +13,7 @@
 //!   client and upstream;
 //! - [`serve`]: the gateway server itself.
 
+pub mod admin;
 pub mod annotate;
 pub mod body;
 pub mod config;
@@ -22,18 +23,21 @@ pub mod hosts;
 pub mod identity;
 pub mod layer;
 pub mod limits;
+pub mod metrics;
 pub mod pipeline;
 pub mod rails;
+pub mod reload;
 pub mod respond;
 pub mod serve;
 pub mod settle;
+pub mod trace;
 pub mod upstream;
 
 pub use config::{load, parse, ChallengeMode, Config, ConfigError};
 pub use layer::{TurnpikeLayer, TurnpikeService};
 pub use pipeline::{Gate, GateOptions, JsonRpcId, PeerAddr};
 pub use rails::Rails;
-pub use serve::{serve, serve_listener};
+pub use serve::{serve, serve_listener, serve_listener_with, ServeOptions};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]

@@ -77,6 +77,7 @@ use crate::credentials;
 use crate::hosts::HostPolicy;
 use crate::identity::{IdentitySigner, IDENTITY_HEADER};
 use crate::limits::LimitCounters;
+use crate::metrics::{CallRecord, Metrics};
 use crate::rails::Rails;
 use crate::respond::{self, json_error};
 use crate::GatewayError;
@@ -136,6 +137,7 @@ pub struct Gate {
     identity: Option<IdentitySigner>,
     limiter: Option<Arc<Limiter>>,
     counters: Arc<LimitCounters>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -156,6 +158,12 @@ impl Gate {
     /// ([`crate::rails::Rails::from_config`]).
     pub fn from_config(cfg: &Config) -> Result<Gate, GatewayError> {
         let rails = crate::rails::Rails::from_config(cfg)?;
+        Gate::from_config_with_rails(cfg, rails)
+    }
+
+    /// A gate from a configuration over rails already built (a reload keeps the rails, whose
+    /// keys, spent sets and stores must outlive it).
+    pub fn from_config_with_rails(cfg: &Config, rails: Rails) -> Result<Gate, GatewayError> {
         let s = &cfg.server;
         let opts = GateOptions {
             resource: s.path.clone(),
@@ -210,7 +218,23 @@ impl Gate {
             identity: None,
             limiter: None,
             counters: Arc::default(),
+            metrics: Arc::default(),
         }
+        .with_metrics(Arc::default())
+    }
+
+    /// Counts into `metrics` (shared by the gates of one process, so that figures survive a
+    /// reload); the limit counters become the ones `metrics` holds.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Gate {
+        metrics.register_tools(self.policy.tools.keys().map(String::as_str));
+        self.counters = metrics.limit_counters();
+        self.metrics = metrics;
+        self
+    }
+
+    /// What this gate counts ([`crate::metrics`]).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Applies `limiter` to every call (see [`crate::limits`]). Gates built by
@@ -294,9 +318,23 @@ impl Gate {
         B::Error: Into<axum::BoxError>,
     {
         let started = Instant::now();
-        let mut log = CallLog::default();
-        let resp = self.run(req, inner, &mut log).await?;
+        let mut log = CallLog {
+            request_id: crate::trace::request_id(req.headers()),
+            ..CallLog::default()
+        };
+        self.metrics.call_started();
+        let mut resp = match self.run(req, inner, &mut log).await {
+            Ok(r) => r,
+            Err(e) => {
+                log.record(&self.metrics, StatusCode::BAD_GATEWAY, started);
+                return Err(e);
+            }
+        };
         log.finish(resp.status(), started);
+        log.record(&self.metrics, resp.status(), started);
+        if let Ok(v) = HeaderValue::from_str(&log.request_id) {
+            resp.headers_mut().insert(crate::trace::REQUEST_ID, v);
+        }
         Ok(resp)
     }
 
@@ -327,7 +365,12 @@ impl Gate {
             let (mut parts, body) = req.into_parts();
             strip_credential_headers(&mut parts.headers);
             log.outcome = "passthrough";
-            return forward(inner, Request::from_parts(parts, body)).await;
+            log.trace = crate::trace::find(&parts.headers, None).map(|t| t.0);
+            log.tag_upstream_request(&mut parts.headers);
+            let up = Instant::now();
+            let resp = forward(inner, Request::from_parts(parts, body)).await;
+            log.upstream = Some(up.elapsed());
+            return resp;
         }
         // 3. Content-Type.
         if !body::is_json(req.headers()) {
@@ -378,6 +421,12 @@ impl Gate {
                 &e.to_string(),
             ));
         }
+        if let Some((tp, src)) = crate::trace::find(&parts.headers, Some(msg.value())) {
+            if src == crate::trace::TraceSource::Meta {
+                crate::trace::propagate_meta(&mut parts.headers, &tp, Some(msg.value()));
+            }
+            log.trace = Some(tp);
+        }
         // 7. Price.
         let method = msg.method().unwrap_or("");
         log.method = method.to_owned();
@@ -389,6 +438,7 @@ impl Gate {
         };
         // 8–9. Classify, collect credentials, decide.
         let peer = peer_ip(&parts.extensions);
+        log.caller = Some(anonymous(peer));
         let facts = (msg.kind() != MessageKind::Response)
             .then(|| turnpike_mcp::classify(&msg, &self.opts.resource, peer, unix_now()));
         let mut oauth_outcome: Option<OAuthOutcome> = None;
@@ -472,6 +522,16 @@ impl Gate {
             }
             refused => {
                 log.outcome = outcome_of(&refused);
+                match &refused {
+                    Decision::Challenge { challenges, .. }
+                    | Decision::Invalid { challenges, .. } => self.metrics.challenges(challenges),
+                    Decision::Unavailable { refusals } => {
+                        refusals
+                            .iter()
+                            .for_each(|r| self.metrics.rail_unavailable(r.rail));
+                    }
+                    _ => {}
+                }
                 let price = price.map(|p| p.offers.as_slice()).unwrap_or(&[]);
                 // A token was presented and refused: the OAuth answer, over HTTP (the caller
                 // speaks OAuth, and MCP clients handle these statuses themselves).
@@ -497,6 +557,18 @@ impl Gate {
             .flatten();
         log.rail = grant.as_ref().map(|g| g.rail);
         log.outcome = if grant.is_some() { "paid" } else { "free" };
+        if let Some(g) = &grant {
+            if let Some(id) = &g.identity {
+                log.caller = Some(id.clone());
+            }
+            if let Some(Offer::L402 { msat, mode, .. }) =
+                price.and_then(|p| p.offer(RailKind::L402))
+            {
+                if g.rail == RailKind::L402 && *mode != turnpike_core::BillingMode::TimePass {
+                    log.paid_msat = *msat;
+                }
+            }
+        }
         // Rate limit and budget, for the identity the rails found (else the caller's address).
         let admitted = match (pre_admitted, &self.limiter, &facts) {
             // Checked before the puzzle was verified, on the same identity.
@@ -547,7 +619,10 @@ impl Gate {
         if let Some(id) = &request_id {
             parts.extensions.insert(JsonRpcId(id.clone()));
         }
+        log.tag_upstream_request(&mut parts.headers);
+        let up = Instant::now();
         let mut resp = forward(inner, Request::from_parts(parts, body)).await?;
+        log.upstream = Some(up.elapsed());
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
             // The upstream's own 429: passed on as it is, counted apart from ours.
             LimitCounters::bump(&self.counters.upstream_429);
@@ -824,6 +899,16 @@ fn unix_now() -> u64 {
 /// The one log line of a call. Holds no credential.
 #[derive(Default)]
 struct CallLog {
+    /// The caller's `X-Request-Id` (when sane) or a fresh one ([`crate::trace::request_id`]).
+    request_id: String,
+    /// W3C trace context from `traceparent` or `params._meta`.
+    trace: Option<crate::trace::TraceParent>,
+    /// Time the upstream took to its response head, when the call was forwarded.
+    upstream: Option<Duration>,
+    /// Who called: the granted identity, else the caller's address (metrics only).
+    caller: Option<Identity>,
+    /// Millisatoshis an L402 pass charged.
+    paid_msat: u64,
     method: String,
     tool: Option<String>,
     rail: Option<RailKind>,
@@ -838,6 +923,9 @@ impl CallLog {
     fn finish(&self, status: StatusCode, started: Instant) {
         tracing::info!(
             target: "turnpike::call",
+            request_id = %self.request_id,
+            trace_id = self.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
+            parent_id = self.trace.as_ref().map_or("", |t| t.parent_id.as_str()),
             method = %self.method,
             tool = self.tool.as_deref().unwrap_or(""),
             rail = self.rail.map_or("", RailKind::as_str),
@@ -846,8 +934,31 @@ impl CallLog {
             upstream_429 = self.upstream_429,
             status = status.as_u16(),
             latency_us = started.elapsed().as_micros() as u64,
+            upstream_us = self.upstream.map_or(0, |d| d.as_micros() as u64),
             "call"
         );
+    }
+
+    /// Counts the call in `metrics`.
+    fn record(&self, metrics: &Metrics, status: StatusCode, started: Instant) {
+        metrics.record(&CallRecord {
+            method: &self.method,
+            tool: self.tool.as_deref(),
+            rail: self.rail,
+            outcome: self.outcome,
+            status: status.as_u16(),
+            total: started.elapsed(),
+            upstream: self.upstream,
+            paid_msat: self.paid_msat,
+            caller: self.caller.as_ref(),
+        });
+    }
+
+    /// The request id goes to the upstream too.
+    fn tag_upstream_request(&self, headers: &mut HeaderMap) {
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            headers.insert(crate::trace::REQUEST_ID, v);
+        }
     }
 }
 

@@ -23,8 +23,23 @@ use crate::upstream::http::HttpUpstream;
 use crate::upstream::stdio::{StdioConfig, StdioUpstream};
 use crate::{Gate, GatewayError, TurnpikeService};
 
-/// How long connections still open at shutdown may take to finish.
-const DRAIN: Duration = Duration::from_secs(10);
+/// What a running server may do beyond serving: reload its configuration.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// Loads the configuration again (file plus overrides) on SIGHUP, on `POST
+    /// /admin/api/reload`, and on changes to `watch` ([`crate::reload`]).
+    pub reload: Option<crate::reload::Loader>,
+    /// The file to watch for changes (with `[server] watch_config = true`).
+    pub watch: Option<std::path::PathBuf>,
+    /// Called once the server is ready, with the gate it runs and the admin listener's address.
+    pub on_ready: Option<OnReady>,
+}
+
+/// A callback run once the server is ready: the live gate and the admin listener's address.
+pub type OnReady = Arc<dyn Fn(&Arc<crate::reload::LiveGate>, Option<SocketAddr>) + Send + Sync>;
+
+/// How often a watched configuration file is looked at.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Any upstream, boxed.
 pub type BoxUpstream = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
@@ -67,8 +82,20 @@ pub async fn serve(
 /// `http://<the listener's address><path>`.
 pub async fn serve_listener(
     listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GatewayError> {
+    serve_listener_with(listener, config, shutdown, ServeOptions::default()).await
+}
+
+/// [`serve_listener`] with reloads ([`ServeOptions`]). On `shutdown`: stops accepting, lets
+/// in-flight calls and streams finish for up to `[server] shutdown_timeout_secs`, then drops
+/// the gate, which closes the L402 store (its ledger rows are committed as they are written).
+pub async fn serve_listener_with(
+    listener: TcpListener,
     mut config: Config,
     shutdown: impl Future<Output = ()> + Send,
+    opts: ServeOptions,
 ) -> Result<(), GatewayError> {
     if config.server.public_url.is_none() {
         if let Ok(local) = listener.local_addr() {
@@ -76,7 +103,11 @@ pub async fn serve_listener(
         }
     }
     config.validate()?;
-    let gate = Arc::new(Gate::from_config(&config)?);
+    let live = Arc::new(crate::reload::LiveGate::new(
+        config.clone(),
+        Gate::from_config(&config)?,
+    ));
+    let gate = live.gate();
     if let Some(oauth) = &gate.rails().oauth {
         tracing::info!(
             target: "turnpike::serve",
@@ -105,8 +136,39 @@ pub async fn serve_listener(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(config.server.header_read_timeout_secs));
     builder.http2().timer(TokioTimer::new());
+    drop(gate);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut tasks = tokio::task::JoinSet::new();
+    let admin_addr = match &config.admin {
+        Some(a) => {
+            let admin = crate::admin::Admin::new(live.clone(), a, opts.reload.clone());
+            let l = TcpListener::bind(a.listen)
+                .await
+                .map_err(|e| GatewayError::Bind(a.listen, e))?;
+            let addr = l.local_addr().ok();
+            tracing::info!(target: "turnpike::serve", listen = ?addr, "admin listening (metrics, API, dashboard)");
+            tasks.spawn(admin.serve(l));
+            addr
+        }
+        None => None,
+    };
+    tasks.spawn(crate::admin::sample_history(live.clone()));
+    if let Some(loader) = &opts.reload {
+        #[cfg(unix)]
+        tasks.spawn(crate::reload::on_sighup(live.clone(), loader.clone()));
+        if let (Some(path), true) = (&opts.watch, config.server.watch_config) {
+            tasks.spawn(crate::reload::watch_file(
+                live.clone(),
+                loader.clone(),
+                path.clone(),
+                WATCH_EVERY,
+            ));
+        }
+    }
+    if let Some(f) = &opts.on_ready {
+        f(&live, admin_addr);
+    }
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -122,11 +184,14 @@ pub async fn serve_listener(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = TurnpikeService::new(gate.clone(), upstream.clone());
+        let upstream = upstream.clone();
         let endpoint = endpoint.clone();
-        let gate = gate.clone();
+        let live = live.clone();
         let handler = hyper::service::service_fn(move |req: Request<Incoming>| {
-            route(svc.clone(), gate.clone(), endpoint.clone(), peer, req)
+            // The gate in force when the request arrives serves it to the end.
+            let gate = live.gate();
+            let svc = TurnpikeService::new(gate.clone(), upstream.clone());
+            route(svc, gate, endpoint.clone(), peer, req)
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), handler)
@@ -143,12 +208,17 @@ pub async fn serve_listener(
     if let Some(stdio) = &stdio {
         stdio.shutdown();
     }
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
+    let grace = Duration::from_secs(live.config().server.shutdown_timeout_secs);
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!(target: "turnpike::serve", "connections still open after the drain period");
     }
+    tasks.shutdown().await;
+    // The last gate goes, and with it the rails and the L402 store (closed, rows committed).
+    drop(live);
+    tracing::info!(target: "turnpike::serve", "stopped");
     Ok(())
 }
 

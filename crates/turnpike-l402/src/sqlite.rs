@@ -17,8 +17,8 @@ use zeroize::Zeroizing;
 
 use crate::caveat::mode_str;
 use crate::store::{
-    BalanceStore, DebitOutcome, Ledger, LedgerEntry, LedgerKind, RootKey, RootKeyStore, StoreError,
-    TokenRecord, TokenStore,
+    AdjustOutcome, BalanceStore, DebitOutcome, Ledger, LedgerEntry, LedgerKind, RootKey,
+    RootKeyStore, StoreError, TokenRecord, TokenStore,
 };
 
 /// How hard SQLite works to keep committed rows across a crash.
@@ -449,9 +449,140 @@ impl Ledger for SqliteStore {
                         .ok_or_else(|| StoreError::Unavailable("corrupt ledger kind".into()))?,
                     amount_msat: to_u64(amount),
                     reference,
+
+    fn adjust(
+        &self,
+        token_id: [u8; 32],
+        delta_msat: i64,
+        note: String,
+        now: u64,
+    ) -> BoxFuture<'_, Result<AdjustOutcome, StoreError>> {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            let row: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT credit_msat, spent_msat FROM l402_balances WHERE token_id = ?1",
+                    params![&token_id[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(err)?;
+            let Some((credit, spent)) = row else {
+                return Ok(Ok(None));
+            };
+            let Some(new) = to_u64(credit).checked_add_signed(delta_msat) else {
+                return Ok(Err("the credit would fall below zero".into()));
+            };
+            log(
+                &tx,
+                now,
+                &token_id,
+                LedgerKind::Adjustment,
+                delta_msat.unsigned_abs(),
+                Some(crate::store::adjustment_reference(delta_msat, &note)),
+            )?;
+            tx.execute(
+                "UPDATE l402_balances SET credit_msat = ?2 WHERE token_id = ?1",
+                params![&token_id[..], to_i64(new)?],
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(Ok(Some((new, to_u64(spent)))))
+        })
+    }
+}
+
+/// Reads ledger rows from a query whose columns are id, at, token_id, kind, amount, reference.
+fn ledger_rows(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<LedgerEntry>, StoreError> {
+    let mut st = c.prepare(sql).map_err(err)?;
+    let rows = st
+        .query_map(p, |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })
+        .map_err(err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, at, token_id, kind, amount, reference) = row.map_err(err)?;
+        out.push(LedgerEntry {
+            id: to_u64(id),
+            at: to_u64(at),
+            token_id: blob32(token_id).map_err(err)?,
+            kind: LedgerKind::parse(&kind)
+                .ok_or_else(|| StoreError::Unavailable("corrupt ledger kind".into()))?,
+            amount_msat: to_u64(amount),
+            reference,
+        });
+    }
+    Ok(out)
                 });
             }
             Ok(out)
+    fn page(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<LedgerEntry>, StoreError>> {
+        self.run(move |c| {
+            ledger_rows(
+                c,
+                "SELECT id, at, token_id, kind, amount_msat, reference FROM l402_ledger
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+                params![to_i64(after_id)?, to_i64(limit as u64)?],
+            )
+        })
+    }
+
+    fn recent(&self, limit: usize) -> BoxFuture<'_, Result<Vec<LedgerEntry>, StoreError>> {
+        self.run(move |c| {
+            ledger_rows(
+                c,
+                "SELECT id, at, token_id, kind, amount_msat, reference FROM l402_ledger
+                 ORDER BY id DESC LIMIT ?1",
+                params![to_i64(limit as u64)?],
+            )
+        })
+    }
+
+    fn revoke(&self, token_id: [u8; 32], now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            let known: Option<i64> = tx
+                .query_row(
+                    "SELECT expires_at FROM l402_tokens WHERE token_id = ?1",
+                    params![&token_id[..]],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            if known.is_none() {
+                return Ok(false);
+            }
+            log(&tx, now, &token_id, LedgerKind::Revocation, 0, None)?;
+            tx.execute(
+                "UPDATE l402_tokens SET expires_at = MIN(expires_at, ?2) WHERE token_id = ?1",
+                params![&token_id[..], to_i64(now)?],
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(true)
+        })
+    }
+
         })
     }
 }

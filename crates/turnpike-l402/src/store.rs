@@ -38,6 +38,10 @@ pub struct TokenRecord {
     pub paid_at: Option<u64>,
 }
 
+/// What an operator's balance adjustment did: the new `(credit, spent)`, `None` when the token
+/// has no balance, or why it was refused.
+pub type AdjustOutcome = Result<Option<(u64, u64)>, String>;
+
 /// The result of a debit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DebitOutcome {
@@ -60,6 +64,11 @@ pub enum LedgerKind {
     Debit,
     /// A debit was refunded (the upstream failed).
     Refund,
+    /// An operator changed a balance's credit (amount = the size of the change; reference:
+    /// `+N` or `-N`, then the operator's note).
+    Adjustment,
+    /// An operator revoked the token (amount 0).
+    Revocation,
 }
 
 impl LedgerKind {
@@ -70,6 +79,8 @@ impl LedgerKind {
             LedgerKind::Payment => "payment",
             LedgerKind::Debit => "debit",
             LedgerKind::Refund => "refund",
+            LedgerKind::Adjustment => "adjustment",
+            LedgerKind::Revocation => "revocation",
         }
     }
 
@@ -79,6 +90,8 @@ impl LedgerKind {
             "payment" => LedgerKind::Payment,
             "debit" => LedgerKind::Debit,
             "refund" => LedgerKind::Refund,
+            "adjustment" => LedgerKind::Adjustment,
+            "revocation" => LedgerKind::Revocation,
             _ => return None,
         })
     }
@@ -144,12 +157,55 @@ pub trait BalanceStore: Send + Sync {
 
     /// `(credit, spent)` of a token's balance.
     fn balance(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Option<(u64, u64)>, StoreError>>;
+
+    /// An operator's change to a balance's credit by `delta_msat`, with its ledger row
+    /// ([`LedgerKind::Adjustment`]), atomically. Refused (`Ok(Err(..))`) when the credit would
+    /// fall below zero. `Ok(Ok(None))`: the token has no balance. Stores that cannot do this
+    /// answer [`StoreError::Unavailable`].
+    fn adjust(
+        &self,
+        _token_id: [u8; 32],
+        _delta_msat: i64,
+        _note: String,
+        _now: u64,
+    ) -> BoxFuture<'_, Result<AdjustOutcome, StoreError>> {
+        Box::pin(std::future::ready(Err(StoreError::Unavailable(
+            "this store cannot adjust balances".into(),
+        ))))
+    }
 }
 
 /// The money trail.
 pub trait Ledger: Send + Sync {
     /// Every row about one token, oldest first.
     fn entries(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Vec<LedgerEntry>, StoreError>>;
+
+    /// Up to `limit` rows with ids above `after_id`, oldest first (an export page). Stores
+    /// that cannot list answer [`StoreError::Unavailable`].
+    fn page(
+        &self,
+        _after_id: u64,
+        _limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<LedgerEntry>, StoreError>> {
+        Box::pin(std::future::ready(Err(StoreError::Unavailable(
+            "this store cannot list its ledger".into(),
+        ))))
+    }
+
+    /// The `limit` newest rows, newest first.
+    fn recent(&self, _limit: usize) -> BoxFuture<'_, Result<Vec<LedgerEntry>, StoreError>> {
+        Box::pin(std::future::ready(Err(StoreError::Unavailable(
+            "this store cannot list its ledger".into(),
+        ))))
+    }
+
+    /// Revokes a token: it expires now (every later use is refused as expired), with a
+    /// [`LedgerKind::Revocation`] row. `false` when the token is unknown.
+    fn revoke(&self, _token_id: [u8; 32], _now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(std::future::ready(Err(StoreError::Unavailable(
+            "this store cannot revoke tokens".into(),
+        ))))
+    }
 }
 
 /// Everything the L402 rail needs from its state.
@@ -321,6 +377,41 @@ impl BalanceStore for MemoryStore {
     fn balance(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Option<(u64, u64)>, StoreError>> {
         ready(Ok(self.inner.lock().balances.get(&token_id).copied()))
     }
+
+    fn adjust(
+        &self,
+        token_id: [u8; 32],
+        delta_msat: i64,
+        note: String,
+        now: u64,
+    ) -> BoxFuture<'_, Result<AdjustOutcome, StoreError>> {
+        let mut g = self.inner.lock();
+        let Some(&(credit, spent)) = g.balances.get(&token_id) else {
+            return ready(Ok(Ok(None)));
+        };
+        let Some(new) = credit.checked_add_signed(delta_msat) else {
+            return ready(Ok(Err("the credit would fall below zero".into())));
+        };
+        g.log(
+            now,
+            token_id,
+            LedgerKind::Adjustment,
+            delta_msat.unsigned_abs(),
+            Some(adjustment_reference(delta_msat, &note)),
+        );
+        g.balances.insert(token_id, (new, spent));
+        ready(Ok(Ok(Some((new, spent)))))
+    }
+}
+
+/// The reference of an adjustment row: the signed change, then the note.
+pub fn adjustment_reference(delta_msat: i64, note: &str) -> String {
+    let note: String = note.chars().filter(|c| !c.is_control()).take(200).collect();
+    if note.is_empty() {
+        format!("{delta_msat:+}")
+    } else {
+        format!("{delta_msat:+} {note}")
+    }
 }
 
 impl Ledger for MemoryStore {
@@ -333,6 +424,36 @@ impl Ledger for MemoryStore {
             .filter(|e| e.token_id == token_id)
             .cloned()
             .collect()))
+    }
+
+    fn page(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<LedgerEntry>, StoreError>> {
+        let g = self.inner.lock();
+        ready(Ok(g
+            .ledger
+            .iter()
+            .filter(|e| e.id > after_id)
+            .take(limit)
+            .cloned()
+            .collect()))
+    }
+
+    fn recent(&self, limit: usize) -> BoxFuture<'_, Result<Vec<LedgerEntry>, StoreError>> {
+        let g = self.inner.lock();
+        ready(Ok(g.ledger.iter().rev().take(limit).cloned().collect()))
+    }
+
+    fn revoke(&self, token_id: [u8; 32], now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let mut g = self.inner.lock();
+        let Some(rec) = g.tokens.get_mut(&token_id) else {
+            return ready(Ok(false));
+        };
+        rec.expires_at = rec.expires_at.min(now);
+        g.log(now, token_id, LedgerKind::Revocation, 0, None);
+        ready(Ok(true))
     }
 }
 

@@ -1,0 +1,545 @@
+//! The admin listener: `/metrics`, the JSON admin API and the dashboard.
+//!
+//! Served on `[admin] listen` (default `127.0.0.1:8403`), apart from the MCP endpoint, and only
+//! when the configuration has an `[admin]` table with a token. Every `/admin/api/…` request
+//! needs `Authorization: Bearer <admin token>`, compared in constant time; `/metrics` too unless
+//! `metrics_public = true` (the default). The dashboard's page, script and style sheet are
+//! public (they hold no data); the page asks for the token and keeps it in the tab's
+//! `sessionStorage` (or takes it from the URL fragment, `#token=…`, which browsers never send).
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text exposition ([`crate::metrics`]) |
+//! | `GET /admin/` | the dashboard (HTML; its script and style under `/admin/assets/`) |
+//! | `GET /admin/api/summary` | figures: totals, rails, effort, top tools and callers, history, recent ledger rows |
+//! | `GET /admin/api/ledger?format=csv\|jsonl&after=<id>&limit=<n>` | the ledger, oldest first |
+//! | `POST /admin/api/tokens/<token id hex>/revoke` | revokes an L402 token |
+//! | `POST /admin/api/balances/<token id hex>/adjust` `{"delta_msat": n, "note": "…"}` | changes a balance's credit, with a ledger row |
+//! | `POST /admin/api/reload` | reloads the configuration (as SIGHUP does) |
+//!
+//! docs/OPERATIONS.md is the reference.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use turnpike_l402::store::{L402Store, LedgerEntry};
+
+use crate::config::AdminConfig;
+use crate::metrics::SAMPLE_EVERY;
+use crate::reload::{LiveGate, Loader};
+
+const DASHBOARD_HTML: &str = include_str!("../assets/dashboard.html");
+const DASHBOARD_JS: &str = include_str!("../assets/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("../assets/dashboard.css");
+
+/// Largest admin request body.
+const MAX_BODY: usize = 16 * 1024;
+/// Most ledger rows in one export answer.
+const MAX_EXPORT: usize = 100_000;
+
+/// The admin listener's state.
+pub struct Admin {
+    live: Arc<LiveGate>,
+    token_digest: [u8; 32],
+    metrics_public: bool,
+    reload: Option<Loader>,
+}
+
+impl Admin {
+    /// The admin service for `live`, with `cfg`'s token.
+    pub fn new(live: Arc<LiveGate>, cfg: &AdminConfig, reload: Option<Loader>) -> Arc<Admin> {
+        Arc::new(Admin {
+            live,
+            token_digest: Sha256::digest(cfg.token.expose().as_bytes()).into(),
+            metrics_public: cfg.metrics_public,
+            reload,
+        })
+    }
+
+    /// Serves on `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let this = self.clone();
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let this = this.clone();
+                async move { Ok::<_, Infallible>(this.handle(req.map(Body::new)).await) }
+            });
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    }
+
+    /// Whether `headers` carry the admin token (`Authorization: Bearer …`), compared in
+    /// constant time (over SHA-256 digests, so the length leaks nothing either).
+    pub fn authorized(&self, headers: &HeaderMap) -> bool {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+            .unwrap_or("");
+        let d: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        constant_time_eq(&d, &self.token_digest) && !presented.is_empty()
+    }
+
+    /// Answers one admin request.
+    pub async fn handle(&self, req: Request<Body>) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        match (method, path.as_str()) {
+            (Method::GET, "/") => redirect("/admin/"),
+            (Method::GET, "/admin") => redirect("/admin/"),
+            (Method::GET, "/admin/") => asset("text/html; charset=utf-8", DASHBOARD_HTML),
+            (Method::GET, "/admin/assets/dashboard.js") => {
+                asset("text/javascript; charset=utf-8", DASHBOARD_JS)
+            }
+            (Method::GET, "/admin/assets/dashboard.css") => {
+                asset("text/css; charset=utf-8", DASHBOARD_CSS)
+            }
+            (Method::GET, "/metrics") => {
+                if !self.metrics_public && !self.authorized(req.headers()) {
+                    return unauthorized();
+                }
+                self.metrics_text().await
+            }
+            (_, p) if p.starts_with("/admin/api/") => {
+                if !self.authorized(req.headers()) {
+                    return unauthorized();
+                }
+                self.api(req).await
+            }
+            _ => json_answer(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+        }
+    }
+
+    async fn metrics_text(&self) -> Response<Body> {
+        let gate = self.live.gate();
+        if let Some(pow) = &gate.rails().pow {
+            gate.metrics().set_pow_multiplier(pow.current_multiplier());
+        }
+        let mut up = Vec::new();
+        if let Some(l402) = &gate.rails().l402 {
+            // A read of a token that cannot exist: answers whether the store is reachable.
+            up.push(("l402_store", l402.store().balance([0; 32]).await.is_ok()));
+        }
+        let body = gate.metrics().render(&up);
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        r
+    }
+
+    async fn api(&self, req: Request<Body>) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let method = req.method().clone();
+        let rest = path.trim_start_matches("/admin/api/");
+        let segs: Vec<&str> = rest.split('/').collect();
+        match (method, segs.as_slice()) {
+            (Method::GET, ["summary"]) => json_answer(StatusCode::OK, &self.summary().await),
+            (Method::GET, ["ledger"]) => self.ledger_export(&query).await,
+            (Method::POST, ["tokens", id, "revoke"]) => self.revoke(id).await,
+            (Method::POST, ["balances", id, "adjust"]) => {
+                let id = id.to_string();
+                match read_json(req).await {
+                    Ok(v) => self.adjust(&id, &v).await,
+                    Err(r) => r,
+                }
+            }
+            (Method::POST, ["reload"]) => self.reload().await,
+            _ => json_answer(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "no such admin call"}),
+            ),
+        }
+    }
+
+    fn store(&self) -> Option<Arc<dyn L402Store>> {
+        self.live
+            .gate()
+            .rails()
+            .l402
+            .as_ref()
+            .map(|r| r.store().clone())
+    }
+
+    /// The dashboard's figures.
+    pub async fn summary(&self) -> Value {
+        let gate = self.live.gate();
+        let cfg = self.live.config();
+        let m = gate.metrics();
+        let multiplier = gate.rails().pow.as_ref().map(|p| p.current_multiplier());
+        if let Some(x) = multiplier {
+            m.set_pow_multiplier(x);
+        }
+        let default_effort = gate
+            .policy()
+            .default_tool
+            .offers
+            .iter()
+            .find_map(|o| match o {
+                turnpike_core::Offer::Pow { effort } => Some(*effort),
+                _ => None,
+            });
+        let current_effort = match (&gate.rails().pow, default_effort) {
+            (Some(p), Some(e)) => p.quote(e).map(|q| q.effort),
+            _ => None,
+        };
+        let (gw429, store_down, degraded, up429) = gate.limit_counters().snapshot();
+        let ledger = match self.store() {
+            Some(s) => match s.recent(25).await {
+                Ok(rows) => json!(rows.iter().map(entry_json).collect::<Vec<_>>()),
+                Err(e) => json!({"error": e.to_string()}),
+            },
+            None => Value::Null,
+        };
+        let rails: Vec<&str> = gate.rails().all.iter().map(|r| r.kind().as_str()).collect();
+        let tools: Vec<Value> = cfg
+            .tools
+            .iter()
+            .map(|(name, p)| {
+                json!({"tool": name, "free": p.free, "pow": p.pow,
+                       "l402_msat": p.l402.map(|l| l.msat), "oauth": p.oauth.is_some()})
+            })
+            .collect();
+        let now = unix_now();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "now": now,
+            "endpoint": cfg.public_url(),
+            "rails": rails,
+            "prices": tools,
+            "limits_enabled": cfg.limits.enabled,
+            "totals": {
+                "passed": m.outcome_total("passed"),
+                "challenged": m.outcome_total("challenged"),
+                "refused": m.outcome_total("refused"),
+                "rate_limited": m.outcome_total("rate_limited"),
+                "unavailable": m.outcome_total("unavailable"),
+                "upstream_error": m.outcome_total("upstream_error"),
+                "rejected": m.outcome_total("rejected"),
+            },
+            "limits": {"gateway_429": gw429, "upstream_429": up429,
+                       "store_unavailable": store_down, "fail_open": degraded},
+            "pow": {"multiplier": multiplier, "current_effort": current_effort,
+                    "base_effort": default_effort},
+            "top_tools": m.top_tools(10).into_iter()
+                .map(|(t, n)| json!({"tool": t, "calls": n})).collect::<Vec<_>>(),
+            "top_callers": m.top_callers(10),
+            "history": m.history(),
+            "sample_every_secs": SAMPLE_EVERY.as_secs(),
+            "ledger": ledger,
+        })
+    }
+
+    async fn ledger_export(&self, query: &str) -> Response<Body> {
+        let Some(store) = self.store() else {
+            return json_answer(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "the L402 rail is not configured: no ledger"}),
+            );
+        };
+        let mut format = "jsonl";
+        let mut after = 0u64;
+        let mut limit = MAX_EXPORT;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "format" if v == "csv" || v == "jsonl" => {
+                    format = if v == "csv" { "csv" } else { "jsonl" }
+                }
+                "after" => match v.parse() {
+                    Ok(n) => after = n,
+                    Err(_) => return bad_request("after must be a row id"),
+                },
+                "limit" => match v.parse::<usize>() {
+                    Ok(n) => limit = n.min(MAX_EXPORT),
+                    Err(_) => return bad_request("limit must be a number"),
+                },
+                _ => return bad_request("the parameters are format=csv|jsonl, after and limit"),
+            }
+        }
+        let rows = match store.page(after, limit).await {
+            Ok(r) => r,
+            Err(e) => return unavailable(&e.to_string()),
+        };
+        let mut out = String::new();
+        if format == "csv" {
+            out.push_str("id,at,token_id,kind,amount_msat,reference\n");
+            for e in &rows {
+                out.push_str(&format!(
+                    "{},{},{},{},{},{}\n",
+                    e.id,
+                    e.at,
+                    hex::encode(e.token_id),
+                    e.kind.as_str(),
+                    e.amount_msat,
+                    csv_field(e.reference.as_deref().unwrap_or(""))
+                ));
+            }
+        } else {
+            for e in &rows {
+                out.push_str(&entry_json(e).to_string());
+                out.push('\n');
+            }
+        }
+        let mut r = Response::new(Body::from(out));
+        let ct = if format == "csv" {
+            "text/csv; charset=utf-8"
+        } else {
+            "application/jsonl"
+        };
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    }
+
+    async fn revoke(&self, id: &str) -> Response<Body> {
+        let Some(token_id) = token_id(id) else {
+            return bad_request("the token id is 64 hex digits");
+        };
+        let Some(store) = self.store() else {
+            return json_answer(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "the L402 rail is not configured"}),
+            );
+        };
+        match store.revoke(token_id, unix_now()).await {
+            Ok(true) => {
+                tracing::info!(target: "turnpike::admin", token_id = %hex::encode(token_id), "token revoked");
+                json_answer(StatusCode::OK, &json!({"revoked": true}))
+            }
+            Ok(false) => json_answer(StatusCode::NOT_FOUND, &json!({"error": "unknown token"})),
+            Err(e) => unavailable(&e.to_string()),
+        }
+    }
+
+    async fn adjust(&self, id: &str, body: &Value) -> Response<Body> {
+        let Some(token_id) = token_id(id) else {
+            return bad_request("the token id is 64 hex digits");
+        };
+        let Some(delta) = body.get("delta_msat").and_then(Value::as_i64) else {
+            return bad_request("give {\"delta_msat\": <signed integer>, \"note\": \"…\"}");
+        };
+        if delta == 0 {
+            return bad_request("delta_msat is 0");
+        }
+        let note = body
+            .get("note")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let Some(store) = self.store() else {
+            return json_answer(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "the L402 rail is not configured"}),
+            );
+        };
+        match store.adjust(token_id, delta, note, unix_now()).await {
+            Ok(Ok(Some((credit, spent)))) => {
+                tracing::info!(target: "turnpike::admin", token_id = %hex::encode(token_id), delta_msat = delta, "balance adjusted");
+                json_answer(
+                    StatusCode::OK,
+                    &json!({"credit_msat": credit, "spent_msat": spent,
+                            "remaining_msat": credit.saturating_sub(spent)}),
+                )
+            }
+            Ok(Ok(None)) => json_answer(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "no balance for this token (not a paid balance token)"}),
+            ),
+            Ok(Err(why)) => json_answer(StatusCode::CONFLICT, &json!({"error": why})),
+            Err(e) => unavailable(&e.to_string()),
+        }
+    }
+
+    async fn reload(&self) -> Response<Body> {
+        let Some(loader) = self.reload.clone() else {
+            return json_answer(
+                StatusCode::CONFLICT,
+                &json!({"error": "this server was started without a configuration file"}),
+            );
+        };
+        let live = self.live.clone();
+        let r = tokio::task::spawn_blocking(move || live.reload_with(&loader, "admin")).await;
+        match r {
+            Ok(Ok(changed)) => json_answer(
+                StatusCode::OK,
+                &json!({"reloaded": true, "changed": changed}),
+            ),
+            Ok(Err(e)) => json_answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({"reloaded": false, "error": e}),
+            ),
+            Err(_) => unavailable("reload task failed"),
+        }
+    }
+}
+
+/// Appends a sample of the running totals to the history every [`SAMPLE_EVERY`].
+pub async fn sample_history(live: Arc<LiveGate>) {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        tick.tick().await;
+        let gate = live.gate();
+        if let Some(pow) = &gate.rails().pow {
+            gate.metrics().set_pow_multiplier(pow.current_multiplier());
+        }
+        gate.metrics().push_sample();
+    }
+}
+
+fn entry_json(e: &LedgerEntry) -> Value {
+    json!({
+        "id": e.id,
+        "at": e.at,
+        "token_id": hex::encode(e.token_id),
+        "kind": e.kind.as_str(),
+        "amount_msat": e.amount_msat,
+        "reference": e.reference,
+    })
+}
+
+fn csv_field(s: &str) -> String {
+    // Always quoted; a leading `=` or `@` is neutralised so that a spreadsheet does not run it.
+    let s = if s.starts_with(['=', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn token_id(hex_id: &str) -> Option<[u8; 32]> {
+    let v = hex::decode(hex_id).ok()?;
+    v.try_into().ok()
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn read_json(req: Request<Body>) -> Result<Value, Response<Body>> {
+    let bytes: Bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => return Err(bad_request("the body is too large or could not be read")),
+    };
+    serde_json::from_slice(&bytes).map_err(|_| bad_request("the body is not JSON"))
+}
+
+fn json_answer(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Body::from(v.to_string()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn bad_request(msg: &str) -> Response<Body> {
+    json_answer(StatusCode::BAD_REQUEST, &json!({"error": msg}))
+}
+
+fn unavailable(msg: &str) -> Response<Body> {
+    json_answer(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": msg}))
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut r = json_answer(
+        StatusCode::UNAUTHORIZED,
+        &json!({"error": "the admin token is required (Authorization: Bearer …)"}),
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"turnpike-admin\""),
+    );
+    r
+}
+
+fn redirect(to: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::FOUND;
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
+    r
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_neutralised() {
+        assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
+        assert_eq!(csv_field("=cmd()"), "\"'=cmd()\"");
+        assert_eq!(csv_field("+5000 top-up"), "\"+5000 top-up\"");
+    }
+
+    #[test]
+    fn token_ids_are_64_hex() {
+        assert!(token_id(&"ab".repeat(32)).is_some());
+        assert!(token_id("abc").is_none());
+        assert!(token_id(&"zz".repeat(32)).is_none());
+    }
+}

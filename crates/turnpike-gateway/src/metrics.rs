@@ -1,0 +1,876 @@
+//! What the gateway counts, and its Prometheus text exposition (format 0.0.4), written by hand.
+//!
+//! The pipeline records each call once, when its response head is ready ([`Metrics::record`]):
+//! a few relaxed atomic adds, one read-locked map look-up for the labelled call counter, and one
+//! short lock for the top-callers table (dashboard only). Label values come from fixed sets:
+//!
+//! - `method`: the MCP method from a fixed list, `notification`, `response`, `GET`, `DELETE`,
+//!   or `other`;
+//! - `tool`: a tool named in the configured policy (`[tools.<name>]`), `other` for any other
+//!   tool, empty for calls that are not `tools/call`;
+//! - `rail`: `none`, `pow`, `l402`, `oauth`;
+//! - `outcome`: `passed`, `challenged`, `refused`, `rate_limited`, `unavailable`,
+//!   `upstream_error`, `rejected`.
+//!
+//! No identity is ever a label. The dashboard's top callers live in a separate table capped at
+//! [`MAX_CALLERS`] entries, anonymous callers under a salted hash of their address.
+//!
+//! docs/OPERATIONS.md lists every series.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use turnpike_core::{Challenge, Identity, RailKind};
+
+use crate::limits::LimitCounters;
+
+/// Histogram bucket bounds, seconds.
+pub const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// At most this many distinct tool labels (beyond that: `other`).
+pub const MAX_TOOLS: usize = 256;
+/// At most this many callers in the top-callers table (beyond that: counted as `other`).
+pub const MAX_CALLERS: usize = 4096;
+/// Samples kept for the dashboard's charts (one per [`SAMPLE_EVERY`]: one hour).
+pub const HISTORY: usize = 720;
+/// How often the history is sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+const RAILS: [&str; 4] = ["none", "pow", "l402", "oauth"];
+/// Outcome labels, in index order.
+pub const OUTCOMES: [&str; 7] = [
+    "passed",
+    "challenged",
+    "refused",
+    "rate_limited",
+    "unavailable",
+    "upstream_error",
+    "rejected",
+];
+const METHODS: [&str; 17] = [
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/list",
+    "tasks/cancel",
+    "tasks/result",
+];
+
+fn rail_index(r: Option<RailKind>) -> usize {
+    match r {
+        None => 0,
+        Some(RailKind::Pow) => 1,
+        Some(RailKind::L402) => 2,
+        Some(RailKind::OAuth) => 3,
+    }
+}
+
+/// The `method` label of a call.
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "" => "response",
+        "GET" => "GET",
+        "DELETE" => "DELETE",
+        m if m.starts_with("notifications/") => "notification",
+        m => METHODS
+            .iter()
+            .find(|x| **x == m)
+            .copied()
+            .unwrap_or("other"),
+    }
+}
+
+/// The `outcome` label from the pipeline's outcome, the response status and whether the call
+/// was forwarded.
+pub fn outcome_label(outcome: &str, status: u16, forwarded: bool) -> &'static str {
+    match outcome {
+        "paid" | "free" | "passthrough" => {
+            if forwarded && (status >= 500 || status == 429) {
+                "upstream_error"
+            } else {
+                "passed"
+            }
+        }
+        "challenged" => "challenged",
+        "refused" | "invalid" | "oauth-refused" | "forbidden" => "refused",
+        "rate_limited" => "rate_limited",
+        "unavailable" | "limits_unavailable" => "unavailable",
+        _ => "rejected",
+    }
+}
+
+/// A fixed-bucket histogram of durations.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| s <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us
+            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cum = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cum += self.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cum}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+/// One call, as the pipeline reports it to [`Metrics::record`].
+#[derive(Debug)]
+pub struct CallRecord<'a> {
+    pub method: &'a str,
+    pub tool: Option<&'a str>,
+    pub rail: Option<RailKind>,
+    /// The pipeline's outcome word (`paid`, `free`, `challenged`, `rate_limited`, …).
+    pub outcome: &'a str,
+    pub status: u16,
+    /// Time from the request to the response head.
+    pub total: Duration,
+    /// Time the upstream took to its response head, when the call was forwarded.
+    pub upstream: Option<Duration>,
+    /// Millisatoshis an L402 pass charged for this call.
+    pub paid_msat: u64,
+    /// Who called (the granted identity, else the address).
+    pub caller: Option<&'a Identity>,
+}
+
+type CallKey = (&'static str, Arc<str>, &'static str, &'static str);
+
+/// One caller in the top-callers table.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallerStat {
+    /// `anonymous`, `oauth`, `l402` or `other`.
+    pub kind: &'static str,
+    /// Hashed for anonymous callers; the subject (OAuth) or the token id's first 16 hex
+    /// digits (L402) otherwise.
+    pub label: String,
+    pub calls: u64,
+    pub paid_msat: u64,
+    pub refused: u64,
+    pub last_seen: u64,
+}
+
+/// One sample of the running totals, for the dashboard's charts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Unix seconds.
+    pub t: u64,
+    /// Calls passed, by rail: none, pow, l402, oauth (running totals).
+    pub passed: [u64; 4],
+    pub challenged: u64,
+    pub refused: u64,
+    pub gateway_429: u64,
+    pub upstream_429: u64,
+    pub upstream_errors: u64,
+    pub paid_msat: u64,
+    pub invoiced_msat: u64,
+    /// The proof-of-work effort multiplier at that moment.
+    pub pow_multiplier: u64,
+}
+
+/// Everything the gateway counts. Shared by every gate a process runs (it survives a reload).
+#[derive(Debug)]
+pub struct Metrics {
+    started: SystemTime,
+    salt: [u8; 16],
+    tools: RwLock<HashMap<String, Arc<str>>>,
+    other: Arc<str>,
+    empty: Arc<str>,
+    calls: RwLock<HashMap<CallKey, Arc<AtomicU64>>>,
+    /// Totals by rail and outcome (for the dashboard, without walking the map).
+    by_rail: [[AtomicU64; OUTCOMES.len()]; 4],
+    gateway_seconds: [Histogram; 4],
+    upstream_seconds: Histogram,
+    in_flight: AtomicI64,
+    pow_issued: AtomicU64,
+    pow_solved: AtomicU64,
+    pow_last_effort: AtomicU64,
+    pow_multiplier: AtomicU64,
+    l402_invoices: AtomicU64,
+    l402_invoiced_msat: AtomicU64,
+    l402_paid_calls: AtomicU64,
+    l402_paid_msat: AtomicU64,
+    /// Rail backend health from the last decision: 1 up, 0 down, -1 not seen.
+    rail_up: [AtomicI64; 4],
+    rail_unavailable: [AtomicU64; 4],
+    reloads_ok: AtomicU64,
+    reloads_refused: AtomicU64,
+    last_reload: AtomicU64,
+    limits: Arc<LimitCounters>,
+    callers: Mutex<HashMap<String, CallerStat>>,
+    callers_overflow: AtomicU64,
+    history: Mutex<VecDeque<Sample>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Metrics {
+    /// Empty counters.
+    pub fn new() -> Metrics {
+        Metrics {
+            started: SystemTime::now(),
+            salt: rand::random(),
+            tools: RwLock::default(),
+            other: Arc::from("other"),
+            empty: Arc::from(""),
+            calls: RwLock::default(),
+            by_rail: Default::default(),
+            gateway_seconds: Default::default(),
+            upstream_seconds: Histogram::default(),
+            in_flight: AtomicI64::new(0),
+            pow_issued: AtomicU64::new(0),
+            pow_solved: AtomicU64::new(0),
+            pow_last_effort: AtomicU64::new(0),
+            pow_multiplier: AtomicU64::new(1),
+            l402_invoices: AtomicU64::new(0),
+            l402_invoiced_msat: AtomicU64::new(0),
+            l402_paid_calls: AtomicU64::new(0),
+            l402_paid_msat: AtomicU64::new(0),
+            rail_up: [
+                AtomicI64::new(-1),
+                AtomicI64::new(-1),
+                AtomicI64::new(-1),
+                AtomicI64::new(-1),
+            ],
+            rail_unavailable: Default::default(),
+            reloads_ok: AtomicU64::new(0),
+            reloads_refused: AtomicU64::new(0),
+            last_reload: AtomicU64::new(0),
+            limits: Arc::default(),
+            callers: Mutex::default(),
+            callers_overflow: AtomicU64::new(0),
+            history: Mutex::default(),
+        }
+    }
+
+    /// The limit counters gates count into (shared by every gate using these metrics).
+    pub fn limit_counters(&self) -> Arc<LimitCounters> {
+        self.limits.clone()
+    }
+
+    /// Makes `names` (the tools the policy names) valid `tool` label values. Names already
+    /// known stay; beyond [`MAX_TOOLS`] the rest count as `other`.
+    pub fn register_tools<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut t = self.tools.write();
+        for n in names {
+            if t.len() >= MAX_TOOLS {
+                break;
+            }
+            if !t.contains_key(n) && n != "default" {
+                t.insert(n.to_owned(), Arc::from(n));
+            }
+        }
+    }
+
+    fn tool_label(&self, method: &str, tool: Option<&str>) -> Arc<str> {
+        if method != "tools/call" {
+            return self.empty.clone();
+        }
+        match tool.and_then(|t| self.tools.read().get(t).cloned()) {
+            Some(l) => l,
+            None => self.other.clone(),
+        }
+    }
+
+    /// A call entered the gate.
+    pub fn call_started(&self) {
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    /// Records one finished call (its response head is ready).
+    pub fn record(&self, c: &CallRecord<'_>) {
+        self.in_flight.fetch_sub(1, Relaxed);
+        let method = method_label(c.method);
+        let outcome = outcome_label(c.outcome, c.status, c.upstream.is_some());
+        let rail = rail_index(c.rail);
+        let key = (
+            method,
+            self.tool_label(c.method, c.tool),
+            RAILS[rail],
+            outcome,
+        );
+        let existing = self.calls.read().get(&key).cloned();
+        let counter = match existing {
+            Some(a) => a,
+            None => self.calls.write().entry(key).or_default().clone(),
+        };
+        counter.fetch_add(1, Relaxed);
+        if let Some(o) = OUTCOMES.iter().position(|x| *x == outcome) {
+            self.by_rail[rail][o].fetch_add(1, Relaxed);
+        }
+        let own = c.total.saturating_sub(c.upstream.unwrap_or_default());
+        self.gateway_seconds[rail].observe(own);
+        if let Some(u) = c.upstream {
+            self.upstream_seconds.observe(u);
+        }
+        if c.rail == Some(RailKind::Pow) {
+            self.pow_solved.fetch_add(1, Relaxed);
+        }
+        if c.rail == Some(RailKind::L402) {
+            self.l402_paid_calls.fetch_add(1, Relaxed);
+            self.l402_paid_msat.fetch_add(c.paid_msat, Relaxed);
+        }
+        if let Some(r) = c.rail {
+            self.rail_up[rail_index(Some(r))].store(1, Relaxed);
+        }
+        if let Some(id) = c.caller {
+            self.count_caller(
+                id,
+                c.paid_msat,
+                matches!(outcome, "refused" | "rate_limited"),
+            );
+        }
+    }
+
+    /// Counts the challenges of one refused call: puzzles issued (and their effort), invoices.
+    pub fn challenges(&self, challenges: &[Challenge]) {
+        for c in challenges {
+            match c.rail {
+                RailKind::Pow => {
+                    self.pow_issued.fetch_add(1, Relaxed);
+                    if let Some(e) = c.details.get("effort").and_then(|v| v.as_u64()) {
+                        self.pow_last_effort.store(e, Relaxed);
+                    }
+                }
+                RailKind::L402 => {
+                    self.l402_invoices.fetch_add(1, Relaxed);
+                    let msat = c.details.get("amount_msat").and_then(|v| v.as_u64());
+                    self.l402_invoiced_msat
+                        .fetch_add(msat.unwrap_or(0), Relaxed);
+                }
+                RailKind::OAuth => {}
+            }
+            self.rail_up[rail_index(Some(c.rail))].store(1, Relaxed);
+        }
+    }
+
+    /// A rail answered "unavailable" (its backend is down).
+    pub fn rail_unavailable(&self, rail: RailKind) {
+        let i = rail_index(Some(rail));
+        self.rail_unavailable[i].fetch_add(1, Relaxed);
+        self.rail_up[i].store(0, Relaxed);
+    }
+
+    /// The proof-of-work load multiplier now (set when the history is sampled or scraped).
+    pub fn set_pow_multiplier(&self, m: u64) {
+        self.pow_multiplier.store(m, Relaxed);
+    }
+
+    /// A configuration reload was applied (`ok`) or refused.
+    pub fn reloaded(&self, ok: bool) {
+        if ok {
+            self.reloads_ok.fetch_add(1, Relaxed);
+            self.last_reload.store(unix_now(), Relaxed);
+        } else {
+            self.reloads_refused.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The anonymous label of an address prefix: a salted hash, stable for this process.
+    pub fn hash_label(&self, s: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.salt);
+        h.update(s.as_bytes());
+        format!("anon-{}", hex::encode(&h.finalize()[..6]))
+    }
+
+    fn count_caller(&self, id: &Identity, paid_msat: u64, refused: bool) {
+        let (kind, label) = match id {
+            Identity::Anonymous { addr_prefix } => ("anonymous", self.hash_label(addr_prefix)),
+            Identity::OAuth { subject, .. } => {
+                ("oauth", subject.chars().take(64).collect::<String>())
+            }
+            Identity::L402 { token_id } => ("l402", token_id.chars().take(16).collect()),
+        };
+        let key = format!("{kind}:{label}");
+        let mut m = self.callers.lock();
+        let len = m.len();
+        let stat = match m.get_mut(&key) {
+            Some(s) => s,
+            None if len >= MAX_CALLERS => {
+                self.callers_overflow.fetch_add(1, Relaxed);
+                return;
+            }
+            None => m.entry(key).or_insert(CallerStat {
+                kind,
+                label,
+                calls: 0,
+                paid_msat: 0,
+                refused: 0,
+                last_seen: 0,
+            }),
+        };
+        stat.calls += 1;
+        stat.paid_msat += paid_msat;
+        stat.refused += u64::from(refused);
+        stat.last_seen = unix_now();
+    }
+
+    /// The `n` callers with the most calls.
+    pub fn top_callers(&self, n: usize) -> Vec<CallerStat> {
+        let mut v: Vec<CallerStat> = self.callers.lock().values().cloned().collect();
+        v.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.label.cmp(&b.label)));
+        v.truncate(n);
+        v
+    }
+
+    /// Calls by tool label (tools/call only), most first.
+    pub fn top_tools(&self, n: usize) -> Vec<(String, u64)> {
+        let mut by: HashMap<String, u64> = HashMap::new();
+        for ((method, tool, _, _), c) in self.calls.read().iter() {
+            if *method == "tools/call" {
+                *by.entry(tool.to_string()).or_default() += c.load(Relaxed);
+            }
+        }
+        let mut v: Vec<_> = by.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
+    }
+
+    /// The running totals now.
+    pub fn sample(&self) -> Sample {
+        let o = |name: &str| OUTCOMES.iter().position(|x| *x == name).unwrap_or(0);
+        let sum = |oi: usize| -> u64 { self.by_rail.iter().map(|r| r[oi].load(Relaxed)).sum() };
+        let (gw, _, _, up) = self.limits.snapshot();
+        Sample {
+            t: unix_now(),
+            passed: std::array::from_fn(|r| self.by_rail[r][o("passed")].load(Relaxed)),
+            challenged: sum(o("challenged")),
+            refused: sum(o("refused")),
+            gateway_429: gw,
+            upstream_429: up,
+            upstream_errors: sum(o("upstream_error")),
+            paid_msat: self.l402_paid_msat.load(Relaxed),
+            invoiced_msat: self.l402_invoiced_msat.load(Relaxed),
+            pow_multiplier: self.pow_multiplier.load(Relaxed),
+        }
+    }
+
+    /// Appends a sample to the history (kept to [`HISTORY`] samples).
+    pub fn push_sample(&self) {
+        let s = self.sample();
+        let mut h = self.history.lock();
+        if h.len() >= HISTORY {
+            h.pop_front();
+        }
+        h.push_back(s);
+    }
+
+    /// The history, oldest first, with the current totals last.
+    pub fn history(&self) -> Vec<Sample> {
+        let mut v: Vec<Sample> = self.history.lock().iter().cloned().collect();
+        v.push(self.sample());
+        v
+    }
+
+    /// Calls counted so far with this outcome (every rail).
+    pub fn outcome_total(&self, outcome: &str) -> u64 {
+        OUTCOMES.iter().position(|x| *x == outcome).map_or(0, |oi| {
+            self.by_rail.iter().map(|r| r[oi].load(Relaxed)).sum()
+        })
+    }
+
+    /// The Prometheus text exposition. `up` lists extra gauges for `turnpike_backend_up`
+    /// (backend name, 1/0) that the caller probes at scrape time.
+    pub fn render(&self, up: &[(&str, bool)]) -> String {
+        let mut out = String::with_capacity(8192);
+        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        head(
+            &mut out,
+            "turnpike_build_info",
+            "gauge",
+            "Build information (always 1).",
+        );
+        let _ = writeln!(
+            out,
+            "turnpike_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        head(
+            &mut out,
+            "turnpike_start_time_seconds",
+            "gauge",
+            "Unix time the process started counting.",
+        );
+        let start = self
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let _ = writeln!(out, "turnpike_start_time_seconds {start}");
+
+        head(
+            &mut out,
+            "turnpike_calls_total",
+            "counter",
+            "Requests through the gate by MCP method, tool (configured names, else other), rail and outcome.",
+        );
+        let mut rows: Vec<(CallKey, u64)> = self
+            .calls
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.load(Relaxed)))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((method, tool, rail, outcome), n) in rows {
+            let _ = writeln!(
+                out,
+                "turnpike_calls_total{{method=\"{method}\",tool=\"{}\",rail=\"{rail}\",outcome=\"{outcome}\"}} {n}",
+                escape(&tool)
+            );
+        }
+        head(
+            &mut out,
+            "turnpike_calls_in_flight",
+            "gauge",
+            "Requests inside the gate now (until their response head).",
+        );
+        let _ = writeln!(
+            out,
+            "turnpike_calls_in_flight {}",
+            self.in_flight.load(Relaxed).max(0)
+        );
+        head(
+            &mut out,
+            "turnpike_gateway_duration_seconds",
+            "histogram",
+            "The gateway's own time per request (total time to the response head minus the upstream's), by rail.",
+        );
+        for (i, h) in self.gateway_seconds.iter().enumerate() {
+            h.write(
+                &mut out,
+                "turnpike_gateway_duration_seconds",
+                &format!("rail=\"{}\"", RAILS[i]),
+            );
+        }
+        head(
+            &mut out,
+            "turnpike_upstream_duration_seconds",
+            "histogram",
+            "Time the upstream took to its response head, for forwarded requests.",
+        );
+        self.upstream_seconds
+            .write(&mut out, "turnpike_upstream_duration_seconds", "");
+
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        let counter_f = |out: &mut String, name: &str, help: &str, msat: u64| {
+            let v = msat as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        counter(
+            &mut out,
+            "turnpike_pow_puzzles_issued_total",
+            "Proof-of-work challenges issued.",
+            self.pow_issued.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "turnpike_pow_puzzles_solved_total",
+            "Calls passed with a valid proof-of-work solution.",
+            self.pow_solved.load(Relaxed),
+        );
+        head(
+            &mut out,
+            "turnpike_pow_effort",
+            "gauge",
+            "Effort (expected hashes) of the last proof-of-work challenge issued.",
+        );
+        let _ = writeln!(
+            out,
+            "turnpike_pow_effort {}",
+            self.pow_last_effort.load(Relaxed)
+        );
+        head(
+            &mut out,
+            "turnpike_pow_effort_multiplier",
+            "gauge",
+            "The load multiplier applied to proof-of-work prices now.",
+        );
+        let _ = writeln!(
+            out,
+            "turnpike_pow_effort_multiplier {}",
+            self.pow_multiplier.load(Relaxed)
+        );
+        counter(
+            &mut out,
+            "turnpike_l402_invoices_total",
+            "L402 invoices issued (one per challenge offering L402).",
+            self.l402_invoices.load(Relaxed),
+        );
+        counter_f(
+            &mut out,
+            "turnpike_l402_invoiced_sats_total",
+            "Sum of the L402 invoices issued, in satoshis (msat/1000).",
+            self.l402_invoiced_msat.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "turnpike_l402_paid_calls_total",
+            "Calls passed by an L402 token (per call, balance or time pass).",
+            self.l402_paid_calls.load(Relaxed),
+        );
+        counter_f(
+            &mut out,
+            "turnpike_l402_settled_sats_total",
+            "Satoshis charged for calls passed by L402 (the per-call price or the balance debit), msat/1000.",
+            self.l402_paid_msat.load(Relaxed),
+        );
+        let (gw, store_down, degraded, up429) = self.limits.snapshot();
+        head(
+            &mut out,
+            "turnpike_limit_hits_total",
+            "counter",
+            "429 answers by who refused: the gateway's own limits, or the upstream (passed on).",
+        );
+        let _ = writeln!(
+            out,
+            "turnpike_limit_hits_total{{source=\"gateway\"}} {gw}\nturnpike_limit_hits_total{{source=\"upstream\"}} {up429}"
+        );
+        counter(
+            &mut out,
+            "turnpike_limits_store_errors_total",
+            "Calls that met a limits store that was down (refused 503 or let through, by failure_mode).",
+            store_down + degraded,
+        );
+        head(
+            &mut out,
+            "turnpike_rail_up",
+            "gauge",
+            "Whether a rail's backend answered its last use (1), failed it (0); absent until used.",
+        );
+        for (i, r) in RAILS.iter().enumerate().skip(1) {
+            let v = self.rail_up[i].load(Relaxed);
+            if v >= 0 {
+                let _ = writeln!(out, "turnpike_rail_up{{rail=\"{r}\"}} {v}");
+            }
+        }
+        head(
+            &mut out,
+            "turnpike_rail_unavailable_total",
+            "counter",
+            "Calls a rail could not decide because its backend was down (answered 503).",
+        );
+        for (i, r) in RAILS.iter().enumerate().skip(1) {
+            let _ = writeln!(
+                out,
+                "turnpike_rail_unavailable_total{{rail=\"{r}\"}} {}",
+                self.rail_unavailable[i].load(Relaxed)
+            );
+        }
+        if !up.is_empty() {
+            head(
+                &mut out,
+                "turnpike_backend_up",
+                "gauge",
+                "Whether a backend answered a health probe at scrape time (1) or not (0).",
+            );
+            for (name, ok) in up {
+                let _ = writeln!(
+                    out,
+                    "turnpike_backend_up{{backend=\"{}\"}} {}",
+                    escape(name),
+                    u8::from(*ok)
+                );
+            }
+        }
+        head(
+            &mut out,
+            "turnpike_config_reloads_total",
+            "counter",
+            "Configuration reloads, applied or refused (the old configuration stayed in force).",
+        );
+        let _ = writeln!(
+            out,
+            "turnpike_config_reloads_total{{result=\"applied\"}} {}\nturnpike_config_reloads_total{{result=\"refused\"}} {}",
+            self.reloads_ok.load(Relaxed),
+            self.reloads_refused.load(Relaxed)
+        );
+        head(
+            &mut out,
+            "turnpike_config_last_reload_timestamp_seconds",
+            "gauge",
+            "Unix time of the last applied reload (0: none).",
+        );
+        let _ = writeln!(
+            out,
+            "turnpike_config_last_reload_timestamp_seconds {}",
+            self.last_reload.load(Relaxed)
+        );
+        out
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec<'a>(outcome: &'a str, rail: Option<RailKind>, tool: &'a str) -> CallRecord<'a> {
+        CallRecord {
+            method: "tools/call",
+            tool: Some(tool),
+            rail,
+            outcome,
+            status: 200,
+            total: Duration::from_millis(3),
+            upstream: Some(Duration::from_millis(2)),
+            paid_msat: 0,
+            caller: None,
+        }
+    }
+
+    #[test]
+    fn tool_labels_are_bounded_to_the_policy() {
+        let m = Metrics::new();
+        m.register_tools(["echo"]);
+        m.call_started();
+        m.record(&rec("paid", Some(RailKind::Pow), "echo"));
+        m.call_started();
+        m.record(&rec("free", None, "someone-elses-tool"));
+        let text = m.render(&[]);
+        assert!(text.contains(
+            "turnpike_calls_total{method=\"tools/call\",tool=\"echo\",rail=\"pow\",outcome=\"passed\"} 1"
+        ));
+        assert!(text.contains(
+            "turnpike_calls_total{method=\"tools/call\",tool=\"other\",rail=\"none\",outcome=\"passed\"} 1"
+        ));
+        assert!(!text.contains("someone-elses-tool"));
+        assert!(text.contains("turnpike_pow_puzzles_solved_total 1"));
+        assert!(text.contains("turnpike_calls_in_flight 0"));
+    }
+
+    #[test]
+    fn exposition_is_well_formed() {
+        let m = Metrics::new();
+        m.call_started();
+        m.record(&rec("challenged", None, "x"));
+        let text = m.render(&[("limits_store", true)]);
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut it = rest.split(' ');
+                let name = it.next().unwrap();
+                let kind = it.next().unwrap();
+                assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+                assert!(typed.insert(name.to_owned()), "two TYPE lines for {name}");
+            } else if !line.starts_with('#') {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+                let name = series.split('{').next().unwrap();
+                let base = name
+                    .trim_end_matches("_bucket")
+                    .trim_end_matches("_sum")
+                    .trim_end_matches("_count");
+                assert!(
+                    typed.contains(name) || typed.contains(base),
+                    "{name} has no TYPE"
+                );
+            }
+        }
+        assert!(text.contains("turnpike_gateway_duration_seconds_count{rail=\"none\"} 1"));
+        assert!(text.contains("turnpike_upstream_duration_seconds_count 1"));
+        assert!(text.contains("turnpike_backend_up{backend=\"limits_store\"} 1"));
+        assert!(text.contains("# HELP turnpike_limit_hits_total 429 answers by who refused"));
+    }
+
+    #[test]
+    fn outcomes_map() {
+        assert_eq!(outcome_label("paid", 200, true), "passed");
+        assert_eq!(outcome_label("paid", 502, true), "upstream_error");
+        assert_eq!(outcome_label("free", 429, true), "upstream_error");
+        assert_eq!(outcome_label("invalid", 401, false), "refused");
+        assert_eq!(outcome_label("bad-envelope", 400, false), "rejected");
+        assert_eq!(method_label("notifications/initialized"), "notification");
+        assert_eq!(method_label("x/y"), "other");
+    }
+
+    #[test]
+    fn callers_are_capped_and_anonymous_ones_hashed() {
+        let m = Metrics::new();
+        for i in 0..(MAX_CALLERS + 10) {
+            let id = Identity::Anonymous {
+                addr_prefix: format!("10.0.{}.{}", i / 256, i % 256),
+            };
+            m.count_caller(&id, 0, false);
+        }
+        let top = m.top_callers(5);
+        assert_eq!(top.len(), 5);
+        assert!(top.iter().all(|c| c.label.starts_with("anon-")));
+        assert!(!top.iter().any(|c| c.label.contains("10.0.")));
+        assert_eq!(m.callers_overflow.load(Relaxed), 10);
+    }
+}

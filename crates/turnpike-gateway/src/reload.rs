@@ -1,0 +1,234 @@
+//! Configuration reload without dropping calls.
+//!
+//! The server holds its gate in a [`LiveGate`]: every request takes the gate in force when it
+//! arrives (an `Arc` clone) and keeps it until its response — and any stream — has ended. A
+//! reload builds a whole new gate and swaps it in; calls already inside finish on the old one.
+//!
+//! What a reload may change: prices (`[tools]`, `[methods]`), `[server]` request rules
+//! (allowed hosts and origins, challenge mode, body size and time limits, shutdown timeout),
+//! and `[limits]` / `[budgets]` (a new limiter: with the memory backend, its counts start over).
+//! The rails and what they hold — proof-of-work keys and spent sets, the L402 store, the OAuth
+//! rail — are carried over unchanged, so no solution can be replayed and no token is lost.
+//!
+//! A new configuration is **refused**, and the old one stays in force, when it does not parse
+//! or validate, or when it changes what only a restart can change: `[server]` listen, path,
+//! data_dir and public_url, `[upstream]`, `[pow]`, `[l402]`, `[lightning]`, `[oauth]`,
+//! `[store]` and `[admin]`. Each attempt is logged (`target: turnpike::reload`) and counted in
+//! `turnpike_config_reloads_total`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::{Gate, GatewayError};
+
+/// Produces the configuration to reload to (the file, plus any command-line overrides).
+pub type Loader = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// The gate in force, swappable.
+pub struct LiveGate {
+    gate: RwLock<Arc<Gate>>,
+    config: RwLock<Arc<Config>>,
+    metrics: Arc<Metrics>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
+}
+
+impl std::fmt::Debug for LiveGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveGate").finish_non_exhaustive()
+    }
+}
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new configuration could not be loaded or is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The new configuration changes what only a restart can change.
+    #[error("these changes need a restart: {}", .0.join(", "))]
+    NeedsRestart(Vec<&'static str>),
+    /// The new gate could not be built.
+    #[error("{0}")]
+    Build(#[from] GatewayError),
+}
+
+impl LiveGate {
+    /// A live gate over `gate`, built from `config`.
+    pub fn new(config: Config, gate: Gate) -> LiveGate {
+        let metrics = gate.metrics().clone();
+        LiveGate {
+            gate: RwLock::new(Arc::new(gate)),
+            config: RwLock::new(Arc::new(config)),
+            metrics,
+            reloading: Mutex::new(()),
+        }
+    }
+
+    /// The gate in force now.
+    pub fn gate(&self) -> Arc<Gate> {
+        self.gate.read().clone()
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().clone()
+    }
+
+    /// The process's metrics (shared by every gate it swaps in).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Loads a new configuration with `loader` and applies it; logs and counts the result.
+    pub fn reload_with(&self, loader: &Loader, why: &str) -> Result<Vec<&'static str>, String> {
+        let result = loader()
+            .map_err(ReloadError::Invalid)
+            .and_then(|c| self.apply(c));
+        match &result {
+            Ok(changed) => tracing::info!(
+                target: "turnpike::reload",
+                trigger = why,
+                changed = %changed.join(","),
+                "configuration reloaded"
+            ),
+            Err(e) => tracing::warn!(
+                target: "turnpike::reload",
+                trigger = why,
+                error = %e,
+                "new configuration refused; the old one stays in force"
+            ),
+        }
+        self.metrics.reloaded(result.is_ok());
+        result.map_err(|e| e.to_string())
+    }
+
+    /// Applies `new` if it is valid and changes only what a reload may change. Returns the
+    /// sections that changed.
+    pub fn apply(&self, mut new: Config) -> Result<Vec<&'static str>, ReloadError> {
+        let _one = self.reloading.lock();
+        let old = self.config();
+        if new.server.public_url.is_none() && new.server.listen == old.server.listen {
+            // The server filled it in from the bound address.
+            new.server.public_url.clone_from(&old.server.public_url);
+        }
+        new.validate()
+            .map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let restart = restart_only_changes(&old, &new);
+        if !restart.is_empty() {
+            return Err(ReloadError::NeedsRestart(restart));
+        }
+        let changed = changed_sections(&old, &new);
+        let current = self.gate();
+        let mut gate = Gate::from_config_with_rails(&new, current.rails().clone())?;
+        if old.limits == new.limits && old.budgets == new.budgets {
+            gate = gate.with_limiter(current.limiter().cloned());
+        }
+        let gate = gate.with_metrics(self.metrics.clone());
+        *self.gate.write() = Arc::new(gate);
+        *self.config.write() = Arc::new(new);
+        Ok(changed)
+    }
+}
+
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    let (o, n) = (&old.server, &new.server);
+    if o.listen != n.listen {
+        v.push("[server] listen");
+    }
+    if o.path != n.path {
+        v.push("[server] path");
+    }
+    if o.data_dir != n.data_dir {
+        v.push("[server] data_dir");
+    }
+    if o.public_url != n.public_url {
+        v.push("[server] public_url");
+    }
+    if old.upstream != new.upstream {
+        v.push("[upstream]");
+    }
+    if old.pow != new.pow {
+        v.push("[pow]");
+    }
+    if old.l402 != new.l402 {
+        v.push("[l402]");
+    }
+    if old.lightning != new.lightning {
+        v.push("[lightning]");
+    }
+    if old.oauth != new.oauth {
+        v.push("[oauth]");
+    }
+    if old.store != new.store {
+        v.push("[store]");
+    }
+    if old.admin != new.admin {
+        v.push("[admin]");
+    }
+    v
+}
+
+fn changed_sections(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if old.tools != new.tools {
+        v.push("[tools]");
+    }
+    if old.methods != new.methods {
+        v.push("[methods]");
+    }
+    if old.server != new.server {
+        v.push("[server]");
+    }
+    if old.limits != new.limits {
+        v.push("[limits]");
+    }
+    if old.budgets != new.budgets {
+        v.push("[budgets]");
+    }
+    v
+}
+
+/// What a watched file looks like now (modification time and length), or `None` when it
+/// cannot be read.
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Polls `path` every `every` and reloads when its modification time or length changes
+/// (editors that replace the file are covered too). Runs until the task is dropped.
+pub async fn watch_file(live: Arc<LiveGate>, loader: Loader, path: PathBuf, every: Duration) {
+    let mut last = stamp(&path);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = stamp(&path);
+        if now != last && now.is_some() {
+            last = now;
+            let (live, loader) = (live.clone(), loader.clone());
+            let _ = tokio::task::spawn_blocking(move || live.reload_with(&loader, "file")).await;
+        }
+    }
+}
+
+/// Reloads on every SIGHUP. Runs until the task is dropped.
+#[cfg(unix)]
+pub async fn on_sighup(live: Arc<LiveGate>, loader: Loader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!(target: "turnpike::reload", "cannot listen for SIGHUP");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let (live, loader) = (live.clone(), loader.clone());
+        let _ = tokio::task::spawn_blocking(move || live.reload_with(&loader, "SIGHUP")).await;
+    }
+}
