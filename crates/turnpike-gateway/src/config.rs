@@ -729,6 +729,22 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
             HINT_LIMITS,
         );
     }
+    if let Some(var) = cfg
+        .store
+        .postgres_url_env
+        .as_deref()
+        .filter(|v| !v.is_empty())
+    {
+        if std::env::var_os(var).is_none() {
+            let path = "store.postgres_url_env";
+            let span = span_of_path(&root, path).unwrap_or(root_span.start..root_span.start);
+            cx.problem(
+                Some(span),
+                format!("{path}: the environment variable {var} is not set"),
+                HINT_LIMITS,
+            );
+        }
+    }
     if root.get("upstream").is_none() {
         cx.problem(
             Some(root_span.start..root_span.start),
@@ -2085,6 +2101,55 @@ forward_identity = "maybe"
             text.contains("p.toml:4:10: oauth.issuer: plain http"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn durable_store_postgres() {
+        let ok = parse(
+            r#"[upstream]
+url = "http://127.0.0.1:3001/mcp"
+[store]
+backend = "redis"
+redis_url = "redis://127.0.0.1:6379/0"
+durable = "postgres"
+postgres_url = "postgres://turnpike@127.0.0.1:5432/turnpike"
+postgres_schema = "gw"
+"#,
+            "ok.toml",
+        )
+        .unwrap();
+        assert_eq!(ok.store.durable, turnpike_limits::DurableBackend::Postgres);
+        assert_eq!(ok.store.postgres_schema.as_deref(), Some("gw"));
+        assert_eq!(
+            Config::default().store.durable,
+            turnpike_limits::DurableBackend::Embedded
+        );
+        let src = r#"[upstream]
+url = "http://127.0.0.1:3001/mcp"
+[store]
+durable = "postgres"
+postgres_url_env = "TURNPIKE_TEST_UNSET_PG_URL"
+postgres_schema = "No-Good"
+"#;
+        let text = parse(src, "bad.toml").unwrap_err().to_string();
+        for x in [
+            "bad.toml:6:19: store.postgres_schema: lower-case letters",
+            "bad.toml:5:20: store.postgres_url_env: the environment variable TURNPIKE_TEST_UNSET_PG_URL is not set",
+        ] {
+            assert!(text.contains(x), "missing {x:?} in:\n{text}");
+        }
+        let src =
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[store]\ndurable = \"postgres\"\n";
+        let text = parse(src, "bad.toml").unwrap_err().to_string();
+        assert!(
+            text.contains(
+                "bad.toml:4:11: store.durable: durable = \"postgres\" needs postgres_url"
+            ),
+            "{text}"
+        );
+        let src = "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[store]\ndurable = \"sql\"\n";
+        let text = parse(src, "bad.toml").unwrap_err().to_string();
+        assert!(text.contains("bad.toml:4:"), "{text}");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - proof-of-work: always (its keys are loaded from or generated into `server.data_dir`, unless
 //!   `[pow] keys` names them);
 //! - L402: when `[lightning]` is present (a price naming `l402` without it is a config error).
-//!   Its state lives in `[l402] store` (SQLite under `server.data_dir` by default).
+//!   Its state lives in `[l402] store` (SQLite under `server.data_dir` by default), or in
+//!   PostgreSQL with `[store] durable = "postgres"` (shared by every instance).
 //! - OAuth: when `[oauth]` is present (a price naming `oauth` without it is a config error).
 //!   Its resource defaults to the gateway's public URL; nothing is fetched from the issuer until
 //!   the first token arrives (`OAuthRail::warm_up` is left to the caller).
@@ -151,8 +152,12 @@ pub fn l402_rail(cfg: &Config) -> Result<(Arc<L402Rail>, Option<Arc<DevBackend>>
     Ok((Arc::new(rail), dev))
 }
 
-/// Opens the L402 store `[l402] store` names (a relative SQLite path is under `data_dir`).
+/// Opens the L402 store: PostgreSQL with `[store] durable = "postgres"`, else the one
+/// `[l402] store` names (a relative SQLite path is under `data_dir`).
 pub fn open_store(cfg: &Config) -> Result<Arc<dyn L402Store>, GatewayError> {
+    if cfg.store.durable == turnpike_limits::DurableBackend::Postgres {
+        return open_postgres(cfg);
+    }
     Ok(match &cfg.l402.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
         StoreConfig::Sqlite {
@@ -180,4 +185,44 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn L402Store>, GatewayError> {
             )
         }
     })
+}
+
+/// The PostgreSQL URL `[store]` gives (inline or from `postgres_url_env`).
+pub fn postgres_url(cfg: &Config) -> Result<String, GatewayError> {
+    match (&cfg.store.postgres_url, &cfg.store.postgres_url_env) {
+        (Some(u), _) => Ok(u.clone()),
+        (None, Some(var)) => std::env::var(var).map_err(|_| {
+            GatewayError::Store(format!(
+                "store.postgres_url_env: the environment variable {var} is not set"
+            ))
+        }),
+        (None, None) => Err(GatewayError::Store(
+            "[store] durable = \"postgres\" needs postgres_url or postgres_url_env".into(),
+        )),
+    }
+}
+
+/// The L402 state in PostgreSQL (`[store] durable = "postgres"`). Nothing waits for the server
+/// here: inside a Tokio runtime the first connection (and the migrations) are started at once
+/// in the background and logged; every operation connects again by itself while the server is
+/// away, and payments fail closed (503) until it is back.
+fn open_postgres(cfg: &Config) -> Result<Arc<dyn L402Store>, GatewayError> {
+    let opts = turnpike_l402::PostgresOptions {
+        url: postgres_url(cfg)?,
+        schema: cfg.store.postgres_schema.clone(),
+        pool: cfg.store.postgres_pool as usize,
+        timeout: Duration::from_millis(cfg.store.postgres_timeout_ms.max(1)),
+    };
+    let store =
+        turnpike_l402::PostgresStore::new(opts).map_err(|e| GatewayError::Store(e.to_string()))?;
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let s = store.clone();
+        rt.spawn(async move {
+            match s.ready().await {
+                Ok(()) => tracing::info!(target: "turnpike::serve", "PostgreSQL store ready (migrations applied)"),
+                Err(e) => tracing::warn!(target: "turnpike::serve", error = %e, "PostgreSQL store not reachable yet; L402 payments fail closed until it is"),
+            }
+        });
+    }
+    Ok(Arc::new(store))
 }
