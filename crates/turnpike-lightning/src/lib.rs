@@ -29,11 +29,13 @@ pub mod lnbits;
 pub mod lnd;
 pub mod nwc;
 pub mod phoenixd;
+pub mod wallet;
 
 use std::sync::Arc;
 
 pub use config::{BackendConfig, HttpSettings, NwcConfig, Secret};
 pub use turnpike_core::BoxFuture;
+pub use wallet::{connect_wallet, decode_for_payment, Paid, Wallet, WalletError};
 
 /// An invoice a backend created.
 #[derive(Debug, Clone, PartialEq, Eq)]

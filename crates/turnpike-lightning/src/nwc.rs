@@ -417,7 +417,11 @@ impl NwcBackend {
     }
 
     /// Sends one request and waits for its answer; returns the `result` object.
-    async fn request(&self, method: &str, params: Value) -> Result<Value, LightningError> {
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, LightningError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let body = json!({ "method": method, "params": params }).to_string();
         let content = nip04_encrypt(&self.keys.shared, &body);

@@ -1,14 +1,518 @@
-//! `turnpike connect`: a local stdio MCP server that forwards to a gated remote server.
+//! `turnpike connect`: a local stdio MCP server that forwards to a gated remote server,
+//! solving, paying and signing in for its host within the user's budgets.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use turnpike_client::{
+    bridge::BridgeOptions, budget, store, Budgets, Client, ClientConfig, OAuthClientConfig, Policy,
+    Rail,
+};
 
 /// Bridge a local MCP host (stdio) to a gated remote MCP server.
+///
+/// Add the block `--print-config` prints to your host's `mcpServers` (Claude Desktop, Cursor, …):
+/// the host starts `turnpike connect`, talks MCP to it on stdin/stdout, and every call is
+/// forwarded to the remote server. When the remote asks for proof-of-work, a Lightning payment
+/// (L402) or an OAuth token — as HTTP 402/401 or in band — turnpike answers within the policy
+/// and budgets below and retries the call; the host only sees the result. A call that would
+/// exceed a budget fails with a tool error saying why.
+///
+/// Settings come from flags, then `<state-dir>/connect.toml` (or `--config`), then defaults.
+/// Credentials (L402 tokens, OAuth tokens) and the spend log live in the state directory
+/// (mode 0700, files 0600).
 #[derive(Debug, clap::Args)]
+#[command(after_help = CONNECT_EXAMPLES)]
 pub struct ConnectArgs {
     /// The remote MCP endpoint (Streamable HTTP), e.g. https://mcp.example.com/mcp.
-    pub url: String,
+    #[arg(required_unless_present = "spent")]
+    pub url: Option<String>,
+
+    /// Print the spend log (what was paid and solved, and totals) and exit.
+    #[arg(long)]
+    pub spent: bool,
+    /// Print the JSON block for a host's `mcpServers` configuration and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// The server's name in the printed `mcpServers` block (default: the remote's host name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// The settings file (TOML: [wallet], [budget], [policy], [oauth]); default
+    /// `<state-dir>/connect.toml` when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where credentials and the spend log are kept. Default: $TURNPIKE_CONNECT_DIR, else
+    /// $XDG_CONFIG_HOME/turnpike/connect, else ~/.config/turnpike/connect.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// The wallet that pays L402 invoices: lnd, cln, phoenixd, lnbits or nwc.
+    #[arg(long, value_name = "KIND", help_heading = "Wallet")]
+    pub wallet: Option<String>,
+    /// The wallet's REST URL (lnd, cln, phoenixd, lnbits).
+    #[arg(long, value_name = "URL", help_heading = "Wallet")]
+    pub wallet_url: Option<String>,
+    /// The environment variable holding the wallet's secret: the macaroon in hex (lnd), the
+    /// rune (cln), the password (phoenixd), the admin key (lnbits), the connection URI (nwc).
+    #[arg(long, value_name = "VAR", help_heading = "Wallet")]
+    pub wallet_secret_env: Option<String>,
+    /// Or a file holding it (lnd: the macaroon file itself).
+    #[arg(long, value_name = "FILE", help_heading = "Wallet")]
+    pub wallet_secret_file: Option<PathBuf>,
+    /// The wallet's TLS certificate (PEM), pinned (LND's and clnrest's self-signed ones).
+    #[arg(long, value_name = "FILE", help_heading = "Wallet")]
+    pub wallet_tls_cert: Option<PathBuf>,
+
+    /// The most one call may cost, in sats.
+    #[arg(long, value_name = "SAT", help_heading = "Budgets")]
+    pub max_per_call: Option<u64>,
+    /// The most spent in any hour, in sats.
+    #[arg(long, value_name = "SAT", help_heading = "Budgets")]
+    pub max_per_hour: Option<u64>,
+    /// The most spent in any 24 hours, in sats.
+    #[arg(long, value_name = "SAT", help_heading = "Budgets")]
+    pub max_per_day: Option<u64>,
+    /// The most spent on one server in any 24 hours, in sats.
+    #[arg(long, value_name = "SAT", help_heading = "Budgets")]
+    pub max_per_server: Option<u64>,
+
+    /// Solve a puzzle when it should take at most this many seconds here …
+    #[arg(long, value_name = "SECS", help_heading = "Choosing the rail")]
+    pub solve_under: Option<f64>,
+    /// … else pay up to this many sats for the call …
+    #[arg(long, value_name = "SAT", help_heading = "Choosing the rail")]
+    pub max_pay: Option<u64>,
+    /// … else solve anyway if it takes at most this many seconds (a CPU-time cap; a puzzle
+    /// expected to take longer is refused).
+    #[arg(long, value_name = "SECS", help_heading = "Choosing the rail")]
+    pub pow_max_secs: Option<f64>,
+    /// Routing-fee limit per payment, in sats.
+    #[arg(long, value_name = "SAT", help_heading = "Choosing the rail")]
+    pub max_fee: Option<u64>,
+    /// Try this rail first when it is offered: oauth, pow or l402.
+    #[arg(long, value_name = "RAIL", help_heading = "Choosing the rail")]
+    pub prefer: Option<String>,
+    /// Solver threads (default: one per core).
+    #[arg(long, value_name = "N", help_heading = "Choosing the rail")]
+    pub threads: Option<usize>,
+
+    /// OAuth client id (client-credentials grant).
+    #[arg(long, value_name = "ID", help_heading = "OAuth")]
+    pub oauth_client_id: Option<String>,
+    /// The environment variable holding the client secret.
+    #[arg(long, value_name = "VAR", help_heading = "OAuth")]
+    pub oauth_client_secret_env: Option<String>,
+    /// Or a file holding the client secret.
+    #[arg(long, value_name = "FILE", help_heading = "OAuth")]
+    pub oauth_client_secret_file: Option<PathBuf>,
+    /// Or a P-256 private key (PKCS#8 PEM) to sign `private_key_jwt` assertions (ES256).
+    #[arg(long, value_name = "FILE", help_heading = "OAuth")]
+    pub oauth_private_key: Option<PathBuf>,
+    /// The key id for the assertion's header.
+    #[arg(long, value_name = "KID", help_heading = "OAuth")]
+    pub oauth_key_id: Option<String>,
+    /// Scopes to ask for (space-separated; default: what the server's challenge names).
+    #[arg(long, value_name = "SCOPES", help_heading = "OAuth")]
+    pub oauth_scope: Option<String>,
+
+    /// An extra header for every request to the remote, `Name: value` (repeatable).
+    #[arg(
+        long = "header",
+        value_name = "NAME: VALUE",
+        help_heading = "Transport"
+    )]
+    pub headers: Vec<String>,
+    /// Ask a turnpike gateway to deliver challenges as `http` (402/401) or `in-band` results.
+    #[arg(long, value_name = "MODE", help_heading = "Transport")]
+    pub challenge_mode: Option<String>,
+    /// Do not open the GET stream for server-initiated messages.
+    #[arg(long, help_heading = "Transport")]
+    pub no_get_stream: bool,
 }
 
-pub fn run(_args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`turnpike connect` is not available in this build")
+const CONNECT_EXAMPLES: &str = "Examples:
+  turnpike connect https://mcp.example.com/mcp --print-config     # the block for Claude Desktop / Cursor
+  turnpike connect https://mcp.example.com/mcp                     # solve puzzles only (no wallet)
+  turnpike connect https://mcp.example.com/mcp --wallet lnd --wallet-url https://127.0.0.1:8080 \\
+      --wallet-secret-file ~/.lnd/data/chain/bitcoin/mainnet/admin.macaroon \\
+      --wallet-tls-cert ~/.lnd/tls.cert --max-pay 10 --max-per-day 500
+  turnpike connect https://mcp.example.com/mcp --wallet nwc --wallet-secret-env NWC_URI
+  turnpike connect https://mcp.example.com/mcp --oauth-client-id agent --oauth-client-secret-env AGENT_SECRET
+  turnpike connect --spent                                         # what was paid and solved";
+
+/// `connect.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    /// The wallet: the same keys as the gateway's `[lightning]` (`kind`/`backend`, `url`,
+    /// `macaroon_path`, …).
+    #[serde(default)]
+    wallet: Option<toml::Table>,
+    #[serde(default)]
+    budget: Option<Budgets>,
+    #[serde(default)]
+    policy: Option<Policy>,
+    #[serde(default)]
+    oauth: Option<FileOAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOAuth {
+    client_id: String,
+    client_secret: Option<String>,
+    client_secret_env: Option<String>,
+    client_secret_path: Option<PathBuf>,
+    private_key_path: Option<PathBuf>,
+    key_id: Option<String>,
+    scope: Option<String>,
+    #[serde(default)]
+    secret_in_body: bool,
+    token_endpoint: Option<String>,
+}
+
+pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
+    let state_dir = args.state_dir.clone().unwrap_or_else(store::default_dir);
+    if args.spent {
+        let log = budget::read_log(&state_dir)?;
+        print!("{}", budget::render_log(&log, unix_now()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(url) = args.url.clone() else {
+        bail!("the remote URL is required");
+    };
+    let uri: http::Uri = url.parse().with_context(|| format!("url {url:?}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https"), Some(_)) => {}
+        (Some("http"), Some(h)) if is_loopback(h) => {}
+        (Some("http"), Some(_)) => {
+            eprintln!("turnpike connect: warning: {url} is plain http: credentials and payments' proofs cross the network in clear text");
+        }
+        _ => bail!("url {url:?} must be http(s)://host/path"),
+    }
+    if args.print_config {
+        println!("{}", print_config(&args, &url)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cfg = build_config(&args, state_dir)?;
+    let mut headers = HeaderMap::new();
+    for h in &args.headers {
+        let (k, v) = h
+            .split_once(':')
+            .with_context(|| format!("--header {h:?} is not `Name: value`"))?;
+        headers.append(
+            HeaderName::from_bytes(k.trim().as_bytes())
+                .with_context(|| format!("--header {h:?}"))?,
+            HeaderValue::from_str(v.trim()).with_context(|| format!("--header {h:?}"))?,
+        );
+    }
+    if let Some(m) = &args.challenge_mode {
+        if m != "http" && m != "in-band" {
+            bail!("--challenge-mode must be http or in-band");
+        }
+        headers.insert("turnpike-challenge", HeaderValue::from_str(m)?);
+    }
+    let rt = crate::runtime()?;
+    rt.block_on(async move {
+        let client = Arc::new(Client::new(cfg)?);
+        tracing::info!(%url, "turnpike connect: bridging stdio to the remote server");
+        turnpike_client::bridge::run_stdio(
+            client,
+            BridgeOptions {
+                url,
+                headers,
+                get_stream: !args.no_get_stream,
+            },
+        )
+        .await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn is_loopback(h: &str) -> bool {
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .map(|i| i.is_loopback())
+            .unwrap_or(false)
+}
+
+fn read_secret(
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+    what: &str,
+) -> anyhow::Result<Option<String>> {
+    Ok(match (env, file) {
+        (Some(_), Some(_)) => bail!("{what}: give an environment variable or a file, not both"),
+        (Some(var), None) => Some(
+            std::env::var(var)
+                .with_context(|| format!("{what}: environment variable {var} is not set"))?
+                .trim()
+                .to_string(),
+        ),
+        (None, Some(p)) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("{what}: {}", p.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    })
+}
+
+fn build_config(args: &ConnectArgs, state_dir: PathBuf) -> anyhow::Result<ClientConfig> {
+    let file_path = args
+        .config
+        .clone()
+        .or_else(|| Some(state_dir.join("connect.toml")).filter(|p| p.exists()));
+    let file: FileConfig = match &file_path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("{}", p.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut cfg = ClientConfig::new(state_dir);
+    if let Some(b) = file.budget {
+        cfg.budgets = b;
+    }
+    if let Some(p) = file.policy {
+        cfg.policy = p;
+    }
+    let b = &mut cfg.budgets;
+    for (flag, slot) in [
+        (args.max_per_call, &mut b.per_call_sat),
+        (args.max_per_hour, &mut b.per_hour_sat),
+        (args.max_per_day, &mut b.per_day_sat),
+        (args.max_per_server, &mut b.per_server_sat),
+    ] {
+        if let Some(v) = flag {
+            *slot = Some(v);
+        }
+    }
+    let p = &mut cfg.policy;
+    if let Some(v) = args.solve_under {
+        p.solve_under_secs = v;
+    }
+    if let Some(v) = args.max_pay {
+        p.max_pay_sat = v;
+    }
+    if let Some(v) = args.pow_max_secs {
+        p.pow_max_secs = v;
+    }
+    if let Some(v) = args.max_fee {
+        p.max_fee_sat = v;
+    }
+    if let Some(v) = args.threads {
+        p.threads = v;
+    }
+    if let Some(r) = &args.prefer {
+        p.prefer = Some(match r.as_str() {
+            "oauth" => Rail::Oauth,
+            "pow" => Rail::Pow,
+            "l402" => Rail::L402,
+            other => bail!("--prefer {other:?}: expected oauth, pow or l402"),
+        });
+    }
+    if !(p.solve_under_secs >= 0.0 && p.pow_max_secs >= 0.0) {
+        bail!("--solve-under and --pow-max-secs must be non-negative numbers");
+    }
+    // The wallet.
+    let mut wallet = file.wallet.unwrap_or_default();
+    if let Some(k) = &args.wallet {
+        wallet.insert("kind".into(), toml::Value::String(k.clone()));
+    }
+    if let Some(b) = wallet.remove("backend") {
+        wallet.insert("kind".into(), b);
+    }
+    if let Some(u) = &args.wallet_url {
+        wallet.insert("url".into(), toml::Value::String(u.clone()));
+    }
+    if let Some(c) = &args.wallet_tls_cert {
+        wallet.insert(
+            "tls_cert_path".into(),
+            toml::Value::String(c.display().to_string()),
+        );
+    }
+    let kind = wallet
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .map(str::to_string);
+    if let Some(kind) = &kind {
+        let (inline, path) = match kind.as_str() {
+            "lnd" => ("macaroon_hex", "macaroon_path"),
+            "cln" => ("rune", "rune_path"),
+            "phoenixd" => ("password", "password_path"),
+            "lnbits" => ("api_key", "api_key_path"),
+            "nwc" => ("uri", "uri_path"),
+            other => bail!("wallet kind {other:?}: expected lnd, cln, phoenixd, lnbits or nwc"),
+        };
+        if let Some(var) = &args.wallet_secret_env {
+            let v =
+                read_secret(&Some(var.clone()), &None, "--wallet-secret-env")?.unwrap_or_default();
+            wallet.insert(inline.into(), toml::Value::String(v));
+        }
+        if let Some(f) = &args.wallet_secret_file {
+            wallet.insert(path.into(), toml::Value::String(f.display().to_string()));
+        }
+        // `<secret>_env` keys, as the gateway's [lightning] takes them.
+        for key in [
+            inline,
+            "macaroon_env",
+            "rune_env",
+            "password_env",
+            "api_key_env",
+        ] {
+            let env_key = if key.ends_with("_env") {
+                key.to_string()
+            } else {
+                format!("{key}_env")
+            };
+            if let Some(var) = wallet
+                .remove(&env_key)
+                .and_then(|v| v.as_str().map(str::to_string))
+            {
+                let v = std::env::var(&var).with_context(|| {
+                    format!("wallet {env_key}: environment variable {var} is not set")
+                })?;
+                wallet.insert(inline.into(), toml::Value::String(v.trim().to_string()));
+            }
+        }
+        let json = serde_json::to_value(&wallet).context("wallet settings")?;
+        let backend: turnpike_lightning::BackendConfig =
+            serde_json::from_value(json).context("wallet settings")?;
+        cfg.wallet =
+            Some(turnpike_lightning::connect_wallet(&backend).map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    // OAuth.
+    let mut oauth = file.oauth;
+    if let Some(id) = &args.oauth_client_id {
+        oauth.get_or_insert_with(FileOAuth::default).client_id = id.clone();
+    }
+    if let Some(o) = oauth.as_mut() {
+        if args.oauth_client_secret_env.is_some() || args.oauth_client_secret_file.is_some() {
+            o.client_secret = read_secret(
+                &args.oauth_client_secret_env,
+                &args.oauth_client_secret_file,
+                "oauth client secret",
+            )?;
+        }
+        if let Some(k) = &args.oauth_private_key {
+            o.private_key_path = Some(k.clone());
+        }
+        if let Some(k) = &args.oauth_key_id {
+            o.key_id = Some(k.clone());
+        }
+        if let Some(s) = &args.oauth_scope {
+            o.scope = Some(s.clone());
+        }
+    }
+    if let Some(o) = oauth {
+        if o.client_id.is_empty() {
+            bail!("oauth: client_id is required");
+        }
+        let secret = match (
+            o.client_secret,
+            read_secret(
+                &o.client_secret_env,
+                &o.client_secret_path,
+                "oauth client secret",
+            )?,
+        ) {
+            (Some(s), None) | (None, Some(s)) => Some(s),
+            (None, None) => None,
+            (Some(_), Some(_)) => bail!("oauth: give the client secret one way only"),
+        };
+        let pem = match &o.private_key_path {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("oauth private key {}", p.display()))?,
+            ),
+            None => None,
+        };
+        if secret.is_none() && pem.is_none() {
+            bail!("oauth: a client secret (--oauth-client-secret-env/-file) or a private key (--oauth-private-key) is needed");
+        }
+        cfg.oauth = Some(OAuthClientConfig {
+            client_id: o.client_id,
+            client_secret: secret,
+            private_key_pem: pem,
+            key_id: o.key_id,
+            scope: o.scope,
+            secret_in_body: o.secret_in_body,
+            token_endpoint: o.token_endpoint,
+        });
+    }
+    Ok(cfg)
+}
+
+/// The `mcpServers` block: this binary, `connect`, the URL and the flags given (secrets only
+/// ever as variable names or file paths).
+fn print_config(args: &ConnectArgs, url: &str) -> anyhow::Result<String> {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "turnpike".into());
+    let mut a: Vec<String> = vec!["connect".into(), url.into()];
+    let mut skip_next = false;
+    let raw: Vec<String> = std::env::args().collect();
+    // Pass every flag given after `connect` except the ones that only make sense here.
+    let start = raw
+        .iter()
+        .position(|x| x == "connect")
+        .map(|i| i + 1)
+        .unwrap_or(raw.len());
+    for x in &raw[start..] {
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
+        if x == url || x == "--print-config" {
+            continue;
+        }
+        if x == "--name" {
+            skip_next = true;
+            continue;
+        }
+        if x.starts_with("--name=") {
+            continue;
+        }
+        a.push(x.clone());
+    }
+    let name = args.name.clone().unwrap_or_else(|| {
+        url.parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_string))
+            .unwrap_or_else(|| "turnpike".into())
+    });
+    let mut server = serde_json::json!({"command": exe, "args": a});
+    let mut env = serde_json::Map::new();
+    for var in [&args.wallet_secret_env, &args.oauth_client_secret_env]
+        .into_iter()
+        .flatten()
+    {
+        env.insert(
+            var.clone(),
+            serde_json::Value::from(format!("<value of {var}>")),
+        );
+    }
+    if !env.is_empty() {
+        server["env"] = serde_json::Value::Object(env);
+    }
+    let block = serde_json::json!({"mcpServers": {name: server}});
+    Ok(serde_json::to_string_pretty(&block)?)
 }

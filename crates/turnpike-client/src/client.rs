@@ -1,0 +1,860 @@
+//! The client: sends a JSON-RPC message to a gated MCP endpoint and gets it through, answering
+//! every challenge on the way (HTTP 402/401/403, or in band) within the user's policy and budgets.
+//!
+//! For each refused call it reads what the gate offers ([`Offers`]), picks a rail
+//! ([`Policy`]), gets a credential and retries the same call with it:
+//!
+//! - **OAuth**: a token for the resource from the configured client (client credentials), reused
+//!   until it expires; `invalid_token` fetches a new one; `insufficient_scope` asks for the union
+//!   of the scopes (step-up).
+//! - **Proof-of-work**: solved on every core when the local estimate (effort ÷ this machine's
+//!   measured hash rate) is within the CPU-time cap; an absurd effort is refused, not attempted.
+//! - **L402**: the invoice is decoded (signature checked) and its amount — never the challenge's
+//!   text — is checked against the advertised price (a higher invoice is a lie and is refused),
+//!   the rail policy's maximum and every budget, under the state directory's lock; then the wallet
+//!   pays and the spend is logged. Balance and time-pass tokens are kept for later calls.
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use turnpike_lightning::{decode_for_payment, Wallet, WalletError};
+
+use crate::budget::{self, Budgets, SpendEntry};
+use crate::oauth::{self, OAuthClientConfig};
+use crate::offers::{is_in_band_challenge, L402Offer, Offers};
+use crate::parse::ParsedChallenge;
+use crate::store::{self, Credentials, StoredL402, StoredToken};
+use crate::transport::Transport;
+use crate::{unix_now, ClientError};
+
+/// Largest JSON body read into memory (a challenge or a non-streamed answer).
+const MAX_BODY: usize = 32 << 20;
+/// Most challenge rounds for one call.
+const MAX_ROUNDS: usize = 4;
+
+/// Which rail to use first when several are offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rail {
+    /// Sign in (costs nothing).
+    Oauth,
+    /// Solve a puzzle (costs CPU time).
+    Pow,
+    /// Pay (costs sats).
+    L402,
+}
+
+/// How to choose among the rails a gate offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Solve a puzzle when it is expected to take at most this long here (seconds)…
+    pub solve_under_secs: f64,
+    /// … else pay, up to this many sats for one call …
+    pub max_pay_sat: u64,
+    /// … and if paying is not possible, solve anyway up to this CPU-time cap (seconds). A
+    /// puzzle expected to take longer is refused (an absurd effort).
+    pub pow_max_secs: f64,
+    /// Routing-fee limit for one payment, sats (counted against budgets with the amount).
+    pub max_fee_sat: u64,
+    /// Try this rail first when it is offered and possible.
+    pub prefer: Option<Rail>,
+    /// Solver threads (0: one per core).
+    pub threads: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            solve_under_secs: 2.0,
+            max_pay_sat: 10,
+            pow_max_secs: 30.0,
+            max_fee_sat: 1,
+            prefer: None,
+            threads: 0,
+        }
+    }
+}
+
+/// Everything a [`Client`] needs.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// Where credentials and the spend log live (created 0700).
+    pub state_dir: PathBuf,
+    /// Spending limits.
+    pub budgets: Budgets,
+    /// Rail choice.
+    pub policy: Policy,
+    /// The wallet that pays L402 invoices (none: L402 is never used).
+    pub wallet: Option<Arc<dyn Wallet>>,
+    /// The OAuth client (none: OAuth challenges cannot be answered).
+    pub oauth: Option<OAuthClientConfig>,
+    /// Measured solver speed (hashes/s on all threads); measured on first use when `None`.
+    pub hashrate: Option<f64>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("state_dir", &self.state_dir)
+            .field("budgets", &self.budgets)
+            .field("policy", &self.policy)
+            .field("wallet", &self.wallet.as_ref().map(|w| w.name()))
+            .field("oauth", &self.oauth)
+            .finish()
+    }
+}
+
+impl ClientConfig {
+    /// Defaults: the default state directory, default budgets and policy, no wallet, no OAuth.
+    pub fn new(state_dir: PathBuf) -> Self {
+        ClientConfig {
+            state_dir,
+            budgets: Budgets::default(),
+            policy: Policy::default(),
+            wallet: None,
+            oauth: None,
+            hashrate: None,
+        }
+    }
+}
+
+/// What one call is, for pricing and logs.
+#[derive(Debug, Clone, Default)]
+pub struct CallInfo {
+    /// The endpoint URL.
+    pub server: String,
+    /// The JSON-RPC id (requests only).
+    pub id: Option<Value>,
+    /// The JSON-RPC method.
+    pub method: Option<String>,
+    /// The tool / prompt / resource it names.
+    pub name: Option<String>,
+}
+
+impl CallInfo {
+    /// Reads a JSON-RPC message.
+    pub fn of(server: &str, msg: &Value) -> Self {
+        let method = msg
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let params = msg.get("params");
+        let name = match method.as_deref() {
+            Some("tools/call") | Some("prompts/get") => params.and_then(|p| p.get("name")),
+            Some("resources/read")
+            | Some("resources/subscribe")
+            | Some("resources/unsubscribe") => params.and_then(|p| p.get("uri")),
+            _ => None,
+        }
+        .and_then(Value::as_str)
+        .map(str::to_string);
+        CallInfo {
+            server: server.to_string(),
+            id: msg.get("id").filter(|_| method.is_some()).cloned(),
+            method,
+            name,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.method, &self.name) {
+            (Some(m), Some(n)) => format!("{m} {n}"),
+            (Some(m), None) => m.clone(),
+            _ => "this call".into(),
+        }
+    }
+}
+
+/// The final answer to one message.
+#[derive(Debug)]
+pub struct Reply {
+    /// The HTTP status of the last attempt.
+    pub status: StatusCode,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// The JSON-RPC response to the call (from a JSON body or the SSE stream), when there was
+    /// one.
+    pub message: Option<Value>,
+    /// The body when it was neither JSON nor SSE (e.g. an error page).
+    pub other_body: Option<Bytes>,
+    /// How many challenges were answered on the way.
+    pub challenges_answered: usize,
+}
+
+/// Credentials presented on a retry, and what to do if they fail.
+#[derive(Default)]
+struct Attempt {
+    /// `Authorization` values for the next try.
+    auth: Vec<HeaderValue>,
+    /// The stored L402 token presented, if any (dropped when the gate refuses it).
+    stored_l402: Option<String>,
+    /// Whether an OAuth token was presented.
+    bearer: Option<String>,
+    /// Rounds so far.
+    rounds: usize,
+    /// The scopes asked for so far (step-up).
+    scopes: String,
+}
+
+/// The client. Cheap to share (`Arc`).
+pub struct Client {
+    transport: Transport,
+    cfg: ClientConfig,
+    hashrate: OnceLock<f64>,
+    creds: Mutex<Credentials>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl Client {
+    /// A client with this configuration; creates the state directory.
+    pub fn new(cfg: ClientConfig) -> Result<Self, ClientError> {
+        store::ensure_dir(&cfg.state_dir)?;
+        let mut creds = Credentials::load(&cfg.state_dir)?;
+        creds.prune(unix_now());
+        let hashrate = OnceLock::new();
+        if let Some(h) = cfg.hashrate.filter(|h| *h > 0.0) {
+            let _ = hashrate.set(h);
+        }
+        Ok(Client {
+            transport: Transport::new()?,
+            cfg,
+            hashrate,
+            creds: Mutex::new(creds),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    /// The HTTP transport (for requests that need no challenge handling, e.g. the GET stream).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// This machine's solver speed, hashes/s over all threads (measured once, ~50 ms).
+    pub fn hashrate(&self) -> f64 {
+        *self
+            .hashrate
+            .get_or_init(|| measure_hashrate(self.cfg.policy.threads))
+    }
+
+    /// Sends one JSON-RPC message (POST) with `headers`, answering challenges, and returns the
+    /// reply. Messages the server sends before the reply on an SSE stream (progress, requests
+    /// to the client) are handed to `on_message` as they arrive.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        on_message: &(dyn Fn(Value) + Send + Sync),
+    ) -> Result<Reply, ClientError> {
+        let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let call = CallInfo::of(url, &msg);
+        let mut at = Attempt::default();
+        let mut answered = 0;
+        loop {
+            let mut auth = std::mem::take(&mut at.auth);
+            if at.rounds == 0 {
+                auth.extend(self.stored_auth(&call, &mut at));
+            } else if let Some(t) = &at.bearer {
+                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {t}")) {
+                    auth.push(v);
+                }
+            }
+            let mut req = Request::builder()
+                .method(Method::POST)
+                .uri(url)
+                .body(Full::new(body.clone()))
+                .map_err(|e| ClientError::Http(format!("request: {e}")))?;
+            *req.headers_mut() = headers.clone();
+            let h = req.headers_mut();
+            h.entry(header::CONTENT_TYPE)
+                .or_insert(HeaderValue::from_static("application/json"));
+            h.entry(header::ACCEPT).or_insert(HeaderValue::from_static(
+                "application/json, text/event-stream",
+            ));
+            for mut a in auth {
+                a.set_sensitive(true);
+                h.append(header::AUTHORIZATION, a);
+            }
+            let resp = self.transport.send(req).await?;
+            let status = resp.status();
+            let (parts, incoming) = resp.into_parts();
+            let is_sse = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+            let (message, other_body) = if is_sse && status.is_success() {
+                (read_sse(incoming, &call, on_message).await?, None)
+            } else {
+                let bytes = Limited::new(incoming, MAX_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| ClientError::Http(format!("reading the response: {e}")))?
+                    .to_bytes();
+                match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(v) => (Some(v), None),
+                    Err(_) if bytes.is_empty() => (None, None),
+                    Err(_) => (None, Some(bytes)),
+                }
+            };
+            let challenged = match status {
+                StatusCode::PAYMENT_REQUIRED | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    true
+                }
+                s if s.is_success() => {
+                    call.id.is_some() && message.as_ref().is_some_and(is_in_band_challenge)
+                }
+                _ => false,
+            };
+            let offers = if challenged {
+                Offers::read(&parts.headers, message.as_ref())
+            } else {
+                Offers::default()
+            };
+            let insufficient = offers
+                .oauth
+                .as_ref()
+                .is_some_and(|o| o.error.as_deref() == Some("insufficient_scope"));
+            if !challenged
+                || offers.is_empty()
+                || (status == StatusCode::FORBIDDEN && !insufficient)
+            {
+                return Ok(Reply {
+                    status,
+                    headers: parts.headers,
+                    message,
+                    other_body,
+                    challenges_answered: answered,
+                });
+            }
+            if at.rounds >= MAX_ROUNDS {
+                return Err(ClientError::Refused(format!(
+                    "the server kept refusing {} after {} credentials{}",
+                    call.describe(),
+                    at.rounds,
+                    refusal_suffix(&offers)
+                )));
+            }
+            at.rounds += 1;
+            self.answer(&call, &offers, &mut at).await?;
+            answered += 1;
+        }
+    }
+
+    /// Sends one JSON-RPC message and returns the JSON-RPC reply (a convenience over
+    /// [`Client::post`] for library users: no session handling, extra messages dropped).
+    pub async fn rpc(&self, url: &str, message: &Value) -> Result<Value, ClientError> {
+        let body = Bytes::from(message.to_string());
+        let r = self.post(url, &HeaderMap::new(), body, &|_| {}).await?;
+        r.message.ok_or_else(|| {
+            ClientError::Http(format!(
+                "HTTP {} without a JSON-RPC answer",
+                r.status.as_u16()
+            ))
+        })
+    }
+
+    /// Credentials kept from before that fit this call.
+    fn stored_auth(&self, call: &CallInfo, at: &mut Attempt) -> Vec<HeaderValue> {
+        let mut out = Vec::new();
+        let now = unix_now();
+        let creds = self.creds.lock();
+        if self.cfg.oauth.is_some() {
+            if let Some(t) = creds
+                .oauth
+                .iter()
+                .find(|t| same_resource(&t.resource, &call.server))
+            {
+                if t.expires_at == 0 || t.expires_at > now + 5 {
+                    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", t.access_token)) {
+                        out.push(v);
+                        at.bearer = Some(t.access_token.clone());
+                        at.scopes = t.scope.clone();
+                    }
+                }
+            }
+        }
+        if let Some(name) = &call.name {
+            if let Some(t) = creds.l402.iter().find(|t| {
+                t.server == call.server
+                    && (t.expires == 0 || t.expires > now)
+                    && t.tools.iter().any(|x| x == name)
+            }) {
+                if let Ok(v) = HeaderValue::from_str(&format!("L402 {}:{}", t.macaroon, t.preimage))
+                {
+                    out.push(v);
+                    at.stored_l402 = Some(t.macaroon.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn save_creds(&self, f: impl FnOnce(&mut Credentials)) -> Result<(), ClientError> {
+        let _lock = store::lock_dir(&self.cfg.state_dir)?;
+        // Merge with what other processes saved meanwhile.
+        let mut on_disk = Credentials::load(&self.cfg.state_dir).unwrap_or_default();
+        f(&mut on_disk);
+        on_disk.prune(unix_now());
+        on_disk.save(&self.cfg.state_dir)?;
+        *self.creds.lock() = on_disk;
+        Ok(())
+    }
+
+    /// Answers one challenge: fills `at.auth` with the credentials for the retry.
+    async fn answer(
+        &self,
+        call: &CallInfo,
+        offers: &Offers,
+        at: &mut Attempt,
+    ) -> Result<(), ClientError> {
+        // A kept L402 token that the gate refused is used up (or expired): forget it.
+        if let Some(mac) = at.stored_l402.take() {
+            self.save_creds(|c| c.l402.retain(|t| t.macaroon != mac))?;
+        }
+        let mut reasons: Vec<String> = Vec::new();
+        // OAuth first when offered and configured: it costs nothing.
+        let oauth_first = self.cfg.policy.prefer.is_none_or(|p| p == Rail::Oauth)
+            || (offers.pow.is_empty() && offers.l402.is_empty());
+        if oauth_first {
+            match self.try_oauth(call, offers, at).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => reasons.push(format!("OAuth: {e}")),
+            }
+        }
+        // Proof-of-work and L402 in the order the policy says.
+        let rate = if offers.pow.is_empty() {
+            0.0
+        } else {
+            self.hashrate()
+        };
+        let pow = offers
+            .pow
+            .iter()
+            .filter(|c| !c.is_expired(unix_now()))
+            .min_by_key(|c| c.effort());
+        let pow_secs = pow.map(|c| c.effort() as f64 / rate.max(1.0));
+        let mut order: Vec<(Rail, bool)> = Vec::new();
+        match self.cfg.policy.prefer {
+            Some(Rail::L402) => order.extend([(Rail::L402, true), (Rail::Pow, false)]),
+            Some(Rail::Pow) => order.extend([(Rail::Pow, false), (Rail::L402, true)]),
+            _ => order.extend([(Rail::Pow, true), (Rail::L402, true), (Rail::Pow, false)]),
+        }
+        let mut tried_pow = false;
+        let mut tried_l402 = false;
+        for (rail, quick_only) in order {
+            match rail {
+                Rail::Pow if !tried_pow => {
+                    let (Some(c), Some(secs)) = (pow, pow_secs) else {
+                        continue;
+                    };
+                    if quick_only && secs > self.cfg.policy.solve_under_secs {
+                        continue;
+                    }
+                    tried_pow = true;
+                    if secs > self.cfg.policy.pow_max_secs {
+                        reasons.push(format!(
+                            "proof-of-work: effort {} hashes would take about {} here, over the \
+                             {} s CPU-time cap (refused)",
+                            c.effort(),
+                            human_secs(secs),
+                            self.cfg.policy.pow_max_secs
+                        ));
+                        continue;
+                    }
+                    match self.solve(call, c, rate).await {
+                        Ok(v) => {
+                            at.auth.push(v);
+                            return Ok(());
+                        }
+                        Err(e) => reasons.push(format!("proof-of-work: {e}")),
+                    }
+                }
+                Rail::L402 if !tried_l402 => {
+                    if offers.l402.is_empty() {
+                        continue;
+                    }
+                    tried_l402 = true;
+                    let Some(wallet) = &self.cfg.wallet else {
+                        reasons.push("L402: no wallet is configured".into());
+                        continue;
+                    };
+                    match self.pay(call, &offers.l402[0], wallet.as_ref()).await {
+                        Ok(v) => {
+                            at.auth.push(v);
+                            return Ok(());
+                        }
+                        Err(e @ ClientError::Budget(_)) => return Err(e),
+                        Err(e @ ClientError::Wallet(_)) => return Err(e),
+                        Err(e @ ClientError::Lie(_)) => return Err(e),
+                        Err(e) => reasons.push(format!("L402: {e}")),
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !oauth_first {
+            match self.try_oauth(call, offers, at).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => reasons.push(format!("OAuth: {e}")),
+            }
+        }
+        if offers.oauth.is_some() && self.cfg.oauth.is_none() {
+            reasons.push("OAuth: no OAuth client is configured".into());
+        }
+        if reasons.is_empty() {
+            reasons.push("nothing offered that this client can answer".into());
+        }
+        Err(ClientError::Refused(format!(
+            "could not get {} through: {}{}",
+            call.describe(),
+            reasons.join("; "),
+            refusal_suffix(offers)
+        )))
+    }
+
+    /// Gets a token when OAuth is offered and configured. `Ok(false)`: not applicable.
+    async fn try_oauth(
+        &self,
+        call: &CallInfo,
+        offers: &Offers,
+        at: &mut Attempt,
+    ) -> Result<bool, ClientError> {
+        let (Some(offer), Some(cfg)) = (&offers.oauth, &self.cfg.oauth) else {
+            return Ok(false);
+        };
+        let stored = self
+            .creds
+            .lock()
+            .oauth
+            .iter()
+            .find(|t| same_resource(&t.resource, &call.server))
+            .cloned();
+        let mut scope: Option<String> = None;
+        match offer.error.as_deref() {
+            Some("insufficient_scope") => {
+                let need = offer.scope.clone().unwrap_or_default();
+                let had = if at.scopes.is_empty() {
+                    stored.as_ref().map(|s| s.scope.clone()).unwrap_or_default()
+                } else {
+                    at.scopes.clone()
+                };
+                let want = oauth::union_scopes(&had, &need);
+                if at.bearer.is_some() && want == had {
+                    return Err(ClientError::OAuth(format!(
+                        "the token already has every scope asked for ({want}) and is still \
+                         refused"
+                    )));
+                }
+                scope = Some(want);
+            }
+            _ if at.bearer.is_some() && at.rounds > 1 && offer.error.is_none() => {
+                // A token was presented and the gate still asks for one without saying why.
+            }
+            _ => {}
+        }
+        // A refused token (invalid_token, expired) is refreshed when possible.
+        let refresh = stored
+            .as_ref()
+            .filter(|s| at.bearer.is_some() && s.refresh_token.is_some());
+        let tok = oauth::fetch_token(
+            &self.transport,
+            cfg,
+            &call.server,
+            offer,
+            scope.as_deref(),
+            refresh,
+        )
+        .await;
+        let tok = match (tok, refresh) {
+            (Err(_), Some(_)) => {
+                oauth::fetch_token(
+                    &self.transport,
+                    cfg,
+                    &call.server,
+                    offer,
+                    scope.as_deref(),
+                    None,
+                )
+                .await?
+            }
+            (r, _) => r?,
+        };
+        at.bearer = Some(tok.access_token.clone());
+        at.scopes = tok.scope.clone();
+        let server = call.server.clone();
+        let keep = StoredToken {
+            resource: if same_resource(&tok.resource, &server) {
+                tok.resource.clone()
+            } else {
+                server.clone()
+            },
+            ..tok
+        };
+        self.save_creds(move |c| {
+            c.oauth.retain(|t| !same_resource(&t.resource, &server));
+            c.oauth.push(keep);
+        })?;
+        Ok(true)
+    }
+
+    /// Solves a puzzle within the CPU-time cap.
+    async fn solve(
+        &self,
+        call: &CallInfo,
+        c: &ParsedChallenge,
+        rate: f64,
+    ) -> Result<HeaderValue, ClientError> {
+        let token = c.token.clone();
+        let threads = self.cfg.policy.threads;
+        let max_hashes = (self.cfg.policy.pow_max_secs * rate).max(1.0) as u64;
+        let started = Instant::now();
+        let solved = tokio::task::spawn_blocking(move || {
+            crate::solve_with(
+                &token,
+                &crate::SolveOptions {
+                    threads,
+                    max_hashes: Some(max_hashes),
+                    ..crate::SolveOptions::default()
+                },
+            )
+        })
+        .await
+        .map_err(|e| ClientError::Solve(format!("solver task: {e}")))?
+        .map_err(|e| ClientError::Solve(e.to_string()))?;
+        let entry = SpendEntry {
+            at: unix_now(),
+            server: call.server.clone(),
+            method: call.method.clone(),
+            name: call.name.clone(),
+            rail: "pow".into(),
+            status: "solved".into(),
+            amount_msat: 0,
+            fee_msat: 0,
+            payment_hash: None,
+            hashes: Some(solved.hashes),
+            millis: Some(started.elapsed().as_millis() as u64),
+            note: None,
+        };
+        let dir = self.cfg.state_dir.clone();
+        // The log line is informational for proof-of-work; a failure to write it is not fatal.
+        let _ = tokio::task::spawn_blocking(move || budget::append_log(&dir, &entry)).await;
+        HeaderValue::from_str(&crate::authorization_value(&c.challenge, &solved.nonces))
+            .map_err(|_| ClientError::Solve("the challenge is not a header value".into()))
+    }
+
+    /// Pays an L402 invoice within policy and budgets.
+    async fn pay(
+        &self,
+        call: &CallInfo,
+        offer: &L402Offer,
+        wallet: &dyn Wallet,
+    ) -> Result<HeaderValue, ClientError> {
+        let d = decode_for_payment(&offer.invoice).map_err(ClientError::Wallet)?;
+        let amount = d.amount_msat.unwrap_or(0);
+        if let Some(adv) = offer.advertised_msat {
+            if amount > adv {
+                return Err(ClientError::Lie(format!(
+                    "the server's invoice asks for {} msat but it advertised {} msat; refused, \
+                     nothing paid",
+                    amount, adv
+                )));
+            }
+        }
+        if amount > self.cfg.policy.max_pay_sat.saturating_mul(1000) {
+            return Err(ClientError::Budget(format!(
+                "{} costs {} but the rail policy pays at most {} sat a call; nothing paid",
+                call.describe(),
+                fmt_msat(amount),
+                self.cfg.policy.max_pay_sat
+            )));
+        }
+        let fee_limit = self.cfg.policy.max_fee_sat.saturating_mul(1000);
+        let cost = amount.saturating_add(fee_limit);
+        let dir = self.cfg.state_dir.clone();
+        // The lock is held across the check, the payment and the log entry.
+        let lock = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || store::lock_dir(&dir))
+                .await
+                .map_err(|e| ClientError::State(format!("lock task: {e}")))??
+        };
+        let log = budget::read_log(&dir)?;
+        let spent = budget::spent(&log, &call.server, unix_now());
+        self.cfg
+            .budgets
+            .check(cost, &spent)
+            .map_err(|m| ClientError::Budget(format!("{m}; {} was not paid", call.describe())))?;
+        let started = Instant::now();
+        let result = wallet.pay(&offer.invoice, fee_limit).await;
+        let mut entry = SpendEntry {
+            at: unix_now(),
+            server: call.server.clone(),
+            method: call.method.clone(),
+            name: call.name.clone(),
+            rail: "l402".into(),
+            status: String::new(),
+            amount_msat: amount,
+            fee_msat: 0,
+            payment_hash: Some(hex::encode(d.payment_hash)),
+            hashes: None,
+            millis: Some(started.elapsed().as_millis() as u64),
+            note: offer.mode.clone(),
+        };
+        match result {
+            Ok(paid) => {
+                entry.status = "paid".into();
+                entry.fee_msat = paid.fee_msat.unwrap_or(0);
+                budget::append_log(&dir, &entry)?;
+                drop(lock);
+                let preimage = hex::encode(paid.preimage);
+                let mode = offer.mode.clone().unwrap_or_else(|| "per_call".into());
+                if mode == "balance" || mode == "time_pass" {
+                    if let Some(name) = &call.name {
+                        let keep = StoredL402 {
+                            server: call.server.clone(),
+                            macaroon: offer.macaroon.clone(),
+                            preimage: preimage.clone(),
+                            mode,
+                            tools: vec![name.clone()],
+                            expires: offer.expires.unwrap_or(0),
+                            paid_msat: amount,
+                        };
+                        self.save_creds(|c| c.l402.push(keep))?;
+                    }
+                }
+                HeaderValue::from_str(&format!("L402 {}:{}", offer.macaroon, preimage))
+                    .map_err(|_| ClientError::Refused("the macaroon is not a header value".into()))
+            }
+            Err(e) => {
+                entry.status = if e.may_have_paid() {
+                    "unknown"
+                } else {
+                    "failed"
+                }
+                .into();
+                entry.note = Some(e.to_string().chars().take(200).collect());
+                if !matches!(e, WalletError::Invoice(_) | WalletError::Config(_)) {
+                    budget::append_log(&dir, &entry)?;
+                }
+                drop(lock);
+                Err(ClientError::Wallet(e))
+            }
+        }
+    }
+}
+
+/// Reads an SSE response until the reply to `call` arrives; hands every other message to
+/// `on_message`. `None` when the stream ends without a reply.
+async fn read_sse(
+    mut body: hyper::body::Incoming,
+    call: &CallInfo,
+    on_message: &(dyn Fn(Value) + Send + Sync),
+) -> Result<Option<Value>, ClientError> {
+    let mut parser = turnpike_mcp::sse::SseParser::new();
+    loop {
+        while let Some(ev) = parser.next_event() {
+            let Some(data) = ev.data else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(&data) else {
+                continue;
+            };
+            let is_reply = v.get("method").is_none()
+                && (v.get("result").is_some() || v.get("error").is_some())
+                && call.id.as_ref().is_some_and(|id| v.get("id") == Some(id));
+            if is_reply {
+                return Ok(Some(v));
+            }
+            on_message(v);
+        }
+        if parser.buffered() > MAX_BODY {
+            return Err(ClientError::Http("an SSE event exceeds 32 MiB".into()));
+        }
+        match body.frame().await {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(ClientError::Http(format!("reading the stream: {e}"))),
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    parser.push(&d);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a token's resource identifier names this endpoint (scheme/host case and a trailing
+/// `/` do not matter).
+fn same_resource(a: &str, b: &str) -> bool {
+    let n = |s: &str| s.trim_end_matches('/').to_ascii_lowercase();
+    n(a) == n(b)
+}
+
+fn refusal_suffix(o: &Offers) -> String {
+    if o.refusals.is_empty() {
+        String::new()
+    } else {
+        format!(" (the server said: {})", o.refusals.join("; "))
+    }
+}
+
+fn fmt_msat(m: u64) -> String {
+    if m % 1000 == 0 {
+        format!("{} sat", m / 1000)
+    } else {
+        format!("{m} msat")
+    }
+}
+
+fn human_secs(s: f64) -> String {
+    if s < 120.0 {
+        format!("{s:.1} s")
+    } else if s < 7200.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 172_800.0 {
+        format!("{:.0} h", s / 3600.0)
+    } else {
+        format!("{:.0} days", s / 86_400.0)
+    }
+}
+
+/// Hashes per second on `threads` threads (0: all cores), from ~40 ms of hashing on one.
+pub fn measure_hashrate(threads: usize) -> f64 {
+    let t = if threads == 0 {
+        crate::default_threads()
+    } else {
+        threads
+    };
+    let mut h = turnpike_pow::puzzle::PuzzleHasher::new(&[0x5a; turnpike_pow::puzzle::TOKEN_LEN]);
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut hits = 0u64;
+    while start.elapsed() < Duration::from_millis(40) {
+        for _ in 0..2048 {
+            if h.check(0, n, u64::MAX / 2) {
+                hits += 1;
+            }
+            n += 1;
+        }
+    }
+    std::hint::black_box(hits);
+    let one = n as f64 / start.elapsed().as_secs_f64();
+    one * t as f64
+}

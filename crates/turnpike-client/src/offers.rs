@@ -1,0 +1,200 @@
+//! Every way through a gate that one answer offers: proof-of-work puzzles, L402 invoices and an
+//! OAuth Bearer challenge, read from `WWW-Authenticate` lines and from the JSON body (a 402
+//! body's `error.data.challenges`, an in-band result's `structuredContent.turnpike.challenges`).
+
+use http::HeaderMap;
+use serde_json::Value;
+
+use crate::parse::{parse_challenges, parse_www_authenticate, ParsedChallenge};
+
+/// An L402 challenge: a macaroon and the invoice that unlocks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L402Offer {
+    /// The macaroon, as sent (standard base64).
+    pub macaroon: String,
+    /// The BOLT11 invoice.
+    pub invoice: String,
+    /// The price the server advertised beside the invoice (`amount_msat`), when it did. The
+    /// invoice must not ask for more.
+    pub advertised_msat: Option<u64>,
+    /// `per_call`, `balance` or `time_pass`, when said.
+    pub mode: Option<String>,
+    /// When the token stops being valid (Unix seconds), when said.
+    pub expires: Option<u64>,
+}
+
+/// An OAuth Bearer challenge (RFC 6750 / RFC 9728).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BearerOffer {
+    /// Where the protected-resource metadata is.
+    pub resource_metadata: Option<String>,
+    /// The scopes the call needs (space-separated).
+    pub scope: Option<String>,
+    /// `invalid_token`, `insufficient_scope`, …, when the challenge reports an error.
+    pub error: Option<String>,
+    /// The resource identifier, when the JSON details name it.
+    pub resource: Option<String>,
+    /// Authorization servers, when the JSON details name them.
+    pub authorization_servers: Vec<String>,
+}
+
+/// All the ways through one answer offered.
+#[derive(Debug, Clone, Default)]
+pub struct Offers {
+    /// Proof-of-work puzzles.
+    pub pow: Vec<ParsedChallenge>,
+    /// L402 invoices.
+    pub l402: Vec<L402Offer>,
+    /// An OAuth challenge.
+    pub oauth: Option<BearerOffer>,
+    /// Why presented credentials were refused (`rail: reason`).
+    pub refusals: Vec<String>,
+}
+
+impl Offers {
+    /// Whether nothing was offered.
+    pub fn is_empty(&self) -> bool {
+        self.pow.is_empty() && self.l402.is_empty() && self.oauth.is_none()
+    }
+
+    /// Reads the offers of an answer: its `WWW-Authenticate` lines and, when given, its JSON
+    /// body (or the JSON-RPC message of an in-band challenge).
+    pub fn read(headers: &HeaderMap, body: Option<&Value>) -> Offers {
+        let mut o = Offers::default();
+        for v in headers.get_all(http::header::WWW_AUTHENTICATE) {
+            let Ok(v) = v.to_str() else { continue };
+            o.pow.extend(parse_challenges(v));
+            for ch in parse_www_authenticate(v) {
+                let p = |n: &str| {
+                    ch.params
+                        .iter()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.clone())
+                };
+                if ch.scheme.eq_ignore_ascii_case("L402") || ch.scheme.eq_ignore_ascii_case("LSAT")
+                {
+                    if let (Some(macaroon), Some(invoice)) = (p("macaroon"), p("invoice")) {
+                        o.add_l402(L402Offer {
+                            macaroon,
+                            invoice,
+                            advertised_msat: None,
+                            mode: None,
+                            expires: None,
+                        });
+                    }
+                } else if ch.scheme.eq_ignore_ascii_case("Bearer") {
+                    let b = o.oauth.get_or_insert_with(BearerOffer::default);
+                    b.resource_metadata = b.resource_metadata.take().or(p("resource_metadata"));
+                    b.scope = b.scope.take().or(p("scope"));
+                    b.error = b.error.take().or(p("error"));
+                }
+            }
+        }
+        if let Some(body) = body {
+            if let Some(list) = challenge_list(body) {
+                for c in list {
+                    o.add_json(c);
+                }
+            }
+            if let Some(refusals) = ways_through(body)
+                .and_then(|w| w.get("refusals"))
+                .and_then(Value::as_array)
+            {
+                for r in refusals {
+                    let rail = r.get("rail").and_then(Value::as_str).unwrap_or("?");
+                    let reason = r.get("reason").and_then(Value::as_str).unwrap_or("");
+                    o.refusals.push(format!("{rail}: {reason}"));
+                }
+            }
+        }
+        let mut seen = Vec::new();
+        o.pow.retain(|c| {
+            let new = !seen.contains(&c.challenge);
+            seen.push(c.challenge.clone());
+            new
+        });
+        o
+    }
+
+    fn add_l402(&mut self, offer: L402Offer) {
+        if let Some(existing) = self.l402.iter_mut().find(|x| x.invoice == offer.invoice) {
+            existing.advertised_msat = existing.advertised_msat.or(offer.advertised_msat);
+            existing.mode = existing.mode.take().or(offer.mode);
+            existing.expires = existing.expires.or(offer.expires);
+        } else {
+            self.l402.push(offer);
+        }
+    }
+
+    fn add_json(&mut self, c: &Value) {
+        let s = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
+        match c.get("rail").and_then(Value::as_str) {
+            Some("pow") => {
+                self.pow
+                    .extend(parse_challenges(&Value::Array(vec![c.clone()]).to_string()));
+            }
+            Some("l402") => {
+                if let (Some(macaroon), Some(invoice)) = (s("macaroon"), s("invoice")) {
+                    self.add_l402(L402Offer {
+                        macaroon,
+                        invoice,
+                        advertised_msat: c.get("amount_msat").and_then(Value::as_u64),
+                        mode: s("mode"),
+                        expires: c.get("expires").and_then(Value::as_u64),
+                    });
+                }
+            }
+            Some("oauth") => {
+                let b = self.oauth.get_or_insert_with(BearerOffer::default);
+                b.resource_metadata = b.resource_metadata.take().or(s("resource_metadata"));
+                b.scope = b.scope.take().or(s("scope"));
+                b.resource = b.resource.take().or(s("resource"));
+                if b.authorization_servers.is_empty() {
+                    b.authorization_servers = c
+                        .get("authorization_servers")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `{"challenges": […], "refusals": […]}` object of a 402 body or an in-band result.
+fn ways_through(msg: &Value) -> Option<&Value> {
+    msg.pointer("/result/structuredContent/turnpike")
+        .or_else(|| msg.pointer("/error/data"))
+        .or_else(|| msg.pointer("/structuredContent/turnpike"))
+}
+
+fn challenge_list(msg: &Value) -> Option<&Vec<Value>> {
+    ways_through(msg)?.get("challenges")?.as_array()
+}
+
+/// Whether a JSON-RPC response is a gate's challenge delivered in band: a result with
+/// `isError: true` and `structuredContent.turnpike.challenges`, or an error whose
+/// `data.challenges` lists ways through (turnpike's -31402 / -31401, HTTP 200 in-band delivery
+/// for methods other than tools/call).
+pub fn is_in_band_challenge(msg: &Value) -> bool {
+    if let Some(r) = msg.get("result") {
+        return r.get("isError").and_then(Value::as_bool) == Some(true)
+            && r.pointer("/structuredContent/turnpike/challenges")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+    }
+    if let Some(e) = msg.get("error") {
+        let code = e.get("code").and_then(Value::as_i64);
+        return matches!(code, Some(-31402) | Some(-31401) | Some(-31403))
+            && e.pointer("/data/challenges")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+    }
+    false
+}
