@@ -21,6 +21,16 @@
 //! [`EnvelopeError::DuplicateKey`] (JSON-RPC -32600). Detecting this costs nothing extra: the
 //! check is part of the one parse.
 //!
+//! ## Numbers
+//!
+//! An integer literal outside the 64-bit range (below -2^63 or above 2^64-1) is refused with
+//! [`EnvelopeError::Invalid`] (JSON-RPC -32600). serde_json can only hold such a number as an
+//! approximate `f64`, while Python keeps it exact and JavaScript rounds it its own way: the gate
+//! would price and bind a proof to a different argument than the upstream runs, and a body the
+//! gate re-serialises (after removing `_meta` credentials) would carry another number than the
+//! caller sent. Fractions and exponents are parsed correctly rounded (serde_json's
+//! `float_roundtrip`), as every IEEE-754 JSON parser does, so they survive re-serialisation.
+//!
 //! The caller limits the size of the body before calling [`parse_message`]; nesting depth is
 //! limited by serde_json (128 levels).
 
@@ -115,6 +125,7 @@ impl Message {
 /// Parses one HTTP body into one JSON-RPC message (see the module docs for every rule).
 pub fn parse_message(body: &[u8]) -> Result<Message, EnvelopeError> {
     let value = parse_strict(body)?;
+    check_integer_range(body)?;
     let obj = match &value {
         Value::Object(o) => o,
         Value::Array(_) => return Err(EnvelopeError::Batch),
@@ -167,6 +178,64 @@ pub fn parse_message(body: &[u8]) -> Result<Message, EnvelopeError> {
         }
     };
     Ok(Message { value, kind })
+}
+
+/// Refuses integer literals that do not fit in an `i64` or a `u64` (see the module docs).
+/// `body` is already known to be valid JSON, so outside strings a `-` or a digit starts a number.
+fn check_integer_range(body: &[u8]) -> Result<(), EnvelopeError> {
+    let n = body.len();
+    let mut i = 0;
+    while i < n {
+        match body[i] {
+            b'"' => {
+                i += 1;
+                while i < n && body[i] != b'"' {
+                    i += if body[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let negative = body[i] == b'-';
+                if negative {
+                    i += 1;
+                }
+                let start = i;
+                while i < n && body[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let integer = !matches!(body.get(i), Some(b'.' | b'e' | b'E'));
+                if integer && !fits_64_bits(&body[start..i], negative) {
+                    return Err(EnvelopeError::Invalid(
+                        "an integer is outside the 64-bit range",
+                    ));
+                }
+                while i < n && matches!(body[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Whether the decimal `digits` (with a leading `-` when `negative`) fit an `i64` or a `u64`.
+fn fits_64_bits(digits: &[u8], negative: bool) -> bool {
+    let digits = match digits.iter().position(|&d| d != b'0') {
+        Some(first) => &digits[first..],
+        None => return true,
+    };
+    if digits.len() > 20 {
+        return false;
+    }
+    let v = digits
+        .iter()
+        .fold(0u128, |v, &d| v * 10 + u128::from(d - b'0'));
+    if negative {
+        v <= 1u128 << 63
+    } else {
+        v <= u128::from(u64::MAX)
+    }
 }
 
 /// Parses JSON into a [`Value`], refusing objects with a repeated key at any depth.
@@ -277,6 +346,79 @@ mod tests {
         assert_eq!(m.method(), None);
         let m = parse_message(br#"{"jsonrpc":"2.0","id":null,"error":{"code":1}}"#).unwrap();
         assert_eq!(m.kind(), MessageKind::Response);
+    }
+
+    /// Found by the `envelope` fuzz target (fuzz/): a 30-digit integer became an approximate
+    /// f64 whose re-serialisation parsed to another f64, so the arguments hash of a message
+    /// changed when the gate re-serialised it.
+    #[test]
+    fn integers_outside_64_bits_are_refused() {
+        let crash = br#"{"jsonrpc":"2.0","id":18446744073709551616,"method":"tools/call","params":{"name":"echo","arguments":{"n":123456742803915678901234567890}}}"#;
+        assert_eq!(
+            parse_message(crash).unwrap_err(),
+            EnvelopeError::Invalid("an integer is outside the 64-bit range")
+        );
+        for n in [
+            "18446744073709551616",
+            "-9223372036854775809",
+            "100000000000000000000",
+            "123456742803915678901234567890",
+        ] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"e","arguments":{{"n":{n}}}}}}}"#
+            );
+            assert_eq!(
+                parse_message(body.as_bytes()).unwrap_err().code(),
+                -32600,
+                "{n}"
+            );
+        }
+        for n in [
+            "18446744073709551615",
+            "-9223372036854775808",
+            "0",
+            "-0",
+            "1e30",
+            "1.5e300",
+            "123456742803915678901234567890.0",
+            "\"123456742803915678901234567890\"",
+        ] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"e","arguments":{{"n":{n},"s":"-99999999999999999999999"}}}}}}"#
+            );
+            assert!(parse_message(body.as_bytes()).is_ok(), "{n}");
+        }
+    }
+
+    /// Floats are parsed correctly rounded, so what the gate re-serialises parses back to the
+    /// same value (and the same arguments hash).
+    #[test]
+    fn floats_survive_reserialisation() {
+        for n in [
+            "2.2250738585072011e-308",
+            "1.2345674280391568e29",
+            "0.1",
+            "9007199254740993.0",
+            "1.7976931348623157e308",
+            "5e-324",
+            "3.0000000000000004440892098500626161694526672363281250000001",
+        ] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"e","arguments":{{"n":{n}}}}}}}"#
+            );
+            let m = parse_message(body.as_bytes()).unwrap();
+            let again = parse_message(&serde_json::to_vec(m.value()).unwrap()).unwrap();
+            assert_eq!(m, again, "{n}");
+            let want: f64 = n.parse().unwrap();
+            assert_eq!(
+                m.params().unwrap()["arguments"]["n"]
+                    .as_f64()
+                    .unwrap()
+                    .to_bits(),
+                want.to_bits(),
+                "{n} is not correctly rounded"
+            );
+        }
     }
 
     #[test]
