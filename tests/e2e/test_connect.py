@@ -379,10 +379,17 @@ def test_lying_remote_refused(l402: L402Setup, tmp_path: Path, work: Path) -> No
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass
+class OAuthGw:
+    url: str
+    key_path: Path
+
+
 @pytest.fixture(scope="module")
-def oauth_gw(work: Path) -> Iterator[str]:
+def oauth_gw(work: Path) -> Iterator[OAuthGw]:
     from test_oauth import CLIENT_SECRET, _start_provider  # the same oidc-provider setup
 
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from jwt.algorithms import ECAlgorithm
 
@@ -391,6 +398,10 @@ def oauth_gw(work: Path) -> Iterator[str]:
     jwk.update({"kid": "client-1", "use": "sig"})
     d = work / "connect-oauth"
     d.mkdir(exist_ok=True)
+    key_path = d / "agent-jwt.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
     port = free_port()
     resource = f"http://127.0.0.1:{port}/mcp"
     provider, issuer = _start_provider(d, resource, jwk)
@@ -423,7 +434,7 @@ scopes_supported = ["mcp:tools"]
     gw.wait_port(port)
     os.environ["TP_CONNECT_SECRET"] = CLIENT_SECRET
     try:
-        yield resource
+        yield OAuthGw(resource, key_path)
     finally:
         gw.stop()
         fixture.stop()
@@ -431,9 +442,9 @@ scopes_supported = ["mcp:tools"]
         provider.wait(timeout=5)
 
 
-def test_oauth_client_credentials_and_step_up(oauth_gw: str, tmp_path: Path) -> None:
+def test_oauth_client_credentials_and_step_up(oauth_gw: OAuthGw, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    params = bridge(oauth_gw, state, "--oauth-client-id", "agent-secret",
+    params = bridge(oauth_gw.url, state, "--oauth-client-id", "agent-secret",
                     "--oauth-client-secret-env", "TP_CONNECT_SECRET",
                     env={"TP_CONNECT_SECRET": os.environ["TP_CONNECT_SECRET"]})
     out = {}
@@ -453,12 +464,35 @@ def test_oauth_client_credentials_and_step_up(oauth_gw: str, tmp_path: Path) -> 
     creds = state / "credentials.json"
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
     tok = json.loads(creds.read_text())["oauth"]
-    assert len(tok) == 1 and tok[0]["resource"] == oauth_gw
+    assert len(tok) == 1 and tok[0]["resource"] == oauth_gw.url
     assert set(tok[0]["scope"].split()) >= {"mcp:tools", "mcp:admin"}, tok[0]["scope"]
     # The token is reused by a new bridge process: no new token request is needed.
     [r] = call(params, "add", {"a": 1, "b": 1})
     assert not r.is_error
+    assert json.loads(creds.read_text())["oauth"][0]["access_token"] == tok[0]["access_token"]
     assert spend_log(state) == []
+    # A token the server no longer accepts (401 invalid_token) is replaced by a fresh one.
+    data = json.loads(creds.read_text())
+    data["oauth"][0]["access_token"] = "not-a-valid-token"
+    creds.write_text(json.dumps(data))
+    [r] = call(params, "add", {"a": 2, "b": 2})
+    assert not r.is_error, text(r)
+    fresh = json.loads(creds.read_text())["oauth"][0]["access_token"]
+    assert fresh not in ("not-a-valid-token", tok[0]["access_token"])
+
+
+def test_oauth_private_key_jwt(oauth_gw: OAuthGw, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    params = bridge(oauth_gw.url, state, "--oauth-client-id", "agent-jwt",
+                    "--oauth-private-key", str(oauth_gw.key_path), "--oauth-key-id", "client-1")
+    [r] = call(params, "add", {"a": 40, "b": 2})
+    assert not r.is_error, text(r)
+    assert "42" in text(r)
+
+
+def test_oauth_not_configured_says_so(oauth_gw: OAuthGw, tmp_path: Path) -> None:
+    [r] = call(bridge(oauth_gw.url, tmp_path / "state"), "add", {"a": 1, "b": 1})
+    assert r.is_error and "no OAuth client is configured" in text(r), text(r)
 
 
 def test_print_config(tmp_path: Path) -> None:
