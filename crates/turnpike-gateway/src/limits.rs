@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use serde_json::{json, Value};
-use turnpike_core::error_codes;
-use turnpike_limits::{InFlight, Limited, Limiter};
+use turnpike_core::{error_codes, Grant, Identity, Offer, Price, RailKind};
+use turnpike_limits::{InFlight, LimitError, Limited, Limiter, SpendReceipt};
 
 use crate::config::{ChallengeMode, Config};
 
@@ -38,6 +38,56 @@ pub fn limiter_from_config(cfg: &Config) -> Result<Option<Arc<Limiter>>, Gateway
         cfg.budgets,
         backend,
     ))))
+}
+
+/// Why an L402 call's spend was not counted against its token's daily msat budget.
+#[derive(Debug)]
+pub enum SpendRefusal {
+    /// Over `budgets.msat_per_token_per_day`: answer 429 (reason `spend_budget`).
+    Budget(Limited),
+    /// The limits store could not count it: payments fail closed, answer 503.
+    Unavailable(LimitError),
+}
+
+/// Counts the millisatoshis an L402 grant debited from a prepaid balance against the token's
+/// daily cap (`budgets.msat_per_token_per_day`), atomically. `Ok(None)` when nothing needed
+/// counting (not a balance debit, or no cap: no store round trip); `Ok(Some(receipt))` when it
+/// was counted (give it back with [`Limiter::refund_msat`] if the upstream fails). On `Err`
+/// the caller refunds the debit and refuses the call — whatever `failure_mode` says.
+pub async fn spend_msat(
+    limiter: &Limiter,
+    grant: &Grant,
+) -> Result<Option<SpendReceipt>, SpendRefusal> {
+    let Some(msat) = turnpike_l402::rail::debited_msat(grant) else {
+        return Ok(None);
+    };
+    let Some(Identity::L402 { token_id }) = &grant.identity else {
+        return Ok(None);
+    };
+    match limiter.spend_msat(token_id, msat).await {
+        Ok(o) if o.accepted => Ok(o.receipt),
+        Ok(o) => Err(SpendRefusal::Budget(Limited::spend_budget(&o))),
+        Err(e) => Err(SpendRefusal::Unavailable(e)),
+    }
+}
+
+/// `price` with its proof-of-work effort multiplied by `multiplier` (the loop brake's strikes
+/// on the caller); `None` when nothing changes.
+pub fn scaled_pow_price(price: &Price, multiplier: u32) -> Option<Price> {
+    if multiplier <= 1 || price.offer(RailKind::Pow).is_none() {
+        return None;
+    }
+    let offers = price
+        .offers
+        .iter()
+        .map(|o| match o {
+            Offer::Pow { effort } => Offer::Pow {
+                effort: effort.saturating_mul(u64::from(multiplier)),
+            },
+            other => other.clone(),
+        })
+        .collect();
+    Some(Price { offers })
 }
 
 /// Counts of refusals, kept apart by who refused: the gateway's own limits, or the upstream.

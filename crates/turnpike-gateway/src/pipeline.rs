@@ -473,6 +473,24 @@ impl Gate {
                         }
                     }
                 }
+                // No credential: a challenge follows. An identity the loop brake struck is
+                // asked for more work (one limits read, on the challenge path only).
+                let scaled_price;
+                let price = match (&self.limiter, collected.creds.is_empty()) {
+                    (Some(limiter), true) if price.offer(RailKind::Pow).is_some() => {
+                        let m = limiter
+                            .effort_multiplier(&limiter.scope_of(&anonymous(peer)))
+                            .await;
+                        match crate::limits::scaled_pow_price(price, m) {
+                            Some(p) => {
+                                scaled_price = p;
+                                &scaled_price
+                            }
+                            None => price,
+                        }
+                    }
+                    _ => price,
+                };
                 // The OAuth rail sees this request (method, public URL, body) through a view.
                 let scoped = self.scoped_oauth(price, &parts, &bytes, &collected.creds);
                 let swapped: Vec<Arc<dyn Rail>>;
@@ -589,11 +607,27 @@ impl Gate {
                     .await
                 {
                     Ok(a) => Some(a),
-                    Err(resp) => return Ok(*resp),
+                    Err(resp) => {
+                        // Not forwarded: a balance debit goes back.
+                        self.settle_failed(grant.as_ref()).await;
+                        return Ok(*resp);
+                    }
                 }
             }
             _ => None,
         };
+        // The L402 token's daily msat budget, for a balance debit (fails closed).
+        let mut msat_spend = None;
+        if let (Some(limiter), Some(g)) = (&self.limiter, &grant) {
+            match crate::limits::spend_msat(limiter, g).await {
+                Ok(r) => msat_spend = r.map(|r| (limiter.clone(), r)),
+                Err(refusal) => {
+                    self.settle_failed(grant.as_ref()).await;
+                    let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
+                    return Ok(self.spend_refused(refusal, mode, msg.id(), log));
+                }
+            }
+        }
         // 10. Strip credentials; re-serialise only when the body changed.
         strip_credential_headers(&mut parts.headers);
         if let Some(v) = identity_header.and_then(|v| HeaderValue::from_str(&v).ok()) {
@@ -634,7 +668,13 @@ impl Gate {
         // 12. Settle, by the JSON-RPC outcome where the rail needs it.
         if let Some(grant) = grant {
             if let Some(rail) = self.rails.all.iter().find(|r| r.kind() == grant.rail) {
-                resp = crate::settle::after_upstream(resp, rail.clone(), grant, request_id).await;
+                let rail = match msat_spend {
+                    Some((limiter, receipt)) => {
+                        crate::settle::WithSpend::wrap(rail.clone(), limiter, receipt)
+                    }
+                    None => rail.clone(),
+                };
+                resp = crate::settle::after_upstream(resp, rail, grant, request_id).await;
             }
         }
         // 13. Annotate tools/list.
@@ -654,6 +694,49 @@ impl Gate {
             }
         }
         Ok(resp)
+    }
+
+    /// Settles `grant` as failed (a call that will not be forwarded: its debit goes back).
+    async fn settle_failed(&self, grant: Option<&turnpike_core::Grant>) {
+        if let Some(g) = grant {
+            if let Some(rail) = self.rails.all.iter().find(|r| r.kind() == g.rail) {
+                rail.settle(g, false).await;
+            }
+        }
+    }
+
+    /// The answer to an L402 call whose daily msat budget refused it (429, reason
+    /// `spend_budget`) or could not be counted (503: payments fail closed).
+    fn spend_refused(
+        &self,
+        refusal: crate::limits::SpendRefusal,
+        mode: ChallengeMode,
+        id: Option<&Value>,
+        log: &mut CallLog,
+    ) -> Response<Body> {
+        match refusal {
+            crate::limits::SpendRefusal::Budget(l) => {
+                LimitCounters::bump(&self.counters.gateway_limited);
+                log.outcome = "rate_limited";
+                log.limit_reason = Some(l.reason.as_str());
+                crate::limits::limited_response(mode, &log.method, id, &l)
+            }
+            crate::limits::SpendRefusal::Unavailable(e) => {
+                LimitCounters::bump(&self.counters.store_unavailable);
+                tracing::warn!(
+                    target: "turnpike::limits",
+                    error = %e,
+                    "msat budget store unavailable; paid call refused"
+                );
+                log.outcome = "limits_unavailable";
+                json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    id,
+                    error_codes::UNAVAILABLE,
+                    "the limits store is unavailable; retry shortly",
+                )
+            }
+        }
     }
 
     /// Runs the limiter on one call: the admission, or the answer to send instead (429 or its

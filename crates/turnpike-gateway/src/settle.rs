@@ -20,6 +20,9 @@
 //! drops before the response arrived counts as failed.
 //!
 //! Grants without a receipt are settled with the HTTP status alone, without touching the body.
+//!
+//! When the call's debit was also counted against its token's daily msat budget, the rail is
+//! wrapped in [`WithSpend`], so that a failed call gives back both the debit and the spend.
 
 use std::sync::Arc;
 
@@ -29,8 +32,68 @@ use futures_util::StreamExt;
 use http::{header, Response};
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
-use turnpike_core::{Grant, Rail};
+use turnpike_core::{
+    BoxFuture, CallFacts, Challenge, Credential, Grant, Offer, Rail, RailKind, Verdict,
+};
+use turnpike_limits::{Limiter, SpendReceipt};
 use turnpike_mcp::sse::SseParser;
+
+/// A rail whose settlement of a failed call also refunds the call's daily msat budget spend
+/// (`budgets.msat_per_token_per_day`). Everything else is the rail's.
+pub struct WithSpend {
+    rail: Arc<dyn Rail>,
+    limiter: Arc<Limiter>,
+    receipt: SpendReceipt,
+}
+
+impl WithSpend {
+    /// `rail`, refunding `receipt` through `limiter` when the call fails.
+    pub fn wrap(
+        rail: Arc<dyn Rail>,
+        limiter: Arc<Limiter>,
+        receipt: SpendReceipt,
+    ) -> Arc<dyn Rail> {
+        Arc::new(WithSpend {
+            rail,
+            limiter,
+            receipt,
+        })
+    }
+}
+
+impl Rail for WithSpend {
+    fn kind(&self) -> RailKind {
+        self.rail.kind()
+    }
+
+    fn challenge<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+    ) -> BoxFuture<'a, Option<Challenge>> {
+        self.rail.challenge(call, offer)
+    }
+
+    fn verify<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Verdict> {
+        self.rail.verify(call, offer, credential)
+    }
+
+    fn settle<'a>(&'a self, grant: &'a Grant, upstream_ok: bool) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.rail.settle(grant, upstream_ok).await;
+            if !upstream_ok {
+                if let Err(e) = self.limiter.refund_msat(&self.receipt).await {
+                    tracing::warn!(target: "turnpike::limits", error = %e, "msat budget refund failed");
+                }
+            }
+        })
+    }
+}
 
 /// Largest JSON response read to learn a call's outcome (larger ones count as answered).
 const MAX_JSON: usize = 64 * 1024 * 1024;
