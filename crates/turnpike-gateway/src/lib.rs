@@ -37,7 +37,7 @@ pub use config::{load, parse, ChallengeMode, Config, ConfigError};
 pub use layer::{TurnpikeLayer, TurnpikeService};
 pub use pipeline::{Gate, GateOptions, JsonRpcId, PeerAddr};
 pub use rails::Rails;
-pub use serve::{serve, serve_listener, serve_listener_with, ServeOptions};
+pub use serve::{serve, serve_listener, serve_listener_with, serve_with, ServeOptions};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]

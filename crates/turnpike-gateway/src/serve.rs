@@ -87,6 +87,19 @@ pub async fn serve_listener(
 ) -> Result<(), GatewayError> {
     serve_listener_with(listener, config, shutdown, ServeOptions::default()).await
 }
+/// [`serve`] with reloads ([`ServeOptions`]).
+pub async fn serve_with(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+    opts: ServeOptions,
+) -> Result<(), GatewayError> {
+    config.validate()?;
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| GatewayError::Bind(config.server.listen, e))?;
+    serve_listener_with(listener, config, shutdown, opts).await
+}
+
 
 /// [`serve_listener`] with reloads ([`ServeOptions`]). On `shutdown`: stops accepting, lets
 /// in-flight calls and streams finish for up to `[server] shutdown_timeout_secs`, then drops

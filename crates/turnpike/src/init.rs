@@ -1,11 +1,502 @@
 //! `turnpike init`: writes a commented configuration file.
+//!
+//! On a terminal it asks a few questions (upstream, rails, prices); with `--non-interactive`,
+//! or when stdin is not a terminal, the flags and their defaults decide. The file it writes
+//! passes `turnpike check` (it is parsed and validated before it is written).
 
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::{bail, Context};
 
 /// Write a commented turnpike.toml for an upstream.
 #[derive(Debug, clap::Args)]
-pub struct InitArgs {}
+#[command(
+    after_help = "Examples:\n  turnpike init                                   # answer a few questions\n  turnpike init --non-interactive --upstream http://127.0.0.1:3001/mcp --rails pow\n  turnpike init --non-interactive --upstream-cmd \"npx -y @modelcontextprotocol/server-everything\" \\\n      --rails pow,l402 --pow-effort 500000 --price-sat 5 --output deploy/turnpike.toml\n\nThen: turnpike check -c turnpike.toml && turnpike serve -c turnpike.toml"
+)]
+pub struct InitArgs {
+    /// The upstream MCP server's Streamable HTTP URL.
+    #[arg(long, value_name = "URL", conflicts_with = "upstream_cmd")]
+    pub upstream: Option<String>,
+    /// A stdio MCP server to launch instead: the program and its arguments in one string.
+    #[arg(long, value_name = "\"CMD ARGS…\"")]
+    pub upstream_cmd: Option<String>,
+    /// The rails tools are paid with, comma-separated: pow, l402, oauth.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub rails: Option<Vec<String>>,
+    /// Proof-of-work price of a tool call, in expected hashes.
+    #[arg(long, value_name = "N")]
+    pub pow_effort: Option<u64>,
+    /// L402 price of a tool call, in satoshis.
+    #[arg(long, value_name = "SATS")]
+    pub price_sat: Option<u64>,
+    /// The Lightning backend for L402: lnd, cln, phoenixd, lnbits or dev (dev: never in
+    /// production).
+    #[arg(long, value_name = "BACKEND")]
+    pub lightning: Option<String>,
+    /// The OAuth authorization server's issuer URL (with --rails oauth).
+    #[arg(long, value_name = "URL")]
+    pub oauth_issuer: Option<String>,
+    /// Address the gateway listens on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Leave out the [admin] table (metrics, admin API and dashboard).
+    #[arg(long)]
+    pub no_admin: bool,
+    /// Where to write the file (`-`: standard output).
+    #[arg(short, long, value_name = "FILE", default_value = "turnpike.toml")]
+    pub output: PathBuf,
+    /// Overwrite the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Ask nothing: take the flags and the defaults.
+    #[arg(long)]
+    pub non_interactive: bool,
+}
 
-pub fn run(_args: InitArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`turnpike init` is not available in this build")
+/// What the file is made from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answers {
+    pub listen: String,
+    pub upstream_url: Option<String>,
+    pub upstream_cmd: Option<Vec<String>>,
+    pub pow: Option<u64>,
+    pub l402_sat: Option<u64>,
+    pub lightning: String,
+    pub oauth_issuer: Option<String>,
+    pub admin: bool,
+}
+
+const DEFAULT_EFFORT: u64 = 200_000;
+const ADMIN_ENV: &str = "TURNPIKE_ADMIN_TOKEN";
+const DEFAULT_SAT: u64 = 10;
+const BACKENDS: [&str; 5] = ["lnd", "cln", "phoenixd", "lnbits", "dev"];
+
+pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
+    let interactive = !args.non_interactive && std::io::stdin().is_terminal();
+    let answers = if interactive {
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        let mut out = std::io::stderr();
+        ask(&args, &mut input, &mut out)?
+    } else {
+        from_flags(&args)?
+    };
+    let text = render(&answers);
+    // What is written must pass `turnpike check`.
+    let cfg = turnpike_gateway::config::parse(&text, "turnpike.toml")
+        .and_then(|c| c.validate().map(|()| c));
+    if let Err(e) = cfg {
+        bail!("the generated configuration does not pass its own check:\n{e}");
+    }
+    if args.output.as_os_str() == "-" {
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.output.exists() && !args.force {
+        bail!(
+            "{} exists; give --force to overwrite it, or --output another file",
+            args.output.display()
+        );
+    }
+    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&args.output, &text)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "wrote {} — next: turnpike check -c {0} && turnpike serve -c {0}",
+        args.output.display()
+    );
+    if answers.admin && std::env::var(ADMIN_ENV).is_err() {
+        eprintln!("the [admin] table is commented out: set {ADMIN_ENV} and uncomment it for the dashboard");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The answers from the flags alone (defaults: proof-of-work at 200000 when no rail is named).
+pub fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
+    let (upstream_url, upstream_cmd) = match (&a.upstream, &a.upstream_cmd) {
+        (Some(u), _) => (Some(u.clone()), None),
+        (None, Some(c)) => {
+            let words = crate::serve::split_command(c)?;
+            if words.is_empty() {
+                bail!("--upstream-cmd is empty");
+            }
+            (None, Some(words))
+        }
+        (None, None) => bail!("give --upstream URL or --upstream-cmd \"CMD ARGS\""),
+    };
+    let rails = a.rails.clone().unwrap_or_else(|| vec!["pow".into()]);
+    let mut ans = Answers {
+        listen: a.listen.clone().unwrap_or_else(|| "127.0.0.1:8402".into()),
+        upstream_url,
+        upstream_cmd,
+        pow: None,
+        l402_sat: None,
+        lightning: a.lightning.clone().unwrap_or_else(|| "lnd".into()),
+        oauth_issuer: None,
+        admin: !a.no_admin,
+    };
+    for r in &rails {
+        match r.trim() {
+            "pow" => ans.pow = Some(a.pow_effort.unwrap_or(DEFAULT_EFFORT)),
+            "l402" => ans.l402_sat = Some(a.price_sat.unwrap_or(DEFAULT_SAT)),
+            "oauth" => {
+                ans.oauth_issuer = Some(a.oauth_issuer.clone().ok_or_else(|| {
+                    anyhow::anyhow!("--rails oauth needs --oauth-issuer https://…")
+                })?)
+            }
+            "" => {}
+            other => bail!("unknown rail {other:?}: the rails are pow, l402 and oauth"),
+        }
+    }
+    if !BACKENDS.contains(&ans.lightning.as_str()) {
+        bail!(
+            "unknown Lightning backend {:?}: one of {}",
+            ans.lightning,
+            BACKENDS.join(", ")
+        );
+    }
+    Ok(ans)
+}
+
+fn prompt(
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    question: &str,
+    default: &str,
+) -> anyhow::Result<String> {
+    if default.is_empty() {
+        write!(out, "{question}: ")?;
+    } else {
+        write!(out, "{question} [{default}]: ")?;
+    }
+    out.flush()?;
+    let mut line = String::new();
+    if input.read_line(&mut line)? == 0 {
+        bail!("no answer (end of input)");
+    }
+    let line = line.trim();
+    Ok(if line.is_empty() {
+        default.to_owned()
+    } else {
+        line.to_owned()
+    })
+}
+
+/// Asks the questions the flags did not answer.
+pub fn ask(a: &InitArgs, input: &mut dyn BufRead, out: &mut dyn Write) -> anyhow::Result<Answers> {
+    writeln!(
+        out,
+        "turnpike init: a few questions (Enter takes the default)."
+    )?;
+    let upstream = match (&a.upstream, &a.upstream_cmd) {
+        (Some(u), _) => u.clone(),
+        (None, Some(c)) => c.clone(),
+        (None, None) => loop {
+            let v = prompt(
+                input,
+                out,
+                "Upstream MCP server: its URL, or the command that starts a stdio server",
+                "http://127.0.0.1:3001/mcp",
+            )?;
+            if !v.is_empty() {
+                break v;
+            }
+        },
+    };
+    let is_url = upstream.starts_with("http://") || upstream.starts_with("https://");
+    let mut flags = InitArgs {
+        upstream: is_url.then(|| upstream.clone()),
+        upstream_cmd: (!is_url).then(|| upstream.clone()),
+        rails: a.rails.clone(),
+        pow_effort: a.pow_effort,
+        price_sat: a.price_sat,
+        lightning: a.lightning.clone(),
+        oauth_issuer: a.oauth_issuer.clone(),
+        listen: a.listen.clone(),
+        no_admin: a.no_admin,
+        output: a.output.clone(),
+        force: a.force,
+        non_interactive: true,
+    };
+    if flags.rails.is_none() {
+        let r = prompt(
+            input,
+            out,
+            "Rails that pay for tool calls (pow, l402, oauth; comma-separated)",
+            "pow",
+        )?;
+        flags.rails = Some(r.split(',').map(|s| s.trim().to_owned()).collect());
+    }
+    let rails = flags.rails.clone().unwrap_or_default();
+    let has = |r: &str| rails.iter().any(|x| x == r);
+    if has("pow") && flags.pow_effort.is_none() {
+        let v = prompt(
+            input,
+            out,
+            "Proof-of-work price per call, in expected hashes (200000 ≈ 0.2 s on one core)",
+            &DEFAULT_EFFORT.to_string(),
+        )?;
+        flags.pow_effort = Some(v.parse().context("the effort is a whole number")?);
+    }
+    if has("l402") {
+        if flags.price_sat.is_none() {
+            let v = prompt(
+                input,
+                out,
+                "L402 price per call, in satoshis",
+                &DEFAULT_SAT.to_string(),
+            )?;
+            flags.price_sat = Some(v.parse().context("the price is a whole number")?);
+        }
+        if flags.lightning.is_none() {
+            flags.lightning = Some(prompt(
+                input,
+                out,
+                "Lightning backend (lnd, cln, phoenixd, lnbits, dev)",
+                "lnd",
+            )?);
+        }
+    }
+    if has("oauth") && flags.oauth_issuer.is_none() {
+        flags.oauth_issuer = Some(prompt(
+            input,
+            out,
+            "OAuth issuer URL (exactly as in the tokens' iss)",
+            "",
+        )?);
+    }
+    from_flags(&flags)
+}
+
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// The configuration file, commented.
+pub fn render(a: &Answers) -> String {
+    let mut s = String::new();
+    s.push_str("# turnpike configuration, written by `turnpike init`.\n");
+    s.push_str(
+        "# Check it with `turnpike check -c <file>`; run with `turnpike serve -c <file>`.\n",
+    );
+    s.push_str("# A running gateway reloads it on SIGHUP and when the file changes.\n\n");
+    s.push_str("[server]\n");
+    s.push_str(&format!(
+        "listen = {}              # where MCP clients connect\n",
+        toml_str(&a.listen)
+    ));
+    s.push_str("path = \"/mcp\"                    # the endpoint path\n");
+    s.push_str(
+        "# allowed_hosts = [\"localhost\", \"127.0.0.1\", \"[::1]\"]   # Host values accepted\n",
+    );
+    s.push_str(
+        "# public_url = \"https://mcp.example.com/mcp\"   # how callers reach it, behind a proxy\n",
+    );
+    s.push_str(
+        "challenge_mode = \"auto\"          # auto | http (402) | in-band (a tool result)\n",
+    );
+    s.push_str("data_dir = \"turnpike-data\"       # keys and the L402 ledger live here (0600)\n");
+    s.push_str("shutdown_timeout_secs = 10       # on SIGTERM, in-flight calls get this long\n\n");
+    s.push_str("[upstream]                       # the MCP server behind the gateway\n");
+    match (&a.upstream_url, &a.upstream_cmd) {
+        (Some(u), _) => s.push_str(&format!("url = {}\n\n", toml_str(u))),
+        (None, Some(c)) => {
+            let words: Vec<String> = c.iter().map(|w| toml_str(w)).collect();
+            s.push_str(&format!(
+                "command = [{}]   # one child per MCP session\n\n",
+                words.join(", ")
+            ));
+        }
+        (None, None) => {}
+    }
+    s.push_str("# Prices. [tools.default] prices every tool not named; several rails = the caller chooses.\n");
+    s.push_str("[tools.default]\n");
+    if a.pow.is_none() && a.l402_sat.is_none() && a.oauth_issuer.is_none() {
+        s.push_str("free = true\n");
+    }
+    if let Some(e) = a.pow {
+        s.push_str(&format!(
+            "pow = {e}                     # proof-of-work: expected hashes per call\n"
+        ));
+    }
+    if let Some(sat) = a.l402_sat {
+        s.push_str(&format!(
+            "l402 = {{ sat = {sat} }}              # Lightning: satoshis per call (mode = \"balance\" | \"time_pass\" to bundle)\n"
+        ));
+    }
+    if a.oauth_issuer.is_some() {
+        s.push_str("oauth = true                     # any valid access token for this resource\n");
+    }
+    s.push_str("\n# A tool that costs nothing:\n# [tools.echo]\n# free = true\n\n");
+    if a.l402_sat.is_some() {
+        s.push_str("[lightning]                      # the node that creates invoices\n");
+        match a.lightning.as_str() {
+            "dev" => {
+                s.push_str("backend = \"dev\"                  # a regtest stand-in: NEVER in production\n");
+            }
+            "cln" => {
+                s.push_str("backend = \"cln\"\nurl = \"https://127.0.0.1:3010\"\nrune_path = \"/etc/turnpike/cln.rune\"   # or rune_env = \"VAR\"\n");
+            }
+            "phoenixd" => {
+                s.push_str("backend = \"phoenixd\"\nurl = \"http://127.0.0.1:9740\"\npassword_path = \"/etc/turnpike/phoenixd.password\"   # or password_env = \"VAR\"\n");
+            }
+            "lnbits" => {
+                s.push_str("backend = \"lnbits\"\nurl = \"https://lnbits.example.com\"\napi_key_path = \"/etc/turnpike/lnbits.key\"   # the invoice key; or api_key_env = \"VAR\"\n");
+            }
+            _ => {
+                s.push_str(
+                    "backend = \"lnd\"\nurl = \"https://127.0.0.1:8080\"   # LND's REST address\n",
+                );
+                s.push_str("macaroon_path = \"/var/lib/lnd/invoice.macaroon\"   # an invoice macaroon is enough\n");
+            }
+        }
+        s.push('\n');
+    }
+    if let Some(iss) = &a.oauth_issuer {
+        s.push_str(
+            "[oauth]                          # the authorization server whose tokens pass\n",
+        );
+        s.push_str(&format!("issuer = {}\n\n", toml_str(iss)));
+    }
+    s.push_str("[limits]                         # per-caller rate limits (docs/LIMITS.md); on by default\n");
+    s.push_str("enabled = true\n\n");
+    if a.admin {
+        // Active only when the token's variable is set now: a [admin] table whose token_env is
+        // unset does not pass `turnpike check`.
+        let on = std::env::var(ADMIN_ENV).is_ok_and(|v| v.trim().chars().count() >= 16);
+        let c = if on { "" } else { "# " };
+        if !on {
+            s.push_str(
+                "# Set TURNPIKE_ADMIN_TOKEN (16+ characters, e.g. `openssl rand -hex 24`) and\n",
+            );
+            s.push_str(
+                "# uncomment these lines to turn on /metrics, the admin API and the dashboard.\n",
+            );
+        }
+        s.push_str(&format!(
+            "{c}[admin]                          # /metrics, the admin API and the dashboard\n"
+        ));
+        s.push_str(&format!(
+            "{c}listen = \"127.0.0.1:8403\"        # keep it on loopback or a private network\n"
+        ));
+        s.push_str(&format!(
+            "{c}token_env = \"{ADMIN_ENV}\"   # the admin token comes from this variable\n"
+        ));
+        s.push_str(&format!(
+            "{c}metrics_public = true            # /metrics without the token\n"
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> InitArgs {
+        InitArgs {
+            upstream: Some("http://127.0.0.1:3001/mcp".into()),
+            upstream_cmd: None,
+            rails: None,
+            pow_effort: None,
+            price_sat: None,
+            lightning: None,
+            oauth_issuer: None,
+            listen: None,
+            no_admin: true,
+            output: "-".into(),
+            force: false,
+            non_interactive: true,
+        }
+    }
+
+    fn check(text: &str) -> turnpike_gateway::Config {
+        match turnpike_gateway::config::parse(text, "t.toml").and_then(|c| c.validate().map(|()| c))
+        {
+            Ok(c) => c,
+            Err(e) => panic!("{e}\n---\n{text}"),
+        }
+    }
+
+    #[test]
+    fn every_rail_combination_passes_check() {
+        for rails in [
+            vec!["pow"],
+            vec!["l402"],
+            vec!["oauth"],
+            vec!["pow", "l402"],
+            vec!["pow", "l402", "oauth"],
+        ] {
+            for backend in BACKENDS {
+                let mut a = args();
+                a.rails = Some(rails.iter().map(|s| s.to_string()).collect());
+                a.oauth_issuer = Some("https://auth.example.com".into());
+                a.lightning = Some(backend.into());
+                let cfg = check(&render(&from_flags(&a).unwrap()));
+                let p = &cfg.tools["default"];
+                assert_eq!(p.pow.is_some(), rails.contains(&"pow"));
+                assert_eq!(p.l402.is_some(), rails.contains(&"l402"));
+                assert_eq!(p.oauth.is_some(), rails.contains(&"oauth"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_stdio_upstream_and_prices() {
+        let mut a = args();
+        a.upstream = None;
+        a.upstream_cmd = Some("npx -y \"@scope/server x\"".into());
+        a.rails = Some(vec!["pow".into(), "l402".into()]);
+        a.pow_effort = Some(12345);
+        a.price_sat = Some(7);
+        let cfg = check(&render(&from_flags(&a).unwrap()));
+        assert_eq!(
+            cfg.upstream.command,
+            Some(vec!["npx".into(), "-y".into(), "@scope/server x".into()])
+        );
+        assert_eq!(cfg.tools["default"].pow, Some(12345));
+        assert_eq!(cfg.tools["default"].l402.unwrap().msat, 7000);
+    }
+
+    #[test]
+    fn questions_fill_what_flags_leave_out() {
+        let mut a = args();
+        a.upstream = None;
+        let mut input: &[u8] = b"http://127.0.0.1:9/mcp\npow,l402\n500000\n3\ndev\n";
+        let mut out = Vec::new();
+        let ans = ask(&a, &mut input, &mut out).unwrap();
+        assert_eq!(ans.upstream_url.as_deref(), Some("http://127.0.0.1:9/mcp"));
+        assert_eq!(ans.pow, Some(500000));
+        assert_eq!(ans.l402_sat, Some(3));
+        assert_eq!(ans.lightning, "dev");
+        check(&render(&ans));
+        let asked = String::from_utf8(out).unwrap();
+        assert!(asked.contains("Rails that pay"), "{asked}");
+    }
+
+    #[test]
+    fn unknown_rails_and_missing_upstream_are_refused() {
+        let mut a = args();
+        a.rails = Some(vec!["gold".into()]);
+        assert!(from_flags(&a).is_err());
+        let mut a = args();
+        a.upstream = None;
+        assert!(from_flags(&a).is_err());
+        let mut a = args();
+        a.rails = Some(vec!["oauth".into()]);
+        assert!(from_flags(&a).is_err());
+    }
+
+    #[test]
+    fn the_admin_table_reads_its_token_from_the_environment() {
+        let mut a = args();
+        a.no_admin = false;
+        let text = render(&from_flags(&a).unwrap());
+        assert!(text.contains("token_env = \"TURNPIKE_ADMIN_TOKEN\""));
+        check(&text);
+    }
 }

@@ -6,16 +6,20 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use std::sync::Arc;
+
 use turnpike_gateway::config::{self, ChallengeMode, Config, PriceConfig};
+use turnpike_gateway::reload::Loader;
+use turnpike_gateway::ServeOptions;
 
 /// Run the gateway in front of an MCP server.
 ///
 /// Reads the configuration file when one is given; the flags override it. Without a file, the
 /// defaults apply (listen on 127.0.0.1:8402, path /mcp, every tool free unless --pow-effort)
 /// and an upstream must be given with --upstream or --upstream-cmd.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Examples:\n  turnpike serve --config turnpike.toml\n  turnpike serve --upstream http://127.0.0.1:3001/mcp --pow-effort 200000\n  turnpike serve --upstream-cmd \"npx -y @modelcontextprotocol/server-everything\"\n  turnpike serve -c turnpike.toml --challenge-mode in-band --log turnpike_gateway=debug\n\nStop it with Ctrl-C or SIGTERM; in-flight calls are allowed to finish."
+    after_help = "Examples:\n  turnpike serve --config turnpike.toml\n  turnpike serve --upstream http://127.0.0.1:3001/mcp --pow-effort 200000\n  turnpike serve --upstream-cmd \"npx -y @modelcontextprotocol/server-everything\"\n  turnpike serve -c turnpike.toml --challenge-mode in-band --log turnpike_gateway=debug\n\nStop it with Ctrl-C or SIGTERM: it stops accepting and lets in-flight calls finish for up to\n[server] shutdown_timeout_secs. With --config, SIGHUP (and, with [server] watch_config, any\nchange to the file) reloads it; a configuration that does not pass `turnpike check`, or that\nchanges what needs a restart, is refused and the running one stays in force."
 )]
 pub struct ServeArgs {
     /// The configuration file (TOML); see `turnpike check`.
@@ -59,9 +63,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         policy = %crate::check::summary(&cfg),
         "starting the gateway"
     );
+    let reload: Option<Loader> = args.config.as_ref().map(|_| {
+        let args = args.clone();
+        Arc::new(move || {
+            build_config(&args).map_err(|e| match e {
+                BuildError::Config(e) => e.to_string(),
+                BuildError::Other(e) => format!("{e:#}"),
+            })
+        }) as Loader
+    });
+    let opts = ServeOptions {
+        reload,
+        watch: args.config.clone(),
+        on_ready: None,
+    };
     let rt = crate::runtime()?;
-    rt.block_on(turnpike_gateway::serve(cfg, crate::shutdown_signal()))
-        .context("the gateway stopped with an error")?;
+    rt.block_on(turnpike_gateway::serve_with(
+        cfg,
+        crate::shutdown_signal(),
+        opts,
+    ))
+    .context("the gateway stopped with an error")?;
     Ok(ExitCode::SUCCESS)
 }
 
