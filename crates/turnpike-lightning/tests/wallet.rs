@@ -246,10 +246,13 @@ async fn phoenixd_payinvoice() {
     );
 }
 
+/// A settled payment: payment hash (hex) and preimage.
+type Settled = (String, [u8; 32]);
+
 #[derive(Clone)]
 struct Lnbits {
     dev: Arc<DevBackend>,
-    paid: Arc<parking_lot::Mutex<Vec<(String, [u8; 32])>>>,
+    paid: Arc<parking_lot::Mutex<Vec<Settled>>>,
 }
 
 async fn lnbits_pay(
