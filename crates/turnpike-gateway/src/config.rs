@@ -114,6 +114,11 @@ pub struct Config {
     /// `[store]`: where the hot shared state lives — limits and the single-use credential sets
     /// (`memory` by default; `redis` to share it between instances).
     pub store: LimitsStoreConfig,
+    /// `[[mount]]`: more upstreams, each at its own path with its own prices
+    /// ([`crate::mount`]).
+    pub mounts: Vec<crate::mount::MountConfig>,
+    /// `[merge]`: one endpoint over several mounts ([`crate::mount_merge`]).
+    pub merge: Option<crate::mount::MergeConfig>,
     /// `[admin]`: the admin listener (metrics, admin API, dashboard). `None`: off.
     pub admin: Option<AdminConfig>,
 }
@@ -417,6 +422,7 @@ impl Config {
             })
         };
         match (&self.upstream.url, &self.upstream.command) {
+            (None, None) if !self.mounts.is_empty() => {}
             (Some(_), Some(_)) => add(
                 "[upstream] sets both url and command".into(),
                 HINT_ONE_UPSTREAM,
@@ -629,6 +635,8 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
                     cx.upstream(t, value.span(), &mut cfg.upstream);
                 }
             }
+            "mount" => cfg.mounts = cx.mounts(value),
+            "merge" => cfg.merge = cx.merge(value, &cfg.mounts),
             "pow" => {
                 match PowConfig::deserialize_from(value) {
                     Ok(p) => cfg.pow = p,
@@ -745,7 +753,7 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
             );
         }
     }
-    if root.get("upstream").is_none() {
+    if root.get("upstream").is_none() && cfg.mounts.is_empty() {
         cx.problem(
             Some(root_span.start..root_span.start),
             "no [upstream] table".into(),
@@ -1770,6 +1778,107 @@ pub fn check_public_url(u: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// `[[mount]]` and `[merge]` ([`crate::mount`]).
+impl Cx<'_> {
+    fn mounts(&mut self, v: &Spanned<DeValue<'_>>) -> Vec<crate::mount::MountConfig> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.problem(
+                Some(v.span()),
+                "mount must be an array of tables".into(),
+                "write each one as a [[mount]] table",
+            );
+            return Vec::new();
+        };
+        let mut out: Vec<crate::mount::MountConfig> = Vec::new();
+        for item in items.iter() {
+            let Some(t) = self.table(item, "[[mount]]") else {
+                continue;
+            };
+            self.unknown_keys(
+                t,
+                "[[mount]]",
+                &["path", "name", "upstream", "tools", "methods"],
+            );
+            let mut m = crate::mount::MountConfig::default();
+            match self.field::<String>(t, "path", HINT_PATH) {
+                Some((p, span)) if p.starts_with('/') && !p.contains(['?', '#', ' ']) => {
+                    if out.iter().any(|o| o.path == p) {
+                        self.problem(Some(span), format!("two mounts at {p:?}"), HINT_PATH);
+                    }
+                    m.path = p;
+                }
+                Some((p, span)) => self.problem(
+                    Some(span),
+                    format!("path {p:?} is not an absolute path"),
+                    HINT_PATH,
+                ),
+                None => self.problem(
+                    Some(item.span()),
+                    "[[mount]] has no path".into(),
+                    "write path = \"/name/mcp\"",
+                ),
+            }
+            m.name = match self.field::<String>(t, "name", "write name = \"short-name\"") {
+                Some((n, _)) => n,
+                None => crate::mount::default_name(&m.path),
+            };
+            match t.get("upstream") {
+                Some(u) => {
+                    if let Some(ut) = self.table(u, "[[mount]] upstream") {
+                        self.upstream(ut, u.span(), &mut m.upstream);
+                    }
+                }
+                None => self.problem(
+                    Some(item.span()),
+                    "[[mount]] has no upstream".into(),
+                    "write upstream = { url = \"http://…\" } or upstream = { command = [\"…\"] }",
+                ),
+            }
+            if let Some(tv) = t.get("tools") {
+                if let Some(tt) = self.table(tv, "[mount.tools]") {
+                    m.tools = self.prices(tt, "mount.tools");
+                }
+            }
+            if let Some(mv) = t.get("methods") {
+                if let Some(mt) = self.table(mv, "[mount.methods]") {
+                    m.methods = self.prices(mt, "mount.methods");
+                }
+            }
+            out.push(m);
+        }
+        out
+    }
+
+    fn merge(
+        &mut self,
+        v: &Spanned<DeValue<'_>>,
+        _mounts: &[crate::mount::MountConfig],
+    ) -> Option<crate::mount::MergeConfig> {
+        let t = self.table(v, "[merge]")?;
+        self.unknown_keys(t, "[merge]", &["path", "mounts"]);
+        let mut m = crate::mount::MergeConfig::default();
+        match self.field::<String>(t, "path", HINT_PATH) {
+            Some((p, _)) if p.starts_with('/') => m.path = p,
+            Some((p, span)) => self.problem(
+                Some(span),
+                format!("path {p:?} is not an absolute path"),
+                HINT_PATH,
+            ),
+            None => self.problem(
+                Some(v.span()),
+                "[merge] has no path".into(),
+                "write path = \"/all/mcp\"",
+            ),
+        }
+        if let Some((names, _)) =
+            self.field::<Vec<String>>(t, "mounts", "write mounts = [\"name\", …]")
+        {
+            m.mounts = names;
+        }
+        Some(m)
+    }
+}
+
 /// Checks an upstream URL: absolute, http or https, with a host.
 pub fn check_url(u: &str) -> Result<http::Uri, &'static str> {
     let uri: http::Uri = u.parse().map_err(|_| "not a valid URL")?;
@@ -1886,6 +1995,48 @@ pow = 100000
         assert!(
             c.policy().price("tools/call", Some("x")).is_free(),
             "no tools table = free"
+        );
+    }
+
+    #[test]
+    fn mounts_and_merge() {
+        let src = r#"[server]
+path = "/mcp"
+
+[[mount]]
+path = "/a/mcp"
+upstream = { url = "http://127.0.0.1:1/mcp", era = "2026-07-28" }
+[mount.tools.default]
+pow = 1000
+
+[[mount]]
+path = "/b/mcp"
+name = "local"
+upstream = { command = ["srv"] }
+
+[merge]
+path = "/all/mcp"
+"#;
+        let c = parse(src, "m.toml").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.mounts.len(), 2);
+        assert_eq!(c.mounts[0].name, "a");
+        assert_eq!(c.mounts[0].upstream.era, crate::era::EraSetting::Modern);
+        assert_eq!(c.mounts[0].tools["default"].pow, Some(1000));
+        assert_eq!(c.mounts[1].name, "local");
+        assert_eq!(c.mounts[1].upstream.command, Some(vec!["srv".to_owned()]));
+        assert_eq!(c.merge.as_ref().unwrap().path, "/all/mcp");
+        // Problems at their place.
+        let bad = "[[mount]]\npath = \"rel\"\nupstream = { url = \"ftp://x\" }\nbogus = 1\n";
+        let e = parse(bad, "b.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("b.toml:2:8: path \"rel\" is not an absolute path"),
+            "{e}"
+        );
+        assert!(e.contains("b.toml:3:20: upstream url"), "{e}");
+        assert!(
+            e.contains("b.toml:4:1: unknown key `bogus` in [[mount]]"),
+            "{e}"
         );
     }
 

@@ -23,6 +23,8 @@ pub mod hosts;
 pub mod identity;
 pub mod layer;
 pub mod limits;
+pub mod mount;
+pub mod mount_merge;
 pub mod metrics;
 pub mod pipeline;
 pub mod rails;

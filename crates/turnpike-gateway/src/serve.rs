@@ -57,6 +57,18 @@ pub fn build_upstream(cfg: &Config) -> Result<(BoxUpstream, Option<StdioUpstream
             });
             Ok((BoxCloneService::new(stdio.clone()), Some(stdio)))
         }
+        // Only [[mount]]s: the main path has no endpoint.
+        (None, None) if !cfg.mounts.is_empty() => Ok((
+            BoxCloneService::new(tower::service_fn(|_req: Request<Body>| async {
+                Ok::<_, Infallible>(crate::respond::json_error(
+                    StatusCode::NOT_FOUND,
+                    None,
+                    error_codes::INVALID_REQUEST,
+                    "no MCP endpoint here",
+                ))
+            })),
+            None,
+        )),
         _ => Err(GatewayError::Upstream(
             "give exactly one of upstream url and upstream command".into(),
         )),
@@ -132,6 +144,7 @@ pub async fn serve_listener_with(
     }
     let (upstream, stdio) = build_upstream(&config)?;
     let upstream = crate::era::adapt(upstream, &config.upstream, &config.server.data_dir)?;
+    let mounts = Arc::new(crate::mount::Mounts::build(&config)?);
     let _dev_wallet = start_dev_wallet(&config, &gate).await?;
     let endpoint: Arc<str> = Arc::from(config.server.path.as_str());
     let local = listener.local_addr().ok();
@@ -199,12 +212,13 @@ pub async fn serve_listener_with(
         let _ = stream.set_nodelay(true);
         let upstream = upstream.clone();
         let endpoint = endpoint.clone();
+        let mounts = mounts.clone();
         let live = live.clone();
         let handler = hyper::service::service_fn(move |req: Request<Incoming>| {
             // The gate in force when the request arrives serves it to the end.
             let gate = live.gate();
             let svc = TurnpikeService::new(gate.clone(), upstream.clone());
-            route(svc, gate, endpoint.clone(), peer, req)
+            route(svc, gate, endpoint.clone(), mounts.clone(), peer, req)
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), handler)
@@ -218,6 +232,7 @@ pub async fn serve_listener_with(
     }
     drop(listener);
     tracing::info!(target: "turnpike::serve", "shutting down");
+    mounts.shutdown();
     if let Some(stdio) = &stdio {
         stdio.shutdown();
     }
@@ -293,9 +308,15 @@ async fn route(
     mut svc: TurnpikeService<BoxUpstream>,
     gate: Arc<Gate>,
     endpoint: Arc<str>,
+    mounts: Arc<crate::mount::Mounts>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    if let Some(mut svc) = mounts.service(req.uri().path()) {
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(PeerAddr(peer));
+        return svc.call(req).await;
+    }
     if req.uri().path() != &*endpoint {
         let req = req.map(Body::new);
         if let Some(r) = gate.metadata_response(&req) {

@@ -1,0 +1,197 @@
+//! Several upstreams behind one gateway.
+//!
+//! ```toml
+//! [[mount]]
+//! path = "/files/mcp"                     # served here, with its own gate and policy
+//! name = "files"                          # prefix for clashing names on the merged endpoint
+//! upstream = { url = "http://127.0.0.1:3001/mcp", era = "auto" }   # any [upstream] key
+//! [mount.tools.default]                   # this mount's prices ([tools.*] / [methods.*])
+//! pow = 100000
+//!
+//! [[mount]]
+//! path = "/local/mcp"
+//! name = "local"
+//! upstream = { command = ["my-stdio-server"] }
+//!
+//! [merge]                                 # optional: one endpoint over several mounts
+//! path = "/all/mcp"
+//! mounts = ["files", "local"]             # default: every mount
+//! ```
+//!
+//! Each mount is an upstream ([`crate::serve::build_upstream`]) made to speak both eras
+//! ([`crate::era::adapt`]) behind a [`Gate`] of its own: the mount's `tools`/`methods` prices
+//! with the rest of the configuration (rails, limits, hosts) shared. The `[upstream]` table
+//! may then be left out; when it is there it is still served at `[server] path`.
+//!
+//! The merged endpoint ([`crate::mount_merge`]) is a modern (2026-07-28) MCP server of the
+//! gateway's own over the mounts' era adapters, itself behind an era adapter (so legacy clients
+//! get sealed sessions) and a gate priced by the top-level `[tools.*]` / `[methods.*]` with
+//! the merged (possibly prefixed) names.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::{Config, PriceConfig, UpstreamConfig};
+use crate::era::{EraAdapter, EraOptions, EraSetting};
+use crate::serve::BoxUpstream;
+use crate::upstream::stdio::StdioUpstream;
+use crate::{Gate, GatewayError, TurnpikeService};
+
+/// One `[[mount]]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MountConfig {
+    /// The endpoint path.
+    pub path: String,
+    /// A short name: the prefix of its clashing names on the merged endpoint. Default: the
+    /// first segment of the path.
+    pub name: String,
+    /// The upstream, as `[upstream]` describes one.
+    pub upstream: UpstreamConfig,
+    /// Prices of tools (`default` for every tool not named).
+    pub tools: BTreeMap<String, PriceConfig>,
+    /// Prices of other methods.
+    pub methods: BTreeMap<String, PriceConfig>,
+}
+
+/// `[merge]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MergeConfig {
+    /// The merged endpoint's path.
+    pub path: String,
+    /// The mounts merged, by name (empty: all).
+    pub mounts: Vec<String>,
+}
+
+/// The name of a mount at `path` when none is given: its first non-empty segment.
+pub fn default_name(path: &str) -> String {
+    path.split('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or("mount")
+        .to_owned()
+}
+
+/// A mounted endpoint: its path, its gate and its service.
+pub struct Mounted {
+    /// Endpoint path.
+    pub path: String,
+    /// The gate in front of it.
+    pub gate: Arc<Gate>,
+    /// The upstream behind the gate (era adapter over HTTP or stdio, or the merged server),
+    /// locked only to clone it.
+    pub upstream: parking_lot::Mutex<BoxUpstream>,
+}
+
+/// Every mount and the merged endpoint, built from the configuration.
+#[derive(Default)]
+pub struct Mounts {
+    /// By path.
+    pub endpoints: Vec<Mounted>,
+    /// Stdio upstreams to stop at shutdown.
+    pub stdio: Vec<StdioUpstream>,
+}
+
+impl Mounts {
+    /// Builds every `[[mount]]` and the `[merge]` endpoint.
+    pub fn build(cfg: &Config) -> Result<Mounts, GatewayError> {
+        let mut out = Mounts::default();
+        let mut members: Vec<(String, EraAdapter)> = Vec::new();
+        for m in &cfg.mounts {
+            let mut sub = cfg.clone();
+            sub.upstream = m.upstream.clone();
+            sub.tools = m.tools.clone();
+            sub.methods = m.methods.clone();
+            sub.server.path = m.path.clone();
+            sub.server.public_url = None;
+            sub.mounts.clear();
+            sub.merge = None;
+            let (raw, stdio) = crate::serve::build_upstream(&sub)?;
+            if let Some(s) = stdio {
+                out.stdio.push(s);
+            }
+            let adapter = adapter_for(raw, &m.upstream, &cfg.server.data_dir)?;
+            members.push((m.name.clone(), adapter.clone()));
+            out.endpoints.push(Mounted {
+                path: m.path.clone(),
+                gate: Arc::new(Gate::from_config(&sub)?),
+                upstream: parking_lot::Mutex::new(adapter.boxed()),
+            });
+        }
+        if let Some(merge) = &cfg.merge {
+            let chosen: Vec<(String, EraAdapter)> = members
+                .into_iter()
+                .filter(|(n, _)| merge.mounts.is_empty() || merge.mounts.contains(n))
+                .collect();
+            let merged = crate::mount_merge::Merged::new(chosen);
+            let front = EraAdapter::new(
+                merged.boxed(),
+                EraOptions {
+                    setting: EraSetting::Modern,
+                    sealer: crate::era::Sealer::load_or_create(
+                        &cfg.server.data_dir,
+                        crate::era::SESSION_TTL_SECS,
+                    )
+                    .map_err(|e| GatewayError::Upstream(format!("session key: {e}")))?,
+                    ..EraOptions::default()
+                },
+            );
+            let mut sub = cfg.clone();
+            sub.server.path = merge.path.clone();
+            sub.server.public_url = None;
+            sub.mounts.clear();
+            sub.merge = None;
+            out.endpoints.push(Mounted {
+                path: merge.path.clone(),
+                gate: Arc::new(Gate::from_config(&sub)?),
+                upstream: parking_lot::Mutex::new(front.boxed()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The gated service for `path`, if a mount serves it.
+    pub fn service(&self, path: &str) -> Option<TurnpikeService<BoxUpstream>> {
+        self.endpoints
+            .iter()
+            .find(|m| m.path == path)
+            .map(|m| TurnpikeService::new(m.gate.clone(), m.upstream.lock().clone()))
+    }
+
+    /// Stops the stdio children.
+    pub fn shutdown(&self) {
+        for s in &self.stdio {
+            s.shutdown();
+        }
+    }
+}
+
+fn adapter_for(
+    raw: BoxUpstream,
+    up: &UpstreamConfig,
+    data_dir: &std::path::Path,
+) -> Result<EraAdapter, GatewayError> {
+    let setting = match (up.era, up.command.is_some()) {
+        (EraSetting::Auto, true) => EraSetting::Legacy,
+        (e, _) => e,
+    };
+    let sealer = crate::era::Sealer::load_or_create(data_dir, crate::era::SESSION_TTL_SECS)
+        .map_err(|e| GatewayError::Upstream(format!("session key: {e}")))?;
+    Ok(EraAdapter::new(
+        raw,
+        EraOptions {
+            setting,
+            sealer,
+            ..EraOptions::default()
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(default_name("/files/mcp"), "files");
+        assert_eq!(default_name("/"), "mount");
+    }
+}
