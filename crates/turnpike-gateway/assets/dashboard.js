@@ -66,6 +66,14 @@ function niceMax(v) {
 function drawChart(canvas, times, series, opts = {}) {
   const c = COLORS();
   const { ctx, w, h } = setupCanvas(canvas);
+  // Where the chart is on the page (read by the dashboard's browser test).
+  const r = canvas.getBoundingClientRect();
+  canvas.dataset.box = [r.left + scrollX, r.top + scrollY, r.width, r.height].map(Math.round).join(",");
+  if (times.length === 1 && !opts.bars) {
+    // One interval so far: draw it across the chart.
+    times = [times[0] - 1, times[0]];
+    series = series.map((s) => ({ ...s, values: [s.values[0], s.values[0]] }));
+  }
   ctx.clearRect(0, 0, w, h);
   const pad = { l: 44, r: 10, t: 8, b: 22 };
   const pw = w - pad.l - pad.r, ph = h - pad.t - pad.b;
