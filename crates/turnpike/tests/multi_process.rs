@@ -1,0 +1,525 @@
+//! Two `turnpike serve` processes (the built binary) on one Redis and one PostgreSQL, both
+//! servers of the test's own on free loopback ports:
+//!
+//! - a limit of N is N across both under a concurrent burst;
+//! - one proof-of-work solution, and one per-call L402 credential, sent to both at once, are
+//!   accepted exactly once;
+//! - a prepaid balance spent by concurrent calls to both never goes below zero, and every
+//!   debit has its ledger row;
+//! - Redis and PostgreSQL stopped and started again under the running gateways: they keep
+//!   answering (limits as their failure_mode says, payments closed with 503 / -31503), come
+//!   back by themselves, and lose no ledger row.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use turnpike_l402::store::{BalanceStore, Ledger, LedgerKind};
+use turnpike_l402::{Identifier, Limits, Macaroon, PostgresOptions, PostgresStore};
+use turnpike_testkit::postgres::PgDb;
+use turnpike_testkit::redis::RedisServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_turnpike");
+const KEY_HEX: &str = "7475726e70696b65206d756c74692d70726f636573732074657374206b657921";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.0 exchange (the answer is read to the end of the connection).
+fn http(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn call(id: i64, tool: &str, args: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": tool, "arguments": args}})
+    .to_string()
+}
+
+/// The fixture upstream (stateless, JSON answers) on a runtime of its own.
+fn start_upstream() -> (tokio::runtime::Runtime, SocketAddr) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(turnpike_fixture::serve_http(
+        listener,
+        "/mcp",
+        turnpike_fixture::HttpOptions::fast(),
+        std::future::pending(),
+    ));
+    (rt, addr)
+}
+
+/// A `turnpike serve` process.
+struct Gateway {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `echo` free (and limited to 10 an hour per caller), `slow` by proof-of-work, `add` from a
+/// prepaid balance (1000 msat a call, 10 000 msat of credit), `whoami` 1000 msat per call; the dev
+/// Lightning backend and its wallet; limits, spent sets on `redis`, the L402 state in `pg`.
+fn start_gateway(name: &str, upstream: SocketAddr, redis: &str, pg: &PgDb, extra: &str) -> Gateway {
+    let dir = std::env::temp_dir().join(format!(
+        "turnpike-multi-process-{}-{name}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+path = "/mcp"
+data_dir = "{dir}"
+
+[upstream]
+url = "http://{upstream}/mcp"
+
+[pow]
+subpuzzles = 2
+keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
+
+[tools.echo]
+free = true
+[tools.add]
+l402 = {{ msat = 1000, mode = "balance", bundle = 10000 }}
+[tools.slow]
+pow = 2000
+[tools.whoami]
+l402 = {{ msat = 1000 }}
+
+[lightning]
+backend = "dev"
+[lightning.dev_wallet]
+listen = "127.0.0.1:0"
+
+[limits.default]
+burst = 1000
+rate = "1000/s"
+concurrency = 1000
+[limits.tools.echo]
+burst = 10
+rate = "1/h"
+[limits.loop_brake]
+enabled = false
+
+[store]
+backend = "redis"
+redis_url = "{redis}"
+timeout_ms = 500
+durable = "postgres"
+postgres_url = "{pg_url}"
+postgres_schema = "{schema}"
+postgres_timeout_ms = 1500
+{extra}
+"#,
+        dir = dir.display(),
+        pg_url = pg.url(),
+        schema = pg.schema,
+    );
+    let path = dir.join("turnpike.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let child = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start turnpike serve");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut gw = Gateway { child, addr, dir };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(st)) = gw.child.try_wait() {
+            let log = std::fs::read_to_string(gw.dir.join("serve.log")).unwrap_or_default();
+            panic!("turnpike serve exited ({st}):\n{log}");
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            && gw.dir.join("dev-wallet.json").is_file()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "turnpike serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    gw
+}
+
+/// Pays `invoice` through the dev wallet of the gateway whose data dir is `dir`; the preimage
+/// as hex.
+fn pay(dir: &Path, invoice: &str) -> String {
+    let w: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("dev-wallet.json")).unwrap()).unwrap();
+    let url = w["url"].as_str().unwrap();
+    let addr: SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let r = http(
+        addr,
+        "/v1/channels/transactions",
+        &[(
+            "grpc-metadata-macaroon",
+            w["macaroon_hex"].as_str().unwrap(),
+        )],
+        &json!({"payment_request": invoice}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["payment_error"], "", "{v}");
+    let pre = v["payment_preimage"].as_str().unwrap();
+    hex::encode(b64_decode(pre))
+}
+
+fn b64_decode(s: &str) -> Vec<u8> {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let v = T.iter().position(|&t| t == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// Buys an L402 token for `tool` at `gw`: the Authorization value and the token id.
+fn buy(gw: &Gateway, tool: &str, args: Value) -> (String, [u8; 32]) {
+    let r = http(
+        gw.addr,
+        "/mcp",
+        &[("turnpike-challenge", "http")],
+        &call(1, tool, args),
+    );
+    assert_eq!(r.status, 402, "{}", r.body);
+    let line = r.header("www-authenticate").unwrap();
+    let rest = line.strip_prefix("L402 macaroon=\"").unwrap();
+    let (mac, rest) = rest.split_once("\", invoice=\"").unwrap();
+    let invoice = rest.split('"').next().unwrap();
+    let pre = pay(&gw.dir, invoice);
+    let m = Macaroon::from_base64(mac, Limits::default()).unwrap();
+    let id = Identifier::decode(m.identifier()).unwrap();
+    (format!("L402 {mac}:{pre}"), id.token_id)
+}
+
+/// Sends `n` requests at once, alternating between `a` and `b`; their statuses and bodies.
+fn burst(
+    a: SocketAddr,
+    b: SocketAddr,
+    n: usize,
+    f: impl Fn(usize) -> (Vec<(String, String)>, String) + Sync,
+) -> Vec<(u16, Value)> {
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (barrier, f) = (&barrier, &f);
+                s.spawn(move || {
+                    let (headers, body) = f(i);
+                    let h: Vec<(&str, &str)> = headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    barrier.wait();
+                    let r = http(if i % 2 == 0 { a } else { b }, "/mcp", &h, &body);
+                    (r.status, r.json())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn store(pg: &PgDb, rt: &tokio::runtime::Runtime) -> PostgresStore {
+    rt.block_on(PostgresStore::connect(PostgresOptions {
+        schema: Some(pg.schema.clone()),
+        ..PostgresOptions::new(pg.url())
+    }))
+    .unwrap()
+}
+
+#[test]
+fn two_processes_share_limits_credentials_and_balances() {
+    let redis = RedisServer::start();
+    let pg = PgDb::new();
+    let (rt, up) = start_upstream();
+    let a = start_gateway("a", up, &redis.url(), &pg, "");
+    let b = start_gateway("b", up, &redis.url(), &pg, "");
+
+    // A limit of 10 is 10 across both.
+    let out = burst(a.addr, b.addr, 40, |i| {
+        (
+            vec![],
+            call(i as i64, "echo", json!({"text": format!("{i}")})),
+        )
+    });
+    let ok = out.iter().filter(|(s, _)| *s == 200).count();
+    let limited = out.iter().filter(|(s, _)| *s == 429).count();
+    assert_eq!(
+        (ok, limited),
+        (10, 30),
+        "{:?}",
+        out.iter().map(|o| o.0).collect::<Vec<_>>()
+    );
+
+    // One puzzle solution, sent 16 times to both at once: accepted once.
+    let req = call(2, "slow", json!({"steps": 1, "delay_ms": 0}));
+    let r = http(a.addr, "/mcp", &[("turnpike-challenge", "http")], &req);
+    assert_eq!(r.status, 402);
+    let parsed = turnpike_client::parse_challenges(&r.body);
+    let pow = parsed.first().expect("a PoW challenge");
+    let nonces = turnpike_client::solve(&pow.token, 1, None).unwrap();
+    let auth = turnpike_client::authorization_value(&pow.challenge, &nonces);
+    let out = burst(a.addr, b.addr, 16, |_| {
+        (
+            vec![
+                ("authorization".into(), auth.clone()),
+                ("turnpike-challenge".into(), "http".into()),
+            ],
+            req.clone(),
+        )
+    });
+    let ok = out.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(ok, 1, "one solution, accepted once: {:?}", out);
+    assert!(out.iter().all(|(s, _)| *s == 200 || *s == 402), "{out:?}");
+
+    // One per-call L402 credential (bought and paid at A), sent 16 times to both: once.
+    let (auth, _) = buy(&a, "whoami", json!({}));
+    let out = burst(a.addr, b.addr, 16, |i| {
+        (
+            vec![
+                ("authorization".into(), auth.clone()),
+                ("turnpike-challenge".into(), "http".into()),
+            ],
+            call(100 + i as i64, "whoami", json!({})),
+        )
+    });
+    let ok = out.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(ok, 1, "one payment, one call: {:?}", out);
+    assert!(out.iter().all(|(s, _)| *s == 200 || *s == 402), "{out:?}");
+
+    // A balance of 10 calls (bought at B), spent by 40 calls at once on both: 10 pass.
+    let (auth, token) = buy(&b, "add", json!({"a": 0, "b": 0}));
+    let out = burst(a.addr, b.addr, 40, |i| {
+        (
+            vec![
+                ("authorization".into(), auth.clone()),
+                ("turnpike-challenge".into(), "http".into()),
+            ],
+            call(200 + i as i64, "add", json!({"a": i, "b": 1})),
+        )
+    });
+    let ok = out.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(
+        ok,
+        10,
+        "exactly the balance: {:?}",
+        out.iter().map(|o| o.0).collect::<Vec<_>>()
+    );
+    assert!(out.iter().all(|(s, _)| *s == 200 || *s == 402), "{out:?}");
+    let s = store(&pg, &rt);
+    assert_eq!(
+        rt.block_on(s.balance(token)).unwrap(),
+        Some((10_000, 10_000)),
+        "spent all, never more"
+    );
+    let debits = rt
+        .block_on(s.entries(token))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == LedgerKind::Debit)
+        .count();
+    assert_eq!(debits, 10, "one ledger row per debit");
+}
+
+/// Polls `f` until it answers `want` (at most ~15 s); the last status.
+fn until(want: u16, mut f: impl FnMut() -> Reply) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = f();
+        if r.status == want || Instant::now() > deadline {
+            return r.status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn stores_stopped_and_restarted_under_two_processes() {
+    let mut redis = RedisServer::start();
+    let mut pg = PgDb::new();
+    if pg.server.is_none() {
+        eprintln!("no PostgreSQL server binaries here: skipping the restart test");
+        return;
+    }
+    let (rt, up) = start_upstream();
+    // A fails closed on limits, B open; payments fail closed on both.
+    let a = start_gateway("a", up, &redis.url(), &pg, "");
+    let b = start_gateway(
+        "b",
+        up,
+        &redis.url(),
+        &pg,
+        "[limits]\nfailure_mode = \"open\"\n",
+    );
+    let (auth, token) = buy(&a, "add", json!({"a": 0, "b": 0}));
+    let h = [
+        ("authorization", auth.as_str()),
+        ("turnpike-challenge", "http"),
+    ];
+    let mut paid_ok = 0;
+    let mut n = 0i64;
+    let mut paid = |gw: &Gateway| {
+        n += 1;
+        http(
+            gw.addr,
+            "/mcp",
+            &h,
+            &call(n, "add", json!({"a": n, "b": 0})),
+        )
+    };
+    let echo = |gw: &Gateway| {
+        http(
+            gw.addr,
+            "/mcp",
+            &[],
+            &call(0, "echo", json!({"text": "hi"})),
+        )
+    };
+    for gw in [&a, &b] {
+        assert_eq!(paid(gw).status, 200);
+        paid_ok += 1;
+    }
+
+    // Redis away: A refuses (503, -31503), B lets free calls through; a paid call on A is
+    // refused and its debit given back, on B it goes through (its balance is in PostgreSQL).
+    redis.kill();
+    let r = echo(&a);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], -31503);
+    assert_eq!(echo(&b).status, 200);
+    let r = paid(&a);
+    assert_eq!(r.status, 503, "{}", r.body);
+    let r = paid(&b);
+    assert_eq!(r.status, 200, "{}", r.body);
+    paid_ok += 1;
+    // Back: A answers again by itself.
+    redis.restart();
+    assert_eq!(until(200, || echo(&a)), 200, "A reconnected to Redis");
+    assert_eq!(paid(&a).status, 200);
+    paid_ok += 1;
+
+    // PostgreSQL away: free calls go on; payments fail closed on both.
+    pg.server_mut().unwrap().kill();
+    assert_eq!(echo(&a).status, 200);
+    for gw in [&a, &b] {
+        let r = paid(gw);
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert_eq!(r.json()["error"]["code"], -31503, "{}", r.body);
+    }
+    pg.server_mut().unwrap().restart();
+    for gw in [&a, &b] {
+        assert_eq!(until(200, || paid(gw)), 200, "reconnected to PostgreSQL");
+        paid_ok += 1;
+    }
+
+    // Every call that was answered was debited once, every refused one given back.
+    let s = store(&pg, &rt);
+    let entries = rt.block_on(s.entries(token)).unwrap();
+    let debits = entries
+        .iter()
+        .filter(|e| e.kind == LedgerKind::Debit)
+        .count();
+    let refunds = entries
+        .iter()
+        .filter(|e| e.kind == LedgerKind::Refund)
+        .count();
+    assert_eq!(debits - refunds, paid_ok, "{entries:?}");
+    assert_eq!(
+        rt.block_on(s.balance(token)).unwrap(),
+        Some((10_000, 1000 * paid_ok as u64))
+    );
+}
