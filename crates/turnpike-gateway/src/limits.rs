@@ -22,7 +22,7 @@ use crate::config::{ChallengeMode, Config};
 use crate::respond::json_response;
 use crate::GatewayError;
 /// The limits crate's config vocabulary, for callers of the gateway (e.g. `turnpike check`).
-pub use turnpike_limits::{FailureMode, Rate, StoreBackend};
+pub use turnpike_limits::{DurableBackend, FailureMode, Rate, StoreBackend};
 
 /// The limiter `[limits]`, `[budgets]` and `[store]` ask for; `None` when `limits.enabled` is
 /// false. Call inside a Tokio runtime (a Redis backend is created there, without waiting for

@@ -154,10 +154,19 @@ fn limits_summary(cfg: &Config) -> String {
     if let Some(m) = cfg.budgets.msat_per_token_per_day {
         parts.push(format!("{m} msat per token a day"));
     }
-    let store = match cfg.store.backend {
+    let mut store = match cfg.store.backend {
         turnpike_gateway::limits::StoreBackend::Memory => "memory".to_string(),
         turnpike_gateway::limits::StoreBackend::Redis => "redis".to_string(),
     };
+    if cfg.store.durable == turnpike_gateway::limits::DurableBackend::Postgres {
+        store.push_str(&format!(
+            " + postgres{}",
+            cfg.store
+                .postgres_schema
+                .as_deref()
+                .map_or(String::new(), |s| format!(" (schema {s})"))
+        ));
+    }
     parts.push(format!(
         "store {store}, fail {}",
         match l.failure_mode {
@@ -208,6 +217,16 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("store memory, fail closed"), "{s}");
+        let cfg = config::parse(
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[store]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"\ndurable = \"postgres\"\npostgres_url = \"postgres://t@127.0.0.1/t\"\npostgres_schema = \"gw\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let s = summary(&cfg);
+        assert!(
+            s.contains("store redis + postgres (schema gw), fail closed"),
+            "{s}"
+        );
     }
 
     #[test]
