@@ -196,16 +196,18 @@ impl Admin {
         if let Some(x) = multiplier {
             m.set_pow_multiplier(x);
         }
-        let default_effort = gate
-            .policy()
-            .default_tool
-            .offers
-            .iter()
-            .find_map(|o| match o {
+        // The highest proof-of-work price the policy names, and what it costs at this load.
+        let policy = gate.policy();
+        let base_effort = std::iter::once(&policy.default_tool)
+            .chain(policy.tools.values())
+            .chain(policy.methods.values())
+            .flat_map(|p| p.offers.iter())
+            .filter_map(|o| match o {
                 turnpike_core::Offer::Pow { effort } => Some(*effort),
                 _ => None,
-            });
-        let current_effort = match (&gate.rails().pow, default_effort) {
+            })
+            .max();
+        let current_effort = match (&gate.rails().pow, base_effort) {
             (Some(p), Some(e)) => p.quote(e).map(|q| q.effort),
             _ => None,
         };
@@ -246,7 +248,7 @@ impl Admin {
             "limits": {"gateway_429": gw429, "upstream_429": up429,
                        "store_unavailable": store_down, "fail_open": degraded},
             "pow": {"multiplier": multiplier, "current_effort": current_effort,
-                    "base_effort": default_effort},
+                    "base_effort": base_effort},
             "top_tools": m.top_tools(10).into_iter()
                 .map(|(t, n)| json!({"tool": t, "calls": n})).collect::<Vec<_>>(),
             "top_callers": m.top_callers(10),

