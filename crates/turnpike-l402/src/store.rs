@@ -10,7 +10,8 @@
 //! Every operation that moves money writes its ledger row in the same atomic step as the change
 //! it records (in SQLite: the same transaction, row first). [`MemoryStore`] keeps everything in
 //! process memory (tests, demos, a single short-lived process); [`crate::sqlite::SqliteStore`]
-//! survives restarts.
+//! survives restarts; `crate::postgres::PostgresStore` (feature `postgres`) is shared by several
+//! instances. The `contract` test module is run against all three.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -504,7 +505,8 @@ impl Ledger for DownStore {
     }
 }
 
-/// The behaviour every [`L402Store`] must have; the memory and SQLite stores both run it.
+/// The behaviour every [`L402Store`] must have; the memory, SQLite and PostgreSQL stores all
+/// run it.
 #[cfg(test)]
 pub(crate) mod contract {
     use super::*;

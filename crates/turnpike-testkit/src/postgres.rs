@@ -136,6 +136,40 @@ fn template(bin: &Path, as_user: Option<(u32, u32)>) -> PathBuf {
     dir
 }
 
+/// Stops and removes the servers of test processes that died without dropping theirs (killed
+/// by a timeout, say): their directories name the process id.
+fn reap_orphans(bin: &Path, as_user: Option<(u32, u32)>) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("turnpike-pg-test-"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = e.path();
+        if dir.join("postmaster.pid").is_file() {
+            let _ = command(bin, "pg_ctl", as_user)
+                .arg("-D")
+                .arg(&dir)
+                .args(["-m", "immediate", "-w", "-t", "10", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// A PostgreSQL server of the test's own.
 pub struct PgServer {
     bin: PathBuf,
@@ -151,6 +185,7 @@ impl PgServer {
     pub fn start() -> PgServer {
         let bin = bin_dir().expect("PostgreSQL server binaries (initdb, pg_ctl) not found");
         let as_user = run_as();
+        reap_orphans(&bin, as_user);
         let template = template(&bin, as_user);
         for _ in 0..5 {
             let port = free_port();
