@@ -506,3 +506,43 @@ def test_print_config(tmp_path: Path) -> None:
     assert server["args"][:2] == ["connect", "https://mcp.example.com/mcp"]
     assert "--max-pay" in server["args"] and "--print-config" not in server["args"]
     assert "NWC_URI" in server["env"]
+
+
+# ---------------------------------------------------------------------------------------------
+# A second real client: the TypeScript SDK over stdio
+# ---------------------------------------------------------------------------------------------
+
+TS_STDIO = r'''
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+const sdk = (p) => import(pathToFileURL(path.join(process.env.TURNPIKE_DEPS,
+  "node_modules/@modelcontextprotocol/sdk/dist/esm", p)).href);
+const { Client } = await sdk("client/index.js");
+const { StdioClientTransport } = await sdk("client/stdio.js");
+const [bin, url, state, tool, args] = process.argv.slice(2);
+const transport = new StdioClientTransport({ command: bin,
+  args: ["connect", url, "--state-dir", state], env: { PATH: process.env.PATH, RUST_LOG: "warn" } });
+const client = new Client({ name: "turnpike-connect-ts", version: "0" });
+await client.connect(transport);
+const out = { tools: (await client.listTools()).tools.map((t) => t.name) };
+out.result = await client.callTool({ name: tool, arguments: JSON.parse(args) });
+await client.close();
+process.stdout.write(JSON.stringify(out) + "\n");
+'''
+
+
+def test_typescript_sdk_over_stdio(pow_everything: str, tmp_path: Path) -> None:
+    require_file(NODE22, "run scripts/setup-test-deps")
+    script = tmp_path / "ts_stdio.mjs"
+    script.write_text(TS_STDIO)
+    state = tmp_path / "state"
+    r = subprocess.run([str(NODE22), str(script), str(TURNPIKE), pow_everything, str(state),
+                        "get-sum", json.dumps({"a": 19, "b": 23})],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "TURNPIKE_DEPS": str(ROOT / ".deps")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "get-sum" in out["tools"]
+    assert not out["result"].get("isError"), out["result"]
+    assert "42" in json.dumps(out["result"]["content"])
+    assert [e["status"] for e in spend_log(state)] == ["solved"]
