@@ -29,13 +29,14 @@ pub fn default_dir() -> PathBuf {
     base.join("turnpike").join("connect")
 }
 
-/// Creates `dir` (and parents) with mode 0700 where it is created, and checks that it is not
-/// readable by others.
+/// Creates `dir` (and parents) with mode 0700 where it is created, and refuses a directory that
+/// others can read, write or enter.
 pub fn ensure_dir(dir: &Path) -> Result<(), ClientError> {
     let io = |e: std::io::Error| ClientError::State(format!("{}: {e}", dir.display()));
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        // Parents are created 0700 too (umask permitting); only `dir` itself is checked.
         if !dir.exists() {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -45,7 +46,11 @@ pub fn ensure_dir(dir: &Path) -> Result<(), ClientError> {
         }
         let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode();
         if mode & 0o077 != 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+            return Err(ClientError::State(format!(
+                "{} is accessible by other users (mode {:o}): it would hold credentials;                  chmod 700 it or choose another directory",
+                dir.display(),
+                mode & 0o777
+            )));
         }
     }
     #[cfg(not(unix))]
@@ -104,7 +109,10 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, ClientError> {
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(ClientError::State(format!("locking {}: {e}", path.display())));
+                return Err(ClientError::State(format!(
+                    "locking {}: {e}",
+                    path.display()
+                )));
             }
         }
     }

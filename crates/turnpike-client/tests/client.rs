@@ -455,4 +455,12 @@ async fn state_is_owner_only() {
         turnpike_client::store::Credentials::load(&s.dir),
         Err(ClientError::State(_))
     ));
+    // So is a state directory others can enter.
+    std::fs::remove_file(&creds).unwrap();
+    std::fs::set_permissions(&s.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = Client::new(ClientConfig::new(s.dir.clone())).unwrap_err();
+    assert!(
+        matches!(err, ClientError::State(ref m) if m.contains("other users")),
+        "{err}"
+    );
 }
