@@ -54,6 +54,7 @@ pub enum FixtureError {
 #[derive(Clone)]
 pub struct Fixture {
     tool_router: ToolRouter<Self>,
+    conformance: bool,
 }
 
 impl Default for Fixture {
@@ -103,6 +104,15 @@ impl Fixture {
     pub fn new() -> Self {
         Fixture {
             tool_router: Self::tool_router(),
+            conformance: false,
+        }
+    }
+
+    /// A server value that also carries the conformance suite's tools.
+    pub fn with_conformance() -> Self {
+        Fixture {
+            tool_router: Self::tool_router() + Self::conformance_router(),
+            conformance: true,
         }
     }
 
@@ -193,10 +203,117 @@ fn headers_json(headers: &http::HeaderMap) -> serde_json::Value {
     serde_json::json!(map)
 }
 
+/// A 1×1 PNG (base64), for the conformance image tools.
+const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+/// A tiny WAV header with no samples (base64), for the conformance audio tool.
+const WAV_EMPTY: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA=";
+
+/// The tools the MCP conformance suite's server scenarios call (its `test_*` names), added by
+/// [`Fixture::with_conformance`] so the suite measures a gateway in front of the fixture rather
+/// than the fixture's gaps. Sampling and elicitation are not among them.
+#[tool_router(router = conformance_router)]
+impl Fixture {
+    #[tool(description = "Returns simple text (conformance).")]
+    async fn test_simple_text(&self) -> CallToolResult {
+        CallToolResult::success(vec![ContentBlock::text(
+            "This is a simple text response for testing.",
+        )])
+    }
+
+    #[tool(description = "Returns an image (conformance).")]
+    async fn test_image_content(&self) -> CallToolResult {
+        CallToolResult::success(vec![ContentBlock::image(PNG_1X1, "image/png")])
+    }
+
+    #[tool(description = "Returns audio (conformance).")]
+    async fn test_audio_content(&self) -> CallToolResult {
+        CallToolResult::success(vec![ContentBlock::audio(WAV_EMPTY, "audio/wav")])
+    }
+
+    #[tool(description = "Returns an embedded resource (conformance).")]
+    async fn test_embedded_resource(&self) -> CallToolResult {
+        CallToolResult::success(vec![ContentBlock::resource(
+            rmcp::model::ResourceContents::TextResourceContents {
+                uri: "test://embedded-resource".into(),
+                mime_type: Some("text/plain".into()),
+                text: "This is an embedded resource content.".into(),
+                meta: None,
+            },
+        )])
+    }
+
+    #[tool(description = "Returns text, an image and a resource (conformance).")]
+    async fn test_multiple_content_types(&self) -> CallToolResult {
+        CallToolResult::success(vec![
+            ContentBlock::text("Multiple content types test:"),
+            ContentBlock::image(PNG_1X1, "image/png"),
+            ContentBlock::resource(rmcp::model::ResourceContents::TextResourceContents {
+                uri: "test://mixed-content-resource".into(),
+                mime_type: Some("application/json".into()),
+                text: r#"{"test":"data","value":123}"#.into(),
+                meta: None,
+            }),
+        ])
+    }
+
+    #[tool(description = "Always fails (conformance).")]
+    async fn test_error_handling(&self) -> CallToolResult {
+        CallToolResult::error(vec![ContentBlock::text(
+            "This tool intentionally returns an error for testing",
+        )])
+    }
+
+    #[tool(description = "Sends three progress notifications (conformance).")]
+    async fn test_tool_with_progress(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        if let Some(token) = ctx.meta.get_progress_token() {
+            for (i, p) in [0.0, 50.0, 100.0].into_iter().enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let param = ProgressNotificationParam::new(token.clone(), p).with_total(100.0);
+                let _ = ctx.peer.notify_progress(param).await;
+            }
+        }
+        CallToolResult::success(vec![ContentBlock::text("Progress complete")])
+    }
+
+    #[tool(description = "Sends three log messages (conformance).")]
+    #[allow(deprecated)] // logging: the conformance suite still tests it
+    async fn test_tool_with_logging(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        for (i, m) in [
+            "Tool execution started",
+            "Tool processing data",
+            "Tool execution completed",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let param = rmcp::model::LoggingMessageNotificationParam::new(
+                rmcp::model::LoggingLevel::Info,
+                serde_json::json!(m),
+            );
+            let _ = ctx.peer.notify_logging_message(param).await;
+        }
+        CallToolResult::success(vec![ContentBlock::text("Logging complete")])
+    }
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Fixture {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        #[allow(deprecated)] // logging: the conformance suite still tests it
+        let caps = if self.conformance {
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_logging()
+                .build()
+        } else {
+            ServerCapabilities::builder().enable_tools().build()
+        };
+        ServerConfig::new(caps)
             .with_server_info(Implementation::new(
                 "turnpike-fixture",
                 env!("CARGO_PKG_VERSION"),
@@ -204,6 +321,15 @@ impl ServerHandler for Fixture {
             .with_instructions(
                 "A test server: echo, add, slow (streams progress), whoami (shows the HTTP headers received).",
             )
+    }
+
+    #[allow(deprecated)] // logging: the conformance suite still tests it
+    async fn set_level(
+        &self,
+        _request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
     }
 }
 
@@ -223,6 +349,8 @@ pub struct HttpOptions {
     pub cancel: CancellationToken,
     /// Which MCP era(s) the endpoint speaks. Default: both.
     pub era: EraMode,
+    /// Carry the conformance suite's tools too ([`Fixture::with_conformance`]).
+    pub conformance: bool,
 }
 
 /// Which MCP era(s) the HTTP fixture speaks.
@@ -261,6 +389,7 @@ impl Default for HttpOptions {
             allowed_hosts: None,
             cancel: CancellationToken::new(),
             era: EraMode::Both,
+            conformance: false,
         }
     }
 }
@@ -293,8 +422,15 @@ pub fn http_service(opts: &HttpOptions) -> FixtureHttpService {
             config.with_allowed_hosts(hosts.clone())
         };
     }
+    let conformance = opts.conformance;
     StreamableHttpService::new(
-        || Ok(Fixture::new()),
+        move || {
+            Ok(if conformance {
+                Fixture::with_conformance()
+            } else {
+                Fixture::new()
+            })
+        },
         Arc::new(LocalSessionManager::default()),
         config,
     )
@@ -438,7 +574,12 @@ pub async fn serve_http(
 
 /// Serves one MCP session over this process's stdin/stdout until the client closes it.
 pub async fn serve_stdio() -> Result<(), FixtureError> {
-    let running = Fixture::new()
+    serve_stdio_with(Fixture::new()).await
+}
+
+/// Serves `fixture` over this process's stdin/stdout until the client closes it.
+pub async fn serve_stdio_with(fixture: Fixture) -> Result<(), FixtureError> {
+    let running = fixture
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| FixtureError::Mcp(e.to_string()))?;

@@ -49,6 +49,9 @@ struct Args {
         conflicts_with = "stdio"
     )]
     era: String,
+    /// Also carry the MCP conformance suite's test_* tools.
+    #[arg(long)]
+    conformance: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,7 +65,12 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     if args.stdio {
-        return turnpike_fixture::serve_stdio()
+        let fixture = if args.conformance {
+            turnpike_fixture::Fixture::with_conformance()
+        } else {
+            turnpike_fixture::Fixture::new()
+        };
+        return turnpike_fixture::serve_stdio_with(fixture)
             .await
             .context("serving over stdio");
     }
@@ -78,6 +86,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let opts = HttpOptions {
         era,
+        conformance: args.conformance,
         stateless: args.stateless,
         json_response: args.json,
         allowed_hosts: args.any_host.then(Vec::new),
