@@ -897,6 +897,8 @@ impl<'s> Cx<'s> {
                 "public_url",
                 "header_read_timeout_secs",
                 "body_read_timeout_secs",
+                "shutdown_timeout_secs",
+                "watch_config",
             ],
         );
         const LISTEN: &str =
@@ -913,8 +915,6 @@ impl<'s> Cx<'s> {
         }
         if let Some((v, span)) = self.field::<String>(t, "path", HINT_PATH) {
             if !v.starts_with('/') || v.contains(['?', '#', ' ']) {
-                "shutdown_timeout_secs",
-                "watch_config",
                 self.problem(
                     Some(span),
                     format!("path {v:?} is not an absolute path"),
@@ -987,9 +987,13 @@ impl<'s> Cx<'s> {
                 ),
             }
         }
+        if let Some((v, _)) = self.field::<bool>(t, "watch_config", "write true or false") {
+            s.watch_config = v;
+        }
         for (key, slot) in [
             ("header_read_timeout_secs", &mut s.header_read_timeout_secs),
             ("body_read_timeout_secs", &mut s.body_read_timeout_secs),
+            ("shutdown_timeout_secs", &mut s.shutdown_timeout_secs),
         ] {
             if let Some((v, span)) = self.field::<u64>(t, key, HINT_POSITIVE) {
                 if v == 0 {
@@ -1003,28 +1007,8 @@ impl<'s> Cx<'s> {
                 }
             }
         }
-        if let Some((v, _)) = self.field::<bool>(t, "watch_config", "write true or false") {
-            s.watch_config = v;
-        }
     }
 
-    fn upstream(&mut self, t: &DeTable<'_>, span: Range<usize>, u: &mut UpstreamConfig) {
-            ("shutdown_timeout_secs", &mut s.shutdown_timeout_secs),
-        self.unknown_keys(
-            t,
-            "[upstream]",
-            &["url", "command", "env", "idle_timeout_secs", "era"],
-        );
-        const ERA: &str = "use \"auto\", \"2025\" or \"2026-07-28\"";
-        if let Some((v, vspan)) = self.field::<String>(t, "era", ERA) {
-            match crate::era::EraSetting::parse(&v) {
-                Some(e) => u.era = e,
-                None => self.problem(Some(vspan), format!("unknown era {v:?}"), ERA),
-            }
-        }
-        if let Some((v, vspan)) = self.field::<String>(t, "url", HINT_URL) {
-            if let Err(e) = check_url(&v) {
-                self.problem(Some(vspan), format!("upstream url {v:?}: {e}"), HINT_URL);
     /// `[admin]`: listen, token or token_env, metrics_public.
     fn admin(&mut self, t: &DeTable<'_>, span: Range<usize>) -> Option<AdminConfig> {
         const HINT: &str = "write token_env = \"TURNPIKE_ADMIN_TOKEN\" (the variable holds the token, e.g. from `openssl rand -hex 24`) or token = \"<at least 16 characters>\"";
@@ -1096,6 +1080,22 @@ impl<'s> Cx<'s> {
         })
     }
 
+    fn upstream(&mut self, t: &DeTable<'_>, span: Range<usize>, u: &mut UpstreamConfig) {
+        self.unknown_keys(
+            t,
+            "[upstream]",
+            &["url", "command", "env", "idle_timeout_secs", "era"],
+        );
+        const ERA: &str = "use \"auto\", \"2025\" or \"2026-07-28\"";
+        if let Some((v, vspan)) = self.field::<String>(t, "era", ERA) {
+            match crate::era::EraSetting::parse(&v) {
+                Some(e) => u.era = e,
+                None => self.problem(Some(vspan), format!("unknown era {v:?}"), ERA),
+            }
+        }
+        if let Some((v, vspan)) = self.field::<String>(t, "url", HINT_URL) {
+            if let Err(e) = check_url(&v) {
+                self.problem(Some(vspan), format!("upstream url {v:?}: {e}"), HINT_URL);
             }
             u.url = Some(v);
         }

@@ -87,18 +87,6 @@ pub async fn serve(
     serve_listener(listener, config, shutdown).await
 }
 
-/// Serves on an already bound listener (e.g. port 0 in tests) until `shutdown` completes, then
-/// stops accepting and gives open connections a few seconds to finish.
-///
-/// Without `server.public_url`, the public URL (the OAuth resource, DPoP `htu`) is
-/// `http://<the listener's address><path>`.
-pub async fn serve_listener(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), GatewayError> {
-    serve_listener_with(listener, config, shutdown, ServeOptions::default()).await
-}
 /// [`serve`] with reloads ([`ServeOptions`]).
 pub async fn serve_with(
     config: Config,
@@ -112,6 +100,18 @@ pub async fn serve_with(
     serve_listener_with(listener, config, shutdown, opts).await
 }
 
+/// Serves on an already bound listener (e.g. port 0 in tests) until `shutdown` completes, then
+/// stops accepting and gives open connections a few seconds to finish.
+///
+/// Without `server.public_url`, the public URL (the OAuth resource, DPoP `htu`) is
+/// `http://<the listener's address><path>`.
+pub async fn serve_listener(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GatewayError> {
+    serve_listener_with(listener, config, shutdown, ServeOptions::default()).await
+}
 
 /// [`serve_listener`] with reloads ([`ServeOptions`]). On `shutdown`: stops accepting, lets
 /// in-flight calls and streams finish for up to `[server] shutdown_timeout_secs`, then drops

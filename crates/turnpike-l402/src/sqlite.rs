@@ -416,39 +416,6 @@ impl BalanceStore for SqliteStore {
             .map_err(err)
         })
     }
-}
-
-impl Ledger for SqliteStore {
-    fn entries(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Vec<LedgerEntry>, StoreError>> {
-        self.run(move |c| {
-            let mut st = c
-                .prepare(
-                    "SELECT id, at, kind, amount_msat, reference FROM l402_ledger
-                     WHERE token_id = ?1 ORDER BY id",
-                )
-                .map_err(err)?;
-            let rows = st
-                .query_map(params![&token_id[..]], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                    ))
-                })
-                .map_err(err)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, at, kind, amount, reference) = row.map_err(err)?;
-                out.push(LedgerEntry {
-                    id: to_u64(id),
-                    at: to_u64(at),
-                    token_id,
-                    kind: LedgerKind::parse(&kind)
-                        .ok_or_else(|| StoreError::Unavailable("corrupt ledger kind".into()))?,
-                    amount_msat: to_u64(amount),
-                    reference,
 
     fn adjust(
         &self,
@@ -527,9 +494,9 @@ fn ledger_rows(
         });
     }
     Ok(out)
-                });
-            }
-            Ok(out)
+}
+
+impl Ledger for SqliteStore {
     fn page(
         &self,
         after_id: u64,
@@ -583,6 +550,39 @@ fn ledger_rows(
         })
     }
 
+    fn entries(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Vec<LedgerEntry>, StoreError>> {
+        self.run(move |c| {
+            let mut st = c
+                .prepare(
+                    "SELECT id, at, kind, amount_msat, reference FROM l402_ledger
+                     WHERE token_id = ?1 ORDER BY id",
+                )
+                .map_err(err)?;
+            let rows = st
+                .query_map(params![&token_id[..]], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                })
+                .map_err(err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, at, kind, amount, reference) = row.map_err(err)?;
+                out.push(LedgerEntry {
+                    id: to_u64(id),
+                    at: to_u64(at),
+                    token_id,
+                    kind: LedgerKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Unavailable("corrupt ledger kind".into()))?,
+                    amount_msat: to_u64(amount),
+                    reference,
+                });
+            }
+            Ok(out)
         })
     }
 }
