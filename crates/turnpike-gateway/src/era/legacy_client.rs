@@ -237,11 +237,22 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
     let token = CancellationToken::new();
     let ikey = (key, id_key(&id));
     bounded_insert(&mut st.inflight.lock(), ikey.clone(), token.clone());
-    let resp = wire::send(&a.inner(), req).await;
     let shared = a.clone();
     let untrack = OnAbandon::new(move || {
         shared.shared().legacy.inflight.lock().remove(&ikey);
     });
+    // Cancelled before the upstream even answered (a modern server may hold its response head
+    // until the first message): the upstream request is dropped, which closes its connection,
+    // and the client's stream ends without an answer.
+    let resp = tokio::select! {
+        r = wire::send(&a.inner(), req) => r,
+        () = token.cancelled() => {
+            drop(untrack);
+            let mut r = Response::new(Body::empty());
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            return r;
+        }
+    };
     legacy_response(resp, id, untrack, Some(token)).await
 }
 

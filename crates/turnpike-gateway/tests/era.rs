@@ -1,0 +1,252 @@
+//! Era translation against a real rmcp server over real HTTP: what the end-to-end tests cannot
+//! see from a client — cancellation reaching the upstream in both directions, and a server's
+//! request mid-call refused upstream instead of hanging.
+
+// Sampling is deprecated in MCP 2026-07-28 (SEP-2577), which is the point: a 2025 server still
+// sends it, and the gateway must refuse it on a modern client's behalf.
+#![allow(deprecated)]
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use futures_util::StreamExt;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{
+    CallToolResult, ContentBlock, CreateMessageRequestParams, SamplingMessage, ServerCapabilities,
+    ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{tool, tool_handler, tool_router, RoleServer, ServerHandler};
+use serde_json::{json, Value};
+use tower::{Service, ServiceExt};
+use turnpike_gateway::era::{EraAdapter, EraOptions, EraSetting};
+use turnpike_gateway::serve::BoxUpstream;
+use turnpike_gateway::upstream::http::HttpUpstream;
+
+#[derive(Default)]
+struct Seen {
+    started: AtomicUsize,
+    cancelled: AtomicBool,
+}
+
+#[derive(Clone)]
+struct Server {
+    seen: Arc<Seen>,
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Server {
+    #[tool(description = "Waits until cancelled (at most 60 s).")]
+    async fn wait(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        self.seen.started.fetch_add(1, Ordering::SeqCst);
+        tokio::select! {
+            () = ctx.ct.cancelled() => {
+                self.seen.cancelled.store(true, Ordering::SeqCst);
+                CallToolResult::error(vec![ContentBlock::text("cancelled")])
+            }
+            () = tokio::time::sleep(Duration::from_secs(60)) => {
+                CallToolResult::success(vec![ContentBlock::text("waited")])
+            }
+        }
+    }
+
+    #[tool(description = "Asks the client for a sampling.")]
+    async fn ask(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        let params = CreateMessageRequestParams::new(vec![SamplingMessage::user_text("hi")], 10);
+        match ctx.peer.create_message(params).await {
+            Ok(_) => CallToolResult::success(vec![ContentBlock::text("sampled")]),
+            Err(e) => CallToolResult::error(vec![ContentBlock::text(format!("refused: {e}"))]),
+        }
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Server {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+/// An rmcp server (both eras) on a loopback port; its URL and what it saw.
+async fn rmcp_server() -> (String, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let s2 = seen.clone();
+    let svc = StreamableHttpService::new(
+        move || {
+            Ok(Server {
+                seen: s2.clone(),
+                tool_router: Server::tool_router(),
+            })
+        },
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let app = axum::Router::new().route_service("/mcp", svc);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}/mcp"), seen)
+}
+
+fn adapter(url: &str, setting: EraSetting) -> BoxUpstream {
+    let raw = tower::util::BoxCloneService::new(HttpUpstream::new(url).unwrap());
+    EraAdapter::new(
+        raw,
+        EraOptions {
+            setting,
+            ..EraOptions::default()
+        },
+    )
+    .boxed()
+}
+
+fn post(body: &Value, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut b = Request::builder()
+        .method("POST")
+        .uri("/mcp")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+async fn call(svc: &mut BoxUpstream, req: Request<Body>) -> Response<Body> {
+    let r: Result<Response<Body>, Infallible> = svc.ready().await.unwrap().call(req).await;
+    r.unwrap()
+}
+
+/// Waits (bounded, generously) for `what` to become true.
+async fn eventually(what: impl Fn() -> bool) -> bool {
+    for _ in 0..400 {
+        if what() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    what()
+}
+
+fn modern_meta(caps: Value) -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+           "io.modelcontextprotocol/clientCapabilities": caps})
+}
+
+const MODERN: [(&str, &str); 1] = [("mcp-protocol-version", "2026-07-28")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modern_client_closing_its_stream_cancels_upstream() {
+    let (url, seen) = rmcp_server().await;
+    let mut svc = adapter(&url, EraSetting::Legacy);
+    let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/call",
+        "params":{"name":"wait","arguments":{},"_meta": modern_meta(json!({}))}});
+    let resp = call(&mut svc, post(&body, &MODERN)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(eventually(|| seen.started.load(Ordering::SeqCst) == 1).await);
+    // The client goes away mid-call.
+    drop(resp);
+    assert!(
+        eventually(|| seen.cancelled.load(Ordering::SeqCst)).await,
+        "the legacy upstream got notifications/cancelled for the abandoned request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_request_to_a_modern_client_is_refused_upstream() {
+    let (url, _seen) = rmcp_server().await;
+    let mut svc = adapter(&url, EraSetting::Legacy);
+    let body = json!({"jsonrpc":"2.0","id":"s","method":"tools/call",
+        "params":{"name":"ask","arguments":{},"_meta": modern_meta(json!({"sampling":{}}))}});
+    let resp = call(&mut svc, post(&body, &MODERN)).await;
+    assert_eq!(resp.status(), 200);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    let messages: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .collect();
+    assert!(
+        messages.iter().all(|m| m.get("method").is_none()),
+        "the client never sees the server's request: {text}"
+    );
+    let last = messages.iter().find(|v| v["id"] == "s").expect("an answer");
+    assert_eq!(last["result"]["resultType"], "complete");
+    assert_eq!(last["result"]["isError"], true, "{last}");
+    let msg = last["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        msg.contains("refused") && msg.contains("2026-07-28"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_cancel_notification_closes_the_modern_stream() {
+    let (url, seen) = rmcp_server().await;
+    let mut svc = adapter(&url, EraSetting::Modern);
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let resp = call(&mut svc, post(&init, &[])).await;
+    assert_eq!(resp.status(), 200);
+    let sid = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(sid.starts_with("v1."), "a sealed session id");
+    let legacy = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let body = json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"wait","arguments":{}}});
+    // The call is in flight (the upstream may not even have sent its response head yet).
+    let mut svc2 = svc.clone();
+    let owned: Vec<(String, String)> = legacy
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let pending = tokio::spawn(async move {
+        let h: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let resp = call(&mut svc2, post(&body, &h)).await;
+        let status = resp.status();
+        let mut stream = resp.into_body().into_data_stream();
+        let mut all = Vec::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            all.extend_from_slice(&chunk);
+        }
+        (status, all)
+    });
+    assert!(eventually(|| seen.started.load(Ordering::SeqCst) == 1).await);
+    let cancel =
+        json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}});
+    let r = call(&mut svc, post(&cancel, &legacy)).await;
+    assert_eq!(r.status(), 202);
+    // The client's stream ends without an answer…
+    let (status, rest) = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("the call ends once cancelled")
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("\"id\":9"),
+        "no answer after cancellation"
+    );
+    // …and the modern upstream, whose stream the gateway closed, cancelled the call.
+    assert!(
+        eventually(|| seen.cancelled.load(Ordering::SeqCst)).await,
+        "the modern upstream saw the disconnect as cancellation"
+    );
+}
