@@ -33,6 +33,10 @@ pub enum Decision {
 ///   presented; the first to pass wins, and no later credential is touched.
 /// - A credential for a rail the price does not accept is refused as stale (the caller learns
 ///   which rails are accepted from the challenges).
+/// - A credential that could not be checked because its rail's backend is down (a store, a
+///   Lightning node, an issuer) fails the call closed: [`Decision::Unavailable`] (HTTP 503),
+///   with no fresh challenge. The caller's credential may be perfectly good; a fresh challenge
+///   would have an auto-paying client pay again and a solver solve again for nothing.
 /// - Otherwise the caller gets a challenge from every offered rail that can be offered now.
 pub async fn decide(
     rails: &[Arc<dyn Rail>],
@@ -46,6 +50,7 @@ pub async fn decide(
     let rail_for = |kind: RailKind| rails.iter().find(|r| r.kind() == kind);
     let mut refusals = Vec::new();
     let mut invalid = None;
+    let mut unavailable = false;
     for cred in credentials {
         let kind = cred.rail();
         let (Some(offer), Some(rail)) = (price.offer(kind), rail_for(kind)) else {
@@ -57,13 +62,20 @@ pub async fn decide(
         };
         match rail.verify(call, offer, cred).await {
             Verdict::Pass(grant) => return Decision::Pass(grant),
-            Verdict::Stale(r) | Verdict::Unavailable(r) => refusals.push(r),
+            Verdict::Stale(r) => refusals.push(r),
+            Verdict::Unavailable(r) => {
+                unavailable = true;
+                refusals.push(r);
+            }
             Verdict::Invalid(r) => {
                 if invalid.is_none() {
                     invalid = Some(r);
                 }
             }
         }
+    }
+    if unavailable && invalid.is_none() {
+        return Decision::Unavailable { refusals };
     }
     let mut challenges = Vec::new();
     for offer in &price.offers {
@@ -137,6 +149,9 @@ mod tests {
                     }),
                     Credential::Pow(p) if p.solution == [2] => {
                         Verdict::Stale(Refusal::new(RailKind::Pow, "spent"))
+                    }
+                    Credential::Pow(p) if p.solution == [4] => {
+                        Verdict::Unavailable(Refusal::new(RailKind::Pow, "store down"))
                     }
                     _ => Verdict::Invalid(Refusal::new(RailKind::Pow, "bad")),
                 }
@@ -228,6 +243,35 @@ mod tests {
             Decision::Unavailable { .. }
         ));
         assert_eq!(toy.0.load(Ordering::SeqCst), n);
+    }
+
+    /// Found by the Lightning fault tests (tests/e2e/test_faults.py): with the node unable to
+    /// confirm a payment, the caller got a fresh invoice (402) for a credential it had paid.
+    #[test]
+    fn a_credential_that_cannot_be_checked_fails_closed_without_a_challenge() {
+        let toy = Arc::new(Toy(AtomicUsize::new(0), true));
+        let rails: Vec<Arc<dyn Rail>> = vec![toy];
+        let priced = Price {
+            offers: vec![Offer::Pow { effort: 5 }],
+        };
+        match block_on(decide(&rails, &call(), &priced, &[pow(4)])) {
+            Decision::Unavailable { refusals } => assert_eq!(refusals[0].reason, "store down"),
+            d => panic!("{d:?}"),
+        }
+        // A stale credential beside it does not change that; a passing one still wins.
+        assert!(matches!(
+            block_on(decide(&rails, &call(), &priced, &[pow(2), pow(4)])),
+            Decision::Unavailable { .. }
+        ));
+        assert!(matches!(
+            block_on(decide(&rails, &call(), &priced, &[pow(4), pow(1)])),
+            Decision::Pass(_)
+        ));
+        // A forged credential is still answered 401.
+        assert!(matches!(
+            block_on(decide(&rails, &call(), &priced, &[pow(4), pow(3)])),
+            Decision::Invalid { .. }
+        ));
     }
 
     #[test]
