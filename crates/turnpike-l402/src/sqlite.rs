@@ -121,9 +121,42 @@ fn log(
     Ok(to_u64(tx.last_insert_rowid()))
 }
 
+/// Creates `path` with mode 0600 if it does not exist, and takes group and other permissions
+/// away from it and its `-wal` / `-shm` companions if it does.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let p = std::path::PathBuf::from(p);
+            if let Ok(meta) = std::fs::metadata(&p) {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`. The file holds every token's root
+    /// key, so it is made readable by its owner only (0600, as are the `-wal` and `-shm` files,
+    /// which SQLite creates with the database file's mode).
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        owner_only(path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let conn = Connection::open(path).map_err(err)?;
         Self::setup(conn, durability)
     }
@@ -596,6 +629,31 @@ mod tests {
     #[tokio::test]
     async fn sqlite_store_contract() {
         contract::run(&SqliteStore::open_in_memory().unwrap()).await;
+    }
+
+    /// The file holds root keys: owner-only, also when it was created readable by others.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("turnpike-sqlite-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("l402.sqlite");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = SqliteStore::open(&path, Durability::Normal).unwrap();
+        contract::run(&store).await;
+        let mut seen = 0;
+        for suffix in ["", "-wal", "-shm"] {
+            let p = dir.join(format!("l402.sqlite{suffix}"));
+            if let Ok(meta) = std::fs::metadata(&p) {
+                assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", p.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "the database and its WAL exist");
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
