@@ -635,6 +635,50 @@ pub(crate) mod contract {
             .count();
         assert_eq!(debits, 10, "one ledger row per debit that happened");
     }
+
+    /// The operator's calls: listing the ledger, adjusting a balance, revoking a token.
+    pub async fn admin(s: &dyn L402Store) {
+        let tok = record(7, BillingMode::Balance, 10_000);
+        s.issue(tok.clone(), Zeroizing::new([7; 32])).await.unwrap();
+        s.confirm_payment(tok.token_id, 200).await.unwrap();
+        assert_eq!(
+            s.adjust(tok.token_id, 2500, "top-up".into(), 300)
+                .await
+                .unwrap(),
+            Ok(Some((12_500, 0)))
+        );
+        assert!(s
+            .adjust(tok.token_id, -20_000, String::new(), 301)
+            .await
+            .unwrap()
+            .is_err());
+        assert_eq!(
+            s.adjust([9; 32], 1, String::new(), 302).await.unwrap(),
+            Ok(None)
+        );
+        assert!(s.revoke(tok.token_id, 400).await.unwrap());
+        assert!(!s.revoke([9; 32], 400).await.unwrap());
+        assert_eq!(
+            s.token(tok.token_id).await.unwrap().unwrap().expires_at,
+            400
+        );
+        let all = s.page(0, 100).await.unwrap();
+        let kinds: Vec<_> = all.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                LedgerKind::Invoice,
+                LedgerKind::Payment,
+                LedgerKind::Adjustment,
+                LedgerKind::Revocation
+            ]
+        );
+        assert_eq!(all[2].amount_msat, 2500);
+        assert_eq!(all[2].reference.as_deref(), Some("+2500 top-up"));
+        assert_eq!(s.page(all[1].id, 1).await.unwrap(), all[2..3].to_vec());
+        let recent = s.recent(2).await.unwrap();
+        assert_eq!(recent, vec![all[3].clone(), all[2].clone()]);
+    }
 }
 
 #[cfg(test)]
@@ -644,6 +688,16 @@ mod tests {
     #[tokio::test]
     async fn memory_store_contract() {
         contract::run(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_admin() {
+        contract::admin(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_store_admin() {
+        contract::admin(&crate::SqliteStore::open_in_memory().unwrap()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
