@@ -346,7 +346,12 @@ fn not_through(msg: &Value, id: &Value, e: &ClientError) -> Value {
         }
         json!({"jsonrpc": "2.0", "id": id, "result": result})
     } else {
-        error(id, CODE_NOT_THROUGH, &text)
+        let code = match e {
+            // The remote could not be reached or read: turnpike's "upstream failed".
+            ClientError::Http(_) => -31502,
+            _ => CODE_NOT_THROUGH,
+        };
+        error(id, code, &text)
     }
 }
 
