@@ -11,9 +11,10 @@
 //!   `MCP-Protocol-Version: 2026-07-28`, `Mcp-Method` / `Mcp-Name` mirroring the body, and the
 //!   session's protocol version, capabilities and client info (and a log level set by
 //!   `logging/setLevel` on this instance) in `params._meta`.
-//! - Results lose the modern-only members (`resultType`, `ttlMs`, `cacheScope`); an upstream
-//!   4xx that carries a JSON-RPC error becomes that error in an HTTP 200, so the client does not
-//!   take it for a lost session.
+//! - Results pass unparsed (a 2025 result allows extra members, so `resultType`, `ttlMs` and
+//!   `cacheScope` may stay); only an `input_required` answer is rewritten. An upstream 4xx that
+//!   carries a JSON-RPC error becomes that error in an HTTP 200, so the client does not take it
+//!   for a lost session.
 //! - `ping` is answered here; `notifications/initialized` is absorbed; `notifications/cancelled`
 //!   closes the stream of the request it names (cancellation in the modern era);
 //!   `resources/subscribe`/`unsubscribe` get -32601 (modern servers use
@@ -24,6 +25,7 @@
 //!   on this instance.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -48,6 +50,9 @@ pub struct State {
     inflight: Mutex<HashMap<(SessionKey, String), CancellationToken>>,
     ended: Mutex<HashSet<SessionKey>>,
     levels: Mutex<HashMap<SessionKey, Value>>,
+    /// Sessions already opened on this instance: the request `_meta` they carry, built once
+    /// (the id itself was verified when it was first seen; the expiry is kept with it).
+    opened: Mutex<HashMap<SessionKey, (u64, Arc<serde_json::Map<String, Value>>)>>,
 }
 
 type SessionKey = [u8; 16];
@@ -67,6 +72,7 @@ impl State {
             inflight: Mutex::new(HashMap::new()),
             ended: Mutex::new(HashSet::new()),
             levels: Mutex::new(HashMap::new()),
+            opened: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -80,12 +86,18 @@ fn bounded_insert<K: std::hash::Hash + Eq + Clone, V>(map: &mut HashMap<K, V>, k
     map.insert(k, v);
 }
 
+/// A verified session: its key and the request `_meta` it carries.
+struct Opened {
+    key: SessionKey,
+    meta: Arc<serde_json::Map<String, Value>>,
+}
+
 /// The session of a request, or the answer to send instead.
 fn session(
     a: &EraAdapter,
     headers: &HeaderMap,
     id: Option<&Value>,
-) -> Result<(String, SessionClaims), Box<Response<Body>>> {
+) -> Result<Opened, Box<Response<Body>>> {
     let Some(sid) = headers
         .get(turnpike_mcp::headers::SESSION_ID)
         .and_then(|v| v.to_str().ok())
@@ -110,11 +122,26 @@ fn session(
             ),
         ))
     };
-    if st.ended.lock().contains(&session_key(sid)) {
+    let key = session_key(sid);
+    if st.ended.lock().contains(&key) {
         return Err(not_found("ended"));
     }
-    match st.sealer.open(sid) {
-        Ok(c) => Ok((sid.to_owned(), c)),
+    let now = super::seal::now();
+    if let Some((expires, meta)) = st.opened.lock().get(&key) {
+        if now <= *expires {
+            return Ok(Opened {
+                key,
+                meta: meta.clone(),
+            });
+        }
+    }
+    match st.sealer.open_at(sid, now) {
+        Ok(c) => {
+            let meta = Arc::new(super::modern_meta(&c.caps, &c.info));
+            let expires = c.iat.saturating_add(st.sealer.ttl_secs());
+            bounded_insert(&mut st.opened.lock(), key, (expires, meta.clone()));
+            Ok(Opened { key, meta })
+        }
         Err(SealError::Expired) => Err(not_found("expired")),
         Err(_) => Err(not_found("unknown")),
     }
@@ -122,7 +149,7 @@ fn session(
 
 /// GET, DELETE and other methods.
 pub async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
-    let (sid, _) = match session(a, req.headers(), None) {
+    let opened = match session(a, req.headers(), None) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -135,7 +162,7 @@ pub async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
             r
         }
         Method::DELETE => {
-            let key = session_key(&sid);
+            let key = opened.key;
             let st = &a.shared().legacy;
             {
                 let mut ended = st.ended.lock();
@@ -145,6 +172,7 @@ pub async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
                 ended.insert(key);
             }
             st.levels.lock().remove(&key);
+            st.opened.lock().remove(&key);
             let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::OK;
             r
@@ -176,11 +204,11 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
     if method == "initialize" {
         return initialize(a, &parts, &body).await;
     }
-    let (sid, claims) = match session(a, &parts.headers, id.as_ref()) {
+    let opened = match session(a, &parts.headers, id.as_ref()) {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let key = session_key(&sid);
+    let key = opened.key;
     let st = &a.shared().legacy;
     let Some(id) = id else {
         // Notifications.
@@ -222,7 +250,7 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
         _ => {}
     }
     // Forward as a modern request.
-    let mut meta = super::modern_meta(&claims.caps, &claims.info);
+    let mut meta = (*opened.meta).clone();
     if let Some(level) = st.levels.lock().get(&key).cloned() {
         if !level.is_null() {
             meta.insert(super::META_LOG_LEVEL.into(), level);
@@ -296,7 +324,17 @@ async fn legacy_response(
         }
         Edit::Keep
     };
-    wire::rewrite(resp, edit, Some(id), OnAbandon::none(), cancel)
+    // Only an input_required answer needs rewriting: the modern-only members (`resultType`,
+    // `ttlMs`, `cacheScope`) may stay, since a 2025 result allows extra members; everything
+    // else passes unparsed.
+    wire::rewrite(
+        resp,
+        edit,
+        Some(id),
+        OnAbandon::none(),
+        cancel,
+        Some("input_required"),
+    )
 }
 
 /// Rewrites one modern answer for a legacy client.
@@ -329,15 +367,7 @@ pub fn to_legacy_result(v: &mut Value) -> Edit {
         v["error"]["data"] = json!({"turnpike": "era-translation", "inputRequired": asked});
         return Edit::Changed;
     }
-    let mut changed = false;
-    for k in ["resultType", "ttlMs", "cacheScope"] {
-        changed |= result.remove(k).is_some();
-    }
-    if changed {
-        Edit::Changed
-    } else {
-        Edit::Keep
-    }
+    Edit::Keep
 }
 
 /// Answers `initialize` from the upstream's `server/discover`.
@@ -497,10 +527,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn results_lose_modern_members() {
+    fn complete_results_pass() {
         let mut v = json!({"jsonrpc":"2.0","id":1,"result":{"resultType":"complete","ttlMs":0,"cacheScope":"private","tools":[]}});
-        assert!(matches!(to_legacy_result(&mut v), Edit::Changed));
-        assert_eq!(v, json!({"jsonrpc":"2.0","id":1,"result":{"tools":[]}}));
+        assert!(matches!(to_legacy_result(&mut v), Edit::Keep));
         let mut v = json!({"jsonrpc":"2.0","id":1,"result":{"content":[]}});
         assert!(matches!(to_legacy_result(&mut v), Edit::Keep));
     }

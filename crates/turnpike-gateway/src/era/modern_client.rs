@@ -422,7 +422,7 @@ fn modern_response(
             });
         }
     });
-    wire::rewrite(resp, edit, Some(id), abandon, None)
+    wire::rewrite(resp, edit, Some(id), abandon, None, None)
 }
 
 #[cfg(test)]

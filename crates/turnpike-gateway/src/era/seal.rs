@@ -116,6 +116,11 @@ impl Sealer {
         mac
     }
 
+    /// How long a session lives, in seconds.
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+
     /// Seals `claims` into a session id (visible ASCII).
     pub fn seal(&self, claims: &SessionClaims) -> Result<String, SealError> {
         let json = serde_json::to_vec(claims).map_err(|_| SealError::TooLarge)?;

@@ -181,14 +181,16 @@ impl Drop for OnAbandon {
 
 /// Rewrites every JSON-RPC message of a response with `edit`, for a JSON body (read whole) or
 /// an SSE stream (event by event as it arrives; events that are not JSON pass unchanged).
-/// `is_final(v)` says whether a message is the answer that ends the exchange (it disarms
-/// `abandon`); `cancel`, when fired, ends the stream early.
+/// The answer to `final_id` disarms `abandon`; `cancel`, when fired, ends the stream early.
+/// With `only_if`, a message whose text does not contain that string is passed on byte for
+/// byte without being parsed (and so neither edited nor seen as the final answer).
 pub fn rewrite<F>(
     resp: Response<Body>,
     mut edit: F,
     final_id: Option<Value>,
     mut abandon: OnAbandon,
     cancel: Option<CancellationToken>,
+    only_if: Option<&'static str>,
 ) -> Response<Body>
 where
     F: FnMut(&mut Value) -> Edit + Send + 'static,
@@ -205,6 +207,9 @@ where
                     Ok(c) => c.to_bytes(),
                     Err(_) => return Ok::<_, Infallible>(Bytes::new()),
                 };
+                if only_if.is_some_and(|n| !contains(&bytes, n.as_bytes())) {
+                    return Ok(bytes);
+                }
                 let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
                     abandon.disarm();
                     return Ok(bytes);
@@ -268,6 +273,12 @@ where
                         st.parser.push(&chunk);
                         let mut out = Vec::new();
                         while let Some(mut ev) = st.parser.next_event() {
+                            if only_if
+                                .is_some_and(|n| !ev.data.as_deref().is_some_and(|d| d.contains(n)))
+                            {
+                                out.extend_from_slice(&ev.raw);
+                                continue;
+                            }
                             let parsed = ev
                                 .data
                                 .as_deref()
@@ -301,4 +312,8 @@ where
             Response::from_parts(parts, body)
         }
     }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
