@@ -52,10 +52,13 @@ pub struct State {
     levels: Mutex<HashMap<SessionKey, Value>>,
     /// Sessions already opened on this instance: the request `_meta` they carry, built once
     /// (the id itself was verified when it was first seen; the expiry is kept with it).
-    opened: Mutex<HashMap<SessionKey, (u64, Arc<serde_json::Map<String, Value>>)>>,
+    opened: Mutex<HashMap<SessionKey, (u64, SessionMeta)>>,
 }
 
 type SessionKey = [u8; 16];
+
+/// The request `_meta` of a session, built once.
+type SessionMeta = Arc<serde_json::Map<String, Value>>;
 
 fn session_key(id: &str) -> SessionKey {
     let d = Sha256::digest(id.as_bytes());
@@ -89,7 +92,7 @@ fn bounded_insert<K: std::hash::Hash + Eq + Clone, V>(map: &mut HashMap<K, V>, k
 /// A verified session: its key and the request `_meta` it carries.
 struct Opened {
     key: SessionKey,
-    meta: Arc<serde_json::Map<String, Value>>,
+    meta: SessionMeta,
 }
 
 /// The session of a request, or the answer to send instead.
