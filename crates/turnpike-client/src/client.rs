@@ -572,10 +572,9 @@ impl Client {
             }
             _ => {}
         }
-        // A refused token (invalid_token, expired) is refreshed when possible.
-        let refresh = stored
-            .as_ref()
-            .filter(|s| at.bearer.is_some() && s.refresh_token.is_some());
+        // A refused or expired token is refreshed when the server gave a refresh token (and a
+        // full grant is run when the refresh fails).
+        let refresh = stored.as_ref().filter(|s| s.refresh_token.is_some());
         let tok = oauth::fetch_token(
             &self.transport,
             cfg,

@@ -23,6 +23,9 @@ use crate::{unix_now, ClientError};
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+/// Receives the authorization URL of a browser sign-in.
+pub type AuthorizeUrlHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// How the client authenticates at the token endpoint.
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +51,17 @@ pub struct OAuthClientConfig {
     /// The token endpoint, to skip discovery.
     #[serde(default)]
     pub token_endpoint: Option<String>,
+    /// Sign in a person: the authorization-code flow with PKCE (S256), a browser and a loopback
+    /// redirect (`http://127.0.0.1:<port>/callback`, RFC 8252), instead of client credentials.
+    #[serde(default)]
+    pub browser: bool,
+    /// The loopback port of the redirect (0: any free port; some servers want it registered).
+    #[serde(default)]
+    pub redirect_port: u16,
+    /// Called with the authorization URL instead of opening a browser (tests, or a host that
+    /// shows the link itself).
+    #[serde(skip)]
+    pub on_authorize_url: Option<AuthorizeUrlHook>,
 }
 
 impl std::fmt::Debug for OAuthClientConfig {
@@ -63,6 +77,7 @@ impl std::fmt::Debug for OAuthClientConfig {
                 &self.private_key_pem.as_ref().map(|_| "<redacted>"),
             )
             .field("scope", &self.scope)
+            .field("browser", &self.browser)
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +88,7 @@ struct Discovered {
     resource: String,
     issuer: String,
     token_endpoint: String,
+    authorization_endpoint: Option<String>,
     scopes_supported: Vec<String>,
 }
 
@@ -223,10 +239,15 @@ async fn discover(
                 .and_then(Value::as_str)
                 .ok_or_else(|| ClientError::OAuth("no token_endpoint in the metadata".into()))?
                 .to_string();
+            let authorization_endpoint = m
+                .get("authorization_endpoint")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             return Ok(Discovered {
                 resource,
                 issuer,
                 token_endpoint,
+                authorization_endpoint,
                 scopes_supported,
             });
         }
@@ -291,6 +312,17 @@ pub(crate) async fn fetch_token(
             pairs.push(("grant_type", "refresh_token".into()));
             pairs.push(("refresh_token", rt.to_string()));
         }
+        None if cfg.browser => {
+            let auth_ep = d.authorization_endpoint.clone().ok_or_else(|| {
+                ClientError::OAuth("the authorization server has no authorization_endpoint".into())
+            })?;
+            let (code, verifier, redirect) =
+                authorize_in_browser(cfg, &auth_ep, &d.resource, &scope).await?;
+            pairs.push(("grant_type", "authorization_code".into()));
+            pairs.push(("code", code));
+            pairs.push(("code_verifier", verifier));
+            pairs.push(("redirect_uri", redirect));
+        }
         None => pairs.push(("grant_type", "client_credentials".into())),
     }
     pairs.push(("resource", d.resource.clone()));
@@ -318,6 +350,8 @@ pub(crate) async fn fetch_token(
                 base64::engine::general_purpose::STANDARD.encode(v)
             ));
         }
+        // A public client (browser sign-in): it identifies itself, PKCE proves the rest.
+        (None, None) if cfg.browser => pairs.push(("client_id", cfg.client_id.clone())),
         (None, None) => {
             return Err(ClientError::Config(
                 "oauth: a client_secret or a private key is needed".into(),
@@ -391,6 +425,165 @@ pub(crate) async fn fetch_token(
             .map(str::to_string)
             .unwrap_or(scope),
     })
+}
+
+/// Decodes `%XX` and `+` in a query value.
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Runs the authorization-code flow with PKCE: a loopback listener for the redirect, the
+/// authorization URL opened in a browser (or handed to `on_authorize_url`), and the code read
+/// from the redirect once its `state` matches. Returns (code, verifier, redirect URI).
+async fn authorize_in_browser(
+    cfg: &OAuthClientConfig,
+    authorization_endpoint: &str,
+    resource: &str,
+    scope: &str,
+) -> Result<(String, String, String), ClientError> {
+    use sha2::Digest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    check_url(authorization_endpoint)?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.redirect_port))
+        .await
+        .map_err(|e| ClientError::OAuth(format!("loopback redirect listener: {e}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| ClientError::OAuth(format!("loopback redirect listener: {e}")))?
+        .port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let verifier = B64URL.encode(rand::random::<[u8; 32]>());
+    let challenge = B64URL.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let state = B64URL.encode(rand::random::<[u8; 16]>());
+    let mut q = vec![
+        ("response_type", "code"),
+        ("client_id", cfg.client_id.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", state.as_str()),
+        ("resource", resource),
+    ];
+    if !scope.is_empty() {
+        q.push(("scope", scope));
+    }
+    let sep = if authorization_endpoint.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let url = format!(
+        "{authorization_endpoint}{sep}{}",
+        form(&q).replace('+', "%20")
+    );
+    match &cfg.on_authorize_url {
+        Some(f) => f(&url),
+        None => {
+            eprintln!("turnpike: sign in to continue: {url}");
+            let opener = if cfg!(target_os = "macos") {
+                "open"
+            } else {
+                "xdg-open"
+            };
+            let _ = std::process::Command::new(opener)
+                .arg(&url)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+        }
+    }
+    let wait = async {
+        loop {
+            let (mut sock, _) = listener
+                .accept()
+                .await
+                .map_err(|e| ClientError::OAuth(format!("loopback redirect: {e}")))?;
+            let mut buf = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+                match sock.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf).into_owned();
+            let target = head
+                .lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or("");
+            let Some(query) = target.strip_prefix("/callback?") else {
+                let _ = sock
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+                continue;
+            };
+            let param = |n: &str| {
+                query.split('&').find_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    (k == n).then(|| pct_decode(v))
+                })
+            };
+            let ok = param("state")
+                .is_some_and(|s| turnpike_core::ct_eq(s.as_bytes(), state.as_bytes()));
+            let (status, text) = match (ok, param("code"), param("error")) {
+                (true, Some(code), None) => {
+                    let body = "Signed in. You can close this tab.";
+                    let _ = sock
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .await;
+                    return Ok(code);
+                }
+                (true, _, Some(err)) => ("400 Bad Request", format!("sign-in refused: {err}")),
+                _ => ("400 Bad Request", "unexpected redirect".to_string()),
+            };
+            let _ = sock
+                .write_all(
+                    format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                        text.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            if ok {
+                return Err(ClientError::OAuth(text));
+            }
+        }
+    };
+    let code = tokio::time::timeout(Duration::from_secs(300), wait)
+        .await
+        .map_err(|_| ClientError::OAuth("no sign-in within 5 minutes".into()))??;
+    Ok((code, verifier, redirect))
 }
 
 /// The union of two space-separated scope lists, in order.

@@ -119,6 +119,13 @@ pub struct ConnectArgs {
     /// Scopes to ask for (space-separated; default: what the server's challenge names).
     #[arg(long, value_name = "SCOPES", help_heading = "OAuth")]
     pub oauth_scope: Option<String>,
+    /// Sign in a person in the browser (authorization code + PKCE, loopback redirect) instead
+    /// of client credentials; a client secret is optional then (a public client).
+    #[arg(long, help_heading = "OAuth")]
+    pub oauth_browser: bool,
+    /// The loopback port for the browser sign-in's redirect (default: any free port).
+    #[arg(long, value_name = "PORT", help_heading = "OAuth")]
+    pub oauth_redirect_port: Option<u16>,
 
     /// An extra header for every request to the remote, `Name: value` (repeatable).
     #[arg(
@@ -174,6 +181,10 @@ struct FileOAuth {
     #[serde(default)]
     secret_in_body: bool,
     token_endpoint: Option<String>,
+    #[serde(default)]
+    browser: bool,
+    #[serde(default)]
+    redirect_port: u16,
 }
 
 pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
@@ -419,6 +430,12 @@ fn build_config(args: &ConnectArgs, state_dir: PathBuf) -> anyhow::Result<Client
         if let Some(s) = &args.oauth_scope {
             o.scope = Some(s.clone());
         }
+        if args.oauth_browser {
+            o.browser = true;
+        }
+        if let Some(p) = args.oauth_redirect_port {
+            o.redirect_port = p;
+        }
     }
     if let Some(o) = oauth {
         if o.client_id.is_empty() {
@@ -443,8 +460,8 @@ fn build_config(args: &ConnectArgs, state_dir: PathBuf) -> anyhow::Result<Client
             ),
             None => None,
         };
-        if secret.is_none() && pem.is_none() {
-            bail!("oauth: a client secret (--oauth-client-secret-env/-file) or a private key (--oauth-private-key) is needed");
+        if secret.is_none() && pem.is_none() && !o.browser {
+            bail!("oauth: a client secret (--oauth-client-secret-env/-file), a private key (--oauth-private-key) or --oauth-browser is needed");
         }
         cfg.oauth = Some(OAuthClientConfig {
             client_id: o.client_id,
@@ -454,6 +471,9 @@ fn build_config(args: &ConnectArgs, state_dir: PathBuf) -> anyhow::Result<Client
             scope: o.scope,
             secret_in_body: o.secret_in_body,
             token_endpoint: o.token_endpoint,
+            browser: o.browser,
+            redirect_port: o.redirect_port,
+            on_authorize_url: None,
         });
     }
     Ok(cfg)
