@@ -95,7 +95,10 @@ msat_per_token_per_day = 3000
     let (mac, inv) = l402_challenge(&r);
     let pre = pay(&dir, &inv).await;
     let auth = format!("L402 {mac}:{pre}");
-    let h = [("authorization", auth.as_str()), ("turnpike-challenge", "http")];
+    let h = [
+        ("authorization", auth.as_str()),
+        ("turnpike-challenge", "http"),
+    ];
     for i in 0..3 {
         let r = post(gw, &h, &call(10 + i, "dear", json!({"n": i}))).await;
         assert_eq!(r.status, 200, "call {i}: {}", r.text());
