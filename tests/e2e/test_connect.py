@@ -546,3 +546,48 @@ def test_typescript_sdk_over_stdio(pow_everything: str, tmp_path: Path) -> None:
     assert not out["result"].get("isError"), out["result"]
     assert "42" in json.dumps(out["result"]["content"])
     assert [e["status"] for e in spend_log(state)] == ["solved"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The plain HTTP forwarder (`--listen`), for HTTP clients that know nothing of L402 or PoW
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def forwarder(request: pytest.FixtureRequest, tmp_path: Path, work: Path):
+    procs: list[Proc] = []
+
+    def start(url: str, *flags: str, env: dict[str, str] | None = None) -> str:
+        port = free_port()
+        p = Proc(f"forwarder-{len(procs)}", [str(TURNPIKE), "connect", url, "--state-dir",
+                                               str(tmp_path / "state"), "--listen",
+                                               f"127.0.0.1:{port}", *flags],
+                 work / f"forwarder-{request.node.name}-{len(procs)}.log", env=env)
+        procs.append(p)
+        p.wait_port(port)
+        return f"http://127.0.0.1:{port}/mcp"
+
+    yield start
+    for p in procs:
+        p.stop()
+
+
+def test_forwarder_solves_and_pays_for_plain_http(pow_fixture: str, l402: L402Setup,
+                                                  forwarder, tmp_path: Path) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "add", "arguments": {"a": 40, "b": 2}}}
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    # Straight at the gateway: 402.
+    assert httpx.post(pow_fixture, json=body, headers=headers, timeout=30).status_code == 402
+    # Through the forwarder: solved.
+    r = httpx.post(forwarder(pow_fixture), json=body, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["content"][0]["text"] == "42"
+    # Paid, through the dev wallet.
+    flags, env = wallet_flags(l402)
+    before = l402.payments()
+    r = httpx.post(forwarder(l402.url, *flags, env=env), json=body, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["content"][0]["text"] == "42"
+    assert l402.payments() == before + 1
+    assert [e["status"] for e in spend_log(tmp_path / "state")] == ["solved", "paid"]

@@ -31,6 +31,7 @@ pub mod client;
 pub mod oauth;
 pub mod offers;
 pub mod parse;
+pub mod proxy;
 pub mod render;
 pub mod solve;
 pub mod store;

@@ -140,6 +140,11 @@ pub struct ConnectArgs {
     /// Do not open the GET stream for server-initiated messages.
     #[arg(long, help_heading = "Transport")]
     pub no_get_stream: bool,
+    /// Instead of stdio, serve a plain HTTP forwarder on this loopback address (e.g.
+    /// 127.0.0.1:8403) for HTTP clients that do not speak L402 or proof-of-work: each request is
+    /// sent to the remote's origin with the same path, and its challenges answered.
+    #[arg(long, value_name = "ADDR", help_heading = "Transport")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 const CONNECT_EXAMPLES: &str = "Examples:
@@ -227,6 +232,27 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             bail!("--challenge-mode must be http or in-band");
         }
         headers.insert("turnpike-challenge", HeaderValue::from_str(m)?);
+    }
+    if let Some(addr) = args.listen {
+        if !addr.ip().is_loopback() {
+            bail!("--listen {addr}: only loopback addresses (the forwarder spends your budget for whoever connects)");
+        }
+        let rt = crate::runtime()?;
+        return rt.block_on(async move {
+            let client = Arc::new(Client::new(cfg)?);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--listen {addr}"))?;
+            eprintln!(
+                "turnpike connect: forwarding http://{} to {url}",
+                listener.local_addr()?
+            );
+            tokio::select! {
+                r = turnpike_client::proxy::serve(client, url.clone(), listener) => r?,
+                _ = crate::shutdown_signal() => {}
+            }
+            anyhow::Ok(ExitCode::SUCCESS)
+        });
     }
     let rt = crate::runtime()?;
     rt.block_on(async move {
