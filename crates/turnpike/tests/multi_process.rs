@@ -500,6 +500,16 @@ fn stores_stopped_and_restarted_under_two_processes() {
         assert_eq!(r.status, 503, "{}", r.body);
         assert_eq!(r.json()["error"]["code"], -31503, "{}", r.body);
     }
+    // No token can be issued either: a call that would be challenged gets 503, not a 402
+    // without a way to pay.
+    let r = http(
+        b.addr,
+        "/mcp",
+        &[("turnpike-challenge", "http")],
+        &call(9, "whoami", json!({})),
+    );
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], -31503, "{}", r.body);
     pg.server_mut().unwrap().restart();
     for gw in [&a, &b] {
         assert_eq!(until(200, || paid(gw)), 200, "reconnected to PostgreSQL");
