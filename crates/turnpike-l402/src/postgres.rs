@@ -13,8 +13,9 @@
 //!   token and confirming a payment are single statements as well.
 //! - **Connections**: `pool` connections, each made on first use and made again by itself when
 //!   the server went away (restart, network); statements are prepared once per connection and
-//!   pipelined. Every operation is bounded by `timeout` (connecting included), and the server
-//!   enforces the same `statement_timeout`. A failure is [`StoreError::Unavailable`]: the rail
+//!   pipelined. Every statement is bounded by `timeout` on the client and by a server-side
+//!   `statement_timeout` of ¾ of it (so the server gives up first: a debit the caller was told
+//!   failed was not committed); making a connection has a budget of `max(timeout, 2 s)`. A failure is [`StoreError::Unavailable`]: the rail
 //!   answers 503 and takes no money (payments fail closed).
 //!
 //! Amounts are `BIGINT` (msat up to 2^63 − 1); token ids and keys are `BYTEA`.
@@ -158,7 +159,8 @@ pub struct PostgresOptions {
     pub schema: Option<String>,
     /// Connections (each pipelines; debits of one balance queue on its row lock anyway).
     pub pool: usize,
-    /// Longest wait for one operation, connecting included; also the `statement_timeout`.
+    /// Longest wait for one statement (the server's `statement_timeout` is ¾ of it); making a
+    /// connection may take `max(timeout, 2 s)`.
     pub timeout: Duration,
 }
 
@@ -280,8 +282,11 @@ impl PostgresStore {
                 ));
             }
         }
-        let timeout = opts.timeout.max(Duration::from_millis(1));
-        let mut options = format!("-c statement_timeout={}", timeout.as_millis());
+        let timeout = opts.timeout.max(Duration::from_millis(4));
+        // The server gives up on a statement before the client stops waiting for it, so a debit
+        // the caller was told failed has not been committed behind its back.
+        let statement_ms = (timeout.as_millis() * 3 / 4).max(1);
+        let mut options = format!("-c statement_timeout={statement_ms}");
         if let Some(s) = &opts.schema {
             options.push_str(&format!(" -c search_path={s}"));
         }
@@ -448,11 +453,19 @@ impl PostgresStore {
         F: FnOnce(Arc<Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        let work = async {
-            let c = self.conn().await?;
-            f(c).await
+        // Connecting (and preparing, and migrating the first time) has a budget of its own, at
+        // least 2 s: a short statement timeout must not make a fresh connection impossible.
+        let connect_budget = self.inner.timeout.max(Duration::from_secs(2));
+        let c = match tokio::time::timeout(connect_budget, self.conn()).await {
+            Ok(c) => c?,
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "postgres: not connected within {} ms",
+                    connect_budget.as_millis()
+                )))
+            }
         };
-        match tokio::time::timeout(self.inner.timeout, work).await {
+        match tokio::time::timeout(self.inner.timeout, f(c)).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::Unavailable(format!(
                 "postgres: no answer within {} ms",
@@ -835,6 +848,65 @@ mod tests {
             .filter(|e| e.kind == LedgerKind::Debit)
             .count();
         assert_eq!(debits, 4);
+    }
+
+    /// A debit stuck behind a lock another session holds fails closed within the timeout
+    /// (the server's statement_timeout and the client's bound), takes nothing, and the next one
+    /// goes through once the lock is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blocked_statement_times_out() {
+        let db = PgDb::new();
+        let s = PostgresStore::connect(PostgresOptions {
+            timeout: Duration::from_millis(300),
+            ..opts(&db)
+        })
+        .await
+        .unwrap();
+        s.issue(
+            contract::record(9, BillingMode::Balance, 5000),
+            Zeroizing::new([4; 32]),
+        )
+        .await
+        .unwrap();
+        s.confirm_payment([9; 32], 1).await.unwrap();
+        let mut cfg: tokio_postgres::Config = db.url().parse().unwrap();
+        cfg.options(format!("-c search_path={}", db.schema));
+        let (mut other, conn) = cfg.connect(NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let tx = other.transaction().await.unwrap();
+        tx.execute(
+            "SELECT 1 FROM l402_balances WHERE token_id = $1 FOR UPDATE",
+            &[&&[9u8; 32][..]],
+        )
+        .await
+        .unwrap();
+        let t = std::time::Instant::now();
+        let r = s.debit([9; 32], 1000, u64::MAX, 2).await;
+        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        // Hold the lock well past the server's statement_timeout: the refused debit must not
+        // go through behind the caller's back once the lock is gone.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        tx.rollback().await.unwrap();
+        let mut ok = None;
+        for _ in 0..20 {
+            match s.debit([9; 32], 1000, u64::MAX, 3).await {
+                Ok(o) => {
+                    ok = Some(o);
+                    break;
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(matches!(
+            ok,
+            Some(DebitOutcome::Debited {
+                remaining_msat: 4000,
+                ..
+            })
+        ));
+        assert_eq!(s.balance([9; 32]).await.unwrap(), Some((5000, 1000)));
     }
 
     #[test]

@@ -240,8 +240,8 @@ pub struct StoreConfig {
     pub postgres_schema: Option<String>,
     /// Connections per instance (default 8; each pipelines its statements).
     pub postgres_pool: u32,
-    /// Longest wait for one PostgreSQL operation, connecting included, and the server-side
-    /// `statement_timeout`, in milliseconds (default 2000).
+    /// Longest wait for one PostgreSQL statement, in milliseconds (default 2000); the server's
+    /// `statement_timeout` is ¾ of it, and making a connection may take `max(this, 2 s)`.
     pub postgres_timeout_ms: u64,
 }
 
