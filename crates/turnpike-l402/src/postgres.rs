@@ -890,12 +890,9 @@ mod tests {
         tx.rollback().await.unwrap();
         let mut ok = None;
         for _ in 0..20 {
-            match s.debit([9; 32], 1000, u64::MAX, 3).await {
-                Ok(o) => {
-                    ok = Some(o);
-                    break;
-                }
-                Err(_) => {}
+            if let Ok(o) = s.debit([9; 32], 1000, u64::MAX, 3).await {
+                ok = Some(o);
+                break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
