@@ -130,11 +130,16 @@ def test_modern_raw_discover_and_untranslatable(legacy_only: Gateway) -> None:
     assert res["resultType"] == "complete"
     assert res["cacheScope"] == "private" and res["ttlMs"] == 0
     assert "tools" in res["capabilities"]
+    # subscriptions/listen is bridged to the upstream session's notifications; the fixture
+    # announces no list changes, so nothing is honoured and the stream ends after the ack.
     r = httpx.post(legacy_only.url, headers={**h, "Mcp-Method": "subscriptions/listen"}, timeout=30,
-                   json={"jsonrpc": "2.0", "id": 2, "method": "subscriptions/listen", "params": {"_meta": meta}})
+                   json={"jsonrpc": "2.0", "id": 2, "method": "subscriptions/listen",
+                         "params": {"_meta": meta, "notifications": {"toolsListChanged": True}}})
     assert r.status_code == 200, r.text
-    err = r.json()["error"]
-    assert err["code"] == -32601 and "subscriptions/listen" in err["message"], err
+    ack = response_messages(r)[0]
+    assert ack["method"] == "notifications/subscriptions/acknowledged", ack
+    assert ack["params"]["notifications"] == {}, ack
+    assert ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == 2, ack
     # Routing headers are still checked against the body first.
     r = httpx.post(legacy_only.url, headers={**h, "Mcp-Method": "tools/list"}, timeout=30,
                    json={"jsonrpc": "2.0", "id": 3, "method": "tools/call",

@@ -58,6 +58,12 @@ impl Server {
         }
     }
 
+    #[tool(description = "Announces that the tool list changed.")]
+    async fn change(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        let _ = ctx.peer.notify_tool_list_changed().await;
+        CallToolResult::success(vec![ContentBlock::text("changed")])
+    }
+
     #[tool(description = "Asks the client for a sampling.")]
     async fn ask(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
         let params = CreateMessageRequestParams::new(vec![SamplingMessage::user_text("hi")], 10);
@@ -71,7 +77,12 @@ impl Server {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Server {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
     }
 }
 
@@ -248,5 +259,71 @@ async fn legacy_cancel_notification_closes_the_modern_stream() {
     assert!(
         eventually(|| seen.cancelled.load(Ordering::SeqCst)).await,
         "the modern upstream saw the disconnect as cancellation"
+    );
+}
+
+/// The next JSON-RPC message of an SSE body stream.
+async fn next_message(
+    stream: &mut (impl futures_util::Stream<Item = Result<bytes::Bytes, axum::Error>> + Unpin),
+    buf: &mut String,
+) -> Option<Value> {
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            if let Ok(v) = serde_json::from_str::<Value>(&data.join("\n")) {
+                return Some(v);
+            }
+            continue;
+        }
+        let chunk = stream.next().await?.ok()?;
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_listen_bridges_a_legacy_servers_list_changed() {
+    let (url, _seen) = rmcp_server().await;
+    let mut svc = adapter(&url, EraSetting::Legacy);
+    let listen = json!({"jsonrpc":"2.0","id":"sub-1","method":"subscriptions/listen",
+        "params":{"_meta": modern_meta(json!({})),
+                  "notifications":{"toolsListChanged":true,"promptsListChanged":true}}});
+    let resp = call(&mut svc, post(&listen, &MODERN)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut stream = resp.into_body().into_data_stream();
+    let mut buf = String::new();
+    let ack = tokio::time::timeout(Duration::from_secs(10), next_message(&mut stream, &mut buf))
+        .await
+        .unwrap()
+        .expect("an acknowledgement");
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"toolsListChanged": true}),
+        "only what the server can send is honoured: {ack}"
+    );
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-1"
+    );
+    // A call in the same (pooled) upstream session changes the tool list.
+    let change = json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+        "params":{"name":"change","arguments":{},"_meta": modern_meta(json!({}))}});
+    let r = call(&mut svc, post(&change, &MODERN)).await;
+    assert_eq!(r.status(), 200);
+    let _ = r.into_body().collect().await;
+    let note = tokio::time::timeout(Duration::from_secs(10), next_message(&mut stream, &mut buf))
+        .await
+        .expect("the notification arrives")
+        .expect("a notification");
+    assert_eq!(note["method"], "notifications/tools/list_changed");
+    assert_eq!(
+        note["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-1"
     );
 }

@@ -33,6 +33,7 @@
 //! every mapping.
 
 pub mod legacy_client;
+pub mod listen;
 pub mod modern_client;
 pub mod seal;
 pub mod wire;

@@ -20,8 +20,8 @@
 //! - A server-to-client request the upstream sends during a call (sampling, elicitation, roots)
 //!   cannot reach a modern client as a request: the gateway answers it upstream with error
 //!   [`super::NOT_TRANSLATABLE`] at once (the tool sees a refusal, nothing hangs) and the client
-//!   never sees it. Retries carrying `inputResponses`/`requestState` and `subscriptions/listen`
-//!   get a clear JSON-RPC error.
+//!   never sees it. Retries carrying `inputResponses`/`requestState` get a clear JSON-RPC error.
+//! - `subscriptions/listen` is bridged to the pooled session's GET stream ([`super::listen`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -34,12 +34,12 @@ use serde_json::{json, Value};
 use super::wire::{self, Edit, OnAbandon};
 use super::{
     EraAdapter, LEGACY_VERSIONS, META_CAPS, META_CLIENT_INFO, META_LOG_LEVEL, META_SERVER_INFO,
-    META_VERSION, METHOD_NOT_FOUND, MODERN_VERSION, NOT_TRANSLATABLE,
+    META_VERSION, MODERN_VERSION, NOT_TRANSLATABLE,
 };
 use crate::serve::BoxUpstream;
 
 /// One upstream session held for modern clients.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PooledSession {
     /// The upstream's `Mcp-Session-Id` (`None` for a server that gives none).
     pub id: Option<HeaderValue>,
@@ -47,6 +47,9 @@ pub struct PooledSession {
     pub version: HeaderValue,
     /// The upstream's `initialize` result.
     pub init: Value,
+    /// The notifications of the session's GET stream, once a `subscriptions/listen` opened it
+    /// ([`super::listen`]).
+    pub events: tokio::sync::Mutex<Option<tokio::sync::broadcast::Sender<Value>>>,
 }
 
 /// Per-adapter state for modern clients.
@@ -164,6 +167,7 @@ async fn start_session(
         id,
         version,
         init: result,
+        events: tokio::sync::Mutex::new(None),
     };
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     let _ = wire::send(
@@ -185,7 +189,8 @@ async fn end_session(inner: BoxUpstream, uri: &Uri, s: &PooledSession) {
     let _ = wire::send(&inner, del).await;
 }
 
-fn session_headers(mut h: HeaderMap, s: &PooledSession) -> HeaderMap {
+/// `h` for a request in pooled session `s`: its id and protocol version, no routing headers.
+pub fn session_headers(mut h: HeaderMap, s: &PooledSession) -> HeaderMap {
     h.remove(turnpike_mcp::headers::MCP_METHOD);
     h.remove(turnpike_mcp::headers::MCP_NAME);
     h.insert(turnpike_mcp::headers::PROTOCOL_VERSION, s.version.clone());
@@ -256,14 +261,6 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
             "this server speaks MCP 2025 and never asks for input this way; inputResponses/requestState cannot be passed on",
         );
     }
-    if method == "subscriptions/listen" {
-        return error(
-            StatusCode::OK,
-            Some(&id),
-            METHOD_NOT_FOUND,
-            "subscriptions/listen is not bridged to this MCP 2025 server's notifications by turnpike yet",
-        );
-    }
     let s = match session(a, &parts.uri, &caps, &info).await {
         Ok(s) => s,
         Err(why) => {
@@ -275,6 +272,13 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
             )
         }
     };
+    if method == "subscriptions/listen" {
+        let filter = body
+            .pointer("/params/notifications")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        return super::listen::listen(a, &parts.uri, id, filter, s).await;
+    }
     if method == "server/discover" {
         return wire::json_response(StatusCode::OK, &discover_result(&id, &s.init));
     }

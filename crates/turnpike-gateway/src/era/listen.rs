@@ -1,0 +1,230 @@
+//! `subscriptions/listen` (2026-07-28) for a modern client in front of a legacy (2025)
+//! upstream, bridged to the pooled upstream session's GET stream.
+//!
+//! - The pooled session (the one for the client's capabilities) gets one GET stream, opened by
+//!   its first listener and read by a task that fans its notifications out to every listener
+//!   of that session; server requests on it are refused upstream (as on a request stream).
+//! - The filter is honoured as far as the upstream's `initialize` capabilities allow:
+//!   `toolsListChanged` / `promptsListChanged` / `resourcesListChanged` when the matching
+//!   capability has `listChanged: true`, and each URI of `resourceSubscriptions` that a
+//!   `resources/subscribe` upstream accepts (when the capability has `subscribe: true`).
+//! - The response is an SSE stream: `notifications/subscriptions/acknowledged` first (the
+//!   honoured filter), then each requested notification with
+//!   `_meta["io.modelcontextprotocol/subscriptionId"]` set to the listen request's id. It stays
+//!   open until the client closes it; the upstream subscriptions stay for the session's life.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use turnpike_mcp::sse::SseParser;
+
+use super::modern_client::{session_headers, PooledSession};
+use super::wire;
+use super::{EraAdapter, NOT_TRANSLATABLE};
+
+/// The `_meta` key naming the subscription a message belongs to.
+pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// Notifications queued per listener before the oldest are dropped.
+const QUEUE: usize = 256;
+
+/// Answers `subscriptions/listen` with id `id` and `filter` (its `params.notifications`).
+pub async fn listen(
+    a: &EraAdapter,
+    uri: &Uri,
+    id: Value,
+    filter: Value,
+    s: Arc<PooledSession>,
+) -> Response<Body> {
+    let caps = s.init.get("capabilities").cloned().unwrap_or(Value::Null);
+    let list_changed = |k: &str| caps.pointer(&format!("/{k}/listChanged")) == Some(&json!(true));
+    let wants = |k: &str| filter.get(k) == Some(&json!(true));
+    let mut honoured = serde_json::Map::new();
+    for (key, cap) in [
+        ("toolsListChanged", "tools"),
+        ("promptsListChanged", "prompts"),
+        ("resourcesListChanged", "resources"),
+    ] {
+        if wants(key) && list_changed(cap) {
+            honoured.insert(key.into(), json!(true));
+        }
+    }
+    let mut uris = Vec::new();
+    if caps.pointer("/resources/subscribe") == Some(&json!(true)) {
+        let asked = filter
+            .get("resourceSubscriptions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (i, u) in asked.iter().filter_map(Value::as_str).enumerate() {
+            let rid = json!(format!("turnpike-subscribe-{i}"));
+            let body = json!({"jsonrpc": "2.0", "id": rid, "method": "resources/subscribe",
+                              "params": {"uri": u}});
+            let resp = wire::send(
+                &a.inner(),
+                wire::post(uri, session_headers(HeaderMap::new(), &s), &body),
+            )
+            .await;
+            if let Ok((_, v)) = wire::answer(resp, &rid).await {
+                if v.get("result").is_some() {
+                    uris.push(u.to_owned());
+                }
+            }
+        }
+        if !uris.is_empty() {
+            honoured.insert("resourceSubscriptions".into(), json!(uris));
+        }
+    }
+    let rx = if honoured.is_empty() {
+        None
+    } else {
+        events(a, uri, &s).await
+    };
+    if rx.is_none() {
+        honoured.clear();
+    }
+    let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+        "params": {"notifications": honoured, "_meta": {META_SUBSCRIPTION_ID: id}}});
+    let mut first = Vec::new();
+    push_event(&mut first, &ack);
+    let honoured = Value::Object(honoured);
+    let state = (Some(Bytes::from(first)), rx, id, honoured);
+    let stream = futures_util::stream::unfold(state, |(first, rx, id, honoured)| async move {
+        if let Some(b) = first {
+            return Some((
+                Ok::<_, std::convert::Infallible>(b),
+                (None, rx, id, honoured),
+            ));
+        }
+        let mut rx = rx?;
+        loop {
+            let mut v = match rx.recv().await {
+                Ok(v) => v,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            if !requested(&v, &honoured) {
+                continue;
+            }
+            if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut) {
+                let meta = p.entry("_meta").or_insert_with(|| json!({}));
+                if let Some(m) = meta.as_object_mut() {
+                    m.insert(META_SUBSCRIPTION_ID.into(), id.clone());
+                }
+            } else if let Some(o) = v.as_object_mut() {
+                o.insert(
+                    "params".into(),
+                    json!({"_meta": {META_SUBSCRIPTION_ID: id.clone()}}),
+                );
+            }
+            let mut out = Vec::new();
+            push_event(&mut out, &v);
+            return Some((Ok(Bytes::from(out)), (None, Some(rx), id, honoured)));
+        }
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// Whether notification `v` is one the honoured filter asked for.
+fn requested(v: &Value, honoured: &Value) -> bool {
+    let on = |k: &str| honoured.get(k) == Some(&json!(true));
+    match v.get("method").and_then(Value::as_str) {
+        Some("notifications/tools/list_changed") => on("toolsListChanged"),
+        Some("notifications/prompts/list_changed") => on("promptsListChanged"),
+        Some("notifications/resources/list_changed") => on("resourcesListChanged"),
+        Some("notifications/resources/updated") => {
+            let uri = v.pointer("/params/uri").and_then(Value::as_str);
+            honoured
+                .get("resourceSubscriptions")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|u| u.as_str() == uri))
+        }
+        _ => false,
+    }
+}
+
+fn push_event(out: &mut Vec<u8>, v: &Value) {
+    out.extend_from_slice(b"event: message\ndata: ");
+    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+/// A receiver of the session's GET-stream notifications, opening the stream if needed.
+async fn events(
+    a: &EraAdapter,
+    uri: &Uri,
+    s: &Arc<PooledSession>,
+) -> Option<broadcast::Receiver<Value>> {
+    let mut slot = s.events.lock().await;
+    if let Some(tx) = slot.as_ref() {
+        return Some(tx.subscribe());
+    }
+    let mut get = Request::new(Body::empty());
+    *get.method_mut() = Method::GET;
+    *get.uri_mut() = uri.clone();
+    *get.headers_mut() = session_headers(HeaderMap::new(), s);
+    get.headers_mut().insert(
+        header::ACCEPT,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    let resp = wire::send(&a.inner(), get).await;
+    if !resp.status().is_success() || wire::media_type(resp.headers()) != "text/event-stream" {
+        tracing::debug!(target: "turnpike::era", status = %resp.status(), "the upstream session offers no GET stream");
+        return None;
+    }
+    let (tx, rx) = broadcast::channel(QUEUE);
+    *slot = Some(tx.clone());
+    let inner = a.inner();
+    let uri = uri.clone();
+    let s = s.clone();
+    tokio::spawn(async move {
+        let mut body = resp.into_body().into_data_stream();
+        let mut parser = SseParser::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            parser.push(&chunk);
+            while let Some(ev) = parser.next_event() {
+                let Some(v) = ev
+                    .data
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                else {
+                    continue;
+                };
+                match (v.get("method"), v.get("id")) {
+                    (Some(m), Some(req_id)) => {
+                        let refusal = wire::error_value(
+                            Some(req_id),
+                            NOT_TRANSLATABLE,
+                            &format!("the client speaks MCP 2026-07-28 and cannot receive {} as a request", m.as_str().unwrap_or("")),
+                        );
+                        let _ = wire::send(
+                            &inner,
+                            wire::post(&uri, session_headers(HeaderMap::new(), &s), &refusal),
+                        )
+                        .await;
+                    }
+                    (Some(_), None) => {
+                        let _ = tx.send(v);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // The stream ended: the next listener opens another.
+        s.events.lock().await.take();
+    });
+    Some(rx)
+}
