@@ -67,8 +67,20 @@ def ledger(data_dir: Path) -> list[tuple]:
 
 def check_ledger(data_dir: Path) -> dict:
     """Ledger integrity: unique ids, refunds name distinct debits of the same amount, and every
-    balance's spent total equals its debits minus its refunds. Returns counts by kind."""
-    rows = ledger(data_dir)
+    balance's spent total equals its debits minus its refunds. Returns counts by kind.
+
+    Everything is read in one read transaction (a WAL snapshot), so a debit or refund the gateway
+    commits meanwhile is seen whole or not at all."""
+    db = sqlite3.connect(data_dir / "l402.sqlite", timeout=30, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        return _check_ledger(lambda sql, args=(): db.execute(sql, args).fetchall())
+    finally:
+        db.close()
+
+
+def _check_ledger(q) -> dict:
+    rows = q("SELECT id, kind, amount_msat, reference FROM l402_ledger ORDER BY id")
     ids = [r[0] for r in rows]
     assert len(ids) == len(set(ids)), "a ledger row id appears twice"
     debits = {r[0]: r[2] for r in rows if r[1] == "debit"}
@@ -77,8 +89,8 @@ def check_ledger(data_dir: Path) -> dict:
     assert len(refunded_ids) == len(set(refunded_ids)), "a debit was refunded twice"
     for d, amount in refunds:
         assert debits.get(d) == amount, f"refund of unknown debit {d}"
-    for token_id, credit, spent in db_rows(data_dir, "SELECT token_id, credit_msat, spent_msat FROM l402_balances"):
-        tok_debits = db_rows(data_dir, "SELECT id, amount_msat, refunded FROM l402_debits WHERE token_id = ?", (token_id,))
+    for token_id, credit, spent in q("SELECT token_id, credit_msat, spent_msat FROM l402_balances"):
+        tok_debits = q("SELECT id, amount_msat, refunded FROM l402_debits WHERE token_id = ?", (token_id,))
         net = sum(a for _, a, refunded in tok_debits if not refunded)
         assert spent == net, f"spent {spent} but debits minus refunds are {net}"
         assert 0 <= spent <= credit, f"balance out of range: spent {spent} of {credit}"
