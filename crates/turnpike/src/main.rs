@@ -51,7 +51,7 @@ enum Command {
     Solve(solve::SolveArgs),
     Demo(demo::DemoArgs),
     Token(token::TokenArgs),
-    Connect(connect::ConnectArgs),
+    Connect(Box<connect::ConnectArgs>),
     Init(init::InitArgs),
 }
 
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         Command::Solve(a) => solve::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Token(a) => token::run(a),
-        Command::Connect(a) => connect::run(a),
+        Command::Connect(a) => connect::run(*a),
         Command::Init(a) => init::run(a),
     };
     match result {
