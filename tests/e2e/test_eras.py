@@ -228,10 +228,15 @@ def merged(work: Path, everything: str) -> Iterator[str]:
     ("local"), and a merged endpoint over both; echo is in both and so gets prefixed."""
     require_file(TURNPIKE, "build the workspace: cargo build --workspace")
     port = free_port()
+    admin_port = free_port()
     text = f"""[server]
 listen = "127.0.0.1:{port}"
 path = "/mcp"
 data_dir = {toml_str(str(work / "gw-merged-data"))}
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+token = "merged-admin-token-0123456789abcdef"
 
 [pow]
 subpuzzles = {SUBPUZZLES}
@@ -260,8 +265,25 @@ path = "/all/mcp"
     path.write_text(text)
     p = Proc("gw-merged", [str(TURNPIKE), "serve", "--config", str(path)], work / "gw-merged.log")
     p.wait_port(port)
+    global MERGED_ADMIN
+    MERGED_ADMIN = f"http://127.0.0.1:{admin_port}"
     yield f"http://127.0.0.1:{port}"
     p.stop()
+
+
+MERGED_ADMIN = ""
+
+
+def mount_calls(tool: str) -> float:
+    """`turnpike_calls_total` of passed tools/call for `tool`, scraped from the admin listener."""
+    r = httpx.get(f"{MERGED_ADMIN}/metrics", timeout=10)
+    assert r.status_code == 200, r.text
+    total = 0.0
+    for line in r.text.splitlines():
+        if line.startswith("turnpike_calls_total{") and 'method="tools/call"' in line \
+                and f'tool="{tool}"' in line and 'outcome="passed"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def test_merged_endpoint_python_sdk(merged: str) -> None:
@@ -298,8 +320,11 @@ def test_mounts_serve_their_own_upstream(merged: str) -> None:
             web = await c.call_tool("echo", {"message": "mounted"})
         return local, web
 
+    before = mount_calls("other")
     local, web = anyio.run(main)
     assert local == ["add", "echo", "slow", "whoami"]
+    # The mounts' gates count into the process's metrics.
+    assert mount_calls("other") == before + 1
     assert web.content[0].text == "Echo: mounted"
     # The main path serves nothing when only mounts are configured.
     r = httpx.post(merged + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},

@@ -91,8 +91,12 @@ pub struct Mounts {
 }
 
 impl Mounts {
-    /// Builds every `[[mount]]` and the `[merge]` endpoint.
-    pub fn build(cfg: &Config) -> Result<Mounts, GatewayError> {
+    /// Builds every `[[mount]]` and the `[merge]` endpoint; their gates count into `metrics`
+    /// (the process's, shared with the main gate).
+    pub fn build(
+        cfg: &Config,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Mounts, GatewayError> {
         let mut out = Mounts::default();
         let mut members: Vec<(String, EraAdapter)> = Vec::new();
         for m in &cfg.mounts {
@@ -112,7 +116,7 @@ impl Mounts {
             members.push((m.name.clone(), adapter.clone()));
             out.endpoints.push(Mounted {
                 path: m.path.clone(),
-                gate: Arc::new(Gate::from_config(&sub)?),
+                gate: Arc::new(Gate::from_config(&sub)?.with_metrics(metrics.clone())),
                 upstream: parking_lot::Mutex::new(adapter.boxed()),
             });
         }
@@ -141,7 +145,7 @@ impl Mounts {
             sub.merge = None;
             out.endpoints.push(Mounted {
                 path: merge.path.clone(),
-                gate: Arc::new(Gate::from_config(&sub)?),
+                gate: Arc::new(Gate::from_config(&sub)?.with_metrics(metrics.clone())),
                 upstream: parking_lot::Mutex::new(front.boxed()),
             });
         }

@@ -144,7 +144,10 @@ pub async fn serve_listener_with(
     }
     let (upstream, stdio) = build_upstream(&config)?;
     let upstream = crate::era::adapt(upstream, &config.upstream, &config.server.data_dir)?;
-    let mounts = Arc::new(crate::mount::Mounts::build(&config)?);
+    let mounts = Arc::new(crate::mount::Mounts::build(
+        &config,
+        gate.metrics().clone(),
+    )?);
     let _dev_wallet = start_dev_wallet(&config, &gate).await?;
     let endpoint: Arc<str> = Arc::from(config.server.path.as_str());
     let local = listener.local_addr().ok();
