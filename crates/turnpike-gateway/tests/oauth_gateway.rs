@@ -266,11 +266,13 @@ async fn http_get(url: &str) -> (http::StatusCode, Bytes) {
 /// The gateway's configuration: `echo` needs a token with `mcp:tools deploy:write`; `dear` takes
 /// any valid token or a puzzle; every other tool any valid token; `slow` is free.
 fn oauth_config(upstream: SocketAddr, issuer: &str, extra: &str) -> String {
+    let data_dir = scratch_data_dir().display().to_string();
     format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
 path = "/mcp"
+data_dir = "{data_dir}"
 
 [upstream]
 url = "http://{upstream}/mcp"

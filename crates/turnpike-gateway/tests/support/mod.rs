@@ -150,14 +150,29 @@ pub async fn start_upstream(json: bool) -> (SocketAddr, Log) {
     (addr, log)
 }
 
-/// The gateway's config text in front of `upstream`, with `server_extra` lines in `[server]`.
+/// A data directory of this test process's own under the system's temp dir, so that no test
+/// writes into the source tree (the default `turnpike-data` is relative to the working
+/// directory).
+#[allow(dead_code)]
+pub fn scratch_data_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("turnpike-gateway-tests-{}", std::process::id()))
+}
+
+/// The gateway's config text in front of `upstream`, with `server_extra` lines in `[server]`
+/// (a `data_dir` in the process's scratch directory unless `server_extra` names one).
 pub fn config_text(upstream: SocketAddr, server_extra: &str) -> String {
+    let data_dir = if server_extra.contains("data_dir") {
+        String::new()
+    } else {
+        format!("data_dir = \"{}\"", scratch_data_dir().display())
+    };
     format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
 path = "/mcp"
 max_body_bytes = 65536
+{data_dir}
 {server_extra}
 
 [upstream]
