@@ -32,8 +32,8 @@ use zeroize::Zeroizing;
 
 use crate::caveat::mode_str;
 use crate::store::{
-    BalanceStore, DebitOutcome, Ledger, LedgerEntry, LedgerKind, RootKey, RootKeyStore, StoreError,
-    TokenRecord, TokenStore,
+    AdjustOutcome, BalanceStore, DebitOutcome, Ledger, LedgerEntry, LedgerKind, RootKey,
+    RootKeyStore, StoreError, TokenRecord, TokenStore,
 };
 
 /// The schema, version by version. Never edit a shipped entry: add the next one.
@@ -78,6 +78,36 @@ CREATE TABLE l402_debits (
 );
 ",
 )];
+
+/// Changes a balance's credit by $2 with its ledger row, in one statement; no row when the token
+/// has no balance or the credit would fall below what has been spent.
+const SQL_ADJUST: &str = "
+WITH b AS (
+    UPDATE l402_balances SET credit_msat = credit_msat + $2
+    WHERE token_id = $1 AND credit_msat + $2 >= spent_msat
+    RETURNING credit_msat, spent_msat
+), l AS (
+    INSERT INTO l402_ledger (at, token_id, kind, amount_msat, reference)
+    SELECT $3, $1, 'adjustment', $4, $5 FROM b
+)
+SELECT credit_msat, spent_msat FROM b";
+
+/// Makes a token expire now with its ledger row, in one statement; the count of tokens changed.
+const SQL_REVOKE: &str = "
+WITH t AS (
+    UPDATE l402_tokens SET expires_at = LEAST(expires_at, $2) WHERE token_id = $1
+    RETURNING token_id
+), l AS (
+    INSERT INTO l402_ledger (at, token_id, kind, amount_msat, reference)
+    SELECT $2, token_id, 'revocation', 0, NULL FROM t
+)
+SELECT count(*) FROM t";
+
+const SQL_PAGE: &str = "SELECT id, at, token_id, kind, amount_msat, reference FROM l402_ledger
+    WHERE id > $1 ORDER BY id LIMIT $2";
+
+const SQL_RECENT: &str = "SELECT id, at, token_id, kind, amount_msat, reference FROM l402_ledger
+    ORDER BY id DESC LIMIT $1";
 
 const SQL_ROOT_KEY: &str = "SELECT root_key FROM l402_root_keys WHERE token_id = $1";
 
@@ -653,6 +683,45 @@ impl BalanceStore for PostgresStore {
         })
     }
 
+    fn adjust(
+        &self,
+        token_id: [u8; 32],
+        delta_msat: i64,
+        note: String,
+        now: u64,
+    ) -> BoxFuture<'_, Result<AdjustOutcome, StoreError>> {
+        self.run(move |c| async move {
+            let reference = crate::store::adjustment_reference(delta_msat, &note);
+            let amount = to_i64(delta_msat.unsigned_abs())?;
+            let row = c
+                .client
+                .query_opt(
+                    SQL_ADJUST,
+                    &[
+                        &&token_id[..],
+                        &delta_msat,
+                        &to_i64(now)?,
+                        &amount,
+                        &reference,
+                    ],
+                )
+                .await
+                .map_err(db_err)?;
+            if let Some(r) = row {
+                return Ok(Ok(Some((to_u64(r.get(0)), to_u64(r.get(1))))));
+            }
+            let exists = c
+                .client
+                .query_opt(&c.st.balance, &[&&token_id[..]])
+                .await
+                .map_err(db_err)?;
+            Ok(match exists {
+                None => Ok(None),
+                Some(_) => Err("the credit would fall below what has been spent".into()),
+            })
+        })
+    }
+
     fn balance(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Option<(u64, u64)>, StoreError>> {
         self.run(move |c| async move {
             Ok(c.client
@@ -664,7 +733,66 @@ impl BalanceStore for PostgresStore {
     }
 }
 
+/// Ledger rows of `(id, at, token_id, kind, amount_msat, reference)`.
+fn ledger_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<LedgerEntry>, StoreError> {
+    rows.into_iter()
+        .map(|r| {
+            let kind: &str = r.get(3);
+            Ok(LedgerEntry {
+                id: to_u64(r.get(0)),
+                at: to_u64(r.get(1)),
+                token_id: b32(r.get(2))?,
+                kind: LedgerKind::parse(kind)
+                    .ok_or_else(|| StoreError::Unavailable("corrupt ledger kind".into()))?,
+                amount_msat: to_u64(r.get(4)),
+                reference: r.get(5),
+            })
+        })
+        .collect()
+}
+
 impl Ledger for PostgresStore {
+    fn page(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<LedgerEntry>, StoreError>> {
+        self.run(move |c| async move {
+            let after = i64::try_from(after_id).unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            ledger_rows(
+                c.client
+                    .query(SQL_PAGE, &[&after, &limit])
+                    .await
+                    .map_err(db_err)?,
+            )
+        })
+    }
+
+    fn recent(&self, limit: usize) -> BoxFuture<'_, Result<Vec<LedgerEntry>, StoreError>> {
+        self.run(move |c| async move {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            ledger_rows(
+                c.client
+                    .query(SQL_RECENT, &[&limit])
+                    .await
+                    .map_err(db_err)?,
+            )
+        })
+    }
+
+    fn revoke(&self, token_id: [u8; 32], now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.run(move |c| async move {
+            let n: i64 = c
+                .client
+                .query_one(SQL_REVOKE, &[&&token_id[..], &to_i64(now)?])
+                .await
+                .map_err(db_err)?
+                .get(0);
+            Ok(n > 0)
+        })
+    }
+
     fn entries(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Vec<LedgerEntry>, StoreError>> {
         self.run(move |c| async move {
             let rows = c
@@ -708,6 +836,13 @@ mod tests {
         let db = PgDb::new();
         let s = PostgresStore::connect(opts(&db)).await.unwrap();
         contract::run(&s).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_store_admin() {
+        let db = PgDb::new();
+        let s = PostgresStore::connect(opts(&db)).await.unwrap();
+        contract::admin(&s).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
