@@ -293,14 +293,10 @@ async fn a_wrapped_server_that_ignores_eof_and_sigterm_is_ended_with_its_group()
     let server = server[0];
     assert!(alive(server));
 
-    let started = Instant::now();
     assert_eq!(gw.delete(&sid).await.status, StatusCode::OK);
+    // The wrapper goes at SIGTERM, the server (which ignores it) with its group's SIGKILL.
     wait_gone(wrapper, Duration::from_secs(5)).await;
     wait_gone(server, Duration::from_secs(5)).await;
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "the server was given time to exit before it was killed"
-    );
 }
 
 #[tokio::test]
