@@ -31,7 +31,7 @@ pub struct InitArgs {
     /// L402 price of a tool call, in satoshis.
     #[arg(long, value_name = "SATS")]
     pub price_sat: Option<u64>,
-    /// The Lightning backend for L402: lnd, cln, phoenixd, lnbits or dev (dev: never in
+    /// The Lightning backend for L402: lnd, cln, phoenixd, lnbits, nwc or dev (dev: never in
     /// production).
     #[arg(long, value_name = "BACKEND")]
     pub lightning: Option<String>,
@@ -71,7 +71,7 @@ pub struct Answers {
 const DEFAULT_EFFORT: u64 = 200_000;
 const ADMIN_ENV: &str = "TURNPIKE_ADMIN_TOKEN";
 const DEFAULT_SAT: u64 = 10;
-const BACKENDS: [&str; 5] = ["lnd", "cln", "phoenixd", "lnbits", "dev"];
+const BACKENDS: [&str; 6] = ["lnd", "cln", "phoenixd", "lnbits", "nwc", "dev"];
 
 pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     let interactive = !args.non_interactive && std::io::stdin().is_terminal();
@@ -256,7 +256,7 @@ pub fn ask(a: &InitArgs, input: &mut dyn BufRead, out: &mut dyn Write) -> anyhow
             flags.lightning = Some(prompt(
                 input,
                 out,
-                "Lightning backend (lnd, cln, phoenixd, lnbits, dev)",
+                "Lightning backend (lnd, cln, phoenixd, lnbits, nwc, dev)",
                 "lnd",
             )?);
         }
@@ -343,6 +343,9 @@ pub fn render(a: &Answers) -> String {
             }
             "phoenixd" => {
                 s.push_str("backend = \"phoenixd\"\nurl = \"http://127.0.0.1:9740\"\npassword_path = \"/etc/turnpike/phoenixd.password\"   # or password_env = \"VAR\"\n");
+            }
+            "nwc" => {
+                s.push_str("backend = \"nwc\"                  # Nostr Wallet Connect (NIP-47)\nuri_path = \"/etc/turnpike/nwc.uri\"   # the nostr+walletconnect:// URI; or uri_env = \"VAR\"\n");
             }
             "lnbits" => {
                 s.push_str("backend = \"lnbits\"\nurl = \"https://lnbits.example.com\"\napi_key_path = \"/etc/turnpike/lnbits.key\"   # the invoice key; or api_key_env = \"VAR\"\n");
