@@ -9,6 +9,12 @@
 //! - `whoami` returns the HTTP request headers the server received, as a JSON object, so tests
 //!   can prove what a gateway in front of it forwarded (and what it stripped).
 //!
+//! - `confirm {rounds, ask}` exists in modern-only mode ([`EraMode::Modern`]) only, answered
+//!   by the era filter as a stateless MCP 2026-07-28 server does ([`confirm`]): it asks the
+//!   client for input with `input_required` results (`ask`: `elicitation`, the default,
+//!   `sampling`, or `both` for one request of each per round) for `rounds` rounds (1–8), then
+//!   returns every answer the client gave.
+//!
 //! Served over Streamable HTTP ([`http_service`], [`router`], [`serve_http`]) or stdio
 //! ([`serve_stdio`]). rmcp serves both MCP eras on one endpoint; [`EraMode`] makes the HTTP
 //! fixture a legacy-only (2025) or modern-only (2026-07-28) server, the way servers of one era
@@ -472,6 +478,87 @@ fn refuse(
     r
 }
 
+/// The most rounds `confirm` asks for.
+pub const CONFIRM_MAX_ROUNDS: u64 = 8;
+
+/// The `confirm` tool of the modern-only fixture: the JSON-RPC answer to a `tools/call` with
+/// `params`. Stateless, as the 2026-07-28 revision wants: what it collected so far travels in
+/// `requestState` (JSON: `{"round": n, "answers": [...]}`), the client's answers to the last
+/// round in `params.inputResponses` (keyed `confirm` and `sample`).
+pub fn confirm(id: &serde_json::Value, params: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let args = params.get("arguments").cloned().unwrap_or(Value::Null);
+    let rounds = args
+        .get("rounds")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .clamp(1, CONFIRM_MAX_ROUNDS);
+    let ask = args
+        .get("ask")
+        .and_then(Value::as_str)
+        .unwrap_or("elicitation");
+    let keys: &[&str] = match ask {
+        "sampling" => &["sample"],
+        "both" => &["confirm", "sample"],
+        _ => &["confirm"],
+    };
+    let mut state: Value = params
+        .get("requestState")
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_else(|| json!({"round": 0, "answers": []}));
+    let round = state.get("round").and_then(Value::as_u64).unwrap_or(0);
+    let mut answers = state
+        .get("answers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if round > 0 {
+        let Some(responses) = params.get("inputResponses").and_then(Value::as_object) else {
+            return json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602,
+                "message": "confirm: requestState without inputResponses"}});
+        };
+        for k in keys {
+            let Some(r) = responses.get(*k) else {
+                return json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602,
+                    "message": format!("confirm: no input response {k:?}")}});
+            };
+            answers.push(json!({"round": round, "key": k, "response": r}));
+        }
+    }
+    if round >= rounds {
+        let text = serde_json::to_string(&answers).unwrap_or_default();
+        return json!({"jsonrpc": "2.0", "id": id, "result": {
+            "resultType": "complete",
+            "content": [{"type": "text", "text": text}],
+            "structuredContent": {"answers": answers},
+            "isError": false,
+        }});
+    }
+    let next = round + 1;
+    let mut requests = serde_json::Map::new();
+    for k in keys {
+        let r = if *k == "sample" {
+            json!({"method": "sampling/createMessage", "params": {
+                "messages": [{"role": "user", "content": {"type": "text", "text": format!("round {next}: say something")}}],
+                "maxTokens": 16,
+            }})
+        } else {
+            json!({"method": "elicitation/create", "params": {
+                "message": format!("round {next}: confirm?"),
+                "requestedSchema": {"type": "object", "properties": {"ok": {"type": "boolean"}, "note": {"type": "string"}}, "required": ["ok"]},
+            }})
+        };
+        requests.insert((*k).to_owned(), r);
+    }
+    state = json!({"round": next, "answers": answers});
+    json!({"jsonrpc": "2.0", "id": id, "result": {
+        "resultType": "input_required",
+        "inputRequests": requests,
+        "requestState": state.to_string(),
+    }})
+}
+
 /// Keeps one era out (see [`EraMode`]).
 async fn era_filter(
     era: EraMode,
@@ -509,6 +596,22 @@ async fn era_filter(
         .get("method")
         .and_then(serde_json::Value::as_str)
         .unwrap_or("");
+    if era == EraMode::Modern
+        && modern_header
+        && method == "tools/call"
+        && msg
+            .pointer("/params/name")
+            .and_then(serde_json::Value::as_str)
+            == Some("confirm")
+    {
+        let v = confirm(&id, msg.get("params").unwrap_or(&serde_json::Value::Null));
+        let mut r = axum::response::Response::new(axum::body::Body::from(v.to_string()));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        return r;
+    }
     match era {
         EraMode::Modern if !modern_header => {
             return refuse(
@@ -588,4 +691,44 @@ pub async fn serve_stdio_with(fixture: Fixture) -> Result<(), FixtureError> {
         .await
         .map_err(|e| FixtureError::Mcp(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn confirm_asks_then_answers() {
+        let id = json!(7);
+        let first = confirm(&id, &json!({"name": "confirm", "arguments": {"rounds": 2}}));
+        let r = &first["result"];
+        assert_eq!(r["resultType"], "input_required");
+        assert_eq!(
+            r["inputRequests"]["confirm"]["method"],
+            "elicitation/create"
+        );
+        let state = r["requestState"].clone();
+        let second = confirm(
+            &id,
+            &json!({"name": "confirm", "arguments": {"rounds": 2}, "requestState": state,
+                "inputResponses": {"confirm": {"action": "accept", "content": {"ok": true}}}}),
+        );
+        assert_eq!(second["result"]["resultType"], "input_required");
+        let third = confirm(
+            &id,
+            &json!({"name": "confirm", "arguments": {"rounds": 2},
+                "requestState": second["result"]["requestState"],
+                "inputResponses": {"confirm": {"action": "decline"}}}),
+        );
+        let answers = &third["result"]["structuredContent"]["answers"];
+        assert_eq!(answers[0]["response"]["content"]["ok"], true);
+        assert_eq!(answers[1]["response"]["action"], "decline");
+        assert_eq!(third["id"], 7);
+        let missing = confirm(
+            &id,
+            &json!({"name": "confirm", "requestState": state, "inputResponses": {}}),
+        );
+        assert_eq!(missing["error"]["code"], -32602);
+    }
 }

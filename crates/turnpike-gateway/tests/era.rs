@@ -327,3 +327,129 @@ async fn subscriptions_listen_bridges_a_legacy_servers_list_changed() {
         "sub-1"
     );
 }
+
+/// A stateless MCP 2026-07-28 server whose one tool asks for an elicitation with an
+/// `input_required` result and then answers with what it was given; counts its `tools/call`s.
+async fn modern_asking_server() -> (String, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |body: axum::Json<Value>| {
+            let calls = c2.clone();
+            async move {
+                let id = body.get("id").cloned().unwrap_or(Value::Null);
+                let result = match body.get("method").and_then(Value::as_str) {
+                    Some("server/discover") => json!({"supportedVersions": ["2026-07-28"],
+                        "capabilities": {"tools": {}}}),
+                    Some("tools/call") => {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        match body.pointer("/params/inputResponses/ok") {
+                            Some(r) => json!({"resultType": "complete",
+                                "content": [{"type": "text", "text": r.to_string()}],
+                                "state": body.pointer("/params/requestState")}),
+                            None => json!({"resultType": "input_required", "requestState": "s-1",
+                                "inputRequests": {"ok": {"method": "elicitation/create",
+                                    "params": {"message": "sure?", "requestedSchema": {"type": "object"}}}}}),
+                        }
+                    }
+                    _ => json!({}),
+                };
+                axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}/mcp"), calls)
+}
+
+async fn legacy_session(svc: &mut BoxUpstream, caps: Value) -> String {
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":caps,"clientInfo":{"name":"t","version":"1"}}});
+    let resp = call(svc, post(&init, &[])).await;
+    assert_eq!(resp.status(), 200);
+    resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_required_becomes_a_request_to_the_legacy_client() {
+    let (url, calls) = modern_asking_server().await;
+    let mut svc = adapter(&url, EraSetting::Modern);
+    let sid = legacy_session(&mut svc, json!({"elicitation": {}})).await;
+    let legacy = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let body =
+        json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"x","arguments":{}}});
+    let resp = call(&mut svc, post(&body, &legacy)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut stream = resp.into_body().into_data_stream();
+    let mut buf = String::new();
+    let asked = tokio::time::timeout(Duration::from_secs(10), next_message(&mut stream, &mut buf))
+        .await
+        .unwrap()
+        .expect("a request to the client");
+    assert_eq!(asked["method"], "elicitation/create");
+    assert_eq!(asked["params"]["message"], "sure?");
+    let gid = asked["id"].as_str().unwrap().to_owned();
+    // An answer to an id the gateway never issued is dropped; the real one is taken.
+    let stray = json!({"jsonrpc":"2.0","id":"turnpike-input-0","result":{"action":"decline"}});
+    assert_eq!(call(&mut svc, post(&stray, &legacy)).await.status(), 202);
+    let answer = json!({"jsonrpc":"2.0","id":gid,"result":{"action":"accept","content":{"y":1}}});
+    assert_eq!(call(&mut svc, post(&answer, &legacy)).await.status(), 202);
+    let done = tokio::time::timeout(Duration::from_secs(10), next_message(&mut stream, &mut buf))
+        .await
+        .unwrap()
+        .expect("the final answer");
+    assert_eq!(done["id"], 4);
+    let text: Value =
+        serde_json::from_str(done["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        text,
+        json!({"action":"accept","content":{"y":1}}),
+        "the retry carried the client's answer"
+    );
+    assert_eq!(done["result"]["state"], "s-1", "requestState echoed");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // The same id is not taken twice.
+    assert_eq!(call(&mut svc, post(&answer, &legacy)).await.status(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_while_the_client_is_asked_ends_the_call() {
+    let (url, calls) = modern_asking_server().await;
+    let mut svc = adapter(&url, EraSetting::Modern);
+    let sid = legacy_session(&mut svc, json!({"elicitation": {}})).await;
+    let legacy = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let body = json!({"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"x","arguments":{}}});
+    let resp = call(&mut svc, post(&body, &legacy)).await;
+    let mut stream = resp.into_body().into_data_stream();
+    let mut buf = String::new();
+    let asked = tokio::time::timeout(Duration::from_secs(10), next_message(&mut stream, &mut buf))
+        .await
+        .unwrap()
+        .expect("a request to the client");
+    let cancel =
+        json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"c"}});
+    assert_eq!(call(&mut svc, post(&cancel, &legacy)).await.status(), 202);
+    let rest = tokio::time::timeout(Duration::from_secs(10), next_message(&mut stream, &mut buf))
+        .await
+        .expect("the stream ends once cancelled");
+    assert!(rest.is_none(), "no answer after cancellation: {rest:?}");
+    // A late answer goes nowhere, and the upstream is not asked again.
+    let answer = json!({"jsonrpc":"2.0","id":asked["id"],"result":{"action":"accept"}});
+    assert_eq!(call(&mut svc, post(&answer, &legacy)).await.status(), 202);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

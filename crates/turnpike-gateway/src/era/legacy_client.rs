@@ -12,14 +12,17 @@
 //!   session's protocol version, capabilities and client info (and a log level set by
 //!   `logging/setLevel` on this instance) in `params._meta`.
 //! - Results pass unparsed (a 2025 result allows extra members, so `resultType`, `ttlMs` and
-//!   `cacheScope` may stay); only an `input_required` answer is rewritten. An upstream 4xx that
+//!   `cacheScope` may stay); only an `input_required` answer is handled: for a session that
+//!   declared elicitation, sampling or roots its requests are put to the client and the request
+//!   retried upstream with the answers (`era/input.rs`); otherwise it becomes error
+//!   [`super::NOT_TRANSLATABLE`] naming what the server asked for. An upstream 4xx that
 //!   carries a JSON-RPC error becomes that error in an HTTP 200, so the client does not take it
 //!   for a lost session.
 //! - `ping` is answered here; `notifications/initialized` is absorbed; `notifications/cancelled`
 //!   closes the stream of the request it names (cancellation in the modern era);
 //!   `resources/subscribe`/`unsubscribe` get -32601 (modern servers use
-//!   `subscriptions/listen`, not bridged yet); an `input_required` result becomes error
-//!   [`super::NOT_TRANSLATABLE`] naming what the server asked for.
+//!   `subscriptions/listen`, not bridged yet); a JSON-RPC response is the client's answer to an
+//!   input request the gateway sent it, or dropped.
 //! - GET (the legacy server stream) gets `405`, which the transport spec lets a server answer
 //!   when it offers no stream; DELETE of a valid id gets `200` and the id is remembered as ended
 //!   on this instance.
@@ -33,6 +36,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::seal::{SealError, Sealer, SessionClaims};
@@ -53,9 +57,12 @@ pub struct State {
     /// Sessions already opened on this instance: the request `_meta` they carry, built once
     /// (the id itself was verified when it was first seen; the expiry is kept with it).
     opened: Mutex<HashMap<SessionKey, (u64, SessionMeta)>>,
+    /// Requests sent to legacy clients for an `input_required` result, by the gateway-issued
+    /// id, waiting for the client's response (accepted only from the same session).
+    pub(crate) asked: Mutex<HashMap<String, (SessionKey, oneshot::Sender<Value>)>>,
 }
 
-type SessionKey = [u8; 16];
+pub(crate) type SessionKey = [u8; 16];
 
 /// The request `_meta` of a session, built once.
 type SessionMeta = Arc<serde_json::Map<String, Value>>;
@@ -76,6 +83,7 @@ impl State {
             ended: Mutex::new(HashSet::new()),
             levels: Mutex::new(HashMap::new()),
             opened: Mutex::new(HashMap::new()),
+            asked: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -198,9 +206,13 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
         .and_then(Value::as_str)
         .map(str::to_owned);
     let Some(method) = method else {
-        // A client's answer to a server request: modern servers send none.
+        // A client's answer to a request the gateway sent it for an input_required result
+        // (anything else is dropped: a modern server sends no requests).
         return match session(a, &parts.headers, None) {
-            Ok(_) => wire::accepted(),
+            Ok(s) => {
+                super::input::deliver(&a.shared().legacy, s.key, body);
+                wire::accepted()
+            }
             Err(r) => *r,
         };
     };
@@ -263,7 +275,8 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
     let mut headers = parts.headers.clone();
     headers.remove(turnpike_mcp::headers::SESSION_ID);
     super::modern_headers(&mut headers, &body);
-    let mut req = wire::post(&parts.uri, headers, &body);
+    let mut req = wire::post(&parts.uri, headers.clone(), &body);
+    let extensions = parts.extensions.clone();
     *req.extensions_mut() = parts.extensions;
     let token = CancellationToken::new();
     let ikey = (key, id_key(&id));
@@ -284,6 +297,25 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
             return r;
         }
     };
+    let caps = opened
+        .meta
+        .get(super::META_CAPS)
+        .cloned()
+        .unwrap_or(Value::Null);
+    if super::input::can_answer_any(&caps) && resp.status().is_success() {
+        // The client can answer elicitation, sampling or roots requests: an input_required
+        // result is bridged (see `super::input`).
+        let retry = super::input::Retry {
+            adapter: a.clone(),
+            uri: parts.uri.clone(),
+            headers,
+            extensions,
+            body,
+            key,
+            caps,
+        };
+        return super::input::respond(retry, resp, id, untrack, token).await;
+    }
     legacy_response(resp, id, untrack, Some(token)).await
 }
 
@@ -365,7 +397,7 @@ pub fn to_legacy_result(v: &mut Value) -> Edit {
         *v = wire::error_value(
             id.as_ref(),
             NOT_TRANSLATABLE,
-            &format!("the server needs {what} from the client to finish this request (an MCP 2026-07-28 input_required result); turnpike does not translate that into a request to a 2025-era client yet"),
+            &format!("the server needs {what} from the client to finish this request (an MCP 2026-07-28 input_required result), and this client's session did not declare the capability to answer it"),
         );
         v["error"]["data"] = json!({"turnpike": "era-translation", "inputRequired": asked});
         return Edit::Changed;

@@ -32,6 +32,7 @@
 //! that names the feature; nothing waits for an answer that cannot come. docs/ERAS.md lists
 //! every mapping.
 
+mod input;
 pub mod legacy_client;
 pub mod listen;
 pub mod modern_client;
