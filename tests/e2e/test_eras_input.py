@@ -27,7 +27,6 @@ from turnpike_e2e import (
     DEPS,
     NODE22,
     ROOT,
-    TURNPIKE,
     Gateway,
     GatewayConfig,
     parse_sse,
