@@ -141,6 +141,7 @@ fn main() {
                 caps: json!({"sampling": {}, "roots": {"listChanged": true}}),
                 info: json!({"name": "bench", "version": "1"}),
                 iat: turnpike_gateway::era::seal::now(),
+                n: SessionClaims::nonce(),
             })
             .unwrap();
         let legacy_headers = [

@@ -442,6 +442,7 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
         caps,
         info,
         iat: super::seal::now(),
+        n: SessionClaims::nonce(),
     };
     let sid = match a.shared().legacy.sealer.seal(&claims) {
         Ok(s) => s,

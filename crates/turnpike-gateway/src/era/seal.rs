@@ -45,6 +45,17 @@ pub struct SessionClaims {
     pub info: Value,
     /// Issued at, Unix seconds.
     pub iat: u64,
+    /// 128 random bits (hex), so that two clients that send the same `initialize` in the same
+    /// second still get sessions of their own ([`SessionClaims::nonce`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub n: String,
+}
+
+impl SessionClaims {
+    /// A fresh random value for [`SessionClaims::n`].
+    pub fn nonce() -> String {
+        hex::encode(rand::random::<[u8; 16]>())
+    }
 }
 
 /// Why a session id was not accepted.
@@ -192,15 +203,25 @@ mod tests {
             caps: json!({"sampling": {}}),
             info: json!({"name": "c", "version": "1"}),
             iat: 1_000,
+            n: SessionClaims::nonce(),
         }
+    }
+
+    #[test]
+    fn equal_initializes_get_distinct_sessions() {
+        let s = Sealer::new([7; 32], 3600);
+        let (a, b) = (claims(), claims());
+        assert_ne!(s.seal(&a).unwrap(), s.seal(&b).unwrap());
+        assert_eq!(s.open_at(&s.seal(&a).unwrap(), 1_000).unwrap(), a);
     }
 
     #[test]
     fn round_trip_and_tamper() {
         let s = Sealer::new([7; 32], 3600);
-        let id = s.seal(&claims()).unwrap();
+        let c = claims();
+        let id = s.seal(&c).unwrap();
         assert!(id.bytes().all(|b| (0x21..=0x7e).contains(&b)));
-        assert_eq!(s.open_at(&id, 1_100).unwrap(), claims());
+        assert_eq!(s.open_at(&id, 1_100).unwrap(), c);
         // Another key (another deployment) cannot open it.
         assert_eq!(
             Sealer::new([8; 32], 3600).open_at(&id, 1_100),
