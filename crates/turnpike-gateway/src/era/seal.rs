@@ -98,7 +98,16 @@ impl Sealer {
     }
 
     /// The key in `dir/era-session.key` (64 hex digits), created with mode 0600 when missing.
+    /// Instances starting at once on one directory agree on one key: the file appears whole
+    /// (written aside, then linked into place) and a loser of the race reads the winner's.
     pub fn load_or_create(dir: &Path, ttl_secs: u64) -> std::io::Result<Sealer> {
+        match Self::load(dir, ttl_secs) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(dir, ttl_secs),
+            r => r,
+        }
+    }
+
+    fn load(dir: &Path, ttl_secs: u64) -> std::io::Result<Sealer> {
         let path = dir.join(KEY_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
@@ -177,11 +186,18 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Writes `bytes` to a new file at `path` (mode 0600): to a private temporary name first, then
+/// hard-linked into place, so that `path` never exists half written. `AlreadyExists` when
+/// another writer got there first.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        KEY_FILE,
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -189,7 +205,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    opts.open(path)?.write_all(bytes)
+    let written = opts.open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    linked
 }
 
 #[cfg(test)]
@@ -205,6 +227,28 @@ mod tests {
             iat: 1_000,
             n: SessionClaims::nonce(),
         }
+    }
+
+    #[test]
+    fn instances_starting_at_once_share_one_key() {
+        let dir = std::env::temp_dir().join(format!(
+            "turnpike-seal-race-{}-{}",
+            std::process::id(),
+            hex::encode(rand::random::<[u8; 4]>())
+        ));
+        let sealers: Vec<Sealer> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Sealer::load_or_create(&dir, 60).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(sealers.iter().all(|s| s.key == sealers[0].key));
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from(KEY_FILE)]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
