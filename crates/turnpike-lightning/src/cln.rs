@@ -28,22 +28,8 @@ pub struct ClnBackend {
 impl ClnBackend {
     /// Connects (lazily) to the node the configuration names.
     pub fn new(cfg: &ClnConfig) -> Result<Self, LightningError> {
-        let rune = read_secret(&cfg.rune, &cfg.rune_path, "cln rune")?;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "rune",
-            HeaderValue::from_str(rune.0.trim())
-                .map_err(|_| LightningError::Config("rune is not a header value".into()))?,
-        );
-        if let Some(id) = &cfg.node_id {
-            headers.insert(
-                "nodeid",
-                HeaderValue::from_str(id.trim())
-                    .map_err(|_| LightningError::Config("node_id is not a header value".into()))?,
-            );
-        }
         Ok(ClnBackend {
-            http: HttpClient::new(&cfg.url, &cfg.http, headers)?,
+            http: http_client(cfg)?,
         })
     }
 
@@ -68,6 +54,26 @@ impl ClnBackend {
         }
         r.json()
     }
+}
+
+/// The HTTP client for the node `cfg` names, with its credential header (shared by the
+/// backend and the paying wallet).
+pub(crate) fn http_client(cfg: &ClnConfig) -> Result<HttpClient, LightningError> {
+    let rune = read_secret(&cfg.rune, &cfg.rune_path, "cln rune")?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "rune",
+        HeaderValue::from_str(rune.0.trim())
+            .map_err(|_| LightningError::Config("rune is not a header value".into()))?,
+    );
+    if let Some(id) = &cfg.node_id {
+        headers.insert(
+            "nodeid",
+            HeaderValue::from_str(id.trim())
+                .map_err(|_| LightningError::Config("node_id is not a header value".into()))?,
+        );
+    }
+    HttpClient::new(&cfg.url, &cfg.http, headers)
 }
 
 fn cln_error(r: &Response) -> LightningError {

@@ -30,17 +30,23 @@ pub struct LnbitsBackend {
 impl LnbitsBackend {
     /// Connects (lazily) to the instance the configuration names.
     pub fn new(cfg: &LnbitsConfig) -> Result<Self, LightningError> {
-        let key = read_secret(&cfg.api_key, &cfg.api_key_path, "lnbits api_key")?;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-api-key",
-            HeaderValue::from_str(key.0.trim())
-                .map_err(|_| LightningError::Config("api_key is not a header value".into()))?,
-        );
         Ok(LnbitsBackend {
-            http: HttpClient::new(&cfg.url, &cfg.http, headers)?,
+            http: http_client(cfg)?,
         })
     }
+}
+
+/// The HTTP client for the node `cfg` names, with its credential header (shared by the
+/// backend and the paying wallet).
+pub(crate) fn http_client(cfg: &LnbitsConfig) -> Result<HttpClient, LightningError> {
+    let key = read_secret(&cfg.api_key, &cfg.api_key_path, "lnbits api_key")?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-api-key",
+        HeaderValue::from_str(key.0.trim())
+            .map_err(|_| LightningError::Config("api_key is not a header value".into()))?,
+    );
+    HttpClient::new(&cfg.url, &cfg.http, headers)
 }
 
 fn lnbits_error(r: &Response) -> LightningError {

@@ -28,7 +28,17 @@ pub struct LndBackend {
 impl LndBackend {
     /// Connects (lazily) to the node the configuration names.
     pub fn new(cfg: &LndConfig) -> Result<Self, LightningError> {
-        let macaroon_hex = match (&cfg.macaroon_hex, &cfg.macaroon_path) {
+        Ok(LndBackend {
+            http: http_client(cfg)?,
+        })
+    }
+}
+
+/// The HTTP client for the node `cfg` names, with its credential header (shared by the
+/// backend and the paying wallet).
+pub(crate) fn http_client(cfg: &LndConfig) -> Result<HttpClient, LightningError> {
+    let macaroon_hex =
+        match (&cfg.macaroon_hex, &cfg.macaroon_path) {
             (None, Some(p)) => hex::encode(std::fs::read(p).map_err(|e| {
                 LightningError::Config(format!("macaroon_path {}: {e}", p.display()))
             })?),
@@ -40,16 +50,13 @@ impl LndBackend {
                 s.0.trim().to_string()
             }
         };
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "grpc-metadata-macaroon",
-            HeaderValue::from_str(&macaroon_hex)
-                .map_err(|_| LightningError::Config("macaroon is not a header value".into()))?,
-        );
-        Ok(LndBackend {
-            http: HttpClient::new(&cfg.url, &cfg.http, headers)?,
-        })
-    }
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "grpc-metadata-macaroon",
+        HeaderValue::from_str(&macaroon_hex)
+            .map_err(|_| LightningError::Config("macaroon is not a header value".into()))?,
+    );
+    HttpClient::new(&cfg.url, &cfg.http, headers)
 }
 
 /// Turns a non-2xx LND answer into an error.

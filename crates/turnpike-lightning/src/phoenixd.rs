@@ -29,18 +29,24 @@ pub struct PhoenixdBackend {
 impl PhoenixdBackend {
     /// Connects (lazily) to the node the configuration names.
     pub fn new(cfg: &PhoenixdConfig) -> Result<Self, LightningError> {
-        let password = read_secret(&cfg.password, &cfg.password_path, "phoenixd password")?;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!(":{}", password.0));
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_str(&format!("Basic {token}"))
-                .map_err(|_| LightningError::Config("password is not a header value".into()))?,
-        );
         Ok(PhoenixdBackend {
-            http: HttpClient::new(&cfg.url, &cfg.http, headers)?,
+            http: http_client(cfg)?,
         })
     }
+}
+
+/// The HTTP client for the node `cfg` names, with its credential header (shared by the
+/// backend and the paying wallet).
+pub(crate) fn http_client(cfg: &PhoenixdConfig) -> Result<HttpClient, LightningError> {
+    let password = read_secret(&cfg.password, &cfg.password_path, "phoenixd password")?;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!(":{}", password.0));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Basic {token}"))
+            .map_err(|_| LightningError::Config("password is not a header value".into()))?,
+    );
+    HttpClient::new(&cfg.url, &cfg.http, headers)
 }
 
 fn phoenixd_error(r: &Response) -> LightningError {

@@ -22,16 +22,14 @@
 //! the request was sent, an unreadable answer): a careful caller counts that amount as spent.
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method};
+use http::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bolt11::{self, DecodedInvoice};
-use crate::config::{
-    read_secret, BackendConfig, ClnConfig, LnbitsConfig, LndConfig, PhoenixdConfig,
-};
+use crate::config::{BackendConfig, ClnConfig, LnbitsConfig, LndConfig, PhoenixdConfig};
 use crate::http::{HttpClient, Response};
 use crate::{b64_32, hex32, unix_now, BoxFuture, LightningError};
 
@@ -203,26 +201,8 @@ pub struct LndWallet {
 impl LndWallet {
     /// A wallet for the node the configuration names (the macaroon must allow paying).
     pub fn new(cfg: &LndConfig) -> Result<Self, LightningError> {
-        let macaroon_hex = match (&cfg.macaroon_hex, &cfg.macaroon_path) {
-            (None, Some(p)) => hex::encode(std::fs::read(p).map_err(|e| {
-                LightningError::Config(format!("macaroon_path {}: {e}", p.display()))
-            })?),
-            _ => {
-                let s = read_secret(&cfg.macaroon_hex, &None, "lnd macaroon_hex")?;
-                if hex::decode(s.0.trim()).is_err() {
-                    return Err(LightningError::Config("macaroon_hex is not hex".into()));
-                }
-                s.0.trim().to_string()
-            }
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "grpc-metadata-macaroon",
-            HeaderValue::from_str(&macaroon_hex)
-                .map_err(|_| LightningError::Config("macaroon is not a header value".into()))?,
-        );
         Ok(LndWallet {
-            http: HttpClient::new(&cfg.url, &cfg.http, headers)?,
+            http: crate::lnd::http_client(cfg)?,
         })
     }
 }
@@ -299,22 +279,8 @@ pub struct ClnWallet {
 impl ClnWallet {
     /// A wallet for the node the configuration names (the rune must allow `pay`).
     pub fn new(cfg: &ClnConfig) -> Result<Self, LightningError> {
-        let rune = read_secret(&cfg.rune, &cfg.rune_path, "cln rune")?;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "rune",
-            HeaderValue::from_str(rune.0.trim())
-                .map_err(|_| LightningError::Config("rune is not a header value".into()))?,
-        );
-        if let Some(id) = &cfg.node_id {
-            headers.insert(
-                "nodeid",
-                HeaderValue::from_str(id.trim())
-                    .map_err(|_| LightningError::Config("node_id is not a header value".into()))?,
-            );
-        }
         Ok(ClnWallet {
-            http: HttpClient::new(&cfg.url, &cfg.http, headers)?,
+            http: crate::cln::http_client(cfg)?,
         })
     }
 }
@@ -393,17 +359,8 @@ impl PhoenixdWallet {
     /// A wallet for the node the configuration names (the full `http-password`: the limited
     /// one cannot pay).
     pub fn new(cfg: &PhoenixdConfig) -> Result<Self, LightningError> {
-        use base64::Engine;
-        let password = read_secret(&cfg.password, &cfg.password_path, "phoenixd password")?;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!(":{}", password.0));
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_str(&format!("Basic {token}"))
-                .map_err(|_| LightningError::Config("password is not a header value".into()))?,
-        );
         Ok(PhoenixdWallet {
-            http: HttpClient::new(&cfg.url, &cfg.http, headers)?,
+            http: crate::phoenixd::http_client(cfg)?,
         })
     }
 }
@@ -463,15 +420,8 @@ pub struct LnbitsWallet {
 impl LnbitsWallet {
     /// A wallet for the LNbits wallet the configuration names (`api_key` = the admin key).
     pub fn new(cfg: &LnbitsConfig) -> Result<Self, LightningError> {
-        let key = read_secret(&cfg.api_key, &cfg.api_key_path, "lnbits api_key")?;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-api-key",
-            HeaderValue::from_str(key.0.trim())
-                .map_err(|_| LightningError::Config("api_key is not a header value".into()))?,
-        );
         Ok(LnbitsWallet {
-            http: HttpClient::new(&cfg.url, &cfg.http, headers)?,
+            http: crate::lnbits::http_client(cfg)?,
         })
     }
 }
