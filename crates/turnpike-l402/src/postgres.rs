@@ -864,31 +864,7 @@ mod tests {
         );
         let (a, b) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
         assert_eq!(a.applied_migrations().await.unwrap(), vec![1]);
-        a.issue(
-            contract::record(5, BillingMode::Balance, 20_000),
-            Zeroizing::new([1; 32]),
-        )
-        .await
-        .unwrap();
-        b.confirm_payment([5; 32], 1).await.unwrap();
-        let barrier = Arc::new(tokio::sync::Barrier::new(60));
-        let mut tasks = Vec::new();
-        for i in 0..60 {
-            let s: Arc<dyn L402Store> = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let bar = barrier.clone();
-            tasks.push(tokio::spawn(async move {
-                bar.wait().await;
-                s.debit([5; 32], 1000, u64::MAX, 2).await.unwrap()
-            }));
-        }
-        let mut ids = Vec::new();
-        for t in tasks {
-            if let DebitOutcome::Debited { debit_id, .. } = t.await.unwrap() {
-                ids.push(debit_id);
-            }
-        }
-        assert_eq!(ids.len(), 20);
-        assert_eq!(b.balance([5; 32]).await.unwrap(), Some((20_000, 20_000)));
+        let ids = contract::two_stores_share_one_balance(a.clone(), b.clone()).await;
         // One refund asked for by both stores at once: once.
         let (ra, rb) = tokio::join!(a.refund(ids[0], 3), b.refund(ids[0], 3));
         assert!(ra.unwrap() ^ rb.unwrap(), "refunded exactly once");

@@ -624,7 +624,6 @@ impl Ledger for SqliteStore {
 mod tests {
     use super::*;
     use crate::store::contract;
-    use crate::store::L402Store;
 
     #[tokio::test]
     async fn sqlite_store_contract() {
@@ -707,31 +706,7 @@ mod tests {
         let path = dir.join("l402.sqlite");
         let a = Arc::new(SqliteStore::open(&path, Durability::Normal).unwrap());
         let b = Arc::new(SqliteStore::open(&path, Durability::Normal).unwrap());
-        a.issue(
-            contract::record(5, BillingMode::Balance, 20_000),
-            Zeroizing::new([1; 32]),
-        )
-        .await
-        .unwrap();
-        a.confirm_payment([5; 32], 1).await.unwrap();
-        let barrier = Arc::new(tokio::sync::Barrier::new(60));
-        let mut tasks = Vec::new();
-        for i in 0..60 {
-            let s: Arc<dyn L402Store> = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let bar = barrier.clone();
-            tasks.push(tokio::spawn(async move {
-                bar.wait().await;
-                s.debit([5; 32], 1000, u64::MAX, 2).await.unwrap()
-            }));
-        }
-        let mut ok = 0;
-        for t in tasks {
-            if matches!(t.await.unwrap(), DebitOutcome::Debited { .. }) {
-                ok += 1;
-            }
-        }
-        assert_eq!(ok, 20);
-        assert_eq!(b.balance([5; 32]).await.unwrap(), Some((20_000, 20_000)));
+        contract::two_stores_share_one_balance(a.clone(), b.clone()).await;
         drop((a, b));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -604,6 +604,40 @@ pub(crate) mod contract {
     }
 
     /// Many debits at once on one balance never spend more than it holds.
+    /// Two stores on one database (two processes' worth) debit one 20-call balance with 60
+    /// concurrent calls, alternating: exactly 20 pass and the balance ends spent. The debit ids.
+    pub async fn two_stores_share_one_balance(
+        a: std::sync::Arc<dyn L402Store>,
+        b: std::sync::Arc<dyn L402Store>,
+    ) -> Vec<u64> {
+        a.issue(
+            record(5, BillingMode::Balance, 20_000),
+            Zeroizing::new([1; 32]),
+        )
+        .await
+        .unwrap();
+        b.confirm_payment([5; 32], 1).await.unwrap();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(60));
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let bar = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                bar.wait().await;
+                s.debit([5; 32], 1000, u64::MAX, 2).await.unwrap()
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            if let DebitOutcome::Debited { debit_id, .. } = t.await.unwrap() {
+                ids.push(debit_id);
+            }
+        }
+        assert_eq!(ids.len(), 20);
+        assert_eq!(b.balance([5; 32]).await.unwrap(), Some((20_000, 20_000)));
+        ids
+    }
+
     pub async fn concurrent_debits(s: std::sync::Arc<dyn L402Store>) {
         let rec = record(7, BillingMode::Balance, 10_000);
         s.issue(rec, Zeroizing::new([1; 32])).await.unwrap();
