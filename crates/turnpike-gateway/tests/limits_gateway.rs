@@ -266,10 +266,6 @@ async fn store_down_fails_closed_or_open() {
     assert!(!r.headers.contains_key("ratelimit"));
 }
 
-#[test]
-#[ignore = "memory per identity is measured in turnpike-limits (examples/memory_footprint)"]
-fn memory_stays_bounded() {}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limited_puzzle_solution_is_not_spent() {
     let gw = gateway(
