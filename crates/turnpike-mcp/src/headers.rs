@@ -65,25 +65,50 @@ impl HeaderMismatch {
     }
 }
 
-/// The era of a request, from its `MCP-Protocol-Version` header. A repeated or malformed header
-/// (not `YYYY-MM-DD`) is a [`HeaderMismatch`].
+/// The `_meta` key of the protocol version a 2026-07-28 request declares in its body.
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// The era of a request, from its `MCP-Protocol-Version` header. A repeated header, or one that
+/// is not visible ASCII, is a [`HeaderMismatch`]. A value that is not a revision date before
+/// 2026-07-28 (a later date, or a version this gate does not know, such as `v999`) counts as
+/// [`Era::RoutingHeaders`]: its routing headers are checked, and the upstream, not the gate,
+/// says whether it speaks that version.
 pub fn era(headers: &HeaderMap) -> Result<Era, HeaderMismatch> {
     let Some(v) = single(headers, PROTOCOL_VERSION)? else {
         return Ok(Era::Session);
     };
-    if !is_date(v) {
-        return Err(HeaderMismatch::new("malformed MCP-Protocol-Version"));
-    }
     // ISO dates of one fixed width order as strings.
-    Ok(if v >= ROUTING_HEADERS_VERSION {
-        Era::RoutingHeaders
-    } else {
+    Ok(if is_date(v) && v < ROUTING_HEADERS_VERSION {
         Era::Session
+    } else {
+        Era::RoutingHeaders
     })
 }
 
-/// Checks the routing headers of a POST against its body (see the module docs).
+/// Checks the routing headers of a POST against its body (see the module docs), and the
+/// `MCP-Protocol-Version` header against the version the body declares in
+/// `params._meta["io.modelcontextprotocol/protocolVersion"]`: when the body declares one, the
+/// header must be present and equal to it (a body declaring 2026-07-28 or later without the
+/// header is refused; a legacy body declaring nothing is not affected).
 pub fn check_routing_headers(headers: &HeaderMap, msg: &Message) -> Result<(), HeaderMismatch> {
+    let header_version = single(headers, PROTOCOL_VERSION)?;
+    let body_version = msg
+        .value()
+        .get("params")
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(META_PROTOCOL_VERSION))
+        .and_then(serde_json::Value::as_str);
+    match (header_version, body_version) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(HeaderMismatch::new(
+                "MCP-Protocol-Version header does not match the body's _meta protocolVersion",
+            ))
+        }
+        (None, Some(b)) if is_date(b) && b >= ROUTING_HEADERS_VERSION => {
+            return Err(HeaderMismatch::new("missing MCP-Protocol-Version header"))
+        }
+        _ => {}
+    }
     if era(headers)? == Era::Session {
         return Ok(());
     }
@@ -216,8 +241,15 @@ mod tests {
             era(&headers(&[("MCP-PROTOCOL-VERSION", "2027-01-01")])).unwrap(),
             Era::RoutingHeaders
         );
-        assert!(era(&headers(&[("mcp-protocol-version", "latest")])).is_err());
-        assert!(era(&headers(&[("mcp-protocol-version", "2026-7-28")])).is_err());
+        // A version the gate does not know: checked as strictly as 2026-07-28.
+        assert_eq!(
+            era(&headers(&[("mcp-protocol-version", "latest")])).unwrap(),
+            Era::RoutingHeaders
+        );
+        assert_eq!(
+            era(&headers(&[("mcp-protocol-version", "2026-7-28")])).unwrap(),
+            Era::RoutingHeaders
+        );
         assert!(era(&headers(&[NEW, NEW])).is_err());
     }
 
@@ -255,6 +287,36 @@ mod tests {
             let e = check_routing_headers(&headers(c), &call("echo")).unwrap_err();
             assert!(e.to_string().starts_with("header mismatch: "), "{c:?}");
         }
+    }
+
+    #[test]
+    fn version_header_must_match_the_body() {
+        let with_meta = |v: &str| {
+            let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tools/list",
+                "params":{"_meta":{META_PROTOCOL_VERSION: v}}});
+            parse_message(body.to_string().as_bytes()).unwrap()
+        };
+        let routed =
+            |v: &str| headers(&[("MCP-Protocol-Version", v), ("Mcp-Method", "tools/list")]);
+        check_routing_headers(&routed("2026-07-28"), &with_meta("2026-07-28")).unwrap();
+        // An unknown version on both sides is the upstream's to refuse, not a mismatch.
+        check_routing_headers(&routed("v999.0.0"), &with_meta("v999.0.0")).unwrap();
+        for (h, b) in [
+            ("2026-07-28", "v999.0.0"),
+            ("v999.0.0", "2026-07-28"),
+            ("2025-11-25", "2026-07-28"),
+        ] {
+            let e = check_routing_headers(&routed(h), &with_meta(b)).unwrap_err();
+            assert!(e.reason.contains("protocolVersion"), "{h} / {b}: {e}");
+        }
+        // A body declaring 2026-07-28 needs the header; a legacy body declaring nothing does not.
+        let e = check_routing_headers(
+            &headers(&[("Mcp-Method", "tools/list")]),
+            &with_meta("2026-07-28"),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, "missing MCP-Protocol-Version header");
+        check_routing_headers(&headers(&[]), &call("echo")).unwrap();
     }
 
     #[test]

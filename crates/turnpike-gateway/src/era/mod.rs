@@ -35,6 +35,7 @@
 mod input;
 pub mod legacy_client;
 pub mod listen;
+pub mod modern_checks;
 pub mod modern_client;
 pub mod seal;
 pub mod wire;
@@ -287,6 +288,9 @@ impl EraAdapter {
                 legacy_client::post(&self, parts, value).await
             }
             (ClientEra::Modern, UpstreamEra::Legacy) => {
+                if let Some(refused) = modern_checks::check(&value) {
+                    return refused;
+                }
                 modern_client::post(&self, parts, value).await
             }
             _ => wire::send(&self.inner(), Request::from_parts(parts, Body::from(bytes))).await,
