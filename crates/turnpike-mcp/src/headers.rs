@@ -9,7 +9,10 @@
 //!   `method` exactly;
 //! - `Mcp-Name` must be present when the body names an object (`params.name` of `tools/call` and
 //!   `prompts/get`, `params.uri` of `resources/read`, `resources/subscribe` and
-//!   `resources/unsubscribe`) and equal it exactly; it must be absent otherwise;
+//!   `resources/unsubscribe`; `params.taskId` of the tasks extension's `tasks/get`,
+//!   `tasks/update` and `tasks/cancel`) and equal it exactly; it must be absent otherwise;
+//! - `MCP-Protocol-Version` must equal the version the body declares in
+//!   `params._meta["io.modelcontextprotocol/protocolVersion"]`, when it declares one;
 //! - a value that cannot travel as plain visible ASCII arrives as `=?base64?<standard Base64 of
 //!   the UTF-8 bytes>?=` and is decoded before the comparison;
 //! - each of these headers may appear once.
@@ -125,7 +128,7 @@ pub fn check_routing_headers(headers: &HeaderMap, msg: &Message) -> Result<(), H
         }
         Some(_) => {}
     }
-    match (single(headers, MCP_NAME)?, call_name(msg)) {
+    match (single(headers, MCP_NAME)?, routing_name(msg)) {
         (None, None) => Ok(()),
         (None, Some(_)) => Err(HeaderMismatch::new("missing Mcp-Name header")),
         (Some(_), None) => Err(HeaderMismatch::new(
@@ -143,6 +146,25 @@ pub fn check_routing_headers(headers: &HeaderMap, msg: &Message) -> Result<(), H
             }
         }
     }
+}
+
+/// Methods of the tasks extension (SEP-2663) whose `Mcp-Name` mirrors `params.taskId`.
+pub const TASK_ID_METHODS: &[&str] = &["tasks/get", "tasks/update", "tasks/cancel"];
+
+/// The body value `Mcp-Name` mirrors: the tool, prompt or resource a request acts on
+/// ([`call_name`]), or the `taskId` of a tasks-extension request ([`TASK_ID_METHODS`]). Only
+/// the header check uses the task id; pricing and limits see [`call_name`].
+pub fn routing_name(msg: &Message) -> Option<&str> {
+    if let Some(name) = call_name(msg) {
+        return Some(name);
+    }
+    if TASK_ID_METHODS.contains(&msg.method()?) {
+        return msg
+            .params()?
+            .get("taskId")
+            .and_then(serde_json::Value::as_str);
+    }
+    None
 }
 
 /// Decodes a routing-header value: `=?base64?…?=` is standard Base64 of UTF-8 bytes (padding
@@ -317,6 +339,22 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.reason, "missing MCP-Protocol-Version header");
         check_routing_headers(&headers(&[]), &call("echo")).unwrap();
+    }
+
+    #[test]
+    fn task_ids_are_routing_names() {
+        let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t-1"}});
+        let msg = parse_message(body.to_string().as_bytes()).unwrap();
+        assert_eq!(routing_name(&msg), Some("t-1"));
+        assert_eq!(call_name(&msg), None);
+        let ok = headers(&[NEW, ("Mcp-Method", "tasks/get"), ("Mcp-Name", "t-1")]);
+        check_routing_headers(&ok, &msg).unwrap();
+        for bad in [
+            &[NEW, ("Mcp-Method", "tasks/get")][..],
+            &[NEW, ("Mcp-Method", "tasks/get"), ("Mcp-Name", "t-2")][..],
+        ] {
+            check_routing_headers(&headers(bad), &msg).unwrap_err();
+        }
     }
 
     #[test]
