@@ -19,13 +19,13 @@
 //!   carries a JSON-RPC error becomes that error in an HTTP 200, so the client does not take it
 //!   for a lost session.
 //! - `ping` is answered here; `notifications/initialized` is absorbed; `notifications/cancelled`
-//!   closes the stream of the request it names (cancellation in the modern era);
-//!   `resources/subscribe`/`unsubscribe` get -32601 (modern servers use
-//!   `subscriptions/listen`, not bridged yet); a JSON-RPC response is the client's answer to an
-//!   input request the gateway sent it, or dropped.
-//! - GET (the legacy server stream) gets `405`, which the transport spec lets a server answer
-//!   when it offers no stream; DELETE of a valid id gets `200` and the id is remembered as ended
-//!   on this instance.
+//!   closes the stream of the request it names (cancellation in the modern era); a JSON-RPC
+//!   response is the client's answer to an input request the gateway sent it, or dropped.
+//! - GET (the legacy server stream) and `resources/subscribe`/`unsubscribe` are bridged to the
+//!   upstream's `subscriptions/listen` ([`super::legacy_stream`]); a GET gets `405` (which the
+//!   transport spec lets a server answer when it offers no stream) when the upstream has no
+//!   notification to offer. DELETE of a valid id gets `200`, ends the session's stream and
+//!   subscriptions, and the id is remembered as ended on this instance.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::seal::{SealError, Sealer, SessionClaims};
 use super::wire::{self, Edit, OnAbandon};
-use super::{EraAdapter, LEGACY_VERSIONS, METHOD_NOT_FOUND, NOT_TRANSLATABLE};
+use super::{EraAdapter, LEGACY_VERSIONS, NOT_TRANSLATABLE};
 
 /// The most requests in flight tracked for cancellation, and the most ended sessions and log
 /// levels remembered (oldest forgotten first when full).
@@ -60,6 +60,8 @@ pub struct State {
     /// Requests sent to legacy clients for an `input_required` result, by the gateway-issued
     /// id, waiting for the client's response (accepted only from the same session).
     pub(crate) asked: Mutex<HashMap<String, (SessionKey, oneshot::Sender<Value>)>>,
+    /// Resource subscriptions and GET streams of sessions on this instance.
+    pub(crate) streams: super::legacy_stream::Streams,
 }
 
 pub(crate) type SessionKey = [u8; 16];
@@ -84,6 +86,7 @@ impl State {
             levels: Mutex::new(HashMap::new()),
             opened: Mutex::new(HashMap::new()),
             asked: Mutex::new(HashMap::new()),
+            streams: super::legacy_stream::Streams::default(),
         }
     }
 }
@@ -98,9 +101,9 @@ fn bounded_insert<K: std::hash::Hash + Eq + Clone, V>(map: &mut HashMap<K, V>, k
 }
 
 /// A verified session: its key and the request `_meta` it carries.
-struct Opened {
-    key: SessionKey,
-    meta: SessionMeta,
+pub(crate) struct Opened {
+    pub(crate) key: SessionKey,
+    pub(crate) meta: SessionMeta,
 }
 
 /// The session of a request, or the answer to send instead.
@@ -165,13 +168,7 @@ pub async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
         Err(r) => return *r,
     };
     match *req.method() {
-        Method::GET => {
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
-            r
-        }
+        Method::GET => super::legacy_stream::get(a, req, opened).await,
         Method::DELETE => {
             let key = opened.key;
             let st = &a.shared().legacy;
@@ -184,6 +181,7 @@ pub async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
             }
             st.levels.lock().remove(&key);
             st.opened.lock().remove(&key);
+            st.streams.forget(&key);
             let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::OK;
             r
@@ -245,7 +243,10 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
             )
         }
         "logging/setLevel" => {
-            let level = body.pointer("/params/level").cloned().unwrap_or(Value::Null);
+            let level = body
+                .pointer("/params/level")
+                .cloned()
+                .unwrap_or(Value::Null);
             bounded_insert(&mut st.levels.lock(), key, level);
             return wire::json_response(
                 StatusCode::OK,
@@ -253,14 +254,8 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
             );
         }
         "resources/subscribe" | "resources/unsubscribe" => {
-            return wire::json_response(
-                StatusCode::OK,
-                &wire::error_value(
-                    Some(&id),
-                    METHOD_NOT_FOUND,
-                    &format!("{method} has no equivalent on this MCP 2026-07-28 server (it uses subscriptions/listen), and turnpike does not bridge it yet"),
-                ),
-            )
+            return super::legacy_stream::subscribe(a, &parts.uri, &opened, id, &method, &body)
+                .await
         }
         _ => {}
     }
@@ -488,7 +483,7 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
 }
 
 /// The upstream's `server/discover` result (cached while fresh when its scope is public).
-async fn discover(
+pub(crate) async fn discover(
     a: &EraAdapter,
     uri: &http::Uri,
     caps: &Value,

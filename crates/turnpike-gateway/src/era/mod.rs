@@ -34,6 +34,7 @@
 
 mod input;
 pub mod legacy_client;
+mod legacy_stream;
 pub mod listen;
 pub mod modern_checks;
 pub mod modern_client;

@@ -1,0 +1,900 @@
+//! A legacy (2025) client's server stream (GET) and `resources/subscribe` in front of a
+//! modern-only (2026-07-28) upstream, bridged to `subscriptions/listen`.
+//!
+//! - **GET** with a valid sealed session id opens one upstream `subscriptions/listen` (a POST
+//!   with the session's `_meta` and the routing headers, like every forwarded request) whose
+//!   filter asks for each list the upstream's `server/discover` capabilities mark
+//!   `listChanged: true` (`toolsListChanged`, `promptsListChanged`, `resourcesListChanged`) and
+//!   for the resource URIs this session subscribed to on this instance
+//!   (`resourceSubscriptions`). Once the upstream acknowledged it, the client gets `200` and an
+//!   SSE stream with each notification of the listen stream, its
+//!   `io.modelcontextprotocol/subscriptionId` `_meta` key taken out; the acknowledgement itself
+//!   is not passed on. A comment line every 30 s keeps idle connections open. When the upstream
+//!   has neither list-changed notifications nor resource subscriptions, the GET gets `405` as
+//!   before. When it offers subscriptions but nothing is subscribed yet and no list-changed
+//!   kind applies, the stream is held open without an upstream listen until the first
+//!   `resources/subscribe`.
+//! - **One stream per session on an instance**: a new GET for the same session replaces the
+//!   previous one, which ends (a client that reconnects after a cut the gateway has not noticed
+//!   yet is not locked out).
+//! - **`resources/subscribe` / `resources/unsubscribe`**: when the upstream's capabilities have
+//!   `resources.subscribe: true`, the URI is recorded for the session (in memory, on this
+//!   instance: at most [`MAX_URIS`] URIs of at most [`MAX_URI_LEN`] bytes per session,
+//!   [`MAX_SESSIONS`] sessions and [`MAX_TOTAL_BYTES`] of URIs in all, least recently used
+//!   session forgotten first) and the answer is `{}`. With a GET stream open, its upstream
+//!   listen is opened again with the new filter first; the old one is read to its end of what
+//!   already arrived and then closed once the new one is acknowledged, so no event is lost in the
+//!   swap (one may come twice). The answer waits for that acknowledgement (at most 10 s). Without
+//!   the capability: `-32601` "… does not support resource subscriptions".
+//! - The upstream's listen ending (a graceful `subscriptions/listen` result, an error or a cut)
+//!   ends the client's GET stream; a 2025 client opens it again. The client closing its GET
+//!   drops the upstream listen (its connection closes: cancellation in the modern era).
+//!   DELETE of the session ends the stream and forgets its subscriptions.
+//!
+//! Subscriptions live on the instance that took them: a client whose next request reaches
+//! another instance keeps its session (the id is sealed) but not its subscriptions.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use turnpike_mcp::sse::SseParser;
+
+use super::legacy_client::{Opened, SessionKey};
+use super::listen::META_SUBSCRIPTION_ID;
+use super::wire;
+use super::{EraAdapter, METHOD_NOT_FOUND};
+
+/// The most resource URIs one session may subscribe to on an instance.
+pub const MAX_URIS: usize = 256;
+/// The longest resource URI taken, in bytes.
+pub const MAX_URI_LEN: usize = 2048;
+/// The most sessions whose subscriptions (and stream) an instance keeps.
+pub const MAX_SESSIONS: usize = 4096;
+/// The most bytes of subscribed URIs an instance keeps, all sessions together.
+pub const MAX_TOTAL_BYTES: usize = 16 * 1024 * 1024;
+/// How long the upstream has to acknowledge a `subscriptions/listen` (and to answer the
+/// `server/discover` before it).
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a `resources/subscribe` waits for the open stream's new filter to be acknowledged.
+const REFILTER_WAIT: Duration = Duration::from_secs(10);
+/// How often an idle client stream gets a comment line.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// The largest upstream event taken on a listen stream.
+const MAX_EVENT: usize = 1024 * 1024;
+/// Messages queued for a client before the relay waits for it.
+const QUEUE: usize = 64;
+
+/// The notification that acknowledges a `subscriptions/listen`.
+const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
+
+/// Per-adapter subscriptions and GET streams of legacy sessions.
+#[derive(Default)]
+pub(crate) struct Streams {
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    sessions: HashMap<SessionKey, Sess>,
+    /// URI bytes held, all sessions together.
+    bytes: usize,
+    /// Use counter for least-recently-used eviction.
+    tick: u64,
+    /// Stream generations, so a replaced stream does not unregister its successor.
+    gen: u64,
+}
+
+#[derive(Default)]
+struct Sess {
+    /// Subscribed URIs, in the order they came.
+    uris: Vec<String>,
+    bytes: usize,
+    used: u64,
+    live: Option<Live>,
+}
+
+/// The GET stream open for a session.
+struct Live {
+    gen: u64,
+    /// Asks the stream to open its upstream listen again with the current filter; the sender
+    /// is told once it did (or dropped if it could not).
+    refilter: mpsc::Sender<oneshot::Sender<()>>,
+    end: CancellationToken,
+}
+
+/// Why a subscription was not recorded.
+enum Refusal {
+    TooMany,
+}
+
+impl Table {
+    fn touch(&mut self, key: SessionKey) -> &mut Sess {
+        self.tick += 1;
+        let tick = self.tick;
+        if !self.sessions.contains_key(&key) && self.sessions.len() >= MAX_SESSIONS {
+            self.evict_one(&key);
+        }
+        let s = self.sessions.entry(key).or_default();
+        s.used = tick;
+        s
+    }
+
+    /// Forgets the least recently used session other than `keep` (ending its stream).
+    fn evict_one(&mut self, keep: &SessionKey) -> bool {
+        let oldest = self
+            .sessions
+            .iter()
+            .filter(|(k, _)| *k != keep)
+            .min_by_key(|(_, s)| s.used)
+            .map(|(k, _)| *k);
+        match oldest {
+            Some(k) => {
+                self.forget(&k);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn forget(&mut self, key: &SessionKey) {
+        if let Some(s) = self.sessions.remove(key) {
+            self.bytes = self.bytes.saturating_sub(s.bytes);
+            if let Some(l) = s.live {
+                l.end.cancel();
+            }
+        }
+    }
+
+    /// Drops a session's entry once it holds nothing.
+    fn tidy(&mut self, key: &SessionKey) {
+        if self
+            .sessions
+            .get(key)
+            .is_some_and(|s| s.uris.is_empty() && s.live.is_none())
+        {
+            self.sessions.remove(key);
+        }
+    }
+}
+
+impl Streams {
+    /// Records `uri` for the session; `Ok(true)` when it is new.
+    fn add(&self, key: SessionKey, uri: &str) -> Result<bool, Refusal> {
+        let mut t = self.table.lock();
+        let s = t.touch(key);
+        if s.uris.iter().any(|u| u == uri) {
+            return Ok(false);
+        }
+        if s.uris.len() >= MAX_URIS {
+            return Err(Refusal::TooMany);
+        }
+        s.uris.push(uri.to_owned());
+        s.bytes += uri.len();
+        t.bytes += uri.len();
+        while t.bytes > MAX_TOTAL_BYTES {
+            if !t.evict_one(&key) {
+                break;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Forgets `uri` for the session; `true` when it was recorded.
+    fn remove(&self, key: SessionKey, uri: &str) -> bool {
+        let mut t = self.table.lock();
+        let Some(s) = t.sessions.get_mut(&key) else {
+            return false;
+        };
+        let Some(i) = s.uris.iter().position(|u| u == uri) else {
+            return false;
+        };
+        s.uris.remove(i);
+        s.bytes = s.bytes.saturating_sub(uri.len());
+        t.bytes = t.bytes.saturating_sub(uri.len());
+        t.tidy(&key);
+        true
+    }
+
+    /// The session's subscribed URIs.
+    fn uris(&self, key: &SessionKey) -> Vec<String> {
+        self.table
+            .lock()
+            .sessions
+            .get(key)
+            .map(|s| s.uris.clone())
+            .unwrap_or_default()
+    }
+
+    /// How many URIs the session has subscribed to on this instance.
+    #[cfg(test)]
+    fn count(&self, key: &SessionKey) -> usize {
+        self.table
+            .lock()
+            .sessions
+            .get(key)
+            .map_or(0, |s| s.uris.len())
+    }
+
+    /// Registers a new GET stream for the session, ending the one before; its generation.
+    fn open_live(
+        &self,
+        key: SessionKey,
+        refilter: mpsc::Sender<oneshot::Sender<()>>,
+        end: CancellationToken,
+    ) -> u64 {
+        let mut t = self.table.lock();
+        t.gen += 1;
+        let gen = t.gen;
+        let s = t.touch(key);
+        if let Some(old) = s.live.replace(Live { gen, refilter, end }) {
+            old.end.cancel();
+        }
+        gen
+    }
+
+    /// Unregisters stream `gen` of the session (if it is still the session's).
+    fn close_live(&self, key: &SessionKey, gen: u64) {
+        let mut t = self.table.lock();
+        if let Some(s) = t.sessions.get_mut(key) {
+            if s.live.as_ref().is_some_and(|l| l.gen == gen) {
+                s.live = None;
+            }
+        }
+        t.tidy(key);
+    }
+
+    fn refilter_of(&self, key: &SessionKey) -> Option<mpsc::Sender<oneshot::Sender<()>>> {
+        self.table
+            .lock()
+            .sessions
+            .get(key)
+            .and_then(|s| s.live.as_ref())
+            .map(|l| l.refilter.clone())
+    }
+
+    /// Forgets a session (DELETE): its stream ends, its subscriptions go.
+    pub(crate) fn forget(&self, key: &SessionKey) {
+        self.table.lock().forget(key);
+    }
+}
+
+/// The list-changed kinds of a filter the upstream's capabilities can serve.
+fn list_changed_kinds(caps: &Value) -> Map<String, Value> {
+    let mut m = Map::new();
+    for (key, cap) in [
+        ("toolsListChanged", "tools"),
+        ("promptsListChanged", "prompts"),
+        ("resourcesListChanged", "resources"),
+    ] {
+        if caps.pointer(&format!("/{cap}/listChanged")) == Some(&json!(true)) {
+            m.insert(key.into(), json!(true));
+        }
+    }
+    m
+}
+
+fn can_subscribe(caps: &Value) -> bool {
+    caps.pointer("/resources/subscribe") == Some(&json!(true))
+}
+
+/// A `subscriptions/listen` filter: the list-changed kinds and the URIs.
+fn filter(kinds: &Map<String, Value>, uris: &[String]) -> Map<String, Value> {
+    let mut f = kinds.clone();
+    if !uris.is_empty() {
+        f.insert("resourceSubscriptions".into(), json!(uris));
+    }
+    f
+}
+
+/// The upstream's `server/discover` capabilities for a session (bounded in time).
+async fn capabilities(a: &EraAdapter, uri: &Uri, opened: &Opened) -> Result<Value, String> {
+    let caps = opened
+        .meta
+        .get(super::META_CAPS)
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let info = opened
+        .meta
+        .get(super::META_CLIENT_INFO)
+        .cloned()
+        .unwrap_or(Value::Null);
+    match tokio::time::timeout(
+        ACK_TIMEOUT,
+        super::legacy_client::discover(a, uri, &caps, &info),
+    )
+    .await
+    {
+        Ok(Ok(d)) => Ok(d.get("capabilities").cloned().unwrap_or_else(|| json!({}))),
+        Ok(Err(why)) => Err(why),
+        Err(_) => Err(format!("no answer within {} s", ACK_TIMEOUT.as_secs())),
+    }
+}
+
+/// `resources/subscribe` or `resources/unsubscribe` with id `id`.
+pub(crate) async fn subscribe(
+    a: &EraAdapter,
+    uri: &Uri,
+    opened: &Opened,
+    id: Value,
+    method: &str,
+    body: &Value,
+) -> Response<Body> {
+    let error = |code: i64, msg: &str| {
+        wire::json_response(StatusCode::OK, &wire::error_value(Some(&id), code, msg))
+    };
+    let Some(target) = body.pointer("/params/uri").and_then(Value::as_str) else {
+        return error(
+            -32602,
+            &format!("{method}: params.uri (a string) is required"),
+        );
+    };
+    if target.is_empty() || target.len() > MAX_URI_LEN {
+        return error(
+            -32602,
+            &format!("{method}: params.uri must be 1 to {MAX_URI_LEN} bytes long"),
+        );
+    }
+    let caps = match capabilities(a, uri, opened).await {
+        Ok(c) => c,
+        Err(why) => {
+            return error(
+                turnpike_core::error_codes::UPSTREAM_FAILED,
+                &format!("the upstream (MCP 2026-07-28) did not answer server/discover: {why}"),
+            )
+        }
+    };
+    if !can_subscribe(&caps) {
+        return error(
+            METHOD_NOT_FOUND,
+            &format!(
+                "{method}: this MCP 2026-07-28 server does not support resource subscriptions"
+            ),
+        );
+    }
+    let streams = &a.shared().legacy.streams;
+    let changed = if method == "resources/subscribe" {
+        match streams.add(opened.key, target) {
+            Ok(c) => c,
+            Err(Refusal::TooMany) => {
+                return error(
+                    -32602,
+                    &format!("{method}: at most {MAX_URIS} resource subscriptions per session"),
+                )
+            }
+        }
+    } else {
+        streams.remove(opened.key, target)
+    };
+    if changed {
+        if let Some(tx) = streams.refilter_of(&opened.key) {
+            // The open stream listens again with the new filter; the answer waits for the
+            // upstream's acknowledgement, so an update sent after it reaches the client.
+            let (done, acked) = oneshot::channel();
+            let _ = tokio::time::timeout(REFILTER_WAIT, async move {
+                if tx.send(done).await.is_ok() {
+                    let _ = acked.await;
+                }
+            })
+            .await;
+        }
+    }
+    wire::json_response(
+        StatusCode::OK,
+        &json!({"jsonrpc": "2.0", "id": id, "result": {}}),
+    )
+}
+
+/// Whether a GET's `Accept` allows an event stream (a missing header does).
+fn accepts_sse(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::ACCEPT).iter().peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    values.filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').any(|m| {
+            let m = m.split(';').next().unwrap_or("").trim();
+            m.eq_ignore_ascii_case("text/event-stream")
+                || m == "*/*"
+                || m.eq_ignore_ascii_case("text/*")
+        })
+    })
+}
+
+fn status_only(status: StatusCode, allow: Option<&'static str>) -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    if let Some(a) = allow {
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(a));
+    }
+    r
+}
+
+/// The `405` of a session with nothing to listen for.
+pub(crate) fn no_stream() -> Response<Body> {
+    status_only(StatusCode::METHOD_NOT_ALLOWED, Some("POST, DELETE"))
+}
+
+/// What it takes to open the session's upstream listen (again).
+struct Ctx {
+    adapter: EraAdapter,
+    uri: Uri,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+    meta: Map<String, Value>,
+    kinds: Map<String, Value>,
+    key: SessionKey,
+    /// Whether the upstream takes resource subscriptions (else the URIs are left out).
+    subscribe: bool,
+}
+
+impl Ctx {
+    fn filter(&self) -> Map<String, Value> {
+        let uris = if self.subscribe {
+            self.adapter.shared().legacy.streams.uris(&self.key)
+        } else {
+            Vec::new()
+        };
+        filter(&self.kinds, &uris)
+    }
+}
+
+/// An acknowledged upstream listen.
+struct Listen {
+    body: axum::body::BodyDataStream,
+    parser: SseParser,
+    id: Value,
+}
+
+/// Why a listen was not opened.
+enum OpenError {
+    /// The upstream answered with this HTTP error (passed on to the client as it is).
+    Http(Response<Body>),
+    /// The upstream refused `subscriptions/listen` with a JSON-RPC error.
+    Refused(String),
+    /// Anything else (unreachable, cut, no acknowledgement in time).
+    Failed(String),
+}
+
+fn parse(data: Option<&str>) -> Option<Value> {
+    data.and_then(|d| serde_json::from_str::<Value>(d).ok())
+}
+
+/// Opens an upstream `subscriptions/listen` with `filter` and reads up to its
+/// acknowledgement.
+async fn open(ctx: &Ctx, filter: Map<String, Value>) -> Result<Listen, OpenError> {
+    let id = json!(format!(
+        "turnpike-listen-{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    let mut params = Map::new();
+    params.insert("_meta".into(), Value::Object(ctx.meta.clone()));
+    params.insert("notifications".into(), Value::Object(filter));
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen",
+                      "params": params});
+    let mut headers = ctx.headers.clone();
+    super::modern_headers(&mut headers, &body);
+    let mut req = wire::post(&ctx.uri, headers, &body);
+    *req.extensions_mut() = ctx.extensions.clone();
+    let attempt = async {
+        let resp = wire::send(&ctx.adapter.inner(), req).await;
+        let status = resp.status();
+        if matches!(status.as_u16(), 401 | 402 | 403 | 429) {
+            return Err(OpenError::Http(resp));
+        }
+        if wire::media_type(resp.headers()) != "text/event-stream" {
+            return Err(match wire::answer(resp, &id).await {
+                Ok((_, v)) if v.get("error").is_some() => OpenError::Refused(
+                    v.pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("an error")
+                        .to_owned(),
+                ),
+                Ok(_) => {
+                    OpenError::Failed("the upstream ended subscriptions/listen at once".into())
+                }
+                Err(why) => OpenError::Failed(why),
+            });
+        }
+        if !status.is_success() {
+            return Err(OpenError::Failed(format!(
+                "the upstream answered HTTP {status}"
+            )));
+        }
+        let mut body = resp.into_body().into_data_stream();
+        let mut parser = SseParser::new();
+        loop {
+            while let Some(ev) = parser.next_event() {
+                let Some(v) = parse(ev.data.as_deref()) else {
+                    continue;
+                };
+                if v.get("method").and_then(Value::as_str) == Some(ACKNOWLEDGED) {
+                    let honoured = v.pointer("/params/notifications").cloned();
+                    tracing::debug!(target: "turnpike::era", honoured = ?honoured, "subscriptions/listen acknowledged");
+                    return Ok(Listen { body, parser, id });
+                }
+                if v.get("method").is_none() && v.get("id") == Some(&id) {
+                    return Err(match v.pointer("/error/message").and_then(Value::as_str) {
+                        Some(m) => OpenError::Refused(m.to_owned()),
+                        None => OpenError::Failed(
+                            "the upstream ended subscriptions/listen before acknowledging it"
+                                .into(),
+                        ),
+                    });
+                }
+            }
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    parser.push(&chunk);
+                    if parser.buffered() > MAX_EVENT {
+                        return Err(OpenError::Failed(
+                            "the upstream's event is too large".into(),
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(OpenError::Failed(
+                        "the upstream's listen stream ended before its acknowledgement".into(),
+                    ))
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(ACK_TIMEOUT, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(OpenError::Failed(format!(
+            "no acknowledgement of subscriptions/listen within {} s",
+            ACK_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// GET of a legacy session: the server stream, bridged to `subscriptions/listen`.
+pub(crate) async fn get(a: &EraAdapter, req: Request<Body>, opened: Opened) -> Response<Body> {
+    if !accepts_sse(req.headers()) {
+        return status_only(StatusCode::NOT_ACCEPTABLE, None);
+    }
+    let (parts, _) = req.into_parts();
+    let caps = match capabilities(a, &parts.uri, &opened).await {
+        Ok(c) => c,
+        Err(why) => {
+            return wire::json_response(
+                StatusCode::BAD_GATEWAY,
+                &wire::error_value(
+                    None,
+                    turnpike_core::error_codes::UPSTREAM_FAILED,
+                    &format!("the upstream (MCP 2026-07-28) did not answer server/discover: {why}"),
+                ),
+            )
+        }
+    };
+    let kinds = list_changed_kinds(&caps);
+    let subscribe = can_subscribe(&caps);
+    if kinds.is_empty() && !subscribe {
+        return no_stream();
+    }
+    let mut headers = parts.headers;
+    headers.remove(turnpike_mcp::headers::SESSION_ID);
+    headers.remove("last-event-id");
+    headers.remove(header::ACCEPT);
+    headers.remove(header::CONTENT_TYPE);
+    headers.remove(header::CONTENT_LENGTH);
+    let ctx = Ctx {
+        adapter: a.clone(),
+        uri: parts.uri,
+        headers,
+        extensions: parts.extensions,
+        meta: (*opened.meta).clone(),
+        kinds,
+        key: opened.key,
+        subscribe,
+    };
+    let streams = &a.shared().legacy.streams;
+    let (refilter_tx, refilter_rx) = mpsc::channel(8);
+    let end = CancellationToken::new();
+    // Registered before the listen opens: a subscribe meanwhile asks this stream to listen
+    // again, so its URI is not missed.
+    let gen = streams.open_live(ctx.key, refilter_tx, end.clone());
+    let first = ctx.filter();
+    let listen = if first.is_empty() {
+        None
+    } else {
+        match open(&ctx, first).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                streams.close_live(&ctx.key, gen);
+                return match e {
+                    OpenError::Http(r) => r,
+                    OpenError::Refused(why) => {
+                        tracing::info!(target: "turnpike::era", %why, "the upstream refused subscriptions/listen; no server stream for the legacy client");
+                        no_stream()
+                    }
+                    OpenError::Failed(why) => wire::json_response(
+                        StatusCode::BAD_GATEWAY,
+                        &wire::error_value(
+                            None,
+                            turnpike_core::error_codes::UPSTREAM_FAILED,
+                            &format!("the upstream's subscriptions/listen failed: {why}"),
+                        ),
+                    ),
+                };
+            }
+        }
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
+    tokio::spawn(async move {
+        let key = ctx.key;
+        let adapter = ctx.adapter.clone();
+        relay(ctx, listen, refilter_rx, end, tx).await;
+        adapter.shared().legacy.streams.close_live(&key, gen);
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    let mut r = Response::new(Body::from_stream(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// What a listen stream's buffered events asked for.
+enum Flow {
+    Go,
+    /// The listen ended (its result or an error), or the client went away.
+    Stop,
+}
+
+/// A listen stream's notification as a 2025 client gets it (`None`: not passed on).
+fn for_legacy(mut v: Value) -> Option<Value> {
+    let method = v.get("method").and_then(Value::as_str)?;
+    if method == ACKNOWLEDGED || v.get("id").is_some() {
+        return None;
+    }
+    if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut) {
+        if let Some(m) = p.get_mut("_meta").and_then(Value::as_object_mut) {
+            m.remove(META_SUBSCRIPTION_ID);
+            if m.is_empty() {
+                p.remove("_meta");
+            }
+        }
+        if p.is_empty() {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("params");
+            }
+        }
+    }
+    Some(v)
+}
+
+/// Sends the complete events the listen's parser holds to the client.
+async fn drain_parsed(l: &mut Listen, tx: &mpsc::Sender<Bytes>, end: &CancellationToken) -> Flow {
+    while let Some(ev) = l.parser.next_event() {
+        let Some(v) = parse(ev.data.as_deref()) else {
+            continue;
+        };
+        if v.get("method").is_none() && v.get("id") == Some(&l.id) {
+            // The upstream ended the subscription (gracefully or with an error).
+            return Flow::Stop;
+        }
+        let Some(v) = for_legacy(v) else {
+            continue;
+        };
+        let bytes = Bytes::from(format!("event: message\ndata: {v}\n\n"));
+        let sent = tokio::select! {
+            r = tx.send(bytes) => r.is_ok(),
+            () = end.cancelled() => false,
+        };
+        if !sent {
+            return Flow::Stop;
+        }
+    }
+    if l.parser.buffered() > MAX_EVENT {
+        tracing::warn!(target: "turnpike::era", "an upstream listen event is too large; the legacy client's stream ends");
+        return Flow::Stop;
+    }
+    Flow::Go
+}
+
+async fn next_chunk(l: &mut Option<Listen>) -> Option<Result<Bytes, axum::Error>> {
+    match l {
+        Some(l) => l.body.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Relays the session's listen to the client until either side ends, opening it again when
+/// the session's subscriptions change.
+async fn relay(
+    ctx: Ctx,
+    mut listen: Option<Listen>,
+    mut refilter: mpsc::Receiver<oneshot::Sender<()>>,
+    end: CancellationToken,
+    tx: mpsc::Sender<Bytes>,
+) {
+    if let Some(l) = listen.as_mut() {
+        if let Flow::Stop = drain_parsed(l, &tx, &end).await {
+            return;
+        }
+    }
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    keepalive.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            () = end.cancelled() => return,
+            () = tx.closed() => return,
+            asked = refilter.recv() => {
+                let Some(first) = asked else { return };
+                let mut waiting = vec![first];
+                while let Ok(more) = refilter.try_recv() {
+                    waiting.push(more);
+                }
+                let f = ctx.filter();
+                if f.is_empty() {
+                    listen = None;
+                } else {
+                    let opened = tokio::select! {
+                        r = open(&ctx, f) => r,
+                        () = end.cancelled() => return,
+                        () = tx.closed() => return,
+                    };
+                    let mut new = match opened {
+                        Ok(l) => l,
+                        Err(OpenError::Refused(why) | OpenError::Failed(why)) => {
+                            tracing::warn!(target: "turnpike::era", %why, "subscriptions/listen with the new filter failed; the legacy client's stream ends");
+                            return;
+                        }
+                        Err(OpenError::Http(r)) => {
+                            tracing::warn!(target: "turnpike::era", status = %r.status(), "subscriptions/listen with the new filter failed; the legacy client's stream ends");
+                            return;
+                        }
+                    };
+                    // What the old listen already received goes out before it is closed.
+                    if let Some(mut old) = listen.take() {
+                        while let Some(Some(Ok(chunk))) = old.body.next().now_or_never() {
+                            old.parser.push(&chunk);
+                            if let Flow::Stop = drain_parsed(&mut old, &tx, &end).await {
+                                break;
+                            }
+                        }
+                        let _ = drain_parsed(&mut old, &tx, &end).await;
+                    }
+                    if let Flow::Stop = drain_parsed(&mut new, &tx, &end).await {
+                        return;
+                    }
+                    listen = Some(new);
+                }
+                for w in waiting {
+                    let _ = w.send(());
+                }
+            }
+            chunk = next_chunk(&mut listen) => {
+                let Some(Ok(chunk)) = chunk else {
+                    // The upstream's listen ended: so does the client's stream (it reconnects).
+                    return;
+                };
+                let Some(l) = listen.as_mut() else { return };
+                l.parser.push(&chunk);
+                if let Flow::Stop = drain_parsed(l, &tx, &end).await {
+                    return;
+                }
+            }
+            _ = keepalive.tick() => {
+                if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_lose_the_subscription_id() {
+        let v = json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed",
+            "params":{"_meta":{META_SUBSCRIPTION_ID: "x"}}});
+        assert_eq!(
+            for_legacy(v),
+            Some(json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"}))
+        );
+        let v = json!({"jsonrpc":"2.0","method":"notifications/resources/updated",
+            "params":{"uri":"a://b","_meta":{META_SUBSCRIPTION_ID: 1, "k": 2}}});
+        assert_eq!(
+            for_legacy(v),
+            Some(
+                json!({"jsonrpc":"2.0","method":"notifications/resources/updated",
+                "params":{"uri":"a://b","_meta":{"k": 2}}})
+            )
+        );
+        let ack = json!({"jsonrpc":"2.0","method":ACKNOWLEDGED,"params":{"notifications":{}}});
+        assert_eq!(for_legacy(ack), None);
+        let req = json!({"jsonrpc":"2.0","id":1,"method":"roots/list"});
+        assert_eq!(for_legacy(req), None);
+    }
+
+    #[test]
+    fn filters_follow_the_capabilities() {
+        let caps = json!({"tools":{"listChanged":true},"prompts":{},"resources":{"listChanged":true,"subscribe":true}});
+        let kinds = list_changed_kinds(&caps);
+        assert_eq!(
+            Value::Object(filter(&kinds, &["a://1".into()])),
+            json!({"toolsListChanged":true,"resourcesListChanged":true,"resourceSubscriptions":["a://1"]})
+        );
+        assert!(can_subscribe(&caps));
+        assert!(!can_subscribe(&json!({"resources":{}})));
+        assert!(list_changed_kinds(&json!({"tools":{}})).is_empty());
+    }
+
+    #[test]
+    fn subscriptions_are_bounded() {
+        let s = Streams::default();
+        let k = [1u8; 16];
+        for i in 0..MAX_URIS {
+            assert!(matches!(s.add(k, &format!("a://{i}")), Ok(true)));
+        }
+        assert!(matches!(s.add(k, "a://0"), Ok(false)));
+        assert!(matches!(s.add(k, "a://more"), Err(Refusal::TooMany)));
+        assert!(s.remove(k, "a://0"));
+        assert!(!s.remove(k, "a://0"));
+        assert_eq!(s.count(&k), MAX_URIS - 1);
+        // The least recently used session goes first when the table is full.
+        for i in 0..MAX_SESSIONS as u32 {
+            let mut key = [0u8; 16];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            key[4] = 9;
+            let _ = s.add(key, "a://x");
+        }
+        assert_eq!(s.count(&k), 0, "the oldest session was forgotten");
+        let t = s.table.lock();
+        assert_eq!(t.sessions.len(), MAX_SESSIONS);
+        assert_eq!(t.bytes, MAX_SESSIONS * "a://x".len());
+    }
+
+    #[test]
+    fn total_bytes_are_bounded() {
+        let s = Streams::default();
+        let long = "u".repeat(MAX_URI_LEN);
+        let per_session = 64;
+        let sessions = MAX_TOTAL_BYTES / (per_session * MAX_URI_LEN) + 4;
+        for n in 0..sessions as u32 {
+            let mut key = [0u8; 16];
+            key[..4].copy_from_slice(&n.to_be_bytes());
+            for i in 0..per_session {
+                let _ = s.add(key, &format!("{i}{long}")[..MAX_URI_LEN]);
+            }
+        }
+        let t = s.table.lock();
+        assert!(t.bytes <= MAX_TOTAL_BYTES, "{} bytes held", t.bytes);
+        assert_eq!(t.bytes, t.sessions.values().map(|s| s.bytes).sum::<usize>());
+    }
+
+    #[test]
+    fn accept_headers() {
+        let mut h = HeaderMap::new();
+        assert!(accepts_sse(&h));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(!accepts_sse(&h));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream;q=0.9"),
+        );
+        assert!(accepts_sse(&h));
+    }
+}
