@@ -26,17 +26,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{
+    InputResponses as InputResponsesArg, RequestState as RequestStateArg,
+};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig,
+    CallToolResponse, CallToolResult, ContentBlock, Implementation, ProgressNotificationParam,
+    ServerCapabilities, ServerConfig,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+
+pub mod conformance;
+
+use conformance::{Change, Flow, Hub, Outcome, Subscriptions};
 
 /// The longest `slow` call the fixture accepts: steps × delay_ms is capped at this many
 /// milliseconds, so a test cannot tie the server up for long.
@@ -61,6 +68,8 @@ pub enum FixtureError {
 pub struct Fixture {
     tool_router: ToolRouter<Self>,
     conformance: bool,
+    hub: Arc<Hub>,
+    subscriptions: Subscriptions,
 }
 
 impl Default for Fixture {
@@ -96,6 +105,20 @@ pub struct SlowArgs {
     pub delay_ms: u64,
 }
 
+/// Arguments of `test_sampling`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct SamplingArgs {
+    /// The prompt to send to the client's model.
+    pub prompt: String,
+}
+
+/// Arguments of `test_elicitation`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ElicitationArgs {
+    /// The message to show the user.
+    pub message: String,
+}
+
 fn default_steps() -> u32 {
     5
 }
@@ -111,15 +134,42 @@ impl Fixture {
         Fixture {
             tool_router: Self::tool_router(),
             conformance: false,
+            hub: Arc::default(),
+            subscriptions: Subscriptions::default(),
         }
     }
 
-    /// A server value that also carries the conformance suite's tools.
+    /// A server value that also carries what the conformance suite's server scenarios expect
+    /// (see [`conformance`]), with a change hub of its own.
     pub fn with_conformance() -> Self {
+        Self::with_conformance_hub(Arc::default())
+    }
+
+    /// Like [`Fixture::with_conformance`], announcing list changes and resource updates through
+    /// `hub`, which every session of one service shares.
+    pub fn with_conformance_hub(hub: Arc<Hub>) -> Self {
         Fixture {
             tool_router: Self::tool_router() + Self::conformance_router(),
             conformance: true,
+            hub,
+            subscriptions: Subscriptions::default(),
         }
+    }
+
+    /// Runs a tool [`Flow`] in the era of the request (see [`conformance::run_flow`]).
+    async fn tool_flow(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        responses: Option<rmcp::model::InputResponses>,
+        state: Option<String>,
+        flow: &Flow<'_, CallToolResult>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        Ok(
+            match conformance::run_flow(ctx, &self.hub, responses, state, flow).await? {
+                Outcome::Done(r) => r.into(),
+                Outcome::Input(i) => i.into(),
+            },
+        )
     }
 
     #[tool(description = "Returns the text it is given.")]
@@ -209,8 +259,7 @@ fn headers_json(headers: &http::HeaderMap) -> serde_json::Value {
     serde_json::json!(map)
 }
 
-/// A 1×1 PNG (base64), for the conformance image tools.
-const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+use conformance::PNG_1X1;
 /// A tiny WAV header with no samples (base64), for the conformance audio tool.
 const WAV_EMPTY: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA=";
 
@@ -305,6 +354,279 @@ impl Fixture {
         }
         CallToolResult::success(vec![ContentBlock::text("Logging complete")])
     }
+
+    #[tool(
+        description = "Asks the client's model for a completion of `prompt` and returns it (sampling/createMessage in a 2025 session, input_required in 2026-07-28)."
+    )]
+    async fn test_sampling(
+        &self,
+        Parameters(SamplingArgs { prompt }): Parameters<SamplingArgs>,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let flow = conformance::flow_sampling_prompt(&prompt);
+        self.tool_flow(&ctx, responses, state, &flow).await
+    }
+
+    #[tool(
+        description = "Asks the user for a response to `message` and reports it (elicitation/create in a 2025 session, input_required in 2026-07-28)."
+    )]
+    async fn test_elicitation(
+        &self,
+        Parameters(ElicitationArgs { message }): Parameters<ElicitationArgs>,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let flow = conformance::flow_elicit_report(
+            conformance::elicitation_request(&message),
+            "User response",
+        );
+        self.tool_flow(&ctx, responses, state, &flow).await
+    }
+
+    #[tool(
+        description = "Asks the user to fill a form with a default for every primitive type (SEP-1034) and reports the answer."
+    )]
+    async fn test_elicitation_sep1034_defaults(
+        &self,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let flow = conformance::flow_elicit_report(
+            conformance::sep1034_request(),
+            "Elicitation completed",
+        );
+        self.tool_flow(&ctx, responses, state, &flow).await
+    }
+
+    #[tool(
+        description = "Asks the user to pick from the five enum shapes of SEP-1330 and reports the answer."
+    )]
+    async fn test_elicitation_sep1330_enums(
+        &self,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let flow = conformance::flow_elicit_report(
+            conformance::sep1330_request(),
+            "Elicitation completed",
+        );
+        self.tool_flow(&ctx, responses, state, &flow).await
+    }
+
+    #[tool(
+        description = "Asks the user's name (key user_name) and greets them: input_required in 2026-07-28, elicitation/create in a 2025 session."
+    )]
+    async fn test_input_required_result_elicitation(
+        &self,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.tool_flow(&ctx, responses, state, &conformance::flow_elicitation)
+            .await
+    }
+
+    #[tool(
+        description = "Asks the client's model a question (key sample_request) and returns the answer: input_required in 2026-07-28, sampling/createMessage in a 2025 session."
+    )]
+    async fn test_input_required_result_sampling(
+        &self,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.tool_flow(&ctx, responses, state, &conformance::flow_sampling)
+            .await
+    }
+
+    #[tool(
+        description = "Asks for the client's roots (key roots_request) and counts them: input_required in 2026-07-28, roots/list in a 2025 session."
+    )]
+    async fn test_input_required_result_list_roots(
+        &self,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.tool_flow(&ctx, responses, state, &conformance::flow_list_roots)
+            .await
+    }
+
+    #[tool(
+        description = "Asks for a confirmation (key confirm) with a requestState, and answers state-ok when both come back."
+    )]
+    async fn test_input_required_result_request_state(
+        &self,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.tool_flow(&ctx, responses, state, &conformance::flow_request_state)
+            .await
+    }
+
+    #[tool(
+        description = "Asks a name (user_name), a greeting from the client's model (greeting) and the client's roots (client_roots) in one round."
+    )]
+    async fn test_input_required_result_multiple_inputs(
+        &self,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.tool_flow(&ctx, responses, state, &conformance::flow_multiple_inputs)
+            .await
+    }
+
+    #[tool(
+        description = "Two rounds: a name (step1), then a favourite colour (step2), each with a new requestState."
+    )]
+    async fn test_input_required_result_multi_round(
+        &self,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.tool_flow(&ctx, responses, state, &conformance::flow_multi_round)
+            .await
+    }
+
+    #[tool(
+        description = "Asks for a confirmation with a sealed requestState; an altered requestState is refused with -32602 (2026-07-28 only: a 2025 session has no requestState)."
+    )]
+    async fn test_input_required_result_tampered_state(
+        &self,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.tool_flow(&ctx, responses, state, &conformance::flow_tampered_state)
+            .await
+    }
+
+    #[tool(
+        description = "Asks only for what the client declared (elicit_input with elicitation, sample_input with sampling), then lists the keys answered."
+    )]
+    async fn test_input_required_result_capabilities(
+        &self,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.tool_flow(&ctx, responses, state, &conformance::flow_capabilities)
+            .await
+    }
+
+    #[tool(
+        description = "Needs the client's sampling capability: without it, fails with MissingRequiredClientCapabilityError (-32021)."
+    )]
+    async fn test_missing_capability(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let caps = ctx.client_capabilities().unwrap_or_default();
+        if caps.sampling.is_none() {
+            let needed = conformance::model(serde_json::json!({"sampling": {}}))?;
+            return Err(ErrorData::missing_required_client_capability(needed));
+        }
+        Ok(CallToolResult::success(vec![ContentBlock::text("Success")]))
+    }
+
+    #[tool(
+        description = "Sends a progress notification on the response stream (when the request has a progressToken), then answers."
+    )]
+    async fn test_streaming_elicitation(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        if let Some(token) = ctx.meta.get_progress_token() {
+            let param = ProgressNotificationParam::new(token, 50.0).with_total(100.0);
+            let _ = ctx.peer.notify_progress(param).await;
+        }
+        CallToolResult::success(vec![ContentBlock::text("Streaming complete")])
+    }
+
+    #[tool(
+        description = "Logs one message, only when the request's _meta asks for a log level (io.modelcontextprotocol/logLevel)."
+    )]
+    #[allow(deprecated)] // logging: the conformance suite still tests it
+    async fn test_logging_tool(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        if let Some(level) = ctx.meta.log_level() {
+            let param = rmcp::model::LoggingMessageNotificationParam::new(
+                level,
+                serde_json::json!("Diagnostic trace logging activated"),
+            );
+            let _ = ctx.peer.notify_logging_message(param).await;
+        }
+        CallToolResult::success(vec![ContentBlock::text("Logging evaluated")])
+    }
+
+    #[tool(
+        description = "Announces notifications/tools/list_changed to every subscriptions/listen stream and 2025 session of this server."
+    )]
+    async fn test_trigger_tool_change(&self) -> CallToolResult {
+        self.hub.announce(Change::Tools);
+        CallToolResult::success(vec![ContentBlock::text("Mutation triggered")])
+    }
+
+    #[tool(
+        description = "Announces notifications/prompts/list_changed to every subscriptions/listen stream and 2025 session of this server."
+    )]
+    async fn test_trigger_prompt_change(&self) -> CallToolResult {
+        self.hub.announce(Change::Prompts);
+        CallToolResult::success(vec![ContentBlock::text("Mutation triggered")])
+    }
+
+    #[tool(
+        description = "Announces notifications/resources/list_changed, and notifications/resources/updated for test://watched-resource to its subscribers (resources/subscribe in 2025, subscriptions/listen in 2026-07-28)."
+    )]
+    async fn test_trigger_resource_change(&self) -> CallToolResult {
+        self.hub.announce(Change::Resources);
+        self.hub
+            .announce(Change::Updated(conformance::WATCHED_RESOURCE.to_owned()));
+        CallToolResult::success(vec![ContentBlock::text("Mutation triggered")])
+    }
+
+    #[tool(
+        description = "SSE polling probe (SEP-1699): waits 100 ms and answers on the same stream (rmcp gives a handler no way to close its request's stream, so the resume path is not exercised)."
+    )]
+    async fn test_reconnection(&self) -> CallToolResult {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        CallToolResult::success(vec![ContentBlock::text(
+            "Reconnection test completed (the stream was not closed)",
+        )])
+    }
+
+    #[tool(
+        description = "Returns `region`, which 2026-07-28 clients also send in the Mcp-Param-Region header (SEP-2243 x-mcp-header; rmcp refuses a header that does not match the body).",
+        input_schema = conformance::header_param_schema()
+    )]
+    async fn test_header_param(
+        &self,
+        Parameters(args): Parameters<serde_json::Map<String, serde_json::Value>>,
+    ) -> CallToolResult {
+        let region = args
+            .get("region")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        CallToolResult::success(vec![ContentBlock::text(format!("region: {region}"))])
+    }
+
+    #[tool(
+        description = "Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)",
+        input_schema = conformance::json_schema_2020_12()
+    )]
+    async fn json_schema_2020_12_tool(
+        &self,
+        Parameters(args): Parameters<serde_json::Map<String, serde_json::Value>>,
+    ) -> CallToolResult {
+        CallToolResult::success(vec![ContentBlock::text(format!(
+            "JSON Schema 2020-12 tool called with: {}",
+            serde_json::Value::Object(args)
+        ))])
+    }
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -314,7 +636,14 @@ impl ServerHandler for Fixture {
         let caps = if self.conformance {
             ServerCapabilities::builder()
                 .enable_tools()
+                .enable_tool_list_changed()
+                .enable_prompts()
+                .enable_prompts_list_changed()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .enable_resources_list_changed()
                 .enable_logging()
+                .enable_completions()
                 .build()
         } else {
             ServerCapabilities::builder().enable_tools().build()
@@ -336,6 +665,224 @@ impl ServerHandler for Fixture {
         _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         Ok(())
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        if self.conformance {
+            tokio::spawn(forward_changes(
+                self.hub.changes(),
+                context.peer,
+                self.subscriptions.clone(),
+            ));
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
+        self.only_conformance("resources/list")?;
+        conformance::result(conformance::resources())
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourceTemplatesResult, ErrorData> {
+        self.only_conformance("resources/templates/list")?;
+        conformance::result(conformance::resource_templates())
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
+        self.only_conformance("resources/read")?;
+        match conformance::read(&request.uri) {
+            Some(v) => Ok(rmcp::model::ReadResourceResponse::Complete(
+                conformance::result(v)?,
+            )),
+            None => Err(ErrorData::resource_not_found(
+                format!("Resource not found: {}", request.uri),
+                Some(serde_json::json!({"uri": request.uri})),
+            )),
+        }
+    }
+
+    #[allow(deprecated)] // resources/subscribe: the 2025 revisions' way
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.only_conformance("resources/subscribe")?;
+        if let Ok(mut subs) = self.subscriptions.lock() {
+            subs.insert(request.uri);
+        }
+        Ok(())
+    }
+
+    #[allow(deprecated)] // resources/unsubscribe: the 2025 revisions' way
+    async fn unsubscribe(
+        &self,
+        request: rmcp::model::UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.only_conformance("resources/unsubscribe")?;
+        if let Ok(mut subs) = self.subscriptions.lock() {
+            subs.remove(&request.uri);
+        }
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListPromptsResult, ErrorData> {
+        self.only_conformance("prompts/list")?;
+        conformance::result(conformance::prompts())
+    }
+
+    async fn get_prompt(
+        &self,
+        request: rmcp::model::GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetPromptResponse, ErrorData> {
+        self.only_conformance("prompts/get")?;
+        if request.name == "test_input_required_result_prompt" {
+            return Ok(
+                match conformance::run_flow(
+                    &context,
+                    &self.hub,
+                    request.input_responses,
+                    request.request_state,
+                    &conformance::flow_prompt,
+                )
+                .await?
+                {
+                    Outcome::Done(v) => {
+                        rmcp::model::GetPromptResponse::Complete(conformance::result(v)?)
+                    }
+                    Outcome::Input(i) => i.into(),
+                },
+            );
+        }
+        let args = request.arguments.unwrap_or_default();
+        match conformance::prompt(&request.name, &args)? {
+            Some(v) => Ok(rmcp::model::GetPromptResponse::Complete(
+                conformance::result(v)?,
+            )),
+            None => Err(ErrorData::invalid_params(
+                format!("no prompt named {:?}", request.name),
+                None,
+            )),
+        }
+    }
+
+    async fn complete(
+        &self,
+        request: rmcp::model::CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CompleteResult, ErrorData> {
+        self.only_conformance("completion/complete")?;
+        conformance::result(conformance::complete(
+            &request.argument.name,
+            &request.argument.value,
+        ))
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &rmcp::model::SubscriptionFilter,
+    ) -> Option<rmcp::model::SubscriptionFilter> {
+        // rmcp narrows this to what the capabilities advertise.
+        self.conformance.then(|| requested.clone())
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.hub.changes();
+        loop {
+            let change = tokio::select! {
+                _ = context.cancelled() => return Ok(()),
+                change = changes.recv() => change,
+            };
+            let sink = context.sink();
+            // A notification outside the accepted filter is refused by the sink: skipped.
+            let sent = match change {
+                Ok(Change::Tools) => sink.notify_tool_list_changed().await,
+                Ok(Change::Prompts) => sink.notify_prompt_list_changed().await,
+                Ok(Change::Resources) => sink.notify_resource_list_changed().await,
+                Ok(Change::Updated(uri)) => sink.notify_resource_updated(uri).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+            };
+            if let Err(rmcp::service::SubscriptionSendError::SubscriptionClosed) = sent {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Fixture {
+    /// Resources, prompts and completion exist in conformance mode only.
+    fn only_conformance(&self, method: &'static str) -> Result<(), ErrorData> {
+        if self.conformance {
+            Ok(())
+        } else {
+            Err(ErrorData::new(
+                rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+                method,
+                None,
+            ))
+        }
+    }
+}
+
+/// Sends the hub's changes to the client of one 2025 session (resource updates only for the
+/// URIs it subscribed to) until the session ends.
+async fn forward_changes(
+    mut changes: tokio::sync::broadcast::Receiver<Change>,
+    peer: rmcp::Peer<RoleServer>,
+    subscriptions: Subscriptions,
+) {
+    loop {
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            // Wake now and then to notice a session that ended while nothing changed.
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {
+                if peer.is_transport_closed() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let sent = match change {
+            Ok(Change::Tools) => peer.notify_tool_list_changed().await,
+            Ok(Change::Prompts) => peer.notify_prompt_list_changed().await,
+            Ok(Change::Resources) => peer.notify_resource_list_changed().await,
+            Ok(Change::Updated(uri)) => {
+                let subscribed = subscriptions
+                    .lock()
+                    .map(|s| s.contains(&uri))
+                    .unwrap_or(false);
+                if !subscribed {
+                    continue;
+                }
+                peer.notify_resource_updated(rmcp::model::ResourceUpdatedNotificationParam::new(
+                    uri,
+                ))
+                .await
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        if sent.is_err() && peer.is_transport_closed() {
+            return;
+        }
     }
 }
 
@@ -429,10 +976,11 @@ pub fn http_service(opts: &HttpOptions) -> FixtureHttpService {
         };
     }
     let conformance = opts.conformance;
+    let hub: Arc<Hub> = Arc::default();
     StreamableHttpService::new(
         move || {
             Ok(if conformance {
-                Fixture::with_conformance()
+                Fixture::with_conformance_hub(hub.clone())
             } else {
                 Fixture::new()
             })
