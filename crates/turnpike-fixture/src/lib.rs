@@ -15,6 +15,33 @@
 //!   `sampling`, or `both` for one request of each per round) for `rounds` rounds (1–8), then
 //!   returns every answer the client gave.
 //!
+//! With [`Fixture::with_conformance`] (`--conformance`) it also carries what the server
+//! scenarios of the MCP conformance suite (`@modelcontextprotocol/conformance` 0.2.0) expect,
+//! so that the suite run through a gateway measures the gateway, not the fixture
+//! (details in [`conformance`]):
+//! - the suite's content tools (`test_simple_text`, `test_image_content`, …, progress and
+//!   logging), `json_schema_2020_12_tool`, `test_header_param` (an `x-mcp-header` parameter),
+//!   `test_reconnection`, `test_missing_capability` (-32021 without the sampling capability),
+//!   `test_streaming_elicitation`, `test_logging_tool` (logs only when `_meta` asks for a
+//!   level);
+//! - resources `test://static-text`, `test://static-binary`, `test://watched-resource` and the
+//!   template `test://template/{id}/data` (an unknown URI: resource-not-found with `data.uri`,
+//!   -32602 in 2026-07-28), with `ttlMs` / `cacheScope` hints; prompts `test_simple_prompt`,
+//!   `test_prompt_with_arguments`, `test_prompt_with_embedded_resource`,
+//!   `test_prompt_with_image`; `completion/complete`; `logging/setLevel`;
+//! - change notifications: `test_trigger_tool_change`, `test_trigger_prompt_change` and
+//!   `test_trigger_resource_change` announce `list_changed` (and `resources/updated` for
+//!   `test://watched-resource`) to every `subscriptions/listen` stream that asked for it
+//!   (2026-07-28) and to every `initialize` session of the service (2025; resource updates
+//!   only after `resources/subscribe`);
+//! - the tools that need input from the client: `test_sampling`, `test_elicitation`,
+//!   `test_elicitation_sep1034_defaults`, `test_elicitation_sep1330_enums`,
+//!   `test_input_required_result_{elicitation, sampling, list_roots, request_state,
+//!   multiple_inputs, multi_round, tampered_state, capabilities}` and the prompt
+//!   `test_input_required_result_prompt`. A 2026-07-28 request gets `input_required` results;
+//!   a 2025 session gets the same questions as `elicitation/create`, `sampling/createMessage`
+//!   and `roots/list` requests, and the same final result.
+//!
 //! Served over Streamable HTTP ([`http_service`], [`router`], [`serve_http`]) or stdio
 //! ([`serve_stdio`]). rmcp serves both MCP eras on one endpoint; [`EraMode`] makes the HTTP
 //! fixture a legacy-only (2025) or modern-only (2026-07-28) server, the way servers of one era
@@ -265,7 +292,8 @@ const WAV_EMPTY: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQA
 
 /// The tools the MCP conformance suite's server scenarios call (its `test_*` names), added by
 /// [`Fixture::with_conformance`] so the suite measures a gateway in front of the fixture rather
-/// than the fixture's gaps. Sampling and elicitation are not among them.
+/// than the fixture's gaps. The ones that ask the client for input run a [`conformance`] flow
+/// in the era of the request.
 #[tool_router(router = conformance_router)]
 impl Fixture {
     #[tool(description = "Returns simple text (conformance).")]

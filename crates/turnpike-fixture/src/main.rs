@@ -9,12 +9,13 @@ use turnpike_fixture::HttpOptions;
 /// A small, fast MCP server for tests, demos and benchmarks.
 ///
 /// Tools: echo {text}, add {a,b}, slow {steps,delay_ms} (streams notifications/progress),
-/// whoami (returns the HTTP headers the server received).
+/// whoami (returns the HTTP headers the server received); with --era 2026-07-28 also confirm;
+/// with --conformance, everything the MCP conformance suite's server scenarios call.
 #[derive(Debug, Parser)]
 #[command(
     name = "turnpike-fixture",
     version,
-    after_help = "Examples:\n  turnpike-fixture --listen 127.0.0.1:3001            # stateful, http://127.0.0.1:3001/mcp\n  turnpike-fixture --listen 127.0.0.1:3001 --stateless --json   # one POST, one JSON reply\n  turnpike-fixture --stdio                             # for an MCP host that launches it"
+    after_help = "Examples:\n  turnpike-fixture --listen 127.0.0.1:3001            # stateful, http://127.0.0.1:3001/mcp\n  turnpike-fixture --listen 127.0.0.1:3001 --stateless --json   # one POST, one JSON reply\n  turnpike-fixture --stdio                             # for an MCP host that launches it\n  turnpike-fixture --listen 127.0.0.1:3001 --conformance --era 2025   # conformance, legacy only"
 )]
 struct Args {
     /// Serve Streamable HTTP on this address (path set by --path).
@@ -49,7 +50,12 @@ struct Args {
         conflicts_with = "stdio"
     )]
     era: String,
-    /// Also carry the MCP conformance suite's test_* tools.
+    /// Also carry what the MCP conformance suite's server scenarios expect: its test_* tools,
+    /// resources (test://static-text, test://static-binary, test://template/{id}/data,
+    /// test://watched-resource with subscribe), prompts, completion, logging, list-changed
+    /// notifications (subscriptions/listen in 2026-07-28, the session stream in 2025) and the
+    /// tools that ask the client for input (input_required results to 2026-07-28 requests,
+    /// elicitation/sampling/roots requests in a 2025 session, with the same final result).
     #[arg(long)]
     conformance: bool,
 }

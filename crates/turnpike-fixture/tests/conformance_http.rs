@@ -1,0 +1,247 @@
+//! The `--conformance` fixture to 2026-07-28 requests over HTTP (modern-only mode):
+//! `input_required` rounds, resource-not-found, missing capabilities, and change notifications
+//! on `subscriptions/listen` streams.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use turnpike_fixture::{EraMode, HttpOptions};
+
+async fn start() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let opts = HttpOptions {
+        era: EraMode::Modern,
+        conformance: true,
+        ..Default::default()
+    };
+    tokio::spawn(turnpike_fixture::serve_http(
+        listener,
+        "/mcp",
+        opts,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// A 2026-07-28 request: `_meta` and the standard headers filled in.
+fn request(id: u64, method: &str, mut params: Value, caps: Value) -> (String, Vec<u8>) {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": caps,
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+    });
+    let name = params
+        .get("name")
+        .or_else(|| params.get("uri"))
+        .and_then(Value::as_str)
+        .map(|n| format!("Mcp-Name: {n}\r\n"))
+        .unwrap_or_default();
+    let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n{name}Connection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    (head, body.into_bytes())
+}
+
+/// One request; the HTTP status and the JSON-RPC message answering `id`.
+async fn rpc(addr: SocketAddr, id: u64, method: &str, params: Value, caps: Value) -> (u16, Value) {
+    let (head, body) = request(id, method, params, caps);
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let msg = messages(&raw)
+        .into_iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or_else(|| panic!("no answer to {id} in {raw}"));
+    (status, msg)
+}
+
+/// Every JSON object found on its own in `raw` (SSE `data:` lines, chunked or plain bodies).
+fn messages(raw: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for line in raw.lines() {
+        let line = line.trim().strip_prefix("data:").unwrap_or(line).trim();
+        if line.starts_with('{') {
+            if let Ok(v) = serde_json::from_str::<Value>(line) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+fn call(name: &str) -> Value {
+    json!({"name": name, "arguments": {}})
+}
+
+#[tokio::test]
+async fn multi_round_answers_input_required_until_done() {
+    let addr = start().await;
+    let (_, r1) = rpc(
+        addr,
+        1,
+        "tools/call",
+        call("test_input_required_result_multi_round"),
+        json!({}),
+    )
+    .await;
+    let r1 = &r1["result"];
+    assert_eq!(r1["resultType"], "input_required", "{r1}");
+    assert_eq!(r1["inputRequests"]["step1"]["method"], "elicitation/create");
+    let mut p = call("test_input_required_result_multi_round");
+    p["inputResponses"] = json!({"step1": {"action": "accept", "content": {"name": "Alice"}}});
+    p["requestState"] = r1["requestState"].clone();
+    let (_, r2) = rpc(addr, 2, "tools/call", p, json!({})).await;
+    let r2 = &r2["result"];
+    assert_eq!(r2["resultType"], "input_required", "{r2}");
+    assert_ne!(r2["requestState"], r1["requestState"]);
+    let mut p = call("test_input_required_result_multi_round");
+    p["inputResponses"] = json!({"step2": {"action": "accept", "content": {"color": "blue"}}});
+    p["requestState"] = r2["requestState"].clone();
+    let (_, r3) = rpc(addr, 3, "tools/call", p, json!({})).await;
+    assert_eq!(r3["result"]["resultType"], "complete", "{r3}");
+    assert_eq!(
+        r3["result"]["content"][0]["text"],
+        "Multi-round complete for Alice who likes blue"
+    );
+
+    // An answer that is not an object is asked for again.
+    let mut p = call("test_input_required_result_elicitation");
+    p["inputResponses"] = json!({"user_name": 12345});
+    let (_, r) = rpc(addr, 4, "tools/call", p, json!({})).await;
+    assert_eq!(r["result"]["resultType"], "input_required", "{r}");
+}
+
+#[tokio::test]
+async fn errors_carry_the_codes_the_suite_expects() {
+    let addr = start().await;
+    let uri = "test://nonexistent-resource-for-conformance-testing";
+    let (_, r) = rpc(addr, 1, "resources/read", json!({"uri": uri}), json!({})).await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert_eq!(r["error"]["data"]["uri"], uri);
+
+    let (status, r) = rpc(
+        addr,
+        2,
+        "tools/call",
+        call("test_missing_capability"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(r["error"]["code"], -32021, "{r}");
+    assert_eq!(
+        r["error"]["data"]["requiredCapabilities"]["sampling"],
+        json!({})
+    );
+    let (_, r) = rpc(
+        addr,
+        3,
+        "tools/call",
+        call("test_missing_capability"),
+        json!({"sampling": {}}),
+    )
+    .await;
+    assert_eq!(r["result"]["content"][0]["text"], "Success", "{r}");
+
+    let (_, r) = rpc(addr, 4, "resources/list", json!({}), json!({})).await;
+    assert_eq!(r["result"]["ttlMs"], 300000, "{r}");
+    assert_eq!(r["result"]["cacheScope"], "public");
+}
+
+/// Opens a `subscriptions/listen` stream, fires `triggers` once it is acknowledged, and
+/// returns every message that arrived on it until `last` did.
+async fn listen(addr: SocketAddr, filter: Value, triggers: &[&str], last: &str) -> Vec<Value> {
+    let (head, body) = request(
+        99,
+        "subscriptions/listen",
+        json!({"notifications": filter}),
+        json!({}),
+    );
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let mut raw = String::new();
+    let mut buf = [0u8; 4096];
+    let mut fired = false;
+    let read = async {
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "listen stream ended: {raw}");
+            raw.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if !fired && raw.contains("notifications/subscriptions/acknowledged") {
+                fired = true;
+                for (i, t) in triggers.iter().enumerate() {
+                    let (_, r) = rpc(addr, 10 + i as u64, "tools/call", call(t), json!({})).await;
+                    assert_eq!(r["result"]["content"][0]["text"], "Mutation triggered");
+                }
+            }
+            if fired && raw.contains(last) {
+                return messages(&raw);
+            }
+        }
+    };
+    // A guard against a hang, not a timing assertion.
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("the listen stream did not deliver in time")
+}
+
+#[tokio::test]
+async fn listen_streams_get_the_changes_they_asked_for() {
+    let addr = start().await;
+    let got = listen(
+        addr,
+        json!({"toolsListChanged": true}),
+        &["test_trigger_tool_change"],
+        "notifications/tools/list_changed",
+    )
+    .await;
+    assert_eq!(got[0]["method"], "notifications/subscriptions/acknowledged");
+    for m in &got {
+        assert_eq!(
+            m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 99,
+            "{m}"
+        );
+    }
+
+    // Filtered to prompts: the tool change (announced first) never arrives.
+    let got = listen(
+        addr,
+        json!({"promptsListChanged": true}),
+        &["test_trigger_tool_change", "test_trigger_prompt_change"],
+        "notifications/prompts/list_changed",
+    )
+    .await;
+    let methods: Vec<&str> = got.iter().filter_map(|m| m["method"].as_str()).collect();
+    assert_eq!(
+        methods,
+        [
+            "notifications/subscriptions/acknowledged",
+            "notifications/prompts/list_changed"
+        ]
+    );
+
+    // Resource updates go to the streams subscribed to that URI.
+    let got = listen(
+        addr,
+        json!({"resourceSubscriptions": ["test://watched-resource"]}),
+        &["test_trigger_resource_change"],
+        "notifications/resources/updated",
+    )
+    .await;
+    let update = got
+        .iter()
+        .find(|m| m["method"] == "notifications/resources/updated")
+        .unwrap();
+    assert_eq!(update["params"]["uri"], "test://watched-resource");
+}
