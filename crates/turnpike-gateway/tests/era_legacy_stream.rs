@@ -525,6 +525,26 @@ async fn the_upstream_ending_its_listen_ends_the_get_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_upstream_event_ends_the_stream() {
+    let (url, up) = modern_server(all_caps(), false).await;
+    let mut c = Client::new(&url).await;
+    let mut sse = Sse::of(c.get().await);
+    up.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
+                   "params": {"padding": "x".repeat(300 * 1024)}}),
+    );
+    assert_eq!(sse.next().await, None, "the client's stream ended");
+    assert!(
+        eventually(|| {
+            up.send(tools_changed());
+            up.open.load(Ordering::SeqCst) == 0
+        })
+        .await,
+        "and so did the upstream listen"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_get_replaces_the_first() {
     let (url, up) = modern_server(all_caps(), false).await;
     let mut c = Client::new(&url).await;

@@ -30,6 +30,11 @@
 //!   ends the client's GET stream; a 2025 client opens it again. The client closing its GET
 //!   drops the upstream listen (its connection closes: cancellation in the modern era).
 //!   DELETE of the session ends the stream and forgets its subscriptions.
+//! - Bounded: an upstream event over 256 KiB ends the stream; at most 16 messages wait for a slow
+//!   client before the relay stops reading the upstream; an open stream counts as a session of
+//!   the table above, so evicting its session ends it too. The `server/discover` before a GET or
+//!   subscribe and each listen's acknowledgement get 30 s (then `502` for a GET; for a subscribe,
+//!   an error), so nothing waits for ever.
 //!
 //! Subscriptions live on the instance that took them: a client whose next request reaches
 //! another instance keeps its session (the id is sealed) but not its subscriptions.
@@ -68,10 +73,10 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 const REFILTER_WAIT: Duration = Duration::from_secs(10);
 /// How often an idle client stream gets a comment line.
 const KEEPALIVE: Duration = Duration::from_secs(30);
-/// The largest upstream event taken on a listen stream.
-const MAX_EVENT: usize = 1024 * 1024;
-/// Messages queued for a client before the relay waits for it.
-const QUEUE: usize = 64;
+/// The largest upstream event taken on a listen stream (a larger one ends the stream).
+const MAX_EVENT: usize = 256 * 1024;
+/// Messages queued for a client before the relay stops reading the upstream.
+const QUEUE: usize = 16;
 
 /// The notification that acknowledges a `subscriptions/listen`.
 const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
@@ -682,6 +687,10 @@ fn for_legacy(mut v: Value) -> Option<Value> {
 /// Sends the complete events the listen's parser holds to the client.
 async fn drain_parsed(l: &mut Listen, tx: &mpsc::Sender<Bytes>, end: &CancellationToken) -> Flow {
     while let Some(ev) = l.parser.next_event() {
+        if ev.raw.len() > MAX_EVENT {
+            tracing::warn!(target: "turnpike::era", "an upstream listen event is too large; the legacy client's stream ends");
+            return Flow::Stop;
+        }
         let Some(v) = parse(ev.data.as_deref()) else {
             continue;
         };
