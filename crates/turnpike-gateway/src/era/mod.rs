@@ -38,6 +38,7 @@ mod legacy_stream;
 pub mod listen;
 pub mod modern_checks;
 pub mod modern_client;
+pub mod mrtr;
 pub mod seal;
 pub mod wire;
 

@@ -18,9 +18,12 @@
 //! - Cancellation: a client that closes its stream before the answer makes the gateway send
 //!   `notifications/cancelled` for that request to the upstream session.
 //! - A server-to-client request the upstream sends during a call (sampling, elicitation, roots)
-//!   cannot reach a modern client as a request: the gateway answers it upstream with error
-//!   [`super::NOT_TRANSLATABLE`] at once (the tool sees a refusal, nothing hangs) and the client
-//!   never sees it. Retries carrying `inputResponses`/`requestState` get a clear JSON-RPC error.
+//!   cannot reach a modern client as a request. For a client that declared the matching
+//!   capability it becomes an `input_required` result and the client's retry is answered from
+//!   the same upstream call ([`super::mrtr`]); otherwise the gateway answers it upstream with
+//!   error [`super::NOT_TRANSLATABLE`] at once (the tool sees a refusal, nothing hangs) and the
+//!   client never sees it. `inputResponses` without a `requestState` gets a clear JSON-RPC
+//!   error.
 //! - `subscriptions/listen` is bridged to the pooled session's GET stream ([`super::listen`]).
 
 use std::collections::VecDeque;
@@ -58,6 +61,8 @@ pub struct State {
     pool: Mutex<VecDeque<(String, Arc<PooledSession>)>>,
     /// Serialises session starts, so a burst of first requests starts one session.
     starting: tokio::sync::Mutex<()>,
+    /// Upstream calls waiting for a client's retry with the input they asked for.
+    pub(crate) mrtr: super::mrtr::State,
 }
 
 impl State {
@@ -66,6 +71,7 @@ impl State {
             pool_size: pool_size.max(1),
             pool: Mutex::new(VecDeque::new()),
             starting: tokio::sync::Mutex::new(()),
+            mrtr: super::mrtr::State::new(),
         }
     }
 
@@ -95,7 +101,7 @@ impl State {
 }
 
 /// The pool key of a client: its capabilities, serialised (serde_json keeps key order stable).
-fn pool_key(caps: &Value) -> String {
+pub(crate) fn pool_key(caps: &Value) -> String {
     caps.to_string()
 }
 
@@ -252,13 +258,15 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
     };
     let (caps, info) = take_modern_meta(&mut body);
     let params = body.get("params");
-    if params.is_some_and(|p| p.get("inputResponses").is_some() || p.get("requestState").is_some())
-    {
+    if params.is_some_and(|p| p.get("requestState").is_some()) {
+        return super::mrtr::resume(a, id, &caps, &body).await;
+    }
+    if params.is_some_and(|p| p.get("inputResponses").is_some()) {
         return error(
             StatusCode::OK,
             Some(&id),
             NOT_TRANSLATABLE,
-            "this server speaks MCP 2025 and never asks for input this way; inputResponses/requestState cannot be passed on",
+            "this server speaks MCP 2025 and never asks for input this way; inputResponses without the requestState of an input_required result cannot be passed on",
         );
     }
     let s = match session(a, &parts.uri, &caps, &info).await {
@@ -288,6 +296,16 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
             &json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete"}}),
         );
     }
+    // A client that can answer the upstream's requests: the call gets an upstream id of its
+    // own, as it may wait in the shared session for the client's retry.
+    let asks = super::mrtr::wants(&caps);
+    let upstream_id = if asks {
+        let u = super::mrtr::upstream_id();
+        body["id"] = u.clone();
+        u
+    } else {
+        id.clone()
+    };
     let mut resp = forward(a, &parts, &body, &s).await;
     if resp.status() == StatusCode::NOT_FOUND && s.id.is_some() {
         // The upstream forgot the session: start another and try once more.
@@ -304,7 +322,23 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
             }
         };
         resp = forward(a, &parts, &body, &s2).await;
+        if asks {
+            return super::mrtr::respond(
+                a,
+                &parts.uri,
+                resp,
+                id,
+                upstream_id,
+                &method,
+                s2,
+                caps,
+                body,
+            );
+        }
         return modern_response(a, &parts.uri, resp, id, &method, s2);
+    }
+    if asks {
+        return super::mrtr::respond(a, &parts.uri, resp, id, upstream_id, &method, s, caps, body);
     }
     modern_response(a, &parts.uri, resp, id, &method, s)
 }
@@ -346,7 +380,7 @@ pub fn discover_result(id: &Value, init: &Value) -> Value {
 }
 
 /// Methods whose results carry cache hints in the modern era.
-const CACHEABLE: &[&str] = &[
+pub(crate) const CACHEABLE: &[&str] = &[
     "tools/list",
     "prompts/list",
     "resources/list",
@@ -392,17 +426,10 @@ fn modern_response(
             return Edit::Keep;
         }
         if let Some(req_id) = v.get("id").cloned() {
-            // A server-to-client request: refused upstream at once, never shown to the client.
-            let what = v
-                .get("method")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            let refusal = wire::error_value(
-                Some(&req_id),
-                NOT_TRANSLATABLE,
-                &format!("the client speaks MCP 2026-07-28 and cannot receive {what} as a request; turnpike does not translate it into an input_required result yet"),
-            );
+            // A server-to-client request from a client that declared none of the capabilities
+            // to answer it: refused upstream at once, never shown to the client.
+            let what = v.get("method").and_then(Value::as_str).unwrap_or("");
+            let refusal = super::mrtr::refusal(&req_id, what);
             let inner = inner.clone();
             let uri = uri2.clone();
             let headers = session_headers(HeaderMap::new(), &s2);
