@@ -33,6 +33,7 @@ use rmcp::model::{
     InputRequiredResult, InputResponses, ServerRequest,
 };
 use rmcp::service::RequestContext;
+use rmcp::task_manager::TaskManager;
 use rmcp::{ErrorData, RoleServer};
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
@@ -65,11 +66,19 @@ pub enum Change {
 
 /// State shared by every session and stateless request of one fixture service: the change
 /// channel, and the key that signs `requestState`.
-#[derive(Debug)]
 pub struct Hub {
     changes: broadcast::Sender<Change>,
     key: std::collections::hash_map::RandomState,
     nonce: AtomicU64,
+    tasks: TaskManager,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("listeners", &self.changes.receiver_count())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Hub {
@@ -78,11 +87,17 @@ impl Default for Hub {
             changes: broadcast::channel(64).0,
             key: std::collections::hash_map::RandomState::new(),
             nonce: AtomicU64::new(1),
+            tasks: TaskManager::new(),
         }
     }
 }
 
 impl Hub {
+    /// The tasks (SEP-2663) of every session and stateless request of the service.
+    pub fn tasks(&self) -> &TaskManager {
+        &self.tasks
+    }
+
     /// Announces a change; nobody listening is fine.
     pub fn announce(&self, change: Change) {
         let _ = self.changes.send(change);
@@ -162,6 +177,40 @@ pub enum Outcome<T> {
 /// Whether the request being served speaks 2026-07-28 or later.
 pub fn is_modern(ctx: &RequestContext<RoleServer>) -> bool {
     ctx.protocol_version().is_some_and(|v| v.as_str() >= MODERN)
+}
+
+/// Whether the request may be answered with a task: a 2026-07-28 request from a client that
+/// declared the tasks extension (in the request's `_meta` or its session).
+pub fn tasks_allowed(ctx: &RequestContext<RoleServer>) -> bool {
+    is_modern(ctx)
+        && ctx
+            .client_capabilities()
+            .is_some_and(|c| c.supports_tasks())
+}
+
+/// The -32021 error of a tool that runs only as a task, to a client without the extension.
+pub fn tasks_required() -> ErrorData {
+    let mut caps = ClientCapabilities::default();
+    let mut ext = rmcp::model::ExtensionCapabilities::new();
+    ext.insert(rmcp::model::TASKS_EXTENSION_ID.to_owned(), Map::new());
+    caps.extensions = Some(ext);
+    ErrorData::missing_required_client_capability(caps)
+}
+
+/// The `elicitation/create` request of `confirm_delete` and `multi_input`.
+pub fn confirm_request_for(message: &str) -> Value {
+    elicit(
+        message,
+        json!({"type": "object", "properties": {
+            "name": {"type": "string"}, "confirm": {"type": "boolean"}
+        }, "required": ["confirm"]}),
+    )
+}
+
+/// Whether an elicitation answer said yes (`accept` with `confirm` not false).
+pub fn confirmed(answer: &Value) -> bool {
+    answer.get("action").and_then(Value::as_str) == Some("accept")
+        && answer.pointer("/content/confirm") != Some(&json!(false))
 }
 
 /// Runs `flow` for the request in `ctx`: one round answered with `input_required` for a

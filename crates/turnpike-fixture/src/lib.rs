@@ -40,7 +40,15 @@
 //!   multiple_inputs, multi_round, tampered_state, capabilities}` and the prompt
 //!   `test_input_required_result_prompt`. A 2026-07-28 request gets `input_required` results;
 //!   a 2025 session gets the same questions as `elicitation/create`, `sampling/createMessage`
-//!   and `roots/list` requests, and the same final result.
+//!   and `roots/list` requests, and the same final result;
+//! - the tasks extension (SEP-2663, `io.modelcontextprotocol/tasks`, advertised): `greet`
+//!   (never a task), `slow_compute {seconds, label}`, `failing_job` (task only: -32021 to a
+//!   2026-07-28 client without the extension), `protocol_error_job`, `confirm_delete
+//!   {filename}` and `multi_input` (input asked inside the task, answered with `tasks/update`),
+//!   `test_tool_with_task` (input_required first, then a task), and `tasks/get`,
+//!   `tasks/update`, `tasks/cancel` over one task store per service. Tasks exist for
+//!   2026-07-28 requests that declare the extension only; otherwise these tools answer at once
+//!   (asking their questions the era's way).
 //!
 //! Served over Streamable HTTP ([`http_service`], [`router`], [`serve_http`]) or stdio
 //! ([`serve_stdio`]). rmcp serves both MCP eras on one endpoint; [`EraMode`] makes the HTTP
@@ -62,6 +70,7 @@ use rmcp::model::{
     ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::task_manager::{TaskExit, TaskOptions};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler, ServiceExt};
@@ -130,6 +139,34 @@ pub struct SlowArgs {
     /// Milliseconds between steps (default 100).
     #[serde(default = "default_delay_ms")]
     pub delay_ms: u64,
+}
+
+/// The longest `slow_compute` accepts, in seconds.
+pub const TASK_MAX_SECONDS: u64 = 120;
+
+/// Arguments of `greet`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct GreetArgs {
+    /// Who to greet.
+    pub name: String,
+}
+
+/// Arguments of `slow_compute`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct SlowComputeArgs {
+    /// How long to work, in seconds (at most 120).
+    #[serde(default)]
+    pub seconds: u64,
+    /// A label to report back.
+    #[serde(default)]
+    pub label: String,
+}
+
+/// Arguments of `confirm_delete`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ConfirmDeleteArgs {
+    /// The file to (pretend to) delete.
+    pub filename: String,
 }
 
 /// Arguments of `test_sampling`.
@@ -617,6 +654,214 @@ impl Fixture {
         CallToolResult::success(vec![ContentBlock::text("Mutation triggered")])
     }
 
+    #[tool(description = "Greets `name` (always answered at once, never as a task).")]
+    async fn greet(&self, Parameters(GreetArgs { name }): Parameters<GreetArgs>) -> CallToolResult {
+        CallToolResult::success(vec![ContentBlock::text(format!("Hello, {name}!"))])
+    }
+
+    #[tool(
+        description = "Waits `seconds` (at most 120), then reports `label`. A task (SEP-2663) when the client declared the tasks extension, else answered at once after the wait."
+    )]
+    async fn slow_compute(
+        &self,
+        Parameters(SlowComputeArgs { seconds, label }): Parameters<SlowComputeArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if seconds > TASK_MAX_SECONDS {
+            return Err(ErrorData::invalid_params(
+                format!("seconds must be at most {TASK_MAX_SECONDS}"),
+                None,
+            ));
+        }
+        let done = move || {
+            CallToolResult::success(vec![ContentBlock::text(format!(
+                "Computed {label} after {seconds}s"
+            ))])
+        };
+        if !conformance::tasks_allowed(&ctx) {
+            tokio::select! {
+                _ = ctx.ct.cancelled() => {
+                    return Ok(CallToolResult::error(vec![ContentBlock::text("cancelled")]).into());
+                }
+                _ = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+            }
+            return Ok(done().into());
+        }
+        let task = self.hub.tasks().spawn(TaskOptions::new(), move |t| {
+            Box::pin(async move {
+                tokio::select! {
+                    _ = t.cancelled() => Err(TaskExit::Cancelled),
+                    _ = tokio::time::sleep(Duration::from_secs(seconds)) => Ok(done()),
+                }
+            })
+        });
+        Ok(rmcp::model::CreateTaskResult::new(task).into())
+    }
+
+    #[tool(
+        description = "Runs only as a task (-32021 without the tasks extension); the task completes with a tool error (isError)."
+    )]
+    async fn failing_job(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let failed =
+            || CallToolResult::error(vec![ContentBlock::text("failing_job failed on purpose")]);
+        if !conformance::is_modern(&ctx) {
+            return Ok(failed().into());
+        }
+        if !conformance::tasks_allowed(&ctx) {
+            return Err(conformance::tasks_required());
+        }
+        let task = self.hub.tasks().spawn(TaskOptions::new(), move |_| {
+            Box::pin(async move { Ok(failed()) })
+        });
+        Ok(rmcp::model::CreateTaskResult::new(task).into())
+    }
+
+    #[tool(
+        description = "Fails with a JSON-RPC internal error: as a task (status failed, error inlined) when the client declared the tasks extension, else as the call's error."
+    )]
+    async fn protocol_error_job(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let error = || ErrorData::internal_error("protocol_error_job failed on purpose", None);
+        if !conformance::tasks_allowed(&ctx) {
+            return Err(error());
+        }
+        let task = self.hub.tasks().spawn(TaskOptions::new(), move |_| {
+            Box::pin(async move { Err(TaskExit::Error(error())) })
+        });
+        Ok(rmcp::model::CreateTaskResult::new(task).into())
+    }
+
+    #[tool(
+        description = "Asks the user to confirm deleting `filename` (key confirm), then reports it: inside a task (tasks/update) with the tasks extension, else input_required (2026-07-28) or elicitation/create (2025). Deletes nothing."
+    )]
+    async fn confirm_delete(
+        &self,
+        Parameters(ConfirmDeleteArgs { filename }): Parameters<ConfirmDeleteArgs>,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let question = conformance::confirm_request_for(&format!("Delete {filename}?"));
+        let report = {
+            let filename = filename.clone();
+            move |answer: &serde_json::Value| {
+                let verb = if conformance::confirmed(answer) {
+                    "Deleted"
+                } else {
+                    "Kept"
+                };
+                CallToolResult::success(vec![ContentBlock::text(format!("{verb} {filename}"))])
+            }
+        };
+        if conformance::tasks_allowed(&ctx) {
+            let request = conformance::input_request(question)?;
+            let task = self.hub.tasks().spawn(TaskOptions::new(), move |t| {
+                Box::pin(async move {
+                    let answer = t.request_input("confirm", request).await?;
+                    Ok(report(&answer))
+                })
+            });
+            return Ok(rmcp::model::CreateTaskResult::new(task).into());
+        }
+        let flow = move |r: &conformance::Round<'_>| match r.responses.get("confirm") {
+            Some(a) => conformance::Step::Done(report(a)),
+            None => {
+                let mut ask = serde_json::Map::new();
+                ask.insert("confirm".into(), question.clone());
+                conformance::Step::Ask(ask, None)
+            }
+        };
+        self.tool_flow(&ctx, responses, state, &flow).await
+    }
+
+    #[tool(
+        description = "Asks two questions at once (keys first and second) and reports both names: inside a task with the tasks extension (either may be answered first), else input_required (2026-07-28) or elicitation/create (2025)."
+    )]
+    async fn multi_input(
+        &self,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let first = conformance::confirm_request_for("First: your name?");
+        let second = conformance::confirm_request_for("Second: your name?");
+        let report = |a: &serde_json::Value, b: &serde_json::Value| {
+            CallToolResult::success(vec![ContentBlock::text(format!(
+                "Got {} and {}",
+                conformance::elicited(Some(a), "name"),
+                conformance::elicited(Some(b), "name")
+            ))])
+        };
+        if conformance::tasks_allowed(&ctx) {
+            let (r1, r2) = (
+                conformance::input_request(first)?,
+                conformance::input_request(second)?,
+            );
+            let task = self.hub.tasks().spawn(TaskOptions::new(), move |t| {
+                Box::pin(async move {
+                    let (a, b) = tokio::try_join!(
+                        t.request_input("first", r1),
+                        t.request_input("second", r2)
+                    )?;
+                    Ok(report(&a, &b))
+                })
+            });
+            return Ok(rmcp::model::CreateTaskResult::new(task).into());
+        }
+        let flow = move |r: &conformance::Round<'_>| match (
+            r.responses.get("first"),
+            r.responses.get("second"),
+        ) {
+            (Some(a), Some(b)) => conformance::Step::Done(report(a, b)),
+            _ => {
+                let mut ask = serde_json::Map::new();
+                ask.insert("first".into(), first.clone());
+                ask.insert("second".into(), second.clone());
+                conformance::Step::Ask(ask, None)
+            }
+        };
+        self.tool_flow(&ctx, responses, state, &flow).await
+    }
+
+    #[tool(
+        description = "Asks the user's name (key user_name) with input_required, then answers with a task that greets them (2026-07-28 with the tasks extension; -32021 without it). In a 2025 session: elicitation/create, then the greeting at once."
+    )]
+    async fn test_tool_with_task(
+        &self,
+        InputResponsesArg(responses): InputResponsesArg,
+        RequestStateArg(state): RequestStateArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let modern = conformance::is_modern(&ctx);
+        if modern && !conformance::tasks_allowed(&ctx) {
+            return Err(conformance::tasks_required());
+        }
+        let outcome = conformance::run_flow(
+            &ctx,
+            &self.hub,
+            responses,
+            state,
+            &conformance::flow_elicitation,
+        )
+        .await?;
+        let done = match outcome {
+            Outcome::Input(i) => return Ok(i.into()),
+            Outcome::Done(done) => done,
+        };
+        if !modern {
+            return Ok(done.into());
+        }
+        let task = self.hub.tasks().spawn(TaskOptions::new(), move |_| {
+            Box::pin(async move { Ok(done) })
+        });
+        Ok(rmcp::model::CreateTaskResult::new(task).into())
+    }
+
     #[tool(
         description = "SSE polling probe (SEP-1699): waits 100 ms and answers on the same stream (rmcp gives a handler no way to close its request's stream, so the resume path is not exercised)."
     )]
@@ -672,6 +917,7 @@ impl ServerHandler for Fixture {
                 .enable_resources_list_changed()
                 .enable_logging()
                 .enable_completions()
+                .enable_tasks()
                 .build()
         } else {
             ServerCapabilities::builder().enable_tools().build()
@@ -821,6 +1067,34 @@ impl ServerHandler for Fixture {
             &request.argument.name,
             &request.argument.value,
         ))
+    }
+
+    async fn get_task(
+        &self,
+        request: rmcp::model::GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetTaskResult, ErrorData> {
+        Ok(rmcp::model::GetTaskResult::new(
+            self.hub.tasks().get_task(&request.task_id)?,
+        ))
+    }
+
+    async fn update_task(
+        &self,
+        request: rmcp::model::UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.hub
+            .tasks()
+            .update_task(&request.task_id, request.input_responses)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: rmcp::model::CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.hub.tasks().cancel_task(&request.task_id)
     }
 
     fn accepted_subscription_filter(

@@ -55,7 +55,8 @@ struct Args {
     /// test://watched-resource with subscribe), prompts, completion, logging, list-changed
     /// notifications (subscriptions/listen in 2026-07-28, the session stream in 2025) and the
     /// tools that ask the client for input (input_required results to 2026-07-28 requests,
-    /// elicitation/sampling/roots requests in a 2025 session, with the same final result).
+    /// elicitation/sampling/roots requests in a 2025 session, with the same final result),
+    /// and the tasks extension (SEP-2663) for 2026-07-28 clients that declare it.
     #[arg(long)]
     conformance: bool,
 }

@@ -37,6 +37,7 @@ fn request(id: u64, method: &str, mut params: Value, caps: Value) -> (String, Ve
     let name = params
         .get("name")
         .or_else(|| params.get("uri"))
+        .or_else(|| params.get("taskId"))
         .and_then(Value::as_str)
         .map(|n| format!("Mcp-Name: {n}\r\n"))
         .unwrap_or_default();
@@ -244,4 +245,70 @@ async fn listen_streams_get_the_changes_they_asked_for() {
         .find(|m| m["method"] == "notifications/resources/updated")
         .unwrap();
     assert_eq!(update["params"]["uri"], "test://watched-resource");
+}
+
+/// Polls `tasks/get` until the task's status is none of `passing` (bounded, not timed).
+async fn settle(addr: SocketAddr, id: u64, task: &str, caps: &Value, passing: &[&str]) -> Value {
+    for i in 0..400 {
+        let (_, r) = rpc(
+            addr,
+            id + i,
+            "tasks/get",
+            json!({"taskId": task}),
+            caps.clone(),
+        )
+        .await;
+        assert!(r["result"].is_object(), "{r}");
+        if !passing.iter().any(|p| r["result"]["status"] == *p) {
+            return r["result"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("task {task} stayed in {passing:?}");
+}
+
+#[tokio::test]
+async fn task_tools_run_as_tasks_for_clients_that_declared_the_extension() {
+    let addr = start().await;
+    let caps = json!({"extensions": {"io.modelcontextprotocol/tasks": {}}, "elicitation": {}});
+
+    let (_, r) = rpc(addr, 1, "tools/call", call("failing_job"), json!({})).await;
+    assert_eq!(r["error"]["code"], -32021, "{r}");
+    let mut p = call("slow_compute");
+    p["arguments"] = json!({"seconds": 0, "label": "x"});
+    let (_, r) = rpc(addr, 2, "tools/call", p.clone(), json!({})).await;
+    assert_eq!(
+        r["result"]["content"][0]["text"], "Computed x after 0s",
+        "{r}"
+    );
+
+    let (_, r) = rpc(addr, 3, "tools/call", p, caps.clone()).await;
+    assert_eq!(r["result"]["resultType"], "task", "{r}");
+    let task = r["result"]["taskId"].as_str().unwrap().to_owned();
+    let done = settle(addr, 100, &task, &caps, &["working"]).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["content"][0]["text"], "Computed x after 0s");
+
+    let mut p = call("confirm_delete");
+    p["arguments"] = json!({"filename": "a.txt"});
+    let (_, r) = rpc(addr, 4, "tools/call", p, caps.clone()).await;
+    let task = r["result"]["taskId"].as_str().unwrap().to_owned();
+    let waiting = settle(addr, 1000, &task, &caps, &["working"]).await;
+    assert_eq!(waiting["status"], "input_required", "{waiting}");
+    assert_eq!(
+        waiting["inputRequests"]["confirm"]["method"],
+        "elicitation/create"
+    );
+    let (_, ack) = rpc(
+        addr,
+        5,
+        "tasks/update",
+        json!({"taskId": task, "inputResponses": {"confirm": {"action": "accept", "content": {"confirm": true}}}}),
+        caps.clone(),
+    )
+    .await;
+    assert!(ack["result"].is_object(), "{ack}");
+    let done = settle(addr, 2000, &task, &caps, &["working", "input_required"]).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["content"][0]["text"], "Deleted a.txt");
 }

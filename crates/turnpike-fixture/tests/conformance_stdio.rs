@@ -151,6 +151,17 @@ fn input_required_tools_ask_with_server_requests_in_a_2025_session() {
             &["elicitation/create"],
             "integrity-ok: state verified",
         ),
+        // Task tools: no tasks in a 2025 session, the same questions and results.
+        (
+            "test_tool_with_task",
+            &["elicitation/create"],
+            "Hello, Alice!",
+        ),
+        (
+            "multi_input",
+            &["elicitation/create", "elicitation/create"],
+            "Got Alice and Alice",
+        ),
     ];
     for (i, (tool, methods, want)) in cases.iter().enumerate() {
         let (r, asked) = s.request(10 + i as u64, "tools/call", call(tool), suite_client);
