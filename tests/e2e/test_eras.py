@@ -42,10 +42,13 @@ from turnpike_e2e import (
 MODERN = "2026-07-28"
 
 
-def start_fixture(work: Path, name: str, era: str) -> tuple[Proc, str]:
+def start_fixture(work: Path, name: str, era: str, conformance: bool = False) -> tuple[Proc, str]:
     require_file(FIXTURE, "build the workspace: cargo build --workspace")
     port = free_port()
-    p = Proc(name, [str(FIXTURE), "--listen", f"127.0.0.1:{port}", "--era", era], work / f"{name}.log")
+    args = [str(FIXTURE), "--listen", f"127.0.0.1:{port}", "--era", era]
+    if conformance:
+        args.append("--conformance")
+    p = Proc(name, args, work / f"{name}.log")
     p.wait_port(port)
     return p, f"http://127.0.0.1:{port}/mcp"
 
@@ -207,12 +210,14 @@ def test_sealed_session_moves_between_instances(modern_only: Gateway, work: Path
         assert legacy_post(url, sid[:-2] + "AA", call).status_code == 404
         assert legacy_post(url, "v1.e30.AAAA", call).status_code == 404
         assert legacy_post(url, None, call).status_code == 400
-        # Features with no modern equivalent get a clear error, not a hang.
+        # Subscriptions and the server stream are bridged to subscriptions/listen
+        # (test_eras_bridges.py); this fixture offers neither resource subscriptions nor
+        # list-changed notifications, so the client is told so at once.
         r = legacy_post(url, sid, {"jsonrpc": "2.0", "id": 3, "method": "resources/subscribe",
                                    "params": {"uri": "file:///x"}})
         assert r.status_code == 200
-        assert r.json()["error"]["code"] == -32601 and "subscriptions/listen" in r.json()["error"]["message"]
-        # No server stream in the modern era: GET is 405 (the transport spec's "no stream here").
+        err = r.json()["error"]
+        assert err["code"] == -32601 and "does not support resource subscriptions" in err["message"], err
         r = httpx.get(url, headers={"Accept": "text/event-stream", "Mcp-Session-Id": sid}, timeout=30)
         assert r.status_code == 405
     finally:
