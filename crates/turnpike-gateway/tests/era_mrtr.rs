@@ -27,6 +27,7 @@ use tower::{Service, ServiceExt};
 use turnpike_gateway::era::{EraAdapter, EraOptions, EraSetting};
 use turnpike_gateway::serve::BoxUpstream;
 use turnpike_gateway::upstream::http::HttpUpstream;
+use turnpike_gateway::upstream::stdio::{StdioConfig, StdioUpstream};
 
 #[derive(Default)]
 struct Seen {
@@ -524,15 +525,17 @@ async fn forged_or_foreign_states_are_refused_and_the_genuine_one_still_works() 
     assert_eq!(code, -32602);
     assert!(msg.contains("this gateway instance"), "{msg}");
 
-    // inputResponses without any state: as before, not translatable.
+    // inputResponses without any state answer nothing: dropped, the call starts anew (and
+    // asks again, in an exchange of its own).
     let mut bare = first.clone();
     bare["id"] = json!(7);
     bare["params"]["inputResponses"] = good.clone();
     let (_, msgs) = send(&svc, &bare).await;
-    assert_eq!(error_of(&msgs, &json!(7)).0, -31601);
+    let (_, _, fresh) = single_input(answer_to(&msgs, &json!(7)));
+    assert_ne!(fresh, state);
+    assert_eq!(era.pending_inputs(), 2);
 
     // None of these took the exchange.
-    assert_eq!(era.pending_inputs(), 1);
     let (_, msgs) = send(&svc, &retry(&first, json!(8), good, &state)).await;
     let text: Value = serde_json::from_str(&tool_text(answer_to(&msgs, &json!(8)))).unwrap();
     assert_eq!(text["content"]["name"], "real");
@@ -692,4 +695,73 @@ async fn closing_the_retrys_stream_cancels_the_call_upstream() {
         eventually(|| seen.cancelled.load(Ordering::SeqCst) == 1).await,
         "the legacy upstream got notifications/cancelled for the abandoned call"
     );
+}
+
+/// A 2025 stdio server, inline in Python: each `tools/call` asks the client for a name
+/// (`elicitation/create`) and answers with what the client said (or with the refusal).
+const STDIO_SERVER: &str = r#"
+import json, sys
+def send(o):
+    sys.stdout.write(json.dumps(o) + "\n"); sys.stdout.flush()
+waiting, n = {}, 0
+for line in sys.stdin:
+    if not line.strip():
+        continue
+    m = json.loads(line)
+    meth, i = m.get("method"), m.get("id")
+    if meth is None and i in waiting:
+        call = waiting.pop(i)
+        if "result" in m:
+            send({"jsonrpc": "2.0", "id": call, "result": {"content": [
+                {"type": "text", "text": json.dumps(m["result"])}]}})
+        else:
+            send({"jsonrpc": "2.0", "id": call, "result": {"isError": True, "content": [
+                {"type": "text", "text": "refused: " + m["error"]["message"]}]}})
+    elif i is None:
+        continue
+    elif meth == "initialize":
+        send({"jsonrpc": "2.0", "id": i, "result": {"protocolVersion": "2025-11-25",
+              "capabilities": {"tools": {}}, "serverInfo": {"name": "inline", "version": "0"}}})
+    elif meth == "tools/call":
+        n += 1
+        waiting["q%d" % n] = i
+        send({"jsonrpc": "2.0", "id": "q%d" % n, "method": "elicitation/create",
+              "params": {"message": "name?", "requestedSchema": {"type": "object",
+                         "properties": {"name": {"type": "string"}}}}})
+    else:
+        send({"jsonrpc": "2.0", "id": i, "result": {}})
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_servers_question_is_asked_the_same_way() {
+    let raw = tower::util::BoxCloneService::new(StdioUpstream::new(StdioConfig::new([
+        "python3",
+        "-u",
+        "-c",
+        STDIO_SERVER,
+    ])));
+    let era = EraAdapter::new(
+        raw,
+        EraOptions {
+            setting: EraSetting::Legacy,
+            ..EraOptions::default()
+        },
+    );
+    let svc = era.clone().boxed();
+    let first = call_tool(json!(1), "greet", &elicit_caps());
+    let (_, msgs) = send(&svc, &first).await;
+    let (key, req, state) = single_input(answer_to(&msgs, &json!(1)));
+    assert_eq!(req["method"], "elicitation/create");
+    let good = json!({key.as_str(): {"action": "accept", "content": {"name": "piped"}}});
+    let (_, msgs) = send(&svc, &retry(&first, json!(2), good, &state)).await;
+    let text: Value = serde_json::from_str(&tool_text(answer_to(&msgs, &json!(2)))).unwrap();
+    assert_eq!(text["content"]["name"], "piped");
+    assert_eq!(era.pending_inputs(), 0);
+
+    // Without the capability: refused, and the refusal reaches the server.
+    let (_, msgs) = send(&svc, &call_tool(json!(3), "greet", &json!({}))).await;
+    let a = answer_to(&msgs, &json!(3));
+    assert_eq!(a["result"]["isError"], true, "{a}");
+    let text = a["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("elicitation capability"), "{text}");
 }

@@ -22,8 +22,8 @@
 //!   capability it becomes an `input_required` result and the client's retry is answered from
 //!   the same upstream call ([`super::mrtr`]); otherwise the gateway answers it upstream with
 //!   error [`super::NOT_TRANSLATABLE`] at once (the tool sees a refusal, nothing hangs) and the
-//!   client never sees it. `inputResponses` without a `requestState` gets a clear JSON-RPC
-//!   error.
+//!   client never sees it. `inputResponses` without a `requestState` answer nothing the
+//!   gateway asked: they are dropped and the request is served as a new one.
 //! - `subscriptions/listen` is bridged to the pooled session's GET stream ([`super::listen`]).
 
 use std::collections::VecDeque;
@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 use super::wire::{self, Edit, OnAbandon};
 use super::{
     EraAdapter, LEGACY_VERSIONS, META_CAPS, META_CLIENT_INFO, META_LOG_LEVEL, META_SERVER_INFO,
-    META_VERSION, MODERN_VERSION, NOT_TRANSLATABLE,
+    META_VERSION, MODERN_VERSION,
 };
 use crate::serve::BoxUpstream;
 
@@ -262,12 +262,11 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
         return super::mrtr::resume(a, id, &caps, &body).await;
     }
     if params.is_some_and(|p| p.get("inputResponses").is_some()) {
-        return error(
-            StatusCode::OK,
-            Some(&id),
-            NOT_TRANSLATABLE,
-            "this server speaks MCP 2025 and never asks for input this way; inputResponses without the requestState of an input_required result cannot be passed on",
-        );
+        // Answers to nothing this gateway asked: ignored, as MCP 2026-07-28 says a server
+        // should treat input it does not recognise; the request is a new one.
+        if let Some(p) = body.get_mut("params").and_then(Value::as_object_mut) {
+            p.remove("inputResponses");
+        }
     }
     let s = match session(a, &parts.uri, &caps, &info).await {
         Ok(s) => s,

@@ -30,7 +30,8 @@
 //!    the retry (progress tokens of the first request are renamed to the retry's). Another
 //!    request from the upstream starts another round. Answers missing from `inputResponses`
 //!    are asked again (an `input_required` result naming only them), as the spec says a server
-//!    should.
+//!    should; `inputResponses` without a `requestState` answer nothing asked and are dropped
+//!    (the request is served as a new one).
 //!
 //! Never a hang: a request whose capability the client did not declare is refused upstream
 //! with [`NOT_TRANSLATABLE`] (the tool sees a refusal); a state that does not verify, has
