@@ -108,8 +108,12 @@ pub(crate) fn upstream_id() -> Value {
     json!(format!("turnpike-call-{:032x}", rand::random::<u128>()))
 }
 
-/// The error an upstream's request gets when the client cannot take it.
+/// What an upstream's request gets when the client cannot take it: an error naming why (a
+/// `ping` is answered here).
 pub(crate) fn refusal(req_id: &Value, method: &str) -> Value {
+    if method == "ping" {
+        return json!({"jsonrpc": "2.0", "id": req_id, "result": {}});
+    }
     let why = match capability_for(method) {
         Some(cap) => format!(
             "the client speaks MCP 2026-07-28 and did not declare the {cap} capability, so {method} cannot be put to it"
@@ -634,7 +638,7 @@ impl Relay {
             };
             let next = ex.body.next().await;
             let Some(Ok(chunk)) = next else {
-                self.end_without_answer(&mut out);
+                self.end_without_answer(&mut out, None);
                 return out;
             };
             if let Seen::Final = self.feed(&chunk, &mut out, &mut asked) {
@@ -661,9 +665,12 @@ impl Relay {
         }
     }
 
-    fn end_without_answer(&mut self, out: &mut Vec<u8>) {
+    /// Ends the client's response with an error: the upstream's stream ended (`why` None), or
+    /// is given up (the call is cancelled upstream).
+    fn end_without_answer(&mut self, out: &mut Vec<u8>, why: Option<&str>) {
         if let Some(mut ex) = self.ex.take() {
-            ex.finished = true;
+            ex.finished = why.is_none();
+            ex.reason = "the gateway gave up the call's stream";
         }
         self.done = true;
         push_event(
@@ -671,7 +678,7 @@ impl Relay {
             &wire::error_value(
                 Some(&self.client_id),
                 turnpike_core::error_codes::UPSTREAM_FAILED,
-                "the upstream's stream ended without an answer",
+                why.unwrap_or("the upstream's stream ended without an answer"),
             ),
         );
     }
@@ -684,7 +691,7 @@ impl Relay {
         };
         ex.parser.push(chunk);
         if ex.parser.buffered() > wire::MAX_READ {
-            self.end_without_answer(out);
+            self.end_without_answer(out, Some("the upstream sent an event too large to relay"));
             return Seen::Final;
         }
         while let Some(mut ev) = ex.parser.next_event() {
@@ -947,5 +954,7 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("sampling capability"));
+        assert_eq!(refusal(&json!(4), "ping")["result"], json!({}));
+        assert_eq!(refusal(&json!(5), "x/y")["error"]["code"], NOT_TRANSLATABLE);
     }
 }
