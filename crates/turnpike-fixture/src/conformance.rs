@@ -24,9 +24,12 @@
 //! modern era.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use rmcp::model::{
     CallToolResult, ClientCapabilities, ContentBlock, InputRequest, InputRequests,
@@ -255,9 +258,21 @@ pub async fn run_flow<T>(
             Step::Done(t) => return Ok(Outcome::Done(t)),
             Step::Fail(e) => return Err(e),
             Step::Ask(requests, next) => {
-                let mut answers = Map::new();
+                // All of a round's requests at once, as a 2026-07-28 round asks them, so that a
+                // gateway translating them can gather them into one input_required result.
+                // Polled in this task (not spawned): rmcp ties a request to the call's stream
+                // through a task-local.
+                let mut asking: Vec<Asking<'_>> = Vec::new();
                 for (key, request) in requests {
-                    answers.insert(key, ask_peer(ctx, request).await?);
+                    let request = legacy_request(&key, request)?;
+                    let peer = &ctx.peer;
+                    asking.push(Box::pin(
+                        async move { (key, ask_peer(peer, request).await) },
+                    ));
+                }
+                let mut answers = Map::new();
+                for (key, answer) in join_all(asking).await {
+                    answers.insert(key, answer?);
                 }
                 responses = answers;
                 state = next;
@@ -268,6 +283,37 @@ pub async fn run_flow<T>(
         format!("the flow did not finish in {LEGACY_MAX_ROUNDS} rounds"),
         None,
     ))
+}
+
+/// One request to the client of a 2025 session, under way: its key and, once done, the answer.
+type Asking<'a> = Pin<Box<dyn Future<Output = (String, Result<Value, ErrorData>)> + Send + 'a>>;
+
+/// Runs `futures` concurrently in the calling task; their outputs in the same order.
+async fn join_all<T>(futures: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> Vec<T> {
+    let mut running: Vec<Option<Pin<Box<dyn Future<Output = T> + Send + '_>>>> =
+        futures.into_iter().map(Some).collect();
+    let mut done: Vec<Option<T>> = running.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, out) in running.iter_mut().zip(done.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => {
+                        *out = Some(v);
+                        *slot = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
 }
 
 /// `{method, params}` as the typed request rmcp sends or embeds.
@@ -288,14 +334,29 @@ pub fn input_required(
     Ok(InputRequiredResult::new(Some(typed), state))
 }
 
-/// Sends one `{method, params}` request to the client of a 2025 session; its answer as JSON.
-async fn ask_peer(ctx: &RequestContext<RoleServer>, request: Value) -> Result<Value, ErrorData> {
+/// The `_meta` key under which a request sent in a 2025 session names its `inputRequests` key
+/// of the 2026-07-28 variant, so that a gateway turning the request into an `input_required`
+/// result can keep the key.
+pub const INPUT_KEY_META: &str = "turnpike-fixture/inputKey";
+
+/// `{method, params}` as the typed request sent to the client of a 2025 session, its key in
+/// `params._meta[`[`INPUT_KEY_META`]`]`.
+pub fn legacy_request(key: &str, mut request: Value) -> Result<ServerRequest, ErrorData> {
     let method = request
         .get("method")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    let request = match input_request(request)? {
+    if let Some(o) = request.as_object_mut() {
+        let params = o.entry("params").or_insert_with(|| json!({}));
+        if let Some(p) = params.as_object_mut() {
+            let meta = p.entry("_meta").or_insert_with(|| json!({}));
+            if let Some(m) = meta.as_object_mut() {
+                m.insert(INPUT_KEY_META.to_owned(), json!(key));
+            }
+        }
+    }
+    Ok(match input_request(request)? {
         InputRequest::CreateMessage(r) => ServerRequest::CreateMessageRequest(r),
         InputRequest::Elicitation(r) => ServerRequest::ElicitRequest(r),
         InputRequest::ListRoots(r) => ServerRequest::ListRootsRequest(r),
@@ -305,8 +366,19 @@ async fn ask_peer(ctx: &RequestContext<RoleServer>, request: Value) -> Result<Va
                 None,
             ))
         }
-    };
-    let answer = ctx.peer.send_request(request).await.map_err(|e| {
+    })
+}
+
+/// Sends one request to the client of a 2025 session; its answer as JSON.
+async fn ask_peer(
+    peer: &rmcp::Peer<RoleServer>,
+    request: ServerRequest,
+) -> Result<Value, ErrorData> {
+    let method = serde_json::to_value(&request)
+        .ok()
+        .and_then(|v| v.get("method").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    let answer = peer.send_request(request).await.map_err(|e| {
         ErrorData::internal_error(format!("the client did not answer {method}: {e}"), None)
     })?;
     serde_json::to_value(answer)
@@ -905,6 +977,16 @@ mod tests {
             let typed = input_request(r.clone()).unwrap();
             let back = serde_json::to_value(&typed).unwrap();
             assert_eq!(back["method"], r["method"]);
+        }
+    }
+
+    #[test]
+    fn legacy_requests_carry_their_key() {
+        for r in [elicit_strings("x", &["a"]), sample("x", 5), list_roots()] {
+            let method = r["method"].clone();
+            let sent = serde_json::to_value(legacy_request("k1", r).unwrap()).unwrap();
+            assert_eq!(sent["method"], method);
+            assert_eq!(sent["params"]["_meta"][INPUT_KEY_META], "k1", "{sent}");
         }
     }
 

@@ -312,3 +312,155 @@ async fn task_tools_run_as_tasks_for_clients_that_declared_the_extension() {
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["result"]["content"][0]["text"], "Deleted a.txt");
 }
+
+/// Reads `s` until `want` returns something from the messages so far (bounded by a guard).
+async fn read_until<T>(
+    s: &mut TcpStream,
+    raw: &mut String,
+    want: impl Fn(&[Value]) -> Option<T>,
+) -> T {
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            if let Some(t) = want(&messages(raw)) {
+                return t;
+            }
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "stream ended: {raw}");
+            raw.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(20), read).await {
+        Ok(t) => t,
+        Err(_) => panic!("the stream did not deliver in time: {raw}"),
+    }
+}
+
+/// A POST that expects no stream back (a notification or an answer): sends it and waits for
+/// the status line, so the server has read it before the connection closes.
+async fn legacy_send(addr: SocketAddr, sid: &str, body: &Value) {
+    let mut s = legacy_post(addr, Some(sid), body).await;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "no answer to {body}");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+}
+
+/// One raw POST of a 2025 session (no `Connection: close`: the stream is read as it comes).
+async fn legacy_post(addr: SocketAddr, sid: Option<&str>, body: &Value) -> TcpStream {
+    let body = body.to_string();
+    let sid = sid
+        .map(|s| format!("Mcp-Session-Id: {s}\r\nMCP-Protocol-Version: 2025-11-25\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{sid}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn legacy_only_server_asks_on_the_calls_stream() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let opts = HttpOptions {
+        era: EraMode::Legacy,
+        conformance: true,
+        ..Default::default()
+    };
+    tokio::spawn(turnpike_fixture::serve_http(
+        listener,
+        "/mcp",
+        opts,
+        std::future::pending(),
+    ));
+
+    let mut s = legacy_post(
+        addr,
+        None,
+        &json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{"elicitation":{},"sampling":{},"roots":{}},
+            "clientInfo":{"name":"t","version":"1"}}}),
+    )
+    .await;
+    let mut raw = String::new();
+    read_until(&mut s, &mut raw, |m| {
+        m.iter().find(|m| m["id"] == 1).cloned()
+    })
+    .await;
+    let sid = raw
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("mcp-session-id:")
+                .or_else(|| l.strip_prefix("Mcp-Session-Id:"))
+        })
+        .map(|v| v.trim().to_owned())
+        .expect("a session id");
+    drop(
+        legacy_post(
+            addr,
+            Some(&sid),
+            &json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        )
+        .await,
+    );
+
+    // The round's three requests all come on the call's own stream before any is answered
+    // (sent together, as one 2026-07-28 round asks them); each answer is a POST.
+    let mut call = legacy_post(
+        addr,
+        Some(&sid),
+        &json!({"jsonrpc":"2.0","id":"call","method":"tools/call",
+            "params":{"name":"test_input_required_result_multiple_inputs","arguments":{}}}),
+    )
+    .await;
+    let mut raw = String::new();
+    let asked = read_until(&mut call, &mut raw, |m| {
+        let asked: Vec<Value> = m
+            .iter()
+            .filter(|m| m.get("method").is_some())
+            .cloned()
+            .collect();
+        (asked.len() == 3).then_some(asked)
+    })
+    .await;
+    let mut keys: Vec<&str> = asked
+        .iter()
+        .map(|a| {
+            a["params"]["_meta"]["turnpike-fixture/inputKey"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["client_roots", "greeting", "user_name"]);
+    for a in &asked {
+        let answer = match a["method"].as_str().unwrap() {
+            "elicitation/create" => json!({"action":"accept","content":{"name":"Alice"}}),
+            "sampling/createMessage" => json!({"role":"assistant",
+                "content":{"type":"text","text":"Hello there!"},"model":"m","stopReason":"endTurn"}),
+            _ => json!({"roots":[{"uri":"file:///test/root","name":"Test Root"}]}),
+        };
+        legacy_send(
+            addr,
+            &sid,
+            &json!({"jsonrpc":"2.0","id":a["id"],"result":answer}),
+        )
+        .await;
+    }
+    let done = read_until(&mut call, &mut raw, |m| {
+        m.iter().find(|m| m["id"] == "call").cloned()
+    })
+    .await;
+    assert_eq!(
+        done["result"]["content"][0]["text"], "Name: Alice; Greeting: Hello there!; Roots: 1",
+        "{done}"
+    );
+}

@@ -170,12 +170,21 @@ fn input_required_tools_ask_with_server_requests_in_a_2025_session() {
         assert!(r["result"].get("resultType").is_none(), "{tool}: {r}");
     }
 
+    let keys = std::cell::RefCell::new(Vec::new());
     let (r, mut asked) = s.request(
         30,
         "tools/call",
         call("test_input_required_result_multiple_inputs"),
-        suite_client,
+        |method, params| {
+            // Each request names the key its 2026-07-28 variant uses.
+            let key = params["_meta"]["turnpike-fixture/inputKey"].as_str();
+            keys.borrow_mut().push(key.unwrap_or("").to_owned());
+            suite_client(method, params)
+        },
     );
+    let mut keys = keys.into_inner();
+    keys.sort();
+    assert_eq!(keys, ["client_roots", "greeting", "user_name"]);
     assert_eq!(text(&r), "Name: Alice; Greeting: Hello there!; Roots: 1");
     asked.sort();
     assert_eq!(
