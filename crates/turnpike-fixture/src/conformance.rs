@@ -13,9 +13,11 @@
 //! - **2026-07-28** (a request declaring that version): one round per request. The tool answers
 //!   `resultType: "input_required"` with the `inputRequests` and `requestState`; the client
 //!   retries with `inputResponses` and the echoed `requestState`.
-//! - **2025** (an `initialize` session): the fixture sends each request to the client itself
-//!   (`elicitation/create`, `sampling/createMessage`, `roots/list`), keeps the state between
-//!   rounds in memory, and returns the final result in one response.
+//! - **2025** (an `initialize` session): the fixture sends the requests to the client itself
+//!   (`elicitation/create`, `sampling/createMessage`, `roots/list`; all of a round's requests
+//!   at once, on the call's stream, each with its key in
+//!   `params._meta["turnpike-fixture/inputKey"]`), keeps the state between rounds in memory,
+//!   and returns the final result in one response.
 //!
 //! So the final result is the same in both eras: a gateway that turns a legacy server's
 //! server-to-client requests into `input_required` results can be checked against the modern

@@ -40,7 +40,8 @@
 //!   multiple_inputs, multi_round, tampered_state, capabilities}` and the prompt
 //!   `test_input_required_result_prompt`. A 2026-07-28 request gets `input_required` results;
 //!   a 2025 session gets the same questions as `elicitation/create`, `sampling/createMessage`
-//!   and `roots/list` requests, and the same final result;
+//!   and `roots/list` requests (a round's requests together, each naming its 2026-07-28 key
+//!   in `params._meta["turnpike-fixture/inputKey"]`), and the same final result;
 //! - the tasks extension (SEP-2663, `io.modelcontextprotocol/tasks`, advertised): `greet`
 //!   (never a task), `slow_compute {seconds, label}`, `failing_job` (task only: -32021 to a
 //!   2026-07-28 client without the extension), `protocol_error_job`, `confirm_delete
@@ -863,7 +864,7 @@ impl Fixture {
     }
 
     #[tool(
-        description = "SSE polling probe (SEP-1699): waits 100 ms and answers on the same stream (rmcp gives a handler no way to close its request's stream, so the resume path is not exercised)."
+        description = "SSE polling probe (SEP-1699): waits 100 ms and answers on the same stream. It does not close the stream first (rmcp can close a request's stream, LocalSessionHandle::close_sse_stream, but does not tell a handler which HTTP request it serves), so the resume path is not exercised."
     )]
     async fn test_reconnection(&self) -> CallToolResult {
         tokio::time::sleep(Duration::from_millis(100)).await;
