@@ -196,10 +196,13 @@ fn default_delay_ms() -> u64 {
 impl Fixture {
     /// A fresh server value.
     pub fn new() -> Self {
+        // Without the conformance surface the hub is never used: one for the whole process, so
+        // that a stateless request (a fresh value each) allocates no channel or task store.
+        static IDLE: std::sync::OnceLock<Arc<Hub>> = std::sync::OnceLock::new();
         Fixture {
             tool_router: Self::tool_router(),
             conformance: false,
-            hub: Arc::default(),
+            hub: IDLE.get_or_init(Arc::default).clone(),
             subscriptions: Subscriptions::default(),
         }
     }
