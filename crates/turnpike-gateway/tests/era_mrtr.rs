@@ -765,3 +765,100 @@ async fn a_stdio_servers_question_is_asked_the_same_way() {
     let text = a["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("elicitation capability"), "{text}");
 }
+
+/// An upstream that answers every POST at once with a result carrying the request's id, as
+/// JSON or as one SSE event.
+fn instant_upstream(sse: bool) -> BoxUpstream {
+    tower::util::BoxCloneService::new(tower::service_fn(move |req: Request<Body>| async move {
+        let bytes = req.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let id = v.get("id").cloned().unwrap_or(Value::Null);
+        let mut result = json!({"content": [{"type": "text", "text": "hello"}], "isError": false});
+        if v.get("method").and_then(Value::as_str) == Some("initialize") {
+            result = json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+                             "serverInfo": {"name": "instant", "version": "1"}});
+        }
+        let msg = json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
+        let (body, ct) = if sse && v.get("method").and_then(Value::as_str) != Some("initialize") {
+            (
+                format!("event: message\ndata: {msg}\n\n"),
+                "text/event-stream",
+            )
+        } else {
+            (msg, "application/json")
+        };
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut().insert("content-type", ct.parse().unwrap());
+        r.headers_mut()
+            .insert("mcp-session-id", "upstream-session".parse().unwrap());
+        Ok::<_, Infallible>(r)
+    }))
+}
+
+/// What the asking path costs per message over the plain one: a modern client declaring
+/// `sampling` (its calls take the path where the upstream's requests become `input_required`
+/// results) against one declaring an unknown capability of the same size (the plain path), the
+/// same `tools/call` to an upstream that answers at once, as JSON or SSE; median of five
+/// interleaved rounds. A measurement, not a check:
+/// `cargo nextest run --release -p turnpike-gateway --test era_mrtr cost --run-ignored only --no-capture`
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "a measurement; run it in release mode"]
+async fn cost_of_the_asking_path() {
+    const N: usize = 20_000;
+    for sse in [false, true] {
+        let adapter = || {
+            EraAdapter::new(
+                instant_upstream(sse),
+                EraOptions {
+                    setting: EraSetting::Legacy,
+                    ..EraOptions::default()
+                },
+            )
+            .boxed()
+        };
+        let (plain, asking) = (adapter(), adapter());
+        async fn run(svc: &BoxUpstream, caps: &Value, n: usize) -> f64 {
+            let start = std::time::Instant::now();
+            for i in 0..n {
+                let body = call_tool(json!(i), "echo", caps).to_string();
+                let req = Request::builder()
+                    .method("POST")
+                    .uri("/mcp")
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream")
+                    .header("mcp-protocol-version", "2026-07-28")
+                    .body(Body::from(body))
+                    .unwrap();
+                let mut svc = svc.clone();
+                let r: Result<Response<Body>, Infallible> =
+                    svc.ready().await.unwrap().call(req).await;
+                let bytes = r.unwrap().into_body().collect().await.unwrap().to_bytes();
+                assert!(bytes.windows(8).any(|w| w == b"complete"));
+            }
+            start.elapsed().as_secs_f64() * 1e6 / n as f64
+        }
+        // Capabilities of the same size, so that only the path differs.
+        let (none, sampling) = (json!({"xampling": {}}), json!({"sampling": {}}));
+        run(&plain, &none, 2_000).await;
+        run(&asking, &sampling, 2_000).await;
+        let mut d = Vec::new();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let x = run(&plain, &none, N).await;
+            let y = run(&asking, &sampling, N).await;
+            a.push(x);
+            b.push(y);
+            d.push(y - x);
+        }
+        for v in [&mut a, &mut b, &mut d] {
+            v.sort_by(|p, q| p.total_cmp(q));
+        }
+        println!(
+            "upstream answering {}: plain path {:.2} µs/msg, asking path {:.2} µs/msg, difference {:.2} µs/msg (median of 5 rounds of {N})",
+            if sse { "SSE" } else { "JSON" },
+            a[2],
+            b[2],
+            d[2]
+        );
+    }
+}

@@ -12,7 +12,7 @@
 //! `_meta["io.modelcontextprotocol/clientCapabilities"]` (`elicitation`, `sampling`, `roots`):
 //!
 //! 1. the request goes upstream, in the pooled session ([`super::modern_client`]), under an id
-//!    of the gateway's own (`turnpike-call-<128 random bits>`), so that calls of different
+//!    of the gateway's own (`turnpike-call-<n>`, unique in the process), so that calls of different
 //!    clients sharing the session cannot collide while one waits;
 //! 2. the upstream's stream is relayed as usual (progress and other notifications pass, the
 //!    answer gets the client's id and `resultType: "complete"`) until the upstream sends such a
@@ -103,9 +103,15 @@ pub(crate) fn wants(caps: &Value) -> bool {
         .any(|c| declared(caps, c))
 }
 
-/// A fresh upstream id for a request on the translated path.
+/// A fresh upstream id for a request on the translated path: unique in this process (the
+/// pooled sessions are this process's), so calls of clients sharing a session never collide.
 pub(crate) fn upstream_id() -> Value {
-    json!(format!("turnpike-call-{:032x}", rand::random::<u128>()))
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let mut s = String::with_capacity(32);
+    s.push_str("turnpike-call-");
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{n}"));
+    Value::String(s)
 }
 
 /// What an upstream's request gets when the client cannot take it: an error naming why (a
