@@ -12,8 +12,8 @@
 //! `_meta["io.modelcontextprotocol/clientCapabilities"]` (`elicitation`, `sampling`, `roots`):
 //!
 //! 1. the request goes upstream, in the pooled session ([`super::modern_client`]), under an id
-//!    of the gateway's own (`turnpike-call-<n>`, unique in the process), so that calls of different
-//!    clients sharing the session cannot collide while one waits;
+//!    of the gateway's own (`turnpike-call-<n>`, unique in the process), so that calls of
+//!    different clients sharing the session cannot collide while one waits;
 //! 2. the upstream's stream is relayed as usual (progress and other notifications pass, the
 //!    answer gets the client's id and `resultType: "complete"`) until the upstream sends such a
 //!    request. The requests already received by then (the chunks already read; no timer waits
@@ -34,13 +34,14 @@
 //!    (the request is served as a new one).
 //!
 //! Never a hang: a request whose capability the client did not declare is refused upstream
-//! with [`NOT_TRANSLATABLE`] (the tool sees a refusal); a state that does not verify, has
-//! expired, belongs to another request or capability set, or names no pending exchange here
-//! (completed, cancelled, or held by another instance) gets JSON-RPC error -32602 and nothing
-//! goes upstream; an exchange not retried within [`INPUT_WAIT`] is cancelled upstream
-//! (`notifications/cancelled`) and dropped; at most [`MAX_PENDING`] exchanges wait on one
-//! instance (the oldest is cancelled). Clients that declared none of the three capabilities
-//! take the unchanged path, and nothing is parsed beyond what that path parses already.
+//! with [`NOT_TRANSLATABLE`] (the tool sees a refusal; a `ping` is answered); a state that
+//! does not verify, has expired, belongs to another request or capability set, or names no
+//! pending exchange here (completed, cancelled, or held by another instance) gets JSON-RPC
+//! error -32602 and nothing goes upstream; an exchange not retried within [`INPUT_WAIT`] is
+//! cancelled upstream (`notifications/cancelled`) and dropped; at most [`MAX_PENDING`]
+//! exchanges wait on one instance (the oldest is cancelled). Clients that declared none of the
+//! three capabilities take the unchanged path, and nothing is parsed beyond what that path
+//! parses already.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
