@@ -439,7 +439,8 @@ async fn requests_asked_together_are_all_answered() {
     );
     let (_, mut msgs) = send(&svc, &first).await;
     let mut id = 1;
-    // One round if both requests had arrived together, else two: either way each is answered.
+    // One round when both requests arrive within the gathering window (the usual case), else
+    // two: either way each is answered.
     let mut methods = Vec::new();
     loop {
         let a = answer_to(&msgs, &json!(id)).clone();

@@ -16,9 +16,9 @@
 //!    different clients sharing the session cannot collide while one waits;
 //! 2. the upstream's stream is relayed as usual (progress and other notifications pass, the
 //!    answer gets the client's id and `resultType: "complete"`) until the upstream sends such a
-//!    request. The requests already received by then (the chunks already read; no timer waits
-//!    for more) become the `inputRequests` of an `input_required` result, the last event of the
-//!    client's stream. The upstream's stream stays open, held by a *pending exchange* in this
+//!    request. The requests that arrive with it (until the stream has been quiet for 2 ms, at
+//!    most 20 ms) become the `inputRequests` of an `input_required` result, the last event of
+//!    the client's stream. The upstream's stream stays open, held by a *pending exchange* in this
 //!    instance's memory, unread;
 //! 3. the `requestState` is sealed (HMAC-SHA256 under a key of this instance, checked in
 //!    constant time) and names the pending exchange, the pooled session (a digest of the
@@ -53,7 +53,7 @@ use axum::body::Body;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
@@ -71,6 +71,10 @@ use crate::serve::BoxUpstream;
 pub const INPUT_WAIT: Duration = Duration::from_secs(300);
 /// The most pending exchanges on one instance; one more cancels the oldest.
 pub const MAX_PENDING: usize = 1024;
+/// After a server's request, how long the stream must stay quiet before the round is closed
+/// (requests arriving meanwhile join it), and the longest a round is held open for more.
+const GATHER_QUIET: Duration = Duration::from_millis(2);
+const GATHER_MAX: Duration = Duration::from_millis(20);
 /// JSON-RPC "invalid params": the answer to a `requestState` that cannot be taken.
 pub const INVALID_PARAMS: i64 = -32602;
 
@@ -652,13 +656,16 @@ impl Relay {
                 return out;
             }
             if !asked.is_empty() {
-                // Take the requests that have arrived already, then hand the stream over.
-                tokio::task::yield_now().await;
-                while let Some(Some(Ok(chunk))) = self
-                    .ex
-                    .as_mut()
-                    .and_then(|ex| ex.body.next().now_or_never())
-                {
+                // Take the requests that arrive with it (a server often sends a round's
+                // requests together, in separate writes): until the stream has been quiet for
+                // GATHER_QUIET, at most GATHER_MAX; then hand the stream over.
+                let until = tokio::time::Instant::now() + GATHER_MAX;
+                while let Some(ex) = self.ex.as_mut() {
+                    let quiet = (tokio::time::Instant::now() + GATHER_QUIET).min(until);
+                    let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(quiet, ex.body.next()).await
+                    else {
+                        break;
+                    };
                     if let Seen::Final = self.feed(&chunk, &mut out, &mut asked) {
                         return out;
                     }
