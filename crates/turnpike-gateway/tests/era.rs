@@ -175,10 +175,12 @@ async fn modern_client_closing_its_stream_cancels_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_request_to_a_modern_client_is_refused_upstream() {
+    // A client that declared no sampling capability: the server's sampling request cannot be
+    // put to it (with the capability it becomes input_required: tests/era_mrtr.rs).
     let (url, _seen) = rmcp_server().await;
     let mut svc = adapter(&url, EraSetting::Legacy);
     let body = json!({"jsonrpc":"2.0","id":"s","method":"tools/call",
-        "params":{"name":"ask","arguments":{},"_meta": modern_meta(json!({"sampling":{}}))}});
+        "params":{"name":"ask","arguments":{},"_meta": modern_meta(json!({}))}});
     let resp = call(&mut svc, post(&body, &MODERN)).await;
     assert_eq!(resp.status(), 200);
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -452,4 +454,75 @@ async fn cancelling_while_the_client_is_asked_ends_the_call() {
     let answer = json!({"jsonrpc":"2.0","id":asked["id"],"result":{"action":"accept"}});
     assert_eq!(call(&mut svc, post(&answer, &legacy)).await.status(), 202);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// The body of a response, parsed: JSON, or the last JSON-RPC message of an SSE stream.
+async fn last_message(resp: Response<Body>) -> Value {
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    serde_json::from_str(&text).unwrap_or_else(|_| {
+        text.lines()
+            .rev()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .find_map(|d| serde_json::from_str::<Value>(d).ok())
+            .unwrap_or_else(|| panic!("no message in {text}"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modern_errors_get_their_http_status_in_front_of_a_legacy_server() {
+    let (url, _seen) = rmcp_server().await;
+    let mut svc = adapter(&url, EraSetting::Legacy);
+    let meta = modern_meta(json!({}));
+
+    // A method the 2025 server does not have: its -32601 (sent with 200) becomes 404.
+    let body = json!({"jsonrpc":"2.0","id":"u","method":"x/unknown","params":{"_meta": meta}});
+    let resp = call(&mut svc, post(&body, &MODERN)).await;
+    assert_eq!(resp.status(), 404);
+    let v = last_message(resp).await;
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (json!("u"), json!(-32601))
+    );
+
+    // Methods 2026-07-28 removed are refused here, before the upstream.
+    for m in [
+        "ping",
+        "initialize",
+        "logging/setLevel",
+        "resources/subscribe",
+    ] {
+        let body = json!({"jsonrpc":"2.0","id":"r","method":m,"params":{"_meta": meta}});
+        let resp = call(&mut svc, post(&body, &MODERN)).await;
+        assert_eq!(resp.status(), 404, "{m}");
+        assert_eq!(last_message(resp).await["error"]["code"], -32601, "{m}");
+    }
+
+    // Malformed _meta and an unsupported version are the gateway's to refuse.
+    let body = json!({"jsonrpc":"2.0","id":"m","method":"tools/list","params":{}});
+    let resp = call(&mut svc, post(&body, &MODERN)).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(last_message(resp).await["error"]["code"], -32602);
+    let body = json!({"jsonrpc":"2.0","id":"v","method":"tools/list","params":{"_meta":{
+        "io.modelcontextprotocol/protocolVersion": "2099-01-01",
+        "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let resp = call(
+        &mut svc,
+        post(&body, &[("mcp-protocol-version", "2099-01-01")]),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let v = last_message(resp).await;
+    assert_eq!(v["error"]["code"], -32022);
+    assert_eq!(
+        v["error"]["data"],
+        json!({"supported": ["2026-07-28"], "requested": "2099-01-01"})
+    );
+
+    // A plain result keeps 200 and its stream.
+    let body = json!({"jsonrpc":"2.0","id":"t","method":"tools/list","params":{"_meta": meta}});
+    let resp = call(&mut svc, post(&body, &MODERN)).await;
+    assert_eq!(resp.status(), 200);
+    let v = last_message(resp).await;
+    assert_eq!(v["result"]["resultType"], "complete");
 }

@@ -30,6 +30,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::body::Body;
+use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -40,6 +41,15 @@ use super::{
     META_VERSION, MODERN_VERSION,
 };
 use crate::serve::BoxUpstream;
+
+/// JSON-RPC "method not found".
+const METHOD_NOT_FOUND: i64 = super::METHOD_NOT_FOUND;
+
+/// MCP 2026-07-28's `MissingRequiredClientCapabilityError` code.
+pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
+
+/// The 2025 revisions' "resource not found" code.
+pub const RESOURCE_NOT_FOUND_2025: i64 = -32002;
 
 /// One upstream session held for modern clients.
 #[derive(Debug)]
@@ -242,8 +252,114 @@ fn error(status: StatusCode, id: Option<&Value>, code: i64, msg: &str) -> Respon
     wire::json_response(status, &v)
 }
 
-/// A POST from a modern client.
-pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) -> Response<Body> {
+/// A POST from a modern client (already checked by [`super::modern_checks`]).
+pub async fn post(a: &EraAdapter, parts: http::request::Parts, body: Value) -> Response<Body> {
+    with_error_status(translate(a, parts, body).await).await
+}
+
+/// The HTTP status MCP 2026-07-28 gives a JSON answer that is one of these errors, which a
+/// 2025 server sends with `200`: method not found → `404`; a missing client capability →
+/// `400`.
+fn status_for_error(code: i64) -> Option<StatusCode> {
+    match code {
+        METHOD_NOT_FOUND => Some(StatusCode::NOT_FOUND),
+        MISSING_REQUIRED_CLIENT_CAPABILITY => Some(StatusCode::BAD_REQUEST),
+        _ => None,
+    }
+}
+
+/// How long an SSE answer is held back to see whether its first message is such an error.
+const ERROR_PEEK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The most of an SSE answer held back while looking for its first message.
+const ERROR_PEEK_BYTES: usize = 1 << 20;
+
+/// An answer whose first JSON-RPC message is an error with a status of its own
+/// ([`status_for_error`]) gets that status. A JSON answer is read whole (as the translation
+/// already does); only a body containing `"error"` is parsed. An SSE answer is held back until
+/// its first JSON-RPC message (at most [`ERROR_PEEK`], [`ERROR_PEEK_BYTES`]): when that is
+/// such an error it is answered alone as JSON, otherwise the stream goes on unchanged, the
+/// held-back bytes first.
+async fn with_error_status(resp: Response<Body>) -> Response<Body> {
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    match wire::media_type(resp.headers()).as_str() {
+        "application/json" => {
+            let (mut parts, body) = resp.into_parts();
+            let bytes = match http_body_util::BodyExt::collect(http_body_util::Limited::new(
+                body,
+                wire::MAX_READ,
+            ))
+            .await
+            {
+                Ok(c) => c.to_bytes(),
+                Err(_) => return Response::from_parts(parts, Body::empty()),
+            };
+            if let Some(status) = error_status(&bytes) {
+                parts.status = status;
+            }
+            Response::from_parts(parts, Body::from(bytes))
+        }
+        "text/event-stream" => {
+            let (parts, body) = resp.into_parts();
+            let mut upstream = body.into_data_stream();
+            let mut parser = turnpike_mcp::sse::SseParser::new();
+            let mut held: Vec<u8> = Vec::new();
+            let mut failed = None;
+            let deadline = tokio::time::Instant::now() + ERROR_PEEK;
+            'peek: while held.len() < ERROR_PEEK_BYTES {
+                let chunk = match tokio::time::timeout_at(deadline, upstream.next()).await {
+                    Ok(Some(Ok(c))) => c,
+                    Ok(Some(Err(e))) => {
+                        failed = Some(e);
+                        break;
+                    }
+                    Ok(None) | Err(_) => break,
+                };
+                held.extend_from_slice(&chunk);
+                parser.push(&chunk);
+                while let Some(ev) = parser.next_event() {
+                    let Some(data) = ev.data else { continue };
+                    if !data.trim_start().starts_with('{') {
+                        continue;
+                    }
+                    if let Some(status) = error_status(data.as_bytes()) {
+                        let mut parts = parts;
+                        parts.status = status;
+                        parts.headers.insert(
+                            http::header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        parts.headers.remove(http::header::CONTENT_LENGTH);
+                        return Response::from_parts(parts, Body::from(data));
+                    }
+                    break 'peek;
+                }
+            }
+            let head = futures_util::stream::once(async move { Ok(bytes::Bytes::from(held)) });
+            let tail = futures_util::stream::iter(failed.map(Err));
+            Response::from_parts(parts, Body::from_stream(head.chain(tail).chain(upstream)))
+        }
+        _ => resp,
+    }
+}
+
+/// The status of a JSON-RPC message that is an error answer with a status of its own.
+fn error_status(bytes: &[u8]) -> Option<StatusCode> {
+    if !bytes.windows(7).any(|w| w == b"\"error\"") {
+        return None;
+    }
+    let v = serde_json::from_slice::<Value>(bytes).ok()?;
+    if v.get("method").is_some() {
+        return None;
+    }
+    v.pointer("/error/code")
+        .and_then(Value::as_i64)
+        .and_then(status_for_error)
+}
+
+async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value) -> Response<Body> {
     let id = body.get("id").cloned();
     let Some(method) = body
         .get("method")
@@ -288,12 +404,6 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
     }
     if method == "server/discover" {
         return wire::json_response(StatusCode::OK, &discover_result(&id, &s.init));
-    }
-    if method == "ping" {
-        return wire::json_response(
-            StatusCode::OK,
-            &json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete"}}),
-        );
     }
     // A client that can answer the upstream's requests: the call gets an upstream id of its
     // own, as it may wait in the shared session for the client's retry.
@@ -390,6 +500,14 @@ pub(crate) const CACHEABLE: &[&str] = &[
 /// Rewrites one legacy answer for a modern client.
 pub fn to_modern_result(v: &mut Value, cacheable: bool) -> Edit {
     let Some(result) = v.get_mut("result").and_then(Value::as_object_mut) else {
+        // A resource that does not exist: -32002 in the 2025 revisions, -32602 (invalid
+        // params) in 2026-07-28 (SEP-2164); `data` (the URI) is kept.
+        if let Some(code) = v.pointer_mut("/error/code") {
+            if code.as_i64() == Some(RESOURCE_NOT_FOUND_2025) {
+                *code = json!(super::modern_checks::INVALID_PARAMS);
+                return Edit::Changed;
+            }
+        }
         return Edit::Keep;
     };
     result
@@ -473,6 +591,43 @@ mod tests {
         let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","_meta":{"progressToken":"p", META_VERSION: "2026-07-28"}}});
         take_modern_meta(&mut b);
         assert_eq!(b["params"]["_meta"], json!({"progressToken":"p"}));
+    }
+
+    #[test]
+    fn resource_not_found_takes_the_modern_code() {
+        let mut v = json!({"jsonrpc":"2.0","id":1,"error":{"code":-32002,"message":"Resource not found","data":{"uri":"x://y"}}});
+        assert!(matches!(to_modern_result(&mut v, true), Edit::Changed));
+        assert_eq!(v["error"]["code"], -32602);
+        assert_eq!(v["error"]["data"]["uri"], "x://y");
+        let mut v = json!({"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}});
+        assert!(matches!(to_modern_result(&mut v, true), Edit::Keep));
+    }
+
+    #[test]
+    fn error_answers_get_their_status() {
+        let e = |code: i64| {
+            format!(r#"{{"jsonrpc":"2.0","id":1,"error":{{"code":{code},"message":"m"}}}}"#)
+        };
+        assert_eq!(
+            error_status(e(-32601).as_bytes()),
+            Some(StatusCode::NOT_FOUND)
+        );
+        assert_eq!(
+            error_status(e(-32021).as_bytes()),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(error_status(e(-32603).as_bytes()), None);
+        // A result that merely mentions "error", and a server request, keep their status.
+        assert_eq!(
+            error_status(br#"{"jsonrpc":"2.0","id":1,"result":{"text":"\"error\""}}"#),
+            None
+        );
+        assert_eq!(
+            error_status(
+                br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"error":{"code":-32601}}}"#
+            ),
+            None
+        );
     }
 
     #[test]
