@@ -103,7 +103,7 @@ pub fn method_label(method: &str) -> &'static str {
 /// was forwarded.
 pub fn outcome_label(outcome: &str, status: u16, forwarded: bool) -> &'static str {
     match outcome {
-        "paid" | "free" | "passthrough" => {
+        "paid" | "free" | "continued" | "passthrough" => {
             if forwarded && (status >= 500 || status == 429) {
                 "upstream_error"
             } else {

@@ -138,6 +138,7 @@ pub struct Gate {
     limiter: Option<Arc<Limiter>>,
     counters: Arc<LimitCounters>,
     metrics: Arc<Metrics>,
+    continuations: Arc<crate::continuation::Continuations>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -219,6 +220,7 @@ impl Gate {
             limiter: None,
             counters: Arc::default(),
             metrics: Arc::default(),
+            continuations: Arc::default(),
         }
         .with_metrics(Arc::default())
     }
@@ -427,11 +429,19 @@ impl Gate {
             }
             log.trace = Some(tp);
         }
-        // 7. Price.
+        // 7. Price. The next round of a multi-round call that was paid for is not priced again
+        // (crate::continuation).
         let method = msg.method().unwrap_or("");
         log.method = method.to_owned();
         log.tool = turnpike_mcp::call_name(&msg).map(str::to_owned);
-        let price = if msg.kind() == MessageKind::Response {
+        let round_binding = (msg.kind() == MessageKind::Request)
+            .then(|| crate::continuation::binding(method, msg.params()))
+            .flatten();
+        let continued = round_binding.is_some_and(|b| {
+            crate::continuation::request_state(msg.params())
+                .is_some_and(|s| self.continuations.take(s, &b))
+        });
+        let price = if msg.kind() == MessageKind::Response || continued {
             None
         } else {
             Some(self.policy.price(method, log.tool.as_deref())).filter(|p| !p.is_free())
@@ -574,7 +584,19 @@ impl Gate {
             .then(|| msg.id().cloned())
             .flatten();
         log.rail = grant.as_ref().map(|g| g.rail);
-        log.outcome = if grant.is_some() { "paid" } else { "free" };
+        log.outcome = match (&grant, continued) {
+            (Some(_), _) => "paid",
+            (None, true) => "continued",
+            (None, false) => "free",
+        };
+        // Paid by puzzle or payment (OAuth proves who calls, and is checked every round): an
+        // input_required answer's next round is not priced again.
+        let remember_round = round_binding.filter(|_| {
+            continued
+                || grant
+                    .as_ref()
+                    .is_some_and(|g| matches!(g.rail, RailKind::Pow | RailKind::L402))
+        });
         if let Some(g) = &grant {
             if let Some(id) = &g.identity {
                 log.caller = Some(id.clone());
@@ -674,8 +696,12 @@ impl Gate {
                     }
                     None => rail.clone(),
                 };
-                resp = crate::settle::after_upstream(resp, rail, grant, request_id).await;
+                resp = crate::settle::after_upstream(resp, rail, grant, request_id.clone()).await;
             }
+        }
+        if let (Some(binding), Some(id)) = (remember_round, &request_id) {
+            resp =
+                crate::continuation::watch(resp, self.continuations.clone(), binding, id.clone());
         }
         // 13. Annotate tools/list.
         let mut resp = match list_id {
