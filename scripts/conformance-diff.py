@@ -2,6 +2,7 @@
 """Compares two runs of the MCP conformance suite's server scenarios.
 
 Usage: conformance-diff.py UPSTREAM_DIR GATEWAY_DIR [--expected FILE] [--scenarios N] [--label L]
+                          [--common-only]
 
 Each DIR is the suite's --output-dir: one folder per scenario (`server-<scenario>-<timestamp>`)
 holding checks.json. Every check is reduced to (scenario, check id, status, error message with
@@ -13,6 +14,11 @@ Expected-deviations file(s) (--expected, repeatable): one line per check,
 `scenario/check-id UPSTREAM_STATUS GATEWAY_STATUS`, where a status is one of the suite's
 (SUCCESS, FAILURE, WARNING, INFO, …), `A+B` for a check id reported twice, or MISSING;
 `#` starts a comment.
+
+With --common-only, only the scenarios both runs have are compared (--scenarios still counts
+each whole run): for two requirement sets of one release, such as the 2025-11-25 scenarios
+straight at a 2025 server and the 2026-07-28 scenarios through the gateway's translation in
+front of it.
 
 Prints the differences (if any) and a one-line summary; exit 0 when the runs agree, 1 otherwise,
 2 when a run is incomplete or unreadable.
@@ -114,6 +120,8 @@ def main() -> int:
     ap.add_argument("--scenarios", type=int, help="number of scenarios each run must have")
     ap.add_argument("--json-out", type=Path, help="write both normalised runs here")
     ap.add_argument("--label", default="", help="names the gateway run in the summary")
+    ap.add_argument("--common-only", action="store_true",
+                    help="compare only the scenarios both runs have (runs of two requirement sets)")
     args = ap.parse_args()
 
     try:
@@ -134,6 +142,11 @@ def main() -> int:
             if len(run) != args.scenarios:
                 print(f"conformance: the {name} run has {len(run)} scenarios, expected {args.scenarios}")
                 return 2
+
+    if args.common_only:
+        common = set(up) & set(gw)
+        up = {k: v for k, v in up.items() if k in common}
+        gw = {k: v for k, v in gw.items() if k in common}
 
     diffs: list[str] = []
     deviations_seen: list[str] = []
