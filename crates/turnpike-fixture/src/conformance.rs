@@ -136,7 +136,11 @@ impl Hub {
     pub fn open(&self, sealed: &str) -> Option<Value> {
         let outer: Value = serde_json::from_str(sealed).ok()?;
         let data = outer.get("data")?.as_str()?;
-        if outer.get("mac")?.as_str()? != self.mac(data) {
+        let given = outer.get("mac")?.as_str()?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            self.mac(data).as_bytes(),
+        )) {
             return None;
         }
         serde_json::from_str(data).ok()
