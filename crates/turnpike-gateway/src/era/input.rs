@@ -22,13 +22,12 @@
 //! each ends the request with a JSON-RPC error. A client closing its stream or cancelling the
 //! request ends the exchange (and the upstream stream) at once.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{header, HeaderMap, HeaderValue, Response, StatusCode, Uri};
+use http::{header, HeaderMap, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -63,8 +62,9 @@ pub(crate) struct Retry {
     pub caps: Value,
 }
 
-/// The capability a client declares to answer `method`.
-fn capability_for(method: &str) -> Option<&'static str> {
+/// The capability a client declares to answer `method` (the same in both directions of the
+/// translation: `era/mrtr.rs` uses it too).
+pub(crate) fn capability_for(method: &str) -> Option<&'static str> {
     match method {
         "elicitation/create" => Some("elicitation"),
         "sampling/createMessage" => Some("sampling"),
@@ -73,7 +73,8 @@ fn capability_for(method: &str) -> Option<&'static str> {
     }
 }
 
-fn declared(caps: &Value, cap: &str) -> bool {
+/// Whether `caps` declares `cap`.
+pub(crate) fn declared(caps: &Value, cap: &str) -> bool {
     caps.get(cap).is_some_and(|v| !v.is_null())
 }
 
@@ -168,17 +169,7 @@ fn stream(
         let _untrack = untrack;
         run(retry, first, id, tx, cancel).await;
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
-    let mut r = Response::new(Body::from_stream(body));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
+    wire::sse_response(rx)
 }
 
 async fn send_event(tx: &mpsc::Sender<Bytes>, v: &Value) -> bool {

@@ -40,7 +40,6 @@
 //! another instance keeps its session (the id is sealed) but not its subscriptions.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -642,17 +641,7 @@ pub(crate) async fn get(a: &EraAdapter, req: Request<Body>, opened: Opened) -> R
         relay(ctx, listen, refilter_rx, end, tx).await;
         adapter.shared().legacy.streams.close_live(&key, gen);
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
-    let mut r = Response::new(Body::from_stream(body));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
+    wire::sse_response(rx)
 }
 
 /// What a listen stream's buffered events asked for.

@@ -86,26 +86,12 @@ const PAYLOAD_LEN: usize = 56;
 type HmacSha256 = Hmac<Sha256>;
 type Tag = [u8; 16];
 
-/// The capability a client declares to answer `method`.
-pub(crate) fn capability_for(method: &str) -> Option<&'static str> {
-    match method {
-        "elicitation/create" => Some("elicitation"),
-        "sampling/createMessage" => Some("sampling"),
-        "roots/list" => Some("roots"),
-        _ => None,
-    }
-}
-
-fn declared(caps: &Value, cap: &str) -> bool {
-    caps.get(cap).is_some_and(|v| !v.is_null())
-}
+use super::input::{capability_for, declared};
 
 /// Whether a client with `caps` could answer any request of a 2025 server (then its requests
 /// take the translated path).
 pub(crate) fn wants(caps: &Value) -> bool {
-    ["elicitation", "sampling", "roots"]
-        .iter()
-        .any(|c| declared(caps, c))
+    super::input::can_answer_any(caps)
 }
 
 /// A fresh upstream id for a request on the translated path: unique in this process (the
