@@ -7,8 +7,21 @@
 pub const PARSE_ERROR: i64 = -32700;
 /// The message is not a valid JSON-RPC request, or is a batch array (JSON-RPC).
 pub const INVALID_REQUEST: i64 = -32600;
+/// The method does not exist (JSON-RPC).
+pub const METHOD_NOT_FOUND: i64 = -32601;
+/// Invalid method parameters (JSON-RPC); also "resource not found" from MCP 2026-07-28 on
+/// (SEP-2164).
+pub const INVALID_PARAMS: i64 = -32602;
 /// Internal error (JSON-RPC).
 pub const INTERNAL_ERROR: i64 = -32603;
+/// "Resource not found" in the 2025 MCP revisions.
+pub const RESOURCE_NOT_FOUND_2025: i64 = -32002;
+/// The request needs a client capability the client did not declare (MCP 2026-07-28,
+/// `MissingRequiredClientCapabilityError`).
+pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
+/// The server does not speak the requested protocol version (MCP 2026-07-28,
+/// `UnsupportedProtocolVersionError`).
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 /// `Mcp-Method`, `Mcp-Name` or `MCP-Protocol-Version` headers missing, malformed or
 /// contradicting the body (MCP 2026-07-28).
 pub const HEADER_MISMATCH: i64 = -32020;

@@ -305,7 +305,7 @@ impl Merged {
                 StatusCode::OK,
                 &wire::error_value(
                     Some(&id),
-                    -32602,
+                    turnpike_core::error_codes::INVALID_PARAMS,
                     &format!("no member of the merged endpoint offers {name:?}"),
                 ),
             );

@@ -446,7 +446,7 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
                 StatusCode::BAD_REQUEST,
                 &wire::error_value(
                     Some(&id),
-                    -32602,
+                    turnpike_core::error_codes::INVALID_PARAMS,
                     "the client's capabilities and info are too large for a session",
                 ),
             )

@@ -337,13 +337,13 @@ pub(crate) async fn subscribe(
     };
     let Some(target) = body.pointer("/params/uri").and_then(Value::as_str) else {
         return error(
-            -32602,
+            turnpike_core::error_codes::INVALID_PARAMS,
             &format!("{method}: params.uri (a string) is required"),
         );
     };
     if target.is_empty() || target.len() > MAX_URI_LEN {
         return error(
-            -32602,
+            turnpike_core::error_codes::INVALID_PARAMS,
             &format!("{method}: params.uri must be 1 to {MAX_URI_LEN} bytes long"),
         );
     }
@@ -370,7 +370,7 @@ pub(crate) async fn subscribe(
             Ok(c) => c,
             Err(Refusal::TooMany) => {
                 return error(
-                    -32602,
+                    turnpike_core::error_codes::INVALID_PARAMS,
                     &format!("{method}: at most {MAX_URIS} resource subscriptions per session"),
                 )
             }

@@ -66,7 +66,7 @@ pub const LEGACY_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26",
 pub const NOT_TRANSLATABLE: i64 = -31601;
 
 /// JSON-RPC "method not found".
-pub const METHOD_NOT_FOUND: i64 = -32601;
+pub use turnpike_core::error_codes::METHOD_NOT_FOUND;
 
 /// The `_meta` key of the protocol version (2026-07-28).
 pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";

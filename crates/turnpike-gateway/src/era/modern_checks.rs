@@ -22,13 +22,9 @@ use axum::body::Body;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
+use turnpike_core::error_codes::{INVALID_PARAMS, UNSUPPORTED_PROTOCOL_VERSION};
+
 use super::{wire, META_CAPS, META_VERSION, METHOD_NOT_FOUND, MODERN_VERSION};
-
-/// JSON-RPC "invalid params".
-pub const INVALID_PARAMS: i64 = -32602;
-
-/// MCP 2026-07-28's `UnsupportedProtocolVersionError` code.
-pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 /// Methods of the 2025 revisions that MCP 2026-07-28 removed.
 pub const REMOVED_METHODS: &[&str] = &[

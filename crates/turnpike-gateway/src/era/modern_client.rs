@@ -42,14 +42,9 @@ use super::{
 };
 use crate::serve::BoxUpstream;
 
-/// JSON-RPC "method not found".
-const METHOD_NOT_FOUND: i64 = super::METHOD_NOT_FOUND;
-
-/// MCP 2026-07-28's `MissingRequiredClientCapabilityError` code.
-pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
-
-/// The 2025 revisions' "resource not found" code.
-pub const RESOURCE_NOT_FOUND_2025: i64 = -32002;
+use turnpike_core::error_codes::{
+    INVALID_PARAMS, METHOD_NOT_FOUND, MISSING_REQUIRED_CLIENT_CAPABILITY, RESOURCE_NOT_FOUND_2025,
+};
 
 /// One upstream session held for modern clients.
 #[derive(Debug)]
@@ -504,7 +499,7 @@ pub fn to_modern_result(v: &mut Value, cacheable: bool) -> Edit {
         // params) in 2026-07-28 (SEP-2164); `data` (the URI) is kept.
         if let Some(code) = v.pointer_mut("/error/code") {
             if code.as_i64() == Some(RESOURCE_NOT_FOUND_2025) {
-                *code = json!(super::modern_checks::INVALID_PARAMS);
+                *code = json!(INVALID_PARAMS);
                 return Edit::Changed;
             }
         }

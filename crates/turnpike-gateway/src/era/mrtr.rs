@@ -75,8 +75,9 @@ pub const MAX_PENDING: usize = 1024;
 /// (requests arriving meanwhile join it), and the longest a round is held open for more.
 const GATHER_QUIET: Duration = Duration::from_millis(2);
 const GATHER_MAX: Duration = Duration::from_millis(20);
-/// JSON-RPC "invalid params": the answer to a `requestState` that cannot be taken.
-pub const INVALID_PARAMS: i64 = -32602;
+
+// The answer to a `requestState` that cannot be taken: JSON-RPC "invalid params".
+use turnpike_core::error_codes::INVALID_PARAMS;
 
 const DOMAIN: &[u8] = b"turnpike-request-state-v1.";
 const PREFIX: &str = "tps1.";
