@@ -75,6 +75,17 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
 
+/// A balance's `(credit_msat, spent_msat)` as stored (`c` may be a transaction).
+fn balance_row(c: &Connection, token_id: &[u8; 32]) -> Result<Option<(i64, i64)>, StoreError> {
+    c.query_row(
+        "SELECT credit_msat, spent_msat FROM l402_balances WHERE token_id = ?1",
+        params![&token_id[..]],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(err)
+}
+
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("sqlite: {e}"))
 }
@@ -351,14 +362,7 @@ impl BalanceStore for SqliteStore {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(err)?;
-            let row: Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT credit_msat, spent_msat FROM l402_balances WHERE token_id = ?1",
-                    params![&token_id[..]],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(err)?;
+            let row = balance_row(&tx, &token_id)?;
             let Some((credit, spent)) = row else {
                 return Ok(DebitOutcome::NoBalance);
             };
@@ -440,13 +444,7 @@ impl BalanceStore for SqliteStore {
 
     fn balance(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Option<(u64, u64)>, StoreError>> {
         self.run(move |c| {
-            c.query_row(
-                "SELECT credit_msat, spent_msat FROM l402_balances WHERE token_id = ?1",
-                params![&token_id[..]],
-                |r| Ok((to_u64(r.get(0)?), to_u64(r.get(1)?))),
-            )
-            .optional()
-            .map_err(err)
+            Ok(balance_row(c, &token_id)?.map(|(credit, spent)| (to_u64(credit), to_u64(spent))))
         })
     }
 
@@ -461,14 +459,7 @@ impl BalanceStore for SqliteStore {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(err)?;
-            let row: Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT credit_msat, spent_msat FROM l402_balances WHERE token_id = ?1",
-                    params![&token_id[..]],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(err)?;
+            let row = balance_row(&tx, &token_id)?;
             let Some((credit, spent)) = row else {
                 return Ok(Ok(None));
             };
