@@ -4,14 +4,8 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use base64::Engine;
-use bytes::Bytes;
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use support::*;
 
@@ -22,38 +16,6 @@ fn data_dir() -> PathBuf {
     ));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Pays `invoice` through the gateway's dev wallet; returns the preimage as hex.
-async fn pay(dir: &Path, invoice: &str) -> String {
-    let w: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("dev-wallet.json")).unwrap()).unwrap();
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!(
-            "{}/v1/channels/transactions",
-            w["url"].as_str().unwrap()
-        ))
-        .header(
-            "grpc-metadata-macaroon",
-            w["macaroon_hex"].as_str().unwrap(),
-        )
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            json!({"payment_request": invoice}).to_string(),
-        )))
-        .unwrap();
-    let client = Client::builder(TokioExecutor::new())
-        .build(hyper_util::client::legacy::connect::HttpConnector::new());
-    let resp = client.request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let v: Value =
-        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    hex::encode(
-        base64::engine::general_purpose::STANDARD
-            .decode(v["payment_preimage"].as_str().unwrap())
-            .unwrap(),
-    )
 }
 
 /// (macaroon, invoice) of the L402 line of a 402 reply.

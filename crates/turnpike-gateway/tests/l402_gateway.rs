@@ -7,11 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use base64::Engine;
-use bytes::Bytes;
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::Method;
 use serde_json::{json, Value};
 use support::*;
 
@@ -78,36 +74,6 @@ async fn setup_l402(json: bool, lightning: &str) -> Env {
     let dir = data_dir();
     let gw = start_gateway_with(&l402_config(up, &dir, lightning)).await;
     Env { gw, log, dir }
-}
-
-/// Pays `invoice` through the gateway's dev wallet (LND REST `SendPaymentSync`); returns the
-/// preimage as hex.
-async fn pay(dir: &std::path::Path, invoice: &str) -> String {
-    let w: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("dev-wallet.json")).unwrap()).unwrap();
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!(
-            "{}/v1/channels/transactions",
-            w["url"].as_str().unwrap()
-        ))
-        .header(
-            "grpc-metadata-macaroon",
-            w["macaroon_hex"].as_str().unwrap(),
-        )
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            json!({"payment_request": invoice}).to_string(),
-        )))
-        .unwrap();
-    let client = Client::builder(TokioExecutor::new())
-        .build(hyper_util::client::legacy::connect::HttpConnector::new());
-    let resp = client.request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let v: Value =
-        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    assert_eq!(v["payment_error"], "");
-    hex::encode(B64.decode(v["payment_preimage"].as_str().unwrap()).unwrap())
 }
 
 /// The L402 challenge in a 402 reply: (macaroon, invoice), read from the first

@@ -313,3 +313,37 @@ pub fn solve(text: &str) -> (String, Vec<u64>) {
     let nonces = turnpike_client::solve(&first.token, 1, None).unwrap();
     (first.challenge.clone(), nonces)
 }
+
+/// Pays `invoice` through the dev Lightning backend's wallet in `data_dir` (LND REST
+/// `SendPaymentSync`, as `dev-wallet.json` describes it); returns the preimage as hex.
+pub async fn pay(data_dir: &std::path::Path, invoice: &str) -> String {
+    use base64::Engine;
+    let w: Value =
+        serde_json::from_slice(&std::fs::read(data_dir.join("dev-wallet.json")).unwrap()).unwrap();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(format!(
+            "{}/v1/channels/transactions",
+            w["url"].as_str().unwrap()
+        ))
+        .header(
+            "grpc-metadata-macaroon",
+            w["macaroon_hex"].as_str().unwrap(),
+        )
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            serde_json::json!({"payment_request": invoice}).to_string(),
+        )))
+        .unwrap();
+    let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(v["payment_error"], "");
+    hex::encode(
+        base64::engine::general_purpose::STANDARD
+            .decode(v["payment_preimage"].as_str().unwrap())
+            .unwrap(),
+    )
+}
