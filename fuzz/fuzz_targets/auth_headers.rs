@@ -7,37 +7,14 @@
 //! carry `_meta` credentials).
 #![no_main]
 
-use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use turnpike_core::credential::{parse_auth_params, parse_nonce_list, parse_pow_params, split_scheme};
+use turnpike_core::credential::{
+    parse_auth_params, parse_nonce_list, parse_pow_params, split_scheme,
+};
 
-fn split(data: &[u8]) -> (HeaderMap, &[u8]) {
-    let mut headers = HeaderMap::new();
-    let mut rest = data;
-    loop {
-        let (line, tail) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        rest = tail;
-        if line.is_empty() || line == b"\r" {
-            break;
-        }
-        if let Some(c) = line.iter().position(|&b| b == b':') {
-            let value = line[c + 1..].trim_ascii();
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(&line[..c]),
-                HeaderValue::from_bytes(value),
-            ) {
-                headers.append(n, v);
-            }
-        }
-        if rest.is_empty() {
-            break;
-        }
-    }
-    (headers, rest)
-}
+#[path = "common/headers.rs"]
+mod headers;
+use headers::split;
 
 const DEFAULT_BODY: &[u8] =
     br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
@@ -60,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
         let Ok(s) = v.to_str() else { continue };
         if let Some(pairs) = parse_auth_params(s) {
             for (name, _) in &pairs {
-                assert_eq!(name, &name.to_ascii_lowercase(), "auth-param names are lower-cased");
+                assert_eq!(
+                    name,
+                    &name.to_ascii_lowercase(),
+                    "auth-param names are lower-cased"
+                );
             }
         }
         let (scheme, rest) = split_scheme(s);

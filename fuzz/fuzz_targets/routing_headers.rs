@@ -4,38 +4,14 @@
 //! Input: header lines `name: value` up to the first empty line, then the body.
 #![no_main]
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
 use turnpike_mcp::headers::{decode_header_value, encode_header_value};
 use turnpike_mcp::{check_routing_headers, era, parse_message};
 
-fn split(data: &[u8]) -> (HeaderMap, &[u8]) {
-    let mut headers = HeaderMap::new();
-    let mut rest = data;
-    loop {
-        let (line, tail) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        rest = tail;
-        if line.is_empty() || line == b"\r" {
-            break;
-        }
-        if let Some(c) = line.iter().position(|&b| b == b':') {
-            let value = line[c + 1..].trim_ascii();
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(&line[..c]),
-                HeaderValue::from_bytes(value),
-            ) {
-                headers.append(n, v);
-            }
-        }
-        if rest.is_empty() {
-            break;
-        }
-    }
-    (headers, rest)
-}
+#[path = "common/headers.rs"]
+mod headers;
+use headers::split;
 
 fuzz_target!(|data: &[u8]| {
     let (headers, body) = split(data);
@@ -51,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = std::str::from_utf8(body) {
         let enc = encode_header_value(text);
-        assert!(HeaderValue::from_str(&enc).is_ok(), "an encoded value must be a valid header");
+        assert!(
+            HeaderValue::from_str(&enc).is_ok(),
+            "an encoded value must be a valid header"
+        );
         assert_eq!(decode_header_value(&enc).as_deref(), Some(text));
     }
     if let Ok(msg) = parse_message(body) {
