@@ -869,6 +869,40 @@ impl<'s> Cx<'s> {
         }
     }
 
+    /// A secret given inline (`keys.0`) or named by an environment variable (`keys.1`, read
+    /// now, trimmed), with the span to report it at. `Ok(None)`: neither key (or a value that is
+    /// not a string, recorded as a problem); `Err(())`: both keys (the problem says `both`), or
+    /// a variable that is unset or empty.
+    fn inline_or_env(
+        &mut self,
+        t: &DeTable<'_>,
+        keys: (&str, &str),
+        both: &str,
+        hint: &str,
+    ) -> Result<Option<(String, Range<usize>)>, ()> {
+        let inline = self.field::<String>(t, keys.0, hint);
+        let env = self.field::<String>(t, keys.1, hint);
+        match (inline, env) {
+            (Some(_), Some((_, s))) => {
+                self.problem(Some(s), both.into(), hint);
+                Err(())
+            }
+            (Some(v), None) => Ok(Some(v)),
+            (None, Some((var, s))) => match std::env::var(&var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some((v.trim().to_owned(), s))),
+                _ => {
+                    self.problem(
+                        Some(s),
+                        format!("environment variable {var} is not set"),
+                        hint,
+                    );
+                    Err(())
+                }
+            },
+            (None, None) => Ok(None),
+        }
+    }
+
     fn unknown_keys(&mut self, table: &DeTable<'_>, section: &str, known: &[&str]) {
         for k in table.keys() {
             let name: &str = k.get_ref();
@@ -1033,33 +1067,18 @@ impl<'s> Cx<'s> {
         let metrics_public = self
             .field::<bool>(t, "metrics_public", "write true or false")
             .is_none_or(|(v, _)| v);
-        let inline = self.field::<String>(t, "token", HINT);
-        let env = self.field::<String>(t, "token_env", HINT);
-        let token = match (inline, env) {
-            (Some(_), Some((_, s))) => {
-                self.problem(
-                    Some(s),
-                    "give the admin token one way only: token or token_env".into(),
-                    HINT,
-                );
-                None
-            }
-            (Some((v, s)), None) => Some((v, s)),
-            (None, Some((var, s))) => match std::env::var(&var) {
-                Ok(v) if !v.trim().is_empty() => Some((v.trim().to_owned(), s)),
-                _ => {
-                    self.problem(
-                        Some(s),
-                        format!("environment variable {var} is not set"),
-                        HINT,
-                    );
-                    None
-                }
-            },
-            (None, None) => {
+        let token = match self.inline_or_env(
+            t,
+            ("token", "token_env"),
+            "give the admin token one way only: token or token_env",
+            HINT,
+        ) {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => {
                 self.problem(Some(span), "[admin] needs a token".into(), HINT);
                 None
             }
+            Err(()) => None,
         };
         if let Some((v, s)) = &token {
             if v.chars().count() < 16 {
@@ -1333,31 +1352,15 @@ impl<'s> Cx<'s> {
             }
         }
         let mut identity_secret = None;
-        let inline = self.field::<String>(t, "identity_secret", HINT_IDENTITY_SECRET);
-        let env = self.field::<String>(t, "identity_secret_env", HINT_IDENTITY_SECRET);
-        let secret = match (inline, env) {
-            (Some(_), Some((_, s))) => {
-                self.problem(
-                    Some(s),
-                    "give identity_secret one way only: inline or from identity_secret_env".into(),
-                    HINT_IDENTITY_SECRET,
-                );
-                None
-            }
-            (Some((v, s)), None) => Some((v, s)),
-            (None, Some((var, s))) => match std::env::var(&var) {
-                Ok(v) if !v.trim().is_empty() => Some((v.trim().to_owned(), s)),
-                _ => {
-                    self.problem(
-                        Some(s),
-                        format!("environment variable {var} is not set"),
-                        HINT_IDENTITY_SECRET,
-                    );
-                    None
-                }
-            },
-            (None, None) => None,
-        };
+        let secret = self
+            .inline_or_env(
+                t,
+                ("identity_secret", "identity_secret_env"),
+                "give identity_secret one way only: inline or from identity_secret_env",
+                HINT_IDENTITY_SECRET,
+            )
+            .ok()
+            .flatten();
         if let Some((v, s)) = secret {
             if v.len() == 64 && v.bytes().all(|c| c.is_ascii_hexdigit()) {
                 identity_secret = Some(Secret::new(v));
