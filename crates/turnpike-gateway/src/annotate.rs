@@ -22,18 +22,7 @@ pub async fn tools_list_response(
     id: Value,
     price_of: impl Fn(&str) -> Value + Send + Sync + 'static,
 ) -> Response<Body> {
-    let ct = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
+    let ct = crate::body::media_type(resp.headers());
     match ct.as_str() {
         "application/json" => annotate_json(resp, &price_of).await,
         "text/event-stream" => annotate_sse(resp, id, price_of),

@@ -41,6 +41,21 @@ pub async fn read_limited(
     }
 }
 
+/// The media type of a message, lower-case, without parameters.
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether a `Content-Type` header says `application/json` (parameters such as `charset`
 /// allowed).
 pub fn is_json(headers: &HeaderMap) -> bool {

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{header, Response};
+use http::Response;
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use turnpike_core::{
@@ -114,7 +114,7 @@ pub async fn after_upstream(
         rail.settle(&grant, true).await;
         return resp;
     }
-    match content_type(&resp).as_str() {
+    match crate::body::media_type(resp.headers()).as_str() {
         "application/json" => {
             let (parts, body) = resp.into_parts();
             match Limited::new(body, MAX_JSON).collect().await {
@@ -151,20 +151,6 @@ pub async fn after_upstream(
             resp
         }
     }
-}
-
-fn content_type(resp: &Response<Body>) -> String {
-    resp.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
 }
 
 /// Whether a JSON-RPC response reports success (a result, not an error).

@@ -22,20 +22,7 @@ pub const MAX_READ: usize = 64 * 1024 * 1024;
 /// The `Accept` the gateway sends upstream.
 pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
-/// The media type of a message, lower-case, without parameters.
-pub fn media_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
-}
+pub use crate::body::media_type;
 
 /// A POST of `body` to the upstream with `headers` (content type, accept and length set).
 pub fn post(uri: &Uri, mut headers: HeaderMap, body: &Value) -> Request<Body> {
