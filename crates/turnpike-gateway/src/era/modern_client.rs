@@ -379,16 +379,9 @@ async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value)
             p.remove("inputResponses");
         }
     }
-    let s = match session(a, &parts.uri, &caps, &info).await {
+    let mut s = match session(a, &parts.uri, &caps, &info).await {
         Ok(s) => s,
-        Err(why) => {
-            return error(
-                StatusCode::BAD_GATEWAY,
-                Some(&id),
-                turnpike_core::error_codes::UPSTREAM_FAILED,
-                &format!("the upstream (MCP 2025) could not start a session: {why}"),
-            )
-        }
+        Err(why) => return no_session(&id, &why),
     };
     if method == "subscriptions/listen" {
         let filter = body
@@ -414,37 +407,26 @@ async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value)
     if resp.status() == StatusCode::NOT_FOUND && s.id.is_some() {
         // The upstream forgot the session: start another and try once more.
         a.shared().modern.forget(&pool_key(&caps), &s);
-        let s2 = match session(a, &parts.uri, &caps, &info).await {
+        s = match session(a, &parts.uri, &caps, &info).await {
             Ok(s) => s,
-            Err(why) => {
-                return error(
-                    StatusCode::BAD_GATEWAY,
-                    Some(&id),
-                    turnpike_core::error_codes::UPSTREAM_FAILED,
-                    &format!("the upstream (MCP 2025) could not start a session: {why}"),
-                )
-            }
+            Err(why) => return no_session(&id, &why),
         };
-        resp = forward(a, &parts, &body, &s2).await;
-        if asks {
-            return super::mrtr::respond(
-                a,
-                &parts.uri,
-                resp,
-                id,
-                upstream_id,
-                &method,
-                s2,
-                caps,
-                body,
-            );
-        }
-        return modern_response(a, &parts.uri, resp, id, &method, s2);
+        resp = forward(a, &parts, &body, &s).await;
     }
     if asks {
         return super::mrtr::respond(a, &parts.uri, resp, id, upstream_id, &method, s, caps, body);
     }
     modern_response(a, &parts.uri, resp, id, &method, s)
+}
+
+/// The answer when no upstream session could be started.
+fn no_session(id: &Value, why: &str) -> Response<Body> {
+    error(
+        StatusCode::BAD_GATEWAY,
+        Some(id),
+        turnpike_core::error_codes::UPSTREAM_FAILED,
+        &format!("the upstream (MCP 2025) could not start a session: {why}"),
+    )
 }
 
 async fn forward(
