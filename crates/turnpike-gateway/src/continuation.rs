@@ -57,21 +57,19 @@ struct Inner {
     order: VecDeque<Key>,
 }
 
-/// What a state is bound to: the method, the name and the arguments of the request.
-pub fn binding(method: &str, params: Option<&Value>) -> Option<Key> {
+/// What a state is bound to: the method, the name (the tool, prompt or resource:
+/// [`turnpike_mcp::call_name`]) and the canonical hash of the arguments
+/// ([`turnpike_mcp::canonical::arguments_hash`], which the gate computes for every request).
+pub fn binding(method: &str, name: Option<&str>, args_hash: &[u8; 32]) -> Option<Key> {
     if !METHODS.contains(&method) {
         return None;
     }
-    let name = params
-        .and_then(|p| p.get("name").or_else(|| p.get("uri")))
-        .and_then(Value::as_str)
-        .unwrap_or("");
     let mut h = Sha256::new();
     h.update(method.as_bytes());
     h.update([0]);
-    h.update(name.as_bytes());
+    h.update(name.unwrap_or("").as_bytes());
     h.update([0]);
-    h.update(turnpike_mcp::canonical::arguments_hash(params));
+    h.update(args_hash);
     Some(h.finalize().into())
 }
 
@@ -183,7 +181,9 @@ mod tests {
     use serde_json::json;
 
     fn b(args: Value) -> Key {
-        binding("tools/call", Some(&json!({"name": "t", "arguments": args}))).unwrap()
+        let params = json!({"name": "t", "arguments": args});
+        let hash = turnpike_mcp::canonical::arguments_hash(Some(&params));
+        binding("tools/call", Some("t"), &hash).unwrap()
     }
 
     #[test]
@@ -192,11 +192,8 @@ mod tests {
         t.record("s1", b(json!({"x": 1})));
         // Another tool, other arguments, another method: not this state's request.
         assert!(!t.take("s1", &b(json!({"x": 2}))));
-        let other = binding(
-            "tools/call",
-            Some(&json!({"name": "u", "arguments": {"x": 1}})),
-        )
-        .unwrap();
+        let hash = turnpike_mcp::canonical::arguments_hash(Some(&json!({"arguments": {"x": 1}})));
+        let other = binding("tools/call", Some("u"), &hash).unwrap();
         assert!(!t.take("s1", &other));
         assert!(!t.take("s2", &b(json!({"x": 1}))));
         // Key order does not matter; the match is used up.
@@ -209,8 +206,8 @@ mod tests {
 
     #[test]
     fn only_calls_that_can_ask_are_bound() {
-        assert!(binding("tools/list", None).is_none());
-        assert!(binding("resources/read", Some(&json!({"uri": "x://y"}))).is_some());
+        assert!(binding("tools/list", None, &[0; 32]).is_none());
+        assert!(binding("resources/read", Some("x://y"), &[0; 32]).is_some());
         assert_eq!(request_state(Some(&json!({"requestState": ""}))), None);
         assert_eq!(request_state(Some(&json!({"requestState": 5}))), None);
         assert_eq!(

@@ -434,13 +434,13 @@ impl Gate {
         let method = msg.method().unwrap_or("");
         log.method = method.to_owned();
         log.tool = turnpike_mcp::call_name(&msg).map(str::to_owned);
-        let round_binding = (msg.kind() == MessageKind::Request)
-            .then(|| crate::continuation::binding(method, msg.params()))
-            .flatten();
-        let continued = round_binding.is_some_and(|b| {
-            crate::continuation::request_state(msg.params())
-                .is_some_and(|s| self.continuations.take(s, &b))
-        });
+        // Only a request that carries a requestState is looked up (hashing its arguments here).
+        let continued = msg.kind() == MessageKind::Request
+            && crate::continuation::request_state(msg.params()).is_some_and(|state| {
+                let args = turnpike_mcp::canonical::arguments_hash(msg.params());
+                crate::continuation::binding(method, log.tool.as_deref(), &args)
+                    .is_some_and(|b| self.continuations.take(state, &b))
+            });
         let price = if msg.kind() == MessageKind::Response || continued {
             None
         } else {
@@ -591,12 +591,16 @@ impl Gate {
         };
         // Paid by puzzle or payment (OAuth proves who calls, and is checked every round): an
         // input_required answer's next round is not priced again.
-        let remember_round = round_binding.filter(|_| {
-            continued
-                || grant
-                    .as_ref()
-                    .is_some_and(|g| matches!(g.rail, RailKind::Pow | RailKind::L402))
-        });
+        let paid_round = continued
+            || grant
+                .as_ref()
+                .is_some_and(|g| matches!(g.rail, RailKind::Pow | RailKind::L402));
+        let remember_round = match (&facts, msg.kind()) {
+            (Some(f), MessageKind::Request) if paid_round => {
+                crate::continuation::binding(method, log.tool.as_deref(), &f.args_hash)
+            }
+            _ => None,
+        };
         if let Some(g) = &grant {
             if let Some(id) = &g.identity {
                 log.caller = Some(id.clone());
