@@ -540,7 +540,12 @@ async fn over_its_cap_an_address_is_refused_and_others_are_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_listener_checks_host_and_origin_and_closes_silent_connections() {
-    let gw = Gateway::start("admin", "first_byte_timeout_secs = 2", true, None);
+    let gw = Gateway::start(
+        "admin",
+        "first_byte_timeout_secs = 2\nheader_read_timeout_secs = 3",
+        true,
+        None,
+    );
     let admin = gw.admin.expect("admin address");
     let get = |host: String, extra: &'static str| {
         format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
@@ -600,7 +605,11 @@ async fn the_admin_listener_checks_host_and_origin_and_closes_silent_connections
         closed_by(&mut slow, deadline).await.is_some(),
         "header timeout"
     );
-    assert!(t0.elapsed() < Duration::from_secs(25));
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(20),
+        "cut by the 3 s header timeout after {took:?}"
+    );
 }
 
 fn check(dir: &Path, admin_listen: &str) -> (bool, String) {
