@@ -28,14 +28,15 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use turnpike_l402::store::{L402Store, LedgerEntry};
 
 use crate::config::AdminConfig;
+use crate::conns::{ConnRules, Tracker};
+use crate::hosts::HostPolicy;
 use crate::metrics::SAMPLE_EVERY;
 use crate::reload::{LiveGate, Loader};
 
@@ -54,6 +55,7 @@ pub struct Admin {
     token_digest: [u8; 32],
     metrics_public: bool,
     reload: Option<Loader>,
+    hosts: HostPolicy,
 }
 
 impl Admin {
@@ -64,29 +66,27 @@ impl Admin {
             token_digest: Sha256::digest(cfg.token.expose().as_bytes()).into(),
             metrics_public: cfg.metrics_public,
             reload,
+            hosts: HostPolicy::new(&cfg.allowed_hosts, &cfg.allowed_origins),
         })
     }
 
-    /// Serves on `listener` until the task is dropped.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        let builder = auto::Builder::new(TokioExecutor::new());
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            };
+    /// Serves on `listener` under `rules` (connection caps and timers, [`crate::conns`]) until
+    /// the task is dropped; `cancel` shuts its connections down.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        rules: Arc<ConnRules>,
+        cancel: CancellationToken,
+    ) {
+        let tracker = Tracker::new(rules.max_connections, rules.max_per_address);
+        crate::conns::accept_loop(listener, tracker, rules, cancel, "admin", move |_peer| {
             let this = self.clone();
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            hyper::service::service_fn(move |req: Request<Incoming>| {
                 let this = this.clone();
                 async move { Ok::<_, Infallible>(this.handle(req.map(Body::new)).await) }
-            });
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned();
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
+            })
+        })
+        .await;
     }
 
     /// Whether `headers` carry the admin token (`Authorization: Bearer …`), compared in
@@ -106,6 +106,11 @@ impl Admin {
 
     /// Answers one admin request.
     pub async fn handle(&self, req: Request<Body>) -> Response<Body> {
+        // DNS rebinding: a page of another site must not read /metrics through a name that
+        // resolves to this machine.
+        if let Err(refusal) = self.hosts.check(req.headers(), req.uri()) {
+            return json_answer(refusal.status(), &json!({"error": refusal.message()}));
+        }
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
         match (method, path.as_str()) {

@@ -15,9 +15,17 @@
 //! body_read_timeout_secs = 30        # … and its body within this time
 //! shutdown_timeout_secs = 10         # on SIGTERM: how long in-flight calls may take to finish
 //! watch_config = true                # reload when the file changes (SIGHUP always reloads)
+//! max_connections = 10000            # open connections in all (lowered to fit the open-file limit)
+//! max_connections_per_address = 128  # open connections from one address (IPv6: one /64)
+//! first_byte_timeout_secs = 5        # a new connection must start its request within this time
+//! connection_idle_timeout_secs = 60  # a connection with no request in progress is closed after this
+//! http2_max_concurrent_streams = 100 # streams one HTTP/2 connection may have open
+//! http2_keepalive_secs = 30          # HTTP/2 ping interval (and how long an answer may take)
 //!
 //! [admin]                            # optional: metrics, admin API and dashboard (off without it)
-//! listen = "127.0.0.1:8403"          # its own listener (default shown)
+//! listen = "127.0.0.1:8403"          # its own listener (default shown); a warning if not loopback
+//! allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]   # Host values the admin listener accepts
+//! allowed_origins = []               # Origins accepted besides http(s)://<allowed host>[:port]
 //! token_env = "TURNPIKE_ADMIN_TOKEN" # or token = "…" (at least 16 characters)
 //! metrics_public = true              # /metrics without the token (default true)
 //!
@@ -132,6 +140,11 @@ pub struct AdminConfig {
     pub token: Secret,
     /// Whether `/metrics` answers without the token. Default true.
     pub metrics_public: bool,
+    /// Host header values the admin listener accepts (port ignored; `"*"`: any). Default
+    /// localhost, 127.0.0.1 and [::1].
+    pub allowed_hosts: Vec<String>,
+    /// Origins accepted besides `http(s)://<allowed host>[:port]`. Default none.
+    pub allowed_origins: Vec<String>,
 }
 
 /// The admin listener's default address.
@@ -268,6 +281,22 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// Whether the configuration file is watched and reloaded when it changes. Default true.
     pub watch_config: bool,
+    /// Open connections in all (each listener counts its own); a connection beyond it is
+    /// closed at once. Lowered at start to fit the open-file limit. Default 10000.
+    pub max_connections: usize,
+    /// Open connections from one address (an IPv6 address counts as its /64); a connection
+    /// beyond it is closed at once. Default 128.
+    pub max_connections_per_address: usize,
+    /// Seconds a new connection has to send the start of its request (enough bytes to tell
+    /// HTTP/1 from HTTP/2). Default 5.
+    pub first_byte_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in progress (HTTP/1 keep-alive,
+    /// HTTP/2 with no open stream or still in its handshake). Default 60.
+    pub connection_idle_timeout_secs: u64,
+    /// Streams one HTTP/2 connection may have open at once. Default 100.
+    pub http2_max_concurrent_streams: u32,
+    /// Seconds between HTTP/2 keep-alive pings, and how long the answer may take. Default 30.
+    pub http2_keepalive_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -285,6 +314,12 @@ impl Default for ServerConfig {
             body_read_timeout_secs: 30,
             shutdown_timeout_secs: 10,
             watch_config: true,
+            max_connections: 10_000,
+            max_connections_per_address: 128,
+            first_byte_timeout_secs: 5,
+            connection_idle_timeout_secs: 60,
+            http2_max_concurrent_streams: 100,
+            http2_keepalive_secs: 30,
         }
     }
 }
@@ -767,6 +802,38 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
     }
 }
 
+/// What `turnpike check` points out without refusing the file (each a [`Problem`] whose message
+/// starts with `warning:`, at the key's line:col): an admin listener on an address other than
+/// loopback (the admin API and `/metrics` are meant for the machine itself).
+pub fn warnings(src: &str, cfg: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let Some(admin) = &cfg.admin else {
+        return out;
+    };
+    let ip = admin.listen.ip();
+    if !ip.is_loopback() {
+        let (line, col) = DeTable::parse(src)
+            .ok()
+            .and_then(|root| span_of_path(root.get_ref(), "admin.listen"))
+            .map_or((0, 0), |span| line_col(src, span.start));
+        let what = if ip.is_unspecified() {
+            "every address of the machine"
+        } else {
+            "an address other than loopback"
+        };
+        out.push(Problem {
+            line,
+            col,
+            message: format!(
+                "warning: the admin listener binds {} ({what}): /metrics, the dashboard and the admin API are reachable from the network",
+                admin.listen
+            ),
+            hint: "bind it to loopback (listen = \"127.0.0.1:8403\") and reach it over SSH or a reverse proxy with its own authentication".into(),
+        });
+    }
+    out
+}
+
 /// The place of a dotted path (`limits.tools.search.burst`) in the document: the deepest key
 /// of it that is there.
 fn span_of_path(root: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
@@ -933,6 +1000,12 @@ impl<'s> Cx<'s> {
                 "body_read_timeout_secs",
                 "shutdown_timeout_secs",
                 "watch_config",
+                "max_connections",
+                "max_connections_per_address",
+                "first_byte_timeout_secs",
+                "connection_idle_timeout_secs",
+                "http2_max_concurrent_streams",
+                "http2_keepalive_secs",
             ],
         );
         const LISTEN: &str =
@@ -958,39 +1031,7 @@ impl<'s> Cx<'s> {
                 s.path = v;
             }
         }
-        if let Some((v, span)) = self.field::<Vec<String>>(t, "allowed_hosts", HINT_HOSTS) {
-            if v.is_empty() {
-                self.problem(
-                    Some(span.clone()),
-                    "allowed_hosts is empty".into(),
-                    HINT_HOSTS,
-                );
-            }
-            for h in &v {
-                if h.is_empty() || h.contains("://") || h.contains('/') {
-                    self.problem(
-                        Some(span.clone()),
-                        format!("{h:?} is not a host name"),
-                        "write host names without scheme or path, e.g. \"example.com\"",
-                    );
-                }
-            }
-            s.allowed_hosts = v;
-        }
-        const ORIGINS: &str =
-            "write origins as scheme://host[:port], e.g. \"https://app.example.com\", or \"null\"";
-        if let Some((v, span)) = self.field::<Vec<String>>(t, "allowed_origins", ORIGINS) {
-            for o in &v {
-                if o != "null" && !(o.starts_with("http://") || o.starts_with("https://")) {
-                    self.problem(
-                        Some(span.clone()),
-                        format!("{o:?} is not an origin"),
-                        ORIGINS,
-                    );
-                }
-            }
-            s.allowed_origins = v;
-        }
+        self.hosts_and_origins(t, &mut s.allowed_hosts, &mut s.allowed_origins);
         const MODE: &str = "use \"auto\", \"http\" or \"in-band\"";
         if let Some((v, span)) = self.field::<String>(t, "challenge_mode", MODE) {
             match ChallengeMode::parse(&v) {
@@ -1028,6 +1069,12 @@ impl<'s> Cx<'s> {
             ("header_read_timeout_secs", &mut s.header_read_timeout_secs),
             ("body_read_timeout_secs", &mut s.body_read_timeout_secs),
             ("shutdown_timeout_secs", &mut s.shutdown_timeout_secs),
+            ("first_byte_timeout_secs", &mut s.first_byte_timeout_secs),
+            (
+                "connection_idle_timeout_secs",
+                &mut s.connection_idle_timeout_secs,
+            ),
+            ("http2_keepalive_secs", &mut s.http2_keepalive_secs),
         ] {
             if let Some((v, span)) = self.field::<u64>(t, key, HINT_POSITIVE) {
                 if v == 0 {
@@ -1041,16 +1088,95 @@ impl<'s> Cx<'s> {
                 }
             }
         }
+        for (key, slot) in [
+            ("max_connections", &mut s.max_connections),
+            (
+                "max_connections_per_address",
+                &mut s.max_connections_per_address,
+            ),
+        ] {
+            if let Some((v, span)) = self.field::<u64>(t, key, HINT_POSITIVE) {
+                match usize::try_from(v) {
+                    Ok(n) if n >= 1 => *slot = n,
+                    _ => self.problem(
+                        Some(span),
+                        format!("{key} must be at least 1"),
+                        HINT_POSITIVE,
+                    ),
+                }
+            }
+        }
+        if let Some((v, span)) = self.field::<u64>(t, "http2_max_concurrent_streams", HINT_POSITIVE)
+        {
+            match u32::try_from(v) {
+                Ok(n) if n >= 1 => s.http2_max_concurrent_streams = n,
+                _ => self.problem(
+                    Some(span),
+                    "http2_max_concurrent_streams must be a whole number from 1 to 4294967295"
+                        .into(),
+                    HINT_POSITIVE,
+                ),
+            }
+        }
     }
 
-    /// `[admin]`: listen, token or token_env, metrics_public.
+    /// `allowed_hosts` and `allowed_origins` of `[server]` or `[admin]`.
+    fn hosts_and_origins(
+        &mut self,
+        t: &DeTable<'_>,
+        hosts: &mut Vec<String>,
+        origins: &mut Vec<String>,
+    ) {
+        if let Some((v, span)) = self.field::<Vec<String>>(t, "allowed_hosts", HINT_HOSTS) {
+            if v.is_empty() {
+                self.problem(
+                    Some(span.clone()),
+                    "allowed_hosts is empty".into(),
+                    HINT_HOSTS,
+                );
+            }
+            for h in &v {
+                if h.is_empty() || h.contains("://") || h.contains('/') {
+                    self.problem(
+                        Some(span.clone()),
+                        format!("{h:?} is not a host name"),
+                        "write host names without scheme or path, e.g. \"example.com\"",
+                    );
+                }
+            }
+            *hosts = v;
+        }
+        const ORIGINS: &str =
+            "write origins as scheme://host[:port], e.g. \"https://app.example.com\", or \"null\"";
+        if let Some((v, span)) = self.field::<Vec<String>>(t, "allowed_origins", ORIGINS) {
+            for o in &v {
+                if o != "null" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                    self.problem(
+                        Some(span.clone()),
+                        format!("{o:?} is not an origin"),
+                        ORIGINS,
+                    );
+                }
+            }
+            *origins = v;
+        }
+    }
+
+    /// `[admin]`: listen, token or token_env, metrics_public, allowed_hosts, allowed_origins.
     fn admin(&mut self, t: &DeTable<'_>, span: Range<usize>) -> Option<AdminConfig> {
         const HINT: &str = "write token_env = \"TURNPIKE_ADMIN_TOKEN\" (the variable holds the token, e.g. from `openssl rand -hex 24`) or token = \"<at least 16 characters>\"";
         const LISTEN: &str = "write an IP address and port, e.g. \"127.0.0.1:8403\"";
         self.unknown_keys(
             t,
             "[admin]",
-            &["listen", "token", "token_env", "metrics_public"],
+            &[
+                "listen",
+                "token",
+                "token_env",
+                "metrics_public",
+                "allowed_hosts",
+                "allowed_origins",
+            ],
         );
         let before = self.problems.len();
         let mut listen: SocketAddr = DEFAULT_ADMIN_LISTEN.parse().ok()?;
@@ -1067,6 +1193,8 @@ impl<'s> Cx<'s> {
         let metrics_public = self
             .field::<bool>(t, "metrics_public", "write true or false")
             .is_none_or(|(v, _)| v);
+        let mut hosts = ServerConfig::default();
+        self.hosts_and_origins(t, &mut hosts.allowed_hosts, &mut hosts.allowed_origins);
         let token = match self.inline_or_env(
             t,
             ("token", "token_env"),
@@ -1096,6 +1224,8 @@ impl<'s> Cx<'s> {
             listen,
             token: Secret::new(token?.0),
             metrics_public,
+            allowed_hosts: hosts.allowed_hosts,
+            allowed_origins: hosts.allowed_origins,
         })
     }
 
@@ -2378,6 +2508,105 @@ calls_a_day = 5
             "bad.toml:7:1: unknown field `calls_a_day`",
         ] {
             assert!(text.contains(x), "missing {x:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn connection_keys_and_admin_hosts() {
+        let src = r#"[server]
+max_connections = 500
+max_connections_per_address = 8
+first_byte_timeout_secs = 2
+connection_idle_timeout_secs = 30
+http2_max_concurrent_streams = 16
+http2_keepalive_secs = 10
+
+[upstream]
+url = "http://127.0.0.1:3001/mcp"
+
+[admin]
+token = "0123456789abcdef"
+allowed_hosts = ["admin.internal"]
+allowed_origins = ["https://ops.example.com"]
+"#;
+        let c = parse(src, "t.toml").unwrap();
+        assert_eq!(c.server.max_connections, 500);
+        assert_eq!(c.server.max_connections_per_address, 8);
+        assert_eq!(c.server.first_byte_timeout_secs, 2);
+        assert_eq!(c.server.connection_idle_timeout_secs, 30);
+        assert_eq!(c.server.http2_max_concurrent_streams, 16);
+        assert_eq!(c.server.http2_keepalive_secs, 10);
+        let admin = c.admin.as_ref().unwrap();
+        assert_eq!(admin.allowed_hosts, vec!["admin.internal".to_string()]);
+        assert_eq!(
+            admin.allowed_origins,
+            vec!["https://ops.example.com".to_string()]
+        );
+        assert!(warnings(src, &c).is_empty(), "loopback by default");
+        // Defaults: loopback names for the admin listener too.
+        let c = parse(
+            "[upstream]\nurl = \"http://a/\"\n[admin]\ntoken = \"0123456789abcdef\"\n",
+            "t",
+        )
+        .unwrap();
+        let admin = c.admin.unwrap();
+        assert_eq!(admin.allowed_hosts, ServerConfig::default().allowed_hosts);
+        assert!(admin.allowed_origins.is_empty());
+
+        let bad = r#"[server]
+max_connections = 0
+max_connections_per_address = -1
+first_byte_timeout_secs = 0
+connection_idle_timeout_secs = 0
+http2_max_concurrent_streams = 5000000000
+http2_keepalive_secs = 0
+
+[upstream]
+url = "http://127.0.0.1:3001/mcp"
+
+[admin]
+token = "0123456789abcdef"
+allowed_hosts = []
+allowed_origins = ["ops.example.com"]
+"#;
+        let e = parse(bad, "bad.toml").unwrap_err();
+        let text = e.to_string();
+        let expect = [
+            "bad.toml:2:19: max_connections must be at least 1",
+            "bad.toml:3:31: ",
+            "bad.toml:4:27: first_byte_timeout_secs must be at least 1",
+            "bad.toml:5:32: connection_idle_timeout_secs must be at least 1",
+            "bad.toml:6:32: http2_max_concurrent_streams must be a whole number",
+            "bad.toml:7:24: http2_keepalive_secs must be at least 1",
+            "bad.toml:14:17: allowed_hosts is empty",
+            "bad.toml:15:19: \"ops.example.com\" is not an origin",
+        ];
+        for x in expect {
+            assert!(text.contains(x), "missing {x:?} in:\n{text}");
+        }
+        assert_eq!(e.problems.len(), expect.len(), "{text}");
+    }
+
+    #[test]
+    fn an_admin_listener_off_loopback_is_a_warning_at_its_place() {
+        for (listen, warned) in [
+            ("0.0.0.0:8403", true),
+            ("[::]:8403", true),
+            ("10.1.2.3:8403", true),
+            ("127.0.0.1:8403", false),
+            ("[::1]:8403", false),
+        ] {
+            let src = format!(
+                "[upstream]\nurl = \"http://a/\"\n\n[admin]\nlisten = \"{listen}\"\ntoken = \"0123456789abcdef\"\n"
+            );
+            let c = parse(&src, "t.toml").unwrap();
+            let w = warnings(&src, &c);
+            assert_eq!(w.len(), usize::from(warned), "{listen}: {w:?}");
+            if let Some(p) = w.first() {
+                assert_eq!((p.line, p.col), (5, 10));
+                assert!(p.message.starts_with("warning: the admin listener binds"));
+                assert!(!p.hint.is_empty());
+            }
         }
     }
 

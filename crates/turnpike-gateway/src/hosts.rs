@@ -1,7 +1,13 @@
 //! Host and Origin checks (protection against DNS rebinding).
 //!
-//! - `Host` (or the HTTP/2 `:authority`) must name an allowed host; the port is ignored and
-//!   names compare case-insensitively. `"*"` in the list accepts any host.
+//! - The host checked is the request target's authority when it has one (an absolute-form
+//!   target, `POST http://host/mcp`, or the HTTP/2 `:authority`), else the `Host` header
+//!   (RFC 9112 §3.2.2); it must name an allowed host. The port is ignored and names compare
+//!   case-insensitively. `"*"` in the list accepts any host.
+//! - More than one `Host` line is refused (400), and so is a `Host` that names another host
+//!   than the target's authority (400): RFC 9112 lets a server ignore such a `Host`, RFC 9113
+//!   calls the HTTP/2 case malformed; turnpike refuses both rather than guess which one a
+//!   component behind it will read.
 //! - `Origin`, when present, must be `http(s)://<allowed host>[:port]` or one of the extra
 //!   allowed origins (exact, case-insensitive). Under `"*"`, an origin is also accepted when its
 //!   host is the request's own `Host`.
@@ -17,6 +23,10 @@ pub enum HostRefusal {
     Host,
     /// The `Origin` is not allowed.
     Origin,
+    /// More than one `Host` line.
+    RepeatedHost,
+    /// A `Host` that names another host than the request target's authority.
+    HostMismatch,
 }
 
 impl HostRefusal {
@@ -26,6 +36,24 @@ impl HostRefusal {
             HostRefusal::MissingHost => "the request names no Host",
             HostRefusal::Host => "Host not allowed",
             HostRefusal::Origin => "Origin not allowed",
+            HostRefusal::RepeatedHost => "the request has more than one Host line",
+            HostRefusal::HostMismatch => "the Host header disagrees with the request target",
+        }
+    }
+
+    /// The HTTP status of the refusal: 400 for a malformed request, else 403.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            HostRefusal::RepeatedHost | HostRefusal::HostMismatch => http::StatusCode::BAD_REQUEST,
+            _ => http::StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The JSON-RPC error code that goes with [`HostRefusal::status`].
+    pub fn code(self) -> i64 {
+        match self.status() {
+            http::StatusCode::BAD_REQUEST => turnpike_core::error_codes::INVALID_REQUEST,
+            _ => turnpike_core::error_codes::FORBIDDEN,
         }
     }
 }
@@ -60,14 +88,26 @@ impl HostPolicy {
 
     /// Checks a request's `Host` and `Origin`.
     pub fn check(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), HostRefusal> {
-        let host = match headers.get(header::HOST) {
-            Some(v) => v.to_str().map_err(|_| HostRefusal::Host)?,
-            None => uri
-                .authority()
-                .map(|a| a.as_str())
-                .ok_or(HostRefusal::MissingHost)?,
+        let mut lines = headers.get_all(header::HOST).iter();
+        let header_host = lines.next();
+        if lines.next().is_some() {
+            return Err(HostRefusal::RepeatedHost);
+        }
+        let header_host = header_host
+            .map(|v| v.to_str().map_err(|_| HostRefusal::Host))
+            .transpose()?
+            .map(host_part);
+        let host = match (uri.authority(), header_host) {
+            (Some(target), header_host) => {
+                let target = host_part(target.as_str());
+                if header_host.is_some_and(|h| !h.eq_ignore_ascii_case(target)) {
+                    return Err(HostRefusal::HostMismatch);
+                }
+                target
+            }
+            (None, Some(h)) => h,
+            (None, None) => return Err(HostRefusal::MissingHost),
         };
-        let host = host_part(host);
         if !self.any_host && !self.host_allowed(host) {
             return Err(HostRefusal::Host);
         }
@@ -166,6 +206,56 @@ mod tests {
         assert_eq!(
             p.check(&h(&[]), &Uri::from_static("http://localhost:1/mcp")),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn repeated_host_lines_are_refused() {
+        let p = policy();
+        let u = Uri::from_static("/mcp");
+        for pair in [
+            [("host", "localhost"), ("host", "localhost")],
+            [("host", "localhost"), ("host", "evil.com")],
+            [("host", "evil.com"), ("host", "localhost")],
+        ] {
+            let r = p.check(&h(&pair), &u);
+            assert_eq!(r, Err(HostRefusal::RepeatedHost), "{pair:?}");
+            assert_eq!(HostRefusal::RepeatedHost.status(), 400);
+        }
+    }
+
+    #[test]
+    fn the_target_authority_is_the_host_checked() {
+        let p = policy();
+        // A foreign authority is refused whatever the Host says.
+        let foreign = Uri::from_static("http://evil.com/mcp");
+        assert_eq!(p.check(&h(&[]), &foreign), Err(HostRefusal::Host));
+        assert_eq!(
+            p.check(&h(&[("host", "evil.com")]), &foreign),
+            Err(HostRefusal::Host)
+        );
+        assert_eq!(
+            p.check(&h(&[("host", "localhost")]), &foreign),
+            Err(HostRefusal::HostMismatch)
+        );
+        // An allowed authority with a Host naming another host: refused as malformed.
+        let own = Uri::from_static("http://localhost:8402/mcp");
+        assert_eq!(
+            p.check(&h(&[("host", "evil.com")]), &own),
+            Err(HostRefusal::HostMismatch)
+        );
+        assert_eq!(HostRefusal::HostMismatch.status(), 400);
+        // Agreeing hosts (the port may differ, as ports are ignored): accepted.
+        assert_eq!(p.check(&h(&[("host", "LOCALHOST")]), &own), Ok(()));
+        assert_eq!(p.check(&h(&[("host", "localhost:1")]), &own), Ok(()));
+        // The wildcard still refuses a disagreement.
+        let any = HostPolicy::new(&["*".into()], &[]);
+        assert_eq!(
+            any.check(
+                &h(&[("host", "b.example")]),
+                &Uri::from_static("http://a.example/")
+            ),
+            Err(HostRefusal::HostMismatch)
         );
     }
 

@@ -17,6 +17,7 @@ pub mod admin;
 pub mod annotate;
 pub mod body;
 pub mod config;
+pub mod conns;
 pub mod continuation;
 pub mod credentials;
 pub mod era;

@@ -5,6 +5,7 @@
 //!
 //! 1. **Host / Origin** ([`crate::hosts`]): `Host` must be an allowed host (port ignored);
 //!    `Origin`, when present, an allowed host's origin or an allowed origin. Else 403, -31403.
+//!    Two `Host` lines, or a `Host` disagreeing with the target's authority: 400, -32600.
 //! 2. **Not a POST** (GET opens a server stream, DELETE ends a session): carries no priced call;
 //!    credential headers are removed and the request is forwarded.
 //! 3. **Content-Type** must be `application/json`, else 415.
@@ -284,9 +285,9 @@ impl Gate {
         headers.remove(header::ORIGIN);
         if let Err(refusal) = self.hosts.check(&headers, req.uri()) {
             return Some(json_error(
-                StatusCode::FORBIDDEN,
+                refusal.status(),
                 None,
-                error_codes::FORBIDDEN,
+                refusal.code(),
                 refusal.message(),
             ));
         }
@@ -355,9 +356,9 @@ impl Gate {
         if let Err(refusal) = self.hosts.check(req.headers(), req.uri()) {
             log.outcome = "forbidden";
             return Ok(json_error(
-                StatusCode::FORBIDDEN,
+                refusal.status(),
                 None,
-                error_codes::FORBIDDEN,
+                refusal.code(),
                 refusal.message(),
             ));
         }

@@ -151,6 +151,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if o.public_url != n.public_url {
         v.push("[server] public_url");
     }
+    if crate::conns::ConnRules::from_server(o) != crate::conns::ConnRules::from_server(n) {
+        v.push("[server] connection limits and timeouts");
+    }
     if old.upstream != new.upstream {
         v.push("[upstream]");
     }

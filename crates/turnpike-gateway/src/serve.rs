@@ -9,10 +9,8 @@ use std::time::Duration;
 use axum::body::Body;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower::util::BoxCloneService;
 use tower_service::Service;
 use turnpike_core::error_codes;
@@ -159,14 +157,13 @@ pub async fn serve_listener_with(
         "gateway listening"
     );
 
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(config.server.header_read_timeout_secs));
-    builder.http2().timer(TokioTimer::new());
+    // Connections: the caps and timers of [server] (crate::conns), the total fitted to the
+    // open-file limit, raised to the hard limit first.
+    let open_files = crate::conns::raise_open_file_limit();
+    let rules =
+        Arc::new(crate::conns::ConnRules::from_server(&config.server).fit_open_files(open_files));
+    let cancel = CancellationToken::new();
     drop(gate);
-    let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut tasks = tokio::task::JoinSet::new();
     let admin_addr = match &config.admin {
@@ -177,7 +174,14 @@ pub async fn serve_listener_with(
                 .map_err(|e| GatewayError::Bind(a.listen, e))?;
             let addr = l.local_addr().ok();
             tracing::info!(target: "turnpike::serve", listen = ?addr, "admin listening (metrics, API, dashboard)");
-            tasks.spawn(admin.serve(l));
+            if !a.listen.ip().is_loopback() {
+                tracing::warn!(
+                    target: "turnpike::serve",
+                    listen = %a.listen,
+                    "the admin listener is not on loopback: /metrics, the dashboard and the admin API are reachable from the network"
+                );
+            }
+            tasks.spawn(admin.serve(l, Arc::new(rules.for_admin()), cancel.clone()));
             addr
         }
         None => None,
@@ -199,48 +203,40 @@ pub async fn serve_listener_with(
         f(&live, admin_addr);
     }
 
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly, keep serving.
-                    tracing::warn!(target: "turnpike::serve", error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let upstream = upstream.clone();
-        let endpoint = endpoint.clone();
-        let mounts = mounts.clone();
-        let live = live.clone();
-        let handler = hyper::service::service_fn(move |req: Request<Incoming>| {
-            // The gate in force when the request arrives serves it to the end.
-            let gate = live.gate();
-            let svc = TurnpikeService::new(gate.clone(), upstream.clone());
-            route(svc, gate, endpoint.clone(), mounts.clone(), peer, req)
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), handler)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(target: "turnpike::serve", error = %e, "connection ended with an error");
-            }
-        });
+    let tracker = crate::conns::Tracker::new(rules.max_connections, rules.max_per_address);
+    let (serving_live, serving_mounts) = (live.clone(), mounts.clone());
+    let accept = crate::conns::accept_loop(
+        listener,
+        tracker.clone(),
+        rules.clone(),
+        cancel.clone(),
+        "endpoint",
+        move |peer| {
+            let upstream = upstream.clone();
+            let endpoint = endpoint.clone();
+            let mounts = serving_mounts.clone();
+            let live = serving_live.clone();
+            hyper::service::service_fn(move |req: Request<Incoming>| {
+                // The gate in force when the request arrives serves it to the end.
+                let gate = live.gate();
+                let svc = TurnpikeService::new(gate.clone(), upstream.clone());
+                route(svc, gate, endpoint.clone(), mounts.clone(), peer, req)
+            })
+        },
+    );
+    // Accepting stops when the accept loop is dropped (with the listener).
+    tokio::select! {
+        () = accept => {}
+        () = &mut shutdown => {}
     }
-    drop(listener);
     tracing::info!(target: "turnpike::serve", "shutting down");
     mounts.shutdown();
     if let Some(stdio) = &stdio {
         stdio.shutdown();
     }
     let grace = Duration::from_secs(live.config().server.shutdown_timeout_secs);
-    if tokio::time::timeout(grace, graceful.shutdown())
+    cancel.cancel();
+    if tokio::time::timeout(grace, tracker.drained())
         .await
         .is_err()
     {

@@ -30,6 +30,18 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     });
     match cfg {
         Ok(cfg) => {
+            // Warnings: on stderr, with line:col; the file is still valid.
+            let src = std::fs::read_to_string(&args.config).unwrap_or_default();
+            let warnings = config::warnings(&src, &cfg);
+            if !warnings.is_empty() {
+                eprintln!(
+                    "{}",
+                    ConfigError {
+                        file: name.clone(),
+                        problems: warnings,
+                    }
+                );
+            }
             println!("{name}: ok — {}", summary(&cfg));
             Ok(ExitCode::SUCCESS)
         }
