@@ -2611,6 +2611,39 @@ allowed_origins = ["ops.example.com"]
     }
 
     #[test]
+    fn challenge_budget_and_load_intervals_are_checked_at_their_line() {
+        let d = Config::default();
+        assert_eq!(d.limits.challenges.burst, 60);
+        assert_eq!(d.pow.load.raise_interval_secs, 5);
+        assert_eq!(d.pow.load.lower_interval_secs, 5);
+        let src = r#"[upstream]
+url = "http://127.0.0.1:3001/mcp"
+[pow.load]
+raise_interval_secs = 0
+[limits.challenges]
+burst = 0
+rate = "5/s"
+"#;
+        let e = parse(src, "bad.toml").unwrap_err();
+        let text = e.to_string();
+        for x in [
+            "bad.toml:4:23: ",
+            "must be between 1 and 3600 seconds",
+            "bad.toml:6:9: limits.challenges.burst: burst must be at least 1",
+        ] {
+            assert!(text.contains(x), "missing {x:?} in:\n{text}");
+        }
+        let ok = parse(
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[pow.load]\nlower_interval_secs = 30\n\
+             [limits.challenges]\nburst = 10\nrate = \"2/s\"\n",
+            "ok.toml",
+        )
+        .unwrap();
+        assert_eq!(ok.pow.load.lower_interval_secs, 30);
+        assert_eq!(ok.limits.challenges.burst, 10);
+    }
+
+    #[test]
     fn load_reports_missing_file() {
         let e = load(Path::new("/nonexistent/turnpike.toml")).unwrap_err();
         assert!(

@@ -37,7 +37,10 @@
 //!    JSON-RPC error -31429 (in band: an `isError` result for `tools/call`); store down → 503
 //!    / -31503 (or let through, `failure_mode = "open"`). When a call presents only puzzle
 //!    solutions, the check runs before step 9 on the address (the identity a solution gets
-//!    anyway), so a limited caller does not lose its single-use solution. Allowed calls carry
+//!    anyway), so a limited caller does not lose its single-use solution. A call that presents
+//!    no credential is counted against the address's challenge budget before any challenge is
+//!    minted (`Limiter::admit_challenge`; past it the 429 above), and fresh challenges answering
+//!    a refused credential are counted after the decision. Allowed calls carry
 //!    `RateLimit-Policy` / `RateLimit` on the response and hold their in-flight slot until
 //!    the response body has ended.
 //! 10. **Strip** credentials: the `Authorization`, `Macaroon`, `DPoP` and `Turnpike-*` headers,
@@ -454,6 +457,7 @@ impl Gate {
             .then(|| turnpike_mcp::classify(&msg, &self.opts.resource, peer, unix_now()));
         let mut oauth_outcome: Option<OAuthOutcome> = None;
         let mut pre_admitted: Option<Admitted> = None;
+        let mut challenge_counted = false;
         let decision = match (price, &facts) {
             (None, _) | (_, None) => Decision::Free,
             (Some(price), Some(facts)) => {
@@ -484,15 +488,21 @@ impl Gate {
                         }
                     }
                 }
-                // No credential: a challenge follows. An identity the loop brake struck is
-                // asked for more work (one limits read, on the challenge path only).
+                // No credential: a challenge follows, counted against the address's challenge
+                // budget before it is minted (429 past it). An identity the loop brake struck
+                // is asked for more work. Limits reads on the challenge path only.
                 let scaled_price;
                 let price = match (&self.limiter, collected.creds.is_empty()) {
-                    (Some(limiter), true) if price.offer(RailKind::Pow).is_some() => {
-                        let m = limiter
-                            .effort_multiplier(&limiter.scope_of(&anonymous(peer)))
-                            .await;
-                        match crate::limits::scaled_pow_price(price, m) {
+                    (Some(limiter), true) => {
+                        let scope = limiter.scope_of(&anonymous(peer));
+                        let admission = limiter.admit_challenge(&scope).await;
+                        let a =
+                            match self.admission_answer(admission, &parts.headers, msg.id(), log) {
+                                Ok(a) => a,
+                                Err(resp) => return Ok(*resp),
+                            };
+                        challenge_counted = true;
+                        match crate::limits::scaled_pow_price(price, a.effort_multiplier) {
                             Some(p) => {
                                 scaled_price = p;
                                 &scaled_price
@@ -550,6 +560,24 @@ impl Gate {
                 Some(grant)
             }
             refused => {
+                // Fresh challenges in answer to a refused credential count against the
+                // address's challenge budget too (unless the address's limits were already
+                // checked for this call).
+                if let (
+                    Some(limiter),
+                    false,
+                    None,
+                    Decision::Challenge { .. } | Decision::Invalid { .. },
+                ) = (&self.limiter, challenge_counted, &pre_admitted, &refused)
+                {
+                    let scope = limiter.scope_of(&anonymous(peer));
+                    let admission = limiter.admit_challenge(&scope).await;
+                    if let Err(resp) =
+                        self.admission_answer(admission, &parts.headers, msg.id(), log)
+                    {
+                        return Ok(*resp);
+                    }
+                }
                 log.outcome = outcome_of(&refused);
                 match &refused {
                     Decision::Challenge { challenges, .. }
@@ -684,6 +712,14 @@ impl Gate {
         let up = Instant::now();
         let mut resp = forward(inner, Request::from_parts(parts, body)).await?;
         log.upstream = Some(up.elapsed());
+        if let (Some(pow), true, true) = (
+            &self.rails.pow,
+            grant.is_some(),
+            matches!(resp.status().as_u16(), 429 | 503),
+        ) {
+            // A paid call the upstream refused as overloaded: load the effort controller may act on.
+            pow.controller().record_upstream_overload();
+        }
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
             // The upstream's own 429: passed on as it is, counted apart from ours.
             LimitCounters::bump(&self.counters.upstream_429);
@@ -780,7 +816,20 @@ impl Gate {
         id: Option<&Value>,
         log: &mut CallLog,
     ) -> Result<Admitted, Box<Response<Body>>> {
-        match limiter.admit(call).await {
+        let admission = limiter.admit(call).await;
+        self.admission_answer(admission, headers, id, log)
+    }
+
+    /// An admission, or the answer to send instead (429 or its in-band form; 503 when the
+    /// store is down and limits fail closed).
+    fn admission_answer(
+        &self,
+        admission: Admission,
+        headers: &HeaderMap,
+        id: Option<&Value>,
+        log: &mut CallLog,
+    ) -> Result<Admitted, Box<Response<Body>>> {
+        match admission {
             Admission::Allowed(a) => {
                 if a.degraded {
                     LimitCounters::bump(&self.counters.degraded);

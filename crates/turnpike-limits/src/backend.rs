@@ -22,6 +22,9 @@ pub enum Class<'a> {
     Tool(&'a str),
     /// Calls of one other method (e.g. `resources/read`), by method name.
     Method(&'a str),
+    /// Challenges issued to the identity (priced calls that came with no credential), on their
+    /// own budget so the paid retry that follows is not charged twice.
+    Challenge,
 }
 
 impl Class<'_> {
@@ -33,6 +36,7 @@ impl Class<'_> {
             Class::AllTools => Cow::Borrowed("*"),
             Class::Tool(n) => Cow::Owned(format!("tool:{n}")),
             Class::Method(n) => Cow::Owned(format!("method:{n}")),
+            Class::Challenge => Cow::Borrowed("challenge"),
         }
     }
 
@@ -43,6 +47,7 @@ impl Class<'_> {
             Class::AllTools => (2, ""),
             Class::Tool(n) => (3, n),
             Class::Method(n) => (4, n),
+            Class::Challenge => (5, ""),
         }
     }
 }
@@ -452,5 +457,6 @@ mod tests {
         assert_eq!(Class::Tool("x").label(), "tool:x");
         assert_eq!(Class::Method("x").label(), "method:x");
         assert_ne!(Class::Tool("discovery").label(), Class::Discovery.label());
+        assert_ne!(Class::Tool("challenge").label(), Class::Challenge.label());
     }
 }

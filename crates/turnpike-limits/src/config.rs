@@ -147,6 +147,10 @@ pub struct LimitsConfig {
     /// Per identity, discovery traffic (initialize, ping, server/discover, the list methods,
     /// notifications). Default: burst 60, 10/s.
     pub discovery: QuotaConfig,
+    /// Per identity, challenges issued (a priced call with no credential is answered with a
+    /// challenge only within it, else 429). Its own budget: the paid retry that follows counts
+    /// against the tool's quota, not this one. Default: burst 60, 20/s.
+    pub challenges: QuotaConfig,
     /// Per identity, all tool calls together (the `*` class). Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub all_tools: Option<QuotaConfig>,
@@ -178,6 +182,10 @@ impl Default for LimitsConfig {
             discovery: QuotaConfig {
                 burst: 60,
                 rate: Rate::clamped(10, Duration::from_secs(1)),
+            },
+            challenges: QuotaConfig {
+                burst: 60,
+                rate: Rate::clamped(20, Duration::from_secs(1)),
             },
             all_tools: None,
             tools: BTreeMap::new(),
@@ -312,6 +320,7 @@ impl LimitsConfig {
         };
         burst("limits.default.burst".into(), self.default.burst);
         burst("limits.discovery.burst".into(), self.discovery.burst);
+        burst("limits.challenges.burst".into(), self.challenges.burst);
         if let Some(a) = &self.all_tools {
             burst("limits.all_tools.burst".into(), a.burst);
         }

@@ -492,6 +492,44 @@ impl Limiter {
         })
     }
 
+    /// Counts one challenge issued to the identity `scope` against its challenge budget
+    /// (`limits.challenges`; class [`Class::Challenge`], policy `challenge`), before the
+    /// challenge is minted. When allowed, [`Admitted::effort_multiplier`] is the identity's
+    /// loop-brake multiplier to scale the proof-of-work offer by (a second read only when the
+    /// brake is on). No in-flight slot, no daily budget: a challenge forwards nothing.
+    pub async fn admit_challenge(&self, scope: &str) -> Admission {
+        if !self.cfg.enabled {
+            return self.allowed_unlimited(false);
+        }
+        let rates = [RateCheck {
+            class: Class::Challenge,
+            quota: self.cfg.challenges.quota(),
+        }];
+        let check = Check {
+            scope,
+            rates: &rates,
+            loop_brake: None,
+            daily_cap: None,
+            concurrency: None,
+        };
+        let out = match self.backend.check(&check).await {
+            Ok(o) => o,
+            Err(e) => {
+                return match self.cfg.failure_mode {
+                    FailureMode::Open => self.allowed_unlimited(true),
+                    FailureMode::Closed => Admission::Unavailable(e),
+                };
+            }
+        };
+        match self.admission(&check, &[Cow::Borrowed("challenge")], out) {
+            Admission::Allowed(mut a) => {
+                a.effort_multiplier = self.effort_multiplier(scope).await;
+                Admission::Allowed(a)
+            }
+            other => other,
+        }
+    }
+
     /// The effort multiplier for the identity `scope`, for the proof-of-work rail to scale its
     /// offer by. 1 when the brake is off, the identity has no strikes, or the backend is down.
     pub async fn effort_multiplier(&self, scope: &str) -> u32 {
@@ -550,6 +588,51 @@ mod tests {
         send(&lim.admit(&call));
         send(&lim.effort_multiplier("anon:1.2.3.4"));
         send(&lim.spend_msat("ab", 1));
+    }
+
+    #[tokio::test]
+    async fn challenges_have_their_own_budget_per_identity() {
+        let cfg: LimitsConfig = toml::from_str(
+            r#"
+            [challenges]
+            burst = 3
+            rate = "1/min"
+            "#,
+        )
+        .unwrap();
+        let lim = Limiter::new(
+            cfg,
+            BudgetsConfig::default(),
+            Arc::new(MemoryBackend::new()),
+        );
+        for _ in 0..3 {
+            assert!(matches!(
+                lim.admit_challenge("anon:127.0.0.2").await,
+                Admission::Allowed(_)
+            ));
+        }
+        match lim.admit_challenge("anon:127.0.0.2").await {
+            Admission::Limited(l) => {
+                assert_eq!(l.reason, LimitReason::Rate);
+                assert_eq!(l.policy, "challenge");
+                assert!(l.retry_after_secs() >= 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another address, and the paid call itself, are untouched.
+        assert!(matches!(
+            lim.admit_challenge("anon:127.0.0.3").await,
+            Admission::Allowed(_)
+        ));
+        let call = CallInfo {
+            scope: "anon:127.0.0.2",
+            rail: Some(RailKind::Pow),
+            kind: CallKind::Tool("echo"),
+            args_hash: None,
+        };
+        assert!(matches!(lim.admit(&call).await, Admission::Allowed(_)));
+        // The defaults apply without a [limits] section.
+        assert_eq!(LimitsConfig::default().challenges.burst, 60);
     }
 
     #[test]

@@ -427,6 +427,67 @@ async fn memory_limiter() {
     limiter_end_to_end(memory_pair()).await;
 }
 
+/// Challenges are counted per identity on their own budget, shared by the instances of one
+/// backend; a limited address leaves another address and its own paid calls untouched.
+async fn challenge_budget_across_two_clients((a, b): Pair) {
+    let cfg: LimitsConfig = toml_cfg(
+        r#"
+        [challenges]
+        burst = 4
+        rate = "1/h"
+        [default]
+        burst = 2
+        rate = "1/h"
+        "#,
+    );
+    let la = Limiter::new(cfg.clone(), BudgetsConfig::default(), a);
+    let lb = Limiter::new(cfg, BudgetsConfig::default(), b);
+    let (flooder, other) = (scope("ch-flood"), scope("ch-other"));
+    let mut allowed = 0;
+    let mut limited = 0;
+    for i in 0..10 {
+        let lim = if i % 2 == 0 { &la } else { &lb };
+        match lim.admit_challenge(&flooder).await {
+            Admission::Allowed(a) => {
+                assert_eq!(a.effort_multiplier, 1);
+                allowed += 1;
+            }
+            Admission::Limited(l) => {
+                assert_eq!(l.policy, "challenge");
+                assert!(l.retry_after_secs() > 60, "{l:?}");
+                assert!(l.headers().iter().any(|(n, _)| *n == "Retry-After"));
+                limited += 1;
+            }
+            Admission::Unavailable(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        (allowed, limited),
+        (4, 6),
+        "exactly the burst, across both clients"
+    );
+    assert!(matches!(
+        lb.admit_challenge(&other).await,
+        Admission::Allowed(_)
+    ));
+    let h = [7u8; 32];
+    let paid = CallInfo {
+        scope: &flooder,
+        rail: Some(turnpike_core::RailKind::Pow),
+        kind: CallKind::Tool("echo"),
+        args_hash: Some(&h),
+    };
+    assert!(
+        matches!(la.admit(&paid).await, Admission::Allowed(_)),
+        "the paid retry is on the tool's budget"
+    );
+}
+
+#[tokio::test]
+async fn memory_challenge_budget() {
+    challenge_budget_across_two_clients(memory_pair()).await;
+}
+
 // ---------------------------------------------------------------- redis
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,6 +500,7 @@ async fn redis_suite() {
     loop_brake_slows_repeats_and_raises_effort(redis_pair(&server)).await;
     spend_is_atomic_across_two_clients(redis_pair(&server)).await;
     limiter_end_to_end(redis_pair(&server)).await;
+    challenge_budget_across_two_clients(redis_pair(&server)).await;
 }
 
 /// Keys expire by themselves: every key the suite writes carries a TTL.

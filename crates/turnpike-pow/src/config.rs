@@ -13,6 +13,8 @@
 //! calm_rps = 200
 //! max_multiplier = 64
 //! ceiling = 10000000000
+//! raise_interval_secs = 5
+//! lower_interval_secs = 5
 //! ```
 //!
 //! Every field is optional (defaults above); unknown fields are refused. Range errors are raised
@@ -66,22 +68,31 @@ impl Default for PowConfig {
     }
 }
 
-/// The `[pow.load]` table: effort rises with the global rate of priced requests.
+/// The `[pow.load]` table: effort rises with the global rate of paid work (solutions that
+/// passed, the upstream's own overload answers); challenges issued do not count.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoadConfig {
-    /// Priced requests per second (challenges issued plus verifications) under which effort is
-    /// not raised. Above it the multiplier doubles each second; under half of it, it halves.
-    /// Default 200.
+    /// Verified solutions per second under which effort is not raised. Above it (or when the
+    /// upstream refuses paid calls as overloaded) the multiplier doubles, at most once per
+    /// `raise_interval_secs`; under half of it, it halves, at most once per
+    /// `lower_interval_secs`. Default 200.
     #[serde(deserialize_with = "de_positive")]
     pub calm_rps: u64,
     /// The largest effort multiplier (at least 1). Default 64.
     #[serde(deserialize_with = "de_positive")]
     pub max_multiplier: u64,
-    /// Effort above which proof-of-work is not offered (only the other rails are). Default
+    /// Effort above which proof-of-work is not offered (only the other rails are). The load
+    /// multiplier never pushes an offer past it: a loaded offer is held at the ceiling. Default
     /// 10,000,000,000.
     #[serde(deserialize_with = "de_positive")]
     pub ceiling: u64,
+    /// Seconds between two doublings of the multiplier, at least (1..=3600). Default 5.
+    #[serde(deserialize_with = "de_interval")]
+    pub raise_interval_secs: u64,
+    /// Seconds between two halvings of the multiplier, at least (1..=3600). Default 5.
+    #[serde(deserialize_with = "de_interval")]
+    pub lower_interval_secs: u64,
 }
 
 impl Default for LoadConfig {
@@ -90,6 +101,8 @@ impl Default for LoadConfig {
             calm_rps: 200,
             max_multiplier: 64,
             ceiling: 10_000_000_000,
+            raise_interval_secs: 5,
+            lower_interval_secs: 5,
         }
     }
 }
@@ -156,6 +169,12 @@ impl PowConfig {
         if self.load.ceiling == 0 {
             bad("load.ceiling", POSITIVE);
         }
+        if !(1..=MAX_INTERVAL_SECS).contains(&self.load.raise_interval_secs) {
+            bad("load.raise_interval_secs", INTERVAL_RANGE);
+        }
+        if !(1..=MAX_INTERVAL_SECS).contains(&self.load.lower_interval_secs) {
+            bad("load.lower_interval_secs", INTERVAL_RANGE);
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -167,6 +186,17 @@ impl PowConfig {
 const EXPIRY_RANGE: &str = "must be between 1 and 86400 seconds";
 const SUBPUZZLE_RANGE: &str = "must be between 1 and 64";
 const POSITIVE: &str = "must be at least 1";
+const MAX_INTERVAL_SECS: u64 = 3600;
+const INTERVAL_RANGE: &str = "must be between 1 and 3600 seconds";
+
+fn de_interval<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = u64::deserialize(d)?;
+    if (1..=MAX_INTERVAL_SECS).contains(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(INTERVAL_RANGE))
+    }
+}
 
 fn de_expiry<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let v = u64::deserialize(d)?;
@@ -290,7 +320,8 @@ mod tests {
             LoadConfig {
                 calm_rps: 5,
                 max_multiplier: 8,
-                ceiling: 99
+                ceiling: 99,
+                ..LoadConfig::default()
             }
         );
         assert!(!format!("{c:?}").contains("0101"), "Debug hides secrets");
@@ -310,6 +341,14 @@ mod tests {
             (r#"{"expiry_secs":86401}"#, "expiry_secs"),
             (r#"{"reference_hashrate":0}"#, "at least 1"),
             (r#"{"load":{"ceiling":0}}"#, "at least 1"),
+            (
+                r#"{"load":{"raise_interval_secs":0}}"#,
+                "between 1 and 3600",
+            ),
+            (
+                r#"{"load":{"lower_interval_secs":3601}}"#,
+                "between 1 and 3600",
+            ),
             (r#"{"load":{"calmrps":1}}"#, "unknown field"),
             (r#"{"expiry":1}"#, "unknown field"),
             (r#"{"keys":[{"id":1,"secret":"abc"}]}"#, "64 hex"),

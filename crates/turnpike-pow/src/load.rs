@@ -1,12 +1,27 @@
 //! Load-driven effort: a global multiplier on proof-of-work effort that rises while the gateway
-//! is busy and falls back when it calms down.
+//! is busy with work that was paid for, and falls back when it calms down.
 //!
-//! Every priced request (a challenge issued, a solution verified) is counted in a sliding
-//! one-second window of ten 100 ms buckets, each one `AtomicU64` that packs the bucket's tick
-//! and its count, so counting takes no lock. Once a second the multiplier is adjusted: above
-//! `calm_rps` it doubles (up to `max_multiplier`), under `calm_rps / 2` it halves (down to 1).
-//! A second in which nothing was counted is a calm second, so after a quiet spell the
-//! multiplier has fallen as if a timer had run.
+//! The control loop, and what moves it:
+//!
+//! - **Inputs** are signals a caller must pay for: proof-of-work solutions that *passed*
+//!   verification ([`EffortController::record_solution`]: each one cost its caller the puzzle's
+//!   work, and the per-identity limits bound how many one caller gets through), and the
+//!   upstream's own saturation ([`EffortController::record_upstream_overload`]: a paid call the
+//!   upstream answered 429 or 503). Challenges issued, refused credentials and bare requests are
+//!   **not** inputs: a flood that does no work cannot move the level.
+//! - **Window**: each input is counted in a sliding one-second window of ten 100 ms buckets, each
+//!   one `AtomicU64` packing the bucket's tick and its count, so counting takes no lock.
+//! - **Busy / calm**: a second is busy when more than `calm_rps` solutions passed in it, or the
+//!   upstream refused at least `max(1, calm_rps / 100)` paid calls; calm when fewer than
+//!   `calm_rps / 2` solutions passed and the upstream refused none.
+//! - **Rate caps**: the level is looked at once a second; it doubles at most once per
+//!   `raise_interval_secs` (while busy) up to `max_multiplier`, and halves at most once per
+//!   `lower_interval_secs` (while calm) down to 1. A quiet spell with nobody asking counts as
+//!   calm, so after it the level has fallen as if a timer had run.
+//! - **Output**: `base × multiplier`, but never above the ceiling because of the multiplier: an
+//!   offer whose base effort is within the ceiling stays offered at any load, at most at the
+//!   ceiling ([`EffortController::offered_effort`]). Only a base effort above the ceiling (the
+//!   operator's price, or a per-identity escalation applied to it) withdraws proof-of-work.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -61,15 +76,68 @@ const BUCKETS: usize = 10;
 const BUCKET_MS: u64 = 100;
 const PERIOD_MS: u64 = 1000;
 
-/// Counts priced requests and turns the recent rate into an effort multiplier.
+/// A sliding one-second count: ten 100 ms buckets, each `tick << 32 | count` where
+/// `tick = now_ms / 100` (low 32 bits). Counting is one compare-and-swap, no lock.
+#[derive(Default)]
+struct Window {
+    buckets: [AtomicU64; BUCKETS],
+}
+
+impl Window {
+    fn add(&self, now: u64) {
+        let tick = now / BUCKET_MS;
+        let tag = tick & 0xFFFF_FFFF;
+        let b = &self.buckets[(tick % BUCKETS as u64) as usize];
+        let mut cur = b.load(Ordering::Relaxed);
+        loop {
+            let next = if cur >> 32 == tag {
+                if cur & 0xFFFF_FFFF == 0xFFFF_FFFF {
+                    break;
+                }
+                cur + 1
+            } else {
+                (tag << 32) | 1
+            };
+            match b.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// The count over the second that ends at `now`.
+    fn sum(&self, now: u64) -> u64 {
+        let tick = now / BUCKET_MS;
+        let mut sum = 0u64;
+        for back in 0..BUCKETS as u64 {
+            let Some(t) = tick.checked_sub(back) else {
+                break;
+            };
+            let v = self.buckets[(t % BUCKETS as u64) as usize].load(Ordering::Relaxed);
+            if v >> 32 == t & 0xFFFF_FFFF {
+                sum += v & 0xFFFF_FFFF;
+            }
+        }
+        sum
+    }
+}
+
+/// Turns paid load (verified solutions, upstream saturation) into a global effort multiplier.
+/// See the module documentation for the control loop.
 pub struct EffortController {
     cfg: LoadConfig,
     clock: Arc<dyn Clock>,
-    /// Each bucket: `tick << 32 | count`, where `tick = now_ms / 100` (low 32 bits).
-    buckets: [AtomicU64; BUCKETS],
+    /// Solutions that passed verification.
+    solutions: Window,
+    /// Paid calls the upstream answered 429 or 503.
+    overloads: Window,
     multiplier: AtomicU64,
-    /// When the next adjustment is due (ms); `0` before the first request.
+    /// When the next look at the level is due (ms); `0` before the first use.
     next_adjust_ms: AtomicU64,
+    /// When the level last doubled (ms), and last halved; written only by the adjustment's
+    /// single winner of each period.
+    last_raise_ms: AtomicU64,
+    last_lower_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for EffortController {
@@ -92,9 +160,12 @@ impl EffortController {
         EffortController {
             cfg,
             clock,
-            buckets: Default::default(),
+            solutions: Window::default(),
+            overloads: Window::default(),
             multiplier: AtomicU64::new(1),
             next_adjust_ms: AtomicU64::new(0),
+            last_raise_ms: AtomicU64::new(0),
+            last_lower_ms: AtomicU64::new(0),
         }
     }
 
@@ -103,48 +174,29 @@ impl EffortController {
         &self.cfg
     }
 
-    /// Counts one priced request (and adjusts the multiplier if a second has passed).
-    pub fn record(&self) {
+    /// Counts one proof-of-work solution that passed verification (and adjusts the level if
+    /// a second has passed).
+    pub fn record_solution(&self) {
         let now = self.clock.now_ms();
-        let tick = now / BUCKET_MS;
-        let tag = tick & 0xFFFF_FFFF;
-        let b = &self.buckets[(tick % BUCKETS as u64) as usize];
-        let mut cur = b.load(Ordering::Relaxed);
-        loop {
-            let next = if cur >> 32 == tag {
-                if cur & 0xFFFF_FFFF == 0xFFFF_FFFF {
-                    break;
-                }
-                cur + 1
-            } else {
-                (tag << 32) | 1
-            };
-            match b.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(actual) => cur = actual,
-            }
-        }
+        self.solutions.add(now);
         self.adjust(now);
     }
 
-    /// Priced requests counted in the last second.
-    pub fn recent_rate(&self) -> u64 {
-        self.rate_at(self.clock.now_ms())
+    /// Counts one paid call the upstream refused as overloaded (HTTP 429 or 503).
+    pub fn record_upstream_overload(&self) {
+        let now = self.clock.now_ms();
+        self.overloads.add(now);
+        self.adjust(now);
     }
 
-    fn rate_at(&self, now: u64) -> u64 {
-        let tick = now / BUCKET_MS;
-        let mut sum = 0u64;
-        for back in 0..BUCKETS as u64 {
-            let Some(t) = tick.checked_sub(back) else {
-                break;
-            };
-            let v = self.buckets[(t % BUCKETS as u64) as usize].load(Ordering::Relaxed);
-            if v >> 32 == t & 0xFFFF_FFFF {
-                sum += v & 0xFFFF_FFFF;
-            }
-        }
-        sum
+    /// Solutions that passed verification in the last second.
+    pub fn recent_rate(&self) -> u64 {
+        self.solutions.sum(self.clock.now_ms())
+    }
+
+    /// Paid calls the upstream refused as overloaded in the last second.
+    pub fn recent_overloads(&self) -> u64 {
+        self.overloads.sum(self.clock.now_ms())
     }
 
     /// The current effort multiplier, `1..=max_multiplier` (adjusting it first if due).
@@ -153,14 +205,22 @@ impl EffortController {
         self.multiplier.load(Ordering::Relaxed)
     }
 
-    /// The effort to offer for a base effort: `base × multiplier`, or `None` when that exceeds
-    /// the ceiling (proof-of-work is then not offered).
+    /// The effort to offer for a base effort: `base × multiplier`, held at the ceiling; `None`
+    /// only when the base effort itself exceeds the ceiling (proof-of-work is then not offered).
+    /// The load never withdraws an offer the base price allows.
     pub fn offered_effort(&self, base: u64) -> Option<u64> {
-        let e = base.max(1).saturating_mul(self.current_multiplier());
-        (e <= self.cfg.ceiling).then_some(e)
+        let base = base.max(1);
+        if base > self.cfg.ceiling {
+            return None;
+        }
+        Some(
+            base.saturating_mul(self.current_multiplier())
+                .min(self.cfg.ceiling),
+        )
     }
 
-    /// Runs the once-a-second adjustment if it is due. Exactly one caller wins each period.
+    /// Runs the once-a-second look at the level if it is due. Exactly one caller wins each
+    /// period.
     fn adjust(&self, now: u64) {
         let due = self.next_adjust_ms.load(Ordering::Relaxed);
         if due == 0 {
@@ -188,18 +248,33 @@ impl EffortController {
         {
             return;
         }
-        // Whole periods that passed with no one here to adjust were calm (nothing was counted,
-        // or the adjustment would have run): halve once for each of them.
-        let idle_periods = (now - due) / PERIOD_MS;
-        let rate = self.rate_at(now);
+        let raise_ms = self.cfg.raise_interval_secs.max(1).saturating_mul(1000);
+        let lower_ms = self.cfg.lower_interval_secs.max(1).saturating_mul(1000);
         let max = self.cfg.max_multiplier.max(1);
         let mut m = self.multiplier.load(Ordering::Relaxed).clamp(1, max);
-        m = (m >> idle_periods.min(63)).max(1);
-        if rate > self.cfg.calm_rps {
-            m = m.saturating_mul(2).min(max);
-        } else if rate.saturating_mul(2) < self.cfg.calm_rps {
-            m = (m / 2).max(1);
+        let last_raise = self.last_raise_ms.load(Ordering::Relaxed);
+        let mut last_lower = self.last_lower_ms.load(Ordering::Relaxed);
+        // The time that passed with no one here to look was calm (nothing was counted, or the
+        // look would have run): the level falls as it would have, one halving per lower
+        // interval of it.
+        let steps = ((now - due) / lower_ms).min(63);
+        if steps > 0 && m > 1 {
+            m = (m >> steps).max(1);
+            last_lower = now;
         }
+        let solutions = self.solutions.sum(now);
+        let overloads = self.overloads.sum(now);
+        let overload_floor = (self.cfg.calm_rps / 100).max(1);
+        let busy = solutions > self.cfg.calm_rps || overloads >= overload_floor;
+        let calm = solutions.saturating_mul(2) < self.cfg.calm_rps && overloads == 0;
+        if busy && m < max && now.saturating_sub(last_raise) >= raise_ms {
+            m = m.saturating_mul(2).min(max);
+            self.last_raise_ms.store(now, Ordering::Relaxed);
+        } else if calm && m > 1 && now.saturating_sub(last_lower.max(last_raise)) >= lower_ms {
+            m = (m / 2).max(1);
+            last_lower = now;
+        }
+        self.last_lower_ms.store(last_lower, Ordering::Relaxed);
         self.multiplier.store(m, Ordering::Relaxed);
     }
 }
@@ -208,24 +283,26 @@ impl EffortController {
 mod tests {
     use super::*;
 
-    fn controller(calm: u64, max: u64, ceiling: u64) -> (EffortController, Arc<ManualClock>) {
+    fn controller_with(cfg: LoadConfig) -> (EffortController, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(1_000_000));
-        let c = EffortController::with_clock(
-            LoadConfig {
-                calm_rps: calm,
-                max_multiplier: max,
-                ceiling,
-            },
-            clock.clone(),
-        );
-        (c, clock)
+        (EffortController::with_clock(cfg, clock.clone()), clock)
     }
 
-    /// `n` requests (a multiple of 10) spread evenly over one second.
+    fn controller(calm: u64, max: u64, ceiling: u64) -> (EffortController, Arc<ManualClock>) {
+        controller_with(LoadConfig {
+            calm_rps: calm,
+            max_multiplier: max,
+            ceiling,
+            raise_interval_secs: 1,
+            lower_interval_secs: 1,
+        })
+    }
+
+    /// `n` verified solutions (a multiple of 10) spread evenly over one second.
     fn second_of(c: &EffortController, clock: &ManualClock, n: u64) {
         for _ in 0..10 {
             for _ in 0..n / 10 {
-                c.record();
+                c.record_solution();
             }
             clock.advance(100);
         }
@@ -235,12 +312,12 @@ mod tests {
     fn counts_a_sliding_second() {
         let (c, clock) = controller(100, 64, u64::MAX);
         for _ in 0..50 {
-            c.record();
+            c.record_solution();
         }
         assert_eq!(c.recent_rate(), 50);
         clock.advance(500);
         for _ in 0..20 {
-            c.record();
+            c.record_solution();
         }
         assert_eq!(c.recent_rate(), 70);
         clock.advance(600);
@@ -250,11 +327,26 @@ mod tests {
     }
 
     #[test]
+    fn bare_requests_do_not_move_it() {
+        // Asking for the price (what issuing a challenge does) as fast as anyone can, for a
+        // minute of the controller's time: the level stays at 1.
+        let (c, clock) = controller(10, 64, u64::MAX);
+        for _ in 0..600 {
+            for _ in 0..1000 {
+                assert_eq!(c.offered_effort(500), Some(500));
+            }
+            clock.advance(100);
+        }
+        assert_eq!(c.current_multiplier(), 1);
+        assert_eq!(c.recent_rate(), 0);
+    }
+
+    #[test]
     fn raises_under_load_and_lowers_when_calm() {
         let (c, clock) = controller(100, 8, u64::MAX);
         assert_eq!(c.current_multiplier(), 1);
         second_of(&c, &clock, 300);
-        c.record();
+        c.record_solution();
         assert_eq!(c.current_multiplier(), 2);
         second_of(&c, &clock, 300);
         assert_eq!(c.current_multiplier(), 4);
@@ -276,17 +368,77 @@ mod tests {
     }
 
     #[test]
-    fn ceiling_withdraws_the_offer() {
+    fn rise_and_fall_are_rate_capped() {
+        let (c, clock) = controller_with(LoadConfig {
+            calm_rps: 100,
+            max_multiplier: 64,
+            ceiling: u64::MAX,
+            raise_interval_secs: 5,
+            lower_interval_secs: 10,
+        });
+        c.current_multiplier();
+        // Thirty seconds of verified solutions at a hundred times calm: one doubling per five
+        // seconds at most (the first at once), so ×2^6 = 64 is not reached before 25 s.
+        let mut levels = Vec::new();
+        for _ in 0..30 {
+            second_of(&c, &clock, 10_000);
+            levels.push(c.current_multiplier());
+        }
+        for (s, m) in levels.iter().enumerate() {
+            let bound = 1u64 << (s as u64 / 5 + 1).min(6);
+            assert!(*m <= bound, "second {s}: ×{m} rose faster than ×{bound}");
+        }
+        assert_eq!(levels[0], 2, "the first doubling is not delayed");
+        assert_eq!(*levels.last().unwrap(), 64);
+        // Calm again: one halving per ten seconds at most.
+        let mut falling = Vec::new();
+        for _ in 0..25 {
+            second_of(&c, &clock, 0);
+            falling.push(c.current_multiplier());
+        }
+        assert!(falling[..9].iter().all(|m| *m >= 32), "{falling:?}");
+        assert_eq!(falling[24], 16, "{falling:?}");
+        // Idle (nobody asks) for a minute: six more halvings are due, and no more.
+        clock.advance(60_000);
+        assert_eq!(c.current_multiplier(), 1);
+    }
+
+    #[test]
+    fn upstream_overload_raises_it() {
+        let (c, clock) = controller(200, 64, u64::MAX);
+        c.current_multiplier();
+        clock.advance(1000);
+        // Two overload answers to paid calls (the floor is max(1, 200 / 100)) in one second.
+        c.record_upstream_overload();
+        c.record_upstream_overload();
+        assert_eq!(c.recent_overloads(), 2);
+        clock.advance(1000);
+        assert_eq!(c.current_multiplier(), 1, "outside the window by now");
+        clock.advance(500);
+        c.record_upstream_overload();
+        c.record_upstream_overload();
+        clock.advance(500);
+        assert_eq!(c.current_multiplier(), 2);
+    }
+
+    #[test]
+    fn ceiling_holds_the_offer_and_only_a_base_above_it_withdraws_it() {
         let (c, clock) = controller(10, 64, 1000);
         assert_eq!(c.offered_effort(400), Some(400));
         assert_eq!(c.offered_effort(0), Some(1), "effort is at least 1");
         second_of(&c, &clock, 100);
-        c.record();
+        c.record_solution();
         assert_eq!(c.current_multiplier(), 2);
         assert_eq!(c.offered_effort(400), Some(800));
         second_of(&c, &clock, 100);
-        assert_eq!(c.offered_effort(400), None, "1600 is above the ceiling");
-        assert_eq!(c.offered_effort(250), Some(1000));
+        assert_eq!(c.current_multiplier(), 4);
+        assert_eq!(c.offered_effort(400), Some(1000), "held at the ceiling");
+        assert_eq!(
+            c.offered_effort(1000),
+            Some(1000),
+            "a base at the ceiling stays"
+        );
+        assert_eq!(c.offered_effort(1001), None, "a base above it is withdrawn");
         assert_eq!(c.offered_effort(u64::MAX), None, "no overflow");
     }
 
@@ -297,7 +449,7 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..10_000 {
-                        c.record();
+                        c.record_solution();
                     }
                 });
             }

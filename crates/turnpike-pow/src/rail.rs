@@ -302,12 +302,12 @@ impl Rail for PowRail {
         offer: &'a Offer,
     ) -> BoxFuture<'a, Option<Challenge>> {
         let out = match offer {
-            Offer::Pow { effort } => {
-                self.load.record();
-                self.load
-                    .offered_effort(*effort)
-                    .map(|e| self.render(&self.mint(call, e)))
-            }
+            // Issuing a challenge is not load: it costs the caller nothing, so it must not
+            // move the price others pay (the caller's own limits count it instead).
+            Offer::Pow { effort } => self
+                .load
+                .offered_effort(*effort)
+                .map(|e| self.render(&self.mint(call, e))),
             _ => None,
         };
         Box::pin(std::future::ready(out))
@@ -332,17 +332,20 @@ impl Rail for PowRail {
                     "this call does not accept proof-of-work",
                 ));
             };
-            self.load.record();
             let (tag, expires_at) = match self.precheck(call, *effort, cred) {
                 Ok(v) => v,
                 Err(v) => return v,
             };
             match self.spent.insert(tag, expires_at, call.now).await {
-                Ok(true) => Verdict::Pass(Grant {
-                    rail: RailKind::Pow,
-                    identity: call.caller.clone(),
-                    receipt: None,
-                }),
+                Ok(true) => {
+                    // Only work that was done and accepted counts as load.
+                    self.load.record_solution();
+                    Verdict::Pass(Grant {
+                        rail: RailKind::Pow,
+                        identity: call.caller.clone(),
+                        receipt: None,
+                    })
+                }
                 Ok(false) => Verdict::Stale(Refusal::new(RailKind::Pow, "already used")),
                 Err(_) => Verdict::Unavailable(Refusal::new(
                     RailKind::Pow,
@@ -766,13 +769,15 @@ mod tests {
     }
 
     #[test]
-    fn load_raises_effort_and_the_ceiling_hides_the_rail() {
+    fn only_verified_solutions_raise_effort_and_the_ceiling_holds_it() {
         let clock = Arc::new(ManualClock::new(10_000));
         let cfg = PowConfig {
             load: crate::LoadConfig {
                 calm_rps: 10,
                 max_multiplier: 64,
                 ceiling: 4_000,
+                raise_interval_secs: 1,
+                lower_interval_secs: 1,
             },
             ..PowConfig::default()
         };
@@ -784,25 +789,48 @@ mod tests {
         );
         let c = call("echo", 1);
         assert_eq!(r.quote(1000).unwrap().effort, 1000);
+        // Three seconds of challenges (and of refused credentials) at a hundred times calm:
+        // nothing moves.
+        for _ in 0..3 {
+            for _ in 0..100 {
+                let (_, t) = challenge_token(&r, &c, 1000);
+                let v = verdict(&r, &c, 1000, &cred(&t.encode(), vec![0; 4]));
+                assert!(matches!(v, Verdict::Invalid(_)), "{v:?}");
+                clock.advance(10);
+            }
+        }
+        assert_eq!(
+            r.current_multiplier(),
+            1,
+            "bare requests do not move the level"
+        );
+        assert_eq!(r.quote(1000).unwrap().effort, 1000);
+        // Verified solutions at five times calm: the level doubles once a second.
         let mut efforts = Vec::new();
         for _ in 0..4 {
-            // 50 challenges in a second: five times calm.
             for _ in 0..50 {
-                let _ = block_on(r.challenge(&c, &offer(1000)));
+                let (_, t) = challenge_token(&r, &c, 10);
+                let v = verdict(&r, &c, 10, &cred(&t.encode(), brute(&t)));
+                assert!(matches!(v, Verdict::Pass(_)), "{v:?}");
                 clock.advance(20);
             }
             efforts.push(r.quote(1000).map(|q| q.effort));
         }
-        assert_eq!(efforts, vec![Some(2000), Some(4000), None, None]);
-        assert!(
-            block_on(r.challenge(&c, &offer(1000))).is_none(),
-            "above the ceiling"
-        );
-        assert!(
-            block_on(r.challenge(&c, &offer(10))).is_some(),
-            "cheap tools still offered"
-        );
         assert_eq!(r.current_multiplier(), 16);
+        // Held at the ceiling, never withdrawn by the load.
+        assert_eq!(
+            efforts,
+            vec![Some(2000), Some(4000), Some(4000), Some(4000)]
+        );
+        let (_, t) = challenge_token(&r, &c, 1000);
+        assert_eq!(
+            t.effort(),
+            4000,
+            "a loaded challenge is held at the ceiling"
+        );
+        // Only a base price above the ceiling withdraws proof-of-work.
+        assert!(block_on(r.challenge(&c, &offer(4001))).is_none());
+        assert!(r.quote(4001).is_none());
         // A calm minute later effort is back to base.
         clock.advance(60_000);
         assert_eq!(r.current_multiplier(), 1);
