@@ -26,6 +26,8 @@
 //! # command = ["npx", "-y", "@modelcontextprotocol/server-everything"]
 //! # env = { KEY = "value" }
 //! # idle_timeout_secs = 900
+//! # response_timeout_secs = 60       # time to the response head; then 504, call cancelled
+//! # stream_idle_timeout_secs = 120   # silence within a streamed answer; then an error event
 //! # era = "auto"                    # auto | "2025" | "2026-07-28": what the upstream speaks
 //!                                    # (auto probes with server/discover); see docs/ERAS.md
 //!
@@ -300,6 +302,12 @@ pub struct UpstreamConfig {
     pub env: BTreeMap<String, String>,
     /// Seconds after which an idle session's child is ended. Default 900.
     pub idle_timeout_secs: u64,
+    /// Seconds the upstream has to send a call's response head; then 504 and the call is
+    /// cancelled upstream ([`crate::deadline`]). Default 60.
+    pub response_timeout_secs: u64,
+    /// Longest silence, in seconds, within a streamed answer before the call's response; then
+    /// a last JSON-RPC error event and the call is cancelled upstream. Default 120.
+    pub stream_idle_timeout_secs: u64,
     /// The MCP era the upstream speaks (`auto`: probe); clients of the other era are
     /// translated (`crate::era`).
     pub era: crate::era::EraSetting,
@@ -312,6 +320,8 @@ impl Default for UpstreamConfig {
             command: None,
             env: BTreeMap::new(),
             idle_timeout_secs: 900,
+            response_timeout_secs: 60,
+            stream_idle_timeout_secs: 120,
             era: crate::era::EraSetting::Auto,
         }
     }
@@ -570,6 +580,9 @@ const HINT_PATH: &str = "write the endpoint path starting with \"/\", e.g. \"/mc
 const HINT_HOSTS: &str =
     "list the Host names clients use, e.g. [\"localhost\", \"127.0.0.1\"], or [\"*\"] to accept any";
 const HINT_POSITIVE: &str = "use a whole number of at least 1";
+/// The longest upstream time limit accepted (a day).
+const MAX_UPSTREAM_TIMEOUT_SECS: u64 = 86_400;
+const HINT_TIMEOUT: &str = "use a whole number of seconds from 1 to 86400";
 const HINT_EFFORT: &str = "an effort is a number of expected hashes, at least 1 (e.g. 200000)";
 const HINT_PRICE: &str =
     "write `free = true`, or `pow = <effort>` and/or `l402 = { sat = <n> }`, e.g. `pow = 200000`";
@@ -1103,7 +1116,15 @@ impl<'s> Cx<'s> {
         self.unknown_keys(
             t,
             "[upstream]",
-            &["url", "command", "env", "idle_timeout_secs", "era"],
+            &[
+                "url",
+                "command",
+                "env",
+                "idle_timeout_secs",
+                "response_timeout_secs",
+                "stream_idle_timeout_secs",
+                "era",
+            ],
         );
         const ERA: &str = "use \"auto\", \"2025\" or \"2026-07-28\"";
         if let Some((v, vspan)) = self.field::<String>(t, "era", ERA) {
@@ -1140,6 +1161,21 @@ impl<'s> Cx<'s> {
                 );
             } else {
                 u.idle_timeout_secs = v;
+            }
+        }
+        for key in ["response_timeout_secs", "stream_idle_timeout_secs"] {
+            if let Some((v, vspan)) = self.field::<u64>(t, key, HINT_TIMEOUT) {
+                if v == 0 || v > MAX_UPSTREAM_TIMEOUT_SECS {
+                    self.problem(
+                        Some(vspan),
+                        format!("{key} must be between 1 and {MAX_UPSTREAM_TIMEOUT_SECS}"),
+                        HINT_TIMEOUT,
+                    );
+                } else if key == "response_timeout_secs" {
+                    u.response_timeout_secs = v;
+                } else {
+                    u.stream_idle_timeout_secs = v;
+                }
             }
         }
         let has_url = t.get("url").is_some();

@@ -19,6 +19,7 @@ pub mod body;
 pub mod config;
 pub mod continuation;
 pub mod credentials;
+pub mod deadline;
 pub mod era;
 pub mod hosts;
 pub mod identity;
