@@ -1998,6 +1998,42 @@ pow = 100000
     }
 
     #[test]
+    fn upstream_time_limits() {
+        let base = "[upstream]\nurl = \"http://127.0.0.1:1/mcp\"\n";
+        let c = parse(base, "t.toml").unwrap();
+        assert_eq!(c.upstream.response_timeout_secs, 60);
+        assert_eq!(c.upstream.stream_idle_timeout_secs, 120);
+        let c = parse(
+            &format!("{base}response_timeout_secs = 5\nstream_idle_timeout_secs = 7\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.upstream.response_timeout_secs, 5);
+        assert_eq!(c.upstream.stream_idle_timeout_secs, 7);
+        let e = parse(
+            &format!("{base}response_timeout_secs = 0\nstream_idle_timeout_secs = \"x\"\n"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("t.toml:3:25: response_timeout_secs must be between 1 and 86400"),
+            "{e}"
+        );
+        assert!(e.contains("t.toml:4:28:"), "{e}");
+        let e = parse(
+            &format!("{base}stream_idle_timeout_secs = 86401\n"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("t.toml:3:28: stream_idle_timeout_secs must be"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn reference_config_parses() {
         let c = parse(GOOD, "t.toml").unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:9000".parse().unwrap());

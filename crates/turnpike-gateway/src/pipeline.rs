@@ -45,10 +45,14 @@
 //!     A call a token paid for may gain the gateway's signed `Turnpike-Identity` header
 //!     ([`crate::identity`]).
 //! 11. **Forward** to the inner service (an upstream, or the MCP server itself when the gate is
-//!     a tower layer); its response streams back as it arrives.
+//!     a tower layer); its response streams back as it arrives, within the upstream's time
+//!     limits ([`crate::deadline`]: 504 / -31504, and `notifications/cancelled` upstream for a
+//!     call given up on or whose caller went away).
 //! 12. **Settle** with the rail that granted the call ([`turnpike_core::Rail::settle`]), with
 //!     whether the upstream answered the call: for grants with a receipt (a balance debit) the
-//!     JSON-RPC outcome decides ([`crate::settle`]), for the rest the HTTP status.
+//!     JSON-RPC outcome decides ([`crate::settle`]), for the rest the HTTP status. A non-2xx
+//!     answer (refused before being served) also releases a single-use credential
+//!     ([`turnpike_core::Rail::release`]).
 //! 13. **Annotate** `tools/list` responses with each tool's price ([`crate::annotate`]).
 //!
 //! One log line per call records method, tool, rail, outcome, status and latency; never a

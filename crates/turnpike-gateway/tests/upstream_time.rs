@@ -413,3 +413,143 @@ async fn a_stateful_upstream_refusal_does_not_spend_the_credential() {
     refused_then_retried(gw, &dir, false).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A stdio MCP server in a few lines of Python: every line it reads is appended to the file
+/// named by its first argument; `initialize` and `tools/call` are answered, except a call to
+/// `hang`, which never is.
+const STDIO_SERVER: &str = r#"
+import json, sys
+log = open(sys.argv[1], "a")
+for line in sys.stdin:
+    if not line.strip():
+        continue
+    log.write(line); log.flush()
+    m = json.loads(line)
+    i = m.get("id")
+    if i is None or "method" not in m:
+        continue
+    if m["method"] == "initialize":
+        r = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+             "serverInfo": {"name": "inline", "version": "0"}}
+    elif m["method"] == "tools/call" and m["params"].get("name") == "hang":
+        continue
+    else:
+        r = {"content": [{"type": "text", "text": "ok"}]}
+    sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": i, "result": r}) + "\n")
+    sys.stdout.flush()
+"#;
+
+/// Waits (bounded) until the stdio child read `notifications/cancelled` for `id`.
+async fn child_cancelled(log: &Path, id: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let seen = text.lines().any(|l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| {
+                v["method"] == "notifications/cancelled" && v["params"]["requestId"] == json!(id)
+            })
+        });
+        if seen {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "child never got the cancellation of {id}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Solves the challenge in `r` (HTTP 402 or in band): the `Authorization` value.
+fn pow_auth(r: &Reply) -> String {
+    let (token, nonces) = solve(&r.text());
+    turnpike_client::authorization_value(&token, &nonces)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_upstream_is_bounded_cancelled_and_refusals_cost_nothing() {
+    let dir = data_dir();
+    let log = dir.join("child.log");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let py = root.join(".venv/bin/python");
+    let cmd = serde_json::to_string(&vec![
+        py.display().to_string(),
+        "-c".into(),
+        STDIO_SERVER.into(),
+        log.display().to_string(),
+    ])
+    .unwrap();
+    let gw = start_gateway_with(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+path = "/mcp"
+data_dir = "{dir}"
+
+[upstream]
+command = {cmd}
+era = "2025"
+response_timeout_secs = 1
+stream_idle_timeout_secs = 1
+
+[pow]
+subpuzzles = 2
+keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
+
+[tools.default]
+pow = 3000
+"#,
+        dir = dir.display()
+    ))
+    .await;
+    // Without a session the stdio upstream refuses the call: the solution is not spent.
+    let ok = call(1, "ok", json!({}));
+    let auth = pow_auth(&post(gw, &[], &ok).await);
+    let r = post(gw, &[("authorization", &auth)], &ok).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let sid = open_session(gw).await;
+    let s = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let with = |auth: &str, accept: &'static str| {
+        vec![
+            ("authorization", auth.to_owned()),
+            ("accept", accept.to_owned()),
+            ("mcp-session-id", sid.clone()),
+            ("mcp-protocol-version", "2025-06-18".to_owned()),
+        ]
+    };
+    let send_with = |h: Vec<(&'static str, String)>, body: Value| async move {
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        post(gw, &h, &body).await
+    };
+    let r = send_with(
+        with(&auth, "application/json, text/event-stream"),
+        ok.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["content"][0]["text"], "ok");
+    // A call the child never answers, JSON only: 504 within the limit, the child is sent the
+    // cancellation, and the solution is released (the same one passes again, to the same end).
+    let hang = call(2, "hang", json!({}));
+    let auth = pow_auth(&post(gw, &s, &hang).await);
+    for round in 0..2 {
+        let started = Instant::now();
+        let r = send_with(with(&auth, "application/json"), hang.clone()).await;
+        assert_eq!(r.status, 504, "round {round}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], json!(-31504));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        child_cancelled(&log, 2).await;
+    }
+    // Streamed: the head comes at once, then silence: a last error event, and the cancellation.
+    let hang = call(3, "hang", json!({}));
+    let auth = pow_auth(&post(gw, &s, &hang).await);
+    let r = send_with(with(&auth, "application/json, text/event-stream"), hang).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["id"], json!(3), "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], json!(-31504), "{}", r.text());
+    child_cancelled(&log, 3).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
