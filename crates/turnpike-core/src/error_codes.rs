@@ -39,5 +39,9 @@ pub const RATE_LIMITED: i64 = -31429;
 pub const UNAVAILABLE: i64 = -31503;
 /// The upstream failed (unreachable, or a stdio child exited) before answering.
 pub const UPSTREAM_FAILED: i64 = -31502;
+/// The upstream did not answer in time (no response head within `[upstream]
+/// response_timeout_secs`, or silent longer than `stream_idle_timeout_secs` within a streamed
+/// answer); the call was cancelled upstream.
+pub const UPSTREAM_TIMEOUT: i64 = -31504;
 /// The request body is larger than the gateway accepts.
 pub const TOO_LARGE: i64 = -31413;

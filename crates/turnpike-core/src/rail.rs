@@ -121,4 +121,14 @@ pub trait Rail: Send + Sync {
     fn settle<'a>(&'a self, _grant: &'a Grant, _upstream_ok: bool) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
+
+    /// Called after `settle(grant, false)` when the upstream refused the call before serving
+    /// it (an HTTP error status, no connection, no response head in time): nothing was served,
+    /// so a single-use credential the grant consumed may be accepted once more. Rails that
+    /// consume one (a puzzle solution, a per-call payment) name it in the grant's receipt and
+    /// make it usable again here; replays while the call was in flight were refused all the
+    /// same. The default does nothing.
+    fn release<'a>(&'a self, _grant: &'a Grant) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }

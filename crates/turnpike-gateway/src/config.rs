@@ -34,6 +34,8 @@
 //! # command = ["npx", "-y", "@modelcontextprotocol/server-everything"]
 //! # env = { KEY = "value" }
 //! # idle_timeout_secs = 900
+//! # response_timeout_secs = 60       # time to the response head; then 504, call cancelled
+//! # stream_idle_timeout_secs = 120   # silence within a streamed answer; then an error event
 //! # era = "auto"                    # auto | "2025" | "2026-07-28": what the upstream speaks
 //!                                    # (auto probes with server/discover); see docs/ERAS.md
 //!
@@ -335,6 +337,12 @@ pub struct UpstreamConfig {
     pub env: BTreeMap<String, String>,
     /// Seconds after which an idle session's child is ended. Default 900.
     pub idle_timeout_secs: u64,
+    /// Seconds the upstream has to send a call's response head; then 504 and the call is
+    /// cancelled upstream ([`crate::deadline`]). Default 60.
+    pub response_timeout_secs: u64,
+    /// Longest silence, in seconds, within a streamed answer before the call's response; then
+    /// a last JSON-RPC error event and the call is cancelled upstream. Default 120.
+    pub stream_idle_timeout_secs: u64,
     /// The MCP era the upstream speaks (`auto`: probe); clients of the other era are
     /// translated (`crate::era`).
     pub era: crate::era::EraSetting,
@@ -347,6 +355,8 @@ impl Default for UpstreamConfig {
             command: None,
             env: BTreeMap::new(),
             idle_timeout_secs: 900,
+            response_timeout_secs: 60,
+            stream_idle_timeout_secs: 120,
             era: crate::era::EraSetting::Auto,
         }
     }
@@ -605,6 +615,9 @@ const HINT_PATH: &str = "write the endpoint path starting with \"/\", e.g. \"/mc
 const HINT_HOSTS: &str =
     "list the Host names clients use, e.g. [\"localhost\", \"127.0.0.1\"], or [\"*\"] to accept any";
 const HINT_POSITIVE: &str = "use a whole number of at least 1";
+/// The longest upstream time limit accepted (a day).
+const MAX_UPSTREAM_TIMEOUT_SECS: u64 = 86_400;
+const HINT_TIMEOUT: &str = "use a whole number of seconds from 1 to 86400";
 const HINT_EFFORT: &str = "an effort is a number of expected hashes, at least 1 (e.g. 200000)";
 const HINT_PRICE: &str =
     "write `free = true`, or `pow = <effort>` and/or `l402 = { sat = <n> }`, e.g. `pow = 200000`";
@@ -1233,7 +1246,15 @@ impl<'s> Cx<'s> {
         self.unknown_keys(
             t,
             "[upstream]",
-            &["url", "command", "env", "idle_timeout_secs", "era"],
+            &[
+                "url",
+                "command",
+                "env",
+                "idle_timeout_secs",
+                "response_timeout_secs",
+                "stream_idle_timeout_secs",
+                "era",
+            ],
         );
         const ERA: &str = "use \"auto\", \"2025\" or \"2026-07-28\"";
         if let Some((v, vspan)) = self.field::<String>(t, "era", ERA) {
@@ -1270,6 +1291,21 @@ impl<'s> Cx<'s> {
                 );
             } else {
                 u.idle_timeout_secs = v;
+            }
+        }
+        for key in ["response_timeout_secs", "stream_idle_timeout_secs"] {
+            if let Some((v, vspan)) = self.field::<u64>(t, key, HINT_TIMEOUT) {
+                if v == 0 || v > MAX_UPSTREAM_TIMEOUT_SECS {
+                    self.problem(
+                        Some(vspan),
+                        format!("{key} must be between 1 and {MAX_UPSTREAM_TIMEOUT_SECS}"),
+                        HINT_TIMEOUT,
+                    );
+                } else if key == "response_timeout_secs" {
+                    u.response_timeout_secs = v;
+                } else {
+                    u.stream_idle_timeout_secs = v;
+                }
             }
         }
         let has_url = t.get("url").is_some();
@@ -2087,6 +2123,42 @@ pow = 100000
         assert!(
             e.to_string()
                 .contains("TURNPIKE_TEST_UNSET_NWC_URI is not set"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn upstream_time_limits() {
+        let base = "[upstream]\nurl = \"http://127.0.0.1:1/mcp\"\n";
+        let c = parse(base, "t.toml").unwrap();
+        assert_eq!(c.upstream.response_timeout_secs, 60);
+        assert_eq!(c.upstream.stream_idle_timeout_secs, 120);
+        let c = parse(
+            &format!("{base}response_timeout_secs = 5\nstream_idle_timeout_secs = 7\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.upstream.response_timeout_secs, 5);
+        assert_eq!(c.upstream.stream_idle_timeout_secs, 7);
+        let e = parse(
+            &format!("{base}response_timeout_secs = 0\nstream_idle_timeout_secs = \"x\"\n"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("t.toml:3:25: response_timeout_secs must be between 1 and 86400"),
+            "{e}"
+        );
+        assert!(e.contains("t.toml:4:28:"), "{e}");
+        let e = parse(
+            &format!("{base}stream_idle_timeout_secs = 86401\n"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("t.toml:3:28: stream_idle_timeout_secs must be"),
             "{e}"
         );
     }

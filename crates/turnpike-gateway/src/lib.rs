@@ -20,6 +20,7 @@ pub mod config;
 pub mod conns;
 pub mod continuation;
 pub mod credentials;
+pub mod deadline;
 pub mod era;
 pub mod hosts;
 pub mod identity;

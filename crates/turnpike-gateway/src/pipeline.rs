@@ -49,10 +49,14 @@
 //!     A call a token paid for may gain the gateway's signed `Turnpike-Identity` header
 //!     ([`crate::identity`]).
 //! 11. **Forward** to the inner service (an upstream, or the MCP server itself when the gate is
-//!     a tower layer); its response streams back as it arrives.
+//!     a tower layer); its response streams back as it arrives, within the upstream's time
+//!     limits ([`crate::deadline`]: 504 / -31504, and `notifications/cancelled` upstream for a
+//!     call given up on or whose caller went away).
 //! 12. **Settle** with the rail that granted the call ([`turnpike_core::Rail::settle`]), with
 //!     whether the upstream answered the call: for grants with a receipt (a balance debit) the
-//!     JSON-RPC outcome decides ([`crate::settle`]), for the rest the HTTP status.
+//!     JSON-RPC outcome decides ([`crate::settle`]), for the rest the HTTP status. A non-2xx
+//!     answer (refused before being served) also releases a single-use credential
+//!     ([`turnpike_core::Rail::release`]).
 //! 13. **Annotate** `tools/list` responses with each tool's price ([`crate::annotate`]).
 //!
 //! One log line per call records method, tool, rail, outcome, status and latency; never a
@@ -114,11 +118,18 @@ pub struct GateOptions {
     /// The public URL of the endpoint, as callers reach it: DPoP proofs must name it (`htu`).
     /// `None`: the OAuth rail's `endpoint_url`, else its resource.
     pub public_url: Option<String>,
+    /// Time the upstream has to send a forwarded request's response head
+    /// (`[upstream] response_timeout_secs`, [`crate::deadline`]).
+    pub response_timeout: Duration,
+    /// Longest silence within a streamed answer before the call's response
+    /// (`[upstream] stream_idle_timeout_secs`).
+    pub stream_idle_timeout: Duration,
 }
 
 impl Default for GateOptions {
     fn default() -> Self {
         let s = crate::config::ServerConfig::default();
+        let u = crate::config::UpstreamConfig::default();
         GateOptions {
             resource: s.path,
             allowed_hosts: s.allowed_hosts,
@@ -127,6 +138,8 @@ impl Default for GateOptions {
             max_body_bytes: s.max_body_bytes,
             body_read_timeout: Duration::from_secs(s.body_read_timeout_secs),
             public_url: None,
+            response_timeout: Duration::from_secs(u.response_timeout_secs),
+            stream_idle_timeout: Duration::from_secs(u.stream_idle_timeout_secs),
         }
     }
 }
@@ -178,6 +191,8 @@ impl Gate {
             max_body_bytes: s.max_body_bytes,
             body_read_timeout: Duration::from_secs(s.body_read_timeout_secs),
             public_url: Some(cfg.public_url()),
+            response_timeout: Duration::from_secs(cfg.upstream.response_timeout_secs),
+            stream_idle_timeout: Duration::from_secs(cfg.upstream.stream_idle_timeout_secs),
         };
         let mut gate = Gate::with_rails(opts, cfg.policy(), rails);
         gate.limiter = crate::limits::limiter_from_config(cfg)?;
@@ -319,7 +334,8 @@ impl Gate {
         inner: S,
     ) -> Result<Response<Body>, S::Error>
     where
-        S: Service<Request<Body>, Response = Response<B>>,
+        S: Service<Request<Body>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
     {
@@ -351,7 +367,8 @@ impl Gate {
         log: &mut CallLog,
     ) -> Result<Response<Body>, S::Error>
     where
-        S: Service<Request<Body>, Response = Response<B>>,
+        S: Service<Request<Body>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
     {
@@ -704,13 +721,51 @@ impl Gate {
             .then(|| msg.id().cloned())
             .flatten();
         drop(msg);
-        // 11. Forward.
+        // 11. Forward, within the upstream's time limits (crate::deadline).
         if let Some(id) = &request_id {
             parts.extensions.insert(JsonRpcId(id.clone()));
         }
         log.tag_upstream_request(&mut parts.headers);
+        // The rail that settles the call (with the call's msat spend, if any).
+        let settle_with = grant.as_ref().and_then(|g| {
+            let rail = self.rails.all.iter().find(|r| r.kind() == g.rail)?;
+            let rail = match msat_spend {
+                Some((limiter, receipt)) => {
+                    crate::settle::WithSpend::wrap(rail.clone(), limiter, receipt)
+                }
+                None => rail.clone(),
+            };
+            Some((rail, g.clone()))
+        });
+        let cancel = request_id
+            .as_ref()
+            .map(|id| crate::deadline::Canceller::new(inner.clone(), &parts, id.clone()));
+        let pending = crate::deadline::PendingCall::new(cancel, settle_with.clone());
         let up = Instant::now();
-        let mut resp = forward(inner, Request::from_parts(parts, body)).await?;
+        let head = self.opts.response_timeout;
+        let forwarded = forward(inner, Request::from_parts(parts, body));
+        let mut resp = match tokio::time::timeout(head, forwarded).await {
+            Ok(r) => {
+                let cancel = pending.disarm();
+                let resp = r?;
+                match &request_id {
+                    Some(id) => crate::deadline::bound_body(
+                        resp,
+                        id.clone(),
+                        self.opts.stream_idle_timeout,
+                        cancel,
+                    ),
+                    None => resp,
+                }
+            }
+            Err(_) => {
+                if let Some(c) = pending.disarm() {
+                    c.fire("the upstream did not answer in time");
+                }
+                log.outcome = "upstream_timeout";
+                crate::deadline::head_timeout(request_id.as_ref(), head)
+            }
+        };
         log.upstream = Some(up.elapsed());
         if let (Some(pow), true, true) = (
             &self.rails.pow,
@@ -729,16 +784,8 @@ impl Gate {
             resp.headers_mut().insert("dpop-nonce", v);
         }
         // 12. Settle, by the JSON-RPC outcome where the rail needs it.
-        if let Some(grant) = grant {
-            if let Some(rail) = self.rails.all.iter().find(|r| r.kind() == grant.rail) {
-                let rail = match msat_spend {
-                    Some((limiter, receipt)) => {
-                        crate::settle::WithSpend::wrap(rail.clone(), limiter, receipt)
-                    }
-                    None => rail.clone(),
-                };
-                resp = crate::settle::after_upstream(resp, rail, grant, request_id.clone()).await;
-            }
+        if let Some((rail, grant)) = settle_with {
+            resp = crate::settle::after_upstream(resp, rail, grant, request_id.clone()).await;
         }
         if let (Some(binding), Some(id)) = (remember_round, &request_id) {
             resp =
@@ -763,11 +810,13 @@ impl Gate {
         Ok(resp)
     }
 
-    /// Settles `grant` as failed (a call that will not be forwarded: its debit goes back).
+    /// Settles `grant` as failed (a call that will not be forwarded: its debit goes back, a
+    /// single-use credential is released).
     async fn settle_failed(&self, grant: Option<&turnpike_core::Grant>) {
         if let Some(g) = grant {
             if let Some(rail) = self.rails.all.iter().find(|r| r.kind() == g.rail) {
                 rail.settle(g, false).await;
+                rail.release(g).await;
             }
         }
     }

@@ -6,7 +6,8 @@
 //!
 //! | upstream answer | outcome |
 //! |---|---|
-//! | non-2xx status, or the body cannot be read (transport failure, stream cut) | failed |
+//! | non-2xx status (the upstream refused the call, could not be reached, or sent no head in time) | refused: failed, and a single-use credential released |
+//! | the body cannot be read (transport failure, stream cut) | failed |
 //! | a JSON-RPC **error** response to the call (`{"error": …}`) | failed |
 //! | a JSON body that is not JSON, or an SSE stream that ends without the call's response | failed |
 //! | a JSON-RPC **result**, including a tool result with `isError: true` | succeeded |
@@ -20,6 +21,13 @@
 //! drops before the response arrived counts as failed.
 //!
 //! Grants without a receipt are settled with the HTTP status alone, without touching the body.
+//!
+//! A call the upstream *refused* — an HTTP error status before any JSON-RPC answer (`400
+//! Missing session ID`, 404, 5xx, or the gateway's own 502/504 when it could not connect or no
+//! head came in time) — was not served: after `settle(grant, false)` the rail's
+//! [`Rail::release`] makes a per-call token or puzzle solution usable again, so the caller
+//! retries with the very same credential. A JSON-RPC error *response* is an answer: it refunds
+//! a balance debit but releases nothing.
 //!
 //! When the call's debit was also counted against its token's daily msat budget, the rail is
 //! wrapped in [`WithSpend`], so that a failed call gives back both the debit and the spend.
@@ -83,6 +91,10 @@ impl Rail for WithSpend {
         self.rail.verify(call, offer, credential)
     }
 
+    fn release<'a>(&'a self, grant: &'a Grant) -> BoxFuture<'a, ()> {
+        self.rail.release(grant)
+    }
+
     fn settle<'a>(&'a self, grant: &'a Grant, upstream_ok: bool) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             self.rail.settle(grant, upstream_ok).await;
@@ -107,7 +119,9 @@ pub async fn after_upstream(
     id: Option<Value>,
 ) -> Response<Body> {
     if !resp.status().is_success() {
+        // Refused before any answer: nothing was served.
         rail.settle(&grant, false).await;
+        rail.release(&grant).await;
         return resp;
     }
     if grant.receipt.is_none() {

@@ -31,7 +31,10 @@
 //!
 //! A pass grants `Identity::L402 { token_id }` (hex). A balance debit's id and amount travel
 //! in the grant's receipt (`l402-debit:<id>:<msat>`; [`debited_msat`] reads the amount), and
-//! `settle(grant, false)` refunds it.
+//! `settle(grant, false)` refunds it. A per-call pass names its token in the receipt
+//! (`l402-use:<token id>:<expiry>`): when the upstream refused the call before serving it,
+//! `release(grant)` puts a release mark in the spent set, and the token's next use takes that
+//! mark atomically and passes once more (concurrent replays are refused as before).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -405,12 +408,26 @@ impl L402Rail {
         } else {
             false
         };
-        if mode == BillingMode::PerCall && !newly_confirmed {
-            return Verdict::Stale(refuse("token already used"));
-        }
         let identity = Some(Identity::L402 {
             token_id: id.token_id_hex(),
         });
+        if mode == BillingMode::PerCall && !newly_confirmed {
+            // Used before: it passes again only when that use was released (the upstream
+            // refused the call before serving it), and then once.
+            return match self
+                .spent
+                .release(released_key(&id.token_id), call.now)
+                .await
+            {
+                Ok(true) => Verdict::Pass(Grant {
+                    rail: RailKind::L402,
+                    identity,
+                    receipt: Some(use_receipt(&id.token_id, record.expires_at)),
+                }),
+                Ok(false) => Verdict::Stale(refuse("token already used")),
+                Err(e) => Verdict::Unavailable(refuse(format!("spent set: {e}"))),
+            };
+        }
         match mode {
             BillingMode::PerCall => {
                 match self
@@ -421,7 +438,7 @@ impl L402Rail {
                     Ok(true) => Verdict::Pass(Grant {
                         rail: RailKind::L402,
                         identity,
-                        receipt: None,
+                        receipt: Some(use_receipt(&id.token_id, record.expires_at)),
                     }),
                     Ok(false) => Verdict::Stale(refuse("token already used")),
                     Err(e) => Verdict::Unavailable(refuse(format!("spent set: {e}"))),
@@ -490,6 +507,26 @@ impl L402Rail {
             .confirm_payment(id.token_id, now)
             .await
             .map_err(|e| Verdict::Unavailable(refuse(format!("token store: {e}"))))
+    }
+
+    /// Makes a per-call token usable once more after the upstream refused the call it paid
+    /// for: a release mark goes into the spent set (until the token expires), which the next
+    /// use takes atomically. The token stays spent in the store; a spent set that forgets (the
+    /// in-memory one across a restart) leaves it spent.
+    pub async fn release_use(&self, grant: &Grant) {
+        let Some((token_id, expires_at)) = parse_use(grant) else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Err(e) = self
+            .spent
+            .insert(released_key(&token_id), expires_at, now)
+            .await
+        {
+            tracing::warn!(error = %e, "L402: cannot release a per-call token");
+        }
     }
 
     /// Refunds a balance debit when the upstream failed.
@@ -583,6 +620,39 @@ impl Rail for L402Rail {
     fn settle<'a>(&'a self, grant: &'a Grant, upstream_ok: bool) -> BoxFuture<'a, ()> {
         Box::pin(self.refund(grant, upstream_ok))
     }
+
+    fn release<'a>(&'a self, grant: &'a Grant) -> BoxFuture<'a, ()> {
+        Box::pin(self.release_use(grant))
+    }
+}
+
+/// Prefix of the receipt a per-call pass leaves in its grant:
+/// `l402-use:<hex token id>:<token expiry>`, so that [`Rail::release`] can release the use.
+const USE_RECEIPT: &str = "l402-use:";
+
+fn use_receipt(token_id: &[u8; 32], expires_at: u64) -> String {
+    format!("{USE_RECEIPT}{}:{expires_at}", hex::encode(token_id))
+}
+
+/// The token id and expiry a per-call grant's receipt names.
+fn parse_use(grant: &Grant) -> Option<([u8; 32], u64)> {
+    if grant.rail != RailKind::L402 {
+        return None;
+    }
+    let rest = grant.receipt.as_deref()?.strip_prefix(USE_RECEIPT)?;
+    let (id_hex, expires) = rest.split_once(':')?;
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(id_hex, &mut id).ok()?;
+    Some((id, expires.parse().ok()?))
+}
+
+/// The spent-set key that marks a per-call token's use as released (distinct from the token
+/// id, which stays in the set).
+fn released_key(token_id: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"turnpike-l402-released-use\0");
+    h.update(token_id);
+    h.finalize().into()
 }
 
 #[cfg(test)]

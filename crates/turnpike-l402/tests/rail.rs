@@ -215,6 +215,49 @@ async fn per_call_is_single_use() {
     );
 }
 
+/// A per-call token whose call the upstream refused before serving it is released: it passes
+/// once more (one of several concurrent retries), then is spent again; settling a served call
+/// releases nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_per_call_token_passes_once_more() {
+    let s = setup();
+    let c = call("echo", NOW);
+    let offer = per_call(1000);
+    let (header, _) = buy(&s, &c, &offer).await;
+    let Verdict::Pass(grant) = s.rail.verify(&c, &offer, &cred(&header)).await else {
+        panic!("first use passes")
+    };
+    // In flight: a replay is refused.
+    assert_eq!(
+        reason(&s.rail.verify(&c, &offer, &cred(&header)).await),
+        "token already used"
+    );
+    s.rail.settle(&grant, false).await;
+    s.rail.release(&grant).await;
+    let rail = Arc::new(s.rail);
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let rail = rail.clone();
+            let (c, offer, cr) = (c.clone(), offer.clone(), cred(&header));
+            tokio::spawn(async move { rail.verify(&c, &offer, &cr).await })
+        })
+        .collect();
+    let mut passed = Vec::new();
+    for t in tasks {
+        if let Verdict::Pass(g) = t.await.unwrap() {
+            passed.push(g);
+        }
+    }
+    assert_eq!(passed.len(), 1, "one retry passes");
+    assert_eq!(passed[0], grant, "the same grant, for the same token");
+    // That call was served: nothing is released, the token stays spent.
+    rail.settle(&passed[0], true).await;
+    assert_eq!(
+        reason(&rail.verify(&c, &offer, &cred(&header)).await),
+        "token already used"
+    );
+}
+
 #[tokio::test]
 async fn verdicts_for_bad_credentials() {
     let s = setup();

@@ -343,7 +343,7 @@ impl Rail for PowRail {
                     Verdict::Pass(Grant {
                         rail: RailKind::Pow,
                         identity: call.caller.clone(),
-                        receipt: None,
+                        receipt: Some(format!("{SPENT_RECEIPT}{}", hex::encode(tag))),
                     })
                 }
                 Ok(false) => Verdict::Stale(Refusal::new(RailKind::Pow, "already used")),
@@ -354,6 +354,36 @@ impl Rail for PowRail {
             }
         })
     }
+
+    /// The upstream refused the call before serving it: the solution is taken out of the
+    /// spent set, so the same solution passes once more (until its challenge expires).
+    fn release<'a>(&'a self, grant: &'a Grant) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(tag) = spent_tag(grant) else {
+                return;
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            // A store that cannot release leaves the solution spent (the safe side).
+            let _ = self.spent.release(tag, now).await;
+        })
+    }
+}
+
+/// Prefix of the receipt a pass leaves in its grant: `pow-spent:<hex spent-set key>`, so that
+/// [`Rail::release`] can make the solution usable again.
+const SPENT_RECEIPT: &str = "pow-spent:";
+
+/// The spent-set key a proof-of-work grant's receipt names.
+fn spent_tag(grant: &Grant) -> Option<[u8; 32]> {
+    if grant.rail != RailKind::Pow {
+        return None;
+    }
+    let hex_tag = grant.receipt.as_deref()?.strip_prefix(SPENT_RECEIPT)?;
+    let mut tag = [0u8; 32];
+    hex::decode_to_slice(hex_tag, &mut tag).ok()?;
+    Some(tag)
 }
 
 #[cfg(test)]
@@ -495,13 +525,39 @@ mod tests {
             Verdict::Pass(g) => {
                 assert_eq!(g.rail, RailKind::Pow);
                 assert_eq!(g.identity, c.caller);
-                assert_eq!(g.receipt, None);
+                assert!(spent_tag(&g).is_some(), "the receipt names the solution");
             }
             v => panic!("{v:?}"),
         }
         let v = verdict(&r, &c, 2000, &cr);
         assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
         assert_eq!(reason(&v), "already used");
+    }
+
+    #[test]
+    fn a_released_solution_passes_once_more() {
+        let r = rail();
+        let c = call("echo", 1);
+        let (_, t) = challenge_token(&r, &c, 2000);
+        let cr = cred(&t.encode(), brute(&t));
+        let Verdict::Pass(g) = verdict(&r, &c, 2000, &cr) else {
+            panic!("first use passes")
+        };
+        assert_eq!(reason(&verdict(&r, &c, 2000, &cr)), "already used");
+        block_on(r.release(&g));
+        let Verdict::Pass(g2) = verdict(&r, &c, 2000, &cr) else {
+            panic!("released: passes again")
+        };
+        assert_eq!(g2, g);
+        assert_eq!(reason(&verdict(&r, &c, 2000, &cr)), "already used");
+        // A grant of another rail, or a receipt that names nothing, releases nothing.
+        let mut other = g2.clone();
+        other.rail = RailKind::L402;
+        block_on(r.release(&other));
+        other = g2.clone();
+        other.receipt = Some("pow-spent:zz".into());
+        block_on(r.release(&other));
+        assert_eq!(reason(&verdict(&r, &c, 2000, &cr)), "already used");
     }
 
     #[test]

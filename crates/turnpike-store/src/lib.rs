@@ -33,6 +33,15 @@ pub trait SpentSet: Send + Sync {
         expires_at: u64,
         now: u64,
     ) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Forgets `key`, atomically: the credential it recorded may be accepted once more (a call
+    /// it paid for was refused by the upstream before being served). Returns `true` if the key
+    /// was held and had not expired, `false` otherwise — so of several concurrent releases or
+    /// takes of one key, one sees `true`. Sets that cannot forget answer `Ok(false)`: the
+    /// credential stays spent.
+    fn release(&self, _key: [u8; 32], _now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(std::future::ready(Ok(false)))
+    }
 }
 
 /// The in-memory spent set: sharded hash maps, swept of expired keys as they grow.
@@ -82,6 +91,12 @@ impl MemorySpentSet {
         }
     }
 
+    /// Forgets `key` (synchronous form of [`SpentSet::release`]).
+    pub fn release_now(&self, key: [u8; 32], now: u64) -> bool {
+        let mut shard = self.shards[key[0] as usize % self.shards.len()].lock();
+        matches!(shard.map.remove(&key), Some(exp) if exp > now)
+    }
+
     /// How many keys are held (expired ones included until swept).
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().map.len()).sum()
@@ -103,6 +118,11 @@ impl SpentSet for MemorySpentSet {
         let fresh = self.insert_now(key, expires_at, now);
         Box::pin(async move { Ok(fresh) })
     }
+
+    fn release(&self, key: [u8; 32], now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let held = self.release_now(key, now);
+        Box::pin(async move { Ok(held) })
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +138,22 @@ mod tests {
         // After expiry the key may be recorded again (the credential itself has expired too, so
         // its rail refuses it before asking).
         assert!(s.insert_now([1; 32], 200, 100));
+    }
+
+    #[test]
+    fn release_once() {
+        let s = MemorySpentSet::new();
+        assert!(s.insert_now([3; 32], 100, 10));
+        assert!(s.release_now([3; 32], 20), "held: released");
+        assert!(
+            !s.release_now([3; 32], 20),
+            "a second release finds nothing"
+        );
+        assert!(s.insert_now([3; 32], 100, 30), "accepted once more");
+        assert!(!s.insert_now([3; 32], 100, 31));
+        // An expired key counts as not held.
+        assert!(!s.release_now([3; 32], 100));
+        assert!(!s.release_now([9; 32], 0), "never held");
     }
 
     #[test]

@@ -128,6 +128,24 @@ impl RedisSpentSet {
     }
 }
 
+impl RedisSpentSet {
+    async fn release_async(&self, key: [u8; 32]) -> Result<bool, StoreError> {
+        // DEL answers how many keys it removed: of concurrent releases, one sees 1. Redis drops
+        // expired keys itself, so a held key has not expired (up to the skew grace).
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.key(&key));
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.opts.timeout, cmd.query_async::<i64>(&mut conn)).await {
+            Ok(Ok(n)) => Ok(n > 0),
+            Ok(Err(e)) => Err(StoreError::Unavailable(format!("redis: {e}"))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "redis: no answer within {:?}",
+                self.opts.timeout
+            ))),
+        }
+    }
+}
+
 impl SpentSet for RedisSpentSet {
     fn insert(
         &self,
@@ -136,5 +154,9 @@ impl SpentSet for RedisSpentSet {
         now: u64,
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(self.insert_async(key, expires_at, now))
+    }
+
+    fn release(&self, key: [u8; 32], _now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.release_async(key))
     }
 }

@@ -148,3 +148,49 @@ async fn redis_down_fails_closed_then_recovers() {
     }
     assert!(!set.insert(key(9, s), t + 60, t).await.unwrap());
 }
+
+/// A spent key released (the call it paid for was refused upstream) is accepted once more;
+/// of 8 concurrent releases through two clients exactly one finds it, and of 8 concurrent
+/// inserts afterwards exactly one wins again.
+async fn released_exactly_once(a: Arc<dyn SpentSet>, b: Arc<dyn SpentSet>) {
+    let s = salt();
+    let t = now();
+    assert!(a.insert(key(1, s), t + 300, t).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let set = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            set.release(key(1, s), t).await.unwrap()
+        }));
+    }
+    let mut released = 0;
+    for task in tasks {
+        released += u32::from(task.await.unwrap());
+    }
+    assert_eq!(released, 1, "one release finds the key");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let set = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            set.insert(key(1, s), t + 300, t).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        wins += u32::from(task.await.unwrap());
+    }
+    assert_eq!(wins, 1, "the released key is accepted exactly once more");
+    assert!(!b.release(key(2, s), t).await.unwrap(), "never held");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_releases_once() {
+    let m: Arc<dyn SpentSet> = Arc::new(MemorySpentSet::new());
+    released_exactly_once(m.clone(), m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_releases_once_across_two_clients() {
+    let server = RedisServer::start();
+    released_exactly_once(redis_set(&server), redis_set(&server)).await;
+}

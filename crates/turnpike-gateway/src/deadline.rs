@@ -1,0 +1,316 @@
+//! Upstream time limits, and cancelling a call nobody waits for any more.
+//!
+//! A forwarded JSON-RPC request (a POST with an id) is bounded twice (`[upstream]`):
+//!
+//! - `response_timeout_secs` (default 60): the time to the upstream's response head. On expiry
+//!   the caller gets HTTP 504 with JSON-RPC error -31504, and the call counts as refused by the
+//!   upstream (a balance debit is refunded, a single-use credential released:
+//!   [`crate::settle`]).
+//! - `stream_idle_timeout_secs` (default 120): within a streamed (SSE) answer, the longest
+//!   silence — no JSON-RPC message, keep-alive comments not counted — before the call's own
+//!   response. On expiry the caller gets a last SSE event, the JSON-RPC error -31504 for the
+//!   call, and the stream ends (the call counts as failed: a balance debit is refunded). Other
+//!   answers (JSON) whose body stalls that long are cut.
+//!
+//! Whenever the gateway stops waiting for a call the upstream may still be running — either
+//! limit expired, or the caller went away (closed its connection before the head, or dropped
+//! the stream before the call's response) — the upstream is sent `notifications/cancelled` for
+//! the request's id, as a POST through the same upstream service with the request's
+//! `Mcp-Session-Id` and `MCP-Protocol-Version` (an HTTP upstream gets it in the same session;
+//! the stdio upstream writes it to the session's child). A caller that went away before the
+//! head has its balance debit refunded ([`PendingCall`]); one that dropped the stream, by the
+//! settlement watch. GET streams (a session's server stream) are not bounded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use tower::{Service, ServiceExt};
+use turnpike_core::{error_codes, Grant, Rail};
+use turnpike_mcp::sse::SseParser;
+
+/// How long a `notifications/cancelled` POST may take.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Headers of the original request the cancellation carries.
+const CARRIED: [&str; 5] = [
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "host",
+    "x-request-id",
+    "traceparent",
+];
+
+type SendCancel = Box<dyn FnOnce(&'static str) -> BoxFuture<'static, ()> + Send>;
+
+/// Sends `notifications/cancelled` for one forwarded request, at most once.
+pub struct Canceller {
+    send: Option<SendCancel>,
+}
+
+impl Canceller {
+    /// A canceller for the request with JSON-RPC `id` whose head is `parts`, through `inner`
+    /// (a clone of the service the request goes to).
+    pub fn new<S, B>(inner: S, parts: &http::request::Parts, id: Value) -> Canceller
+    where
+        S: Service<Request<Body>, Response = Response<B>> + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+    {
+        let uri = parts.uri.clone();
+        let mut headers = HeaderMap::new();
+        for name in CARRIED {
+            if let Some(v) = parts.headers.get(name) {
+                headers.insert(name, v.clone());
+            }
+        }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        let send: SendCancel = Box::new(move |reason: &'static str| {
+            Box::pin(async move {
+                let body = json!({
+                    "jsonrpc": "2.0",
+                    "method": "notifications/cancelled",
+                    "params": {"requestId": id, "reason": reason},
+                })
+                .to_string();
+                let mut req = Request::new(Body::from(body));
+                *req.method_mut() = http::Method::POST;
+                *req.uri_mut() = uri;
+                *req.headers_mut() = headers;
+                match tokio::time::timeout(CANCEL_TIMEOUT, inner.oneshot(req)).await {
+                    Ok(Ok(resp)) => tracing::debug!(
+                        target: "turnpike::upstream",
+                        status = resp.status().as_u16(),
+                        reason,
+                        "upstream call cancelled"
+                    ),
+                    _ => tracing::warn!(
+                        target: "turnpike::upstream",
+                        reason,
+                        "the upstream could not be sent notifications/cancelled"
+                    ),
+                }
+            })
+        });
+        Canceller { send: Some(send) }
+    }
+
+    /// Sends the cancellation in the background (needs a Tokio runtime; without one, nothing).
+    pub fn fire(mut self, reason: &'static str) {
+        self.fire_now(reason);
+    }
+
+    fn fire_now(&mut self, reason: &'static str) {
+        if let Some(send) = self.send.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(send(reason));
+            }
+        }
+    }
+}
+
+/// A forwarded call waiting for its response head. If the wait is abandoned (the caller closed
+/// its connection, so the request's future is dropped), the upstream is sent
+/// `notifications/cancelled` and the grant is settled as failed (a balance debit refunded).
+#[derive(Default)]
+pub struct PendingCall {
+    cancel: Option<Canceller>,
+    settle: Option<(Arc<dyn Rail>, Grant)>,
+}
+
+impl PendingCall {
+    /// A guard over `cancel` and the grant `settle` would settle.
+    pub fn new(cancel: Option<Canceller>, settle: Option<(Arc<dyn Rail>, Grant)>) -> PendingCall {
+        PendingCall { cancel, settle }
+    }
+
+    /// The head arrived (or the gateway answers in its place): nothing to undo; the canceller
+    /// goes on to watch the body.
+    pub fn disarm(mut self) -> Option<Canceller> {
+        self.settle = None;
+        self.cancel.take()
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if let Some(c) = self.cancel.take() {
+            c.fire("the client went away");
+        }
+        if let Some((rail, grant)) = self.settle.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { rail.settle(&grant, false).await });
+            }
+        }
+    }
+}
+
+/// The gateway's answer when the head did not come in time.
+pub fn head_timeout(id: Option<&Value>, limit: Duration) -> Response<Body> {
+    crate::respond::json_error(
+        StatusCode::GATEWAY_TIMEOUT,
+        id,
+        error_codes::UPSTREAM_TIMEOUT,
+        &format!(
+            "the upstream MCP server did not answer within {} s",
+            limit.as_secs()
+        ),
+    )
+}
+
+/// Bounds the body of `resp`, the upstream's answer to request `id`, by `idle`. An SSE answer
+/// is watched for the call's response: until it passes, silence longer than `idle` ends the
+/// stream with a JSON-RPC error event for `id` (and the upstream is sent the cancellation), and
+/// a caller that drops the stream cancels the call too. Any other body is cut after `idle`
+/// without data.
+pub fn bound_body(
+    resp: Response<Body>,
+    id: Value,
+    idle: Duration,
+    cancel: Option<Canceller>,
+) -> Response<Body> {
+    let sse = crate::body::media_type(resp.headers()) == "text/event-stream";
+    let (parts, body) = resp.into_parts();
+    let upstream = body.into_data_stream();
+    if !sse {
+        let stream = futures_util::stream::unfold(Some(upstream), move |st| async move {
+            let mut up = st?;
+            match tokio::time::timeout(idle, up.next()).await {
+                Ok(Some(item)) => Some((item, Some(up))),
+                Ok(None) => None,
+                Err(_) => Some((Err(axum::Error::new(IdleTimeout)), None)),
+            }
+        });
+        return Response::from_parts(parts, Body::from_stream(stream));
+    }
+    let state = Watch {
+        upstream,
+        parser: SseParser::new(),
+        id,
+        idle,
+        deadline: tokio::time::Instant::now() + idle,
+        cancel,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            let next = if st.cancel.is_some() {
+                match tokio::time::timeout_at(st.deadline, st.upstream.next()).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        // Silent too long before the call's response.
+                        if let Some(c) = st.cancel.take() {
+                            c.fire("the upstream went silent");
+                        }
+                        st.done = true;
+                        let ev = timeout_event(&st.id, st.idle);
+                        return Some((Ok(ev), st));
+                    }
+                }
+            } else {
+                // The response passed: the rest of the stream is whatever the upstream adds.
+                st.upstream.next().await
+            };
+            return match next {
+                None => {
+                    // Ended by the upstream: nothing left to cancel.
+                    drop(st.cancel.take());
+                    None
+                }
+                Some(Err(e)) => {
+                    if let Some(c) = st.cancel.take() {
+                        c.fire("the upstream stream failed");
+                    }
+                    st.done = true;
+                    Some((Err(e), st))
+                }
+                Some(Ok(chunk)) => {
+                    if st.cancel.is_some() {
+                        st.parser.push(&chunk);
+                        while let Some(ev) = st.parser.next_event() {
+                            let Some(v) = ev
+                                .data
+                                .as_deref()
+                                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                            else {
+                                continue;
+                            };
+                            st.deadline = tokio::time::Instant::now() + st.idle;
+                            if v.get("id") == Some(&st.id) && v.get("method").is_none() {
+                                st.cancel = None;
+                                break;
+                            }
+                        }
+                    }
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    Some((Ok(chunk), st))
+                }
+            };
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// The SSE event that ends a stream whose upstream went silent.
+fn timeout_event(id: &Value, idle: Duration) -> Bytes {
+    let msg = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": error_codes::UPSTREAM_TIMEOUT,
+            "message": format!(
+                "the upstream MCP server sent nothing for {} s; the call was cancelled",
+                idle.as_secs()
+            ),
+        },
+    });
+    Bytes::from(format!("event: message\ndata: {msg}\n\n"))
+}
+
+struct Watch {
+    upstream: axum::body::BodyDataStream,
+    parser: SseParser,
+    id: Value,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+    /// Present until the call's response passed (or the call was cancelled); dropped with the
+    /// stream before that (the caller went away), it cancels the call.
+    cancel: Option<Canceller>,
+    done: bool,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(c) = self.cancel.take() {
+            c.fire("the client went away");
+        }
+    }
+}
+
+#[derive(Debug)]
+struct IdleTimeout;
+
+impl std::fmt::Display for IdleTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upstream's answer stalled")
+    }
+}
+
+impl std::error::Error for IdleTimeout {}
