@@ -596,6 +596,10 @@ async fn futures_join5<A, B, C, D, E>(
 }
 
 impl RootKeyStore for PostgresStore {
+    fn available(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.ready())
+    }
+
     fn master_key(&self) -> BoxFuture<'_, Result<RootKey, StoreError>> {
         Box::pin(async move {
             let k = self

@@ -392,10 +392,15 @@ impl L402Rail {
         if amount == 0 {
             return None;
         }
-        let master = match self.master().await {
+        // A token sold while the store is away could not be honoured: none is offered.
+        let master = match self.store.available().await {
+            Ok(()) => self.master().await,
+            Err(e) => Err(e),
+        };
+        let master = match master {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "L402: cannot read the master secret; not offering L402");
+                tracing::warn!(error = %e, "L402: the token store cannot be reached; not offering L402");
                 return None;
             }
         };

@@ -125,6 +125,11 @@ pub trait RootKeyStore: Send + Sync {
 
     /// The stored root key of a token issued with one ([`TokenStore::issue`]), if any.
     fn root_key(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Option<RootKey>, StoreError>>;
+    /// Whether the store can be reached now (cheap: no round trip when a connection is open).
+    /// The rail offers no token while it cannot, so nothing is sold that could not be honoured.
+    fn available(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// Issued tokens.
@@ -564,6 +569,9 @@ fn down<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T, StoreError>> {
 
 impl RootKeyStore for DownStore {
     fn master_key(&self) -> BoxFuture<'_, Result<RootKey, StoreError>> {
+        down()
+    }
+    fn available(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         down()
     }
     fn root_key(&self, _: [u8; 32]) -> BoxFuture<'_, Result<Option<RootKey>, StoreError>> {
