@@ -150,7 +150,7 @@ def test_dashboard_loads_updates_and_draws_its_charts(dash: OpsGateway, work: Pa
     assert int(passed) >= 12, passed
     assert "anon-" in html, "top callers: the anonymous caller is shown hashed"
     assert "127.0.0.1" not in re.sub(r"<title>.*?</title>|id=\"endpoint\"[^<]*<", "", html) or True
-    for kind in ("invoice", "payment", "debit"):
+    for kind in ("payment", "debit"):
         assert f'class="badge {kind}"' in html, f"no {kind} row in the recent ledger"
     assert re.search(r'class="name" title="add"', html), "top tools lists add"
     full = boxes(html)

@@ -64,6 +64,8 @@
 //!
 //! [l402]                             # optional: see turnpike_l402::L402Config
 //! token_ttl_secs = 86400
+//! invoices_per_minute_per_caller = 20   # invoices one caller (identity, else address) is offered
+//! invoices_per_minute = 600          # … and this process offers in all (0: no bound)
 //! confirm_settlement = "custodial"   # custodial | always | never
 //! store = "sqlite"                   # or "memory", or { kind = "sqlite", path = "l402.sqlite" }
 //!
@@ -1666,6 +1668,8 @@ impl<'s> Cx<'s> {
             "confirm_settlement",
             "max_macaroon_bytes",
             "max_caveats",
+            "invoices_per_minute_per_caller",
+            "invoices_per_minute",
             "store",
         ];
         self.unknown_keys(t, "[l402]", KEYS);
@@ -1687,6 +1691,9 @@ impl<'s> Cx<'s> {
         key!(confirm_settlement, turnpike_l402::ConfirmSettlement);
         key!(max_macaroon_bytes, usize);
         key!(max_caveats, usize);
+        // 0 turns that bound off.
+        key!(invoices_per_minute_per_caller, u32);
+        key!(invoices_per_minute, u32);
         for (name, v) in [
             ("invoice_expiry_secs", rail.invoice_expiry_secs),
             ("token_ttl_secs", rail.token_ttl_secs),
@@ -2322,6 +2329,29 @@ pow = 1
         assert_eq!(e.problems.len(), expect.len(), "{text}");
         assert!(e.problems.iter().all(|p| !p.hint.is_empty()));
         assert!(text.contains("\n    hint: "));
+    }
+
+    #[test]
+    fn invoice_rates_are_checked_with_their_place() {
+        let cfg = parse(
+            "[upstream]\nurl = \"http://a/mcp\"\n[l402]\ninvoices_per_minute_per_caller = 3\ninvoices_per_minute = 50\n",
+            "i.toml",
+        )
+        .unwrap();
+        assert_eq!(cfg.l402.rail.invoices_per_minute_per_caller, 3);
+        assert_eq!(cfg.l402.rail.invoices_per_minute, 50);
+        let cfg = parse("[upstream]\nurl = \"http://a/mcp\"\n", "i.toml").unwrap();
+        assert_eq!(cfg.l402.rail.invoices_per_minute_per_caller, 20);
+        assert_eq!(cfg.l402.rail.invoices_per_minute, 600);
+        let e = parse(
+            "[upstream]\nurl = \"http://a/mcp\"\n[l402]\ninvoices_per_minute_per_caller = -1\ninvoices_per_minute = \"many\"\n",
+            "i.toml",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("i.toml:4:34:"), "{text}");
+        assert!(text.contains("i.toml:5:23:"), "{text}");
+        assert_eq!(e.problems.len(), 2, "{text}");
     }
 
     #[test]

@@ -606,6 +606,33 @@ impl Gate {
                     }
                     _ => {}
                 }
+                // No way through because the caller is over its L402 invoice rate (and L402 was
+                // the only rail offered): 429 with Retry-After, not 503.
+                if let (Decision::Unavailable { .. }, Some(l402), Some(facts), Some(p)) =
+                    (&refused, &self.rails.l402, &facts, price)
+                {
+                    if p.offer(RailKind::L402).is_some() {
+                        if let Err(wait) = l402.invoice_wait(facts) {
+                            LimitCounters::bump(&self.counters.gateway_limited);
+                            log.outcome = "rate_limited";
+                            log.limit_reason = Some("l402_invoices");
+                            let l = turnpike_limits::Limited {
+                                reason: turnpike_limits::LimitReason::Rate,
+                                policy: "l402_invoices".into(),
+                                retry_after: wait,
+                                status: Vec::new(),
+                                effort_multiplier: 1,
+                            };
+                            let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
+                            return Ok(crate::limits::limited_response(
+                                mode,
+                                &log.method,
+                                msg.id(),
+                                &l,
+                            ));
+                        }
+                    }
+                }
                 let price = price.map(|p| p.offers.as_slice()).unwrap_or(&[]);
                 // A token was presented and refused: the OAuth answer, over HTTP (the caller
                 // speaks OAuth, and MCP clients handle these statuses themselves).

@@ -10,6 +10,7 @@
 //! | `turnpike/expires=1767225600` | good only before this Unix time |
 //! | `turnpike/mode=per_call` | how the token pays: `per_call`, `balance` or `time_pass` |
 //! | `turnpike/credit_msat=100000` | a balance token may spend at most this much in total |
+//! | `turnpike/amount_msat=2000` | what the token's invoice asks for (minted with every token; repeated: the minimum counts) |
 //! | `preimage=<64 hex>` | the payment preimage (Aperture's convention for tokens sent in a `Macaroon` header); must match the preimage presented |
 //!
 //! Anyone holding a macaroon can add caveats, so caveats only ever narrow: when one kind
@@ -33,6 +34,10 @@ pub const EXPIRES: &str = "turnpike/expires";
 pub const MODE: &str = "turnpike/mode";
 /// Key of the credit caveat.
 pub const CREDIT_MSAT: &str = "turnpike/credit_msat";
+/// Key of the invoice-amount caveat: what the token's invoice asks for. The gateway mints it so
+/// that a token needs no stored record before it is paid; the first occurrence (the minter's)
+/// is what the payment row records, and a later one can only lower what the token counts as.
+pub const AMOUNT_MSAT: &str = "turnpike/amount_msat";
 /// Key of the preimage caveat (Aperture's, for the `Macaroon` header form).
 pub const PREIMAGE: &str = "preimage";
 
@@ -48,7 +53,7 @@ pub fn mode_str(mode: BillingMode) -> &'static str {
     }
 }
 
-fn parse_mode(s: &str) -> Option<BillingMode> {
+pub(crate) fn parse_mode(s: &str) -> Option<BillingMode> {
     Some(match s {
         "per_call" => BillingMode::PerCall,
         "balance" => BillingMode::Balance,
@@ -99,6 +104,8 @@ pub struct Constraints {
     /// The modes every `mode` caveat allows (an empty set when they disagree).
     pub modes: Option<BTreeSet<&'static str>>,
     pub credit_msat: Option<u64>,
+    /// The smallest `amount_msat` caveat (what the invoice asked for, as the token says).
+    pub amount_msat: Option<u64>,
     /// Every `preimage` caveat (all must match the presented preimage).
     pub preimages: Vec<[u8; 32]>,
 }
@@ -163,6 +170,10 @@ impl Constraints {
             CREDIT_MSAT => {
                 let v = parse_u64(value).ok_or(CaveatError::Value(CREDIT_MSAT))?;
                 self.credit_msat = Some(self.credit_msat.map_or(v, |old| old.min(v)));
+            }
+            AMOUNT_MSAT => {
+                let v = parse_u64(value).ok_or(CaveatError::Value(AMOUNT_MSAT))?;
+                self.amount_msat = Some(self.amount_msat.map_or(v, |old| old.min(v)));
             }
             MODE => {
                 let m = mode_str(parse_mode(value).ok_or(CaveatError::Value(MODE))?);
@@ -317,6 +328,12 @@ mod tests {
         assert_eq!(c.tools, Some(BTreeSet::from(["add".to_string()])));
         assert_eq!(c.expires, Some(100));
         assert_eq!(c.credit_msat, Some(9000));
+        let amounts = fold(&["turnpike/amount_msat=700", "turnpike/amount_msat=9000"]).unwrap();
+        assert_eq!(amounts.amount_msat, Some(700));
+        assert_eq!(
+            fold(&["turnpike/amount_msat=x"]),
+            Err(CaveatError::Value(AMOUNT_MSAT))
+        );
         assert_eq!(
             c.check(&call("echo", 1), BillingMode::Balance, &[]),
             Err(Unsatisfied::Tool)

@@ -18,6 +18,7 @@
 pub mod caveat;
 pub mod credential;
 pub mod identifier;
+pub mod invoice_limit;
 pub mod macaroon;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -31,8 +32,8 @@ pub use macaroon::{Limits, Macaroon, MacaroonError};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use rail::{
-    check_token, decode_token, BuildError, ConfirmSettlement, L402Config, L402Rail, L402Settings,
-    StoreConfig,
+    check_token, decode_token, derive_root_key, minted_record, BuildError, ConfirmSettlement,
+    L402Config, L402Rail, L402Settings, StoreConfig,
 };
 pub use sqlite::{Durability, SqliteStore};
 pub use store::{L402Store, MemoryStore};

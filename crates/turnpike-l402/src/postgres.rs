@@ -33,14 +33,15 @@ use zeroize::Zeroizing;
 use crate::caveat::mode_str;
 use crate::store::{
     AdjustOutcome, BalanceStore, DebitOutcome, Ledger, LedgerEntry, LedgerKind, RootKey,
-    RootKeyStore, StoreError, TokenRecord, TokenStore,
+    RootKeyStore, StoreError, TokenRecord, TokenStore, REVOKED_HASH,
 };
 
 /// The schema, version by version. Never edit a shipped entry: add the next one.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "l402 tables",
-    "
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "l402 tables",
+        "
 CREATE TABLE l402_root_keys (
     token_id BYTEA PRIMARY KEY,
     root_key BYTEA NOT NULL
@@ -77,7 +78,55 @@ CREATE TABLE l402_debits (
     refunded    BOOLEAN NOT NULL DEFAULT false
 );
 ",
-)];
+    ),
+    (
+        2,
+        "l402 master secret",
+        "
+CREATE TABLE l402_master (
+    id     SMALLINT PRIMARY KEY CHECK (id = 1),
+    secret BYTEA NOT NULL CHECK (length(secret) = 32)
+);
+",
+    ),
+];
+
+/// The master secret, made by the first instance that migrates (under the migration lock).
+const SQL_MASTER_INIT: &str =
+    "INSERT INTO l402_master (id, secret) VALUES (1, $1) ON CONFLICT (id) DO NOTHING";
+
+const SQL_MASTER: &str = "SELECT secret FROM l402_master WHERE id = 1";
+
+/// Records a paid token (its row, payment row and balance) in one statement; no row when the
+/// token was already recorded.
+const SQL_PAY: &str = "
+WITH t AS (
+    INSERT INTO l402_tokens (token_id, payment_hash, mode, amount_msat, credit_msat,
+        expires_at, created_at, paid_at)
+    VALUES ($1, $3, $4, $5, $6, $7, $8, $2)
+    ON CONFLICT (token_id) DO NOTHING
+    RETURNING mode, amount_msat, credit_msat, payment_hash
+), l AS (
+    INSERT INTO l402_ledger (at, token_id, kind, amount_msat, reference)
+    SELECT $2, $1, 'payment', amount_msat, encode(payment_hash, 'hex') FROM t
+), b AS (
+    INSERT INTO l402_balances (token_id, credit_msat, spent_msat)
+    SELECT $1, credit_msat, 0 FROM t WHERE mode = 'balance'
+)
+SELECT count(*) FROM t";
+
+/// Deletes expired unpaid tokens minted with a stored root key (key, row, invoice row).
+const SQL_PURGE: &str = "
+WITH p AS (
+    DELETE FROM l402_tokens
+    WHERE paid_at IS NULL AND expires_at < $1 AND payment_hash <> $2
+    RETURNING token_id
+), k AS (
+    DELETE FROM l402_root_keys WHERE token_id IN (SELECT token_id FROM p)
+), l AS (
+    DELETE FROM l402_ledger WHERE kind = 'invoice' AND token_id IN (SELECT token_id FROM p)
+)
+SELECT count(*) FROM p";
 
 /// Changes a balance's credit by $2 with its ledger row, in one statement; no row when the token
 /// has no balance or the credit would fall below what has been spent.
@@ -92,10 +141,14 @@ WITH b AS (
 )
 SELECT credit_msat, spent_msat FROM b";
 
-/// Makes a token expire now with its ledger row, in one statement; the count of tokens changed.
+/// Makes a token expire now with its ledger row, in one statement (a token with no row gets one
+/// that says so); the count of tokens changed.
 const SQL_REVOKE: &str = "
 WITH t AS (
-    UPDATE l402_tokens SET expires_at = LEAST(expires_at, $2) WHERE token_id = $1
+    INSERT INTO l402_tokens (token_id, payment_hash, mode, amount_msat, credit_msat,
+        expires_at, created_at, paid_at)
+    VALUES ($1, $3, 'per_call', 0, 0, $2, $2, NULL)
+    ON CONFLICT (token_id) DO UPDATE SET expires_at = LEAST(l402_tokens.expires_at, $2)
     RETURNING token_id
 ), l AS (
     INSERT INTO l402_ledger (at, token_id, kind, amount_msat, reference)
@@ -242,6 +295,7 @@ struct Inner {
     slots: Vec<Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
     migrated: OnceCell<()>,
+    master: OnceCell<RootKey>,
 }
 
 /// The L402 state in PostgreSQL.
@@ -333,6 +387,7 @@ impl PostgresStore {
                 slots: (0..pool).map(|_| Mutex::new(None)).collect(),
                 next: AtomicUsize::new(0),
                 migrated: OnceCell::new(),
+                master: OnceCell::new(),
             }),
         })
     }
@@ -420,6 +475,21 @@ impl PostgresStore {
             .await
             .map_err(db_err)?;
             tracing::info!(target: "turnpike::store", version, name, "postgres: migration applied");
+        }
+        let fresh = Zeroizing::new(rand::random::<[u8; 32]>());
+        tx.execute(SQL_MASTER_INIT, &[&&fresh[..]])
+            .await
+            .map_err(db_err)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let purged: i64 = tx
+            .query_one(SQL_PURGE, &[&to_i64(now)?, &&REVOKED_HASH[..]])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if purged > 0 {
+            tracing::info!(target: "turnpike::store", purged, "L402: purged expired unpaid tokens");
         }
         tx.commit().await.map_err(db_err)
     }
@@ -526,6 +596,30 @@ async fn futures_join5<A, B, C, D, E>(
 }
 
 impl RootKeyStore for PostgresStore {
+    fn available(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.ready())
+    }
+
+    fn master_key(&self) -> BoxFuture<'_, Result<RootKey, StoreError>> {
+        Box::pin(async move {
+            let k = self
+                .inner
+                .master
+                .get_or_try_init(|| {
+                    self.with_conn(|c| async move {
+                        let row = c.client.query_one(SQL_MASTER, &[]).await.map_err(db_err)?;
+                        let v: &[u8] = row.get(0);
+                        let k: [u8; 32] = v.try_into().map_err(|_| {
+                            StoreError::Unavailable("corrupt l402 master secret".into())
+                        })?;
+                        Ok(Zeroizing::new(k))
+                    })
+                })
+                .await?;
+            Ok(k.clone())
+        })
+    }
+
     fn root_key(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Option<RootKey>, StoreError>> {
         self.run(move |c| async move {
             let row = c
@@ -626,6 +720,69 @@ impl TokenStore for PostgresStore {
                 Err(StoreError::Unavailable("unknown token".into()))
             }
         })
+    }
+
+    fn pay(&self, record: TokenRecord, now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.pay_now(record, now))
+    }
+
+    fn purge_unpaid(&self, now: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.run(move |c| async move {
+            let n: i64 = c
+                .client
+                .query_one(SQL_PURGE, &[&to_i64(now)?, &&REVOKED_HASH[..]])
+                .await
+                .map_err(db_err)?
+                .get(0);
+            Ok(to_u64(n))
+        })
+    }
+}
+
+impl PostgresStore {
+    /// [`TokenStore::pay`]: insert the paid token, else confirm the stored one (of the same
+    /// payment hash).
+    async fn pay_now(&self, record: TokenRecord, now: u64) -> Result<bool, StoreError> {
+        self.with_conn(|c| async move {
+            let n: i64 = c
+                .client
+                .query_one(
+                    SQL_PAY,
+                    &[
+                        &&record.token_id[..],
+                        &to_i64(now)?,
+                        &&record.payment_hash[..],
+                        &mode_str(record.mode),
+                        &to_i64(record.amount_msat)?,
+                        &to_i64(record.credit_msat)?,
+                        &to_i64(record.expires_at)?,
+                        &to_i64(record.created_at)?,
+                    ],
+                )
+                .await
+                .map_err(db_err)?
+                .get(0);
+            if n == 1 {
+                return Ok(true);
+            }
+            let stored = c
+                .client
+                .query_opt(&c.st.token, &[&&record.token_id[..]])
+                .await
+                .map_err(db_err)?;
+            match stored {
+                Some(r) if r.get::<_, &[u8]>(0) == &record.payment_hash[..] => {}
+                _ => return Ok(false),
+            }
+            let n: i64 = c
+                .client
+                .query_one(&c.st.confirm, &[&&record.token_id[..], &to_i64(now)?])
+                .await
+                .map_err(db_err)?
+                .get(0);
+            Ok(n == 1)
+        })
+        .await
     }
 }
 
@@ -785,7 +942,10 @@ impl Ledger for PostgresStore {
         self.run(move |c| async move {
             let n: i64 = c
                 .client
-                .query_one(SQL_REVOKE, &[&&token_id[..], &to_i64(now)?])
+                .query_one(
+                    SQL_REVOKE,
+                    &[&&token_id[..], &to_i64(now)?, &&REVOKED_HASH[..]],
+                )
                 .await
                 .map_err(db_err)?
                 .get(0);
@@ -839,6 +999,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn postgres_store_paid_on_first_use() {
+        let db = PgDb::new();
+        let s = PostgresStore::connect(opts(&db)).await.unwrap();
+        contract::paid_on_first_use(&s).await;
+    }
+
+    #[tokio::test]
     async fn postgres_store_admin() {
         let db = PgDb::new();
         let s = PostgresStore::connect(opts(&db)).await.unwrap();
@@ -863,7 +1030,7 @@ mod tests {
             PostgresStore::connect(opts(&db))
         );
         let (a, b) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
-        assert_eq!(a.applied_migrations().await.unwrap(), vec![1]);
+        assert_eq!(a.applied_migrations().await.unwrap(), vec![1, 2]);
         let ids = contract::two_stores_share_one_balance(a.clone(), b.clone()).await;
         // One refund asked for by both stores at once: once.
         let (ra, rb) = tokio::join!(a.refund(ids[0], 3), b.refund(ids[0], 3));

@@ -1,29 +1,38 @@
 //! [`L402Rail`]: the L402 rail, implementing [`turnpike_core::Rail`].
 //!
 //! **Challenge.** For a call priced `Offer::L402 { msat, mode, bundle }` the rail asks its
-//! Lightning backend for an invoice, mints a macaroon whose identifier names the invoice's
-//! payment hash and a fresh token id, stores the token's random root key, and answers
-//! `WWW-Authenticate: L402 macaroon="<padded base64>", invoice="<bolt11>"`.
+//! Lightning backend for an invoice (within the caller's and the process's invoice rates:
+//! [`crate::invoice_limit`]), mints a macaroon whose identifier names the invoice's payment
+//! hash and a fresh token id, and answers
+//! `WWW-Authenticate: L402 macaroon="<padded base64>", invoice="<bolt11>"`. Nothing is
+//! written: the token's root key is derived, HMAC-SHA256(master, `"turnpike-l402-root"` ‖
+//! token id) ([`derive_root_key`]), from the store's master secret, and everything its record
+//! will hold is in its caveats (`amount_msat` included). The store learns of a token when it is
+//! first used with a valid preimage (step 8).
 //!
 //! | mode | invoice amount | caveats minted (besides resource, method, mode) | a call |
 //! |---|---|---|---|
-//! | `per_call` | `msat` | `tools=<tool>`, `expires=now+token_ttl_secs` | spends the token (single use) |
-//! | `balance` | `max(bundle, msat)` | `credit_msat=<amount>`, `expires=now+token_ttl_secs` | debits `msat` atomically; refunded if the upstream fails |
-//! | `time_pass` | `msat` | `tools=<tool>`, `expires=now+bundle` (or `pass_secs`) | passes until expiry |
+//! | `per_call` | `msat` | `tools=<tool>`, `expires=now+token_ttl_secs`, `amount_msat` | spends the token (single use) |
+//! | `balance` | `max(bundle, msat)` | `credit_msat=<amount>`, `expires=now+token_ttl_secs`, `amount_msat` | debits `msat` atomically; refunded if the upstream fails |
+//! | `time_pass` | `msat` | `tools=<tool>`, `expires=now+bundle` (or `pass_secs`), `amount_msat` | passes until expiry |
 //!
 //! **Verification** (the first failing step decides):
 //! 1. the macaroon decodes (V2, within limits) and its identifier is a version-0 L402 identifier
 //!    — else *Invalid*;
 //! 2. SHA-256(preimage) equals the payment hash (constant time) — else *Invalid*;
-//! 3. a root key is stored for the token id (store down: *Unavailable*; none: *Invalid*);
+//! 3. the root key: the derived one; when the chain does not hold for it, the root key stored
+//!    for the token id by older versions, if any (store down: *Unavailable*);
 //! 4. the HMAC chain holds for that root key — else *Invalid*;
 //! 5. every caveat is one turnpike knows — else *Invalid*;
 //! 6. the caveats allow this call (resource, method, tool, mode, expiry) — else *Stale*
 //!    (the caller gets a fresh 402 and can buy a fitting token);
-//! 7. the token paid at least this call's price (per call, time pass) — else *Stale*;
+//! 7. the token's record — the stored one once its payment was seen, else the one its first
+//!    caveats describe (a token with none: *Invalid*) — is not expired or revoked, is for this
+//!    mode, and paid at least this call's price (per call, time pass) — else *Stale*;
 //! 8. with a custodial backend (or `confirm_settlement = "always"`), the first use of a token
 //!    asks the backend whether the invoice was settled; the answer is recorded, so this happens
-//!    once per token (backend down: *Unavailable*; not settled: *Invalid*);
+//!    once per token (backend down: *Unavailable*; not settled: *Invalid*); the first use
+//!    writes the token's row, its payment ledger row and (balance) its balance, atomically;
 //! 9. billing: per call — the token's first accepted use is its only one: its payment is
 //!    recorded in the store (durable, atomic) and its id goes into the spent set (either already
 //!    there: *Stale* "already used"); balance — an atomic debit (not enough left: *Stale* "balance used up");
@@ -50,9 +59,10 @@ use zeroize::Zeroizing;
 
 use crate::caveat::{self, mode_str, Constraints};
 use crate::identifier::Identifier;
+use crate::invoice_limit::{InvoiceLimiter, InvoiceRates};
 use crate::macaroon::{Limits, Macaroon};
 use crate::sqlite::{Durability, SqliteStore};
-use crate::store::{DebitOutcome, L402Store, MemoryStore, TokenRecord};
+use crate::store::{DebitOutcome, L402Store, MemoryStore, RootKey, TokenRecord};
 
 /// When the rail asks the backend whether a token's invoice was paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -87,6 +97,11 @@ pub struct L402Config {
     pub max_macaroon_bytes: usize,
     /// Most caveats accepted on a macaroon.
     pub max_caveats: usize,
+    /// Invoices a minute one caller (its identity, else its address) can be offered (0: no
+    /// bound); over it the call gets no L402 challenge.
+    pub invoices_per_minute_per_caller: u32,
+    /// Invoices a minute this process offers in all (0: no bound).
+    pub invoices_per_minute: u32,
 }
 
 impl Default for L402Config {
@@ -100,6 +115,8 @@ impl Default for L402Config {
             confirm_settlement: ConfirmSettlement::Custodial,
             max_macaroon_bytes: Limits::default().max_bytes,
             max_caveats: Limits::default().max_caveats,
+            invoices_per_minute_per_caller: 20,
+            invoices_per_minute: 600,
         }
     }
 }
@@ -173,6 +190,72 @@ pub struct L402Rail {
     backend: Arc<dyn LightningBackend>,
     store: Arc<dyn L402Store>,
     spent: Arc<dyn SpentSet>,
+    /// The store's master secret, read once.
+    master: tokio::sync::OnceCell<RootKey>,
+    invoices: InvoiceLimiter,
+}
+
+/// The domain-separation prefix of a derived root key.
+const ROOT_KEY_LABEL: &[u8] = b"turnpike-l402-root";
+
+/// A token's root key: HMAC-SHA256(`master`, `"turnpike-l402-root"` ‖ `token_id`).
+pub fn derive_root_key(master: &[u8; 32], token_id: &[u8; 32]) -> RootKey {
+    use hmac::Mac;
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(master) else {
+        unreachable!("HMAC takes keys of any length")
+    };
+    mac.update(ROOT_KEY_LABEL);
+    mac.update(token_id);
+    Zeroizing::new(mac.finalize().into_bytes().into())
+}
+
+/// The record a token minted with a derived root key describes: its identifier's payment hash
+/// and token id, and the first `mode`, `amount_msat`, `expires` and `credit_msat` caveats (the
+/// minter's: a holder can only append). `now` stands for when it was created (it is recorded
+/// when its payment is seen). `None` when a caveat the minter always writes is missing.
+pub fn minted_record(mac: &Macaroon, id: &Identifier, now: u64) -> Option<TokenRecord> {
+    let (mut mode, mut amount, mut expires, mut credit) = (None, None, None, None);
+    for cav in mac.caveats() {
+        let Ok(text) = std::str::from_utf8(&cav.id) else {
+            continue;
+        };
+        let Some((key, value)) = text.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        match key.trim() {
+            caveat::MODE if mode.is_none() => mode = Some(caveat::parse_mode(value)?),
+            caveat::AMOUNT_MSAT if amount.is_none() => amount = Some(value.parse().ok()?),
+            caveat::EXPIRES if expires.is_none() => expires = Some(value.parse().ok()?),
+            caveat::CREDIT_MSAT if credit.is_none() => credit = Some(value.parse().ok()?),
+            _ => {}
+        }
+    }
+    let mode = mode?;
+    Some(TokenRecord {
+        token_id: id.token_id,
+        payment_hash: id.payment_hash,
+        mode,
+        amount_msat: amount?,
+        credit_msat: if mode == BillingMode::Balance {
+            credit?
+        } else {
+            0
+        },
+        expires_at: expires?,
+        created_at: now,
+        paid_at: None,
+    })
+}
+
+/// The key a caller's invoices are counted under: its identity where one is known, else its
+/// address (an unknown address is one shared caller).
+fn invoice_key(call: &CallFacts) -> String {
+    match (&call.caller, call.peer) {
+        (Some(id), _) => id.scope_key(),
+        (None, Some(ip)) => ip.to_string(),
+        (None, None) => "-".into(),
+    }
 }
 
 /// Prefix of the receipt a balance debit leaves in its grant.
@@ -216,13 +299,33 @@ impl L402Rail {
             max_bytes: cfg.max_macaroon_bytes,
             max_caveats: cfg.max_caveats,
         };
+        let invoices = InvoiceLimiter::new(InvoiceRates {
+            per_caller: cfg.invoices_per_minute_per_caller,
+            global: cfg.invoices_per_minute,
+        });
         L402Rail {
             cfg,
             limits,
             backend,
             store,
             spent,
+            master: tokio::sync::OnceCell::new(),
+            invoices,
         }
+    }
+
+    /// The store's master secret (read once; store down: an error).
+    async fn master(&self) -> Result<&RootKey, turnpike_store::StoreError> {
+        self.master
+            .get_or_try_init(|| self.store.master_key())
+            .await
+    }
+
+    /// Whether a fresh invoice could be offered to `call`'s caller now, without taking one:
+    /// `Err(wait)` when the caller (or the whole process) is over its invoice rate. The gateway
+    /// asks after a call got no challenge at all, to answer 429 rather than 503.
+    pub fn invoice_wait(&self, call: &CallFacts) -> Result<(), std::time::Duration> {
+        self.invoices.check(&invoice_key(call))
     }
 
     /// Builds the rail from its settings: connects the backend and opens the store (a relative
@@ -292,6 +395,25 @@ impl L402Rail {
         if amount == 0 {
             return None;
         }
+        // A token sold while the store is away could not be honoured: none is offered.
+        let master = match self.store.available().await {
+            Ok(()) => self.master().await,
+            Err(e) => Err(e),
+        };
+        let master = match master {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "L402: the token store cannot be reached; not offering L402");
+                return None;
+            }
+        };
+        if let Err(wait) = self.invoices.take(&invoice_key(call)) {
+            tracing::debug!(
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "L402: invoice rate reached; not offering L402"
+            );
+            return None;
+        }
         let what = call.name.as_deref().unwrap_or(&call.method);
         let memo: String = format!("{} {}", self.cfg.memo, what)
             .chars()
@@ -309,7 +431,7 @@ impl L402Rail {
             }
         };
         let id = Identifier::random(invoice.payment_hash);
-        let root_key = Zeroizing::new(rand::random::<[u8; 32]>());
+        let root_key = derive_root_key(master, &id.token_id);
         let mut mac = Macaroon::new(&root_key[..], id.encode().to_vec(), &self.cfg.location);
         mac.add_first_party_caveat(format!("{}={}", caveat::RESOURCE, call.resource));
         mac.add_first_party_caveat(format!("{}={}", caveat::METHODS, call.method));
@@ -323,20 +445,7 @@ impl L402Rail {
         if mode == BillingMode::Balance {
             mac.add_first_party_caveat(format!("{}={}", caveat::CREDIT_MSAT, credit));
         }
-        let record = TokenRecord {
-            token_id: id.token_id,
-            payment_hash: invoice.payment_hash,
-            mode,
-            amount_msat: invoice.amount_msat,
-            credit_msat: credit,
-            expires_at: expires,
-            created_at: now,
-            paid_at: None,
-        };
-        if let Err(e) = self.store.issue(record, root_key).await {
-            tracing::warn!(error = %e, "L402: cannot store a new token; not offering L402");
-            return None;
-        }
+        mac.add_first_party_caveat(format!("{}={}", caveat::AMOUNT_MSAT, invoice.amount_msat));
         let mac_b64 = mac.to_base64();
         let www = format!(
             "L402 macaroon=\"{mac_b64}\", invoice=\"{}\"",
@@ -371,10 +480,19 @@ impl L402Rail {
             Ok(t) => t,
             Err(v) => return v,
         };
-        let root_key = match self.store.root_key(id.token_id).await {
-            Ok(Some(k)) => k,
-            Ok(None) => return Verdict::Invalid(refuse("unknown token")),
+        let root_key = match self.master().await {
+            Ok(m) => derive_root_key(m, &id.token_id),
             Err(e) => return Verdict::Unavailable(refuse(format!("token store: {e}"))),
+        };
+        let root_key = if mac.verify_signature(&root_key[..]) {
+            root_key
+        } else {
+            // Minted before root keys were derived: its key is stored.
+            match self.store.root_key(id.token_id).await {
+                Ok(Some(k)) => k,
+                Ok(None) => return Verdict::Invalid(refuse("macaroon signature does not verify")),
+                Err(e) => return Verdict::Unavailable(refuse(format!("token store: {e}"))),
+            }
         };
         let constraints = match check_token(&mac, &root_key, call, mode, preimage) {
             Ok(c) => c,
@@ -382,9 +500,16 @@ impl L402Rail {
         };
         let record = match self.store.token(id.token_id).await {
             Ok(Some(r)) => r,
-            Ok(None) => return Verdict::Invalid(refuse("unknown token")),
+            Ok(None) => match minted_record(&mac, &id, call.now) {
+                Some(r) => r,
+                None => return Verdict::Invalid(refuse("token does not say what it paid")),
+            },
             Err(e) => return Verdict::Unavailable(refuse(format!("token store: {e}"))),
         };
+        // Expiry first: a revoked token's row may be all the store knows of it.
+        if call.now >= record.expires_at {
+            return Verdict::Stale(refuse("token expired"));
+        }
         if record.payment_hash != id.payment_hash {
             // The store and the macaroon were not minted together.
             return Verdict::Invalid(refuse("token does not match its record"));
@@ -392,16 +517,13 @@ impl L402Rail {
         if record.mode != mode {
             return Verdict::Stale(refuse("token is for another billing mode"));
         }
-        if call.now >= record.expires_at {
-            return Verdict::Stale(refuse("token expired"));
-        }
         if mode != BillingMode::Balance && record.amount_msat < msat {
             return Verdict::Stale(refuse("token paid less than this call costs"));
         }
         // A per-call token is confirmed by the call it pays for: once confirmed, it is spent
         // (durably, in the store, as well as in the spent set).
         let newly_confirmed = if record.paid_at.is_none() {
-            match self.confirm(&id, preimage, call.now).await {
+            match self.confirm(&record, preimage, call.now).await {
                 Ok(newly) => newly,
                 Err(v) => return v,
             }
@@ -472,14 +594,19 @@ impl L402Rail {
     /// Records a token's payment (confirming it with the backend first where required).
     /// Returns whether this call recorded it (`false`: a concurrent call did), or the verdict
     /// to give when the token must not pass.
-    async fn confirm(&self, id: &Identifier, preimage: &[u8], now: u64) -> Result<bool, Verdict> {
+    async fn confirm(
+        &self,
+        record: &TokenRecord,
+        preimage: &[u8],
+        now: u64,
+    ) -> Result<bool, Verdict> {
         let ask = match self.cfg.confirm_settlement {
             ConfirmSettlement::Always => true,
             ConfirmSettlement::Custodial => self.backend.is_custodial(),
             ConfirmSettlement::Never => false,
         };
         if ask {
-            match self.backend.lookup_invoice(&id.payment_hash).await {
+            match self.backend.lookup_invoice(&record.payment_hash).await {
                 Ok(InvoiceState::Settled { preimage: reported }) => {
                     if let Some(r) = reported {
                         if !turnpike_core::ct_eq(&r, preimage) {
@@ -504,7 +631,7 @@ impl L402Rail {
             }
         }
         self.store
-            .confirm_payment(id.token_id, now)
+            .pay(record.clone(), now)
             .await
             .map_err(|e| Verdict::Unavailable(refuse(format!("token store: {e}"))))
     }

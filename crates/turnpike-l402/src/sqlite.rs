@@ -1,7 +1,9 @@
 //! [`SqliteStore`]: the L402 state in one SQLite file, which survives restarts.
 //!
-//! Tables (created when missing): `l402_root_keys`, `l402_tokens`, `l402_balances`,
-//! `l402_debits`, `l402_ledger`. Every change runs in one `BEGIN IMMEDIATE` transaction that
+//! Tables (created when missing): `l402_master` (one row: the secret root keys are derived
+//! from, made when the file is created), `l402_root_keys` (only tokens minted before root keys
+//! were derived), `l402_tokens`, `l402_balances`, `l402_debits`, `l402_ledger`. Opening the
+//! store purges what expired unpaid tokens of the older kind left ([`TokenStore::purge_unpaid`]). Every change runs in one `BEGIN IMMEDIATE` transaction that
 //! writes its ledger row first and then the change it records, so the ledger and the balances
 //! never disagree, and concurrent debits (in this process or another one using the same file)
 //! are serialised by SQLite's write lock. The database runs in WAL mode; see [`Durability`].
@@ -17,8 +19,8 @@ use zeroize::Zeroizing;
 
 use crate::caveat::mode_str;
 use crate::store::{
-    AdjustOutcome, BalanceStore, DebitOutcome, Ledger, LedgerEntry, LedgerKind, RootKey,
-    RootKeyStore, StoreError, TokenRecord, TokenStore,
+    revoked_record, AdjustOutcome, BalanceStore, DebitOutcome, Ledger, LedgerEntry, LedgerKind,
+    RootKey, RootKeyStore, StoreError, TokenRecord, TokenStore, REVOKED_HASH,
 };
 
 /// How hard SQLite works to keep committed rows across a crash.
@@ -33,6 +35,10 @@ pub enum Durability {
 }
 
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS l402_master (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    secret BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS l402_root_keys (
     token_id BLOB PRIMARY KEY,
     root_key BLOB NOT NULL
@@ -73,6 +79,7 @@ CREATE INDEX IF NOT EXISTS l402_ledger_token ON l402_ledger(token_id);
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    master: Arc<RootKey>,
 }
 
 /// A balance's `(credit_msat, spent_msat)` as stored (`c` may be a transaction).
@@ -197,8 +204,33 @@ impl SqliteStore {
         )
         .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        let fresh = Zeroizing::new(rand::random::<[u8; 32]>());
+        conn.execute(
+            "INSERT OR IGNORE INTO l402_master (id, secret) VALUES (1, ?1)",
+            params![&fresh[..]],
+        )
+        .map_err(err)?;
+        let secret = Zeroizing::new(
+            conn.query_row("SELECT secret FROM l402_master WHERE id = 1", [], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .map_err(err)?,
+        );
+        let master: [u8; 32] = secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Unavailable("corrupt l402 master secret".into()))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut conn = conn;
+        let purged = purge(&mut conn, now)?;
+        if purged > 0 {
+            tracing::info!(purged, "L402: purged expired unpaid tokens");
+        }
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            master: Arc::new(Zeroizing::new(master)),
         })
     }
 
@@ -215,6 +247,91 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Unavailable(format!("sqlite task: {e}")))?
         })
     }
+}
+
+/// Deletes expired unpaid tokens minted with a stored root key: key, row and invoice row.
+fn purge(c: &mut Connection, now: u64) -> Result<u64, StoreError> {
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let now = to_i64(now)?;
+    tx.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS l402_purge (token_id BLOB PRIMARY KEY)",
+        [],
+    )
+    .map_err(err)?;
+    tx.execute("DELETE FROM temp.l402_purge", []).map_err(err)?;
+    let n = tx
+        .execute(
+            "INSERT INTO temp.l402_purge (token_id) SELECT token_id FROM l402_tokens
+             WHERE paid_at IS NULL AND expires_at < ?1 AND payment_hash <> ?2",
+            params![now, &REVOKED_HASH[..]],
+        )
+        .map_err(err)?;
+    if n > 0 {
+        tx.execute_batch(
+            "DELETE FROM l402_ledger WHERE kind = 'invoice'
+                 AND token_id IN (SELECT token_id FROM temp.l402_purge);
+             DELETE FROM l402_root_keys WHERE token_id IN (SELECT token_id FROM temp.l402_purge);
+             DELETE FROM l402_tokens WHERE token_id IN (SELECT token_id FROM temp.l402_purge);",
+        )
+        .map_err(err)?;
+    }
+    tx.execute("DELETE FROM temp.l402_purge", []).map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok(n as u64)
+}
+
+/// [`TokenStore::confirm_payment`] inside a transaction.
+fn confirm_in(
+    tx: &rusqlite::Transaction<'_>,
+    token_id: &[u8; 32],
+    now: u64,
+) -> Result<bool, StoreError> {
+    let rec =
+        read_token(tx, token_id)?.ok_or_else(|| StoreError::Unavailable("unknown token".into()))?;
+    if rec.paid_at.is_some() {
+        return Ok(false);
+    }
+    log(
+        tx,
+        now,
+        token_id,
+        LedgerKind::Payment,
+        rec.amount_msat,
+        Some(hex::encode(rec.payment_hash)),
+    )?;
+    tx.execute(
+        "UPDATE l402_tokens SET paid_at = ?2 WHERE token_id = ?1",
+        params![&token_id[..], to_i64(now)?],
+    )
+    .map_err(err)?;
+    if rec.mode == BillingMode::Balance {
+        tx.execute(
+            "INSERT INTO l402_balances (token_id, credit_msat, spent_msat) VALUES (?1, ?2, 0)",
+            params![&token_id[..], to_i64(rec.credit_msat)?],
+        )
+        .map_err(err)?;
+    }
+    Ok(true)
+}
+
+fn insert_token(tx: &rusqlite::Transaction<'_>, record: &TokenRecord) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO l402_tokens (token_id, payment_hash, mode, amount_msat, credit_msat,
+            expires_at, created_at, paid_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+        params![
+            &record.token_id[..],
+            &record.payment_hash[..],
+            mode_str(record.mode),
+            to_i64(record.amount_msat)?,
+            to_i64(record.credit_msat)?,
+            to_i64(record.expires_at)?,
+            to_i64(record.created_at)?,
+        ],
+    )
+    .map_err(err)?;
+    Ok(())
 }
 
 fn read_token(conn: &Connection, token_id: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
@@ -240,6 +357,11 @@ fn read_token(conn: &Connection, token_id: &[u8; 32]) -> Result<Option<TokenReco
 }
 
 impl RootKeyStore for SqliteStore {
+    fn master_key(&self) -> BoxFuture<'_, Result<RootKey, StoreError>> {
+        let k: RootKey = (*self.master).clone();
+        Box::pin(std::future::ready(Ok(k)))
+    }
+
     fn root_key(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Option<RootKey>, StoreError>> {
         self.run(move |c| {
             let v: Option<Vec<u8>> = c
@@ -288,20 +410,7 @@ impl TokenStore for SqliteStore {
                 params![&record.token_id[..], &root_key[..]],
             )
             .map_err(err)?;
-            tx.execute(
-                "INSERT INTO l402_tokens (token_id, payment_hash, mode, amount_msat, credit_msat,
-                    expires_at, created_at, paid_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
-                params![
-                    &record.token_id[..],
-                    &record.payment_hash[..],
-                    mode_str(record.mode),
-                    to_i64(record.amount_msat)?,
-                    to_i64(record.credit_msat)?,
-                    to_i64(record.expires_at)?,
-                    to_i64(record.created_at)?,
-                ],
-            )
-            .map_err(err)?;
+            insert_token(&tx, &record)?;
             tx.commit().map_err(err)
         })
     }
@@ -319,34 +428,34 @@ impl TokenStore for SqliteStore {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(err)?;
-            let rec = read_token(&tx, &token_id)?
-                .ok_or_else(|| StoreError::Unavailable("unknown token".into()))?;
-            if rec.paid_at.is_some() {
-                return Ok(false);
+            let newly = confirm_in(&tx, &token_id, now)?;
+            if newly {
+                tx.commit().map_err(err)?;
             }
-            log(
-                &tx,
-                now,
-                &token_id,
-                LedgerKind::Payment,
-                rec.amount_msat,
-                Some(hex::encode(rec.payment_hash)),
-            )?;
-            tx.execute(
-                "UPDATE l402_tokens SET paid_at = ?2 WHERE token_id = ?1",
-                params![&token_id[..], to_i64(now)?],
-            )
-            .map_err(err)?;
-            if rec.mode == BillingMode::Balance {
-                tx.execute(
-                    "INSERT INTO l402_balances (token_id, credit_msat, spent_msat) VALUES (?1, ?2, 0)",
-                    params![&token_id[..], to_i64(rec.credit_msat)?],
-                )
-                .map_err(err)?;
-            }
-            tx.commit().map_err(err)?;
-            Ok(true)
+            Ok(newly)
         })
+    }
+
+    fn pay(&self, record: TokenRecord, now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            match read_token(&tx, &record.token_id)? {
+                None => insert_token(&tx, &record)?,
+                Some(r) if r.payment_hash != record.payment_hash => return Ok(false),
+                Some(_) => {}
+            }
+            let newly = confirm_in(&tx, &record.token_id, now)?;
+            if newly {
+                tx.commit().map_err(err)?;
+            }
+            Ok(newly)
+        })
+    }
+
+    fn purge_unpaid(&self, now: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.run(move |c| purge(c, now))
     }
 }
 
@@ -552,16 +661,8 @@ impl Ledger for SqliteStore {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(err)?;
-            let known: Option<i64> = tx
-                .query_row(
-                    "SELECT expires_at FROM l402_tokens WHERE token_id = ?1",
-                    params![&token_id[..]],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(err)?;
-            if known.is_none() {
-                return Ok(false);
+            if read_token(&tx, &token_id)?.is_none() {
+                insert_token(&tx, &revoked_record(token_id, now))?;
             }
             log(&tx, now, &token_id, LedgerKind::Revocation, 0, None)?;
             tx.execute(
@@ -619,6 +720,11 @@ mod tests {
     #[tokio::test]
     async fn sqlite_store_contract() {
         contract::run(&SqliteStore::open_in_memory().unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_store_paid_on_first_use() {
+        contract::paid_on_first_use(&SqliteStore::open_in_memory().unwrap()).await;
     }
 
     /// The file holds root keys: owner-only, also when it was created readable by others.

@@ -1,11 +1,15 @@
 //! The state the L402 rail keeps, behind small traits (to move to `turnpike-store` once a
 //! second user appears):
 //!
-//! - [`RootKeyStore`]: one random root key per token, by token id;
-//! - [`TokenStore`]: what was issued (payment hash, billing mode, amount, credit, expiry) and
-//!   whether its payment was confirmed;
+//! - [`RootKeyStore`]: the master secret every token's root key is derived from (one per
+//!   store, shared by every instance on it), and the random root keys stored per token before
+//!   root keys were derived (still read, so those tokens keep verifying);
+//! - [`TokenStore`]: the tokens whose payment was seen (payment hash, billing mode, amount,
+//!   credit, expiry, when paid). A token is written on its first paid use, never when it is
+//!   offered: a 402 writes nothing;
 //! - [`BalanceStore`]: prepaid balances with an atomic debit per call and a refund per debit;
-//! - [`Ledger`]: the money trail — one row per invoice, payment, debit and refund.
+//! - [`Ledger`]: the money trail — one row per payment, debit, refund, adjustment and
+//!   revocation (and, in stores that predate derived root keys, the `invoice` rows written then).
 //!
 //! Every operation that moves money writes its ledger row in the same atomic step as the change
 //! it records (in SQLite: the same transaction, row first). [`MemoryStore`] keeps everything in
@@ -112,15 +116,27 @@ pub struct LedgerEntry {
     pub reference: Option<String>,
 }
 
-/// Root keys by token id.
+/// Root keys: the master secret they are derived from, and the ones stored per token before.
 pub trait RootKeyStore: Send + Sync {
-    /// The root key of a token, if it was issued here.
+    /// The master secret root keys are derived from: made once (random) when the store is
+    /// created and kept with its state, so every instance sharing the store derives the same
+    /// keys. Never logged.
+    fn master_key(&self) -> BoxFuture<'_, Result<RootKey, StoreError>>;
+
+    /// The stored root key of a token issued with one ([`TokenStore::issue`]), if any.
     fn root_key(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Option<RootKey>, StoreError>>;
+    /// Whether the store can be reached now (cheap: no round trip when a connection is open).
+    /// The rail offers no token while it cannot, so nothing is sold that could not be honoured.
+    fn available(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// Issued tokens.
 pub trait TokenStore: Send + Sync {
-    /// Records a new token with its root key, and the invoice in the ledger, atomically.
+    /// Records a new unpaid token with a stored root key, and its invoice in the ledger,
+    /// atomically: how tokens were minted before root keys were derived. The rail no longer
+    /// calls it; it stays so stores and tools can hold (and tests can make) such tokens.
     fn issue(
         &self,
         record: TokenRecord,
@@ -138,6 +154,20 @@ pub trait TokenStore: Send + Sync {
         token_id: [u8; 32],
         now: u64,
     ) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Records the payment of a token at `now`, once, in one atomic step: the token's row
+    /// (`record`, paid at `now`), its payment row and, for a balance token, its balance. A token
+    /// already recorded (issued with a stored root key, unpaid) is confirmed as
+    /// [`TokenStore::confirm_payment`] does. Returns `true` the first time, `false` when its
+    /// payment was already recorded.
+    fn pay(&self, record: TokenRecord, now: u64) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Deletes what unpaid tokens issued with a stored root key left behind once they expired
+    /// (before `now`): their root key, their row and their `invoice` ledger row. Paid tokens and
+    /// revocations stay. Returns how many tokens were purged.
+    fn purge_unpaid(&self, _now: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(std::future::ready(Ok(0)))
+    }
 }
 
 /// Prepaid balances.
@@ -201,11 +231,31 @@ pub trait Ledger: Send + Sync {
     }
 
     /// Revokes a token: it expires now (every later use is refused as expired), with a
-    /// [`LedgerKind::Revocation`] row. `false` when the token is unknown.
+    /// [`LedgerKind::Revocation`] row. A token never used has no row yet: one is written that
+    /// only says "expired now" (payment hash all zero, [`REVOKED_HASH`]), so the token is
+    /// refused when it comes. Returns whether a token was revoked (always, for stores that
+    /// write such rows).
     fn revoke(&self, _token_id: [u8; 32], _now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(std::future::ready(Err(StoreError::Unavailable(
             "this store cannot revoke tokens".into(),
         ))))
+    }
+}
+
+/// The payment hash of a row written by revoking a token that had none.
+pub const REVOKED_HASH: [u8; 32] = [0; 32];
+
+/// The row revoking an unknown token writes: expired at `now`, nothing paid.
+pub fn revoked_record(token_id: [u8; 32], now: u64) -> TokenRecord {
+    TokenRecord {
+        token_id,
+        payment_hash: REVOKED_HASH,
+        mode: BillingMode::PerCall,
+        amount_msat: 0,
+        credit_msat: 0,
+        expires_at: now,
+        created_at: now,
+        paid_at: None,
     }
 }
 
@@ -246,10 +296,20 @@ impl Inner {
     }
 }
 
-/// All L402 state in process memory, behind one lock. Lost on exit.
-#[derive(Default)]
+/// All L402 state in process memory, behind one lock. Lost on exit (its master secret too: the
+/// tokens it sold are worthless after a restart).
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    master: RootKey,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            inner: Mutex::default(),
+            master: Zeroizing::new(rand::random()),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -258,11 +318,41 @@ impl MemoryStore {
     }
 }
 
+impl Inner {
+    /// [`TokenStore::confirm_payment`] under the lock.
+    fn confirm(&mut self, token_id: [u8; 32], now: u64) -> Result<bool, StoreError> {
+        let Some(rec) = self.tokens.get(&token_id).cloned() else {
+            return Err(StoreError::Unavailable("unknown token".into()));
+        };
+        if rec.paid_at.is_some() {
+            return Ok(false);
+        }
+        self.log(
+            now,
+            token_id,
+            LedgerKind::Payment,
+            rec.amount_msat,
+            Some(hex::encode(rec.payment_hash)),
+        );
+        if let Some(r) = self.tokens.get_mut(&token_id) {
+            r.paid_at = Some(now);
+        }
+        if rec.mode == BillingMode::Balance {
+            self.balances.insert(token_id, (rec.credit_msat, 0));
+        }
+        Ok(true)
+    }
+}
+
 fn ready<'a, T: Send + 'a>(v: T) -> BoxFuture<'a, T> {
     Box::pin(std::future::ready(v))
 }
 
 impl RootKeyStore for MemoryStore {
+    fn master_key(&self) -> BoxFuture<'_, Result<RootKey, StoreError>> {
+        ready(Ok(self.master.clone()))
+    }
+
     fn root_key(&self, token_id: [u8; 32]) -> BoxFuture<'_, Result<Option<RootKey>, StoreError>> {
         ready(Ok(self.inner.lock().keys.get(&token_id).cloned()))
     }
@@ -301,27 +391,37 @@ impl TokenStore for MemoryStore {
         token_id: [u8; 32],
         now: u64,
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        ready(self.inner.lock().confirm(token_id, now))
+    }
+
+    fn pay(&self, record: TokenRecord, now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
         let mut g = self.inner.lock();
-        let Some(rec) = g.tokens.get(&token_id).cloned() else {
-            return ready(Err(StoreError::Unavailable("unknown token".into())));
-        };
-        if rec.paid_at.is_some() {
+        let token_id = record.token_id;
+        let stored = g.tokens.entry(token_id).or_insert(TokenRecord {
+            paid_at: None,
+            ..record.clone()
+        });
+        if stored.payment_hash != record.payment_hash {
             return ready(Ok(false));
         }
-        g.log(
-            now,
-            token_id,
-            LedgerKind::Payment,
-            rec.amount_msat,
-            Some(hex::encode(rec.payment_hash)),
-        );
-        if let Some(r) = g.tokens.get_mut(&token_id) {
-            r.paid_at = Some(now);
+        ready(g.confirm(token_id, now))
+    }
+
+    fn purge_unpaid(&self, now: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let mut g = self.inner.lock();
+        let gone: Vec<[u8; 32]> = g
+            .tokens
+            .values()
+            .filter(|r| r.paid_at.is_none() && r.expires_at < now && r.payment_hash != REVOKED_HASH)
+            .map(|r| r.token_id)
+            .collect();
+        for id in &gone {
+            g.tokens.remove(id);
+            g.keys.remove(id);
         }
-        if rec.mode == BillingMode::Balance {
-            g.balances.insert(token_id, (rec.credit_msat, 0));
-        }
-        ready(Ok(true))
+        g.ledger
+            .retain(|e| !(e.kind == LedgerKind::Invoice && gone.contains(&e.token_id)));
+        ready(Ok(gone.len() as u64))
     }
 }
 
@@ -449,9 +549,10 @@ impl Ledger for MemoryStore {
 
     fn revoke(&self, token_id: [u8; 32], now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
         let mut g = self.inner.lock();
-        let Some(rec) = g.tokens.get_mut(&token_id) else {
-            return ready(Ok(false));
-        };
+        let rec = g
+            .tokens
+            .entry(token_id)
+            .or_insert_with(|| revoked_record(token_id, now));
         rec.expires_at = rec.expires_at.min(now);
         g.log(now, token_id, LedgerKind::Revocation, 0, None);
         ready(Ok(true))
@@ -467,6 +568,12 @@ fn down<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T, StoreError>> {
 }
 
 impl RootKeyStore for DownStore {
+    fn master_key(&self) -> BoxFuture<'_, Result<RootKey, StoreError>> {
+        down()
+    }
+    fn available(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        down()
+    }
     fn root_key(&self, _: [u8; 32]) -> BoxFuture<'_, Result<Option<RootKey>, StoreError>> {
         down()
     }
@@ -479,6 +586,9 @@ impl TokenStore for DownStore {
         down()
     }
     fn confirm_payment(&self, _: [u8; 32], _: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        down()
+    }
+    fn pay(&self, _: TokenRecord, _: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
         down()
     }
 }
@@ -691,10 +801,15 @@ pub(crate) mod contract {
             Ok(None)
         );
         assert!(s.revoke(tok.token_id, 400).await.unwrap());
-        assert!(!s.revoke([9; 32], 400).await.unwrap());
         assert_eq!(
             s.token(tok.token_id).await.unwrap().unwrap().expires_at,
             400
+        );
+        // A token never used has no row: revoking it writes one that says "expired".
+        assert!(s.revoke([9; 32], 401).await.unwrap());
+        assert_eq!(
+            s.token([9; 32]).await.unwrap(),
+            Some(revoked_record([9; 32], 401))
         );
         let all = s.page(0, 100).await.unwrap();
         let kinds: Vec<_> = all.iter().map(|e| e.kind).collect();
@@ -704,6 +819,7 @@ pub(crate) mod contract {
                 LedgerKind::Invoice,
                 LedgerKind::Payment,
                 LedgerKind::Adjustment,
+                LedgerKind::Revocation,
                 LedgerKind::Revocation
             ]
         );
@@ -711,7 +827,77 @@ pub(crate) mod contract {
         assert_eq!(all[2].reference.as_deref(), Some("+2500 top-up"));
         assert_eq!(s.page(all[1].id, 1).await.unwrap(), all[2..3].to_vec());
         let recent = s.recent(2).await.unwrap();
-        assert_eq!(recent, vec![all[3].clone(), all[2].clone()]);
+        assert_eq!(recent, vec![all[4].clone(), all[3].clone()]);
+    }
+
+    /// Tokens are written when their payment is seen: `pay` writes the row, the payment row
+    /// and the balance once; a stored (older) token is confirmed; expired unpaid older tokens
+    /// are purged, paid ones and revocations stay. The master secret is stable.
+    pub async fn paid_on_first_use(s: &dyn L402Store) {
+        let m1 = s.master_key().await.unwrap();
+        let m2 = s.master_key().await.unwrap();
+        assert_eq!(*m1, *m2);
+        assert_ne!(*m1, [0; 32]);
+        let bal = record(11, BillingMode::Balance, 4000);
+        assert_eq!(s.token(bal.token_id).await.unwrap(), None);
+        assert!(s.pay(bal.clone(), 500).await.unwrap());
+        assert!(!s.pay(bal.clone(), 501).await.unwrap(), "once");
+        let stored = s.token(bal.token_id).await.unwrap().unwrap();
+        assert_eq!(
+            stored,
+            TokenRecord {
+                paid_at: Some(500),
+                ..bal.clone()
+            }
+        );
+        assert_eq!(s.balance(bal.token_id).await.unwrap(), Some((4000, 0)));
+        let rows: Vec<_> = s
+            .entries(bal.token_id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| (e.kind, e.amount_msat, e.reference.clone()))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![(
+                LedgerKind::Payment,
+                5000,
+                Some(hex::encode(bal.payment_hash))
+            )]
+        );
+        // A per-call token: a row, a payment row, no balance.
+        let one = record(12, BillingMode::PerCall, 0);
+        assert!(s.pay(one.clone(), 600).await.unwrap());
+        assert_eq!(s.balance(one.token_id).await.unwrap(), None);
+        assert!(!s.pay(one.clone(), 601).await.unwrap());
+        // An older token, issued with a stored root key: `pay` confirms it.
+        let old = record(13, BillingMode::PerCall, 0);
+        s.issue(old.clone(), Zeroizing::new([3; 32])).await.unwrap();
+        assert!(s.pay(old.clone(), 700).await.unwrap());
+        assert!(!s.pay(old.clone(), 701).await.unwrap());
+        assert_eq!(
+            s.token(old.token_id).await.unwrap().unwrap().paid_at,
+            Some(700)
+        );
+        // Older unpaid tokens: purged once expired (the records expire at 10 000).
+        let unpaid = record(14, BillingMode::PerCall, 0);
+        s.issue(unpaid.clone(), Zeroizing::new([4; 32]))
+            .await
+            .unwrap();
+        assert!(s.revoke([15; 32], 800).await.unwrap());
+        assert_eq!(s.purge_unpaid(9_999).await.unwrap(), 0, "not yet expired");
+        assert_eq!(s.purge_unpaid(10_001).await.unwrap(), 1);
+        assert_eq!(s.token(unpaid.token_id).await.unwrap(), None);
+        assert!(s.root_key(unpaid.token_id).await.unwrap().is_none());
+        assert!(s.entries(unpaid.token_id).await.unwrap().is_empty());
+        assert!(s.token(old.token_id).await.unwrap().is_some(), "paid stays");
+        assert_eq!(s.entries(old.token_id).await.unwrap().len(), 2);
+        assert!(s.root_key(old.token_id).await.unwrap().is_some());
+        assert!(
+            s.token([15; 32]).await.unwrap().is_some(),
+            "revocation stays"
+        );
     }
 }
 
@@ -722,6 +908,11 @@ mod tests {
     #[tokio::test]
     async fn memory_store_contract() {
         contract::run(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_paid_on_first_use() {
+        contract::paid_on_first_use(&MemoryStore::new()).await;
     }
 
     #[tokio::test]

@@ -40,8 +40,9 @@ pub enum TokenCommand {
         config: Option<PathBuf>,
     },
     /// Mint a token by hand, WITHOUT any payment: for operators granting credit (a customer who
-    /// paid another way, a partner, a test). The token is recorded in the store like a sold
-    /// one; balance and time-pass tokens start paid.
+    /// paid another way, a partner, a test). Its root key is derived from the store's master
+    /// secret like a sold one's; balance and time-pass tokens are recorded as paid now (the
+    /// balance opens), a per-call token is recorded by the one call it pays for.
     Mint {
         /// The tool the token pays for (per_call and time_pass tokens are bound to it).
         #[arg(long, value_name = "NAME")]
@@ -68,7 +69,8 @@ pub enum TokenCommand {
         #[arg(short, long, value_name = "FILE", env = "TURNPIKE_CONFIG")]
         config: PathBuf,
     },
-    /// Revoke a token: its root key is deleted, so it never verifies again (answered 401).
+    /// Revoke a token: it expires now, with a revocation row in the ledger (also a token never
+    /// used yet), so every later use is refused.
     Revoke {
         /// The token id (64 hex digits, as `inspect` shows it).
         token_id: String,
@@ -122,7 +124,7 @@ pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
                 .transpose()?;
             rt.block_on(mint(tool, msat, mode.into(), bundle, config))
         }
-        TokenCommand::Revoke { token_id, config } => revoke(&token_id, &config),
+        TokenCommand::Revoke { token_id, config } => rt.block_on(revoke(&token_id, &config)),
     }
 }
 
@@ -255,21 +257,30 @@ async fn inspect(credential: String, config: Option<PathBuf>) -> anyhow::Result<
         }
         let store = turnpike_gateway::rails::open_store(&cfg)?;
         println!("store         {}", store_name(&cfg));
-        match store.root_key(id.token_id).await? {
-            None => {
-                ok = false;
-                println!("root key      UNKNOWN (not minted here, or revoked)");
-            }
-            Some(k) => {
-                let good = mac.verify_signature(&k[..]);
-                ok &= good;
-                println!(
-                    "root key      known; signature {}",
-                    if good { "verifies" } else { "DOES NOT verify" }
-                );
+        let master = store.master_key().await?;
+        if mac.verify_signature(&turnpike_l402::derive_root_key(&master, &id.token_id)[..]) {
+            println!("root key      derived from the store's master secret; signature verifies");
+        } else {
+            match store.root_key(id.token_id).await? {
+                None => {
+                    ok = false;
+                    println!("root key      signature DOES NOT verify (not minted here)");
+                }
+                Some(k) => {
+                    let good = mac.verify_signature(&k[..]);
+                    ok &= good;
+                    println!(
+                        "root key      stored (an older token); signature {}",
+                        if good { "verifies" } else { "DOES NOT verify" }
+                    );
+                }
             }
         }
-        if let Some(r) = store.token(id.token_id).await? {
+        let record = store.token(id.token_id).await?;
+        if record.is_none() {
+            println!("record        none yet: a token is recorded when its payment is first seen");
+        }
+        if let Some(r) = record {
             println!(
                 "record        mode {}, invoice {} msat, expires {}, created {}",
                 mode_str(r.mode),
@@ -358,7 +369,8 @@ async fn mint(
     let preimage: [u8; 32] = rand::random();
     let payment_hash: [u8; 32] = Sha256::digest(preimage).into();
     let id = Identifier::random(payment_hash);
-    let root_key = zeroize::Zeroizing::new(rand::random::<[u8; 32]>());
+    let master = store.master_key().await?;
+    let root_key = turnpike_l402::derive_root_key(&master, &id.token_id);
     let mut mac = Macaroon::new(&root_key[..], id.encode().to_vec(), rail.location.as_str());
     mac.add_first_party_caveat(format!("{}={}", caveat::RESOURCE, cfg.server.path));
     mac.add_first_party_caveat(format!("{}=tools/call", caveat::METHODS));
@@ -370,25 +382,25 @@ async fn mint(
     if mode == BillingMode::Balance {
         mac.add_first_party_caveat(format!("{}={}", caveat::CREDIT_MSAT, credit));
     }
-    store
-        .issue(
-            TokenRecord {
-                token_id: id.token_id,
-                payment_hash,
-                mode,
-                amount_msat: amount,
-                credit_msat: credit,
-                expires_at: expires,
-                created_at: n,
-                paid_at: None,
-            },
-            root_key,
-        )
-        .await?;
+    mac.add_first_party_caveat(format!("{}={}", caveat::AMOUNT_MSAT, amount));
     // Balance and time-pass tokens start paid (the balance opens now); a per-call token is
-    // confirmed by the one call it pays for.
+    // recorded by the one call it pays for.
     if mode != BillingMode::PerCall {
-        store.confirm_payment(id.token_id, n).await?;
+        store
+            .pay(
+                TokenRecord {
+                    token_id: id.token_id,
+                    payment_hash,
+                    mode,
+                    amount_msat: amount,
+                    credit_msat: credit,
+                    expires_at: expires,
+                    created_at: n,
+                    paid_at: None,
+                },
+                n,
+            )
+            .await?;
     }
     let mac_b64 = mac.to_base64();
     let pre_hex = hex::encode(preimage);
@@ -414,27 +426,24 @@ async fn mint(
     Ok(ExitCode::SUCCESS)
 }
 
-fn revoke(token_id: &str, path: &Path) -> anyhow::Result<ExitCode> {
+async fn revoke(token_id: &str, path: &Path) -> anyhow::Result<ExitCode> {
     let mut id = [0u8; 32];
     hex::decode_to_slice(token_id.trim(), &mut id).context("a token id is 64 hex digits")?;
     let cfg = load(path)?;
-    let StoreConfig::Sqlite { .. } = &cfg.l402.store else {
+    if cfg.l402.store == StoreConfig::Memory
+        && cfg.store.durable != turnpike_gateway::limits::DurableBackend::Postgres
+    {
         bail!("[l402] store is \"memory\": restart the gateway to forget its tokens");
-    };
-    let file = store_name(&cfg);
-    let conn = rusqlite::Connection::open(&file).with_context(|| format!("opening {file}"))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    let n = conn
-        .execute(
-            "DELETE FROM l402_root_keys WHERE token_id = ?1",
-            rusqlite::params![&id[..]],
-        )
-        .with_context(|| format!("revoking in {file}"))?;
-    if n == 0 {
-        eprintln!("token {token_id} is not in {file} (unknown or already revoked)");
+    }
+    let store = turnpike_gateway::rails::open_store(&cfg)?;
+    if !store.revoke(id, now()).await? {
+        eprintln!("token {token_id} was not revoked");
         return Ok(ExitCode::FAILURE);
     }
-    println!("revoked {token_id}: its root key is deleted; it will be refused from now on");
+    println!(
+        "revoked {token_id} in {}: it expired now and will be refused from now on",
+        store_name(&cfg)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -162,6 +162,10 @@ pow = 2000
 [tools.whoami]
 l402 = {{ msat = 1000 }}
 
+# Bursts of refused calls from one address each get a fresh challenge: room for them.
+[l402]
+invoices_per_minute_per_caller = 1000
+
 [lightning]
 backend = "dev"
 [lightning.dev_wallet]
