@@ -122,6 +122,14 @@ pub trait Rail: Send + Sync {
         Box::pin(async {})
     }
 
+    /// Whether settling `grant` needs the call's JSON-RPC outcome (a result or an error), not
+    /// only the HTTP status: a rail that refunds a debit when the call failed says yes, and the
+    /// gateway then reads the answer's body as it passes. Releasing a single-use credential
+    /// needs the status alone. The default: the grant carries a receipt.
+    fn needs_outcome(&self, grant: &Grant) -> bool {
+        grant.receipt.is_some()
+    }
+
     /// Called after `settle(grant, false)` when the upstream refused the call before serving
     /// it (an HTTP error status, no connection, no response head in time): nothing was served,
     /// so a single-use credential the grant consumed may be accepted once more. Rails that

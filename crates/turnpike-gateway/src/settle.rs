@@ -1,7 +1,7 @@
 //! Settling a granted call once the upstream's answer is known.
 //!
 //! A rail that needs the outcome (the L402 rail refunds a prepaid balance debit when the
-//! upstream failed) leaves a receipt in its grant. For those grants the gateway reads the
+//! upstream failed) says so ([`Rail::needs_outcome`]). For those grants the gateway reads the
 //! JSON-RPC outcome, not just the HTTP status:
 //!
 //! | upstream answer | outcome |
@@ -20,7 +20,9 @@
 //! through event by event, watched for the response with the call's id. A stream the caller
 //! drops before the response arrived counts as failed.
 //!
-//! Grants without a receipt are settled with the HTTP status alone, without touching the body.
+//! Grants whose rail does not need the outcome ([`Rail::needs_outcome`]: a puzzle solution, a
+//! per-call token, a time pass, a token) are settled with the HTTP status alone, without
+//! touching the body.
 //!
 //! A call the upstream *refused* — an HTTP error status before any JSON-RPC answer (`400
 //! Missing session ID`, 404, 5xx, or the gateway's own 502/504 when it could not connect or no
@@ -95,6 +97,11 @@ impl Rail for WithSpend {
         self.rail.release(grant)
     }
 
+    fn needs_outcome(&self, _grant: &Grant) -> bool {
+        // A failed call gives its daily msat spend back.
+        true
+    }
+
     fn settle<'a>(&'a self, grant: &'a Grant, upstream_ok: bool) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             self.rail.settle(grant, upstream_ok).await;
@@ -124,7 +131,7 @@ pub async fn after_upstream(
         rail.release(&grant).await;
         return resp;
     }
-    if grant.receipt.is_none() {
+    if !rail.needs_outcome(&grant) {
         rail.settle(&grant, true).await;
         return resp;
     }

@@ -751,6 +751,12 @@ impl Rail for L402Rail {
     fn release<'a>(&'a self, grant: &'a Grant) -> BoxFuture<'a, ()> {
         Box::pin(self.release_use(grant))
     }
+
+    /// Only a balance debit depends on the JSON-RPC outcome (refunded when the call failed); a
+    /// per-call use is released on the HTTP status alone.
+    fn needs_outcome(&self, grant: &Grant) -> bool {
+        parse_debit(grant).is_some()
+    }
 }
 
 /// Prefix of the receipt a per-call pass leaves in its grant:

@@ -355,6 +355,12 @@ impl Rail for PowRail {
         })
     }
 
+    /// A solution is settled by the HTTP status alone (released when the upstream refused the
+    /// call); nothing depends on the JSON-RPC outcome, so the answer is never read.
+    fn needs_outcome(&self, _grant: &Grant) -> bool {
+        false
+    }
+
     /// The upstream refused the call before serving it: the solution is taken out of the
     /// spent set, so the same solution passes once more (until its challenge expires).
     fn release<'a>(&'a self, grant: &'a Grant) -> BoxFuture<'a, ()> {
