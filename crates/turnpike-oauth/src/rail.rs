@@ -587,15 +587,17 @@ impl OAuthRail {
         // Single use of the proof, last.
         let dpop_bound = checked.is_some();
         if let Some(c) = checked {
-            match self.spent.insert(c.replay_key, c.remember_until, now).await {
+            match self
+                .spent
+                .insert_issued(c.replay_key, c.issued_at, c.remember_until, now)
+                .await
+            {
                 Ok(true) => {}
-                Ok(false) => {
-                    return reject(
-                        ErrorCode::InvalidDpopProof,
-                        "the DPoP proof was already used (jti)",
-                        scheme,
-                    )
-                }
+                Ok(false) => return reject(
+                    ErrorCode::InvalidDpopProof,
+                    "the DPoP proof was already used (jti), or predates the record of used ones",
+                    scheme,
+                ),
                 Err(e) => return OAuthOutcome::Unavailable(e.to_string()),
             }
         }
