@@ -74,7 +74,7 @@ fn equix_rate(secs: f64) -> f64 {
     let rail = PowRail::new(
         cfg,
         KeyRing::from_secrets(vec![(1, [1; 32])]).expect("one key"),
-        Arc::new(MemorySpentSet::new()),
+        Arc::new(MemorySpentSet::with_epoch_start(0)),
     );
     let facts = CallFacts {
         resource: "/mcp".into(),
@@ -109,7 +109,7 @@ fn main() {
     let rail = PowRail::new(
         PowConfig::default(),
         KeyRing::from_secrets(vec![(1, [1; 32])]).expect("one key"),
-        Arc::new(MemorySpentSet::new()),
+        Arc::new(MemorySpentSet::with_epoch_start(0)),
     );
     let cores = default_threads();
     let raw = raw_rate(secs);

@@ -1555,11 +1555,19 @@ impl<'s> Cx<'s> {
         // The rail's own checks, with the resource defaulted as the gateway will.
         if let Err(e) = rail.clone().with_default_resource(public_url).validate() {
             for p in e.problems {
-                let field = p
+                let mut path = p
                     .strip_prefix("oauth.")
-                    .and_then(|r| r.split([':', '.']).next())
-                    .unwrap_or("");
-                let at = t.get(field).map(|v| v.span()).unwrap_or(span.clone());
+                    .and_then(|r| r.split(':').next())
+                    .unwrap_or("")
+                    .split('.');
+                let mut at = t.get(path.next().unwrap_or(""));
+                // A key of a sub-table (`introspection.per_minute`) is placed at that key.
+                if let (Some(v), Some(sub)) = (at, path.next()) {
+                    if let DeValue::Table(inner) = v.get_ref() {
+                        at = inner.get(sub).or(at);
+                    }
+                }
+                let at = at.map(|v| v.span()).unwrap_or(span.clone());
                 self.problem(Some(at), p, HINT_OAUTH);
             }
         }
@@ -1923,6 +1931,7 @@ const OAUTH_RAIL_KEYS: &[&str] = &[
     "jwks_uri",
     "jwks_cache_secs",
     "jwks_min_refresh_secs",
+    "jwks_fetch_spacing_ms",
     "clock_skew_secs",
     "introspection",
     "require_dpop",
@@ -2486,6 +2495,50 @@ forward_identity = "maybe"
         assert!(
             text.contains("p.toml:4:10: oauth.issuer: plain http"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn oauth_flood_bounds_are_checked_at_their_keys() {
+        let src = r#"[upstream]
+url = "http://127.0.0.1:3001/mcp"
+[oauth]
+issuer = "https://as.example.com"
+jwks_fetch_spacing_ms = 90000
+[oauth.introspection]
+client_id = "rs"
+client_secret = "s"
+per_address_per_minute = 0
+max_in_flight = 5000
+"#;
+        let e = parse(src, "f.toml").unwrap_err();
+        let text = e.to_string();
+        for x in [
+            "f.toml:5:25: oauth.jwks_fetch_spacing_ms: at most 60000",
+            "f.toml:9:26: oauth.introspection.per_address_per_minute: must be at least 1",
+            "f.toml:10:17: oauth.introspection.max_in_flight: must be 1 to 1024",
+        ] {
+            assert!(text.contains(x), "missing {x:?} in:\n{text}");
+        }
+        let ok = parse(
+            "[upstream]\nurl = \"http://x/mcp\"\n[oauth]\nissuer = \"https://as.example.com\"\n\
+             jwks_fetch_spacing_ms = 500\n[oauth.introspection]\nclient_id = \"rs\"\n\
+             client_secret = \"s\"\nnegative_cache_secs = 10\nper_address_per_minute = 30\n\
+             per_minute = 600\nmax_in_flight = 8\n",
+            "g.toml",
+        )
+        .unwrap();
+        let o = ok.oauth_config().unwrap();
+        assert_eq!(o.jwks_fetch_spacing_ms, 500);
+        let i = o.introspection.unwrap();
+        assert_eq!(
+            (
+                i.negative_cache_secs,
+                i.per_address_per_minute,
+                i.per_minute,
+                i.max_in_flight
+            ),
+            (10, 30, 600, 8)
         );
     }
 

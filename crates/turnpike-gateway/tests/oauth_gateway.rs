@@ -703,3 +703,149 @@ async fn dpop_nonces_and_required_dpop() {
     assert_eq!(doc["dpop_bound_access_tokens_required"], true);
     assert_no_token_upstream(&env.log);
 }
+
+/// POSTs `body` to the gateway from the loopback address `src` (a client socket can bind any
+/// 127/8 address before connecting); returns the status and the `WWW-Authenticate` values.
+async fn post_from(
+    src: std::net::Ipv4Addr,
+    gw: SocketAddr,
+    authorization: &str,
+    body: &Value,
+) -> (u16, Vec<String>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((src, 0))).unwrap();
+    let stream = socket.connect(gw).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = request(
+        gw,
+        Method::POST,
+        &[("authorization", authorization)],
+        body.to_string(),
+    );
+    *req.uri_mut() = "/mcp".parse().unwrap();
+    req.headers_mut()
+        .insert("host", gw.to_string().parse().unwrap());
+    let resp = sender.send_request(req).await.unwrap();
+    let www = resp
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .collect();
+    let status = resp.status().as_u16();
+    let _ = resp.into_body().collect().await;
+    (status, www)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_tokens_from_many_addresses_never_delay_or_refuse_a_real_one() {
+    let (per_address, per_minute) = (3usize, 30usize);
+    let env = setup(&format!(
+        "jwks_fetch_spacing_ms = 200\n[oauth.introspection]\nclient_id = \"turnpike-rs\"\n\
+         client_secret = \"{RS_SECRET}\"\nper_address_per_minute = {per_address}\n\
+         per_minute = {per_minute}\n"
+    ))
+    .await;
+    let gw = env.gw;
+    let ip = std::net::Ipv4Addr::new;
+    let started = std::time::Instant::now();
+    let other = |id| call(id, "other", json!({}));
+    // Every junk opaque token answered 401 was introspected (inactive); 503 means a bound held
+    // it back without a request to the authorization server.
+    let mut introspected = 0usize;
+
+    // A freshly started gate: a made-up opaque token first, then a real JWT, which passes at
+    // once (its keys are fetched now; the metadata fetch the junk caused does not hold it up).
+    let (s, www) = post_from(
+        ip(127, 0, 0, 2),
+        gw,
+        "Bearer made-up-opaque-0123456789",
+        &other(1),
+    )
+    .await;
+    assert_eq!(s, 401, "{www:?}");
+    assert!(www[0].contains("error=\"invalid_token\""), "{www:?}");
+    introspected += 1;
+    let token = env.provider.token(false, &env.url, SCOPES, None).await;
+    let bearer = format!("Bearer {token}");
+    let t = std::time::Instant::now();
+    assert_eq!(
+        post_from(ip(127, 0, 0, 3), gw, &bearer, &other(2)).await.0,
+        200
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+    // Three-part tokens without a signature: 401 invalid_token (never introspected).
+    let claims = b64(
+        json!({"iss": env.provider.issuer, "sub": "x", "aud": env.url,
+                            "exp": now() + 60, "scope": "mcp:tools"})
+        .to_string(),
+    );
+    for header in [
+        json!({"alg": "none"}),
+        json!({"alg": "ES256", "kid": "es-1"}),
+    ] {
+        let token = format!("{}.{claims}.", b64(header.to_string()));
+        let (s, www) = post_from(ip(127, 0, 0, 4), gw, &format!("Bearer {token}"), &other(3)).await;
+        assert_eq!(s, 401, "{www:?}");
+        assert!(www[0].contains("error=\"invalid_token\""), "{www:?}");
+    }
+
+    // One address floods with distinct junk tokens: at most its bound reaches the server.
+    let mut held_back = 0;
+    for i in 0..20 {
+        let junk = format!("Bearer junk-flood-{i:03}-0123456789");
+        match post_from(ip(127, 0, 1, 1), gw, &junk, &other(10 + i))
+            .await
+            .0
+        {
+            401 => introspected += 1,
+            503 => held_back += 1,
+            s => panic!("status {s}"),
+        }
+    }
+    let refill = |per: usize| 1 + started.elapsed().as_secs() as usize * per / 60;
+    assert!(
+        introspected - 1 <= per_address + refill(per_address),
+        "{introspected}"
+    );
+    assert!(
+        held_back >= 20 - per_address - refill(per_address),
+        "{held_back}"
+    );
+    // Another address's real token passes meanwhile.
+    assert_eq!(
+        post_from(ip(127, 0, 1, 2), gw, &bearer, &other(40)).await.0,
+        200
+    );
+
+    // Forty addresses (127.0.2.1 ... 127.0.2.40) with junk: the bound in all holds.
+    for c in 1..=40u8 {
+        for i in 0..2 {
+            let junk = format!("Bearer junk-{c}-{i}-0123456789");
+            match post_from(ip(127, 0, 2, c), gw, &junk, &other(100)).await.0 {
+                401 => introspected += 1,
+                503 => {}
+                s => panic!("status {s}"),
+            }
+        }
+    }
+    assert!(
+        introspected <= per_minute + refill(per_minute),
+        "{introspected} introspections"
+    );
+    // Real tokens keep passing, from any address.
+    for c in 1..=5u8 {
+        assert_eq!(
+            post_from(ip(127, 0, 3, c), gw, &bearer, &other(200))
+                .await
+                .0,
+            200
+        );
+    }
+    assert_no_token_upstream(&env.log);
+}

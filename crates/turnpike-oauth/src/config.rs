@@ -10,6 +10,7 @@
 //! clock_skew_secs = 60
 //! jwks_cache_secs = 300
 //! jwks_min_refresh_secs = 30
+//! jwks_fetch_spacing_ms = 1000
 //! require_dpop = false
 //! dpop_iat_window_secs = 300
 //! dpop_nonce = false
@@ -18,6 +19,11 @@
 //! client_id = "turnpike"
 //! client_secret = "…"
 //! # endpoint = "https://auth.example.com/introspect"   # default: from the issuer's metadata
+//! cache_secs = 60
+//! negative_cache_secs = 30
+//! per_address_per_minute = 60
+//! per_minute = 1200
+//! max_in_flight = 32
 //! [oauth.implied_scopes]                          # broader scopes that imply narrower ones
 //! "mcp:admin" = ["mcp:tools", "mcp:read"]
 //! ```
@@ -85,10 +91,16 @@ pub struct OAuthConfig {
     /// How long fetched keys are used before they are fetched again.
     #[serde(default = "default_jwks_cache_secs")]
     pub jwks_cache_secs: u64,
-    /// The least time between two fetches of the JWKS (or of the metadata), whatever asks for
-    /// them: a flood of tokens with unknown key ids causes at most one fetch per this interval.
+    /// How long a key id that a freshly fetched key set did not hold is refused without
+    /// another fetch (per key id), and the least time before a failed fetch of the keys or the
+    /// metadata is tried again.
     #[serde(default = "default_jwks_min_refresh_secs")]
     pub jwks_min_refresh_secs: u64,
+    /// The least time between two fetches of the key set, whatever asks (in all): a flood of
+    /// tokens naming made-up key ids costs the issuer at most one fetch per this interval. A
+    /// token with an unknown key id waits for the next fetch instead of being refused.
+    #[serde(default = "default_jwks_fetch_spacing_ms")]
+    pub jwks_fetch_spacing_ms: u64,
     /// Tolerated clock difference for `exp`, `nbf` and `iat`.
     #[serde(default = "default_clock_skew_secs")]
     pub clock_skew_secs: u64,
@@ -157,9 +169,38 @@ pub struct IntrospectionConfig {
     pub client_id: String,
     /// Its secret (sent with HTTP Basic authentication).
     pub client_secret: Secret,
-    /// How long an introspection answer is reused (never past the token's `exp`).
+    /// How long an active answer is reused (never past the token's `exp`).
     #[serde(default = "default_introspection_cache_secs")]
     pub cache_secs: u64,
+    /// How long an inactive answer (an unknown, expired or revoked token) is reused.
+    #[serde(default = "default_introspection_negative_cache_secs")]
+    pub negative_cache_secs: u64,
+    /// Introspection requests (answers not in the cache) one caller address may cause per
+    /// minute; an IPv6 address counts by its /64.
+    #[serde(default = "default_introspection_per_address_per_minute")]
+    pub per_address_per_minute: u32,
+    /// Introspection requests the gateway sends per minute in all.
+    #[serde(default = "default_introspection_per_minute")]
+    pub per_minute: u32,
+    /// Introspection requests in flight at once.
+    #[serde(default = "default_introspection_max_in_flight")]
+    pub max_in_flight: u32,
+}
+
+impl IntrospectionConfig {
+    /// Settings for the client `client_id` with every default.
+    pub fn new(client_id: impl Into<String>, client_secret: Secret) -> Self {
+        IntrospectionConfig {
+            endpoint: None,
+            client_id: client_id.into(),
+            client_secret,
+            cache_secs: default_introspection_cache_secs(),
+            negative_cache_secs: default_introspection_negative_cache_secs(),
+            per_address_per_minute: default_introspection_per_address_per_minute(),
+            per_minute: default_introspection_per_minute(),
+            max_in_flight: default_introspection_max_in_flight(),
+        }
+    }
 }
 
 fn default_algorithms() -> Vec<Alg> {
@@ -173,6 +214,21 @@ fn default_jwks_cache_secs() -> u64 {
 }
 fn default_jwks_min_refresh_secs() -> u64 {
     30
+}
+fn default_jwks_fetch_spacing_ms() -> u64 {
+    1000
+}
+fn default_introspection_negative_cache_secs() -> u64 {
+    30
+}
+fn default_introspection_per_address_per_minute() -> u32 {
+    60
+}
+fn default_introspection_per_minute() -> u32 {
+    1200
+}
+fn default_introspection_max_in_flight() -> u32 {
+    32
 }
 fn default_clock_skew_secs() -> u64 {
     60
@@ -213,6 +269,7 @@ impl OAuthConfig {
             jwks_uri: None,
             jwks_cache_secs: default_jwks_cache_secs(),
             jwks_min_refresh_secs: default_jwks_min_refresh_secs(),
+            jwks_fetch_spacing_ms: default_jwks_fetch_spacing_ms(),
             clock_skew_secs: default_clock_skew_secs(),
             introspection: None,
             require_dpop: false,
@@ -307,9 +364,27 @@ impl OAuthConfig {
             if i.client_secret.expose().is_empty() {
                 p.push("oauth.introspection.client_secret: must not be empty".into());
             }
+            if i.negative_cache_secs > 3600 {
+                p.push("oauth.introspection.negative_cache_secs: at most 3600".into());
+            }
+            if i.per_address_per_minute == 0 {
+                p.push("oauth.introspection.per_address_per_minute: must be at least 1".into());
+            }
+            if i.per_minute < i.per_address_per_minute {
+                p.push(
+                    "oauth.introspection.per_minute: must be at least per_address_per_minute"
+                        .into(),
+                );
+            }
+            if i.max_in_flight == 0 || i.max_in_flight > 1024 {
+                p.push("oauth.introspection.max_in_flight: must be 1 to 1024".into());
+            }
         }
         if self.algorithms.is_empty() {
             p.push("oauth.algorithms: list at least one algorithm".into());
+        }
+        if self.jwks_fetch_spacing_ms > 60_000 {
+            p.push("oauth.jwks_fetch_spacing_ms: at most 60000".into());
         }
         if self.jwks_cache_secs == 0 {
             p.push("oauth.jwks_cache_secs: must be at least 1".into());
@@ -427,12 +502,7 @@ mod tests {
     fn secrets_do_not_print() {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
-        let i = IntrospectionConfig {
-            endpoint: None,
-            client_id: "rs".into(),
-            client_secret: s,
-            cache_secs: 60,
-        };
+        let i = IntrospectionConfig::new("rs", s);
         assert!(!format!("{i:?}").contains("hunter2"));
     }
 

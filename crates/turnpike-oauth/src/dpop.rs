@@ -45,6 +45,8 @@ pub struct CheckedProof {
     pub replay_key: [u8; 32],
     /// Until when the `jti` must be remembered.
     pub remember_until: u64,
+    /// The proof's `iat` (a proof made before the spent set's epoch is refused).
+    pub issued_at: u64,
 }
 
 /// Why a proof was refused.
@@ -189,6 +191,7 @@ impl ProofChecker {
         Ok(CheckedProof {
             replay_key: h.finalize().into(),
             remember_until: iat.saturating_add(self.window).saturating_add(1),
+            issued_at: iat,
         })
     }
 }

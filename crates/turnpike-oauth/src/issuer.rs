@@ -1,15 +1,26 @@
 //! The authorization server as the rail sees it: its metadata (RFC 8414, or OpenID Connect
 //! Discovery), and its signing keys (JWKS), cached.
 //!
-//! Keys are fetched on first use, again when the cache is older than `jwks_cache_secs`, and
-//! again when a token names a key id the cache does not hold (the issuer rotated its keys). Every
-//! fetch is single-flight (concurrent callers wait for the one fetch under way and use its
-//! result) and rate-limited: at most one attempt per `jwks_min_refresh_secs`, whatever asks, so a
-//! flood of tokens with made-up key ids, or a down issuer, costs the issuer one request per
-//! interval.
+//! Keys are fetched when a JWT first needs them, again when the cache is older than
+//! `jwks_cache_secs`, and again when a token names a key id the cache does not hold (the issuer
+//! rotated its keys). Every fetch is single-flight: callers that asked while a fetch was under
+//! way, or queued behind one, use the key set it brought, so a key set fetched after a token was
+//! presented decides that token. Two bounds keep a flood of made-up key ids cheap for the issuer,
+//! and neither turns a genuine key away:
+//!
+//! - per key id: a key id that a key set fetched after it was asked for did not hold is refused
+//!   without a fetch for `jwks_min_refresh_secs` (a bounded table of such ids);
+//! - in all: two fetches of the key set start at least `jwks_fetch_spacing_ms` apart. A token
+//!   with an unknown key id waits for the next fetch rather than being refused.
+//!
+//! A failed fetch (the issuer down) is retried at most once per `jwks_min_refresh_secs`;
+//! meanwhile keys held are still used, and a lookup without keys is unavailable. The metadata
+//! is fetched once and kept; its failures have their own back-off, so whatever asked for the
+//! metadata first (an introspection, say) never delays a key fetch.
 
 use parking_lot::RwLock;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,7 +69,11 @@ pub struct AsMetadata {
 pub struct KeySet {
     by_kid: HashMap<String, Vec<Arc<PublicKey>>>,
     all: Vec<Arc<PublicKey>>,
-    loaded: Instant,
+    /// When the fetch that brought the set started (a set fetched after a token was presented
+    /// is fresh for it).
+    fetched: Instant,
+    /// SHA-256 of the document, to tell a changed set from the same one fetched again.
+    digest: [u8; 32],
 }
 
 impl KeySet {
@@ -101,7 +116,8 @@ impl KeySet {
         Ok(KeySet {
             by_kid,
             all,
-            loaded: Instant::now(),
+            fetched: Instant::now(),
+            digest: Sha256::digest(doc).into(),
         })
     }
 
@@ -130,7 +146,8 @@ impl KeySet {
 pub enum KeyLookup {
     /// Keys that fit the token's key id and algorithm.
     Found(Vec<Arc<PublicKey>>),
-    /// The issuer has no such key (even after a refresh, or a refresh was not allowed yet).
+    /// The issuer has no such key (in a key set fetched after the lookup began, or the key id
+    /// was refused that way moments ago).
     Unknown,
     /// No keys could be loaded at all.
     Unavailable(String),
@@ -142,12 +159,18 @@ enum Refresh {
     Failed(String),
 }
 
+/// Most key ids remembered as unknown (the per-key-id bound).
+const MAX_UNKNOWN_KIDS: usize = 4096;
+
 #[derive(Default)]
 struct FetchState {
-    last_attempt: Option<Instant>,
+    /// When the last key fetch started (for `jwks_fetch_spacing_ms`).
+    last_fetch: Option<Instant>,
+    /// When the last key fetch failed, if it did (for the back-off).
+    last_failure: Option<Instant>,
 }
 
-/// The issuer's metadata and keys, fetched lazily, cached and refreshed under a rate limit.
+/// The issuer's metadata and keys, fetched lazily, cached and refreshed under bounds.
 pub struct Issuer {
     issuer: String,
     issuer_url: Url,
@@ -156,15 +179,23 @@ pub struct Issuer {
     http: HttpClient,
     ttl: Duration,
     min_refresh: Duration,
+    spacing: Duration,
     metadata: RwLock<Option<Arc<AsMetadata>>>,
+    /// The metadata fetch: single-flight, with the time of its last failure.
+    metadata_fetch: tokio::sync::Mutex<Option<Instant>>,
     keys: RwLock<Option<Arc<KeySet>>>,
     generation: AtomicU64,
     fetch: tokio::sync::Mutex<FetchState>,
+    /// Key ids a fresh key set did not hold, with when that set was fetched.
+    unknown_kids: parking_lot::Mutex<HashMap<String, Instant>>,
     stats: Arc<Stats>,
 }
 
 impl Issuer {
-    /// An issuer client. Nothing is fetched until first use.
+    /// An issuer client. Nothing is fetched until first use. `min_refresh` bounds repeated
+    /// fetches for one unknown key id and retries after a failure; `spacing` is the least time
+    /// between two key fetches, whatever asks.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         issuer: &str,
         jwks_uri: Option<String>,
@@ -172,6 +203,7 @@ impl Issuer {
         http: HttpClient,
         ttl: Duration,
         min_refresh: Duration,
+        spacing: Duration,
         stats: Arc<Stats>,
     ) -> Result<Issuer, String> {
         let issuer_url = Url::parse(issuer).ok_or_else(|| format!("issuer {issuer:?}"))?;
@@ -183,10 +215,13 @@ impl Issuer {
             http,
             ttl,
             min_refresh,
+            spacing,
             metadata: RwLock::new(None),
+            metadata_fetch: tokio::sync::Mutex::new(None),
             keys: RwLock::new(None),
             generation: AtomicU64::new(0),
             fetch: tokio::sync::Mutex::new(FetchState::default()),
+            unknown_kids: parking_lot::Mutex::new(HashMap::new()),
             stats,
         })
     }
@@ -196,7 +231,7 @@ impl Issuer {
         &self.issuer
     }
 
-    /// A number that changes whenever the key set is replaced.
+    /// A number that changes whenever the keys change.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
@@ -205,129 +240,188 @@ impl Issuer {
     pub fn install_keys(&self, doc: &[u8]) -> Result<usize, String> {
         let ks = KeySet::from_jwks(doc)?;
         let n = ks.len();
-        *self.keys.write() = Some(Arc::new(ks));
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.install(ks);
         Ok(n)
+    }
+
+    /// Puts `ks` in force. The generation (and with it the verified-token cache) changes only
+    /// when the document differs from the one held: a refetch of the same keys keeps it.
+    fn install(&self, ks: KeySet) {
+        let mut held = self.keys.write();
+        let same = held.as_ref().is_some_and(|h| h.digest == ks.digest);
+        *held = Some(Arc::new(ks));
+        drop(held);
+        if !same {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            self.unknown_kids.lock().clear();
+        }
     }
 
     /// Keys for a token signed with `alg` under key id `kid`.
     pub async fn keys_for(&self, kid: Option<&str>, alg: Alg) -> KeyLookup {
-        let seen = self.generation.load(Ordering::SeqCst);
+        let asked = Instant::now();
         let snapshot = self.keys.read().clone();
         if let Some(ks) = &snapshot {
             let found = ks.candidates(kid, alg);
-            let fresh = ks.loaded.elapsed() < self.ttl;
-            if fresh && !found.is_empty() {
+            if !found.is_empty() {
+                if ks.fetched.elapsed() < self.ttl {
+                    return KeyLookup::Found(found);
+                }
+                // Stale keys that still fit are refreshed by whoever gets there first, while
+                // everyone else goes on with them (an issuer outage stalls at most that one
+                // call, and no call waits for the spacing).
+                if let Ok(st) = self.fetch.try_lock() {
+                    if let Refresh::Failed(e) = self.refresh_locked(st, asked, false).await {
+                        tracing::warn!(issuer = %self.issuer, error = %e, "JWKS refresh failed; keeping the keys held");
+                    }
+                    let current = self.keys.read().clone();
+                    let now_found = current.map_or_else(Vec::new, |ks| ks.candidates(kid, alg));
+                    if !now_found.is_empty() {
+                        return KeyLookup::Found(now_found);
+                    }
+                    return KeyLookup::Unknown;
+                }
                 return KeyLookup::Found(found);
             }
-            // Stale keys that still fit are refreshed by whoever gets there first, while
-            // everyone else goes on with them (an issuer outage stalls at most that one call);
-            // an unknown key waits for the refresh (single-flight, rate-limited).
-            let outcome = if found.is_empty() {
-                self.refresh(seen).await
-            } else {
-                match self.fetch.try_lock() {
-                    Ok(st) => self.refresh_locked(st, seen).await,
-                    Err(_) => return KeyLookup::Found(found),
-                }
-            };
-            match outcome {
-                Refresh::Done => {}
-                Refresh::RateLimited => {}
-                Refresh::Failed(e) => {
-                    tracing::warn!(issuer = %self.issuer, error = %e, "JWKS refresh failed; keeping the keys held");
-                }
+            // An unknown key id: refused at once if a key set fetched after it was last asked
+            // for did not hold it, moments ago.
+            if self.recently_unknown(kid.unwrap_or("")) {
+                return KeyLookup::Unknown;
             }
-            let current = self.keys.read().clone();
-            let found = current.map_or_else(Vec::new, |ks| ks.candidates(kid, alg));
-            return if found.is_empty() {
-                KeyLookup::Unknown
-            } else {
-                KeyLookup::Found(found)
-            };
         }
-        match self.refresh(seen).await {
-            Refresh::Done => {}
-            Refresh::RateLimited => {
-                return KeyLookup::Unavailable(
-                    "the issuer's keys could not be loaded (retrying later)".into(),
-                )
-            }
-            Refresh::Failed(e) => return KeyLookup::Unavailable(e),
-        }
+        let st = self.fetch.lock().await;
+        let outcome = self.refresh_locked(st, asked, true).await;
         let current = self.keys.read().clone();
-        match current {
-            None => KeyLookup::Unavailable("the issuer's keys could not be loaded".into()),
-            Some(ks) => {
-                let found = ks.candidates(kid, alg);
-                if found.is_empty() {
-                    KeyLookup::Unknown
-                } else {
-                    KeyLookup::Found(found)
-                }
+        let Some(ks) = current else {
+            return KeyLookup::Unavailable(match outcome {
+                Refresh::Failed(e) => e,
+                _ => "the issuer's keys could not be loaded (retrying later)".into(),
+            });
+        };
+        if let Refresh::Failed(e) = &outcome {
+            tracing::warn!(issuer = %self.issuer, error = %e, "JWKS refresh failed; keeping the keys held");
+        }
+        let found = ks.candidates(kid, alg);
+        if !found.is_empty() {
+            return KeyLookup::Found(found);
+        }
+        if ks.fetched >= asked {
+            self.remember_unknown(kid.unwrap_or(""), ks.fetched);
+        }
+        KeyLookup::Unknown
+    }
+
+    fn recently_unknown(&self, kid: &str) -> bool {
+        self.unknown_kids
+            .lock()
+            .get(kid)
+            .is_some_and(|t| t.elapsed() < self.min_refresh)
+    }
+
+    fn remember_unknown(&self, kid: &str, at: Instant) {
+        if self.min_refresh.is_zero() || kid.len() > 256 {
+            return;
+        }
+        let mut map = self.unknown_kids.lock();
+        if map.len() >= MAX_UNKNOWN_KIDS && !map.contains_key(kid) {
+            map.retain(|_, t| t.elapsed() < self.min_refresh);
+            if map.len() >= MAX_UNKNOWN_KIDS {
+                // Full of live entries: the spacing still bounds the fetches.
+                return;
             }
         }
+        map.insert(kid.to_string(), at);
     }
 
     /// Fetches metadata (when needed) and keys now, for a fail-fast start. Not rate-limited.
     pub async fn warm_up(&self) -> Result<usize, String> {
         let mut st = self.fetch.lock().await;
-        st.last_attempt = Some(Instant::now());
-        let ks = self.fetch_keys().await?;
-        let n = ks.len();
-        *self.keys.write() = Some(Arc::new(ks));
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        Ok(n)
+        let started = Instant::now();
+        st.last_fetch = Some(started);
+        match self.fetch_keys(started).await {
+            Ok(ks) => {
+                st.last_failure = None;
+                let n = ks.len();
+                self.install(ks);
+                Ok(n)
+            }
+            Err(e) => {
+                st.last_failure = Some(Instant::now());
+                Err(e)
+            }
+        }
     }
 
-    /// The issuer's metadata, fetched once (under the same rate limit as keys).
+    /// The issuer's metadata, fetched once and kept. Single-flight; after a failed attempt
+    /// the next one waits `jwks_min_refresh_secs`.
     pub async fn metadata(&self) -> Result<Arc<AsMetadata>, String> {
         if let Some(m) = self.metadata.read().clone() {
             return Ok(m);
         }
-        let mut st = self.fetch.lock().await;
+        let mut failed = self.metadata_fetch.lock().await;
         if let Some(m) = self.metadata.read().clone() {
             return Ok(m);
         }
-        if st
-            .last_attempt
-            .is_some_and(|t| t.elapsed() < self.min_refresh)
-        {
+        if failed.is_some_and(|t| t.elapsed() < self.min_refresh) {
             return Err("the issuer's metadata could not be loaded (retrying later)".into());
         }
-        st.last_attempt = Some(Instant::now());
-        self.fetch_metadata().await
+        match self.fetch_metadata().await {
+            Ok(m) => {
+                *failed = None;
+                Ok(m)
+            }
+            Err(e) => {
+                *failed = Some(Instant::now());
+                Err(e)
+            }
+        }
     }
 
-    async fn refresh(&self, seen_generation: u64) -> Refresh {
-        let st = self.fetch.lock().await;
-        self.refresh_locked(st, seen_generation).await
-    }
-
+    /// Fetches the keys unless a fetch that started after `asked` already brought them. With
+    /// `wait`, waits for the spacing to pass; without, gives up when it has not.
     async fn refresh_locked(
         &self,
         mut st: tokio::sync::MutexGuard<'_, FetchState>,
-        seen_generation: u64,
+        asked: Instant,
+        wait: bool,
     ) -> Refresh {
-        if self.generation.load(Ordering::SeqCst) != seen_generation {
-            // Another caller refreshed while this one waited: use its result.
+        if self
+            .keys
+            .read()
+            .as_ref()
+            .is_some_and(|ks| ks.fetched >= asked)
+        {
+            // Another caller fetched after this one asked: use its result.
             return Refresh::Done;
         }
         if st
-            .last_attempt
+            .last_failure
             .is_some_and(|t| t.elapsed() < self.min_refresh)
         {
             return Refresh::RateLimited;
         }
-        st.last_attempt = Some(Instant::now());
-        match self.fetch_keys().await {
+        if let Some(last) = st.last_fetch {
+            let next = last + self.spacing;
+            if next > Instant::now() {
+                if !wait {
+                    return Refresh::RateLimited;
+                }
+                tokio::time::sleep_until(next.into()).await;
+            }
+        }
+        let started = Instant::now();
+        st.last_fetch = Some(started);
+        match self.fetch_keys(started).await {
             Ok(ks) => {
                 tracing::debug!(issuer = %self.issuer, keys = ks.len(), "JWKS loaded");
-                *self.keys.write() = Some(Arc::new(ks));
-                self.generation.fetch_add(1, Ordering::SeqCst);
+                st.last_failure = None;
+                self.install(ks);
                 Refresh::Done
             }
-            Err(e) => Refresh::Failed(e),
+            Err(e) => {
+                st.last_failure = Some(Instant::now());
+                Refresh::Failed(e)
+            }
         }
     }
 
@@ -378,15 +472,11 @@ impl Issuer {
         ))
     }
 
-    async fn fetch_keys(&self) -> Result<KeySet, String> {
+    async fn fetch_keys(&self, started: Instant) -> Result<KeySet, String> {
         let jwks_uri = match &self.jwks_uri {
             Some(u) => u.clone(),
             None => {
-                let held = self.metadata.read().clone();
-                let meta = match held {
-                    Some(m) => m,
-                    None => self.fetch_metadata().await?,
-                };
+                let meta = self.metadata().await?;
                 meta.jwks_uri
                     .clone()
                     .ok_or_else(|| format!("the metadata of {} has no jwks_uri", self.issuer))?
@@ -406,7 +496,9 @@ impl Issuer {
         if !resp.status.is_success() {
             return Err(format!("{jwks_uri}: HTTP {}", resp.status.as_u16()));
         }
-        KeySet::from_jwks(&resp.body).map_err(|e| format!("{jwks_uri}: {e}"))
+        let mut ks = KeySet::from_jwks(&resp.body).map_err(|e| format!("{jwks_uri}: {e}"))?;
+        ks.fetched = started;
+        Ok(ks)
     }
 
     /// Whether `url` may be called (https, loopback, or plain http allowed).

@@ -515,20 +515,19 @@ impl Jws<'_> {
     }
 }
 
-/// Whether `s` looks like a compact JWS (three non-empty dot-separated parts whose first part
-/// decodes to a JSON object), as opposed to an opaque token.
+/// Whether `s` is a compact JWS (three dot-separated parts whose first part is base64url of a
+/// JSON object), as opposed to an opaque token. The payload and signature parts may be empty
+/// or anything: such a token is still a JWT, to be refused as one.
 pub fn looks_like_jws(s: &str) -> bool {
+    // Three parts make a JWS (RFC 7515 §7.1) whatever the payload and signature hold: such a
+    // token is checked as a JWT and refused there when malformed, never sent to introspection.
     let mut parts = s.split('.');
-    let (Some(h), Some(p), Some(sig), None) =
+    let (Some(h), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
-    !h.is_empty()
-        && !p.is_empty()
-        && !sig.is_empty()
-        && h.starts_with("ey")
-        && URL_SAFE_NO_PAD.decode(h.as_bytes()).is_ok()
+    h.starts_with("ey") && URL_SAFE_NO_PAD.decode(h.as_bytes()).is_ok()
 }
 
 /// base64url without padding of SHA-256 of `data` (DPoP `ath`).
@@ -643,6 +642,20 @@ mod tests {
         );
         assert!(looks_like_jws(&ok));
         assert!(!looks_like_jws("opaque-token_value"));
+        // An empty signature (alg none or any other) is still a JWT, as are empty parts.
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode("{}")
+        );
+        assert!(looks_like_jws(&none));
+        assert!(parse_compact(&none, &Alg::ALL).is_err());
+        assert!(looks_like_jws(&format!(
+            "{}..",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256"}"#)
+        )));
+        assert!(!looks_like_jws("a.b.c"), "a header that is no JSON object");
+        assert!(!looks_like_jws(&format!("{ok}.x")), "four parts: not a JWS");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,6 +145,7 @@ impl OAuthRail {
             http,
             Duration::from_secs(cfg.jwks_cache_secs),
             Duration::from_secs(cfg.jwks_min_refresh_secs),
+            Duration::from_millis(cfg.jwks_fetch_spacing_ms),
             stats.clone(),
         )
         .map_err(|e| bad(format!("oauth.issuer: {e}")))?;
@@ -455,6 +457,19 @@ impl OAuthRail {
         http: Option<&HttpContext>,
         now: u64,
     ) -> OAuthOutcome {
+        self.verify_from(credential, needed, http, None, now).await
+    }
+
+    /// [`OAuthRail::verify_detailed`] for a caller at `peer` (its network address), which the
+    /// introspection bounds count against.
+    pub async fn verify_from(
+        &self,
+        credential: &Credential,
+        needed: &[String],
+        http: Option<&HttpContext>,
+        peer: Option<IpAddr>,
+        now: u64,
+    ) -> OAuthOutcome {
         let Credential::Bearer { token, dpop } = credential else {
             return reject(
                 ErrorCode::InvalidRequest,
@@ -470,7 +485,7 @@ impl OAuthRail {
         if token.is_empty() || token.len() > MAX_JWS_LEN || !is_token68(token) {
             return reject(ErrorCode::InvalidRequest, "the token is malformed", scheme);
         }
-        let info = match self.validate_token(token, now).await {
+        let info = match self.validate_token(token, now, peer).await {
             Ok(i) => i,
             Err(TokenError::Invalid(d)) => return reject(ErrorCode::InvalidToken, d, scheme),
             Err(TokenError::Unavailable(e)) => {
@@ -572,15 +587,17 @@ impl OAuthRail {
         // Single use of the proof, last.
         let dpop_bound = checked.is_some();
         if let Some(c) = checked {
-            match self.spent.insert(c.replay_key, c.remember_until, now).await {
+            match self
+                .spent
+                .insert_issued(c.replay_key, c.issued_at, c.remember_until, now)
+                .await
+            {
                 Ok(true) => {}
-                Ok(false) => {
-                    return reject(
-                        ErrorCode::InvalidDpopProof,
-                        "the DPoP proof was already used (jti)",
-                        scheme,
-                    )
-                }
+                Ok(false) => return reject(
+                    ErrorCode::InvalidDpopProof,
+                    "the DPoP proof was already used (jti), or predates the record of used ones",
+                    scheme,
+                ),
                 Err(e) => return OAuthOutcome::Unavailable(e.to_string()),
             }
         }
@@ -609,7 +626,12 @@ impl OAuthRail {
         missing
     }
 
-    async fn validate_token(&self, token: &str, now: u64) -> Result<TokenInfo, TokenError> {
+    async fn validate_token(
+        &self,
+        token: &str,
+        now: u64,
+        peer: Option<IpAddr>,
+    ) -> Result<TokenInfo, TokenError> {
         if looks_like_jws(token) {
             return self.validate_jwt(token, now).await;
         }
@@ -619,9 +641,9 @@ impl OAuthRail {
             ));
         };
         let answer = introspector
-            .introspect(&self.issuer, token, now)
+            .introspect(&self.issuer, token, now, peer)
             .await
-            .map_err(TokenError::Unavailable)?;
+            .map_err(|e| TokenError::Unavailable(e.to_string()))?;
         let claims = match answer {
             Introspected::Active(c) => c,
             Introspected::Inactive => return Err(TokenError::Invalid("the token is not active")),
@@ -743,10 +765,13 @@ impl OAuthRail {
         offer: &Offer,
         credential: &Credential,
         http: Option<&HttpContext>,
-        now: u64,
+        call: &CallFacts,
     ) -> OAuthOutcome {
         match Self::needed_scopes(offer) {
-            Some(needed) => self.verify_detailed(credential, needed, http, now).await,
+            Some(needed) => {
+                self.verify_from(credential, needed, http, call.peer, call.now)
+                    .await
+            }
             None => reject(
                 ErrorCode::InvalidRequest,
                 "this call does not accept OAuth tokens",
@@ -812,7 +837,7 @@ impl Rail for OAuthRail {
         credential: &'a Credential,
     ) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            self.verify_with(offer, credential, None, call.now)
+            self.verify_with(offer, credential, None, call)
                 .await
                 .to_verdict()
         })
@@ -863,7 +888,7 @@ impl Rail for ScopedOAuthRail {
         Box::pin(async move {
             let outcome = self
                 .rail
-                .verify_with(offer, credential, Some(&self.http), call.now)
+                .verify_with(offer, credential, Some(&self.http), call)
                 .await;
             let verdict = outcome.to_verdict();
             *self.last.lock() = Some(outcome);

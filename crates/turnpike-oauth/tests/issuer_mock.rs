@@ -150,16 +150,14 @@ async fn rotated_keys_are_picked_up_and_removed_keys_expire() {
     let (a, b) = (EcKey::generate("a"), EcKey::generate("b"));
     m.jwks(&[&a]);
     let rail = m.rail(|c| {
-        c.jwks_min_refresh_secs = 1;
+        c.jwks_min_refresh_secs = 30;
         c.jwks_cache_secs = 3;
     });
     passed(&verify(&rail, &m.token(&a)).await);
     assert_eq!(m.hits("/keys"), 1);
-    // The issuer rotates in key b. Right after a fetch, b is unknown and no fetch is allowed.
+    // The issuer rotates in key b. Right after a fetch, b is unknown: its token waits for the
+    // next fetch (the spacing) and passes.
     m.jwks(&[&a, &b]);
-    refused(&verify(&rail, &m.token(&b)).await);
-    assert_eq!(m.hits("/keys"), 1);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     passed(&verify(&rail, &m.token(&b)).await);
     assert_eq!(m.hits("/keys"), 2, "the unknown kid caused one refresh");
     passed(&verify(&rail, &m.token(&a)).await);

@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
     let rail = PowRail::new(
         PowConfig::default(),
         KeyRing::from_secrets(vec![(1, [1; 32])]).unwrap_or_else(|e| panic!("{e}")),
-        Arc::new(MemorySpentSet::new()),
+        Arc::new(MemorySpentSet::with_epoch_start(0)),
     );
     let facts = call();
     let offer = Offer::Pow { effort: EFFORT };

@@ -248,7 +248,7 @@ mod equix_rail_tests {
         let rail = PowRail::with_clock(
             cfg,
             KeyRing::from_secrets(vec![(1, [3; 32])]).unwrap(),
-            Arc::new(MemorySpentSet::new()),
+            Arc::new(MemorySpentSet::with_epoch_start(0)),
             Arc::new(ManualClock::new(0)),
         );
         let call = CallFacts {

@@ -226,13 +226,13 @@ impl PowRail {
     }
 
     /// Every check of the verification order except the spent-set insert. On success returns
-    /// the spent-set key (the tag) and the challenge's expiry.
+    /// the spent-set key (the tag), the challenge's issue time and its expiry.
     pub fn precheck(
         &self,
         call: &CallFacts,
         base_effort: u64,
         cred: &PowCredential,
-    ) -> Result<([u8; 32], u64), Verdict> {
+    ) -> Result<([u8; 32], u64, u64), Verdict> {
         let invalid = |r: &str| Verdict::Invalid(Refusal::new(RailKind::Pow, r));
         let stale = |r: &str| Verdict::Stale(Refusal::new(RailKind::Pow, r));
         let token = ChallengeToken::decode(&cred.challenge)
@@ -267,7 +267,7 @@ impl PowRail {
         if !solution_holds(&token, &cred.solution) {
             return Err(invalid("wrong solution"));
         }
-        Ok((token.tag(), token.expires_at()))
+        Ok((token.tag(), token.issued_at(), token.expires_at()))
     }
 }
 
@@ -332,11 +332,17 @@ impl Rail for PowRail {
                     "this call does not accept proof-of-work",
                 ));
             };
-            let (tag, expires_at) = match self.precheck(call, *effort, cred) {
+            let (tag, issued_at, expires_at) = match self.precheck(call, *effort, cred) {
                 Ok(v) => v,
                 Err(v) => return v,
             };
-            match self.spent.insert(tag, expires_at, call.now).await {
+            // A challenge issued before the spent set's epoch counts as spent: its record may
+            // have been lost with the set's data.
+            match self
+                .spent
+                .insert_issued(tag, issued_at, expires_at, call.now)
+                .await
+            {
                 Ok(true) => {
                     // Only work that was done and accepted counts as load.
                     self.load.record_solution();
@@ -429,7 +435,10 @@ mod tests {
     }
 
     fn rail() -> PowRail {
-        rail_with(PowConfig::default(), Arc::new(MemorySpentSet::new()))
+        rail_with(
+            PowConfig::default(),
+            Arc::new(MemorySpentSet::with_epoch_start(0)),
+        )
     }
 
     fn brute(token: &ChallengeToken) -> Vec<u64> {
@@ -469,6 +478,30 @@ mod tests {
             Verdict::Stale(r) | Verdict::Invalid(r) | Verdict::Unavailable(r) => r.reason.clone(),
             Verdict::Pass(_) => "pass".into(),
         }
+    }
+
+    #[test]
+    fn a_challenge_issued_before_the_spent_sets_epoch_is_refused() {
+        // A spent set whose records begin after the challenge was issued (a restart, or Redis
+        // that lost its data): the solution may have been spent in the lost records.
+        let later = rail_with(
+            PowConfig::default(),
+            Arc::new(MemorySpentSet::with_epoch_start(NOW + 1)),
+        );
+        let c = call("echo", 1);
+        let (_, t) = challenge_token(&later, &c, 1000);
+        let v = verdict(&later, &c, 1000, &cred(&t.encode(), brute(&t)));
+        assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
+        assert_eq!(reason(&v), "already used");
+        // From the epoch's first second on, challenges pass (once).
+        let r = rail_with(
+            PowConfig::default(),
+            Arc::new(MemorySpentSet::with_epoch_start(NOW)),
+        );
+        let (_, t) = challenge_token(&r, &c, 1000);
+        let cr = cred(&t.encode(), brute(&t));
+        assert!(matches!(verdict(&r, &c, 1000, &cr), Verdict::Pass(_)));
+        assert_eq!(reason(&verdict(&r, &c, 1000, &cr)), "already used");
     }
 
     #[test]
@@ -718,7 +751,7 @@ mod tests {
         let other = PowRail::new(
             PowConfig::default(),
             KeyRing::from_secrets(vec![(2, [9; 32])]).unwrap(),
-            Arc::new(MemorySpentSet::new()),
+            Arc::new(MemorySpentSet::with_epoch_start(0)),
         );
         let (_, t) = challenge_token(&other, &c, 64);
         let cr = cred(&t.encode(), brute(&t));
@@ -728,7 +761,7 @@ mod tests {
         let stranger = PowRail::new(
             PowConfig::default(),
             KeyRing::from_secrets(vec![(77, [1; 32])]).unwrap(),
-            Arc::new(MemorySpentSet::new()),
+            Arc::new(MemorySpentSet::with_epoch_start(0)),
         );
         let (_, t) = challenge_token(&stranger, &c, 64);
         let v = verdict(&r, &c, 64, &cred(&t.encode(), brute(&t)));
@@ -738,7 +771,7 @@ mod tests {
         let old = PowRail::new(
             PowConfig::default(),
             KeyRing::from_secrets(vec![(1, [1; 32])]).unwrap(),
-            Arc::new(MemorySpentSet::new()),
+            Arc::new(MemorySpentSet::with_epoch_start(0)),
         );
         let (_, t) = challenge_token(&old, &c, 64);
         assert!(matches!(
@@ -846,7 +879,7 @@ mod tests {
         let r = PowRail::with_clock(
             cfg,
             KeyRing::from_secrets(vec![(1, [1; 32])]).unwrap(),
-            Arc::new(MemorySpentSet::new()),
+            Arc::new(MemorySpentSet::with_epoch_start(0)),
             clock.clone(),
         );
         let c = call("echo", 1);
@@ -934,7 +967,7 @@ mod tests {
         PowRail::with_clock(
             PowConfig::default(),
             keys,
-            Arc::new(MemorySpentSet::new()),
+            Arc::new(MemorySpentSet::with_epoch_start(0)),
             Arc::new(ManualClock::new(0)),
         )
     }

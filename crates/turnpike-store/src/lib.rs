@@ -5,6 +5,14 @@
 //! atomic insert, so a credential is accepted at most once. [`MemorySpentSet`] is the embedded
 //! default; [`RedisSpentSet`] (feature `redis`, on by default) shares the set between several
 //! gateway instances.
+//!
+//! A set that loses its records (a restart, Redis run without persistence, a flush) would accept
+//! again what it had recorded. So each set has an *epoch*: the time from which it holds every
+//! record. [`SpentSet::insert_issued`] refuses a credential issued before the epoch began, as if
+//! it were spent: it may have been, in a record that is gone. The in-memory set's epoch is its
+//! creation (the process start); the Redis set keeps the start of its epoch in Redis, under a key
+//! that goes when the data goes and is created again by the next spend, in the same atomic
+//! script (one round trip).
 
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -42,11 +50,36 @@ pub trait SpentSet: Send + Sync {
     fn release(&self, _key: [u8; 32], _now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(std::future::ready(Ok(false)))
     }
+
+    /// [`SpentSet::insert`] for a credential issued at `issued_at` (Unix seconds): also `false`
+    /// when the credential was issued before the set's current epoch began (a record of it may
+    /// have been lost). Sets that can lose their records must override this; the default has no
+    /// epoch.
+    fn insert_issued(
+        &self,
+        key: [u8; 32],
+        issued_at: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let _ = issued_at;
+        self.insert(key, expires_at, now)
+    }
 }
 
-/// The in-memory spent set: sharded hash maps, swept of expired keys as they grow.
+/// Seconds since the Unix epoch on the system clock (0 if the clock is before it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The in-memory spent set: sharded hash maps, swept of expired keys as they grow. Its epoch
+/// begins when it is created: a credential issued before (by an earlier process) is refused by
+/// [`SpentSet::insert_issued`].
 pub struct MemorySpentSet {
     shards: Box<[Mutex<Shard>]>,
+    epoch_start: u64,
 }
 
 #[derive(Default)]
@@ -63,7 +96,14 @@ impl Default for MemorySpentSet {
 }
 
 impl MemorySpentSet {
+    /// An empty set whose epoch begins now (system clock).
     pub fn new() -> Self {
+        Self::with_epoch_start(unix_now())
+    }
+
+    /// An empty set whose epoch began at `epoch_start` (Unix seconds), e.g. 0 for callers on a
+    /// clock of their own.
+    pub fn with_epoch_start(epoch_start: u64) -> Self {
         let shards = (0..64)
             .map(|_| {
                 Mutex::new(Shard {
@@ -72,7 +112,15 @@ impl MemorySpentSet {
                 })
             })
             .collect();
-        MemorySpentSet { shards }
+        MemorySpentSet {
+            shards,
+            epoch_start,
+        }
+    }
+
+    /// When the set's epoch began (Unix seconds).
+    pub fn epoch_start(&self) -> u64 {
+        self.epoch_start
     }
 
     /// Records `key` as spent (synchronous form of [`SpentSet::insert`]).
@@ -123,6 +171,17 @@ impl SpentSet for MemorySpentSet {
         let held = self.release_now(key, now);
         Box::pin(async move { Ok(held) })
     }
+
+    fn insert_issued(
+        &self,
+        key: [u8; 32],
+        issued_at: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let fresh = issued_at >= self.epoch_start && self.insert_now(key, expires_at, now);
+        Box::pin(async move { Ok(fresh) })
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +213,25 @@ mod tests {
         // An expired key counts as not held.
         assert!(!s.release_now([3; 32], 100));
         assert!(!s.release_now([9; 32], 0), "never held");
+    }
+
+    #[test]
+    fn credentials_from_before_the_epoch_are_refused() {
+        let s = MemorySpentSet::with_epoch_start(1000);
+        let insert = |k: u8, issued: u64| {
+            let mut f = s.insert_issued([k; 32], issued, 2000, 1500);
+            let waker = std::task::Waker::noop();
+            match f.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
+                std::task::Poll::Ready(r) => r.unwrap(),
+                std::task::Poll::Pending => unreachable!("the memory set answers at once"),
+            }
+        };
+        assert!(!insert(1, 999), "issued before the epoch");
+        assert!(insert(1, 1000));
+        assert!(!insert(1, 1000), "spent");
+        assert!(insert(2, 1400));
+        let fresh = MemorySpentSet::new();
+        assert!(fresh.epoch_start() + 5 >= unix_now());
     }
 
     #[test]

@@ -194,3 +194,78 @@ async fn redis_releases_once_across_two_clients() {
     let server = RedisServer::start();
     released_exactly_once(redis_set(&server), redis_set(&server)).await;
 }
+
+/// Until `deadline`, spends fresh keys issued now until one is accepted (right after Redis lost
+/// its data, credentials issued up to the second after the loss was seen are refused once).
+async fn fresh_accepted(set: &Arc<dyn SpentSet>, s: u64, deadline: Instant) -> u32 {
+    for i in 100u32.. {
+        assert!(Instant::now() < deadline, "no fresh key accepted in time");
+        let t = now();
+        match set.insert_issued(key(i, s), t, t + 300, t).await {
+            Ok(true) => return i,
+            Ok(false) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_that_lost_its_data_refuses_what_was_spent_before() {
+    let mut server = RedisServer::start();
+    let set = redis_set(&server);
+    let redis = RedisSpentSet::new(&server.url(), RedisSpentSetOptions::default()).unwrap();
+    // The set opens its epoch when created: a credential issued from then on passes once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.epoch_start().await.ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "the epoch was not opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = salt();
+    let t = now();
+    assert!(set.insert_issued(key(1, s), t, t + 300, t).await.unwrap());
+    assert!(!set.insert_issued(key(1, s), t, t + 300, t).await.unwrap());
+    // Issued before the epoch began: refused, never recorded.
+    let before = redis.epoch_start().await.unwrap().unwrap() - 1;
+    assert!(!set
+        .insert_issued(key(2, s), before, t + 300, t)
+        .await
+        .unwrap());
+
+    // Redis is killed and comes back empty on the same port (nothing persisted).
+    server.restart();
+    // The spent credential is presented again: its record is gone, but it was issued before
+    // the new epoch, so it is refused (retried only while Redis is not answering yet).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let replay = loop {
+        match set.insert_issued(key(1, s), t, t + 300, now()).await {
+            Ok(v) => break v,
+            Err(StoreError::Unavailable(_)) => {
+                assert!(Instant::now() < deadline, "Redis did not come back");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert!(
+        !replay,
+        "a credential spent before the loss is refused after it"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let epoch = loop {
+        // This second client reconnects on its first use after the restart.
+        if let Ok(Some(e)) = redis.epoch_start().await {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no epoch after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        epoch > t,
+        "the new epoch ({epoch}) begins after the spend ({t})"
+    );
+    // A credential issued after the loss is accepted, once.
+    let i = fresh_accepted(&set, s, Instant::now() + Duration::from_secs(10)).await;
+    let t = now();
+    assert!(!set.insert_issued(key(i, s), t, t + 300, t).await.unwrap());
+    // The plain insert (no issue time) is unaffected by the epoch.
+    assert!(set.insert(key(999, s), t + 300, t).await.unwrap());
+}
