@@ -3,7 +3,9 @@
 //! JSON bodies are read whole, annotated and re-serialised. SSE streams are passed on event by
 //! event: only the event carrying the response with the request's id is rewritten; every event
 //! before it is forwarded as soon as it is complete, and everything after it is forwarded as it
-//! arrives, unparsed and byte for byte.
+//! arrives, unparsed and byte for byte. An event before it of more than
+//! [`MAX_PRICED_EVENT`] bytes is not passed on: the caller gets a JSON-RPC error (-31413) for
+//! its request instead, and the stream ends.
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -11,7 +13,7 @@ use futures_util::StreamExt;
 use http::{header, HeaderValue, Response};
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
-use turnpike_mcp::sse::{write_event, SseParser};
+use turnpike_mcp::sse::{write_event, SseParser, MAX_PRICED_EVENT};
 
 /// Largest JSON `tools/list` response that is annotated (larger ones pass unchanged).
 const MAX_JSON: usize = 64 * 1024 * 1024;
@@ -65,6 +67,8 @@ struct SseState<F> {
     parser: Option<SseParser>,
     id: Value,
     price_of: F,
+    /// Set when the stream was given up (an event over [`MAX_PRICED_EVENT`]).
+    ended: bool,
 }
 
 fn annotate_sse<F>(resp: Response<Body>, id: Value, price_of: F) -> Response<Body>
@@ -75,12 +79,16 @@ where
     parts.headers.remove(header::CONTENT_LENGTH);
     let state = SseState {
         upstream: body.into_data_stream(),
-        parser: Some(SseParser::new()),
+        parser: Some(SseParser::with_max_event(MAX_PRICED_EVENT)),
         id,
         price_of,
+        ended: false,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         loop {
+            if st.ended {
+                return None;
+            }
             let Some(chunk) = st.upstream.next().await else {
                 // End of stream: pass on an unfinished tail as it was.
                 let tail = st.parser.take().map(SseParser::finish).unwrap_or_default();
@@ -99,7 +107,25 @@ where
             parser.push(&chunk);
             let mut out = Vec::new();
             let mut done = false;
-            while let Some(mut ev) = parser.next_event() {
+            loop {
+                let mut ev = match parser.try_next_event() {
+                    Ok(Some(ev)) => ev,
+                    Ok(None) => break,
+                    Err(e) => {
+                        // Not passed on, and not cut: the caller gets an error for its request.
+                        st.parser = None;
+                        st.ended = true;
+                        write_event(
+                            &mut out,
+                            &crate::settle::too_large_event(
+                                &st.id,
+                                e.limit,
+                                "the tools/list answer was not passed on",
+                            ),
+                        );
+                        return Some((Ok(Bytes::from(out)), st));
+                    }
+                };
                 if done {
                     out.extend_from_slice(&ev.raw);
                     continue;
@@ -202,6 +228,36 @@ mod tests {
         assert_eq!(
             v["result"]["tools"][0]["_meta"]["turnpike/price"],
             json!({"free":true})
+        );
+    }
+
+    #[tokio::test]
+    async fn sse_event_over_the_limit_is_an_error() {
+        let mut pieces: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(Bytes::from_static(b": ping\n\n")),
+            Ok(Bytes::from_static(
+                b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[{\"name\":\"",
+            )),
+        ];
+        let mib = Bytes::from(vec![b'n'; 1024 * 1024]);
+        pieces.extend((0..=MAX_PRICED_EVENT / (1024 * 1024)).map(|_| Ok(mib.clone())));
+        pieces.push(Ok(Bytes::from_static(b"\"}]}}\n\n")));
+        let mut r = Response::new(Body::from_stream(futures_util::stream::iter(pieces)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        let out = tools_list_response(r, json!(7), price).await;
+        let body = out.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.len() < 4096, "{} bytes passed on", body.len());
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(text.starts_with(": ping\n\n"), "{text}");
+        let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        let v: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["id"], json!(7));
+        assert_eq!(
+            v["error"]["code"],
+            json!(turnpike_core::error_codes::TOO_LARGE)
         );
     }
 

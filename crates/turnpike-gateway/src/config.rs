@@ -803,6 +803,9 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
             );
         }
     }
+    if let Some(DeValue::Table(tools)) = root.get("tools").map(|v| v.get_ref()) {
+        cx.merged_tool_keys(tools, &cfg);
+    }
     if root.get("upstream").is_none() && cfg.mounts.is_empty() {
         cx.problem(
             Some(root_span.start..root_span.start),
@@ -2004,9 +2007,25 @@ impl Cx<'_> {
                 ),
             }
             m.name = match self.field::<String>(t, "name", "write name = \"short-name\"") {
-                Some((n, _)) => n,
+                Some((n, span)) => {
+                    if n.is_empty() || n.contains('/') {
+                        self.problem(
+                            Some(span),
+                            format!("mount name {n:?} is empty or has a `/`"),
+                            "write name = \"short-name\" (it prefixes clashing tool names, and [tools.\"<mount>/<tool>\"] names one mount's tool)",
+                        );
+                    }
+                    n
+                }
                 None => crate::mount::default_name(&m.path),
             };
+            if out.iter().any(|o| o.name == m.name) {
+                self.problem(
+                    Some(item.span()),
+                    format!("two mounts named {:?}", m.name),
+                    "give each [[mount]] its own name = \"…\" (the merged endpoint tells their tools apart by it)",
+                );
+            }
             match t.get("upstream") {
                 Some(u) => {
                     if let Some(ut) = self.table(u, "[[mount]] upstream") {
@@ -2032,6 +2051,38 @@ impl Cx<'_> {
             out.push(m);
         }
         out
+    }
+
+    /// Top-level `[tools."<mount>/<name>"]` keys price one mount's tool on the merged endpoint:
+    /// the mount must be one the endpoint merges, and the name not empty.
+    fn merged_tool_keys(&mut self, tools: &DeTable<'_>, cfg: &Config) {
+        const HINT: &str = "write [tools.\"<mount>/<tool>\"] with the name of a merged [[mount]], or [tools.<tool>] for the tool on every mount";
+        for k in tools.keys() {
+            let key: &str = k.get_ref();
+            let Some((mount, tool)) = key.split_once('/') else {
+                continue;
+            };
+            let merged = cfg.merge.as_ref().is_some_and(|m| {
+                cfg.mounts.iter().any(|x| x.name == mount)
+                    && (m.mounts.is_empty() || m.mounts.iter().any(|n| n == mount))
+            });
+            if !merged {
+                self.problem(
+                    Some(k.span()),
+                    format!(
+                        "[tools.{}] names mount {mount:?}, which no [merge] endpoint merges",
+                        quote_key(key)
+                    ),
+                    HINT,
+                );
+            } else if tool.is_empty() {
+                self.problem(
+                    Some(k.span()),
+                    format!("[tools.{}] names no tool", quote_key(key)),
+                    HINT,
+                );
+            }
+        }
     }
 
     fn merge(
@@ -2259,6 +2310,40 @@ path = "/all/mcp"
             e.contains("b.toml:4:1: unknown key `bogus` in [[mount]]"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn merged_tool_keys_name_a_merged_mount() {
+        let mounts = "[[mount]]\npath = \"/spy/mcp\"\nname = \"spy\"\nupstream = { url = \"http://x/mcp\" }\n[[mount]]\npath = \"/ev/mcp\"\nname = \"ev\"\nupstream = { command = [\"srv\"] }\n";
+        let ok = format!("[tools.\"spy/echo\"]\npow = 5\n[tools.echo]\npow = 4\n{mounts}[merge]\npath = \"/all/mcp\"\n");
+        let c = parse(&ok, "t.toml").unwrap();
+        assert_eq!(c.tools["spy/echo"].pow, Some(5));
+        // A mount the merged endpoint does not merge, no [merge] at all, no tool.
+        let only_ev = format!("[tools.\"spy/echo\"]\npow = 5\n{mounts}[merge]\npath = \"/all/mcp\"\nmounts = [\"ev\"]\n");
+        let e = parse(&only_ev, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml:1:8: [tools.\"spy/echo\"] names mount \"spy\", which no [merge] endpoint merges"),
+            "{e}"
+        );
+        let no_merge = format!("[tools.\"spy/echo\"]\npow = 5\n{mounts}");
+        assert!(parse(&no_merge, "t.toml").is_err());
+        let no_tool = format!("[tools.\"ev/\"]\npow = 5\n{mounts}[merge]\npath = \"/all/mcp\"\n");
+        let e = parse(&no_tool, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml:1:8: [tools.\"ev/\"] names no tool"),
+            "{e}"
+        );
+        // Mount names: no `/`, and each its own.
+        let slash =
+            "[[mount]]\npath = \"/a/mcp\"\nname = \"a/b\"\nupstream = { url = \"http://x/mcp\" }\n";
+        let e = parse(slash, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml:3:8: mount name \"a/b\" is empty or has a `/`"),
+            "{e}"
+        );
+        let twice = "[[mount]]\npath = \"/a/mcp\"\nupstream = { url = \"http://x/mcp\" }\n[[mount]]\npath = \"/a/other\"\nupstream = { url = \"http://y/mcp\" }\n";
+        let e = parse(twice, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("two mounts named \"a\""), "{e}");
     }
 
     #[test]

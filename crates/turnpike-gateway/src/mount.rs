@@ -25,8 +25,10 @@
 //!
 //! The merged endpoint ([`crate::mount_merge`]) is a modern (2026-07-28) MCP server of the
 //! gateway's own over the mounts' era adapters, itself behind an era adapter (so legacy clients
-//! get sealed sessions) and a gate priced by the top-level `[tools.*]` / `[methods.*]` with
-//! the merged (possibly prefixed) names.
+//! get sealed sessions) and a gate priced by the top-level `[tools.*]` / `[methods.*]`: a tool
+//! there is named `"<mount>/<name>"`, by its published (possibly prefixed) name or by its own
+//! name, and a tool none of these names gets its mount's price, else `[tools.default]`
+//! ([`crate::mount_merge`] has the order).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,6 +101,8 @@ impl Mounts {
     ) -> Result<Mounts, GatewayError> {
         let mut out = Mounts::default();
         let mut members: Vec<(String, EraAdapter)> = Vec::new();
+        // Each mount's own prices, beside `members`.
+        let mut prices: Vec<(turnpike_core::Policy, bool)> = Vec::new();
         for m in &cfg.mounts {
             let mut sub = cfg.clone();
             sub.upstream = m.upstream.clone();
@@ -114,6 +118,7 @@ impl Mounts {
             }
             let adapter = adapter_for(raw, &m.upstream, &cfg.server.data_dir)?;
             members.push((m.name.clone(), adapter.clone()));
+            prices.push((sub.policy(), m.tools.contains_key("default")));
             out.endpoints.push(Mounted {
                 path: m.path.clone(),
                 gate: Arc::new(Gate::from_config(&sub)?.with_metrics(metrics.clone())),
@@ -121,11 +126,22 @@ impl Mounts {
             });
         }
         if let Some(merge) = &cfg.merge {
-            let chosen: Vec<(String, EraAdapter)> = members
+            let (chosen, chosen_prices): (Vec<(String, EraAdapter)>, Vec<_>) = members
                 .into_iter()
-                .filter(|(n, _)| merge.mounts.is_empty() || merge.mounts.contains(n))
-                .collect();
-            let merged = crate::mount_merge::Merged::new(chosen);
+                .zip(prices)
+                .filter(|((n, _), _)| merge.mounts.is_empty() || merge.mounts.contains(n))
+                .unzip();
+            let pricing = crate::mount_merge::Pricing {
+                merged: cfg.policy(),
+                members: chosen_prices,
+            };
+            let merged = crate::mount_merge::Merged::new(&merge.path, chosen, pricing);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                // Read (and log) the merged tools and their prices at start.
+                let m = merged.clone();
+                rt.spawn(async move { m.relist_tools().await });
+            }
+            let catalog: Arc<dyn crate::mount_merge::ToolCatalog> = Arc::new(merged.clone());
             let front = EraAdapter::new(
                 merged.boxed(),
                 EraOptions {
@@ -145,7 +161,11 @@ impl Mounts {
             sub.merge = None;
             out.endpoints.push(Mounted {
                 path: merge.path.clone(),
-                gate: Arc::new(Gate::from_config(&sub)?.with_metrics(metrics.clone())),
+                gate: Arc::new(
+                    Gate::from_config(&sub)?
+                        .with_metrics(metrics.clone())
+                        .with_catalog(catalog),
+                ),
                 upstream: parking_lot::Mutex::new(front.boxed()),
             });
         }

@@ -156,6 +156,9 @@ pub struct Gate {
     counters: Arc<LimitCounters>,
     metrics: Arc<Metrics>,
     continuations: Arc<crate::continuation::Continuations>,
+    /// The names and prices of the tools the endpoint publishes, when it knows them (the
+    /// merged endpoint): `tools/call` is priced by it, and a name it does not publish refused.
+    catalog: Option<Arc<dyn crate::mount_merge::ToolCatalog>>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -240,6 +243,7 @@ impl Gate {
             counters: Arc::default(),
             metrics: Arc::default(),
             continuations: Arc::default(),
+            catalog: None,
         }
         .with_metrics(Arc::default())
     }
@@ -250,6 +254,13 @@ impl Gate {
         metrics.register_tools(self.policy.tools.keys().map(String::as_str));
         self.counters = metrics.limit_counters();
         self.metrics = metrics;
+        self
+    }
+
+    /// Prices `tools/call` by `catalog` ([`crate::mount_merge::ToolCatalog`]) rather than by the
+    /// policy's tool names.
+    pub fn with_catalog(mut self, catalog: Arc<dyn crate::mount_merge::ToolCatalog>) -> Gate {
+        self.catalog = Some(catalog);
         self
     }
 
@@ -462,10 +473,42 @@ impl Gate {
                 crate::continuation::binding(method, log.tool.as_deref(), &args)
                     .is_some_and(|b| self.continuations.take(state, &b))
             });
+        let catalog_price;
+        let mut listed_price = None;
+        if let (Some(catalog), MessageKind::Request, "tools/call", false) =
+            (&self.catalog, msg.kind(), method, continued)
+        {
+            let name = log.tool.as_deref().unwrap_or("");
+            match catalog.resolve(name).await {
+                crate::mount_merge::Resolved::Price(p) => {
+                    catalog_price = p;
+                    listed_price = Some(&catalog_price);
+                }
+                crate::mount_merge::Resolved::Unknown => {
+                    log.outcome = "unknown-tool";
+                    return Ok(json_error(
+                        StatusCode::OK,
+                        msg.id(),
+                        error_codes::INVALID_PARAMS,
+                        &format!("unknown tool: {name:?} is not offered here"),
+                    ));
+                }
+                crate::mount_merge::Resolved::Conflict(why) => {
+                    log.outcome = "unpriced-tool";
+                    return Ok(json_error(
+                        StatusCode::OK,
+                        msg.id(),
+                        error_codes::FORBIDDEN,
+                        &why,
+                    ));
+                }
+            }
+        }
         let price = if msg.kind() == MessageKind::Response || continued {
             None
         } else {
-            Some(self.policy.price(method, log.tool.as_deref())).filter(|p| !p.is_free())
+            Some(listed_price.unwrap_or_else(|| self.policy.price(method, log.tool.as_deref())))
+                .filter(|p| !p.is_free())
         };
         // 8–9. Classify, collect credentials, decide.
         let peer = peer_ip(&parts.extensions);
@@ -987,6 +1030,7 @@ impl Gate {
         PriceTable {
             policy: self.policy.clone(),
             pow: self.rails.pow.clone(),
+            catalog: self.catalog.clone(),
         }
     }
 }
@@ -995,6 +1039,7 @@ impl Gate {
 struct PriceTable {
     policy: Policy,
     pow: Option<Arc<PowRail>>,
+    catalog: Option<Arc<dyn crate::mount_merge::ToolCatalog>>,
 }
 
 impl PriceTable {
@@ -1003,7 +1048,10 @@ impl PriceTable {
     /// is quoted at the current load; a balance offer adds `bundle` (msat of credit per invoice)
     /// and a time pass `bundle` (seconds).
     fn annotation(&self, tool: &str) -> Value {
-        let price = self.policy.price("tools/call", Some(tool));
+        let listed = self.catalog.as_ref().and_then(|c| c.price_of(tool));
+        let price = listed
+            .as_ref()
+            .unwrap_or_else(|| self.policy.price("tools/call", Some(tool)));
         if price.is_free() {
             return json!({"free": true, "offers": []});
         }

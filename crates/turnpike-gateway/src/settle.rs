@@ -46,7 +46,7 @@ use turnpike_core::{
     BoxFuture, CallFacts, Challenge, Credential, Grant, Offer, Rail, RailKind, Verdict,
 };
 use turnpike_limits::{Limiter, SpendReceipt};
-use turnpike_mcp::sse::SseParser;
+use turnpike_mcp::sse::{write_event, SseEvent, SseParser, MAX_PRICED_EVENT};
 
 /// A rail whose settlement of a failed call also refunds the call's daily msat budget spend
 /// (`budgets.msat_per_token_per_day`). Everything else is the rail's.
@@ -204,60 +204,249 @@ impl Drop for Settler {
 
 struct Watch {
     upstream: axum::body::BodyDataStream,
-    parser: SseParser,
+    /// `None` once the outcome is known (or the stream is given up): bytes then pass straight on.
+    parser: Option<SseParser>,
     id: Value,
     settler: Settler,
+    ended: bool,
 }
 
+/// While the call's outcome is unknown, the stream is passed on event by event (an SSE client
+/// acts on complete events only), each event at most [`MAX_PRICED_EVENT`] bytes: a larger one
+/// is not passed on; the call is settled as failed (refunded) and the caller gets a JSON-RPC
+/// error event for its id instead, which ends the stream.
 fn watch_sse(resp: Response<Body>, rail: Arc<dyn Rail>, grant: Grant, id: Value) -> Response<Body> {
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
     let state = Watch {
         upstream: body.into_data_stream(),
-        parser: SseParser::new(),
+        parser: Some(SseParser::with_max_event(MAX_PRICED_EVENT)),
         id,
         settler: Settler {
             rail,
             grant: Some(grant),
         },
+        ended: false,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
-        let chunk = match st.upstream.next().await {
-            None => {
-                // Ended without the response: the call got no answer.
-                st.settler.settle(false);
+        loop {
+            if st.ended {
                 return None;
             }
-            Some(Err(e)) => {
-                st.settler.settle(false);
-                return Some((Err(e), st));
-            }
-            Some(Ok(c)) => c,
-        };
-        if st.settler.grant.is_some() {
-            st.parser.push(&chunk);
-            while let Some(ev) = st.parser.next_event() {
-                let Some(v) = ev
-                    .data
-                    .as_deref()
-                    .and_then(|d| serde_json::from_str::<Value>(d).ok())
-                else {
-                    continue;
-                };
-                if v.get("id") == Some(&st.id) && v.get("method").is_none() {
-                    st.settler.settle(is_success(&v));
-                    break;
+            let chunk = match st.upstream.next().await {
+                None => {
+                    // Ended without the response: the call got no answer.
+                    st.settler.settle(false);
+                    st.ended = true;
+                    let tail = st.parser.take().map(SseParser::finish).unwrap_or_default();
+                    if tail.is_empty() {
+                        return None;
+                    }
+                    return Some((Ok(Bytes::from(tail)), st));
+                }
+                Some(Err(e)) => {
+                    st.settler.settle(false);
+                    return Some((Err(e), st));
+                }
+                Some(Ok(c)) => c,
+            };
+            let Some(parser) = st.parser.as_mut() else {
+                return Some((Ok(chunk), st));
+            };
+            parser.push(&chunk);
+            let mut out = Vec::new();
+            let mut answered = false;
+            loop {
+                match parser.try_next_event() {
+                    Ok(Some(ev)) => {
+                        out.extend_from_slice(&ev.raw);
+                        let Some(v) = ev
+                            .data
+                            .as_deref()
+                            .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                        else {
+                            continue;
+                        };
+                        if v.get("id") == Some(&st.id) && v.get("method").is_none() {
+                            st.settler.settle(is_success(&v));
+                            answered = true;
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        st.settler.settle(false);
+                        st.parser = None;
+                        st.ended = true;
+                        tracing::warn!(target: "turnpike::settle", limit = e.limit, "upstream SSE event too large on a paid call: refunded");
+                        write_event(
+                            &mut out,
+                            &too_large_event(&st.id, e.limit, "the call was not charged"),
+                        );
+                        return Some((Ok(Bytes::from(out)), st));
+                    }
                 }
             }
+            if answered {
+                if let Some(p) = st.parser.take() {
+                    out.extend_from_slice(&p.finish());
+                }
+            }
+            if !out.is_empty() {
+                return Some((Ok::<Bytes, axum::Error>(Bytes::from(out)), st));
+            }
         }
-        Some((Ok::<Bytes, axum::Error>(chunk), st))
     });
     Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// The SSE event that answers call `id` when the upstream's answer had an event over `limit`
+/// bytes; `outcome` says what became of the call.
+pub(crate) fn too_large_event(id: &Value, limit: usize, outcome: &str) -> SseEvent {
+    let message = format!(
+        "the upstream's answer has an SSE event over {} MiB, more than the gateway parses; {outcome}",
+        limit / (1024 * 1024)
+    );
+    SseEvent {
+        event: Some("message".into()),
+        data: Some(
+            serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {"code": turnpike_core::error_codes::TOO_LARGE, "message": message},
+            })
+            .to_string(),
+        ),
+        ..SseEvent::default()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A rail that records how each call was settled.
+    struct Recorder(tokio::sync::mpsc::UnboundedSender<bool>);
+
+    impl Rail for Recorder {
+        fn kind(&self) -> RailKind {
+            RailKind::L402
+        }
+        fn challenge<'a>(
+            &'a self,
+            _: &'a CallFacts,
+            _: &'a Offer,
+        ) -> BoxFuture<'a, Option<Challenge>> {
+            Box::pin(async { None })
+        }
+        fn verify<'a>(
+            &'a self,
+            _: &'a CallFacts,
+            _: &'a Offer,
+            _: &'a Credential,
+        ) -> BoxFuture<'a, Verdict> {
+            Box::pin(async {
+                Verdict::Invalid(turnpike_core::Refusal::new(RailKind::L402, "unused"))
+            })
+        }
+        fn settle<'a>(&'a self, _: &'a Grant, upstream_ok: bool) -> BoxFuture<'a, ()> {
+            let _ = self.0.send(upstream_ok);
+            Box::pin(async {})
+        }
+    }
+
+    fn sse(chunks: Vec<Vec<u8>>) -> Response<Body> {
+        let pieces: Vec<Result<Bytes, std::io::Error>> =
+            chunks.into_iter().map(|c| Ok(Bytes::from(c))).collect();
+        let mut r = Response::new(Body::from_stream(futures_util::stream::iter(pieces)));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        r
+    }
+
+    fn paid() -> Grant {
+        Grant {
+            rail: RailKind::L402,
+            identity: None,
+            receipt: Some("debit".into()),
+        }
+    }
+
+    async fn settled(rx: &mut tokio::sync::mpsc::UnboundedReceiver<bool>) -> bool {
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .expect("settled within the deadline")
+            .expect("settled")
+    }
+
+    #[tokio::test]
+    async fn sse_answer_passes_unchanged_and_settles_once() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let stream = b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\r\n\r\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}\n\n: after\n\ndata: tail".to_vec();
+        let chunks = stream.chunks(5).map(<[u8]>::to_vec).collect();
+        let out = after_upstream(sse(chunks), Arc::new(Recorder(tx)), paid(), Some(json!(3))).await;
+        let body = out.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.as_ref(), stream.as_slice(), "byte for byte");
+        assert!(settled(&mut rx).await);
+        assert!(rx.try_recv().is_err(), "settled once");
+    }
+
+    #[tokio::test]
+    async fn sse_event_over_the_limit_is_refused_and_refunded() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let progress =
+            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n".to_vec();
+        let mut chunks = vec![
+            progress.clone(),
+            b"data: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":\"".to_vec(),
+        ];
+        let mib = vec![b'x'; 1024 * 1024];
+        // One byte more than the limit, then the end of the event (never reached).
+        chunks.extend(std::iter::repeat_n(
+            mib,
+            MAX_PRICED_EVENT / (1024 * 1024) + 1,
+        ));
+        chunks.push(b"\"}\n\n".to_vec());
+        let out = after_upstream(sse(chunks), Arc::new(Recorder(tx)), paid(), Some(json!(3))).await;
+        let body = out.into_body().collect().await.unwrap().to_bytes();
+        assert!(!settled(&mut rx).await, "refunded");
+        assert!(
+            body.len() < 4096,
+            "the large event is not passed on: {} bytes",
+            body.len()
+        );
+        let mut p = SseParser::new();
+        p.push(&body);
+        let first = p.next_event().unwrap();
+        assert_eq!(first.raw, progress, "events before it pass unchanged");
+        let err: Value =
+            serde_json::from_str(p.next_event().unwrap().data.as_deref().unwrap()).unwrap();
+        assert_eq!(err["id"], json!(3));
+        assert_eq!(
+            err["error"]["code"],
+            json!(turnpike_core::error_codes::TOO_LARGE)
+        );
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains("64 MiB"),
+            "{err}"
+        );
+        assert!(p.next_event().is_none());
+        assert_eq!(p.finish(), Vec::<u8>::new());
+    }
+
+    #[tokio::test]
+    async fn sse_stream_ending_without_the_answer_refunds_and_keeps_the_tail() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let stream = b"data: {\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{}}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"res".to_vec();
+        let chunks = stream.chunks(7).map(<[u8]>::to_vec).collect();
+        let out = after_upstream(sse(chunks), Arc::new(Recorder(tx)), paid(), Some(json!(3))).await;
+        let body = out.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.as_ref(), stream.as_slice());
+        assert!(!settled(&mut rx).await);
+    }
 
     #[test]
     fn outcomes() {

@@ -13,6 +13,11 @@
 //! `id` values containing NUL are ignored; `retry` must be all ASCII digits; unknown fields are
 //! ignored. A UTF-8 byte-order mark at the start of the stream is skipped.
 
+/// The largest SSE event the gateway parses on a priced path (the event that settles a paid
+/// call, the `tools/list` answer it annotates): 64 MiB, the same bound as a JSON body it reads
+/// whole. A larger event is refused with a JSON-RPC error (-31413) and a paid call refunded.
+pub const MAX_PRICED_EVENT: usize = 64 * 1024 * 1024;
+
 /// One event: its exact bytes and its parsed fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SseEvent {
@@ -31,52 +36,108 @@ pub struct SseEvent {
 }
 
 /// An incremental SSE parser.
-#[derive(Debug, Default)]
+///
+/// Parsing is linear in the bytes pushed, however they are chunked: the scan for the end of a
+/// line resumes where the previous one stopped, and the bytes of finished events are dropped
+/// from the front of the buffer only when they are at least half of it (so each byte is moved
+/// at most a bounded number of times).
+#[derive(Debug)]
 pub struct SseParser {
-    /// Bytes of the current (unfinished) event, from its first byte.
+    /// Received bytes not yet dropped: the current (unfinished) event from `event_start` on.
     buf: Vec<u8>,
+    /// Where the current event starts in `buf` (the bytes before it belong to finished events).
+    event_start: usize,
     /// Where the next unparsed line starts in `buf`.
     line_start: usize,
+    /// How far the current line has been searched for its end (`line_start..scanned` holds no
+    /// line break).
+    scanned: usize,
     /// Fields parsed so far for the current event.
     cur: SseEvent,
     /// Whether the next line is the first of the stream (for the byte-order mark).
     at_stream_start: bool,
+    /// The largest event accepted by [`SseParser::try_next_event`], in bytes.
+    max_event: usize,
+    /// Set once an event went over `max_event`: the parser refuses everything after it.
+    too_large: bool,
+}
+
+/// An event larger than the parser's limit ([`SseParser::with_max_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an SSE event is larger than {limit} bytes")]
+pub struct EventTooLarge {
+    /// The limit that was exceeded, in bytes.
+    pub limit: usize,
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        SseParser::new()
+    }
 }
 
 impl SseParser {
-    /// A parser at the start of a stream.
+    /// A parser at the start of a stream, with no limit on the size of an event.
     pub fn new() -> Self {
         SseParser {
+            buf: Vec::new(),
+            event_start: 0,
+            line_start: 0,
+            scanned: 0,
+            cur: SseEvent::default(),
             at_stream_start: true,
-            ..Default::default()
+            max_event: usize::MAX,
+            too_large: false,
+        }
+    }
+
+    /// A parser at the start of a stream whose [`SseParser::try_next_event`] refuses an event
+    /// (finished or not) of more than `max_event` bytes, so that what it holds stays bounded.
+    pub fn with_max_event(max_event: usize) -> Self {
+        SseParser {
+            max_event,
+            ..SseParser::new()
         }
     }
 
     /// Appends received bytes.
     pub fn push(&mut self, chunk: &[u8]) {
+        if self.event_start > 0 && self.event_start >= self.buf.len() / 2 {
+            self.buf.drain(..self.event_start);
+            self.line_start -= self.event_start;
+            self.scanned -= self.event_start;
+            self.event_start = 0;
+        }
         self.buf.extend_from_slice(chunk);
     }
 
     /// How many bytes are held for the event not yet complete.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.event_start
     }
 
-    /// The next complete event, if the bytes pushed so far finish one.
+    /// The next complete event, if the bytes pushed so far finish one. Ignores the size limit
+    /// (see [`SseParser::try_next_event`]).
     pub fn next_event(&mut self) -> Option<SseEvent> {
         loop {
-            let rest = self.buf.get(self.line_start..)?;
-            let i = rest.iter().position(|&b| b == b'\n' || b == b'\r')?;
-            let term = match rest.get(i) {
+            let rest = self.buf.get(self.scanned..)?;
+            let Some(i) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
+                self.scanned = self.buf.len();
+                return None;
+            };
+            let line_end = self.scanned + i;
+            let term = match self.buf.get(line_end) {
                 Some(b'\n') => 1,
-                _ => match rest.get(i + 1) {
+                _ => match self.buf.get(line_end + 1) {
                     Some(b'\n') => 2,
                     Some(_) => 1,
                     // A `\r` at the end of what arrived: a `\n` may follow in the next chunk.
-                    None => return None,
+                    None => {
+                        self.scanned = line_end;
+                        return None;
+                    }
                 },
             };
-            let line_end = self.line_start + i;
             let next = line_end + term;
             let mut line = self.buf.get(self.line_start..line_end).unwrap_or_default();
             if self.at_stream_start {
@@ -85,21 +146,49 @@ impl SseParser {
             }
             if line.is_empty() {
                 let mut ev = std::mem::take(&mut self.cur);
-                let tail = self.buf.split_off(next);
-                ev.raw = std::mem::replace(&mut self.buf, tail);
-                self.line_start = 0;
+                ev.raw = self
+                    .buf
+                    .get(self.event_start..next)
+                    .unwrap_or_default()
+                    .to_vec();
+                self.event_start = next;
+                self.line_start = next;
+                self.scanned = next;
                 return Some(ev);
             }
             let line = String::from_utf8_lossy(line).into_owned();
             self.field(&line);
             self.line_start = next;
+            self.scanned = next;
         }
+    }
+
+    /// Like [`SseParser::next_event`], but an event of more than the limit given to
+    /// [`SseParser::with_max_event`] is an error, as soon as the bytes held for it pass the
+    /// limit (before its end arrives); after that error the parser gives only errors.
+    pub fn try_next_event(&mut self) -> Result<Option<SseEvent>, EventTooLarge> {
+        let err = EventTooLarge {
+            limit: self.max_event,
+        };
+        if self.too_large {
+            return Err(err);
+        }
+        let ev = self.next_event();
+        let over = match &ev {
+            Some(e) => e.raw.len() > self.max_event,
+            None => self.buffered() > self.max_event,
+        };
+        if over {
+            self.too_large = true;
+            return Err(err);
+        }
+        Ok(ev)
     }
 
     /// Ends the stream: returns the bytes of an unfinished event (which SSE clients discard),
     /// for a proxy to pass on as they are.
-    pub fn finish(self) -> Vec<u8> {
-        self.buf
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.split_off(self.event_start.min(self.buf.len()))
     }
 
     fn field(&mut self, line: &str) {
@@ -166,6 +255,196 @@ pub fn write_event(out: &mut Vec<u8>, ev: &SseEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The parser as it was before the scan remembered where it stopped (quadratic on a long
+    /// line arriving in many chunks): the reference the current one must agree with.
+    #[derive(Default)]
+    struct Reference {
+        buf: Vec<u8>,
+        line_start: usize,
+        cur: SseEvent,
+        at_stream_start: bool,
+    }
+
+    impl Reference {
+        fn new() -> Self {
+            Reference {
+                at_stream_start: true,
+                ..Default::default()
+            }
+        }
+
+        fn push(&mut self, chunk: &[u8]) {
+            self.buf.extend_from_slice(chunk);
+        }
+
+        fn next_event(&mut self) -> Option<SseEvent> {
+            loop {
+                let rest = self.buf.get(self.line_start..)?;
+                let i = rest.iter().position(|&b| b == b'\n' || b == b'\r')?;
+                let term = match rest.get(i) {
+                    Some(b'\n') => 1,
+                    _ => match rest.get(i + 1) {
+                        Some(b'\n') => 2,
+                        Some(_) => 1,
+                        None => return None,
+                    },
+                };
+                let line_end = self.line_start + i;
+                let next = line_end + term;
+                let mut line = self.buf.get(self.line_start..line_end).unwrap_or_default();
+                if self.at_stream_start {
+                    self.at_stream_start = false;
+                    line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+                }
+                if line.is_empty() {
+                    let mut ev = std::mem::take(&mut self.cur);
+                    let tail = self.buf.split_off(next);
+                    ev.raw = std::mem::replace(&mut self.buf, tail);
+                    self.line_start = 0;
+                    return Some(ev);
+                }
+                let line = String::from_utf8_lossy(line).into_owned();
+                let mut p = SseParser::new();
+                p.cur = std::mem::take(&mut self.cur);
+                p.field(&line);
+                self.cur = p.cur;
+                self.line_start = next;
+            }
+        }
+    }
+
+    /// Pieces SSE streams are made of, including every kind of line break and the byte-order
+    /// mark, so random concatenations hit the edge cases.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"\n".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"data".to_vec()),
+            Just(b"data: ".to_vec()),
+            Just(b"event:".to_vec()),
+            Just(b"id: ".to_vec()),
+            Just(b"retry: ".to_vec()),
+            Just(b":".to_vec()),
+            Just(b"\xEF\xBB\xBF".to_vec()),
+            Just(b"\0".to_vec()),
+            Just(b"\xFF".to_vec()),
+            "[a-z0-9 {}\":]{0,12}".prop_map(String::into_bytes),
+        ]
+    }
+
+    fn stream_and_cuts() -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
+        proptest::collection::vec(piece(), 0..60).prop_flat_map(|pieces| {
+            let stream: Vec<u8> = pieces.concat();
+            let n = stream.len();
+            (
+                Just(stream),
+                proptest::collection::vec(0..=n, 0..20).prop_map(|mut c| {
+                    c.sort_unstable();
+                    c
+                }),
+            )
+        })
+    }
+
+    fn chunks<'a>(stream: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &c in cuts.iter().chain(std::iter::once(&stream.len())) {
+            out.push(&stream[at..c]);
+            at = c;
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn same_events_as_the_reference_on_any_chunking((stream, cuts) in stream_and_cuts()) {
+            let mut new = SseParser::new();
+            let mut old = Reference::new();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for chunk in chunks(&stream, &cuts) {
+                new.push(chunk);
+                old.push(chunk);
+                a.extend(std::iter::from_fn(|| new.next_event()));
+                b.extend(std::iter::from_fn(|| old.next_event()));
+                prop_assert_eq!(&a, &b);
+                prop_assert_eq!(new.buffered(), old.buf.len());
+            }
+            prop_assert_eq!(new.finish(), old.buf);
+        }
+
+        #[test]
+        fn chunking_does_not_change_the_events((stream, cuts) in stream_and_cuts()) {
+            let mut whole = SseParser::new();
+            whole.push(&stream);
+            let a: Vec<SseEvent> = std::iter::from_fn(|| whole.next_event()).collect();
+            let mut cut = SseParser::new();
+            let mut b = Vec::new();
+            for chunk in chunks(&stream, &cuts) {
+                cut.push(chunk);
+                b.extend(std::iter::from_fn(|| cut.next_event()));
+            }
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(whole.finish(), cut.finish());
+        }
+    }
+
+    #[test]
+    fn limit_refuses_a_long_event_before_it_ends() {
+        let mut p = SseParser::with_max_event(32);
+        p.push(b"data: small\n\n");
+        assert_eq!(
+            p.try_next_event().unwrap().unwrap().data.as_deref(),
+            Some("small")
+        );
+        assert_eq!(p.try_next_event(), Ok(None));
+        p.push(&[b'x'; 20]);
+        assert_eq!(
+            p.try_next_event(),
+            Ok(None),
+            "20 bytes held: within the limit"
+        );
+        p.push(&[b'x'; 20]);
+        assert_eq!(p.try_next_event(), Err(EventTooLarge { limit: 32 }));
+        p.push(b"\n\ndata: after\n\n");
+        assert!(
+            p.try_next_event().is_err(),
+            "nothing after the refused event"
+        );
+        // A complete event over the limit, arriving in one piece, is refused too.
+        let mut p = SseParser::with_max_event(8);
+        p.push(b"data: 0123456789\n\n");
+        assert!(p.try_next_event().is_err());
+        // Without a limit the same stream parses.
+        let mut p = SseParser::new();
+        p.push(b"data: 0123456789\n\n");
+        assert_eq!(
+            p.try_next_event().unwrap().unwrap().data.as_deref(),
+            Some("0123456789")
+        );
+    }
+
+    #[test]
+    fn long_line_in_small_chunks_scans_each_byte_once() {
+        // 4 MiB of one data line in 1 KiB chunks: the old parser rescanned the line on every
+        // chunk (about 8 GB of comparisons); this must finish at once even in a debug build.
+        let mut p = SseParser::new();
+        p.push(b"data: ");
+        let chunk = [b'a'; 1024];
+        let started = std::time::Instant::now();
+        for _ in 0..4096 {
+            p.push(&chunk);
+            assert!(p.next_event().is_none());
+        }
+        p.push(b"\n\n");
+        let ev = p.next_event().unwrap();
+        assert_eq!(ev.data.map(|d| d.len()), Some(4 * 1024 * 1024));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        assert_eq!(p.buffered(), 0);
+    }
 
     fn all(p: &mut SseParser) -> Vec<SseEvent> {
         std::iter::from_fn(|| p.next_event()).collect()

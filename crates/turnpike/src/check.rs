@@ -91,22 +91,58 @@ pub fn summary(cfg: &Config) -> String {
         }
         ways.join(" or ")
     };
-    let mut tools: Vec<String> = cfg
-        .tools
-        .iter()
-        .filter(|(name, _)| name.as_str() != "default")
-        .map(|(name, p)| format!("{name} {}", price(p)))
-        .collect();
-    tools.push(match cfg.tools.get("default") {
-        Some(p) => format!("other tools {}", price(p)),
-        None => "other tools free".into(),
-    });
-    let mut out = format!(
-        "{} {} → {upstream}; tools: {}",
-        cfg.server.listen,
-        cfg.server.path,
-        tools.join(", ")
-    );
+    let tools_of = |tools: &std::collections::BTreeMap<String, PriceConfig>, other: &str| {
+        let mut out: Vec<String> = tools
+            .iter()
+            .filter(|(name, _)| name.as_str() != "default")
+            .map(|(name, p)| format!("{name} {}", price(p)))
+            .collect();
+        out.push(match tools.get("default") {
+            Some(p) => format!("{other} {}", price(p)),
+            None => format!("{other} free"),
+        });
+        out.join(", ")
+    };
+    let mut out = if cfg.upstream.url.is_none() && cfg.upstream.command.is_none() {
+        format!("{} (no [upstream])", cfg.server.listen)
+    } else {
+        format!(
+            "{} {} → {upstream}; tools: {}",
+            cfg.server.listen,
+            cfg.server.path,
+            tools_of(&cfg.tools, "other tools")
+        )
+    };
+    for m in &cfg.mounts {
+        let up = match (&m.upstream.url, &m.upstream.command) {
+            (Some(u), _) => u.clone(),
+            (None, Some(c)) => format!("stdio `{}`", c.join(" ")),
+            (None, None) => "no upstream".into(),
+        };
+        out.push_str(&format!(
+            "; mount {} {} → {up}; tools: {}",
+            m.name,
+            m.path,
+            tools_of(&m.tools, "other tools")
+        ));
+    }
+    if let Some(merge) = &cfg.merge {
+        let names: Vec<&str> = cfg
+            .mounts
+            .iter()
+            .map(|m| m.name.as_str())
+            .filter(|n| merge.mounts.is_empty() || merge.mounts.iter().any(|x| x == n))
+            .collect();
+        out.push_str(&format!(
+            "; merged {} over {}; tools: {}",
+            merge.path,
+            names.join(", "),
+            tools_of(
+                &cfg.tools,
+                "a tool named none of these (by \"<mount>/<name>\", its published name or its own name) costs its mount's price, else"
+            )
+        ));
+    }
     if !cfg.methods.is_empty() {
         let methods: Vec<String> = cfg
             .methods
@@ -239,6 +275,20 @@ mod tests {
             s.contains("store redis + postgres (schema gw), fail closed"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn summary_names_mounts_and_the_merged_endpoint() {
+        let cfg = config::parse(
+            "[tools.echo]\npow = 20000\n[tools.\"ev/add\"]\nfree = true\n[[mount]]\npath = \"/spy/mcp\"\nname = \"spy\"\nupstream = { url = \"http://127.0.0.1:3001/mcp\" }\n[mount.tools.default]\npow = 1000\n[[mount]]\npath = \"/ev/mcp\"\nname = \"ev\"\nupstream = { command = [\"srv\"] }\n[merge]\npath = \"/all/mcp\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let s = summary(&cfg);
+        assert!(s.starts_with("127.0.0.1:8402 (no [upstream]); mount spy /spy/mcp → http://127.0.0.1:3001/mcp; tools: other tools pow 1000"), "{s}");
+        assert!(s.contains("; mount ev /ev/mcp → stdio `srv`; tools: other tools free; merged /all/mcp over spy, ev; tools: echo pow 20000"), "{s}");
+        assert!(s.contains("ev/add free"), "{s}");
+        assert!(s.contains("costs its mount's price, else free"), "{s}");
     }
 
     #[test]
