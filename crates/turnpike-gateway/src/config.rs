@@ -2165,6 +2165,51 @@ path = "/all/mcp"
     }
 
     #[test]
+    fn stdio_bounds() {
+        let base = "[upstream]\ncommand = [\"srv\"]\n";
+        let c = parse(base, "t").unwrap();
+        assert_eq!(c.stdio, StdioSection::default());
+        assert_eq!(c.stdio.max_sessions, None);
+        assert_eq!(c.stdio.max_sessions_per_caller, 4);
+        assert_eq!(c.stdio.spawns_per_minute_per_caller, 20);
+        assert_eq!(c.stdio.session_memory_mib, 64);
+        let (limits, _) = c.stdio.limits();
+        assert!((8..=512).contains(&limits.max_sessions), "{limits:?}");
+        let c = parse(
+            &format!(
+                "{base}[stdio]\nmax_sessions = 8\nmax_sessions_per_caller = 2\n\
+                 spawns_per_minute_per_caller = 6\nsession_memory_mib = 32\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        let (limits, avail) = c.stdio.limits();
+        assert_eq!(
+            (limits.max_sessions, limits.max_sessions_per_caller),
+            (8, 2)
+        );
+        assert_eq!(limits.spawns_per_minute_per_caller, 6);
+        assert_eq!(avail, None, "a configured cap is not sized to memory");
+        let e = parse(
+            &format!(
+                "{base}[stdio]\nmax_sessions = 0\nmax_sessions_per_caller = -1\nper_caller = 3\n"
+            ),
+            "s.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("s.toml:4:16: [stdio] max_sessions must be between 1 and"),
+            "{e}"
+        );
+        assert!(e.contains("s.toml:5:27:"), "{e}");
+        assert!(
+            e.contains("s.toml:6:1: unknown key `per_caller` in [stdio]"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn every_problem_with_its_place() {
         let src = r#"[server]
 listen = "localhost"
