@@ -210,6 +210,19 @@ impl Stack {
     }
 }
 
+/// The response with JSON-RPC id `id`: the JSON body, or among the events of an SSE body (the
+/// server's notifications may come before it).
+fn response_to(w: &Whole, id: u64) -> Value {
+    if w.content_type().starts_with("text/event-stream") {
+        parse_sse(&w.body)
+            .into_iter()
+            .find(|m| m["id"] == id)
+            .expect("the response among the events")
+    } else {
+        w.json()
+    }
+}
+
 /// Checks a refusal of the caller's share: 429, Retry-After, -31429 naming `key`.
 fn assert_caller_refusal(w: &Whole, key: &str) {
     assert_eq!(w.status, StatusCode::TOO_MANY_REQUESTS, "{w:?}");
@@ -366,15 +379,7 @@ async fn a_flood_from_many_addresses_is_held_to_each_share_and_the_global_cap() 
         )
         .await;
     assert_eq!(echo.status, StatusCode::OK, "{echo:?}");
-    // The answer may come as an SSE stream with the server's notifications before it.
-    let answer = if echo.content_type().starts_with("text/event-stream") {
-        parse_sse(&echo.body)
-            .into_iter()
-            .find(|m| m["id"] == 2)
-            .expect("the call's response")
-    } else {
-        echo.json()
-    };
+    let answer = response_to(&echo, 2);
     assert_eq!(answer["result"]["content"][0]["text"], "Echo: still here");
 
     for t in tasks {
@@ -504,6 +509,72 @@ async fn the_real_server_keys_children_by_address_and_bounds_the_spawn_rate() {
         children(MARK).is_empty()
     })
     .await;
+}
+
+#[tokio::test]
+async fn pooled_sessions_for_modern_clients_count_against_the_address_that_started_them() {
+    // A 2026-07-28 client reaches a stdio server through the era adapter's sessions, pooled by
+    // client capabilities: new capabilities on every request must not start children beyond
+    // the address's share.
+    const MARK: &str = "modern";
+    let stack = start_stack(&config_text(
+        MARK,
+        "max_sessions = 8\nmax_sessions_per_caller = 2\nspawns_per_minute_per_caller = 600",
+    ))
+    .await;
+    let modern = |caller: &Caller, id: u64, n: u64| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"experimental": {"x": {"n": n}}},
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}
+        }}});
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(&caller.url)
+            .header("accept", ACCEPT_BOTH)
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/list")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let client = caller.client.clone();
+        async move {
+            let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+                .await
+                .expect("an answer within 30 s")
+                .unwrap();
+            let (parts, body) = resp.into_parts();
+            Whole {
+                status: parts.status,
+                headers: parts.headers,
+                body: body.collect().await.unwrap().to_bytes(),
+            }
+        }
+    };
+    let x = Caller::new(Ipv4Addr::new(127, 0, 4, 1), stack.addr);
+    for n in 0..2 {
+        let w = modern(&x, n + 1, n).await;
+        assert_eq!(w.status, StatusCode::OK, "{w:?}");
+        assert!(response_to(&w, n + 1)["result"]["tools"].is_array());
+    }
+    assert_eq!(stack.budget.held_by(&x.key()), 2);
+    for n in 2..5 {
+        let w = modern(&x, n + 1, n).await;
+        assert_ne!(w.status, StatusCode::OK, "{w:?}");
+        let message = response_to(&w, n + 1)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains("max_sessions_per_caller"), "{message}");
+    }
+    assert_eq!(children(MARK).len(), 2);
+    // Another address, new capabilities: a pooled session of its own.
+    let y = Caller::new(Ipv4Addr::new(127, 0, 4, 2), stack.addr);
+    let w = modern(&y, 9, 9).await;
+    assert_eq!(w.status, StatusCode::OK, "{w:?}");
+    assert_eq!(stack.budget.held_by(&y.key()), 1);
+    assert_eq!(children(MARK).len(), 3);
+    stack.stop(MARK).await;
 }
 
 #[test]

@@ -41,8 +41,9 @@
 //!   `spawns_per_minute_per_caller` (default 20, as a burst, then one every `60/n` s), so
 //!   cycling `initialize`/`DELETE` does not start children without end. Past either, its
 //!   `initialize` gets `429` with `Retry-After` and JSON-RPC error -31429 naming the limit;
-//!   other callers are unaffected. A request without an address (the gateway's own, e.g. the
-//!   era adapter's pooled sessions) is bound by the global cap alone.
+//!   other callers are unaffected. The era adapter's pooled sessions for 2026-07-28 clients
+//!   count against the address whose request started them. A request without an address (the
+//!   gateway's own, e.g. the era probe) is bound by the global cap alone.
 //! - **In all.** At most `max_sessions` children live at once. A slot is taken before a child
 //!   is started and given back only when the child has been reaped, so the cap bounds
 //!   processes, not only sessions. By default the cap is sized to memory: half of
