@@ -189,6 +189,10 @@ class GatewayConfig:
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: str = ""
+    # Every test of a session-scoped gateway comes from 127.0.0.1, one address standing for
+    # many clients, several of which keep their stdio sessions open: that address gets room
+    # for them all. Empty: the gateway's defaults.
+    stdio: str = "max_sessions_per_caller = 64\nspawns_per_minute_per_caller = 6000"
 
     def render(self, port: int, data_dir: Path) -> str:
         out = [
@@ -221,6 +225,8 @@ class GatewayConfig:
             out.append(f"[methods.{toml_str(name)}]")
             out += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
             out.append("")
+        if self.stdio and "[stdio]" not in self.extra:
+            out += ["[stdio]", self.stdio, ""]
         if self.extra:
             out.append(self.extra)
         return "\n".join(out) + "\n"

@@ -39,6 +39,14 @@
 //! # era = "auto"                    # auto | "2025" | "2026-07-28": what the upstream speaks
 //!                                    # (auto probes with server/discover); see docs/ERAS.md
 //!
+//! [stdio]                            # bounds on stdio children ([upstream] command and every
+//!                                    # stdio [[mount]] together; see docs/OPERATIONS.md)
+//! # max_sessions = 64                # children at once; default: MemAvailable / 2 /
+//!                                    # session_memory_mib, clamped to 8..=512
+//! session_memory_mib = 64            # per-child memory estimate for that default
+//! max_sessions_per_caller = 4        # children one address (IPv6: /64) may hold
+//! spawns_per_minute_per_caller = 20  # children one address may start per minute
+//!
 //! [pow]                              # see turnpike_pow::PowConfig
 //! expiry_secs = 300
 //!
@@ -133,6 +141,55 @@ pub struct Config {
     pub merge: Option<crate::mount::MergeConfig>,
     /// `[admin]`: the admin listener (metrics, admin API, dashboard). `None`: off.
     pub admin: Option<AdminConfig>,
+    /// `[stdio]`: bounds on stdio children, shared by `[upstream] command` and every stdio
+    /// `[[mount]]`.
+    pub stdio: StdioSection,
+}
+
+/// `[stdio]`: how many stdio children may live, in all and per caller
+/// ([`crate::upstream::stdio::StdioBudget`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdioSection {
+    /// Children alive at once; `None`: sized to memory ([`StdioSection::limits`]).
+    pub max_sessions: Option<usize>,
+    /// The per-child memory estimate (MiB) the default `max_sessions` is computed with.
+    /// Default 64.
+    pub session_memory_mib: u64,
+    /// Children one caller (address; IPv6 /64) may hold at once. Default 4.
+    pub max_sessions_per_caller: usize,
+    /// Children one caller may start per minute. Default 20.
+    pub spawns_per_minute_per_caller: u32,
+}
+
+impl Default for StdioSection {
+    fn default() -> Self {
+        use crate::upstream::stdio as s;
+        StdioSection {
+            max_sessions: None,
+            session_memory_mib: s::DEFAULT_SESSION_MEMORY_MIB,
+            max_sessions_per_caller: s::DEFAULT_MAX_SESSIONS_PER_CALLER,
+            spawns_per_minute_per_caller: s::DEFAULT_SPAWNS_PER_MINUTE_PER_CALLER,
+        }
+    }
+}
+
+impl StdioSection {
+    /// The limits in force, and the available memory (MiB) the global cap was sized from when
+    /// `max_sessions` is not set (`None` when it is set, or when the memory cannot be read).
+    pub fn limits(&self) -> (crate::upstream::stdio::StdioLimits, Option<u64>) {
+        let (max_sessions, avail) = match self.max_sessions {
+            Some(n) => (n, None),
+            None => crate::upstream::stdio::memory_sized_max_sessions(self.session_memory_mib),
+        };
+        (
+            crate::upstream::stdio::StdioLimits {
+                max_sessions,
+                max_sessions_per_caller: self.max_sessions_per_caller,
+                spawns_per_minute_per_caller: self.spawns_per_minute_per_caller,
+            },
+            avail,
+        )
+    }
 }
 
 /// `[admin]`: `/metrics`, the JSON admin API and the dashboard, on a listener of their own.
@@ -747,12 +804,17 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
                     cfg.admin = cx.admin(t, value.span());
                 }
             }
+            "stdio" => {
+                if let Some(t) = cx.table(value, "[stdio]") {
+                    cx.stdio(t, &mut cfg.stdio);
+                }
+            }
             // After the loop: its defaults depend on [server].
             "oauth" => {}
             other => cx.problem(
                 Some(key.span()),
                 format!("unknown table `{other}`"),
-                "the tables are [server], [upstream], [pow], [tools.<name>], [methods.\"<method>\"], [l402], [lightning], [oauth], [limits], [budgets], [store] and [admin]",
+                "the tables are [server], [upstream], [pow], [tools.<name>], [methods.\"<method>\"], [l402], [lightning], [oauth], [limits], [budgets], [store], [admin] and [stdio]",
             ),
         }
     }
@@ -1322,6 +1384,41 @@ impl<'s> Cx<'s> {
                 "[upstream] sets neither url nor command"
             };
             self.problem(Some(span), what.into(), HINT_ONE_UPSTREAM);
+        }
+    }
+
+    fn stdio(&mut self, t: &DeTable<'_>, s: &mut StdioSection) {
+        const KEYS: [&str; 4] = [
+            "max_sessions",
+            "session_memory_mib",
+            "max_sessions_per_caller",
+            "spawns_per_minute_per_caller",
+        ];
+        self.unknown_keys(t, "[stdio]", &KEYS);
+        let positive = |cx: &mut Self, key: &str, max: u64| -> Option<u64> {
+            let (v, span) = cx.field::<u64>(t, key, HINT_POSITIVE)?;
+            if v == 0 || v > max {
+                cx.problem(
+                    Some(span),
+                    format!("[stdio] {key} must be between 1 and {max}"),
+                    HINT_POSITIVE,
+                );
+                return None;
+            }
+            Some(v)
+        };
+        const MANY: u64 = 1 << 20;
+        if let Some(v) = positive(self, KEYS[0], MANY) {
+            s.max_sessions = usize::try_from(v).ok();
+        }
+        if let Some(v) = positive(self, KEYS[1], MANY) {
+            s.session_memory_mib = v;
+        }
+        if let Some(v) = positive(self, KEYS[2], MANY).and_then(|v| usize::try_from(v).ok()) {
+            s.max_sessions_per_caller = v;
+        }
+        if let Some(v) = positive(self, KEYS[3], MANY).and_then(|v| u32::try_from(v).ok()) {
+            s.spawns_per_minute_per_caller = v;
         }
     }
 
@@ -2366,6 +2463,51 @@ path = "/all/mcp"
         .unwrap_err();
         assert!(
             e.to_string().contains("e.toml:3:7: unknown era \"2024\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn stdio_bounds() {
+        let base = "[upstream]\ncommand = [\"srv\"]\n";
+        let c = parse(base, "t").unwrap();
+        assert_eq!(c.stdio, StdioSection::default());
+        assert_eq!(c.stdio.max_sessions, None);
+        assert_eq!(c.stdio.max_sessions_per_caller, 4);
+        assert_eq!(c.stdio.spawns_per_minute_per_caller, 20);
+        assert_eq!(c.stdio.session_memory_mib, 64);
+        let (limits, _) = c.stdio.limits();
+        assert!((8..=512).contains(&limits.max_sessions), "{limits:?}");
+        let c = parse(
+            &format!(
+                "{base}[stdio]\nmax_sessions = 8\nmax_sessions_per_caller = 2\n\
+                 spawns_per_minute_per_caller = 6\nsession_memory_mib = 32\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        let (limits, avail) = c.stdio.limits();
+        assert_eq!(
+            (limits.max_sessions, limits.max_sessions_per_caller),
+            (8, 2)
+        );
+        assert_eq!(limits.spawns_per_minute_per_caller, 6);
+        assert_eq!(avail, None, "a configured cap is not sized to memory");
+        let e = parse(
+            &format!(
+                "{base}[stdio]\nmax_sessions = 0\nmax_sessions_per_caller = -1\nper_caller = 3\n"
+            ),
+            "s.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("s.toml:4:16: [stdio] max_sessions must be between 1 and"),
+            "{e}"
+        );
+        assert!(e.contains("s.toml:5:27:"), "{e}");
+        assert!(
+            e.contains("s.toml:6:1: unknown key `per_caller` in [stdio]"),
             "{e}"
         );
     }

@@ -95,9 +95,11 @@ pub struct Mounts {
 impl Mounts {
     /// Builds every `[[mount]]` and the `[merge]` endpoint; their gates count into `metrics`
     /// (the process's, shared with the main gate).
+    /// Stdio mounts count their children against `stdio_budget` (the gateway's one budget).
     pub fn build(
         cfg: &Config,
         metrics: Arc<crate::metrics::Metrics>,
+        stdio_budget: &crate::upstream::stdio::StdioBudget,
     ) -> Result<Mounts, GatewayError> {
         let mut out = Mounts::default();
         let mut members: Vec<(String, EraAdapter)> = Vec::new();
@@ -112,7 +114,7 @@ impl Mounts {
             sub.server.public_url = None;
             sub.mounts.clear();
             sub.merge = None;
-            let (raw, stdio) = crate::serve::build_upstream(&sub)?;
+            let (raw, stdio) = crate::serve::build_upstream_with(&sub, stdio_budget)?;
             if let Some(s) = stdio {
                 out.stdio.push(s);
             }

@@ -175,6 +175,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.admin != new.admin {
         v.push("[admin]");
     }
+    if old.stdio != new.stdio {
+        v.push("[stdio]");
+    }
     v
 }
 

@@ -18,7 +18,7 @@ use turnpike_core::error_codes;
 use crate::config::Config;
 use crate::pipeline::PeerAddr;
 use crate::upstream::http::HttpUpstream;
-use crate::upstream::stdio::{StdioConfig, StdioUpstream};
+use crate::upstream::stdio::{StdioBudget, StdioConfig, StdioUpstream};
 use crate::{Gate, GatewayError, TurnpikeService};
 
 /// What a running server may do beyond serving: reload its configuration.
@@ -42,17 +42,30 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Any upstream, boxed.
 pub type BoxUpstream = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
 
-/// Builds the configured upstream: HTTP for `upstream.url`, stdio for `upstream.command`.
+/// Builds the configured upstream: HTTP for `upstream.url`, stdio for `upstream.command` (its
+/// children bounded by a budget of its own, from `[stdio]`).
 pub fn build_upstream(cfg: &Config) -> Result<(BoxUpstream, Option<StdioUpstream>), GatewayError> {
+    build_upstream_with(cfg, &StdioBudget::new(cfg.stdio.limits().0))
+}
+
+/// [`build_upstream`], a stdio upstream's children counted against `budget` (the gateway's one
+/// budget, shared with its stdio mounts).
+pub fn build_upstream_with(
+    cfg: &Config,
+    budget: &StdioBudget,
+) -> Result<(BoxUpstream, Option<StdioUpstream>), GatewayError> {
     match (&cfg.upstream.url, &cfg.upstream.command) {
         (Some(url), None) => Ok((BoxCloneService::new(HttpUpstream::new(url)?), None)),
         (None, Some(command)) => {
-            let stdio = StdioUpstream::new(StdioConfig {
-                command: command.clone(),
-                env: cfg.upstream.env.clone(),
-                idle_timeout: Duration::from_secs(cfg.upstream.idle_timeout_secs),
-                ..StdioConfig::default()
-            });
+            let stdio = StdioUpstream::with_budget(
+                StdioConfig {
+                    command: command.clone(),
+                    env: cfg.upstream.env.clone(),
+                    idle_timeout: Duration::from_secs(cfg.upstream.idle_timeout_secs),
+                    ..StdioConfig::default()
+                },
+                budget.clone(),
+            );
             Ok((BoxCloneService::new(stdio.clone()), Some(stdio)))
         }
         // Only [[mount]]s: the main path has no endpoint.
@@ -140,11 +153,13 @@ pub async fn serve_listener_with(
             "OAuth rail on"
         );
     }
-    let (upstream, stdio) = build_upstream(&config)?;
+    let budget = stdio_budget(&config);
+    let (upstream, stdio) = build_upstream_with(&config, &budget)?;
     let upstream = crate::era::adapt(upstream, &config.upstream, &config.server.data_dir)?;
     let mounts = Arc::new(crate::mount::Mounts::build(
         &config,
         gate.metrics().clone(),
+        &budget,
     )?);
     let _dev_wallet = start_dev_wallet(&config, &gate).await?;
     let endpoint: Arc<str> = Arc::from(config.server.path.as_str());
@@ -247,6 +262,42 @@ pub async fn serve_listener_with(
     drop(live);
     tracing::info!(target: "turnpike::serve", "stopped");
     Ok(())
+}
+
+/// The one budget of every stdio child of the gateway (`[upstream] command` and the stdio
+/// `[[mount]]`s), from `[stdio]`; its limits are logged when there is a stdio upstream.
+fn stdio_budget(config: &Config) -> StdioBudget {
+    let (limits, avail_mib) = config.stdio.limits();
+    let any_stdio = config.upstream.command.is_some()
+        || config.mounts.iter().any(|m| m.upstream.command.is_some());
+    if any_stdio {
+        match (config.stdio.max_sessions, avail_mib) {
+            (Some(_), _) => tracing::info!(
+                target: "turnpike::serve",
+                max_sessions = limits.max_sessions,
+                max_sessions_per_caller = limits.max_sessions_per_caller,
+                spawns_per_minute_per_caller = limits.spawns_per_minute_per_caller,
+                "stdio children bounded ([stdio] max_sessions as configured)"
+            ),
+            (None, Some(mib)) => tracing::info!(
+                target: "turnpike::serve",
+                max_sessions = limits.max_sessions,
+                mem_available_mib = mib,
+                session_memory_mib = config.stdio.session_memory_mib,
+                max_sessions_per_caller = limits.max_sessions_per_caller,
+                spawns_per_minute_per_caller = limits.spawns_per_minute_per_caller,
+                "stdio children bounded (max_sessions = MemAvailable / 2 / session_memory_mib, clamped to 8..=512)"
+            ),
+            (None, None) => tracing::warn!(
+                target: "turnpike::serve",
+                max_sessions = limits.max_sessions,
+                max_sessions_per_caller = limits.max_sessions_per_caller,
+                spawns_per_minute_per_caller = limits.spawns_per_minute_per_caller,
+                "stdio children bounded by a fallback cap: the available memory could not be read; set [stdio] max_sessions"
+            ),
+        }
+    }
+    StdioBudget::new(limits)
 }
 
 /// Where a running dev wallet's address and macaroon are written, under `server.data_dir`.

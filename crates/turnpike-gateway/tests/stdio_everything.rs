@@ -10,6 +10,7 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::*;
 use turnpike_core::error_codes::UPSTREAM_FAILED;
+use turnpike_gateway::upstream::stdio::{StdioBudget, StdioLimits};
 
 #[tokio::test]
 async fn session_lifecycle_tools_and_delete() {
@@ -541,25 +542,82 @@ async fn uncorrelated_messages_wait_for_the_get_stream() {
 }
 
 #[tokio::test]
-async fn max_sessions_is_enforced() {
-    let mut config = everything_config();
-    config.max_sessions = 1;
-    let gw = Gateway::start(config).await;
+async fn global_cap_reclaims_an_idle_session_and_refuses_when_none_is_idle() {
+    let budget = StdioBudget::new(StdioLimits {
+        max_sessions: 1,
+        max_sessions_per_caller: 1,
+        spawns_per_minute_per_caller: 100,
+    });
+    let gw = Gateway::start_with_budget(everything_config(), budget.clone()).await;
     let a = gw.open_session(json!({})).await;
-    let refused = gw.post(None, ACCEPT_BOTH, &initialize(2, json!({}))).await;
+    let pid_a = gw.upstream.child_pid(&a).unwrap();
+
+    // Full, but `a` is idle: it is ended to make room, and its child is gone before `b`'s
+    // starts (the cap counts processes).
+    let b = gw.open_session(json!({})).await;
+    assert!(
+        !alive(pid_a),
+        "the reclaimed child exited before the new one was started"
+    );
+    assert_eq!(budget.live(), 1);
+    let gone = gw
+        .post(
+            Some(&a),
+            ACCEPT_JSON,
+            &json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+
+    // `b` with a request in flight is not idle: the next initialize is refused with 503.
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{
+        "name": "trigger-long-running-operation",
+        "arguments": {"duration": 20, "steps": 20},
+        "_meta": {"progressToken": "busy"}
+    }});
+    let mut busy = gw.post_sse(Some(&b), &call).await;
+    assert_eq!(busy.status, StatusCode::OK);
+    // Wait for the first progress report (other notifications may come first).
+    loop {
+        let ev = busy.next_within(Duration::from_secs(10)).await.unwrap();
+        if ev["method"] == "notifications/progress" {
+            break;
+        }
+    }
+    let refused = gw.post(None, ACCEPT_BOTH, &initialize(3, json!({}))).await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.session_id().is_none());
-    let body = refused.json();
-    assert_eq!(body["id"], 2);
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("limit of 1"));
     assert!(refused.headers.contains_key("retry-after"));
+    let body = refused.json();
+    assert_eq!(body["id"], 3);
+    assert_eq!(
+        body["error"]["code"],
+        turnpike_core::error_codes::UNAVAILABLE
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("limit of 1") && message.contains("[stdio] max_sessions"),
+        "{message}"
+    );
+    assert_eq!(budget.live(), 1);
 
-    gw.delete(&a).await;
-    let b = gw.open_session(json!({})).await;
-    assert_ne!(a, b);
+    // The client of the call goes away: `b` is idle again and is reclaimed.
+    let pid_b = gw.upstream.child_pid(&b).unwrap();
+    drop(busy);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let c = loop {
+        let init = gw.post(None, ACCEPT_BOTH, &initialize(4, json!({}))).await;
+        if init.status == StatusCode::OK {
+            break init.session_id().unwrap();
+        }
+        // Until the server has seen the client go, `b` still has its call in flight.
+        assert_eq!(init.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(Instant::now() < deadline, "b was not reclaimed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!alive(pid_b));
+    assert_ne!(b, c);
+    assert_eq!(budget.live(), 1);
 }
 
 #[tokio::test]

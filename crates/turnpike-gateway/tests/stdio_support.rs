@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-use turnpike_gateway::upstream::stdio::{StdioConfig, StdioUpstream};
+use turnpike_gateway::upstream::stdio::{StdioBudget, StdioConfig, StdioUpstream};
 
 /// Both media types, as MCP clients send them.
 pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
@@ -176,7 +176,15 @@ pub struct Gateway {
 impl Gateway {
     /// Serves a new [`StdioUpstream`] for `config` at `http://127.0.0.1:<port>/mcp`.
     pub async fn start(config: StdioConfig) -> Gateway {
-        let upstream = StdioUpstream::new(config);
+        Gateway::start_with(StdioUpstream::new(config)).await
+    }
+
+    /// Serves a new [`StdioUpstream`] for `config` whose children count against `budget`.
+    pub async fn start_with_budget(config: StdioConfig, budget: StdioBudget) -> Gateway {
+        Gateway::start_with(StdioUpstream::with_budget(config, budget)).await
+    }
+
+    async fn start_with(upstream: StdioUpstream) -> Gateway {
         let app = axum::Router::new().route_service("/mcp", upstream.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

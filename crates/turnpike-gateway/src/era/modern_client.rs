@@ -110,12 +110,14 @@ pub(crate) fn pool_key(caps: &Value) -> String {
     caps.to_string()
 }
 
-/// A pooled session for `caps`, started when there is none.
+/// A pooled session for `caps`, started when there is none; `ext` are the extensions of the
+/// client request that needs it.
 async fn session(
     a: &EraAdapter,
     uri: &Uri,
     caps: &Value,
     info: &Value,
+    ext: &http::Extensions,
 ) -> Result<Arc<PooledSession>, String> {
     let st = &a.shared().modern;
     let key = pool_key(caps);
@@ -126,7 +128,7 @@ async fn session(
     if let Some(s) = st.get(&key) {
         return Ok(s);
     }
-    let s = Arc::new(start_session(a.inner(), uri, caps, info).await?);
+    let s = Arc::new(start_session(a.inner(), uri, caps, info, ext).await?);
     let evicted = {
         let mut pool = st.pool.lock();
         pool.push_back((key, s.clone()));
@@ -147,6 +149,7 @@ async fn start_session(
     uri: &Uri,
     caps: &Value,
     info: &Value,
+    ext: &http::Extensions,
 ) -> Result<PooledSession, String> {
     let client_info = if info.is_object() {
         info.clone()
@@ -158,7 +161,9 @@ async fn start_session(
         "jsonrpc": "2.0", "id": req_id, "method": "initialize",
         "params": {"protocolVersion": LEGACY_VERSIONS[0], "capabilities": caps, "clientInfo": client_info},
     });
-    let resp = wire::send(&inner, wire::post(uri, HeaderMap::new(), &init)).await;
+    let mut req = wire::post(uri, HeaderMap::new(), &init);
+    carry_caller(ext, req.extensions_mut());
+    let resp = wire::send(&inner, req).await;
     let status = resp.status();
     let (headers, v) = wire::answer(resp, &req_id).await?;
     let Some(result) = v.get("result").cloned().filter(|_| status.is_success()) else {
@@ -188,6 +193,18 @@ async fn start_session(
     .await;
     tracing::debug!(target: "turnpike::era", "pooled an upstream session for modern clients");
     Ok(s)
+}
+
+/// The address of the client whose request starts a pooled session goes with its `initialize`,
+/// so that a stdio upstream counts the child against that client (its `[stdio]` per-caller
+/// bounds), not against no one.
+fn carry_caller(from: &http::Extensions, to: &mut http::Extensions) {
+    if let Some(p) = from.get::<crate::PeerAddr>() {
+        to.insert(*p);
+    }
+    if let Some(c) = from.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        to.insert(*c);
+    }
 }
 
 async fn end_session(inner: BoxUpstream, uri: &Uri, s: &PooledSession) {
@@ -379,7 +396,7 @@ async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value)
             p.remove("inputResponses");
         }
     }
-    let mut s = match session(a, &parts.uri, &caps, &info).await {
+    let mut s = match session(a, &parts.uri, &caps, &info, &parts.extensions).await {
         Ok(s) => s,
         Err(why) => return no_session(&id, &why),
     };
@@ -407,7 +424,7 @@ async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value)
     if resp.status() == StatusCode::NOT_FOUND && s.id.is_some() {
         // The upstream forgot the session: start another and try once more.
         a.shared().modern.forget(&pool_key(&caps), &s);
-        s = match session(a, &parts.uri, &caps, &info).await {
+        s = match session(a, &parts.uri, &caps, &info, &parts.extensions).await {
             Ok(s) => s,
             Err(why) => return no_session(&id, &why),
         };

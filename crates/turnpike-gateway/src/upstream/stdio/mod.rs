@@ -26,8 +26,33 @@
 //!   Its pending requests are answered with error -31502; the id then gets `404`.
 //! - A session with no request in flight for `idle_timeout` (default 15 minutes; zero means
 //!   never) is ended the same way. An open GET stream alone does not keep a session alive.
-//! - At most `max_sessions` sessions (default 1024) live at once; one more `initialize` gets
-//!   `503` with JSON-RPC error -31503 and `Retry-After`.
+//!
+//! # Bounds
+//!
+//! Every child is a process of tens of megabytes that an anonymous `initialize` can start, so
+//! children are bounded by a [`StdioBudget`], which every stdio upstream of a gateway shares
+//! (`[upstream] command` and every stdio `[[mount]]` draw on one budget, configured under
+//! `[stdio]`):
+//!
+//! - **Per caller.** A caller is its address (an IPv6 address by its /64), read from the
+//!   request's [`PeerAddr`](crate::PeerAddr) (or axum's `ConnectInfo`), whatever credential
+//!   it carries: sessions are opened by a free `initialize`, before any rail names a caller.
+//!   A caller holds at most `max_sessions_per_caller` children (default 4) and starts at most
+//!   `spawns_per_minute_per_caller` (default 20, as a burst, then one every `60/n` s), so
+//!   cycling `initialize`/`DELETE` does not start children without end. Past either, its
+//!   `initialize` gets `429` with `Retry-After` and JSON-RPC error -31429 naming the limit;
+//!   other callers are unaffected. The era adapter's pooled sessions for 2026-07-28 clients
+//!   count against the address whose request started them. A request without an address (the
+//!   gateway's own, e.g. the era probe) is bound by the global cap alone.
+//! - **In all.** At most `max_sessions` children live at once. A slot is taken before a child
+//!   is started and given back only when the child has been reaped, so the cap bounds
+//!   processes, not only sessions. By default the cap is sized to memory: half of
+//!   `MemAvailable` at start divided by `session_memory_mib` (default 64 MiB per child),
+//!   clamped to 8–512 ([`memory_sized_max_sessions`]). When every slot is taken, an idle
+//!   session (no request in flight) is ended to make room, one of the caller holding the most
+//!   children first and, among those, the one idle longest; its client gets `404` on its next
+//!   request and starts anew. Only when no session is idle is an `initialize` refused: `503`
+//!   with `Retry-After` and JSON-RPC error -31503 naming `[stdio] max_sessions`.
 //!
 //! # Messages
 //!
@@ -85,9 +110,15 @@
 //! client should `initialize`; clients that speak both eras fall back to `initialize` on that
 //! answer. Translating the stateless era onto a child is not done yet.
 
+mod budget;
 mod lines;
 mod session;
 mod wire;
+
+pub use self::budget::{
+    memory_sized_max_sessions, StdioBudget, StdioLimits, DEFAULT_MAX_SESSIONS_PER_CALLER,
+    DEFAULT_SESSION_MEMORY_MIB, DEFAULT_SPAWNS_PER_MINUTE_PER_CALLER,
+};
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -106,9 +137,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 use tower_service::Service;
 use turnpike_core::error_codes::{
-    INVALID_REQUEST, PARSE_ERROR, TOO_LARGE, UNAVAILABLE, UPSTREAM_FAILED,
+    INVALID_REQUEST, PARSE_ERROR, RATE_LIMITED, TOO_LARGE, UNAVAILABLE, UPSTREAM_FAILED,
 };
 
+use self::budget::Refusal;
 use self::session::{GetError, RegisterError, Registry, Session};
 use self::wire::{
     accepted, accepts, await_final, error_response, get_stream, is_json_content_type,
@@ -135,8 +167,6 @@ pub struct StdioConfig {
     /// A session with no request in flight for this long is ended and its child stopped.
     /// Zero means sessions never time out. Default: 15 minutes.
     pub idle_timeout: Duration,
-    /// The most sessions (children) at once. Default: 1024.
-    pub max_sessions: usize,
 }
 
 impl Default for StdioConfig {
@@ -146,7 +176,6 @@ impl Default for StdioConfig {
             env: BTreeMap::new(),
             cwd: None,
             idle_timeout: Duration::from_secs(15 * 60),
-            max_sessions: 1024,
         }
     }
 }
@@ -179,6 +208,7 @@ pub struct StdioUpstream {
 struct Inner {
     config: StdioConfig,
     registry: Arc<Registry>,
+    budget: StdioBudget,
 }
 
 impl Drop for Inner {
@@ -197,13 +227,28 @@ impl std::fmt::Debug for StdioUpstream {
 }
 
 impl StdioUpstream {
-    /// An upstream that runs `config.command` for each MCP session. Nothing is started until
-    /// the first `initialize`.
+    /// An upstream that runs `config.command` for each MCP session, with a budget of its own
+    /// with the default limits ([`StdioLimits::default`]). Nothing is started until the first
+    /// `initialize`.
     pub fn new(config: StdioConfig) -> StdioUpstream {
-        let registry = Arc::new(Registry::new(config.max_sessions));
+        StdioUpstream::with_budget(config, StdioBudget::new(StdioLimits::default()))
+    }
+
+    /// An upstream that runs `config.command` for each MCP session, its children bounded by
+    /// `budget` (shared with every other upstream given a clone of it).
+    pub fn with_budget(config: StdioConfig, budget: StdioBudget) -> StdioUpstream {
         StdioUpstream {
-            inner: Arc::new(Inner { config, registry }),
+            inner: Arc::new(Inner {
+                config,
+                registry: Arc::new(Registry::new()),
+                budget,
+            }),
         }
+    }
+
+    /// The budget this upstream's children count against.
+    pub fn budget(&self) -> &StdioBudget {
+        &self.inner.budget
     }
 
     /// The configuration this upstream runs with.
@@ -281,10 +326,39 @@ fn classify(msg: &Value) -> Option<Kind> {
     }
 }
 
+/// The key a caller's children are counted under: its address (IPv4 as it is, IPv6 by its
+/// /64, an IPv4-mapped IPv6 address as the IPv4 one), as `anon:<prefix>`; `None` when the
+/// request carries no address (the gateway's own requests).
+pub fn caller_key(ext: &http::Extensions) -> Option<String> {
+    let ip = ext.get::<crate::PeerAddr>().map(|p| p.0.ip()).or_else(|| {
+        ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+    })?;
+    Some(turnpike_core::Identity::anonymous(ip).scope_key())
+}
+
 /// A new session id: 32 bytes from a CSPRNG, base64url without padding (43 characters).
 fn new_session_id() -> String {
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The answer to an `initialize` the budget refused: 429 for the caller's own limits, 503 when
+/// the whole gateway is full; `Retry-After` either way.
+fn refused(refusal: &Refusal, id: Value) -> Response<Body> {
+    let (status, code, retry) = match refusal {
+        Refusal::CallerHolds { retry_after, .. } | Refusal::CallerRate { retry_after, .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, RATE_LIMITED, *retry_after)
+        }
+        Refusal::Full { retry_after, .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, *retry_after)
+        }
+    };
+    tracing::debug!(target: "turnpike::upstream::stdio", ?refusal, "initialize refused");
+    let mut resp = error_response(status, id, code, &StdioBudget::describe(refusal));
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry.max(1)));
+    resp
 }
 
 fn unknown_session(id: Value) -> Response<Body> {
@@ -432,13 +506,14 @@ impl Inner {
             _ => Value::Null,
         };
         let headers = &parts.headers;
+        let caller = caller_key(&parts.extensions);
         let session = match self.session_of(headers) {
             Named::Open(s) => s,
             Named::Unknown => return unknown_session(rpc_id),
             Named::Nothing => {
                 return match kind {
                     Kind::Request(id, method) if method == "initialize" => {
-                        self.initialize(headers, id, line).await
+                        self.initialize(headers, caller.as_deref(), id, line).await
                     }
                     _ if is_stateless_era(headers) => error_response(
                         StatusCode::BAD_REQUEST,
@@ -475,32 +550,29 @@ impl Inner {
     }
 
     /// Starts a session: a new child, the `initialize` request, and its answer with the id.
-    async fn initialize(&self, headers: &HeaderMap, id: Value, line: Bytes) -> Response<Body> {
+    async fn initialize(
+        &self,
+        headers: &HeaderMap,
+        caller: Option<&str>,
+        id: Value,
+        line: Bytes,
+    ) -> Response<Body> {
         let sse = accepts(headers, SSE, false);
-        if !self.registry.reserve() {
-            let mut resp = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                id,
-                UNAVAILABLE,
-                &format!(
-                    "the upstream is at its limit of {} concurrent sessions; try again later",
-                    self.config.max_sessions
-                ),
-            );
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
-            return resp;
-        }
+        let slot = match self.budget.acquire(caller).await {
+            Ok(slot) => slot,
+            Err(refusal) => return refused(&refusal, id),
+        };
+        let slot_id = slot.id();
         let serial = self.registry.next_serial();
         let session = match Session::spawn(
             &self.config,
             new_session_id(),
             serial,
             Arc::downgrade(&self.registry),
+            slot,
         ) {
             Ok(s) => s,
             Err(e) => {
-                self.registry.release();
                 tracing::warn!(target: "turnpike::upstream::stdio", command = ?self.config.command, error = %e, "cannot start the upstream process");
                 return error_response(
                     StatusCode::BAD_GATEWAY,
@@ -511,7 +583,6 @@ impl Inner {
             }
         };
         if !self.registry.insert(Arc::clone(&session)) {
-            self.registry.release();
             session.terminate("session id collision");
             return error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -535,6 +606,8 @@ impl Inner {
                 return error_response(StatusCode::BAD_GATEWAY, id, UPSTREAM_FAILED, &message);
             }
         };
+        // Reclaimable once idle; the initialize now in flight keeps it from being idle.
+        self.budget.attach(slot_id, &session, &self.registry);
         let _ = session.send(line).await;
         let fin = await_final(&id, ticket.done).await;
         if fin.synthetic {
@@ -680,6 +753,5 @@ mod tests {
         let c = StdioConfig::new(["node", "server.js"]);
         assert_eq!(c.command, vec!["node", "server.js"]);
         assert_eq!(c.idle_timeout, Duration::from_secs(900));
-        assert_eq!(c.max_sessions, 1024);
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use turnpike_core::error_codes::UPSTREAM_FAILED;
 
+use super::budget::Slot;
 use super::lines::read_line;
 use super::wire::rpc_error;
 use super::StdioConfig;
@@ -140,12 +141,14 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Starts the child for a new session and the tasks around it.
+    /// Starts the child for a new session and the tasks around it. `slot` is given back once
+    /// the child has been reaped (at once if it cannot be started).
     pub(crate) fn spawn(
         config: &StdioConfig,
         id: String,
         serial: u64,
         registry: Weak<Registry>,
+        slot: Slot,
     ) -> io::Result<Arc<Session>> {
         let (program, args) = config.command.split_first().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "the upstream command is empty")
@@ -201,6 +204,7 @@ impl Session {
             reader,
             registry,
             config.idle_timeout,
+            slot,
         ));
         Ok(session)
     }
@@ -330,7 +334,7 @@ impl Session {
 
     /// When the session became idle, or `None` while a request is in flight. Requests whose
     /// client has gone away do not count (and are forgotten).
-    fn idle_since(&self) -> Option<Instant> {
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
         let mut st = self.state.lock();
         st.pending.retain(|_, p| !p.done.is_closed());
         if !st.pending.is_empty() {
@@ -464,36 +468,16 @@ pub(crate) fn id_key(id: &Value) -> String {
 pub(crate) struct Registry {
     /// Sessions by handle (the first [`HANDLE_LEN`] characters of their id).
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    /// Sessions in the map plus those being started.
-    reserved: AtomicUsize,
-    /// The most sessions at once.
-    max: usize,
     /// Counter for [`Session::serial`].
     serial: AtomicU64,
 }
 
 impl Registry {
-    pub(crate) fn new(max: usize) -> Registry {
+    pub(crate) fn new() -> Registry {
         Registry {
             sessions: Mutex::new(HashMap::new()),
-            reserved: AtomicUsize::new(0),
-            max,
             serial: AtomicU64::new(0),
         }
-    }
-
-    /// Takes a slot for a new session, if one is free.
-    pub(crate) fn reserve(&self) -> bool {
-        self.reserved
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    /// Gives back a slot taken by [`Registry::reserve`] for a session that did not start.
-    pub(crate) fn release(&self) {
-        self.reserved.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// A number for the next session's logs.
@@ -501,7 +485,7 @@ impl Registry {
         self.serial.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Adds a started session (its slot is already reserved). False if its handle is taken,
+    /// Adds a started session. False if its handle is taken,
     /// which 96 random bits make practically impossible.
     pub(crate) fn insert(&self, session: Arc<Session>) -> bool {
         let Some(handle) = session.id.get(..HANDLE_LEN) else {
@@ -522,7 +506,8 @@ impl Registry {
         turnpike_core::ct_eq(session.id.as_bytes(), id.as_bytes()).then_some(session)
     }
 
-    /// Removes `session` and frees its slot; false if it was not there.
+    /// Removes `session` (its id gets 404 from now on; its slot is freed when its child has
+    /// been reaped); false if it was not there.
     pub(crate) fn remove(&self, session: &Arc<Session>) -> bool {
         let Some(handle) = session.id.get(..HANDLE_LEN) else {
             return false;
@@ -530,8 +515,6 @@ impl Registry {
         let mut map = self.sessions.lock();
         if map.get(handle).is_some_and(|s| Arc::ptr_eq(s, session)) {
             map.remove(handle);
-            drop(map);
-            self.release();
             true
         } else {
             false
@@ -577,6 +560,7 @@ async fn supervise(
     mut reader: JoinHandle<()>,
     registry: Weak<Registry>,
     idle: Duration,
+    slot: Slot,
 ) {
     let serial = session.serial;
     // If this task is dropped before the child is reaped (the runtime is shutting down), the
@@ -652,6 +636,8 @@ async fn supervise(
         registry.remove(&session);
     }
     tracing::debug!(target: LOG, session = serial, pid = session.pid, "{message}");
+    // The child is reaped and its group killed: its slot is free.
+    drop(slot);
 }
 
 /// Kills a child's process group when dropped.
@@ -939,19 +925,16 @@ mod tests {
 
     #[test]
     fn registry_lookup_needs_the_whole_id() {
-        let reg = Registry::new(2);
-        assert!(reg.reserve());
+        let reg = Registry::new();
         let s = Arc::new(bare_session());
         assert!(reg.insert(Arc::clone(&s)));
         assert!(reg.lookup(&"x".repeat(43)).is_some());
         assert!(reg.lookup(&"x".repeat(42)).is_none());
         assert!(reg.lookup(&format!("{}y", "x".repeat(42))).is_none());
         assert!(reg.lookup("short").is_none());
-        assert!(reg.reserve());
-        assert!(!reg.reserve(), "the limit holds");
+        assert_eq!(reg.len(), 1);
         assert!(reg.remove(&s));
         assert!(!reg.remove(&s));
-        assert!(reg.reserve(), "removal frees the slot");
         assert_eq!(reg.len(), 0);
     }
 }
