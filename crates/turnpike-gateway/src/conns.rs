@@ -37,7 +37,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -580,13 +579,36 @@ where
         Box::pin(async move {
             let res = answer.await?;
             // The body holds the request in progress until it ends or is dropped.
-            Ok(res.map(|b| {
-                Body::new(b.map_frame(move |f| {
-                    let _ = &busy;
-                    f
-                }))
-            }))
+            Ok(res.map(|inner| Body::new(HeldBody { inner, _busy: busy })))
         })
+    }
+}
+
+/// A response body that keeps its request counted as in progress until it is dropped. Every
+/// part of the body is the inner one's, its size hint included (so a whole answer keeps its
+/// `Content-Length`).
+struct HeldBody {
+    inner: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -183,18 +183,16 @@ pub fn bound_body(
 ) -> Response<Body> {
     let sse = crate::body::media_type(resp.headers()) == "text/event-stream";
     let (parts, body) = resp.into_parts();
-    let upstream = body.into_data_stream();
     if !sse {
-        let stream = futures_util::stream::unfold(Some(upstream), move |st| async move {
-            let mut up = st?;
-            match tokio::time::timeout(idle, up.next()).await {
-                Ok(Some(item)) => Some((item, Some(up))),
-                Ok(None) => None,
-                Err(_) => Some((Err(axum::Error::new(IdleTimeout)), None)),
-            }
-        });
-        return Response::from_parts(parts, Body::from_stream(stream));
+        // A whole answer keeps its size (and so its Content-Length).
+        let body = IdleBody {
+            inner: body,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        };
+        return Response::from_parts(parts, Body::new(body));
     }
+    let upstream = body.into_data_stream();
     let state = Watch {
         upstream,
         parser: SseParser::new(),
@@ -306,6 +304,47 @@ impl Drop for Watch {
 
 #[derive(Debug)]
 struct IdleTimeout;
+
+/// A body that fails with [`IdleTimeout`] when no frame arrives for `idle`; everything else,
+/// its size hint included, is the inner body's.
+struct IdleBody {
+    inner: Body,
+    idle: Duration,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for IdleBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(next);
+                Poll::Ready(frame)
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(IdleTimeout)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 impl std::fmt::Display for IdleTimeout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -191,7 +191,8 @@ async fn a_flood_of_402s_writes_nothing_and_is_bounded_per_address() {
                     let retry: u64 = field(&fields, "retry-after")[0].parse().unwrap();
                     assert!((1..=2).contains(&retry), "{retry}");
                     assert!(field(&fields, "www-authenticate").is_empty());
-                    let v: Value = serde_json::from_str(&body).unwrap();
+                    let v: Value = serde_json::from_str(&body)
+                        .unwrap_or_else(|e| panic!("{e}: {fields:?} {body:?}"));
                     assert_eq!(v["error"]["code"], -31429, "{v}");
                     assert_eq!(v["error"]["data"]["policy"], "l402_invoices", "{v}");
                 }
