@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from conftest import SUBPUZZLES
-from turnpike_e2e import (ACCEPT, TURNPIKE, Proc, Token, everything_stdio_command,
-                          parse_www_authenticate, pow_challenges, require_file, toml_str,
-                          wait_until)
+from turnpike_e2e import (ACCEPT, TURNPIKE, Proc, Token, authorization,
+                          everything_stdio_command, parse_www_authenticate, pow_challenges,
+                          py_solve, require_file, toml_str, wait_until)
 
 MODERN = "2026-07-28"
 GROWING = Path(__file__).resolve().parent / "growing_server.py"
@@ -62,6 +62,9 @@ subpuzzles = {SUBPUZZLES}
 pow = 20000
 [tools."spy/echo"]
 pow = 21000
+[limits.tools."spy/echo"]                 # the limit class follows the tool like its price
+burst = 1
+rate = "1/h"
 
 [[mount]]
 path = "/spy/mcp"
@@ -94,9 +97,12 @@ path = "/all/mcp"
     spy.stop()
 
 
-def post(base: str, method: str, params: dict, name: str | None = None) -> httpx.Response:
+def post(base: str, method: str, params: dict, name: str | None = None,
+         auth: str | None = None) -> httpx.Response:
     h = {"Accept": ACCEPT, "Content-Type": "application/json", "MCP-Protocol-Version": MODERN,
          "Mcp-Method": method, "Turnpike-Challenge": "http"}
+    if auth is not None:
+        h["Authorization"] = auth
     if name is not None:
         h["Mcp-Name"] = name
     meta = {"io.modelcontextprotocol/protocolVersion": MODERN,
@@ -105,8 +111,15 @@ def post(base: str, method: str, params: dict, name: str | None = None) -> httpx
     return httpx.post(base + "/all/mcp", json=body, headers=h, timeout=60)
 
 
-def call(base: str, tool: str) -> httpx.Response:
-    return post(base, "tools/call", {"name": tool, "arguments": {"message": "hi"}}, tool)
+def call(base: str, tool: str, auth: str | None = None) -> httpx.Response:
+    return post(base, "tools/call", {"name": tool, "arguments": {"message": "hi"}}, tool, auth)
+
+
+def paid_call(base: str, tool: str) -> httpx.Response:
+    """The call, challenged, solved and sent again with its solution."""
+    [line] = pow_challenges(call(base, tool))
+    token = dict(parse_www_authenticate(line)[1])["challenge"]
+    return call(base, tool, authorization(token, py_solve(token)))
 
 
 def listed(base: str) -> dict[str, dict]:
@@ -166,3 +179,12 @@ def test_prices_survive_a_clash_that_appears_after_start(merged: tuple[str, str]
     r = call(base, "no-such-tool")
     assert r.status_code == 200 and r.json()["error"]["code"] == -32602, r.text[:300]
     assert "www-authenticate" not in r.headers
+
+    # The limit class [limits.tools."spy/echo"] follows the published spy_echo too: one paid
+    # call passes under it, the next is limited by it.
+    r = paid_call(base, "spy_echo")
+    assert r.status_code == 200 and "spy ran" in r.text, r.text[:300]
+    assert "spy/echo" in r.headers.get("ratelimit-policy", ""), dict(r.headers)
+    r = paid_call(base, "spy_echo")
+    assert r.status_code == 429, r.text[:300]
+    assert "spy/echo" in r.text, r.text[:300]

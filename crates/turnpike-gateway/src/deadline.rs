@@ -188,7 +188,7 @@ pub fn bound_body(
         let body = IdleBody {
             inner: body,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
         };
         return Response::from_parts(parts, Body::new(body));
     }
@@ -306,11 +306,12 @@ impl Drop for Watch {
 struct IdleTimeout;
 
 /// A body that fails with [`IdleTimeout`] when no frame arrives for `idle`; everything else,
-/// its size hint included, is the inner body's.
+/// its size hint included, is the inner body's. The timer is armed only when the body first has
+/// to wait (an answer already received whole never starts one).
 struct IdleBody {
     inner: Body,
     idle: Duration,
-    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl http_body::Body for IdleBody {
@@ -326,14 +327,20 @@ impl http_body::Body for IdleBody {
         let this = &mut *self;
         match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let next = tokio::time::Instant::now() + this.idle;
-                this.timer.as_mut().reset(next);
+                // The wait starts again at the next Pending.
+                this.timer = None;
                 Poll::Ready(frame)
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(IdleTimeout)))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(IdleTimeout)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

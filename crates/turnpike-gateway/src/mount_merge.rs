@@ -71,6 +71,12 @@ pub trait ToolCatalog: Send + Sync {
     fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Resolved>;
     /// The price of a published tool, from the last list.
     fn price_of(&self, name: &str) -> Option<Price>;
+    /// The names the configuration may give published tool `name`, in the order prices are
+    /// looked up: `<mount>/<own name>`, the published name, its own name (empty when the last
+    /// list does not publish it). Limit classes follow the tool by the same names.
+    fn names_of(&self, _name: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The prices that may apply to a merged tool: the merged endpoint's and each member's.
@@ -615,6 +621,17 @@ impl ToolCatalog for Merged {
             Resolved::Price(p) => Some(p),
             _ => None,
         }
+    }
+
+    fn names_of(&self, name: &str) -> Vec<String> {
+        let t = self.inner.tools.lock();
+        let Some((i, own)) = t.names.get(name) else {
+            return Vec::new();
+        };
+        let Some(mount) = self.inner.members.get(*i).map(|m| m.0.as_str()) else {
+            return Vec::new();
+        };
+        vec![format!("{mount}/{own}"), name.to_owned(), own.clone()]
     }
 }
 

@@ -475,6 +475,9 @@ impl Gate {
             });
         let catalog_price;
         let mut listed_price = None;
+        // The name the limits know a merged tool by (the first of `<mount>/<name>`, the
+        // published name and its own name that has a `[limits.tools.*]` class).
+        let mut limit_name: Option<String> = None;
         if let (Some(catalog), MessageKind::Request, "tools/call", false) =
             (&self.catalog, msg.kind(), method, continued)
         {
@@ -483,6 +486,12 @@ impl Gate {
                 crate::mount_merge::Resolved::Price(p) => {
                     catalog_price = p;
                     listed_price = Some(&catalog_price);
+                    if let Some(limiter) = &self.limiter {
+                        limit_name = catalog
+                            .names_of(name)
+                            .into_iter()
+                            .find(|n| limiter.has_tool_class(n));
+                    }
                 }
                 crate::mount_merge::Resolved::Unknown => {
                     log.outcome = "unknown-tool";
@@ -536,7 +545,10 @@ impl Gate {
                         let call = CallInfo {
                             scope: &limiter.scope_of(&anonymous(peer)),
                             rail: Some(RailKind::Pow),
-                            kind: CallKind::classify(method, turnpike_mcp::call_name(&msg)),
+                            kind: CallKind::classify(
+                                method,
+                                limit_name.as_deref().or(turnpike_mcp::call_name(&msg)),
+                            ),
                             args_hash: Some(&facts.args_hash),
                         };
                         match self
@@ -741,7 +753,10 @@ impl Gate {
                 let call = CallInfo {
                     scope: &limiter.scope_of(&identity),
                     rail: grant.as_ref().map(|g| g.rail),
-                    kind: CallKind::classify(method, turnpike_mcp::call_name(&msg)),
+                    kind: CallKind::classify(
+                        method,
+                        limit_name.as_deref().or(turnpike_mcp::call_name(&msg)),
+                    ),
                     args_hash: Some(&facts.args_hash),
                 };
                 match self

@@ -295,6 +295,11 @@ impl Limiter {
         }
     }
 
+    /// Whether `[limits.tools.<tool>]` gives `tool` a class of its own.
+    pub fn has_tool_class(&self, tool: &str) -> bool {
+        self.cfg.tools.contains_key(tool)
+    }
+
     /// The quota for a tool call of `tool` let through by `rail`.
     pub fn tool_quota(&self, tool: &str, rail: Option<RailKind>) -> Quota {
         if let Some(q) = self.cfg.tools.get(tool) {
