@@ -24,7 +24,7 @@ pub async fn tools_list_response(
     id: Value,
     price_of: impl Fn(&str) -> Value + Send + Sync + 'static,
 ) -> Response<Body> {
-    let ct = crate::body::media_type(resp.headers());
+    let ct = turnpike_http::body::media_type(resp.headers());
     match ct.as_str() {
         "application/json" => annotate_json(resp, &price_of).await,
         "text/event-stream" => annotate_sse(resp, id, price_of),

@@ -93,17 +93,20 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 use turnpike_core::{BillingMode, Offer, Policy, Price};
+use turnpike_http::conns::ConnRules;
 use turnpike_l402::{L402Config, StoreConfig};
 use turnpike_lightning::BackendConfig;
 use turnpike_limits::{BudgetsConfig, LimitsConfig, StoreConfig as LimitsStoreConfig};
 use turnpike_oauth::{OAuthConfig, Secret};
 use turnpike_pow::PowConfig;
+use turnpike_upstream::http::check_url;
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -135,10 +138,10 @@ pub struct Config {
     /// (`memory` by default; `redis` to share it between instances).
     pub store: LimitsStoreConfig,
     /// `[[mount]]`: more upstreams, each at its own path with its own prices
-    /// ([`crate::mount`]).
-    pub mounts: Vec<crate::mount::MountConfig>,
-    /// `[merge]`: one endpoint over several mounts ([`crate::mount_merge`]).
-    pub merge: Option<crate::mount::MergeConfig>,
+    /// (`mount.rs`).
+    pub mounts: Vec<MountConfig>,
+    /// `[merge]`: one endpoint over several mounts (`mount_merge.rs`).
+    pub merge: Option<MergeConfig>,
     /// `[admin]`: the admin listener (metrics, admin API, dashboard). `None`: off.
     pub admin: Option<AdminConfig>,
     /// `[stdio]`: bounds on stdio children, shared by `[upstream] command` and every stdio
@@ -147,7 +150,7 @@ pub struct Config {
 }
 
 /// `[stdio]`: how many stdio children may live, in all and per caller
-/// ([`crate::upstream::stdio::StdioBudget`]).
+/// ([`turnpike_upstream::stdio::StdioBudget`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StdioSection {
     /// Children alive at once; `None`: sized to memory ([`StdioSection::limits`]).
@@ -163,7 +166,7 @@ pub struct StdioSection {
 
 impl Default for StdioSection {
     fn default() -> Self {
-        use crate::upstream::stdio as s;
+        use turnpike_upstream::stdio as s;
         StdioSection {
             max_sessions: None,
             session_memory_mib: s::DEFAULT_SESSION_MEMORY_MIB,
@@ -176,13 +179,13 @@ impl Default for StdioSection {
 impl StdioSection {
     /// The limits in force, and the available memory (MiB) the global cap was sized from when
     /// `max_sessions` is not set (`None` when it is set, or when the memory cannot be read).
-    pub fn limits(&self) -> (crate::upstream::stdio::StdioLimits, Option<u64>) {
+    pub fn limits(&self) -> (turnpike_upstream::stdio::StdioLimits, Option<u64>) {
         let (max_sessions, avail) = match self.max_sessions {
             Some(n) => (n, None),
-            None => crate::upstream::stdio::memory_sized_max_sessions(self.session_memory_mib),
+            None => turnpike_upstream::stdio::memory_sized_max_sessions(self.session_memory_mib),
         };
         (
-            crate::upstream::stdio::StdioLimits {
+            turnpike_upstream::stdio::StdioLimits {
                 max_sessions,
                 max_sessions_per_caller: self.max_sessions_per_caller,
                 spawns_per_minute_per_caller: self.spawns_per_minute_per_caller,
@@ -362,6 +365,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        let conns = ConnRules::default();
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8402)),
             path: "/mcp".into(),
@@ -371,18 +375,66 @@ impl Default for ServerConfig {
             max_body_bytes: 4 * 1024 * 1024,
             data_dir: PathBuf::from("turnpike-data"),
             public_url: None,
-            header_read_timeout_secs: 10,
+            header_read_timeout_secs: conns.header_read_timeout.as_secs(),
             body_read_timeout_secs: 30,
             shutdown_timeout_secs: 10,
             watch_config: true,
-            max_connections: 10_000,
-            max_connections_per_address: 128,
-            first_byte_timeout_secs: 5,
-            connection_idle_timeout_secs: 60,
-            http2_max_concurrent_streams: 100,
-            http2_keepalive_secs: 30,
+            max_connections: conns.max_connections,
+            max_connections_per_address: conns.max_per_address,
+            first_byte_timeout_secs: conns.first_byte_timeout.as_secs(),
+            connection_idle_timeout_secs: conns.idle_timeout.as_secs(),
+            http2_max_concurrent_streams: conns.h2_max_streams,
+            http2_keepalive_secs: conns.h2_keepalive.as_secs(),
         }
     }
+}
+
+impl ServerConfig {
+    /// The connection rules these keys set for the endpoint's listener.
+    pub fn conn_rules(&self) -> ConnRules {
+        ConnRules {
+            max_connections: self.max_connections,
+            max_per_address: self.max_connections_per_address,
+            first_byte_timeout: Duration::from_secs(self.first_byte_timeout_secs),
+            idle_timeout: Duration::from_secs(self.connection_idle_timeout_secs),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            h2_max_streams: self.http2_max_concurrent_streams,
+            h2_keepalive: Duration::from_secs(self.http2_keepalive_secs),
+        }
+    }
+}
+
+/// One `[[mount]]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MountConfig {
+    /// The endpoint path.
+    pub path: String,
+    /// A short name: the prefix of its clashing names on the merged endpoint. Default: the
+    /// first segment of the path.
+    pub name: String,
+    /// The upstream, as `[upstream]` describes one.
+    pub upstream: UpstreamConfig,
+    /// Prices of tools (`default` for every tool not named).
+    pub tools: BTreeMap<String, PriceConfig>,
+    /// Prices of other methods.
+    pub methods: BTreeMap<String, PriceConfig>,
+}
+
+/// `[merge]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MergeConfig {
+    /// The merged endpoint's path.
+    pub path: String,
+    /// The mounts merged, by name (empty: all).
+    pub mounts: Vec<String>,
+}
+
+/// The name of a mount at `path` when none is given: its first non-empty segment.
+pub fn default_name(path: &str) -> String {
+    path.split('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or("mount")
+        .to_owned()
 }
 
 /// `[upstream]`: exactly one of `url` and `command`.
@@ -403,8 +455,8 @@ pub struct UpstreamConfig {
     /// a last JSON-RPC error event and the call is cancelled upstream. Default 120.
     pub stream_idle_timeout_secs: u64,
     /// The MCP era the upstream speaks (`auto`: probe); clients of the other era are
-    /// translated (`crate::era`).
-    pub era: crate::era::EraSetting,
+    /// translated (the `turnpike-era` crate).
+    pub era: turnpike_era::EraSetting,
 }
 
 impl Default for UpstreamConfig {
@@ -416,7 +468,7 @@ impl Default for UpstreamConfig {
             idle_timeout_secs: 900,
             response_timeout_secs: 60,
             stream_idle_timeout_secs: 120,
-            era: crate::era::EraSetting::Auto,
+            era: turnpike_era::EraSetting::Auto,
         }
     }
 }
@@ -1325,7 +1377,7 @@ impl<'s> Cx<'s> {
         );
         const ERA: &str = "use \"auto\", \"2025\" or \"2026-07-28\"";
         if let Some((v, vspan)) = self.field::<String>(t, "era", ERA) {
-            match crate::era::EraSetting::parse(&v) {
+            match turnpike_era::EraSetting::parse(&v) {
                 Some(e) => u.era = e,
                 None => self.problem(Some(vspan), format!("unknown era {v:?}"), ERA),
             }
@@ -2063,9 +2115,9 @@ pub fn check_public_url(u: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// `[[mount]]` and `[merge]` ([`crate::mount`]).
+/// `[[mount]]` and `[merge]` (`mount.rs`).
 impl Cx<'_> {
-    fn mounts(&mut self, v: &Spanned<DeValue<'_>>) -> Vec<crate::mount::MountConfig> {
+    fn mounts(&mut self, v: &Spanned<DeValue<'_>>) -> Vec<MountConfig> {
         let DeValue::Array(items) = v.get_ref() else {
             self.problem(
                 Some(v.span()),
@@ -2074,7 +2126,7 @@ impl Cx<'_> {
             );
             return Vec::new();
         };
-        let mut out: Vec<crate::mount::MountConfig> = Vec::new();
+        let mut out: Vec<MountConfig> = Vec::new();
         for item in items.iter() {
             let Some(t) = self.table(item, "[[mount]]") else {
                 continue;
@@ -2084,7 +2136,7 @@ impl Cx<'_> {
                 "[[mount]]",
                 &["path", "name", "upstream", "tools", "methods"],
             );
-            let mut m = crate::mount::MountConfig::default();
+            let mut m = MountConfig::default();
             match self.field::<String>(t, "path", HINT_PATH) {
                 Some((p, span)) if p.starts_with('/') && !p.contains(['?', '#', ' ']) => {
                     if out.iter().any(|o| o.path == p) {
@@ -2114,7 +2166,7 @@ impl Cx<'_> {
                     }
                     n
                 }
-                None => crate::mount::default_name(&m.path),
+                None => default_name(&m.path),
             };
             if out.iter().any(|o| o.name == m.name) {
                 self.problem(
@@ -2182,14 +2234,10 @@ impl Cx<'_> {
         }
     }
 
-    fn merge(
-        &mut self,
-        v: &Spanned<DeValue<'_>>,
-        _mounts: &[crate::mount::MountConfig],
-    ) -> Option<crate::mount::MergeConfig> {
+    fn merge(&mut self, v: &Spanned<DeValue<'_>>, _mounts: &[MountConfig]) -> Option<MergeConfig> {
         let t = self.table(v, "[merge]")?;
         self.unknown_keys(t, "[merge]", &["path", "mounts"]);
-        let mut m = crate::mount::MergeConfig::default();
+        let mut m = MergeConfig::default();
         match self.field::<String>(t, "path", HINT_PATH) {
             Some((p, _)) if p.starts_with('/') => m.path = p,
             Some((p, span)) => self.problem(
@@ -2210,20 +2258,6 @@ impl Cx<'_> {
         }
         Some(m)
     }
-}
-
-/// Checks an upstream URL: absolute, http or https, with a host.
-pub fn check_url(u: &str) -> Result<http::Uri, &'static str> {
-    let uri: http::Uri = u.parse().map_err(|_| "not a valid URL")?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        Some(_) => return Err("the scheme must be http or https"),
-        None => return Err("the URL must be absolute (http://… or https://…)"),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err("the URL has no host");
-    }
-    Ok(uri)
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -2353,6 +2387,12 @@ pow = 100000
     }
 
     #[test]
+    fn mount_names() {
+        assert_eq!(default_name("/files/mcp"), "files");
+        assert_eq!(default_name("/"), "mount");
+    }
+
+    #[test]
     fn defaults() {
         let c = parse("[upstream]\ncommand = [\"srv\", \"--stdio\"]\n", "t").unwrap();
         assert_eq!(c.server, ServerConfig::default());
@@ -2390,7 +2430,7 @@ path = "/all/mcp"
         c.validate().unwrap();
         assert_eq!(c.mounts.len(), 2);
         assert_eq!(c.mounts[0].name, "a");
-        assert_eq!(c.mounts[0].upstream.era, crate::era::EraSetting::Modern);
+        assert_eq!(c.mounts[0].upstream.era, turnpike_era::EraSetting::Modern);
         assert_eq!(c.mounts[0].tools["default"].pow, Some(1000));
         assert_eq!(c.mounts[1].name, "local");
         assert_eq!(c.mounts[1].upstream.command, Some(vec!["srv".to_owned()]));
@@ -2445,7 +2485,7 @@ path = "/all/mcp"
 
     #[test]
     fn upstream_era() {
-        use crate::era::EraSetting;
+        use turnpike_era::EraSetting;
         let c = parse("[upstream]\nurl = \"http://x/mcp\"\n", "t").unwrap();
         assert_eq!(c.upstream.era, EraSetting::Auto);
         let c = parse(

@@ -29,7 +29,7 @@ use http::Response;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::era::wire::{self, Edit, OnAbandon};
+use turnpike_era::wire::{self, Edit, OnAbandon};
 
 /// How long a remembered `requestState` may be used.
 pub const TTL: Duration = Duration::from_secs(600);

@@ -181,7 +181,7 @@ pub fn bound_body(
     idle: Duration,
     cancel: Option<Canceller>,
 ) -> Response<Body> {
-    let sse = crate::body::media_type(resp.headers()) == "text/event-stream";
+    let sse = turnpike_http::body::media_type(resp.headers()) == "text/event-stream";
     let (parts, body) = resp.into_parts();
     if !sse {
         // A whole answer keeps its size (and so its Content-Length).

@@ -13,20 +13,14 @@
 //!   client and upstream;
 //! - [`serve`]: the gateway server itself.
 
-pub mod admin;
 pub mod annotate;
-pub mod body;
 pub mod config;
-pub mod conns;
 pub mod continuation;
 pub mod credentials;
 pub mod deadline;
-pub mod era;
-pub mod hosts;
 pub mod identity;
 pub mod layer;
 pub mod limits;
-pub mod metrics;
 pub mod mount;
 pub mod mount_merge;
 pub mod pipeline;
@@ -36,7 +30,11 @@ pub mod respond;
 pub mod serve;
 pub mod settle;
 pub mod trace;
-pub mod upstream;
+
+pub use turnpike_era as era;
+pub use turnpike_http::{body, conns, hosts};
+pub use turnpike_operator::{admin, metrics};
+pub use turnpike_upstream as upstream;
 
 pub use config::{load, parse, ChallengeMode, Config, ConfigError};
 pub use layer::{TurnpikeLayer, TurnpikeService};
@@ -68,4 +66,10 @@ pub enum GatewayError {
     /// The listen address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(std::net::SocketAddr, #[source] std::io::Error),
+}
+
+impl From<turnpike_upstream::UpstreamError> for GatewayError {
+    fn from(e: turnpike_upstream::UpstreamError) -> Self {
+        GatewayError::Upstream(e.0)
+    }
 }

@@ -5,7 +5,7 @@
 //! [`Admission`](turnpike_limits::Admission) into HTTP.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -90,35 +90,7 @@ pub fn scaled_pow_price(price: &Price, multiplier: u32) -> Option<Price> {
     Some(Price { offers })
 }
 
-/// Counts of refusals, kept apart by who refused: the gateway's own limits, or the upstream.
-#[derive(Debug, Default)]
-pub struct LimitCounters {
-    /// Calls the gateway answered 429 (or its in-band equivalent) itself.
-    pub gateway_limited: AtomicU64,
-    /// Calls refused 503 because the limits store was down (failure mode `closed`).
-    pub store_unavailable: AtomicU64,
-    /// Calls let through unlimited because the limits store was down (failure mode `open`).
-    pub degraded: AtomicU64,
-    /// Upstream responses with status 429 (passed on as they are, never counted as ours).
-    pub upstream_429: AtomicU64,
-}
-
-impl LimitCounters {
-    /// Adds one to `c`.
-    pub(crate) fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A snapshot: (gateway 429s, store-down 503s, fail-open calls, upstream 429s).
-    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
-        (
-            self.gateway_limited.load(Ordering::Relaxed),
-            self.store_unavailable.load(Ordering::Relaxed),
-            self.degraded.load(Ordering::Relaxed),
-            self.upstream_429.load(Ordering::Relaxed),
-        )
-    }
-}
+pub use turnpike_operator::metrics::LimitCounters;
 
 /// Adds `pairs` (e.g. `RateLimit-Policy`, `RateLimit`) to `resp`, replacing any the upstream
 /// set.

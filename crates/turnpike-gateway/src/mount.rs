@@ -19,7 +19,7 @@
 //! ```
 //!
 //! Each mount is an upstream ([`crate::serve::build_upstream`]) made to speak both eras
-//! ([`crate::era::adapt`]) behind a [`Gate`] of its own: the mount's `tools`/`methods` prices
+//! ([`turnpike_era::adapt`]) behind a [`Gate`] of its own: the mount's `tools`/`methods` prices
 //! with the rest of the configuration (rails, limits, hosts) shared. The `[upstream]` table
 //! may then be left out; when it is there it is still served at `[server] path`.
 //!
@@ -30,47 +30,13 @@
 //! name, and a tool none of these names gets its mount's price, else `[tools.default]`
 //! ([`crate::mount_merge`] has the order).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::{Config, PriceConfig, UpstreamConfig};
-use crate::era::{EraAdapter, EraOptions, EraSetting};
-use crate::serve::BoxUpstream;
-use crate::upstream::stdio::StdioUpstream;
+use crate::config::{Config, UpstreamConfig};
 use crate::{Gate, GatewayError, TurnpikeService};
-
-/// One `[[mount]]`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct MountConfig {
-    /// The endpoint path.
-    pub path: String,
-    /// A short name: the prefix of its clashing names on the merged endpoint. Default: the
-    /// first segment of the path.
-    pub name: String,
-    /// The upstream, as `[upstream]` describes one.
-    pub upstream: UpstreamConfig,
-    /// Prices of tools (`default` for every tool not named).
-    pub tools: BTreeMap<String, PriceConfig>,
-    /// Prices of other methods.
-    pub methods: BTreeMap<String, PriceConfig>,
-}
-
-/// `[merge]`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct MergeConfig {
-    /// The merged endpoint's path.
-    pub path: String,
-    /// The mounts merged, by name (empty: all).
-    pub mounts: Vec<String>,
-}
-
-/// The name of a mount at `path` when none is given: its first non-empty segment.
-pub fn default_name(path: &str) -> String {
-    path.split('/')
-        .find(|s| !s.is_empty())
-        .unwrap_or("mount")
-        .to_owned()
-}
+use turnpike_era::{EraAdapter, EraOptions, EraSetting};
+use turnpike_upstream::stdio::StdioUpstream;
+use turnpike_upstream::BoxUpstream;
 
 /// A mounted endpoint: its path, its gate and its service.
 pub struct Mounted {
@@ -98,8 +64,8 @@ impl Mounts {
     /// Stdio mounts count their children against `stdio_budget` (the gateway's one budget).
     pub fn build(
         cfg: &Config,
-        metrics: Arc<crate::metrics::Metrics>,
-        stdio_budget: &crate::upstream::stdio::StdioBudget,
+        metrics: Arc<turnpike_operator::metrics::Metrics>,
+        stdio_budget: &turnpike_upstream::stdio::StdioBudget,
     ) -> Result<Mounts, GatewayError> {
         let mut out = Mounts::default();
         let mut members: Vec<(String, EraAdapter)> = Vec::new();
@@ -148,9 +114,9 @@ impl Mounts {
                 merged.boxed(),
                 EraOptions {
                     setting: EraSetting::Modern,
-                    sealer: crate::era::Sealer::load_or_create(
+                    sealer: turnpike_era::Sealer::load_or_create(
                         &cfg.server.data_dir,
-                        crate::era::SESSION_TTL_SECS,
+                        turnpike_era::SESSION_TTL_SECS,
                     )
                     .map_err(|e| GatewayError::Upstream(format!("session key: {e}")))?,
                     ..EraOptions::default()
@@ -199,7 +165,7 @@ fn adapter_for(
         (EraSetting::Auto, true) => EraSetting::Legacy,
         (e, _) => e,
     };
-    let sealer = crate::era::Sealer::load_or_create(data_dir, crate::era::SESSION_TTL_SECS)
+    let sealer = turnpike_era::Sealer::load_or_create(data_dir, turnpike_era::SESSION_TTL_SECS)
         .map_err(|e| GatewayError::Upstream(format!("session key: {e}")))?;
     Ok(EraAdapter::new(
         raw,
@@ -209,15 +175,4 @@ fn adapter_for(
             ..EraOptions::default()
         },
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert_eq!(default_name("/files/mcp"), "files");
-        assert_eq!(default_name("/"), "mount");
-    }
 }

@@ -41,8 +41,8 @@ use tower_service::Service;
 
 use turnpike_core::{Policy, Price};
 
-use crate::era::{wire, EraAdapter, META_SERVER_INFO, METHOD_NOT_FOUND, MODERN_VERSION};
-use crate::serve::BoxUpstream;
+use turnpike_era::{wire, EraAdapter, META_SERVER_INFO, METHOD_NOT_FOUND, MODERN_VERSION};
+use turnpike_upstream::BoxUpstream;
 
 const MAX_PAGES: usize = 16;
 
@@ -178,9 +178,9 @@ impl Merged {
         }
         let path = self.inner.path.clone();
         let meta = json!({
-            crate::era::META_VERSION: MODERN_VERSION,
-            crate::era::META_CAPS: {},
-            crate::era::META_CLIENT_INFO: {"name": "turnpike-merged", "version": env!("CARGO_PKG_VERSION")},
+            turnpike_era::META_VERSION: MODERN_VERSION,
+            turnpike_era::META_CAPS: {},
+            turnpike_era::META_CLIENT_INFO: {"name": "turnpike-merged", "version": env!("CARGO_PKG_VERSION")},
         });
         let _ = self
             .list(&path, &json!(0), Some(meta), "tools", "tools", true)
@@ -309,7 +309,7 @@ impl Merged {
         let req_id = json!(format!("turnpike-merge-{i}"));
         let body = json!({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params});
         let mut h = HeaderMap::new();
-        crate::era::modern_headers(&mut h, &body);
+        turnpike_era::modern_headers(&mut h, &body);
         let svc = self.inner.members[i].1.get();
         let resp = wire::send(&svc, wire::post(uri, h, &body)).await;
         let (_, v) = wire::answer(resp, &req_id).await?;
@@ -540,7 +540,7 @@ impl Merged {
 
     async fn forward(&self, i: usize, parts: http::request::Parts, msg: &Value) -> Response<Body> {
         let mut headers = parts.headers.clone();
-        crate::era::modern_headers(&mut headers, msg);
+        turnpike_era::modern_headers(&mut headers, msg);
         let mut req = wire::post(&parts.uri, headers, msg);
         *req.extensions_mut() = parts.extensions;
         let svc = self.inner.members[i].1.get();

@@ -3,13 +3,13 @@
 //! Every request that reaches the endpoint goes through [`Gate::handle`], which reads as this
 //! list of steps; each step calls into the crate or module that owns it.
 //!
-//! 1. **Host / Origin** ([`crate::hosts`]): `Host` must be an allowed host (port ignored);
+//! 1. **Host / Origin** ([`turnpike_http::hosts`]): `Host` must be an allowed host (port ignored);
 //!    `Origin`, when present, an allowed host's origin or an allowed origin. Else 403, -31403.
 //!    Two `Host` lines, or a `Host` disagreeing with the target's authority: 400, -32600.
 //! 2. **Not a POST** (GET opens a server stream, DELETE ends a session): carries no priced call;
 //!    credential headers are removed and the request is forwarded.
 //! 3. **Content-Type** must be `application/json`, else 415.
-//! 4. **Body** ([`crate::body`]): read whole within `max_body_bytes` (413, -31413) and the body
+//! 4. **Body** ([`turnpike_http::body`]): read whole within `max_body_bytes` (413, -31413) and the body
 //!    time limit (408).
 //! 5. **Envelope** ([`turnpike_mcp::parse_message`]): one JSON-RPC message. Bad JSON → 400,
 //!    -32700; a batch array, a malformed message or a repeated key → 400, -32600.
@@ -79,26 +79,18 @@ use turnpike_mcp::MessageKind;
 use turnpike_oauth::{HttpContext, OAuthOutcome, ScopedOAuthRail};
 use turnpike_pow::PowRail;
 
-use crate::body::{self, BodyError};
 use crate::config::{ChallengeMode, Config};
 use crate::credentials;
-use crate::hosts::HostPolicy;
 use crate::identity::{IdentitySigner, IDENTITY_HEADER};
 use crate::limits::LimitCounters;
-use crate::metrics::{CallRecord, Metrics};
 use crate::rails::Rails;
 use crate::respond::{self, json_error};
 use crate::GatewayError;
+use turnpike_http::body::{self, BodyError};
+use turnpike_http::hosts::HostPolicy;
+use turnpike_operator::metrics::{CallRecord, Metrics};
 
-/// The caller's address, as a request extension (set by [`crate::serve`]; axum's
-/// `ConnectInfo<SocketAddr>` is read too).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
-
-/// The JSON-RPC id of the request being forwarded, as a request extension, so an upstream that
-/// fails before answering can answer with an error carrying it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JsonRpcId(pub Value);
+pub use turnpike_http::{JsonRpcId, PeerAddr};
 
 /// Settings of a [`Gate`] that do not come from the policy or the rails.
 #[derive(Debug, Clone)]

@@ -16,14 +16,16 @@
 //! `[store]` and `[admin]`. Each attempt is logged (`target: turnpike::reload`) and counted in
 //! `turnpike_config_reloads_total`.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
+use futures_util::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
+use serde_json::{json, Map, Value};
+use turnpike_l402::store::L402Store;
+use turnpike_operator::metrics::Metrics;
+use turnpike_operator::Operated;
 
 use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::{Gate, GatewayError};
 
 /// Produces the configuration to reload to (the file, plus any command-line overrides).
@@ -34,6 +36,8 @@ pub struct LiveGate {
     gate: RwLock<Arc<Gate>>,
     config: RwLock<Arc<Config>>,
     metrics: Arc<Metrics>,
+    /// Where a reload loads its configuration from (none: the server has no file).
+    loader: Option<Loader>,
     /// One reload at a time.
     reloading: Mutex<()>,
 }
@@ -66,8 +70,15 @@ impl LiveGate {
             gate: RwLock::new(Arc::new(gate)),
             config: RwLock::new(Arc::new(config)),
             metrics,
+            loader: None,
             reloading: Mutex::new(()),
         }
+    }
+
+    /// The same, reloading with `loader` on request ([`Operated::reload`]).
+    pub fn with_loader(mut self, loader: Option<Loader>) -> LiveGate {
+        self.loader = loader;
+        self
     }
 
     /// The gate in force now.
@@ -151,7 +162,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if o.public_url != n.public_url {
         v.push("[server] public_url");
     }
-    if crate::conns::ConnRules::from_server(o) != crate::conns::ConnRules::from_server(n) {
+    if o.conn_rules() != n.conn_rules() {
         v.push("[server] connection limits and timeouts");
     }
     if old.upstream != new.upstream {
@@ -201,40 +212,76 @@ fn changed_sections(old: &Config, new: &Config) -> Vec<&'static str> {
     v
 }
 
-/// What a watched file looks like now (modification time and length), or `None` when it
-/// cannot be read.
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
+impl Operated for LiveGate {
+    fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
 
-/// Polls `path` every `every` and reloads when its modification time or length changes
-/// (editors that replace the file are covered too). Runs until the task is dropped.
-pub async fn watch_file(live: Arc<LiveGate>, loader: Loader, path: PathBuf, every: Duration) {
-    let mut last = stamp(&path);
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let now = stamp(&path);
-        if now != last && now.is_some() {
-            last = now;
-            let (live, loader) = (live.clone(), loader.clone());
-            let _ = tokio::task::spawn_blocking(move || live.reload_with(&loader, "file")).await;
+    fn refresh_gauges(&self) {
+        if let Some(pow) = &self.gate().rails().pow {
+            self.metrics.set_pow_multiplier(pow.current_multiplier());
         }
     }
-}
 
-/// Reloads on every SIGHUP. Runs until the task is dropped.
-#[cfg(unix)]
-pub async fn on_sighup(live: Arc<LiveGate>, loader: Loader) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!(target: "turnpike::reload", "cannot listen for SIGHUP");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        let (live, loader) = (live.clone(), loader.clone());
-        let _ = tokio::task::spawn_blocking(move || live.reload_with(&loader, "SIGHUP")).await;
+    fn health(&self) -> BoxFuture<'_, Vec<(&'static str, bool)>> {
+        Box::pin(async move {
+            let mut up = Vec::new();
+            if let Some(store) = self.l402_store() {
+                // A read of a token that cannot exist: answers whether the store is reachable.
+                up.push(("l402_store", store.balance([0; 32]).await.is_ok()));
+            }
+            up
+        })
+    }
+
+    fn l402_store(&self) -> Option<Arc<dyn L402Store>> {
+        self.gate().rails().l402.as_ref().map(|r| r.store().clone())
+    }
+
+    fn summary(&self) -> Map<String, Value> {
+        let gate = self.gate();
+        let cfg = self.config();
+        let multiplier = gate.rails().pow.as_ref().map(|p| p.current_multiplier());
+        // The highest proof-of-work price the policy names, and what it costs at this load.
+        let policy = gate.policy();
+        let base_effort = std::iter::once(&policy.default_tool)
+            .chain(policy.tools.values())
+            .chain(policy.methods.values())
+            .flat_map(|p| p.offers.iter())
+            .filter_map(|o| match o {
+                turnpike_core::Offer::Pow { effort } => Some(*effort),
+                _ => None,
+            })
+            .max();
+        let current_effort = match (&gate.rails().pow, base_effort) {
+            (Some(p), Some(e)) => p.quote(e).map(|q| q.effort),
+            _ => None,
+        };
+        let rails: Vec<&str> = gate.rails().all.iter().map(|r| r.kind().as_str()).collect();
+        let tools: Vec<Value> = cfg
+            .tools
+            .iter()
+            .map(|(name, p)| {
+                json!({"tool": name, "free": p.free, "pow": p.pow,
+                       "l402_msat": p.l402.map(|l| l.msat), "oauth": p.oauth.is_some()})
+            })
+            .collect();
+        match json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "endpoint": cfg.public_url(),
+            "rails": rails,
+            "prices": tools,
+            "limits_enabled": cfg.limits.enabled,
+            "pow": {"multiplier": multiplier, "current_effort": current_effort,
+                    "base_effort": base_effort},
+        }) {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    fn reload(&self, trigger: &str) -> Option<Result<Vec<&'static str>, String>> {
+        let loader = self.loader.clone()?;
+        Some(self.reload_with(&loader, trigger))
     }
 }

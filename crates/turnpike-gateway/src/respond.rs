@@ -10,27 +10,7 @@ use crate::config::ChallengeMode;
 /// The request header that picks the delivery mode for one request: `http` or `in-band`.
 pub const CHALLENGE_MODE_HEADER: &str = "turnpike-challenge";
 
-/// A JSON response with `status` and the JSON-RPC error `code`/`message`.
-pub fn json_error(
-    status: StatusCode,
-    id: Option<&Value>,
-    code: i64,
-    message: &str,
-) -> Response<Body> {
-    json_response(status, &turnpike_mcp::error_response(id, code, message))
-}
-
-/// A JSON response.
-pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut r = Response::new(Body::from(bytes));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
+pub use turnpike_http::reply::{json_error, json_response};
 
 /// Which delivery mode applies to a request (the `auto` rule is in the README and docs/ARCHITECTURE.md).
 pub fn mode_for(configured: ChallengeMode, headers: &HeaderMap) -> ChallengeMode {

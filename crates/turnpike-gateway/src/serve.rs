@@ -17,9 +17,9 @@ use turnpike_core::error_codes;
 
 use crate::config::Config;
 use crate::pipeline::PeerAddr;
-use crate::upstream::http::HttpUpstream;
-use crate::upstream::stdio::{StdioBudget, StdioConfig, StdioUpstream};
 use crate::{Gate, GatewayError, TurnpikeService};
+use turnpike_upstream::http::HttpUpstream;
+use turnpike_upstream::stdio::{StdioBudget, StdioConfig, StdioUpstream};
 
 /// What a running server may do beyond serving: reload its configuration.
 #[derive(Clone, Default)]
@@ -39,8 +39,7 @@ pub type OnReady = Arc<dyn Fn(&Arc<crate::reload::LiveGate>, Option<SocketAddr>)
 /// How often a watched configuration file is looked at.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// Any upstream, boxed.
-pub type BoxUpstream = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
+pub use turnpike_upstream::BoxUpstream;
 
 /// Builds the configured upstream: HTTP for `upstream.url`, stdio for `upstream.command` (its
 /// children bounded by a budget of its own, from `[stdio]`).
@@ -139,10 +138,11 @@ pub async fn serve_listener_with(
         }
     }
     config.validate()?;
-    let live = Arc::new(crate::reload::LiveGate::new(
-        config.clone(),
-        Gate::from_config(&config)?,
-    ));
+    let live = Arc::new(
+        crate::reload::LiveGate::new(config.clone(), Gate::from_config(&config)?)
+            .with_loader(opts.reload.clone()),
+    );
+    let operated: Arc<dyn turnpike_operator::Operated> = live.clone();
     let gate = live.gate();
     if let Some(oauth) = &gate.rails().oauth {
         tracing::info!(
@@ -155,7 +155,13 @@ pub async fn serve_listener_with(
     }
     let budget = stdio_budget(&config);
     let (upstream, stdio) = build_upstream_with(&config, &budget)?;
-    let upstream = crate::era::adapt(upstream, &config.upstream, &config.server.data_dir)?;
+    let upstream = turnpike_era::adapt(
+        upstream,
+        config.upstream.era,
+        config.upstream.command.is_some(),
+        &config.server.data_dir,
+    )
+    .map_err(GatewayError::Upstream)?;
     let mounts = Arc::new(crate::mount::Mounts::build(
         &config,
         gate.metrics().clone(),
@@ -172,18 +178,25 @@ pub async fn serve_listener_with(
         "gateway listening"
     );
 
-    // Connections: the caps and timers of [server] (crate::conns), the total fitted to the
+    // Connections: the caps and timers of [server] (turnpike_http::conns), the total fitted to the
     // open-file limit, raised to the hard limit first.
-    let open_files = crate::conns::raise_open_file_limit();
-    let rules =
-        Arc::new(crate::conns::ConnRules::from_server(&config.server).fit_open_files(open_files));
+    let open_files = turnpike_http::conns::raise_open_file_limit();
+    let rules = Arc::new(config.server.conn_rules().fit_open_files(open_files));
     let cancel = CancellationToken::new();
     drop(gate);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut tasks = tokio::task::JoinSet::new();
     let admin_addr = match &config.admin {
         Some(a) => {
-            let admin = crate::admin::Admin::new(live.clone(), a, opts.reload.clone());
+            let admin = turnpike_operator::admin::Admin::new(
+                operated.clone(),
+                turnpike_operator::admin::AdminSettings {
+                    token: a.token.expose(),
+                    metrics_public: a.metrics_public,
+                    allowed_hosts: &a.allowed_hosts,
+                    allowed_origins: &a.allowed_origins,
+                },
+            );
             let l = TcpListener::bind(a.listen)
                 .await
                 .map_err(|e| GatewayError::Bind(a.listen, e))?;
@@ -201,14 +214,15 @@ pub async fn serve_listener_with(
         }
         None => None,
     };
-    tasks.spawn(crate::admin::sample_history(live.clone()));
-    if let Some(loader) = &opts.reload {
+    tasks.spawn(turnpike_operator::triggers::sample_history(
+        operated.clone(),
+    ));
+    if opts.reload.is_some() {
         #[cfg(unix)]
-        tasks.spawn(crate::reload::on_sighup(live.clone(), loader.clone()));
+        tasks.spawn(turnpike_operator::triggers::on_sighup(operated.clone()));
         if let (Some(path), true) = (&opts.watch, config.server.watch_config) {
-            tasks.spawn(crate::reload::watch_file(
-                live.clone(),
-                loader.clone(),
+            tasks.spawn(turnpike_operator::triggers::watch_file(
+                operated.clone(),
                 path.clone(),
                 WATCH_EVERY,
             ));
@@ -218,9 +232,9 @@ pub async fn serve_listener_with(
         f(&live, admin_addr);
     }
 
-    let tracker = crate::conns::Tracker::new(rules.max_connections, rules.max_per_address);
+    let tracker = turnpike_http::conns::Tracker::new(rules.max_connections, rules.max_per_address);
     let (serving_live, serving_mounts) = (live.clone(), mounts.clone());
-    let accept = crate::conns::accept_loop(
+    let accept = turnpike_http::conns::accept_loop(
         listener,
         tracker.clone(),
         rules.clone(),

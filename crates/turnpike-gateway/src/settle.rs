@@ -135,7 +135,7 @@ pub async fn after_upstream(
         rail.settle(&grant, true).await;
         return resp;
     }
-    match crate::body::media_type(resp.headers()).as_str() {
+    match turnpike_http::body::media_type(resp.headers()).as_str() {
         "application/json" => {
             let (parts, body) = resp.into_parts();
             match Limited::new(body, MAX_JSON).collect().await {

@@ -170,7 +170,13 @@ async fn start_stack(config: &str) -> Stack {
     let budget = StdioBudget::new(cfg.stdio.limits().0);
     let (raw, stdio) = turnpike_gateway::serve::build_upstream_with(&cfg, &budget).unwrap();
     let stdio = stdio.expect("a stdio upstream");
-    let upstream = turnpike_gateway::era::adapt(raw, &cfg.upstream, &cfg.server.data_dir).unwrap();
+    let upstream = turnpike_gateway::era::adapt(
+        raw,
+        cfg.upstream.era,
+        cfg.upstream.command.is_some(),
+        &cfg.server.data_dir,
+    )
+    .unwrap();
     let gate = Arc::new(Gate::from_config(&cfg).unwrap());
     // The boxed upstream is not `Sync`: each request clones the service out of a mutex.
     let svc = Arc::new(Mutex::new(TurnpikeService::new(gate, upstream)));

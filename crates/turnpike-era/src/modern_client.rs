@@ -40,7 +40,7 @@ use super::{
     EraAdapter, LEGACY_VERSIONS, META_CAPS, META_CLIENT_INFO, META_LOG_LEVEL, META_SERVER_INFO,
     META_VERSION, MODERN_VERSION,
 };
-use crate::serve::BoxUpstream;
+use turnpike_upstream::BoxUpstream;
 
 use turnpike_core::error_codes::{
     INVALID_PARAMS, METHOD_NOT_FOUND, MISSING_REQUIRED_CLIENT_CAPABILITY, RESOURCE_NOT_FOUND_2025,
@@ -199,7 +199,7 @@ async fn start_session(
 /// so that a stdio upstream counts the child against that client (its `[stdio]` per-caller
 /// bounds), not against no one.
 fn carry_caller(from: &http::Extensions, to: &mut http::Extensions) {
-    if let Some(p) = from.get::<crate::PeerAddr>() {
+    if let Some(p) = from.get::<turnpike_http::PeerAddr>() {
         to.insert(*p);
     }
     if let Some(c) = from.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
@@ -454,7 +454,7 @@ async fn forward(
 ) -> Response<Body> {
     let headers = session_headers(parts.headers.clone(), s);
     let mut req = wire::post(&parts.uri, headers, body);
-    if let Some(id) = parts.extensions.get::<crate::pipeline::JsonRpcId>() {
+    if let Some(id) = parts.extensions.get::<turnpike_http::JsonRpcId>() {
         req.extensions_mut().insert(id.clone());
     }
     wire::send(&a.inner(), req).await

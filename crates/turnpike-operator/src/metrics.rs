@@ -28,7 +28,35 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use turnpike_core::{Challenge, Identity, RailKind};
 
-use crate::limits::LimitCounters;
+/// Counts of refusals, kept apart by who refused: the gateway's own limits, or the upstream.
+#[derive(Debug, Default)]
+pub struct LimitCounters {
+    /// Calls the gateway answered 429 (or its in-band equivalent) itself.
+    pub gateway_limited: AtomicU64,
+    /// Calls refused 503 because the limits store was down (failure mode `closed`).
+    pub store_unavailable: AtomicU64,
+    /// Calls let through unlimited because the limits store was down (failure mode `open`).
+    pub degraded: AtomicU64,
+    /// Upstream responses with status 429 (passed on as they are, never counted as ours).
+    pub upstream_429: AtomicU64,
+}
+
+impl LimitCounters {
+    /// Adds one to `c`.
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Relaxed);
+    }
+
+    /// A snapshot: (gateway 429s, store-down 503s, fail-open calls, upstream 429s).
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.gateway_limited.load(Relaxed),
+            self.store_unavailable.load(Relaxed),
+            self.degraded.load(Relaxed),
+            self.upstream_429.load(Relaxed),
+        )
+    }
+}
 
 /// Histogram bucket bounds, seconds.
 pub const BUCKETS: [f64; 14] = [

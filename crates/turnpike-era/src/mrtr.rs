@@ -65,7 +65,7 @@ use turnpike_mcp::sse::{write_event, SseParser};
 use super::modern_client::{session_headers, to_modern_result, PooledSession};
 use super::wire;
 use super::{EraAdapter, NOT_TRANSLATABLE};
-use crate::serve::BoxUpstream;
+use turnpike_upstream::BoxUpstream;
 
 /// How long a pending exchange waits for the client's retry before it is cancelled upstream.
 pub const INPUT_WAIT: Duration = Duration::from_secs(300);

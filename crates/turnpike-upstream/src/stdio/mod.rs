@@ -35,7 +35,7 @@
 //! `[stdio]`):
 //!
 //! - **Per caller.** A caller is its address (an IPv6 address by its /64), read from the
-//!   request's [`PeerAddr`](crate::PeerAddr) (or axum's `ConnectInfo`), whatever credential
+//!   request's [`PeerAddr`](turnpike_http::PeerAddr) (or axum's `ConnectInfo`), whatever credential
 //!   it carries: sessions are opened by a free `initialize`, before any rail names a caller.
 //!   A caller holds at most `max_sessions_per_caller` children (default 4) and starts at most
 //!   `spawns_per_minute_per_caller` (default 20, as a burst, then one every `60/n` s), so
@@ -330,10 +330,7 @@ fn classify(msg: &Value) -> Option<Kind> {
 /// /64, an IPv4-mapped IPv6 address as the IPv4 one), as `anon:<prefix>`; `None` when the
 /// request carries no address (the gateway's own requests).
 pub fn caller_key(ext: &http::Extensions) -> Option<String> {
-    let ip = ext.get::<crate::PeerAddr>().map(|p| p.0.ip()).or_else(|| {
-        ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip())
-    })?;
+    let ip = turnpike_http::peer_ip(ext)?;
     Some(turnpike_core::Identity::anonymous(ip).scope_key())
 }
 

@@ -34,11 +34,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use turnpike_l402::store::{L402Store, LedgerEntry};
 
-use crate::config::AdminConfig;
-use crate::conns::{ConnRules, Tracker};
-use crate::hosts::HostPolicy;
+use turnpike_http::conns::{ConnRules, Tracker};
+use turnpike_http::hosts::HostPolicy;
+
 use crate::metrics::SAMPLE_EVERY;
-use crate::reload::{LiveGate, Loader};
+use crate::Operated;
 
 const DASHBOARD_HTML: &str = include_str!("../assets/dashboard.html");
 const DASHBOARD_JS: &str = include_str!("../assets/dashboard.js");
@@ -51,26 +51,37 @@ const MAX_EXPORT: usize = 100_000;
 
 /// The admin listener's state.
 pub struct Admin {
-    live: Arc<LiveGate>,
+    op: Arc<dyn Operated>,
     token_digest: [u8; 32],
     metrics_public: bool,
-    reload: Option<Loader>,
     hosts: HostPolicy,
 }
 
+/// The admin listener's settings (the gateway's `[admin]`).
+#[derive(Debug, Clone, Copy)]
+pub struct AdminSettings<'a> {
+    /// The admin token (at least 16 characters; the gateway's configuration checks it).
+    pub token: &'a str,
+    /// Whether `/metrics` answers without the token.
+    pub metrics_public: bool,
+    /// Host header values accepted (port ignored; `"*"`: any).
+    pub allowed_hosts: &'a [String],
+    /// Origins accepted besides `http(s)://<allowed host>[:port]`.
+    pub allowed_origins: &'a [String],
+}
+
 impl Admin {
-    /// The admin service for `live`, with `cfg`'s token.
-    pub fn new(live: Arc<LiveGate>, cfg: &AdminConfig, reload: Option<Loader>) -> Arc<Admin> {
+    /// The admin service for the gateway behind `op`, with `settings`.
+    pub fn new(op: Arc<dyn Operated>, settings: AdminSettings<'_>) -> Arc<Admin> {
         Arc::new(Admin {
-            live,
-            token_digest: Sha256::digest(cfg.token.expose().as_bytes()).into(),
-            metrics_public: cfg.metrics_public,
-            reload,
-            hosts: HostPolicy::new(&cfg.allowed_hosts, &cfg.allowed_origins),
+            op,
+            token_digest: Sha256::digest(settings.token.as_bytes()).into(),
+            metrics_public: settings.metrics_public,
+            hosts: HostPolicy::new(settings.allowed_hosts, settings.allowed_origins),
         })
     }
 
-    /// Serves on `listener` under `rules` (connection caps and timers, [`crate::conns`]) until
+    /// Serves on `listener` under `rules` (connection caps and timers, [`turnpike_http::conns`]) until
     /// the task is dropped; `cancel` shuts its connections down.
     pub async fn serve(
         self: Arc<Self>,
@@ -79,13 +90,20 @@ impl Admin {
         cancel: CancellationToken,
     ) {
         let tracker = Tracker::new(rules.max_connections, rules.max_per_address);
-        crate::conns::accept_loop(listener, tracker, rules, cancel, "admin", move |_peer| {
-            let this = self.clone();
-            hyper::service::service_fn(move |req: Request<Incoming>| {
-                let this = this.clone();
-                async move { Ok::<_, Infallible>(this.handle(req.map(Body::new)).await) }
-            })
-        })
+        turnpike_http::conns::accept_loop(
+            listener,
+            tracker,
+            rules,
+            cancel,
+            "admin",
+            move |_peer| {
+                let this = self.clone();
+                hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let this = this.clone();
+                    async move { Ok::<_, Infallible>(this.handle(req.map(Body::new)).await) }
+                })
+            },
+        )
         .await;
     }
 
@@ -140,16 +158,9 @@ impl Admin {
     }
 
     async fn metrics_text(&self) -> Response<Body> {
-        let gate = self.live.gate();
-        if let Some(pow) = &gate.rails().pow {
-            gate.metrics().set_pow_multiplier(pow.current_multiplier());
-        }
-        let mut up = Vec::new();
-        if let Some(l402) = &gate.rails().l402 {
-            // A read of a token that cannot exist: answers whether the store is reachable.
-            up.push(("l402_store", l402.store().balance([0; 32]).await.is_ok()));
-        }
-        let body = gate.metrics().render(&up);
+        self.op.refresh_gauges();
+        let up = self.op.health().await;
+        let body = self.op.metrics().render(&up);
         let mut r = Response::new(Body::from(body));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -184,39 +195,15 @@ impl Admin {
     }
 
     fn store(&self) -> Option<Arc<dyn L402Store>> {
-        self.live
-            .gate()
-            .rails()
-            .l402
-            .as_ref()
-            .map(|r| r.store().clone())
+        self.op.l402_store()
     }
 
-    /// The dashboard's figures.
+    /// The dashboard's figures: the gateway's part ([`Operated::summary`]) with the totals,
+    /// the busiest tools and callers, the history and the recent ledger.
     pub async fn summary(&self) -> Value {
-        let gate = self.live.gate();
-        let cfg = self.live.config();
-        let m = gate.metrics();
-        let multiplier = gate.rails().pow.as_ref().map(|p| p.current_multiplier());
-        if let Some(x) = multiplier {
-            m.set_pow_multiplier(x);
-        }
-        // The highest proof-of-work price the policy names, and what it costs at this load.
-        let policy = gate.policy();
-        let base_effort = std::iter::once(&policy.default_tool)
-            .chain(policy.tools.values())
-            .chain(policy.methods.values())
-            .flat_map(|p| p.offers.iter())
-            .filter_map(|o| match o {
-                turnpike_core::Offer::Pow { effort } => Some(*effort),
-                _ => None,
-            })
-            .max();
-        let current_effort = match (&gate.rails().pow, base_effort) {
-            (Some(p), Some(e)) => p.quote(e).map(|q| q.effort),
-            _ => None,
-        };
-        let (gw429, store_down, degraded, up429) = gate.limit_counters().snapshot();
+        self.op.refresh_gauges();
+        let m = self.op.metrics();
+        let (gw429, store_down, degraded, up429) = m.limit_counters().snapshot();
         let ledger = match self.store() {
             Some(s) => match s.recent(25).await {
                 Ok(rows) => json!(rows.iter().map(entry_json).collect::<Vec<_>>()),
@@ -224,23 +211,9 @@ impl Admin {
             },
             None => Value::Null,
         };
-        let rails: Vec<&str> = gate.rails().all.iter().map(|r| r.kind().as_str()).collect();
-        let tools: Vec<Value> = cfg
-            .tools
-            .iter()
-            .map(|(name, p)| {
-                json!({"tool": name, "free": p.free, "pow": p.pow,
-                       "l402_msat": p.l402.map(|l| l.msat), "oauth": p.oauth.is_some()})
-            })
-            .collect();
-        let now = unix_now();
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "now": now,
-            "endpoint": cfg.public_url(),
-            "rails": rails,
-            "prices": tools,
-            "limits_enabled": cfg.limits.enabled,
+        let mut out = self.op.summary();
+        let figures = json!({
+            "now": unix_now(),
             "totals": {
                 "passed": m.outcome_total("passed"),
                 "challenged": m.outcome_total("challenged"),
@@ -252,15 +225,17 @@ impl Admin {
             },
             "limits": {"gateway_429": gw429, "upstream_429": up429,
                        "store_unavailable": store_down, "fail_open": degraded},
-            "pow": {"multiplier": multiplier, "current_effort": current_effort,
-                    "base_effort": base_effort},
             "top_tools": m.top_tools(10).into_iter()
                 .map(|(t, n)| json!({"tool": t, "calls": n})).collect::<Vec<_>>(),
             "top_callers": m.top_callers(10),
             "history": m.history(),
             "sample_every_secs": SAMPLE_EVERY.as_secs(),
             "ledger": ledger,
-        })
+        });
+        if let Value::Object(f) = figures {
+            out.extend(f);
+        }
+        Value::Object(out)
     }
 
     async fn ledger_export(&self, query: &str) -> Response<Body> {
@@ -387,38 +362,23 @@ impl Admin {
     }
 
     async fn reload(&self) -> Response<Body> {
-        let Some(loader) = self.reload.clone() else {
-            return json_answer(
+        let op = self.op.clone();
+        let r = tokio::task::spawn_blocking(move || op.reload("admin")).await;
+        match r {
+            Ok(None) => json_answer(
                 StatusCode::CONFLICT,
                 &json!({"error": "this server was started without a configuration file"}),
-            );
-        };
-        let live = self.live.clone();
-        let r = tokio::task::spawn_blocking(move || live.reload_with(&loader, "admin")).await;
-        match r {
-            Ok(Ok(changed)) => json_answer(
+            ),
+            Ok(Some(Ok(changed))) => json_answer(
                 StatusCode::OK,
                 &json!({"reloaded": true, "changed": changed}),
             ),
-            Ok(Err(e)) => json_answer(
+            Ok(Some(Err(e))) => json_answer(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &json!({"reloaded": false, "error": e}),
             ),
             Err(_) => unavailable("reload task failed"),
         }
-    }
-}
-
-/// Appends a sample of the running totals to the history every [`SAMPLE_EVERY`].
-pub async fn sample_history(live: Arc<LiveGate>) {
-    let mut tick = tokio::time::interval(SAMPLE_EVERY);
-    loop {
-        tick.tick().await;
-        let gate = live.gate();
-        if let Some(pow) = &gate.rails().pow {
-            gate.metrics().set_pow_multiplier(pow.current_multiplier());
-        }
-        gate.metrics().push_sample();
     }
 }
 

@@ -31,8 +31,9 @@ use hyper_util::rt::TokioExecutor;
 use tower_service::Service;
 use turnpike_core::error_codes;
 
-use crate::pipeline::JsonRpcId;
-use crate::GatewayError;
+use turnpike_http::JsonRpcId;
+
+use crate::UpstreamError;
 
 /// A Streamable HTTP MCP server to forward to. Cheap to clone: clones share the connection
 /// pool.
@@ -61,12 +62,12 @@ impl std::fmt::Debug for HttpUpstream {
 
 impl HttpUpstream {
     /// An upstream at `url` (`http://` or `https://`, absolute).
-    pub fn new(url: &str) -> Result<HttpUpstream, GatewayError> {
-        let uri = crate::config::check_url(url)
-            .map_err(|e| GatewayError::Upstream(format!("upstream url {url:?}: {e}")))?;
+    pub fn new(url: &str) -> Result<HttpUpstream, UpstreamError> {
+        let uri =
+            check_url(url).map_err(|e| UpstreamError(format!("upstream url {url:?}: {e}")))?;
         let parts = uri.into_parts();
         let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
-            return Err(GatewayError::Upstream(format!(
+            return Err(UpstreamError(format!(
                 "upstream url {url:?} is not absolute"
             )));
         };
@@ -76,14 +77,14 @@ impl HttpUpstream {
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| "/".to_owned());
         let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|_| GatewayError::Upstream(format!("upstream url {url:?} has a bad host")))?;
+            .map_err(|_| UpstreamError(format!("upstream url {url:?} has a bad host")))?;
 
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
         let tls = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| GatewayError::Upstream(format!("TLS setup: {e}")))?
+            .map_err(|e| UpstreamError(format!("TLS setup: {e}")))?
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -157,7 +158,7 @@ impl Service<Request<Body>> for HttpUpstream {
 }
 
 fn unreachable(id: Option<&serde_json::Value>, message: &str) -> Response<Body> {
-    crate::respond::json_error(
+    turnpike_http::reply::json_error(
         StatusCode::BAD_GATEWAY,
         id,
         error_codes::UPSTREAM_FAILED,
@@ -190,6 +191,20 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
     h.remove("keep-alive");
     h.remove("proxy-connection");
+}
+
+/// Checks an upstream URL: absolute, http or https, with a host.
+pub fn check_url(u: &str) -> Result<http::Uri, &'static str> {
+    let uri: http::Uri = u.parse().map_err(|_| "not a valid URL")?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        Some(_) => return Err("the scheme must be http or https"),
+        None => return Err("the URL must be absolute (http://… or https://…)"),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the URL has no host");
+    }
+    Ok(uri)
 }
 
 #[cfg(test)]

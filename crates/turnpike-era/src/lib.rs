@@ -53,8 +53,8 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::{json, Value};
 use tower_service::Service;
 
-use crate::serve::BoxUpstream;
 pub use seal::{Sealer, SessionClaims};
+use turnpike_upstream::BoxUpstream;
 
 /// The first protocol revision of the modern era.
 pub const MODERN_VERSION: &str = turnpike_mcp::headers::ROUTING_HEADERS_VERSION;
@@ -327,16 +327,18 @@ impl Service<Request<Body>> for EraAdapter {
 /// How long a sealed legacy session lives.
 pub const SESSION_TTL_SECS: u64 = 24 * 3600;
 
-/// The configured upstream made to speak both eras: an [`EraAdapter`] with `cfg.era`, sealing
-/// sessions with the key in `data_dir` ([`seal::KEY_FILE`]). A stdio upstream is of the
+/// An upstream made to speak both eras: an [`EraAdapter`] with `setting`, sealing sessions
+/// with the key in `data_dir` ([`seal::KEY_FILE`]). A stdio upstream (`over_stdio`) is of the
 /// session era whatever it speaks on its pipe (the stdio bridge is session-shaped), so `auto`
-/// means `2025` there without a probe.
+/// means `2025` there without a probe. The error names the session key file that could not be
+/// read or created.
 pub fn adapt(
     upstream: BoxUpstream,
-    cfg: &crate::config::UpstreamConfig,
+    setting: EraSetting,
+    over_stdio: bool,
     data_dir: &std::path::Path,
-) -> Result<BoxUpstream, crate::GatewayError> {
-    let setting = match (cfg.era, cfg.command.is_some()) {
+) -> Result<BoxUpstream, String> {
+    let setting = match (setting, over_stdio) {
         (EraSetting::Auto, true) => EraSetting::Legacy,
         (e, _) => e,
     };
@@ -344,10 +346,10 @@ pub fn adapt(
         Sealer::random(SESSION_TTL_SECS)
     } else {
         Sealer::load_or_create(data_dir, SESSION_TTL_SECS).map_err(|e| {
-            crate::GatewayError::Upstream(format!(
+            format!(
                 "session key {}: {e}",
                 data_dir.join(seal::KEY_FILE).display()
-            ))
+            )
         })?
     };
     Ok(EraAdapter::new(

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use turnpike_mcp::sse::{write_event, SseParser};
 
-use crate::serve::BoxUpstream;
+use turnpike_upstream::BoxUpstream;
 
 /// Largest upstream answer read whole (discover, initialize, a JSON body being rewritten).
 pub const MAX_READ: usize = 64 * 1024 * 1024;
@@ -22,7 +22,7 @@ pub const MAX_READ: usize = 64 * 1024 * 1024;
 /// The `Accept` the gateway sends upstream.
 pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
-pub use crate::body::media_type;
+pub use turnpike_http::body::media_type;
 
 /// A POST of `body` to the upstream with `headers` (content type, accept and length set).
 pub fn post(uri: &Uri, mut headers: HeaderMap, body: &Value) -> Request<Body> {
@@ -120,7 +120,7 @@ pub fn error_value(id: Option<&Value>, code: i64, message: &str) -> Value {
 
 /// A JSON response.
 pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    crate::respond::json_response(status, v)
+    turnpike_http::reply::json_response(status, v)
 }
 
 /// `202 Accepted`, no body.

@@ -46,8 +46,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ServerConfig;
-
 /// How long a connection shut down for idleness may take to close before it is dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Most connections the admin listener holds open at once (its callers are the operator and
@@ -78,20 +76,24 @@ pub struct ConnRules {
     pub h2_keepalive: Duration,
 }
 
-impl ConnRules {
-    /// The rules `[server]` sets.
-    pub fn from_server(s: &ServerConfig) -> Self {
+impl Default for ConnRules {
+    /// The defaults of the gateway's `[server]` keys: 10,000 connections, 128 per address,
+    /// first byte within 5 s, idle 60 s, request head within 10 s, 100 HTTP/2 streams, HTTP/2
+    /// keep-alive every 30 s.
+    fn default() -> Self {
         ConnRules {
-            max_connections: s.max_connections,
-            max_per_address: s.max_connections_per_address,
-            first_byte_timeout: Duration::from_secs(s.first_byte_timeout_secs),
-            idle_timeout: Duration::from_secs(s.connection_idle_timeout_secs),
-            header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
-            h2_max_streams: s.http2_max_concurrent_streams,
-            h2_keepalive: Duration::from_secs(s.http2_keepalive_secs),
+            max_connections: 10_000,
+            max_per_address: 128,
+            first_byte_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            h2_max_streams: 100,
+            h2_keepalive: Duration::from_secs(30),
         }
     }
+}
 
+impl ConnRules {
     /// The admin listener's rules: `[server]`'s, with at most [`ADMIN_MAX_CONNECTIONS`] open.
     pub fn for_admin(&self) -> Self {
         ConnRules {
@@ -704,7 +706,7 @@ mod tests {
 
     #[test]
     fn the_total_fits_the_open_file_limit() {
-        let rules = ConnRules::from_server(&ServerConfig::default());
+        let rules = ConnRules::default();
         assert_eq!(rules.clone().fit_open_files(None), rules);
         assert_eq!(rules.clone().fit_open_files(Some(1 << 20)), rules);
         let small = rules.clone().fit_open_files(Some(1024));
