@@ -30,6 +30,7 @@ pub mod respond;
 pub mod serve;
 pub mod settle;
 pub mod trace;
+pub mod upstreams;
 
 pub use turnpike_era as era;
 pub use turnpike_http::{body, conns, hosts};

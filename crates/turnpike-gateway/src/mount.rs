@@ -18,7 +18,7 @@
 //! mounts = ["files", "local"]             # default: every mount
 //! ```
 //!
-//! Each mount is an upstream ([`crate::serve::build_upstream`]) made to speak both eras
+//! Each mount is an upstream ([`crate::upstreams::build_upstream`]) made to speak both eras
 //! ([`turnpike_era::adapt`]) behind a [`Gate`] of its own: the mount's `tools`/`methods` prices
 //! with the rest of the configuration (rails, limits, hosts) shared. The `[upstream]` table
 //! may then be left out; when it is there it is still served at `[server] path`.
@@ -80,7 +80,7 @@ impl Mounts {
             sub.server.public_url = None;
             sub.mounts.clear();
             sub.merge = None;
-            let (raw, stdio) = crate::serve::build_upstream_with(&sub, stdio_budget)?;
+            let (raw, stdio) = crate::upstreams::build_upstream_with(&sub, stdio_budget)?;
             if let Some(s) = stdio {
                 out.stdio.push(s);
             }

@@ -11,15 +11,13 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::util::BoxCloneService;
 use tower_service::Service;
 use turnpike_core::error_codes;
 
 use crate::config::Config;
 use crate::pipeline::PeerAddr;
+use crate::upstreams::{build_upstream_with, stdio_budget};
 use crate::{Gate, GatewayError, TurnpikeService};
-use turnpike_upstream::http::HttpUpstream;
-use turnpike_upstream::stdio::{StdioBudget, StdioConfig, StdioUpstream};
 
 /// What a running server may do beyond serving: reload its configuration.
 #[derive(Clone, Default)]
@@ -40,50 +38,6 @@ pub type OnReady = Arc<dyn Fn(&Arc<crate::reload::LiveGate>, Option<SocketAddr>)
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 pub use turnpike_upstream::BoxUpstream;
-
-/// Builds the configured upstream: HTTP for `upstream.url`, stdio for `upstream.command` (its
-/// children bounded by a budget of its own, from `[stdio]`).
-pub fn build_upstream(cfg: &Config) -> Result<(BoxUpstream, Option<StdioUpstream>), GatewayError> {
-    build_upstream_with(cfg, &StdioBudget::new(cfg.stdio.limits().0))
-}
-
-/// [`build_upstream`], a stdio upstream's children counted against `budget` (the gateway's one
-/// budget, shared with its stdio mounts).
-pub fn build_upstream_with(
-    cfg: &Config,
-    budget: &StdioBudget,
-) -> Result<(BoxUpstream, Option<StdioUpstream>), GatewayError> {
-    match (&cfg.upstream.url, &cfg.upstream.command) {
-        (Some(url), None) => Ok((BoxCloneService::new(HttpUpstream::new(url)?), None)),
-        (None, Some(command)) => {
-            let stdio = StdioUpstream::with_budget(
-                StdioConfig {
-                    command: command.clone(),
-                    env: cfg.upstream.env.clone(),
-                    idle_timeout: Duration::from_secs(cfg.upstream.idle_timeout_secs),
-                    ..StdioConfig::default()
-                },
-                budget.clone(),
-            );
-            Ok((BoxCloneService::new(stdio.clone()), Some(stdio)))
-        }
-        // Only [[mount]]s: the main path has no endpoint.
-        (None, None) if !cfg.mounts.is_empty() => Ok((
-            BoxCloneService::new(tower::service_fn(|_req: Request<Body>| async {
-                Ok::<_, Infallible>(crate::respond::json_error(
-                    StatusCode::NOT_FOUND,
-                    None,
-                    error_codes::INVALID_REQUEST,
-                    "no MCP endpoint here",
-                ))
-            })),
-            None,
-        )),
-        _ => Err(GatewayError::Upstream(
-            "give exactly one of upstream url and upstream command".into(),
-        )),
-    }
-}
 
 /// Binds `config.server.listen` and serves until `shutdown` completes.
 pub async fn serve(
@@ -276,42 +230,6 @@ pub async fn serve_listener_with(
     drop(live);
     tracing::info!(target: "turnpike::serve", "stopped");
     Ok(())
-}
-
-/// The one budget of every stdio child of the gateway (`[upstream] command` and the stdio
-/// `[[mount]]`s), from `[stdio]`; its limits are logged when there is a stdio upstream.
-fn stdio_budget(config: &Config) -> StdioBudget {
-    let (limits, avail_mib) = config.stdio.limits();
-    let any_stdio = config.upstream.command.is_some()
-        || config.mounts.iter().any(|m| m.upstream.command.is_some());
-    if any_stdio {
-        match (config.stdio.max_sessions, avail_mib) {
-            (Some(_), _) => tracing::info!(
-                target: "turnpike::serve",
-                max_sessions = limits.max_sessions,
-                max_sessions_per_caller = limits.max_sessions_per_caller,
-                spawns_per_minute_per_caller = limits.spawns_per_minute_per_caller,
-                "stdio children bounded ([stdio] max_sessions as configured)"
-            ),
-            (None, Some(mib)) => tracing::info!(
-                target: "turnpike::serve",
-                max_sessions = limits.max_sessions,
-                mem_available_mib = mib,
-                session_memory_mib = config.stdio.session_memory_mib,
-                max_sessions_per_caller = limits.max_sessions_per_caller,
-                spawns_per_minute_per_caller = limits.spawns_per_minute_per_caller,
-                "stdio children bounded (max_sessions = MemAvailable / 2 / session_memory_mib, clamped to 8..=512)"
-            ),
-            (None, None) => tracing::warn!(
-                target: "turnpike::serve",
-                max_sessions = limits.max_sessions,
-                max_sessions_per_caller = limits.max_sessions_per_caller,
-                spawns_per_minute_per_caller = limits.spawns_per_minute_per_caller,
-                "stdio children bounded by a fallback cap: the available memory could not be read; set [stdio] max_sessions"
-            ),
-        }
-    }
-    StdioBudget::new(limits)
 }
 
 /// Where a running dev wallet's address and macaroon are written, under `server.data_dir`.

@@ -168,7 +168,7 @@ struct Stack {
 async fn start_stack(config: &str) -> Stack {
     let cfg = turnpike_gateway::parse(config, "flood.toml").unwrap();
     let budget = StdioBudget::new(cfg.stdio.limits().0);
-    let (raw, stdio) = turnpike_gateway::serve::build_upstream_with(&cfg, &budget).unwrap();
+    let (raw, stdio) = turnpike_gateway::upstreams::build_upstream_with(&cfg, &budget).unwrap();
     let stdio = stdio.expect("a stdio upstream");
     let upstream = turnpike_gateway::era::adapt(
         raw,

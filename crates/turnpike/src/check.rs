@@ -77,7 +77,7 @@ pub fn summary(cfg: &Config) -> String {
         }
         let mut ways = Vec::new();
         if let Some(l) = p.l402 {
-            ways.push(crate::token::describe_l402(&l));
+            ways.push(describe_l402(&l));
         }
         if let Some(effort) = p.pow {
             ways.push(format!("pow {effort} (~{})", seconds(effort, rate)));
@@ -234,6 +234,30 @@ fn seconds(effort: u64, rate: u64) -> String {
         format!("{:.0} ms", s * 1e3)
     } else {
         format!("{s:.1} s")
+    }
+}
+
+/// An L402 price for people: `l402 10 sat per call`, `l402 2000 msat a call from a 100000 msat
+/// balance`, `l402 1000 msat for a 3600 s pass`.
+pub fn describe_l402(p: &turnpike_gateway::config::L402Price) -> String {
+    let amount = |m: u64| {
+        if m % 1000 == 0 {
+            format!("{} sat", m / 1000)
+        } else {
+            format!("{m} msat")
+        }
+    };
+    match p.mode {
+        turnpike_core::BillingMode::PerCall => format!("l402 {} per call", amount(p.msat)),
+        turnpike_core::BillingMode::Balance => format!(
+            "l402 {} a call from a {} balance",
+            amount(p.msat),
+            amount(p.bundle.max(p.msat))
+        ),
+        turnpike_core::BillingMode::TimePass if p.bundle > 0 => {
+            format!("l402 {} for a {} s pass", amount(p.msat), p.bundle)
+        }
+        turnpike_core::BillingMode::TimePass => format!("l402 {} for a time pass", amount(p.msat)),
     }
 }
 

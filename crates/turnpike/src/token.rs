@@ -446,27 +446,3 @@ async fn revoke(token_id: &str, path: &Path) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
-
-/// An L402 price for people: `l402 10 sat per call`, `l402 2000 msat a call from a 100000 msat
-/// balance`, `l402 1000 msat for a 3600 s pass`.
-pub fn describe_l402(p: &turnpike_gateway::config::L402Price) -> String {
-    let amount = |m: u64| {
-        if m % 1000 == 0 {
-            format!("{} sat", m / 1000)
-        } else {
-            format!("{m} msat")
-        }
-    };
-    match p.mode {
-        BillingMode::PerCall => format!("l402 {} per call", amount(p.msat)),
-        BillingMode::Balance => format!(
-            "l402 {} a call from a {} balance",
-            amount(p.msat),
-            amount(p.bundle.max(p.msat))
-        ),
-        BillingMode::TimePass if p.bundle > 0 => {
-            format!("l402 {} for a {} s pass", amount(p.msat), p.bundle)
-        }
-        BillingMode::TimePass => format!("l402 {} for a time pass", amount(p.msat)),
-    }
-}

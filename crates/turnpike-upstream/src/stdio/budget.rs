@@ -14,8 +14,6 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::session::{Registry, Session};
-
 /// The per-child memory estimate (MiB) the default global cap is computed with.
 pub const DEFAULT_SESSION_MEMORY_MIB: u64 = 64;
 /// The default number of children one caller may hold.
@@ -123,7 +121,7 @@ struct Held {
     /// The caller's key; `None` for the gateway's own sessions (no caller address).
     caller: Option<Arc<str>>,
     /// The session once it is open (reclaimable from then on).
-    session: Option<(Weak<Session>, Weak<Registry>)>,
+    session: Option<Arc<dyn Reclaimable>>,
     /// Ended to make room; its slot is on its way back.
     reclaimed: bool,
 }
@@ -215,14 +213,11 @@ impl StdioBudget {
                 Err(Step::Wait) => None,
                 Err(Step::Reclaim(v)) => Some(v),
             };
-            if let Some((session, registry)) = victim {
-                tracing::info!(target: "turnpike::upstream::stdio", session = session.serial, "ending an idle session to make room: every stdio slot is taken ([stdio] max_sessions)");
+            if let Some(session) = victim {
+                tracing::info!(target: "turnpike::upstream::stdio", session = session.serial(), "ending an idle session to make room: every stdio slot is taken ([stdio] max_sessions)");
                 let message = "the session was idle and was ended to make room for another (the \
                                gateway's stdio sessions are at their limit); initialize a new one";
-                match registry.upgrade() {
-                    Some(r) => r.end(&session, message),
-                    None => session.terminate(message),
-                }
+                session.end(message);
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 return Err(self.full());
@@ -299,9 +294,9 @@ impl StdioBudget {
 
     /// Makes the session that slot `id` was taken for reclaimable (once it has answered
     /// `initialize`). Nothing happens if the slot has been given back already.
-    pub(crate) fn attach(&self, id: u64, session: &Arc<Session>, registry: &Arc<Registry>) {
+    pub(crate) fn attach(&self, id: u64, session: Arc<dyn Reclaimable>) {
         if let Some(h) = self.inner.state.lock().held.get_mut(&id) {
-            h.session = Some((Arc::downgrade(session), Arc::downgrade(registry)));
+            h.session = Some(session);
         }
     }
 
@@ -330,10 +325,24 @@ enum Step {
     /// Wait for a reclaimed slot.
     Wait,
     /// End this idle session, then wait for its slot.
-    Reclaim((Arc<Session>, Weak<Registry>)),
+    Reclaim(Victim),
 }
 
-type Victim = (Arc<Session>, Weak<Registry>);
+type Victim = Arc<dyn Reclaimable>;
+
+/// A session as the budget sees it once it is open: one it may end to make room when it is
+/// idle. (The session module implements it, over weak references: the budget keeps no
+/// session alive.)
+pub(crate) trait Reclaimable: Send + Sync {
+    /// The session's serial number, for the log (0 once it is gone).
+    fn serial(&self) -> u64;
+    /// Whether the session has ended (or is gone).
+    fn is_closed(&self) -> bool;
+    /// Since when the session has had nothing in flight; `None` while it is busy.
+    fn idle_since(&self) -> Option<Instant>;
+    /// Ends the session; its clients get `message`.
+    fn end(&self, message: &str);
+}
 
 /// The idle session to end: of the caller holding the most slots (the gateway's own sessions
 /// count as one caller), idle longest among those. Marks it reclaimed.
@@ -344,10 +353,7 @@ fn pick_victim(st: &mut State) -> Option<Victim> {
         if h.reclaimed {
             continue;
         }
-        let Some((session, registry)) = &h.session else {
-            continue;
-        };
-        let Some(session) = session.upgrade() else {
+        let Some(session) = &h.session else {
             continue;
         };
         if session.is_closed() {
@@ -365,7 +371,7 @@ fn pick_victim(st: &mut State) -> Option<Victim> {
             Some((bh, bs, _, _)) => holds > *bh || (holds == *bh && since < *bs),
         };
         if better {
-            best = Some((holds, since, id, (session, registry.clone())));
+            best = Some((holds, since, id, session.clone()));
         }
     }
     let (_, _, id, victim) = best?;

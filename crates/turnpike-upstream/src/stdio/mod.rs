@@ -604,7 +604,10 @@ impl Inner {
             }
         };
         // Reclaimable once idle; the initialize now in flight keeps it from being idle.
-        self.budget.attach(slot_id, &session, &self.registry);
+        self.budget.attach(
+            slot_id,
+            Arc::new(session::Reclaim::new(&session, &self.registry)),
+        );
         let _ = session.send(line).await;
         let fin = await_final(&id, ticket.done).await;
         if fin.synthetic {

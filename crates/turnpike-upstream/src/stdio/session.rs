@@ -20,9 +20,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use turnpike_core::error_codes::UPSTREAM_FAILED;
 
-use super::budget::Slot;
+use super::budget::{Reclaimable, Slot};
 use super::lines::read_line;
-use super::wire::rpc_error;
+use super::wire::{rpc_error, Final};
 use super::StdioConfig;
 
 /// The longest line accepted from a child's stdout; longer lines are skipped.
@@ -48,16 +48,6 @@ const DRAIN_WAIT: Duration = Duration::from_secs(1);
 const HANDLE_LEN: usize = 16;
 /// Log target for everything the stdio upstream logs.
 const LOG: &str = "turnpike::upstream::stdio";
-
-/// The last message a POST waits for: the child's response, or one the session made up when
-/// the child could not answer.
-#[derive(Debug)]
-pub(crate) struct Final {
-    /// The JSON-RPC response, one line of JSON.
-    pub(crate) body: Bytes,
-    /// True when the gateway wrote this response because the session ended first.
-    pub(crate) synthetic: bool,
-}
 
 /// A request waiting for its response.
 struct Pending {
@@ -936,5 +926,45 @@ mod tests {
         assert!(reg.remove(&s));
         assert!(!reg.remove(&s));
         assert_eq!(reg.len(), 0);
+    }
+}
+
+/// A session as the budget sees it ([`Reclaimable`]): ended through its registry.
+pub(crate) struct Reclaim {
+    session: Weak<Session>,
+    registry: Weak<Registry>,
+}
+
+impl Reclaim {
+    /// The budget's handle on `session`, registered in `registry`.
+    pub(crate) fn new(session: &Arc<Session>, registry: &Arc<Registry>) -> Reclaim {
+        Reclaim {
+            session: Arc::downgrade(session),
+            registry: Arc::downgrade(registry),
+        }
+    }
+}
+
+impl Reclaimable for Reclaim {
+    fn serial(&self) -> u64 {
+        self.session.upgrade().map_or(0, |s| s.serial)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.session.upgrade().is_none_or(|s| s.is_closed())
+    }
+
+    fn idle_since(&self) -> Option<Instant> {
+        self.session.upgrade()?.idle_since()
+    }
+
+    fn end(&self, message: &str) {
+        let Some(session) = self.session.upgrade() else {
+            return;
+        };
+        match self.registry.upgrade() {
+            Some(r) => r.end(&session, message),
+            None => session.terminate(message),
+        }
     }
 }

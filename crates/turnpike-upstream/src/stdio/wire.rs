@@ -10,7 +10,15 @@ use http::{Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::session::Final;
+/// The last message a POST waits for: the child's response, or one the session made up when
+/// the child could not answer.
+#[derive(Debug)]
+pub(crate) struct Final {
+    /// The JSON-RPC response, one line of JSON.
+    pub(crate) body: Bytes,
+    /// True when the gateway wrote this response because the session ended first.
+    pub(crate) synthetic: bool,
+}
 
 /// The `Mcp-Session-Id` header.
 pub(crate) const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
