@@ -784,6 +784,46 @@ async fn read_loop(stdout: ChildStdout, session: Arc<Session>) {
     }
 }
 
+/// A session as the budget sees it ([`Reclaimable`]): ended through its registry.
+pub(crate) struct Reclaim {
+    session: Weak<Session>,
+    registry: Weak<Registry>,
+}
+
+impl Reclaim {
+    /// The budget's handle on `session`, registered in `registry`.
+    pub(crate) fn new(session: &Arc<Session>, registry: &Arc<Registry>) -> Reclaim {
+        Reclaim {
+            session: Arc::downgrade(session),
+            registry: Arc::downgrade(registry),
+        }
+    }
+}
+
+impl Reclaimable for Reclaim {
+    fn serial(&self) -> u64 {
+        self.session.upgrade().map_or(0, |s| s.serial)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.session.upgrade().is_none_or(|s| s.is_closed())
+    }
+
+    fn idle_since(&self) -> Option<Instant> {
+        self.session.upgrade()?.idle_since()
+    }
+
+    fn end(&self, message: &str) {
+        let Some(session) = self.session.upgrade() else {
+            return;
+        };
+        match self.registry.upgrade() {
+            Some(r) => r.end(&session, message),
+            None => session.terminate(message),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -926,45 +966,5 @@ mod tests {
         assert!(reg.remove(&s));
         assert!(!reg.remove(&s));
         assert_eq!(reg.len(), 0);
-    }
-}
-
-/// A session as the budget sees it ([`Reclaimable`]): ended through its registry.
-pub(crate) struct Reclaim {
-    session: Weak<Session>,
-    registry: Weak<Registry>,
-}
-
-impl Reclaim {
-    /// The budget's handle on `session`, registered in `registry`.
-    pub(crate) fn new(session: &Arc<Session>, registry: &Arc<Registry>) -> Reclaim {
-        Reclaim {
-            session: Arc::downgrade(session),
-            registry: Arc::downgrade(registry),
-        }
-    }
-}
-
-impl Reclaimable for Reclaim {
-    fn serial(&self) -> u64 {
-        self.session.upgrade().map_or(0, |s| s.serial)
-    }
-
-    fn is_closed(&self) -> bool {
-        self.session.upgrade().is_none_or(|s| s.is_closed())
-    }
-
-    fn idle_since(&self) -> Option<Instant> {
-        self.session.upgrade()?.idle_since()
-    }
-
-    fn end(&self, message: &str) {
-        let Some(session) = self.session.upgrade() else {
-            return;
-        };
-        match self.registry.upgrade() {
-            Some(r) => r.end(&session, message),
-            None => session.terminate(message),
-        }
     }
 }
