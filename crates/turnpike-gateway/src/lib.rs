@@ -1,17 +1,23 @@
-//! turnpike's HTTP gateway.
+//! turnpike's gateway: the gate and its assembly.
 //!
 //! - [`config`]: the TOML configuration, with every problem reported at its line and column;
-//! - [`Gate`] ([`pipeline`]): one request's whole path — Host/Origin, limits, envelope, era,
-//!   classification, price, credentials, decision, challenge delivery, forwarding, settlement,
-//!   `tools/list` annotation;
+//! - [`Gate`] ([`pipeline`]): one request's whole path, its steps listed in [`pipeline`]'s
+//!   documentation;
 //! - [`limits`]: rate limits, in-flight caps and the loop brake per identity (429 with
 //!   `Retry-After` and the `RateLimit` fields; `RateLimit` on every response);
 //! - [`identity`]: the signed `Turnpike-Identity` statement for the upstream (OAuth callers);
 //! - [`TurnpikeLayer`]: the gate as a tower layer in front of any MCP server's HTTP service;
-//! - [`upstream`]: the HTTP proxy upstream and the stdio upstream;
-//! - [`era`]: the two MCP protocol eras (2025 sessions, 2026-07-28 stateless) translated between
-//!   client and upstream;
+//! - [`mount`] and [`upstreams`]: the configured upstreams built, each behind its era adapter
+//!   and its gate;
+//! - [`reload`]: the gate in force, swapped on a reload;
 //! - [`serve`]: the gateway server itself.
+//!
+//! What it stands on, each a crate of its own (re-exported here under its old module name):
+//! `turnpike-http` (request extensions, JSON answers, bodies, listeners, Host policy),
+//! `turnpike-upstream` ([`upstream`]: HTTP and stdio), `turnpike-era` ([`era`]: the two MCP
+//! protocol eras translated), `turnpike-merge` ([`mount_merge`]: the merged endpoint) and
+//! `turnpike-operator` ([`metrics`], [`admin`]: metrics, admin API, dashboard, reload
+//! triggers).
 
 pub mod annotate;
 pub mod config;
@@ -22,7 +28,6 @@ pub mod identity;
 pub mod layer;
 pub mod limits;
 pub mod mount;
-pub mod mount_merge;
 pub mod pipeline;
 pub mod rails;
 pub mod reload;
@@ -34,6 +39,7 @@ pub mod upstreams;
 
 pub use turnpike_era as era;
 pub use turnpike_http::{body, conns, hosts};
+pub use turnpike_merge as mount_merge;
 pub use turnpike_operator::{admin, metrics};
 pub use turnpike_upstream as upstream;
 

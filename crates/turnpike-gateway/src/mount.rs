@@ -99,17 +99,17 @@ impl Mounts {
                 .zip(prices)
                 .filter(|((n, _), _)| merge.mounts.is_empty() || merge.mounts.contains(n))
                 .unzip();
-            let pricing = crate::mount_merge::Pricing {
+            let pricing = turnpike_merge::Pricing {
                 merged: cfg.policy(),
                 members: chosen_prices,
             };
-            let merged = crate::mount_merge::Merged::new(&merge.path, chosen, pricing);
+            let merged = turnpike_merge::Merged::new(&merge.path, chosen, pricing);
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 // Read (and log) the merged tools and their prices at start.
                 let m = merged.clone();
                 rt.spawn(async move { m.relist_tools().await });
             }
-            let catalog: Arc<dyn crate::mount_merge::ToolCatalog> = Arc::new(merged.clone());
+            let catalog: Arc<dyn turnpike_merge::ToolCatalog> = Arc::new(merged.clone());
             let front = EraAdapter::new(
                 merged.boxed(),
                 EraOptions {
