@@ -55,6 +55,7 @@ def dual(work: Path) -> Iterator[Dual]:
     """A gateway whose priced tools take proof-of-work or L402, in front of the fixture server."""
     up, up_url = start_fixture(work, "fallback-fixture", "--stateless", "--json")
     data_dir = work / "gw-fallback-data"
+    (data_dir / "dev-wallet.json").unlink(missing_ok=True)  # only this gateway's wallet counts
     config = "\n".join([
         "[server]", 'listen = "127.0.0.1:0"', 'path = "/mcp"',
         f"data_dir = {toml_str(str(data_dir))}", "",
