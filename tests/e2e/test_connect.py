@@ -204,6 +204,10 @@ def l402(work: Path) -> Iterator[L402Setup]:
     up.wait_port(up_port)
     port = free_port()
     data_dir = work / "gw-connect-l402-data"
+    # This module fixture is set up again for test_connect_inspector.py in the same session, with
+    # the same data directory: the previous gateway's dev-wallet.json (a wallet that is gone)
+    # must not pass for this one's.
+    (data_dir / "dev-wallet.json").unlink(missing_ok=True)
     config = work / "gw-connect-l402.toml"
     config.write_text("\n".join([
         "[server]", f'listen = "127.0.0.1:{port}"', 'path = "/mcp"',

@@ -13,6 +13,11 @@
 //!   text — is checked against the advertised price (a higher invoice is a lie and is refused),
 //!   the rail policy's maximum and every budget, under the state directory's lock; then the wallet
 //!   pays and the spend is logged. Balance and time-pass tokens are kept for later calls.
+//!
+//! A rail that cannot be used for a call — over a budget or the policy's `max_pay_sat`, a wallet
+//! that fails, an invoice that lies, a puzzle over the CPU-time cap, an OAuth grant that fails —
+//! does not end the call: the next rail offered is tried, and the call fails only when no rail
+//! is left, with every rail's reason.
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -429,7 +434,10 @@ impl Client {
         if let Some(mac) = at.stored_l402.take() {
             self.save_creds(|c| c.l402.retain(|t| t.macaroon != mac))?;
         }
-        let mut reasons: Vec<String> = Vec::new();
+        // Why each rail could not be used. A refusal of one rail (over a budget or the rail
+        // policy's maximum, a wallet that failed, a dishonest invoice, a puzzle over the CPU-time
+        // cap) moves on to the next rail offered; the call fails only when none is left.
+        let mut refusals: Vec<Refusal> = Vec::new();
         // OAuth first when offered and configured: it costs nothing.
         let oauth_first = self.cfg.policy.prefer.is_none_or(|p| p == Rail::Oauth)
             || (offers.pow.is_empty() && offers.l402.is_empty());
@@ -437,7 +445,7 @@ impl Client {
             match self.try_oauth(call, offers, at).await {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
-                Err(e) => reasons.push(format!("OAuth: {e}")),
+                Err(e) => refusals.push(Refusal::new("OAuth", e)),
             }
         }
         // Proof-of-work and L402 in the order the policy says.
@@ -471,21 +479,25 @@ impl Client {
                     }
                     tried_pow = true;
                     if secs > self.cfg.policy.pow_max_secs {
-                        reasons.push(format!(
-                            "proof-of-work: effort {} hashes would take about {} here, over the \
-                             {} s CPU-time cap (refused)",
-                            c.effort(),
-                            human_secs(secs),
-                            self.cfg.policy.pow_max_secs
+                        refusals.push(Refusal::said(
+                            "proof-of-work",
+                            format!(
+                                "effort {} hashes would take about {} here, over the {} s \
+                                 CPU-time cap (refused)",
+                                c.effort(),
+                                human_secs(secs),
+                                self.cfg.policy.pow_max_secs
+                            ),
                         ));
                         continue;
                     }
                     match self.solve(call, c, rate).await {
                         Ok(v) => {
+                            note_fallback(call, &refusals, "solved the proof-of-work");
                             at.auth.push(v);
                             return Ok(());
                         }
-                        Err(e) => reasons.push(format!("proof-of-work: {e}")),
+                        Err(e) => refusals.push(Refusal::new("proof-of-work", e)),
                     }
                 }
                 Rail::L402 if !tried_l402 => {
@@ -494,18 +506,16 @@ impl Client {
                     }
                     tried_l402 = true;
                     let Some(wallet) = &self.cfg.wallet else {
-                        reasons.push("L402: no wallet is configured".into());
+                        refusals.push(Refusal::said("L402", "no wallet is configured".into()));
                         continue;
                     };
                     match self.pay(call, &offers.l402[0], wallet.as_ref()).await {
                         Ok(v) => {
+                            note_fallback(call, &refusals, "paid the invoice");
                             at.auth.push(v);
                             return Ok(());
                         }
-                        Err(e @ ClientError::Budget(_)) => return Err(e),
-                        Err(e @ ClientError::Wallet(_)) => return Err(e),
-                        Err(e @ ClientError::Lie(_)) => return Err(e),
-                        Err(e) => reasons.push(format!("L402: {e}")),
+                        Err(e) => refusals.push(Refusal::new("L402", e)),
                     }
                 }
                 _ => {}
@@ -513,23 +523,21 @@ impl Client {
         }
         if !oauth_first {
             match self.try_oauth(call, offers, at).await {
-                Ok(true) => return Ok(()),
+                Ok(true) => {
+                    note_fallback(call, &refusals, "signed in");
+                    return Ok(());
+                }
                 Ok(false) => {}
-                Err(e) => reasons.push(format!("OAuth: {e}")),
+                Err(e) => refusals.push(Refusal::new("OAuth", e)),
             }
         }
         if offers.oauth.is_some() && self.cfg.oauth.is_none() {
-            reasons.push("OAuth: no OAuth client is configured".into());
+            refusals.push(Refusal::said(
+                "OAuth",
+                "no OAuth client is configured".into(),
+            ));
         }
-        if reasons.is_empty() {
-            reasons.push("nothing offered that this client can answer".into());
-        }
-        Err(ClientError::Refused(format!(
-            "could not get {} through: {}{}",
-            call.describe(),
-            reasons.join("; "),
-            refusal_suffix(offers)
-        )))
+        Err(no_rail_left(call, offers, refusals))
     }
 
     /// Gets a token when OAuth is offered and configured. `Ok(false)`: not applicable.
@@ -679,11 +687,11 @@ impl Client {
                 )));
             }
         }
+        let buying = purchase(call, offer, amount);
         if amount > self.cfg.policy.max_pay_sat.saturating_mul(1000) {
             return Err(ClientError::Budget(format!(
-                "{} costs {} but the rail policy pays at most {} sat a call; nothing paid",
-                call.describe(),
-                fmt_msat(amount),
+                "the server asks {buying}, but the rail policy pays at most {} sat at once \
+                 (--max-pay); nothing paid",
                 self.cfg.policy.max_pay_sat
             )));
         }
@@ -699,10 +707,9 @@ impl Client {
         };
         let log = budget::read_log(&dir)?;
         let spent = budget::spent(&log, &call.server, unix_now());
-        self.cfg
-            .budgets
-            .check(cost, &spent)
-            .map_err(|m| ClientError::Budget(format!("{m}; {} was not paid", call.describe())))?;
+        self.cfg.budgets.check(cost, &spent).map_err(|m| {
+            ClientError::Budget(format!("{m}; nothing paid (the invoice: {buying})"))
+        })?;
         let started = Instant::now();
         let result = wallet.pay(&offer.invoice, fee_limit).await;
         let mut entry = SpendEntry {
@@ -814,6 +821,98 @@ fn refusal_suffix(o: &Offers) -> String {
     }
 }
 
+/// Why one rail could not be used for a call.
+struct Refusal {
+    /// The rail, as people name it (`L402`, `proof-of-work`, `OAuth`).
+    rail: &'static str,
+    /// The error, when the rail failed with one (a budget, the wallet, a lie, the solver, OAuth).
+    error: Option<ClientError>,
+    /// Or the reason, when the rail was not attempted.
+    reason: String,
+}
+
+impl Refusal {
+    fn new(rail: &'static str, error: ClientError) -> Self {
+        Refusal {
+            rail,
+            reason: error.to_string(),
+            error: Some(error),
+        }
+    }
+
+    fn said(rail: &'static str, reason: String) -> Self {
+        Refusal {
+            rail,
+            error: None,
+            reason,
+        }
+    }
+}
+
+/// The error for a call no offered rail could get through. A single refusal that is a budget, a
+/// wallet failure or a dishonest invoice keeps its own kind (the caller can tell "over budget"
+/// from "nothing I can answer"); anything else, and any combination, is
+/// [`ClientError::Refused`] naming every rail's reason.
+fn no_rail_left(call: &CallInfo, offers: &Offers, mut refusals: Vec<Refusal>) -> ClientError {
+    if refusals.len() == 1
+        && matches!(
+            refusals[0].error,
+            Some(ClientError::Budget(_) | ClientError::Wallet(_) | ClientError::Lie(_))
+        )
+    {
+        if let Some(e) = refusals.pop().and_then(|r| r.error) {
+            return e;
+        }
+    }
+    let reasons = if refusals.is_empty() {
+        "nothing offered that this client can answer".to_string()
+    } else {
+        refusals
+            .iter()
+            .map(|r| format!("{}: {}", r.rail, r.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    ClientError::Refused(format!(
+        "could not get {} through: {reasons}{}",
+        call.describe(),
+        refusal_suffix(offers)
+    ))
+}
+
+/// Logs that a call got through by another rail after one was refused (the host only sees the
+/// answer, so this is where the reason stays visible).
+fn note_fallback(call: &CallInfo, refusals: &[Refusal], how: &str) {
+    for r in refusals {
+        tracing::info!(
+            call = %call.describe(),
+            rail = r.rail,
+            reason = %r.reason,
+            "{how} instead"
+        );
+    }
+}
+
+/// What an L402 invoice buys, for messages: the call itself, prepaid credit (a balance) or a
+/// time pass. A balance bundle is not the price of the call, and a message must not say it is.
+fn purchase(call: &CallInfo, offer: &L402Offer, amount_msat: u64) -> String {
+    let amount = fmt_msat(amount_msat);
+    let what = call.describe();
+    match offer.mode.as_deref() {
+        Some("balance") => {
+            format!("{amount} of prepaid credit (a balance that pays for {what} and later calls)")
+        }
+        Some("time_pass") => match offer.expires {
+            Some(t) if t > 0 => format!(
+                "{amount} for a time pass ({what} until {})",
+                budget::fmt_time(t)
+            ),
+            _ => format!("{amount} for a time pass ({what} for a while)"),
+        },
+        _ => format!("{amount} for {what}"),
+    }
+}
+
 fn fmt_msat(m: u64) -> String {
     if m % 1000 == 0 {
         format!("{} sat", m / 1000)
@@ -856,4 +955,40 @@ pub fn measure_hashrate(threads: usize) -> f64 {
     std::hint::black_box(hits);
     let one = n as f64 / start.elapsed().as_secs_f64();
     one * t as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(mode: Option<&str>, expires: Option<u64>) -> L402Offer {
+        L402Offer {
+            macaroon: "m".into(),
+            invoice: "i".into(),
+            advertised_msat: None,
+            mode: mode.map(str::to_string),
+            expires,
+        }
+    }
+
+    #[test]
+    fn a_purchase_says_what_is_bought() {
+        let call = CallInfo::of(
+            "http://gw/mcp",
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "echo"}}),
+        );
+        assert_eq!(
+            purchase(&call, &offer(Some("per_call"), None), 2_000),
+            "2 sat for tools/call echo"
+        );
+        let balance = purchase(&call, &offer(Some("balance"), None), 20_000);
+        assert!(balance.starts_with("20 sat of prepaid credit"), "{balance}");
+        assert!(balance.contains("later calls"), "{balance}");
+        assert!(!balance.contains("costs"), "{balance}");
+        assert_eq!(
+            purchase(&call, &offer(Some("time_pass"), Some(1_767_225_600)), 5_000),
+            "5 sat for a time pass (tools/call echo until 2026-01-01 00:00:00Z)"
+        );
+    }
 }

@@ -464,3 +464,90 @@ async fn state_is_owner_only() {
         "{err}"
     );
 }
+
+/// Spend-log entries as (rail, status).
+fn rails(dir: &std::path::Path) -> Vec<(String, String)> {
+    budget::read_log(dir)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.rail, e.status))
+        .collect()
+}
+
+fn pair(rail: &str, status: &str) -> (String, String) {
+    (rail.to_string(), status.to_string())
+}
+
+#[tokio::test]
+async fn a_refused_invoice_falls_back_to_the_offered_puzzle() {
+    // Both rails offered; the 20-sat invoice is over the rail policy's 10 sat.
+    for delivery in [Delivery::Http, Delivery::InBandJson] {
+        let s = setup(delivery, Some(20_000), Some(20_000), None).await;
+        // L402 first by preference: refused over --max-pay, then solved.
+        let c = s.client(|cfg| cfg.policy.prefer = Some(Rail::L402));
+        assert_ok(&c.rpc(&s.url, &call_msg()).await.unwrap());
+        // The default order with a puzzle slower than solve_under: L402 is tried before the
+        // puzzle, refused, and the puzzle solved anyway (up to the CPU-time cap).
+        let c = s.client(|cfg| cfg.policy.solve_under_secs = 0.0);
+        assert_ok(&c.rpc(&s.url, &call_msg()).await.unwrap());
+        assert_eq!(
+            rails(&s.dir),
+            vec![pair("pow", "solved"), pair("pow", "solved")]
+        );
+        assert!(!s.any_paid().await);
+        assert_eq!(s.server.passed.load(Ordering::SeqCst), 2);
+    }
+}
+
+#[tokio::test]
+async fn every_refusal_of_l402_falls_back_to_the_puzzle() {
+    // Over a budget (a 2-sat invoice, a 1-sat daily budget).
+    let s = setup(Delivery::Http, Some(20_000), Some(2_000), None).await;
+    let c = s.client(|cfg| {
+        cfg.policy.prefer = Some(Rail::L402);
+        cfg.budgets.per_day_sat = Some(1);
+    });
+    assert_ok(&c.rpc(&s.url, &call_msg()).await.unwrap());
+    assert_eq!(rails(&s.dir), vec![pair("pow", "solved")]);
+    assert!(!s.any_paid().await);
+
+    // A wallet that fails: its failure is logged (nothing counted), then the puzzle is solved.
+    let s = setup(Delivery::Http, Some(20_000), Some(2_000), None).await;
+    let c = s.client(|cfg| {
+        cfg.policy.prefer = Some(Rail::L402);
+        cfg.wallet = Some(s.lnd(&"00".repeat(32)));
+    });
+    assert_ok(&c.rpc(&s.url, &call_msg()).await.unwrap());
+    assert_eq!(
+        rails(&s.dir),
+        vec![pair("l402", "failed"), pair("pow", "solved")]
+    );
+    assert!(!s.any_paid().await);
+
+    // An invoice above the advertised price.
+    let s = setup(Delivery::InBandJson, Some(20_000), Some(2_000), Some(1_000)).await;
+    let c = s.client(|cfg| cfg.policy.prefer = Some(Rail::L402));
+    assert_ok(&c.rpc(&s.url, &call_msg()).await.unwrap());
+    assert_eq!(rails(&s.dir), vec![pair("pow", "solved")]);
+    assert!(!s.any_paid().await);
+}
+
+#[tokio::test]
+async fn with_no_rail_left_every_reason_is_given() {
+    // An absurd puzzle and an invoice over --max-pay: nothing is attempted, and the error names
+    // both reasons.
+    let s = setup(Delivery::Http, Some(10_000_000_000_000), Some(20_000), None).await;
+    let c = s.client(|cfg| cfg.policy.pow_max_secs = 5.0);
+    let err = c.rpc(&s.url, &call_msg()).await.unwrap_err();
+    let ClientError::Refused(m) = &err else {
+        panic!("{err}");
+    };
+    assert!(m.contains("L402: over budget"), "{m}");
+    assert!(m.contains("pays at most 10 sat"), "{m}");
+    assert!(
+        m.contains("proof-of-work:") && m.contains("CPU-time cap"),
+        "{m}"
+    );
+    assert!(budget::read_log(&s.dir).unwrap().is_empty());
+    assert!(!s.any_paid().await);
+}

@@ -19,8 +19,10 @@ use turnpike_client::{
 /// the host starts `turnpike connect`, talks MCP to it on stdin/stdout, and every call is
 /// forwarded to the remote server. When the remote asks for proof-of-work, a Lightning payment
 /// (L402) or an OAuth token — as HTTP 402/401 or in band — turnpike answers within the policy
-/// and budgets below and retries the call; the host only sees the result. A call that would
-/// exceed a budget fails with a tool error saying why.
+/// and budgets below and retries the call; the host only sees the result. A rail that cannot be
+/// used (an invoice over --max-pay or a budget, a wallet that fails, a dishonest invoice, a
+/// puzzle over the CPU-time cap) falls through to the next rail offered; a call no rail can get
+/// through fails with a tool error giving every reason.
 ///
 /// Settings come from flags, then `<state-dir>/connect.toml` (or `--config`), then defaults.
 /// Credentials (L402 tokens, OAuth tokens) and the spend log live in the state directory
@@ -84,7 +86,7 @@ pub struct ConnectArgs {
     /// Solve a puzzle when it should take at most this many seconds here …
     #[arg(long, value_name = "SECS", help_heading = "Choosing the rail")]
     pub solve_under: Option<f64>,
-    /// … else pay up to this many sats for the call …
+    /// … else pay up to this many sats at once (a balance bundle counts whole) …
     #[arg(long, value_name = "SAT", help_heading = "Choosing the rail")]
     pub max_pay: Option<u64>,
     /// … else solve anyway if it takes at most this many seconds (a CPU-time cap; a puzzle

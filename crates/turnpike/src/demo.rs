@@ -22,7 +22,8 @@ use turnpike_gateway::config::{ChallengeMode, Config, PriceConfig};
     after_help = "Examples:\n  turnpike demo\n  turnpike demo --listen 127.0.0.1:9000 --effort 20000000   # ~1 s puzzles\n  turnpike demo --challenge-mode in-band                      # challenges as tool results"
 )]
 pub struct DemoArgs {
-    /// Where the gateway listens (loopback only).
+    /// Where the gateway listens (loopback only; port 0 picks a free port, and the steps name
+    /// the one it got).
     #[arg(long, default_value = "127.0.0.1:8402", value_name = "ADDR")]
     pub listen: SocketAddr,
     /// Proof-of-work effort (expected hashes) of the priced tools.
@@ -39,9 +40,6 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !args.listen.ip().is_loopback() {
         bail!("the demo listens on loopback only; give --listen 127.0.0.1:PORT");
-    }
-    if args.listen.port() == 0 {
-        bail!("give the demo a fixed port, e.g. --listen 127.0.0.1:8402");
     }
     if args.effort == 0 {
         bail!("--effort must be at least 1");
@@ -75,25 +73,41 @@ async fn run_async(args: &DemoArgs, data_dir: &Path) -> anyhow::Result<()> {
         stop.clone().cancelled_owned(),
     ));
 
-    let cfg = demo_config(args, fixture_addr, data_dir)?;
-    let gateway = tokio::spawn(turnpike_gateway::serve(cfg, {
+    // The gateway's port is bound here, so that `--listen 127.0.0.1:0` works and the steps name
+    // the port it got.
+    let gw_listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            stop.cancel();
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                " (something else listens there: give another port with --listen 127.0.0.1:PORT, or 127.0.0.1:0 for any free one)"
+            } else {
+                ""
+            };
+            bail!("binding {}: {e}{hint}", args.listen);
+        }
+    };
+    let listen = gw_listener.local_addr()?;
+    let cfg = demo_config(args, listen, fixture_addr, data_dir)?;
+    let gateway = tokio::spawn(turnpike_gateway::serve_listener(gw_listener, cfg, {
         let stop = stop.clone();
         async move { stop.cancelled().await }
     }));
 
-    // Print the steps once the gateway accepts connections.
+    // Print the steps once the gateway answers HTTP (the bound port alone accepts connections
+    // before the gateway serves them).
     let started = Instant::now();
     loop {
         if gateway.is_finished() {
             break;
         }
-        if tokio::net::TcpStream::connect(args.listen).await.is_ok() {
-            print_steps(args, fixture_addr);
+        if answers_http(listen).await {
+            print_steps(args, listen, fixture_addr);
             break;
         }
         if started.elapsed() > Duration::from_secs(10) {
             stop.cancel();
-            bail!("the gateway did not start listening on {}", args.listen);
+            bail!("the gateway did not start answering on {listen}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -104,7 +118,7 @@ async fn run_async(args: &DemoArgs, data_dir: &Path) -> anyhow::Result<()> {
         r = &mut gateway => {
             stop.cancel();
             r.context("the gateway task failed")?
-                .with_context(|| format!("the gateway on {} stopped", args.listen))?;
+                .with_context(|| format!("the gateway on {listen} stopped"))?;
             bail!("the gateway stopped unexpectedly");
         }
     }
@@ -118,9 +132,14 @@ async fn run_async(args: &DemoArgs, data_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// The demo's configuration: echo and whoami free, every other tool at `effort`.
-fn demo_config(args: &DemoArgs, fixture: SocketAddr, data_dir: &Path) -> anyhow::Result<Config> {
+fn demo_config(
+    args: &DemoArgs,
+    listen: SocketAddr,
+    fixture: SocketAddr,
+    data_dir: &Path,
+) -> anyhow::Result<Config> {
     let mut cfg = Config::default();
-    cfg.server.listen = args.listen;
+    cfg.server.listen = listen;
     cfg.server.data_dir = data_dir.to_path_buf();
     cfg.server.challenge_mode = ChallengeMode::parse(&args.challenge_mode)
         .with_context(|| format!("unknown challenge mode {:?}", args.challenge_mode))?;
@@ -176,8 +195,44 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-fn print_steps(args: &DemoArgs, fixture: SocketAddr) {
-    let url = format!("http://{}/mcp", args.listen);
+/// Whether an HTTP server answers on `addr` (any status: the gateway is serving).
+async fn answers_http(addr: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut head = [0u8; 5];
+        s.read_exact(&mut head).await.ok()?;
+        Some(&head == b"HTTP/")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), probe).await,
+        Ok(Some(true))
+    )
+}
+
+/// The `mcpServers` block that puts the demo into an MCP host: the host starts
+/// `turnpike connect <url>`, which answers the gate's challenges for it. Written by hand to keep
+/// `command` before `args` and `args` on one line, as people write these files.
+fn host_config(url: &str) -> String {
+    let exe = std::env::current_exe()
+        .ok()
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "turnpike".into());
+    let q = |s: &str| serde_json::Value::from(s).to_string();
+    format!(
+        "{{\n  \"mcpServers\": {{\n    \"turnpike-demo\": {{\n      \"command\": {},\n      \"args\": [{}, {}]\n    }}\n  }}\n}}",
+        q(&exe),
+        q("connect"),
+        q(url)
+    )
+}
+
+fn print_steps(args: &DemoArgs, listen: SocketAddr, fixture: SocketAddr) {
+    let url = format!("http://{listen}/mcp");
     let me = self_command();
     let secs = args.effort as f64 / 20_000_000.0;
     let curl = format!(
@@ -185,6 +240,10 @@ fn print_steps(args: &DemoArgs, fixture: SocketAddr) {
     );
     let echo = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}"#;
     let add = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#;
+    let config: String = host_config(&url)
+        .lines()
+        .map(|l| format!("   {l}\n"))
+        .collect();
     println!(
         r#"turnpike demo
   gateway   {url}
@@ -210,11 +269,20 @@ Try it from another terminal:
    {curl} -H "Authorization: $AUTH" \
      -d '{add}'
 
-5. Connect an MCP client to {url}, e.g. in its JSON settings:
-   {{"mcpServers": {{"turnpike-demo": {{"type": "http", "url": "{url}"}}}}}}
-   Mid-session clients get priced calls back as a tool result that says how to pay
-   (in band); the retry carries the credential in params._meta["turnpike/pow"]
-   (`{me} solve --meta` prints that object).
+5. Use it from an MCP host (Claude Desktop, Cursor, an agent framework): add this to the host's
+   MCP settings (Claude Desktop: claude_desktop_config.json; Cursor: ~/.cursor/mcp.json) and
+   restart the host:
+
+{config}
+   The host starts `turnpike connect`, a local MCP server on stdio that forwards each call to the
+   gateway, solves the puzzle when the gateway asks for one (or pays or signs in, within your
+   budgets, where a gateway asks for that), retries, and hands the host the tool's answer.
+   Pointing the host at the gateway's URL itself does not work for priced tools: a host cannot
+   answer the gate's challenge, so the model would get "solve this puzzle" back instead of the
+   answer (only the free tools would work). `{me} connect <url> --print-config` prints this
+   block for any gateway (docs/CONNECT.md: wallets, budgets, OAuth). An MCP client of your own
+   can answer in band itself: retry with the credential in params._meta["turnpike/pow"]
+   (`{me} solve --meta` prints it).
 
 Ctrl-C stops the demo."#,
         effort = args.effort,
@@ -232,6 +300,18 @@ mod tests {
     }
 
     #[test]
+    fn host_config_starts_connect() {
+        let v: serde_json::Value =
+            serde_json::from_str(&host_config("http://127.0.0.1:8402/mcp")).unwrap();
+        let server = &v["mcpServers"]["turnpike-demo"];
+        assert!(std::path::Path::new(server["command"].as_str().unwrap()).is_absolute());
+        assert_eq!(
+            server["args"],
+            serde_json::json!(["connect", "http://127.0.0.1:8402/mcp"])
+        );
+    }
+
+    #[test]
     fn demo_prices() {
         let args = DemoArgs {
             listen: "127.0.0.1:8402".parse().unwrap(),
@@ -241,6 +321,7 @@ mod tests {
         };
         let cfg = demo_config(
             &args,
+            args.listen,
             "127.0.0.1:5555".parse().unwrap(),
             Path::new("/tmp/x"),
         )

@@ -517,27 +517,42 @@ fn exercise_gateway(gw: SocketAddr) {
     );
 }
 
-#[test]
-fn demo_serves_a_gated_fixture_and_prints_working_steps() {
-    let d = scratch("demo");
-    let port = free_port();
-    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+/// Starts `turnpike demo --listen 127.0.0.1:0 <args>` and reads its steps (printed once the
+/// gateway answers); the child, the gateway's address (from the steps) and the steps.
+fn start_demo(args: &[&str]) -> (Child, SocketAddr, String) {
     let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            &gw.to_string(),
-            "--effort",
-            "20000",
-            "--data-dir",
-            d.to_str().unwrap(),
-        ])
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_listening(gw, &mut child);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut out = String::new();
+    while !out.contains("Ctrl-C stops the demo") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() == 0 {
+            let status = child.wait().unwrap();
+            panic!("the demo exited ({status}) before printing its steps:\n{out}");
+        }
+        out.push_str(&line);
+    }
+    let gw: SocketAddr = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("gateway"))
+        .and_then(|rest| rest.trim().strip_prefix("http://"))
+        .and_then(|rest| rest.strip_suffix("/mcp"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no gateway address in the steps:\n{out}"));
+    (child, gw, out)
+}
+
+#[test]
+fn demo_serves_a_gated_fixture_and_prints_working_steps() {
+    let d = scratch("demo");
+    let (child, gw, _) = start_demo(&["--effort", "20000", "--data-dir", d.to_str().unwrap()]);
+    assert_ne!(gw.port(), 0, "the steps name the port the gateway got");
     exercise_gateway(gw);
     let status = interrupt(child);
     assert!(status.success(), "demo exits cleanly on SIGINT: {status}");
@@ -550,33 +565,8 @@ fn demo_serves_a_gated_fixture_and_prints_working_steps() {
 
 #[test]
 fn demo_prints_copy_pasteable_steps() {
-    let port = free_port();
-    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let d = scratch("demo-steps");
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            &gw.to_string(),
-            "--data-dir",
-            d.to_str().unwrap(),
-        ])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(gw, &mut child);
-    // Read up to the last line of the steps (printed once the gateway listens), then stop.
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut out = String::new();
-    while !out.contains("Ctrl-C stops the demo") {
-        let mut line = String::new();
-        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() == 0 {
-            break;
-        }
-        out.push_str(&line);
-    }
+    let (child, gw, out) = start_demo(&["--data-dir", d.to_str().unwrap()]);
     assert!(interrupt(child).success());
     let url = format!("http://{gw}/mcp");
     assert!(out.contains(&format!("curl -s {url}")), "{out}");
@@ -585,10 +575,23 @@ fn demo_prints_copy_pasteable_steps() {
         "the solve step pipes into turnpike solve: {out}"
     );
     assert!(out.contains("-H \"Authorization: $AUTH\""), "{out}");
-    assert!(
-        out.contains(&format!("\"url\": \"{url}\"")),
-        "MCP client config: {out}"
+    // The MCP host's configuration starts `turnpike connect <url>` (a host cannot answer the
+    // gate's challenge itself); tests/e2e/test_demo_host_config.py runs it in real clients.
+    let at = out.find("\"mcpServers\"").expect("an mcpServers block");
+    let start = out[..at].rfind('{').unwrap();
+    let block: Value = serde_json::Deserializer::from_str(&out[start..])
+        .into_iter::<Value>()
+        .next()
+        .unwrap()
+        .unwrap();
+    let server = &block["mcpServers"]["turnpike-demo"];
+    assert_eq!(server["args"], json!(["connect", url]), "{out}");
+    let command = server["command"].as_str().unwrap();
+    assert_eq!(
+        Path::new(command).canonicalize().unwrap(),
+        Path::new(BIN).canonicalize().unwrap()
     );
+    assert!(out.contains("--print-config"), "{out}");
     let _ = std::fs::remove_dir_all(d);
 }
 
