@@ -34,9 +34,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use turnpike_mcp::sse::SseParser;
 
-use super::legacy_client::{SessionKey, State};
-use super::wire::{self, OnAbandon};
-use super::{EraAdapter, NOT_TRANSLATABLE};
+use super::requests::{SessionKey, State};
+use crate::wire::{self, OnAbandon};
+use crate::{EraAdapter, NOT_TRANSLATABLE};
 
 /// How long the gateway waits for a client to answer one round of input requests.
 pub const INPUT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -63,7 +63,7 @@ pub(crate) struct Retry {
 }
 
 /// The capability a client declares to answer `method` (the same in both directions of the
-/// translation: `era/mrtr.rs` uses it too).
+/// translation: [`crate::modern_to_legacy::server_requests`] uses it too).
 pub(crate) fn capability_for(method: &str) -> Option<&'static str> {
     match method {
         "elicitation/create" => Some("elicitation"),

@@ -4,7 +4,7 @@
 //!   come from the upstream's `server/discover` (kept for its `ttlMs` when its `cacheScope` is
 //!   `public`; a `private` result is never kept), the protocol version is the client's when the
 //!   gateway speaks it, else 2025-11-25. The session id is sealed and self-contained
-//!   ([`super::seal`]): the client's capabilities and info travel in it, so any instance with
+//!   ([`crate::seal`]): the client's capabilities and info travel in it, so any instance with
 //!   the same key routes it, also after a restart.
 //! - Every later request must carry that id (`400` without, `404` when it does not verify or has
 //!   expired, so the client starts again). It is forwarded without the id, with
@@ -14,15 +14,15 @@
 //! - Results pass unparsed (a 2025 result allows extra members, so `resultType`, `ttlMs` and
 //!   `cacheScope` may stay); only an `input_required` answer is handled: for a session that
 //!   declared elicitation, sampling or roots its requests are put to the client and the request
-//!   retried upstream with the answers (`era/input.rs`); otherwise it becomes error
-//!   [`super::NOT_TRANSLATABLE`] naming what the server asked for. An upstream 4xx that
+//!   retried upstream with the answers ([`super::input`]); otherwise it becomes error
+//!   [`crate::NOT_TRANSLATABLE`] naming what the server asked for. An upstream 4xx that
 //!   carries a JSON-RPC error becomes that error in an HTTP 200, so the client does not take it
 //!   for a lost session.
 //! - `ping` is answered here; `notifications/initialized` is absorbed; `notifications/cancelled`
 //!   closes the stream of the request it names (cancellation in the modern era); a JSON-RPC
 //!   response is the client's answer to an input request the gateway sent it, or dropped.
 //! - GET (the legacy server stream) and `resources/subscribe`/`unsubscribe` are bridged to the
-//!   upstream's `subscriptions/listen` ([`super::legacy_stream`]); a GET gets `405` (which the
+//!   upstream's `subscriptions/listen` ([`super::server_stream`]); a GET gets `405` (which the
 //!   transport spec lets a server answer when it offers no stream) when the upstream has no
 //!   notification to offer. DELETE of a valid id gets `200`, ends the session's stream and
 //!   subscriptions, and the id is remembered as ended on this instance.
@@ -39,9 +39,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::seal::{SealError, Sealer, SessionClaims};
-use super::wire::{self, Edit, OnAbandon};
-use super::{EraAdapter, LEGACY_VERSIONS, NOT_TRANSLATABLE};
+use crate::seal::{SealError, Sealer, SessionClaims};
+use crate::wire::{self, Edit, OnAbandon};
+use crate::{EraAdapter, LEGACY_VERSIONS, NOT_TRANSLATABLE};
 
 /// The most requests in flight tracked for cancellation, and the most ended sessions and log
 /// levels remembered (oldest forgotten first when full).
@@ -61,7 +61,7 @@ pub struct State {
     /// id, waiting for the client's response (accepted only from the same session).
     pub(crate) asked: Mutex<HashMap<String, (SessionKey, oneshot::Sender<Value>)>>,
     /// Resource subscriptions and GET streams of sessions on this instance.
-    pub(crate) streams: super::legacy_stream::Streams,
+    pub(crate) streams: super::server_stream::Streams,
 }
 
 pub(crate) type SessionKey = [u8; 16];
@@ -86,7 +86,7 @@ impl State {
             levels: Mutex::new(HashMap::new()),
             opened: Mutex::new(HashMap::new()),
             asked: Mutex::new(HashMap::new()),
-            streams: super::legacy_stream::Streams::default(),
+            streams: super::server_stream::Streams::default(),
         }
     }
 }
@@ -140,7 +140,7 @@ fn session(
     if st.ended.lock().contains(&key) {
         return Err(not_found("ended"));
     }
-    let now = super::seal::now();
+    let now = crate::seal::now();
     if let Some((expires, meta)) = st.opened.lock().get(&key) {
         if now <= *expires {
             return Ok(Opened {
@@ -151,7 +151,7 @@ fn session(
     }
     match st.sealer.open_at(sid, now) {
         Ok(c) => {
-            let meta = Arc::new(super::modern_meta(&c.caps, &c.info));
+            let meta = Arc::new(crate::protocol::modern_meta(&c.caps, &c.info));
             let expires = c.iat.saturating_add(st.sealer.ttl_secs());
             bounded_insert(&mut st.opened.lock(), key, (expires, meta.clone()));
             Ok(Opened { key, meta })
@@ -168,7 +168,7 @@ pub async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
         Err(r) => return *r,
     };
     match *req.method() {
-        Method::GET => super::legacy_stream::get(a, req, opened).await,
+        Method::GET => super::server_stream::get(a, req, opened).await,
         Method::DELETE => {
             let key = opened.key;
             let st = &a.shared().legacy;
@@ -254,7 +254,7 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
             );
         }
         "resources/subscribe" | "resources/unsubscribe" => {
-            return super::legacy_stream::subscribe(a, &parts.uri, &opened, id, &method, &body)
+            return super::server_stream::subscribe(a, &parts.uri, &opened, id, &method, &body)
                 .await
         }
         _ => {}
@@ -263,13 +263,13 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
     let mut meta = (*opened.meta).clone();
     if let Some(level) = st.levels.lock().get(&key).cloned() {
         if !level.is_null() {
-            meta.insert(super::META_LOG_LEVEL.into(), level);
+            meta.insert(crate::protocol::META_LOG_LEVEL.into(), level);
         }
     }
     set_meta(&mut body, meta);
     let mut headers = parts.headers.clone();
     headers.remove(turnpike_mcp::headers::SESSION_ID);
-    super::modern_headers(&mut headers, &body);
+    crate::protocol::modern_headers(&mut headers, &body);
     let mut req = wire::post(&parts.uri, headers.clone(), &body);
     let extensions = parts.extensions.clone();
     *req.extensions_mut() = parts.extensions;
@@ -294,7 +294,7 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
     };
     let caps = opened
         .meta
-        .get(super::META_CAPS)
+        .get(crate::protocol::META_CAPS)
         .cloned()
         .unwrap_or(Value::Null);
     if super::input::can_answer_any(&caps) && resp.status().is_success() {
@@ -436,7 +436,7 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
         v: version.to_owned(),
         caps,
         info,
-        iat: super::seal::now(),
+        iat: crate::seal::now(),
         n: SessionClaims::nonce(),
     };
     let sid = match a.shared().legacy.sealer.seal(&claims) {
@@ -464,7 +464,7 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
     let server_info = discover
         .pointer(&format!(
             "/_meta/{}",
-            super::META_SERVER_INFO.replace('/', "~1")
+            crate::protocol::META_SERVER_INFO.replace('/', "~1")
         ))
         .cloned()
         .unwrap_or_else(|| json!({"name": "turnpike", "version": env!("CARGO_PKG_VERSION")}));
@@ -498,10 +498,10 @@ pub(crate) async fn discover(
     let req_id = json!("turnpike-discover");
     let body = json!({
         "jsonrpc": "2.0", "id": req_id, "method": "server/discover",
-        "params": {"_meta": super::modern_meta(caps, info)},
+        "params": {"_meta": crate::protocol::modern_meta(caps, info)},
     });
     let mut h = HeaderMap::new();
-    super::modern_headers(&mut h, &body);
+    crate::protocol::modern_headers(&mut h, &body);
     let resp = wire::send(&a.inner(), wire::post(uri, h, &body)).await;
     let (_, v) = wire::answer(resp, &req_id).await?;
     let Some(result) = v.get("result").cloned() else {
@@ -583,24 +583,24 @@ mod tests {
         let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":5}}});
         set_meta(
             &mut b,
-            super::super::modern_meta(&json!({"sampling":{}}), &Value::Null),
+            crate::protocol::modern_meta(&json!({"sampling":{}}), &Value::Null),
         );
         assert_eq!(b["params"]["_meta"]["progressToken"], 5);
         assert_eq!(
-            b["params"]["_meta"][super::super::META_VERSION],
+            b["params"]["_meta"][crate::protocol::META_VERSION],
             "2026-07-28"
         );
         assert_eq!(
-            b["params"]["_meta"][super::super::META_CAPS],
+            b["params"]["_meta"][crate::protocol::META_CAPS],
             json!({"sampling":{}})
         );
         let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
         set_meta(
             &mut b,
-            super::super::modern_meta(&json!({}), &json!({"name":"c"})),
+            crate::protocol::modern_meta(&json!({}), &json!({"name":"c"})),
         );
         assert_eq!(
-            b["params"]["_meta"][super::super::META_CLIENT_INFO]["name"],
+            b["params"]["_meta"][crate::protocol::META_CLIENT_INFO]["name"],
             "c"
         );
     }

@@ -20,8 +20,8 @@
 //! - A server-to-client request the upstream sends during a call (sampling, elicitation, roots)
 //!   cannot reach a modern client as a request. For a client that declared the matching
 //!   capability it becomes an `input_required` result and the client's retry is answered from
-//!   the same upstream call ([`super::mrtr`]); otherwise the gateway answers it upstream with
-//!   error [`super::NOT_TRANSLATABLE`] at once (the tool sees a refusal, nothing hangs) and the
+//!   the same upstream call ([`super::server_requests`]); otherwise the gateway answers it upstream with
+//!   error [`crate::NOT_TRANSLATABLE`] at once (the tool sees a refusal, nothing hangs) and the
 //!   client never sees it. `inputResponses` without a `requestState` answer nothing the
 //!   gateway asked: they are dropped and the request is served as a new one.
 //! - `subscriptions/listen` is bridged to the pooled session's GET stream ([`super::listen`]).
@@ -35,8 +35,8 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use super::wire::{self, Edit, OnAbandon};
-use super::{
+use crate::wire::{self, Edit, OnAbandon};
+use crate::{
     EraAdapter, LEGACY_VERSIONS, META_CAPS, META_CLIENT_INFO, META_LOG_LEVEL, META_SERVER_INFO,
     META_VERSION, MODERN_VERSION,
 };
@@ -67,7 +67,7 @@ pub struct State {
     /// Serialises session starts, so a burst of first requests starts one session.
     starting: tokio::sync::Mutex<()>,
     /// Upstream calls waiting for a client's retry with the input they asked for.
-    pub(crate) mrtr: super::mrtr::State,
+    pub(crate) mrtr: super::server_requests::State,
 }
 
 impl State {
@@ -76,7 +76,7 @@ impl State {
             pool_size: pool_size.max(1),
             pool: Mutex::new(VecDeque::new()),
             starting: tokio::sync::Mutex::new(()),
-            mrtr: super::mrtr::State::new(),
+            mrtr: super::server_requests::State::new(),
         }
     }
 
@@ -264,7 +264,7 @@ fn error(status: StatusCode, id: Option<&Value>, code: i64, msg: &str) -> Respon
     wire::json_response(status, &v)
 }
 
-/// A POST from a modern client (already checked by [`super::modern_checks`]).
+/// A POST from a modern client (already checked by [`super::checks`]).
 pub async fn post(a: &EraAdapter, parts: http::request::Parts, body: Value) -> Response<Body> {
     with_error_status(translate(a, parts, body).await).await
 }
@@ -387,7 +387,7 @@ async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value)
     let (caps, info) = take_modern_meta(&mut body);
     let params = body.get("params");
     if params.is_some_and(|p| p.get("requestState").is_some()) {
-        return super::mrtr::resume(a, id, &caps, &body).await;
+        return super::server_requests::resume(a, id, &caps, &body).await;
     }
     if params.is_some_and(|p| p.get("inputResponses").is_some()) {
         // Answers to nothing this gateway asked: ignored, as MCP 2026-07-28 says a server
@@ -412,9 +412,9 @@ async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value)
     }
     // A client that can answer the upstream's requests: the call gets an upstream id of its
     // own, as it may wait in the shared session for the client's retry.
-    let asks = super::mrtr::wants(&caps);
+    let asks = super::server_requests::wants(&caps);
     let upstream_id = if asks {
-        let u = super::mrtr::upstream_id();
+        let u = super::server_requests::upstream_id();
         body["id"] = u.clone();
         u
     } else {
@@ -431,7 +431,17 @@ async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value)
         resp = forward(a, &parts, &body, &s).await;
     }
     if asks {
-        return super::mrtr::respond(a, &parts.uri, resp, id, upstream_id, &method, s, caps, body);
+        return super::server_requests::respond(
+            a,
+            &parts.uri,
+            resp,
+            id,
+            upstream_id,
+            &method,
+            s,
+            caps,
+            body,
+        );
     }
     modern_response(a, &parts.uri, resp, id, &method, s)
 }
@@ -540,7 +550,7 @@ fn modern_response(
             // A server-to-client request from a client that declared none of the capabilities
             // to answer it: refused upstream at once, never shown to the client.
             let what = v.get("method").and_then(Value::as_str).unwrap_or("");
-            let refusal = super::mrtr::refusal(&req_id, what);
+            let refusal = super::server_requests::refusal(&req_id, what);
             let inner = inner.clone();
             let uri = uri2.clone();
             let headers = session_headers(HeaderMap::new(), &s2);

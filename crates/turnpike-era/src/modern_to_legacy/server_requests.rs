@@ -11,7 +11,7 @@
 //! For a modern client that declared the matching capability in its request's
 //! `_meta["io.modelcontextprotocol/clientCapabilities"]` (`elicitation`, `sampling`, `roots`):
 //!
-//! 1. the request goes upstream, in the pooled session ([`super::modern_client`]), under an id
+//! 1. the request goes upstream, in the pooled session ([`super::requests`]), under an id
 //!    of the gateway's own (`turnpike-call-<n>`, unique in the process), so that calls of
 //!    different clients sharing the session cannot collide while one waits;
 //! 2. the upstream's stream is relayed as usual (progress and other notifications pass, the
@@ -62,9 +62,9 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use turnpike_mcp::sse::{write_event, SseParser};
 
-use super::modern_client::{session_headers, to_modern_result, PooledSession};
-use super::wire;
-use super::{EraAdapter, NOT_TRANSLATABLE};
+use super::requests::{session_headers, to_modern_result, PooledSession};
+use crate::wire;
+use crate::{EraAdapter, NOT_TRANSLATABLE};
 use turnpike_upstream::BoxUpstream;
 
 /// How long a pending exchange waits for the client's retry before it is cancelled upstream.
@@ -87,12 +87,12 @@ const PAYLOAD_LEN: usize = 56;
 type HmacSha256 = Hmac<Sha256>;
 type Tag = [u8; 16];
 
-use super::input::{capability_for, declared};
+use crate::legacy_to_modern::input::{capability_for, declared};
 
 /// Whether a client with `caps` could answer any request of a 2025 server (then its requests
 /// take the translated path).
 pub(crate) fn wants(caps: &Value) -> bool {
-    super::input::can_answer_any(caps)
+    crate::legacy_to_modern::input::can_answer_any(caps)
 }
 
 /// A fresh upstream id for a request on the translated path: unique in this process (the
@@ -259,7 +259,7 @@ struct Parked {
 
 fn session_tag(caps: &Value, s: &PooledSession) -> Tag {
     let mut h = Sha256::new();
-    h.update(super::modern_client::pool_key(caps).as_bytes());
+    h.update(super::requests::pool_key(caps).as_bytes());
     h.update([0]);
     if let Some(id) = &s.id {
         h.update(id.as_bytes());
@@ -415,7 +415,7 @@ impl Inner {
             nonce,
             session: ex.session_tag(),
             request,
-            exp: super::seal::now() + wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            exp: crate::seal::now() + wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
         };
         let state = self.seal(&claims);
         ex.reason = "the client did not retry the request with the input it was asked for";
@@ -538,7 +538,7 @@ pub(crate) fn respond(
     caps: Value,
     body: Value,
 ) -> Response<Body> {
-    let cacheable = super::modern_client::CACHEABLE.contains(&method);
+    let cacheable = super::requests::CACHEABLE.contains(&method);
     let (mut parts, stream) = resp.into_parts();
     match wire::media_type(&parts.headers).as_str() {
         "application/json" => {
@@ -786,7 +786,7 @@ pub(crate) async fn resume(
     let Some(state) = body.pointer("/params/requestState").and_then(Value::as_str) else {
         return invalid(&id, "requestState must be the string this server returned");
     };
-    let claims = match inner.open(state, super::seal::now()) {
+    let claims = match inner.open(state, crate::seal::now()) {
         Ok(c) => c,
         Err(Refused::Invalid) => {
             return invalid(

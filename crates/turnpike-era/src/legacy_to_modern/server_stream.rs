@@ -52,10 +52,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use turnpike_mcp::sse::SseParser;
 
-use super::legacy_client::{Opened, SessionKey};
-use super::listen::META_SUBSCRIPTION_ID;
-use super::wire;
-use super::{EraAdapter, METHOD_NOT_FOUND};
+use super::requests::{Opened, SessionKey};
+use crate::protocol::META_SUBSCRIPTION_ID;
+use crate::wire;
+use crate::{EraAdapter, METHOD_NOT_FOUND};
 
 /// The most resource URIs one session may subscribe to on an instance.
 pub const MAX_URIS: usize = 256;
@@ -303,20 +303,15 @@ fn filter(kinds: &Map<String, Value>, uris: &[String]) -> Map<String, Value> {
 async fn capabilities(a: &EraAdapter, uri: &Uri, opened: &Opened) -> Result<Value, String> {
     let caps = opened
         .meta
-        .get(super::META_CAPS)
+        .get(crate::protocol::META_CAPS)
         .cloned()
         .unwrap_or_else(|| json!({}));
     let info = opened
         .meta
-        .get(super::META_CLIENT_INFO)
+        .get(crate::protocol::META_CLIENT_INFO)
         .cloned()
         .unwrap_or(Value::Null);
-    match tokio::time::timeout(
-        ACK_TIMEOUT,
-        super::legacy_client::discover(a, uri, &caps, &info),
-    )
-    .await
-    {
+    match tokio::time::timeout(ACK_TIMEOUT, super::requests::discover(a, uri, &caps, &info)).await {
         Ok(Ok(d)) => Ok(d.get("capabilities").cloned().unwrap_or_else(|| json!({}))),
         Ok(Err(why)) => Err(why),
         Err(_) => Err(format!("no answer within {} s", ACK_TIMEOUT.as_secs())),
@@ -486,7 +481,7 @@ async fn open(ctx: &Ctx, filter: Map<String, Value>) -> Result<Listen, OpenError
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen",
                       "params": params});
     let mut headers = ctx.headers.clone();
-    super::modern_headers(&mut headers, &body);
+    crate::protocol::modern_headers(&mut headers, &body);
     let mut req = wire::post(&ctx.uri, headers, &body);
     *req.extensions_mut() = ctx.extensions.clone();
     let attempt = async {

@@ -23,12 +23,10 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use turnpike_mcp::sse::SseParser;
 
-use super::modern_client::{session_headers, PooledSession};
-use super::wire;
-use super::{EraAdapter, NOT_TRANSLATABLE};
-
-/// The `_meta` key naming the subscription a message belongs to.
-pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+use super::requests::{session_headers, PooledSession};
+use crate::protocol::META_SUBSCRIPTION_ID;
+use crate::wire;
+use crate::{EraAdapter, NOT_TRANSLATABLE};
 
 /// Notifications queued per listener before the oldest are dropped.
 const QUEUE: usize = 256;
