@@ -32,6 +32,7 @@
 //! that names the feature; nothing waits for an answer that cannot come. docs/ERAS.md lists
 //! every mapping.
 
+pub mod capabilities;
 pub mod legacy_to_modern;
 pub mod modern_to_legacy;
 pub mod protocol;
@@ -187,8 +188,10 @@ impl std::fmt::Debug for EraAdapter {
 pub(crate) struct Shared {
     setting: EraSetting,
     detected: tokio::sync::OnceCell<UpstreamEra>,
-    pub(crate) legacy: legacy_to_modern::requests::State,
-    pub(crate) modern: modern_to_legacy::requests::State,
+    pub(crate) legacy: legacy_to_modern::session::State,
+    pub(crate) modern: modern_to_legacy::pool::State,
+    /// Upstream calls waiting for a modern client's retry with the input they asked for.
+    pub(crate) pending: modern_to_legacy::server_requests::State,
 }
 
 impl EraAdapter {
@@ -199,8 +202,9 @@ impl EraAdapter {
             shared: Arc::new(Shared {
                 setting: opts.setting,
                 detected: tokio::sync::OnceCell::new(),
-                legacy: legacy_to_modern::requests::State::new(opts.sealer),
-                modern: modern_to_legacy::requests::State::new(opts.pool_size),
+                legacy: legacy_to_modern::session::State::new(opts.sealer),
+                modern: modern_to_legacy::pool::State::new(opts.pool_size),
+                pending: modern_to_legacy::server_requests::State::new(),
             }),
         }
     }
@@ -275,6 +279,24 @@ impl EraAdapter {
             }
             _ => wire::send(&self.inner(), Request::from_parts(parts, Body::from(bytes))).await,
         }
+    }
+
+    /// How long a modern client's pending exchange (an `input_required` result translated from
+    /// a 2025 server's request) waits for the retry before it is cancelled upstream (default
+    /// [`modern_to_legacy::server_requests::INPUT_WAIT`]).
+    pub fn set_input_wait(&self, wait: std::time::Duration) {
+        self.shared.pending.set_wait(wait);
+    }
+
+    /// The most pending exchanges kept (default
+    /// [`modern_to_legacy::server_requests::MAX_PENDING`]).
+    pub fn set_max_pending_inputs(&self, max: usize) {
+        self.shared.pending.set_max(max);
+    }
+
+    /// How many exchanges wait for a modern client's retry on this instance.
+    pub fn pending_inputs(&self) -> usize {
+        self.shared.pending.len()
     }
 
     /// The upstream service (a clone).

@@ -34,7 +34,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use turnpike_mcp::sse::SseParser;
 
-use super::requests::{SessionKey, State};
+use super::session::State;
+use crate::capabilities::{capability_for, declared};
+use crate::seal::SessionKey;
 use crate::wire::{self, OnAbandon};
 use crate::{EraAdapter, NOT_TRANSLATABLE};
 
@@ -60,29 +62,6 @@ pub(crate) struct Retry {
     pub key: SessionKey,
     /// The capabilities the session declared.
     pub caps: Value,
-}
-
-/// The capability a client declares to answer `method` (the same in both directions of the
-/// translation: [`crate::modern_to_legacy::server_requests`] uses it too).
-pub(crate) fn capability_for(method: &str) -> Option<&'static str> {
-    match method {
-        "elicitation/create" => Some("elicitation"),
-        "sampling/createMessage" => Some("sampling"),
-        "roots/list" => Some("roots"),
-        _ => None,
-    }
-}
-
-/// Whether `caps` declares `cap`.
-pub(crate) fn declared(caps: &Value, cap: &str) -> bool {
-    caps.get(cap).is_some_and(|v| !v.is_null())
-}
-
-/// Whether a session with `caps` could answer any input request.
-pub(crate) fn can_answer_any(caps: &Value) -> bool {
-    ["elicitation", "sampling", "roots"]
-        .iter()
-        .any(|c| declared(caps, c))
 }
 
 /// Hands a client's JSON-RPC response to the exchange waiting for it, if it is one the
@@ -460,14 +439,9 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_and_detection() {
-        assert!(can_answer_any(&json!({"elicitation":{}})));
-        assert!(!can_answer_any(&json!({})));
-        assert!(!can_answer_any(&Value::Null));
+    fn detection() {
         let v = json!({"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required"}});
         assert!(is_input_required(&v, &json!(1)));
         assert!(!is_input_required(&v, &json!(2)));
-        assert_eq!(capability_for("sampling/createMessage"), Some("sampling"));
-        assert_eq!(capability_for("tools/call"), None);
     }
 }

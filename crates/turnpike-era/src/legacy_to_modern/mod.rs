@@ -6,8 +6,14 @@
 //! - [`server_stream`]: the client's GET stream and `resources/subscribe`, bridged to the
 //!   upstream's `subscriptions/listen`;
 //! - [`input`]: an `input_required` result put to the client as server requests and the
-//!   request retried with its answers.
+//!   request retried with its answers;
+//! - shared by those: [`session`] (the per-adapter state, the sealed session a request names),
+//!   [`discover`] (the upstream's `server/discover`, cached) and [`subscriptions`] (the bounded
+//!   table of subscriptions and open streams). They import none of the modules above.
 
+pub mod discover;
 pub mod input;
 pub mod requests;
 pub mod server_stream;
+pub mod session;
+pub mod subscriptions;

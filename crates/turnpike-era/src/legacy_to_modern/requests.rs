@@ -27,139 +27,16 @@
 //!   notification to offer. DELETE of a valid id gets `200`, ends the session's stream and
 //!   subscriptions, and the id is remembered as ended on this instance.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use axum::body::Body;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use parking_lot::Mutex;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::seal::{SealError, Sealer, SessionClaims};
+use super::discover::discover;
+use super::session::{bounded_insert, id_key, session, MAX_TRACKED};
+use crate::seal::SessionClaims;
 use crate::wire::{self, Edit, OnAbandon};
 use crate::{EraAdapter, LEGACY_VERSIONS, NOT_TRANSLATABLE};
-
-/// The most requests in flight tracked for cancellation, and the most ended sessions and log
-/// levels remembered (oldest forgotten first when full).
-const MAX_TRACKED: usize = 16 * 1024;
-
-/// Per-adapter state for legacy clients.
-pub struct State {
-    pub(crate) sealer: Sealer,
-    discover: Mutex<Option<(Instant, Value)>>,
-    inflight: Mutex<HashMap<(SessionKey, String), CancellationToken>>,
-    ended: Mutex<HashSet<SessionKey>>,
-    levels: Mutex<HashMap<SessionKey, Value>>,
-    /// Sessions already opened on this instance: the request `_meta` they carry, built once
-    /// (the id itself was verified when it was first seen; the expiry is kept with it).
-    opened: Mutex<HashMap<SessionKey, (u64, SessionMeta)>>,
-    /// Requests sent to legacy clients for an `input_required` result, by the gateway-issued
-    /// id, waiting for the client's response (accepted only from the same session).
-    pub(crate) asked: Mutex<HashMap<String, (SessionKey, oneshot::Sender<Value>)>>,
-    /// Resource subscriptions and GET streams of sessions on this instance.
-    pub(crate) streams: super::server_stream::Streams,
-}
-
-pub(crate) type SessionKey = [u8; 16];
-
-/// The request `_meta` of a session, built once.
-type SessionMeta = Arc<serde_json::Map<String, Value>>;
-
-fn session_key(id: &str) -> SessionKey {
-    let d = Sha256::digest(id.as_bytes());
-    let mut k = [0u8; 16];
-    k.copy_from_slice(&d[..16]);
-    k
-}
-
-impl State {
-    pub(crate) fn new(sealer: Sealer) -> State {
-        State {
-            sealer,
-            discover: Mutex::new(None),
-            inflight: Mutex::new(HashMap::new()),
-            ended: Mutex::new(HashSet::new()),
-            levels: Mutex::new(HashMap::new()),
-            opened: Mutex::new(HashMap::new()),
-            asked: Mutex::new(HashMap::new()),
-            streams: super::server_stream::Streams::default(),
-        }
-    }
-}
-
-fn bounded_insert<K: std::hash::Hash + Eq + Clone, V>(map: &mut HashMap<K, V>, k: K, v: V) {
-    if map.len() >= MAX_TRACKED && !map.contains_key(&k) {
-        if let Some(first) = map.keys().next().cloned() {
-            map.remove(&first);
-        }
-    }
-    map.insert(k, v);
-}
-
-/// A verified session: its key and the request `_meta` it carries.
-pub(crate) struct Opened {
-    pub(crate) key: SessionKey,
-    pub(crate) meta: SessionMeta,
-}
-
-/// The session of a request, or the answer to send instead.
-fn session(
-    a: &EraAdapter,
-    headers: &HeaderMap,
-    id: Option<&Value>,
-) -> Result<Opened, Box<Response<Body>>> {
-    let Some(sid) = headers
-        .get(turnpike_mcp::headers::SESSION_ID)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Err(Box::new(wire::json_response(
-            StatusCode::BAD_REQUEST,
-            &wire::error_value(
-                id,
-                -32600,
-                "Bad Request: no Mcp-Session-Id; start a session with initialize",
-            ),
-        )));
-    };
-    let st = &a.shared().legacy;
-    let not_found = |why: &str| {
-        Box::new(wire::json_response(
-            StatusCode::NOT_FOUND,
-            &wire::error_value(
-                id,
-                -32001,
-                &format!("Session not found ({why}); initialize again"),
-            ),
-        ))
-    };
-    let key = session_key(sid);
-    if st.ended.lock().contains(&key) {
-        return Err(not_found("ended"));
-    }
-    let now = crate::seal::now();
-    if let Some((expires, meta)) = st.opened.lock().get(&key) {
-        if now <= *expires {
-            return Ok(Opened {
-                key,
-                meta: meta.clone(),
-            });
-        }
-    }
-    match st.sealer.open_at(sid, now) {
-        Ok(c) => {
-            let meta = Arc::new(crate::protocol::modern_meta(&c.caps, &c.info));
-            let expires = c.iat.saturating_add(st.sealer.ttl_secs());
-            bounded_insert(&mut st.opened.lock(), key, (expires, meta.clone()));
-            Ok(Opened { key, meta })
-        }
-        Err(SealError::Expired) => Err(not_found("expired")),
-        Err(_) => Err(not_found("unknown")),
-    }
-}
 
 /// GET, DELETE and other methods.
 pub async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
@@ -297,7 +174,7 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
         .get(crate::protocol::META_CAPS)
         .cloned()
         .unwrap_or(Value::Null);
-    if super::input::can_answer_any(&caps) && resp.status().is_success() {
+    if crate::capabilities::can_answer_any(&caps) && resp.status().is_success() {
         // The client can answer elicitation, sampling or roots requests: an input_required
         // result is bridged (see `super::input`).
         let retry = super::input::Retry {
@@ -482,46 +359,6 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
     r
 }
 
-/// The upstream's `server/discover` result (cached while fresh when its scope is public).
-pub(crate) async fn discover(
-    a: &EraAdapter,
-    uri: &http::Uri,
-    caps: &Value,
-    info: &Value,
-) -> Result<Value, String> {
-    let st = &a.shared().legacy;
-    if let Some((until, v)) = &*st.discover.lock() {
-        if Instant::now() < *until {
-            return Ok(v.clone());
-        }
-    }
-    let req_id = json!("turnpike-discover");
-    let body = json!({
-        "jsonrpc": "2.0", "id": req_id, "method": "server/discover",
-        "params": {"_meta": crate::protocol::modern_meta(caps, info)},
-    });
-    let mut h = HeaderMap::new();
-    crate::protocol::modern_headers(&mut h, &body);
-    let resp = wire::send(&a.inner(), wire::post(uri, h, &body)).await;
-    let (_, v) = wire::answer(resp, &req_id).await?;
-    let Some(result) = v.get("result").cloned() else {
-        let msg = v
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .unwrap_or("no result");
-        return Err(msg.to_owned());
-    };
-    let public = result.get("cacheScope").and_then(Value::as_str) == Some("public");
-    let ttl = result.get("ttlMs").and_then(Value::as_u64).unwrap_or(0);
-    if public && ttl > 0 {
-        *st.discover.lock() = Some((
-            Instant::now() + Duration::from_millis(ttl.min(3_600_000)),
-            result.clone(),
-        ));
-    }
-    Ok(result)
-}
-
 /// Puts `meta` into `params._meta` (creating `params` and `_meta` as needed; existing keys of
 /// the same names are replaced).
 pub fn set_meta(body: &mut Value, meta: serde_json::Map<String, Value>) {
@@ -546,11 +383,6 @@ pub fn set_meta(body: &mut Value, meta: serde_json::Map<String, Value>) {
     if let Some(m) = m.as_object_mut() {
         m.extend(meta);
     }
-}
-
-/// A request id as a map key (numbers and strings kept apart).
-fn id_key(v: &Value) -> String {
-    v.to_string()
 }
 
 #[cfg(test)]

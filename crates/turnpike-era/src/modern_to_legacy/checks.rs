@@ -24,7 +24,8 @@ use serde_json::{json, Value};
 
 use turnpike_core::error_codes::{INVALID_PARAMS, UNSUPPORTED_PROTOCOL_VERSION};
 
-use crate::{wire, META_CAPS, META_VERSION, METHOD_NOT_FOUND, MODERN_VERSION};
+use crate::protocol::{META_CAPS, META_VERSION, METHOD_NOT_FOUND, MODERN_VERSION};
+use crate::wire;
 
 /// Methods of the 2025 revisions that MCP 2026-07-28 removed.
 pub const REMOVED_METHODS: &[&str] = &[

@@ -23,10 +23,11 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use turnpike_mcp::sse::SseParser;
 
-use super::requests::{session_headers, PooledSession};
+use super::pool::{session_headers, PooledSession};
 use crate::protocol::META_SUBSCRIPTION_ID;
+use crate::protocol::NOT_TRANSLATABLE;
 use crate::wire;
-use crate::{EraAdapter, NOT_TRANSLATABLE};
+use crate::EraAdapter;
 
 /// Notifications queued per listener before the oldest are dropped.
 const QUEUE: usize = 256;
