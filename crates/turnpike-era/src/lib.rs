@@ -138,11 +138,8 @@ pub fn client_era(method: &Method, headers: &HeaderMap, body: Option<&Value>) ->
         Some("server/discover") => return ClientEra::Modern,
         _ => {}
     }
-    let declared = body
-        .pointer("/params/_meta")
-        .and_then(|m| m.get(META_VERSION))
-        .and_then(Value::as_str);
-    match declared {
+    let meta = turnpike_mcp::messages::RequestMeta::of(body);
+    match meta.as_ref().and_then(|m| m.version()) {
         Some(v) if v >= MODERN_VERSION => ClientEra::Modern,
         _ => ClientEra::Legacy,
     }
@@ -378,14 +375,9 @@ async fn probe(inner: BoxUpstream) -> Result<UpstreamEra, ()> {
         return Err(());
     }
     let modern = match wire::answer(resp, &json!("turnpike-probe")).await {
-        Ok((_, v)) => v
-            .pointer("/result/supportedVersions")
-            .and_then(Value::as_array)
-            .is_some_and(|vs| {
-                vs.iter()
-                    .filter_map(Value::as_str)
-                    .any(|v| v >= MODERN_VERSION)
-            }),
+        Ok((_, v)) => v.get("result").is_some_and(|r| {
+            turnpike_mcp::messages::DiscoverResult::from_value(r).speaks_at_least(MODERN_VERSION)
+        }),
         Err(_) => false,
     };
     if !status.is_success() || !modern {

@@ -4,6 +4,7 @@
 
 use http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
+use turnpike_mcp::messages::RequestMeta;
 
 /// The first protocol revision of the modern era.
 pub const MODERN_VERSION: &str = turnpike_mcp::headers::ROUTING_HEADERS_VERSION;
@@ -18,27 +19,22 @@ pub const NOT_TRANSLATABLE: i64 = -31601;
 pub use turnpike_core::error_codes::METHOD_NOT_FOUND;
 
 /// The `_meta` key of the protocol version (2026-07-28).
-pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub const META_VERSION: &str = turnpike_mcp::messages::META_PROTOCOL_VERSION;
 /// The `_meta` key of the client's capabilities (2026-07-28).
-pub const META_CAPS: &str = "io.modelcontextprotocol/clientCapabilities";
-/// The `_meta` key of the client's identity (2026-07-28).
-pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
-/// The `_meta` key of the requested log level (2026-07-28).
-pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
-/// The `_meta` key of the server's identity on a result (2026-07-28).
-pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
-/// The `_meta` key naming the subscription a message belongs to (2026-07-28).
-pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+pub const META_CAPS: &str = turnpike_mcp::messages::META_CLIENT_CAPABILITIES;
+pub use turnpike_mcp::messages::{
+    META_CLIENT_INFO, META_LOG_LEVEL, META_SERVER_INFO, META_SUBSCRIPTION_ID,
+};
 
 /// The `_meta` a modern request carries for a client with `caps` and `info`.
 pub fn modern_meta(caps: &Value, info: &Value) -> serde_json::Map<String, Value> {
-    let mut m = serde_json::Map::new();
-    m.insert(META_VERSION.into(), json!(MODERN_VERSION));
-    m.insert(META_CAPS.into(), caps.clone());
-    if !info.is_null() {
-        m.insert(META_CLIENT_INFO.into(), info.clone());
+    RequestMeta {
+        protocol_version: Some(json!(MODERN_VERSION)),
+        client_capabilities: Some(caps.clone()),
+        client_info: (!info.is_null()).then(|| info.clone()),
+        ..RequestMeta::default()
     }
-    m
+    .into_map()
 }
 
 /// Headers of a modern request for `body` (its method and name mirrored).

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+use turnpike_mcp::messages::DiscoverResult;
 
 use crate::protocol::{modern_headers, modern_meta};
 use crate::wire;
@@ -45,9 +46,7 @@ pub(crate) async fn discover(
             .unwrap_or("no result");
         return Err(msg.to_owned());
     };
-    let public = result.get("cacheScope").and_then(Value::as_str) == Some("public");
-    let ttl = result.get("ttlMs").and_then(Value::as_u64).unwrap_or(0);
-    if public && ttl > 0 {
+    if let Some(ttl) = DiscoverResult::from_value(&result).public_ttl_ms() {
         *st.discover.0.lock() = Some((
             Instant::now() + Duration::from_millis(ttl.min(3_600_000)),
             result.clone(),

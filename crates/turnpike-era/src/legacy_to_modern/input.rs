@@ -32,6 +32,7 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use turnpike_mcp::messages::InputRequiredResult;
 use turnpike_mcp::sse::SseParser;
 
 use super::session::State;
@@ -188,7 +189,7 @@ async fn run(
             send_event(&tx, &e).await;
             return;
         }
-        let result = answer.get("result").cloned().unwrap_or(Value::Null);
+        let result = InputRequiredResult::of(&answer).unwrap_or_default();
         let responses = match ask(&retry, &result, &id, &tx, &cancel).await {
             Ok(r) => r,
             Err(Some(e)) => {
@@ -197,7 +198,7 @@ async fn run(
             }
             Err(None) => return,
         };
-        let body = retry_body(&retry.body, responses, result.get("requestState"));
+        let body = retry_body(&retry.body, responses, result.request_state.as_ref());
         let mut req = wire::post(&retry.uri, retry.headers.clone(), &body);
         *req.extensions_mut() = retry.extensions.clone();
         let resp = tokio::select! {
@@ -310,17 +311,13 @@ impl Drop for Asked<'_> {
 /// `Err(Some(error))`: the request ends with that error; `Err(None)`: the client went away.
 async fn ask(
     retry: &Retry,
-    result: &Value,
+    result: &InputRequiredResult,
     id: &Value,
     tx: &mpsc::Sender<Bytes>,
     cancel: &CancellationToken,
 ) -> Result<Map<String, Value>, Option<Value>> {
     let fail = |code: i64, msg: String| Err(Some(wire::error_value(Some(id), code, &msg)));
-    let empty = Map::new();
-    let requests = result
-        .get("inputRequests")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
+    let requests = result.requests();
     if requests.len() > MAX_REQUESTS {
         return fail(
             NOT_TRANSLATABLE,
@@ -331,8 +328,8 @@ async fn ask(
         );
     }
     let mut methods = Vec::with_capacity(requests.len());
-    for (k, r) in requests {
-        let method = r.get("method").and_then(Value::as_str).unwrap_or("");
+    for (k, r) in &requests {
+        let method = r.method().unwrap_or("");
         match capability_for(method) {
             None => {
                 return fail(
@@ -368,8 +365,8 @@ async fn ask(
         st.asked.lock().insert(gid.clone(), (retry.key, otx));
         guard.ids.push(gid.clone());
         let params = r
-            .get("params")
-            .cloned()
+            .params
+            .clone()
             .filter(Value::is_object)
             .unwrap_or_else(|| json!({}));
         let msg = json!({"jsonrpc": "2.0", "id": gid, "method": method, "params": params});

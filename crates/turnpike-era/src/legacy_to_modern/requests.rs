@@ -31,6 +31,9 @@ use axum::body::Body;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
+use turnpike_mcp::messages::{
+    DiscoverResult, InitializeParams, InitializeResult, InputRequiredResult,
+};
 
 use super::discover::discover;
 use super::session::{bounded_insert, id_key, session, MAX_TRACKED};
@@ -246,20 +249,8 @@ async fn legacy_response(
 
 /// Rewrites one modern answer for a legacy client.
 pub fn to_legacy_result(v: &mut Value) -> Edit {
-    let Some(result) = v.get_mut("result").and_then(Value::as_object_mut) else {
-        return Edit::Keep;
-    };
-    if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
-        let asked: Vec<String> = result
-            .get("inputRequests")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.values()
-                    .filter_map(|r| r.get("method").and_then(Value::as_str))
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+    if let Some(input) = InputRequiredResult::of(v) {
+        let asked = input.methods();
         let what = if asked.is_empty() {
             "more input".to_owned()
         } else {
@@ -280,9 +271,10 @@ pub fn to_legacy_result(v: &mut Value) -> Edit {
 /// Answers `initialize` from the upstream's `server/discover`.
 async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) -> Response<Body> {
     let id = body.get("id").cloned().unwrap_or(Value::Null);
-    let params = body.get("params").cloned().unwrap_or_else(|| json!({}));
+    let params = InitializeParams::of(body);
     let requested = params
-        .get("protocolVersion")
+        .protocol_version
+        .as_ref()
         .and_then(Value::as_str)
         .unwrap_or("");
     let version = if LEGACY_VERSIONS.contains(&requested) {
@@ -291,11 +283,11 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
         LEGACY_VERSIONS[0]
     };
     let caps = params
-        .get("capabilities")
-        .cloned()
+        .capabilities
+        .clone()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
-    let info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
+    let info = params.client_info.clone().unwrap_or(Value::Null);
     let discover = match discover(a, &parts.uri, &caps, &info).await {
         Ok(d) => d,
         Err(why) => {
@@ -329,26 +321,19 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
             )
         }
     };
-    let mut result = serde_json::Map::new();
-    result.insert("protocolVersion".into(), json!(version));
-    result.insert(
-        "capabilities".into(),
-        discover
-            .get("capabilities")
-            .cloned()
-            .unwrap_or_else(|| json!({})),
-    );
+    let discover = DiscoverResult::from_value(&discover);
     let server_info = discover
-        .pointer(&format!(
-            "/_meta/{}",
-            crate::protocol::META_SERVER_INFO.replace('/', "~1")
-        ))
+        .server_info()
         .cloned()
         .unwrap_or_else(|| json!({"name": "turnpike", "version": env!("CARGO_PKG_VERSION")}));
-    result.insert("serverInfo".into(), server_info);
-    if let Some(i) = discover.get("instructions").filter(|i| i.is_string()) {
-        result.insert("instructions".into(), i.clone());
-    }
+    let result = InitializeResult {
+        protocol_version: Some(json!(version)),
+        capabilities: Some(discover.capabilities.unwrap_or_else(|| json!({}))),
+        server_info: Some(server_info),
+        instructions: discover.instructions.filter(Value::is_string),
+        extra: serde_json::Map::new(),
+    };
+    let result = serde_json::to_value(result).unwrap_or_else(|_| json!({}));
     let mut r = wire::json_response(
         StatusCode::OK,
         &json!({"jsonrpc": "2.0", "id": id, "result": result}),

@@ -36,32 +36,27 @@ use serde_json::{json, Value};
 use super::pool::{pool_key, session, session_headers, PooledSession};
 use super::results::{discover_result, to_modern_result, CACHEABLE};
 use super::server_requests;
-use crate::protocol::{META_CAPS, META_CLIENT_INFO, META_LOG_LEVEL, META_VERSION};
 use crate::wire::{self, Edit, OnAbandon};
 use crate::EraAdapter;
+use turnpike_mcp::messages::RequestMeta;
 
 use turnpike_core::error_codes::{METHOD_NOT_FOUND, MISSING_REQUIRED_CLIENT_CAPABILITY};
 
 /// Takes the modern request `_meta` keys out of `body`: (capabilities, client info).
 pub fn take_modern_meta(body: &mut Value) -> (Value, Value) {
-    let Some(meta) = body
-        .get_mut("params")
-        .and_then(|p| p.get_mut("_meta"))
-        .and_then(Value::as_object_mut)
-    else {
+    let Some(meta) = RequestMeta::of(body) else {
         return (json!({}), Value::Null);
     };
     let caps = meta
-        .remove(META_CAPS)
+        .client_capabilities
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
-    let info = meta.remove(META_CLIENT_INFO).unwrap_or(Value::Null);
-    meta.remove(META_VERSION);
-    meta.remove(META_LOG_LEVEL);
-    let empty = meta.is_empty();
-    if empty {
-        if let Some(p) = body.get_mut("params").and_then(Value::as_object_mut) {
+    let info = meta.client_info.unwrap_or(Value::Null);
+    if let Some(p) = body.get_mut("params").and_then(Value::as_object_mut) {
+        if meta.extra.is_empty() {
             p.remove("_meta");
+        } else {
+            p.insert("_meta".into(), Value::Object(meta.extra));
         }
     }
     (caps, info)
@@ -333,6 +328,7 @@ fn modern_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{META_CAPS, META_CLIENT_INFO, META_VERSION};
 
     #[test]
     fn meta_taken_out() {

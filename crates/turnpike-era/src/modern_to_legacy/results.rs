@@ -1,6 +1,7 @@
 //! A legacy (2025) server's answers as a modern (2026-07-28) client expects them.
 
 use serde_json::{json, Value};
+use turnpike_mcp::messages::{DiscoverResult, InitializeResult};
 
 use crate::wire::Edit;
 use crate::{META_SERVER_INFO, MODERN_VERSION};
@@ -8,24 +9,18 @@ use turnpike_core::error_codes::{INVALID_PARAMS, RESOURCE_NOT_FOUND_2025};
 
 /// The `server/discover` result built from a legacy `initialize` result.
 pub fn discover_result(id: &Value, init: &Value) -> Value {
-    let mut result = serde_json::Map::new();
-    result.insert("resultType".into(), json!("complete"));
-    result.insert("supportedVersions".into(), json!([MODERN_VERSION]));
-    result.insert(
-        "capabilities".into(),
-        init.get("capabilities")
-            .cloned()
-            .unwrap_or_else(|| json!({})),
-    );
-    if let Some(i) = init.get("instructions").filter(|i| i.is_string()) {
-        result.insert("instructions".into(), i.clone());
-    }
-    result.insert("ttlMs".into(), json!(0));
-    result.insert("cacheScope".into(), json!("private"));
-    if let Some(si) = init.get("serverInfo") {
-        result.insert("_meta".into(), json!({META_SERVER_INFO: si}));
-    }
-    json!({"jsonrpc": "2.0", "id": id, "result": result})
+    let init = InitializeResult::from_value(init);
+    let result = DiscoverResult {
+        result_type: Some(json!("complete")),
+        supported_versions: Some(json!([MODERN_VERSION])),
+        capabilities: Some(init.capabilities.unwrap_or_else(|| json!({}))),
+        instructions: init.instructions.filter(Value::is_string),
+        ttl_ms: Some(json!(0)),
+        cache_scope: Some(json!("private")),
+        meta: init.server_info.map(|si| json!({META_SERVER_INFO: si})),
+        extra: serde_json::Map::new(),
+    };
+    json!({"jsonrpc": "2.0", "id": id, "result": result.into_value()})
 }
 
 /// Methods whose results carry cache hints in the modern era.
