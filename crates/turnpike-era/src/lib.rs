@@ -9,10 +9,10 @@
 //!
 //! [`EraAdapter`] sits between the gate and an upstream and makes each side see its own era:
 //!
-//! | client ↓ / upstream → | legacy               | dual-era    | modern-only          |
-//! |-----------------------|----------------------|-------------|----------------------|
-//! | legacy (2025)         | passed through       | passed      | [`legacy_client`]    |
-//! | modern (2026-07-28)   | [`modern_client`]    | passed      | passed through       |
+//! | client ↓ / upstream → | legacy               | dual-era | modern-only          |
+//! |-----------------------|----------------------|----------|----------------------|
+//! | legacy (2025)         | passed through       | passed   | [`legacy_to_modern`] |
+//! | modern (2026-07-28)   | [`modern_to_legacy`] | passed   | passed through       |
 //!
 //! The upstream's era is configured (`[upstream] era = "2025" | "2026-07-28"`) or probed
 //! (`"auto"`, the default): a `server/discover` that succeeds means modern; a modern upstream
@@ -32,13 +32,10 @@
 //! that names the feature; nothing waits for an answer that cannot come. docs/ERAS.md lists
 //! every mapping.
 
-mod input;
-pub mod legacy_client;
-mod legacy_stream;
-pub mod listen;
-pub mod modern_checks;
-pub mod modern_client;
-pub mod mrtr;
+pub mod capabilities;
+pub mod legacy_to_modern;
+pub mod modern_to_legacy;
+pub mod protocol;
 pub mod seal;
 pub mod wire;
 
@@ -53,31 +50,13 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::{json, Value};
 use tower_service::Service;
 
+pub use protocol::{
+    modern_headers, modern_meta, LEGACY_VERSIONS, META_CAPS, META_CLIENT_INFO, META_LOG_LEVEL,
+    META_SERVER_INFO, META_SUBSCRIPTION_ID, META_VERSION, METHOD_NOT_FOUND, MODERN_VERSION,
+    NOT_TRANSLATABLE,
+};
 pub use seal::{Sealer, SessionClaims};
 use turnpike_upstream::BoxUpstream;
-
-/// The first protocol revision of the modern era.
-pub const MODERN_VERSION: &str = turnpike_mcp::headers::ROUTING_HEADERS_VERSION;
-
-/// The legacy revisions the gateway speaks to legacy clients of a modern upstream, newest first.
-pub const LEGACY_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
-
-/// turnpike's JSON-RPC error for a feature that has no equivalent in the other era.
-pub const NOT_TRANSLATABLE: i64 = -31601;
-
-/// JSON-RPC "method not found".
-pub use turnpike_core::error_codes::METHOD_NOT_FOUND;
-
-/// The `_meta` key of the protocol version (2026-07-28).
-pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-/// The `_meta` key of the client's capabilities (2026-07-28).
-pub const META_CAPS: &str = "io.modelcontextprotocol/clientCapabilities";
-/// The `_meta` key of the client's identity (2026-07-28).
-pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
-/// The `_meta` key of the requested log level (2026-07-28).
-pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
-/// The `_meta` key of the server's identity on a result (2026-07-28).
-pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
 /// Which era the operator says the upstream speaks (`[upstream] era`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -159,11 +138,8 @@ pub fn client_era(method: &Method, headers: &HeaderMap, body: Option<&Value>) ->
         Some("server/discover") => return ClientEra::Modern,
         _ => {}
     }
-    let declared = body
-        .pointer("/params/_meta")
-        .and_then(|m| m.get(META_VERSION))
-        .and_then(Value::as_str);
-    match declared {
+    let meta = turnpike_mcp::messages::RequestMeta::of(body);
+    match meta.as_ref().and_then(|m| m.version()) {
         Some(v) if v >= MODERN_VERSION => ClientEra::Modern,
         _ => ClientEra::Legacy,
     }
@@ -209,8 +185,10 @@ impl std::fmt::Debug for EraAdapter {
 pub(crate) struct Shared {
     setting: EraSetting,
     detected: tokio::sync::OnceCell<UpstreamEra>,
-    pub(crate) legacy: legacy_client::State,
-    pub(crate) modern: modern_client::State,
+    pub(crate) legacy: legacy_to_modern::session::State,
+    pub(crate) modern: modern_to_legacy::pool::State,
+    /// Upstream calls waiting for a modern client's retry with the input they asked for.
+    pub(crate) pending: modern_to_legacy::server_requests::State,
 }
 
 impl EraAdapter {
@@ -221,8 +199,9 @@ impl EraAdapter {
             shared: Arc::new(Shared {
                 setting: opts.setting,
                 detected: tokio::sync::OnceCell::new(),
-                legacy: legacy_client::State::new(opts.sealer),
-                modern: modern_client::State::new(opts.pool_size),
+                legacy: legacy_to_modern::session::State::new(opts.sealer),
+                modern: modern_to_legacy::pool::State::new(opts.pool_size),
+                pending: modern_to_legacy::server_requests::State::new(),
             }),
         }
     }
@@ -264,7 +243,7 @@ impl EraAdapter {
         }
         if req.method() != Method::POST {
             return match upstream {
-                UpstreamEra::Modern => legacy_client::not_post(&self, req).await,
+                UpstreamEra::Modern => legacy_to_modern::requests::not_post(&self, req).await,
                 _ => wire::send(&self.inner(), req).await,
             };
         }
@@ -287,16 +266,34 @@ impl EraAdapter {
             upstream,
         ) {
             (ClientEra::Legacy, UpstreamEra::Modern) => {
-                legacy_client::post(&self, parts, value).await
+                legacy_to_modern::requests::post(&self, parts, value).await
             }
             (ClientEra::Modern, UpstreamEra::Legacy) => {
-                if let Some(refused) = modern_checks::check(&value) {
+                if let Some(refused) = modern_to_legacy::checks::check(&value) {
                     return refused;
                 }
-                modern_client::post(&self, parts, value).await
+                modern_to_legacy::requests::post(&self, parts, value).await
             }
             _ => wire::send(&self.inner(), Request::from_parts(parts, Body::from(bytes))).await,
         }
+    }
+
+    /// How long a modern client's pending exchange (an `input_required` result translated from
+    /// a 2025 server's request) waits for the retry before it is cancelled upstream (default
+    /// [`modern_to_legacy::server_requests::INPUT_WAIT`]).
+    pub fn set_input_wait(&self, wait: std::time::Duration) {
+        self.shared.pending.set_wait(wait);
+    }
+
+    /// The most pending exchanges kept (default
+    /// [`modern_to_legacy::server_requests::MAX_PENDING`]).
+    pub fn set_max_pending_inputs(&self, max: usize) {
+        self.shared.pending.set_max(max);
+    }
+
+    /// How many exchanges wait for a modern client's retry on this instance.
+    pub fn pending_inputs(&self) -> usize {
+        self.shared.pending.len()
     }
 
     /// The upstream service (a clone).
@@ -363,41 +360,6 @@ pub fn adapt(
     .boxed())
 }
 
-/// The `_meta` a modern request carries for a client with `caps` and `info`.
-pub fn modern_meta(caps: &Value, info: &Value) -> serde_json::Map<String, Value> {
-    let mut m = serde_json::Map::new();
-    m.insert(META_VERSION.into(), json!(MODERN_VERSION));
-    m.insert(META_CAPS.into(), caps.clone());
-    if !info.is_null() {
-        m.insert(META_CLIENT_INFO.into(), info.clone());
-    }
-    m
-}
-
-/// Headers of a modern request for `body` (its method and name mirrored).
-pub fn modern_headers(headers: &mut HeaderMap, body: &Value) {
-    headers.insert(
-        turnpike_mcp::headers::PROTOCOL_VERSION,
-        HeaderValue::from_static(MODERN_VERSION),
-    );
-    headers.remove(turnpike_mcp::headers::MCP_METHOD);
-    headers.remove(turnpike_mcp::headers::MCP_NAME);
-    let Some(method) = body.get("method").and_then(Value::as_str) else {
-        return;
-    };
-    if let Ok(v) = HeaderValue::from_str(method) {
-        headers.insert(turnpike_mcp::headers::MCP_METHOD, v);
-    }
-    let name = turnpike_mcp::classify::name_key(method)
-        .and_then(|k| body.pointer(&format!("/params/{k}")))
-        .and_then(Value::as_str);
-    if let Some(name) = name {
-        if let Ok(v) = HeaderValue::from_str(&turnpike_mcp::headers::encode_header_value(name)) {
-            headers.insert(turnpike_mcp::headers::MCP_NAME, v);
-        }
-    }
-}
-
 /// Asks the upstream what it speaks: `server/discover`, then (modern) `initialize`.
 async fn probe(inner: BoxUpstream) -> Result<UpstreamEra, ()> {
     let uri = Uri::from_static("/");
@@ -413,14 +375,9 @@ async fn probe(inner: BoxUpstream) -> Result<UpstreamEra, ()> {
         return Err(());
     }
     let modern = match wire::answer(resp, &json!("turnpike-probe")).await {
-        Ok((_, v)) => v
-            .pointer("/result/supportedVersions")
-            .and_then(Value::as_array)
-            .is_some_and(|vs| {
-                vs.iter()
-                    .filter_map(Value::as_str)
-                    .any(|v| v >= MODERN_VERSION)
-            }),
+        Ok((_, v)) => v.get("result").is_some_and(|r| {
+            turnpike_mcp::messages::DiscoverResult::from_value(r).speaks_at_least(MODERN_VERSION)
+        }),
         Err(_) => false,
     };
     if !status.is_success() || !modern {
@@ -521,24 +478,5 @@ mod tests {
         assert_eq!(EraSetting::parse("2025-06-18"), Some(EraSetting::Legacy));
         assert_eq!(EraSetting::parse("2026-07-28"), Some(EraSetting::Modern));
         assert_eq!(EraSetting::parse("2027"), None);
-    }
-
-    #[test]
-    fn routing_headers_mirror_the_body() {
-        let mut hm = HeaderMap::new();
-        hm.insert("mcp-name", HeaderValue::from_static("stale"));
-        let body =
-            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"wetter-\u{e4}"}});
-        modern_headers(&mut hm, &body);
-        assert_eq!(hm["mcp-method"], "tools/call");
-        assert_eq!(hm["mcp-protocol-version"], MODERN_VERSION);
-        let name = hm["mcp-name"].to_str().unwrap();
-        assert_eq!(
-            turnpike_mcp::headers::decode_header_value(name).unwrap(),
-            "wetter-\u{e4}"
-        );
-        let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
-        modern_headers(&mut hm, &list);
-        assert!(!hm.contains_key("mcp-name"));
     }
 }

@@ -20,7 +20,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -184,6 +184,18 @@ pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// What keys a sealed session in this instance's tables: the first 16 bytes of the id's
+/// SHA-256 (the id itself may be kilobytes long).
+pub type SessionKey = [u8; 16];
+
+/// The [`SessionKey`] of session id `id`.
+pub fn session_key(id: &str) -> SessionKey {
+    let d = Sha256::digest(id.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
 }
 
 /// Writes `bytes` to a new file at `path` (mode 0600): to a private temporary name first, then

@@ -8,6 +8,9 @@
 //! - [`canonical`]: the canonical JSON of arguments and its hash;
 //! - [`meta`]: credentials in `params._meta` ([`meta_credentials`]) and their removal
 //!   ([`strip_turnpike_meta`]);
+//! - [`messages`]: typed views of the MCP messages the era translation reads and writes
+//!   (a 2026-07-28 request's `_meta`, `initialize`, `server/discover`, `input_required`), every
+//!   member they do not name kept as it came;
 //! - [`respond`]: JSON-RPC error bodies, challenge errors and in-band challenge results;
 //! - [`annotate`]: price annotation of `tools/list` results;
 //! - [`sse`]: an incremental Server-Sent Events parser and writer.
@@ -17,6 +20,7 @@ pub mod canonical;
 pub mod classify;
 pub mod envelope;
 pub mod headers;
+pub mod messages;
 pub mod meta;
 pub mod respond;
 pub mod sse;

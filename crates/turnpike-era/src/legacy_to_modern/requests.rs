@@ -4,7 +4,7 @@
 //!   come from the upstream's `server/discover` (kept for its `ttlMs` when its `cacheScope` is
 //!   `public`; a `private` result is never kept), the protocol version is the client's when the
 //!   gateway speaks it, else 2025-11-25. The session id is sealed and self-contained
-//!   ([`super::seal`]): the client's capabilities and info travel in it, so any instance with
+//!   ([`crate::seal`]): the client's capabilities and info travel in it, so any instance with
 //!   the same key routes it, also after a restart.
 //! - Every later request must carry that id (`400` without, `404` when it does not verify or has
 //!   expired, so the client starts again). It is forwarded without the id, with
@@ -14,152 +14,32 @@
 //! - Results pass unparsed (a 2025 result allows extra members, so `resultType`, `ttlMs` and
 //!   `cacheScope` may stay); only an `input_required` answer is handled: for a session that
 //!   declared elicitation, sampling or roots its requests are put to the client and the request
-//!   retried upstream with the answers (`era/input.rs`); otherwise it becomes error
-//!   [`super::NOT_TRANSLATABLE`] naming what the server asked for. An upstream 4xx that
+//!   retried upstream with the answers ([`super::input`]); otherwise it becomes error
+//!   [`crate::NOT_TRANSLATABLE`] naming what the server asked for. An upstream 4xx that
 //!   carries a JSON-RPC error becomes that error in an HTTP 200, so the client does not take it
 //!   for a lost session.
 //! - `ping` is answered here; `notifications/initialized` is absorbed; `notifications/cancelled`
 //!   closes the stream of the request it names (cancellation in the modern era); a JSON-RPC
 //!   response is the client's answer to an input request the gateway sent it, or dropped.
 //! - GET (the legacy server stream) and `resources/subscribe`/`unsubscribe` are bridged to the
-//!   upstream's `subscriptions/listen` ([`super::legacy_stream`]); a GET gets `405` (which the
+//!   upstream's `subscriptions/listen` ([`super::server_stream`]); a GET gets `405` (which the
 //!   transport spec lets a server answer when it offers no stream) when the upstream has no
 //!   notification to offer. DELETE of a valid id gets `200`, ends the session's stream and
 //!   subscriptions, and the id is remembered as ended on this instance.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use axum::body::Body;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use parking_lot::Mutex;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use turnpike_mcp::messages::{
+    DiscoverResult, InitializeParams, InitializeResult, InputRequiredResult,
+};
 
-use super::seal::{SealError, Sealer, SessionClaims};
-use super::wire::{self, Edit, OnAbandon};
-use super::{EraAdapter, LEGACY_VERSIONS, NOT_TRANSLATABLE};
-
-/// The most requests in flight tracked for cancellation, and the most ended sessions and log
-/// levels remembered (oldest forgotten first when full).
-const MAX_TRACKED: usize = 16 * 1024;
-
-/// Per-adapter state for legacy clients.
-pub struct State {
-    pub(crate) sealer: Sealer,
-    discover: Mutex<Option<(Instant, Value)>>,
-    inflight: Mutex<HashMap<(SessionKey, String), CancellationToken>>,
-    ended: Mutex<HashSet<SessionKey>>,
-    levels: Mutex<HashMap<SessionKey, Value>>,
-    /// Sessions already opened on this instance: the request `_meta` they carry, built once
-    /// (the id itself was verified when it was first seen; the expiry is kept with it).
-    opened: Mutex<HashMap<SessionKey, (u64, SessionMeta)>>,
-    /// Requests sent to legacy clients for an `input_required` result, by the gateway-issued
-    /// id, waiting for the client's response (accepted only from the same session).
-    pub(crate) asked: Mutex<HashMap<String, (SessionKey, oneshot::Sender<Value>)>>,
-    /// Resource subscriptions and GET streams of sessions on this instance.
-    pub(crate) streams: super::legacy_stream::Streams,
-}
-
-pub(crate) type SessionKey = [u8; 16];
-
-/// The request `_meta` of a session, built once.
-type SessionMeta = Arc<serde_json::Map<String, Value>>;
-
-fn session_key(id: &str) -> SessionKey {
-    let d = Sha256::digest(id.as_bytes());
-    let mut k = [0u8; 16];
-    k.copy_from_slice(&d[..16]);
-    k
-}
-
-impl State {
-    pub(crate) fn new(sealer: Sealer) -> State {
-        State {
-            sealer,
-            discover: Mutex::new(None),
-            inflight: Mutex::new(HashMap::new()),
-            ended: Mutex::new(HashSet::new()),
-            levels: Mutex::new(HashMap::new()),
-            opened: Mutex::new(HashMap::new()),
-            asked: Mutex::new(HashMap::new()),
-            streams: super::legacy_stream::Streams::default(),
-        }
-    }
-}
-
-fn bounded_insert<K: std::hash::Hash + Eq + Clone, V>(map: &mut HashMap<K, V>, k: K, v: V) {
-    if map.len() >= MAX_TRACKED && !map.contains_key(&k) {
-        if let Some(first) = map.keys().next().cloned() {
-            map.remove(&first);
-        }
-    }
-    map.insert(k, v);
-}
-
-/// A verified session: its key and the request `_meta` it carries.
-pub(crate) struct Opened {
-    pub(crate) key: SessionKey,
-    pub(crate) meta: SessionMeta,
-}
-
-/// The session of a request, or the answer to send instead.
-fn session(
-    a: &EraAdapter,
-    headers: &HeaderMap,
-    id: Option<&Value>,
-) -> Result<Opened, Box<Response<Body>>> {
-    let Some(sid) = headers
-        .get(turnpike_mcp::headers::SESSION_ID)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Err(Box::new(wire::json_response(
-            StatusCode::BAD_REQUEST,
-            &wire::error_value(
-                id,
-                -32600,
-                "Bad Request: no Mcp-Session-Id; start a session with initialize",
-            ),
-        )));
-    };
-    let st = &a.shared().legacy;
-    let not_found = |why: &str| {
-        Box::new(wire::json_response(
-            StatusCode::NOT_FOUND,
-            &wire::error_value(
-                id,
-                -32001,
-                &format!("Session not found ({why}); initialize again"),
-            ),
-        ))
-    };
-    let key = session_key(sid);
-    if st.ended.lock().contains(&key) {
-        return Err(not_found("ended"));
-    }
-    let now = super::seal::now();
-    if let Some((expires, meta)) = st.opened.lock().get(&key) {
-        if now <= *expires {
-            return Ok(Opened {
-                key,
-                meta: meta.clone(),
-            });
-        }
-    }
-    match st.sealer.open_at(sid, now) {
-        Ok(c) => {
-            let meta = Arc::new(super::modern_meta(&c.caps, &c.info));
-            let expires = c.iat.saturating_add(st.sealer.ttl_secs());
-            bounded_insert(&mut st.opened.lock(), key, (expires, meta.clone()));
-            Ok(Opened { key, meta })
-        }
-        Err(SealError::Expired) => Err(not_found("expired")),
-        Err(_) => Err(not_found("unknown")),
-    }
-}
+use super::discover::discover;
+use super::session::{bounded_insert, id_key, session, MAX_TRACKED};
+use crate::seal::SessionClaims;
+use crate::wire::{self, Edit, OnAbandon};
+use crate::{EraAdapter, LEGACY_VERSIONS, NOT_TRANSLATABLE};
 
 /// GET, DELETE and other methods.
 pub async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
@@ -168,7 +48,7 @@ pub async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
         Err(r) => return *r,
     };
     match *req.method() {
-        Method::GET => super::legacy_stream::get(a, req, opened).await,
+        Method::GET => super::server_stream::get(a, req, opened).await,
         Method::DELETE => {
             let key = opened.key;
             let st = &a.shared().legacy;
@@ -254,7 +134,7 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
             );
         }
         "resources/subscribe" | "resources/unsubscribe" => {
-            return super::legacy_stream::subscribe(a, &parts.uri, &opened, id, &method, &body)
+            return super::server_stream::subscribe(a, &parts.uri, &opened, id, &method, &body)
                 .await
         }
         _ => {}
@@ -263,13 +143,13 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
     let mut meta = (*opened.meta).clone();
     if let Some(level) = st.levels.lock().get(&key).cloned() {
         if !level.is_null() {
-            meta.insert(super::META_LOG_LEVEL.into(), level);
+            meta.insert(crate::protocol::META_LOG_LEVEL.into(), level);
         }
     }
     set_meta(&mut body, meta);
     let mut headers = parts.headers.clone();
     headers.remove(turnpike_mcp::headers::SESSION_ID);
-    super::modern_headers(&mut headers, &body);
+    crate::protocol::modern_headers(&mut headers, &body);
     let mut req = wire::post(&parts.uri, headers.clone(), &body);
     let extensions = parts.extensions.clone();
     *req.extensions_mut() = parts.extensions;
@@ -294,10 +174,10 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
     };
     let caps = opened
         .meta
-        .get(super::META_CAPS)
+        .get(crate::protocol::META_CAPS)
         .cloned()
         .unwrap_or(Value::Null);
-    if super::input::can_answer_any(&caps) && resp.status().is_success() {
+    if crate::capabilities::can_answer_any(&caps) && resp.status().is_success() {
         // The client can answer elicitation, sampling or roots requests: an input_required
         // result is bridged (see `super::input`).
         let retry = super::input::Retry {
@@ -369,20 +249,8 @@ async fn legacy_response(
 
 /// Rewrites one modern answer for a legacy client.
 pub fn to_legacy_result(v: &mut Value) -> Edit {
-    let Some(result) = v.get_mut("result").and_then(Value::as_object_mut) else {
-        return Edit::Keep;
-    };
-    if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
-        let asked: Vec<String> = result
-            .get("inputRequests")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.values()
-                    .filter_map(|r| r.get("method").and_then(Value::as_str))
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+    if let Some(input) = InputRequiredResult::of(v) {
+        let asked = input.methods();
         let what = if asked.is_empty() {
             "more input".to_owned()
         } else {
@@ -403,9 +271,10 @@ pub fn to_legacy_result(v: &mut Value) -> Edit {
 /// Answers `initialize` from the upstream's `server/discover`.
 async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) -> Response<Body> {
     let id = body.get("id").cloned().unwrap_or(Value::Null);
-    let params = body.get("params").cloned().unwrap_or_else(|| json!({}));
+    let params = InitializeParams::of(body);
     let requested = params
-        .get("protocolVersion")
+        .protocol_version
+        .as_ref()
         .and_then(Value::as_str)
         .unwrap_or("");
     let version = if LEGACY_VERSIONS.contains(&requested) {
@@ -414,11 +283,11 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
         LEGACY_VERSIONS[0]
     };
     let caps = params
-        .get("capabilities")
-        .cloned()
+        .capabilities
+        .clone()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
-    let info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
+    let info = params.client_info.clone().unwrap_or(Value::Null);
     let discover = match discover(a, &parts.uri, &caps, &info).await {
         Ok(d) => d,
         Err(why) => {
@@ -436,7 +305,7 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
         v: version.to_owned(),
         caps,
         info,
-        iat: super::seal::now(),
+        iat: crate::seal::now(),
         n: SessionClaims::nonce(),
     };
     let sid = match a.shared().legacy.sealer.seal(&claims) {
@@ -452,26 +321,19 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
             )
         }
     };
-    let mut result = serde_json::Map::new();
-    result.insert("protocolVersion".into(), json!(version));
-    result.insert(
-        "capabilities".into(),
-        discover
-            .get("capabilities")
-            .cloned()
-            .unwrap_or_else(|| json!({})),
-    );
+    let discover = DiscoverResult::from_value(&discover);
     let server_info = discover
-        .pointer(&format!(
-            "/_meta/{}",
-            super::META_SERVER_INFO.replace('/', "~1")
-        ))
+        .server_info()
         .cloned()
         .unwrap_or_else(|| json!({"name": "turnpike", "version": env!("CARGO_PKG_VERSION")}));
-    result.insert("serverInfo".into(), server_info);
-    if let Some(i) = discover.get("instructions").filter(|i| i.is_string()) {
-        result.insert("instructions".into(), i.clone());
-    }
+    let result = InitializeResult {
+        protocol_version: Some(json!(version)),
+        capabilities: Some(discover.capabilities.unwrap_or_else(|| json!({}))),
+        server_info: Some(server_info),
+        instructions: discover.instructions.filter(Value::is_string),
+        extra: serde_json::Map::new(),
+    };
+    let result = serde_json::to_value(result).unwrap_or_else(|_| json!({}));
     let mut r = wire::json_response(
         StatusCode::OK,
         &json!({"jsonrpc": "2.0", "id": id, "result": result}),
@@ -480,46 +342,6 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
         r.headers_mut().insert(turnpike_mcp::headers::SESSION_ID, v);
     }
     r
-}
-
-/// The upstream's `server/discover` result (cached while fresh when its scope is public).
-pub(crate) async fn discover(
-    a: &EraAdapter,
-    uri: &http::Uri,
-    caps: &Value,
-    info: &Value,
-) -> Result<Value, String> {
-    let st = &a.shared().legacy;
-    if let Some((until, v)) = &*st.discover.lock() {
-        if Instant::now() < *until {
-            return Ok(v.clone());
-        }
-    }
-    let req_id = json!("turnpike-discover");
-    let body = json!({
-        "jsonrpc": "2.0", "id": req_id, "method": "server/discover",
-        "params": {"_meta": super::modern_meta(caps, info)},
-    });
-    let mut h = HeaderMap::new();
-    super::modern_headers(&mut h, &body);
-    let resp = wire::send(&a.inner(), wire::post(uri, h, &body)).await;
-    let (_, v) = wire::answer(resp, &req_id).await?;
-    let Some(result) = v.get("result").cloned() else {
-        let msg = v
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .unwrap_or("no result");
-        return Err(msg.to_owned());
-    };
-    let public = result.get("cacheScope").and_then(Value::as_str) == Some("public");
-    let ttl = result.get("ttlMs").and_then(Value::as_u64).unwrap_or(0);
-    if public && ttl > 0 {
-        *st.discover.lock() = Some((
-            Instant::now() + Duration::from_millis(ttl.min(3_600_000)),
-            result.clone(),
-        ));
-    }
-    Ok(result)
 }
 
 /// Puts `meta` into `params._meta` (creating `params` and `_meta` as needed; existing keys of
@@ -546,11 +368,6 @@ pub fn set_meta(body: &mut Value, meta: serde_json::Map<String, Value>) {
     if let Some(m) = m.as_object_mut() {
         m.extend(meta);
     }
-}
-
-/// A request id as a map key (numbers and strings kept apart).
-fn id_key(v: &Value) -> String {
-    v.to_string()
 }
 
 #[cfg(test)]
@@ -583,24 +400,24 @@ mod tests {
         let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":5}}});
         set_meta(
             &mut b,
-            super::super::modern_meta(&json!({"sampling":{}}), &Value::Null),
+            crate::protocol::modern_meta(&json!({"sampling":{}}), &Value::Null),
         );
         assert_eq!(b["params"]["_meta"]["progressToken"], 5);
         assert_eq!(
-            b["params"]["_meta"][super::super::META_VERSION],
+            b["params"]["_meta"][crate::protocol::META_VERSION],
             "2026-07-28"
         );
         assert_eq!(
-            b["params"]["_meta"][super::super::META_CAPS],
+            b["params"]["_meta"][crate::protocol::META_CAPS],
             json!({"sampling":{}})
         );
         let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
         set_meta(
             &mut b,
-            super::super::modern_meta(&json!({}), &json!({"name":"c"})),
+            crate::protocol::modern_meta(&json!({}), &json!({"name":"c"})),
         );
         assert_eq!(
-            b["params"]["_meta"][super::super::META_CLIENT_INFO]["name"],
+            b["params"]["_meta"][crate::protocol::META_CLIENT_INFO]["name"],
             "c"
         );
     }

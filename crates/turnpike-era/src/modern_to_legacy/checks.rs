@@ -21,10 +21,12 @@
 use axum::body::Body;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
+use turnpike_mcp::messages::RequestMeta;
 
 use turnpike_core::error_codes::{INVALID_PARAMS, UNSUPPORTED_PROTOCOL_VERSION};
 
-use super::{wire, META_CAPS, META_VERSION, METHOD_NOT_FOUND, MODERN_VERSION};
+use crate::protocol::{META_CAPS, META_VERSION, METHOD_NOT_FOUND, MODERN_VERSION};
+use crate::wire;
 
 /// Methods of the 2025 revisions that MCP 2026-07-28 removed.
 pub const REMOVED_METHODS: &[&str] = &[
@@ -47,11 +49,7 @@ pub fn check(body: &Value) -> Option<Response<Body>> {
         }
         Some(wire::json_response(status, &v))
     };
-    let Some(meta) = body
-        .get("params")
-        .and_then(|p| p.get("_meta"))
-        .and_then(Value::as_object)
-    else {
+    let Some(meta) = RequestMeta::of(body) else {
         return refuse(
             StatusCode::BAD_REQUEST,
             INVALID_PARAMS,
@@ -59,7 +57,7 @@ pub fn check(body: &Value) -> Option<Response<Body>> {
             None,
         );
     };
-    let Some(version) = meta.get(META_VERSION).and_then(Value::as_str) else {
+    let Some(version) = meta.version() else {
         return refuse(
             StatusCode::BAD_REQUEST,
             INVALID_PARAMS,
@@ -67,7 +65,11 @@ pub fn check(body: &Value) -> Option<Response<Body>> {
             None,
         );
     };
-    if !meta.get(META_CAPS).is_some_and(Value::is_object) {
+    if !meta
+        .client_capabilities
+        .as_ref()
+        .is_some_and(Value::is_object)
+    {
         return refuse(
             StatusCode::BAD_REQUEST,
             INVALID_PARAMS,

@@ -11,7 +11,7 @@
 //! For a modern client that declared the matching capability in its request's
 //! `_meta["io.modelcontextprotocol/clientCapabilities"]` (`elicitation`, `sampling`, `roots`):
 //!
-//! 1. the request goes upstream, in the pooled session ([`super::modern_client`]), under an id
+//! 1. the request goes upstream, in the pooled session ([`super::requests`]), under an id
 //!    of the gateway's own (`turnpike-call-<n>`, unique in the process), so that calls of
 //!    different clients sharing the session cannot collide while one waits;
 //! 2. the upstream's stream is relayed as usual (progress and other notifications pass, the
@@ -62,9 +62,12 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use turnpike_mcp::sse::{write_event, SseParser};
 
-use super::modern_client::{session_headers, to_modern_result, PooledSession};
-use super::wire;
-use super::{EraAdapter, NOT_TRANSLATABLE};
+use super::pool::{pool_key, session_headers, PooledSession};
+use super::results::{to_modern_result, CACHEABLE};
+use crate::capabilities::{can_answer_any, capability_for, declared};
+use crate::protocol::NOT_TRANSLATABLE;
+use crate::wire;
+use crate::EraAdapter;
 use turnpike_upstream::BoxUpstream;
 
 /// How long a pending exchange waits for the client's retry before it is cancelled upstream.
@@ -87,12 +90,10 @@ const PAYLOAD_LEN: usize = 56;
 type HmacSha256 = Hmac<Sha256>;
 type Tag = [u8; 16];
 
-use super::input::{capability_for, declared};
-
 /// Whether a client with `caps` could answer any request of a 2025 server (then its requests
 /// take the translated path).
 pub(crate) fn wants(caps: &Value) -> bool {
-    super::input::can_answer_any(caps)
+    can_answer_any(caps)
 }
 
 /// A fresh upstream id for a request on the translated path: unique in this process (the
@@ -150,32 +151,22 @@ impl State {
     }
 }
 
-impl EraAdapter {
-    /// How long a modern client's pending exchange (an `input_required` result translated from
-    /// a 2025 server's request) waits for the retry before it is cancelled upstream (default
-    /// [`INPUT_WAIT`]).
-    pub fn set_input_wait(&self, wait: Duration) {
-        self.shared()
-            .modern
-            .mrtr
-            .inner
+impl State {
+    /// How long a pending exchange waits for the client's retry.
+    pub(crate) fn set_wait(&self, wait: Duration) {
+        self.inner
             .wait_ms
             .store(wait.as_millis().max(1) as u64, Ordering::Relaxed);
     }
 
-    /// The most pending exchanges kept (default [`MAX_PENDING`]).
-    pub fn set_max_pending_inputs(&self, max: usize) {
-        self.shared()
-            .modern
-            .mrtr
-            .inner
-            .max
-            .store(max.max(1), Ordering::Relaxed);
+    /// The most pending exchanges kept.
+    pub(crate) fn set_max(&self, max: usize) {
+        self.inner.max.store(max.max(1), Ordering::Relaxed);
     }
 
-    /// How many exchanges wait for a modern client's retry on this instance.
-    pub fn pending_inputs(&self) -> usize {
-        self.shared().modern.mrtr.inner.map.lock().len()
+    /// How many exchanges wait for a client's retry.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.map.lock().len()
     }
 }
 
@@ -259,7 +250,7 @@ struct Parked {
 
 fn session_tag(caps: &Value, s: &PooledSession) -> Tag {
     let mut h = Sha256::new();
-    h.update(super::modern_client::pool_key(caps).as_bytes());
+    h.update(pool_key(caps).as_bytes());
     h.update([0]);
     if let Some(id) = &s.id {
         h.update(id.as_bytes());
@@ -415,7 +406,7 @@ impl Inner {
             nonce,
             session: ex.session_tag(),
             request,
-            exp: super::seal::now() + wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            exp: crate::seal::now() + wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
         };
         let state = self.seal(&claims);
         ex.reason = "the client did not retry the request with the input it was asked for";
@@ -538,7 +529,7 @@ pub(crate) fn respond(
     caps: Value,
     body: Value,
 ) -> Response<Body> {
-    let cacheable = super::modern_client::CACHEABLE.contains(&method);
+    let cacheable = CACHEABLE.contains(&method);
     let (mut parts, stream) = resp.into_parts();
     match wire::media_type(&parts.headers).as_str() {
         "application/json" => {
@@ -583,7 +574,7 @@ pub(crate) fn respond(
                 client_id: id,
                 tokens: None,
                 request_tag: None,
-                state: a.shared().modern.mrtr.inner.clone(),
+                state: a.shared().pending.inner.clone(),
                 done: false,
             };
             Response::from_parts(parts, relay.into_body())
@@ -782,11 +773,11 @@ pub(crate) async fn resume(
     caps: &Value,
     body: &Value,
 ) -> Response<Body> {
-    let inner = a.shared().modern.mrtr.inner.clone();
+    let inner = a.shared().pending.inner.clone();
     let Some(state) = body.pointer("/params/requestState").and_then(Value::as_str) else {
         return invalid(&id, "requestState must be the string this server returned");
     };
-    let claims = match inner.open(state, super::seal::now()) {
+    let claims = match inner.open(state, crate::seal::now()) {
         Ok(c) => c,
         Err(Refused::Invalid) => {
             return invalid(

@@ -23,12 +23,11 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use turnpike_mcp::sse::SseParser;
 
-use super::modern_client::{session_headers, PooledSession};
-use super::wire;
-use super::{EraAdapter, NOT_TRANSLATABLE};
-
-/// The `_meta` key naming the subscription a message belongs to.
-pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+use super::pool::{session_headers, PooledSession};
+use crate::protocol::META_SUBSCRIPTION_ID;
+use crate::protocol::NOT_TRANSLATABLE;
+use crate::wire;
+use crate::EraAdapter;
 
 /// Notifications queued per listener before the oldest are dropped.
 const QUEUE: usize = 256;

@@ -32,11 +32,14 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use turnpike_mcp::messages::InputRequiredResult;
 use turnpike_mcp::sse::SseParser;
 
-use super::legacy_client::{SessionKey, State};
-use super::wire::{self, OnAbandon};
-use super::{EraAdapter, NOT_TRANSLATABLE};
+use super::session::State;
+use crate::capabilities::{capability_for, declared};
+use crate::seal::SessionKey;
+use crate::wire::{self, OnAbandon};
+use crate::{EraAdapter, NOT_TRANSLATABLE};
 
 /// How long the gateway waits for a client to answer one round of input requests.
 pub const INPUT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -60,29 +63,6 @@ pub(crate) struct Retry {
     pub key: SessionKey,
     /// The capabilities the session declared.
     pub caps: Value,
-}
-
-/// The capability a client declares to answer `method` (the same in both directions of the
-/// translation: `era/mrtr.rs` uses it too).
-pub(crate) fn capability_for(method: &str) -> Option<&'static str> {
-    match method {
-        "elicitation/create" => Some("elicitation"),
-        "sampling/createMessage" => Some("sampling"),
-        "roots/list" => Some("roots"),
-        _ => None,
-    }
-}
-
-/// Whether `caps` declares `cap`.
-pub(crate) fn declared(caps: &Value, cap: &str) -> bool {
-    caps.get(cap).is_some_and(|v| !v.is_null())
-}
-
-/// Whether a session with `caps` could answer any input request.
-pub(crate) fn can_answer_any(caps: &Value) -> bool {
-    ["elicitation", "sampling", "roots"]
-        .iter()
-        .any(|c| declared(caps, c))
 }
 
 /// Hands a client's JSON-RPC response to the exchange waiting for it, if it is one the
@@ -209,7 +189,7 @@ async fn run(
             send_event(&tx, &e).await;
             return;
         }
-        let result = answer.get("result").cloned().unwrap_or(Value::Null);
+        let result = InputRequiredResult::of(&answer).unwrap_or_default();
         let responses = match ask(&retry, &result, &id, &tx, &cancel).await {
             Ok(r) => r,
             Err(Some(e)) => {
@@ -218,7 +198,7 @@ async fn run(
             }
             Err(None) => return,
         };
-        let body = retry_body(&retry.body, responses, result.get("requestState"));
+        let body = retry_body(&retry.body, responses, result.request_state.as_ref());
         let mut req = wire::post(&retry.uri, retry.headers.clone(), &body);
         *req.extensions_mut() = retry.extensions.clone();
         let resp = tokio::select! {
@@ -331,17 +311,13 @@ impl Drop for Asked<'_> {
 /// `Err(Some(error))`: the request ends with that error; `Err(None)`: the client went away.
 async fn ask(
     retry: &Retry,
-    result: &Value,
+    result: &InputRequiredResult,
     id: &Value,
     tx: &mpsc::Sender<Bytes>,
     cancel: &CancellationToken,
 ) -> Result<Map<String, Value>, Option<Value>> {
     let fail = |code: i64, msg: String| Err(Some(wire::error_value(Some(id), code, &msg)));
-    let empty = Map::new();
-    let requests = result
-        .get("inputRequests")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
+    let requests = result.requests();
     if requests.len() > MAX_REQUESTS {
         return fail(
             NOT_TRANSLATABLE,
@@ -352,8 +328,8 @@ async fn ask(
         );
     }
     let mut methods = Vec::with_capacity(requests.len());
-    for (k, r) in requests {
-        let method = r.get("method").and_then(Value::as_str).unwrap_or("");
+    for (k, r) in &requests {
+        let method = r.method().unwrap_or("");
         match capability_for(method) {
             None => {
                 return fail(
@@ -389,8 +365,8 @@ async fn ask(
         st.asked.lock().insert(gid.clone(), (retry.key, otx));
         guard.ids.push(gid.clone());
         let params = r
-            .get("params")
-            .cloned()
+            .params
+            .clone()
             .filter(Value::is_object)
             .unwrap_or_else(|| json!({}));
         let msg = json!({"jsonrpc": "2.0", "id": gid, "method": method, "params": params});
@@ -460,14 +436,9 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_and_detection() {
-        assert!(can_answer_any(&json!({"elicitation":{}})));
-        assert!(!can_answer_any(&json!({})));
-        assert!(!can_answer_any(&Value::Null));
+    fn detection() {
         let v = json!({"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required"}});
         assert!(is_input_required(&v, &json!(1)));
         assert!(!is_input_required(&v, &json!(2)));
-        assert_eq!(capability_for("sampling/createMessage"), Some("sampling"));
-        assert_eq!(capability_for("tools/call"), None);
     }
 }
