@@ -62,6 +62,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: &DemoArgs, data_dir: &Path) -> anyhow::Result<()> {
+    // The gateway's port first: when it is busy, one line says so before anything is printed.
+    let gateway_listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(turnpike_gateway::bind_message(args.listen, &e, "--listen"))
+        })?;
     // The fixture: stateless, JSON answers for simple calls, on an ephemeral loopback port.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -76,7 +82,7 @@ async fn run_async(args: &DemoArgs, data_dir: &Path) -> anyhow::Result<()> {
     ));
 
     let cfg = demo_config(args, fixture_addr, data_dir)?;
-    let gateway = tokio::spawn(turnpike_gateway::serve(cfg, {
+    let gateway = tokio::spawn(turnpike_gateway::serve_listener(gateway_listener, cfg, {
         let stop = stop.clone();
         async move { stop.cancelled().await }
     }));
