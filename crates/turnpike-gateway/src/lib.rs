@@ -70,9 +70,32 @@ pub enum GatewayError {
     /// The upstream is misconfigured.
     #[error("{0}")]
     Upstream(String),
-    /// The listen address could not be bound.
-    #[error("cannot listen on {0}: {1}")]
-    Bind(std::net::SocketAddr, #[source] std::io::Error),
+    /// The listen address could not be bound. The message says why and what to do; the I/O
+    /// error is in it, not repeated as a source.
+    #[error("{}", bind_message(*.0, .1, "--listen or [server] listen"))]
+    Bind(std::net::SocketAddr, std::io::Error),
+    /// The admin listener's address could not be bound.
+    #[error("{}", bind_message(*.0, .1, "[admin] listen"))]
+    AdminBind(std::net::SocketAddr, std::io::Error),
+}
+
+/// `cannot listen on ADDR: why — what to do`, for a failed bind of `addr`; `choose` names where
+/// the address is set.
+pub fn bind_message(addr: std::net::SocketAddr, e: &std::io::Error, choose: &str) -> String {
+    use std::io::ErrorKind;
+    let why = match e.kind() {
+        ErrorKind::AddrInUse => {
+            "address already in use — another turnpike or another program holds it".to_owned()
+        }
+        ErrorKind::AddrNotAvailable => {
+            format!("the address is not one of this machine's ({e})")
+        }
+        ErrorKind::PermissionDenied => {
+            format!("permission denied ({e}; ports below 1024 need privileges)")
+        }
+        _ => e.to_string(),
+    };
+    format!("cannot listen on {addr}: {why}; choose another with {choose}")
 }
 
 impl From<turnpike_upstream::UpstreamError> for GatewayError {

@@ -37,6 +37,9 @@ pub type OnReady = Arc<dyn Fn(&Arc<crate::reload::LiveGate>, Option<SocketAddr>)
 /// How often a watched configuration file is looked at.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
+/// How long the start-up probe of an HTTP upstream waits for a TCP connection.
+const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub use turnpike_upstream::BoxUpstream;
 
 /// Binds `config.server.listen` and serves until `shutdown` completes.
@@ -123,14 +126,29 @@ pub async fn serve_listener_with(
     )?);
     let _dev_wallet = start_dev_wallet(&config, &gate).await?;
     let endpoint: Arc<str> = Arc::from(config.server.path.as_str());
-    let local = listener.local_addr().ok();
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
     tracing::info!(
         target: "turnpike::serve",
-        listen = ?local,
+        listen = %local,
         path = %endpoint,
         upstream = config.upstream.url.as_deref().unwrap_or("stdio"),
         "gateway listening"
     );
+    if let Some(url) = config.upstream.url.clone() {
+        // Said once at start, never fatal: the upstream may come up after the gateway.
+        tokio::spawn(async move {
+            if let Err(why) = turnpike_upstream::http::probe(&url, UPSTREAM_PROBE_TIMEOUT).await {
+                tracing::warn!(
+                    target: "turnpike::serve",
+                    upstream = %url,
+                    error = %why,
+                    "the upstream does not answer; calls get 502 until it does"
+                );
+            }
+        });
+    }
 
     // Connections: the caps and timers of [server] (turnpike_http::conns), the total fitted to the
     // open-file limit, raised to the hard limit first.
@@ -153,9 +171,15 @@ pub async fn serve_listener_with(
             );
             let l = TcpListener::bind(a.listen)
                 .await
-                .map_err(|e| GatewayError::Bind(a.listen, e))?;
+                .map_err(|e| GatewayError::AdminBind(a.listen, e))?;
             let addr = l.local_addr().ok();
-            tracing::info!(target: "turnpike::serve", listen = ?addr, "admin listening (metrics, API, dashboard)");
+            let shown = addr.unwrap_or(a.listen);
+            tracing::info!(
+                target: "turnpike::serve",
+                listen = %shown,
+                dashboard = %format!("http://{shown}/admin/"),
+                "admin listening (metrics, API, dashboard)"
+            );
             if !a.listen.ip().is_loopback() {
                 tracing::warn!(
                     target: "turnpike::serve",

@@ -212,11 +212,13 @@ async fn loop_brake_slows_identical_calls_only() {
         true,
         r#"
 [limits.loop_brake]
+tools = ["echo"]
 max_repeats = 3
 window_secs = 60
 "#,
     )
     .await;
+    // echo is free: watched only because `tools` opts it in.
     let same = call(1, "echo", json!({"text": "again"}));
     for _ in 0..3 {
         assert_eq!(post(gw, &[], &same).await.status, 200);
@@ -234,6 +236,58 @@ window_secs = 60
     assert!(header(&r, "ratelimit-policy").contains("\"repeat\";q=3;w=60"));
     // Other arguments are not braked.
     let r = post(gw, &[], &call(2, "echo", json!({"text": "different"}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// The default brake watches calls that cost something: a free polling tool (same arguments,
+/// or none at all) called 30 times within a minute from one address passes; a tool priced in
+/// proof-of-work looping identical arguments is braked after 10, each call paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_brake_lets_polling_through_and_brakes_a_paid_loop() {
+    let gw = gateway(true, "").await;
+    let poll = call(1, "echo", json!({"text": "status?"}));
+    for i in 0..30 {
+        let r = post(gw, &[], &poll).await;
+        assert_eq!(r.status, 200, "poll {i}: {}", r.text());
+        assert!(!header(&r, "ratelimit-policy").contains("repeat"));
+    }
+    // slow takes no arguments; ten at a time (under the in-flight cap of 16).
+    let none = json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+        "params":{"name":"slow","arguments":{}}});
+    for round in 0..3 {
+        let replies = futures_util::future::join_all((0..10).map(|_| post(gw, &[], &none))).await;
+        for r in replies {
+            assert_eq!(r.status, 200, "round {round}: {}", r.text());
+        }
+    }
+
+    let dear = call(3, "dear", json!({"n": 7}));
+    for i in 0..11 {
+        let r = post(gw, &[], &dear).await;
+        assert_eq!(r.status, 402, "a challenge: {}", r.text());
+        let (token, nonces) = solve(&r.text());
+        let auth = turnpike_client::authorization_value(&token, &nonces);
+        let r = paid(gw, &auth, &dear).await;
+        if i < 10 {
+            assert_eq!(r.status, 200, "paid call {i}: {}", r.text());
+            continue;
+        }
+        assert_eq!(r.status, 429, "the 11th identical paid call: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["error"]["data"]["reason"], "loop_brake");
+        assert_eq!(v["error"]["data"]["policy"], "repeat");
+        assert!(header(&r, "ratelimit-policy").contains("\"repeat\";q=10;w=60"));
+    }
+    // Other arguments are a different call.
+    let other = call(4, "dear", json!({"n": 8}));
+    let r = post(gw, &[], &other).await;
+    let (token, nonces) = solve(&r.text());
+    let r = paid(
+        gw,
+        &turnpike_client::authorization_value(&token, &nonces),
+        &other,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 

@@ -54,11 +54,25 @@ pub struct IdentityQuotaConfig {
 }
 
 /// The loop brake as written in the config (`[limits.loop_brake]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Which calls it watches: by default only calls that cost their caller something — let through
+/// by proof-of-work or L402 — because that is where a runaway loop burns work or money. Free
+/// calls (a polling status tool, an argument-less `list_*`, `resources/read` of one resource)
+/// repeat identically by design, and anonymous callers behind one address share one identity;
+/// the rate limits still bound them. `rails`, `tools` and `exempt_tools` change the choice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoopBrakeConfig {
     /// Whether the brake is on (default true).
     pub enabled: bool,
+    /// The calls it watches, by the rail that let them through: `pow`, `l402`, `oauth`, `free`
+    /// (default `["pow", "l402"]`: calls that cost something).
+    pub rails: Vec<RailClass>,
+    /// Tools (or methods, e.g. `resources/read`) watched whatever rail let them through
+    /// (default none).
+    pub tools: Vec<String>,
+    /// Tools (or methods) never watched, e.g. a priced tool meant to be polled (default none).
+    pub exempt_tools: Vec<String>,
     /// Identical calls (same identity, tool and arguments) allowed back to back (default 10).
     pub max_repeats: u32,
     /// Seconds over which `max_repeats` identical calls come back (default 60).
@@ -74,6 +88,9 @@ impl Default for LoopBrakeConfig {
     fn default() -> Self {
         LoopBrakeConfig {
             enabled: true,
+            rails: vec![RailClass::Pow, RailClass::L402],
+            tools: Vec::new(),
+            exempt_tools: Vec::new(),
             max_repeats: 10,
             window_secs: 60,
             strike_decay_secs: 60,
@@ -91,6 +108,16 @@ impl LoopBrakeConfig {
             strike_decay: Duration::from_secs(self.strike_decay_secs.max(1)),
             max_multiplier: self.max_multiplier.max(1),
         })
+    }
+
+    /// Whether the brake watches a call of `name` (a tool, or another method) let through by
+    /// `rail` (`None`: a free call): never for `exempt_tools`, always for `tools`, else by
+    /// `rails`.
+    pub fn watches(&self, name: &str, rail: Option<turnpike_core::RailKind>) -> bool {
+        if self.exempt_tools.iter().any(|t| t == name) {
+            return false;
+        }
+        self.tools.iter().any(|t| t == name) || self.rails.contains(&RailClass::from(rail))
     }
 }
 
@@ -372,6 +399,14 @@ impl LimitsConfig {
                     "limits.loop_brake.max_multiplier",
                     "must be at least 1 (1 means the brake never raises effort)",
                 ));
+            }
+            for t in &lb.tools {
+                if lb.exempt_tools.contains(t) {
+                    out.push(problem(
+                        "limits.loop_brake.exempt_tools",
+                        format!("{t:?} is in both tools and exempt_tools; keep it in one"),
+                    ));
+                }
             }
         }
         if self.lease_secs == 0 {

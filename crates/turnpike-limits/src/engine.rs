@@ -344,6 +344,28 @@ impl Limiter {
             .map(|c| c.max(1))
     }
 
+    /// The loop brake's part of a check of `name`, when the brake is on and watches this call
+    /// (by default only calls a paying rail let through: [`LoopBrakeConfig::watches`]).
+    ///
+    /// [`LoopBrakeConfig::watches`]: crate::config::LoopBrakeConfig::watches
+    fn loop_check<'c>(&self, name: &'c str, call: &CallInfo<'c>) -> Option<LoopCheck<'c>> {
+        let brake = self.brake?;
+        let args_hash = call.args_hash?;
+        self.cfg
+            .loop_brake
+            .watches(name, call.rail)
+            .then_some(LoopCheck {
+                tool: name,
+                args_hash: *args_hash,
+                brake,
+            })
+    }
+
+    /// Whether the loop brake watches a call of `name` let through by `rail`.
+    pub fn loop_brake_watches(&self, name: &str, rail: Option<RailKind>) -> bool {
+        self.brake.is_some() && self.cfg.loop_brake.watches(name, rail)
+    }
+
     fn allowed_unlimited(&self, degraded: bool) -> Admission {
         Admission::Allowed(Admitted {
             status: Vec::new(),
@@ -375,11 +397,7 @@ impl Limiter {
                     quota: self.tool_quota(tool, call.rail),
                 },
                 policy_name("tool:", tool),
-                self.brake.zip(call.args_hash).map(|(brake, h)| LoopCheck {
-                    tool,
-                    args_hash: *h,
-                    brake,
-                }),
+                self.loop_check(tool, call),
                 self.budgets.calls_per_day,
                 self.concurrency(call.rail),
             ),
@@ -389,11 +407,7 @@ impl Limiter {
                     quota: self.method_quota(m, call.rail),
                 },
                 policy_name("method:", m),
-                self.brake.zip(call.args_hash).map(|(brake, h)| LoopCheck {
-                    tool: m,
-                    args_hash: *h,
-                    brake,
-                }),
+                self.loop_check(m, call),
                 self.budgets.calls_per_day,
                 self.concurrency(call.rail),
             ),
@@ -638,6 +652,118 @@ mod tests {
         assert!(matches!(lim.admit(&call).await, Admission::Allowed(_)));
         // The defaults apply without a [limits] section.
         assert_eq!(LimitsConfig::default().challenges.burst, 60);
+    }
+
+    async fn admit_n(lim: &Limiter, call: &CallInfo<'_>, n: usize) -> Vec<Option<LimitReason>> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(match lim.admit(call).await {
+                Admission::Allowed(_) => None,
+                Admission::Limited(l) => Some(l.reason),
+                Admission::Unavailable(e) => panic!("{e}"),
+            });
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_default_brake_watches_paid_calls_only() {
+        let lim = Limiter::new(
+            LimitsConfig::default(),
+            BudgetsConfig::default(),
+            Arc::new(MemoryBackend::new()),
+        );
+        let none = [0u8; 32];
+        // A free, argument-less polling tool, 30 times at once from one address: never braked
+        // (the tool's own rate, burst 50, is what bounds it).
+        let poll = CallInfo {
+            scope: "anon:127.0.0.9",
+            rail: None,
+            kind: CallKind::Tool("status"),
+            args_hash: Some(&none),
+        };
+        assert!(admit_n(&lim, &poll, 30).await.iter().all(Option::is_none));
+        // So is a free resources/read of one resource.
+        let read = CallInfo {
+            kind: CallKind::Method("resources/read"),
+            ..poll
+        };
+        assert!(admit_n(&lim, &read, 30).await.iter().all(Option::is_none));
+        // A call paid by puzzle or by payment that repeats its arguments is braked after 10.
+        for rail in [RailKind::Pow, RailKind::L402] {
+            let paid = CallInfo {
+                rail: Some(rail),
+                kind: CallKind::Tool("search"),
+                scope: if rail == RailKind::Pow {
+                    "anon:127.0.0.9"
+                } else {
+                    "l402:ab"
+                },
+                ..poll
+            };
+            let got = admit_n(&lim, &paid, 11).await;
+            assert!(got[..10].iter().all(Option::is_none), "{rail:?}: {got:?}");
+            assert_eq!(got[10], Some(LimitReason::LoopBrake), "{rail:?}");
+        }
+        // OAuth calls are not watched by default.
+        let oauth = CallInfo {
+            rail: Some(RailKind::OAuth),
+            scope: "oauth:https://as:alice:agent",
+            ..poll
+        };
+        assert!(admit_n(&lim, &oauth, 30).await.iter().all(Option::is_none));
+        assert!(!lim.loop_brake_watches("status", None));
+        assert!(lim.loop_brake_watches("status", Some(RailKind::L402)));
+    }
+
+    #[tokio::test]
+    async fn brake_tools_opt_in_and_out() {
+        let cfg: LimitsConfig = toml::from_str(
+            r#"
+            [loop_brake]
+            tools = ["echo"]
+            exempt_tools = ["job_status"]
+            max_repeats = 3
+            "#,
+        )
+        .unwrap();
+        assert!(cfg
+            .validate(&BudgetsConfig::default(), &Default::default())
+            .is_empty());
+        let lim = Limiter::new(
+            cfg,
+            BudgetsConfig::default(),
+            Arc::new(MemoryBackend::new()),
+        );
+        let h = [1u8; 32];
+        // Opted in: braked although free.
+        let echo = CallInfo {
+            scope: "anon:127.0.0.9",
+            rail: None,
+            kind: CallKind::Tool("echo"),
+            args_hash: Some(&h),
+        };
+        let got = admit_n(&lim, &echo, 4).await;
+        assert_eq!(got, [None, None, None, Some(LimitReason::LoopBrake)]);
+        // Opted out: a priced tool meant to be polled.
+        let status = CallInfo {
+            rail: Some(RailKind::Pow),
+            kind: CallKind::Tool("job_status"),
+            ..echo
+        };
+        assert!(admit_n(&lim, &status, 20).await.iter().all(Option::is_none));
+        // Both lists name one tool: a problem at its path.
+        let cfg: LimitsConfig =
+            toml::from_str("[loop_brake]\ntools = [\"a\"]\nexempt_tools = [\"a\"]\n").unwrap();
+        let p = cfg.validate(&BudgetsConfig::default(), &Default::default());
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "limits.loop_brake.exempt_tools");
+        // The rails are named as elsewhere.
+        let cfg: LimitsConfig =
+            toml::from_str("[loop_brake]\nrails = [\"pow\", \"l402\", \"oauth\", \"free\"]\n")
+                .unwrap();
+        assert!(cfg.loop_brake.watches("x", None));
+        assert!(toml::from_str::<LimitsConfig>("[loop_brake]\nrails = [\"card\"]\n").is_err());
     }
 
     #[test]

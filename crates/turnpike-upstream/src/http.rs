@@ -15,6 +15,7 @@
 //!   carrying the request's id when the gate passed it along ([`JsonRpcId`]).
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -48,6 +49,98 @@ struct Target {
     authority: Authority,
     path: String,
     host: HeaderValue,
+    /// The upstream URL as configured, for logs.
+    url: String,
+    /// When a failure was last logged at warn (ms since `UNIX_EPOCH`), and how many failures
+    /// were logged at debug since: one request may reach the upstream more than once (an era
+    /// probe, a retry), and a dead upstream fails every call.
+    warned_ms: AtomicU64,
+    quiet: AtomicU64,
+}
+
+/// At most one warning per upstream in this long; the failures between are counted.
+const WARN_EVERY_MS: u64 = 10_000;
+
+impl Target {
+    fn failed(&self, err: &(dyn std::error::Error + 'static)) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.warned_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= WARN_EVERY_MS;
+        let chain = error_chain(err);
+        if due
+            && self
+                .warned_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let quiet = self.quiet.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                target: "turnpike::upstream",
+                upstream = %self.url,
+                error = %chain,
+                failures_since_last_warning = quiet,
+                "upstream request failed; the caller got 502"
+            );
+        } else {
+            self.quiet.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                target: "turnpike::upstream",
+                upstream = %self.url,
+                error = %chain,
+                "upstream request failed; the caller got 502"
+            );
+        }
+    }
+}
+
+/// An error and every cause below it, `outer: inner: …` (hyper's own "client error (Connect)"
+/// says nothing; the cause — connection refused, DNS, TLS — is in its sources).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        next = e.source();
+    }
+    out
+}
+
+/// Tries to reach the upstream at `url` within `timeout`: resolves its host and opens a TCP
+/// connection (nothing is sent). `Err` says why, for a warning at start.
+pub async fn probe(url: &str, timeout: std::time::Duration) -> Result<(), String> {
+    let uri = check_url(url).map_err(str::to_owned)?;
+    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let attempt = async {
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect();
+        let mut last = format!("{host} resolves to no address");
+        for a in addrs {
+            match tokio::net::TcpStream::connect(a).await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = format!("cannot connect to {a}: {e}"),
+            }
+        }
+        Err(last)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
 }
 
 impl std::fmt::Debug for HttpUpstream {
@@ -96,6 +189,9 @@ impl HttpUpstream {
                 authority,
                 path,
                 host,
+                url: url.to_owned(),
+                warned_ms: AtomicU64::new(0),
+                quiet: AtomicU64::new(0),
             }),
         })
     }
@@ -128,6 +224,7 @@ impl Service<Request<Body>> for HttpUpstream {
         let id = parts.extensions.remove::<JsonRpcId>().map(|i| i.0);
         let client = self.client.clone();
         let host = self.target.host.clone();
+        let target = self.target.clone();
         Box::pin(async move {
             let Ok(uri) = uri else {
                 return Ok(unreachable(
@@ -146,7 +243,7 @@ impl Service<Request<Body>> for HttpUpstream {
                     Ok(Response::from_parts(parts, Body::new(body)))
                 }
                 Err(e) => {
-                    tracing::warn!(target: "turnpike::upstream", error = %e, "upstream request failed");
+                    target.failed(&e);
                     Ok(unreachable(
                         id.as_ref(),
                         "the upstream MCP server could not be reached",
@@ -210,6 +307,36 @@ pub fn check_url(u: &str) -> Result<http::Uri, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn probe_says_why() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = format!("http://{}/mcp", l.local_addr().unwrap());
+        let t = std::time::Duration::from_secs(5);
+        assert_eq!(probe(&up, t).await, Ok(()));
+        // Port 1 on loopback: nothing listens there.
+        let e = probe("http://127.0.0.1:1/mcp", t).await.unwrap_err();
+        assert!(e.starts_with("cannot connect to 127.0.0.1:1: "), "{e}");
+        assert!(e.to_lowercase().contains("refused"), "{e}");
+        let e = probe("http://no-such-host.invalid/mcp", t)
+            .await
+            .unwrap_err();
+        assert!(
+            e.starts_with("cannot resolve no-such-host.invalid") || e.starts_with("no answer"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_names_its_cause() {
+        let u = HttpUpstream::new("http://127.0.0.1:1/mcp").unwrap();
+        let mut req = Request::new(Body::empty());
+        *req.uri_mut() = u.upstream_uri(&Uri::from_static("/mcp")).unwrap();
+        let e = u.client.request(req).await.unwrap_err();
+        let chain = error_chain(&e);
+        assert!(chain.starts_with("client error (Connect)"), "{chain}");
+        assert!(chain.to_lowercase().contains("refused"), "{chain}");
+    }
 
     #[test]
     fn maps_uris() {

@@ -60,6 +60,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: &DemoArgs, data_dir: &Path) -> anyhow::Result<()> {
+    // The gateway's port first: when it is busy, one line says so before anything is printed.
+    let gateway_listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(turnpike_gateway::bind_message(args.listen, &e, "--listen"))
+        })?;
     // The fixture: stateless, JSON answers for simple calls, on an ephemeral loopback port.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -73,23 +79,9 @@ async fn run_async(args: &DemoArgs, data_dir: &Path) -> anyhow::Result<()> {
         stop.clone().cancelled_owned(),
     ));
 
-    // The gateway's port is bound here, so that `--listen 127.0.0.1:0` works and the steps name
-    // the port it got.
-    let gw_listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            stop.cancel();
-            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-                " (something else listens there: give another port with --listen 127.0.0.1:PORT, or 127.0.0.1:0 for any free one)"
-            } else {
-                ""
-            };
-            bail!("binding {}: {e}{hint}", args.listen);
-        }
-    };
-    let listen = gw_listener.local_addr()?;
+    let listen = gateway_listener.local_addr()?;
     let cfg = demo_config(args, listen, fixture_addr, data_dir)?;
-    let gateway = tokio::spawn(turnpike_gateway::serve_listener(gw_listener, cfg, {
+    let gateway = tokio::spawn(turnpike_gateway::serve_listener(gateway_listener, cfg, {
         let stop = stop.clone();
         async move { stop.cancelled().await }
     }));

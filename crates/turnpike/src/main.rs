@@ -65,7 +65,10 @@ fn main() -> ExitCode {
         | Command::Token(_)
         | Command::Connect(_)
         | Command::Init(_) => "warn",
-        Command::Serve(_) | Command::Demo(_) => "info",
+        Command::Serve(_) => "info",
+        // The built-in fixture (and the MCP SDK under it) would flood the demo's terminal:
+        // `--log info` or RUST_LOG=info shows its lines.
+        Command::Demo(_) => "info,turnpike_fixture=warn,rmcp=warn",
     };
     if let Err(e) = logging::init(cli.log.as_deref(), default_filter, cli.log_format) {
         eprintln!("turnpike: {e:#}");

@@ -57,8 +57,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         Err(BuildError::Other(e)) => return Err(e),
     };
+    let rt = crate::runtime()?;
+    // Bind before anything is said: a busy port is one line naming the way out, and exit 1.
+    let listen = cfg.server.listen;
+    let listener = match rt.block_on(tokio::net::TcpListener::bind(listen)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "turnpike: {}",
+                turnpike_gateway::bind_message(listen, &e, "--listen or [server] listen")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     tracing::info!(
-        listen = %cfg.server.listen,
+        listen = %listener.local_addr().unwrap_or(listen),
         path = %cfg.server.path,
         policy = %crate::check::summary(&cfg),
         "starting the gateway"
@@ -77,8 +90,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         watch: args.config.clone(),
         on_ready: None,
     };
-    let rt = crate::runtime()?;
-    rt.block_on(turnpike_gateway::serve_with(
+    rt.block_on(turnpike_gateway::serve_listener_with(
+        listener,
         cfg,
         crate::shutdown_signal(),
         opts,
