@@ -195,34 +195,51 @@ pub fn render_log(entries: &[SpendEntry], now: u64) -> String {
         out.push_str("nothing spent yet\n");
         return out;
     }
-    for e in entries {
-        let what = match (&e.method, &e.name) {
-            (Some(m), Some(n)) => format!("{m} {n}"),
-            (Some(m), None) => m.clone(),
-            _ => String::new(),
-        };
-        let cost = match e.rail.as_str() {
-            "pow" => format!(
-                "{} hashes in {} ms",
-                e.hashes.unwrap_or(0),
-                e.millis.unwrap_or(0)
-            ),
-            _ => {
-                let mut c = sat(e.amount_msat);
-                if e.fee_msat > 0 {
-                    c.push_str(&format!(" + {} fee", sat(e.fee_msat)));
+    // Columns as wide as their widest entry (a 64-character cost or a long tool name must not
+    // push the rest of its line out of line).
+    let rows: Vec<[String; 6]> = entries
+        .iter()
+        .map(|e| {
+            let what = match (&e.method, &e.name) {
+                (Some(m), Some(n)) => format!("{m} {n}"),
+                (Some(m), None) => m.clone(),
+                _ => String::new(),
+            };
+            let cost = match e.rail.as_str() {
+                "pow" => format!(
+                    "{} hashes in {} ms",
+                    e.hashes.unwrap_or(0),
+                    e.millis.unwrap_or(0)
+                ),
+                _ => {
+                    let mut c = sat(e.amount_msat);
+                    if e.fee_msat > 0 {
+                        c.push_str(&format!(" + {} fee", sat(e.fee_msat)));
+                    }
+                    c
                 }
-                c
-            }
-        };
+            };
+            [
+                fmt_time(e.at),
+                e.status.clone(),
+                e.rail.clone(),
+                cost,
+                what,
+                e.server.clone(),
+            ]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let (w1, w2, w3, w4) = (width(1), width(2), width(3), width(4));
+    for (r, e) in rows.iter().zip(entries) {
         out.push_str(&format!(
-            "{}  {:<7} {:<5} {:<24} {:<30} {}{}\n",
-            fmt_time(e.at),
-            e.status,
-            e.rail,
-            cost,
-            what,
-            e.server,
+            "{}  {:<w1$}  {:<w2$}  {:<w3$}  {:<w4$}  {}{}\n",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
             e.note
                 .as_deref()
                 .map(|n| format!("  ({n})"))

@@ -72,10 +72,18 @@ fn help_works_for_every_command() {
     let top = turnpike(&["--help"]);
     assert!(top.status.success());
     let out = text(&top.stdout);
-    for cmd in ["serve", "check", "solve", "demo"] {
+    // Every command is listed, and has an example line.
+    for cmd in [
+        "serve", "check", "solve", "demo", "token", "connect", "init",
+    ] {
         assert!(out.contains(cmd), "top-level help lists {cmd}: {out}");
+        assert!(
+            out.contains(&format!("  turnpike {cmd} "))
+                || out.contains(&format!("turnpike {cmd} -")),
+            "top-level help shows {cmd} in use: {out}"
+        );
     }
-    assert!(out.contains("Examples:"));
+    assert!(out.contains("Examples"));
     for (cmd, flags) in [
         (
             "serve",
@@ -89,7 +97,8 @@ fn help_works_for_every_command() {
                 "--data-dir",
             ][..],
         ),
-        ("check", &["--config"][..]),
+        ("check", &["--config", "--measure-hashrate"][..]),
+        ("connect", &["-c, --config"][..]),
         (
             "solve",
             &["--meta", "--threads", "--progress", "--max-seconds"][..],
@@ -109,6 +118,15 @@ fn help_works_for_every_command() {
             "{cmd} --help shows --log-format"
         );
     }
+    // The solve example's requests carry the Accept header Streamable HTTP wants (else 406).
+    let h = text(&turnpike(&["solve", "--help"]).stdout);
+    assert!(
+        h.contains("Accept: application/json, text/event-stream"),
+        "{h}"
+    );
+    // Billing modes are spelled as the config file spells them.
+    let h = text(&turnpike(&["token", "mint", "--help"]).stdout);
+    assert!(h.contains("per_call, balance, time_pass"), "{h}");
     let v = turnpike(&["--version"]);
     assert!(v.status.success());
     assert!(text(&v.stdout).starts_with("turnpike "));
@@ -152,10 +170,10 @@ fn check_accepts_a_good_config_and_summarises_the_policy() {
     assert!(out.contains("http://127.0.0.1:3001/mcp"), "{out}");
     assert!(out.contains("echo free"), "{out}");
     assert!(
-        out.contains("longRunningOperation pow 2000000 (~100 ms)"),
+        out.contains("longRunningOperation pow 2000000 (~250 ms)"),
         "{out}"
     );
-    assert!(out.contains("other tools pow 200000 (~10 ms)"), "{out}");
+    assert!(out.contains("other tools pow 200000 (~25 ms)"), "{out}");
     assert!(out.contains("resources/read pow 100000"), "{out}");
     let _ = std::fs::remove_dir_all(d);
 }
@@ -378,6 +396,100 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The address in a "gateway listening" log line: `listen=127.0.0.1:N` (also as
+/// `listen=Some(127.0.0.1:N)`).
+fn listening_addr(log: &str) -> Option<SocketAddr> {
+    log.lines()
+        .filter(|l| l.contains("gateway listening"))
+        .find_map(|l| {
+            let v = l.split("listen=").nth(1)?.split_whitespace().next()?;
+            let v = v.strip_prefix("Some(").unwrap_or(v).trim_end_matches(')');
+            v.parse().ok()
+        })
+}
+
+/// Why a child did not come up.
+#[derive(Debug)]
+enum StartError {
+    /// It exited because its address was already in use: try another port.
+    PortTaken,
+    Other(String),
+}
+
+/// Runs `turnpike <args>` (its log, at info, in `dir/name.log`) until it logs the address it
+/// listens on: the child binds the port itself (`--listen 127.0.0.1:0`), or is given one and fails
+/// with `PortTaken` when another process holds it.
+fn start_reporting(
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+    stdout: Stdio,
+) -> Result<(Child, SocketAddr), StartError> {
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--log", "info"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("TURNPIKE_CONFIG")
+        .env("NO_COLOR", "1")
+        .stdout(stdout)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(addr) = listening_addr(&text) {
+            return Ok((child, addr));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(if text.contains("already in use") {
+                StartError::PortTaken
+            } else {
+                StartError::Other(format!("turnpike exited early ({status}): {text}"))
+            });
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            return Err(StartError::Other(format!(
+                "no listening line in 30 s: {text}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// `turnpike demo` wants a fixed port: one picked here, and another when the demo finds it taken
+/// by the time it binds.
+fn start_demo(
+    dir: &Path,
+    logs: &Path,
+    extra: &[&str],
+    stdout: fn() -> Stdio,
+) -> (Child, SocketAddr) {
+    for _ in 0..8 {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "demo",
+            "--listen",
+            &listen,
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        match start_reporting(logs, "demo", &args, stdout()) {
+            Ok((child, addr)) => {
+                assert_eq!(addr.to_string(), listen);
+                return (child, addr);
+            }
+            Err(StartError::PortTaken) => continue,
+            Err(StartError::Other(e)) => panic!("{e}"),
+        }
+    }
+    panic!("every port tried was taken");
+}
+
 struct Reply {
     status: u16,
     head: String,
@@ -429,20 +541,6 @@ fn dechunk(mut s: &str) -> String {
         s = rest.get(n + 2..).unwrap_or("");
     }
     out
-}
-
-fn wait_listening(addr: SocketAddr, child: &mut Child) {
-    let t = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("turnpike exited early: {status}");
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "nothing listens on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 /// Stops a child with SIGINT (so it shuts down gracefully) and waits for it.
@@ -520,24 +618,8 @@ fn exercise_gateway(gw: SocketAddr) {
 #[test]
 fn demo_serves_a_gated_fixture_and_prints_working_steps() {
     let d = scratch("demo");
-    let port = free_port();
-    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            &gw.to_string(),
-            "--effort",
-            "20000",
-            "--data-dir",
-            d.to_str().unwrap(),
-        ])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(gw, &mut child);
+    let logs = scratch("demo-logs");
+    let (child, gw) = start_demo(&d, &logs, &["--effort", "20000"], Stdio::piped);
     exercise_gateway(gw);
     let status = interrupt(child);
     assert!(status.success(), "demo exits cleanly on SIGINT: {status}");
@@ -546,27 +628,14 @@ fn demo_serves_a_gated_fixture_and_prints_working_steps() {
         "the gateway kept its keys in --data-dir"
     );
     let _ = std::fs::remove_dir_all(d);
+    let _ = std::fs::remove_dir_all(logs);
 }
 
 #[test]
 fn demo_prints_copy_pasteable_steps() {
-    let port = free_port();
-    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let d = scratch("demo-steps");
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            &gw.to_string(),
-            "--data-dir",
-            d.to_str().unwrap(),
-        ])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(gw, &mut child);
+    let logs = scratch("demo-steps-logs");
+    let (mut child, gw) = start_demo(&d, &logs, &[], Stdio::piped);
     // Read up to the last line of the steps (printed once the gateway listens), then stop.
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut out = String::new();
@@ -590,6 +659,7 @@ fn demo_prints_copy_pasteable_steps() {
         "MCP client config: {out}"
     );
     let _ = std::fs::remove_dir_all(d);
+    let _ = std::fs::remove_dir_all(logs);
 }
 
 #[test]
@@ -612,15 +682,15 @@ fn serve_gates_an_upstream_given_by_flags() {
         a
     });
     let d = scratch("serve");
-    let port = free_port();
-    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "--log",
-            "warn",
+    let logs = scratch("serve-logs");
+    // Port 0: the gateway binds a port of its own and logs it.
+    let (child, gw) = start_reporting(
+        &logs,
+        "serve",
+        &[
             "serve",
             "--listen",
-            &gw.to_string(),
+            "127.0.0.1:0",
             "--upstream",
             &format!("http://{upstream}/mcp"),
             "--pow-effort",
@@ -629,14 +699,10 @@ fn serve_gates_an_upstream_given_by_flags() {
             "http",
             "--data-dir",
             d.to_str().unwrap(),
-        ])
-        .env_remove("RUST_LOG")
-        .env_remove("TURNPIKE_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(gw, &mut child);
+        ],
+        Stdio::null(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
     // --pow-effort prices every tool, echo included.
     let r = post(gw, &[], &call(1, "echo", json!({"text":"x"})));
     assert_eq!(r.status, 402, "{}", r.body);
@@ -664,6 +730,7 @@ fn serve_gates_an_upstream_given_by_flags() {
     assert!(interrupt(child).success());
     drop(rt);
     let _ = std::fs::remove_dir_all(d);
+    let _ = std::fs::remove_dir_all(logs);
 }
 
 #[test]
@@ -686,4 +753,116 @@ fn serve_refuses_a_bad_configuration_with_its_problems() {
         text(&o.stderr)
     );
     let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn init_with_l402_writes_a_file_that_checks_and_serves() {
+    let d = scratch("init-l402");
+    let f = d.join("turnpike.toml");
+    let o = turnpike(&[
+        "init",
+        "--non-interactive",
+        "--upstream",
+        "http://127.0.0.1:9/mcp",
+        "--rails",
+        "pow,l402",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-admin",
+        "--output",
+        f.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("dev backend"),
+        "{}",
+        text(&o.stderr)
+    );
+    let written = std::fs::read_to_string(&f).unwrap();
+    assert!(written.contains("backend = \"dev\""), "{written}");
+    assert!(written.contains("(~25 ms on one"), "{written}");
+    let o = Command::new(BIN)
+        .args(["check", "--config", f.to_str().unwrap()])
+        .current_dir(&d)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("l402 10 sat per call or pow 200000 (~25 ms)"));
+    // What check passed, serve runs: it comes up and listens.
+    let logs = scratch("init-l402-logs");
+    let (child, _addr) = start_reporting(
+        &logs,
+        "serve",
+        &["serve", "--config", f.to_str().unwrap()],
+        Stdio::null(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(interrupt(child).success());
+    let _ = std::fs::remove_dir_all(d);
+    let _ = std::fs::remove_dir_all(logs);
+}
+
+#[test]
+fn check_refuses_a_config_whose_files_are_missing_at_their_place() {
+    let d = scratch("check-files");
+    let f = d.join("lnd.toml");
+    let o = turnpike(&[
+        "init",
+        "--non-interactive",
+        "--upstream",
+        "http://127.0.0.1:9/mcp",
+        "--rails",
+        "l402",
+        "--lightning",
+        "lnd",
+        "--no-admin",
+        "--output",
+        f.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("placeholders"),
+        "{}",
+        text(&o.stderr)
+    );
+    let src = std::fs::read_to_string(&f).unwrap();
+    let line = src
+        .lines()
+        .position(|l| l.starts_with("macaroon_path"))
+        .unwrap()
+        + 1;
+    let o = turnpike(&["check", "--config", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:{line}:17: lightning.macaroon_path: /var/lib/lnd/invoice.macaroon does not exist",
+            f.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: the gateway reads it when it starts"),
+        "{err}"
+    );
+    // Pointed at a readable file, the same configuration passes.
+    let mac = write(&d, "invoice.macaroon", "0201");
+    let fixed = write(
+        &d,
+        "fixed.toml",
+        &src.replace("/var/lib/lnd/invoice.macaroon", mac.to_str().unwrap()),
+    );
+    let o = turnpike(&["check", "--config", fixed.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn check_measures_the_hash_rate() {
+    let o = turnpike(&["check", "--measure-hashrate"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("hash rate here: "), "{out}");
+    assert!(out.contains("reference_hashrate: 8.00 MH/s"), "{out}");
 }
