@@ -302,6 +302,35 @@ mod tests {
     }
 
     #[test]
+    fn spend_log_columns_fit_their_widest_entry() {
+        let mut long = e(1_000, "http://a/mcp", 2_000, "paid");
+        long.method = Some("tools/call".into());
+        long.name = Some("a-tool-with-a-name-longer-than-thirty-characters".into());
+        let mut pow = e(1_001, "http://a/mcp", 0, "solved");
+        pow.rail = "pow".into();
+        pow.hashes = Some(123_456_789_012);
+        pow.millis = Some(98_765);
+        pow.method = Some("tools/call".into());
+        pow.name = Some("x".into());
+        let out = render_log(&[long, pow], 2_000);
+        let lines: Vec<&str> = out.lines().take(2).collect();
+        let at: Vec<usize> = lines
+            .iter()
+            .map(|l| l.find("http://a/mcp").unwrap())
+            .collect();
+        assert_eq!(at[0], at[1], "the server column lines up:\n{out}");
+        let cost: Vec<usize> = lines
+            .iter()
+            .map(|l| l.find("tools/call").unwrap())
+            .collect();
+        assert_eq!(cost[0], cost[1], "the call column lines up:\n{out}");
+        assert!(
+            lines[0].contains("characters  http://a/mcp"),
+            "no padding beyond the widest entry:\n{out}"
+        );
+    }
+
+    #[test]
     fn windows_and_limits() {
         let now = 1_000_000;
         let log = vec![
