@@ -1,7 +1,7 @@
 """Fixtures for turnpike's end-to-end tests.
 
-Every server runs as a real process on 127.0.0.1 with a free port, a temporary config and data
-directory, and its output in a log file; a failing test shows the tail of every live process's
+Every server runs as a real process on 127.0.0.1 on a port it binds itself (port 0, read back
+from its output), with a temporary config and data directory, and its output in a log file; a failing test shows the tail of every live process's
 log. Gateways are started once per session and per upstream kind:
 
 - "http":  `turnpike serve` in front of server-everything over Streamable HTTP
@@ -134,7 +134,7 @@ FIXTURE_MODES = ["http", "http-stateless-json", "stdio"]
 def gw_fixture(request: pytest.FixtureRequest, work: Path) -> Iterator[tuple[Gateway, str]]:
     """A gateway in front of the project's fixture server (turnpike-fixture): echo free, every
     other tool (add, slow, whoami) at DEFAULT_EFFORT. Yields (gateway, mode)."""
-    from turnpike_e2e import FIXTURE, free_port, require_file
+    from turnpike_e2e import FIXTURE, require_file, start_fixture_http
 
     mode = request.param
     require_file(FIXTURE, "build the workspace: cargo build --workspace")
@@ -142,12 +142,8 @@ def gw_fixture(request: pytest.FixtureRequest, work: Path) -> Iterator[tuple[Gat
     if mode == "stdio":
         cfg = GatewayConfig(upstream_command=[str(FIXTURE), "--stdio"])
     else:
-        port = free_port()
-        argv = [str(FIXTURE), "--listen", f"127.0.0.1:{port}"]
-        if mode == "http-stateless-json":
-            argv += ["--stateless", "--json"]
-        up = Proc(f"fixture-{mode}", argv, work / f"fixture-{mode}.log")
-        up.wait_port(port)
+        flags = ["--stateless", "--json"] if mode == "http-stateless-json" else []
+        up, port = start_fixture_http(work, f"fixture-{mode}", *flags)
         procs.append(up)
         cfg = GatewayConfig(upstream_url=f"http://127.0.0.1:{port}/mcp")
     cfg.default_pow = DEFAULT_EFFORT

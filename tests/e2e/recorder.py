@@ -2,6 +2,8 @@
 """A tiny MCP server that records everything it receives, for checking what the gateway forwards.
 
     recorder.py http PORT RECORD_FILE    Streamable HTTP (JSON responses, no sessions) on 127.0.0.1
+                                         (PORT 0: a port of its own, printed as
+                                         "recorder listening on port N")
     recorder.py stdio RECORD_FILE        newline-delimited JSON-RPC on stdin/stdout
 
 Every message received is appended to RECORD_FILE as one JSON line: {"headers": {...} | null,
@@ -96,7 +98,9 @@ def serve_http(port: int, path: str) -> None:
         def do_DELETE(self) -> None:  # noqa: N802
             self._send(200)
 
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print(f"recorder listening on port {server.server_address[1]}", flush=True)
+    server.serve_forever()
 
 
 def serve_stdio(path: str) -> None:

@@ -19,7 +19,7 @@ from turnpike_e2e import (
     target_for,
 )
 
-REFERENCE_RATE = 20_000_000
+REFERENCE_RATE = 8_000_000  # [pow] reference_hashrate's default
 HEADER_PARAMS = ["challenge", "algorithm", "effort", "subpuzzles", "target", "expires", "expected_seconds"]
 
 

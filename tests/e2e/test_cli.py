@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from turnpike_e2e import TURNPIKE, Proc, RawSession, free_port, parse_www_authenticate, pow_challenges
+from turnpike_e2e import TURNPIKE, PortTaken, Proc, RawSession, on_free_port, parse_www_authenticate, pow_challenges
 
 
 def run(*argv: str, stdin: str = "") -> subprocess.CompletedProcess:
@@ -51,12 +51,11 @@ def test_solve_rejects_garbage() -> None:
 
 
 def test_serve_from_flags_alone(work: Path, everything: str) -> None:
-    port = free_port()
-    p = Proc("gw-flags", [str(TURNPIKE), "serve", "--listen", f"127.0.0.1:{port}", "--upstream", everything,
+    p = Proc("gw-flags", [str(TURNPIKE), "serve", "--listen", "127.0.0.1:0", "--upstream", everything,
                           "--pow-effort", "5000", "--challenge-mode", "http", "--data-dir",
                           str(work / "gw-flags-data")], work / "gw-flags.log")
     try:
-        p.wait_port(port)
+        port = p.reported_port("gateway")
         with RawSession(f"http://127.0.0.1:{port}/mcp") as s:
             s.initialize()
             r, _ = s.call_tool("get-sum", {"a": 1, "b": 1})
@@ -76,11 +75,19 @@ def test_demo_serves_a_gated_fixture(work: Path) -> None:
 
     from turnpike_e2e import cli_solve_meta
 
-    port = free_port()
-    p = Proc("demo", [str(TURNPIKE), "demo", "--listen", f"127.0.0.1:{port}", "--effort", "5000"],
-             work / "demo.log")
+    # The demo wants a fixed port: one picked here, another should the demo find it taken.
+    def start(port: int) -> tuple[Proc, int]:
+        p = Proc("demo", [str(TURNPIKE), "demo", "--listen", f"127.0.0.1:{port}", "--effort", "5000"],
+                 work / "demo.log")
+        try:
+            assert p.reported_port("gateway") == port
+        except PortTaken:
+            p.stop()
+            raise
+        return p, port
+
+    p, port = on_free_port(start)
     try:
-        p.wait_port(port)
 
         async def main():
             async with Client(f"http://127.0.0.1:{port}/mcp") as c:

@@ -36,9 +36,12 @@ from turnpike_e2e import (
     TURNPIKE,
     GatewayConfig,
     Proc,
+    PortTaken,
     free_port,
+    on_free_port,
     require_file,
     start_everything_http,
+    start_fixture_http,
     start_gateway,
     toml_str,
     wait_until,
@@ -134,10 +137,7 @@ def test_free_tool_and_no_spend(pow_everything: str, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def pow_fixture(work: Path) -> Iterator[str]:
     require_file(FIXTURE, "cargo build -p turnpike-fixture")
-    port = free_port()
-    up = Proc("connect-fixture", [str(FIXTURE), "--listen", f"127.0.0.1:{port}", "--stateless", "--json"],
-              work / "connect-fixture.log")
-    up.wait_port(port)
+    up, port = start_fixture_http(work, "connect-fixture", "--stateless", "--json")
     cfg = GatewayConfig(upstream_url=f"http://127.0.0.1:{port}/mcp", default_pow=4000, subpuzzles=4,
                         tools={"echo": {"free": True},
                                "slow": {"pow": 10_000_000_000_000}},
@@ -197,12 +197,7 @@ class L402Setup:
 @pytest.fixture(scope="module")
 def l402(work: Path) -> Iterator[L402Setup]:
     require_file(FIXTURE, "cargo build -p turnpike-fixture")
-    up_port = free_port()
-    up = Proc("connect-l402-fixture",
-              [str(FIXTURE), "--listen", f"127.0.0.1:{up_port}", "--stateless", "--json"],
-              work / "connect-l402-fixture.log")
-    up.wait_port(up_port)
-    port = free_port()
+    up, up_port = start_fixture_http(work, "connect-l402-fixture", "--stateless", "--json")
     data_dir = work / "gw-connect-l402-data"
     # This module fixture is set up again for test_connect_inspector.py in the same session, with
     # the same data directory: the previous gateway's dev-wallet.json (a wallet that is gone)
@@ -210,7 +205,7 @@ def l402(work: Path) -> Iterator[L402Setup]:
     (data_dir / "dev-wallet.json").unlink(missing_ok=True)
     config = work / "gw-connect-l402.toml"
     config.write_text("\n".join([
-        "[server]", f'listen = "127.0.0.1:{port}"', 'path = "/mcp"',
+        "[server]", 'listen = "127.0.0.1:0"', 'path = "/mcp"',
         f"data_dir = {toml_str(str(data_dir))}", "",
         "[upstream]", f'url = "http://127.0.0.1:{up_port}/mcp"', "",
         "[tools.add]", "l402 = { sat = 2 }",
@@ -223,7 +218,7 @@ def l402(work: Path) -> Iterator[L402Setup]:
     ]))
     gw = Proc("gw-connect-l402", [str(TURNPIKE), "serve", "--config", str(config)],
               work / "gw-connect-l402.log")
-    gw.wait_port(port)
+    port = gw.reported_port("gateway")
     wait_until(lambda: (data_dir / "dev-wallet.json").exists(), 10, "dev wallet")
     yield L402Setup(f"http://127.0.0.1:{port}/mcp", data_dir)
     gw.stop()
@@ -354,7 +349,9 @@ class H(BaseHTTPRequestHandler):
         self.send_response(405); self.send_header("content-length", "0"); self.end_headers()
     do_DELETE = do_GET
 
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(f"liar listening on port {server.server_address[1]}", flush=True)
+server.serve_forever()
 '''
 
 
@@ -362,10 +359,9 @@ def test_lying_remote_refused(l402: L402Setup, tmp_path: Path, work: Path) -> No
     import sys
     script = tmp_path / "liar.py"
     script.write_text(LIAR)
-    port = free_port()
-    liar = Proc("liar", [sys.executable, str(script), str(port), l402.url], work / "liar.log")
+    liar = Proc("liar", [sys.executable, str(script), "0", l402.url], work / "liar.log")
     try:
-        liar.wait_port(port)
+        port = liar.reported_port("liar")
         state = tmp_path / "state"
         flags, env = wallet_flags(l402)
         before = l402.payments()
@@ -406,15 +402,15 @@ def oauth_gw(work: Path) -> Iterator[OAuthGw]:
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
-    port = free_port()
-    resource = f"http://127.0.0.1:{port}/mcp"
-    provider, issuer = _start_provider(d, resource, jwk)
-    up_port = free_port()
-    fixture = Proc("connect-oauth-fixture", [str(FIXTURE), "--listen", f"127.0.0.1:{up_port}",
-                                              "--stateless", "--json"], d / "fixture.log")
-    fixture.wait_port(up_port)
-    config = d / "gw.toml"
-    config.write_text(f"""
+    fixture, up_port = start_fixture_http(d, "connect-oauth-fixture", "--stateless", "--json")
+
+    # The resource URL (the gateway's address) goes into the provider's configuration before the
+    # gateway starts: both start again on another port should the gateway find it taken.
+    def start(port: int) -> tuple[Proc, subprocess.Popen, str]:
+        resource = f"http://127.0.0.1:{port}/mcp"
+        provider, issuer = _start_provider(d, resource, jwk)
+        config = d / "gw.toml"
+        config.write_text(f"""
 [server]
 listen = "127.0.0.1:{port}"
 path = "/mcp"
@@ -434,8 +430,17 @@ free = true
 issuer = {toml_str(issuer)}
 scopes_supported = ["mcp:tools"]
 """)
-    gw = Proc("gw-connect-oauth", [str(TURNPIKE), "serve", "--config", str(config)], d / "gw.log")
-    gw.wait_port(port)
+        gw = Proc("gw-connect-oauth", [str(TURNPIKE), "serve", "--config", str(config)], d / "gw.log")
+        try:
+            assert gw.reported_port("gateway") == port
+        except PortTaken:
+            gw.stop()
+            provider.kill()
+            provider.wait(timeout=5)
+            raise
+        return gw, provider, resource
+
+    gw, provider, resource = on_free_port(start)
     os.environ["TP_CONNECT_SECRET"] = CLIENT_SECRET
     try:
         yield OAuthGw(resource, key_path)
@@ -562,14 +567,21 @@ def forwarder(request: pytest.FixtureRequest, tmp_path: Path, work: Path):
     procs: list[Proc] = []
 
     def start(url: str, *flags: str, env: dict[str, str] | None = None) -> str:
-        port = free_port()
-        p = Proc(f"forwarder-{len(procs)}", [str(TURNPIKE), "connect", url, "--state-dir",
-                                               str(tmp_path / "state"), "--listen",
-                                               f"127.0.0.1:{port}", *flags],
-                 work / f"forwarder-{request.node.name}-{len(procs)}.log", env=env)
-        procs.append(p)
-        p.wait_port(port)
-        return f"http://127.0.0.1:{port}/mcp"
+        # A port picked here; another one should `connect` find it taken.
+        def on(port: int) -> str:
+            p = Proc(f"forwarder-{len(procs)}", [str(TURNPIKE), "connect", url, "--state-dir",
+                                                   str(tmp_path / "state"), "--listen",
+                                                   f"127.0.0.1:{port}", *flags],
+                     work / f"forwarder-{request.node.name}-{len(procs)}.log", env=env)
+            try:
+                p.wait_port(port)
+            except PortTaken:
+                p.stop()
+                raise
+            procs.append(p)
+            return f"http://127.0.0.1:{port}/mcp"
+
+        return on_free_port(on)
 
     yield start
     for p in procs:

@@ -32,7 +32,6 @@ from turnpike_e2e import (
     Gateway,
     GatewayConfig,
     Proc,
-    free_port,
     require_file,
     response_messages,
     start_gateway,
@@ -44,12 +43,11 @@ MODERN = "2026-07-28"
 
 def start_fixture(work: Path, name: str, era: str, conformance: bool = False) -> tuple[Proc, str]:
     require_file(FIXTURE, "build the workspace: cargo build --workspace")
-    port = free_port()
-    args = [str(FIXTURE), "--listen", f"127.0.0.1:{port}", "--era", era]
+    args = [str(FIXTURE), "--listen", "127.0.0.1:0", "--era", era]
     if conformance:
         args.append("--conformance")
     p = Proc(name, args, work / f"{name}.log")
-    p.wait_port(port)
+    port = p.reported_port("fixture")
     return p, f"http://127.0.0.1:{port}/mcp"
 
 
@@ -192,13 +190,12 @@ def test_sealed_session_moves_between_instances(modern_only: Gateway, work: Path
     assert r.json()["result"]["serverInfo"]["name"] == "turnpike-fixture"
     # A second gateway process with the same data directory (same session key) routes it.
     cfg_text = modern_only.config_path.read_text()
-    port = free_port()
     old_listen = next(line for line in cfg_text.splitlines() if line.startswith("listen"))
     path = work / "gw-era-2026-twin.toml"
-    path.write_text(cfg_text.replace(old_listen, f'listen = "127.0.0.1:{port}"'))
+    path.write_text(cfg_text.replace(old_listen, 'listen = "127.0.0.1:0"'))
     twin = Proc("gw-era-2026-twin", [str(TURNPIKE), "serve", "--config", str(path)], work / "gw-era-2026-twin.log")
     try:
-        twin.wait_port(port)
+        port = twin.reported_port("gateway")
         url = f"http://127.0.0.1:{port}/mcp"
         call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                 "params": {"name": "echo", "arguments": {"text": "hop"}}}
@@ -232,15 +229,13 @@ def merged(work: Path, everything: str) -> Iterator[str]:
     """A gateway with two mounts, server-everything over HTTP ("web") and the fixture over stdio
     ("local"), and a merged endpoint over both; echo is in both and so gets prefixed."""
     require_file(TURNPIKE, "build the workspace: cargo build --workspace")
-    port = free_port()
-    admin_port = free_port()
     text = f"""[server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 path = "/mcp"
 data_dir = {toml_str(str(work / "gw-merged-data"))}
 
 [admin]
-listen = "127.0.0.1:{admin_port}"
+listen = "127.0.0.1:0"
 token = "merged-admin-token-0123456789abcdef"
 
 [pow]
@@ -269,7 +264,8 @@ path = "/all/mcp"
     path = work / "gw-merged.toml"
     path.write_text(text)
     p = Proc("gw-merged", [str(TURNPIKE), "serve", "--config", str(path)], work / "gw-merged.log")
-    p.wait_port(port)
+    port = p.reported_port("gateway")
+    admin_port = p.reported_port("admin")
     global MERGED_ADMIN
     MERGED_ADMIN = f"http://127.0.0.1:{admin_port}"
     yield f"http://127.0.0.1:{port}"

@@ -36,7 +36,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from turnpike_e2e import ACCEPT, FIXTURE, TURNPIKE, Proc, free_port, require_file, toml_str, wait_until
+from turnpike_e2e import ACCEPT, FIXTURE, TURNPIKE, Proc, require_file, start_fixture_http, toml_str, wait_until
 
 HEADERS = {"Accept": ACCEPT, "Content-Type": "application/json"}
 DEV_KEY = "22" * 32
@@ -146,13 +146,13 @@ def dev_config(port: int, data_dir: Path, upstream: str, tools: str) -> str:
     ])
 
 
-def start(name: str, work: Path, config_text: str, port: int, data_dir: Path) -> tuple[Proc, Path]:
+def start(name: str, work: Path, config_text: str) -> tuple[Proc, Path, int]:
+    """A gateway on the config (which listens on port 0); with the port it bound."""
     require_file(TURNPIKE, "build the workspace: cargo build --workspace")
     config = work / f"{name}.toml"
     config.write_text(config_text)
     proc = spawn_gateway(name, config, work)
-    proc.wait_port(port)
-    return proc, config
+    return proc, config, proc.reported_port("gateway")
 
 
 def wallet_of(data_dir: Path) -> dict:
@@ -167,16 +167,12 @@ def wallet_of(data_dir: Path) -> dict:
 
 def test_upstream_killed_mid_stream(work: Path) -> None:
     require_file(FIXTURE, "build the workspace: cargo build --workspace")
-    up_port = free_port()
     # Stateless with SSE answers: `slow` streams its progress notifications.
-    fixture = Proc("faults-fixture", [str(FIXTURE), "--listen", f"127.0.0.1:{up_port}", "--stateless"],
-                   work / "faults-fixture.log")
-    fixture.wait_port(up_port)
-    port = free_port()
+    fixture, up_port = start_fixture_http(work, "faults-fixture", "--stateless")
     data_dir = work / "faults-midstream-data"
     tools = f'[tools.slow]\nl402 = {{ msat = {PRICE}, mode = "balance", bundle = {20 * PRICE} }}'
-    gw, _ = start("faults-midstream", work, dev_config(port, data_dir, f"http://127.0.0.1:{up_port}/mcp", tools),
-                  port, data_dir)
+    gw, _, port = start("faults-midstream", work,
+                        dev_config(0, data_dir, f"http://127.0.0.1:{up_port}/mcp", tools))
     url = f"http://127.0.0.1:{port}/mcp"
     try:
         auth = {"Authorization": buy(url, wallet_of(data_dir), "slow", {}), **HEADERS}
@@ -295,14 +291,13 @@ class HeldUpstream:
 
 def test_gateway_sigkilled_with_calls_in_flight_then_restarted(work: Path) -> None:
     upstream = HeldUpstream()
-    port = free_port()
     data_dir = work / "faults-sigkill-data"
     tools = "\n".join([
         f'[tools.work]\nl402 = {{ msat = {PRICE}, mode = "balance", bundle = {50 * PRICE} }}',
         f"[tools.once]\nl402 = {{ msat = {PRICE} }}",
     ])
-    text = dev_config(port, data_dir, upstream.url, tools)
-    gw, config = start("faults-sigkill", work, text, port, data_dir)
+    text = dev_config(0, data_dir, upstream.url, tools)
+    gw, config, port = start("faults-sigkill", work, text)
     url = f"http://127.0.0.1:{port}/mcp"
     in_flight = 6
     try:
@@ -348,10 +343,10 @@ def test_gateway_sigkilled_with_calls_in_flight_then_restarted(work: Path) -> No
         assert balance_debits == 1 + in_flight, f"{balance_debits} debits for {1 + in_flight} balance calls upstream"
         assert counts == {"payment": 2, "debit": 1 + in_flight}, counts
 
-        # Restarted on the same file.
+        # Restarted on the same file (on a port of its own: the tokens are not bound to one).
         gw.stop()
         gw = spawn_gateway("faults-sigkill-2", config, work)
-        gw.wait_port(port)
+        url = f"http://127.0.0.1:{gw.reported_port('gateway')}/mcp"
         assert check_ledger(data_dir) == counts, "the restart changed the ledger"
 
         # A per-call token used before the crash is still used.
@@ -480,12 +475,11 @@ def lnd_gateway(work: Path, request: pytest.FixtureRequest) -> Iterator[tuple[st
     lnd = FakeLnd()
     upstream = HeldUpstream()
     upstream.release.set()
-    port = free_port()
     name = "faults-" + "".join(c if c.isalnum() else "-" for c in request.node.name)
     data_dir = work / f"{name}-data"
     text = "\n".join([
         "[server]",
-        f'listen = "127.0.0.1:{port}"',
+        'listen = "127.0.0.1:0"',
         'path = "/mcp"',
         'challenge_mode = "http"',
         f"data_dir = {toml_str(str(data_dir))}",
@@ -507,7 +501,7 @@ def lnd_gateway(work: Path, request: pytest.FixtureRequest) -> Iterator[tuple[st
         "lookup_retries = 0",
         "",
     ])
-    gw, _ = start(name, work, text, port, data_dir)
+    gw, _, port = start(name, work, text)
     try:
         yield f"http://127.0.0.1:{port}/mcp", lnd, data_dir
     finally:

@@ -9,7 +9,7 @@ from conftest import DEFAULT_EFFORT, SUBPUZZLES, SUM_EFFORT
 from turnpike_e2e import Gateway, RawSession
 
 PRICE_KEY = "turnpike/price"
-REFERENCE_RATE = 20_000_000
+REFERENCE_RATE = 8_000_000  # [pow] reference_hashrate's default
 
 
 def _tools_by_name(result) -> dict[str, dict]:

@@ -29,8 +29,8 @@ from turnpike_e2e import (
     FIXTURE,
     TURNPIKE,
     Proc,
-    free_port,
     require_file,
+    start_fixture_http,
     toml_str,
     wait_until,
 )
@@ -74,7 +74,8 @@ class L402Gateway:
     def restart(self) -> None:
         self.proc.stop()
         self.proc = _spawn(self.name, self.config_path, self.work)
-        self.proc.wait_port(self.port)
+        # A port of its own again (the config says 0): tokens and balances are not bound to one.
+        self.port = self.proc.reported_port("gateway")
         wait_until(lambda: (self.data_dir / "dev-wallet.json").exists(), 10, "dev wallet")
 
 
@@ -124,17 +125,12 @@ def l402_gw(work: Path, request: pytest.FixtureRequest) -> Iterator[L402Gateway]
     require_file(FIXTURE, "build the workspace: cargo build --workspace")
     require_file(TURNPIKE, "build the workspace: cargo build --workspace")
     name = f"l402-{request.node.name}"
-    up_port = free_port()
-    up = Proc(f"{name}-fixture",
-              [str(FIXTURE), "--listen", f"127.0.0.1:{up_port}", "--stateless", "--json"],
-              work / f"{name}-fixture.log")
-    up.wait_port(up_port)
-    port = free_port()
+    up, up_port = start_fixture_http(work, f"{name}-fixture", "--stateless", "--json")
     data_dir = work / f"{name}-data"
     config_path = work / f"{name}.toml"
-    config_path.write_text(l402_config(port, data_dir, f"http://127.0.0.1:{up_port}/mcp"))
+    config_path.write_text(l402_config(0, data_dir, f"http://127.0.0.1:{up_port}/mcp"))
     proc = _spawn(name, config_path, work)
-    proc.wait_port(port)
+    port = proc.reported_port("gateway")
     wait_until(lambda: (data_dir / "dev-wallet.json").exists(), 10, "dev wallet")
     gw = L402Gateway(proc, port, config_path, data_dir, name, work)
     yield gw

@@ -50,8 +50,10 @@ from turnpike_e2e import (
     ROOT,
     TURNPIKE,
     Proc,
-    free_port,
+    PortTaken,
+    on_free_port,
     require_file,
+    start_fixture_http,
     toml_str,
 )
 
@@ -130,18 +132,16 @@ def oauth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthSetup]:
     jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
     jwk.update({"kid": "client-1", "use": "sig"})
 
-    port = free_port()
-    resource = f"http://127.0.0.1:{port}/mcp"
-    provider, issuer = _start_provider(work, resource, jwk)
+    fixture, up_port = start_fixture_http(work, "fixture-oauth", "--stateless", "--json")
 
-    up_port = free_port()
-    fixture = Proc("fixture-oauth", [str(FIXTURE), "--listen", f"127.0.0.1:{up_port}",
-                                      "--stateless", "--json"],
-                   work / "fixture.log")
-    fixture.wait_port(up_port)
-
-    config = work / "gw-oauth.toml"
-    config.write_text(f"""
+    # The resource URL (the gateway's address) goes into the provider's configuration before the
+    # gateway starts: a port picked here, and everything started again on another one should the
+    # gateway find it taken.
+    def start(port: int) -> tuple[Proc, subprocess.Popen, str]:
+        resource = f"http://127.0.0.1:{port}/mcp"
+        provider, issuer = _start_provider(work, resource, jwk)
+        config = work / "gw-oauth.toml"
+        config.write_text(f"""
 [server]
 listen = "127.0.0.1:{port}"
 path = "/mcp"
@@ -167,12 +167,22 @@ resource_name = "turnpike e2e"
 forward_identity = "signed"
 identity_secret = "{IDENTITY_SECRET}"
 """)
-    check = subprocess.run([str(TURNPIKE), "check", "--config", str(config)],
-                           capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-    assert 'add oauth scopes "mcp:tools"' in check.stdout, check.stdout
-    gw = Proc("gw-oauth", [str(TURNPIKE), "serve", "--config", str(config)], work / "gw-oauth.log")
-    gw.wait_port(port)
+        check = subprocess.run([str(TURNPIKE), "check", "--config", str(config)],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+        assert 'add oauth scopes "mcp:tools"' in check.stdout, check.stdout
+        gw = Proc("gw-oauth", [str(TURNPIKE), "serve", "--config", str(config)], work / "gw-oauth.log")
+        try:
+            assert gw.reported_port("gateway") == port
+        except PortTaken:
+            gw.stop()
+            provider.kill()
+            provider.wait(timeout=5)
+            raise
+        return gw, provider, issuer
+
+    gw, provider, issuer = on_free_port(start)
+    port = int(gw.reported_port("gateway"))
     try:
         yield OAuthSetup(gw, port, issuer, pem)
     finally:

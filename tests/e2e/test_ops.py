@@ -35,10 +35,10 @@ from turnpike_e2e import (
     TURNPIKE,
     Proc,
     authorization,
-    free_port,
     pow_challenges,
     py_solve,
     require_file,
+    start_fixture_http,
     toml_str,
     wait_until,
 )
@@ -121,7 +121,8 @@ class OpsGateway:
         return {"Authorization": f"Bearer {self.token}"}
 
     def write_config(self, **kw) -> None:
-        self.config_path.write_text(ops_config(self.port, self.admin_port, self.data_dir,
+        # Port 0 as at start: the listen addresses stay what the running gateway was given.
+        self.config_path.write_text(ops_config(0, 0, self.data_dir,
                                                self.upstream, self.token, **kw))
 
     def metrics(self) -> dict[str, float]:
@@ -150,22 +151,17 @@ def parse_metrics(text: str) -> dict[str, float]:
 def start_ops(work: Path, name: str) -> tuple[OpsGateway, Proc]:
     require_file(FIXTURE, "build the workspace: cargo build --workspace")
     require_file(TURNPIKE, "build the workspace: cargo build --workspace")
-    up_port = free_port()
-    up = Proc(f"{name}-fixture",
-              [str(FIXTURE), "--listen", f"127.0.0.1:{up_port}", "--stateless", "--json"],
-              work / f"{name}-fixture.log")
-    up.wait_port(up_port)
-    port, admin_port = free_port(), free_port()
+    up, up_port = start_fixture_http(work, f"{name}-fixture", "--stateless", "--json")
     data_dir = work / f"{name}-data"
     config_path = work / f"{name}.toml"
     token = "adm-" + secrets.token_hex(16)
     upstream = f"http://127.0.0.1:{up_port}/mcp"
-    config_path.write_text(ops_config(port, admin_port, data_dir, upstream, token))
+    config_path.write_text(ops_config(0, 0, data_dir, upstream, token))
     log_path = work / f"{name}.log"
     proc = Proc(name, [str(TURNPIKE), "--log-format", "json", "serve", "--config", str(config_path)],
                 log_path)
-    proc.wait_port(port)
-    proc.wait_port(admin_port)
+    port = proc.reported_port("gateway")
+    admin_port = proc.reported_port("admin")
     wait_until(lambda: (data_dir / "dev-wallet.json").exists(), 10, "dev wallet")
     return OpsGateway(proc, port, admin_port, config_path, data_dir, token, upstream, log_path), up
 

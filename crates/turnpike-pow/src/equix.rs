@@ -22,9 +22,10 @@ use sha2::{Digest, Sha256};
 use crate::puzzle::{ChallengeToken, MESSAGE_LEN, TOKEN_LEN};
 
 /// Equi-X solutions examined per second on the reference core: about 300 solve attempts a
-/// second, each yielding about two solutions on average. Measured side by side with the
-/// SHA-256 solver (`examples/hashrate.rs` of turnpike-client): Equi-X examines about 3 × 10^-5
-/// solutions per SHA-256 nonce, so 600/s against the 20,000,000 hashes/s reference.
+/// second, each yielding about two solutions on average (measured side by side with the
+/// SHA-256 solver, `examples/hashrate.rs` of turnpike-client). A price in hashes takes
+/// `hashes / reference_hashrate` seconds; its Equi-X challenge asks for as many solutions as
+/// this rate examines in that time.
 /// `expected_seconds` of an Equi-X challenge is `effort / EQUIX_REFERENCE_RATE`.
 pub const EQUIX_REFERENCE_RATE: u64 = 600;
 
@@ -185,13 +186,13 @@ mod tests {
 
     #[test]
     fn effort_mapping() {
-        // 20 MH at 20 MH/s is one second, which is EQUIX_REFERENCE_RATE solutions.
+        // 8 MH at 8 MH/s is one second, which is EQUIX_REFERENCE_RATE solutions.
         assert_eq!(
-            effort_from_hashes(20_000_000, 20_000_000),
+            effort_from_hashes(8_000_000, 8_000_000),
             EQUIX_REFERENCE_RATE
         );
-        assert_eq!(effort_from_hashes(1, 20_000_000), 1);
-        assert_eq!(effort_from_hashes(0, 20_000_000), 1);
+        assert_eq!(effort_from_hashes(1, 8_000_000), 1);
+        assert_eq!(effort_from_hashes(0, 8_000_000), 1);
         assert_eq!(effort_from_hashes(u64::MAX, 1), u64::MAX);
         assert_eq!(effort_from_hashes(10, 0), 10 * EQUIX_REFERENCE_RATE);
     }
@@ -260,12 +261,12 @@ mod equix_rail_tests {
             peer: None,
             now: 1_700_000_000,
         };
-        // 200,000 hashes at 20 MH/s = 10 ms = 6 Equi-X solutions.
+        // 200,000 hashes at 8 MH/s = 25 ms = 15 Equi-X solutions.
         let offer = Offer::Pow { effort: 200_000 };
         let ch = block_on(rail.challenge(&call, &offer)).unwrap();
         assert!(ch.www_authenticate.contains("algorithm=\"equix\""));
-        assert_eq!(ch.details["effort"], 6);
-        assert_eq!(ch.details["expected_seconds"], 0.01);
+        assert_eq!(ch.details["effort"], 15);
+        assert_eq!(ch.details["expected_seconds"], 0.025);
         let token = ChallengeToken::decode(ch.details["challenge"].as_str().unwrap()).unwrap();
         assert_eq!(token.algorithm(), crate::Algorithm::Equix);
         let sol = solve(&token);

@@ -7,7 +7,8 @@
 //! - [`EffortController`]: the global load multiplier on effort and the ceiling above which
 //!   proof-of-work is not offered;
 //! - [`PowRail`]: the [`turnpike_core::Rail`] that mints challenges bound to one call and
-//!   verifies solutions exactly once.
+//!   verifies solutions exactly once;
+//! - [`bench`]: this machine's hash rate on the puzzle, to calibrate `reference_hashrate`.
 //!
 //! Challenges are stateless: everything the verifier needs is inside the token under an HMAC
 //! tag, and nothing the client computes is trusted — every hash is recomputed from the token
@@ -17,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod config;
 pub mod equix;
 pub mod keys;

@@ -520,7 +520,7 @@ mod tests {
         assert_eq!(tok.len(), TOKEN_STR_LEN);
         let want = format!(
             "PoW challenge=\"{tok}\", algorithm=\"sha256\", effort=\"1000\", subpuzzles=\"4\", \
-             target=\"{:016x}\", expires=\"{}\", expected_seconds=\"0.00005\"",
+             target=\"{:016x}\", expires=\"{}\", expected_seconds=\"0.000125\"",
             u64::MAX / 250,
             NOW + 300
         );
@@ -534,7 +534,7 @@ mod tests {
         assert_eq!(d["subpuzzles"], 4);
         assert_eq!(d["target"], format!("{:016x}", u64::MAX / 250));
         assert_eq!(d["expires"], NOW + 300);
-        assert_eq!(d["expected_seconds"], 0.00005);
+        assert_eq!(d["expected_seconds"], 0.000125);
         assert_eq!(d["www_authenticate"], want.as_str());
         // The core's credential parser reads what a client sends back.
         let back = turnpike_core::credential::parse_pow_params(&format!(
@@ -931,7 +931,7 @@ mod tests {
         assert_eq!(r.current_multiplier(), 1);
         let (_, t) = challenge_token(&r, &c, 1000);
         assert_eq!(t.effort(), 1000);
-        assert_eq!(r.quote(1000).unwrap().expected_seconds, 0.00005);
+        assert_eq!(r.quote(1000).unwrap().expected_seconds, 0.000125);
     }
 
     #[test]

@@ -1,37 +1,73 @@
 //! `turnpike check`: validate a configuration file and say what it prices.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
-use turnpike_gateway::config::{self, Config, ConfigError, PriceConfig};
+use toml::de::{DeTable, DeValue};
+use turnpike_gateway::config::{self, Config, ConfigError, PriceConfig, Problem};
 
 /// Validate a configuration file.
 ///
 /// Prints every problem with file:line:col, what is wrong and what to do about it, and exits
 /// with status 1; on success prints one line saying what the configuration prices and exits 0.
+/// Files the configuration names (`macaroon_path`, `tls_cert_path`, `rune_path`, … ) must exist
+/// and be readable by the user running it: the gateway reads them when it starts.
+///
+/// With --measure-hashrate it also hashes for a second on every core with the solver's loop and
+/// prints this machine's rate next to `[pow] reference_hashrate`, the rate the prices'
+/// `expected_seconds` are computed for (default 8,000,000 hashes/s: one thread of the native
+/// solver on a core with SHA extensions). Measure with a release build.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  turnpike check --config turnpike.toml\n  turnpike check -c deploy/turnpike.toml && turnpike serve -c deploy/turnpike.toml\n\nExit status: 0 when the file is valid, 1 when it has problems."
+    after_help = "Examples:\n  turnpike check --config turnpike.toml\n  turnpike check -c deploy/turnpike.toml && turnpike serve -c deploy/turnpike.toml\n  turnpike check --measure-hashrate                    # this machine's hash rate\n  turnpike check -c turnpike.toml --measure-hashrate   # … and each price's time here\n\nExit status: 0 when the file is valid, 1 when it has problems."
 )]
 pub struct CheckArgs {
     /// The configuration file (TOML).
-    #[arg(short, long, value_name = "FILE", env = "TURNPIKE_CONFIG")]
-    pub config: PathBuf,
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        env = "TURNPIKE_CONFIG",
+        required_unless_present = "measure_hashrate"
+    )]
+    pub config: Option<PathBuf>,
+    /// Measure this machine's proof-of-work hash rate (one thread and every core) and compare it
+    /// with the reference rate prices are stated in.
+    #[arg(long)]
+    pub measure_hashrate: bool,
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let name = args.config.display().to_string();
-    let cfg = config::load(&args.config).and_then(|cfg| {
-        cfg.validate().map(|()| cfg).map_err(|mut e| {
-            e.file.clone_from(&name);
-            e
+    let Some(path) = &args.config else {
+        measure_and_print(turnpike_pow::config::DEFAULT_REFERENCE_HASHRATE);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let name = path.display().to_string();
+    let cfg = config::load(path)
+        .and_then(|cfg| {
+            cfg.validate().map(|()| cfg).map_err(|mut e| {
+                e.file.clone_from(&name);
+                e
+            })
         })
-    });
+        .and_then(|cfg| {
+            let src = std::fs::read_to_string(path).unwrap_or_default();
+            let problems = referenced_files(&src, Path::new("."));
+            if problems.is_empty() {
+                Ok(cfg)
+            } else {
+                Err(ConfigError {
+                    file: name.clone(),
+                    problems,
+                })
+            }
+        });
     match cfg {
         Ok(cfg) => {
             // Warnings: on stderr, with line:col; the file is still valid.
-            let src = std::fs::read_to_string(&args.config).unwrap_or_default();
+            let src = std::fs::read_to_string(path).unwrap_or_default();
             let warnings = config::warnings(&src, &cfg);
             if !warnings.is_empty() {
                 eprintln!(
@@ -43,12 +79,137 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             println!("{name}: ok — {}", summary(&cfg));
+            if args.measure_hashrate {
+                let rate = measure_and_print(cfg.pow.reference_hashrate);
+                price_times(&cfg, rate);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             report(&e);
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// Keys whose value is a file the gateway reads at start (the Lightning backends' credentials
+/// and pinned certificates): every key named `*_path` in the document.
+fn is_file_key(key: &str) -> bool {
+    key.ends_with("_path")
+}
+
+/// A problem for every file the configuration names that cannot be read, at its value's
+/// line:col. Relative paths are taken from `base` (the directory turnpike runs in, as the gateway
+/// reads them).
+pub fn referenced_files(src: &str, base: &Path) -> Vec<Problem> {
+    let Ok(root) = DeTable::parse(src) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    walk(src, root.get_ref(), "", base, &mut out);
+    out
+}
+
+fn walk(src: &str, table: &DeTable<'_>, prefix: &str, base: &Path, out: &mut Vec<Problem>) {
+    for (k, v) in table.iter() {
+        let key = k.get_ref().as_ref();
+        let path = if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match v.get_ref() {
+            DeValue::Table(t) => walk(src, t, &path, base, out),
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let DeValue::Table(t) = item.get_ref() {
+                        walk(src, t, &format!("{path}[{i}]"), base, out);
+                    }
+                }
+            }
+            DeValue::String(file) if is_file_key(key) => {
+                let file = Path::new(file.as_ref());
+                let full = base.join(file);
+                let why = match std::fs::metadata(&full) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist"),
+                    Err(_) => Some("cannot be read"),
+                    Ok(m) if m.is_dir() => Some("is a directory, not a file"),
+                    Ok(_) => std::fs::File::open(&full)
+                        .err()
+                        .map(|_| "cannot be read (permissions)"),
+                };
+                if let Some(why) = why {
+                    let (line, col) = line_col(src, v.span().start);
+                    out.push(Problem {
+                        line,
+                        col,
+                        message: format!("{path}: {} {why}", file.display()),
+                        hint: format!(
+                            "the gateway reads it when it starts: point {key} at the real file (readable by the user turnpike runs as; a relative path is taken from the directory turnpike runs in), or give the value inline or by environment variable where the backend allows it (docs/L402.md)"
+                        ),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of byte offset `at`.
+fn line_col(src: &str, at: usize) -> (usize, usize) {
+    let before = &src[..at.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Measures the hash rate for about a second (half on one thread, half on every core), prints
+/// it against `reference` and returns the one-thread rate.
+fn measure_and_print(reference: u64) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let one = turnpike_pow::bench::measure(1, Duration::from_millis(500));
+    let all = turnpike_pow::bench::measure(cores, Duration::from_millis(500));
+    let mhs = |h: f64| format!("{:.2} MH/s", h / 1e6);
+    println!(
+        "hash rate here: {} on one thread, {} on {cores} thread{} ({} each){}",
+        mhs(one.per_thread),
+        mhs(all.total),
+        if cores == 1 { "" } else { "s" },
+        mhs(all.per_thread),
+        if cfg!(debug_assertions) {
+            " — a debug build: measure with a release build for a real figure"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "reference_hashrate: {} — prices' expected_seconds are effort ÷ this; one thread here is {:.2}× it",
+        mhs(reference as f64),
+        one.per_thread / reference.max(1) as f64
+    );
+    one.per_thread
+}
+
+/// Each proof-of-work price's expected time on one thread here.
+fn price_times(cfg: &Config, rate: f64) {
+    let mut prices: Vec<(String, u64)> = Vec::new();
+    let mut add = |scope: &str, tools: &std::collections::BTreeMap<String, PriceConfig>| {
+        for (name, p) in tools {
+            if let (Some(e), false) = (p.pow, p.free) {
+                prices.push((format!("{scope}{name}"), e));
+            }
+        }
+    };
+    add("", &cfg.tools);
+    add("method ", &cfg.methods);
+    for m in &cfg.mounts {
+        add(&format!("mount {} ", m.name), &m.tools);
+    }
+    for (name, effort) in prices {
+        println!(
+            "  {name}: pow {effort} ≈ {} on one thread here",
+            seconds(effort, rate.max(1.0) as u64)
+        );
     }
 }
 
@@ -226,7 +387,7 @@ fn limits_summary(cfg: &Config) -> String {
 }
 
 /// Expected solve time on the reference core, rounded for people.
-fn seconds(effort: u64, rate: u64) -> String {
+pub(crate) fn seconds(effort: u64, rate: u64) -> String {
     let s = effort as f64 / rate.max(1) as f64;
     if s < 0.001 {
         format!("{:.0} µs", s * 1e6)
@@ -267,23 +428,47 @@ mod tests {
 
     #[test]
     fn seconds_read_well() {
-        assert_eq!(seconds(200_000, 20_000_000), "10 ms");
-        assert_eq!(seconds(1, 20_000_000), "0 µs");
-        assert_eq!(seconds(100_000_000, 20_000_000), "5.0 s");
+        assert_eq!(seconds(200_000, 8_000_000), "25 ms");
+        assert_eq!(seconds(1, 8_000_000), "0 µs");
+        assert_eq!(seconds(100_000_000, 8_000_000), "12.5 s");
+    }
+
+    #[test]
+    fn missing_and_unreadable_files_are_refused_at_their_place() {
+        let dir = std::env::temp_dir().join(format!("turnpike-check-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("here.macaroon"), b"x").unwrap();
+        let src = "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[lightning]\nbackend = \"lnd\"\nurl = \"https://127.0.0.1:8080\"\nmacaroon_path = \"gone.macaroon\"\ntls_cert_path = \"here.macaroon\"\n";
+        let p = referenced_files(src, &dir);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!((p[0].line, p[0].col), (6, 17));
+        assert!(
+            p[0].message
+                .contains("lightning.macaroon_path: gone.macaroon does not exist"),
+            "{p:?}"
+        );
+        let dir_src = src.replace("gone.macaroon", ".");
+        let p = referenced_files(&dir_src, &dir);
+        assert!(p[0].message.contains("is a directory"), "{p:?}");
+        // Both present: nothing to say.
+        let ok = src.replace("gone.macaroon", "here.macaroon");
+        assert!(referenced_files(&ok, &dir).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn summary_names_every_price() {
         let cfg = config::parse(
-            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[tools.default]\npow = 200000\n[tools.echo]\nfree = true\n[methods.\"resources/read\"]\npow = 100000\n",
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[tools.default]\npow = 200000\n[tools.echo]\nfree = true\n[methods.\"resources/read\"]\npow = 80000\n",
             "t.toml",
         )
         .unwrap();
         let s = summary(&cfg);
         assert!(s.contains("http://127.0.0.1:3001/mcp"), "{s}");
         assert!(s.contains("echo free"), "{s}");
-        assert!(s.contains("other tools pow 200000 (~10 ms)"), "{s}");
-        assert!(s.contains("resources/read pow 100000 (~5 ms)"), "{s}");
+        assert!(s.contains("other tools pow 200000 (~25 ms)"), "{s}");
+        assert!(s.contains("resources/read pow 80000 (~10 ms)"), "{s}");
         assert!(
             s.contains("limits per identity: tools burst 50 at 20/s, 16 in flight"),
             "{s}"
@@ -342,7 +527,7 @@ mod tests {
         .unwrap();
         let s = summary(&cfg);
         assert!(
-            s.contains("deploy pow 200000 (~10 ms) or oauth scopes \"deploy:write\""),
+            s.contains("deploy pow 200000 (~25 ms) or oauth scopes \"deploy:write\""),
             "{s}"
         );
         assert!(s.contains("read oauth (any valid token)"), "{s}");

@@ -19,7 +19,7 @@ use turnpike_gateway::config::{ChallengeMode, Config, PriceConfig};
 /// temporary directory unless --data-dir is given.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  turnpike demo\n  turnpike demo --listen 127.0.0.1:9000 --effort 20000000   # ~1 s puzzles\n  turnpike demo --challenge-mode in-band                      # challenges as tool results"
+    after_help = "Examples:\n  turnpike demo\n  turnpike demo --listen 127.0.0.1:9000 --effort 8000000    # ~1 s puzzles\n  turnpike demo --challenge-mode in-band                      # challenges as tool results"
 )]
 pub struct DemoArgs {
     /// Where the gateway listens (loopback only; port 0 picks a free port, and the steps name
@@ -226,7 +226,7 @@ fn host_config(url: &str) -> String {
 fn print_steps(args: &DemoArgs, listen: SocketAddr, fixture: SocketAddr) {
     let url = format!("http://{listen}/mcp");
     let me = self_command();
-    let secs = args.effort as f64 / 20_000_000.0;
+    let secs = args.effort as f64 / turnpike_pow::config::DEFAULT_REFERENCE_HASHRATE as f64;
     let curl = format!(
         "curl -s {url} -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'"
     );

@@ -25,14 +25,17 @@ pub struct InitArgs {
     /// The rails tools are paid with, comma-separated: pow, l402, oauth.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub rails: Option<Vec<String>>,
-    /// Proof-of-work price of a tool call, in expected hashes.
+    /// Proof-of-work price of a tool call, in expected hashes (200000 ≈ 25 ms on one thread of
+    /// the reference solver, 8,000,000 hashes/s).
     #[arg(long, value_name = "N")]
     pub pow_effort: Option<u64>,
     /// L402 price of a tool call, in satoshis.
     #[arg(long, value_name = "SATS")]
     pub price_sat: Option<u64>,
-    /// The Lightning backend for L402: lnd, cln, phoenixd, lnbits, nwc or dev (dev: never in
-    /// production).
+    /// The Lightning backend for L402: dev (the default: a stand-in node inside the gateway, so
+    /// that the file serves at once; never in production), lnd, cln, phoenixd, lnbits or nwc (their
+    /// credential paths are written as placeholders to edit: `turnpike check` refuses the file
+    /// until they point at real files).
     #[arg(long, value_name = "BACKEND")]
     pub lightning: Option<String>,
     /// The OAuth authorization server's issuer URL (with --rails oauth).
@@ -109,6 +112,16 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
         "wrote {} — next: turnpike check -c {0} && turnpike serve -c {0}",
         args.output.display()
     );
+    if answers.l402_sat.is_some() {
+        if answers.lightning == "dev" {
+            eprintln!("L402 invoices come from the dev backend (a stand-in node, never in production): the [lightning] comment shows how to switch to a real node");
+        } else {
+            eprintln!(
+                "edit [lightning] in {}: its url and credential paths are placeholders, and `turnpike check` refuses the file until they point at readable files",
+                args.output.display()
+            );
+        }
+    }
     if answers.admin && std::env::var(ADMIN_ENV).is_err() {
         eprintln!("the [admin] table is commented out: set {ADMIN_ENV} and uncomment it for the dashboard");
     }
@@ -135,7 +148,7 @@ pub fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
         upstream_cmd,
         pow: None,
         l402_sat: None,
-        lightning: a.lightning.clone().unwrap_or_else(|| "lnd".into()),
+        lightning: a.lightning.clone().unwrap_or_else(|| "dev".into()),
         oauth_issuer: None,
         admin: !a.no_admin,
     };
@@ -237,7 +250,7 @@ pub fn ask(a: &InitArgs, input: &mut dyn BufRead, out: &mut dyn Write) -> anyhow
         let v = prompt(
             input,
             out,
-            "Proof-of-work price per call, in expected hashes (200000 ≈ 0.2 s on one core)",
+            "Proof-of-work price per call, in expected hashes (200000 ≈ 25 ms on one thread of the reference solver)",
             &DEFAULT_EFFORT.to_string(),
         )?;
         flags.pow_effort = Some(v.parse().context("the effort is a whole number")?);
@@ -256,8 +269,8 @@ pub fn ask(a: &InitArgs, input: &mut dyn BufRead, out: &mut dyn Write) -> anyhow
             flags.lightning = Some(prompt(
                 input,
                 out,
-                "Lightning backend (lnd, cln, phoenixd, lnbits, nwc, dev)",
-                "lnd",
+                "Lightning backend (dev: a stand-in to try it out; lnd, cln, phoenixd, lnbits, nwc: a real node)",
+                "dev",
             )?);
         }
     }
@@ -320,8 +333,12 @@ pub fn render(a: &Answers) -> String {
     }
     if let Some(e) = a.pow {
         s.push_str(&format!(
-            "pow = {e}                     # proof-of-work: expected hashes per call\n"
+            "pow = {e}                     # proof-of-work: expected hashes per call (~{} on one\n",
+            crate::check::seconds(e, turnpike_pow::config::DEFAULT_REFERENCE_HASHRATE)
         ));
+        s.push_str("                                 # thread of the reference solver, [pow] reference_hashrate =\n");
+        s.push_str("                                 # 8000000 hashes/s; `turnpike check --measure-hashrate` measures\n");
+        s.push_str("                                 # this machine)\n");
     }
     if let Some(sat) = a.l402_sat {
         s.push_str(&format!(
@@ -336,7 +353,14 @@ pub fn render(a: &Answers) -> String {
         s.push_str("[lightning]                      # the node that creates invoices\n");
         match a.lightning.as_str() {
             "dev" => {
-                s.push_str("backend = \"dev\"                  # a regtest stand-in: NEVER in production\n");
+                s.push_str("backend = \"dev\"                  # a stand-in node inside the gateway that settles its own\n");
+                s.push_str("                                 # invoices, for trying the rail: NEVER in production.\n");
+                s.push_str("# For a real node, replace the line above, e.g. with LND (docs/L402.md lists the others):\n");
+                s.push_str("# backend = \"lnd\"\n");
+                s.push_str("# url = \"https://127.0.0.1:8080\"                        # LND's REST address\n");
+                s.push_str("# macaroon_path = \"/var/lib/lnd/invoice.macaroon\"      # an invoice macaroon is enough\n");
+                s.push_str("# tls_cert_path = \"/var/lib/lnd/tls.cert\"              # pins the node's certificate\n");
+                s.push_str("# `turnpike check` then refuses the file until these paths point at readable files.\n");
             }
             "cln" => {
                 s.push_str("backend = \"cln\"\nurl = \"https://127.0.0.1:3010\"\nrune_path = \"/etc/turnpike/cln.rune\"   # or rune_env = \"VAR\"\n");

@@ -21,7 +21,7 @@ mod token;
     name = "turnpike",
     version,
     propagate_version = true,
-    after_help = "Examples:\n  turnpike demo                                   # try it: a gated test server on 127.0.0.1:8402\n  turnpike check --config turnpike.toml           # validate a configuration\n  turnpike serve --config turnpike.toml           # run the gateway\n  turnpike serve --upstream http://127.0.0.1:3001/mcp --pow-effort 200000\n  curl -s … | turnpike solve -                    # solve a proof-of-work challenge\n\nRun `turnpike <command> --help` for each command's flags."
+    after_help = "Examples, one per command:\n  turnpike demo                                   # try it: a gated test server on 127.0.0.1:8402\n  turnpike init                                   # write a commented turnpike.toml (asks a few questions)\n  turnpike check -c turnpike.toml                 # validate a configuration (--measure-hashrate: this machine's PoW speed)\n  turnpike serve -c turnpike.toml                 # run the gateway (or: --upstream URL --pow-effort 200000)\n  turnpike connect http://127.0.0.1:8402/mcp --print-config   # an MCP host's config block that pays and solves\n  curl -s … | turnpike solve -                    # solve a proof-of-work challenge by hand\n  turnpike token inspect 'L402 AgEI…:9f2c…'        # decode, mint or revoke L402 tokens\n\nRun `turnpike <command> --help` for each command's flags."
 )]
 struct Cli {
     /// What to log, as a tracing filter (e.g. `info`, `turnpike_gateway=debug,warn`).
@@ -51,6 +51,8 @@ enum Command {
     Solve(solve::SolveArgs),
     Demo(demo::DemoArgs),
     Token(token::TokenArgs),
+    // `-c` for `--config`, as in every other command.
+    #[command(mut_arg("config", |a| a.short('c')))]
     Connect(Box<connect::ConnectArgs>),
     Init(init::InitArgs),
 }

@@ -43,9 +43,11 @@ pub struct SolveArgs {
 
 const EXAMPLES: &str = r#"Examples:
   # call.json holds a tools/call request for a priced tool
-  AUTH=$(curl -s http://127.0.0.1:8402/mcp -H 'Content-Type: application/json' \
+  # (Streamable HTTP wants both Accept types: without them the gateway answers 406)
+  H='Accept: application/json, text/event-stream'
+  AUTH=$(curl -s http://127.0.0.1:8402/mcp -H 'Content-Type: application/json' -H "$H" \
            -d @call.json | turnpike solve)
-  curl -s http://127.0.0.1:8402/mcp -H 'Content-Type: application/json' \
+  curl -s http://127.0.0.1:8402/mcp -H 'Content-Type: application/json' -H "$H" \
        -H "Authorization: $AUTH" -d @call.json
 
   turnpike solve 'PoW challenge="AQE…", algorithm="sha256", effort="200000"'

@@ -69,8 +69,11 @@ pub enum TokenCommand {
         #[arg(short, long, value_name = "FILE", env = "TURNPIKE_CONFIG")]
         config: PathBuf,
     },
-    /// Revoke a token: it expires now, with a revocation row in the ledger (also a token never
-    /// used yet), so every later use is refused.
+    /// Revoke a token in the store the configuration names (SQLite or PostgreSQL; the gateway
+    /// need not run): it expires now and gets a `revocation` ledger row, so every later use is
+    /// refused (402, "token expired"). A token id the store has never seen gets such a row too,
+    /// and is refused when it first comes. The admin API's `POST /admin/api/tokens/<id>/revoke`
+    /// does the same through a running gateway (also with a memory store).
     Revoke {
         /// The token id (64 hex digits, as `inspect` shows it).
         token_id: String,
@@ -80,11 +83,14 @@ pub enum TokenCommand {
     },
 }
 
-/// Billing modes, as on the command line.
+/// Billing modes, spelled as in the config file's `mode = "…"` (the hyphenated spellings are
+/// accepted too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
+    #[value(name = "per_call", alias = "per-call")]
     PerCall,
     Balance,
+    #[value(name = "time_pass", alias = "time-pass")]
     TimePass,
 }
 

@@ -72,10 +72,18 @@ fn help_works_for_every_command() {
     let top = turnpike(&["--help"]);
     assert!(top.status.success());
     let out = text(&top.stdout);
-    for cmd in ["serve", "check", "solve", "demo"] {
+    // Every command is listed, and has an example line.
+    for cmd in [
+        "serve", "check", "solve", "demo", "token", "connect", "init",
+    ] {
         assert!(out.contains(cmd), "top-level help lists {cmd}: {out}");
+        assert!(
+            out.contains(&format!("  turnpike {cmd} "))
+                || out.contains(&format!("turnpike {cmd} -")),
+            "top-level help shows {cmd} in use: {out}"
+        );
     }
-    assert!(out.contains("Examples:"));
+    assert!(out.contains("Examples"));
     for (cmd, flags) in [
         (
             "serve",
@@ -89,7 +97,8 @@ fn help_works_for_every_command() {
                 "--data-dir",
             ][..],
         ),
-        ("check", &["--config"][..]),
+        ("check", &["--config", "--measure-hashrate"][..]),
+        ("connect", &["-c, --config"][..]),
         (
             "solve",
             &["--meta", "--threads", "--progress", "--max-seconds"][..],
@@ -109,6 +118,15 @@ fn help_works_for_every_command() {
             "{cmd} --help shows --log-format"
         );
     }
+    // The solve example's requests carry the Accept header Streamable HTTP wants (else 406).
+    let h = text(&turnpike(&["solve", "--help"]).stdout);
+    assert!(
+        h.contains("Accept: application/json, text/event-stream"),
+        "{h}"
+    );
+    // Billing modes are spelled as the config file spells them.
+    let h = text(&turnpike(&["token", "mint", "--help"]).stdout);
+    assert!(h.contains("per_call, balance, time_pass"), "{h}");
     let v = turnpike(&["--version"]);
     assert!(v.status.success());
     assert!(text(&v.stdout).starts_with("turnpike "));
@@ -152,10 +170,10 @@ fn check_accepts_a_good_config_and_summarises_the_policy() {
     assert!(out.contains("http://127.0.0.1:3001/mcp"), "{out}");
     assert!(out.contains("echo free"), "{out}");
     assert!(
-        out.contains("longRunningOperation pow 2000000 (~100 ms)"),
+        out.contains("longRunningOperation pow 2000000 (~250 ms)"),
         "{out}"
     );
-    assert!(out.contains("other tools pow 200000 (~10 ms)"), "{out}");
+    assert!(out.contains("other tools pow 200000 (~25 ms)"), "{out}");
     assert!(out.contains("resources/read pow 100000"), "{out}");
     let _ = std::fs::remove_dir_all(d);
 }
@@ -370,12 +388,54 @@ fn solve_refuses_input_without_a_challenge() {
 // ---------------------------------------------------------------------------------------------
 // serve and demo, end to end over loopback
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The address in a "gateway listening" log line: `listen=127.0.0.1:N` (also as
+/// `listen=Some(127.0.0.1:N)`).
+fn listening_addr(log: &str) -> Option<SocketAddr> {
+    log.lines()
+        .filter(|l| l.contains("gateway listening"))
+        .find_map(|l| {
+            let v = l.split("listen=").nth(1)?.split_whitespace().next()?;
+            let v = v.strip_prefix("Some(").unwrap_or(v).trim_end_matches(')');
+            v.parse().ok()
+        })
+}
+
+/// Runs `turnpike <args>` (its log, at info, in `dir/name.log`) until it logs the address it
+/// listens on (the child binds the port itself: `--listen 127.0.0.1:0`); the error says why it did
+/// not come up.
+fn start_reporting(
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+    stdout: Stdio,
+) -> Result<(Child, SocketAddr), String> {
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--log", "info"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("TURNPIKE_CONFIG")
+        .env("NO_COLOR", "1")
+        .stdout(stdout)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(addr) = listening_addr(&text) {
+            return Ok((child, addr));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("turnpike exited early ({status}): {text}"));
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            return Err(format!("no listening line in 30 s: {text}"));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 struct Reply {
@@ -429,20 +489,6 @@ fn dechunk(mut s: &str) -> String {
         s = rest.get(n + 2..).unwrap_or("");
     }
     out
-}
-
-fn wait_listening(addr: SocketAddr, child: &mut Child) {
-    let t = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("turnpike exited early: {status}");
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "nothing listens on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 /// Stops a child with SIGINT (so it shuts down gracefully) and waits for it.
@@ -615,15 +661,15 @@ fn serve_gates_an_upstream_given_by_flags() {
         a
     });
     let d = scratch("serve");
-    let port = free_port();
-    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "--log",
-            "warn",
+    let logs = scratch("serve-logs");
+    // Port 0: the gateway binds a port of its own and logs it.
+    let (child, gw) = start_reporting(
+        &logs,
+        "serve",
+        &[
             "serve",
             "--listen",
-            &gw.to_string(),
+            "127.0.0.1:0",
             "--upstream",
             &format!("http://{upstream}/mcp"),
             "--pow-effort",
@@ -632,14 +678,10 @@ fn serve_gates_an_upstream_given_by_flags() {
             "http",
             "--data-dir",
             d.to_str().unwrap(),
-        ])
-        .env_remove("RUST_LOG")
-        .env_remove("TURNPIKE_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(gw, &mut child);
+        ],
+        Stdio::null(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
     // --pow-effort prices every tool, echo included.
     let r = post(gw, &[], &call(1, "echo", json!({"text":"x"})));
     assert_eq!(r.status, 402, "{}", r.body);
@@ -689,4 +731,115 @@ fn serve_refuses_a_bad_configuration_with_its_problems() {
         text(&o.stderr)
     );
     let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn init_with_l402_writes_a_file_that_checks_and_serves() {
+    let d = scratch("init-l402");
+    let f = d.join("turnpike.toml");
+    let o = turnpike(&[
+        "init",
+        "--non-interactive",
+        "--upstream",
+        "http://127.0.0.1:9/mcp",
+        "--rails",
+        "pow,l402",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-admin",
+        "--output",
+        f.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("dev backend"),
+        "{}",
+        text(&o.stderr)
+    );
+    let written = std::fs::read_to_string(&f).unwrap();
+    assert!(written.contains("backend = \"dev\""), "{written}");
+    assert!(written.contains("(~25 ms on one"), "{written}");
+    let o = Command::new(BIN)
+        .args(["check", "--config", f.to_str().unwrap()])
+        .current_dir(&d)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("l402 10 sat per call or pow 200000 (~25 ms)"));
+    // What check passed, serve runs: it comes up and listens.
+    let logs = scratch("init-l402-logs");
+    let (child, _addr) = start_reporting(
+        &logs,
+        "serve",
+        &["serve", "--config", f.to_str().unwrap()],
+        Stdio::null(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(interrupt(child).success());
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn check_refuses_a_config_whose_files_are_missing_at_their_place() {
+    let d = scratch("check-files");
+    let f = d.join("lnd.toml");
+    let o = turnpike(&[
+        "init",
+        "--non-interactive",
+        "--upstream",
+        "http://127.0.0.1:9/mcp",
+        "--rails",
+        "l402",
+        "--lightning",
+        "lnd",
+        "--no-admin",
+        "--output",
+        f.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("placeholders"),
+        "{}",
+        text(&o.stderr)
+    );
+    let src = std::fs::read_to_string(&f).unwrap();
+    let line = src
+        .lines()
+        .position(|l| l.starts_with("macaroon_path"))
+        .unwrap()
+        + 1;
+    let o = turnpike(&["check", "--config", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:{line}:17: lightning.macaroon_path: /var/lib/lnd/invoice.macaroon does not exist",
+            f.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: the gateway reads it when it starts"),
+        "{err}"
+    );
+    // Pointed at a readable file, the same configuration passes.
+    let mac = write(&d, "invoice.macaroon", "0201");
+    let fixed = write(
+        &d,
+        "fixed.toml",
+        &src.replace("/var/lib/lnd/invoice.macaroon", mac.to_str().unwrap()),
+    );
+    let o = turnpike(&["check", "--config", fixed.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn check_measures_the_hash_rate() {
+    let o = turnpike(&["check", "--measure-hashrate"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("hash rate here: "), "{out}");
+    assert!(out.contains("reference_hashrate: 8.00 MH/s"), "{out}");
 }

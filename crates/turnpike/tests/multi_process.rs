@@ -11,7 +11,7 @@
 //!   back by themselves, and lose no ledger row.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,12 +25,16 @@ use turnpike_testkit::redis::RedisServer;
 const BIN: &str = env!("CARGO_BIN_EXE_turnpike");
 const KEY_HEX: &str = "7475726e70696b65206d756c74692d70726f636573732074657374206b657921";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The address in a "gateway listening" log line: `listen=127.0.0.1:N` (also as
+/// `listen=Some(127.0.0.1:N)`).
+fn listening_addr(log: &str) -> Option<SocketAddr> {
+    log.lines()
+        .filter(|l| l.contains("gateway listening"))
+        .find_map(|l| {
+            let v = l.split("listen=").nth(1)?.split_whitespace().next()?;
+            let v = v.strip_prefix("Some(").unwrap_or(v).trim_end_matches(')');
+            v.parse().ok()
+        })
 }
 
 /// One HTTP/1.0 exchange (the answer is read to the end of the connection).
@@ -131,18 +135,19 @@ impl Drop for Gateway {
 /// prepaid balance (1000 msat a call, 10 000 msat of credit), `whoami` 1000 msat per call; the dev
 /// Lightning backend and its wallet; limits, spent sets on `redis`, the L402 state in `pg`.
 fn start_gateway(name: &str, upstream: SocketAddr, redis: &str, pg: &PgDb, extra: &str) -> Gateway {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "turnpike-multi-process-{}-{name}-{}",
         std::process::id(),
-        free_port()
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
+    // Port 0: the gateway binds a port of its own and logs it.
     let config = format!(
         r#"
 [server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 path = "/mcp"
 data_dir = "{dir}"
 
@@ -202,24 +207,29 @@ postgres_timeout_ms = 1500
         .arg("serve")
         .arg("--config")
         .arg(&path)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,turnpike::serve=info")
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start turnpike serve");
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut gw = Gateway { child, addr, dir };
+    let mut gw = Gateway {
+        child,
+        addr: ([127, 0, 0, 1], 0).into(),
+        dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        let log = std::fs::read_to_string(gw.dir.join("serve.log")).unwrap_or_default();
         if let Ok(Some(st)) = gw.child.try_wait() {
-            let log = std::fs::read_to_string(gw.dir.join("serve.log")).unwrap_or_default();
             panic!("turnpike serve exited ({st}):\n{log}");
         }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-            && gw.dir.join("dev-wallet.json").is_file()
-        {
-            break;
+        if let Some(addr) = listening_addr(&log) {
+            gw.addr = addr;
+            if gw.dir.join("dev-wallet.json").is_file() {
+                break;
+            }
         }
         assert!(Instant::now() < deadline, "turnpike serve did not start");
         std::thread::sleep(Duration::from_millis(50));
