@@ -994,6 +994,78 @@ rate = "5/s"
         assert_eq!(ok.limits.challenges.burst, 10);
     }
 
+    /// Places computed anew when the sections moved to their owners' types: rules the owner
+    /// checks after reading (`at:` a key), secrets from the environment, the keys of an
+    /// unknown-key hint from serde's own list.
+    #[test]
+    fn owners_problems_keep_their_places() {
+        std::env::set_var("TURNPIKE_TEST_CONFIG_TOKEN", "0123456789abcdef");
+        std::env::set_var("TURNPIKE_TEST_CONFIG_HEX", "0".repeat(64));
+        let up = "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n";
+        let check = |src: &str, expect: &[(&str, &str)]| {
+            let e = parse(src, "p.toml").unwrap_err();
+            let text = e.to_string();
+            for (place, what) in expect {
+                let p = e
+                    .problems
+                    .iter()
+                    .find(|p| format!("{}:{}", p.line, p.col) == *place)
+                    .unwrap_or_else(|| panic!("nothing at {place} in:\n{text}"));
+                assert!(
+                    p.message.contains(what) || p.hint.contains(what),
+                    "{place}: {p:?}"
+                );
+                assert!(!p.hint.is_empty(), "{p:?}");
+            }
+            let places: std::collections::BTreeSet<&str> = expect.iter().map(|(p, _)| *p).collect();
+            assert_eq!(e.problems.len(), places.len(), "{text}");
+        };
+        check(
+            &format!("{up}[lightning]\nbackend = \"lnd\"\nurl = \"https://127.0.0.1:8080\"\nmacaroon_hex = \"00\"\nmacaroon_env = \"TURNPIKE_TEST_CONFIG_TOKEN\"\n"),
+            &[("7:16", "give macaroon_hex one way only: inline, as a file or from macaroon_env")],
+        );
+        check(
+            &format!("{up}[lightning]\nbackend = \"cln\"\nurl = \"https://127.0.0.1:3010\"\nrune_env = \"TURNPIKE_TEST_UNSET_RUNE\"\ncolour = 1\n"),
+            &[
+                ("6:12", "environment variable TURNPIKE_TEST_UNSET_RUNE is not set"),
+                ("7:1", "unknown key `colour` in [lightning] (cln)"),
+                ("7:1", "rune_env"),
+            ],
+        );
+        check(
+            &format!("{up}[lightning]\nbackend = \"dev\"\n[lightning.dev_wallet]\nlisten = \"0.0.0.0:1\"\n"),
+            &[("6:10", "\"0.0.0.0:1\" is not a loopback address")],
+        );
+        check(
+            &format!("{up}[admin]\ntoken = \"0123456789abcdef\"\ntoken_env = \"TURNPIKE_TEST_CONFIG_TOKEN\"\n"),
+            &[("5:13", "give the admin token one way only")],
+        );
+        check(
+            &format!("{up}[admin]\ntoken = \"short\"\n"),
+            &[("4:9", "the admin token is shorter than 16 characters")],
+        );
+        check(
+            &format!("{up}[oauth]\nissuer = \"https://as.example.com\"\nidentity_secret = \"{}\"\nidentity_secret_env = \"TURNPIKE_TEST_CONFIG_HEX\"\n", "0".repeat(64)),
+            &[("6:23", "give identity_secret one way only")],
+        );
+        check(
+            &format!("{up}[oauth]\nissuer = \"https://as.example.com\"\nidentity_secret = \"{}\"\nforward_identity = \"signed\"\nidentity_secret_env = \"TURNPIKE_TEST_CONFIG_TOKEN\"\n", "0".repeat(64)).replace("identity_secret_env = \"TURNPIKE_TEST_CONFIG_TOKEN\"", "identity_secret_env = \"TURNPIKE_TEST_CONFIG_UNSET\""),
+            &[("7:23", "environment variable TURNPIKE_TEST_CONFIG_UNSET is not set")],
+        );
+        check(
+            &format!("{up}[l402]\npass_secs = 0\nstore = \"disk\"\nmemo = 5\n"),
+            &[
+                ("4:13", "[l402] pass_secs must be at least 1"),
+                ("5:9", "unknown store \"disk\""),
+                ("6:8", "invalid type"),
+            ],
+        );
+        check(
+            &format!("{up}[l402]\nstorage = 1\n"),
+            &[("4:1", "unknown key `storage` in [l402]"), ("4:1", "store")],
+        );
+    }
+
     #[test]
     fn load_reports_missing_file() {
         let e = load(Path::new("/nonexistent/turnpike.toml")).unwrap_err();
