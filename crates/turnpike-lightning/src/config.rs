@@ -1,8 +1,10 @@
-//! Backend configuration, as it appears in the gateway's TOML (`[l402.backend]`).
+//! Backend configuration: [`BackendConfig`], and the gateway's `[lightning]` table as each
+//! backend reads it ([`backend_section`]: one serde type per backend, unknown keys refused,
+//! `<secret>_env` read from the environment). The keys are listed in docs/L402.md §9.
 //!
 //! ```toml
-//! [l402.backend]
-//! kind = "lnd"                          # lnd | cln | phoenixd | lnbits | nwc | dev
+//! [lightning]
+//! backend = "lnd"                       # lnd | cln | phoenixd | lnbits | nwc | dev
 //! url = "https://127.0.0.1:8080"
 //! macaroon_path = "/home/lnd/.lnd/data/chain/bitcoin/mainnet/invoice.macaroon"
 //! tls_cert_path = "/home/lnd/.lnd/tls.cert"   # pins the node's self-signed certificate

@@ -30,6 +30,8 @@ pub(super) struct Section<'a> {
     /// Keep serde's own wording for unknown fields and unplaced errors (the sections that
     /// always spoke it).
     pub serde_words: bool,
+    /// What an unknown key is called in messages (`key`).
+    pub unknown: &'a str,
     /// Prefix serde's own message about a key with `<section> <key>: `.
     pub name_key: bool,
 }
@@ -41,6 +43,7 @@ impl<'a> Section<'a> {
             name,
             hint,
             extra: &[],
+            unknown: "key",
             serde_words: false,
             name_key: false,
         }
@@ -186,7 +189,7 @@ impl<'s> Cx<'s> {
             Some((name, mut known)) => {
                 known.extend(s.extra.iter().copied());
                 hint = format!("the keys of {} are: {}", s.name, known.join(", "));
-                format!("unknown key `{name}` in {}", s.name)
+                format!("unknown {} `{name}` in {}", s.unknown, s.name)
             }
             None => {
                 let key_name = key.as_deref().unwrap_or("");

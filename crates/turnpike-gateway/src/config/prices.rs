@@ -9,7 +9,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 use turnpike_core::BillingMode;
 
-use super::de::{quote_key, Cx};
+use super::de::{quote_key, Cx, Section};
 use super::hints::*;
 use super::types::{Config, L402Price, PriceConfig};
 
@@ -34,18 +34,24 @@ impl Cx<'_> {
     }
 
     fn price(&mut self, t: &DeTable<'_>, section: &str, span: Range<usize>) -> Option<PriceConfig> {
-        let before = self.problems.len();
-        for k in t.keys() {
-            let name: &str = k.get_ref();
-            match name {
-                "free" | "pow" | "l402" | "oauth" => {}
-                other => self.problem(
-                    Some(k.span()),
-                    format!("unknown rail or key `{other}` in {section}"),
-                    HINT_PRICE,
-                ),
-            }
+        /// The keys of a price: each rail's, and `free` (their values are read below).
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct PriceKeys {
+            free: Option<toml::Value>,
+            pow: Option<toml::Value>,
+            l402: Option<toml::Value>,
+            oauth: Option<toml::Value>,
         }
+        let before = self.problems.len();
+        let keys = Section {
+            unknown: "rail or key",
+            ..Section::new(section, HINT_PRICE)
+        };
+        let _ = self.section_with(t, span.clone(), keys, |d| {
+            <PriceKeys as serde::Deserialize>::deserialize(d)
+        });
         let free = self.field::<bool>(t, "free", HINT_PRICE);
         let pow = self.field::<u64>(t, "pow", HINT_EFFORT);
         let l402 = t.get("l402").and_then(|v| self.l402_price(v));
