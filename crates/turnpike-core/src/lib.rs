@@ -13,6 +13,7 @@
 //! - [`decide`]: the decision engine that runs a call's price against the rails.
 
 pub mod call;
+pub mod conf;
 pub mod credential;
 pub mod decision;
 pub mod error_codes;

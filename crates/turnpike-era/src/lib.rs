@@ -93,6 +93,19 @@ impl EraSetting {
     }
 }
 
+/// `era = "auto" | "2025" | "2026-07-28"` (`[upstream]`, a `[[mount]]`'s upstream).
+impl<'de> serde::Deserialize<'de> for EraSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = <String as serde::Deserialize>::deserialize(d)?;
+        EraSetting::parse(&v).ok_or_else(|| {
+            turnpike_core::conf::hinted(
+                format!("unknown era {v:?}"),
+                "use \"auto\", \"2025\" or \"2026-07-28\"",
+            )
+        })
+    }
+}
+
 /// What the upstream turned out to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamEra {

@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
+use turnpike_core::conf::{hinted, KEY};
 use turnpike_core::{
     BillingMode, BoxFuture, CallFacts, Challenge, Credential, Grant, Identity, Offer, Rail,
     RailKind, Refusal, Verdict,
@@ -77,25 +78,30 @@ pub enum ConfirmSettlement {
     Never,
 }
 
-/// The rail's settings (the gateway's `[l402]` table, less the backend and store).
+/// The rail's settings (the gateway's `[l402]` table, less `store`: see [`StoreConfig::setting`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct L402Config {
     /// The macaroon location hint.
     pub location: String,
     /// How long an invoice can be paid.
+    #[serde(deserialize_with = "positive_u64")]
     pub invoice_expiry_secs: u64,
     /// How long a per-call or balance token stays valid after it is minted.
+    #[serde(deserialize_with = "positive_u64")]
     pub token_ttl_secs: u64,
     /// Length of a time pass when the offer's `bundle` is 0.
+    #[serde(deserialize_with = "positive_u64")]
     pub pass_secs: u64,
     /// The invoice description: this text, a space, then the tool (or method) name.
     pub memo: String,
     /// When to confirm settlement with the backend.
     pub confirm_settlement: ConfirmSettlement,
     /// Largest macaroon accepted, in bytes.
+    #[serde(deserialize_with = "positive_usize")]
     pub max_macaroon_bytes: usize,
     /// Most caveats accepted on a macaroon.
+    #[serde(deserialize_with = "positive_usize")]
     pub max_caveats: usize,
     /// Invoices a minute one caller (its identity, else its address) can be offered (0: no
     /// bound); over it the call gets no L402 challenge.
@@ -135,6 +141,57 @@ pub enum StoreConfig {
         #[serde(default)]
         fsync_every_commit: bool,
     },
+}
+
+const HINT_POSITIVE: &str = "use a whole number of at least 1";
+
+fn positive_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match u64::deserialize(d)? {
+        0 => Err(hinted(
+            format!("[l402] {KEY} must be at least 1"),
+            HINT_POSITIVE,
+        )),
+        v => Ok(v),
+    }
+}
+
+fn positive_usize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    match usize::deserialize(d)? {
+        0 => Err(hinted(
+            format!("[l402] {KEY} must be at least 1"),
+            HINT_POSITIVE,
+        )),
+        v => Ok(v),
+    }
+}
+
+impl StoreConfig {
+    /// `[l402] store` as the gateway's file gives it: `"sqlite"` (the default), `"memory"`, or
+    /// a table (`{ kind = "sqlite", path = "l402.sqlite", fsync_every_commit = false }`).
+    pub fn setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<StoreConfig, D::Error> {
+        const HINT: &str = "write store = \"sqlite\" (the default, under data_dir), \"memory\" (lost on restart: tests only) or { kind = \"sqlite\", path = \"l402.sqlite\", fsync_every_commit = false }";
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StoreConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"sqlite\", \"memory\" or a table")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<StoreConfig, E> {
+                match s {
+                    "memory" => Ok(StoreConfig::Memory),
+                    "sqlite" => Ok(StoreConfig::default()),
+                    other => Err(hinted(format!("unknown store {other:?}"), HINT)),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<StoreConfig, A::Error> {
+                StoreConfig::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn default_sqlite_path() -> std::path::PathBuf {

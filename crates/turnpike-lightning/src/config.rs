@@ -1,8 +1,10 @@
-//! Backend configuration, as it appears in the gateway's TOML (`[l402.backend]`).
+//! Backend configuration: [`BackendConfig`], and the gateway's `[lightning]` table as each
+//! backend reads it ([`backend_section`]: one serde type per backend, unknown keys refused,
+//! `<secret>_env` read from the environment). The keys are listed in docs/L402.md §9.
 //!
 //! ```toml
-//! [l402.backend]
-//! kind = "lnd"                          # lnd | cln | phoenixd | lnbits | nwc | dev
+//! [lightning]
+//! backend = "lnd"                       # lnd | cln | phoenixd | lnbits | nwc | dev
 //! url = "https://127.0.0.1:8080"
 //! macaroon_path = "/home/lnd/.lnd/data/chain/bitcoin/mainnet/invoice.macaroon"
 //! tls_cert_path = "/home/lnd/.lnd/tls.cert"   # pins the node's self-signed certificate
@@ -10,7 +12,7 @@
 //! lookup_retries = 2
 //! ```
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::path::PathBuf;
 
 /// A secret string (macaroon, rune, password, API key): its `Debug` form is redacted and its
@@ -249,6 +251,290 @@ pub(crate) fn read_secret(
             "{what}: give it inline or as a file, not both"
         ))),
         (None, None) => Err(crate::LightningError::Config(format!("{what} is missing"))),
+    }
+}
+
+/// The backends `[lightning] backend` may name.
+pub const BACKEND_KINDS: &[&str] = &["lnd", "cln", "phoenixd", "lnbits", "nwc", "dev"];
+
+/// Reads the gateway's `[lightning]` section, less its `backend` key, as the keys of backend
+/// `kind` (`None`: no such backend). Each backend's keys are its own serde type with
+/// `deny_unknown_fields`; a secret may also be named by `<secret>_env = "VAR"`, read now (an
+/// unset variable is an error at that key).
+pub fn backend_section<'de, D: Deserializer<'de>>(
+    kind: &str,
+    d: D,
+) -> Option<Result<BackendConfig, D::Error>> {
+    Some(match kind {
+        "lnd" => LndSection::deserialize(d).and_then(LndSection::into_config),
+        "cln" => ClnSection::deserialize(d).and_then(ClnSection::into_config),
+        "phoenixd" => PhoenixdSection::deserialize(d).and_then(PhoenixdSection::into_config),
+        "lnbits" => LnbitsSection::deserialize(d).and_then(LnbitsSection::into_config),
+        "nwc" => NwcSection::deserialize(d).and_then(NwcSection::into_config),
+        "dev" => DevSection::deserialize(d).and_then(DevSection::into_config),
+        _ => return None,
+    })
+}
+
+const HINT_ENV: &str = "export it before starting turnpike, or give the secret as a file (_path)";
+
+/// `<secret>_env = "VAR"`: the variable's value.
+fn env_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    let var = String::deserialize(d)?;
+    turnpike_core::conf::env_value(&var, HINT_ENV).map(|v| Some(Secret(v)))
+}
+
+/// The secret given inline, or from the environment (then neither inline nor as a file).
+fn one_way<E: serde::de::Error>(
+    inline: Option<Secret>,
+    file: bool,
+    env: Option<Secret>,
+    (secret, env_key): (&str, &str),
+) -> Result<Option<Secret>, E> {
+    match env {
+        Some(_) if inline.is_some() || file => Err(turnpike_core::conf::at_key(
+            env_key,
+            format!("give {secret} one way only: inline, as a file or from {env_key}"),
+            "",
+        )),
+        Some(v) => Ok(Some(v)),
+        None => Ok(inline),
+    }
+}
+
+/// The HTTP keys of the REST backends, as each section gives them.
+fn http_settings(
+    timeout_secs: Option<u64>,
+    lookup_retries: Option<u32>,
+    tls_cert_path: Option<PathBuf>,
+    allow_plain_http: bool,
+) -> HttpSettings {
+    let d = HttpSettings::default();
+    HttpSettings {
+        timeout_secs: timeout_secs.unwrap_or(d.timeout_secs),
+        lookup_retries: lookup_retries.unwrap_or(d.lookup_retries),
+        tls_cert_path,
+        allow_plain_http,
+    }
+}
+
+/// `[lightning]` with `backend = "lnd"`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LndSection {
+    url: String,
+    #[serde(default)]
+    macaroon_hex: Option<Secret>,
+    #[serde(default)]
+    macaroon_path: Option<PathBuf>,
+    #[serde(default, deserialize_with = "env_secret")]
+    macaroon_env: Option<Secret>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+    #[serde(default)]
+    lookup_retries: Option<u32>,
+    #[serde(default)]
+    tls_cert_path: Option<PathBuf>,
+    #[serde(default)]
+    allow_plain_http: bool,
+}
+
+impl LndSection {
+    fn into_config<E: serde::de::Error>(self) -> Result<BackendConfig, E> {
+        let file = self.macaroon_path.is_some();
+        Ok(BackendConfig::Lnd(LndConfig {
+            url: self.url,
+            macaroon_hex: one_way(
+                self.macaroon_hex,
+                file,
+                self.macaroon_env,
+                ("macaroon_hex", "macaroon_env"),
+            )?,
+            macaroon_path: self.macaroon_path,
+            http: http_settings(
+                self.timeout_secs,
+                self.lookup_retries,
+                self.tls_cert_path,
+                self.allow_plain_http,
+            ),
+        }))
+    }
+}
+
+/// `[lightning]` with `backend = "cln"`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClnSection {
+    url: String,
+    #[serde(default)]
+    rune: Option<Secret>,
+    #[serde(default)]
+    rune_path: Option<PathBuf>,
+    #[serde(default, deserialize_with = "env_secret")]
+    rune_env: Option<Secret>,
+    #[serde(default)]
+    node_id: Option<String>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+    #[serde(default)]
+    lookup_retries: Option<u32>,
+    #[serde(default)]
+    tls_cert_path: Option<PathBuf>,
+    #[serde(default)]
+    allow_plain_http: bool,
+}
+
+impl ClnSection {
+    fn into_config<E: serde::de::Error>(self) -> Result<BackendConfig, E> {
+        let file = self.rune_path.is_some();
+        Ok(BackendConfig::Cln(ClnConfig {
+            url: self.url,
+            rune: one_way(self.rune, file, self.rune_env, ("rune", "rune_env"))?,
+            rune_path: self.rune_path,
+            node_id: self.node_id,
+            http: http_settings(
+                self.timeout_secs,
+                self.lookup_retries,
+                self.tls_cert_path,
+                self.allow_plain_http,
+            ),
+        }))
+    }
+}
+
+/// `[lightning]` with `backend = "phoenixd"`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhoenixdSection {
+    url: String,
+    #[serde(default)]
+    password: Option<Secret>,
+    #[serde(default)]
+    password_path: Option<PathBuf>,
+    #[serde(default, deserialize_with = "env_secret")]
+    password_env: Option<Secret>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+    #[serde(default)]
+    lookup_retries: Option<u32>,
+    #[serde(default)]
+    tls_cert_path: Option<PathBuf>,
+    #[serde(default)]
+    allow_plain_http: bool,
+}
+
+impl PhoenixdSection {
+    fn into_config<E: serde::de::Error>(self) -> Result<BackendConfig, E> {
+        let file = self.password_path.is_some();
+        Ok(BackendConfig::Phoenixd(PhoenixdConfig {
+            url: self.url,
+            password: one_way(
+                self.password,
+                file,
+                self.password_env,
+                ("password", "password_env"),
+            )?,
+            password_path: self.password_path,
+            http: http_settings(
+                self.timeout_secs,
+                self.lookup_retries,
+                self.tls_cert_path,
+                self.allow_plain_http,
+            ),
+        }))
+    }
+}
+
+/// `[lightning]` with `backend = "lnbits"`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LnbitsSection {
+    url: String,
+    #[serde(default)]
+    api_key: Option<Secret>,
+    #[serde(default)]
+    api_key_path: Option<PathBuf>,
+    #[serde(default, deserialize_with = "env_secret")]
+    api_key_env: Option<Secret>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+    #[serde(default)]
+    lookup_retries: Option<u32>,
+    #[serde(default)]
+    tls_cert_path: Option<PathBuf>,
+    #[serde(default)]
+    allow_plain_http: bool,
+}
+
+impl LnbitsSection {
+    fn into_config<E: serde::de::Error>(self) -> Result<BackendConfig, E> {
+        let file = self.api_key_path.is_some();
+        Ok(BackendConfig::Lnbits(LnbitsConfig {
+            url: self.url,
+            api_key: one_way(
+                self.api_key,
+                file,
+                self.api_key_env,
+                ("api_key", "api_key_env"),
+            )?,
+            api_key_path: self.api_key_path,
+            http: http_settings(
+                self.timeout_secs,
+                self.lookup_retries,
+                self.tls_cert_path,
+                self.allow_plain_http,
+            ),
+        }))
+    }
+}
+
+/// `[lightning]` with `backend = "nwc"` (Nostr Wallet Connect).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NwcSection {
+    #[serde(default)]
+    uri: Option<Secret>,
+    #[serde(default)]
+    uri_path: Option<PathBuf>,
+    #[serde(default, deserialize_with = "env_secret")]
+    uri_env: Option<Secret>,
+    #[serde(default = "default_nwc_timeout")]
+    timeout_secs: u64,
+}
+
+impl NwcSection {
+    fn into_config<E: serde::de::Error>(self) -> Result<BackendConfig, E> {
+        let file = self.uri_path.is_some();
+        Ok(BackendConfig::Nwc(NwcConfig {
+            uri: one_way(self.uri, file, self.uri_env, ("uri", "uri_env"))?,
+            uri_env: None,
+            uri_path: self.uri_path,
+            timeout_secs: self.timeout_secs,
+        }))
+    }
+}
+
+/// `[lightning]` with `backend = "dev"` (the gateway adds `dev_wallet`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevSection {
+    #[serde(default = "default_dev_network")]
+    network: String,
+    #[serde(default)]
+    key_hex: Option<Secret>,
+    #[serde(default, deserialize_with = "env_secret")]
+    key_env: Option<Secret>,
+    #[serde(default)]
+    custodial: bool,
+}
+
+impl DevSection {
+    fn into_config<E: serde::de::Error>(self) -> Result<BackendConfig, E> {
+        Ok(BackendConfig::Dev(DevConfig {
+            network: self.network,
+            key_hex: one_way(self.key_hex, false, self.key_env, ("key_hex", "key_env"))?,
+            custodial: self.custodial,
+        }))
     }
 }
 

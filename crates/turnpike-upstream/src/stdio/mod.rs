@@ -113,12 +113,14 @@
 mod budget;
 mod lines;
 mod session;
+mod settings;
 mod wire;
 
 pub use self::budget::{
     memory_sized_max_sessions, StdioBudget, StdioLimits, DEFAULT_MAX_SESSIONS_PER_CALLER,
     DEFAULT_SESSION_MEMORY_MIB, DEFAULT_SPAWNS_PER_MINUTE_PER_CALLER,
 };
+pub use self::settings::StdioSettings;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

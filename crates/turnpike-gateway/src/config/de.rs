@@ -1,0 +1,331 @@
+//! Reading sections: every mistake reported with its `line:col`, what is wrong and a hint.
+//!
+//! A section is deserialized straight from its spanned TOML value with the serde type of the
+//! crate that owns it, so each serde error carries the place of the key or value at fault. To
+//! report every mistake, not only the first, the key at fault is set aside and the section read
+//! again, until it reads cleanly. Serde's "unknown field" becomes "unknown key `x` in
+//! [section]", with the section's keys (serde's own list) as the hint; the conventions of
+//! `turnpike_core::conf` (a hint, a key named after the fact, `{key}`) are honoured.
+
+use std::ops::Range;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+use turnpike_core::conf;
+
+use super::types::Problem;
+
+/// How a section is named and helped in messages.
+#[derive(Clone, Copy)]
+pub(super) struct Section<'a> {
+    /// Its name in messages, e.g. `[server]`.
+    pub name: &'a str,
+    /// The hint when the owner's message gives none.
+    pub hint: &'a str,
+    /// Keys the gateway takes out of the table before the owner's type reads the rest; listed
+    /// with the owner's in the hint of an unknown key.
+    pub extra: &'a [&'a str],
+    /// Keep serde's own wording for unknown fields and unplaced errors (the sections that
+    /// always spoke it).
+    pub serde_words: bool,
+    /// What an unknown key is called in messages (`key`).
+    pub unknown: &'a str,
+    /// Prefix serde's own message about a key with `<section> <key>: `.
+    pub name_key: bool,
+}
+
+impl<'a> Section<'a> {
+    /// A section named `name`, helped by `hint`.
+    pub fn new(name: &'a str, hint: &'a str) -> Self {
+        Section {
+            name,
+            hint,
+            extra: &[],
+            unknown: "key",
+            serde_words: false,
+            name_key: false,
+        }
+    }
+}
+
+/// The problems found so far, and what later rules need to know.
+pub(super) struct Cx<'s> {
+    pub src: &'s str,
+    pub problems: Vec<Problem>,
+    /// Where prices name `l402` (each is an error when there is no `[lightning]`).
+    pub l402_prices: Vec<Range<usize>>,
+    /// Where prices name `oauth` (each is an error when there is no `[oauth]`).
+    pub oauth_prices: Vec<Range<usize>>,
+}
+
+impl<'s> Cx<'s> {
+    pub fn new(src: &'s str) -> Self {
+        Cx {
+            src,
+            problems: Vec::new(),
+            l402_prices: Vec::new(),
+            oauth_prices: Vec::new(),
+        }
+    }
+
+    pub fn problem(&mut self, span: Option<Range<usize>>, message: String, hint: &str) {
+        let (line, col) = span.map_or((0, 0), |s| line_col(self.src, s.start));
+        self.problems.push(Problem {
+            line,
+            col,
+            message,
+            hint: hint.into(),
+        });
+    }
+
+    /// A serde error of a value that is not a section of its own.
+    pub fn de_error(&mut self, e: toml::de::Error, fallback: Range<usize>, hint: &str) {
+        let span = e.span().unwrap_or(fallback);
+        let parts = conf::split(e.message());
+        let hint = parts.hint.filter(|h| !h.is_empty()).unwrap_or(hint);
+        self.problem(Some(span), parts.message.to_string(), hint);
+    }
+
+    pub fn table<'a, 'i>(
+        &mut self,
+        v: &'a Spanned<DeValue<'i>>,
+        what: &str,
+    ) -> Option<&'a DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            other => {
+                self.problem(
+                    Some(v.span()),
+                    format!("{what} must be a table, found {}", other.type_str()),
+                    "write it as a [table] header followed by key = value lines",
+                );
+                None
+            }
+        }
+    }
+
+    /// Deserializes `table[key]` into `T`, recording a problem on failure.
+    pub fn field<T: DeserializeOwned>(
+        &mut self,
+        table: &DeTable<'_>,
+        key: &str,
+        hint: &str,
+    ) -> Option<(T, Range<usize>)> {
+        let v = table.get(key)?;
+        match T::deserialize(ValueDeserializer::from(v.clone())) {
+            Ok(x) => Some((x, v.span())),
+            Err(e) => {
+                self.de_error(e, v.span(), hint);
+                None
+            }
+        }
+    }
+
+    /// Reads the section `v` (a table) as `T`; `None` when it has any problem (each recorded).
+    pub fn section<T: DeserializeOwned>(
+        &mut self,
+        v: &Spanned<DeValue<'_>>,
+        s: Section<'_>,
+    ) -> Option<T> {
+        let t = self.table(v, s.name)?;
+        self.section_with(t, v.span(), s, |d| T::deserialize(d))
+    }
+
+    /// Reads the table `t` (at `span`) with `read`; `None` when it has any problem.
+    pub fn section_with<T>(
+        &mut self,
+        t: &DeTable<'_>,
+        span: Range<usize>,
+        s: Section<'_>,
+        read: impl Fn(ValueDeserializer<'_>) -> Result<T, toml::de::Error>,
+    ) -> Option<T> {
+        let mut left = t.clone();
+        let before = self.problems.len();
+        // Each round sets one key aside, so this ends.
+        for _ in 0..=t.len() {
+            let value = Spanned::new(span.clone(), DeValue::Table(left.clone()));
+            match read(ValueDeserializer::from(value)) {
+                Ok(x) => return (self.problems.len() == before).then_some(x),
+                Err(e) => {
+                    let at = self.serde_problem(&e, t, span.clone(), s);
+                    match at {
+                        Some(key) => {
+                            left.remove(key.as_str());
+                        }
+                        None => return None,
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Records a serde error of section `t`; the top-level key it is about, if any.
+    fn serde_problem(
+        &mut self,
+        e: &toml::de::Error,
+        t: &DeTable<'_>,
+        span: Range<usize>,
+        s: Section<'_>,
+    ) -> Option<String> {
+        let parts = conf::split(e.message());
+        let place = match parts.key {
+            Some(path) => span_of_path(t, path),
+            None => e.span(),
+        };
+        let key = place.as_ref().and_then(|p| key_at(t, p.start));
+        let mut hint = parts
+            .hint
+            .filter(|h| !h.is_empty())
+            .unwrap_or(s.hint)
+            .to_string();
+        let message = match unknown_field(parts.message) {
+            Some((name, _)) if s.serde_words => {
+                let _ = name;
+                parts.message.to_string()
+            }
+            Some((name, mut known)) => {
+                known.extend(s.extra.iter().copied());
+                hint = format!("the keys of {} are: {}", s.name, known.join(", "));
+                format!("unknown {} `{name}` in {}", s.unknown, s.name)
+            }
+            None => {
+                let key_name = key.as_deref().unwrap_or("");
+                let m = parts.message.replace(conf::KEY, key_name);
+                match &key {
+                    // An owner's own message (with its hint) says what it is about.
+                    Some(k) if s.name_key && parts.hint.is_none() => format!("{} {k}: {m}", s.name),
+                    None if !s.serde_words => format!("{}: {m}", s.name),
+                    _ => m,
+                }
+            }
+        };
+        self.problem(Some(place.unwrap_or(span)), message, &hint);
+        key
+    }
+}
+
+/// The top-level key of `t` whose name or value holds byte `at`.
+fn key_at(t: &DeTable<'_>, at: usize) -> Option<String> {
+    t.iter()
+        .find(|(k, v)| k.span().contains(&at) || v.span().contains(&at) || v.span().end == at)
+        .map(|(k, _)| k.get_ref().to_string())
+}
+
+/// `unknown field `x`, expected one of `a`, `b`` → (`x`, [`a`, `b`]).
+fn unknown_field(message: &str) -> Option<(&str, Vec<&str>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (name, rest) = rest.split_once('`')?;
+    let known = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|k| !k.is_empty())
+        .collect();
+    Some((name, known))
+}
+
+/// The place of a dotted path (`limits.tools.search.burst`) in the document: the deepest key
+/// of it that is there.
+pub(super) fn span_of_path(root: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
+    let segs: Vec<&str> = path.split('.').collect();
+    let mut table = root;
+    let mut found = None;
+    let mut i = 0;
+    while i < segs.len() {
+        // A key may itself hold dots (a tool or method name): the longest match first.
+        let hit = (i + 1..=segs.len())
+            .rev()
+            .find_map(|j| table.get(segs[i..j].join(".").as_str()).map(|v| (j, v)));
+        let Some((j, v)) = hit else { break };
+        found = Some(v.span());
+        i = j;
+        match v.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    found
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub(super) fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = src.get(..offset).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, col)
+}
+
+/// A key as it is written in a table header.
+pub(super) fn quote_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        k.to_owned()
+    } else {
+        format!("{k:?}")
+    }
+}
+
+/// The keys a serde type reads as a struct, from serde itself: `read` is handed a deserializer
+/// that records the field list `deserialize_struct` is called with, and stops there.
+pub fn fields_of<T>(read: impl FnOnce(FieldRecorder) -> Result<T, Fields>) -> Vec<&'static str> {
+    match read(FieldRecorder) {
+        Ok(_) => Vec::new(),
+        Err(Fields(f)) => f,
+    }
+}
+
+/// The keys of `T` (see [`fields_of`]).
+pub fn fields<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
+    fields_of(T::deserialize)
+}
+
+/// A deserializer that only records a struct's field names (see [`fields_of`]).
+pub struct FieldRecorder;
+
+/// The field names [`FieldRecorder`] saw (empty: not a struct); its "error".
+#[derive(Debug)]
+pub struct Fields(pub Vec<&'static str>);
+
+impl std::fmt::Display for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "fields {:?}", self.0)
+    }
+}
+
+impl std::error::Error for Fields {}
+
+impl serde::de::Error for Fields {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        Fields(Vec::new())
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for FieldRecorder {
+    type Error = Fields;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Fields> {
+        Err(Fields(Vec::new()))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Fields> {
+        Err(Fields(fields.to_vec()))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
