@@ -822,16 +822,25 @@ impl Gate {
             };
             Some((rail, g.clone()))
         });
-        let cancel = request_id
+        // What a cancellation would need, kept cheaply; the service itself goes with the
+        // request and is used again only if a cancellation is sent.
+        let target = request_id
             .as_ref()
-            .map(|id| crate::deadline::Canceller::new(inner.clone(), &parts, id.clone()));
-        let pending = crate::deadline::PendingCall::new(cancel, settle_with.clone());
+            .map(|id| crate::deadline::CancelTarget::new(&parts, id.clone()));
+        let mut pending = crate::deadline::PendingCall::new(inner, target, settle_with);
         let up = Instant::now();
         let head = self.opts.response_timeout;
-        let forwarded = forward(inner, Request::from_parts(parts, body));
-        let mut resp = match tokio::time::timeout(head, forwarded).await {
+        let req = Request::from_parts(parts, body);
+        let forwarded = async {
+            let svc = pending.service();
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+            svc.call(req).await.map(|r| r.map(Body::new))
+        };
+        let deadline = tokio::time::Instant::from_std(up) + head;
+        let answer = tokio::time::timeout_at(deadline, forwarded).await;
+        let (cancel, settle_with) = pending.disarm();
+        let mut resp = match answer {
             Ok(r) => {
-                let cancel = pending.disarm();
                 let resp = r?;
                 match &request_id {
                     Some(id) => crate::deadline::bound_body(
@@ -844,7 +853,7 @@ impl Gate {
                 }
             }
             Err(_) => {
-                if let Some(c) = pending.disarm() {
+                if let Some(c) = cancel {
                     c.fire("the upstream did not answer in time");
                 }
                 log.outcome = "upstream_timeout";
