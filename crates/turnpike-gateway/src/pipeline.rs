@@ -85,7 +85,7 @@ use crate::credentials;
 use crate::hosts::HostPolicy;
 use crate::identity::{IdentitySigner, IDENTITY_HEADER};
 use crate::limits::LimitCounters;
-use crate::metrics::{CallRecord, Metrics};
+use crate::metrics::{CallRecord, Metrics, Outcome};
 use crate::rails::Rails;
 use crate::respond::{self, json_error};
 use crate::GatewayError;
@@ -385,7 +385,7 @@ impl Gate {
     {
         // 1. Host / Origin.
         if let Err(refusal) = self.hosts.check(req.headers(), req.uri()) {
-            log.outcome = "forbidden";
+            log.outcome = Outcome::Forbidden;
             return Ok(json_error(
                 refusal.status(),
                 None,
@@ -398,7 +398,7 @@ impl Gate {
             log.method = req.method().as_str().to_owned();
             let (mut parts, body) = req.into_parts();
             strip_credential_headers(&mut parts.headers);
-            log.outcome = "passthrough";
+            log.outcome = Outcome::Passthrough;
             log.trace = crate::trace::find(&parts.headers, None).map(|t| t.0);
             log.tag_upstream_request(&mut parts.headers);
             let up = Instant::now();
@@ -408,7 +408,7 @@ impl Gate {
         }
         // 3. Content-Type.
         if !body::is_json(req.headers()) {
-            log.outcome = "unsupported-media-type";
+            log.outcome = Outcome::UnsupportedMediaType;
             return Ok(json_error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 None,
@@ -428,7 +428,7 @@ impl Gate {
         {
             Ok(b) => b,
             Err(e) => {
-                log.outcome = "bad-body";
+                log.outcome = Outcome::BadBody;
                 return Ok(body_error(e));
             }
         };
@@ -436,7 +436,7 @@ impl Gate {
         let mut msg = match turnpike_mcp::parse_message(&bytes) {
             Ok(m) => m,
             Err(e) => {
-                log.outcome = "bad-envelope";
+                log.outcome = Outcome::BadEnvelope;
                 return Ok(json_error(
                     StatusCode::BAD_REQUEST,
                     None,
@@ -447,7 +447,7 @@ impl Gate {
         };
         // 6. Era: routing headers must mirror the body.
         if let Err(e) = turnpike_mcp::check_routing_headers(&parts.headers, &msg) {
-            log.outcome = "header-mismatch";
+            log.outcome = Outcome::HeaderMismatch;
             return Ok(json_error(
                 StatusCode::BAD_REQUEST,
                 msg.id(),
@@ -494,7 +494,7 @@ impl Gate {
                     }
                 }
                 crate::mount_merge::Resolved::Unknown => {
-                    log.outcome = "unknown-tool";
+                    log.outcome = Outcome::UnknownTool;
                     return Ok(json_error(
                         StatusCode::OK,
                         msg.id(),
@@ -503,7 +503,7 @@ impl Gate {
                     ));
                 }
                 crate::mount_merge::Resolved::Conflict(why) => {
-                    log.outcome = "unpriced-tool";
+                    log.outcome = Outcome::UnpricedTool;
                     return Ok(json_error(
                         StatusCode::OK,
                         msg.id(),
@@ -669,7 +669,7 @@ impl Gate {
                     if p.offer(RailKind::L402).is_some() {
                         if let Err(wait) = l402.invoice_wait(facts) {
                             LimitCounters::bump(&self.counters.gateway_limited);
-                            log.outcome = "rate_limited";
+                            log.outcome = Outcome::RateLimited;
                             log.limit_reason = Some("l402_invoices");
                             let l = turnpike_limits::Limited {
                                 reason: turnpike_limits::LimitReason::Rate,
@@ -694,7 +694,7 @@ impl Gate {
                 if let (Some(outcome), Some(oauth)) = (&oauth_outcome, &self.rails.oauth) {
                     let needed = needed_scopes(price);
                     if let Some(ar) = oauth.response_for(outcome, &needed) {
-                        log.outcome = "oauth-refused";
+                        log.outcome = Outcome::OAuthRefused;
                         return Ok(respond::oauth_refusal(ar, msg.id(), refused));
                     }
                 }
@@ -713,9 +713,9 @@ impl Gate {
             .flatten();
         log.rail = grant.as_ref().map(|g| g.rail);
         log.outcome = match (&grant, continued) {
-            (Some(_), _) => "paid",
-            (None, true) => "continued",
-            (None, false) => "free",
+            (Some(_), _) => Outcome::Paid,
+            (None, true) => Outcome::Continued,
+            (None, false) => Outcome::Free,
         };
         // Paid by puzzle or payment (OAuth proves who calls, and is checked every round): an
         // input_required answer's next round is not priced again.
@@ -856,7 +856,7 @@ impl Gate {
                 if let Some(c) = cancel {
                     c.fire("the upstream did not answer in time");
                 }
-                log.outcome = "upstream_timeout";
+                log.outcome = Outcome::UpstreamTimeout;
                 crate::deadline::head_timeout(request_id.as_ref(), head)
             }
         };
@@ -927,7 +927,7 @@ impl Gate {
         match refusal {
             crate::limits::SpendRefusal::Budget(l) => {
                 LimitCounters::bump(&self.counters.gateway_limited);
-                log.outcome = "rate_limited";
+                log.outcome = Outcome::RateLimited;
                 log.limit_reason = Some(l.reason.as_str());
                 crate::limits::limited_response(mode, &log.method, id, &l)
             }
@@ -938,7 +938,7 @@ impl Gate {
                     error = %e,
                     "msat budget store unavailable; paid call refused"
                 );
-                log.outcome = "limits_unavailable";
+                log.outcome = Outcome::LimitsUnavailable;
                 json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     id,
@@ -985,7 +985,7 @@ impl Gate {
             }
             Admission::Limited(l) => {
                 LimitCounters::bump(&self.counters.gateway_limited);
-                log.outcome = "rate_limited";
+                log.outcome = Outcome::RateLimited;
                 log.limit_reason = Some(l.reason.as_str());
                 let mode = respond::mode_for(self.opts.challenge_mode, headers);
                 Err(Box::new(crate::limits::limited_response(
@@ -1002,7 +1002,7 @@ impl Gate {
                     error = %e,
                     "limits store unavailable; call refused (failure_mode = closed)"
                 );
-                log.outcome = "limits_unavailable";
+                log.outcome = Outcome::LimitsUnavailable;
                 Err(Box::new(json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     id,
@@ -1177,14 +1177,14 @@ fn body_error(e: BodyError) -> Response<Body> {
     }
 }
 
-fn outcome_of(d: &Decision) -> &'static str {
+fn outcome_of(d: &Decision) -> Outcome {
     match d {
-        Decision::Free => "free",
-        Decision::Pass(_) => "paid",
-        Decision::Challenge { refusals, .. } if refusals.is_empty() => "challenged",
-        Decision::Challenge { .. } => "refused",
-        Decision::Invalid { .. } => "invalid",
-        Decision::Unavailable { .. } => "unavailable",
+        Decision::Free => Outcome::Free,
+        Decision::Pass(_) => Outcome::Paid,
+        Decision::Challenge { refusals, .. } if refusals.is_empty() => Outcome::Challenged,
+        Decision::Challenge { .. } => Outcome::Refused,
+        Decision::Invalid { .. } => Outcome::Invalid,
+        Decision::Unavailable { .. } => Outcome::Unavailable,
     }
 }
 
@@ -1223,7 +1223,7 @@ struct CallLog {
     method: String,
     tool: Option<String>,
     rail: Option<RailKind>,
-    outcome: &'static str,
+    outcome: Outcome,
     /// Why the gateway's own limits refused the call (`outcome = rate_limited`).
     limit_reason: Option<&'static str>,
     /// The upstream itself answered 429 (not one of the gateway's).
@@ -1240,7 +1240,7 @@ impl CallLog {
             method = %self.method,
             tool = self.tool.as_deref().unwrap_or(""),
             rail = self.rail.map_or("", RailKind::as_str),
-            outcome = self.outcome,
+            outcome = self.outcome.as_str(),
             limit_reason = self.limit_reason.unwrap_or(""),
             upstream_429 = self.upstream_429,
             status = status.as_u16(),
