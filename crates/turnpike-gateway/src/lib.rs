@@ -1,9 +1,8 @@
 //! turnpike's HTTP gateway.
 //!
 //! - [`config`]: the TOML configuration, with every problem reported at its line and column;
-//! - [`Gate`] ([`pipeline`]): one request's whole path — Host/Origin, limits, envelope, era,
-//!   classification, price, credentials, decision, challenge delivery, forwarding, settlement,
-//!   `tools/list` annotation;
+//! - [`Gate`] ([`pipeline`]): one request's whole path, as the list of steps in
+//!   [`pipeline`]'s module doc;
 //! - [`limits`]: rate limits, in-flight caps and the loop brake per identity (429 with
 //!   `Retry-After` and the `RateLimit` fields; `RateLimit` on every response);
 //! - [`identity`]: the signed `Turnpike-Identity` statement for the upstream (OAuth callers);
