@@ -658,27 +658,20 @@ impl Gate {
                     .or(turnpike_mcp::call_name(msg)),
             )
         };
-        // Only puzzle solutions presented: the identity is the caller's address whatever the
-        // verdict, so the limit is checked before the single-use solution is spent — a
-        // limited caller keeps its solution for the retry.
-        if let Some(limiter) = &self.limiter {
-            if !collected.creds.is_empty()
-                && collected.malformed.is_empty()
-                && collected
-                    .creds
-                    .iter()
-                    .all(|c| matches!(c, Credential::Pow(_)))
-            {
-                let call = CallInfo {
-                    scope: &limiter.scope_of(&anonymous(peer)),
-                    rail: Some(RailKind::Pow),
-                    kind: kind(),
-                    args_hash: Some(&facts.args_hash),
-                };
-                let admission = limiter.admit(&call).await;
-                judged.pre_admitted =
-                    Some(self.admission_answer(admission, &parts.headers, msg.id(), log)?);
-            }
+        // Only credentials of a rail that knows its callers by their address presented (puzzle
+        // solutions): the identity is the caller's address whatever the verdict, so the limit
+        // is checked before a single-use credential is spent — a limited caller keeps it for
+        // the retry.
+        if let (Some(limiter), Some(rail)) = (&self.limiter, self.address_rail(&collected)) {
+            let call = CallInfo {
+                scope: &limiter.scope_of(&anonymous(peer)),
+                rail: Some(rail),
+                kind: kind(),
+                args_hash: Some(&facts.args_hash),
+            };
+            let admission = limiter.admit(&call).await;
+            judged.pre_admitted =
+                Some(self.admission_answer(admission, &parts.headers, msg.id(), log)?);
         }
         // No credential: a challenge follows, counted against the address's challenge budget
         // before it is minted (429 past it). An identity the loop brake struck is asked for
@@ -689,7 +682,7 @@ impl Gate {
             let admission = limiter.admit_challenge(&scope).await;
             let a = self.admission_answer(admission, &parts.headers, msg.id(), log)?;
             judged.challenge_counted = true;
-            if let Some(p) = crate::limits::scaled_pow_price(&price, a.effort_multiplier) {
+            if let Some(p) = self.scaled_price(&price, a.effort_multiplier) {
                 price = Cow::Owned(p);
             }
         }
@@ -763,31 +756,34 @@ impl Gate {
             }
             _ => {}
         }
-        // No way through because the caller is over its L402 invoice rate (and L402 was the
-        // only rail offered): 429 with Retry-After, not 503.
-        if let (Decision::Unavailable { .. }, Some(l402), Some(facts), Some(p)) =
-            (&refused, &self.rails.l402, &decided.facts, price)
+        // No way through because the caller is over a rail's own issuing rate (e.g. L402
+        // invoices, when L402 was the only rail offered): 429 with Retry-After, not 503.
+        if let (Decision::Unavailable { .. }, Some(facts), Some(p)) =
+            (&refused, &decided.facts, price)
         {
-            if p.offer(RailKind::L402).is_some() {
-                if let Err(wait) = l402.invoice_wait(facts) {
-                    LimitCounters::bump(&self.counters.gateway_limited);
-                    log.outcome = Outcome::RateLimited;
-                    log.limit_reason = Some("l402_invoices");
-                    let l = turnpike_limits::Limited {
-                        reason: turnpike_limits::LimitReason::Rate,
-                        policy: "l402_invoices".into(),
-                        retry_after: wait,
-                        status: Vec::new(),
-                        effort_multiplier: 1,
-                    };
-                    let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
-                    return Box::new(crate::limits::limited_response(
-                        mode,
-                        &log.method,
-                        msg.id(),
-                        &l,
-                    ));
-                }
+            let wait = p
+                .offers
+                .iter()
+                .filter_map(|o| self.rail(o.rail()))
+                .find_map(|r| r.issue_wait(facts));
+            if let Some((wait, policy)) = wait {
+                LimitCounters::bump(&self.counters.gateway_limited);
+                log.outcome = Outcome::RateLimited;
+                log.limit_reason = Some(policy);
+                let l = turnpike_limits::Limited {
+                    reason: turnpike_limits::LimitReason::Rate,
+                    policy: policy.into(),
+                    retry_after: wait,
+                    status: Vec::new(),
+                    effort_multiplier: 1,
+                };
+                let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
+                return Box::new(crate::limits::limited_response(
+                    mode,
+                    &log.method,
+                    msg.id(),
+                    &l,
+                ));
             }
         }
         let offers = price.map(|p| p.offers.as_slice()).unwrap_or(&[]);
@@ -823,7 +819,7 @@ impl Gate {
         mut decided: Decided<'g>,
         log: &mut CallLog,
     ) -> Step<Cleared<'g>> {
-        let remember_round = account(&decided, log);
+        let remember_round = self.account(&decided, log);
         let pre_admitted = decided.pre_admitted.take();
         let admitted = match (pre_admitted, &self.limiter, &decided.facts) {
             // Checked before the puzzle was verified, on the same identity.
@@ -831,7 +827,8 @@ impl Gate {
                 if decided
                     .grant
                     .as_ref()
-                    .is_some_and(|g| g.rail == RailKind::Pow) =>
+                    .and_then(|g| self.rail(g.rail))
+                    .is_some_and(|r| r.identity_is_address()) =>
             {
                 Some(a)
             }
@@ -979,13 +976,9 @@ impl Gate {
             }
         };
         log.upstream = Some(up.elapsed());
-        if let (Some(pow), true, true) = (
-            &self.rails.pow,
-            grant.is_some(),
-            matches!(resp.status().as_u16(), 429 | 503),
-        ) {
-            // A paid call the upstream refused as overloaded: load the effort controller may act on.
-            pow.controller().record_upstream_overload();
+        if grant.is_some() && matches!(resp.status().as_u16(), 429 | 503) {
+            // A paid call the upstream refused as overloaded: load a rail's price may follow.
+            self.rails.all.iter().for_each(|r| r.upstream_overloaded());
         }
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
             // The upstream's own 429: passed on as it is, counted apart from ours.
@@ -1211,8 +1204,85 @@ impl Gate {
     fn price_table(&self) -> PriceTable {
         PriceTable {
             policy: self.policy.clone(),
-            pow: self.rails.pow.clone(),
+            rails: self.rails.all.clone(),
             catalog: self.catalog.clone(),
+        }
+    }
+
+    /// The rail of `kind`, when the gate runs it.
+    fn rail(&self, kind: RailKind) -> Option<&Arc<dyn Rail>> {
+        self.rails.all.iter().find(|r| r.kind() == kind)
+    }
+
+    /// The rail whose credentials are all a call presents, when that rail knows its callers
+    /// by their address whatever the verdict ([`Rail::identity_is_address`]): the address's
+    /// limits then run before the credentials are verified.
+    fn address_rail(&self, collected: &credentials::Collected) -> Option<RailKind> {
+        let first = collected.creds.first()?.rail();
+        let same = collected.creds.iter().all(|c| c.rail() == first);
+        (same && collected.malformed.is_empty())
+            .then(|| self.rail(first))
+            .flatten()
+            .filter(|r| r.identity_is_address())
+            .map(|_| first)
+    }
+
+    /// `price` with each offer made dearer by its rail for a caller whose limits asked for
+    /// `multiplier` times the work ([`Rail::scaled_offer`]); `None` when nothing changes.
+    fn scaled_price(&self, price: &Price, multiplier: u32) -> Option<Price> {
+        let mut changed = false;
+        let offers = price
+            .offers
+            .iter()
+            .map(|o| {
+                match self
+                    .rail(o.rail())
+                    .and_then(|r| r.scaled_offer(o, multiplier))
+                {
+                    Some(scaled) => {
+                        changed = true;
+                        scaled
+                    }
+                    None => o.clone(),
+                }
+            })
+            .collect();
+        changed.then_some(Price { offers })
+    }
+
+    /// Records who a decided call is and what it paid in its log line; returns the binding
+    /// under which its round is remembered when the granting rail says it paid for it
+    /// ([`Rail::pays_for_round`]; an `input_required` answer's next round is then not priced
+    /// again).
+    fn account(&self, decided: &Decided<'_>, log: &mut CallLog) -> Option<[u8; 32]> {
+        let continued = decided.priced.continued;
+        let grant = decided.grant.as_ref();
+        log.rail = grant.map(|g| g.rail);
+        log.outcome = match (grant, continued) {
+            (Some(_), _) => Outcome::Paid,
+            (None, true) => Outcome::Continued,
+            (None, false) => Outcome::Free,
+        };
+        let granted_by = grant.and_then(|g| Some((g, self.rail(g.rail)?)));
+        if let Some((g, rail)) = granted_by {
+            if let Some(id) = &g.identity {
+                log.caller = Some(id.clone());
+            }
+            if let Some(offer) = decided
+                .priced
+                .price
+                .as_deref()
+                .and_then(|p| p.offer(g.rail))
+            {
+                log.paid_msat = rail.charged_msat(g, offer);
+            }
+        }
+        let paid_round = continued || granted_by.is_some_and(|(g, r)| r.pays_for_round(g));
+        match (&decided.facts, decided.priced.call.msg.kind()) {
+            (Some(f), MessageKind::Request) if paid_round => {
+                crate::continuation::binding(&log.method, log.tool.as_deref(), &f.args_hash)
+            }
+            _ => None,
         }
     }
 }
@@ -1296,55 +1366,18 @@ struct Forwarded {
     admitted: Option<Admitted>,
 }
 
-/// Records who a decided call is and what it paid in its log line; returns the binding under
-/// which a round paid by puzzle or payment is remembered (OAuth proves who calls, and is
-/// checked every round: an `input_required` answer's next round is not priced again).
-fn account(decided: &Decided<'_>, log: &mut CallLog) -> Option<[u8; 32]> {
-    let continued = decided.priced.continued;
-    let grant = decided.grant.as_ref();
-    log.rail = grant.map(|g| g.rail);
-    log.outcome = match (grant, continued) {
-        (Some(_), _) => Outcome::Paid,
-        (None, true) => Outcome::Continued,
-        (None, false) => Outcome::Free,
-    };
-    if let Some(g) = grant {
-        if let Some(id) = &g.identity {
-            log.caller = Some(id.clone());
-        }
-        if let Some(Offer::L402 { msat, mode, .. }) = decided
-            .priced
-            .price
-            .as_deref()
-            .and_then(|p| p.offer(RailKind::L402))
-        {
-            if g.rail == RailKind::L402 && *mode != turnpike_core::BillingMode::TimePass {
-                log.paid_msat = *msat;
-            }
-        }
-    }
-    let paid_round =
-        continued || grant.is_some_and(|g| matches!(g.rail, RailKind::Pow | RailKind::L402));
-    match (&decided.facts, decided.priced.call.msg.kind()) {
-        (Some(f), MessageKind::Request) if paid_round => {
-            crate::continuation::binding(&log.method, log.tool.as_deref(), &f.args_hash)
-        }
-        _ => None,
-    }
-}
-
 /// What tools cost, as `tools/list` publishes it.
 struct PriceTable {
     policy: Policy,
-    pow: Option<Arc<PowRail>>,
+    rails: Vec<Arc<dyn Rail>>,
     catalog: Option<Arc<dyn crate::mount_merge::ToolCatalog>>,
 }
 
 impl PriceTable {
     /// `{"free":true,"offers":[]}` or `{"free":false,"offers":[{"rail":"l402","msat":N,
-    /// "mode":"per_call"}, {"rail":"pow","effort":N, "expected_seconds":f}, …]}`. Proof-of-work
-    /// is quoted at the current load; a balance offer adds `bundle` (msat of credit per invoice)
-    /// and a time pass `bundle` (seconds).
+    /// "mode":"per_call"}, {"rail":"pow","effort":N, "expected_seconds":f}, …]}`: each offer as
+    /// its rail publishes it now ([`Rail::published_offer`]; proof-of-work is quoted at the
+    /// current load), an offer no rail runs as priced ([`Offer::published`]).
     fn annotation(&self, tool: &str) -> Value {
         let listed = self.catalog.as_ref().and_then(|c| c.price_of(tool));
         let price = listed
@@ -1356,21 +1389,9 @@ impl PriceTable {
         let offers: Vec<Value> = price
             .offers
             .iter()
-            .filter_map(|o| match o {
-                Offer::Pow { effort } => match &self.pow {
-                    Some(pow) => pow.quote(*effort).map(|q| {
-                        json!({"rail": "pow", "effort": q.effort, "expected_seconds": q.expected_seconds})
-                    }),
-                    None => Some(json!({"rail": "pow", "effort": effort})),
-                },
-                Offer::L402 { msat, mode, bundle } => {
-                    let mut o = json!({"rail": "l402", "msat": msat, "mode": mode});
-                    if *mode != turnpike_core::BillingMode::PerCall && *bundle > 0 {
-                        o["bundle"] = json!(bundle);
-                    }
-                    Some(o)
-                }
-                other => serde_json::to_value(other).ok(),
+            .filter_map(|o| match self.rails.iter().find(|r| r.kind() == o.rail()) {
+                Some(rail) => rail.published_offer(o),
+                None => Some(o.published()),
             })
             .collect();
         json!({"free": false, "offers": offers})

@@ -361,6 +361,42 @@ impl Rail for PowRail {
         })
     }
 
+    /// A solution names nobody: the caller is its address whatever the verdict.
+    fn identity_is_address(&self) -> bool {
+        true
+    }
+
+    /// Effort times the multiplier.
+    fn scaled_offer(&self, offer: &Offer, multiplier: u32) -> Option<Offer> {
+        match offer {
+            Offer::Pow { effort } if multiplier > 1 => Some(Offer::Pow {
+                effort: effort.saturating_mul(u64::from(multiplier)),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Quoted at the current load, with the time the puzzle should take; `None` above the
+    /// ceiling.
+    fn published_offer(&self, offer: &Offer) -> Option<serde_json::Value> {
+        match offer {
+            Offer::Pow { effort } => self.quote(*effort).map(|q| {
+                serde_json::json!({"rail": "pow", "effort": q.effort, "expected_seconds": q.expected_seconds})
+            }),
+            other => Some(other.published()),
+        }
+    }
+
+    /// Work done pays for the round.
+    fn pays_for_round(&self, _grant: &Grant) -> bool {
+        true
+    }
+
+    /// A paid call the upstream refused as overloaded: load the effort controller may act on.
+    fn upstream_overloaded(&self) {
+        self.load.record_upstream_overload();
+    }
+
     /// A solution is settled by the HTTP status alone (released when the upstream refused the
     /// call); nothing depends on the JSON-RPC outcome, so the answer is never read.
     fn needs_outcome(&self, _grant: &Grant) -> bool {
