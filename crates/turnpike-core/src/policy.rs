@@ -40,6 +40,23 @@ pub enum Offer {
 }
 
 impl Offer {
+    /// The offer as `tools/list` publishes it when its rail adds nothing: `{"rail": "pow",
+    /// "effort": N}`; `{"rail": "l402", "msat": N, "mode": …}` with `bundle` (msat of credit per
+    /// invoice, or seconds of a pass) unless billed per call; `{"rail": "oauth", "scopes": […]}`.
+    pub fn published(&self) -> serde_json::Value {
+        match self {
+            Offer::Pow { effort } => serde_json::json!({"rail": "pow", "effort": effort}),
+            Offer::L402 { msat, mode, bundle } => {
+                let mut o = serde_json::json!({"rail": "l402", "msat": msat, "mode": mode});
+                if *mode != BillingMode::PerCall && *bundle > 0 {
+                    o["bundle"] = serde_json::json!(bundle);
+                }
+                o
+            }
+            Offer::OAuth { .. } => serde_json::to_value(self).unwrap_or_default(),
+        }
+    }
+
     /// The rail this offer is made on.
     pub fn rail(&self) -> RailKind {
         match self {
@@ -119,6 +136,39 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn published_offers() {
+        use serde_json::json;
+        assert_eq!(
+            Offer::Pow { effort: 7 }.published(),
+            json!({"rail": "pow", "effort": 7})
+        );
+        let l402 = |mode, bundle| Offer::L402 {
+            msat: 1000,
+            mode,
+            bundle,
+        };
+        assert_eq!(
+            l402(BillingMode::PerCall, 5).published(),
+            json!({"rail": "l402", "msat": 1000, "mode": "per_call"})
+        );
+        assert_eq!(
+            l402(BillingMode::Balance, 5000).published(),
+            json!({"rail": "l402", "msat": 1000, "mode": "balance", "bundle": 5000})
+        );
+        assert_eq!(
+            l402(BillingMode::TimePass, 0).published(),
+            json!({"rail": "l402", "msat": 1000, "mode": "time_pass"})
+        );
+        assert_eq!(
+            Offer::OAuth {
+                scopes: vec!["a".into()]
+            }
+            .published(),
+            json!({"rail": "oauth", "scopes": ["a"]})
+        );
+    }
 
     #[test]
     fn prices_resolve() {

@@ -139,4 +139,50 @@ pub trait Rail: Send + Sync {
     fn release<'a>(&'a self, _grant: &'a Grant) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
+
+    /// Whether a call presenting only this rail's credentials is known by the caller's address
+    /// whatever the verdict (a puzzle solution names nobody). The gateway then runs the
+    /// address's limits before the credentials are verified, so that a limited caller keeps a
+    /// single-use credential for its retry. The default: no.
+    fn identity_is_address(&self) -> bool {
+        false
+    }
+
+    /// `offer` made dearer for a caller whose limits asked for `multiplier` times the work
+    /// (the loop brake's strikes), or `None` when this rail's price does not scale so (the
+    /// default) or nothing changes.
+    fn scaled_offer(&self, _offer: &Offer, _multiplier: u32) -> Option<Offer> {
+        None
+    }
+
+    /// What `offer` costs now, as `tools/list` publishes it (one element of
+    /// `_meta["turnpike/price"].offers`), or `None` when it cannot be offered now. The default:
+    /// the offer as priced ([`Offer::published`]).
+    fn published_offer(&self, offer: &Offer) -> Option<serde_json::Value> {
+        Some(offer.published())
+    }
+
+    /// When this rail could offer `call` no challenge: how long its caller must wait before it
+    /// can (the caller is over the rail's own issuing rate), with the name of that limit, so
+    /// that the caller gets 429 rather than 503. The default: `None`, waiting is not why.
+    fn issue_wait(&self, _call: &CallFacts) -> Option<(std::time::Duration, &'static str)> {
+        None
+    }
+
+    /// Millisatoshis `grant` charged for a call priced `offer`, for the call's log line and
+    /// metrics. The default: nothing.
+    fn charged_msat(&self, _grant: &Grant, _offer: &Offer) -> u64 {
+        0
+    }
+
+    /// Whether `grant` paid for its round of a multi-round call, so that the next round (the
+    /// answer to an `input_required` result) is not priced again. The default: no (a rail
+    /// that proves who calls is checked every round).
+    fn pays_for_round(&self, _grant: &Grant) -> bool {
+        false
+    }
+
+    /// The upstream answered a granted call as overloaded (429 or 503): a rail whose price
+    /// follows load may count it. The default does nothing.
+    fn upstream_overloaded(&self) {}
 }

@@ -28,7 +28,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use serde_json::{json, Value};
 use tower::{Service, ServiceExt};
 use turnpike_core::{error_codes, Grant, Rail};
@@ -38,35 +38,65 @@ use turnpike_mcp::sse::SseParser;
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Headers of the original request the cancellation carries.
-const CARRIED: [&str; 5] = [
-    "mcp-session-id",
-    "mcp-protocol-version",
-    "host",
-    "x-request-id",
-    "traceparent",
+static CARRIED: [HeaderName; 5] = [
+    HeaderName::from_static("mcp-session-id"),
+    HeaderName::from_static("mcp-protocol-version"),
+    header::HOST,
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("traceparent"),
 ];
 
-type SendCancel = Box<dyn FnOnce(&'static str) -> BoxFuture<'static, ()> + Send>;
-
-/// Sends `notifications/cancelled` for one forwarded request, at most once.
-pub struct Canceller {
-    send: Option<SendCancel>,
+/// A service a cancellation can be sent through: any service a request is forwarded to.
+pub trait CancelService: Send + 'static {
+    /// Sends `req` and waits for the response head; its status, or `None` when it failed.
+    fn send(self, req: Request<Body>) -> BoxFuture<'static, Option<StatusCode>>;
 }
 
-impl Canceller {
-    /// A canceller for the request with JSON-RPC `id` whose head is `parts`, through `inner`
-    /// (a clone of the service the request goes to).
-    pub fn new<S, B>(inner: S, parts: &http::request::Parts, id: Value) -> Canceller
-    where
-        S: Service<Request<Body>, Response = Response<B>> + Send + 'static,
-        S::Future: Send + 'static,
-        B: Send + 'static,
-    {
-        let uri = parts.uri.clone();
-        let mut headers = HeaderMap::new();
-        for name in CARRIED {
-            if let Some(v) = parts.headers.get(name) {
-                headers.insert(name, v.clone());
+impl<S, B> CancelService for S
+where
+    S: Service<Request<Body>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    fn send(self, req: Request<Body>) -> BoxFuture<'static, Option<StatusCode>> {
+        Box::pin(async move { self.oneshot(req).await.ok().map(|r| r.status()) })
+    }
+}
+
+/// What a cancellation of one forwarded request needs from it, kept cheaply while the call
+/// runs: its target, the few header values it carries on, and its JSON-RPC id. The request is
+/// built only when a cancellation is sent.
+pub struct CancelTarget {
+    uri: Uri,
+    carried: [Option<HeaderValue>; 5],
+    id: Value,
+}
+
+impl CancelTarget {
+    /// The target of a cancellation of the request with JSON-RPC `id` whose head is `parts`.
+    pub fn new(parts: &http::request::Parts, id: Value) -> CancelTarget {
+        CancelTarget {
+            uri: parts.uri.clone(),
+            carried: std::array::from_fn(|i| parts.headers.get(&CARRIED[i]).cloned()),
+            id,
+        }
+    }
+
+    /// The `notifications/cancelled` POST.
+    fn request(self, reason: &'static str) -> Request<Body> {
+        let body = json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": self.id, "reason": reason},
+        })
+        .to_string();
+        let mut req = Request::new(Body::from(body));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = self.uri;
+        let headers = req.headers_mut();
+        for (name, value) in CARRIED.iter().zip(self.carried) {
+            if let Some(v) = value {
+                headers.insert(name.clone(), v);
             }
         }
         headers.insert(
@@ -77,77 +107,95 @@ impl Canceller {
             header::ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
-        let send: SendCancel = Box::new(move |reason: &'static str| {
-            Box::pin(async move {
-                let body = json!({
-                    "jsonrpc": "2.0",
-                    "method": "notifications/cancelled",
-                    "params": {"requestId": id, "reason": reason},
-                })
-                .to_string();
-                let mut req = Request::new(Body::from(body));
-                *req.method_mut() = http::Method::POST;
-                *req.uri_mut() = uri;
-                *req.headers_mut() = headers;
-                match tokio::time::timeout(CANCEL_TIMEOUT, inner.oneshot(req)).await {
-                    Ok(Ok(resp)) => tracing::debug!(
-                        target: "turnpike::upstream",
-                        status = resp.status().as_u16(),
-                        reason,
-                        "upstream call cancelled"
-                    ),
-                    _ => tracing::warn!(
-                        target: "turnpike::upstream",
-                        reason,
-                        "the upstream could not be sent notifications/cancelled"
-                    ),
-                }
-            })
-        });
-        Canceller { send: Some(send) }
+        req
+    }
+}
+
+/// Sends `notifications/cancelled` for one forwarded request, at most once, through the
+/// service the request went to.
+pub struct Canceller<S: CancelService> {
+    svc: S,
+    target: CancelTarget,
+}
+
+impl<S: CancelService> Canceller<S> {
+    /// A canceller for `target` through `svc` (the service the request was sent to).
+    pub fn new(svc: S, target: CancelTarget) -> Canceller<S> {
+        Canceller { svc, target }
     }
 
     /// Sends the cancellation in the background (needs a Tokio runtime; without one, nothing).
-    pub fn fire(mut self, reason: &'static str) {
-        self.fire_now(reason);
-    }
-
-    fn fire_now(&mut self, reason: &'static str) {
-        if let Some(send) = self.send.take() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(send(reason));
+    pub fn fire(self, reason: &'static str) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let req = self.target.request(reason);
+        let sent = self.svc.send(req);
+        rt.spawn(async move {
+            match tokio::time::timeout(CANCEL_TIMEOUT, sent).await {
+                Ok(Some(status)) => tracing::debug!(
+                    target: "turnpike::upstream",
+                    status = status.as_u16(),
+                    reason,
+                    "upstream call cancelled"
+                ),
+                _ => tracing::warn!(
+                    target: "turnpike::upstream",
+                    reason,
+                    "the upstream could not be sent notifications/cancelled"
+                ),
             }
+        });
+    }
+}
+
+/// The rail and grant a call is settled with.
+pub type Settlement = (Arc<dyn Rail>, Grant);
+
+/// A forwarded call waiting for its response head: owns the service the request goes to. If
+/// the wait is abandoned (the caller closed its connection, so the request's future is
+/// dropped), the upstream is sent `notifications/cancelled` and the grant is settled as failed
+/// (a balance debit refunded).
+pub struct PendingCall<S: CancelService> {
+    svc: Option<S>,
+    target: Option<CancelTarget>,
+    settle: Option<Settlement>,
+}
+
+impl<S: CancelService> PendingCall<S> {
+    /// A guard over `svc`, the cancellation `target` and the grant `settle` would settle.
+    pub fn new(svc: S, target: Option<CancelTarget>, settle: Option<Settlement>) -> PendingCall<S> {
+        PendingCall {
+            svc: Some(svc),
+            target,
+            settle,
         }
     }
-}
 
-/// A forwarded call waiting for its response head. If the wait is abandoned (the caller closed
-/// its connection, so the request's future is dropped), the upstream is sent
-/// `notifications/cancelled` and the grant is settled as failed (a balance debit refunded).
-#[derive(Default)]
-pub struct PendingCall {
-    cancel: Option<Canceller>,
-    settle: Option<(Arc<dyn Rail>, Grant)>,
-}
-
-impl PendingCall {
-    /// A guard over `cancel` and the grant `settle` would settle.
-    pub fn new(cancel: Option<Canceller>, settle: Option<(Arc<dyn Rail>, Grant)>) -> PendingCall {
-        PendingCall { cancel, settle }
+    /// The service the request is sent through.
+    pub fn service(&mut self) -> &mut S {
+        // Present until disarm or drop, which consume the guard.
+        match &mut self.svc {
+            Some(s) => s,
+            None => unreachable!("the service is taken only when the guard is consumed"),
+        }
     }
 
-    /// The head arrived (or the gateway answers in its place): nothing to undo; the canceller
-    /// goes on to watch the body.
-    pub fn disarm(mut self) -> Option<Canceller> {
-        self.settle = None;
-        self.cancel.take()
+    /// The head arrived (or the gateway answers in its place): nothing to undo. Gives back the
+    /// canceller, to watch the body, and the grant to settle.
+    pub fn disarm(mut self) -> (Option<Canceller<S>>, Option<Settlement>) {
+        let cancel = match (self.svc.take(), self.target.take()) {
+            (Some(svc), Some(target)) => Some(Canceller::new(svc, target)),
+            _ => None,
+        };
+        (cancel, self.settle.take())
     }
 }
 
-impl Drop for PendingCall {
+impl<S: CancelService> Drop for PendingCall<S> {
     fn drop(&mut self) {
-        if let Some(c) = self.cancel.take() {
-            c.fire("the client went away");
+        if let (Some(svc), Some(target)) = (self.svc.take(), self.target.take()) {
+            Canceller::new(svc, target).fire("the client went away");
         }
         if let Some((rail, grant)) = self.settle.take() {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -175,11 +223,11 @@ pub fn head_timeout(id: Option<&Value>, limit: Duration) -> Response<Body> {
 /// stream with a JSON-RPC error event for `id` (and the upstream is sent the cancellation), and
 /// a caller that drops the stream cancels the call too. Any other body is cut after `idle`
 /// without data.
-pub fn bound_body(
+pub fn bound_body<S: CancelService>(
     resp: Response<Body>,
     id: Value,
     idle: Duration,
-    cancel: Option<Canceller>,
+    cancel: Option<Canceller<S>>,
 ) -> Response<Body> {
     let sse = turnpike_http::body::media_type(resp.headers()) == "text/event-stream";
     let (parts, body) = resp.into_parts();
@@ -282,7 +330,7 @@ fn timeout_event(id: &Value, idle: Duration) -> Bytes {
     Bytes::from(format!("event: message\ndata: {msg}\n\n"))
 }
 
-struct Watch {
+struct Watch<S: CancelService> {
     upstream: axum::body::BodyDataStream,
     parser: SseParser,
     id: Value,
@@ -290,11 +338,11 @@ struct Watch {
     deadline: tokio::time::Instant,
     /// Present until the call's response passed (or the call was cancelled); dropped with the
     /// stream before that (the caller went away), it cancels the call.
-    cancel: Option<Canceller>,
+    cancel: Option<Canceller<S>>,
     done: bool,
 }
 
-impl Drop for Watch {
+impl<S: CancelService> Drop for Watch<S> {
     fn drop(&mut self) {
         if let Some(c) = self.cancel.take() {
             c.fire("the client went away");

@@ -1,8 +1,8 @@
 //! turnpike's gateway: the gate and its assembly.
 //!
 //! - [`config`]: the TOML configuration, with every problem reported at its line and column;
-//! - [`Gate`] ([`pipeline`]): one request's whole path, its steps listed in [`pipeline`]'s
-//!   documentation;
+//! - [`Gate`] ([`pipeline`]): one request's whole path, as the list of steps in
+//!   [`pipeline`]'s module doc;
 //! - [`limits`]: rate limits, in-flight caps and the loop brake per identity (429 with
 //!   `Retry-After` and the `RateLimit` fields; `RateLimit` on every response);
 //! - [`identity`]: the signed `Turnpike-Identity` statement for the upstream (OAuth callers);

@@ -1,67 +1,89 @@
 //! One call's path through the gateway.
 //!
-//! Every request that reaches the endpoint goes through [`Gate::handle`], which reads as this
-//! list of steps; each step calls into the crate or module that owns it.
+//! Every request that reaches the endpoint goes through [`Gate::handle`], whose `run` is this
+//! list of steps, one method each. Each step consumes the stage the previous one gave
+//! (`Parsed` → `Priced` → `Decided` → `Cleared` → `Forwarded`) and returns the next, or the
+//! answer to send instead; each calls into the crate or module that owns what it checks. This
+//! list is the one description of the path (docs/ARCHITECTURE.md and the crate doc point here).
 //!
-//! 1. **Host / Origin** ([`turnpike_http::hosts`]): `Host` must be an allowed host (port ignored);
-//!    `Origin`, when present, an allowed host's origin or an allowed origin. Else 403, -31403.
-//!    Two `Host` lines, or a `Host` disagreeing with the target's authority: 400, -32600.
-//! 2. **Not a POST** (GET opens a server stream, DELETE ends a session): carries no priced call;
-//!    credential headers are removed and the request is forwarded.
-//! 3. **Content-Type** must be `application/json`, else 415.
-//! 4. **Body** ([`turnpike_http::body`]): read whole within `max_body_bytes` (413, -31413) and the body
-//!    time limit (408).
-//! 5. **Envelope** ([`turnpike_mcp::parse_message`]): one JSON-RPC message. Bad JSON → 400,
-//!    -32700; a batch array, a malformed message or a repeated key → 400, -32600.
-//! 6. **Era** ([`turnpike_mcp::check_routing_headers`]): from `MCP-Protocol-Version`
-//!    2026-07-28 on, `Mcp-Method` / `Mcp-Name` must mirror the body. Else 400, -32020.
-//! 7. **Price** ([`turnpike_core::Policy::price`]) by method and name
-//!    ([`turnpike_mcp::call_name`]). Responses the client sends (no method) and free methods skip
-//!    to step 10 untouched by any rail.
-//! 8. **Classify and collect credentials** ([`turnpike_mcp::classify`]): method, name and the
-//!    hash of the canonical arguments; credentials from every `Authorization` line (`PoW`,
-//!    `L402`/`LSAT`, `Bearer`, `DPoP` with its `DPoP` proof), the `Macaroon` header and
-//!    `params._meta` — all in [`crate::credentials::collect`].
-//! 9. **Decide** ([`turnpike_core::decide`]): each rail verifies its own credential — the OAuth
-//!    rail through a view bound to this request's method and public URL (DPoP `htm`/`htu`) and
-//!    body hash; a pass goes on, anything else is answered here: a token that was refused
+//! 1. **Screen** (`Gate::screen`, [`turnpike_http::hosts`]): `Host` must be an allowed host (port
+//!    ignored); `Origin`, when present, an allowed host's origin or an allowed origin. Else
+//!    403, -31403. Two `Host` lines, or a `Host` disagreeing with the target's authority: 400,
+//!    -32600.
+//! 2. **Pass through** (`Gate::pass_through`): a request that is not a POST (GET opens a server
+//!    stream, DELETE ends a session) carries no priced call: its credential headers are
+//!    removed and it is forwarded.
+//! 3. **Parse** (`Gate::parse` → `Parsed`): `Content-Type` must be `application/json` (else
+//!    415); the body is read whole within `max_body_bytes` (413, -31413) and the body time
+//!    limit (408) ([`turnpike_http::body`]); it must be one JSON-RPC message
+//!    ([`turnpike_mcp::parse_message`]: bad JSON → 400, -32700; a batch array, a malformed
+//!    message, a repeated key or an integer beyond 64 bits → 400, -32600); from
+//!    `MCP-Protocol-Version` 2026-07-28 on, `Mcp-Method` / `Mcp-Name` must mirror the body and
+//!    `MCP-Protocol-Version` the body's `_meta` protocol version
+//!    ([`turnpike_mcp::check_routing_headers`]: else 400, -32020). The W3C trace context is
+//!    taken from `traceparent`, else `params._meta`.
+//! 4. **Price** (`Gate::price` → `Priced`): [`turnpike_core::Policy::price`] by method and name
+//!    ([`turnpike_mcp::call_name`]); on the merged endpoint, `tools/call` by the catalog of
+//!    published tools (a name it does not publish: -32602; one it cannot price: -31403).
+//!    Responses the client sends (no method) and free methods pass the rails untouched (the
+//!    limits still count them, discovery on its own budget). So does the next round of a
+//!    multi-round call paid by puzzle or payment ([`crate::continuation`]): a request carrying
+//!    a `requestState` that an `input_required` answer to such a call returned, for the same
+//!    method, name and arguments, once, on this instance (outcome `continued`).
+//! 5. **Decide** (`Gate::decide` → `Decided`): the call is classified
+//!    ([`turnpike_mcp::classify`]: method, name and the hash of the canonical arguments) and
+//!    its credentials collected from every `Authorization` line (`PoW`, `L402`/`LSAT`,
+//!    `Bearer`, `DPoP` with its `DPoP` proof), the `Macaroon` header and `params._meta`
+//!    ([`crate::credentials::collect`]). Limits that must run before the rails run here: a
+//!    call that presents only puzzle solutions is admitted on the caller's address (the
+//!    identity a solution gets anyway) before the solution is spent, so a limited caller keeps
+//!    it; a call that presents no credential is counted against the address's challenge budget
+//!    before any challenge is minted (`Limiter::admit_challenge`; past it 429), which also
+//!    reads the address's effort multiplier (loop-brake strikes: it is challenged at
+//!    `effort × multiplier`). Then [`turnpike_core::decide`]: each rail verifies its own
+//!    credential, the first pass wins — the OAuth rail through a view bound to this request's
+//!    method and public URL (DPoP `htm`/`htu`) and body hash. A call no rail lets through is
+//!    answered here (`Gate::refuse`; fresh challenges answering a refused credential are
+//!    counted against the challenge budget first): a token that was refused
 //!    ([`crate::respond::oauth_refusal`]) gets the OAuth answer — 400 `invalid_request`, 401
 //!    `invalid_token` / `invalid_dpop_proof` / `use_dpop_nonce`, 403 `insufficient_scope` —
-//!    over HTTP whatever the mode; otherwise [`crate::respond::challenge`]: HTTP 402 (401 when
-//!    only OAuth is offered, whatever the mode: MCP clients answer a 401 by signing in) / 401 /
-//!    503 with `WWW-Authenticate` lines and a JSON-RPC error, or in band as an HTTP 200 tool
-//!    result with `isError: true`, as the delivery mode says.
-//!    Then the **limits** ([`crate::limits`], `turnpike_limits::Limiter::admit`): for every request
-//!    (discovery methods on their own budget), on the granting rail's identity, else the
-//!    caller's address. Limited → 429 with `Retry-After`, `RateLimit-Policy`, `RateLimit` and
-//!    JSON-RPC error -31429 (in band: an `isError` result for `tools/call`); store down → 503
-//!    / -31503 (or let through, `failure_mode = "open"`). When a call presents only puzzle
-//!    solutions, the check runs before step 9 on the address (the identity a solution gets
-//!    anyway), so a limited caller does not lose its single-use solution. A call that presents
-//!    no credential is counted against the address's challenge budget before any challenge is
-//!    minted (`Limiter::admit_challenge`; past it the 429 above), and fresh challenges answering
-//!    a refused credential are counted after the decision. Allowed calls carry
-//!    `RateLimit-Policy` / `RateLimit` on the response and hold their in-flight slot until
+//!    over HTTP whatever the mode; a caller over its L402 invoice rate with no other way
+//!    through gets 429; otherwise [`crate::respond::challenge`]: HTTP 402 (401 when only OAuth
+//!    is offered, whatever the mode: MCP clients answer a 401 by signing in) / 401 / 503 with
+//!    `WWW-Authenticate` lines and a JSON-RPC error, or in band as an HTTP 200 tool result with
+//!    `isError: true`, as the delivery mode says. A credential that could not be checked (its
+//!    backend down) fails the call closed: 503, no fresh challenge.
+//! 6. **Admit** (`Gate::admit_call` → `Cleared`): the limits ([`crate::limits`],
+//!    `turnpike_limits::Limiter::admit`) for every request, on the granting rail's identity,
+//!    else the caller's address (a puzzle-only call keeps the admission of step 5). Limited →
+//!    429 with `Retry-After`, `RateLimit-Policy`, `RateLimit` and JSON-RPC error -31429 (in
+//!    band: an `isError` result for `tools/call`); store down → 503 / -31503 (or let through,
+//!    `failure_mode = "open"`). An L402 balance debit is then counted against the token's daily
+//!    msat budget ([`crate::limits::spend_msat`]; over it 429, store down 503). A call refused
+//!    here has its debit refunded.
+//! 7. **Forward** (`Gate::forward` → `Forwarded`): the credentials are stripped — the
+//!    `Authorization`, `Macaroon`, `DPoP` and `Turnpike-*` headers, and every `turnpike/*` key
+//!    of `params._meta` ([`turnpike_mcp::strip_turnpike_meta`]; the body is re-serialised only
+//!    when something was removed, otherwise the received bytes go on); a call a token paid for
+//!    may gain the gateway's signed `Turnpike-Identity` header ([`crate::identity`]). The call
+//!    goes to the inner service (an upstream, or the MCP server itself when the gate is a tower
+//!    layer); its response streams back as it arrives, within the upstream's time limits
+//!    ([`crate::deadline`]: 504 / -31504, and `notifications/cancelled` upstream for a call
+//!    given up on or whose caller went away).
+//! 8. **Finish** (`Gate::finish`): the call is settled with the rail that granted it
+//!    ([`turnpike_core::Rail::settle`]), with whether the upstream answered it: for grants whose
+//!    rail needs the JSON-RPC outcome (a balance debit) that outcome decides ([`crate::settle`]),
+//!    for the rest the HTTP status; a non-2xx answer (refused before being served) also
+//!    releases a single-use credential ([`turnpike_core::Rail::release`]). A round paid by
+//!    puzzle or payment is remembered for its next round ([`crate::continuation`]);
+//!    `tools/list` responses are annotated with each tool's price ([`crate::annotate`]); an
+//!    admitted call carries `RateLimit-Policy` / `RateLimit` and holds its in-flight slot until
 //!    the response body has ended.
-//! 10. **Strip** credentials: the `Authorization`, `Macaroon`, `DPoP` and `Turnpike-*` headers,
-//!     and every `turnpike/*` key of `params._meta` ([`turnpike_mcp::strip_turnpike_meta`]); the
-//!     body is re-serialised only when something was removed, otherwise the received bytes go on.
-//!     A call a token paid for may gain the gateway's signed `Turnpike-Identity` header
-//!     ([`crate::identity`]).
-//! 11. **Forward** to the inner service (an upstream, or the MCP server itself when the gate is
-//!     a tower layer); its response streams back as it arrives, within the upstream's time
-//!     limits ([`crate::deadline`]: 504 / -31504, and `notifications/cancelled` upstream for a
-//!     call given up on or whose caller went away).
-//! 12. **Settle** with the rail that granted the call ([`turnpike_core::Rail::settle`]), with
-//!     whether the upstream answered the call: for grants with a receipt (a balance debit) the
-//!     JSON-RPC outcome decides ([`crate::settle`]), for the rest the HTTP status. A non-2xx
-//!     answer (refused before being served) also releases a single-use credential
-//!     ([`turnpike_core::Rail::release`]).
-//! 13. **Annotate** `tools/list` responses with each tool's price ([`crate::annotate`]).
 //!
-//! One log line per call records method, tool, rail, outcome, status and latency; never a
-//! credential.
+//! One log line per call records method, tool, rail, outcome
+//! ([`turnpike_operator::metrics::Outcome`]), status and latency; never a credential.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -72,23 +94,25 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use serde_json::{json, Value};
 use tower::{Service, ServiceExt};
 use turnpike_core::{
-    error_codes, Credential, Decision, Identity, Offer, Policy, Rail, RailKind, Refusal,
+    error_codes, CallFacts, Credential, Decision, Grant, Identity, Offer, Policy, Price, Rail,
+    RailKind, Refusal,
 };
-use turnpike_limits::{Admission, Admitted, CallInfo, CallKind, Limiter};
+use turnpike_limits::{Admission, Admitted, CallInfo, CallKind, Limiter, SpendReceipt};
 use turnpike_mcp::MessageKind;
 use turnpike_oauth::{HttpContext, OAuthOutcome, ScopedOAuthRail};
 use turnpike_pow::PowRail;
 
+use turnpike_http::body::{self, BodyError};
 use crate::config::{ChallengeMode, Config};
 use crate::credentials;
+use crate::deadline::Settlement;
+use turnpike_http::hosts::HostPolicy;
 use crate::identity::{IdentitySigner, IDENTITY_HEADER};
 use crate::limits::LimitCounters;
+use turnpike_operator::metrics::{CallRecord, Metrics, Outcome};
 use crate::rails::Rails;
 use crate::respond::{self, json_error};
 use crate::GatewayError;
-use turnpike_http::body::{self, BodyError};
-use turnpike_http::hosts::HostPolicy;
-use turnpike_operator::metrics::{CallRecord, Metrics};
 
 pub use turnpike_http::{JsonRpcId, PeerAddr};
 
@@ -150,7 +174,7 @@ pub struct Gate {
     continuations: Arc<crate::continuation::Continuations>,
     /// The names and prices of the tools the endpoint publishes, when it knows them (the
     /// merged endpoint): `tools/call` is priced by it, and a name it does not publish refused.
-    catalog: Option<Arc<dyn crate::mount_merge::ToolCatalog>>,
+    catalog: Option<Arc<dyn turnpike_merge::ToolCatalog>>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -249,9 +273,9 @@ impl Gate {
         self
     }
 
-    /// Prices `tools/call` by `catalog` ([`crate::mount_merge::ToolCatalog`]) rather than by the
+    /// Prices `tools/call` by `catalog` ([`turnpike_merge::ToolCatalog`]) rather than by the
     /// policy's tool names.
-    pub fn with_catalog(mut self, catalog: Arc<dyn crate::mount_merge::ToolCatalog>) -> Gate {
+    pub fn with_catalog(mut self, catalog: Arc<dyn turnpike_merge::ToolCatalog>) -> Gate {
         self.catalog = Some(catalog);
         self
     }
@@ -363,6 +387,8 @@ impl Gate {
         Ok(resp)
     }
 
+    /// The steps of the module doc, in order: each consumes the previous stage and gives the
+    /// next, or the answer to send instead.
     async fn run<S, B>(
         &self,
         req: Request<Body>,
@@ -375,77 +401,108 @@ impl Gate {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
     {
-        // 1. Host / Origin.
-        if let Err(refusal) = self.hosts.check(req.headers(), req.uri()) {
-            log.outcome = "forbidden";
-            return Ok(json_error(
-                refusal.status(),
-                None,
-                refusal.code(),
-                refusal.message(),
-            ));
+        macro_rules! step {
+            ($e:expr) => {
+                match $e {
+                    Ok(stage) => stage,
+                    Err(answer) => return Ok(*answer),
+                }
+            };
         }
-        // 2. GET, DELETE and the rest carry no priced call.
+        let req = step!(self.screen(req, log));
         if req.method() != Method::POST {
-            log.method = req.method().as_str().to_owned();
-            let (mut parts, body) = req.into_parts();
-            strip_credential_headers(&mut parts.headers);
-            log.outcome = "passthrough";
-            log.trace = crate::trace::find(&parts.headers, None).map(|t| t.0);
-            log.tag_upstream_request(&mut parts.headers);
-            let up = Instant::now();
-            let resp = forward(inner, Request::from_parts(parts, body)).await;
-            log.upstream = Some(up.elapsed());
-            return resp;
+            return self.pass_through(req, inner, log).await;
         }
-        // 3. Content-Type.
+        let parsed = step!(self.parse(req, log).await);
+        let priced = step!(self.price(parsed, log).await);
+        let decided = step!(self.decide(priced, log).await);
+        let cleared = step!(self.admit_call(decided, log).await);
+        let forwarded = self.forward(cleared, inner, log).await?;
+        Ok(self.finish(forwarded).await)
+    }
+
+    /// Step 1, screen: `Host` and `Origin`.
+    fn screen(&self, req: Request<Body>, log: &mut CallLog) -> Step<Request<Body>> {
+        match self.hosts.check(req.headers(), req.uri()) {
+            Ok(()) => Ok(req),
+            Err(refusal) => {
+                log.outcome = Outcome::Forbidden;
+                Err(Box::new(json_error(
+                    refusal.status(),
+                    None,
+                    refusal.code(),
+                    refusal.message(),
+                )))
+            }
+        }
+    }
+
+    /// Step 2, pass through: GET, DELETE and the rest carry no priced call: forwarded without
+    /// credentials.
+    async fn pass_through<S, B>(
+        &self,
+        req: Request<Body>,
+        inner: S,
+        log: &mut CallLog,
+    ) -> Result<Response<Body>, S::Error>
+    where
+        S: Service<Request<Body>, Response = Response<B>>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        log.method = req.method().as_str().to_owned();
+        let (mut parts, body) = req.into_parts();
+        strip_credential_headers(&mut parts.headers);
+        log.outcome = Outcome::Passthrough;
+        log.trace = crate::trace::find(&parts.headers, None).map(|t| t.0);
+        log.tag_upstream_request(&mut parts.headers);
+        let up = Instant::now();
+        let resp = pass_on(inner, Request::from_parts(parts, body)).await;
+        log.upstream = Some(up.elapsed());
+        resp
+    }
+
+    /// Step 3, parse: Content-Type, the body within its limits, the envelope, the era's routing
+    /// headers (and the trace context).
+    async fn parse(&self, req: Request<Body>, log: &mut CallLog) -> Step<Parsed> {
         if !body::is_json(req.headers()) {
-            log.outcome = "unsupported-media-type";
-            return Ok(json_error(
+            log.outcome = Outcome::UnsupportedMediaType;
+            return Err(Box::new(json_error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 None,
                 error_codes::INVALID_REQUEST,
                 "Content-Type must be application/json",
-            ));
+            )));
         }
-        // 4. Body, within the size and time limits.
         let (mut parts, body) = req.into_parts();
-        let bytes = match body::read_limited(
+        let bytes = body::read_limited(
             &parts.headers,
             body,
             self.opts.max_body_bytes,
             self.opts.body_read_timeout,
         )
         .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                log.outcome = "bad-body";
-                return Ok(body_error(e));
-            }
-        };
-        // 5. Envelope: exactly one JSON-RPC message.
-        let mut msg = match turnpike_mcp::parse_message(&bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                log.outcome = "bad-envelope";
-                return Ok(json_error(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    e.code(),
-                    &e.to_string(),
-                ));
-            }
-        };
-        // 6. Era: routing headers must mirror the body.
+        .map_err(|e| {
+            log.outcome = Outcome::BadBody;
+            Box::new(body_error(e))
+        })?;
+        let msg = turnpike_mcp::parse_message(&bytes).map_err(|e| {
+            log.outcome = Outcome::BadEnvelope;
+            Box::new(json_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                e.code(),
+                &e.to_string(),
+            ))
+        })?;
         if let Err(e) = turnpike_mcp::check_routing_headers(&parts.headers, &msg) {
-            log.outcome = "header-mismatch";
-            return Ok(json_error(
+            log.outcome = Outcome::HeaderMismatch;
+            return Err(Box::new(json_error(
                 StatusCode::BAD_REQUEST,
                 msg.id(),
                 error_codes::HEADER_MISMATCH,
                 &e.to_string(),
-            ));
+            )));
         }
         if let Some((tp, src)) = crate::trace::find(&parts.headers, Some(msg.value())) {
             if src == crate::trace::TraceSource::Meta {
@@ -453,11 +510,16 @@ impl Gate {
             }
             log.trace = Some(tp);
         }
-        // 7. Price. The next round of a multi-round call that was paid for is not priced again
-        // (crate::continuation).
+        Ok(Parsed { parts, bytes, msg })
+    }
+
+    /// Step 4, price: by the policy, or by the merged endpoint's catalog. The next round of a
+    /// multi-round call that was paid for is not priced again ([`crate::continuation`]).
+    async fn price<'g>(&'g self, call: Parsed, log: &mut CallLog) -> Step<Priced<'g>> {
+        let msg = &call.msg;
         let method = msg.method().unwrap_or("");
         log.method = method.to_owned();
-        log.tool = turnpike_mcp::call_name(&msg).map(str::to_owned);
+        log.tool = turnpike_mcp::call_name(msg).map(str::to_owned);
         // Only a request that carries a requestState is looked up (hashing its arguments here).
         let continued = msg.kind() == MessageKind::Request
             && crate::continuation::request_state(msg.params()).is_some_and(|state| {
@@ -465,8 +527,7 @@ impl Gate {
                 crate::continuation::binding(method, log.tool.as_deref(), &args)
                     .is_some_and(|b| self.continuations.take(state, &b))
             });
-        let catalog_price;
-        let mut listed_price = None;
+        let mut listed = None;
         // The name the limits know a merged tool by (the first of `<mount>/<name>`, the
         // published name and its own name that has a `[limits.tools.*]` class).
         let mut limit_name: Option<String> = None;
@@ -475,9 +536,8 @@ impl Gate {
         {
             let name = log.tool.as_deref().unwrap_or("");
             match catalog.resolve(name).await {
-                crate::mount_merge::Resolved::Price(p) => {
-                    catalog_price = p;
-                    listed_price = Some(&catalog_price);
+                turnpike_merge::Resolved::Price(p) => {
+                    listed = Some(p);
                     if let Some(limiter) = &self.limiter {
                         limit_name = catalog
                             .names_of(name)
@@ -485,281 +545,292 @@ impl Gate {
                             .find(|n| limiter.has_tool_class(n));
                     }
                 }
-                crate::mount_merge::Resolved::Unknown => {
-                    log.outcome = "unknown-tool";
-                    return Ok(json_error(
+                turnpike_merge::Resolved::Unknown => {
+                    log.outcome = Outcome::UnknownTool;
+                    return Err(Box::new(json_error(
                         StatusCode::OK,
                         msg.id(),
                         error_codes::INVALID_PARAMS,
                         &format!("unknown tool: {name:?} is not offered here"),
-                    ));
+                    )));
                 }
-                crate::mount_merge::Resolved::Conflict(why) => {
-                    log.outcome = "unpriced-tool";
-                    return Ok(json_error(
+                turnpike_merge::Resolved::Conflict(why) => {
+                    log.outcome = Outcome::UnpricedTool;
+                    return Err(Box::new(json_error(
                         StatusCode::OK,
                         msg.id(),
                         error_codes::FORBIDDEN,
                         &why,
-                    ));
+                    )));
                 }
             }
         }
         let price = if msg.kind() == MessageKind::Response || continued {
             None
         } else {
-            Some(listed_price.unwrap_or_else(|| self.policy.price(method, log.tool.as_deref())))
-                .filter(|p| !p.is_free())
+            Some(match listed {
+                Some(p) => Cow::Owned(p),
+                None => Cow::Borrowed(self.policy.price(method, log.tool.as_deref())),
+            })
+            .filter(|p| !p.is_free())
         };
-        // 8–9. Classify, collect credentials, decide.
-        let peer = peer_ip(&parts.extensions);
+        Ok(Priced {
+            call,
+            continued,
+            price,
+            limit_name,
+        })
+    }
+
+    /// Step 5, decide: credentials and the rails' decision (with the limits that must run before
+    /// it: a puzzle-only call's admission, the challenge budget). A call no rail lets through
+    /// is answered here.
+    async fn decide<'g>(&'g self, priced: Priced<'g>, log: &mut CallLog) -> Step<Decided<'g>> {
+        let peer = peer_ip(&priced.call.parts.extensions);
         log.caller = Some(anonymous(peer));
+        let msg = &priced.call.msg;
         let facts = (msg.kind() != MessageKind::Response)
-            .then(|| turnpike_mcp::classify(&msg, &self.opts.resource, peer, unix_now()));
-        let mut oauth_outcome: Option<OAuthOutcome> = None;
-        let mut pre_admitted: Option<Admitted> = None;
-        let mut challenge_counted = false;
-        let decision = match (price, &facts) {
-            (None, _) | (_, None) => Decision::Free,
-            (Some(price), Some(facts)) => {
-                let collected = credentials::collect(&parts.headers, &msg);
-                // Only puzzle solutions presented: the identity is the caller's address
-                // whatever the verdict, so the limit is checked before the single-use
-                // solution is spent — a limited caller keeps its solution for the retry.
-                if let Some(limiter) = &self.limiter {
-                    if !collected.creds.is_empty()
-                        && collected.malformed.is_empty()
-                        && collected
-                            .creds
-                            .iter()
-                            .all(|c| matches!(c, Credential::Pow(_)))
-                    {
-                        let call = CallInfo {
-                            scope: &limiter.scope_of(&anonymous(peer)),
-                            rail: Some(RailKind::Pow),
-                            kind: CallKind::classify(
-                                method,
-                                limit_name.as_deref().or(turnpike_mcp::call_name(&msg)),
-                            ),
-                            args_hash: Some(&facts.args_hash),
-                        };
-                        match self
-                            .admit(limiter, &call, &parts.headers, msg.id(), log)
-                            .await
-                        {
-                            Ok(a) => pre_admitted = Some(a),
-                            Err(resp) => return Ok(*resp),
-                        }
-                    }
-                }
-                // No credential: a challenge follows, counted against the address's challenge
-                // budget before it is minted (429 past it). An identity the loop brake struck
-                // is asked for more work. Limits reads on the challenge path only.
-                let scaled_price;
-                let price = match (&self.limiter, collected.creds.is_empty()) {
-                    (Some(limiter), true) => {
-                        let scope = limiter.scope_of(&anonymous(peer));
-                        let admission = limiter.admit_challenge(&scope).await;
-                        let a =
-                            match self.admission_answer(admission, &parts.headers, msg.id(), log) {
-                                Ok(a) => a,
-                                Err(resp) => return Ok(*resp),
-                            };
-                        challenge_counted = true;
-                        match crate::limits::scaled_pow_price(price, a.effort_multiplier) {
-                            Some(p) => {
-                                scaled_price = p;
-                                &scaled_price
-                            }
-                            None => price,
-                        }
-                    }
-                    _ => price,
-                };
-                // The OAuth rail sees this request (method, public URL, body) through a view.
-                let scoped = self.scoped_oauth(price, &parts, &bytes, &collected.creds);
-                let swapped: Vec<Arc<dyn Rail>>;
-                let rails = match &scoped {
-                    Some(s) => {
-                        swapped = self
-                            .rails
-                            .all
-                            .iter()
-                            .map(|r| {
-                                if r.kind() == RailKind::OAuth {
-                                    s.clone() as Arc<dyn Rail>
-                                } else {
-                                    r.clone()
-                                }
-                            })
-                            .collect();
-                        &swapped[..]
-                    }
-                    None => &self.rails.all[..],
-                };
-                let decision = turnpike_core::decide(rails, facts, price, &collected.creds).await;
-                if price.offer(RailKind::OAuth).is_some() {
-                    oauth_outcome = scoped.and_then(|s| s.outcome()).or_else(|| {
-                        collected
-                            .oauth_malformed
-                            .map(turnpike_oauth::OAuthOutcome::malformed)
-                    });
-                }
-                with_malformed(decision, collected.malformed)
-            }
+            .then(|| turnpike_mcp::classify(msg, &self.opts.resource, peer, unix_now()));
+        let judged = match (&priced.price, &facts) {
+            (Some(price), Some(facts)) => self.judge(&priced, price, facts, peer, log).await?,
+            _ => Judged::default(),
         };
-        let mut dpop_nonce = None;
-        let mut identity_header = None;
-        let grant = match decision {
-            Decision::Free => None,
+        let mut decided = Decided {
+            priced,
+            peer,
+            facts,
+            grant: None,
+            pre_admitted: judged.pre_admitted,
+            dpop_nonce: None,
+            identity_header: None,
+        };
+        match judged.decision {
+            Decision::Free => {}
             Decision::Pass(grant) => {
-                if let (RailKind::OAuth, Some(OAuthOutcome::Pass(a))) = (grant.rail, &oauth_outcome)
+                if let (RailKind::OAuth, Some(OAuthOutcome::Pass(a))) =
+                    (grant.rail, &judged.oauth_outcome)
                 {
-                    dpop_nonce = a.dpop_nonce.clone();
-                    identity_header = self
+                    decided.dpop_nonce = a.dpop_nonce.clone();
+                    decided.identity_header = self
                         .identity
                         .as_ref()
                         .and_then(|s| s.sign(&a.identity, &a.token.scopes, unix_now()));
                 }
-                Some(grant)
+                decided.grant = Some(grant);
             }
             refused => {
-                // Fresh challenges in answer to a refused credential count against the
-                // address's challenge budget too (unless the address's limits were already
-                // checked for this call).
-                if let (
-                    Some(limiter),
-                    false,
-                    None,
-                    Decision::Challenge { .. } | Decision::Invalid { .. },
-                ) = (&self.limiter, challenge_counted, &pre_admitted, &refused)
-                {
-                    let scope = limiter.scope_of(&anonymous(peer));
-                    let admission = limiter.admit_challenge(&scope).await;
-                    if let Err(resp) =
-                        self.admission_answer(admission, &parts.headers, msg.id(), log)
-                    {
-                        return Ok(*resp);
-                    }
-                }
-                log.outcome = outcome_of(&refused);
-                match &refused {
-                    Decision::Challenge { challenges, .. }
-                    | Decision::Invalid { challenges, .. } => self.metrics.challenges(challenges),
-                    Decision::Unavailable { refusals } => {
-                        refusals
-                            .iter()
-                            .for_each(|r| self.metrics.rail_unavailable(r.rail));
-                    }
-                    _ => {}
-                }
-                // No way through because the caller is over its L402 invoice rate (and L402 was
-                // the only rail offered): 429 with Retry-After, not 503.
-                if let (Decision::Unavailable { .. }, Some(l402), Some(facts), Some(p)) =
-                    (&refused, &self.rails.l402, &facts, price)
-                {
-                    if p.offer(RailKind::L402).is_some() {
-                        if let Err(wait) = l402.invoice_wait(facts) {
-                            LimitCounters::bump(&self.counters.gateway_limited);
-                            log.outcome = "rate_limited";
-                            log.limit_reason = Some("l402_invoices");
-                            let l = turnpike_limits::Limited {
-                                reason: turnpike_limits::LimitReason::Rate,
-                                policy: "l402_invoices".into(),
-                                retry_after: wait,
-                                status: Vec::new(),
-                                effort_multiplier: 1,
-                            };
-                            let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
-                            return Ok(crate::limits::limited_response(
-                                mode,
-                                &log.method,
-                                msg.id(),
-                                &l,
-                            ));
-                        }
-                    }
-                }
-                let price = price.map(|p| p.offers.as_slice()).unwrap_or(&[]);
-                // A token was presented and refused: the OAuth answer, over HTTP (the caller
-                // speaks OAuth, and MCP clients handle these statuses themselves).
-                if let (Some(outcome), Some(oauth)) = (&oauth_outcome, &self.rails.oauth) {
-                    let needed = needed_scopes(price);
-                    if let Some(ar) = oauth.response_for(outcome, &needed) {
-                        log.outcome = "oauth-refused";
-                        return Ok(respond::oauth_refusal(ar, msg.id(), refused));
-                    }
-                }
-                let mut mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
-                // Only OAuth offered: 401 whatever the mode (MCP clients answer it by signing in).
-                if !price.is_empty() && price.iter().all(|o| o.rail() == RailKind::OAuth) {
-                    mode = ChallengeMode::Http;
-                }
-                // The header was checked in step 6; a result's shape follows the era.
-                let era = turnpike_mcp::era(&parts.headers).unwrap_or(turnpike_mcp::Era::Session);
-                return Ok(respond::challenge(mode, era, method, msg.id(), refused));
-            }
-        };
-        let list_id = (method == "tools/list" && msg.kind() == MessageKind::Request)
-            .then(|| msg.id().cloned())
-            .flatten();
-        log.rail = grant.as_ref().map(|g| g.rail);
-        log.outcome = match (&grant, continued) {
-            (Some(_), _) => "paid",
-            (None, true) => "continued",
-            (None, false) => "free",
-        };
-        // Paid by puzzle or payment (OAuth proves who calls, and is checked every round): an
-        // input_required answer's next round is not priced again.
-        let paid_round = continued
-            || grant
-                .as_ref()
-                .is_some_and(|g| matches!(g.rail, RailKind::Pow | RailKind::L402));
-        let remember_round = match (&facts, msg.kind()) {
-            (Some(f), MessageKind::Request) if paid_round => {
-                crate::continuation::binding(method, log.tool.as_deref(), &f.args_hash)
-            }
-            _ => None,
-        };
-        if let Some(g) = &grant {
-            if let Some(id) = &g.identity {
-                log.caller = Some(id.clone());
-            }
-            if let Some(Offer::L402 { msat, mode, .. }) =
-                price.and_then(|p| p.offer(RailKind::L402))
-            {
-                if g.rail == RailKind::L402 && *mode != turnpike_core::BillingMode::TimePass {
-                    log.paid_msat = *msat;
-                }
+                let counted = judged.challenge_counted || decided.pre_admitted.is_some();
+                return Err(self
+                    .refuse(&decided, refused, judged.oauth_outcome, counted, log)
+                    .await);
             }
         }
-        // Rate limit and budget, for the identity the rails found (else the caller's address).
-        let admitted = match (pre_admitted, &self.limiter, &facts) {
-            // Checked before the puzzle was verified, on the same identity.
-            (Some(a), _, _) if grant.as_ref().is_some_and(|g| g.rail == RailKind::Pow) => Some(a),
-            (_, Some(limiter), Some(facts)) => {
-                let identity = grant
-                    .as_ref()
-                    .and_then(|g| g.identity.clone())
-                    .unwrap_or_else(|| anonymous(peer));
-                let call = CallInfo {
-                    scope: &limiter.scope_of(&identity),
-                    rail: grant.as_ref().map(|g| g.rail),
-                    kind: CallKind::classify(
-                        method,
-                        limit_name.as_deref().or(turnpike_mcp::call_name(&msg)),
-                    ),
-                    args_hash: Some(&facts.args_hash),
+        Ok(decided)
+    }
+
+    /// The rails' decision on a priced call, with the limits that run before it.
+    async fn judge(
+        &self,
+        priced: &Priced<'_>,
+        price: &Price,
+        facts: &CallFacts,
+        peer: Option<IpAddr>,
+        log: &mut CallLog,
+    ) -> Step<Judged> {
+        let Parsed { parts, bytes, msg } = &priced.call;
+        let collected = credentials::collect(&parts.headers, msg);
+        let mut judged = Judged::default();
+        let method = msg.method().unwrap_or("");
+        let kind = || {
+            CallKind::classify(
+                method,
+                priced
+                    .limit_name
+                    .as_deref()
+                    .or(turnpike_mcp::call_name(msg)),
+            )
+        };
+        // Only credentials of a rail that knows its callers by their address presented (puzzle
+        // solutions): the identity is the caller's address whatever the verdict, so the limit
+        // is checked before a single-use credential is spent — a limited caller keeps it for
+        // the retry.
+        if let (Some(limiter), Some(rail)) = (&self.limiter, self.address_rail(&collected)) {
+            let call = CallInfo {
+                scope: &limiter.scope_of(&anonymous(peer)),
+                rail: Some(rail),
+                kind: kind(),
+                args_hash: Some(&facts.args_hash),
+            };
+            let admission = limiter.admit(&call).await;
+            judged.pre_admitted =
+                Some(self.admission_answer(admission, &parts.headers, msg.id(), log)?);
+        }
+        // No credential: a challenge follows, counted against the address's challenge budget
+        // before it is minted (429 past it). An identity the loop brake struck is asked for
+        // more work. Limits reads on the challenge path only.
+        let mut price = Cow::Borrowed(price);
+        if let (Some(limiter), true) = (&self.limiter, collected.creds.is_empty()) {
+            let scope = limiter.scope_of(&anonymous(peer));
+            let admission = limiter.admit_challenge(&scope).await;
+            let a = self.admission_answer(admission, &parts.headers, msg.id(), log)?;
+            judged.challenge_counted = true;
+            if let Some(p) = self.scaled_price(&price, a.effort_multiplier) {
+                price = Cow::Owned(p);
+            }
+        }
+        // The OAuth rail sees this request (method, public URL, body) through a view.
+        let scoped = self.scoped_oauth(&price, parts, bytes, &collected.creds);
+        let swapped: Vec<Arc<dyn Rail>>;
+        let rails = match &scoped {
+            Some(s) => {
+                swapped = self
+                    .rails
+                    .all
+                    .iter()
+                    .map(|r| {
+                        if r.kind() == RailKind::OAuth {
+                            s.clone() as Arc<dyn Rail>
+                        } else {
+                            r.clone()
+                        }
+                    })
+                    .collect();
+                &swapped[..]
+            }
+            None => &self.rails.all[..],
+        };
+        let decision = turnpike_core::decide(rails, facts, &price, &collected.creds).await;
+        if price.offer(RailKind::OAuth).is_some() {
+            judged.oauth_outcome = scoped.and_then(|s| s.outcome()).or_else(|| {
+                collected
+                    .oauth_malformed
+                    .map(turnpike_oauth::OAuthOutcome::malformed)
+            });
+        }
+        judged.decision = with_malformed(decision, collected.malformed);
+        Ok(judged)
+    }
+
+    /// The answer to a call no rail let through: the fresh challenges (counted against the
+    /// address's challenge budget unless its limits already ran for this call), the OAuth
+    /// rail's own answer to a refused token, or 429 when the caller is over its L402 invoice
+    /// rate.
+    async fn refuse(
+        &self,
+        decided: &Decided<'_>,
+        refused: Decision,
+        oauth_outcome: Option<OAuthOutcome>,
+        counted: bool,
+        log: &mut CallLog,
+    ) -> Box<Response<Body>> {
+        let Parsed { parts, msg, .. } = &decided.priced.call;
+        let price = decided.priced.price.as_deref();
+        // Fresh challenges in answer to a refused credential count against the address's
+        // challenge budget too.
+        if let (Some(limiter), false, Decision::Challenge { .. } | Decision::Invalid { .. }) =
+            (&self.limiter, counted, &refused)
+        {
+            let scope = limiter.scope_of(&anonymous(decided.peer));
+            let admission = limiter.admit_challenge(&scope).await;
+            if let Err(resp) = self.admission_answer(admission, &parts.headers, msg.id(), log) {
+                return resp;
+            }
+        }
+        log.outcome = outcome_of(&refused);
+        match &refused {
+            Decision::Challenge { challenges, .. } | Decision::Invalid { challenges, .. } => {
+                self.metrics.challenges(challenges)
+            }
+            Decision::Unavailable { refusals } => {
+                refusals
+                    .iter()
+                    .for_each(|r| self.metrics.rail_unavailable(r.rail));
+            }
+            _ => {}
+        }
+        // No way through because the caller is over a rail's own issuing rate (e.g. L402
+        // invoices, when L402 was the only rail offered): 429 with Retry-After, not 503.
+        if let (Decision::Unavailable { .. }, Some(facts), Some(p)) =
+            (&refused, &decided.facts, price)
+        {
+            let wait = p
+                .offers
+                .iter()
+                .filter_map(|o| self.rail(o.rail()))
+                .find_map(|r| r.issue_wait(facts));
+            if let Some((wait, policy)) = wait {
+                LimitCounters::bump(&self.counters.gateway_limited);
+                log.outcome = Outcome::RateLimited;
+                log.limit_reason = Some(policy);
+                let l = turnpike_limits::Limited {
+                    reason: turnpike_limits::LimitReason::Rate,
+                    policy: policy.into(),
+                    retry_after: wait,
+                    status: Vec::new(),
+                    effort_multiplier: 1,
                 };
-                match self
-                    .admit(limiter, &call, &parts.headers, msg.id(), log)
-                    .await
-                {
+                let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
+                return Box::new(crate::limits::limited_response(
+                    mode,
+                    &log.method,
+                    msg.id(),
+                    &l,
+                ));
+            }
+        }
+        let offers = price.map(|p| p.offers.as_slice()).unwrap_or(&[]);
+        // A token was presented and refused: the OAuth answer, over HTTP (the caller speaks
+        // OAuth, and MCP clients handle these statuses themselves).
+        if let (Some(outcome), Some(oauth)) = (&oauth_outcome, &self.rails.oauth) {
+            let needed = needed_scopes(offers);
+            if let Some(ar) = oauth.response_for(outcome, &needed) {
+                log.outcome = Outcome::OAuthRefused;
+                return Box::new(respond::oauth_refusal(ar, msg.id(), refused));
+            }
+        }
+        let mut mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
+        // Only OAuth offered: 401 whatever the mode (MCP clients answer it by signing in).
+        if !offers.is_empty() && offers.iter().all(|o| o.rail() == RailKind::OAuth) {
+            mode = ChallengeMode::Http;
+        }
+        // The header was checked in step 3; a result's shape follows the era.
+        let era = turnpike_mcp::era(&parts.headers).unwrap_or(turnpike_mcp::Era::Session);
+        Box::new(respond::challenge(
+            mode,
+            era,
+            &log.method,
+            msg.id(),
+            refused,
+        ))
+    }
+
+    /// Step 6, admit: the rate limits and budgets for the identity the rails
+    /// found (else the caller's address), and a balance debit's daily msat budget.
+    async fn admit_call<'g>(
+        &'g self,
+        mut decided: Decided<'g>,
+        log: &mut CallLog,
+    ) -> Step<Cleared<'g>> {
+        let remember_round = self.account(&decided, log);
+        let pre_admitted = decided.pre_admitted.take();
+        let admitted = match (pre_admitted, &self.limiter, &decided.facts) {
+            // Checked before the puzzle was verified, on the same identity.
+            (Some(a), _, _)
+                if decided
+                    .grant
+                    .as_ref()
+                    .and_then(|g| self.rail(g.rail))
+                    .is_some_and(|r| r.identity_is_address()) =>
+            {
+                Some(a)
+            }
+            (_, Some(limiter), Some(facts)) => {
+                match self.admit(limiter, &decided, facts, log).await {
                     Ok(a) => Some(a),
                     Err(resp) => {
                         // Not forwarded: a balance debit goes back.
-                        self.settle_failed(grant.as_ref()).await;
-                        return Ok(*resp);
+                        self.settle_failed(decided.grant.as_ref()).await;
+                        return Err(resp);
                     }
                 }
             }
@@ -767,17 +838,61 @@ impl Gate {
         };
         // The L402 token's daily msat budget, for a balance debit (fails closed).
         let mut msat_spend = None;
-        if let (Some(limiter), Some(g)) = (&self.limiter, &grant) {
+        if let (Some(limiter), Some(g)) = (&self.limiter, &decided.grant) {
             match crate::limits::spend_msat(limiter, g).await {
                 Ok(r) => msat_spend = r.map(|r| (limiter.clone(), r)),
                 Err(refusal) => {
-                    self.settle_failed(grant.as_ref()).await;
+                    self.settle_failed(Some(g)).await;
+                    let Parsed { parts, msg, .. } = &decided.priced.call;
                     let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
-                    return Ok(self.spend_refused(refusal, mode, msg.id(), log));
+                    return Err(Box::new(self.spend_refused(refusal, mode, msg.id(), log)));
                 }
             }
         }
-        // 10. Strip credentials; re-serialise only when the body changed.
+        Ok(Cleared {
+            decided,
+            admitted,
+            msat_spend,
+            remember_round,
+        })
+    }
+
+    /// Step 7, forward: credentials stripped, the call forwarded within the upstream's time
+    /// limits ([`crate::deadline`]).
+    async fn forward<S, B>(
+        &self,
+        cleared: Cleared<'_>,
+        inner: S,
+        log: &mut CallLog,
+    ) -> Result<Forwarded, S::Error>
+    where
+        S: Service<Request<Body>, Response = Response<B>> + Send + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let Cleared {
+            decided,
+            admitted,
+            msat_spend,
+            remember_round,
+        } = cleared;
+        let Decided {
+            priced,
+            grant,
+            dpop_nonce,
+            identity_header,
+            ..
+        } = decided;
+        let Parsed {
+            mut parts,
+            bytes,
+            mut msg,
+        } = priced.call;
+        let list_id = (log.method == "tools/list" && msg.kind() == MessageKind::Request)
+            .then(|| msg.id().cloned())
+            .flatten();
+        // Strip credentials; re-serialise only when the body changed.
         strip_credential_headers(&mut parts.headers);
         if let Some(v) = identity_header.and_then(|v| HeaderValue::from_str(&v).ok()) {
             parts.headers.insert(IDENTITY_HEADER, v);
@@ -798,7 +913,7 @@ impl Gate {
             .then(|| msg.id().cloned())
             .flatten();
         drop(msg);
-        // 11. Forward, within the upstream's time limits (crate::deadline).
+        // Forward, within the upstream's time limits (crate::deadline).
         if let Some(id) = &request_id {
             parts.extensions.insert(JsonRpcId(id.clone()));
         }
@@ -814,16 +929,25 @@ impl Gate {
             };
             Some((rail, g.clone()))
         });
-        let cancel = request_id
+        // What a cancellation would need, kept cheaply; the service itself goes with the
+        // request and is used again only if a cancellation is sent.
+        let target = request_id
             .as_ref()
-            .map(|id| crate::deadline::Canceller::new(inner.clone(), &parts, id.clone()));
-        let pending = crate::deadline::PendingCall::new(cancel, settle_with.clone());
+            .map(|id| crate::deadline::CancelTarget::new(&parts, id.clone()));
+        let mut pending = crate::deadline::PendingCall::new(inner, target, settle_with);
         let up = Instant::now();
         let head = self.opts.response_timeout;
-        let forwarded = forward(inner, Request::from_parts(parts, body));
-        let mut resp = match tokio::time::timeout(head, forwarded).await {
+        let req = Request::from_parts(parts, body);
+        let forwarded = async {
+            let svc = pending.service();
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+            svc.call(req).await.map(|r| r.map(Body::new))
+        };
+        let deadline = tokio::time::Instant::from_std(up) + head;
+        let answer = tokio::time::timeout_at(deadline, forwarded).await;
+        let (cancel, settle_with) = pending.disarm();
+        let mut resp = match answer {
             Ok(r) => {
-                let cancel = pending.disarm();
                 let resp = r?;
                 match &request_id {
                     Some(id) => crate::deadline::bound_body(
@@ -836,21 +960,17 @@ impl Gate {
                 }
             }
             Err(_) => {
-                if let Some(c) = pending.disarm() {
+                if let Some(c) = cancel {
                     c.fire("the upstream did not answer in time");
                 }
-                log.outcome = "upstream_timeout";
+                log.outcome = Outcome::UpstreamTimeout;
                 crate::deadline::head_timeout(request_id.as_ref(), head)
             }
         };
         log.upstream = Some(up.elapsed());
-        if let (Some(pow), true, true) = (
-            &self.rails.pow,
-            grant.is_some(),
-            matches!(resp.status().as_u16(), 429 | 503),
-        ) {
-            // A paid call the upstream refused as overloaded: load the effort controller may act on.
-            pow.controller().record_upstream_overload();
+        if grant.is_some() && matches!(resp.status().as_u16(), 429 | 503) {
+            // A paid call the upstream refused as overloaded: load a rail's price may follow.
+            self.rails.all.iter().for_each(|r| r.upstream_overloaded());
         }
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
             // The upstream's own 429: passed on as it is, counted apart from ours.
@@ -860,7 +980,29 @@ impl Gate {
         if let Some(v) = dpop_nonce.and_then(|v| HeaderValue::from_str(&v).ok()) {
             resp.headers_mut().insert("dpop-nonce", v);
         }
-        // 12. Settle, by the JSON-RPC outcome where the rail needs it.
+        Ok(Forwarded {
+            resp,
+            settle_with,
+            request_id,
+            list_id,
+            remember_round,
+            admitted,
+        })
+    }
+
+    /// Step 8, finish: settlement by the granting rail, the next round of a paid call
+    /// remembered, `tools/list` annotated, and the remaining quota on the response (its
+    /// in-flight slot held as long as the body).
+    async fn finish(&self, f: Forwarded) -> Response<Body> {
+        let Forwarded {
+            mut resp,
+            settle_with,
+            request_id,
+            list_id,
+            remember_round,
+            admitted,
+        } = f;
+        // Settle, by the JSON-RPC outcome where the rail needs it.
         if let Some((rail, grant)) = settle_with {
             resp = crate::settle::after_upstream(resp, rail, grant, request_id.clone()).await;
         }
@@ -868,7 +1010,7 @@ impl Gate {
             resp =
                 crate::continuation::watch(resp, self.continuations.clone(), binding, id.clone());
         }
-        // 13. Annotate tools/list.
+        // Annotate tools/list.
         let mut resp = match list_id {
             Some(id) if resp.status().is_success() => {
                 let prices = self.price_table();
@@ -884,7 +1026,7 @@ impl Gate {
                 resp = resp.map(|b| crate::limits::GuardedBody::wrap(b, guard));
             }
         }
-        Ok(resp)
+        resp
     }
 
     /// Settles `grant` as failed (a call that will not be forwarded: its debit goes back, a
@@ -910,7 +1052,7 @@ impl Gate {
         match refusal {
             crate::limits::SpendRefusal::Budget(l) => {
                 LimitCounters::bump(&self.counters.gateway_limited);
-                log.outcome = "rate_limited";
+                log.outcome = Outcome::RateLimited;
                 log.limit_reason = Some(l.reason.as_str());
                 crate::limits::limited_response(mode, &log.method, id, &l)
             }
@@ -921,7 +1063,7 @@ impl Gate {
                     error = %e,
                     "msat budget store unavailable; paid call refused"
                 );
-                log.outcome = "limits_unavailable";
+                log.outcome = Outcome::LimitsUnavailable;
                 json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     id,
@@ -932,18 +1074,36 @@ impl Gate {
         }
     }
 
-    /// Runs the limiter on one call: the admission, or the answer to send instead (429 or its
-    /// in-band form; 503 when the store is down and limits fail closed).
+    /// Runs the limiter on a decided call, for the identity the rails found (else the
+    /// caller's address): the admission, or the answer to send instead (429 or its in-band
+    /// form; 503 when the store is down and limits fail closed).
     async fn admit(
         &self,
         limiter: &Limiter,
-        call: &CallInfo<'_>,
-        headers: &HeaderMap,
-        id: Option<&Value>,
+        decided: &Decided<'_>,
+        facts: &CallFacts,
         log: &mut CallLog,
-    ) -> Result<Admitted, Box<Response<Body>>> {
-        let admission = limiter.admit(call).await;
-        self.admission_answer(admission, headers, id, log)
+    ) -> Step<Admitted> {
+        let grant = decided.grant.as_ref();
+        let Parsed { parts, msg, .. } = &decided.priced.call;
+        let identity = grant
+            .and_then(|g| g.identity.clone())
+            .unwrap_or_else(|| anonymous(decided.peer));
+        let call = CallInfo {
+            scope: &limiter.scope_of(&identity),
+            rail: grant.map(|g| g.rail),
+            kind: CallKind::classify(
+                msg.method().unwrap_or(""),
+                decided
+                    .priced
+                    .limit_name
+                    .as_deref()
+                    .or(turnpike_mcp::call_name(msg)),
+            ),
+            args_hash: Some(&facts.args_hash),
+        };
+        let admission = limiter.admit(&call).await;
+        self.admission_answer(admission, &parts.headers, msg.id(), log)
     }
 
     /// An admission, or the answer to send instead (429 or its in-band form; 503 when the
@@ -954,7 +1114,7 @@ impl Gate {
         headers: &HeaderMap,
         id: Option<&Value>,
         log: &mut CallLog,
-    ) -> Result<Admitted, Box<Response<Body>>> {
+    ) -> Step<Admitted> {
         match admission {
             Admission::Allowed(a) => {
                 if a.degraded {
@@ -968,7 +1128,7 @@ impl Gate {
             }
             Admission::Limited(l) => {
                 LimitCounters::bump(&self.counters.gateway_limited);
-                log.outcome = "rate_limited";
+                log.outcome = Outcome::RateLimited;
                 log.limit_reason = Some(l.reason.as_str());
                 let mode = respond::mode_for(self.opts.challenge_mode, headers);
                 Err(Box::new(crate::limits::limited_response(
@@ -985,7 +1145,7 @@ impl Gate {
                     error = %e,
                     "limits store unavailable; call refused (failure_mode = closed)"
                 );
-                log.outcome = "limits_unavailable";
+                log.outcome = Outcome::LimitsUnavailable;
                 Err(Box::new(json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     id,
@@ -1036,24 +1196,180 @@ impl Gate {
     fn price_table(&self) -> PriceTable {
         PriceTable {
             policy: self.policy.clone(),
-            pow: self.rails.pow.clone(),
+            rails: self.rails.all.clone(),
             catalog: self.catalog.clone(),
         }
     }
+
+    /// The rail of `kind`, when the gate runs it.
+    fn rail(&self, kind: RailKind) -> Option<&Arc<dyn Rail>> {
+        self.rails.all.iter().find(|r| r.kind() == kind)
+    }
+
+    /// The rail whose credentials are all a call presents, when that rail knows its callers
+    /// by their address whatever the verdict ([`Rail::identity_is_address`]): the address's
+    /// limits then run before the credentials are verified.
+    fn address_rail(&self, collected: &credentials::Collected) -> Option<RailKind> {
+        let first = collected.creds.first()?.rail();
+        let same = collected.creds.iter().all(|c| c.rail() == first);
+        (same && collected.malformed.is_empty())
+            .then(|| self.rail(first))
+            .flatten()
+            .filter(|r| r.identity_is_address())
+            .map(|_| first)
+    }
+
+    /// `price` with each offer made dearer by its rail for a caller whose limits asked for
+    /// `multiplier` times the work ([`Rail::scaled_offer`]); `None` when nothing changes.
+    fn scaled_price(&self, price: &Price, multiplier: u32) -> Option<Price> {
+        let mut changed = false;
+        let offers = price
+            .offers
+            .iter()
+            .map(|o| {
+                match self
+                    .rail(o.rail())
+                    .and_then(|r| r.scaled_offer(o, multiplier))
+                {
+                    Some(scaled) => {
+                        changed = true;
+                        scaled
+                    }
+                    None => o.clone(),
+                }
+            })
+            .collect();
+        changed.then_some(Price { offers })
+    }
+
+    /// Records who a decided call is and what it paid in its log line; returns the binding
+    /// under which its round is remembered when the granting rail says it paid for it
+    /// ([`Rail::pays_for_round`]; an `input_required` answer's next round is then not priced
+    /// again).
+    fn account(&self, decided: &Decided<'_>, log: &mut CallLog) -> Option<[u8; 32]> {
+        let continued = decided.priced.continued;
+        let grant = decided.grant.as_ref();
+        log.rail = grant.map(|g| g.rail);
+        log.outcome = match (grant, continued) {
+            (Some(_), _) => Outcome::Paid,
+            (None, true) => Outcome::Continued,
+            (None, false) => Outcome::Free,
+        };
+        let granted_by = grant.and_then(|g| Some((g, self.rail(g.rail)?)));
+        if let Some((g, rail)) = granted_by {
+            if let Some(id) = &g.identity {
+                log.caller = Some(id.clone());
+            }
+            if let Some(offer) = decided
+                .priced
+                .price
+                .as_deref()
+                .and_then(|p| p.offer(g.rail))
+            {
+                log.paid_msat = rail.charged_msat(g, offer);
+            }
+        }
+        let paid_round = continued || granted_by.is_some_and(|(g, r)| r.pays_for_round(g));
+        match (&decided.facts, decided.priced.call.msg.kind()) {
+            (Some(f), MessageKind::Request) if paid_round => {
+                crate::continuation::binding(&log.method, log.tool.as_deref(), &f.args_hash)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A step's answer instead of going on.
+type Step<T> = Result<T, Box<Response<Body>>>;
+
+/// Stage after step 3: a POST read whole, one JSON-RPC message whose routing headers agree
+/// with it.
+struct Parsed {
+    parts: http::request::Parts,
+    bytes: Bytes,
+    msg: turnpike_mcp::Message,
+}
+
+/// Stage after step 4: a parsed call and what it costs.
+struct Priced<'g> {
+    call: Parsed,
+    /// The next round of a call already paid for (not priced again).
+    continued: bool,
+    /// What the call costs; `None` when it is free (or a response the client sends).
+    price: Option<Cow<'g, Price>>,
+    /// The name the limits know a merged tool by.
+    limit_name: Option<String>,
+}
+
+/// The rails' decision on one priced call, and what was learnt on the way.
+struct Judged {
+    decision: Decision,
+    /// What the OAuth rail made of a token, when the price offers OAuth.
+    oauth_outcome: Option<OAuthOutcome>,
+    /// The admission checked before a puzzle solution was verified.
+    pre_admitted: Option<Admitted>,
+    /// The call was counted against the address's challenge budget.
+    challenge_counted: bool,
+}
+
+impl Default for Judged {
+    fn default() -> Self {
+        Judged {
+            decision: Decision::Free,
+            oauth_outcome: None,
+            pre_admitted: None,
+            challenge_counted: false,
+        }
+    }
+}
+
+/// Stage after step 5: a priced call the rails let through (free, or granted).
+struct Decided<'g> {
+    priced: Priced<'g>,
+    peer: Option<IpAddr>,
+    /// The classified call (`None` for a response the client sends).
+    facts: Option<CallFacts>,
+    grant: Option<Grant>,
+    /// The admission checked before a puzzle solution was verified.
+    pre_admitted: Option<Admitted>,
+    /// A `DPoP-Nonce` for the response.
+    dpop_nonce: Option<String>,
+    /// The signed `Turnpike-Identity` for the upstream.
+    identity_header: Option<String>,
+}
+
+/// Stage after step 6: a decided call the limits let through.
+struct Cleared<'g> {
+    decided: Decided<'g>,
+    admitted: Option<Admitted>,
+    /// A balance debit's daily msat spend, to give back if the call fails.
+    msat_spend: Option<(Arc<Limiter>, SpendReceipt)>,
+    /// The binding under which an `input_required` answer's next round is remembered.
+    remember_round: Option<[u8; 32]>,
+}
+
+/// Stage after step 7: the upstream's answer (or the gateway's in its place).
+struct Forwarded {
+    resp: Response<Body>,
+    settle_with: Option<Settlement>,
+    request_id: Option<Value>,
+    list_id: Option<Value>,
+    remember_round: Option<[u8; 32]>,
+    admitted: Option<Admitted>,
 }
 
 /// What tools cost, as `tools/list` publishes it.
 struct PriceTable {
     policy: Policy,
-    pow: Option<Arc<PowRail>>,
-    catalog: Option<Arc<dyn crate::mount_merge::ToolCatalog>>,
+    rails: Vec<Arc<dyn Rail>>,
+    catalog: Option<Arc<dyn turnpike_merge::ToolCatalog>>,
 }
 
 impl PriceTable {
     /// `{"free":true,"offers":[]}` or `{"free":false,"offers":[{"rail":"l402","msat":N,
-    /// "mode":"per_call"}, {"rail":"pow","effort":N, "expected_seconds":f}, …]}`. Proof-of-work
-    /// is quoted at the current load; a balance offer adds `bundle` (msat of credit per invoice)
-    /// and a time pass `bundle` (seconds).
+    /// "mode":"per_call"}, {"rail":"pow","effort":N, "expected_seconds":f}, …]}`: each offer as
+    /// its rail publishes it now ([`Rail::published_offer`]; proof-of-work is quoted at the
+    /// current load), an offer no rail runs as priced ([`Offer::published`]).
     fn annotation(&self, tool: &str) -> Value {
         let listed = self.catalog.as_ref().and_then(|c| c.price_of(tool));
         let price = listed
@@ -1065,29 +1381,17 @@ impl PriceTable {
         let offers: Vec<Value> = price
             .offers
             .iter()
-            .filter_map(|o| match o {
-                Offer::Pow { effort } => match &self.pow {
-                    Some(pow) => pow.quote(*effort).map(|q| {
-                        json!({"rail": "pow", "effort": q.effort, "expected_seconds": q.expected_seconds})
-                    }),
-                    None => Some(json!({"rail": "pow", "effort": effort})),
-                },
-                Offer::L402 { msat, mode, bundle } => {
-                    let mut o = json!({"rail": "l402", "msat": msat, "mode": mode});
-                    if *mode != turnpike_core::BillingMode::PerCall && *bundle > 0 {
-                        o["bundle"] = json!(bundle);
-                    }
-                    Some(o)
-                }
-                other => serde_json::to_value(other).ok(),
+            .filter_map(|o| match self.rails.iter().find(|r| r.kind() == o.rail()) {
+                Some(rail) => rail.published_offer(o),
+                None => Some(o.published()),
             })
             .collect();
         json!({"free": false, "offers": offers})
     }
 }
 
-/// Forwards a request to the inner service and boxes its response body.
-async fn forward<S, B>(inner: S, req: Request<Body>) -> Result<Response<Body>, S::Error>
+/// Forwards a request to the inner service as it is and boxes its response body.
+async fn pass_on<S, B>(inner: S, req: Request<Body>) -> Result<Response<Body>, S::Error>
 where
     S: Service<Request<Body>, Response = Response<B>>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -1160,22 +1464,19 @@ fn body_error(e: BodyError) -> Response<Body> {
     }
 }
 
-fn outcome_of(d: &Decision) -> &'static str {
+fn outcome_of(d: &Decision) -> Outcome {
     match d {
-        Decision::Free => "free",
-        Decision::Pass(_) => "paid",
-        Decision::Challenge { refusals, .. } if refusals.is_empty() => "challenged",
-        Decision::Challenge { .. } => "refused",
-        Decision::Invalid { .. } => "invalid",
-        Decision::Unavailable { .. } => "unavailable",
+        Decision::Free => Outcome::Free,
+        Decision::Pass(_) => Outcome::Paid,
+        Decision::Challenge { refusals, .. } if refusals.is_empty() => Outcome::Challenged,
+        Decision::Challenge { .. } => Outcome::Refused,
+        Decision::Invalid { .. } => Outcome::Invalid,
+        Decision::Unavailable { .. } => Outcome::Unavailable,
     }
 }
 
 fn peer_ip(ext: &http::Extensions) -> Option<IpAddr> {
-    ext.get::<PeerAddr>().map(|p| p.0.ip()).or_else(|| {
-        ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-    })
+    turnpike_http::peer_ip(ext)
 }
 
 /// The identity of a caller no rail named: its address (an unknown address is one shared
@@ -1206,7 +1507,7 @@ struct CallLog {
     method: String,
     tool: Option<String>,
     rail: Option<RailKind>,
-    outcome: &'static str,
+    outcome: Outcome,
     /// Why the gateway's own limits refused the call (`outcome = rate_limited`).
     limit_reason: Option<&'static str>,
     /// The upstream itself answered 429 (not one of the gateway's).
@@ -1223,7 +1524,7 @@ impl CallLog {
             method = %self.method,
             tool = self.tool.as_deref().unwrap_or(""),
             rail = self.rail.map_or("", RailKind::as_str),
-            outcome = self.outcome,
+            outcome = self.outcome.as_str(),
             limit_reason = self.limit_reason.unwrap_or(""),
             upstream_429 = self.upstream_429,
             status = status.as_u16(),

@@ -102,6 +102,34 @@ impl Rail for WithSpend {
         true
     }
 
+    fn identity_is_address(&self) -> bool {
+        self.rail.identity_is_address()
+    }
+
+    fn scaled_offer(&self, offer: &Offer, multiplier: u32) -> Option<Offer> {
+        self.rail.scaled_offer(offer, multiplier)
+    }
+
+    fn published_offer(&self, offer: &Offer) -> Option<Value> {
+        self.rail.published_offer(offer)
+    }
+
+    fn issue_wait(&self, call: &CallFacts) -> Option<(std::time::Duration, &'static str)> {
+        self.rail.issue_wait(call)
+    }
+
+    fn charged_msat(&self, grant: &Grant, offer: &Offer) -> u64 {
+        self.rail.charged_msat(grant, offer)
+    }
+
+    fn pays_for_round(&self, grant: &Grant) -> bool {
+        self.rail.pays_for_round(grant)
+    }
+
+    fn upstream_overloaded(&self) {
+        self.rail.upstream_overloaded()
+    }
+
     fn settle<'a>(&'a self, grant: &'a Grant, upstream_ok: bool) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             self.rail.settle(grant, upstream_ok).await;

@@ -814,6 +814,31 @@ impl Rail for L402Rail {
     fn needs_outcome(&self, grant: &Grant) -> bool {
         parse_debit(grant).is_some()
     }
+
+    /// A caller over its invoice rate waits (`l402_invoices`): 429, not 503.
+    fn issue_wait(&self, call: &CallFacts) -> Option<(std::time::Duration, &'static str)> {
+        self.invoice_wait(call)
+            .err()
+            .map(|wait| (wait, "l402_invoices"))
+    }
+
+    /// The price of the call, for a per-call token or a balance debit; a time pass charges
+    /// nothing per call.
+    fn charged_msat(&self, grant: &Grant, offer: &Offer) -> u64 {
+        match offer {
+            Offer::L402 { msat, mode, .. }
+                if grant.rail == RailKind::L402 && *mode != BillingMode::TimePass =>
+            {
+                *msat
+            }
+            _ => 0,
+        }
+    }
+
+    /// A payment pays for the round.
+    fn pays_for_round(&self, _grant: &Grant) -> bool {
+        true
+    }
 }
 
 /// Prefix of the receipt a per-call pass leaves in its grant:

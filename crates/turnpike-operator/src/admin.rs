@@ -37,7 +37,7 @@ use turnpike_l402::store::{L402Store, LedgerEntry};
 use turnpike_http::conns::{ConnRules, Tracker};
 use turnpike_http::hosts::HostPolicy;
 
-use crate::metrics::SAMPLE_EVERY;
+use crate::metrics::{OutcomeClass, SAMPLE_EVERY};
 use crate::Operated;
 
 const DASHBOARD_HTML: &str = include_str!("../assets/dashboard.html");
@@ -215,13 +215,13 @@ impl Admin {
         let figures = json!({
             "now": unix_now(),
             "totals": {
-                "passed": m.outcome_total("passed"),
-                "challenged": m.outcome_total("challenged"),
-                "refused": m.outcome_total("refused"),
-                "rate_limited": m.outcome_total("rate_limited"),
-                "unavailable": m.outcome_total("unavailable"),
-                "upstream_error": m.outcome_total("upstream_error"),
-                "rejected": m.outcome_total("rejected"),
+                "passed": m.outcome_total(OutcomeClass::Passed),
+                "challenged": m.outcome_total(OutcomeClass::Challenged),
+                "refused": m.outcome_total(OutcomeClass::Refused),
+                "rate_limited": m.outcome_total(OutcomeClass::RateLimited),
+                "unavailable": m.outcome_total(OutcomeClass::Unavailable),
+                "upstream_error": m.outcome_total(OutcomeClass::UpstreamError),
+                "rejected": m.outcome_total(OutcomeClass::Rejected),
             },
             "limits": {"gateway_429": gw429, "upstream_429": up429,
                        "store_unavailable": store_down, "fail_open": degraded},

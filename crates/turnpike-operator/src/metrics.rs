@@ -10,7 +10,7 @@
 //!   tool, empty for calls that are not `tools/call`;
 //! - `rail`: `none`, `pow`, `l402`, `oauth`;
 //! - `outcome`: `passed`, `challenged`, `refused`, `rate_limited`, `unavailable`,
-//!   `upstream_error`, `rejected`.
+//!   `upstream_error`, `rejected` ([`OutcomeClass`], what each pipeline [`Outcome`] comes to).
 //!
 //! No identity is ever a label. The dashboard's top callers live in a separate table capped at
 //! [`MAX_CALLERS`] entries, anonymous callers under a salted hash of their address.
@@ -73,16 +73,6 @@ pub const HISTORY: usize = 720;
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 const RAILS: [&str; 4] = ["none", "pow", "l402", "oauth"];
-/// Outcome labels, in index order.
-pub const OUTCOMES: [&str; 7] = [
-    "passed",
-    "challenged",
-    "refused",
-    "rate_limited",
-    "unavailable",
-    "upstream_error",
-    "rejected",
-];
 const METHODS: [&str; 17] = [
     "initialize",
     "ping",
@@ -127,22 +117,160 @@ pub fn method_label(method: &str) -> &'static str {
     }
 }
 
-/// The `outcome` label from the pipeline's outcome, the response status and whether the call
-/// was forwarded.
-pub fn outcome_label(outcome: &str, status: u16, forwarded: bool) -> &'static str {
-    match outcome {
-        "paid" | "free" | "continued" | "passthrough" => {
-            if forwarded && (status >= 500 || status == 429) {
-                "upstream_error"
-            } else {
-                "passed"
-            }
+/// What became of one call, as the pipeline decides it. [`Outcome::as_str`] is the `outcome`
+/// field of the call's log line; [`Outcome::class`] its `outcome` label in the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outcome {
+    /// Nothing decided yet (the inner service failed before answering): `""`.
+    #[default]
+    Undecided,
+    /// `Host` or `Origin` not allowed: `forbidden`.
+    Forbidden,
+    /// Not a POST, forwarded as it is: `passthrough`.
+    Passthrough,
+    /// `Content-Type` not JSON: `unsupported-media-type`.
+    UnsupportedMediaType,
+    /// The body was too large, too slow or unreadable: `bad-body`.
+    BadBody,
+    /// Not exactly one JSON-RPC message: `bad-envelope`.
+    BadEnvelope,
+    /// The routing headers disagree with the body: `header-mismatch`.
+    HeaderMismatch,
+    /// A tool the merged endpoint does not publish: `unknown-tool`.
+    UnknownTool,
+    /// A tool the merged endpoint cannot price: `unpriced-tool`.
+    UnpricedTool,
+    /// Free, forwarded: `free`.
+    Free,
+    /// Paid by a credential, forwarded: `paid`.
+    Paid,
+    /// The next round of a call already paid for, forwarded: `continued`.
+    Continued,
+    /// No credential presented: challenged, `challenged`.
+    Challenged,
+    /// Only stale credentials: fresh challenges, `refused`.
+    Refused,
+    /// A forged or malformed credential: `invalid`.
+    Invalid,
+    /// No rail could decide or be offered: `unavailable`.
+    Unavailable,
+    /// The OAuth rail's own refusal: `oauth-refused`.
+    OAuthRefused,
+    /// The gateway's own limits refused the call: `rate_limited`.
+    RateLimited,
+    /// The limits store was down (fail closed): `limits_unavailable`.
+    LimitsUnavailable,
+    /// No response head from the upstream in time: `upstream_timeout`.
+    UpstreamTimeout,
+}
+
+impl Outcome {
+    /// The word in the call's log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Undecided => "",
+            Outcome::Forbidden => "forbidden",
+            Outcome::Passthrough => "passthrough",
+            Outcome::UnsupportedMediaType => "unsupported-media-type",
+            Outcome::BadBody => "bad-body",
+            Outcome::BadEnvelope => "bad-envelope",
+            Outcome::HeaderMismatch => "header-mismatch",
+            Outcome::UnknownTool => "unknown-tool",
+            Outcome::UnpricedTool => "unpriced-tool",
+            Outcome::Free => "free",
+            Outcome::Paid => "paid",
+            Outcome::Continued => "continued",
+            Outcome::Challenged => "challenged",
+            Outcome::Refused => "refused",
+            Outcome::Invalid => "invalid",
+            Outcome::Unavailable => "unavailable",
+            Outcome::OAuthRefused => "oauth-refused",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::LimitsUnavailable => "limits_unavailable",
+            Outcome::UpstreamTimeout => "upstream_timeout",
         }
-        "challenged" => "challenged",
-        "refused" | "invalid" | "oauth-refused" | "forbidden" => "refused",
-        "rate_limited" => "rate_limited",
-        "unavailable" | "limits_unavailable" => "unavailable",
-        _ => "rejected",
+    }
+
+    /// The `outcome` label, from the response status and whether the call was forwarded.
+    pub fn class(self, status: u16, forwarded: bool) -> OutcomeClass {
+        match self {
+            Outcome::Paid | Outcome::Free | Outcome::Continued | Outcome::Passthrough => {
+                if forwarded && (status >= 500 || status == 429) {
+                    OutcomeClass::UpstreamError
+                } else {
+                    OutcomeClass::Passed
+                }
+            }
+            Outcome::Challenged => OutcomeClass::Challenged,
+            Outcome::Refused | Outcome::Invalid | Outcome::OAuthRefused | Outcome::Forbidden => {
+                OutcomeClass::Refused
+            }
+            Outcome::RateLimited => OutcomeClass::RateLimited,
+            Outcome::Unavailable | Outcome::LimitsUnavailable => OutcomeClass::Unavailable,
+            Outcome::Undecided
+            | Outcome::UnsupportedMediaType
+            | Outcome::BadBody
+            | Outcome::BadEnvelope
+            | Outcome::HeaderMismatch
+            | Outcome::UnknownTool
+            | Outcome::UnpricedTool
+            | Outcome::UpstreamTimeout => OutcomeClass::Rejected,
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `outcome` label of a call in the metrics: what [`Outcome`]s come to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OutcomeClass {
+    /// Forwarded and answered: `passed`.
+    Passed,
+    /// `challenged`.
+    Challenged,
+    /// `refused`.
+    Refused,
+    /// `rate_limited`.
+    RateLimited,
+    /// `unavailable`.
+    Unavailable,
+    /// Forwarded, and the upstream answered 5xx or 429: `upstream_error`.
+    UpstreamError,
+    /// Anything the gateway turned away as malformed: `rejected`.
+    Rejected,
+}
+
+impl OutcomeClass {
+    /// Every class, in index order.
+    pub const ALL: [OutcomeClass; 7] = [
+        OutcomeClass::Passed,
+        OutcomeClass::Challenged,
+        OutcomeClass::Refused,
+        OutcomeClass::RateLimited,
+        OutcomeClass::Unavailable,
+        OutcomeClass::UpstreamError,
+        OutcomeClass::Rejected,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeClass::Passed => "passed",
+            OutcomeClass::Challenged => "challenged",
+            OutcomeClass::Refused => "refused",
+            OutcomeClass::RateLimited => "rate_limited",
+            OutcomeClass::Unavailable => "unavailable",
+            OutcomeClass::UpstreamError => "upstream_error",
+            OutcomeClass::Rejected => "rejected",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -197,8 +325,8 @@ pub struct CallRecord<'a> {
     pub method: &'a str,
     pub tool: Option<&'a str>,
     pub rail: Option<RailKind>,
-    /// The pipeline's outcome word (`paid`, `free`, `challenged`, `rate_limited`, …).
-    pub outcome: &'a str,
+    /// What became of the call.
+    pub outcome: Outcome,
     pub status: u16,
     /// Time from the request to the response head.
     pub total: Duration,
@@ -210,7 +338,7 @@ pub struct CallRecord<'a> {
     pub caller: Option<&'a Identity>,
 }
 
-type CallKey = (&'static str, Arc<str>, &'static str, &'static str);
+type CallKey = (&'static str, Arc<str>, &'static str, OutcomeClass);
 
 /// One caller in the top-callers table.
 #[derive(Debug, Clone, Serialize)]
@@ -254,7 +382,7 @@ pub struct Metrics {
     empty: Arc<str>,
     calls: RwLock<HashMap<CallKey, Arc<AtomicU64>>>,
     /// Totals by rail and outcome (for the dashboard, without walking the map).
-    by_rail: [[AtomicU64; OUTCOMES.len()]; 4],
+    by_rail: [[AtomicU64; OutcomeClass::ALL.len()]; 4],
     gateway_seconds: [Histogram; 4],
     upstream_seconds: Histogram,
     in_flight: AtomicI64,
@@ -367,7 +495,7 @@ impl Metrics {
     pub fn record(&self, c: &CallRecord<'_>) {
         self.in_flight.fetch_sub(1, Relaxed);
         let method = method_label(c.method);
-        let outcome = outcome_label(c.outcome, c.status, c.upstream.is_some());
+        let outcome = c.outcome.class(c.status, c.upstream.is_some());
         let rail = rail_index(c.rail);
         let key = (
             method,
@@ -381,9 +509,7 @@ impl Metrics {
             None => self.calls.write().entry(key).or_default().clone(),
         };
         counter.fetch_add(1, Relaxed);
-        if let Some(o) = OUTCOMES.iter().position(|x| *x == outcome) {
-            self.by_rail[rail][o].fetch_add(1, Relaxed);
-        }
+        self.by_rail[rail][outcome.index()].fetch_add(1, Relaxed);
         let own = c.total.saturating_sub(c.upstream.unwrap_or_default());
         self.gateway_seconds[rail].observe(own);
         if let Some(u) = c.upstream {
@@ -403,7 +529,7 @@ impl Metrics {
             self.count_caller(
                 id,
                 c.paid_msat,
-                matches!(outcome, "refused" | "rate_limited"),
+                matches!(outcome, OutcomeClass::Refused | OutcomeClass::RateLimited),
             );
         }
     }
@@ -516,17 +642,16 @@ impl Metrics {
 
     /// The running totals now.
     pub fn sample(&self) -> Sample {
-        let o = |name: &str| OUTCOMES.iter().position(|x| *x == name).unwrap_or(0);
-        let sum = |oi: usize| -> u64 { self.by_rail.iter().map(|r| r[oi].load(Relaxed)).sum() };
+        let passed = OutcomeClass::Passed.index();
         let (gw, _, _, up) = self.limits.snapshot();
         Sample {
             t: unix_now(),
-            passed: std::array::from_fn(|r| self.by_rail[r][o("passed")].load(Relaxed)),
-            challenged: sum(o("challenged")),
-            refused: sum(o("refused")),
+            passed: std::array::from_fn(|r| self.by_rail[r][passed].load(Relaxed)),
+            challenged: self.outcome_total(OutcomeClass::Challenged),
+            refused: self.outcome_total(OutcomeClass::Refused),
             gateway_429: gw,
             upstream_429: up,
-            upstream_errors: sum(o("upstream_error")),
+            upstream_errors: self.outcome_total(OutcomeClass::UpstreamError),
             paid_msat: self.l402_paid_msat.load(Relaxed),
             invoiced_msat: self.l402_invoiced_msat.load(Relaxed),
             pow_multiplier: self.pow_multiplier.load(Relaxed),
@@ -551,10 +676,11 @@ impl Metrics {
     }
 
     /// Calls counted so far with this outcome (every rail).
-    pub fn outcome_total(&self, outcome: &str) -> u64 {
-        OUTCOMES.iter().position(|x| *x == outcome).map_or(0, |oi| {
-            self.by_rail.iter().map(|r| r[oi].load(Relaxed)).sum()
-        })
+    pub fn outcome_total(&self, outcome: OutcomeClass) -> u64 {
+        self.by_rail
+            .iter()
+            .map(|r| r[outcome.index()].load(Relaxed))
+            .sum()
     }
 
     /// The Prometheus text exposition. `up` lists extra gauges for `turnpike_backend_up`
@@ -599,8 +725,11 @@ impl Metrics {
             .iter()
             .map(|(k, v)| (k.clone(), v.load(Relaxed)))
             .collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.sort_by(|(a, _), (b, _)| {
+            (a.0, &a.1, a.2, a.3.as_str()).cmp(&(b.0, &b.1, b.2, b.3.as_str()))
+        });
         for ((method, tool, rail, outcome), n) in rows {
+            let outcome = outcome.as_str();
             let _ = writeln!(
                 out,
                 "turnpike_calls_total{{method=\"{method}\",tool=\"{}\",rail=\"{rail}\",outcome=\"{outcome}\"}} {n}",
@@ -807,7 +936,7 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn rec<'a>(outcome: &'a str, rail: Option<RailKind>, tool: &'a str) -> CallRecord<'a> {
+    fn rec(outcome: Outcome, rail: Option<RailKind>, tool: &str) -> CallRecord<'_> {
         CallRecord {
             method: "tools/call",
             tool: Some(tool),
@@ -826,9 +955,9 @@ mod tests {
         let m = Metrics::new();
         m.register_tools(["echo"]);
         m.call_started();
-        m.record(&rec("paid", Some(RailKind::Pow), "echo"));
+        m.record(&rec(Outcome::Paid, Some(RailKind::Pow), "echo"));
         m.call_started();
-        m.record(&rec("free", None, "someone-elses-tool"));
+        m.record(&rec(Outcome::Free, None, "someone-elses-tool"));
         let text = m.render(&[]);
         assert!(text.contains(
             "turnpike_calls_total{method=\"tools/call\",tool=\"echo\",rail=\"pow\",outcome=\"passed\"} 1"
@@ -845,7 +974,7 @@ mod tests {
     fn exposition_is_well_formed() {
         let m = Metrics::new();
         m.call_started();
-        m.record(&rec("challenged", None, "x"));
+        m.record(&rec(Outcome::Challenged, None, "x"));
         let text = m.render(&[("limits_store", true)]);
         let mut typed = std::collections::HashSet::new();
         for line in text.lines() {
@@ -877,11 +1006,19 @@ mod tests {
 
     #[test]
     fn outcomes_map() {
-        assert_eq!(outcome_label("paid", 200, true), "passed");
-        assert_eq!(outcome_label("paid", 502, true), "upstream_error");
-        assert_eq!(outcome_label("free", 429, true), "upstream_error");
-        assert_eq!(outcome_label("invalid", 401, false), "refused");
-        assert_eq!(outcome_label("bad-envelope", 400, false), "rejected");
+        let label = |o: Outcome, status, forwarded| o.class(status, forwarded).as_str();
+        assert_eq!(label(Outcome::Paid, 200, true), "passed");
+        assert_eq!(label(Outcome::Paid, 502, true), "upstream_error");
+        assert_eq!(label(Outcome::Free, 429, true), "upstream_error");
+        assert_eq!(label(Outcome::Invalid, 401, false), "refused");
+        assert_eq!(label(Outcome::BadEnvelope, 400, false), "rejected");
+        assert_eq!(label(Outcome::UpstreamTimeout, 504, true), "rejected");
+        assert_eq!(label(Outcome::Forbidden, 403, false), "refused");
+        assert_eq!(label(Outcome::Undecided, 502, false), "rejected");
+        assert_eq!(Outcome::OAuthRefused.as_str(), "oauth-refused");
+        for (i, c) in OutcomeClass::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
         assert_eq!(method_label("notifications/initialized"), "notification");
         assert_eq!(method_label("x/y"), "other");
     }

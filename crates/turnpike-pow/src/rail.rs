@@ -349,7 +349,7 @@ impl Rail for PowRail {
                     Verdict::Pass(Grant {
                         rail: RailKind::Pow,
                         identity: call.caller.clone(),
-                        receipt: Some(format!("{SPENT_RECEIPT}{}", hex::encode(tag))),
+                        receipt: Some(spent_receipt(&tag)),
                     })
                 }
                 Ok(false) => Verdict::Stale(Refusal::new(RailKind::Pow, "already used")),
@@ -359,6 +359,42 @@ impl Rail for PowRail {
                 )),
             }
         })
+    }
+
+    /// A solution names nobody: the caller is its address whatever the verdict.
+    fn identity_is_address(&self) -> bool {
+        true
+    }
+
+    /// Effort times the multiplier.
+    fn scaled_offer(&self, offer: &Offer, multiplier: u32) -> Option<Offer> {
+        match offer {
+            Offer::Pow { effort } if multiplier > 1 => Some(Offer::Pow {
+                effort: effort.saturating_mul(u64::from(multiplier)),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Quoted at the current load, with the time the puzzle should take; `None` above the
+    /// ceiling.
+    fn published_offer(&self, offer: &Offer) -> Option<serde_json::Value> {
+        match offer {
+            Offer::Pow { effort } => self.quote(*effort).map(|q| {
+                serde_json::json!({"rail": "pow", "effort": q.effort, "expected_seconds": q.expected_seconds})
+            }),
+            other => Some(other.published()),
+        }
+    }
+
+    /// Work done pays for the round.
+    fn pays_for_round(&self, _grant: &Grant) -> bool {
+        true
+    }
+
+    /// A paid call the upstream refused as overloaded: load the effort controller may act on.
+    fn upstream_overloaded(&self) {
+        self.load.record_upstream_overload();
     }
 
     /// A solution is settled by the HTTP status alone (released when the upstream refused the
@@ -386,6 +422,18 @@ impl Rail for PowRail {
 /// Prefix of the receipt a pass leaves in its grant: `pow-spent:<hex spent-set key>`, so that
 /// [`Rail::release`] can make the solution usable again.
 const SPENT_RECEIPT: &str = "pow-spent:";
+
+/// The receipt naming spent-set key `tag`, built in one allocation.
+fn spent_receipt(tag: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut r = String::with_capacity(SPENT_RECEIPT.len() + 64);
+    r.push_str(SPENT_RECEIPT);
+    for b in tag {
+        r.push(char::from(HEX[usize::from(b >> 4)]));
+        r.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    r
+}
 
 /// The spent-set key a proof-of-work grant's receipt names.
 fn spent_tag(grant: &Grant) -> Option<[u8; 32]> {
@@ -597,6 +645,19 @@ mod tests {
         other.receipt = Some("pow-spent:zz".into());
         block_on(r.release(&other));
         assert_eq!(reason(&verdict(&r, &c, 2000, &cr)), "already used");
+    }
+
+    #[test]
+    fn spent_receipts_name_the_tag() {
+        let tag: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37));
+        let r = spent_receipt(&tag);
+        assert_eq!(r, format!("{SPENT_RECEIPT}{}", hex::encode(tag)));
+        let g = Grant {
+            rail: RailKind::Pow,
+            identity: None,
+            receipt: Some(r),
+        };
+        assert_eq!(spent_tag(&g), Some(tag));
     }
 
     #[test]
