@@ -84,7 +84,7 @@
 //! ([`turnpike_operator::metrics::Outcome`]), status and latency; never a credential.
 
 use std::borrow::Cow;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
