@@ -23,10 +23,7 @@
 //! [`MacaroonError`], never a panic.
 
 use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
+use turnpike_core::mac::{hmac_sha256, Mac};
 
 const VERSION_V2: u8 = 2;
 const FIELD_EOS: u64 = 0;
@@ -134,11 +131,7 @@ pub fn derive_key(root_key: &[u8]) -> [u8; 32] {
 }
 
 fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
-    let mut m = match HmacSha256::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0; 32],
-    };
+    let mut m = hmac_sha256(key);
     m.update(msg);
     m.finalize().into_bytes().into()
 }

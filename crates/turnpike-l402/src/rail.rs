@@ -200,10 +200,8 @@ const ROOT_KEY_LABEL: &[u8] = b"turnpike-l402-root";
 
 /// A token's root key: HMAC-SHA256(`master`, `"turnpike-l402-root"` ‖ `token_id`).
 pub fn derive_root_key(master: &[u8; 32], token_id: &[u8; 32]) -> RootKey {
-    use hmac::Mac;
-    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(master) else {
-        unreachable!("HMAC takes keys of any length")
-    };
+    use turnpike_core::mac::Mac;
+    let mut mac = turnpike_core::mac::hmac_sha256(master);
     mac.update(ROOT_KEY_LABEL);
     mac.update(token_id);
     Zeroizing::new(mac.finalize().into_bytes().into())

@@ -34,6 +34,7 @@ pub mod wallet;
 use std::sync::Arc;
 
 pub use config::{BackendConfig, HttpSettings, NwcConfig, Secret};
+pub(crate) use turnpike_core::unix_now;
 pub use turnpike_core::BoxFuture;
 pub use wallet::{connect_wallet, decode_for_payment, Paid, Wallet, WalletError};
 
@@ -119,14 +120,6 @@ pub fn connect(cfg: &BackendConfig) -> Result<Arc<dyn LightningBackend>, Lightni
         BackendConfig::Dev(c) => Arc::new(dev::DevBackend::new(c)?),
         BackendConfig::Nwc(c) => Arc::new(nwc::NwcBackend::new(c)?),
     })
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Checks a backend's answer against the payment request it returned: the request must decode

@@ -43,7 +43,9 @@ pub fn bin_dir() -> Option<PathBuf> {
 /// uid and gid to run the server as: the `postgres` user when we are root, else ourselves.
 fn run_as() -> Option<(u32, u32)> {
     // SAFETY: getuid has no preconditions.
-    if unsafe { libc_getuid() } != 0 {
+    #[allow(unsafe_code)]
+    let uid = unsafe { libc_getuid() };
+    if uid != 0 {
         return None;
     }
     let out = |flag: &str| -> Option<u32> {
