@@ -44,7 +44,6 @@ pub use offers::{is_in_band_challenge, BearerOffer, L402Offer, Offers};
 pub use parse::{parse_challenges, ParsedChallenge};
 pub use render::{attach_meta, authorization_value, meta_value, solution_string};
 pub use solve::{default_threads, solve, solve_with, SolveError, SolveOptions, Solved};
-pub(crate) use turnpike_core::unix_now;
 pub use turnpike_pow::puzzle::{Algorithm, ChallengeToken};
 
 /// Why the client could not get a call through. The `Display` form is a sentence an agent can
@@ -78,4 +77,12 @@ pub enum ClientError {
     /// No offered rail could be used.
     #[error("{0}")]
     Refused(String),
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

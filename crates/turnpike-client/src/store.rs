@@ -9,9 +9,9 @@
 //! Files are replaced atomically (write to a temporary file, then rename).
 
 use serde::{Deserialize, Serialize};
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use turnpike_fs::{open_private_append, write_private};
 
 use crate::ClientError;
 
@@ -56,6 +56,36 @@ pub fn ensure_dir(dir: &Path) -> Result<(), ClientError> {
     #[cfg(not(unix))]
     std::fs::create_dir_all(dir).map_err(io)?;
     Ok(())
+}
+
+/// Opens `path` for appending, creating it with mode 0600.
+pub(crate) fn open_private_append(path: &Path) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut o = OpenOptions::new();
+        o.create(true).write(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        let mut f = o.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 /// An exclusive lock on the state directory, released on drop.

@@ -5,15 +5,18 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
 use std::time::Duration;
-use turnpike_https::HttpsClient;
 
 use crate::ClientError;
 
 /// A pooled HTTP(S) client.
 #[derive(Clone)]
 pub struct Transport {
-    client: HttpsClient<Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -25,12 +28,26 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     /// A client trusting the Mozilla root certificates.
     pub fn new() -> Result<Self, ClientError> {
-        let client = turnpike_https::client(&turnpike_https::Options {
-            connect_timeout: Some(Duration::from_secs(10)),
-            pool_idle_timeout: Some(Duration::from_secs(60)),
-            http2: true,
-        })
-        .map_err(|e| ClientError::Config(format!("tls: {e}")))?;
+        use hyper_rustls::ConfigBuilderExt;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Config(format!("tls: {e}")))?
+            .with_webpki_roots()
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
         Ok(Transport { client })
     }
 

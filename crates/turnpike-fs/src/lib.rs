@@ -1,5 +1,5 @@
 //! Files only their owner may read: the one place turnpike creates a file that holds a secret
-//! (signing keys, L402 root keys, wallet credentials, a client's spend log and tokens).
+//! (proof-of-work keys, L402 databases, the dev wallet's credentials).
 //!
 //! Every file is created with mode 0600 from the start (on Unix; elsewhere the platform's
 //! defaults apply), never created first and restricted afterwards, so there is no moment at

@@ -1,6 +1,6 @@
-//! The outbound HTTP(S) client: every call turnpike makes to another server (an upstream MCP
-//! server, an OAuth issuer, a Lightning node, a paid MCP server from the client side) goes
-//! through a client built here, so that TLS is set up one way everywhere.
+//! The outbound HTTP(S) client: the calls turnpike makes to another server (an upstream MCP
+//! server, an OAuth issuer, a Lightning node) go through a client built here, so that TLS is
+//! set up one way everywhere.
 //!
 //! - TLS is rustls with the *ring* provider and its safe default protocol versions (TLS 1.2 and
 //!   1.3), trusting the Mozilla root certificates ([`tls_config`]); a caller that pins a

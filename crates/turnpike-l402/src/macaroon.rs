@@ -56,26 +56,37 @@ impl Default for Limits {
 /// Why bytes are not an acceptable macaroon.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MacaroonError {
+    /// Not base64 (standard or URL-safe).
     #[error("macaroon is not base64")]
     Base64,
+    /// Longer than the limit.
     #[error("macaroon is larger than {0} bytes")]
     TooLarge(usize),
+    /// More caveats than the limit.
     #[error("macaroon has more than {0} caveats")]
     TooManyCaveats(usize),
+    /// Not version 2.
     #[error("macaroon is not in the V2 binary format")]
     Version,
+    /// Ends inside a field.
     #[error("macaroon is truncated")]
     Truncated,
+    /// A field length that does not decode.
     #[error("macaroon has a malformed length")]
     Varint,
+    /// Fields out of the V2 order.
     #[error("macaroon fields are out of order or unexpected")]
     FieldOrder,
+    /// No identifier field.
     #[error("macaroon has no identifier")]
     NoIdentifier,
+    /// A location that is not UTF-8.
     #[error("macaroon location is not UTF-8")]
     Location,
+    /// A signature of another length.
     #[error("macaroon signature is not 32 bytes")]
     SignatureLength,
+    /// Bytes after the signature.
     #[error("macaroon has bytes after its signature")]
     TrailingBytes,
 }
@@ -83,8 +94,11 @@ pub enum MacaroonError {
 /// One caveat. First-party caveats have neither `location` nor `verification_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caveat {
+    /// Where a third-party caveat is discharged (none for first-party caveats).
     pub location: Option<String>,
+    /// The caveat's text (`key=value` for first-party caveats).
     pub id: Vec<u8>,
+    /// The encrypted verification key of a third-party caveat.
     pub verification_id: Option<Vec<u8>>,
 }
 

@@ -129,6 +129,7 @@ pub enum StoreConfig {
     Memory,
     /// A SQLite file; a relative `path` is under the gateway's data directory.
     Sqlite {
+        /// The database file (default `l402.sqlite`).
         #[serde(default = "default_sqlite_path")]
         path: std::path::PathBuf,
         /// `synchronous = FULL` (an fsync per commit) instead of `NORMAL`.
@@ -167,9 +168,12 @@ impl Default for StoreConfig {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct L402Settings {
+    /// The rail's own settings (flattened: they sit at the table's top level).
     #[serde(flatten)]
     pub rail: L402Config,
+    /// The Lightning backend invoices are created on.
     pub backend: BackendConfig,
+    /// Where tokens, balances and the ledger are kept.
     #[serde(default)]
     pub store: StoreConfig,
 }
@@ -177,8 +181,10 @@ pub struct L402Settings {
 /// Why the rail could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// Creating the Lightning backend failed.
     #[error(transparent)]
     Backend(#[from] turnpike_lightning::LightningError),
+    /// Opening the store failed.
     #[error(transparent)]
     Store(#[from] turnpike_store::StoreError),
 }

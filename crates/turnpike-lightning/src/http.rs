@@ -22,13 +22,13 @@ pub(crate) struct Response {
 
 impl Response {
     /// The body as JSON.
-    pub fn json(&self) -> Result<serde_json::Value, LightningError> {
+    pub(crate) fn json(&self) -> Result<serde_json::Value, LightningError> {
         serde_json::from_slice(&self.body)
             .map_err(|e| LightningError::Protocol(format!("response is not JSON: {e}")))
     }
 
     /// A short, safe rendering of an error body for messages (first 200 characters).
-    pub fn snippet(&self) -> String {
+    pub(crate) fn snippet(&self) -> String {
         let s = String::from_utf8_lossy(&self.body);
         s.chars().take(200).collect()
     }
@@ -45,7 +45,7 @@ pub(crate) struct HttpClient {
 
 impl HttpClient {
     /// A client for `base_url` that sends `headers` (marked sensitive) with every request.
-    pub fn new(
+    pub(crate) fn new(
         base_url: &str,
         settings: &HttpSettings,
         mut headers: HeaderMap,
@@ -110,7 +110,7 @@ impl HttpClient {
 
     /// Sends one request. `idempotent` requests are retried after transport errors, timeouts
     /// and 502/503/504 answers, up to the configured number of extra attempts.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,

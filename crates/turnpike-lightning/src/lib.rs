@@ -57,7 +57,10 @@ pub enum InvoiceState {
     /// Not paid yet, and still payable.
     Open,
     /// Paid. The preimage, when the backend reports it.
-    Settled { preimage: Option<[u8; 32]> },
+    Settled {
+        /// The payment preimage.
+        preimage: Option<[u8; 32]>,
+    },
     /// Expired or cancelled without payment.
     Expired,
 }
@@ -76,7 +79,12 @@ pub enum LightningError {
     Timeout,
     /// The backend answered with an error.
     #[error("lightning backend refused ({status}): {message}")]
-    Rejected { status: u16, message: String },
+    Rejected {
+        /// The HTTP status (for NWC, the nearest HTTP status to its error code).
+        status: u16,
+        /// The backend's message.
+        message: String,
+    },
     /// The backend does not know the invoice.
     #[error("invoice not found at the lightning backend")]
     NotFound,

@@ -7,6 +7,9 @@
 //! loop-brake cell, daily counter; the in-flight slot is given back when the call ends). The
 //! quotas refill slowly so every identity stays active while it is measured.
 
+// A measurement program run by hand: a failed unwrap or expect ends the run with its error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;

@@ -195,11 +195,15 @@ impl Histogram {
 /// One call, as the pipeline reports it to [`Metrics::record`].
 #[derive(Debug)]
 pub struct CallRecord<'a> {
+    /// The JSON-RPC method.
     pub method: &'a str,
+    /// The tool, for `tools/call`.
     pub tool: Option<&'a str>,
+    /// The rail that granted the call, if one did.
     pub rail: Option<RailKind>,
     /// The pipeline's outcome word (`paid`, `free`, `challenged`, `rate_limited`, …).
     pub outcome: &'a str,
+    /// The HTTP status answered.
     pub status: u16,
     /// Time from the request to the response head.
     pub total: Duration,
@@ -221,9 +225,13 @@ pub struct CallerStat {
     /// Hashed for anonymous callers; the subject (OAuth) or the token id's first 16 hex
     /// digits (L402) otherwise.
     pub label: String,
+    /// Calls seen.
     pub calls: u64,
+    /// Millisatoshis paid.
     pub paid_msat: u64,
+    /// Calls refused: a credential turned down, or a limit reached.
     pub refused: u64,
+    /// Unix seconds of the last call.
     pub last_seen: u64,
 }
 
@@ -234,12 +242,19 @@ pub struct Sample {
     pub t: u64,
     /// Calls passed, by rail: none, pow, l402, oauth (running totals).
     pub passed: [u64; 4],
+    /// Calls challenged (running total).
     pub challenged: u64,
+    /// Calls with a credential turned down (invalid, refused, forbidden; running total).
     pub refused: u64,
+    /// 429 answers the gateway gave (running total).
     pub gateway_429: u64,
+    /// 429 answers from the upstream (running total).
     pub upstream_429: u64,
+    /// Calls the upstream failed (running total).
     pub upstream_errors: u64,
+    /// Millisatoshis paid (running total).
     pub paid_msat: u64,
+    /// Millisatoshis invoiced (running total).
     pub invoiced_msat: u64,
     /// The proof-of-work effort multiplier at that moment.
     pub pow_multiplier: u64,

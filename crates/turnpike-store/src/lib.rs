@@ -26,6 +26,7 @@ use turnpike_core::{unix_now, BoxFuture};
 /// Why a store operation failed. Callers fail closed on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// The backend could not be reached or answered with an error.
     #[error("store unavailable: {0}")]
     Unavailable(String),
 }
