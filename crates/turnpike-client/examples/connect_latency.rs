@@ -18,6 +18,9 @@
 //! Prints the median and 99th percentile of each and the difference of the medians: the
 //! bridge's added latency per call.
 
+// A measurement program run by hand: a failed unwrap or expect ends the run with its error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -103,6 +103,7 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, ClientError> {
         use std::os::unix::io::AsRawFd;
         loop {
             // SAFETY: flock on a file descriptor this function owns; released when it is closed.
+            #[allow(unsafe_code)]
             let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
             if rc == 0 {
                 break;

@@ -3,6 +3,10 @@
 //! a notification before the reply, the GET stream, DELETE at the end) and 2026-07-28 requests
 //! (routing headers mirroring the body, no session).
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

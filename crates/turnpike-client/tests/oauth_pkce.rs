@@ -4,6 +4,10 @@
 //! authorization URL's redirect to the client's loopback listener. Then refresh: the stored
 //! token is refused and the refresh token gets a new one without another sign-in.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -34,11 +34,18 @@ pub enum Credential {
     Pow(PowCredential),
     /// An L402 macaroon (raw bytes) with the preimage of the invoice it was paid by.
     L402 {
+        /// The macaroon, decoded from base64.
         macaroon: Vec<u8>,
+        /// The 32-byte payment preimage, decoded from hex.
         preimage: Vec<u8>,
     },
     /// An OAuth access token, with its DPoP proof when presented under the `DPoP` scheme.
-    Bearer { token: String, dpop: Option<String> },
+    Bearer {
+        /// The access token as presented.
+        token: String,
+        /// The `DPoP` header's proof JWT, when the token came under the `DPoP` scheme.
+        dpop: Option<String>,
+    },
 }
 
 impl Credential {
@@ -70,9 +77,12 @@ impl std::fmt::Debug for Credential {
 /// Why a presented credential could not even be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialParseError {
+    /// The credential's syntax is wrong.
     #[error("malformed {scheme} credential: {reason}")]
     Malformed {
+        /// The scheme or carrier it came under (`PoW`, `L402`, `_meta`, …).
         scheme: &'static str,
+        /// What is wrong with it, safe to show the caller.
         reason: String,
     },
 }

@@ -14,16 +14,23 @@ pub enum Decision {
     /// No credential paid for the call (none presented, or only stale ones): answer with
     /// every available challenge (HTTP 402, or 401 where only OAuth is offered).
     Challenge {
+        /// One challenge per rail that can be offered.
         challenges: Vec<Challenge>,
+        /// Why each presented credential was turned down (empty when none was presented).
         refusals: Vec<Refusal>,
     },
     /// A presented credential is forged or malformed: answer 401, with fresh challenges.
     Invalid {
+        /// What was wrong with the credential.
         refusal: Refusal,
+        /// Fresh challenges to try again with.
         challenges: Vec<Challenge>,
     },
     /// No rail can be offered or decide right now: fail closed (HTTP 503).
-    Unavailable { refusals: Vec<Refusal> },
+    Unavailable {
+        /// Why each rail could not serve the call.
+        refusals: Vec<Refusal>,
+    },
 }
 
 /// Decides one call.

@@ -11,15 +11,24 @@ use std::net::IpAddr;
 pub enum Identity {
     /// No account and no wallet: known only by the address prefix it came from
     /// (the /64 for IPv6, the whole address for IPv4).
-    Anonymous { addr_prefix: String },
+    Anonymous {
+        /// The address prefix, in text form.
+        addr_prefix: String,
+    },
     /// An OAuth access token's issuer, subject and client.
     OAuth {
+        /// The token's `iss`.
         issuer: String,
+        /// The token's `sub`.
         subject: String,
+        /// The token's `client_id` (or `azp`), when it names one.
         client_id: Option<String>,
     },
     /// An L402 token, by its token id (hex).
-    L402 { token_id: String },
+    L402 {
+        /// The token id, 64 hex digits.
+        token_id: String,
+    },
 }
 
 impl Identity {

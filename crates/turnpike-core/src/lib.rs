@@ -10,18 +10,23 @@
 //! - [`Challenge`]: what the gate asks for, in a form every delivery mode can render;
 //! - [`Verdict`]: what a rail decided about a credential;
 //! - [`Rail`]: the trait every rail (proof-of-work, L402, OAuth) implements;
-//! - [`decide`]: the decision engine that runs a call's price against the rails.
+//! - [`decide`]: the decision engine that runs a call's price against the rails;
+//! - [`unix_now`]: the wall clock, in whole seconds since the Unix epoch, and
+//!   [`mac::hmac_sha256`], the keyed hash everything is tagged with.
 
 pub mod call;
+pub mod clock;
 pub mod conf;
 pub mod credential;
 pub mod decision;
 pub mod error_codes;
 pub mod identity;
+pub mod mac;
 pub mod policy;
 pub mod rail;
 
 pub use call::{ArgsHash, CallFacts};
+pub use clock::unix_now;
 pub use credential::{Credential, CredentialSource, PowCredential};
 pub use decision::{decide, Decision};
 pub use identity::Identity;

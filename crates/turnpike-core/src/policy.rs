@@ -23,10 +23,15 @@ pub enum BillingMode {
 #[serde(tag = "rail", rename_all = "snake_case")]
 pub enum Offer {
     /// Proof-of-work of about `effort` expected SHA-256 evaluations (before load scaling).
-    Pow { effort: u64 },
+    Pow {
+        /// Expected SHA-256 evaluations.
+        effort: u64,
+    },
     /// A Lightning payment of `msat` millisatoshis per call, billed as `mode`.
     L402 {
+        /// Millisatoshis per call.
         msat: u64,
+        /// How the payment is billed.
         #[serde(default)]
         mode: BillingMode,
         /// For [`BillingMode::Balance`]: msat bought per invoice; for
@@ -36,7 +41,10 @@ pub enum Offer {
     },
     /// An OAuth access token carrying every one of `scopes`.
     #[serde(rename = "oauth")]
-    OAuth { scopes: Vec<String> },
+    OAuth {
+        /// Scopes the token must carry.
+        scopes: Vec<String>,
+    },
 }
 
 impl Offer {
@@ -70,6 +78,7 @@ impl Offer {
 /// What a call costs: every accepted way through. An empty price means the call is free.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Price {
+    /// The accepted ways through, in the order they are offered.
     pub offers: Vec<Offer>,
 }
 

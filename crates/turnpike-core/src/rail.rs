@@ -55,11 +55,14 @@ pub struct Challenge {
 /// the credential itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
+    /// The rail that refused.
     pub rail: RailKind,
+    /// Why, in words safe to show the caller.
     pub reason: String,
 }
 
 impl Refusal {
+    /// A refusal by `rail` for `reason`.
     pub fn new(rail: RailKind, reason: impl Into<String>) -> Self {
         Refusal {
             rail,

@@ -2,6 +2,10 @@
 //! `input_required` rounds, resource-not-found, missing capabilities, and change notifications
 //! on `subscriptions/listen` streams.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -2,6 +2,10 @@
 //! `input_required` to 2026-07-28 requests ask the same questions with server-to-client
 //! requests instead, and end with the same result.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 

@@ -1,5 +1,9 @@
 //! The fixture over Streamable HTTP, stateful and stateless, spoken to with raw HTTP/1.1.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 
 use serde_json::{json, Value};

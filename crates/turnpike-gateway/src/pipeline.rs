@@ -102,17 +102,17 @@ use turnpike_mcp::MessageKind;
 use turnpike_oauth::{HttpContext, OAuthOutcome, ScopedOAuthRail};
 use turnpike_pow::PowRail;
 
-use turnpike_http::body::{self, BodyError};
 use crate::config::{ChallengeMode, Config};
 use crate::credentials;
 use crate::deadline::Settlement;
-use turnpike_http::hosts::HostPolicy;
 use crate::identity::{IdentitySigner, IDENTITY_HEADER};
 use crate::limits::LimitCounters;
-use turnpike_operator::metrics::{CallRecord, Metrics, Outcome};
 use crate::rails::Rails;
 use crate::respond::{self, json_error};
 use crate::GatewayError;
+use turnpike_http::body::{self, BodyError};
+use turnpike_http::hosts::HostPolicy;
+use turnpike_operator::metrics::{CallRecord, Metrics, Outcome};
 
 pub use turnpike_http::{JsonRpcId, PeerAddr};
 

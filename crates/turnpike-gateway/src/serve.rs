@@ -283,7 +283,8 @@ async fn start_dev_wallet(
         .map_err(|e| GatewayError::L402(format!("dev wallet on {}: {e}", wcfg.listen)))?;
     let path = config.server.data_dir.join(DEV_WALLET_FILE);
     let json = serde_json::json!({"url": wallet.url(), "macaroon_hex": wallet.macaroon_hex});
-    write_private(&path, json.to_string().as_bytes())
+    std::fs::create_dir_all(&config.server.data_dir)
+        .and_then(|()| turnpike_fs::write_private(&path, json.to_string().as_bytes()))
         .map_err(|e| GatewayError::L402(format!("{}: {e}", path.display())))?;
     tracing::warn!(
         target: "turnpike::serve",
@@ -292,22 +293,6 @@ async fn start_dev_wallet(
         "dev wallet (LND REST look-alike) listening — NOT FOR PRODUCTION"
     );
     Ok(Some(wallet))
-}
-
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(bytes)
 }
 
 async fn route(

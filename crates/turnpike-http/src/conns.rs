@@ -142,7 +142,9 @@ fn raise_nofile() -> Option<u64> {
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct it is given, which lives for the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if rc != 0 {
         let e = io::Error::last_os_error();
         tracing::warn!(target: "turnpike::conns", error = %e, "cannot read the open-file limit");
         return None;
@@ -159,7 +161,9 @@ fn raise_nofile() -> Option<u64> {
         rlim_max: lim.rlim_max,
     };
     // SAFETY: setrlimit reads the struct it is given, which lives for the call.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+    if rc == 0 {
         tracing::info!(
             target: "turnpike::conns",
             from = soft,

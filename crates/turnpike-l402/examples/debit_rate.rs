@@ -10,6 +10,9 @@
 //! fsync off — so the figure is the statement's cost, not the disk's); with one, it uses a
 //! fresh schema there.
 
+// A measurement program run by hand: a failed unwrap or expect ends the run with its error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

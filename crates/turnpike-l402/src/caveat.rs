@@ -66,12 +66,16 @@ pub(crate) fn parse_mode(s: &str) -> Option<BillingMode> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CaveatError {
     #[error("caveat is not key=value text")]
+    /// A caveat that is not `key=value`.
     Syntax,
     #[error("unknown caveat {0:?}")]
+    /// A key this gateway does not know (refused rather than ignored).
     Unknown(String),
     #[error("caveat {0} has a malformed value")]
+    /// A known key whose value does not parse.
     Value(&'static str),
     #[error("third-party caveats are not supported")]
+    /// A third-party caveat.
     ThirdParty,
 }
 
@@ -79,30 +83,42 @@ pub enum CaveatError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Unsatisfied {
     #[error("token expired")]
+    /// Past its `expires` caveat.
     Expired,
     #[error("token is for another resource")]
+    /// A `resource` caveat that excludes this endpoint.
     Resource,
     #[error("token is not valid for this method")]
+    /// A `methods` caveat that excludes this method.
     Method,
     #[error("token is not valid for this tool")]
+    /// A `tools` caveat that excludes this tool.
     Tool,
     #[error("token is for another billing mode")]
+    /// A `mode` caveat for another billing mode.
     Mode,
     #[error("token names no billing mode")]
+    /// No `mode` caveat at all.
     NoMode,
     #[error("token's preimage caveat does not match")]
+    /// A preimage caveat that does not match the presented preimage.
     Preimage,
 }
 
 /// All of a token's caveats, folded (narrowing only).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Constraints {
+    /// The resources every `resource` caveat allows.
     pub resources: Option<BTreeSet<String>>,
+    /// The methods every `methods` caveat allows.
     pub methods: Option<BTreeSet<String>>,
+    /// The tools every `tools` caveat allows.
     pub tools: Option<BTreeSet<String>>,
+    /// The earliest `expires` caveat (Unix seconds).
     pub expires: Option<u64>,
     /// The modes every `mode` caveat allows (an empty set when they disagree).
     pub modes: Option<BTreeSet<&'static str>>,
+    /// The smallest `credit_msat` caveat.
     pub credit_msat: Option<u64>,
     /// The smallest `amount_msat` caveat (what the invoice asked for, as the token says).
     pub amount_msat: Option<u64>,

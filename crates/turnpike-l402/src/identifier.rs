@@ -26,8 +26,10 @@ pub struct Identifier {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IdentifierError {
     #[error("identifier is {0} bytes, not 66")]
+    /// Not 66 bytes long.
     Length(usize),
     #[error("identifier version {0} is not supported")]
+    /// A version other than 0.
     Version(u16),
 }
 

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 /// Invoices per minute, per caller and in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvoiceRates {
+    /// Invoices one caller may ask for per minute.
     pub per_caller: u32,
+    /// Invoices all callers together may ask for per minute.
     pub global: u32,
 }
 

@@ -23,10 +23,7 @@
 //! [`MacaroonError`], never a panic.
 
 use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
+use turnpike_core::mac::{hmac_sha256, Mac};
 
 const VERSION_V2: u8 = 2;
 const FIELD_EOS: u64 = 0;
@@ -59,26 +56,37 @@ impl Default for Limits {
 /// Why bytes are not an acceptable macaroon.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MacaroonError {
+    /// Not base64 (standard or URL-safe).
     #[error("macaroon is not base64")]
     Base64,
+    /// Longer than the limit.
     #[error("macaroon is larger than {0} bytes")]
     TooLarge(usize),
+    /// More caveats than the limit.
     #[error("macaroon has more than {0} caveats")]
     TooManyCaveats(usize),
+    /// Not version 2.
     #[error("macaroon is not in the V2 binary format")]
     Version,
+    /// Ends inside a field.
     #[error("macaroon is truncated")]
     Truncated,
+    /// A field length that does not decode.
     #[error("macaroon has a malformed length")]
     Varint,
+    /// Fields out of the V2 order.
     #[error("macaroon fields are out of order or unexpected")]
     FieldOrder,
+    /// No identifier field.
     #[error("macaroon has no identifier")]
     NoIdentifier,
+    /// A location that is not UTF-8.
     #[error("macaroon location is not UTF-8")]
     Location,
+    /// A signature of another length.
     #[error("macaroon signature is not 32 bytes")]
     SignatureLength,
+    /// Bytes after the signature.
     #[error("macaroon has bytes after its signature")]
     TrailingBytes,
 }
@@ -86,8 +94,11 @@ pub enum MacaroonError {
 /// One caveat. First-party caveats have neither `location` nor `verification_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caveat {
+    /// Where a third-party caveat is discharged (none for first-party caveats).
     pub location: Option<String>,
+    /// The caveat's text (`key=value` for first-party caveats).
     pub id: Vec<u8>,
+    /// The encrypted verification key of a third-party caveat.
     pub verification_id: Option<Vec<u8>>,
 }
 
@@ -134,11 +145,7 @@ pub fn derive_key(root_key: &[u8]) -> [u8; 32] {
 }
 
 fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
-    let mut m = match HmacSha256::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0; 32],
-    };
+    let mut m = hmac_sha256(key);
     m.update(msg);
     m.finalize().into_bytes().into()
 }

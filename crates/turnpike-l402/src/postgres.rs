@@ -260,6 +260,7 @@ impl std::fmt::Debug for PostgresOptions {
 }
 
 impl PostgresOptions {
+    /// Options for the database at `url` (`postgres://…`), with the default pool and timeouts.
     pub fn new(url: impl Into<String>) -> Self {
         PostgresOptions {
             url: url.into(),

@@ -135,6 +135,7 @@ pub enum StoreConfig {
     Memory,
     /// A SQLite file; a relative `path` is under the gateway's data directory.
     Sqlite {
+        /// The database file (default `l402.sqlite`).
         #[serde(default = "default_sqlite_path")]
         path: std::path::PathBuf,
         /// `synchronous = FULL` (an fsync per commit) instead of `NORMAL`.
@@ -224,9 +225,12 @@ impl Default for StoreConfig {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct L402Settings {
+    /// The rail's own settings (flattened: they sit at the table's top level).
     #[serde(flatten)]
     pub rail: L402Config,
+    /// The Lightning backend invoices are created on.
     pub backend: BackendConfig,
+    /// Where tokens, balances and the ledger are kept.
     #[serde(default)]
     pub store: StoreConfig,
 }
@@ -234,8 +238,10 @@ pub struct L402Settings {
 /// Why the rail could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// Creating the Lightning backend failed.
     #[error(transparent)]
     Backend(#[from] turnpike_lightning::LightningError),
+    /// Opening the store failed.
     #[error(transparent)]
     Store(#[from] turnpike_store::StoreError),
 }
@@ -257,10 +263,8 @@ const ROOT_KEY_LABEL: &[u8] = b"turnpike-l402-root";
 
 /// A token's root key: HMAC-SHA256(`master`, `"turnpike-l402-root"` ‖ `token_id`).
 pub fn derive_root_key(master: &[u8; 32], token_id: &[u8; 32]) -> RootKey {
-    use hmac::Mac;
-    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(master) else {
-        unreachable!("HMAC takes keys of any length")
-    };
+    use turnpike_core::mac::Mac;
+    let mut mac = turnpike_core::mac::hmac_sha256(master);
     mac.update(ROOT_KEY_LABEL);
     mac.update(token_id);
     Zeroizing::new(mac.finalize().into_bytes().into())

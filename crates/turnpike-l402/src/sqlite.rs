@@ -142,29 +142,17 @@ fn log(
 /// Creates `path` with mode 0600 if it does not exist, and takes group and other permissions
 /// away from it and its `-wal` / `-shm` companions if it does.
 fn owner_only(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = path.as_os_str().to_owned();
-            p.push(suffix);
-            let p = std::path::PathBuf::from(p);
-            if let Ok(meta) = std::fs::metadata(&p) {
-                if meta.permissions().mode() & 0o077 != 0 {
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
-                }
-            }
-        }
+    turnpike_fs::private_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        turnpike_fs::restrict_to_owner(Path::new(&p))?;
     }
-    #[cfg(not(unix))]
-    let _ = path;
     Ok(())
 }
 

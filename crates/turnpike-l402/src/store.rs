@@ -29,8 +29,11 @@ pub type RootKey = Zeroizing<[u8; 32]>;
 /// What was issued with one token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
+    /// The token's id (the identifier's last 32 bytes).
     pub token_id: [u8; 32],
+    /// The payment hash of the invoice that pays for it.
     pub payment_hash: [u8; 32],
+    /// How the token is billed.
     pub mode: BillingMode,
     /// What the invoice asks for.
     pub amount_msat: u64,
@@ -38,6 +41,7 @@ pub struct TokenRecord {
     pub credit_msat: u64,
     /// When the token stops being valid (the pass's end, for a time pass).
     pub expires_at: u64,
+    /// When the token was minted (Unix seconds).
     pub created_at: u64,
     /// When the payment was confirmed (first accepted use), if it was.
     pub paid_at: Option<u64>,
@@ -51,9 +55,17 @@ pub type AdjustOutcome = Result<Option<(u64, u64)>, String>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DebitOutcome {
     /// The amount was taken; `debit_id` names it for a refund.
-    Debited { debit_id: u64, remaining_msat: u64 },
+    Debited {
+        /// The debit's id.
+        debit_id: u64,
+        /// What is left after it.
+        remaining_msat: u64,
+    },
     /// Not enough left (nothing was taken).
-    Insufficient { remaining_msat: u64 },
+    Insufficient {
+        /// What is left.
+        remaining_msat: u64,
+    },
     /// The token has no balance (not a balance token, or its payment is not confirmed).
     NoBalance,
 }
@@ -109,8 +121,11 @@ pub struct LedgerEntry {
     pub id: u64,
     /// Unix seconds.
     pub at: u64,
+    /// The token the row is about.
     pub token_id: [u8; 32],
+    /// What happened.
     pub kind: LedgerKind,
+    /// Millisatoshis moved.
     pub amount_msat: u64,
     /// The payment hash (hex) for invoice and payment rows; the debit id for refund rows.
     pub reference: Option<String>,
@@ -313,6 +328,7 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -621,7 +637,7 @@ impl Ledger for DownStore {
 pub(crate) mod contract {
     use super::*;
 
-    pub fn record(id: u8, mode: BillingMode, credit: u64) -> TokenRecord {
+    pub(crate) fn record(id: u8, mode: BillingMode, credit: u64) -> TokenRecord {
         TokenRecord {
             token_id: [id; 32],
             payment_hash: [id ^ 0xff; 32],
@@ -634,7 +650,7 @@ pub(crate) mod contract {
         }
     }
 
-    pub async fn run(s: &dyn L402Store) {
+    pub(crate) async fn run(s: &dyn L402Store) {
         let rec = record(1, BillingMode::Balance, 3000);
         s.issue(rec.clone(), Zeroizing::new([9; 32])).await.unwrap();
         assert!(s.issue(rec.clone(), Zeroizing::new([9; 32])).await.is_err());
@@ -716,7 +732,7 @@ pub(crate) mod contract {
     /// Many debits at once on one balance never spend more than it holds.
     /// Two stores on one database (two processes' worth) debit one 20-call balance with 60
     /// concurrent calls, alternating: exactly 20 pass and the balance ends spent. The debit ids.
-    pub async fn two_stores_share_one_balance(
+    pub(crate) async fn two_stores_share_one_balance(
         a: std::sync::Arc<dyn L402Store>,
         b: std::sync::Arc<dyn L402Store>,
     ) -> Vec<u64> {
@@ -748,7 +764,7 @@ pub(crate) mod contract {
         ids
     }
 
-    pub async fn concurrent_debits(s: std::sync::Arc<dyn L402Store>) {
+    pub(crate) async fn concurrent_debits(s: std::sync::Arc<dyn L402Store>) {
         let rec = record(7, BillingMode::Balance, 10_000);
         s.issue(rec, Zeroizing::new([1; 32])).await.unwrap();
         s.confirm_payment([7; 32], 1).await.unwrap();
@@ -781,7 +797,7 @@ pub(crate) mod contract {
     }
 
     /// The operator's calls: listing the ledger, adjusting a balance, revoking a token.
-    pub async fn admin(s: &dyn L402Store) {
+    pub(crate) async fn admin(s: &dyn L402Store) {
         let tok = record(7, BillingMode::Balance, 10_000);
         s.issue(tok.clone(), Zeroizing::new([7; 32])).await.unwrap();
         s.confirm_payment(tok.token_id, 200).await.unwrap();
@@ -833,7 +849,7 @@ pub(crate) mod contract {
     /// Tokens are written when their payment is seen: `pay` writes the row, the payment row
     /// and the balance once; a stored (older) token is confirmed; expired unpaid older tokens
     /// are purged, paid ones and revocations stay. The master secret is stable.
-    pub async fn paid_on_first_use(s: &dyn L402Store) {
+    pub(crate) async fn paid_on_first_use(s: &dyn L402Store) {
         let m1 = s.master_key().await.unwrap();
         let m2 = s.master_key().await.unwrap();
         assert_eq!(*m1, *m2);

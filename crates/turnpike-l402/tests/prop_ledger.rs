@@ -7,6 +7,10 @@
 //!   debit row per accepted debit and one refund row per accepted refund (naming its debit), and
 //!   debits minus refunds equal what the balance says was spent.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 
 use proptest::prelude::*;

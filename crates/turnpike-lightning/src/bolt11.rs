@@ -23,10 +23,13 @@ pub const MAX_INVOICE_LEN: usize = 7089;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Bolt11Error {
     #[error("not bech32: {0}")]
+    /// The bech32 layer is broken (characters, checksum, length).
     Bech32(&'static str),
     #[error("not a BOLT11 payment request: {0}")]
+    /// The fields inside are not a valid payment request.
     Format(&'static str),
     #[error("invalid signature")]
+    /// The signature does not verify or recover.
     Signature,
 }
 
@@ -68,12 +71,15 @@ impl Network {
 /// A decoded, signature-checked payment request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedInvoice {
+    /// The network, from the currency prefix.
     pub network: Network,
     /// The amount in millisatoshis, when the request names one.
     pub amount_msat: Option<u64>,
     /// Creation time, Unix seconds.
     pub timestamp: u64,
+    /// The payment hash (`p`).
     pub payment_hash: [u8; 32],
+    /// The payment secret (`s`), when present.
     pub payment_secret: Option<[u8; 32]>,
     /// The `d` field, when present and valid UTF-8.
     pub description: Option<String>,
@@ -95,13 +101,21 @@ impl DecodedInvoice {
 /// What to put in a payment request the dev backend mints.
 #[derive(Debug, Clone)]
 pub struct InvoiceFields<'a> {
+    /// The network (its currency prefix).
     pub network: Network,
+    /// The amount, or none for an any-amount request.
     pub amount_msat: Option<u64>,
+    /// Creation time, Unix seconds.
     pub timestamp: u64,
+    /// The payment hash (`p`).
     pub payment_hash: [u8; 32],
+    /// The payment secret (`s`).
     pub payment_secret: [u8; 32],
+    /// The description (`d`).
     pub description: &'a str,
+    /// Seconds until expiry (`x`).
     pub expiry_secs: u64,
+    /// The final CLTV delta (`c`).
     pub min_final_cltv_expiry: u64,
 }
 

@@ -72,11 +72,17 @@ impl Default for HttpSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BackendConfig {
+    /// LND's REST API.
     Lnd(LndConfig),
+    /// Core Lightning's `clnrest`.
     Cln(ClnConfig),
+    /// phoenixd.
     Phoenixd(PhoenixdConfig),
+    /// An LNbits wallet.
     Lnbits(LnbitsConfig),
+    /// The dev backend (regtest-style invoices it settles itself; never for production).
     Dev(DevConfig),
+    /// Nostr Wallet Connect (NIP-47).
     Nwc(NwcConfig),
 }
 
@@ -91,6 +97,7 @@ pub struct LndConfig {
     /// Or the macaroon file (binary), read at start.
     #[serde(default)]
     pub macaroon_path: Option<PathBuf>,
+    /// Timeouts, retries, TLS pinning and plain-HTTP permission.
     #[serde(flatten)]
     pub http: HttpSettings,
 }
@@ -111,6 +118,7 @@ pub struct ClnConfig {
     /// clnrest of v23.08 also required; later versions ignore it.
     #[serde(default)]
     pub node_id: Option<String>,
+    /// Timeouts, retries, TLS pinning and plain-HTTP permission.
     #[serde(flatten)]
     pub http: HttpSettings,
 }
@@ -126,6 +134,7 @@ pub struct PhoenixdConfig {
     /// Or a file holding the password.
     #[serde(default)]
     pub password_path: Option<PathBuf>,
+    /// Timeouts, retries, TLS pinning and plain-HTTP permission.
     #[serde(flatten)]
     pub http: HttpSettings,
 }
@@ -141,6 +150,7 @@ pub struct LnbitsConfig {
     /// Or a file holding the key.
     #[serde(default)]
     pub api_key_path: Option<PathBuf>,
+    /// Timeouts, retries, TLS pinning and plain-HTTP permission.
     #[serde(flatten)]
     pub http: HttpSettings,
 }

@@ -56,10 +56,13 @@ pub struct DevBackend {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DevPayError {
     #[error("invoice does not decode: {0}")]
+    /// The invoice does not decode.
     Decode(#[from] bolt11::Bolt11Error),
     #[error("invoice was not minted by this dev backend")]
+    /// The invoice was minted elsewhere.
     Foreign,
     #[error("invoice expired")]
+    /// The invoice has expired.
     Expired,
 }
 

@@ -5,11 +5,9 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::time::Duration;
+use turnpike_https::HttpsClient;
 
 use crate::{HttpSettings, LightningError};
 
@@ -24,13 +22,13 @@ pub(crate) struct Response {
 
 impl Response {
     /// The body as JSON.
-    pub fn json(&self) -> Result<serde_json::Value, LightningError> {
+    pub(crate) fn json(&self) -> Result<serde_json::Value, LightningError> {
         serde_json::from_slice(&self.body)
             .map_err(|e| LightningError::Protocol(format!("response is not JSON: {e}")))
     }
 
     /// A short, safe rendering of an error body for messages (first 200 characters).
-    pub fn snippet(&self) -> String {
+    pub(crate) fn snippet(&self) -> String {
         let s = String::from_utf8_lossy(&self.body);
         s.chars().take(200).collect()
     }
@@ -38,7 +36,7 @@ impl Response {
 
 /// A client bound to one backend's base URL and credentials.
 pub(crate) struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient<Full<Bytes>>,
     base: String,
     headers: HeaderMap,
     timeout: Duration,
@@ -47,7 +45,7 @@ pub(crate) struct HttpClient {
 
 impl HttpClient {
     /// A client for `base_url` that sends `headers` (marked sensitive) with every request.
-    pub fn new(
+    pub(crate) fn new(
         base_url: &str,
         settings: &HttpSettings,
         mut headers: HeaderMap,
@@ -79,36 +77,25 @@ impl HttpClient {
                 "url {base_url:?} must not have a query"
             )));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = match &settings.tls_cert_path {
             Some(path) => {
                 let pem = std::fs::read(path).map_err(|e| {
                     LightningError::Config(format!("tls_cert_path {}: {e}", path.display()))
                 })?;
-                pinned_config(&pem, provider)?
+                pinned_config(&pem)?
             }
-            None => {
-                use hyper_rustls::ConfigBuilderExt;
-                rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| LightningError::Config(format!("tls: {e}")))?
-                    .with_webpki_roots()
-                    .with_no_client_auth()
-            }
+            None => turnpike_https::tls_config()
+                .map_err(|e| LightningError::Config(format!("tls: {e}")))?,
         };
         let timeout = Duration::from_secs(settings.timeout_secs.max(1));
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = turnpike_https::client_with(
+            tls,
+            &turnpike_https::Options {
+                connect_timeout: Some(timeout),
+                pool_idle_timeout: Some(Duration::from_secs(30)),
+                http2: false,
+            },
+        );
         for (_, v) in headers.iter_mut() {
             v.set_sensitive(true);
         }
@@ -123,7 +110,7 @@ impl HttpClient {
 
     /// Sends one request. `idempotent` requests are retried after transport errors, timeouts
     /// and 502/503/504 answers, up to the configured number of extra attempts.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -222,10 +209,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// A TLS configuration that accepts exactly the certificate(s) in `pem` and nothing else.
-fn pinned_config(
-    pem: &[u8],
-    provider: Arc<rustls::crypto::CryptoProvider>,
-) -> Result<rustls::ClientConfig, LightningError> {
+fn pinned_config(pem: &[u8]) -> Result<rustls::ClientConfig, LightningError> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
@@ -237,13 +221,13 @@ fn pinned_config(
             "tls_cert_path: no certificate in the file".into(),
         ));
     }
+    let builder = turnpike_https::tls_config_builder()
+        .map_err(|e| LightningError::Config(format!("tls: {e}")))?;
     let verifier = Arc::new(PinnedCert {
         certs,
-        provider: provider.clone(),
+        provider: builder.crypto_provider().clone(),
     });
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| LightningError::Config(format!("tls: {e}")))?
+    Ok(builder
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth())

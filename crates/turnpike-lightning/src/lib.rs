@@ -34,6 +34,7 @@ pub mod wallet;
 use std::sync::Arc;
 
 pub use config::{BackendConfig, HttpSettings, NwcConfig, Secret};
+pub(crate) use turnpike_core::unix_now;
 pub use turnpike_core::BoxFuture;
 pub use wallet::{connect_wallet, decode_for_payment, Paid, Wallet, WalletError};
 
@@ -56,7 +57,10 @@ pub enum InvoiceState {
     /// Not paid yet, and still payable.
     Open,
     /// Paid. The preimage, when the backend reports it.
-    Settled { preimage: Option<[u8; 32]> },
+    Settled {
+        /// The payment preimage.
+        preimage: Option<[u8; 32]>,
+    },
     /// Expired or cancelled without payment.
     Expired,
 }
@@ -75,7 +79,12 @@ pub enum LightningError {
     Timeout,
     /// The backend answered with an error.
     #[error("lightning backend refused ({status}): {message}")]
-    Rejected { status: u16, message: String },
+    Rejected {
+        /// The HTTP status (for NWC, the nearest HTTP status to its error code).
+        status: u16,
+        /// The backend's message.
+        message: String,
+    },
     /// The backend does not know the invoice.
     #[error("invoice not found at the lightning backend")]
     NotFound,
@@ -119,14 +128,6 @@ pub fn connect(cfg: &BackendConfig) -> Result<Arc<dyn LightningBackend>, Lightni
         BackendConfig::Dev(c) => Arc::new(dev::DevBackend::new(c)?),
         BackendConfig::Nwc(c) => Arc::new(nwc::NwcBackend::new(c)?),
     })
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Checks a backend's answer against the payment request it returned: the request must decode

@@ -322,14 +322,8 @@ impl NwcBackend {
         }
         let port = u.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let tls = if tls {
-            use hyper_rustls::ConfigBuilderExt;
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
             Some(Arc::new(
-                rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| bad(format!("tls: {e}")))?
-                    .with_webpki_roots()
-                    .with_no_client_auth(),
+                turnpike_https::tls_config().map_err(|e| bad(format!("tls: {e}")))?,
             ))
         } else {
             None

@@ -2,6 +2,10 @@
 //! only when that exact certificate is pinned (`tls_cert_path`); refused with another pinned
 //! certificate and with the default (Mozilla) roots.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;

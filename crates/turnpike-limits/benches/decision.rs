@@ -2,6 +2,9 @@
 //!
 //! `cargo bench -p turnpike-limits --bench decision`
 
+// A measurement program run by hand: a failed unwrap or expect ends the run with its error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::sync::Arc;

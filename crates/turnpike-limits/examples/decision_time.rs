@@ -6,6 +6,9 @@
 //! core; CPU time (from /proc/thread-self/stat, 10 ms ticks, over seconds of work) does not.
 //! The criterion bench (`cargo bench -p turnpike-limits --bench decision`) measures wall time.
 
+// A measurement program run by hand: a failed unwrap or expect ends the run with its error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

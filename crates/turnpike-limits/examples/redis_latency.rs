@@ -3,6 +3,9 @@
 //!
 //! `cargo run --release -p turnpike-limits --example redis_latency -- redis://127.0.0.1:6379/0`
 
+// A measurement program run by hand: a failed unwrap or expect ends the run with its error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

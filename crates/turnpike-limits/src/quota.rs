@@ -33,12 +33,16 @@ pub struct Rate {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuotaError {
     #[error("a rate is written \"<count>/<period>\", e.g. \"20/s\", \"60/min\" or \"5/10s\": {0}")]
+    /// Not written `<count>/<period>`.
     BadRate(String),
     #[error("the count of a rate must be at least 1")]
+    /// A count of 0.
     ZeroCount,
     #[error("the period of a rate must be between 1 ms and 366 days")]
+    /// A period under 1 ms or over 366 days.
     BadPeriod,
     #[error("burst must be at least 1")]
+    /// A burst of 0.
     ZeroBurst,
 }
 

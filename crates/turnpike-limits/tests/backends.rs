@@ -3,6 +3,10 @@
 //! one memory backend, and two independent Redis backends (two connection managers) on one
 //! server.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -12,6 +12,10 @@
 //! as decimal text, floats by their IEEE-754 bits. One spelling is read differently and allowed:
 //! the integer literal `-0` is `-0.0` to serde_json and `0` to Python (zero either way).
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};

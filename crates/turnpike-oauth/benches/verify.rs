@@ -13,6 +13,9 @@
 //!
 //! Run: `cargo bench -p turnpike-oauth --bench verify`
 
+// A measurement program run by hand: a failed unwrap or expect ends the run with its error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion};

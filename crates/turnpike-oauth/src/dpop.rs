@@ -12,9 +12,9 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use turnpike_core::mac::Mac;
 
 use crate::jose::{parse_compact, sha256_b64, Alg, PublicKey};
 use crate::url::Url;
@@ -213,8 +213,7 @@ impl NonceIssuer {
     }
 
     fn tag(&self, period: u64) -> [u8; 16] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = turnpike_core::mac::hmac_sha256(&self.key[..]);
         mac.update(b"turnpike-dpop-nonce\0");
         mac.update(&period.to_be_bytes());
         let full = mac.finalize().into_bytes();

@@ -4,11 +4,8 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
-use std::sync::Arc;
 use std::time::Duration;
+use turnpike_https::HttpsClient;
 
 /// Why a request to the authorization server failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,7 +55,7 @@ pub struct Response {
 /// A small client for the issuer's endpoints.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient<Full<Bytes>>,
     timeout: Duration,
 }
 
@@ -73,25 +70,12 @@ impl std::fmt::Debug for HttpClient {
 impl HttpClient {
     /// A client with a deadline of `timeout` per request.
     pub fn new(timeout: Duration) -> Result<Self, String> {
-        use hyper_rustls::ConfigBuilderExt;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("tls: {e}"))?
-            .with_webpki_roots()
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = turnpike_https::client(&turnpike_https::Options {
+            connect_timeout: Some(timeout),
+            pool_idle_timeout: Some(Duration::from_secs(30)),
+            http2: false,
+        })
+        .map_err(|e| format!("tls: {e}"))?;
         Ok(HttpClient { client, timeout })
     }
 

@@ -3,6 +3,10 @@
 //! tokens from one address or from many. Against a real authorization server (oidc-provider)
 //! and a scripted one on loopback that counts every request it gets.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use bytes::Bytes;

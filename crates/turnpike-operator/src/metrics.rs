@@ -22,6 +22,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use turnpike_core::unix_now;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -322,11 +323,15 @@ impl Histogram {
 /// One call, as the pipeline reports it to [`Metrics::record`].
 #[derive(Debug)]
 pub struct CallRecord<'a> {
+    /// The JSON-RPC method.
     pub method: &'a str,
+    /// The tool, for `tools/call`.
     pub tool: Option<&'a str>,
+    /// The rail that granted the call, if one did.
     pub rail: Option<RailKind>,
     /// What became of the call.
     pub outcome: Outcome,
+    /// The HTTP status answered.
     pub status: u16,
     /// Time from the request to the response head.
     pub total: Duration,
@@ -348,9 +353,13 @@ pub struct CallerStat {
     /// Hashed for anonymous callers; the subject (OAuth) or the token id's first 16 hex
     /// digits (L402) otherwise.
     pub label: String,
+    /// Calls seen.
     pub calls: u64,
+    /// Millisatoshis paid.
     pub paid_msat: u64,
+    /// Calls refused: a credential turned down, or a limit reached.
     pub refused: u64,
+    /// Unix seconds of the last call.
     pub last_seen: u64,
 }
 
@@ -361,12 +370,19 @@ pub struct Sample {
     pub t: u64,
     /// Calls passed, by rail: none, pow, l402, oauth (running totals).
     pub passed: [u64; 4],
+    /// Calls challenged (running total).
     pub challenged: u64,
+    /// Calls with a credential turned down (invalid, refused, forbidden; running total).
     pub refused: u64,
+    /// 429 answers the gateway gave (running total).
     pub gateway_429: u64,
+    /// 429 answers from the upstream (running total).
     pub upstream_429: u64,
+    /// Calls the upstream failed (running total).
     pub upstream_errors: u64,
+    /// Millisatoshis paid (running total).
     pub paid_msat: u64,
+    /// Millisatoshis invoiced (running total).
     pub invoiced_msat: u64,
     /// The proof-of-work effort multiplier at that moment.
     pub pow_multiplier: u64,
@@ -410,12 +426,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Metrics {

@@ -8,7 +8,6 @@
 //! Secrets are zeroized when dropped and never printed: `Debug` shows key ids and ages only.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -506,29 +505,7 @@ fn read_key_file(path: &Path) -> Result<Option<Vec<Key>>, KeyError> {
 /// Writes `bytes` to `path` atomically (a temporary file in the same directory, then rename),
 /// readable and writable by the owner only.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let tmp = dir.join(format!(
-        ".{KEY_FILE}.{}.{:016x}.tmp",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let mut o = fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        o.mode(0o600);
-    }
-    let result = (|| {
-        let mut f = o.open(&tmp).map_err(io_err("cannot create", &tmp))?;
-        f.write_all(bytes).map_err(io_err("cannot write", &tmp))?;
-        f.sync_all().map_err(io_err("cannot write", &tmp))?;
-        fs::rename(&tmp, path).map_err(io_err("cannot replace", path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    turnpike_fs::write_private(path, bytes).map_err(io_err("cannot write", path))
 }
 
 #[cfg(test)]

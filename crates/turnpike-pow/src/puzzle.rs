@@ -41,16 +41,16 @@ pub const MESSAGE_LEN: usize = TOKEN_LEN + 1 + 8;
 
 /// The byte offsets of the token's fields.
 mod off {
-    pub const VERSION: usize = 0;
-    pub const ALGORITHM: usize = 1;
-    pub const KEY_ID: usize = 2;
-    pub const ISSUED_AT: usize = 6;
-    pub const EXPIRES_AT: usize = 14;
-    pub const EFFORT: usize = 22;
-    pub const SUBPUZZLES: usize = 30;
-    pub const SCOPE: usize = 31;
-    pub const NONCE: usize = 63;
-    pub const TAG: usize = 79;
+    pub(super) const VERSION: usize = 0;
+    pub(super) const ALGORITHM: usize = 1;
+    pub(super) const KEY_ID: usize = 2;
+    pub(super) const ISSUED_AT: usize = 6;
+    pub(super) const EXPIRES_AT: usize = 14;
+    pub(super) const EFFORT: usize = 22;
+    pub(super) const SUBPUZZLES: usize = 30;
+    pub(super) const SCOPE: usize = 31;
+    pub(super) const NONCE: usize = 63;
+    pub(super) const TAG: usize = 79;
 }
 
 /// The puzzle algorithm a token names.

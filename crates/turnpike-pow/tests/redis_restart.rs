@@ -2,6 +2,10 @@
 //! without persistence) is refused after it; a fresh solution is accepted. Against a real
 //! redis-server of the test's own on a loopback port.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -21,11 +21,12 @@ pub use crate::redis::{RedisSpentSet, RedisSpentSetOptions};
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use turnpike_core::BoxFuture;
+use turnpike_core::{unix_now, BoxFuture};
 
 /// Why a store operation failed. Callers fail closed on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// The backend could not be reached or answered with an error.
     #[error("store unavailable: {0}")]
     Unavailable(String),
 }
@@ -65,13 +66,6 @@ pub trait SpentSet: Send + Sync {
         let _ = issued_at;
         self.insert(key, expires_at, now)
     }
-}
-
-/// Seconds since the Unix epoch on the system clock (0 if the clock is before it).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The in-memory spent set: sharded hash maps, swept of expired keys as they grow. Its epoch

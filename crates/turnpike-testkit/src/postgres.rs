@@ -43,7 +43,9 @@ pub fn bin_dir() -> Option<PathBuf> {
 /// uid and gid to run the server as: the `postgres` user when we are root, else ourselves.
 fn run_as() -> Option<(u32, u32)> {
     // SAFETY: getuid has no preconditions.
-    if unsafe { libc_getuid() } != 0 {
+    #[allow(unsafe_code)]
+    let uid = unsafe { libc_getuid() };
+    if uid != 0 {
         return None;
     }
     let out = |flag: &str| -> Option<u32> {
@@ -175,6 +177,7 @@ pub struct PgServer {
     bin: PathBuf,
     as_user: Option<(u32, u32)>,
     dir: PathBuf,
+    /// The loopback port it listens on.
     pub port: u16,
     running: bool,
 }
@@ -279,6 +282,7 @@ impl PgServer {
         }
     }
 
+    /// Whether the server is up (false after [`PgServer::kill`], until [`PgServer::restart`]).
     pub fn is_running(&self) -> bool {
         self.running
     }
@@ -296,12 +300,17 @@ impl Drop for PgServer {
 /// A database for one test: a server of its own where PostgreSQL is installed, else the
 /// machine's; and a schema of its own (`schema`) in it.
 pub struct PgDb {
+    /// The test's own server, when PostgreSQL is installed here (`None`: the machine's server).
     pub server: Option<PgServer>,
     url: String,
+    /// The schema this test owns (`t_<pid>_<nanos>`).
     pub schema: String,
 }
 
 impl PgDb {
+    /// A fresh schema on a server of the test's own, or on the machine's server
+    /// (`TURNPIKE_TEST_PG_URL`, else `postgres://postgres@127.0.0.1:5432/test`) when PostgreSQL
+    /// is not installed here.
     pub fn new() -> PgDb {
         let schema = format!(
             "t_{}_{}",
@@ -328,6 +337,7 @@ impl PgDb {
         }
     }
 
+    /// The server's connection URL.
     pub fn url(&self) -> &str {
         &self.url
     }

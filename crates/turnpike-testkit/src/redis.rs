@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A redis-server child process of the test's own; killed and its directory removed on drop.
 pub struct RedisServer {
     child: Option<Child>,
+    /// The loopback port it listens on.
     pub port: u16,
     dir: PathBuf,
 }
@@ -121,6 +123,7 @@ impl RedisServer {
         false
     }
 
+    /// The server's URL (`redis://127.0.0.1:<port>/0`).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
@@ -147,6 +150,7 @@ impl RedisServer {
         }
     }
 
+    /// Whether the server process is up (false after [`RedisServer::kill`]).
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }

@@ -25,12 +25,9 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{
     header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
 };
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tower_service::Service;
 use turnpike_core::error_codes;
+use turnpike_https::HttpsClient;
 
 use turnpike_http::JsonRpcId;
 
@@ -40,7 +37,7 @@ use crate::UpstreamError;
 /// pool.
 #[derive(Clone)]
 pub struct HttpUpstream {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: HttpsClient<Body>,
     target: Arc<Target>,
 }
 
@@ -172,16 +169,8 @@ impl HttpUpstream {
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|_| UpstreamError(format!("upstream url {url:?} has a bad host")))?;
 
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| UpstreamError(format!("TLS setup: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).build(tls);
+        let client = turnpike_https::client(&turnpike_https::Options::default())
+            .map_err(|e| UpstreamError(format!("TLS setup: {e}")))?;
         Ok(HttpUpstream {
             client,
             target: Arc::new(Target {

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 use crate::LogFormat;
 
 /// Installs the global subscriber. `flag` wins over `$RUST_LOG`, which wins over `default`.
-pub fn init(flag: Option<&str>, default: &str, format: LogFormat) -> anyhow::Result<()> {
+pub(crate) fn init(flag: Option<&str>, default: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = match flag {
         Some(f) => EnvFilter::try_new(f).with_context(|| format!("bad --log filter {f:?}"))?,
         None => match std::env::var("RUST_LOG") {

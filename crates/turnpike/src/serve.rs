@@ -21,7 +21,7 @@ use turnpike_gateway::ServeOptions;
 #[command(
     after_help = "Examples:\n  turnpike serve --config turnpike.toml\n  turnpike serve --upstream http://127.0.0.1:3001/mcp --pow-effort 200000\n  turnpike serve --upstream-cmd \"npx -y @modelcontextprotocol/server-everything\"\n  turnpike serve -c turnpike.toml --challenge-mode in-band --log turnpike_gateway=debug\n\nStop it with Ctrl-C or SIGTERM: it stops accepting and lets in-flight calls finish for up to\n[server] shutdown_timeout_secs. With --config, SIGHUP (and, with [server] watch_config, any\nchange to the file) reloads it; a configuration that does not pass `turnpike check`, or that\nchanges what needs a restart, is refused and the running one stays in force."
 )]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// The configuration file (TOML); see `turnpike check`.
     #[arg(short, long, value_name = "FILE", env = "TURNPIKE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -48,7 +48,7 @@ pub struct ServeArgs {
     pub data_dir: Option<PathBuf>,
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cfg = match build_config(&args) {
         Ok(cfg) => cfg,
         Err(BuildError::Config(e)) => {
@@ -173,7 +173,7 @@ fn apply_overrides(cfg: &mut Config, args: &ServeArgs) -> anyhow::Result<()> {
 /// Splits a command line into words: whitespace separates, single quotes keep everything,
 /// double quotes keep everything but `\"` and `\\`, a backslash outside quotes escapes the
 /// next character.
-pub fn split_command(s: &str) -> anyhow::Result<Vec<String>> {
+pub(crate) fn split_command(s: &str) -> anyhow::Result<Vec<String>> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;

@@ -18,13 +18,13 @@ use turnpike_l402::{Identifier, Limits, Macaroon, StoreConfig};
 #[command(
     after_help = "Examples:\n  turnpike token inspect 'L402 AgEIdHVy…:9f2c…'            # decode a credential\n  turnpike token inspect AgEIdHVy… --config turnpike.toml   # … and look it up in the store\n  turnpike token mint --tool search --sat 10 --config turnpike.toml\n  turnpike token mint --tool report --msat 2000 --mode balance --bundle 100000 -c turnpike.toml\n  turnpike token revoke 3f5a…(64 hex digits) --config turnpike.toml"
 )]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     #[command(subcommand)]
     pub command: TokenCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Decode a macaroon or an L402 credential: identifier fields, caveats, signature; with
     /// --config also check it against the gateway's store (root key, signature, record,
     /// balance, payment, ledger).
@@ -104,7 +104,7 @@ impl From<Mode> for BillingMode {
     }
 }
 
-pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
     let rt = crate::runtime()?;
     match args.command {
         TokenCommand::Inspect { credential, config } => rt.block_on(inspect(credential, config)),

@@ -1,6 +1,9 @@
 //! Shared test support: a real authorization server (oidc-provider from npm, run by Node), key
 //! material, JWT and DPoP proof signing, and a small HTTP client for the token endpoint.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -18,28 +21,28 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use turnpike_oauth::{OAuthConfig, OAuthRail};
 
-pub const SCOPES: &str = "mcp:tools mcp:read mcp:admin";
-pub const ES: &str = "https://mcp.test/es";
-pub const RS: &str = "https://mcp.test/rs";
-pub const PS: &str = "https://mcp.test/ps";
-pub const ED: &str = "https://mcp.test/ed";
-pub const OPAQUE: &str = "https://mcp.test/opaque";
-pub const OTHER: &str = "https://other.test/mcp";
-pub const CLIENT_SECRET: &str = "agent-secret-value-0123456789";
-pub const RS_SECRET: &str = "resource-server-secret-0123456789";
+pub(crate) const SCOPES: &str = "mcp:tools mcp:read mcp:admin";
+pub(crate) const ES: &str = "https://mcp.test/es";
+pub(crate) const RS: &str = "https://mcp.test/rs";
+pub(crate) const PS: &str = "https://mcp.test/ps";
+pub(crate) const ED: &str = "https://mcp.test/ed";
+pub(crate) const OPAQUE: &str = "https://mcp.test/opaque";
+pub(crate) const OTHER: &str = "https://other.test/mcp";
+pub(crate) const CLIENT_SECRET: &str = "agent-secret-value-0123456789";
+pub(crate) const RS_SECRET: &str = "resource-server-secret-0123456789";
 
-pub fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
 
-pub fn b64(data: impl AsRef<[u8]>) -> String {
+pub(crate) fn b64(data: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(data)
 }
 
-pub fn random32() -> [u8; 32] {
+pub(crate) fn random32() -> [u8; 32] {
     rand::random()
 }
 
@@ -47,13 +50,13 @@ pub fn random32() -> [u8; 32] {
 // Keys and signing.
 
 /// A P-256 key.
-pub struct EcKey {
+pub(crate) struct EcKey {
     pub sk: p256::ecdsa::SigningKey,
     pub kid: String,
 }
 
 impl EcKey {
-    pub fn generate(kid: &str) -> EcKey {
+    pub(crate) fn generate(kid: &str) -> EcKey {
         loop {
             if let Ok(sk) = p256::ecdsa::SigningKey::from_bytes(&random32().into()) {
                 return EcKey {
@@ -64,12 +67,12 @@ impl EcKey {
         }
     }
 
-    pub fn public_jwk(&self) -> Value {
+    pub(crate) fn public_jwk(&self) -> Value {
         let pt = self.sk.verifying_key().to_encoded_point(false);
         json!({"kty": "EC", "crv": "P-256", "x": b64(pt.x().unwrap()), "y": b64(pt.y().unwrap())})
     }
 
-    pub fn private_jwk(&self) -> Value {
+    pub(crate) fn private_jwk(&self) -> Value {
         let mut j = self.public_jwk();
         j["d"] = json!(b64(self.sk.to_bytes()));
         j["kid"] = json!(self.kid);
@@ -77,7 +80,7 @@ impl EcKey {
         j
     }
 
-    pub fn sign(&self, header: &Value, claims: &Value) -> String {
+    pub(crate) fn sign(&self, header: &Value, claims: &Value) -> String {
         use p256::ecdsa::signature::Signer;
         let input = signing_input(header, claims);
         let sig: p256::ecdsa::Signature = self.sk.sign(input.as_bytes());
@@ -86,24 +89,24 @@ impl EcKey {
 }
 
 /// An Ed25519 key.
-pub struct EdKey {
+pub(crate) struct EdKey {
     pub sk: ed25519_dalek::SigningKey,
     pub kid: String,
 }
 
 impl EdKey {
-    pub fn generate(kid: &str) -> EdKey {
+    pub(crate) fn generate(kid: &str) -> EdKey {
         EdKey {
             sk: ed25519_dalek::SigningKey::from_bytes(&random32()),
             kid: kid.into(),
         }
     }
 
-    pub fn public_jwk(&self) -> Value {
+    pub(crate) fn public_jwk(&self) -> Value {
         json!({"kty": "OKP", "crv": "Ed25519", "x": b64(self.sk.verifying_key().to_bytes())})
     }
 
-    pub fn private_jwk(&self) -> Value {
+    pub(crate) fn private_jwk(&self) -> Value {
         let mut j = self.public_jwk();
         j["d"] = json!(b64(self.sk.to_bytes()));
         j["kid"] = json!(self.kid);
@@ -111,7 +114,7 @@ impl EdKey {
         j
     }
 
-    pub fn sign(&self, header: &Value, claims: &Value) -> String {
+    pub(crate) fn sign(&self, header: &Value, claims: &Value) -> String {
         use ed25519_dalek::Signer;
         let input = signing_input(header, claims);
         let sig = self.sk.sign(input.as_bytes());
@@ -119,7 +122,7 @@ impl EdKey {
     }
 }
 
-pub fn signing_input(header: &Value, claims: &Value) -> String {
+pub(crate) fn signing_input(header: &Value, claims: &Value) -> String {
     format!(
         "{}.{}",
         b64(serde_json::to_vec(header).unwrap()),
@@ -128,7 +131,7 @@ pub fn signing_input(header: &Value, claims: &Value) -> String {
 }
 
 /// RFC 7638 thumbprint of a public JWK value.
-pub fn thumbprint(jwk: &Value) -> String {
+pub(crate) fn thumbprint(jwk: &Value) -> String {
     let canonical = match jwk["kty"].as_str().unwrap() {
         "EC" => format!(
             r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
@@ -147,13 +150,13 @@ pub fn thumbprint(jwk: &Value) -> String {
 }
 
 /// A DPoP key (the caller's).
-pub enum DpopKey {
+pub(crate) enum DpopKey {
     Ec(EcKey),
     Ed(EdKey),
 }
 
 /// What goes into one DPoP proof.
-pub struct ProofSpec<'a> {
+pub(crate) struct ProofSpec<'a> {
     pub htm: &'a str,
     pub htu: &'a str,
     pub token: Option<&'a str>,
@@ -165,7 +168,7 @@ pub struct ProofSpec<'a> {
 }
 
 impl<'a> ProofSpec<'a> {
-    pub fn new(htm: &'a str, htu: &'a str, token: Option<&'a str>) -> Self {
+    pub(crate) fn new(htm: &'a str, htu: &'a str, token: Option<&'a str>) -> Self {
         ProofSpec {
             htm,
             htu,
@@ -180,34 +183,34 @@ impl<'a> ProofSpec<'a> {
 }
 
 impl DpopKey {
-    pub fn es256() -> DpopKey {
+    pub(crate) fn es256() -> DpopKey {
         DpopKey::Ec(EcKey::generate("dpop"))
     }
 
-    pub fn ed25519() -> DpopKey {
+    pub(crate) fn ed25519() -> DpopKey {
         DpopKey::Ed(EdKey::generate("dpop"))
     }
 
-    pub fn alg(&self) -> &'static str {
+    pub(crate) fn alg(&self) -> &'static str {
         match self {
             DpopKey::Ec(_) => "ES256",
             DpopKey::Ed(_) => "EdDSA",
         }
     }
 
-    pub fn public_jwk(&self) -> Value {
+    pub(crate) fn public_jwk(&self) -> Value {
         match self {
             DpopKey::Ec(k) => k.public_jwk(),
             DpopKey::Ed(k) => k.public_jwk(),
         }
     }
 
-    pub fn thumbprint(&self) -> String {
+    pub(crate) fn thumbprint(&self) -> String {
         thumbprint(&self.public_jwk())
     }
 
     /// A proof with the given header (alg, typ and jwk filled in unless present) and claims.
-    pub fn sign_raw(&self, mut header: Value, claims: &Value) -> String {
+    pub(crate) fn sign_raw(&self, mut header: Value, claims: &Value) -> String {
         if header.get("alg").is_none() {
             header["alg"] = json!(self.alg());
         }
@@ -220,7 +223,7 @@ impl DpopKey {
         }
     }
 
-    pub fn proof(&self, spec: &ProofSpec<'_>) -> String {
+    pub(crate) fn proof(&self, spec: &ProofSpec<'_>) -> String {
         let mut claims = json!({
             "jti": spec.jti,
             "htm": spec.htm,
@@ -254,7 +257,7 @@ fn repo_root() -> PathBuf {
 
 /// Node (22 from `.deps` when installed) and the oidc-provider package; fails the test with the
 /// way to install them when missing.
-pub fn node_and_package() -> (PathBuf, PathBuf) {
+pub(crate) fn node_and_package() -> (PathBuf, PathBuf) {
     let root = repo_root();
     let pkg = root.join(".deps/node_modules/oidc-provider");
     if !pkg.join("lib/index.js").is_file() {
@@ -277,14 +280,14 @@ pub fn node_and_package() -> (PathBuf, PathBuf) {
 
 /// The keys the authorization server signs with (the test keeps them to forge tokens), and the
 /// private_key_jwt client's key.
-pub struct AsKeys {
+pub(crate) struct AsKeys {
     pub ec: EcKey,
     pub ed: EdKey,
     pub client: EcKey,
 }
 
 /// A running oidc-provider.
-pub struct Provider {
+pub(crate) struct Provider {
     child: Child,
     pub issuer: String,
     pub port: u16,
@@ -299,7 +302,7 @@ impl Drop for Provider {
     }
 }
 
-pub fn resources() -> Value {
+pub(crate) fn resources() -> Value {
     json!({
         ES: {"alg": "ES256", "scope": SCOPES},
         RS: {"alg": "RS256", "scope": SCOPES},
@@ -312,7 +315,7 @@ pub fn resources() -> Value {
 
 impl Provider {
     /// Starts oidc-provider with its issuer at `path` ("" or "/as").
-    pub async fn start(path: &str) -> Provider {
+    pub(crate) async fn start(path: &str) -> Provider {
         let (node, pkg) = node_and_package();
         let keys = AsKeys {
             ec: EcKey::generate("es-1"),
@@ -382,7 +385,11 @@ impl Provider {
     }
 
     /// A rail trusting this issuer for `resource`, with `tweak` applied to its configuration.
-    pub fn rail(&self, resource: &str, tweak: impl FnOnce(&mut OAuthConfig)) -> Arc<OAuthRail> {
+    pub(crate) fn rail(
+        &self,
+        resource: &str,
+        tweak: impl FnOnce(&mut OAuthConfig),
+    ) -> Arc<OAuthRail> {
         let mut cfg = OAuthConfig::new(self.issuer.clone()).with_default_resource(resource);
         cfg.scopes_supported = vec!["mcp:tools".into()];
         tweak(&mut cfg);
@@ -390,7 +397,7 @@ impl Provider {
     }
 
     /// A client-credentials token (RFC 6749 §4.4) for `resource` with `scope`.
-    pub async fn token(
+    pub(crate) async fn token(
         &self,
         auth: &ClientAuth,
         resource: &str,
@@ -441,7 +448,7 @@ impl Provider {
     }
 
     /// An access token string, or a panic with the server's error.
-    pub async fn access_token(
+    pub(crate) async fn access_token(
         &self,
         auth: &ClientAuth,
         resource: &str,
@@ -456,14 +463,14 @@ impl Provider {
 }
 
 /// How the agent authenticates at the token endpoint.
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     /// `client_secret_basic` as agent-secret.
     Secret,
     /// `private_key_jwt` (RFC 7523) as agent-jwt.
     Jwt,
 }
 
-pub fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     turnpike_oauth::http::form_encode(s)
 }
 
@@ -471,7 +478,7 @@ fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
 }
 
-pub async fn get_json(url: &str) -> Value {
+pub(crate) async fn get_json(url: &str) -> Value {
     let req = http::Request::get(url)
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -480,7 +487,7 @@ pub async fn get_json(url: &str) -> Value {
     serde_json::from_slice(&body).unwrap()
 }
 
-pub async fn post_form(url: &str, form: &str, headers: &[(&str, String)]) -> (u16, Value) {
+pub(crate) async fn post_form(url: &str, form: &str, headers: &[(&str, String)]) -> (u16, Value) {
     let mut req = http::Request::post(url)
         .header("content-type", "application/x-www-form-urlencoded")
         .header("accept", "application/json");
@@ -498,13 +505,13 @@ pub async fn post_form(url: &str, form: &str, headers: &[(&str, String)]) -> (u1
 }
 
 /// The claims of a JWT, unverified.
-pub fn claims_of(jwt: &str) -> Value {
+pub(crate) fn claims_of(jwt: &str) -> Value {
     let p = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
 }
 
 /// The header of a JWT, unverified.
-pub fn header_of(jwt: &str) -> Value {
+pub(crate) fn header_of(jwt: &str) -> Value {
     let h = jwt.split('.').next().unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
 }

@@ -21,9 +21,9 @@ pub const DEFAULT_MAX_SESSIONS_PER_CALLER: usize = 4;
 /// The default number of children one caller may start per minute (burst of as many).
 pub const DEFAULT_SPAWNS_PER_MINUTE_PER_CALLER: u32 = 20;
 /// The memory-sized default global cap is clamped to this range.
-pub const AUTO_MAX_SESSIONS_RANGE: (usize, usize) = (8, 512);
+pub(super) const AUTO_MAX_SESSIONS_RANGE: (usize, usize) = (8, 512);
 /// The default global cap where the available memory cannot be read.
-pub const FALLBACK_MAX_SESSIONS: usize = 64;
+pub(super) const FALLBACK_MAX_SESSIONS: usize = 64;
 /// How long an `initialize` waits for the child of a reclaimed idle session to exit.
 const RECLAIM_WAIT: Duration = Duration::from_secs(5);
 /// `Retry-After` for a caller that holds its share, and for a full gateway.

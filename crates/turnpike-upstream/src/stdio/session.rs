@@ -22,7 +22,7 @@ use turnpike_core::error_codes::UPSTREAM_FAILED;
 
 use super::budget::{Reclaimable, Slot};
 use super::lines::read_line;
-use super::wire::{rpc_error, Final};
+use super::wire::Final;
 use super::StdioConfig;
 
 /// The longest line accepted from a child's stdout; longer lines are skipped.
@@ -306,8 +306,12 @@ impl Session {
             std::mem::take(&mut st.pending)
         };
         for p in pending.into_values() {
-            let body =
-                serde_json::to_vec(&rpc_error(p.id, UPSTREAM_FAILED, message)).unwrap_or_default();
+            let body = serde_json::to_vec(&turnpike_mcp::error_response(
+                Some(&p.id),
+                UPSTREAM_FAILED,
+                message,
+            ))
+            .unwrap_or_default();
             let _ = p.done.send(Final {
                 body: Bytes::from(body),
                 synthetic: true,
@@ -663,6 +667,7 @@ fn signal_group(pid: Option<u32>, signal: Signal) {
     // SAFETY: killpg only asks the kernel to deliver a signal; it reads or writes no memory of
     // this process. The group id is that of a child this session spawned with a group of its
     // own.
+    #[allow(unsafe_code)]
     unsafe {
         libc::killpg(pgid, sig);
     }

@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream;
 use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 /// The last message a POST waits for: the child's response, or one the session made up when
@@ -25,11 +25,6 @@ pub(crate) const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-sessi
 /// The `MCP-Protocol-Version` header.
 pub(crate) const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
-/// A JSON-RPC error response object.
-pub(crate) fn rpc_error(id: Value, code: i64, message: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
-}
-
 /// A response with a JSON body.
 pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut resp = Response::new(Body::from(body.into()));
@@ -46,7 +41,8 @@ pub(crate) fn error_response(
     code: i64,
     message: &str,
 ) -> Response<Body> {
-    let body = serde_json::to_vec(&rpc_error(id, code, message)).unwrap_or_default();
+    let body = serde_json::to_vec(&turnpike_mcp::error_response(Some(&id), code, message))
+        .unwrap_or_default();
     json_response(status, body)
 }
 
@@ -83,8 +79,8 @@ fn sse_response(body: Body) -> Response<Body> {
 /// happens only when the client cancelled it (ending a session answers every pending request).
 fn lost_response(id: &Value) -> Bytes {
     Bytes::from(
-        serde_json::to_vec(&rpc_error(
-            id.clone(),
+        serde_json::to_vec(&turnpike_mcp::error_response(
+            Some(id),
             turnpike_core::error_codes::UPSTREAM_FAILED,
             "the request was cancelled before the upstream answered",
         ))
