@@ -877,3 +877,19 @@ fn load_reports_missing_file() {
         "{e}"
     );
 }
+
+#[test]
+fn an_unknown_table_names_every_table_mounts_included() {
+    let e = parse(
+        "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[mounts]\npath = \"/a\"\n",
+        "t.toml",
+    )
+    .unwrap_err();
+    let p = &e.problems[0];
+    assert_eq!((p.line, p.col), (3, 2), "{p:?}");
+    assert!(p.message.contains("unknown table `mounts`"), "{p:?}");
+    assert!(
+        p.hint.contains("[[mount]]") && p.hint.contains("[merge]"),
+        "{p:?}"
+    );
+}

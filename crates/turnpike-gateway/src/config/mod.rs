@@ -140,7 +140,7 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
             other => cx.problem(
                 Some(key.span()),
                 format!("unknown table `{other}`"),
-                "the tables are [server], [upstream], [pow], [tools.<name>], [methods.\"<method>\"], [l402], [lightning], [oauth], [limits], [budgets], [store], [admin] and [stdio]",
+                "the tables are [server], [upstream], [[mount]], [merge], [pow], [tools.<name>], [methods.\"<method>\"], [l402], [lightning], [oauth], [limits], [budgets], [store], [admin] and [stdio]",
             ),
         }
     }
