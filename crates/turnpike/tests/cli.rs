@@ -773,10 +773,18 @@ fn init_with_l402_writes_a_file_that_checks_and_serves() {
     assert!(text(&o.stdout).contains("l402 10 sat per call or pow 200000 (~25 ms)"));
     // What check passed, serve runs: it comes up and listens.
     let logs = scratch("init-l402-logs");
+    // Its keys go to the test's own directory, not to a turnpike-data beside the test binary.
+    let data = d.join("turnpike-data");
     let (child, _addr) = start_reporting(
         &logs,
         "serve",
-        &["serve", "--config", f.to_str().unwrap()],
+        &[
+            "serve",
+            "--config",
+            f.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
         Stdio::null(),
     )
     .unwrap_or_else(|e| panic!("{e:?}"));

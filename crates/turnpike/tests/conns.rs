@@ -109,7 +109,7 @@ impl Gateway {
                     (l["message"] == msg)
                         .then(|| l["listen"].as_str())
                         .flatten()
-                        .and_then(|s| s.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok())
+                        .and_then(|s| s.parse().ok())
                 })
             };
             if let Some(a) = listening("gateway listening") {
