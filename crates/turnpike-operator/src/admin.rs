@@ -119,7 +119,7 @@ impl Admin {
             })
             .unwrap_or("");
         let d: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        constant_time_eq(&d, &self.token_digest) && !presented.is_empty()
+        turnpike_core::ct_eq(&d, &self.token_digest) && !presented.is_empty()
     }
 
     /// Answers one admin request.
@@ -406,14 +406,6 @@ fn csv_field(s: &str) -> String {
 fn token_id(hex_id: &str) -> Option<[u8; 32]> {
     let v = hex::decode(hex_id).ok()?;
     v.try_into().ok()
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        diff |= x ^ y;
-    }
-    std::hint::black_box(diff) == 0
 }
 
 async fn read_json(req: Request<Body>) -> Result<Value, Response<Body>> {

@@ -320,10 +320,6 @@ fn canon(h: &mut Sha256, v: &Value) {
     }
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// What a sealed `requestState` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Claims {
@@ -793,7 +789,7 @@ pub(crate) async fn resume(
         }
     };
     let request = request_tag(body);
-    if !ct_eq(&request, &claims.request) {
+    if !turnpike_core::ct_eq(&request, &claims.request) {
         return invalid(
             &id,
             "requestState belongs to another request (its method, name or arguments differ); a retry must repeat the original request",
@@ -815,14 +811,16 @@ pub(crate) async fn resume(
             );
         };
         let session = session_tag(caps, &p.ex.session);
-        if !ct_eq(&session, &claims.session) || !ct_eq(&session, &p.session) {
+        if !turnpike_core::ct_eq(&session, &claims.session)
+            || !turnpike_core::ct_eq(&session, &p.session)
+        {
             drop(map);
             return invalid(
                 &id,
                 "requestState belongs to a request made with other client capabilities",
             );
         }
-        if !ct_eq(&request, &p.request) {
+        if !turnpike_core::ct_eq(&request, &p.request) {
             drop(map);
             return invalid(&id, "requestState belongs to another request");
         }
