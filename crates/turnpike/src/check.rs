@@ -23,7 +23,7 @@ use turnpike_gateway::config::{self, Config, ConfigError, PriceConfig, Problem};
 #[command(
     after_help = "Examples:\n  turnpike check --config turnpike.toml\n  turnpike check -c deploy/turnpike.toml && turnpike serve -c deploy/turnpike.toml\n  turnpike check --measure-hashrate                    # this machine's hash rate\n  turnpike check -c turnpike.toml --measure-hashrate   # … and each price's time here\n\nExit status: 0 when the file is valid, 1 when it has problems."
 )]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// The configuration file (TOML).
     #[arg(
         short,
@@ -32,14 +32,14 @@ pub struct CheckArgs {
         env = "TURNPIKE_CONFIG",
         required_unless_present = "measure_hashrate"
     )]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Measure this machine's proof-of-work hash rate (one thread and every core) and compare it
     /// with the reference rate prices are stated in.
     #[arg(long)]
-    pub measure_hashrate: bool,
+    pub(crate) measure_hashrate: bool,
 }
 
-pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let Some(path) = &args.config else {
         measure_and_print(turnpike_pow::config::DEFAULT_REFERENCE_HASHRATE);
         return Ok(ExitCode::SUCCESS);
@@ -101,7 +101,7 @@ fn is_file_key(key: &str) -> bool {
 /// A problem for every file the configuration names that cannot be read, at its value's
 /// line:col. Relative paths are taken from `base` (the directory turnpike runs in, as the gateway
 /// reads them).
-pub fn referenced_files(src: &str, base: &Path) -> Vec<Problem> {
+pub(crate) fn referenced_files(src: &str, base: &Path) -> Vec<Problem> {
     let Ok(root) = DeTable::parse(src) else {
         return Vec::new();
     };
@@ -214,7 +214,7 @@ fn price_times(cfg: &Config, rate: f64) {
 }
 
 /// Prints every problem, then a count, on stderr.
-pub fn report(e: &ConfigError) {
+pub(crate) fn report(e: &ConfigError) {
     eprintln!("{e}");
     let n = e.problems.len();
     eprintln!(
@@ -225,7 +225,7 @@ pub fn report(e: &ConfigError) {
 }
 
 /// One line: the upstream, then what each named tool, unnamed tools and priced methods cost.
-pub fn summary(cfg: &Config) -> String {
+pub(crate) fn summary(cfg: &Config) -> String {
     let upstream = match (&cfg.upstream.url, &cfg.upstream.command) {
         (Some(u), _) => u.clone(),
         (None, Some(c)) => format!("stdio `{}`", c.join(" ")),
@@ -400,7 +400,7 @@ pub(crate) fn seconds(effort: u64, rate: u64) -> String {
 
 /// An L402 price for people: `l402 10 sat per call`, `l402 2000 msat a call from a 100000 msat
 /// balance`, `l402 1000 msat for a 3600 s pass`.
-pub fn describe_l402(p: &turnpike_gateway::config::L402Price) -> String {
+pub(crate) fn describe_l402(p: &turnpike_gateway::config::L402Price) -> String {
     let amount = |m: u64| {
         if m % 1000 == 0 {
             format!("{} sat", m / 1000)

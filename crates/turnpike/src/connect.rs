@@ -29,105 +29,105 @@ use turnpike_client::{
 /// (mode 0700, files 0600).
 #[derive(Debug, clap::Args)]
 #[command(after_help = CONNECT_EXAMPLES)]
-pub struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     /// The remote MCP endpoint (Streamable HTTP), e.g. https://mcp.example.com/mcp.
     #[arg(required_unless_present = "spent")]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
 
     /// Print the spend log (what was paid and solved, and totals) and exit.
     #[arg(long)]
-    pub spent: bool,
+    pub(crate) spent: bool,
     /// Print the JSON block for a host's `mcpServers` configuration and exit.
     #[arg(long)]
-    pub print_config: bool,
+    pub(crate) print_config: bool,
     /// The server's name in the printed `mcpServers` block (default: the remote's host name).
     #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 
     /// The settings file (TOML: [wallet], [budget], [policy], [oauth]); default
     /// `<state-dir>/connect.toml` when it exists.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Where credentials and the spend log are kept. Default: $TURNPIKE_CONNECT_DIR, else
     /// $XDG_CONFIG_HOME/turnpike/connect, else ~/.config/turnpike/connect.
     #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    pub(crate) state_dir: Option<PathBuf>,
 
     /// The wallet that pays L402 invoices: lnd, cln, phoenixd, lnbits or nwc.
     #[arg(long, value_name = "KIND", help_heading = "Wallet")]
-    pub wallet: Option<String>,
+    pub(crate) wallet: Option<String>,
     /// The wallet's REST URL (lnd, cln, phoenixd, lnbits).
     #[arg(long, value_name = "URL", help_heading = "Wallet")]
-    pub wallet_url: Option<String>,
+    pub(crate) wallet_url: Option<String>,
     /// The environment variable holding the wallet's secret: the macaroon in hex (lnd), the
     /// rune (cln), the password (phoenixd), the admin key (lnbits), the connection URI (nwc).
     #[arg(long, value_name = "VAR", help_heading = "Wallet")]
-    pub wallet_secret_env: Option<String>,
+    pub(crate) wallet_secret_env: Option<String>,
     /// Or a file holding it (lnd: the macaroon file itself).
     #[arg(long, value_name = "FILE", help_heading = "Wallet")]
-    pub wallet_secret_file: Option<PathBuf>,
+    pub(crate) wallet_secret_file: Option<PathBuf>,
     /// The wallet's TLS certificate (PEM), pinned (LND's and clnrest's self-signed ones).
     #[arg(long, value_name = "FILE", help_heading = "Wallet")]
-    pub wallet_tls_cert: Option<PathBuf>,
+    pub(crate) wallet_tls_cert: Option<PathBuf>,
 
     /// The most one call may cost, in sats.
     #[arg(long, value_name = "SAT", help_heading = "Budgets")]
-    pub max_per_call: Option<u64>,
+    pub(crate) max_per_call: Option<u64>,
     /// The most spent in any hour, in sats.
     #[arg(long, value_name = "SAT", help_heading = "Budgets")]
-    pub max_per_hour: Option<u64>,
+    pub(crate) max_per_hour: Option<u64>,
     /// The most spent in any 24 hours, in sats.
     #[arg(long, value_name = "SAT", help_heading = "Budgets")]
-    pub max_per_day: Option<u64>,
+    pub(crate) max_per_day: Option<u64>,
     /// The most spent on one server in any 24 hours, in sats.
     #[arg(long, value_name = "SAT", help_heading = "Budgets")]
-    pub max_per_server: Option<u64>,
+    pub(crate) max_per_server: Option<u64>,
 
     /// Solve a puzzle when it should take at most this many seconds here …
     #[arg(long, value_name = "SECS", help_heading = "Choosing the rail")]
-    pub solve_under: Option<f64>,
+    pub(crate) solve_under: Option<f64>,
     /// … else pay up to this many sats at once (a balance bundle counts whole) …
     #[arg(long, value_name = "SAT", help_heading = "Choosing the rail")]
-    pub max_pay: Option<u64>,
+    pub(crate) max_pay: Option<u64>,
     /// … else solve anyway if it takes at most this many seconds (a CPU-time cap; a puzzle
     /// expected to take longer is refused).
     #[arg(long, value_name = "SECS", help_heading = "Choosing the rail")]
-    pub pow_max_secs: Option<f64>,
+    pub(crate) pow_max_secs: Option<f64>,
     /// Routing-fee limit per payment, in sats.
     #[arg(long, value_name = "SAT", help_heading = "Choosing the rail")]
-    pub max_fee: Option<u64>,
+    pub(crate) max_fee: Option<u64>,
     /// Try this rail first when it is offered: oauth, pow or l402.
     #[arg(long, value_name = "RAIL", help_heading = "Choosing the rail")]
-    pub prefer: Option<String>,
+    pub(crate) prefer: Option<String>,
     /// Solver threads (default: one per core).
     #[arg(long, value_name = "N", help_heading = "Choosing the rail")]
-    pub threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
 
     /// OAuth client id (client-credentials grant).
     #[arg(long, value_name = "ID", help_heading = "OAuth")]
-    pub oauth_client_id: Option<String>,
+    pub(crate) oauth_client_id: Option<String>,
     /// The environment variable holding the client secret.
     #[arg(long, value_name = "VAR", help_heading = "OAuth")]
-    pub oauth_client_secret_env: Option<String>,
+    pub(crate) oauth_client_secret_env: Option<String>,
     /// Or a file holding the client secret.
     #[arg(long, value_name = "FILE", help_heading = "OAuth")]
-    pub oauth_client_secret_file: Option<PathBuf>,
+    pub(crate) oauth_client_secret_file: Option<PathBuf>,
     /// Or a P-256 private key (PKCS#8 PEM) to sign `private_key_jwt` assertions (ES256).
     #[arg(long, value_name = "FILE", help_heading = "OAuth")]
-    pub oauth_private_key: Option<PathBuf>,
+    pub(crate) oauth_private_key: Option<PathBuf>,
     /// The key id for the assertion's header.
     #[arg(long, value_name = "KID", help_heading = "OAuth")]
-    pub oauth_key_id: Option<String>,
+    pub(crate) oauth_key_id: Option<String>,
     /// Scopes to ask for (space-separated; default: what the server's challenge names).
     #[arg(long, value_name = "SCOPES", help_heading = "OAuth")]
-    pub oauth_scope: Option<String>,
+    pub(crate) oauth_scope: Option<String>,
     /// Sign in a person in the browser (authorization code + PKCE, loopback redirect) instead
     /// of client credentials; a client secret is optional then (a public client).
     #[arg(long, help_heading = "OAuth")]
-    pub oauth_browser: bool,
+    pub(crate) oauth_browser: bool,
     /// The loopback port for the browser sign-in's redirect (default: any free port).
     #[arg(long, value_name = "PORT", help_heading = "OAuth")]
-    pub oauth_redirect_port: Option<u16>,
+    pub(crate) oauth_redirect_port: Option<u16>,
 
     /// An extra header for every request to the remote, `Name: value` (repeatable).
     #[arg(
@@ -135,18 +135,18 @@ pub struct ConnectArgs {
         value_name = "NAME: VALUE",
         help_heading = "Transport"
     )]
-    pub headers: Vec<String>,
+    pub(crate) headers: Vec<String>,
     /// Ask a turnpike gateway to deliver challenges as `http` (402/401) or `in-band` results.
     #[arg(long, value_name = "MODE", help_heading = "Transport")]
-    pub challenge_mode: Option<String>,
+    pub(crate) challenge_mode: Option<String>,
     /// Do not open the GET stream for server-initiated messages.
     #[arg(long, help_heading = "Transport")]
-    pub no_get_stream: bool,
+    pub(crate) no_get_stream: bool,
     /// Instead of stdio, serve a plain HTTP forwarder on this loopback address (e.g.
     /// 127.0.0.1:8403) for HTTP clients that do not speak L402 or proof-of-work: each request is
     /// sent to the remote's origin with the same path, and its challenges answered.
     #[arg(long, value_name = "ADDR", help_heading = "Transport")]
-    pub listen: Option<std::net::SocketAddr>,
+    pub(crate) listen: Option<std::net::SocketAddr>,
 }
 
 const CONNECT_EXAMPLES: &str = "Examples:
@@ -194,11 +194,11 @@ struct FileOAuth {
     redirect_port: u16,
 }
 
-pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let state_dir = args.state_dir.clone().unwrap_or_else(store::default_dir);
     if args.spent {
         let log = budget::read_log(&state_dir)?;
-        print!("{}", budget::render_log(&log, unix_now()));
+        print!("{}", budget::render_log(&log, turnpike_core::unix_now()));
         return Ok(ExitCode::SUCCESS);
     }
     let Some(url) = args.url.clone() else {
@@ -272,13 +272,6 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn is_loopback(h: &str) -> bool {

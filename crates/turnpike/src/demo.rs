@@ -21,23 +21,23 @@ use turnpike_gateway::config::{ChallengeMode, Config, PriceConfig};
 #[command(
     after_help = "Examples:\n  turnpike demo\n  turnpike demo --listen 127.0.0.1:9000 --effort 8000000    # ~1 s puzzles\n  turnpike demo --challenge-mode in-band                      # challenges as tool results"
 )]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Where the gateway listens (loopback only; port 0 picks a free port, and the steps name
     /// the one it got).
     #[arg(long, default_value = "127.0.0.1:8402", value_name = "ADDR")]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Proof-of-work effort (expected hashes) of the priced tools.
     #[arg(long, default_value_t = 2_000_000, value_name = "N")]
-    pub effort: u64,
+    pub(crate) effort: u64,
     /// How challenges are delivered (auto: in band for MCP clients mid-session, 402 otherwise).
     #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "http", "in-band"])]
-    pub challenge_mode: String,
+    pub(crate) challenge_mode: String,
     /// Keep the gateway's keys here instead of a temporary directory.
     #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
 }
 
-pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !args.listen.ip().is_loopback() {
         bail!("the demo listens on loopback only; give --listen 127.0.0.1:PORT");
     }

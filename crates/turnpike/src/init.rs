@@ -15,60 +15,60 @@ use anyhow::{bail, Context};
 #[command(
     after_help = "Examples:\n  turnpike init                                   # answer a few questions\n  turnpike init --non-interactive --upstream http://127.0.0.1:3001/mcp --rails pow\n  turnpike init --non-interactive --upstream-cmd \"npx -y @modelcontextprotocol/server-everything\" \\\n      --rails pow,l402 --pow-effort 500000 --price-sat 5 --output deploy/turnpike.toml\n\nThen: turnpike check -c turnpike.toml && turnpike serve -c turnpike.toml"
 )]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// The upstream MCP server's Streamable HTTP URL.
     #[arg(long, value_name = "URL", conflicts_with = "upstream_cmd")]
-    pub upstream: Option<String>,
+    pub(crate) upstream: Option<String>,
     /// A stdio MCP server to launch instead: the program and its arguments in one string.
     #[arg(long, value_name = "\"CMD ARGS…\"")]
-    pub upstream_cmd: Option<String>,
+    pub(crate) upstream_cmd: Option<String>,
     /// The rails tools are paid with, comma-separated: pow, l402, oauth.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub rails: Option<Vec<String>>,
+    pub(crate) rails: Option<Vec<String>>,
     /// Proof-of-work price of a tool call, in expected hashes (200000 ≈ 25 ms on one thread of
     /// the reference solver, 8,000,000 hashes/s).
     #[arg(long, value_name = "N")]
-    pub pow_effort: Option<u64>,
+    pub(crate) pow_effort: Option<u64>,
     /// L402 price of a tool call, in satoshis.
     #[arg(long, value_name = "SATS")]
-    pub price_sat: Option<u64>,
+    pub(crate) price_sat: Option<u64>,
     /// The Lightning backend for L402: dev (the default: a stand-in node inside the gateway, so
     /// that the file serves at once; never in production), lnd, cln, phoenixd, lnbits or nwc (their
     /// credential paths are written as placeholders to edit: `turnpike check` refuses the file
     /// until they point at real files).
     #[arg(long, value_name = "BACKEND")]
-    pub lightning: Option<String>,
+    pub(crate) lightning: Option<String>,
     /// The OAuth authorization server's issuer URL (with --rails oauth).
     #[arg(long, value_name = "URL")]
-    pub oauth_issuer: Option<String>,
+    pub(crate) oauth_issuer: Option<String>,
     /// Address the gateway listens on.
     #[arg(long, value_name = "ADDR")]
-    pub listen: Option<String>,
+    pub(crate) listen: Option<String>,
     /// Leave out the [admin] table (metrics, admin API and dashboard).
     #[arg(long)]
-    pub no_admin: bool,
+    pub(crate) no_admin: bool,
     /// Where to write the file (`-`: standard output).
     #[arg(short, long, value_name = "FILE", default_value = "turnpike.toml")]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Overwrite the output file if it exists.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Ask nothing: take the flags and the defaults.
     #[arg(long)]
-    pub non_interactive: bool,
+    pub(crate) non_interactive: bool,
 }
 
 /// What the file is made from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answers {
-    pub listen: String,
-    pub upstream_url: Option<String>,
-    pub upstream_cmd: Option<Vec<String>>,
-    pub pow: Option<u64>,
-    pub l402_sat: Option<u64>,
-    pub lightning: String,
-    pub oauth_issuer: Option<String>,
-    pub admin: bool,
+pub(crate) struct Answers {
+    pub(crate) listen: String,
+    pub(crate) upstream_url: Option<String>,
+    pub(crate) upstream_cmd: Option<Vec<String>>,
+    pub(crate) pow: Option<u64>,
+    pub(crate) l402_sat: Option<u64>,
+    pub(crate) lightning: String,
+    pub(crate) oauth_issuer: Option<String>,
+    pub(crate) admin: bool,
 }
 
 const DEFAULT_EFFORT: u64 = 200_000;
@@ -76,7 +76,7 @@ const ADMIN_ENV: &str = "TURNPIKE_ADMIN_TOKEN";
 const DEFAULT_SAT: u64 = 10;
 const BACKENDS: [&str; 6] = ["lnd", "cln", "phoenixd", "lnbits", "nwc", "dev"];
 
-pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     let interactive = !args.non_interactive && std::io::stdin().is_terminal();
     let answers = if interactive {
         let stdin = std::io::stdin();
@@ -129,7 +129,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The answers from the flags alone (defaults: proof-of-work at 200000 when no rail is named).
-pub fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
+pub(crate) fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
     let (upstream_url, upstream_cmd) = match (&a.upstream, &a.upstream_cmd) {
         (Some(u), _) => (Some(u.clone()), None),
         (None, Some(c)) => {
@@ -200,7 +200,11 @@ fn prompt(
 }
 
 /// Asks the questions the flags did not answer.
-pub fn ask(a: &InitArgs, input: &mut dyn BufRead, out: &mut dyn Write) -> anyhow::Result<Answers> {
+pub(crate) fn ask(
+    a: &InitArgs,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> anyhow::Result<Answers> {
     writeln!(
         out,
         "turnpike init: a few questions (Enter takes the default)."
@@ -290,7 +294,7 @@ fn toml_str(s: &str) -> String {
 }
 
 /// The configuration file, commented.
-pub fn render(a: &Answers) -> String {
+pub(crate) fn render(a: &Answers) -> String {
     let mut s = String::new();
     s.push_str("# turnpike configuration, written by `turnpike init`.\n");
     s.push_str(

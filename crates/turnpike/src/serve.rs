@@ -24,28 +24,28 @@ use turnpike_gateway::ServeOptions;
 pub(crate) struct ServeArgs {
     /// The configuration file (TOML); see `turnpike check`.
     #[arg(short, long, value_name = "FILE", env = "TURNPIKE_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Address to listen on (overrides [server] listen).
     #[arg(long, value_name = "ADDR", env = "TURNPIKE_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
     /// The upstream MCP server's Streamable HTTP URL (overrides [upstream]).
     #[arg(long, value_name = "URL", conflicts_with = "upstream_cmd")]
-    pub upstream: Option<String>,
+    pub(crate) upstream: Option<String>,
     /// A stdio MCP server to launch, one child per session: the program and its arguments in
     /// one string, split like a shell would (quotes group words). Overrides [upstream].
     #[arg(long, value_name = "\"CMD ARGS…\"")]
-    pub upstream_cmd: Option<String>,
+    pub(crate) upstream_cmd: Option<String>,
     /// Price every tool not named in the file at this proof-of-work effort (expected hashes),
     /// i.e. set [tools.default] pow.
     #[arg(long, value_name = "N")]
-    pub pow_effort: Option<u64>,
+    pub(crate) pow_effort: Option<u64>,
     /// How challenges are delivered: HTTP 402, in band as a tool result, or auto (in band for
     /// MCP clients mid-session, 402 otherwise).
     #[arg(long, value_name = "MODE", value_parser = ["auto", "http", "in-band"])]
-    pub challenge_mode: Option<String>,
+    pub(crate) challenge_mode: Option<String>,
     /// Where keys are kept (overrides [server] data_dir).
     #[arg(long, value_name = "DIR", env = "TURNPIKE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {

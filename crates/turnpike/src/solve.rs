@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -19,26 +19,26 @@ use turnpike_pow::ChallengeToken;
 /// call's params.
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
-pub struct SolveArgs {
+pub(crate) struct SolveArgs {
     /// The challenge: a WWW-Authenticate value, a bare token, or `-` to read stdin.
     #[arg(value_name = "CHALLENGE")]
-    pub challenge: Option<String>,
+    pub(crate) challenge: Option<String>,
     /// Print the `_meta` object (`{"turnpike/pow":{"challenge":…,"solution":…}}`) instead of
     /// the Authorization header value.
     #[arg(long)]
-    pub meta: bool,
+    pub(crate) meta: bool,
     /// Solver threads (default: every core).
     #[arg(short = 'j', long, value_name = "N")]
-    pub threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
     /// Show progress on stderr even when it is not a terminal.
     #[arg(long, conflicts_with = "quiet")]
-    pub progress: bool,
+    pub(crate) progress: bool,
     /// Never show progress.
     #[arg(short, long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     /// Give up after this many seconds (exit status 3).
     #[arg(long, value_name = "SECS")]
-    pub max_seconds: Option<f64>,
+    pub(crate) max_seconds: Option<f64>,
 }
 
 const EXAMPLES: &str = r#"Examples:
@@ -58,7 +58,7 @@ Exit status: 0 solved, 1 no usable challenge or solving failed, 3 --max-seconds 
 /// Exit status when --max-seconds runs out.
 const EXIT_TIMEOUT: u8 = 3;
 
-pub fn run(args: SolveArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: SolveArgs) -> anyhow::Result<ExitCode> {
     let text = match args.challenge.as_deref() {
         None | Some("-") => {
             let mut s = String::new();
@@ -71,9 +71,7 @@ pub fn run(args: SolveArgs) -> anyhow::Result<ExitCode> {
     };
     let parsed = pick_challenge(&text)?;
     let token = &parsed.token;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = turnpike_core::unix_now();
     if token.expires_at() <= now {
         bail!(
             "the challenge expired {} s ago; ask for a fresh one",

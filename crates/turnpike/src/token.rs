@@ -20,7 +20,7 @@ use turnpike_l402::{Identifier, Limits, Macaroon, StoreConfig};
 )]
 pub(crate) struct TokenArgs {
     #[command(subcommand)]
-    pub command: TokenCommand,
+    pub(crate) command: TokenCommand,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,7 +86,7 @@ pub(crate) enum TokenCommand {
 /// Billing modes, spelled as in the config file's `mode = "…"` (the hyphenated spellings are
 /// accepted too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
+pub(crate) enum Mode {
     #[value(name = "per_call", alias = "per-call")]
     PerCall,
     Balance,
@@ -142,12 +142,6 @@ fn load(path: &Path) -> anyhow::Result<Config> {
             bail!("the configuration has problems")
         }
     }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The macaroon bytes and the preimage (if given) in any accepted form.
@@ -234,7 +228,7 @@ async fn inspect(credential: String, config: Option<PathBuf>) -> anyhow::Result<
             .parse::<u64>()
             .ok()
     }) {
-        let n = now();
+        let n = turnpike_core::unix_now();
         if exp > n {
             println!("expires       in {} s", exp - n);
         } else {
@@ -358,7 +352,7 @@ async fn mint(
         bail!("[l402] store is \"memory\": a token minted here would be unknown to the gateway");
     }
     let store = turnpike_gateway::rails::open_store(&cfg)?;
-    let n = now();
+    let n = turnpike_core::unix_now();
     let rail = &cfg.l402.rail;
     let (amount, credit, expires) = match mode {
         BillingMode::PerCall => (msat, 0, n.saturating_add(rail.token_ttl_secs)),
@@ -442,7 +436,7 @@ async fn revoke(token_id: &str, path: &Path) -> anyhow::Result<ExitCode> {
         bail!("[l402] store is \"memory\": restart the gateway to forget its tokens");
     }
     let store = turnpike_gateway::rails::open_store(&cfg)?;
-    if !store.revoke(id, now()).await? {
+    if !store.revoke(id, turnpike_core::unix_now()).await? {
         eprintln!("token {token_id} was not revoked");
         return Ok(ExitCode::FAILURE);
     }
