@@ -28,10 +28,10 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use turnpike_mcp::messages::META_PROTOCOL_VERSION;
+
 use crate::{Client, ClientError};
 
-/// The `_meta` key by which a 2026-07-28 request names its protocol version.
-pub const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
 /// Largest line read from stdin.
 const MAX_LINE: usize = 32 << 20;
 /// JSON-RPC error code for a call the client could not get through (turnpike's "credential
@@ -191,7 +191,7 @@ async fn write_out<W: AsyncWrite + Unpin>(mut rx: mpsc::UnboundedReceiver<Value>
 }
 
 fn error(id: &Value, code: i64, message: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+    turnpike_mcp::error_response(Some(id), code, message)
 }
 
 /// The headers for one message: era, session, routing.
@@ -207,7 +207,7 @@ fn headers_for(st: &State, msg: &Value) -> HeaderMap {
     );
     let modern = msg
         .pointer("/params/_meta")
-        .and_then(|m| m.get(PROTOCOL_VERSION_META))
+        .and_then(|m| m.get(META_PROTOCOL_VERSION))
         .and_then(Value::as_str)
         .and_then(|v| HeaderValue::from_str(v).ok());
     let method = msg.get("method").and_then(Value::as_str);
@@ -339,7 +339,7 @@ fn not_through(msg: &Value, id: &Value, e: &ClientError) -> Value {
         });
         if msg
             .pointer("/params/_meta")
-            .and_then(|m| m.get(PROTOCOL_VERSION_META))
+            .and_then(|m| m.get(META_PROTOCOL_VERSION))
             .is_some()
         {
             result["resultType"] = Value::from("complete");

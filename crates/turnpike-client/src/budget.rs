@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use crate::store::open_private_append;
 use crate::ClientError;
+use turnpike_fs::open_private_append;
 
 /// Spending limits, in satoshis. `None` means no limit of that kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -37,7 +37,8 @@ use crate::offers::{is_in_band_challenge, L402Offer, Offers};
 use crate::parse::ParsedChallenge;
 use crate::store::{self, Credentials, StoredL402, StoredToken};
 use crate::transport::Transport;
-use crate::{unix_now, ClientError};
+use crate::ClientError;
+use turnpike_core::unix_now;
 
 /// Largest JSON body read into memory (a challenge or a non-streamed answer).
 const MAX_BODY: usize = 32 << 20;

@@ -78,11 +78,3 @@ pub enum ClientError {
     #[error("{0}")]
     Refused(String),
 }
-
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}

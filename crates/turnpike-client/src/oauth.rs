@@ -19,7 +19,8 @@ use std::time::Duration;
 use crate::offers::BearerOffer;
 use crate::store::StoredToken;
 use crate::transport::Transport;
-use crate::{unix_now, ClientError};
+use crate::ClientError;
+use turnpike_core::unix_now;
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 

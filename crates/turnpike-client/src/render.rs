@@ -40,12 +40,15 @@ pub fn authorization_value(challenge: &str, nonces: &[u64]) -> String {
 /// `{"turnpike/pow": {"challenge": "<token>", "solution": "<n0>,<n1>,…"}}`, to be merged into
 /// the retried request's `params._meta`.
 pub fn meta_value(challenge: &str, nonces: &[u64]) -> serde_json::Value {
-    serde_json::json!({
-        "turnpike/pow": {
+    let mut meta = serde_json::Map::new();
+    meta.insert(
+        turnpike_mcp::meta::META_POW.to_owned(),
+        serde_json::json!({
             "challenge": challenge,
             "solution": solution_string(nonces),
-        }
-    })
+        }),
+    );
+    serde_json::Value::Object(meta)
 }
 
 /// Puts the solved challenge into a JSON-RPC request's `params._meta` (creating `params` and

@@ -6,11 +6,10 @@
 //! - `lock`: an exclusive lock (held while a budget is checked and a payment made, so that
 //!   several bridges sharing the directory never overspend together).
 //!
-//! Files are replaced atomically (write to a temporary file, then rename).
+//! Files are created 0600 and replaced atomically by [`turnpike_fs`].
 
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::ClientError;
@@ -58,36 +57,6 @@ pub fn ensure_dir(dir: &Path) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Opens `path` for appending, creating it with mode 0600.
-pub(crate) fn open_private_append(path: &Path) -> std::io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(path)
-}
-
-/// Writes `bytes` to `path` atomically with mode 0600.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut o = OpenOptions::new();
-        o.create(true).write(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            o.mode(0o600);
-        }
-        let mut f = o.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
-
 /// An exclusive lock on the state directory, released on drop.
 pub struct DirLock {
     _file: File,
@@ -96,7 +65,7 @@ pub struct DirLock {
 /// Takes the directory's lock, blocking until it is free.
 pub fn lock_dir(dir: &Path) -> Result<DirLock, ClientError> {
     let path = dir.join("lock");
-    let f = open_private_append(&path)
+    let f = turnpike_fs::open_private_append(&path)
         .map_err(|e| ClientError::State(format!("{}: {e}", path.display())))?;
     #[cfg(unix)]
     {
@@ -227,7 +196,7 @@ impl Credentials {
         let path = dir.join("credentials.json");
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| ClientError::State(format!("encoding credentials: {e}")))?;
-        write_private(&path, &bytes)
+        turnpike_fs::write_private(&path, &bytes)
             .map_err(|e| ClientError::State(format!("{}: {e}", path.display())))
     }
 

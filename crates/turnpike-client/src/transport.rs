@@ -1,22 +1,20 @@
-//! The HTTP client underneath: hyper-util's pooled client over rustls (ring, Mozilla roots),
-//! HTTP/1.1 and HTTP/2, TCP_NODELAY. Response bodies are streamed.
+//! The HTTP client underneath: turnpike's outbound client ([`turnpike_https`]: hyper-util's
+//! pool over rustls with ring and the Mozilla roots, TCP_NODELAY), offering HTTP/2 as well as
+//! HTTP/1.1. Response bodies are streamed.
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
-use std::sync::Arc;
 use std::time::Duration;
+use turnpike_https::HttpsClient;
 
 use crate::ClientError;
 
 /// A pooled HTTP(S) client.
 #[derive(Clone)]
 pub struct Transport {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient<Full<Bytes>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -28,26 +26,13 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     /// A client trusting the Mozilla root certificates.
     pub fn new() -> Result<Self, ClientError> {
-        use hyper_rustls::ConfigBuilderExt;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ClientError::Config(format!("tls: {e}")))?
-            .with_webpki_roots()
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+        let options = turnpike_https::Options {
+            connect_timeout: Some(Duration::from_secs(10)),
+            pool_idle_timeout: Some(Duration::from_secs(60)),
+            http2: true,
+        };
+        let client = turnpike_https::client(&options)
+            .map_err(|e| ClientError::Config(format!("tls: {e}")))?;
         Ok(Transport { client })
     }
 

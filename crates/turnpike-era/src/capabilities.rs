@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 /// The capability a client declares to answer `method`.
-pub fn capability_for(method: &str) -> Option<&'static str> {
+pub(crate) fn capability_for(method: &str) -> Option<&'static str> {
     match method {
         "elicitation/create" => Some("elicitation"),
         "sampling/createMessage" => Some("sampling"),
@@ -15,12 +15,12 @@ pub fn capability_for(method: &str) -> Option<&'static str> {
 }
 
 /// Whether `caps` declares `cap`.
-pub fn declared(caps: &Value, cap: &str) -> bool {
+pub(crate) fn declared(caps: &Value, cap: &str) -> bool {
     caps.get(cap).is_some_and(|v| !v.is_null())
 }
 
 /// Whether a session with `caps` could answer any input request.
-pub fn can_answer_any(caps: &Value) -> bool {
+pub(crate) fn can_answer_any(caps: &Value) -> bool {
     ["elicitation", "sampling", "roots"]
         .iter()
         .any(|c| declared(caps, c))

@@ -9,10 +9,10 @@
 //!
 //! [`EraAdapter`] sits between the gate and an upstream and makes each side see its own era:
 //!
-//! | client ↓ / upstream → | legacy               | dual-era | modern-only          |
-//! |-----------------------|----------------------|----------|----------------------|
-//! | legacy (2025)         | passed through       | passed   | [`legacy_to_modern`] |
-//! | modern (2026-07-28)   | [`modern_to_legacy`] | passed   | passed through       |
+//! | client ↓ / upstream → | legacy                 | dual-era | modern-only            |
+//! |-----------------------|------------------------|----------|------------------------|
+//! | legacy (2025)         | passed through         | passed   | `legacy_to_modern/`    |
+//! | modern (2026-07-28)   | `modern_to_legacy/`    | passed   | passed through         |
 //!
 //! The upstream's era is configured (`[upstream] era = "2025" | "2026-07-28"`) or probed
 //! (`"auto"`, the default): a `server/discover` that succeeds means modern; a modern upstream
@@ -32,10 +32,10 @@
 //! that names the feature; nothing waits for an answer that cannot come. docs/ERAS.md lists
 //! every mapping.
 
-pub mod capabilities;
-pub mod legacy_to_modern;
-pub mod modern_to_legacy;
-pub mod protocol;
+mod capabilities;
+mod legacy_to_modern;
+mod modern_to_legacy;
+mod protocol;
 pub mod seal;
 pub mod wire;
 
@@ -51,8 +51,7 @@ use serde_json::{json, Value};
 use tower_service::Service;
 
 pub use protocol::{
-    modern_headers, modern_meta, LEGACY_VERSIONS, META_CAPS, META_CLIENT_INFO, META_LOG_LEVEL,
-    META_SERVER_INFO, META_SUBSCRIPTION_ID, META_VERSION, METHOD_NOT_FOUND, MODERN_VERSION,
+    modern_headers, modern_meta, LEGACY_VERSIONS, METHOD_NOT_FOUND, MODERN_VERSION,
     NOT_TRANSLATABLE,
 };
 pub use seal::{Sealer, SessionClaims};
@@ -266,7 +265,11 @@ impl EraAdapter {
             Err(_) => {
                 return wire::json_response(
                     http::StatusCode::BAD_REQUEST,
-                    &wire::error_value(None, -32600, "the request body could not be read"),
+                    &turnpike_mcp::error_response(
+                        None,
+                        -32600,
+                        "the request body could not be read",
+                    ),
                 )
             }
         };
@@ -293,13 +296,13 @@ impl EraAdapter {
 
     /// How long a modern client's pending exchange (an `input_required` result translated from
     /// a 2025 server's request) waits for the retry before it is cancelled upstream (default
-    /// [`modern_to_legacy::server_requests::INPUT_WAIT`]).
+    /// five minutes).
     pub fn set_input_wait(&self, wait: std::time::Duration) {
         self.shared.pending.set_wait(wait);
     }
 
-    /// The most pending exchanges kept (default
-    /// [`modern_to_legacy::server_requests::MAX_PENDING`]).
+    /// The most pending exchanges kept on this instance (default 1024); one more cancels the
+    /// oldest.
     pub fn set_max_pending_inputs(&self, max: usize) {
         self.shared.pending.set_max(max);
     }
@@ -456,7 +459,7 @@ mod tests {
         let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}});
         let disc = json!({"jsonrpc":"2.0","id":1,"method":"server/discover"});
         let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
-        let inline = json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{META_VERSION: "2026-07-28"}}});
+        let inline = json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{turnpike_mcp::messages::META_PROTOCOL_VERSION: "2026-07-28"}}});
         assert_eq!(client_era(&post, &h(&[]), Some(&init)), ClientEra::Legacy);
         assert_eq!(client_era(&post, &h(&[]), Some(&disc)), ClientEra::Modern);
         assert_eq!(client_era(&post, &h(&[]), Some(&list)), ClientEra::Legacy);

@@ -1,6 +1,6 @@
-//! What both translations know of the two eras: the protocol versions, the `_meta` keys of
-//! MCP 2026-07-28, turnpike's error code for what cannot be translated, and the `_meta` and
-//! headers a modern request carries.
+//! What both translations know of the two eras: the protocol versions, turnpike's error code
+//! for what cannot be translated, and the `_meta` and headers a modern request carries (the
+//! `_meta` keys themselves are [`turnpike_mcp::messages`]'s).
 
 use http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
@@ -17,14 +17,6 @@ pub const NOT_TRANSLATABLE: i64 = -31601;
 
 /// JSON-RPC "method not found".
 pub use turnpike_core::error_codes::METHOD_NOT_FOUND;
-
-/// The `_meta` key of the protocol version (2026-07-28).
-pub const META_VERSION: &str = turnpike_mcp::messages::META_PROTOCOL_VERSION;
-/// The `_meta` key of the client's capabilities (2026-07-28).
-pub const META_CAPS: &str = turnpike_mcp::messages::META_CLIENT_CAPABILITIES;
-pub use turnpike_mcp::messages::{
-    META_CLIENT_INFO, META_LOG_LEVEL, META_SERVER_INFO, META_SUBSCRIPTION_ID,
-};
 
 /// The `_meta` a modern request carries for a client with `caps` and `info`.
 pub fn modern_meta(caps: &Value, info: &Value) -> serde_json::Map<String, Value> {

@@ -13,16 +13,13 @@
 //! never a credential.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-type HmacSha256 = Hmac<Sha256>;
+use turnpike_core::mac::{hmac_sha256, HmacSha256, Mac};
 
 /// The key file's name under `server.data_dir`.
 pub const KEY_FILE: &str = "era-session.key";
@@ -122,7 +119,8 @@ impl Sealer {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key: [u8; 32] = rand::random();
-                write_private(&path, hex::encode(key).as_bytes())?;
+                std::fs::create_dir_all(dir)?;
+                turnpike_fs::create_private(&path, hex::encode(key).as_bytes())?;
                 Ok(Sealer::new(key, ttl_secs))
             }
             Err(e) => Err(e),
@@ -130,7 +128,7 @@ impl Sealer {
     }
 
     fn tag(&self, payload: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac = hmac_sha256(&self.key);
         mac.update(DOMAIN);
         mac.update(payload);
         mac
@@ -155,7 +153,7 @@ impl Sealer {
 
     /// Opens a session id: the tag must verify (constant time) and the session be unexpired.
     pub fn open(&self, id: &str) -> Result<SessionClaims, SealError> {
-        self.open_at(id, now())
+        self.open_at(id, turnpike_core::unix_now())
     }
 
     /// [`Sealer::open`] at a given time (tests).
@@ -179,12 +177,9 @@ impl Sealer {
     }
 }
 
-/// Unix seconds now.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+/// Unix seconds now: [`turnpike_core::unix_now`], named here for the callers that stamp
+/// [`SessionClaims::iat`] through this module.
+pub use turnpike_core::unix_now as now;
 
 /// What keys a sealed session in this instance's tables: the first 16 bytes of the id's
 /// SHA-256 (the id itself may be kilobytes long).
@@ -196,34 +191,6 @@ pub fn session_key(id: &str) -> SessionKey {
     let mut k = [0u8; 16];
     k.copy_from_slice(&d[..16]);
     k
-}
-
-/// Writes `bytes` to a new file at `path` (mode 0600): to a private temporary name first, then
-/// hard-linked into place, so that `path` never exists half written. `AlreadyExists` when
-/// another writer got there first.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        KEY_FILE,
-        hex::encode(rand::random::<[u8; 8]>())
-    ));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let written = opts.open(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
-    let _ = std::fs::remove_file(&tmp);
-    linked
 }
 
 #[cfg(test)]
@@ -305,7 +272,7 @@ mod tests {
         let a = Sealer::load_or_create(&dir, 60).unwrap();
         let b = Sealer::load_or_create(&dir, 60).unwrap();
         let mut c = claims();
-        c.iat = now();
+        c.iat = turnpike_core::unix_now();
         let id = a.seal(&c).unwrap();
         assert_eq!(b.open(&id).unwrap(), c);
         #[cfg(unix)]

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use turnpike_mcp::sse::{write_event, SseParser};
@@ -107,15 +107,6 @@ pub async fn answer(resp: Response<Body>, id: &Value) -> Result<(HeaderMap, Valu
             "the upstream answered HTTP {status} without a JSON-RPC message"
         )),
     }
-}
-
-/// A JSON-RPC error body.
-pub fn error_value(id: Option<&Value>, code: i64, message: &str) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "id": id.cloned().unwrap_or(Value::Null),
-        "error": {"code": code, "message": message},
-    })
 }
 
 /// A JSON response.

@@ -26,6 +26,7 @@ use base64::Engine;
 use http::HeaderMap;
 
 use crate::classify::call_name;
+use crate::messages::META_PROTOCOL_VERSION;
 use crate::Message;
 
 /// The first protocol revision with routing headers and without sessions.
@@ -67,9 +68,6 @@ impl HeaderMismatch {
         }
     }
 }
-
-/// The `_meta` key of the protocol version a 2026-07-28 request declares in its body.
-pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
 /// The era of a request, from its `MCP-Protocol-Version` header. A repeated header, or one that
 /// is not visible ASCII, is a [`HeaderMismatch`]. A value that is not a revision date before

@@ -1,5 +1,6 @@
 //! JSON-RPC bodies the gate answers with: errors, challenge errors and in-band results.
 
+use crate::meta::{META_POW, META_PREFIX};
 use serde_json::{json, Value};
 use turnpike_core::{Challenge, Refusal};
 
@@ -104,14 +105,14 @@ pub fn in_band_text(challenges: &[Challenge], refusals: &[Refusal]) -> String {
                      {secs:.3} s on one CPU core; the parameters are in \
                      structuredContent.turnpike.challenges), e.g. with `turnpike solve`, then \
                      retry this same call with the same arguments and add \
-                     params._meta[\"turnpike/pow\"] = {{\"challenge\": \"{token}\", \
+                     params._meta[\"{META_POW}\"] = {{\"challenge\": \"{token}\", \
                      \"solution\": \"<n0>,<n1>,...\"}} (one decimal nonce per sub-puzzle). "
                 ));
             }
             other => {
                 t.push_str(&format!(
                     "{other}: see structuredContent.turnpike.challenges and retry this same call \
-                     with the credential in params._meta[\"turnpike/{other}\"]. "
+                     with the credential in params._meta[\"{META_PREFIX}{other}\"]. "
                 ));
             }
         }

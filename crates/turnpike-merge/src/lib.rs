@@ -41,7 +41,10 @@ use tower_service::Service;
 
 use turnpike_core::{Policy, Price};
 
-use turnpike_era::{wire, EraAdapter, META_SERVER_INFO, METHOD_NOT_FOUND, MODERN_VERSION};
+use turnpike_era::{wire, EraAdapter, METHOD_NOT_FOUND, MODERN_VERSION};
+use turnpike_mcp::messages::{
+    META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, META_SERVER_INFO,
+};
 use turnpike_upstream::BoxUpstream;
 
 const MAX_PAGES: usize = 16;
@@ -178,9 +181,9 @@ impl Merged {
         }
         let path = self.inner.path.clone();
         let meta = json!({
-            turnpike_era::META_VERSION: MODERN_VERSION,
-            turnpike_era::META_CAPS: {},
-            turnpike_era::META_CLIENT_INFO: {"name": "turnpike-merged", "version": env!("CARGO_PKG_VERSION")},
+            META_PROTOCOL_VERSION: MODERN_VERSION,
+            META_CLIENT_CAPABILITIES: {},
+            META_CLIENT_INFO: {"name": "turnpike-merged", "version": env!("CARGO_PKG_VERSION")},
         });
         let _ = self
             .list(&path, &json!(0), Some(meta), "tools", "tools", true)
@@ -295,7 +298,7 @@ impl Merged {
             "resources/read" => self.read(parts, msg).await,
             other => wire::json_response(
                 StatusCode::OK,
-                &wire::error_value(
+                &turnpike_mcp::error_response(
                     Some(&id),
                     METHOD_NOT_FOUND,
                     &format!("{other} is not offered by the merged endpoint"),
@@ -496,7 +499,7 @@ impl Merged {
         let Some((i, original)) = owner else {
             return wire::json_response(
                 StatusCode::OK,
-                &wire::error_value(
+                &turnpike_mcp::error_response(
                     Some(&id),
                     turnpike_core::error_codes::INVALID_PARAMS,
                     &format!("no member of the merged endpoint offers {name:?}"),
@@ -527,7 +530,7 @@ impl Merged {
         }
         wire::json_response(
             StatusCode::OK,
-            &wire::error_value(
+            &turnpike_mcp::error_response(
                 Some(&id),
                 -32002,
                 &format!(
@@ -662,7 +665,10 @@ fn ok(id: &Value, mut result: Value) -> Response<Body> {
 }
 
 fn bad(id: Option<&Value>, msg: &str) -> Response<Body> {
-    wire::json_response(StatusCode::BAD_REQUEST, &wire::error_value(id, -32600, msg))
+    wire::json_response(
+        StatusCode::BAD_REQUEST,
+        &turnpike_mcp::error_response(id, -32600, msg),
+    )
 }
 
 impl Service<Request<Body>> for Merged {

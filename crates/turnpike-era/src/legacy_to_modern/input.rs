@@ -42,9 +42,9 @@ use crate::wire::{self, OnAbandon};
 use crate::{EraAdapter, NOT_TRANSLATABLE};
 
 /// How long the gateway waits for a client to answer one round of input requests.
-pub const INPUT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const INPUT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The most `input_required` rounds one request may take.
-pub const MAX_ROUNDS: usize = 16;
+pub(crate) const MAX_ROUNDS: usize = 16;
 /// The most input requests in one round.
 const MAX_REQUESTS: usize = 32;
 /// The most input requests outstanding on this instance, all sessions together.
@@ -54,15 +54,15 @@ const TIMED_OUT: i64 = -32001;
 
 /// What it takes to send the client's request upstream again.
 pub(crate) struct Retry {
-    pub adapter: EraAdapter,
-    pub uri: Uri,
-    pub headers: HeaderMap,
-    pub extensions: http::Extensions,
+    pub(crate) adapter: EraAdapter,
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
+    pub(crate) extensions: http::Extensions,
     /// The request as forwarded (with the session's `_meta`).
-    pub body: Value,
-    pub key: SessionKey,
+    pub(crate) body: Value,
+    pub(crate) key: SessionKey,
     /// The capabilities the session declared.
-    pub caps: Value,
+    pub(crate) caps: Value,
 }
 
 /// Hands a client's JSON-RPC response to the exchange waiting for it, if it is one the
@@ -106,7 +106,7 @@ pub(crate) async fn respond(
                 Err(_) => {
                     return wire::json_response(
                         StatusCode::BAD_GATEWAY,
-                        &wire::error_value(
+                        &turnpike_mcp::error_response(
                             Some(&id),
                             turnpike_core::error_codes::UPSTREAM_FAILED,
                             "the upstream's answer could not be read",
@@ -181,7 +181,7 @@ async fn run(
         }
         rounds += 1;
         if rounds > MAX_ROUNDS {
-            let e = wire::error_value(
+            let e = turnpike_mcp::error_response(
                 Some(&id),
                 NOT_TRANSLATABLE,
                 &format!("the server asked for input more than {MAX_ROUNDS} times for one request; turnpike gave up"),
@@ -214,7 +214,7 @@ async fn run(
                     v["id"] = id.clone();
                     Source::Final(v)
                 }
-                Err(why) => Source::Final(wire::error_value(
+                Err(why) => Source::Final(turnpike_mcp::error_response(
                     Some(&id),
                     turnpike_core::error_codes::UPSTREAM_FAILED,
                     &format!("the upstream failed on the retry with the client's input: {why}"),
@@ -316,7 +316,8 @@ async fn ask(
     tx: &mpsc::Sender<Bytes>,
     cancel: &CancellationToken,
 ) -> Result<Map<String, Value>, Option<Value>> {
-    let fail = |code: i64, msg: String| Err(Some(wire::error_value(Some(id), code, &msg)));
+    let fail =
+        |code: i64, msg: String| Err(Some(turnpike_mcp::error_response(Some(id), code, &msg)));
     let requests = result.requests();
     if requests.len() > MAX_REQUESTS {
         return fail(

@@ -11,9 +11,9 @@
 //!   [`discover`] (the upstream's `server/discover`, cached) and [`subscriptions`] (the bounded
 //!   table of subscriptions and open streams). They import none of the modules above.
 
-pub mod discover;
-pub mod input;
-pub mod requests;
-pub mod server_stream;
-pub mod session;
-pub mod subscriptions;
+pub(crate) mod discover;
+pub(crate) mod input;
+pub(crate) mod requests;
+pub(crate) mod server_stream;
+pub(crate) mod session;
+pub(crate) mod subscriptions;

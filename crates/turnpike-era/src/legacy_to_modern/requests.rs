@@ -42,7 +42,7 @@ use crate::wire::{self, Edit, OnAbandon};
 use crate::{EraAdapter, LEGACY_VERSIONS, NOT_TRANSLATABLE};
 
 /// GET, DELETE and other methods.
-pub async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
+pub(crate) async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
     let opened = match session(a, req.headers(), None) {
         Ok(s) => s,
         Err(r) => return *r,
@@ -77,7 +77,11 @@ pub async fn not_post(a: &EraAdapter, req: Request<Body>) -> Response<Body> {
 }
 
 /// A POST from a legacy client.
-pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) -> Response<Body> {
+pub(crate) async fn post(
+    a: &EraAdapter,
+    parts: http::request::Parts,
+    mut body: Value,
+) -> Response<Body> {
     let id = body.get("id").cloned();
     let method = body
         .get("method")
@@ -143,7 +147,7 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
     let mut meta = (*opened.meta).clone();
     if let Some(level) = st.levels.lock().get(&key).cloned() {
         if !level.is_null() {
-            meta.insert(crate::protocol::META_LOG_LEVEL.into(), level);
+            meta.insert(turnpike_mcp::messages::META_LOG_LEVEL.into(), level);
         }
     }
     set_meta(&mut body, meta);
@@ -174,7 +178,7 @@ pub async fn post(a: &EraAdapter, parts: http::request::Parts, mut body: Value) 
     };
     let caps = opened
         .meta
-        .get(crate::protocol::META_CAPS)
+        .get(turnpike_mcp::messages::META_CLIENT_CAPABILITIES)
         .cloned()
         .unwrap_or(Value::Null);
     if crate::capabilities::can_answer_any(&caps) && resp.status().is_success() {
@@ -216,7 +220,7 @@ async fn legacy_response(
             }
             _ => wire::json_response(
                 status,
-                &wire::error_value(
+                &turnpike_mcp::error_response(
                     Some(&id),
                     -32600,
                     &format!("the upstream refused the request (HTTP {status})"),
@@ -248,7 +252,7 @@ async fn legacy_response(
 }
 
 /// Rewrites one modern answer for a legacy client.
-pub fn to_legacy_result(v: &mut Value) -> Edit {
+pub(crate) fn to_legacy_result(v: &mut Value) -> Edit {
     if let Some(input) = InputRequiredResult::of(v) {
         let asked = input.methods();
         let what = if asked.is_empty() {
@@ -257,7 +261,7 @@ pub fn to_legacy_result(v: &mut Value) -> Edit {
             asked.join(", ")
         };
         let id = v.get("id").cloned();
-        *v = wire::error_value(
+        *v = turnpike_mcp::error_response(
             id.as_ref(),
             NOT_TRANSLATABLE,
             &format!("the server needs {what} from the client to finish this request (an MCP 2026-07-28 input_required result), and this client's session did not declare the capability to answer it"),
@@ -293,7 +297,7 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
         Err(why) => {
             return wire::json_response(
                 StatusCode::BAD_GATEWAY,
-                &wire::error_value(
+                &turnpike_mcp::error_response(
                     Some(&id),
                     turnpike_core::error_codes::UPSTREAM_FAILED,
                     &format!("the upstream (MCP 2026-07-28) did not answer server/discover: {why}"),
@@ -305,7 +309,7 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
         v: version.to_owned(),
         caps,
         info,
-        iat: crate::seal::now(),
+        iat: turnpike_core::unix_now(),
         n: SessionClaims::nonce(),
     };
     let sid = match a.shared().legacy.sealer.seal(&claims) {
@@ -313,7 +317,7 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
         Err(_) => {
             return wire::json_response(
                 StatusCode::BAD_REQUEST,
-                &wire::error_value(
+                &turnpike_mcp::error_response(
                     Some(&id),
                     turnpike_core::error_codes::INVALID_PARAMS,
                     "the client's capabilities and info are too large for a session",
@@ -346,7 +350,7 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
 
 /// Puts `meta` into `params._meta` (creating `params` and `_meta` as needed; existing keys of
 /// the same names are replaced).
-pub fn set_meta(body: &mut Value, meta: serde_json::Map<String, Value>) {
+pub(crate) fn set_meta(body: &mut Value, meta: serde_json::Map<String, Value>) {
     let Some(obj) = body.as_object_mut() else {
         return;
     };
@@ -404,11 +408,11 @@ mod tests {
         );
         assert_eq!(b["params"]["_meta"]["progressToken"], 5);
         assert_eq!(
-            b["params"]["_meta"][crate::protocol::META_VERSION],
+            b["params"]["_meta"][turnpike_mcp::messages::META_PROTOCOL_VERSION],
             "2026-07-28"
         );
         assert_eq!(
-            b["params"]["_meta"][crate::protocol::META_CAPS],
+            b["params"]["_meta"][turnpike_mcp::messages::META_CLIENT_CAPABILITIES],
             json!({"sampling":{}})
         );
         let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
@@ -417,7 +421,7 @@ mod tests {
             crate::protocol::modern_meta(&json!({}), &json!({"name":"c"})),
         );
         assert_eq!(
-            b["params"]["_meta"][crate::protocol::META_CLIENT_INFO]["name"],
+            b["params"]["_meta"][turnpike_mcp::messages::META_CLIENT_INFO]["name"],
             "c"
         );
     }

@@ -54,10 +54,10 @@ use turnpike_mcp::sse::SseParser;
 use super::discover::discover;
 use super::session::Opened;
 use super::subscriptions::{Refusal, MAX_URIS, MAX_URI_LEN};
-use crate::protocol::META_SUBSCRIPTION_ID;
 use crate::seal::SessionKey;
 use crate::wire;
 use crate::{EraAdapter, METHOD_NOT_FOUND};
+use turnpike_mcp::messages::META_SUBSCRIPTION_ID;
 
 /// How long the upstream has to acknowledge a `subscriptions/listen` (and to answer the
 /// `server/discover` before it).
@@ -106,12 +106,12 @@ fn filter(kinds: &Map<String, Value>, uris: &[String]) -> Map<String, Value> {
 async fn capabilities(a: &EraAdapter, uri: &Uri, opened: &Opened) -> Result<Value, String> {
     let caps = opened
         .meta
-        .get(crate::protocol::META_CAPS)
+        .get(turnpike_mcp::messages::META_CLIENT_CAPABILITIES)
         .cloned()
         .unwrap_or_else(|| json!({}));
     let info = opened
         .meta
-        .get(crate::protocol::META_CLIENT_INFO)
+        .get(turnpike_mcp::messages::META_CLIENT_INFO)
         .cloned()
         .unwrap_or(Value::Null);
     match tokio::time::timeout(ACK_TIMEOUT, discover(a, uri, &caps, &info)).await {
@@ -131,7 +131,10 @@ pub(crate) async fn subscribe(
     body: &Value,
 ) -> Response<Body> {
     let error = |code: i64, msg: &str| {
-        wire::json_response(StatusCode::OK, &wire::error_value(Some(&id), code, msg))
+        wire::json_response(
+            StatusCode::OK,
+            &turnpike_mcp::error_response(Some(&id), code, msg),
+        )
     };
     let Some(target) = body.pointer("/params/uri").and_then(Value::as_str) else {
         return error(
@@ -371,7 +374,7 @@ pub(crate) async fn get(a: &EraAdapter, req: Request<Body>, opened: Opened) -> R
         Err(why) => {
             return wire::json_response(
                 StatusCode::BAD_GATEWAY,
-                &wire::error_value(
+                &turnpike_mcp::error_response(
                     None,
                     turnpike_core::error_codes::UPSTREAM_FAILED,
                     &format!("the upstream (MCP 2026-07-28) did not answer server/discover: {why}"),
@@ -422,7 +425,7 @@ pub(crate) async fn get(a: &EraAdapter, req: Request<Body>, opened: Opened) -> R
                     }
                     OpenError::Failed(why) => wire::json_response(
                         StatusCode::BAD_GATEWAY,
-                        &wire::error_value(
+                        &turnpike_mcp::error_response(
                             None,
                             turnpike_core::error_codes::UPSTREAM_FAILED,
                             &format!("the upstream's subscriptions/listen failed: {why}"),

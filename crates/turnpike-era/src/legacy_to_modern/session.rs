@@ -20,7 +20,7 @@ use crate::EraAdapter;
 pub(crate) const MAX_TRACKED: usize = 16 * 1024;
 
 /// Per-adapter state for legacy clients.
-pub struct State {
+pub(crate) struct State {
     pub(crate) sealer: Sealer,
     /// The upstream's `server/discover` result, while fresh.
     pub(crate) discover: super::discover::Cache,
@@ -86,7 +86,7 @@ pub(crate) fn session(
     else {
         return Err(Box::new(wire::json_response(
             StatusCode::BAD_REQUEST,
-            &wire::error_value(
+            &turnpike_mcp::error_response(
                 id,
                 -32600,
                 "Bad Request: no Mcp-Session-Id; start a session with initialize",
@@ -97,7 +97,7 @@ pub(crate) fn session(
     let not_found = |why: &str| {
         Box::new(wire::json_response(
             StatusCode::NOT_FOUND,
-            &wire::error_value(
+            &turnpike_mcp::error_response(
                 id,
                 -32001,
                 &format!("Session not found ({why}); initialize again"),
@@ -108,7 +108,7 @@ pub(crate) fn session(
     if st.ended.lock().contains(&key) {
         return Err(not_found("ended"));
     }
-    let now = crate::seal::now();
+    let now = turnpike_core::unix_now();
     if let Some((expires, meta)) = st.opened.lock().get(&key) {
         if now <= *expires {
             return Ok(Opened {

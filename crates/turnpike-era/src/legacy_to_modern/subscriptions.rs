@@ -12,13 +12,13 @@ use tokio_util::sync::CancellationToken;
 use crate::seal::SessionKey;
 
 /// The most resource URIs one session may subscribe to on an instance.
-pub const MAX_URIS: usize = 256;
+pub(crate) const MAX_URIS: usize = 256;
 /// The longest resource URI taken, in bytes.
-pub const MAX_URI_LEN: usize = 2048;
+pub(crate) const MAX_URI_LEN: usize = 2048;
 /// The most sessions whose subscriptions (and stream) an instance keeps.
-pub const MAX_SESSIONS: usize = 4096;
+pub(crate) const MAX_SESSIONS: usize = 4096;
 /// The most bytes of subscribed URIs an instance keeps, all sessions together.
-pub const MAX_TOTAL_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_TOTAL_BYTES: usize = 16 * 1024 * 1024;
 /// Per-adapter subscriptions and GET streams of legacy sessions.
 #[derive(Default)]
 pub(crate) struct Streams {

@@ -25,11 +25,12 @@ use turnpike_mcp::messages::RequestMeta;
 
 use turnpike_core::error_codes::{INVALID_PARAMS, UNSUPPORTED_PROTOCOL_VERSION};
 
-use crate::protocol::{META_CAPS, META_VERSION, METHOD_NOT_FOUND, MODERN_VERSION};
+use crate::protocol::{METHOD_NOT_FOUND, MODERN_VERSION};
 use crate::wire;
+use turnpike_mcp::messages::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION};
 
 /// Methods of the 2025 revisions that MCP 2026-07-28 removed.
-pub const REMOVED_METHODS: &[&str] = &[
+pub(crate) const REMOVED_METHODS: &[&str] = &[
     "initialize",
     "ping",
     "logging/setLevel",
@@ -39,11 +40,11 @@ pub const REMOVED_METHODS: &[&str] = &[
 
 /// `Some(the error response)` when the modern request `body` must be refused here.
 /// Notifications (no `id`) and responses pass: they are answered `202` later anyway.
-pub fn check(body: &Value) -> Option<Response<Body>> {
+pub(crate) fn check(body: &Value) -> Option<Response<Body>> {
     let id = body.get("id")?;
     let method = body.get("method").and_then(Value::as_str)?;
     let refuse = |status: StatusCode, code: i64, msg: &str, data: Option<Value>| {
-        let mut v = wire::error_value(Some(id), code, msg);
+        let mut v = turnpike_mcp::error_response(Some(id), code, msg);
         if let Some(d) = data {
             v["error"]["data"] = d;
         }
@@ -61,7 +62,7 @@ pub fn check(body: &Value) -> Option<Response<Body>> {
         return refuse(
             StatusCode::BAD_REQUEST,
             INVALID_PARAMS,
-            &format!("params._meta lacks \"{META_VERSION}\" (a string)"),
+            &format!("params._meta lacks \"{META_PROTOCOL_VERSION}\" (a string)"),
             None,
         );
     };
@@ -73,7 +74,7 @@ pub fn check(body: &Value) -> Option<Response<Body>> {
         return refuse(
             StatusCode::BAD_REQUEST,
             INVALID_PARAMS,
-            &format!("params._meta lacks \"{META_CAPS}\" (an object)"),
+            &format!("params._meta lacks \"{META_CLIENT_CAPABILITIES}\" (an object)"),
             None,
         );
     }
@@ -104,7 +105,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     fn meta() -> Value {
-        json!({META_VERSION: MODERN_VERSION, META_CAPS: {}})
+        json!({META_PROTOCOL_VERSION: MODERN_VERSION, META_CLIENT_CAPABILITIES: {}})
     }
 
     async fn refused(body: Value) -> (StatusCode, Value) {
@@ -130,10 +131,10 @@ mod tests {
         for params in [
             json!({}),
             json!({"_meta": []}),
-            json!({"_meta": {META_CAPS: {}}}),
-            json!({"_meta": {META_VERSION: 20260728, META_CAPS: {}}}),
-            json!({"_meta": {META_VERSION: MODERN_VERSION}}),
-            json!({"_meta": {META_VERSION: MODERN_VERSION, META_CAPS: "all"}}),
+            json!({"_meta": {META_CLIENT_CAPABILITIES: {}}}),
+            json!({"_meta": {META_PROTOCOL_VERSION: 20260728, META_CLIENT_CAPABILITIES: {}}}),
+            json!({"_meta": {META_PROTOCOL_VERSION: MODERN_VERSION}}),
+            json!({"_meta": {META_PROTOCOL_VERSION: MODERN_VERSION, META_CLIENT_CAPABILITIES: "all"}}),
         ] {
             let (s, v) = refused(
                 json!({"jsonrpc": "2.0", "id": 7, "method": "server/discover", "params": params}),
@@ -148,7 +149,7 @@ mod tests {
     #[tokio::test]
     async fn other_versions_are_unsupported() {
         let (s, v) = refused(json!({"jsonrpc": "2.0", "id": "a", "method": "tools/list",
-            "params": {"_meta": {META_VERSION: "v999.0.0", META_CAPS: {}}}}))
+            "params": {"_meta": {META_PROTOCOL_VERSION: "v999.0.0", META_CLIENT_CAPABILITIES: {}}}}))
         .await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
         assert_eq!(v["error"]["code"], UNSUPPORTED_PROTOCOL_VERSION);

@@ -24,16 +24,16 @@ use tokio::sync::broadcast;
 use turnpike_mcp::sse::SseParser;
 
 use super::pool::{session_headers, PooledSession};
-use crate::protocol::META_SUBSCRIPTION_ID;
 use crate::protocol::NOT_TRANSLATABLE;
 use crate::wire;
 use crate::EraAdapter;
+use turnpike_mcp::messages::META_SUBSCRIPTION_ID;
 
 /// Notifications queued per listener before the oldest are dropped.
 const QUEUE: usize = 256;
 
 /// Answers `subscriptions/listen` with id `id` and `filter` (its `params.notifications`).
-pub async fn listen(
+pub(crate) async fn listen(
     a: &EraAdapter,
     uri: &Uri,
     id: Value,
@@ -204,7 +204,7 @@ async fn events(
                 };
                 match (v.get("method"), v.get("id")) {
                     (Some(m), Some(req_id)) => {
-                        let refusal = wire::error_value(
+                        let refusal = turnpike_mcp::error_response(
                             Some(req_id),
                             NOT_TRANSLATABLE,
                             &format!("the client speaks MCP 2026-07-28 and cannot receive {} as a request", m.as_str().unwrap_or("")),

@@ -10,9 +10,9 @@
 //! - shared by those: [`pool`] (the pooled upstream sessions and their headers) and
 //!   [`results`] (answers made modern). They import none of the modules above.
 
-pub mod checks;
-pub mod listen;
-pub mod pool;
-pub mod requests;
-pub mod results;
-pub mod server_requests;
+pub(crate) mod checks;
+pub(crate) mod listen;
+pub(crate) mod pool;
+pub(crate) mod requests;
+pub(crate) mod results;
+pub(crate) mod server_requests;

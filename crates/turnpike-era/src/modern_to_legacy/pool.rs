@@ -16,20 +16,20 @@ use turnpike_upstream::BoxUpstream;
 
 /// One upstream session held for modern clients.
 #[derive(Debug)]
-pub struct PooledSession {
+pub(crate) struct PooledSession {
     /// The upstream's `Mcp-Session-Id` (`None` for a server that gives none).
-    pub id: Option<HeaderValue>,
+    pub(crate) id: Option<HeaderValue>,
     /// The negotiated protocol version.
-    pub version: HeaderValue,
+    pub(crate) version: HeaderValue,
     /// The upstream's `initialize` result.
-    pub init: Value,
+    pub(crate) init: Value,
     /// The notifications of the session's GET stream, once a `subscriptions/listen` opened it
     /// ([`super::listen`]).
-    pub events: tokio::sync::Mutex<Option<tokio::sync::broadcast::Sender<Value>>>,
+    pub(crate) events: tokio::sync::Mutex<Option<tokio::sync::broadcast::Sender<Value>>>,
 }
 
 /// Per-adapter state for modern clients.
-pub struct State {
+pub(crate) struct State {
     pool_size: usize,
     pool: Mutex<VecDeque<(String, Arc<PooledSession>)>>,
     /// Serialises session starts, so a burst of first requests starts one session.
@@ -57,16 +57,6 @@ impl State {
         self.pool
             .lock()
             .retain(|(k, x)| !(k == key && Arc::ptr_eq(x, s)));
-    }
-
-    /// How many sessions are pooled.
-    pub fn len(&self) -> usize {
-        self.pool.lock().len()
-    }
-
-    /// Whether the pool is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -183,7 +173,7 @@ async fn end_session(inner: BoxUpstream, uri: &Uri, s: &PooledSession) {
 }
 
 /// `h` for a request in pooled session `s`: its id and protocol version, no routing headers.
-pub fn session_headers(mut h: HeaderMap, s: &PooledSession) -> HeaderMap {
+pub(crate) fn session_headers(mut h: HeaderMap, s: &PooledSession) -> HeaderMap {
     h.remove(turnpike_mcp::headers::MCP_METHOD);
     h.remove(turnpike_mcp::headers::MCP_NAME);
     h.insert(turnpike_mcp::headers::PROTOCOL_VERSION, s.version.clone());

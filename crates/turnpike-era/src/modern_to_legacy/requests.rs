@@ -43,7 +43,7 @@ use turnpike_mcp::messages::RequestMeta;
 use turnpike_core::error_codes::{METHOD_NOT_FOUND, MISSING_REQUIRED_CLIENT_CAPABILITY};
 
 /// Takes the modern request `_meta` keys out of `body`: (capabilities, client info).
-pub fn take_modern_meta(body: &mut Value) -> (Value, Value) {
+pub(crate) fn take_modern_meta(body: &mut Value) -> (Value, Value) {
     let Some(meta) = RequestMeta::of(body) else {
         return (json!({}), Value::Null);
     };
@@ -63,13 +63,17 @@ pub fn take_modern_meta(body: &mut Value) -> (Value, Value) {
 }
 
 fn error(status: StatusCode, id: Option<&Value>, code: i64, msg: &str) -> Response<Body> {
-    let mut v = wire::error_value(id, code, msg);
+    let mut v = turnpike_mcp::error_response(id, code, msg);
     v["error"]["data"] = json!({"turnpike": "era-translation"});
     wire::json_response(status, &v)
 }
 
 /// A POST from a modern client (already checked by [`super::checks`]).
-pub async fn post(a: &EraAdapter, parts: http::request::Parts, body: Value) -> Response<Body> {
+pub(crate) async fn post(
+    a: &EraAdapter,
+    parts: http::request::Parts,
+    body: Value,
+) -> Response<Body> {
     with_error_status(translate(a, parts, body).await).await
 }
 
@@ -328,12 +332,14 @@ fn modern_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{META_CAPS, META_CLIENT_INFO, META_VERSION};
+    use turnpike_mcp::messages::{
+        META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION,
+    };
 
     #[test]
     fn meta_taken_out() {
         let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{
-            META_VERSION: "2026-07-28", META_CAPS: {"elicitation":{}}, META_CLIENT_INFO: {"name":"x"}}}});
+            META_PROTOCOL_VERSION: "2026-07-28", META_CLIENT_CAPABILITIES: {"elicitation":{}}, META_CLIENT_INFO: {"name":"x"}}}});
         let (caps, info) = take_modern_meta(&mut b);
         assert_eq!(caps, json!({"elicitation":{}}));
         assert_eq!(info["name"], "x");
@@ -341,7 +347,7 @@ mod tests {
             b,
             json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}})
         );
-        let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","_meta":{"progressToken":"p", META_VERSION: "2026-07-28"}}});
+        let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","_meta":{"progressToken":"p", META_PROTOCOL_VERSION: "2026-07-28"}}});
         take_modern_meta(&mut b);
         assert_eq!(b["params"]["_meta"], json!({"progressToken":"p"}));
     }

@@ -3,12 +3,13 @@
 use serde_json::{json, Value};
 use turnpike_mcp::messages::{DiscoverResult, InitializeResult};
 
+use crate::protocol::MODERN_VERSION;
 use crate::wire::Edit;
-use crate::{META_SERVER_INFO, MODERN_VERSION};
 use turnpike_core::error_codes::{INVALID_PARAMS, RESOURCE_NOT_FOUND_2025};
+use turnpike_mcp::messages::META_SERVER_INFO;
 
 /// The `server/discover` result built from a legacy `initialize` result.
-pub fn discover_result(id: &Value, init: &Value) -> Value {
+pub(crate) fn discover_result(id: &Value, init: &Value) -> Value {
     let init = InitializeResult::from_value(init);
     let result = DiscoverResult {
         result_type: Some(json!("complete")),
@@ -33,7 +34,7 @@ pub(crate) const CACHEABLE: &[&str] = &[
 ];
 
 /// Rewrites one legacy answer for a modern client.
-pub fn to_modern_result(v: &mut Value, cacheable: bool) -> Edit {
+pub(crate) fn to_modern_result(v: &mut Value, cacheable: bool) -> Edit {
     let Some(result) = v.get_mut("result").and_then(Value::as_object_mut) else {
         // A resource that does not exist: -32002 in the 2025 revisions, -32602 (invalid
         // params) in 2026-07-28 (SEP-2164); `data` (the URI) is kept.

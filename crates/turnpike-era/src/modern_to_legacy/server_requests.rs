@@ -54,12 +54,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use hmac::{Hmac, Mac};
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+use turnpike_core::mac::{hmac_sha256, HmacSha256, Mac};
 use turnpike_mcp::sse::{write_event, SseParser};
 
 use super::pool::{pool_key, session_headers, PooledSession};
@@ -71,9 +71,9 @@ use crate::EraAdapter;
 use turnpike_upstream::BoxUpstream;
 
 /// How long a pending exchange waits for the client's retry before it is cancelled upstream.
-pub const INPUT_WAIT: Duration = Duration::from_secs(300);
+pub(crate) const INPUT_WAIT: Duration = Duration::from_secs(300);
 /// The most pending exchanges on one instance; one more cancels the oldest.
-pub const MAX_PENDING: usize = 1024;
+pub(crate) const MAX_PENDING: usize = 1024;
 /// After a server's request, how long the stream must stay quiet before the round is closed
 /// (requests arriving meanwhile join it), and the longest a round is held open for more.
 const GATHER_QUIET: Duration = Duration::from_millis(2);
@@ -87,7 +87,6 @@ const PREFIX: &str = "tps1.";
 /// seq (8) | nonce (8) | session tag (16) | request tag (16) | expiry (8).
 const PAYLOAD_LEN: usize = 56;
 
-type HmacSha256 = Hmac<Sha256>;
 type Tag = [u8; 16];
 
 /// Whether a client with `caps` could answer any request of a 2025 server (then its requests
@@ -121,7 +120,7 @@ pub(crate) fn refusal(req_id: &Value, method: &str) -> Value {
             "the client speaks MCP 2026-07-28 and cannot receive {method} as a request"
         ),
     };
-    wire::error_value(Some(req_id), NOT_TRANSLATABLE, &why)
+    turnpike_mcp::error_response(Some(req_id), NOT_TRANSLATABLE, &why)
 }
 
 /// Per-adapter state: the pending exchanges of this instance.
@@ -339,7 +338,7 @@ enum Refused {
 
 impl Inner {
     fn mac(&self, payload: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac = hmac_sha256(&self.key);
         mac.update(DOMAIN);
         mac.update(payload);
         mac
@@ -402,7 +401,7 @@ impl Inner {
             nonce,
             session: ex.session_tag(),
             request,
-            exp: crate::seal::now() + wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            exp: turnpike_core::unix_now() + wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
         };
         let state = self.seal(&claims);
         ex.reason = "the client did not retry the request with the input it was asked for";
@@ -663,7 +662,7 @@ impl Relay {
         self.done = true;
         push_event(
             out,
-            &wire::error_value(
+            &turnpike_mcp::error_response(
                 Some(&self.client_id),
                 turnpike_core::error_codes::UPSTREAM_FAILED,
                 why.unwrap_or("the upstream's stream ended without an answer"),
@@ -756,7 +755,7 @@ impl Relay {
 }
 
 fn invalid(id: &Value, msg: &str) -> Response<Body> {
-    let mut v = wire::error_value(Some(id), INVALID_PARAMS, msg);
+    let mut v = turnpike_mcp::error_response(Some(id), INVALID_PARAMS, msg);
     v["error"]["data"] = json!({"turnpike": "era-translation"});
     wire::json_response(StatusCode::OK, &v)
 }
@@ -773,7 +772,7 @@ pub(crate) async fn resume(
     let Some(state) = body.pointer("/params/requestState").and_then(Value::as_str) else {
         return invalid(&id, "requestState must be the string this server returned");
     };
-    let claims = match inner.open(state, crate::seal::now()) {
+    let claims = match inner.open(state, turnpike_core::unix_now()) {
         Ok(c) => c,
         Err(Refused::Invalid) => {
             return invalid(
