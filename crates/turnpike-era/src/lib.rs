@@ -145,7 +145,7 @@ pub fn client_era(method: &Method, headers: &HeaderMap, body: Option<&Value>) ->
     let Some(body) = body else {
         return ClientEra::Legacy;
     };
-    match body.get("method").and_then(Value::as_str) {
+    match turnpike_mcp::messages::Envelope::of(body).method {
         Some("initialize") => return ClientEra::Legacy,
         Some("server/discover") => return ClientEra::Modern,
         _ => {}
@@ -391,9 +391,12 @@ async fn probe(inner: BoxUpstream) -> Result<UpstreamEra, ()> {
         return Err(());
     }
     let modern = match wire::answer(resp, &json!("turnpike-probe")).await {
-        Ok((_, v)) => v.get("result").is_some_and(|r| {
-            turnpike_mcp::messages::DiscoverResult::from_value(r).speaks_at_least(MODERN_VERSION)
-        }),
+        Ok((_, v)) => turnpike_mcp::messages::Envelope::of(&v)
+            .result
+            .is_some_and(|r| {
+                turnpike_mcp::messages::DiscoverResult::from_value(r)
+                    .speaks_at_least(MODERN_VERSION)
+            }),
         Err(_) => false,
     };
     if !status.is_success() || !modern {
@@ -420,7 +423,7 @@ async fn probe(inner: BoxUpstream) -> Result<UpstreamEra, ()> {
     let legacy_too = ok
         && wire::answer(resp, &json!("turnpike-probe-init"))
             .await
-            .is_ok_and(|(_, v)| v.get("result").is_some());
+            .is_ok_and(|(_, v)| turnpike_mcp::messages::Envelope::of(&v).result.is_some());
     if let Some(sid) = session {
         let mut del = Request::new(Body::empty());
         *del.method_mut() = Method::DELETE;

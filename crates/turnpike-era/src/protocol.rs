@@ -4,7 +4,7 @@
 
 use http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
-use turnpike_mcp::messages::RequestMeta;
+use turnpike_mcp::messages::{Envelope, RequestMeta};
 
 /// The first protocol revision of the modern era.
 pub const MODERN_VERSION: &str = turnpike_mcp::headers::ROUTING_HEADERS_VERSION;
@@ -20,13 +20,17 @@ pub use turnpike_core::error_codes::METHOD_NOT_FOUND;
 
 /// The `_meta` a modern request carries for a client with `caps` and `info`.
 pub fn modern_meta(caps: &Value, info: &Value) -> serde_json::Map<String, Value> {
+    modern_request_meta(caps, info).into_map()
+}
+
+/// [`modern_meta`], typed.
+pub(crate) fn modern_request_meta(caps: &Value, info: &Value) -> RequestMeta {
     RequestMeta {
         protocol_version: Some(json!(MODERN_VERSION)),
         client_capabilities: Some(caps.clone()),
         client_info: (!info.is_null()).then(|| info.clone()),
         ..RequestMeta::default()
     }
-    .into_map()
 }
 
 /// Headers of a modern request for `body` (its method and name mirrored).
@@ -37,15 +41,14 @@ pub fn modern_headers(headers: &mut HeaderMap, body: &Value) {
     );
     headers.remove(turnpike_mcp::headers::MCP_METHOD);
     headers.remove(turnpike_mcp::headers::MCP_NAME);
-    let Some(method) = body.get("method").and_then(Value::as_str) else {
+    let e = Envelope::of(body);
+    let Some(method) = e.method else {
         return;
     };
     if let Ok(v) = HeaderValue::from_str(method) {
         headers.insert(turnpike_mcp::headers::MCP_METHOD, v);
     }
-    let name = turnpike_mcp::classify::name_key(method)
-        .and_then(|k| body.pointer(&format!("/params/{k}")))
-        .and_then(Value::as_str);
+    let name = turnpike_mcp::classify::name_key(method).and_then(|k| e.param_str(k));
     if let Some(name) = name {
         if let Ok(v) = HeaderValue::from_str(&turnpike_mcp::headers::encode_header_value(name)) {
             headers.insert(turnpike_mcp::headers::MCP_NAME, v);

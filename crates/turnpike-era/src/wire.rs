@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use turnpike_mcp::messages::Envelope;
 use turnpike_mcp::sse::{write_event, SseParser};
 
 use turnpike_upstream::BoxUpstream;
@@ -71,7 +72,8 @@ pub async fn answer(resp: Response<Body>, id: &Value) -> Result<(HeaderMap, Valu
                 .to_bytes();
             let v: Value = serde_json::from_slice(&bytes)
                 .map_err(|_| format!("the upstream answered HTTP {status} without JSON"))?;
-            if v.get("id") == Some(id) || v.get("error").is_some() {
+            let e = Envelope::of(&v);
+            if e.id == Some(id) || e.error.is_some() {
                 Ok((parts.headers, v))
             } else {
                 Err(format!(
@@ -96,7 +98,7 @@ pub async fn answer(resp: Response<Body>, id: &Value) -> Result<(HeaderMap, Valu
                     else {
                         continue;
                     };
-                    if v.get("id") == Some(id) && v.get("method").is_none() {
+                    if Envelope::of(&v).is_response_to(id) {
                         return Ok((parts.headers, v));
                     }
                 }
@@ -175,7 +177,9 @@ where
 {
     let (mut parts, body) = resp.into_parts();
     let is_final = move |v: &Value| {
-        v.get("method").is_none() && final_id.as_ref().is_some_and(|id| v.get("id") == Some(id))
+        final_id
+            .as_ref()
+            .is_some_and(|id| Envelope::of(v).is_response_to(id))
     };
     match media_type(&parts.headers).as_str() {
         "application/json" => {

@@ -4,6 +4,12 @@
 //! (`#[serde(flatten)]`), so a message read into one of them and written out again means the
 //! same as before. Members whose type turnpike does not check are kept as [`Value`]: a
 //! message with an odd member is still read, and the member is judged where it is used.
+//! Members turnpike only tests (a capability's `listChanged`, a filter's flags) are read
+//! leniently: one of another type reads as absent, and its neighbours are still read.
+//!
+//! [`Envelope`] is the one view that borrows: the JSON-RPC members of any message passing
+//! through (`id`, `method`, `result`, `error`), read without copying it and without judging
+//! its shape (that is [`crate::envelope`]'s job at the gate).
 //!
 //! The `_meta` keys are those of MCP 2026-07-28 (schema `RequestMetaObject`,
 //! `ResultMetaObject`, `NotificationMetaObject`).
@@ -24,10 +30,115 @@ pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 /// The `_meta` key naming the subscription a notification belongs to (2026-07-28).
 pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 
+/// The `params` member of a retried request that carries the client's answers to an
+/// `input_required` result (2026-07-28).
+pub const INPUT_RESPONSES: &str = "inputResponses";
+/// The `params` member of a retried request that echoes the server's `requestState`
+/// (2026-07-28).
+pub const REQUEST_STATE: &str = "requestState";
+
 /// A member that is present, `null` included (serde reads a `null` `Option` as absent, which
 /// would drop the member when the message is written again).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
+}
+
+/// A member of type `T`, or absent when it has another type (the message is still read).
+fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    Ok(T::deserialize(Value::deserialize(d)?).ok())
+}
+
+/// The strings of an array member (other entries, or a member that is not an array, read as
+/// none).
+fn strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Array(a) => a
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// The JSON-RPC members of one message, borrowed from it: what the translation reads of every
+/// message that passes through. Nothing is judged: a member of an odd type reads as it is (or,
+/// for `method`, as no method).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Envelope<'a> {
+    /// `id` (a request's or a response's).
+    pub id: Option<&'a Value>,
+    /// `method`, when it is a string (a request or a notification).
+    pub method: Option<&'a str>,
+    /// Whether a `method` member is present at all, of whatever type.
+    pub has_method: bool,
+    /// `params`.
+    pub params: Option<&'a Value>,
+    /// `result` (a response).
+    pub result: Option<&'a Value>,
+    /// `error` (a response).
+    pub error: Option<&'a Value>,
+}
+
+impl<'a> Envelope<'a> {
+    /// The members of `message` (all absent when it is not an object).
+    pub fn of(message: &'a Value) -> Envelope<'a> {
+        let m = message.get("method");
+        Envelope {
+            id: message.get("id"),
+            method: m.and_then(Value::as_str),
+            has_method: m.is_some(),
+            params: message.get("params"),
+            result: message.get("result"),
+            error: message.get("error"),
+        }
+    }
+
+    /// A response (no `method`) whose `id` is `id`.
+    pub fn is_response_to(&self, id: &Value) -> bool {
+        !self.has_method && self.id == Some(id)
+    }
+
+    /// A message from the other side that expects an answer: a `method` and an `id`.
+    pub fn is_request(&self) -> bool {
+        self.has_method && self.id.is_some()
+    }
+
+    /// A message with a `method` and no `id`.
+    pub fn is_notification(&self) -> bool {
+        self.has_method && self.id.is_none()
+    }
+
+    /// `error.code`, when it is an integer.
+    pub fn error_code(&self) -> Option<i64> {
+        self.error?.get("code")?.as_i64()
+    }
+
+    /// `error.message`, when it is a string.
+    pub fn error_message(&self) -> Option<&'a str> {
+        self.error?.get("message")?.as_str()
+    }
+
+    /// The member `key` of `params`.
+    pub fn param(&self, key: &str) -> Option<&'a Value> {
+        self.params?.get(key)
+    }
+
+    /// The member `key` of `params`, when it is a string.
+    pub fn param_str(&self, key: &str) -> Option<&'a str> {
+        self.param(key)?.as_str()
+    }
+
+    /// `params._meta.progressToken`.
+    pub fn progress_token(&self) -> Option<&'a Value> {
+        self.param("_meta")?.get("progressToken")
+    }
 }
 
 /// A request's `params._meta` in MCP 2026-07-28: what the session used to carry, sent with
@@ -89,6 +200,11 @@ impl RequestMeta {
 
     /// As a JSON object.
     pub fn into_map(self) -> Map<String, Value> {
+        self.to_map()
+    }
+
+    /// As a JSON object, leaving `self` as it is.
+    pub fn to_map(&self) -> Map<String, Value> {
         match serde_json::to_value(self) {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
@@ -180,6 +296,245 @@ impl InitializeResult {
     /// Read from a result object (empty when it is not an object).
     pub fn from_value(result: &Value) -> InitializeResult {
         InitializeResult::deserialize(result).unwrap_or_default()
+    }
+}
+
+/// One list's server capability (`tools`, `prompts`, `resources`): whether the server sends
+/// that list's `list_changed` notification, and (resources) whether it takes subscriptions.
+/// Read only; members of another type read as absent.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ListCapability {
+    /// `listChanged`.
+    #[serde(rename = "listChanged", default, deserialize_with = "lenient")]
+    pub list_changed: Option<bool>,
+    /// `subscribe` (resources only).
+    #[serde(default, deserialize_with = "lenient")]
+    pub subscribe: Option<bool>,
+}
+
+/// The lists a server can announce changes of, with the capability and the filter flag that
+/// name each in both eras.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// `tools`: `notifications/tools/list_changed`, filter flag `toolsListChanged`.
+    Tools,
+    /// `prompts`: `notifications/prompts/list_changed`, filter flag `promptsListChanged`.
+    Prompts,
+    /// `resources`: `notifications/resources/list_changed`, filter flag `resourcesListChanged`.
+    Resources,
+}
+
+impl ListKind {
+    /// Every kind.
+    pub const ALL: [ListKind; 3] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources];
+
+    /// The notification announcing a change of this list.
+    pub fn notification(self) -> &'static str {
+        match self {
+            ListKind::Tools => "notifications/tools/list_changed",
+            ListKind::Prompts => "notifications/prompts/list_changed",
+            ListKind::Resources => "notifications/resources/list_changed",
+        }
+    }
+}
+
+/// A server's capabilities (a 2025 `initialize` result's or a 2026-07-28 `server/discover`
+/// result's `capabilities`), as far as turnpike reads them: the list-changed notifications and
+/// resource subscriptions. Read only (the capabilities travel on as they came); every other
+/// capability is kept in `extra`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ServerCapabilities {
+    /// `tools`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub tools: Option<ListCapability>,
+    /// `prompts`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub prompts: Option<ListCapability>,
+    /// `resources`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub resources: Option<ListCapability>,
+    /// Every other capability.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ServerCapabilities {
+    /// Read from a capabilities object (empty when it is absent or not an object).
+    pub fn of(capabilities: Option<&Value>) -> ServerCapabilities {
+        capabilities
+            .filter(|c| c.is_object())
+            .and_then(|c| ServerCapabilities::deserialize(c).ok())
+            .unwrap_or_default()
+    }
+
+    fn list(&self, kind: ListKind) -> Option<&ListCapability> {
+        match kind {
+            ListKind::Tools => self.tools.as_ref(),
+            ListKind::Prompts => self.prompts.as_ref(),
+            ListKind::Resources => self.resources.as_ref(),
+        }
+    }
+
+    /// Whether the server announces changes of `kind` (`listChanged: true`).
+    pub fn list_changed(&self, kind: ListKind) -> bool {
+        self.list(kind).and_then(|c| c.list_changed) == Some(true)
+    }
+
+    /// Whether the server takes `resources/subscribe` (`resources.subscribe: true`).
+    pub fn can_subscribe(&self) -> bool {
+        self.resources.as_ref().and_then(|c| c.subscribe) == Some(true)
+    }
+}
+
+/// The `notifications` filter of a `subscriptions/listen` request (2026-07-28), and the
+/// honoured filter its acknowledgement carries back. A flag of another type than a boolean
+/// reads as not set; `resourceSubscriptions` keeps only its strings. Written, a flag that is
+/// not set and an empty URI list are left out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionFilter {
+    /// `promptsListChanged`.
+    #[serde(
+        rename = "promptsListChanged",
+        default,
+        deserialize_with = "lenient_flag",
+        skip_serializing_if = "is_false"
+    )]
+    pub prompts_list_changed: bool,
+    /// `resourceSubscriptions`: the URIs whose `notifications/resources/updated` is wanted.
+    #[serde(
+        rename = "resourceSubscriptions",
+        default,
+        deserialize_with = "strings",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub resource_subscriptions: Vec<String>,
+    /// `resourcesListChanged`.
+    #[serde(
+        rename = "resourcesListChanged",
+        default,
+        deserialize_with = "lenient_flag",
+        skip_serializing_if = "is_false"
+    )]
+    pub resources_list_changed: bool,
+    /// `toolsListChanged`.
+    #[serde(
+        rename = "toolsListChanged",
+        default,
+        deserialize_with = "lenient_flag",
+        skip_serializing_if = "is_false"
+    )]
+    pub tools_list_changed: bool,
+    /// Every other member.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn lenient_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(lenient::<D, bool>(d)? == Some(true))
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl SubscriptionFilter {
+    /// Read from a filter object (empty when it is absent or not an object).
+    pub fn of(filter: Option<&Value>) -> SubscriptionFilter {
+        filter
+            .filter(|f| f.is_object())
+            .and_then(|f| SubscriptionFilter::deserialize(f).ok())
+            .unwrap_or_default()
+    }
+
+    /// Whether the filter asks for changes of `kind`.
+    pub fn list_changed(&self, kind: ListKind) -> bool {
+        match kind {
+            ListKind::Tools => self.tools_list_changed,
+            ListKind::Prompts => self.prompts_list_changed,
+            ListKind::Resources => self.resources_list_changed,
+        }
+    }
+
+    /// Asks (or stops asking) for changes of `kind`.
+    pub fn set_list_changed(&mut self, kind: ListKind, on: bool) {
+        match kind {
+            ListKind::Tools => self.tools_list_changed = on,
+            ListKind::Prompts => self.prompts_list_changed = on,
+            ListKind::Resources => self.resources_list_changed = on,
+        }
+    }
+
+    /// Whether it asks for nothing at all.
+    pub fn is_empty(&self) -> bool {
+        !ListKind::ALL.iter().any(|&k| self.list_changed(k))
+            && self.resource_subscriptions.is_empty()
+            && self.extra.is_empty()
+    }
+
+    /// Whether notification `message` is one the filter asks for.
+    pub fn covers(&self, message: &Value) -> bool {
+        let e = Envelope::of(message);
+        match e.method {
+            Some("notifications/resources/updated") => {
+                let uri = e.param_str("uri");
+                self.resource_subscriptions
+                    .iter()
+                    .any(|u| Some(u.as_str()) == uri)
+            }
+            Some(m) => ListKind::ALL
+                .iter()
+                .any(|&k| k.notification() == m && self.list_changed(k)),
+            None => false,
+        }
+    }
+
+    /// As a JSON object.
+    pub fn into_value(self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|_| Value::Object(Map::new()))
+    }
+}
+
+/// The params of a request retried after an `input_required` result (2026-07-28): the
+/// request's own params with the client's answers and the server's state added. Everything
+/// the request carried besides is kept in `extra`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetryParams {
+    /// `inputResponses`: the answers, by the keys of the `inputRequests` they answer.
+    #[serde(
+        rename = "inputResponses",
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub input_responses: Option<Value>,
+    /// `requestState`, echoed from the `input_required` result (a string when well formed).
+    #[serde(
+        rename = "requestState",
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request_state: Option<Value>,
+    /// Every other member (the request's own params).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl RetryParams {
+    /// The params of request `message` (`None` when `params` is missing or not an object).
+    pub fn of(message: &Value) -> Option<RetryParams> {
+        let params = message.get("params").filter(|p| p.is_object())?;
+        RetryParams::deserialize(params).ok()
+    }
+
+    /// The `requestState`, when it is a string.
+    pub fn request_state(&self) -> Option<&str> {
+        self.request_state.as_ref().and_then(Value::as_str)
+    }
+
+    /// As a JSON object.
+    pub fn into_value(self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|_| Value::Object(Map::new()))
     }
 }
 
@@ -446,5 +801,82 @@ mod tests {
         assert_eq!(r.request_state, Some(json!("s")));
         assert!(InputRequiredResult::of(&json!({"result": {"resultType": "complete"}})).is_none());
         assert!(InputRequiredResult::of(&json!({"error": {}})).is_none());
+    }
+
+    #[test]
+    fn envelopes_are_read_without_judging() {
+        let v = json!({"jsonrpc": "2.0", "id": 7, "error": {"code": -32601, "message": "no"}});
+        let e = Envelope::of(&v);
+        assert!(e.is_response_to(&json!(7)) && !e.is_response_to(&json!("7")));
+        assert_eq!(
+            (e.error_code(), e.error_message()),
+            (Some(-32601), Some("no"))
+        );
+        let r =
+            json!({"id": 1, "method": "roots/list", "params": {"_meta": {"progressToken": "p"}}});
+        let e = Envelope::of(&r);
+        assert!(e.is_request() && !e.is_notification() && !e.is_response_to(&json!(1)));
+        assert_eq!(e.progress_token(), Some(&json!("p")));
+        // A method of another type is still a method, but names none.
+        let odd = json!({"method": 3});
+        let e = Envelope::of(&odd);
+        assert!(e.is_notification() && e.method.is_none());
+        assert_eq!(Envelope::of(&json!([1])), Envelope::default());
+    }
+
+    #[test]
+    fn server_capabilities_are_read_member_by_member() {
+        let c = ServerCapabilities::of(Some(&json!({"tools": {"listChanged": true},
+            "prompts": 1, "resources": {"listChanged": "yes", "subscribe": true}, "logging": {}})));
+        assert!(c.list_changed(ListKind::Tools));
+        assert!(!c.list_changed(ListKind::Prompts) && !c.list_changed(ListKind::Resources));
+        assert!(c.can_subscribe());
+        assert!(c.extra.contains_key("logging"));
+        assert_eq!(
+            ServerCapabilities::of(Some(&json!("x"))),
+            ServerCapabilities::default()
+        );
+        assert!(!ServerCapabilities::of(None).can_subscribe());
+    }
+
+    #[test]
+    fn subscription_filters() {
+        let f = SubscriptionFilter::of(Some(&json!({"toolsListChanged": true,
+            "promptsListChanged": "true", "resourceSubscriptions": ["a://1", 2, "a://2"]})));
+        assert!(f.list_changed(ListKind::Tools) && !f.list_changed(ListKind::Prompts));
+        assert_eq!(f.resource_subscriptions, ["a://1", "a://2"]);
+        assert!(f.covers(&json!({"method": "notifications/tools/list_changed"})));
+        assert!(!f.covers(&json!({"method": "notifications/prompts/list_changed"})));
+        assert!(f.covers(
+            &json!({"method": "notifications/resources/updated", "params": {"uri": "a://2"}})
+        ));
+        assert!(!f.covers(
+            &json!({"method": "notifications/resources/updated", "params": {"uri": "a://3"}})
+        ));
+        let mut built = SubscriptionFilter::default();
+        assert!(built.is_empty());
+        assert_eq!(built.clone().into_value(), json!({}));
+        built.set_list_changed(ListKind::Resources, true);
+        built.resource_subscriptions = vec!["a://1".into()];
+        assert_eq!(
+            built.into_value(),
+            json!({"resourcesListChanged": true, "resourceSubscriptions": ["a://1"]})
+        );
+    }
+
+    #[test]
+    fn retry_params_keep_the_request() {
+        let msg = json!({"id": 1, "method": "tools/call", "params": {"name": "t",
+            "arguments": {"a": null}, "requestState": "s", "inputResponses": {"k": {}}}});
+        let mut p = RetryParams::of(&msg).unwrap();
+        assert_eq!(p.request_state(), Some("s"));
+        assert_eq!(p.input_responses, Some(json!({"k": {}})));
+        assert_eq!(p.clone().into_value(), msg["params"]);
+        p.request_state = None;
+        assert_eq!(
+            p.into_value(),
+            json!({"name": "t", "arguments": {"a": null}, "inputResponses": {"k": {}}})
+        );
+        assert!(RetryParams::of(&json!({"params": []})).is_none());
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use turnpike_mcp::messages::DiscoverResult;
+use turnpike_mcp::messages::{DiscoverResult, Envelope};
 
 use crate::protocol::{modern_headers, modern_meta};
 use crate::wire;
@@ -15,7 +15,7 @@ use crate::EraAdapter;
 
 /// The last public `server/discover` result and until when it is fresh.
 #[derive(Default)]
-pub(crate) struct Cache(Mutex<Option<(Instant, Value)>>);
+pub(crate) struct Cache(Mutex<Option<(Instant, DiscoverResult)>>);
 
 /// The upstream's `server/discover` result (cached while fresh when its scope is public).
 pub(crate) async fn discover(
@@ -23,7 +23,7 @@ pub(crate) async fn discover(
     uri: &http::Uri,
     caps: &Value,
     info: &Value,
-) -> Result<Value, String> {
+) -> Result<DiscoverResult, String> {
     let st = &a.shared().legacy;
     if let Some((until, v)) = &*st.discover.0.lock() {
         if Instant::now() < *until {
@@ -39,14 +39,11 @@ pub(crate) async fn discover(
     modern_headers(&mut h, &body);
     let resp = wire::send(&a.inner(), wire::post(uri, h, &body)).await;
     let (_, v) = wire::answer(resp, &req_id).await?;
-    let Some(result) = v.get("result").cloned() else {
-        let msg = v
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .unwrap_or("no result");
-        return Err(msg.to_owned());
+    let answer = Envelope::of(&v);
+    let Some(result) = answer.result.map(DiscoverResult::from_value) else {
+        return Err(answer.error_message().unwrap_or("no result").to_owned());
     };
-    if let Some(ttl) = DiscoverResult::from_value(&result).public_ttl_ms() {
+    if let Some(ttl) = result.public_ttl_ms() {
         *st.discover.0.lock() = Some((
             Instant::now() + Duration::from_millis(ttl.min(3_600_000)),
             result.clone(),

@@ -32,7 +32,7 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use turnpike_mcp::messages::InputRequiredResult;
+use turnpike_mcp::messages::{Envelope, InputRequiredResult, RetryParams};
 use turnpike_mcp::sse::SseParser;
 
 use super::session::State;
@@ -68,7 +68,7 @@ pub(crate) struct Retry {
 /// Hands a client's JSON-RPC response to the exchange waiting for it, if it is one the
 /// gateway asked this session for.
 pub(crate) fn deliver(st: &State, key: SessionKey, msg: Value) {
-    let Some(id) = msg.get("id").and_then(Value::as_str) else {
+    let Some(id) = Envelope::of(&msg).id.and_then(Value::as_str) else {
         return;
     };
     let mut asked = st.asked.lock();
@@ -80,9 +80,7 @@ pub(crate) fn deliver(st: &State, key: SessionKey, msg: Value) {
 }
 
 fn is_input_required(v: &Value, id: &Value) -> bool {
-    v.get("method").is_none()
-        && v.get("id") == Some(id)
-        && v.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required")
+    Envelope::of(v).is_response_to(id) && InputRequiredResult::of(v).is_some()
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -227,16 +225,10 @@ async fn run(
 /// The request again, with the client's answers and the server's state.
 fn retry_body(original: &Value, responses: Map<String, Value>, state: Option<&Value>) -> Value {
     let mut body = original.clone();
-    if let Some(p) = body.get_mut("params").and_then(Value::as_object_mut) {
-        p.insert("inputResponses".into(), Value::Object(responses));
-        match state {
-            Some(s) if !s.is_null() => {
-                p.insert("requestState".into(), s.clone());
-            }
-            _ => {
-                p.remove("requestState");
-            }
-        }
+    if let Some(mut params) = RetryParams::of(&body) {
+        params.input_responses = Some(Value::Object(responses));
+        params.request_state = state.filter(|s| !s.is_null()).cloned();
+        body["params"] = params.into_value();
     }
     body
 }
@@ -396,17 +388,12 @@ async fn ask(
                 )
             }
         };
-        if let Some(r) = msg.get("result") {
+        let answer = Envelope::of(&msg);
+        if let Some(r) = answer.result {
             responses.insert(k, r.clone());
         } else {
-            let code = msg
-                .pointer("/error/code")
-                .and_then(Value::as_i64)
-                .unwrap_or(-32603);
-            let why = msg
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("no result");
+            let code = answer.error_code().unwrap_or(-32603);
+            let why = answer.error_message().unwrap_or("no result");
             return fail(
                 code,
                 format!("the client answered {method} with an error: {why}"),

@@ -31,9 +31,7 @@ use axum::body::Body;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-use turnpike_mcp::messages::{
-    DiscoverResult, InitializeParams, InitializeResult, InputRequiredResult,
-};
+use turnpike_mcp::messages::{Envelope, InitializeParams, InitializeResult, InputRequiredResult};
 
 use super::discover::discover;
 use super::session::{bounded_insert, id_key, session, MAX_TRACKED};
@@ -82,12 +80,9 @@ pub(crate) async fn post(
     parts: http::request::Parts,
     mut body: Value,
 ) -> Response<Body> {
-    let id = body.get("id").cloned();
-    let method = body
-        .get("method")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let Some(method) = method else {
+    let envelope = Envelope::of(&body);
+    let id = envelope.id.cloned();
+    let Some(method) = envelope.method.map(str::to_owned) else {
         // A client's answer to a request the gateway sent it for an input_required result
         // (anything else is dropped: a modern server sends no requests).
         return match session(a, &parts.headers, None) {
@@ -110,7 +105,7 @@ pub(crate) async fn post(
     let Some(id) = id else {
         // Notifications.
         if method == "notifications/cancelled" {
-            let target = body.pointer("/params/requestId").map(id_key);
+            let target = Envelope::of(&body).param("requestId").map(id_key);
             if let Some(t) = target {
                 if let Some(tok) = st.inflight.lock().remove(&(key, t)) {
                     tok.cancel();
@@ -127,8 +122,8 @@ pub(crate) async fn post(
             )
         }
         "logging/setLevel" => {
-            let level = body
-                .pointer("/params/level")
+            let level = Envelope::of(&body)
+                .param("level")
                 .cloned()
                 .unwrap_or(Value::Null);
             bounded_insert(&mut st.levels.lock(), key, level);
@@ -147,10 +142,10 @@ pub(crate) async fn post(
     let mut meta = (*opened.meta).clone();
     if let Some(level) = st.levels.lock().get(&key).cloned() {
         if !level.is_null() {
-            meta.insert(turnpike_mcp::messages::META_LOG_LEVEL.into(), level);
+            meta.log_level = Some(level);
         }
     }
-    set_meta(&mut body, meta);
+    set_meta(&mut body, meta.into_map());
     let mut headers = parts.headers.clone();
     headers.remove(turnpike_mcp::headers::SESSION_ID);
     crate::protocol::modern_headers(&mut headers, &body);
@@ -178,8 +173,8 @@ pub(crate) async fn post(
     };
     let caps = opened
         .meta
-        .get(turnpike_mcp::messages::META_CLIENT_CAPABILITIES)
-        .cloned()
+        .client_capabilities
+        .clone()
         .unwrap_or(Value::Null);
     if crate::capabilities::can_answer_any(&caps) && resp.status().is_success() {
         // The client can answer elicitation, sampling or roots requests: an input_required
@@ -213,7 +208,7 @@ async fn legacy_response(
         // A JSON-RPC error in a 4xx (unsupported version, unknown method, bad params): a legacy
         // client would read 404 as a lost session. The error travels in a 200.
         return match wire::answer(resp, &id).await {
-            Ok((_, v)) if v.get("error").is_some() => {
+            Ok((_, v)) if Envelope::of(&v).error.is_some() => {
                 let mut v = v;
                 v["id"] = id.clone();
                 wire::json_response(StatusCode::OK, &v)
@@ -232,7 +227,7 @@ async fn legacy_response(
     let mut untrack = Some(untrack);
     let final_id = id.clone();
     let edit = move |v: &mut Value| {
-        if v.get("method").is_none() && v.get("id") == Some(&final_id) {
+        if Envelope::of(v).is_response_to(&final_id) {
             untrack.take();
             return to_legacy_result(v);
         }
@@ -260,7 +255,7 @@ pub(crate) fn to_legacy_result(v: &mut Value) -> Edit {
         } else {
             asked.join(", ")
         };
-        let id = v.get("id").cloned();
+        let id = Envelope::of(v).id.cloned();
         *v = turnpike_mcp::error_response(
             id.as_ref(),
             NOT_TRANSLATABLE,
@@ -274,7 +269,7 @@ pub(crate) fn to_legacy_result(v: &mut Value) -> Edit {
 
 /// Answers `initialize` from the upstream's `server/discover`.
 async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) -> Response<Body> {
-    let id = body.get("id").cloned().unwrap_or(Value::Null);
+    let id = Envelope::of(body).id.cloned().unwrap_or(Value::Null);
     let params = InitializeParams::of(body);
     let requested = params
         .protocol_version
@@ -325,7 +320,6 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
             )
         }
     };
-    let discover = DiscoverResult::from_value(&discover);
     let server_info = discover
         .server_info()
         .cloned()

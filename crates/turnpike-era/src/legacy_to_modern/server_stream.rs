@@ -57,7 +57,9 @@ use super::subscriptions::{Refusal, MAX_URIS, MAX_URI_LEN};
 use crate::seal::SessionKey;
 use crate::wire;
 use crate::{EraAdapter, METHOD_NOT_FOUND};
-use turnpike_mcp::messages::META_SUBSCRIPTION_ID;
+use turnpike_mcp::messages::{
+    Envelope, ListKind, RequestMeta, ServerCapabilities, SubscriptionFilter, META_SUBSCRIPTION_ID,
+};
 
 /// How long the upstream has to acknowledge a `subscriptions/listen` (and to answer the
 /// `server/discover` before it).
@@ -75,47 +77,28 @@ const QUEUE: usize = 16;
 const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
 
 /// The list-changed kinds of a filter the upstream's capabilities can serve.
-fn list_changed_kinds(caps: &Value) -> Map<String, Value> {
-    let mut m = Map::new();
-    for (key, cap) in [
-        ("toolsListChanged", "tools"),
-        ("promptsListChanged", "prompts"),
-        ("resourcesListChanged", "resources"),
-    ] {
-        if caps.pointer(&format!("/{cap}/listChanged")) == Some(&json!(true)) {
-            m.insert(key.into(), json!(true));
-        }
-    }
-    m
-}
-
-fn can_subscribe(caps: &Value) -> bool {
-    caps.pointer("/resources/subscribe") == Some(&json!(true))
-}
-
-/// A `subscriptions/listen` filter: the list-changed kinds and the URIs.
-fn filter(kinds: &Map<String, Value>, uris: &[String]) -> Map<String, Value> {
-    let mut f = kinds.clone();
-    if !uris.is_empty() {
-        f.insert("resourceSubscriptions".into(), json!(uris));
+fn list_changed_kinds(caps: &ServerCapabilities) -> SubscriptionFilter {
+    let mut f = SubscriptionFilter::default();
+    for kind in ListKind::ALL {
+        f.set_list_changed(kind, caps.list_changed(kind));
     }
     f
 }
 
 /// The upstream's `server/discover` capabilities for a session (bounded in time).
-async fn capabilities(a: &EraAdapter, uri: &Uri, opened: &Opened) -> Result<Value, String> {
+async fn capabilities(
+    a: &EraAdapter,
+    uri: &Uri,
+    opened: &Opened,
+) -> Result<ServerCapabilities, String> {
     let caps = opened
         .meta
-        .get(turnpike_mcp::messages::META_CLIENT_CAPABILITIES)
-        .cloned()
+        .client_capabilities
+        .clone()
         .unwrap_or_else(|| json!({}));
-    let info = opened
-        .meta
-        .get(turnpike_mcp::messages::META_CLIENT_INFO)
-        .cloned()
-        .unwrap_or(Value::Null);
+    let info = opened.meta.client_info.clone().unwrap_or(Value::Null);
     match tokio::time::timeout(ACK_TIMEOUT, discover(a, uri, &caps, &info)).await {
-        Ok(Ok(d)) => Ok(d.get("capabilities").cloned().unwrap_or_else(|| json!({}))),
+        Ok(Ok(d)) => Ok(ServerCapabilities::of(d.capabilities.as_ref())),
         Ok(Err(why)) => Err(why),
         Err(_) => Err(format!("no answer within {} s", ACK_TIMEOUT.as_secs())),
     }
@@ -136,7 +119,7 @@ pub(crate) async fn subscribe(
             &turnpike_mcp::error_response(Some(&id), code, msg),
         )
     };
-    let Some(target) = body.pointer("/params/uri").and_then(Value::as_str) else {
+    let Some(target) = Envelope::of(body).param_str("uri") else {
         return error(
             turnpike_core::error_codes::INVALID_PARAMS,
             &format!("{method}: params.uri (a string) is required"),
@@ -157,7 +140,7 @@ pub(crate) async fn subscribe(
             )
         }
     };
-    if !can_subscribe(&caps) {
+    if !caps.can_subscribe() {
         return error(
             METHOD_NOT_FOUND,
             &format!(
@@ -235,21 +218,21 @@ struct Ctx {
     uri: Uri,
     headers: HeaderMap,
     extensions: http::Extensions,
-    meta: Map<String, Value>,
-    kinds: Map<String, Value>,
+    meta: RequestMeta,
+    kinds: SubscriptionFilter,
     key: SessionKey,
     /// Whether the upstream takes resource subscriptions (else the URIs are left out).
     subscribe: bool,
 }
 
 impl Ctx {
-    fn filter(&self) -> Map<String, Value> {
-        let uris = if self.subscribe {
-            self.adapter.shared().legacy.streams.uris(&self.key)
-        } else {
-            Vec::new()
-        };
-        filter(&self.kinds, &uris)
+    /// The `subscriptions/listen` filter: the list-changed kinds and the session's URIs.
+    fn filter(&self) -> SubscriptionFilter {
+        let mut f = self.kinds.clone();
+        if self.subscribe {
+            f.resource_subscriptions = self.adapter.shared().legacy.streams.uris(&self.key);
+        }
+        f
     }
 }
 
@@ -276,14 +259,14 @@ fn parse(data: Option<&str>) -> Option<Value> {
 
 /// Opens an upstream `subscriptions/listen` with `filter` and reads up to its
 /// acknowledgement.
-async fn open(ctx: &Ctx, filter: Map<String, Value>) -> Result<Listen, OpenError> {
+async fn open(ctx: &Ctx, filter: SubscriptionFilter) -> Result<Listen, OpenError> {
     let id = json!(format!(
         "turnpike-listen-{}",
         hex::encode(rand::random::<[u8; 8]>())
     ));
     let mut params = Map::new();
-    params.insert("_meta".into(), Value::Object(ctx.meta.clone()));
-    params.insert("notifications".into(), Value::Object(filter));
+    params.insert("_meta".into(), Value::Object(ctx.meta.to_map()));
+    params.insert("notifications".into(), filter.into_value());
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen",
                       "params": params});
     let mut headers = ctx.headers.clone();
@@ -298,9 +281,9 @@ async fn open(ctx: &Ctx, filter: Map<String, Value>) -> Result<Listen, OpenError
         }
         if wire::media_type(resp.headers()) != "text/event-stream" {
             return Err(match wire::answer(resp, &id).await {
-                Ok((_, v)) if v.get("error").is_some() => OpenError::Refused(
-                    v.pointer("/error/message")
-                        .and_then(Value::as_str)
+                Ok((_, v)) if Envelope::of(&v).error.is_some() => OpenError::Refused(
+                    Envelope::of(&v)
+                        .error_message()
                         .unwrap_or("an error")
                         .to_owned(),
                 ),
@@ -322,13 +305,14 @@ async fn open(ctx: &Ctx, filter: Map<String, Value>) -> Result<Listen, OpenError
                 let Some(v) = parse(ev.data.as_deref()) else {
                     continue;
                 };
-                if v.get("method").and_then(Value::as_str) == Some(ACKNOWLEDGED) {
-                    let honoured = v.pointer("/params/notifications").cloned();
+                let e = Envelope::of(&v);
+                if e.method == Some(ACKNOWLEDGED) {
+                    let honoured = SubscriptionFilter::of(e.param("notifications"));
                     tracing::debug!(target: "turnpike::era", honoured = ?honoured, "subscriptions/listen acknowledged");
                     return Ok(Listen { body, parser, id });
                 }
-                if v.get("method").is_none() && v.get("id") == Some(&id) {
-                    return Err(match v.pointer("/error/message").and_then(Value::as_str) {
+                if e.is_response_to(&id) {
+                    return Err(match e.error_message() {
                         Some(m) => OpenError::Refused(m.to_owned()),
                         None => OpenError::Failed(
                             "the upstream ended subscriptions/listen before acknowledging it"
@@ -383,7 +367,7 @@ pub(crate) async fn get(a: &EraAdapter, req: Request<Body>, opened: Opened) -> R
         }
     };
     let kinds = list_changed_kinds(&caps);
-    let subscribe = can_subscribe(&caps);
+    let subscribe = caps.can_subscribe();
     if kinds.is_empty() && !subscribe {
         return no_stream();
     }
@@ -454,8 +438,9 @@ enum Flow {
 
 /// A listen stream's notification as a 2025 client gets it (`None`: not passed on).
 fn for_legacy(mut v: Value) -> Option<Value> {
-    let method = v.get("method").and_then(Value::as_str)?;
-    if method == ACKNOWLEDGED || v.get("id").is_some() {
+    let e = Envelope::of(&v);
+    let method = e.method?;
+    if method == ACKNOWLEDGED || e.id.is_some() {
         return None;
     }
     if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut) {
@@ -484,7 +469,7 @@ async fn drain_parsed(l: &mut Listen, tx: &mpsc::Sender<Bytes>, end: &Cancellati
         let Some(v) = parse(ev.data.as_deref()) else {
             continue;
         };
-        if v.get("method").is_none() && v.get("id") == Some(&l.id) {
+        if Envelope::of(&v).is_response_to(&l.id) {
             // The upstream ended the subscription (gracefully or with an error).
             return Flow::Stop;
         }
@@ -630,15 +615,18 @@ mod tests {
 
     #[test]
     fn filters_follow_the_capabilities() {
-        let caps = json!({"tools":{"listChanged":true},"prompts":{},"resources":{"listChanged":true,"subscribe":true}});
-        let kinds = list_changed_kinds(&caps);
+        let caps = ServerCapabilities::of(Some(
+            &json!({"tools":{"listChanged":true},"prompts":{},"resources":{"listChanged":true,"subscribe":true}}),
+        ));
+        let mut f = list_changed_kinds(&caps);
+        f.resource_subscriptions = vec!["a://1".into()];
         assert_eq!(
-            Value::Object(filter(&kinds, &["a://1".into()])),
+            f.into_value(),
             json!({"toolsListChanged":true,"resourcesListChanged":true,"resourceSubscriptions":["a://1"]})
         );
-        assert!(can_subscribe(&caps));
-        assert!(!can_subscribe(&json!({"resources":{}})));
-        assert!(list_changed_kinds(&json!({"tools":{}})).is_empty());
+        assert!(caps.can_subscribe());
+        let tools_only = ServerCapabilities::of(Some(&json!({"tools":{}})));
+        assert!(list_changed_kinds(&tools_only).is_empty());
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub(crate) struct State {
 }
 
 /// The request `_meta` of a session, built once.
-pub(crate) type SessionMeta = Arc<serde_json::Map<String, Value>>;
+pub(crate) type SessionMeta = Arc<turnpike_mcp::messages::RequestMeta>;
 
 impl State {
     pub(crate) fn new(sealer: Sealer) -> State {
@@ -119,7 +119,7 @@ pub(crate) fn session(
     }
     match st.sealer.open_at(sid, now) {
         Ok(c) => {
-            let meta = Arc::new(crate::protocol::modern_meta(&c.caps, &c.info));
+            let meta = Arc::new(crate::protocol::modern_request_meta(&c.caps, &c.info));
             let expires = c.iat.saturating_add(st.sealer.ttl_secs());
             bounded_insert(&mut st.opened.lock(), key, (expires, meta.clone()));
             Ok(Opened { key, meta })

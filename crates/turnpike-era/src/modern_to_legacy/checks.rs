@@ -27,7 +27,7 @@ use turnpike_core::error_codes::{INVALID_PARAMS, UNSUPPORTED_PROTOCOL_VERSION};
 
 use crate::protocol::{METHOD_NOT_FOUND, MODERN_VERSION};
 use crate::wire;
-use turnpike_mcp::messages::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION};
+use turnpike_mcp::messages::{Envelope, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION};
 
 /// Methods of the 2025 revisions that MCP 2026-07-28 removed.
 pub(crate) const REMOVED_METHODS: &[&str] = &[
@@ -41,8 +41,9 @@ pub(crate) const REMOVED_METHODS: &[&str] = &[
 /// `Some(the error response)` when the modern request `body` must be refused here.
 /// Notifications (no `id`) and responses pass: they are answered `202` later anyway.
 pub(crate) fn check(body: &Value) -> Option<Response<Body>> {
-    let id = body.get("id")?;
-    let method = body.get("method").and_then(Value::as_str)?;
+    let e = Envelope::of(body);
+    let id = e.id?;
+    let method = e.method?;
     let refuse = |status: StatusCode, code: i64, msg: &str, data: Option<Value>| {
         let mut v = turnpike_mcp::error_response(Some(id), code, msg);
         if let Some(d) = data {

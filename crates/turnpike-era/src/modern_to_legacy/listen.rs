@@ -27,7 +27,9 @@ use super::pool::{session_headers, PooledSession};
 use crate::protocol::NOT_TRANSLATABLE;
 use crate::wire;
 use crate::EraAdapter;
-use turnpike_mcp::messages::META_SUBSCRIPTION_ID;
+use turnpike_mcp::messages::{
+    Envelope, ListKind, ServerCapabilities, SubscriptionFilter, META_SUBSCRIPTION_ID,
+};
 
 /// Notifications queued per listener before the oldest are dropped.
 const QUEUE: usize = 256;
@@ -37,30 +39,17 @@ pub(crate) async fn listen(
     a: &EraAdapter,
     uri: &Uri,
     id: Value,
-    filter: Value,
+    filter: SubscriptionFilter,
     s: Arc<PooledSession>,
 ) -> Response<Body> {
-    let caps = s.init.get("capabilities").cloned().unwrap_or(Value::Null);
-    let list_changed = |k: &str| caps.pointer(&format!("/{k}/listChanged")) == Some(&json!(true));
-    let wants = |k: &str| filter.get(k) == Some(&json!(true));
-    let mut honoured = serde_json::Map::new();
-    for (key, cap) in [
-        ("toolsListChanged", "tools"),
-        ("promptsListChanged", "prompts"),
-        ("resourcesListChanged", "resources"),
-    ] {
-        if wants(key) && list_changed(cap) {
-            honoured.insert(key.into(), json!(true));
-        }
+    let caps = ServerCapabilities::of(s.init.capabilities.as_ref());
+    let mut honoured = SubscriptionFilter::default();
+    for kind in ListKind::ALL {
+        honoured.set_list_changed(kind, filter.list_changed(kind) && caps.list_changed(kind));
     }
     let mut uris = Vec::new();
-    if caps.pointer("/resources/subscribe") == Some(&json!(true)) {
-        let asked = filter
-            .get("resourceSubscriptions")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for (i, u) in asked.iter().filter_map(Value::as_str).enumerate() {
+    if caps.can_subscribe() {
+        for (i, u) in filter.resource_subscriptions.iter().enumerate() {
             let rid = json!(format!("turnpike-subscribe-{i}"));
             let body = json!({"jsonrpc": "2.0", "id": rid, "method": "resources/subscribe",
                               "params": {"uri": u}});
@@ -70,14 +59,12 @@ pub(crate) async fn listen(
             )
             .await;
             if let Ok((_, v)) = wire::answer(resp, &rid).await {
-                if v.get("result").is_some() {
-                    uris.push(u.to_owned());
+                if Envelope::of(&v).result.is_some() {
+                    uris.push(u.clone());
                 }
             }
         }
-        if !uris.is_empty() {
-            honoured.insert("resourceSubscriptions".into(), json!(uris));
-        }
+        honoured.resource_subscriptions = uris;
     }
     let rx = if honoured.is_empty() {
         None
@@ -85,13 +72,12 @@ pub(crate) async fn listen(
         events(a, uri, &s).await
     };
     if rx.is_none() {
-        honoured.clear();
+        honoured = SubscriptionFilter::default();
     }
     let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
-        "params": {"notifications": honoured, "_meta": {META_SUBSCRIPTION_ID: id}}});
+        "params": {"notifications": honoured.clone().into_value(), "_meta": {META_SUBSCRIPTION_ID: id}}});
     let mut first = Vec::new();
     push_event(&mut first, &ack);
-    let honoured = Value::Object(honoured);
     let state = (Some(Bytes::from(first)), rx, id, honoured);
     let stream = futures_util::stream::unfold(state, |(first, rx, id, honoured)| async move {
         if let Some(b) = first {
@@ -107,7 +93,7 @@ pub(crate) async fn listen(
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
-            if !requested(&v, &honoured) {
+            if !honoured.covers(&v) {
                 continue;
             }
             if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut) {
@@ -135,24 +121,6 @@ pub(crate) async fn listen(
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
-}
-
-/// Whether notification `v` is one the honoured filter asked for.
-fn requested(v: &Value, honoured: &Value) -> bool {
-    let on = |k: &str| honoured.get(k) == Some(&json!(true));
-    match v.get("method").and_then(Value::as_str) {
-        Some("notifications/tools/list_changed") => on("toolsListChanged"),
-        Some("notifications/prompts/list_changed") => on("promptsListChanged"),
-        Some("notifications/resources/list_changed") => on("resourcesListChanged"),
-        Some("notifications/resources/updated") => {
-            let uri = v.pointer("/params/uri").and_then(Value::as_str);
-            honoured
-                .get("resourceSubscriptions")
-                .and_then(Value::as_array)
-                .is_some_and(|a| a.iter().any(|u| u.as_str() == uri))
-        }
-        _ => false,
-    }
 }
 
 fn push_event(out: &mut Vec<u8>, v: &Value) {
@@ -202,12 +170,13 @@ async fn events(
                 else {
                     continue;
                 };
-                match (v.get("method"), v.get("id")) {
-                    (Some(m), Some(req_id)) => {
+                let e = Envelope::of(&v);
+                match (e.has_method, e.id) {
+                    (true, Some(req_id)) => {
                         let refusal = turnpike_mcp::error_response(
                             Some(req_id),
                             NOT_TRANSLATABLE,
-                            &format!("the client speaks MCP 2026-07-28 and cannot receive {} as a request", m.as_str().unwrap_or("")),
+                            &format!("the client speaks MCP 2026-07-28 and cannot receive {} as a request", e.method.unwrap_or("")),
                         );
                         let _ = wire::send(
                             &inner,
@@ -215,7 +184,7 @@ async fn events(
                         )
                         .await;
                     }
-                    (Some(_), None) => {
+                    (true, None) => {
                         let _ = tx.send(v);
                     }
                     _ => {}

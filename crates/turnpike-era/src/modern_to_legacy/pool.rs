@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::wire;
 use crate::{EraAdapter, LEGACY_VERSIONS};
+use turnpike_mcp::messages::{Envelope, InitializeParams, InitializeResult};
 use turnpike_upstream::BoxUpstream;
 
 /// One upstream session held for modern clients.
@@ -22,7 +23,7 @@ pub(crate) struct PooledSession {
     /// The negotiated protocol version.
     pub(crate) version: HeaderValue,
     /// The upstream's `initialize` result.
-    pub(crate) init: Value,
+    pub(crate) init: InitializeResult,
     /// The notifications of the session's GET stream, once a `subscriptions/listen` opened it
     /// ([`super::listen`]).
     pub(crate) events: tokio::sync::Mutex<Option<tokio::sync::broadcast::Sender<Value>>>,
@@ -112,24 +113,29 @@ async fn start_session(
         json!({"name": "turnpike", "version": env!("CARGO_PKG_VERSION")})
     };
     let req_id = json!("turnpike-init");
+    let params = InitializeParams {
+        protocol_version: Some(json!(LEGACY_VERSIONS[0])),
+        capabilities: Some(caps.clone()),
+        client_info: Some(client_info),
+        extra: serde_json::Map::new(),
+    };
     let init = json!({
-        "jsonrpc": "2.0", "id": req_id, "method": "initialize",
-        "params": {"protocolVersion": LEGACY_VERSIONS[0], "capabilities": caps, "clientInfo": client_info},
+        "jsonrpc": "2.0", "id": req_id, "method": "initialize", "params": params,
     });
     let mut req = wire::post(uri, HeaderMap::new(), &init);
     carry_caller(ext, req.extensions_mut());
     let resp = wire::send(&inner, req).await;
     let status = resp.status();
     let (headers, v) = wire::answer(resp, &req_id).await?;
-    let Some(result) = v.get("result").cloned().filter(|_| status.is_success()) else {
-        let msg = v
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .unwrap_or("no result");
+    let answer = Envelope::of(&v);
+    let Some(result) = answer.result.filter(|_| status.is_success()) else {
+        let msg = answer.error_message().unwrap_or("no result");
         return Err(format!("initialize failed: {msg}"));
     };
+    let result = InitializeResult::from_value(result);
     let version = result
-        .get("protocolVersion")
+        .protocol_version
+        .as_ref()
         .and_then(Value::as_str)
         .and_then(|v| HeaderValue::from_str(v).ok())
         .unwrap_or_else(|| HeaderValue::from_static("2025-11-25"));

@@ -38,7 +38,9 @@ use super::results::{discover_result, to_modern_result, CACHEABLE};
 use super::server_requests;
 use crate::wire::{self, Edit, OnAbandon};
 use crate::EraAdapter;
-use turnpike_mcp::messages::RequestMeta;
+use turnpike_mcp::messages::{
+    Envelope, RequestMeta, SubscriptionFilter, INPUT_RESPONSES, REQUEST_STATE,
+};
 
 use turnpike_core::error_codes::{METHOD_NOT_FOUND, MISSING_REQUIRED_CLIENT_CAPABILITY};
 
@@ -171,21 +173,17 @@ fn error_status(bytes: &[u8]) -> Option<StatusCode> {
         return None;
     }
     let v = serde_json::from_slice::<Value>(bytes).ok()?;
-    if v.get("method").is_some() {
+    let e = Envelope::of(&v);
+    if e.has_method {
         return None;
     }
-    v.pointer("/error/code")
-        .and_then(Value::as_i64)
-        .and_then(status_for_error)
+    e.error_code().and_then(status_for_error)
 }
 
 async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value) -> Response<Body> {
-    let id = body.get("id").cloned();
-    let Some(method) = body
-        .get("method")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-    else {
+    let envelope = Envelope::of(&body);
+    let id = envelope.id.cloned();
+    let Some(method) = envelope.method.map(str::to_owned) else {
         return wire::accepted();
     };
     let Some(id) = id else {
@@ -193,15 +191,15 @@ async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value)
         return wire::accepted();
     };
     let (caps, info) = take_modern_meta(&mut body);
-    let params = body.get("params");
-    if params.is_some_and(|p| p.get("requestState").is_some()) {
+    let envelope = Envelope::of(&body);
+    if envelope.param(REQUEST_STATE).is_some() {
         return server_requests::resume(a, id, &caps, &body).await;
     }
-    if params.is_some_and(|p| p.get("inputResponses").is_some()) {
+    if envelope.param(INPUT_RESPONSES).is_some() {
         // Answers to nothing this gateway asked: ignored, as MCP 2026-07-28 says a server
         // should treat input it does not recognise; the request is a new one.
         if let Some(p) = body.get_mut("params").and_then(Value::as_object_mut) {
-            p.remove("inputResponses");
+            p.remove(INPUT_RESPONSES);
         }
     }
     let mut s = match session(a, &parts.uri, &caps, &info, &parts.extensions).await {
@@ -209,10 +207,7 @@ async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value)
         Err(why) => return no_session(&id, &why),
     };
     if method == "subscriptions/listen" {
-        let filter = body
-            .pointer("/params/notifications")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+        let filter = SubscriptionFilter::of(Envelope::of(&body).param("notifications"));
         return super::listen::listen(a, &parts.uri, id, filter, s).await;
     }
     if method == "server/discover" {
@@ -292,17 +287,17 @@ fn modern_response(
     let uri2 = uri.clone();
     let s2 = s.clone();
     let edit = move |v: &mut Value| {
-        if v.get("method").is_none() {
-            if v.get("id") == Some(&final_id) {
+        let e = Envelope::of(v);
+        if !e.has_method {
+            if e.id == Some(&final_id) {
                 return to_modern_result(v, cacheable);
             }
             return Edit::Keep;
         }
-        if let Some(req_id) = v.get("id").cloned() {
+        if let Some(req_id) = e.id {
             // A server-to-client request from a client that declared none of the capabilities
             // to answer it: refused upstream at once, never shown to the client.
-            let what = v.get("method").and_then(Value::as_str).unwrap_or("");
-            let refusal = server_requests::refusal(&req_id, what);
+            let refusal = server_requests::refusal(req_id, e.method.unwrap_or(""));
             let inner = inner.clone();
             let uri = uri2.clone();
             let headers = session_headers(HeaderMap::new(), &s2);

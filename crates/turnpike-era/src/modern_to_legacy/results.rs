@@ -9,8 +9,8 @@ use turnpike_core::error_codes::{INVALID_PARAMS, RESOURCE_NOT_FOUND_2025};
 use turnpike_mcp::messages::META_SERVER_INFO;
 
 /// The `server/discover` result built from a legacy `initialize` result.
-pub(crate) fn discover_result(id: &Value, init: &Value) -> Value {
-    let init = InitializeResult::from_value(init);
+pub(crate) fn discover_result(id: &Value, init: &InitializeResult) -> Value {
+    let init = init.clone();
     let result = DiscoverResult {
         result_type: Some(json!("complete")),
         supported_versions: Some(json!([MODERN_VERSION])),
@@ -83,7 +83,9 @@ mod tests {
         assert!(v["result"].get("ttlMs").is_none());
         let d = discover_result(
             &json!(3),
-            &json!({"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"s","version":"1"}}),
+            &InitializeResult::from_value(
+                &json!({"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"s","version":"1"}}),
+            ),
         );
         assert_eq!(d["result"]["supportedVersions"], json!(["2026-07-28"]));
         assert_eq!(d["result"]["_meta"][META_SERVER_INFO]["name"], "s");

@@ -60,6 +60,9 @@ use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use turnpike_core::mac::{hmac_sha256, HmacSha256, Mac};
+use turnpike_mcp::messages::{
+    Envelope, InputRequest, InputRequiredResult, RetryParams, INPUT_RESPONSES, REQUEST_STATE,
+};
 use turnpike_mcp::sse::{write_event, SseParser};
 
 use super::pool::{pool_key, session_headers, PooledSession};
@@ -267,11 +270,15 @@ fn truncate(d: &[u8]) -> Tag {
 /// `requestState` (keys sorted, so the client's key order does not matter).
 fn request_tag(body: &Value) -> Tag {
     let mut h = Sha256::new();
-    canon(&mut h, body.get("method").unwrap_or(&Value::Null));
-    if let Some(p) = body.get("params").and_then(Value::as_object) {
+    let e = Envelope::of(body);
+    match e.method {
+        Some(m) => canon_str(&mut h, m),
+        None => canon(&mut h, &Value::Null),
+    }
+    if let Some(p) = e.params.and_then(Value::as_object) {
         let mut keys: Vec<&String> = p
             .keys()
-            .filter(|k| !matches!(k.as_str(), "_meta" | "inputResponses" | "requestState"))
+            .filter(|&k| k != "_meta" && k != INPUT_RESPONSES && k != REQUEST_STATE)
             .collect();
         keys.sort();
         h.update(b"{");
@@ -475,22 +482,31 @@ fn input_params(params: Option<&Value>) -> Value {
 
 /// The `inputRequests` of an `input_required` answer for `asked`.
 fn input_requests(asked: &[Asked]) -> Map<String, Value> {
-    let mut reqs = Map::new();
-    for a in asked {
-        let mut r = Map::new();
-        r.insert("method".into(), json!(a.method));
-        if !a.params.is_null() {
-            r.insert("params".into(), a.params.clone());
-        }
-        reqs.insert(a.key.clone(), Value::Object(r));
-    }
-    reqs
+    asked
+        .iter()
+        .map(|a| {
+            let r = InputRequest {
+                method: Some(json!(a.method)),
+                params: (!a.params.is_null()).then(|| a.params.clone()),
+                extra: Map::new(),
+            };
+            (
+                a.key.clone(),
+                serde_json::to_value(r).unwrap_or(Value::Null),
+            )
+        })
+        .collect()
 }
 
 /// An `input_required` answer.
 fn input_required(id: &Value, reqs: Map<String, Value>, state: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": {
-        "resultType": "input_required", "inputRequests": reqs, "requestState": state}})
+    let result = InputRequiredResult {
+        result_type: Some(json!(InputRequiredResult::RESULT_TYPE)),
+        input_requests: Some(Value::Object(reqs)),
+        request_state: Some(json!(state)),
+        extra: Map::new(),
+    };
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
 fn push_event(out: &mut Vec<u8>, v: &Value) {
@@ -539,7 +555,7 @@ pub(crate) fn respond(
                 let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
                     return Ok(bytes);
                 };
-                if v.get("id") == Some(&upstream_id) {
+                if Envelope::of(&v).id == Some(&upstream_id) {
                     v["id"] = id;
                 }
                 to_modern_result(&mut v, cacheable);
@@ -690,15 +706,15 @@ impl Relay {
                 out.extend_from_slice(&ev.raw);
                 continue;
             };
-            let method = v.get("method").and_then(Value::as_str);
-            match (method, v.get("id")) {
+            let e = Envelope::of(&v);
+            match (e.method, e.id) {
                 (Some(m), Some(rid)) => match capability_for(m).filter(|c| declared(&ex.caps, c)) {
                     Some(cap) => {
                         ex.issued += 1;
                         asked.push(Asked {
                             key: format!("{cap}-{}", ex.issued),
                             method: m.to_owned(),
-                            params: input_params(v.get("params")),
+                            params: input_params(e.params),
                             id: rid.clone(),
                         });
                     }
@@ -743,7 +759,7 @@ impl Relay {
             Some(t) => t,
             None => {
                 let t = request_tag(&ex.request);
-                ex.first_token = ex.request.pointer("/params/_meta/progressToken").cloned();
+                ex.first_token = Envelope::of(&ex.request).progress_token().cloned();
                 ex.request = Value::Null;
                 t
             }
@@ -769,7 +785,8 @@ pub(crate) async fn resume(
     body: &Value,
 ) -> Response<Body> {
     let inner = a.shared().pending.inner.clone();
-    let Some(state) = body.pointer("/params/requestState").and_then(Value::as_str) else {
+    let retry = RetryParams::of(body).unwrap_or_default();
+    let Some(state) = retry.request_state() else {
         return invalid(&id, "requestState must be the string this server returned");
     };
     let claims = match inner.open(state, turnpike_core::unix_now()) {
@@ -795,7 +812,7 @@ pub(crate) async fn resume(
         );
     }
     let empty = Map::new();
-    let responses = match body.pointer("/params/inputResponses") {
+    let responses = match &retry.input_responses {
         None | Some(Value::Null) => &empty,
         Some(Value::Object(m)) => m,
         Some(_) => return invalid(&id, "inputResponses must be an object"),
@@ -862,7 +879,7 @@ pub(crate) async fn resume(
         let state = inner.park(ex, missing, request);
         return wire::json_response(StatusCode::OK, &input_required(&id, reqs, &state));
     }
-    let retry_token = body.pointer("/params/_meta/progressToken").cloned();
+    let retry_token = Envelope::of(body).progress_token().cloned();
     let tokens = match (ex.first_token.clone(), retry_token) {
         (Some(f), Some(r)) if f != r => Some((f, r)),
         _ => None,
