@@ -1,7 +1,7 @@
 //! The caller's side of turnpike.
 //!
 //! - Challenge parsing ([`parse_challenges`], [`Offers`]) and the multi-core proof-of-work
-//!   solver ([`solve`], [`solve_with`]), with the credential's renderings
+//!   solver ([`solve()`], [`solve_with`]), with the credential's renderings
 //!   ([`authorization_value`], [`meta_value`], [`attach_meta`]).
 //! - [`Client`]: sends JSON-RPC messages to a gated MCP endpoint and gets them through, answering
 //!   HTTP 402/401/403 and in-band challenges by solving, paying (a

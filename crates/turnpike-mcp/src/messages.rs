@@ -43,6 +43,14 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
     Value::deserialize(d).map(Some)
 }
 
+/// One of these types as a JSON object (they all serialise to one; empty should that fail).
+fn object<T: Serialize>(t: &T) -> Map<String, Value> {
+    match serde_json::to_value(t) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
 /// A member of type `T`, or absent when it has another type (the message is still read).
 fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
@@ -205,10 +213,7 @@ impl RequestMeta {
 
     /// As a JSON object, leaving `self` as it is.
     pub fn to_map(&self) -> Map<String, Value> {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        }
+        object(self)
     }
 }
 
@@ -490,7 +495,7 @@ impl SubscriptionFilter {
 
     /// As a JSON object.
     pub fn into_value(self) -> Value {
-        serde_json::to_value(self).unwrap_or_else(|_| Value::Object(Map::new()))
+        Value::Object(object(&self))
     }
 }
 
@@ -534,7 +539,7 @@ impl RetryParams {
 
     /// As a JSON object.
     pub fn into_value(self) -> Value {
-        serde_json::to_value(self).unwrap_or_else(|_| Value::Object(Map::new()))
+        Value::Object(object(&self))
     }
 }
 
@@ -628,7 +633,7 @@ impl DiscoverResult {
 
     /// As a JSON object.
     pub fn into_value(self) -> Value {
-        serde_json::to_value(self).unwrap_or_else(|_| Value::Object(Map::new()))
+        Value::Object(object(&self))
     }
 }
 
