@@ -23,8 +23,6 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs)]
-
 pub mod bridge;
 pub mod budget;
 pub mod client;

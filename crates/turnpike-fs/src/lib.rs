@@ -1,5 +1,6 @@
 //! Files only their owner may read: the one place turnpike creates a file that holds a secret
-//! (proof-of-work keys, L402 databases, the dev wallet's credentials).
+//! (proof-of-work keys, L402 databases, the dev wallet's credentials, the era session key, and
+//! on the caller's side the kept credentials and the spend log).
 //!
 //! Every file is created with mode 0600 from the start (on Unix; elsewhere the platform's
 //! defaults apply), never created first and restricted afterwards, so there is no moment at
