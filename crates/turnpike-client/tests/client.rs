@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use turnpike_core::unix_now;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -51,13 +52,6 @@ struct Server {
     passed: AtomicU64,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn facts(msg: &Value) -> CallFacts {
     CallFacts {
         resource: "/mcp".into(),
@@ -66,7 +60,7 @@ fn facts(msg: &Value) -> CallFacts {
         args_hash: turnpike_mcp::canonical::arguments_hash(msg.get("params")),
         caller: None,
         peer: None,
-        now: now(),
+        now: unix_now(),
     }
 }
 
@@ -114,7 +108,7 @@ async fn handle(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -
         ));
         details.push(json!({"rail": "l402", "scheme": "L402", "macaroon": mac,
             "invoice": inv.bolt11, "amount_msat": s.advertised_msat.unwrap_or(msat),
-            "mode": "per_call", "expires": now() + 600}));
+            "mode": "per_call", "expires": unix_now() + 600}));
     }
     if let Some(effort) = s.pow_effort {
         let ch = s.pow.render(&s.pow.mint(&f, effort));
@@ -407,7 +401,7 @@ async fn wallet_error_leaves_no_spend() {
     let log = budget::read_log(&s.dir).unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].status, "failed");
-    let spent = budget::spent(&log, &s.url, now());
+    let spent = budget::spent(&log, &s.url, unix_now());
     assert_eq!(spent, budget::Spent::default());
     assert!(!s.any_paid().await);
     // Nothing kept either.

@@ -8,6 +8,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
+use turnpike_core::unix_now;
 
 use turnpike_client::{
     attach_meta, authorization_value, meta_value, parse_challenges, solve, solve_with, SolveError,
@@ -28,13 +29,6 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn call() -> CallFacts {
     CallFacts {
         resource: "/mcp".into(),
@@ -43,7 +37,7 @@ fn call() -> CallFacts {
         args_hash: [3; 32],
         caller: None,
         peer: None,
-        now: now(),
+        now: unix_now(),
     }
 }
 
