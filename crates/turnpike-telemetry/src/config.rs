@@ -95,8 +95,15 @@ pub fn check_endpoint(s: &str) -> Result<(), String> {
             ))
         }
     }
-    if uri.host().is_none_or(str::is_empty) {
+    let Some(authority) = uri.authority() else {
         return Err(format!("otlp_endpoint {s:?} names no host"));
+    };
+    if authority.as_str().contains('@') {
+        // Said without the value: it holds a secret.
+        return Err(
+            "otlp_endpoint must not carry a user name or password: send credentials with `headers`"
+                .to_owned(),
+        );
     }
     if matches!(uri.path(), "" | "/") {
         return Err(format!(
@@ -178,6 +185,7 @@ mod tests {
         for (bad, what) in [
             ("otlp_endpoint = \"ftp://x/v1/traces\"", "http:// or https://"),
             ("otlp_endpoint = \"http://127.0.0.1:4318\"", "no path"),
+            ("otlp_endpoint = \"https://u:pw@c.example/v1/traces\"", "user name or password"),
             ("otlp_endpoint = \"http://127.0.0.1:4318/\"", "no path"),
             (
                 "otlp_endpoint = \"http://a/v1/traces\"\nsample_ratio = 1.5",
