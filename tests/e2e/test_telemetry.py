@@ -135,8 +135,12 @@ def traced(work: Path) -> Iterator[tuple[Gateway, Path, Collector]]:
     collector = start_collector()
     up, url, record = start_recorder_http(work, "recorder-telemetry")
     cfg = GatewayConfig(upstream_url=url, default_pow=EFFORT)
-    cfg.tools = {"record-free": {"free": True}}
+    cfg.tools = {"record-free": {"free": True}, "record-limited": {"free": True}}
     cfg.extra = "\n".join([
+        "[limits.tools.record-limited]",
+        "burst = 1",
+        'rate = "1/h"',
+        "",
         "[telemetry]",
         f'otlp_endpoint = "{collector.url}"',
         'service_name = "turnpike-e2e"',
@@ -308,3 +312,25 @@ def test_a_call_with_no_context_starts_a_trace(traced) -> None:
     root = server_span(spans, trace)
     assert root.parent_span_id == b""
     assert children(spans, root)["tools/call record-free"].span_id.hex() == parent
+
+
+def test_a_limited_call_has_the_limit_as_an_event(traced) -> None:
+    gw, _record, collector = traced
+    trace, caller_span = new_trace()
+    with RawSession(gw.url) as s:
+        s.initialize()
+        first, _ = s.call_tool("record-limited", {}, headers={"traceparent": tp(trace, caller_span)})
+        assert first.status_code == 200
+        second, _ = s.call_tool("record-limited", {}, headers={"traceparent": tp(trace, caller_span),
+                                                               "Turnpike-Challenge": "http"})
+        assert second.status_code == 429, second.text[:300]
+    spans = collector.wait_for(
+        lambda sp: server_span(sp, trace, **{"turnpike.outcome": "rate_limited"}) is not None,
+        "the limited call's span")
+    limited = server_span(spans, trace, **{"turnpike.outcome": "rate_limited"})
+    a = attrs(limited.attributes)
+    assert (a["http.response.status_code"], a["error.type"]) == (429, "429")
+    ev = events(limited)["turnpike.limited"]
+    assert ev["turnpike.retry_after_ms"] > 0 and ev["turnpike.limit.reason"], ev
+    # Refused in the limits stage: the stages up to it, and no upstream span.
+    assert set(children(spans, limited)) == {"parse", "price", "decide", "limits"}
