@@ -81,7 +81,9 @@
 //!    the response body has ended.
 //!
 //! One log line per call records method, tool, rail, outcome
-//! ([`turnpike_operator::metrics::Outcome`]), status and latency; never a credential.
+//! ([`turnpike_operator::metrics::Outcome`]), status and latency; never a credential. With
+//! `[telemetry]`, the call's spans ([`crate::trace::CallSpans`]) follow the same steps: `run`
+//! marks each stage boundary, and the call's end hands them to the exporter.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};

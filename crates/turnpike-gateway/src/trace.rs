@@ -764,4 +764,106 @@ mod tests {
         h.insert(REQUEST_ID, HeaderValue::from_static("bad id with spaces"));
         assert_eq!(request_id(&h).len(), 32);
     }
+
+    fn telemetry(ratio: f64) -> Telemetry {
+        let cfg: turnpike_telemetry::TelemetryConfig = toml::from_str(&format!(
+            "otlp_endpoint = \"http://127.0.0.1:9/v1/traces\"\nsample_ratio = {ratio}"
+        ))
+        .unwrap();
+        Telemetry::start(&cfg).unwrap()
+    }
+
+    fn recording(t: Option<&Telemetry>) -> CallSpans {
+        CallSpans::start(t, &Method::POST, &HeaderMap::new(), "/mcp")
+    }
+
+    #[test]
+    fn off_changes_nothing() {
+        let mut spans = recording(None);
+        assert!(!spans.is_on());
+        let tp = TraceParent::parse(TP).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_static(TP));
+        spans.upstream_headers(&mut h, Some(&tp));
+        assert_eq!(h["traceparent"], TP);
+        let mut msg = json!({"params": {"_meta": {"traceparent": TP}}});
+        assert!(!spans.rewrite_meta(&mut msg, Some(&tp)));
+        assert_eq!(msg["params"]["_meta"]["traceparent"], TP);
+    }
+
+    #[tokio::test]
+    async fn a_sampled_parent_is_joined_and_the_upstream_gets_our_span() {
+        let t = telemetry(0.0);
+        let mut spans = recording(Some(&t));
+        let tp = TraceParent::parse(TP).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_static(TP));
+        let mut msg = json!({"params": {"_meta": {"traceparent": TP, "k": 1}}});
+        assert!(spans.rewrite_meta(&mut msg, Some(&tp)));
+        spans.upstream_headers(&mut h, Some(&tp));
+        let sent = h["traceparent"].to_str().unwrap().to_owned();
+        let ours = TraceParent::parse(&sent).unwrap();
+        // Same trace (ratio 0 does not matter: the caller sampled it), a span of the gateway's.
+        assert_eq!(ours.trace_id, tp.trace_id);
+        assert_ne!(ours.parent_id, tp.parent_id);
+        assert_eq!(ours.flags, 1);
+        assert_eq!(msg["params"]["_meta"]["traceparent"], sent.as_str());
+        assert_eq!(msg["params"]["_meta"]["k"], 1);
+    }
+
+    #[tokio::test]
+    async fn an_unsampled_parent_or_ratio_leaves_the_request_alone() {
+        let t = telemetry(0.0);
+        let quiet = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let tp = TraceParent::parse(quiet).unwrap();
+        let mut spans = recording(Some(&t));
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_str(quiet).unwrap());
+        spans.upstream_headers(&mut h, Some(&tp));
+        assert_eq!(h["traceparent"], quiet);
+        // No parent and a ratio of 0: no new trace, no header.
+        let mut spans = recording(Some(&t));
+        let mut h = HeaderMap::new();
+        spans.upstream_headers(&mut h, None);
+        assert!(!h.contains_key("traceparent"));
+    }
+
+    #[test]
+    fn span_names_follow_the_mcp_conventions() {
+        assert_eq!(
+            span_name("tools/call", Some("add"), &Method::POST),
+            "tools/call add"
+        );
+        assert_eq!(
+            span_name("prompts/get", Some("p"), &Method::POST),
+            "prompts/get p"
+        );
+        assert_eq!(
+            span_name("resources/read", Some("file:///x"), &Method::POST),
+            "resources/read"
+        );
+        assert_eq!(span_name("", None, &Method::GET), "GET");
+    }
+
+    #[test]
+    fn callers_are_labels_not_addresses() {
+        let m = Metrics::default();
+        let (kind, label) = caller_label(&Identity::anonymous("203.0.113.7".parse().unwrap()), &m);
+        assert_eq!(kind, "anonymous");
+        assert!(
+            label.starts_with("anon-") && !label.contains("203.0.113"),
+            "{label}"
+        );
+        let oauth = Identity::OAuth {
+            issuer: "https://issuer".into(),
+            subject: "alice@example.com".into(),
+            client_id: None,
+        };
+        let (kind, label) = caller_label(&oauth, &m);
+        assert_eq!(kind, "oauth");
+        assert!(
+            label.starts_with("oauth-") && !label.contains("alice"),
+            "{label}"
+        );
+    }
 }
