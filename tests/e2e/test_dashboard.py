@@ -1,7 +1,10 @@
 """The admin dashboard in headless Chromium (Debian `chromium`, installed by
 scripts/setup-test-deps): it loads, signs in with the token from the URL fragment, fills its
 figures from the admin API, and its charts draw — checked on a screenshot by counting the
-coloured pixels inside each chart's canvas before and after calls were made.
+coloured pixels inside each chart's canvas before and after calls were made. Its figures are
+exact: tool calls apart from protocol traffic (initialize, lists, notifications, GET, DELETE),
+invoices issued apart from invoices paid (one offered beside a puzzle that was solved is never
+paid), money received apart from what calls were charged, and a ledger of money that moved.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from typing import Iterator
 import httpx
 import pytest
 
-from test_ops import OpsGateway, run_every_rail, start_ops
+from test_ops import (ADD_MSAT, ECHO_BUNDLE, ECHO_MSAT, HEADERS, OpsGateway, run_every_rail,
+                      start_ops)
+from turnpike_e2e import PROTOCOL
 
 WINDOW = (1440, 1000)
 
@@ -109,6 +114,31 @@ def coloured(path: Path, box: tuple[int, int, int, int]) -> float:
     return hit / max(n, 1)
 
 
+def protocol_traffic(gw: OpsGateway, c: httpx.Client) -> int:
+    """Requests that are not tool calls, each forwarded and answered; returns how many."""
+    init = {"jsonrpc": "2.0", "id": 100, "method": "initialize",
+            "params": {"protocolVersion": PROTOCOL, "capabilities": {},
+                       "clientInfo": {"name": "dashboard-test", "version": "1"}}}
+    sent = [
+        c.post(gw.url, json=init, headers=HEADERS),
+        c.post(gw.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+               headers=HEADERS),
+        c.post(gw.url, json={"jsonrpc": "2.0", "id": 101, "method": "tools/list"}, headers=HEADERS),
+        c.post(gw.url, json={"jsonrpc": "2.0", "id": 102, "method": "ping"}, headers=HEADERS),
+        c.get(gw.url, headers={"Accept": "text/event-stream"}),
+        c.delete(gw.url),
+    ]
+    for r in sent:
+        assert r.status_code < 500 and r.status_code not in (401, 402, 429), (r.status_code, r.text)
+    return len(sent)
+
+
+def kpi(html: str, id_: str) -> str:
+    m = re.search(rf'id="{id_}"[^>]*>([^<]*)<', html)
+    assert m, f"no #{id_} in the page"
+    return m.group(1)
+
+
 def boxes(html: str) -> dict[str, tuple[int, int, int, int]]:
     out = {}
     for m in re.finditer(r'<canvas id="chart-([a-z]+)"[^>]*data-box="(\d+),(\d+),(\d+),(\d+)"', html):
@@ -141,13 +171,25 @@ def test_dashboard_loads_updates_and_draws_its_charts(dash: OpsGateway, work: Pa
     empty_rails = coloured(before, empty["rails"])
     empty_earnings = coloured(before, empty["earnings"])
 
-    # Calls through every rail, then the page again.
+    # Calls through every rail and protocol traffic around them, then the page again.
     with httpx.Client(timeout=30) as c:
+        other = protocol_traffic(dash, c)
         for _ in range(2):
             run_every_rail(dash, c)
+        other += protocol_traffic(dash, c)
     html = dom(dash, work)
-    passed = re.search(r'id="k-passed">([^<]+)<', html).group(1)
-    assert int(passed) >= 12, passed
+    # Each run: add by puzzle, add by L402, echo twice on a balance, whoami twice, free.
+    assert kpi(html, "k-passed") == "12", "tool calls alone count as tool calls"
+    assert kpi(html, "k-other") == str(other), "protocol traffic is counted apart"
+    # Each run offers three invoices (add beside a puzzle, add again, echo's balance) and pays
+    # two of them: the one offered beside the puzzle that was solved is not money received.
+    assert kpi(html, "k-invoices-issued") == "6"
+    assert kpi(html, "k-invoices-paid") == "4"
+    assert kpi(html, "k-received-n") == "4"
+    assert kpi(html, "k-invoiced") == f"{2 * (2 * ADD_MSAT + ECHO_BUNDLE) // 1000} sat"
+    assert kpi(html, "k-earned") == f"{2 * (ADD_MSAT + ECHO_BUNDLE) // 1000} sat"
+    assert kpi(html, "k-charged") == f"{2 * (ADD_MSAT + 2 * ECHO_MSAT) // 1000} sat"
+    assert 'class="badge invoice"' not in html, "an invoice offered is not money that moved"
     assert "anon-" in html, "top callers: the anonymous caller is shown hashed"
     assert "127.0.0.1" not in re.sub(r"<title>.*?</title>|id=\"endpoint\"[^<]*<", "", html) or True
     for kind in ("payment", "debit"):

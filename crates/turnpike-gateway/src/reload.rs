@@ -223,8 +223,13 @@ impl Operated for LiveGate {
     }
 
     fn refresh_gauges(&self) {
-        if let Some(pow) = &self.gate().rails().pow {
+        let gate = self.gate();
+        if let Some(pow) = &gate.rails().pow {
             self.metrics.set_pow_multiplier(pow.current_multiplier());
+        }
+        if let Some(l402) = &gate.rails().l402 {
+            let (payments, received_msat) = l402.payments();
+            self.metrics.set_l402_payments(payments, received_msat);
         }
     }
 

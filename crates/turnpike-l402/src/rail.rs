@@ -48,6 +48,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use turnpike_core::conf::{hinted, KEY};
 use turnpike_core::{
@@ -256,6 +257,9 @@ pub struct L402Rail {
     /// The store's master secret, read once.
     master: tokio::sync::OnceCell<RootKey>,
     invoices: InvoiceLimiter,
+    /// Payments this rail recorded (tokens seen paid) and their sum, for the metrics.
+    payments: AtomicU64,
+    received_msat: AtomicU64,
 }
 
 /// The domain-separation prefix of a derived root key.
@@ -372,6 +376,8 @@ impl L402Rail {
             spent,
             master: tokio::sync::OnceCell::new(),
             invoices,
+            payments: AtomicU64::new(0),
+            received_msat: AtomicU64::new(0),
         }
     }
 
@@ -691,10 +697,27 @@ impl L402Rail {
                 }
             }
         }
-        self.store
+        let recorded = self
+            .store
             .pay(record.clone(), now)
             .await
-            .map_err(|e| Verdict::Unavailable(refuse(format!("token store: {e}"))))
+            .map_err(|e| Verdict::Unavailable(refuse(format!("token store: {e}"))))?;
+        if recorded {
+            self.payments.fetch_add(1, Ordering::Relaxed);
+            self.received_msat
+                .fetch_add(record.amount_msat, Ordering::Relaxed);
+        }
+        Ok(recorded)
+    }
+
+    /// The payments this rail has recorded since it was built (each token's invoice, once, at
+    /// its first use) and their sum in millisatoshis: the money received, as opposed to the
+    /// invoices offered.
+    pub fn payments(&self) -> (u64, u64) {
+        (
+            self.payments.load(Ordering::Relaxed),
+            self.received_msat.load(Ordering::Relaxed),
+        )
     }
 
     /// Makes a per-call token usable once more after the upstream refused the call it paid

@@ -203,15 +203,24 @@ async fn per_call_is_single_use() {
     let c = call("echo", NOW);
     let offer = per_call(1000);
     let (header, _) = buy(&s, &c, &offer).await;
+    // Offered (and even paid at the node), a token is no payment until it comes back.
+    let _offered_only = s.rail.challenge(&c, &offer).await.expect("challenge");
+    assert_eq!(s.rail.payments(), (0, 0));
     let v = s.rail.verify(&c, &offer, &cred(&header)).await;
     let Verdict::Pass(grant) = &v else {
         panic!("{v:?}")
     };
+    assert_eq!(
+        s.rail.payments(),
+        (1, 1000),
+        "the payment, counted at first use"
+    );
     assert_eq!(grant.rail, RailKind::L402);
     assert!(matches!(&grant.identity, Some(Identity::L402 { token_id }) if token_id.len() == 64));
     let again = s.rail.verify(&c, &offer, &cred(&header)).await;
     assert_eq!(verdict_kind(&again), "stale");
     assert_eq!(reason(&again), "token already used");
+    assert_eq!(s.rail.payments(), (1, 1000), "a replay is no payment");
     // LSAT, lower case, token= forms are one and the same credential.
     let lsat = header.replacen("L402 ", "lsat token=", 1);
     assert_eq!(
@@ -501,6 +510,8 @@ async fn balance_mode(store: Arc<dyn L402Store>) {
     }
     let v = s.rail.verify(&c, &offer, &credential).await;
     assert_eq!(reason(&v), "balance used up");
+    // The bundle was received once, at the first use; the debits are no payments.
+    assert_eq!(s.rail.payments(), (1, 3000));
     // The upstream failed for the last call: its debit comes back, once.
     s.rail.settle(&grants[2], false).await;
     s.rail.settle(&grants[2], false).await;

@@ -10,8 +10,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use ring::signature;
 use serde::Deserialize;
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Digest, Sha256};
 
 /// Largest compact JWS the rail parses (access tokens and DPoP proofs).
 pub const MAX_JWS_LEN: usize = 16 * 1024;
@@ -225,9 +226,19 @@ impl RawJwk {
     }
 }
 
+/// A key's material in the form its verifier takes. Signatures are checked with ring (P-256
+/// ECDSA and RSA, assembly-backed and constant-time where it matters) and ed25519-dalek's strict
+/// verification (Ed25519: small-order keys and non-canonical signatures refused). P-256 points
+/// are still checked on the curve when the key is read, so that a bad point is refused as
+/// such, not as a failed signature later.
 enum KeyMaterial {
-    P256(p256::ecdsa::VerifyingKey),
-    Rsa(Box<rsa::RsaPublicKey>),
+    /// The uncompressed SEC1 point (`04 ‖ x ‖ y`).
+    P256(Box<[u8; 65]>),
+    /// The modulus (big-endian, no leading zero byte) and the public exponent.
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     Ed25519(ed25519_dalek::VerifyingKey),
 }
 
@@ -246,7 +257,7 @@ impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kty = match self.material {
             KeyMaterial::P256(_) => "EC P-256",
-            KeyMaterial::Rsa(_) => "RSA",
+            KeyMaterial::Rsa { .. } => "RSA",
             KeyMaterial::Ed25519(_) => "OKP Ed25519",
         };
         f.debug_struct("PublicKey")
@@ -290,24 +301,32 @@ impl PublicKey {
                 sec1[0] = 4;
                 sec1[1..33].copy_from_slice(&x);
                 sec1[33..].copy_from_slice(&y);
-                let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
                     .map_err(|_| JwkError::BadPoint)?;
                 (
-                    KeyMaterial::P256(key),
+                    KeyMaterial::P256(Box::new(sec1)),
                     format!(r#"{{"crv":"P-256","kty":"EC","x":"{xs}","y":"{ys}"}}"#),
                 )
             }
             "RSA" => {
                 let (ns, es) = (member(&jwk.n)?, member(&jwk.e)?);
                 let (n, e) = (b64(ns)?, b64(es)?);
-                let n = rsa::BigUint::from_bytes_be(&n);
-                let e = rsa::BigUint::from_bytes_be(&e);
-                if n.bits() < 2048 || n.bits() > 4096 {
+                let n = without_leading_zeros(&n);
+                let e = without_leading_zeros(&e);
+                if !(2048..=4096).contains(&bit_length(n)) {
                     return Err(JwkError::RsaSize);
                 }
-                let key = rsa::RsaPublicKey::new(n, e).map_err(|_| JwkError::Malformed)?;
+                // An odd exponent of at least 3 and at most 33 bits (what ring verifies with;
+                // every issuer uses 65537).
+                let odd = e.last().is_some_and(|b| b & 1 == 1);
+                if !odd || bit_length(e) < 2 || bit_length(e) > 33 {
+                    return Err(JwkError::Malformed);
+                }
                 (
-                    KeyMaterial::Rsa(Box::new(key)),
+                    KeyMaterial::Rsa {
+                        n: n.to_vec(),
+                        e: e.to_vec(),
+                    },
                     format!(r#"{{"e":"{es}","kty":"RSA","n":"{ns}"}}"#),
                 )
             }
@@ -340,7 +359,7 @@ impl PublicKey {
     pub fn fits(&self, alg: Alg) -> bool {
         let family = match self.material {
             KeyMaterial::P256(_) => Family::P256,
-            KeyMaterial::Rsa(_) => Family::Rsa,
+            KeyMaterial::Rsa { .. } => Family::Rsa,
             KeyMaterial::Ed25519(_) => Family::Ed25519,
         };
         if family != alg.family() {
@@ -361,12 +380,15 @@ impl PublicKey {
             return false;
         }
         match (&self.material, alg) {
-            (KeyMaterial::P256(key), Alg::ES256) => {
-                use p256::ecdsa::signature::Verifier;
-                match p256::ecdsa::Signature::from_slice(sig) {
-                    Ok(s) => key.verify(signing_input, &s).is_ok(),
-                    Err(_) => false,
-                }
+            (KeyMaterial::P256(point), Alg::ES256) => {
+                // RFC 7518 §3.4: R ‖ S, 32 bytes each.
+                sig.len() == 64
+                    && signature::UnparsedPublicKey::new(
+                        &signature::ECDSA_P256_SHA256_FIXED,
+                        &point[..],
+                    )
+                    .verify(signing_input, sig)
+                    .is_ok()
             }
             (KeyMaterial::Ed25519(key), Alg::EdDSA | Alg::Ed25519) => {
                 let Ok(bytes) = <[u8; 64]>::try_from(sig) else {
@@ -375,7 +397,7 @@ impl PublicKey {
                 key.verify_strict(signing_input, &ed25519_dalek::Signature::from_bytes(&bytes))
                     .is_ok()
             }
-            (KeyMaterial::Rsa(key), alg) => rsa_verify(key, alg, signing_input, sig),
+            (KeyMaterial::Rsa { n, e }, alg) => rsa_verify(n, e, alg, signing_input, sig),
             _ => false,
         }
     }
@@ -387,23 +409,37 @@ impl PublicKey {
     }
 }
 
-fn rsa_verify(key: &rsa::RsaPublicKey, alg: Alg, input: &[u8], sig: &[u8]) -> bool {
-    use rsa::{Pkcs1v15Sign, Pss};
+fn rsa_verify(n: &[u8], e: &[u8], alg: Alg, input: &[u8], sig: &[u8]) -> bool {
     // RFC 7518 §3.3: the signature is exactly as long as the modulus.
-    if sig.len() != rsa::traits::PublicKeyParts::size(key) {
+    if sig.len() != n.len() {
         return false;
     }
-    let ok = match alg {
-        Alg::RS256 => key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(input), sig),
-        Alg::RS384 => key.verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(input), sig),
-        Alg::RS512 => key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(input), sig),
-        // RFC 7518 §3.5: the salt is as long as the hash.
-        Alg::PS256 => key.verify(Pss::new::<Sha256>(), &Sha256::digest(input), sig),
-        Alg::PS384 => key.verify(Pss::new::<Sha384>(), &Sha384::digest(input), sig),
-        Alg::PS512 => key.verify(Pss::new::<Sha512>(), &Sha512::digest(input), sig),
+    // RFC 7518 §3.5: PSS with MGF1 over the same hash, the salt as long as the hash.
+    let params: &signature::RsaParameters = match alg {
+        Alg::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        Alg::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        Alg::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        Alg::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+        Alg::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+        Alg::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
         _ => return false,
     };
-    ok.is_ok()
+    signature::RsaPublicKeyComponents { n, e }
+        .verify(params, input, sig)
+        .is_ok()
+}
+
+/// `bytes` without its leading zero bytes (a big-endian integer's minimal form).
+fn without_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    bytes.get(first..).unwrap_or_default()
+}
+
+/// The bit length of the big-endian integer `bytes` (no leading zero bytes).
+fn bit_length(bytes: &[u8]) -> usize {
+    bytes.first().map_or(0, |b| {
+        (bytes.len() - 1) * 8 + (8 - b.leading_zeros() as usize)
+    })
 }
 
 /// Why a compact JWS was refused before or at its signature.
@@ -692,6 +728,130 @@ mod tests {
             PublicKey::from_jwk(&sym, false),
             Err(JwkError::Unsupported(_))
         ));
+    }
+
+    /// An RSA key made by the `rsa` crate (a second implementation), its JWK, and a signer.
+    fn rsa_case(bits: usize) -> (rsa::RsaPrivateKey, RawJwk) {
+        use rsa::traits::PublicKeyParts;
+        let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, bits).unwrap();
+        let jwk = RawJwk {
+            kty: Some("RSA".into()),
+            n: Some(URL_SAFE_NO_PAD.encode(key.n().to_bytes_be())),
+            e: Some(URL_SAFE_NO_PAD.encode(key.e().to_bytes_be())),
+            ..Default::default()
+        };
+        (key, jwk)
+    }
+
+    fn rsa_sign(key: &rsa::RsaPrivateKey, alg: Alg, input: &[u8]) -> Vec<u8> {
+        use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
+        use sha2::{Sha384, Sha512};
+        let k = key.clone();
+        let mut rng = rand_core::OsRng;
+        match alg {
+            Alg::RS256 => rsa::pkcs1v15::SigningKey::<Sha256>::new(k)
+                .sign(input)
+                .to_vec(),
+            Alg::RS384 => rsa::pkcs1v15::SigningKey::<Sha384>::new(k)
+                .sign(input)
+                .to_vec(),
+            Alg::RS512 => rsa::pkcs1v15::SigningKey::<Sha512>::new(k)
+                .sign(input)
+                .to_vec(),
+            Alg::PS256 => rsa::pss::BlindedSigningKey::<Sha256>::new(k)
+                .sign_with_rng(&mut rng, input)
+                .to_vec(),
+            Alg::PS384 => rsa::pss::BlindedSigningKey::<Sha384>::new(k)
+                .sign_with_rng(&mut rng, input)
+                .to_vec(),
+            Alg::PS512 => rsa::pss::BlindedSigningKey::<Sha512>::new(k)
+                .sign_with_rng(&mut rng, input)
+                .to_vec(),
+            _ => unreachable!("not an RSA algorithm"),
+        }
+    }
+
+    #[test]
+    fn every_rsa_algorithm_verifies_signatures_made_elsewhere() {
+        let (key, jwk) = rsa_case(2048);
+        let public = PublicKey::from_jwk(&jwk, true).unwrap();
+        let input = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9";
+        for alg in [
+            Alg::RS256,
+            Alg::RS384,
+            Alg::RS512,
+            Alg::PS256,
+            Alg::PS384,
+            Alg::PS512,
+        ] {
+            let sig = rsa_sign(&key, alg, input);
+            assert!(public.verify(alg, input, &sig), "{alg:?}");
+            // Another message, a flipped bit, a truncated or padded signature: refused.
+            assert!(
+                !public.verify(alg, b"eyJhbGciOiJSUzI1NiJ9.e30", &sig),
+                "{alg:?}"
+            );
+            let mut flipped = sig.clone();
+            flipped[17] ^= 1;
+            assert!(!public.verify(alg, input, &flipped), "{alg:?}");
+            assert!(!public.verify(alg, input, &sig[1..]), "{alg:?}");
+            let mut longer = vec![0u8];
+            longer.extend_from_slice(&sig);
+            assert!(!public.verify(alg, input, &longer), "{alg:?}");
+        }
+        // PKCS#1 v1.5 and PSS are not interchangeable, nor are the hashes.
+        let rs = rsa_sign(&key, Alg::RS256, input);
+        assert!(!public.verify(Alg::PS256, input, &rs));
+        assert!(!public.verify(Alg::RS384, input, &rs));
+        // An RSA key never checks an ES256 or EdDSA signature.
+        assert!(!public.verify(Alg::ES256, input, &rs[..64]));
+        assert!(!public.verify(Alg::EdDSA, input, &rs[..64]));
+    }
+
+    #[test]
+    fn rsa_key_sizes_and_exponents() {
+        let (_, small) = rsa_case(1024);
+        assert_eq!(
+            PublicKey::from_jwk(&small, true).unwrap_err(),
+            JwkError::RsaSize
+        );
+        // A modulus written with a leading zero byte is the same key.
+        let (key, mut jwk) = rsa_case(2048);
+        let n = URL_SAFE_NO_PAD.decode(jwk.n.as_deref().unwrap()).unwrap();
+        let mut padded = vec![0u8];
+        padded.extend_from_slice(&n);
+        jwk.n = Some(URL_SAFE_NO_PAD.encode(&padded));
+        let public = PublicKey::from_jwk(&jwk, true).unwrap();
+        let sig = rsa_sign(&key, Alg::RS256, b"a.b");
+        assert!(public.verify(Alg::RS256, b"a.b", &sig));
+        // An even or tiny exponent is no RSA public key.
+        for e in [&[1u8][..], &[0x01, 0x00, 0x00][..], &[][..]] {
+            jwk.e = Some(URL_SAFE_NO_PAD.encode(e));
+            assert_eq!(
+                PublicKey::from_jwk(&jwk, true).unwrap_err(),
+                JwkError::Malformed,
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn es256_needs_the_fixed_64_byte_form() {
+        use p256::ecdsa::signature::Signer;
+        let (sk, jwk) = ec_jwk();
+        let public = PublicKey::from_jwk(&jwk, true).unwrap();
+        let sig: p256::ecdsa::Signature = sk.sign(b"a.b");
+        assert!(public.verify(Alg::ES256, b"a.b", &sig.to_bytes()));
+        // The DER form (what some libraries emit by mistake) is refused, as is a short one.
+        assert!(!public.verify(Alg::ES256, b"a.b", sig.to_der().as_bytes()));
+        assert!(!public.verify(Alg::ES256, b"a.b", &sig.to_bytes()[..63]));
+        // A point off the curve is refused when the key is read.
+        let mut off = jwk.clone();
+        off.y = off.x.clone();
+        assert_eq!(
+            PublicKey::from_jwk(&off, true).unwrap_err(),
+            JwkError::BadPoint
+        );
     }
 
     #[test]

@@ -167,16 +167,25 @@ function render(s) {
   const c = COLORS();
   const t = s.totals, h = s.history || [];
   $("endpoint").textContent = s.endpoint ? "· " + s.endpoint : "";
-  $("k-passed").textContent = fmt(t.passed);
+  // Tool calls alone: initialize, lists, notifications and streams are counted apart.
+  const tc = s.tool_calls || t;
+  $("k-passed").textContent = fmt(tc.passed);
+  $("k-other").textContent = fmt(Math.max(0, t.passed - tc.passed));
   const lastH = h[h.length - 1], firstH = h[0];
   if (lastH && firstH && lastH.t > firstH.t) {
     const passed = (x) => x.passed.reduce((a, b) => a + b, 0);
     const rate = (passed(lastH) - passed(firstH)) / ((lastH.t - firstH.t) / 60);
     $("k-passed-rate").textContent = fmt(rate) + " / min over the chart";
   }
-  const earned = lastH ? lastH.paid_msat : 0;
-  $("k-earned").textContent = sats(earned);
-  $("k-invoiced").textContent = lastH ? "invoiced " + sats(lastH.invoiced_msat) : "";
+  // Money: received (invoices seen paid), apart from what was invoiced (an invoice offered
+  // beside a puzzle the caller solved is never paid) and from what calls were charged.
+  const money = s.l402 || {};
+  $("k-earned").textContent = sats(money.received_msat || 0);
+  $("k-received-n").textContent = fmt(money.payments || 0);
+  $("k-charged").textContent = sats(money.charged_msat || 0);
+  $("k-invoices-paid").textContent = fmt(money.payments || 0);
+  $("k-invoices-issued").textContent = fmt(money.invoices || 0);
+  $("k-invoiced").textContent = sats(money.invoiced_msat || 0);
   $("k-challenged").textContent = fmt(t.challenged);
   $("k-refused").textContent = fmt(t.refused);
   $("k-errors").textContent = `${fmt(t.upstream_error)} upstream errors · ${fmt(t.unavailable)} unavailable`;
@@ -192,7 +201,7 @@ function render(s) {
   drawChart($("chart-rails"), times, railSeries, { stacked: true });
 
   drawChart($("chart-earnings"), times, [
-    { name: "earned", color: c.l402, values: deltas(h, (x) => x.paid_msat / 1000) },
+    { name: "received", color: c.l402, values: deltas(h, (x) => x.received_msat / 1000) },
   ], { bars: true });
 
   const refusals = [
@@ -225,9 +234,10 @@ function render(s) {
       el("td", {}, el("span", { class: "badge " + x.kind }, x.kind)),
       el("td", { title: x.label }, x.label),
       el("td", { class: "num" }, fmt(x.calls)),
+      el("td", { class: "num" }, fmt(x.other)),
       el("td", { class: "num" }, sats(x.paid_msat)),
       el("td", { class: "num" }, fmt(x.refused)))) :
-    [el("tr", {}, el("td", { colspan: "5", class: "empty" }, "no callers yet"))]));
+    [el("tr", {}, el("td", { colspan: "6", class: "empty" }, "no callers yet"))]));
 
   // ledger
   const rows = Array.isArray(s.ledger) ? s.ledger : [];

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `GET /metrics` | Prometheus text exposition ([`crate::metrics`]) |
 //! | `GET /admin/` | the dashboard (HTML; its script and style under `/admin/assets/`) |
-//! | `GET /admin/api/summary` | figures: totals, rails, effort, top tools and callers, history, recent ledger rows |
+//! | `GET /admin/api/summary` | figures: totals (every request, and tool calls alone), L402 invoices, payments and charges, rails, effort, top tools and callers, history, recent ledger rows |
 //! | `GET /admin/api/ledger?format=csv\|jsonl&after=<id>&limit=<n>` | the ledger, oldest first |
 //! | `POST /admin/api/tokens/<token id hex>/revoke` | revokes an L402 token |
 //! | `POST /admin/api/balances/<token id hex>/adjust` `{"delta_msat": n, "note": "…"}` | changes a balance's credit, with a ledger row |
@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use turnpike_l402::store::{L402Store, LedgerEntry};
+use turnpike_l402::store::{L402Store, LedgerEntry, LedgerKind};
 
 use turnpike_http::conns::{ConnRules, Tracker};
 use turnpike_http::hosts::HostPolicy;
@@ -205,8 +205,15 @@ impl Admin {
         let m = self.op.metrics();
         let (gw429, store_down, degraded, up429) = m.limit_counters().snapshot();
         let ledger = match self.store() {
+            // Money that moved: payments, debits, refunds, adjustments (and revocations). The
+            // rail writes no row when it offers an invoice; a database from an older version
+            // may hold such rows, which are left out.
             Some(s) => match s.recent(25).await {
-                Ok(rows) => json!(rows.iter().map(entry_json).collect::<Vec<_>>()),
+                Ok(rows) => json!(rows
+                    .iter()
+                    .filter(|e| e.kind != LedgerKind::Invoice)
+                    .map(entry_json)
+                    .collect::<Vec<_>>()),
                 Err(e) => json!({"error": e.to_string()}),
             },
             None => Value::Null,
@@ -214,15 +221,9 @@ impl Admin {
         let mut out = self.op.summary();
         let figures = json!({
             "now": unix_now(),
-            "totals": {
-                "passed": m.outcome_total(OutcomeClass::Passed),
-                "challenged": m.outcome_total(OutcomeClass::Challenged),
-                "refused": m.outcome_total(OutcomeClass::Refused),
-                "rate_limited": m.outcome_total(OutcomeClass::RateLimited),
-                "unavailable": m.outcome_total(OutcomeClass::Unavailable),
-                "upstream_error": m.outcome_total(OutcomeClass::UpstreamError),
-                "rejected": m.outcome_total(OutcomeClass::Rejected),
-            },
+            "totals": by_outcome(|o| m.outcome_total(o)),
+            "tool_calls": by_outcome(|o| m.tool_calls_total(o)),
+            "l402": m.l402_money(),
             "limits": {"gateway_429": gw429, "upstream_429": up429,
                        "store_unavailable": store_down, "fail_open": degraded},
             "top_tools": m.top_tools(10).into_iter()
@@ -380,6 +381,16 @@ impl Admin {
             Err(_) => unavailable("reload task failed"),
         }
     }
+}
+
+/// Counts by outcome class, keyed by label.
+fn by_outcome(count: impl Fn(OutcomeClass) -> u64) -> Value {
+    Value::Object(
+        OutcomeClass::ALL
+            .iter()
+            .map(|o| (o.as_str().to_owned(), json!(count(*o))))
+            .collect(),
+    )
 }
 
 fn entry_json(e: &LedgerEntry) -> Value {

@@ -12,6 +12,13 @@
 //! - `outcome`: `passed`, `challenged`, `refused`, `rate_limited`, `unavailable`,
 //!   `upstream_error`, `rejected` ([`OutcomeClass`], what each pipeline [`Outcome`] comes to).
 //!
+//! Tool calls (`tools/call`) are counted apart from the rest of the traffic (initialize, lists,
+//! notifications, responses, `GET` streams, `DELETE`) for the dashboard: its "tool calls" are
+//! the former alone. L402 money is counted three ways: invoices issued (with each challenge that
+//! offers L402, paid or not), payments received (a token's invoice seen paid, once per token:
+//! [`Metrics::set_l402_payments`], from the rail) and the amount charged to calls (the per-call
+//! price or the balance debit).
+//!
 //! No identity is ever a label. The dashboard's top callers live in a separate table capped at
 //! [`MAX_CALLERS`] entries, anonymous callers under a salted hash of their address.
 //!
@@ -353,8 +360,10 @@ pub struct CallerStat {
     /// Hashed for anonymous callers; the subject (OAuth) or the token id's first 16 hex
     /// digits (L402) otherwise.
     pub label: String,
-    /// Calls seen.
+    /// Tool calls (`tools/call`) seen.
     pub calls: u64,
+    /// Other requests seen (initialize, lists, notifications, streams…).
+    pub other: u64,
     /// Millisatoshis paid.
     pub paid_msat: u64,
     /// Calls refused: a credential turned down, or a limit reached.
@@ -368,8 +377,10 @@ pub struct CallerStat {
 pub struct Sample {
     /// Unix seconds.
     pub t: u64,
-    /// Calls passed, by rail: none, pow, l402, oauth (running totals).
+    /// Tool calls passed, by rail: none, pow, l402, oauth (running totals).
     pub passed: [u64; 4],
+    /// Other requests passed (initialize, lists, notifications, streams; running total).
+    pub other_passed: u64,
     /// Calls challenged (running total).
     pub challenged: u64,
     /// Calls with a credential turned down (invalid, refused, forbidden; running total).
@@ -380,12 +391,32 @@ pub struct Sample {
     pub upstream_429: u64,
     /// Calls the upstream failed (running total).
     pub upstream_errors: u64,
-    /// Millisatoshis paid (running total).
-    pub paid_msat: u64,
-    /// Millisatoshis invoiced (running total).
+    /// Millisatoshis charged to calls passed by L402: per-call prices and balance debits
+    /// (running total).
+    pub charged_msat: u64,
+    /// Millisatoshis received: L402 invoices seen paid (running total).
+    pub received_msat: u64,
+    /// Millisatoshis invoiced, paid or not (running total).
     pub invoiced_msat: u64,
     /// The proof-of-work effort multiplier at that moment.
     pub pow_multiplier: u64,
+}
+
+/// The L402 figures of [`Metrics::l402_money`] (millisatoshis).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct L402Money {
+    /// Invoices issued: one per challenge that offered L402, whatever became of it.
+    pub invoices: u64,
+    /// Their sum.
+    pub invoiced_msat: u64,
+    /// Invoices seen paid (a token's first use).
+    pub payments: u64,
+    /// Their sum: the money received.
+    pub received_msat: u64,
+    /// Calls passed by an L402 token.
+    pub paid_calls: u64,
+    /// Charged to them: per-call prices and balance debits.
+    pub charged_msat: u64,
 }
 
 /// Everything the gateway counts. Shared by every gate a process runs (it survives a reload).
@@ -399,6 +430,8 @@ pub struct Metrics {
     calls: RwLock<HashMap<CallKey, Arc<AtomicU64>>>,
     /// Totals by rail and outcome (for the dashboard, without walking the map).
     by_rail: [[AtomicU64; OutcomeClass::ALL.len()]; 4],
+    /// The same for `tools/call` alone.
+    tools_by_rail: [[AtomicU64; OutcomeClass::ALL.len()]; 4],
     gateway_seconds: [Histogram; 4],
     upstream_seconds: Histogram,
     in_flight: AtomicI64,
@@ -410,6 +443,8 @@ pub struct Metrics {
     l402_invoiced_msat: AtomicU64,
     l402_paid_calls: AtomicU64,
     l402_paid_msat: AtomicU64,
+    l402_payments: AtomicU64,
+    l402_received_msat: AtomicU64,
     /// Rail backend health from the last decision: 1 up, 0 down, -1 not seen.
     rail_up: [AtomicI64; 4],
     rail_unavailable: [AtomicU64; 4],
@@ -439,6 +474,7 @@ impl Metrics {
             empty: Arc::from(""),
             calls: RwLock::default(),
             by_rail: Default::default(),
+            tools_by_rail: Default::default(),
             gateway_seconds: Default::default(),
             upstream_seconds: Histogram::default(),
             in_flight: AtomicI64::new(0),
@@ -450,6 +486,8 @@ impl Metrics {
             l402_invoiced_msat: AtomicU64::new(0),
             l402_paid_calls: AtomicU64::new(0),
             l402_paid_msat: AtomicU64::new(0),
+            l402_payments: AtomicU64::new(0),
+            l402_received_msat: AtomicU64::new(0),
             rail_up: [
                 AtomicI64::new(-1),
                 AtomicI64::new(-1),
@@ -520,6 +558,10 @@ impl Metrics {
         };
         counter.fetch_add(1, Relaxed);
         self.by_rail[rail][outcome.index()].fetch_add(1, Relaxed);
+        let tool_call = c.method == "tools/call";
+        if tool_call {
+            self.tools_by_rail[rail][outcome.index()].fetch_add(1, Relaxed);
+        }
         let own = c.total.saturating_sub(c.upstream.unwrap_or_default());
         self.gateway_seconds[rail].observe(own);
         if let Some(u) = c.upstream {
@@ -538,6 +580,7 @@ impl Metrics {
         if let Some(id) = c.caller {
             self.count_caller(
                 id,
+                tool_call,
                 c.paid_msat,
                 matches!(outcome, OutcomeClass::Refused | OutcomeClass::RateLimited),
             );
@@ -573,6 +616,13 @@ impl Metrics {
         self.rail_up[i].store(0, Relaxed);
     }
 
+    /// The L402 payments received so far: invoices seen paid and their sum (the rail counts
+    /// them; set when the history is sampled or scraped).
+    pub fn set_l402_payments(&self, payments: u64, received_msat: u64) {
+        self.l402_payments.store(payments, Relaxed);
+        self.l402_received_msat.store(received_msat, Relaxed);
+    }
+
     /// The proof-of-work load multiplier now (set when the history is sampled or scraped).
     pub fn set_pow_multiplier(&self, m: u64) {
         self.pow_multiplier.store(m, Relaxed);
@@ -596,7 +646,7 @@ impl Metrics {
         format!("anon-{}", hex::encode(&h.finalize()[..6]))
     }
 
-    fn count_caller(&self, id: &Identity, paid_msat: u64, refused: bool) {
+    fn count_caller(&self, id: &Identity, tool_call: bool, paid_msat: u64, refused: bool) {
         let (kind, label) = match id {
             Identity::Anonymous { addr_prefix } => ("anonymous", self.hash_label(addr_prefix)),
             Identity::OAuth { subject, .. } => {
@@ -617,12 +667,17 @@ impl Metrics {
                 kind,
                 label,
                 calls: 0,
+                other: 0,
                 paid_msat: 0,
                 refused: 0,
                 last_seen: 0,
             }),
         };
-        stat.calls += 1;
+        if tool_call {
+            stat.calls += 1;
+        } else {
+            stat.other += 1;
+        }
         stat.paid_msat += paid_msat;
         stat.refused += u64::from(refused);
         stat.last_seen = unix_now();
@@ -631,7 +686,11 @@ impl Metrics {
     /// The `n` callers with the most calls.
     pub fn top_callers(&self, n: usize) -> Vec<CallerStat> {
         let mut v: Vec<CallerStat> = self.callers.lock().values().cloned().collect();
-        v.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.label.cmp(&b.label)));
+        v.sort_by(|a, b| {
+            (b.calls, b.other)
+                .cmp(&(a.calls, a.other))
+                .then(a.label.cmp(&b.label))
+        });
         v.truncate(n);
         v
     }
@@ -654,15 +713,20 @@ impl Metrics {
     pub fn sample(&self) -> Sample {
         let passed = OutcomeClass::Passed.index();
         let (gw, _, _, up) = self.limits.snapshot();
+        let tools: [u64; 4] = std::array::from_fn(|r| self.tools_by_rail[r][passed].load(Relaxed));
         Sample {
             t: unix_now(),
-            passed: std::array::from_fn(|r| self.by_rail[r][passed].load(Relaxed)),
+            passed: tools,
+            other_passed: self
+                .outcome_total(OutcomeClass::Passed)
+                .saturating_sub(tools.iter().sum()),
             challenged: self.outcome_total(OutcomeClass::Challenged),
             refused: self.outcome_total(OutcomeClass::Refused),
             gateway_429: gw,
             upstream_429: up,
             upstream_errors: self.outcome_total(OutcomeClass::UpstreamError),
-            paid_msat: self.l402_paid_msat.load(Relaxed),
+            charged_msat: self.l402_paid_msat.load(Relaxed),
+            received_msat: self.l402_received_msat.load(Relaxed),
             invoiced_msat: self.l402_invoiced_msat.load(Relaxed),
             pow_multiplier: self.pow_multiplier.load(Relaxed),
         }
@@ -685,12 +749,33 @@ impl Metrics {
         v
     }
 
-    /// Calls counted so far with this outcome (every rail).
+    /// Requests counted so far with this outcome (every method, every rail).
     pub fn outcome_total(&self, outcome: OutcomeClass) -> u64 {
         self.by_rail
             .iter()
             .map(|r| r[outcome.index()].load(Relaxed))
             .sum()
+    }
+
+    /// Tool calls (`tools/call`) counted so far with this outcome (every rail).
+    pub fn tool_calls_total(&self, outcome: OutcomeClass) -> u64 {
+        self.tools_by_rail
+            .iter()
+            .map(|r| r[outcome.index()].load(Relaxed))
+            .sum()
+    }
+
+    /// L402 money so far: invoices issued and their sum, payments received and their sum,
+    /// calls passed by L402 and the sum charged to them (millisatoshis).
+    pub fn l402_money(&self) -> L402Money {
+        L402Money {
+            invoices: self.l402_invoices.load(Relaxed),
+            invoiced_msat: self.l402_invoiced_msat.load(Relaxed),
+            payments: self.l402_payments.load(Relaxed),
+            received_msat: self.l402_received_msat.load(Relaxed),
+            paid_calls: self.l402_paid_calls.load(Relaxed),
+            charged_msat: self.l402_paid_msat.load(Relaxed),
+        }
     }
 
     /// The Prometheus text exposition. `up` lists extra gauges for `turnpike_backend_up`
@@ -843,6 +928,18 @@ impl Metrics {
             "turnpike_l402_paid_calls_total",
             "Calls passed by an L402 token (per call, balance or time pass).",
             self.l402_paid_calls.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "turnpike_l402_payments_total",
+            "L402 invoices seen paid (a token's payment confirmed at its first use), once per token.",
+            self.l402_payments.load(Relaxed),
+        );
+        counter_f(
+            &mut out,
+            "turnpike_l402_received_sats_total",
+            "Sum of the L402 invoices seen paid, in satoshis (msat/1000): the money received.",
+            self.l402_received_msat.load(Relaxed),
         );
         counter_f(
             &mut out,
@@ -1034,13 +1131,107 @@ mod tests {
     }
 
     #[test]
+    fn tool_calls_are_counted_apart_from_protocol_traffic() {
+        let m = Metrics::new();
+        m.register_tools(["add"]);
+        let who = Identity::Anonymous {
+            addr_prefix: "10.1.2.3".into(),
+        };
+        let request = |method: &'static str, outcome: Outcome| CallRecord {
+            method,
+            tool: None,
+            rail: None,
+            outcome,
+            status: 200,
+            total: Duration::from_millis(1),
+            upstream: Some(Duration::from_millis(1)),
+            paid_msat: 0,
+            caller: Some(&who),
+        };
+        for method in [
+            "initialize",
+            "notifications/initialized",
+            "tools/list",
+            "ping",
+        ] {
+            m.call_started();
+            m.record(&request(method, Outcome::Free));
+        }
+        for method in ["GET", "DELETE"] {
+            m.call_started();
+            m.record(&request(method, Outcome::Passthrough));
+        }
+        for _ in 0..3 {
+            m.call_started();
+            m.record(&CallRecord {
+                caller: Some(&who),
+                ..rec(Outcome::Paid, Some(RailKind::Pow), "add")
+            });
+        }
+        m.call_started();
+        m.record(&CallRecord {
+            caller: Some(&who),
+            upstream: None,
+            ..rec(Outcome::Challenged, None, "add")
+        });
+        assert_eq!(m.tool_calls_total(OutcomeClass::Passed), 3);
+        assert_eq!(m.tool_calls_total(OutcomeClass::Challenged), 1);
+        assert_eq!(m.outcome_total(OutcomeClass::Passed), 9);
+        let s = m.sample();
+        assert_eq!((s.passed, s.other_passed), ([0, 3, 0, 0], 6));
+        let top = m.top_callers(1);
+        assert_eq!((top[0].calls, top[0].other), (4, 6));
+        let text = m.render(&[]);
+        assert!(text.contains(
+            "turnpike_calls_total{method=\"initialize\",tool=\"\",rail=\"none\",outcome=\"passed\"} 1"
+        ));
+        assert!(text.contains(
+            "turnpike_calls_total{method=\"GET\",tool=\"\",rail=\"none\",outcome=\"passed\"} 1"
+        ));
+    }
+
+    #[test]
+    fn invoices_payments_and_charges_are_apart() {
+        let m = Metrics::new();
+        let invoice = |msat: u64| Challenge {
+            rail: RailKind::L402,
+            www_authenticate: String::new(),
+            details: serde_json::json!({ "rail": "l402", "amount_msat": msat }),
+        };
+        // Three invoices offered; one paid (a 2000-sat balance), two calls charged to it.
+        m.challenges(&[invoice(1000), invoice(1000), invoice(2_000_000)]);
+        m.set_l402_payments(1, 2_000_000);
+        for _ in 0..2 {
+            m.call_started();
+            m.record(&CallRecord {
+                paid_msat: 1000,
+                ..rec(Outcome::Paid, Some(RailKind::L402), "echo")
+            });
+        }
+        let money = m.l402_money();
+        assert_eq!((money.invoices, money.invoiced_msat), (3, 2_002_000));
+        assert_eq!((money.payments, money.received_msat), (1, 2_000_000));
+        assert_eq!((money.paid_calls, money.charged_msat), (2, 2000));
+        let s = m.sample();
+        assert_eq!(
+            (s.invoiced_msat, s.received_msat, s.charged_msat),
+            (2_002_000, 2_000_000, 2000)
+        );
+        let text = m.render(&[]);
+        assert!(text.contains("turnpike_l402_invoices_total 3\n"));
+        assert!(text.contains("turnpike_l402_payments_total 1\n"));
+        assert!(text.contains("turnpike_l402_received_sats_total 2000\n"));
+        assert!(text.contains("turnpike_l402_settled_sats_total 2\n"));
+    }
+
+    #[test]
     fn callers_are_capped_and_anonymous_ones_hashed() {
         let m = Metrics::new();
         for i in 0..(MAX_CALLERS + 10) {
             let id = Identity::Anonymous {
                 addr_prefix: format!("10.0.{}.{}", i / 256, i % 256),
             };
-            m.count_caller(&id, 0, false);
+            m.count_caller(&id, true, 0, false);
         }
         let top = m.top_callers(5);
         assert_eq!(top.len(), 5);

@@ -13,7 +13,8 @@ use turnpike_gateway::config::{self, Config, ConfigError, PriceConfig, Problem};
 /// Prints every problem with file:line:col, what is wrong and what to do about it, and exits
 /// with status 1; on success prints one line saying what the configuration prices and exits 0.
 /// Files the configuration names (`macaroon_path`, `tls_cert_path`, `rune_path`, … ) must exist
-/// and be readable by the user running it: the gateway reads them when it starts.
+/// and be readable by the user running it: the gateway reads them when it starts, and `turnpike
+/// serve` refuses such a configuration with the same message.
 ///
 /// With --measure-hashrate it also hashes for a second on every core with the solver's loop and
 /// prints this machine's rate next to `[pow] reference_hashrate`, the rate the prices'

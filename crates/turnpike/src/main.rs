@@ -76,6 +76,12 @@ fn main() -> ExitCode {
         eprintln!("turnpike: {e:#}");
         return ExitCode::from(2);
     }
+    // A panic's message comes after every line logged before it.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        logging::flush();
+        report(info);
+    }));
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),
         Command::Check(a) => check::run(a),
@@ -85,6 +91,7 @@ fn main() -> ExitCode {
         Command::Connect(a) => connect::run(*a),
         Command::Init(a) => init::run(a),
     };
+    logging::flush();
     match result {
         Ok(code) => code,
         Err(e) => {

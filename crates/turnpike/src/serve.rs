@@ -1,7 +1,7 @@
 //! `turnpike serve`: run the gateway.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -125,6 +125,19 @@ fn build_config(args: &ServeArgs) -> Result<Config, BuildError> {
         };
         BuildError::Config(e)
     })?;
+    // The files the configuration names are read as the gateway starts (or on first use):
+    // refuse a missing one now, with the message `turnpike check` gives.
+    if let Some(path) = &args.config {
+        let src =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let problems = crate::check::referenced_files(&src, Path::new("."));
+        if !problems.is_empty() {
+            return Err(BuildError::Config(config::ConfigError {
+                file: path.display().to_string(),
+                problems,
+            }));
+        }
+    }
     Ok(cfg)
 }
 

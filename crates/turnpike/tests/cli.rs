@@ -848,6 +848,52 @@ fn check_refuses_a_config_whose_files_are_missing_at_their_place() {
 }
 
 #[test]
+fn serve_refuses_a_config_whose_files_are_missing_as_check_does() {
+    let d = scratch("serve-files");
+    let f = d.join("lnd.toml");
+    let o = turnpike(&[
+        "init",
+        "--non-interactive",
+        "--upstream",
+        "http://127.0.0.1:9/mcp",
+        "--rails",
+        "l402",
+        "--lightning",
+        "lnd",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-admin",
+        "--output",
+        f.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let checked = turnpike(&["check", "--config", f.to_str().unwrap()]);
+    assert_eq!(checked.status.code(), Some(1));
+    // serve refuses the same file before it binds or logs anything, with check's very words
+    // (file:line:col, the problem, the hint, the count).
+    let served = Command::new(BIN)
+        .args(["serve", "--config", f.to_str().unwrap()])
+        .args(["--data-dir", d.join("data").to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(served.status.code(), Some(1), "{}", text(&served.stderr));
+    let err = text(&served.stderr);
+    assert_eq!(err, text(&checked.stderr));
+    assert!(
+        err.contains("lightning.macaroon_path: /var/lib/lnd/invoice.macaroon does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("starting the gateway"), "{err}");
+    assert!(
+        !d.join("data").exists(),
+        "serve went on to create its data directory"
+    );
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
 fn check_measures_the_hash_rate() {
     let o = turnpike(&["check", "--measure-hashrate"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
