@@ -334,3 +334,28 @@ def test_a_limited_call_has_the_limit_as_an_event(traced) -> None:
     assert ev["turnpike.retry_after_ms"] > 0 and ev["turnpike.limit.reason"], ev
     # Refused in the limits stage: the stages up to it, and no upstream span.
     assert set(children(spans, limited)) == {"parse", "price", "decide", "limits"}
+
+
+def test_spans_waiting_at_shutdown_are_sent(work: Path) -> None:
+    collector = start_collector()
+    up, url, _record = start_recorder_http(work, "recorder-telemetry-shutdown")
+    cfg = GatewayConfig(upstream_url=url)
+    # Nothing would go out before an hour: only the shutdown's flush sends the span.
+    cfg.extra = f'[telemetry]\notlp_endpoint = "{collector.url}"\nflush_interval_ms = 3600000\n'
+    gw = start_gateway(work, "gw-telemetry-shutdown", cfg)
+    try:
+        trace, caller_span = new_trace()
+        with RawSession(gw.url) as s:
+            s.initialize()
+            r, _ = s.call_tool("record", {}, headers={"traceparent": tp(trace, caller_span)})
+            assert r.status_code == 200
+        assert server_span(collector.wait_for(lambda sp: True, "nothing"), trace) is None
+        gw.proc.stop()  # SIGTERM, then waits for the process to end
+        assert gw.proc.popen.returncode == 0, gw.proc.log_tail()
+        spans = collector.wait_for(lambda sp: server_span(sp, trace) is not None, "the last call's span",
+                                   timeout=5.0)
+        assert server_span(spans, trace).parent_span_id.hex() == caller_span
+    finally:
+        gw.proc.stop()
+        up.stop()
+        collector.server.shutdown()
