@@ -355,6 +355,8 @@ def test_spans_waiting_at_shutdown_are_sent(work: Path) -> None:
         spans = collector.wait_for(lambda sp: server_span(sp, trace) is not None, "the last call's span",
                                    timeout=5.0)
         assert server_span(spans, trace).parent_span_id.hex() == caller_span
+        flushed = [l for l in gw.proc.log_path.read_text().splitlines() if "telemetry flushed" in l]
+        assert flushed and "spans_dropped=0" in flushed[0] and "spans_failed=0" in flushed[0], flushed
     finally:
         gw.proc.stop()
         up.stop()

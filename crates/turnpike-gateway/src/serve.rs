@@ -258,6 +258,14 @@ pub async fn serve_listener_with(
     if let Some(t) = &telemetry {
         // The spans of the last calls go out before the process ends.
         t.flush(TELEMETRY_FLUSH).await;
+        let stats = t.stats();
+        tracing::info!(
+            target: "turnpike::telemetry",
+            spans_exported = stats.exported,
+            spans_dropped = stats.dropped,
+            spans_failed = stats.failed,
+            "telemetry flushed"
+        );
     }
     // The last gate goes, and with it the rails and the L402 store (closed, rows committed).
     drop(live);
