@@ -226,7 +226,8 @@ async fn run(
     interval: Duration,
 ) {
     let mut batch: Vec<Span> = Vec::new();
-    let mut tick = tokio::time::interval(interval);
+    // The first tick one interval from now (not at once: what arrives first waits its turn).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let log_every = interval.max(LOG_EVERY);
     let mut log = Throttle::default();
