@@ -74,6 +74,9 @@ pub enum GatewayError {
     /// error is in it, not repeated as a source.
     #[error("{}", bind_message(*.0, .1, "--listen or [server] listen"))]
     Bind(std::net::SocketAddr, std::io::Error),
+    /// The span exporter (`[telemetry]`) could not be started.
+    #[error("telemetry: {0}")]
+    Telemetry(String),
     /// The admin listener's address could not be bound.
     #[error("{}", bind_message(*.0, .1, "[admin] listen"))]
     AdminBind(std::net::SocketAddr, std::io::Error),

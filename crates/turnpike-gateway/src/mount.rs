@@ -66,6 +66,7 @@ impl Mounts {
         cfg: &Config,
         metrics: Arc<turnpike_operator::metrics::Metrics>,
         stdio_budget: &turnpike_upstream::stdio::StdioBudget,
+        telemetry: Option<&turnpike_telemetry::Telemetry>,
     ) -> Result<Mounts, GatewayError> {
         let mut out = Mounts::default();
         let mut members: Vec<(String, EraAdapter)> = Vec::new();
@@ -89,7 +90,11 @@ impl Mounts {
             prices.push((sub.policy(), m.tools.contains_key("default")));
             out.endpoints.push(Mounted {
                 path: m.path.clone(),
-                gate: Arc::new(Gate::from_config(&sub)?.with_metrics(metrics.clone())),
+                gate: Arc::new(
+                    Gate::from_config(&sub)?
+                        .with_metrics(metrics.clone())
+                        .with_telemetry(telemetry.cloned()),
+                ),
                 upstream: parking_lot::Mutex::new(adapter.boxed()),
             });
         }
@@ -132,6 +137,7 @@ impl Mounts {
                 gate: Arc::new(
                     Gate::from_config(&sub)?
                         .with_metrics(metrics.clone())
+                        .with_telemetry(telemetry.cloned())
                         .with_catalog(catalog),
                 ),
                 upstream: parking_lot::Mutex::new(front.boxed()),

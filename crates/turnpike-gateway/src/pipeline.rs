@@ -81,7 +81,9 @@
 //!    the response body has ended.
 //!
 //! One log line per call records method, tool, rail, outcome
-//! ([`turnpike_operator::metrics::Outcome`]), status and latency; never a credential.
+//! ([`turnpike_operator::metrics::Outcome`]), status and latency; never a credential. With
+//! `[telemetry]`, the call's spans ([`crate::trace::CallSpans`]) follow the same steps: `run`
+//! marks each stage boundary, and the call's end hands them to the exporter.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
@@ -109,6 +111,7 @@ use crate::identity::{IdentitySigner, IDENTITY_HEADER};
 use crate::limits::LimitCounters;
 use crate::rails::Rails;
 use crate::respond::{self, json_error};
+use crate::trace::Stage;
 use crate::GatewayError;
 use turnpike_http::body::{self, BodyError};
 use turnpike_http::hosts::HostPolicy;
@@ -175,6 +178,8 @@ pub struct Gate {
     /// The names and prices of the tools the endpoint publishes, when it knows them (the
     /// merged endpoint): `tools/call` is priced by it, and a name it does not publish refused.
     catalog: Option<Arc<dyn turnpike_merge::ToolCatalog>>,
+    /// Where each call's spans go (`[telemetry]`); `None`: no tracing work at all.
+    telemetry: Option<turnpike_telemetry::Telemetry>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -260,6 +265,7 @@ impl Gate {
             metrics: Arc::default(),
             continuations: Arc::default(),
             catalog: None,
+            telemetry: None,
         }
         .with_metrics(Arc::default())
     }
@@ -278,6 +284,17 @@ impl Gate {
     pub fn with_catalog(mut self, catalog: Arc<dyn turnpike_merge::ToolCatalog>) -> Gate {
         self.catalog = Some(catalog);
         self
+    }
+
+    /// Records each call's spans through `telemetry` ([`crate::trace::CallSpans`]).
+    pub fn with_telemetry(mut self, telemetry: Option<turnpike_telemetry::Telemetry>) -> Gate {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Where this gate's spans go, if anywhere.
+    pub fn telemetry(&self) -> Option<&turnpike_telemetry::Telemetry> {
+        self.telemetry.as_ref()
     }
 
     /// What this gate counts ([`crate::metrics`]).
@@ -369,6 +386,12 @@ impl Gate {
         let started = Instant::now();
         let mut log = CallLog {
             request_id: crate::trace::request_id(req.headers()),
+            spans: crate::trace::CallSpans::start(
+                self.telemetry.as_ref(),
+                req.method(),
+                req.headers(),
+                &self.opts.resource,
+            ),
             ..CallLog::default()
         };
         self.metrics.call_started();
@@ -413,10 +436,15 @@ impl Gate {
         if req.method() != Method::POST {
             return self.pass_through(req, inner, log).await;
         }
+        log.spans.enter(Stage::Parse);
         let parsed = step!(self.parse(req, log).await);
+        log.spans.enter(Stage::Price);
         let priced = step!(self.price(parsed, log).await);
+        log.spans.enter(Stage::Decide);
         let decided = step!(self.decide(priced, log).await);
+        log.spans.enter(Stage::Limits);
         let cleared = step!(self.admit_call(decided, log).await);
+        log.spans.enter(Stage::Forward);
         let forwarded = self.forward(cleared, inner, log).await?;
         Ok(self.finish(forwarded).await)
     }
@@ -699,7 +727,8 @@ impl Gate {
             }
             None => &self.rails.all[..],
         };
-        let decision = turnpike_core::decide(rails, facts, &price, &collected.creds).await;
+        let decide = turnpike_core::decide(rails, facts, &price, &collected.creds);
+        let decision = log.spans.verify(&collected.creds, decide).await;
         if price.offer(RailKind::OAuth).is_some() {
             judged.oauth_outcome = scoped.and_then(|s| s.outcome()).or_else(|| {
                 collected
@@ -739,7 +768,8 @@ impl Gate {
         log.outcome = outcome_of(&refused);
         match &refused {
             Decision::Challenge { challenges, .. } | Decision::Invalid { challenges, .. } => {
-                self.metrics.challenges(challenges)
+                self.metrics.challenges(challenges);
+                log.spans.challenged(challenges);
             }
             Decision::Unavailable { refusals } => {
                 refusals
@@ -769,6 +799,7 @@ impl Gate {
                     status: Vec::new(),
                     effort_multiplier: 1,
                 };
+                log.spans.limited(&l);
                 let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
                 return Box::new(crate::limits::limited_response(
                     mode,
@@ -829,6 +860,7 @@ impl Gate {
                     Ok(a) => Some(a),
                     Err(resp) => {
                         // Not forwarded: a balance debit goes back.
+                        log.spans.refund(decided.grant.as_ref(), "limited");
                         self.settle_failed(decided.grant.as_ref()).await;
                         return Err(resp);
                     }
@@ -842,6 +874,7 @@ impl Gate {
             match crate::limits::spend_msat(limiter, g).await {
                 Ok(r) => msat_spend = r.map(|r| (limiter.clone(), r)),
                 Err(refusal) => {
+                    log.spans.refund(Some(g), "spend_budget");
                     self.settle_failed(Some(g)).await;
                     let Parsed { parts, msg, .. } = &decided.priced.call;
                     let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
@@ -900,7 +933,9 @@ impl Gate {
         // The body is whole now: it goes on with its exact length.
         parts.headers.remove(header::TRANSFER_ENCODING);
         parts.headers.remove(header::EXPECT);
-        let body = if turnpike_mcp::strip_turnpike_meta(msg.value_mut()) {
+        let meta_changed = turnpike_mcp::strip_turnpike_meta(msg.value_mut())
+            | log.spans.rewrite_meta(msg.value_mut(), log.trace.as_ref());
+        let body = if meta_changed {
             serde_json::to_vec(msg.value()).map_or(bytes, Bytes::from)
         } else {
             bytes
@@ -968,6 +1003,7 @@ impl Gate {
             }
         };
         log.upstream = Some(up.elapsed());
+        log.spans.upstream_answered(grant.as_ref(), resp.status());
         if grant.is_some() && matches!(resp.status().as_u16(), 429 | 503) {
             // A paid call the upstream refused as overloaded: load a rail's price may follow.
             self.rails.all.iter().for_each(|r| r.upstream_overloaded());
@@ -1051,6 +1087,7 @@ impl Gate {
     ) -> Response<Body> {
         match refusal {
             crate::limits::SpendRefusal::Budget(l) => {
+                log.spans.limited(&l);
                 LimitCounters::bump(&self.counters.gateway_limited);
                 log.outcome = Outcome::RateLimited;
                 log.limit_reason = Some(l.reason.as_str());
@@ -1127,6 +1164,7 @@ impl Gate {
                 Ok(a)
             }
             Admission::Limited(l) => {
+                log.spans.limited(&l);
                 LimitCounters::bump(&self.counters.gateway_limited);
                 log.outcome = Outcome::RateLimited;
                 log.limit_reason = Some(l.reason.as_str());
@@ -1512,6 +1550,8 @@ struct CallLog {
     limit_reason: Option<&'static str>,
     /// The upstream itself answered 429 (not one of the gateway's).
     upstream_429: bool,
+    /// The call's spans, when `[telemetry]` is on ([`crate::trace::CallSpans`]).
+    spans: crate::trace::CallSpans,
 }
 
 impl CallLog {
@@ -1534,8 +1574,8 @@ impl CallLog {
         );
     }
 
-    /// Counts the call in `metrics`.
-    fn record(&self, metrics: &Metrics, status: StatusCode, started: Instant) {
+    /// Counts the call in `metrics`, and ends its spans.
+    fn record(&mut self, metrics: &Metrics, status: StatusCode, started: Instant) {
         metrics.record(&CallRecord {
             method: &self.method,
             tool: self.tool.as_deref(),
@@ -1547,13 +1587,32 @@ impl CallLog {
             paid_msat: self.paid_msat,
             caller: self.caller.as_ref(),
         });
+        if self.spans.is_on() {
+            let summary = crate::trace::CallSummary {
+                request_id: &self.request_id,
+                parent: self.trace.as_ref(),
+                method: &self.method,
+                tool: self.tool.as_deref(),
+                rail: self.rail,
+                outcome: self.outcome,
+                limit_reason: self.limit_reason,
+                paid_msat: self.paid_msat,
+                caller: self.caller.as_ref(),
+                upstream: self.upstream,
+                upstream_429: self.upstream_429,
+                status,
+            };
+            self.spans.end(&summary, metrics);
+        }
     }
 
-    /// The request id goes to the upstream too.
-    fn tag_upstream_request(&self, headers: &mut HeaderMap) {
+    /// The request id goes to the upstream too, and the upstream span's trace context when
+    /// the call is recorded.
+    fn tag_upstream_request(&mut self, headers: &mut HeaderMap) {
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             headers.insert(crate::trace::REQUEST_ID, v);
         }
+        self.spans.upstream_headers(headers, self.trace.as_ref());
     }
 }
 

@@ -13,7 +13,7 @@
 //! A new configuration is **refused**, and the old one stays in force, when it does not parse
 //! or validate, or when it changes what only a restart can change: `[server]` listen, path,
 //! data_dir and public_url, `[upstream]`, `[pow]`, `[l402]`, `[lightning]`, `[oauth]`,
-//! `[store]` and `[admin]`. Each attempt is logged (`target: turnpike::reload`) and counted in
+//! `[store]`, `[admin]`, `[stdio]` and `[telemetry]`. Each attempt is logged (`target: turnpike::reload`) and counted in
 //! `turnpike_config_reloads_total`.
 
 use std::sync::Arc;
@@ -140,7 +140,9 @@ impl LiveGate {
         if old.limits == new.limits && old.budgets == new.budgets {
             gate = gate.with_limiter(current.limiter().cloned());
         }
-        let gate = gate.with_metrics(self.metrics.clone());
+        let gate = gate
+            .with_metrics(self.metrics.clone())
+            .with_telemetry(current.telemetry().cloned());
         *self.gate.write() = Arc::new(gate);
         *self.config.write() = Arc::new(new);
         Ok(changed)
@@ -188,6 +190,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.stdio != new.stdio {
         v.push("[stdio]");
+    }
+    if old.telemetry != new.telemetry {
+        v.push("[telemetry]");
     }
     v
 }

@@ -95,9 +95,13 @@ pub async fn serve_listener_with(
         }
     }
     config.validate()?;
+    let telemetry = start_telemetry(&config)?;
     let live = Arc::new(
-        crate::reload::LiveGate::new(config.clone(), Gate::from_config(&config)?)
-            .with_loader(opts.reload.clone()),
+        crate::reload::LiveGate::new(
+            config.clone(),
+            Gate::from_config(&config)?.with_telemetry(telemetry.clone()),
+        )
+        .with_loader(opts.reload.clone()),
     );
     let operated: Arc<dyn turnpike_operator::Operated> = live.clone();
     let gate = live.gate();
@@ -123,6 +127,7 @@ pub async fn serve_listener_with(
         &config,
         gate.metrics().clone(),
         &budget,
+        telemetry.as_ref(),
     )?);
     let _dev_wallet = start_dev_wallet(&config, &gate).await?;
     let endpoint: Arc<str> = Arc::from(config.server.path.as_str());
@@ -250,10 +255,41 @@ pub async fn serve_listener_with(
         tracing::warn!(target: "turnpike::serve", "connections still open after the drain period");
     }
     tasks.shutdown().await;
+    if let Some(t) = &telemetry {
+        // The spans of the last calls go out before the process ends.
+        t.flush(TELEMETRY_FLUSH).await;
+        let stats = t.stats();
+        tracing::info!(
+            target: "turnpike::telemetry",
+            spans_exported = stats.exported,
+            spans_dropped = stats.dropped,
+            spans_failed = stats.failed,
+            "telemetry flushed"
+        );
+    }
     // The last gate goes, and with it the rails and the L402 store (closed, rows committed).
     drop(live);
     tracing::info!(target: "turnpike::serve", "stopped");
     Ok(())
+}
+
+/// How long the spans of the last calls may take to leave at shutdown.
+const TELEMETRY_FLUSH: Duration = Duration::from_secs(5);
+
+/// Starts the span exporter when `[telemetry]` is on (`None`: off, no work on the call path).
+fn start_telemetry(config: &Config) -> Result<Option<turnpike_telemetry::Telemetry>, GatewayError> {
+    let Some(t) = &config.telemetry else {
+        return Ok(None);
+    };
+    let telemetry = turnpike_telemetry::Telemetry::start(t).map_err(GatewayError::Telemetry)?;
+    tracing::info!(
+        target: "turnpike::serve",
+        collector = %t.otlp_endpoint.split('?').next().unwrap_or(""),
+        service_name = %t.service_name,
+        sample_ratio = t.sample_ratio,
+        "telemetry on: spans exported over OTLP/HTTP"
+    );
+    Ok(Some(telemetry))
 }
 
 /// Where a running dev wallet's address and macaroon are written, under `server.data_dir`.

@@ -285,6 +285,58 @@ fn stdio_bounds() {
 }
 
 #[test]
+fn telemetry_section() {
+    let base = "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n";
+    assert_eq!(parse(base, "t").unwrap().telemetry, None);
+    let c = parse(
+        &format!(
+            "{base}[telemetry]\notlp_endpoint = \"https://c.example/v1/traces\"\n\
+             headers = {{ authorization = \"Bearer s3cret\" }}\n"
+        ),
+        "t",
+    )
+    .unwrap();
+    let t = c.telemetry.as_ref().unwrap();
+    assert_eq!(
+        (t.service_name.as_str(), t.sample_ratio, t.queue_size),
+        ("turnpike", 1.0, 4096)
+    );
+    assert!(!format!("{c:?}").contains("s3cret"));
+    let e = parse(
+        &format!(
+            "{base}[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\nsample_ratio = 2\n\
+             batch_size = 0\nqueue = 5\n"
+        ),
+        "t.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("t.toml:4:17: otlp_endpoint \"http://127.0.0.1:4318\" has no path"),
+        "{e}"
+    );
+    assert!(
+        e.contains("t.toml:5:16: sample_ratio must be between 0 and 1"),
+        "{e}"
+    );
+    assert!(
+        e.contains("t.toml:6:14: batch_size must be at least 1"),
+        "{e}"
+    );
+    assert!(
+        e.contains("t.toml:7:1: unknown key `queue` in [telemetry]"),
+        "{e}"
+    );
+    // The endpoint has its own problem; it is not reported missing too.
+    assert!(!e.contains("missing field"), "{e}");
+    assert_eq!(
+        e.lines().filter(|l| l.starts_with("t.toml:")).count(),
+        4,
+        "{e}"
+    );
+}
+
+#[test]
 fn every_problem_with_its_place() {
     let src = r#"[server]
 listen = "localhost"

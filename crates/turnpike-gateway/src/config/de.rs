@@ -143,16 +143,25 @@ impl<'s> Cx<'s> {
     ) -> Option<T> {
         let mut left = t.clone();
         let before = self.problems.len();
+        let mut set_aside: Vec<String> = Vec::new();
         // Each round sets one key aside, so this ends.
         for _ in 0..=t.len() {
             let value = Spanned::new(span.clone(), DeValue::Table(left.clone()));
             match read(ValueDeserializer::from(value)) {
                 Ok(x) => return (self.problems.len() == before).then_some(x),
+                // A required key set aside for its own problem is not missing as well.
+                Err(e)
+                    if missing_field(e.message())
+                        .is_some_and(|k| set_aside.iter().any(|a| a == k)) =>
+                {
+                    return None
+                }
                 Err(e) => {
                     let at = self.serde_problem(&e, t, span.clone(), s);
                     match at {
                         Some(key) => {
                             left.remove(key.as_str());
+                            set_aside.push(key);
                         }
                         None => return None,
                     }
@@ -212,6 +221,11 @@ fn key_at(t: &DeTable<'_>, at: usize) -> Option<String> {
     t.iter()
         .find(|(k, v)| k.span().contains(&at) || v.span().contains(&at) || v.span().end == at)
         .map(|(k, _)| k.get_ref().to_string())
+}
+
+/// `missing field `x`` → `x`.
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
 }
 
 /// `unknown field `x`, expected one of `a`, `b`` → (`x`, [`a`, `b`]).

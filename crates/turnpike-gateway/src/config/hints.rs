@@ -27,3 +27,5 @@ pub(crate) const HINT_LIMITS: &str =
 pub(crate) const HINT_OAUTH: &str = "see the [oauth] section in docs/OAUTH.md";
 pub(crate) const HINT_PUBLIC_URL: &str = "write the URL callers use to reach the endpoint, e.g. \"https://mcp.example.com/mcp\" (no query or fragment)";
 pub(crate) const HINT_IDENTITY_SECRET: &str = "write identity_secret = \"<64 hex digits>\" (e.g. from `openssl rand -hex 32`), or identity_secret_env = \"VAR\" to read it from the environment; share it with the upstream";
+pub(crate) const HINT_TELEMETRY: &str =
+    "see [telemetry] in the configuration reference (README.md)";

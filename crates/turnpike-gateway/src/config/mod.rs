@@ -135,12 +135,16 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
                     cfg.stdio = s;
                 }
             }
+            "telemetry" => {
+                let s = Section::new("[telemetry]", HINT_TELEMETRY);
+                cfg.telemetry = cx.section::<TelemetrySection>(value, s);
+            }
             // After the loop: its defaults depend on [server].
             "oauth" => {}
             other => cx.problem(
                 Some(key.span()),
                 format!("unknown table `{other}`"),
-                "the tables are [server], [upstream], [[mount]], [merge], [pow], [tools.<name>], [methods.\"<method>\"], [l402], [lightning], [oauth], [limits], [budgets], [store], [admin] and [stdio]",
+                "the tables are [server], [upstream], [[mount]], [merge], [pow], [tools.<name>], [methods.\"<method>\"], [l402], [lightning], [oauth], [limits], [budgets], [store], [admin], [stdio] and [telemetry]",
             ),
         }
     }

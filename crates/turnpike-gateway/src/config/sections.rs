@@ -571,6 +571,10 @@ pub fn reference_keys() -> Vec<(String, Vec<&'static str>)> {
         ("store".into(), fields::<turnpike_limits::StoreConfig>()),
         ("admin".into(), fields::<AdminKeys>()),
         ("lightning.dev_wallet".into(), fields::<DevWalletKeys>()),
+        (
+            "telemetry".into(),
+            fields::<super::types::TelemetrySection>(),
+        ),
     ];
     for kind in turnpike_lightning::config::BACKEND_KINDS {
         let mut k = vec!["backend"];

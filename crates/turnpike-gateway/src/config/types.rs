@@ -59,7 +59,13 @@ pub struct Config {
     /// `[stdio]`: bounds on stdio children, shared by `[upstream] command` and every stdio
     /// `[[mount]]`.
     pub stdio: StdioSection,
+    /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP (owned by `turnpike-telemetry`).
+    /// `None`: off, and the call path does no tracing work.
+    pub telemetry: Option<TelemetrySection>,
 }
+
+/// `[telemetry]`: where spans are exported (owned by `turnpike-telemetry`).
+pub type TelemetrySection = turnpike_telemetry::TelemetryConfig;
 
 /// `[stdio]`: how many stdio children may live, in all and per caller (owned by
 /// `turnpike-upstream`).
