@@ -14,6 +14,12 @@ mod serve;
 mod solve;
 mod token;
 
+/// mimalloc instead of the system allocator: a gated call allocates and frees a few hundred
+/// small buffers (headers, JSON values, strings), and under load glibc's malloc cost about a
+/// tenth of the gateway's CPU (docs/BENCHMARKS.md, "Profile").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// turnpike — a gateway in front of MCP servers. Callers get through by proof-of-work,
 /// Lightning payment (L402) or OAuth, tool by tool.
 #[derive(Debug, Parser)]
