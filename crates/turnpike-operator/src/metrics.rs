@@ -20,12 +20,14 @@
 //! price or the balance debit).
 //!
 //! No identity is ever a label. The dashboard's top callers live in a separate table capped at
-//! [`MAX_CALLERS`] entries, anonymous callers under a salted hash of their address.
+//! [`MAX_CALLERS`] entries, anonymous callers under a keyed hash of their address.
 //!
 //! docs/OPERATIONS.md lists every series.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,7 +35,6 @@ use turnpike_core::unix_now;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use turnpike_core::{Challenge, Identity, RailKind};
 
 /// Counts of refusals, kept apart by who refused: the gateway's own limits, or the upstream.
@@ -423,7 +424,8 @@ pub struct L402Money {
 #[derive(Debug)]
 pub struct Metrics {
     started: SystemTime,
-    salt: [u8; 16],
+    /// The random key of the anonymous callers' labels.
+    label_key: RandomState,
     tools: RwLock<HashMap<String, Arc<str>>>,
     other: Arc<str>,
     empty: Arc<str>,
@@ -468,7 +470,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         Metrics {
             started: SystemTime::now(),
-            salt: rand::random(),
+            label_key: RandomState::new(),
             tools: RwLock::default(),
             other: Arc::from("other"),
             empty: Arc::from(""),
@@ -638,12 +640,15 @@ impl Metrics {
         }
     }
 
-    /// The anonymous label of an address prefix: a salted hash, stable for this process.
+    /// The anonymous label of an address prefix: a keyed hash, stable for this process.
     pub fn hash_label(&self, s: &str) -> String {
-        let mut h = Sha256::new();
-        h.update(self.salt);
-        h.update(s.as_bytes());
-        format!("anon-{}", hex::encode(&h.finalize()[..6]))
+        // SipHash keyed at random for the process (`RandomState`): a pseudorandom function of
+        // the address (it cannot be read back, nor a label guessed, without the key), at a
+        // fraction of SHA-256's cost on every call.
+        let mut h = self.label_key.build_hasher();
+        h.write(s.as_bytes());
+        let v = h.finish() >> 16;
+        format!("anon-{v:012x}")
     }
 
     fn count_caller(&self, id: &Identity, tool_call: bool, paid_msat: u64, refused: bool) {

@@ -252,8 +252,30 @@ fn unreachable(id: Option<&serde_json::Value>, message: &str) -> Response<Body> 
     )
 }
 
-/// Removes hop-by-hop headers, including those named by `Connection`.
+/// `Keep-Alive` (RFC 9112 §9.3 names it hop-by-hop; `http` has no constant for it).
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// `Proxy-Connection`, the non-standard `Connection` some clients still send.
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Whether `n` is hop-by-hop whatever `Connection` says.
+fn always_hop_by_hop(n: &HeaderName) -> bool {
+    *n == header::CONNECTION
+        || *n == header::TE
+        || *n == header::TRAILER
+        || *n == header::TRANSFER_ENCODING
+        || *n == header::UPGRADE
+        || *n == header::PROXY_AUTHENTICATE
+        || *n == header::PROXY_AUTHORIZATION
+        || *n == KEEP_ALIVE
+        || *n == PROXY_CONNECTION
+}
+
+/// Removes hop-by-hop headers, including those named by `Connection`. Most messages carry
+/// none: one pass over the names finds that, and nothing is looked up or removed.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if !h.keys().any(always_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -265,18 +287,18 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         h.remove(n);
     }
     for n in [
-        header::CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
+        &header::CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
     ] {
         h.remove(n);
     }
-    h.remove("keep-alive");
-    h.remove("proxy-connection");
 }
 
 /// Checks an upstream URL: absolute, http or https, with a host.
@@ -367,5 +389,25 @@ mod tests {
         let mut names: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
         names.sort();
         assert_eq!(names, ["last-event-id", "mcp-session-id", "traceparent"]);
+
+        // Each hop-by-hop name alone is found and removed; other headers stay as they were.
+        for name in [
+            "connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "keep-alive",
+            "proxy-connection",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static("x"));
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+            strip_hop_by_hop(&mut h);
+            let names: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+            assert_eq!(names, ["content-type"], "{name}");
+        }
     }
 }
