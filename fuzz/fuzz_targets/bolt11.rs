@@ -4,9 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use turnpike_lightning::bolt11::{
-    bech32_decode, bech32_encode, bytes_to_words, decode, words_to_bytes,
-};
+use turnpike_lightning::bolt11::{bech32_decode, bech32_encode, bytes_to_words, decode, words_to_bytes};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {

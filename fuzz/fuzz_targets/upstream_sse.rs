@@ -21,10 +21,9 @@ fuzz_target!(|data: &[u8]| {
         while let Some(ev) = p.next_event() {
             if let Some(d) = ev.data.as_deref() {
                 if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(d) {
-                    turnpike_mcp::annotate_tools_list(
-                        &mut v,
-                        &|name: &str| serde_json::json!({"free": name.is_empty(), "offers": []}),
-                    );
+                    turnpike_mcp::annotate_tools_list(&mut v, &|name: &str| {
+                        serde_json::json!({"free": name.is_empty(), "offers": []})
+                    });
                 }
             }
             out.extend_from_slice(&ev.raw);
