@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use turnpike_mcp::{call_name, classify, meta_credentials, parse_message, strip_turnpike_meta};
+use turnpike_mcp::{call_name, classify, parse_message, strip_turnpike_meta};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut msg) = parse_message(data) else {
@@ -16,7 +16,13 @@ fuzz_target!(|data: &[u8]| {
     let facts = classify(&msg, "/mcp", None, 0);
     let digest = facts.scope_digest();
     let _ = call_name(&msg);
-    let _ = meta_credentials(&msg);
+    if let Some(pow) = msg
+        .params()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(turnpike_pow::credential::META_POW))
+    {
+        let _ = turnpike_pow::credential::parse_pow_meta(pow);
+    }
 
     let text = serde_json::to_vec(msg.value()).expect("a Value serialises");
     let again = parse_message(&text).expect("an accepted message re-parses from its serialisation");

@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use turnpike_core::credential::{parse_nonce_list, parse_pow_params};
+use turnpike_pow::credential::{parse_nonce_list, parse_pow_params};
 use turnpike_pow::puzzle::{subpuzzle_effort, TOKEN_LEN};
 use turnpike_pow::{check_nonce, target_for, ChallengeToken};
 

@@ -42,7 +42,7 @@ pub fn authorization_value(challenge: &str, nonces: &[u64]) -> String {
 pub fn meta_value(challenge: &str, nonces: &[u64]) -> serde_json::Value {
     let mut meta = serde_json::Map::new();
     meta.insert(
-        turnpike_mcp::meta::META_POW.to_owned(),
+        turnpike_pow::META_POW.to_owned(),
         serde_json::json!({
             "challenge": challenge,
             "solution": solution_string(nonces),

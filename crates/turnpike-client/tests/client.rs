@@ -23,12 +23,13 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use turnpike_client::{budget, Budgets, Client, ClientConfig, ClientError, Policy, Rail};
-use turnpike_core::credential::{parse_pow_params, split_scheme};
-use turnpike_core::{CallFacts, Credential, Offer, Rail as _, Verdict};
+use turnpike_core::credential::split_scheme;
+use turnpike_core::{CallFacts, Credential, Rail as _, Verdict};
 use turnpike_lightning::config::LndConfig;
 use turnpike_lightning::dev::{DevBackend, DevWalletOptions};
 use turnpike_lightning::wallet::LndWallet;
 use turnpike_lightning::{HttpSettings, InvoiceState, LightningBackend, Secret};
+use turnpike_pow::credential::parse_pow_params;
 use turnpike_pow::{KeyRing, PowConfig, PowRail};
 use turnpike_store::MemorySpentSet;
 
@@ -73,10 +74,10 @@ async fn handle(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -
         let (scheme, params) = split_scheme(v);
         let ok = match scheme {
             "PoW" => {
-                let cred = Credential::Pow(parse_pow_params(params).unwrap());
+                let cred = Credential::from(parse_pow_params(params).unwrap());
                 let effort = s.pow_effort.unwrap_or(1);
                 matches!(
-                    s.pow.verify(&f, &Offer::Pow { effort }, &cred).await,
+                    s.pow.verify(&f, &turnpike_pow::offer(effort), &cred).await,
                     Verdict::Pass(_)
                 )
             }

@@ -14,8 +14,9 @@ use turnpike_client::{
     attach_meta, authorization_value, meta_value, parse_challenges, solve, solve_with, SolveError,
     SolveOptions,
 };
-use turnpike_core::credential::{parse_pow_params, split_scheme};
-use turnpike_core::{CallFacts, Challenge, Credential, Offer, Rail, Verdict};
+use turnpike_core::credential::split_scheme;
+use turnpike_core::{CallFacts, Challenge, Credential, Rail, Verdict};
+use turnpike_pow::credential::{parse_nonce_list, parse_pow_params};
 use turnpike_pow::puzzle::{ChallengeToken, TOKEN_LEN};
 use turnpike_pow::{KeyRing, PowConfig, PowRail};
 use turnpike_store::MemorySpentSet;
@@ -50,14 +51,14 @@ fn rail() -> PowRail {
 }
 
 fn challenge(r: &PowRail, c: &CallFacts, effort: u64) -> Challenge {
-    block_on(r.challenge(c, &Offer::Pow { effort })).expect("PoW offered")
+    block_on(r.challenge(c, &turnpike_pow::offer(effort))).expect("PoW offered")
 }
 
 fn verify_header(r: &PowRail, c: &CallFacts, effort: u64, header: &str) -> Verdict {
     let (scheme, params) = split_scheme(header);
     assert_eq!(scheme, "PoW");
-    let cred = Credential::Pow(parse_pow_params(params).expect("well-formed credential"));
-    block_on(r.verify(c, &Offer::Pow { effort }, &cred))
+    let cred = Credential::from(parse_pow_params(params).expect("well-formed credential"));
+    block_on(r.verify(c, &turnpike_pow::offer(effort), &cred))
 }
 
 #[test]
@@ -104,14 +105,14 @@ fn meta_form() {
     let entry = &meta["turnpike/pow"];
     assert_eq!(entry["challenge"], p.challenge.as_str());
     let sol = entry["solution"].as_str().unwrap();
-    let parsed = turnpike_core::credential::parse_nonce_list(sol).unwrap();
+    let parsed = parse_nonce_list(sol).unwrap();
     assert_eq!(parsed, nonces);
-    let cred = Credential::Pow(turnpike_core::PowCredential {
+    let cred = Credential::from(turnpike_pow::PowCredential {
         challenge: entry["challenge"].as_str().unwrap().into(),
         solution: parsed,
     });
     assert!(matches!(
-        block_on(r.verify(&c, &Offer::Pow { effort: 1000 }, &cred)),
+        block_on(r.verify(&c, &turnpike_pow::offer(1000), &cred)),
         Verdict::Pass(_)
     ));
 

@@ -1,12 +1,15 @@
 //! Credentials, parsed at the edge.
 //!
-//! The gateway collects what a caller presented (the `Authorization` header lines, the
-//! `Macaroon` header, the `DPoP` proof, the `turnpike/*` keys of `params._meta`) and parses each
-//! into a [`Credential`]; past the edge no code reads raw header strings.
+//! The gateway collects what a caller presented (the `Authorization` header lines, the headers
+//! and `turnpike/*` keys of `params._meta` a rail reads) and has each rail parse its own into a
+//! [`Credential`]; past the edge no code reads raw header strings. The auth-param helpers here
+//! are shared by every rail's parser.
 
 use serde::{Deserialize, Serialize};
+use std::any::Any;
+use std::sync::Arc;
 
-use crate::RailKind;
+use crate::RailId;
 
 /// Where a credential came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,59 +21,39 @@ pub enum CredentialSource {
     Meta,
 }
 
-/// A proof-of-work solution: the challenge it solves and one nonce per sub-puzzle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PowCredential {
-    /// The challenge token exactly as the gateway issued it (base64url, no padding).
-    pub challenge: String,
-    /// One nonce per sub-puzzle, in order.
-    pub solution: Vec<u64>,
-}
-
-/// One credential a caller presented.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// A proof-of-work solution.
-    Pow(PowCredential),
-    /// An L402 macaroon (raw bytes) with the preimage of the invoice it was paid by.
-    L402 {
-        /// The macaroon, decoded from base64.
-        macaroon: Vec<u8>,
-        /// The 32-byte payment preimage, decoded from hex.
-        preimage: Vec<u8>,
-    },
-    /// An OAuth access token, with its DPoP proof when presented under the `DPoP` scheme.
-    Bearer {
-        /// The access token as presented.
-        token: String,
-        /// The `DPoP` header's proof JWT, when the token came under the `DPoP` scheme.
-        dpop: Option<String>,
-    },
+/// One credential a caller presented: the rail that verifies it and what that rail parsed,
+/// which only that rail reads ([`Credential::payload`]). Parsing happens at the edge, in the
+/// rail's own crate; past it no code reads raw header strings.
+#[derive(Clone)]
+pub struct Credential {
+    rail: RailId,
+    payload: Arc<dyn Any + Send + Sync>,
 }
 
 impl Credential {
-    /// The rail that verifies this credential.
-    pub fn rail(&self) -> RailKind {
-        match self {
-            Credential::Pow(_) => RailKind::Pow,
-            Credential::L402 { .. } => RailKind::L402,
-            Credential::Bearer { .. } => RailKind::OAuth,
+    /// A credential for `rail` holding `payload`, the rail's own parsed form of it.
+    pub fn new<T: Any + Send + Sync>(rail: RailId, payload: T) -> Credential {
+        Credential {
+            rail,
+            payload: Arc::new(payload),
         }
+    }
+
+    /// The rail that verifies this credential.
+    pub fn rail(&self) -> RailId {
+        self.rail
+    }
+
+    /// The rail's parsed form, when it is a `T`.
+    pub fn payload<T: Any>(&self) -> Option<&T> {
+        self.payload.downcast_ref()
     }
 }
 
-/// Credentials are secrets: their `Debug` form says what kind they are and nothing else.
+/// Credentials are secrets: their `Debug` form names the rail and nothing else.
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credential::Pow(p) => write!(f, "Credential::Pow({} nonces)", p.solution.len()),
-            Credential::L402 { .. } => f.write_str("Credential::L402(<redacted>)"),
-            Credential::Bearer { dpop, .. } => write!(
-                f,
-                "Credential::Bearer(<redacted>, dpop: {})",
-                dpop.is_some()
-            ),
-        }
+        write!(f, "Credential({}, <redacted>)", self.rail)
     }
 }
 
@@ -175,48 +158,6 @@ pub fn split_scheme(value: &str) -> (&str, &str) {
     }
 }
 
-/// Parses the parameters of `Authorization: PoW challenge="…", solution="n0,n1,…"`.
-pub fn parse_pow_params(params: &str) -> Result<PowCredential, CredentialParseError> {
-    let bad = |reason: &str| CredentialParseError::Malformed {
-        scheme: "PoW",
-        reason: reason.to_string(),
-    };
-    let pairs = parse_auth_params(params).ok_or_else(|| bad("not an auth-param list"))?;
-    let mut challenge = None;
-    let mut solution = None;
-    for (k, v) in pairs {
-        match k.as_str() {
-            "challenge" if challenge.is_none() => challenge = Some(v),
-            "solution" if solution.is_none() => solution = Some(v),
-            "challenge" | "solution" => return Err(bad("a parameter appears twice")),
-            _ => {}
-        }
-    }
-    let challenge = challenge.ok_or_else(|| bad("missing challenge"))?;
-    let solution = parse_nonce_list(&solution.ok_or_else(|| bad("missing solution"))?)
-        .ok_or_else(|| bad("solution must be comma-separated decimal nonces"))?;
-    Ok(PowCredential {
-        challenge,
-        solution,
-    })
-}
-
-/// Parses `"n0,n1,…"` (decimal u64 nonces, at most 64 of them).
-pub fn parse_nonce_list(s: &str) -> Option<Vec<u64>> {
-    let mut out = Vec::new();
-    for part in s.split(',') {
-        let part = part.trim();
-        if part.is_empty() || part.len() > 20 || !part.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        out.push(part.parse().ok()?);
-        if out.len() > 64 {
-            return None;
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,22 +184,14 @@ mod tests {
     }
 
     #[test]
-    fn pow_params() {
-        let c = parse_pow_params(r#"challenge="AAAA", solution="5,18446744073709551615""#).unwrap();
-        assert_eq!(c.challenge, "AAAA");
-        assert_eq!(c.solution, vec![5, u64::MAX]);
-        assert!(parse_pow_params(r#"challenge="AAAA", solution="18446744073709551616""#).is_err());
-        assert!(parse_pow_params(r#"challenge="AAAA", solution="-1""#).is_err());
-        assert!(parse_pow_params(r#"challenge="AAAA""#).is_err());
-        assert!(parse_pow_params(r#"challenge="A", challenge="B", solution="1""#).is_err());
-    }
-
-    #[test]
     fn debug_redacts() {
-        let c = Credential::Bearer {
-            token: "secret-token".into(),
-            dpop: None,
-        };
+        let c = Credential::new(RailId::new("toy"), String::from("secret-token"));
         assert!(!format!("{c:?}").contains("secret"));
+        assert_eq!(c.rail(), RailId::new("toy"));
+        assert_eq!(
+            c.payload::<String>().map(String::as_str),
+            Some("secret-token")
+        );
+        assert!(c.payload::<u64>().is_none());
     }
 }

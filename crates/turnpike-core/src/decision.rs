@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{CallFacts, Challenge, Credential, Grant, Price, Rail, RailKind, Refusal, Verdict};
+use crate::{CallFacts, Challenge, Credential, Grant, Price, Rail, RailId, Refusal, Verdict};
 
 /// What the gate does with one call.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +54,7 @@ pub async fn decide(
     if price.is_free() {
         return Decision::Free;
     }
-    let rail_for = |kind: RailKind| rails.iter().find(|r| r.kind() == kind);
+    let rail_for = |kind: RailId| rails.iter().find(|r| r.kind() == kind);
     let mut refusals = Vec::new();
     let mut invalid = None;
     let mut unavailable = false;
@@ -116,15 +116,18 @@ pub async fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BoxFuture, Offer, PowCredential};
+    use crate::{BoxFuture, Offer};
+
+    const TOY: RailId = RailId::new("toy");
+    const OTHER: RailId = RailId::new("other");
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A rail that passes solutions whose first nonce is 1, calls 2 stale and anything else
     /// invalid; counts verifications.
     struct Toy(AtomicUsize, bool);
     impl Rail for Toy {
-        fn kind(&self) -> RailKind {
-            RailKind::Pow
+        fn kind(&self) -> RailId {
+            TOY
         }
         fn challenge<'a>(
             &'a self,
@@ -134,9 +137,9 @@ mod tests {
             let offer = self.1;
             Box::pin(async move {
                 offer.then(|| Challenge {
-                    rail: RailKind::Pow,
-                    www_authenticate: "PoW x=1".into(),
-                    details: serde_json::json!({"rail": "pow"}),
+                    rail: TOY,
+                    www_authenticate: "Toy x=1".into(),
+                    details: serde_json::json!({"rail": "toy"}),
                 })
             })
         }
@@ -147,30 +150,24 @@ mod tests {
             c: &'a Credential,
         ) -> BoxFuture<'a, Verdict> {
             self.0.fetch_add(1, Ordering::SeqCst);
+            let solution = c.payload::<u64>().copied();
             Box::pin(async move {
-                match c {
-                    Credential::Pow(p) if p.solution == [1] => Verdict::Pass(Grant {
-                        rail: RailKind::Pow,
+                match solution {
+                    Some(1) => Verdict::Pass(Grant {
+                        rail: TOY,
                         identity: None,
                         receipt: None,
                     }),
-                    Credential::Pow(p) if p.solution == [2] => {
-                        Verdict::Stale(Refusal::new(RailKind::Pow, "spent"))
-                    }
-                    Credential::Pow(p) if p.solution == [4] => {
-                        Verdict::Unavailable(Refusal::new(RailKind::Pow, "store down"))
-                    }
-                    _ => Verdict::Invalid(Refusal::new(RailKind::Pow, "bad")),
+                    Some(2) => Verdict::Stale(Refusal::new(TOY, "spent")),
+                    Some(4) => Verdict::Unavailable(Refusal::new(TOY, "store down")),
+                    _ => Verdict::Invalid(Refusal::new(TOY, "bad")),
                 }
             })
         }
     }
 
     fn pow(n: u64) -> Credential {
-        Credential::Pow(PowCredential {
-            challenge: "c".into(),
-            solution: vec![n],
-        })
+        Credential::new(TOY, n)
     }
 
     fn call() -> CallFacts {
@@ -201,7 +198,7 @@ mod tests {
         let toy = Arc::new(Toy(AtomicUsize::new(0), true));
         let rails: Vec<Arc<dyn Rail>> = vec![toy.clone()];
         let priced = Price {
-            offers: vec![Offer::Pow { effort: 5 }],
+            offers: vec![Offer::new(TOY, serde_json::Map::new())],
         };
         assert_eq!(
             block_on(decide(&rails, &call(), &Price::free(), &[pow(1)])),
@@ -243,7 +240,7 @@ mod tests {
         // A credential for a rail not offered is refused, not verified.
         let n = toy.0.load(Ordering::SeqCst);
         let oauth_only = Price {
-            offers: vec![Offer::OAuth { scopes: vec![] }],
+            offers: vec![Offer::new(OTHER, serde_json::Map::new())],
         };
         assert!(matches!(
             block_on(decide(&rails, &call(), &oauth_only, &[pow(1)])),
@@ -259,7 +256,7 @@ mod tests {
         let toy = Arc::new(Toy(AtomicUsize::new(0), true));
         let rails: Vec<Arc<dyn Rail>> = vec![toy];
         let priced = Price {
-            offers: vec![Offer::Pow { effort: 5 }],
+            offers: vec![Offer::new(TOY, serde_json::Map::new())],
         };
         match block_on(decide(&rails, &call(), &priced, &[pow(4)])) {
             Decision::Unavailable { refusals } => assert_eq!(refusals[0].reason, "store down"),
@@ -286,7 +283,7 @@ mod tests {
         let toy = Arc::new(Toy(AtomicUsize::new(0), false));
         let rails: Vec<Arc<dyn Rail>> = vec![toy];
         let priced = Price {
-            offers: vec![Offer::Pow { effort: 5 }],
+            offers: vec![Offer::new(TOY, serde_json::Map::new())],
         };
         assert!(matches!(
             block_on(decide(&rails, &call(), &priced, &[])),

@@ -9,7 +9,10 @@
 //! - [`Credential`]: what a caller presented, parsed at the edge;
 //! - [`Challenge`]: what the gate asks for, in a form every delivery mode can render;
 //! - [`Verdict`]: what a rail decided about a credential;
-//! - [`Rail`]: the trait every rail (proof-of-work, L402, OAuth) implements;
+//! - [`RailId`]: which rail something belongs to, an open identifier each rail crate defines;
+//! - [`Rail`]: the trait every rail (proof-of-work, L402, OAuth, …) implements;
+//! - [`RailPlugin`]: what a rail does at the gateway's edge (credentials from the request, its
+//!   place among challenges and its in-band text, its binding to one request, its own answers);
 //! - [`decide`]: the decision engine that runs a call's price against the rails;
 //! - [`unix_now`]: the wall clock, in whole seconds since the Unix epoch, and
 //!   [`mac::hmac_sha256`], the keyed hash everything is tagged with.
@@ -22,16 +25,20 @@ pub mod decision;
 pub mod error_codes;
 pub mod identity;
 pub mod mac;
+pub mod plugin;
 pub mod policy;
 pub mod rail;
 
 pub use call::{ArgsHash, CallFacts};
 pub use clock::unix_now;
-pub use credential::{Credential, CredentialSource, PowCredential};
+pub use credential::{Credential, CredentialSource};
 pub use decision::{decide, Decision};
 pub use identity::Identity;
-pub use policy::{BillingMode, Offer, Policy, Price};
-pub use rail::{BoxFuture, Challenge, Grant, Rail, RailKind, Refusal, Verdict};
+pub use plugin::{
+    BoundRail, EdgeRequest, HeaderLines, PassNotes, RailAnswer, RailDocument, RailPlugin,
+};
+pub use policy::{Offer, Policy, Price};
+pub use rail::{BoxFuture, Challenge, Grant, Rail, RailId, Refusal, Verdict};
 
 /// Compares two byte strings in constant time (for the length of the shorter one; lengths are
 /// not secret). Use this for every comparison of secret material: tags, preimages, keys.

@@ -1,82 +1,65 @@
 //! Prices and the policy that maps calls to them.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-use crate::RailKind;
+use crate::RailId;
 
-/// How an L402 token pays for calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum BillingMode {
-    /// One invoice, one call: the credential is spent by the call it pays for.
-    #[default]
-    PerCall,
-    /// The invoice buys credit; each call debits its price.
-    Balance,
-    /// The invoice buys unlimited calls until a deadline.
-    TimePass,
-}
-
-/// One accepted way through for a call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "rail", rename_all = "snake_case")]
-pub enum Offer {
-    /// Proof-of-work of about `effort` expected SHA-256 evaluations (before load scaling).
-    Pow {
-        /// Expected SHA-256 evaluations.
-        effort: u64,
-    },
-    /// A Lightning payment of `msat` millisatoshis per call, billed as `mode`.
-    L402 {
-        /// Millisatoshis per call.
-        msat: u64,
-        /// How the payment is billed.
-        #[serde(default)]
-        mode: BillingMode,
-        /// For [`BillingMode::Balance`]: msat bought per invoice; for
-        /// [`BillingMode::TimePass`]: seconds the pass lasts. Ignored for per-call billing.
-        #[serde(default)]
-        bundle: u64,
-    },
-    /// An OAuth access token carrying every one of `scopes`.
-    #[serde(rename = "oauth")]
-    OAuth {
-        /// Scopes the token must carry.
-        scopes: Vec<String>,
-    },
+/// One accepted way through for a call: a rail and its terms. The terms belong to the rail
+/// (proof-of-work's `effort`, L402's `msat` and billing mode, OAuth's `scopes`, …): the core
+/// keeps them as a JSON object and does not read them; each rail crate builds its offers and
+/// reads their terms (e.g. `turnpike_pow::offer`, `turnpike_pow::effort`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offer {
+    rail: RailId,
+    terms: Map<String, Value>,
 }
 
 impl Offer {
-    /// The offer as `tools/list` publishes it when its rail adds nothing: `{"rail": "pow",
-    /// "effort": N}`; `{"rail": "l402", "msat": N, "mode": …}` with `bundle` (msat of credit per
-    /// invoice, or seconds of a pass) unless billed per call; `{"rail": "oauth", "scopes": […]}`.
-    pub fn published(&self) -> serde_json::Value {
-        match self {
-            Offer::Pow { effort } => serde_json::json!({"rail": "pow", "effort": effort}),
-            Offer::L402 { msat, mode, bundle } => {
-                let mut o = serde_json::json!({"rail": "l402", "msat": msat, "mode": mode});
-                if *mode != BillingMode::PerCall && *bundle > 0 {
-                    o["bundle"] = serde_json::json!(bundle);
-                }
-                o
-            }
-            Offer::OAuth { .. } => serde_json::to_value(self).unwrap_or_default(),
-        }
+    /// An offer on `rail` with `terms` (a key named `rail` among them is ignored).
+    pub fn new(rail: RailId, mut terms: Map<String, Value>) -> Offer {
+        terms.remove("rail");
+        Offer { rail, terms }
     }
 
     /// The rail this offer is made on.
-    pub fn rail(&self) -> RailKind {
-        match self {
-            Offer::Pow { .. } => RailKind::Pow,
-            Offer::L402 { .. } => RailKind::L402,
-            Offer::OAuth { .. } => RailKind::OAuth,
-        }
+    pub fn rail(&self) -> RailId {
+        self.rail
+    }
+
+    /// The rail's terms.
+    pub fn terms(&self) -> &Map<String, Value> {
+        &self.terms
+    }
+
+    /// One term, by name.
+    pub fn term(&self, key: &str) -> Option<&Value> {
+        self.terms.get(key)
+    }
+
+    /// One term as an unsigned integer (absent or of another type: `None`).
+    pub fn u64_term(&self, key: &str) -> Option<u64> {
+        self.terms.get(key).and_then(Value::as_u64)
+    }
+
+    /// The offer as `tools/list` publishes it when its rail adds nothing: `{"rail": <id>}` with
+    /// its terms beside it, e.g. `{"rail": "pow", "effort": N}`.
+    pub fn published(&self) -> Value {
+        let mut o = self.terms.clone();
+        o.insert("rail".into(), Value::from(self.rail.as_str()));
+        Value::Object(o)
+    }
+}
+
+impl Serialize for Offer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.published().serialize(s)
     }
 }
 
 /// What a call costs: every accepted way through. An empty price means the call is free.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Price {
     /// The accepted ways through, in the order they are offered.
     pub offers: Vec<Offer>,
@@ -92,7 +75,7 @@ impl Price {
         self.offers.is_empty()
     }
     /// The offer made on `rail`, if any.
-    pub fn offer(&self, rail: RailKind) -> Option<&Offer> {
+    pub fn offer(&self, rail: RailId) -> Option<&Offer> {
         self.offers.iter().find(|o| o.rail() == rail)
     }
 }
@@ -116,7 +99,7 @@ pub const DEFAULT_FREE_METHODS: &[&str] = &[
 /// - a method in `methods` costs that price (e.g. `resources/read`, `prompts/get`);
 /// - everything else is free: the list methods, `initialize`, `ping`, notifications, responses,
 ///   and any method the operator did not price.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Policy {
     /// Price per tool name.
     pub tools: BTreeMap<String, Price>,
@@ -145,37 +128,27 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    const TOY: RailId = RailId::new("toy");
+
+    fn toy(n: u64) -> Offer {
+        let mut terms = Map::new();
+        terms.insert("n".into(), json!(n));
+        Offer::new(TOY, terms)
+    }
 
     #[test]
     fn published_offers() {
-        use serde_json::json;
+        assert_eq!(toy(7).published(), json!({"rail": "toy", "n": 7}));
+        assert_eq!(serde_json::to_value(toy(7)).unwrap(), toy(7).published());
+        assert_eq!(toy(7).u64_term("n"), Some(7));
+        let mut terms = Map::new();
+        terms.insert("rail".into(), json!("other"));
         assert_eq!(
-            Offer::Pow { effort: 7 }.published(),
-            json!({"rail": "pow", "effort": 7})
-        );
-        let l402 = |mode, bundle| Offer::L402 {
-            msat: 1000,
-            mode,
-            bundle,
-        };
-        assert_eq!(
-            l402(BillingMode::PerCall, 5).published(),
-            json!({"rail": "l402", "msat": 1000, "mode": "per_call"})
-        );
-        assert_eq!(
-            l402(BillingMode::Balance, 5000).published(),
-            json!({"rail": "l402", "msat": 1000, "mode": "balance", "bundle": 5000})
-        );
-        assert_eq!(
-            l402(BillingMode::TimePass, 0).published(),
-            json!({"rail": "l402", "msat": 1000, "mode": "time_pass"})
-        );
-        assert_eq!(
-            Offer::OAuth {
-                scopes: vec!["a".into()]
-            }
-            .published(),
-            json!({"rail": "oauth", "scopes": ["a"]})
+            Offer::new(TOY, terms).published(),
+            json!({"rail": "toy"}),
+            "the rail is the offer's own, never a term"
         );
     }
 
@@ -183,7 +156,7 @@ mod tests {
     fn prices_resolve() {
         let mut p = Policy {
             default_tool: Price {
-                offers: vec![Offer::Pow { effort: 10 }],
+                offers: vec![toy(10)],
             },
             ..Default::default()
         };
@@ -191,21 +164,18 @@ mod tests {
         p.tools.insert(
             "dear".into(),
             Price {
-                offers: vec![Offer::Pow { effort: 1000 }],
+                offers: vec![toy(1000)],
             },
         );
         assert!(p.price("tools/call", Some("free")).is_free());
         assert_eq!(
-            p.price("tools/call", Some("dear")).offer(RailKind::Pow),
-            Some(&Offer::Pow { effort: 1000 })
+            p.price("tools/call", Some("dear")).offer(TOY),
+            Some(&toy(1000))
         );
-        assert_eq!(
-            p.price("tools/call", Some("other")).offers,
-            vec![Offer::Pow { effort: 10 }]
-        );
+        assert_eq!(p.price("tools/call", Some("other")).offers, vec![toy(10)]);
         assert_eq!(
             p.price("tools/call", None).offers,
-            vec![Offer::Pow { effort: 10 }],
+            vec![toy(10)],
             "a call with no tool name is still priced"
         );
         for m in DEFAULT_FREE_METHODS {

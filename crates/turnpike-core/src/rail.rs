@@ -1,6 +1,6 @@
 //! The `Rail` trait, and what rails say back.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -9,41 +9,47 @@ use crate::{CallFacts, Credential, Identity, Offer};
 /// A boxed future, so that rails can be used as trait objects without an async runtime here.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The three ways through the gate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RailKind {
-    /// Proof-of-work.
-    Pow,
-    /// L402 Lightning payments.
-    L402,
-    /// OAuth 2.1 access tokens.
-    #[serde(rename = "oauth")]
-    OAuth,
-}
+/// Which rail something belongs to: an open identifier, the rail's lower-case name as it
+/// appears on the wire, in configuration and in metrics (`pow`, `l402`, `oauth`, …). Each rail
+/// crate defines its own (e.g. `turnpike_pow::RAIL`); nothing here lists them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RailId(&'static str);
 
-impl RailKind {
-    /// The lower-case label used on the wire and in metrics: `pow`, `l402`, `oauth`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RailKind::Pow => "pow",
-            RailKind::L402 => "l402",
-            RailKind::OAuth => "oauth",
-        }
+impl RailId {
+    /// The rail named `name` (lower case, as on the wire).
+    pub const fn new(name: &'static str) -> RailId {
+        RailId(name)
+    }
+
+    /// The lower-case label used on the wire and in metrics.
+    pub const fn as_str(self) -> &'static str {
+        self.0
     }
 }
 
-impl std::fmt::Display for RailKind {
+impl std::fmt::Display for RailId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.0)
+    }
+}
+
+impl std::fmt::Debug for RailId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RailId({})", self.0)
+    }
+}
+
+impl Serialize for RailId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
     }
 }
 
 /// What the gate asks of a caller on one rail, in a form every delivery mode can render.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Challenge {
     /// The rail this challenge is for.
-    pub rail: RailKind,
+    pub rail: RailId,
     /// The `WWW-Authenticate` challenge: scheme and parameters, e.g. `PoW challenge="…", …`.
     pub www_authenticate: String,
     /// The same data as JSON, for JSON-RPC error bodies and in-band results. Always an object
@@ -53,17 +59,17 @@ pub struct Challenge {
 
 /// Why a credential was not accepted. The reason is safe to show the caller: it never contains
 /// the credential itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Refusal {
     /// The rail that refused.
-    pub rail: RailKind,
+    pub rail: RailId,
     /// Why, in words safe to show the caller.
     pub reason: String,
 }
 
 impl Refusal {
     /// A refusal by `rail` for `reason`.
-    pub fn new(rail: RailKind, reason: impl Into<String>) -> Self {
+    pub fn new(rail: RailId, reason: impl Into<String>) -> Self {
         Refusal {
             rail,
             reason: reason.into(),
@@ -75,7 +81,7 @@ impl Refusal {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
     /// The rail that granted the call.
-    pub rail: RailKind,
+    pub rail: RailId,
     /// Who the caller is, where the credential says so.
     pub identity: Option<Identity>,
     /// An opaque note the rail needs to settle the call afterwards (e.g. a debit to refund).
@@ -100,7 +106,7 @@ pub enum Verdict {
 /// gateway composes rails through this trait alone.
 pub trait Rail: Send + Sync {
     /// Which rail this is.
-    fn kind(&self) -> RailKind;
+    fn kind(&self) -> RailId;
 
     /// The challenge to offer for `call` under `offer`, or `None` when this rail cannot be
     /// offered right now (e.g. proof-of-work above its effort ceiling, Lightning down).

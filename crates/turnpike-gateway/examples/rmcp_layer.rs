@@ -20,7 +20,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{tool, tool_handler, tool_router, ServerHandler};
 use serde::Deserialize;
 use tower::ServiceBuilder;
-use turnpike_core::{Offer, Policy, Price};
+use turnpike_core::{Policy, Price};
 use turnpike_gateway::{Gate, GateOptions, TurnpikeLayer};
 use turnpike_pow::{KeyRing, PowConfig, PowRail};
 use turnpike_store::MemorySpentSet;
@@ -82,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     policy.tools.insert(
         "forecast".into(),
         Price {
-            offers: vec![Offer::Pow { effort: 500_000 }],
+            offers: vec![turnpike_pow::offer(500_000)],
         },
     );
     let keys = KeyRing::from_secrets(vec![(1, rand::random::<[u8; 32]>())])?;

@@ -1,79 +1,83 @@
 //! Credentials a caller presented, collected from one request in one place.
 //!
-//! | where | scheme / key | rail | parser |
-//! |---|---|---|---|
-//! | every `Authorization` line | `PoW` (any case) | proof-of-work | `turnpike_core::credential::parse_pow_params` |
-//! | every `Authorization` line | `L402`, `LSAT` (any case) | L402 | [`turnpike_l402::parse_authorization`] |
-//! | every `Authorization` line | `Bearer`, `DPoP` (any case), with the `DPoP` proof header | OAuth | [`turnpike_oauth::parse_authorization`] |
-//! | every `Macaroon` line | macaroon with a `preimage=` caveat | L402 | [`turnpike_l402::parse_macaroon_header`] |
-//! | `params._meta["turnpike/pow"]` | | proof-of-work | [`turnpike_mcp::meta_credentials`] |
-//! | `params._meta["turnpike/l402"]` | | L402 | [`turnpike_l402::parse_meta`] |
+//! Each rail says what it reads ([`turnpike_core::RailPlugin`]); this module asks every rail in
+//! the order they were added, and knows no scheme, header or key itself:
+//!
+//! 1. every `Authorization` line, in order: its scheme goes to each rail in turn, the first
+//!    that claims it parses it (`PoW`; `L402`/`LSAT`; `Bearer`, `DPoP` with its `DPoP` proof);
+//! 2. every line of each header a rail reads besides (the `Macaroon` header);
+//! 3. each `params._meta` key a rail reads (`turnpike/pow`, `turnpike/l402`).
 //!
 //! Other `Authorization` schemes are ignored. A credential that does not parse becomes a refusal
-//! of its rail (the call is then answered 401; a malformed OAuth one 400 `invalid_request`).
-//! Every one of these is removed before the call goes upstream
+//! of its rail (the call is then answered 401, or as its rail answers: a malformed OAuth one
+//! 400 `invalid_request`). Every one of these is removed before the call goes upstream
 //! ([`crate::pipeline::strip_credential_headers`], [`turnpike_mcp::strip_turnpike_meta`]).
+
+use std::sync::Arc;
 
 use http::{header, HeaderMap};
 use serde_json::Value;
-use turnpike_core::credential::{parse_pow_params, split_scheme, CredentialParseError};
-use turnpike_core::{Credential, RailKind, Refusal};
+use turnpike_core::credential::{split_scheme, CredentialParseError};
+use turnpike_core::plugin::Parsed;
+use turnpike_core::{Credential, EdgeRequest, HeaderLines, RailId, RailPlugin, Refusal};
 use turnpike_mcp::Message;
-use turnpike_oauth::Scheme;
 
-/// The `Macaroon` request header (L402 beside an OAuth `Authorization`).
-pub const MACAROON_HEADER: &str = "macaroon";
+/// The header lines of a request, as rails read them.
+pub struct Lines<'a>(pub &'a HeaderMap);
+
+impl HeaderLines for Lines<'_> {
+    fn lines(&self, name: &str) -> Vec<&str> {
+        self.0
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("\u{0}"))
+            .collect()
+    }
+}
 
 /// Credentials presented with a call: parsed ones in the order presented (headers, then
 /// `_meta`), and refusals for ones that did not parse.
-pub fn collect(headers: &HeaderMap, msg: &Message) -> Collected {
+pub fn collect(rails: &[Arc<dyn RailPlugin>], req: &EdgeRequest<'_>, msg: &Message) -> Collected {
     let mut out = Collected::default();
-    let proofs: Vec<&str> = headers
-        .get_all("dpop")
-        .iter()
-        .map(|v| v.to_str().unwrap_or("\u{0}"))
-        .collect();
-    for value in headers.get_all(header::AUTHORIZATION) {
-        let Ok(value) = value.to_str() else { continue };
-        authorization(value, &proofs, &mut out);
+    let headers = req.headers;
+    for value in headers.lines(header::AUTHORIZATION.as_str()) {
+        if value == "\u{0}" {
+            continue;
+        }
+        let (scheme, params) = split_scheme(value);
+        for rail in rails {
+            if let Some(r) = rail.parse_authorization(scheme, params, req) {
+                out.add(r, rail.id());
+                break;
+            }
+        }
     }
-    for value in headers.get_all(MACAROON_HEADER) {
-        let Ok(value) = value.to_str() else { continue };
-        out.add(turnpike_l402::parse_macaroon_header(value), RailKind::L402);
+    for rail in rails {
+        for name in rail.credential_headers() {
+            for value in headers.lines(name) {
+                if value == "\u{0}" {
+                    continue;
+                }
+                if let Some(r) = rail.parse_header(name, value) {
+                    out.add(r, rail.id());
+                }
+            }
+        }
     }
-    for r in turnpike_mcp::meta_credentials(msg) {
-        out.add(r, RailKind::Pow);
-    }
-    if let Some(v) = meta(msg, turnpike_l402::META_L402) {
-        out.add(turnpike_l402::parse_meta(v), RailKind::L402);
+    let meta = msg
+        .params()
+        .and_then(|p| p.get("_meta"))
+        .and_then(Value::as_object);
+    if let Some(meta) = meta {
+        for rail in rails {
+            for key in rail.meta_keys() {
+                if let Some(r) = meta.get(*key).and_then(|v| rail.parse_meta(key, v)) {
+                    out.add(r, rail.id());
+                }
+            }
+        }
     }
     out
-}
-
-/// One `Authorization` line, by scheme.
-fn authorization(value: &str, proofs: &[&str], out: &mut Collected) {
-    let (scheme, params) = split_scheme(value);
-    if scheme.eq_ignore_ascii_case("PoW") {
-        out.add(parse_pow_params(params).map(Credential::Pow), RailKind::Pow);
-    } else if let Some(r) = turnpike_l402::parse_authorization(scheme, params) {
-        out.add(r, RailKind::L402);
-    } else if let Some(r) = turnpike_oauth::parse_authorization(scheme, params, proofs) {
-        if r.is_err() && out.oauth_malformed.is_none() {
-            out.oauth_malformed = Some(if scheme.eq_ignore_ascii_case("DPoP") {
-                Scheme::DPoP
-            } else {
-                Scheme::Bearer
-            });
-        }
-        out.add(r, RailKind::OAuth);
-    }
-}
-
-fn meta<'a>(msg: &'a Message, key: &str) -> Option<&'a Value> {
-    msg.params()
-        .and_then(|p| p.get("_meta"))
-        .and_then(Value::as_object)
-        .and_then(|m| m.get(key))
 }
 
 /// What [`collect`] found.
@@ -83,19 +87,31 @@ pub struct Collected {
     pub creds: Vec<Credential>,
     /// Refusals for credentials that did not parse.
     pub malformed: Vec<Refusal>,
-    /// The scheme of the first OAuth credential that did not parse (answered 400
-    /// `invalid_request` when nothing else pays).
-    pub oauth_malformed: Option<Scheme>,
+    /// Why the first credential of each rail that did not parse failed (its rail may answer it
+    /// itself: a malformed OAuth token gets 400 `invalid_request`).
+    pub first_errors: Vec<(RailId, CredentialParseError)>,
 }
 
 impl Collected {
-    fn add(&mut self, r: Result<Credential, CredentialParseError>, rail: RailKind) {
+    fn add(&mut self, r: Parsed, rail: RailId) {
         match r {
             Ok(c) => self.creds.push(c),
-            Err(e) => self
-                .malformed
-                .push(crate::respond::malformed(rail, e.to_string())),
+            Err(e) => {
+                self.malformed
+                    .push(crate::respond::malformed(rail, e.to_string()));
+                if !self.first_errors.iter().any(|(r, _)| *r == rail) {
+                    self.first_errors.push((rail, e));
+                }
+            }
         }
+    }
+
+    /// Why the first credential of `rail` that did not parse failed, if one did not.
+    pub fn first_error(&self, rail: RailId) -> Option<&CredentialParseError> {
+        self.first_errors
+            .iter()
+            .find(|(r, _)| *r == rail)
+            .map(|(_, e)| e)
     }
 }
 
@@ -103,6 +119,57 @@ impl Collected {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use turnpike_oauth::BearerCredential;
+
+    /// The rails of a gateway with all three on (proof-of-work, L402, OAuth), at the edge.
+    fn rails() -> Vec<Arc<dyn RailPlugin>> {
+        let pow = Arc::new(turnpike_pow::PowRail::new(
+            turnpike_pow::PowConfig::default(),
+            turnpike_pow::KeyRing::from_secrets(vec![(1, [7; 32])]).unwrap(),
+            Arc::new(turnpike_store::MemorySpentSet::new()),
+        ));
+        let dev =
+            turnpike_lightning::dev::DevBackend::new(&turnpike_lightning::config::DevConfig {
+                network: "regtest".into(),
+                key_hex: None,
+                custodial: false,
+            })
+            .unwrap();
+        let l402 = Arc::new(turnpike_l402::L402Rail::new(
+            Default::default(),
+            Arc::new(dev),
+            Arc::new(turnpike_l402::MemoryStore::new()),
+            Arc::new(turnpike_store::MemorySpentSet::new()),
+        ));
+        let oauth = Arc::new(
+            turnpike_oauth::OAuthRail::new(
+                turnpike_oauth::OAuthConfig::new("https://auth.example.com")
+                    .with_default_resource("https://mcp.example.com/mcp"),
+                Arc::new(turnpike_store::MemorySpentSet::new()),
+            )
+            .unwrap(),
+        );
+        vec![pow, l402, oauth]
+    }
+
+    fn run(h: &HeaderMap, msg: &Message) -> Collected {
+        let req = EdgeRequest {
+            method: "POST",
+            public_url: None,
+            body: b"",
+            headers: &Lines(h),
+        };
+        collect(&rails(), &req, msg)
+    }
+
+    fn bearer(c: &Credential) -> Option<&BearerCredential> {
+        c.payload::<BearerCredential>()
+    }
+
+    fn malformed_scheme(c: &Collected) -> Option<&'static str> {
+        c.first_error(turnpike_oauth::RAIL)
+            .map(|CredentialParseError::Malformed { scheme, .. }| *scheme)
+    }
 
     #[test]
     fn credentials_from_every_line_and_meta() {
@@ -127,21 +194,21 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","_meta":{"turnpike/pow":{"challenge":"C","solution":[3]},"turnpike/l402":"x:y"}}}"#,
         )
         .unwrap();
-        let c = collect(&h, &msg);
-        let (creds, bad) = (c.creds, c.malformed);
+        let c = run(&h, &msg);
+        let (creds, bad) = (&c.creds, &c.malformed);
         assert_eq!(creds.len(), 3);
         assert_eq!(
-            creds[0],
-            Credential::Bearer {
+            bearer(&creds[0]),
+            Some(&BearerCredential {
                 token: "tok".into(),
                 dpop: None
-            }
+            })
         );
         assert_eq!(bad.len(), 3, "{bad:?}");
         assert!(bad[0].reason.contains("missing solution"), "{bad:?}");
-        assert_eq!(bad[1].rail, RailKind::L402);
-        assert_eq!(bad[2].rail, RailKind::L402);
-        assert_eq!(c.oauth_malformed, None);
+        assert_eq!(bad[1].rail, turnpike_l402::RAIL);
+        assert_eq!(bad[2].rail, turnpike_l402::RAIL);
+        assert_eq!(malformed_scheme(&c), None);
     }
 
     #[test]
@@ -156,25 +223,26 @@ mod tests {
             HeaderValue::from_static("DPoP a.b.c"),
         );
         h.append("dpop", HeaderValue::from_static("p.q.r"));
-        let c = collect(&h, &msg);
+        let c = run(&h, &msg);
+        assert_eq!(c.creds.len(), 1);
         assert_eq!(
-            c.creds,
-            vec![Credential::Bearer {
+            bearer(&c.creds[0]),
+            Some(&BearerCredential {
                 token: "a.b.c".into(),
                 dpop: Some("p.q.r".into())
-            }]
+            })
         );
         h.append("dpop", HeaderValue::from_static("x.y.z"));
-        let c = collect(&h, &msg);
+        let c = run(&h, &msg);
         assert!(c.creds.is_empty());
-        assert_eq!(c.oauth_malformed, Some(Scheme::DPoP));
-        assert_eq!(c.malformed[0].rail, RailKind::OAuth);
+        assert_eq!(malformed_scheme(&c), Some("DPoP"));
+        assert_eq!(c.malformed[0].rail, turnpike_oauth::RAIL);
         let mut h = HeaderMap::new();
         h.append(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer not a token"),
         );
-        let c = collect(&h, &msg);
-        assert_eq!(c.oauth_malformed, Some(Scheme::Bearer));
+        let c = run(&h, &msg);
+        assert_eq!(malformed_scheme(&c), Some("Bearer"));
     }
 }

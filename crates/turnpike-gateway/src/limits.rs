@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use serde_json::{json, Value};
-use turnpike_core::{error_codes, Grant, Identity, Offer, Price, RailKind};
+use turnpike_core::{error_codes, Grant, Identity};
 use turnpike_limits::{InFlight, LimitError, Limited, Limiter, SpendReceipt};
 
 use crate::config::{ChallengeMode, Config};
@@ -69,25 +69,6 @@ pub async fn spend_msat(
         Ok(o) => Err(SpendRefusal::Budget(Limited::spend_budget(&o))),
         Err(e) => Err(SpendRefusal::Unavailable(e)),
     }
-}
-
-/// `price` with its proof-of-work effort multiplied by `multiplier` (the loop brake's strikes
-/// on the caller); `None` when nothing changes.
-pub fn scaled_pow_price(price: &Price, multiplier: u32) -> Option<Price> {
-    if multiplier <= 1 || price.offer(RailKind::Pow).is_none() {
-        return None;
-    }
-    let offers = price
-        .offers
-        .iter()
-        .map(|o| match o {
-            Offer::Pow { effort } => Offer::Pow {
-                effort: effort.saturating_mul(u64::from(multiplier)),
-            },
-            other => other.clone(),
-        })
-        .collect();
-    Some(Price { offers })
 }
 
 pub use turnpike_operator::metrics::LimitCounters;

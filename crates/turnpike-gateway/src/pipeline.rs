@@ -32,21 +32,22 @@
 //!    method, name and arguments, once, on this instance (outcome `continued`).
 //! 5. **Decide** (`Gate::decide` → `Decided`): the call is classified
 //!    ([`turnpike_mcp::classify`]: method, name and the hash of the canonical arguments) and
-//!    its credentials collected from every `Authorization` line (`PoW`, `L402`/`LSAT`,
-//!    `Bearer`, `DPoP` with its `DPoP` proof), the `Macaroon` header and `params._meta`
-//!    ([`crate::credentials::collect`]). Limits that must run before the rails run here: a
+//!    its credentials collected by the rails from every `Authorization` line (`PoW`,
+//!    `L402`/`LSAT`, `Bearer`, `DPoP` with its `DPoP` proof), the headers they read (`Macaroon`)
+//!    and their `params._meta` keys ([`crate::credentials::collect`]). Limits that must run before the rails run here: a
 //!    call that presents only puzzle solutions is admitted on the caller's address (the
 //!    identity a solution gets anyway) before the solution is spent, so a limited caller keeps
 //!    it; a call that presents no credential is counted against the address's challenge budget
 //!    before any challenge is minted (`Limiter::admit_challenge`; past it 429), which also
 //!    reads the address's effort multiplier (loop-brake strikes: it is challenged at
 //!    `effort × multiplier`). Then [`turnpike_core::decide`]: each rail verifies its own
-//!    credential, the first pass wins — the OAuth rail through a view bound to this request's
-//!    method and public URL (DPoP `htm`/`htu`) and body hash. A call no rail lets through is
-//!    answered here (`Gate::refuse`; fresh challenges answering a refused credential are
-//!    counted against the challenge budget first): a token that was refused
-//!    ([`crate::respond::oauth_refusal`]) gets the OAuth answer — 400 `invalid_request`, 401
-//!    `invalid_token` / `invalid_dpop_proof` / `use_dpop_nonce`, 403 `insufficient_scope` —
+//!    credential, the first pass wins — a rail that binds itself to the request through its
+//!    view of it ([`turnpike_core::RailPlugin::bind`]; OAuth: method and public URL for DPoP
+//!    `htm`/`htu`, and body hash). A call no rail lets through is answered here
+//!    (`Gate::refuse`; fresh challenges answering a refused credential are counted against
+//!    the challenge budget first): a credential its rail answers itself
+//!    ([`crate::respond::rail_answer`]; a refused token gets the OAuth answer — 400 `invalid_request`, 401
+//!    `invalid_token` / `invalid_dpop_proof` / `use_dpop_nonce`, 403 `insufficient_scope`) —
 //!    over HTTP whatever the mode; a caller over its L402 invoice rate with no other way
 //!    through gets 429; otherwise [`crate::respond::challenge`]: HTTP 402 (401 when only OAuth
 //!    is offered, whatever the mode: MCP clients answer a 401 by signing in) / 401 / 503 with
@@ -96,12 +97,11 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use serde_json::{json, Value};
 use tower::{Service, ServiceExt};
 use turnpike_core::{
-    error_codes, CallFacts, Credential, Decision, Grant, Identity, Offer, Policy, Price, Rail,
-    RailKind, Refusal,
+    error_codes, BoundRail, CallFacts, Decision, EdgeRequest, Grant, Identity, Policy, Price, Rail,
+    RailId, Refusal,
 };
 use turnpike_limits::{Admission, Admitted, CallInfo, CallKind, Limiter, SpendReceipt};
 use turnpike_mcp::MessageKind;
-use turnpike_oauth::{HttpContext, OAuthOutcome, ScopedOAuthRail};
 use turnpike_pow::PowRail;
 
 use crate::config::{ChallengeMode, Config};
@@ -218,38 +218,21 @@ impl Gate {
             response_timeout: Duration::from_secs(cfg.upstream.response_timeout_secs),
             stream_idle_timeout: Duration::from_secs(cfg.upstream.stream_idle_timeout_secs),
         };
+        let identity = crate::rails::identity_signer(cfg, &rails)?;
         let mut gate = Gate::with_rails(opts, cfg.policy(), rails);
         gate.limiter = crate::limits::limiter_from_config(cfg)?;
-        if let (Some(o), Some(rail)) = (&cfg.oauth, &gate.rails.oauth) {
-            if o.forward_identity == crate::config::ForwardIdentity::Signed {
-                let secret = o.identity_secret.as_ref().map(|s| s.expose()).unwrap_or("");
-                gate.identity = Some(
-                    IdentitySigner::from_hex(secret, rail.resource()).ok_or_else(|| {
-                        GatewayError::OAuth("identity_secret must be 64 hex digits".into())
-                    })?,
-                );
-            }
-        }
+        gate.identity = identity;
         Ok(gate)
     }
 
     /// A gate whose only rail is `pow` (its quotes also price `tools/list` annotations).
     pub fn with_pow(opts: GateOptions, policy: Policy, pow: Arc<PowRail>) -> Gate {
         let mut rails = Rails::default();
-        rails.add_pow(pow);
+        rails.add(pow);
+        // The other rails' credentials are still read (and refused) and stripped.
+        rails.recognise(Arc::new(turnpike_l402::L402Credentials));
+        rails.recognise(Arc::new(turnpike_oauth::plugin::OAuthCredentials));
         Gate::with_rails(opts, policy, rails)
-    }
-
-    /// A gate over any rails, as trait objects.
-    pub fn new(opts: GateOptions, policy: Policy, rails: Vec<Arc<dyn Rail>>) -> Gate {
-        Gate::with_rails(
-            opts,
-            policy,
-            Rails {
-                all: rails,
-                ..Rails::default()
-            },
-        )
     }
 
     /// A gate over a built rail set.
@@ -326,22 +309,20 @@ impl Gate {
         self
     }
 
-    /// The RFC 9728 protected-resource metadata response for a request to `path`, when the
-    /// OAuth rail is on and `path` is one of its metadata paths (the path-inserted form of the
-    /// resource, the form of this endpoint's path, or the root form): `GET`/`HEAD` get the JSON
-    /// document with `Access-Control-Allow-Origin: *`, `OPTIONS` a CORS preflight answer, other
-    /// methods 405. `Host` is checked like the endpoint's; `Origin` is not (a public document
-    /// for browser clients on any origin). `None` for every other path.
+    /// The response for a request to `path` when it is a document a rail serves beside the
+    /// endpoint ([`turnpike_core::RailPlugin::document`]; the OAuth rail's RFC 9728 protected-resource
+    /// metadata at the path-inserted form of the resource, the form of this endpoint's path,
+    /// or the root form): `GET`/`HEAD` get the JSON document with
+    /// `Access-Control-Allow-Origin: *`, `OPTIONS` a CORS preflight answer, other methods 405.
+    /// `Host` is checked like the endpoint's; `Origin` is not (a public document for browser
+    /// clients on any origin). `None` for every other path.
     pub fn metadata_response(&self, req: &Request<Body>) -> Option<Response<Body>> {
-        let oauth = self.rails.oauth.as_ref()?;
         let path = req.uri().path();
-        let endpoint_form = format!(
-            "/.well-known/oauth-protected-resource{}",
-            self.opts.resource.trim_end_matches('/')
-        );
-        if !(oauth.metadata_paths().iter().any(|p| p == path) || path == endpoint_form) {
-            return None;
-        }
+        let doc = self
+            .rails
+            .edge()
+            .iter()
+            .find_map(|r| r.document(path, &self.opts.resource))?;
         // Host only: the document is public and read cross-origin by browser clients.
         let mut headers = req.headers().clone();
         headers.remove(header::ORIGIN);
@@ -353,7 +334,7 @@ impl Gate {
                 refusal.message(),
             ));
         }
-        Some(respond::metadata(req.method(), &oauth.metadata_document()))
+        Some(respond::document(req.method(), &doc))
     }
 
     /// The rails in force.
@@ -480,7 +461,7 @@ impl Gate {
     {
         log.method = req.method().as_str().to_owned();
         let (mut parts, body) = req.into_parts();
-        strip_credential_headers(&mut parts.headers);
+        self.strip_credentials(&mut parts.headers);
         log.outcome = Outcome::Passthrough;
         log.trace = crate::trace::find(&parts.headers, None).map(|t| t.0);
         log.tag_upstream_request(&mut parts.headers);
@@ -629,27 +610,26 @@ impl Gate {
             facts,
             grant: None,
             pre_admitted: judged.pre_admitted,
-            dpop_nonce: None,
+            response_headers: Vec::new(),
             identity_header: None,
         };
         match judged.decision {
             Decision::Free => {}
             Decision::Pass(grant) => {
-                if let (RailKind::OAuth, Some(OAuthOutcome::Pass(a))) =
-                    (grant.rail, &judged.oauth_outcome)
-                {
-                    decided.dpop_nonce = a.dpop_nonce.clone();
-                    decided.identity_header = self
-                        .identity
-                        .as_ref()
-                        .and_then(|s| s.sign(&a.identity, &a.token.scopes, unix_now()));
+                // What the granting rail, bound to this request, adds after a pass.
+                if let Some((_, bound)) = judged.bound.iter().find(|(r, _)| *r == grant.rail) {
+                    let notes = bound.passed();
+                    decided.response_headers = notes.response_headers;
+                    decided.identity_header = notes.vouch.and_then(|(id, scopes)| {
+                        self.identity.as_ref()?.sign(&id, &scopes, unix_now())
+                    });
                 }
                 decided.grant = Some(grant);
             }
             refused => {
                 let counted = judged.challenge_counted || decided.pre_admitted.is_some();
                 return Err(self
-                    .refuse(&decided, refused, judged.oauth_outcome, counted, log)
+                    .refuse(&decided, refused, judged.bound, counted, log)
                     .await);
             }
         }
@@ -666,7 +646,13 @@ impl Gate {
         log: &mut CallLog,
     ) -> Step<Judged> {
         let Parsed { parts, bytes, msg } = &priced.call;
-        let collected = credentials::collect(&parts.headers, msg);
+        let edge = EdgeRequest {
+            method: parts.method.as_str(),
+            public_url: self.opts.public_url.as_deref(),
+            body: bytes,
+            headers: &credentials::Lines(&parts.headers),
+        };
+        let collected = credentials::collect(self.rails.edge(), &edge, msg);
         let mut judged = Judged::default();
         let method = msg.method().unwrap_or("");
         let kind = || {
@@ -706,49 +692,49 @@ impl Gate {
                 price = Cow::Owned(p);
             }
         }
-        // The OAuth rail sees this request (method, public URL, body) through a view.
-        let scoped = self.scoped_oauth(&price, parts, bytes, &collected.creds);
-        let swapped: Vec<Arc<dyn Rail>>;
-        let rails = match &scoped {
-            Some(s) => {
-                swapped = self
-                    .rails
-                    .all
-                    .iter()
-                    .map(|r| {
-                        if r.kind() == RailKind::OAuth {
-                            s.clone() as Arc<dyn Rail>
-                        } else {
-                            r.clone()
-                        }
-                    })
-                    .collect();
-                &swapped[..]
+        // A rail the price offers may see this request through a view bound to it (the OAuth
+        // rail: method, public URL and body, for DPoP proofs).
+        for rail in self.rails.edge() {
+            let Some(offer) = price.offer(rail.id()) else {
+                continue;
+            };
+            let malformed = collected.first_error(rail.id());
+            if let Some(b) = rail.clone().bind(&edge, offer, &collected.creds, malformed) {
+                judged.bound.push((rail.id(), b));
             }
-            None => &self.rails.all[..],
+        }
+        let swapped: Vec<Arc<dyn Rail>>;
+        let rails = if judged.bound.is_empty() {
+            &self.rails.all[..]
+        } else {
+            swapped = self
+                .rails
+                .all
+                .iter()
+                .map(
+                    |r| match judged.bound.iter().find(|(id, _)| *id == r.kind()) {
+                        Some((_, b)) => b.rail(),
+                        None => r.clone(),
+                    },
+                )
+                .collect();
+            &swapped[..]
         };
         let decide = turnpike_core::decide(rails, facts, &price, &collected.creds);
         let decision = log.spans.verify(&collected.creds, decide).await;
-        if price.offer(RailKind::OAuth).is_some() {
-            judged.oauth_outcome = scoped.and_then(|s| s.outcome()).or_else(|| {
-                collected
-                    .oauth_malformed
-                    .map(turnpike_oauth::OAuthOutcome::malformed)
-            });
-        }
         judged.decision = with_malformed(decision, collected.malformed);
         Ok(judged)
     }
 
     /// The answer to a call no rail let through: the fresh challenges (counted against the
-    /// address's challenge budget unless its limits already ran for this call), the OAuth
-    /// rail's own answer to a refused token, or 429 when the caller is over its L402 invoice
-    /// rate.
+    /// address's challenge budget unless its limits already ran for this call), a bound rail's
+    /// own answer to a credential it refused (the OAuth rail's to a token), or 429 when the
+    /// caller is over a rail's own issuing rate (L402 invoices).
     async fn refuse(
         &self,
         decided: &Decided<'_>,
         refused: Decision,
-        oauth_outcome: Option<OAuthOutcome>,
+        bound: Vec<(RailId, Box<dyn BoundRail>)>,
         counted: bool,
         log: &mut CallLog,
     ) -> Box<Response<Body>> {
@@ -810,18 +796,33 @@ impl Gate {
             }
         }
         let offers = price.map(|p| p.offers.as_slice()).unwrap_or(&[]);
-        // A token was presented and refused: the OAuth answer, over HTTP (the caller speaks
-        // OAuth, and MCP clients handle these statuses themselves).
-        if let (Some(outcome), Some(oauth)) = (&oauth_outcome, &self.rails.oauth) {
-            let needed = needed_scopes(offers);
-            if let Some(ar) = oauth.response_for(outcome, &needed) {
+        // A credential its rail refused and answers itself (a token: the OAuth answer), over
+        // HTTP (the caller speaks that rail's protocol, and MCP clients handle these statuses
+        // themselves).
+        for (rail, b) in &bound {
+            let answer = offers
+                .iter()
+                .find(|o| o.rail() == *rail)
+                .and_then(|o| b.answer(o));
+            if let Some(answer) = answer {
                 log.outcome = Outcome::OAuthRefused;
-                return Box::new(respond::oauth_refusal(ar, msg.id(), refused));
+                return Box::new(respond::rail_answer(
+                    answer,
+                    *rail,
+                    msg.id(),
+                    refused,
+                    self.rails.edge(),
+                ));
             }
         }
         let mut mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
-        // Only OAuth offered: 401 whatever the mode (MCP clients answer it by signing in).
-        if !offers.is_empty() && offers.iter().all(|o| o.rail() == RailKind::OAuth) {
+        // Only sign-in rails offered (OAuth): 401 whatever the mode (MCP clients answer it by
+        // signing in).
+        if !offers.is_empty()
+            && offers
+                .iter()
+                .all(|o| respond::signs_in(self.rails.edge(), o.rail()))
+        {
             mode = ChallengeMode::Http;
         }
         // The header was checked in step 3; a result's shape follows the era.
@@ -832,6 +833,7 @@ impl Gate {
             &log.method,
             msg.id(),
             refused,
+            self.rails.edge(),
         ))
     }
 
@@ -913,7 +915,7 @@ impl Gate {
         let Decided {
             priced,
             grant,
-            dpop_nonce,
+            response_headers,
             identity_header,
             ..
         } = decided;
@@ -926,7 +928,7 @@ impl Gate {
             .then(|| msg.id().cloned())
             .flatten();
         // Strip credentials; re-serialise only when the body changed.
-        strip_credential_headers(&mut parts.headers);
+        self.strip_credentials(&mut parts.headers);
         if let Some(v) = identity_header.and_then(|v| HeaderValue::from_str(&v).ok()) {
             parts.headers.insert(IDENTITY_HEADER, v);
         }
@@ -1013,8 +1015,10 @@ impl Gate {
             LimitCounters::bump(&self.counters.upstream_429);
             log.upstream_429 = true;
         }
-        if let Some(v) = dpop_nonce.and_then(|v| HeaderValue::from_str(&v).ok()) {
-            resp.headers_mut().insert("dpop-nonce", v);
+        for (name, value) in response_headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(name, v);
+            }
         }
         Ok(Forwarded {
             resp,
@@ -1194,40 +1198,15 @@ impl Gate {
         }
     }
 
-    /// A view of the OAuth rail bound to this request, when the price offers OAuth and the
-    /// caller presented an OAuth credential.
-    fn scoped_oauth(
-        &self,
-        price: &turnpike_core::Price,
-        parts: &http::request::Parts,
-        body: &Bytes,
-        creds: &[Credential],
-    ) -> Option<Arc<ScopedOAuthRail>> {
-        let oauth = self.rails.oauth.as_ref()?;
-        price.offer(RailKind::OAuth)?;
-        let mut dpop = false;
-        if !creds.iter().any(|c| match c {
-            Credential::Bearer { dpop: d, .. } => {
-                dpop |= d.is_some();
-                true
-            }
-            _ => false,
-        }) {
-            return None;
-        }
-        let url = match &self.opts.public_url {
-            Some(u) => u.clone(),
-            None => oauth
-                .config()
-                .endpoint_url
-                .clone()
-                .unwrap_or_else(|| oauth.resource().to_owned()),
-        };
-        let mut cx = HttpContext::new(parts.method.as_str(), url);
-        if dpop {
-            cx = cx.with_body(body);
-        }
-        Some(Arc::new(oauth.scoped(cx)))
+    /// Removes every header that carries a credential: those of [`strip_credential_headers`]
+    /// and each header a rail reads ([`turnpike_core::RailPlugin::credential_headers`]).
+    fn strip_credentials(&self, h: &mut HeaderMap) {
+        let names = self
+            .rails
+            .edge()
+            .iter()
+            .flat_map(|r| r.credential_headers());
+        strip_credential_headers(h, names.copied());
     }
 
     /// A snapshot of what each tool costs now, for one `tools/list` response.
@@ -1240,14 +1219,14 @@ impl Gate {
     }
 
     /// The rail of `kind`, when the gate runs it.
-    fn rail(&self, kind: RailKind) -> Option<&Arc<dyn Rail>> {
+    fn rail(&self, kind: RailId) -> Option<&Arc<dyn Rail>> {
         self.rails.all.iter().find(|r| r.kind() == kind)
     }
 
     /// The rail whose credentials are all a call presents, when that rail knows its callers
     /// by their address whatever the verdict ([`Rail::identity_is_address`]): the address's
     /// limits then run before the credentials are verified.
-    fn address_rail(&self, collected: &credentials::Collected) -> Option<RailKind> {
+    fn address_rail(&self, collected: &credentials::Collected) -> Option<RailId> {
         let first = collected.creds.first()?.rail();
         let same = collected.creds.iter().all(|c| c.rail() == first);
         (same && collected.malformed.is_empty())
@@ -1342,8 +1321,8 @@ struct Priced<'g> {
 /// The rails' decision on one priced call, and what was learnt on the way.
 struct Judged {
     decision: Decision,
-    /// What the OAuth rail made of a token, when the price offers OAuth.
-    oauth_outcome: Option<OAuthOutcome>,
+    /// The rails bound to this request (those offered that asked for a view of it).
+    bound: Vec<(RailId, Box<dyn BoundRail>)>,
     /// The admission checked before a puzzle solution was verified.
     pre_admitted: Option<Admitted>,
     /// The call was counted against the address's challenge budget.
@@ -1354,7 +1333,7 @@ impl Default for Judged {
     fn default() -> Self {
         Judged {
             decision: Decision::Free,
-            oauth_outcome: None,
+            bound: Vec::new(),
             pre_admitted: None,
             challenge_counted: false,
         }
@@ -1370,8 +1349,8 @@ struct Decided<'g> {
     grant: Option<Grant>,
     /// The admission checked before a puzzle solution was verified.
     pre_admitted: Option<Admitted>,
-    /// A `DPoP-Nonce` for the response.
-    dpop_nonce: Option<String>,
+    /// Headers the granting rail adds to the response (`DPoP-Nonce`).
+    response_headers: Vec<(&'static str, String)>,
     /// The signed `Turnpike-Identity` for the upstream.
     identity_header: Option<String>,
 }
@@ -1407,7 +1386,7 @@ impl PriceTable {
     /// `{"free":true,"offers":[]}` or `{"free":false,"offers":[{"rail":"l402","msat":N,
     /// "mode":"per_call"}, {"rail":"pow","effort":N, "expected_seconds":f}, …]}`: each offer as
     /// its rail publishes it now ([`Rail::published_offer`]; proof-of-work is quoted at the
-    /// current load), an offer no rail runs as priced ([`Offer::published`]).
+    /// current load), an offer no rail runs as priced ([`turnpike_core::Offer::published`]).
     fn annotation(&self, tool: &str) -> Value {
         let listed = self.catalog.as_ref().and_then(|c| c.price_of(tool));
         let price = listed
@@ -1439,17 +1418,6 @@ where
     Ok(resp.map(Body::new))
 }
 
-/// The scopes an OAuth offer among `offers` needs.
-fn needed_scopes(offers: &[Offer]) -> Vec<String> {
-    offers
-        .iter()
-        .find_map(|o| match o {
-            Offer::OAuth { scopes } => Some(scopes.clone()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
 /// A credential that did not even parse makes an otherwise unpaid call `Invalid` (401).
 fn with_malformed(decision: Decision, mut malformed: Vec<Refusal>) -> Decision {
     match decision {
@@ -1461,12 +1429,16 @@ fn with_malformed(decision: Decision, mut malformed: Vec<Refusal>) -> Decision {
     }
 }
 
-/// Removes every header that carries a credential: `Authorization`, `Macaroon`, `DPoP` and
-/// `Turnpike-*`.
-pub fn strip_credential_headers(h: &mut HeaderMap) {
+/// Removes every header that carries a credential: `Authorization`, `Turnpike-*` and
+/// `rail_headers` (those the rails read besides: `Macaroon`, `DPoP`).
+pub fn strip_credential_headers<'a>(
+    h: &mut HeaderMap,
+    rail_headers: impl IntoIterator<Item = &'a str>,
+) {
     h.remove(header::AUTHORIZATION);
-    h.remove("macaroon");
-    h.remove("dpop");
+    for name in rail_headers {
+        h.remove(name);
+    }
     if h.keys().any(|k| k.as_str().starts_with("turnpike-")) {
         let names: Vec<_> = h
             .keys()
@@ -1544,7 +1516,7 @@ struct CallLog {
     paid_msat: u64,
     method: String,
     tool: Option<String>,
-    rail: Option<RailKind>,
+    rail: Option<RailId>,
     outcome: Outcome,
     /// Why the gateway's own limits refused the call (`outcome = rate_limited`).
     limit_reason: Option<&'static str>,
@@ -1563,7 +1535,7 @@ impl CallLog {
             parent_id = self.trace.as_ref().map_or("", |t| t.parent_id.as_str()),
             method = %self.method,
             tool = self.tool.as_deref().unwrap_or(""),
-            rail = self.rail.map_or("", RailKind::as_str),
+            rail = self.rail.map_or("", RailId::as_str),
             outcome = self.outcome.as_str(),
             limit_reason = self.limit_reason.unwrap_or(""),
             upstream_429 = self.upstream_429,
@@ -1630,7 +1602,13 @@ mod tests {
         h.insert("turnpike-challenge", HeaderValue::from_static("http"));
         h.insert("turnpike-other", HeaderValue::from_static("x"));
         h.insert("mcp-session-id", HeaderValue::from_static("s"));
-        strip_credential_headers(&mut h);
+        strip_credential_headers(
+            &mut h,
+            [
+                turnpike_l402::MACAROON_HEADER,
+                turnpike_oauth::plugin::DPOP_HEADER,
+            ],
+        );
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("mcp-session-id"));
     }

@@ -1,7 +1,8 @@
 //! The set of rails a gateway runs, built from its configuration.
 //!
-//! Each rail is built by one function here and joins the set as a `turnpike_core::Rail`; the
-//! pipeline composes them through that trait alone. A rail is built only when the configuration
+//! Each rail is built by one function here and joins the set by one line
+//! ([`Rails::add`]) as a `turnpike_core::Rail` and a `turnpike_core::RailPlugin`; the pipeline,
+//! credential collection and challenge delivery compose them through those traits alone. A rail is built only when the configuration
 //! gives it something to do:
 //!
 //! - proof-of-work: always (its keys are loaded from or generated into `server.data_dir`, unless
@@ -13,10 +14,11 @@
 //!   Its resource defaults to the gateway's public URL; nothing is fetched from the issuer until
 //!   the first token arrives (`OAuthRail::warm_up` is left to the caller).
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use turnpike_core::Rail;
+use turnpike_core::{Rail, RailId, RailPlugin};
 use turnpike_l402::{L402Rail, L402Store, MemoryStore, SqliteStore, StoreConfig};
 use turnpike_lightning::dev::DevBackend;
 use turnpike_lightning::{BackendConfig, LightningBackend};
@@ -26,58 +28,99 @@ use turnpike_pow::PowRail;
 use turnpike_store::SpentSet;
 
 use crate::config::Config;
+use crate::identity::IdentitySigner;
 use crate::GatewayError;
 
-/// The rails of one gateway, as trait objects for the pipeline and as concrete types for what
-/// only one rail can answer (proof-of-work quotes, the dev wallet).
+/// The rails of one gateway: each as the decision engine sees it ([`Rail`]) and as the edge
+/// does ([`RailPlugin`]), in the order they were added; and by type, for the operator's side
+/// (proof-of-work quotes, the L402 store, the dev wallet).
 #[derive(Default, Clone)]
 pub struct Rails {
     /// Every rail, in the order credentials of the same call are matched to them.
     pub all: Vec<Arc<dyn Rail>>,
-    /// The proof-of-work rail (its quotes price `tools/list` annotations).
-    pub pow: Option<Arc<PowRail>>,
-    /// The L402 rail.
-    pub l402: Option<Arc<L402Rail>>,
-    /// The dev Lightning backend, when `[lightning] backend = "dev"` (to serve its wallet).
-    pub dev: Option<Arc<DevBackend>>,
-    /// The OAuth rail. The pipeline verifies tokens through a per-request view of it
-    /// ([`OAuthRail::scoped`]), so that DPoP proofs are checked against the request.
-    pub oauth: Option<Arc<OAuthRail>>,
+    /// The same rails at the edge, in the same order.
+    edge: Vec<Arc<dyn RailPlugin>>,
+    /// Each rail, and what came with it, by its concrete type.
+    typed: Vec<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Rails {
-    /// Builds every rail the configuration asks for.
+    /// Builds every rail the configuration asks for. Each rail is registered here by one
+    /// `add` line; nothing else in the gateway names it.
     pub fn from_config(cfg: &Config) -> Result<Rails, GatewayError> {
         let mut rails = Rails::default();
-        rails.add_pow(pow_rail(cfg)?);
+        rails.add(pow_rail(cfg)?);
         if cfg.lightning.is_some() {
             let (l402, dev) = l402_rail(cfg)?;
-            rails.add_l402(l402);
-            rails.dev = dev;
+            rails.add(l402);
+            if let Some(dev) = dev {
+                rails.keep(dev);
+            }
+        } else {
+            rails.recognise(Arc::new(turnpike_l402::L402Credentials));
         }
         if cfg.oauth.is_some() {
-            rails.add_oauth(oauth_rail(cfg)?);
+            rails.add(oauth_rail(cfg)?);
+        } else {
+            rails.recognise(Arc::new(turnpike_oauth::plugin::OAuthCredentials));
         }
         Ok(rails)
     }
 
-    /// Adds the proof-of-work rail.
-    pub fn add_pow(&mut self, pow: Arc<PowRail>) {
-        self.all.push(pow.clone());
-        self.pow = Some(pow);
+    /// Adds a rail: to the decision engine, to the edge and by its type.
+    pub fn add<R: Rail + RailPlugin + 'static>(&mut self, rail: Arc<R>) {
+        self.all.push(rail.clone());
+        self.edge.push(rail.clone());
+        self.typed.push(rail);
     }
 
-    /// Adds the L402 rail.
-    pub fn add_l402(&mut self, l402: Arc<L402Rail>) {
-        self.all.push(l402.clone());
-        self.l402 = Some(l402);
+    /// Recognises the credentials of a rail that is off (its crate's recogniser, e.g.
+    /// `turnpike_oauth::plugin::OAuthCredentials`): they are read and refused as for a call that
+    /// does not accept that rail, and its headers are stripped before forwarding.
+    pub fn recognise(&mut self, plugin: Arc<dyn RailPlugin>) {
+        self.edge.push(plugin);
     }
 
-    /// Adds the OAuth rail.
-    pub fn add_oauth(&mut self, oauth: Arc<OAuthRail>) {
-        self.all.push(oauth.clone());
-        self.oauth = Some(oauth);
+    /// Keeps something that came with a rail (e.g. the dev Lightning backend, whose wallet is
+    /// served), to be found by its type.
+    pub fn keep<T: Any + Send + Sync>(&mut self, thing: Arc<T>) {
+        self.typed.push(thing);
     }
+
+    /// The rail (or kept thing) of type `T`, if any.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.typed
+            .iter()
+            .find_map(|t| t.clone().downcast::<T>().ok())
+    }
+
+    /// Every rail at the edge, in the order they were added.
+    pub fn edge(&self) -> &[Arc<dyn RailPlugin>] {
+        &self.edge
+    }
+
+    /// The rail `id` at the edge, when the gateway runs it.
+    pub fn plugin(&self, id: RailId) -> Option<&Arc<dyn RailPlugin>> {
+        self.edge.iter().find(|r| r.id() == id)
+    }
+}
+
+/// The signer of the `Turnpike-Identity` header, when `[oauth] forward_identity = "signed"`
+/// (see [`crate::identity`]).
+pub fn identity_signer(
+    cfg: &Config,
+    rails: &Rails,
+) -> Result<Option<IdentitySigner>, GatewayError> {
+    let (Some(o), Some(rail)) = (&cfg.oauth, rails.get::<OAuthRail>()) else {
+        return Ok(None);
+    };
+    if o.forward_identity != crate::config::ForwardIdentity::Signed {
+        return Ok(None);
+    }
+    let secret = o.identity_secret.as_ref().map(|s| s.expose()).unwrap_or("");
+    IdentitySigner::from_hex(secret, rail.resource())
+        .map(Some)
+        .ok_or_else(|| GatewayError::OAuth("identity_secret must be 64 hex digits".into()))
 }
 
 /// A spent set for single-use credentials of one kind (`purpose`: `pow`, `l402`, `dpop`): in

@@ -224,10 +224,10 @@ impl Operated for LiveGate {
 
     fn refresh_gauges(&self) {
         let gate = self.gate();
-        if let Some(pow) = &gate.rails().pow {
+        if let Some(pow) = gate.rails().get::<turnpike_pow::PowRail>() {
             self.metrics.set_pow_multiplier(pow.current_multiplier());
         }
-        if let Some(l402) = &gate.rails().l402 {
+        if let Some(l402) = gate.rails().get::<turnpike_l402::L402Rail>() {
             let (payments, received_msat) = l402.payments();
             self.metrics.set_l402_payments(payments, received_msat);
         }
@@ -245,25 +245,26 @@ impl Operated for LiveGate {
     }
 
     fn l402_store(&self) -> Option<Arc<dyn L402Store>> {
-        self.gate().rails().l402.as_ref().map(|r| r.store().clone())
+        self.gate()
+            .rails()
+            .get::<turnpike_l402::L402Rail>()
+            .map(|r| r.store().clone())
     }
 
     fn summary(&self) -> Map<String, Value> {
         let gate = self.gate();
         let cfg = self.config();
-        let multiplier = gate.rails().pow.as_ref().map(|p| p.current_multiplier());
+        let pow = gate.rails().get::<turnpike_pow::PowRail>();
+        let multiplier = pow.as_ref().map(|p| p.current_multiplier());
         // The highest proof-of-work price the policy names, and what it costs at this load.
         let policy = gate.policy();
         let base_effort = std::iter::once(&policy.default_tool)
             .chain(policy.tools.values())
             .chain(policy.methods.values())
             .flat_map(|p| p.offers.iter())
-            .filter_map(|o| match o {
-                turnpike_core::Offer::Pow { effort } => Some(*effort),
-                _ => None,
-            })
+            .filter_map(turnpike_pow::effort)
             .max();
-        let current_effort = match (&gate.rails().pow, base_effort) {
+        let current_effort = match (&pow, base_effort) {
             (Some(p), Some(e)) => p.quote(e).map(|q| q.effort),
             _ => None,
         };

@@ -3,7 +3,11 @@
 use axum::body::Body;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use serde_json::Value;
-use turnpike_core::{error_codes, Challenge, Decision, RailKind, Refusal};
+use std::sync::Arc;
+
+use turnpike_core::{
+    error_codes, Challenge, Decision, RailAnswer, RailDocument, RailId, RailPlugin, Refusal,
+};
 
 use crate::config::ChallengeMode;
 
@@ -36,17 +40,19 @@ pub fn mode_for(configured: ChallengeMode, headers: &HeaderMap) -> ChallengeMode
 }
 
 /// The answer to a call that did not get through: `decision` is `Challenge`, `Invalid` or
-/// `Unavailable`. In HTTP mode: 402 (401 when every challenge is an OAuth one) / 401 / 503 with
-/// one `WWW-Authenticate` line per challenge (L402 first, then proof-of-work, then Bearer) and a
-/// JSON-RPC error body. In band: HTTP 200 with an `isError` tool result for
-/// `tools/call`, and with the JSON-RPC error for other methods (whose results have no error
-/// form).
+/// `Unavailable`. In HTTP mode: 402 (401 when every challenge asks the caller to sign in,
+/// [`RailPlugin::signs_in`]) / 401 / 503 with one `WWW-Authenticate` line per challenge, in the
+/// rails' order ([`RailPlugin::challenge_order`]: L402 first, then proof-of-work, then
+/// Bearer), and a JSON-RPC error body. In band: HTTP 200 with an `isError` tool result for
+/// `tools/call` whose text each rail writes its part of ([`in_band_text`]), and with the
+/// JSON-RPC error for other methods (whose results have no error form).
 pub fn challenge(
     mode: ChallengeMode,
     era: turnpike_mcp::Era,
     method: &str,
     id: Option<&Value>,
     decision: Decision,
+    rails: &[Arc<dyn RailPlugin>],
 ) -> Response<Body> {
     let (status, code, message, mut challenges, refusals) = match decision {
         Decision::Challenge {
@@ -84,11 +90,10 @@ pub fn challenge(
             Vec::new(),
         ),
     };
-    // L402 first: L402 clients read only the first challenge. Bearer last.
-    challenges.sort_by_key(|c| rail_order(c.rail));
+    challenges.sort_by_key(|c| rail_order(rails, c.rail));
     let status = if status == StatusCode::PAYMENT_REQUIRED
         && !challenges.is_empty()
-        && challenges.iter().all(|c| c.rail == RailKind::OAuth)
+        && challenges.iter().all(|c| signs_in(rails, c.rail))
     {
         StatusCode::UNAUTHORIZED
     } else {
@@ -96,16 +101,8 @@ pub fn challenge(
     };
     if mode == ChallengeMode::InBand {
         let body = if method == "tools/call" {
-            let mut v = turnpike_mcp::in_band_result_for(era, id, &challenges, &refusals);
-            if challenges
-                .iter()
-                .any(|c| matches!(c.rail, RailKind::L402 | RailKind::OAuth))
-            {
-                if let Some(t) = v.pointer_mut("/result/content/0/text") {
-                    *t = Value::from(in_band_text(&challenges, &refusals));
-                }
-            }
-            v
+            let text = in_band_text(rails, &challenges, &refusals);
+            turnpike_mcp::in_band_result_for(era, id, &text, &challenges, &refusals)
         } else {
             turnpike_mcp::challenge_error(id, code, message, &challenges, &refusals)
         };
@@ -113,28 +110,39 @@ pub fn challenge(
     }
     let body = turnpike_mcp::challenge_error(id, code, message, &challenges, &refusals);
     let mut r = json_response(status, &body);
-    append_www_authenticate(r.headers_mut(), &challenges);
+    append_challenges(r.headers_mut(), &challenges, rails);
     r
 }
 
-/// The order of challenges: L402, proof-of-work, OAuth.
-fn rail_order(r: RailKind) -> u8 {
-    match r {
-        RailKind::L402 => 0,
-        RailKind::Pow => 1,
-        RailKind::OAuth => 2,
-    }
+/// Where `rail`'s challenge goes among the others (a rail the gateway does not run at the
+/// edge: between proof-of-work and OAuth).
+fn rail_order(rails: &[Arc<dyn RailPlugin>], rail: RailId) -> u8 {
+    rails
+        .iter()
+        .find(|r| r.id() == rail)
+        .map_or(15, |r| r.challenge_order())
 }
 
-/// The answer to a call whose OAuth token (or DPoP proof) was refused, as the OAuth rail says
-/// ([`turnpike_oauth::OAuthRail::response_for`]): its status (400, 401, 403, 503), its
+/// Whether `rail`'s challenge asks the caller to sign in.
+pub fn signs_in(rails: &[Arc<dyn RailPlugin>], rail: RailId) -> bool {
+    rails
+        .iter()
+        .find(|r| r.id() == rail)
+        .is_some_and(|r| r.signs_in())
+}
+
+/// The answer to a call whose credential its rail refused and answers itself
+/// ([`turnpike_core::BoundRail::answer`]; the OAuth rail: 400, 401, 403, 503): its status, its
 /// `WWW-Authenticate` lines first, then the challenges of the other rails the call accepts
-/// (L402, proof-of-work), `DPoP-Nonce` when the rail gives one, and a JSON-RPC error whose
-/// `data` holds every challenge, the refusals and the OAuth `error` code. Always over HTTP.
-pub fn oauth_refusal(
-    ar: turnpike_oauth::AuthResponse,
+/// (L402, proof-of-work) unless the status is 503, its headers (`DPoP-Nonce`), and a JSON-RPC
+/// error whose `data` holds every challenge, the refusals and what the rail adds (the OAuth
+/// `error` code). Always over HTTP.
+pub fn rail_answer(
+    answer: RailAnswer,
+    rail: RailId,
     id: Option<&Value>,
     decision: Decision,
+    rails: &[Arc<dyn RailPlugin>],
 ) -> Response<Body> {
     let (mut challenges, refusals) = match decision {
         Decision::Challenge {
@@ -148,43 +156,44 @@ pub fn oauth_refusal(
         Decision::Unavailable { refusals } => (Vec::new(), refusals),
         Decision::Free | Decision::Pass(_) => (Vec::new(), Vec::new()),
     };
-    challenges.sort_by_key(|c| rail_order(c.rail));
-    let status = StatusCode::from_u16(ar.status).unwrap_or(StatusCode::UNAUTHORIZED);
-    let code = match ar.status {
+    challenges.sort_by_key(|c| rail_order(rails, c.rail));
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::UNAUTHORIZED);
+    let code = match answer.status {
         503 => error_codes::UNAVAILABLE,
         403 => error_codes::FORBIDDEN,
         _ => error_codes::CREDENTIAL_INVALID,
     };
-    let mut body = turnpike_mcp::challenge_error(id, code, &ar.description, &challenges, &refusals);
-    if let (Some(e), Some(data)) = (ar.error, body.pointer_mut("/error/data")) {
-        data["oauth_error"] = Value::from(e.as_str());
+    let mut body = turnpike_mcp::challenge_error(id, code, &answer.message, &challenges, &refusals);
+    if let Some(data) = body.pointer_mut("/error/data") {
+        for (k, v) in answer.data {
+            data[k] = v;
+        }
     }
     let mut r = json_response(status, &body);
     let h = r.headers_mut();
-    for line in &ar.www_authenticate {
+    for line in &answer.www_authenticate {
         if let Ok(v) = HeaderValue::from_str(line) {
             h.append(header::WWW_AUTHENTICATE, v);
         }
     }
-    if ar.status != 503 {
-        let others: Vec<Challenge> = challenges
-            .into_iter()
-            .filter(|c| c.rail != RailKind::OAuth)
-            .collect();
-        append_www_authenticate(h, &others);
+    if answer.status != 503 {
+        let others: Vec<Challenge> = challenges.into_iter().filter(|c| c.rail != rail).collect();
+        append_challenges(h, &others, rails);
     }
-    if let Some(v) = ar.dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
-        h.insert("dpop-nonce", v);
+    for (name, value) in answer.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
     }
     r
 }
 
-/// The protected-resource metadata document (RFC 9728) as a response to `method`: the JSON for
-/// `GET` and `HEAD`, a CORS preflight answer for `OPTIONS`, 405 for anything else. Anyone may
-/// read it from any origin.
-pub fn metadata(method: &Method, doc: &Value) -> Response<Body> {
+/// A rail's document (e.g. the protected-resource metadata, RFC 9728) as a response to
+/// `method`: the JSON for `GET` and `HEAD`, a CORS preflight answer for `OPTIONS`, 405 for
+/// anything else. Anyone may read it from any origin.
+pub fn document(method: &Method, doc: &RailDocument) -> Response<Body> {
     let mut r = if method == Method::GET || method == Method::HEAD {
-        let mut r = json_response(StatusCode::OK, doc);
+        let mut r = json_response(StatusCode::OK, &doc.body);
         r.headers_mut().insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=3600"),
@@ -214,7 +223,7 @@ pub fn metadata(method: &Method, doc: &Value) -> Response<Body> {
             StatusCode::METHOD_NOT_ALLOWED,
             None,
             error_codes::INVALID_REQUEST,
-            "the protected-resource metadata is read with GET",
+            &format!("the {} is read with GET", doc.what),
         );
         r.headers_mut().insert(
             header::ALLOW,
@@ -229,10 +238,15 @@ pub fn metadata(method: &Method, doc: &Value) -> Response<Body> {
     r
 }
 
-/// The in-band text when an L402 or OAuth challenge is among the ways through: each option in
-/// turn (pay the invoice, solve the puzzle, or sign in), and how to retry with the credential in
-/// `params._meta` (a token goes in the `Authorization` header).
-pub fn in_band_text(challenges: &[Challenge], refusals: &[Refusal]) -> String {
+/// The in-band text: each refusal, then what is needed and each way through in the rails'
+/// words ([`RailPlugin::in_band_text`]: pay the invoice, solve the puzzle, or sign in), each
+/// saying how to retry with the credential in `params._meta` (a token goes in the
+/// `Authorization` header).
+pub fn in_band_text(
+    rails: &[Arc<dyn RailPlugin>],
+    challenges: &[Challenge],
+    refusals: &[Refusal],
+) -> String {
     let mut t = String::new();
     for r in refusals {
         t.push_str(&format!(
@@ -240,92 +254,60 @@ pub fn in_band_text(challenges: &[Challenge], refusals: &[Refusal]) -> String {
             r.rail, r.reason
         ));
     }
-    let others: Vec<Challenge> = challenges
-        .iter()
-        .filter(|c| c.rail == RailKind::Pow)
-        .cloned()
-        .collect();
+    if challenges.is_empty() {
+        t.push_str(
+            "This call needs a credential, and no way to obtain one can be offered right now. \
+             Try again later.",
+        );
+        return t;
+    }
     t.push_str("This call needs a credential before it runs");
     if challenges.len() < 2 {
         t.push_str(". ");
     } else {
         t.push_str(": choose one of the ways below. ");
     }
-    for c in challenges.iter().filter(|c| c.rail == RailKind::L402) {
-        let d = &c.details;
-        let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-        let msat = d.get("amount_msat").and_then(Value::as_u64).unwrap_or(0);
-        let amount = if msat % 1000 == 0 {
-            format!("{} sat", msat / 1000)
-        } else {
-            format!("{msat} msat")
-        };
-        let mode = match s("mode").as_str() {
-            "balance" => "it buys prepaid credit; later calls debit it until it is used up",
-            "time_pass" => "it buys unlimited calls of this tool until the pass expires",
-            _ => "it pays for this one call",
-        };
-        t.push_str(&format!(
-            "Pay (L402): pay the Lightning invoice {} ({amount}; {mode}) with a Lightning \
-             wallet, which gives you the payment's preimage (64 hex digits). Then retry this \
-             same call with the same arguments and add params._meta[\"turnpike/l402\"] = \
-             {{\"macaroon\": \"{}\", \"preimage\": \"<preimage hex>\"}} (over HTTP, the \
-             header `Authorization: L402 <macaroon>:<preimage hex>` works too). ",
-            s("invoice"),
-            s("macaroon"),
-        ));
-    }
-    if !others.is_empty() {
-        let rest = turnpike_mcp::respond::in_band_text(&others, &[]);
-        let rest = rest
-            .strip_prefix("This call needs a credential before it runs. ")
-            .unwrap_or(&rest);
-        if challenges.iter().any(|c| c.rail == RailKind::L402) {
-            t.push_str("Or, without paying: ");
+    for (i, c) in challenges.iter().enumerate() {
+        match rails.iter().find(|r| r.id() == c.rail) {
+            Some(rail) => t.push_str(&rail.in_band_text(c, i == 0)),
+            None => {
+                let rail = c.rail;
+                t.push_str(&format!(
+                    "{rail}: see structuredContent.turnpike.challenges and retry this same call \
+                     with the credential in params._meta[\"turnpike/{rail}\"]. "
+                ));
+            }
         }
-        t.push_str(rest);
-        t.push(' ');
-    }
-    for c in challenges.iter().filter(|c| c.rail == RailKind::OAuth) {
-        let d = &c.details;
-        let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-        let issuer = d
-            .get("authorization_servers")
-            .and_then(|a| a.get(0))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let scope = match s("scope") {
-            sc if sc.is_empty() => String::new(),
-            sc => format!(" with the scopes \"{sc}\""),
-        };
-        let lead = if challenges.len() > 1 {
-            "Or, with an account"
-        } else {
-            "With an account"
-        };
-        t.push_str(&format!(
-            "{lead} (OAuth): get an access token from {issuer} for the resource {}{scope} \
-             (client credentials work without a browser; the protected-resource metadata is at \
-             {}), then retry this same call over HTTP with the header \
-             `Authorization: Bearer <token>` (or `DPoP <token>` with a `DPoP` proof). ",
-            s("resource"),
-            s("resource_metadata"),
-        ));
     }
     t.truncate(t.trim_end().len());
     t
 }
 
-fn append_www_authenticate(h: &mut HeaderMap, challenges: &[Challenge]) {
+/// One `WWW-Authenticate` line per challenge that has one, and the headers of their own that
+/// rails carry challenges in ([`RailPlugin::challenge_headers`]).
+fn append_challenges(h: &mut HeaderMap, challenges: &[Challenge], rails: &[Arc<dyn RailPlugin>]) {
     for c in challenges {
+        if c.www_authenticate.is_empty() {
+            continue;
+        }
         if let Ok(v) = HeaderValue::from_str(&c.www_authenticate) {
             h.append(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    for c in challenges {
+        let Some(rail) = rails.iter().find(|r| r.id() == c.rail) else {
+            continue;
+        };
+        for (name, value) in rail.challenge_headers(c) {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.append(name, v);
+            }
         }
     }
 }
 
 /// A refusal for a credential that could not be parsed.
-pub fn malformed(rail: RailKind, reason: String) -> Refusal {
+pub fn malformed(rail: RailId, reason: String) -> Refusal {
     Refusal::new(rail, reason)
 }
 
@@ -366,7 +348,7 @@ mod tests {
     #[test]
     fn http_statuses() {
         let c = Challenge {
-            rail: RailKind::Pow,
+            rail: turnpike_pow::RAIL,
             www_authenticate: "PoW challenge=\"x\"".into(),
             details: serde_json::json!({"rail":"pow"}),
         };
@@ -379,6 +361,7 @@ mod tests {
                 challenges: vec![c.clone()],
                 refusals: vec![],
             },
+            &[],
         );
         assert_eq!(r.status(), 402);
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "PoW challenge=\"x\"");
@@ -388,9 +371,10 @@ mod tests {
             "tools/call",
             None,
             Decision::Invalid {
-                refusal: Refusal::new(RailKind::Pow, "bad"),
+                refusal: Refusal::new(turnpike_pow::RAIL, "bad"),
                 challenges: vec![c],
             },
+            &[],
         );
         assert_eq!(r.status(), 401);
         let r = challenge(
@@ -399,6 +383,7 @@ mod tests {
             "tools/call",
             None,
             Decision::Unavailable { refusals: vec![] },
+            &[],
         );
         assert_eq!(r.status(), 503);
         assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
@@ -408,6 +393,7 @@ mod tests {
             "tools/call",
             None,
             Decision::Unavailable { refusals: vec![] },
+            &[],
         );
         assert_eq!(r.status(), 200);
     }

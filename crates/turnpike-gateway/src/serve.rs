@@ -105,7 +105,7 @@ pub async fn serve_listener_with(
     );
     let operated: Arc<dyn turnpike_operator::Operated> = live.clone();
     let gate = live.gate();
-    if let Some(oauth) = &gate.rails().oauth {
+    if let Some(oauth) = gate.rails().get::<turnpike_oauth::OAuthRail>() {
         tracing::info!(
             target: "turnpike::serve",
             issuer = %oauth.config().issuer,
@@ -303,7 +303,7 @@ async fn start_dev_wallet(
     gate: &Gate,
 ) -> Result<Option<turnpike_lightning::dev::DevWallet>, GatewayError> {
     let (Some(dev), Some(wcfg)) = (
-        gate.rails().dev.clone(),
+        gate.rails().get::<turnpike_lightning::dev::DevBackend>(),
         config.lightning.as_ref().and_then(|l| l.dev_wallet.clone()),
     ) else {
         return Ok(None);

@@ -43,7 +43,7 @@ use http::Response;
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use turnpike_core::{
-    BoxFuture, CallFacts, Challenge, Credential, Grant, Offer, Rail, RailKind, Verdict,
+    BoxFuture, CallFacts, Challenge, Credential, Grant, Offer, Rail, RailId, Verdict,
 };
 use turnpike_limits::{Limiter, SpendReceipt};
 use turnpike_mcp::sse::{write_event, SseEvent, SseParser, MAX_PRICED_EVENT};
@@ -72,7 +72,7 @@ impl WithSpend {
 }
 
 impl Rail for WithSpend {
-    fn kind(&self) -> RailKind {
+    fn kind(&self) -> RailId {
         self.rail.kind()
     }
 
@@ -358,8 +358,8 @@ mod tests {
     struct Recorder(tokio::sync::mpsc::UnboundedSender<bool>);
 
     impl Rail for Recorder {
-        fn kind(&self) -> RailKind {
-            RailKind::L402
+        fn kind(&self) -> RailId {
+            turnpike_l402::RAIL
         }
         fn challenge<'a>(
             &'a self,
@@ -375,7 +375,7 @@ mod tests {
             _: &'a Credential,
         ) -> BoxFuture<'a, Verdict> {
             Box::pin(async {
-                Verdict::Invalid(turnpike_core::Refusal::new(RailKind::L402, "unused"))
+                Verdict::Invalid(turnpike_core::Refusal::new(turnpike_l402::RAIL, "unused"))
             })
         }
         fn settle<'a>(&'a self, _: &'a Grant, upstream_ok: bool) -> BoxFuture<'a, ()> {
@@ -397,7 +397,7 @@ mod tests {
 
     fn paid() -> Grant {
         Grant {
-            rail: RailKind::L402,
+            rail: turnpike_l402::RAIL,
             identity: None,
             receipt: Some("debit".into()),
         }

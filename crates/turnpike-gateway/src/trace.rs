@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::Value;
-use turnpike_core::{Challenge, Decision, Grant, Identity, RailKind};
+use turnpike_core::{Challenge, Decision, Grant, Identity, RailId};
 use turnpike_limits::Limited;
 use turnpike_operator::metrics::{Metrics, Outcome};
 use turnpike_telemetry::{
@@ -225,7 +225,7 @@ pub struct CallSummary<'a> {
     /// The tool or prompt name.
     pub tool: Option<&'a str>,
     /// The rail that granted the call.
-    pub rail: Option<RailKind>,
+    pub rail: Option<RailId>,
     /// How the call ended.
     pub outcome: Outcome,
     /// Why the gateway's limits refused it.

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use turnpike_core::Offer;
 use turnpike_gateway::config::*;
 use turnpike_lightning::BackendConfig;
 
@@ -105,15 +104,15 @@ fn reference_config_parses() {
     assert_eq!(c.pow.expiry_secs, 60);
     assert_eq!(c.pow.subpuzzles, 2);
     let p = c.policy();
-    assert_eq!(p.default_tool.offers, vec![Offer::Pow { effort: 200000 }]);
+    assert_eq!(p.default_tool.offers, vec![turnpike_pow::offer(200000)]);
     assert!(p.price("tools/call", Some("echo")).is_free());
     assert_eq!(
         p.price("tools/call", Some("longRunningOperation")).offers,
-        vec![Offer::Pow { effort: 2000000 }]
+        vec![turnpike_pow::offer(2000000)]
     );
     assert_eq!(
         p.price("resources/read", Some("x")).offers,
-        vec![Offer::Pow { effort: 100000 }]
+        vec![turnpike_pow::offer(100000)]
     );
     c.validate().unwrap();
 }
@@ -486,15 +485,13 @@ identity_secret = "0000000000000000000000000000000000000000000000000000000000000
     assert_eq!(
         p.price("tools/call", Some("deploy")).offers,
         vec![
-            Offer::Pow { effort: 1000 },
-            Offer::OAuth {
-                scopes: vec!["deploy:write".into(), "mcp:tools".into()]
-            }
+            turnpike_pow::offer(1000),
+            turnpike_oauth::offer(vec!["deploy:write".into(), "mcp:tools".into()])
         ]
     );
     assert_eq!(
         p.price("tools/call", Some("read")).offers,
-        vec![Offer::OAuth { scopes: vec![] }]
+        vec![turnpike_oauth::offer(vec![])]
     );
 }
 

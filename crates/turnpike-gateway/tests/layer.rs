@@ -11,7 +11,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{json, Value};
 use tower::{ServiceBuilder, ServiceExt};
-use turnpike_core::{Offer, Policy, Price};
+use turnpike_core::{Policy, Price};
 use turnpike_gateway::{Gate, GateOptions, TurnpikeLayer};
 use turnpike_pow::{KeyRing, PowConfig, PowRail};
 use turnpike_store::MemorySpentSet;
@@ -40,7 +40,7 @@ async fn layer_gates_an_rmcp_service() {
     policy.tools.insert(
         "dear".into(),
         Price {
-            offers: vec![Offer::Pow { effort: 500 }],
+            offers: vec![turnpike_pow::offer(500)],
         },
     );
     let keys = KeyRing::from_secrets(vec![(1, [9; 32])]).unwrap();

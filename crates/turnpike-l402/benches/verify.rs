@@ -15,8 +15,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::sync::Arc;
 
-use turnpike_core::{BillingMode, CallFacts, Credential, Offer, Verdict};
+use turnpike_core::{CallFacts, Credential, Offer, Verdict};
 use turnpike_l402::macaroon::decode_base64;
+use turnpike_l402::BillingMode;
 use turnpike_l402::{
     check_token, decode_token, Durability, Identifier, L402Config, L402Rail, Limits, Macaroon,
     MemoryStore, SqliteStore,
@@ -93,11 +94,7 @@ fn rail(c: &mut Criterion) {
         Arc::new(MemoryStore::new()),
         Arc::new(MemorySpentSet::new()),
     );
-    let pass = Offer::L402 {
-        msat: 1000,
-        mode: BillingMode::TimePass,
-        bundle: 86_400,
-    };
+    let pass = turnpike_l402::offer(1000, BillingMode::TimePass, 86_400);
     let cred = rt.block_on(buy(&mem, &dev, &facts, &pass));
     c.bench_function("rail/time_pass_memory", |b| {
         b.to_async(&rt).iter(|| async {
@@ -118,11 +115,7 @@ fn rail(c: &mut Criterion) {
         Arc::new(store),
         Arc::new(MemorySpentSet::new()),
     );
-    let balance = Offer::L402 {
-        msat: 1,
-        mode: BillingMode::Balance,
-        bundle: 1_000_000_000_000,
-    };
+    let balance = turnpike_l402::offer(1, BillingMode::Balance, 1_000_000_000_000);
     let cred = rt.block_on(buy(&sql, &dev, &facts, &balance));
     c.bench_function("rail/balance_sqlite", |b| {
         b.to_async(&rt).iter(|| async {
@@ -139,10 +132,10 @@ async fn buy(rail: &L402Rail, dev: &DevBackend, facts: &CallFacts, offer: &Offer
     let ch = rail.mint(facts, offer).await.unwrap();
     let mac = ch.details["macaroon"].as_str().unwrap();
     let pre = dev.pay(ch.details["invoice"].as_str().unwrap()).unwrap();
-    Credential::L402 {
+    Credential::from(turnpike_l402::L402Credential {
         macaroon: decode_base64(mac, 4096).unwrap(),
         preimage: pre.to_vec(),
-    }
+    })
 }
 
 criterion_group!(benches, offline, rail);

@@ -16,8 +16,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use turnpike_core::BillingMode;
 use turnpike_l402::store::{DebitOutcome, L402Store, MemoryStore, TokenRecord};
+use turnpike_l402::BillingMode;
 use turnpike_l402::{Durability, PostgresOptions, PostgresStore, SqliteStore};
 use zeroize::Zeroizing;
 

@@ -20,7 +20,10 @@
 
 use std::collections::BTreeSet;
 
-use turnpike_core::{BillingMode, CallFacts};
+use turnpike_core::CallFacts;
+
+pub use crate::offer::mode_str;
+pub(crate) use crate::offer::{parse_mode, BillingMode};
 
 /// Key of the resource caveat.
 pub const RESOURCE: &str = "turnpike/resource";
@@ -43,24 +46,6 @@ pub const PREIMAGE: &str = "preimage";
 
 /// Longest list a `tools` or `methods` caveat may carry.
 const MAX_LIST: usize = 256;
-
-/// The wire name of a billing mode (`per_call`, `balance`, `time_pass`).
-pub fn mode_str(mode: BillingMode) -> &'static str {
-    match mode {
-        BillingMode::PerCall => "per_call",
-        BillingMode::Balance => "balance",
-        BillingMode::TimePass => "time_pass",
-    }
-}
-
-pub(crate) fn parse_mode(s: &str) -> Option<BillingMode> {
-    Some(match s {
-        "per_call" => BillingMode::PerCall,
-        "balance" => BillingMode::Balance,
-        "time_pass" => BillingMode::TimePass,
-        _ => return None,
-    })
-}
 
 /// Why a token's caveats cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,5 +1,5 @@
-//! L402 credentials as callers present them, parsed into
-//! [`turnpike_core::Credential::L402`].
+//! L402 credentials as callers present them, parsed into a [`turnpike_core::Credential`]
+//! holding an [`L402Credential`].
 //!
 //! - `Authorization: L402 <base64 macaroon>:<hex preimage>` — the scheme is matched in any case,
 //!   `LSAT` is accepted as the old name, and the parameters may also be written
@@ -25,6 +25,31 @@ use crate::macaroon::{decode_base64, Limits, Macaroon};
 /// The `_meta` key of an L402 credential.
 pub const META_L402: &str = "turnpike/l402";
 
+/// The `Macaroon` request header (L402 beside an OAuth `Authorization`).
+pub const MACAROON_HEADER: &str = "macaroon";
+
+/// An L402 macaroon (raw bytes) with the preimage of the invoice it was paid by.
+#[derive(Clone, PartialEq, Eq)]
+pub struct L402Credential {
+    /// The macaroon, decoded from base64.
+    pub macaroon: Vec<u8>,
+    /// The 32-byte payment preimage, decoded from hex.
+    pub preimage: Vec<u8>,
+}
+
+/// A secret: its `Debug` form says nothing of it.
+impl std::fmt::Debug for L402Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("L402Credential(<redacted>)")
+    }
+}
+
+impl From<L402Credential> for Credential {
+    fn from(c: L402Credential) -> Credential {
+        Credential::new(crate::offer::RAIL, c)
+    }
+}
+
 fn bad(reason: impl Into<String>) -> CredentialParseError {
     CredentialParseError::Malformed {
         scheme: "L402",
@@ -49,10 +74,10 @@ fn macaroon_bytes(b64: &str) -> Result<Vec<u8>, CredentialParseError> {
 }
 
 fn from_pair(mac: &str, pre: &str) -> Result<Credential, CredentialParseError> {
-    Ok(Credential::L402 {
+    Ok(Credential::from(L402Credential {
         macaroon: macaroon_bytes(mac)?,
         preimage: preimage(pre)?,
-    })
+    }))
 }
 
 /// Splits `<macaroon>:<preimage>` at the last colon (base64 has none).
@@ -137,10 +162,10 @@ pub fn parse_macaroon_header(value: &str) -> Result<Credential, CredentialParseE
         }
     }
     let preimage = found.ok_or_else(|| bad("the Macaroon header form needs a preimage caveat"))?;
-    Ok(Credential::L402 {
+    Ok(Credential::from(L402Credential {
         macaroon: bytes,
         preimage,
-    })
+    }))
 }
 
 /// Parses the value of `params._meta["turnpike/l402"]`: `{"macaroon": "<base64>", "preimage":
@@ -175,12 +200,12 @@ mod tests {
     }
 
     fn expect(c: Result<Credential, CredentialParseError>, m: &Macaroon, p: [u8; 32]) {
-        match c {
-            Ok(Credential::L402 { macaroon, preimage }) => {
-                assert_eq!(macaroon, m.encode());
-                assert_eq!(preimage, p.to_vec());
+        match c.as_ref().map(|c| c.payload::<L402Credential>()) {
+            Ok(Some(L402Credential { macaroon, preimage })) => {
+                assert_eq!(macaroon, &m.encode());
+                assert_eq!(preimage, &p.to_vec());
             }
-            other => panic!("{other:?}"),
+            _ => panic!("{c:?}"),
         }
     }
 

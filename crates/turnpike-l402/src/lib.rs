@@ -7,7 +7,7 @@
 //! - [`caveat`]: the caveats turnpike mints (`turnpike/tools=…`, `turnpike/expires=…`, …) and
 //!   their narrowing-only evaluation;
 //! - [`credential`]: parsers for `Authorization: L402 …`, the `Macaroon` header and
-//!   `params._meta["turnpike/l402"]`, producing [`turnpike_core::Credential::L402`];
+//!   `params._meta["turnpike/l402"]`, producing an [`L402Credential`];
 //! - [`store`], [`sqlite`] and `postgres` (feature `postgres`): root keys, issued tokens,
 //!   balances and the ledger, in memory, in SQLite, or in PostgreSQL shared by instances;
 //! - [`rail`]: [`L402Rail`], the [`turnpike_core::Rail`] implementation with the three billing
@@ -20,20 +20,25 @@ pub mod credential;
 pub mod identifier;
 pub mod invoice_limit;
 pub mod macaroon;
+pub mod offer;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod rail;
 pub mod sqlite;
 pub mod store;
 
-pub use credential::{parse_authorization, parse_macaroon_header, parse_meta, META_L402};
+pub use credential::{
+    parse_authorization, parse_macaroon_header, parse_meta, L402Credential, MACAROON_HEADER,
+    META_L402,
+};
 pub use identifier::Identifier;
 pub use macaroon::{Limits, Macaroon, MacaroonError};
+pub use offer::{offer, terms, BillingMode, L402Terms, RAIL};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use rail::{
     check_token, decode_token, derive_root_key, minted_record, BuildError, ConfirmSettlement,
-    L402Config, L402Rail, L402Settings, StoreConfig,
+    L402Config, L402Credentials, L402Rail, L402Settings, StoreConfig,
 };
 pub use sqlite::{Durability, SqliteStore};
 pub use store::{L402Store, MemoryStore};

@@ -27,7 +27,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, OnceCell};
 use tokio_postgres::{Client, NoTls, Statement};
-use turnpike_core::{BillingMode, BoxFuture};
+use turnpike_core::BoxFuture;
+
+use crate::offer::BillingMode;
 use zeroize::Zeroizing;
 
 use crate::caveat::mode_str;

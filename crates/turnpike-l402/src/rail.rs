@@ -1,6 +1,6 @@
 //! [`L402Rail`]: the L402 rail, implementing [`turnpike_core::Rail`].
 //!
-//! **Challenge.** For a call priced `Offer::L402 { msat, mode, bundle }` the rail asks its
+//! **Challenge.** For a call priced `crate::offer(msat, mode, bundle)` the rail asks its
 //! Lightning backend for an invoice (within the caller's and the process's invoice rates:
 //! [`crate::invoice_limit`]), mints a macaroon whose identifier names the invoice's payment
 //! hash and a fresh token id, and answers
@@ -52,9 +52,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use turnpike_core::conf::{hinted, KEY};
 use turnpike_core::{
-    BillingMode, BoxFuture, CallFacts, Challenge, Credential, Grant, Identity, Offer, Rail,
-    RailKind, Refusal, Verdict,
+    BoxFuture, CallFacts, Challenge, Credential, EdgeRequest, Grant, Identity, Offer, Rail, RailId,
+    RailPlugin, Refusal, Verdict,
 };
+
+use crate::credential::L402Credential;
+use crate::offer::BillingMode;
 use turnpike_lightning::{BackendConfig, InvoiceState, LightningBackend};
 use turnpike_store::SpentSet;
 use zeroize::Zeroizing;
@@ -330,7 +333,7 @@ const DEBIT_RECEIPT: &str = "l402-debit:";
 /// The debit id and amount a grant's receipt names (`l402-debit:<id>:<msat>`; the amount may be
 /// absent in receipts minted before it was recorded).
 fn parse_debit(grant: &Grant) -> Option<(u64, Option<u64>)> {
-    if grant.rail != RailKind::L402 {
+    if grant.rail != crate::offer::RAIL {
         return None;
     }
     let rest = grant.receipt.as_deref()?.strip_prefix(DEBIT_RECEIPT)?;
@@ -349,7 +352,7 @@ pub fn debited_msat(grant: &Grant) -> Option<u64> {
 }
 
 fn refuse(reason: impl Into<String>) -> Refusal {
-    Refusal::new(RailKind::L402, reason)
+    Refusal::new(crate::offer::RAIL, reason)
 }
 
 impl L402Rail {
@@ -440,9 +443,7 @@ impl L402Rail {
     /// Mints a token and invoice for `call` under `offer`. `None` when the offer is not an L402
     /// offer or the backend or store cannot be used now.
     pub async fn mint(&self, call: &CallFacts, offer: &Offer) -> Option<Challenge> {
-        let Offer::L402 { msat, mode, bundle } = *offer else {
-            return None;
-        };
+        let crate::offer::L402Terms { msat, mode, bundle } = crate::offer::terms(offer)?;
         let now = call.now;
         let (amount, credit, expires) = match mode {
             BillingMode::PerCall => (msat, 0, now.saturating_add(self.cfg.token_ttl_secs)),
@@ -529,7 +530,7 @@ impl L402Rail {
             "www_authenticate": www,
         });
         Some(Challenge {
-            rail: RailKind::L402,
+            rail: crate::offer::RAIL,
             www_authenticate: www,
             details,
         })
@@ -537,10 +538,10 @@ impl L402Rail {
 
     /// Verifies a credential for `call` under `offer`. See the module docs for the order.
     pub async fn check(&self, call: &CallFacts, offer: &Offer, cred: &Credential) -> Verdict {
-        let Credential::L402 { macaroon, preimage } = cred else {
+        let Some(L402Credential { macaroon, preimage }) = cred.payload::<L402Credential>() else {
             return Verdict::Invalid(refuse("not an L402 credential"));
         };
-        let Offer::L402 { msat, mode, .. } = *offer else {
+        let Some(crate::offer::L402Terms { msat, mode, .. }) = crate::offer::terms(offer) else {
             return Verdict::Stale(refuse("this call does not accept L402"));
         };
         let (mac, id) = match decode_token(macaroon, preimage, self.limits) {
@@ -609,7 +610,7 @@ impl L402Rail {
                 .await
             {
                 Ok(true) => Verdict::Pass(Grant {
-                    rail: RailKind::L402,
+                    rail: crate::offer::RAIL,
                     identity,
                     receipt: Some(use_receipt(&id.token_id, record.expires_at)),
                 }),
@@ -625,7 +626,7 @@ impl L402Rail {
                     .await
                 {
                     Ok(true) => Verdict::Pass(Grant {
-                        rail: RailKind::L402,
+                        rail: crate::offer::RAIL,
                         identity,
                         receipt: Some(use_receipt(&id.token_id, record.expires_at)),
                     }),
@@ -637,7 +638,7 @@ impl L402Rail {
                 let limit = constraints.credit_msat.unwrap_or(u64::MAX);
                 match self.store.debit(id.token_id, msat, limit, call.now).await {
                     Ok(DebitOutcome::Debited { debit_id, .. }) => Verdict::Pass(Grant {
-                        rail: RailKind::L402,
+                        rail: crate::offer::RAIL,
                         identity,
                         receipt: Some(format!("{DEBIT_RECEIPT}{debit_id}:{msat}")),
                     }),
@@ -651,7 +652,7 @@ impl L402Rail {
                 }
             }
             BillingMode::TimePass => Verdict::Pass(Grant {
-                rail: RailKind::L402,
+                rail: crate::offer::RAIL,
                 identity,
                 receipt: None,
             }),
@@ -742,7 +743,7 @@ impl L402Rail {
 
     /// Refunds a balance debit when the upstream failed.
     pub async fn refund(&self, grant: &Grant, upstream_ok: bool) {
-        if upstream_ok || grant.rail != RailKind::L402 {
+        if upstream_ok || grant.rail != crate::offer::RAIL {
             return;
         }
         let Some((id, _)) = parse_debit(grant) else {
@@ -807,8 +808,8 @@ pub fn check_token(
 }
 
 impl Rail for L402Rail {
-    fn kind(&self) -> RailKind {
-        RailKind::L402
+    fn kind(&self) -> RailId {
+        crate::offer::RAIL
     }
 
     fn challenge<'a>(
@@ -852,11 +853,9 @@ impl Rail for L402Rail {
     /// The price of the call, for a per-call token or a balance debit; a time pass charges
     /// nothing per call.
     fn charged_msat(&self, grant: &Grant, offer: &Offer) -> u64 {
-        match offer {
-            Offer::L402 { msat, mode, .. }
-                if grant.rail == RailKind::L402 && *mode != BillingMode::TimePass =>
-            {
-                *msat
+        match crate::offer::terms(offer) {
+            Some(t) if grant.rail == crate::offer::RAIL && t.mode != BillingMode::TimePass => {
+                t.msat
             }
             _ => 0,
         }
@@ -866,6 +865,121 @@ impl Rail for L402Rail {
     fn pays_for_round(&self, _grant: &Grant) -> bool {
         true
     }
+}
+
+/// At the edge: `Authorization: L402 …` (or `LSAT`), the `Macaroon` header and
+/// `params._meta["turnpike/l402"]`; its challenge first (L402 clients read only the first), its
+/// in-band words.
+impl RailPlugin for L402Rail {
+    fn id(&self) -> RailId {
+        crate::offer::RAIL
+    }
+
+    fn parse_authorization(
+        &self,
+        scheme: &str,
+        params: &str,
+        req: &EdgeRequest<'_>,
+    ) -> Option<turnpike_core::plugin::Parsed> {
+        L402Credentials.parse_authorization(scheme, params, req)
+    }
+
+    fn credential_headers(&self) -> &'static [&'static str] {
+        L402Credentials.credential_headers()
+    }
+
+    fn parse_header(&self, name: &str, value: &str) -> Option<turnpike_core::plugin::Parsed> {
+        L402Credentials.parse_header(name, value)
+    }
+
+    fn meta_keys(&self) -> &'static [&'static str] {
+        L402Credentials.meta_keys()
+    }
+
+    fn parse_meta(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Option<turnpike_core::plugin::Parsed> {
+        L402Credentials.parse_meta(key, value)
+    }
+
+    fn challenge_order(&self) -> u8 {
+        0
+    }
+
+    fn in_band_text(&self, challenge: &Challenge, _first: bool) -> String {
+        in_band_text(challenge)
+    }
+}
+
+/// L402 credentials recognised where the rail is off (no `[lightning]`): they are read, and
+/// refused as for a call that does not accept L402, and the `Macaroon` header is stripped.
+pub struct L402Credentials;
+
+impl RailPlugin for L402Credentials {
+    fn id(&self) -> RailId {
+        crate::offer::RAIL
+    }
+
+    fn parse_authorization(
+        &self,
+        scheme: &str,
+        params: &str,
+        _req: &EdgeRequest<'_>,
+    ) -> Option<turnpike_core::plugin::Parsed> {
+        crate::credential::parse_authorization(scheme, params)
+    }
+
+    fn credential_headers(&self) -> &'static [&'static str] {
+        &[crate::credential::MACAROON_HEADER]
+    }
+
+    /// Every line of the one header it reads: `Macaroon`.
+    fn parse_header(&self, _name: &str, value: &str) -> Option<turnpike_core::plugin::Parsed> {
+        Some(crate::credential::parse_macaroon_header(value))
+    }
+
+    fn meta_keys(&self) -> &'static [&'static str] {
+        &[crate::credential::META_L402]
+    }
+
+    /// The one key it reads: `turnpike/l402`.
+    fn parse_meta(
+        &self,
+        _key: &str,
+        value: &serde_json::Value,
+    ) -> Option<turnpike_core::plugin::Parsed> {
+        Some(crate::credential::parse_meta(value))
+    }
+}
+
+/// The in-band words for an L402 challenge: the invoice, what it buys, and how to retry with
+/// the macaroon and the payment's preimage.
+pub fn in_band_text(challenge: &Challenge) -> String {
+    use serde_json::Value;
+    let d = &challenge.details;
+    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let msat = d.get("amount_msat").and_then(Value::as_u64).unwrap_or(0);
+    let amount = if msat % 1000 == 0 {
+        format!("{} sat", msat / 1000)
+    } else {
+        format!("{msat} msat")
+    };
+    let mode = match s("mode").as_str() {
+        "balance" => "it buys prepaid credit; later calls debit it until it is used up",
+        "time_pass" => "it buys unlimited calls of this tool until the pass expires",
+        _ => "it pays for this one call",
+    };
+    format!(
+        "Pay (L402): pay the Lightning invoice {} ({amount}; {mode}) with a Lightning \
+         wallet, which gives you the payment's preimage (64 hex digits). Then retry this \
+         same call with the same arguments and add params._meta[\"turnpike/l402\"] = \
+         {{\"macaroon\": \"{}\", \"preimage\": \"<preimage hex>\"}} (over HTTP, the \
+         header `Authorization: L402 <macaroon>:<preimage hex>` works too). ",
+        s("invoice"),
+        s("macaroon"),
+    )
 }
 
 /// Prefix of the receipt a per-call pass leaves in its grant:
@@ -878,7 +992,7 @@ fn use_receipt(token_id: &[u8; 32], expires_at: u64) -> String {
 
 /// The token id and expiry a per-call grant's receipt names.
 fn parse_use(grant: &Grant) -> Option<([u8; 32], u64)> {
-    if grant.rail != RailKind::L402 {
+    if grant.rail != crate::offer::RAIL {
         return None;
     }
     let rest = grant.receipt.as_deref()?.strip_prefix(USE_RECEIPT)?;
@@ -901,7 +1015,7 @@ fn released_key(token_id: &[u8; 32]) -> [u8; 32] {
 mod receipt_tests {
     use super::*;
 
-    fn grant(rail: RailKind, receipt: Option<&str>) -> Grant {
+    fn grant(rail: turnpike_core::RailId, receipt: Option<&str>) -> Grant {
         Grant {
             rail,
             identity: None,
@@ -911,23 +1025,26 @@ mod receipt_tests {
 
     #[test]
     fn debit_receipts_carry_the_amount() {
-        let g = grant(RailKind::L402, Some("l402-debit:42:1500"));
+        let g = grant(crate::offer::RAIL, Some("l402-debit:42:1500"));
         assert_eq!(parse_debit(&g), Some((42, Some(1500))));
         assert_eq!(debited_msat(&g), Some(1500));
         // Older receipts: the id alone.
-        let g = grant(RailKind::L402, Some("l402-debit:42"));
+        let g = grant(crate::offer::RAIL, Some("l402-debit:42"));
         assert_eq!(parse_debit(&g), Some((42, None)));
         assert_eq!(debited_msat(&g), None);
         for bad in ["l402-debit:x:1", "l402-debit:1:y", "other:1:2", ""] {
             assert_eq!(
-                parse_debit(&grant(RailKind::L402, Some(bad))),
+                parse_debit(&grant(crate::offer::RAIL, Some(bad))),
                 None,
                 "{bad}"
             );
         }
-        assert_eq!(debited_msat(&grant(RailKind::L402, None)), None);
+        assert_eq!(debited_msat(&grant(crate::offer::RAIL, None)), None);
         assert_eq!(
-            debited_msat(&grant(RailKind::Pow, Some("l402-debit:1:2"))),
+            debited_msat(&grant(
+                turnpike_core::RailId::new("pow"),
+                Some("l402-debit:1:2")
+            )),
             None
         );
     }

@@ -14,7 +14,9 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::Arc;
-use turnpike_core::{BillingMode, BoxFuture};
+use turnpike_core::BoxFuture;
+
+use crate::offer::BillingMode;
 use zeroize::Zeroizing;
 
 use crate::caveat::mode_str;

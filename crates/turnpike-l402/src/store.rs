@@ -19,7 +19,9 @@
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use turnpike_core::{BillingMode, BoxFuture};
+use turnpike_core::BoxFuture;
+
+use crate::offer::BillingMode;
 pub use turnpike_store::StoreError;
 use zeroize::Zeroizing;
 

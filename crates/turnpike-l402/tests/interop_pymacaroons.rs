@@ -18,8 +18,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use turnpike_core::{BillingMode, CallFacts, Credential, Offer, Rail, Verdict};
+use turnpike_core::{CallFacts, Credential, Rail, Verdict};
 use turnpike_l402::store::{TokenRecord, TokenStore};
+use turnpike_l402::BillingMode;
 use turnpike_l402::{Identifier, L402Config, L402Rail, Limits, Macaroon, MemoryStore};
 use turnpike_lightning::dev::DevBackend;
 use turnpike_store::MemorySpentSet;
@@ -134,11 +135,7 @@ async fn pymacaroons_reads_a_rail_challenge() {
         Arc::new(MemoryStore::new()),
         Arc::new(MemorySpentSet::new()),
     );
-    let offer = Offer::L402 {
-        msat: 2000,
-        mode: BillingMode::PerCall,
-        bundle: 0,
-    };
+    let offer = turnpike_l402::offer(2000, BillingMode::PerCall, 0);
     let ch = rail.challenge(&call("echo"), &offer).await.unwrap();
     let mac = ch.details["macaroon"].as_str().unwrap();
     let got = peer(&["verify", mac, &hex::encode([0; 32])]);
@@ -194,11 +191,7 @@ async fn turnpike_verifies_what_pymacaroons_mints() {
         store,
         Arc::new(MemorySpentSet::new()),
     );
-    let offer = Offer::L402 {
-        msat: 1000,
-        mode: BillingMode::PerCall,
-        bundle: 0,
-    };
+    let offer = turnpike_l402::offer(1000, BillingMode::PerCall, 0);
 
     // pymacaroons mints it (V2 binary), with turnpike's caveats.
     let caveats = [
@@ -253,10 +246,10 @@ async fn turnpike_verifies_what_pymacaroons_mints() {
         .verify(
             &call("ech0"),
             &offer,
-            &Credential::L402 {
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: tampered,
                 preimage: preimage.to_vec(),
-            },
+            }),
         )
         .await;
     assert!(matches!(v, Verdict::Invalid(_)), "{v:?}");
@@ -272,10 +265,10 @@ async fn turnpike_verifies_what_pymacaroons_mints() {
         .verify(
             &call("echo"),
             &offer,
-            &Credential::L402 {
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: bytes,
                 preimage: preimage.to_vec(),
-            },
+            }),
         )
         .await;
     assert!(matches!(v, Verdict::Invalid(_)), "{v:?}");

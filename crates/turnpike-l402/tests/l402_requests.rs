@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use turnpike_core::credential::split_scheme;
-use turnpike_core::{BillingMode, CallFacts, Offer, Rail, Verdict};
+use turnpike_core::{CallFacts, Offer, Rail, Verdict};
+use turnpike_l402::BillingMode;
 use turnpike_l402::{parse_authorization, L402Config, L402Rail, SqliteStore};
 use turnpike_lightning::dev::{DevBackend, DevWalletOptions};
 use turnpike_store::MemorySpentSet;
@@ -72,20 +73,12 @@ async fn gated(app: &App, headers: &HeaderMap, path: &str, offer: Offer) -> Resp
 }
 
 async fn per_call(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let offer = Offer::L402 {
-        msat: 2000,
-        mode: BillingMode::PerCall,
-        bundle: 0,
-    };
+    let offer = turnpike_l402::offer(2000, BillingMode::PerCall, 0);
     gated(&app, &headers, "/per-call", offer).await
 }
 
 async fn balance(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let offer = Offer::L402 {
-        msat: 1000,
-        mode: BillingMode::Balance,
-        bundle: 3000,
-    };
+    let offer = turnpike_l402::offer(1000, BillingMode::Balance, 3000);
     gated(&app, &headers, "/balance", offer).await
 }
 

@@ -8,9 +8,10 @@
 //! or reordering a caveat of a signed macaroon breaks it (a holder cannot widen).
 
 use proptest::prelude::*;
-use turnpike_core::{BillingMode, CallFacts};
+use turnpike_core::CallFacts;
 use turnpike_l402::caveat::Constraints;
 use turnpike_l402::macaroon::{Caveat, Limits};
+use turnpike_l402::BillingMode;
 use turnpike_l402::Macaroon;
 
 const TOOLS: &[&str] = &["echo", "add", "slow", "whoami"];

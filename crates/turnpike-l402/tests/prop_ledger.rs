@@ -14,8 +14,8 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use turnpike_core::BillingMode;
 use turnpike_l402::store::{DebitOutcome, L402Store, LedgerKind, TokenRecord};
+use turnpike_l402::BillingMode;
 use turnpike_l402::{MemoryStore, SqliteStore};
 use zeroize::Zeroizing;
 

@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use turnpike_core::credential::split_scheme;
-use turnpike_core::{BillingMode, CallFacts, Credential, Offer, Rail, Verdict};
+use turnpike_core::{CallFacts, Credential, Offer, Rail, Verdict};
 use turnpike_l402::store::L402Store;
+use turnpike_l402::BillingMode;
 use turnpike_l402::{parse_authorization, L402Config, L402Rail, MemoryStore, SqliteStore};
 use turnpike_lightning::dev::DevBackend;
 use turnpike_store::MemorySpentSet;
@@ -76,11 +77,7 @@ fn run(
             Arc::new(MemorySpentSet::new()),
         );
         let c = call("echo");
-        let per_call = Offer::L402 {
-            msat: 1000,
-            mode: BillingMode::PerCall,
-            bundle: 0,
-        };
+        let per_call = turnpike_l402::offer(1000, BillingMode::PerCall, 0);
         let mut headers = Vec::new();
         for _ in 0..tokens {
             headers.push(buy(&rail, &dev, &c, &per_call).await);
@@ -107,11 +104,7 @@ fn run(
         prop_assert!(passes.iter().all(|&p| p <= 1));
 
         // A balance token of 3 calls' credit, presented `balance_calls` times.
-        let balance = Offer::L402 {
-            msat: 1000,
-            mode: BillingMode::Balance,
-            bundle: 3000,
-        };
+        let balance = turnpike_l402::offer(1000, BillingMode::Balance, 3000);
         let header = buy(&rail, &dev, &c, &balance).await;
         let mut ok = 0;
         for k in 0..balance_calls {

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use turnpike_core::credential::split_scheme;
 use turnpike_core::{
-    decide, BillingMode, BoxFuture, CallFacts, Credential, Decision, Identity, Offer, Price, Rail,
-    RailKind, Verdict,
+    decide, BoxFuture, CallFacts, Credential, Decision, Identity, Offer, Price, Rail, Verdict,
 };
 use turnpike_l402::store::{DownStore, L402Store, LedgerKind};
+use turnpike_l402::BillingMode;
 use turnpike_l402::{
     parse_authorization, parse_macaroon_header, parse_meta, ConfirmSettlement, Durability,
     L402Config, L402Rail, L402Settings, Macaroon, MemoryStore, SqliteStore, StoreConfig,
@@ -37,11 +37,7 @@ fn call(tool: &str, now: u64) -> CallFacts {
 }
 
 fn per_call(msat: u64) -> Offer {
-    Offer::L402 {
-        msat,
-        mode: BillingMode::PerCall,
-        bundle: 0,
-    }
+    turnpike_l402::offer(msat, BillingMode::PerCall, 0)
 }
 
 /// The dev backend, with call counters and a switch that makes every call fail.
@@ -154,7 +150,7 @@ async fn challenge_shape() {
     let s = setup();
     let c = call("echo", NOW);
     let ch = s.rail.challenge(&c, &per_call(21_000)).await.unwrap();
-    assert_eq!(ch.rail, RailKind::L402);
+    assert_eq!(ch.rail, turnpike_l402::RAIL);
     let d = &ch.details;
     assert_eq!(d["rail"], "l402");
     assert_eq!(d["scheme"], "L402");
@@ -215,7 +211,7 @@ async fn per_call_is_single_use() {
         (1, 1000),
         "the payment, counted at first use"
     );
-    assert_eq!(grant.rail, RailKind::L402);
+    assert_eq!(grant.rail, turnpike_l402::RAIL);
     assert!(matches!(&grant.identity, Some(Identity::L402 { token_id }) if token_id.len() == 64));
     let again = s.rail.verify(&c, &offer, &cred(&header)).await;
     assert_eq!(verdict_kind(&again), "stale");
@@ -278,7 +274,10 @@ async fn verdicts_for_bad_credentials() {
     let c = call("echo", NOW);
     let offer = per_call(1000);
     let (header, ch) = buy(&s, &c, &offer).await;
-    let Credential::L402 { macaroon, preimage } = cred(&header) else {
+    let Some(turnpike_l402::L402Credential { macaroon, preimage }) = cred(&header)
+        .payload::<turnpike_l402::L402Credential>()
+        .cloned()
+    else {
         unreachable!()
     };
     let mac = Macaroon::decode(&macaroon, Default::default()).unwrap();
@@ -291,10 +290,10 @@ async fn verdicts_for_bad_credentials() {
         .verify(
             &c,
             &offer,
-            &Credential::L402 {
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: macaroon.clone(),
                 preimage: wrong,
-            },
+            }),
         )
         .await;
     assert_eq!(verdict_kind(&v), "invalid");
@@ -310,10 +309,10 @@ async fn verdicts_for_bad_credentials() {
         .verify(
             &c,
             &offer,
-            &Credential::L402 {
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: forged.encode(),
                 preimage: preimage.clone(),
-            },
+            }),
         )
         .await;
     assert_eq!(reason(&v), "macaroon signature does not verify");
@@ -329,10 +328,10 @@ async fn verdicts_for_bad_credentials() {
         .verify(
             &c,
             &offer,
-            &Credential::L402 {
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: bytes,
                 preimage: preimage.clone(),
-            },
+            }),
         )
         .await;
     assert_eq!(verdict_kind(&v), "invalid");
@@ -345,10 +344,10 @@ async fn verdicts_for_bad_credentials() {
         .verify(
             &c,
             &offer,
-            &Credential::L402 {
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: extra.encode(),
                 preimage: preimage.clone(),
-            },
+            }),
         )
         .await;
     assert_eq!(verdict_kind(&v), "invalid");
@@ -360,10 +359,10 @@ async fn verdicts_for_bad_credentials() {
         .verify(
             &call("add", NOW),
             &offer,
-            &Credential::L402 {
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: macaroon.clone(),
                 preimage: preimage.clone(),
-            },
+            }),
         )
         .await;
     assert_eq!(verdict_kind(&v), "stale");
@@ -375,10 +374,10 @@ async fn verdicts_for_bad_credentials() {
         .verify(
             &call("echo", NOW + 86_400),
             &offer,
-            &Credential::L402 {
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: macaroon.clone(),
                 preimage: preimage.clone(),
-            },
+            }),
         )
         .await;
     assert_eq!(reason(&v), "token expired");
@@ -389,10 +388,10 @@ async fn verdicts_for_bad_credentials() {
         .verify(
             &c,
             &per_call(5000),
-            &Credential::L402 {
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: macaroon.clone(),
                 preimage: preimage.clone(),
-            },
+            }),
         )
         .await;
     assert_eq!(reason(&v), "token paid less than this call costs");
@@ -402,15 +401,11 @@ async fn verdicts_for_bad_credentials() {
         .rail
         .verify(
             &c,
-            &Offer::L402 {
-                msat: 1000,
-                mode: BillingMode::Balance,
-                bundle: 5000,
-            },
-            &Credential::L402 {
+            &turnpike_l402::offer(1000, BillingMode::Balance, 5000),
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: macaroon.clone(),
                 preimage: preimage.clone(),
-            },
+            }),
         )
         .await;
     assert_eq!(verdict_kind(&v), "stale");
@@ -422,10 +417,10 @@ async fn verdicts_for_bad_credentials() {
         .verify(
             &c,
             &offer,
-            &Credential::L402 {
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: macaroon.clone(),
                 preimage: preimage.clone(),
-            },
+            }),
         )
         .await;
     assert_eq!(reason(&v), "macaroon signature does not verify");
@@ -436,10 +431,10 @@ async fn verdicts_for_bad_credentials() {
         .verify(
             &c,
             &offer,
-            &Credential::L402 {
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: vec![2, 0],
                 preimage: preimage.clone(),
-            },
+            }),
         )
         .await;
     assert_eq!(verdict_kind(&v), "invalid");
@@ -452,10 +447,10 @@ async fn verdicts_for_bad_credentials() {
         .verify(
             &c,
             &offer,
-            &Credential::L402 {
+            &Credential::from(turnpike_l402::L402Credential {
                 macaroon: narrowed.encode(),
                 preimage: preimage.clone(),
-            },
+            }),
         )
         .await;
     assert_eq!(verdict_kind(&v), "pass");
@@ -468,7 +463,10 @@ async fn macaroon_header_and_meta_forms_verify() {
     let c = call("echo", NOW);
     let offer = per_call(1000);
     let (header, ch) = buy(&s, &c, &offer).await;
-    let Credential::L402 { preimage, .. } = cred(&header) else {
+    let Some(turnpike_l402::L402Credential { preimage, .. }) = cred(&header)
+        .payload::<turnpike_l402::L402Credential>()
+        .cloned()
+    else {
         unreachable!()
     };
     // Aperture's header form: the preimage as a caveat, the macaroon in hex.
@@ -491,11 +489,7 @@ async fn macaroon_header_and_meta_forms_verify() {
 
 async fn balance_mode(store: Arc<dyn L402Store>) {
     let s = setup_with(false, store, L402Config::default());
-    let offer = Offer::L402 {
-        msat: 1000,
-        mode: BillingMode::Balance,
-        bundle: 3000,
-    };
+    let offer = turnpike_l402::offer(1000, BillingMode::Balance, 3000);
     let c = call("echo", NOW);
     let (header, ch) = buy(&s, &c, &offer).await;
     assert_eq!(ch.details["amount_msat"], 3000);
@@ -529,15 +523,18 @@ async fn balance_mode(store: Arc<dyn L402Store>) {
     };
     // A holder-lowered credit caveat caps what that copy may spend.
     let (header2, _) = buy(&s, &c, &offer).await;
-    let Credential::L402 { macaroon, preimage } = cred(&header2) else {
+    let Some(turnpike_l402::L402Credential { macaroon, preimage }) = cred(&header2)
+        .payload::<turnpike_l402::L402Credential>()
+        .cloned()
+    else {
         unreachable!()
     };
     let mut m = Macaroon::decode(&macaroon, Default::default()).unwrap();
     m.add_first_party_caveat("turnpike/credit_msat=1500");
-    let capped = Credential::L402 {
+    let capped = Credential::from(turnpike_l402::L402Credential {
         macaroon: m.encode(),
         preimage,
-    };
+    });
     assert_eq!(
         verdict_kind(&s.rail.verify(&c, &offer, &capped).await),
         "pass"
@@ -575,11 +572,7 @@ async fn balance_mode_in_sqlite() {
 #[tokio::test]
 async fn time_pass_until_expiry() {
     let s = setup();
-    let offer = Offer::L402 {
-        msat: 50_000,
-        mode: BillingMode::TimePass,
-        bundle: 600,
-    };
+    let offer = turnpike_l402::offer(50_000, BillingMode::TimePass, 600);
     let c = call("echo", NOW);
     let (header, ch) = buy(&s, &c, &offer).await;
     assert_eq!(ch.details["expires"], NOW + 600);
@@ -608,11 +601,7 @@ async fn time_pass_until_expiry() {
 async fn custodial_backends_confirm_once_per_token() {
     let s = setup_with(true, Arc::new(MemoryStore::new()), L402Config::default());
     let c = call("echo", NOW);
-    let offer = Offer::L402 {
-        msat: 1000,
-        mode: BillingMode::TimePass,
-        bundle: 3600,
-    };
+    let offer = turnpike_l402::offer(1000, BillingMode::TimePass, 3600);
     let ch = s.rail.challenge(&c, &offer).await.unwrap();
     let mac = ch.details["macaroon"].as_str().unwrap();
     let m = Macaroon::from_base64(mac, Default::default()).unwrap();
@@ -733,13 +722,16 @@ async fn through_the_decision_engine() {
         }
         d => panic!("{d:?}"),
     }
-    let Credential::L402 { macaroon, .. } = cred(&header) else {
+    let Some(turnpike_l402::L402Credential { macaroon, .. }) = cred(&header)
+        .payload::<turnpike_l402::L402Credential>()
+        .cloned()
+    else {
         unreachable!()
     };
-    let forged = Credential::L402 {
+    let forged = Credential::from(turnpike_l402::L402Credential {
         macaroon,
         preimage: vec![0; 32],
-    };
+    });
     assert!(matches!(
         decide(&rails, &c, &price, &[forged]).await,
         Decision::Invalid { .. }

@@ -12,8 +12,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use turnpike_core::credential::split_scheme;
-use turnpike_core::{BillingMode, CallFacts, Credential, Offer, Rail, Verdict};
+use turnpike_core::{CallFacts, Credential, Offer, Rail, Verdict};
 use turnpike_l402::store::{L402Store, LedgerKind, TokenRecord};
+use turnpike_l402::BillingMode;
 use turnpike_l402::{
     parse_authorization, Durability, Identifier, L402Config, L402Rail, Macaroon, PostgresOptions,
     PostgresStore, SqliteStore,
@@ -46,19 +47,11 @@ fn loopback(i: u32) -> IpAddr {
 }
 
 fn per_call(msat: u64) -> Offer {
-    Offer::L402 {
-        msat,
-        mode: BillingMode::PerCall,
-        bundle: 0,
-    }
+    turnpike_l402::offer(msat, BillingMode::PerCall, 0)
 }
 
 fn balance(msat: u64, bundle: u64) -> Offer {
-    Offer::L402 {
-        msat,
-        mode: BillingMode::Balance,
-        bundle,
-    }
+    turnpike_l402::offer(msat, BillingMode::Balance, bundle)
 }
 
 fn rail(backend: Arc<DevBackend>, store: Arc<dyn L402Store>, cfg: L402Config) -> L402Rail {
@@ -219,18 +212,22 @@ async fn many_402s_write_nothing_in_sqlite_and_the_first_paid_use_writes_once() 
 
     // Forgeries: another preimage, an edited caveat, a made-up token: refused, nothing written.
     let (cred2, mac2) = buy(&r, &dev, &c, &offer).await;
-    let Credential::L402 { macaroon, .. } = &cred2 else {
+    let Some(turnpike_l402::L402Credential { macaroon, .. }) =
+        cred2.payload::<turnpike_l402::L402Credential>()
+    else {
         unreachable!()
     };
-    let wrong_preimage = Credential::L402 {
+    let wrong_preimage = Credential::from(turnpike_l402::L402Credential {
         macaroon: macaroon.clone(),
         preimage: vec![7; 32],
-    };
+    });
     assert_eq!(
         kind(&r.verify(&c, &offer, &wrong_preimage).await),
         "invalid"
     );
-    let Credential::L402 { preimage, .. } = &cred2 else {
+    let Some(turnpike_l402::L402Credential { preimage, .. }) =
+        cred2.payload::<turnpike_l402::L402Credential>()
+    else {
         unreachable!()
     };
     let raised = {
@@ -242,10 +239,10 @@ async fn many_402s_write_nothing_in_sqlite_and_the_first_paid_use_writes_once() 
         }
         m.encode()
     };
-    let forged = Credential::L402 {
+    let forged = Credential::from(turnpike_l402::L402Credential {
         macaroon: raised,
         preimage: preimage.clone(),
-    };
+    });
     assert_eq!(
         reason(&r.verify(&c, &offer, &forged).await),
         "macaroon signature does not verify"
@@ -366,10 +363,10 @@ async fn tokens_with_a_stored_root_key_still_verify() {
         )
         .await
         .unwrap();
-    let cred = Credential::L402 {
+    let cred = Credential::from(turnpike_l402::L402Credential {
         macaroon: m.encode(),
         preimage: pre.to_vec(),
-    };
+    });
     let c = call("echo", NOW);
     assert_eq!(kind(&r.verify(&c, &per_call(1000), &cred).await), "pass");
     assert_eq!(
@@ -403,11 +400,7 @@ async fn a_token_revoked_before_its_first_use_is_refused() {
     let store: Arc<dyn L402Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
     let r = rail(dev.clone(), store.clone(), L402Config::default());
     let c = call("echo", NOW);
-    let offer = Offer::L402 {
-        msat: 1000,
-        mode: BillingMode::TimePass,
-        bundle: 3600,
-    };
+    let offer = turnpike_l402::offer(1000, BillingMode::TimePass, 3600);
     let (cred, mac) = buy(&r, &dev, &c, &offer).await;
     let id = Identifier::decode(mac.identifier()).unwrap();
     assert!(store.revoke(id.token_id, NOW - 1).await.unwrap());

@@ -99,7 +99,7 @@ fn decision(c: &mut Criterion) {
     let h = [3u8; 32];
     let call = CallInfo {
         scope: "oauth:issuer:subject:client",
-        rail: Some(turnpike_core::RailKind::OAuth),
+        rail: Some(turnpike_core::RailId::new("oauth")),
         kind: CallKind::Tool("search"),
         args_hash: Some(&h),
     };

@@ -113,7 +113,7 @@ impl LoopBrakeConfig {
     /// Whether the brake watches a call of `name` (a tool, or another method) let through by
     /// `rail` (`None`: a free call): never for `exempt_tools`, always for `tools`, else by
     /// `rails`.
-    pub fn watches(&self, name: &str, rail: Option<turnpike_core::RailKind>) -> bool {
+    pub fn watches(&self, name: &str, rail: Option<turnpike_core::RailId>) -> bool {
         if self.exempt_tools.iter().any(|t| t == name) {
             return false;
         }
@@ -136,13 +136,15 @@ pub enum RailClass {
     Free,
 }
 
-impl From<Option<turnpike_core::RailKind>> for RailClass {
-    fn from(r: Option<turnpike_core::RailKind>) -> RailClass {
-        match r {
-            Some(turnpike_core::RailKind::Pow) => RailClass::Pow,
-            Some(turnpike_core::RailKind::L402) => RailClass::L402,
-            Some(turnpike_core::RailKind::OAuth) => RailClass::OAuth,
-            None => RailClass::Free,
+/// By the rail's wire name. A rail with no class of its own has only the limits every call
+/// has (those of a free call).
+impl From<Option<turnpike_core::RailId>> for RailClass {
+    fn from(r: Option<turnpike_core::RailId>) -> RailClass {
+        match r.map(turnpike_core::RailId::as_str) {
+            Some("pow") => RailClass::Pow,
+            Some("l402") => RailClass::L402,
+            Some("oauth") => RailClass::OAuth,
+            _ => RailClass::Free,
         }
     }
 }

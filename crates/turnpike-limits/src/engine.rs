@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use turnpike_core::{Identity, RailKind};
+use turnpike_core::{Identity, RailId};
 
 use crate::backend::{
     Check, CheckOutcome, Class, ConcurrencyCheck, Denial, InFlight, LimitBackend, LimitError,
@@ -51,7 +51,7 @@ pub struct CallInfo<'a> {
     /// (the granting rail's identity, else the anonymous address prefix).
     pub scope: &'a str,
     /// The rail that let the call through (`None` for a free call).
-    pub rail: Option<RailKind>,
+    pub rail: Option<RailId>,
     /// What.
     pub kind: CallKind<'a>,
     /// SHA-256 of the canonical arguments (`CallFacts::args_hash`), for the loop brake.
@@ -301,7 +301,7 @@ impl Limiter {
     }
 
     /// The quota for a tool call of `tool` let through by `rail`.
-    pub fn tool_quota(&self, tool: &str, rail: Option<RailKind>) -> Quota {
+    pub fn tool_quota(&self, tool: &str, rail: Option<RailId>) -> Quota {
         if let Some(q) = self.cfg.tools.get(tool) {
             return q.quota();
         }
@@ -316,14 +316,14 @@ impl Limiter {
         }
     }
 
-    fn method_quota(&self, method: &str, rail: Option<RailKind>) -> Quota {
+    fn method_quota(&self, method: &str, rail: Option<RailId>) -> Quota {
         match self.cfg.methods.get(method) {
             Some(q) => q.quota(),
             None => self.tool_quota_default(rail),
         }
     }
 
-    fn tool_quota_default(&self, rail: Option<RailKind>) -> Quota {
+    fn tool_quota_default(&self, rail: Option<RailId>) -> Quota {
         let d = self
             .cfg
             .rails
@@ -335,7 +335,7 @@ impl Limiter {
         }
     }
 
-    fn concurrency(&self, rail: Option<RailKind>) -> Option<u32> {
+    fn concurrency(&self, rail: Option<RailId>) -> Option<u32> {
         self.cfg
             .rails
             .get(&RailClass::from(rail))
@@ -362,7 +362,7 @@ impl Limiter {
     }
 
     /// Whether the loop brake watches a call of `name` let through by `rail`.
-    pub fn loop_brake_watches(&self, name: &str, rail: Option<RailKind>) -> bool {
+    pub fn loop_brake_watches(&self, name: &str, rail: Option<RailId>) -> bool {
         self.brake.is_some() && self.cfg.loop_brake.watches(name, rail)
     }
 
@@ -645,7 +645,7 @@ mod tests {
         ));
         let call = CallInfo {
             scope: "anon:127.0.0.2",
-            rail: Some(RailKind::Pow),
+            rail: Some(RailId::new("pow")),
             kind: CallKind::Tool("echo"),
             args_hash: None,
         };
@@ -690,11 +690,11 @@ mod tests {
         };
         assert!(admit_n(&lim, &read, 30).await.iter().all(Option::is_none));
         // A call paid by puzzle or by payment that repeats its arguments is braked after 10.
-        for rail in [RailKind::Pow, RailKind::L402] {
+        for rail in [RailId::new("pow"), RailId::new("l402")] {
             let paid = CallInfo {
                 rail: Some(rail),
                 kind: CallKind::Tool("search"),
-                scope: if rail == RailKind::Pow {
+                scope: if rail == RailId::new("pow") {
                     "anon:127.0.0.9"
                 } else {
                     "l402:ab"
@@ -707,13 +707,13 @@ mod tests {
         }
         // OAuth calls are not watched by default.
         let oauth = CallInfo {
-            rail: Some(RailKind::OAuth),
+            rail: Some(RailId::new("oauth")),
             scope: "oauth:https://as:alice:agent",
             ..poll
         };
         assert!(admit_n(&lim, &oauth, 30).await.iter().all(Option::is_none));
         assert!(!lim.loop_brake_watches("status", None));
-        assert!(lim.loop_brake_watches("status", Some(RailKind::L402)));
+        assert!(lim.loop_brake_watches("status", Some(RailId::new("l402"))));
     }
 
     #[tokio::test]
@@ -747,7 +747,7 @@ mod tests {
         assert_eq!(got, [None, None, None, Some(LimitReason::LoopBrake)]);
         // Opted out: a priced tool meant to be polled.
         let status = CallInfo {
-            rail: Some(RailKind::Pow),
+            rail: Some(RailId::new("pow")),
             kind: CallKind::Tool("job_status"),
             ..echo
         };
@@ -837,12 +837,12 @@ mod tests {
             BudgetsConfig::default(),
             Arc::new(MemoryBackend::new()),
         );
-        assert_eq!(lim.tool_quota("search", Some(RailKind::Pow)).burst, 5);
-        assert_eq!(lim.tool_quota("echo", Some(RailKind::Pow)).burst, 10);
-        assert_eq!(lim.tool_quota("echo", Some(RailKind::OAuth)).burst, 50);
+        assert_eq!(lim.tool_quota("search", Some(RailId::new("pow"))).burst, 5);
+        assert_eq!(lim.tool_quota("echo", Some(RailId::new("pow"))).burst, 10);
+        assert_eq!(lim.tool_quota("echo", Some(RailId::new("oauth"))).burst, 50);
         assert_eq!(lim.tool_quota("echo", None).burst, 50);
         assert_eq!(
-            lim.concurrency(Some(RailKind::Pow)),
+            lim.concurrency(Some(RailId::new("pow"))),
             Some(16),
             "rails inherit the cap"
         );

@@ -326,7 +326,7 @@ async fn limiter_end_to_end((a, _): Pair) {
     let h1 = [1u8; 32];
     let call = |kind| CallInfo {
         scope: &s,
-        rail: Some(turnpike_core::RailKind::Pow),
+        rail: Some(turnpike_core::RailId::new("pow")),
         kind,
         args_hash: Some(&h1),
     };
@@ -477,7 +477,7 @@ async fn challenge_budget_across_two_clients((a, b): Pair) {
     let h = [7u8; 32];
     let paid = CallInfo {
         scope: &flooder,
-        rail: Some(turnpike_core::RailKind::Pow),
+        rail: Some(turnpike_core::RailId::new("pow")),
         kind: CallKind::Tool("echo"),
         args_hash: Some(&h),
     };

@@ -6,7 +6,7 @@
 //!   ([`check_routing_headers`]);
 //! - [`classify`](mod@classify): which call a message is ([`classify()`] → `CallFacts`);
 //! - [`canonical`]: the canonical JSON of arguments and its hash;
-//! - [`meta`]: credentials in `params._meta` ([`meta_credentials`]) and their removal
+//! - [`meta`]: `turnpike/*` credentials in `params._meta`: their removal
 //!   ([`strip_turnpike_meta`]);
 //! - [`messages`]: typed views of the MCP messages the era translation reads and writes
 //!   (a 2026-07-28 request's `_meta`, `initialize`, `server/discover`, `input_required` and
@@ -31,5 +31,7 @@ pub use annotate::annotate_tools_list;
 pub use classify::{call_name, classify};
 pub use envelope::{parse_message, EnvelopeError, Message, MessageKind};
 pub use headers::{check_routing_headers, era, Era, HeaderMismatch};
-pub use meta::{meta_credentials, strip_turnpike_meta};
-pub use respond::{challenge_error, error_response, in_band_result, in_band_result_for};
+pub use meta::strip_turnpike_meta;
+pub use respond::{
+    challenge_error, error_response, in_band_result, in_band_result_for, in_band_result_with,
+};

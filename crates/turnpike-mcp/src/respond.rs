@@ -1,6 +1,6 @@
 //! JSON-RPC bodies the gate answers with: errors, challenge errors and in-band results.
 
-use crate::meta::{META_POW, META_PREFIX};
+use crate::meta::META_PREFIX;
 use serde_json::{json, Value};
 use turnpike_core::{Challenge, Refusal};
 
@@ -34,30 +34,47 @@ pub fn challenge_error(
 }
 
 /// An in-band challenge: a successful JSON-RPC response whose `tools/call` result has
-/// `isError: true`, one text block an LLM can act on, and `structuredContent.turnpike` with the
-/// same challenges and refusals as an HTTP challenge carries.
+/// `isError: true`, one text block an LLM can act on ([`in_band_text`]), and
+/// `structuredContent.turnpike` with the same challenges and refusals as an HTTP challenge
+/// carries.
 pub fn in_band_result(id: Option<&Value>, challenges: &[Challenge], refusals: &[Refusal]) -> Value {
+    in_band_result_with(
+        id,
+        &in_band_text(challenges, refusals),
+        challenges,
+        refusals,
+    )
+}
+
+/// [`in_band_result`] with the text given (the gateway composes it from each rail's words).
+pub fn in_band_result_with(
+    id: Option<&Value>,
+    text: &str,
+    challenges: &[Challenge],
+    refusals: &[Refusal],
+) -> Value {
     json!({
         "jsonrpc": "2.0",
         "id": id.cloned().unwrap_or(Value::Null),
         "result": {
             "isError": true,
-            "content": [{"type": "text", "text": in_band_text(challenges, refusals)}],
+            "content": [{"type": "text", "text": text}],
             "structuredContent": {"turnpike": ways_through(challenges, refusals)},
         },
     })
 }
 
-/// [`in_band_result`] shaped for the request's protocol era: from 2026-07-28 on every result
-/// carries `"resultType": "complete"` (the revision makes it required; older revisions do not
-/// know the field, so it is left out for them).
+/// [`in_band_result_with`] shaped for the request's protocol era: from 2026-07-28 on every
+/// result carries `"resultType": "complete"` (the revision makes it required; older revisions
+/// do not know the field, so it is left out for them).
 pub fn in_band_result_for(
     era: crate::Era,
     id: Option<&Value>,
+    text: &str,
     challenges: &[Challenge],
     refusals: &[Refusal],
 ) -> Value {
-    let mut v = in_band_result(id, challenges, refusals);
+    let mut v = in_band_result_with(id, text, challenges, refusals);
     if era == crate::Era::RoutingHeaders {
         if let Some(r) = v.get_mut("result").and_then(Value::as_object_mut) {
             r.insert("resultType".into(), Value::from("complete"));
@@ -73,7 +90,9 @@ fn ways_through(challenges: &[Challenge], refusals: &[Refusal]) -> Value {
     })
 }
 
-/// The text of an in-band challenge: what is needed, and how to retry.
+/// The text of an in-band challenge: the refusals, what is needed, and for each challenge
+/// where its data is and under which `_meta` key to retry (each rail's own words replace this
+/// in the gateway).
 pub fn in_band_text(challenges: &[Challenge], refusals: &[Refusal]) -> String {
     let mut t = String::new();
     for r in refusals {
@@ -91,31 +110,11 @@ pub fn in_band_text(challenges: &[Challenge], refusals: &[Refusal]) -> String {
     }
     t.push_str("This call needs a credential before it runs. ");
     for c in challenges {
-        let d = &c.details;
-        match c.rail {
-            turnpike_core::RailKind::Pow => {
-                let token = d.get("challenge").and_then(Value::as_str).unwrap_or("");
-                let secs = d
-                    .get("expected_seconds")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0);
-                let k = d.get("subpuzzles").and_then(Value::as_u64).unwrap_or(1);
-                t.push_str(&format!(
-                    "Proof-of-work: solve challenge \"{token}\" ({k} SHA-256 sub-puzzles, about \
-                     {secs:.3} s on one CPU core; the parameters are in \
-                     structuredContent.turnpike.challenges), e.g. with `turnpike solve`, then \
-                     retry this same call with the same arguments and add \
-                     params._meta[\"{META_POW}\"] = {{\"challenge\": \"{token}\", \
-                     \"solution\": \"<n0>,<n1>,...\"}} (one decimal nonce per sub-puzzle). "
-                ));
-            }
-            other => {
-                t.push_str(&format!(
-                    "{other}: see structuredContent.turnpike.challenges and retry this same call \
-                     with the credential in params._meta[\"{META_PREFIX}{other}\"]. "
-                ));
-            }
-        }
+        let rail = c.rail;
+        t.push_str(&format!(
+            "{rail}: see structuredContent.turnpike.challenges and retry this same call with the \
+             credential in params._meta[\"{META_PREFIX}{rail}\"]. "
+        ));
     }
     t.truncate(t.trim_end().len());
     t
@@ -124,11 +123,13 @@ pub fn in_band_text(challenges: &[Challenge], refusals: &[Refusal]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use turnpike_core::RailKind;
+    use turnpike_core::RailId;
+
+    const POW: RailId = RailId::new("pow");
 
     fn pow_challenge() -> Challenge {
         Challenge {
-            rail: RailKind::Pow,
+            rail: POW,
             www_authenticate: "PoW challenge=\"TOK\"".into(),
             details: json!({"rail":"pow","scheme":"PoW","challenge":"TOK","effort":1000,
                 "subpuzzles":4,"expected_seconds":0.5}),
@@ -147,7 +148,7 @@ mod tests {
             -31402,
             "pay",
             &[pow_challenge()],
-            &[Refusal::new(RailKind::Pow, "already used")],
+            &[Refusal::new(POW, "already used")],
         );
         assert_eq!(
             e,
@@ -159,9 +160,15 @@ mod tests {
 
     #[test]
     fn result_type_from_2026_07_28() {
-        let old = in_band_result_for(crate::Era::Session, None, &[pow_challenge()], &[]);
+        let old = in_band_result_for(crate::Era::Session, None, "t", &[pow_challenge()], &[]);
         assert!(old["result"].get("resultType").is_none());
-        let new = in_band_result_for(crate::Era::RoutingHeaders, None, &[pow_challenge()], &[]);
+        let new = in_band_result_for(
+            crate::Era::RoutingHeaders,
+            None,
+            "t",
+            &[pow_challenge()],
+            &[],
+        );
         assert_eq!(new["result"]["resultType"], "complete");
         assert_eq!(new["result"]["isError"], true);
     }
@@ -174,14 +181,14 @@ mod tests {
         assert_eq!(r["result"]["content"][0]["type"], "text");
         let text = r["result"]["content"][0]["text"].as_str().unwrap();
         assert!(
-            text.contains("TOK") && text.contains("turnpike/pow"),
+            text.contains("structuredContent") && text.contains("turnpike/pow"),
             "{text}"
         );
         assert_eq!(
             r["result"]["structuredContent"],
             json!({"turnpike":{"challenges":[pow_challenge().details],"refusals":[]}})
         );
-        let r = in_band_result(None, &[], &[Refusal::new(RailKind::Pow, "busy")]);
+        let r = in_band_result(None, &[], &[Refusal::new(POW, "busy")]);
         let text = r["result"]["content"][0]["text"].as_str().unwrap();
         assert!(text.contains("busy") && text.contains("later"), "{text}");
     }

@@ -689,11 +689,13 @@ impl Service<Request<Body>> for Merged {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use turnpike_core::Offer;
+    use turnpike_core::{Offer, RailId};
 
     fn pow(effort: u64) -> Price {
+        let mut terms = serde_json::Map::new();
+        terms.insert("effort".into(), serde_json::Value::from(effort));
         Price {
-            offers: vec![Offer::Pow { effort }],
+            offers: vec![Offer::new(RailId::new("pow"), terms)],
         }
     }
 

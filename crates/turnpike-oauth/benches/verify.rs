@@ -179,10 +179,10 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("verify_detailed");
     for case in &cases {
-        let cred = Credential::Bearer {
+        let cred = Credential::from(turnpike_oauth::BearerCredential {
             token: case.token.clone(),
             dpop: None,
-        };
+        });
         let o = ready(rail.verify_detailed(&cred, &needed, None, NOW));
         assert!(matches!(o, OAuthOutcome::Pass(_)), "{}: {o:?}", case.alg);
         g.bench_function(case.alg.name(), |b| {
@@ -202,10 +202,10 @@ fn bench(c: &mut Criterion) {
     // lookup, the time checks, scopes and identity; no signature check).
     let mut g = c.benchmark_group("verify_detailed_cached");
     for case in &cases {
-        let cred = Credential::Bearer {
+        let cred = Credential::from(turnpike_oauth::BearerCredential {
             token: case.token.clone(),
             dpop: None,
-        };
+        });
         let o = ready(cached.verify_detailed(&cred, &needed, None, NOW));
         assert!(matches!(o, OAuthOutcome::Pass(_)), "{}: {o:?}", case.alg);
         g.bench_function(case.alg.name(), |b| {

@@ -1,6 +1,6 @@
 //! OAuth credentials at the edge: `Authorization: Bearer <token>` and
-//! `Authorization: DPoP <token>` with its `DPoP: <proof>` header, parsed into
-//! [`Credential::Bearer`].
+//! `Authorization: DPoP <token>` with its `DPoP: <proof>` header, parsed into a
+//! [`Credential`] holding a [`BearerCredential`].
 //!
 //! The scheme survives parsing: `dpop: None` means the token came under `Bearer`, and
 //! `dpop: Some(proof)` under `DPoP` — with an empty `proof` when the request had no `DPoP`
@@ -13,6 +13,32 @@ use turnpike_core::Credential;
 
 use crate::dpop::MAX_PROOF_LEN;
 use crate::jose::MAX_JWS_LEN;
+
+/// An OAuth access token, with its DPoP proof when presented under the `DPoP` scheme.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerCredential {
+    /// The access token as presented.
+    pub token: String,
+    /// The `DPoP` header's proof JWT, when the token came under the `DPoP` scheme.
+    pub dpop: Option<String>,
+}
+
+/// A secret: its `Debug` form says only whether a proof came with it.
+impl std::fmt::Debug for BearerCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BearerCredential(<redacted>, dpop: {})",
+            self.dpop.is_some()
+        )
+    }
+}
+
+impl From<BearerCredential> for Credential {
+    fn from(c: BearerCredential) -> Credential {
+        Credential::new(crate::offer::RAIL, c)
+    }
+}
 
 /// RFC 9110 `token68`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 pub fn is_token68(s: &str) -> bool {
@@ -69,10 +95,10 @@ pub fn parse_authorization(
     } else {
         None
     };
-    Some(Ok(Credential::Bearer {
+    Some(Ok(Credential::from(BearerCredential {
         token: token.to_string(),
         dpop: proof,
-    }))
+    })))
 }
 
 /// Every OAuth credential of a request: one per `Authorization` line with the `Bearer` or
@@ -106,26 +132,33 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    /// The parsed token of a result, to compare.
+    fn bearer(
+        r: Option<Result<Credential, CredentialParseError>>,
+    ) -> Option<Result<BearerCredential, CredentialParseError>> {
+        r.map(|r| r.map(|c| c.payload::<BearerCredential>().cloned().unwrap()))
+    }
+
     #[test]
     fn schemes() {
-        assert_eq!(parse_authorization("PoW", "x", &[]), None);
+        assert_eq!(bearer(parse_authorization("PoW", "x", &[])), None);
         assert_eq!(
-            parse_authorization("bearer", "abc.def-ghi~", &["p.q.r"]),
-            Some(Ok(Credential::Bearer {
+            bearer(parse_authorization("bearer", "abc.def-ghi~", &["p.q.r"])),
+            Some(Ok(BearerCredential {
                 token: "abc.def-ghi~".into(),
                 dpop: None
             }))
         );
         assert_eq!(
-            parse_authorization("DPoP", "abc", &["p.q.r"]),
-            Some(Ok(Credential::Bearer {
+            bearer(parse_authorization("DPoP", "abc", &["p.q.r"])),
+            Some(Ok(BearerCredential {
                 token: "abc".into(),
                 dpop: Some("p.q.r".into())
             }))
         );
         assert_eq!(
-            parse_authorization("dpop", "abc", &[]),
-            Some(Ok(Credential::Bearer {
+            bearer(parse_authorization("dpop", "abc", &[])),
+            Some(Ok(BearerCredential {
                 token: "abc".into(),
                 dpop: Some(String::new())
             }))
@@ -169,11 +202,11 @@ mod tests {
         let c = credentials_from_headers(&h);
         assert_eq!(c.len(), 2);
         assert_eq!(
-            c[1],
-            Ok(Credential::Bearer {
+            bearer(Some(c[1].clone())),
+            Some(Ok(BearerCredential {
                 token: "t2".into(),
                 dpop: Some("h.p.s".into())
-            })
+            }))
         );
         h.append("dpop", HeaderValue::from_static("h2.p.s"));
         let c = credentials_from_headers(&h);

@@ -29,7 +29,7 @@
 //! # async fn demo(headers: http::HeaderMap, facts: turnpike_core::CallFacts,
 //! #               price: turnpike_core::Price) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use turnpike_core::{decide, Decision, Offer, Rail, RailKind};
+//! use turnpike_core::{decide, Decision, Rail};
 //! use turnpike_oauth::{credentials_from_headers, HttpContext, OAuthConfig, OAuthOutcome,
 //!                      OAuthRail, Scheme};
 //!
@@ -51,10 +51,10 @@
 //! let scoped = Arc::new(oauth.scoped(HttpContext::new("POST", "https://mcp.example.com/mcp")));
 //! let rails: Vec<Arc<dyn Rail>> = vec![scoped.clone() /* , pow, l402 */];
 //! let decision = decide(&rails, &facts, &price, &creds).await;
-//! let needed = match price.offer(RailKind::OAuth) {
-//!     Some(Offer::OAuth { scopes }) => scopes.clone(),
-//!     _ => Vec::new(),
-//! };
+//! let needed = price
+//!     .offer(turnpike_oauth::RAIL)
+//!     .and_then(turnpike_oauth::scopes)
+//!     .unwrap_or_default();
 //! match (&decision, scoped.outcome().or(malformed)) {
 //!     (Decision::Pass(_), Some(OAuthOutcome::Pass(a))) => {
 //!         // forward; add `DPoP-Nonce: a.dpop_nonce` to the response when it is Some
@@ -81,14 +81,17 @@ pub mod http;
 pub mod introspect;
 pub mod issuer;
 pub mod jose;
+pub mod offer;
 pub mod outcome;
+pub mod plugin;
 pub mod rail;
 pub mod token;
 pub mod url;
 
 pub use config::{ConfigError, IntrospectionConfig, OAuthConfig, Secret};
-pub use credential::{credentials_from_headers, parse_authorization};
+pub use credential::{credentials_from_headers, parse_authorization, BearerCredential};
 pub use jose::Alg;
+pub use offer::{offer, scopes, RAIL};
 pub use outcome::{Accepted, AuthResponse, ErrorCode, OAuthOutcome, Rejection, Scheme};
 pub use rail::{HttpContext, IssuerStats, OAuthError, OAuthRail, ScopedOAuthRail};
 pub use token::TokenInfo;

@@ -2,7 +2,7 @@
 //! [`Verdict`], and how to answer it on the wire (RFC 6750 §3,
 //! RFC 9449 §7.1 and §9, MCP's 403 step-up).
 
-use turnpike_core::{Grant, Identity, RailKind, Refusal, Verdict};
+use turnpike_core::{Grant, Identity, Refusal, Verdict};
 
 use crate::token::TokenInfo;
 
@@ -149,23 +149,23 @@ impl OAuthOutcome {
     pub fn to_verdict(&self) -> Verdict {
         match self {
             OAuthOutcome::Pass(a) => Verdict::Pass(Grant {
-                rail: RailKind::OAuth,
+                rail: crate::offer::RAIL,
                 identity: Some(a.identity.clone()),
                 receipt: None,
             }),
             OAuthOutcome::Rejected(r) => Verdict::Invalid(Refusal::new(
-                RailKind::OAuth,
+                crate::offer::RAIL,
                 format!("{}: {}", r.code, r.description),
             )),
             OAuthOutcome::InsufficientScope { needed, .. } => Verdict::Stale(Refusal::new(
-                RailKind::OAuth,
+                crate::offer::RAIL,
                 format!(
                     "insufficient_scope: this call needs the scopes \"{}\"",
                     needed.join(" ")
                 ),
             )),
             OAuthOutcome::Unavailable(_) => Verdict::Unavailable(Refusal::new(
-                RailKind::OAuth,
+                crate::offer::RAIL,
                 "the authorization server cannot be reached to check the token",
             )),
         }

@@ -8,13 +8,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use turnpike_core::{
-    BoxFuture, CallFacts, Challenge, Credential, Identity, Offer, Rail, RailKind, Verdict,
+    BoxFuture, CallFacts, Challenge, Credential, Identity, Offer, Rail, RailId, Verdict,
 };
 use turnpike_store::SpentSet;
 
 use crate::cache::VerifiedTokens;
 use crate::config::{ConfigError, OAuthConfig};
-use crate::credential::is_token68;
+use crate::credential::{is_token68, BearerCredential};
 use crate::dpop::{NonceIssuer, ProofChecker, ProofContext, ProofError};
 use crate::http::HttpClient;
 use crate::introspect::{Introspected, Introspector};
@@ -367,7 +367,7 @@ impl OAuthRail {
             details["dpop_required"] = json!(self.cfg.require_dpop);
         }
         Challenge {
-            rail: RailKind::OAuth,
+            rail: crate::offer::RAIL,
             www_authenticate: www,
             details,
         }
@@ -470,7 +470,8 @@ impl OAuthRail {
         peer: Option<IpAddr>,
         now: u64,
     ) -> OAuthOutcome {
-        let Credential::Bearer { token, dpop } = credential else {
+        let Some(BearerCredential { token, dpop }) = credential.payload::<BearerCredential>()
+        else {
             return reject(
                 ErrorCode::InvalidRequest,
                 "not an OAuth credential",
@@ -753,11 +754,8 @@ impl OAuthRail {
         Ok((info, earliest))
     }
 
-    fn needed_scopes(offer: &Offer) -> Option<&[String]> {
-        match offer {
-            Offer::OAuth { scopes } => Some(scopes),
-            _ => None,
-        }
+    fn needed_scopes(offer: &Offer) -> Option<Vec<String>> {
+        crate::offer::scopes(offer)
     }
 
     async fn verify_with(
@@ -769,7 +767,7 @@ impl OAuthRail {
     ) -> OAuthOutcome {
         match Self::needed_scopes(offer) {
             Some(needed) => {
-                self.verify_from(credential, needed, http, call.peer, call.now)
+                self.verify_from(credential, &needed, http, call.peer, call.now)
                     .await
             }
             None => reject(
@@ -817,8 +815,8 @@ fn close_implied(map: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, BTreeS
 }
 
 impl Rail for OAuthRail {
-    fn kind(&self) -> RailKind {
-        RailKind::OAuth
+    fn kind(&self) -> RailId {
+        crate::offer::RAIL
     }
 
     fn challenge<'a>(
@@ -826,7 +824,7 @@ impl Rail for OAuthRail {
         _call: &'a CallFacts,
         offer: &'a Offer,
     ) -> BoxFuture<'a, Option<Challenge>> {
-        let c = Self::needed_scopes(offer).map(|s| self.challenge_for(s));
+        let c = Self::needed_scopes(offer).map(|s| self.challenge_for(&s));
         Box::pin(async move { c })
     }
 
@@ -867,8 +865,8 @@ impl ScopedOAuthRail {
 }
 
 impl Rail for ScopedOAuthRail {
-    fn kind(&self) -> RailKind {
-        RailKind::OAuth
+    fn kind(&self) -> RailId {
+        crate::offer::RAIL
     }
 
     fn challenge<'a>(

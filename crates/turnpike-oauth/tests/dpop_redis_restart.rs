@@ -13,10 +13,10 @@ use turnpike_store::{RedisSpentSet, RedisSpentSetOptions};
 use turnpike_testkit::redis::RedisServer;
 
 fn dpop(token: &str, proof: &str) -> Credential {
-    Credential::Bearer {
+    Credential::from(turnpike_oauth::BearerCredential {
         token: token.to_string(),
         dpop: Some(proof.to_string()),
-    }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use turnpike_core::{Credential, Offer, Rail};
+use turnpike_core::{Credential, Rail};
 use turnpike_oauth::{
     credentials_from_headers, ErrorCode, HttpContext, OAuthConfig, OAuthOutcome, OAuthRail,
 };
@@ -124,10 +124,10 @@ impl MockIssuer {
 }
 
 fn bearer(token: &str) -> Credential {
-    Credential::Bearer {
+    Credential::from(turnpike_oauth::BearerCredential {
         token: token.to_string(),
         dpop: None,
-    }
+    })
 }
 
 async fn verify(rail: &OAuthRail, token: &str) -> OAuthOutcome {
@@ -320,9 +320,7 @@ async fn challenge_metadata_and_error_answers_on_the_wire() {
         peer: None,
         now: now(),
     };
-    let offer = Offer::OAuth {
-        scopes: vec!["mcp:tools".into(), "files:write".into()],
-    };
+    let offer = turnpike_oauth::offer(vec!["mcp:tools".into(), "files:write".into()]);
     let c = rail.challenge(&facts, &offer).await.unwrap();
     assert_eq!(
         c.www_authenticate,
@@ -341,11 +339,14 @@ async fn challenge_metadata_and_error_answers_on_the_wire() {
     // An offer on another rail gets no OAuth challenge; a call naming no scope is challenged
     // with scopes_supported.
     assert!(rail
-        .challenge(&facts, &Offer::Pow { effort: 1 })
+        .challenge(
+            &facts,
+            &turnpike_core::Offer::new(turnpike_core::RailId::new("pow"), Default::default())
+        )
         .await
         .is_none());
     let c = rail
-        .challenge(&facts, &Offer::OAuth { scopes: vec![] })
+        .challenge(&facts, &turnpike_oauth::offer(vec![]))
         .await
         .unwrap();
     assert!(c.www_authenticate.contains("scope=\"mcp:tools mcp:read\""));
@@ -431,9 +432,7 @@ async fn headers_to_verdict_through_a_scoped_rail() {
         now: t,
     };
     let price = turnpike_core::Price {
-        offers: vec![Offer::OAuth {
-            scopes: vec!["mcp:tools".into()],
-        }],
+        offers: vec![turnpike_oauth::offer(vec!["mcp:tools".into()])],
     };
     let d = turnpike_core::decide(&rails, &facts, &price, &creds).await;
     assert!(matches!(d, turnpike_core::Decision::Pass(_)), "{d:?}");
@@ -442,10 +441,10 @@ async fn headers_to_verdict_through_a_scoped_rail() {
     let proof = dk.proof(&ProofSpec::new("POST", url, Some(&token)));
     let o = rail
         .verify_detailed(
-            &Credential::Bearer {
+            &Credential::from(turnpike_oauth::BearerCredential {
                 token: token.clone(),
                 dpop: Some(proof),
-            },
+            }),
             &["mcp:tools".to_string()],
             None,
             t,

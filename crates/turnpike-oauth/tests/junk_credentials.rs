@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use turnpike_core::{CallFacts, Credential, Offer, Rail, Verdict};
+use turnpike_core::{CallFacts, Credential, Rail, Verdict};
 use turnpike_oauth::{
     ErrorCode, IntrospectionConfig, OAuthConfig, OAuthOutcome, OAuthRail, Secret,
 };
@@ -28,10 +28,10 @@ use turnpike_oauth::{
 const RESOURCE: &str = "https://mcp.example.com/mcp";
 
 fn bearer(token: &str) -> Credential {
-    Credential::Bearer {
+    Credential::from(turnpike_oauth::BearerCredential {
         token: token.to_string(),
         dpop: None,
-    }
+    })
 }
 
 fn needed() -> Vec<String> {
@@ -187,7 +187,7 @@ fn loopback(b: u8, c: u8) -> IpAddr {
 
 /// Verifies through the `Rail` trait, as the gateway's decision engine does.
 async fn verify_from(rail: &OAuthRail, token: &str, peer: IpAddr) -> Verdict {
-    let offer = Offer::OAuth { scopes: needed() };
+    let offer = turnpike_oauth::offer(needed());
     rail.verify(&from(peer), &offer, &bearer(token)).await
 }
 

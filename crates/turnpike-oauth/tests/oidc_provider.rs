@@ -8,21 +8,21 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::sync::Arc;
-use turnpike_core::{decide, CallFacts, Credential, Decision, Identity, Offer, Price, Rail};
+use turnpike_core::{decide, CallFacts, Credential, Decision, Identity, Price, Rail};
 use turnpike_oauth::{ErrorCode, HttpContext, OAuthOutcome, Scheme};
 
 fn bearer(token: &str) -> Credential {
-    Credential::Bearer {
+    Credential::from(turnpike_oauth::BearerCredential {
         token: token.to_string(),
         dpop: None,
-    }
+    })
 }
 
 fn dpop(token: &str, proof: &str) -> Credential {
-    Credential::Bearer {
+    Credential::from(turnpike_oauth::BearerCredential {
         token: token.to_string(),
         dpop: Some(proof.to_string()),
-    }
+    })
 }
 
 fn scopes(s: &[&str]) -> Vec<String> {
@@ -129,9 +129,7 @@ async fn real_tokens_pass_for_every_algorithm_and_client_authentication() {
     // Through core's decision engine, as the gateway runs it.
     let rails: Vec<Arc<dyn Rail>> = vec![rail.clone()];
     let price = Price {
-        offers: vec![Offer::OAuth {
-            scopes: needed.clone(),
-        }],
+        offers: vec![turnpike_oauth::offer(needed.clone())],
     };
     match decide(&rails, &facts(now()), &price, &[bearer(&token)]).await {
         Decision::Pass(g) => assert_eq!(g.identity, Some(a.identity.clone())),
@@ -826,9 +824,7 @@ async fn scopes_too_narrow_ask_for_step_up_with_every_needed_scope() {
     // Through the trait it is a stale credential (the gateway answers 403 from the outcome).
     let rails: Vec<Arc<dyn Rail>> = vec![Arc::new(rail.scoped(HttpContext::new("POST", ES)))];
     let price = Price {
-        offers: vec![Offer::OAuth {
-            scopes: needed.clone(),
-        }],
+        offers: vec![turnpike_oauth::offer(needed.clone())],
     };
     match decide(&rails, &facts(now()), &price, &[bearer(&narrow)]).await {
         Decision::Challenge { refusals, .. } => {

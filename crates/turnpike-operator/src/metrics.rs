@@ -35,7 +35,7 @@ use turnpike_core::unix_now;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use turnpike_core::{Challenge, Identity, RailKind};
+use turnpike_core::{Challenge, Identity, RailId};
 
 /// Counts of refusals, kept apart by who refused: the gateway's own limits, or the upstream.
 #[derive(Debug, Default)]
@@ -102,13 +102,11 @@ const METHODS: [&str; 17] = [
     "tasks/result",
 ];
 
-fn rail_index(r: Option<RailKind>) -> usize {
-    match r {
-        None => 0,
-        Some(RailKind::Pow) => 1,
-        Some(RailKind::L402) => 2,
-        Some(RailKind::OAuth) => 3,
-    }
+/// The `rail` label's slot for a rail (by its wire name; a rail without a slot of its own
+/// counts under `none`).
+fn rail_index(r: Option<RailId>) -> usize {
+    r.and_then(|r| RAILS.iter().position(|l| *l == r.as_str()))
+        .unwrap_or(0)
 }
 
 /// The `method` label of a call.
@@ -336,7 +334,7 @@ pub struct CallRecord<'a> {
     /// The tool, for `tools/call`.
     pub tool: Option<&'a str>,
     /// The rail that granted the call, if one did.
-    pub rail: Option<RailKind>,
+    pub rail: Option<RailId>,
     /// What became of the call.
     pub outcome: Outcome,
     /// The HTTP status answered.
@@ -569,10 +567,10 @@ impl Metrics {
         if let Some(u) = c.upstream {
             self.upstream_seconds.observe(u);
         }
-        if c.rail == Some(RailKind::Pow) {
+        if c.rail.map(RailId::as_str) == Some("pow") {
             self.pow_solved.fetch_add(1, Relaxed);
         }
-        if c.rail == Some(RailKind::L402) {
+        if c.rail.map(RailId::as_str) == Some("l402") {
             self.l402_paid_calls.fetch_add(1, Relaxed);
             self.l402_paid_msat.fetch_add(c.paid_msat, Relaxed);
         }
@@ -592,27 +590,27 @@ impl Metrics {
     /// Counts the challenges of one refused call: puzzles issued (and their effort), invoices.
     pub fn challenges(&self, challenges: &[Challenge]) {
         for c in challenges {
-            match c.rail {
-                RailKind::Pow => {
+            match c.rail.as_str() {
+                "pow" => {
                     self.pow_issued.fetch_add(1, Relaxed);
                     if let Some(e) = c.details.get("effort").and_then(|v| v.as_u64()) {
                         self.pow_last_effort.store(e, Relaxed);
                     }
                 }
-                RailKind::L402 => {
+                "l402" => {
                     self.l402_invoices.fetch_add(1, Relaxed);
                     let msat = c.details.get("amount_msat").and_then(|v| v.as_u64());
                     self.l402_invoiced_msat
                         .fetch_add(msat.unwrap_or(0), Relaxed);
                 }
-                RailKind::OAuth => {}
+                _ => {}
             }
             self.rail_up[rail_index(Some(c.rail))].store(1, Relaxed);
         }
     }
 
     /// A rail answered "unavailable" (its backend is down).
-    pub fn rail_unavailable(&self, rail: RailKind) {
+    pub fn rail_unavailable(&self, rail: RailId) {
         let i = rail_index(Some(rail));
         self.rail_unavailable[i].fetch_add(1, Relaxed);
         self.rail_up[i].store(0, Relaxed);
@@ -1048,7 +1046,7 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn rec(outcome: Outcome, rail: Option<RailKind>, tool: &str) -> CallRecord<'_> {
+    fn rec(outcome: Outcome, rail: Option<RailId>, tool: &str) -> CallRecord<'_> {
         CallRecord {
             method: "tools/call",
             tool: Some(tool),
@@ -1067,7 +1065,7 @@ mod tests {
         let m = Metrics::new();
         m.register_tools(["echo"]);
         m.call_started();
-        m.record(&rec(Outcome::Paid, Some(RailKind::Pow), "echo"));
+        m.record(&rec(Outcome::Paid, Some(RailId::new("pow")), "echo"));
         m.call_started();
         m.record(&rec(Outcome::Free, None, "someone-elses-tool"));
         let text = m.render(&[]);
@@ -1170,7 +1168,7 @@ mod tests {
             m.call_started();
             m.record(&CallRecord {
                 caller: Some(&who),
-                ..rec(Outcome::Paid, Some(RailKind::Pow), "add")
+                ..rec(Outcome::Paid, Some(RailId::new("pow")), "add")
             });
         }
         m.call_started();
@@ -1199,7 +1197,7 @@ mod tests {
     fn invoices_payments_and_charges_are_apart() {
         let m = Metrics::new();
         let invoice = |msat: u64| Challenge {
-            rail: RailKind::L402,
+            rail: RailId::new("l402"),
             www_authenticate: String::new(),
             details: serde_json::json!({ "rail": "l402", "amount_msat": msat }),
         };
@@ -1210,7 +1208,7 @@ mod tests {
             m.call_started();
             m.record(&CallRecord {
                 paid_msat: 1000,
-                ..rec(Outcome::Paid, Some(RailKind::L402), "echo")
+                ..rec(Outcome::Paid, Some(RailId::new("l402")), "echo")
             });
         }
         let money = m.l402_money();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
-use turnpike_core::{CallFacts, Offer, Rail};
+use turnpike_core::{CallFacts, Rail};
 use turnpike_pow::{KeyRing, PowConfig, PowRail};
 use turnpike_store::MemorySpentSet;
 
@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
         peer: None,
         now: 1_700_000_000,
     };
-    let offer = Offer::Pow { effort: 200_000 };
+    let offer = turnpike_pow::offer(200_000);
     let mut g = c.benchmark_group("issue");
     g.bench_function("challenge", |b| {
         b.iter(|| block_on(rail.challenge(black_box(&facts), black_box(&offer))))

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use std::hint::black_box;
-use turnpike_core::{CallFacts, Credential, Offer, PowCredential, Rail, Verdict};
+use turnpike_core::{CallFacts, Credential, Rail, Verdict};
 use turnpike_pow::puzzle::check_nonce;
+use turnpike_pow::PowCredential;
 use turnpike_pow::{ChallengeToken, KeyRing, PowConfig, PowRail};
 use turnpike_store::MemorySpentSet;
 
@@ -52,7 +53,7 @@ fn bench(c: &mut Criterion) {
         Arc::new(MemorySpentSet::with_epoch_start(0)),
     );
     let facts = call();
-    let offer = Offer::Pow { effort: EFFORT };
+    let offer = turnpike_pow::offer(EFFORT);
     let mut g = c.benchmark_group("verify");
 
     // Time moves one second every 1,000 verifications, so the spent set holds what a gateway
@@ -65,7 +66,7 @@ fn bench(c: &mut Criterion) {
                 n += 1;
                 now_facts.now = facts.now + n / 1000;
                 let t = rail.mint(&now_facts, EFFORT);
-                let cred = Credential::Pow(PowCredential {
+                let cred = Credential::from(PowCredential {
                     challenge: t.encode(),
                     solution: solve(&t),
                 });
@@ -83,7 +84,7 @@ fn bench(c: &mut Criterion) {
     let t = rail.mint(&facts, EFFORT);
     let mut forged = *t.raw();
     forged[100] ^= 1;
-    let forged = Credential::Pow(PowCredential {
+    let forged = Credential::from(PowCredential {
         challenge: base64_url(&forged),
         solution: solve(&t),
     });
@@ -96,11 +97,11 @@ fn bench(c: &mut Criterion) {
     });
 
     let t = rail.mint(&facts, 1 << 40);
-    let wrong = Credential::Pow(PowCredential {
+    let wrong = Credential::from(PowCredential {
         challenge: t.encode(),
         solution: vec![0, 1, 2, 3],
     });
-    let big_offer = Offer::Pow { effort: 1 << 40 };
+    let big_offer = turnpike_pow::offer(1 << 40);
     g.bench_function("reject_wrong_solution_k4", |b| {
         b.iter(|| {
             let v = block_on(rail.verify(&facts, &big_offer, black_box(&wrong)));
@@ -110,7 +111,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let t = rail.mint(&facts, EFFORT);
-    let replay = Credential::Pow(PowCredential {
+    let replay = Credential::from(PowCredential {
         challenge: t.encode(),
         solution: solve(&t),
     });

@@ -209,9 +209,10 @@ mod tests {
 mod equix_rail_tests {
     use super::*;
     use crate::load::ManualClock;
+    use crate::PowCredential;
     use crate::{KeyRing, PowConfig, PowRail};
     use std::sync::Arc;
-    use turnpike_core::{CallFacts, Credential, Offer, PowCredential, Rail, Verdict};
+    use turnpike_core::{CallFacts, Credential, Rail, Verdict};
     use turnpike_store::MemorySpentSet;
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -262,7 +263,7 @@ mod equix_rail_tests {
             now: 1_700_000_000,
         };
         // 200,000 hashes at 8 MH/s = 25 ms = 15 Equi-X solutions.
-        let offer = Offer::Pow { effort: 200_000 };
+        let offer = crate::offer(200_000);
         let ch = block_on(rail.challenge(&call, &offer)).unwrap();
         assert!(ch.www_authenticate.contains("algorithm=\"equix\""));
         assert_eq!(ch.details["effort"], 15);
@@ -272,7 +273,7 @@ mod equix_rail_tests {
         let sol = solve(&token);
         assert_eq!(sol.len(), 12);
         let cred = |solution: Vec<u64>| {
-            Credential::Pow(PowCredential {
+            Credential::from(PowCredential {
                 challenge: token.encode(),
                 solution,
             })

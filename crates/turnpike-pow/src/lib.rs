@@ -20,6 +20,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod credential;
 pub mod equix;
 pub mod keys;
 pub mod load;
@@ -27,6 +28,7 @@ pub mod puzzle;
 pub mod rail;
 
 pub use config::{ConfigError, KeySpec, LoadConfig, PowConfig};
+pub use credential::{effort, offer, PowCredential, META_POW, RAIL};
 pub use keys::{KeyError, KeyRing};
 pub use load::{Clock, EffortController, ManualClock, SystemClock};
 pub use puzzle::{check_nonce, target_for, Algorithm, ChallengeToken, PuzzleHasher, TokenError};

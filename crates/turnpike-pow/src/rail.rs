@@ -4,13 +4,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use serde_json::Value;
 use turnpike_core::{
-    ct_eq, BoxFuture, CallFacts, Challenge, Credential, Grant, Offer, PowCredential, Rail,
-    RailKind, Refusal, Verdict,
+    ct_eq, BoxFuture, CallFacts, Challenge, Credential, EdgeRequest, Grant, Offer, Rail, RailId,
+    RailPlugin, Refusal, Verdict,
 };
 use turnpike_store::SpentSet;
 
 use crate::config::PowConfig;
+use crate::credential::{effort, parse_pow_meta, parse_pow_params, PowCredential, META_POW, RAIL};
 use crate::keys::{KeyRing, CLOCK_SKEW_SECS};
 use crate::load::{Clock, EffortController, SystemClock};
 use crate::puzzle::{Algorithm, ChallengeToken, PuzzleHasher, TokenFields, MAX_SUBPUZZLES};
@@ -173,7 +175,6 @@ impl PowRail {
     /// Renders a minted token as a [`Challenge`]: the `WWW-Authenticate` value and the JSON
     /// details, exactly as the wire format specifies.
     pub fn render(&self, token: &ChallengeToken) -> Challenge {
-        use serde_json::Value;
         use std::fmt::Write as _;
         let tok = token.encode();
         let alg = token.algorithm().as_str();
@@ -205,7 +206,7 @@ impl PowRail {
         d.insert("www_authenticate".into(), Value::String(www.clone()));
         d.insert("challenge".into(), Value::String(tok));
         Challenge {
-            rail: RailKind::Pow,
+            rail: RAIL,
             www_authenticate: www,
             details: Value::Object(d),
         }
@@ -233,8 +234,8 @@ impl PowRail {
         base_effort: u64,
         cred: &PowCredential,
     ) -> Result<([u8; 32], u64, u64), Verdict> {
-        let invalid = |r: &str| Verdict::Invalid(Refusal::new(RailKind::Pow, r));
-        let stale = |r: &str| Verdict::Stale(Refusal::new(RailKind::Pow, r));
+        let invalid = |r: &str| Verdict::Invalid(Refusal::new(RAIL, r));
+        let stale = |r: &str| Verdict::Stale(Refusal::new(RAIL, r));
         let token = ChallengeToken::decode(&cred.challenge)
             .map_err(|e| invalid(&format!("malformed challenge: {e}")))?;
         {
@@ -292,8 +293,8 @@ fn solution_holds(token: &ChallengeToken, nonces: &[u64]) -> bool {
 }
 
 impl Rail for PowRail {
-    fn kind(&self) -> RailKind {
-        RailKind::Pow
+    fn kind(&self) -> RailId {
+        RAIL
     }
 
     fn challenge<'a>(
@@ -301,15 +302,11 @@ impl Rail for PowRail {
         call: &'a CallFacts,
         offer: &'a Offer,
     ) -> BoxFuture<'a, Option<Challenge>> {
-        let out = match offer {
-            // Issuing a challenge is not load: it costs the caller nothing, so it must not
-            // move the price others pay (the caller's own limits count it instead).
-            Offer::Pow { effort } => self
-                .load
-                .offered_effort(*effort)
-                .map(|e| self.render(&self.mint(call, e))),
-            _ => None,
-        };
+        // Issuing a challenge is not load: it costs the caller nothing, so it must not move
+        // the price others pay (the caller's own limits count it instead).
+        let out = effort(offer)
+            .and_then(|effort| self.load.offered_effort(effort))
+            .map(|e| self.render(&self.mint(call, e)));
         Box::pin(std::future::ready(out))
     }
 
@@ -320,19 +317,16 @@ impl Rail for PowRail {
         credential: &'a Credential,
     ) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            let Credential::Pow(cred) = credential else {
-                return Verdict::Invalid(Refusal::new(
-                    RailKind::Pow,
-                    "not a proof-of-work credential",
-                ));
+            let Some(cred) = credential.payload::<PowCredential>() else {
+                return Verdict::Invalid(Refusal::new(RAIL, "not a proof-of-work credential"));
             };
-            let Offer::Pow { effort } = offer else {
+            let Some(effort) = effort(offer) else {
                 return Verdict::Stale(Refusal::new(
-                    RailKind::Pow,
+                    RAIL,
                     "this call does not accept proof-of-work",
                 ));
             };
-            let (tag, issued_at, expires_at) = match self.precheck(call, *effort, cred) {
+            let (tag, issued_at, expires_at) = match self.precheck(call, effort, cred) {
                 Ok(v) => v,
                 Err(v) => return v,
             };
@@ -347,14 +341,14 @@ impl Rail for PowRail {
                     // Only work that was done and accepted counts as load.
                     self.load.record_solution();
                     Verdict::Pass(Grant {
-                        rail: RailKind::Pow,
+                        rail: RAIL,
                         identity: call.caller.clone(),
                         receipt: Some(spent_receipt(&tag)),
                     })
                 }
-                Ok(false) => Verdict::Stale(Refusal::new(RailKind::Pow, "already used")),
+                Ok(false) => Verdict::Stale(Refusal::new(RAIL, "already used")),
                 Err(_) => Verdict::Unavailable(Refusal::new(
-                    RailKind::Pow,
+                    RAIL,
                     "the spent-puzzle store is unavailable",
                 )),
             }
@@ -368,10 +362,10 @@ impl Rail for PowRail {
 
     /// Effort times the multiplier.
     fn scaled_offer(&self, offer: &Offer, multiplier: u32) -> Option<Offer> {
-        match offer {
-            Offer::Pow { effort } if multiplier > 1 => Some(Offer::Pow {
-                effort: effort.saturating_mul(u64::from(multiplier)),
-            }),
+        match effort(offer) {
+            Some(effort) if multiplier > 1 => Some(crate::credential::offer(
+                effort.saturating_mul(u64::from(multiplier)),
+            )),
             _ => None,
         }
     }
@@ -379,11 +373,11 @@ impl Rail for PowRail {
     /// Quoted at the current load, with the time the puzzle should take; `None` above the
     /// ceiling.
     fn published_offer(&self, offer: &Offer) -> Option<serde_json::Value> {
-        match offer {
-            Offer::Pow { effort } => self.quote(*effort).map(|q| {
+        match effort(offer) {
+            Some(effort) => self.quote(effort).map(|q| {
                 serde_json::json!({"rail": "pow", "effort": q.effort, "expected_seconds": q.expected_seconds})
             }),
-            other => Some(other.published()),
+            None => Some(offer.published()),
         }
     }
 
@@ -419,6 +413,62 @@ impl Rail for PowRail {
     }
 }
 
+/// At the edge: `Authorization: PoW …` and `params._meta["turnpike/pow"]`; its challenge after
+/// L402's (a way through without paying), its in-band words.
+impl RailPlugin for PowRail {
+    fn id(&self) -> RailId {
+        RAIL
+    }
+
+    fn parse_authorization(
+        &self,
+        scheme: &str,
+        params: &str,
+        _req: &EdgeRequest<'_>,
+    ) -> Option<turnpike_core::plugin::Parsed> {
+        scheme
+            .eq_ignore_ascii_case("PoW")
+            .then(|| parse_pow_params(params).map(Credential::from))
+    }
+
+    fn meta_keys(&self) -> &'static [&'static str] {
+        &[META_POW]
+    }
+
+    fn parse_meta(&self, key: &str, value: &Value) -> Option<turnpike_core::plugin::Parsed> {
+        (key == META_POW).then(|| parse_pow_meta(value).map(Credential::from))
+    }
+
+    fn challenge_order(&self) -> u8 {
+        10
+    }
+
+    fn in_band_text(&self, challenge: &Challenge, first: bool) -> String {
+        in_band_text(challenge, first)
+    }
+}
+
+/// The in-band words for a proof-of-work challenge: which puzzle, how long it takes, how to
+/// retry; after a paid way, "Or, without paying".
+pub fn in_band_text(challenge: &Challenge, first: bool) -> String {
+    let d = &challenge.details;
+    let token = d.get("challenge").and_then(Value::as_str).unwrap_or("");
+    let secs = d
+        .get("expected_seconds")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let k = d.get("subpuzzles").and_then(Value::as_u64).unwrap_or(1);
+    let lead = if first { "" } else { "Or, without paying: " };
+    format!(
+        "{lead}Proof-of-work: solve challenge \"{token}\" ({k} SHA-256 sub-puzzles, about \
+         {secs:.3} s on one CPU core; the parameters are in \
+         structuredContent.turnpike.challenges), e.g. with `turnpike solve`, then \
+         retry this same call with the same arguments and add \
+         params._meta[\"turnpike/pow\"] = {{\"challenge\": \"{token}\", \
+         \"solution\": \"<n0>,<n1>,...\"}} (one decimal nonce per sub-puzzle). "
+    )
+}
+
 /// Prefix of the receipt a pass leaves in its grant: `pow-spent:<hex spent-set key>`, so that
 /// [`Rail::release`] can make the solution usable again.
 const SPENT_RECEIPT: &str = "pow-spent:";
@@ -437,7 +487,7 @@ fn spent_receipt(tag: &[u8; 32]) -> String {
 
 /// The spent-set key a proof-of-work grant's receipt names.
 fn spent_tag(grant: &Grant) -> Option<[u8; 32]> {
-    if grant.rail != RailKind::Pow {
+    if grant.rail != RAIL {
         return None;
     }
     let hex_tag = grant.receipt.as_deref()?.strip_prefix(SPENT_RECEIPT)?;
@@ -501,14 +551,14 @@ mod tests {
     }
 
     fn cred(token: &str, solution: Vec<u64>) -> Credential {
-        Credential::Pow(PowCredential {
+        Credential::from(PowCredential {
             challenge: token.to_string(),
             solution,
         })
     }
 
     fn offer(effort: u64) -> Offer {
-        Offer::Pow { effort }
+        crate::offer(effort)
     }
 
     fn challenge_token(r: &PowRail, c: &CallFacts, effort: u64) -> (Challenge, ChallengeToken) {
@@ -557,7 +607,7 @@ mod tests {
         let r = rail();
         let c = call("echo", 1);
         let (ch, t) = challenge_token(&r, &c, 1000);
-        assert_eq!(ch.rail, RailKind::Pow);
+        assert_eq!(ch.rail, RAIL);
         assert_eq!(t.effort(), 1000);
         assert_eq!(t.subpuzzles(), 4);
         assert_eq!(t.issued_at(), NOW);
@@ -585,10 +635,7 @@ mod tests {
         assert_eq!(d["expected_seconds"], 0.000125);
         assert_eq!(d["www_authenticate"], want.as_str());
         // The core's credential parser reads what a client sends back.
-        let back = turnpike_core::credential::parse_pow_params(&format!(
-            "challenge=\"{tok}\", solution=\"1,2,3,4\""
-        ))
-        .unwrap();
+        let back = parse_pow_params(&format!("challenge=\"{tok}\", solution=\"1,2,3,4\"")).unwrap();
         assert_eq!(back.challenge, tok);
         // Two challenges for the same call differ (random nonce).
         let (_, t2) = challenge_token(&r, &c, 1000);
@@ -597,7 +644,10 @@ mod tests {
         let (_, t3) = challenge_token(&r, &c, 2);
         assert_eq!(t3.subpuzzles(), 2);
         // Other offers get no challenge from this rail.
-        assert!(block_on(r.challenge(&c, &Offer::OAuth { scopes: vec![] })).is_none());
+        assert!(
+            block_on(r.challenge(&c, &Offer::new(RailId::new("oauth"), Default::default())))
+                .is_none()
+        );
     }
 
     #[test]
@@ -610,7 +660,7 @@ mod tests {
         let cr = cred(&t.encode(), sol);
         match verdict(&r, &c, 2000, &cr) {
             Verdict::Pass(g) => {
-                assert_eq!(g.rail, RailKind::Pow);
+                assert_eq!(g.rail, RAIL);
                 assert_eq!(g.identity, c.caller);
                 assert!(spent_tag(&g).is_some(), "the receipt names the solution");
             }
@@ -639,7 +689,7 @@ mod tests {
         assert_eq!(reason(&verdict(&r, &c, 2000, &cr)), "already used");
         // A grant of another rail, or a receipt that names nothing, releases nothing.
         let mut other = g2.clone();
-        other.rail = RailKind::L402;
+        other.rail = RailId::new("l402");
         block_on(r.release(&other));
         other = g2.clone();
         other.receipt = Some("pow-spent:zz".into());
@@ -653,7 +703,7 @@ mod tests {
         let r = spent_receipt(&tag);
         assert_eq!(r, format!("{SPENT_RECEIPT}{}", hex::encode(tag)));
         let g = Grant {
-            rail: RailKind::Pow,
+            rail: RAIL,
             identity: None,
             receipt: Some(r),
         };
@@ -892,12 +942,13 @@ mod tests {
             Verdict::Pass(_)
         ));
         // A credential of another rail, and an offer of another rail.
-        let bearer = Credential::Bearer {
-            token: "x".into(),
-            dpop: None,
-        };
+        let bearer = Credential::new(RailId::new("oauth"), String::from("x"));
         assert!(matches!(verdict(&r, &c, 1, &bearer), Verdict::Invalid(_)));
-        let v = block_on(r.verify(&c, &Offer::OAuth { scopes: vec![] }, &cred(&good, vec![])));
+        let v = block_on(r.verify(
+            &c,
+            &Offer::new(RailId::new("oauth"), Default::default()),
+            &cred(&good, vec![]),
+        ));
         assert!(matches!(v, Verdict::Stale(_)));
         // Minting with absurd efforts does not panic either.
         let _ = r.mint(&c, u64::MAX);

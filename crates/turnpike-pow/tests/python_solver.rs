@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use turnpike_core::credential::{parse_pow_params, split_scheme};
-use turnpike_core::{CallFacts, Credential, Offer, Rail, Verdict};
+use turnpike_core::credential::split_scheme;
+use turnpike_core::{CallFacts, Credential, Rail, Verdict};
+use turnpike_pow::credential::parse_pow_params;
 use turnpike_pow::{KeyRing, PowConfig, PowRail};
 use turnpike_store::MemorySpentSet;
 
@@ -113,7 +114,7 @@ fn documented_python_solver_passes_verification() {
         peer: None,
         now: now(),
     };
-    let offer = Offer::Pow { effort: 40_000 };
+    let offer = turnpike_pow::offer(40_000);
 
     // Given the whole WWW-Authenticate value (after an L402 challenge, as a gateway may send),
     // and given the bare token.
@@ -134,7 +135,7 @@ fn documented_python_solver_passes_verification() {
         assert_eq!(scheme, "PoW", "{printed}");
         let cred = parse_pow_params(params).unwrap_or_else(|e| panic!("{e}: {printed}"));
         assert_eq!(cred.solution.len(), 4);
-        let cred = Credential::Pow(cred);
+        let cred = Credential::from(cred);
         let v = block_on(rail.verify(&call, &offer, &cred));
         assert!(matches!(v, Verdict::Pass(_)), "form {form}: {v:?}");
         let v = block_on(rail.verify(&call, &offer, &cred));

@@ -9,8 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use turnpike_core::{CallFacts, Credential, Offer, PowCredential, Rail, Verdict};
+use turnpike_core::{CallFacts, Credential, Rail, Verdict};
 use turnpike_pow::puzzle::{check_nonce, ChallengeToken};
+use turnpike_pow::PowCredential;
 use turnpike_pow::{KeyRing, PowConfig, PowRail};
 use turnpike_store::{RedisSpentSet, RedisSpentSetOptions};
 use turnpike_testkit::redis::RedisServer;
@@ -39,7 +40,7 @@ const EFFORT: u64 = 1000;
 /// A challenge for `call` and its solution.
 async fn solved(rail: &PowRail, call: &CallFacts) -> Credential {
     let ch = rail
-        .challenge(call, &Offer::Pow { effort: EFFORT })
+        .challenge(call, &turnpike_pow::offer(EFFORT))
         .await
         .expect("a challenge");
     let text = ch.details["challenge"].as_str().unwrap().to_string();
@@ -51,15 +52,14 @@ async fn solved(rail: &PowRail, call: &CallFacts) -> Credential {
                 .unwrap()
         })
         .collect();
-    Credential::Pow(PowCredential {
+    Credential::from(PowCredential {
         challenge: text,
         solution,
     })
 }
 
 async fn verify(rail: &PowRail, call: &CallFacts, cred: &Credential) -> Verdict {
-    rail.verify(call, &Offer::Pow { effort: EFFORT }, cred)
-        .await
+    rail.verify(call, &turnpike_pow::offer(EFFORT), cred).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

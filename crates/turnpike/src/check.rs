@@ -410,16 +410,16 @@ pub(crate) fn describe_l402(p: &turnpike_gateway::config::L402Price) -> String {
         }
     };
     match p.mode {
-        turnpike_core::BillingMode::PerCall => format!("l402 {} per call", amount(p.msat)),
-        turnpike_core::BillingMode::Balance => format!(
+        turnpike_l402::BillingMode::PerCall => format!("l402 {} per call", amount(p.msat)),
+        turnpike_l402::BillingMode::Balance => format!(
             "l402 {} a call from a {} balance",
             amount(p.msat),
             amount(p.bundle.max(p.msat))
         ),
-        turnpike_core::BillingMode::TimePass if p.bundle > 0 => {
+        turnpike_l402::BillingMode::TimePass if p.bundle > 0 => {
             format!("l402 {} for a {} s pass", amount(p.msat), p.bundle)
         }
-        turnpike_core::BillingMode::TimePass => format!("l402 {} for a time pass", amount(p.msat)),
+        turnpike_l402::BillingMode::TimePass => format!("l402 {} for a time pass", amount(p.msat)),
     }
 }
 

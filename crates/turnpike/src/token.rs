@@ -7,10 +7,10 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use sha2::{Digest, Sha256};
 use turnpike_core::credential::{parse_auth_params, split_scheme};
-use turnpike_core::{BillingMode, Credential};
 use turnpike_gateway::config::{self, Config};
 use turnpike_l402::caveat::{self, mode_str};
 use turnpike_l402::store::TokenRecord;
+use turnpike_l402::{BillingMode, L402Credential};
 use turnpike_l402::{Identifier, Limits, Macaroon, StoreConfig};
 
 /// Inspect, mint or revoke L402 tokens (macaroons).
@@ -165,9 +165,12 @@ fn parse_input(s: &str) -> anyhow::Result<(Vec<u8>, Option<Vec<u8>>)> {
             }
         }
         match turnpike_l402::parse_authorization(scheme, params) {
-            Some(Ok(Credential::L402 { macaroon, preimage })) => {
-                return Ok((macaroon, Some(preimage)))
-            }
+            Some(Ok(c)) => match c.payload::<L402Credential>() {
+                Some(L402Credential { macaroon, preimage }) => {
+                    return Ok((macaroon.clone(), Some(preimage.clone())))
+                }
+                None => bail!("not an L402 credential"),
+            },
             Some(Err(e)) => bail!("{e}"),
             _ => bail!("not an L402 credential"),
         }

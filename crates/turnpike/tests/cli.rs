@@ -282,7 +282,7 @@ fn mint(effort: u64) -> Minted {
     Minted {
         rail,
         call,
-        offer: Offer::Pow { effort },
+        offer: turnpike_pow::offer(effort),
         www: ch.www_authenticate,
         details: ch.details,
     }
@@ -304,7 +304,7 @@ fn header_credential(stdout: &str) -> Credential {
     );
     let (scheme, params) = turnpike_core::credential::split_scheme(line);
     assert_eq!(scheme, "PoW");
-    Credential::Pow(turnpike_core::credential::parse_pow_params(params).unwrap())
+    Credential::from(turnpike_pow::credential::parse_pow_params(params).unwrap())
 }
 
 #[test]
@@ -357,9 +357,9 @@ fn solve_meta_prints_the_meta_object_for_an_in_band_result() {
     let meta: Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
     let pow = &meta["turnpike/pow"];
     assert_eq!(pow["challenge"], m.details["challenge"]);
-    let solution = turnpike_core::credential::parse_nonce_list(pow["solution"].as_str().unwrap())
+    let solution = turnpike_pow::credential::parse_nonce_list(pow["solution"].as_str().unwrap())
         .expect("decimal nonces");
-    let cred = Credential::Pow(turnpike_core::PowCredential {
+    let cred = Credential::from(turnpike_pow::PowCredential {
         challenge: pow["challenge"].as_str().unwrap().into(),
         solution,
     });

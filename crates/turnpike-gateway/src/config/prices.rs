@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
-use turnpike_core::BillingMode;
+use turnpike_l402::BillingMode;
 
 use super::de::{quote_key, Cx, Section};
 use super::hints::*;

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use turnpike_core::conf::{positive_u64, positive_usize};
-use turnpike_core::{BillingMode, Offer, Policy, Price};
+use turnpike_core::{Policy, Price};
 use turnpike_http::conns::ConnRules;
+use turnpike_l402::BillingMode;
 use turnpike_l402::{L402Config, StoreConfig};
 use turnpike_lightning::BackendConfig;
 use turnpike_limits::{BudgetsConfig, LimitsConfig, StoreConfig as LimitsStoreConfig};
@@ -394,19 +395,13 @@ impl PriceConfig {
         }
         let mut offers = Vec::new();
         if let Some(p) = self.l402 {
-            offers.push(Offer::L402 {
-                msat: p.msat,
-                mode: p.mode,
-                bundle: p.bundle,
-            });
+            offers.push(turnpike_l402::offer(p.msat, p.mode, p.bundle));
         }
         if let Some(effort) = self.pow {
-            offers.push(Offer::Pow { effort });
+            offers.push(turnpike_pow::offer(effort));
         }
         if let Some(scopes) = &self.oauth {
-            offers.push(Offer::OAuth {
-                scopes: scopes.clone(),
-            });
+            offers.push(turnpike_oauth::offer(scopes.clone()));
         }
         Price { offers }
     }

@@ -1,0 +1,188 @@
+//! What a rail does at the gateway's edge, beside its verdicts: the [`RailPlugin`] trait.
+//!
+//! The gateway runs every rail through [`crate::Rail`] (challenges, verdicts, settlement) and
+//! this trait (everything that touches the request and the response): which `Authorization`
+//! schemes, headers and `params._meta` keys it reads its credentials from, where its challenge
+//! goes among the others and what it says in band, how it binds to one request (a proof that
+//! signs the request's method, URL and body), what it adds to the response after a pass, its
+//! own answer to a credential it refused, the documents it serves beside the endpoint and its
+//! metrics label. Every method has a default for a rail that needs nothing, so a rail names
+//! only what it does. Nothing here knows an HTTP library: headers are read through
+//! [`HeaderLines`] and written as name/value pairs.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::credential::CredentialParseError;
+use crate::{Challenge, Credential, Identity, Offer, Rail, RailId};
+
+/// A parsed credential, or why what was presented is not one.
+pub type Parsed = Result<Credential, CredentialParseError>;
+
+/// The header lines of one request, by lower-case name.
+pub trait HeaderLines {
+    /// Every line of header `name`, in order; a line that is not visible ASCII is given as
+    /// `"\u{0}"`, which no credential parser accepts.
+    fn lines(&self, name: &str) -> Vec<&str>;
+}
+
+/// The request as a rail sees it at the edge.
+pub struct EdgeRequest<'a> {
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The public URL of the endpoint, as callers reach it, when the gateway knows it.
+    pub public_url: Option<&'a str>,
+    /// The body, read whole.
+    pub body: &'a [u8],
+    /// The header lines.
+    pub headers: &'a (dyn HeaderLines + Sync),
+}
+
+/// What a rail adds when a call it bound to passes.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PassNotes {
+    /// Headers for the response (e.g. a fresh proof nonce).
+    pub response_headers: Vec<(&'static str, String)>,
+    /// The identity the gateway may vouch for to the upstream, with its scopes.
+    pub vouch: Option<(Identity, Vec<String>)>,
+}
+
+/// A rail's own answer to a credential it refused, in place of the challenges (always over
+/// HTTP). The JSON-RPC error code follows the status (503 unavailable, 403 forbidden, else
+/// credential invalid); the other rails' challenges follow its own `WWW-Authenticate` lines
+/// unless the status is 503.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RailAnswer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The JSON-RPC error message.
+    pub message: String,
+    /// Its `WWW-Authenticate` lines, before any other rail's.
+    pub www_authenticate: Vec<String>,
+    /// Other headers for the response.
+    pub headers: Vec<(&'static str, String)>,
+    /// Members added to the JSON-RPC error's `data`.
+    pub data: Vec<(&'static str, Value)>,
+}
+
+/// A rail bound to one request ([`RailPlugin::bind`]).
+pub trait BoundRail: Send + Sync {
+    /// The view that verifies this request's credentials in place of the rail.
+    fn rail(&self) -> Arc<dyn Rail>;
+
+    /// What the response gains when a credential of this rail passed.
+    fn passed(&self) -> PassNotes {
+        PassNotes::default()
+    }
+
+    /// The rail's own answer when no credential paid for the call and one of its own was
+    /// refused (`offer`: its offer in the call's price), or `None` for the usual challenges.
+    fn answer(&self, _offer: &Offer) -> Option<RailAnswer> {
+        None
+    }
+}
+
+/// A document a rail serves beside the endpoint (e.g. OAuth protected-resource metadata).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RailDocument {
+    /// The JSON document.
+    pub body: Value,
+    /// What it is, in words (`protected-resource metadata`), for the answer to a wrong method.
+    pub what: &'static str,
+}
+
+/// Everything a rail does at the gateway's edge. See the module doc.
+///
+/// A running rail implements it beside [`Rail`]. A rail crate may also offer a plugin that only
+/// recognises its credentials (the parsing methods), for a gateway where the rail is off: its
+/// credentials are then still read (and refused, as for a call that does not accept that
+/// rail) and its headers still stripped.
+pub trait RailPlugin: Send + Sync {
+    /// Which rail this is (the same as [`Rail::kind`] for a running rail).
+    fn id(&self) -> RailId;
+
+    /// Parses one `Authorization` line whose scheme is `scheme` (as sent, any case) and whose
+    /// parameters are `params`, or `None` when the scheme is not this rail's.
+    fn parse_authorization(
+        &self,
+        _scheme: &str,
+        _params: &str,
+        _req: &EdgeRequest<'_>,
+    ) -> Option<Parsed> {
+        None
+    }
+
+    /// The request headers other than `Authorization` this rail reads (lower case): each line
+    /// goes to [`RailPlugin::parse_header`], and all are removed before the call is forwarded.
+    fn credential_headers(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Parses one line of header `name` (one of [`RailPlugin::credential_headers`]), or
+    /// `None` when that header carries no credential on its own (e.g. a proof that goes with an
+    /// `Authorization` line).
+    fn parse_header(&self, _name: &str, _value: &str) -> Option<Parsed> {
+        None
+    }
+
+    /// The keys of `params._meta` this rail reads (all under `turnpike/`, which the gateway
+    /// strips before forwarding).
+    fn meta_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Parses `params._meta[key]` (one of [`RailPlugin::meta_keys`]).
+    fn parse_meta(&self, _key: &str, _value: &Value) -> Option<Parsed> {
+        None
+    }
+
+    /// Where its challenge goes among the others (lower first; stable among equals). L402 is 0
+    /// (L402 clients read only the first challenge), proof-of-work 10, OAuth 20. The default:
+    /// 15.
+    fn challenge_order(&self) -> u8 {
+        15
+    }
+
+    /// Headers of its own that carry `challenge` over HTTP, beside its `WWW-Authenticate`
+    /// line (which may be empty: then it has none). The default: none.
+    fn challenge_headers(&self, _challenge: &Challenge) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// Whether its challenge asks the caller to sign in rather than to pay or work: a call
+    /// whose every offer is on such rails is answered over HTTP whatever the delivery mode, and
+    /// a 402 whose every challenge is such becomes 401 (what starts an MCP client's sign-in).
+    fn signs_in(&self) -> bool {
+        false
+    }
+
+    /// The in-band text for `challenge` (one of this rail's): what to do, and how to retry.
+    /// `first`: no other way is listed before it. The default points to the structured data.
+    fn in_band_text(&self, challenge: &Challenge, _first: bool) -> String {
+        let rail = challenge.rail;
+        format!(
+            "{rail}: see structuredContent.turnpike.challenges and retry this same call with the \
+             credential in params._meta[\"turnpike/{rail}\"]. "
+        )
+    }
+
+    /// Binds the rail to one request whose price offers it (`offer`), given the credentials
+    /// presented and why the first of its own that did not parse failed; `None` when the
+    /// request needs no view of its own (the rail itself verifies).
+    fn bind(
+        self: Arc<Self>,
+        _req: &EdgeRequest<'_>,
+        _offer: &Offer,
+        _credentials: &[Credential],
+        _malformed: Option<&CredentialParseError>,
+    ) -> Option<Box<dyn BoundRail>> {
+        None
+    }
+
+    /// A document served at `path` (outside the endpoint `endpoint_path`), when it is one of
+    /// this rail's.
+    fn document(&self, _path: &str, _endpoint_path: &str) -> Option<RailDocument> {
+        None
+    }
+}
