@@ -95,7 +95,9 @@ impl TraceParent {
 /// Where a trace context was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TraceSource {
+    /// The `traceparent` header.
     Header,
+    /// `params._meta.traceparent` in the JSON-RPC request.
     Meta,
 }
 

@@ -2,6 +2,10 @@
 //! of an L402 token (balance debits, paid through the dev wallet), and a struck identity's next
 //! proof-of-work challenge asking for more work.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::PathBuf;

@@ -2,6 +2,9 @@
 //! see from a client — cancellation reaching the upstream in both directions, and a server's
 //! request mid-call refused upstream instead of hanging.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 // Sampling is deprecated in MCP 2026-07-28 (SEP-2577), which is the point: a 2025 server still
 // sends it, and the gateway must refuse it on a modern client's behalf.
 #![allow(deprecated)]

@@ -2,6 +2,10 @@
 //! upstream, bridged to `subscriptions/listen`: against a small modern server over real HTTP
 //! that records every listen filter it is sent and sends the notifications a test triggers.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

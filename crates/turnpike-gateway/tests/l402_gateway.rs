@@ -1,6 +1,10 @@
 //! The L402 rail through the real gateway: dual-rail challenges, paying through the dev
 //! wallet, billing modes, refunds, and the attacks that must fail.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::net::SocketAddr;

@@ -3,6 +3,10 @@
 //! held to its share of children, the whole gateway to its cap, idle sessions make room, and a
 //! well-behaved address keeps working. Children are counted in `/proc`.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "stdio_support.rs"]
 mod support;
 

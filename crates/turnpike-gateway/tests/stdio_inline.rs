@@ -2,6 +2,10 @@
 //! a well-behaved server does not produce: garbage on stdout, over-long lines, crashes, a
 //! refused or never-answered `initialize`, a command that does not exist.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "stdio_support.rs"]
 mod support;
 

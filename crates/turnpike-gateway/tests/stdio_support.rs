@@ -3,6 +3,9 @@
 //!
 //! Included by the `stdio_*` test files with `#[path]`; compiled on its own it has no tests.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -20,18 +23,18 @@ use serde_json::{json, Value};
 use turnpike_gateway::upstream::stdio::{StdioBudget, StdioConfig, StdioUpstream};
 
 /// Both media types, as MCP clients send them.
-pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+pub(crate) const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 /// JSON only.
-pub const ACCEPT_JSON: &str = "application/json";
+pub(crate) const ACCEPT_JSON: &str = "application/json";
 
 /// The repository root.
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// `server-everything`'s entry point under `<repo>/.deps`. Panics (the test fails) when it is
 /// not installed.
-pub fn server_everything() -> PathBuf {
+pub(crate) fn server_everything() -> PathBuf {
     let path = repo_root()
         .join(".deps/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     assert!(
@@ -45,7 +48,7 @@ pub fn server_everything() -> PathBuf {
 }
 
 /// A config that runs `server-everything` in its default stdio mode.
-pub fn everything_config() -> StdioConfig {
+pub(crate) fn everything_config() -> StdioConfig {
     StdioConfig::new([
         "node".to_owned(),
         server_everything().to_string_lossy().into_owned(),
@@ -54,15 +57,15 @@ pub fn everything_config() -> StdioConfig {
 
 /// A response read whole.
 #[derive(Debug)]
-pub struct Whole {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+pub(crate) struct Whole {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl Whole {
     /// The body as JSON (panics if it is not).
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "body is not JSON ({e}): {:?}",
@@ -72,14 +75,14 @@ impl Whole {
     }
 
     /// The `Mcp-Session-Id` header, if any.
-    pub fn session_id(&self) -> Option<String> {
+    pub(crate) fn session_id(&self) -> Option<String> {
         self.headers
             .get("mcp-session-id")
             .map(|v| v.to_str().unwrap().to_owned())
     }
 
     /// The content type.
-    pub fn content_type(&self) -> String {
+    pub(crate) fn content_type(&self) -> String {
         self.headers
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_owned())
@@ -87,7 +90,7 @@ impl Whole {
     }
 
     /// The single JSON-RPC message in the body, whether it came as JSON or as one SSE event.
-    pub fn message(&self) -> Value {
+    pub(crate) fn message(&self) -> Value {
         if self.content_type().starts_with("text/event-stream") {
             let events = parse_sse(&self.body);
             assert_eq!(events.len(), 1, "expected one event, got {events:?}");
@@ -99,7 +102,7 @@ impl Whole {
 }
 
 /// Every `data:` payload in a complete SSE body, as JSON.
-pub fn parse_sse(body: &[u8]) -> Vec<Value> {
+pub(crate) fn parse_sse(body: &[u8]) -> Vec<Value> {
     let text = String::from_utf8_lossy(body);
     text.split("\n\n")
         .filter_map(|ev| {
@@ -114,9 +117,9 @@ pub fn parse_sse(body: &[u8]) -> Vec<Value> {
 }
 
 /// An SSE stream read event by event as it arrives.
-pub struct Sse {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
+pub(crate) struct Sse {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
     body: Incoming,
     buf: Vec<u8>,
 }
@@ -124,14 +127,14 @@ pub struct Sse {
 impl Sse {
     /// The next event's JSON, skipping comments; `None` when the stream ends. Panics after
     /// `wait` without one.
-    pub async fn next_within(&mut self, wait: Duration) -> Option<Value> {
+    pub(crate) async fn next_within(&mut self, wait: Duration) -> Option<Value> {
         tokio::time::timeout(wait, self.next())
             .await
             .unwrap_or_else(|_| panic!("no SSE event within {wait:?}"))
     }
 
     /// The next event's JSON, skipping comments; `None` when the stream ends.
-    pub async fn next(&mut self) -> Option<Value> {
+    pub(crate) async fn next(&mut self) -> Option<Value> {
         loop {
             if let Some(end) = find(&self.buf, b"\n\n") {
                 let raw: Vec<u8> = self.buf.drain(..end + 2).collect();
@@ -166,21 +169,21 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// The upstream behind an axum server on 127.0.0.1:0, and a client for it.
-pub struct Gateway {
-    pub upstream: StdioUpstream,
-    pub url: String,
+pub(crate) struct Gateway {
+    pub(crate) upstream: StdioUpstream,
+    pub(crate) url: String,
     client: Client<HttpConnector, Full<Bytes>>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
     /// Serves a new [`StdioUpstream`] for `config` at `http://127.0.0.1:<port>/mcp`.
-    pub async fn start(config: StdioConfig) -> Gateway {
+    pub(crate) async fn start(config: StdioConfig) -> Gateway {
         Gateway::start_with(StdioUpstream::new(config)).await
     }
 
     /// Serves a new [`StdioUpstream`] for `config` whose children count against `budget`.
-    pub async fn start_with_budget(config: StdioConfig, budget: StdioBudget) -> Gateway {
+    pub(crate) async fn start_with_budget(config: StdioConfig, budget: StdioBudget) -> Gateway {
         Gateway::start_with(StdioUpstream::with_budget(config, budget)).await
     }
 
@@ -208,7 +211,7 @@ impl Gateway {
     }
 
     /// Stops serving and drops this handle to the upstream.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.server.abort();
         let _ = self.server.await;
     }
@@ -244,7 +247,7 @@ impl Gateway {
     }
 
     /// Sends a request and reads the whole response (within 30 s).
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         session: Option<&str>,
@@ -268,20 +271,20 @@ impl Gateway {
     }
 
     /// POSTs a JSON-RPC message and reads the whole response.
-    pub async fn post(&self, session: Option<&str>, accept: &str, body: &Value) -> Whole {
+    pub(crate) async fn post(&self, session: Option<&str>, accept: &str, body: &Value) -> Whole {
         self.send(Method::POST, session, accept, Some(body), &[])
             .await
     }
 
     /// POSTs a JSON-RPC message and returns the response as an SSE stream once its head
     /// arrives (within 10 s).
-    pub async fn post_sse(&self, session: Option<&str>, body: &Value) -> Sse {
+    pub(crate) async fn post_sse(&self, session: Option<&str>, body: &Value) -> Sse {
         let req = self.request(Method::POST, session, ACCEPT_BOTH, Some(body), &[]);
         self.open_sse(req).await
     }
 
     /// Opens the session's GET stream.
-    pub async fn get_sse(&self, session: &str) -> Sse {
+    pub(crate) async fn get_sse(&self, session: &str) -> Sse {
         let req = self.request(Method::GET, Some(session), "text/event-stream", None, &[]);
         self.open_sse(req).await
     }
@@ -301,14 +304,14 @@ impl Gateway {
     }
 
     /// DELETEs the session.
-    pub async fn delete(&self, session: &str) -> Whole {
+    pub(crate) async fn delete(&self, session: &str) -> Whole {
         self.send(Method::DELETE, Some(session), ACCEPT_BOTH, None, &[])
             .await
     }
 
     /// `initialize` (with the given client capabilities) then `notifications/initialized`;
     /// returns the session id.
-    pub async fn open_session(&self, capabilities: Value) -> String {
+    pub(crate) async fn open_session(&self, capabilities: Value) -> String {
         let init = self
             .post(None, ACCEPT_BOTH, &initialize(1, capabilities))
             .await;
@@ -324,7 +327,7 @@ impl Gateway {
 }
 
 /// An `initialize` request.
-pub fn initialize(id: u64, capabilities: Value) -> Value {
+pub(crate) fn initialize(id: u64, capabilities: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25",
         "capabilities": capabilities,
@@ -333,18 +336,18 @@ pub fn initialize(id: u64, capabilities: Value) -> Value {
 }
 
 /// The `notifications/initialized` notification.
-pub fn initialized() -> Value {
+pub(crate) fn initialized() -> Value {
     json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
 }
 
 /// A `tools/call` request.
-pub fn tool_call(id: u64, name: &str, arguments: Value) -> Value {
+pub(crate) fn tool_call(id: u64, name: &str, arguments: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
            "params": {"name": name, "arguments": arguments}})
 }
 
 /// Whether a process is alive (present and not a zombie).
-pub fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // The state follows the parenthesised command name.
@@ -359,7 +362,7 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// Waits until `pid` is gone; panics after `wait`.
-pub async fn wait_gone(pid: u32, wait: Duration) {
+pub(crate) async fn wait_gone(pid: u32, wait: Duration) {
     let start = Instant::now();
     while alive(pid) {
         assert!(
@@ -371,7 +374,7 @@ pub async fn wait_gone(pid: u32, wait: Duration) {
 }
 
 /// Waits until `check` holds; panics after `wait`.
-pub async fn wait_until(what: &str, wait: Duration, mut check: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, wait: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(start.elapsed() < wait, "{what}: not within {wait:?}");
@@ -380,7 +383,7 @@ pub async fn wait_until(what: &str, wait: Duration, mut check: impl FnMut() -> b
 }
 
 /// Sends SIGKILL to `pid`.
-pub fn kill9(pid: u32) {
+pub(crate) fn kill9(pid: u32) {
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()

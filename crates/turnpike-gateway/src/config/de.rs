@@ -38,7 +38,7 @@ pub(super) struct Section<'a> {
 
 impl<'a> Section<'a> {
     /// A section named `name`, helped by `hint`.
-    pub fn new(name: &'a str, hint: &'a str) -> Self {
+    pub(crate) fn new(name: &'a str, hint: &'a str) -> Self {
         Section {
             name,
             hint,
@@ -61,7 +61,7 @@ pub(super) struct Cx<'s> {
 }
 
 impl<'s> Cx<'s> {
-    pub fn new(src: &'s str) -> Self {
+    pub(crate) fn new(src: &'s str) -> Self {
         Cx {
             src,
             problems: Vec::new(),
@@ -70,7 +70,7 @@ impl<'s> Cx<'s> {
         }
     }
 
-    pub fn problem(&mut self, span: Option<Range<usize>>, message: String, hint: &str) {
+    pub(crate) fn problem(&mut self, span: Option<Range<usize>>, message: String, hint: &str) {
         let (line, col) = span.map_or((0, 0), |s| line_col(self.src, s.start));
         self.problems.push(Problem {
             line,
@@ -81,14 +81,14 @@ impl<'s> Cx<'s> {
     }
 
     /// A serde error of a value that is not a section of its own.
-    pub fn de_error(&mut self, e: toml::de::Error, fallback: Range<usize>, hint: &str) {
+    pub(crate) fn de_error(&mut self, e: toml::de::Error, fallback: Range<usize>, hint: &str) {
         let span = e.span().unwrap_or(fallback);
         let parts = conf::split(e.message());
         let hint = parts.hint.filter(|h| !h.is_empty()).unwrap_or(hint);
         self.problem(Some(span), parts.message.to_string(), hint);
     }
 
-    pub fn table<'a, 'i>(
+    pub(crate) fn table<'a, 'i>(
         &mut self,
         v: &'a Spanned<DeValue<'i>>,
         what: &str,
@@ -107,7 +107,7 @@ impl<'s> Cx<'s> {
     }
 
     /// Deserializes `table[key]` into `T`, recording a problem on failure.
-    pub fn field<T: DeserializeOwned>(
+    pub(crate) fn field<T: DeserializeOwned>(
         &mut self,
         table: &DeTable<'_>,
         key: &str,
@@ -124,7 +124,7 @@ impl<'s> Cx<'s> {
     }
 
     /// Reads the section `v` (a table) as `T`; `None` when it has any problem (each recorded).
-    pub fn section<T: DeserializeOwned>(
+    pub(crate) fn section<T: DeserializeOwned>(
         &mut self,
         v: &Spanned<DeValue<'_>>,
         s: Section<'_>,
@@ -134,7 +134,7 @@ impl<'s> Cx<'s> {
     }
 
     /// Reads the table `t` (at `span`) with `read`; `None` when it has any problem.
-    pub fn section_with<T>(
+    pub(crate) fn section_with<T>(
         &mut self,
         t: &DeTable<'_>,
         span: Range<usize>,

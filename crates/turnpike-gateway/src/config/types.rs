@@ -526,7 +526,7 @@ pub(super) mod read {
     use super::{check_public_url, check_url, ChallengeMode};
     use crate::config::hints::*;
 
-    pub fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    pub(crate) fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
         const LISTEN: &str =
             "write an IP address and port, e.g. \"127.0.0.1:8402\" or \"[::1]:8402\"";
         let v = String::deserialize(d)?;
@@ -538,7 +538,7 @@ pub(super) mod read {
         })
     }
 
-    pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    pub(crate) fn path<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         let v = String::deserialize(d)?;
         if !v.starts_with('/') || v.contains(['?', '#', ' ']) {
             return Err(hinted(
@@ -549,7 +549,7 @@ pub(super) mod read {
         Ok(v)
     }
 
-    pub fn hosts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    pub(crate) fn hosts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         let v = Vec::<String>::deserialize(d)?;
         if v.is_empty() {
             return Err(hinted("allowed_hosts is empty", HINT_HOSTS));
@@ -566,7 +566,7 @@ pub(super) mod read {
         Ok(v)
     }
 
-    pub fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    pub(crate) fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         const ORIGINS: &str =
             "write origins as scheme://host[:port], e.g. \"https://app.example.com\", or \"null\"";
         let v = Vec::<String>::deserialize(d)?;
@@ -579,7 +579,9 @@ pub(super) mod read {
         Ok(v)
     }
 
-    pub fn challenge_mode<'de, D: Deserializer<'de>>(d: D) -> Result<ChallengeMode, D::Error> {
+    pub(crate) fn challenge_mode<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<ChallengeMode, D::Error> {
         let v = String::deserialize(d)?;
         ChallengeMode::parse(&v).ok_or_else(|| {
             hinted(
@@ -589,7 +591,7 @@ pub(super) mod read {
         })
     }
 
-    pub fn public_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    pub(crate) fn public_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         let v = String::deserialize(d)?;
         match check_public_url(&v) {
             Ok(()) => Ok(Some(v)),
@@ -597,7 +599,7 @@ pub(super) mod read {
         }
     }
 
-    pub fn streams<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    pub(crate) fn streams<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         match u32::try_from(u64::deserialize(d)?) {
             Ok(n) if n >= 1 => Ok(n),
             _ => Err(hinted(
@@ -607,7 +609,9 @@ pub(super) mod read {
         }
     }
 
-    pub fn upstream_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    pub(crate) fn upstream_url<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
         let v = String::deserialize(d)?;
         match check_url(&v) {
             Ok(_) => Ok(Some(v)),
@@ -615,7 +619,9 @@ pub(super) mod read {
         }
     }
 
-    pub fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    pub(crate) fn command<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<String>>, D::Error> {
         let v = Vec::<String>::deserialize(d)?;
         if v.first().is_none_or(|p| p.is_empty()) {
             return Err(hinted("command is empty", HINT_COMMAND));
@@ -623,7 +629,7 @@ pub(super) mod read {
         Ok(Some(v))
     }
 
-    pub fn upstream_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    pub(crate) fn upstream_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         let v = u64::deserialize(d)?;
         if v == 0 || v > MAX_UPSTREAM_TIMEOUT_SECS {
             return Err(hinted(

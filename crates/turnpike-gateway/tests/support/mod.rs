@@ -1,6 +1,9 @@
 //! Shared pieces of the gateway tests: a recording rmcp server on 127.0.0.1:0, the gateway in
 //! front of it, and a small raw HTTP client.
 
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::convert::Infallible;
@@ -30,39 +33,39 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 /// A fixed proof-of-work key for the tests.
-pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+pub(crate) const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 /// Delay between the progress steps of the `slow` tool.
-pub const SLOW_STEP: Duration = Duration::from_millis(150);
+pub(crate) const SLOW_STEP: Duration = Duration::from_millis(150);
 
 /// One request as the upstream saw it.
 #[derive(Debug, Clone)]
-pub struct Seen {
-    pub method: Method,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+pub(crate) struct Seen {
+    pub(crate) method: Method,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// Every request the upstream saw.
-pub type Log = Arc<Mutex<Vec<Seen>>>;
+pub(crate) type Log = Arc<Mutex<Vec<Seen>>>;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct EchoArgs {
-    pub text: String,
+pub(crate) struct EchoArgs {
+    pub(crate) text: String,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct DearArgs {
-    pub n: i64,
+pub(crate) struct DearArgs {
+    pub(crate) n: i64,
 }
 
 #[derive(Clone)]
-pub struct Tools {
+pub(crate) struct Tools {
     tool_router: ToolRouter<Self>,
 }
 
 impl Tools {
     /// The tools, for tests that build their own rmcp service.
-    pub fn new_for_tests() -> Self {
+    pub(crate) fn new_for_tests() -> Self {
         Self::new()
     }
 }
@@ -109,7 +112,7 @@ impl ServerHandler for Tools {
 
 /// Starts the recording rmcp server (stateless; JSON responses when `json`, else SSE) and
 /// returns its address and what it saw.
-pub async fn start_upstream(json: bool) -> (SocketAddr, Log) {
+pub(crate) async fn start_upstream(json: bool) -> (SocketAddr, Log) {
     let mcp = StreamableHttpService::new(
         || Ok(Tools::new()),
         Arc::new(LocalSessionManager::default()),
@@ -154,13 +157,13 @@ pub async fn start_upstream(json: bool) -> (SocketAddr, Log) {
 /// writes into the source tree (the default `turnpike-data` is relative to the working
 /// directory).
 #[allow(dead_code)]
-pub fn scratch_data_dir() -> std::path::PathBuf {
+pub(crate) fn scratch_data_dir() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("turnpike-gateway-tests-{}", std::process::id()))
 }
 
 /// The gateway's config text in front of `upstream`, with `server_extra` lines in `[server]`
 /// (a `data_dir` in the process's scratch directory unless `server_extra` names one).
-pub fn config_text(upstream: SocketAddr, server_extra: &str) -> String {
+pub(crate) fn config_text(upstream: SocketAddr, server_extra: &str) -> String {
     let data_dir = if server_extra.contains("data_dir") {
         String::new()
     } else {
@@ -193,7 +196,7 @@ free = true
 }
 
 /// Starts the gateway with `config` on 127.0.0.1:0; returns its address.
-pub async fn start_gateway_with(config: &str) -> SocketAddr {
+pub(crate) async fn start_gateway_with(config: &str) -> SocketAddr {
     let cfg = turnpike_gateway::parse(config, "test.toml").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -206,7 +209,7 @@ pub async fn start_gateway_with(config: &str) -> SocketAddr {
 }
 
 /// An upstream (SSE unless `json`) and the gateway in front of it.
-pub async fn setup(json: bool, server_extra: &str) -> (SocketAddr, Log) {
+pub(crate) async fn setup(json: bool, server_extra: &str) -> (SocketAddr, Log) {
     let (up, log) = start_upstream(json).await;
     let gw = start_gateway_with(&config_text(up, server_extra)).await;
     (gw, log)
@@ -214,15 +217,15 @@ pub async fn setup(json: bool, server_extra: &str) -> (SocketAddr, Log) {
 
 /// A response, read whole.
 #[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl Reply {
     /// The body as JSON: the body itself, or the data of the last SSE event carrying JSON.
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         if let Ok(v) = serde_json::from_slice(&self.body) {
             return v;
         }
@@ -237,7 +240,7 @@ impl Reply {
         }
         last
     }
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
@@ -248,7 +251,7 @@ fn client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// A request to the gateway at `addr` with sensible MCP headers plus `headers` (which replace
 /// the defaults of the same name; a value of "" removes the header).
-pub fn request(
+pub(crate) fn request(
     addr: SocketAddr,
     method: Method,
     headers: &[(&str, &str)],
@@ -279,7 +282,7 @@ pub fn request(
 }
 
 /// Sends a request and reads the whole reply.
-pub async fn send(req: Request<Full<Bytes>>) -> Reply {
+pub(crate) async fn send(req: Request<Full<Bytes>>) -> Reply {
     let resp = client().request(req).await.unwrap();
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
@@ -291,23 +294,25 @@ pub async fn send(req: Request<Full<Bytes>>) -> Reply {
 }
 
 /// POSTs a JSON body to the gateway.
-pub async fn post(addr: SocketAddr, headers: &[(&str, &str)], body: &Value) -> Reply {
+pub(crate) async fn post(addr: SocketAddr, headers: &[(&str, &str)], body: &Value) -> Reply {
     send(request(addr, Method::POST, headers, body.to_string())).await
 }
 
 /// Sends a request and returns the response with its body unread.
-pub async fn send_streaming(req: Request<Full<Bytes>>) -> http::Response<hyper::body::Incoming> {
+pub(crate) async fn send_streaming(
+    req: Request<Full<Bytes>>,
+) -> http::Response<hyper::body::Incoming> {
     client().request(req).await.unwrap()
 }
 
 /// A `tools/call` request.
-pub fn call(id: i64, tool: &str, args: Value) -> Value {
+pub(crate) fn call(id: i64, tool: &str, args: Value) -> Value {
     serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}})
 }
 
 /// Solves the first challenge found in `text` (a 402 body, in-band result or
 /// WWW-Authenticate value); returns the token and the nonces.
-pub fn solve(text: &str) -> (String, Vec<u64>) {
+pub(crate) fn solve(text: &str) -> (String, Vec<u64>) {
     let parsed = turnpike_client::parse_challenges(text);
     let first = parsed.first().expect("a challenge");
     let nonces = turnpike_client::solve(&first.token, 1, None).unwrap();
@@ -316,7 +321,7 @@ pub fn solve(text: &str) -> (String, Vec<u64>) {
 
 /// Pays `invoice` through the dev Lightning backend's wallet in `data_dir` (LND REST
 /// `SendPaymentSync`, as `dev-wallet.json` describes it); returns the preimage as hex.
-pub async fn pay(data_dir: &std::path::Path, invoice: &str) -> String {
+pub(crate) async fn pay(data_dir: &std::path::Path, invoice: &str) -> String {
     use base64::Engine;
     let w: Value =
         serde_json::from_slice(&std::fs::read(data_dir.join("dev-wallet.json")).unwrap()).unwrap();
