@@ -32,7 +32,6 @@
 //! that names the feature; nothing waits for an answer that cannot come. docs/ERAS.md lists
 //! every mapping.
 
-mod capabilities;
 mod legacy_to_modern;
 mod modern_to_legacy;
 mod protocol;

@@ -3,6 +3,7 @@
 //! `_meta` keys themselves are [`turnpike_mcp::messages`]'s).
 
 use http::{HeaderMap, HeaderValue};
+use serde::Serialize;
 use serde_json::{json, Value};
 use turnpike_mcp::messages::{Envelope, RequestMeta};
 
@@ -17,6 +18,42 @@ pub const NOT_TRANSLATABLE: i64 = -31601;
 
 /// JSON-RPC "method not found".
 pub use turnpike_core::error_codes::METHOD_NOT_FOUND;
+
+/// The `data` of the errors the translation itself answers with: `{"turnpike":
+/// "era-translation"}`, and, for an `input_required` result a 2025 client cannot answer, the
+/// methods it asked for (`inputRequired`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct EraErrorData {
+    turnpike: &'static str,
+    #[serde(rename = "inputRequired", skip_serializing_if = "Option::is_none")]
+    input_required: Option<Vec<String>>,
+}
+
+impl EraErrorData {
+    const SOURCE: &'static str = "era-translation";
+
+    /// `{"turnpike": "era-translation"}`.
+    pub(crate) fn plain() -> Value {
+        EraErrorData {
+            turnpike: Self::SOURCE,
+            input_required: None,
+        }
+        .into_value()
+    }
+
+    /// With the methods an `input_required` result asked for.
+    pub(crate) fn input_required(asked: Vec<String>) -> Value {
+        EraErrorData {
+            turnpike: Self::SOURCE,
+            input_required: Some(asked),
+        }
+        .into_value()
+    }
+
+    fn into_value(self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
 
 /// The `_meta` a modern request carries for a client with `caps` and `info`.
 pub fn modern_meta(caps: &Value, info: &Value) -> serde_json::Map<String, Value> {
@@ -77,5 +114,21 @@ mod tests {
         let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
         modern_headers(&mut hm, &list);
         assert!(!hm.contains_key("mcp-name"));
+    }
+
+    #[test]
+    fn era_error_data() {
+        assert_eq!(
+            EraErrorData::plain(),
+            json!({"turnpike": "era-translation"})
+        );
+        assert_eq!(
+            EraErrorData::input_required(vec!["roots/list".into()]),
+            json!({"turnpike": "era-translation", "inputRequired": ["roots/list"]})
+        );
+        assert_eq!(
+            EraErrorData::input_required(Vec::new()),
+            json!({"turnpike": "era-translation", "inputRequired": []})
+        );
     }
 }

@@ -10,9 +10,10 @@
 //!   ([`strip_turnpike_meta`]);
 //! - [`messages`]: typed views of the MCP messages the era translation reads and writes
 //!   (a 2026-07-28 request's `_meta`, `initialize`, `server/discover`, `input_required` and
-//!   the retry that answers it, server capabilities, the `subscriptions/listen` filter, and
-//!   the JSON-RPC envelope of any message passing through), every member they do not name
-//!   kept as it came;
+//!   the retry that answers it, a notification's params and `_meta`, server and client
+//!   capabilities, the requests for input, the `subscriptions/listen` filter, a JSON-RPC
+//!   error object, and the JSON-RPC envelope of any message passing through), every member
+//!   they do not name kept as it came;
 //! - [`respond`]: JSON-RPC error bodies, challenge errors and in-band challenge results;
 //! - [`annotate`]: price annotation of `tools/list` results;
 //! - [`sse`]: an incremental Server-Sent Events parser and writer.

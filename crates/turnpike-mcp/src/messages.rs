@@ -9,7 +9,10 @@
 //!
 //! [`Envelope`] is the one view that borrows: the JSON-RPC members of any message passing
 //! through (`id`, `method`, `result`, `error`), read without copying it and without judging
-//! its shape (that is [`crate::envelope`]'s job at the gate).
+//! its shape (that is [`crate::envelope`]'s job at the gate). Its writing counterparts
+//! ([`set_id`], [`set_params`], [`set_request_meta`]) change one member of a message in place
+//! and leave the rest unread, for the paths every call takes (an answer relayed under another
+//! id, a request's `_meta` swapped without copying its arguments).
 //!
 //! The `_meta` keys are those of MCP 2026-07-28 (schema `RequestMetaObject`,
 //! `ResultMetaObject`, `NotificationMetaObject`).
@@ -185,7 +188,16 @@ pub struct RequestMeta {
         skip_serializing_if = "Option::is_none"
     )]
     pub log_level: Option<Value>,
-    /// Every other key (`progressToken`, extensions' keys), as sent.
+    /// `progressToken`: the token the sender's progress notifications for this request carry
+    /// (the same key in both eras).
+    #[serde(
+        rename = "progressToken",
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub progress_token: Option<Value>,
+    /// Every other key (extensions' keys), as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -194,11 +206,34 @@ impl RequestMeta {
     /// The `_meta` of a request message (`None` when `params._meta` is missing or not an
     /// object).
     pub fn of(message: &Value) -> Option<RequestMeta> {
-        let meta = message.get("params")?.get("_meta")?;
+        RequestMeta::from_value(message.get("params")?.get("_meta")?)
+    }
+
+    /// Read from a `_meta` object (`None` when it is not an object).
+    pub fn from_value(meta: &Value) -> Option<RequestMeta> {
         if !meta.is_object() {
             return None;
         }
         RequestMeta::deserialize(meta).ok()
+    }
+
+    /// Whether it has no key at all.
+    pub fn is_empty(&self) -> bool {
+        *self == RequestMeta::default()
+    }
+
+    /// `self` with every key of `over` put in, replacing a key of the same name.
+    pub fn overlay(self, over: RequestMeta) -> RequestMeta {
+        let mut extra = self.extra;
+        extra.extend(over.extra);
+        RequestMeta {
+            protocol_version: over.protocol_version.or(self.protocol_version),
+            client_capabilities: over.client_capabilities.or(self.client_capabilities),
+            client_info: over.client_info.or(self.client_info),
+            log_level: over.log_level.or(self.log_level),
+            progress_token: over.progress_token.or(self.progress_token),
+            extra,
+        }
     }
 
     /// The protocol version, when it is a string.
@@ -214,6 +249,306 @@ impl RequestMeta {
     /// As a JSON object, leaving `self` as it is.
     pub fn to_map(&self) -> Map<String, Value> {
         object(self)
+    }
+}
+
+/// Puts `id` as the `id` of JSON-RPC message `message` (an object; anything else is left as
+/// it is). Only that member is touched: the rest of the message is not read again, which keeps
+/// an answer relayed under another id as cheap as passing it on.
+pub fn set_id(message: &mut Value, id: Value) {
+    if let Value::Object(m) = message {
+        m.insert("id".to_owned(), id);
+    }
+}
+
+/// Puts `params` as the `params` of JSON-RPC message `message` (an object; anything else is
+/// left as it is); `None` takes the member out.
+pub fn set_params(message: &mut Value, params: Option<Value>) {
+    if let Value::Object(m) = message {
+        match params {
+            Some(p) => {
+                m.insert("params".to_owned(), p);
+            }
+            None => {
+                m.remove("params");
+            }
+        }
+    }
+}
+
+/// Puts `meta` as `params._meta` of request `message` (an object; anything else is left as
+/// it is), creating `params` when it is missing or not an object; `None` takes `_meta` out.
+/// Only `_meta` is written: the other members of `params` (a call's arguments) are neither read
+/// nor copied, so this costs the same for every request whatever its size.
+pub fn set_request_meta(message: &mut Value, meta: Option<RequestMeta>) {
+    let Value::Object(m) = message else {
+        return;
+    };
+    match meta {
+        Some(meta) => {
+            let params = m
+                .entry("params")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !params.is_object() {
+                *params = Value::Object(Map::new());
+            }
+            if let Value::Object(p) = params {
+                p.insert("_meta".to_owned(), Value::Object(meta.into_map()));
+            }
+        }
+        None => {
+            if let Some(Value::Object(p)) = m.get_mut("params") {
+                p.remove("_meta");
+            }
+        }
+    }
+}
+
+/// A JSON-RPC error object: `{"code", "message", "data"?}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorObject {
+    /// The error code.
+    pub code: i64,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// Anything more (left out when absent).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<Value>,
+}
+
+impl ErrorObject {
+    /// An error without `data`.
+    pub fn new(code: i64, message: impl Into<String>) -> ErrorObject {
+        ErrorObject {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// The same error with `data`.
+    pub fn with_data(self, data: Value) -> ErrorObject {
+        ErrorObject {
+            data: Some(data),
+            ..self
+        }
+    }
+
+    /// The JSON-RPC error response carrying it: `{"jsonrpc": "2.0", "id": <id or null>,
+    /// "error": …}`.
+    pub fn response(self, id: Option<&Value>) -> Value {
+        let mut m = Map::new();
+        m.insert("jsonrpc".to_owned(), Value::from("2.0"));
+        m.insert("id".to_owned(), id.cloned().unwrap_or(Value::Null));
+        m.insert("error".to_owned(), Value::Object(object(&self)));
+        Value::Object(m)
+    }
+}
+
+/// The `params` of a request or a notification: its `_meta` and every other member.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    /// `_meta` (an object when well formed).
+    #[serde(
+        rename = "_meta",
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub meta: Option<Value>,
+    /// Every other member.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Params {
+    /// Read from a `params` value (`None` when it is not an object).
+    pub fn from_value(params: &Value) -> Option<Params> {
+        if !params.is_object() {
+            return None;
+        }
+        Params::deserialize(params).ok()
+    }
+
+    /// Whether it has no member at all.
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_none() && self.extra.is_empty()
+    }
+
+    /// As a JSON object.
+    pub fn into_value(self) -> Value {
+        Value::Object(object(&self))
+    }
+}
+
+/// A notification's `_meta` in MCP 2026-07-28 (schema `NotificationMetaObject`): the
+/// subscription it belongs to, and every other key as sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NotificationMeta {
+    /// `io.modelcontextprotocol/subscriptionId`: the id of the `subscriptions/listen` request
+    /// whose stream carries the notification.
+    #[serde(
+        rename = "io.modelcontextprotocol/subscriptionId",
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub subscription_id: Option<Value>,
+    /// Every other key.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl NotificationMeta {
+    /// Read from a `_meta` value (`None` when it is not an object).
+    pub fn from_value(meta: &Value) -> Option<NotificationMeta> {
+        if !meta.is_object() {
+            return None;
+        }
+        NotificationMeta::deserialize(meta).ok()
+    }
+
+    /// Whether it has no key at all.
+    pub fn is_empty(&self) -> bool {
+        self.subscription_id.is_none() && self.extra.is_empty()
+    }
+
+    /// As a JSON object.
+    pub fn into_value(self) -> Value {
+        Value::Object(object(&self))
+    }
+}
+
+/// A JSON-RPC notification: a `method` (a string) and no `id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The method.
+    pub method: String,
+    /// `params` (an object when well formed).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub params: Option<Value>,
+    /// Every other member (`jsonrpc`, anything else the sender put in).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Notification {
+    /// Read from a message (`None` when it is not an object with a string `method` and no
+    /// `id`).
+    pub fn of(message: &Value) -> Option<Notification> {
+        if !Envelope::of(message).is_notification() {
+            return None;
+        }
+        Notification::deserialize(message).ok()
+    }
+
+    /// Its params as [`Params`] (`None` when absent or not an object).
+    pub fn params(&self) -> Option<Params> {
+        Params::from_value(self.params.as_ref()?)
+    }
+
+    /// As a JSON object.
+    pub fn into_value(self) -> Value {
+        Value::Object(object(&self))
+    }
+}
+
+/// The requests a server makes of a client for input, in both eras: a 2025 server sends them
+/// as JSON-RPC requests, a 2026-07-28 server names them in an `input_required` result. Each
+/// needs a client capability of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// `elicitation/create`, capability `elicitation`.
+    Elicitation,
+    /// `sampling/createMessage`, capability `sampling`.
+    Sampling,
+    /// `roots/list`, capability `roots`.
+    Roots,
+}
+
+impl InputKind {
+    /// Every kind.
+    pub const ALL: [InputKind; 3] = [
+        InputKind::Elicitation,
+        InputKind::Sampling,
+        InputKind::Roots,
+    ];
+
+    /// The kind of request `method` (`None`: not a request for input).
+    pub fn of_method(method: &str) -> Option<InputKind> {
+        InputKind::ALL.into_iter().find(|k| k.method() == method)
+    }
+
+    /// Its method.
+    pub fn method(self) -> &'static str {
+        match self {
+            InputKind::Elicitation => "elicitation/create",
+            InputKind::Sampling => "sampling/createMessage",
+            InputKind::Roots => "roots/list",
+        }
+    }
+
+    /// The client capability that declares it.
+    pub fn capability(self) -> &'static str {
+        match self {
+            InputKind::Elicitation => "elicitation",
+            InputKind::Sampling => "sampling",
+            InputKind::Roots => "roots",
+        }
+    }
+}
+
+/// A client's capabilities (a 2025 `initialize`'s or a 2026-07-28 request's
+/// `io.modelcontextprotocol/clientCapabilities`), as far as turnpike reads them: which input
+/// requests it answers. A capability is declared when its member is present and not `null`,
+/// whatever its value. Read only (the capabilities travel on as they came).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct ClientCapabilities {
+    /// `elicitation`.
+    #[serde(default, deserialize_with = "declared")]
+    pub elicitation: bool,
+    /// `sampling`.
+    #[serde(default, deserialize_with = "declared")]
+    pub sampling: bool,
+    /// `roots`.
+    #[serde(default, deserialize_with = "declared")]
+    pub roots: bool,
+}
+
+/// A member that is present and not `null`, read without copying it.
+fn declared<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Option::<serde::de::IgnoredAny>::deserialize(d).map(|o| o.is_some())
+}
+
+impl ClientCapabilities {
+    /// Read from a capabilities value (none declared when it is not an object).
+    pub fn of(capabilities: &Value) -> ClientCapabilities {
+        if !capabilities.is_object() {
+            return ClientCapabilities::default();
+        }
+        ClientCapabilities::deserialize(capabilities).unwrap_or_default()
+    }
+
+    /// Whether the client answers requests of `kind`.
+    pub fn declares(&self, kind: InputKind) -> bool {
+        match kind {
+            InputKind::Elicitation => self.elicitation,
+            InputKind::Sampling => self.sampling,
+            InputKind::Roots => self.roots,
+        }
+    }
+
+    /// Whether the client answers any request for input.
+    pub fn answers_any(&self) -> bool {
+        self.elicitation || self.sampling || self.roots
     }
 }
 
@@ -758,6 +1093,139 @@ mod tests {
             .unwrap();
         assert_eq!(odd.version(), None);
         assert_eq!(odd.protocol_version, Some(json!(20260728)));
+    }
+
+    #[test]
+    fn request_meta_names_the_progress_token() {
+        let m = RequestMeta::from_value(&json!({"progressToken": 5, "x/y": 1})).unwrap();
+        assert_eq!(m.progress_token, Some(json!(5)));
+        assert_eq!(m.extra.len(), 1);
+        let rest = RequestMeta {
+            progress_token: None,
+            ..m
+        };
+        assert!(!rest.is_empty());
+        assert_eq!(Value::Object(rest.into_map()), json!({"x/y": 1}));
+        assert!(RequestMeta::default().is_empty());
+        assert!(RequestMeta::from_value(&json!("x")).is_none());
+    }
+
+    #[test]
+    fn request_meta_is_overlaid_and_set() {
+        let client = RequestMeta::from_value(
+            &json!({"progressToken": 1, META_LOG_LEVEL: "debug", "x": 1, META_CLIENT_INFO: "c"}),
+        )
+        .unwrap();
+        let session = RequestMeta {
+            protocol_version: Some(json!("2026-07-28")),
+            client_capabilities: Some(json!({})),
+            log_level: Some(json!("info")),
+            ..RequestMeta::default()
+        };
+        let m = client.overlay(session);
+        assert_eq!(
+            Value::Object(m.to_map()),
+            json!({"progressToken": 1, META_LOG_LEVEL: "info", "x": 1, META_CLIENT_INFO: "c",
+                META_PROTOCOL_VERSION: "2026-07-28", META_CLIENT_CAPABILITIES: {}})
+        );
+        let mut r = json!({"id": 1, "method": "tools/call", "params": {"name": "t", "_meta": 3}});
+        set_request_meta(
+            &mut r,
+            Some(RequestMeta::from_value(&json!({"k": 1})).unwrap()),
+        );
+        assert_eq!(r["params"], json!({"name": "t", "_meta": {"k": 1}}));
+        set_request_meta(&mut r, None);
+        assert_eq!(r["params"], json!({"name": "t"}));
+        let mut bare = json!({"id": 1, "method": "tools/list", "params": [1]});
+        set_request_meta(&mut bare, Some(RequestMeta::default()));
+        assert_eq!(bare["params"], json!({"_meta": {}}));
+        let mut odd = json!("x");
+        set_request_meta(&mut odd, Some(RequestMeta::default()));
+        assert_eq!(odd, json!("x"));
+    }
+
+    #[test]
+    fn envelope_members_are_set_in_place() {
+        let mut v = json!({"jsonrpc": "2.0", "id": 1, "result": {"a": [1]}});
+        set_id(&mut v, json!("c"));
+        assert_eq!(
+            v,
+            json!({"jsonrpc": "2.0", "id": "c", "result": {"a": [1]}})
+        );
+        let mut odd = json!([1]);
+        set_id(&mut odd, json!(2));
+        set_params(&mut odd, Some(json!({})));
+        assert_eq!(
+            odd,
+            json!([1]),
+            "a message that is not an object is left alone"
+        );
+        let mut r = json!({"id": 1, "method": "m", "params": 3});
+        set_params(&mut r, Some(json!({"a": 1})));
+        assert_eq!(r["params"], json!({"a": 1}));
+        set_params(&mut r, None);
+        assert_eq!(r, json!({"id": 1, "method": "m"}));
+    }
+
+    #[test]
+    fn error_objects() {
+        let e = ErrorObject::new(-32602, "bad").with_data(json!({"k": null}));
+        assert_eq!(
+            e.response(Some(&json!(4))),
+            json!({"jsonrpc": "2.0", "id": 4, "error": {"code": -32602, "message": "bad", "data": {"k": null}}})
+        );
+        assert_eq!(
+            ErrorObject::new(1, "m").response(None),
+            crate::error_response(None, 1, "m"),
+            "the same body as the gate's errors"
+        );
+    }
+
+    #[test]
+    fn notifications_and_params_keep_what_they_do_not_name() {
+        let msg = json!({"jsonrpc": "2.0", "method": "notifications/x", "x": 1, "params": {"a": null,
+            "_meta": {META_SUBSCRIPTION_ID: 7, "k": []}}});
+        let n = Notification::of(&msg).unwrap();
+        assert_eq!(n.method, "notifications/x");
+        let p = n.params().unwrap();
+        assert_eq!(p.extra["a"], Value::Null);
+        let meta = NotificationMeta::from_value(p.meta.as_ref().unwrap()).unwrap();
+        assert_eq!(meta.subscription_id, Some(json!(7)));
+        assert_eq!(meta.into_value(), msg["params"]["_meta"]);
+        assert_eq!(p.into_value(), msg["params"]);
+        assert_eq!(n.clone().into_value(), msg);
+        // Requests, responses and non-objects are not notifications.
+        assert!(Notification::of(&json!({"id": 1, "method": "m"})).is_none());
+        assert!(Notification::of(&json!({"method": 3})).is_none());
+        assert!(Notification::of(&json!([])).is_none());
+        let odd = Notification::of(&json!({"method": "m", "params": [1]})).unwrap();
+        assert_eq!(odd.params, Some(json!([1])));
+        assert!(odd.params().is_none());
+        assert!(Params::from_value(&json!({})).unwrap().is_empty());
+        assert!(NotificationMeta::from_value(&json!(null)).is_none());
+    }
+
+    #[test]
+    fn client_capabilities_are_declared_when_present_and_not_null() {
+        let c = ClientCapabilities::of(
+            &json!({"elicitation": {}, "sampling": null, "roots": false, "x": 1}),
+        );
+        assert!(c.declares(InputKind::Elicitation) && c.declares(InputKind::Roots));
+        assert!(!c.declares(InputKind::Sampling));
+        assert!(c.answers_any());
+        for none in [
+            json!({}),
+            json!(null),
+            json!([{}, {}, {}]),
+            json!({"sampling": null}),
+        ] {
+            assert!(!ClientCapabilities::of(&none).answers_any(), "{none}");
+        }
+        for k in InputKind::ALL {
+            assert_eq!(InputKind::of_method(k.method()), Some(k));
+        }
+        assert_eq!(InputKind::of_method("tools/call"), None);
+        assert_eq!(InputKind::Sampling.capability(), "sampling");
     }
 
     #[test]

@@ -32,11 +32,12 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use turnpike_mcp::messages::{Envelope, InputRequiredResult, RetryParams};
+use turnpike_mcp::messages::{
+    set_id, set_params, ClientCapabilities, Envelope, InputKind, InputRequiredResult, RetryParams,
+};
 use turnpike_mcp::sse::SseParser;
 
 use super::session::State;
-use crate::capabilities::{capability_for, declared};
 use crate::seal::SessionKey;
 use crate::wire::{self, OnAbandon};
 use crate::{EraAdapter, NOT_TRANSLATABLE};
@@ -62,7 +63,7 @@ pub(crate) struct Retry {
     pub(crate) body: Value,
     pub(crate) key: SessionKey,
     /// The capabilities the session declared.
-    pub(crate) caps: Value,
+    pub(crate) caps: ClientCapabilities,
 }
 
 /// Hands a client's JSON-RPC response to the exchange waiting for it, if it is one the
@@ -209,7 +210,7 @@ async fn run(
             "text/event-stream" if status.is_success() => Source::Stream(resp),
             _ => match wire::answer(resp, &id).await {
                 Ok((_, mut v)) => {
-                    v["id"] = id.clone();
+                    set_id(&mut v, id.clone());
                     Source::Final(v)
                 }
                 Err(why) => Source::Final(turnpike_mcp::error_response(
@@ -228,7 +229,7 @@ fn retry_body(original: &Value, responses: Map<String, Value>, state: Option<&Va
     if let Some(mut params) = RetryParams::of(&body) {
         params.input_responses = Some(Value::Object(responses));
         params.request_state = state.filter(|s| !s.is_null()).cloned();
-        body["params"] = params.into_value();
+        set_params(&mut body, Some(params.into_value()));
     }
     body
 }
@@ -323,20 +324,21 @@ async fn ask(
     let mut methods = Vec::with_capacity(requests.len());
     for (k, r) in &requests {
         let method = r.method().unwrap_or("");
-        match capability_for(method) {
+        match InputKind::of_method(method) {
             None => {
                 return fail(
                     NOT_TRANSLATABLE,
                     format!("the server asked for input {k:?} with {method:?}, which turnpike cannot forward to a 2025-era client"),
                 )
             }
-            Some(cap) if !declared(&retry.caps, cap) => {
+            Some(kind) if !retry.caps.declares(kind) => {
+                let cap = kind.capability();
                 return fail(
                     NOT_TRANSLATABLE,
                     format!("the server needs {method} from the client to finish this request (an MCP 2026-07-28 input_required result), and this client's session did not declare the {cap} capability"),
                 )
             }
-            Some(_) => methods.push(method),
+            Some(kind) => methods.push(kind.method()),
         }
     }
     let st = &retry.adapter.shared().legacy;

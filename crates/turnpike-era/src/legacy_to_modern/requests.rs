@@ -31,10 +31,14 @@ use axum::body::Body;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-use turnpike_mcp::messages::{Envelope, InitializeParams, InitializeResult, InputRequiredResult};
+use turnpike_mcp::messages::{
+    set_id, set_request_meta, ClientCapabilities, Envelope, ErrorObject, InitializeParams,
+    InitializeResult, InputRequiredResult, RequestMeta,
+};
 
 use super::discover::discover;
 use super::session::{bounded_insert, id_key, session, MAX_TRACKED};
+use crate::protocol::EraErrorData;
 use crate::seal::SessionClaims;
 use crate::wire::{self, Edit, OnAbandon};
 use crate::{EraAdapter, LEGACY_VERSIONS, NOT_TRANSLATABLE};
@@ -145,7 +149,7 @@ pub(crate) async fn post(
             meta.log_level = Some(level);
         }
     }
-    set_meta(&mut body, meta.into_map());
+    set_meta(&mut body, meta);
     let mut headers = parts.headers.clone();
     headers.remove(turnpike_mcp::headers::SESSION_ID);
     crate::protocol::modern_headers(&mut headers, &body);
@@ -171,12 +175,14 @@ pub(crate) async fn post(
             return r;
         }
     };
-    let caps = opened
-        .meta
-        .client_capabilities
-        .clone()
-        .unwrap_or(Value::Null);
-    if crate::capabilities::can_answer_any(&caps) && resp.status().is_success() {
+    let caps = ClientCapabilities::of(
+        opened
+            .meta
+            .client_capabilities
+            .as_ref()
+            .unwrap_or(&Value::Null),
+    );
+    if caps.answers_any() && resp.status().is_success() {
         // The client can answer elicitation, sampling or roots requests: an input_required
         // result is bridged (see `super::input`).
         let retry = super::input::Retry {
@@ -208,9 +214,8 @@ async fn legacy_response(
         // A JSON-RPC error in a 4xx (unsupported version, unknown method, bad params): a legacy
         // client would read 404 as a lost session. The error travels in a 200.
         return match wire::answer(resp, &id).await {
-            Ok((_, v)) if Envelope::of(&v).error.is_some() => {
-                let mut v = v;
-                v["id"] = id.clone();
+            Ok((_, mut v)) if Envelope::of(&v).error.is_some() => {
+                set_id(&mut v, id.clone());
                 wire::json_response(StatusCode::OK, &v)
             }
             _ => wire::json_response(
@@ -256,12 +261,12 @@ pub(crate) fn to_legacy_result(v: &mut Value) -> Edit {
             asked.join(", ")
         };
         let id = Envelope::of(v).id.cloned();
-        *v = turnpike_mcp::error_response(
-            id.as_ref(),
+        *v = ErrorObject::new(
             NOT_TRANSLATABLE,
-            &format!("the server needs {what} from the client to finish this request (an MCP 2026-07-28 input_required result), and this client's session did not declare the capability to answer it"),
-        );
-        v["error"]["data"] = json!({"turnpike": "era-translation", "inputRequired": asked});
+            format!("the server needs {what} from the client to finish this request (an MCP 2026-07-28 input_required result), and this client's session did not declare the capability to answer it"),
+        )
+        .with_data(EraErrorData::input_required(asked))
+        .response(id.as_ref());
         return Edit::Changed;
     }
     Edit::Keep
@@ -342,30 +347,13 @@ async fn initialize(a: &EraAdapter, parts: &http::request::Parts, body: &Value) 
     r
 }
 
-/// Puts `meta` into `params._meta` (creating `params` and `_meta` as needed; existing keys of
-/// the same names are replaced).
-pub(crate) fn set_meta(body: &mut Value, meta: serde_json::Map<String, Value>) {
-    let Some(obj) = body.as_object_mut() else {
-        return;
-    };
-    let params = obj
-        .entry("params")
-        .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    if !params.is_object() {
-        *params = Value::Object(serde_json::Map::new());
-    }
-    let Some(p) = params.as_object_mut() else {
-        return;
-    };
-    let m = p
-        .entry("_meta")
-        .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    if !m.is_object() {
-        *m = Value::Object(serde_json::Map::new());
-    }
-    if let Some(m) = m.as_object_mut() {
-        m.extend(meta);
-    }
+/// Puts the session's `meta` into the request's `params._meta`, over what the client sent there
+/// (its progress token, extensions' keys): keys of the same names are replaced. `params` and
+/// `_meta` are made when missing or not objects. Only `_meta` is read and written: the call's
+/// arguments are not copied on their way upstream.
+pub(crate) fn set_meta(body: &mut Value, meta: RequestMeta) {
+    let sent = RequestMeta::of(body).unwrap_or_default();
+    set_request_meta(body, Some(sent.overlay(meta)));
 }
 
 #[cfg(test)]
@@ -398,7 +386,7 @@ mod tests {
         let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":5}}});
         set_meta(
             &mut b,
-            crate::protocol::modern_meta(&json!({"sampling":{}}), &Value::Null),
+            crate::protocol::modern_request_meta(&json!({"sampling":{}}), &Value::Null),
         );
         assert_eq!(b["params"]["_meta"]["progressToken"], 5);
         assert_eq!(
@@ -412,7 +400,7 @@ mod tests {
         let mut b = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
         set_meta(
             &mut b,
-            crate::protocol::modern_meta(&json!({}), &json!({"name":"c"})),
+            crate::protocol::modern_request_meta(&json!({}), &json!({"name":"c"})),
         );
         assert_eq!(
             b["params"]["_meta"][turnpike_mcp::messages::META_CLIENT_INFO]["name"],

@@ -46,7 +46,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use turnpike_mcp::sse::SseParser;
@@ -58,7 +58,8 @@ use crate::seal::SessionKey;
 use crate::wire;
 use crate::{EraAdapter, METHOD_NOT_FOUND};
 use turnpike_mcp::messages::{
-    Envelope, ListKind, RequestMeta, ServerCapabilities, SubscriptionFilter, META_SUBSCRIPTION_ID,
+    Envelope, ListKind, Notification, NotificationMeta, RequestMeta, ServerCapabilities,
+    SubscriptionFilter,
 };
 
 /// How long the upstream has to acknowledge a `subscriptions/listen` (and to answer the
@@ -264,11 +265,8 @@ async fn open(ctx: &Ctx, filter: SubscriptionFilter) -> Result<Listen, OpenError
         "turnpike-listen-{}",
         hex::encode(rand::random::<[u8; 8]>())
     ));
-    let mut params = Map::new();
-    params.insert("_meta".into(), Value::Object(ctx.meta.to_map()));
-    params.insert("notifications".into(), filter.into_value());
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen",
-                      "params": params});
+                      "params": {"_meta": ctx.meta.to_map(), "notifications": filter.into_value()}});
     let mut headers = ctx.headers.clone();
     crate::protocol::modern_headers(&mut headers, &body);
     let mut req = wire::post(&ctx.uri, headers, &body);
@@ -436,27 +434,26 @@ enum Flow {
     Stop,
 }
 
-/// A listen stream's notification as a 2025 client gets it (`None`: not passed on).
-fn for_legacy(mut v: Value) -> Option<Value> {
+/// A listen stream's notification as a 2025 client gets it (`None`: not passed on): without
+/// its subscription id, and without a `_meta` or `params` left empty by that.
+fn for_legacy(v: Value) -> Option<Value> {
     let e = Envelope::of(&v);
     let method = e.method?;
     if method == ACKNOWLEDGED || e.id.is_some() {
         return None;
     }
-    if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut) {
-        if let Some(m) = p.get_mut("_meta").and_then(Value::as_object_mut) {
-            m.remove(META_SUBSCRIPTION_ID);
-            if m.is_empty() {
-                p.remove("_meta");
-            }
-        }
-        if p.is_empty() {
-            if let Some(o) = v.as_object_mut() {
-                o.remove("params");
-            }
-        }
+    let Some(mut n) = Notification::of(&v) else {
+        return Some(v);
+    };
+    let Some(mut params) = n.params() else {
+        return Some(v);
+    };
+    if let Some(mut meta) = params.meta.as_ref().and_then(NotificationMeta::from_value) {
+        meta.subscription_id = None;
+        params.meta = (!meta.is_empty()).then(|| meta.into_value());
     }
-    Some(v)
+    n.params = (!params.is_empty()).then(|| params.into_value());
+    Some(n.into_value())
 }
 
 /// Sends the complete events the listen's parser holds to the client.
@@ -589,6 +586,7 @@ async fn relay(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use turnpike_mcp::messages::META_SUBSCRIPTION_ID;
 
     #[test]
     fn notifications_lose_the_subscription_id() {
@@ -611,6 +609,23 @@ mod tests {
         assert_eq!(for_legacy(ack), None);
         let req = json!({"jsonrpc":"2.0","id":1,"method":"roots/list"});
         assert_eq!(for_legacy(req), None);
+        // Odd shapes pass as they came, but for an empty params, which goes.
+        for odd in [
+            json!({"jsonrpc":"2.0","method":"m","params":[1]}),
+            json!({"jsonrpc":"2.0","method":"m","params":{"_meta":"x"}}),
+            json!({"jsonrpc":"2.0","method":"m","params":{"_meta":{}, "a": 1}}),
+        ] {
+            let want = if odd["params"]["_meta"] == json!({}) {
+                json!({"jsonrpc":"2.0","method":"m","params":{"a": 1}})
+            } else {
+                odd.clone()
+            };
+            assert_eq!(for_legacy(odd), Some(want));
+        }
+        assert_eq!(
+            for_legacy(json!({"jsonrpc":"2.0","method":"m","params":{}})),
+            Some(json!({"jsonrpc":"2.0","method":"m"}))
+        );
     }
 
     #[test]

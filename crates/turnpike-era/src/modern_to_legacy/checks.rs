@@ -27,7 +27,9 @@ use turnpike_core::error_codes::{INVALID_PARAMS, UNSUPPORTED_PROTOCOL_VERSION};
 
 use crate::protocol::{METHOD_NOT_FOUND, MODERN_VERSION};
 use crate::wire;
-use turnpike_mcp::messages::{Envelope, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION};
+use turnpike_mcp::messages::{
+    Envelope, ErrorObject, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION,
+};
 
 /// Methods of the 2025 revisions that MCP 2026-07-28 removed.
 pub(crate) const REMOVED_METHODS: &[&str] = &[
@@ -45,11 +47,12 @@ pub(crate) fn check(body: &Value) -> Option<Response<Body>> {
     let id = e.id?;
     let method = e.method?;
     let refuse = |status: StatusCode, code: i64, msg: &str, data: Option<Value>| {
-        let mut v = turnpike_mcp::error_response(Some(id), code, msg);
-        if let Some(d) = data {
-            v["error"]["data"] = d;
-        }
-        Some(wire::json_response(status, &v))
+        let error = ErrorObject {
+            code,
+            message: msg.to_owned(),
+            data,
+        };
+        Some(wire::json_response(status, &error.response(Some(id))))
     };
     let Some(meta) = RequestMeta::of(body) else {
         return refuse(

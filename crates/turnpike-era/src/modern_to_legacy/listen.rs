@@ -28,7 +28,8 @@ use crate::protocol::NOT_TRANSLATABLE;
 use crate::wire;
 use crate::EraAdapter;
 use turnpike_mcp::messages::{
-    Envelope, ListKind, ServerCapabilities, SubscriptionFilter, META_SUBSCRIPTION_ID,
+    Envelope, ListKind, Notification, NotificationMeta, ServerCapabilities, SubscriptionFilter,
+    META_SUBSCRIPTION_ID,
 };
 
 /// Notifications queued per listener before the oldest are dropped.
@@ -88,7 +89,7 @@ pub(crate) async fn listen(
         }
         let mut rx = rx?;
         loop {
-            let mut v = match rx.recv().await {
+            let v = match rx.recv().await {
                 Ok(v) => v,
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
@@ -96,17 +97,7 @@ pub(crate) async fn listen(
             if !honoured.covers(&v) {
                 continue;
             }
-            if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut) {
-                let meta = p.entry("_meta").or_insert_with(|| json!({}));
-                if let Some(m) = meta.as_object_mut() {
-                    m.insert(META_SUBSCRIPTION_ID.into(), id.clone());
-                }
-            } else if let Some(o) = v.as_object_mut() {
-                o.insert(
-                    "params".into(),
-                    json!({"_meta": {META_SUBSCRIPTION_ID: id.clone()}}),
-                );
-            }
+            let v = with_subscription_id(v, &id);
             let mut out = Vec::new();
             push_event(&mut out, &v);
             return Some((Ok(Bytes::from(out)), (None, Some(rx), id, honoured)));
@@ -121,6 +112,27 @@ pub(crate) async fn listen(
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
+}
+
+/// Notification `v` with `_meta["io.modelcontextprotocol/subscriptionId"]` set to `id`
+/// (`params` made when missing or not an object; a `_meta` that is not an object is left as
+/// it is, and so is a message that is not a notification).
+fn with_subscription_id(v: Value, id: &Value) -> Value {
+    let Some(mut n) = Notification::of(&v) else {
+        return v;
+    };
+    let mut params = n.params().unwrap_or_default();
+    let mut meta = match &params.meta {
+        None => NotificationMeta::default(),
+        Some(m) => match NotificationMeta::from_value(m) {
+            Some(m) => m,
+            None => return v,
+        },
+    };
+    meta.subscription_id = Some(id.clone());
+    params.meta = Some(meta.into_value());
+    n.params = Some(params.into_value());
+    n.into_value()
 }
 
 fn push_event(out: &mut Vec<u8>, v: &Value) {
@@ -195,4 +207,35 @@ async fn events(
         s.events.lock().await.take();
     });
     Some(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_carry_the_subscription_id() {
+        let id = json!("L1");
+        let n = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated",
+            "params": {"uri": "a://1", "_meta": {"k": 1}}});
+        assert_eq!(
+            with_subscription_id(n, &id),
+            json!({"jsonrpc": "2.0", "method": "notifications/resources/updated",
+                "params": {"uri": "a://1", "_meta": {"k": 1, META_SUBSCRIPTION_ID: "L1"}}})
+        );
+        let bare = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        assert_eq!(
+            with_subscription_id(bare, &id)["params"],
+            json!({"_meta": {META_SUBSCRIPTION_ID: "L1"}})
+        );
+        // params that are not an object are replaced, as a notification's params are an object.
+        let odd = json!({"jsonrpc": "2.0", "method": "m", "params": [1]});
+        assert_eq!(
+            with_subscription_id(odd, &id)["params"],
+            json!({"_meta": {META_SUBSCRIPTION_ID: "L1"}})
+        );
+        // A _meta that is not an object is left as it came.
+        let odd_meta = json!({"jsonrpc": "2.0", "method": "m", "params": {"_meta": 3}});
+        assert_eq!(with_subscription_id(odd_meta.clone(), &id), odd_meta);
+    }
 }

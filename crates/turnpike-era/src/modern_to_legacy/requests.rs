@@ -36,10 +36,12 @@ use serde_json::{json, Value};
 use super::pool::{pool_key, session, session_headers, PooledSession};
 use super::results::{discover_result, to_modern_result, CACHEABLE};
 use super::server_requests;
+use crate::protocol::EraErrorData;
 use crate::wire::{self, Edit, OnAbandon};
 use crate::EraAdapter;
 use turnpike_mcp::messages::{
-    Envelope, RequestMeta, SubscriptionFilter, INPUT_RESPONSES, REQUEST_STATE,
+    set_id, set_params, set_request_meta, Envelope, ErrorObject, RequestMeta, RetryParams,
+    SubscriptionFilter, INPUT_RESPONSES, REQUEST_STATE,
 };
 
 use turnpike_core::error_codes::{METHOD_NOT_FOUND, MISSING_REQUIRED_CLIENT_CAPABILITY};
@@ -54,20 +56,21 @@ pub(crate) fn take_modern_meta(body: &mut Value) -> (Value, Value) {
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
     let info = meta.client_info.unwrap_or(Value::Null);
-    if let Some(p) = body.get_mut("params").and_then(Value::as_object_mut) {
-        if meta.extra.is_empty() {
-            p.remove("_meta");
-        } else {
-            p.insert("_meta".into(), Value::Object(meta.extra));
-        }
-    }
+    // What a 2025 server understands of it: the progress token and extensions' keys (the
+    // `io.modelcontextprotocol/*` keys are the modern era's). Only `_meta` is rewritten: the
+    // call's arguments are not copied on their way upstream.
+    let rest = RequestMeta {
+        progress_token: meta.progress_token,
+        extra: meta.extra,
+        ..RequestMeta::default()
+    };
+    set_request_meta(body, (!rest.is_empty()).then_some(rest));
     (caps, info)
 }
 
 fn error(status: StatusCode, id: Option<&Value>, code: i64, msg: &str) -> Response<Body> {
-    let mut v = turnpike_mcp::error_response(id, code, msg);
-    v["error"]["data"] = json!({"turnpike": "era-translation"});
-    wire::json_response(status, &v)
+    let error = ErrorObject::new(code, msg).with_data(EraErrorData::plain());
+    wire::json_response(status, &error.response(id))
 }
 
 /// A POST from a modern client (already checked by [`super::checks`]).
@@ -198,8 +201,9 @@ async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value)
     if envelope.param(INPUT_RESPONSES).is_some() {
         // Answers to nothing this gateway asked: ignored, as MCP 2026-07-28 says a server
         // should treat input it does not recognise; the request is a new one.
-        if let Some(p) = body.get_mut("params").and_then(Value::as_object_mut) {
-            p.remove(INPUT_RESPONSES);
+        if let Some(mut p) = RetryParams::of(&body) {
+            p.input_responses = None;
+            set_params(&mut body, Some(p.into_value()));
         }
     }
     let mut s = match session(a, &parts.uri, &caps, &info, &parts.extensions).await {
@@ -218,7 +222,7 @@ async fn translate(a: &EraAdapter, parts: http::request::Parts, mut body: Value)
     let asks = server_requests::wants(&caps);
     let upstream_id = if asks {
         let u = server_requests::upstream_id();
-        body["id"] = u.clone();
+        set_id(&mut body, u.clone());
         u
     } else {
         id.clone()

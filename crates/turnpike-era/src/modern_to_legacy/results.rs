@@ -34,6 +34,9 @@ pub(crate) const CACHEABLE: &[&str] = &[
 ];
 
 /// Rewrites one legacy answer for a modern client.
+///
+/// Every answer of every call passes here, so the members are added in place: the result
+/// itself (a tool's content, a resource's text) is neither read into a type nor copied.
 pub(crate) fn to_modern_result(v: &mut Value, cacheable: bool) -> Edit {
     let Some(result) = v.get_mut("result").and_then(Value::as_object_mut) else {
         // A resource that does not exist: -32002 in the 2025 revisions, -32602 (invalid

@@ -61,14 +61,14 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use turnpike_core::mac::{hmac_sha256, HmacSha256, Mac};
 use turnpike_mcp::messages::{
-    Envelope, InputRequest, InputRequiredResult, RetryParams, INPUT_RESPONSES, REQUEST_STATE,
+    set_id, ClientCapabilities, Envelope, ErrorObject, InputKind, InputRequest,
+    InputRequiredResult, Params, RequestMeta, RetryParams, INPUT_RESPONSES, REQUEST_STATE,
 };
 use turnpike_mcp::sse::{write_event, SseParser};
 
 use super::pool::{pool_key, session_headers, PooledSession};
 use super::results::{to_modern_result, CACHEABLE};
-use crate::capabilities::{can_answer_any, capability_for, declared};
-use crate::protocol::NOT_TRANSLATABLE;
+use crate::protocol::{EraErrorData, NOT_TRANSLATABLE};
 use crate::wire;
 use crate::EraAdapter;
 use turnpike_upstream::BoxUpstream;
@@ -95,7 +95,7 @@ type Tag = [u8; 16];
 /// Whether a client with `caps` could answer any request of a 2025 server (then its requests
 /// take the translated path).
 pub(crate) fn wants(caps: &Value) -> bool {
-    can_answer_any(caps)
+    ClientCapabilities::of(caps).answers_any()
 }
 
 /// A fresh upstream id for a request on the translated path: unique in this process (the
@@ -115,9 +115,10 @@ pub(crate) fn refusal(req_id: &Value, method: &str) -> Value {
     if method == "ping" {
         return json!({"jsonrpc": "2.0", "id": req_id, "result": {}});
     }
-    let why = match capability_for(method) {
-        Some(cap) => format!(
-            "the client speaks MCP 2026-07-28 and did not declare the {cap} capability, so {method} cannot be put to it"
+    let why = match InputKind::of_method(method) {
+        Some(kind) => format!(
+            "the client speaks MCP 2026-07-28 and did not declare the {} capability, so {method} cannot be put to it",
+            kind.capability()
         ),
         None => format!(
             "the client speaks MCP 2026-07-28 and cannot receive {method} as a request"
@@ -186,7 +187,10 @@ struct Exchange {
     inner: BoxUpstream,
     uri: Uri,
     session: Arc<PooledSession>,
+    /// The client's capabilities, as its pooled session is keyed by them.
     caps: Value,
+    /// What of them says which upstream requests the client answers.
+    answers: ClientCapabilities,
     /// The request as sent upstream (for its digest, computed only if the upstream asks;
     /// dropped then).
     request: Value,
@@ -462,22 +466,17 @@ impl Inner {
 /// The params of an upstream request as an input request: without the upstream's progress
 /// token (a modern client answers with a result, never with progress).
 fn input_params(params: Option<&Value>) -> Value {
-    let Some(mut p) = params.cloned() else {
+    let Some(p) = params else {
         return Value::Null;
     };
-    if let Some(o) = p.as_object_mut() {
-        let empty = match o.get_mut("_meta").and_then(Value::as_object_mut) {
-            Some(m) => {
-                m.remove("progressToken");
-                m.is_empty()
-            }
-            None => false,
-        };
-        if empty {
-            o.remove("_meta");
-        }
+    let Some(mut params) = Params::from_value(p) else {
+        return p.clone();
+    };
+    if let Some(mut meta) = params.meta.as_ref().and_then(RequestMeta::from_value) {
+        meta.progress_token = None;
+        params.meta = (!meta.is_empty()).then(|| Value::Object(meta.into_map()));
     }
-    p
+    params.into_value()
 }
 
 /// The `inputRequests` of an `input_required` answer for `asked`.
@@ -556,7 +555,7 @@ pub(crate) fn respond(
                     return Ok(bytes);
                 };
                 if Envelope::of(&v).id == Some(&upstream_id) {
-                    v["id"] = id;
+                    set_id(&mut v, id);
                 }
                 to_modern_result(&mut v, cacheable);
                 Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
@@ -568,6 +567,7 @@ pub(crate) fn respond(
                 inner: a.inner(),
                 uri: uri.clone(),
                 session,
+                answers: ClientCapabilities::of(&caps),
                 caps,
                 request: body,
                 first_token: None,
@@ -708,19 +708,23 @@ impl Relay {
             };
             let e = Envelope::of(&v);
             match (e.method, e.id) {
-                (Some(m), Some(rid)) => match capability_for(m).filter(|c| declared(&ex.caps, c)) {
-                    Some(cap) => {
-                        ex.issued += 1;
-                        asked.push(Asked {
-                            key: format!("{cap}-{}", ex.issued),
-                            method: m.to_owned(),
-                            params: input_params(e.params),
-                            id: rid.clone(),
-                        });
+                (Some(m), Some(rid)) => {
+                    match InputKind::of_method(m).filter(|&k| ex.answers.declares(k)) {
+                        Some(kind) => {
+                            ex.issued += 1;
+                            asked.push(Asked {
+                                key: format!("{}-{}", kind.capability(), ex.issued),
+                                method: m.to_owned(),
+                                params: input_params(e.params),
+                                id: rid.clone(),
+                            });
+                        }
+                        None => ex.refuse(rid, m),
                     }
-                    None => ex.refuse(rid, m),
-                },
+                }
                 (Some("notifications/progress"), None) => {
+                    // The token is renamed in place (a call may send many of these); an
+                    // event that needs no renaming is relayed as its raw bytes.
                     let renamed = match (&self.tokens, v.pointer_mut("/params/progressToken")) {
                         (Some((from, to)), Some(t)) if t == from => {
                             *t = to.clone();
@@ -736,7 +740,7 @@ impl Relay {
                     }
                 }
                 (None, Some(rid)) if *rid == ex.upstream_id => {
-                    v["id"] = self.client_id.clone();
+                    set_id(&mut v, self.client_id.clone());
                     to_modern_result(&mut v, ex.cacheable);
                     ev.data = Some(v.to_string());
                     write_event(out, &ev);
@@ -771,9 +775,8 @@ impl Relay {
 }
 
 fn invalid(id: &Value, msg: &str) -> Response<Body> {
-    let mut v = turnpike_mcp::error_response(Some(id), INVALID_PARAMS, msg);
-    v["error"]["data"] = json!({"turnpike": "era-translation"});
-    wire::json_response(StatusCode::OK, &v)
+    let error = ErrorObject::new(INVALID_PARAMS, msg).with_data(EraErrorData::plain());
+    wire::json_response(StatusCode::OK, &error.response(Some(id)))
 }
 
 /// A modern client's retry carrying `params.requestState` (and `inputResponses`): the pending
@@ -946,6 +949,29 @@ mod tests {
         let e = json!({"method":"m","params":{"ab":"c"}});
         let f = json!({"method":"m","params":{"a":"bc"}});
         assert_ne!(request_tag(&e), request_tag(&f));
+    }
+
+    #[test]
+    fn input_params_lose_the_progress_token() {
+        assert_eq!(input_params(None), Value::Null);
+        assert_eq!(
+            input_params(Some(
+                &json!({"message": "m", "_meta": {"progressToken": 1}})
+            )),
+            json!({"message": "m"})
+        );
+        assert_eq!(
+            input_params(Some(&json!({"_meta": {"progressToken": 1, "k": null}}))),
+            json!({"_meta": {"k": null}})
+        );
+        assert_eq!(
+            input_params(Some(&json!({"_meta": {}}))),
+            json!({}),
+            "an empty _meta goes"
+        );
+        for odd in [json!([1]), json!({"_meta": 2}), json!("x")] {
+            assert_eq!(input_params(Some(&odd)), odd);
+        }
     }
 
     #[test]
