@@ -1,7 +1,8 @@
 //! Two gateway instances on one real Redis (a redis-server of the test's own, on a free
 //! loopback port), and on a real three-master Redis Cluster (`redis+cluster://`): a limit of N
 //! is N across both under a concurrent burst, and one proof-of-work solution sent to both at
-//! once is accepted exactly once.
+//! once is accepted exactly once. On one Redis a puzzle-paid call costs one script: its limits
+//! and its solution's spend together.
 
 // Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
 // functions; the helpers around them are test code too).
@@ -150,6 +151,53 @@ async fn pow_solution_once(redis_url: &str) {
         assert_eq!(
             ok, 1,
             "round {round}: accepted exactly once across both instances"
+        );
+    }
+}
+
+/// On one Redis a call paid by a puzzle solution is one `EVALSHA`: the limits script carries the
+/// solution's spend (the challenge before it is another call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_puzzle_paid_call_is_one_redis_script() {
+    let redis = RedisServer::start();
+    let (a, _) = two_gateways(
+        &redis.url(),
+        "[limits.tools.dear]\nburst = 100\nrate = \"100/s\"\n",
+    )
+    .await;
+    let evalsha = || {
+        let info = redis.command("INFO commandstats").unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            info.lines()
+                .find(|l| l.starts_with("cmdstat_evalsha:"))
+                .and_then(|l| {
+                    l.split([':', ','])
+                        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                })
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        // A script the server had not loaded yet is answered NOSCRIPT once, then loaded.
+        field("calls") - field("failed_calls")
+    };
+    for round in 0..3 {
+        let req = call(round, "dear", json!({"n": round}));
+        let r = post(a, &[], &req).await;
+        assert_eq!(r.status, 402);
+        let (token, nonces) = solve(&r.text());
+        let auth = turnpike_client::authorization_value(&token, &nonces);
+        let before = evalsha();
+        let r = post(
+            a,
+            &[("authorization", &auth), ("turnpike-challenge", "http")],
+            &req,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            evalsha() - before,
+            1,
+            "round {round}: one script for limits and spend"
         );
     }
 }

@@ -162,6 +162,12 @@ impl RedisServer {
         }
     }
 
+    /// Sends `cmd` (inline form: words separated by spaces) and returns the raw reply (a
+    /// bulk reply such as `INFO`'s read whole), `None` when the server does not answer.
+    pub fn command(&self, cmd: &str) -> Option<String> {
+        command(self.port, cmd)
+    }
+
     /// Whether the server process is up (false after [`RedisServer::kill`]).
     pub fn is_running(&self) -> bool {
         self.child.is_some()
