@@ -37,7 +37,9 @@
 //!    and their `params._meta` keys ([`crate::credentials::collect`]). Limits that must run before the rails run here: a
 //!    call that presents only puzzle solutions is admitted on the caller's address (the
 //!    identity a solution gets anyway) before the solution is spent, so a limited caller keeps
-//!    it; a call that presents no credential is counted against the address's challenge budget
+//!    it (the check is left pending while the rails verify, [`turnpike_limits::PendingAdmit`],
+//!    and runs when the solution is about to be spent: on Redis in the same script as the
+//!    spend, one round trip); a call that presents no credential is counted against the address's challenge budget
 //!    before any challenge is minted (`Limiter::admit_challenge`; past it 429), which also
 //!    reads the address's effort multiplier (loop-brake strikes: it is challenged at
 //!    `effort × multiplier`). Then [`turnpike_core::decide`]: each rail verifies its own
@@ -100,7 +102,9 @@ use turnpike_core::{
     error_codes, BoundRail, CallFacts, Decision, EdgeRequest, Grant, Identity, Policy, Price, Rail,
     RailId, Refusal,
 };
-use turnpike_limits::{Admission, Admitted, CallInfo, CallKind, Limiter, SpendReceipt};
+use turnpike_limits::{
+    Admission, Admitted, CallInfo, CallKind, Limiter, PendingAdmit, SpendReceipt,
+};
 use turnpike_mcp::MessageKind;
 use turnpike_pow::PowRail;
 
@@ -667,18 +671,22 @@ impl Gate {
         // Only credentials of a rail that knows its callers by their address presented (puzzle
         // solutions): the identity is the caller's address whatever the verdict, so the limit
         // is checked before a single-use credential is spent — a limited caller keeps it for
-        // the retry.
-        if let (Some(limiter), Some(rail)) = (&self.limiter, self.address_rail(&collected)) {
-            let call = CallInfo {
-                scope: &limiter.scope_of(&anonymous(peer)),
-                rail: Some(rail),
-                kind: kind(),
-                args_hash: Some(&facts.args_hash),
-            };
-            let admission = limiter.admit(&call).await;
-            judged.pre_admitted =
-                Some(self.admission_answer(admission, &parts.headers, msg.id(), log)?);
-        }
+        // the retry. The check is left pending while the rails verify
+        // ([`turnpike_limits::PendingAdmit`]): it runs when a solution is about to be spent,
+        // in the same Redis script as the spend (one round trip), and spends nothing when it
+        // refuses; a call whose solution never reached its spend is checked after the rails.
+        let pending = match (&self.limiter, self.address_rail(&collected)) {
+            (Some(limiter), Some(rail)) => {
+                let call = CallInfo {
+                    scope: &limiter.scope_of(&anonymous(peer)),
+                    rail: Some(rail),
+                    kind: kind(),
+                    args_hash: Some(&facts.args_hash),
+                };
+                Some(Arc::new(PendingAdmit::new(limiter.clone(), &call)))
+            }
+            _ => None,
+        };
         // No credential: a challenge follows, counted against the address's challenge budget
         // before it is minted (429 past it). An identity the loop brake struck is asked for
         // more work. Limits reads on the challenge path only.
@@ -721,7 +729,20 @@ impl Gate {
             &swapped[..]
         };
         let decide = turnpike_core::decide(rails, facts, &price, &collected.creds);
-        let decision = log.spans.verify(&collected.creds, decide).await;
+        let decision = match &pending {
+            Some(p) => {
+                let decide = turnpike_store::fuse::with_pending_check(p.clone(), decide);
+                log.spans.verify(&collected.creds, decide).await
+            }
+            None => log.spans.verify(&collected.creds, decide).await,
+        };
+        // The limits first, as if they had run before the rails: refused → answered here (the
+        // solution was not spent).
+        if let Some(p) = pending {
+            let admission = p.admission().await;
+            judged.pre_admitted =
+                Some(self.admission_answer(admission, &parts.headers, msg.id(), log)?);
+        }
         judged.decision = with_malformed(decision, collected.malformed);
         Ok(judged)
     }

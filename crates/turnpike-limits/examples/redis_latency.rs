@@ -1,5 +1,9 @@
 //! Latency of one limit decision on Redis (one round trip): `Limiter::admit` for a tool call
-//! with the default limits, sequentially and with 32 calls in flight.
+//! with the default limits, sequentially and with 32 calls in flight. Then a call paid by a
+//! single-use credential (a puzzle solution): the limits and the spend as two round trips
+//! (`Limiter::admit`, then `RedisSpentSet::insert_issued`) and as one (`PendingAdmit` pending
+//! while the spend runs), sequentially, with the Redis commands each sent (`INFO
+//! commandstats`).
 //!
 //! `cargo run --release -p turnpike-limits --example redis_latency -- redis://127.0.0.1:6379/0`
 
@@ -11,8 +15,38 @@ use std::time::{Duration, Instant};
 
 use turnpike_limits::{
     Admission, BudgetsConfig, CallInfo, CallKind, IdentityQuotaConfig, Limiter, LimitsConfig,
-    RedisBackend, RedisOptions,
+    PendingAdmit, RedisBackend, RedisOptions,
 };
+use turnpike_store::fuse::with_pending_check;
+use turnpike_store::{RedisSpentSet, RedisSpentSetOptions, SpentSet};
+
+/// Commands the server ran since the last call (`INFO commandstats`, then `CONFIG RESETSTAT`):
+/// `name calls` pairs.
+async fn commands(url: &str) -> String {
+    let client = redis::Client::open(url).expect("client");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .expect("INFO");
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut c)
+        .await
+        .expect("RESETSTAT");
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+            Some(format!("{name} {calls}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
@@ -105,4 +139,79 @@ async fn main() {
         pct(&mut lat, 0.5),
         pct(&mut lat, 0.99)
     );
+
+    // A paid call: limits, then the credential's spend.
+    let set = RedisSpentSet::new(
+        &url,
+        RedisSpentSetOptions {
+            key_prefix: "turnpike-latency:pow".into(),
+            ..RedisSpentSetOptions::default()
+        },
+    )
+    .expect("spent set");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let salt = now() << 24;
+    let paid = |fused: bool, i: u64| {
+        let (lim, set) = (lim.clone(), set.clone());
+        async move {
+            let scope = format!("anon:10.1.{}.{}", (i >> 8) & 255, i & 255);
+            let h = [9u8; 32];
+            let call = CallInfo {
+                scope: &scope,
+                rail: None,
+                kind: CallKind::Tool("search"),
+                args_hash: Some(&h),
+            };
+            let mut k = [0u8; 32];
+            k[..8].copy_from_slice(&(salt + i).to_be_bytes());
+            k[8] = u8::from(fused);
+            let t = now();
+            let t0 = Instant::now();
+            let (a, spent) = if fused {
+                let pending = Arc::new(PendingAdmit::new(lim.clone(), &call));
+                let spent =
+                    with_pending_check(pending.clone(), set.insert_issued(k, t, t + 300, t))
+                        .await
+                        .expect("spend");
+                (pending.admission().await, spent)
+            } else {
+                let a = lim.admit(&call).await;
+                (a, set.insert_issued(k, t, t + 300, t).await.expect("spend"))
+            };
+            let took = t0.elapsed();
+            assert!(matches!(a, Admission::Allowed(_)) && spent, "{a:?} {spent}");
+            took
+        }
+    };
+    for fused in [false, true] {
+        for i in 0..1000 {
+            paid(fused, i).await;
+        }
+    }
+    for fused in [false, true] {
+        let _ = commands(&url).await;
+        let n = 10_000u64;
+        let mut lat = Vec::with_capacity(n as usize);
+        let t0 = Instant::now();
+        for i in 0..n {
+            lat.push(paid(fused, 10_000 + i).await);
+        }
+        let wall = t0.elapsed();
+        println!(
+            "paid call, {}: {n} calls, {:.0}/s, p50 {:?}, p99 {:?}; commands: {}",
+            if fused {
+                "limits and spend in one script"
+            } else {
+                "limits, then the spend"
+            },
+            n as f64 / wall.as_secs_f64(),
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99),
+            commands(&url).await
+        );
+    }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use turnpike_core::BoxFuture;
+use turnpike_store::fuse::{RedisSpend, SpendCode};
 
 use crate::quota::{gcra_step, Quota, RateDecision, NANOS};
 
@@ -257,6 +258,10 @@ pub enum LimitError {
     Invalid(String),
 }
 
+/// The answer of [`LimitBackend::check_and_spend`]: the check's outcome, and the spend's
+/// answer when it was attempted (the check allowed the call).
+pub type CheckAndSpend<'a> = BoxFuture<'a, Result<(CheckOutcome, Option<SpendCode>), LimitError>>;
+
 /// Where limit state lives: in this process ([`crate::MemoryBackend`]) or shared by several
 /// gateway instances ([`crate::RedisBackend`]). Every method is one round trip at most.
 pub trait LimitBackend: Send + Sync + 'static {
@@ -267,6 +272,19 @@ pub trait LimitBackend: Send + Sync + 'static {
     /// none does (a loop-brake refusal still records its strike).
     fn check<'a>(&'a self, check: &'a Check<'a>)
         -> BoxFuture<'a, Result<CheckOutcome, LimitError>>;
+
+    /// [`LimitBackend::check`], and then, only if it allowed the call, `spend`, atomically in
+    /// the same round trip (the spend's answer is `None` when it was not attempted). `None`
+    /// when this backend cannot run the spend with the check: it is not on the spend's Redis,
+    /// or (Redis Cluster) the spend's keys are not in the check's hash slot.
+    fn check_and_spend<'a>(
+        &'a self,
+        check: &'a Check<'a>,
+        spend: &'a RedisSpend,
+    ) -> Option<CheckAndSpend<'a>> {
+        let _ = (check, spend);
+        None
+    }
 
     /// Gives an in-flight slot back. Never waits: shared backends send the release in the
     /// background (and the slot expires with its lease if that fails).

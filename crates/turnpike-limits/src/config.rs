@@ -255,7 +255,8 @@ pub enum StoreBackend {
 pub struct StoreConfig {
     /// `memory` (default) or `redis`.
     pub backend: StoreBackend,
-    /// `redis://host:port/db`, required for the Redis backend.
+    /// `redis://host:port/db` (one server) or `redis+cluster://host:port,host:port` (a Redis
+    /// Cluster, by some of its nodes), required for the Redis backend.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key (default `turnpike`).
@@ -433,11 +434,11 @@ impl LimitsConfig {
                 "store.redis_url",
                 "the redis backend needs redis_url = \"redis://127.0.0.1:6379/0\"",
             )),
-            (_, Some(u)) if !(u.starts_with("redis://") || u.starts_with("redis+unix://")) => out
-                .push(problem(
-                    "store.redis_url",
-                    "must start with redis:// (or redis+unix://)",
-                )),
+            (_, Some(u)) => {
+                if let Err(e) = turnpike_store::parse_target(u) {
+                    out.push(problem("store.redis_url", e));
+                }
+            }
             _ => {}
         }
         if store.timeout_ms == 0 {
@@ -580,6 +581,27 @@ mod tests {
                 "budgets.calls_per_day",
                 "store.redis_url"
             ]
+        );
+        // A Redis Cluster by its nodes; a bad node list says what is wrong.
+        let store = |url: &str| {
+            let f: File = toml::from_str(&format!(
+                "[store]\nbackend = \"redis\"\nredis_url = \"{url}\""
+            ))
+            .unwrap();
+            f.limits.validate(&f.budgets, &f.store)
+        };
+        assert!(store("redis+cluster://10.0.0.1:7000,10.0.0.2:7000").is_empty());
+        let p = store("redis+cluster://10.0.0.1,10.0.0.2:7000");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].path, "store.redis_url");
+        assert!(p[0].message.contains("needs a port"), "{}", p[0].message);
+        let p = store("redis+cluster://10.0.0.1:7000/2");
+        assert!(p[0].message.contains("database 0"), "{}", p[0].message);
+        let p = store("rediss://10.0.0.1:7000");
+        assert!(
+            p[0].message.contains("redis+cluster://"),
+            "{}",
+            p[0].message
         );
         let f: File = toml::from_str(
             "[store]\ndurable = \"postgres\"\npostgres_schema = \"Bad-Name\"\npostgres_pool = 0",

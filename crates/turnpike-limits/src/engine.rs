@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use turnpike_core::{Identity, RailId};
+use turnpike_store::fuse::{RedisSpend, SpendCode};
 
 use crate::backend::{
     Check, CheckOutcome, Class, ConcurrencyCheck, Denial, InFlight, LimitBackend, LimitError,
@@ -377,8 +378,21 @@ impl Limiter {
 
     /// Checks and counts every limit on one call, in one backend round trip.
     pub async fn admit(&self, call: &CallInfo<'_>) -> Admission {
+        self.admit_then_spend(call, None).await.0
+    }
+
+    /// [`Limiter::admit`], and then, when the call is allowed, `spend` in the same round trip
+    /// if the backend can run it with the check ([`LimitBackend::check_and_spend`]). The
+    /// second answer is the spend's: `None` when it was not run here (not allowed, limits off,
+    /// or the backend cannot); an error when the round trip failed (the spend did not happen,
+    /// whatever the failure mode says for the limits).
+    pub async fn admit_then_spend(
+        &self,
+        call: &CallInfo<'_>,
+        spend: Option<&RedisSpend>,
+    ) -> (Admission, Option<Result<SpendCode, LimitError>>) {
         if !self.cfg.enabled {
-            return self.allowed_unlimited(false);
+            return (self.allowed_unlimited(false), None);
         }
         let (primary, primary_name, loop_brake, daily_cap, concurrency) = match call.kind {
             CallKind::Discovery => (
@@ -432,16 +446,25 @@ impl Limiter {
                 lease: Duration::from_secs(self.cfg.lease_secs.max(1)),
             }),
         };
-        let out = match self.backend.check(&check).await {
+        let fused = spend.and_then(|sp| self.backend.check_and_spend(&check, sp));
+        let (out, spent) = match fused {
+            Some(f) => match f.await {
+                Ok((out, code)) => (Ok(out), code.map(Ok)),
+                Err(e) => (Err(e.clone()), Some(Err(e))),
+            },
+            None => (self.backend.check(&check).await, None),
+        };
+        let out = match out {
             Ok(o) => o,
             Err(e) => {
-                return match self.cfg.failure_mode {
+                let admission = match self.cfg.failure_mode {
                     FailureMode::Open => self.allowed_unlimited(true),
                     FailureMode::Closed => Admission::Unavailable(e),
                 };
+                return (admission, spent);
             }
         };
-        self.admission(&check, &used_names[..n], out)
+        (self.admission(&check, &used_names[..n], out), spent)
     }
 
     fn admission(

@@ -6,7 +6,8 @@
 //! - [`LimitBackend`]: where the state lives — [`MemoryBackend`] (sharded, swept, the embedded
 //!   default) or [`RedisBackend`] (one Lua script per decision, shared by several instances);
 //! - [`Limiter`]: the engine the gateway calls once per call ([`Limiter::admit`]), built from
-//!   [`LimitsConfig`] and [`BudgetsConfig`];
+//!   [`LimitsConfig`] and [`BudgetsConfig`]; [`PendingAdmit`]: its check left pending until a
+//!   credential is spent, so that on Redis both are one script;
 //! - [`headers`]: the header-field renderers.
 //!
 //! Every limit is keyed by the identity's scope key ([`turnpike_core::Identity::scope_key`])
@@ -18,14 +19,15 @@ pub mod config;
 pub mod engine;
 pub mod headers;
 pub mod memory;
+pub mod pending;
 pub mod quota;
 #[cfg(feature = "redis")]
 pub mod redis;
 
 pub use backend::{
-    Check, CheckOutcome, Class, ConcurrencyCheck, ConcurrencyStatus, DailyStatus, Denial, InFlight,
-    Lease, LimitBackend, LimitError, LoopBrake, LoopCheck, RateCheck, SpendOutcome, SpendReceipt,
-    MAX_RATES,
+    Check, CheckAndSpend, CheckOutcome, Class, ConcurrencyCheck, ConcurrencyStatus, DailyStatus,
+    Denial, InFlight, Lease, LimitBackend, LimitError, LoopBrake, LoopCheck, RateCheck,
+    SpendOutcome, SpendReceipt, MAX_RATES,
 };
 pub use config::{
     valid_schema_name, BudgetsConfig, ConfigProblem, DurableBackend, FailureMode,
@@ -34,6 +36,7 @@ pub use config::{
 };
 pub use engine::{Admission, Admitted, CallInfo, CallKind, LimitReason, Limited, Limiter};
 pub use memory::{Clock, ManualClock, MemoryBackend, SystemClock};
+pub use pending::PendingAdmit;
 pub use quota::{Quota, QuotaError, Rate, RateDecision};
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisOptions};

@@ -10,20 +10,23 @@
 //! - Keys: `<prefix>:{<scope digest>}:<kind>[:<class digest>]`. The braces are a Redis Cluster
 //!   hash tag, so all keys of one identity live in one slot and one script may touch them all.
 //!   Identities and tool names are hashed (SHA-256, truncated), never stored.
-//! - The client is a [`redis::aio::ConnectionManager`]: it reconnects by itself. Every operation
-//!   is bounded by a timeout; a timeout or a lost connection is [`LimitError::Unavailable`], and
+//! - The client is a [`RedisConn`] (one server, or a Redis Cluster: every script touches the keys
+//!   of one identity, one slot, so it runs on that slot's master): it reconnects by itself.
+//!   Every operation is bounded by a timeout; a timeout or a lost connection is [`LimitError::Unavailable`], and
 //!   the limiter applies the operator's failure mode.
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 use turnpike_core::BoxFuture;
+use turnpike_store::fuse::{RedisSpend, SpendCode};
+use turnpike_store::target::key_slot;
+use turnpike_store::RedisConn;
 
 use crate::backend::{
-    cell_units, outcome, Check, CheckOutcome, Lease, LeaseInner, LimitBackend, LimitError,
-    LoopBrake, Raw, SpendOutcome, SpendReceipt, MAX_RATES,
+    cell_units, outcome, Check, CheckAndSpend, CheckOutcome, Lease, LeaseInner, LimitBackend,
+    LimitError, LoopBrake, Raw, SpendOutcome, SpendReceipt, MAX_RATES,
 };
 
 /// Settings of the Redis backend.
@@ -126,6 +129,25 @@ for i = 1, n do out[#out + 1] = tats[i] - now end
 return out
 ";
 
+/// [`CHECK_LUA`] followed, when the call is allowed, by a credential's spend
+/// ([`turnpike_store::fuse::spend_lua`]): KEYS after the rate cells: the record, its epoch;
+/// ARGV after the rate cells: TTL in ms, the epoch to open, issued at (`''`: a plain insert).
+/// The reply gains one last element: the spend's answer (1 recorded, 0 spent, -1 issued before
+/// the epoch), or 2 when it was not attempted.
+fn check_spend_lua() -> String {
+    let check = CHECK_LUA.trim_end().trim_end_matches("return out");
+    let spend = turnpike_store::fuse::spend_lua(
+        "KEYS[5 + n]",
+        "KEYS[6 + n]",
+        "ARGV[12 + 2 * n]",
+        "ARGV[13 + 2 * n]",
+        "ARGV[14 + 2 * n]",
+    );
+    format!(
+        "{check}\nif ok == 1 then\n{spend}\n  out[#out + 1] = spend_code\nelse\n  out[#out + 1] = 2\nend\nreturn out\n"
+    )
+}
+
 /// The strike cell's lead over now, in µs.
 const STRIKE_LUA: &str = r"
 local t = redis.call('TIME')
@@ -167,10 +189,11 @@ return 1
 /// The Redis limits backend.
 #[derive(Clone)]
 pub struct RedisBackend {
-    conn: ConnectionManager,
+    conn: RedisConn,
     opts: RedisOptions,
     handle: tokio::runtime::Handle,
     check: Script,
+    check_spend: Script,
     strike: Script,
     spend: Script,
     refund: Script,
@@ -188,23 +211,6 @@ fn unavailable(e: impl std::fmt::Display) -> LimitError {
     LimitError::Unavailable(format!("redis: {e}"))
 }
 
-/// A reconnecting connection to `url`, created without waiting for the server (so the gateway
-/// starts, and fails open or closed, while Redis is down). Each attempt to connect and each
-/// answer waits at most `timeout`.
-pub fn connection_manager(url: &str, timeout: Duration) -> Result<ConnectionManager, String> {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err("the Redis client must be created inside a Tokio runtime".into());
-    }
-    let client = redis::Client::open(url).map_err(|e| format!("bad Redis URL: {e}"))?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(1)
-        .set_min_delay(Duration::from_millis(20))
-        .set_max_delay(timeout);
-    ConnectionManager::new_lazy_with_config(client, config).map_err(|e| e.to_string())
-}
-
 fn digest(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = Sha256::new();
     for p in parts {
@@ -219,16 +225,17 @@ fn short_hex(d: &[u8; 32], n: usize) -> String {
 }
 
 impl RedisBackend {
-    /// A backend on the Redis at `url` (`redis://host:port/db`). Must be called inside a Tokio
+    /// A backend on the Redis at `url`: `redis://host:port/db` (one server) or
+    /// `redis+cluster://host:port,host:port` (a Redis Cluster). Must be called inside a Tokio
     /// runtime; does not wait for the server.
     pub fn new(url: &str, opts: RedisOptions) -> Result<RedisBackend, LimitError> {
-        let conn = connection_manager(url, opts.timeout).map_err(LimitError::Invalid)?;
+        let conn = RedisConn::open(url, opts.timeout).map_err(LimitError::Invalid)?;
         Self::with_connection(conn, opts)
     }
 
-    /// A backend on an existing connection manager.
+    /// A backend on an existing connection (e.g. shared with the spent sets).
     pub fn with_connection(
-        conn: ConnectionManager,
+        conn: RedisConn,
         opts: RedisOptions,
     ) -> Result<RedisBackend, LimitError> {
         let handle = tokio::runtime::Handle::try_current()
@@ -238,6 +245,7 @@ impl RedisBackend {
             opts,
             handle,
             check: Script::new(CHECK_LUA),
+            check_spend: Script::new(&check_spend_lua()),
             strike: Script::new(STRIKE_LUA),
             spend: Script::new(SPEND_LUA),
             refund: Script::new(REFUND_LUA),
@@ -268,7 +276,20 @@ impl RedisBackend {
         }
     }
 
-    async fn check_async(&self, check: &Check<'_>) -> Result<CheckOutcome, LimitError> {
+    /// Whether `spend` can run in the same script as a check of `scope`: the same Redis, and
+    /// on a cluster the same hash slot.
+    fn can_fuse(&self, scope: &str, spend: &RedisSpend) -> bool {
+        if spend.target != *self.conn.target() {
+            return false;
+        }
+        !self.conn.is_cluster() || key_slot(&self.scope_tag(scope)) == key_slot(&spend.record_key)
+    }
+
+    async fn check_async(
+        &self,
+        check: &Check<'_>,
+        spend: Option<&RedisSpend>,
+    ) -> Result<(CheckOutcome, Option<SpendCode>), LimitError> {
         let n = check.rates.len();
         if n > MAX_RATES {
             return Err(LimitError::Invalid(format!(
@@ -285,7 +306,12 @@ impl RedisBackend {
             None => format!("{tag}:loop"),
         };
         let conc_key = format!("{tag}:conc");
-        let mut inv = self.check.prepare_invoke();
+        let script = if spend.is_some() {
+            &self.check_spend
+        } else {
+            &self.check
+        };
+        let mut inv = script.prepare_invoke();
         inv.key(&loop_key)
             .key(format!("{tag}:strike"))
             .key(format!("{tag}:daily"))
@@ -325,6 +351,13 @@ impl RedisBackend {
             let (t, tau) = cell_units(&rc.quota, US);
             inv.arg(t).arg(tau);
         }
+        if let Some(sp) = spend {
+            inv.key(&sp.record_key)
+                .key(&sp.epoch_key)
+                .arg(sp.ttl_ms)
+                .arg(sp.open_epoch_at)
+                .arg(sp.issued_at.map_or(String::new(), |t| t.to_string()));
+        }
         let mut conn = self.conn.clone();
         let raw: Vec<i64> = self.bounded(inv.invoke_async(&mut conn)).await?;
         let get = |i: usize| -> Result<u64, LimitError> {
@@ -344,7 +377,18 @@ impl RedisBackend {
                 member,
             },
         });
-        Ok(outcome(
+        let spent = match spend {
+            // The spend's answer may be -1: read as it is.
+            Some(_) => match raw.get(6 + n).copied() {
+                Some(2) => None,
+                code => Some(
+                    code.and_then(SpendCode::from_reply)
+                        .ok_or_else(|| LimitError::Unavailable("redis: bad spend reply".into()))?,
+                ),
+            },
+            None => None,
+        };
+        let out = outcome(
             check,
             Raw {
                 allowed,
@@ -357,7 +401,8 @@ impl RedisBackend {
                 secs_into_day: secs % 86_400,
             },
             lease,
-        ))
+        );
+        Ok((out, spent))
     }
 }
 
@@ -370,7 +415,18 @@ impl LimitBackend for RedisBackend {
         &'a self,
         check: &'a Check<'a>,
     ) -> BoxFuture<'a, Result<CheckOutcome, LimitError>> {
-        Box::pin(self.check_async(check))
+        Box::pin(async move { self.check_async(check, None).await.map(|(o, _)| o) })
+    }
+
+    fn check_and_spend<'a>(
+        &'a self,
+        check: &'a Check<'a>,
+        spend: &'a RedisSpend,
+    ) -> Option<CheckAndSpend<'a>> {
+        if !self.can_fuse(check.scope, spend) {
+            return None;
+        }
+        Some(Box::pin(self.check_async(check, Some(spend))))
     }
 
     fn release(&self, lease: Lease) {

@@ -15,7 +15,7 @@ use turnpike_limits::{
     FailureMode, InFlight, LimitBackend, LimitError, Limiter, LimitsConfig, LoopBrake, LoopCheck,
     MemoryBackend, Quota, RateCheck, RedisBackend, RedisOptions,
 };
-use turnpike_testkit::redis::RedisServer;
+use turnpike_testkit::redis::{RedisCluster, RedisServer};
 
 type Pair = (Arc<dyn LimitBackend>, Arc<dyn LimitBackend>);
 
@@ -493,6 +493,40 @@ async fn memory_challenge_budget() {
 }
 
 // ---------------------------------------------------------------- redis
+
+/// Two independent backends (two cluster connections) on a Redis Cluster.
+fn cluster_pair(cluster: &RedisCluster) -> Pair {
+    let backend = || -> Arc<dyn LimitBackend> {
+        Arc::new(
+            RedisBackend::new(
+                &cluster.url(),
+                RedisOptions {
+                    timeout: Duration::from_millis(500),
+                    ..RedisOptions::default()
+                },
+            )
+            .unwrap(),
+        )
+    };
+    (backend(), backend())
+}
+
+/// The whole suite on a real three-master Redis Cluster: every script touches the keys of one
+/// identity (one hash tag, one slot), so each runs on the master of that slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_suite() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    limit_of_n_is_n_across_two_clients(cluster_pair(&cluster)).await;
+    daily_cap_is_exact_across_two_clients(cluster_pair(&cluster)).await;
+    refused_checks_count_nothing(cluster_pair(&cluster)).await;
+    concurrency_cap_and_release(cluster_pair(&cluster), true).await;
+    loop_brake_slows_repeats_and_raises_effort(cluster_pair(&cluster)).await;
+    spend_is_atomic_across_two_clients(cluster_pair(&cluster)).await;
+    limiter_end_to_end(cluster_pair(&cluster)).await;
+    challenge_budget_across_two_clients(cluster_pair(&cluster)).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_suite() {

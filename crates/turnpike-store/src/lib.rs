@@ -4,7 +4,7 @@
 //! single-use credential (a solved puzzle, a per-call payment) as used until it expires, with an
 //! atomic insert, so a credential is accepted at most once. [`MemorySpentSet`] is the embedded
 //! default; [`RedisSpentSet`] (feature `redis`, on by default) shares the set between several
-//! gateway instances.
+//! gateway instances, on one Redis or a Redis Cluster ([`RedisConn`], [`target`]).
 //!
 //! A set that loses its records (a restart, Redis run without persistence, a flush) would accept
 //! again what it had recorded. So each set has an *epoch*: the time from which it holds every
@@ -15,9 +15,16 @@
 //! script (one round trip).
 
 #[cfg(feature = "redis")]
+pub mod conn;
+pub mod fuse;
+#[cfg(feature = "redis")]
 pub mod redis;
+pub mod target;
+#[cfg(feature = "redis")]
+pub use crate::conn::RedisConn;
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisSpentSet, RedisSpentSetOptions};
+pub use crate::target::{parse_target, RedisTarget};
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -157,8 +164,15 @@ impl SpentSet for MemorySpentSet {
         expires_at: u64,
         now: u64,
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
-        let fresh = self.insert_now(key, expires_at, now);
-        Box::pin(async move { Ok(fresh) })
+        // A call's pending limits check runs first (see [`fuse`]): a refused call spends nothing.
+        Box::pin(async move {
+            if let Some(pending) = fuse::pending_check() {
+                if pending.before_spend(None).await == fuse::Before::Refused {
+                    return Ok(false);
+                }
+            }
+            Ok(self.insert_now(key, expires_at, now))
+        })
     }
 
     fn release(&self, key: [u8; 32], now: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
@@ -173,8 +187,14 @@ impl SpentSet for MemorySpentSet {
         expires_at: u64,
         now: u64,
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
-        let fresh = issued_at >= self.epoch_start && self.insert_now(key, expires_at, now);
-        Box::pin(async move { Ok(fresh) })
+        Box::pin(async move {
+            if let Some(pending) = fuse::pending_check() {
+                if pending.before_spend(None).await == fuse::Before::Refused {
+                    return Ok(false);
+                }
+            }
+            Ok(issued_at >= self.epoch_start && self.insert_now(key, expires_at, now))
+        })
     }
 }
 

@@ -9,6 +9,11 @@
 //! - Redis and PostgreSQL stopped and started again under the running gateways: they keep
 //!   answering (limits as their failure_mode says, payments closed with 503 / -31503), come
 //!   back by themselves, and lose no ledger row.
+//!
+//! The first also runs on a real three-master Redis Cluster (`redis+cluster://`), and a master
+//! of that cluster is killed under a load of puzzle-paid calls to both processes: calls fail
+//! closed (503) while it is away, succeed again once it is back (empty), and no solution is
+//! ever accepted twice, before, during or after.
 
 // Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
 // functions; the helpers around them are test code too).
@@ -24,7 +29,7 @@ use serde_json::{json, Value};
 use turnpike_l402::store::{BalanceStore, Ledger, LedgerKind};
 use turnpike_l402::{Identifier, Limits, Macaroon, PostgresOptions, PostgresStore};
 use turnpike_testkit::postgres::PgDb;
-use turnpike_testkit::redis::RedisServer;
+use turnpike_testkit::redis::{RedisCluster, RedisServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_turnpike");
 const KEY_HEX: &str = "7475726e70696b65206d756c74692d70726f636573732074657374206b657921";
@@ -342,10 +347,24 @@ fn store(pg: &PgDb, rt: &tokio::runtime::Runtime) -> PostgresStore {
 #[test]
 fn two_processes_share_limits_credentials_and_balances() {
     let redis = RedisServer::start();
+    share_limits_credentials_and_balances(&redis.url());
+}
+
+/// The same on a real three-master Redis Cluster (`redis+cluster://`): limits, the PoW and
+/// L402 spent sets on the cluster, the L402 state in PostgreSQL.
+#[test]
+fn two_processes_share_limits_credentials_and_balances_on_a_redis_cluster() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    share_limits_credentials_and_balances(&cluster.url());
+}
+
+fn share_limits_credentials_and_balances(redis_url: &str) {
     let pg = PgDb::new();
     let (rt, up) = start_upstream();
-    let a = start_gateway("a", up, &redis.url(), &pg, "");
-    let b = start_gateway("b", up, &redis.url(), &pg, "");
+    let a = start_gateway("a", up, redis_url, &pg, "");
+    let b = start_gateway("b", up, redis_url, &pg, "");
 
     // A limit of 10 is 10 across both.
     let out = burst(a.addr, b.addr, 40, |i| {
@@ -550,4 +569,144 @@ fn stores_stopped_and_restarted_under_two_processes() {
         rt.block_on(s.balance(token)).unwrap(),
         Some((10_000, 1000 * paid_ok as u64))
     );
+}
+
+/// One puzzle-paid round: a challenge from `challenger`, solved, the solution sent to `a` and
+/// `b` at once. `None` when no challenge was given (the store is away: 503); else the
+/// Authorization value and the two statuses.
+fn pow_round(
+    challenger: SocketAddr,
+    a: SocketAddr,
+    b: SocketAddr,
+    n: i64,
+) -> Option<(String, [u16; 2])> {
+    let req = call(n, "slow", json!({"steps": 1, "delay_ms": 0}));
+    let r = http(challenger, "/mcp", &[("turnpike-challenge", "http")], &req);
+    if r.status != 402 {
+        assert_eq!(r.status, 503, "a challenge or a closed store: {}", r.body);
+        return None;
+    }
+    let parsed = turnpike_client::parse_challenges(&r.body);
+    let pow = parsed.first().expect("a PoW challenge");
+    let nonces = turnpike_client::solve(&pow.token, 1, None).unwrap();
+    let auth = turnpike_client::authorization_value(&pow.challenge, &nonces);
+    let h = [
+        ("authorization", auth.as_str()),
+        ("turnpike-challenge", "http"),
+    ];
+    let statuses = std::thread::scope(|s| {
+        let x = s.spawn(|| http(a, "/mcp", &h, &req).status);
+        let y = s.spawn(|| http(b, "/mcp", &h, &req).status);
+        [x.join().unwrap(), y.join().unwrap()]
+    });
+    Some((auth, statuses))
+}
+
+#[test]
+fn a_redis_cluster_master_lost_under_load_fails_closed_then_recovers_nothing_accepted_twice() {
+    let Some(mut cluster) = RedisCluster::start() else {
+        return;
+    };
+    let pg = PgDb::new();
+    let (_rt, up) = start_upstream();
+    let a = start_gateway("a", up, &cluster.url(), &pg, "");
+    let b = start_gateway("b", up, &cluster.url(), &pg, "");
+    let (a, b) = (a.addr, b.addr);
+    // Every solution and what each of the two instances answered to it.
+    let rounds: std::sync::Mutex<Vec<(String, [u16; 2])>> = std::sync::Mutex::default();
+    let closed = std::sync::atomic::AtomicU32::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let accepted = || {
+        rounds
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| s.contains(&200))
+            .count()
+    };
+    let wait_until = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let before_kill = std::thread::scope(|s| {
+        for w in 0..3i64 {
+            let (rounds, closed, stop) = (&rounds, &closed, &stop);
+            s.spawn(move || {
+                let mut n = w * 1_000_000;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    match pow_round(if n % 2 == 0 { a } else { b }, a, b, n) {
+                        Some(round) => {
+                            let [x, y] = round.1;
+                            if x == 503 || y == 503 {
+                                closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            rounds.lock().unwrap().push(round);
+                        }
+                        None => {
+                            closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                }
+            });
+        }
+        wait_until("calls accepted before the kill", &|| accepted() >= 20);
+        let before_kill = rounds.lock().unwrap().len();
+        cluster.kill_node(1);
+        let c0 = closed.load(std::sync::atomic::Ordering::Relaxed);
+        wait_until("calls fail closed while a master is away", &|| {
+            closed.load(std::sync::atomic::Ordering::Relaxed) >= c0 + 10
+        });
+        cluster.restart_node(1);
+        let a0 = accepted();
+        wait_until("calls accepted again once the master is back", &|| {
+            accepted() >= a0 + 20
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        before_kill
+    });
+    let rounds = rounds.into_inner().unwrap();
+    for (auth, statuses) in &rounds {
+        // Each solution: accepted at most once, else refused as used (402) or closed (503).
+        assert!(
+            statuses.iter().filter(|s| **s == 200).count() <= 1,
+            "accepted twice: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| [200, 402, 503].contains(s)),
+            "{auth}: {statuses:?}"
+        );
+    }
+    // Every solution accepted before the master was lost, presented again to both: refused
+    // (those whose records were on the lost master by the epoch of their bucket).
+    let replays: Vec<_> = rounds[..before_kill]
+        .iter()
+        .filter(|(_, s)| s.contains(&200))
+        .collect();
+    assert!(!replays.is_empty());
+    for (auth, _) in replays {
+        for gw in [a, b] {
+            let h = [
+                ("authorization", auth.as_str()),
+                ("turnpike-challenge", "http"),
+            ];
+            // Every round is the same call (its id aside), so the solution is bound to this one.
+            let r = http(
+                gw,
+                "/mcp",
+                &h,
+                &call(1, "slow", json!({"steps": 1, "delay_ms": 0})),
+            );
+            assert_eq!(
+                r.status, 402,
+                "a solution accepted again after the failover: {}",
+                r.body
+            );
+        }
+    }
+    assert!(cluster.is_up());
 }
