@@ -4,15 +4,18 @@
 //!
 //! Lines are written off the request path: the thread that logs formats its line and hands it
 //! to a bounded queue ([`QUEUE_LINES`] lines); one writer thread drains the queue into stderr,
-//! many lines per write when they pile up. A call never waits on stderr (a slow terminal, a full
-//! pipe): when the queue is full the line is dropped and counted, and the writer says how many
-//! were dropped as soon as it catches up. [`flush`] waits (at most a second) until every line
-//! queued so far is written; `main` calls it before the process ends, and a panic calls it
-//! before the panic message.
+//! many lines per write when they pile up. After each write the writer lingers [`LINGER`] and
+//! takes whatever came meanwhile in one more write, so under load a logging call costs neither
+//! a wake-up of the writer nor a write of its own: lines reach stderr in batches, at most
+//! [`LINGER`] after they were logged. A quiet gateway's line is written at once. A call never
+//! waits on stderr (a slow terminal, a full pipe): when the queue is full the line is dropped
+//! and counted, and the writer says how many were dropped as soon as it catches up. [`flush`]
+//! waits (at most a second) until every line queued so far is written; `main` calls it before
+//! the process ends, and a panic calls it before the panic message.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -50,6 +53,12 @@ pub(crate) fn init(flag: Option<&str>, default: &str, format: LogFormat) -> anyh
 /// Lines the queue holds before new ones are dropped (a few MB at most).
 pub(crate) const QUEUE_LINES: usize = 16 * 1024;
 
+/// How long the writer waits after a write for more lines before it sleeps on the queue.
+pub(crate) const LINGER: Duration = Duration::from_millis(5);
+
+/// The most bytes the writer gathers for one write.
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// What goes to the writer thread.
 enum Msg {
     /// One formatted line (or several, as the formatter wrote them).
@@ -84,38 +93,65 @@ impl Queue {
     }
 }
 
-/// The writer thread: writes every line it receives to `out`, batching what has piled up.
+/// The writer thread: writes every line it receives to `out`, batching what has piled up, and
+/// lingering [`LINGER`] after each write while lines keep coming.
 fn drain(rx: &Receiver<Msg>, out: &mut impl Write) {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    drain_with(rx, out, LINGER);
+}
+
+fn drain_with(rx: &Receiver<Msg>, out: &mut impl Write, linger: Duration) {
+    let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
+    let mut waiting = Vec::new();
+    // Blocks for the first message after a quiet spell; then batches until a linger finds
+    // nothing new.
     while let Ok(first) = rx.recv() {
-        let mut waiting = Vec::new();
         let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                Msg::Line(line) => buf.extend_from_slice(&line),
-                Msg::Flush(done) => waiting.push(done),
+        loop {
+            while let Some(msg) = next {
+                match msg {
+                    Msg::Line(line) => buf.extend_from_slice(&line),
+                    Msg::Flush(done) => waiting.push(done),
+                }
+                next = if buf.len() < BATCH_BYTES {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
             }
-            next = if buf.len() < 64 * 1024 {
-                rx.try_recv().ok()
-            } else {
-                None
-            };
-        }
-        let dropped = DROPPED.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            let _ = writeln!(
-                buf,
-                "turnpike: {dropped} log line(s) dropped: stderr could not keep up"
-            );
-        }
-        // A failed write (stderr closed) loses the lines; nothing better can be done with them.
-        let _ = out.write_all(&buf);
-        let _ = out.flush();
-        buf.clear();
-        for done in waiting {
-            let _ = done.send(());
+            // A full batch goes on at once; otherwise more lines are given time to gather.
+            let full = buf.len() >= BATCH_BYTES;
+            write_batch(&mut buf, out);
+            for done in waiting.drain(..) {
+                let _ = done.send(());
+            }
+            if !full {
+                std::thread::sleep(linger);
+            }
+            match rx.try_recv() {
+                Ok(msg) => next = Some(msg),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
         }
     }
+}
+
+/// Writes what `buf` gathered, with a note of lines dropped since the last write, and empties it.
+fn write_batch(buf: &mut Vec<u8>, out: &mut impl Write) {
+    let dropped = DROPPED.swap(0, Ordering::Relaxed);
+    if dropped > 0 {
+        let _ = writeln!(
+            buf,
+            "turnpike: {dropped} log line(s) dropped: stderr could not keep up"
+        );
+    }
+    if buf.is_empty() {
+        return;
+    }
+    // A failed write (stderr closed) loses the lines; nothing better can be done with them.
+    let _ = out.write_all(buf);
+    let _ = out.flush();
+    buf.clear();
 }
 
 /// Waits until every line logged so far is written (at most a second).
@@ -214,6 +250,61 @@ mod tests {
         let out = String::from_utf8(out_rx.recv().unwrap()).unwrap();
         let expected: String = (0..1000).map(|i| format!("line {i}\n")).collect();
         assert_eq!(out, expected);
+    }
+
+    /// Counts the writes it is given.
+    struct Counting {
+        bytes: Vec<u8>,
+        writes: usize,
+    }
+
+    impl Write for Counting {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.writes += 1;
+            self.bytes.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_that_piled_up_go_out_in_one_write_per_batch() {
+        // 1,000 lines of 20 bytes wait in the queue before the writer starts: one write of
+        // them all (under the batch size), not 1,000.
+        let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
+        let queue = Queue { tx };
+        for i in 0..1000 {
+            let mut line = queue.make_writer();
+            writeln!(line, "line {i:>14}").unwrap();
+        }
+        drop(queue);
+        let mut out = Counting {
+            bytes: Vec::new(),
+            writes: 0,
+        };
+        drain_with(&rx, &mut out, Duration::ZERO);
+        assert_eq!(out.writes, 1);
+        assert_eq!(out.bytes.len(), 20_000);
+        // Over the batch size: one write per 64 KiB gathered.
+        let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
+        let queue = Queue { tx };
+        for _ in 0..10_000 {
+            let mut line = queue.make_writer();
+            line.write_all(&[b'x'; 99]).unwrap();
+            line.write_all(b"\n").unwrap();
+        }
+        drop(queue);
+        let mut out = Counting {
+            bytes: Vec::new(),
+            writes: 0,
+        };
+        drain_with(&rx, &mut out, Duration::ZERO);
+        assert_eq!(out.bytes.len(), 1_000_000);
+        // A batch ends with the line that reaches the batch size: 656 lines of 100 bytes.
+        let per_write = BATCH_BYTES.div_ceil(100) * 100;
+        assert_eq!(out.writes, 1_000_000usize.div_ceil(per_write));
     }
 
     #[test]
