@@ -132,11 +132,11 @@ pub fn signs_in(rails: &[Arc<dyn RailPlugin>], rail: RailId) -> bool {
 }
 
 /// The answer to a call whose credential its rail refused and answers itself
-/// ([`turnpike_core::BoundRail::answer`]; the OAuth rail: 400, 401, 403, 503): its status, its
-/// `WWW-Authenticate` lines first, then the challenges of the other rails the call accepts
-/// (L402, proof-of-work) unless the status is 503, its headers (`DPoP-Nonce`), and a JSON-RPC
-/// error whose `data` holds every challenge, the refusals and what the rail adds (the OAuth
-/// `error` code). Always over HTTP.
+/// ([`turnpike_core::BoundRail::answer`]; the OAuth rail: 400, 401, 403, 429, 503): its status,
+/// its `WWW-Authenticate` lines first, then the challenges of the other rails the call accepts
+/// (L402, proof-of-work) unless the status is 429 or 503, its headers (`DPoP-Nonce`,
+/// `Retry-After`), and a JSON-RPC error whose `data` holds every challenge, the refusals and
+/// what the rail adds (the OAuth `error` code, `retry_after`). Always over HTTP.
 pub fn rail_answer(
     answer: RailAnswer,
     rail: RailId,
@@ -159,6 +159,7 @@ pub fn rail_answer(
     challenges.sort_by_key(|c| rail_order(rails, c.rail));
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::UNAUTHORIZED);
     let code = match answer.status {
+        429 => error_codes::RATE_LIMITED,
         503 => error_codes::UNAVAILABLE,
         403 => error_codes::FORBIDDEN,
         _ => error_codes::CREDENTIAL_INVALID,
@@ -176,7 +177,8 @@ pub fn rail_answer(
             h.append(header::WWW_AUTHENTICATE, v);
         }
     }
-    if answer.status != 503 {
+    // A "come back later" (429, 503) offers no other way through.
+    if answer.status != 503 && answer.status != 429 {
         let others: Vec<Challenge> = challenges.into_iter().filter(|c| c.rail != rail).collect();
         append_challenges(h, &others, rails);
     }

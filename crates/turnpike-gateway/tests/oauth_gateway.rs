@@ -716,6 +716,22 @@ async fn post_from(
     authorization: &str,
     body: &Value,
 ) -> (u16, Vec<String>) {
+    let (status, headers, _) = post_from_full(src, gw, authorization, body).await;
+    let www = headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .collect();
+    (status, www)
+}
+
+/// [`post_from`], returning the status, the headers and the body as JSON (`Null` if it is not).
+async fn post_from_full(
+    src: std::net::Ipv4Addr,
+    gw: SocketAddr,
+    authorization: &str,
+    body: &Value,
+) -> (u16, hyper::HeaderMap, Value) {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::from((src, 0))).unwrap();
     let stream = socket.connect(gw).await.unwrap();
@@ -734,15 +750,35 @@ async fn post_from(
     req.headers_mut()
         .insert("host", gw.to_string().parse().unwrap());
     let resp = sender.send_request(req).await.unwrap();
-    let www = resp
-        .headers()
-        .get_all("www-authenticate")
-        .iter()
-        .map(|v| v.to_str().unwrap_or("").to_owned())
-        .collect();
     let status = resp.status().as_u16();
-    let _ = resp.into_body().collect().await;
-    (status, www)
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// The `Retry-After` seconds of a response, checked against the JSON-RPC error's
+/// `data.retry_after`, with no `WWW-Authenticate` line and the JSON-RPC `code`.
+fn come_back_after(headers: &hyper::HeaderMap, body: &Value, code: i64) -> u64 {
+    let secs: u64 = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {headers:?}"));
+    assert!(secs >= 1);
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert_eq!(body["error"]["data"]["retry_after"], secs, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("retry after")),
+        "{body}"
+    );
+    assert!(headers.get("www-authenticate").is_none(), "{headers:?}");
+    secs
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -758,8 +794,9 @@ async fn junk_tokens_from_many_addresses_never_delay_or_refuse_a_real_one() {
     let ip = std::net::Ipv4Addr::new;
     let started = std::time::Instant::now();
     let other = |id| call(id, "other", json!({}));
-    // Every junk opaque token answered 401 was introspected (inactive); 503 means a bound held
-    // it back without a request to the authorization server.
+    // Every junk opaque token answered 401 was introspected (inactive); 429 (the caller's own
+    // bound) or 503 (the bound in all), each with `Retry-After`, means a bound held it back
+    // without a request to the authorization server.
     let mut introspected = 0usize;
 
     // A freshly started gate: a made-up opaque token first, then a real JWT, which passes at
@@ -799,17 +836,21 @@ async fn junk_tokens_from_many_addresses_never_delay_or_refuse_a_real_one() {
         assert!(www[0].contains("error=\"invalid_token\""), "{www:?}");
     }
 
-    // One address floods with distinct junk tokens: at most its bound reaches the server.
+    // One address floods with distinct junk tokens: at most its bound reaches the server; the
+    // rest get 429 and when its bucket holds a request again (one per 20 s).
     let mut held_back = 0;
     for i in 0..20 {
         let junk = format!("Bearer junk-flood-{i:03}-0123456789");
-        match post_from(ip(127, 0, 1, 1), gw, &junk, &other(10 + i))
-            .await
-            .0
-        {
+        let (s, headers, body) = post_from_full(ip(127, 0, 1, 1), gw, &junk, &other(10 + i)).await;
+        match s {
             401 => introspected += 1,
-            503 => held_back += 1,
-            s => panic!("status {s}"),
+            429 => {
+                let secs =
+                    come_back_after(&headers, &body, turnpike_core::error_codes::RATE_LIMITED);
+                assert!(secs <= 60 / per_address as u64, "{secs}");
+                held_back += 1;
+            }
+            s => panic!("status {s}: {body}"),
         }
     }
     let refill = |per: usize| 1 + started.elapsed().as_secs() as usize * per / 60;
@@ -827,17 +868,26 @@ async fn junk_tokens_from_many_addresses_never_delay_or_refuse_a_real_one() {
         200
     );
 
-    // Forty addresses (127.0.2.1 ... 127.0.2.40) with junk: the bound in all holds.
+    // Forty addresses (127.0.2.1 ... 127.0.2.40) with junk: the bound in all holds, and those
+    // it holds back get 503 and when it admits a request again (one per 2 s).
+    let mut in_all = 0;
     for c in 1..=40u8 {
         for i in 0..2 {
             let junk = format!("Bearer junk-{c}-{i}-0123456789");
-            match post_from(ip(127, 0, 2, c), gw, &junk, &other(100)).await.0 {
+            let (s, headers, body) = post_from_full(ip(127, 0, 2, c), gw, &junk, &other(100)).await;
+            match s {
                 401 => introspected += 1,
-                503 => {}
-                s => panic!("status {s}"),
+                503 => {
+                    let secs =
+                        come_back_after(&headers, &body, turnpike_core::error_codes::UNAVAILABLE);
+                    assert!(secs <= 60 / per_minute as u64, "{secs}");
+                    in_all += 1;
+                }
+                s => panic!("status {s}: {body}"),
             }
         }
     }
+    assert!(in_all > 0, "the bound in all never held");
     assert!(
         introspected <= per_minute + refill(per_minute),
         "{introspected} introspections"

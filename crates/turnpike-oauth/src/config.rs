@@ -176,10 +176,11 @@ pub struct IntrospectionConfig {
     #[serde(default = "default_introspection_negative_cache_secs")]
     pub negative_cache_secs: u64,
     /// Introspection requests (answers not in the cache) one caller address may cause per
-    /// minute; an IPv6 address counts by its /64.
+    /// minute; an IPv6 address counts by its /64. Over it: 429 with `Retry-After`.
     #[serde(default = "default_introspection_per_address_per_minute")]
     pub per_address_per_minute: u32,
-    /// Introspection requests the gateway sends per minute in all.
+    /// Introspection requests the gateway sends per minute in all. Over it: 503 with
+    /// `Retry-After`.
     #[serde(default = "default_introspection_per_minute")]
     pub per_minute: u32,
     /// Introspection requests in flight at once.

@@ -8,8 +8,9 @@
 //! Every token the cache does not answer costs the authorization server a request, so those
 //! are bounded: per caller address (`per_address_per_minute`, IPv6 by /64) and in all
 //! (`per_minute`), each a token bucket that refills continuously, and at most `max_in_flight`
-//! at once. A caller over a bound is told to come back later (the rail fails closed with 503);
-//! the cache still answers it, and other callers are not affected by its bucket.
+//! at once. A caller over a bound is told when to come back (the rail answers 429 with
+//! `Retry-After` for the caller's own bound, 503 with `Retry-After` for the bound in all); the
+//! cache still answers it, and other callers are not affected by its bucket.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -56,6 +57,12 @@ impl Bucket {
         self.at = now;
     }
 
+    /// How long until the bucket holds one request again (zero when it holds one now).
+    fn wait(&self, per_minute: u32) -> Duration {
+        let missing = (1.0 - self.tokens).max(0.0);
+        Duration::from_secs_f64(missing * 60.0 / f64::from(per_minute.max(1)))
+    }
+
     fn take(&mut self, per_minute: u32, now: Instant) -> bool {
         self.refill(per_minute, now);
         if self.tokens >= 1.0 {
@@ -87,18 +94,26 @@ struct Bounds {
 }
 
 impl Bounds {
-    /// Takes one request from `peer`'s bucket and the global one, or says which is empty.
-    fn admit(&mut self, peer: Option<IpAddr>, now: Instant) -> Result<(), &'static str> {
+    /// Takes one request from `peer`'s bucket and the global one, or says which bound is
+    /// reached and when it admits a request again.
+    fn admit(&mut self, peer: Option<IpAddr>, now: Instant) -> Result<(), Busy> {
         if let Some(ip) = peer {
             let key = address_key(ip);
             if !self.addresses.contains_key(&key) && self.addresses.len() >= MAX_ADDRESSES {
                 let (cap, per) = (f64::from(self.per_address), self.per_address);
+                // The soonest a kept bucket is full again (and so may be dropped).
+                let mut soonest = f64::INFINITY;
                 self.addresses.retain(|_, b| {
                     b.refill(per, now);
+                    soonest = soonest.min((cap - b.tokens) * 60.0 / cap);
                     b.tokens < cap
                 });
                 if self.addresses.len() >= MAX_ADDRESSES {
-                    return Err("too many callers are having tokens introspected");
+                    return Err(Busy {
+                        own: false,
+                        retry_after: whole_seconds(Duration::from_secs_f64(soonest.min(60.0))),
+                        reason: "too many callers are having tokens introspected",
+                    });
                 }
             }
             let per = self.per_address;
@@ -107,17 +122,42 @@ impl Bounds {
                 .entry(key)
                 .or_insert_with(|| Bucket::full(per, now));
             if !b.take(per, now) {
-                return Err("too many unknown tokens from this address");
+                return Err(Busy {
+                    own: true,
+                    retry_after: whole_seconds(b.wait(per)),
+                    reason: "too many unknown tokens from this address",
+                });
             }
         }
         if !self.global.take(self.per_minute, now) {
             if let Some(b) = peer.and_then(|ip| self.addresses.get_mut(&address_key(ip))) {
                 b.tokens += 1.0;
             }
-            return Err("too many unknown tokens");
+            return Err(Busy {
+                own: false,
+                retry_after: whole_seconds(self.global.wait(self.per_minute)),
+                reason: "too many unknown tokens",
+            });
         }
         Ok(())
     }
+}
+
+/// A duration in whole seconds, rounded up, at least 1 (a `Retry-After` value).
+fn whole_seconds(d: Duration) -> u64 {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    s.max(1)
+}
+
+/// A bound on introspection requests is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy {
+    /// Whether it is the caller's own per-address bound (else the bound in all).
+    pub own: bool,
+    /// Seconds until the bound admits a request again: rounded up, at least 1.
+    pub retry_after: u64,
+    /// Which bound, in a few words.
+    pub reason: &'static str,
 }
 
 /// What the authorization server said about a token.
@@ -151,14 +191,18 @@ pub enum IntrospectError {
     /// The authorization server could not be reached or answered something unusable.
     Unavailable(String),
     /// A bound on introspection requests (this caller's, or all of them) is reached.
-    Busy(&'static str),
+    Busy(Busy),
 }
 
 impl std::fmt::Display for IntrospectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             IntrospectError::Unavailable(e) => f.write_str(e),
-            IntrospectError::Busy(e) => write!(f, "introspection refused: {e}"),
+            IntrospectError::Busy(b) => write!(
+                f,
+                "introspection refused: {} (retry after {} s)",
+                b.reason, b.retry_after
+            ),
         }
     }
 }
@@ -314,5 +358,55 @@ impl Introspector {
             );
         }
         Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn bounds(per_address: u32, per_minute: u32, now: Instant) -> Bounds {
+        Bounds {
+            per_address,
+            per_minute,
+            addresses: HashMap::new(),
+            global: Bucket::full(per_minute, now),
+        }
+    }
+
+    #[test]
+    fn a_refusal_says_which_bound_and_when_to_come_back() {
+        let t0 = Instant::now();
+        let a = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        let b = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)));
+        // 2 a minute per address: one request every 30 s; 3 a minute in all: every 20 s.
+        let mut bs = bounds(2, 3, t0);
+        assert!(bs.admit(a, t0).is_ok());
+        assert!(bs.admit(a, t0).is_ok());
+        let own = bs.admit(a, t0).unwrap_err();
+        assert!(own.own);
+        assert_eq!(own.retry_after, 30);
+        // 10.5 s later: 19.5 s to go, rounded up.
+        let own = bs.admit(a, t0 + Duration::from_millis(10_500)).unwrap_err();
+        assert_eq!((own.own, own.retry_after), (true, 20));
+        // Another address still gets the last request in all, then the bound in all holds.
+        assert!(bs.admit(b, t0).is_ok());
+        let all = bs.admit(b, t0 + Duration::from_secs(1)).unwrap_err();
+        assert!(!all.own);
+        // One request in all refills in 20 s; 1 s has gone (of which 1/20 refilled).
+        assert_eq!(all.retry_after, 19);
+        // The refused address was not charged for the request the global bound refused.
+        let t = t0 + Duration::from_secs(21);
+        assert!(bs.admit(b, t).is_ok());
+        // Never less than a second, even when the bucket is a hair short.
+        let mut bs = bounds(60, 60, t0);
+        for _ in 0..60 {
+            assert!(bs.admit(a, t0).is_ok());
+        }
+        let own = bs.admit(a, t0 + Duration::from_millis(999)).unwrap_err();
+        assert_eq!(own.retry_after, 1);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        assert_eq!(whole_seconds(Duration::from_secs(2)), 2);
     }
 }

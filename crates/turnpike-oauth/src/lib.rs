@@ -63,8 +63,9 @@
 //!     (Decision::Pass(_) | Decision::Free, _) => { /* forward */ }
 //!     (_, Some(outcome)) => {
 //!         if let Some(resp) = oauth.response_for(&outcome, &needed) {
-//!             // resp.status (400/401/403/503), one WWW-Authenticate header per
-//!             // resp.www_authenticate line, DPoP-Nonce from resp.dpop_nonce
+//!             // resp.status (400/401/403/429/503), one WWW-Authenticate header per
+//!             // resp.www_authenticate line, DPoP-Nonce from resp.dpop_nonce, Retry-After
+//!             // from resp.retry_after
 //!             let _ = resp;
 //!         }
 //!     }

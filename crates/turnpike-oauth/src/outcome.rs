@@ -116,6 +116,15 @@ pub enum OAuthOutcome {
     },
     /// The issuer (keys, metadata or introspection) could not be reached: fail closed, 503.
     Unavailable(String),
+    /// A bound on token introspection is reached: 429 with `Retry-After` for the caller's own
+    /// per-address bound, 503 with `Retry-After` for the bound in all. Nothing was asked of
+    /// the authorization server.
+    Busy {
+        /// Whether it is the caller's own bound (429) or the bound in all (503).
+        own: bool,
+        /// Seconds until the bound admits a request again (at least 1).
+        retry_after: u64,
+    },
 }
 
 impl OAuthOutcome {
@@ -132,20 +141,24 @@ impl OAuthOutcome {
     }
 
     /// The HTTP status this outcome calls for when it stands alone: 200 for a pass, 400, 401,
-    /// 403 or 503 otherwise.
+    /// 403, 429 or 503 otherwise.
     pub fn status(&self) -> u16 {
         match self {
             OAuthOutcome::Pass(_) => 200,
             OAuthOutcome::Rejected(r) => r.code.status(),
             OAuthOutcome::InsufficientScope { .. } => 403,
             OAuthOutcome::Unavailable(_) => 503,
+            OAuthOutcome::Busy { own: true, .. } => 429,
+            OAuthOutcome::Busy { own: false, .. } => 503,
         }
     }
 
     /// The same decision as core's [`Verdict`]: a pass with the identity; `Invalid` for a
     /// refused token or proof (401); `Stale` for missing scopes (the token is genuine but cannot
     /// pay for this call; the gateway should answer 403 from [`OAuthOutcome`] itself, see
-    /// [`crate::OAuthRail::response_for`]); `Unavailable` when the issuer cannot be reached.
+    /// [`crate::OAuthRail::response_for`]); `Unavailable` when the issuer cannot be reached or
+    /// an introspection bound is reached (the gate fails closed; the rail's own answer says
+    /// when to come back).
     pub fn to_verdict(&self) -> Verdict {
         match self {
             OAuthOutcome::Pass(a) => Verdict::Pass(Grant {
@@ -168,6 +181,10 @@ impl OAuthOutcome {
                 crate::offer::RAIL,
                 "the authorization server cannot be reached to check the token",
             )),
+            OAuthOutcome::Busy { .. } => Verdict::Unavailable(Refusal::new(
+                crate::offer::RAIL,
+                "too many tokens to check from this caller or in all; come back later",
+            )),
         }
     }
 }
@@ -175,7 +192,7 @@ impl OAuthOutcome {
 /// How to answer a refused OAuth credential over HTTP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthResponse {
-    /// 400, 401, 403 or 503.
+    /// 400, 401, 403, 429 or 503.
     pub status: u16,
     /// `WWW-Authenticate` values, one header line each, the one carrying the error first.
     pub www_authenticate: Vec<String>,
@@ -185,6 +202,8 @@ pub struct AuthResponse {
     pub error: Option<ErrorCode>,
     /// A one-sentence description for the JSON-RPC error message.
     pub description: String,
+    /// Seconds for the `Retry-After` header (an introspection bound is reached).
+    pub retry_after: Option<u64>,
 }
 
 /// Escapes a value for an RFC 9110 quoted-string.
@@ -214,5 +233,12 @@ mod tests {
         assert_eq!(ErrorCode::InsufficientScope.status(), 403);
         assert_eq!(quote("a\"b\\c\n"), r#""a\"b\\c""#);
         assert_eq!(OAuthOutcome::malformed(Scheme::DPoP).status(), 400);
+        let busy = |own| OAuthOutcome::Busy {
+            own,
+            retry_after: 3,
+        };
+        assert_eq!(busy(true).status(), 429);
+        assert_eq!(busy(false).status(), 503);
+        assert!(matches!(busy(true).to_verdict(), Verdict::Unavailable(_)));
     }
 }

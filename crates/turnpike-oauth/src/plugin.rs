@@ -1,7 +1,7 @@
 //! The OAuth rail at the gateway's edge ([`turnpike_core::RailPlugin`]): `Authorization:
 //! Bearer` and `DPoP` (with the `DPoP` proof header), a view bound to each request (DPoP
 //! `htm`/`htu` and the body hash), `DPoP-Nonce` and the identity to vouch for after a pass, its
-//! own answers to a refused token (400, 401, 403, 503), the protected-resource metadata, and a
+//! own answers to a refused token (400, 401, 403, 429, 503), the protected-resource metadata, and a
 //! challenge that asks the caller to sign in (401 where only OAuth is offered).
 
 use std::sync::Arc;
@@ -188,12 +188,16 @@ impl BoundRail for Bound {
             www_authenticate: ar.www_authenticate,
             headers: ar
                 .dpop_nonce
-                .map(|n| vec![(DPOP_NONCE_HEADER, n)])
-                .unwrap_or_default(),
+                .map(|n| (DPOP_NONCE_HEADER, n))
+                .into_iter()
+                .chain(ar.retry_after.map(|s| ("retry-after", s.to_string())))
+                .collect(),
             data: ar
                 .error
-                .map(|e| vec![("oauth_error", Value::from(e.as_str()))])
-                .unwrap_or_default(),
+                .map(|e| ("oauth_error", Value::from(e.as_str())))
+                .into_iter()
+                .chain(ar.retry_after.map(|s| ("retry_after", Value::from(s))))
+                .collect(),
         })
     }
 }

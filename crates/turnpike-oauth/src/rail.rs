@@ -17,7 +17,7 @@ use crate::config::{ConfigError, OAuthConfig};
 use crate::credential::{is_token68, BearerCredential};
 use crate::dpop::{NonceIssuer, ProofChecker, ProofContext, ProofError};
 use crate::http::HttpClient;
-use crate::introspect::{Introspected, Introspector};
+use crate::introspect::{Busy, IntrospectError, Introspected, Introspector};
 use crate::issuer::{Issuer, KeyLookup, Stats};
 use crate::jose::{looks_like_jws, parse_compact, Alg, JwsError, MAX_JWS_LEN};
 use crate::outcome::{quote, Accepted, AuthResponse, ErrorCode, OAuthOutcome, Rejection, Scheme};
@@ -379,7 +379,9 @@ impl OAuthRail {
     /// - `invalid_request` → 400; `invalid_token`, `invalid_dpop_proof`, `use_dpop_nonce` → 401
     ///   (the error in the challenge of the scheme the token came under);
     /// - `insufficient_scope` → 403 naming every scope the call needs;
-    /// - issuer unreachable → 503, no challenge.
+    /// - issuer unreachable → 503, no challenge;
+    /// - an introspection bound reached → 429 (the caller's own) or 503 (the bound in all),
+    ///   with `Retry-After`, no challenge.
     pub fn response_for(&self, outcome: &OAuthOutcome, needed: &[String]) -> Option<AuthResponse> {
         let scope = self.challenge_scope(needed);
         match outcome {
@@ -405,6 +407,7 @@ impl OAuthRail {
                     dpop_nonce: r.dpop_nonce.clone(),
                     error: Some(r.code),
                     description: format!("The access token was refused: {}.", r.description),
+                    retry_after: None,
                 })
             }
             OAuthOutcome::InsufficientScope {
@@ -429,6 +432,7 @@ impl OAuthRail {
                     description: format!(
                         "This call needs an access token with the scopes \"{scope}\"."
                     ),
+                    retry_after: None,
                 })
             }
             OAuthOutcome::Unavailable(_) => Some(AuthResponse {
@@ -438,6 +442,22 @@ impl OAuthRail {
                 error: None,
                 description: "The authorization server cannot be reached to check the token."
                     .into(),
+                retry_after: None,
+            }),
+            OAuthOutcome::Busy { own, retry_after } => Some(AuthResponse {
+                status: if *own { 429 } else { 503 },
+                www_authenticate: Vec::new(),
+                dpop_nonce: None,
+                error: None,
+                description: if *own {
+                    format!(
+                        "Too many unknown tokens from this address to check; retry after \
+                         {retry_after} s."
+                    )
+                } else {
+                    format!("Too many unknown tokens to check; retry after {retry_after} s.")
+                },
+                retry_after: Some(*retry_after),
             }),
         }
     }
@@ -492,6 +512,13 @@ impl OAuthRail {
             Err(TokenError::Unavailable(e)) => {
                 tracing::warn!(issuer = %self.cfg.issuer, error = %e, "token check failed: issuer unavailable");
                 return OAuthOutcome::Unavailable(e);
+            }
+            Err(TokenError::Busy(b)) => {
+                tracing::debug!(issuer = %self.cfg.issuer, reason = b.reason, retry_after = b.retry_after, "token check held back: introspection bound reached");
+                return OAuthOutcome::Busy {
+                    own: b.own,
+                    retry_after: b.retry_after,
+                };
             }
         };
         let identity = Identity::OAuth {
@@ -644,7 +671,10 @@ impl OAuthRail {
         let answer = introspector
             .introspect(&self.issuer, token, now, peer)
             .await
-            .map_err(|e| TokenError::Unavailable(e.to_string()))?;
+            .map_err(|e| match e {
+                IntrospectError::Busy(b) => TokenError::Busy(b),
+                e => TokenError::Unavailable(e.to_string()),
+            })?;
         let claims = match answer {
             Introspected::Active(c) => c,
             Introspected::Inactive => return Err(TokenError::Invalid("the token is not active")),
@@ -782,6 +812,8 @@ impl OAuthRail {
 enum TokenError {
     Invalid(&'static str),
     Unavailable(String),
+    /// An introspection bound is reached.
+    Busy(Busy),
 }
 
 fn reject(code: ErrorCode, description: &'static str, scheme: Scheme) -> OAuthOutcome {

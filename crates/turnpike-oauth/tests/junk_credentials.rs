@@ -388,6 +388,34 @@ async fn introspection_is_bounded_per_address_and_in_all_and_negative_answers_ar
         all <= per_minute + refill(per_minute),
         "{all} requests in all"
     );
+    // A fresh address's unknown token meets the bound in all: 503, and when to come back
+    // (one request in all refills every 3 s, so two tries in a row cannot both be admitted).
+    let mut in_all = None;
+    for c in 1..=2u8 {
+        let o = rail
+            .verify_from(
+                &bearer(&format!("junk-fresh-{c}-0123456789")),
+                &needed(),
+                None,
+                Some(loopback(4, c)),
+                now(),
+            )
+            .await;
+        if let OAuthOutcome::Busy { .. } = o {
+            in_all = Some(o);
+            break;
+        }
+    }
+    let in_all = in_all.expect("the bound in all holds");
+    assert!(
+        matches!(in_all, OAuthOutcome::Busy { own: false, retry_after } if (1..=3).contains(&retry_after)),
+        "{in_all:?}"
+    );
+    let ar = rail.response_for(&in_all, &needed()).unwrap();
+    assert_eq!(ar.status, 503);
+    assert!(ar.www_authenticate.is_empty());
+    assert!(matches!(ar.retry_after, Some(1..=3)), "{ar:?}");
+    let all = m.hits("/introspect");
     // A token already answered keeps passing from the cache, from any address.
     let v = verify_from(&rail, &valid, loopback(3, 1)).await;
     assert!(matches!(v, Verdict::Pass(_)), "{v:?}");
@@ -397,6 +425,24 @@ async fn introspection_is_bounded_per_address_and_in_all_and_negative_answers_ar
     if started.elapsed() < Duration::from_secs(11) {
         let v = verify_from(&rail, "junk-token-late-0123456789", flooder).await;
         assert!(matches!(v, Verdict::Unavailable(_)), "{v:?}");
+        // Its own bound: 429, back in at most the 12 s one request takes to refill.
+        let o = rail
+            .verify_from(
+                &bearer("junk-token-later-0123456789"),
+                &needed(),
+                None,
+                Some(flooder),
+                now(),
+            )
+            .await;
+        assert!(
+            matches!(o, OAuthOutcome::Busy { own: true, retry_after } if (1..=12).contains(&retry_after)),
+            "{o:?}"
+        );
+        let ar = rail.response_for(&o, &needed()).unwrap();
+        assert_eq!((ar.status, ar.error), (429, None));
+        assert!(ar.www_authenticate.is_empty());
+        assert!(ar.description.contains("retry after"), "{}", ar.description);
         assert_eq!(m.hits("/introspect"), all);
     }
     assert_eq!(m.hits("/keys"), 0);
