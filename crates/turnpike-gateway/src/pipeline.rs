@@ -83,8 +83,8 @@
 //!
 //! One log line per call records method, tool, rail, outcome
 //! ([`turnpike_operator::metrics::Outcome`]), status and latency; never a credential. With
-//! `[telemetry]`, the call's spans ([`crate::trace::CallSpans`]) follow the same steps: `run`
-//! marks each stage boundary, and the call's end hands them to the exporter.
+//! `[telemetry]`, the call's spans ([`turnpike_telemetry::CallSpans`]) follow the same steps:
+//! `run` marks each stage boundary, and the call's end hands them to the exporter.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
@@ -111,11 +111,11 @@ use crate::identity::{IdentitySigner, IDENTITY_HEADER};
 use crate::limits::LimitCounters;
 use crate::rails::Rails;
 use crate::respond::{self, json_error};
-use crate::trace::Stage;
 use crate::GatewayError;
 use turnpike_http::body::{self, BodyError};
 use turnpike_http::hosts::HostPolicy;
 use turnpike_operator::metrics::{CallRecord, Metrics, Outcome};
+use turnpike_telemetry::{context, CallSpans, CallSummary, Stage};
 
 pub use turnpike_http::{JsonRpcId, PeerAddr};
 
@@ -269,7 +269,7 @@ impl Gate {
         self
     }
 
-    /// Records each call's spans through `telemetry` ([`crate::trace::CallSpans`]).
+    /// Records each call's spans through `telemetry` ([`turnpike_telemetry::CallSpans`]).
     pub fn with_telemetry(mut self, telemetry: Option<turnpike_telemetry::Telemetry>) -> Gate {
         self.telemetry = telemetry;
         self
@@ -366,8 +366,8 @@ impl Gate {
     {
         let started = Instant::now();
         let mut log = CallLog {
-            request_id: crate::trace::request_id(req.headers()),
-            spans: crate::trace::CallSpans::start(
+            request_id: context::request_id(req.headers()),
+            spans: CallSpans::start(
                 self.telemetry.as_ref(),
                 req.method(),
                 req.headers(),
@@ -386,7 +386,7 @@ impl Gate {
         log.finish(resp.status(), started);
         log.record(&self.metrics, resp.status(), started);
         if let Ok(v) = HeaderValue::from_str(&log.request_id) {
-            resp.headers_mut().insert(crate::trace::REQUEST_ID, v);
+            resp.headers_mut().insert(context::REQUEST_ID, v);
         }
         Ok(resp)
     }
@@ -463,7 +463,7 @@ impl Gate {
         let (mut parts, body) = req.into_parts();
         self.strip_credentials(&mut parts.headers);
         log.outcome = Outcome::Passthrough;
-        log.trace = crate::trace::find(&parts.headers, None).map(|t| t.0);
+        log.trace = context::find(&parts.headers, None).map(|t| t.0);
         log.tag_upstream_request(&mut parts.headers);
         let up = Instant::now();
         let resp = pass_on(inner, Request::from_parts(parts, body)).await;
@@ -513,9 +513,9 @@ impl Gate {
                 &e.to_string(),
             )));
         }
-        if let Some((tp, src)) = crate::trace::find(&parts.headers, Some(msg.value())) {
-            if src == crate::trace::TraceSource::Meta {
-                crate::trace::propagate_meta(&mut parts.headers, &tp, Some(msg.value()));
+        if let Some((tp, src)) = context::find(&parts.headers, Some(msg.value())) {
+            if src == turnpike_telemetry::TraceSource::Meta {
+                context::propagate_meta(&mut parts.headers, &tp, Some(msg.value()));
             }
             log.trace = Some(tp);
         }
@@ -785,7 +785,8 @@ impl Gate {
                     status: Vec::new(),
                     effort_multiplier: 1,
                 };
-                log.spans.limited(&l);
+                log.spans
+                    .limited(l.reason.as_str(), &l.policy, l.retry_after);
                 let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
                 return Box::new(crate::limits::limited_response(
                     mode,
@@ -1091,7 +1092,8 @@ impl Gate {
     ) -> Response<Body> {
         match refusal {
             crate::limits::SpendRefusal::Budget(l) => {
-                log.spans.limited(&l);
+                log.spans
+                    .limited(l.reason.as_str(), &l.policy, l.retry_after);
                 LimitCounters::bump(&self.counters.gateway_limited);
                 log.outcome = Outcome::RateLimited;
                 log.limit_reason = Some(l.reason.as_str());
@@ -1168,7 +1170,8 @@ impl Gate {
                 Ok(a)
             }
             Admission::Limited(l) => {
-                log.spans.limited(&l);
+                log.spans
+                    .limited(l.reason.as_str(), &l.policy, l.retry_after);
                 LimitCounters::bump(&self.counters.gateway_limited);
                 log.outcome = Outcome::RateLimited;
                 log.limit_reason = Some(l.reason.as_str());
@@ -1504,10 +1507,11 @@ fn unix_now() -> u64 {
 /// The one log line of a call. Holds no credential.
 #[derive(Default)]
 struct CallLog {
-    /// The caller's `X-Request-Id` (when sane) or a fresh one ([`crate::trace::request_id`]).
+    /// The caller's `X-Request-Id` (when sane) or a fresh one
+    /// ([`turnpike_telemetry::request_id`]).
     request_id: String,
     /// W3C trace context from `traceparent` or `params._meta`.
-    trace: Option<crate::trace::TraceParent>,
+    trace: Option<context::TraceParent>,
     /// Time the upstream took to its response head, when the call was forwarded.
     upstream: Option<Duration>,
     /// Who called: the granted identity, else the caller's address (metrics only).
@@ -1522,8 +1526,8 @@ struct CallLog {
     limit_reason: Option<&'static str>,
     /// The upstream itself answered 429 (not one of the gateway's).
     upstream_429: bool,
-    /// The call's spans, when `[telemetry]` is on ([`crate::trace::CallSpans`]).
-    spans: crate::trace::CallSpans,
+    /// The call's spans, when `[telemetry]` is on ([`turnpike_telemetry::CallSpans`]).
+    spans: CallSpans,
 }
 
 impl CallLog {
@@ -1560,13 +1564,15 @@ impl CallLog {
             caller: self.caller.as_ref(),
         });
         if self.spans.is_on() {
-            let summary = crate::trace::CallSummary {
+            let summary = CallSummary {
                 request_id: &self.request_id,
                 parent: self.trace.as_ref(),
                 method: &self.method,
                 tool: self.tool.as_deref(),
                 rail: self.rail,
-                outcome: self.outcome,
+                outcome: self.outcome.as_str(),
+                mcp: self.outcome != Outcome::Passthrough,
+                upstream_timed_out: self.outcome == Outcome::UpstreamTimeout,
                 limit_reason: self.limit_reason,
                 paid_msat: self.paid_msat,
                 caller: self.caller.as_ref(),
@@ -1574,7 +1580,7 @@ impl CallLog {
                 upstream_429: self.upstream_429,
                 status,
             };
-            self.spans.end(&summary, metrics);
+            self.spans.end(&summary, &|key| metrics.hash_label(key));
         }
     }
 
@@ -1582,7 +1588,7 @@ impl CallLog {
     /// the call is recorded.
     fn tag_upstream_request(&mut self, headers: &mut HeaderMap) {
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
-            headers.insert(crate::trace::REQUEST_ID, v);
+            headers.insert(context::REQUEST_ID, v);
         }
         self.spans.upstream_headers(headers, self.trace.as_ref());
     }
