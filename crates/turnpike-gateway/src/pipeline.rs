@@ -1202,13 +1202,13 @@ impl Gate {
     }
 
     /// Removes every header that carries a credential: those of [`strip_credential_headers`]
-    /// and each header a rail reads ([`turnpike_core::RailPlugin::credential_headers`]).
+    /// and each header a rail reads ([`turnpike_core::CredentialReader::credential_headers`]).
     fn strip_credentials(&self, h: &mut HeaderMap) {
         let names = self
             .rails
             .edge()
             .iter()
-            .flat_map(|r| r.credential_headers());
+            .flat_map(|r| r.reader().credential_headers());
         strip_credential_headers(h, names.copied());
     }
 

@@ -32,7 +32,7 @@ pub use credential::{effort, offer, PowCredential, META_POW, RAIL};
 pub use keys::{KeyError, KeyRing};
 pub use load::{Clock, EffortController, ManualClock, SystemClock};
 pub use puzzle::{check_nonce, target_for, Algorithm, ChallengeToken, PuzzleHasher, TokenError};
-pub use rail::{PowRail, Quote};
+pub use rail::{PowCredentials, PowRail, Quote};
 
 impl KeyRing {
     /// The key ring a [`PowConfig`] asks for: its fixed `keys` when given (the last one
