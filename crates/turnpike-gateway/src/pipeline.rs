@@ -59,9 +59,9 @@
 //!    else the caller's address (a puzzle-only call keeps the admission of step 5). Limited →
 //!    429 with `Retry-After`, `RateLimit-Policy`, `RateLimit` and JSON-RPC error -31429 (in
 //!    band: an `isError` result for `tools/call`); store down → 503 / -31503 (or let through,
-//!    `failure_mode = "open"`). An L402 balance debit is then counted against the token's daily
-//!    msat budget ([`crate::limits::spend_msat`]; over it 429, store down 503). A call refused
-//!    here has its debit refunded.
+//!    `failure_mode = "open"`). A balance debit (L402) is then counted against its identity's
+//!    daily msat budget ([`crate::limits::spend_msat`]; over it 429, store down 503). A call
+//!    refused here has its debit refunded.
 //! 7. **Forward** (`Gate::forward` → `Forwarded`): the credentials are stripped — the
 //!    `Authorization`, `Macaroon`, `DPoP` and `Turnpike-*` headers, and every `turnpike/*` key
 //!    of `params._meta` ([`turnpike_mcp::strip_turnpike_meta`]; the body is re-serialised only
@@ -871,10 +871,11 @@ impl Gate {
             }
             _ => None,
         };
-        // The L402 token's daily msat budget, for a balance debit (fails closed).
+        // The daily msat budget of the paying identity, for a balance debit (fails closed).
         let mut msat_spend = None;
-        if let (Some(limiter), Some(g)) = (&self.limiter, &decided.grant) {
-            match crate::limits::spend_msat(limiter, g).await {
+        let granted = (decided.grant.as_ref()).and_then(|g| Some((g, self.rail(g.rail)?)));
+        if let (Some(limiter), Some((g, rail))) = (&self.limiter, granted) {
+            match crate::limits::spend_msat(limiter, rail.as_ref(), g).await {
                 Ok(r) => msat_spend = r.map(|r| (limiter.clone(), r)),
                 Err(refusal) => {
                     log.spans.refund(Some(g), "spend_budget");

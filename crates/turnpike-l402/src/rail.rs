@@ -865,6 +865,11 @@ impl Rail for L402Rail {
     fn pays_for_round(&self, _grant: &Grant) -> bool {
         true
     }
+
+    /// A balance debit's amount ([`debited_msat`]).
+    fn debited_msat(&self, grant: &Grant) -> Option<u64> {
+        debited_msat(grant)
+    }
 }
 
 /// At the edge: its credentials read by [`L402Credentials`]; its challenge first (L402 clients
