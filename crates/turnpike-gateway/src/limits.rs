@@ -120,15 +120,9 @@ pub fn limited_response(
         });
         json_response(StatusCode::OK, &body)
     } else {
-        let body = json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": {
-                "code": error_codes::RATE_LIMITED,
-                "message": l.message(),
-                "data": data,
-            }
-        });
+        let mut body =
+            turnpike_mcp::error_response(Some(&id), error_codes::RATE_LIMITED, &l.message());
+        body["error"]["data"] = data;
         json_response(StatusCode::TOO_MANY_REQUESTS, &body)
     };
     add_headers(&mut resp, &l.headers());

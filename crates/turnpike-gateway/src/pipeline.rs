@@ -89,7 +89,7 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -598,8 +598,9 @@ impl Gate {
         let peer = peer_ip(&priced.call.parts.extensions);
         log.caller = Some(anonymous(peer));
         let msg = &priced.call.msg;
-        let facts = (msg.kind() != MessageKind::Response)
-            .then(|| turnpike_mcp::classify(msg, &self.opts.resource, peer, unix_now()));
+        let facts = (msg.kind() != MessageKind::Response).then(|| {
+            turnpike_mcp::classify(msg, &self.opts.resource, peer, turnpike_core::unix_now())
+        });
         let judged = match (&priced.price, &facts) {
             (Some(price), Some(facts)) => self.judge(&priced, price, facts, peer, log).await?,
             _ => Judged::default(),
@@ -621,7 +622,9 @@ impl Gate {
                     let notes = bound.passed();
                     decided.response_headers = notes.response_headers;
                     decided.identity_header = notes.vouch.and_then(|(id, scopes)| {
-                        self.identity.as_ref()?.sign(&id, &scopes, unix_now())
+                        self.identity
+                            .as_ref()?
+                            .sign(&id, &scopes, turnpike_core::unix_now())
                     });
                 }
                 decided.grant = Some(grant);
@@ -1497,12 +1500,6 @@ fn peer_ip(ext: &http::Extensions) -> Option<IpAddr> {
 /// identity, e.g. behind a layer without `PeerAddr`).
 fn anonymous(peer: Option<IpAddr>) -> Identity {
     Identity::anonymous(peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The one log line of a call. Holds no credential.

@@ -729,9 +729,7 @@ impl L402Rail {
         let Some((token_id, expires_at)) = parse_use(grant) else {
             return;
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = turnpike_core::unix_now();
         if let Err(e) = self
             .spent
             .insert(released_key(&token_id), expires_at, now)
@@ -749,10 +747,7 @@ impl L402Rail {
         let Some((id, _)) = parse_debit(grant) else {
             return;
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = turnpike_core::unix_now();
         if let Err(e) = self.store.refund(id, now).await {
             tracing::warn!(error = %e, debit_id = id, "L402: refund failed");
         }

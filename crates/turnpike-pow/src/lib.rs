@@ -41,10 +41,7 @@ impl KeyRing {
     /// `expiry_secs` + 60 s after retirement.
     pub fn for_config(cfg: &PowConfig, data_dir: &std::path::Path) -> Result<KeyRing, KeyError> {
         if cfg.keys.is_empty() {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = turnpike_core::unix_now();
             KeyRing::load_or_generate_at(
                 data_dir,
                 cfg.key_rotation_secs,

@@ -404,9 +404,7 @@ impl Rail for PowRail {
             let Some(tag) = spent_tag(grant) else {
                 return;
             };
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let now = turnpike_core::unix_now();
             // A store that cannot release leaves the solution spent (the safe side).
             let _ = self.spent.release(tag, now).await;
         })

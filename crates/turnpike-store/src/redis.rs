@@ -119,9 +119,7 @@ impl RedisSpentSet {
         // Open the epoch now (unless Redis has one), so credentials issued from here on pass
         // their first spend; if Redis is away, the first spend opens it instead.
         let (mut conn, key, timeout) = (set.conn.clone(), set.epoch_key(), set.opts.timeout);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = turnpike_core::unix_now();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let mut cmd = redis::cmd("SET");
