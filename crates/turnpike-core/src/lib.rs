@@ -11,8 +11,9 @@
 //! - [`Verdict`]: what a rail decided about a credential;
 //! - [`RailId`]: which rail something belongs to, an open identifier each rail crate defines;
 //! - [`Rail`]: the trait every rail (proof-of-work, L402, OAuth, …) implements;
-//! - [`RailPlugin`]: what a rail does at the gateway's edge (credentials from the request, its
-//!   place among challenges and its in-band text, its binding to one request, its own answers);
+//! - [`RailPlugin`]: what a rail does at the gateway's edge (credentials from the request
+//!   through its [`CredentialReader`], its place among challenges and its in-band text, its
+//!   binding to one request, its own answers);
 //! - [`decide`]: the decision engine that runs a call's price against the rails;
 //! - [`unix_now`]: the wall clock, in whole seconds since the Unix epoch, and
 //!   [`mac::hmac_sha256`], the keyed hash everything is tagged with.
@@ -35,7 +36,8 @@ pub use credential::{Credential, CredentialSource};
 pub use decision::{decide, Decision};
 pub use identity::Identity;
 pub use plugin::{
-    BoundRail, EdgeRequest, HeaderLines, PassNotes, RailAnswer, RailDocument, RailPlugin,
+    BoundRail, CredentialReader, EdgeRequest, HeaderLines, PassNotes, RailAnswer, RailDocument,
+    RailPlugin,
 };
 pub use policy::{Offer, Policy, Price};
 pub use rail::{BoxFuture, Challenge, Grant, Rail, RailId, Refusal, Verdict};

@@ -2,7 +2,8 @@
 //!
 //! The gateway runs every rail through [`crate::Rail`] (challenges, verdicts, settlement) and
 //! this trait (everything that touches the request and the response): which `Authorization`
-//! schemes, headers and `params._meta` keys it reads its credentials from, where its challenge
+//! schemes, headers and `params._meta` keys it reads its credentials from (its
+//! [`CredentialReader`], which also serves while the rail is off), where its challenge
 //! goes among the others and what it says in band, how it binds to one request (a proof that
 //! signs the request's method, URL and body), what it adds to the response after a pass, its
 //! own answer to a credential it refused, the documents it serves beside the endpoint and its
@@ -92,16 +93,15 @@ pub struct RailDocument {
     pub what: &'static str,
 }
 
-/// Everything a rail does at the gateway's edge. See the module doc.
+/// How a rail's credentials are read from one request: the `Authorization` schemes, the other
+/// headers and the `params._meta` keys it reads, and their parsers. Every method has a default
+/// for a rail that reads nothing there.
 ///
-/// A running rail implements it beside [`Rail`]. A rail crate may also offer a plugin that only
-/// recognises its credentials (the parsing methods), for a gateway where the rail is off: its
-/// credentials are then still read (and refused, as for a call that does not accept that
-/// rail) and its headers still stripped.
-pub trait RailPlugin: Send + Sync {
-    /// Which rail this is (the same as [`Rail::kind`] for a running rail).
-    fn id(&self) -> RailId;
-
+/// A running rail gives its reader through [`RailPlugin::reader`]. The same reader serves a
+/// gateway where the rail is off (a plugin whose [`RailPlugin::reader`] is it and nothing
+/// else): the rail's credentials are then still read (and refused, as for a call that does not
+/// accept that rail) and its headers still stripped.
+pub trait CredentialReader: Send + Sync {
     /// Parses one `Authorization` line whose scheme is `scheme` (as sent, any case) and whose
     /// parameters are `params`, or `None` when the scheme is not this rail's.
     fn parse_authorization(
@@ -114,12 +114,13 @@ pub trait RailPlugin: Send + Sync {
     }
 
     /// The request headers other than `Authorization` this rail reads (lower case): each line
-    /// goes to [`RailPlugin::parse_header`], and all are removed before the call is forwarded.
+    /// goes to [`CredentialReader::parse_header`], and all are removed before the call is
+    /// forwarded.
     fn credential_headers(&self) -> &'static [&'static str] {
         &[]
     }
 
-    /// Parses one line of header `name` (one of [`RailPlugin::credential_headers`]), or
+    /// Parses one line of header `name` (one of [`CredentialReader::credential_headers`]), or
     /// `None` when that header carries no credential on its own (e.g. a proof that goes with an
     /// `Authorization` line).
     fn parse_header(&self, _name: &str, _value: &str) -> Option<Parsed> {
@@ -132,10 +133,23 @@ pub trait RailPlugin: Send + Sync {
         &[]
     }
 
-    /// Parses `params._meta[key]` (one of [`RailPlugin::meta_keys`]).
+    /// Parses `params._meta[key]` (one of [`CredentialReader::meta_keys`]).
     fn parse_meta(&self, _key: &str, _value: &Value) -> Option<Parsed> {
         None
     }
+}
+
+/// Everything a rail does at the gateway's edge. See the module doc.
+///
+/// A running rail implements it beside [`Rail`]. Where the rail is off, its crate may still
+/// register a plugin that only gives its [`CredentialReader`] (every other method left at its
+/// default).
+pub trait RailPlugin: Send + Sync {
+    /// Which rail this is (the same as [`Rail::kind`] for a running rail).
+    fn id(&self) -> RailId;
+
+    /// How its credentials are read from a request.
+    fn reader(&self) -> &dyn CredentialReader;
 
     /// Where its challenge goes among the others (lower first; stable among equals). L402 is 0
     /// (L402 clients read only the first challenge), proof-of-work 10, OAuth 20. The default:

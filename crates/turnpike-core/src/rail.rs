@@ -184,6 +184,13 @@ pub trait Rail: Send + Sync {
         0
     }
 
+    /// Millisatoshis `grant` took from a prepaid balance (not paid by an invoice of its own):
+    /// the gateway counts them against the daily msat cap of the grant's identity
+    /// (`budgets.msat_per_token_per_day`), refusing the call over it. The default: none.
+    fn debited_msat(&self, _grant: &Grant) -> Option<u64> {
+        None
+    }
+
     /// Whether `grant` paid for its round of a multi-round call, so that the next round (the
     /// answer to an `input_required` result) is not priced again. The default: no (a rail
     /// that proves who calls is checked every round).

@@ -177,10 +177,6 @@ impl Sealer {
     }
 }
 
-/// Unix seconds now: [`turnpike_core::unix_now`], named here for the callers that stamp
-/// [`SessionClaims::iat`] through this module.
-pub use turnpike_core::unix_now as now;
-
 /// What keys a sealed session in this instance's tables: the first 16 bytes of the id's
 /// SHA-256 (the id itself may be kilobytes long).
 pub type SessionKey = [u8; 16];

@@ -144,7 +144,7 @@ fn main() {
                 v: "2025-11-25".into(),
                 caps: json!({"sampling": {}, "roots": {"listChanged": true}}),
                 info: json!({"name": "bench", "version": "1"}),
-                iat: turnpike_gateway::era::seal::now(),
+                iat: turnpike_core::unix_now(),
                 n: SessionClaims::nonce(),
             })
             .unwrap();

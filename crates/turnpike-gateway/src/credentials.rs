@@ -1,7 +1,8 @@
 //! Credentials a caller presented, collected from one request in one place.
 //!
-//! Each rail says what it reads ([`turnpike_core::RailPlugin`]); this module asks every rail in
-//! the order they were added, and knows no scheme, header or key itself:
+//! Each rail says what it reads (its [`turnpike_core::CredentialReader`], given by
+//! [`turnpike_core::RailPlugin::reader`]); this module asks every rail in the order they were
+//! added, and knows no scheme, header or key itself:
 //!
 //! 1. every `Authorization` line, in order: its scheme goes to each rail in turn, the first
 //!    that claims it parses it (`PoW`; `L402`/`LSAT`; `Bearer`, `DPoP` with its `DPoP` proof);
@@ -46,19 +47,20 @@ pub fn collect(rails: &[Arc<dyn RailPlugin>], req: &EdgeRequest<'_>, msg: &Messa
         }
         let (scheme, params) = split_scheme(value);
         for rail in rails {
-            if let Some(r) = rail.parse_authorization(scheme, params, req) {
+            if let Some(r) = rail.reader().parse_authorization(scheme, params, req) {
                 out.add(r, rail.id());
                 break;
             }
         }
     }
     for rail in rails {
-        for name in rail.credential_headers() {
+        let reader = rail.reader();
+        for name in reader.credential_headers() {
             for value in headers.lines(name) {
                 if value == "\u{0}" {
                     continue;
                 }
-                if let Some(r) = rail.parse_header(name, value) {
+                if let Some(r) = reader.parse_header(name, value) {
                     out.add(r, rail.id());
                 }
             }
@@ -70,8 +72,9 @@ pub fn collect(rails: &[Arc<dyn RailPlugin>], req: &EdgeRequest<'_>, msg: &Messa
         .and_then(Value::as_object);
     if let Some(meta) = meta {
         for rail in rails {
-            for key in rail.meta_keys() {
-                if let Some(r) = meta.get(*key).and_then(|v| rail.parse_meta(key, v)) {
+            let reader = rail.reader();
+            for key in reader.meta_keys() {
+                if let Some(r) = meta.get(*key).and_then(|v| reader.parse_meta(key, v)) {
                     out.add(r, rail.id());
                 }
             }

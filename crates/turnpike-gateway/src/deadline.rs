@@ -316,17 +316,14 @@ pub fn bound_body<S: CancelService>(
 
 /// The SSE event that ends a stream whose upstream went silent.
 fn timeout_event(id: &Value, idle: Duration) -> Bytes {
-    let msg = json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "error": {
-            "code": error_codes::UPSTREAM_TIMEOUT,
-            "message": format!(
-                "the upstream MCP server sent nothing for {} s; the call was cancelled",
-                idle.as_secs()
-            ),
-        },
-    });
+    let msg = turnpike_mcp::error_response(
+        Some(id),
+        error_codes::UPSTREAM_TIMEOUT,
+        &format!(
+            "the upstream MCP server sent nothing for {} s; the call was cancelled",
+            idle.as_secs()
+        ),
+    );
     Bytes::from(format!("event: message\ndata: {msg}\n\n"))
 }
 

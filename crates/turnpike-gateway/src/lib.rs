@@ -34,7 +34,6 @@ pub mod reload;
 pub mod respond;
 pub mod serve;
 pub mod settle;
-pub mod trace;
 pub mod upstreams;
 
 pub use turnpike_era as era;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use serde_json::{json, Value};
-use turnpike_core::{error_codes, Grant, Identity};
+use turnpike_core::{error_codes, Grant, Rail};
 use turnpike_limits::{InFlight, LimitError, Limited, Limiter, SpendReceipt};
 
 use crate::config::{ChallengeMode, Config};
@@ -40,7 +40,7 @@ pub fn limiter_from_config(cfg: &Config) -> Result<Option<Arc<Limiter>>, Gateway
     ))))
 }
 
-/// Why an L402 call's spend was not counted against its token's daily msat budget.
+/// Why a balance debit was not counted against its identity's daily msat budget.
 #[derive(Debug)]
 pub enum SpendRefusal {
     /// Over `budgets.msat_per_token_per_day`: answer 429 (reason `spend_budget`).
@@ -49,22 +49,24 @@ pub enum SpendRefusal {
     Unavailable(LimitError),
 }
 
-/// Counts the millisatoshis an L402 grant debited from a prepaid balance against the token's
-/// daily cap (`budgets.msat_per_token_per_day`), atomically. `Ok(None)` when nothing needed
-/// counting (not a balance debit, or no cap: no store round trip); `Ok(Some(receipt))` when it
-/// was counted (give it back with [`Limiter::refund_msat`] if the upstream fails). On `Err`
-/// the caller refunds the debit and refuses the call — whatever `failure_mode` says.
+/// Counts the millisatoshis `grant` debited from a prepaid balance (as its `rail` says:
+/// [`Rail::debited_msat`]) against the daily cap of its identity
+/// (`budgets.msat_per_token_per_day`), atomically. `Ok(None)` when nothing needed counting
+/// (not a balance debit, or no cap: no store round trip); `Ok(Some(receipt))` when it was
+/// counted (give it back with [`Limiter::refund_msat`] if the upstream fails). On `Err` the
+/// caller refunds the debit and refuses the call — whatever `failure_mode` says.
 pub async fn spend_msat(
     limiter: &Limiter,
+    rail: &dyn Rail,
     grant: &Grant,
 ) -> Result<Option<SpendReceipt>, SpendRefusal> {
-    let Some(msat) = turnpike_l402::rail::debited_msat(grant) else {
+    let Some(msat) = rail.debited_msat(grant) else {
         return Ok(None);
     };
-    let Some(Identity::L402 { token_id }) = &grant.identity else {
+    let Some(account) = &grant.identity else {
         return Ok(None);
     };
-    match limiter.spend_msat(token_id, msat).await {
+    match limiter.spend_msat(account, msat).await {
         Ok(o) if o.accepted => Ok(o.receipt),
         Ok(o) => Err(SpendRefusal::Budget(Limited::spend_budget(&o))),
         Err(e) => Err(SpendRefusal::Unavailable(e)),
@@ -118,15 +120,9 @@ pub fn limited_response(
         });
         json_response(StatusCode::OK, &body)
     } else {
-        let body = json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": {
-                "code": error_codes::RATE_LIMITED,
-                "message": l.message(),
-                "data": data,
-            }
-        });
+        let mut body =
+            turnpike_mcp::error_response(Some(&id), error_codes::RATE_LIMITED, &l.message());
+        body["error"]["data"] = data;
         json_response(StatusCode::TOO_MANY_REQUESTS, &body)
     };
     add_headers(&mut resp, &l.headers());

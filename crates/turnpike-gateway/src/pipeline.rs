@@ -61,9 +61,9 @@
 //!    else the caller's address (a puzzle-only call keeps the admission of step 5). Limited →
 //!    429 with `Retry-After`, `RateLimit-Policy`, `RateLimit` and JSON-RPC error -31429 (in
 //!    band: an `isError` result for `tools/call`); store down → 503 / -31503 (or let through,
-//!    `failure_mode = "open"`). An L402 balance debit is then counted against the token's daily
-//!    msat budget ([`crate::limits::spend_msat`]; over it 429, store down 503). A call refused
-//!    here has its debit refunded.
+//!    `failure_mode = "open"`). A balance debit (L402) is then counted against its identity's
+//!    daily msat budget ([`crate::limits::spend_msat`]; over it 429, store down 503). A call
+//!    refused here has its debit refunded.
 //! 7. **Forward** (`Gate::forward` → `Forwarded`): the credentials are stripped — the
 //!    `Authorization`, `Macaroon`, `DPoP` and `Turnpike-*` headers, and every `turnpike/*` key
 //!    of `params._meta` ([`turnpike_mcp::strip_turnpike_meta`]; the body is re-serialised only
@@ -85,13 +85,13 @@
 //!
 //! One log line per call records method, tool, rail, outcome
 //! ([`turnpike_operator::metrics::Outcome`]), status and latency; never a credential. With
-//! `[telemetry]`, the call's spans ([`crate::trace::CallSpans`]) follow the same steps: `run`
-//! marks each stage boundary, and the call's end hands them to the exporter.
+//! `[telemetry]`, the call's spans ([`turnpike_telemetry::CallSpans`]) follow the same steps:
+//! `run` marks each stage boundary, and the call's end hands them to the exporter.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -115,11 +115,11 @@ use crate::identity::{IdentitySigner, IDENTITY_HEADER};
 use crate::limits::LimitCounters;
 use crate::rails::Rails;
 use crate::respond::{self, json_error};
-use crate::trace::Stage;
 use crate::GatewayError;
 use turnpike_http::body::{self, BodyError};
 use turnpike_http::hosts::HostPolicy;
 use turnpike_operator::metrics::{CallRecord, Metrics, Outcome};
+use turnpike_telemetry::{context, CallSpans, CallSummary, Stage};
 
 pub use turnpike_http::{JsonRpcId, PeerAddr};
 
@@ -273,7 +273,7 @@ impl Gate {
         self
     }
 
-    /// Records each call's spans through `telemetry` ([`crate::trace::CallSpans`]).
+    /// Records each call's spans through `telemetry` ([`turnpike_telemetry::CallSpans`]).
     pub fn with_telemetry(mut self, telemetry: Option<turnpike_telemetry::Telemetry>) -> Gate {
         self.telemetry = telemetry;
         self
@@ -370,8 +370,8 @@ impl Gate {
     {
         let started = Instant::now();
         let mut log = CallLog {
-            request_id: crate::trace::request_id(req.headers()),
-            spans: crate::trace::CallSpans::start(
+            request_id: context::request_id(req.headers()),
+            spans: CallSpans::start(
                 self.telemetry.as_ref(),
                 req.method(),
                 req.headers(),
@@ -390,7 +390,7 @@ impl Gate {
         log.finish(resp.status(), started);
         log.record(&self.metrics, resp.status(), started);
         if let Ok(v) = HeaderValue::from_str(&log.request_id) {
-            resp.headers_mut().insert(crate::trace::REQUEST_ID, v);
+            resp.headers_mut().insert(context::REQUEST_ID, v);
         }
         Ok(resp)
     }
@@ -467,7 +467,7 @@ impl Gate {
         let (mut parts, body) = req.into_parts();
         self.strip_credentials(&mut parts.headers);
         log.outcome = Outcome::Passthrough;
-        log.trace = crate::trace::find(&parts.headers, None).map(|t| t.0);
+        log.trace = context::find(&parts.headers, None).map(|t| t.0);
         log.tag_upstream_request(&mut parts.headers);
         let up = Instant::now();
         let resp = pass_on(inner, Request::from_parts(parts, body)).await;
@@ -517,9 +517,9 @@ impl Gate {
                 &e.to_string(),
             )));
         }
-        if let Some((tp, src)) = crate::trace::find(&parts.headers, Some(msg.value())) {
-            if src == crate::trace::TraceSource::Meta {
-                crate::trace::propagate_meta(&mut parts.headers, &tp, Some(msg.value()));
+        if let Some((tp, src)) = context::find(&parts.headers, Some(msg.value())) {
+            if src == turnpike_telemetry::TraceSource::Meta {
+                context::propagate_meta(&mut parts.headers, &tp, Some(msg.value()));
             }
             log.trace = Some(tp);
         }
@@ -602,8 +602,9 @@ impl Gate {
         let peer = peer_ip(&priced.call.parts.extensions);
         log.caller = Some(anonymous(peer));
         let msg = &priced.call.msg;
-        let facts = (msg.kind() != MessageKind::Response)
-            .then(|| turnpike_mcp::classify(msg, &self.opts.resource, peer, unix_now()));
+        let facts = (msg.kind() != MessageKind::Response).then(|| {
+            turnpike_mcp::classify(msg, &self.opts.resource, peer, turnpike_core::unix_now())
+        });
         let judged = match (&priced.price, &facts) {
             (Some(price), Some(facts)) => self.judge(&priced, price, facts, peer, log).await?,
             _ => Judged::default(),
@@ -625,7 +626,9 @@ impl Gate {
                     let notes = bound.passed();
                     decided.response_headers = notes.response_headers;
                     decided.identity_header = notes.vouch.and_then(|(id, scopes)| {
-                        self.identity.as_ref()?.sign(&id, &scopes, unix_now())
+                        self.identity
+                            .as_ref()?
+                            .sign(&id, &scopes, turnpike_core::unix_now())
                     });
                 }
                 decided.grant = Some(grant);
@@ -806,7 +809,8 @@ impl Gate {
                     status: Vec::new(),
                     effort_multiplier: 1,
                 };
-                log.spans.limited(&l);
+                log.spans
+                    .limited(l.reason.as_str(), &l.policy, l.retry_after);
                 let mode = respond::mode_for(self.opts.challenge_mode, &parts.headers);
                 return Box::new(crate::limits::limited_response(
                     mode,
@@ -891,10 +895,11 @@ impl Gate {
             }
             _ => None,
         };
-        // The L402 token's daily msat budget, for a balance debit (fails closed).
+        // The daily msat budget of the paying identity, for a balance debit (fails closed).
         let mut msat_spend = None;
-        if let (Some(limiter), Some(g)) = (&self.limiter, &decided.grant) {
-            match crate::limits::spend_msat(limiter, g).await {
+        let granted = (decided.grant.as_ref()).and_then(|g| Some((g, self.rail(g.rail)?)));
+        if let (Some(limiter), Some((g, rail))) = (&self.limiter, granted) {
+            match crate::limits::spend_msat(limiter, rail.as_ref(), g).await {
                 Ok(r) => msat_spend = r.map(|r| (limiter.clone(), r)),
                 Err(refusal) => {
                     log.spans.refund(Some(g), "spend_budget");
@@ -1112,7 +1117,8 @@ impl Gate {
     ) -> Response<Body> {
         match refusal {
             crate::limits::SpendRefusal::Budget(l) => {
-                log.spans.limited(&l);
+                log.spans
+                    .limited(l.reason.as_str(), &l.policy, l.retry_after);
                 LimitCounters::bump(&self.counters.gateway_limited);
                 log.outcome = Outcome::RateLimited;
                 log.limit_reason = Some(l.reason.as_str());
@@ -1189,7 +1195,8 @@ impl Gate {
                 Ok(a)
             }
             Admission::Limited(l) => {
-                log.spans.limited(&l);
+                log.spans
+                    .limited(l.reason.as_str(), &l.policy, l.retry_after);
                 LimitCounters::bump(&self.counters.gateway_limited);
                 log.outcome = Outcome::RateLimited;
                 log.limit_reason = Some(l.reason.as_str());
@@ -1220,13 +1227,13 @@ impl Gate {
     }
 
     /// Removes every header that carries a credential: those of [`strip_credential_headers`]
-    /// and each header a rail reads ([`turnpike_core::RailPlugin::credential_headers`]).
+    /// and each header a rail reads ([`turnpike_core::CredentialReader::credential_headers`]).
     fn strip_credentials(&self, h: &mut HeaderMap) {
         let names = self
             .rails
             .edge()
             .iter()
-            .flat_map(|r| r.credential_headers());
+            .flat_map(|r| r.reader().credential_headers());
         strip_credential_headers(h, names.copied());
     }
 
@@ -1516,19 +1523,14 @@ fn anonymous(peer: Option<IpAddr>) -> Identity {
     Identity::anonymous(peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The one log line of a call. Holds no credential.
 #[derive(Default)]
 struct CallLog {
-    /// The caller's `X-Request-Id` (when sane) or a fresh one ([`crate::trace::request_id`]).
+    /// The caller's `X-Request-Id` (when sane) or a fresh one
+    /// ([`turnpike_telemetry::request_id`]).
     request_id: String,
     /// W3C trace context from `traceparent` or `params._meta`.
-    trace: Option<crate::trace::TraceParent>,
+    trace: Option<context::TraceParent>,
     /// Time the upstream took to its response head, when the call was forwarded.
     upstream: Option<Duration>,
     /// Who called: the granted identity, else the caller's address (metrics only).
@@ -1543,8 +1545,8 @@ struct CallLog {
     limit_reason: Option<&'static str>,
     /// The upstream itself answered 429 (not one of the gateway's).
     upstream_429: bool,
-    /// The call's spans, when `[telemetry]` is on ([`crate::trace::CallSpans`]).
-    spans: crate::trace::CallSpans,
+    /// The call's spans, when `[telemetry]` is on ([`turnpike_telemetry::CallSpans`]).
+    spans: CallSpans,
 }
 
 impl CallLog {
@@ -1581,13 +1583,15 @@ impl CallLog {
             caller: self.caller.as_ref(),
         });
         if self.spans.is_on() {
-            let summary = crate::trace::CallSummary {
+            let summary = CallSummary {
                 request_id: &self.request_id,
                 parent: self.trace.as_ref(),
                 method: &self.method,
                 tool: self.tool.as_deref(),
                 rail: self.rail,
-                outcome: self.outcome,
+                outcome: self.outcome.as_str(),
+                mcp: self.outcome != Outcome::Passthrough,
+                upstream_timed_out: self.outcome == Outcome::UpstreamTimeout,
                 limit_reason: self.limit_reason,
                 paid_msat: self.paid_msat,
                 caller: self.caller.as_ref(),
@@ -1595,7 +1599,7 @@ impl CallLog {
                 upstream_429: self.upstream_429,
                 status,
             };
-            self.spans.end(&summary, metrics);
+            self.spans.end(&summary, &|key| metrics.hash_label(key));
         }
     }
 
@@ -1603,7 +1607,7 @@ impl CallLog {
     /// the call is recorded.
     fn tag_upstream_request(&mut self, headers: &mut HeaderMap) {
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
-            headers.insert(crate::trace::REQUEST_ID, v);
+            headers.insert(context::REQUEST_ID, v);
         }
         self.spans.upstream_headers(headers, self.trace.as_ref());
     }

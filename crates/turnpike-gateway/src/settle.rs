@@ -338,12 +338,8 @@ pub(crate) fn too_large_event(id: &Value, limit: usize, outcome: &str) -> SseEve
     SseEvent {
         event: Some("message".into()),
         data: Some(
-            serde_json::json!({
-                "jsonrpc": "2.0",
-                "id": id,
-                "error": {"code": turnpike_core::error_codes::TOO_LARGE, "message": message},
-            })
-            .to_string(),
+            turnpike_mcp::error_response(Some(id), turnpike_core::error_codes::TOO_LARGE, &message)
+                .to_string(),
         ),
         ..SseEvent::default()
     }

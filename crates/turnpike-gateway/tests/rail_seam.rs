@@ -1,8 +1,9 @@
 //! The rail seam: a rail the gateway has never heard of, written here against
-//! `turnpike_core::{Rail, RailPlugin}` alone and registered with one line, is offered beside
-//! proof-of-work, reads its own `Authorization` scheme and `_meta` key, carries its challenge
-//! in a header of its own, speaks in band in its own words, and lets a call through — with no
-//! line of the pipeline, credential collection or challenge delivery knowing it.
+//! `turnpike_core::{Rail, RailPlugin, CredentialReader}` alone and registered with one line, is
+//! offered beside proof-of-work, reads its own `Authorization` scheme and `_meta` key (through
+//! its reader), carries its challenge in a header of its own, speaks in band in its own words,
+//! and lets a call through — with no line of the pipeline, credential collection or challenge
+//! delivery knowing it.
 
 // Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
 // functions; the helpers around them are test code too).
@@ -18,8 +19,8 @@ use tower::ServiceExt;
 use turnpike_core::credential::CredentialParseError;
 use turnpike_core::plugin::Parsed;
 use turnpike_core::{
-    BoxFuture, CallFacts, Challenge, Credential, EdgeRequest, Grant, Offer, Policy, Price, Rail,
-    RailId, RailPlugin, Refusal, Verdict,
+    BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant, Offer,
+    Policy, Price, Rail, RailId, RailPlugin, Refusal, Verdict,
 };
 use turnpike_gateway::{Gate, GateOptions, Rails, TurnpikeLayer};
 use turnpike_pow::{KeyRing, PowConfig, PowRail};
@@ -73,11 +74,11 @@ impl Rail for TollRail {
     }
 }
 
-impl RailPlugin for TollRail {
-    fn id(&self) -> RailId {
-        TOLL
-    }
+/// How toll tickets are read: `Authorization: Toll <code>` and `params._meta["turnpike/toll"]`.
+/// (Registered alone, it would recognise tickets where the toll booth is off.)
+struct TollTickets;
 
+impl CredentialReader for TollTickets {
     fn parse_authorization(
         &self,
         scheme: &str,
@@ -109,6 +110,16 @@ impl RailPlugin for TollRail {
                 reason: "turnpike/toll must be a string".into(),
             }),
         })
+    }
+}
+
+impl RailPlugin for TollRail {
+    fn id(&self) -> RailId {
+        TOLL
+    }
+
+    fn reader(&self) -> &dyn CredentialReader {
+        &TollTickets
     }
 
     fn challenge_order(&self) -> u8 {

@@ -483,9 +483,7 @@ impl PostgresStore {
         tx.execute(SQL_MASTER_INIT, &[&&fresh[..]])
             .await
             .map_err(db_err)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = turnpike_core::unix_now();
         let purged: i64 = tx
             .query_one(SQL_PURGE, &[&to_i64(now)?, &&REVOKED_HASH[..]])
             .await

@@ -52,8 +52,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use turnpike_core::conf::{hinted, KEY};
 use turnpike_core::{
-    BoxFuture, CallFacts, Challenge, Credential, EdgeRequest, Grant, Identity, Offer, Rail, RailId,
-    RailPlugin, Refusal, Verdict,
+    BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant, Identity,
+    Offer, Rail, RailId, RailPlugin, Refusal, Verdict,
 };
 
 use crate::credential::L402Credential;
@@ -729,9 +729,7 @@ impl L402Rail {
         let Some((token_id, expires_at)) = parse_use(grant) else {
             return;
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = turnpike_core::unix_now();
         if let Err(e) = self
             .spent
             .insert(released_key(&token_id), expires_at, now)
@@ -749,10 +747,7 @@ impl L402Rail {
         let Some((id, _)) = parse_debit(grant) else {
             return;
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = turnpike_core::unix_now();
         if let Err(e) = self.store.refund(id, now).await {
             tracing::warn!(error = %e, debit_id = id, "L402: refund failed");
         }
@@ -865,43 +860,22 @@ impl Rail for L402Rail {
     fn pays_for_round(&self, _grant: &Grant) -> bool {
         true
     }
+
+    /// A balance debit's amount ([`debited_msat`]).
+    fn debited_msat(&self, grant: &Grant) -> Option<u64> {
+        debited_msat(grant)
+    }
 }
 
-/// At the edge: `Authorization: L402 …` (or `LSAT`), the `Macaroon` header and
-/// `params._meta["turnpike/l402"]`; its challenge first (L402 clients read only the first), its
-/// in-band words.
+/// At the edge: its credentials read by [`L402Credentials`]; its challenge first (L402 clients
+/// read only the first), its in-band words.
 impl RailPlugin for L402Rail {
     fn id(&self) -> RailId {
         crate::offer::RAIL
     }
 
-    fn parse_authorization(
-        &self,
-        scheme: &str,
-        params: &str,
-        req: &EdgeRequest<'_>,
-    ) -> Option<turnpike_core::plugin::Parsed> {
-        L402Credentials.parse_authorization(scheme, params, req)
-    }
-
-    fn credential_headers(&self) -> &'static [&'static str] {
-        L402Credentials.credential_headers()
-    }
-
-    fn parse_header(&self, name: &str, value: &str) -> Option<turnpike_core::plugin::Parsed> {
-        L402Credentials.parse_header(name, value)
-    }
-
-    fn meta_keys(&self) -> &'static [&'static str] {
-        L402Credentials.meta_keys()
-    }
-
-    fn parse_meta(
-        &self,
-        key: &str,
-        value: &serde_json::Value,
-    ) -> Option<turnpike_core::plugin::Parsed> {
-        L402Credentials.parse_meta(key, value)
+    fn reader(&self) -> &dyn CredentialReader {
+        &L402Credentials
     }
 
     fn challenge_order(&self) -> u8 {
@@ -913,8 +887,10 @@ impl RailPlugin for L402Rail {
     }
 }
 
-/// L402 credentials recognised where the rail is off (no `[lightning]`): they are read, and
-/// refused as for a call that does not accept L402, and the `Macaroon` header is stripped.
+/// How L402 credentials are read: `Authorization: L402 …` (or `LSAT`), the `Macaroon` header
+/// and `params._meta["turnpike/l402"]`. The running rail reads through it, and it is registered
+/// alone where the rail is off (no `[lightning]`): the credentials are read, and refused as for
+/// a call that does not accept L402, and the `Macaroon` header is stripped.
 pub struct L402Credentials;
 
 impl RailPlugin for L402Credentials {
@@ -922,6 +898,12 @@ impl RailPlugin for L402Credentials {
         crate::offer::RAIL
     }
 
+    fn reader(&self) -> &dyn CredentialReader {
+        self
+    }
+}
+
+impl CredentialReader for L402Credentials {
     fn parse_authorization(
         &self,
         scheme: &str,

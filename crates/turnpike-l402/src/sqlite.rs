@@ -210,9 +210,7 @@ impl SqliteStore {
             .as_slice()
             .try_into()
             .map_err(|_| StoreError::Unavailable("corrupt l402 master secret".into()))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = turnpike_core::unix_now();
         let mut conn = conn;
         let purged = purge(&mut conn, now)?;
         if purged > 0 {

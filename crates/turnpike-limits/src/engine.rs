@@ -581,13 +581,17 @@ impl Limiter {
         }
     }
 
-    /// Counts `msat` against the daily cap of the L402 token `token_id` (hex). Accepted without
-    /// a backend call when no cap is configured. Errors are the caller's to fail closed on:
-    /// payments never fail open.
-    pub async fn spend_msat(&self, token_id: &str, msat: u64) -> Result<SpendOutcome, LimitError> {
+    /// Counts `msat` against the daily cap of `account` (an L402 token; keyed by its
+    /// [`Identity::scope_key`], `l402:<token id>`). Accepted without a backend call when no cap
+    /// is configured. Errors are the caller's to fail closed on: payments never fail open.
+    pub async fn spend_msat(
+        &self,
+        account: &Identity,
+        msat: u64,
+    ) -> Result<SpendOutcome, LimitError> {
         match self.budgets.msat_per_token_per_day {
             Some(cap) => {
-                let key = format!("l402:{token_id}");
+                let key = account.scope_key();
                 self.backend.spend(&key, msat, cap).await
             }
             None => Ok(SpendOutcome {
@@ -629,7 +633,12 @@ mod tests {
         };
         send(&lim.admit(&call));
         send(&lim.effort_multiplier("anon:1.2.3.4"));
-        send(&lim.spend_msat("ab", 1));
+        send(&lim.spend_msat(
+            &Identity::L402 {
+                token_id: "ab".into(),
+            },
+            1,
+        ));
     }
 
     #[tokio::test]

@@ -385,9 +385,12 @@ async fn limiter_end_to_end((a, _): Pair) {
         Admission::Allowed(_)
     ));
     // Spend caps per token per day.
-    assert!(lim.spend_msat("ab", 400).await.unwrap().accepted);
-    assert!(!lim.spend_msat("ab", 101).await.unwrap().accepted);
-    assert!(lim.spend_msat("cd", 500).await.unwrap().accepted);
+    let token = |id: &str| turnpike_core::Identity::L402 {
+        token_id: id.into(),
+    };
+    assert!(lim.spend_msat(&token("ab"), 400).await.unwrap().accepted);
+    assert!(!lim.spend_msat(&token("ab"), 101).await.unwrap().accepted);
+    assert!(lim.spend_msat(&token("cd"), 500).await.unwrap().accepted);
 }
 
 fn toml_cfg(s: &str) -> LimitsConfig {

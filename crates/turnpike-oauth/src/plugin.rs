@@ -10,8 +10,8 @@ use serde_json::Value;
 use turnpike_core::credential::CredentialParseError;
 use turnpike_core::plugin::Parsed;
 use turnpike_core::{
-    BoundRail, Challenge, Credential, EdgeRequest, Offer, PassNotes, Rail, RailAnswer,
-    RailDocument, RailId, RailPlugin,
+    BoundRail, Challenge, Credential, CredentialReader, EdgeRequest, Offer, PassNotes, Rail,
+    RailAnswer, RailDocument, RailId, RailPlugin,
 };
 
 use crate::credential::{parse_authorization, BearerCredential};
@@ -25,8 +25,10 @@ pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
 /// The root of every protected-resource metadata path.
 const METADATA_ROOT: &str = "/.well-known/oauth-protected-resource";
 
-/// OAuth credentials recognised where the rail is off (no `[oauth]`): tokens are read, and
-/// refused as for a call that does not accept OAuth, and the `DPoP` header is stripped.
+/// How OAuth credentials are read: `Authorization: Bearer` and `DPoP` (with the `DPoP` proof
+/// header). The running rail reads through it, and it is registered alone where the rail is off
+/// (no `[oauth]`): tokens are read, and refused as for a call that does not accept OAuth, and
+/// the `DPoP` header is stripped.
 pub struct OAuthCredentials;
 
 impl RailPlugin for OAuthCredentials {
@@ -34,6 +36,12 @@ impl RailPlugin for OAuthCredentials {
         crate::offer::RAIL
     }
 
+    fn reader(&self) -> &dyn CredentialReader {
+        self
+    }
+}
+
+impl CredentialReader for OAuthCredentials {
     fn parse_authorization(
         &self,
         scheme: &str,
@@ -56,17 +64,8 @@ impl RailPlugin for OAuthRail {
         crate::offer::RAIL
     }
 
-    fn parse_authorization(
-        &self,
-        scheme: &str,
-        params: &str,
-        req: &EdgeRequest<'_>,
-    ) -> Option<Parsed> {
-        OAuthCredentials.parse_authorization(scheme, params, req)
-    }
-
-    fn credential_headers(&self) -> &'static [&'static str] {
-        OAuthCredentials.credential_headers()
+    fn reader(&self) -> &dyn CredentialReader {
+        &OAuthCredentials
     }
 
     fn challenge_order(&self) -> u8 {

@@ -153,13 +153,6 @@ impl Drop for KeyEntry {
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn random_secret() -> Result<Zeroizing<[u8; 32]>, KeyError> {
     use rand::TryRngCore;
     let mut s = Zeroizing::new([0u8; 32]);
@@ -206,7 +199,7 @@ impl KeyRing {
             dir,
             rotation_secs,
             MAX_EXPIRY_SECS + CLOCK_SKEW_SECS,
-            now_secs(),
+            turnpike_core::unix_now(),
         )
     }
 

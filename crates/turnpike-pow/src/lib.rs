@@ -32,7 +32,7 @@ pub use credential::{effort, offer, PowCredential, META_POW, RAIL};
 pub use keys::{KeyError, KeyRing};
 pub use load::{Clock, EffortController, ManualClock, SystemClock};
 pub use puzzle::{check_nonce, target_for, Algorithm, ChallengeToken, PuzzleHasher, TokenError};
-pub use rail::{PowRail, Quote};
+pub use rail::{PowCredentials, PowRail, Quote};
 
 impl KeyRing {
     /// The key ring a [`PowConfig`] asks for: its fixed `keys` when given (the last one
@@ -41,10 +41,7 @@ impl KeyRing {
     /// `expiry_secs` + 60 s after retirement.
     pub fn for_config(cfg: &PowConfig, data_dir: &std::path::Path) -> Result<KeyRing, KeyError> {
         if cfg.keys.is_empty() {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = turnpike_core::unix_now();
             KeyRing::load_or_generate_at(
                 data_dir,
                 cfg.key_rotation_secs,

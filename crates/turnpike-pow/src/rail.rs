@@ -6,8 +6,8 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde_json::Value;
 use turnpike_core::{
-    ct_eq, BoxFuture, CallFacts, Challenge, Credential, EdgeRequest, Grant, Offer, Rail, RailId,
-    RailPlugin, Refusal, Verdict,
+    ct_eq, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
+    Offer, Rail, RailId, RailPlugin, Refusal, Verdict,
 };
 use turnpike_store::SpentSet;
 
@@ -404,22 +404,38 @@ impl Rail for PowRail {
             let Some(tag) = spent_tag(grant) else {
                 return;
             };
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let now = turnpike_core::unix_now();
             // A store that cannot release leaves the solution spent (the safe side).
             let _ = self.spent.release(tag, now).await;
         })
     }
 }
 
-/// At the edge: `Authorization: PoW …` and `params._meta["turnpike/pow"]`; its challenge after
-/// L402's (a way through without paying), its in-band words.
+/// At the edge: its credentials read by [`PowCredentials`]; its challenge after L402's (a way
+/// through without paying), its in-band words.
 impl RailPlugin for PowRail {
     fn id(&self) -> RailId {
         RAIL
     }
 
+    fn reader(&self) -> &dyn CredentialReader {
+        &PowCredentials
+    }
+
+    fn challenge_order(&self) -> u8 {
+        10
+    }
+
+    fn in_band_text(&self, challenge: &Challenge, first: bool) -> String {
+        in_band_text(challenge, first)
+    }
+}
+
+/// How proof-of-work solutions are read: `Authorization: PoW …` and
+/// `params._meta["turnpike/pow"]`.
+pub struct PowCredentials;
+
+impl CredentialReader for PowCredentials {
     fn parse_authorization(
         &self,
         scheme: &str,
@@ -437,14 +453,6 @@ impl RailPlugin for PowRail {
 
     fn parse_meta(&self, key: &str, value: &Value) -> Option<turnpike_core::plugin::Parsed> {
         (key == META_POW).then(|| parse_pow_meta(value).map(Credential::from))
-    }
-
-    fn challenge_order(&self) -> u8 {
-        10
-    }
-
-    fn in_band_text(&self, challenge: &Challenge, first: bool) -> String {
-        in_band_text(challenge, first)
     }
 }
 

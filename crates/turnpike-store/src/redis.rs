@@ -125,9 +125,7 @@ impl RedisSpentSet {
             conn,
             opts,
             script: redis::Script::new(&spend_script()),
-            created_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            created_at: turnpike_core::unix_now(),
             answered: (0..epochs).map(|_| AtomicBool::new(false)).collect(),
         };
         // Open the epoch now (unless Redis has one), so credentials issued from here on pass
