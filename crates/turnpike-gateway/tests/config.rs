@@ -972,3 +972,38 @@ fn an_unknown_table_names_every_table_mounts_included() {
         "{p:?}"
     );
 }
+
+#[test]
+fn prices_built_in_code_are_checked_by_their_rails() {
+    let mut c = Config::default();
+    c.upstream.url = Some("http://127.0.0.1:1/mcp".into());
+    let mut p = PriceConfig::of(vec![turnpike_oauth::offer(Vec::new())]);
+    p.set_offer(turnpike_pow::offer(5));
+    p.set_offer(turnpike_l402::offer(
+        0,
+        turnpike_l402::BillingMode::PerCall,
+        0,
+    ));
+    p.set_offer(turnpike_pow::offer(0));
+    // Each offer takes its rail's place, whatever order they were set in.
+    assert_eq!(
+        p.offers,
+        vec![
+            turnpike_l402::offer(0, turnpike_l402::BillingMode::PerCall, 0),
+            turnpike_pow::offer(0),
+            turnpike_oauth::offer(Vec::new()),
+        ]
+    );
+    c.tools.insert("default".into(), p);
+    let e = c.validate().unwrap_err().to_string();
+    for want in [
+        "<config>: [tools.default] l402 price is 0",
+        "<config>: [tools.default] pow = 0",
+        "<config>: a price names l402 but there is no [lightning] section",
+        "<config>: a price names oauth but there is no [oauth] section",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in\n{e}");
+    }
+    c.tools.insert("default".into(), PriceConfig::free());
+    c.validate().unwrap();
+}
