@@ -1,9 +1,9 @@
 //! What the configuration sections owned by each crate share.
 //!
 //! Every section of the gateway's TOML file (`[pow]`, `[oauth]`, `[lightning]`, …) is a serde
-//! type with `deny_unknown_fields` in the crate that owns it; the gateway deserializes it from
-//! the spanned TOML value, so an error raised while reading one key is reported at that key's
-//! `line:col`. An owner's error message may carry two more things, each on a line of its own
+//! type with `deny_unknown_fields` in the crate that owns it, deserialized from the spanned TOML
+//! value (by `turnpike-conf`'s `Cx`), so an error raised while reading one key is reported at
+//! that key's `line:col`. An owner's error message may carry two more things, each on a line of its own
 //! after the message (build them with [`hinted`] and [`at_key`]):
 //!
 //! - `hint: <what to do about it>`, shown under the problem;

@@ -30,6 +30,7 @@ pub mod limits;
 pub mod mount;
 pub mod pipeline;
 pub mod rails;
+pub mod registry;
 pub mod reload;
 pub mod respond;
 pub mod serve;

@@ -27,6 +27,9 @@ use turnpike_oauth::OAuthRail;
 use turnpike_pow::PowRail;
 use turnpike_store::SpentSet;
 
+use turnpike_l402::conf::{self as l402_conf, L402Section};
+use turnpike_oauth::OAuthConfig;
+
 use crate::config::Config;
 use crate::identity::IdentitySigner;
 use crate::GatewayError;
@@ -50,7 +53,7 @@ impl Rails {
     pub fn from_config(cfg: &Config) -> Result<Rails, GatewayError> {
         let mut rails = Rails::default();
         rails.add(pow_rail(cfg)?);
-        if cfg.lightning.is_some() {
+        if l402_conf::lightning(&cfg.rails).is_some() {
             let (l402, dev) = l402_rail(cfg)?;
             rails.add(l402);
             if let Some(dev) = dev {
@@ -59,7 +62,7 @@ impl Rails {
         } else {
             rails.recognise(Arc::new(turnpike_l402::L402Credentials));
         }
-        if cfg.oauth.is_some() {
+        if cfg.rails.has(turnpike_oauth::conf::TABLE) {
             rails.add(oauth_rail(cfg)?);
         } else {
             rails.recognise(Arc::new(turnpike_oauth::plugin::OAuthCredentials));
@@ -111,7 +114,7 @@ pub fn identity_signer(
     cfg: &Config,
     rails: &Rails,
 ) -> Result<Option<IdentitySigner>, GatewayError> {
-    let (Some(o), Some(rail)) = (&cfg.oauth, rails.get::<OAuthRail>()) else {
+    let (Some(o), Some(rail)) = (&cfg.identity, rails.get::<OAuthRail>()) else {
         return Ok(None);
     };
     if o.forward_identity != crate::config::ForwardIdentity::Signed {
@@ -146,9 +149,15 @@ pub fn spent_set(cfg: &Config, purpose: &str) -> Result<Arc<dyn SpentSet>, Gatew
     }
 }
 
+/// The OAuth rail's configuration with `resource` defaulted to [`Config::public_url`], when
+/// there is an `[oauth]` section.
+pub fn oauth_config(cfg: &Config) -> Option<OAuthConfig> {
+    turnpike_oauth::conf::section(&cfg.rails, &cfg.public_url())
+}
+
 /// The OAuth rail from `[oauth]`, its resource defaulted to the public URL of the endpoint.
 pub fn oauth_rail(cfg: &Config) -> Result<Arc<OAuthRail>, GatewayError> {
-    let Some(oc) = cfg.oauth_config() else {
+    let Some(oc) = oauth_config(cfg) else {
         return Err(GatewayError::OAuth("no [oauth] section".into()));
     };
     // DPoP proof ids (jti) are single-use: their own spent set.
@@ -161,15 +170,16 @@ pub fn oauth_rail(cfg: &Config) -> Result<Arc<OAuthRail>, GatewayError> {
 pub fn pow_rail(cfg: &Config) -> Result<Arc<PowRail>, GatewayError> {
     // Given keys, else generated in data_dir; retired keys live only as long as a
     // challenge they tagged can (expiry_secs + clock skew).
-    let keys = turnpike_pow::KeyRing::for_config(&cfg.pow, &cfg.server.data_dir)?;
+    let pow = turnpike_pow::conf::section(&cfg.rails);
+    let keys = turnpike_pow::KeyRing::for_config(&pow, &cfg.server.data_dir)?;
     let spent = spent_set(cfg, "pow")?;
-    Ok(Arc::new(PowRail::new(cfg.pow.clone(), keys, spent)))
+    Ok(Arc::new(PowRail::new(pow, keys, spent)))
 }
 
 /// The L402 rail from `[l402]` and `[lightning]`, and the dev backend when that is the one
 /// configured.
 pub fn l402_rail(cfg: &Config) -> Result<(Arc<L402Rail>, Option<Arc<DevBackend>>), GatewayError> {
-    let Some(lightning) = &cfg.lightning else {
+    let Some(lightning) = l402_conf::lightning(&cfg.rails) else {
         return Err(GatewayError::L402("no [lightning] section".into()));
     };
     let (backend, dev): (Arc<dyn LightningBackend>, _) = match &lightning.backend {
@@ -191,7 +201,7 @@ pub fn l402_rail(cfg: &Config) -> Result<(Arc<L402Rail>, Option<Arc<DevBackend>>
     // Per-call tokens are single-use through the store and this spent set (its own: keys are
     // token ids, not proof-of-work tags).
     let spent = spent_set(cfg, "l402")?;
-    let rail = L402Rail::new(cfg.l402.rail.clone(), backend, store, spent);
+    let rail = L402Rail::new(l402_conf::section(&cfg.rails).rail, backend, store, spent);
     Ok((Arc::new(rail), dev))
 }
 
@@ -201,7 +211,8 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn L402Store>, GatewayError> {
     if cfg.store.durable == turnpike_limits::DurableBackend::Postgres {
         return open_postgres(cfg);
     }
-    Ok(match &cfg.l402.store {
+    let L402Section { store, .. } = l402_conf::section(&cfg.rails);
+    Ok(match &store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
         StoreConfig::Sqlite {
             path,

@@ -56,7 +56,7 @@ pub enum ReloadError {
     Invalid(String),
     /// The new configuration changes what only a restart can change.
     #[error("these changes need a restart: {}", .0.join(", "))]
-    NeedsRestart(Vec<&'static str>),
+    NeedsRestart(Vec<String>),
     /// The new gate could not be built.
     #[error("{0}")]
     Build(#[from] GatewayError),
@@ -149,50 +149,48 @@ impl LiveGate {
     }
 }
 
-fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut v = Vec::new();
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
     let (o, n) = (&old.server, &new.server);
     if o.listen != n.listen {
-        v.push("[server] listen");
+        v.push("[server] listen".into());
     }
     if o.path != n.path {
-        v.push("[server] path");
+        v.push("[server] path".into());
     }
     if o.data_dir != n.data_dir {
-        v.push("[server] data_dir");
+        v.push("[server] data_dir".into());
     }
     if o.public_url != n.public_url {
-        v.push("[server] public_url");
+        v.push("[server] public_url".into());
     }
     if o.conn_rules() != n.conn_rules() {
-        v.push("[server] connection limits and timeouts");
+        v.push("[server] connection limits and timeouts".into());
     }
     if old.upstream != new.upstream {
-        v.push("[upstream]");
+        v.push("[upstream]".into());
     }
-    if old.pow != new.pow {
-        v.push("[pow]");
-    }
-    if old.l402 != new.l402 {
-        v.push("[l402]");
-    }
-    if old.lightning != new.lightning {
-        v.push("[lightning]");
-    }
-    if old.oauth != new.oauth {
-        v.push("[oauth]");
+    for rail in crate::registry::RAIL_CONFS {
+        for table in rail.tables() {
+            // The gateway's own keys of a rail's table count as that table.
+            let gateway_keys =
+                *table == crate::config::IDENTITY_TABLE && old.identity != new.identity;
+            if !old.rails.same_table(&new.rails, table) || gateway_keys {
+                v.push(format!("[{table}]"));
+            }
+        }
     }
     if old.store != new.store {
-        v.push("[store]");
+        v.push("[store]".into());
     }
     if old.admin != new.admin {
-        v.push("[admin]");
+        v.push("[admin]".into());
     }
     if old.stdio != new.stdio {
-        v.push("[stdio]");
+        v.push("[stdio]".into());
     }
     if old.telemetry != new.telemetry {
-        v.push("[telemetry]");
+        v.push("[telemetry]".into());
     }
     v
 }
@@ -273,8 +271,10 @@ impl Operated for LiveGate {
             .tools
             .iter()
             .map(|(name, p)| {
-                json!({"tool": name, "free": p.free, "pow": p.pow,
-                       "l402_msat": p.l402.map(|l| l.msat), "oauth": p.oauth.is_some()})
+                json!({"tool": name, "free": p.free,
+                       "pow": p.offer(turnpike_pow::RAIL).and_then(turnpike_pow::effort),
+                       "l402_msat": p.offer(turnpike_l402::RAIL).and_then(turnpike_l402::terms).map(|l| l.msat),
+                       "oauth": p.offer(turnpike_oauth::RAIL).is_some()})
             })
             .collect();
         match json!({

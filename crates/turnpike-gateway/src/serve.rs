@@ -304,7 +304,7 @@ async fn start_dev_wallet(
 ) -> Result<Option<turnpike_lightning::dev::DevWallet>, GatewayError> {
     let (Some(dev), Some(wcfg)) = (
         gate.rails().get::<turnpike_lightning::dev::DevBackend>(),
-        config.lightning.as_ref().and_then(|l| l.dev_wallet.clone()),
+        turnpike_l402::conf::lightning(&config.rails).and_then(|l| l.dev_wallet.clone()),
     ) else {
         return Ok(None);
     };

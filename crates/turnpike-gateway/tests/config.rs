@@ -5,6 +5,16 @@ use std::path::Path;
 use turnpike_gateway::config::*;
 use turnpike_lightning::BackendConfig;
 
+/// `[pow]` of a configuration.
+fn pow(c: &Config) -> turnpike_pow::PowConfig {
+    turnpike_pow::conf::section(&c.rails)
+}
+
+/// The proof-of-work effort of a price.
+fn effort(p: &PriceConfig) -> Option<u64> {
+    p.offer(turnpike_pow::RAIL).and_then(turnpike_pow::effort)
+}
+
 const GOOD: &str = r#"
 [server]
 listen = "127.0.0.1:9000"
@@ -35,7 +45,7 @@ fn nwc_backend_parses_and_refuses_http_keys() {
     let base = "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[tools.default]\nl402 = { sat = 1 }\n[lightning]\nbackend = \"nwc\"\n";
     let uri = "uri = \"nostr+walletconnect://b889ff5b1513b641e2a139f661a661364979c5beee91842f8f0ef42ab558e9d4?relay=wss%3A%2F%2Frelay.example&secret=71a8c14c1407c113601079c4302dab36460f0ccd0ad506f1f2dc73b5100e4f3c\"\n";
     let c = parse(&format!("{base}{uri}timeout_secs = 5\n"), "t.toml").unwrap();
-    match c.lightning.as_ref().map(|l| &l.backend) {
+    match turnpike_l402::conf::lightning(&c.rails).map(|l| &l.backend) {
         Some(BackendConfig::Nwc(n)) => {
             assert_eq!(n.timeout_secs, 5);
             assert!(n.uri.is_some());
@@ -101,8 +111,8 @@ fn reference_config_parses() {
     assert_eq!(c.server.max_body_bytes, 1000);
     assert_eq!(c.server.allowed_origins, Vec::<String>::new());
     assert_eq!(c.upstream.url.as_deref(), Some("http://127.0.0.1:3001/mcp"));
-    assert_eq!(c.pow.expiry_secs, 60);
-    assert_eq!(c.pow.subpuzzles, 2);
+    assert_eq!(pow(&c).expiry_secs, 60);
+    assert_eq!(pow(&c).subpuzzles, 2);
     let p = c.policy();
     assert_eq!(p.default_tool.offers, vec![turnpike_pow::offer(200000)]);
     assert!(p.price("tools/call", Some("echo")).is_free());
@@ -162,7 +172,7 @@ path = "/all/mcp"
     assert_eq!(c.mounts.len(), 2);
     assert_eq!(c.mounts[0].name, "a");
     assert_eq!(c.mounts[0].upstream.era, turnpike_era::EraSetting::Modern);
-    assert_eq!(c.mounts[0].tools["default"].pow, Some(1000));
+    assert_eq!(effort(&c.mounts[0].tools["default"]), Some(1000));
     assert_eq!(c.mounts[1].name, "local");
     assert_eq!(c.mounts[1].upstream.command, Some(vec!["srv".to_owned()]));
     assert_eq!(c.merge.as_ref().unwrap().path, "/all/mcp");
@@ -185,7 +195,7 @@ fn merged_tool_keys_name_a_merged_mount() {
     let mounts = "[[mount]]\npath = \"/spy/mcp\"\nname = \"spy\"\nupstream = { url = \"http://x/mcp\" }\n[[mount]]\npath = \"/ev/mcp\"\nname = \"ev\"\nupstream = { command = [\"srv\"] }\n";
     let ok = format!("[tools.\"spy/echo\"]\npow = 5\n[tools.echo]\npow = 4\n{mounts}[merge]\npath = \"/all/mcp\"\n");
     let c = parse(&ok, "t.toml").unwrap();
-    assert_eq!(c.tools["spy/echo"].pow, Some(5));
+    assert_eq!(effort(&c.tools["spy/echo"]), Some(5));
     // A mount the merged endpoint does not merge, no [merge] at all, no tool.
     let only_ev = format!(
         "[tools.\"spy/echo\"]\npow = 5\n{mounts}[merge]\npath = \"/all/mcp\"\nmounts = [\"ev\"]\n"
@@ -397,11 +407,31 @@ fn invoice_rates_are_checked_with_their_place() {
         "i.toml",
     )
     .unwrap();
-    assert_eq!(cfg.l402.rail.invoices_per_minute_per_caller, 3);
-    assert_eq!(cfg.l402.rail.invoices_per_minute, 50);
+    assert_eq!(
+        turnpike_l402::conf::section(&cfg.rails)
+            .rail
+            .invoices_per_minute_per_caller,
+        3
+    );
+    assert_eq!(
+        turnpike_l402::conf::section(&cfg.rails)
+            .rail
+            .invoices_per_minute,
+        50
+    );
     let cfg = parse("[upstream]\nurl = \"http://a/mcp\"\n", "i.toml").unwrap();
-    assert_eq!(cfg.l402.rail.invoices_per_minute_per_caller, 20);
-    assert_eq!(cfg.l402.rail.invoices_per_minute, 600);
+    assert_eq!(
+        turnpike_l402::conf::section(&cfg.rails)
+            .rail
+            .invoices_per_minute_per_caller,
+        20
+    );
+    assert_eq!(
+        turnpike_l402::conf::section(&cfg.rails)
+            .rail
+            .invoices_per_minute,
+        600
+    );
     let e = parse(
         "[upstream]\nurl = \"http://a/mcp\"\n[l402]\ninvoices_per_minute_per_caller = -1\ninvoices_per_minute = \"many\"\n",
         "i.toml",
@@ -475,10 +505,10 @@ identity_secret = "0000000000000000000000000000000000000000000000000000000000000
     let c = parse(src, "o.toml").unwrap();
     c.validate().unwrap();
     assert_eq!(c.public_url(), "http://127.0.0.1:9000/mcp");
-    let o = c.oauth_config().unwrap();
+    let o = turnpike_gateway::rails::oauth_config(&c).unwrap();
     assert_eq!(o.resource.as_deref(), Some("http://127.0.0.1:9000/mcp"));
     assert_eq!(
-        c.oauth.as_ref().unwrap().forward_identity,
+        c.identity.as_ref().unwrap().forward_identity,
         ForwardIdentity::Signed
     );
     let p = c.policy();
@@ -576,7 +606,7 @@ max_in_flight = 5000
         "g.toml",
     )
     .unwrap();
-    let o = ok.oauth_config().unwrap();
+    let o = turnpike_gateway::rails::oauth_config(&ok).unwrap();
     assert_eq!(o.jwks_fetch_spacing_ms, 500);
     let i = o.introspection.unwrap();
     assert_eq!(
@@ -814,8 +844,8 @@ fn an_admin_listener_off_loopback_is_a_warning_at_its_place() {
 fn challenge_budget_and_load_intervals_are_checked_at_their_line() {
     let d = Config::default();
     assert_eq!(d.limits.challenges.burst, 60);
-    assert_eq!(d.pow.load.raise_interval_secs, 5);
-    assert_eq!(d.pow.load.lower_interval_secs, 5);
+    assert_eq!(pow(&d).load.raise_interval_secs, 5);
+    assert_eq!(pow(&d).load.lower_interval_secs, 5);
     let src = r#"[upstream]
 url = "http://127.0.0.1:3001/mcp"
 [pow.load]
@@ -839,7 +869,7 @@ rate = "5/s"
         "ok.toml",
     )
     .unwrap();
-    assert_eq!(ok.pow.load.lower_interval_secs, 30);
+    assert_eq!(pow(&ok).load.lower_interval_secs, 30);
     assert_eq!(ok.limits.challenges.burst, 10);
 }
 
@@ -941,4 +971,39 @@ fn an_unknown_table_names_every_table_mounts_included() {
         p.hint.contains("[[mount]]") && p.hint.contains("[merge]"),
         "{p:?}"
     );
+}
+
+#[test]
+fn prices_built_in_code_are_checked_by_their_rails() {
+    let mut c = Config::default();
+    c.upstream.url = Some("http://127.0.0.1:1/mcp".into());
+    let mut p = PriceConfig::of(vec![turnpike_oauth::offer(Vec::new())]);
+    p.set_offer(turnpike_pow::offer(5));
+    p.set_offer(turnpike_l402::offer(
+        0,
+        turnpike_l402::BillingMode::PerCall,
+        0,
+    ));
+    p.set_offer(turnpike_pow::offer(0));
+    // Each offer takes its rail's place, whatever order they were set in.
+    assert_eq!(
+        p.offers,
+        vec![
+            turnpike_l402::offer(0, turnpike_l402::BillingMode::PerCall, 0),
+            turnpike_pow::offer(0),
+            turnpike_oauth::offer(Vec::new()),
+        ]
+    );
+    c.tools.insert("default".into(), p);
+    let e = c.validate().unwrap_err().to_string();
+    for want in [
+        "<config>: [tools.default] l402 price is 0",
+        "<config>: [tools.default] pow = 0",
+        "<config>: a price names l402 but there is no [lightning] section",
+        "<config>: a price names oauth but there is no [oauth] section",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in\n{e}");
+    }
+    c.tools.insert("default".into(), PriceConfig::free());
+    c.validate().unwrap();
 }

@@ -16,6 +16,7 @@
 //! Lightning itself (invoices, settlement) is `turnpike_lightning`'s job.
 
 pub mod caveat;
+pub mod conf;
 pub mod credential;
 pub mod identifier;
 pub mod invoice_limit;

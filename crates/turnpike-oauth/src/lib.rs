@@ -75,6 +75,7 @@
 //! ```
 
 pub mod cache;
+pub mod conf;
 pub mod config;
 pub mod credential;
 pub mod dpop;

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod conf;
 pub mod config;
 pub mod credential;
 pub mod equix;

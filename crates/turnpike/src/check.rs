@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::Args;
 use toml::de::{DeTable, DeValue};
 use turnpike_gateway::config::{self, Config, ConfigError, PriceConfig, Problem};
+use turnpike_gateway::registry::{by_id, RAIL_CONFS};
+use turnpike_pow::conf::expected_time;
 
 /// Validate a configuration file.
 ///
@@ -81,7 +83,8 @@ pub(crate) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             }
             println!("{name}: ok — {}", summary(&cfg));
             if args.measure_hashrate {
-                let rate = measure_and_print(cfg.pow.reference_hashrate);
+                let rate =
+                    measure_and_print(turnpike_pow::conf::section(&cfg.rails).reference_hashrate);
                 price_times(&cfg, rate);
             }
             Ok(ExitCode::SUCCESS)
@@ -196,7 +199,8 @@ fn price_times(cfg: &Config, rate: f64) {
     let mut prices: Vec<(String, u64)> = Vec::new();
     let mut add = |scope: &str, tools: &std::collections::BTreeMap<String, PriceConfig>| {
         for (name, p) in tools {
-            if let (Some(e), false) = (p.pow, p.free) {
+            let effort = p.offer(turnpike_pow::RAIL).and_then(turnpike_pow::effort);
+            if let (Some(e), false) = (effort, p.free) {
                 prices.push((format!("{scope}{name}"), e));
             }
         }
@@ -209,7 +213,7 @@ fn price_times(cfg: &Config, rate: f64) {
     for (name, effort) in prices {
         println!(
             "  {name}: pow {effort} ≈ {} on one thread here",
-            seconds(effort, rate.max(1.0) as u64)
+            expected_time(effort, rate.max(1.0) as u64)
         );
     }
 }
@@ -232,25 +236,18 @@ pub(crate) fn summary(cfg: &Config) -> String {
         (None, Some(c)) => format!("stdio `{}`", c.join(" ")),
         (None, None) => "no upstream".into(),
     };
-    let rate = cfg.pow.reference_hashrate;
     let price = |p: &PriceConfig| {
-        if p.free || (p.pow.is_none() && p.l402.is_none() && p.oauth.is_none()) {
+        if p.free || p.offers.is_empty() {
             return "free".to_string();
         }
-        let mut ways = Vec::new();
-        if let Some(l) = p.l402 {
-            ways.push(describe_l402(&l));
-        }
-        if let Some(effort) = p.pow {
-            ways.push(format!("pow {effort} (~{})", seconds(effort, rate)));
-        }
-        if let Some(scopes) = &p.oauth {
-            ways.push(if scopes.is_empty() {
-                "oauth (any valid token)".to_string()
-            } else {
-                format!("oauth scopes \"{}\"", scopes.join(" "))
-            });
-        }
+        let ways: Vec<String> = p
+            .offers
+            .iter()
+            .map(|o| match by_id(o.rail().as_str()) {
+                Some(rail) => rail.describe(o, &cfg.rails),
+                None => o.rail().to_string(),
+            })
+            .collect();
         ways.join(" or ")
     };
     let tools_of = |tools: &std::collections::BTreeMap<String, PriceConfig>, other: &str| {
@@ -314,17 +311,15 @@ pub(crate) fn summary(cfg: &Config) -> String {
         out.push_str(&format!("; methods: {}", methods.join(", ")));
     }
     out.push_str("; listing and handshake free");
-    if let Some(o) = cfg.oauth_config() {
-        out.push_str(&format!(
-            "; oauth: issuer {}, resource {}{}",
-            o.issuer,
-            o.resource.as_deref().unwrap_or(""),
-            if o.require_dpop {
-                ", DPoP required"
-            } else {
-                ""
-            }
-        ));
+    let public_url = cfg.public_url();
+    let host = config::Host {
+        public_url: &public_url,
+        extra: &[],
+    };
+    for rail in RAIL_CONFS {
+        if let Some(part) = rail.summary(&cfg.rails, &host) {
+            out.push_str(&format!("; {part}"));
+        }
     }
     out.push_str(&format!("; {}", limits_summary(cfg)));
     out
@@ -387,52 +382,9 @@ fn limits_summary(cfg: &Config) -> String {
     parts.join(", ")
 }
 
-/// Expected solve time on the reference core, rounded for people.
-pub(crate) fn seconds(effort: u64, rate: u64) -> String {
-    let s = effort as f64 / rate.max(1) as f64;
-    if s < 0.001 {
-        format!("{:.0} µs", s * 1e6)
-    } else if s < 1.0 {
-        format!("{:.0} ms", s * 1e3)
-    } else {
-        format!("{s:.1} s")
-    }
-}
-
-/// An L402 price for people: `l402 10 sat per call`, `l402 2000 msat a call from a 100000 msat
-/// balance`, `l402 1000 msat for a 3600 s pass`.
-pub(crate) fn describe_l402(p: &turnpike_gateway::config::L402Price) -> String {
-    let amount = |m: u64| {
-        if m % 1000 == 0 {
-            format!("{} sat", m / 1000)
-        } else {
-            format!("{m} msat")
-        }
-    };
-    match p.mode {
-        turnpike_l402::BillingMode::PerCall => format!("l402 {} per call", amount(p.msat)),
-        turnpike_l402::BillingMode::Balance => format!(
-            "l402 {} a call from a {} balance",
-            amount(p.msat),
-            amount(p.bundle.max(p.msat))
-        ),
-        turnpike_l402::BillingMode::TimePass if p.bundle > 0 => {
-            format!("l402 {} for a {} s pass", amount(p.msat), p.bundle)
-        }
-        turnpike_l402::BillingMode::TimePass => format!("l402 {} for a time pass", amount(p.msat)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seconds_read_well() {
-        assert_eq!(seconds(200_000, 8_000_000), "25 ms");
-        assert_eq!(seconds(1, 8_000_000), "0 µs");
-        assert_eq!(seconds(100_000_000, 8_000_000), "12.5 s");
-    }
 
     #[test]
     fn missing_and_unreadable_files_are_refused_at_their_place() {

@@ -136,22 +136,12 @@ fn demo_config(
     cfg.server.challenge_mode = ChallengeMode::parse(&args.challenge_mode)
         .with_context(|| format!("unknown challenge mode {:?}", args.challenge_mode))?;
     cfg.upstream.url = Some(format!("http://{fixture}/mcp"));
-    let free = PriceConfig {
-        free: true,
-        pow: None,
-        l402: None,
-        oauth: None,
-    };
+    let free = PriceConfig::free();
     cfg.tools.insert("echo".into(), free.clone());
     cfg.tools.insert("whoami".into(), free);
     cfg.tools.insert(
         "default".into(),
-        PriceConfig {
-            free: false,
-            pow: Some(args.effort),
-            l402: None,
-            oauth: None,
-        },
+        PriceConfig::of(vec![turnpike_pow::offer(args.effort)]),
     );
     if let Err(e) = cfg.validate() {
         bail!("the demo configuration is invalid:\n{e}");

@@ -338,7 +338,7 @@ pub(crate) fn render(a: &Answers) -> String {
     if let Some(e) = a.pow {
         s.push_str(&format!(
             "pow = {e}                     # proof-of-work: expected hashes per call (~{} on one\n",
-            crate::check::seconds(e, turnpike_pow::config::DEFAULT_REFERENCE_HASHRATE)
+            turnpike_pow::conf::expected_time(e, turnpike_pow::config::DEFAULT_REFERENCE_HASHRATE)
         ));
         s.push_str("                                 # thread of the reference solver, [pow] reference_hashrate =\n");
         s.push_str("                                 # 8000000 hashes/s; `turnpike check --measure-hashrate` measures\n");
@@ -469,9 +469,16 @@ mod tests {
                 a.lightning = Some(backend.into());
                 let cfg = check(&render(&from_flags(&a).unwrap()));
                 let p = &cfg.tools["default"];
-                assert_eq!(p.pow.is_some(), rails.contains(&"pow"));
-                assert_eq!(p.l402.is_some(), rails.contains(&"l402"));
-                assert_eq!(p.oauth.is_some(), rails.contains(&"oauth"));
+                assert_eq!(
+                    p.offer(turnpike_pow::RAIL).is_some(),
+                    rails.contains(&"pow")
+                );
+                assert_eq!(
+                    p.offer(turnpike_l402::RAIL).is_some(),
+                    rails.contains(&"l402")
+                );
+                let oauth = p.offers.iter().any(|o| o.rail().as_str() == "oauth");
+                assert_eq!(oauth, rails.contains(&"oauth"));
             }
         }
     }
@@ -489,8 +496,11 @@ mod tests {
             cfg.upstream.command,
             Some(vec!["npx".into(), "-y".into(), "@scope/server x".into()])
         );
-        assert_eq!(cfg.tools["default"].pow, Some(12345));
-        assert_eq!(cfg.tools["default"].l402.unwrap().msat, 7000);
+        let p = &cfg.tools["default"];
+        let effort = p.offer(turnpike_pow::RAIL).and_then(turnpike_pow::effort);
+        assert_eq!(effort, Some(12345));
+        let l402 = p.offer(turnpike_l402::RAIL).and_then(turnpike_l402::terms);
+        assert_eq!(l402.unwrap().msat, 7000);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use std::sync::Arc;
 
-use turnpike_gateway::config::{self, ChallengeMode, Config, PriceConfig};
+use turnpike_gateway::config::{self, ChallengeMode, Config};
 use turnpike_gateway::reload::Loader;
 use turnpike_gateway::ServeOptions;
 
@@ -161,17 +161,11 @@ fn apply_overrides(cfg: &mut Config, args: &ServeArgs) -> anyhow::Result<()> {
         if effort == 0 {
             bail!("--pow-effort must be at least 1 (it counts expected hashes)");
         }
-        let l402 = cfg.tools.get("default").and_then(|p| p.l402);
-        let oauth = cfg.tools.get("default").and_then(|p| p.oauth.clone());
-        cfg.tools.insert(
-            "default".into(),
-            PriceConfig {
-                free: false,
-                pow: Some(effort),
-                l402,
-                oauth,
-            },
-        );
+        // The default tool price's other offers stay; a free price becomes this one.
+        let mut price = cfg.tools.remove("default").unwrap_or_default();
+        price.free = false;
+        price.set_offer(turnpike_pow::offer(effort));
+        cfg.tools.insert("default".into(), price);
     }
     if let Some(mode) = &args.challenge_mode {
         cfg.server.challenge_mode = ChallengeMode::parse(mode)
@@ -302,7 +296,9 @@ mod tests {
             cfg.upstream.url.as_deref(),
             Some("http://127.0.0.1:3001/mcp")
         );
-        assert_eq!(cfg.tools["default"].pow, Some(1234));
+        let p = &cfg.tools["default"];
+        let effort = p.offer(turnpike_pow::RAIL).and_then(turnpike_pow::effort);
+        assert_eq!(effort, Some(1234));
         assert_eq!(cfg.server.challenge_mode, ChallengeMode::InBand);
         assert_eq!(cfg.server.data_dir, PathBuf::from("/tmp/x"));
     }

@@ -255,7 +255,7 @@ async fn inspect(credential: String, config: Option<PathBuf>) -> anyhow::Result<
     }
     if let (Some(path), Some(id)) = (config, &id) {
         let cfg = load(&path)?;
-        if cfg.l402.store == StoreConfig::Memory {
+        if l402(&cfg).store == StoreConfig::Memory {
             bail!("[l402] store is \"memory\": there is nothing to look up outside the gateway");
         }
         let store = turnpike_gateway::rails::open_store(&cfg)?;
@@ -327,8 +327,13 @@ async fn inspect(credential: String, config: Option<PathBuf>) -> anyhow::Result<
     })
 }
 
+/// `[l402]` of the configuration (its defaults when the file leaves it out).
+fn l402(cfg: &Config) -> turnpike_l402::conf::L402Section {
+    turnpike_l402::conf::section(&cfg.rails)
+}
+
 fn store_name(cfg: &Config) -> String {
-    match &cfg.l402.store {
+    match &l402(cfg).store {
         StoreConfig::Memory => "memory".into(),
         StoreConfig::Sqlite { path, .. } => {
             if path.is_absolute() {
@@ -351,12 +356,13 @@ async fn mint(
         bail!("the price must be at least 1 msat");
     }
     let cfg = load(&path)?;
-    if cfg.l402.store == StoreConfig::Memory {
+    if l402(&cfg).store == StoreConfig::Memory {
         bail!("[l402] store is \"memory\": a token minted here would be unknown to the gateway");
     }
     let store = turnpike_gateway::rails::open_store(&cfg)?;
     let n = turnpike_core::unix_now();
-    let rail = &cfg.l402.rail;
+    let section = l402(&cfg);
+    let rail = &section.rail;
     let (amount, credit, expires) = match mode {
         BillingMode::PerCall => (msat, 0, n.saturating_add(rail.token_ttl_secs)),
         BillingMode::Balance => {
@@ -433,7 +439,7 @@ async fn revoke(token_id: &str, path: &Path) -> anyhow::Result<ExitCode> {
     let mut id = [0u8; 32];
     hex::decode_to_slice(token_id.trim(), &mut id).context("a token id is 64 hex digits")?;
     let cfg = load(path)?;
-    if cfg.l402.store == StoreConfig::Memory
+    if l402(&cfg).store == StoreConfig::Memory
         && cfg.store.durable != turnpike_gateway::limits::DurableBackend::Postgres
     {
         bail!("[l402] store is \"memory\": restart the gateway to forget its tokens");

@@ -4,36 +4,40 @@
 //! rail documents it links to); tests hold that reference, every configuration shown in the
 //! documents and `turnpike init`'s template to the definitions here.
 //!
-//! Each section is read by the serde type of the crate that owns it (`[pow]` by
-//! `turnpike_pow`, `[oauth]` by `turnpike_oauth`, `[lightning]` by `turnpike_lightning`, …),
-//! straight from the spanned TOML value, so that every problem is reported with
-//! `file:line:col`, what is wrong and a hint ([`de`]). The gateway reads its own sections
-//! ([`sections`], [`prices`]) and keeps the rules across sections ([`rules`]).
+//! Each section is read by the serde type of the crate that owns it, straight from the spanned
+//! TOML value, so that every problem is reported with `file:line:col`, what is wrong and a hint
+//! (the toolkit of `turnpike-conf`). The rails' tables (`[pow]`, `[l402]`, `[lightning]`,
+//! `[oauth]`, …) and their keys in a price are read by the rails themselves, through the
+//! [`turnpike_conf::RailConf`] each registers in [`crate::registry`]: nothing here names a
+//! rail. The gateway reads its own sections ([`sections`], [`prices`]), its own keys of
+//! `[oauth]` (what the upstream is told) and keeps the rules across sections ([`rules`]).
 //!
 //! | file | what |
 //! |---|---|
 //! | `types.rs` | the data: [`Config`] and the gateway's own sections |
-//! | `de.rs` | reading a section with its owner's type; problems with their places |
-//! | `sections.rs` | each section, and what the gateway adds to some |
-//! | `prices.rs` | `[tools.*]`, `[methods.*]` |
+//! | `sections.rs` | the gateway's sections, and its keys in a rail's table |
+//! | `prices.rs` | `[tools.*]`, `[methods.*]`: `free`, and each rail's key read by the rail |
 //! | `rules.rs` | rules across sections; [`Config::validate`] |
 
-pub mod de;
 mod hints;
 mod prices;
+mod reader;
 mod rules;
 mod sections;
 mod types;
 
 use std::path::Path;
 
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+use turnpike_conf::{line_col, span_of_path, RailConf, Section};
 use turnpike_limits::{BudgetsConfig, LimitsConfig, StoreConfig as LimitsStoreConfig};
-use turnpike_pow::PowConfig;
 
-use de::{line_col, span_of_path, Cx, Section};
+use crate::registry::RAIL_CONFS;
 use hints::*;
-pub use sections::reference_keys;
+use reader::Gx;
+pub use sections::{reference_keys, IDENTITY_TABLE};
+pub use turnpike_conf::{ConfigError, Host, Problem, Sections};
 pub use types::*;
 
 /// Reads and parses a configuration file.
@@ -56,7 +60,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses a configuration from TOML text; `file_name` is used in messages only. Reports
 /// **every** problem found, each with `file:line:col`, what is wrong and a hint.
 pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
-    let mut cx = Cx::new(src);
+    parse_with(src, file_name, RAIL_CONFS)
+}
+
+/// [`parse`] with the rails `rails` (the gateway's are [`RAIL_CONFS`]): each reads its tables
+/// and its key in a price.
+pub fn parse_with(
+    src: &str,
+    file_name: &str,
+    rails: &'static [&'static dyn RailConf],
+) -> Result<Config, ConfigError> {
+    let mut cx = Gx::new(src, rails);
     let (root, syntax) = DeTable::parse_recoverable(src);
     if !syntax.is_empty() {
         for e in syntax {
@@ -71,6 +85,9 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
     let root_span = root.span();
     let root = root.into_inner();
     let mut cfg = Config::default();
+    for rail in rails {
+        rail.defaults(&mut cfg.rails);
+    }
     let serde_words = |name, hint| Section {
         serde_words: true,
         ..Section::new(name, hint)
@@ -89,12 +106,6 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
             }
             "mount" => cfg.mounts = cx.mounts(value),
             "merge" => cfg.merge = cx.merge(value),
-            "pow" => {
-                let s = serde_words("[pow]", "see the [pow] table in the configuration reference");
-                if let Some(p) = cx.section::<PowConfig>(value, s) {
-                    cfg.pow = p;
-                }
-            }
             "tools" => {
                 if let Some(t) = cx.table(value, "[tools]") {
                     cfg.tools = cx.prices(t, "tools");
@@ -106,19 +117,17 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
                     cx.method_names(t);
                 }
             }
-            "l402" => {
-                if let Some(l) = cx.l402(value) {
-                    cfg.l402 = l;
-                }
-            }
-            "lightning" => cfg.lightning = cx.lightning(value),
             "limits" => {
-                if let Some(l) = cx.section::<LimitsConfig>(value, serde_words("[limits]", HINT_LIMITS)) {
+                if let Some(l) =
+                    cx.section::<LimitsConfig>(value, serde_words("[limits]", HINT_LIMITS))
+                {
                     cfg.limits = l;
                 }
             }
             "budgets" => {
-                if let Some(b) = cx.section::<BudgetsConfig>(value, serde_words("[budgets]", HINT_LIMITS)) {
+                if let Some(b) =
+                    cx.section::<BudgetsConfig>(value, serde_words("[budgets]", HINT_LIMITS))
+                {
                     cfg.budgets = b;
                 }
             }
@@ -131,7 +140,9 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
             }
             "admin" => cfg.admin = cx.admin(value),
             "stdio" => {
-                if let Some(s) = cx.section::<StdioSection>(value, Section::new("[stdio]", HINT_POSITIVE)) {
+                if let Some(s) =
+                    cx.section::<StdioSection>(value, Section::new("[stdio]", HINT_POSITIVE))
+                {
                     cfg.stdio = s;
                 }
             }
@@ -139,18 +150,27 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
                 let s = Section::new("[telemetry]", HINT_TELEMETRY);
                 cfg.telemetry = cx.section::<TelemetrySection>(value, s);
             }
-            // After the loop: its defaults depend on [server].
-            "oauth" => {}
+            // After the loop: a rail's table may depend on [server].
+            name if cx.owner(name).is_some() => {}
             other => cx.problem(
                 Some(key.span()),
                 format!("unknown table `{other}`"),
-                "the tables are [server], [upstream], [[mount]], [merge], [pow], [tools.<name>], [methods.\"<method>\"], [l402], [lightning], [oauth], [limits], [budgets], [store], [admin], [stdio] and [telemetry]",
+                &tables_hint(rails),
             ),
         }
     }
-    if let Some(value) = root.get("oauth") {
-        let public_url = cfg.public_url();
-        cfg.oauth = cx.oauth(value, &public_url);
+    let public_url = cfg.public_url();
+    for (key, value) in root.iter() {
+        if let Some(rail) = cx.owner(key.get_ref()) {
+            rail_table(&mut cx, rail, key.get_ref(), value, &public_url, &mut cfg);
+        }
+    }
+    let host = Host {
+        public_url: &public_url,
+        extra: &[],
+    };
+    for rail in rails {
+        rail.check(&mut cx, &root, &cfg.rails, &host);
     }
     rules::check(&mut cx, &root, root_span.start, &cfg);
     if cx.problems.is_empty() {
@@ -160,8 +180,56 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
     }
 }
 
-fn into_error(cx: Cx<'_>, file: &str) -> ConfigError {
-    let mut problems = cx.problems;
+/// A rail's table `name`, read by its rail; the gateway's own keys of it (see
+/// [`sections::gateway_keys`]) taken out first and read here.
+fn rail_table(
+    cx: &mut Gx<'_>,
+    rail: &dyn RailConf,
+    name: &str,
+    value: &Spanned<DeValue<'_>>,
+    public_url: &str,
+    cfg: &mut Config,
+) {
+    let own = sections::gateway_keys(name);
+    let host = Host {
+        public_url,
+        extra: &own,
+    };
+    if own.is_empty() {
+        rail.read(cx, name, value, &host, &mut cfg.rails);
+        return;
+    }
+    let Some(t) = cx.table(value, &format!("[{name}]")) else {
+        return;
+    };
+    let (rest, own_t) = turnpike_conf::split_keys(t, &own);
+    let before = cx.problems.len();
+    let rest = Spanned::new(value.span(), DeValue::Table(rest));
+    rail.read(cx, name, &rest, &host, &mut cfg.rails);
+    cfg.identity = cx.identity(&own_t, t, value.span(), before);
+}
+
+/// Every top-level table, for the hint of an unknown one.
+fn tables_hint(rails: &[&dyn RailConf]) -> String {
+    let mut names: Vec<String> = ["[server]", "[upstream]", "[[mount]]", "[merge]"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    names.push("[tools.<name>]".into());
+    names.push("[methods.\"<method>\"]".into());
+    for rail in rails {
+        names.extend(rail.tables().iter().map(|t| format!("[{t}]")));
+    }
+    names.extend(
+        ["[limits]", "[budgets]", "[store]", "[admin]", "[stdio]"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    format!("the tables are {} and [telemetry]", names.join(", "))
+}
+
+fn into_error(cx: Gx<'_>, file: &str) -> ConfigError {
+    let mut problems = cx.cx.problems;
     problems.sort_by_key(|p| (p.line, p.col));
     ConfigError {
         file: file.into(),

@@ -1,23 +1,22 @@
 //! Prices: `[tools.<name>]`, `[methods."<method>"]` and a mount's own. A price is
-//! `free = true`, or any of `pow = <effort>`, `l402 = { msat | sat = N, mode, bundle }` and
-//! `oauth = true | { scopes = […] }` (several: the caller chooses).
+//! `free = true`, or any of the rails' keys (`pow = <effort>`, `l402 = { msat | sat = N, mode,
+//! bundle }`, `oauth = true | { scopes = […] }`, …; several: the caller chooses), each value read
+//! by its rail ([`turnpike_conf::RailConf::price`]).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use toml::de::{DeTable, DeValue, ValueDeserializer};
-use toml::Spanned;
-use turnpike_l402::BillingMode;
+use toml::de::DeTable;
+use turnpike_conf::quote_key;
 
-use super::de::{quote_key, Cx, Section};
 use super::hints::*;
-use super::types::{Config, L402Price, PriceConfig};
+use super::reader::Gx;
+use super::types::{Config, PriceConfig};
 
-fn read<T: serde::de::DeserializeOwned>(v: &Spanned<DeValue<'_>>) -> Result<T, toml::de::Error> {
-    T::deserialize(ValueDeserializer::from(v.clone()))
-}
+/// The key of a price that is not a rail's.
+const FREE: &str = "free";
 
-impl Cx<'_> {
+impl Gx<'_> {
     pub(super) fn prices(&mut self, t: &DeTable<'_>, table: &str) -> BTreeMap<String, PriceConfig> {
         let mut out = BTreeMap::new();
         for (k, v) in t.iter() {
@@ -34,36 +33,36 @@ impl Cx<'_> {
     }
 
     fn price(&mut self, t: &DeTable<'_>, section: &str, span: Range<usize>) -> Option<PriceConfig> {
-        /// The keys of a price: each rail's, and `free` (their values are read below).
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        #[allow(dead_code)]
-        struct PriceKeys {
-            free: Option<toml::Value>,
-            pow: Option<toml::Value>,
-            l402: Option<toml::Value>,
-            oauth: Option<toml::Value>,
-        }
         let before = self.problems.len();
-        let keys = Section {
-            unknown: "rail or key",
-            ..Section::new(section, HINT_PRICE)
-        };
-        let _ = self.section_with(t, span.clone(), keys, |d| {
-            <PriceKeys as serde::Deserialize>::deserialize(d)
-        });
-        let free = self.field::<bool>(t, "free", HINT_PRICE);
-        let pow = self.field::<u64>(t, "pow", HINT_EFFORT);
-        let l402 = t.get("l402").and_then(|v| self.l402_price(v));
-        let oauth = t.get("oauth").and_then(|v| self.oauth_price(v));
-        if let Some((0, s)) = &pow {
-            self.problem(
-                Some(s.clone()),
-                "pow effort must be at least 1".into(),
-                HINT_EFFORT,
-            );
+        let rails = self.rails;
+        let known = || std::iter::once(FREE).chain(rails.iter().map(|r| r.id().as_str()));
+        for k in t.keys() {
+            let name: &str = k.get_ref();
+            if !known().any(|x| x == name) {
+                self.problem(
+                    Some(k.span()),
+                    format!("unknown rail or key `{name}` in {section}"),
+                    &format!(
+                        "the keys of {section} are: {}",
+                        known().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
         }
-        let priced = pow.is_some() || l402.is_some() || oauth.is_some();
+        let free = self.field::<bool>(t, FREE, HINT_PRICE);
+        let mut offers = Vec::new();
+        let mut named = false;
+        for rail in rails {
+            let Some(v) = t.get(rail.id().as_str()) else {
+                continue;
+            };
+            named = true;
+            self.rail_prices.push((rail.id(), v.span()));
+            if let Some(offer) = rail.price(self, v) {
+                offers.push(offer);
+            }
+        }
+        let priced = !offers.is_empty();
         match (&free, priced) {
             (Some((true, s)), true) => self.problem(
                 Some(s.clone()),
@@ -75,13 +74,7 @@ impl Cx<'_> {
                 format!("{section} says free = false but names no price"),
                 HINT_PRICE,
             ),
-            (None, false)
-                if t.get("free").is_none()
-                    && t.get("pow").is_none()
-                    && t.get("l402").is_none()
-                    && t.get("oauth").is_none()
-                    && self.problems.len() == before =>
-            {
+            (None, false) if t.get(FREE).is_none() && !named && self.problems.len() == before => {
                 self.problem(Some(span), format!("{section} names no price"), HINT_PRICE)
             }
             _ => {}
@@ -91,138 +84,8 @@ impl Cx<'_> {
         }
         Some(PriceConfig {
             free: free.is_some_and(|(f, _)| f),
-            pow: pow.map(|(p, _)| p),
-            l402,
-            oauth,
+            offers,
         })
-    }
-
-    /// `oauth = true` or `oauth = { scopes = ["a", "b"] }`.
-    fn oauth_price(&mut self, v: &Spanned<DeValue<'_>>) -> Option<Vec<String>> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Raw {
-            scopes: Vec<String>,
-        }
-        self.oauth_prices.push(v.span());
-        match v.get_ref() {
-            DeValue::Boolean(true) => Some(Vec::new()),
-            DeValue::Boolean(false) => {
-                self.problem(
-                    Some(v.span()),
-                    "oauth = false offers nothing: remove the key instead".into(),
-                    HINT_OAUTH_PRICE,
-                );
-                None
-            }
-            _ => match read::<Raw>(v) {
-                Ok(r) => {
-                    let mut scopes: Vec<String> = Vec::new();
-                    for s in r.scopes {
-                        if !turnpike_oauth::config::is_scope_token(&s) {
-                            self.problem(
-                                Some(v.span()),
-                                format!("{s:?} is not a scope (printable ASCII without spaces, '\"' or '\\')"),
-                                HINT_OAUTH_PRICE,
-                            );
-                            return None;
-                        }
-                        if !scopes.contains(&s) {
-                            scopes.push(s);
-                        }
-                    }
-                    Some(scopes)
-                }
-                Err(e) => {
-                    self.de_error(e, v.span(), HINT_OAUTH_PRICE);
-                    None
-                }
-            },
-        }
-    }
-
-    /// `l402 = { msat = N | sat = N, mode = "…", bundle = N }`.
-    fn l402_price(&mut self, v: &Spanned<DeValue<'_>>) -> Option<L402Price> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Raw {
-            msat: Option<u64>,
-            sat: Option<u64>,
-            mode: Option<String>,
-            bundle: Option<u64>,
-        }
-        self.l402_prices.push(v.span());
-        let raw = match read::<Raw>(v) {
-            Ok(r) => r,
-            Err(e) => {
-                self.de_error(e, v.span(), HINT_L402);
-                return None;
-            }
-        };
-        let here = Some(v.span());
-        let (msat, unit) = match (raw.msat, raw.sat) {
-            (Some(m), None) => (m, 1),
-            (None, Some(s)) => match s.checked_mul(1000) {
-                Some(m) => (m, 1000),
-                None => {
-                    self.problem(here, "l402 sat price is too large".into(), HINT_L402);
-                    return None;
-                }
-            },
-            (Some(_), Some(_)) => {
-                self.problem(here, "l402 names both msat and sat".into(), HINT_L402);
-                return None;
-            }
-            (None, None) => {
-                self.problem(here, "l402 names no amount".into(), HINT_L402);
-                return None;
-            }
-        };
-        if msat == 0 {
-            self.problem(
-                here,
-                "an l402 price must be at least 1 msat".into(),
-                HINT_L402,
-            );
-            return None;
-        }
-        let mode = match raw.mode.as_deref() {
-            None | Some("per_call") => BillingMode::PerCall,
-            Some("balance") => BillingMode::Balance,
-            Some("time_pass") => BillingMode::TimePass,
-            Some(other) => {
-                self.problem(here, format!("unknown l402 mode {other:?}"), HINT_L402);
-                return None;
-            }
-        };
-        let bundle = match (mode, raw.bundle) {
-            (_, None) => 0,
-            (BillingMode::PerCall, Some(_)) => {
-                self.problem(
-                    here,
-                    "bundle has no meaning for a per_call price".into(),
-                    HINT_L402,
-                );
-                return None;
-            }
-            (BillingMode::Balance, Some(b)) => match b.checked_mul(unit) {
-                Some(b) if b >= msat => b,
-                _ => {
-                    self.problem(
-                        here,
-                        "a balance bundle must buy at least one call".into(),
-                        HINT_L402,
-                    );
-                    return None;
-                }
-            },
-            (BillingMode::TimePass, Some(0)) => {
-                self.problem(here, "a time pass of 0 seconds".into(), HINT_L402);
-                return None;
-            }
-            (BillingMode::TimePass, Some(secs)) => secs,
-        };
-        Some(L402Price { msat, mode, bundle })
     }
 
     /// Top-level `[tools."<mount>/<name>"]` keys price one mount's tool on the merged endpoint:

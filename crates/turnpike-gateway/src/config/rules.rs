@@ -1,31 +1,29 @@
-//! The rules across sections: a price naming a rail needs that rail's section, a merged
+//! The rules across sections: a price naming a rail needs that rail's table (the one
+//! [`turnpike_conf::RailConf::needs`] names), a merged
 //! mount's tool names a merged mount, `[limits]` against `[budgets]` and `[store]`, and (after
 //! command-line overrides) [`Config::validate`].
 
 use toml::de::{DeTable, DeValue};
+use turnpike_conf::{check_url, span_of_path, ConfigError, Host, Problem};
 
-use super::de::{span_of_path, Cx};
+use crate::registry::{by_id, RAIL_CONFS};
+
 use super::hints::*;
-use super::types::{check_public_url, Config, ConfigError, ForwardIdentity, Problem};
-use turnpike_upstream::http::check_url;
+use super::reader::Gx;
+use super::types::{check_public_url, Config, ForwardIdentity};
 
 /// The rules across sections, each problem at the place that shows it.
-pub(super) fn check(cx: &mut Cx<'_>, root: &DeTable<'_>, root_start: usize, cfg: &Config) {
-    if root.get("oauth").is_none() {
-        for span in std::mem::take(&mut cx.oauth_prices) {
+pub(super) fn check(cx: &mut Gx<'_>, root: &DeTable<'_>, root_start: usize, cfg: &Config) {
+    // A price naming a rail that is off (its table is not there).
+    for (id, span) in std::mem::take(&mut cx.rail_prices) {
+        let Some((table, hint)) = cx.rail(id.as_str()).and_then(|r| r.needs()) else {
+            continue;
+        };
+        if root.get(table).is_none() {
             cx.problem(
                 Some(span),
-                "this price names oauth, but there is no [oauth] section".into(),
-                HINT_NO_OAUTH,
-            );
-        }
-    }
-    if root.get("lightning").is_none() {
-        for span in std::mem::take(&mut cx.l402_prices) {
-            cx.problem(
-                Some(span),
-                "this price names l402, but there is no [lightning] section".into(),
-                HINT_NO_LIGHTNING,
+                format!("this price names {id}, but there is no [{table}] section"),
+                hint,
             );
         }
     }
@@ -114,48 +112,44 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             add("[server] max_body_bytes is 0".into(), HINT_POSITIVE);
         }
-        if let Err(errs) = self.pow.validate() {
-            for e in errs {
-                add(
-                    e.to_string(),
-                    "see the [pow] table in the configuration reference",
-                );
-            }
-        }
-        for (table, map) in [("tools", &self.tools), ("methods", &self.methods)] {
-            for (k, p) in map {
-                if p.pow == Some(0) {
-                    add(format!("[{table}.{k}] pow = 0"), HINT_EFFORT);
-                }
-                if p.l402.is_some_and(|l| l.msat == 0) {
-                    add(format!("[{table}.{k}] l402 price is 0"), HINT_L402);
-                }
-            }
-        }
-        if self.uses_l402() && self.lightning.is_none() {
-            add(
-                "a price names l402 but there is no [lightning] section".into(),
-                HINT_NO_LIGHTNING,
-            );
-        }
         if let Some(u) = &self.server.public_url {
             if let Err(e) = check_public_url(u) {
                 add(format!("[server] public_url {u:?}: {e}"), HINT_PUBLIC_URL);
             }
         }
-        if self.uses_oauth() && self.oauth.is_none() {
-            add(
-                "a price names oauth but there is no [oauth] section".into(),
-                HINT_NO_OAUTH,
-            );
-        }
-        if let (Some(o), Some(cfg)) = (&self.oauth, self.oauth_config()) {
-            if let Err(e) = cfg.validate() {
-                for p in e.problems {
-                    add(p, HINT_OAUTH);
+        for (table, map) in [("tools", &self.tools), ("methods", &self.methods)] {
+            for (k, p) in map {
+                for offer in &p.offers {
+                    let problem = by_id(offer.rail().as_str()).and_then(|r| r.offer_problem(offer));
+                    if let Some((m, hint)) = problem {
+                        add(format!("[{table}.{k}] {m}"), hint);
+                    }
                 }
             }
-            if o.forward_identity == ForwardIdentity::Signed && o.identity_secret.is_none() {
+        }
+        let public_url = self.public_url();
+        let host = Host {
+            public_url: &public_url,
+            extra: &[],
+        };
+        for rail in RAIL_CONFS {
+            for (m, hint) in rail.validate(&self.rails, &host) {
+                add(m, hint);
+            }
+            if let Some((table, hint)) = rail.needs() {
+                if self.uses(rail.id()) && !self.rails.has(table) {
+                    add(
+                        format!(
+                            "a price names {} but there is no [{table}] section",
+                            rail.id()
+                        ),
+                        hint,
+                    );
+                }
+            }
+        }
+        if let Some(i) = &self.identity {
+            if i.forward_identity == ForwardIdentity::Signed && i.identity_secret.is_none() {
                 add(
                     "[oauth] forward_identity = \"signed\" needs identity_secret".into(),
                     HINT_IDENTITY_SECRET,

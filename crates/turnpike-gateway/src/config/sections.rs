@@ -1,24 +1,25 @@
-//! The sections, each read by the type of the crate that owns it; what the gateway adds to a
-//! section (`[oauth]`'s identity keys, `[lightning]`'s `backend` and `dev_wallet`, `[l402]`'s
-//! `store`) is taken out of the table first. Rules over keys of one section that the owner's
+//! The gateway's sections, each read by the type of the crate that owns it, and the gateway's
+//! own keys in a rail's table (`[oauth]`'s identity keys: what the upstream is told), taken out
+//! of the table before the rail reads the rest. Rules over keys of one section that the owner's
 //! type cannot see (exactly one of `url` / `command`) are checked here, at their keys.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 
 use serde::{Deserialize, Deserializer};
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+use turnpike_conf::{fields, Section};
 use turnpike_core::conf::{env_value, hinted};
-use turnpike_l402::{L402Config, StoreConfig};
-use turnpike_lightning::config::backend_section;
-use turnpike_oauth::{OAuthConfig, Secret};
-use turnpike_upstream::http::check_url;
+use turnpike_oauth::Secret;
 
-use super::de::{fields, Cx, Section};
+use crate::registry::RAIL_CONFS;
+
 use super::hints::*;
+use super::reader::Gx;
 use super::types::{
-    default_name, AdminConfig, DevWalletConfig, ForwardIdentity, L402Section, LightningConfig,
-    MergeConfig, MountConfig, OAuthSection, ServerConfig, UpstreamConfig, DEFAULT_ADMIN_LISTEN,
+    default_name, AdminConfig, ForwardIdentity, IdentityConfig, MergeConfig, MountConfig,
+    ServerConfig, UpstreamConfig, DEFAULT_ADMIN_LISTEN,
 };
 
 const HINT_SERVER: &str = "see [server] in the configuration reference (README.md)";
@@ -80,6 +81,20 @@ fn admin_token_env<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D:
     long_enough(env_value(&var, HINT_ADMIN)?)
 }
 
+/// The rail table the gateway's own identity keys live in (`forward_identity`,
+/// `identity_secret[_env]`: what the upstream is told of the caller).
+pub const IDENTITY_TABLE: &str = "oauth";
+
+/// The gateway's own keys in rail table `table` (read by [`Gx::identity`]; the rail reads the
+/// rest).
+pub(super) fn gateway_keys(table: &str) -> Vec<&'static str> {
+    if table == IDENTITY_TABLE {
+        fields::<IdentityKeys>()
+    } else {
+        Vec::new()
+    }
+}
+
 /// `[oauth]`'s keys of the gateway's own: what the upstream learns of the caller.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,40 +138,7 @@ fn identity_secret_env<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>
     hex_secret(env_value(&var, HINT_IDENTITY_SECRET)?)
 }
 
-/// `[lightning.dev_wallet]`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DevWalletKeys {
-    #[serde(default, deserialize_with = "wallet_listen")]
-    listen: Option<SocketAddr>,
-    #[serde(default)]
-    preimage_base64: bool,
-}
-
-fn wallet_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-    let s = String::deserialize(d)?;
-    match s.parse::<SocketAddr>() {
-        Ok(a) if a.ip().is_loopback() => Ok(Some(a)),
-        _ => Err(hinted(
-            format!("{s:?} is not a loopback address"),
-            "write a loopback address and port, e.g. \"127.0.0.1:0\"",
-        )),
-    }
-}
-
-/// A copy of `t` without `keys`, and `t` with only them.
-fn split_keys<'i>(t: &DeTable<'i>, keys: &[&str]) -> (DeTable<'i>, DeTable<'i>) {
-    let mut rest = t.clone();
-    let mut own = DeTable::new();
-    for k in keys {
-        if let Some((key, v)) = rest.remove_entry(*k) {
-            own.insert(key, v);
-        }
-    }
-    (rest, own)
-}
-
-impl Cx<'_> {
+impl Gx<'_> {
     pub(super) fn server(&mut self, v: &Spanned<DeValue<'_>>) -> Option<ServerConfig> {
         self.section(v, Section::new("[server]", HINT_SERVER))
     }
@@ -216,42 +198,23 @@ impl Cx<'_> {
         })
     }
 
-    /// `[oauth]`: every key of [`OAuthConfig`] (its problems placed at their keys), and the
-    /// gateway's `forward_identity` / `identity_secret` / `identity_secret_env`.
-    pub(super) fn oauth(
+    /// `[oauth]`'s keys of the gateway's own (`forward_identity`, `identity_secret`,
+    /// `identity_secret_env`), taken out of the table `t` at `span` before the rail read the
+    /// rest; `before`: the number of problems before the table was read.
+    pub(super) fn identity(
         &mut self,
-        v: &Spanned<DeValue<'_>>,
-        public_url: &str,
-    ) -> Option<OAuthSection> {
-        let t = self.table(v, "[oauth]")?;
-        let span = v.span();
+        own: &DeTable<'_>,
+        t: &DeTable<'_>,
+        span: Range<usize>,
+        before: usize,
+    ) -> Option<IdentityConfig> {
         let own_keys = fields::<IdentityKeys>();
-        let (mut rest, own) = split_keys(t, &own_keys);
-        let before = self.problems.len();
-        if t.get("issuer").is_none() {
-            self.problem(
-                Some(span.clone()),
-                "[oauth] names no issuer".into(),
-                "write issuer = \"https://auth.example.com\", exactly as the tokens carry it in `iss`",
-            );
-            // Read the rest all the same, for its own mistakes.
-            rest.insert(
-                Spanned::new(span.clone(), "issuer".into()),
-                Spanned::new(span.clone(), DeValue::String("https://x".into())),
-            );
-        }
         let section = Section {
             extra: &own_keys,
             name_key: true,
             ..Section::new("[oauth]", HINT_OAUTH)
         };
-        let rail = self.section_with(&rest, span.clone(), section, |d| {
-            OAuthConfig::deserialize(d)
-        });
-        let ident = self.section_with(&own, span.clone(), section, |d| {
-            IdentityKeys::deserialize(d)
-        });
-        let ident = ident?;
+        let ident = self.section_with(own, span, section, |d| IdentityKeys::deserialize(d))?;
         let identity_secret = match (ident.identity_secret, ident.identity_secret_env) {
             (Some(_), Some(_)) => {
                 self.problem(
@@ -273,130 +236,9 @@ impl Cx<'_> {
                 HINT_IDENTITY_SECRET,
             );
         }
-        let rail = rail?;
-        // The rail's own checks, with the resource defaulted as the gateway will.
-        if let Err(e) = rail.clone().with_default_resource(public_url).validate() {
-            for p in e.problems {
-                let path = p
-                    .strip_prefix("oauth.")
-                    .and_then(|r| r.split(':').next())
-                    .unwrap_or("");
-                let at = super::de::span_of_path(t, path).unwrap_or(span.clone());
-                self.problem(Some(at), p, HINT_OAUTH);
-            }
-        }
-        if self.problems.len() > before {
-            return None;
-        }
-        Some(OAuthSection {
-            rail,
+        Some(IdentityConfig {
             forward_identity: ident.forward_identity,
             identity_secret,
-        })
-    }
-
-    /// `[l402]`: [`L402Config`]'s keys and `store` ([`StoreConfig::setting`]).
-    pub(super) fn l402(&mut self, v: &Spanned<DeValue<'_>>) -> Option<L402Section> {
-        const STORE: &str = "store";
-        let t = self.table(v, "[l402]")?;
-        let (rest, own) = split_keys(t, &[STORE]);
-        let section = Section {
-            extra: &[STORE],
-            ..Section::new("[l402]", HINT_L402_TABLE)
-        };
-        let rail = self.section_with(&rest, v.span(), section, |d| L402Config::deserialize(d));
-        let store = match own.get(STORE) {
-            Some(sv) => match StoreConfig::setting(ValueDeserializer::from(sv.clone())) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    self.de_error(e, sv.span(), HINT_L402_TABLE);
-                    None
-                }
-            },
-            None => Some(StoreConfig::default()),
-        };
-        Some(L402Section {
-            rail: rail?,
-            store: store?,
-        })
-    }
-
-    /// `[lightning]`: `backend = "…"` and that backend's keys (its type in
-    /// `turnpike_lightning`), plus `[lightning.dev_wallet]` with the dev backend.
-    pub(super) fn lightning(&mut self, v: &Spanned<DeValue<'_>>) -> Option<LightningConfig> {
-        const BACKEND: &str = "backend";
-        const DEV_WALLET: &str = "dev_wallet";
-        let t = self.table(v, "[lightning]")?;
-        let span = v.span();
-        let Some((kind, kspan)) = self.field::<String>(t, BACKEND, HINT_LIGHTNING) else {
-            if t.get(BACKEND).is_none() {
-                self.problem(
-                    Some(span),
-                    "[lightning] names no backend".into(),
-                    HINT_LIGHTNING,
-                );
-            }
-            return None;
-        };
-        if !turnpike_lightning::config::BACKEND_KINDS.contains(&kind.as_str()) {
-            self.problem(
-                Some(kspan),
-                format!("unknown lightning backend {kind:?}"),
-                HINT_LIGHTNING,
-            );
-            return None;
-        }
-        let own: &[&str] = if kind == "dev" {
-            &[BACKEND, DEV_WALLET]
-        } else {
-            &[BACKEND]
-        };
-        let (rest, own_t) = split_keys(t, own);
-        let name = format!("[lightning] ({kind})");
-        let section = Section {
-            extra: own,
-            ..Section::new(&name, HINT_LIGHTNING)
-        };
-        let before = self.problems.len();
-        let backend = self.section_with(&rest, span, section, |d| {
-            backend_section(&kind, d)
-                .unwrap_or_else(|| Err(serde::de::Error::custom("no such backend")))
-        });
-        let dev_wallet = own_t.get(DEV_WALLET).and_then(|w| self.dev_wallet(w));
-        if self.problems.len() > before {
-            return None;
-        }
-        let backend = backend?;
-        let url = match &backend {
-            turnpike_lightning::BackendConfig::Lnd(c) => Some(&c.url),
-            turnpike_lightning::BackendConfig::Cln(c) => Some(&c.url),
-            turnpike_lightning::BackendConfig::Phoenixd(c) => Some(&c.url),
-            turnpike_lightning::BackendConfig::Lnbits(c) => Some(&c.url),
-            // The connection URI holds a private key; it is checked by the backend.
-            turnpike_lightning::BackendConfig::Dev(_)
-            | turnpike_lightning::BackendConfig::Nwc(_) => None,
-        };
-        if let Some(url) = url {
-            if let Err(e) = check_url(url) {
-                let at = t.get("url").map(|v| v.span());
-                self.problem(at, format!("lightning url {url:?}: {e}"), HINT_URL);
-                return None;
-            }
-        }
-        Some(LightningConfig {
-            backend,
-            dev_wallet,
-        })
-    }
-
-    fn dev_wallet(&mut self, v: &Spanned<DeValue<'_>>) -> Option<DevWalletConfig> {
-        let w: DevWalletKeys =
-            self.section(v, Section::new("[lightning.dev_wallet]", HINT_LIGHTNING))?;
-        Some(DevWalletConfig {
-            listen: w
-                .listen
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
-            preimage_base64: w.preimage_base64,
         })
     }
 
@@ -541,50 +383,27 @@ impl Cx<'_> {
     }
 }
 
-/// Every section's keys, from the serde types that read them (the owners' and the gateway's):
-/// `(section, keys)`, a section named as in a table header (`lightning (lnd)` for one
-/// backend's keys). The README's reference is tested against this list.
+/// Every section's keys, from the serde types that read them (the owners' and the gateway's,
+/// the rails' from [`turnpike_conf::RailConf::reference_keys`]): `(section, keys)`, a section
+/// named as in a table header (`lightning (lnd)` for one backend's keys). The README's
+/// reference is tested against this list.
 pub fn reference_keys() -> Vec<(String, Vec<&'static str>)> {
-    use super::de::{fields, fields_of, Fields};
     let mut out: Vec<(String, Vec<&'static str>)> = vec![
         ("server".into(), fields::<ServerConfig>()),
         ("upstream".into(), fields::<UpstreamConfig>()),
         ("stdio".into(), fields::<super::types::StdioSection>()),
-        ("pow".into(), fields::<turnpike_pow::PowConfig>()),
-        ("pow.load".into(), fields::<turnpike_pow::LoadConfig>()),
-        ("l402".into(), {
-            let mut k = fields::<L402Config>();
-            k.push("store");
-            k
-        }),
-        ("oauth".into(), {
-            let mut k = fields::<OAuthConfig>();
-            k.extend(fields::<IdentityKeys>());
-            k
-        }),
-        (
-            "oauth.introspection".into(),
-            fields::<turnpike_oauth::config::IntrospectionConfig>(),
-        ),
+        (IDENTITY_TABLE.into(), fields::<IdentityKeys>()),
         ("limits".into(), fields::<turnpike_limits::LimitsConfig>()),
         ("budgets".into(), fields::<turnpike_limits::BudgetsConfig>()),
         ("store".into(), fields::<turnpike_limits::StoreConfig>()),
         ("admin".into(), fields::<AdminKeys>()),
-        ("lightning.dev_wallet".into(), fields::<DevWalletKeys>()),
         (
             "telemetry".into(),
             fields::<super::types::TelemetrySection>(),
         ),
     ];
-    for kind in turnpike_lightning::config::BACKEND_KINDS {
-        let mut k = vec!["backend"];
-        k.extend(fields_of(|d| {
-            backend_section(kind, d).unwrap_or_else(|| Err(Fields(Vec::new())))
-        }));
-        if *kind == "dev" {
-            k.push("dev_wallet");
-        }
-        out.push((format!("lightning ({kind})"), k));
+    for rail in RAIL_CONFS {
+        out.extend(rail.reference_keys());
     }
     out
 }

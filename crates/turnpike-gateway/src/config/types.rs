@@ -1,25 +1,20 @@
 //! The configuration's data: what [`super::parse`] builds. The sections other crates own are
-//! their types ([`PowConfig`], [`OAuthConfig`], [`L402Config`], [`BackendConfig`],
-//! [`LimitsConfig`], [`StdioSection`]); the gateway's own (`[server]`, `[upstream]`, `[admin]`,
-//! prices, mounts) are here, with the readers of their values in [`read`].
+//! their types ([`LimitsConfig`], [`StdioSection`], …; the rails' tables in [`Config::rails`],
+//! each of its rail's type); the gateway's own (`[server]`, `[upstream]`, `[admin]`, prices,
+//! mounts) are here, with the readers of their values in [`read`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use turnpike_conf::{check_url, Sections};
 use turnpike_core::conf::{positive_u64, positive_usize};
-use turnpike_core::{Policy, Price};
+use turnpike_core::{Offer, Policy, Price, RailId};
 use turnpike_http::conns::ConnRules;
-use turnpike_l402::BillingMode;
-use turnpike_l402::{L402Config, StoreConfig};
-use turnpike_lightning::BackendConfig;
 use turnpike_limits::{BudgetsConfig, LimitsConfig, StoreConfig as LimitsStoreConfig};
-use turnpike_oauth::{OAuthConfig, Secret};
-use turnpike_pow::PowConfig;
-use turnpike_upstream::http::check_url;
+use turnpike_oauth::Secret;
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -28,20 +23,18 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[upstream]`.
     pub upstream: UpstreamConfig,
-    /// `[pow]` (owned by the proof-of-work rail).
-    pub pow: PowConfig,
     /// `[tools.<name>]`; the entry named `default` prices every tool not named.
     pub tools: BTreeMap<String, PriceConfig>,
     /// `[methods."<method>"]`: prices of methods other than `tools/call`.
     pub methods: BTreeMap<String, PriceConfig>,
-    /// `[l402]`: the L402 rail's settings and store.
-    pub l402: L402Section,
-    /// `[lightning]`: the Lightning backend the L402 rail bills through. Required when any
-    /// price names `l402`.
-    pub lightning: Option<LightningConfig>,
-    /// `[oauth]`: the OAuth rail (the authorization server it trusts, the resource, DPoP) and
-    /// what the upstream learns of the caller. Required when any price names `oauth`.
-    pub oauth: Option<OAuthSection>,
+    /// The rails' tables (`[pow]`, `[l402]`, `[lightning]`, `[oauth]`, …), each read by its
+    /// rail ([`crate::registry`]) as a type of its own and found with its crate's accessor
+    /// (`turnpike_pow::conf::section`, …). A rail with a table it needs (`[lightning]`,
+    /// `[oauth]`) is on when that table is here.
+    pub rails: Sections,
+    /// `[oauth]`'s keys of the gateway's own: what the upstream learns of the caller. `None`
+    /// without `[oauth]`.
+    pub identity: Option<IdentityConfig>,
     /// `[limits]`: rate limits, in-flight caps and the loop brake (on by default, sized for
     /// agents; see docs/LIMITS.md).
     pub limits: LimitsConfig,
@@ -91,13 +84,9 @@ pub struct AdminConfig {
 /// The admin listener's default address.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8403";
 
-/// `[oauth]`: every key of [`turnpike_oauth::OAuthConfig`], plus the gateway's own
-/// `forward_identity` and `identity_secret`.
+/// `[oauth]`'s keys of the gateway's own (the rest of the table is the OAuth rail's).
 #[derive(Debug, Clone, PartialEq)]
-pub struct OAuthSection {
-    /// The rail's settings. `resource` stays `None` when the file leaves it out: it defaults to
-    /// [`Config::public_url`] when the rail is built ([`Config::oauth_config`]).
-    pub rail: OAuthConfig,
+pub struct IdentityConfig {
     /// Whether the upstream is told who the caller is.
     pub forward_identity: ForwardIdentity,
     /// The HMAC-SHA256 key of the `Turnpike-Identity` header (32 bytes), required with
@@ -113,50 +102,6 @@ pub enum ForwardIdentity {
     None,
     /// A `Turnpike-Identity` header signed by the gateway (see [`crate::identity`]).
     Signed,
-}
-
-/// `[l402]`: the rail's settings (every key of [`turnpike_l402::L402Config`]) and `store`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct L402Section {
-    /// Token lifetimes, invoice expiry, settlement confirmation, limits.
-    pub rail: L402Config,
-    /// Where root keys, tokens, balances and the ledger live. Default: SQLite at
-    /// `<data_dir>/l402.sqlite`.
-    pub store: StoreConfig,
-}
-
-/// `[lightning]`: which node or wallet service creates invoices.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LightningConfig {
-    /// The backend and how to reach it (secrets already read from `*_env` variables; files are
-    /// read when the backend is built).
-    pub backend: BackendConfig,
-    /// `[lightning.dev_wallet]` (dev backend only): serve the dev wallet, an LND-REST look-alike
-    /// that pays this gateway's dev invoices. **Not for production.**
-    pub dev_wallet: Option<DevWalletConfig>,
-}
-
-/// `[lightning.dev_wallet]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DevWalletConfig {
-    /// Loopback address to listen on (port 0: any free port). Default `127.0.0.1:0`.
-    pub listen: SocketAddr,
-    /// Write `/v2/router/send`'s preimage in base64 (what `l402-requests` 0.9 reads) instead of
-    /// LND's hex.
-    pub preimage_base64: bool,
-}
-
-/// An L402 price: `l402 = { msat = N | sat = N, mode = "per_call" | "balance" | "time_pass",
-/// bundle = … }`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct L402Price {
-    /// Price of one call in millisatoshis.
-    pub msat: u64,
-    /// How the token is billed.
-    pub mode: BillingMode,
-    /// Balance: millisatoshis of credit one invoice buys (0: one call's worth); time pass:
-    /// seconds the pass lasts (0: `[l402] pass_secs`); per call: 0.
-    pub bundle: u64,
 }
 
 /// How challenges are delivered.
@@ -373,55 +318,73 @@ impl Default for UpstreamConfig {
     }
 }
 
-/// The price of one tool or method: `free = true`, or any of `pow = <effort>` and
-/// `l402 = {…}` (both: a dual-rail price, the caller chooses).
+/// The price of one tool or method: `free = true`, or any of the rails' offers (several: the
+/// caller chooses).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PriceConfig {
     /// The call is free.
     pub free: bool,
-    /// Proof-of-work of this many expected hashes.
-    pub pow: Option<u64>,
-    /// A Lightning payment.
-    pub l402: Option<L402Price>,
-    /// An OAuth access token with every one of these scopes (empty: any valid token).
-    pub oauth: Option<Vec<String>>,
+    /// The offers, one per rail, in the order the rails are registered ([`crate::registry`]).
+    pub offers: Vec<Offer>,
 }
 
 impl PriceConfig {
-    /// The price as the policy holds it (the L402 offer first).
+    /// A price of `offers`.
+    pub fn of(offers: Vec<Offer>) -> Self {
+        PriceConfig {
+            free: false,
+            offers,
+        }
+    }
+
+    /// The free price.
+    pub fn free() -> Self {
+        PriceConfig {
+            free: true,
+            offers: Vec::new(),
+        }
+    }
+
+    /// The price as the policy holds it.
     pub fn to_price(&self) -> Price {
         if self.free {
             return Price::free();
         }
-        let mut offers = Vec::new();
-        if let Some(p) = self.l402 {
-            offers.push(turnpike_l402::offer(p.msat, p.mode, p.bundle));
+        Price {
+            offers: self.offers.clone(),
         }
-        if let Some(effort) = self.pow {
-            offers.push(turnpike_pow::offer(effort));
-        }
-        if let Some(scopes) = &self.oauth {
-            offers.push(turnpike_oauth::offer(scopes.clone()));
-        }
-        Price { offers }
+    }
+
+    /// The offer on `rail`, if any.
+    pub fn offer(&self, rail: RailId) -> Option<&Offer> {
+        self.offers.iter().find(|o| o.rail() == rail)
+    }
+
+    /// Sets the offer on `offer`'s rail (replacing the one there), in the rails' order.
+    pub fn set_offer(&mut self, offer: Offer) {
+        let rank = |r: RailId| {
+            crate::registry::RAIL_CONFS
+                .iter()
+                .position(|c| c.id() == r)
+                .unwrap_or(usize::MAX)
+        };
+        self.offers.retain(|o| o.rail() != offer.rail());
+        let at = self
+            .offers
+            .iter()
+            .position(|o| rank(o.rail()) > rank(offer.rail()))
+            .unwrap_or(self.offers.len());
+        self.offers.insert(at, offer);
     }
 }
 
 impl Config {
-    /// Whether any price names `l402`.
-    pub fn uses_l402(&self) -> bool {
+    /// Whether any price (of `[tools]` or `[methods]`) names `rail`.
+    pub fn uses(&self, rail: RailId) -> bool {
         self.tools
             .values()
             .chain(self.methods.values())
-            .any(|p| !p.free && p.l402.is_some())
-    }
-
-    /// Whether any price names `oauth`.
-    pub fn uses_oauth(&self) -> bool {
-        self.tools
-            .values()
-            .chain(self.methods.values())
-            .any(|p| !p.free && p.oauth.is_some())
+            .any(|p| !p.free && p.offer(rail).is_some())
     }
 
     /// The public URL of the endpoint: `server.public_url`, else `http://<listen><path>`.
@@ -430,14 +393,6 @@ impl Config {
             Some(u) => u.clone(),
             None => format!("http://{}{}", self.server.listen, self.server.path),
         }
-    }
-
-    /// The OAuth rail's configuration with `resource` defaulted to [`Config::public_url`], when
-    /// there is an `[oauth]` section.
-    pub fn oauth_config(&self) -> Option<OAuthConfig> {
-        self.oauth
-            .as_ref()
-            .map(|o| o.rail.clone().with_default_resource(&self.public_url()))
     }
 }
 
@@ -457,48 +412,6 @@ impl Config {
             p.methods.insert(m.clone(), price.to_price());
         }
         p
-    }
-}
-
-/// One problem in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// 1-based line; 0 when the problem has no single place.
-    pub line: usize,
-    /// 1-based column (in characters); 0 when the problem has no single place.
-    pub col: usize,
-    /// What is wrong.
-    pub message: String,
-    /// What to do about it.
-    pub hint: String,
-}
-
-/// Every problem found in a configuration file. Displayed one per line as
-/// `file:line:col: message` followed by an indented `hint:` line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    /// The file name as given.
-    pub file: String,
-    /// The problems, in file order.
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            if p.line == 0 {
-                write!(f, "{}: {}", self.file, p.message)?;
-            } else {
-                write!(f, "{}:{}:{}: {}", self.file, p.line, p.col, p.message)?;
-            }
-            if !p.hint.is_empty() {
-                write!(f, "\n    hint: {}", p.hint)?;
-            }
-        }
-        Ok(())
     }
 }
 

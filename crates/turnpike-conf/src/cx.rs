@@ -4,22 +4,23 @@
 //! crate that owns it, so each serde error carries the place of the key or value at fault. To
 //! report every mistake, not only the first, the key at fault is set aside and the section read
 //! again, until it reads cleanly. Serde's "unknown field" becomes "unknown key `x` in
-//! [section]", with the section's keys (serde's own list) as the hint; the conventions of
-//! `turnpike_core::conf` (a hint, a key named after the fact, `{key}`) are honoured.
+//! [section]", with the section's keys (serde's own list) as the hint.
 
 use std::ops::Range;
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 use turnpike_core::conf;
 
-use super::types::Problem;
+use turnpike_core::RailId;
+
+use crate::place::{line_col, span_of_path};
+use crate::problem::Problem;
 
 /// How a section is named and helped in messages.
 #[derive(Clone, Copy)]
-pub(super) struct Section<'a> {
+pub struct Section<'a> {
     /// Its name in messages, e.g. `[server]`.
     pub name: &'a str,
     /// The hint when the owner's message gives none.
@@ -38,7 +39,7 @@ pub(super) struct Section<'a> {
 
 impl<'a> Section<'a> {
     /// A section named `name`, helped by `hint`.
-    pub(crate) fn new(name: &'a str, hint: &'a str) -> Self {
+    pub fn new(name: &'a str, hint: &'a str) -> Self {
         Section {
             name,
             hint,
@@ -50,27 +51,28 @@ impl<'a> Section<'a> {
     }
 }
 
-/// The problems found so far, and what later rules need to know.
-pub(super) struct Cx<'s> {
+/// The problems found so far in one file, and what later rules need to know.
+pub struct Cx<'s> {
+    /// The file's text.
     pub src: &'s str,
+    /// Every problem found so far.
     pub problems: Vec<Problem>,
-    /// Where prices name `l402` (each is an error when there is no `[lightning]`).
-    pub l402_prices: Vec<Range<usize>>,
-    /// Where prices name `oauth` (each is an error when there is no `[oauth]`).
-    pub oauth_prices: Vec<Range<usize>>,
+    /// Where prices name each rail (each is an error when that rail is not configured).
+    pub rail_prices: Vec<(RailId, Range<usize>)>,
 }
 
 impl<'s> Cx<'s> {
-    pub(crate) fn new(src: &'s str) -> Self {
+    /// Nothing found yet in `src`.
+    pub fn new(src: &'s str) -> Self {
         Cx {
             src,
             problems: Vec::new(),
-            l402_prices: Vec::new(),
-            oauth_prices: Vec::new(),
+            rail_prices: Vec::new(),
         }
     }
 
-    pub(crate) fn problem(&mut self, span: Option<Range<usize>>, message: String, hint: &str) {
+    /// Records a problem at `span` (`None`: no single place).
+    pub fn problem(&mut self, span: Option<Range<usize>>, message: String, hint: &str) {
         let (line, col) = span.map_or((0, 0), |s| line_col(self.src, s.start));
         self.problems.push(Problem {
             line,
@@ -81,14 +83,15 @@ impl<'s> Cx<'s> {
     }
 
     /// A serde error of a value that is not a section of its own.
-    pub(crate) fn de_error(&mut self, e: toml::de::Error, fallback: Range<usize>, hint: &str) {
+    pub fn de_error(&mut self, e: toml::de::Error, fallback: Range<usize>, hint: &str) {
         let span = e.span().unwrap_or(fallback);
         let parts = conf::split(e.message());
         let hint = parts.hint.filter(|h| !h.is_empty()).unwrap_or(hint);
         self.problem(Some(span), parts.message.to_string(), hint);
     }
 
-    pub(crate) fn table<'a, 'i>(
+    /// `v` as a table, or a problem saying `what` must be one.
+    pub fn table<'a, 'i>(
         &mut self,
         v: &'a Spanned<DeValue<'i>>,
         what: &str,
@@ -107,15 +110,36 @@ impl<'s> Cx<'s> {
     }
 
     /// Deserializes `table[key]` into `T`, recording a problem on failure.
-    pub(crate) fn field<T: DeserializeOwned>(
+    pub fn field<T: DeserializeOwned>(
         &mut self,
         table: &DeTable<'_>,
         key: &str,
         hint: &str,
     ) -> Option<(T, Range<usize>)> {
         let v = table.get(key)?;
-        match T::deserialize(ValueDeserializer::from(v.clone())) {
-            Ok(x) => Some((x, v.span())),
+        self.value(v, hint).map(|x| (x, v.span()))
+    }
+
+    /// Deserializes `v` (a value that is not a section of its own) into `T`, recording a
+    /// problem on failure.
+    pub fn value<T: DeserializeOwned>(
+        &mut self,
+        v: &Spanned<DeValue<'_>>,
+        hint: &str,
+    ) -> Option<T> {
+        self.value_with(v, hint, |d| T::deserialize(d))
+    }
+
+    /// Reads `v` (a value that is not a section of its own) with `read`, recording a problem
+    /// on failure.
+    pub fn value_with<T>(
+        &mut self,
+        v: &Spanned<DeValue<'_>>,
+        hint: &str,
+        read: impl FnOnce(ValueDeserializer<'_>) -> Result<T, toml::de::Error>,
+    ) -> Option<T> {
+        match read(ValueDeserializer::from(v.clone())) {
+            Ok(x) => Some(x),
             Err(e) => {
                 self.de_error(e, v.span(), hint);
                 None
@@ -124,7 +148,7 @@ impl<'s> Cx<'s> {
     }
 
     /// Reads the section `v` (a table) as `T`; `None` when it has any problem (each recorded).
-    pub(crate) fn section<T: DeserializeOwned>(
+    pub fn section<T: DeserializeOwned>(
         &mut self,
         v: &Spanned<DeValue<'_>>,
         s: Section<'_>,
@@ -134,7 +158,7 @@ impl<'s> Cx<'s> {
     }
 
     /// Reads the table `t` (at `span`) with `read`; `None` when it has any problem.
-    pub(crate) fn section_with<T>(
+    pub fn section_with<T>(
         &mut self,
         t: &DeTable<'_>,
         span: Range<usize>,
@@ -241,105 +265,15 @@ fn unknown_field(message: &str) -> Option<(&str, Vec<&str>)> {
     Some((name, known))
 }
 
-/// The place of a dotted path (`limits.tools.search.burst`) in the document: the deepest key
-/// of it that is there.
-pub(super) fn span_of_path(root: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
-    let segs: Vec<&str> = path.split('.').collect();
-    let mut table = root;
-    let mut found = None;
-    let mut i = 0;
-    while i < segs.len() {
-        // A key may itself hold dots (a tool or method name): the longest match first.
-        let hit = (i + 1..=segs.len())
-            .rev()
-            .find_map(|j| table.get(segs[i..j].join(".").as_str()).map(|v| (j, v)));
-        let Some((j, v)) = hit else { break };
-        found = Some(v.span());
-        i = j;
-        match v.get_ref() {
-            DeValue::Table(t) => table = t,
-            _ => break,
+/// A copy of `t` without `keys`, and `t` with only them: a section some of whose keys another
+/// crate reads (the gateway's keys in a rail's table, a backend's name beside its keys).
+pub fn split_keys<'i>(t: &DeTable<'i>, keys: &[&str]) -> (DeTable<'i>, DeTable<'i>) {
+    let mut rest = t.clone();
+    let mut own = DeTable::new();
+    for k in keys {
+        if let Some((key, v)) = rest.remove_entry(*k) {
+            own.insert(key, v);
         }
     }
-    found
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-pub(super) fn line_col(src: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(src.len());
-    let before = src.get(..offset).unwrap_or("");
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
-    (line, col)
-}
-
-/// A key as it is written in a table header.
-pub(super) fn quote_key(k: &str) -> String {
-    if !k.is_empty()
-        && k.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        k.to_owned()
-    } else {
-        format!("{k:?}")
-    }
-}
-
-/// The keys a serde type reads as a struct, from serde itself: `read` is handed a deserializer
-/// that records the field list `deserialize_struct` is called with, and stops there.
-pub fn fields_of<T>(read: impl FnOnce(FieldRecorder) -> Result<T, Fields>) -> Vec<&'static str> {
-    match read(FieldRecorder) {
-        Ok(_) => Vec::new(),
-        Err(Fields(f)) => f,
-    }
-}
-
-/// The keys of `T` (see [`fields_of`]).
-pub fn fields<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
-    fields_of(T::deserialize)
-}
-
-/// A deserializer that only records a struct's field names (see [`fields_of`]).
-pub struct FieldRecorder;
-
-/// The field names [`FieldRecorder`] saw (empty: not a struct); its "error".
-#[derive(Debug)]
-pub struct Fields(pub Vec<&'static str>);
-
-impl std::fmt::Display for Fields {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "fields {:?}", self.0)
-    }
-}
-
-impl std::error::Error for Fields {}
-
-impl serde::de::Error for Fields {
-    fn custom<M: std::fmt::Display>(_: M) -> Self {
-        Fields(Vec::new())
-    }
-}
-
-impl<'de> serde::Deserializer<'de> for FieldRecorder {
-    type Error = Fields;
-
-    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Fields> {
-        Err(Fields(Vec::new()))
-    }
-
-    fn deserialize_struct<V: serde::de::Visitor<'de>>(
-        self,
-        _: &'static str,
-        fields: &'static [&'static str],
-        _: V,
-    ) -> Result<V::Value, Fields> {
-        Err(Fields(fields.to_vec()))
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
-        ignored_any
-    }
+    (rest, own)
 }

@@ -1,0 +1,395 @@
+//! The L402 rail in the gateway's configuration file: the `[l402]` and `[lightning]` tables
+//! and the price key `l402 = { msat | sat = N, mode, bundle }` ([`L402Conf`], registered with
+//! the gateway). The rail is on when `[lightning]` is there.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Deserializer};
+use turnpike_conf::{
+    check_url, fields, fields_of, split_keys, Cx, DeValue, Fields, Host, RailConf, Section,
+    Sections, Spanned,
+};
+use turnpike_core::conf::hinted;
+use turnpike_core::{Offer, RailId};
+use turnpike_lightning::config::{backend_section, BACKEND_KINDS};
+use turnpike_lightning::BackendConfig;
+
+use crate::offer::{offer, terms, BillingMode, RAIL};
+use crate::{L402Config, StoreConfig};
+
+/// The rail's settings table.
+pub const TABLE: &str = "l402";
+/// The table of the Lightning backend the rail bills through; the rail is on when it is there.
+pub const LIGHTNING: &str = "lightning";
+
+const HINT_L402: &str = "write l402 = { msat = <n> } or { sat = <n> }, optionally with mode = \"per_call\" | \"balance\" | \"time_pass\" and bundle = <n> (balance: credit per invoice, in the price's unit; time_pass: seconds)";
+const HINT_NO_LIGHTNING: &str = "add a [lightning] section naming the node that creates invoices, e.g. [lightning] backend = \"lnd\", url = \"https://127.0.0.1:8080\", macaroon_path = \"…/invoice.macaroon\" (or backend = \"dev\" to try it out, never in production)";
+const HINT_LIGHTNING: &str = "see the [lightning] section in docs/L402.md: backend = \"lnd\" | \"cln\" | \"phoenixd\" | \"lnbits\" | \"nwc\" | \"dev\" and that backend's keys";
+const HINT_L402_TABLE: &str = "see the [l402] section in docs/L402.md";
+const HINT_URL: &str =
+    "write an absolute http:// or https:// URL, e.g. \"http://127.0.0.1:3001/mcp\"";
+
+/// `[l402]`: the rail's settings (every key of [`L402Config`]) and `store`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct L402Section {
+    /// Token lifetimes, invoice expiry, settlement confirmation, limits.
+    pub rail: L402Config,
+    /// Where root keys, tokens, balances and the ledger live. Default: SQLite at
+    /// `<data_dir>/l402.sqlite`.
+    pub store: StoreConfig,
+}
+
+/// `[lightning]`: which node or wallet service creates invoices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LightningSection {
+    /// The backend and how to reach it (secrets already read from `*_env` variables; files are
+    /// read when the backend is built).
+    pub backend: BackendConfig,
+    /// `[lightning.dev_wallet]` (dev backend only): serve the dev wallet, an LND-REST look-alike
+    /// that pays this gateway's dev invoices. **Not for production.**
+    pub dev_wallet: Option<DevWalletConfig>,
+}
+
+/// `[lightning.dev_wallet]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevWalletConfig {
+    /// Loopback address to listen on (port 0: any free port). Default `127.0.0.1:0`.
+    pub listen: SocketAddr,
+    /// Write `/v2/router/send`'s preimage in base64 (what `l402-requests` 0.9 reads) instead of
+    /// LND's hex.
+    pub preimage_base64: bool,
+}
+
+/// `[l402]` of a configuration's rail sections (its defaults when the file leaves it out).
+pub fn section(sections: &Sections) -> L402Section {
+    sections
+        .get::<L402Section>(TABLE)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `[lightning]` of a configuration's rail sections, when the file has it.
+pub fn lightning(sections: &Sections) -> Option<&LightningSection> {
+    sections.get::<LightningSection>(LIGHTNING)
+}
+
+/// An L402 offer for people: `l402 10 sat per call`, `l402 2000 msat a call from a 100000 msat
+/// balance`, `l402 1000 msat for a 3600 s pass`.
+pub fn describe(offer: &Offer) -> String {
+    let Some(p) = terms(offer) else {
+        return String::new();
+    };
+    let amount = |m: u64| {
+        if m % 1000 == 0 {
+            format!("{} sat", m / 1000)
+        } else {
+            format!("{m} msat")
+        }
+    };
+    match p.mode {
+        BillingMode::PerCall => format!("l402 {} per call", amount(p.msat)),
+        BillingMode::Balance => format!(
+            "l402 {} a call from a {} balance",
+            amount(p.msat),
+            amount(p.bundle.max(p.msat))
+        ),
+        BillingMode::TimePass if p.bundle > 0 => {
+            format!("l402 {} for a {} s pass", amount(p.msat), p.bundle)
+        }
+        BillingMode::TimePass => format!("l402 {} for a time pass", amount(p.msat)),
+    }
+}
+
+/// `[lightning.dev_wallet]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevWalletKeys {
+    #[serde(default, deserialize_with = "wallet_listen")]
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    preimage_base64: bool,
+}
+
+fn wallet_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.parse::<SocketAddr>() {
+        Ok(a) if a.ip().is_loopback() => Ok(Some(a)),
+        _ => Err(hinted(
+            format!("{s:?} is not a loopback address"),
+            "write a loopback address and port, e.g. \"127.0.0.1:0\"",
+        )),
+    }
+}
+
+/// The configuration side of the L402 rail: `[l402]`, `[lightning]` and `l402 = {…}` in a
+/// price.
+pub struct L402Conf;
+
+impl L402Conf {
+    /// `[l402]`: [`L402Config`]'s keys and `store` ([`StoreConfig::setting`]).
+    fn l402(&self, cx: &mut Cx<'_>, v: &Spanned<DeValue<'_>>) -> Option<L402Section> {
+        const STORE: &str = "store";
+        let t = cx.table(v, "[l402]")?;
+        let (rest, own) = split_keys(t, &[STORE]);
+        let section = Section {
+            extra: &[STORE],
+            ..Section::new("[l402]", HINT_L402_TABLE)
+        };
+        let rail = cx.section_with(&rest, v.span(), section, |d| L402Config::deserialize(d));
+        let store = match own.get(STORE) {
+            Some(sv) => cx.value_with(sv, HINT_L402_TABLE, |d| StoreConfig::setting(d)),
+            None => Some(StoreConfig::default()),
+        };
+        Some(L402Section {
+            rail: rail?,
+            store: store?,
+        })
+    }
+
+    /// `[lightning]`: `backend = "…"` and that backend's keys (its type in
+    /// `turnpike_lightning`), plus `[lightning.dev_wallet]` with the dev backend.
+    fn lightning(&self, cx: &mut Cx<'_>, v: &Spanned<DeValue<'_>>) -> Option<LightningSection> {
+        const BACKEND: &str = "backend";
+        const DEV_WALLET: &str = "dev_wallet";
+        let t = cx.table(v, "[lightning]")?;
+        let span = v.span();
+        let Some((kind, kspan)) = cx.field::<String>(t, BACKEND, HINT_LIGHTNING) else {
+            if t.get(BACKEND).is_none() {
+                cx.problem(
+                    Some(span),
+                    "[lightning] names no backend".into(),
+                    HINT_LIGHTNING,
+                );
+            }
+            return None;
+        };
+        if !BACKEND_KINDS.contains(&kind.as_str()) {
+            cx.problem(
+                Some(kspan),
+                format!("unknown lightning backend {kind:?}"),
+                HINT_LIGHTNING,
+            );
+            return None;
+        }
+        let own: &[&str] = if kind == "dev" {
+            &[BACKEND, DEV_WALLET]
+        } else {
+            &[BACKEND]
+        };
+        let (rest, own_t) = split_keys(t, own);
+        let name = format!("[lightning] ({kind})");
+        let section = Section {
+            extra: own,
+            ..Section::new(&name, HINT_LIGHTNING)
+        };
+        let before = cx.problems.len();
+        let backend = cx.section_with(&rest, span, section, |d| {
+            backend_section(&kind, d)
+                .unwrap_or_else(|| Err(serde::de::Error::custom("no such backend")))
+        });
+        let dev_wallet = own_t.get(DEV_WALLET).and_then(|w| self.dev_wallet(cx, w));
+        if cx.problems.len() > before {
+            return None;
+        }
+        let backend = backend?;
+        let url = match &backend {
+            BackendConfig::Lnd(c) => Some(&c.url),
+            BackendConfig::Cln(c) => Some(&c.url),
+            BackendConfig::Phoenixd(c) => Some(&c.url),
+            BackendConfig::Lnbits(c) => Some(&c.url),
+            // The connection URI holds a private key; it is checked by the backend.
+            BackendConfig::Dev(_) | BackendConfig::Nwc(_) => None,
+        };
+        if let Some(url) = url {
+            if let Err(e) = check_url(url) {
+                let at = t.get("url").map(|v| v.span());
+                cx.problem(at, format!("lightning url {url:?}: {e}"), HINT_URL);
+                return None;
+            }
+        }
+        Some(LightningSection {
+            backend,
+            dev_wallet,
+        })
+    }
+
+    fn dev_wallet(&self, cx: &mut Cx<'_>, v: &Spanned<DeValue<'_>>) -> Option<DevWalletConfig> {
+        let w: DevWalletKeys =
+            cx.section(v, Section::new("[lightning.dev_wallet]", HINT_LIGHTNING))?;
+        Some(DevWalletConfig {
+            listen: w
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            preimage_base64: w.preimage_base64,
+        })
+    }
+}
+
+impl RailConf for L402Conf {
+    fn id(&self) -> RailId {
+        RAIL
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[TABLE, LIGHTNING]
+    }
+
+    fn needs(&self) -> Option<(&'static str, &'static str)> {
+        Some((LIGHTNING, HINT_NO_LIGHTNING))
+    }
+
+    fn defaults(&self, out: &mut Sections) {
+        out.set(TABLE, L402Section::default());
+    }
+
+    fn read(
+        &self,
+        cx: &mut Cx<'_>,
+        name: &str,
+        value: &Spanned<DeValue<'_>>,
+        _host: &Host<'_>,
+        out: &mut Sections,
+    ) {
+        if name == TABLE {
+            if let Some(s) = self.l402(cx, value) {
+                out.set(TABLE, s);
+            }
+        } else if let Some(s) = self.lightning(cx, value) {
+            out.set(LIGHTNING, s);
+        }
+    }
+
+    /// `l402 = { msat = N | sat = N, mode = "…", bundle = N }`.
+    fn price(&self, cx: &mut Cx<'_>, v: &Spanned<DeValue<'_>>) -> Option<Offer> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            msat: Option<u64>,
+            sat: Option<u64>,
+            mode: Option<String>,
+            bundle: Option<u64>,
+        }
+        let raw: Raw = cx.value(v, HINT_L402)?;
+        let here = Some(v.span());
+        let (msat, unit) = match (raw.msat, raw.sat) {
+            (Some(m), None) => (m, 1),
+            (None, Some(s)) => match s.checked_mul(1000) {
+                Some(m) => (m, 1000),
+                None => {
+                    cx.problem(here, "l402 sat price is too large".into(), HINT_L402);
+                    return None;
+                }
+            },
+            (Some(_), Some(_)) => {
+                cx.problem(here, "l402 names both msat and sat".into(), HINT_L402);
+                return None;
+            }
+            (None, None) => {
+                cx.problem(here, "l402 names no amount".into(), HINT_L402);
+                return None;
+            }
+        };
+        if msat == 0 {
+            cx.problem(
+                here,
+                "an l402 price must be at least 1 msat".into(),
+                HINT_L402,
+            );
+            return None;
+        }
+        let mode = match raw.mode.as_deref() {
+            None | Some("per_call") => BillingMode::PerCall,
+            Some("balance") => BillingMode::Balance,
+            Some("time_pass") => BillingMode::TimePass,
+            Some(other) => {
+                cx.problem(here, format!("unknown l402 mode {other:?}"), HINT_L402);
+                return None;
+            }
+        };
+        let bundle = match (mode, raw.bundle) {
+            (_, None) => 0,
+            (BillingMode::PerCall, Some(_)) => {
+                cx.problem(
+                    here,
+                    "bundle has no meaning for a per_call price".into(),
+                    HINT_L402,
+                );
+                return None;
+            }
+            (BillingMode::Balance, Some(b)) => match b.checked_mul(unit) {
+                Some(b) if b >= msat => b,
+                _ => {
+                    cx.problem(
+                        here,
+                        "a balance bundle must buy at least one call".into(),
+                        HINT_L402,
+                    );
+                    return None;
+                }
+            },
+            (BillingMode::TimePass, Some(0)) => {
+                cx.problem(here, "a time pass of 0 seconds".into(), HINT_L402);
+                return None;
+            }
+            (BillingMode::TimePass, Some(secs)) => secs,
+        };
+        Some(offer(msat, mode, bundle))
+    }
+
+    fn offer_problem(&self, offer: &Offer) -> Option<(String, &'static str)> {
+        terms(offer)
+            .is_some_and(|t| t.msat == 0)
+            .then(|| ("l402 price is 0".to_string(), HINT_L402))
+    }
+
+    fn reference_keys(&self) -> Vec<(String, Vec<&'static str>)> {
+        let mut out = vec![
+            ("l402".into(), {
+                let mut k = fields::<L402Config>();
+                k.push("store");
+                k
+            }),
+            ("lightning.dev_wallet".into(), fields::<DevWalletKeys>()),
+        ];
+        for kind in BACKEND_KINDS {
+            let mut k = vec!["backend"];
+            k.extend(fields_of(|d| {
+                backend_section(kind, d).unwrap_or_else(|| Err(Fields(Vec::new())))
+            }));
+            if *kind == "dev" {
+                k.push("dev_wallet");
+            }
+            out.push((format!("lightning ({kind})"), k));
+        }
+        out
+    }
+
+    fn describe(&self, offer: &Offer, _sections: &Sections) -> String {
+        describe(offer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offers_read_for_people() {
+        assert_eq!(
+            describe(&offer(10_000, BillingMode::PerCall, 0)),
+            "l402 10 sat per call"
+        );
+        assert_eq!(
+            describe(&offer(2000, BillingMode::Balance, 100_000)),
+            "l402 2 sat a call from a 100 sat balance"
+        );
+        assert_eq!(
+            describe(&offer(1500, BillingMode::TimePass, 3600)),
+            "l402 1500 msat for a 3600 s pass"
+        );
+        assert_eq!(
+            describe(&offer(1000, BillingMode::TimePass, 0)),
+            "l402 1 sat for a time pass"
+        );
+    }
+}
