@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = cfg.validate();
             let _ = cfg.policy();
             let _ = cfg.public_url();
-            let _ = turnpike_gateway::rails::oauth_config(&cfg);
+            let _ = turnpike_oauth::conf::section(&cfg.rails, &cfg.public_url());
         }
         Err(e) => {
             let _ = e.to_string();

@@ -10,6 +10,9 @@
 //!   after command-line overrides and its lines in `turnpike check`'s summary. The gateway reads
 //!   a file through the rails registered with it and keeps only its own sections and the rules
 //!   across sections.
+//! - [`Build`] is what a rail is built from ([`RailConf::build`]): its sections, the data
+//!   directory, the public URL and the gateway's [`Services`] (spent sets, the durable
+//!   database); [`Built`] is the running rail it gives back.
 //! - [`fields`] lists the keys a serde type reads (serde's own list), for the tests that hold
 //!   the documents' configuration reference to the code.
 //!
@@ -21,8 +24,10 @@
 //! | `fields.rs` | [`fields`], [`fields_of`]: the keys of a serde type |
 //! | `sections.rs` | [`Sections`]: the rails' sections, each of its owner's type |
 //! | `rail.rs` | [`RailConf`], [`Host`] |
+//! | `build.rs` | [`Build`], [`Services`], [`Postgres`], [`Built`], [`BuildError`] |
 //! | `url.rs` | [`check_url`] |
 
+mod build;
 mod cx;
 mod fields;
 mod place;
@@ -31,11 +36,12 @@ mod rail;
 mod sections;
 mod url;
 
+pub use build::{Build, BuildError, Built, Postgres, Services};
 pub use cx::{split_keys, Cx, Section};
 pub use fields::{fields, fields_of, FieldRecorder, Fields};
 pub use place::{line_col, quote_key, span_of_path};
 pub use problem::{ConfigError, Problem};
-pub use rail::{Host, RailConf};
+pub use rail::{always_on_first, price_hint, Host, RailConf};
 pub use sections::{AnySection, Sections};
 pub use url::check_url;
 

@@ -1,7 +1,10 @@
 //! The configuration side of a rail: [`RailConf`].
 
-use turnpike_core::{Offer, RailId};
+use std::sync::Arc;
 
+use turnpike_core::{Offer, RailId, RailPlugin};
+
+use crate::build::{Build, BuildError, Built};
 use crate::cx::Cx;
 use crate::sections::Sections;
 use toml::de::{DeTable, DeValue};
@@ -17,10 +20,12 @@ pub struct Host<'a> {
     pub extra: &'a [&'a str],
 }
 
-/// The configuration side of a rail, implemented by its crate: the top-level tables it owns,
-/// how it reads them and its key in a price, what it checks, and what `turnpike check` says of
-/// it. The gateway reads a file through the rails registered with it and names none of them;
-/// see docs/ARCHITECTURE.md for the one line that registers a rail.
+/// A rail as it registers with the gateway, implemented by its crate: the top-level tables it
+/// owns, how it reads them and its key in a price, what it checks, what `turnpike check` says of
+/// it, how it is built from what it read ([`RailConf::build`]) and what stands in for it when it
+/// is off ([`RailConf::recogniser`]). The gateway reads a file and builds its rails through the
+/// rails registered with it and names none of them; see docs/ARCHITECTURE.md for the one line
+/// that registers a rail.
 pub trait RailConf: Send + Sync {
     /// The rail. Its name is also its key in a price (`[tools.<name>] <rail> = …`).
     fn id(&self) -> RailId;
@@ -56,6 +61,12 @@ pub trait RailConf: Send + Sync {
     /// problem in `cx`.
     fn price(&self, cx: &mut Cx<'_>, value: &Spanned<DeValue<'_>>) -> Option<Offer>;
 
+    /// Its key in a price for people, in the hint of a price with a problem: the form and an
+    /// example (`("pow = <effort>", "pow = 200000")`); `None`: left out of the hint.
+    fn price_hint(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
+
     /// What is wrong with one of its offers built without a file (on the command line): the
     /// message after the price's name, and a hint.
     fn offer_problem(&self, _offer: &Offer) -> Option<(String, &'static str)> {
@@ -80,4 +91,50 @@ pub trait RailConf: Send + Sync {
     fn summary(&self, _sections: &Sections, _host: &Host<'_>) -> Option<String> {
         None
     }
+
+    /// Builds the running rail from its sections (`build.sections`), when it is on (it needs no
+    /// table, or the table it needs is there).
+    fn build(&self, build: &Build<'_>) -> Result<Built, BuildError>;
+
+    /// What reads its credentials while it is off (the parsing side of its plug-in), so that
+    /// they are refused as for a call that does not accept the rail and its headers are still
+    /// stripped; `None`: nothing.
+    fn recogniser(&self) -> Option<Arc<dyn RailPlugin>> {
+        None
+    }
+
+    /// Whether it is on with these sections: it needs no table, or the one it needs is there.
+    fn is_on(&self, sections: &Sections) -> bool {
+        self.needs().is_none_or(|(table, _)| sections.has(table))
+    }
+
+    /// Whether it is always on (it needs no table): such rails come first where the rails are
+    /// listed for people and where their credentials are matched.
+    fn always_on(&self) -> bool {
+        self.needs().is_none()
+    }
+}
+
+/// `rails` with those always on first, each group in its given order.
+pub fn always_on_first<'a>(rails: &[&'a dyn RailConf]) -> Vec<&'a dyn RailConf> {
+    let (mut first, others): (Vec<_>, Vec<_>) = rails.iter().copied().partition(|r| r.always_on());
+    first.extend(others);
+    first
+}
+
+/// The hint of a price with a problem, from the rails' [`RailConf::price_hint`]s: ``write `free
+/// = true`, or `pow = <effort>` and/or `l402 = { sat = <n> }`, e.g. `pow = 200000` ``.
+pub fn price_hint(rails: &[&dyn RailConf]) -> String {
+    let hints: Vec<_> = always_on_first(rails)
+        .iter()
+        .filter_map(|r| r.price_hint())
+        .collect();
+    let Some((_, example)) = hints.first() else {
+        return "write `free = true`".into();
+    };
+    let forms: Vec<String> = hints.iter().map(|(f, _)| format!("`{f}`")).collect();
+    format!(
+        "write `free = true`, or {}, e.g. `{example}`",
+        forms.join(" and/or ")
+    )
 }

@@ -64,6 +64,9 @@ pub enum GatewayError {
     /// The OAuth rail could not be built.
     #[error("OAuth rail: {0}")]
     OAuth(String),
+    /// A rail could not be built (its crate's message, naming the rail).
+    #[error("{0}")]
+    Rail(String),
     /// The shared store (`[store]`) could not be set up.
     #[error("store: {0}")]
     Store(String),

@@ -234,8 +234,7 @@ impl Gate {
         let mut rails = Rails::default();
         rails.add(pow);
         // The other rails' credentials are still read (and refused) and stripped.
-        rails.recognise(Arc::new(turnpike_l402::L402Credentials));
-        rails.recognise(Arc::new(turnpike_oauth::plugin::OAuthCredentials));
+        rails.recognise_the_others();
         Gate::with_rails(opts, policy, rails)
     }
 

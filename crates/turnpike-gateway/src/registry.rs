@@ -1,7 +1,8 @@
-//! The rails this gateway knows, each by the configuration side its crate implements
-//! ([`turnpike_conf::RailConf`]): one line each in [`RAIL_CONFS`]. The configuration is read
-//! through them ([`crate::config`] names no rail); [`crate::rails::Rails::from_config`] builds
-//! the running rails from the sections they read, one `add` line each.
+//! The rails this gateway knows, each by the registration its crate implements
+//! ([`turnpike_conf::RailConf`]): one line each in [`RAIL_CONFS`], the only place the gateway
+//! names a rail to run it. The configuration is read through them ([`crate::config`] names no
+//! rail), and [`crate::rails::Rails::from_config`] builds each that is on with its own `build`
+//! (or leaves its recogniser when it is off).
 
 use turnpike_conf::RailConf;
 

@@ -505,7 +505,7 @@ identity_secret = "0000000000000000000000000000000000000000000000000000000000000
     let c = parse(src, "o.toml").unwrap();
     c.validate().unwrap();
     assert_eq!(c.public_url(), "http://127.0.0.1:9000/mcp");
-    let o = turnpike_gateway::rails::oauth_config(&c).unwrap();
+    let o = turnpike_oauth::conf::section(&c.rails, &c.public_url()).unwrap();
     assert_eq!(o.resource.as_deref(), Some("http://127.0.0.1:9000/mcp"));
     assert_eq!(
         c.identity.as_ref().unwrap().forward_identity,
@@ -606,7 +606,7 @@ max_in_flight = 5000
         "g.toml",
     )
     .unwrap();
-    let o = turnpike_gateway::rails::oauth_config(&ok).unwrap();
+    let o = turnpike_oauth::conf::section(&ok.rails, &ok.public_url()).unwrap();
     assert_eq!(o.jwks_fetch_spacing_ms, 500);
     let i = o.introspection.unwrap();
     assert_eq!(

@@ -1,18 +1,27 @@
-//! The configuration seam: a rail the gateway has never heard of, its configuration side
-//! written here against `turnpike_conf::RailConf` alone, reads its own table and its key in a
-//! price beside proof-of-work's, and its mistakes are placed and worded as every other's: an
-//! unknown key in its table, a price naming it while its table is missing, the tables and
-//! price keys listed in hints — with no line of the gateway's configuration module knowing it.
+//! The registration seam: a rail the gateway has never heard of, its registration written
+//! here against `turnpike_conf::RailConf` alone and registered with one line (its entry in
+//! [`RAILS`]), reads its own table and its key in a price beside proof-of-work's, its mistakes
+//! are placed and worded as every other's (an unknown key in its table, a price naming it while
+//! its table is missing, the tables and price keys listed in hints), and it is built by its own
+//! `build` when its table is there — with no line of the gateway's configuration module or
+//! rail set knowing it.
 
 // Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
 // functions; the helpers around them are test code too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::{json, Map};
-use turnpike_conf::{fields, Cx, DeValue, Host, RailConf, Section, Sections, Spanned};
-use turnpike_core::{Offer, RailId};
+use turnpike_conf::{
+    fields, Build, BuildError, Built, Cx, DeValue, Host, RailConf, Section, Sections, Spanned,
+};
+use turnpike_core::{
+    BoxFuture, CallFacts, Challenge, Credential, Offer, RailId, RailPlugin, Refusal, Verdict,
+};
 use turnpike_gateway::config::parse_with;
+use turnpike_gateway::Rails;
 
 const TOLL: RailId = RailId::new("toll");
 
@@ -26,6 +35,45 @@ struct TollSection {
 }
 
 struct TollConf;
+
+/// The running rail: a booth that names itself in its challenge and lets nobody through.
+struct Booth(String);
+
+impl turnpike_core::Rail for Booth {
+    fn kind(&self) -> RailId {
+        TOLL
+    }
+
+    fn challenge<'a>(
+        &'a self,
+        _call: &'a CallFacts,
+        _offer: &'a Offer,
+    ) -> BoxFuture<'a, Option<Challenge>> {
+        let details = json!({ "booth": self.0 });
+        Box::pin(async move {
+            Some(Challenge {
+                rail: TOLL,
+                www_authenticate: String::new(),
+                details,
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        _call: &'a CallFacts,
+        _offer: &'a Offer,
+        _credential: &'a Credential,
+    ) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move { Verdict::Invalid(Refusal::new(TOLL, "closed")) })
+    }
+}
+
+impl RailPlugin for Booth {
+    fn id(&self) -> RailId {
+        TOLL
+    }
+}
 
 fn toll(fee: u64) -> Offer {
     let Some(terms) = json!({ "fee": fee }).as_object().cloned() else {
@@ -73,9 +121,24 @@ impl RailConf for TollConf {
     fn describe(&self, offer: &Offer, _sections: &Sections) -> String {
         format!("toll {}", offer.u64_term("fee").unwrap_or(0))
     }
+
+    fn build(&self, build: &Build<'_>) -> Result<Built, BuildError> {
+        let Some(t) = build.sections.get::<TollSection>("toll") else {
+            return Err(BuildError("toll rail: no [toll] section".into()));
+        };
+        if t.booth.is_empty() {
+            return Err(BuildError("toll rail: the booth has no name".into()));
+        }
+        Ok(Built::new(Arc::new(Booth(t.booth.clone()))))
+    }
 }
 
+/// The rails of a gateway that takes tolls: the one line that registers the toll, and
+/// proof-of-work.
 static RAILS: &[&dyn RailConf] = &[&TollConf, &turnpike_pow::conf::PowConf];
+
+/// The toll alone (proof-of-work, always on, would keep its keys in the data directory).
+static TOLL_ONLY: &[&dyn RailConf] = &[&TollConf];
 
 const UPSTREAM: &str = "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n";
 
@@ -145,4 +208,53 @@ fn the_reference_keys_come_from_the_rails_registered() {
         TollConf.reference_keys(),
         vec![("toll".to_string(), vec!["booth", "max_fee"])]
     );
+}
+
+#[test]
+fn it_is_built_by_its_own_build_when_its_table_is_there() {
+    let src = format!("{UPSTREAM}[toll]\nbooth = \"north\"\n[tools.default]\ntoll = 5\n");
+    let c = parse_with(&src, "t.toml", TOLL_ONLY).unwrap();
+    let rails = Rails::from_config_with(&c, TOLL_ONLY).unwrap();
+    assert_eq!(rails.get::<Booth>().unwrap().0, "north");
+    assert_eq!(rails.plugin(TOLL).unwrap().id(), TOLL);
+    assert_eq!(rails.all.len(), 1);
+
+    // Off without its table: not built (and it has no recogniser to leave in its place).
+    let c = parse_with(UPSTREAM, "t.toml", TOLL_ONLY).unwrap();
+    let rails = Rails::from_config_with(&c, TOLL_ONLY).unwrap();
+    assert!(rails.get::<Booth>().is_none() && rails.edge().is_empty());
+
+    // Its own error, in its own words.
+    let src = format!("{UPSTREAM}[toll]\nbooth = \"\"\n");
+    let c = parse_with(&src, "t.toml", TOLL_ONLY).unwrap();
+    let e = Rails::from_config_with(&c, TOLL_ONLY).err().unwrap();
+    assert_eq!(e.to_string(), "toll rail: the booth has no name");
+}
+
+#[test]
+fn the_gateways_own_rails_leave_their_recognisers_when_off() {
+    let c = turnpike_gateway::config::parse(UPSTREAM, "t.toml").unwrap();
+    let dir = std::env::temp_dir().join(format!("turnpike-rail-conf-seam-{}", std::process::id()));
+    let mut c = c;
+    c.server.data_dir = dir.clone();
+    let rails = Rails::from_config(&c).unwrap();
+    let ids: Vec<&str> = rails.edge().iter().map(|r| r.id().as_str()).collect();
+    assert_eq!(ids, ["pow", "l402", "oauth"]);
+    assert_eq!(rails.all.len(), 1);
+    assert!(rails.get::<turnpike_pow::PowRail>().is_some());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_hint_of_a_price_lists_the_rails_registered() {
+    let src = format!("{UPSTREAM}[tools.default]\n");
+    let e = turnpike_gateway::config::parse(&src, "t.toml")
+        .unwrap_err()
+        .to_string();
+    let want = "hint: write `free = true`, or `pow = <effort>` and/or `l402 = { sat = <n> }` and/or `oauth = true`, e.g. `pow = 200000`";
+    assert!(e.contains(want), "{e}");
+    // A rail that gives no hint is left out of it.
+    let e = parse_with(&src, "t.toml", RAILS).unwrap_err().to_string();
+    let want = "hint: write `free = true`, or `pow = <effort>`, e.g. `pow = 200000`";
+    assert!(e.contains(want), "{e}");
 }

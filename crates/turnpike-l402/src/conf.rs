@@ -1,18 +1,21 @@
 //! The L402 rail in the gateway's configuration file: the `[l402]` and `[lightning]` tables
 //! and the price key `l402 = { msat | sat = N, mode, bundle }` ([`L402Conf`], registered with
-//! the gateway). The rail is on when `[lightning]` is there.
+//! the gateway). The rail is on when `[lightning]` is there; it is built here too
+//! ([`build_rail`], and [`open_store`] for the command line).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 use turnpike_conf::{
-    check_url, fields, fields_of, split_keys, Cx, DeValue, Fields, Host, RailConf, Section,
-    Sections, Spanned,
+    check_url, fields, fields_of, split_keys, Build, BuildError, Built, Cx, DeValue, Fields, Host,
+    RailConf, Section, Sections, Spanned,
 };
 use turnpike_core::conf::hinted;
-use turnpike_core::{Offer, RailId};
+use turnpike_core::{Offer, RailId, RailPlugin};
 use turnpike_lightning::config::{backend_section, BACKEND_KINDS};
-use turnpike_lightning::BackendConfig;
+use turnpike_lightning::dev::DevBackend;
+use turnpike_lightning::{BackendConfig, LightningBackend};
 
 use crate::offer::{offer, terms, BillingMode, RAIL};
 use crate::{L402Config, StoreConfig};
@@ -242,6 +245,15 @@ impl RailConf for L402Conf {
         out.set(TABLE, L402Section::default());
     }
 
+    /// [`build_rail`]: the backend, the store and the rail.
+    fn build(&self, build: &Build<'_>) -> Result<Built, BuildError> {
+        build_rail(build)
+    }
+
+    fn recogniser(&self) -> Option<Arc<dyn RailPlugin>> {
+        Some(Arc::new(crate::L402Credentials))
+    }
+
     fn read(
         &self,
         cx: &mut Cx<'_>,
@@ -260,6 +272,10 @@ impl RailConf for L402Conf {
     }
 
     /// `l402 = { msat = N | sat = N, mode = "…", bundle = N }`.
+    fn price_hint(&self) -> Option<(&'static str, &'static str)> {
+        Some(("l402 = { sat = <n> }", "l402 = { sat = 10 }"))
+    }
+
     fn price(&self, cx: &mut Cx<'_>, v: &Spanned<DeValue<'_>>) -> Option<Offer> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -367,6 +383,110 @@ impl RailConf for L402Conf {
     fn describe(&self, offer: &Offer, _sections: &Sections) -> String {
         describe(offer)
     }
+}
+
+fn l402_error(e: impl std::fmt::Display) -> BuildError {
+    BuildError(format!("L402 rail: {e}"))
+}
+
+/// The rail from `[l402]` and `[lightning]`, with the dev backend kept beside it when that is
+/// the one configured (its wallet is served on the operator's side). Per-call tokens are
+/// single-use through the store and the `l402` spent set (its own: keys are token ids).
+pub fn build_rail(build: &Build<'_>) -> Result<Built, BuildError> {
+    let Some(ln) = lightning(build.sections) else {
+        return Err(l402_error("no [lightning] section"));
+    };
+    let (backend, dev): (Arc<dyn LightningBackend>, _) = match &ln.backend {
+        BackendConfig::Dev(d) => {
+            let dev = Arc::new(DevBackend::new(d).map_err(l402_error)?);
+            tracing::warn!(
+                target: "turnpike::serve",
+                "!!! {} !!!",
+                turnpike_lightning::dev::NOT_FOR_PRODUCTION
+            );
+            (dev.clone() as Arc<dyn LightningBackend>, Some(dev))
+        }
+        other => (
+            turnpike_lightning::connect(other).map_err(l402_error)?,
+            None,
+        ),
+    };
+    let store = open_store(build)?;
+    let spent = build.services.spent_set("l402")?;
+    let rail = crate::L402Rail::new(section(build.sections).rail, backend, store, spent);
+    let built = Built::new(Arc::new(rail));
+    Ok(match dev {
+        Some(dev) => built.keep(dev),
+        None => built,
+    })
+}
+
+/// Opens the L402 store: the gateway's PostgreSQL database with `[store] durable =
+/// "postgres"`, else the one `[l402] store` names (a relative SQLite path is under `data_dir`).
+pub fn open_store(build: &Build<'_>) -> Result<Arc<dyn crate::L402Store>, BuildError> {
+    if let Some(pg) = build.services.postgres() {
+        return open_postgres(pg?);
+    }
+    let L402Section { store, .. } = section(build.sections);
+    Ok(match &store {
+        StoreConfig::Memory => Arc::new(crate::MemoryStore::new()),
+        StoreConfig::Sqlite {
+            path,
+            fsync_every_commit,
+        } => {
+            let path = if path.is_absolute() {
+                path.clone()
+            } else {
+                build.data_dir.join(path)
+            };
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| l402_error(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            let durability = if *fsync_every_commit {
+                crate::Durability::Full
+            } else {
+                crate::Durability::Normal
+            };
+            Arc::new(
+                crate::SqliteStore::open(&path, durability)
+                    .map_err(|e| l402_error(format!("{}: {e}", path.display())))?,
+            )
+        }
+    })
+}
+
+/// The L402 state in PostgreSQL. Nothing waits for the server here: inside a Tokio runtime the
+/// first connection (and the migrations) are started at once in the background and logged;
+/// every operation connects again by itself while the server is away, and payments fail
+/// closed (503) until it is back.
+#[cfg(feature = "postgres")]
+fn open_postgres(pg: turnpike_conf::Postgres) -> Result<Arc<dyn crate::L402Store>, BuildError> {
+    let opts = crate::PostgresOptions {
+        url: pg.url,
+        schema: pg.schema,
+        pool: pg.pool,
+        timeout: pg.timeout,
+    };
+    let store = crate::PostgresStore::new(opts).map_err(|e| BuildError(format!("store: {e}")))?;
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let s = store.clone();
+        rt.spawn(async move {
+            match s.ready().await {
+                Ok(()) => tracing::info!(target: "turnpike::serve", "PostgreSQL store ready (migrations applied)"),
+                Err(e) => tracing::warn!(target: "turnpike::serve", error = %e, "PostgreSQL store not reachable yet; L402 payments fail closed until it is"),
+            }
+        });
+    }
+    Ok(Arc::new(store))
+}
+
+/// Without PostgreSQL support built in, a durable PostgreSQL store cannot be opened.
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_pg: turnpike_conf::Postgres) -> Result<Arc<dyn crate::L402Store>, BuildError> {
+    Err(BuildError(
+        "store: this build has no PostgreSQL support (turnpike-l402's postgres feature)".into(),
+    ))
 }
 
 #[cfg(test)]

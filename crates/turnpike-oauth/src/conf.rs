@@ -3,11 +3,14 @@
 //! key `oauth = true | { scopes = […] }` ([`OAuthConf`], registered with the gateway). The rail
 //! is on when `[oauth]` is there.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use turnpike_conf::{
-    fields, span_of_path, Cx, DeTable, DeValue, Host, RailConf, Section, Sections, Spanned,
+    fields, span_of_path, Build, BuildError, Built, Cx, DeTable, DeValue, Host, RailConf, Section,
+    Sections, Spanned,
 };
-use turnpike_core::{Offer, RailId};
+use turnpike_core::{Offer, RailId, RailPlugin};
 
 use crate::config::{is_scope_token, IntrospectionConfig, OAuthConfig};
 use crate::offer::{offer, scopes, RAIL};
@@ -42,6 +45,23 @@ impl RailConf for OAuthConf {
 
     fn needs(&self) -> Option<(&'static str, &'static str)> {
         Some((TABLE, HINT_NO_OAUTH))
+    }
+
+    /// The rail from `[oauth]`, its resource defaulted to the public URL of the endpoint; DPoP
+    /// proof ids (jti) single-use through the `dpop` spent set. Nothing is fetched from the
+    /// issuer until the first token arrives (`OAuthRail::warm_up` is left to the caller).
+    fn build(&self, build: &Build<'_>) -> Result<Built, BuildError> {
+        let Some(oc) = section(build.sections, build.public_url) else {
+            return Err(BuildError("OAuth rail: no [oauth] section".into()));
+        };
+        let spent = build.services.spent_set("dpop")?;
+        let rail =
+            crate::OAuthRail::new(oc, spent).map_err(|e| BuildError(format!("OAuth rail: {e}")))?;
+        Ok(Built::new(Arc::new(rail)))
+    }
+
+    fn recogniser(&self) -> Option<Arc<dyn RailPlugin>> {
+        Some(Arc::new(crate::plugin::OAuthCredentials))
     }
 
     /// Every key of [`OAuthConfig`], its problems placed at their keys. Its own checks over
@@ -104,6 +124,10 @@ impl RailConf for OAuthConf {
     }
 
     /// `oauth = true` or `oauth = { scopes = ["a", "b"] }`.
+    fn price_hint(&self) -> Option<(&'static str, &'static str)> {
+        Some(("oauth = true", "oauth = true"))
+    }
+
     fn price(&self, cx: &mut Cx<'_>, v: &Spanned<DeValue<'_>>) -> Option<Offer> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]

@@ -1,7 +1,11 @@
 //! The proof-of-work rail in the gateway's configuration file: the `[pow]` table and the price
 //! key `pow = <effort>` ([`PowConf`], registered with the gateway).
 
-use turnpike_conf::{fields, Cx, DeValue, Host, RailConf, Section, Sections, Spanned};
+use std::sync::Arc;
+
+use turnpike_conf::{
+    fields, Build, BuildError, Built, Cx, DeValue, Host, RailConf, Section, Sections, Spanned,
+};
 use turnpike_core::{Offer, RailId};
 
 use crate::config::{LoadConfig, PowConfig, DEFAULT_REFERENCE_HASHRATE};
@@ -50,6 +54,17 @@ impl RailConf for PowConf {
         out.set(TABLE, PowConfig::default());
     }
 
+    /// The rail from `[pow]`: its keys given, else loaded from or generated into `data_dir`
+    /// (retired keys live only as long as a challenge they tagged can: expiry plus clock skew);
+    /// its solutions single-use through the `pow` spent set.
+    fn build(&self, build: &Build<'_>) -> Result<Built, BuildError> {
+        let pow = section(build.sections);
+        let keys = crate::KeyRing::for_config(&pow, build.data_dir)
+            .map_err(|e| BuildError(format!("proof-of-work keys: {e}")))?;
+        let spent = build.services.spent_set("pow")?;
+        Ok(Built::new(Arc::new(crate::PowRail::new(pow, keys, spent))))
+    }
+
     fn read(
         &self,
         cx: &mut Cx<'_>,
@@ -65,6 +80,10 @@ impl RailConf for PowConf {
         if let Some(p) = cx.section::<PowConfig>(value, s) {
             out.set(TABLE, p);
         }
+    }
+
+    fn price_hint(&self) -> Option<(&'static str, &'static str)> {
+        Some(("pow = <effort>", "pow = 200000"))
     }
 
     fn price(&self, cx: &mut Cx<'_>, value: &Spanned<DeValue<'_>>) -> Option<Offer> {

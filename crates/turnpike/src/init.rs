@@ -162,7 +162,14 @@ pub(crate) fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
                 })?)
             }
             "" => {}
-            other => bail!("unknown rail {other:?}: the rails are pow, l402 and oauth"),
+            other => {
+                let names = rail_names();
+                let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+                bail!(
+                    "unknown rail {other:?}: the rails are {} and {last}",
+                    rest.join(", ")
+                )
+            }
         }
     }
     if !BACKENDS.contains(&ans.lightning.as_str()) {
@@ -173,6 +180,15 @@ pub(crate) fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
         );
     }
     Ok(ans)
+}
+
+/// The names of the rails registered with the gateway, those always on first (`pow`, `l402`,
+/// `oauth`).
+fn rail_names() -> Vec<&'static str> {
+    turnpike_conf::always_on_first(turnpike_gateway::registry::RAIL_CONFS)
+        .iter()
+        .map(|r| r.id().as_str())
+        .collect()
 }
 
 fn prompt(
@@ -243,7 +259,10 @@ pub(crate) fn ask(
         let r = prompt(
             input,
             out,
-            "Rails that pay for tool calls (pow, l402, oauth; comma-separated)",
+            &format!(
+                "Rails that pay for tool calls ({}; comma-separated)",
+                rail_names().join(", ")
+            ),
             "pow",
         )?;
         flags.rails = Some(r.split(',').map(|s| s.trim().to_owned()).collect());
@@ -481,6 +500,28 @@ mod tests {
                 assert_eq!(oauth, rails.contains(&"oauth"));
             }
         }
+    }
+
+    /// The file `init` writes is held to the rails' own definitions: every rail registered with
+    /// the gateway can be chosen, and choosing it writes what turns it on and its price.
+    #[test]
+    fn every_registered_rail_is_written_as_its_definition_reads_it() {
+        assert_eq!(rail_names(), ["pow", "l402", "oauth"]);
+        for conf in turnpike_gateway::registry::RAIL_CONFS {
+            for backend in BACKENDS {
+                let mut a = args();
+                a.rails = Some(vec![conf.id().as_str().to_owned()]);
+                a.oauth_issuer = Some("https://auth.example.com".into());
+                a.lightning = Some(backend.into());
+                let cfg = check(&render(&from_flags(&a).unwrap()));
+                assert!(conf.is_on(&cfg.rails), "{} is off", conf.id());
+                assert!(cfg.tools["default"].offer(conf.id()).is_some());
+            }
+        }
+        let mut a = args();
+        a.rails = Some(vec!["gold".into()]);
+        let e = from_flags(&a).unwrap_err().to_string();
+        assert!(e.ends_with("the rails are pow, l402 and oauth"), "{e}");
     }
 
     #[test]

@@ -258,7 +258,7 @@ async fn inspect(credential: String, config: Option<PathBuf>) -> anyhow::Result<
         if l402(&cfg).store == StoreConfig::Memory {
             bail!("[l402] store is \"memory\": there is nothing to look up outside the gateway");
         }
-        let store = turnpike_gateway::rails::open_store(&cfg)?;
+        let store = turnpike_gateway::rails::with_build(&cfg, turnpike_l402::conf::open_store)?;
         println!("store         {}", store_name(&cfg));
         let master = store.master_key().await?;
         if mac.verify_signature(&turnpike_l402::derive_root_key(&master, &id.token_id)[..]) {
@@ -359,7 +359,7 @@ async fn mint(
     if l402(&cfg).store == StoreConfig::Memory {
         bail!("[l402] store is \"memory\": a token minted here would be unknown to the gateway");
     }
-    let store = turnpike_gateway::rails::open_store(&cfg)?;
+    let store = turnpike_gateway::rails::with_build(&cfg, turnpike_l402::conf::open_store)?;
     let n = turnpike_core::unix_now();
     let section = l402(&cfg);
     let rail = &section.rail;
@@ -444,7 +444,7 @@ async fn revoke(token_id: &str, path: &Path) -> anyhow::Result<ExitCode> {
     {
         bail!("[l402] store is \"memory\": restart the gateway to forget its tokens");
     }
-    let store = turnpike_gateway::rails::open_store(&cfg)?;
+    let store = turnpike_gateway::rails::with_build(&cfg, turnpike_l402::conf::open_store)?;
     if !store.revoke(id, turnpike_core::unix_now()).await? {
         eprintln!("token {token_id} was not revoked");
         return Ok(ExitCode::FAILURE);

@@ -12,8 +12,6 @@ pub(crate) const HINT_POSITIVE: &str = "use a whole number of at least 1";
 /// The longest upstream time limit accepted (a day).
 pub(crate) const MAX_UPSTREAM_TIMEOUT_SECS: u64 = 86_400;
 pub(crate) const HINT_TIMEOUT: &str = "use a whole number of seconds from 1 to 86400";
-pub(crate) const HINT_PRICE: &str =
-    "write `free = true`, or `pow = <effort>` and/or `l402 = { sat = <n> }`, e.g. `pow = 200000`";
 pub(crate) const HINT_LIMITS: &str =
     "see the [limits], [budgets] and [store] tables in docs/LIMITS.md";
 pub(crate) const HINT_PUBLIC_URL: &str = "write the URL callers use to reach the endpoint, e.g. \"https://mcp.example.com/mcp\" (no query or fragment)";

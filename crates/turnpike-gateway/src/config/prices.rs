@@ -9,7 +9,6 @@ use std::ops::Range;
 use toml::de::DeTable;
 use turnpike_conf::quote_key;
 
-use super::hints::*;
 use super::reader::Gx;
 use super::types::{Config, PriceConfig};
 
@@ -49,7 +48,8 @@ impl Gx<'_> {
                 );
             }
         }
-        let free = self.field::<bool>(t, FREE, HINT_PRICE);
+        let hint = turnpike_conf::price_hint(rails);
+        let free = self.field::<bool>(t, FREE, &hint);
         let mut offers = Vec::new();
         let mut named = false;
         for rail in rails {
@@ -67,15 +67,15 @@ impl Gx<'_> {
             (Some((true, s)), true) => self.problem(
                 Some(s.clone()),
                 format!("{section} is both free and priced"),
-                HINT_PRICE,
+                &hint,
             ),
             (Some((false, s)), false) => self.problem(
                 Some(s.clone()),
                 format!("{section} says free = false but names no price"),
-                HINT_PRICE,
+                &hint,
             ),
             (None, false) if t.get(FREE).is_none() && !named && self.problems.len() == before => {
-                self.problem(Some(span), format!("{section} names no price"), HINT_PRICE)
+                self.problem(Some(span), format!("{section} names no price"), &hint)
             }
             _ => {}
         }
