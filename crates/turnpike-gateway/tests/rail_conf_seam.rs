@@ -18,7 +18,8 @@ use turnpike_conf::{
     fields, Build, BuildError, Built, Cx, DeValue, Host, RailConf, Section, Sections, Spanned,
 };
 use turnpike_core::{
-    BoxFuture, CallFacts, Challenge, Credential, Offer, RailId, RailPlugin, Refusal, Verdict,
+    BoxFuture, CallFacts, Challenge, Credential, CredentialReader, Offer, RailId, RailPlugin,
+    Refusal, Verdict,
 };
 use turnpike_gateway::config::parse_with;
 use turnpike_gateway::Rails;
@@ -69,9 +70,18 @@ impl turnpike_core::Rail for Booth {
     }
 }
 
+/// The booth reads no credentials of its own.
+struct NoTickets;
+
+impl CredentialReader for NoTickets {}
+
 impl RailPlugin for Booth {
     fn id(&self) -> RailId {
         TOLL
+    }
+
+    fn reader(&self) -> &dyn CredentialReader {
+        &NoTickets
     }
 }
 
