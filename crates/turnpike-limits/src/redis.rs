@@ -282,7 +282,13 @@ impl RedisBackend {
         if spend.target != *self.conn.target() {
             return false;
         }
-        !self.conn.is_cluster() || key_slot(&self.scope_tag(scope)) == key_slot(&spend.record_key)
+        if !self.conn.is_cluster() {
+            return true;
+        }
+        // Hash slots of two key names: public numbers, not secrets.
+        let limits_slot = key_slot(&self.scope_tag(scope));
+        let spend_slot = key_slot(&spend.record_key);
+        limits_slot == spend_slot
     }
 
     async fn check_async(
