@@ -7,7 +7,7 @@ use parking_lot::RwLock;
 use serde_json::Value;
 use turnpike_core::{
     ct_eq, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
-    Offer, Rail, RailId, RailPlugin, Refusal, Verdict,
+    Offer, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
 };
 use turnpike_store::SpentSet;
 
@@ -15,6 +15,7 @@ use crate::config::PowConfig;
 use crate::credential::{effort, parse_pow_meta, parse_pow_params, PowCredential, META_POW, RAIL};
 use crate::keys::{KeyRing, CLOCK_SKEW_SECS};
 use crate::load::{Clock, EffortController, SystemClock};
+use crate::meter::PowCounters;
 use crate::puzzle::{Algorithm, ChallengeToken, PuzzleHasher, TokenFields, MAX_SUBPUZZLES};
 
 /// What proof-of-work costs for a base effort right now: for `tools/list` annotations and
@@ -40,6 +41,8 @@ pub struct PowRail {
     next_rotation: AtomicU64,
     spent: Arc<dyn SpentSet>,
     load: EffortController,
+    /// What it counts for the metrics ([`crate::meter`]).
+    counters: PowCounters,
 }
 
 impl std::fmt::Debug for PowRail {
@@ -90,6 +93,7 @@ impl PowRail {
             keys: RwLock::new(keys),
             next_rotation: AtomicU64::new(next_rotation),
             spent,
+            counters: PowCounters::default(),
         }
     }
 
@@ -101,6 +105,10 @@ impl PowRail {
     /// The load controller.
     pub fn controller(&self) -> &EffortController {
         &self.load
+    }
+
+    pub(crate) fn counters(&self) -> &PowCounters {
+        &self.counters
     }
 
     /// The current load multiplier on effort, `1..=max_multiplier`.
@@ -428,6 +436,10 @@ impl RailPlugin for PowRail {
 
     fn in_band_text(&self, challenge: &Challenge, first: bool) -> String {
         in_band_text(challenge, first)
+    }
+
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
+        Some(self)
     }
 }
 
