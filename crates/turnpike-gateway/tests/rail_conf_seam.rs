@@ -311,3 +311,26 @@ fn it_has_a_limit_class_and_a_metrics_slot_of_its_own() {
     );
     assert_eq!(gate.metrics().rail_labels(), ["none", "toll"]);
 }
+
+#[test]
+fn the_gateways_metrics_have_a_slot_and_the_series_of_every_registered_rail() {
+    // Proof-of-work alone runs; L402 and OAuth are off, their recognisers in their place: each
+    // still has its slot, and L402's series are there at zero.
+    let mut c = turnpike_gateway::config::parse(UPSTREAM, "t.toml").unwrap();
+    let dir = std::env::temp_dir().join(format!("turnpike-rail-slots-{}", std::process::id()));
+    c.server.data_dir = dir.clone();
+    let gate = turnpike_gateway::Gate::from_config(&c).unwrap();
+    let m = gate.metrics();
+    assert_eq!(m.rail_labels(), ["none", "pow", "l402", "oauth"]);
+    let text = m.render(&[]);
+    for want in [
+        "turnpike_pow_puzzles_issued_total 0\n",
+        "turnpike_pow_effort_multiplier 1\n",
+        "turnpike_l402_invoices_total 0\n",
+        "turnpike_l402_settled_sats_total 0\n",
+        "turnpike_rail_unavailable_total{rail=\"pow\"} 0\nturnpike_rail_unavailable_total{rail=\"l402\"} 0\nturnpike_rail_unavailable_total{rail=\"oauth\"} 0\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
