@@ -107,10 +107,6 @@ impl PowRail {
         &self.load
     }
 
-    pub(crate) fn counters(&self) -> &PowCounters {
-        &self.counters
-    }
-
     /// The current load multiplier on effort, `1..=max_multiplier`.
     pub fn current_multiplier(&self) -> u64 {
         self.load.current_multiplier()
@@ -440,6 +436,26 @@ impl RailPlugin for PowRail {
 
     fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
         Some(self)
+    }
+}
+
+/// What it counts for the gateway's metrics ([`crate::meter`]): `turnpike_pow_*`, and the
+/// history's `pow_multiplier`.
+impl RailMeter for PowRail {
+    fn challenge_issued(&self, challenge: &Challenge) {
+        self.counters.issued(challenge);
+    }
+
+    fn call_granted(&self, _charged_msat: u64) {
+        self.counters.solved();
+    }
+
+    fn render(&self, out: &mut String) {
+        self.counters.render(out, self.current_multiplier());
+    }
+
+    fn figures(&self) -> Vec<(&'static str, u64)> {
+        vec![("pow_multiplier", self.current_multiplier())]
     }
 }
 
