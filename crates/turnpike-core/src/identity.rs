@@ -29,6 +29,15 @@ pub enum Identity {
         /// The token id, 64 hex digits.
         token_id: String,
     },
+    /// A caller another rail verified, named by that rail: for a rail whose callers are none of
+    /// the kinds above, so that it needs no variant of its own.
+    Rail {
+        /// The rail's name ([`crate::RailId::as_str`]: lower case, no `:`).
+        rail: String,
+        /// The caller's id, as the rail names it (no secret: it keys limits and shows in the
+        /// dashboard).
+        id: String,
+    },
 }
 
 impl Identity {
@@ -68,15 +77,31 @@ impl Identity {
                 }
             ),
             Identity::L402 { token_id } => format!("l402:{token_id}"),
+            Identity::Rail { rail, id } => format!("{rail}:{id}"),
         }
     }
 
-    /// The kind of identity, as a short label safe for metrics and logs.
-    pub fn kind(&self) -> &'static str {
+    /// The kind of identity, as a short label safe for metrics and logs: `anonymous`, or the
+    /// name of the rail that verified it.
+    pub fn kind(&self) -> &str {
         match self {
             Identity::Anonymous { .. } => "anonymous",
             Identity::OAuth { .. } => "oauth",
             Identity::L402 { .. } => "l402",
+            Identity::Rail { rail, .. } => rail,
+        }
+    }
+
+    /// A verified caller's label for the operator's eyes (the dashboard's callers), bounded in
+    /// length and holding no secret: the OAuth subject (its first 64 characters), the L402
+    /// token id's first 16 hex digits, another rail's id (its first 64 characters). `None` for
+    /// an anonymous caller, whose address is never shown (the dashboard shows a keyed hash).
+    pub fn label(&self) -> Option<String> {
+        match self {
+            Identity::Anonymous { .. } => None,
+            Identity::OAuth { subject, .. } => Some(subject.chars().take(64).collect()),
+            Identity::L402 { token_id } => Some(token_id.chars().take(16).collect()),
+            Identity::Rail { id, .. } => Some(id.chars().take(64).collect()),
         }
     }
 }
@@ -108,5 +133,77 @@ mod tests {
             client_id: None,
         };
         assert_ne!(a.scope_key(), b.scope_key());
+    }
+
+    /// The scope keys limits and digests are keyed on: those of the three built-in kinds stay
+    /// as they have always been, and a rail's caller is `<rail>:<id>`.
+    #[test]
+    fn scope_keys_are_stable() {
+        let oauth = Identity::OAuth {
+            issuer: "https://as.example".into(),
+            subject: "alice".into(),
+            client_id: Some("agent".into()),
+        };
+        assert_eq!(
+            oauth.scope_key(),
+            "oauth:18:https://as.example:5:alice:agent"
+        );
+        let l402 = Identity::L402 {
+            token_id: "ab".repeat(32),
+        };
+        assert_eq!(l402.scope_key(), format!("l402:{}", "ab".repeat(32)));
+        let rail = Identity::Rail {
+            rail: "x402".into(),
+            id: "0xabc".into(),
+        };
+        assert_eq!(rail.scope_key(), "x402:0xabc");
+        assert_eq!(rail.kind(), "x402");
+        assert_eq!(rail.label().as_deref(), Some("0xabc"));
+        let long = Identity::Rail {
+            rail: "mpp".into(),
+            id: "y".repeat(100),
+        };
+        assert_eq!(long.label().map(|l| l.len()), Some(64));
+        assert_eq!(long.scope_key(), format!("mpp:{}", "y".repeat(100)));
+        assert_eq!(
+            Identity::anonymous("10.0.0.1".parse().unwrap()).label(),
+            None
+        );
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let ids = [
+            Identity::anonymous("192.0.2.1".parse().unwrap()),
+            Identity::OAuth {
+                issuer: "https://as.example".into(),
+                subject: "alice".into(),
+                client_id: None,
+            },
+            Identity::L402 {
+                token_id: "cd".repeat(32),
+            },
+            Identity::Rail {
+                rail: "x402".into(),
+                id: "0xabc".into(),
+            },
+        ];
+        for id in ids {
+            let text = serde_json::to_string(&id).unwrap();
+            let back: Identity = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, id);
+            assert_eq!(back.scope_key(), id.scope_key());
+        }
+        let rail = Identity::Rail {
+            rail: "x402".into(),
+            id: "0xabc".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&rail).unwrap(),
+            serde_json::json!({"kind": "rail", "rail": "x402", "id": "0xabc"})
+        );
+        let l402: Identity =
+            serde_json::from_value(serde_json::json!({"kind": "l402", "token_id": "00"})).unwrap();
+        assert_eq!(l402.scope_key(), "l402:00");
     }
 }

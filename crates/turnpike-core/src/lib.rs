@@ -14,6 +14,7 @@
 //! - [`RailPlugin`]: what a rail does at the gateway's edge (credentials from the request
 //!   through its [`CredentialReader`], its place among challenges and its in-band text, its
 //!   binding to one request, its own answers);
+//! - [`RailMeter`]: what a rail counts of its own, written into the gateway's metrics;
 //! - [`decide`]: the decision engine that runs a call's price against the rails;
 //! - [`unix_now`]: the wall clock, in whole seconds since the Unix epoch, and
 //!   [`mac::hmac_sha256`], the keyed hash everything is tagged with.
@@ -26,6 +27,7 @@ pub mod decision;
 pub mod error_codes;
 pub mod identity;
 pub mod mac;
+pub mod meter;
 pub mod plugin;
 pub mod policy;
 pub mod rail;
@@ -35,6 +37,7 @@ pub use clock::unix_now;
 pub use credential::{Credential, CredentialSource};
 pub use decision::{decide, Decision};
 pub use identity::Identity;
+pub use meter::RailMeter;
 pub use plugin::{
     BoundRail, CredentialReader, EdgeRequest, HeaderLines, PassNotes, RailAnswer, RailDocument,
     RailPlugin,

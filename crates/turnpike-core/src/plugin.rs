@@ -6,8 +6,8 @@
 //! [`CredentialReader`], which also serves while the rail is off), where its challenge
 //! goes among the others and what it says in band, how it binds to one request (a proof that
 //! signs the request's method, URL and body), what it adds to the response after a pass, its
-//! own answer to a credential it refused, the documents it serves beside the endpoint and its
-//! metrics label. Every method has a default for a rail that needs nothing, so a rail names
+//! own answer to a credential it refused, the documents it serves beside the endpoint and what
+//! it counts of its own ([`RailPlugin::meter`]). Every method has a default for a rail that needs nothing, so a rail names
 //! only what it does. Nothing here knows an HTTP library: headers are read through
 //! [`HeaderLines`] and written as name/value pairs.
 
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::credential::CredentialParseError;
-use crate::{Challenge, Credential, Identity, Offer, Rail, RailId};
+use crate::{Challenge, Credential, Identity, Offer, Rail, RailId, RailMeter};
 
 /// A parsed credential, or why what was presented is not one.
 pub type Parsed = Result<Credential, CredentialParseError>;
@@ -197,6 +197,14 @@ pub trait RailPlugin: Send + Sync {
     /// A document served at `path` (outside the endpoint `endpoint_path`), when it is one of
     /// this rail's.
     fn document(&self, _path: &str, _endpoint_path: &str) -> Option<RailDocument> {
+        None
+    }
+
+    /// What the rail counts of its own ([`crate::meter`]), asked once when the gateway's
+    /// metrics are made (they keep it for the process). A rail that is off may give one too,
+    /// so that its series are there, at zero, whether it runs or not. The default: none (the
+    /// rail is counted only in the gateway's series, under its name).
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
         None
     }
 }

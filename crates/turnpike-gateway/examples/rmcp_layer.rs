@@ -21,7 +21,7 @@ use rmcp::{tool, tool_handler, tool_router, ServerHandler};
 use serde::Deserialize;
 use tower::ServiceBuilder;
 use turnpike_core::{Policy, Price};
-use turnpike_gateway::{Gate, GateOptions, TurnpikeLayer};
+use turnpike_gateway::{Gate, GateOptions, Rails, TurnpikeLayer};
 use turnpike_pow::{KeyRing, PowConfig, PowRail};
 use turnpike_store::MemorySpentSet;
 
@@ -91,7 +91,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         keys,
         Arc::new(MemorySpentSet::new()),
     ));
-    let gate = Arc::new(Gate::with_pow(GateOptions::default(), policy, pow));
+    let gate = Arc::new(Gate::with_rails(
+        GateOptions::default(),
+        policy,
+        Rails::only(pow),
+    ));
 
     let app = axum::Router::new().route_service(
         "/mcp",

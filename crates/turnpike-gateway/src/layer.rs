@@ -1,7 +1,7 @@
 //! The gate as a tower [`Layer`]: put it in front of any MCP server's HTTP service.
 //!
 //! ```ignore
-//! let gate = Arc::new(Gate::with_pow(opts, policy, pow_rail));
+//! let gate = Arc::new(Gate::with_rails(opts, policy, Rails::only(pow_rail)));
 //! let service = ServiceBuilder::new().layer(TurnpikeLayer::new(gate)).service(mcp_service);
 //! ```
 //!

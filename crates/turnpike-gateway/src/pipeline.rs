@@ -106,7 +106,6 @@ use turnpike_limits::{
     Admission, Admitted, CallInfo, CallKind, Limiter, PendingAdmit, SpendReceipt,
 };
 use turnpike_mcp::MessageKind;
-use turnpike_pow::PowRail;
 
 use crate::config::{ChallengeMode, Config};
 use crate::credentials;
@@ -229,17 +228,12 @@ impl Gate {
         Ok(gate)
     }
 
-    /// A gate whose only rail is `pow` (its quotes also price `tools/list` annotations).
-    pub fn with_pow(opts: GateOptions, policy: Policy, pow: Arc<PowRail>) -> Gate {
-        let mut rails = Rails::default();
-        rails.add(pow);
-        // The other rails' credentials are still read (and refused) and stripped.
-        rails.recognise_the_others();
-        Gate::with_rails(opts, policy, rails)
-    }
-
-    /// A gate over a built rail set.
+    /// A gate over a built rail set: the configured one ([`Rails::from_config`]), or one made
+    /// by hand, e.g. a single rail with the others recognised ([`Rails::only`]). Its metrics
+    /// have a `rail` label slot for each rail of the set, with the rail's own meter
+    /// ([`Rails::meters`]); [`Gate::with_metrics`] shares others instead.
     pub fn with_rails(opts: GateOptions, policy: Policy, rails: Rails) -> Gate {
+        let metrics = Arc::new(Metrics::with_rails(rails.meters()));
         Gate {
             hosts: HostPolicy::new(&opts.allowed_hosts, &opts.allowed_origins),
             opts,
@@ -253,7 +247,7 @@ impl Gate {
             catalog: None,
             telemetry: None,
         }
-        .with_metrics(Arc::default())
+        .with_metrics(metrics)
     }
 
     /// Counts into `metrics` (shared by the gates of one process, so that figures survive a

@@ -64,6 +64,16 @@ impl Rails {
         })
     }
 
+    /// A set of the one rail `rail`, built by hand (e.g. proof-of-work alone, in front of an
+    /// in-process service), with the recogniser of every other registered rail: their
+    /// credentials are still read (and refused) and their headers stripped.
+    pub fn only<R: Rail + RailPlugin + 'static>(rail: Arc<R>) -> Rails {
+        let mut rails = Rails::default();
+        rails.add(rail);
+        rails.recognise_the_others();
+        rails
+    }
+
     /// Adds a rail: to the decision engine, to the edge and by its type.
     pub fn add<R: Rail + RailPlugin + 'static>(&mut self, rail: Arc<R>) {
         self.add_built(Built::new(rail));
@@ -110,6 +120,16 @@ impl Rails {
     /// Every rail at the edge, in the order they were added.
     pub fn edge(&self) -> &[Arc<dyn RailPlugin>] {
         &self.edge
+    }
+
+    /// Each rail at the edge (running or only recognised), by its name, with its own meter if
+    /// it has one ([`RailPlugin::meter`]): the `rail` label slots of the gateway's metrics, in
+    /// the order credentials are matched (those always on first, then the registry's).
+    pub fn meters(&self) -> Vec<(RailId, Option<Arc<dyn turnpike_core::RailMeter>>)> {
+        self.edge
+            .iter()
+            .map(|r| (r.id(), r.clone().meter()))
+            .collect()
     }
 
     /// The rail `id` at the edge, when the gateway runs it.

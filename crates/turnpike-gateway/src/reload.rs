@@ -220,17 +220,6 @@ impl Operated for LiveGate {
         &self.metrics
     }
 
-    fn refresh_gauges(&self) {
-        let gate = self.gate();
-        if let Some(pow) = gate.rails().get::<turnpike_pow::PowRail>() {
-            self.metrics.set_pow_multiplier(pow.current_multiplier());
-        }
-        if let Some(l402) = gate.rails().get::<turnpike_l402::L402Rail>() {
-            let (payments, received_msat) = l402.payments();
-            self.metrics.set_l402_payments(payments, received_msat);
-        }
-    }
-
     fn health(&self) -> BoxFuture<'_, Vec<(&'static str, bool)>> {
         Box::pin(async move {
             let mut up = Vec::new();

@@ -16,7 +16,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{json, Value};
 use tower::{ServiceBuilder, ServiceExt};
 use turnpike_core::{Policy, Price};
-use turnpike_gateway::{Gate, GateOptions, TurnpikeLayer};
+use turnpike_gateway::{Gate, GateOptions, Rails, TurnpikeLayer};
 use turnpike_pow::{KeyRing, PowConfig, PowRail};
 use turnpike_store::MemorySpentSet;
 
@@ -53,7 +53,11 @@ async fn layer_gates_an_rmcp_service() {
         keys,
         Arc::new(MemorySpentSet::new()),
     ));
-    let gate = Arc::new(Gate::with_pow(GateOptions::default(), policy, pow));
+    let gate = Arc::new(Gate::with_rails(
+        GateOptions::default(),
+        policy,
+        Rails::only(pow),
+    ));
     let svc = ServiceBuilder::new()
         .layer(TurnpikeLayer::new(gate))
         .service(mcp);

@@ -268,3 +268,69 @@ fn the_hint_of_a_price_lists_the_rails_registered() {
     let want = "hint: write `free = true`, or `pow = <effort>`, e.g. `pow = 200000`";
     assert!(e.contains(want), "{e}");
 }
+
+#[test]
+fn it_has_a_limit_class_and_a_metrics_slot_of_its_own() {
+    // `[limits.rails.toll]` is the toll's class; the loop brake may watch it by name.
+    let src = format!(
+        "{UPSTREAM}[toll]\nbooth = \"north\"\n[limits.rails.toll]\nburst = 3\nrate = \"1/s\"\n[limits.loop_brake]\nrails = [\"toll\"]\n"
+    );
+    let c = parse_with(&src, "t.toml", TOLL_ONLY).unwrap();
+    let class = turnpike_limits::RailClass::from(Some(TOLL));
+    assert_eq!(c.limits.rails[&class].burst, 3);
+    assert!(c.limits.loop_brake.watches("anything", Some(TOLL)));
+
+    // A name no registered rail has: at its place, with the names that are.
+    let src = format!(
+        "{UPSTREAM}[limits.rails.gold]\nburst = 3\nrate = \"1/s\"\n[limits.loop_brake]\nrails = [\"toll\", \"silver\"]\n"
+    );
+    let e = parse_with(&src, "t.toml", RAILS).unwrap_err().to_string();
+    for want in [
+        "t.toml:3:1: limits.rails.gold: unknown rail `gold`, expected one of `pow`, `toll`, `free`",
+        "t.toml:7:18: limits.loop_brake.rails: unknown rail `silver`, expected one of `pow`, `toll`, `free`",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in\n{e}");
+    }
+    // The gateway's own rails: the same words, with their names.
+    let e = turnpike_gateway::config::parse(&src, "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t.toml:7:10: limits.loop_brake.rails: unknown rail `toll`, expected one of `pow`, `l402`, `oauth`, `free`"),
+        "{e}"
+    );
+
+    // Its slot of the metrics' `rail` label, from the rails the gate was built with.
+    let src = format!("{UPSTREAM}[toll]\nbooth = \"north\"\n");
+    let c = parse_with(&src, "t.toml", TOLL_ONLY).unwrap();
+    let rails = Rails::from_config_with(&c, TOLL_ONLY).unwrap();
+    let gate = turnpike_gateway::Gate::with_rails(
+        turnpike_gateway::GateOptions::default(),
+        c.policy(),
+        rails,
+    );
+    assert_eq!(gate.metrics().rail_labels(), ["none", "toll"]);
+}
+
+#[test]
+fn the_gateways_metrics_have_a_slot_and_the_series_of_every_registered_rail() {
+    // Proof-of-work alone runs; L402 and OAuth are off, their recognisers in their place: each
+    // still has its slot, and L402's series are there at zero.
+    let mut c = turnpike_gateway::config::parse(UPSTREAM, "t.toml").unwrap();
+    let dir = std::env::temp_dir().join(format!("turnpike-rail-slots-{}", std::process::id()));
+    c.server.data_dir = dir.clone();
+    let gate = turnpike_gateway::Gate::from_config(&c).unwrap();
+    let m = gate.metrics();
+    assert_eq!(m.rail_labels(), ["none", "pow", "l402", "oauth"]);
+    let text = m.render(&[]);
+    for want in [
+        "turnpike_pow_puzzles_issued_total 0\n",
+        "turnpike_pow_effort_multiplier 1\n",
+        "turnpike_l402_invoices_total 0\n",
+        "turnpike_l402_settled_sats_total 0\n",
+        "turnpike_rail_unavailable_total{rail=\"pow\"} 0\nturnpike_rail_unavailable_total{rail=\"l402\"} 0\nturnpike_rail_unavailable_total{rail=\"oauth\"} 0\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

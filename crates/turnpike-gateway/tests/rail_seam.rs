@@ -3,7 +3,9 @@
 //! offered beside proof-of-work, reads its own `Authorization` scheme and `_meta` key (through
 //! its reader), carries its challenge in a header of its own, speaks in band in its own words,
 //! and lets a call through — with no line of the pipeline, credential collection or challenge
-//! delivery knowing it.
+//! delivery knowing it. A second one names its callers itself and counts of its own: it has
+//! its slot of the metrics' `rail` label and its own series, with no line of the operator's
+//! crate knowing it.
 
 // Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
 // functions; the helpers around them are test code too).
@@ -296,4 +298,209 @@ async fn a_new_rail_is_offered_beside_proof_of_work_and_lets_its_callers_through
         assert_eq!(v["error"]["data"]["refusals"][0]["rail"], "toll");
     }
     assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+/// A ferry: pay the fare by naming your pass. It names its passengers itself
+/// (`Identity::Rail`) and counts of its own (its `RailMeter`): boardings offered, crossings and
+/// fares taken — with no line of the gateway's or the operator's crates knowing it.
+const FERRY: RailId = RailId::new("ferry");
+
+/// A pass presented to the ferry.
+struct FerryPass(String);
+
+/// What the ferry counts.
+#[derive(Default)]
+struct FerryLog {
+    offered: std::sync::atomic::AtomicU64,
+    crossings: std::sync::atomic::AtomicU64,
+    fares_msat: std::sync::atomic::AtomicU64,
+}
+
+struct FerryRail(Arc<FerryLog>);
+
+impl Rail for FerryRail {
+    fn kind(&self) -> RailId {
+        FERRY
+    }
+
+    fn challenge<'a>(
+        &'a self,
+        _call: &'a CallFacts,
+        _offer: &'a Offer,
+    ) -> BoxFuture<'a, Option<Challenge>> {
+        Box::pin(async move {
+            Some(Challenge {
+                rail: FERRY,
+                www_authenticate: "Ferry fare=\"5\"".into(),
+                details: json!({"rail": "ferry", "fare_msat": 5000}),
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        _call: &'a CallFacts,
+        _offer: &'a Offer,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Verdict> {
+        let verdict = match credential.payload::<FerryPass>() {
+            Some(FerryPass(name)) => Verdict::Pass(Grant {
+                rail: FERRY,
+                identity: Some(turnpike_core::Identity::Rail {
+                    rail: FERRY.as_str().into(),
+                    id: name.clone(),
+                }),
+                receipt: None,
+            }),
+            None => Verdict::Invalid(Refusal::new(FERRY, "no pass")),
+        };
+        Box::pin(async move { verdict })
+    }
+
+    fn charged_msat(&self, _grant: &Grant, _offer: &Offer) -> u64 {
+        5000
+    }
+}
+
+/// `Authorization: Ferry <name>`.
+struct FerryPasses;
+
+impl CredentialReader for FerryPasses {
+    fn parse_authorization(
+        &self,
+        scheme: &str,
+        params: &str,
+        _req: &EdgeRequest<'_>,
+    ) -> Option<Parsed> {
+        scheme
+            .eq_ignore_ascii_case("Ferry")
+            .then(|| Ok(Credential::new(FERRY, FerryPass(params.trim().to_owned()))))
+    }
+}
+
+impl RailPlugin for FerryRail {
+    fn id(&self) -> RailId {
+        FERRY
+    }
+
+    fn reader(&self) -> &dyn CredentialReader {
+        &FerryPasses
+    }
+
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn turnpike_core::RailMeter>> {
+        Some(self.0.clone())
+    }
+}
+
+impl turnpike_core::RailMeter for FerryLog {
+    fn challenge_issued(&self, _challenge: &Challenge) {
+        self.offered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn call_granted(&self, charged_msat: u64) {
+        self.crossings
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fares_msat
+            .fetch_add(charged_msat, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        turnpike_core::meter::write_series(
+            out,
+            "turnpike_ferry_crossings_total",
+            "counter",
+            "Calls the ferry carried.",
+            n(&self.crossings),
+        );
+        turnpike_core::meter::write_series(
+            out,
+            "turnpike_ferry_fares_sats_total",
+            "counter",
+            "Fares taken, in satoshis.",
+            turnpike_core::meter::sats(n(&self.fares_msat)),
+        );
+    }
+
+    fn figures(&self) -> Vec<(&'static str, u64)> {
+        vec![(
+            "ferry_offered",
+            self.offered.load(std::sync::atomic::Ordering::Relaxed),
+        )]
+    }
+}
+
+#[tokio::test]
+async fn a_new_rail_has_its_metrics_slot_its_own_series_and_names_its_callers() {
+    let log = Arc::new(FerryLog::default());
+    let mut policy = Policy::default();
+    policy.tools.insert(
+        "cross".into(),
+        Price {
+            offers: vec![Offer::new(FERRY, serde_json::Map::new())],
+        },
+    );
+    let mut rails = Rails::default();
+    rails.add(Arc::new(FerryRail(log.clone()))); // The one registration line.
+    let gate = Arc::new(Gate::with_rails(GateOptions::default(), policy, rails));
+    let metrics = gate.metrics().clone();
+    assert_eq!(metrics.rail_labels(), ["none", "ferry"]);
+    let upstream = tower::service_fn(|req: Request<Body>| async move {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let msg: Value = serde_json::from_slice(&body).unwrap();
+        let answer = json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"content": []}});
+        Ok::<_, std::convert::Infallible>(
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from(answer.to_string()))
+                .unwrap(),
+        )
+    });
+    let svc = tower::ServiceBuilder::new()
+        .layer(TurnpikeLayer::new(gate))
+        .service(upstream);
+    let call = |auth: Option<&str>| {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": "cross", "arguments": {}}});
+        let mut b = Request::post("/mcp")
+            .header("host", "localhost")
+            .header("content-type", "application/json");
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    };
+
+    let r = svc.clone().oneshot(call(None)).await.unwrap();
+    assert_eq!(r.status(), 402);
+    for _ in 0..2 {
+        let r = svc
+            .clone()
+            .oneshot(call(Some("Ferry alice")))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    let text = metrics.render(&[]);
+    for want in [
+        "turnpike_calls_total{method=\"tools/call\",tool=\"cross\",rail=\"ferry\",outcome=\"passed\"} 2\n",
+        "turnpike_calls_total{method=\"tools/call\",tool=\"cross\",rail=\"none\",outcome=\"challenged\"} 1\n",
+        "turnpike_gateway_duration_seconds_count{rail=\"ferry\"} 2\n",
+        "turnpike_rail_up{rail=\"ferry\"} 1\n",
+        "# TYPE turnpike_ferry_crossings_total counter\nturnpike_ferry_crossings_total 2\n",
+        "turnpike_ferry_fares_sats_total 10\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let sample = metrics.sample();
+    assert_eq!(sample.passed, [0, 2]);
+    assert_eq!(sample.rails.get("ferry_offered"), Some(1));
+    // Its passengers by the names it gave them.
+    let top = metrics.top_callers(1);
+    assert_eq!(
+        (top[0].kind.as_str(), top[0].label.as_str(), top[0].calls),
+        ("ferry", "alice", 2)
+    );
 }

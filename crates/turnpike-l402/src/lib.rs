@@ -11,7 +11,9 @@
 //! - [`store`], [`sqlite`] and `postgres` (feature `postgres`): root keys, issued tokens,
 //!   balances and the ledger, in memory, in SQLite, or in PostgreSQL shared by instances;
 //! - [`rail`]: [`L402Rail`], the [`turnpike_core::Rail`] implementation with the three billing
-//!   modes.
+//!   modes;
+//! - [`meter`]: what it counts for the gateway's metrics (`turnpike_l402_*`: invoices,
+//!   payments, money charged).
 //!
 //! Lightning itself (invoices, settlement) is `turnpike_lightning`'s job.
 
@@ -21,6 +23,7 @@ pub mod credential;
 pub mod identifier;
 pub mod invoice_limit;
 pub mod macaroon;
+pub mod meter;
 pub mod offer;
 #[cfg(feature = "postgres")]
 pub mod postgres;

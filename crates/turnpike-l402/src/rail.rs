@@ -48,12 +48,11 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use turnpike_core::conf::{hinted, KEY};
 use turnpike_core::{
     BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant, Identity,
-    Offer, Rail, RailId, RailPlugin, Refusal, Verdict,
+    Offer, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
 };
 
 use crate::credential::L402Credential;
@@ -66,6 +65,7 @@ use crate::caveat::{self, mode_str, Constraints};
 use crate::identifier::Identifier;
 use crate::invoice_limit::{InvoiceLimiter, InvoiceRates};
 use crate::macaroon::{Limits, Macaroon};
+use crate::meter::L402Meter;
 use crate::sqlite::{Durability, SqliteStore};
 use crate::store::{DebitOutcome, L402Store, MemoryStore, RootKey, TokenRecord};
 
@@ -260,9 +260,9 @@ pub struct L402Rail {
     /// The store's master secret, read once.
     master: tokio::sync::OnceCell<RootKey>,
     invoices: InvoiceLimiter,
-    /// Payments this rail recorded (tokens seen paid) and their sum, for the metrics.
-    payments: AtomicU64,
-    received_msat: AtomicU64,
+    /// What it counts for the metrics: payments recorded (tokens seen paid) and their sum,
+    /// invoices issued, calls charged.
+    meter: Arc<L402Meter>,
 }
 
 /// The domain-separation prefix of a derived root key.
@@ -379,8 +379,7 @@ impl L402Rail {
             spent,
             master: tokio::sync::OnceCell::new(),
             invoices,
-            payments: AtomicU64::new(0),
-            received_msat: AtomicU64::new(0),
+            meter: Arc::default(),
         }
     }
 
@@ -704,9 +703,7 @@ impl L402Rail {
             .await
             .map_err(|e| Verdict::Unavailable(refuse(format!("token store: {e}"))))?;
         if recorded {
-            self.payments.fetch_add(1, Ordering::Relaxed);
-            self.received_msat
-                .fetch_add(record.amount_msat, Ordering::Relaxed);
+            self.meter.payment(record.amount_msat);
         }
         Ok(recorded)
     }
@@ -715,10 +712,7 @@ impl L402Rail {
     /// its first use) and their sum in millisatoshis: the money received, as opposed to the
     /// invoices offered.
     pub fn payments(&self) -> (u64, u64) {
-        (
-            self.payments.load(Ordering::Relaxed),
-            self.received_msat.load(Ordering::Relaxed),
-        )
+        self.meter.payments()
     }
 
     /// Makes a per-call token usable once more after the upstream refused the call it paid
@@ -885,6 +879,10 @@ impl RailPlugin for L402Rail {
     fn in_band_text(&self, challenge: &Challenge, _first: bool) -> String {
         in_band_text(challenge)
     }
+
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
+        Some(self.meter.clone())
+    }
 }
 
 /// How L402 credentials are read: `Authorization: L402 …` (or `LSAT`), the `Macaroon` header
@@ -900,6 +898,11 @@ impl RailPlugin for L402Credentials {
 
     fn reader(&self) -> &dyn CredentialReader {
         self
+    }
+
+    /// Its series at zero: they are there whether the rail runs or not.
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
+        Some(Arc::new(L402Meter::default()))
     }
 }
 

@@ -2,6 +2,7 @@
 //! `[store]`). The gateway embeds these types in its own config; see docs/LIMITS.md.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -65,8 +66,8 @@ pub struct IdentityQuotaConfig {
 pub struct LoopBrakeConfig {
     /// Whether the brake is on (default true).
     pub enabled: bool,
-    /// The calls it watches, by the rail that let them through: `pow`, `l402`, `oauth`, `free`
-    /// (default `["pow", "l402"]`: calls that cost something).
+    /// The calls it watches, by the rail that let them through (a rail's name, or `free`;
+    /// default `["pow", "l402"]`: calls that cost something).
     pub rails: Vec<RailClass>,
     /// Tools (or methods, e.g. `resources/read`) watched whatever rail let them through
     /// (default none).
@@ -88,7 +89,7 @@ impl Default for LoopBrakeConfig {
     fn default() -> Self {
         LoopBrakeConfig {
             enabled: true,
-            rails: vec![RailClass::Pow, RailClass::L402],
+            rails: vec![RailClass::named("pow"), RailClass::named("l402")],
             tools: Vec::new(),
             exempt_tools: Vec::new(),
             max_repeats: 10,
@@ -121,31 +122,36 @@ impl LoopBrakeConfig {
     }
 }
 
-/// Which rail let a call through, for per-rail limits (`[limits.rails.<name>]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RailClass {
-    /// Proof-of-work.
-    Pow,
-    /// L402.
-    L402,
-    /// OAuth.
-    #[serde(rename = "oauth")]
-    OAuth,
-    /// A free call (no rail was needed).
-    Free,
+/// Which rail let a call through, for per-rail limits (`[limits.rails.<name>]`) and the loop
+/// brake's `rails`: the rail's name ([`turnpike_core::RailId::as_str`]), or `free` for a call
+/// no rail was needed for. Any name is read; [`LimitsConfig::unknown_rails`] reports those no
+/// registered rail has.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RailClass(Cow<'static, str>);
+
+impl RailClass {
+    /// A free call's class (no rail was needed): `free`.
+    pub const FREE: RailClass = RailClass(Cow::Borrowed(FREE));
+
+    /// The class of the rail named `name`.
+    pub const fn named(name: &'static str) -> RailClass {
+        RailClass(Cow::Borrowed(name))
+    }
+
+    /// The name, as in `[limits.rails.<name>]`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// By the rail's wire name. A rail with no class of its own has only the limits every call
-/// has (those of a free call).
+/// The class name of a free call.
+const FREE: &str = "free";
+
+/// By the rail's name (`None`, a free call: `free`). Allocates nothing.
 impl From<Option<turnpike_core::RailId>> for RailClass {
     fn from(r: Option<turnpike_core::RailId>) -> RailClass {
-        match r.map(turnpike_core::RailId::as_str) {
-            Some("pow") => RailClass::Pow,
-            Some("l402") => RailClass::L402,
-            Some("oauth") => RailClass::OAuth,
-            _ => RailClass::Free,
-        }
+        RailClass::named(r.map_or(FREE, turnpike_core::RailId::as_str))
     }
 }
 
@@ -187,8 +193,8 @@ pub struct LimitsConfig {
     pub tools: BTreeMap<String, QuotaConfig>,
     /// Per identity and method, for methods other than tools/call (e.g. `resources/read`).
     pub methods: BTreeMap<String, QuotaConfig>,
-    /// Per rail that let the call through (`pow`, `l402`, `oauth`, `free`): replaces
-    /// `default` for that rail's calls (a tool's own table still wins).
+    /// Per rail that let the call through (by the rail's name, or `free`): replaces `default`
+    /// for that rail's calls (a tool's own table still wins).
     pub rails: BTreeMap<RailClass, IdentityQuotaConfig>,
     /// The loop brake.
     pub loop_brake: LoopBrakeConfig,
@@ -361,7 +367,7 @@ impl LimitsConfig {
             burst(format!("limits.methods.{n}.burst"), q.burst);
         }
         for (r, q) in &self.rails {
-            burst(format!("limits.rails.{}.burst", rail_name(*r)), q.burst);
+            burst(format!("limits.rails.{}.burst", r.as_str()), q.burst);
         }
         if self.default.concurrency == Some(0) {
             out.push(problem(
@@ -372,7 +378,7 @@ impl LimitsConfig {
         for (r, q) in &self.rails {
             if q.concurrency == Some(0) {
                 out.push(problem(
-                    format!("limits.rails.{}.concurrency", rail_name(*r)),
+                    format!("limits.rails.{}.concurrency", r.as_str()),
                     "must be at least 1",
                 ));
             }
@@ -482,13 +488,49 @@ impl LimitsConfig {
     }
 }
 
-fn rail_name(r: RailClass) -> &'static str {
-    match r {
-        RailClass::Pow => "pow",
-        RailClass::L402 => "l402",
-        RailClass::OAuth => "oauth",
-        RailClass::Free => "free",
+impl LimitsConfig {
+    /// The rail names this configuration uses that are neither one of `rails` (the rails the
+    /// gateway knows, by name) nor `free`: a table `[limits.rails.<name>]` (path
+    /// `limits.rails.<name>`) or an entry of `[limits.loop_brake] rails` (path
+    /// `limits.loop_brake.rails`; [`ConfigProblem::message`] names the entry), each with the
+    /// list of the names that are known.
+    pub fn unknown_rails(&self, rails: &[&str]) -> Vec<UnknownRail> {
+        let known = |name: &str| name == FREE || rails.contains(&name);
+        let list = || {
+            let mut names: Vec<String> = rails.iter().map(|r| format!("`{r}`")).collect();
+            names.push(format!("`{FREE}`"));
+            names.join(", ")
+        };
+        let mut out = Vec::new();
+        for r in self.rails.keys().filter(|r| !known(r.as_str())) {
+            out.push(UnknownRail {
+                name: r.as_str().to_owned(),
+                problem: problem(
+                    format!("limits.rails.{}", r.as_str()),
+                    format!("unknown rail `{}`, expected one of {}", r.as_str(), list()),
+                ),
+            });
+        }
+        for r in self.loop_brake.rails.iter().filter(|r| !known(r.as_str())) {
+            out.push(UnknownRail {
+                name: r.as_str().to_owned(),
+                problem: problem(
+                    "limits.loop_brake.rails",
+                    format!("unknown rail `{}`, expected one of {}", r.as_str(), list()),
+                ),
+            });
+        }
+        out
     }
+}
+
+/// A rail name in the limits configuration that no rail has ([`LimitsConfig::unknown_rails`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownRail {
+    /// The name as written.
+    pub name: String,
+    /// Where (the table, or the loop brake's list) and what.
+    pub problem: ConfigProblem,
 }
 
 #[cfg(test)]
@@ -548,13 +590,64 @@ mod tests {
         .unwrap();
         assert_eq!(f.limits.failure_mode, FailureMode::Open);
         assert_eq!(f.limits.tools["search"].quota().burst, 5);
-        assert_eq!(f.limits.rails[&RailClass::OAuth].concurrency, Some(64));
+        assert_eq!(
+            f.limits.rails[&RailClass::named("oauth")].concurrency,
+            Some(64)
+        );
         assert_eq!(f.limits.discovery.rate.per(), Duration::from_secs(60));
         assert_eq!(f.limits.loop_brake.max_repeats, 5);
         assert!(f.limits.loop_brake.enabled);
         assert_eq!(f.budgets.calls_per_day, Some(10_000));
         assert_eq!(f.store.backend, StoreBackend::Redis);
         assert!(f.limits.validate(&f.budgets, &f.store).is_empty());
+        assert!(f.limits.unknown_rails(&["pow", "l402", "oauth"]).is_empty());
+    }
+
+    /// A rail's class is its name: any registered rail has one, and a name no rail has is
+    /// reported with the names that are known.
+    #[test]
+    fn rail_classes_are_rail_names() {
+        let f: File = toml::from_str(
+            r#"
+            [limits.rails.x402]
+            burst = 3
+            rate = "1/s"
+            [limits.rails.free]
+            burst = 7
+            rate = "1/s"
+            [limits.loop_brake]
+            rails = ["pow", "x402", "mpp"]
+            "#,
+        )
+        .unwrap();
+        let x402 = turnpike_core::RailId::new("x402");
+        assert_eq!(RailClass::from(Some(x402)), RailClass::named("x402"));
+        assert_eq!(RailClass::from(None), RailClass::FREE);
+        assert_eq!(f.limits.rails[&RailClass::from(Some(x402))].burst, 3);
+        assert_eq!(f.limits.rails[&RailClass::FREE].burst, 7);
+        assert!(f.limits.loop_brake.watches("t", Some(x402)));
+        assert!(!f.limits.loop_brake.watches("t", None));
+        assert!(f.limits.unknown_rails(&["pow", "x402"]).len() == 1);
+        let unknown = f.limits.unknown_rails(&["pow", "l402", "oauth"]);
+        let found: Vec<_> = unknown
+            .iter()
+            .map(|u| (u.name.as_str(), u.problem.path.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("x402", "limits.rails.x402"),
+                ("x402", "limits.loop_brake.rails"),
+                ("mpp", "limits.loop_brake.rails")
+            ]
+        );
+        assert_eq!(
+            unknown[0].problem.message,
+            "unknown rail `x402`, expected one of `pow`, `l402`, `oauth`, `free`"
+        );
+        // Serialised as the name it was read from.
+        let text = toml::to_string(&f.limits.loop_brake).unwrap();
+        assert!(text.contains(r#"rails = ["pow", "x402", "mpp"]"#), "{text}");
     }
 
     #[test]

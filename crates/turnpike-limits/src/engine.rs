@@ -795,7 +795,11 @@ mod tests {
             toml::from_str("[loop_brake]\nrails = [\"pow\", \"l402\", \"oauth\", \"free\"]\n")
                 .unwrap();
         assert!(cfg.loop_brake.watches("x", None));
-        assert!(toml::from_str::<LimitsConfig>("[loop_brake]\nrails = [\"card\"]\n").is_err());
+        // Any name is read; one no rail has is reported against the rails the gateway knows.
+        let cfg: LimitsConfig = toml::from_str("[loop_brake]\nrails = [\"card\"]\n").unwrap();
+        let unknown = cfg.unknown_rails(&["pow", "l402", "oauth"]);
+        assert_eq!(unknown.len(), 1, "{unknown:?}");
+        assert_eq!(unknown[0].problem.path, "limits.loop_brake.rails");
     }
 
     #[test]

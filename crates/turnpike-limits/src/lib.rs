@@ -32,7 +32,7 @@ pub use backend::{
 pub use config::{
     valid_schema_name, BudgetsConfig, ConfigProblem, DurableBackend, FailureMode,
     IdentityQuotaConfig, LimitsConfig, LoopBrakeConfig, QuotaConfig, RailClass, StoreBackend,
-    StoreConfig,
+    StoreConfig, UnknownRail,
 };
 pub use engine::{Admission, Admitted, CallInfo, CallKind, LimitReason, Limited, Limiter};
 pub use memory::{Clock, ManualClock, MemoryBackend, SystemClock};

@@ -4,7 +4,9 @@
 
 const POLL_MS = 2000;
 const KEY = "turnpike-admin-token";
-const RAIL_NAMES = ["free", "pow", "l402", "oauth"];
+// The rails of the history's `passed` slots come with each summary (`rail_labels`, `none`
+// first, shown as "free"); a rail with no colour of its own takes one of these.
+const SPARE_COLORS = ["#f472b6", "#a78bfa", "#fb923c", "#2dd4bf"];
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 const COLORS = () => ({
   free: css("--free"), pow: css("--pow"), l402: css("--l402"), oauth: css("--oauth"),
@@ -195,7 +197,8 @@ function render(s) {
   $("k-mult").textContent = s.pow.multiplier != null ? `×${s.pow.multiplier} load multiplier` : "proof-of-work off";
 
   const times = h.slice(1).map((x) => x.t);
-  const railSeries = RAIL_NAMES.map((name, i) => ({ name, color: c[name], values: deltas(h, (x) => x.passed[i]) }))
+  const railNames = (s.rail_labels || ["none"]).map((r) => (r === "none" ? "free" : r));
+  const railSeries = railNames.map((name, i) => ({ name, color: c[name] || SPARE_COLORS[i % SPARE_COLORS.length], values: deltas(h, (x) => x.passed[i] || 0) }))
     .filter((s, i) => i === 0 || (s.values.some((v) => v > 0)) || (last.rails || []).includes(s.name));
   legend("legend-rails", railSeries.map((s) => [s.name, s.color]));
   drawChart($("chart-rails"), times, railSeries, { stacked: true });

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `GET /metrics` | Prometheus text exposition ([`crate::metrics`]) |
 //! | `GET /admin/` | the dashboard (HTML; its script and style under `/admin/assets/`) |
-//! | `GET /admin/api/summary` | figures: totals (every request, and tool calls alone), L402 invoices, payments and charges, rails, effort, top tools and callers, history, recent ledger rows |
+//! | `GET /admin/api/summary` | figures: totals (every request, and tool calls alone), each rail's own (L402 invoices, payments and charges), rails, effort, top tools and callers, history, recent ledger rows |
 //! | `GET /admin/api/ledger?format=csv\|jsonl&after=<id>&limit=<n>` | the ledger, oldest first |
 //! | `POST /admin/api/tokens/<token id hex>/revoke` | revokes an L402 token |
 //! | `POST /admin/api/balances/<token id hex>/adjust` `{"delta_msat": n, "note": "…"}` | changes a balance's credit, with a ledger row |
@@ -158,7 +158,6 @@ impl Admin {
     }
 
     async fn metrics_text(&self) -> Response<Body> {
-        self.op.refresh_gauges();
         let up = self.op.health().await;
         let body = self.op.metrics().render(&up);
         let mut r = Response::new(Body::from(body));
@@ -201,7 +200,6 @@ impl Admin {
     /// The dashboard's figures: the gateway's part ([`Operated::summary`]) with the totals,
     /// the busiest tools and callers, the history and the recent ledger.
     pub async fn summary(&self) -> Value {
-        self.op.refresh_gauges();
         let m = self.op.metrics();
         let (gw429, store_down, degraded, up429) = m.limit_counters().snapshot();
         let ledger = match self.store() {
@@ -223,7 +221,7 @@ impl Admin {
             "now": unix_now(),
             "totals": by_outcome(|o| m.outcome_total(o)),
             "tool_calls": by_outcome(|o| m.tool_calls_total(o)),
-            "l402": m.l402_money(),
+            "rail_labels": m.rail_labels(),
             "limits": {"gateway_429": gw429, "upstream_429": up429,
                        "store_unavailable": store_down, "fail_open": degraded},
             "top_tools": m.top_tools(10).into_iter()
@@ -235,6 +233,10 @@ impl Admin {
         });
         if let Value::Object(f) = figures {
             out.extend(f);
+        }
+        // Each rail's own figures under its key (L402: invoices, payments, money charged).
+        for (key, v) in m.rail_summaries() {
+            out.insert(key.to_owned(), v);
         }
         Value::Object(out)
     }

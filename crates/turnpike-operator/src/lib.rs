@@ -27,10 +27,6 @@ pub trait Operated: Send + Sync + 'static {
     /// The process's metrics (shared by every gate a reload swaps in).
     fn metrics(&self) -> &Arc<Metrics>;
 
-    /// Brings the figures that are read from the rails (the proof-of-work load multiplier, the
-    /// L402 payments received) up to date in [`Operated::metrics`]; called before every render and sample.
-    fn refresh_gauges(&self);
-
     /// Whether each store the rails depend on answers now (`turnpike_up{component=…}`).
     fn health(&self) -> BoxFuture<'_, Vec<(&'static str, bool)>>;
 

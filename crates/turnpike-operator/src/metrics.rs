@@ -8,16 +8,19 @@
 //!   or `other`;
 //! - `tool`: a tool named in the configured policy (`[tools.<name>]`), `other` for any other
 //!   tool, empty for calls that are not `tools/call`;
-//! - `rail`: `none`, `pow`, `l402`, `oauth`;
+//! - `rail`: `none`, and the name of each rail the gateway was built with (those it runs and
+//!   those it only recognises, e.g. `pow`, `l402`, `oauth`), fixed when the metrics are made
+//!   ([`Metrics::with_rails`]); a rail without a slot counts under `none`;
 //! - `outcome`: `passed`, `challenged`, `refused`, `rate_limited`, `unavailable`,
 //!   `upstream_error`, `rejected` ([`OutcomeClass`], what each pipeline [`Outcome`] comes to).
 //!
 //! Tool calls (`tools/call`) are counted apart from the rest of the traffic (initialize, lists,
 //! notifications, responses, `GET` streams, `DELETE`) for the dashboard: its "tool calls" are
-//! the former alone. L402 money is counted three ways: invoices issued (with each challenge that
-//! offers L402, paid or not), payments received (a token's invoice seen paid, once per token:
-//! [`Metrics::set_l402_payments`], from the rail) and the amount charged to calls (the per-call
-//! price or the balance debit).
+//! the former alone. What is particular to one rail (proof-of-work puzzles and effort, L402
+//! invoices, payments and money charged) the rail counts itself, through its
+//! [`turnpike_core::RailMeter`]: the metrics hand each rail's meter its challenges and granted
+//! calls, write its series after the gateway's own latency series, and take its figures into
+//! the dashboard's samples and summary. This module names no rail.
 //!
 //! No identity is ever a label. The dashboard's top callers live in a separate table capped at
 //! [`MAX_CALLERS`] entries, anonymous callers under a keyed hash of their address.
@@ -35,7 +38,7 @@ use turnpike_core::unix_now;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use turnpike_core::{Challenge, Identity, RailId};
+use turnpike_core::{Challenge, Identity, RailId, RailMeter};
 
 /// Counts of refusals, kept apart by who refused: the gateway's own limits, or the upstream.
 #[derive(Debug, Default)]
@@ -81,7 +84,8 @@ pub const HISTORY: usize = 720;
 /// How often the history is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
-const RAILS: [&str; 4] = ["none", "pow", "l402", "oauth"];
+/// The `rail` label of calls no rail granted (and of rails without a slot of their own).
+const NONE: &str = "none";
 const METHODS: [&str; 17] = [
     "initialize",
     "ping",
@@ -101,13 +105,6 @@ const METHODS: [&str; 17] = [
     "tasks/cancel",
     "tasks/result",
 ];
-
-/// The `rail` label's slot for a rail (by its wire name; a rail without a slot of its own
-/// counts under `none`).
-fn rail_index(r: Option<RailId>) -> usize {
-    r.and_then(|r| RAILS.iter().position(|l| *l == r.as_str()))
-        .unwrap_or(0)
-}
 
 /// The `method` label of a call.
 pub fn method_label(method: &str) -> &'static str {
@@ -343,7 +340,7 @@ pub struct CallRecord<'a> {
     pub total: Duration,
     /// Time the upstream took to its response head, when the call was forwarded.
     pub upstream: Option<Duration>,
-    /// Millisatoshis an L402 pass charged for this call.
+    /// Millisatoshis the granting rail charged for this call ([`turnpike_core::Rail::charged_msat`]).
     pub paid_msat: u64,
     /// Who called (the granted identity, else the address).
     pub caller: Option<&'a Identity>,
@@ -354,10 +351,11 @@ type CallKey = (&'static str, Arc<str>, &'static str, OutcomeClass);
 /// One caller in the top-callers table.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallerStat {
-    /// `anonymous`, `oauth`, `l402` or `other`.
-    pub kind: &'static str,
-    /// Hashed for anonymous callers; the subject (OAuth) or the token id's first 16 hex
-    /// digits (L402) otherwise.
+    /// `anonymous`, or the rail that verified the caller (`oauth`, `l402`, …:
+    /// [`Identity::kind`]).
+    pub kind: String,
+    /// Hashed for anonymous callers; otherwise [`Identity::label`]: the subject (OAuth), the
+    /// token id's first 16 hex digits (L402), another rail's id.
     pub label: String,
     /// Tool calls (`tools/call`) seen.
     pub calls: u64,
@@ -376,8 +374,9 @@ pub struct CallerStat {
 pub struct Sample {
     /// Unix seconds.
     pub t: u64,
-    /// Tool calls passed, by rail: none, pow, l402, oauth (running totals).
-    pub passed: [u64; 4],
+    /// Tool calls passed, by the `rail` label's slots ([`Metrics::rail_labels`]: `none`
+    /// first; running totals).
+    pub passed: Vec<u64>,
     /// Other requests passed (initialize, lists, notifications, streams; running total).
     pub other_passed: u64,
     /// Calls challenged (running total).
@@ -390,32 +389,47 @@ pub struct Sample {
     pub upstream_429: u64,
     /// Calls the upstream failed (running total).
     pub upstream_errors: u64,
-    /// Millisatoshis charged to calls passed by L402: per-call prices and balance debits
-    /// (running total).
-    pub charged_msat: u64,
-    /// Millisatoshis received: L402 invoices seen paid (running total).
-    pub received_msat: u64,
-    /// Millisatoshis invoiced, paid or not (running total).
-    pub invoiced_msat: u64,
-    /// The proof-of-work effort multiplier at that moment.
-    pub pow_multiplier: u64,
+    /// The rails' own figures at that moment ([`RailMeter::figures`]), beside the others
+    /// (e.g. `charged_msat`, `received_msat`, `invoiced_msat` of L402, `pow_multiplier`).
+    #[serde(flatten)]
+    pub rails: Figures,
 }
 
-/// The L402 figures of [`Metrics::l402_money`] (millisatoshis).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct L402Money {
-    /// Invoices issued: one per challenge that offered L402, whatever became of it.
-    pub invoices: u64,
-    /// Their sum.
-    pub invoiced_msat: u64,
-    /// Invoices seen paid (a token's first use).
-    pub payments: u64,
-    /// Their sum: the money received.
-    pub received_msat: u64,
-    /// Calls passed by an L402 token.
-    pub paid_calls: u64,
-    /// Charged to them: per-call prices and balance debits.
-    pub charged_msat: u64,
+/// Named figures, written as the keys of a JSON object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Figures(pub Vec<(&'static str, u64)>);
+
+impl Figures {
+    /// The figure named `name`, if a rail gave one.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+}
+
+impl Serialize for Figures {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// One slot of the `rail` label: its value, and the rail's meter if it has one.
+struct Slot {
+    label: &'static str,
+    meter: Option<Arc<dyn RailMeter>>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("label", &self.label)
+            .field("meter", &self.meter.is_some())
+            .finish()
+    }
 }
 
 /// Everything the gateway counts. Shared by every gate a process runs (it survives a reload).
@@ -428,26 +442,19 @@ pub struct Metrics {
     other: Arc<str>,
     empty: Arc<str>,
     calls: RwLock<HashMap<CallKey, Arc<AtomicU64>>>,
+    /// The `rail` label's values, `none` first, with each rail's meter; the vectors below are
+    /// indexed by slot.
+    slots: Vec<Slot>,
     /// Totals by rail and outcome (for the dashboard, without walking the map).
-    by_rail: [[AtomicU64; OutcomeClass::ALL.len()]; 4],
+    by_rail: Vec<[AtomicU64; OutcomeClass::ALL.len()]>,
     /// The same for `tools/call` alone.
-    tools_by_rail: [[AtomicU64; OutcomeClass::ALL.len()]; 4],
-    gateway_seconds: [Histogram; 4],
+    tools_by_rail: Vec<[AtomicU64; OutcomeClass::ALL.len()]>,
+    gateway_seconds: Vec<Histogram>,
     upstream_seconds: Histogram,
     in_flight: AtomicI64,
-    pow_issued: AtomicU64,
-    pow_solved: AtomicU64,
-    pow_last_effort: AtomicU64,
-    pow_multiplier: AtomicU64,
-    l402_invoices: AtomicU64,
-    l402_invoiced_msat: AtomicU64,
-    l402_paid_calls: AtomicU64,
-    l402_paid_msat: AtomicU64,
-    l402_payments: AtomicU64,
-    l402_received_msat: AtomicU64,
     /// Rail backend health from the last decision: 1 up, 0 down, -1 not seen.
-    rail_up: [AtomicI64; 4],
-    rail_unavailable: [AtomicU64; 4],
+    rail_up: Vec<AtomicI64>,
+    rail_unavailable: Vec<AtomicU64>,
     reloads_ok: AtomicU64,
     reloads_refused: AtomicU64,
     last_reload: AtomicU64,
@@ -464,8 +471,30 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Empty counters.
+    /// Empty counters with no rail slot but `none` (every call counts under it).
     pub fn new() -> Metrics {
+        Metrics::with_rails(std::iter::empty())
+    }
+
+    /// Empty counters with a `rail` label slot for each of `rails` (by its name, in this order,
+    /// after `none`; a name given twice keeps its first slot), each with the rail's own meter
+    /// if it has one ([`turnpike_core::RailPlugin::meter`]).
+    pub fn with_rails(
+        rails: impl IntoIterator<Item = (RailId, Option<Arc<dyn RailMeter>>)>,
+    ) -> Metrics {
+        let mut slots = vec![Slot {
+            label: NONE,
+            meter: None,
+        }];
+        for (id, meter) in rails {
+            if !slots.iter().any(|s| s.label == id.as_str()) {
+                slots.push(Slot {
+                    label: id.as_str(),
+                    meter,
+                });
+            }
+        }
+        let n = slots.len();
         Metrics {
             started: SystemTime::now(),
             label_key: RandomState::new(),
@@ -473,28 +502,14 @@ impl Metrics {
             other: Arc::from("other"),
             empty: Arc::from(""),
             calls: RwLock::default(),
-            by_rail: Default::default(),
-            tools_by_rail: Default::default(),
-            gateway_seconds: Default::default(),
+            slots,
+            by_rail: (0..n).map(|_| Default::default()).collect(),
+            tools_by_rail: (0..n).map(|_| Default::default()).collect(),
+            gateway_seconds: (0..n).map(|_| Histogram::default()).collect(),
             upstream_seconds: Histogram::default(),
             in_flight: AtomicI64::new(0),
-            pow_issued: AtomicU64::new(0),
-            pow_solved: AtomicU64::new(0),
-            pow_last_effort: AtomicU64::new(0),
-            pow_multiplier: AtomicU64::new(1),
-            l402_invoices: AtomicU64::new(0),
-            l402_invoiced_msat: AtomicU64::new(0),
-            l402_paid_calls: AtomicU64::new(0),
-            l402_paid_msat: AtomicU64::new(0),
-            l402_payments: AtomicU64::new(0),
-            l402_received_msat: AtomicU64::new(0),
-            rail_up: [
-                AtomicI64::new(-1),
-                AtomicI64::new(-1),
-                AtomicI64::new(-1),
-                AtomicI64::new(-1),
-            ],
-            rail_unavailable: Default::default(),
+            rail_up: (0..n).map(|_| AtomicI64::new(-1)).collect(),
+            rail_unavailable: (0..n).map(|_| AtomicU64::new(0)).collect(),
             reloads_ok: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
             last_reload: AtomicU64::new(0),
@@ -503,6 +518,22 @@ impl Metrics {
             callers_overflow: AtomicU64::new(0),
             history: Mutex::default(),
         }
+    }
+
+    /// The `rail` label's values, `none` first: the order of [`Sample::passed`].
+    pub fn rail_labels(&self) -> Vec<&'static str> {
+        self.slots.iter().map(|s| s.label).collect()
+    }
+
+    /// The slot of a rail (`None`, or a rail without a slot of its own: `none`'s, 0).
+    fn slot(&self, r: Option<RailId>) -> usize {
+        r.and_then(|r| self.slots.iter().position(|s| s.label == r.as_str()))
+            .unwrap_or(0)
+    }
+
+    /// The meter of the rail in slot `i`, if it has one.
+    fn meter(&self, i: usize) -> Option<&dyn RailMeter> {
+        self.slots.get(i).and_then(|s| s.meter.as_deref())
     }
 
     /// The limit counters gates count into (shared by every gate using these metrics).
@@ -544,11 +575,11 @@ impl Metrics {
         self.in_flight.fetch_sub(1, Relaxed);
         let method = method_label(c.method);
         let outcome = c.outcome.class(c.status, c.upstream.is_some());
-        let rail = rail_index(c.rail);
+        let rail = self.slot(c.rail);
         let key = (
             method,
             self.tool_label(c.method, c.tool),
-            RAILS[rail],
+            self.slots[rail].label,
             outcome,
         );
         let existing = self.calls.read().get(&key).cloned();
@@ -567,15 +598,11 @@ impl Metrics {
         if let Some(u) = c.upstream {
             self.upstream_seconds.observe(u);
         }
-        if c.rail.map(RailId::as_str) == Some("pow") {
-            self.pow_solved.fetch_add(1, Relaxed);
-        }
-        if c.rail.map(RailId::as_str) == Some("l402") {
-            self.l402_paid_calls.fetch_add(1, Relaxed);
-            self.l402_paid_msat.fetch_add(c.paid_msat, Relaxed);
-        }
-        if let Some(r) = c.rail {
-            self.rail_up[rail_index(Some(r))].store(1, Relaxed);
+        if c.rail.is_some() {
+            if let Some(m) = self.meter(rail) {
+                m.call_granted(c.paid_msat);
+            }
+            self.rail_up[rail].store(1, Relaxed);
         }
         if let Some(id) = c.caller {
             self.count_caller(
@@ -587,45 +614,31 @@ impl Metrics {
         }
     }
 
-    /// Counts the challenges of one refused call: puzzles issued (and their effort), invoices.
+    /// Counts the challenges of one refused call, each by its rail's meter (puzzles issued and
+    /// their effort, invoices…).
     pub fn challenges(&self, challenges: &[Challenge]) {
         for c in challenges {
-            match c.rail.as_str() {
-                "pow" => {
-                    self.pow_issued.fetch_add(1, Relaxed);
-                    if let Some(e) = c.details.get("effort").and_then(|v| v.as_u64()) {
-                        self.pow_last_effort.store(e, Relaxed);
-                    }
-                }
-                "l402" => {
-                    self.l402_invoices.fetch_add(1, Relaxed);
-                    let msat = c.details.get("amount_msat").and_then(|v| v.as_u64());
-                    self.l402_invoiced_msat
-                        .fetch_add(msat.unwrap_or(0), Relaxed);
-                }
-                _ => {}
+            let i = self.slot(Some(c.rail));
+            if let Some(m) = self.meter(i) {
+                m.challenge_issued(c);
             }
-            self.rail_up[rail_index(Some(c.rail))].store(1, Relaxed);
+            self.rail_up[i].store(1, Relaxed);
         }
     }
 
     /// A rail answered "unavailable" (its backend is down).
     pub fn rail_unavailable(&self, rail: RailId) {
-        let i = rail_index(Some(rail));
+        let i = self.slot(Some(rail));
         self.rail_unavailable[i].fetch_add(1, Relaxed);
         self.rail_up[i].store(0, Relaxed);
     }
 
-    /// The L402 payments received so far: invoices seen paid and their sum (the rail counts
-    /// them; set when the history is sampled or scraped).
-    pub fn set_l402_payments(&self, payments: u64, received_msat: u64) {
-        self.l402_payments.store(payments, Relaxed);
-        self.l402_received_msat.store(received_msat, Relaxed);
-    }
-
-    /// The proof-of-work load multiplier now (set when the history is sampled or scraped).
-    pub fn set_pow_multiplier(&self, m: u64) {
-        self.pow_multiplier.store(m, Relaxed);
+    /// Each rail's part of the dashboard's summary ([`RailMeter::summary`]), by its key.
+    pub fn rail_summaries(&self) -> Vec<(&'static str, serde_json::Value)> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.meter.as_ref()?.summary())
+            .collect()
     }
 
     /// A configuration reload was applied (`ok`) or refused.
@@ -650,13 +663,11 @@ impl Metrics {
     }
 
     fn count_caller(&self, id: &Identity, tool_call: bool, paid_msat: u64, refused: bool) {
-        let (kind, label) = match id {
-            Identity::Anonymous { addr_prefix } => ("anonymous", self.hash_label(addr_prefix)),
-            Identity::OAuth { subject, .. } => {
-                ("oauth", subject.chars().take(64).collect::<String>())
-            }
-            Identity::L402 { token_id } => ("l402", token_id.chars().take(16).collect()),
+        let label = match id {
+            Identity::Anonymous { addr_prefix } => self.hash_label(addr_prefix),
+            other => other.label().unwrap_or_default(),
         };
+        let kind = id.kind();
         let key = format!("{kind}:{label}");
         let mut m = self.callers.lock();
         let len = m.len();
@@ -667,7 +678,7 @@ impl Metrics {
                 return;
             }
             None => m.entry(key).or_insert(CallerStat {
-                kind,
+                kind: kind.to_owned(),
                 label,
                 calls: 0,
                 other: 0,
@@ -716,22 +727,30 @@ impl Metrics {
     pub fn sample(&self) -> Sample {
         let passed = OutcomeClass::Passed.index();
         let (gw, _, _, up) = self.limits.snapshot();
-        let tools: [u64; 4] = std::array::from_fn(|r| self.tools_by_rail[r][passed].load(Relaxed));
+        let tools: Vec<u64> = self
+            .tools_by_rail
+            .iter()
+            .map(|r| r[passed].load(Relaxed))
+            .collect();
+        let rails = self
+            .slots
+            .iter()
+            .filter_map(|s| s.meter.as_ref())
+            .flat_map(|m| m.figures())
+            .collect();
+        let other_passed = self
+            .outcome_total(OutcomeClass::Passed)
+            .saturating_sub(tools.iter().sum());
         Sample {
             t: unix_now(),
             passed: tools,
-            other_passed: self
-                .outcome_total(OutcomeClass::Passed)
-                .saturating_sub(tools.iter().sum()),
+            other_passed,
             challenged: self.outcome_total(OutcomeClass::Challenged),
             refused: self.outcome_total(OutcomeClass::Refused),
             gateway_429: gw,
             upstream_429: up,
             upstream_errors: self.outcome_total(OutcomeClass::UpstreamError),
-            charged_msat: self.l402_paid_msat.load(Relaxed),
-            received_msat: self.l402_received_msat.load(Relaxed),
-            invoiced_msat: self.l402_invoiced_msat.load(Relaxed),
-            pow_multiplier: self.pow_multiplier.load(Relaxed),
+            rails: Figures(rails),
         }
     }
 
@@ -766,19 +785,6 @@ impl Metrics {
             .iter()
             .map(|r| r[outcome.index()].load(Relaxed))
             .sum()
-    }
-
-    /// L402 money so far: invoices issued and their sum, payments received and their sum,
-    /// calls passed by L402 and the sum charged to them (millisatoshis).
-    pub fn l402_money(&self) -> L402Money {
-        L402Money {
-            invoices: self.l402_invoices.load(Relaxed),
-            invoiced_msat: self.l402_invoiced_msat.load(Relaxed),
-            payments: self.l402_payments.load(Relaxed),
-            received_msat: self.l402_received_msat.load(Relaxed),
-            paid_calls: self.l402_paid_calls.load(Relaxed),
-            charged_msat: self.l402_paid_msat.load(Relaxed),
-        }
     }
 
     /// The Prometheus text exposition. `up` lists extra gauges for `turnpike_backend_up`
@@ -851,11 +857,11 @@ impl Metrics {
             "histogram",
             "The gateway's own time per request (total time to the response head minus the upstream's), by rail.",
         );
-        for (i, h) in self.gateway_seconds.iter().enumerate() {
+        for (slot, h) in self.slots.iter().zip(&self.gateway_seconds) {
             h.write(
                 &mut out,
                 "turnpike_gateway_duration_seconds",
-                &format!("rail=\"{}\"", RAILS[i]),
+                &format!("rail=\"{}\"", slot.label),
             );
         }
         head(
@@ -867,89 +873,10 @@ impl Metrics {
         self.upstream_seconds
             .write(&mut out, "turnpike_upstream_duration_seconds", "");
 
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        };
-        let counter_f = |out: &mut String, name: &str, help: &str, msat: u64| {
-            let v = msat as f64 / 1000.0;
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        };
-        counter(
-            &mut out,
-            "turnpike_pow_puzzles_issued_total",
-            "Proof-of-work challenges issued.",
-            self.pow_issued.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "turnpike_pow_puzzles_solved_total",
-            "Calls passed with a valid proof-of-work solution.",
-            self.pow_solved.load(Relaxed),
-        );
-        head(
-            &mut out,
-            "turnpike_pow_effort",
-            "gauge",
-            "Effort (expected hashes) of the last proof-of-work challenge issued.",
-        );
-        let _ = writeln!(
-            out,
-            "turnpike_pow_effort {}",
-            self.pow_last_effort.load(Relaxed)
-        );
-        head(
-            &mut out,
-            "turnpike_pow_effort_multiplier",
-            "gauge",
-            "The load multiplier applied to proof-of-work prices now.",
-        );
-        let _ = writeln!(
-            out,
-            "turnpike_pow_effort_multiplier {}",
-            self.pow_multiplier.load(Relaxed)
-        );
-        counter(
-            &mut out,
-            "turnpike_l402_invoices_total",
-            "L402 invoices issued (one per challenge offering L402).",
-            self.l402_invoices.load(Relaxed),
-        );
-        counter_f(
-            &mut out,
-            "turnpike_l402_invoiced_sats_total",
-            "Sum of the L402 invoices issued, in satoshis (msat/1000).",
-            self.l402_invoiced_msat.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "turnpike_l402_paid_calls_total",
-            "Calls passed by an L402 token (per call, balance or time pass).",
-            self.l402_paid_calls.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "turnpike_l402_payments_total",
-            "L402 invoices seen paid (a token's payment confirmed at its first use), once per token.",
-            self.l402_payments.load(Relaxed),
-        );
-        counter_f(
-            &mut out,
-            "turnpike_l402_received_sats_total",
-            "Sum of the L402 invoices seen paid, in satoshis (msat/1000): the money received.",
-            self.l402_received_msat.load(Relaxed),
-        );
-        counter_f(
-            &mut out,
-            "turnpike_l402_settled_sats_total",
-            "Satoshis charged for calls passed by L402 (the per-call price or the balance debit), msat/1000.",
-            self.l402_paid_msat.load(Relaxed),
-        );
+        // Each rail's own series, in slot order.
+        for m in self.slots.iter().filter_map(|s| s.meter.as_ref()) {
+            m.render(&mut out);
+        }
         let (gw, store_down, degraded, up429) = self.limits.snapshot();
         head(
             &mut out,
@@ -961,9 +888,10 @@ impl Metrics {
             out,
             "turnpike_limit_hits_total{{source=\"gateway\"}} {gw}\nturnpike_limit_hits_total{{source=\"upstream\"}} {up429}"
         );
-        counter(
+        turnpike_core::meter::write_series(
             &mut out,
             "turnpike_limits_store_errors_total",
+            "counter",
             "Calls that met a limits store that was down (refused 503 or let through, by failure_mode).",
             store_down + degraded,
         );
@@ -973,10 +901,10 @@ impl Metrics {
             "gauge",
             "Whether a rail's backend answered its last use (1), failed it (0); absent until used.",
         );
-        for (i, r) in RAILS.iter().enumerate().skip(1) {
-            let v = self.rail_up[i].load(Relaxed);
+        for (slot, up) in self.slots.iter().zip(&self.rail_up).skip(1) {
+            let v = up.load(Relaxed);
             if v >= 0 {
-                let _ = writeln!(out, "turnpike_rail_up{{rail=\"{r}\"}} {v}");
+                let _ = writeln!(out, "turnpike_rail_up{{rail=\"{}\"}} {v}", slot.label);
             }
         }
         head(
@@ -985,11 +913,12 @@ impl Metrics {
             "counter",
             "Calls a rail could not decide because its backend was down (answered 503).",
         );
-        for (i, r) in RAILS.iter().enumerate().skip(1) {
+        for (slot, n) in self.slots.iter().zip(&self.rail_unavailable).skip(1) {
             let _ = writeln!(
                 out,
-                "turnpike_rail_unavailable_total{{rail=\"{r}\"}} {}",
-                self.rail_unavailable[i].load(Relaxed)
+                "turnpike_rail_unavailable_total{{rail=\"{}\"}} {}",
+                slot.label,
+                n.load(Relaxed)
             );
         }
         if !up.is_empty() {
@@ -1045,6 +974,27 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use turnpike_core::RailPlugin;
+
+    /// Metrics with the gateway's rail slots: proof-of-work (running, with its meter), L402
+    /// (its meter: `l402`), OAuth (no meter).
+    fn metrics_with(l402: Arc<turnpike_l402::meter::L402Meter>) -> Metrics {
+        let keys = turnpike_pow::KeyRing::from_secrets(vec![(1, [9; 32])]).unwrap();
+        let pow = Arc::new(turnpike_pow::PowRail::new(
+            turnpike_pow::PowConfig::default(),
+            keys,
+            Arc::new(turnpike_store::MemorySpentSet::new()),
+        ));
+        Metrics::with_rails([
+            (turnpike_pow::RAIL, pow.meter()),
+            (turnpike_l402::RAIL, Some(l402 as Arc<dyn RailMeter>)),
+            (RailId::new("oauth"), None),
+        ])
+    }
+
+    fn metrics() -> Metrics {
+        metrics_with(Arc::default())
+    }
 
     fn rec(outcome: Outcome, rail: Option<RailId>, tool: &str) -> CallRecord<'_> {
         CallRecord {
@@ -1062,7 +1012,7 @@ mod tests {
 
     #[test]
     fn tool_labels_are_bounded_to_the_policy() {
-        let m = Metrics::new();
+        let m = metrics();
         m.register_tools(["echo"]);
         m.call_started();
         m.record(&rec(Outcome::Paid, Some(RailId::new("pow")), "echo"));
@@ -1082,7 +1032,7 @@ mod tests {
 
     #[test]
     fn exposition_is_well_formed() {
-        let m = Metrics::new();
+        let m = metrics();
         m.call_started();
         m.record(&rec(Outcome::Challenged, None, "x"));
         let text = m.render(&[("limits_store", true)]);
@@ -1114,6 +1064,81 @@ mod tests {
         assert!(text.contains("# HELP turnpike_limit_hits_total 429 answers by who refused"));
     }
 
+    /// The series, in the order they are written: the gateway's, then each rail's own (by
+    /// slot), then the gateway's again.
+    #[test]
+    fn series_keep_their_order() {
+        let m = metrics();
+        let text = m.render(&[("limits_store", true)]);
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "turnpike_build_info",
+                "turnpike_start_time_seconds",
+                "turnpike_calls_total",
+                "turnpike_calls_in_flight",
+                "turnpike_gateway_duration_seconds",
+                "turnpike_upstream_duration_seconds",
+                "turnpike_pow_puzzles_issued_total",
+                "turnpike_pow_puzzles_solved_total",
+                "turnpike_pow_effort",
+                "turnpike_pow_effort_multiplier",
+                "turnpike_l402_invoices_total",
+                "turnpike_l402_invoiced_sats_total",
+                "turnpike_l402_paid_calls_total",
+                "turnpike_l402_payments_total",
+                "turnpike_l402_received_sats_total",
+                "turnpike_l402_settled_sats_total",
+                "turnpike_limit_hits_total",
+                "turnpike_limits_store_errors_total",
+                "turnpike_rail_up",
+                "turnpike_rail_unavailable_total",
+                "turnpike_backend_up",
+                "turnpike_config_reloads_total",
+                "turnpike_config_last_reload_timestamp_seconds",
+            ]
+        );
+        assert!(text.contains("turnpike_rail_unavailable_total{rail=\"pow\"} 0\nturnpike_rail_unavailable_total{rail=\"l402\"} 0\nturnpike_rail_unavailable_total{rail=\"oauth\"} 0\n"));
+    }
+
+    /// The `rail` label's slots are the rails the metrics were made with; a rail without one
+    /// counts under `none`, and a rail without a meter has the gateway's series alone.
+    #[test]
+    fn rail_slots_come_from_the_rails() {
+        let bare = Metrics::new();
+        assert_eq!(bare.rail_labels(), ["none"]);
+        let m = Metrics::with_rails([
+            (RailId::new("x402"), None),
+            (RailId::new("mpp"), None),
+            (RailId::new("x402"), None),
+        ]);
+        assert_eq!(m.rail_labels(), ["none", "x402", "mpp"]);
+        for rail in ["x402", "unregistered"] {
+            m.call_started();
+            m.record(&rec(Outcome::Paid, Some(RailId::new(rail)), "t"));
+        }
+        m.rail_unavailable(RailId::new("mpp"));
+        let text = m.render(&[]);
+        assert!(text.contains(
+            "turnpike_calls_total{method=\"tools/call\",tool=\"other\",rail=\"x402\",outcome=\"passed\"} 1"
+        ));
+        assert!(text.contains(
+            "turnpike_calls_total{method=\"tools/call\",tool=\"other\",rail=\"none\",outcome=\"passed\"} 1"
+        ));
+        assert!(text.contains("turnpike_gateway_duration_seconds_count{rail=\"mpp\"} 0"));
+        assert!(
+            text.contains("turnpike_rail_up{rail=\"x402\"} 1\nturnpike_rail_up{rail=\"mpp\"} 0\n")
+        );
+        assert!(text.contains("turnpike_rail_unavailable_total{rail=\"mpp\"} 1"));
+        assert!(!text.contains("turnpike_pow_") && !text.contains("turnpike_l402_"));
+        assert_eq!(m.sample().passed, [1, 1, 0]);
+    }
+
     #[test]
     fn outcomes_map() {
         let label = |o: Outcome, status, forwarded| o.class(status, forwarded).as_str();
@@ -1135,7 +1160,7 @@ mod tests {
 
     #[test]
     fn tool_calls_are_counted_apart_from_protocol_traffic() {
-        let m = Metrics::new();
+        let m = metrics();
         m.register_tools(["add"]);
         let who = Identity::Anonymous {
             addr_prefix: "10.1.2.3".into(),
@@ -1181,7 +1206,7 @@ mod tests {
         assert_eq!(m.tool_calls_total(OutcomeClass::Challenged), 1);
         assert_eq!(m.outcome_total(OutcomeClass::Passed), 9);
         let s = m.sample();
-        assert_eq!((s.passed, s.other_passed), ([0, 3, 0, 0], 6));
+        assert_eq!((s.passed, s.other_passed), (vec![0, 3, 0, 0], 6));
         let top = m.top_callers(1);
         assert_eq!((top[0].calls, top[0].other), (4, 6));
         let text = m.render(&[]);
@@ -1195,7 +1220,8 @@ mod tests {
 
     #[test]
     fn invoices_payments_and_charges_are_apart() {
-        let m = Metrics::new();
+        let l402 = Arc::new(turnpike_l402::meter::L402Meter::default());
+        let m = metrics_with(l402.clone());
         let invoice = |msat: u64| Challenge {
             rail: RailId::new("l402"),
             www_authenticate: String::new(),
@@ -1203,7 +1229,7 @@ mod tests {
         };
         // Three invoices offered; one paid (a 2000-sat balance), two calls charged to it.
         m.challenges(&[invoice(1000), invoice(1000), invoice(2_000_000)]);
-        m.set_l402_payments(1, 2_000_000);
+        l402.payment(2_000_000);
         for _ in 0..2 {
             m.call_started();
             m.record(&CallRecord {
@@ -1211,15 +1237,32 @@ mod tests {
                 ..rec(Outcome::Paid, Some(RailId::new("l402")), "echo")
             });
         }
-        let money = m.l402_money();
-        assert_eq!((money.invoices, money.invoiced_msat), (3, 2_002_000));
-        assert_eq!((money.payments, money.received_msat), (1, 2_000_000));
-        assert_eq!((money.paid_calls, money.charged_msat), (2, 2000));
-        let s = m.sample();
+        let summaries = m.rail_summaries();
+        let money = &summaries[0].1;
+        assert_eq!(summaries[0].0, "l402");
         assert_eq!(
-            (s.invoiced_msat, s.received_msat, s.charged_msat),
-            (2_002_000, 2_000_000, 2000)
+            (&money["invoices"], &money["invoiced_msat"]),
+            (&3.into(), &2_002_000.into())
         );
+        assert_eq!(
+            (&money["payments"], &money["received_msat"]),
+            (&1.into(), &2_000_000.into())
+        );
+        assert_eq!(
+            (&money["paid_calls"], &money["charged_msat"]),
+            (&2.into(), &2000.into())
+        );
+        let s = m.sample();
+        let f = |k| s.rails.get(k);
+        assert_eq!(
+            (f("invoiced_msat"), f("received_msat"), f("charged_msat")),
+            (Some(2_002_000), Some(2_000_000), Some(2000))
+        );
+        assert_eq!(f("pow_multiplier"), Some(1));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["invoiced_msat"], 2_002_000);
+        assert_eq!(json["pow_multiplier"], 1);
+        assert_eq!(json["passed"], serde_json::json!([0, 0, 2, 0]));
         let text = m.render(&[]);
         assert!(text.contains("turnpike_l402_invoices_total 3\n"));
         assert!(text.contains("turnpike_l402_payments_total 1\n"));
@@ -1229,7 +1272,7 @@ mod tests {
 
     #[test]
     fn callers_are_capped_and_anonymous_ones_hashed() {
-        let m = Metrics::new();
+        let m = metrics();
         for i in 0..(MAX_CALLERS + 10) {
             let id = Identity::Anonymous {
                 addr_prefix: format!("10.0.{}.{}", i / 256, i % 256),

@@ -13,7 +13,6 @@ pub async fn sample_history(op: Arc<dyn Operated>) {
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     loop {
         tick.tick().await;
-        op.refresh_gauges();
         op.metrics().push_sample();
     }
 }

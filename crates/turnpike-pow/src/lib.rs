@@ -7,7 +7,8 @@
 //! - [`EffortController`]: the global load multiplier on effort and the ceiling above which
 //!   proof-of-work is not offered;
 //! - [`PowRail`]: the [`turnpike_core::Rail`] that mints challenges bound to one call and
-//!   verifies solutions exactly once;
+//!   verifies solutions exactly once, and counts its puzzles for the gateway's metrics (its
+//!   [`turnpike_core::RailMeter`]: `turnpike_pow_*`);
 //! - [`bench`]: this machine's hash rate on the puzzle, to calibrate `reference_hashrate`.
 //!
 //! Challenges are stateless: everything the verifier needs is inside the token under an HMAC
@@ -25,6 +26,7 @@ pub mod credential;
 pub mod equix;
 pub mod keys;
 pub mod load;
+mod meter;
 pub mod puzzle;
 pub mod rail;
 

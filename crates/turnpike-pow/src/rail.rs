@@ -7,7 +7,7 @@ use parking_lot::RwLock;
 use serde_json::Value;
 use turnpike_core::{
     ct_eq, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
-    Offer, Rail, RailId, RailPlugin, Refusal, Verdict,
+    Offer, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
 };
 use turnpike_store::SpentSet;
 
@@ -15,6 +15,7 @@ use crate::config::PowConfig;
 use crate::credential::{effort, parse_pow_meta, parse_pow_params, PowCredential, META_POW, RAIL};
 use crate::keys::{KeyRing, CLOCK_SKEW_SECS};
 use crate::load::{Clock, EffortController, SystemClock};
+use crate::meter::PowCounters;
 use crate::puzzle::{Algorithm, ChallengeToken, PuzzleHasher, TokenFields, MAX_SUBPUZZLES};
 
 /// What proof-of-work costs for a base effort right now: for `tools/list` annotations and
@@ -40,6 +41,8 @@ pub struct PowRail {
     next_rotation: AtomicU64,
     spent: Arc<dyn SpentSet>,
     load: EffortController,
+    /// What it counts for the metrics ([`crate::meter`]).
+    counters: PowCounters,
 }
 
 impl std::fmt::Debug for PowRail {
@@ -90,6 +93,7 @@ impl PowRail {
             keys: RwLock::new(keys),
             next_rotation: AtomicU64::new(next_rotation),
             spent,
+            counters: PowCounters::default(),
         }
     }
 
@@ -428,6 +432,30 @@ impl RailPlugin for PowRail {
 
     fn in_band_text(&self, challenge: &Challenge, first: bool) -> String {
         in_band_text(challenge, first)
+    }
+
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
+        Some(self)
+    }
+}
+
+/// What it counts for the gateway's metrics ([`crate::meter`]): `turnpike_pow_*`, and the
+/// history's `pow_multiplier`.
+impl RailMeter for PowRail {
+    fn challenge_issued(&self, challenge: &Challenge) {
+        self.counters.issued(challenge);
+    }
+
+    fn call_granted(&self, _charged_msat: u64) {
+        self.counters.solved();
+    }
+
+    fn render(&self, out: &mut String) {
+        self.counters.render(out, self.current_multiplier());
+    }
+
+    fn figures(&self) -> Vec<(&'static str, u64)> {
+        vec![("pow_multiplier", self.current_multiplier())]
     }
 }
 

@@ -585,16 +585,20 @@ fn root_attributes(
 
 /// A caller as spans name it: its kind and a label that is no credential and no address — a
 /// salted hash of the address (as the dashboard shows anonymous callers), the token id's first
-/// 16 hex digits (L402, as the dashboard), a salted hash of issuer, subject and client (OAuth).
-fn caller_label(id: &Identity, hash_label: &dyn Fn(&str) -> String) -> (&'static str, String) {
-    match id {
-        Identity::Anonymous { addr_prefix } => ("anonymous", hash_label(addr_prefix)),
-        Identity::L402 { token_id } => ("l402", token_id.chars().take(16).collect()),
-        Identity::OAuth { .. } => {
+/// 16 hex digits (L402, as the dashboard), a salted hash of the scope key (OAuth: issuer,
+/// subject and client; another rail's caller: its rail and id), after the kind.
+fn caller_label(id: &Identity, hash_label: &dyn Fn(&str) -> String) -> (String, String) {
+    let kind = id.kind().to_owned();
+    let label = match id {
+        Identity::Anonymous { addr_prefix } => hash_label(addr_prefix),
+        Identity::L402 { token_id } => token_id.chars().take(16).collect(),
+        // A person's account (OAuth) or another rail's caller: hashed, as an address is.
+        Identity::OAuth { .. } | Identity::Rail { .. } => {
             let h = hash_label(&id.scope_key());
-            ("oauth", format!("oauth-{}", h.trim_start_matches("anon-")))
+            format!("{kind}-{}", h.trim_start_matches("anon-"))
         }
-    }
+    };
+    (kind, label)
 }
 
 #[cfg(test)]
@@ -703,6 +707,16 @@ mod tests {
         assert_eq!(kind, "oauth");
         assert!(
             label.starts_with("oauth-") && !label.contains("alice"),
+            "{label}"
+        );
+        let other = Identity::Rail {
+            rail: "x402".into(),
+            id: "0xalice".into(),
+        };
+        let (kind, label) = caller_label(&other, &m);
+        assert_eq!(kind, "x402");
+        assert!(
+            label.starts_with("x402-") && !label.contains("alice"),
             "{label}"
         );
     }

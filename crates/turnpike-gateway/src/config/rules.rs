@@ -27,6 +27,25 @@ pub(super) fn check(cx: &mut Gx<'_>, root: &DeTable<'_>, root_start: usize, cfg:
             );
         }
     }
+    // Per-rail limits name rails by their names: those of the rails the file is read with.
+    let names: Vec<&str> = turnpike_conf::always_on_first(cx.rails)
+        .iter()
+        .map(|r| r.id().as_str())
+        .collect();
+    // Only names the file writes: the loop brake's default names rails a gateway may not have.
+    for u in cfg.limits.unknown_rails(&names) {
+        let p = &u.problem;
+        let span = match p.path.strip_prefix("limits.rails.") {
+            Some(_) => span_of_path(root, &p.path),
+            None => element_span(root, &p.path, &u.name),
+        };
+        let Some(span) = span else { continue };
+        cx.problem(
+            Some(span),
+            format!("{}: {}", p.path, p.message),
+            HINT_LIMITS,
+        );
+    }
     for p in cfg.limits.validate(&cfg.budgets, &cfg.store) {
         let span = span_of_path(root, &p.path).unwrap_or(root_start..root_start);
         cx.problem(
@@ -61,6 +80,25 @@ pub(super) fn check(cx: &mut Gx<'_>, root: &DeTable<'_>, root_start: usize, cfg:
             HINT_ONE_UPSTREAM,
         );
     }
+}
+
+/// The span of the string `value` in the array at `path`, if the path names one that holds it.
+fn element_span(root: &DeTable<'_>, path: &str, value: &str) -> Option<std::ops::Range<usize>> {
+    let (table, key) = path.rsplit_once('.')?;
+    let mut t = root;
+    for seg in table.split('.') {
+        match t.get(seg).map(|v| v.get_ref()) {
+            Some(DeValue::Table(inner)) => t = inner,
+            _ => return None,
+        }
+    }
+    let Some(DeValue::Array(items)) = t.get(key).map(|v| v.get_ref()) else {
+        return None;
+    };
+    items
+        .iter()
+        .find(|v| matches!(v.get_ref(), DeValue::String(s) if s.as_ref() == value))
+        .map(|v| v.span())
 }
 
 impl Config {
