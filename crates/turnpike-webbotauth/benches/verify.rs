@@ -1,0 +1,2 @@
+//! One Web Bot Auth verification with the key directory cached.
+fn main() {}
