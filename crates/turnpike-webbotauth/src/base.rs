@@ -4,12 +4,16 @@
 //!
 //! Derived components: `@method`, `@authority`, `@scheme`, `@target-uri`, `@path`, `@query`,
 //! `@request-target` and `@query-param;name=…`. Header fields by their lower-case name, values
-//! trimmed and combined with `", "` (§2.1). The field parameters `sf`, `key`, `bs`, `req` and
-//! `tr` are refused, as are response-only components (`@status`).
+//! trimmed and combined with `", "` (§2.1); with `;key="…"` one member of a dictionary field
+//! (§2.1.2). The field parameters `sf`, `bs`, `req` and `tr` are refused, as are response-only
+//! components (`@status`).
 
 use http::{HeaderMap, Method};
 
-use crate::sf::{serialize_inner_list, serialize_item, BareItem, InnerList, Item, Params};
+use crate::sf::{
+    parse_dictionary, serialize_inner_list, serialize_item, BareItem, InnerList, Item, Member,
+    Params,
+};
 
 /// Why a signature base could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +44,17 @@ pub enum BaseError {
     /// A covered header field is absent from the request.
     #[error("covered header field {0} is absent from the request")]
     MissingField(String),
+    /// A field covered with `;key` is not a dictionary.
+    #[error("covered field {0} is not a structured dictionary")]
+    NotADictionary(String),
+    /// A field covered with `;key` has no such member.
+    #[error("covered field {field} has no member {key}")]
+    MissingMember {
+        /// The field.
+        field: String,
+        /// The member's key.
+        key: String,
+    },
     /// `@query-param` without a `name`, or the named parameter absent.
     #[error("@query-param {0}")]
     QueryParam(&'static str),
@@ -128,6 +143,11 @@ fn component_value(req: &RequestParts<'_>, name: &str, item: &Item) -> Result<St
     if name == "@query-param" {
         return query_param(req, &item.params);
     }
+    if let Some(BareItem::String(key)) = item.params.get("key") {
+        if item.params.iter().count() == 1 && !name.starts_with('@') {
+            return dictionary_member(req.headers, name, key);
+        }
+    }
     if let Some((param, _)) = item.params.iter().next() {
         return Err(BaseError::UnsupportedParameter {
             component: name.to_owned(),
@@ -201,6 +221,26 @@ fn field_value(headers: &HeaderMap, name: &str) -> Result<String, BaseError> {
     } else {
         Err(BaseError::MissingField(name.to_owned()))
     }
+}
+
+/// `"<field>";key="<member>"` (§2.1.2): the field parsed as a dictionary, the named member
+/// serialized again.
+fn dictionary_member(headers: &HeaderMap, name: &str, key: &str) -> Result<String, BaseError> {
+    let combined = field_value(headers, name)?;
+    let dict = parse_dictionary(combined.as_bytes())
+        .map_err(|_| BaseError::NotADictionary(name.to_owned()))?;
+    let mut out = String::new();
+    match dict.get(key) {
+        Some(Member::Item(item)) => serialize_item(&mut out, item),
+        Some(Member::InnerList(list)) => serialize_inner_list(&mut out, list),
+        None => {
+            return Err(BaseError::MissingMember {
+                field: name.to_owned(),
+                key: key.to_owned(),
+            })
+        }
+    }
+    Ok(out)
 }
 
 /// `@query-param;name="…"` (§2.2.8): the first parameter of that (decoded) name, its value

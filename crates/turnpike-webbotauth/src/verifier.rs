@@ -333,7 +333,15 @@ impl Verifier {
             return Err(Refusal::AuthorityNotCovered);
         }
         let agent_header = signature_agent(req, &chosen.label)?;
-        if agent_header.is_some() && !covers("signature-agent") {
+        let agent_covered = chosen.covered.items.iter().any(|i| {
+            i.bare == BareItem::String("signature-agent".to_owned())
+                && match i.params.iter().collect::<Vec<_>>()[..] {
+                    [] => true,
+                    [("key", BareItem::String(k))] => *k == chosen.label,
+                    _ => false,
+                }
+        });
+        if agent_header.is_some() && !agent_covered {
             return Err(Refusal::SignatureAgentNotCovered);
         }
         let (agent, key) = self.find_key(agent_header.as_deref(), &keyid)?;
