@@ -160,10 +160,11 @@ fn component_value(req: &RequestParts<'_>, name: &str, item: &Item) -> Result<St
         "@authority" => authority(req),
         "@scheme" => req.scheme.to_ascii_lowercase(),
         "@target-uri" => {
+            // The target URI as received (RFC 9110 §7.1): unlike @authority, not normalized.
             let mut s = format!(
                 "{}://{}{}",
                 req.scheme.to_ascii_lowercase(),
-                authority(req),
+                req.authority,
                 path
             );
             if let Some(q) = req.query {

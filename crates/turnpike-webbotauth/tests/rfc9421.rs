@@ -167,7 +167,7 @@ fn derived_components_of_an_absolute_target() {
             r#""@method": GET"#,
             r#""@authority": example.com"#,
             r#""@scheme": https"#,
-            r#""@target-uri": https://example.com/a/b?x=1&y=%20z"#,
+            r#""@target-uri": https://Example.COM:443/a/b?x=1&y=%20z"#,
             r#""@path": /a/b"#,
             r#""@query": ?x=1&y=%20z"#,
             r#""@request-target": /a/b?x=1&y=%20z"#,
