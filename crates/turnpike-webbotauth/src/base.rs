@@ -244,8 +244,8 @@ fn dictionary_member(headers: &HeaderMap, name: &str, key: &str) -> Result<Strin
     Ok(out)
 }
 
-/// `@query-param;name="…"` (§2.2.8): the first parameter of that (decoded) name, its value
-/// decoded and percent-encoded again.
+/// `@query-param;name="…"` (§2.2.8): the parameter of that (decoded) name, its value decoded
+/// and percent-encoded again; a name the query repeats is refused.
 fn query_param(req: &RequestParts<'_>, params: &Params) -> Result<String, BaseError> {
     let mut wanted = None;
     for (key, value) in params.iter() {
@@ -261,13 +261,18 @@ fn query_param(req: &RequestParts<'_>, params: &Params) -> Result<String, BaseEr
     }
     let wanted = wanted.ok_or(BaseError::QueryParam("needs a string name parameter"))?;
     let wanted = form_decode(wanted);
+    let mut found = None;
     for pair in req.query.unwrap_or("").split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if form_decode(k) == wanted {
-            return Ok(percent_encode(&form_decode(v)));
+            if found.is_some() {
+                // RFC 9421 §2.2.8 would sign each occurrence on its own line; refused instead.
+                return Err(BaseError::QueryParam("names a parameter the query repeats"));
+            }
+            found = Some(percent_encode(&form_decode(v)));
         }
     }
-    Err(BaseError::QueryParam(
+    found.ok_or(BaseError::QueryParam(
         "names a parameter the query does not have",
     ))
 }

@@ -215,4 +215,18 @@ fn refused_components() {
             "{input}"
         );
     }
+    let repeated = Request::get("https://example.com/?a=1&b=2&a=3")
+        .body(())
+        .unwrap();
+    let parts = RequestParts::from_request(&repeated, "https");
+    assert_eq!(
+        signature_base(&parts, &inner_list(r#"s=("@query-param";name="a")"#, "s")),
+        Err(BaseError::QueryParam("names a parameter the query repeats"))
+    );
+    assert_eq!(
+        signature_base(&parts, &inner_list(r#"s=("@query-param";name="c")"#, "s")),
+        Err(BaseError::QueryParam(
+            "names a parameter the query does not have"
+        ))
+    );
 }
