@@ -58,6 +58,10 @@ pub enum BaseError {
     /// `@query-param` without a `name`, or the named parameter absent.
     #[error("@query-param {0}")]
     QueryParam(&'static str),
+    /// `@authority` or `@target-uri` is covered and the request has no authority (no
+    /// absolute target, no `Host`).
+    #[error("the request has no authority (no absolute target and no Host field)")]
+    NoAuthority,
     /// A covered header field value is not visible ASCII.
     #[error("header field {0} holds bytes outside visible ASCII")]
     FieldNotAscii(String),
@@ -157,8 +161,10 @@ fn component_value(req: &RequestParts<'_>, name: &str, item: &Item) -> Result<St
     let path = if req.path.is_empty() { "/" } else { req.path };
     Ok(match name {
         "@method" => req.method.as_str().to_owned(),
+        "@authority" if req.authority.is_empty() => return Err(BaseError::NoAuthority),
         "@authority" => authority(req),
         "@scheme" => req.scheme.to_ascii_lowercase(),
+        "@target-uri" if req.authority.is_empty() => return Err(BaseError::NoAuthority),
         "@target-uri" => {
             // The target URI as received (RFC 9110 §7.1): unlike @authority, not normalized.
             let mut s = format!(

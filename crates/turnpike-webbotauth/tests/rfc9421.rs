@@ -215,6 +215,14 @@ fn refused_components() {
             "{input}"
         );
     }
+    let hostless = Request::get("/x").body(()).unwrap();
+    assert_eq!(
+        signature_base(
+            &RequestParts::from_request(&hostless, "https"),
+            &inner_list(r#"s=("@authority")"#, "s")
+        ),
+        Err(BaseError::NoAuthority)
+    );
     let repeated = Request::get("https://example.com/?a=1&b=2&a=3")
         .body(())
         .unwrap();
