@@ -53,6 +53,23 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "t != FIELD_SIGNATURE",
         "the field type byte of the V2 encoding, a constant",
     ),
+    (
+        "turnpike-webbotauth/src/directory.rs",
+        "k.thumbprint == keyid",
+        "the key id a signed request names, looked up among the directory's public keys' \
+         thumbprints: both public",
+    ),
+    (
+        "turnpike-webbotauth/src/verifier.rs",
+        "i.bare == BareItem::String(\"signature-agent\"",
+        "a covered component's name, matched against a constant header name",
+    ),
+    (
+        "turnpike-webbotauth/src/verifier.rs",
+        "if tag == TAG",
+        "the signature's `tag` parameter (the application it is for, `web-bot-auth`), a public \
+         label, not a MAC tag",
+    ),
 ];
 
 fn sources(root: &Path) -> Vec<PathBuf> {
