@@ -36,8 +36,8 @@ pub use credential::{Credential, CredentialSource};
 pub use decision::{decide, Decision};
 pub use identity::Identity;
 pub use plugin::{
-    BoundRail, CredentialReader, EdgeRequest, HeaderLines, PassNotes, RailAnswer, RailDocument,
-    RailPlugin,
+    BoundRail, CredentialReader, EdgeRequest, HeaderLines, InBandForm, PassNotes, RailAnswer,
+    RailDocument, RailPlugin,
 };
 pub use policy::{Offer, Policy, Price};
 pub use rail::{BoxFuture, Challenge, Grant, Rail, RailId, Refusal, Verdict};

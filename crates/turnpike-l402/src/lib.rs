@@ -19,7 +19,7 @@ pub mod caveat;
 pub mod conf;
 pub mod credential;
 pub mod identifier;
-pub mod invoice_limit;
+pub use turnpike_lightning::invoice_limit;
 pub mod macaroon;
 pub mod offer;
 #[cfg(feature = "postgres")]
