@@ -60,6 +60,16 @@ listen = "127.0.0.1:0"
     )
 }
 
+/// A fresh data directory under the system temp dir (one per gateway: its key, its dev wallet).
+fn data_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "turnpike-mpp-test-{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 struct Env {
     gw: SocketAddr,
     log: Log,
@@ -68,7 +78,7 @@ struct Env {
 
 async fn setup_mpp(json: bool) -> Env {
     let (up, log) = start_upstream(json).await;
-    let dir = scratch_data_dir();
+    let dir = data_dir();
     let gw = start_gateway_with(&mpp_config(up, &dir)).await;
     Env { gw, log, dir }
 }
@@ -541,4 +551,106 @@ async fn mppx_client_pays_over_http() {
         "{v}"
     );
     assert_eq!(env.calls(), 1);
+}
+
+/// `turnpike check`'s reading of `[mpp]` and `mpp = {…}`: each mistake at its line:col, in the
+/// words every rail's mistakes are in.
+#[test]
+fn configuration_mistakes_are_placed() {
+    let base = "[upstream]\nurl = \"http://127.0.0.1:9/mcp\"\n";
+    let lightning = "[lightning]\nbackend = \"dev\"\n";
+    let err = |text: &str| {
+        turnpike_gateway::config::parse(text, "t.toml")
+            .unwrap_err()
+            .to_string()
+    };
+    // A price of 0, and an unknown key in the price.
+    let e = err(&format!(
+        "{base}{lightning}[tools.a]\nmpp = {{ sats = 0 }}\n"
+    ));
+    assert!(e.contains("t.toml:6:7: "), "{e}");
+    assert!(e.contains("at least 1") || e.contains("between 1"), "{e}");
+    let e = err(&format!(
+        "{base}{lightning}[tools.a]\nmpp = {{ msat = 10 }}\n"
+    ));
+    assert!(e.contains("t.toml:6:"), "{e}");
+    assert!(e.contains("mpp = { sats = <n> }"), "{e}");
+    // An unknown key of [mpp], and a realm no challenge can carry.
+    let e = err(&format!("{base}{lightning}[mpp]\nexpiry = 5\n"));
+    assert!(e.contains("t.toml:6:1: "), "{e}");
+    assert!(e.contains("expiry_secs"), "the hint lists the keys: {e}");
+    let e = err(&format!("{base}{lightning}[mpp]\nrealm = \"a\\nb\"\n"));
+    assert!(e.contains("t.toml:6:9: "), "{e}");
+    // A price naming mpp without [lightning].
+    let e = err(&format!("{base}[tools.a]\nmpp = {{ sats = 10 }}\n"));
+    assert!(e.contains("t.toml:4:"), "{e}");
+    assert!(e.contains("[lightning]"), "{e}");
+    // A good one: the offer as the rail reads it.
+    let c = turnpike_gateway::config::parse(
+        &format!(
+            "{base}{lightning}[tools.a]\nmpp = {{ sats = 10 }}\n[mpp]\nrealm = \"x.example\"\n"
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    let offer = c.tools["a"].offer(turnpike_mpp::RAIL).unwrap();
+    assert_eq!(turnpike_mpp::sats(offer), Some(10));
+    assert_eq!(
+        turnpike_mpp::conf::section(&c.rails).realm.as_deref(),
+        Some("x.example")
+    );
+}
+
+/// Two instances on one real Redis, sharing the binding key (`mpp.key`): a payment presented
+/// to both at once is accepted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_payment_is_accepted_once_across_two_instances() {
+    let redis = turnpike_testkit::redis::RedisServer::start();
+    let (up, log) = start_upstream(true).await;
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let store = format!(
+        "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\ntimeout_ms = 2000\n",
+        redis.url()
+    );
+    let mut gateways = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let dir = data_dir();
+        std::fs::write(dir.join("mpp.key"), &key).unwrap();
+        let gw = start_gateway_with(&format!("{}{store}", mpp_config(up, &dir))).await;
+        gateways.push(gw);
+        dirs.push(dir);
+    }
+    let a = Env {
+        gw: gateways[0],
+        log: log.clone(),
+        dir: dirs[0].clone(),
+    };
+    let (c, pre) = buy(&a, "dear", json!({"n": 1})).await;
+    let auth = credential(&c, &pre).authorization();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let gw = gateways[i % 2];
+        let auth = auth.clone();
+        tasks.push(tokio::spawn(async move {
+            post(
+                gw,
+                &[("authorization", &auth)],
+                &call(2, "dear", json!({"n": 1})),
+            )
+            .await
+            .status
+            .as_u16()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            402 => {}
+            s => panic!("status {s}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(a.calls(), 1);
 }

@@ -866,6 +866,63 @@ mod tests {
         ));
     }
 
+    /// The worked example of docs/MPP.md §9, byte for byte.
+    #[test]
+    fn worked_example_of_the_document() {
+        use sha2::Digest;
+        let (r, _) = rail();
+        let rail = MppRail::new(
+            MppConfig::default(),
+            "mcp.example.com".into(),
+            [0x42; 32],
+            r.backend.clone(),
+            Arc::new(MemorySpentSet::new()),
+        );
+        let preimage = [0x11u8; 32];
+        let invoice = turnpike_lightning::Invoice {
+            bolt11: "lnbcrt100n1pexample".into(),
+            payment_hash: sha2::Sha256::digest(preimage).into(),
+            amount_msat: 10_000,
+            expires_at: 1_800_000_660,
+        };
+        let call = CallFacts {
+            resource: "/mcp".into(),
+            method: "tools/call".into(),
+            name: Some("dear".into()),
+            args_hash: sha2::Sha256::digest(br#"{"n":1}"#).into(),
+            caller: None,
+            peer: None,
+            now: 1_800_000_000,
+        };
+        let c = rail.issue(&call, 10, &invoice, "turnpike dear").unwrap();
+        let request =
+            String::from_utf8(wire::b64url_decode(&c.request, 4096, "r").unwrap()).unwrap();
+        let opaque = String::from_utf8(
+            wire::b64url_decode(c.opaque.as_deref().unwrap(), 4096, "o").unwrap(),
+        )
+        .unwrap();
+        let mut payload = Map::new();
+        payload.insert("preimage".into(), hex::encode(preimage).into());
+        let cred = PaymentCredential {
+            challenge: c.clone(),
+            source: None,
+            payload,
+        };
+        let receipt = receipt_for(&cred, 1_800_000_042).unwrap();
+        let offer = crate::offer(10);
+        assert!(rail.check(&call, &offer, &cred).is_ok());
+        assert_eq!(c.expires.as_deref(), Some("2027-01-15T08:10:00Z"));
+        assert_eq!(request, EXAMPLE_REQUEST);
+        assert_eq!(c.header(), EXAMPLE_HEADER);
+        assert_eq!(cred.authorization(), EXAMPLE_AUTHORIZATION);
+        assert_eq!(receipt.header(), EXAMPLE_RECEIPT);
+    }
+
+    const EXAMPLE_REQUEST: &str = r#"{"amount":"10","currency":"sat","description":"turnpike dear","methodDetails":{"invoice":"lnbcrt100n1pexample","network":"regtest","paymentHash":"02d449a31fbb267c8f352e9968a79e3e5fc95c1bbeaa502fd6454ebde5a4bedc"}}"#;
+    const EXAMPLE_HEADER: &str = r#"Payment id="3BEVGzA3hjXJSDwA9Fo8nyvSEFn0j6psoSo8Y-oZEYM", realm="mcp.example.com", method="lightning", intent="charge", request="eyJhbW91bnQiOiIxMCIsImN1cnJlbmN5Ijoic2F0IiwiZGVzY3JpcHRpb24iOiJ0dXJucGlrZSBkZWFyIiwibWV0aG9kRGV0YWlscyI6eyJpbnZvaWNlIjoibG5iY3J0MTAwbjFwZXhhbXBsZSIsIm5ldHdvcmsiOiJyZWd0ZXN0IiwicGF5bWVudEhhc2giOiIwMmQ0NDlhMzFmYmIyNjdjOGYzNTJlOTk2OGE3OWUzZTVmYzk1YzFiYmVhYTUwMmZkNjQ1NGViZGU1YTRiZWRjIn19", expires="2027-01-15T08:10:00Z", opaque="eyJpYXQiOiIxODAwMDAwMDAwIiwic2NvcGUiOiJiNzIwMTI3NDY2ZGUzZmJiM2M5NWQwOTI3MzBiZWU4MmFmYmM3MWIzYzgwOWQzYTJkMTAwODQ0MzUwMTcyYzQ2In0""#;
+    const EXAMPLE_AUTHORIZATION: &str = r#"Payment eyJjaGFsbGVuZ2UiOnsiZXhwaXJlcyI6IjIwMjctMDEtMTVUMDg6MTA6MDBaIiwiaWQiOiIzQkVWR3pBM2hqWEpTRHdBOUZvOG55dlNFRm4wajZwc29TbzhZLW9aRVlNIiwiaW50ZW50IjoiY2hhcmdlIiwibWV0aG9kIjoibGlnaHRuaW5nIiwib3BhcXVlIjoiZXlKcFlYUWlPaUl4T0RBd01EQXdNREF3SWl3aWMyTnZjR1VpT2lKaU56SXdNVEkzTkRZMlpHVXpabUppTTJNNU5XUXdPVEkzTXpCaVpXVTRNbUZtWW1NM01XSXpZemd3T1dRellUSmtNVEF3T0RRME16VXdNVGN5WXpRMkluMCIsInJlYWxtIjoibWNwLmV4YW1wbGUuY29tIiwicmVxdWVzdCI6ImV5SmhiVzkxYm5RaU9pSXhNQ0lzSW1OMWNuSmxibU41SWpvaWMyRjBJaXdpWkdWelkzSnBjSFJwYjI0aU9pSjBkWEp1Y0dsclpTQmtaV0Z5SWl3aWJXVjBhRzlrUkdWMFlXbHNjeUk2ZXlKcGJuWnZhV05sSWpvaWJHNWlZM0owTVRBd2JqRndaWGhoYlhCc1pTSXNJbTVsZEhkdmNtc2lPaUp5WldkMFpYTjBJaXdpY0dGNWJXVnVkRWhoYzJnaU9pSXdNbVEwTkRsaE16Rm1ZbUl5Tmpkak9HWXpOVEpsT1RrMk9HRTNPV1V6WlRWbVl6azFZekZpWW1WaFlUVXdNbVprTmpRMU5HVmlaR1UxWVRSaVpXUmpJbjE5In0sInBheWxvYWQiOnsicHJlaW1hZ2UiOiIxMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExIn19"#;
+    const EXAMPLE_RECEIPT: &str = r#"eyJjaGFsbGVuZ2VJZCI6IjNCRVZHekEzaGpYSlNEd0E5Rm84bnl2U0VGbjBqNnBzb1NvOFktb1pFWU0iLCJtZXRob2QiOiJsaWdodG5pbmciLCJyZWZlcmVuY2UiOiIwMmQ0NDlhMzFmYmIyNjdjOGYzNTJlOTk2OGE3OWUzZTVmYzk1YzFiYmVhYTUwMmZkNjQ1NGViZGU1YTRiZWRjIiwic3RhdHVzIjoic3VjY2VzcyIsInRpbWVzdGFtcCI6IjIwMjctMDEtMTVUMDg6MDA6NDJaIn0"#;
+
     #[test]
     fn realm_from_public_url() {
         assert_eq!(realm_of("https://mcp.example.com/mcp"), "mcp.example.com");
