@@ -913,6 +913,10 @@ mod tests {
         assert!(rail.check(&call, &offer, &cred).is_ok());
         assert_eq!(c.expires.as_deref(), Some("2027-01-15T08:10:00Z"));
         assert_eq!(request, EXAMPLE_REQUEST);
+        assert_eq!(
+            opaque,
+            r#"{"iat":"1800000000","scope":"b720127466de3fbb3c95d092730bee82afbc71b3c809d3a2d100844350172c46"}"#
+        );
         assert_eq!(c.header(), EXAMPLE_HEADER);
         assert_eq!(cred.authorization(), EXAMPLE_AUTHORIZATION);
         assert_eq!(receipt.header(), EXAMPLE_RECEIPT);
