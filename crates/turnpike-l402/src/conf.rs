@@ -13,7 +13,8 @@ use turnpike_conf::{
 };
 use turnpike_core::conf::hinted;
 use turnpike_core::{Offer, RailId, RailPlugin};
-use turnpike_lightning::config::{backend_section, Node, BACKEND_KINDS};
+use turnpike_lightning::config::{backend_section, BACKEND_KINDS};
+use turnpike_lightning::node::Node;
 use turnpike_lightning::BackendConfig;
 
 use crate::offer::{offer, terms, BillingMode, RAIL};

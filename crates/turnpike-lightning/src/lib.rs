@@ -28,6 +28,7 @@ mod http;
 pub mod invoice_limit;
 pub mod lnbits;
 pub mod lnd;
+pub mod node;
 pub mod nwc;
 pub mod phoenixd;
 pub mod wallet;

@@ -9,7 +9,8 @@ use turnpike_conf::{
     fields, Build, BuildError, Built, Cx, DeValue, Host, RailConf, Section, Sections, Spanned,
 };
 use turnpike_core::{Offer, RailId, RailPlugin};
-use turnpike_lightning::config::{LightningSection, Node, LIGHTNING_TABLE};
+use turnpike_lightning::config::{LightningSection, LIGHTNING_TABLE};
+use turnpike_lightning::node::Node;
 
 use crate::rail::{realm_of, MppConfig, MppCredentials, MppRail};
 use crate::{offer, sats, RAIL};
