@@ -654,3 +654,59 @@ async fn one_payment_is_accepted_once_across_two_instances() {
     assert_eq!(ok, 1);
     assert_eq!(a.calls(), 1);
 }
+
+/// turnpike's own client (`turnpike connect`'s) pays MPP through the gateway with an LND
+/// wallet (the dev wallet), over HTTP 402 and in band (-32042), within its spend log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turnpike_client_pays_mpp() {
+    use turnpike_lightning::config::LndConfig;
+    use turnpike_lightning::wallet::LndWallet;
+    use turnpike_lightning::{HttpSettings, Secret};
+    let env = setup_mpp(true).await;
+    // The gateway writes its dev wallet's address once it serves: wait for the file.
+    let file = env.dir.join("dev-wallet.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !file.is_file() {
+        assert!(std::time::Instant::now() < deadline, "no dev wallet file");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let w: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let wallet = LndWallet::new(&LndConfig {
+        url: w["url"].as_str().unwrap().to_owned(),
+        macaroon_hex: Some(Secret::from(w["macaroon_hex"].as_str().unwrap())),
+        macaroon_path: None,
+        http: HttpSettings::default(),
+    })
+    .unwrap();
+    let state = data_dir().join("client");
+    let mut cfg = turnpike_client::ClientConfig::new(state.clone());
+    cfg.wallet = Some(std::sync::Arc::new(wallet));
+    cfg.budgets.per_call_sat = Some(20);
+    let client = turnpike_client::Client::new(cfg).unwrap();
+    let url = format!("http://{}/mcp", env.gw);
+    // Over HTTP (402).
+    let v = client
+        .rpc(&url, &call(1, "dear", json!({"n": 4})))
+        .await
+        .unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "dear 4", "{v}");
+    assert_eq!(
+        v["result"]["_meta"]["org.paymentauth/receipt"]["status"],
+        "success"
+    );
+    // In band: the MPP transport's -32042.
+    let mut headers = http::HeaderMap::new();
+    headers.insert("turnpike-challenge", "in-band".parse().unwrap());
+    let body = bytes::Bytes::from(call(2, "dear", json!({"n": 5})).to_string());
+    let reply = client.post(&url, &headers, body, &|_| {}).await.unwrap();
+    let v = reply.message.unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "dear 5", "{v}");
+    assert_eq!(reply.challenges_answered, 1);
+    let log = turnpike_client::budget::read_log(&state).unwrap();
+    let mpp: Vec<_> = log.iter().filter(|e| e.rail == "mpp").collect();
+    assert_eq!(mpp.len(), 2, "{log:?}");
+    assert!(mpp
+        .iter()
+        .all(|e| e.status == "paid" && e.amount_msat == 10_000));
+    assert_eq!(env.calls(), 2);
+}
