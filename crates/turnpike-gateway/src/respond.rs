@@ -46,7 +46,10 @@ pub fn mode_for(configured: ChallengeMode, headers: &HeaderMap) -> ChallengeMode
 /// rails' order ([`RailPlugin::challenge_order`]: L402 first, then proof-of-work, then
 /// Bearer), and a JSON-RPC error body. In band: HTTP 200 with an `isError` tool result for
 /// `tools/call` whose text each rail writes its part of ([`in_band_text`]), and with the
-/// JSON-RPC error for other methods (whose results have no error form).
+/// JSON-RPC error for other methods (whose results have no error form); when every challenge
+/// is one rail's and that rail has a standard in-band form ([`RailPlugin::in_band_form`]: MPP's
+/// -32042), that form instead, and beside other rails' challenges its `_meta` member in the
+/// result.
 pub fn challenge(
     mode: ChallengeMode,
     era: turnpike_mcp::Era,
