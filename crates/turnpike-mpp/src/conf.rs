@@ -139,7 +139,11 @@ impl RailConf for MppConf {
         describe(offer)
     }
 
+    /// Said only when the rail is on (`[lightning]` is there).
     fn summary(&self, sections: &Sections, host: &Host<'_>) -> Option<String> {
+        if !self.is_on(sections) {
+            return None;
+        }
         let cfg = section(sections);
         let realm = cfg.realm.unwrap_or_else(|| realm_of(host.public_url));
         Some(format!(
