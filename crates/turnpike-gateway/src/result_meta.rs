@@ -3,7 +3,7 @@
 //!
 //! JSON bodies up to [`MAX_JSON`] are read whole, the response with the request's id given the
 //! members when it is a result (an error gets none), and re-serialised; a larger body passes
-//! unchanged. SSE streams are passed on event by event: only the event carrying the result with
+//! unchanged (what was read, then the rest as it comes), and so does one cut short. SSE streams are passed on event by event: only the event carrying the result with
 //! the request's id is rewritten; every event before it is forwarded as soon as it is complete,
 //! and everything after it as it arrives, byte for byte. When more than
 //! [`MAX_PRICED_EVENT`] bytes are held before that event is complete, the stream is passed on
@@ -13,7 +13,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{header, HeaderValue, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde_json::Value;
 use turnpike_mcp::sse::{write_event, SseParser, MAX_PRICED_EVENT};
 
@@ -57,27 +57,33 @@ fn edit(v: &mut Value, id: &Value, members: &Members) -> bool {
 }
 
 async fn add_json(resp: Response<Body>, id: &Value, members: &Members) -> Response<Body> {
-    if resp
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > MAX_JSON)
-    {
-        return resp;
-    }
-    let (mut parts, body) = resp.into_parts();
-    let bytes = match Limited::new(body, MAX_JSON).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return crate::respond::json_error(
-                http::StatusCode::BAD_GATEWAY,
-                Some(id),
-                turnpike_core::error_codes::UPSTREAM_FAILED,
-                "the upstream's answer could not be read",
-            )
+    let (mut parts, mut body) = resp.into_parts();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(d) = f.into_data() {
+                    buf.extend_from_slice(&d);
+                }
+                if buf.len() > MAX_JSON {
+                    // Too large to rewrite: what was read, then the rest, unchanged.
+                    let head = buf.freeze();
+                    let rest = body.into_data_stream();
+                    let stream =
+                        futures_util::stream::once(async move { Ok::<Bytes, axum::Error>(head) })
+                            .chain(rest);
+                    return Response::from_parts(parts, Body::from_stream(stream));
+                }
+            }
+            Err(e) => {
+                // Cut short: what was read, then the error, as the upstream sent them.
+                let head = buf.freeze();
+                let stream = futures_util::stream::iter([Ok(head), Err(e)]);
+                return Response::from_parts(parts, Body::from_stream(stream));
+            }
         }
-    };
+    }
+    let bytes = buf.freeze();
     let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
         return Response::from_parts(parts, Body::from(bytes));
     };
@@ -187,6 +193,10 @@ mod tests {
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
+        );
+        r.headers_mut().insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(body.to_string().len()),
         );
         let out = add(r, json!(1), members()).await;
         let v: Value = serde_json::from_str(&text(out).await).unwrap();
