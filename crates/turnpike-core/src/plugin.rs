@@ -202,6 +202,14 @@ pub trait RailPlugin: Send + Sync {
         )
     }
 
+    /// Whether a credential of this rail that does not parse is answered as one that cannot
+    /// pay — 402 with fresh challenges, its refusal among them — rather than as a forged one
+    /// (401). The `Payment` scheme asks for 402 whatever is wrong with a credential. The
+    /// default: no.
+    fn malformed_is_stale(&self) -> bool {
+        false
+    }
+
     /// Its challenges (`challenges`, all of this rail) and refusals in band under a standard
     /// of its own: the JSON-RPC error answered when they are the only ones, and the `_meta`
     /// member of an in-band result beside other rails' challenges. The default: none (the

@@ -103,7 +103,7 @@ use serde_json::{json, Value};
 use tower::{Service, ServiceExt};
 use turnpike_core::{
     error_codes, BoundRail, CallFacts, Decision, EdgeRequest, Grant, Identity, Policy, Price, Rail,
-    RailId, Refusal,
+    RailId, RailPlugin, Refusal,
 };
 use turnpike_limits::{
     Admission, Admitted, CallInfo, CallKind, Limiter, PendingAdmit, SpendReceipt,
@@ -750,7 +750,7 @@ impl Gate {
             judged.pre_admitted =
                 Some(self.admission_answer(admission, &parts.headers, msg.id(), log)?);
         }
-        judged.decision = with_malformed(decision, collected.malformed);
+        judged.decision = with_malformed(decision, collected.malformed, self.rails.edge());
         Ok(judged)
     }
 
@@ -1481,12 +1481,34 @@ where
 }
 
 /// A credential that did not even parse makes an otherwise unpaid call `Invalid` (401).
-fn with_malformed(decision: Decision, mut malformed: Vec<Refusal>) -> Decision {
+fn with_malformed(
+    decision: Decision,
+    malformed: Vec<Refusal>,
+    rails: &[Arc<dyn RailPlugin>],
+) -> Decision {
+    // A rail may answer its unparseable credentials as stale ones (402): the Payment scheme.
+    let stale = |r: &Refusal| {
+        rails
+            .iter()
+            .find(|p| p.id() == r.rail)
+            .is_some_and(|p| p.malformed_is_stale())
+    };
+    let (soft, mut hard): (Vec<Refusal>, Vec<Refusal>) = malformed.into_iter().partition(stale);
     match decision {
-        Decision::Challenge { challenges, .. } if !malformed.is_empty() => Decision::Invalid {
-            refusal: malformed.swap_remove(0),
+        Decision::Challenge { challenges, .. } if !hard.is_empty() => Decision::Invalid {
+            refusal: hard.swap_remove(0),
             challenges,
         },
+        Decision::Challenge {
+            challenges,
+            mut refusals,
+        } => {
+            refusals.extend(soft);
+            Decision::Challenge {
+                challenges,
+                refusals,
+            }
+        }
         d => d,
     }
 }

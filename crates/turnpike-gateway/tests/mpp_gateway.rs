@@ -384,11 +384,13 @@ async fn garbage_refused_without_running() {
             &call(2, "dear", json!({"n": 1})),
         )
         .await;
+        // The draft's answer to a malformed credential: 402, a fresh challenge, the reason.
+        assert_eq!(r.status, 402, "{bad:.30}: {}", r.text());
+        payment_challenge(&r);
+        let refusals = r.json()["error"]["data"]["refusals"].to_string();
         assert!(
-            r.status == 401 || r.status == 402 || r.status == 431,
-            "{bad:.30}: {} {}",
-            r.status,
-            r.text()
+            refusals.contains("malformed Payment credential"),
+            "{refusals}"
         );
         assert!(r.headers.get("payment-receipt").is_none());
     }
@@ -453,6 +455,13 @@ async fn in_band_32042_and_meta_credential() {
     assert_eq!(v["error"]["code"], -32043, "{v}");
     assert_ne!(v["error"]["data"]["challenges"][0]["id"], ch["id"]);
     assert_eq!(env.calls(), 1);
+
+    // A malformed credential in band: -32043 with a fresh challenge.
+    let mut bad = call(4, "dear", args.clone());
+    bad["params"]["_meta"] = json!({"org.paymentauth/credential": {"challenge": 1}});
+    let v = post(env.gw, &in_band, &bad).await.json();
+    assert_eq!(v["error"]["code"], -32043, "{v}");
+    assert_eq!(v["error"]["data"]["challenges"][0]["method"], "lightning");
 
     // Beside other rails: an isError result, with the MPP challenges in its _meta.
     let r = post(env.gw, &in_band, &call(3, "echo", json!({"text": "x"}))).await;

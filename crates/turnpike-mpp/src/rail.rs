@@ -484,6 +484,11 @@ impl RailPlugin for MppRail {
         5
     }
 
+    /// Every credential failure is a 402 with a fresh challenge, as the draft asks.
+    fn malformed_is_stale(&self) -> bool {
+        true
+    }
+
     /// A challenge carries a single-use invoice: never cached.
     fn challenge_headers(&self, _challenge: &Challenge) -> Vec<(&'static str, String)> {
         vec![("cache-control", "no-store".into())]
@@ -677,6 +682,10 @@ fn malformed(e: wire::WireError) -> CredentialParseError {
 impl RailPlugin for MppCredentials {
     fn id(&self) -> RailId {
         RAIL
+    }
+
+    fn malformed_is_stale(&self) -> bool {
+        true
     }
 
     fn reader(&self) -> &dyn CredentialReader {
