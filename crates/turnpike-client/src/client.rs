@@ -441,7 +441,7 @@ impl Client {
         let mut refusals: Vec<Refusal> = Vec::new();
         // OAuth first when offered and configured: it costs nothing.
         let oauth_first = self.cfg.policy.prefer.is_none_or(|p| p == Rail::Oauth)
-            || (offers.pow.is_empty() && offers.l402.is_empty());
+            || (offers.pow.is_empty() && offers.l402.is_empty() && offers.mpp.is_empty());
         if oauth_first {
             match self.try_oauth(call, offers, at).await {
                 Ok(true) => return Ok(()),
@@ -501,22 +501,39 @@ impl Client {
                         Err(e) => refusals.push(Refusal::new("proof-of-work", e)),
                     }
                 }
+                // Lightning: an L402 invoice, else an MPP (Payment scheme) one.
                 Rail::L402 if !tried_l402 => {
-                    if offers.l402.is_empty() {
+                    if offers.l402.is_empty() && offers.mpp.is_empty() {
                         continue;
                     }
                     tried_l402 = true;
                     let Some(wallet) = &self.cfg.wallet else {
-                        refusals.push(Refusal::said("L402", "no wallet is configured".into()));
+                        let rail = if offers.l402.is_empty() {
+                            "MPP"
+                        } else {
+                            "L402"
+                        };
+                        refusals.push(Refusal::said(rail, "no wallet is configured".into()));
                         continue;
                     };
-                    match self.pay(call, &offers.l402[0], wallet.as_ref()).await {
-                        Ok(v) => {
-                            note_fallback(call, &refusals, "paid the invoice");
-                            at.auth.push(v);
-                            return Ok(());
+                    if let Some(offer) = offers.l402.first() {
+                        match self.pay(call, offer, wallet.as_ref()).await {
+                            Ok(v) => {
+                                note_fallback(call, &refusals, "paid the invoice");
+                                at.auth.push(v);
+                                return Ok(());
+                            }
+                            Err(e) => refusals.push(Refusal::new("L402", e)),
                         }
-                        Err(e) => refusals.push(Refusal::new("L402", e)),
+                    } else if let Some(c) = offers.mpp.first() {
+                        match self.pay_mpp(call, c, wallet.as_ref()).await {
+                            Ok(v) => {
+                                note_fallback(call, &refusals, "paid the invoice");
+                                at.auth.push(v);
+                                return Ok(());
+                            }
+                            Err(e) => refusals.push(Refusal::new("MPP", e)),
+                        }
                     }
                 }
                 _ => {}
@@ -670,6 +687,58 @@ impl Client {
             .map_err(|_| ClientError::Solve("the challenge is not a header value".into()))
     }
 
+    /// Pays an MPP challenge's invoice (the Lightning `charge` method) within policy and
+    /// budgets: the invoice must carry the payment hash the challenge names and ask no more than
+    /// its amount; the credential echoes the challenge with the preimage.
+    async fn pay_mpp(
+        &self,
+        call: &CallInfo,
+        c: &turnpike_mpp::PaymentChallenge,
+        wallet: &dyn Wallet,
+    ) -> Result<HeaderValue, ClientError> {
+        let lie = |why: &str| ClientError::Lie(format!("{why}; refused, nothing paid"));
+        if c.expires
+            .as_deref()
+            .and_then(turnpike_mpp::wire::parse_rfc3339)
+            .is_some_and(|t| t <= unix_now())
+        {
+            return Err(ClientError::Refused(
+                "the MPP challenge has expired; nothing paid".into(),
+            ));
+        }
+        let request = c
+            .request_json()
+            .map_err(|e| lie(&format!("the MPP challenge's request: {e}")))?;
+        let (sats, hash) = turnpike_mpp::charge::ChargeRequest::terms(&request)
+            .ok_or_else(|| lie("the MPP challenge is not a lightning charge in sat"))?;
+        let invoice = request
+            .get("methodDetails")
+            .and_then(|m| m.get("invoice"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| lie("the MPP challenge carries no invoice"))?;
+        let d = decode_for_payment(invoice).map_err(ClientError::Wallet)?;
+        if d.payment_hash != hash {
+            return Err(lie("the MPP challenge's payment hash is not its invoice's"));
+        }
+        let offer = L402Offer {
+            macaroon: String::new(),
+            invoice: invoice.to_owned(),
+            advertised_msat: Some(sats.saturating_mul(1000)),
+            mode: None,
+            expires: None,
+        };
+        let preimage = self.pay_invoice(call, &offer, wallet, "mpp").await?;
+        let mut payload = serde_json::Map::new();
+        payload.insert("preimage".into(), Value::from(preimage));
+        let cred = turnpike_mpp::PaymentCredential {
+            challenge: c.clone(),
+            source: None,
+            payload,
+        };
+        HeaderValue::from_str(&cred.authorization())
+            .map_err(|_| ClientError::Refused("the MPP credential is not a header value".into()))
+    }
+
     /// Pays an L402 invoice within policy and budgets.
     async fn pay(
         &self,
@@ -677,6 +746,39 @@ impl Client {
         offer: &L402Offer,
         wallet: &dyn Wallet,
     ) -> Result<HeaderValue, ClientError> {
+        let preimage = self.pay_invoice(call, offer, wallet, "l402").await?;
+        let amount = decode_for_payment(&offer.invoice)
+            .map_err(ClientError::Wallet)?
+            .amount_msat
+            .unwrap_or(0);
+        let mode = offer.mode.clone().unwrap_or_else(|| "per_call".into());
+        if mode == "balance" || mode == "time_pass" {
+            if let Some(name) = &call.name {
+                let keep = StoredL402 {
+                    server: call.server.clone(),
+                    macaroon: offer.macaroon.clone(),
+                    preimage: preimage.clone(),
+                    mode,
+                    tools: vec![name.clone()],
+                    expires: offer.expires.unwrap_or(0),
+                    paid_msat: amount,
+                };
+                self.save_creds(|c| c.l402.push(keep))?;
+            }
+        }
+        HeaderValue::from_str(&format!("L402 {}:{}", offer.macaroon, preimage))
+            .map_err(|_| ClientError::Refused("the macaroon is not a header value".into()))
+    }
+
+    /// Pays `offer`'s invoice for `rail` (its name in the spend log) within policy and budgets;
+    /// the preimage in hex.
+    async fn pay_invoice(
+        &self,
+        call: &CallInfo,
+        offer: &L402Offer,
+        wallet: &dyn Wallet,
+        rail: &str,
+    ) -> Result<String, ClientError> {
         let d = decode_for_payment(&offer.invoice).map_err(ClientError::Wallet)?;
         let amount = d.amount_msat.unwrap_or(0);
         if let Some(adv) = offer.advertised_msat {
@@ -718,7 +820,7 @@ impl Client {
             server: call.server.clone(),
             method: call.method.clone(),
             name: call.name.clone(),
-            rail: "l402".into(),
+            rail: rail.into(),
             status: String::new(),
             amount_msat: amount,
             fee_msat: 0,
@@ -733,24 +835,7 @@ impl Client {
                 entry.fee_msat = paid.fee_msat.unwrap_or(0);
                 budget::append_log(&dir, &entry)?;
                 drop(lock);
-                let preimage = hex::encode(paid.preimage);
-                let mode = offer.mode.clone().unwrap_or_else(|| "per_call".into());
-                if mode == "balance" || mode == "time_pass" {
-                    if let Some(name) = &call.name {
-                        let keep = StoredL402 {
-                            server: call.server.clone(),
-                            macaroon: offer.macaroon.clone(),
-                            preimage: preimage.clone(),
-                            mode,
-                            tools: vec![name.clone()],
-                            expires: offer.expires.unwrap_or(0),
-                            paid_msat: amount,
-                        };
-                        self.save_creds(|c| c.l402.push(keep))?;
-                    }
-                }
-                HeaderValue::from_str(&format!("L402 {}:{}", offer.macaroon, preimage))
-                    .map_err(|_| ClientError::Refused("the macaroon is not a header value".into()))
+                Ok(hex::encode(paid.preimage))
             }
             Err(e) => {
                 entry.status = if e.may_have_paid() {

@@ -1,11 +1,14 @@
-//! Every way through a gate that one answer offers: proof-of-work puzzles, L402 invoices and an
-//! OAuth Bearer challenge, read from `WWW-Authenticate` lines and from the JSON body (a 402
-//! body's `error.data.challenges`, an in-band result's `structuredContent.turnpike.challenges`).
+//! Every way through a gate that one answer offers: proof-of-work puzzles, L402 invoices, MPP
+//! `Payment` challenges (the Lightning `charge` method) and an OAuth Bearer challenge, read from
+//! `WWW-Authenticate` lines and from the JSON body (a 402 body's `error.data.challenges`, an
+//! in-band result's `structuredContent.turnpike.challenges` or
+//! `_meta["org.paymentauth/payment-required"]`, the MPP transport's -32042 error).
 
 use http::HeaderMap;
 use serde_json::Value;
 
 use crate::parse::{parse_challenges, parse_www_authenticate, ParsedChallenge};
+use turnpike_mpp::wire::{self as mpp, PaymentChallenge};
 
 /// An L402 challenge: a macaroon and the invoice that unlocks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +48,8 @@ pub struct Offers {
     pub pow: Vec<ParsedChallenge>,
     /// L402 invoices.
     pub l402: Vec<L402Offer>,
+    /// MPP challenges with the Lightning `charge` method.
+    pub mpp: Vec<PaymentChallenge>,
     /// An OAuth challenge.
     pub oauth: Option<BearerOffer>,
     /// Why presented credentials were refused (`rail: reason`).
@@ -54,7 +59,7 @@ pub struct Offers {
 impl Offers {
     /// Whether nothing was offered.
     pub fn is_empty(&self) -> bool {
-        self.pow.is_empty() && self.l402.is_empty() && self.oauth.is_none()
+        self.pow.is_empty() && self.l402.is_empty() && self.mpp.is_empty() && self.oauth.is_none()
     }
 
     /// Reads the offers of an answer: its `WWW-Authenticate` lines and, when given, its JSON
@@ -63,6 +68,10 @@ impl Offers {
         let mut o = Offers::default();
         for v in headers.get_all(http::header::WWW_AUTHENTICATE) {
             let Ok(v) = v.to_str() else { continue };
+            if let Ok(c) = PaymentChallenge::parse_header(v) {
+                o.add_mpp(c);
+                continue;
+            }
             o.pow.extend(parse_challenges(v));
             for ch in parse_www_authenticate(v) {
                 let p = |n: &str| {
@@ -92,6 +101,16 @@ impl Offers {
         }
         if let Some(body) = body {
             if let Some(list) = challenge_list(body) {
+                for c in list {
+                    o.add_json(c);
+                }
+            }
+            if let Some(list) = body
+                .pointer("/result/_meta")
+                .and_then(|m| m.get(mpp::META_PAYMENT_REQUIRED))
+                .and_then(|p| p.get("challenges"))
+                .and_then(Value::as_array)
+            {
                 for c in list {
                     o.add_json(c);
                 }
@@ -126,8 +145,25 @@ impl Offers {
         }
     }
 
+    fn add_mpp(&mut self, c: PaymentChallenge) {
+        if c.method == "lightning" && c.intent == "charge" && !self.mpp.iter().any(|x| x.id == c.id)
+        {
+            self.mpp.push(c);
+        }
+    }
+
     fn add_json(&mut self, c: &Value) {
         let s = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
+        let payment = c.get("rail").is_none() && c.get("method").is_some();
+        if c.get("rail").and_then(Value::as_str) == Some("mpp") || payment {
+            // The challenge object of the MPP transport (`request` as JSON), read as a
+            // credential's echo of it.
+            let echo = serde_json::json!({"challenge": c, "payload": {}});
+            if let Ok(cred) = mpp::PaymentCredential::from_meta(&echo) {
+                self.add_mpp(cred.challenge);
+            }
+            return;
+        }
         match c.get("rail").and_then(Value::as_str) {
             Some("pow") => {
                 self.pow
@@ -191,10 +227,17 @@ pub fn is_in_band_challenge(msg: &Value) -> bool {
     }
     if let Some(e) = msg.get("error") {
         let code = e.get("code").and_then(Value::as_i64);
-        return matches!(code, Some(-31402) | Some(-31401) | Some(-31403))
-            && e.pointer("/data/challenges")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty());
+        return matches!(
+            code,
+            Some(-31402)
+                | Some(-31401)
+                | Some(-31403)
+                | Some(mpp::PAYMENT_REQUIRED_CODE)
+                | Some(mpp::VERIFICATION_FAILED_CODE)
+        ) && e
+            .pointer("/data/challenges")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
     }
     false
 }

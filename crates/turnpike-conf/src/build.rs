@@ -48,7 +48,22 @@ pub trait Services: Sync {
     /// The PostgreSQL database durable state lives in, when `[store] durable = "postgres"`
     /// (`None`: each rail keeps its own, e.g. SQLite under `data_dir`).
     fn postgres(&self) -> Option<Result<Postgres, BuildError>>;
+
+    /// The thing named `key` that several rails of one gateway share (e.g. the Lightning node
+    /// of `[lightning]`, which the L402 and MPP rails both bill through): made by `make` the
+    /// first time it is asked for while the rails are built, then the same one for every rail
+    /// that asks. The default makes a new one each time (nothing is shared).
+    fn shared(&self, _key: &str, make: &mut Maker<'_>) -> Result<Shared, BuildError> {
+        make()
+    }
 }
+
+/// Something several rails share ([`Services::shared`]), found again by its type with
+/// `downcast`.
+pub type Shared = Arc<dyn Any + Send + Sync>;
+
+/// What makes a [`Shared`] thing the first time it is asked for.
+pub type Maker<'a> = dyn FnMut() -> Result<Shared, BuildError> + 'a;
 
 /// Why a rail could not be built, worded for the operator (`L402 rail: …`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -36,7 +36,7 @@ mod rail;
 mod sections;
 mod url;
 
-pub use build::{Build, BuildError, Built, Postgres, Services};
+pub use build::{Build, BuildError, Built, Maker, Postgres, Services, Shared};
 pub use cx::{split_keys, Cx, Section};
 pub use fields::{fields, fields_of, FieldRecorder, Fields};
 pub use place::{line_col, quote_key, span_of_path};

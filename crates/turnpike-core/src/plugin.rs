@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::credential::CredentialParseError;
-use crate::{Challenge, Credential, Identity, Offer, Rail, RailId, RailMeter};
+use crate::{Challenge, Credential, Identity, Offer, Rail, RailId, RailMeter, Refusal};
 
 /// A parsed credential, or why what was presented is not one.
 pub type Parsed = Result<Credential, CredentialParseError>;
@@ -47,6 +47,12 @@ pub struct PassNotes {
     pub response_headers: Vec<(&'static str, String)>,
     /// The identity the gateway may vouch for to the upstream, with its scopes.
     pub vouch: Option<(Identity, Vec<String>)>,
+    /// Headers for a successful (2xx) response only (e.g. a payment receipt, which an error
+    /// answer must not carry).
+    pub success_headers: Vec<(&'static str, String)>,
+    /// Members added to the JSON-RPC result's `_meta` (e.g. a payment receipt), in a JSON
+    /// answer or each result event of an SSE one; an error answer gets none.
+    pub result_meta: Vec<(&'static str, Value)>,
 }
 
 /// A rail's own answer to a credential it refused, in place of the challenges (always over
@@ -65,6 +71,21 @@ pub struct RailAnswer {
     pub headers: Vec<(&'static str, String)>,
     /// Members added to the JSON-RPC error's `data`.
     pub data: Vec<(&'static str, Value)>,
+}
+
+/// A rail's challenges in band under a standard of its own ([`RailPlugin::in_band_form`]: the
+/// MPP transport's JSON-RPC error `-32042`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InBandForm {
+    /// The JSON-RPC error code to answer with when every challenge is this rail's.
+    pub code: i64,
+    /// Its message.
+    pub message: String,
+    /// Its `data`.
+    pub data: Value,
+    /// The member added to the `_meta` of an in-band `tools/call` result that lists other
+    /// rails' challenges beside this rail's.
+    pub result_meta: (&'static str, Value),
 }
 
 /// A rail bound to one request ([`RailPlugin::bind`]).
@@ -127,8 +148,8 @@ pub trait CredentialReader: Send + Sync {
         None
     }
 
-    /// The keys of `params._meta` this rail reads (all under `turnpike/`, which the gateway
-    /// strips before forwarding).
+    /// The keys of `params._meta` this rail reads (under `turnpike/`, or a standard's own key
+    /// such as `org.paymentauth/credential`), each stripped before forwarding.
     fn meta_keys(&self) -> &'static [&'static str] {
         &[]
     }
@@ -179,6 +200,26 @@ pub trait RailPlugin: Send + Sync {
             "{rail}: see structuredContent.turnpike.challenges and retry this same call with the \
              credential in params._meta[\"turnpike/{rail}\"]. "
         )
+    }
+
+    /// Whether a credential of this rail that does not parse is answered as one that cannot
+    /// pay — 402 with fresh challenges, its refusal among them — rather than as a forged one
+    /// (401). The `Payment` scheme asks for 402 whatever is wrong with a credential. The
+    /// default: no.
+    fn malformed_is_stale(&self) -> bool {
+        false
+    }
+
+    /// Its challenges (`challenges`, all of this rail) and refusals in band under a standard
+    /// of its own: the JSON-RPC error answered when they are the only ones, and the `_meta`
+    /// member of an in-band result beside other rails' challenges. The default: none (the
+    /// challenges travel in turnpike's own in-band forms only).
+    fn in_band_form(
+        &self,
+        _challenges: &[&Challenge],
+        _refusals: &[&Refusal],
+    ) -> Option<InBandForm> {
+        None
     }
 
     /// Binds the rail to one request whose price offers it (`offer`), given the credentials

@@ -33,6 +33,7 @@ pub mod rails;
 pub mod registry;
 pub mod reload;
 pub mod respond;
+pub mod result_meta;
 pub mod serve;
 pub mod settle;
 pub mod upstreams;

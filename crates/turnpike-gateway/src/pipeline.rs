@@ -66,7 +66,8 @@
 //!    refused here has its debit refunded.
 //! 7. **Forward** (`Gate::forward` → `Forwarded`): the credentials are stripped — the
 //!    `Authorization`, `Macaroon`, `DPoP` and `Turnpike-*` headers, and every `turnpike/*` key
-//!    of `params._meta` ([`turnpike_mcp::strip_turnpike_meta`]; the body is re-serialised only
+//!    of `params._meta` and every other key a rail reads there (`org.paymentauth/credential`)
+//!    ([`turnpike_mcp::strip_meta`]; the body is re-serialised only
 //!    when something was removed, otherwise the received bytes go on); a call a token paid for
 //!    may gain the gateway's signed `Turnpike-Identity` header ([`crate::identity`]). The call
 //!    goes to the inner service (an upstream, or the MCP server itself when the gate is a tower
@@ -78,7 +79,9 @@
 //!    rail needs the JSON-RPC outcome (a balance debit) that outcome decides ([`crate::settle`]),
 //!    for the rest the HTTP status; a non-2xx answer (refused before being served) also
 //!    releases a single-use credential ([`turnpike_core::Rail::release`]). A round paid by
-//!    puzzle or payment is remembered for its next round ([`crate::continuation`]);
+//!    puzzle or payment is remembered for its next round ([`crate::continuation`]); a 2xx
+//!    answer gains what the granting rail adds on success (the MPP receipt: `Payment-Receipt`
+//!    and `result._meta`, [`crate::result_meta`]);
 //!    `tools/list` responses are annotated with each tool's price ([`crate::annotate`]); an
 //!    admitted call carries `RateLimit-Policy` / `RateLimit` and holds its in-flight slot until
 //!    the response body has ended.
@@ -100,7 +103,7 @@ use serde_json::{json, Value};
 use tower::{Service, ServiceExt};
 use turnpike_core::{
     error_codes, BoundRail, CallFacts, Decision, EdgeRequest, Grant, Identity, Policy, Price, Rail,
-    RailId, Refusal,
+    RailId, RailPlugin, Refusal,
 };
 use turnpike_limits::{
     Admission, Admitted, CallInfo, CallKind, Limiter, PendingAdmit, SpendReceipt,
@@ -609,6 +612,7 @@ impl Gate {
             grant: None,
             pre_admitted: judged.pre_admitted,
             response_headers: Vec::new(),
+            result_meta: (Vec::new(), Vec::new()),
             identity_header: None,
         };
         match judged.decision {
@@ -618,6 +622,7 @@ impl Gate {
                 if let Some((_, bound)) = judged.bound.iter().find(|(r, _)| *r == grant.rail) {
                     let notes = bound.passed();
                     decided.response_headers = notes.response_headers;
+                    decided.result_meta = (notes.success_headers, notes.result_meta);
                     decided.identity_header = notes.vouch.and_then(|(id, scopes)| {
                         self.identity
                             .as_ref()?
@@ -739,7 +744,7 @@ impl Gate {
             judged.pre_admitted =
                 Some(self.admission_answer(admission, &parts.headers, msg.id(), log)?);
         }
-        judged.decision = with_malformed(decision, collected.malformed);
+        judged.decision = with_malformed(decision, collected.malformed, self.rails.edge());
         Ok(judged)
     }
 
@@ -935,6 +940,7 @@ impl Gate {
             priced,
             grant,
             response_headers,
+            result_meta,
             identity_header,
             ..
         } = decided;
@@ -954,7 +960,13 @@ impl Gate {
         // The body is whole now: it goes on with its exact length.
         parts.headers.remove(header::TRANSFER_ENCODING);
         parts.headers.remove(header::EXPECT);
-        let meta_changed = turnpike_mcp::strip_turnpike_meta(msg.value_mut())
+        let meta_keys: Vec<&str> = self
+            .rails
+            .edge()
+            .iter()
+            .flat_map(|r| r.reader().meta_keys().iter().copied())
+            .collect();
+        let meta_changed = turnpike_mcp::strip_meta(msg.value_mut(), &meta_keys)
             | log.spans.rewrite_meta(msg.value_mut(), log.trace.as_ref());
         let body = if meta_changed {
             serde_json::to_vec(msg.value()).map_or(bytes, Bytes::from)
@@ -1046,6 +1058,7 @@ impl Gate {
             list_id,
             remember_round,
             admitted,
+            result_meta,
         })
     }
 
@@ -1060,6 +1073,7 @@ impl Gate {
             list_id,
             remember_round,
             admitted,
+            result_meta: (success_headers, result_meta),
         } = f;
         // Settle, by the JSON-RPC outcome where the rail needs it.
         if let Some((rail, grant)) = settle_with {
@@ -1068,6 +1082,17 @@ impl Gate {
         if let (Some(binding), Some(id)) = (remember_round, &request_id) {
             resp =
                 crate::continuation::watch(resp, self.continuations.clone(), binding, id.clone());
+        }
+        // What the granting rail adds to a successful answer (a payment receipt).
+        if resp.status().is_success() {
+            for (name, value) in success_headers {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    resp.headers_mut().insert(name, v);
+                }
+            }
+            if let Some(id) = &request_id {
+                resp = crate::result_meta::add(resp, id.clone(), result_meta).await;
+            }
         }
         // Annotate tools/list.
         let mut resp = match list_id {
@@ -1370,8 +1395,11 @@ struct Decided<'g> {
     grant: Option<Grant>,
     /// The admission checked before a puzzle solution was verified.
     pre_admitted: Option<Admitted>,
-    /// Headers the granting rail adds to the response (`DPoP-Nonce`).
+    /// Headers the granting rail adds to the response (`DPoP-Nonce`, `Payment-Receipt`).
     response_headers: Vec<(&'static str, String)>,
+    /// Headers for a successful answer and members for the result's `_meta` that the
+    /// granting rail adds (a payment receipt).
+    result_meta: OnSuccess,
     /// The signed `Turnpike-Identity` for the upstream.
     identity_header: Option<String>,
 }
@@ -1394,7 +1422,14 @@ struct Forwarded {
     list_id: Option<Value>,
     remember_round: Option<[u8; 32]>,
     admitted: Option<Admitted>,
+    /// Headers for a successful answer and members for the result's `_meta` (a payment
+    /// receipt).
+    result_meta: OnSuccess,
 }
+
+/// What a granting rail adds to a successful answer only: headers, and members of the
+/// result's `_meta` ([`turnpike_core::PassNotes`]).
+type OnSuccess = (Vec<(&'static str, String)>, crate::result_meta::Members);
 
 /// What tools cost, as `tools/list` publishes it.
 struct PriceTable {
@@ -1440,12 +1475,34 @@ where
 }
 
 /// A credential that did not even parse makes an otherwise unpaid call `Invalid` (401).
-fn with_malformed(decision: Decision, mut malformed: Vec<Refusal>) -> Decision {
+fn with_malformed(
+    decision: Decision,
+    malformed: Vec<Refusal>,
+    rails: &[Arc<dyn RailPlugin>],
+) -> Decision {
+    // A rail may answer its unparseable credentials as stale ones (402): the Payment scheme.
+    let stale = |r: &Refusal| {
+        rails
+            .iter()
+            .find(|p| p.id() == r.rail)
+            .is_some_and(|p| p.malformed_is_stale())
+    };
+    let (soft, mut hard): (Vec<Refusal>, Vec<Refusal>) = malformed.into_iter().partition(stale);
     match decision {
-        Decision::Challenge { challenges, .. } if !malformed.is_empty() => Decision::Invalid {
-            refusal: malformed.swap_remove(0),
+        Decision::Challenge { challenges, .. } if !hard.is_empty() => Decision::Invalid {
+            refusal: hard.swap_remove(0),
             challenges,
         },
+        Decision::Challenge {
+            challenges,
+            mut refusals,
+        } => {
+            refusals.extend(soft);
+            Decision::Challenge {
+                challenges,
+                refusals,
+            }
+        }
         d => d,
     }
 }

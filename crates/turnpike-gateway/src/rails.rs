@@ -16,7 +16,10 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use turnpike_conf::{always_on_first, Build, BuildError, Built, Postgres, RailConf, Services};
+use parking_lot::Mutex;
+use turnpike_conf::{
+    always_on_first, Build, BuildError, Built, Maker, Postgres, RailConf, Services, Shared,
+};
 use turnpike_core::{Rail, RailId, RailPlugin};
 use turnpike_limits::StoreBackend;
 use turnpike_oauth::OAuthRail;
@@ -144,8 +147,9 @@ impl From<BuildError> for GatewayError {
     }
 }
 
-/// What the gateway's `[store]` gives every rail ([`Services`]).
-struct StoreServices<'a>(&'a Config);
+/// What the gateway's `[store]` gives every rail ([`Services`]), and what the rails of one build
+/// share ([`Services::shared`]).
+struct StoreServices<'a>(&'a Config, Mutex<Vec<(String, Shared)>>);
 
 impl Services for StoreServices<'_> {
     fn spent_set(&self, purpose: &str) -> Result<Arc<dyn SpentSet>, BuildError> {
@@ -168,13 +172,23 @@ impl Services for StoreServices<'_> {
                 .map_err(|e| BuildError(e.to_string())),
         )
     }
+
+    fn shared(&self, key: &str, make: &mut Maker<'_>) -> Result<Shared, BuildError> {
+        let mut made = self.1.lock();
+        if let Some((_, thing)) = made.iter().find(|(k, _)| k == key) {
+            return Ok(thing.clone());
+        }
+        let thing = make()?;
+        made.push((key.to_string(), thing.clone()));
+        Ok(thing)
+    }
 }
 
 /// Runs `f` with what the rails of `cfg` are built from (e.g. a rail crate's own opener of its
 /// state, for the command line: `turnpike_l402::conf::open_store`).
 pub fn with_build<T>(cfg: &Config, f: impl FnOnce(&Build<'_>) -> T) -> T {
     let public_url = cfg.public_url();
-    let services = StoreServices(cfg);
+    let services = StoreServices(cfg, Mutex::new(Vec::new()));
     f(&Build {
         sections: &cfg.rails,
         data_dir: &cfg.server.data_dir,

@@ -10,6 +10,7 @@ use turnpike_conf::RailConf;
 /// check` lists them.
 pub static RAIL_CONFS: &[&dyn RailConf] = &[
     &turnpike_l402::conf::L402Conf,
+    &turnpike_mpp::conf::MppConf,
     &turnpike_pow::conf::PowConf,
     &turnpike_oauth::conf::OAuthConf,
 ];

@@ -6,7 +6,8 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use turnpike_core::{
-    error_codes, Challenge, Decision, RailAnswer, RailDocument, RailId, RailPlugin, Refusal,
+    error_codes, Challenge, Decision, InBandForm, RailAnswer, RailDocument, RailId, RailPlugin,
+    Refusal,
 };
 
 use crate::config::ChallengeMode;
@@ -45,7 +46,10 @@ pub fn mode_for(configured: ChallengeMode, headers: &HeaderMap) -> ChallengeMode
 /// rails' order ([`RailPlugin::challenge_order`]: L402 first, then proof-of-work, then
 /// Bearer), and a JSON-RPC error body. In band: HTTP 200 with an `isError` tool result for
 /// `tools/call` whose text each rail writes its part of ([`in_band_text`]), and with the
-/// JSON-RPC error for other methods (whose results have no error form).
+/// JSON-RPC error for other methods (whose results have no error form); when every challenge
+/// is one rail's and that rail has a standard in-band form ([`RailPlugin::in_band_form`]: MPP's
+/// -32042), that form instead, and beside other rails' challenges its `_meta` member in the
+/// result.
 pub fn challenge(
     mode: ChallengeMode,
     era: turnpike_mcp::Era,
@@ -100,9 +104,38 @@ pub fn challenge(
         status
     };
     if mode == ChallengeMode::InBand {
+        let forms = in_band_forms(rails, &challenges, &refusals);
+        // Every challenge one rail's, which has a standard form of its own: that form.
+        if let [(_, form)] = &forms[..] {
+            if challenges.iter().all(|c| c.rail == challenges[0].rail) {
+                let body = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": id.cloned().unwrap_or(Value::Null),
+                    "error": {"code": form.code, "message": form.message, "data": form.data},
+                });
+                return json_response(StatusCode::OK, &body);
+            }
+        }
         let body = if method == "tools/call" {
             let text = in_band_text(rails, &challenges, &refusals);
-            turnpike_mcp::in_band_result_for(era, id, &text, &challenges, &refusals)
+            let mut body = turnpike_mcp::in_band_result_for(era, id, &text, &challenges, &refusals);
+            if let Some(result) = body.get_mut("result").and_then(Value::as_object_mut) {
+                let meta = result
+                    .entry("_meta")
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if let Some(meta) = meta.as_object_mut() {
+                    for (_, f) in forms {
+                        meta.insert(f.result_meta.0.to_string(), f.result_meta.1);
+                    }
+                }
+                if result
+                    .get("_meta")
+                    .is_some_and(|m| m.as_object().is_some_and(|m| m.is_empty()))
+                {
+                    result.remove("_meta");
+                }
+            }
+            body
         } else {
             turnpike_mcp::challenge_error(id, code, message, &challenges, &refusals)
         };
@@ -112,6 +145,30 @@ pub fn challenge(
     let mut r = json_response(status, &body);
     append_challenges(r.headers_mut(), &challenges, rails);
     r
+}
+
+/// The standard in-band forms of the rails among `challenges` that have one
+/// ([`RailPlugin::in_band_form`]), each with its own challenges and refusals.
+fn in_band_forms(
+    rails: &[Arc<dyn RailPlugin>],
+    challenges: &[Challenge],
+    refusals: &[Refusal],
+) -> Vec<(RailId, InBandForm)> {
+    let mut out: Vec<(RailId, InBandForm)> = Vec::new();
+    for c in challenges {
+        if out.iter().any(|(r, _)| *r == c.rail) {
+            continue;
+        }
+        let Some(rail) = rails.iter().find(|r| r.id() == c.rail) else {
+            continue;
+        };
+        let own: Vec<&Challenge> = challenges.iter().filter(|x| x.rail == c.rail).collect();
+        let why: Vec<&Refusal> = refusals.iter().filter(|x| x.rail == c.rail).collect();
+        if let Some(f) = rail.in_band_form(&own, &why) {
+            out.push((c.rail, f));
+        }
+    }
+    out
 }
 
 /// Where `rail`'s challenge goes among the others (a rail the gateway does not run at the

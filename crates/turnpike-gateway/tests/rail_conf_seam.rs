@@ -249,7 +249,7 @@ fn the_gateways_own_rails_leave_their_recognisers_when_off() {
     c.server.data_dir = dir.clone();
     let rails = Rails::from_config(&c).unwrap();
     let ids: Vec<&str> = rails.edge().iter().map(|r| r.id().as_str()).collect();
-    assert_eq!(ids, ["pow", "l402", "oauth"]);
+    assert_eq!(ids, ["pow", "l402", "mpp", "oauth"]);
     assert_eq!(rails.all.len(), 1);
     assert!(rails.get::<turnpike_pow::PowRail>().is_some());
     let _ = std::fs::remove_dir_all(dir);
@@ -261,7 +261,7 @@ fn the_hint_of_a_price_lists_the_rails_registered() {
     let e = turnpike_gateway::config::parse(&src, "t.toml")
         .unwrap_err()
         .to_string();
-    let want = "hint: write `free = true`, or `pow = <effort>` and/or `l402 = { sat = <n> }` and/or `oauth = true`, e.g. `pow = 200000`";
+    let want = "hint: write `free = true`, or `pow = <effort>` and/or `l402 = { sat = <n> }` and/or `mpp = { sats = <n> }` and/or `oauth = true`, e.g. `pow = 200000`";
     assert!(e.contains(want), "{e}");
     // A rail that gives no hint is left out of it.
     let e = parse_with(&src, "t.toml", RAILS).unwrap_err().to_string();

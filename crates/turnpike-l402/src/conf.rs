@@ -14,8 +14,8 @@ use turnpike_conf::{
 use turnpike_core::conf::hinted;
 use turnpike_core::{Offer, RailId, RailPlugin};
 use turnpike_lightning::config::{backend_section, BACKEND_KINDS};
-use turnpike_lightning::dev::DevBackend;
-use turnpike_lightning::{BackendConfig, LightningBackend};
+use turnpike_lightning::node::Node;
+use turnpike_lightning::BackendConfig;
 
 use crate::offer::{offer, terms, BillingMode, RAIL};
 use crate::{L402Config, StoreConfig};
@@ -23,7 +23,7 @@ use crate::{L402Config, StoreConfig};
 /// The rail's settings table.
 pub const TABLE: &str = "l402";
 /// The table of the Lightning backend the rail bills through; the rail is on when it is there.
-pub const LIGHTNING: &str = "lightning";
+pub const LIGHTNING: &str = turnpike_lightning::config::LIGHTNING_TABLE;
 
 const HINT_L402: &str = "write l402 = { msat = <n> } or { sat = <n> }, optionally with mode = \"per_call\" | \"balance\" | \"time_pass\" and bundle = <n> (balance: credit per invoice, in the price's unit; time_pass: seconds)";
 const HINT_NO_LIGHTNING: &str = "add a [lightning] section naming the node that creates invoices, e.g. [lightning] backend = \"lnd\", url = \"https://127.0.0.1:8080\", macaroon_path = \"…/invoice.macaroon\" (or backend = \"dev\" to try it out, never in production)";
@@ -42,26 +42,7 @@ pub struct L402Section {
     pub store: StoreConfig,
 }
 
-/// `[lightning]`: which node or wallet service creates invoices.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LightningSection {
-    /// The backend and how to reach it (secrets already read from `*_env` variables; files are
-    /// read when the backend is built).
-    pub backend: BackendConfig,
-    /// `[lightning.dev_wallet]` (dev backend only): serve the dev wallet, an LND-REST look-alike
-    /// that pays this gateway's dev invoices. **Not for production.**
-    pub dev_wallet: Option<DevWalletConfig>,
-}
-
-/// `[lightning.dev_wallet]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DevWalletConfig {
-    /// Loopback address to listen on (port 0: any free port). Default `127.0.0.1:0`.
-    pub listen: SocketAddr,
-    /// Write `/v2/router/send`'s preimage in base64 (what `l402-requests` 0.9 reads) instead of
-    /// LND's hex.
-    pub preimage_base64: bool,
-}
+pub use turnpike_lightning::config::{DevWalletConfig, LightningSection};
 
 /// `[l402]` of a configuration's rail sections (its defaults when the file leaves it out).
 pub fn section(sections: &Sections) -> L402Section {
@@ -385,6 +366,19 @@ impl RailConf for L402Conf {
     }
 }
 
+/// The node `[lightning]` names, built once per gateway and shared with every other rail that
+/// bills through it ([`turnpike_conf::Services::shared`] under `lightning`).
+fn shared_node(build: &Build<'_>, ln: &LightningSection) -> Result<Node, BuildError> {
+    let any = build.services.shared(LIGHTNING, &mut || {
+        Node::connect(ln)
+            .map(|n| Arc::new(n) as Arc<dyn std::any::Any + Send + Sync>)
+            .map_err(|e| BuildError(format!("lightning: {e}")))
+    })?;
+    any.downcast::<Node>()
+        .map(|n| (*n).clone())
+        .map_err(|_| l402_error("[lightning] was built as something else"))
+}
+
 fn l402_error(e: impl std::fmt::Display) -> BuildError {
     BuildError(format!("L402 rail: {e}"))
 }
@@ -396,21 +390,8 @@ pub fn build_rail(build: &Build<'_>) -> Result<Built, BuildError> {
     let Some(ln) = lightning(build.sections) else {
         return Err(l402_error("no [lightning] section"));
     };
-    let (backend, dev): (Arc<dyn LightningBackend>, _) = match &ln.backend {
-        BackendConfig::Dev(d) => {
-            let dev = Arc::new(DevBackend::new(d).map_err(l402_error)?);
-            tracing::warn!(
-                target: "turnpike::serve",
-                "!!! {} !!!",
-                turnpike_lightning::dev::NOT_FOR_PRODUCTION
-            );
-            (dev.clone() as Arc<dyn LightningBackend>, Some(dev))
-        }
-        other => (
-            turnpike_lightning::connect(other).map_err(l402_error)?,
-            None,
-        ),
-    };
+    let node = shared_node(build, ln)?;
+    let (backend, dev) = (node.backend.clone(), node.dev.clone());
     let store = open_store(build)?;
     let spent = build.services.spent_set("l402")?;
     let rail = crate::L402Rail::new(section(build.sections).rail, backend, store, spent);

@@ -21,7 +21,7 @@ pub mod caveat;
 pub mod conf;
 pub mod credential;
 pub mod identifier;
-pub mod invoice_limit;
+pub use turnpike_lightning::invoice_limit;
 pub mod macaroon;
 pub mod meter;
 pub mod offer;

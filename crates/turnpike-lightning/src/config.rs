@@ -571,3 +571,29 @@ mod tests {
         assert_eq!(d, BackendConfig::Dev(DevConfig::default()));
     }
 }
+
+/// `[lightning]` as the gateway read it: which node or wallet service creates invoices. Read by
+/// the L402 rail's configuration (which owns the table) and shared by every rail that bills
+/// through Lightning, found in the rails' sections under [`LIGHTNING_TABLE`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LightningSection {
+    /// The backend and how to reach it (secrets already read from `*_env` variables; files are
+    /// read when the backend is built).
+    pub backend: BackendConfig,
+    /// `[lightning.dev_wallet]` (dev backend only): serve the dev wallet, an LND-REST look-alike
+    /// that pays this gateway's dev invoices. **Not for production.**
+    pub dev_wallet: Option<DevWalletConfig>,
+}
+
+/// The name of the `[lightning]` table.
+pub const LIGHTNING_TABLE: &str = "lightning";
+
+/// `[lightning.dev_wallet]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevWalletConfig {
+    /// Loopback address to listen on (port 0: any free port). Default `127.0.0.1:0`.
+    pub listen: std::net::SocketAddr,
+    /// Write `/v2/router/send`'s preimage in base64 (what `l402-requests` 0.9 reads) instead of
+    /// LND's hex.
+    pub preimage_base64: bool,
+}

@@ -1,6 +1,6 @@
 //! Lightning backends for turnpike, behind one trait.
 //!
-//! The L402 rail needs two things from a Lightning node: an invoice for an amount, and later
+//! The L402 and MPP rails need two things from a Lightning node: an invoice for an amount, and later
 //! whether that invoice was paid. [`LightningBackend`] is exactly that; each module implements
 //! it for one node API:
 //!
@@ -25,8 +25,10 @@ pub mod cln;
 pub mod config;
 pub mod dev;
 mod http;
+pub mod invoice_limit;
 pub mod lnbits;
 pub mod lnd;
+pub mod node;
 pub mod nwc;
 pub mod phoenixd;
 pub mod wallet;

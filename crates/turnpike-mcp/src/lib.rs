@@ -32,7 +32,7 @@ pub use annotate::annotate_tools_list;
 pub use classify::{call_name, classify};
 pub use envelope::{parse_message, EnvelopeError, Message, MessageKind};
 pub use headers::{check_routing_headers, era, Era, HeaderMismatch};
-pub use meta::strip_turnpike_meta;
+pub use meta::{strip_meta, strip_turnpike_meta};
 pub use respond::{
     challenge_error, error_response, in_band_result, in_band_result_for, in_band_result_with,
 };

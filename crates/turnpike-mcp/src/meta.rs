@@ -3,8 +3,10 @@
 //! A caller that cannot set HTTP headers (most MCP clients) retries a call with its credential in
 //! the request's `params._meta`, under a `turnpike/*` key each rail names and parses itself
 //! (e.g. `{"_meta": {"turnpike/pow": {"challenge": "<token>", "solution": "<n0>,<n1>,…"}}}`).
-//! Every `turnpike/*` key is removed before the message is forwarded
-//! ([`strip_turnpike_meta`]), so the upstream never sees a credential.
+//! A rail may also read a key of a standard of its own (the `Payment` scheme's
+//! `org.paymentauth/credential`). Every `turnpike/*` key and every such key is removed before
+//! the message is forwarded ([`strip_turnpike_meta`], [`strip_meta`]), so the upstream never
+//! sees a credential.
 
 use serde_json::Value;
 
@@ -15,6 +17,12 @@ pub const META_PREFIX: &str = "turnpike/";
 /// leaves it empty. Returns whether anything was removed (so the caller re-serialises the body
 /// only when it changed).
 pub fn strip_turnpike_meta(message: &mut Value) -> bool {
+    strip_meta(message, &[])
+}
+
+/// [`strip_turnpike_meta`], and also the keys `also` (credential keys rails read outside
+/// `turnpike/`).
+pub fn strip_meta(message: &mut Value, also: &[&str]) -> bool {
     let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) else {
         return false;
     };
@@ -22,7 +30,7 @@ pub fn strip_turnpike_meta(message: &mut Value) -> bool {
         return false;
     };
     let before = meta.len();
-    meta.retain(|k, _| !k.starts_with(META_PREFIX));
+    meta.retain(|k, _| !k.starts_with(META_PREFIX) && !also.contains(&k.as_str()));
     if meta.len() == before {
         return false;
     }
@@ -53,5 +61,9 @@ mod tests {
         assert!(!strip_turnpike_meta(&mut v));
         let mut v = json!({"params":[1]});
         assert!(!strip_turnpike_meta(&mut v));
+        let mut v = json!({"params":{"_meta":{"org.paymentauth/credential":{},"k":1}}});
+        assert!(!strip_turnpike_meta(&mut v));
+        assert!(strip_meta(&mut v, &["org.paymentauth/credential"]));
+        assert_eq!(v, json!({"params":{"_meta":{"k":1}}}));
     }
 }

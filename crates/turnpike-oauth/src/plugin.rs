@@ -175,6 +175,7 @@ impl BoundRail for Bound {
                 .map(|n| vec![(DPOP_NONCE_HEADER, n)])
                 .unwrap_or_default(),
             vouch: Some((a.identity, a.token.scopes)),
+            ..PassNotes::default()
         }
     }
 

@@ -427,6 +427,21 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("store memory, fail closed"), "{s}");
+        assert!(!s.contains("mpp"), "MPP is off without [lightning]: {s}");
+        let cfg = config::parse(
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[tools.default]\nmpp = { sats = 10 }\n[lightning]\nbackend = \"dev\"\n[mpp]\nrealm = \"x.example\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let s = summary(&cfg);
+        assert!(
+            s.contains("other tools mpp 10 sat per call (lightning charge)"),
+            "{s}"
+        );
+        assert!(
+            s.contains("mpp: Payment scheme, lightning charge; realm \"x.example\""),
+            "{s}"
+        );
         let cfg = config::parse(
             "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[store]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"\ndurable = \"postgres\"\npostgres_url = \"postgres://t@127.0.0.1/t\"\npostgres_schema = \"gw\"\n",
             "t.toml",

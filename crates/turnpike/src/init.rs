@@ -22,17 +22,17 @@ pub(crate) struct InitArgs {
     /// A stdio MCP server to launch instead: the program and its arguments in one string.
     #[arg(long, value_name = "\"CMD ARGS…\"")]
     pub(crate) upstream_cmd: Option<String>,
-    /// The rails tools are paid with, comma-separated: pow, l402, oauth.
+    /// The rails tools are paid with, comma-separated: pow, l402, mpp, oauth.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub(crate) rails: Option<Vec<String>>,
     /// Proof-of-work price of a tool call, in expected hashes (200000 ≈ 25 ms on one thread of
     /// the reference solver, 8,000,000 hashes/s).
     #[arg(long, value_name = "N")]
     pub(crate) pow_effort: Option<u64>,
-    /// L402 price of a tool call, in satoshis.
+    /// L402 (and MPP) price of a tool call, in satoshis.
     #[arg(long, value_name = "SATS")]
     pub(crate) price_sat: Option<u64>,
-    /// The Lightning backend for L402: dev (the default: a stand-in node inside the gateway, so
+    /// The Lightning backend for L402 and MPP: dev (the default: a stand-in node inside the gateway, so
     /// that the file serves at once; never in production), lnd, cln, phoenixd, lnbits or nwc (their
     /// credential paths are written as placeholders to edit: `turnpike check` refuses the file
     /// until they point at real files).
@@ -66,6 +66,7 @@ pub(crate) struct Answers {
     pub(crate) upstream_cmd: Option<Vec<String>>,
     pub(crate) pow: Option<u64>,
     pub(crate) l402_sat: Option<u64>,
+    pub(crate) mpp_sat: Option<u64>,
     pub(crate) lightning: String,
     pub(crate) oauth_issuer: Option<String>,
     pub(crate) admin: bool,
@@ -148,6 +149,7 @@ pub(crate) fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
         upstream_cmd,
         pow: None,
         l402_sat: None,
+        mpp_sat: None,
         lightning: a.lightning.clone().unwrap_or_else(|| "dev".into()),
         oauth_issuer: None,
         admin: !a.no_admin,
@@ -156,6 +158,7 @@ pub(crate) fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
         match r.trim() {
             "pow" => ans.pow = Some(a.pow_effort.unwrap_or(DEFAULT_EFFORT)),
             "l402" => ans.l402_sat = Some(a.price_sat.unwrap_or(DEFAULT_SAT)),
+            "mpp" => ans.mpp_sat = Some(a.price_sat.unwrap_or(DEFAULT_SAT)),
             "oauth" => {
                 ans.oauth_issuer = Some(a.oauth_issuer.clone().ok_or_else(|| {
                     anyhow::anyhow!("--rails oauth needs --oauth-issuer https://…")
@@ -278,12 +281,12 @@ pub(crate) fn ask(
         )?;
         flags.pow_effort = Some(v.parse().context("the effort is a whole number")?);
     }
-    if has("l402") {
+    if has("l402") || has("mpp") {
         if flags.price_sat.is_none() {
             let v = prompt(
                 input,
                 out,
-                "L402 price per call, in satoshis",
+                "Lightning price per call, in satoshis",
                 &DEFAULT_SAT.to_string(),
             )?;
             flags.price_sat = Some(v.parse().context("the price is a whole number")?);
@@ -351,7 +354,7 @@ pub(crate) fn render(a: &Answers) -> String {
     }
     s.push_str("# Prices. [tools.default] prices every tool not named; several rails = the caller chooses.\n");
     s.push_str("[tools.default]\n");
-    if a.pow.is_none() && a.l402_sat.is_none() && a.oauth_issuer.is_none() {
+    if a.pow.is_none() && a.l402_sat.is_none() && a.mpp_sat.is_none() && a.oauth_issuer.is_none() {
         s.push_str("free = true\n");
     }
     if let Some(e) = a.pow {
@@ -368,11 +371,16 @@ pub(crate) fn render(a: &Answers) -> String {
             "l402 = {{ sat = {sat} }}              # Lightning: satoshis per call (mode = \"balance\" | \"time_pass\" to bundle)\n"
         ));
     }
+    if let Some(sat) = a.mpp_sat {
+        s.push_str(&format!(
+            "mpp = {{ sats = {sat} }}              # the Payment scheme (MPP), Lightning charge: satoshis per call\n"
+        ));
+    }
     if a.oauth_issuer.is_some() {
         s.push_str("oauth = true                     # any valid access token for this resource\n");
     }
     s.push_str("\n# A tool that costs nothing:\n# [tools.echo]\n# free = true\n\n");
-    if a.l402_sat.is_some() {
+    if a.l402_sat.is_some() || a.mpp_sat.is_some() {
         s.push_str("[lightning]                      # the node that creates invoices\n");
         match a.lightning.as_str() {
             "dev" => {
@@ -506,7 +514,7 @@ mod tests {
     /// the gateway can be chosen, and choosing it writes what turns it on and its price.
     #[test]
     fn every_registered_rail_is_written_as_its_definition_reads_it() {
-        assert_eq!(rail_names(), ["pow", "l402", "oauth"]);
+        assert_eq!(rail_names(), ["pow", "l402", "mpp", "oauth"]);
         for conf in turnpike_gateway::registry::RAIL_CONFS {
             for backend in BACKENDS {
                 let mut a = args();
@@ -521,7 +529,7 @@ mod tests {
         let mut a = args();
         a.rails = Some(vec!["gold".into()]);
         let e = from_flags(&a).unwrap_err().to_string();
-        assert!(e.ends_with("the rails are pow, l402 and oauth"), "{e}");
+        assert!(e.ends_with("the rails are pow, l402, mpp and oauth"), "{e}");
     }
 
     #[test]

@@ -368,6 +368,22 @@ mod tests {
         assert!(matches!(to_legacy_result(&mut v), Edit::Keep));
     }
 
+    /// -32042 is both MPP's "Payment Required" and 2025-11-25's URLElicitationRequiredError;
+    /// neither is an `input_required` result, and both reach the 2025 client as they were.
+    #[test]
+    fn payment_required_is_not_url_elicitation() {
+        let payment = json!({"jsonrpc":"2.0","id":4,"error":{"code":-32042,"message":"Payment Required",
+            "data":{"httpStatus":402,"challenges":[{"id":"x","realm":"r","method":"lightning",
+            "intent":"charge","request":{"amount":"10","currency":"sat"}}]}}});
+        let elicit = json!({"jsonrpc":"2.0","id":5,"error":{"code":-32042,"message":"URL elicitation required",
+            "data":{"elicitations":[{"mode":"url","elicitationId":"e","url":"https://x/","message":"m"}]}}});
+        for original in [payment, elicit] {
+            let mut v = original.clone();
+            assert!(matches!(to_legacy_result(&mut v), Edit::Keep));
+            assert_eq!(v, original);
+        }
+    }
+
     #[test]
     fn input_required_is_a_clear_error() {
         let mut v = json!({"jsonrpc":"2.0","id":"a","result":{"resultType":"input_required",

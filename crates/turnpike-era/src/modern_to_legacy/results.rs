@@ -75,6 +75,23 @@ mod tests {
         assert!(matches!(to_modern_result(&mut v, true), Edit::Keep));
     }
 
+    /// -32042 is both MPP's "Payment Required" and 2025-11-25's URLElicitationRequiredError:
+    /// a 2025 server's -32042 reaches the 2026-07-28 client as it was, whichever it is (only
+    /// -32002 changes code).
+    #[test]
+    fn payment_required_passes_unchanged() {
+        let payment = json!({"jsonrpc":"2.0","id":4,"error":{"code":-32042,"message":"Payment Required",
+            "data":{"httpStatus":402,"challenges":[{"id":"x","realm":"r","method":"lightning",
+            "intent":"charge","request":{"amount":"10","currency":"sat"}}]}}});
+        let elicit = json!({"jsonrpc":"2.0","id":5,"error":{"code":-32042,"message":"URL elicitation required",
+            "data":{"elicitations":[{"mode":"url","elicitationId":"e","url":"https://x/","message":"m"}]}}});
+        for original in [payment, elicit] {
+            let mut v = original.clone();
+            assert!(matches!(to_modern_result(&mut v, false), Edit::Keep));
+            assert_eq!(v, original);
+        }
+    }
+
     #[test]
     fn results_gain_modern_members() {
         let mut v = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[]}});

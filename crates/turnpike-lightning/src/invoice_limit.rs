@@ -1,6 +1,6 @@
-//! [`InvoiceLimiter`]: how many invoices the rail creates, per caller and in all.
+//! [`InvoiceLimiter`]: how many invoices a rail creates, per caller and in all.
 //!
-//! Every L402 challenge asks the Lightning node for an invoice, so an anonymous caller could
+//! Every L402 or MPP challenge asks the Lightning node for an invoice, so an anonymous caller could
 //! make the node hold as many open invoices as it can send requests. Two GCRA buckets bound
 //! that: one per caller (its identity, or its address when it has none), `per_caller` invoices
 //! a minute with a burst of as many, and one for the whole process, `global` a minute with a

@@ -1,0 +1,945 @@
+//! [`MppRail`]: the `Payment` scheme's Lightning `charge` method as a turnpike rail.
+//!
+//! A challenge for a call priced `mpp = { sats = N }`:
+//!
+//! 1. the caller's invoice rate is checked (per caller and in all, as L402's);
+//! 2. the Lightning backend creates an invoice for N sat, payable a little longer than the
+//!    challenge lives;
+//! 3. the challenge is written: `realm` from `[mpp]`, `method="lightning"`, `intent="charge"`,
+//!    `request` the method's request (amount, currency, the invoice, its payment hash, its
+//!    network), `expires` (now + `expiry_secs`, never later than the invoice), `opaque` the
+//!    call's scope digest and the issue time, and `id` the HMAC-SHA256 of those seven slots
+//!    under the rail's key. Nothing is stored.
+//!
+//! A credential is checked offline ([`MppRail::check`]): method and intent, realm, the id
+//! recomputed and compared in constant time (so every field it covers is the gateway's own),
+//! not expired, the scope equal to this call's (tool, arguments, resource), the amount at
+//! least the price, and the preimage hashing to the payment hash. Then, with a custodial
+//! backend, the invoice's settlement is confirmed with it, and the payment hash is recorded in
+//! the `mpp` spent set until the challenge expires (memory, or Redis across instances): a
+//! second use is refused. A call the upstream refused before serving it releases the payment
+//! hash again.
+//!
+//! Every refusal is a fresh challenge (402), as the draft asks; a credential that does not
+//! parse is refused before the rail sees it (401, as for every rail).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use turnpike_core::conf::positive_u64;
+use turnpike_core::credential::CredentialParseError;
+use turnpike_core::plugin::Parsed;
+use turnpike_core::{
+    BoundRail, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
+    InBandForm, Offer, PassNotes, Rail, RailId, RailPlugin, Refusal, Verdict,
+};
+use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates};
+use turnpike_lightning::{InvoiceState, LightningBackend};
+use turnpike_store::SpentSet;
+use zeroize::Zeroizing;
+
+use crate::charge::{self, ChargeRequest};
+use crate::wire::{self, PaymentChallenge, PaymentCredential, PaymentReceipt, META_CREDENTIAL};
+use crate::RAIL;
+
+/// The file under the data directory that holds the challenge-binding key (64 hex digits).
+pub const KEY_FILE: &str = "mpp.key";
+
+/// Seconds an invoice outlives the challenge that carries it, so a payment made just before the
+/// challenge expires still settles.
+const INVOICE_SLACK_SECS: u64 = 60;
+
+/// The rail's settings: the gateway's `[mpp]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MppConfig {
+    /// The protection space named in every challenge (default: the host of the public URL).
+    pub realm: Option<String>,
+    /// How long a challenge can be paid and presented, in seconds.
+    #[serde(deserialize_with = "positive_u64")]
+    pub expiry_secs: u64,
+    /// The invoice description: this text, a space, then the tool (or method) name.
+    pub memo: String,
+    /// Invoices a minute one caller (its identity, else its address) can be offered (0: no
+    /// bound); over it the call gets no MPP challenge.
+    pub invoices_per_minute_per_caller: u32,
+    /// Invoices a minute this process offers in all (0: no bound).
+    pub invoices_per_minute: u32,
+}
+
+impl Default for MppConfig {
+    fn default() -> Self {
+        MppConfig {
+            realm: None,
+            expiry_secs: 600,
+            memo: "turnpike".into(),
+            invoices_per_minute_per_caller: 20,
+            invoices_per_minute: 600,
+        }
+    }
+}
+
+/// The realm a public URL gives: its `host[:port]` (`mcp.example.com`).
+pub fn realm_of(public_url: &str) -> String {
+    let rest = public_url.split_once("://").map_or(public_url, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    host.to_string()
+}
+
+/// What a credential that passed the offline checks pays with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The invoice's payment hash (what is spent).
+    pub payment_hash: [u8; 32],
+    /// When the challenge was issued (Unix seconds).
+    pub issued_at: u64,
+    /// When it expires (Unix seconds).
+    pub expires_at: u64,
+}
+
+/// The rail. See the module docs.
+pub struct MppRail {
+    cfg: MppConfig,
+    realm: String,
+    key: Zeroizing<[u8; 32]>,
+    backend: Arc<dyn LightningBackend>,
+    spent: Arc<dyn SpentSet>,
+    invoices: InvoiceLimiter,
+}
+
+/// Who an invoice is counted against: the caller's identity, else its address.
+fn invoice_key(call: &CallFacts) -> String {
+    match (&call.caller, call.peer) {
+        (Some(id), _) => id.scope_key(),
+        (None, Some(ip)) => ip.to_string(),
+        (None, None) => "-".into(),
+    }
+}
+
+/// The grant's receipt: `mpp:<payment hash hex>` (what [`Rail::release`] forgets).
+const RECEIPT_PREFIX: &str = "mpp:";
+
+fn stale(reason: &str) -> Verdict {
+    Verdict::Stale(Refusal::new(RAIL, reason))
+}
+
+impl MppRail {
+    /// A rail with `key` binding its challenges, invoices from `backend`, spent payments in
+    /// `spent`.
+    pub fn new(
+        cfg: MppConfig,
+        realm: String,
+        key: [u8; 32],
+        backend: Arc<dyn LightningBackend>,
+        spent: Arc<dyn SpentSet>,
+    ) -> Self {
+        let invoices = InvoiceLimiter::new(InvoiceRates {
+            per_caller: cfg.invoices_per_minute_per_caller,
+            global: cfg.invoices_per_minute,
+        });
+        MppRail {
+            cfg,
+            realm,
+            key: Zeroizing::new(key),
+            backend,
+            spent,
+            invoices,
+        }
+    }
+
+    /// The binding key in `dir/mpp.key` (64 hex digits), created with mode 0600 when missing.
+    /// Instances on one directory agree on one key (the file appears whole; a loser of the race
+    /// reads the winner's). Instances on different machines share the file.
+    pub fn load_or_create_key(dir: &Path) -> std::io::Result<[u8; 32]> {
+        match load_key(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_key(dir),
+            r => r,
+        }
+    }
+
+    /// The realm its challenges name.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// The challenge for `call` at `sats`, carrying `invoice` (pure: no I/O).
+    pub fn issue(
+        &self,
+        call: &CallFacts,
+        sats: u64,
+        invoice: &turnpike_lightning::Invoice,
+        memo: &str,
+    ) -> Option<PaymentChallenge> {
+        let network = charge::network_of(&invoice.bolt11)?;
+        let request = ChargeRequest {
+            sats,
+            description: memo.to_string(),
+            invoice: invoice.bolt11.clone(),
+            payment_hash: invoice.payment_hash,
+            network,
+        };
+        let expires_at = call
+            .now
+            .saturating_add(self.cfg.expiry_secs)
+            .min(invoice.expires_at);
+        let mut opaque = Map::new();
+        opaque.insert("iat".into(), call.now.to_string().into());
+        opaque.insert("scope".into(), hex::encode(call.scope_digest()).into());
+        let mut c = PaymentChallenge {
+            id: String::new(),
+            realm: self.realm.clone(),
+            method: charge::METHOD.into(),
+            intent: charge::INTENT.into(),
+            request: wire::encode_json(&request.to_json()),
+            expires: Some(wire::rfc3339(expires_at)),
+            digest: None,
+            opaque: Some(wire::encode_json(&Value::Object(opaque))),
+            description: None,
+        };
+        c.id = wire::binding_id(&self.key[..], &c);
+        Some(c)
+    }
+
+    /// Creates the invoice and writes the challenge for `call` under `offer`; `None` when the
+    /// offer is not this rail's, the caller is over its invoice rate, or the backend fails.
+    pub async fn mint(&self, call: &CallFacts, offer: &Offer) -> Option<Challenge> {
+        let sats = crate::sats(offer).filter(|s| *s > 0)?;
+        let msat = sats.checked_mul(1000)?;
+        if let Err(wait) = self.invoices.take(&invoice_key(call)) {
+            tracing::debug!(
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "MPP: invoice rate reached; not offering MPP"
+            );
+            return None;
+        }
+        let what = call.name.as_deref().unwrap_or(&call.method);
+        let memo: String = format!("{} {}", self.cfg.memo, what)
+            .chars()
+            .take(200)
+            .collect();
+        let expiry = self.cfg.expiry_secs.saturating_add(INVOICE_SLACK_SECS);
+        let invoice = match self.backend.create_invoice(msat, &memo, expiry).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "MPP: the Lightning backend could not create an invoice; not offering MPP");
+                return None;
+            }
+        };
+        if invoice.amount_msat < msat {
+            tracing::warn!("MPP: the backend's invoice asks less than the price; not offering MPP");
+            return None;
+        }
+        let c = self.issue(call, sats, &invoice, &memo)?;
+        Some(Challenge {
+            rail: RAIL,
+            www_authenticate: c.header(),
+            details: challenge_details(&c),
+        })
+    }
+
+    /// The offline checks of one credential for `call` under `offer` (see the module docs): the
+    /// payment it makes, or the refusal.
+    pub fn check(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        cred: &PaymentCredential,
+    ) -> Result<Checked, Verdict> {
+        let c = &cred.challenge;
+        if c.method != charge::METHOD || c.intent != charge::INTENT {
+            return Err(stale("this gateway takes the lightning charge method only"));
+        }
+        let id = wire::binding_id(&self.key[..], c);
+        if !turnpike_core::ct_eq(id.as_bytes(), c.id.as_bytes()) {
+            return Err(stale(
+                "the challenge was not issued here, or was altered (its id does not match)",
+            ));
+        }
+        if c.realm != self.realm {
+            return Err(stale("the challenge was issued for another realm"));
+        }
+        let expires_at = c
+            .expires
+            .as_deref()
+            .and_then(wire::parse_rfc3339)
+            .ok_or_else(|| stale("the challenge has no usable expiry"))?;
+        if call.now >= expires_at {
+            return Err(stale("the challenge has expired"));
+        }
+        let opaque = c.opaque_json().ok().flatten().unwrap_or_default();
+        let scope = opaque.get("scope").and_then(Value::as_str).unwrap_or("");
+        let want = hex::encode(call.scope_digest());
+        if !turnpike_core::ct_eq(scope.as_bytes(), want.as_bytes()) {
+            return Err(stale(
+                "the challenge was issued for another call (tool, arguments or resource)",
+            ));
+        }
+        let issued_at = opaque
+            .get("iat")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| stale("the challenge has no issue time"))?;
+        let request = c
+            .request_json()
+            .map_err(|_| stale("the challenge's request does not decode"))?;
+        let (paid_sats, payment_hash) = ChargeRequest::terms(&request)
+            .ok_or_else(|| stale("the challenge's request is not a lightning charge"))?;
+        if paid_sats < crate::sats(offer).unwrap_or(u64::MAX) {
+            return Err(stale("the payment is less than this call's price"));
+        }
+        let preimage = charge::preimage(&cred.payload)
+            .ok_or_else(|| stale("payload.preimage is not 64 lower-case hex digits"))?;
+        if !charge::pays(&preimage, &payment_hash) {
+            return Err(stale(
+                "the preimage does not match the challenge's invoice (not paid)",
+            ));
+        }
+        Ok(Checked {
+            payment_hash,
+            issued_at,
+            expires_at,
+        })
+    }
+
+    async fn check_and_spend(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        credential: &Credential,
+    ) -> Verdict {
+        let Some(cred) = credential.payload::<PaymentCredential>() else {
+            return Verdict::Invalid(Refusal::new(RAIL, "not an MPP credential"));
+        };
+        let checked = match self.check(call, offer, cred) {
+            Ok(c) => c,
+            Err(v) => return v,
+        };
+        // A custodial service knows its preimages before anyone pays: ask it.
+        if self.backend.is_custodial() {
+            match self.backend.lookup_invoice(&checked.payment_hash).await {
+                Ok(InvoiceState::Settled { .. }) => {}
+                Ok(_) => return stale("the invoice has not been paid"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "MPP: cannot confirm settlement");
+                    return Verdict::Unavailable(Refusal::new(
+                        RAIL,
+                        "payment settlement cannot be confirmed right now",
+                    ));
+                }
+            }
+        }
+        match self
+            .spent
+            .insert_issued(
+                checked.payment_hash,
+                checked.issued_at,
+                checked.expires_at,
+                call.now,
+            )
+            .await
+        {
+            Ok(true) => Verdict::Pass(Grant {
+                rail: RAIL,
+                identity: call.caller.clone(),
+                receipt: Some(format!(
+                    "{RECEIPT_PREFIX}{}",
+                    hex::encode(checked.payment_hash)
+                )),
+            }),
+            Ok(false) => stale("this payment has already been used"),
+            Err(e) => {
+                tracing::warn!(error = %e, "MPP: spent set unavailable");
+                Verdict::Unavailable(Refusal::new(RAIL, "the spent set cannot be reached"))
+            }
+        }
+    }
+
+    async fn release_payment(&self, grant: &Grant) {
+        let Some(hash) = grant
+            .receipt
+            .as_deref()
+            .and_then(|r| r.strip_prefix(RECEIPT_PREFIX))
+            .and_then(charge::hex32)
+        else {
+            return;
+        };
+        if let Err(e) = self.spent.release(hash, turnpike_core::unix_now()).await {
+            tracing::warn!(error = %e, "MPP: could not release a payment");
+        }
+    }
+}
+
+fn load_key(dir: &Path) -> std::io::Result<[u8; 32]> {
+    let path = dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: not 64 hex digits", path.display()),
+                )
+            })?;
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            std::fs::create_dir_all(dir)?;
+            turnpike_fs::create_private(&path, hex::encode(key).as_bytes())?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The challenge as JSON-RPC bodies carry it: the transport draft's challenge object (`request`
+/// as native JSON) with `"rail": "mpp"` beside it.
+pub fn challenge_details(c: &PaymentChallenge) -> Value {
+    let mut v = c.to_json();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("rail".into(), Value::from(RAIL.as_str()));
+    }
+    v
+}
+
+/// The receipt for a credential that paid, settled `now`.
+pub fn receipt_for(cred: &PaymentCredential, now: u64) -> Option<PaymentReceipt> {
+    let request = cred.challenge.request_json().ok()?;
+    let (_, hash) = ChargeRequest::terms(&request)?;
+    Some(PaymentReceipt {
+        method: charge::METHOD.into(),
+        challenge_id: cred.challenge.id.clone(),
+        reference: hex::encode(hash),
+        timestamp: wire::rfc3339(now),
+    })
+}
+
+impl Rail for MppRail {
+    fn kind(&self) -> RailId {
+        RAIL
+    }
+
+    fn challenge<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+    ) -> BoxFuture<'a, Option<Challenge>> {
+        Box::pin(self.mint(call, offer))
+    }
+
+    fn verify<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Verdict> {
+        Box::pin(self.check_and_spend(call, offer, credential))
+    }
+
+    fn release<'a>(&'a self, grant: &'a Grant) -> BoxFuture<'a, ()> {
+        Box::pin(self.release_payment(grant))
+    }
+
+    /// A payment is released on the HTTP status alone; the answer is never buffered.
+    fn needs_outcome(&self, _grant: &Grant) -> bool {
+        false
+    }
+
+    /// A caller over its invoice rate waits (`mpp_invoices`): 429, not 503.
+    fn issue_wait(&self, call: &CallFacts) -> Option<(std::time::Duration, &'static str)> {
+        self.invoices
+            .check(&invoice_key(call))
+            .err()
+            .map(|wait| (wait, "mpp_invoices"))
+    }
+
+    fn charged_msat(&self, grant: &Grant, offer: &Offer) -> u64 {
+        if grant.rail != RAIL {
+            return 0;
+        }
+        crate::sats(offer).map_or(0, |s| s.saturating_mul(1000))
+    }
+
+    /// A payment pays for its round.
+    fn pays_for_round(&self, _grant: &Grant) -> bool {
+        true
+    }
+}
+
+impl RailPlugin for MppRail {
+    fn id(&self) -> RailId {
+        RAIL
+    }
+
+    fn reader(&self) -> &dyn CredentialReader {
+        &MppCredentials
+    }
+
+    /// After L402 (whose clients read only the first challenge), before proof-of-work.
+    fn challenge_order(&self) -> u8 {
+        5
+    }
+
+    /// Every credential failure is a 402 with a fresh challenge, as the draft asks.
+    fn malformed_is_stale(&self) -> bool {
+        true
+    }
+
+    /// A challenge carries a single-use invoice: never cached.
+    fn challenge_headers(&self, _challenge: &Challenge) -> Vec<(&'static str, String)> {
+        vec![("cache-control", "no-store".into())]
+    }
+
+    fn in_band_text(&self, challenge: &Challenge, _first: bool) -> String {
+        in_band_text(challenge)
+    }
+
+    /// The MPP transport's forms: JSON-RPC error -32042 "Payment Required" (-32043 "Payment
+    /// Verification Failed" after a refused credential) with `data.challenges` (the challenge
+    /// objects, `request` as JSON) and `data.httpStatus` 402; beside other rails' challenges,
+    /// the same data in `result._meta["org.paymentauth/payment-required"]`.
+    fn in_band_form(&self, challenges: &[&Challenge], refusals: &[&Refusal]) -> Option<InBandForm> {
+        in_band_form(challenges, refusals)
+    }
+
+    /// A view that remembers which credential paid, for the receipt.
+    fn bind(
+        self: Arc<Self>,
+        _req: &EdgeRequest<'_>,
+        _offer: &Offer,
+        credentials: &[Credential],
+        _malformed: Option<&CredentialParseError>,
+    ) -> Option<Box<dyn BoundRail>> {
+        if !credentials.iter().any(|c| c.rail() == RAIL) {
+            return None;
+        }
+        Some(Box::new(Bound(Arc::new(PaidView {
+            rail: self,
+            paid: Mutex::new(None),
+        }))))
+    }
+}
+
+/// The rail seen by one request: verifies in its place and keeps the receipt of the credential
+/// that passed.
+struct PaidView {
+    rail: Arc<MppRail>,
+    paid: Mutex<Option<PaymentReceipt>>,
+}
+
+impl Rail for PaidView {
+    fn kind(&self) -> RailId {
+        RAIL
+    }
+
+    fn challenge<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+    ) -> BoxFuture<'a, Option<Challenge>> {
+        self.rail.challenge(call, offer)
+    }
+
+    fn verify<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move {
+            let v = self.rail.check_and_spend(call, offer, credential).await;
+            if matches!(v, Verdict::Pass(_)) {
+                if let Some(cred) = credential.payload::<PaymentCredential>() {
+                    *self.paid.lock() = receipt_for(cred, call.now);
+                }
+            }
+            v
+        })
+    }
+}
+
+struct Bound(Arc<PaidView>);
+
+impl BoundRail for Bound {
+    fn rail(&self) -> Arc<dyn Rail> {
+        self.0.clone()
+    }
+
+    /// `Payment-Receipt` on the paid response, and the receipt for `result._meta`.
+    fn passed(&self) -> PassNotes {
+        let mut notes = PassNotes::default();
+        if let Some(r) = self.0.paid.lock().as_ref() {
+            notes
+                .success_headers
+                .push((wire::RECEIPT_HEADER, r.header()));
+            notes
+                .success_headers
+                .push(("cache-control", "private".into()));
+            notes.result_meta.push((wire::META_RECEIPT, r.to_json()));
+        }
+        notes
+    }
+}
+
+/// The rail's in-band forms ([`RailPlugin::in_band_form`]).
+pub fn in_band_form(challenges: &[&Challenge], refusals: &[&Refusal]) -> Option<InBandForm> {
+    if challenges.is_empty() {
+        return None;
+    }
+    let objects: Vec<Value> = challenges
+        .iter()
+        .map(|c| {
+            let mut d = c.details.clone();
+            if let Some(o) = d.as_object_mut() {
+                o.remove("rail");
+            }
+            d
+        })
+        .collect();
+    let (code, message, problem) = if refusals.is_empty() {
+        (
+            wire::PAYMENT_REQUIRED_CODE,
+            "Payment Required",
+            serde_json::json!({
+                "type": "https://paymentauth.org/problems/payment-required",
+                "title": "Payment Required",
+                "status": 402,
+                "detail": "Payment required for access.",
+            }),
+        )
+    } else {
+        let detail: Vec<&str> = refusals.iter().map(|r| r.reason.as_str()).collect();
+        (
+            wire::VERIFICATION_FAILED_CODE,
+            "Payment Verification Failed",
+            serde_json::json!({
+                "type": "https://paymentauth.org/problems/verification-failed",
+                "title": "Payment Verification Failed",
+                "status": 402,
+                "detail": detail.join("; "),
+            }),
+        )
+    };
+    let mut data = serde_json::json!({
+        "httpStatus": 402,
+        "challenges": objects,
+        "problem": problem,
+    });
+    if !refusals.is_empty() {
+        data["failure"] = serde_json::json!({
+            "reason": "verification-failed",
+            "detail": data["problem"]["detail"].clone(),
+        });
+    }
+    let meta = serde_json::json!({"httpStatus": 402, "challenges": data["challenges"].clone()});
+    Some(InBandForm {
+        code,
+        message: message.into(),
+        data,
+        result_meta: (wire::META_PAYMENT_REQUIRED, meta),
+    })
+}
+
+/// What to do, in band: pay the invoice, retry with the credential in `_meta`.
+pub fn in_band_text(challenge: &Challenge) -> String {
+    let d = &challenge.details;
+    let invoice = d
+        .pointer("/request/methodDetails/invoice")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let amount = d
+        .pointer("/request/amount")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    format!(
+        "Pay (MPP, Payment scheme, lightning charge): pay the Lightning invoice {invoice} \
+         ({amount} sat) with a Lightning wallet, which gives you the payment's preimage (64 hex \
+         digits). Then retry this same call with the same arguments and add \
+         params._meta[\"{META_CREDENTIAL}\"] = {{\"challenge\": <this challenge object, \
+         unchanged>, \"payload\": {{\"preimage\": \"<preimage hex>\"}}}} (over HTTP, the header \
+         `Authorization: Payment <base64url of that JSON, request base64url-encoded>` works \
+         too). "
+    )
+}
+
+/// How MPP credentials are read: `Authorization: Payment <token>` and
+/// `params._meta["org.paymentauth/credential"]`. The running rail reads through it, and it is
+/// registered alone where the rail is off: the credentials are read and refused as for a call
+/// that does not accept MPP, and the `_meta` key is stripped before forwarding.
+pub struct MppCredentials;
+
+fn malformed(e: wire::WireError) -> CredentialParseError {
+    CredentialParseError::Malformed {
+        scheme: wire::SCHEME,
+        reason: e.to_string(),
+    }
+}
+
+impl RailPlugin for MppCredentials {
+    fn id(&self) -> RailId {
+        RAIL
+    }
+
+    fn malformed_is_stale(&self) -> bool {
+        true
+    }
+
+    fn reader(&self) -> &dyn CredentialReader {
+        self
+    }
+}
+
+impl CredentialReader for MppCredentials {
+    fn parse_authorization(
+        &self,
+        scheme: &str,
+        params: &str,
+        _req: &EdgeRequest<'_>,
+    ) -> Option<Parsed> {
+        if !scheme.eq_ignore_ascii_case(wire::SCHEME) {
+            return None;
+        }
+        Some(
+            PaymentCredential::from_token(params)
+                .map(|c| Credential::new(RAIL, c))
+                .map_err(malformed),
+        )
+    }
+
+    fn meta_keys(&self) -> &'static [&'static str] {
+        &[META_CREDENTIAL]
+    }
+
+    fn parse_meta(&self, key: &str, value: &Value) -> Option<Parsed> {
+        if key != META_CREDENTIAL {
+            return None;
+        }
+        Some(
+            PaymentCredential::from_meta(value)
+                .map(|c| Credential::new(RAIL, c))
+                .map_err(malformed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use turnpike_lightning::dev::DevBackend;
+    use turnpike_store::MemorySpentSet;
+
+    fn call(name: &str, args: u8, now: u64) -> CallFacts {
+        CallFacts {
+            resource: "/mcp".into(),
+            method: "tools/call".into(),
+            name: Some(name.into()),
+            args_hash: [args; 32],
+            caller: None,
+            peer: Some("127.0.0.1".parse().unwrap()),
+            now,
+        }
+    }
+
+    fn rail() -> (Arc<MppRail>, Arc<DevBackend>) {
+        let dev = Arc::new(DevBackend::regtest());
+        let rail = MppRail::new(
+            MppConfig::default(),
+            "api.example.com".into(),
+            [9; 32],
+            dev.clone(),
+            Arc::new(MemorySpentSet::new()),
+        );
+        (Arc::new(rail), dev)
+    }
+
+    /// Pays the challenge's invoice with the dev node and writes the credential.
+    fn pay(dev: &DevBackend, c: &Challenge) -> PaymentCredential {
+        let wa = c.www_authenticate.clone();
+        let ch = PaymentChallenge::parse_header(&wa).unwrap();
+        let invoice = c.details["request"]["methodDetails"]["invoice"]
+            .as_str()
+            .unwrap();
+        let preimage = dev.pay(invoice).unwrap();
+        let mut payload = Map::new();
+        payload.insert("preimage".into(), hex::encode(preimage).into());
+        PaymentCredential {
+            challenge: ch,
+            source: None,
+            payload,
+        }
+    }
+
+    fn verdict(r: &MppRail, call: &CallFacts, offer: &Offer, c: PaymentCredential) -> Verdict {
+        let cred = Credential::new(RAIL, c);
+        futures_lite(r.check_and_spend(call, offer, &cred))
+    }
+
+    fn futures_lite<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn challenge_pays_once() {
+        let (r, dev) = rail();
+        let now = turnpike_core::unix_now();
+        let call = call("echo", 1, now);
+        let offer = crate::offer(10);
+        let c = futures_lite(r.mint(&call, &offer)).unwrap();
+        assert!(c.www_authenticate.starts_with("Payment id=\""));
+        assert_eq!(c.details["method"], "lightning");
+        assert_eq!(c.details["request"]["amount"], "10");
+        assert_eq!(c.details["request"]["currency"], "sat");
+        assert_eq!(c.details["request"]["methodDetails"]["network"], "regtest");
+        let cred = pay(&dev, &c);
+        // Through the header form and back.
+        let header = cred.authorization();
+        let (_, token) = header.split_once(' ').unwrap();
+        let cred = PaymentCredential::from_token(token).unwrap();
+        assert!(matches!(
+            verdict(&r, &call, &offer, cred.clone()),
+            Verdict::Pass(_)
+        ));
+        match verdict(&r, &call, &offer, cred) {
+            Verdict::Stale(why) => assert!(why.reason.contains("already been used"), "{why:?}"),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn bound_to_tool_arguments_price_and_time() {
+        let (r, dev) = rail();
+        let now = turnpike_core::unix_now();
+        let offer = crate::offer(10);
+        let c = futures_lite(r.mint(&call("echo", 1, now), &offer)).unwrap();
+        let cred = pay(&dev, &c);
+        let reason = |v: Verdict| match v {
+            Verdict::Stale(r) => r.reason,
+            v => panic!("{v:?}"),
+        };
+        assert!(
+            reason(verdict(&r, &call("add", 1, now), &offer, cred.clone()))
+                .contains("another call")
+        );
+        assert!(
+            reason(verdict(&r, &call("echo", 2, now), &offer, cred.clone()))
+                .contains("another call")
+        );
+        assert!(reason(verdict(
+            &r,
+            &call("echo", 1, now),
+            &crate::offer(11),
+            cred.clone()
+        ))
+        .contains("less than"));
+        assert!(reason(verdict(
+            &r,
+            &call("echo", 1, now + 601),
+            &offer,
+            cred.clone()
+        ))
+        .contains("expired"));
+        // A field the id covers, altered.
+        let mut forged = cred.clone();
+        forged.challenge.expires = Some(wire::rfc3339(now + 100_000));
+        assert!(reason(verdict(&r, &call("echo", 1, now), &offer, forged)).contains("id"));
+        // Another key's challenge.
+        let (other, _) = rail();
+        let other = MppRail::new(
+            MppConfig::default(),
+            "api.example.com".into(),
+            [8; 32],
+            other.backend.clone(),
+            Arc::new(MemorySpentSet::new()),
+        );
+        assert!(
+            reason(verdict(&other, &call("echo", 1, now), &offer, cred.clone())).contains("id")
+        );
+        // A preimage of another invoice.
+        let c2 = futures_lite(r.mint(&call("echo", 1, now), &offer)).unwrap();
+        let cred2 = pay(&dev, &c2);
+        let mut swapped = cred.clone();
+        swapped.payload = cred2.payload.clone();
+        assert!(reason(verdict(&r, &call("echo", 1, now), &offer, swapped)).contains("preimage"));
+        // Nothing above spent it.
+        assert!(matches!(
+            verdict(&r, &call("echo", 1, now), &offer, cred),
+            Verdict::Pass(_)
+        ));
+    }
+
+    /// The worked example of docs/MPP.md §9, byte for byte.
+    #[test]
+    fn worked_example_of_the_document() {
+        use sha2::Digest;
+        let (r, _) = rail();
+        let rail = MppRail::new(
+            MppConfig::default(),
+            "mcp.example.com".into(),
+            [0x42; 32],
+            r.backend.clone(),
+            Arc::new(MemorySpentSet::new()),
+        );
+        let preimage = [0x11u8; 32];
+        let invoice = turnpike_lightning::Invoice {
+            bolt11: "lnbcrt100n1pexample".into(),
+            payment_hash: sha2::Sha256::digest(preimage).into(),
+            amount_msat: 10_000,
+            expires_at: 1_800_000_660,
+        };
+        let call = CallFacts {
+            resource: "/mcp".into(),
+            method: "tools/call".into(),
+            name: Some("dear".into()),
+            args_hash: sha2::Sha256::digest(br#"{"n":1}"#).into(),
+            caller: None,
+            peer: None,
+            now: 1_800_000_000,
+        };
+        let c = rail.issue(&call, 10, &invoice, "turnpike dear").unwrap();
+        let request =
+            String::from_utf8(wire::b64url_decode(&c.request, 4096, "r").unwrap()).unwrap();
+        let opaque = String::from_utf8(
+            wire::b64url_decode(c.opaque.as_deref().unwrap(), 4096, "o").unwrap(),
+        )
+        .unwrap();
+        let mut payload = Map::new();
+        payload.insert("preimage".into(), hex::encode(preimage).into());
+        let cred = PaymentCredential {
+            challenge: c.clone(),
+            source: None,
+            payload,
+        };
+        let receipt = receipt_for(&cred, 1_800_000_042).unwrap();
+        let offer = crate::offer(10);
+        assert!(rail.check(&call, &offer, &cred).is_ok());
+        assert_eq!(c.expires.as_deref(), Some("2027-01-15T08:10:00Z"));
+        assert_eq!(request, EXAMPLE_REQUEST);
+        assert_eq!(
+            opaque,
+            r#"{"iat":"1800000000","scope":"b720127466de3fbb3c95d092730bee82afbc71b3c809d3a2d100844350172c46"}"#
+        );
+        assert_eq!(c.header(), EXAMPLE_HEADER);
+        assert_eq!(cred.authorization(), EXAMPLE_AUTHORIZATION);
+        assert_eq!(receipt.header(), EXAMPLE_RECEIPT);
+    }
+
+    const EXAMPLE_REQUEST: &str = r#"{"amount":"10","currency":"sat","description":"turnpike dear","methodDetails":{"invoice":"lnbcrt100n1pexample","network":"regtest","paymentHash":"02d449a31fbb267c8f352e9968a79e3e5fc95c1bbeaa502fd6454ebde5a4bedc"}}"#;
+    const EXAMPLE_HEADER: &str = r#"Payment id="3BEVGzA3hjXJSDwA9Fo8nyvSEFn0j6psoSo8Y-oZEYM", realm="mcp.example.com", method="lightning", intent="charge", request="eyJhbW91bnQiOiIxMCIsImN1cnJlbmN5Ijoic2F0IiwiZGVzY3JpcHRpb24iOiJ0dXJucGlrZSBkZWFyIiwibWV0aG9kRGV0YWlscyI6eyJpbnZvaWNlIjoibG5iY3J0MTAwbjFwZXhhbXBsZSIsIm5ldHdvcmsiOiJyZWd0ZXN0IiwicGF5bWVudEhhc2giOiIwMmQ0NDlhMzFmYmIyNjdjOGYzNTJlOTk2OGE3OWUzZTVmYzk1YzFiYmVhYTUwMmZkNjQ1NGViZGU1YTRiZWRjIn19", expires="2027-01-15T08:10:00Z", opaque="eyJpYXQiOiIxODAwMDAwMDAwIiwic2NvcGUiOiJiNzIwMTI3NDY2ZGUzZmJiM2M5NWQwOTI3MzBiZWU4MmFmYmM3MWIzYzgwOWQzYTJkMTAwODQ0MzUwMTcyYzQ2In0""#;
+    const EXAMPLE_AUTHORIZATION: &str = r#"Payment eyJjaGFsbGVuZ2UiOnsiZXhwaXJlcyI6IjIwMjctMDEtMTVUMDg6MTA6MDBaIiwiaWQiOiIzQkVWR3pBM2hqWEpTRHdBOUZvOG55dlNFRm4wajZwc29TbzhZLW9aRVlNIiwiaW50ZW50IjoiY2hhcmdlIiwibWV0aG9kIjoibGlnaHRuaW5nIiwib3BhcXVlIjoiZXlKcFlYUWlPaUl4T0RBd01EQXdNREF3SWl3aWMyTnZjR1VpT2lKaU56SXdNVEkzTkRZMlpHVXpabUppTTJNNU5XUXdPVEkzTXpCaVpXVTRNbUZtWW1NM01XSXpZemd3T1dRellUSmtNVEF3T0RRME16VXdNVGN5WXpRMkluMCIsInJlYWxtIjoibWNwLmV4YW1wbGUuY29tIiwicmVxdWVzdCI6ImV5SmhiVzkxYm5RaU9pSXhNQ0lzSW1OMWNuSmxibU41SWpvaWMyRjBJaXdpWkdWelkzSnBjSFJwYjI0aU9pSjBkWEp1Y0dsclpTQmtaV0Z5SWl3aWJXVjBhRzlrUkdWMFlXbHNjeUk2ZXlKcGJuWnZhV05sSWpvaWJHNWlZM0owTVRBd2JqRndaWGhoYlhCc1pTSXNJbTVsZEhkdmNtc2lPaUp5WldkMFpYTjBJaXdpY0dGNWJXVnVkRWhoYzJnaU9pSXdNbVEwTkRsaE16Rm1ZbUl5Tmpkak9HWXpOVEpsT1RrMk9HRTNPV1V6WlRWbVl6azFZekZpWW1WaFlUVXdNbVprTmpRMU5HVmlaR1UxWVRSaVpXUmpJbjE5In0sInBheWxvYWQiOnsicHJlaW1hZ2UiOiIxMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExIn19"#;
+    const EXAMPLE_RECEIPT: &str = r#"eyJjaGFsbGVuZ2VJZCI6IjNCRVZHekEzaGpYSlNEd0E5Rm84bnl2U0VGbjBqNnBzb1NvOFktb1pFWU0iLCJtZXRob2QiOiJsaWdodG5pbmciLCJyZWZlcmVuY2UiOiIwMmQ0NDlhMzFmYmIyNjdjOGYzNTJlOTk2OGE3OWUzZTVmYzk1YzFiYmVhYTUwMmZkNjQ1NGViZGU1YTRiZWRjIiwic3RhdHVzIjoic3VjY2VzcyIsInRpbWVzdGFtcCI6IjIwMjctMDEtMTVUMDg6MDA6NDJaIn0"#;
+
+    #[test]
+    fn realm_from_public_url() {
+        assert_eq!(realm_of("https://mcp.example.com/mcp"), "mcp.example.com");
+        assert_eq!(realm_of("http://127.0.0.1:3000/mcp?x"), "127.0.0.1:3000");
+        assert_eq!(realm_of("https://u:p@h.example/x"), "h.example");
+    }
+}
