@@ -37,11 +37,11 @@ keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
 [tools.echo]
 pow = 3000
 l402 = {{ sat = 10 }}
-mpp = {{ sats = 10 }}
+mpp = {{ sat = 10 }}
 [tools.dear]
-mpp = {{ sats = 10 }}
+mpp = {{ sat = 10 }}
 [tools.cheap]
-mpp = {{ sats = 1 }}
+mpp = {{ sat = 1 }}
 [tools.slow]
 free = true
 
@@ -575,7 +575,7 @@ fn configuration_mistakes_are_placed() {
     };
     // A price of 0, and an unknown key in the price.
     let e = err(&format!(
-        "{base}{lightning}[tools.a]\nmpp = {{ sats = 0 }}\n"
+        "{base}{lightning}[tools.a]\nmpp = {{ sat = 0 }}\n"
     ));
     assert!(e.contains("t.toml:6:7: "), "{e}");
     assert!(e.contains("at least 1") || e.contains("between 1"), "{e}");
@@ -583,7 +583,7 @@ fn configuration_mistakes_are_placed() {
         "{base}{lightning}[tools.a]\nmpp = {{ msat = 10 }}\n"
     ));
     assert!(e.contains("t.toml:6:"), "{e}");
-    assert!(e.contains("mpp = { sats = <n> }"), "{e}");
+    assert!(e.contains("mpp = { sat = <n> }"), "{e}");
     // An unknown key of [mpp], and a realm no challenge can carry.
     let e = err(&format!("{base}{lightning}[mpp]\nexpiry = 5\n"));
     assert!(e.contains("t.toml:6:1: "), "{e}");
@@ -591,13 +591,13 @@ fn configuration_mistakes_are_placed() {
     let e = err(&format!("{base}{lightning}[mpp]\nrealm = \"a\\nb\"\n"));
     assert!(e.contains("t.toml:6:9: "), "{e}");
     // A price naming mpp without [lightning].
-    let e = err(&format!("{base}[tools.a]\nmpp = {{ sats = 10 }}\n"));
+    let e = err(&format!("{base}[tools.a]\nmpp = {{ sat = 10 }}\n"));
     assert!(e.contains("t.toml:4:"), "{e}");
     assert!(e.contains("[lightning]"), "{e}");
     // A good one: the offer as the rail reads it.
     let c = turnpike_gateway::config::parse(
         &format!(
-            "{base}{lightning}[tools.a]\nmpp = {{ sats = 10 }}\n[mpp]\nrealm = \"x.example\"\n"
+            "{base}{lightning}[tools.a]\nmpp = {{ sat = 10 }}\n[mpp]\nrealm = \"x.example\"\n"
         ),
         "t.toml",
     )
@@ -608,6 +608,14 @@ fn configuration_mistakes_are_placed() {
         turnpike_mpp::conf::section(&c.rails).realm.as_deref(),
         Some("x.example")
     );
+    // `sats`, the plural, reads as `sat`.
+    let c = turnpike_gateway::config::parse(
+        &format!("{base}{lightning}[tools.a]\nmpp = {{ sats = 7 }}\n"),
+        "t.toml",
+    )
+    .unwrap();
+    let offer = c.tools["a"].offer(turnpike_mpp::RAIL).unwrap();
+    assert_eq!(turnpike_mpp::sats(offer), Some(7));
 }
 
 /// Two instances on one real Redis, sharing the binding key (`mpp.key`): a payment presented

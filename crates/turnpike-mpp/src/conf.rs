@@ -1,5 +1,5 @@
 //! The MPP rail in the gateway's configuration file: the `[mpp]` table and the price key
-//! `mpp = { sats = N }` ([`MppConf`], registered with the gateway). The rail bills through the
+//! `mpp = { sat = N }` ([`MppConf`], registered with the gateway). The rail bills through the
 //! Lightning node of `[lightning]` (the table the L402 rail reads; the node is built once and
 //! shared), and is on when that table is there.
 
@@ -18,7 +18,7 @@ use crate::{offer, sats, RAIL};
 /// The table this rail owns.
 pub const TABLE: &str = "mpp";
 
-const HINT_MPP: &str = "write mpp = { sats = <n> } (whole satoshis per call, at least 1)";
+const HINT_MPP: &str = "write mpp = { sat = <n> } (whole satoshis per call, at least 1)";
 const HINT_TABLE: &str = "see the [mpp] section in docs/MPP.md";
 const HINT_NO_LIGHTNING: &str = "add a [lightning] section naming the node that creates invoices, e.g. [lightning] backend = \"lnd\", url = \"https://127.0.0.1:8080\", macaroon_path = \"…/invoice.macaroon\" (or backend = \"dev\" to try it out, never in production)";
 const HINT_REALM: &str =
@@ -44,7 +44,7 @@ fn realm_ok(realm: &str) -> bool {
     !realm.is_empty() && realm.len() <= 256 && realm.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
-/// The configuration side of the MPP rail: `[mpp]` and `mpp = { sats = N }` in a price.
+/// The configuration side of the MPP rail: `[mpp]` and `mpp = { sat = N }` in a price.
 pub struct MppConf;
 
 impl RailConf for MppConf {
@@ -96,17 +96,19 @@ impl RailConf for MppConf {
     }
 
     fn price_hint(&self) -> Option<(&'static str, &'static str)> {
-        Some(("mpp = { sats = <n> }", "mpp = { sats = 10 }"))
+        Some(("mpp = { sat = <n> }", "mpp = { sat = 10 }"))
     }
 
     fn price(&self, cx: &mut Cx<'_>, v: &Spanned<DeValue<'_>>) -> Option<Offer> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Raw {
-            sats: u64,
+            /// Whole satoshis per call (`sat`, as in `l402 = { sat = N }`; `sats` is read too).
+            #[serde(alias = "sats")]
+            sat: u64,
         }
         let raw: Raw = cx.value(v, HINT_MPP)?;
-        if raw.sats == 0 || raw.sats.checked_mul(1000).is_none() {
+        if raw.sat == 0 || raw.sat.checked_mul(1000).is_none() {
             cx.problem(
                 Some(v.span()),
                 "an mpp price must be between 1 sat and 2^64/1000 sat".into(),
@@ -114,7 +116,7 @@ impl RailConf for MppConf {
             );
             return None;
         }
-        Some(offer(raw.sats))
+        Some(offer(raw.sat))
     }
 
     fn offer_problem(&self, offer: &Offer) -> Option<(String, &'static str)> {

@@ -10,7 +10,7 @@
 //!   the gateway created, its payment hash) and the payload (the preimage);
 //! - [`rail`]: [`MppRail`], the [`turnpike_core::Rail`] and [`turnpike_core::RailPlugin`]:
 //!   stateless challenges bound to one call, verified offline and spent once;
-//! - [`conf`]: `[mpp]` and the price key `mpp = { sats = N }`.
+//! - [`conf`]: `[mpp]` and the price key `mpp = { sat = N }`.
 //!
 //! A 402 writes nothing: the challenge id is an HMAC over the challenge's fields under a key in
 //! the data directory, and the call's scope travels in `opaque` under the same HMAC. The scheme

@@ -1,6 +1,6 @@
 //! [`MppRail`]: the `Payment` scheme's Lightning `charge` method as a turnpike rail.
 //!
-//! A challenge for a call priced `mpp = { sats = N }`:
+//! A challenge for a call priced `mpp = { sat = N }`:
 //!
 //! 1. the caller's invoice rate is checked (per caller and in all, as L402's);
 //! 2. the Lightning backend creates an invoice for N sat, payable a little longer than the

@@ -429,7 +429,7 @@ mod tests {
         assert!(s.contains("store memory, fail closed"), "{s}");
         assert!(!s.contains("mpp"), "MPP is off without [lightning]: {s}");
         let cfg = config::parse(
-            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[tools.default]\nmpp = { sats = 10 }\n[lightning]\nbackend = \"dev\"\n[mpp]\nrealm = \"x.example\"\n",
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[tools.default]\nmpp = { sat = 10 }\n[lightning]\nbackend = \"dev\"\n[mpp]\nrealm = \"x.example\"\n",
             "t.toml",
         )
         .unwrap();

@@ -373,7 +373,7 @@ pub(crate) fn render(a: &Answers) -> String {
     }
     if let Some(sat) = a.mpp_sat {
         s.push_str(&format!(
-            "mpp = {{ sats = {sat} }}              # the Payment scheme (MPP), Lightning charge: satoshis per call\n"
+            "mpp = {{ sat = {sat} }}              # the Payment scheme (MPP), Lightning charge: satoshis per call\n"
         ));
     }
     if a.oauth_issuer.is_some() {
