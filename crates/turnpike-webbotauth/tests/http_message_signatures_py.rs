@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::{At, NOW};
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -14,18 +17,10 @@ use base64::Engine as _;
 use http::Request;
 use serde_json::{json, Value};
 use turnpike_webbotauth::{
-    ed25519_thumbprint, Clock, KeyDirectory, MemoryNonces, Policy, Refusal, Verifier,
+    ed25519_thumbprint, KeyDirectory, MemoryNonces, Policy, Refusal, Verifier,
 };
 
-const NOW: u64 = 1_800_000_000;
 const AGENT: &str = "https://agent.example/.well-known/http-message-signatures-directory";
-
-struct At;
-impl Clock for At {
-    fn now(&self) -> u64 {
-        NOW
-    }
-}
 
 fn public() -> [u8; 32] {
     URL_SAFE_NO_PAD

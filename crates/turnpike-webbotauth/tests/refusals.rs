@@ -3,38 +3,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::{key, public, At, NOW};
+
 use std::sync::Arc;
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::Request;
-use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use turnpike_webbotauth::sf::{parse_dictionary, Member};
 use turnpike_webbotauth::{
-    ed25519_thumbprint, signature_base, Clock, KeyDirectory, MemoryNonces, Policy, Refusal,
-    RequestParts, Verifier,
+    ed25519_thumbprint, signature_base, KeyDirectory, MemoryNonces, Policy, Refusal, RequestParts,
+    Verifier,
 };
 
-const NOW: u64 = 1_800_000_000;
 const AGENT: &str = "https://agent.example/";
-
-struct At;
-impl Clock for At {
-    fn now(&self) -> u64 {
-        NOW
-    }
-}
-
-fn key() -> Ed25519KeyPair {
-    let seed = URL_SAFE_NO_PAD
-        .decode("n4Ni-HpISpVObnQMW0wOhCKROaIKqKtW_2ZYb2p9KcU")
-        .unwrap();
-    Ed25519KeyPair::from_seed_unchecked(&seed).unwrap()
-}
-
-fn public() -> [u8; 32] {
-    key().public_key().as_ref().try_into().unwrap()
-}
 
 fn keyid() -> String {
     ed25519_thumbprint(&public())

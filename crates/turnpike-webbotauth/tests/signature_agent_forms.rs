@@ -4,34 +4,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::{key, At, NOW};
+
 use std::sync::Arc;
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::Request;
-use ring::signature::{Ed25519KeyPair, KeyPair as _};
+use ring::signature::KeyPair as _;
 use turnpike_webbotauth::sf::{parse_dictionary, Member};
 use turnpike_webbotauth::{
-    ed25519_thumbprint, signature_base, BaseError, Clock, KeyDirectory, MemoryNonces, Policy,
-    Refusal, RequestParts, Verifier,
+    ed25519_thumbprint, signature_base, BaseError, KeyDirectory, MemoryNonces, Policy, Refusal,
+    RequestParts, Verifier,
 };
 
-const NOW: u64 = 1_800_000_000;
 const AGENT: &str = "https://agent.example/.well-known/http-message-signatures-directory";
-
-struct At;
-impl Clock for At {
-    fn now(&self) -> u64 {
-        NOW
-    }
-}
-
-fn key() -> Ed25519KeyPair {
-    let seed = URL_SAFE_NO_PAD
-        .decode("n4Ni-HpISpVObnQMW0wOhCKROaIKqKtW_2ZYb2p9KcU")
-        .unwrap();
-    Ed25519KeyPair::from_seed_unchecked(&seed).unwrap()
-}
 
 fn verifier(public: [u8; 32]) -> Verifier {
     let mut v = Verifier::new(
