@@ -10,7 +10,7 @@
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{header, HeaderValue, Response};
+use http::{header, Response};
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use turnpike_mcp::sse::{write_event, SseParser, MAX_PRICED_EVENT};
@@ -36,7 +36,7 @@ async fn annotate_json<F: Fn(&str) -> Value + Sync>(
     resp: Response<Body>,
     price_of: &F,
 ) -> Response<Body> {
-    let (mut parts, body) = resp.into_parts();
+    let (parts, body) = resp.into_parts();
     let bytes = match Limited::new(body, MAX_JSON).collect().await {
         Ok(c) => c.to_bytes(),
         Err(_) => {
@@ -48,17 +48,9 @@ async fn annotate_json<F: Fn(&str) -> Value + Sync>(
             )
         }
     };
-    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
-        return Response::from_parts(parts, Body::from(bytes));
-    };
-    if !turnpike_mcp::annotate_tools_list(&mut v, price_of) {
-        return Response::from_parts(parts, Body::from(bytes));
-    }
-    let out = serde_json::to_vec(&v).unwrap_or_else(|_| bytes.to_vec());
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-    Response::from_parts(parts, Body::from(out))
+    crate::rewrite::json_body(parts, bytes, |v| {
+        turnpike_mcp::annotate_tools_list(v, price_of)
+    })
 }
 
 struct SseState<F> {
@@ -108,7 +100,7 @@ where
             let mut out = Vec::new();
             let mut done = false;
             loop {
-                let mut ev = match parser.try_next_event() {
+                let ev = match parser.try_next_event() {
                     Ok(Some(ev)) => ev,
                     Ok(None) => break,
                     Err(e) => {
@@ -130,22 +122,10 @@ where
                     out.extend_from_slice(&ev.raw);
                     continue;
                 }
-                let parsed = ev
-                    .data
-                    .as_deref()
-                    .and_then(|d| serde_json::from_str::<Value>(d).ok());
-                match parsed {
-                    Some(mut v) if v.get("id") == Some(&st.id) && v.get("method").is_none() => {
-                        if turnpike_mcp::annotate_tools_list(&mut v, &st.price_of) {
-                            ev.data = Some(v.to_string());
-                            write_event(&mut out, &ev);
-                        } else {
-                            out.extend_from_slice(&ev.raw);
-                        }
-                        done = true;
-                    }
-                    _ => out.extend_from_slice(&ev.raw),
-                }
+                let price_of = &st.price_of;
+                done = crate::rewrite::response_event(&mut out, ev, &st.id, |v| {
+                    turnpike_mcp::annotate_tools_list(v, price_of)
+                });
             }
             if done {
                 if let Some(p) = st.parser.take() {
@@ -163,6 +143,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
     use serde_json::json;
 
     fn price(n: &str) -> Value {

@@ -34,6 +34,7 @@ pub mod registry;
 pub mod reload;
 pub mod respond;
 pub mod result_meta;
+mod rewrite;
 pub mod serve;
 pub mod settle;
 pub mod upstreams;

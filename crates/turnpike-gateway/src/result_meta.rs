@@ -12,10 +12,10 @@
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{header, HeaderValue, Response};
+use http::{header, Response};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use turnpike_mcp::sse::{write_event, SseParser, MAX_PRICED_EVENT};
+use turnpike_mcp::sse::{SseParser, MAX_PRICED_EVENT};
 
 /// Largest JSON answer given the members (larger ones pass unchanged).
 const MAX_JSON: usize = 16 * 1024 * 1024;
@@ -57,7 +57,7 @@ fn edit(v: &mut Value, id: &Value, members: &Members) -> bool {
 }
 
 async fn add_json(resp: Response<Body>, id: &Value, members: &Members) -> Response<Body> {
-    let (mut parts, mut body) = resp.into_parts();
+    let (parts, mut body) = resp.into_parts();
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         match frame {
@@ -83,18 +83,7 @@ async fn add_json(resp: Response<Body>, id: &Value, members: &Members) -> Respon
             }
         }
     }
-    let bytes = buf.freeze();
-    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
-        return Response::from_parts(parts, Body::from(bytes));
-    };
-    if !edit(&mut v, id, members) {
-        return Response::from_parts(parts, Body::from(bytes));
-    }
-    let out = serde_json::to_vec(&v).unwrap_or_else(|_| bytes.to_vec());
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-    Response::from_parts(parts, Body::from(out))
+    crate::rewrite::json_body(parts, buf.freeze(), |v| edit(v, id, members))
 }
 
 struct SseState {
@@ -138,27 +127,13 @@ fn add_sse(resp: Response<Body>, id: Value, members: Members) -> Response<Body> 
             }
             let mut out = Vec::new();
             let mut done = false;
-            while let Some(mut ev) = parser.next_event() {
+            while let Some(ev) = parser.next_event() {
                 if done {
                     out.extend_from_slice(&ev.raw);
                     continue;
                 }
-                let parsed = ev
-                    .data
-                    .as_deref()
-                    .and_then(|d| serde_json::from_str::<Value>(d).ok());
-                match parsed {
-                    Some(mut v) if v.get("id") == Some(&st.id) && v.get("method").is_none() => {
-                        if edit(&mut v, &st.id, &st.members) {
-                            ev.data = Some(v.to_string());
-                            write_event(&mut out, &ev);
-                        } else {
-                            out.extend_from_slice(&ev.raw);
-                        }
-                        done = true;
-                    }
-                    _ => out.extend_from_slice(&ev.raw),
-                }
+                let (id, members) = (&st.id, &st.members);
+                done = crate::rewrite::response_event(&mut out, ev, id, |v| edit(v, id, members));
             }
             if done {
                 if let Some(p) = st.parser.take() {
@@ -176,6 +151,7 @@ fn add_sse(resp: Response<Body>, id: Value, members: Members) -> Response<Body> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
     use serde_json::json;
 
     fn members() -> Members {
