@@ -32,6 +32,11 @@ pub trait HeaderLines {
 pub struct EdgeRequest<'a> {
     /// The HTTP method.
     pub method: &'a str,
+    /// The authority the request was sent to (`host[:port]`): the request target's when it is
+    /// absolute (HTTP/2's `:authority`), else the `Host` field's.
+    pub authority: Option<&'a str>,
+    /// The request target's path and query, as received (`/mcp?x=1`).
+    pub target: &'a str,
     /// The public URL of the endpoint, as callers reach it, when the gateway knows it.
     pub public_url: Option<&'a str>,
     /// The body, read whole.

@@ -653,6 +653,13 @@ impl Gate {
         let Parsed { parts, bytes, msg } = &priced.call;
         let edge = EdgeRequest {
             method: parts.method.as_str(),
+            authority: parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            }),
+            target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
             public_url: self.opts.public_url.as_deref(),
             body: bytes,
             headers: &credentials::Lines(&parts.headers),

@@ -13,6 +13,7 @@ pub static RAIL_CONFS: &[&dyn RailConf] = &[
     &turnpike_mpp::conf::MppConf,
     &turnpike_pow::conf::PowConf,
     &turnpike_oauth::conf::OAuthConf,
+    &turnpike_webbotauth::conf::AgentConf,
 ];
 
 /// The rail whose price key is `key` (its id), if any.

@@ -22,7 +22,7 @@ pub(crate) struct InitArgs {
     /// A stdio MCP server to launch instead: the program and its arguments in one string.
     #[arg(long, value_name = "\"CMD ARGS…\"")]
     pub(crate) upstream_cmd: Option<String>,
-    /// The rails tools are paid with, comma-separated: pow, l402, mpp, oauth.
+    /// The rails tools are paid with, comma-separated: pow, l402, mpp, oauth, agent.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub(crate) rails: Option<Vec<String>>,
     /// Proof-of-work price of a tool call, in expected hashes (200000 ≈ 25 ms on one thread of
@@ -41,6 +41,9 @@ pub(crate) struct InitArgs {
     /// The OAuth authorization server's issuer URL (with --rails oauth).
     #[arg(long, value_name = "URL")]
     pub(crate) oauth_issuer: Option<String>,
+    /// The key directory URL of the verified agents accepted (with --rails agent).
+    #[arg(long, value_name = "URL")]
+    pub(crate) agent_directory: Option<String>,
     /// Address the gateway listens on.
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<String>,
@@ -69,6 +72,7 @@ pub(crate) struct Answers {
     pub(crate) mpp_sat: Option<u64>,
     pub(crate) lightning: String,
     pub(crate) oauth_issuer: Option<String>,
+    pub(crate) agent_directory: Option<String>,
     pub(crate) admin: bool,
 }
 
@@ -152,6 +156,7 @@ pub(crate) fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
         mpp_sat: None,
         lightning: a.lightning.clone().unwrap_or_else(|| "dev".into()),
         oauth_issuer: None,
+        agent_directory: None,
         admin: !a.no_admin,
     };
     for r in &rails {
@@ -162,6 +167,13 @@ pub(crate) fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
             "oauth" => {
                 ans.oauth_issuer = Some(a.oauth_issuer.clone().ok_or_else(|| {
                     anyhow::anyhow!("--rails oauth needs --oauth-issuer https://…")
+                })?)
+            }
+            "agent" => {
+                ans.agent_directory = Some(a.agent_directory.clone().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--rails agent needs --agent-directory https://…/.well-known/http-message-signatures-directory"
+                    )
                 })?)
             }
             "" => {}
@@ -252,6 +264,7 @@ pub(crate) fn ask(
         price_sat: a.price_sat,
         lightning: a.lightning.clone(),
         oauth_issuer: a.oauth_issuer.clone(),
+        agent_directory: a.agent_directory.clone(),
         listen: a.listen.clone(),
         no_admin: a.no_admin,
         output: a.output.clone(),
@@ -308,6 +321,14 @@ pub(crate) fn ask(
             "",
         )?);
     }
+    if has("agent") && flags.agent_directory.is_none() {
+        flags.agent_directory = Some(prompt(
+            input,
+            out,
+            "Key directory URL of the verified agents to let through (https://…/.well-known/http-message-signatures-directory)",
+            "",
+        )?);
+    }
     from_flags(&flags)
 }
 
@@ -354,7 +375,12 @@ pub(crate) fn render(a: &Answers) -> String {
     }
     s.push_str("# Prices. [tools.default] prices every tool not named; several rails = the caller chooses.\n");
     s.push_str("[tools.default]\n");
-    if a.pow.is_none() && a.l402_sat.is_none() && a.mpp_sat.is_none() && a.oauth_issuer.is_none() {
+    if a.pow.is_none()
+        && a.l402_sat.is_none()
+        && a.mpp_sat.is_none()
+        && a.oauth_issuer.is_none()
+        && a.agent_directory.is_none()
+    {
         s.push_str("free = true\n");
     }
     if let Some(e) = a.pow {
@@ -378,6 +404,9 @@ pub(crate) fn render(a: &Answers) -> String {
     }
     if a.oauth_issuer.is_some() {
         s.push_str("oauth = true                     # any valid access token for this resource\n");
+    }
+    if a.agent_directory.is_some() {
+        s.push_str("agent = true                     # verified agents (Web Bot Auth) of [agent] pass free\n");
     }
     s.push_str("\n# A tool that costs nothing:\n# [tools.echo]\n# free = true\n\n");
     if a.l402_sat.is_some() || a.mpp_sat.is_some() {
@@ -419,6 +448,12 @@ pub(crate) fn render(a: &Answers) -> String {
             "[oauth]                          # the authorization server whose tokens pass\n",
         );
         s.push_str(&format!("issuer = {}\n\n", toml_str(iss)));
+    }
+    if let Some(dir) = &a.agent_directory {
+        s.push_str(
+            "[agent]                          # verified agents: the key directories accepted\n",
+        );
+        s.push_str(&format!("directories = [{}]\n\n", toml_str(dir)));
     }
     s.push_str("[limits]                         # per-caller rate limits (docs/LIMITS.md); on by default\n");
     s.push_str("enabled = true\n\n");
@@ -464,6 +499,7 @@ mod tests {
             price_sat: None,
             lightning: None,
             oauth_issuer: None,
+            agent_directory: None,
             listen: None,
             no_admin: true,
             output: "-".into(),
@@ -493,6 +529,9 @@ mod tests {
                 let mut a = args();
                 a.rails = Some(rails.iter().map(|s| s.to_string()).collect());
                 a.oauth_issuer = Some("https://auth.example.com".into());
+                a.agent_directory = Some(
+                    "https://agent.example/.well-known/http-message-signatures-directory".into(),
+                );
                 a.lightning = Some(backend.into());
                 let cfg = check(&render(&from_flags(&a).unwrap()));
                 let p = &cfg.tools["default"];
@@ -514,7 +553,7 @@ mod tests {
     /// the gateway can be chosen, and choosing it writes what turns it on and its price.
     #[test]
     fn every_registered_rail_is_written_as_its_definition_reads_it() {
-        assert_eq!(rail_names(), ["pow", "l402", "mpp", "oauth"]);
+        assert_eq!(rail_names(), ["pow", "l402", "mpp", "oauth", "agent"]);
         for conf in turnpike_gateway::registry::RAIL_CONFS {
             for backend in BACKENDS {
                 let mut a = args();
@@ -529,7 +568,10 @@ mod tests {
         let mut a = args();
         a.rails = Some(vec!["gold".into()]);
         let e = from_flags(&a).unwrap_err().to_string();
-        assert!(e.ends_with("the rails are pow, l402, mpp and oauth"), "{e}");
+        assert!(
+            e.ends_with("the rails are pow, l402, mpp, oauth and agent"),
+            "{e}"
+        );
     }
 
     #[test]
