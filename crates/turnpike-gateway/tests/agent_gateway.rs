@@ -198,7 +198,7 @@ fn npm_case(name: &str, gw: SocketAddr, agent: &str) -> Value {
     json!({
         "name": name, "url": format!("http://{gw}/mcp"), "method": "POST",
         "headers": { "Signature-Agent": sf_string(agent) },
-        "created": t - 5, "expires": t + 295, "signWith": "a", "keyidOf": "a",
+        "created": t, "expires": t + 295, "signWith": "a", "keyidOf": "a",
     })
 }
 
@@ -396,7 +396,7 @@ async fn python_signed_requests_and_required_components() {
         json!({
             "name": name, "method": "POST", "url": format!("http://{gw}/mcp"),
             "headers": { "Signature-Agent": sf_string(&agent), "Content-Type": "application/json" },
-            "components": components, "created": t - 2, "expires": t + 60,
+            "components": components, "created": t, "expires": t + 60,
             "nonce": format!("{name}-{t}"), "label": "sig1",
         })
     };

@@ -211,7 +211,13 @@ impl AgentRail {
                 .await
             {
                 Ok(true) => {}
-                Ok(false) => return Err(invalid("nonce already used".into())),
+                Ok(false) => {
+                    return Err(invalid(
+                        "nonce already used (or the signature was created before this gateway's \
+                         record of spent nonces began: sign the request again)"
+                            .into(),
+                    ))
+                }
                 Err(e) => {
                     return Err(Verdict::Unavailable(Refusal::new(
                         RAIL,
