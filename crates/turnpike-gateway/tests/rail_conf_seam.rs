@@ -321,7 +321,10 @@ fn the_gateways_metrics_have_a_slot_and_the_series_of_every_registered_rail() {
     c.server.data_dir = dir.clone();
     let gate = turnpike_gateway::Gate::from_config(&c).unwrap();
     let m = gate.metrics();
-    assert_eq!(m.rail_labels(), ["none", "pow", "l402", "mpp", "oauth", "agent"]);
+    assert_eq!(
+        m.rail_labels(),
+        ["none", "pow", "l402", "mpp", "oauth", "agent"]
+    );
     let text = m.render(&[]);
     for want in [
         "turnpike_pow_puzzles_issued_total 0\n",

@@ -559,6 +559,9 @@ mod tests {
                 let mut a = args();
                 a.rails = Some(vec![conf.id().as_str().to_owned()]);
                 a.oauth_issuer = Some("https://auth.example.com".into());
+                a.agent_directory = Some(
+                    "https://agent.example/.well-known/http-message-signatures-directory".into(),
+                );
                 a.lightning = Some(backend.into());
                 let cfg = check(&render(&from_flags(&a).unwrap()));
                 assert!(conf.is_on(&cfg.rails), "{} is off", conf.id());
