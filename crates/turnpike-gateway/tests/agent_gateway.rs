@@ -419,7 +419,7 @@ async fn python_signed_requests_and_required_components() {
             .as_object()
             .unwrap()
             .iter()
-            .filter(|(k, _)| k.to_ascii_lowercase() != "content-type")
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
             .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap().to_owned()))
             .collect()
     };
