@@ -152,8 +152,8 @@ impl AgentRail {
     /// Checks the request's signature: who signed it, or the verdict refusing it.
     async fn check(&self, req: &OwnedRequest) -> Result<Identity, Verdict> {
         let invalid = |reason: String| Verdict::Invalid(Refusal::new(RAIL, reason));
-        if let Some(name) = req.not_text {
-            return Err(invalid(format!("the {name} field is not visible ASCII")));
+        if let Some(why) = &req.problem {
+            return Err(invalid(why.clone()));
         }
         let parts = req.parts();
         let claim = claim(&parts).map_err(|r| invalid(r.to_string()))?;
@@ -264,8 +264,8 @@ struct OwnedRequest {
     path: String,
     query: Option<String>,
     headers: HeaderMap,
-    /// A signature field (or covered field) that was not visible ASCII.
-    not_text: Option<&'static str>,
+    /// Why the fields cannot be read (not visible ASCII, too many lines).
+    problem: Option<String>,
 }
 
 impl OwnedRequest {
@@ -282,7 +282,7 @@ impl OwnedRequest {
             None => (req.target.to_owned(), None),
         };
         let mut headers = HeaderMap::new();
-        let mut not_text = None;
+        let mut problem: Option<String> = None;
         let mut names: Vec<String> = HEADERS.iter().map(|s| (*s).to_owned()).collect();
         for line in req.headers.lines("signature-input") {
             if let Ok(d) = crate::sf::parse_dictionary(line.as_bytes()) {
@@ -307,7 +307,12 @@ impl OwnedRequest {
             for line in req.headers.lines(&name) {
                 copied += 1;
                 if copied > MAX_COPIED_LINES {
-                    not_text.get_or_insert("signature's covered");
+                    problem.get_or_insert_with(|| {
+                        format!(
+                            "the signature fields and the fields they cover span more than \
+                             {MAX_COPIED_LINES} header lines"
+                        )
+                    });
                     break;
                 }
                 match HeaderValue::from_str(line) {
@@ -315,11 +320,8 @@ impl OwnedRequest {
                         headers.append(hname.clone(), v);
                     }
                     _ => {
-                        not_text.get_or_insert(match name.as_str() {
-                            "signature-input" => "Signature-Input",
-                            "signature" => "Signature",
-                            "signature-agent" => "Signature-Agent",
-                            _ => "covered",
+                        problem.get_or_insert_with(|| {
+                            format!("the {name} field is not visible ASCII")
                         });
                     }
                 }
@@ -332,7 +334,7 @@ impl OwnedRequest {
             path,
             query,
             headers,
-            not_text,
+            problem,
         }
     }
 
