@@ -571,3 +571,144 @@ async fn connect_client_signs_and_skips_the_puzzle() {
     assert_eq!(tool_calls(&log).len(), 2);
     assert_eq!(dir.fetches(), 1, "the directory is cached");
 }
+
+/// A flood of made-up key ids costs the agent's server one fetch per
+/// `directory_min_refresh_secs`; a tool naming other directories refuses a verified agent as
+/// stale (402 with fresh challenges); the in-band challenge text and `tools/list` name the
+/// directories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_keys_directory_bound_prices_and_words() {
+    let dir = DirServer::start().await;
+    let (up, _log) = start_upstream(true).await;
+    let other = "https://partner.example/.well-known/http-message-signatures-directory";
+    let cfg = config(up, &[dir.url(), other.to_owned()], "").replace(
+        "directory_min_refresh_secs = 1",
+        "directory_min_refresh_secs = 60",
+    ) + &format!("[tools.partner]\nagent = {{ directories = [\"{other}\"] }}\n");
+    let gw = start_gateway_with(&cfg).await;
+    let agent = dir.url();
+    let unknown = |name: &str| {
+        with(
+            with(npm_case(name, gw, &agent), "signWith", json!("b")),
+            "keyidOf",
+            json!("b"),
+        )
+    };
+    let out = npm_sign(json!([
+        unknown("u1"),
+        unknown("u2"),
+        unknown("u3"),
+        npm_case("partner", gw, &agent),
+    ]));
+    *dir.doc.lock() = out["directory"].clone();
+    for name in ["u1", "u2", "u3"] {
+        let r = post_signed(
+            gw,
+            &signed_headers(&out["signed"][name], Some(&agent)),
+            &call(1, "echo", json!({"text": "x"})),
+        )
+        .await;
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert!(
+            r.text().contains("is not in the agent's key directory"),
+            "{}",
+            r.text()
+        );
+    }
+    assert_eq!(dir.fetches(), 1, "one fetch for three unknown key ids");
+
+    // Verified, but of a directory the tool does not name: 402, the refusal listed.
+    let r = post_signed(
+        gw,
+        &signed_headers(&out["signed"]["partner"], Some(&agent)),
+        &call(2, "partner", json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 402, "{}", r.text());
+    assert!(r.text().contains("accepts agents of"), "{}", r.text());
+    assert_eq!(
+        r.json()["error"]["data"]["challenges"][0]["directories"],
+        json!([other])
+    );
+
+    // In band: the words say how to get through.
+    let r = post(
+        gw,
+        &[("turnpike-challenge", "in-band")],
+        &call(3, "echo", json!({"text": "x"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains("Verified agents pass without paying"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains(&agent), "{}", r.text());
+
+    // tools/list publishes the offers.
+    let r = post(
+        gw,
+        &[],
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}),
+    )
+    .await;
+    let tools = r.json()["result"]["tools"].clone();
+    let echo = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "echo")
+        .unwrap()
+        .clone();
+    let offers = echo["_meta"]["turnpike/price"]["offers"].clone();
+    assert!(
+        offers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["rail"] == "agent"),
+        "{offers}"
+    );
+}
+
+/// `[agent]` and `agent = …` read as the other rails' tables and keys: mistakes at their
+/// place.
+#[test]
+fn agent_configuration_mistakes() {
+    let base = "[upstream]\nurl = \"http://127.0.0.1:9/mcp\"\n";
+    let ok = format!(
+        "{base}[agent]\ndirectories = [\"https://a.example/d\"]\n[tools.x]\nagent = true\n"
+    );
+    turnpike_gateway::parse(&ok, "t.toml").unwrap();
+    for (src, want) in [
+        (
+            format!("{base}[tools.x]\nagent = true\n"),
+            "there is no [agent] section",
+        ),
+        (
+            format!("{base}[agent]\ndirectories = []\n"),
+            "lists no key directory",
+        ),
+        (
+            format!("{base}[agent]\ndirectories = [\"http://a.example/d\"]\n"),
+            "http:// is accepted only on a loopback address",
+        ),
+        (
+            format!("{base}[agent]\ndirectories = [\"https://a.example/d\"]\nrequired_components = [\"@status\"]\n"),
+            "required component \"@status\"",
+        ),
+        (
+            format!("{base}[agent]\ndirectories = [\"https://a.example/d\"]\n[tools.x]\nagent = false\n"),
+            "agent = false offers nothing",
+        ),
+        (
+            format!("{base}[agent]\ndirectories = [\"https://a.example/d\"]\nbogus = 1\n"),
+            "bogus",
+        ),
+    ] {
+        let e = turnpike_gateway::parse(&src, "t.toml").unwrap_err().to_string();
+        assert!(e.contains(want), "{want:?} not in {e}");
+        assert!(e.contains("t.toml:"), "no place in {e}");
+    }
+}
