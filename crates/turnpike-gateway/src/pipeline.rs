@@ -832,7 +832,7 @@ impl Gate {
                 .find(|o| o.rail() == *rail)
                 .and_then(|o| b.answer(o));
             if let Some(answer) = answer {
-                log.outcome = Outcome::OAuthRefused;
+                log.outcome = Outcome::RailRefused;
                 return Box::new(respond::rail_answer(
                     answer,
                     *rail,

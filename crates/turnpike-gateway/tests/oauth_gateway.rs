@@ -36,6 +36,7 @@ const CLIENT_SECRET: &str = "agent-secret-value-0123456789";
 const RS_SECRET: &str = "resource-server-secret-0123456789";
 const OTHER: &str = "https://other.test/mcp";
 const SCOPES: &str = "mcp:tools deploy:write";
+const ADMIN_TOKEN: &str = "oauth-test-admin-token-0123456789";
 const IDENTITY_SECRET: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
 fn now() -> u64 {
@@ -301,6 +302,10 @@ oauth = true
 [tools.slow]
 free = true
 
+[admin]
+listen = "127.0.0.1:0"
+token = "{ADMIN_TOKEN}"
+
 [oauth]
 issuer = "{issuer}"
 scopes_supported = ["mcp:tools"]
@@ -317,6 +322,7 @@ struct Env {
     url: String,
     log: Log,
     provider: Provider,
+    admin: SocketAddr,
 }
 
 /// Upstream, gateway (its listener bound first, so the resource is known), provider.
@@ -334,17 +340,55 @@ async fn setup_with(extra: &str, exchange: Option<&dyn Fn(&str) -> Value>) -> En
     let provider = Provider::start_with(&url, exchange.map(|f| f(&url)).as_ref()).await;
     let cfg =
         turnpike_gateway::parse(&oauth_config(up, &provider.issuer, extra), "oauth.toml").unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = parking_lot::Mutex::new(Some(tx));
+    let opts = turnpike_gateway::ServeOptions {
+        on_ready: Some(std::sync::Arc::new(move |_: &_, admin| {
+            if let Some(tx) = tx.lock().take() {
+                let _ = tx.send(admin);
+            }
+        })),
+        ..turnpike_gateway::ServeOptions::default()
+    };
     tokio::spawn(async move {
-        turnpike_gateway::serve_listener(listener, cfg, std::future::pending())
+        turnpike_gateway::serve_listener_with(listener, cfg, std::future::pending(), opts)
             .await
             .unwrap();
     });
+    let admin = rx.await.unwrap().unwrap();
     Env {
         gw,
         url,
         log,
         provider,
+        admin,
     }
+}
+
+/// The gateway's metrics text, from its admin listener.
+async fn metrics(env: &Env) -> String {
+    let req = http::Request::get(format!("http://{}/metrics", env.admin))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = hyper_client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+/// The value of one series of the metrics text (0 when absent).
+fn series(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn www(r: &Reply) -> Vec<String> {
@@ -913,6 +957,20 @@ async fn junk_tokens_from_many_addresses_never_delay_or_refuse_a_real_one() {
             200
         );
     }
+    // The metrics count what the rail answered by what it meant: a token held back by the
+    // caller's own bound is rate limited, by the bound in all unavailable, a refused one refused.
+    let text = metrics(&env).await;
+    let calls = |outcome: &str| {
+        series(
+            &text,
+            &format!(
+                "turnpike_calls_total{{method=\"tools/call\",tool=\"other\",rail=\"none\",outcome=\"{outcome}\"}}"
+            ),
+        )
+    };
+    assert_eq!(calls("rate_limited"), held_back as u64, "{text}");
+    assert_eq!(calls("unavailable"), in_all as u64, "{text}");
+    assert_eq!(calls("refused"), introspected as u64 + 2, "{text}");
     assert_no_token_upstream(&env.log);
 }
 
