@@ -69,7 +69,9 @@
 //!    of `params._meta` and every other key a rail reads there (`org.paymentauth/credential`)
 //!    ([`turnpike_mcp::strip_meta`]; the body is re-serialised only
 //!    when something was removed, otherwise the received bytes go on); a call a token paid for
-//!    may gain the gateway's signed `Turnpike-Identity` header ([`crate::identity`]). The call
+//!    may gain the gateway's signed `Turnpike-Identity` header ([`crate::identity`]) and the
+//!    `Authorization` its rail gives for the upstream (a token exchanged for the caller's, RFC
+//!    8693: `PassNotes::upstream_authorization`). The call
 //!    goes to the inner service (an upstream, or the MCP server itself when the gate is a tower
 //!    layer); its response streams back as it arrives, within the upstream's time limits
 //!    ([`crate::deadline`]: 504 / -31504, and `notifications/cancelled` upstream for a call
@@ -614,6 +616,7 @@ impl Gate {
             response_headers: Vec::new(),
             result_meta: (Vec::new(), Vec::new()),
             identity_header: None,
+            upstream_authorization: None,
         };
         match judged.decision {
             Decision::Free => {}
@@ -623,6 +626,7 @@ impl Gate {
                     let notes = bound.passed();
                     decided.response_headers = notes.response_headers;
                     decided.result_meta = (notes.success_headers, notes.result_meta);
+                    decided.upstream_authorization = notes.upstream_authorization;
                     decided.identity_header = notes.vouch.and_then(|(id, scopes)| {
                         self.identity
                             .as_ref()?
@@ -835,7 +839,7 @@ impl Gate {
                 .find(|o| o.rail() == *rail)
                 .and_then(|o| b.answer(o));
             if let Some(answer) = answer {
-                log.outcome = Outcome::OAuthRefused;
+                log.outcome = Outcome::RailRefused;
                 return Box::new(respond::rail_answer(
                     answer,
                     *rail,
@@ -949,6 +953,7 @@ impl Gate {
             response_headers,
             result_meta,
             identity_header,
+            upstream_authorization,
             ..
         } = decided;
         let Parsed {
@@ -963,6 +968,12 @@ impl Gate {
         self.strip_credentials(&mut parts.headers);
         if let Some(v) = identity_header.and_then(|v| HeaderValue::from_str(&v).ok()) {
             parts.headers.insert(IDENTITY_HEADER, v);
+        }
+        // The upstream's own credentials for this caller, from the granting rail (an exchanged
+        // token); the caller's were removed above.
+        if let Some(mut v) = upstream_authorization.and_then(|a| HeaderValue::from_str(&a.0).ok()) {
+            v.set_sensitive(true);
+            parts.headers.insert(header::AUTHORIZATION, v);
         }
         // The body is whole now: it goes on with its exact length.
         parts.headers.remove(header::TRANSFER_ENCODING);
@@ -1409,6 +1420,8 @@ struct Decided<'g> {
     result_meta: OnSuccess,
     /// The signed `Turnpike-Identity` for the upstream.
     identity_header: Option<String>,
+    /// The `Authorization` value the upstream gets, from the granting rail.
+    upstream_authorization: Option<turnpike_core::UpstreamAuthorization>,
 }
 
 /// Stage after step 6: a decided call the limits let through.
