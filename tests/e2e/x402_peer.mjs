@@ -11,9 +11,10 @@
 //                                            wrapping fetch, @x402/evm's exact scheme, key
 //                                            <key>), allowing <asset>; prints {status, body,
 //                                            paymentResponse}
-//   sign <key> <asset>                       reads a PaymentRequired JSON on stdin, makes the
+//   sign <key>                               reads a PaymentRequired JSON on stdin, makes the
 //                                            client's PaymentPayload for it with @x402/core's
-//                                            client and prints the PAYMENT-SIGNATURE value
+//                                            client (allowing the asset it names) and prints
+//                                            the PAYMENT-SIGNATURE value
 //
 // The packages are found in node_modules under $TURNPIKE_DEPS (default: the repository's .deps).
 
@@ -132,10 +133,10 @@ if (command === 'setup') {
   try { body = JSON.parse(text) } catch { body = text }
   console.log(JSON.stringify({ status: r.status, body, paymentResponse: header ? decodePaymentResponseHeader(header) : null }))
 } else if (command === 'sign') {
-  const [key, asset] = args
+  const [key] = args
   const { x402HTTPClient } = await import(require.resolve('@x402/core/client'))
-  const client = await x402Client(key, asset)
   const paymentRequired = JSON.parse(readFileSync(0, 'utf8'))
+  const client = await x402Client(key, paymentRequired.accepts[0].asset)
   const payload = await client.createPaymentPayload(paymentRequired)
   const headers = new x402HTTPClient(client).encodePaymentSignatureHeader(payload)
   console.log(headers['PAYMENT-SIGNATURE'])

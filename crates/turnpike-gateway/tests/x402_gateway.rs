@@ -290,8 +290,8 @@ fn payment_required(r: &Reply) -> Value {
 }
 
 /// The x402 client's `PAYMENT-SIGNATURE` for `pr` (possibly altered), paid by `payer`.
-async fn sign(pr: &Value, payer: &Payer, asset: &str) -> String {
-    peer(&["sign", &payer.key, asset], Some(&pr.to_string())).await
+async fn sign(pr: &Value, payer: &Payer) -> String {
+    peer(&["sign", &payer.key], Some(&pr.to_string())).await
 }
 
 /// A 402 with a fresh offer, whose JSON-RPC body gives `why`; no settlement.
@@ -390,7 +390,7 @@ async fn attacks_refused_without_running() {
     let asset = env.chain.asset.clone();
     let args = json!({"n": 1});
     let pr = payment_required(&post(env.gw, &[], &call(1, "dear", args.clone())).await);
-    let good = sign(&pr, &payer, &asset).await;
+    let good = sign(&pr, &payer).await;
     let presented = |tool: &'static str, args: Value, header: String| {
         let gw = env.gw;
         async move { post(gw, &[("payment-signature", &header)], &call(2, tool, args)).await }
@@ -415,7 +415,7 @@ async fn attacks_refused_without_running() {
         ("/accepts/0/payTo", json!(new_address()), "payTo"),
         ("/accepts/0/maxTimeoutSeconds", json!(-30), "expired"),
     ] {
-        let h = sign(&altered(path, value), &payer, &asset).await;
+        let h = sign(&altered(path, value), &payer).await;
         let r = presented("dear", args.clone(), h).await;
         assert_refused(&r, why);
     }
@@ -440,7 +440,7 @@ async fn attacks_refused_without_running() {
     assert_eq!(env.calls(), 1);
 
     // A payer who signs, then moves its tokens away before presenting.
-    let h = sign(&pr, &broke, &asset).await;
+    let h = sign(&pr, &broke).await;
     peer(
         &[
             "drain",
@@ -488,7 +488,7 @@ async fn one_payment_is_accepted_once_across_two_instances() {
         gateways.push(start_gateway_with(&format!("{cfg}{store}")).await);
     }
     let pr = payment_required(&post(gateways[0], &[], &call(1, "dear", json!({"n": 1}))).await);
-    let h = sign(&pr, &payer, &chain.asset).await;
+    let h = sign(&pr, &payer).await;
     let mut tasks = Vec::new();
     for i in 0..16 {
         let gw = gateways[i % 2];
@@ -566,7 +566,7 @@ async fn facilitator_or_node_down_fails_closed() {
     .await;
     for gw in [via_facilitator, node_down] {
         let pr = payment_required(&post(gw, &[], &call(1, "dear", json!({"n": 3}))).await);
-        let h = sign(&pr, &payer, &chain.asset).await;
+        let h = sign(&pr, &payer).await;
         let r = post(
             gw,
             &[("payment-signature", &h)],
@@ -592,7 +592,7 @@ async fn payment_in_meta() {
     let payer = new_payer();
     let env = setup_x402(&[&payer]).await;
     let pr = payment_required(&post(env.gw, &[], &call(1, "dear", json!({"n": 4}))).await);
-    let payment = b64_json(&sign(&pr, &payer, &env.chain.asset).await);
+    let payment = b64_json(&sign(&pr, &payer).await);
     let mut body = call(2, "dear", json!({"n": 4}));
     body["params"]["_meta"] = json!({"x402/payment": payment});
     let r = post(env.gw, &[], &body).await;
@@ -641,7 +641,7 @@ fn configuration_mistakes_are_placed() {
     let e = err(&format!(
         "{base}{table}settle_key_env = \"K\"\nmax_timeout = 5\n"
     ));
-    assert!(e.contains("t.toml:3:1: "), "{e}");
+    assert!(e.contains("t.toml:11:1: "), "{e}");
     assert!(
         e.contains("max_timeout_secs"),
         "the hint lists the keys: {e}"

@@ -1102,6 +1102,48 @@ mod tests {
         assert_ne!(r.spent_key(&q.authorization), ok.spent_key);
     }
 
+    /// The worked example of docs/X402.md §8, byte for byte.
+    #[test]
+    fn worked_example_of_the_document() {
+        let r = rail([0x42; 32]);
+        let now = 1_800_000_000;
+        let c = CallFacts {
+            resource: "/mcp".into(),
+            method: "tools/call".into(),
+            name: Some("dear".into()),
+            args_hash: sha2::Sha256::digest(br#"{"n":1}"#).into(),
+            caller: None,
+            peer: None,
+            now,
+        };
+        let pr = r.payment_required(&c, 10_000);
+        let json = serde_json::to_string(&pr).unwrap();
+        let key = SigningKey::from_slice(&[0x11; 32]).unwrap();
+        let pay = payer::pay(&pr.accepts[0], &key, [0x22; 32], now + 60).unwrap();
+        let p = PaymentPayload::from_json(pay.clone()).unwrap();
+        let digest = p.authorization.digest_with(&r.separator);
+        assert!(r.check(&c, &crate::offer(10_000), &p).is_ok());
+        let out = [
+            ("offer", json.clone()),
+            ("header", pr.header()),
+            ("separator", hex::encode(r.separator)),
+            ("struct", hex::encode(p.authorization.struct_hash())),
+            ("digest", hex::encode(digest)),
+            ("payment", pay.to_string()),
+            ("signature_header", wire::b64(pay.to_string().as_bytes())),
+        ];
+        for (k, v) in &out {
+            println!("{k}: {v}");
+        }
+        let expected = include_str!("../../../docs/X402.md");
+        for (k, v) in &out {
+            assert!(
+                expected.contains(v.as_str()),
+                "docs/X402.md §8 lacks the {k}: {v}"
+            );
+        }
+    }
+
     #[test]
     fn keys_and_networks() {
         assert_eq!(chain_id_of("eip155:8453"), Some(8453));
