@@ -956,6 +956,11 @@ impl RailPlugin for X402Credentials {
         RAIL
     }
 
+    /// The rail's series at zero where it is off.
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
+        Some(Arc::new(X402Meter::default()))
+    }
+
     fn malformed_is_stale(&self) -> bool {
         true
     }
