@@ -263,6 +263,7 @@ pub(crate) fn ask(
         price_sat: a.price_sat,
         lightning: a.lightning.clone(),
         oauth_issuer: a.oauth_issuer.clone(),
+        x402_pay_to: a.x402_pay_to.clone(),
         listen: a.listen.clone(),
         no_admin: a.no_admin,
         output: a.output.clone(),
