@@ -563,6 +563,7 @@ mod tests {
                 let mut a = args();
                 a.rails = Some(vec![conf.id().as_str().to_owned()]);
                 a.oauth_issuer = Some("https://auth.example.com".into());
+                a.x402_pay_to = Some("0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into());
                 a.lightning = Some(backend.into());
                 let cfg = check(&render(&from_flags(&a).unwrap()));
                 assert!(conf.is_on(&cfg.rails), "{} is off", conf.id());
