@@ -71,6 +71,19 @@ fn bench(c: &mut Criterion) {
             &PaymentPayload::from_header(&header).unwrap()
         )
         .is_ok());
+    let p = PaymentPayload::from_header(&header).unwrap();
+    let digest = [7u8; 32];
+    c.bench_function("recover", |b| {
+        b.iter(|| {
+            black_box(turnpike_x402::evm::recover(
+                black_box(&digest),
+                &p.signature,
+            ))
+        })
+    });
+    c.bench_function("decode", |b| {
+        b.iter(|| black_box(PaymentPayload::from_header(black_box(&header)).is_ok()))
+    });
     c.bench_function("offline", |b| {
         b.iter(|| {
             let p = PaymentPayload::from_header(black_box(&header)).unwrap();

@@ -3,7 +3,7 @@
 //! ABI encoding of the token calls the rail makes, and a signed EIP-155 (legacy) transaction in
 //! RLP. Pure functions, no I/O.
 
-use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
+use k256::ecdsa::{SigningKey, VerifyingKey};
 use sha3::{Digest, Keccak256};
 
 /// A 20-byte account or contract address.
@@ -209,14 +209,49 @@ pub fn parse_signature(s: &str) -> Option<Rsv> {
 
 /// The signer of `digest` under `sig`, or `None` when the signature is not a valid low-s
 /// secp256k1 signature (`ecrecover` as tokens such as USDC call it, refusing high s).
+///
+/// The public key is computed once (SEC 1 §4.1.6): `R` is the curve point of x-coordinate `r`
+/// whose y has the parity `v - 27` names, and `Q = r⁻¹(s·R − z·G)`, with `z` the digest read
+/// as a scalar. A key recovered so verifies the signature by construction, so it is not
+/// verified again (k256's `recover_from_prehash` does, at twice the cost).
 pub fn recover(digest: &[u8; 32], sig: &Rsv) -> Option<Address> {
-    let signature = Signature::from_scalars(sig.r, sig.s).ok()?;
-    if signature.normalize_s().is_some() {
+    use k256::elliptic_curve::ops::{LinearCombination, Reduce};
+    use k256::elliptic_curve::point::DecompressPoint;
+    use k256::elliptic_curve::scalar::IsHigh;
+    use k256::elliptic_curve::sec1::ToEncodedPoint;
+    use k256::elliptic_curve::subtle::Choice;
+    use k256::elliptic_curve::PrimeField;
+    use k256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, U256};
+
+    if sig.v != 27 && sig.v != 28 {
         return None;
     }
-    let recid = RecoveryId::from_byte(sig.v - 27)?;
-    let key = VerifyingKey::recover_from_prehash(digest, &signature, recid).ok()?;
-    Some(address_of(&key))
+    let r = Option::<Scalar>::from(Scalar::from_repr(FieldBytes::from(sig.r)))?;
+    let s = Option::<Scalar>::from(Scalar::from_repr(FieldBytes::from(sig.s)))?;
+    if bool::from(r.is_zero() | s.is_zero() | s.is_high()) {
+        return None;
+    }
+    let big_r = Option::<AffinePoint>::from(AffinePoint::decompress(
+        &FieldBytes::from(sig.r),
+        Choice::from(sig.v - 27),
+    ))?;
+    let z = <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(*digest));
+    let r_inv = Option::<Scalar>::from(r.invert())?;
+    let q = ProjectivePoint::lincomb(
+        &ProjectivePoint::GENERATOR,
+        &-(r_inv * z),
+        &ProjectivePoint::from(big_r),
+        &(r_inv * s),
+    );
+    let point = q.to_affine().to_encoded_point(false);
+    let bytes = point.as_bytes();
+    if bytes.len() != 65 {
+        return None;
+    }
+    let h = keccak(&bytes[1..]);
+    let mut a = [0u8; 20];
+    a.copy_from_slice(&h[12..]);
+    Some(a)
 }
 
 /// Signs `digest` with `key`: the low-s signature and `v` (27/28).
@@ -490,6 +525,40 @@ mod tests {
         assert_eq!(recover(&d, &twin), None);
         // Another digest recovers another address.
         assert_ne!(recover(&keccak(b"other"), &sig), Some(me));
+    }
+
+    /// The recovery agrees with k256's (which verifies the key it recovers) on many keys and
+    /// digests.
+    #[test]
+    fn recovery_agrees_with_k256() {
+        use k256::ecdsa::{RecoveryId, Signature};
+        for i in 1u8..=40 {
+            let key = SigningKey::from_slice(&[i; 32]).unwrap();
+            let d = keccak(&[i, i.wrapping_mul(7)]);
+            let sig = sign(&key, &d).unwrap();
+            let theirs = VerifyingKey::recover_from_prehash(
+                &d,
+                &Signature::from_scalars(sig.r, sig.s).unwrap(),
+                RecoveryId::from_byte(sig.v - 27).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(recover(&d, &sig), Some(address_of(&theirs)));
+            assert_eq!(recover(&d, &sig), Some(address_of(key.verifying_key())));
+        }
+        let sig = sign(&SigningKey::from_slice(&[1; 32]).unwrap(), &[0; 32]).unwrap();
+        assert_eq!(recover(&[0; 32], &Rsv { r: [0; 32], ..sig }), None);
+        assert_eq!(recover(&[0; 32], &Rsv { s: [0; 32], ..sig }), None);
+        assert_eq!(
+            recover(
+                &[0; 32],
+                &Rsv {
+                    r: [0xff; 32],
+                    ..sig
+                }
+            ),
+            None
+        );
+        assert_eq!(recover(&[0; 32], &Rsv { v: 29, ..sig }), None);
     }
 
     /// A transaction signed here decodes to the sender (the EIP-155 example of the EIP).
