@@ -213,7 +213,7 @@ pub fn parse_signature(s: &str) -> Option<Rsv> {
 /// The public key is computed once (SEC 1 §4.1.6): `R` is the curve point of x-coordinate `r`
 /// whose y has the parity `v - 27` names, and `Q = r⁻¹(s·R − z·G)`, with `z` the digest read
 /// as a scalar. A key recovered so verifies the signature by construction, so it is not
-/// verified again (k256's `recover_from_prehash` does, at twice the cost).
+/// verified again (k256's `recover_from_prehash` does: a second double scalar multiplication).
 pub fn recover(digest: &[u8; 32], sig: &Rsv) -> Option<Address> {
     use k256::elliptic_curve::ops::{LinearCombination, Reduce};
     use k256::elliptic_curve::point::DecompressPoint;
