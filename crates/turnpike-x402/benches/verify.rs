@@ -3,7 +3,10 @@
 //! - `offline`: what a payment costs before any state is touched — the `PAYMENT-SIGNATURE`
 //!   header decoded (base64, JSON, every field), the offer's binding recomputed (HMAC-SHA256)
 //!   and compared, the terms and times, the EIP-712 digest (Keccak-256) and the signer
-//!   recovered (secp256k1) (target ≤ 100 µs).
+//!   recovered (secp256k1) (target ≤ 100 µs);
+//! - `recover`, `recover_k256`, `decode`: its parts — the signer's recovery as the rail does it
+//!   and as k256's `recover_from_prehash` does it (which also verifies the key), and the
+//!   header's decoding.
 //!
 //! Run: `cargo bench -p turnpike-x402 --bench verify`.
 
@@ -79,6 +82,17 @@ fn bench(c: &mut Criterion) {
                 black_box(&digest),
                 &p.signature,
             ))
+        })
+    });
+    // For comparison: k256's recovery, which verifies the key it recovers.
+    let sig = k256::ecdsa::Signature::from_scalars(p.signature.r, p.signature.s).unwrap();
+    let recid = k256::ecdsa::RecoveryId::from_byte(p.signature.v - 27).unwrap();
+    c.bench_function("recover_k256", |b| {
+        b.iter(|| {
+            black_box(
+                k256::ecdsa::VerifyingKey::recover_from_prehash(black_box(&digest), &sig, recid)
+                    .is_ok(),
+            )
         })
     });
     c.bench_function("decode", |b| {
