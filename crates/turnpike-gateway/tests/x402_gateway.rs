@@ -585,13 +585,34 @@ async fn facilitator_or_node_down_fails_closed() {
     assert_eq!(chain.balance(&payer.address).await, 1_000_000);
 }
 
-/// The MCP transport: the payment in `params._meta["x402/payment"]`, the settlement in
-/// `result._meta["x402/payment-response"]`, the key stripped before the upstream.
+/// The MCP transport: the offer in band (a tool result naming `_meta["x402/payment"]`, the
+/// `PaymentRequired` among its challenges), the payment in `params._meta["x402/payment"]`, the
+/// settlement in `result._meta["x402/payment-response"]`, the key stripped before the
+/// upstream; and `tools/list` publishing the offer with its chain, token and payee.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_in_meta() {
     let payer = new_payer();
     let env = setup_x402(&[&payer]).await;
-    let pr = payment_required(&post(env.gw, &[], &call(1, "dear", json!({"n": 4}))).await);
+    let r = post(
+        env.gw,
+        &[("turnpike-challenge", "in-band")],
+        &call(1, "dear", json!({"n": 4})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    let text = v["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("params._meta[\"x402/payment\"]"), "{text}");
+    let mut pr = v["result"]["structuredContent"]["turnpike"]["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rail"] == "x402")
+        .unwrap()
+        .clone();
+    pr.as_object_mut().unwrap().remove("rail");
+    assert_eq!(pr["accepts"][0]["amount"], "10000");
     let payment = b64_json(&sign(&pr, &payer).await);
     let mut body = call(2, "dear", json!({"n": 4}));
     body["params"]["_meta"] = json!({"x402/payment": payment});
@@ -606,6 +627,32 @@ async fn payment_in_meta() {
     let seen = env.log.lock().last().cloned().unwrap();
     assert!(!String::from_utf8_lossy(&seen.body).contains("x402/payment"));
     assert_eq!(env.calls(), 1);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
+
+    let r = post(
+        env.gw,
+        &[],
+        &json!({"jsonrpc":"2.0","id":3,"method":"tools/list","params":{}}),
+    )
+    .await;
+    let v = r.json();
+    let dear = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "dear")
+        .unwrap()
+        .clone();
+    let offers = dear["_meta"]["turnpike/price"]["offers"]
+        .as_array()
+        .unwrap();
+    assert!(
+        offers.contains(&json!({
+            "rail": "x402", "scheme": "exact", "amount": "10000", "network": "eip155:31337",
+            "asset": env.chain.asset, "payTo": env.pay_to,
+        })),
+        "{offers:?}"
+    );
 }
 
 /// `turnpike check`'s reading of `[x402]` and `x402 = {…}`: each mistake at its line:col.
