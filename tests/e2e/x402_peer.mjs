@@ -15,6 +15,10 @@
 //                                            client's PaymentPayload for it with @x402/core's
 //                                            client (allowing the asset it names) and prints
 //                                            the PAYMENT-SIGNATURE value
+//   facilitator <rpc url> <key>              serves an x402 facilitator (@x402/core's
+//                                            x402Facilitator with @x402/evm's exact scheme,
+//                                            settling with <key>) on 127.0.0.1, port 0: prints
+//                                            {"port"} once it listens, then POST /settle
 //
 // The packages are found in node_modules under $TURNPIKE_DEPS (default: the repository's .deps).
 
@@ -140,6 +144,36 @@ if (command === 'setup') {
   const payload = await client.createPaymentPayload(paymentRequired)
   const headers = new x402HTTPClient(client).encodePaymentSignatureHeader(payload)
   console.log(headers['PAYMENT-SIGNATURE'])
+} else if (command === 'facilitator') {
+  const [url, key] = args
+  const http = await import('node:http')
+  const { x402Facilitator } = await import(require.resolve('@x402/core/facilitator'))
+  const { registerExactEvmScheme } = await import(require.resolve('@x402/evm/exact/facilitator'))
+  const { toFacilitatorEvmSigner } = await import(require.resolve('@x402/evm'))
+  const { foundry } = await import(require.resolve('viem/chains'))
+  const client = viem
+    .createWalletClient({ account: privateKeyToAccount(key), chain: foundry, transport: viem.http(url) })
+    .extend(viem.publicActions)
+  const facilitator = new x402Facilitator()
+  registerExactEvmScheme(facilitator, { signer: toFacilitatorEvmSigner(client), networks: 'eip155:31337' })
+  const server = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (c) => { body += c })
+    req.on('end', async () => {
+      if (req.method !== 'POST' || req.url !== '/settle') {
+        res.writeHead(404).end()
+        return
+      }
+      try {
+        const { paymentPayload, paymentRequirements } = JSON.parse(body)
+        const settled = await facilitator.settle(paymentPayload, paymentRequirements)
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(settled))
+      } catch (e) {
+        res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: String(e) }))
+      }
+    })
+  })
+  server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port })))
 } else {
   console.error(`unknown command ${command}`)
   process.exit(2)

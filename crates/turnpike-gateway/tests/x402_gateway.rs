@@ -523,6 +523,77 @@ async fn one_payment_is_accepted_once_across_two_instances() {
     assert_eq!(chain.balance(&payer.address).await, 1_000_000 - 10_000);
 }
 
+/// The x402 project's facilitator (tests/e2e/x402_peer.mjs `facilitator`), settling with a
+/// fresh funded key: the node process (ended when dropped) and its URL.
+async fn start_facilitator(chain: &Chain) -> (tokio::process::Child, String) {
+    let key = new_payer();
+    chain
+        .rpc(
+            "anvil_setBalance",
+            json!([key.address, "0x56bc75e2d63100000"]),
+        )
+        .await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_peer.mjs");
+    let mut child = tokio::process::Command::new(node())
+        .arg(&script)
+        .args(["facilitator", &chain.url, &key.key])
+        .env("TURNPIKE_DEPS", deps_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("the facilitator ended without listening");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    (child, format!("http://127.0.0.1:{}", v["port"]))
+}
+
+/// Settled by a facilitator (the x402 project's own): `POST /settle` with the payment and the
+/// requirements; the transaction it reports comes back in `PAYMENT-RESPONSE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_facilitator_settles() {
+    let payer = new_payer();
+    let chain = start_chain(&[&payer]).await;
+    let (_facilitator, url) = start_facilitator(&chain).await;
+    let (up, log) = start_upstream(true).await;
+    let pay_to = new_address();
+    let gw = start_gateway_with(&x402_config(
+        up,
+        &data_dir(),
+        &chain.url,
+        &chain.asset,
+        &pay_to,
+        &format!("facilitator_url = \"{url}\"\nrpc_timeout_ms = 30000"),
+    ))
+    .await;
+    let pr = payment_required(&post(gw, &[], &call(1, "dear", json!({"n": 5}))).await);
+    let h = sign(&pr, &payer).await;
+    let r = post(
+        gw,
+        &[("payment-signature", &h)],
+        &call(2, "dear", json!({"n": 5})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let settled = b64_json(r.headers["payment-response"].to_str().unwrap());
+    assert_eq!(settled["success"], true, "{settled}");
+    let tx = settled["transaction"].as_str().unwrap();
+    let receipt = chain.rpc("eth_getTransactionReceipt", json!([tx])).await;
+    assert_eq!(receipt["status"], "0x1");
+    assert_eq!(chain.balance(&pay_to).await, 10_000);
+    let calls = log
+        .lock()
+        .iter()
+        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+        .count();
+    assert_eq!(calls, 1);
+}
+
 /// A listener that takes connections and closes them at once: a server that is down.
 async fn dead_server() -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
