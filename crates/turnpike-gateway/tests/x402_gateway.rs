@@ -458,6 +458,36 @@ async fn attacks_refused_without_running() {
     assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
 }
 
+/// A transfer the chain refuses at settlement (an authorization valid only from a moment the
+/// chain has not reached, inside the clock skew the offline checks allow): 402, the upstream
+/// not run, no money moved, and the nonce released (presented again, it is refused for the
+/// same reason, not as a replay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_the_chain_refuses_releases_the_nonce() {
+    let payer = new_payer();
+    let env = setup_x402(&[&payer]).await;
+    let args = json!({"n": 6});
+    let pr = payment_required(&post(env.gw, &[], &call(1, "dear", args.clone())).await);
+    let req: turnpike_x402::PaymentRequirements =
+        serde_json::from_value(pr["accepts"][0].clone()).unwrap();
+    let key = turnpike_x402::rail::parse_key(&payer.key).unwrap();
+    let now = turnpike_core::unix_now();
+    let payment =
+        turnpike_x402::payer::pay(&req, &key, rand::random(), now + 40, now + 100).unwrap();
+    let h = base64::engine::general_purpose::STANDARD.encode(payment.to_string());
+    for id in [2, 3] {
+        let r = post(
+            env.gw,
+            &[("payment-signature", &h)],
+            &call(id, "dear", args.clone()),
+        )
+        .await;
+        assert_refused(&r, "could not be settled");
+    }
+    assert_eq!(env.calls(), 0);
+    assert_eq!(env.chain.balance(&payer.address).await, 1_000_000);
+}
+
 /// Two instances on one real Redis, sharing the binding key (`x402.key`): one payment presented
 /// sixteen times at once, to both, is accepted once and settled once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

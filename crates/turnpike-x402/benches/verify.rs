@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
     let offer = turnpike_x402::offer(10_000);
     let req = rail.requirements(&call, 10_000);
     let payer_key = SigningKey::from_slice(&[5; 32]).unwrap();
-    let payment = payer::pay(&req, &payer_key, [9; 32], now + 120).unwrap();
+    let payment = payer::pay(&req, &payer_key, [9; 32], 0, now + 120).unwrap();
     let header = wire::b64(payment.to_string().as_bytes());
     assert!(rail
         .check(

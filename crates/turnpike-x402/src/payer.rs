@@ -9,13 +9,15 @@ use crate::evm::{self, Authorization, Domain};
 use crate::rail::chain_id_of;
 use crate::wire::{PaymentRequirements, X402_VERSION};
 
-/// The payment of `req` by `key`, valid from 0 until `valid_before`, with `nonce`: the JSON of
+/// The payment of `req` by `key`, valid after `valid_after` until `valid_before`, with `nonce`
+/// (a client takes 0 and now + `maxTimeoutSeconds`): the JSON of
 /// the `PaymentPayload` (`accepted` is `req`, echoed). `None` when `req` is not an EVM `exact`
 /// offer this function can sign (network, addresses, amount, `extra.name`/`version`).
 pub fn pay(
     req: &PaymentRequirements,
     key: &SigningKey,
     nonce: [u8; 32],
+    valid_after: u64,
     valid_before: u64,
 ) -> Option<Value> {
     let chain_id = chain_id_of(&req.network)?;
@@ -29,7 +31,7 @@ pub fn pay(
         from,
         to,
         value,
-        valid_after: 0,
+        valid_after: u128::from(valid_after),
         valid_before: u128::from(valid_before),
         nonce,
     };
@@ -53,7 +55,7 @@ pub fn pay(
                 "from": evm::checksum(&from),
                 "to": evm::checksum(&to),
                 "value": value.to_string(),
-                "validAfter": "0",
+                "validAfter": valid_after.to_string(),
                 "validBefore": valid_before.to_string(),
                 "nonce": format!("0x{}", hex::encode(nonce)),
             }

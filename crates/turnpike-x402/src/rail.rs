@@ -1055,7 +1055,8 @@ mod tests {
 
     fn payment(req: &PaymentRequirements, valid_before: u64) -> PaymentPayload {
         let key = SigningKey::from_slice(&[0x11; 32]).unwrap();
-        PaymentPayload::from_json(payer::pay(req, &key, [0x22; 32], valid_before).unwrap()).unwrap()
+        PaymentPayload::from_json(payer::pay(req, &key, [0x22; 32], 0, valid_before).unwrap())
+            .unwrap()
     }
 
     fn reason(r: Result<Checked, Verdict>) -> String {
@@ -1124,7 +1125,7 @@ mod tests {
         let pr = r.payment_required(&c, 10_000);
         let json = serde_json::to_string(&pr).unwrap();
         let key = SigningKey::from_slice(&[0x11; 32]).unwrap();
-        let pay = payer::pay(&pr.accepts[0], &key, [0x22; 32], now + 60).unwrap();
+        let pay = payer::pay(&pr.accepts[0], &key, [0x22; 32], 0, now + 60).unwrap();
         let p = PaymentPayload::from_json(pay.clone()).unwrap();
         let digest = p.authorization.digest_with(&r.separator);
         assert!(r.check(&c, &crate::offer(10_000), &p).is_ok());
