@@ -22,7 +22,7 @@ pub(crate) struct InitArgs {
     /// A stdio MCP server to launch instead: the program and its arguments in one string.
     #[arg(long, value_name = "\"CMD ARGS…\"")]
     pub(crate) upstream_cmd: Option<String>,
-    /// The rails tools are paid with, comma-separated: pow, l402, mpp, oauth, agent.
+    /// The rails tools are paid with, comma-separated: pow, l402, mpp, x402, oauth, agent.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub(crate) rails: Option<Vec<String>>,
     /// Proof-of-work price of a tool call, in expected hashes (200000 ≈ 25 ms on one thread of
@@ -44,6 +44,9 @@ pub(crate) struct InitArgs {
     /// The key directory URL of the verified agents accepted (with --rails agent).
     #[arg(long, value_name = "URL")]
     pub(crate) agent_directory: Option<String>,
+    /// The address x402 payments go to (with --rails x402): `0x` and 40 hex digits.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) x402_pay_to: Option<String>,
     /// Address the gateway listens on.
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<String>,
@@ -73,6 +76,8 @@ pub(crate) struct Answers {
     pub(crate) lightning: String,
     pub(crate) oauth_issuer: Option<String>,
     pub(crate) agent_directory: Option<String>,
+    /// With the x402 rail: who is paid.
+    pub(crate) x402_pay_to: Option<String>,
     pub(crate) admin: bool,
 }
 
@@ -157,6 +162,7 @@ pub(crate) fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
         lightning: a.lightning.clone().unwrap_or_else(|| "dev".into()),
         oauth_issuer: None,
         agent_directory: None,
+        x402_pay_to: None,
         admin: !a.no_admin,
     };
     for r in &rails {
@@ -164,6 +170,11 @@ pub(crate) fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
             "pow" => ans.pow = Some(a.pow_effort.unwrap_or(DEFAULT_EFFORT)),
             "l402" => ans.l402_sat = Some(a.price_sat.unwrap_or(DEFAULT_SAT)),
             "mpp" => ans.mpp_sat = Some(a.price_sat.unwrap_or(DEFAULT_SAT)),
+            "x402" => {
+                ans.x402_pay_to = Some(a.x402_pay_to.clone().ok_or_else(|| {
+                    anyhow::anyhow!("--rails x402 needs --x402-pay-to 0x… (who is paid)")
+                })?)
+            }
             "oauth" => {
                 ans.oauth_issuer = Some(a.oauth_issuer.clone().ok_or_else(|| {
                     anyhow::anyhow!("--rails oauth needs --oauth-issuer https://…")
@@ -265,6 +276,7 @@ pub(crate) fn ask(
         lightning: a.lightning.clone(),
         oauth_issuer: a.oauth_issuer.clone(),
         agent_directory: a.agent_directory.clone(),
+        x402_pay_to: a.x402_pay_to.clone(),
         listen: a.listen.clone(),
         no_admin: a.no_admin,
         output: a.output.clone(),
@@ -312,6 +324,14 @@ pub(crate) fn ask(
                 "dev",
             )?);
         }
+    }
+    if has("x402") && flags.x402_pay_to.is_none() {
+        flags.x402_pay_to = Some(prompt(
+            input,
+            out,
+            "x402: the address payments go to (0x and 40 hex digits)",
+            "",
+        )?);
     }
     if has("oauth") && flags.oauth_issuer.is_none() {
         flags.oauth_issuer = Some(prompt(
@@ -378,6 +398,7 @@ pub(crate) fn render(a: &Answers) -> String {
     if a.pow.is_none()
         && a.l402_sat.is_none()
         && a.mpp_sat.is_none()
+        && a.x402_pay_to.is_none()
         && a.oauth_issuer.is_none()
         && a.agent_directory.is_none()
     {
@@ -401,6 +422,9 @@ pub(crate) fn render(a: &Answers) -> String {
         s.push_str(&format!(
             "mpp = {{ sat = {sat} }}              # the Payment scheme (MPP), Lightning charge: satoshis per call\n"
         ));
+    }
+    if a.x402_pay_to.is_some() {
+        s.push_str("x402 = { amount = \"10000\" }      # x402 exact: atomic units of [x402] asset (0.01 USDC)\n");
     }
     if a.oauth_issuer.is_some() {
         s.push_str("oauth = true                     # any valid access token for this resource\n");
@@ -442,6 +466,19 @@ pub(crate) fn render(a: &Answers) -> String {
             }
         }
         s.push('\n');
+    }
+    if let Some(pay_to) = &a.x402_pay_to {
+        s.push_str("[x402]                           # x402 exact on an EVM chain (docs/X402.md): USDC on Base\n");
+        s.push_str("network = \"eip155:8453\"          # CAIP-2 eip155:<chainId>\n");
+        s.push_str("rpc_url = \"https://mainnet.base.org\"   # a JSON-RPC node of that chain (use your own)\n");
+        s.push_str(
+            "asset = \"0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913\"   # the EIP-3009 token\n",
+        );
+        s.push_str("asset_name = \"USD Coin\"          # its EIP-712 domain name\n");
+        s.push_str("asset_version = \"2\"              # and version\n");
+        s.push_str(&format!("pay_to = {}\n", toml_str(pay_to)));
+        s.push_str("settle_key_env = \"X402_SETTLE_KEY\"   # the settling account's key (it pays the gas),\n");
+        s.push_str("                                 # or facilitator_url = \"https://…\"\n\n");
     }
     if let Some(iss) = &a.oauth_issuer {
         s.push_str(
@@ -500,6 +537,7 @@ mod tests {
             lightning: None,
             oauth_issuer: None,
             agent_directory: None,
+            x402_pay_to: None,
             listen: None,
             no_admin: true,
             output: "-".into(),
@@ -532,6 +570,7 @@ mod tests {
                 a.agent_directory = Some(
                     "https://agent.example/.well-known/http-message-signatures-directory".into(),
                 );
+                a.x402_pay_to = Some("0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into());
                 a.lightning = Some(backend.into());
                 let cfg = check(&render(&from_flags(&a).unwrap()));
                 let p = &cfg.tools["default"];
@@ -553,7 +592,7 @@ mod tests {
     /// the gateway can be chosen, and choosing it writes what turns it on and its price.
     #[test]
     fn every_registered_rail_is_written_as_its_definition_reads_it() {
-        assert_eq!(rail_names(), ["pow", "l402", "mpp", "oauth", "agent"]);
+        assert_eq!(rail_names(), ["pow", "l402", "mpp", "x402", "oauth", "agent"]);
         for conf in turnpike_gateway::registry::RAIL_CONFS {
             for backend in BACKENDS {
                 let mut a = args();
@@ -562,6 +601,7 @@ mod tests {
                 a.agent_directory = Some(
                     "https://agent.example/.well-known/http-message-signatures-directory".into(),
                 );
+                a.x402_pay_to = Some("0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into());
                 a.lightning = Some(backend.into());
                 let cfg = check(&render(&from_flags(&a).unwrap()));
                 assert!(conf.is_on(&cfg.rails), "{} is off", conf.id());
@@ -572,7 +612,7 @@ mod tests {
         a.rails = Some(vec!["gold".into()]);
         let e = from_flags(&a).unwrap_err().to_string();
         assert!(
-            e.ends_with("the rails are pow, l402, mpp, oauth and agent"),
+            e.ends_with("the rails are pow, l402, mpp, x402, oauth and agent"),
             "{e}"
         );
     }
