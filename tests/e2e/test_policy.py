@@ -44,7 +44,7 @@ action = "allow"
 
 [[policy]]
 name = "echo-for-the-rest"
-when = "call.tool != 'echo'"
+when = "call.method == 'tools/call' && call.tool != 'echo'"
 action = "deny"
 reason = "sign in for this tool"
 """
@@ -62,7 +62,7 @@ class PolicySetup:
 
 
 ERAS = {
-    "2025": ["--stateless", "--json", "--era", "2025"],
+    "2025": ["--era", "2025"],
     "2026-07-28": ["--era", "2026-07-28"],
 }
 

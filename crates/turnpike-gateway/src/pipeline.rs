@@ -64,8 +64,8 @@
 //!    result for `tools/call`), or for a `tools/call` of a tool the caller's list hides the
 //!    unknown-tool answer (200, -32602); a paid call refused here is settled as failed (debit
 //!    refunded, single-use credential released). A rule in shadow mode that would refuse is
-//!    logged and counted, and the call goes on. `initialize`, `ping`, `server/discover` and
-//!    `tools/list` are not judged (the list's caller is kept for step 9).
+//!    logged and counted, and the call goes on. The handshake, `ping` and the discovery and
+//!    list methods are not judged; `tools/list`'s caller is kept for step 9.
 //! 7. **Admit** (`Gate::admit_call` → `Cleared`): the limits ([`crate::limits`],
 //!    `turnpike_limits::Limiter::admit`) for every request, on the granting rail's identity,
 //!    else the caller's address (a puzzle-only call keeps the admission of step 5). Limited →
@@ -910,7 +910,8 @@ impl Gate {
             return Ok(decided);
         }
         let method = log.method.as_str();
-        if matches!(method, "initialize" | "ping" | "server/discover") {
+        // The handshake, liveness and discovery are never judged; `tools/list` is filtered.
+        if method != "tools/list" && turnpike_core::policy::DEFAULT_FREE_METHODS.contains(&method) {
             return Ok(decided);
         }
         let who = self.who(&decided).await;
