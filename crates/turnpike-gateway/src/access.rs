@@ -132,10 +132,11 @@ pub fn filter_tools_list(v: &mut Value, filter: &ListFilter, cache: &Annotations
     };
     cache.remember(tools);
     let scope = filter.policy.scope(&filter.who.caller(), filter.now);
+    let mut lister = scope.lister();
     let before = tools.len();
     tools.retain(|t| {
         let name = t.get("name").and_then(Value::as_str).unwrap_or("");
-        scope.may_list(name, t.get("annotations"))
+        lister.may_list(name, t.get("annotations"))
     });
     tools.len() != before
 }

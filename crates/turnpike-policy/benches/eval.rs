@@ -61,13 +61,33 @@ fn bench(c: &mut Criterion) {
     c.bench_function("tools/list of 200 tools filtered for one caller", |b| {
         b.iter(|| {
             let s = p.scope(black_box(&anon), 1_800_000_000);
+            let mut l = s.lister();
             let n = tools
                 .iter()
-                .filter(|(name, ann)| s.may_list(name, Some(ann)))
+                .filter(|(name, ann)| l.may_list(name, Some(ann)))
                 .count();
             black_box(n)
         })
     });
+    let by_name = Policy::new(vec![rule(
+        "by-name",
+        "identity.kind == 'anonymous' && call.tool.startsWith('tool_1') && !call.annotations.readOnlyHint",
+        Action::Deny,
+    )]);
+    c.bench_function(
+        "tools/list of 200 tools, a rule reading the tool's name",
+        |b| {
+            b.iter(|| {
+                let s = by_name.scope(black_box(&anon), 1_800_000_000);
+                let mut l = s.lister();
+                let n = tools
+                    .iter()
+                    .filter(|(name, ann)| l.may_list(name, Some(ann)))
+                    .count();
+                black_box(n)
+            })
+        },
+    );
 }
 
 criterion_group!(benches, bench);

@@ -26,6 +26,9 @@ pub struct Reads {
     pub arguments: bool,
     /// It names `annotations`.
     pub annotations: bool,
+    /// It reads `call.tool`, or `call` otherwise than by one of its fields (then it may read
+    /// anything of it).
+    pub tool: bool,
 }
 
 /// Checks `src` against the bounds; what it reads, or the first problem.
@@ -77,6 +80,19 @@ pub fn check(src: &str) -> Result<Reads, TextProblem> {
                 match &src[start..i] {
                     "arguments" => reads.arguments = true,
                     "annotations" => reads.annotations = true,
+                    "call" => match field_after(b, i) {
+                        Some("method") => {}
+                        Some("arguments") => reads.arguments = true,
+                        Some("annotations") => reads.annotations = true,
+                        _ => {
+                            // `call.tool`, or `call` as a whole (any part of it).
+                            reads.tool = true;
+                            if field_after(b, i) != Some("tool") {
+                                reads.arguments = true;
+                                reads.annotations = true;
+                            }
+                        }
+                    },
                     _ => {}
                 }
             }
@@ -84,6 +100,28 @@ pub fn check(src: &str) -> Result<Reads, TextProblem> {
         }
     }
     Ok(reads)
+}
+
+/// The field named right after byte `at` (`.name`, spaces allowed around the dot), if any.
+fn field_after(b: &[u8], at: usize) -> Option<&str> {
+    let mut i = at;
+    while i < b.len() && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    if b.get(i) != Some(&b'.') {
+        return None;
+    }
+    i += 1;
+    while i < b.len() && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    let start = i;
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+        i += 1;
+    }
+    std::str::from_utf8(&b[start..i])
+        .ok()
+        .filter(|n| !n.is_empty())
 }
 
 /// Whether the `(` at `at` opens a comprehension macro's arguments (`.all(`, `.map(`, …).
@@ -155,9 +193,18 @@ mod tests {
             check("call.arguments.path.startsWith('/tmp')").unwrap(),
             Reads {
                 arguments: true,
-                annotations: false
+                annotations: false,
+                tool: false,
             }
         );
+        assert_eq!(
+            check("identity.kind == 'x' && call.method == 'tools/call'").unwrap(),
+            Reads::default()
+        );
+        assert!(check("call . tool == 'x'").unwrap().tool);
+        let whole = check("size(call) == 4").unwrap();
+        assert!(whole.tool && whole.arguments && whole.annotations);
+        assert!(check("[call].all(c, c.tool == 'x')").unwrap().tool);
         assert!(!check("call.tool == 'arguments'").unwrap().arguments);
         assert!(check("call.annotations.readOnlyHint").unwrap().annotations);
     }

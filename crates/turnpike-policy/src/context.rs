@@ -7,10 +7,10 @@
 //! failing rule refuses, see [`crate::Rule`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use cel::objects::{Key, Map};
-use cel::Value;
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
 use serde_json::Value as Json;
 
 /// The most JSON values (every scalar, list and object counts one) converted for one variable.
@@ -62,34 +62,41 @@ pub struct CallView<'a> {
     pub annotations: Option<&'a Json>,
 }
 
-fn key(k: &str) -> Key {
-    Key::String(Arc::new(k.to_owned()))
+/// A boxed CEL value, as the context holds its variables.
+pub type Val = Box<dyn cel::common::value::Val + 'static>;
+
+fn key(k: &str) -> CelMapKey<'static> {
+    CelMapKey::from(k.to_owned())
 }
 
-fn string(s: &str) -> Value {
-    Value::String(Arc::new(s.to_owned()))
+fn string(s: &str) -> Val {
+    Box::new(CelString::from(s.to_owned()))
 }
 
-fn map(entries: Vec<(&str, Value)>) -> Value {
-    let m: HashMap<Key, Value> = entries.into_iter().map(|(k, v)| (key(k), v)).collect();
-    Value::Map(Map { map: Arc::new(m) })
+fn null() -> Val {
+    Box::new(CelNull)
 }
 
-fn empty_map() -> Value {
-    Value::Map(Map {
-        map: Arc::new(HashMap::new()),
-    })
+fn map(entries: Vec<(&str, Val)>) -> Val {
+    let m: HashMap<CelMapKey<'static>, Val> =
+        entries.into_iter().map(|(k, v)| (key(k), v)).collect();
+    Box::new(CelMap::from(m))
+}
+
+fn empty_map() -> Val {
+    Box::new(CelMap::from(HashMap::new()))
 }
 
 /// The `identity` variable.
-pub fn identity_value(c: &Caller<'_>) -> Value {
+pub fn identity_value(c: &Caller<'_>) -> Val {
     let claims = c.claims.map_or_else(empty_map, |m| {
         let mut budget = MAX_JSON_VALUES;
-        json_object(m, 1, &mut budget).unwrap_or(Value::Null)
+        json_object(m, 1, &mut budget).unwrap_or_else(null)
     });
-    let scopes = Value::List(Arc::new(c.scopes.iter().map(|s| string(s)).collect()));
-    let caveats: HashMap<Key, Value> = c.caveats.iter().map(|(k, v)| (key(k), string(v))).collect();
-    let agent = c.agent.map_or(Value::Null, |a| {
+    let scopes: Vec<Val> = c.scopes.iter().map(|s| string(s)).collect();
+    let caveats: HashMap<CelMapKey<'static>, Val> =
+        c.caveats.iter().map(|(k, v)| (key(k), string(v))).collect();
+    let agent = c.agent.map_or_else(null, |a| {
         map(vec![
             ("directory", string(a.directory)),
             ("key_id", string(a.key_id)),
@@ -99,74 +106,65 @@ pub fn identity_value(c: &Caller<'_>) -> Value {
         ("kind", string(c.kind)),
         ("id", string(c.id)),
         ("claims", claims),
-        ("scopes", scopes),
-        (
-            "caveats",
-            Value::Map(Map {
-                map: Arc::new(caveats),
-            }),
-        ),
+        ("scopes", Box::new(CelList::from(scopes))),
+        ("caveats", Box::new(CelMap::from(caveats))),
         ("agent", agent),
-        ("address", c.address.map_or(Value::Null, string)),
+        ("address", c.address.map_or_else(null, string)),
     ])
 }
 
 /// The `call` variable.
-pub fn call_value(c: &CallView<'_>) -> Value {
-    let arguments = c.arguments.map_or(Value::Null, json_value);
+pub fn call_value(c: &CallView<'_>) -> Val {
+    let arguments = c.arguments.map_or_else(null, json_value);
     let annotations = match c.annotations {
-        Some(Json::Object(_)) => c.annotations.map_or(Value::Null, json_value),
+        Some(a @ Json::Object(_)) => json_value(a),
         _ => empty_map(),
     };
     map(vec![
         ("method", string(c.method)),
-        ("tool", c.tool.map_or(Value::Null, string)),
+        ("tool", c.tool.map_or_else(null, string)),
         ("arguments", arguments),
         ("annotations", annotations),
     ])
 }
 
 /// `j` as a CEL value, within [`MAX_JSON_VALUES`] and [`MAX_JSON_DEPTH`] (past them: `null`).
-pub fn json_value(j: &Json) -> Value {
+pub fn json_value(j: &Json) -> Val {
     let mut budget = MAX_JSON_VALUES;
-    convert(j, 0, &mut budget).unwrap_or(Value::Null)
+    convert(j, 0, &mut budget).unwrap_or_else(null)
 }
 
-fn convert(j: &Json, depth: usize, budget: &mut usize) -> Option<Value> {
+fn convert(j: &Json, depth: usize, budget: &mut usize) -> Option<Val> {
     *budget = budget.checked_sub(1)?;
     if depth > MAX_JSON_DEPTH {
         return None;
     }
     Some(match j {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(*b),
+        Json::Null => null(),
+        Json::Bool(b) => Box::new(CelBool::from(*b)),
         Json::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Value::Int(i),
-            (None, Some(u)) => Value::UInt(u),
-            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            (Some(i), _) => Box::new(CelInt::from(i)),
+            (None, Some(u)) => Box::new(CelUInt::from(u)),
+            _ => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
         },
         Json::String(s) => string(s),
         Json::Array(a) => {
-            let mut out = Vec::with_capacity(a.len().min(*budget));
+            let mut out: Vec<Val> = Vec::with_capacity(a.len().min(*budget));
             for x in a {
                 out.push(convert(x, depth + 1, budget)?);
             }
-            Value::List(Arc::new(out))
+            Box::new(CelList::from(out))
         }
         Json::Object(o) => json_object(o, depth + 1, budget)?,
     })
 }
 
-fn json_object(
-    o: &serde_json::Map<String, Json>,
-    depth: usize,
-    budget: &mut usize,
-) -> Option<Value> {
-    let mut m = HashMap::with_capacity(o.len().min(*budget));
+fn json_object(o: &serde_json::Map<String, Json>, depth: usize, budget: &mut usize) -> Option<Val> {
+    let mut m: HashMap<CelMapKey<'static>, Val> = HashMap::with_capacity(o.len().min(*budget));
     for (k, v) in o {
         m.insert(key(k), convert(v, depth, budget)?);
     }
-    Some(Value::Map(Map { map: Arc::new(m) }))
+    Some(Box::new(CelMap::from(m)))
 }
 
 #[cfg(test)]
@@ -176,20 +174,18 @@ mod tests {
 
     #[test]
     fn json_within_bounds() {
+        let is_null = |v: &Val| v.downcast_ref::<CelNull>().is_some();
         let small =
             json!({"a": [1, -2, 3.5, "x", true, null], "b": {"c": 18446744073709551615u64}});
-        let Value::Map(m) = json_value(&small) else {
-            panic!("a map")
-        };
-        assert_eq!(m.map.len(), 2);
+        assert!(!is_null(&json_value(&small)));
         let wide = Json::Array((0..MAX_JSON_VALUES).map(|i| json!(i)).collect());
-        assert_eq!(json_value(&wide), Value::Null, "one value too many");
+        assert!(is_null(&json_value(&wide)), "one value too many");
         let fits = Json::Array((0..MAX_JSON_VALUES - 1).map(|i| json!(i)).collect());
-        assert!(matches!(json_value(&fits), Value::List(_)));
+        assert!(!is_null(&json_value(&fits)));
         let mut deep = json!(1);
         for _ in 0..=MAX_JSON_DEPTH {
             deep = json!([deep]);
         }
-        assert_eq!(json_value(&deep), Value::Null);
+        assert!(is_null(&json_value(&deep)));
     }
 }

@@ -1,7 +1,9 @@
 //! Rules and their evaluation: first match wins, default allow; a rule in shadow mode is
 //! evaluated as if enforced but only says what it would have refused.
 
-use cel::{Context, Program, Value};
+use std::sync::Arc;
+
+use cel::{Context, Env, Program, Value};
 
 use crate::bounds::{self, Reads};
 use crate::context::{call_value, identity_value, CallView, Caller};
@@ -163,10 +165,25 @@ pub struct Judgement<'r> {
 }
 
 /// Every rule, in order.
-#[derive(Debug, Default)]
 pub struct Policy {
     rules: Vec<Rule>,
     reads_arguments: bool,
+    /// CEL's standard functions, built once (a context per call shares them).
+    env: Arc<Env>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::new(Vec::new())
+    }
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("rules", &self.rules)
+            .finish()
+    }
 }
 
 impl Policy {
@@ -176,6 +193,7 @@ impl Policy {
         Policy {
             rules,
             reads_arguments,
+            env: Arc::new(Env::stdlib()),
         }
     }
 
@@ -196,8 +214,8 @@ impl Policy {
 
     /// The rules' view of `caller` at `now` (Unix seconds), shared by the calls judged in it.
     pub fn scope(&self, caller: &Caller<'_>, now: i64) -> Scope<'_> {
-        let mut ctx = Context::default();
-        ctx.add_variable_from_value("identity", identity_value(caller));
+        let mut ctx = Context::with_env(self.env.clone());
+        ctx.add_variable_as_val("identity", identity_value(caller));
         ctx.add_variable_from_value("now", Value::Int(now));
         Scope { policy: self, ctx }
     }
@@ -215,7 +233,7 @@ impl<'p> Scope<'p> {
     /// the refusal that enforcing them would have made.
     pub fn judge(&self, call: &CallView<'_>) -> Judgement<'p> {
         let mut inner = self.ctx.new_inner_scope();
-        inner.add_variable_from_value("call", call_value(call));
+        inner.add_variable_as_val("call", call_value(call));
         let mut enforced: Option<&'p Rule> = None;
         let mut as_if: Option<&'p Rule> = None;
         for rule in &self.policy.rules {
@@ -239,20 +257,56 @@ impl<'p> Scope<'p> {
         }
     }
 
-    /// Whether `tool` is one the caller may call, for a `tools/list` answer: its rules read as
-    /// for `tools/call` of it with its `annotations` and no arguments; an enforced rule that
-    /// reads the arguments counts as "may call": a deny rule of that kind is passed over, an
-    /// allow rule lists the tool (the call itself is judged when made). Shadow rules hide
-    /// nothing.
+    /// Whether `tool` is one the caller may call, for a `tools/list` answer: see
+    /// [`Lister::may_list`] (one tool; a whole list is judged faster by one [`Lister`]).
     pub fn may_list(&self, tool: &str, annotations: Option<&serde_json::Value>) -> bool {
+        self.lister().may_list(tool, annotations)
+    }
+
+    /// A judge of the tools of one `tools/list` answer, for this caller.
+    pub fn lister(&self) -> Lister<'_, 'p> {
+        Lister {
+            scope: self,
+            ctx: None,
+            memo: self.policy.rules.iter().map(|_| Memo::default()).collect(),
+        }
+    }
+}
+
+/// What a rule gave for the tools already judged, when its result does not depend on the
+/// tool's name: once for every tool, or once per distinct annotations.
+#[derive(Default)]
+struct Memo {
+    constant: Option<bool>,
+    by_annotations: Vec<(Option<serde_json::Value>, bool)>,
+}
+
+/// The most distinct annotations a rule's results are remembered for, per list.
+const MEMO_ANNOTATIONS: usize = 32;
+
+/// Judges the tools of one `tools/list` answer for one caller ([`Scope::lister`]). A rule
+/// whose text reads neither `call.tool` nor `call` as a whole gives the same result for every
+/// tool with the same annotations: it is evaluated once per distinct annotations.
+pub struct Lister<'s, 'p> {
+    scope: &'s Scope<'p>,
+    ctx: Option<Context<'s, 'static>>,
+    memo: Vec<Memo>,
+}
+
+impl Lister<'_, '_> {
+    /// Whether `tool` is one the caller may call: its rules read as for `tools/call` of it
+    /// with its `annotations` and no arguments; an enforced rule that reads the arguments
+    /// counts as "may call": a deny rule of that kind is passed over, an allow rule lists the
+    /// tool (the call itself is judged when made). Shadow rules hide nothing.
+    pub fn may_list(&mut self, tool: &str, annotations: Option<&serde_json::Value>) -> bool {
         let call = CallView {
             method: "tools/call",
             tool: Some(tool),
             arguments: None,
             annotations,
         };
-        let mut inner: Option<Context<'_, '_>> = None;
-        for rule in &self.policy.rules {
+        let mut bound = false;
+        for (i, rule) in self.scope.policy.rules.iter().enumerate() {
             if rule.spec.mode == Mode::Shadow || !rule.applies(&call) {
                 continue;
             }
@@ -263,12 +317,41 @@ impl<'p> Scope<'p> {
                     Action::Deny => continue,
                 }
             }
-            let ctx = inner.get_or_insert_with(|| {
-                let mut c = self.ctx.new_inner_scope();
-                c.add_variable_from_value("call", call_value(&call));
-                c
-            });
-            if rule.matches(ctx) {
+            let remembered = if rule.reads.tool {
+                None
+            } else if rule.reads.annotations {
+                self.memo[i]
+                    .by_annotations
+                    .iter()
+                    .find(|(a, _)| a.as_ref() == annotations)
+                    .map(|(_, m)| *m)
+            } else {
+                self.memo[i].constant
+            };
+            let matched = match remembered {
+                Some(m) => m,
+                None => {
+                    let ctx = self
+                        .ctx
+                        .get_or_insert_with(|| self.scope.ctx.new_inner_scope());
+                    if !bound {
+                        ctx.add_variable_as_val("call", call_value(&call));
+                        bound = true;
+                    }
+                    let m = rule.matches(ctx);
+                    let memo = &mut self.memo[i];
+                    match (rule.reads.tool, rule.reads.annotations) {
+                        (true, _) => {}
+                        (false, true) if memo.by_annotations.len() < MEMO_ANNOTATIONS => {
+                            memo.by_annotations.push((annotations.cloned(), m));
+                        }
+                        (false, true) => {}
+                        (false, false) => memo.constant = Some(m),
+                    }
+                    m
+                }
+            };
+            if matched {
                 return rule.spec.action == Action::Allow;
             }
         }

@@ -278,3 +278,46 @@ fn compile_errors_have_a_place() {
     assert_eq!(e.offset, 18);
     assert!(e.message.contains("comprehension"));
 }
+
+/// One lister over a whole list (rules remembered per distinct annotations, or once) answers
+/// as each tool judged on its own.
+#[test]
+fn a_lister_answers_as_each_tool_alone() {
+    let p = policy(vec![
+        spec("by-name", "call.tool.endsWith('_9')", Action::Deny),
+        spec("anon", "identity.kind != 'anonymous'", Action::Allow),
+        spec(
+            "ro",
+            "!(has(call.annotations.readOnlyHint) && call.annotations.readOnlyHint)",
+            Action::Deny,
+        ),
+    ]);
+    let tools: Vec<(String, Option<serde_json::Value>)> = (0..40)
+        .map(|i| {
+            let ann = match i % 3 {
+                0 => None,
+                1 => Some(json!({"readOnlyHint": true})),
+                _ => Some(json!({"readOnlyHint": false, "title": "x"})),
+            };
+            (format!("t_{i}"), ann)
+        })
+        .collect();
+    let scopes: Vec<String> = Vec::new();
+    let oauth = Caller {
+        kind: "oauth",
+        id: "o",
+        scopes: &scopes,
+        ..Caller::default()
+    };
+    for who in [anon(), oauth] {
+        let s = p.scope(&who, 0);
+        let mut l = s.lister();
+        let mut listed = 0;
+        for (name, ann) in &tools {
+            let alone = s.may_list(name, ann.as_ref());
+            assert_eq!(l.may_list(name, ann.as_ref()), alone, "{name} {ann:?}");
+            listed += usize::from(alone);
+        }
+        assert!(listed > 0 && listed < tools.len(), "{listed}");
+    }
+}
