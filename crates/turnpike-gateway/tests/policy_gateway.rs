@@ -328,3 +328,76 @@ mode = "{mode}"
         "turnpike_policy_decisions_total{rule=\"read-only\",decision=\"would_refuse\"} 2"
     ));
 }
+
+/// A 2026-07-28 request (routing headers and `_meta`) to `path` of the gateway at `gw`.
+async fn post_modern(gw: SocketAddr, path: &str, id: i64, method: &str, params: Value) -> Reply {
+    const MODERN: &str = "2026-07-28";
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let name = params["name"].as_str().map(str::to_owned);
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let mut headers = vec![
+        ("mcp-protocol-version", MODERN),
+        ("mcp-method", method),
+        ("turnpike-challenge", "http"),
+    ];
+    if let Some(n) = name.as_deref() {
+        headers.push(("mcp-name", n));
+    }
+    let mut req = request(gw, http::Method::POST, &headers, body.to_string());
+    *req.uri_mut() = format!("http://{gw}{path}").parse().unwrap();
+    send(req).await
+}
+
+/// The rules hold on every endpoint: a `[[mount]]` and the merged endpoint over it, in the
+/// 2026-07-28 era: the list filtered, the hidden tool answered as unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounts_and_the_merged_endpoint_filter_too() {
+    let rules = r#"
+[[mount]]
+path = "/m/mcp"
+name = "m"
+upstream = { url = "http://UPSTREAM/mcp" }
+[mount.tools.default]
+free = true
+
+[merge]
+path = "/all/mcp"
+
+[[policy]]
+name = "no-slow"
+when = "identity.kind == 'anonymous'"
+tools = ["slow"]
+action = "deny"
+"#;
+    let run =
+        start(|up, _| async move { config(up, None, &rules.replace("UPSTREAM", &up.to_string())) })
+            .await;
+    for path in ["/m/mcp", "/all/mcp"] {
+        let r = post_modern(run.gw, path, 1, "tools/list", json!({})).await;
+        assert_eq!(names(&r), ["dear", "echo"], "{path}");
+        let r = post_modern(
+            run.gw,
+            path,
+            2,
+            "tools/call",
+            json!({"name": "slow", "arguments": {}}),
+        )
+        .await;
+        assert_unknown(&r, "slow");
+        let r = post_modern(
+            run.gw,
+            path,
+            3,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": "hi"}}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(r.json()["result"]["content"][0]["text"], "hi", "{path}");
+    }
+    assert_eq!(run.live.metrics().policy_count("no-slow", false), 2);
+}
