@@ -120,25 +120,59 @@ pub struct ListFilter {
     pub now: i64,
 }
 
-/// Filters the tools of a `tools/list` response `v` to those `filter`'s caller may call, and
-/// remembers their annotations in `cache`; whether `v` changed.
-pub fn filter_tools_list(v: &mut Value, filter: &ListFilter, cache: &Annotations) -> bool {
-    let Some(tools) = v
+/// A list method whose answer is filtered per caller: where its items are, what names each,
+/// and the call each item is judged as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListKind {
+    /// The member of `result` holding the items.
+    pub items: &'static str,
+    /// The member of an item that names it.
+    pub name: &'static str,
+    /// The method an item is judged as a call of.
+    pub judged_as: &'static str,
+}
+
+/// The list methods filtered per caller (`tools/list`, `resources/list`, `prompts/list`).
+pub fn list_kind(method: &str) -> Option<ListKind> {
+    let (items, name, judged_as) = match method {
+        "tools/list" => ("tools", "name", "tools/call"),
+        "resources/list" => ("resources", "uri", "resources/read"),
+        "prompts/list" => ("prompts", "name", "prompts/get"),
+        _ => return None,
+    };
+    Some(ListKind {
+        items,
+        name,
+        judged_as,
+    })
+}
+
+/// Filters the items of a list response `v` to those `filter`'s caller may call (a tool's
+/// annotations remembered in `cache`); whether `v` changed.
+pub fn filter_list(
+    v: &mut Value,
+    kind: ListKind,
+    filter: &ListFilter,
+    cache: &Annotations,
+) -> bool {
+    let Some(items) = v
         .get_mut("result")
-        .and_then(|r| r.get_mut("tools"))
+        .and_then(|r| r.get_mut(kind.items))
         .and_then(Value::as_array_mut)
     else {
         return false;
     };
-    cache.remember(tools);
+    if kind.items == "tools" {
+        cache.remember(items);
+    }
     let scope = filter.policy.scope(&filter.who.caller(), filter.now);
-    let mut lister = scope.lister();
-    let before = tools.len();
-    tools.retain(|t| {
-        let name = t.get("name").and_then(Value::as_str).unwrap_or("");
-        lister.may_list(name, t.get("annotations"))
+    let mut lister = scope.lister_for(kind.judged_as);
+    let before = items.len();
+    items.retain(|t| {
+        let name = t.get(kind.name).and_then(Value::as_str).unwrap_or("");
+        lister.may_list(name, t.get("annotations").filter(|_| kind.items == "tools"))
     });
-    tools.len() != before
+    items.len() != before
 }
 
 /// The answer to a call the rules refused: the unknown-tool answer for a hidden tool, else 403
@@ -176,4 +210,78 @@ pub fn unknown_tool(id: Option<&Value>, name: &str) -> Response<Body> {
         error_codes::INVALID_PARAMS,
         &format!("unknown tool: {name:?} is not offered here"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use turnpike_policy::{Action, Mode, Rule, RuleSpec};
+
+    fn deny(name: &str, when: &str) -> Rule {
+        Rule::compile(RuleSpec {
+            name: name.into(),
+            when: when.into(),
+            action: Action::Deny,
+            reason: None,
+            tools: None,
+            mode: Mode::Enforce,
+        })
+        .unwrap()
+    }
+
+    /// Resources and prompts are filtered as their `resources/read` and `prompts/get` would
+    /// be judged; tools by `tools/call`, their annotations remembered.
+    #[test]
+    fn lists_of_tools_resources_and_prompts_are_filtered() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let filter = ListFilter {
+            policy: Arc::new(Policy::new(vec![
+                deny(
+                    "secrets",
+                    "call.method == 'resources/read' && call.tool.startsWith('secret:')",
+                ),
+                deny("admin", "call.method == 'prompts/get' && call.tool == 'admin'"),
+                deny(
+                    "writes",
+                    "call.method == 'tools/call' && !(has(call.annotations.readOnlyHint) && call.annotations.readOnlyHint)",
+                ),
+            ])),
+            who: Who::new(&Identity::anonymous(ip), Vec::new(), Some(ip)),
+            now: 0,
+        };
+        let cache = Annotations::default();
+        let mut v = json!({"jsonrpc": "2.0", "id": 1, "result": {"resources": [
+            {"uri": "file:///a", "name": "a"}, {"uri": "secret:x", "name": "x"}]}});
+        assert!(filter_list(
+            &mut v,
+            list_kind("resources/list").unwrap(),
+            &filter,
+            &cache
+        ));
+        assert_eq!(
+            v["result"]["resources"],
+            json!([{"uri": "file:///a", "name": "a"}])
+        );
+        let mut v = json!({"jsonrpc": "2.0", "id": 2, "result": {"prompts": [
+            {"name": "admin"}, {"name": "greet"}]}});
+        assert!(filter_list(
+            &mut v,
+            list_kind("prompts/list").unwrap(),
+            &filter,
+            &cache
+        ));
+        assert_eq!(v["result"]["prompts"], json!([{"name": "greet"}]));
+        let mut v = json!({"jsonrpc": "2.0", "id": 3, "result": {"tools": [
+            {"name": "read", "annotations": {"readOnlyHint": true}}, {"name": "write"}]}});
+        assert!(filter_list(
+            &mut v,
+            list_kind("tools/list").unwrap(),
+            &filter,
+            &cache
+        ));
+        assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);
+        assert_eq!(cache.get("read"), Some(json!({"readOnlyHint": true})));
+        assert_eq!(cache.get("write"), None);
+        assert!(list_kind("resources/templates/list").is_none());
+    }
 }

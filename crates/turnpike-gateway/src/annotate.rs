@@ -30,8 +30,9 @@ pub async fn tools_list_response(
     .await
 }
 
-/// Rewrites the `tools/list` response for request `id` with `edit` (which says whether it
-/// changed it): the tools filtered for the caller and annotated with their prices.
+/// Rewrites the list response (`tools/list`, and `resources/list`, `prompts/list` with an
+/// access policy) for request `id` with `edit` (which says whether it changed it): the items
+/// filtered for the caller, the tools annotated with their prices.
 pub async fn tools_list_edit(
     resp: Response<Body>,
     id: Value,

@@ -65,7 +65,8 @@
 //!    unknown-tool answer (200, -32602); a paid call refused here is settled as failed (debit
 //!    refunded, single-use credential released). A rule in shadow mode that would refuse is
 //!    logged and counted, and the call goes on. The handshake, `ping` and the discovery and
-//!    list methods are not judged; `tools/list`'s caller is kept for step 9.
+//!    list methods are not judged; the caller of `tools/list`, `resources/list` or
+//!    `prompts/list` is kept for step 9.
 //! 7. **Admit** (`Gate::admit_call` → `Cleared`): the limits ([`crate::limits`],
 //!    `turnpike_limits::Limiter::admit`) for every request, on the granting rail's identity,
 //!    else the caller's address (a puzzle-only call keeps the admission of step 5). Limited →
@@ -94,7 +95,8 @@
 //!    and `result._meta`, [`crate::result_meta`]);
 //!    `tools/list` responses are filtered to the tools the caller may call, with the
 //!    upstream's annotations remembered for step 6 ([`crate::access`]), and annotated with
-//!    each tool's price ([`crate::annotate`]); an
+//!    each tool's price ([`crate::annotate`]); `resources/list` and `prompts/list` are
+//!    filtered likewise (each item judged as its `resources/read` or `prompts/get`); an
 //!    admitted call carries `RateLimit-Policy` / `RateLimit` and holds its in-flight slot until
 //!    the response body has ended.
 //!
@@ -910,12 +912,14 @@ impl Gate {
             return Ok(decided);
         }
         let method = log.method.as_str();
-        // The handshake, liveness and discovery are never judged; `tools/list` is filtered.
-        if method != "tools/list" && turnpike_core::policy::DEFAULT_FREE_METHODS.contains(&method) {
+        // The handshake, liveness and discovery are never judged; the lists of tools,
+        // resources and prompts are filtered.
+        let list = crate::access::list_kind(method);
+        if list.is_none() && turnpike_core::policy::DEFAULT_FREE_METHODS.contains(&method) {
             return Ok(decided);
         }
         let who = self.who(&decided).await;
-        if method == "tools/list" {
+        if list.is_some() {
             decided.lister = Some(who);
             return Ok(decided);
         }
@@ -1108,7 +1112,11 @@ impl Gate {
             bytes,
             mut msg,
         } = priced.call;
-        let list_id = (log.method == "tools/list" && msg.kind() == MessageKind::Request)
+        // A list answer to filter for its caller (with an access policy) or, tools/list, to
+        // annotate with prices.
+        let list_kind = crate::access::list_kind(&log.method)
+            .filter(|k| k.items == "tools" || lister.is_some());
+        let list_id = (list_kind.is_some() && msg.kind() == MessageKind::Request)
             .then(|| msg.id().cloned())
             .flatten();
         // Strip credentials; re-serialise only when the body changed.
@@ -1215,6 +1223,7 @@ impl Gate {
             settle_with,
             request_id,
             list_id,
+            list_kind,
             lister,
             remember_round,
             admitted,
@@ -1231,6 +1240,7 @@ impl Gate {
             settle_with,
             request_id,
             list_id,
+            list_kind,
             lister,
             remember_round,
             admitted,
@@ -1256,9 +1266,9 @@ impl Gate {
             }
         }
         // Filter tools/list for its caller (with an access policy), and annotate it.
-        let mut resp = match list_id {
-            Some(id) if resp.status().is_success() => {
-                let prices = self.price_table();
+        let mut resp = match (list_id, list_kind) {
+            (Some(id), Some(kind)) if resp.status().is_success() => {
+                let prices = (kind.items == "tools").then(|| self.price_table());
                 let filter = lister.map(|who| crate::access::ListFilter {
                     policy: self.access.clone(),
                     who,
@@ -1268,8 +1278,11 @@ impl Gate {
                 crate::annotate::tools_list_edit(resp, id, move |v| {
                     let filtered = filter
                         .as_ref()
-                        .is_some_and(|f| crate::access::filter_tools_list(v, f, &cache));
-                    turnpike_mcp::annotate_tools_list(v, &|name| prices.annotation(name)) | filtered
+                        .is_some_and(|f| crate::access::filter_list(v, kind, f, &cache));
+                    let priced = prices.as_ref().is_some_and(|p| {
+                        turnpike_mcp::annotate_tools_list(v, &|name| p.annotation(name))
+                    });
+                    filtered | priced
                 })
                 .await
             }
@@ -1596,7 +1609,9 @@ struct Forwarded {
     settle_with: Option<Settlement>,
     request_id: Option<Value>,
     list_id: Option<Value>,
-    /// Whom a `tools/list` answer is filtered for (with an access policy).
+    /// The list `list_id` asked for (`tools/list`, `resources/list`, `prompts/list`).
+    list_kind: Option<crate::access::ListKind>,
+    /// Whom a list answer is filtered for (with an access policy).
     lister: Option<crate::access::Who>,
     remember_round: Option<[u8; 32]>,
     admitted: Option<Admitted>,

@@ -265,8 +265,16 @@ impl<'p> Scope<'p> {
 
     /// A judge of the tools of one `tools/list` answer, for this caller.
     pub fn lister(&self) -> Lister<'_, 'p> {
+        self.lister_for("tools/call")
+    }
+
+    /// A judge of the items of one list answer, each judged as a call of `method` naming it:
+    /// `tools/call` for `tools/list`, `resources/read` (by URI) for `resources/list`,
+    /// `prompts/get` for `prompts/list`.
+    pub fn lister_for(&self, method: &'static str) -> Lister<'_, 'p> {
         Lister {
             scope: self,
+            method,
             ctx: None,
             memo: self.policy.rules.iter().map(|_| Memo::default()).collect(),
         }
@@ -289,6 +297,7 @@ const MEMO_ANNOTATIONS: usize = 32;
 /// tool with the same annotations: it is evaluated once per distinct annotations.
 pub struct Lister<'s, 'p> {
     scope: &'s Scope<'p>,
+    method: &'static str,
     ctx: Option<Context<'s, 'static>>,
     memo: Vec<Memo>,
 }
@@ -300,7 +309,7 @@ impl Lister<'_, '_> {
     /// tool (the call itself is judged when made). Shadow rules hide nothing.
     pub fn may_list(&mut self, tool: &str, annotations: Option<&serde_json::Value>) -> bool {
         let call = CallView {
-            method: "tools/call",
+            method: self.method,
             tool: Some(tool),
             arguments: None,
             annotations,
