@@ -92,18 +92,26 @@ impl Annotations {
         self.0.read().get(tool).cloned()
     }
 
-    /// Keeps the annotations of `tools` (a `tools/list` result's), in place of those before.
+    /// Keeps the annotations of `tools` (a `tools/list` result's, or one page of it): each
+    /// listed tool's replace those it had (none: forgotten); others are kept while there is
+    /// room.
     pub fn remember(&self, tools: &[Value]) {
-        let mut m = HashMap::new();
-        for t in tools.iter().take(MAX_ANNOTATED_TOOLS) {
-            let (Some(name), Some(a)) = (
-                t.get("name").and_then(Value::as_str),
-                t.get("annotations").filter(|a| a.is_object()),
-            ) else {
+        let mut m: HashMap<String, Value> = (**self.0.read()).clone();
+        for t in tools {
+            let Some(name) = t.get("name").and_then(Value::as_str) else {
                 continue;
             };
-            if a.to_string().len() <= MAX_ANNOTATIONS_BYTES {
-                m.insert(name.to_owned(), a.clone());
+            let a = t
+                .get("annotations")
+                .filter(|a| a.is_object() && a.to_string().len() <= MAX_ANNOTATIONS_BYTES);
+            match a {
+                Some(a) if m.len() < MAX_ANNOTATED_TOOLS || m.contains_key(name) => {
+                    m.insert(name.to_owned(), a.clone());
+                }
+                Some(_) => {}
+                None => {
+                    m.remove(name);
+                }
             }
         }
         *self.0.write() = Arc::new(m);
@@ -282,6 +290,13 @@ mod tests {
         assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);
         assert_eq!(cache.get("read"), Some(json!({"readOnlyHint": true})));
         assert_eq!(cache.get("write"), None);
+        // A later page keeps what an earlier one said; a tool listed again without
+        // annotations loses them.
+        cache.remember(&[json!({"name": "other", "annotations": {"title": "o"}})]);
+        assert_eq!(cache.get("read"), Some(json!({"readOnlyHint": true})));
+        cache.remember(&[json!({"name": "read"})]);
+        assert_eq!(cache.get("read"), None);
+        assert_eq!(cache.get("other"), Some(json!({"title": "o"})));
         assert!(list_kind("resources/templates/list").is_none());
     }
 }
