@@ -104,6 +104,66 @@ pub struct ClientConfig {
     pub oauth: Option<OAuthClientConfig>,
     /// Measured solver speed (hashes/s on all threads); measured on first use when `None`.
     pub hashrate: Option<f64>,
+    /// The agent key every request is signed with (Web Bot Auth), and its key directory's URL
+    /// (none: requests are not signed).
+    pub agent: Option<AgentSigning>,
+}
+
+/// Signing every request as a verified agent: RFC 9421 with the Web Bot Auth profile, the
+/// signature covering `@authority` and `Signature-Agent`, which names `directory`.
+#[derive(Clone)]
+pub struct AgentSigning {
+    /// The Ed25519 key.
+    pub signer: Arc<turnpike_webbotauth::Signer>,
+    /// The URL of the key directory that publishes it (sent in `Signature-Agent`).
+    pub directory: String,
+    /// How long each signature is valid, in seconds.
+    pub validity_secs: u64,
+}
+
+impl std::fmt::Debug for AgentSigning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSigning")
+            .field("keyid", &self.signer.keyid())
+            .field("directory", &self.directory)
+            .finish()
+    }
+}
+
+impl AgentSigning {
+    /// Adds `Signature-Agent`, `Signature-Input` and `Signature` to `req` (replacing any).
+    pub fn sign<B>(&self, req: &mut Request<B>, now: u64) -> Result<(), ClientError> {
+        let bad = |e: String| ClientError::Http(format!("signing the request: {e}"));
+        let agent = turnpike_webbotauth::Signer::signature_agent(&self.directory)
+            .ok_or_else(|| bad("the directory URL is not visible ASCII".into()))?;
+        let h = req.headers_mut();
+        for name in ["signature", "signature-input"] {
+            h.remove(name);
+        }
+        h.insert(
+            "signature-agent",
+            HeaderValue::from_str(&agent).map_err(|e| bad(e.to_string()))?,
+        );
+        let scheme = req.uri().scheme_str().unwrap_or("https").to_owned();
+        let fields = self
+            .signer
+            .sign(
+                &turnpike_webbotauth::RequestParts::from_request(req, &scheme),
+                now,
+                now + self.validity_secs,
+            )
+            .map_err(|e| bad(e.to_string()))?;
+        let h = req.headers_mut();
+        h.insert(
+            "signature-input",
+            HeaderValue::from_str(&fields.signature_input).map_err(|e| bad(e.to_string()))?,
+        );
+        h.insert(
+            "signature",
+            HeaderValue::from_str(&fields.signature).map_err(|e| bad(e.to_string()))?,
+        );
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -114,6 +174,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("policy", &self.policy)
             .field("wallet", &self.wallet.as_ref().map(|w| w.name()))
             .field("oauth", &self.oauth)
+            .field("agent", &self.agent)
             .finish()
     }
 }
@@ -128,6 +189,7 @@ impl ClientConfig {
             wallet: None,
             oauth: None,
             hashrate: None,
+            agent: None,
         }
     }
 }
@@ -297,6 +359,9 @@ impl Client {
             for mut a in auth {
                 a.set_sensitive(true);
                 h.append(header::AUTHORIZATION, a);
+            }
+            if let Some(agent) = &self.cfg.agent {
+                agent.sign(&mut req, unix_now())?;
             }
             let resp = self.transport.send(req).await?;
             let status = resp.status();

@@ -36,7 +36,7 @@ pub mod store;
 pub mod transport;
 
 pub use budget::{Budgets, SpendEntry};
-pub use client::{CallInfo, Client, ClientConfig, Policy, Rail, Reply};
+pub use client::{AgentSigning, CallInfo, Client, ClientConfig, Policy, Rail, Reply};
 pub use oauth::OAuthClientConfig;
 pub use offers::{is_in_band_challenge, BearerOffer, L402Offer, Offers};
 pub use parse::{parse_challenges, ParsedChallenge};

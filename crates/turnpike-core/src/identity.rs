@@ -29,6 +29,14 @@ pub enum Identity {
         /// The token id, 64 hex digits.
         token_id: String,
     },
+    /// An agent whose request signature verified (Web Bot Auth): its key directory and the key
+    /// it signed with.
+    Agent {
+        /// The key directory's URL, as the request's `Signature-Agent` named it.
+        directory: String,
+        /// The key's id (its RFC 7638 JWK thumbprint).
+        key_id: String,
+    },
     /// A caller another rail verified, named by that rail: for a rail whose callers are none of
     /// the kinds above, so that it needs no variant of its own.
     Rail {
@@ -77,6 +85,9 @@ impl Identity {
                 }
             ),
             Identity::L402 { token_id } => format!("l402:{token_id}"),
+            Identity::Agent { directory, key_id } => {
+                format!("agent:{}:{directory}:{key_id}", directory.len())
+            }
             Identity::Rail { rail, id } => format!("{rail}:{id}"),
         }
     }
@@ -88,19 +99,22 @@ impl Identity {
             Identity::Anonymous { .. } => "anonymous",
             Identity::OAuth { .. } => "oauth",
             Identity::L402 { .. } => "l402",
+            Identity::Agent { .. } => "agent",
             Identity::Rail { rail, .. } => rail,
         }
     }
 
     /// A verified caller's label for the operator's eyes (the dashboard's callers), bounded in
     /// length and holding no secret: the OAuth subject (its first 64 characters), the L402
-    /// token id's first 16 hex digits, another rail's id (its first 64 characters). `None` for
+    /// token id's first 16 hex digits, an agent's key id (its first 64 characters), another
+    /// rail's id (its first 64 characters). `None` for
     /// an anonymous caller, whose address is never shown (the dashboard shows a keyed hash).
     pub fn label(&self) -> Option<String> {
         match self {
             Identity::Anonymous { .. } => None,
             Identity::OAuth { subject, .. } => Some(subject.chars().take(64).collect()),
             Identity::L402 { token_id } => Some(token_id.chars().take(16).collect()),
+            Identity::Agent { key_id, .. } => Some(key_id.chars().take(64).collect()),
             Identity::Rail { id, .. } => Some(id.chars().take(64).collect()),
         }
     }
@@ -168,6 +182,33 @@ mod tests {
         assert_eq!(
             Identity::anonymous("10.0.0.1".parse().unwrap()).label(),
             None
+        );
+    }
+
+    /// An agent's scope key names its directory's length, so that no directory and key id can
+    /// pass for another pair.
+    #[test]
+    fn agent_keys_are_unambiguous() {
+        let a = Identity::Agent {
+            directory: "https://a.example/x:y".into(),
+            key_id: "k".into(),
+        };
+        let b = Identity::Agent {
+            directory: "https://a.example/x".into(),
+            key_id: "y:k".into(),
+        };
+        assert_ne!(a.scope_key(), b.scope_key());
+        assert_eq!(a.scope_key(), "agent:21:https://a.example/x:y:k");
+        assert_eq!(a.kind(), "agent");
+        assert_eq!(a.label().as_deref(), Some("k"));
+        let long = Identity::Agent {
+            directory: "d".into(),
+            key_id: "z".repeat(100),
+        };
+        assert_eq!(long.label().map(|l| l.len()), Some(64));
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            serde_json::json!({"kind": "agent", "directory": "https://a.example/x:y", "key_id": "k"})
         );
     }
 

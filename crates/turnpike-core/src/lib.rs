@@ -40,7 +40,7 @@ pub use identity::Identity;
 pub use meter::RailMeter;
 pub use plugin::{
     BoundRail, CredentialReader, EdgeRequest, HeaderLines, InBandForm, PassNotes, RailAnswer,
-    RailDocument, RailPlugin,
+    RailDocument, RailPlugin, UpstreamAuthorization,
 };
 pub use policy::{Offer, Policy, Price};
 pub use rail::{BoxFuture, Challenge, Grant, Rail, RailId, Refusal, Verdict};

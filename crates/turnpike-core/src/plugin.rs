@@ -32,6 +32,11 @@ pub trait HeaderLines {
 pub struct EdgeRequest<'a> {
     /// The HTTP method.
     pub method: &'a str,
+    /// The authority the request was sent to (`host[:port]`): the request target's when it is
+    /// absolute (HTTP/2's `:authority`), else the `Host` field's.
+    pub authority: Option<&'a str>,
+    /// The request target's path and query, as received (`/mcp?x=1`).
+    pub target: &'a str,
     /// The public URL of the endpoint, as callers reach it, when the gateway knows it.
     pub public_url: Option<&'a str>,
     /// The body, read whole.
@@ -53,6 +58,20 @@ pub struct PassNotes {
     /// Members added to the JSON-RPC result's `_meta` (e.g. a payment receipt), in a JSON
     /// answer or each result event of an SSE one; an error answer gets none.
     pub result_meta: Vec<(&'static str, Value)>,
+    /// The `Authorization` value the upstream gets for this call (e.g. a token the
+    /// authorization server issued for the upstream in exchange for the caller's), in place of
+    /// the caller's credentials, which are always removed.
+    pub upstream_authorization: Option<UpstreamAuthorization>,
+}
+
+/// An `Authorization` header value for the upstream. Its `Debug` form hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamAuthorization(pub String);
+
+impl std::fmt::Debug for UpstreamAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamAuthorization(<redacted>)")
+    }
 }
 
 /// A rail's own answer to a credential it refused, in place of the challenges (always over

@@ -35,6 +35,8 @@ pub struct Who {
     id: String,
     claims: Option<Map<String, Value>>,
     scopes: Vec<String>,
+    /// A verified agent's key directory and key id.
+    agent: Option<(String, String)>,
     address: Option<String>,
 }
 
@@ -58,11 +60,16 @@ impl Who {
             }
             _ => None,
         };
+        let agent = match identity {
+            Identity::Agent { directory, key_id } => Some((directory.clone(), key_id.clone())),
+            _ => None,
+        };
         Who {
             kind: identity.kind().to_owned(),
             id: identity.scope_key(),
             claims,
             scopes,
+            agent,
             address: peer.map(|p| p.to_string()),
         }
     }
@@ -75,7 +82,10 @@ impl Who {
             claims: self.claims.as_ref(),
             scopes: &self.scopes,
             caveats: &[],
-            agent: None,
+            agent: self
+                .agent
+                .as_ref()
+                .map(|(directory, key_id)| turnpike_policy::Agent { directory, key_id }),
             address: self.address.as_deref(),
         }
     }
@@ -298,5 +308,32 @@ mod tests {
         assert_eq!(cache.get("read"), None);
         assert_eq!(cache.get("other"), Some(json!({"title": "o"})));
         assert!(list_kind("resources/templates/list").is_none());
+    }
+
+    /// A verified agent is `identity.kind == "agent"` with its directory and key id.
+    #[test]
+    fn an_agent_is_seen_with_its_directory_and_key() {
+        let who = Who::new(
+            &Identity::Agent {
+                directory: "https://agents.example/keys".into(),
+                key_id: "k1".into(),
+            },
+            Vec::new(),
+            None,
+        );
+        let policy = Policy::new(vec![deny(
+            "agents",
+            "identity.kind == 'agent' && identity.agent.directory == 'https://agents.example/keys' && identity.agent.key_id == 'k1'",
+        )]);
+        let call = CallView {
+            method: "tools/call",
+            tool: Some("x"),
+            ..CallView::default()
+        };
+        assert!(policy
+            .scope(&who.caller(), 0)
+            .judge(&call)
+            .refused
+            .is_some());
     }
 }

@@ -158,6 +158,8 @@ mod tests {
     fn run(h: &HeaderMap, msg: &Message) -> Collected {
         let req = EdgeRequest {
             method: "POST",
+            authority: Some("mcp.example.com"),
+            target: "/mcp",
             public_url: None,
             body: b"",
             headers: &Lines(h),

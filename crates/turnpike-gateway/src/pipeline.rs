@@ -80,7 +80,9 @@
 //!    of `params._meta` and every other key a rail reads there (`org.paymentauth/credential`)
 //!    ([`turnpike_mcp::strip_meta`]; the body is re-serialised only
 //!    when something was removed, otherwise the received bytes go on); a call a token paid for
-//!    may gain the gateway's signed `Turnpike-Identity` header ([`crate::identity`]). The call
+//!    may gain the gateway's signed `Turnpike-Identity` header ([`crate::identity`]) and the
+//!    `Authorization` its rail gives for the upstream (a token exchanged for the caller's, RFC
+//!    8693: `PassNotes::upstream_authorization`). The call
 //!    goes to the inner service (an upstream, or the MCP server itself when the gate is a tower
 //!    layer); its response streams back as it arrives, within the upstream's time limits
 //!    ([`crate::deadline`]: 504 / -31504, and `notifications/cancelled` upstream for a call
@@ -650,6 +652,7 @@ impl Gate {
             identity_header: None,
             scopes: Vec::new(),
             lister: None,
+            upstream_authorization: None,
         };
         match judged.decision {
             Decision::Free => {}
@@ -662,6 +665,7 @@ impl Gate {
                     }
                     decided.response_headers = notes.response_headers;
                     decided.result_meta = (notes.success_headers, notes.result_meta);
+                    decided.upstream_authorization = notes.upstream_authorization;
                     decided.identity_header = notes.vouch.and_then(|(id, scopes)| {
                         self.identity
                             .as_ref()?
@@ -692,6 +696,13 @@ impl Gate {
         let Parsed { parts, bytes, msg } = &priced.call;
         let edge = EdgeRequest {
             method: parts.method.as_str(),
+            authority: parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            }),
+            target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
             public_url: self.opts.public_url.as_deref(),
             body: bytes,
             headers: &credentials::Lines(&parts.headers),
@@ -867,7 +878,7 @@ impl Gate {
                 .find(|o| o.rail() == *rail)
                 .and_then(|o| b.answer(o));
             if let Some(answer) = answer {
-                log.outcome = Outcome::OAuthRefused;
+                log.outcome = Outcome::RailRefused;
                 return Box::new(respond::rail_answer(
                     answer,
                     *rail,
@@ -1006,6 +1017,13 @@ impl Gate {
             let Parsed { parts, bytes, msg } = &decided.priced.call;
             let edge = EdgeRequest {
                 method: parts.method.as_str(),
+                authority: parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+                    parts
+                        .headers
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                }),
+                target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
                 public_url: self.opts.public_url.as_deref(),
                 body: bytes,
                 headers: &credentials::Lines(&parts.headers),
@@ -1105,6 +1123,7 @@ impl Gate {
             result_meta,
             identity_header,
             lister,
+            upstream_authorization,
             ..
         } = decided;
         let Parsed {
@@ -1123,6 +1142,12 @@ impl Gate {
         self.strip_credentials(&mut parts.headers);
         if let Some(v) = identity_header.and_then(|v| HeaderValue::from_str(&v).ok()) {
             parts.headers.insert(IDENTITY_HEADER, v);
+        }
+        // The upstream's own credentials for this caller, from the granting rail (an exchanged
+        // token); the caller's were removed above.
+        if let Some(mut v) = upstream_authorization.and_then(|a| HeaderValue::from_str(&a.0).ok()) {
+            v.set_sensitive(true);
+            parts.headers.insert(header::AUTHORIZATION, v);
         }
         // The body is whole now: it goes on with its exact length.
         parts.headers.remove(header::TRANSFER_ENCODING);
@@ -1591,6 +1616,8 @@ struct Decided<'g> {
     scopes: Vec<String>,
     /// A `tools/list` request's caller, by whom the answer is filtered (with an access policy).
     lister: Option<crate::access::Who>,
+    /// The `Authorization` value the upstream gets, from the granting rail.
+    upstream_authorization: Option<turnpike_core::UpstreamAuthorization>,
 }
 
 /// Stage after step 6: a decided call the limits let through.

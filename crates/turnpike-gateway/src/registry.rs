@@ -11,8 +11,10 @@ use turnpike_conf::RailConf;
 pub static RAIL_CONFS: &[&dyn RailConf] = &[
     &turnpike_l402::conf::L402Conf,
     &turnpike_mpp::conf::MppConf,
+    &turnpike_x402::conf::X402Conf,
     &turnpike_pow::conf::PowConf,
     &turnpike_oauth::conf::OAuthConf,
+    &turnpike_webbotauth::conf::AgentConf,
 ];
 
 /// The rail whose price key is `key` (its id), if any.

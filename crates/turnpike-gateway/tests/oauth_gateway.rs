@@ -6,7 +6,8 @@
 //! from client credentials with a secret and with a signed JWT assertion (RFC 7523), DPoP-bound
 //! tokens with good and bad proofs, a token for another audience, a token without every scope
 //! (403 step-up), a dual-rail tool (a token skips the puzzle), and that the upstream never sees
-//! the caller's token — only the gateway's signed identity statement.
+//! the caller's token — only the gateway's signed identity statement, and with token exchange
+//! (RFC 8693, a grant registered in the provider) a token the server issued for the upstream.
 
 // Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
 // functions; the helpers around them are test code too).
@@ -23,12 +24,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
 use http::Method;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use oidc::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::*;
 
+const ADMIN_TOKEN: &str = "oauth-test-admin-token-0123456789";
 const IDENTITY_SECRET: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
 /// The gateway's configuration: `echo` needs a token with `mcp:tools deploy:write`; `dear` takes
@@ -59,6 +61,10 @@ oauth = true
 [tools.slow]
 free = true
 
+[admin]
+listen = "127.0.0.1:0"
+token = "{ADMIN_TOKEN}"
+
 [oauth]
 issuer = "{issuer}"
 scopes_supported = ["mcp:tools"]
@@ -75,28 +81,73 @@ struct Env {
     url: String,
     log: Log,
     provider: Provider,
+    admin: SocketAddr,
 }
 
 /// Upstream, gateway (its listener bound first, so the resource is known), provider.
 async fn setup(extra: &str) -> Env {
+    setup_with(extra, None).await
+}
+
+/// [`setup`] with the provider's token-exchange grant (see [`Provider::start_with`]) made
+/// from the gateway's URL.
+async fn setup_with(extra: &str, exchange: Option<&dyn Fn(&str) -> Value>) -> Env {
     let (up, log) = start_upstream(true).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw = listener.local_addr().unwrap();
     let url = format!("http://{gw}/mcp");
-    let provider = Provider::start(&url).await;
+    let provider = Provider::start_with(&url, exchange.map(|f| f(&url)).as_ref()).await;
     let cfg =
         turnpike_gateway::parse(&oauth_config(up, &provider.issuer, extra), "oauth.toml").unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = parking_lot::Mutex::new(Some(tx));
+    let opts = turnpike_gateway::ServeOptions {
+        on_ready: Some(std::sync::Arc::new(move |_: &_, admin| {
+            if let Some(tx) = tx.lock().take() {
+                let _ = tx.send(admin);
+            }
+        })),
+        ..turnpike_gateway::ServeOptions::default()
+    };
     tokio::spawn(async move {
-        turnpike_gateway::serve_listener(listener, cfg, std::future::pending())
+        turnpike_gateway::serve_listener_with(listener, cfg, std::future::pending(), opts)
             .await
             .unwrap();
     });
+    let admin = rx.await.unwrap().unwrap();
     Env {
         gw,
         url,
         log,
         provider,
+        admin,
     }
+}
+
+/// The gateway's metrics text, from its admin listener.
+async fn metrics(env: &Env) -> String {
+    let req = http::Request::get(format!("http://{}/metrics", env.admin))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = hyper_client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+/// The value of one series of the metrics text (0 when absent).
+fn series(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn www(r: &Reply) -> Vec<String> {
@@ -665,5 +716,180 @@ async fn junk_tokens_from_many_addresses_never_delay_or_refuse_a_real_one() {
             200
         );
     }
+    // The metrics count what the rail answered by what it meant: a token held back by the
+    // caller's own bound is rate limited, by the bound in all unavailable, a refused one refused.
+    let text = metrics(&env).await;
+    let calls = |outcome: &str| {
+        series(
+            &text,
+            &format!(
+                "turnpike_calls_total{{method=\"tools/call\",tool=\"other\",rail=\"none\",outcome=\"{outcome}\"}}"
+            ),
+        )
+    };
+    assert_eq!(calls("rate_limited"), held_back as u64, "{text}");
+    assert_eq!(calls("unavailable"), in_all as u64, "{text}");
+    assert_eq!(calls("refused"), introspected as u64 + 2, "{text}");
+    assert_no_token_upstream(&env.log);
+}
+
+/// The claims of a JWT (its signature is the authorization server's business here).
+fn jwt_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+const UPSTREAM_AUDIENCE: &str = "https://tools.internal.test/mcp";
+
+/// `[oauth.upstream_token.exchange]` lines for the gateway.
+fn exchange_config(audience: &str, secret: &str) -> String {
+    format!(
+        r#"[oauth.upstream_token.exchange]
+client_id = "turnpike-rs"
+client_secret = "{secret}"
+audience = "{audience}"
+scope = "mcp:tools"
+"#
+    )
+}
+
+/// The provider's grant: subject tokens for the gateway, exchanged for [`UPSTREAM_AUDIENCE`].
+fn exchange_grant(gateway: &str) -> Value {
+    json!({"subject_audience": gateway, "audiences": [UPSTREAM_AUDIENCE], "ttl": 300})
+}
+
+/// Token exchange (RFC 8693) against oidc-provider with the grant registered through its
+/// `registerGrantType`: the upstream sees only the exchanged token — issued by the server for
+/// the upstream's audience, naming the caller and the gateway as actor — never the caller's;
+/// one exchange serves repeated calls with one token; another token gets its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_exchange_gives_the_upstream_a_token_of_its_own() {
+    let env = setup_with(
+        &exchange_config(UPSTREAM_AUDIENCE, RS_SECRET),
+        Some(&exchange_grant),
+    )
+    .await;
+    let gw = env.gw;
+    let token = env.provider.token(false, &env.url, SCOPES, None).await;
+    let bearer = format!("Bearer {token}");
+    let mut seen_tokens = Vec::new();
+    for id in 1..=2 {
+        let r = post(
+            gw,
+            &[("authorization", &bearer)],
+            &call(id, "other", json!({"text": "hi"})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = env.log.lock().last().unwrap().headers.clone();
+        let upstream = seen["authorization"].to_str().unwrap().to_owned();
+        let exchanged = upstream.strip_prefix("Bearer ").expect("a Bearer token");
+        assert_ne!(exchanged, token, "the caller's token went upstream");
+        assert!(!upstream.contains(&token));
+        let c = jwt_claims(exchanged);
+        let caller = jwt_claims(&token);
+        assert_eq!(c["iss"], env.provider.issuer.as_str());
+        assert_eq!(c["aud"], UPSTREAM_AUDIENCE);
+        assert_eq!(c["sub"], caller["sub"]);
+        assert_eq!(c["client_id"], "agent-secret");
+        assert_eq!(c["act"]["sub"], "turnpike-rs");
+        assert_eq!(c["scope"], "mcp:tools");
+        // The signed identity statement still goes beside it.
+        assert!(seen.get("turnpike-identity").is_some());
+        seen_tokens.push(exchanged.to_owned());
+    }
+    assert_eq!(
+        seen_tokens[0], seen_tokens[1],
+        "a second call with the same token reuses the exchanged one"
+    );
+    // Another caller token: another exchange.
+    let other = env.provider.token(true, &env.url, SCOPES, None).await;
+    let r = post(
+        gw,
+        &[("authorization", &format!("Bearer {other}"))],
+        &call(3, "other", json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = env.log.lock().last().unwrap().headers.clone();
+    let exchanged = seen["authorization"].to_str().unwrap()["Bearer ".len()..].to_owned();
+    assert_ne!(exchanged, seen_tokens[0]);
+    assert_eq!(jwt_claims(&exchanged)["client_id"], "agent-jwt");
+    // Calls that no token paid for (a free tool) get no Authorization upstream.
+    let r = post(gw, &[], &call(4, "slow", json!({"ms": 1}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(env
+        .log
+        .lock()
+        .last()
+        .unwrap()
+        .headers
+        .get("authorization")
+        .is_none());
+}
+
+/// The authorization server refusing the exchange ends the call with 403 and its error code; the
+/// gateway's own client refused (a wrong secret) is a 503, fail closed; the server gone is a 503.
+/// The upstream never runs, and never sees the caller's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_or_failed_exchange_never_forwards_the_call() {
+    // An audience the server will not issue for.
+    let mut env = setup_with(
+        &exchange_config("https://not-allowed.test/mcp", RS_SECRET),
+        Some(&exchange_grant),
+    )
+    .await;
+    let token = env.provider.token(false, &env.url, SCOPES, None).await;
+    let bearer = format!("Bearer {token}");
+    let r = post(
+        env.gw,
+        &[("authorization", &bearer)],
+        &call(1, "other", json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["code"], -31403);
+    assert_eq!(v["error"]["data"]["exchange_error"], "invalid_target");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused to exchange"),
+        "{v}"
+    );
+    assert!(env
+        .log
+        .lock()
+        .iter()
+        .all(|s| { !String::from_utf8_lossy(&s.body).contains("tools/call") }));
+    assert_no_token_upstream(&env.log);
+    // The provider gone: 503, the call not forwarded.
+    let _ = env.provider.child.kill();
+    let _ = env.provider.child.wait();
+    let r = post(
+        env.gw,
+        &[("authorization", &bearer)],
+        &call(2, "other", json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_no_token_upstream(&env.log);
+
+    // A wrong secret for the gateway's own client: 503 (the operator's mistake), not 403.
+    let env = setup_with(
+        &exchange_config(UPSTREAM_AUDIENCE, "not-the-secret-0123456789"),
+        Some(&exchange_grant),
+    )
+    .await;
+    let token = env.provider.token(false, &env.url, SCOPES, None).await;
+    let r = post(
+        env.gw,
+        &[("authorization", &format!("Bearer {token}"))],
+        &call(1, "other", json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], -31503);
     assert_no_token_upstream(&env.log);
 }

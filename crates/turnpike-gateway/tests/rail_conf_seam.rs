@@ -249,7 +249,7 @@ fn the_gateways_own_rails_leave_their_recognisers_when_off() {
     c.server.data_dir = dir.clone();
     let rails = Rails::from_config(&c).unwrap();
     let ids: Vec<&str> = rails.edge().iter().map(|r| r.id().as_str()).collect();
-    assert_eq!(ids, ["pow", "l402", "mpp", "oauth"]);
+    assert_eq!(ids, ["pow", "l402", "mpp", "x402", "oauth", "agent"]);
     assert_eq!(rails.all.len(), 1);
     assert!(rails.get::<turnpike_pow::PowRail>().is_some());
     let _ = std::fs::remove_dir_all(dir);
@@ -261,7 +261,7 @@ fn the_hint_of_a_price_lists_the_rails_registered() {
     let e = turnpike_gateway::config::parse(&src, "t.toml")
         .unwrap_err()
         .to_string();
-    let want = "hint: write `free = true`, or `pow = <effort>` and/or `l402 = { sat = <n> }` and/or `mpp = { sat = <n> }` and/or `oauth = true`, e.g. `pow = 200000`";
+    let want = "hint: write `free = true`, or `pow = <effort>` and/or `l402 = { sat = <n> }` and/or `mpp = { sat = <n> }` and/or `x402 = { amount = \"<n>\" }` and/or `oauth = true` and/or `agent = true`, e.g. `pow = 200000`";
     assert!(e.contains(want), "{e}");
     // A rail that gives no hint is left out of it.
     let e = parse_with(&src, "t.toml", RAILS).unwrap_err().to_string();
@@ -296,7 +296,7 @@ fn it_has_a_limit_class_and_a_metrics_slot_of_its_own() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("t.toml:7:10: limits.loop_brake.rails: unknown rail `toll`, expected one of `pow`, `l402`, `mpp`, `oauth`, `free`"),
+        e.contains("t.toml:7:10: limits.loop_brake.rails: unknown rail `toll`, expected one of `pow`, `l402`, `mpp`, `x402`, `oauth`, `agent`, `free`"),
         "{e}"
     );
 
@@ -314,21 +314,25 @@ fn it_has_a_limit_class_and_a_metrics_slot_of_its_own() {
 
 #[test]
 fn the_gateways_metrics_have_a_slot_and_the_series_of_every_registered_rail() {
-    // Proof-of-work alone runs; L402, MPP and OAuth are off, their recognisers in their place: each
-    // still has its slot, and L402's series are there at zero.
+    // Proof-of-work alone runs; L402, MPP, x402, OAuth and agent are off, their recognisers in
+    // their place: each still has its slot, and L402's and x402's series are there at zero.
     let mut c = turnpike_gateway::config::parse(UPSTREAM, "t.toml").unwrap();
     let dir = std::env::temp_dir().join(format!("turnpike-rail-slots-{}", std::process::id()));
     c.server.data_dir = dir.clone();
     let gate = turnpike_gateway::Gate::from_config(&c).unwrap();
     let m = gate.metrics();
-    assert_eq!(m.rail_labels(), ["none", "pow", "l402", "mpp", "oauth"]);
+    assert_eq!(
+        m.rail_labels(),
+        ["none", "pow", "l402", "mpp", "x402", "oauth", "agent"]
+    );
     let text = m.render(&[]);
     for want in [
         "turnpike_pow_puzzles_issued_total 0\n",
         "turnpike_pow_effort_multiplier 1\n",
         "turnpike_l402_invoices_total 0\n",
         "turnpike_l402_settled_sats_total 0\n",
-        "turnpike_rail_unavailable_total{rail=\"pow\"} 0\nturnpike_rail_unavailable_total{rail=\"l402\"} 0\nturnpike_rail_unavailable_total{rail=\"mpp\"} 0\nturnpike_rail_unavailable_total{rail=\"oauth\"} 0\n",
+        "turnpike_rail_unavailable_total{rail=\"pow\"} 0\nturnpike_rail_unavailable_total{rail=\"l402\"} 0\nturnpike_rail_unavailable_total{rail=\"mpp\"} 0\nturnpike_rail_unavailable_total{rail=\"x402\"} 0\nturnpike_rail_unavailable_total{rail=\"oauth\"} 0\n",
+        "turnpike_x402_settlements_total{outcome=\"failed\"} 0\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }

@@ -179,6 +179,14 @@ impl RailConf for OAuthConf {
                 "oauth.introspection".into(),
                 fields::<IntrospectionConfig>(),
             ),
+            (
+                "oauth.upstream_token".into(),
+                fields::<crate::config::UpstreamTokenConfig>(),
+            ),
+            (
+                "oauth.upstream_token.exchange".into(),
+                fields::<crate::config::ExchangeConfig>(),
+            ),
         ]
     }
 

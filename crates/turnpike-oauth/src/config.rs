@@ -26,6 +26,14 @@
 //! max_in_flight = 32
 //! [oauth.implied_scopes]                          # broader scopes that imply narrower ones
 //! "mcp:admin" = ["mcp:tools", "mcp:read"]
+//! [oauth.upstream_token.exchange]                 # RFC 8693: a token of the upstream's own
+//! client_id = "turnpike"
+//! client_secret_env = "TURNPIKE_EXCHANGE_SECRET"  # or client_secret = "…"
+//! audience = "https://tools.internal.example"     # and/or resource = "https://…"
+//! # scope = "tools:run"
+//! # token_endpoint = "https://auth.example.com/token"  # default: from the issuer's metadata
+//! cache_entries = 10000
+//! max_in_flight = 32
 //! ```
 
 use serde::Deserialize;
@@ -156,6 +164,59 @@ pub struct OAuthConfig {
     /// Allow plain `http` URLs for the issuer and its endpoints on hosts other than loopback.
     #[serde(default)]
     pub allow_plain_http: bool,
+    /// What the upstream is sent for a call a token paid for. Unset: no `Authorization` at all
+    /// (the caller's token is never forwarded).
+    #[serde(default)]
+    pub upstream_token: Option<UpstreamTokenConfig>,
+}
+
+/// `[oauth.upstream_token]`: the token the upstream gets for a caller.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTokenConfig {
+    /// Exchange the caller's token at the authorization server (RFC 8693) for one whose
+    /// audience is the upstream.
+    pub exchange: ExchangeConfig,
+}
+
+/// `[oauth.upstream_token.exchange]`: an RFC 8693 token exchange.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// The token endpoint. Default: `token_endpoint` from the issuer's metadata.
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// The gateway's client id at the authorization server (HTTP Basic authentication).
+    pub client_id: String,
+    /// Its secret (or `client_secret_env`).
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// The environment variable holding its secret, read at start.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// The `audience` parameter: the upstream as the authorization server names it.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The `resource` parameter (RFC 8707): the upstream's URL.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The `scope` parameter: the scopes asked for the upstream's token (space-separated).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// How many exchanged tokens are kept (by SHA-256 of the caller's token), each until it or
+    /// the caller's token expires; 0 exchanges on every call.
+    #[serde(default = "default_exchange_cache_entries")]
+    pub cache_entries: usize,
+    /// Exchanges in flight at once; past it a call is answered 503 with `Retry-After`.
+    #[serde(default = "default_exchange_max_in_flight")]
+    pub max_in_flight: u32,
+}
+
+fn default_exchange_cache_entries() -> usize {
+    10_000
+}
+fn default_exchange_max_in_flight() -> u32 {
+    32
 }
 
 /// Credentials and settings for RFC 7662 token introspection.
@@ -287,6 +348,7 @@ impl OAuthConfig {
             token_cache_entries: default_token_cache_entries(),
             http_timeout_secs: default_http_timeout_secs(),
             allow_plain_http: false,
+            upstream_token: None,
         }
     }
 
@@ -379,6 +441,39 @@ impl OAuthConfig {
             }
             if i.max_in_flight == 0 || i.max_in_flight > 1024 {
                 p.push("oauth.introspection.max_in_flight: must be 1 to 1024".into());
+            }
+        }
+        if let Some(UpstreamTokenConfig { exchange: x }) = &self.upstream_token {
+            let at = "oauth.upstream_token.exchange";
+            if let Some(e) = &x.token_endpoint {
+                url("upstream_token.exchange.token_endpoint", e, true);
+            }
+            if x.client_id.is_empty() {
+                p.push(format!("{at}.client_id: must not be empty"));
+            }
+            match (&x.client_secret, &x.client_secret_env) {
+                (Some(_), Some(_)) => p.push(format!(
+                    "{at}: set client_secret or client_secret_env, not both"
+                )),
+                (None, None) => p.push(format!(
+                    "{at}: set client_secret or client_secret_env (the gateway's own client \
+                     secret at the authorization server)"
+                )),
+                (Some(s), None) if s.expose().is_empty() => {
+                    p.push(format!("{at}.client_secret: must not be empty"))
+                }
+                _ => {}
+            }
+            if x.audience.is_none() && x.resource.is_none() {
+                p.push(format!(
+                    "{at}: name the upstream with audience and/or resource (RFC 8693 §2.1)"
+                ));
+            }
+            if let Some(r) = &x.resource {
+                url("upstream_token.exchange.resource", r, false);
+            }
+            if x.max_in_flight == 0 || x.max_in_flight > 1024 {
+                p.push(format!("{at}.max_in_flight: must be 1 to 1024"));
             }
         }
         if self.algorithms.is_empty() {

@@ -79,6 +79,7 @@ pub mod conf;
 pub mod config;
 pub mod credential;
 pub mod dpop;
+pub mod exchange;
 pub mod http;
 pub mod introspect;
 pub mod issuer;
@@ -90,7 +91,9 @@ pub mod rail;
 pub mod token;
 pub mod url;
 
-pub use config::{ConfigError, IntrospectionConfig, OAuthConfig, Secret};
+pub use config::{
+    ConfigError, ExchangeConfig, IntrospectionConfig, OAuthConfig, Secret, UpstreamTokenConfig,
+};
 pub use credential::{credentials_from_headers, parse_authorization, BearerCredential};
 pub use jose::Alg;
 pub use offer::{offer, scopes, RAIL};

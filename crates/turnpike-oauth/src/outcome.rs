@@ -4,6 +4,7 @@
 
 use turnpike_core::{Grant, Identity, Refusal, Verdict};
 
+use crate::exchange::UpstreamToken;
 use crate::token::TokenInfo;
 
 /// The error codes of the `WWW-Authenticate` challenges the rail answers with.
@@ -79,6 +80,8 @@ pub struct Accepted {
     pub dpop_bound: bool,
     /// A fresh `DPoP-Nonce` to send with the response (nonces on, DPoP request).
     pub dpop_nonce: Option<String>,
+    /// The token the upstream gets for this caller (`[oauth.upstream_token.exchange]`).
+    pub upstream_token: Option<UpstreamToken>,
 }
 
 /// A credential the rail refused with an error code.
@@ -116,6 +119,14 @@ pub enum OAuthOutcome {
     },
     /// The issuer (keys, metadata or introspection) could not be reached: fail closed, 503.
     Unavailable(String),
+    /// The token is good, but the authorization server refused to exchange it for the
+    /// upstream's token (RFC 8693): HTTP 403 naming the server's error code.
+    ExchangeRefused {
+        /// The server's `error` code (printable ASCII, at most 64 characters).
+        code: String,
+        /// Who the caller is (the token was genuine).
+        identity: Identity,
+    },
     /// A bound on token introspection is reached: 429 with `Retry-After` for the caller's own
     /// per-address bound, 503 with `Retry-After` for the bound in all. Nothing was asked of
     /// the authorization server.
@@ -146,7 +157,7 @@ impl OAuthOutcome {
         match self {
             OAuthOutcome::Pass(_) => 200,
             OAuthOutcome::Rejected(r) => r.code.status(),
-            OAuthOutcome::InsufficientScope { .. } => 403,
+            OAuthOutcome::InsufficientScope { .. } | OAuthOutcome::ExchangeRefused { .. } => 403,
             OAuthOutcome::Unavailable(_) => 503,
             OAuthOutcome::Busy { own: true, .. } => 429,
             OAuthOutcome::Busy { own: false, .. } => 503,
@@ -177,6 +188,10 @@ impl OAuthOutcome {
                     needed.join(" ")
                 ),
             )),
+            OAuthOutcome::ExchangeRefused { code, .. } => Verdict::Stale(Refusal::new(
+                crate::offer::RAIL,
+                format!("the authorization server refused to exchange the token ({code})"),
+            )),
             OAuthOutcome::Unavailable(_) => Verdict::Unavailable(Refusal::new(
                 crate::offer::RAIL,
                 "the authorization server cannot be reached to check the token",
@@ -204,6 +219,8 @@ pub struct AuthResponse {
     pub description: String,
     /// Seconds for the `Retry-After` header (an introspection bound is reached).
     pub retry_after: Option<u64>,
+    /// The authorization server's error code when it refused a token exchange.
+    pub exchange_error: Option<String>,
 }
 
 /// Escapes a value for an RFC 9110 quoted-string.

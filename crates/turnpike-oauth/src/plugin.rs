@@ -11,7 +11,7 @@ use turnpike_core::credential::CredentialParseError;
 use turnpike_core::plugin::Parsed;
 use turnpike_core::{
     BoundRail, Challenge, Credential, CredentialReader, EdgeRequest, Offer, PassNotes, Rail,
-    RailAnswer, RailDocument, RailId, RailPlugin,
+    RailAnswer, RailDocument, RailId, RailPlugin, UpstreamAuthorization,
 };
 
 use crate::credential::{parse_authorization, BearerCredential};
@@ -175,6 +175,9 @@ impl BoundRail for Bound {
                 .map(|n| vec![(DPOP_NONCE_HEADER, n)])
                 .unwrap_or_default(),
             vouch: Some((a.identity, a.token.scopes)),
+            upstream_authorization: a
+                .upstream_token
+                .map(|t| UpstreamAuthorization(format!("Bearer {}", t.expose()))),
             ..PassNotes::default()
         }
     }
@@ -197,6 +200,10 @@ impl BoundRail for Bound {
                 .map(|e| ("oauth_error", Value::from(e.as_str())))
                 .into_iter()
                 .chain(ar.retry_after.map(|s| ("retry_after", Value::from(s))))
+                .chain(
+                    ar.exchange_error
+                        .map(|c| ("exchange_error", Value::from(c))),
+                )
                 .collect(),
         })
     }

@@ -16,6 +16,7 @@ use crate::cache::VerifiedTokens;
 use crate::config::{ConfigError, OAuthConfig};
 use crate::credential::{is_token68, BearerCredential};
 use crate::dpop::{NonceIssuer, ProofChecker, ProofContext, ProofError};
+use crate::exchange::{ExchangeError, Exchanger};
 use crate::http::HttpClient;
 use crate::introspect::{Busy, IntrospectError, Introspected, Introspector};
 use crate::issuer::{Issuer, KeyLookup, Stats};
@@ -104,6 +105,7 @@ pub struct OAuthRail {
     implied: BTreeMap<String, BTreeSet<String>>,
     verified: VerifiedTokens,
     stats: Arc<Stats>,
+    exchanger: Option<Exchanger>,
 }
 
 impl std::fmt::Debug for OAuthRail {
@@ -178,6 +180,13 @@ impl OAuthRail {
             skew: cfg.clock_skew_secs,
             nonces,
         };
+        let exchanger = match &cfg.upstream_token {
+            Some(u) => Some(
+                Exchanger::new(&u.exchange)
+                    .map_err(|e| bad(format!("oauth.upstream_token.exchange: {e}")))?,
+            ),
+            None => None,
+        };
         let implied = close_implied(&cfg.implied_scopes);
         let verified = VerifiedTokens::new(cfg.token_cache_entries);
         Ok(OAuthRail {
@@ -192,6 +201,7 @@ impl OAuthRail {
             implied,
             verified,
             stats,
+            exchanger,
             cfg,
         })
     }
@@ -408,6 +418,7 @@ impl OAuthRail {
                     error: Some(r.code),
                     description: format!("The access token was refused: {}.", r.description),
                     retry_after: None,
+                    exchange_error: None,
                 })
             }
             OAuthOutcome::InsufficientScope {
@@ -433,6 +444,7 @@ impl OAuthRail {
                         "This call needs an access token with the scopes \"{scope}\"."
                     ),
                     retry_after: None,
+                    exchange_error: None,
                 })
             }
             OAuthOutcome::Unavailable(_) => Some(AuthResponse {
@@ -443,6 +455,7 @@ impl OAuthRail {
                 description: "The authorization server cannot be reached to check the token."
                     .into(),
                 retry_after: None,
+                exchange_error: None,
             }),
             OAuthOutcome::Busy { own, retry_after } => Some(AuthResponse {
                 status: if *own { 429 } else { 503 },
@@ -458,6 +471,19 @@ impl OAuthRail {
                     format!("Too many unknown tokens to check; retry after {retry_after} s.")
                 },
                 retry_after: Some(*retry_after),
+                exchange_error: None,
+            }),
+            OAuthOutcome::ExchangeRefused { code, .. } => Some(AuthResponse {
+                status: 403,
+                www_authenticate: Vec::new(),
+                dpop_nonce: None,
+                error: None,
+                description: format!(
+                    "The authorization server refused to exchange the access token for one the \
+                     upstream accepts ({code}); the call was not forwarded."
+                ),
+                retry_after: None,
+                exchange_error: Some(code.clone()),
             }),
         }
     }
@@ -629,6 +655,28 @@ impl OAuthRail {
                 Err(e) => return OAuthOutcome::Unavailable(e.to_string()),
             }
         }
+        // The upstream's own token for this caller, last: only a call that passed every check
+        // costs the authorization server an exchange.
+        let upstream_token = match &self.exchanger {
+            None => None,
+            Some(x) => match x.exchange(&self.issuer, token, info.expires_at, now).await {
+                Ok(t) => Some(t),
+                Err(ExchangeError::Refused(code)) => {
+                    tracing::info!(issuer = %self.cfg.issuer, error = %code, "token exchange refused");
+                    return OAuthOutcome::ExchangeRefused { code, identity };
+                }
+                Err(ExchangeError::Unavailable(e)) => {
+                    tracing::warn!(issuer = %self.cfg.issuer, error = %e, "token exchange failed: failing closed");
+                    return OAuthOutcome::Unavailable(e);
+                }
+                Err(ExchangeError::Busy) => {
+                    return OAuthOutcome::Busy {
+                        own: false,
+                        retry_after: 1,
+                    }
+                }
+            },
+        };
         OAuthOutcome::Pass(Accepted {
             identity,
             token: info,
@@ -638,6 +686,7 @@ impl OAuthRail {
             } else {
                 None
             },
+            upstream_token,
         })
     }
 

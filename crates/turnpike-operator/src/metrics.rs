@@ -158,8 +158,10 @@ pub enum Outcome {
     Invalid,
     /// No rail could decide or be offered: `unavailable`.
     Unavailable,
-    /// The OAuth rail's own refusal: `oauth-refused`.
-    OAuthRefused,
+    /// A rail's own answer to a credential it refused (OAuth's 400/401/403, or 429/503 when a
+    /// bound on checking tokens holds it back): `rail-refused`. Its `outcome` label follows
+    /// the status: 429 `rate_limited`, 503 `unavailable`, else `refused`.
+    RailRefused,
     /// The gateway's own limits refused the call: `rate_limited`.
     RateLimited,
     /// The limits store was down (fail closed): `limits_unavailable`.
@@ -190,7 +192,7 @@ impl Outcome {
             Outcome::Refused => "refused",
             Outcome::Invalid => "invalid",
             Outcome::Unavailable => "unavailable",
-            Outcome::OAuthRefused => "oauth-refused",
+            Outcome::RailRefused => "rail-refused",
             Outcome::RateLimited => "rate_limited",
             Outcome::LimitsUnavailable => "limits_unavailable",
             Outcome::UpstreamTimeout => "upstream_timeout",
@@ -209,11 +211,14 @@ impl Outcome {
                 }
             }
             Outcome::Challenged => OutcomeClass::Challenged,
-            Outcome::Refused
-            | Outcome::Invalid
-            | Outcome::OAuthRefused
-            | Outcome::Forbidden
-            | Outcome::PolicyDenied => OutcomeClass::Refused,
+            Outcome::RailRefused => match status {
+                429 => OutcomeClass::RateLimited,
+                503 => OutcomeClass::Unavailable,
+                _ => OutcomeClass::Refused,
+            },
+            Outcome::Refused | Outcome::Invalid | Outcome::Forbidden | Outcome::PolicyDenied => {
+                OutcomeClass::Refused
+            }
             Outcome::RateLimited => OutcomeClass::RateLimited,
             Outcome::Unavailable | Outcome::LimitsUnavailable => OutcomeClass::Unavailable,
             Outcome::Undecided
@@ -1200,7 +1205,19 @@ mod tests {
         assert_eq!(label(Outcome::UpstreamTimeout, 504, true), "rejected");
         assert_eq!(label(Outcome::Forbidden, 403, false), "refused");
         assert_eq!(label(Outcome::Undecided, 502, false), "rejected");
-        assert_eq!(Outcome::OAuthRefused.as_str(), "oauth-refused");
+        assert_eq!(Outcome::RailRefused.as_str(), "rail-refused");
+        assert_eq!(
+            Outcome::RailRefused.class(401, false),
+            OutcomeClass::Refused
+        );
+        assert_eq!(
+            Outcome::RailRefused.class(429, false),
+            OutcomeClass::RateLimited
+        );
+        assert_eq!(
+            Outcome::RailRefused.class(503, false),
+            OutcomeClass::Unavailable
+        );
         for (i, c) in OutcomeClass::ALL.iter().enumerate() {
             assert_eq!(c.index(), i);
         }

@@ -586,14 +586,15 @@ fn root_attributes(
 /// A caller as spans name it: its kind and a label that is no credential and no address — a
 /// salted hash of the address (as the dashboard shows anonymous callers), the token id's first
 /// 16 hex digits (L402, as the dashboard), a salted hash of the scope key (OAuth: issuer,
-/// subject and client; another rail's caller: its rail and id), after the kind.
+/// subject and client; an agent: its directory and key id; another rail's caller: its rail and
+/// id), after the kind.
 fn caller_label(id: &Identity, hash_label: &dyn Fn(&str) -> String) -> (String, String) {
     let kind = id.kind().to_owned();
     let label = match id {
         Identity::Anonymous { addr_prefix } => hash_label(addr_prefix),
         Identity::L402 { token_id } => token_id.chars().take(16).collect(),
         // A person's account (OAuth) or another rail's caller: hashed, as an address is.
-        Identity::OAuth { .. } | Identity::Rail { .. } => {
+        Identity::OAuth { .. } | Identity::Agent { .. } | Identity::Rail { .. } => {
             let h = hash_label(&id.scope_key());
             format!("{kind}-{}", h.trim_start_matches("anon-"))
         }

@@ -83,6 +83,11 @@ impl Params {
         self.0.is_empty()
     }
 
+    /// Parameters of these pairs, in this order (for a signer building its own).
+    pub fn from_pairs(pairs: Vec<(String, BareItem)>) -> Self {
+        Params(pairs)
+    }
+
     fn insert(&mut self, key: String, value: BareItem) -> Result<(), SfError> {
         if let Some(slot) = self.0.iter_mut().find(|(k, _)| *k == key) {
             slot.1 = value;

@@ -238,6 +238,47 @@ pub enum Refusal {
     NonceStoreFull,
 }
 
+/// What a request's Web Bot Auth signature claims, read before any key is needed: which key
+/// directory and key it names and what it covers. Nothing here is verified yet; a gateway reads
+/// it to know which directory to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureClaim {
+    /// The signature's label in `Signature-Input`.
+    pub label: String,
+    /// The `keyid` parameter.
+    pub keyid: String,
+    /// The key directory `Signature-Agent` names, when the request has that field.
+    pub agent: Option<String>,
+    /// The names of the covered components, without their parameters, in order.
+    pub components: Vec<String>,
+}
+
+/// Reads the claim of the request's first signature tagged `web-bot-auth` (see
+/// [`SignatureClaim`]): refused as [`Verifier::verify_parts`] would refuse the fields.
+pub fn claim(req: &RequestParts<'_>) -> Result<SignatureClaim, Refusal> {
+    let chosen = choose(req)?;
+    let keyid = match chosen.covered.params.get("keyid") {
+        Some(BareItem::String(k)) => k.clone(),
+        _ => return Err(Refusal::BadParameter("keyid")),
+    };
+    let agent = signature_agent(req, &chosen.label)?;
+    let components = chosen
+        .covered
+        .items
+        .iter()
+        .filter_map(|i| match &i.bare {
+            BareItem::String(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    Ok(SignatureClaim {
+        label: chosen.label,
+        keyid,
+        agent,
+        components,
+    })
+}
+
 /// Verifies Web Bot Auth request signatures against known key directories.
 pub struct Verifier {
     policy: Policy,

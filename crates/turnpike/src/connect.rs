@@ -31,7 +31,7 @@ use turnpike_client::{
 #[command(after_help = CONNECT_EXAMPLES)]
 pub(crate) struct ConnectArgs {
     /// The remote MCP endpoint (Streamable HTTP), e.g. https://mcp.example.com/mcp.
-    #[arg(required_unless_present = "spent")]
+    #[arg(required_unless_present_any = ["spent", "print_agent_directory"])]
     pub(crate) url: Option<String>,
 
     /// Print the spend log (what was paid and solved, and totals) and exit.
@@ -129,6 +129,21 @@ pub(crate) struct ConnectArgs {
     #[arg(long, value_name = "PORT", help_heading = "OAuth")]
     pub(crate) oauth_redirect_port: Option<u16>,
 
+    /// Sign every request as a verified agent (Web Bot Auth) with this Ed25519 private key:
+    /// PKCS#8 PEM (`openssl genpkey -algorithm ed25519`), an OKP JWK with `d`, or the 32-byte
+    /// seed in hex or base64url. Needs --agent-directory.
+    #[arg(long, value_name = "FILE", help_heading = "Verified agent")]
+    pub(crate) agent_key: Option<PathBuf>,
+    /// The URL of the key directory that publishes the agent key, sent in `Signature-Agent`
+    /// (https://…/.well-known/http-message-signatures-directory).
+    #[arg(long, value_name = "URL", help_heading = "Verified agent")]
+    pub(crate) agent_directory: Option<String>,
+    /// Print the key directory (a JWK set) publishing the public half of --agent-key, to be
+    /// served at --agent-directory and registered with the gateway's operator, and exit. A
+    /// missing key file is created first (a new random key, mode 0600).
+    #[arg(long, help_heading = "Verified agent", requires = "agent_key")]
+    pub(crate) print_agent_directory: bool,
+
     /// An extra header for every request to the remote, `Name: value` (repeatable).
     #[arg(
         long = "header",
@@ -199,6 +214,20 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     if args.spent {
         let log = budget::read_log(&state_dir)?;
         print!("{}", budget::render_log(&log, turnpike_core::unix_now()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.print_agent_directory {
+        let path = args
+            .agent_key
+            .as_deref()
+            .context("--agent-key is required")?;
+        let signer = load_or_create_agent_key(path)?;
+        println!("{}", serde_json::to_string_pretty(&signer.directory())?);
+        eprintln!(
+            "turnpike connect: key id {} (serve this at the URL given as --agent-directory, \
+             with Content-Type application/http-message-signatures-directory+json)",
+            signer.keyid()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let Some(url) = args.url.clone() else {
@@ -272,6 +301,60 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The agent key in `path`, or a new one written there (0600) when the file does not exist.
+fn load_or_create_agent_key(path: &std::path::Path) -> anyhow::Result<turnpike_webbotauth::Signer> {
+    if path.exists() {
+        return read_agent_key(path);
+    }
+    let (signer, seed) =
+        turnpike_webbotauth::Signer::generate().map_err(|e| anyhow::anyhow!("agent key: {e}"))?;
+    let mut hex_seed = zeroize::Zeroizing::new(hex::encode(seed));
+    hex_seed.push('\n');
+    turnpike_fs::create_private(path, hex_seed.as_bytes())
+        .with_context(|| format!("--agent-key {}", path.display()))?;
+    eprintln!(
+        "turnpike connect: created a new agent key in {}",
+        path.display()
+    );
+    Ok(signer)
+}
+
+fn read_agent_key(path: &std::path::Path) -> anyhow::Result<turnpike_webbotauth::Signer> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("--agent-key {}", path.display()))?,
+    );
+    turnpike_webbotauth::Signer::from_text(&text)
+        .map_err(|e| anyhow::anyhow!("--agent-key {}: {e}", path.display()))
+}
+
+/// The agent signing of `--agent-key` and `--agent-directory`, when given.
+fn agent_signing(args: &ConnectArgs) -> anyhow::Result<Option<turnpike_client::AgentSigning>> {
+    let (key, dir) = match (&args.agent_key, &args.agent_directory) {
+        (None, None) => return Ok(None),
+        (Some(k), Some(d)) => (k, d),
+        (Some(_), None) => {
+            bail!("--agent-key needs --agent-directory (the URL of its key directory)")
+        }
+        (None, Some(_)) => bail!("--agent-directory needs --agent-key"),
+    };
+    let uri: http::Uri = dir
+        .parse()
+        .with_context(|| format!("--agent-directory {dir:?}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https"), Some(_)) => {}
+        (Some("http"), Some(h)) if is_loopback(h) => {}
+        _ => bail!("--agent-directory {dir:?} must be an https:// URL (http:// only on loopback)"),
+    }
+    if turnpike_webbotauth::Signer::signature_agent(dir).is_none() {
+        bail!("--agent-directory {dir:?} must be visible ASCII");
+    }
+    Ok(Some(turnpike_client::AgentSigning {
+        signer: Arc::new(read_agent_key(key)?),
+        directory: dir.clone(),
+        validity_secs: 60,
+    }))
 }
 
 fn is_loopback(h: &str) -> bool {
@@ -497,6 +580,7 @@ fn build_config(args: &ConnectArgs, state_dir: PathBuf) -> anyhow::Result<Client
             on_authorize_url: None,
         });
     }
+    cfg.agent = agent_signing(args)?;
     Ok(cfg)
 }
 

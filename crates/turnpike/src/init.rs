@@ -22,7 +22,7 @@ pub(crate) struct InitArgs {
     /// A stdio MCP server to launch instead: the program and its arguments in one string.
     #[arg(long, value_name = "\"CMD ARGS…\"")]
     pub(crate) upstream_cmd: Option<String>,
-    /// The rails tools are paid with, comma-separated: pow, l402, mpp, oauth.
+    /// The rails tools are paid with, comma-separated: pow, l402, mpp, x402, oauth, agent.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub(crate) rails: Option<Vec<String>>,
     /// Proof-of-work price of a tool call, in expected hashes (200000 ≈ 25 ms on one thread of
@@ -41,6 +41,12 @@ pub(crate) struct InitArgs {
     /// The OAuth authorization server's issuer URL (with --rails oauth).
     #[arg(long, value_name = "URL")]
     pub(crate) oauth_issuer: Option<String>,
+    /// The key directory URL of the verified agents accepted (with --rails agent).
+    #[arg(long, value_name = "URL")]
+    pub(crate) agent_directory: Option<String>,
+    /// The address x402 payments go to (with --rails x402): `0x` and 40 hex digits.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) x402_pay_to: Option<String>,
     /// Address the gateway listens on.
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<String>,
@@ -69,6 +75,9 @@ pub(crate) struct Answers {
     pub(crate) mpp_sat: Option<u64>,
     pub(crate) lightning: String,
     pub(crate) oauth_issuer: Option<String>,
+    pub(crate) agent_directory: Option<String>,
+    /// With the x402 rail: who is paid.
+    pub(crate) x402_pay_to: Option<String>,
     pub(crate) admin: bool,
 }
 
@@ -152,6 +161,8 @@ pub(crate) fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
         mpp_sat: None,
         lightning: a.lightning.clone().unwrap_or_else(|| "dev".into()),
         oauth_issuer: None,
+        agent_directory: None,
+        x402_pay_to: None,
         admin: !a.no_admin,
     };
     for r in &rails {
@@ -159,9 +170,21 @@ pub(crate) fn from_flags(a: &InitArgs) -> anyhow::Result<Answers> {
             "pow" => ans.pow = Some(a.pow_effort.unwrap_or(DEFAULT_EFFORT)),
             "l402" => ans.l402_sat = Some(a.price_sat.unwrap_or(DEFAULT_SAT)),
             "mpp" => ans.mpp_sat = Some(a.price_sat.unwrap_or(DEFAULT_SAT)),
+            "x402" => {
+                ans.x402_pay_to = Some(a.x402_pay_to.clone().ok_or_else(|| {
+                    anyhow::anyhow!("--rails x402 needs --x402-pay-to 0x… (who is paid)")
+                })?)
+            }
             "oauth" => {
                 ans.oauth_issuer = Some(a.oauth_issuer.clone().ok_or_else(|| {
                     anyhow::anyhow!("--rails oauth needs --oauth-issuer https://…")
+                })?)
+            }
+            "agent" => {
+                ans.agent_directory = Some(a.agent_directory.clone().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--rails agent needs --agent-directory https://…/.well-known/http-message-signatures-directory"
+                    )
                 })?)
             }
             "" => {}
@@ -252,6 +275,8 @@ pub(crate) fn ask(
         price_sat: a.price_sat,
         lightning: a.lightning.clone(),
         oauth_issuer: a.oauth_issuer.clone(),
+        agent_directory: a.agent_directory.clone(),
+        x402_pay_to: a.x402_pay_to.clone(),
         listen: a.listen.clone(),
         no_admin: a.no_admin,
         output: a.output.clone(),
@@ -300,11 +325,27 @@ pub(crate) fn ask(
             )?);
         }
     }
+    if has("x402") && flags.x402_pay_to.is_none() {
+        flags.x402_pay_to = Some(prompt(
+            input,
+            out,
+            "x402: the address payments go to (0x and 40 hex digits)",
+            "",
+        )?);
+    }
     if has("oauth") && flags.oauth_issuer.is_none() {
         flags.oauth_issuer = Some(prompt(
             input,
             out,
             "OAuth issuer URL (exactly as in the tokens' iss)",
+            "",
+        )?);
+    }
+    if has("agent") && flags.agent_directory.is_none() {
+        flags.agent_directory = Some(prompt(
+            input,
+            out,
+            "Key directory URL of the verified agents to let through (https://…/.well-known/http-message-signatures-directory)",
             "",
         )?);
     }
@@ -354,7 +395,13 @@ pub(crate) fn render(a: &Answers) -> String {
     }
     s.push_str("# Prices. [tools.default] prices every tool not named; several rails = the caller chooses.\n");
     s.push_str("[tools.default]\n");
-    if a.pow.is_none() && a.l402_sat.is_none() && a.mpp_sat.is_none() && a.oauth_issuer.is_none() {
+    if a.pow.is_none()
+        && a.l402_sat.is_none()
+        && a.mpp_sat.is_none()
+        && a.x402_pay_to.is_none()
+        && a.oauth_issuer.is_none()
+        && a.agent_directory.is_none()
+    {
         s.push_str("free = true\n");
     }
     if let Some(e) = a.pow {
@@ -376,8 +423,14 @@ pub(crate) fn render(a: &Answers) -> String {
             "mpp = {{ sat = {sat} }}              # the Payment scheme (MPP), Lightning charge: satoshis per call\n"
         ));
     }
+    if a.x402_pay_to.is_some() {
+        s.push_str("x402 = { amount = \"10000\" }      # x402 exact: atomic units of [x402] asset (0.01 USDC)\n");
+    }
     if a.oauth_issuer.is_some() {
         s.push_str("oauth = true                     # any valid access token for this resource\n");
+    }
+    if a.agent_directory.is_some() {
+        s.push_str("agent = true                     # verified agents (Web Bot Auth) of [agent] pass free\n");
     }
     s.push_str("\n# A tool that costs nothing:\n# [tools.echo]\n# free = true\n\n");
     if a.l402_sat.is_some() || a.mpp_sat.is_some() {
@@ -414,11 +467,30 @@ pub(crate) fn render(a: &Answers) -> String {
         }
         s.push('\n');
     }
+    if let Some(pay_to) = &a.x402_pay_to {
+        s.push_str("[x402]                           # x402 exact on an EVM chain (docs/X402.md): USDC on Base\n");
+        s.push_str("network = \"eip155:8453\"          # CAIP-2 eip155:<chainId>\n");
+        s.push_str("rpc_url = \"https://mainnet.base.org\"   # a JSON-RPC node of that chain (use your own)\n");
+        s.push_str(
+            "asset = \"0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913\"   # the EIP-3009 token\n",
+        );
+        s.push_str("asset_name = \"USD Coin\"          # its EIP-712 domain name\n");
+        s.push_str("asset_version = \"2\"              # and version\n");
+        s.push_str(&format!("pay_to = {}\n", toml_str(pay_to)));
+        s.push_str("settle_key_env = \"X402_SETTLE_KEY\"   # the settling account's key (it pays the gas),\n");
+        s.push_str("                                 # or facilitator_url = \"https://…\"\n\n");
+    }
     if let Some(iss) = &a.oauth_issuer {
         s.push_str(
             "[oauth]                          # the authorization server whose tokens pass\n",
         );
         s.push_str(&format!("issuer = {}\n\n", toml_str(iss)));
+    }
+    if let Some(dir) = &a.agent_directory {
+        s.push_str(
+            "[agent]                          # verified agents: the key directories accepted\n",
+        );
+        s.push_str(&format!("directories = [{}]\n\n", toml_str(dir)));
     }
     s.push_str("[limits]                         # per-caller rate limits (docs/LIMITS.md); on by default\n");
     s.push_str("enabled = true\n\n");
@@ -464,6 +536,8 @@ mod tests {
             price_sat: None,
             lightning: None,
             oauth_issuer: None,
+            agent_directory: None,
+            x402_pay_to: None,
             listen: None,
             no_admin: true,
             output: "-".into(),
@@ -493,6 +567,10 @@ mod tests {
                 let mut a = args();
                 a.rails = Some(rails.iter().map(|s| s.to_string()).collect());
                 a.oauth_issuer = Some("https://auth.example.com".into());
+                a.agent_directory = Some(
+                    "https://agent.example/.well-known/http-message-signatures-directory".into(),
+                );
+                a.x402_pay_to = Some("0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into());
                 a.lightning = Some(backend.into());
                 let cfg = check(&render(&from_flags(&a).unwrap()));
                 let p = &cfg.tools["default"];
@@ -514,12 +592,19 @@ mod tests {
     /// the gateway can be chosen, and choosing it writes what turns it on and its price.
     #[test]
     fn every_registered_rail_is_written_as_its_definition_reads_it() {
-        assert_eq!(rail_names(), ["pow", "l402", "mpp", "oauth"]);
+        assert_eq!(
+            rail_names(),
+            ["pow", "l402", "mpp", "x402", "oauth", "agent"]
+        );
         for conf in turnpike_gateway::registry::RAIL_CONFS {
             for backend in BACKENDS {
                 let mut a = args();
                 a.rails = Some(vec![conf.id().as_str().to_owned()]);
                 a.oauth_issuer = Some("https://auth.example.com".into());
+                a.agent_directory = Some(
+                    "https://agent.example/.well-known/http-message-signatures-directory".into(),
+                );
+                a.x402_pay_to = Some("0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into());
                 a.lightning = Some(backend.into());
                 let cfg = check(&render(&from_flags(&a).unwrap()));
                 assert!(conf.is_on(&cfg.rails), "{} is off", conf.id());
@@ -529,7 +614,10 @@ mod tests {
         let mut a = args();
         a.rails = Some(vec!["gold".into()]);
         let e = from_flags(&a).unwrap_err().to_string();
-        assert!(e.ends_with("the rails are pow, l402, mpp and oauth"), "{e}");
+        assert!(
+            e.ends_with("the rails are pow, l402, mpp, x402, oauth and agent"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -901,3 +901,188 @@ fn check_measures_the_hash_rate() {
     assert!(out.contains("hash rate here: "), "{out}");
     assert!(out.contains("reference_hashrate: 8.00 MH/s"), "{out}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// connect as a verified agent
+
+/// Serves `body` as a key directory on 127.0.0.1 (a thread answering every connection with
+/// it); counts the requests.
+fn serve_directory(body: String) -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            h.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/http-message-signatures-directory+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (addr, hits)
+}
+
+/// Runs `turnpike connect … --listen 127.0.0.1:0` until it prints the address it forwards from.
+fn start_forwarder(dir: &Path, name: &str, args: &[&str]) -> (Child, SocketAddr) {
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("connect")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let addr = text.lines().find_map(|l| {
+            l.split("forwarding http://")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        });
+        if let Some(a) = addr {
+            return (child, a);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("turnpike connect exited early ({status}): {text}");
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no forwarding line: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// `turnpike connect --agent-key FILE --print-agent-directory` creates the key (0600) and prints
+/// its directory; served on loopback and listed in the gateway's `[agent]`, `turnpike connect
+/// --agent-key … --agent-directory …` signs every call, and a tool priced proof-of-work or agent
+/// passes without a puzzle (the connect here may not solve one: its CPU-time cap is tiny).
+#[test]
+fn connect_signs_as_a_verified_agent() {
+    let d = scratch("agent");
+    let key = d.join("agent.key");
+    let o = turnpike(&[
+        "connect",
+        "--agent-key",
+        key.to_str().unwrap(),
+        "--print-agent-directory",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let directory: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(directory["keys"][0]["crv"], "Ed25519");
+    assert!(directory["keys"][0].get("d").is_none());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Printing again reads the same key.
+    let again = turnpike(&[
+        "connect",
+        "--agent-key",
+        key.to_str().unwrap(),
+        "--print-agent-directory",
+    ]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&again.stdout).unwrap(),
+        directory
+    );
+
+    let (dir_addr, fetches) = serve_directory(directory.to_string());
+    let dir_url = format!("http://{dir_addr}/.well-known/http-message-signatures-directory");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let upstream = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        tokio::spawn(turnpike_fixture::serve_http(
+            l,
+            "/mcp",
+            turnpike_fixture::HttpOptions::fast(),
+            std::future::pending(),
+        ));
+        a
+    });
+    let cfg = write(
+        &d,
+        "gw.toml",
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+path = "/mcp"
+data_dir = "{data}"
+challenge_mode = "http"
+
+[upstream]
+url = "http://{upstream}/mcp"
+
+[agent]
+directories = ["{dir_url}"]
+
+[tools.add]
+pow = 2000000000
+agent = true
+"#,
+            data = d.join("data").display()
+        ),
+    );
+    let (gw_child, gw) = start_reporting(
+        &d,
+        "gw",
+        &["serve", "-c", cfg.to_str().unwrap()],
+        Stdio::null(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let remote = format!("http://{gw}/mcp");
+    let state = d.join("state");
+    let common = [
+        remote.as_str(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--pow-max-secs",
+        "0.001",
+        "--solve-under",
+        "0",
+    ];
+    let mut args: Vec<&str> = common.to_vec();
+    args.extend([
+        "--agent-key",
+        key.to_str().unwrap(),
+        "--agent-directory",
+        &dir_url,
+    ]);
+    let (fwd, at) = start_forwarder(&d, "connect", &args);
+    for i in 0..2 {
+        let r = post(at, &[], &call(i, "add", json!({"a": 2, "b": i})));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(result_text(&r.body), (2 + i).to_string());
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    let _ = interrupt(fwd);
+    // Without the key the same forwarder cannot get through: the puzzle is over its cap.
+    let (plain, at) = start_forwarder(&d, "plain", &common);
+    let r = post(at, &[], &call(9, "add", json!({"a": 1, "b": 1})));
+    assert_ne!(r.status, 200, "{}", r.body);
+    let _ = interrupt(plain);
+    assert!(interrupt(gw_child).success());
+    drop(rt);
+    let _ = std::fs::remove_dir_all(d);
+}

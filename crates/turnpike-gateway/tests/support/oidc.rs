@@ -91,7 +91,7 @@ impl EcKey {
 
 /// oidc-provider, running.
 pub(crate) struct Provider {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) issuer: String,
     pub(crate) token_endpoint: String,
     pub(crate) client_key: EcKey,
@@ -114,6 +114,12 @@ pub(crate) fn repo_root() -> PathBuf {
 impl Provider {
     /// Starts oidc-provider issuing tokens for `resource` (the gateway) and [`OTHER`].
     pub(crate) async fn start(resource: &str) -> Provider {
+        Provider::start_with(resource, None).await
+    }
+
+    /// Starts oidc-provider issuing tokens for `resource` (the gateway) and [`OTHER`], with the
+    /// token-exchange grant of `provider.mjs` turned on by `exchange` (its `TP_EXCHANGE`).
+    pub(crate) async fn start_with(resource: &str, exchange: Option<&Value>) -> Provider {
         let root = repo_root();
         let pkg = root.join(".deps/node_modules/oidc-provider");
         assert!(
@@ -137,7 +143,11 @@ impl Provider {
             resource: {"alg": "ES256", "scope": SCOPES},
             OTHER: {"alg": "ES256", "scope": SCOPES},
         });
-        let mut child = Command::new(&node)
+        let mut cmd = Command::new(&node);
+        if let Some(x) = exchange {
+            cmd.env("TP_EXCHANGE", x.to_string());
+        }
+        let mut child = cmd
             .arg(&script)
             .env("TP_OIDC_PROVIDER", &pkg)
             .env("TP_ISSUER_PATH", "")

@@ -11,6 +11,8 @@
 //   TP_CLIENT_SECRET   secret of the client_secret_basic client
 //   TP_RS_SECRET       secret of the resource server's own client (token introspection)
 //   TP_RESOURCES       JSON {resourceUrl: {alg, format: "jwt"|"opaque", scope, ttl}}
+//   TP_EXCHANGE        optional JSON {"subject_audience": url, "audiences": [..], "ttl": secs}:
+//                      turns on an RFC 8693 token-exchange grant for turnpike-rs (below)
 //
 // Output: one JSON line on stdout, {"issuer": "...", "port": N}, once listening. The process ends
 // when its stdin closes (the test that started it is gone).
@@ -20,7 +22,14 @@
 //   agent-jwt     client_credentials, private_key_jwt (ES256 assertion signed by the test)
 //   turnpike-rs   client_secret_basic; the resource server, for introspection
 // Features: clientCredentials, resourceIndicators (JWT or opaque access tokens per resource,
-// audience = the resource), introspection, dPoP.
+// audience = the resource), introspection, dPoP; with TP_EXCHANGE, the grant
+// urn:ietf:params:oauth:grant-type:token-exchange (RFC 8693), registered through
+// provider.registerGrantType: turnpike-rs presents a JWT access token this server issued for
+// subject_audience (subject_token_type access_token) and names one of `audiences` in `audience`
+// or `resource`; it gets an ES256 JWT for that audience, signed with the server's first key,
+// carrying the subject's sub and client_id, the scope asked for, and act = {sub: turnpike-rs}.
+// Refusals are RFC 6749 errors: invalid_request, invalid_grant (a bad subject token),
+// invalid_target (an audience not listed).
 
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -47,6 +56,21 @@ const resources = JSON.parse(env('TP_RESOURCES'));
 
 const { privateKey: rsaKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const rsaJwk = { ...rsaKey.export({ format: 'jwk' }), kid: 'rs-1', use: 'sig' };
+
+const exchange = process.env.TP_EXCHANGE ? JSON.parse(process.env.TP_EXCHANGE) : null;
+const EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+// jose is oidc-provider's own dependency, installed beside it.
+const jose = exchange
+  ? await import(
+      pathToFileURL(path.join(env('TP_OIDC_PROVIDER'), '..', 'jose', 'dist', 'webapi', 'index.js'))
+        .href
+    )
+  : null;
+const publicKeys = exchange
+  ? jose.createLocalJWKSet({ keys: asKeys.map(({ d, ...pub }) => pub) })
+  : null;
+const signKey = exchange ? await jose.importJWK(asKeys[0], 'ES256') : null;
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 const allScopes = [...new Set(Object.values(resources).flatMap((r) => r.scope.split(' ')))];
 const clientBase = {
@@ -78,6 +102,7 @@ server.listen(0, '127.0.0.1', () => {
       {
         ...clientBase,
         client_id: 'turnpike-rs',
+        grant_types: exchange ? ['client_credentials', EXCHANGE_GRANT] : ['client_credentials'],
         client_secret: env('TP_RS_SECRET'),
         token_endpoint_auth_method: 'client_secret_basic',
       },
@@ -113,6 +138,53 @@ server.listen(0, '127.0.0.1', () => {
       },
     },
   });
+  if (exchange) {
+    provider.registerGrantType(
+      EXCHANGE_GRANT,
+      async (ctx) => {
+        const p = ctx.oidc.params;
+        if (p.subject_token_type !== ACCESS_TOKEN_TYPE || !p.subject_token) {
+          throw new errors.InvalidRequest('subject_token of type access_token required');
+        }
+        let subject;
+        try {
+          ({ payload: subject } = await jose.jwtVerify(p.subject_token, publicKeys, {
+            issuer,
+            audience: exchange.subject_audience,
+          }));
+        } catch (e) {
+          throw new errors.InvalidGrant(`subject_token: ${e.code ?? e.message}`);
+        }
+        const target = p.audience ?? p.resource;
+        if (!target || !exchange.audiences.includes(target)) {
+          throw new errors.InvalidTarget('this audience may not be asked for');
+        }
+        const now = Math.floor(Date.now() / 1000);
+        const ttl = exchange.ttl ?? 300;
+        const claims = {
+          sub: subject.sub,
+          client_id: subject.client_id,
+          act: { sub: ctx.oidc.client.clientId },
+          jti: crypto.randomUUID(),
+        };
+        if (p.scope) claims.scope = p.scope;
+        const token = await new jose.SignJWT(claims)
+          .setProtectedHeader({ alg: 'ES256', kid: asKeys[0].kid, typ: 'at+jwt' })
+          .setIssuer(issuer)
+          .setAudience(target)
+          .setIssuedAt(now)
+          .setExpirationTime(now + ttl)
+          .sign(signKey);
+        ctx.body = {
+          access_token: token,
+          issued_token_type: ACCESS_TOKEN_TYPE,
+          token_type: 'Bearer',
+          expires_in: ttl,
+        };
+      },
+      ['subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'scope', 'resource'],
+    );
+  }
   provider.on('server_error', (_ctx, err) => console.error('provider server_error:', err));
   const callback = provider.callback();
   server.on('request', (req, res) => {

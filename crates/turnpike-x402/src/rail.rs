@@ -1,0 +1,1163 @@
+//! [`X402Rail`]: x402's `exact` scheme on an EVM chain (EIP-3009) as a turnpike rail.
+//!
+//! An offer for a call priced `x402 = { amount = "N" }` is one `PaymentRequirements` (scheme
+//! `exact`, the configured network, asset, `payTo`, `amount` N, `maxTimeoutSeconds`, and in
+//! `extra` the token's EIP-712 `name` and `version` and the gateway's binding
+//! `turnpikeBinding = "<iat>.<exp>.<mac>"`: HMAC-SHA256 under `data_dir/x402.key` of the call's
+//! scope digest (tool, arguments, resource), the network, asset, `payTo`, the amount and the
+//! two times). Nothing is stored.
+//!
+//! A payment (`PAYMENT-SIGNATURE`, or `_meta["x402/payment"]`) is checked offline first
+//! ([`X402Rail::check`]): version 2, scheme, network, asset, `payTo` and amount equal to the
+//! offer's, the binding recomputed for *this* call and compared in constant time and not
+//! expired, the authorization's `to` and `value` equal to `payTo` and the price, its validity
+//! window open now (and not longer than the offer allows), and the EIP-712 signature of
+//! `TransferWithAuthorization` under the token's domain recovering to `from`. The client's
+//! signature does not cover the binding (it signs the authorization only); the binding ties the
+//! *offer* to one call, and the authorization's nonce, spent once, ties the money to one
+//! payment: the nonce `(chainId, asset, from, nonce)` goes into the `x402` spent set (memory or
+//! Redis, so two gateways on one Redis take a payment once) before anything else happens, and
+//! the token refuses a second `transferWithAuthorization` with it. A payment made for another
+//! call fails the binding; a payment presented twice fails the spent set.
+//!
+//! Then the chain (`[x402] rpc_url`): the payer's balance covers the value and the nonce is
+//! unused on the token (`authorizationState`). Then the payment is settled **before the call is
+//! forwarded**: by the gateway's own key (an EIP-155 transaction calling
+//! `transferWithAuthorization`, sent and waited for until its receipt says status 1), or by a
+//! facilitator (`POST {facilitator_url}/settle`). Settling first means the upstream never runs
+//! for money that did not arrive (an authorization can be front-run, or the payer's balance
+//! moved, between a check and a later settlement); its cost is that a call the upstream then
+//! fails has still been paid for. A settlement that fails is counted
+//! (`turnpike_x402_settlements_total{outcome}`) and logged, never silent; when nothing can have
+//! moved (the transfer reverted or was never sent) the nonce is released from the spent set, so
+//! the payer may present the same authorization again.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k256::ecdsa::SigningKey;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::Digest;
+use turnpike_core::credential::CredentialParseError;
+use turnpike_core::mac::{hmac_sha256, Mac};
+use turnpike_core::meter::write_series;
+use turnpike_core::plugin::Parsed;
+use turnpike_core::{
+    BoundRail, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
+    Offer, PassNotes, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
+};
+use turnpike_store::SpentSet;
+use zeroize::Zeroizing;
+
+use crate::chain::{ChainError, Facilitator, Node};
+use crate::evm::{self, Address, Authorization, Domain};
+use crate::wire::{
+    self, PaymentPayload, PaymentRequired, PaymentRequirements, Resource, SettlementResponse,
+    BINDING_KEY, META_PAYMENT, SCHEME, X402_VERSION,
+};
+use crate::RAIL;
+
+/// The file under the data directory that holds the binding key (64 hex digits).
+pub const KEY_FILE: &str = "x402.key";
+
+/// Seconds of clock difference allowed between the gateway, the client and the chain.
+pub const SKEW_SECS: u64 = 60;
+
+/// An authorization must stay valid this long after it is presented, to be settled in time.
+pub const SETTLE_MARGIN_SECS: u64 = 3;
+
+/// The rail's settings: the gateway's `[x402]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X402Config {
+    /// The chain, as CAIP-2: `eip155:<chainId>` (`eip155:8453` is Base).
+    pub network: String,
+    /// The JSON-RPC endpoint of a node of that chain.
+    pub rpc_url: String,
+    /// The token contract (EIP-3009), `0x` + 40 hex digits.
+    pub asset: String,
+    /// The token's EIP-712 domain name (`USD Coin` for USDC on Base).
+    pub asset_name: String,
+    /// The token's EIP-712 domain version (`2` for USDC).
+    pub asset_version: String,
+    /// Who is paid, `0x` + 40 hex digits.
+    pub pay_to: String,
+    /// How long an offer may be paid, and the longest an authorization may stay valid, in
+    /// seconds.
+    #[serde(
+        default = "default_max_timeout",
+        deserialize_with = "turnpike_core::conf::positive_u64"
+    )]
+    pub max_timeout_secs: u64,
+    /// Settle through this facilitator (`POST <url>/settle`) instead of the gateway's own key.
+    #[serde(default)]
+    pub facilitator_url: Option<String>,
+    /// The file holding the settling account's secp256k1 key (64 hex digits, `0x` allowed).
+    #[serde(default)]
+    pub settle_key_file: Option<String>,
+    /// The environment variable holding that key.
+    #[serde(default)]
+    pub settle_key_env: Option<String>,
+    /// The deadline of each request to the node or the facilitator, in milliseconds.
+    #[serde(
+        default = "default_rpc_timeout",
+        deserialize_with = "turnpike_core::conf::positive_u64"
+    )]
+    pub rpc_timeout_ms: u64,
+    /// How long a settlement transaction is waited for, in seconds.
+    #[serde(
+        default = "default_settle_timeout",
+        deserialize_with = "turnpike_core::conf::positive_u64"
+    )]
+    pub settle_timeout_secs: u64,
+}
+
+fn default_max_timeout() -> u64 {
+    300
+}
+fn default_rpc_timeout() -> u64 {
+    5000
+}
+fn default_settle_timeout() -> u64 {
+    60
+}
+
+/// The chain id of a CAIP-2 `eip155:<id>` network.
+pub fn chain_id_of(network: &str) -> Option<u64> {
+    let id = network.strip_prefix("eip155:")?;
+    if id.is_empty()
+        || (id.len() > 1 && id.starts_with('0'))
+        || !id.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    id.parse().ok().filter(|v| *v > 0)
+}
+
+/// Reads a hex secp256k1 key (`0x` allowed, surrounding space ignored).
+pub fn parse_key(text: &str) -> Option<SigningKey> {
+    let t = text.trim();
+    let t = t.strip_prefix("0x").unwrap_or(t);
+    if t.len() != 64 {
+        return None;
+    }
+    let mut b = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(t, &mut b[..]).ok()?;
+    SigningKey::from_slice(&b[..]).ok()
+}
+
+/// Who settles payments.
+pub enum Settler {
+    /// The gateway's own account: it sends `transferWithAuthorization` and pays the gas.
+    Own {
+        /// The account's key (never logged).
+        key: SigningKey,
+        /// Its address.
+        address: Address,
+        /// Held from reading the account's nonce to sending, so that concurrent settlements
+        /// get consecutive nonces.
+        sending: tokio::sync::Mutex<()>,
+    },
+    /// A facilitator.
+    Facilitator(Facilitator),
+}
+
+impl std::fmt::Debug for Settler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Settler::Own { address, .. } => write!(f, "Own({})", evm::checksum(address)),
+            Settler::Facilitator(x) => write!(f, "{x:?}"),
+        }
+    }
+}
+
+impl Settler {
+    /// The gateway's own account, with `key`.
+    pub fn own(key: SigningKey) -> Self {
+        let address = evm::address_of(key.verifying_key());
+        Settler::Own {
+            key,
+            address,
+            sending: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// What a payment that passed the offline checks pays with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The spent set's key of the authorization's nonce.
+    pub spent_key: [u8; 32],
+    /// When the offer was made (Unix seconds).
+    pub issued_at: u64,
+    /// Until when the authorization can be settled.
+    pub valid_before: u64,
+}
+
+/// Why a settlement did not happen.
+#[derive(Debug)]
+enum SettleError {
+    /// Refused: nothing moved (the transfer would revert, or reverted).
+    Refused(String),
+    /// The node or facilitator could not be reached before anything was sent.
+    Down(String),
+    /// Sent, but its outcome is not known.
+    Unknown(String),
+}
+
+/// Settlement counts, by outcome.
+#[derive(Debug, Default)]
+pub struct X402Meter {
+    settled: AtomicU64,
+    refused: AtomicU64,
+    failed: AtomicU64,
+    offers: AtomicU64,
+}
+
+impl RailMeter for X402Meter {
+    fn challenge_issued(&self, _challenge: &Challenge) {
+        self.offers.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        write_series(
+            out,
+            "turnpike_x402_offers_total",
+            "counter",
+            "x402 payment requirements offered (one per challenge offering x402).",
+            self.offers.load(Relaxed),
+        );
+        out.push_str(
+            "# HELP turnpike_x402_settlements_total x402 settlements by outcome: settled, refused (the transfer reverted or would), failed (node or facilitator unreachable, or the outcome unknown).\n# TYPE turnpike_x402_settlements_total counter\n",
+        );
+        for (outcome, n) in [
+            ("settled", &self.settled),
+            ("refused", &self.refused),
+            ("failed", &self.failed),
+        ] {
+            out.push_str(&format!(
+                "turnpike_x402_settlements_total{{outcome=\"{outcome}\"}} {}\n",
+                n.load(Relaxed)
+            ));
+        }
+    }
+
+    fn figures(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("x402_settled", self.settled.load(Relaxed)),
+            ("x402_settle_failures", self.failed.load(Relaxed)),
+        ]
+    }
+}
+
+/// The rail. See the module docs.
+pub struct X402Rail {
+    cfg: X402Config,
+    chain_id: u64,
+    asset: Address,
+    pay_to: Address,
+    separator: [u8; 32],
+    key: Zeroizing<[u8; 32]>,
+    resource_url: String,
+    spent: Arc<dyn SpentSet>,
+    node: Node,
+    settler: Settler,
+    meter: Arc<X402Meter>,
+}
+
+fn stale(reason: &str) -> Verdict {
+    Verdict::Stale(Refusal::new(RAIL, reason))
+}
+
+fn unavailable(reason: &str) -> Verdict {
+    Verdict::Unavailable(Refusal::new(RAIL, reason))
+}
+
+/// The grant's receipt: `x402:<transaction>`.
+const RECEIPT_PREFIX: &str = "x402:";
+
+impl X402Rail {
+    /// A rail over `cfg` (already checked: see [`crate::conf`]), binding offers with `key`,
+    /// nonces spent in `spent`, asking `node`, settling with `settler`.
+    pub fn new(
+        cfg: X402Config,
+        key: [u8; 32],
+        resource_url: String,
+        spent: Arc<dyn SpentSet>,
+        node: Node,
+        settler: Settler,
+    ) -> Result<Self, String> {
+        let chain_id = chain_id_of(&cfg.network)
+            .ok_or_else(|| format!("network {:?} is not eip155:<chainId>", cfg.network))?;
+        let asset = evm::parse_address(&cfg.asset)
+            .ok_or_else(|| format!("asset {:?} is not an address", cfg.asset))?;
+        let pay_to = evm::parse_address(&cfg.pay_to)
+            .ok_or_else(|| format!("pay_to {:?} is not an address", cfg.pay_to))?;
+        let separator = Domain {
+            name: cfg.asset_name.clone(),
+            version: cfg.asset_version.clone(),
+            chain_id,
+            verifying_contract: asset,
+        }
+        .separator();
+        Ok(X402Rail {
+            cfg,
+            chain_id,
+            asset,
+            pay_to,
+            separator,
+            key: Zeroizing::new(key),
+            resource_url,
+            spent,
+            node,
+            settler,
+            meter: Arc::new(X402Meter::default()),
+        })
+    }
+
+    /// The binding key in `dir/x402.key` (64 hex digits), created with mode 0600 when missing.
+    pub fn load_or_create_key(dir: &Path) -> std::io::Result<[u8; 32]> {
+        match load_key(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_key(dir),
+            r => r,
+        }
+    }
+
+    /// The settling account, when the gateway settles itself.
+    pub fn settler_address(&self) -> Option<Address> {
+        match &self.settler {
+            Settler::Own { address, .. } => Some(*address),
+            Settler::Facilitator(_) => None,
+        }
+    }
+
+    /// The binding of an offer for `call`: HMAC-SHA256 over the call's scope digest, the
+    /// network, asset, `payTo`, the amount, and when the offer was made and expires.
+    pub fn binding(&self, scope: &[u8; 32], amount: &str, iat: u64, exp: u64) -> String {
+        let mut mac = hmac_sha256(&self.key[..]);
+        mac.update(b"turnpike-x402-binding-v1");
+        for part in [
+            hex::encode(scope).as_bytes(),
+            self.cfg.network.as_bytes(),
+            hex::encode(self.asset).as_bytes(),
+            hex::encode(self.pay_to).as_bytes(),
+            amount.as_bytes(),
+            iat.to_string().as_bytes(),
+            exp.to_string().as_bytes(),
+        ] {
+            mac.update(b"|");
+            mac.update(part);
+        }
+        let tag = mac.finalize().into_bytes();
+        use base64::Engine;
+        format!(
+            "{iat}.{exp}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+        )
+    }
+
+    /// The requirements offered for `call` at `amount` (pure: no I/O).
+    pub fn requirements(&self, call: &CallFacts, amount: u128) -> PaymentRequirements {
+        let amount = amount.to_string();
+        let exp = call.now.saturating_add(self.cfg.max_timeout_secs);
+        let mut extra = Map::new();
+        extra.insert("name".into(), self.cfg.asset_name.clone().into());
+        extra.insert("version".into(), self.cfg.asset_version.clone().into());
+        extra.insert(
+            BINDING_KEY.into(),
+            self.binding(&call.scope_digest(), &amount, call.now, exp)
+                .into(),
+        );
+        PaymentRequirements {
+            scheme: SCHEME.into(),
+            network: self.cfg.network.clone(),
+            amount,
+            asset: evm::checksum(&self.asset),
+            pay_to: evm::checksum(&self.pay_to),
+            max_timeout_seconds: i64::try_from(self.cfg.max_timeout_secs).unwrap_or(i64::MAX),
+            extra,
+        }
+    }
+
+    /// The `PaymentRequired` for `call` at `amount`.
+    pub fn payment_required(&self, call: &CallFacts, amount: u128) -> PaymentRequired {
+        let what = match &call.name {
+            Some(n) => format!("{} {n}", call.method),
+            None => call.method.clone(),
+        };
+        PaymentRequired {
+            x402_version: X402_VERSION,
+            error: Some("PAYMENT-SIGNATURE header is required".into()),
+            resource: Resource {
+                url: self.resource_url.clone(),
+                description: what,
+                mime_type: "application/json".into(),
+            },
+            accepts: vec![self.requirements(call, amount)],
+        }
+    }
+
+    /// The offline checks of `p` for `call` under `offer` (see the module docs).
+    pub fn check(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        p: &PaymentPayload,
+    ) -> Result<Checked, Verdict> {
+        let price = crate::amount(offer).ok_or_else(|| stale("this call has no x402 price"))?;
+        if p.x402_version != X402_VERSION {
+            return Err(stale("this gateway takes x402Version 2 only"));
+        }
+        let a = &p.accepted;
+        if a.scheme != SCHEME {
+            return Err(stale("this gateway takes the exact scheme only"));
+        }
+        if a.network != self.cfg.network {
+            return Err(stale("the payment is for another network"));
+        }
+        if evm::parse_address(&a.asset) != Some(self.asset) {
+            return Err(stale("the payment is in another asset"));
+        }
+        if evm::parse_address(&a.pay_to) != Some(self.pay_to) {
+            return Err(stale("the payment's payTo is not this gateway's"));
+        }
+        if evm::parse_decimal(&a.amount) != Some(price) {
+            return Err(stale("the payment's amount is not this call's price"));
+        }
+        let binding = a
+            .extra
+            .get(BINDING_KEY)
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                stale("the payment does not carry this gateway's offer (extra.turnpikeBinding)")
+            })?;
+        let mut parts = binding.splitn(3, '.');
+        let iat = parts.next().and_then(|s| s.parse::<u64>().ok());
+        let exp = parts.next().and_then(|s| s.parse::<u64>().ok());
+        let (Some(iat), Some(exp)) = (iat, exp) else {
+            return Err(stale("the offer's binding is malformed"));
+        };
+        let want = self.binding(&call.scope_digest(), &a.amount, iat, exp);
+        if !turnpike_core::ct_eq(want.as_bytes(), binding.as_bytes()) {
+            return Err(stale(
+                "the offer was made for another call (tool, arguments or resource), or not here",
+            ));
+        }
+        if call.now > exp {
+            return Err(stale("the offer has expired"));
+        }
+        let auth = &p.authorization;
+        if auth.to != self.pay_to {
+            return Err(stale("the authorization pays someone other than payTo"));
+        }
+        if auth.value != price {
+            return Err(stale("the authorization's value is not this call's price"));
+        }
+        let now = u128::from(call.now);
+        if auth.valid_after >= now + u128::from(SKEW_SECS) {
+            return Err(stale("the authorization is not valid yet"));
+        }
+        if auth.valid_before <= now + u128::from(SETTLE_MARGIN_SECS) {
+            return Err(stale("the authorization has expired"));
+        }
+        let longest = now + u128::from(self.cfg.max_timeout_secs) + u128::from(SKEW_SECS);
+        if auth.valid_before > longest {
+            return Err(stale(
+                "the authorization stays valid longer than maxTimeoutSeconds allows",
+            ));
+        }
+        let digest = auth.digest_with(&self.separator);
+        if evm::recover(&digest, &p.signature) != Some(auth.from) {
+            return Err(stale(
+                "the signature is not the payer's (EIP-712 TransferWithAuthorization)",
+            ));
+        }
+        Ok(Checked {
+            spent_key: self.spent_key(auth),
+            issued_at: iat,
+            valid_before: u64::try_from(auth.valid_before).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// The spent set's key of an authorization: SHA-256 over the chain, the token, the payer
+    /// and the nonce.
+    pub fn spent_key(&self, a: &Authorization) -> [u8; 32] {
+        let mut h = sha2::Sha256::new();
+        h.update(b"turnpike-x402-nonce\0");
+        h.update(self.chain_id.to_be_bytes());
+        h.update(self.asset);
+        h.update(a.from);
+        h.update(a.nonce);
+        h.finalize().into()
+    }
+
+    async fn release_nonce(&self, key: [u8; 32]) {
+        if let Err(e) = self.spent.release(key, turnpike_core::unix_now()).await {
+            tracing::warn!(error = %e, "x402: could not release an authorization's nonce");
+        }
+    }
+
+    /// Checks, spends and settles one payment: the verdict, and the settlement on a pass.
+    async fn check_and_settle(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        credential: &Credential,
+    ) -> (Verdict, Option<SettlementResponse>) {
+        let Some(p) = credential.payload::<PaymentPayload>() else {
+            return (
+                Verdict::Invalid(Refusal::new(RAIL, "not an x402 payment")),
+                None,
+            );
+        };
+        let checked = match self.check(call, offer, p) {
+            Ok(c) => c,
+            Err(v) => return (v, None),
+        };
+        match self
+            .spent
+            .insert_issued(
+                checked.spent_key,
+                checked.issued_at,
+                checked.valid_before.saturating_add(SKEW_SECS),
+                call.now,
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return (stale("this authorization has already been used"), None),
+            Err(e) => {
+                tracing::warn!(error = %e, "x402: spent set unavailable");
+                return (unavailable("the spent set cannot be reached"), None);
+            }
+        }
+        let auth = &p.authorization;
+        // The chain: the payer can pay, and the nonce is unused there.
+        let state = async {
+            let balance = self.node.balance_of(&self.asset, &auth.from).await?;
+            let used = self
+                .node
+                .authorization_used(&self.asset, &auth.from, &auth.nonce)
+                .await?;
+            Ok::<_, ChainError>((balance, used))
+        };
+        match state.await {
+            Ok((_, true)) => {
+                return (
+                    stale("this authorization has already been used on chain"),
+                    None,
+                )
+            }
+            Ok((balance, false)) if balance < auth.value => {
+                self.release_nonce(checked.spent_key).await;
+                return (
+                    stale("the payer's balance does not cover the payment"),
+                    None,
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "x402: the chain cannot be asked");
+                self.release_nonce(checked.spent_key).await;
+                return (
+                    unavailable("the payment cannot be checked on chain right now"),
+                    None,
+                );
+            }
+        }
+        let payer = evm::checksum(&auth.from);
+        match self.settle_payment(p).await {
+            Ok(tx) => {
+                self.meter.settled.fetch_add(1, Relaxed);
+                tracing::info!(transaction = %tx, payer = %payer, value = %auth.value, "x402: settled");
+                let response = SettlementResponse {
+                    success: true,
+                    error_reason: None,
+                    transaction: tx.clone(),
+                    network: self.cfg.network.clone(),
+                    payer: Some(payer),
+                };
+                (
+                    Verdict::Pass(Grant {
+                        rail: RAIL,
+                        identity: call.caller.clone(),
+                        receipt: Some(format!("{RECEIPT_PREFIX}{tx}")),
+                    }),
+                    Some(response),
+                )
+            }
+            Err(SettleError::Refused(why)) => {
+                self.meter.refused.fetch_add(1, Relaxed);
+                tracing::warn!(reason = %why, payer = %payer, "x402: settlement refused; the call is not forwarded");
+                self.release_nonce(checked.spent_key).await;
+                (
+                    stale(&format!("the payment could not be settled: {why}")),
+                    None,
+                )
+            }
+            Err(SettleError::Down(why)) => {
+                self.meter.failed.fetch_add(1, Relaxed);
+                tracing::warn!(reason = %why, payer = %payer, "x402: settlement failed; the call is not forwarded");
+                self.release_nonce(checked.spent_key).await;
+                (unavailable("the payment cannot be settled right now"), None)
+            }
+            Err(SettleError::Unknown(why)) => {
+                self.meter.failed.fetch_add(1, Relaxed);
+                tracing::error!(reason = %why, payer = %payer, "x402: settlement outcome unknown; the authorization stays spent and the call is not forwarded");
+                (
+                    unavailable("the payment's settlement could not be confirmed"),
+                    None,
+                )
+            }
+        }
+    }
+
+    async fn settle_payment(&self, p: &PaymentPayload) -> Result<String, SettleError> {
+        match &self.settler {
+            Settler::Facilitator(f) => {
+                let accepted = serde_json::to_value(&p.accepted).unwrap_or(Value::Null);
+                match f.settle(&p.raw, &accepted).await {
+                    Ok(r) if r.success && !r.transaction.is_empty() => Ok(r.transaction),
+                    Ok(r) => Err(SettleError::Refused(format!(
+                        "the facilitator refused it ({})",
+                        r.error_reason.as_deref().unwrap_or("no reason given")
+                    ))),
+                    // A facilitator that did not answer may still have settled.
+                    Err(e) => Err(SettleError::Unknown(e.to_string())),
+                }
+            }
+            Settler::Own {
+                key,
+                address,
+                sending,
+            } => {
+                let data = evm::transfer_with_authorization_call(&p.authorization, &p.signature);
+                let gas = match self.node.estimate_gas(address, &self.asset, &data).await {
+                    Ok(g) => g,
+                    Err(ChainError::Rpc(why)) => return Err(SettleError::Refused(why)),
+                    Err(e) => return Err(SettleError::Down(e.to_string())),
+                };
+                let tx_hash = {
+                    let _one = sending.lock().await;
+                    let nonce = self
+                        .node
+                        .pending_nonce(address)
+                        .await
+                        .map_err(|e| SettleError::Down(e.to_string()))?;
+                    let gas_price = self
+                        .node
+                        .quantity("eth_gasPrice", serde_json::json!([]))
+                        .await
+                        .map_err(|e| SettleError::Down(e.to_string()))?;
+                    let tx = evm::LegacyTx {
+                        nonce,
+                        gas_price,
+                        gas: gas.saturating_mul(5) / 4 + 10_000,
+                        to: self.asset,
+                        value: 0,
+                        data,
+                        chain_id: self.chain_id,
+                    };
+                    let (raw, hash) = tx
+                        .sign(key)
+                        .ok_or_else(|| SettleError::Down("cannot sign the transaction".into()))?;
+                    match self.node.send_raw(&raw).await {
+                        Ok(_) => {}
+                        Err(ChainError::Rpc(why)) => return Err(SettleError::Refused(why)),
+                        Err(e) => return Err(SettleError::Unknown(e.to_string())),
+                    }
+                    format!("0x{}", hex::encode(hash))
+                };
+                self.wait_receipt(&tx_hash).await?;
+                Ok(tx_hash)
+            }
+        }
+    }
+
+    /// Waits for `hash`'s receipt: `Ok` on status 1.
+    async fn wait_receipt(&self, hash: &str) -> Result<(), SettleError> {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.cfg.settle_timeout_secs);
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.node.receipt_status(hash).await {
+                Ok(Some(true)) => return Ok(()),
+                Ok(Some(false)) => {
+                    return Err(SettleError::Refused(format!("transaction {hash} reverted")))
+                }
+                Ok(None) | Err(_) => {}
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(SettleError::Unknown(format!(
+                    "transaction {hash} not mined within {} s",
+                    self.cfg.settle_timeout_secs
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+fn load_key(dir: &Path) -> std::io::Result<[u8; 32]> {
+    let path = dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: not 64 hex digits", path.display()),
+                )
+            })?;
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            std::fs::create_dir_all(dir)?;
+            turnpike_fs::create_private(&path, hex::encode(key).as_bytes())?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The `PaymentRequired` of a challenge (its details without `rail`).
+fn payment_required_of(c: &Challenge) -> Value {
+    let mut d = c.details.clone();
+    if let Some(o) = d.as_object_mut() {
+        o.remove("rail");
+    }
+    d
+}
+
+impl Rail for X402Rail {
+    fn kind(&self) -> RailId {
+        RAIL
+    }
+
+    fn challenge<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+    ) -> BoxFuture<'a, Option<Challenge>> {
+        Box::pin(async move {
+            let amount = crate::amount(offer).filter(|a| *a > 0)?;
+            let pr = self.payment_required(call, amount);
+            let mut details = serde_json::to_value(&pr).ok()?;
+            details
+                .as_object_mut()?
+                .insert("rail".into(), Value::from(RAIL.as_str()));
+            Some(Challenge {
+                rail: RAIL,
+                www_authenticate: String::new(),
+                details,
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move { self.check_and_settle(call, offer, credential).await.0 })
+    }
+
+    /// Settled before forwarding: nothing to release (the money has moved).
+    fn needs_outcome(&self, _grant: &Grant) -> bool {
+        false
+    }
+
+    /// A payment pays for its round.
+    fn pays_for_round(&self, _grant: &Grant) -> bool {
+        true
+    }
+
+    /// The offer with the chain, the token and who is paid.
+    fn published_offer(&self, offer: &Offer) -> Option<Value> {
+        let mut v = offer.published();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("network".into(), self.cfg.network.clone().into());
+            o.insert("asset".into(), evm::checksum(&self.asset).into());
+            o.insert("payTo".into(), evm::checksum(&self.pay_to).into());
+        }
+        Some(v)
+    }
+}
+
+impl RailPlugin for X402Rail {
+    fn id(&self) -> RailId {
+        RAIL
+    }
+
+    fn reader(&self) -> &dyn CredentialReader {
+        &X402Credentials
+    }
+
+    /// After L402 (whose clients read only the first `WWW-Authenticate` line; x402 has none),
+    /// before MPP.
+    fn challenge_order(&self) -> u8 {
+        3
+    }
+
+    /// A payment that does not parse is answered 402 with a fresh offer, as x402 answers a
+    /// failed payment.
+    fn malformed_is_stale(&self) -> bool {
+        true
+    }
+
+    /// `PAYMENT-REQUIRED`: base64 of the `PaymentRequired` JSON.
+    fn challenge_headers(&self, challenge: &Challenge) -> Vec<(&'static str, String)> {
+        let pr = payment_required_of(challenge);
+        vec![(
+            wire::REQUIRED_HEADER,
+            wire::b64(&serde_json::to_vec(&pr).unwrap_or_default()),
+        )]
+    }
+
+    fn in_band_text(&self, challenge: &Challenge, _first: bool) -> String {
+        in_band_text(challenge)
+    }
+
+    fn bind(
+        self: Arc<Self>,
+        _req: &EdgeRequest<'_>,
+        _offer: &Offer,
+        credentials: &[Credential],
+        _malformed: Option<&CredentialParseError>,
+    ) -> Option<Box<dyn BoundRail>> {
+        if !credentials.iter().any(|c| c.rail() == RAIL) {
+            return None;
+        }
+        Some(Box::new(Bound(Arc::new(PaidView {
+            rail: self,
+            settled: Mutex::new(None),
+        }))))
+    }
+
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
+        Some(self.meter.clone())
+    }
+}
+
+/// What to do, in band: sign the authorization, retry with it in `_meta`.
+pub fn in_band_text(challenge: &Challenge) -> String {
+    let pr = payment_required_of(challenge);
+    format!(
+        "Pay (x402, exact scheme on {network}): sign an EIP-3009 TransferWithAuthorization of \
+         {amount} atomic units of {asset} to {pay_to} with an x402 client, then retry this same \
+         call with the same arguments and add params._meta[\"{META_PAYMENT}\"] = <the \
+         PaymentPayload, with `accepted` the requirements below, unchanged> (over HTTP, the \
+         header `PAYMENT-SIGNATURE: <base64 of that JSON>` works too). PaymentRequired: {pr} ",
+        network = pr
+            .pointer("/accepts/0/network")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+        amount = pr
+            .pointer("/accepts/0/amount")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+        asset = pr
+            .pointer("/accepts/0/asset")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+        pay_to = pr
+            .pointer("/accepts/0/payTo")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+    )
+}
+
+/// The rail seen by one request: verifies in its place and keeps the settlement.
+struct PaidView {
+    rail: Arc<X402Rail>,
+    settled: Mutex<Option<SettlementResponse>>,
+}
+
+impl Rail for PaidView {
+    fn kind(&self) -> RailId {
+        RAIL
+    }
+
+    fn challenge<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+    ) -> BoxFuture<'a, Option<Challenge>> {
+        self.rail.challenge(call, offer)
+    }
+
+    fn verify<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        offer: &'a Offer,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move {
+            let (v, settled) = self.rail.check_and_settle(call, offer, credential).await;
+            if settled.is_some() {
+                *self.settled.lock() = settled;
+            }
+            v
+        })
+    }
+
+    fn needs_outcome(&self, _grant: &Grant) -> bool {
+        false
+    }
+
+    fn pays_for_round(&self, _grant: &Grant) -> bool {
+        true
+    }
+}
+
+struct Bound(Arc<PaidView>);
+
+impl BoundRail for Bound {
+    fn rail(&self) -> Arc<dyn Rail> {
+        self.0.clone()
+    }
+
+    /// `PAYMENT-RESPONSE` on the paid response, and the settlement in
+    /// `result._meta["x402/payment-response"]`.
+    fn passed(&self) -> PassNotes {
+        let mut notes = PassNotes::default();
+        if let Some(r) = self.0.settled.lock().as_ref() {
+            notes
+                .success_headers
+                .push((wire::RESPONSE_HEADER, r.header()));
+            notes.result_meta.push((wire::META_RESPONSE, r.to_json()));
+        }
+        notes
+    }
+}
+
+/// How x402 payments are read: the `PAYMENT-SIGNATURE` header and
+/// `params._meta["x402/payment"]`. The running rail reads through it, and it stands alone where
+/// the rail is off (the payment is refused as for a call that does not accept x402, and the
+/// header and key are stripped before forwarding).
+pub struct X402Credentials;
+
+fn malformed(e: wire::WireError) -> CredentialParseError {
+    CredentialParseError::Malformed {
+        scheme: "x402",
+        reason: e.to_string(),
+    }
+}
+
+impl RailPlugin for X402Credentials {
+    fn id(&self) -> RailId {
+        RAIL
+    }
+
+    /// The rail's series at zero where it is off.
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
+        Some(Arc::new(X402Meter::default()))
+    }
+
+    fn malformed_is_stale(&self) -> bool {
+        true
+    }
+
+    fn reader(&self) -> &dyn CredentialReader {
+        self
+    }
+}
+
+impl CredentialReader for X402Credentials {
+    fn credential_headers(&self) -> &'static [&'static str] {
+        &[wire::SIGNATURE_HEADER]
+    }
+
+    fn parse_header(&self, name: &str, value: &str) -> Option<Parsed> {
+        if name != wire::SIGNATURE_HEADER {
+            return None;
+        }
+        Some(
+            PaymentPayload::from_header(value)
+                .map(|p| Credential::new(RAIL, p))
+                .map_err(malformed),
+        )
+    }
+
+    fn meta_keys(&self) -> &'static [&'static str] {
+        &[META_PAYMENT]
+    }
+
+    fn parse_meta(&self, key: &str, value: &Value) -> Option<Parsed> {
+        if key != META_PAYMENT {
+            return None;
+        }
+        let text = value.to_string();
+        if text.len() > wire::MAX_HEADER {
+            return Some(Err(malformed(wire::WireError::TooLarge)));
+        }
+        Some(
+            PaymentPayload::from_json(value.clone())
+                .map(|p| Credential::new(RAIL, p))
+                .map_err(malformed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payer;
+    use turnpike_store::MemorySpentSet;
+
+    pub(crate) fn config() -> X402Config {
+        X402Config {
+            network: "eip155:8453".into(),
+            rpc_url: "http://127.0.0.1:9".into(),
+            asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
+            asset_name: "USD Coin".into(),
+            asset_version: "2".into(),
+            pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
+            max_timeout_secs: 60,
+            facilitator_url: None,
+            settle_key_file: None,
+            settle_key_env: Some("UNUSED".into()),
+            rpc_timeout_ms: 1000,
+            settle_timeout_secs: 10,
+        }
+    }
+
+    fn rail(key: [u8; 32]) -> X402Rail {
+        X402Rail::new(
+            config(),
+            key,
+            "https://mcp.example.com/mcp".into(),
+            Arc::new(MemorySpentSet::new()),
+            Node::new("http://127.0.0.1:9", Duration::from_secs(1)).unwrap(),
+            Settler::own(SigningKey::from_slice(&[3; 32]).unwrap()),
+        )
+        .unwrap()
+    }
+
+    fn call(name: &str, args: u8, now: u64) -> CallFacts {
+        CallFacts {
+            resource: "/mcp".into(),
+            method: "tools/call".into(),
+            name: Some(name.into()),
+            args_hash: [args; 32],
+            caller: None,
+            peer: None,
+            now,
+        }
+    }
+
+    fn payment(req: &PaymentRequirements, valid_before: u64) -> PaymentPayload {
+        let key = SigningKey::from_slice(&[0x11; 32]).unwrap();
+        PaymentPayload::from_json(payer::pay(req, &key, [0x22; 32], 0, valid_before).unwrap())
+            .unwrap()
+    }
+
+    fn reason(r: Result<Checked, Verdict>) -> String {
+        match r {
+            Err(Verdict::Stale(r)) => r.reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_payment_is_bound_to_its_call_terms_and_time() {
+        let r = rail([0x42; 32]);
+        let now = 1_800_000_000;
+        let offer = crate::offer(10_000);
+        let c = call("echo", 1, now);
+        let req = r.requirements(&c, 10_000);
+        let p = payment(&req, now + 60);
+        let ok = r.check(&c, &offer, &p).unwrap();
+        assert_eq!(ok.issued_at, now);
+        assert_eq!(ok.valid_before, now + 60);
+        // Another tool, other arguments, another price.
+        assert!(reason(r.check(&call("add", 1, now), &offer, &p)).contains("another call"));
+        assert!(reason(r.check(&call("echo", 2, now), &offer, &p)).contains("another call"));
+        assert!(reason(r.check(&c, &crate::offer(10_001), &p)).contains("amount"));
+        // Another gateway's key.
+        assert!(reason(rail([0x43; 32]).check(&c, &offer, &p)).contains("another call"));
+        // Late: the offer, then the authorization.
+        assert!(reason(r.check(&call("echo", 1, now + 58), &offer, &p)).contains("expired"));
+        assert!(reason(r.check(&call("echo", 1, now + 61), &offer, &p)).contains("expired"));
+        // Valid for too long.
+        let long = payment(&req, now + 60 + 61 + 60);
+        assert!(reason(r.check(&c, &offer, &long)).contains("longer"));
+        // Terms altered after signing: the echoed offer, then the authorization.
+        let mut q = p.clone();
+        q.accepted.pay_to = "0x0000000000000000000000000000000000000001".into();
+        assert!(reason(r.check(&c, &offer, &q)).contains("payTo"));
+        let mut q = p.clone();
+        q.accepted.extra.insert(BINDING_KEY.into(), "1.2.x".into());
+        assert!(reason(r.check(&c, &offer, &q)).contains("another call"));
+        let mut q = p.clone();
+        q.authorization.nonce = [0x23; 32];
+        assert!(reason(r.check(&c, &offer, &q)).contains("signature"));
+        let mut q = p.clone();
+        q.authorization.from = [1; 20];
+        assert!(reason(r.check(&c, &offer, &q)).contains("signature"));
+        // The spent-set key names chain, token, payer and nonce.
+        let mut q = p.clone();
+        q.authorization.nonce = [0x23; 32];
+        assert_ne!(r.spent_key(&q.authorization), ok.spent_key);
+    }
+
+    /// The worked example of docs/X402.md §8, byte for byte.
+    #[test]
+    fn worked_example_of_the_document() {
+        let r = rail([0x42; 32]);
+        let now = 1_800_000_000;
+        let c = CallFacts {
+            resource: "/mcp".into(),
+            method: "tools/call".into(),
+            name: Some("dear".into()),
+            args_hash: sha2::Sha256::digest(br#"{"n":1}"#).into(),
+            caller: None,
+            peer: None,
+            now,
+        };
+        let pr = r.payment_required(&c, 10_000);
+        let json = serde_json::to_string(&pr).unwrap();
+        let key = SigningKey::from_slice(&[0x11; 32]).unwrap();
+        let pay = payer::pay(&pr.accepts[0], &key, [0x22; 32], 0, now + 60).unwrap();
+        let p = PaymentPayload::from_json(pay.clone()).unwrap();
+        let digest = p.authorization.digest_with(&r.separator);
+        assert!(r.check(&c, &crate::offer(10_000), &p).is_ok());
+        let out = [
+            ("offer", json.clone()),
+            ("header", pr.header()),
+            ("separator", hex::encode(r.separator)),
+            ("struct", hex::encode(p.authorization.struct_hash())),
+            ("digest", hex::encode(digest)),
+            ("payment", pay.to_string()),
+            ("signature_header", wire::b64(pay.to_string().as_bytes())),
+        ];
+        for (k, v) in &out {
+            println!("{k}: {v}");
+        }
+        let expected = include_str!("../../../docs/X402.md");
+        for (k, v) in &out {
+            assert!(
+                expected.contains(v.as_str()),
+                "docs/X402.md §8 lacks the {k}: {v}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_and_networks() {
+        assert_eq!(chain_id_of("eip155:8453"), Some(8453));
+        for bad in ["eip155:", "eip155:0", "eip155:01", "solana:x", "eip155:-1"] {
+            assert_eq!(chain_id_of(bad), None, "{bad}");
+        }
+        assert!(parse_key(&format!("0x{}\n", "11".repeat(32))).is_some());
+        assert!(parse_key(&"11".repeat(31)).is_none());
+        assert!(parse_key(&"00".repeat(32)).is_none());
+    }
+}
