@@ -201,4 +201,17 @@ pub trait Rail: Send + Sync {
     /// The upstream answered a granted call as overloaded (429 or 503): a rail whose price
     /// follows load may count it. The default does nothing.
     fn upstream_overloaded(&self) {}
+
+    /// Who presents `credential`, for a call that spends nothing (a free method such as
+    /// `tools/list`, or a free tool), so that the access policy knows the caller: the verified
+    /// identity with its scopes, or `None`. Checking must spend nothing: a rail whose
+    /// credentials are single-use (puzzle solutions, per-call payments, proofs that are
+    /// recorded as used) answers `None` rather than consume one. The default: `None`.
+    fn identify<'a>(
+        &'a self,
+        _call: &'a CallFacts,
+        _credential: &'a Credential,
+    ) -> BoxFuture<'a, Option<(Identity, Vec<String>)>> {
+        Box::pin(async { None })
+    }
 }

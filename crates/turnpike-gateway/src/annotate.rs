@@ -24,17 +24,31 @@ pub async fn tools_list_response(
     id: Value,
     price_of: impl Fn(&str) -> Value + Send + Sync + 'static,
 ) -> Response<Body> {
+    tools_list_edit(resp, id, move |v| {
+        turnpike_mcp::annotate_tools_list(v, &price_of)
+    })
+    .await
+}
+
+/// Rewrites the list response (`tools/list`, and `resources/list`, `prompts/list` with an
+/// access policy) for request `id` with `edit` (which says whether it changed it): the items
+/// filtered for the caller, the tools annotated with their prices.
+pub async fn tools_list_edit(
+    resp: Response<Body>,
+    id: Value,
+    edit: impl Fn(&mut Value) -> bool + Send + Sync + 'static,
+) -> Response<Body> {
     let ct = turnpike_http::body::media_type(resp.headers());
     match ct.as_str() {
-        "application/json" => annotate_json(resp, &price_of).await,
-        "text/event-stream" => annotate_sse(resp, id, price_of),
+        "application/json" => annotate_json(resp, &edit).await,
+        "text/event-stream" => annotate_sse(resp, id, edit),
         _ => resp,
     }
 }
 
-async fn annotate_json<F: Fn(&str) -> Value + Sync>(
+async fn annotate_json<F: Fn(&mut Value) -> bool + Sync>(
     resp: Response<Body>,
-    price_of: &F,
+    edit: &F,
 ) -> Response<Body> {
     let (parts, body) = resp.into_parts();
     let bytes = match Limited::new(body, MAX_JSON).collect().await {
@@ -48,9 +62,7 @@ async fn annotate_json<F: Fn(&str) -> Value + Sync>(
             )
         }
     };
-    crate::rewrite::json_body(parts, bytes, |v| {
-        turnpike_mcp::annotate_tools_list(v, price_of)
-    })
+    crate::rewrite::json_body(parts, bytes, edit)
 }
 
 struct SseState<F> {
@@ -58,14 +70,14 @@ struct SseState<F> {
     /// `None` once the response event has been rewritten: then bytes pass straight on.
     parser: Option<SseParser>,
     id: Value,
-    price_of: F,
+    edit: F,
     /// Set when the stream was given up (an event over [`MAX_PRICED_EVENT`]).
     ended: bool,
 }
 
-fn annotate_sse<F>(resp: Response<Body>, id: Value, price_of: F) -> Response<Body>
+fn annotate_sse<F>(resp: Response<Body>, id: Value, edit: F) -> Response<Body>
 where
-    F: Fn(&str) -> Value + Send + Sync + 'static,
+    F: Fn(&mut Value) -> bool + Send + Sync + 'static,
 {
     let (mut parts, body) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -73,7 +85,7 @@ where
         upstream: body.into_data_stream(),
         parser: Some(SseParser::with_max_event(MAX_PRICED_EVENT)),
         id,
-        price_of,
+        edit,
         ended: false,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
@@ -122,10 +134,7 @@ where
                     out.extend_from_slice(&ev.raw);
                     continue;
                 }
-                let price_of = &st.price_of;
-                done = crate::rewrite::response_event(&mut out, ev, &st.id, |v| {
-                    turnpike_mcp::annotate_tools_list(v, price_of)
-                });
+                done = crate::rewrite::response_event(&mut out, ev, &st.id, &st.edit);
             }
             if done {
                 if let Some(p) = st.parser.take() {

@@ -19,6 +19,7 @@
 //! `turnpike-operator` ([`metrics`], [`admin`]: metrics, admin API, dashboard, reload
 //! triggers).
 
+pub mod access;
 pub mod annotate;
 pub mod config;
 pub mod continuation;

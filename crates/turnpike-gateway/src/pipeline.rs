@@ -56,7 +56,18 @@
 //!    `WWW-Authenticate` lines and a JSON-RPC error, or in band as an HTTP 200 tool result with
 //!    `isError: true`, as the delivery mode says. A credential that could not be checked (its
 //!    backend down) fails the call closed: 503, no fresh challenge.
-//! 6. **Admit** (`Gate::admit_call` → `Cleared`): the limits ([`crate::limits`],
+//! 6. **Authorize** (`Gate::authorize`, [`crate::access`], with `[[policy]]` rules only): the
+//!    access policy ([`turnpike_policy`], CEL) judges the call for its caller — the granting
+//!    rail's identity, else one a rail verifies without spending anything
+//!    ([`turnpike_core::Rail::identify`]: an OAuth bearer token on a free call), else the
+//!    caller's address. Refused → 403, -31403 with the rule's reason (in band: an `isError`
+//!    result for `tools/call`), or for a `tools/call` of a tool the caller's list hides the
+//!    unknown-tool answer (200, -32602); a paid call refused here is settled as failed (debit
+//!    refunded, single-use credential released). A rule in shadow mode that would refuse is
+//!    logged and counted, and the call goes on. The handshake, `ping` and the discovery and
+//!    list methods are not judged; the caller of `tools/list`, `resources/list` or
+//!    `prompts/list` is kept for step 9.
+//! 7. **Admit** (`Gate::admit_call` → `Cleared`): the limits ([`crate::limits`],
 //!    `turnpike_limits::Limiter::admit`) for every request, on the granting rail's identity,
 //!    else the caller's address (a puzzle-only call keeps the admission of step 5). Limited →
 //!    429 with `Retry-After`, `RateLimit-Policy`, `RateLimit` and JSON-RPC error -31429 (in
@@ -64,7 +75,7 @@
 //!    `failure_mode = "open"`). A balance debit (L402) is then counted against its identity's
 //!    daily msat budget ([`crate::limits::spend_msat`]; over it 429, store down 503). A call
 //!    refused here has its debit refunded.
-//! 7. **Forward** (`Gate::forward` → `Forwarded`): the credentials are stripped — the
+//! 8. **Forward** (`Gate::forward` → `Forwarded`): the credentials are stripped — the
 //!    `Authorization`, `Macaroon`, `DPoP` and `Turnpike-*` headers, and every `turnpike/*` key
 //!    of `params._meta` and every other key a rail reads there (`org.paymentauth/credential`)
 //!    ([`turnpike_mcp::strip_meta`]; the body is re-serialised only
@@ -76,7 +87,7 @@
 //!    layer); its response streams back as it arrives, within the upstream's time limits
 //!    ([`crate::deadline`]: 504 / -31504, and `notifications/cancelled` upstream for a call
 //!    given up on or whose caller went away).
-//! 8. **Finish** (`Gate::finish`): the call is settled with the rail that granted it
+//! 9. **Finish** (`Gate::finish`): the call is settled with the rail that granted it
 //!    ([`turnpike_core::Rail::settle`]), with whether the upstream answered it: for grants whose
 //!    rail needs the JSON-RPC outcome (a balance debit) that outcome decides ([`crate::settle`]),
 //!    for the rest the HTTP status; a non-2xx answer (refused before being served) also
@@ -84,7 +95,10 @@
 //!    puzzle or payment is remembered for its next round ([`crate::continuation`]); a 2xx
 //!    answer gains what the granting rail adds on success (the MPP receipt: `Payment-Receipt`
 //!    and `result._meta`, [`crate::result_meta`]);
-//!    `tools/list` responses are annotated with each tool's price ([`crate::annotate`]); an
+//!    `tools/list` responses are filtered to the tools the caller may call, with the
+//!    upstream's annotations remembered for step 6 ([`crate::access`]), and annotated with
+//!    each tool's price ([`crate::annotate`]); `resources/list` and `prompts/list` are
+//!    filtered likewise (each item judged as its `resources/read` or `prompts/get`); an
 //!    admitted call carries `RateLimit-Policy` / `RateLimit` and holds its in-flight slot until
 //!    the response body has ended.
 //!
@@ -188,6 +202,10 @@ pub struct Gate {
     catalog: Option<Arc<dyn turnpike_merge::ToolCatalog>>,
     /// Where each call's spans go (`[telemetry]`); `None`: no tracing work at all.
     telemetry: Option<turnpike_telemetry::Telemetry>,
+    /// The access policy (`[[policy]]`); empty: every call allowed, nothing evaluated.
+    access: Arc<turnpike_policy::Policy>,
+    /// The tools' annotations from the upstream's last `tools/list` (`call.annotations`).
+    annotations: Arc<crate::access::Annotations>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -227,7 +245,18 @@ impl Gate {
             stream_idle_timeout: Duration::from_secs(cfg.upstream.stream_idle_timeout_secs),
         };
         let identity = crate::rails::identity_signer(cfg, &rails)?;
-        let mut gate = Gate::with_rails(opts, cfg.policy(), rails);
+        let access = crate::config::compile_policy(&cfg.policy_rules).map_err(|e| {
+            GatewayError::Config(crate::config::ConfigError {
+                file: String::new(),
+                problems: vec![crate::config::Problem {
+                    line: 0,
+                    col: 0,
+                    message: e,
+                    hint: "see docs/POLICY.md".into(),
+                }],
+            })
+        })?;
+        let mut gate = Gate::with_rails(opts, cfg.policy(), rails).with_access_policy(access);
         gate.limiter = crate::limits::limiter_from_config(cfg)?;
         gate.identity = identity;
         Ok(gate)
@@ -251,6 +280,8 @@ impl Gate {
             continuations: Arc::default(),
             catalog: None,
             telemetry: None,
+            access: Arc::default(),
+            annotations: Arc::default(),
         }
         .with_metrics(metrics)
     }
@@ -268,6 +299,13 @@ impl Gate {
     /// policy's tool names.
     pub fn with_catalog(mut self, catalog: Arc<dyn turnpike_merge::ToolCatalog>) -> Gate {
         self.catalog = Some(catalog);
+        self
+    }
+
+    /// Decides who may call what by `policy` ([`crate::access`]; [`Gate::from_config`] gives
+    /// the configured `[[policy]]` rules).
+    pub fn with_access_policy(mut self, policy: turnpike_policy::Policy) -> Gate {
+        self.access = Arc::new(policy);
         self
     }
 
@@ -425,6 +463,7 @@ impl Gate {
         let priced = step!(self.price(parsed, log).await);
         log.spans.enter(Stage::Decide);
         let decided = step!(self.decide(priced, log).await);
+        let decided = step!(self.authorize(decided, log).await);
         log.spans.enter(Stage::Limits);
         let cleared = step!(self.admit_call(decided, log).await);
         log.spans.enter(Stage::Forward);
@@ -558,12 +597,7 @@ impl Gate {
                 }
                 turnpike_merge::Resolved::Unknown => {
                     log.outcome = Outcome::UnknownTool;
-                    return Err(Box::new(json_error(
-                        StatusCode::OK,
-                        msg.id(),
-                        error_codes::INVALID_PARAMS,
-                        &format!("unknown tool: {name:?} is not offered here"),
-                    )));
+                    return Err(Box::new(crate::access::unknown_tool(msg.id(), name)));
                 }
                 turnpike_merge::Resolved::Conflict(why) => {
                     log.outcome = Outcome::UnpricedTool;
@@ -616,6 +650,8 @@ impl Gate {
             response_headers: Vec::new(),
             result_meta: (Vec::new(), Vec::new()),
             identity_header: None,
+            scopes: Vec::new(),
+            lister: None,
             upstream_authorization: None,
         };
         match judged.decision {
@@ -624,6 +660,9 @@ impl Gate {
                 // What the granting rail, bound to this request, adds after a pass.
                 if let Some((_, bound)) = judged.bound.iter().find(|(r, _)| *r == grant.rail) {
                     let notes = bound.passed();
+                    if let Some((_, scopes)) = &notes.vouch {
+                        decided.scopes = scopes.clone();
+                    }
                     decided.response_headers = notes.response_headers;
                     decided.result_meta = (notes.success_headers, notes.result_meta);
                     decided.upstream_authorization = notes.upstream_authorization;
@@ -871,7 +910,137 @@ impl Gate {
         ))
     }
 
-    /// Step 6, admit: the rate limits and budgets for the identity the rails
+    /// Step 6, authorize: the access policy ([`crate::access`]) on the caller — the granting
+    /// rail's identity, else one a rail verifies without spending anything
+    /// ([`Rail::identify`]: an OAuth bearer token on a free call), else the address. A
+    /// `tools/list` only learns its caller here (its answer is filtered in step 9).
+    async fn authorize<'g>(
+        &'g self,
+        mut decided: Decided<'g>,
+        log: &mut CallLog,
+    ) -> Step<Decided<'g>> {
+        if self.access.is_empty() || decided.priced.call.msg.kind() != MessageKind::Request {
+            return Ok(decided);
+        }
+        let method = log.method.as_str();
+        // The handshake, liveness and discovery are never judged; the lists of tools,
+        // resources and prompts are filtered.
+        let list = crate::access::list_kind(method);
+        if list.is_none() && turnpike_core::policy::DEFAULT_FREE_METHODS.contains(&method) {
+            return Ok(decided);
+        }
+        let who = self.who(&decided).await;
+        if list.is_some() {
+            decided.lister = Some(who);
+            return Ok(decided);
+        }
+        let msg = &decided.priced.call.msg;
+        let arguments = if self.access.reads_arguments() {
+            msg.params().and_then(|p| p.get("arguments"))
+        } else {
+            None
+        };
+        let tool = log.tool.as_deref();
+        let annotations = match (method, tool) {
+            ("tools/call", Some(t)) => self.annotations.get(t),
+            _ => None,
+        };
+        let call = turnpike_policy::CallView {
+            method,
+            tool,
+            arguments,
+            annotations: annotations.as_ref(),
+        };
+        let mode = respond::mode_for(self.opts.challenge_mode, &decided.priced.call.parts.headers);
+        let Some(answer) = self.judge_access(&who, &call, mode, msg.id()) else {
+            return Ok(decided);
+        };
+        log.outcome = Outcome::PolicyDenied;
+        // Not forwarded: a debit goes back, a single-use credential is released.
+        log.spans.refund(decided.grant.as_ref(), "policy");
+        self.settle_failed(decided.grant.as_ref()).await;
+        Err(Box::new(answer))
+    }
+
+    /// The access policy's judgement of `call` by `who`: `None` when it goes on (a rule in
+    /// shadow mode that would refuse it logged and counted), else the answer to send.
+    fn judge_access(
+        &self,
+        who: &crate::access::Who,
+        call: &turnpike_policy::CallView<'_>,
+        mode: ChallengeMode,
+        id: Option<&Value>,
+    ) -> Option<Response<Body>> {
+        let caller = who.caller();
+        let scope = self.access.scope(&caller, turnpike_core::unix_now() as i64);
+        let judged = scope.judge(call);
+        if let Some(rule) = judged.would_refuse {
+            self.metrics.policy_decision(rule.name(), true);
+            tracing::info!(
+                target: "turnpike::policy",
+                rule = rule.name(),
+                method = call.method,
+                tool = call.tool.unwrap_or(""),
+                identity = caller.kind,
+                "a rule in shadow mode would refuse this call; let through"
+            );
+        }
+        let rule = judged.refused?;
+        self.metrics.policy_decision(rule.name(), false);
+        tracing::info!(
+            target: "turnpike::policy",
+            rule = rule.name(),
+            method = call.method,
+            tool = call.tool.unwrap_or(""),
+            identity = caller.kind,
+            "refused by the access policy"
+        );
+        let hidden = call.method == "tools/call"
+            && !scope.may_list(call.tool.unwrap_or(""), call.annotations);
+        Some(crate::access::refused(
+            mode,
+            call,
+            id,
+            rule.reason(),
+            hidden,
+        ))
+    }
+
+    /// The caller as the access policy sees it: the granting rail's identity and scopes, else
+    /// one a rail verifies without spending anything ([`Rail::identify`]), else the address.
+    async fn who(&self, decided: &Decided<'_>) -> crate::access::Who {
+        let peer = decided.peer;
+        if let Some(id) = decided.grant.as_ref().and_then(|g| g.identity.as_ref()) {
+            return crate::access::Who::new(id, decided.scopes.clone(), peer);
+        }
+        if let (None, Some(facts)) = (&decided.grant, &decided.facts) {
+            let Parsed { parts, bytes, msg } = &decided.priced.call;
+            let edge = EdgeRequest {
+                method: parts.method.as_str(),
+                authority: parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+                    parts
+                        .headers
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                }),
+                target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                public_url: self.opts.public_url.as_deref(),
+                body: bytes,
+                headers: &credentials::Lines(&parts.headers),
+            };
+            let collected = credentials::collect(self.rails.edge(), &edge, msg);
+            for cred in &collected.creds {
+                if let Some(rail) = self.rail(cred.rail()) {
+                    if let Some((id, scopes)) = rail.identify(facts, cred).await {
+                        return crate::access::Who::new(&id, scopes, peer);
+                    }
+                }
+            }
+        }
+        crate::access::Who::new(&anonymous(peer), Vec::new(), peer)
+    }
+
+    /// Step 7, admit: the rate limits and budgets for the identity the rails
     /// found (else the caller's address), and a balance debit's daily msat budget.
     async fn admit_call<'g>(
         &'g self,
@@ -927,7 +1096,7 @@ impl Gate {
         })
     }
 
-    /// Step 7, forward: credentials stripped, the call forwarded within the upstream's time
+    /// Step 8, forward: credentials stripped, the call forwarded within the upstream's time
     /// limits ([`crate::deadline`]).
     async fn forward<S, B>(
         &self,
@@ -953,6 +1122,7 @@ impl Gate {
             response_headers,
             result_meta,
             identity_header,
+            lister,
             upstream_authorization,
             ..
         } = decided;
@@ -961,7 +1131,11 @@ impl Gate {
             bytes,
             mut msg,
         } = priced.call;
-        let list_id = (log.method == "tools/list" && msg.kind() == MessageKind::Request)
+        // A list answer to filter for its caller (with an access policy) or, tools/list, to
+        // annotate with prices.
+        let list_kind = crate::access::list_kind(&log.method)
+            .filter(|k| k.items == "tools" || lister.is_some());
+        let list_id = (list_kind.is_some() && msg.kind() == MessageKind::Request)
             .then(|| msg.id().cloned())
             .flatten();
         // Strip credentials; re-serialise only when the body changed.
@@ -1074,13 +1248,15 @@ impl Gate {
             settle_with,
             request_id,
             list_id,
+            list_kind,
+            lister,
             remember_round,
             admitted,
             result_meta,
         })
     }
 
-    /// Step 8, finish: settlement by the granting rail, the next round of a paid call
+    /// Step 9, finish: settlement by the granting rail, the next round of a paid call
     /// remembered, `tools/list` annotated, and the remaining quota on the response (its
     /// in-flight slot held as long as the body).
     async fn finish(&self, f: Forwarded) -> Response<Body> {
@@ -1089,6 +1265,8 @@ impl Gate {
             settle_with,
             request_id,
             list_id,
+            list_kind,
+            lister,
             remember_round,
             admitted,
             result_meta: (success_headers, result_meta),
@@ -1112,12 +1290,26 @@ impl Gate {
                 resp = crate::result_meta::add(resp, id.clone(), result_meta).await;
             }
         }
-        // Annotate tools/list.
-        let mut resp = match list_id {
-            Some(id) if resp.status().is_success() => {
-                let prices = self.price_table();
-                crate::annotate::tools_list_response(resp, id, move |name| prices.annotation(name))
-                    .await
+        // Filter tools/list for its caller (with an access policy), and annotate it.
+        let mut resp = match (list_id, list_kind) {
+            (Some(id), Some(kind)) if resp.status().is_success() => {
+                let prices = (kind.items == "tools").then(|| self.price_table());
+                let filter = lister.map(|who| crate::access::ListFilter {
+                    policy: self.access.clone(),
+                    who,
+                    now: turnpike_core::unix_now() as i64,
+                });
+                let cache = self.annotations.clone();
+                crate::annotate::tools_list_edit(resp, id, move |v| {
+                    let filtered = filter
+                        .as_ref()
+                        .is_some_and(|f| crate::access::filter_list(v, kind, f, &cache));
+                    let priced = prices.as_ref().is_some_and(|p| {
+                        turnpike_mcp::annotate_tools_list(v, &|name| p.annotation(name))
+                    });
+                    filtered | priced
+                })
+                .await
             }
             _ => resp,
         };
@@ -1420,6 +1612,10 @@ struct Decided<'g> {
     result_meta: OnSuccess,
     /// The signed `Turnpike-Identity` for the upstream.
     identity_header: Option<String>,
+    /// The scopes the granting rail vouches for (an OAuth token's).
+    scopes: Vec<String>,
+    /// A `tools/list` request's caller, by whom the answer is filtered (with an access policy).
+    lister: Option<crate::access::Who>,
     /// The `Authorization` value the upstream gets, from the granting rail.
     upstream_authorization: Option<turnpike_core::UpstreamAuthorization>,
 }
@@ -1440,6 +1636,10 @@ struct Forwarded {
     settle_with: Option<Settlement>,
     request_id: Option<Value>,
     list_id: Option<Value>,
+    /// The list `list_id` asked for (`tools/list`, `resources/list`, `prompts/list`).
+    list_kind: Option<crate::access::ListKind>,
+    /// Whom a list answer is filtered for (with an access policy).
+    lister: Option<crate::access::Who>,
     remember_round: Option<[u8; 32]>,
     admitted: Option<Admitted>,
     /// Headers for a successful answer and members for the result's `_meta` (a payment

@@ -503,6 +503,41 @@ async fn limits_key_on_the_agent() {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
+/// The access policy sees a verified agent: `identity.kind == "agent"` with its directory and
+/// key id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_policy_sees_the_agent() {
+    let dir = DirServer::start().await;
+    let (up, _log) = start_upstream(true).await;
+    let extra = r#"
+[[policy]]
+name = "agents-say-yes"
+when = "identity.kind == 'agent' && identity.agent.directory.startsWith('http') && size(identity.agent.key_id) > 0 && call.arguments.text == 'no'"
+tools = ["echo"]
+action = "deny"
+reason = "agents may not say no"
+"#;
+    let gw = start_gateway_with(&config(up, &[dir.url()], extra)).await;
+    let agent = dir.url();
+    let out = npm_sign(json!([
+        npm_case("1", gw, &agent),
+        npm_case("2", gw, &agent)
+    ]));
+    *dir.doc.lock() = out["directory"].clone();
+    let r = post_signed(
+        gw,
+        &signed_headers(&out["signed"]["1"], Some(&agent)),
+        &call(1, "echo", json!({"text": "yes"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut headers = signed_headers(&out["signed"]["2"], Some(&agent));
+    headers.push(("turnpike-challenge".into(), "http".into()));
+    let r = post_signed(gw, &headers, &call(2, "echo", json!({"text": "no"}))).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["message"], "agents may not say no");
+}
+
 /// One nonce, two gateways on one Redis: the second refuses the replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_across_two_gateways_on_one_redis() {

@@ -1007,3 +1007,111 @@ fn prices_built_in_code_are_checked_by_their_rails() {
     c.tools.insert("default".into(), PriceConfig::free());
     c.validate().unwrap();
 }
+
+/// `[[policy]]` rules and a tool's `policy`: read in order (a tool's first), and each CEL
+/// expression that does not compile reported at its own line:col with CEL's words.
+#[test]
+fn policy_rules_and_their_cel_errors() {
+    let base = "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[tools.echo]\nfree = true\npolicy = \"'admin' in identity.scopes\"\n";
+    let rules = r#"
+[[policy]]
+name = "no-anon-writes"
+when = "identity.kind == 'anonymous' && !call.annotations.readOnlyHint"
+action = "deny"
+reason = "sign in to write"
+tools = ["write"]
+mode = "shadow"
+
+[[policy]]
+name = "rest"
+when = "true"
+action = "allow"
+"#;
+    let c = parse(&format!("{base}{rules}"), "t.toml").unwrap();
+    let names: Vec<&str> = c.policy_rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["tools.echo", "no-anon-writes", "rest"]);
+    assert_eq!(c.policy_rules[1].mode, turnpike_policy::Mode::Shadow);
+    assert_eq!(
+        c.policy_rules[1].reason.as_deref(),
+        Some("sign in to write")
+    );
+    assert_eq!(c.policy_rules[0].tools, Some(vec!["echo".to_string()]));
+    assert!(compile_policy(&c.policy_rules).is_ok());
+
+    // A syntax error: at its place in the file (line 9, the `when` line), in CEL's words.
+    let bad = "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n\n[[policy]]\nname = \"ok\"\nwhen = \"true\"\naction = \"allow\"\n[[policy]]\nwhen = \"identity.kind == 'x' &&\"\nname = \"bad\"\naction = \"deny\"\n";
+    let e = parse(bad, "t.toml").unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{e}");
+    let p = &e.problems[0];
+    assert_eq!(p.line, 9, "{e}");
+    assert!(p.col > "when = \"identity.kind == 'x'".len(), "{e}");
+    assert!(p.message.contains("[[policy]] \"bad\""), "{e}");
+    assert!(p.message.contains("CEL expression does not compile"), "{e}");
+    assert!(e.to_string().contains("t.toml:9:"), "{e}");
+
+    // Every mistake at once: a second line of a multi-line expression, a bound, a bad action,
+    // an unknown key, a tool's policy, a policy where none is taken.
+    let many = r#"[upstream]
+url = "http://127.0.0.1:3001/mcp"
+[tools.echo]
+free = true
+policy = "call.tool =="
+[tools.default]
+free = true
+policy = "true"
+[[policy]]
+name = "two-lines"
+when = """
+identity.kind == 'oauth' &&
+  call.tool ++ 'x'"""
+action = "deny"
+[[policy]]
+name = "nested"
+when = "[1].all(x, [x].exists(y, y == x))"
+action = "deny"
+[[policy]]
+name = "act"
+when = "true"
+action = "refuse"
+[[policy]]
+name = "extra"
+when = "true"
+action = "deny"
+colour = "red"
+"#;
+    let e = parse(many, "t.toml").unwrap_err();
+    let at: Vec<(usize, &str)> = e
+        .problems
+        .iter()
+        .map(|p| (p.line, p.message.as_str()))
+        .collect();
+    assert!(
+        at.iter()
+            .any(|(l, m)| *l == 5 && m.contains("[tools.echo] policy")),
+        "{e}"
+    );
+    assert!(
+        at.iter()
+            .any(|(l, m)| *l == 8 && m.contains("cannot have a policy")),
+        "{e}"
+    );
+    assert!(
+        at.iter()
+            .any(|(l, m)| *l == 13 && m.contains("\"two-lines\"")),
+        "{e}"
+    );
+    assert!(
+        at.iter()
+            .any(|(l, m)| *l == 17 && m.contains("comprehension")),
+        "{e}"
+    );
+    assert!(
+        at.iter()
+            .any(|(l, m)| *l == 22 && m.contains("\"allow\" or \"deny\"")),
+        "{e}"
+    );
+    assert!(
+        at.iter().any(|(l, m)| *l == 27 && m.contains("colour")),
+        "{e}"
+    );
+}

@@ -921,6 +921,28 @@ impl Rail for OAuthRail {
                 .to_verdict()
         })
     }
+
+    /// A bearer token's identity and scopes, checked as for a call needing no scope. A token
+    /// presented with a DPoP proof is not checked here: the proof's single use would be spent.
+    fn identify<'a>(
+        &'a self,
+        call: &'a CallFacts,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Option<(Identity, Vec<String>)>> {
+        Box::pin(async move {
+            let bearer = credential.payload::<BearerCredential>()?;
+            if bearer.dpop.is_some() {
+                return None;
+            }
+            match self
+                .verify_from(credential, &[], None, call.peer, call.now)
+                .await
+            {
+                OAuthOutcome::Pass(a) => Some((a.identity, a.token.scopes)),
+                _ => None,
+            }
+        })
+    }
 }
 
 /// The OAuth rail seen from one request: it checks DPoP proofs against that request's

@@ -28,7 +28,7 @@
 //! docs/OPERATIONS.md lists every series.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -168,6 +168,8 @@ pub enum Outcome {
     LimitsUnavailable,
     /// No response head from the upstream in time: `upstream_timeout`.
     UpstreamTimeout,
+    /// An access policy rule refused the call (`[[policy]]`): `policy-denied`.
+    PolicyDenied,
 }
 
 impl Outcome {
@@ -194,6 +196,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::LimitsUnavailable => "limits_unavailable",
             Outcome::UpstreamTimeout => "upstream_timeout",
+            Outcome::PolicyDenied => "policy-denied",
         }
     }
 
@@ -213,7 +216,9 @@ impl Outcome {
                 503 => OutcomeClass::Unavailable,
                 _ => OutcomeClass::Refused,
             },
-            Outcome::Refused | Outcome::Invalid | Outcome::Forbidden => OutcomeClass::Refused,
+            Outcome::Refused | Outcome::Invalid | Outcome::Forbidden | Outcome::PolicyDenied => {
+                OutcomeClass::Refused
+            }
             Outcome::RateLimited => OutcomeClass::RateLimited,
             Outcome::Unavailable | Outcome::LimitsUnavailable => OutcomeClass::Unavailable,
             Outcome::Undecided
@@ -467,6 +472,8 @@ pub struct Metrics {
     callers: Mutex<HashMap<String, CallerStat>>,
     callers_overflow: AtomicU64,
     history: Mutex<VecDeque<Sample>>,
+    /// Access policy decisions by rule name and decision (`refused`, `would_refuse`).
+    policy: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Default for Metrics {
@@ -522,6 +529,7 @@ impl Metrics {
             callers: Mutex::default(),
             callers_overflow: AtomicU64::new(0),
             history: Mutex::default(),
+            policy: Mutex::default(),
         }
     }
 
@@ -644,6 +652,27 @@ impl Metrics {
             .iter()
             .filter_map(|s| s.meter.as_ref()?.summary())
             .collect()
+    }
+
+    /// An access policy rule refused a call (`would = false`), or would have refused one it let
+    /// through (a rule in shadow mode, `would = true`).
+    pub fn policy_decision(&self, rule: &str, would: bool) {
+        let decision = if would { "would_refuse" } else { "refused" };
+        *self
+            .policy
+            .lock()
+            .entry((rule.to_owned(), decision))
+            .or_default() += 1;
+    }
+
+    /// How many calls `rule` refused (`would = false`) or would have refused (`would = true`).
+    pub fn policy_count(&self, rule: &str, would: bool) -> u64 {
+        let decision = if would { "would_refuse" } else { "refused" };
+        self.policy
+            .lock()
+            .get(&(rule.to_owned(), decision))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// A configuration reload was applied (`ok`) or refused.
@@ -893,6 +922,27 @@ impl Metrics {
             out,
             "turnpike_limit_hits_total{{source=\"gateway\"}} {gw}\nturnpike_limit_hits_total{{source=\"upstream\"}} {up429}"
         );
+        let policy: Vec<((String, &'static str), u64)> = self
+            .policy
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        if !policy.is_empty() {
+            head(
+                &mut out,
+                "turnpike_policy_decisions_total",
+                "counter",
+                "Calls an access policy rule refused (decision=refused), or would have refused in shadow mode and let through (decision=would_refuse), by rule name.",
+            );
+            for ((rule, decision), n) in policy {
+                let _ = writeln!(
+                    out,
+                    "turnpike_policy_decisions_total{{rule=\"{}\",decision=\"{decision}\"}} {n}",
+                    escape(&rule)
+                );
+            }
+        }
         turnpike_core::meter::write_series(
             &mut out,
             "turnpike_limits_store_errors_total",

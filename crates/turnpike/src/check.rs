@@ -311,6 +311,27 @@ pub(crate) fn summary(cfg: &Config) -> String {
         out.push_str(&format!("; methods: {}", methods.join(", ")));
     }
     out.push_str("; listing and handshake free");
+    if !cfg.policy_rules.is_empty() {
+        let rules: Vec<String> = cfg
+            .policy_rules
+            .iter()
+            .map(|r| {
+                let action = match r.action {
+                    turnpike_policy::Action::Allow => "allow",
+                    turnpike_policy::Action::Deny => "deny",
+                };
+                let shadow = match r.mode {
+                    turnpike_policy::Mode::Shadow => " (shadow)",
+                    turnpike_policy::Mode::Enforce => "",
+                };
+                format!("{} {action}{shadow}", r.name)
+            })
+            .collect();
+        out.push_str(&format!(
+            "; access policy (first match wins, else allow): {}",
+            rules.join(", ")
+        ));
+    }
     let public_url = cfg.public_url();
     let host = config::Host {
         public_url: &public_url,
@@ -408,6 +429,20 @@ mod tests {
         let ok = src.replace("gone.macaroon", "here.macaroon");
         assert!(referenced_files(&ok, &dir).is_empty());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn summary_names_the_access_policy() {
+        let cfg = config::parse(
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[[policy]]\nname = \"a\"\nwhen = \"true\"\naction = \"deny\"\nmode = \"shadow\"\n[[policy]]\nname = \"b\"\nwhen = \"true\"\naction = \"allow\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let s = summary(&cfg);
+        assert!(
+            s.contains("access policy (first match wins, else allow): a deny (shadow), b allow"),
+            "{s}"
+        );
     }
 
     #[test]

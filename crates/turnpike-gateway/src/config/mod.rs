@@ -17,9 +17,11 @@
 //! | `types.rs` | the data: [`Config`] and the gateway's own sections |
 //! | `sections.rs` | the gateway's sections, and its keys in a rail's table |
 //! | `prices.rs` | `[tools.*]`, `[methods.*]`: `free`, and each rail's key read by the rail |
+//! | `policy.rs` | `[[policy]]`: access rules in CEL, each compiled where it is written |
 //! | `rules.rs` | rules across sections; [`Config::validate`] |
 
 mod hints;
+mod policy;
 mod prices;
 mod reader;
 mod rules;
@@ -35,6 +37,7 @@ use turnpike_limits::{BudgetsConfig, LimitsConfig, StoreConfig as LimitsStoreCon
 
 use crate::registry::RAIL_CONFS;
 use hints::*;
+pub use policy::compile as compile_policy;
 use reader::Gx;
 pub use sections::{reference_keys, IDENTITY_TABLE};
 pub use turnpike_conf::{ConfigError, Host, Problem, Sections};
@@ -106,6 +109,7 @@ pub fn parse_with(
             }
             "mount" => cfg.mounts = cx.mounts(value),
             "merge" => cfg.merge = cx.merge(value),
+            "policy" => cfg.policy_rules = cx.policy_rules(value),
             "tools" => {
                 if let Some(t) = cx.table(value, "[tools]") {
                     cfg.tools = cx.prices(t, "tools");
@@ -159,6 +163,7 @@ pub fn parse_with(
             ),
         }
     }
+    cfg.policy_rules = policy::with_tool_rules(&cfg.tools, std::mem::take(&mut cfg.policy_rules));
     let public_url = cfg.public_url();
     for (key, value) in root.iter() {
         if let Some(rail) = cx.owner(key.get_ref()) {
@@ -211,10 +216,16 @@ fn rail_table(
 
 /// Every top-level table, for the hint of an unknown one.
 fn tables_hint(rails: &[&dyn RailConf]) -> String {
-    let mut names: Vec<String> = ["[server]", "[upstream]", "[[mount]]", "[merge]"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut names: Vec<String> = [
+        "[server]",
+        "[upstream]",
+        "[[mount]]",
+        "[merge]",
+        "[[policy]]",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     names.push("[tools.<name>]".into());
     names.push("[methods.\"<method>\"]".into());
     for rail in rails {

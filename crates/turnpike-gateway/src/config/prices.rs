@@ -14,6 +14,8 @@ use super::types::{Config, PriceConfig};
 
 /// The key of a price that is not a rail's.
 const FREE: &str = "free";
+/// The access rule of a tool (`[tools.<name>]` only).
+const POLICY: &str = "policy";
 
 impl Gx<'_> {
     pub(super) fn prices(&mut self, t: &DeTable<'_>, table: &str) -> BTreeMap<String, PriceConfig> {
@@ -24,7 +26,8 @@ impl Gx<'_> {
             let Some(pt) = self.table(v, &section) else {
                 continue;
             };
-            if let Some(p) = self.price(pt, &section, v.span()) {
+            if let Some(mut p) = self.price(pt, &section, v.span()) {
+                p.policy = self.tool_policy(pt, table, name, &section);
                 out.insert(name.to_owned(), p);
             }
         }
@@ -37,7 +40,7 @@ impl Gx<'_> {
         let known = || std::iter::once(FREE).chain(rails.iter().map(|r| r.id().as_str()));
         for k in t.keys() {
             let name: &str = k.get_ref();
-            if !known().any(|x| x == name) {
+            if name != POLICY && !known().any(|x| x == name) {
                 self.problem(
                     Some(k.span()),
                     format!("unknown rail or key `{name}` in {section}"),
@@ -85,7 +88,32 @@ impl Gx<'_> {
         Some(PriceConfig {
             free: free.is_some_and(|(f, _)| f),
             offers,
+            policy: None,
         })
+    }
+
+    /// `policy = "<expr>"` of `[tools.<name>]`: a CEL expression (compiled here, a problem at
+    /// its place); refused elsewhere.
+    fn tool_policy(
+        &mut self,
+        t: &DeTable<'_>,
+        table: &str,
+        name: &str,
+        section: &str,
+    ) -> Option<String> {
+        const HINT: &str = "write policy = \"<CEL expression>\" under [tools.<name>]: the tool may be called only when it holds (docs/POLICY.md)";
+        let v = t.get(POLICY)?;
+        if table != "tools" || name == "default" {
+            self.problem(
+                Some(v.span()),
+                format!("{section} cannot have a policy"),
+                "use a [[policy]] rule (docs/POLICY.md)",
+            );
+            return None;
+        }
+        let (expr, span) = self.field::<String>(t, POLICY, HINT)?;
+        self.cel(&expr, Some(span), &format!("{section} policy"));
+        Some(expr)
     }
 
     /// Top-level `[tools."<mount>/<name>"]` keys price one mount's tool on the merged endpoint:

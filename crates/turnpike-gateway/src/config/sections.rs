@@ -401,6 +401,7 @@ pub fn reference_keys() -> Vec<(String, Vec<&'static str>)> {
             "telemetry".into(),
             fields::<super::types::TelemetrySection>(),
         ),
+        ("policy".into(), fields::<super::policy::PolicyKeys>()),
     ];
     for rail in RAIL_CONFS {
         out.extend(rail.reference_keys());

@@ -56,6 +56,9 @@ pub struct Config {
     /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP (owned by `turnpike-telemetry`).
     /// `None`: off, and the call path does no tracing work.
     pub telemetry: Option<TelemetrySection>,
+    /// `[[policy]]`, then each price's `policy = "<expr>"`: access rules in CEL, in the order
+    /// they are evaluated (docs/POLICY.md).
+    pub policy_rules: Vec<turnpike_policy::RuleSpec>,
 }
 
 /// `[telemetry]`: where spans are exported (owned by `turnpike-telemetry`).
@@ -326,6 +329,9 @@ pub struct PriceConfig {
     pub free: bool,
     /// The offers, one per rail, in the order the rails are registered ([`crate::registry`]).
     pub offers: Vec<Offer>,
+    /// `policy = "<CEL expression>"` of a `[tools.<name>]`: the tool may be called only when
+    /// it holds (an access rule ahead of `[[policy]]`, docs/POLICY.md).
+    pub policy: Option<String>,
 }
 
 impl PriceConfig {
@@ -334,6 +340,7 @@ impl PriceConfig {
         PriceConfig {
             free: false,
             offers,
+            policy: None,
         }
     }
 
@@ -342,6 +349,7 @@ impl PriceConfig {
         PriceConfig {
             free: true,
             offers: Vec::new(),
+            policy: None,
         }
     }
 

@@ -78,7 +78,7 @@ impl Tools {
         }
     }
 
-    #[tool(description = "Returns its text.")]
+    #[tool(description = "Returns its text.", annotations(read_only_hint = true))]
     async fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> CallToolResult {
         CallToolResult::success(vec![ContentBlock::text(text)])
     }

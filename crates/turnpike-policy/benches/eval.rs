@@ -1,0 +1,94 @@
+//! A typical three-clause rule for one call, and a 200-tool `tools/list` filtered for one
+//! caller.
+
+// Bench and test code: a failed unwrap or expect is a failed run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::json;
+use std::hint::black_box;
+use turnpike_policy::{Action, CallView, Caller, Mode, Policy, Rule, RuleSpec};
+
+fn rule(name: &str, when: &str, action: Action) -> Rule {
+    Rule::compile(RuleSpec {
+        name: name.into(),
+        when: when.into(),
+        action,
+        reason: None,
+        tools: None,
+        mode: Mode::Enforce,
+    })
+    .expect("compiles")
+}
+
+fn bench(c: &mut Criterion) {
+    let p = Policy::new(vec![rule(
+        "writes",
+        "identity.kind == 'anonymous' && call.method == 'tools/call' && !call.annotations.readOnlyHint",
+        Action::Deny,
+    )]);
+    let scopes = vec!["read".to_string(), "write".to_string()];
+    let who = Caller {
+        kind: "oauth",
+        id: "oauth:18:https://as.example:5:alice:",
+        scopes: &scopes,
+        address: Some("192.0.2.1"),
+        ..Caller::default()
+    };
+    let args = json!({"text": "hello"});
+    let ann = json!({"readOnlyHint": false});
+    let call = CallView {
+        method: "tools/call",
+        tool: Some("echo"),
+        arguments: Some(&args),
+        annotations: Some(&ann),
+    };
+    c.bench_function("three-clause rule, one call (scope + judge)", |b| {
+        b.iter(|| {
+            let s = p.scope(black_box(&who), 1_800_000_000);
+            black_box(s.judge(black_box(&call)).refused.is_some())
+        })
+    });
+    let tools: Vec<(String, serde_json::Value)> = (0..200)
+        .map(|i| (format!("tool_{i}"), json!({"readOnlyHint": i % 2 == 0})))
+        .collect();
+    let anon = Caller {
+        kind: "anonymous",
+        id: "anon:192.0.2.1",
+        address: Some("192.0.2.1"),
+        ..Caller::default()
+    };
+    c.bench_function("tools/list of 200 tools filtered for one caller", |b| {
+        b.iter(|| {
+            let s = p.scope(black_box(&anon), 1_800_000_000);
+            let mut l = s.lister();
+            let n = tools
+                .iter()
+                .filter(|(name, ann)| l.may_list(name, Some(ann)))
+                .count();
+            black_box(n)
+        })
+    });
+    let by_name = Policy::new(vec![rule(
+        "by-name",
+        "identity.kind == 'anonymous' && call.tool.startsWith('tool_1') && !call.annotations.readOnlyHint",
+        Action::Deny,
+    )]);
+    c.bench_function(
+        "tools/list of 200 tools, a rule reading the tool's name",
+        |b| {
+            b.iter(|| {
+                let s = by_name.scope(black_box(&anon), 1_800_000_000);
+                let mut l = s.lister();
+                let n = tools
+                    .iter()
+                    .filter(|(name, ann)| l.may_list(name, Some(ann)))
+                    .count();
+                black_box(n)
+            })
+        },
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
