@@ -726,8 +726,9 @@ impl Gate {
         // ([`turnpike_limits::PendingAdmit`]): it runs when a solution is about to be spent,
         // in the same Redis script as the spend (one round trip), and spends nothing when it
         // refuses; a call whose solution never reached its spend is checked after the rails.
+        // (Not in shadow mode: a dry run must spend the solution of a call it lets through.)
         let pending = match (&self.limiter, self.address_rail(&collected)) {
-            (Some(limiter), Some(rail)) => {
+            (Some(limiter), Some(rail)) if !limiter.shadow() => {
                 let call = CallInfo {
                     scope: &limiter.scope_of(&anonymous(peer)),
                     rail: Some(rail),
@@ -1421,6 +1422,25 @@ impl Gate {
                     );
                 }
                 Ok(a)
+            }
+            Admission::Limited(l) if self.limiter.as_ref().is_some_and(|l| l.shadow()) => {
+                // A dry run: the call goes on (without an in-flight slot, as a refused call
+                // would hold none) and is counted as one the limits would have refused.
+                LimitCounters::bump(&self.counters.shadow_limited);
+                tracing::info!(
+                    target: "turnpike::limits",
+                    reason = l.reason.as_str(),
+                    policy = %l.policy,
+                    retry_after_ms = l.retry_after.as_millis() as u64,
+                    "over a limit; let through ([limits] mode = \"shadow\")"
+                );
+                log.limit_reason = Some(l.reason.as_str());
+                Ok(Admitted {
+                    status: l.status,
+                    in_flight: None,
+                    effort_multiplier: l.effort_multiplier,
+                    degraded: false,
+                })
             }
             Admission::Limited(l) => {
                 log.spans

@@ -366,3 +366,129 @@ async fn paid(gw: std::net::SocketAddr, auth: &str, req: &Value) -> Reply {
     )
     .await
 }
+
+const ADMIN_TOKEN: &str = "limits-test-admin-token-0123456789";
+
+/// A gateway with `extra` and an admin listener: its address and the admin's.
+async fn gateway_with_admin(extra: &str) -> (std::net::SocketAddr, std::net::SocketAddr) {
+    let (up, _log) = start_upstream(true).await;
+    let text = format!(
+        "{}\n{extra}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n",
+        config_text(up, "")
+    );
+    let cfg = turnpike_gateway::parse(&text, "t.toml").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = parking_lot::Mutex::new(Some(tx));
+    let opts = turnpike_gateway::ServeOptions {
+        on_ready: Some(std::sync::Arc::new(move |_: &_, admin| {
+            if let Some(tx) = tx.lock().take() {
+                let _ = tx.send(admin);
+            }
+        })),
+        ..turnpike_gateway::ServeOptions::default()
+    };
+    tokio::spawn(async move {
+        turnpike_gateway::serve_listener_with(listener, cfg, std::future::pending(), opts)
+            .await
+            .unwrap();
+    });
+    (gw, rx.await.unwrap().unwrap())
+}
+
+/// One series of the gateway's metrics text (0 when absent).
+async fn series(admin: std::net::SocketAddr, name: &str) -> u64 {
+    let req = http::Request::get(format!("http://{admin}/metrics"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let text = send(req).await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `[limits] mode = "shadow"`: the same traffic that enforcing refuses 429 is let through, and
+/// counted, call for call, as what the limits would have refused; a puzzle solution used over a
+/// limit in shadow mode is spent like any other (a dry run never makes a credential reusable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_limits_refuse_nothing_and_count_what_enforcing_refuses() {
+    let limits = r#"
+[limits.tools.echo]
+burst = 3
+rate = "1/min"
+[limits.tools.dear]
+burst = 1
+rate = "1/min"
+[limits.loop_brake]
+enabled = false
+"#;
+    let (enforcing, enforcing_admin) = gateway_with_admin(limits).await;
+    let (shadow, shadow_admin) = gateway_with_admin(&limits.replace(
+        "[limits.tools.echo]",
+        "[limits]\nmode = \"shadow\"\n[limits.tools.echo]",
+    ))
+    .await;
+    let mut refused = 0u64;
+    for i in 0..10 {
+        let req = call(i, "echo", json!({"text": format!("t{i}")}));
+        let r = post(enforcing, &[], &req).await;
+        match r.status.as_u16() {
+            200 => {}
+            429 => refused += 1,
+            s => panic!("{s}: {}", r.text()),
+        }
+        let r = post(shadow, &[], &req).await;
+        assert_eq!(r.status, 200, "shadow mode refused: {}", r.text());
+        assert_eq!(r.json()["result"]["content"][0]["text"], format!("t{i}"));
+    }
+    assert_eq!(refused, 7);
+    assert_eq!(
+        series(
+            enforcing_admin,
+            "turnpike_limit_hits_total{source=\"gateway\"}"
+        )
+        .await,
+        refused
+    );
+    assert_eq!(
+        series(enforcing_admin, "turnpike_limit_would_refuse_total").await,
+        0
+    );
+    assert_eq!(
+        series(shadow_admin, "turnpike_limit_would_refuse_total").await,
+        refused
+    );
+    assert_eq!(
+        series(
+            shadow_admin,
+            "turnpike_limit_hits_total{source=\"gateway\"}"
+        )
+        .await,
+        0
+    );
+
+    // Puzzle-paid calls over the limit: let through, and each solution spent.
+    let req = call(20, "dear", json!({"n": 1}));
+    let mut solved = Vec::new();
+    for _ in 0..2 {
+        let r = post(shadow, &[], &req).await;
+        assert_eq!(r.status, 402, "{}", r.text());
+        let (token, nonces) = solve(&r.text());
+        solved.push(turnpike_client::authorization_value(&token, &nonces));
+    }
+    for s in &solved {
+        let r = paid(shadow, s, &req).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(
+        series(shadow_admin, "turnpike_limit_would_refuse_total").await,
+        refused + 1
+    );
+    let r = paid(shadow, &solved[1], &req).await;
+    assert_ne!(
+        r.status, 200,
+        "a solution used over a shadow limit stays spent"
+    );
+}

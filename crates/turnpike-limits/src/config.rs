@@ -20,6 +20,18 @@ pub enum FailureMode {
     Open,
 }
 
+/// Whether the limits refuse calls, or only count what they would refuse (a dry run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitMode {
+    /// A call over a limit is refused (429). The default.
+    #[default]
+    Enforce,
+    /// A call over a limit is let through, logged and counted as one the limits would have
+    /// refused: to size limits on live traffic before they refuse anyone.
+    Shadow,
+}
+
 /// A GCRA quota as written in the config: `burst = 50`, `rate = "20/s"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,6 +186,9 @@ pub struct LimitsConfig {
     pub enabled: bool,
     /// What to do when the backend is down (default `closed`).
     pub failure_mode: FailureMode,
+    /// `enforce` (default) or `shadow`: every decision is made, but a call over a limit is let
+    /// through and counted instead of refused.
+    pub mode: LimitMode,
     /// Whether OAuth callers are limited per client (default) or per subject.
     pub oauth_per: OAuthKey,
     /// Per identity and tool, for tools and rails not named below; and the identity's in-flight
@@ -208,6 +223,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             enabled: true,
             failure_mode: FailureMode::Closed,
+            mode: LimitMode::Enforce,
             oauth_per: OAuthKey::Client,
             default: IdentityQuotaConfig {
                 burst: 50,

@@ -277,6 +277,11 @@ impl Limiter {
         self.cfg.failure_mode
     }
 
+    /// Whether the limits only count what they would refuse (`mode = "shadow"`).
+    pub fn shadow(&self) -> bool {
+        self.cfg.mode == crate::config::LimitMode::Shadow
+    }
+
     /// The key limits are counted under for `identity`: its scope key, without the OAuth client
     /// id when `limits.oauth_per = "subject"`.
     pub fn scope_of(&self, identity: &Identity) -> String {

@@ -31,8 +31,8 @@ pub use backend::{
 };
 pub use config::{
     valid_schema_name, BudgetsConfig, ConfigProblem, DurableBackend, FailureMode,
-    IdentityQuotaConfig, LimitsConfig, LoopBrakeConfig, QuotaConfig, RailClass, StoreBackend,
-    StoreConfig, UnknownRail,
+    IdentityQuotaConfig, LimitMode, LimitsConfig, LoopBrakeConfig, QuotaConfig, RailClass,
+    StoreBackend, StoreConfig, UnknownRail,
 };
 pub use engine::{Admission, Admitted, CallInfo, CallKind, LimitReason, Limited, Limiter};
 pub use memory::{Clock, ManualClock, MemoryBackend, SystemClock};

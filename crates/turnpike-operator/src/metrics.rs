@@ -51,6 +51,8 @@ pub struct LimitCounters {
     pub degraded: AtomicU64,
     /// Upstream responses with status 429 (passed on as they are, never counted as ours).
     pub upstream_429: AtomicU64,
+    /// Calls over a limit let through because the limits are in shadow mode.
+    pub shadow_limited: AtomicU64,
 }
 
 impl LimitCounters {
@@ -943,6 +945,13 @@ impl Metrics {
                 );
             }
         }
+        turnpike_core::meter::write_series(
+            &mut out,
+            "turnpike_limit_would_refuse_total",
+            "counter",
+            "Calls over a limit let through because [limits] mode = \"shadow\" (each would have been a 429).",
+            self.limits.shadow_limited.load(Relaxed),
+        );
         turnpike_core::meter::write_series(
             &mut out,
             "turnpike_limits_store_errors_total",
