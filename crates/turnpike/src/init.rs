@@ -592,7 +592,10 @@ mod tests {
     /// the gateway can be chosen, and choosing it writes what turns it on and its price.
     #[test]
     fn every_registered_rail_is_written_as_its_definition_reads_it() {
-        assert_eq!(rail_names(), ["pow", "l402", "mpp", "x402", "oauth", "agent"]);
+        assert_eq!(
+            rail_names(),
+            ["pow", "l402", "mpp", "x402", "oauth", "agent"]
+        );
         for conf in turnpike_gateway::registry::RAIL_CONFS {
             for backend in BACKENDS {
                 let mut a = args();
