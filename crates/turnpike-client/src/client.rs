@@ -296,6 +296,9 @@ struct Attempt {
     auth: Vec<HeaderValue>,
     /// Other headers for the next try (`PAYMENT-SIGNATURE`).
     extra: Vec<(HeaderName, HeaderValue)>,
+    /// Whether an x402 payment was signed for this call already (one call signs at most one:
+    /// an authorization is a bearer instrument, and a server asking again gets no second one).
+    x402_signed: bool,
     /// The stored L402 token presented, if any (dropped when the gate refuses it).
     stored_l402: Option<String>,
     /// Whether an OAuth token was presented.
@@ -667,6 +670,15 @@ impl Client {
                         continue;
                     }
                     tried_x402 = true;
+                    if at.x402_signed {
+                        refusals.push(Refusal::said(
+                            "x402",
+                            "a payment was signed for this call already and the server asks \
+                             again; no second one is signed"
+                                .into(),
+                        ));
+                        continue;
+                    }
                     let Some(payer) = &self.cfg.x402 else {
                         refusals.push(Refusal::said(
                             "x402",
@@ -677,6 +689,7 @@ impl Client {
                     match self.pay_x402(call, &offers.x402, payer).await {
                         Ok(v) => {
                             note_fallback(call, &refusals, "signed an x402 payment");
+                            at.x402_signed = true;
                             at.extra.push((
                                 HeaderName::from_static(turnpike_x402::wire::SIGNATURE_HEADER),
                                 v,

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use support::chain::*;
 use support::*;
 use turnpike_client::{budget, Client, ClientConfig, Rail, X402Asset, X402Payer};
+use turnpike_x402::evm;
 
 /// A fresh state directory for the client.
 fn state_dir() -> PathBuf {
@@ -205,4 +206,75 @@ fn a_key_file_readable_by_others_is_refused() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = X402Payer::from_file(&path, vec![]).unwrap_err().to_string();
     assert!(e.contains("readable by other users"), "{e}");
+}
+
+/// A server that answers every payment with another 402 gets one signed authorization per call,
+/// not one per round: the second ask is refused with its reason, and the log counts one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_call_signs_at_most_one_payment() {
+    use base64::Engine;
+    let asset = new_address();
+    let pr = json!({
+        "x402Version": 2,
+        "resource": {"url": "http://x/mcp", "description": "tools/call dear", "mimeType": "application/json"},
+        "accepts": [{
+            "scheme": "exact", "network": "eip155:31337", "amount": "10000", "asset": asset,
+            "payTo": new_address(), "maxTimeoutSeconds": 60,
+            "extra": {"name": "TestUSD", "version": "1"}
+        }]
+    });
+    let header = base64::engine::general_purpose::STANDARD.encode(pr.to_string());
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::<Option<String>>::new()));
+    let seen2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |headers: http::HeaderMap| {
+            let header = header.clone();
+            let seen = seen2.clone();
+            async move {
+                seen.lock().push(
+                    headers
+                        .get("payment-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string),
+                );
+                (
+                    http::StatusCode::PAYMENT_REQUIRED,
+                    [("payment-required", header)],
+                    "{}",
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let payer = new_payer();
+    let state = state_dir();
+    let mut cfg = ClientConfig::new(state.clone());
+    let allowed = X402Asset::parse("eip155:31337", &asset, 6).unwrap();
+    cfg.x402 = Some(X402Payer::from_file(&key_file(&state, &payer), vec![allowed]).unwrap());
+    let c = Client::new(cfg).unwrap();
+    let e = c
+        .rpc(
+            &format!("http://{addr}/mcp"),
+            &call(1, "dear", json!({"n": 1})),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no second one is signed"), "{e}");
+    let seen = seen.lock().clone();
+    assert_eq!(seen.len(), 2, "the call, then one retry with the payment");
+    assert!(seen[0].is_none());
+    let payment = turnpike_x402::PaymentPayload::from_header(seen[1].as_deref().unwrap()).unwrap();
+    assert_eq!(
+        evm::checksum(&payment.authorization.from),
+        payer.address,
+        "signed by the payer's key"
+    );
+    assert_eq!(payment.authorization.value, 10_000);
+    let log = budget::read_log(&state).unwrap();
+    assert_eq!(log.iter().filter(|e| e.rail == "x402").count(), 1);
 }
