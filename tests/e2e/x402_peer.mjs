@@ -6,6 +6,7 @@
 //                                            payer; prints {"asset", "chainId"}
 //   drain <rpc url> <asset> <from> <to>      moves all of <from>'s tokens to <to> (the node
 //                                            impersonates <from>); prints {"moved"}
+//   address <key>                            prints {"address"} of a secp256k1 key
 //   balance <rpc url> <asset> <who>          prints {"balance"} (a decimal string)
 //   pay <url> <key> <asset> <tool> <args>    calls <tool> with the x402 client (@x402/fetch
 //                                            wrapping fetch, @x402/evm's exact scheme, key
@@ -118,6 +119,9 @@ if (command === 'setup') {
   await send(url, from, asset, data)
   await rpc(url, 'anvil_stopImpersonatingAccount', [from])
   console.log(JSON.stringify({ moved: have.toString() }))
+} else if (command === 'address') {
+  const [key] = args
+  console.log(JSON.stringify({ address: privateKeyToAccount(key).address }))
 } else if (command === 'balance') {
   const [url, asset, who] = args
   console.log(JSON.stringify({ balance: (await balance(url, asset, who)).toString() }))

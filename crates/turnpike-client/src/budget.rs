@@ -1,4 +1,4 @@
-//! Budgets in satoshis and the spend log.
+//! Budgets in satoshis (Lightning) and in US dollars (x402), and the spend log.
 //!
 //! Every payment is checked against four limits before the wallet is asked to pay: the most one
 //! call may cost, the most spent in the last hour, in the last day, and on one server in the
@@ -7,7 +7,11 @@
 //! check, the payment and the log entry happen under the directory's lock).
 //!
 //! A payment whose outcome the wallet could not tell (`unknown`) counts as spent; a payment that
-//! certainly failed is logged as `failed` and counts nothing.
+//! certainly failed is logged as `failed` and counts nothing. An x402 authorization handed to a
+//! server (`signed`) counts as spent: whoever holds it can settle it until it expires.
+//!
+//! x402 payments are counted in micro-dollars against their own limits (the policy's per-call
+//! cap and [`Budgets::per_day_usd`]), apart from the satoshi budgets.
 
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
@@ -16,8 +20,8 @@ use std::path::Path;
 use crate::ClientError;
 use turnpike_fs::open_private_append;
 
-/// Spending limits, in satoshis. `None` means no limit of that kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Spending limits, in satoshis (and US dollars for x402). `None` means no limit of that kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Budgets {
     /// The most one call may cost (invoice amount plus the fee limit).
@@ -28,6 +32,8 @@ pub struct Budgets {
     pub per_day_sat: Option<u64>,
     /// The most spent on one server in any 24 hours.
     pub per_server_sat: Option<u64>,
+    /// The most paid with x402 in any 24 hours, in US dollars.
+    pub per_day_usd: Option<f64>,
 }
 
 impl Default for Budgets {
@@ -37,12 +43,13 @@ impl Default for Budgets {
             per_hour_sat: Some(100),
             per_day_sat: Some(1000),
             per_server_sat: Some(500),
+            per_day_usd: Some(1.0),
         }
     }
 }
 
 /// One line of the spend log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpendEntry {
     /// Unix seconds.
     pub at: u64,
@@ -54,10 +61,11 @@ pub struct SpendEntry {
     /// The tool (or prompt, or resource) of the call.
     #[serde(default)]
     pub name: Option<String>,
-    /// `l402` or `pow`.
+    /// `l402`, `mpp`, `x402` or `pow`.
     pub rail: String,
-    /// `paid`, `unknown` (may have been paid: counted), `failed` (not paid: not counted), or
-    /// `solved` (proof-of-work: nothing spent but CPU).
+    /// `paid`, `unknown` (may have been paid: counted), `failed` (not paid: not counted),
+    /// `signed` (an x402 authorization handed over: counted), or `solved` (proof-of-work:
+    /// nothing spent but CPU).
     pub status: String,
     /// Invoice amount, msat (0 for proof-of-work).
     #[serde(default)]
@@ -77,16 +85,52 @@ pub struct SpendEntry {
     /// A short note (the wallet's error, the billing mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// x402: the amount in micro-dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_micro: Option<u64>,
+    /// x402: the amount in the token's atomic units (decimal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<String>,
+    /// x402: the token, `eip155:<chain id>/<contract>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+    /// x402: who is paid (the offer's `payTo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pay_to: Option<String>,
 }
 
 impl SpendEntry {
+    /// Whether this entry counts as money spent.
+    fn counts(&self) -> bool {
+        matches!(self.status.as_str(), "paid" | "unknown" | "signed")
+    }
+
     /// What this entry counts against budgets, msat.
     pub fn counted_msat(&self) -> u64 {
-        match self.status.as_str() {
-            "paid" | "unknown" => self.amount_msat.saturating_add(self.fee_msat),
-            _ => 0,
+        if self.counts() {
+            self.amount_msat.saturating_add(self.fee_msat)
+        } else {
+            0
         }
     }
+
+    /// What this entry counts against the dollar budget, micro-dollars.
+    pub fn counted_usd_micro(&self) -> u64 {
+        if self.counts() {
+            self.usd_micro.unwrap_or(0)
+        } else {
+            0
+        }
+    }
+}
+
+/// Micro-dollars paid with x402 in the 24 hours before `now`.
+pub fn spent_usd_day(entries: &[SpendEntry], now: u64) -> u64 {
+    entries
+        .iter()
+        .filter(|e| e.at + 86_400 > now)
+        .map(SpendEntry::counted_usd_micro)
+        .fold(0u64, u64::saturating_add)
 }
 
 /// Reads every entry of `dir/spend.jsonl` (lines that do not parse are skipped).
@@ -188,6 +232,27 @@ impl Budgets {
     }
 }
 
+impl Budgets {
+    /// Checks an x402 payment of `cost` micro-dollars against the daily dollar budget, given
+    /// `spent_day` micro-dollars already paid in the last 24 hours.
+    pub fn check_usd(&self, cost: u64, spent_day: u64) -> Result<(), String> {
+        let Some(limit) = self.per_day_usd else {
+            return Ok(());
+        };
+        let limit = crate::x402::usd_to_micro(limit).unwrap_or(0);
+        if spent_day.saturating_add(cost) > limit {
+            return Err(format!(
+                "paying {} would exceed the daily budget of {} ({} already spent; \
+                 --budget-usd-per-day)",
+                crate::x402::fmt_usd(cost),
+                crate::x402::fmt_usd(limit),
+                crate::x402::fmt_usd(spent_day)
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Renders the spend log for people: one line per entry, then totals.
 pub fn render_log(entries: &[SpendEntry], now: u64) -> String {
     let mut out = String::new();
@@ -210,6 +275,11 @@ pub fn render_log(entries: &[SpendEntry], now: u64) -> String {
                     "{} hashes in {} ms",
                     e.hashes.unwrap_or(0),
                     e.millis.unwrap_or(0)
+                ),
+                "x402" => format!(
+                    "{} to {}",
+                    crate::x402::fmt_usd(e.usd_micro.unwrap_or(0)),
+                    e.pay_to.as_deref().unwrap_or("?")
                 ),
                 _ => {
                     let mut c = sat(e.amount_msat);
@@ -254,6 +324,17 @@ pub fn render_log(entries: &[SpendEntry], now: u64) -> String {
         sat(s.day_msat),
         sat(total)
     ));
+    if entries.iter().any(|e| e.rail == "x402") {
+        let all = entries
+            .iter()
+            .map(SpendEntry::counted_usd_micro)
+            .fold(0u64, u64::saturating_add);
+        out.push_str(&format!(
+            "x402: {} in the last 24 h, {} in all\n",
+            crate::x402::fmt_usd(spent_usd_day(entries, now)),
+            crate::x402::fmt_usd(all)
+        ));
+    }
     out
 }
 
@@ -298,6 +379,10 @@ mod tests {
             hashes: None,
             millis: None,
             note: None,
+            usd_micro: None,
+            units: None,
+            asset: None,
+            pay_to: None,
         }
     }
 
@@ -348,7 +433,10 @@ mod tests {
             per_hour_sat: Some(6),
             per_day_sat: Some(100),
             per_server_sat: Some(7),
+            per_day_usd: Some(0.05),
         };
+        assert!(b.check_usd(20_000, 30_000).is_ok());
+        assert!(b.check_usd(20_001, 30_000).unwrap_err().contains("daily"));
         assert!(b.check(4_000, &s).is_ok());
         assert!(b.check(5_001, &s).unwrap_err().contains("per-call"));
         let s2 = Spent {

@@ -13,6 +13,10 @@
 //!   text — is checked against the advertised price (a higher invoice is a lie and is refused),
 //!   the rail policy's maximum and every budget, under the state directory's lock; then the wallet
 //!   pays and the spend is logged. Balance and time-pass tokens are kept for later calls.
+//! - **x402** (`exact` on an EVM chain): an offer in a token the user allowed, whose amount in
+//!   dollars is within the per-call cap and the daily dollar budget (checked under the state
+//!   directory's lock), is paid with an EIP-3009 authorization signed by the user's key, sent as
+//!   `PAYMENT-SIGNATURE`; the spend log names the recipient.
 //!
 //! A rail that cannot be used for a call — over a budget or the policy's `max_pay_sat`, a wallet
 //! that fails, an invoice that lies, a puzzle over the CPU-time cap, an OAuth grant that fails —
@@ -20,7 +24,7 @@
 //! is left, with every rail's reason.
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -37,6 +41,7 @@ use crate::offers::{is_in_band_challenge, L402Offer, Offers};
 use crate::parse::ParsedChallenge;
 use crate::store::{self, Credentials, StoredL402, StoredToken};
 use crate::transport::Transport;
+use crate::x402::{fmt_usd, usd_to_micro, X402Payer};
 use crate::ClientError;
 use turnpike_core::unix_now;
 
@@ -53,8 +58,23 @@ pub enum Rail {
     Oauth,
     /// Solve a puzzle (costs CPU time).
     Pow,
-    /// Pay (costs sats).
+    /// Pay over Lightning: L402, or MPP's Lightning charge (costs sats).
     L402,
+    /// Pay with x402 (costs US dollars in a stablecoin).
+    X402,
+}
+
+impl std::str::FromStr for Rail {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "oauth" => Ok(Rail::Oauth),
+            "pow" => Ok(Rail::Pow),
+            "l402" | "mpp" => Ok(Rail::L402),
+            "x402" => Ok(Rail::X402),
+            other => Err(format!("rail {other:?}: expected oauth, pow, l402 or x402")),
+        }
+    }
 }
 
 /// How to choose among the rails a gate offers.
@@ -72,6 +92,12 @@ pub struct Policy {
     pub max_fee_sat: u64,
     /// Try this rail first when it is offered and possible.
     pub prefer: Option<Rail>,
+    /// The rails to use, in order of preference (none: every rail, in the default order).
+    /// A rail left out is never used; proof-of-work takes its place in the list, up to the
+    /// CPU-time cap.
+    pub rails: Option<Vec<Rail>>,
+    /// … and pay with x402 up to this many US dollars for one call.
+    pub max_pay_usd: f64,
     /// Solver threads (0: one per core).
     pub threads: usize,
 }
@@ -84,6 +110,8 @@ impl Default for Policy {
             pow_max_secs: 30.0,
             max_fee_sat: 1,
             prefer: None,
+            rails: None,
+            max_pay_usd: 0.05,
             threads: 0,
         }
     }
@@ -102,6 +130,8 @@ pub struct ClientConfig {
     pub wallet: Option<Arc<dyn Wallet>>,
     /// The OAuth client (none: OAuth challenges cannot be answered).
     pub oauth: Option<OAuthClientConfig>,
+    /// The x402 payer: its key and the assets it may pay with (none: x402 is never used).
+    pub x402: Option<X402Payer>,
     /// Measured solver speed (hashes/s on all threads); measured on first use when `None`.
     pub hashrate: Option<f64>,
     /// The agent key every request is signed with (Web Bot Auth), and its key directory's URL
@@ -174,6 +204,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("policy", &self.policy)
             .field("wallet", &self.wallet.as_ref().map(|w| w.name()))
             .field("oauth", &self.oauth)
+            .field("x402", &self.x402)
             .field("agent", &self.agent)
             .finish()
     }
@@ -188,6 +219,7 @@ impl ClientConfig {
             policy: Policy::default(),
             wallet: None,
             oauth: None,
+            x402: None,
             hashrate: None,
             agent: None,
         }
@@ -262,6 +294,11 @@ pub struct Reply {
 struct Attempt {
     /// `Authorization` values for the next try.
     auth: Vec<HeaderValue>,
+    /// Other headers for the next try (`PAYMENT-SIGNATURE`).
+    extra: Vec<(HeaderName, HeaderValue)>,
+    /// Whether an x402 payment was signed for this call already (one call signs at most one:
+    /// an authorization is a bearer instrument, and a server asking again gets no second one).
+    x402_signed: bool,
     /// The stored L402 token presented, if any (dropped when the gate refuses it).
     stored_l402: Option<String>,
     /// Whether an OAuth token was presented.
@@ -337,6 +374,7 @@ impl Client {
         let mut answered = 0;
         loop {
             let mut auth = std::mem::take(&mut at.auth);
+            let extra = std::mem::take(&mut at.extra);
             if at.rounds == 0 {
                 auth.extend(self.stored_auth(&call, &mut at));
             } else if let Some(t) = &at.bearer {
@@ -359,6 +397,10 @@ impl Client {
             for mut a in auth {
                 a.set_sensitive(true);
                 h.append(header::AUTHORIZATION, a);
+            }
+            for (k, mut v) in extra {
+                v.set_sensitive(true);
+                h.insert(k, v);
             }
             if let Some(agent) = &self.cfg.agent {
                 agent.sign(&mut req, unix_now())?;
@@ -505,8 +547,16 @@ impl Client {
         // cap) moves on to the next rail offered; the call fails only when none is left.
         let mut refusals: Vec<Refusal> = Vec::new();
         // OAuth first when offered and configured: it costs nothing.
-        let oauth_first = self.cfg.policy.prefer.is_none_or(|p| p == Rail::Oauth)
-            || (offers.pow.is_empty() && offers.l402.is_empty() && offers.mpp.is_empty());
+        let rails = self.cfg.policy.rails.as_deref();
+        let allowed = |r: Rail| rails.is_none_or(|l| l.contains(&r));
+        let oauth_first = allowed(Rail::Oauth)
+            && (match rails {
+                Some(l) => l.first() == Some(&Rail::Oauth),
+                None => self.cfg.policy.prefer.is_none_or(|p| p == Rail::Oauth),
+            } || (offers.pow.is_empty()
+                && offers.l402.is_empty()
+                && offers.mpp.is_empty()
+                && offers.x402.is_empty()));
         if oauth_first {
             match self.try_oauth(call, offers, at).await {
                 Ok(true) => return Ok(()),
@@ -527,13 +577,27 @@ impl Client {
             .min_by_key(|c| c.effort());
         let pow_secs = pow.map(|c| c.effort() as f64 / rate.max(1.0));
         let mut order: Vec<(Rail, bool)> = Vec::new();
-        match self.cfg.policy.prefer {
-            Some(Rail::L402) => order.extend([(Rail::L402, true), (Rail::Pow, false)]),
-            Some(Rail::Pow) => order.extend([(Rail::Pow, false), (Rail::L402, true)]),
-            _ => order.extend([(Rail::Pow, true), (Rail::L402, true), (Rail::Pow, false)]),
+        match (rails, self.cfg.policy.prefer) {
+            (Some(l), _) => order.extend(l.iter().map(|r| (*r, false))),
+            (None, Some(Rail::L402)) => {
+                order.extend([(Rail::L402, true), (Rail::X402, true), (Rail::Pow, false)])
+            }
+            (None, Some(Rail::X402)) => {
+                order.extend([(Rail::X402, true), (Rail::L402, true), (Rail::Pow, false)])
+            }
+            (None, Some(Rail::Pow)) => {
+                order.extend([(Rail::Pow, false), (Rail::L402, true), (Rail::X402, true)])
+            }
+            (None, _) => order.extend([
+                (Rail::Pow, true),
+                (Rail::L402, true),
+                (Rail::X402, true),
+                (Rail::Pow, false),
+            ]),
         }
         let mut tried_pow = false;
         let mut tried_l402 = false;
+        let mut tried_x402 = false;
         for (rail, quick_only) in order {
             match rail {
                 Rail::Pow if !tried_pow => {
@@ -601,10 +665,44 @@ impl Client {
                         }
                     }
                 }
+                Rail::X402 if !tried_x402 => {
+                    if offers.x402.is_empty() {
+                        continue;
+                    }
+                    tried_x402 = true;
+                    if at.x402_signed {
+                        refusals.push(Refusal::said(
+                            "x402",
+                            "a payment was signed for this call already and the server asks \
+                             again; no second one is signed"
+                                .into(),
+                        ));
+                        continue;
+                    }
+                    let Some(payer) = &self.cfg.x402 else {
+                        refusals.push(Refusal::said(
+                            "x402",
+                            "no x402 key is configured (--x402-key)".into(),
+                        ));
+                        continue;
+                    };
+                    match self.pay_x402(call, &offers.x402, payer).await {
+                        Ok(v) => {
+                            note_fallback(call, &refusals, "signed an x402 payment");
+                            at.x402_signed = true;
+                            at.extra.push((
+                                HeaderName::from_static(turnpike_x402::wire::SIGNATURE_HEADER),
+                                v,
+                            ));
+                            return Ok(());
+                        }
+                        Err(e) => refusals.push(Refusal::new("x402", e)),
+                    }
+                }
                 _ => {}
             }
         }
-        if !oauth_first {
+        if !oauth_first && allowed(Rail::Oauth) {
             match self.try_oauth(call, offers, at).await {
                 Ok(true) => {
                     note_fallback(call, &refusals, "signed in");
@@ -744,6 +842,7 @@ impl Client {
             hashes: Some(solved.hashes),
             millis: Some(started.elapsed().as_millis() as u64),
             note: None,
+            ..SpendEntry::default()
         };
         let dir = self.cfg.state_dir.clone();
         // The log line is informational for proof-of-work; a failure to write it is not fatal.
@@ -802,6 +901,114 @@ impl Client {
         };
         HeaderValue::from_str(&cred.authorization())
             .map_err(|_| ClientError::Refused("the MPP credential is not a header value".into()))
+    }
+
+    /// Pays an x402 offer: the cheapest of `offers` in an allowed asset, within the per-call
+    /// cap and the daily dollar budget, checked and logged under the state directory's lock. The
+    /// `PAYMENT-SIGNATURE` value: base64 of the signed `PaymentPayload`.
+    async fn pay_x402(
+        &self,
+        call: &CallInfo,
+        offers: &[turnpike_x402::PaymentRequirements],
+        payer: &X402Payer,
+    ) -> Result<HeaderValue, ClientError> {
+        use turnpike_x402::evm;
+        let mut not_allowed = Vec::new();
+        let chosen = offers
+            .iter()
+            .filter_map(|r| {
+                let units = evm::parse_decimal(&r.amount).filter(|u| *u > 0);
+                match (
+                    r.scheme == turnpike_x402::wire::SCHEME,
+                    payer.asset_of(r),
+                    units,
+                ) {
+                    (true, Some(a), Some(u)) => Some((r, a, u, a.micro_usd(u))),
+                    _ => {
+                        not_allowed.push(format!("{} {} on {}", r.scheme, r.asset, r.network));
+                        None
+                    }
+                }
+            })
+            .min_by_key(|(_, _, _, usd)| *usd);
+        let Some((req, asset, units, usd)) = chosen else {
+            return Err(ClientError::Refused(format!(
+                "the server asks for payment in {}, not an asset allowed here (--x402-asset); \
+                 nothing signed",
+                not_allowed.join(", ")
+            )));
+        };
+        let pay_to = evm::parse_address(&req.pay_to)
+            .map(|a| evm::checksum(&a))
+            .ok_or_else(|| {
+                ClientError::Lie("the x402 offer's payTo is not an address; nothing signed".into())
+            })?;
+        let what = format!(
+            "{} ({units} units of {}) to {pay_to} for {}",
+            fmt_usd(usd),
+            evm::checksum(&asset.asset),
+            call.describe()
+        );
+        let cap = usd_to_micro(self.cfg.policy.max_pay_usd).unwrap_or(0);
+        if usd > cap {
+            return Err(ClientError::Budget(format!(
+                "the server asks {what}, but the rail policy pays at most {} at once \
+                 (--max-pay-usd); nothing signed",
+                fmt_usd(cap)
+            )));
+        }
+        let dir = self.cfg.state_dir.clone();
+        // The lock is held across the check, the signature and the log entry.
+        let lock = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || store::lock_dir(&dir))
+                .await
+                .map_err(|e| ClientError::State(format!("lock task: {e}")))??
+        };
+        let log = budget::read_log(&dir)?;
+        let now = unix_now();
+        self.cfg
+            .budgets
+            .check_usd(usd, budget::spent_usd_day(&log, now))
+            .map_err(|m| ClientError::Budget(format!("{m}; nothing signed (the offer: {what})")))?;
+        // Valid from now until the offer's timeout (at least 10 s, at most an hour).
+        let valid_before = now + req.max_timeout_seconds.clamp(10, 3600) as u64;
+        let nonce: [u8; 32] = rand::random();
+        let payload = turnpike_x402::payer::pay(req, &payer.key, nonce, 0, valid_before)
+            .ok_or_else(|| {
+                ClientError::Refused(
+                    "the x402 offer cannot be signed (its extra.name/version, the EIP-712 \
+                     domain of the token, are missing); nothing signed"
+                        .into(),
+                )
+            })?;
+        let value = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .encode(serde_json::to_vec(&payload).unwrap_or_default())
+        };
+        let header = HeaderValue::from_str(&value)
+            .map_err(|_| ClientError::Refused("the x402 payment is not a header value".into()))?;
+        let entry = SpendEntry {
+            at: now,
+            server: call.server.clone(),
+            method: call.method.clone(),
+            name: call.name.clone(),
+            rail: "x402".into(),
+            status: "signed".into(),
+            usd_micro: Some(usd),
+            units: Some(units.to_string()),
+            asset: Some(format!(
+                "{}/{}",
+                asset.network(),
+                evm::checksum(&asset.asset)
+            )),
+            pay_to: Some(pay_to),
+            ..SpendEntry::default()
+        };
+        budget::append_log(&dir, &entry)?;
+        drop(lock);
+        Ok(header)
     }
 
     /// Pays an L402 invoice within policy and budgets.
@@ -893,6 +1100,7 @@ impl Client {
             hashes: None,
             millis: Some(started.elapsed().as_millis() as u64),
             note: offer.mode.clone(),
+            ..SpendEntry::default()
         };
         match result {
             Ok(paid) => {

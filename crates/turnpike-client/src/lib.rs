@@ -34,6 +34,7 @@ pub mod render;
 pub mod solve;
 pub mod store;
 pub mod transport;
+pub mod x402;
 
 pub use budget::{Budgets, SpendEntry};
 pub use client::{AgentSigning, CallInfo, Client, ClientConfig, Policy, Rail, Reply};
@@ -43,6 +44,7 @@ pub use parse::{parse_challenges, ParsedChallenge};
 pub use render::{attach_meta, authorization_value, meta_value, solution_string};
 pub use solve::{default_threads, solve, solve_with, SolveError, SolveOptions, Solved};
 pub use turnpike_pow::puzzle::{Algorithm, ChallengeToken};
+pub use x402::{X402Asset, X402Payer};
 
 /// Why the client could not get a call through. The `Display` form is a sentence an agent can
 /// show its user.

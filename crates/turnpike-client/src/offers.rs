@@ -1,6 +1,7 @@
 //! Every way through a gate that one answer offers: proof-of-work puzzles, L402 invoices, MPP
-//! `Payment` challenges (the Lightning `charge` method) and an OAuth Bearer challenge, read from
-//! `WWW-Authenticate` lines and from the JSON body (a 402 body's `error.data.challenges`, an
+//! `Payment` challenges (the Lightning `charge` method), x402 payment requirements (the
+//! `PAYMENT-REQUIRED` header, or the `"rail": "x402"` challenge object) and an OAuth Bearer
+//! challenge, read from `WWW-Authenticate` lines and from the JSON body (a 402 body's `error.data.challenges`, an
 //! in-band result's `structuredContent.turnpike.challenges` or
 //! `_meta["org.paymentauth/payment-required"]`, the MPP transport's -32042 error).
 
@@ -9,6 +10,12 @@ use serde_json::Value;
 
 use crate::parse::{parse_challenges, parse_www_authenticate, ParsedChallenge};
 use turnpike_mpp::wire::{self as mpp, PaymentChallenge};
+use turnpike_x402::PaymentRequirements;
+
+/// The longest `PAYMENT-REQUIRED` header value read.
+const MAX_X402_HEADER: usize = 64 * 1024;
+/// The most x402 payment requirements kept from one answer.
+const MAX_X402_ACCEPTS: usize = 16;
 
 /// An L402 challenge: a macaroon and the invoice that unlocks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +57,8 @@ pub struct Offers {
     pub l402: Vec<L402Offer>,
     /// MPP challenges with the Lightning `charge` method.
     pub mpp: Vec<PaymentChallenge>,
+    /// x402 payment requirements (every `accepts` entry offered, in order).
+    pub x402: Vec<PaymentRequirements>,
     /// An OAuth challenge.
     pub oauth: Option<BearerOffer>,
     /// Why presented credentials were refused (`rail: reason`).
@@ -59,13 +68,22 @@ pub struct Offers {
 impl Offers {
     /// Whether nothing was offered.
     pub fn is_empty(&self) -> bool {
-        self.pow.is_empty() && self.l402.is_empty() && self.mpp.is_empty() && self.oauth.is_none()
+        self.pow.is_empty()
+            && self.l402.is_empty()
+            && self.mpp.is_empty()
+            && self.x402.is_empty()
+            && self.oauth.is_none()
     }
 
     /// Reads the offers of an answer: its `WWW-Authenticate` lines and, when given, its JSON
     /// body (or the JSON-RPC message of an in-band challenge).
     pub fn read(headers: &HeaderMap, body: Option<&Value>) -> Offers {
         let mut o = Offers::default();
+        for v in headers.get_all(turnpike_x402::wire::REQUIRED_HEADER) {
+            if let Some(pr) = v.to_str().ok().and_then(decode_payment_required) {
+                o.add_x402(&pr);
+            }
+        }
         for v in headers.get_all(http::header::WWW_AUTHENTICATE) {
             let Ok(v) = v.to_str() else { continue };
             if let Ok(c) = PaymentChallenge::parse_header(v) {
@@ -152,6 +170,22 @@ impl Offers {
         }
     }
 
+    fn add_x402(&mut self, pr: &Value) {
+        let Some(accepts) = pr.get("accepts").and_then(Value::as_array) else {
+            return;
+        };
+        for a in accepts {
+            if self.x402.len() >= MAX_X402_ACCEPTS {
+                return;
+            }
+            if let Ok(req) = serde_json::from_value::<PaymentRequirements>(a.clone()) {
+                if !self.x402.contains(&req) {
+                    self.x402.push(req);
+                }
+            }
+        }
+    }
+
     fn add_json(&mut self, c: &Value) {
         let s = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
         let payment = c.get("rail").is_none() && c.get("method").is_some();
@@ -180,6 +214,7 @@ impl Offers {
                     });
                 }
             }
+            Some("x402") => self.add_x402(c),
             Some("oauth") => {
                 let b = self.oauth.get_or_insert_with(BearerOffer::default);
                 b.resource_metadata = b.resource_metadata.take().or(s("resource_metadata"));
@@ -201,6 +236,24 @@ impl Offers {
             _ => {}
         }
     }
+}
+
+/// A `PAYMENT-REQUIRED` value: base64 (standard or URL-safe, padded or not) of the
+/// `PaymentRequired` JSON; `None` when it is too large or not that.
+fn decode_payment_required(v: &str) -> Option<Value> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let v = v.trim();
+    if v.len() > MAX_X402_HEADER {
+        return None;
+    }
+    let bytes = STANDARD
+        .decode(v)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')))
+        .ok()?;
+    serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .filter(Value::is_object)
 }
 
 /// The `{"challenges": […], "refusals": […]}` object of a 402 body or an in-band result.

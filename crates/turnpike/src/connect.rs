@@ -18,8 +18,9 @@ use turnpike_client::{
 /// Add the block `--print-config` prints to your host's `mcpServers` (Claude Desktop, Cursor, …):
 /// the host starts `turnpike connect`, talks MCP to it on stdin/stdout, and every call is
 /// forwarded to the remote server. When the remote asks for proof-of-work, a Lightning payment
-/// (L402) or an OAuth token — as HTTP 402/401 or in band — turnpike answers within the policy
-/// and budgets below and retries the call; the host only sees the result. A rail that cannot be
+/// (L402, MPP), an x402 payment (a USD stablecoin on an EVM chain) or an OAuth token — as HTTP
+/// 402/401 or in band — turnpike answers within the policy and budgets below and retries the
+/// call; the host only sees the result. A rail that cannot be
 /// used (an invoice over --max-pay or a budget, a wallet that fails, a dishonest invoice, a
 /// puzzle over the CPU-time cap) falls through to the next rail offered; a call no rail can get
 /// through fails with a tool error giving every reason.
@@ -82,6 +83,25 @@ pub(crate) struct ConnectArgs {
     /// The most spent on one server in any 24 hours, in sats.
     #[arg(long, value_name = "SAT", help_heading = "Budgets")]
     pub(crate) max_per_server: Option<u64>,
+    /// The most paid with x402 in any 24 hours, in US dollars.
+    #[arg(long, value_name = "USD", help_heading = "Budgets")]
+    pub(crate) budget_usd_per_day: Option<f64>,
+
+    /// The EVM key that signs x402 payments: a file holding 64 hex digits (mode 0600).
+    #[arg(long, value_name = "FILE", help_heading = "x402")]
+    pub(crate) x402_key: Option<PathBuf>,
+    /// Or the environment variable holding it.
+    #[arg(long, value_name = "VAR", help_heading = "x402")]
+    pub(crate) x402_key_env: Option<String>,
+    /// A token x402 may pay with (0x and 40 hex digits; repeatable), on --x402-network.
+    #[arg(long, value_name = "0x…", help_heading = "x402")]
+    pub(crate) x402_asset: Vec<String>,
+    /// The chain of --x402-asset: eip155:<chain id>, or the chain id.
+    #[arg(long, value_name = "NETWORK", help_heading = "x402")]
+    pub(crate) x402_network: Option<String>,
+    /// The decimals of --x402-asset (default 6, as USDC's).
+    #[arg(long, value_name = "N", help_heading = "x402")]
+    pub(crate) x402_decimals: Option<u32>,
 
     /// Solve a puzzle when it should take at most this many seconds here …
     #[arg(long, value_name = "SECS", help_heading = "Choosing the rail")]
@@ -96,9 +116,17 @@ pub(crate) struct ConnectArgs {
     /// Routing-fee limit per payment, in sats.
     #[arg(long, value_name = "SAT", help_heading = "Choosing the rail")]
     pub(crate) max_fee: Option<u64>,
-    /// Try this rail first when it is offered: oauth, pow or l402.
+    /// Try this rail first when it is offered: oauth, pow, l402 or x402.
     #[arg(long, value_name = "RAIL", help_heading = "Choosing the rail")]
     pub(crate) prefer: Option<String>,
+    /// The rails to use, in order of preference, comma-separated (oauth, pow, l402, x402); a
+    /// rail left out is never used. Default: every rail, OAuth first, a quick puzzle, then
+    /// L402/MPP, then x402, then a puzzle up to --pow-max-secs.
+    #[arg(long, value_name = "LIST", help_heading = "Choosing the rail")]
+    pub(crate) rails: Option<String>,
+    /// Pay with x402 up to this many US dollars for one call.
+    #[arg(long, value_name = "USD", help_heading = "Choosing the rail")]
+    pub(crate) max_pay_usd: Option<f64>,
     /// Solver threads (default: one per core).
     #[arg(long, value_name = "N", help_heading = "Choosing the rail")]
     pub(crate) threads: Option<usize>,
@@ -172,6 +200,8 @@ const CONNECT_EXAMPLES: &str = "Examples:
       --wallet-tls-cert ~/.lnd/tls.cert --max-pay 10 --max-per-day 500
   turnpike connect https://mcp.example.com/mcp --wallet nwc --wallet-secret-env NWC_URI
   turnpike connect https://mcp.example.com/mcp --oauth-client-id agent --oauth-client-secret-env AGENT_SECRET
+  turnpike connect https://mcp.example.com/mcp --x402-key-env X402_KEY --x402-network eip155:8453 \\
+      --x402-asset 0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913 --max-pay-usd 0.05 --budget-usd-per-day 2
   turnpike connect --spent                                         # what was paid and solved";
 
 /// `connect.toml`.
@@ -188,6 +218,31 @@ struct FileConfig {
     policy: Option<Policy>,
     #[serde(default)]
     oauth: Option<FileOAuth>,
+    #[serde(default)]
+    x402: Option<FileX402>,
+}
+
+/// `[x402]` of `connect.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileX402 {
+    key_file: Option<PathBuf>,
+    key_env: Option<String>,
+    #[serde(default)]
+    assets: Vec<FileX402Asset>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileX402Asset {
+    network: String,
+    asset: String,
+    #[serde(default = "usdc_decimals")]
+    decimals: u32,
+}
+
+fn usdc_decimals() -> u32 {
+    6
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -329,6 +384,58 @@ fn read_agent_key(path: &std::path::Path) -> anyhow::Result<turnpike_webbotauth:
         .map_err(|e| anyhow::anyhow!("--agent-key {}: {e}", path.display()))
 }
 
+/// The x402 payer of `--x402-key`/`--x402-key-env` and `--x402-asset` (or `[x402]`), when a key
+/// is given.
+fn x402_payer(
+    args: &ConnectArgs,
+    file: Option<FileX402>,
+) -> anyhow::Result<Option<turnpike_client::X402Payer>> {
+    use turnpike_client::{X402Asset, X402Payer};
+    let file = file.unwrap_or_default();
+    let mut assets = Vec::new();
+    for a in &file.assets {
+        assets.push(
+            X402Asset::parse(&a.network, &a.asset, a.decimals)
+                .map_err(|e| anyhow::anyhow!("[x402] assets: {e}"))?,
+        );
+    }
+    if !args.x402_asset.is_empty() {
+        let network = args
+            .x402_network
+            .as_deref()
+            .context("--x402-asset needs --x402-network (eip155:<chain id>)")?;
+        for a in &args.x402_asset {
+            assets.push(
+                X402Asset::parse(network, a, args.x402_decimals.unwrap_or(6))
+                    .map_err(|e| anyhow::anyhow!("--x402-asset: {e}"))?,
+            );
+        }
+    } else if args.x402_network.is_some() || args.x402_decimals.is_some() {
+        bail!("--x402-network and --x402-decimals describe --x402-asset, which is missing");
+    }
+    let (key_file, key_env) = match (&args.x402_key, &args.x402_key_env) {
+        (None, None) => (file.key_file, file.key_env),
+        (f, e) => (f.clone(), e.clone()),
+    };
+    let payer = match (key_file, key_env) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => bail!("x402: give the key as a file or a variable, not both"),
+        (Some(path), None) => X402Payer::from_file(&path, assets)?,
+        (None, Some(var)) => {
+            let key = zeroize::Zeroizing::new(
+                std::env::var(&var)
+                    .with_context(|| format!("x402 key: environment variable {var} is not set"))?,
+            );
+            X402Payer::from_hex(&key, assets)
+                .map_err(|_| anyhow::anyhow!("x402 key: {var} is not 64 hex digits of a key"))?
+        }
+    };
+    if payer.assets.is_empty() {
+        bail!("x402: a key is given but no asset to pay with (--x402-asset with --x402-network, or [x402] assets)");
+    }
+    Ok(Some(payer))
+}
+
 /// The agent signing of `--agent-key` and `--agent-directory`, when given.
 fn agent_signing(args: &ConnectArgs) -> anyhow::Result<Option<turnpike_client::AgentSigning>> {
     let (key, dir) = match (&args.agent_key, &args.agent_directory) {
@@ -435,16 +542,40 @@ fn build_config(args: &ConnectArgs, state_dir: PathBuf) -> anyhow::Result<Client
         p.threads = v;
     }
     if let Some(r) = &args.prefer {
-        p.prefer = Some(match r.as_str() {
-            "oauth" => Rail::Oauth,
-            "pow" => Rail::Pow,
-            "l402" => Rail::L402,
-            other => bail!("--prefer {other:?}: expected oauth, pow or l402"),
-        });
+        p.prefer = Some(
+            r.parse::<Rail>()
+                .map_err(|e| anyhow::anyhow!("--prefer: {e}"))?,
+        );
+    }
+    if let Some(list) = &args.rails {
+        p.rails = Some(
+            list.split(',')
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| r.parse::<Rail>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("--rails: {e}"))?,
+        );
+    }
+    if let Some(v) = args.max_pay_usd {
+        p.max_pay_usd = v;
     }
     if !(p.solve_under_secs >= 0.0 && p.pow_max_secs >= 0.0) {
         bail!("--solve-under and --pow-max-secs must be non-negative numbers");
     }
+    if turnpike_client::x402::usd_to_micro(p.max_pay_usd).is_none() {
+        bail!("--max-pay-usd (max_pay_usd) must be a non-negative number of dollars");
+    }
+    if let Some(v) = args.budget_usd_per_day {
+        cfg.budgets.per_day_usd = Some(v);
+    }
+    if cfg
+        .budgets
+        .per_day_usd
+        .is_some_and(|v| turnpike_client::x402::usd_to_micro(v).is_none())
+    {
+        bail!("--budget-usd-per-day (per_day_usd) must be a non-negative number of dollars");
+    }
+    cfg.x402 = x402_payer(args, file.x402)?;
     // The wallet.
     let mut wallet = file.wallet.unwrap_or_default();
     if let Some(k) = &args.wallet {
@@ -626,9 +757,13 @@ fn print_config(args: &ConnectArgs, url: &str) -> anyhow::Result<String> {
     });
     let mut server = serde_json::json!({"command": exe, "args": a});
     let mut env = serde_json::Map::new();
-    for var in [&args.wallet_secret_env, &args.oauth_client_secret_env]
-        .into_iter()
-        .flatten()
+    for var in [
+        &args.wallet_secret_env,
+        &args.oauth_client_secret_env,
+        &args.x402_key_env,
+    ]
+    .into_iter()
+    .flatten()
     {
         env.insert(
             var.clone(),

@@ -1086,3 +1086,100 @@ agent = true
     drop(rt);
     let _ = std::fs::remove_dir_all(d);
 }
+
+// ---------------------------------------------------------------------------------------------
+// connect pays x402
+
+/// The x402 settings are checked before anything is bridged: a key file others can read, a key
+/// without an asset, an asset without its network, an unknown rail, a negative dollar amount
+/// are each refused with what to fix; `connect.toml`'s `[x402]` and `--print-config` carry the
+/// key's variable, never the key.
+#[test]
+fn connect_checks_its_x402_settings() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch("x402");
+    let key = write(&d, "x402.key", &"11".repeat(32));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let state = d.join("state");
+    let state_s = state.display().to_string();
+    let key_s = key.display().to_string();
+    let asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913";
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "connect",
+            "http://127.0.0.1:9/mcp",
+            "--state-dir",
+            state_s.as_str(),
+        ];
+        a.extend_from_slice(extra);
+        let out = turnpike_stdin(&a, "");
+        (out.status.success(), text(&out.stderr))
+    };
+    let with_asset = [
+        "--x402-key",
+        key_s.as_str(),
+        "--x402-network",
+        "eip155:8453",
+        "--x402-asset",
+        asset,
+    ];
+    let (ok, err) = run(&with_asset);
+    assert!(!ok && err.contains("readable by other users"), "{err}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, err) = run(&with_asset);
+    assert!(ok, "{err}");
+    assert!(
+        !err.contains(&"11".repeat(32)),
+        "the key is never shown: {err}"
+    );
+    let (ok, err) = run(&["--x402-key", &key_s]);
+    assert!(!ok && err.contains("no asset to pay with"), "{err}");
+    let (ok, err) = run(&["--x402-key", &key_s, "--x402-asset", asset]);
+    assert!(
+        !ok && err.contains("--x402-asset needs --x402-network"),
+        "{err}"
+    );
+    let (ok, err) = run(&["--rails", "x402,card"]);
+    assert!(
+        !ok && err.contains("--rails") && err.contains("\"card\""),
+        "{err}"
+    );
+    let (ok, err) = run(&["--max-pay-usd=-1"]);
+    assert!(!ok && err.contains("--max-pay-usd"), "{err}");
+    // connect.toml: the key from a variable, the asset with its decimals.
+    let conf = write(
+        &d,
+        "connect.toml",
+        &format!(
+            "[x402]\nkey_env = \"TURNPIKE_TEST_X402_KEY\"\nassets = [{{ network = \"eip155:8453\", \
+             asset = \"{asset}\", decimals = 6 }}]\n[budget]\nper_day_usd = 2.5\n[policy]\n\
+             max_pay_usd = 0.1\nrails = [\"x402\", \"pow\"]\n"
+        ),
+    );
+    let conf_s = conf.display().to_string();
+    let out = Command::new(BIN)
+        .args(["connect", "http://127.0.0.1:9/mcp", "--state-dir", &state_s])
+        .args(["--config", &conf_s])
+        .env(
+            "TURNPIKE_TEST_X402_KEY",
+            "0x".to_string() + &"22".repeat(32),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = turnpike(&[
+        "connect",
+        "http://127.0.0.1:9/mcp",
+        "--x402-key-env",
+        "X402_KEY",
+        "--x402-network",
+        "8453",
+        "--x402-asset",
+        asset,
+        "--print-config",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let server = &v["mcpServers"]["127.0.0.1"];
+    assert_eq!(server["env"]["X402_KEY"], "<value of X402_KEY>", "{v}");
+}

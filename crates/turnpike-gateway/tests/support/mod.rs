@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
+pub(crate) mod chain;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

