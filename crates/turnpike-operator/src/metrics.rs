@@ -1159,6 +1159,7 @@ mod tests {
                 "turnpike_l402_received_sats_total",
                 "turnpike_l402_settled_sats_total",
                 "turnpike_limit_hits_total",
+                "turnpike_limit_would_refuse_total",
                 "turnpike_limits_store_errors_total",
                 "turnpike_rail_up",
                 "turnpike_rail_unavailable_total",
