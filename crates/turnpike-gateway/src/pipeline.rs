@@ -674,6 +674,25 @@ impl Gate {
                 }
                 decided.grant = Some(grant);
             }
+            refused if decided.priced.price.as_ref().is_some_and(|p| p.shadow) => {
+                // A price in shadow mode: the call goes on free, logged and counted as one the
+                // price would have refused. (An undecidable credential too: the price refuses
+                // nobody, so an outage of its rail is no reason to refuse either.)
+                let reason = match &refused {
+                    Decision::Challenge { refusals, .. } if refusals.is_empty() => "challenge",
+                    Decision::Invalid { .. } => "invalid",
+                    Decision::Unavailable { .. } => "unavailable",
+                    _ => "refused",
+                };
+                let tool = self.shadow_label(&log.method, log.tool.as_deref());
+                self.metrics.price_would_refuse(tool, reason);
+                tracing::info!(
+                    target: "turnpike::price",
+                    tool,
+                    reason,
+                    "a price in shadow mode would refuse this call"
+                );
+            }
             refused => {
                 let counted = judged.challenge_counted || decided.pre_admitted.is_some();
                 return Err(self
@@ -743,7 +762,9 @@ impl Gate {
         // before it is minted (429 past it). An identity the loop brake struck is asked for
         // more work. Limits reads on the challenge path only.
         let mut price = Cow::Borrowed(price);
-        if let (Some(limiter), true) = (&self.limiter, collected.creds.is_empty()) {
+        // (Not for a price in shadow mode: the call goes on without a challenge.)
+        if let (Some(limiter), true) = (&self.limiter, collected.creds.is_empty() && !price.shadow)
+        {
             let scope = limiter.scope_of(&anonymous(peer));
             let admission = limiter.admit_challenge(&scope).await;
             let a = self.admission_answer(admission, &parts.headers, msg.id(), log)?;
@@ -1499,6 +1520,19 @@ impl Gate {
         self.rails.all.iter().find(|r| r.kind() == kind)
     }
 
+    /// The name a price in shadow mode counts a call under: the tool as the configuration
+    /// or the merged catalog names it (a tool priced by `[tools.default]`: `default`), or the
+    /// priced method — never a name only the caller chose.
+    fn shadow_label<'a>(&self, method: &'a str, tool: Option<&'a str>) -> &'a str {
+        if method != "tools/call" {
+            return method;
+        }
+        match tool {
+            Some(t) if self.catalog.is_some() || self.policy.tools.contains_key(t) => t,
+            _ => "default",
+        }
+    }
+
     /// The rail whose credentials are all a call presents, when that rail knows its callers
     /// by their address whatever the verdict ([`Rail::identity_is_address`]): the address's
     /// limits then run before the credentials are verified.
@@ -1532,7 +1566,10 @@ impl Gate {
                 }
             })
             .collect();
-        changed.then_some(Price { offers })
+        changed.then_some(Price {
+            offers,
+            shadow: price.shadow,
+        })
     }
 
     /// Records who a decided call is and what it paid in its log line; returns the binding
