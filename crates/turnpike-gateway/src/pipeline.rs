@@ -55,7 +55,11 @@
 //!    is offered, whatever the mode: MCP clients answer a 401 by signing in) / 401 / 503 with
 //!    `WWW-Authenticate` lines and a JSON-RPC error, or in band as an HTTP 200 tool result with
 //!    `isError: true`, as the delivery mode says. A credential that could not be checked (its
-//!    backend down) fails the call closed: 503, no fresh challenge.
+//!    backend down) fails the call closed: 503, no fresh challenge. Under a price in shadow
+//!    mode (`mode = "shadow"`, [`turnpike_core::Price::shadow`]) a call no rail lets through
+//!    goes on instead, free, whatever the reason (undecidable too), logged and counted
+//!    (`Metrics::price_would_refuse`); one with no credential mints no challenge and spends no
+//!    challenge budget.
 //! 6. **Authorize** (`Gate::authorize`, [`crate::access`], with `[[policy]]` rules only): the
 //!    access policy ([`turnpike_policy`], CEL) judges the call for its caller — the granting
 //!    rail's identity, else one a rail verifies without spending anything
@@ -728,6 +732,22 @@ impl Gate {
         };
         let collected = credentials::collect(self.rails.edge(), &edge, msg);
         let mut judged = Judged::default();
+        // A price in shadow mode and no credential a rail could verify (none, or only
+        // malformed ones): the call goes on free, and no challenge is minted for it (no
+        // invoice, no challenge budget spent).
+        if price.shadow && collected.creds.is_empty() {
+            judged.decision = match collected.malformed.into_iter().next() {
+                Some(refusal) => Decision::Invalid {
+                    refusal,
+                    challenges: Vec::new(),
+                },
+                None => Decision::Challenge {
+                    challenges: Vec::new(),
+                    refusals: Vec::new(),
+                },
+            };
+            return Ok(judged);
+        }
         let method = msg.method().unwrap_or("");
         let kind = || {
             CallKind::classify(
@@ -762,9 +782,7 @@ impl Gate {
         // before it is minted (429 past it). An identity the loop brake struck is asked for
         // more work. Limits reads on the challenge path only.
         let mut price = Cow::Borrowed(price);
-        // (Not for a price in shadow mode: the call goes on without a challenge.)
-        if let (Some(limiter), true) = (&self.limiter, collected.creds.is_empty() && !price.shadow)
-        {
+        if let (Some(limiter), true) = (&self.limiter, collected.creds.is_empty()) {
             let scope = limiter.scope_of(&anonymous(peer));
             let admission = limiter.admit_challenge(&scope).await;
             let a = self.admission_answer(admission, &parts.headers, msg.id(), log)?;
