@@ -179,6 +179,11 @@ fn price_mode_is_checked_at_its_place() {
     assert!(!cfg.tools["b"].shadow);
     assert!(cfg.tools["a"].to_price().shadow);
 
+    let mounted = "[pow]\nkeys = [{ id = 1, secret = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\" }]\n[[mount]]\npath = \"/a/mcp\"\nupstream = { url = \"http://127.0.0.1:9/mcp\" }\n[mount.tools.default]\npow = 1000\nmode = \"shadow\"\n[mount.methods.\"resources/read\"]\npow = 1000\nmode = \"shadow\"\n";
+    let cfg = turnpike_gateway::parse(mounted, "t.toml").unwrap();
+    assert!(cfg.mounts[0].tools["default"].to_price().shadow);
+    assert!(cfg.mounts[0].methods["resources/read"].shadow);
+
     let bad = format!("{base}[tools.a]\npow = 1000\nmode = \"dry\"\n");
     let e = turnpike_gateway::parse(&bad, "t.toml")
         .unwrap_err()
