@@ -1,6 +1,7 @@
 """Access policy end to end: `turnpike serve` with `[[policy]]` rules in front of the fixture,
-a real authorization server (oidc-provider, as in test_oauth.py), and the Python `mcp` SDK as
-two different callers listing tools and seeing different lists.
+a real authorization server (oidc-provider, as in test_oauth.py), and the Python `mcp` SDK and
+the TypeScript SDK (@modelcontextprotocol/sdk) as two different callers listing tools and
+seeing different lists.
 
 The anonymous caller sees `echo` alone and gets the unknown-tool answer for a hidden tool; the
 signed-in caller (the SDK's client-credentials provider, whose token is sent on every request
@@ -10,12 +11,14 @@ once it has one) sees every tool. The upstream speaks either era.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import anyio
+import httpx
 import httpx2
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,7 +29,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from test_oauth import CLIENT_SECRET, MemoryStorage, _start_provider
 from turnpike_e2e import (
+    DEPS,
     FIXTURE,
+    NODE22,
+    ROOT,
     TURNPIKE,
     Proc,
     PortTaken,
@@ -152,3 +158,34 @@ def test_two_callers_see_two_lists(policy: PolicySetup) -> None:
             assert len(names) > 1
 
     anyio.run(main)
+
+
+TS_LISTER = Path(__file__).resolve().parent / "ts_lister.mjs"
+
+
+def _ts_list(url: str, hidden: str, token: str | None = None) -> dict:
+    env = dict(os.environ, TURNPIKE_DEPS=str(DEPS.parent))
+    r = subprocess.run([str(NODE22), str(TS_LISTER), url, hidden, *([token] if token else [])],
+                       capture_output=True, timeout=90, env=env, cwd=ROOT)
+    assert r.returncode == 0, f"ts lister exited {r.returncode}\n{r.stderr.decode(errors='replace')[-3000:]}"
+    return json.loads(r.stdout.decode().strip().splitlines()[-1])
+
+
+def test_ts_sdk_two_callers_see_two_lists(policy: PolicySetup) -> None:
+    """The TypeScript SDK (it speaks the 2025 era; the upstream either era) as the anonymous
+    caller and as a signed-in one: two lists."""
+    require_file(NODE22, "install the e2e npm dependencies: scripts/setup-test-deps")
+    anon = _ts_list(policy.url, "whoami")
+    assert anon["names"] == ["echo"], anon
+    assert "unknown tool" in anon["hidden"].get("error", ""), anon
+
+    token_endpoint = httpx.get(f"{policy.issuer}/.well-known/openid-configuration").json()[
+        "token_endpoint"]
+    r = httpx.post(token_endpoint, auth=("agent-secret", CLIENT_SECRET),
+                   data={"grant_type": "client_credentials", "resource": policy.url,
+                         "scope": "mcp:tools"})
+    assert r.status_code == 200, r.text
+    member = _ts_list(policy.url, "whoami", r.json()["access_token"])
+    assert {"add", "echo", "slow", "whoami"} <= set(member["names"]), member
+    assert "error" not in member["hidden"], member
+    assert member["hidden"]["result"].get("isError") in (None, False), member

@@ -197,9 +197,7 @@ mod tests {
     fn engine_paths() {
         let toy = Arc::new(Toy(AtomicUsize::new(0), true));
         let rails: Vec<Arc<dyn Rail>> = vec![toy.clone()];
-        let priced = Price {
-            offers: vec![Offer::new(TOY, serde_json::Map::new())],
-        };
+        let priced = Price::of(vec![Offer::new(TOY, serde_json::Map::new())]);
         assert_eq!(
             block_on(decide(&rails, &call(), &Price::free(), &[pow(1)])),
             Decision::Free
@@ -239,9 +237,7 @@ mod tests {
         ));
         // A credential for a rail not offered is refused, not verified.
         let n = toy.0.load(Ordering::SeqCst);
-        let oauth_only = Price {
-            offers: vec![Offer::new(OTHER, serde_json::Map::new())],
-        };
+        let oauth_only = Price::of(vec![Offer::new(OTHER, serde_json::Map::new())]);
         assert!(matches!(
             block_on(decide(&rails, &call(), &oauth_only, &[pow(1)])),
             Decision::Unavailable { .. }
@@ -255,9 +251,7 @@ mod tests {
     fn a_credential_that_cannot_be_checked_fails_closed_without_a_challenge() {
         let toy = Arc::new(Toy(AtomicUsize::new(0), true));
         let rails: Vec<Arc<dyn Rail>> = vec![toy];
-        let priced = Price {
-            offers: vec![Offer::new(TOY, serde_json::Map::new())],
-        };
+        let priced = Price::of(vec![Offer::new(TOY, serde_json::Map::new())]);
         match block_on(decide(&rails, &call(), &priced, &[pow(4)])) {
             Decision::Unavailable { refusals } => assert_eq!(refusals[0].reason, "store down"),
             d => panic!("{d:?}"),
@@ -282,9 +276,7 @@ mod tests {
     fn nothing_offerable_fails_closed() {
         let toy = Arc::new(Toy(AtomicUsize::new(0), false));
         let rails: Vec<Arc<dyn Rail>> = vec![toy];
-        let priced = Price {
-            offers: vec![Offer::new(TOY, serde_json::Map::new())],
-        };
+        let priced = Price::of(vec![Offer::new(TOY, serde_json::Map::new())]);
         assert!(matches!(
             block_on(decide(&rails, &call(), &priced, &[])),
             Decision::Unavailable { .. }

@@ -63,12 +63,28 @@ impl Serialize for Offer {
 pub struct Price {
     /// The accepted ways through, in the order they are offered.
     pub offers: Vec<Offer>,
+    /// A dry run (`mode = "shadow"`): the price is published and a credential that passes pays
+    /// it, but a call that would be refused for want of one goes on free (the gateway logs and
+    /// counts it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 impl Price {
     /// A call that needs nothing.
     pub fn free() -> Self {
-        Price { offers: Vec::new() }
+        Price {
+            offers: Vec::new(),
+            shadow: false,
+        }
+    }
+
+    /// A price of `offers`, enforced.
+    pub fn of(offers: Vec<Offer>) -> Self {
+        Price {
+            offers,
+            shadow: false,
+        }
     }
     /// Whether the call needs nothing.
     pub fn is_free(&self) -> bool {
@@ -112,7 +128,10 @@ pub struct Policy {
 impl Policy {
     /// The price of a call with this method and name (tool name for `tools/call`).
     pub fn price(&self, method: &str, name: Option<&str>) -> &Price {
-        static FREE: Price = Price { offers: Vec::new() };
+        static FREE: Price = Price {
+            offers: Vec::new(),
+            shadow: false,
+        };
         if method == "tools/call" {
             return name
                 .and_then(|n| self.tools.get(n))
@@ -155,18 +174,11 @@ mod tests {
     #[test]
     fn prices_resolve() {
         let mut p = Policy {
-            default_tool: Price {
-                offers: vec![toy(10)],
-            },
+            default_tool: Price::of(vec![toy(10)]),
             ..Default::default()
         };
         p.tools.insert("free".into(), Price::free());
-        p.tools.insert(
-            "dear".into(),
-            Price {
-                offers: vec![toy(1000)],
-            },
-        );
+        p.tools.insert("dear".into(), Price::of(vec![toy(1000)]));
         assert!(p.price("tools/call", Some("free")).is_free());
         assert_eq!(
             p.price("tools/call", Some("dear")).offer(TOY),

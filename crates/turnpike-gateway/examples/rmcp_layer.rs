@@ -81,9 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut policy = Policy::default();
     policy.tools.insert(
         "forecast".into(),
-        Price {
-            offers: vec![turnpike_pow::offer(500_000)],
-        },
+        Price::of(vec![turnpike_pow::offer(500_000)]),
     );
     let keys = KeyRing::from_secrets(vec![(1, rand::random::<[u8; 32]>())])?;
     let pow = Arc::new(PowRail::new(

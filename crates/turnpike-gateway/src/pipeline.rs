@@ -55,7 +55,11 @@
 //!    is offered, whatever the mode: MCP clients answer a 401 by signing in) / 401 / 503 with
 //!    `WWW-Authenticate` lines and a JSON-RPC error, or in band as an HTTP 200 tool result with
 //!    `isError: true`, as the delivery mode says. A credential that could not be checked (its
-//!    backend down) fails the call closed: 503, no fresh challenge.
+//!    backend down) fails the call closed: 503, no fresh challenge. Under a price in shadow
+//!    mode (`mode = "shadow"`, [`turnpike_core::Price::shadow`]) a call no rail lets through
+//!    goes on instead, free, whatever the reason (undecidable too), logged and counted
+//!    (`Metrics::price_would_refuse`); one with no credential mints no challenge and spends no
+//!    challenge budget.
 //! 6. **Authorize** (`Gate::authorize`, [`crate::access`], with `[[policy]]` rules only): the
 //!    access policy ([`turnpike_policy`], CEL) judges the call for its caller — the granting
 //!    rail's identity, else one a rail verifies without spending anything
@@ -674,6 +678,25 @@ impl Gate {
                 }
                 decided.grant = Some(grant);
             }
+            refused if decided.priced.price.as_ref().is_some_and(|p| p.shadow) => {
+                // A price in shadow mode: the call goes on free, logged and counted as one the
+                // price would have refused. (An undecidable credential too: the price refuses
+                // nobody, so an outage of its rail is no reason to refuse either.)
+                let reason = match &refused {
+                    Decision::Challenge { refusals, .. } if refusals.is_empty() => "challenge",
+                    Decision::Invalid { .. } => "invalid",
+                    Decision::Unavailable { .. } => "unavailable",
+                    _ => "refused",
+                };
+                let tool = self.shadow_label(&log.method, log.tool.as_deref());
+                self.metrics.price_would_refuse(tool, reason);
+                tracing::info!(
+                    target: "turnpike::price",
+                    tool,
+                    reason,
+                    "a price in shadow mode would refuse this call"
+                );
+            }
             refused => {
                 let counted = judged.challenge_counted || decided.pre_admitted.is_some();
                 return Err(self
@@ -709,6 +732,22 @@ impl Gate {
         };
         let collected = credentials::collect(self.rails.edge(), &edge, msg);
         let mut judged = Judged::default();
+        // A price in shadow mode and no credential a rail could verify (none, or only
+        // malformed ones): the call goes on free, and no challenge is minted for it (no
+        // invoice, no challenge budget spent).
+        if price.shadow && collected.creds.is_empty() {
+            judged.decision = match collected.malformed.into_iter().next() {
+                Some(refusal) => Decision::Invalid {
+                    refusal,
+                    challenges: Vec::new(),
+                },
+                None => Decision::Challenge {
+                    challenges: Vec::new(),
+                    refusals: Vec::new(),
+                },
+            };
+            return Ok(judged);
+        }
         let method = msg.method().unwrap_or("");
         let kind = || {
             CallKind::classify(
@@ -1499,6 +1538,19 @@ impl Gate {
         self.rails.all.iter().find(|r| r.kind() == kind)
     }
 
+    /// The name a price in shadow mode counts a call under: the tool as the configuration
+    /// or the merged catalog names it (a tool priced by `[tools.default]`: `default`), or the
+    /// priced method — never a name only the caller chose.
+    fn shadow_label<'a>(&self, method: &'a str, tool: Option<&'a str>) -> &'a str {
+        if method != "tools/call" {
+            return method;
+        }
+        match tool {
+            Some(t) if self.catalog.is_some() || self.policy.tools.contains_key(t) => t,
+            _ => "default",
+        }
+    }
+
     /// The rail whose credentials are all a call presents, when that rail knows its callers
     /// by their address whatever the verdict ([`Rail::identity_is_address`]): the address's
     /// limits then run before the credentials are verified.
@@ -1532,7 +1584,10 @@ impl Gate {
                 }
             })
             .collect();
-        changed.then_some(Price { offers })
+        changed.then_some(Price {
+            offers,
+            shadow: price.shadow,
+        })
     }
 
     /// Records who a decided call is and what it paid in its log line; returns the binding

@@ -41,12 +41,9 @@ async fn layer_gates_an_rmcp_service() {
             .with_json_response(true),
     );
     let mut policy = Policy::default();
-    policy.tools.insert(
-        "dear".into(),
-        Price {
-            offers: vec![turnpike_pow::offer(500)],
-        },
-    );
+    policy
+        .tools
+        .insert("dear".into(), Price::of(vec![turnpike_pow::offer(500)]));
     let keys = KeyRing::from_secrets(vec![(1, [9; 32])]).unwrap();
     let pow = Arc::new(PowRail::new(
         PowConfig::default(),

@@ -155,9 +155,7 @@ fn gate() -> Arc<Gate> {
     let mut policy = Policy::default();
     policy.tools.insert(
         "dear".into(),
-        Price {
-            offers: vec![turnpike_pow::offer(1000), Offer::new(TOLL, terms)],
-        },
+        Price::of(vec![turnpike_pow::offer(1000), Offer::new(TOLL, terms)]),
     );
     let mut rails = Rails::default();
     rails.add(pow);
@@ -437,9 +435,7 @@ async fn a_new_rail_has_its_metrics_slot_its_own_series_and_names_its_callers() 
     let mut policy = Policy::default();
     policy.tools.insert(
         "cross".into(),
-        Price {
-            offers: vec![Offer::new(FERRY, serde_json::Map::new())],
-        },
+        Price::of(vec![Offer::new(FERRY, serde_json::Map::new())]),
     );
     let mut rails = Rails::default();
     rails.add(Arc::new(FerryRail(log.clone()))); // The one registration line.

@@ -682,9 +682,7 @@ async fn fails_closed() {
 
     // Through the decision engine: nothing offerable is 503, a forged credential is 401.
     let rails: Vec<Arc<dyn Rail>> = vec![Arc::new(down.rail)];
-    let price = Price {
-        offers: vec![offer.clone()],
-    };
+    let price = Price::of(vec![offer.clone()]);
     assert!(matches!(
         decide(&rails, &c, &price, &[]).await,
         Decision::Unavailable { .. }
@@ -700,9 +698,7 @@ async fn through_the_decision_engine() {
     let store = s.store.clone();
     let backend = s.backend.clone();
     let rails: Vec<Arc<dyn Rail>> = vec![Arc::new(s.rail)];
-    let price = Price {
-        offers: vec![offer.clone()],
-    };
+    let price = Price::of(vec![offer.clone()]);
     match decide(&rails, &c, &price, &[]).await {
         Decision::Challenge { challenges, .. } => {
             assert_eq!(challenges.len(), 1);

@@ -694,9 +694,7 @@ mod tests {
     fn pow(effort: u64) -> Price {
         let mut terms = serde_json::Map::new();
         terms.insert("effort".into(), serde_json::Value::from(effort));
-        Price {
-            offers: vec![Offer::new(RailId::new("pow"), terms)],
-        }
+        Price::of(vec![Offer::new(RailId::new("pow"), terms)])
     }
 
     fn names(mounts: &[&str], pairs: &[(usize, &str)]) -> Vec<Option<String>> {

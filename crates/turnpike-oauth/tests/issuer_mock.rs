@@ -431,9 +431,7 @@ async fn headers_to_verdict_through_a_scoped_rail() {
         peer: None,
         now: t,
     };
-    let price = turnpike_core::Price {
-        offers: vec![turnpike_oauth::offer(vec!["mcp:tools".into()])],
-    };
+    let price = turnpike_core::Price::of(vec![turnpike_oauth::offer(vec!["mcp:tools".into()])]);
     let d = turnpike_core::decide(&rails, &facts, &price, &creds).await;
     assert!(matches!(d, turnpike_core::Decision::Pass(_)), "{d:?}");
     assert!(matches!(scoped.outcome(), Some(OAuthOutcome::Pass(a)) if a.dpop_bound));

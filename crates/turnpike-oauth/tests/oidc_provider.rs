@@ -128,9 +128,7 @@ async fn real_tokens_pass_for_every_algorithm_and_client_authentication() {
 
     // Through core's decision engine, as the gateway runs it.
     let rails: Vec<Arc<dyn Rail>> = vec![rail.clone()];
-    let price = Price {
-        offers: vec![turnpike_oauth::offer(needed.clone())],
-    };
+    let price = Price::of(vec![turnpike_oauth::offer(needed.clone())]);
     match decide(&rails, &facts(now()), &price, &[bearer(&token)]).await {
         Decision::Pass(g) => assert_eq!(g.identity, Some(a.identity.clone())),
         d => panic!("{d:?}"),
@@ -823,9 +821,7 @@ async fn scopes_too_narrow_ask_for_step_up_with_every_needed_scope() {
     );
     // Through the trait it is a stale credential (the gateway answers 403 from the outcome).
     let rails: Vec<Arc<dyn Rail>> = vec![Arc::new(rail.scoped(HttpContext::new("POST", ES)))];
-    let price = Price {
-        offers: vec![turnpike_oauth::offer(needed.clone())],
-    };
+    let price = Price::of(vec![turnpike_oauth::offer(needed.clone())]);
     match decide(&rails, &facts(now()), &price, &[bearer(&narrow)]).await {
         Decision::Challenge { refusals, .. } => {
             assert!(

@@ -476,6 +476,8 @@ pub struct Metrics {
     history: Mutex<VecDeque<Sample>>,
     /// Access policy decisions by rule name and decision (`refused`, `would_refuse`).
     policy: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Calls a price in shadow mode would have refused, by tool (or priced method) and reason.
+    price_shadow: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Default for Metrics {
@@ -532,6 +534,7 @@ impl Metrics {
             callers_overflow: AtomicU64::new(0),
             history: Mutex::default(),
             policy: Mutex::default(),
+            price_shadow: Mutex::default(),
         }
     }
 
@@ -673,6 +676,27 @@ impl Metrics {
         self.policy
             .lock()
             .get(&(rule.to_owned(), decision))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// A price in shadow mode let through a call it would have refused: `tool` is the price's
+    /// name (a configured key or `default`, never a name only the caller chose), `reason`
+    /// `challenge` (no credential), `refused` (a credential its rail refused), `invalid` (a
+    /// malformed or stale credential) or `unavailable` (its rail could not decide).
+    pub fn price_would_refuse(&self, tool: &str, reason: &'static str) {
+        *self
+            .price_shadow
+            .lock()
+            .entry((tool.to_owned(), reason))
+            .or_default() += 1;
+    }
+
+    /// How many calls to `tool` a price in shadow mode let through for `reason`.
+    pub fn price_would_refuse_count(&self, tool: &str, reason: &'static str) -> u64 {
+        self.price_shadow
+            .lock()
+            .get(&(tool.to_owned(), reason))
             .copied()
             .unwrap_or(0)
     }
@@ -942,6 +966,27 @@ impl Metrics {
                     out,
                     "turnpike_policy_decisions_total{{rule=\"{}\",decision=\"{decision}\"}} {n}",
                     escape(&rule)
+                );
+            }
+        }
+        let shadowed: Vec<((String, &'static str), u64)> = self
+            .price_shadow
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        if !shadowed.is_empty() {
+            head(
+                &mut out,
+                "turnpike_price_would_refuse_total",
+                "counter",
+                "Calls a price in shadow mode would have refused and let through free, by tool and reason (challenge, refused, invalid, unavailable).",
+            );
+            for ((tool, reason), n) in shadowed {
+                let _ = writeln!(
+                    out,
+                    "turnpike_price_would_refuse_total{{tool=\"{}\",reason=\"{reason}\"}} {n}",
+                    escape(&tool)
                 );
             }
         }

@@ -248,7 +248,12 @@ pub(crate) fn summary(cfg: &Config) -> String {
                 None => o.rail().to_string(),
             })
             .collect();
-        ways.join(" or ")
+        let ways = ways.join(" or ");
+        if p.shadow {
+            format!("{ways} (shadow: not refused)")
+        } else {
+            ways
+        }
     };
     let tools_of = |tools: &std::collections::BTreeMap<String, PriceConfig>, other: &str| {
         let mut out: Vec<String> = tools
@@ -457,6 +462,16 @@ mod tests {
         assert!(s.contains("echo free"), "{s}");
         assert!(s.contains("other tools pow 200000 (~25 ms)"), "{s}");
         assert!(s.contains("resources/read pow 80000 (~10 ms)"), "{s}");
+        let shadow = config::parse(
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[tools.default]\npow = 200000\nmode = \"shadow\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let s2 = summary(&shadow);
+        assert!(
+            s2.contains("other tools pow 200000 (~25 ms) (shadow: not refused)"),
+            "{s2}"
+        );
         assert!(
             s.contains("limits per identity: tools burst 50 at 20/s, 16 in flight"),
             "{s}"

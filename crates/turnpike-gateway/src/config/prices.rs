@@ -1,7 +1,9 @@
 //! Prices: `[tools.<name>]`, `[methods."<method>"]` and a mount's own. A price is
 //! `free = true`, or any of the rails' keys (`pow = <effort>`, `l402 = { msat | sat = N, mode,
 //! bundle }`, `oauth = true | { scopes = […] }`, …; several: the caller chooses), each value read
-//! by its rail ([`turnpike_conf::RailConf::price`]).
+//! by its rail ([`turnpike_conf::RailConf::price`]). A priced one may say `mode = "shadow"`: a
+//! dry run, published and paid as usual but letting through, logged and counted, a call it would
+//! refuse (`mode = "enforce"`, the default, refuses it).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -16,6 +18,8 @@ use super::types::{Config, PriceConfig};
 const FREE: &str = "free";
 /// The access rule of a tool (`[tools.<name>]` only).
 const POLICY: &str = "policy";
+/// `enforce` (the default) or `shadow` (a dry run).
+const MODE: &str = "mode";
 
 impl Gx<'_> {
     pub(super) fn prices(&mut self, t: &DeTable<'_>, table: &str) -> BTreeMap<String, PriceConfig> {
@@ -40,13 +44,13 @@ impl Gx<'_> {
         let known = || std::iter::once(FREE).chain(rails.iter().map(|r| r.id().as_str()));
         for k in t.keys() {
             let name: &str = k.get_ref();
-            if name != POLICY && !known().any(|x| x == name) {
+            if name != POLICY && name != MODE && !known().any(|x| x == name) {
                 self.problem(
                     Some(k.span()),
                     format!("unknown rail or key `{name}` in {section}"),
                     &format!(
                         "the keys of {section} are: {}",
-                        known().collect::<Vec<_>>().join(", ")
+                        known().chain([MODE]).collect::<Vec<_>>().join(", ")
                     ),
                 );
             }
@@ -66,6 +70,7 @@ impl Gx<'_> {
             }
         }
         let priced = !offers.is_empty();
+        let shadow = self.price_mode(t, section, free.as_ref().map(|(f, _)| *f));
         match (&free, priced) {
             (Some((true, s)), true) => self.problem(
                 Some(s.clone()),
@@ -89,7 +94,40 @@ impl Gx<'_> {
             free: free.is_some_and(|(f, _)| f),
             offers,
             policy: None,
+            shadow,
         })
+    }
+
+    /// `mode = "enforce" | "shadow"` of a price: whether it is a dry run. A free price
+    /// (`free = true`) has no mode.
+    fn price_mode(&mut self, t: &DeTable<'_>, section: &str, free: Option<bool>) -> bool {
+        const HINT: &str = "write mode = \"shadow\" for a dry run of the price (a call it would refuse goes on free, logged and counted) or mode = \"enforce\" (the default); docs/POLICY.md";
+        let Some(v) = t.get(MODE) else {
+            return false;
+        };
+        if free == Some(true) {
+            self.problem(
+                Some(v.span()),
+                format!("{section} has both free and a mode"),
+                "a mode belongs to a price; remove free, or remove mode",
+            );
+            return false;
+        }
+        let Some((mode, span)) = self.field::<String>(t, MODE, HINT) else {
+            return false;
+        };
+        match mode.as_str() {
+            "enforce" => false,
+            "shadow" => true,
+            other => {
+                self.problem(
+                    Some(span),
+                    format!("mode in {section} must be \"enforce\" or \"shadow\", not {other:?}"),
+                    HINT,
+                );
+                false
+            }
+        }
     }
 
     /// `policy = "<expr>"` of `[tools.<name>]`: a CEL expression (compiled here, a problem at

@@ -332,6 +332,8 @@ pub struct PriceConfig {
     /// `policy = "<CEL expression>"` of a `[tools.<name>]`: the tool may be called only when
     /// it holds (an access rule ahead of `[[policy]]`, docs/POLICY.md).
     pub policy: Option<String>,
+    /// `mode = "shadow"`: a dry run ([`Price::shadow`]).
+    pub shadow: bool,
 }
 
 impl PriceConfig {
@@ -341,6 +343,7 @@ impl PriceConfig {
             free: false,
             offers,
             policy: None,
+            shadow: false,
         }
     }
 
@@ -350,6 +353,7 @@ impl PriceConfig {
             free: true,
             offers: Vec::new(),
             policy: None,
+            shadow: false,
         }
     }
 
@@ -360,6 +364,7 @@ impl PriceConfig {
         }
         Price {
             offers: self.offers.clone(),
+            shadow: self.shadow,
         }
     }
 
