@@ -48,7 +48,7 @@ use turnpike_core::meter::write_series;
 use turnpike_core::plugin::Parsed;
 use turnpike_core::{
     BoundRail, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
-    Offer, PassNotes, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
+    Identity, Offer, PassNotes, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
 };
 use turnpike_store::SpentSet;
 use zeroize::Zeroizing;
@@ -60,6 +60,7 @@ use crate::wire::{
     BINDING_KEY, META_PAYMENT, SCHEME, X402_VERSION,
 };
 use crate::RAIL;
+use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates};
 
 /// The file under the data directory that holds the binding key (64 hex digits).
 pub const KEY_FILE: &str = "x402.key";
@@ -267,7 +268,16 @@ pub struct X402Rail {
     node: Node,
     settler: Settler,
     meter: Arc<X402Meter>,
+    /// Payments checked (signer recovery, then the node), per caller address and in all.
+    checks: InvoiceLimiter,
 }
+
+/// Payments one caller address may have checked per minute (each costs a signer recovery and,
+/// when it is well formed, calls to the node), and all callers together.
+pub const CHECKS: InvoiceRates = InvoiceRates {
+    per_caller: 120,
+    global: 3000,
+};
 
 fn stale(reason: &str) -> Verdict {
     Verdict::Stale(Refusal::new(RAIL, reason))
@@ -316,6 +326,7 @@ impl X402Rail {
             node,
             settler,
             meter: Arc::new(X402Meter::default()),
+            checks: InvoiceLimiter::new(CHECKS),
         })
     }
 
@@ -514,6 +525,21 @@ impl X402Rail {
                 None,
             );
         };
+        // Bounded before the signer is recovered or the node asked: per caller address (IPv6 by
+        // its /64) and in all. Over either: 503 with when to come back; nothing checked.
+        let caller = call.peer.map_or_else(
+            || "unknown".to_owned(),
+            |ip| Identity::anonymous(ip).scope_key(),
+        );
+        if let Err(wait) = self.checks.take(&caller) {
+            return (
+                unavailable(&format!(
+                    "too many x402 payments to check from this address or in all; retry in {} s",
+                    wait.as_secs().max(1)
+                )),
+                None,
+            );
+        }
         let checked = match self.check(call, offer, p) {
             Ok(c) => c,
             Err(v) => return (v, None),
@@ -1064,6 +1090,34 @@ mod tests {
             Err(Verdict::Stale(r)) => r.reason,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A flood of payments from one address is held back before any signer is recovered or the
+    /// node asked (`CHECKS.per_caller` a minute), while another address is still checked.
+    #[tokio::test]
+    async fn payments_checked_are_bounded_per_address() {
+        let r = rail([0x42; 32]);
+        let now = 1_800_000_000;
+        let mut c = call("echo", 1, now);
+        let req = r.requirements(&c, 10_000);
+        // Made for another price: refused offline, after the bound is taken.
+        let p = Credential::new(RAIL, payment(&req, now + 60));
+        let cheap = crate::offer(9_999);
+        c.peer = Some("127.0.0.7".parse().unwrap());
+        for _ in 0..CHECKS.per_caller {
+            let (v, _) = r.check_and_settle(&c, &cheap, &p).await;
+            assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
+        }
+        let (v, _) = r.check_and_settle(&c, &cheap, &p).await;
+        match v {
+            Verdict::Unavailable(r) => {
+                assert!(r.reason.contains("too many x402 payments"), "{r:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        c.peer = Some("127.0.0.8".parse().unwrap());
+        let (v, _) = r.check_and_settle(&c, &cheap, &p).await;
+        assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
     }
 
     #[test]
