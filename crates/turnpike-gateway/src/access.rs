@@ -243,6 +243,7 @@ mod tests {
             reason: None,
             tools: None,
             mode: Mode::Enforce,
+            class: None,
         })
         .unwrap()
     }

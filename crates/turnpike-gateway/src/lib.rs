@@ -21,6 +21,7 @@
 
 pub mod access;
 pub mod annotate;
+pub mod classes;
 pub mod config;
 pub mod continuation;
 pub mod credentials;

@@ -30,6 +30,14 @@
 //!    multi-round call paid by puzzle or payment ([`crate::continuation`]): a request carrying
 //!    a `requestState` that an `input_required` answer to such a call returned, for the same
 //!    method, name and arguments, once, on this instance (outcome `continued`).
+//!    With class rules (`[[policy]] action = "class"`, [`crate::classes`]) the call's
+//!    price/limit class is picked first, for every request but the handshake, discovery and
+//!    list methods: the call is classified and the rules judge it on the caller known before
+//!    the rails — an identity a rail verifies without spending anything
+//!    ([`turnpike_core::Rail::identify`]: an OAuth bearer token), else the address; the first
+//!    enforced class rule that matches names the class, whose prices then replace the
+//!    gateway's (not on the merged endpoint, priced by its catalog). A class rule in shadow
+//!    mode that would pick another class is logged and counted (`would_class`).
 //! 5. **Decide** (`Gate::decide` → `Decided`): the call is classified
 //!    ([`turnpike_mcp::classify`]: method, name and the hash of the canonical arguments) and
 //!    its credentials collected by the rails from every `Authorization` line (`PoW`,
@@ -73,7 +81,10 @@
 //!    `prompts/list` is kept for step 9.
 //! 7. **Admit** (`Gate::admit_call` → `Cleared`): the limits ([`crate::limits`],
 //!    `turnpike_limits::Limiter::admit`) for every request, on the granting rail's identity,
-//!    else the caller's address (a puzzle-only call keeps the admission of step 5). Limited →
+//!    else the caller's address (a puzzle-only call keeps the admission of step 5); a call
+//!    whose class (step 4) has a bucket of its own is checked against it in place of
+//!    `[limits.rails.*]` / `[limits.default]`, on the identity the class was picked on when
+//!    no rail granted one. Limited →
 //!    429 with `Retry-After`, `RateLimit-Policy`, `RateLimit` and JSON-RPC error -31429 (in
 //!    band: an `isError` result for `tools/call`); store down → 503 / -31503 (or let through,
 //!    `failure_mode = "open"`). A balance debit (L402) is then counted against its identity's
@@ -101,7 +112,8 @@
 //!    and `result._meta`, [`crate::result_meta`]);
 //!    `tools/list` responses are filtered to the tools the caller may call, with the
 //!    upstream's annotations remembered for step 6 ([`crate::access`]), and annotated with
-//!    each tool's price ([`crate::annotate`]); `resources/list` and `prompts/list` are
+//!    each tool's price ([`crate::annotate`]; with class rules, the price of the class a
+//!    `tools/call` of it, with no arguments, would be in); `resources/list` and `prompts/list` are
 //!    filtered likewise (each item judged as its `resources/read` or `prompts/get`); an
 //!    admitted call carries `RateLimit-Policy` / `RateLimit` and holds its in-flight slot until
 //!    the response body has ended.
@@ -130,6 +142,7 @@ use turnpike_limits::{
 };
 use turnpike_mcp::MessageKind;
 
+use crate::classes::{Classes, GateClass};
 use crate::config::{ChallengeMode, Config};
 use crate::credentials;
 use crate::deadline::Settlement;
@@ -210,6 +223,8 @@ pub struct Gate {
     access: Arc<turnpike_policy::Policy>,
     /// The tools' annotations from the upstream's last `tools/list` (`call.annotations`).
     annotations: Arc<crate::access::Annotations>,
+    /// The price/limit classes the access policy's class rules pick ([`crate::classes`]).
+    classes: Arc<Classes>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -260,7 +275,9 @@ impl Gate {
                 }],
             })
         })?;
-        let mut gate = Gate::with_rails(opts, cfg.policy(), rails).with_access_policy(access);
+        let mut gate = Gate::with_rails(opts, cfg.policy(), rails)
+            .with_access_policy(access)
+            .with_classes(Classes::from_config(cfg));
         gate.limiter = crate::limits::limiter_from_config(cfg)?;
         gate.identity = identity;
         Ok(gate)
@@ -286,6 +303,7 @@ impl Gate {
             telemetry: None,
             access: Arc::default(),
             annotations: Arc::default(),
+            classes: Arc::default(),
         }
         .with_metrics(metrics)
     }
@@ -310,6 +328,15 @@ impl Gate {
     /// the configured `[[policy]]` rules).
     pub fn with_access_policy(mut self, policy: turnpike_policy::Policy) -> Gate {
         self.access = Arc::new(policy);
+        self
+    }
+
+    /// Prices and limits the callers the access policy's class rules put in a class by that
+    /// class ([`crate::classes`]; [`Gate::from_config`] gives the configured
+    /// `[classes.<name>]`).
+    pub fn with_classes(mut self, classes: Classes) -> Gate {
+        self.metrics.register_tools(classes.tool_names());
+        self.classes = Arc::new(classes);
         self
     }
 
@@ -614,12 +641,28 @@ impl Gate {
                 }
             }
         }
+        // The caller's price/limit class, picked before the price on the caller known before
+        // the rails (crate::classes).
+        let (mut class, mut identified, mut facts) = (None, None, None);
+        if self.access.has_classes()
+            && msg.kind() == MessageKind::Request
+            && !turnpike_core::policy::DEFAULT_FREE_METHODS.contains(&method)
+        {
+            let peer = peer_ip(&call.parts.extensions);
+            let f =
+                turnpike_mcp::classify(msg, &self.opts.resource, peer, turnpike_core::unix_now());
+            let caller = self.identified(&call, &f).await;
+            class = self.pick_class(caller.as_ref(), peer, method, log.tool.as_deref(), msg);
+            identified = Some(caller);
+            facts = Some(f);
+        }
+        let prices = class.map_or(&self.policy, |c: &GateClass| &c.prices);
         let price = if msg.kind() == MessageKind::Response || continued {
             None
         } else {
             Some(match listed {
                 Some(p) => Cow::Owned(p),
-                None => Cow::Borrowed(self.policy.price(method, log.tool.as_deref())),
+                None => Cow::Borrowed(prices.price(method, log.tool.as_deref())),
             })
             .filter(|p| !p.is_free())
         };
@@ -628,18 +671,24 @@ impl Gate {
             continued,
             price,
             limit_name,
+            class,
+            identified,
+            facts,
         })
     }
 
     /// Step 5, decide: credentials and the rails' decision (with the limits that must run before
     /// it: a puzzle-only call's admission, the challenge budget). A call no rail lets through
     /// is answered here.
-    async fn decide<'g>(&'g self, priced: Priced<'g>, log: &mut CallLog) -> Step<Decided<'g>> {
+    async fn decide<'g>(&'g self, mut priced: Priced<'g>, log: &mut CallLog) -> Step<Decided<'g>> {
         let peer = peer_ip(&priced.call.parts.extensions);
         log.caller = Some(anonymous(peer));
+        let early = priced.facts.take();
         let msg = &priced.call.msg;
-        let facts = (msg.kind() != MessageKind::Response).then(|| {
-            turnpike_mcp::classify(msg, &self.opts.resource, peer, turnpike_core::unix_now())
+        let facts = early.or_else(|| {
+            (msg.kind() != MessageKind::Response).then(|| {
+                turnpike_mcp::classify(msg, &self.opts.resource, peer, turnpike_core::unix_now())
+            })
         });
         let judged = match (&priced.price, &facts) {
             (Some(price), Some(facts)) => self.judge(&priced, price, facts, peer, log).await?,
@@ -682,13 +731,9 @@ impl Gate {
                 // A price in shadow mode: the call goes on free, logged and counted as one the
                 // price would have refused. (An undecidable credential too: the price refuses
                 // nobody, so an outage of its rail is no reason to refuse either.)
-                let reason = match &refused {
-                    Decision::Challenge { refusals, .. } if refusals.is_empty() => "challenge",
-                    Decision::Invalid { .. } => "invalid",
-                    Decision::Unavailable { .. } => "unavailable",
-                    _ => "refused",
-                };
-                let tool = self.shadow_label(&log.method, log.tool.as_deref());
+                let reason = price_reason(&refused);
+                let prices = decided.priced.class.map_or(&self.policy, |c| &c.prices);
+                let tool = self.shadow_label(prices, &log.method, log.tool.as_deref());
                 self.metrics.price_would_refuse(tool, reason);
                 tracing::info!(
                     target: "turnpike::price",
@@ -774,7 +819,10 @@ impl Gate {
                     kind: kind(),
                     args_hash: Some(&facts.args_hash),
                 };
-                Some(Arc::new(PendingAdmit::new(limiter.clone(), &call)))
+                let bucket = priced.class.and_then(|c| c.limits);
+                Some(Arc::new(
+                    PendingAdmit::new(limiter.clone(), &call).in_bucket(bucket),
+                ))
             }
             _ => None,
         };
@@ -864,6 +912,12 @@ impl Gate {
             }
         }
         log.outcome = outcome_of(&refused);
+        // Counted by the labels a price in shadow mode counts under (the dashboard's dry runs).
+        let prices = decided.priced.class.map_or(&self.policy, |c| &c.prices);
+        self.metrics.price_refused(
+            self.shadow_label(prices, &log.method, log.tool.as_deref()),
+            price_reason(&refused),
+        );
         match &refused {
             Decision::Challenge { challenges, .. } | Decision::Invalid { challenges, .. } => {
                 self.metrics.challenges(challenges);
@@ -969,6 +1023,9 @@ impl Gate {
         if list.is_none() && turnpike_core::policy::DEFAULT_FREE_METHODS.contains(&method) {
             return Ok(decided);
         }
+        if list.is_none() && self.access.only_classes() {
+            return Ok(decided);
+        }
         let who = self.who(&decided).await;
         if list.is_some() {
             decided.lister = Some(who);
@@ -1054,30 +1111,98 @@ impl Gate {
             return crate::access::Who::new(id, decided.scopes.clone(), peer);
         }
         if let (None, Some(facts)) = (&decided.grant, &decided.facts) {
-            let Parsed { parts, bytes, msg } = &decided.priced.call;
-            let edge = EdgeRequest {
-                method: parts.method.as_str(),
-                authority: parts.uri.authority().map(|a| a.as_str()).or_else(|| {
-                    parts
-                        .headers
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                }),
-                target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-                public_url: self.opts.public_url.as_deref(),
-                body: bytes,
-                headers: &credentials::Lines(&parts.headers),
+            // Asked already when the class was picked (step 4), else now.
+            let known = match &decided.priced.identified {
+                Some(known) => known.clone(),
+                None => self.identified(&decided.priced.call, facts).await,
             };
-            let collected = credentials::collect(self.rails.edge(), &edge, msg);
-            for cred in &collected.creds {
-                if let Some(rail) = self.rail(cred.rail()) {
-                    if let Some((id, scopes)) = rail.identify(facts, cred).await {
-                        return crate::access::Who::new(&id, scopes, peer);
-                    }
-                }
+            if let Some((id, scopes)) = known {
+                return crate::access::Who::new(&id, scopes, peer);
             }
         }
         crate::access::Who::new(&anonymous(peer), Vec::new(), peer)
+    }
+
+    /// Who presents a credential a rail verifies without spending anything
+    /// ([`Rail::identify`]: an OAuth bearer token), with its scopes; `None`: no such caller.
+    async fn identified(
+        &self,
+        call: &Parsed,
+        facts: &CallFacts,
+    ) -> Option<(Identity, Vec<String>)> {
+        let Parsed { parts, bytes, msg } = call;
+        let edge = EdgeRequest {
+            method: parts.method.as_str(),
+            authority: parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            }),
+            target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+            public_url: self.opts.public_url.as_deref(),
+            body: bytes,
+            headers: &credentials::Lines(&parts.headers),
+        };
+        let collected = credentials::collect(self.rails.edge(), &edge, msg);
+        for cred in &collected.creds {
+            if let Some(rail) = self.rail(cred.rail()) {
+                if let Some(found) = rail.identify(facts, cred).await {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+
+    /// The class the access policy's class rules put this call in (step 4, before the price):
+    /// the first enforced class rule that matches, on `caller` (else the address). A class
+    /// rule in shadow mode that would have picked another is logged and counted.
+    fn pick_class(
+        &self,
+        caller: Option<&(Identity, Vec<String>)>,
+        peer: Option<IpAddr>,
+        method: &str,
+        tool: Option<&str>,
+        msg: &turnpike_mcp::Message,
+    ) -> Option<&GateClass> {
+        let who = match caller {
+            Some((id, scopes)) => crate::access::Who::new(id, scopes.clone(), peer),
+            None => crate::access::Who::new(&anonymous(peer), Vec::new(), peer),
+        };
+        let arguments = if self.access.reads_arguments() {
+            msg.params().and_then(|p| p.get("arguments"))
+        } else {
+            None
+        };
+        let annotations = match (method, tool) {
+            ("tools/call", Some(t)) => self.annotations.get(t),
+            _ => None,
+        };
+        let call = turnpike_policy::CallView {
+            method,
+            tool,
+            arguments,
+            annotations: annotations.as_ref(),
+        };
+        let caller = who.caller();
+        let scope = self.access.scope(&caller, turnpike_core::unix_now() as i64);
+        let picked = scope.class(&call);
+        if let Some(rule) = picked.would_class {
+            self.metrics.policy_class(rule.name(), true);
+            tracing::info!(
+                target: "turnpike::policy",
+                rule = rule.name(),
+                class = rule.class().unwrap_or(""),
+                method,
+                tool = tool.unwrap_or(""),
+                identity = caller.kind,
+                "a class rule in shadow mode would put this call in another class"
+            );
+        }
+        let rule = picked.class?;
+        self.metrics.policy_class(rule.name(), false);
+        self.classes.get(rule.class()?)
     }
 
     /// Step 7, admit: the rate limits and budgets for the identity the rails
@@ -1334,6 +1459,12 @@ impl Gate {
         let mut resp = match (list_id, list_kind) {
             (Some(id), Some(kind)) if resp.status().is_success() => {
                 let prices = (kind.items == "tools").then(|| self.price_table());
+                // Each tool priced as its class for this caller (crate::classes).
+                let classer = lister
+                    .clone()
+                    .filter(|_| kind.items == "tools" && !self.classes.is_empty())
+                    .filter(|_| self.access.has_classes())
+                    .map(|who| (who, self.access.clone(), self.classes.clone()));
                 let filter = lister.map(|who| crate::access::ListFilter {
                     policy: self.access.clone(),
                     who,
@@ -1344,8 +1475,26 @@ impl Gate {
                     let filtered = filter
                         .as_ref()
                         .is_some_and(|f| crate::access::filter_list(v, kind, f, &cache));
-                    let priced = prices.as_ref().is_some_and(|p| {
-                        turnpike_mcp::annotate_tools_list(v, &|name| p.annotation(name))
+                    let priced = prices.as_ref().is_some_and(|p| match &classer {
+                        Some((who, access, classes)) => {
+                            let caller = who.caller();
+                            let scope = access.scope(&caller, turnpike_core::unix_now() as i64);
+                            turnpike_mcp::annotate_tools_list(v, &|name| {
+                                let annotations = cache.get(name);
+                                let call = turnpike_policy::CallView {
+                                    method: "tools/call",
+                                    tool: Some(name),
+                                    arguments: None,
+                                    annotations: annotations.as_ref(),
+                                };
+                                let class = scope
+                                    .class(&call)
+                                    .class
+                                    .and_then(|r| classes.get(r.class()?));
+                                p.annotation_in(name, class.map(|c| &c.prices))
+                            })
+                        }
+                        None => turnpike_mcp::annotate_tools_list(v, &|name| p.annotation(name)),
                     });
                     filtered | priced
                 })
@@ -1422,8 +1571,16 @@ impl Gate {
     ) -> Step<Admitted> {
         let grant = decided.grant.as_ref();
         let Parsed { parts, msg, .. } = &decided.priced.call;
+        // A class with a bucket of its own counts it on the caller its class was picked on.
+        let class = decided.priced.class;
+        let bucket = class.and_then(|c| c.limits.as_ref());
         let identity = grant
             .and_then(|g| g.identity.clone())
+            .or_else(|| {
+                bucket?;
+                let (id, _) = decided.priced.identified.as_ref()?.as_ref()?;
+                Some(id.clone())
+            })
             .unwrap_or_else(|| anonymous(decided.peer));
         let call = CallInfo {
             scope: &limiter.scope_of(&identity),
@@ -1438,7 +1595,7 @@ impl Gate {
             ),
             args_hash: Some(&facts.args_hash),
         };
-        let admission = limiter.admit(&call).await;
+        let admission = limiter.admit_in(&call, bucket).await;
         self.admission_answer(admission, &parts.headers, msg.id(), log)
     }
 
@@ -1541,12 +1698,12 @@ impl Gate {
     /// The name a price in shadow mode counts a call under: the tool as the configuration
     /// or the merged catalog names it (a tool priced by `[tools.default]`: `default`), or the
     /// priced method — never a name only the caller chose.
-    fn shadow_label<'a>(&self, method: &'a str, tool: Option<&'a str>) -> &'a str {
+    fn shadow_label<'a>(&self, prices: &Policy, method: &'a str, tool: Option<&'a str>) -> &'a str {
         if method != "tools/call" {
             return method;
         }
         match tool {
-            Some(t) if self.catalog.is_some() || self.policy.tools.contains_key(t) => t,
+            Some(t) if self.catalog.is_some() || prices.tools.contains_key(t) => t,
             _ => "default",
         }
     }
@@ -1647,6 +1804,13 @@ struct Priced<'g> {
     price: Option<Cow<'g, Price>>,
     /// The name the limits know a merged tool by.
     limit_name: Option<String>,
+    /// The caller's price/limit class, when a class rule picked one.
+    class: Option<&'g GateClass>,
+    /// Who the caller is by a credential verified without spending anything, when asked
+    /// before the price (with class rules): `Some(None)` for nobody.
+    identified: Option<Option<(Identity, Vec<String>)>>,
+    /// The classified call, when classified before the price.
+    facts: Option<CallFacts>,
 }
 
 /// The rails' decision on one priced call, and what was learnt on the way.
@@ -1739,10 +1903,17 @@ impl PriceTable {
     /// its rail publishes it now ([`Rail::published_offer`]; proof-of-work is quoted at the
     /// current load), an offer no rail runs as priced ([`turnpike_core::Offer::published`]).
     fn annotation(&self, tool: &str) -> Value {
+        self.annotation_in(tool, None)
+    }
+
+    /// [`PriceTable::annotation`] by the prices of a class (`None`: the gate's).
+    fn annotation_in(&self, tool: &str, prices: Option<&Policy>) -> Value {
         let listed = self.catalog.as_ref().and_then(|c| c.price_of(tool));
-        let price = listed
-            .as_ref()
-            .unwrap_or_else(|| self.policy.price("tools/call", Some(tool)));
+        let price = listed.as_ref().unwrap_or_else(|| {
+            prices
+                .unwrap_or(&self.policy)
+                .price("tools/call", Some(tool))
+        });
         if price.is_free() {
             return json!({"free": true, "offers": []});
         }
@@ -1755,6 +1926,18 @@ impl PriceTable {
             })
             .collect();
         json!({"free": false, "offers": offers})
+    }
+}
+
+/// Why a price refused a call (or, in shadow mode, would have), as the metrics name it:
+/// `challenge` (no credential), `invalid` (a malformed or forged one), `unavailable` (its rail
+/// could not decide) or `refused` (its rail turned it down).
+fn price_reason(d: &Decision) -> &'static str {
+    match d {
+        Decision::Challenge { refusals, .. } if refusals.is_empty() => "challenge",
+        Decision::Invalid { .. } => "invalid",
+        Decision::Unavailable { .. } => "unavailable",
+        _ => "refused",
     }
 }
 

@@ -57,6 +57,41 @@ async fn metrics(admin: std::net::SocketAddr) -> String {
     send(req).await.text()
 }
 
+/// The admin API's summary.
+async fn summary(admin: std::net::SocketAddr) -> Value {
+    let req = http::Request::get(format!("http://{admin}/admin/api/summary"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = send(req).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// The summary's dry runs of `[tools.default]`'s price: by reason, (refused, would refuse);
+/// each row checked to name the price as the metrics do.
+async fn dry_prices(admin: std::net::SocketAddr) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let s = summary(admin).await;
+    let dry = &s["dry_runs"];
+    assert!(dry["rules"].as_array().unwrap().is_empty(), "{dry}");
+    assert!(dry["limits"]["would_refuse"].is_u64(), "{dry}");
+    dry["prices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["tool"], "default", "{p}");
+            (
+                p["reason"].as_str().unwrap().to_owned(),
+                (
+                    p["refused"].as_u64().unwrap(),
+                    p["would_refuse"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
 /// One series of a metrics text (0 when absent).
 fn series(text: &str, name: &str) -> u64 {
     text.lines()
@@ -139,6 +174,30 @@ async fn a_shadow_price_refuses_nothing_and_counts_what_enforcing_refuses() {
     assert_eq!(would_refuse_all(&shadow_text), refused, "{shadow_text}");
     assert_eq!(would_refuse(&shadow_text, "challenge"), 3, "{shadow_text}");
     assert_eq!(passed_on(&shadow_text, "none"), refused, "{shadow_text}");
+
+    // The admin API's dry runs (the dashboard's panel): the shadow price's would-refuse by
+    // reason beside the enforcing price's refusals, by the same labels — equal, but for the
+    // one challenge the enforcing gateway gave first (call 100).
+    let enforcing_dry = dry_prices(enforcing_admin).await;
+    let shadow_dry = dry_prices(shadow_admin).await;
+    let mut total = 0;
+    for (reason, (refused_here, would)) in &shadow_dry {
+        assert_eq!(
+            *refused_here, 0,
+            "a shadow price refuses nothing: {shadow_dry:?}"
+        );
+        let (enforced, would_there) = enforcing_dry[reason];
+        assert_eq!(would_there, 0, "{enforcing_dry:?}");
+        let first = u64::from(reason == "challenge");
+        assert_eq!(
+            *would,
+            enforced - first,
+            "{reason}: {enforcing_dry:?} {shadow_dry:?}"
+        );
+        total += would;
+    }
+    assert_eq!(total, refused);
+    assert_eq!(shadow_dry["challenge"], (0, 3));
 
     // A valid solution on the shadow price pays, and is spent: its second use is a free call
     // counted as one the price would have refused.

@@ -13,7 +13,9 @@ use crate::backend::{
     Check, CheckOutcome, Class, ConcurrencyCheck, Denial, InFlight, LimitBackend, LimitError,
     LoopBrake, LoopCheck, RateCheck, SpendOutcome, SpendReceipt,
 };
-use crate::config::{BudgetsConfig, FailureMode, LimitsConfig, OAuthKey, RailClass};
+use crate::config::{
+    BudgetsConfig, FailureMode, IdentityQuotaConfig, LimitsConfig, OAuthKey, RailClass,
+};
 use crate::headers::{self, PolicyStatus, QuotaUnit};
 use crate::quota::{ceil_secs, Quota, RateDecision};
 
@@ -308,44 +310,66 @@ impl Limiter {
 
     /// The quota for a tool call of `tool` let through by `rail`.
     pub fn tool_quota(&self, tool: &str, rail: Option<RailId>) -> Quota {
-        if let Some(q) = self.cfg.tools.get(tool) {
-            return q.quota();
-        }
-        let d = self
-            .cfg
-            .rails
-            .get(&RailClass::from(rail))
-            .unwrap_or(&self.cfg.default);
-        Quota {
-            burst: d.burst.max(1),
-            rate: d.rate,
+        self.tool_quota_in(tool, rail, None)
+    }
+
+    /// The quota for a tool call of `tool` let through by `rail`, for a caller whose class
+    /// gives it `bucket` (which replaces `[limits.rails.<rail>]` and `[limits.default]`; a
+    /// tool's own table still wins).
+    pub fn tool_quota_in(
+        &self,
+        tool: &str,
+        rail: Option<RailId>,
+        bucket: Option<&IdentityQuotaConfig>,
+    ) -> Quota {
+        match self.cfg.tools.get(tool) {
+            Some(q) => q.quota(),
+            None => self.tool_quota_default(rail, bucket),
         }
     }
 
-    fn method_quota(&self, method: &str, rail: Option<RailId>) -> Quota {
+    fn method_quota(
+        &self,
+        method: &str,
+        rail: Option<RailId>,
+        bucket: Option<&IdentityQuotaConfig>,
+    ) -> Quota {
         match self.cfg.methods.get(method) {
             Some(q) => q.quota(),
-            None => self.tool_quota_default(rail),
+            None => self.tool_quota_default(rail, bucket),
         }
     }
 
-    fn tool_quota_default(&self, rail: Option<RailId>) -> Quota {
-        let d = self
-            .cfg
-            .rails
-            .get(&RailClass::from(rail))
-            .unwrap_or(&self.cfg.default);
+    fn tool_quota_default(
+        &self,
+        rail: Option<RailId>,
+        bucket: Option<&IdentityQuotaConfig>,
+    ) -> Quota {
+        let d = bucket.unwrap_or_else(|| {
+            self.cfg
+                .rails
+                .get(&RailClass::from(rail))
+                .unwrap_or(&self.cfg.default)
+        });
         Quota {
             burst: d.burst.max(1),
             rate: d.rate,
         }
     }
 
-    fn concurrency(&self, rail: Option<RailId>) -> Option<u32> {
-        self.cfg
-            .rails
-            .get(&RailClass::from(rail))
-            .and_then(|r| r.concurrency)
+    fn concurrency(
+        &self,
+        rail: Option<RailId>,
+        bucket: Option<&IdentityQuotaConfig>,
+    ) -> Option<u32> {
+        bucket
+            .and_then(|b| b.concurrency)
+            .or_else(|| {
+                self.cfg
+                    .rails
+                    .get(&RailClass::from(rail))
+                    .and_then(|r| r.concurrency)
+            })
             .or(self.cfg.default.concurrency)
             .map(|c| c.max(1))
     }
@@ -396,6 +420,28 @@ impl Limiter {
         call: &CallInfo<'_>,
         spend: Option<&RedisSpend>,
     ) -> (Admission, Option<Result<SpendCode, LimitError>>) {
+        self.admit_then_spend_in(call, spend, None).await
+    }
+
+    /// [`Limiter::admit`] for a caller whose price/limit class gives it `bucket`: the tool
+    /// and method quotas and the in-flight cap come from it instead of `[limits.rails.*]` and
+    /// `[limits.default]` (a tool's or method's own table still wins; discovery keeps its
+    /// budget).
+    pub async fn admit_in(
+        &self,
+        call: &CallInfo<'_>,
+        bucket: Option<&IdentityQuotaConfig>,
+    ) -> Admission {
+        self.admit_then_spend_in(call, None, bucket).await.0
+    }
+
+    /// [`Limiter::admit_then_spend`] within `bucket` ([`Limiter::admit_in`]).
+    pub async fn admit_then_spend_in(
+        &self,
+        call: &CallInfo<'_>,
+        spend: Option<&RedisSpend>,
+        bucket: Option<&IdentityQuotaConfig>,
+    ) -> (Admission, Option<Result<SpendCode, LimitError>>) {
         if !self.cfg.enabled {
             return (self.allowed_unlimited(false), None);
         }
@@ -413,22 +459,22 @@ impl Limiter {
             CallKind::Tool(tool) => (
                 RateCheck {
                     class: Class::Tool(tool),
-                    quota: self.tool_quota(tool, call.rail),
+                    quota: self.tool_quota_in(tool, call.rail, bucket),
                 },
                 policy_name("tool:", tool),
                 self.loop_check(tool, call),
                 self.budgets.calls_per_day,
-                self.concurrency(call.rail),
+                self.concurrency(call.rail, bucket),
             ),
             CallKind::Method(m) => (
                 RateCheck {
                     class: Class::Method(m),
-                    quota: self.method_quota(m, call.rail),
+                    quota: self.method_quota(m, call.rail, bucket),
                 },
                 policy_name("method:", m),
                 self.loop_check(m, call),
                 self.budgets.calls_per_day,
-                self.concurrency(call.rail),
+                self.concurrency(call.rail, bucket),
             ),
         };
         let mut list = [primary; 2];
@@ -883,9 +929,20 @@ mod tests {
         assert_eq!(lim.tool_quota("echo", Some(RailId::new("oauth"))).burst, 50);
         assert_eq!(lim.tool_quota("echo", None).burst, 50);
         assert_eq!(
-            lim.concurrency(Some(RailId::new("pow"))),
+            lim.concurrency(Some(RailId::new("pow")), None),
             Some(16),
             "rails inherit the cap"
         );
+        // A class's bucket replaces the rail's and the default (a tool's own table still
+        // wins); its cap, when it gives one.
+        let bucket: IdentityQuotaConfig =
+            toml::from_str("burst = 200\nrate = \"10/s\"\nconcurrency = 64\n").unwrap();
+        let pow = Some(RailId::new("pow"));
+        assert_eq!(lim.tool_quota_in("echo", pow, Some(&bucket)).burst, 200);
+        assert_eq!(lim.tool_quota_in("echo", None, Some(&bucket)).burst, 200);
+        assert_eq!(lim.tool_quota_in("search", pow, Some(&bucket)).burst, 5);
+        assert_eq!(lim.concurrency(pow, Some(&bucket)), Some(64));
+        let no_cap: IdentityQuotaConfig = toml::from_str("burst = 200\nrate = \"10/s\"\n").unwrap();
+        assert_eq!(lim.concurrency(pow, Some(&no_cap)), Some(16));
     }
 }

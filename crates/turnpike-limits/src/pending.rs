@@ -16,6 +16,7 @@ use turnpike_core::{BoxFuture, RailId};
 use turnpike_store::fuse::{Before, PendingCheck, RedisSpend};
 use turnpike_store::StoreError;
 
+use crate::config::IdentityQuotaConfig;
 use crate::engine::{Admission, CallInfo, CallKind, Limiter};
 
 /// A limits check for one call, pending until a credential of the call is about to be spent.
@@ -25,6 +26,8 @@ pub struct PendingAdmit {
     rail: Option<RailId>,
     kind: OwnedKind,
     args_hash: Option<[u8; 32]>,
+    /// The bucket of the caller's price/limit class, if it has one ([`Limiter::admit_in`]).
+    bucket: Option<IdentityQuotaConfig>,
     state: Mutex<State>,
 }
 
@@ -64,8 +67,15 @@ impl PendingAdmit {
                 CallKind::Method(m) => OwnedKind::Method(m.to_string()),
             },
             args_hash: call.args_hash.copied(),
+            bucket: None,
             state: Mutex::new(State::Pending),
         }
+    }
+
+    /// The check within the bucket of the caller's class ([`Limiter::admit_in`]).
+    pub fn in_bucket(mut self, bucket: Option<IdentityQuotaConfig>) -> PendingAdmit {
+        self.bucket = bucket;
+        self
     }
 
     fn call(&self) -> CallInfo<'_> {
@@ -95,7 +105,11 @@ impl PendingAdmit {
         };
         match ran {
             Some(a) => a,
-            None => self.limiter.admit(&self.call()).await,
+            None => {
+                self.limiter
+                    .admit_in(&self.call(), self.bucket.as_ref())
+                    .await
+            }
         }
     }
 }
@@ -115,7 +129,7 @@ impl PendingCheck for PendingAdmit {
             }
             let (admission, spent) = self
                 .limiter
-                .admit_then_spend(&self.call(), spend.as_ref())
+                .admit_then_spend_in(&self.call(), spend.as_ref(), self.bucket.as_ref())
                 .await;
             let allowed = matches!(admission, Admission::Allowed(_));
             *self.state.lock() = State::Ran {

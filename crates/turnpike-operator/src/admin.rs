@@ -198,7 +198,8 @@ impl Admin {
     }
 
     /// The dashboard's figures: the gateway's part ([`Operated::summary`]) with the totals,
-    /// the busiest tools and callers, the history and the recent ledger.
+    /// the busiest tools and callers, the history, the recent ledger and the dry runs beside
+    /// what enforcing refused ([`crate::metrics::Metrics::dry_runs`]).
     pub async fn summary(&self) -> Value {
         let m = self.op.metrics();
         let (gw429, store_down, degraded, up429) = m.limit_counters().snapshot();
@@ -230,6 +231,7 @@ impl Admin {
             "history": m.history(),
             "sample_every_secs": SAMPLE_EVERY.as_secs(),
             "ledger": ledger,
+            "dry_runs": m.dry_runs(),
         });
         if let Value::Object(f) = figures {
             out.extend(f);

@@ -474,10 +474,13 @@ pub struct Metrics {
     callers: Mutex<HashMap<String, CallerStat>>,
     callers_overflow: AtomicU64,
     history: Mutex<VecDeque<Sample>>,
-    /// Access policy decisions by rule name and decision (`refused`, `would_refuse`).
+    /// Access policy decisions by rule name and decision (`refused`, `would_refuse`,
+    /// `classed`, `would_class`).
     policy: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Calls a price in shadow mode would have refused, by tool (or priced method) and reason.
     price_shadow: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Calls an enforced price refused, by the same labels as `price_shadow`.
+    price_refused: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Default for Metrics {
@@ -535,6 +538,7 @@ impl Metrics {
             history: Mutex::default(),
             policy: Mutex::default(),
             price_shadow: Mutex::default(),
+            price_refused: Mutex::default(),
         }
     }
 
@@ -670,6 +674,28 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// A class rule put a call in its class (`would = false`: decision `classed`), or in shadow
+    /// mode would have put it in another class than the one it is in (`would = true`:
+    /// `would_class`).
+    pub fn policy_class(&self, rule: &str, would: bool) {
+        let decision = if would { "would_class" } else { "classed" };
+        *self
+            .policy
+            .lock()
+            .entry((rule.to_owned(), decision))
+            .or_default() += 1;
+    }
+
+    /// How many calls `rule` counted under `decision` (`refused`, `would_refuse`, `classed`,
+    /// `would_class`).
+    pub fn policy_count_of(&self, rule: &str, decision: &str) -> u64 {
+        self.policy
+            .lock()
+            .iter()
+            .find(|((r, d), _)| r == rule && *d == decision)
+            .map_or(0, |(_, n)| *n)
+    }
+
     /// How many calls `rule` refused (`would = false`) or would have refused (`would = true`).
     pub fn policy_count(&self, rule: &str, would: bool) -> u64 {
         let decision = if would { "would_refuse" } else { "refused" };
@@ -699,6 +725,64 @@ impl Metrics {
             .get(&(tool.to_owned(), reason))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// An enforced price refused a call: `tool` and `reason` as
+    /// [`Metrics::price_would_refuse`] names them, so that a price on trial and an enforced one
+    /// are read side by side.
+    pub fn price_refused(&self, tool: &str, reason: &'static str) {
+        *self
+            .price_refused
+            .lock()
+            .entry((tool.to_owned(), reason))
+            .or_default() += 1;
+    }
+
+    /// How many calls to `tool` an enforced price refused for `reason`.
+    pub fn price_refused_count(&self, tool: &str, reason: &'static str) -> u64 {
+        self.price_refused
+            .lock()
+            .get(&(tool.to_owned(), reason))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// What the dry runs would have refused beside what enforcing refused, for the admin
+    /// API's summary (`dry_runs`): each access rule (`refused`, `would_refuse`, and for a
+    /// class rule `classed`, `would_class`), each price by tool and reason (`refused`,
+    /// `would_refuse`) and the limits (the gateway's own 429s, and the calls over a limit let
+    /// through in shadow mode).
+    pub fn dry_runs(&self) -> serde_json::Value {
+        let mut rules: BTreeMap<String, serde_json::Map<String, serde_json::Value>> =
+            BTreeMap::new();
+        for ((rule, decision), n) in self.policy.lock().iter() {
+            let row = rules.entry(rule.clone()).or_insert_with(|| {
+                let mut m = serde_json::Map::new();
+                m.insert("rule".into(), rule.as_str().into());
+                for d in ["refused", "would_refuse", "classed", "would_class"] {
+                    m.insert(d.into(), 0.into());
+                }
+                m
+            });
+            row.insert((*decision).into(), (*n).into());
+        }
+        let mut prices: BTreeMap<(String, &'static str), (u64, u64)> = BTreeMap::new();
+        for (k, n) in self.price_refused.lock().iter() {
+            prices.entry(k.clone()).or_default().0 = *n;
+        }
+        for (k, n) in self.price_shadow.lock().iter() {
+            prices.entry(k.clone()).or_default().1 = *n;
+        }
+        serde_json::json!({
+            "rules": rules.into_values().collect::<Vec<_>>(),
+            "prices": prices.into_iter().map(|((tool, reason), (refused, would))| serde_json::json!({
+                "tool": tool, "reason": reason, "refused": refused, "would_refuse": would,
+            })).collect::<Vec<_>>(),
+            "limits": {
+                "refused": self.limits.gateway_limited.load(Relaxed),
+                "would_refuse": self.limits.shadow_limited.load(Relaxed),
+            },
+        })
     }
 
     /// A configuration reload was applied (`ok`) or refused.
@@ -959,7 +1043,7 @@ impl Metrics {
                 &mut out,
                 "turnpike_policy_decisions_total",
                 "counter",
-                "Calls an access policy rule refused (decision=refused), or would have refused in shadow mode and let through (decision=would_refuse), by rule name.",
+                "Calls an access policy rule refused (decision=refused), or would have refused in shadow mode and let through (decision=would_refuse); calls a class rule put in its class (decision=classed), or would have put in another class in shadow mode (decision=would_class); by rule name.",
             );
             for ((rule, decision), n) in policy {
                 let _ = writeln!(
@@ -986,6 +1070,27 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "turnpike_price_would_refuse_total{{tool=\"{}\",reason=\"{reason}\"}} {n}",
+                    escape(&tool)
+                );
+            }
+        }
+        let refused: Vec<((String, &'static str), u64)> = self
+            .price_refused
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        if !refused.is_empty() {
+            head(
+                &mut out,
+                "turnpike_price_refused_total",
+                "counter",
+                "Calls an enforced price refused, by tool and reason (challenge, refused, invalid, unavailable): the labels of turnpike_price_would_refuse_total.",
+            );
+            for ((tool, reason), n) in refused {
+                let _ = writeln!(
+                    out,
+                    "turnpike_price_refused_total{{tool=\"{}\",reason=\"{reason}\"}} {n}",
                     escape(&tool)
                 );
             }
@@ -1214,6 +1319,68 @@ mod tests {
             ]
         );
         assert!(text.contains("turnpike_rail_unavailable_total{rail=\"pow\"} 0\nturnpike_rail_unavailable_total{rail=\"l402\"} 0\nturnpike_rail_unavailable_total{rail=\"oauth\"} 0\n"));
+        // The series written only once something was counted, in their places.
+        m.policy_decision("r", true);
+        m.policy_class("c", false);
+        m.price_would_refuse("t", "challenge");
+        m.price_refused("t", "invalid");
+        let text = m.render(&[]);
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .filter(|n| {
+                n.starts_with("turnpike_policy")
+                    || n.starts_with("turnpike_price")
+                    || *n == "turnpike_limit_would_refuse_total"
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "turnpike_policy_decisions_total",
+                "turnpike_price_would_refuse_total",
+                "turnpike_price_refused_total",
+                "turnpike_limit_would_refuse_total",
+            ]
+        );
+    }
+
+    /// The dry runs beside what enforcing refused, for the admin API: a rule's decisions on
+    /// one row, a price's by tool and reason, the limits.
+    #[test]
+    fn dry_runs_side_by_side() {
+        let m = Metrics::new();
+        assert_eq!(
+            m.dry_runs(),
+            serde_json::json!({"rules": [], "prices": [],
+                "limits": {"refused": 0, "would_refuse": 0}})
+        );
+        m.policy_decision("no-anon", true);
+        m.policy_decision("no-anon", true);
+        m.policy_decision("no-anon", false);
+        m.policy_class("partners", false);
+        m.price_would_refuse("search", "challenge");
+        m.price_refused("search", "challenge");
+        m.price_refused("search", "challenge");
+        m.price_refused("add", "invalid");
+        LimitCounters::bump(&m.limit_counters().shadow_limited);
+        assert_eq!(
+            m.dry_runs(),
+            serde_json::json!({
+                "rules": [
+                    {"rule": "no-anon", "refused": 1, "would_refuse": 2, "classed": 0, "would_class": 0},
+                    {"rule": "partners", "refused": 0, "would_refuse": 0, "classed": 1, "would_class": 0},
+                ],
+                "prices": [
+                    {"tool": "add", "reason": "invalid", "refused": 1, "would_refuse": 0},
+                    {"tool": "search", "reason": "challenge", "refused": 2, "would_refuse": 1},
+                ],
+                "limits": {"refused": 0, "would_refuse": 1},
+            })
+        );
+        assert_eq!(m.price_refused_count("search", "challenge"), 2);
+        assert_eq!(m.policy_count_of("partners", "classed"), 1);
     }
 
     /// The `rail` label's slots are the rails the metrics were made with; a rail without one

@@ -17,6 +17,7 @@ fn rule(name: &str, when: &str, action: Action) -> Rule {
         reason: None,
         tools: None,
         mode: Mode::Enforce,
+        class: None,
     })
     .expect("compiles")
 }

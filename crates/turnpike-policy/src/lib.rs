@@ -12,7 +12,9 @@
 //! nesting, no nested comprehension) and evaluated per call on input converted within the
 //! bounds of [`context`]. [`Policy::scope`] binds one caller; [`Scope::judge`] decides a call
 //! (first matching enforced rule wins, default allow; shadow rules only report what they would
-//! have refused) and [`Scope::may_list`] says whether a tool is listed to that caller.
+//! have refused) and [`Scope::may_list`] says whether a tool is listed to that caller;
+//! [`Scope::class`] picks the call's price/limit class (`action = "class"`: the first
+//! enforced class rule that matches, weighed apart from allow and deny).
 //! docs/POLICY.md is the user's guide.
 
 pub mod bounds;
@@ -21,6 +23,6 @@ mod rules;
 
 pub use context::{Agent, CallView, Caller};
 pub use rules::{
-    compile_expr, Action, CompileError, Judgement, Mode, Policy, Rule, RuleSpec, Scope,
+    compile_expr, Action, Classing, CompileError, Judgement, Mode, Policy, Rule, RuleSpec, Scope,
     DEFAULT_REASON,
 };

@@ -15,6 +15,10 @@ pub enum Action {
     Allow,
     /// The call is refused with the rule's reason.
     Deny,
+    /// The caller is put in the rule's price/limit class ([`RuleSpec::class`]) for this call:
+    /// its prices and its limits bucket. Class rules are weighed apart from allow and deny
+    /// ([`Scope::class`]); [`Scope::judge`] and listing pass them by.
+    Class,
 }
 
 /// Whether a rule decides calls or only counts what it would decide.
@@ -45,6 +49,8 @@ pub struct RuleSpec {
     pub tools: Option<Vec<String>>,
     /// Enforced or shadow.
     pub mode: Mode,
+    /// The class a matching rule picks (`action = "class"` only).
+    pub class: Option<String>,
 }
 
 /// A rule that did not compile: where in its expression (byte offset) and why.
@@ -85,6 +91,14 @@ impl Rule {
     /// Its name.
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// The class a matching class rule picks (`None` for allow and deny rules).
+    pub fn class(&self) -> Option<&str> {
+        match self.spec.action {
+            Action::Class => self.spec.class.as_deref(),
+            _ => None,
+        }
     }
 
     /// What a refused caller is told.
@@ -164,10 +178,22 @@ pub struct Judgement<'r> {
     pub would_refuse: Option<&'r Rule>,
 }
 
+/// The class rules' outcome for one call ([`Scope::class`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Classing<'r> {
+    /// The first enforced class rule that matches: the call's class.
+    pub class: Option<&'r Rule>,
+    /// A class rule in shadow mode that, enforced, would have put the call in another class
+    /// than it is in (the first matching class rule when the shadow rules are weighed as if
+    /// enforced).
+    pub would_class: Option<&'r Rule>,
+}
+
 /// Every rule, in order.
 pub struct Policy {
     rules: Vec<Rule>,
     reads_arguments: bool,
+    has_classes: bool,
     /// CEL's standard functions, built once (a context per call shares them).
     env: Arc<Env>,
 }
@@ -190,9 +216,11 @@ impl Policy {
     /// A policy of `rules`, evaluated in this order.
     pub fn new(rules: Vec<Rule>) -> Policy {
         let reads_arguments = rules.iter().any(|r| r.reads.arguments);
+        let has_classes = rules.iter().any(|r| r.spec.action == Action::Class);
         Policy {
             rules,
             reads_arguments,
+            has_classes,
             env: Arc::new(Env::stdlib()),
         }
     }
@@ -205,6 +233,17 @@ impl Policy {
     /// The rules, in order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Whether some rule picks a class (`action = "class"`): else no call need be weighed
+    /// for one.
+    pub fn has_classes(&self) -> bool {
+        self.has_classes
+    }
+
+    /// Whether only class rules are written: allow and deny rules would judge nothing.
+    pub fn only_classes(&self) -> bool {
+        self.rules.iter().all(|r| r.spec.action == Action::Class)
     }
 
     /// Whether some rule reads `call.arguments` (else the gateway need not give them).
@@ -237,7 +276,7 @@ impl<'p> Scope<'p> {
         let mut enforced: Option<&'p Rule> = None;
         let mut as_if: Option<&'p Rule> = None;
         for rule in &self.policy.rules {
-            if !rule.applies(call) || !rule.matches(&inner) {
+            if rule.spec.action == Action::Class || !rule.applies(call) || !rule.matches(&inner) {
                 continue;
             }
             as_if.get_or_insert(rule);
@@ -255,6 +294,34 @@ impl<'p> Scope<'p> {
             refused,
             would_refuse,
         }
+    }
+
+    /// The class of `call` for this caller: the first enforced class rule that matches
+    /// (none: the default class, the gateway's own prices and limits). A class rule whose
+    /// expression fails does not match. Shadow class rules are weighed as if enforced: the
+    /// first of that reading, when it names another class, is the one they would have picked.
+    pub fn class(&self, call: &CallView<'_>) -> Classing<'p> {
+        let mut out = Classing::default();
+        if !self.policy.has_classes {
+            return out;
+        }
+        let mut inner = self.ctx.new_inner_scope();
+        inner.add_variable_as_val("call", call_value(call));
+        let mut as_if: Option<&'p Rule> = None;
+        for rule in &self.policy.rules {
+            if rule.spec.action != Action::Class || !rule.applies(call) || !rule.matches(&inner) {
+                continue;
+            }
+            as_if.get_or_insert(rule);
+            if rule.spec.mode == Mode::Enforce {
+                out.class = Some(rule);
+                break;
+            }
+        }
+        out.would_class = as_if.filter(|r| {
+            r.spec.mode == Mode::Shadow && r.class() != out.class.and_then(Rule::class)
+        });
+        out
     }
 
     /// Whether `tool` is one the caller may call, for a `tools/list` answer: see
@@ -316,14 +383,17 @@ impl Lister<'_, '_> {
         };
         let mut bound = false;
         for (i, rule) in self.scope.policy.rules.iter().enumerate() {
-            if rule.spec.mode == Mode::Shadow || !rule.applies(&call) {
+            if rule.spec.mode == Mode::Shadow
+                || rule.spec.action == Action::Class
+                || !rule.applies(&call)
+            {
                 continue;
             }
             if rule.reads.arguments {
                 // It may refuse some calls of the tool, or allow some: either way, listed.
                 match rule.spec.action {
                     Action::Allow => return true,
-                    Action::Deny => continue,
+                    Action::Deny | Action::Class => continue,
                 }
             }
             let remembered = if rule.reads.tool {

@@ -17,6 +17,7 @@ fn spec(name: &str, when: &str, action: Action) -> RuleSpec {
         reason: None,
         tools: None,
         mode: Mode::Enforce,
+        class: None,
     }
 }
 
@@ -320,4 +321,68 @@ fn a_lister_answers_as_each_tool_alone() {
         }
         assert!(listed > 0 && listed < tools.len(), "{listed}");
     }
+}
+
+fn class(name: &str, when: &str, class: &str, mode: Mode) -> RuleSpec {
+    RuleSpec {
+        mode,
+        class: Some(class.into()),
+        ..spec(name, when, Action::Class)
+    }
+}
+
+/// Class rules: the first enforced match picks the class; allow and deny rules neither see
+/// them nor are stopped by them; a failing class rule does not match; a shadow class rule
+/// only says what it would have picked.
+#[test]
+fn class_rules_pick_a_class_apart_from_allow_and_deny() {
+    let p = policy(vec![
+        class(
+            "broken",
+            "identity.claims.org == 'x'",
+            "broken",
+            Mode::Enforce,
+        ),
+        class("pilot", "identity.kind == 'oauth'", "gold", Mode::Shadow),
+        class(
+            "partners",
+            "identity.kind == 'oauth' && 'partner' in identity.scopes",
+            "partner",
+            Mode::Enforce,
+        ),
+        class("everyone", "true", "base", Mode::Enforce),
+        spec("no-delete", "call.tool == 'delete'", Action::Deny),
+    ]);
+    assert!(p.has_classes() && !p.only_classes());
+    let scopes = vec!["partner".to_string()];
+    let partner = Caller {
+        kind: "oauth",
+        id: "o",
+        scopes: &scopes,
+        ..Caller::default()
+    };
+    let s = p.scope(&partner, 0);
+    let c = s.class(&tool("search", None));
+    assert_eq!(c.class.and_then(|r| r.class()), Some("partner"));
+    assert_eq!(c.would_class.map(|r| r.name()), Some("pilot"));
+    // Class rules judge nothing: the deny rule after them still refuses.
+    assert!(s.judge(&tool("delete", None)).refused.is_some());
+    assert!(s.judge(&tool("search", None)).refused.is_none());
+    assert!(s.may_list("search", None) && !s.may_list("delete", None));
+    // Another caller falls through to the catch-all; the shadow rule does not match it.
+    let c = p.scope(&anon(), 0).class(&tool("search", None));
+    assert_eq!(c.class.and_then(|r| r.class()), Some("base"));
+    assert!(c.would_class.is_none());
+    // A shadow rule that would pick the class already picked says nothing.
+    let p = policy(vec![
+        class("a", "true", "gold", Mode::Shadow),
+        class("b", "true", "gold", Mode::Enforce),
+    ]);
+    let c = p.scope(&anon(), 0).class(&tool("x", None));
+    assert_eq!(c.class.map(|r| r.name()), Some("b"));
+    assert!(c.would_class.is_none());
+    // No class rule: nothing weighed.
+    let p = policy(vec![spec("d", "true", Action::Deny)]);
+    assert!(!p.has_classes());
+    assert!(p.scope(&anon(), 0).class(&tool("x", None)).class.is_none());
 }

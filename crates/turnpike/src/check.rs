@@ -322,8 +322,11 @@ pub(crate) fn summary(cfg: &Config) -> String {
             .iter()
             .map(|r| {
                 let action = match r.action {
-                    turnpike_policy::Action::Allow => "allow",
-                    turnpike_policy::Action::Deny => "deny",
+                    turnpike_policy::Action::Allow => "allow".to_owned(),
+                    turnpike_policy::Action::Deny => "deny".to_owned(),
+                    turnpike_policy::Action::Class => {
+                        format!("class {}", r.class.as_deref().unwrap_or(""))
+                    }
                 };
                 let shadow = match r.mode {
                     turnpike_policy::Mode::Shadow => " (shadow)",
@@ -336,6 +339,22 @@ pub(crate) fn summary(cfg: &Config) -> String {
             "; access policy (first match wins, else allow): {}",
             rules.join(", ")
         ));
+    }
+    for (name, class) in &cfg.classes {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(l) = &class.limits {
+            parts.push(format!("limits burst {} at {}", l.burst, l.rate));
+        }
+        for (t, p) in &class.tools {
+            parts.push(format!("{t} {}", price(p)));
+        }
+        for (m, p) in &class.methods {
+            parts.push(format!("{m} {}", price(p)));
+        }
+        if parts.is_empty() {
+            parts.push("the gateway's prices and limits".into());
+        }
+        out.push_str(&format!("; class {name}: {}", parts.join(", ")));
     }
     let public_url = cfg.public_url();
     let host = config::Host {
@@ -448,6 +467,19 @@ mod tests {
             s.contains("access policy (first match wins, else allow): a deny (shadow), b allow"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn summary_names_the_classes() {
+        let cfg = config::parse(
+            "[upstream]\nurl = \"http://127.0.0.1:3001/mcp\"\n[[policy]]\nname = \"p\"\nwhen = \"identity.kind == 'oauth'\"\naction = \"class\"\nclass = \"partner\"\n[classes.partner.limits]\nburst = 500\nrate = \"600/min\"\n[classes.partner.tools.search]\nfree = true\n",
+            "t.toml",
+        )
+        .unwrap();
+        let s = summary(&cfg);
+        assert!(s.contains("p class partner"), "{s}");
+        assert!(s.contains("; class partner: limits burst 500 at"), "{s}");
+        assert!(s.contains("search free"), "{s}");
     }
 
     #[test]

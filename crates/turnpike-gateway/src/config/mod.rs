@@ -18,8 +18,10 @@
 //! | `sections.rs` | the gateway's sections, and its keys in a rail's table |
 //! | `prices.rs` | `[tools.*]`, `[methods.*]`: `free`, and each rail's key read by the rail |
 //! | `policy.rs` | `[[policy]]`: access rules in CEL, each compiled where it is written |
+//! | `classes.rs` | `[classes.<name>]`: the price/limit classes a rule may pick |
 //! | `rules.rs` | rules across sections; [`Config::validate`] |
 
+mod classes;
 mod hints;
 mod policy;
 mod prices;
@@ -36,6 +38,7 @@ use turnpike_conf::{line_col, span_of_path, RailConf, Section};
 use turnpike_limits::{BudgetsConfig, LimitsConfig, StoreConfig as LimitsStoreConfig};
 
 use crate::registry::RAIL_CONFS;
+pub use classes::ClassConfig;
 use hints::*;
 pub use policy::compile as compile_policy;
 use reader::Gx;
@@ -110,6 +113,7 @@ pub fn parse_with(
             "mount" => cfg.mounts = cx.mounts(value),
             "merge" => cfg.merge = cx.merge(value),
             "policy" => cfg.policy_rules = cx.policy_rules(value),
+            "classes" => cfg.classes = cx.classes(value),
             "tools" => {
                 if let Some(t) = cx.table(value, "[tools]") {
                     cfg.tools = cx.prices(t, "tools");
@@ -222,6 +226,7 @@ fn tables_hint(rails: &[&dyn RailConf]) -> String {
         "[[mount]]",
         "[merge]",
         "[[policy]]",
+        "[classes.<name>]",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -13,7 +13,7 @@ use turnpike_policy::{Action, Mode, Rule, RuleSpec};
 use super::reader::Gx;
 use super::types::PriceConfig;
 
-pub(crate) const HINT_POLICY: &str = "write each rule as [[policy]] with name = \"…\", when = \"<CEL expression>\", action = \"allow\" or \"deny\", and optionally reason, tools and mode = \"shadow\" (docs/POLICY.md)";
+pub(crate) const HINT_POLICY: &str = "write each rule as [[policy]] with name = \"…\", when = \"<CEL expression>\", action = \"allow\", \"deny\" or \"class\" (with class = \"<a [classes.<name>] table>\"), and optionally reason, tools and mode = \"shadow\" (docs/POLICY.md)";
 const HINT_CEL: &str =
     "see docs/POLICY.md for the variables (identity, call, now) and the bounds a rule must keep";
 
@@ -31,14 +31,17 @@ pub(crate) struct PolicyKeys {
     tools: Option<Vec<String>>,
     #[serde(default, deserialize_with = "mode")]
     mode: Mode,
+    #[serde(default)]
+    class: Option<String>,
 }
 
 fn action<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
     match String::deserialize(d)?.as_str() {
         "allow" => Ok(Action::Allow),
         "deny" => Ok(Action::Deny),
+        "class" => Ok(Action::Class),
         other => Err(serde::de::Error::custom(format!(
-            "action must be \"allow\" or \"deny\", not {other:?}"
+            "action must be \"allow\", \"deny\" or \"class\", not {other:?}"
         ))),
     }
 }
@@ -93,6 +96,25 @@ impl Gx<'_> {
                     "name the tools the rule is about, or leave tools out for every call",
                 );
             }
+            match (k.action, &k.class) {
+                (Action::Class, None) => self.problem(
+                    t.get("action").map(|v| v.span()),
+                    format!(
+                        "[[policy]] {:?}: action = \"class\" needs class = \"<name>\"",
+                        k.name
+                    ),
+                    HINT_POLICY,
+                ),
+                (Action::Allow | Action::Deny, Some(_)) => self.problem(
+                    t.get("class").map(|v| v.span()),
+                    format!(
+                        "[[policy]] {:?}: class belongs to a rule with action = \"class\"",
+                        k.name
+                    ),
+                    HINT_POLICY,
+                ),
+                _ => {}
+            }
             let when_span = t.get("when").map(|v| v.span());
             self.cel(&k.when, when_span, &format!("[[policy]] {:?}", k.name));
             out.push(RuleSpec {
@@ -102,6 +124,7 @@ impl Gx<'_> {
                 reason: k.reason,
                 tools: k.tools,
                 mode: k.mode,
+                class: k.class,
             });
         }
         out
@@ -141,6 +164,7 @@ pub(super) fn with_tool_rules(
             reason: Some(format!("the tool {name:?} is not available to this caller")),
             tools: Some(vec![name.clone()]),
             mode: Mode::Enforce,
+            class: None,
         })
     });
     own.chain(rules).collect()

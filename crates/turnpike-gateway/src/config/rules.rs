@@ -70,6 +70,31 @@ pub(super) fn check(cx: &mut Gx<'_>, root: &DeTable<'_>, root_start: usize, cfg:
             );
         }
     }
+    // A class rule names a class the file defines.
+    if let Some(DeValue::Array(rules)) = root.get("policy").map(|v| v.get_ref()) {
+        for rule in rules.iter() {
+            let DeValue::Table(t) = rule.get_ref() else {
+                continue;
+            };
+            let Some(v) = t.get("class") else { continue };
+            let DeValue::String(name) = v.get_ref() else {
+                continue;
+            };
+            if !cfg.classes.contains_key(name.as_ref()) {
+                let known: Vec<&str> = cfg.classes.keys().map(String::as_str).collect();
+                let known = if known.is_empty() {
+                    "none is defined".to_owned()
+                } else {
+                    format!("the classes are {}", known.join(", "))
+                };
+                cx.problem(
+                    Some(v.span()),
+                    format!("[[policy]] names class {name:?}, which no [classes.<name>] table defines ({known})"),
+                    super::classes::HINT_CLASSES,
+                );
+            }
+        }
+    }
     if let Some(DeValue::Table(tools)) = root.get("tools").map(|v| v.get_ref()) {
         cx.merged_tool_keys(tools, cfg);
     }

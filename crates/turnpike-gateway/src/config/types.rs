@@ -59,6 +59,9 @@ pub struct Config {
     /// `[[policy]]`, then each price's `policy = "<expr>"`: access rules in CEL, in the order
     /// they are evaluated (docs/POLICY.md).
     pub policy_rules: Vec<turnpike_policy::RuleSpec>,
+    /// `[classes.<name>]`: price/limit classes a `[[policy]]` rule with `action = "class"`
+    /// puts callers in (docs/POLICY.md "Classes").
+    pub classes: BTreeMap<String, super::classes::ClassConfig>,
 }
 
 /// `[telemetry]`: where spans are exported (owned by `turnpike-telemetry`).
