@@ -5,11 +5,14 @@ coloured pixels inside each chart's canvas before and after calls were made. Its
 exact: tool calls apart from protocol traffic (initialize, lists, notifications, GET, DELETE),
 invoices issued apart from invoices paid (one offered beside a puzzle that was solved is never
 paid), money received apart from what calls were charged, and a ledger of money that moved.
+Its "Dry runs" panel shows, row by row, what enforced rules, prices and limits refused beside
+what those on trial (`mode = "shadow"`) would have refused.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import struct
 import subprocess
@@ -20,9 +23,9 @@ from typing import Iterator
 import httpx
 import pytest
 
-from test_ops import (ADD_MSAT, ECHO_BUNDLE, ECHO_MSAT, HEADERS, OpsGateway, run_every_rail,
-                      start_ops)
-from turnpike_e2e import PROTOCOL
+from test_ops import (ADD_MSAT, ECHO_BUNDLE, ECHO_MSAT, HEADERS, OpsGateway, call,
+                      run_every_rail, start_ops)
+from turnpike_e2e import PROTOCOL, TURNPIKE, Proc, require_file, start_fixture_http, toml_str
 
 WINDOW = (1440, 1000)
 
@@ -210,3 +213,116 @@ def test_dashboard_refuses_a_wrong_token(dash: OpsGateway, work: Path) -> None:
     html = dom(dash, work)
     assert "The token was refused." in html
     assert re.search(r'<section id="login" class="login">', html), "the sign-in form is shown"
+
+
+def dry_run_config(data_dir: Path, upstream: str, token: str) -> str:
+    """`add`'s price and the limits on trial, `echo`'s price enforced; a rule on trial over
+    `whoami`, an enforced one over `slow` called with `forbidden` (it reads the arguments, so
+    `slow` stays listed and its refusal is a 403)."""
+    return "\n".join([
+        "[server]",
+        'listen = "127.0.0.1:0"',
+        f"data_dir = {toml_str(str(data_dir))}",
+        'challenge_mode = "http"',
+        "[upstream]",
+        f"url = {toml_str(upstream)}",
+        "[pow]",
+        "subpuzzles = 2",
+        "[tools.add]",
+        "pow = 4000",
+        'mode = "shadow"',
+        "[tools.echo]",
+        "pow = 4000",
+        "[tools.whoami]",
+        "free = true",
+        "[tools.slow]",
+        "free = true",
+        "[limits]",
+        'mode = "shadow"',
+        "[limits.default]",
+        "burst = 2",
+        'rate = "1/h"',
+        "[[policy]]",
+        'name = "no-whoami"',
+        'when = "true"',
+        'tools = ["whoami"]',
+        'action = "deny"',
+        'mode = "shadow"',
+        "[[policy]]",
+        'name = "no-slow"',
+        'when = "has(call.arguments.forbidden)"',
+        'tools = ["slow"]',
+        'action = "deny"',
+        "[admin]",
+        'listen = "127.0.0.1:0"',
+        f"token = {toml_str(token)}",
+        "",
+    ])
+
+
+def dry_row(html: str, key: str) -> tuple[str, str]:
+    """(refused, would refuse) of the "Dry runs" row `key` (`rule:<name>`, `price:<tool>
+    (<reason>)`, `limits:all limits`)."""
+    m = re.search(rf'<tr data-dry="{re.escape(key)}">(.*?)</tr>', html)
+    rows = re.findall(r'data-dry="([^"]+)"', html)
+    assert m, f"no dry-run row {key}: {rows}"
+    refused = re.search(r'class="num refused">([^<]*)<', m.group(1))
+    would = re.search(r'class="num would[^"]*">([^<]*)<', m.group(1))
+    assert refused and would, m.group(1)
+    return refused.group(1), would.group(1)
+
+
+def test_dashboard_dry_runs_beside_what_enforcing_refused(work: Path) -> None:
+    require_file(TURNPIKE, "build the workspace: cargo build --workspace")
+    up, up_port = start_fixture_http(work, "dry-fixture", "--stateless", "--json")
+    data_dir = work / "dry-data"
+    config_path = work / "dry.toml"
+    token = "adm-" + secrets.token_hex(16)
+    upstream = f"http://127.0.0.1:{up_port}/mcp"
+    config_path.write_text(dry_run_config(data_dir, upstream, token))
+    log_path = work / "dry.log"
+    proc = Proc("dry", [str(TURNPIKE), "serve", "--config", str(config_path)], log_path)
+    try:
+        gw = OpsGateway(proc, proc.reported_port("gateway"), proc.reported_port("admin"),
+                        config_path, data_dir, token, upstream, log_path)
+        with httpx.Client(timeout=30) as c:
+            def post(rid: int, name: str, args: dict) -> httpx.Response:
+                return c.post(gw.url, json=call(rid, name, args), headers=HEADERS)
+
+            # The price on trial lets three calls through free; the third is over the limits
+            # on trial (a bucket of two), let through too.
+            for i in range(3):
+                r = post(i, "add", {"a": i, "b": 1})
+                assert r.status_code == 200 and "error" not in r.json(), r.text
+            # The enforced price: a challenge.
+            assert post(10, "echo", {"text": "x"}).status_code == 402
+            # The rule on trial lets whoami through twice; the enforced rule refuses slow.
+            for i in range(2):
+                assert post(20 + i, "whoami", {}).status_code == 200
+            r = post(30, "slow", {"forbidden": True})
+            assert r.status_code == 403 and r.json()["error"]["code"] == -31403, r.text
+            summary = c.get(f"{gw.admin}/admin/api/summary", headers=gw.auth()).json()
+        dry = summary["dry_runs"]
+        assert dry["rules"] == [
+            {"rule": "no-slow", "refused": 1, "would_refuse": 0, "classed": 0, "would_class": 0},
+            {"rule": "no-whoami", "refused": 0, "would_refuse": 2, "classed": 0, "would_class": 0},
+        ], dry
+        assert dry["prices"] == [
+            {"tool": "add", "reason": "challenge", "refused": 0, "would_refuse": 3},
+            {"tool": "echo", "reason": "challenge", "refused": 1, "would_refuse": 0},
+        ], dry
+        assert dry["limits"] == {"refused": 0, "would_refuse": 1}, dry
+
+        # The panel shows the same figures, refused beside would-refuse.
+        html = dom(gw, work)
+        assert re.search(r'data-rendered="\d+"', html), "the dashboard never rendered its figures"
+        assert dry_row(html, "rule:no-slow") == ("1", "0")
+        assert dry_row(html, "rule:no-whoami") == ("0", "2")
+        assert dry_row(html, "price:add (challenge)") == ("0", "3")
+        assert dry_row(html, "price:echo (challenge)") == ("1", "0")
+        assert dry_row(html, "limits:all limits") == ("0", "1")
+        assert re.search(r'<tr data-dry="rule:no-whoami">.*?class="num would hot"', html), \
+            "a would-refuse count above zero stands out"
+    finally:
+        proc.stop()
+        up.stop()

@@ -254,6 +254,21 @@ function render(s) {
     [el("tr", {}, el("td", { colspan: "5", class: "empty" },
       s.ledger === null ? "no L402 rail configured" : "no ledger rows yet"))]));
 
+  // dry runs: refused beside would-refuse, per rule, per price (tool, reason) and the limits
+  const dry = s.dry_runs || { rules: [], prices: [], limits: { refused: 0, would_refuse: 0 } };
+  const dryRow = (kind, name, refused, would, classed) =>
+    el("tr", { "data-dry": kind + ":" + name },
+      el("td", {}, el("span", { class: "badge dry-" + kind }, kind)),
+      el("td", { title: name }, name),
+      el("td", { class: "num refused" }, fmt(refused)),
+      el("td", { class: "num would" + (would > 0 ? " hot" : "") }, fmt(would)),
+      el("td", { class: "num classed" }, classed));
+  $("dry-rows").replaceChildren(
+    ...dry.rules.map((r) => dryRow("rule", r.rule, r.refused, r.would_refuse,
+      r.classed || r.would_class ? `${fmt(r.classed)} · ${fmt(r.would_class)}` : "")),
+    ...dry.prices.map((p) => dryRow("price", `${p.tool} (${p.reason})`, p.refused, p.would_refuse, "")),
+    dryRow("limits", "all limits", dry.limits.refused, dry.limits.would_refuse, ""));
+
   $("footer").textContent = `turnpike ${s.version} · rails: ${(s.rails || []).join(", ")} · limits ${s.limits_enabled ? "on" : "off"} · history every ${s.sample_every_secs}s`;
   document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
 }
