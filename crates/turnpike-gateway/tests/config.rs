@@ -1107,7 +1107,7 @@ colour = "red"
     );
     assert!(
         at.iter()
-            .any(|(l, m)| *l == 22 && m.contains("\"allow\" or \"deny\"")),
+            .any(|(l, m)| *l == 22 && m.contains("\"allow\", \"deny\" or \"class\"")),
         "{e}"
     );
     assert!(

@@ -183,7 +183,7 @@ fn its_mistakes_are_placed_and_worded_as_every_other() {
         "t.toml:4:8: this price names toll, but there is no [toll] section\n    hint: add a [toll] table naming the booth",
         // A rail this gateway does not run is neither a price key nor a table.
         "t.toml:6:1: unknown rail or key `l402` in [tools.x]\n    hint: the keys of [tools.x] are: free, toll, pow",
-        "t.toml:7:2: unknown table `lightning`\n    hint: the tables are [server], [upstream], [[mount]], [merge], [[policy]], [tools.<name>], [methods.\"<method>\"], [toll], [pow], [limits],",
+        "t.toml:7:2: unknown table `lightning`\n    hint: the tables are [server], [upstream], [[mount]], [merge], [[policy]], [classes.<name>], [tools.<name>], [methods.\"<method>\"], [toll], [pow], [limits],",
     ] {
         assert!(e.contains(want), "missing {want:?} in\n{e}");
     }
