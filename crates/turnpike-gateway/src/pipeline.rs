@@ -1479,17 +1479,12 @@ impl Gate {
                         Some((who, access, classes)) => {
                             let caller = who.caller();
                             let scope = access.scope(&caller, turnpike_core::unix_now() as i64);
+                            let picker = std::cell::RefCell::new(scope.class_lister());
                             turnpike_mcp::annotate_tools_list(v, &|name| {
                                 let annotations = cache.get(name);
-                                let call = turnpike_policy::CallView {
-                                    method: "tools/call",
-                                    tool: Some(name),
-                                    arguments: None,
-                                    annotations: annotations.as_ref(),
-                                };
-                                let class = scope
-                                    .class(&call)
-                                    .class
+                                let class = picker
+                                    .borrow_mut()
+                                    .class(name, annotations.as_ref())
                                     .and_then(|r| classes.get(r.class()?));
                                 p.annotation_in(name, class.map(|c| &c.prices))
                             })

@@ -89,6 +89,56 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
+    // Price/limit classes: one call's class, and a 200-tool list priced per class.
+    let classes = Policy::new(vec![
+        Rule::compile(RuleSpec {
+            class: Some("partner".into()),
+            ..spec_of(
+                "partners",
+                "identity.kind == 'oauth' && 'write' in identity.scopes",
+                Action::Class,
+            )
+        })
+        .expect("compiles"),
+        Rule::compile(RuleSpec {
+            class: Some("readers".into()),
+            ..spec_of(
+                "readers",
+                "identity.kind == 'anonymous' && has(call.annotations.readOnlyHint) && call.annotations.readOnlyHint",
+                Action::Class,
+            )
+        })
+        .expect("compiles"),
+    ]);
+    c.bench_function("class rules, one call (scope + class)", |b| {
+        b.iter(|| {
+            let s = classes.scope(black_box(&who), 1_800_000_000);
+            black_box(s.class(black_box(&call)).class.is_some())
+        })
+    });
+    c.bench_function("tools/list of 200 tools, each priced by its class", |b| {
+        b.iter(|| {
+            let s = classes.scope(black_box(&anon), 1_800_000_000);
+            let mut l = s.class_lister();
+            let n = tools
+                .iter()
+                .filter(|(name, ann)| l.class(name, Some(ann)).is_some())
+                .count();
+            black_box(n)
+        })
+    });
+}
+
+fn spec_of(name: &str, when: &str, action: Action) -> RuleSpec {
+    RuleSpec {
+        name: name.into(),
+        when: when.into(),
+        action,
+        reason: None,
+        tools: None,
+        mode: Mode::Enforce,
+        class: None,
+    }
 }
 
 criterion_group!(benches, bench);

@@ -23,6 +23,6 @@ mod rules;
 
 pub use context::{Agent, CallView, Caller};
 pub use rules::{
-    compile_expr, Action, Classing, CompileError, Judgement, Mode, Policy, Rule, RuleSpec, Scope,
-    DEFAULT_REASON,
+    compile_expr, Action, ClassLister, Classing, CompileError, Judgement, Mode, Policy, Rule,
+    RuleSpec, Scope, DEFAULT_REASON,
 };

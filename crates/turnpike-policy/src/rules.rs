@@ -324,6 +324,23 @@ impl<'p> Scope<'p> {
         out
     }
 
+    /// A picker of the class of each tool of one `tools/list` answer, for this caller: see
+    /// [`ClassLister::class`].
+    pub fn class_lister(&self) -> ClassLister<'_, 'p> {
+        let class_rules = || {
+            self.policy
+                .rules
+                .iter()
+                .filter(|r| r.spec.action == Action::Class)
+        };
+        ClassLister {
+            scope: self,
+            by_tool: class_rules().any(|r| r.reads.tool || r.spec.tools.is_some()),
+            by_annotations: class_rules().any(|r| r.reads.annotations),
+            memo: Vec::new(),
+        }
+    }
+
     /// Whether `tool` is one the caller may call, for a `tools/list` answer: see
     /// [`Lister::may_list`] (one tool; a whole list is judged faster by one [`Lister`]).
     pub fn may_list(&self, tool: &str, annotations: Option<&serde_json::Value>) -> bool {
@@ -345,6 +362,47 @@ impl<'p> Scope<'p> {
             ctx: None,
             memo: self.policy.rules.iter().map(|_| Memo::default()).collect(),
         }
+    }
+}
+
+/// Picks the class of each tool of one `tools/list` answer for one caller
+/// ([`Scope::class_lister`]). When no class rule reads the tool's name (nor names tools), the
+/// class follows the annotations alone: it is picked once per distinct annotations (once for
+/// the whole list when no class rule reads them either).
+pub struct ClassLister<'s, 'p> {
+    scope: &'s Scope<'p>,
+    by_tool: bool,
+    by_annotations: bool,
+    memo: Vec<(Option<serde_json::Value>, Option<&'p Rule>)>,
+}
+
+impl<'p> ClassLister<'_, 'p> {
+    /// The class rule that picks the class of a `tools/call` of `tool` with its `annotations`
+    /// and no arguments (a class rule reading the arguments then fails, and does not match);
+    /// `None`: the default class.
+    pub fn class(
+        &mut self,
+        tool: &str,
+        annotations: Option<&serde_json::Value>,
+    ) -> Option<&'p Rule> {
+        let call = CallView {
+            method: "tools/call",
+            tool: Some(tool),
+            arguments: None,
+            annotations,
+        };
+        if self.by_tool {
+            return self.scope.class(&call).class;
+        }
+        let key = annotations.filter(|_| self.by_annotations);
+        if let Some((_, r)) = self.memo.iter().find(|(a, _)| a.as_ref() == key) {
+            return *r;
+        }
+        let r = self.scope.class(&call).class;
+        if self.memo.len() < MEMO_ANNOTATIONS {
+            self.memo.push((key.cloned(), r));
+        }
+        r
     }
 }
 

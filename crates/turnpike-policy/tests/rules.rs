@@ -386,3 +386,55 @@ fn class_rules_pick_a_class_apart_from_allow_and_deny() {
     assert!(!p.has_classes());
     assert!(p.scope(&anon(), 0).class(&tool("x", None)).class.is_none());
 }
+
+/// A list's classes: picked per tool as a call of it with no arguments, once per distinct
+/// annotations when no class rule reads the tool's name.
+#[test]
+fn class_lister_prices_each_tool_as_its_call() {
+    let p = policy(vec![
+        RuleSpec {
+            tools: Some(vec!["search".into()]),
+            ..class("search-free", "true", "free-search", Mode::Enforce)
+        },
+        class(
+            "readers",
+            "has(call.annotations.readOnlyHint) && call.annotations.readOnlyHint",
+            "reader",
+            Mode::Enforce,
+        ),
+        class("big", "call.arguments.n > 10", "big", Mode::Enforce),
+    ]);
+    let s = p.scope(&anon(), 0);
+    let mut l = s.class_lister();
+    let ro = json!({"readOnlyHint": true});
+    let name = |r: Option<&Rule>| r.and_then(Rule::class).map(str::to_owned);
+    assert_eq!(
+        name(l.class("search", None)).as_deref(),
+        Some("free-search")
+    );
+    assert_eq!(name(l.class("read", Some(&ro))).as_deref(), Some("reader"));
+    assert_eq!(name(l.class("write", None)), None, "an argument rule fails");
+    // By annotations alone: the same answer as each call judged on its own.
+    let p = policy(vec![class(
+        "readers",
+        "has(call.annotations.readOnlyHint) && call.annotations.readOnlyHint",
+        "reader",
+        Mode::Enforce,
+    )]);
+    let s = p.scope(&anon(), 0);
+    let mut l = s.class_lister();
+    for i in 0..100 {
+        let a = json!({"readOnlyHint": i % 2 == 0});
+        let t = format!("t{i}");
+        let listed = name(l.class(&t, Some(&a)));
+        let alone = name(
+            s.class(&CallView {
+                annotations: Some(&a),
+                ..tool(&t, None)
+            })
+            .class,
+        );
+        assert_eq!(listed, alone, "{i}");
+        assert_eq!(listed.is_some(), i % 2 == 0, "{i}");
+    }
+}
