@@ -311,7 +311,9 @@ impl Gate {
     /// Counts into `metrics` (shared by the gates of one process, so that figures survive a
     /// reload); the limit counters become the ones `metrics` holds.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Gate {
-        metrics.register_tools(self.policy.tools.keys().map(String::as_str));
+        metrics.register_tools(
+            (self.policy.tools.keys().map(String::as_str)).chain(self.classes.tool_names()),
+        );
         self.counters = metrics.limit_counters();
         self.metrics = metrics;
         self

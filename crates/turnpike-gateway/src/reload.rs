@@ -212,6 +212,12 @@ fn changed_sections(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.budgets != new.budgets {
         v.push("[budgets]");
     }
+    if old.policy_rules != new.policy_rules {
+        v.push("[[policy]]");
+    }
+    if old.classes != new.classes {
+        v.push("[classes]");
+    }
     v
 }
 

@@ -226,6 +226,28 @@ async fn a_partner_class_gets_its_prices_and_its_bucket() {
         text.contains("turnpike_policy_decisions_total{rule=\"pilot\",decision=\"would_class\"} 2"),
         "{text}"
     );
+
+    // A reload changes a class: the partner's bucket grows from 8 to 20, on the cells it has
+    // (the limits are unchanged, so kept): 12 more calls.
+    let mut cfg = (*run.live.config()).clone();
+    cfg.classes
+        .get_mut("partner")
+        .unwrap()
+        .limits
+        .as_mut()
+        .unwrap()
+        .burst = 20;
+    let changed = run.live.apply(cfg).unwrap();
+    assert_eq!(changed, ["[classes]"]);
+    assert_eq!(
+        echoes_before_429(gw, &partner_h, 400).await,
+        20 - PARTNER_BURST
+    );
+    assert_eq!(
+        echoes_before_429(gw, &[http], 500).await,
+        0,
+        "the default class's is spent"
+    );
 }
 
 /// A class rule names a class the file defines, and says which: refused at the `class`
