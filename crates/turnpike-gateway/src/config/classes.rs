@@ -14,22 +14,9 @@ use turnpike_limits::IdentityQuotaConfig;
 
 use super::hints::HINT_LIMITS;
 use super::reader::Gx;
-use super::types::{Config, PriceConfig};
+use super::types::{ClassConfig, Config};
 
 pub(crate) const HINT_CLASSES: &str = "write [classes.<name>] with limits (the keys of [limits.default]: burst, rate, concurrency), tools.<tool> and methods.\"<method>\" (prices, as [tools.<tool>]); a [[policy]] rule with action = \"class\" and class = \"<name>\" puts callers in it (docs/POLICY.md)";
-
-/// One `[classes.<name>]`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ClassConfig {
-    /// `[classes.<name>.limits]`: the bucket that replaces `[limits.rails.*]` and
-    /// `[limits.default]` for the class's calls (`None`: those apply).
-    pub limits: Option<IdentityQuotaConfig>,
-    /// `[classes.<name>.tools.<tool>]`: prices replacing `[tools.<tool>]` (`default`:
-    /// `[tools.default]`).
-    pub tools: BTreeMap<String, PriceConfig>,
-    /// `[classes.<name>.methods."<method>"]`: prices replacing `[methods."<method>"]`.
-    pub methods: BTreeMap<String, PriceConfig>,
-}
 
 impl Gx<'_> {
     /// Every `[classes.<name>]`.

@@ -38,7 +38,6 @@ use turnpike_conf::{line_col, span_of_path, RailConf, Section};
 use turnpike_limits::{BudgetsConfig, LimitsConfig, StoreConfig as LimitsStoreConfig};
 
 use crate::registry::RAIL_CONFS;
-pub use classes::ClassConfig;
 use hints::*;
 pub use policy::compile as compile_policy;
 use reader::Gx;

@@ -13,7 +13,9 @@ use turnpike_conf::{check_url, Sections};
 use turnpike_core::conf::{positive_u64, positive_usize};
 use turnpike_core::{Offer, Policy, Price, RailId};
 use turnpike_http::conns::ConnRules;
-use turnpike_limits::{BudgetsConfig, LimitsConfig, StoreConfig as LimitsStoreConfig};
+use turnpike_limits::{
+    BudgetsConfig, IdentityQuotaConfig, LimitsConfig, StoreConfig as LimitsStoreConfig,
+};
 use turnpike_oauth::Secret;
 
 /// The whole configuration.
@@ -61,7 +63,20 @@ pub struct Config {
     pub policy_rules: Vec<turnpike_policy::RuleSpec>,
     /// `[classes.<name>]`: price/limit classes a `[[policy]]` rule with `action = "class"`
     /// puts callers in (docs/POLICY.md "Classes").
-    pub classes: BTreeMap<String, super::classes::ClassConfig>,
+    pub classes: BTreeMap<String, ClassConfig>,
+}
+
+/// One `[classes.<name>]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClassConfig {
+    /// `[classes.<name>.limits]`: the bucket that replaces `[limits.rails.*]` and
+    /// `[limits.default]` for the class's calls (`None`: those apply).
+    pub limits: Option<IdentityQuotaConfig>,
+    /// `[classes.<name>.tools.<tool>]`: prices replacing `[tools.<tool>]` (`default`:
+    /// `[tools.default]`).
+    pub tools: BTreeMap<String, PriceConfig>,
+    /// `[classes.<name>.methods."<method>"]`: prices replacing `[methods."<method>"]`.
+    pub methods: BTreeMap<String, PriceConfig>,
 }
 
 /// `[telemetry]`: where spans are exported (owned by `turnpike-telemetry`).
