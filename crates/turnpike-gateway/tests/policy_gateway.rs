@@ -401,3 +401,81 @@ action = "deny"
     }
     assert_eq!(run.live.metrics().policy_count("no-slow", false), 2);
 }
+
+/// Rules on the OAuth token's own claims (`identity.claims`), with tokens from a real OpenID
+/// provider that adds claims of its own to each client's access tokens: the `acme` admin's
+/// token may call `slow` (free: its identity checked without spending anything) and `dear`
+/// (priced by OAuth: its identity from the pass) and lists both; the other client's token,
+/// of the same `org` but with no `roles` claim (the rule reading it fails, and an allow rule
+/// that fails does not match), sees neither and is answered as for an unknown tool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_on_the_token_claims() {
+    const RULES: &str = r#"
+[tools.dear]
+oauth = { scopes = ["mcp:tools"] }
+
+[[policy]]
+name = "acme-admins"
+when = "identity.kind == 'oauth' && identity.claims.org == 'acme' && 'admin' in identity.claims.roles"
+action = "allow"
+
+[[policy]]
+name = "the-others"
+when = "true"
+tools = ["slow", "dear"]
+action = "deny"
+"#;
+    let extra = json!({
+        "agent-secret": {"org": "acme", "roles": ["admin", "ops"]},
+        "agent-jwt": {"org": "acme"},
+    });
+    let provider: Arc<parking_lot::Mutex<Option<Provider>>> = Arc::default();
+    let slot = provider.clone();
+    let run = start(|up, url| async move {
+        let p = Provider::start_with_claims(&url, &extra).await;
+        let c = config(up, Some(&p.issuer), RULES);
+        *slot.lock() = Some(p);
+        c
+    })
+    .await;
+    let provider = provider.lock().take().unwrap();
+    let gw = run.gw;
+    let acme = format!(
+        "Bearer {}",
+        provider.token(false, &run.url, "mcp:tools", None).await
+    );
+    let other = format!(
+        "Bearer {}",
+        provider.token(true, &run.url, "mcp:tools", None).await
+    );
+
+    let seen = names(&post(gw, &[("authorization", &acme)], &list(1)).await);
+    assert_eq!(seen, ["dear", "echo", "slow"]);
+    let seen = names(&post(gw, &[("authorization", &other)], &list(2)).await);
+    assert_eq!(seen, ["echo"]);
+    assert_eq!(names(&post(gw, &[], &list(3)).await), ["echo"]);
+
+    let before = run.log.lock().len();
+    for (id, tool) in [(4, "slow"), (5, "dear")] {
+        let r = post(
+            gw,
+            &[("authorization", &other), ("turnpike-challenge", "http")],
+            &call(id, tool, json!({"n": 1})),
+        )
+        .await;
+        assert_unknown(&r, tool);
+    }
+    assert_eq!(run.log.lock().len(), before, "never forwarded");
+    for (id, tool) in [(6, "slow"), (7, "dear")] {
+        let r = post(
+            gw,
+            &[("authorization", &acme), ("turnpike-challenge", "http")],
+            &call(id, tool, json!({"n": 1})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{tool}: {}", r.text());
+        assert!(r.json().get("error").is_none(), "{tool}: {}", r.text());
+    }
+    assert_eq!(run.log.lock().len(), before + 2);
+    assert_eq!(run.live.metrics().policy_count("the-others", false), 2);
+}

@@ -51,8 +51,8 @@ use std::path::Path;
 use std::sync::Arc;
 use turnpike_core::conf::{hinted, KEY};
 use turnpike_core::{
-    BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant, Identity,
-    Offer, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
+    BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
+    Identity, Offer, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
 };
 
 use crate::credential::L402Credential;
@@ -612,6 +612,7 @@ impl L402Rail {
                     rail: crate::offer::RAIL,
                     identity,
                     receipt: Some(use_receipt(&id.token_id, record.expires_at)),
+                    about: None,
                 }),
                 Ok(false) => Verdict::Stale(refuse("token already used")),
                 Err(e) => Verdict::Unavailable(refuse(format!("spent set: {e}"))),
@@ -628,6 +629,7 @@ impl L402Rail {
                         rail: crate::offer::RAIL,
                         identity,
                         receipt: Some(use_receipt(&id.token_id, record.expires_at)),
+                        about: None,
                     }),
                     Ok(false) => Verdict::Stale(refuse("token already used")),
                     Err(e) => Verdict::Unavailable(refuse(format!("spent set: {e}"))),
@@ -640,6 +642,7 @@ impl L402Rail {
                         rail: crate::offer::RAIL,
                         identity,
                         receipt: Some(format!("{DEBIT_RECEIPT}{debit_id}:{msat}")),
+                        about: None,
                     }),
                     Ok(DebitOutcome::Insufficient { .. }) => {
                         Verdict::Stale(refuse("balance used up"))
@@ -654,6 +657,7 @@ impl L402Rail {
                 rail: crate::offer::RAIL,
                 identity,
                 receipt: None,
+                about: None,
             }),
         }
     }
@@ -1005,6 +1009,7 @@ mod receipt_tests {
             rail,
             identity: None,
             receipt: receipt.map(str::to_owned),
+            about: None,
         }
     }
 
