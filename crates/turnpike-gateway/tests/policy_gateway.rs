@@ -479,3 +479,113 @@ action = "deny"
     assert_eq!(run.log.lock().len(), before + 2);
     assert_eq!(run.live.metrics().policy_count("the-others", false), 2);
 }
+
+/// A rule on an L402 token's caveats (`identity.caveats`), with real macaroons bought through
+/// the dev Lightning wallet: a balance token as minted (`turnpike/mode=balance`, no
+/// `turnpike/tools`) may not call `dear`, and its debit is given back; the same token narrowed
+/// by its holder to `dear` (a caveat appended, which only narrows) may, until its credit is
+/// spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_on_the_l402_caveats() {
+    let dir = std::env::temp_dir().join(format!(
+        "turnpike-policy-l402-{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display().to_string();
+    let run = start(|up, _| async move {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+path = "/mcp"
+data_dir = "{d}"
+
+[upstream]
+url = "http://{up}/mcp"
+
+[tools.default]
+l402 = {{ msat = 1000, mode = "balance", bundle = 3000 }}
+[tools.echo]
+free = true
+[tools.slow]
+free = true
+
+[l402]
+store = "memory"
+
+[lightning]
+backend = "dev"
+[lightning.dev_wallet]
+listen = "127.0.0.1:0"
+
+[limits]
+enabled = false
+
+[[policy]]
+name = "narrowed-tokens"
+when = "identity.kind == 'l402' && identity.caveats['turnpike/mode'] == 'balance' && !('turnpike/tools' in identity.caveats)"
+tools = ["dear"]
+action = "deny"
+"#
+        )
+    })
+    .await;
+    let gw = run.gw;
+    let req = |id| call(id, "dear", json!({"n": 1}));
+    // The calls the upstream saw (the gateway may ask it other things of its own).
+    let calls = || {
+        run.log
+            .lock()
+            .iter()
+            .filter(|s| String::from_utf8_lossy(&s.body).contains("\"tools/call\""))
+            .count()
+    };
+    let r = post(gw, &[("turnpike-challenge", "http")], &req(1)).await;
+    assert_eq!(r.status, 402, "{}", r.text());
+    let first = r.headers.get("www-authenticate").unwrap().to_str().unwrap();
+    let (mac, inv) = first
+        .strip_prefix("L402 macaroon=\"")
+        .and_then(|s| s.strip_suffix('"'))
+        .and_then(|s| s.split_once("\", invoice=\""))
+        .unwrap_or_else(|| panic!("an L402 challenge: {first}"));
+    let pre = pay(&dir, inv).await;
+
+    // As minted: refused (and `dear` is hidden from it: the unknown-tool answer).
+    let minted = format!("L402 {mac}:{pre}");
+    let before = calls();
+    let r = post(
+        gw,
+        &[("authorization", &minted), ("turnpike-challenge", "http")],
+        &req(2),
+    )
+    .await;
+    assert_unknown(&r, "dear");
+    assert_eq!(calls(), before, "never forwarded");
+
+    // Narrowed to `dear` by its holder: three calls on 3000 msat of credit (the refused call
+    // was not charged), then the balance is spent.
+    let mut m =
+        turnpike_l402::Macaroon::from_base64(mac, turnpike_l402::Limits::default()).unwrap();
+    m.add_first_party_caveat("turnpike/tools=dear");
+    let narrowed = format!("L402 {}:{pre}", m.to_base64());
+    for id in 3..6 {
+        let r = post(
+            gw,
+            &[("authorization", &narrowed), ("turnpike-challenge", "http")],
+            &req(id),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.json().get("error").is_none(), "{}", r.text());
+    }
+    let r = post(
+        gw,
+        &[("authorization", &narrowed), ("turnpike-challenge", "http")],
+        &req(6),
+    )
+    .await;
+    assert_eq!(r.status, 402, "{}", r.text());
+    assert_eq!(calls(), before + 3);
+    assert_eq!(run.live.metrics().policy_count("narrowed-tokens", false), 1);
+}
