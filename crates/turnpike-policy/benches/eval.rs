@@ -88,6 +88,27 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
+    // The same conditions in one part (a conditional, not `&&`): nothing is remembered, every
+    // tool is judged whole.
+    let whole = Policy::new(vec![rule(
+        "by-name-whole",
+        "identity.kind == 'anonymous' ? (call.tool.startsWith('tool_1') ? !call.annotations.readOnlyHint : false) : false",
+        Action::Deny,
+    )]);
+    c.bench_function(
+        "tools/list of 200 tools, one part reading the tool's name and annotations",
+        |b| {
+            b.iter(|| {
+                let s = whole.scope(black_box(&anon), 1_800_000_000);
+                let mut l = s.lister();
+                let n = tools
+                    .iter()
+                    .filter(|(name, ann)| l.may_list(name, Some(ann)))
+                    .count();
+                black_box(n)
+            })
+        },
+    );
 }
 
 criterion_group!(benches, bench);
