@@ -19,6 +19,7 @@
 pub mod bounds;
 pub mod context;
 mod list;
+mod parts;
 mod rules;
 
 pub use context::{Agent, CallVars, CallView, Caller};

@@ -7,7 +7,7 @@ use cel::{Context, Env, Program, Value};
 
 use crate::bounds::{self, Reads};
 use crate::context::{identity_value, CallVars, CallView, Caller};
-use crate::list::Parts;
+use crate::parts::Parts;
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub struct Rule {
     pub(crate) spec: RuleSpec,
     program: Program,
     pub(crate) reads: Reads,
-    /// The expression's top-level `&&` (or `||`) operands, for lists ([`crate::list`]).
+    /// The expression's top-level `&&` (or `||`) operands, for lists.
     pub(crate) parts: Parts,
 }
 
