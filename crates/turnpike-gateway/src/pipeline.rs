@@ -654,7 +654,6 @@ impl Gate {
             response_headers: Vec::new(),
             result_meta: (Vec::new(), Vec::new()),
             identity_header: None,
-            scopes: Vec::new(),
             lister: None,
             upstream_authorization: None,
         };
@@ -664,9 +663,6 @@ impl Gate {
                 // What the granting rail, bound to this request, adds after a pass.
                 if let Some((_, bound)) = judged.bound.iter().find(|(r, _)| *r == grant.rail) {
                     let notes = bound.passed();
-                    if let Some((_, scopes)) = &notes.vouch {
-                        decided.scopes = scopes.clone();
-                    }
                     decided.response_headers = notes.response_headers;
                     decided.result_meta = (notes.success_headers, notes.result_meta);
                     decided.upstream_authorization = notes.upstream_authorization;
@@ -1046,12 +1042,15 @@ impl Gate {
         ))
     }
 
-    /// The caller as the access policy sees it: the granting rail's identity and scopes, else
+    /// The caller as the access policy sees it: the granting rail's identity and what its
+    /// credential says (scopes, claims, caveats: [`turnpike_core::Grant::about`]), else
     /// one a rail verifies without spending anything ([`Rail::identify`]), else the address.
     async fn who(&self, decided: &Decided<'_>) -> crate::access::Who {
         let peer = decided.peer;
-        if let Some(id) = decided.grant.as_ref().and_then(|g| g.identity.as_ref()) {
-            return crate::access::Who::new(id, decided.scopes.clone(), peer);
+        if let Some(g) = &decided.grant {
+            if let Some(id) = &g.identity {
+                return crate::access::Who::new(id, g.about.clone(), peer);
+            }
         }
         if let (None, Some(facts)) = (&decided.grant, &decided.facts) {
             let Parsed { parts, bytes, msg } = &decided.priced.call;
@@ -1071,13 +1070,13 @@ impl Gate {
             let collected = credentials::collect(self.rails.edge(), &edge, msg);
             for cred in &collected.creds {
                 if let Some(rail) = self.rail(cred.rail()) {
-                    if let Some((id, scopes)) = rail.identify(facts, cred).await {
-                        return crate::access::Who::new(&id, scopes, peer);
+                    if let Some((id, about)) = rail.identify(facts, cred).await {
+                        return crate::access::Who::new(&id, Some(Arc::new(about)), peer);
                     }
                 }
             }
         }
-        crate::access::Who::new(&anonymous(peer), Vec::new(), peer)
+        crate::access::Who::new(&anonymous(peer), None, peer)
     }
 
     /// Step 7, admit: the rate limits and budgets for the identity the rails
@@ -1687,8 +1686,6 @@ struct Decided<'g> {
     result_meta: OnSuccess,
     /// The signed `Turnpike-Identity` for the upstream.
     identity_header: Option<String>,
-    /// The scopes the granting rail vouches for (an OAuth token's).
-    scopes: Vec<String>,
     /// A `tools/list` request's caller, by whom the answer is filtered (with an access policy).
     lister: Option<crate::access::Who>,
     /// The `Authorization` value the upstream gets, from the granting rail.
