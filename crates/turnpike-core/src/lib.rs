@@ -43,7 +43,7 @@ pub use plugin::{
     RailDocument, RailPlugin, UpstreamAuthorization,
 };
 pub use policy::{Offer, Policy, Price};
-pub use rail::{BoxFuture, Challenge, Grant, Rail, RailId, Refusal, Verdict};
+pub use rail::{About, BoxFuture, Challenge, Grant, Rail, RailId, Refusal, Verdict};
 
 /// Compares two byte strings in constant time (for the length of the shorter one; lengths are
 /// not secret). Use this for every comparison of secret material: tags, preimages, keys.

@@ -134,8 +134,8 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use serde_json::{json, Value};
 use tower::{Service, ServiceExt};
 use turnpike_core::{
-    error_codes, BoundRail, CallFacts, Decision, EdgeRequest, Grant, Identity, Policy, Price, Rail,
-    RailId, RailPlugin, Refusal,
+    error_codes, About, BoundRail, CallFacts, Decision, EdgeRequest, Grant, Identity, Policy,
+    Price, Rail, RailId, RailPlugin, Refusal,
 };
 use turnpike_limits::{
     Admission, Admitted, CallInfo, CallKind, Limiter, PendingAdmit, SpendReceipt,
@@ -705,7 +705,6 @@ impl Gate {
             response_headers: Vec::new(),
             result_meta: (Vec::new(), Vec::new()),
             identity_header: None,
-            scopes: Vec::new(),
             lister: None,
             upstream_authorization: None,
         };
@@ -715,9 +714,6 @@ impl Gate {
                 // What the granting rail, bound to this request, adds after a pass.
                 if let Some((_, bound)) = judged.bound.iter().find(|(r, _)| *r == grant.rail) {
                     let notes = bound.passed();
-                    if let Some((_, scopes)) = &notes.vouch {
-                        decided.scopes = scopes.clone();
-                    }
                     decided.response_headers = notes.response_headers;
                     decided.result_meta = (notes.success_headers, notes.result_meta);
                     decided.upstream_authorization = notes.upstream_authorization;
@@ -1105,12 +1101,15 @@ impl Gate {
         ))
     }
 
-    /// The caller as the access policy sees it: the granting rail's identity and scopes, else
+    /// The caller as the access policy sees it: the granting rail's identity and what its
+    /// credential says (scopes, claims, caveats: [`turnpike_core::Grant::about`]), else
     /// one a rail verifies without spending anything ([`Rail::identify`]), else the address.
     async fn who(&self, decided: &Decided<'_>) -> crate::access::Who {
         let peer = decided.peer;
-        if let Some(id) = decided.grant.as_ref().and_then(|g| g.identity.as_ref()) {
-            return crate::access::Who::new(id, decided.scopes.clone(), peer);
+        if let Some(g) = &decided.grant {
+            if let Some(id) = &g.identity {
+                return crate::access::Who::new(id, g.about.clone(), peer);
+            }
         }
         if let (None, Some(facts)) = (&decided.grant, &decided.facts) {
             // Asked already when the class was picked (step 4), else now.
@@ -1118,20 +1117,17 @@ impl Gate {
                 Some(known) => known.clone(),
                 None => self.identified(&decided.priced.call, facts).await,
             };
-            if let Some((id, scopes)) = known {
-                return crate::access::Who::new(&id, scopes, peer);
+            if let Some((id, about)) = known {
+                return crate::access::Who::new(&id, Some(about), peer);
             }
         }
-        crate::access::Who::new(&anonymous(peer), Vec::new(), peer)
+        crate::access::Who::new(&anonymous(peer), None, peer)
     }
 
     /// Who presents a credential a rail verifies without spending anything
-    /// ([`Rail::identify`]: an OAuth bearer token), with its scopes; `None`: no such caller.
-    async fn identified(
-        &self,
-        call: &Parsed,
-        facts: &CallFacts,
-    ) -> Option<(Identity, Vec<String>)> {
+    /// ([`Rail::identify`]: an OAuth bearer token), with what its credential says of it
+    /// (scopes, claims, caveats); `None`: no such caller.
+    async fn identified(&self, call: &Parsed, facts: &CallFacts) -> Option<(Identity, Arc<About>)> {
         let Parsed { parts, bytes, msg } = call;
         let edge = EdgeRequest {
             method: parts.method.as_str(),
@@ -1149,8 +1145,8 @@ impl Gate {
         let collected = credentials::collect(self.rails.edge(), &edge, msg);
         for cred in &collected.creds {
             if let Some(rail) = self.rail(cred.rail()) {
-                if let Some(found) = rail.identify(facts, cred).await {
-                    return Some(found);
+                if let Some((id, about)) = rail.identify(facts, cred).await {
+                    return Some((id, Arc::new(about)));
                 }
             }
         }
@@ -1162,15 +1158,15 @@ impl Gate {
     /// rule in shadow mode that would have picked another is logged and counted.
     fn pick_class(
         &self,
-        caller: Option<&(Identity, Vec<String>)>,
+        caller: Option<&(Identity, Arc<About>)>,
         peer: Option<IpAddr>,
         method: &str,
         tool: Option<&str>,
         msg: &turnpike_mcp::Message,
     ) -> Option<&GateClass> {
         let who = match caller {
-            Some((id, scopes)) => crate::access::Who::new(id, scopes.clone(), peer),
-            None => crate::access::Who::new(&anonymous(peer), Vec::new(), peer),
+            Some((id, about)) => crate::access::Who::new(id, Some(about.clone()), peer),
+            None => crate::access::Who::new(&anonymous(peer), None, peer),
         };
         let arguments = if self.access.reads_arguments() {
             msg.params().and_then(|p| p.get("arguments"))
@@ -1805,7 +1801,7 @@ struct Priced<'g> {
     class: Option<&'g GateClass>,
     /// Who the caller is by a credential verified without spending anything, when asked
     /// before the price (with class rules): `Some(None)` for nobody.
-    identified: Option<Option<(Identity, Vec<String>)>>,
+    identified: Option<Option<(Identity, Arc<About>)>>,
     /// The classified call, when classified before the price.
     facts: Option<CallFacts>,
 }
@@ -1848,8 +1844,6 @@ struct Decided<'g> {
     result_meta: OnSuccess,
     /// The signed `Turnpike-Identity` for the upstream.
     identity_header: Option<String>,
-    /// The scopes the granting rail vouches for (an OAuth token's).
-    scopes: Vec<String>,
     /// A `tools/list` request's caller, by whom the answer is filtered (with an access policy).
     lister: Option<crate::access::Who>,
     /// The `Authorization` value the upstream gets, from the granting rail.

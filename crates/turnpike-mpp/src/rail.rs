@@ -349,6 +349,7 @@ impl MppRail {
                     "{RECEIPT_PREFIX}{}",
                     hex::encode(checked.payment_hash)
                 )),
+                about: None,
             }),
             Ok(false) => stale("this payment has already been used"),
             Err(e) => {

@@ -612,6 +612,7 @@ impl X402Rail {
                         rail: RAIL,
                         identity: call.caller.clone(),
                         receipt: Some(format!("{RECEIPT_PREFIX}{tx}")),
+                        about: None,
                     }),
                     Some(response),
                 )
