@@ -938,13 +938,18 @@ impl Gate {
         {
             mode = ChallengeMode::Http;
         }
-        // The header was checked in step 3; a result's shape follows the era.
+        // The header was checked in step 3; a result's shape follows the era, and a rail's own
+        // result may follow the extensions the client advertised.
         let era = turnpike_mcp::era(&parts.headers).unwrap_or(turnpike_mcp::Era::Session);
+        let extensions = turnpike_mcp::messages::RequestMeta::of(msg.value())
+            .map(|m| m.client_extensions())
+            .unwrap_or_default();
         Box::new(respond::challenge(
             mode,
             era,
             &log.method,
             msg.id(),
+            &extensions,
             refused,
             self.rails.edge(),
         ))
