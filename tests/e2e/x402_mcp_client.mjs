@@ -11,9 +11,11 @@
 // the PaymentPayload in params._meta["x402/payment"]; then presents the same payment once more.
 // Prints one JSON object: {challenge, fromText, payment, paid, replay}.
 //
-// No x402 MCP client can run here: @x402/mcp is not in the npm registry this project reaches,
-// mppx's x402 MCP part is a server wrapper over it, and `x402-mcp` is not under an open licence.
-// So the binding's client side is these few lines over the SDK's callTool, with `_meta` by hand.
+// The x402 project's TypeScript MCP client, @x402/mcp, is not in the npm registry this project
+// reaches (mppx's x402 MCP part is a server wrapper over it, and `x402-mcp` is not under an open
+// licence), so on the TypeScript side the binding's client is these few lines over the SDK's
+// callTool, with `_meta` by hand. The project's Python MCP client runs unmodified in
+// x402_mcp_py_client.py.
 import path from "node:path";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";

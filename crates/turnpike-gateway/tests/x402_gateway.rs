@@ -1,9 +1,10 @@
 //! The x402 rail (`exact` on an EVM chain, EIP-3009) through the real gateway, on a real local
 //! chain: anvil (npm `@foundry-rs/anvil-linux-amd64`) started by each test, and an EIP-3009
 //! token (tests/e2e/x402_TestUSD.sol) compiled with npm `solc` and deployed there
-//! (tests/e2e/x402_peer.mjs). Payments are made by the x402 project's own client (`@x402/fetch`
-//! and `@x402/evm`), unmodified; the gateway settles with its own key. The attacks must fail,
-//! each without the upstream running.
+//! (tests/e2e/x402_peer.mjs). Payments are made by the x402 project's own clients (`@x402/fetch`
+//! and `@x402/evm` over HTTP; the PyPI `x402` package's MCP client over the MCP transport),
+//! unmodified, and by the MCP TypeScript SDK's client with `@x402/core` signing; the gateway
+//! settles with its own key. The attacks must fail, each without the upstream running.
 
 // Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
 // functions; the helpers around them are test code too).
@@ -710,6 +711,69 @@ async fn mcp_sdk_client_pays_over_the_mcp_transport() {
     assert_eq!(env.calls(), 1);
     assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
     assert_eq!(env.chain.balance(&payer.address).await, 1_000_000 - 10_000);
+}
+
+/// The Python interpreter with the x402 project's client (`x402[evm,mcp]` on the MCP Python SDK
+/// 1.x): `$TURNPIKE_X402_PYTHON` when set, else the repository's `.venv-x402`
+/// (scripts/setup-test-deps installs it there).
+fn x402_python() -> PathBuf {
+    match std::env::var_os("TURNPIKE_X402_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-x402/bin/python"),
+    }
+}
+
+/// The x402 project's own MCP client (PyPI `x402`: `x402.mcp.x402MCPSession` over the MCP Python
+/// SDK's session, unmodified; tests/e2e/x402_mcp_py_client.py) pays a tool: it finds the offer
+/// in the tool result, signs, retries with `_meta["x402/payment"]` and reads the settlement from
+/// `_meta["x402/payment-response"]`; asked again without paying, it gets a fresh offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_x402_python_mcp_client_pays() {
+    let payer = new_payer();
+    let env = setup_x402(&[&payer]).await;
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_mcp_py_client.py");
+    let python = x402_python();
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/setup-test-deps",
+        python.display()
+    );
+    let out = tokio::process::Command::new(python)
+        .arg(&script)
+        .args([
+            &format!("http://{}/mcp", env.gw),
+            &payer.key,
+            &env.chain.asset,
+            "dear",
+            &json!({"n": 11}).to_string(),
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "x402_mcp_py_client.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["paymentMade"], true, "{v}");
+    assert_eq!(v["isError"], false, "{v}");
+    assert_eq!(v["text"], "dear 11", "{v}");
+    let settled = &v["paymentResponse"];
+    assert_eq!(settled["success"], true, "{v}");
+    assert_eq!(settled["payer"], payer.address.as_str());
+    assert_eq!(settled["network"], "eip155:31337");
+    let tx = settled["transaction"].as_str().unwrap();
+    let receipt = env
+        .chain
+        .rpc("eth_getTransactionReceipt", json!([tx]))
+        .await;
+    assert_eq!(receipt["status"], "0x1");
+    assert_eq!(v["offerAgain"]["x402Version"], 2, "{v}");
+    assert_eq!(env.calls(), 1);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
 }
 
 /// The bounds on payments checked, from `[x402]`: past `checks_per_minute_per_caller` the
