@@ -287,6 +287,12 @@ pub trait RailPlugin: Send + Sync {
         None
     }
 
+    /// The MCP extensions this rail speaks (e.g. `org.x402/payment`), advertised in the
+    /// `capabilities.extensions` of `server/discover` answers. The default: none.
+    fn mcp_extensions(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Binds the rail to one request whose price offers it (`offer`), given the credentials
     /// presented and why the first of its own that did not parse failed; `None` when the
     /// request needs no view of its own (the rail itself verifies).

@@ -596,7 +596,8 @@ async fn payment_in_meta() {
 /// A 2026-07-28 call: a client that advertises the `org.x402/payment` extension in its
 /// capabilities gets `resultType: "payment_required"` with `paymentRequired`; one that does
 /// not gets the tool result, with `resultType: "complete"`; the advertising client pays with
-/// the same `_meta` key and gets the settlement in `result._meta`.
+/// the same `_meta` key and gets the settlement in `result._meta`; `server/discover` lists the
+/// extension in `capabilities.extensions`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payment_extension_of_2026_07_28() {
     let payer = new_payer();
@@ -656,6 +657,29 @@ async fn the_payment_extension_of_2026_07_28() {
     );
     assert_eq!(env.calls(), 1);
     assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
+
+    // The server says it speaks the extension, in server/discover's capabilities.
+    let discover = json!({"jsonrpc": "2.0", "id": 4, "method": "server/discover", "params": {
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {},
+                  "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"}}}});
+    let r = post(
+        env.gw,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "server/discover"),
+        ],
+        &discover,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        v["result"]["capabilities"]["extensions"]["org.x402/payment"],
+        json!({}),
+        "{v}"
+    );
+    assert!(v["result"]["capabilities"]["tools"].is_object(), "{v}");
 }
 
 /// The official MCP TypeScript SDK client, with the x402 project's client signing

@@ -1014,6 +1014,11 @@ impl RailPlugin for X402Rail {
         in_band_text(challenge)
     }
 
+    /// `org.x402/payment`, in `server/discover`'s `capabilities.extensions`.
+    fn mcp_extensions(&self) -> &'static [&'static str] {
+        &[wire::MCP_EXTENSION]
+    }
+
     /// x402's MCP transport: see [`in_band_result`].
     fn in_band_result(
         &self,
