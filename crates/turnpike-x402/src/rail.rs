@@ -30,7 +30,15 @@
 //! fails has still been paid for. A settlement that fails is counted
 //! (`turnpike_x402_settlements_total{outcome}`) and logged, never silent; when nothing can have
 //! moved (the transfer reverted or was never sent) the nonce is released from the spent set, so
-//! the payer may present the same authorization again.
+//! the payer may present the same authorization again. Every settlement attempted is a line of
+//! the spend log ([`crate::spend`]), whose newest lines the meter gives the admin summary.
+//!
+//! Payments checked are bounded before anything is recovered or asked ([`X402Config`]
+//! `checks_per_minute_per_caller`, `checks_per_minute`): past a caller's own bound the call is
+//! answered 429, past all callers' 503, each with `Retry-After` (the bound rail's own answer).
+//! In band, the offer is x402's MCP transport ([`in_band_result`]): a tool result whose
+//! `structuredContent` is the `PaymentRequired`, or the `org.x402/payment` extension's
+//! `payment_required` result for a 2026-07-28 client that advertises it.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -753,7 +761,7 @@ impl X402Rail {
             }
             Err(SettleError::Refused(why)) => {
                 self.meter.refused.fetch_add(1, Relaxed);
-                tracing::warn!(reason = %why, payer = %payer, "x402: settlement refused; the call is not forwarded");
+                tracing::warn!(reason = %why, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settlement refused; the call is not forwarded");
                 self.release_nonce(checked.spent_key).await;
                 (
                     stale(&format!("the payment could not be settled: {why}")),
@@ -762,13 +770,13 @@ impl X402Rail {
             }
             Err(SettleError::Down(why)) => {
                 self.meter.failed.fetch_add(1, Relaxed);
-                tracing::warn!(reason = %why, payer = %payer, "x402: settlement failed; the call is not forwarded");
+                tracing::warn!(reason = %why, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settlement failed; the call is not forwarded");
                 self.release_nonce(checked.spent_key).await;
                 (unavailable("the payment cannot be settled right now"), None)
             }
             Err(SettleError::Unknown(why)) => {
                 self.meter.failed.fetch_add(1, Relaxed);
-                tracing::error!(reason = %why, payer = %payer, "x402: settlement outcome unknown; the authorization stays spent and the call is not forwarded");
+                tracing::error!(reason = %why, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settlement outcome unknown; the authorization stays spent and the call is not forwarded");
                 (
                     unavailable("the payment's settlement could not be confirmed"),
                     None,
