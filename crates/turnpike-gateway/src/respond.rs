@@ -189,14 +189,15 @@ pub fn challenge(
     r
 }
 
-/// The standard in-band forms of the rails among `challenges` that have one
-/// ([`RailPlugin::in_band_form`]), each with its own challenges and refusals.
-fn in_band_forms(
+/// For each rail among `challenges` (once, in the order they first appear): what `answer`
+/// makes of its own challenges and refusals, where it makes something.
+fn per_rail<T>(
     rails: &[Arc<dyn RailPlugin>],
     challenges: &[Challenge],
     refusals: &[Refusal],
-) -> Vec<(RailId, InBandForm)> {
-    let mut out: Vec<(RailId, InBandForm)> = Vec::new();
+    answer: impl Fn(&dyn RailPlugin, &[&Challenge], &[&Refusal]) -> Option<T>,
+) -> Vec<(RailId, T)> {
+    let mut out: Vec<(RailId, T)> = Vec::new();
     for c in challenges {
         if out.iter().any(|(r, _)| *r == c.rail) {
             continue;
@@ -206,11 +207,23 @@ fn in_band_forms(
         };
         let own: Vec<&Challenge> = challenges.iter().filter(|x| x.rail == c.rail).collect();
         let why: Vec<&Refusal> = refusals.iter().filter(|x| x.rail == c.rail).collect();
-        if let Some(f) = rail.in_band_form(&own, &why) {
-            out.push((c.rail, f));
+        if let Some(t) = answer(rail.as_ref(), &own, &why) {
+            out.push((c.rail, t));
         }
     }
     out
+}
+
+/// The standard in-band forms of the rails among `challenges` that have one
+/// ([`RailPlugin::in_band_form`]), each with its own challenges and refusals.
+fn in_band_forms(
+    rails: &[Arc<dyn RailPlugin>],
+    challenges: &[Challenge],
+    refusals: &[Refusal],
+) -> Vec<(RailId, InBandForm)> {
+    per_rail(rails, challenges, refusals, |rail, own, why| {
+        rail.in_band_form(own, why)
+    })
 }
 
 /// The rails among `challenges` that answer them as a result of their own
@@ -221,21 +234,9 @@ fn in_band_results(
     challenges: &[Challenge],
     refusals: &[Refusal],
 ) -> Vec<(RailId, InBandResult)> {
-    let mut out: Vec<(RailId, InBandResult)> = Vec::new();
-    for c in challenges {
-        if out.iter().any(|(r, _)| *r == c.rail) {
-            continue;
-        }
-        let Some(rail) = rails.iter().find(|r| r.id() == c.rail) else {
-            continue;
-        };
-        let own: Vec<&Challenge> = challenges.iter().filter(|x| x.rail == c.rail).collect();
-        let why: Vec<&Refusal> = refusals.iter().filter(|x| x.rail == c.rail).collect();
-        if let Some(r) = rail.in_band_result(call, &own, &why) {
-            out.push((c.rail, r));
-        }
-    }
-    out
+    per_rail(rails, challenges, refusals, |rail, own, why| {
+        rail.in_band_result(call, own, why)
+    })
 }
 
 /// Where `rail`'s challenge goes among the others (a rail the gateway does not run at the
