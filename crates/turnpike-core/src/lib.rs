@@ -39,8 +39,8 @@ pub use decision::{decide, Decision};
 pub use identity::Identity;
 pub use meter::RailMeter;
 pub use plugin::{
-    BoundRail, CredentialReader, EdgeRequest, HeaderLines, InBandForm, PassNotes, RailAnswer,
-    RailDocument, RailPlugin, UpstreamAuthorization,
+    BoundRail, CredentialReader, EdgeRequest, HeaderLines, InBandCall, InBandForm, InBandResult,
+    PassNotes, RailAnswer, RailDocument, RailPlugin, UpstreamAuthorization,
 };
 pub use policy::{Offer, Policy, Price};
 pub use rail::{About, BoxFuture, Challenge, Grant, Rail, RailId, Refusal, Verdict};

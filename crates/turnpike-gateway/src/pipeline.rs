@@ -113,8 +113,11 @@
 //!    `tools/list` responses are filtered to the tools the caller may call, with the
 //!    upstream's annotations remembered for step 6 ([`crate::access`]), and annotated with
 //!    each tool's price ([`crate::annotate`]; with class rules, the price of the class a
-//!    `tools/call` of it, with no arguments, would be in); `resources/list` and `prompts/list` are
-//!    filtered likewise (each item judged as its `resources/read` or `prompts/get`); an
+//!    `tools/call` of it, with no arguments, would be in); `resources/list` and
+//!    `prompts/list` are filtered likewise (each item judged as its `resources/read` or
+//!    `prompts/get`); `server/discover` answers gain the MCP extensions the rails speak in
+//!    `capabilities.extensions` ([`turnpike_core::RailPlugin::mcp_extensions`]: x402's
+//!    `org.x402/payment`); an
 //!    admitted call carries `RateLimit-Policy` / `RateLimit` and holds its in-flight slot until
 //!    the response body has ended.
 //!
@@ -990,13 +993,18 @@ impl Gate {
         {
             mode = ChallengeMode::Http;
         }
-        // The header was checked in step 3; a result's shape follows the era.
+        // The header was checked in step 3; a result's shape follows the era, and a rail's own
+        // result may follow the extensions the client advertised.
         let era = turnpike_mcp::era(&parts.headers).unwrap_or(turnpike_mcp::Era::Session);
+        let extensions = turnpike_mcp::messages::RequestMeta::of(msg.value())
+            .map(|m| m.client_extensions())
+            .unwrap_or_default();
         Box::new(respond::challenge(
             mode,
             era,
             &log.method,
             msg.id(),
+            &extensions,
             refused,
             self.rails.edge(),
         ))
@@ -1301,6 +1309,16 @@ impl Gate {
         let list_id = (list_kind.is_some() && msg.kind() == MessageKind::Request)
             .then(|| msg.id().cloned())
             .flatten();
+        // A server/discover answer to advertise the rails' MCP extensions in.
+        let discover_id = (log.method == "server/discover"
+            && msg.kind() == MessageKind::Request
+            && self
+                .rails
+                .edge()
+                .iter()
+                .any(|r| !r.mcp_extensions().is_empty()))
+        .then(|| msg.id().cloned())
+        .flatten();
         // Strip credentials; re-serialise only when the body changed.
         self.strip_credentials(&mut parts.headers);
         if let Some(v) = identity_header.and_then(|v| HeaderValue::from_str(&v).ok()) {
@@ -1411,6 +1429,7 @@ impl Gate {
             settle_with,
             request_id,
             list_id,
+            discover_id,
             list_kind,
             lister,
             remember_round,
@@ -1428,6 +1447,7 @@ impl Gate {
             settle_with,
             request_id,
             list_id,
+            discover_id,
             list_kind,
             lister,
             remember_round,
@@ -1495,6 +1515,20 @@ impl Gate {
             }
             _ => resp,
         };
+        // The rails' MCP extensions in server/discover's capabilities (x402's payment
+        // extension).
+        if let (Some(id), true) = (discover_id, resp.status().is_success()) {
+            let names: Vec<&'static str> = self
+                .rails
+                .edge()
+                .iter()
+                .flat_map(|r| r.mcp_extensions().iter().copied())
+                .collect();
+            resp = crate::annotate::tools_list_edit(resp, id, move |v| {
+                turnpike_mcp::advertise_extensions(v, &names)
+            })
+            .await;
+        }
         // The remaining quota on the response; the in-flight slot lives as long as its body.
         if let Some(a) = admitted {
             crate::limits::add_headers(&mut resp, &a.headers());
@@ -1866,6 +1900,8 @@ struct Forwarded {
     settle_with: Option<Settlement>,
     request_id: Option<Value>,
     list_id: Option<Value>,
+    /// The id of a `server/discover` whose answer gains the rails' MCP extensions.
+    discover_id: Option<Value>,
     /// The list `list_id` asked for (`tools/list`, `resources/list`, `prompts/list`).
     list_kind: Option<crate::access::ListKind>,
     /// Whom a list answer is filtered for (with an access policy).

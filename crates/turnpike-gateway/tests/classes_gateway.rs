@@ -18,9 +18,7 @@ use std::sync::Arc;
 use oidc::Provider;
 use serde_json::{json, Value};
 use support::*;
-use tokio::sync::oneshot;
 use turnpike_gateway::reload::LiveGate;
-use turnpike_gateway::ServeOptions;
 
 /// The default bucket (per identity and tool) and the partner class's.
 const DEFAULT_BURST: usize = 3;
@@ -98,22 +96,7 @@ async fn start() -> Running {
     // The provider issues tokens for the gateway's own URL.
     let provider = Provider::start(&url).await;
     let cfg = turnpike_gateway::parse(&config(up, &provider.issuer), "classes.toml").unwrap();
-    let (tx, rx) = oneshot::channel();
-    let tx = parking_lot::Mutex::new(Some(tx));
-    let opts = ServeOptions {
-        on_ready: Some(Arc::new(move |live: &Arc<LiveGate>, _| {
-            if let Some(tx) = tx.lock().take() {
-                let _ = tx.send(live.clone());
-            }
-        })),
-        ..ServeOptions::default()
-    };
-    tokio::spawn(async move {
-        turnpike_gateway::serve_listener_with(listener, cfg, std::future::pending(), opts)
-            .await
-            .unwrap();
-    });
-    let live = rx.await.unwrap();
+    let (live, _) = support::serve_ready(listener, cfg).await;
     Running {
         gw,
         url,

@@ -16,9 +16,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
 use support::{call, post, send, solve};
-use tokio::sync::oneshot;
 use turnpike_gateway::reload::{LiveGate, ReloadError};
-use turnpike_gateway::ServeOptions;
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
@@ -44,22 +42,7 @@ async fn start(default_pow: u64) -> Running {
     let cfg = turnpike_gateway::parse(&config(upstream, default_pow), "t.toml").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel();
-    let tx = parking_lot::Mutex::new(Some(tx));
-    let opts = ServeOptions {
-        on_ready: Some(Arc::new(move |live: &Arc<LiveGate>, admin| {
-            if let Some(tx) = tx.lock().take() {
-                let _ = tx.send((live.clone(), admin));
-            }
-        })),
-        ..ServeOptions::default()
-    };
-    tokio::spawn(async move {
-        turnpike_gateway::serve_listener_with(listener, cfg, std::future::pending(), opts)
-            .await
-            .unwrap();
-    });
-    let (live, admin) = rx.await.unwrap();
+    let (live, admin) = support::serve_ready(listener, cfg).await;
     Running {
         gw,
         admin: admin.unwrap(),

@@ -99,22 +99,8 @@ async fn setup_with(extra: &str, exchange: Option<&dyn Fn(&str) -> Value>) -> En
     let provider = Provider::start_with(&url, exchange.map(|f| f(&url)).as_ref()).await;
     let cfg =
         turnpike_gateway::parse(&oauth_config(up, &provider.issuer, extra), "oauth.toml").unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let tx = parking_lot::Mutex::new(Some(tx));
-    let opts = turnpike_gateway::ServeOptions {
-        on_ready: Some(std::sync::Arc::new(move |_: &_, admin| {
-            if let Some(tx) = tx.lock().take() {
-                let _ = tx.send(admin);
-            }
-        })),
-        ..turnpike_gateway::ServeOptions::default()
-    };
-    tokio::spawn(async move {
-        turnpike_gateway::serve_listener_with(listener, cfg, std::future::pending(), opts)
-            .await
-            .unwrap();
-    });
-    let admin = rx.await.unwrap().unwrap();
+    let (_, admin) = support::serve_ready(listener, cfg).await;
+    let admin = admin.unwrap();
     Env {
         gw,
         url,

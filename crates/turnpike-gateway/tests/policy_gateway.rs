@@ -18,9 +18,7 @@ use std::sync::Arc;
 use oidc::Provider;
 use serde_json::{json, Value};
 use support::*;
-use tokio::sync::oneshot;
 use turnpike_gateway::reload::LiveGate;
-use turnpike_gateway::ServeOptions;
 
 /// `echo` free (read-only), `slow` free, `dear` and every other tool a puzzle; OAuth on when
 /// `issuer` is given; the limits off; `rules` appended.
@@ -79,22 +77,7 @@ where
     let url = format!("http://{gw}/mcp");
     let text = cfg(up, url.clone()).await;
     let cfg = turnpike_gateway::parse(&text, "policy.toml").unwrap();
-    let (tx, rx) = oneshot::channel();
-    let tx = parking_lot::Mutex::new(Some(tx));
-    let opts = ServeOptions {
-        on_ready: Some(Arc::new(move |live: &Arc<LiveGate>, _| {
-            if let Some(tx) = tx.lock().take() {
-                let _ = tx.send(live.clone());
-            }
-        })),
-        ..ServeOptions::default()
-    };
-    tokio::spawn(async move {
-        turnpike_gateway::serve_listener_with(listener, cfg, std::future::pending(), opts)
-            .await
-            .unwrap();
-    });
-    let live = rx.await.unwrap();
+    let (live, _) = support::serve_ready(listener, cfg).await;
     Running { gw, url, live, log }
 }
 

@@ -30,22 +30,8 @@ async fn gateway_with_admin(shadow: bool) -> (std::net::SocketAddr, std::net::So
     let cfg = turnpike_gateway::parse(&text, "t.toml").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let tx = parking_lot::Mutex::new(Some(tx));
-    let opts = turnpike_gateway::ServeOptions {
-        on_ready: Some(std::sync::Arc::new(move |_: &_, admin| {
-            if let Some(tx) = tx.lock().take() {
-                let _ = tx.send(admin);
-            }
-        })),
-        ..turnpike_gateway::ServeOptions::default()
-    };
-    tokio::spawn(async move {
-        turnpike_gateway::serve_listener_with(listener, cfg, std::future::pending(), opts)
-            .await
-            .unwrap();
-    });
-    (gw, rx.await.unwrap().unwrap())
+    let (_, admin) = support::serve_ready(listener, cfg).await;
+    (gw, admin.unwrap())
 }
 
 /// The gateway's metrics text.

@@ -222,13 +222,19 @@ impl RailConf for X402Conf {
             "settled by the gateway's own key"
         };
         Some(format!(
-            "x402: exact on {}, asset {}, paid to {}, {settles}; offers valid {} s",
-            cfg.network, cfg.asset, cfg.pay_to, cfg.max_timeout_secs
+            "x402: exact on {}, asset {}, paid to {}, {settles}; offers valid {} s; payments checked at most {}/min per address (then 429), {}/min in all (then 503); spend log {}",
+            cfg.network,
+            cfg.asset,
+            cfg.pay_to,
+            cfg.max_timeout_secs,
+            cfg.checks_per_minute_per_caller,
+            cfg.checks_per_minute,
+            crate::spend::FILE
         ))
     }
 
     /// The rail from `[x402]`: its binding key from `data_dir/x402.key` (created 0600 when
-    /// missing), the node of `rpc_url`, the settler (the facilitator, or the key of
+    /// missing), its spend log `data_dir/x402-payments.jsonl`, the node of `rpc_url`, the settler (the facilitator, or the key of
     /// `settle_key_file`/`settle_key_env`), nonces single-use through the `x402` spent set.
     fn build(&self, build: &Build<'_>) -> Result<Built, BuildError> {
         let Some(cfg) = section(build.sections).cloned() else {
@@ -259,8 +265,11 @@ impl RailConf for X402Conf {
         let key = X402Rail::load_or_create_key(build.data_dir)
             .map_err(|e| x402_error(format!("binding key: {e}")))?;
         let spent = build.services.spent_set("x402")?;
+        let log = crate::spend::SpendLog::open(&build.data_dir.join(crate::spend::FILE))
+            .map_err(|e| x402_error(format!("spend log: {e}")))?;
         let rail = X402Rail::new(cfg, key, build.public_url.to_string(), spent, node, settler)
-            .map_err(x402_error)?;
+            .map_err(x402_error)?
+            .with_spend_log(log);
         if let Some(a) = rail.settler_address() {
             tracing::info!(settler = %evm::checksum(&a), "x402: settling with the gateway's own account");
         }

@@ -10,6 +10,7 @@
 //! - [`rail`]: [`X402Rail`], the [`turnpike_core::Rail`] and [`turnpike_core::RailPlugin`]:
 //!   offers bound to one call by an HMAC, payments checked offline, their nonces spent once,
 //!   settled before the call is forwarded;
+//! - [`spend`]: the spend log, every settlement attempted (`<data_dir>/x402-payments.jsonl`);
 //! - [`payer`]: the payer's side, a signed `PaymentPayload` for an offer;
 //! - [`conf`]: `[x402]` and the price key `x402 = { amount = "N" }`.
 //!
@@ -20,6 +21,7 @@ pub mod conf;
 pub mod evm;
 pub mod payer;
 pub mod rail;
+pub mod spend;
 pub mod wire;
 
 pub use rail::{X402Config, X402Credentials, X402Rail};

@@ -30,7 +30,15 @@
 //! fails has still been paid for. A settlement that fails is counted
 //! (`turnpike_x402_settlements_total{outcome}`) and logged, never silent; when nothing can have
 //! moved (the transfer reverted or was never sent) the nonce is released from the spent set, so
-//! the payer may present the same authorization again.
+//! the payer may present the same authorization again. Every settlement attempted is a line of
+//! the spend log ([`crate::spend`]), whose newest lines the meter gives the admin summary.
+//!
+//! Payments checked are bounded before anything is recovered or asked ([`X402Config`]
+//! `checks_per_minute_per_caller`, `checks_per_minute`): past a caller's own bound the call is
+//! answered 429, past all callers' 503, each with `Retry-After` (the bound rail's own answer).
+//! In band, the offer is x402's MCP transport ([`in_band_result`]): a tool result whose
+//! `structuredContent` is the `PaymentRequired`, or the `org.x402/payment` extension's
+//! `payment_required` result for a 2026-07-28 client that advertises it.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -48,19 +56,21 @@ use turnpike_core::meter::write_series;
 use turnpike_core::plugin::Parsed;
 use turnpike_core::{
     BoundRail, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
-    Identity, Offer, PassNotes, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
+    Identity, InBandCall, InBandResult, Offer, PassNotes, Rail, RailAnswer, RailId, RailMeter,
+    RailPlugin, Refusal, Verdict,
 };
 use turnpike_store::SpentSet;
 use zeroize::Zeroizing;
 
 use crate::chain::{ChainError, Facilitator, Node};
 use crate::evm::{self, Address, Authorization, Domain};
+use crate::spend::{PaymentRecord, SpendLog};
 use crate::wire::{
     self, PaymentPayload, PaymentRequired, PaymentRequirements, Resource, SettlementResponse,
     BINDING_KEY, META_PAYMENT, SCHEME, X402_VERSION,
 };
 use crate::RAIL;
-use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates};
+use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates, Over};
 
 /// The file under the data directory that holds the binding key (64 hex digits).
 pub const KEY_FILE: &str = "x402.key";
@@ -115,6 +125,31 @@ pub struct X402Config {
         deserialize_with = "turnpike_core::conf::positive_u64"
     )]
     pub settle_timeout_secs: u64,
+    /// Payments one caller address (IPv6 by its /64) may have checked per minute, a burst of
+    /// as many; past it: 429 with `Retry-After`.
+    #[serde(
+        default = "default_checks_per_caller",
+        deserialize_with = "turnpike_core::conf::positive_u64"
+    )]
+    pub checks_per_minute_per_caller: u64,
+    /// Payments all callers together may have checked per minute, in this process; past it:
+    /// 503 with `Retry-After`.
+    #[serde(
+        default = "default_checks",
+        deserialize_with = "turnpike_core::conf::positive_u64"
+    )]
+    pub checks_per_minute: u64,
+}
+
+impl X402Config {
+    /// The bounds on payments checked ([`CHECKS`] unless configured).
+    pub fn check_rates(&self) -> InvoiceRates {
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        InvoiceRates {
+            per_caller: clamp(self.checks_per_minute_per_caller),
+            global: clamp(self.checks_per_minute),
+        }
+    }
 }
 
 fn default_max_timeout() -> u64 {
@@ -125,6 +160,12 @@ fn default_rpc_timeout() -> u64 {
 }
 fn default_settle_timeout() -> u64 {
     60
+}
+fn default_checks_per_caller() -> u64 {
+    u64::from(CHECKS.per_caller)
+}
+fn default_checks() -> u64 {
+    u64::from(CHECKS.global)
 }
 
 /// The chain id of a CAIP-2 `eip155:<id>` network.
@@ -210,13 +251,64 @@ enum SettleError {
     Unknown(String),
 }
 
-/// Settlement counts, by outcome.
+/// What checking and settling one payment came to.
+struct Attempt {
+    verdict: Verdict,
+    /// The settlement, on a pass.
+    settled: Option<SettlementResponse>,
+    /// The bound on payments checked that held it back, and for how long.
+    held: Option<(Over, Duration)>,
+}
+
+impl Attempt {
+    fn refused(verdict: Verdict) -> Self {
+        Attempt {
+            verdict,
+            settled: None,
+            held: None,
+        }
+    }
+}
+
+/// Whole seconds to wait, at least one.
+fn retry_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// Settlement counts, by outcome, and the spend log.
 #[derive(Debug, Default)]
 pub struct X402Meter {
     settled: AtomicU64,
     refused: AtomicU64,
     failed: AtomicU64,
     offers: AtomicU64,
+    /// Every settlement attempted ([`crate::spend`]).
+    log: SpendLog,
+    /// The meter of a rail that is off (its series at zero, no summary).
+    off: bool,
+}
+
+impl X402Meter {
+    /// A meter writing settlements to `log`.
+    pub fn with_log(log: SpendLog) -> Self {
+        X402Meter {
+            log,
+            ..X402Meter::default()
+        }
+    }
+
+    /// The meter of a rail that is off: its series at zero, nothing in the admin summary.
+    pub fn off() -> Self {
+        X402Meter {
+            off: true,
+            ..X402Meter::default()
+        }
+    }
+
+    /// The spend log.
+    pub fn log(&self) -> &SpendLog {
+        &self.log
+    }
 }
 
 impl RailMeter for X402Meter {
@@ -253,6 +345,24 @@ impl RailMeter for X402Meter {
             ("x402_settle_failures", self.failed.load(Relaxed)),
         ]
     }
+
+    /// `x402`: offers made, settlements by outcome, and the newest settlements of the spend
+    /// log (newest first).
+    fn summary(&self) -> Option<(&'static str, Value)> {
+        if self.off {
+            return None;
+        }
+        Some((
+            RAIL.as_str(),
+            serde_json::json!({
+                "offers": self.offers.load(Relaxed),
+                "settled": self.settled.load(Relaxed),
+                "refused": self.refused.load(Relaxed),
+                "failed": self.failed.load(Relaxed),
+                "payments": self.log.recent(),
+            }),
+        ))
+    }
 }
 
 /// The rail. See the module docs.
@@ -272,8 +382,9 @@ pub struct X402Rail {
     checks: InvoiceLimiter,
 }
 
-/// Payments one caller address may have checked per minute (each costs a signer recovery and,
-/// when it is well formed, calls to the node), and all callers together.
+/// The default bounds on payments checked: one caller address may have 120 checked a minute
+/// (each costs a signer recovery and, when it is well formed, calls to the node), all callers
+/// together 3,000 (`[x402] checks_per_minute_per_caller`, `checks_per_minute`).
 pub const CHECKS: InvoiceRates = InvoiceRates {
     per_caller: 120,
     global: 3000,
@@ -314,6 +425,7 @@ impl X402Rail {
             verifying_contract: asset,
         }
         .separator();
+        let cfg_rates = cfg.check_rates();
         Ok(X402Rail {
             cfg,
             chain_id,
@@ -326,8 +438,15 @@ impl X402Rail {
             node,
             settler,
             meter: Arc::new(X402Meter::default()),
-            checks: InvoiceLimiter::new(CHECKS),
+            checks: InvoiceLimiter::new(cfg_rates),
         })
+    }
+
+    /// The rail writing every settlement it attempts to `log` ([`crate::spend`]; made before
+    /// any call).
+    pub fn with_spend_log(mut self, log: SpendLog) -> Self {
+        self.meter = Arc::new(X402Meter::with_log(log));
+        self
     }
 
     /// The binding key in `dir/x402.key` (64 hex digits), created with mode 0600 when missing.
@@ -512,34 +631,54 @@ impl X402Rail {
         }
     }
 
-    /// Checks, spends and settles one payment: the verdict, and the settlement on a pass.
+    /// Checks, spends and settles one payment: the verdict, the settlement on a pass, and
+    /// the bound that held it back, if one did.
     async fn check_and_settle(
         &self,
         call: &CallFacts,
         offer: &Offer,
         credential: &Credential,
-    ) -> (Verdict, Option<SettlementResponse>) {
+    ) -> Attempt {
         let Some(p) = credential.payload::<PaymentPayload>() else {
-            return (
-                Verdict::Invalid(Refusal::new(RAIL, "not an x402 payment")),
-                None,
-            );
+            return Attempt::refused(Verdict::Invalid(Refusal::new(RAIL, "not an x402 payment")));
         };
         // Bounded before the signer is recovered or the node asked: per caller address (IPv6 by
-        // its /64) and in all. Over either: 503 with when to come back; nothing checked.
+        // its /64) and in all. Over the caller's own bound: 429; over the whole's: 503; each
+        // with when to come back, nothing checked.
         let caller = call.peer.map_or_else(
             || "unknown".to_owned(),
             |ip| Identity::anonymous(ip).scope_key(),
         );
-        if let Err(wait) = self.checks.take(&caller) {
-            return (
-                unavailable(&format!(
-                    "too many x402 payments to check from this address or in all; retry in {} s",
-                    wait.as_secs().max(1)
+        if let Err((wait, over)) = self.checks.take_or_say(&caller) {
+            let whose = match over {
+                Over::Caller => "from this address",
+                Over::All => "from all callers",
+            };
+            return Attempt {
+                verdict: unavailable(&format!(
+                    "too many x402 payments to check {whose}; retry in {} s",
+                    retry_secs(wait)
                 )),
-                None,
-            );
+                settled: None,
+                held: Some((over, wait)),
+            };
         }
+        let (v, settled) = self.spend_and_settle(call, offer, p).await;
+        Attempt {
+            verdict: v,
+            settled,
+            held: None,
+        }
+    }
+
+    /// [`X402Rail::check_and_settle`] past the bounds: the offline checks, the nonce spent,
+    /// the chain asked, the payment settled and written to the spend log.
+    async fn spend_and_settle(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        p: &PaymentPayload,
+    ) -> (Verdict, Option<SettlementResponse>) {
         let checked = match self.check(call, offer, p) {
             Ok(c) => c,
             Err(v) => return (v, None),
@@ -596,10 +735,14 @@ impl X402Rail {
             }
         }
         let payer = evm::checksum(&auth.from);
-        match self.settle_payment(p).await {
+        let outcome = self.settle_payment(p).await;
+        self.meter
+            .log
+            .record(self.payment_record(call, p, &outcome));
+        match outcome {
             Ok(tx) => {
                 self.meter.settled.fetch_add(1, Relaxed);
-                tracing::info!(transaction = %tx, payer = %payer, value = %auth.value, "x402: settled");
+                tracing::info!(transaction = %tx, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settled");
                 let response = SettlementResponse {
                     success: true,
                     error_reason: None,
@@ -619,7 +762,7 @@ impl X402Rail {
             }
             Err(SettleError::Refused(why)) => {
                 self.meter.refused.fetch_add(1, Relaxed);
-                tracing::warn!(reason = %why, payer = %payer, "x402: settlement refused; the call is not forwarded");
+                tracing::warn!(reason = %why, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settlement refused; the call is not forwarded");
                 self.release_nonce(checked.spent_key).await;
                 (
                     stale(&format!("the payment could not be settled: {why}")),
@@ -628,18 +771,46 @@ impl X402Rail {
             }
             Err(SettleError::Down(why)) => {
                 self.meter.failed.fetch_add(1, Relaxed);
-                tracing::warn!(reason = %why, payer = %payer, "x402: settlement failed; the call is not forwarded");
+                tracing::warn!(reason = %why, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settlement failed; the call is not forwarded");
                 self.release_nonce(checked.spent_key).await;
                 (unavailable("the payment cannot be settled right now"), None)
             }
             Err(SettleError::Unknown(why)) => {
                 self.meter.failed.fetch_add(1, Relaxed);
-                tracing::error!(reason = %why, payer = %payer, "x402: settlement outcome unknown; the authorization stays spent and the call is not forwarded");
+                tracing::error!(reason = %why, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settlement outcome unknown; the authorization stays spent and the call is not forwarded");
                 (
                     unavailable("the payment's settlement could not be confirmed"),
                     None,
                 )
             }
+        }
+    }
+
+    /// The spend log's line for a settlement of `p` for `call` that came to `outcome`.
+    fn payment_record(
+        &self,
+        call: &CallFacts,
+        p: &PaymentPayload,
+        outcome: &Result<String, SettleError>,
+    ) -> PaymentRecord {
+        let (outcome, transaction, reason) = match outcome {
+            Ok(tx) => ("settled", Some(tx.clone()), None),
+            Err(SettleError::Refused(why)) => ("refused", None, Some(why.clone())),
+            Err(SettleError::Down(why)) => ("failed", None, Some(why.clone())),
+            Err(SettleError::Unknown(why)) => ("unknown", None, Some(why.clone())),
+        };
+        PaymentRecord {
+            at: turnpike_core::unix_now(),
+            outcome,
+            transaction,
+            payer: evm::checksum(&p.authorization.from),
+            amount: p.authorization.value.to_string(),
+            asset: evm::checksum(&self.asset),
+            network: self.cfg.network.clone(),
+            pay_to: evm::checksum(&self.pay_to),
+            tool: call.name.clone(),
+            method: call.method.clone(),
+            reason,
         }
     }
 
@@ -793,7 +964,7 @@ impl Rail for X402Rail {
         offer: &'a Offer,
         credential: &'a Credential,
     ) -> BoxFuture<'a, Verdict> {
-        Box::pin(async move { self.check_and_settle(call, offer, credential).await.0 })
+        Box::pin(async move { self.check_and_settle(call, offer, credential).await.verdict })
     }
 
     /// Settled before forwarding: nothing to release (the money has moved).
@@ -852,6 +1023,21 @@ impl RailPlugin for X402Rail {
         in_band_text(challenge)
     }
 
+    /// `org.x402/payment`, in `server/discover`'s `capabilities.extensions`.
+    fn mcp_extensions(&self) -> &'static [&'static str] {
+        &[wire::MCP_EXTENSION]
+    }
+
+    /// x402's MCP transport: see [`in_band_result`].
+    fn in_band_result(
+        &self,
+        call: &InBandCall<'_>,
+        challenges: &[&Challenge],
+        refusals: &[&Refusal],
+    ) -> Option<InBandResult> {
+        in_band_result(call, challenges, refusals)
+    }
+
     fn bind(
         self: Arc<Self>,
         _req: &EdgeRequest<'_>,
@@ -865,6 +1051,7 @@ impl RailPlugin for X402Rail {
         Some(Box::new(Bound(Arc::new(PaidView {
             rail: self,
             settled: Mutex::new(None),
+            held: Mutex::new(None),
         }))))
     }
 
@@ -901,10 +1088,64 @@ pub fn in_band_text(challenge: &Challenge) -> String {
     )
 }
 
-/// The rail seen by one request: verifies in its place and keeps the settlement.
+/// The `error` of an in-band `PaymentRequired`: why the payment presented was refused, else
+/// where the payment goes.
+fn in_band_error(refusals: &[&Refusal]) -> String {
+    if refusals.is_empty() {
+        return format!("params._meta[\"{META_PAYMENT}\"] is required");
+    }
+    refusals
+        .iter()
+        .map(|r| r.reason.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The offer in band, as x402's MCP transport says: for a 2026-07-28 request whose client
+/// advertised the `org.x402/payment` extension, a `tools/call`, `resources/read` or
+/// `prompts/get` is answered `{"resultType": "payment_required", "paymentRequired":
+/// <PaymentRequired>}`; otherwise a `tools/call` is answered a tool result with `isError: true`,
+/// the `PaymentRequired` as `structuredContent` and its JSON text as `content[0].text`. Its
+/// `error` is why a payment presented was refused, else that `_meta["x402/payment"]` is
+/// required. Beside other rails' challenges, the `PaymentRequired`'s members go into the
+/// shared result's `structuredContent`, where x402 clients look first.
+pub fn in_band_result(
+    call: &InBandCall<'_>,
+    challenges: &[&Challenge],
+    refusals: &[&Refusal],
+) -> Option<InBandResult> {
+    let mut pr = payment_required_of(challenges.first()?);
+    pr.as_object_mut()?
+        .insert("error".into(), Value::from(in_band_error(refusals)));
+    let structured: Vec<(String, Value)> = pr
+        .as_object()?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let result =
+        if call.advertises(wire::MCP_EXTENSION) && wire::EXTENSION_METHODS.contains(&call.method) {
+            serde_json::json!({
+                "resultType": wire::RESULT_PAYMENT_REQUIRED,
+                "paymentRequired": pr,
+            })
+        } else if call.method == "tools/call" {
+            serde_json::json!({
+                "isError": true,
+                "structuredContent": pr,
+                "content": [{"type": "text", "text": pr.to_string()}],
+            })
+        } else {
+            return None;
+        };
+    Some(InBandResult { result, structured })
+}
+
+/// The rail seen by one request: verifies in its place and keeps the settlement, or the bound
+/// that held the payment back.
 struct PaidView {
     rail: Arc<X402Rail>,
     settled: Mutex<Option<SettlementResponse>>,
+    held: Mutex<Option<(Over, Duration)>>,
 }
 
 impl Rail for PaidView {
@@ -927,11 +1168,14 @@ impl Rail for PaidView {
         credential: &'a Credential,
     ) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            let (v, settled) = self.rail.check_and_settle(call, offer, credential).await;
-            if settled.is_some() {
-                *self.settled.lock() = settled;
+            let a = self.rail.check_and_settle(call, offer, credential).await;
+            if a.settled.is_some() {
+                *self.settled.lock() = a.settled;
             }
-            v
+            if a.held.is_some() {
+                *self.held.lock() = a.held;
+            }
+            a.verdict
         })
     }
 
@@ -963,6 +1207,30 @@ impl BoundRail for Bound {
         }
         notes
     }
+
+    /// A payment held back by a bound on payments checked: past the caller's own, 429 (its
+    /// own rate); past the whole's, 503; each with `Retry-After`.
+    fn answer(&self, _offer: &Offer) -> Option<RailAnswer> {
+        let (over, wait) = (*self.0.held.lock())?;
+        let secs = retry_secs(wait);
+        let (status, message) = match over {
+            Over::Caller => (
+                429,
+                "too many x402 payments to check from this address: retry after Retry-After",
+            ),
+            Over::All => (
+                503,
+                "too many x402 payments to check right now: retry after Retry-After",
+            ),
+        };
+        Some(RailAnswer {
+            status,
+            message: message.into(),
+            www_authenticate: Vec::new(),
+            headers: vec![("retry-after", secs.to_string())],
+            data: vec![("retry_after", Value::from(secs))],
+        })
+    }
 }
 
 /// How x402 payments are read: the `PAYMENT-SIGNATURE` header and
@@ -985,7 +1253,7 @@ impl RailPlugin for X402Credentials {
 
     /// The rail's series at zero where it is off.
     fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
-        Some(Arc::new(X402Meter::default()))
+        Some(Arc::new(X402Meter::off()))
     }
 
     fn malformed_is_stale(&self) -> bool {
@@ -1053,6 +1321,8 @@ mod tests {
             settle_key_env: Some("UNUSED".into()),
             rpc_timeout_ms: 1000,
             settle_timeout_secs: 10,
+            checks_per_minute_per_caller: 120,
+            checks_per_minute: 3000,
         }
     }
 
@@ -1106,19 +1376,153 @@ mod tests {
         let cheap = crate::offer(9_999);
         c.peer = Some("127.0.0.7".parse().unwrap());
         for _ in 0..CHECKS.per_caller {
-            let (v, _) = r.check_and_settle(&c, &cheap, &p).await;
-            assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
+            let a = r.check_and_settle(&c, &cheap, &p).await;
+            assert!(matches!(a.verdict, Verdict::Stale(_)), "{:?}", a.verdict);
+            assert!(a.held.is_none());
         }
-        let (v, _) = r.check_and_settle(&c, &cheap, &p).await;
-        match v {
+        let a = r.check_and_settle(&c, &cheap, &p).await;
+        match a.verdict {
             Verdict::Unavailable(r) => {
-                assert!(r.reason.contains("too many x402 payments"), "{r:?}")
+                assert!(r.reason.contains("from this address"), "{r:?}")
             }
             other => panic!("{other:?}"),
         }
+        let (over, wait) = a.held.unwrap();
+        assert_eq!(over, Over::Caller);
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
         c.peer = Some("127.0.0.8".parse().unwrap());
-        let (v, _) = r.check_and_settle(&c, &cheap, &p).await;
-        assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
+        let a = r.check_and_settle(&c, &cheap, &p).await;
+        assert!(matches!(a.verdict, Verdict::Stale(_)), "{:?}", a.verdict);
+    }
+
+    /// The configured bounds: past the caller's own (`checks_per_minute_per_caller`) the bound
+    /// answer is 429, past the whole's (`checks_per_minute`) 503, each with `Retry-After`.
+    #[tokio::test]
+    async fn configured_bounds_answer_429_for_a_caller_and_503_for_all() {
+        let mut cfg = config();
+        cfg.checks_per_minute_per_caller = 2;
+        cfg.checks_per_minute = 3;
+        let r = Arc::new(
+            X402Rail::new(
+                cfg,
+                [0x42; 32],
+                "https://mcp.example.com/mcp".into(),
+                Arc::new(MemorySpentSet::new()),
+                Node::new("http://127.0.0.1:9", Duration::from_secs(1)).unwrap(),
+                Settler::own(SigningKey::from_slice(&[3; 32]).unwrap()),
+            )
+            .unwrap(),
+        );
+        let now = 1_800_000_000;
+        let mut c = call("echo", 1, now);
+        let req = r.requirements(&c, 10_000);
+        let p = Credential::new(RAIL, payment(&req, now + 60));
+        let cheap = crate::offer(9_999);
+        let req_edge = |peer: &str| {
+            let mut c = call("echo", 1, now);
+            c.peer = Some(peer.parse().unwrap());
+            c
+        };
+        let answer = |c: &CallFacts| {
+            let r = r.clone();
+            let p = p.clone();
+            let cheap = cheap.clone();
+            let c = c.clone();
+            async move {
+                let view = PaidView {
+                    rail: r,
+                    settled: Mutex::new(None),
+                    held: Mutex::new(None),
+                };
+                let _ = view.verify(&c, &cheap, &p).await;
+                Bound(Arc::new(view)).answer(&cheap)
+            }
+        };
+        c.peer = Some("10.0.0.1".parse().unwrap());
+        assert!(answer(&c).await.is_none());
+        assert!(answer(&c).await.is_none());
+        let a = answer(&c).await.unwrap();
+        assert_eq!(a.status, 429);
+        assert_eq!(a.headers, [("retry-after", "30".to_string())]);
+        assert_eq!(a.data, [("retry_after", Value::from(30u64))]);
+        assert!(answer(&req_edge("10.0.0.2")).await.is_none());
+        let a = answer(&req_edge("10.0.0.3")).await.unwrap();
+        assert_eq!(a.status, 503);
+        let secs: u64 = a.headers[0].1.parse().unwrap();
+        assert!((1..=20).contains(&secs), "{secs}");
+    }
+
+    /// The MCP transport's forms: the tool result (`isError`, the `PaymentRequired` as
+    /// `structuredContent` and as the JSON text of `content[0]`), the `payment_required` result
+    /// of the `org.x402/payment` extension (2026-07-28, advertised), and the members given to a
+    /// shared result; nothing for a method the transport does not cover.
+    #[tokio::test]
+    async fn the_mcp_transport_forms() {
+        let r = rail([0x42; 32]);
+        let c = call("dear", 1, 1_800_000_000);
+        let ch = r.challenge(&c, &crate::offer(10_000)).await.unwrap();
+        let none: [String; 0] = [];
+        let tools = InBandCall {
+            method: "tools/call",
+            modern: false,
+            extensions: &none,
+        };
+        let out = in_band_result(&tools, &[&ch], &[]).unwrap();
+        let pr = &out.result["structuredContent"];
+        assert_eq!(out.result["isError"], true);
+        assert_eq!(pr["x402Version"], 2);
+        assert_eq!(pr["error"], "params._meta[\"x402/payment\"] is required");
+        assert_eq!(pr["accepts"], ch.details["accepts"]);
+        assert!(pr.get("rail").is_none());
+        let text = out.result["content"][0]["text"].as_str().unwrap();
+        assert_eq!(serde_json::from_str::<Value>(text).unwrap(), *pr);
+        assert_eq!(out.result["content"][0]["type"], "text");
+        assert!(out.result.get("resultType").is_none());
+        let keys: Vec<&str> = out.structured.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["accepts", "error", "resource", "x402Version"]);
+        // A refusal is the error.
+        let why = Refusal::new(RAIL, "this authorization has already been used");
+        let out = in_band_result(&tools, &[&ch], &[&why]).unwrap();
+        assert_eq!(
+            out.result["structuredContent"]["error"],
+            "this authorization has already been used"
+        );
+        // The extension, advertised on 2026-07-28: payment_required, for the three methods.
+        let ext = [wire::MCP_EXTENSION.to_string()];
+        for method in wire::EXTENSION_METHODS {
+            let call = InBandCall {
+                method,
+                modern: true,
+                extensions: &ext,
+            };
+            let out = in_band_result(&call, &[&ch], &[]).unwrap();
+            assert_eq!(out.result["resultType"], "payment_required");
+            assert_eq!(
+                out.result["paymentRequired"]["accepts"],
+                ch.details["accepts"]
+            );
+            assert!(out.result.get("isError").is_none());
+        }
+        // Advertised under an older revision, or not advertised: the tool result.
+        for (modern, extensions) in [(false, &ext[..]), (true, &none[..])] {
+            let call = InBandCall {
+                method: "tools/call",
+                modern,
+                extensions,
+            };
+            let out = in_band_result(&call, &[&ch], &[]).unwrap();
+            assert_eq!(out.result["isError"], true);
+        }
+        // Another method without the extension: no form of x402's own.
+        let call = InBandCall {
+            method: "resources/read",
+            modern: true,
+            extensions: &none,
+        };
+        assert!(in_band_result(&call, &[&ch], &[]).is_none());
     }
 
     #[test]

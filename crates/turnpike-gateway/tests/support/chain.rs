@@ -230,6 +230,8 @@ pub(crate) struct Env {
     pub(crate) gw: SocketAddr,
     pub(crate) log: Log,
     pub(crate) pay_to: String,
+    /// The gateway's data directory (its spend log, `x402-payments.jsonl`, is there).
+    pub(crate) dir: PathBuf,
 }
 
 impl Env {
@@ -244,6 +246,11 @@ impl Env {
 }
 
 pub(crate) async fn setup_x402(payers: &[&Payer]) -> Env {
+    setup_x402_with(payers, "").await
+}
+
+/// [`setup_x402`] with `extra` lines in `[x402]`.
+pub(crate) async fn setup_x402_with(payers: &[&Payer], extra: &str) -> Env {
     let chain = start_chain(payers).await;
     let (up, log) = start_upstream(true).await;
     let dir = data_dir();
@@ -255,7 +262,7 @@ pub(crate) async fn setup_x402(payers: &[&Payer]) -> Env {
         &chain.url,
         &chain.asset,
         &pay_to,
-        &format!("settle_key_file = \"{}\"", key.display()),
+        &format!("settle_key_file = \"{}\"\n{extra}", key.display()),
     );
     let gw = start_gateway_with(&cfg).await;
     Env {
@@ -263,5 +270,6 @@ pub(crate) async fn setup_x402(payers: &[&Payer]) -> Env {
         gw,
         log,
         pay_to,
+        dir,
     }
 }

@@ -210,6 +210,34 @@ pub(crate) async fn start_gateway_with(config: &str) -> SocketAddr {
     addr
 }
 
+/// Serves `cfg` on `listener` until the test ends; returns, once it is ready, the live gate and
+/// the admin listener's address (when `[admin]` has one).
+#[allow(dead_code)] // not every test file that shares this module starts a gateway this way
+pub(crate) async fn serve_ready(
+    listener: tokio::net::TcpListener,
+    cfg: turnpike_gateway::Config,
+) -> (
+    std::sync::Arc<turnpike_gateway::reload::LiveGate>,
+    Option<SocketAddr>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = parking_lot::Mutex::new(Some(tx));
+    let opts = turnpike_gateway::ServeOptions {
+        on_ready: Some(std::sync::Arc::new(move |live: &_, admin| {
+            if let Some(tx) = tx.lock().take() {
+                let _ = tx.send((std::sync::Arc::clone(live), admin));
+            }
+        })),
+        ..turnpike_gateway::ServeOptions::default()
+    };
+    tokio::spawn(async move {
+        turnpike_gateway::serve_listener_with(listener, cfg, std::future::pending(), opts)
+            .await
+            .unwrap();
+    });
+    rx.await.unwrap()
+}
+
 /// An upstream (SSE unless `json`) and the gateway in front of it.
 pub(crate) async fn setup(json: bool, server_extra: &str) -> (SocketAddr, Log) {
     let (up, log) = start_upstream(json).await;
