@@ -3,15 +3,13 @@
 //! `[x402]` is there.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use turnpike_conf::{
     fields, Build, BuildError, Built, Cx, DeValue, Host, RailConf, Section, Sections, Spanned,
 };
 use turnpike_core::{Offer, RailId, RailPlugin};
 
-use crate::chain::{Facilitator, Node};
-use crate::rail::{chain_id_of, parse_key, Settler, X402Config, X402Credentials, X402Rail};
+use crate::rail::{chain_id_of, X402Config, X402Credentials, X402Rail};
 use crate::{amount, evm, offer, RAIL};
 
 /// The table this rail owns.
@@ -234,33 +232,11 @@ impl RailConf for X402Conf {
         let Some(cfg) = section(build.sections).cloned() else {
             return Err(x402_error("no [x402] section"));
         };
-        let timeout = Duration::from_millis(cfg.rpc_timeout_ms);
-        let node = Node::new(&cfg.rpc_url, timeout).map_err(x402_error)?;
-        let settler = if let Some(url) = &cfg.facilitator_url {
-            Settler::Facilitator(Facilitator::new(url, timeout).map_err(x402_error)?)
-        } else {
-            let text = if let Some(path) = &cfg.settle_key_file {
-                zeroize::Zeroizing::new(
-                    std::fs::read_to_string(path)
-                        .map_err(|e| x402_error(format!("settle_key_file {path}: {e}")))?,
-                )
-            } else if let Some(var) = &cfg.settle_key_env {
-                zeroize::Zeroizing::new(std::env::var(var).map_err(|_| {
-                    x402_error(format!("settle_key_env: the variable {var} is not set"))
-                })?)
-            } else {
-                return Err(x402_error("no way to settle payments"));
-            };
-            let key = parse_key(&text).ok_or_else(|| {
-                x402_error("the settlement key is not 64 hex digits of a secp256k1 key")
-            })?;
-            Settler::own(key)
-        };
+        let token = crate::token::shared(build)?.ok_or_else(|| x402_error("no [x402] section"))?;
         let key = X402Rail::load_or_create_key(build.data_dir)
             .map_err(|e| x402_error(format!("binding key: {e}")))?;
         let spent = build.services.spent_set("x402")?;
-        let rail = X402Rail::new(cfg, key, build.public_url.to_string(), spent, node, settler)
-            .map_err(x402_error)?;
+        let rail = X402Rail::with_token(cfg, key, build.public_url.to_string(), spent, token);
         if let Some(a) = rail.settler_address() {
             tracing::info!(settler = %evm::checksum(&a), "x402: settling with the gateway's own account");
         }

@@ -10,6 +10,9 @@
 //! - [`rail`]: [`X402Rail`], the [`turnpike_core::Rail`] and [`turnpike_core::RailPlugin`]:
 //!   offers bound to one call by an HMAC, payments checked offline, their nonces spent once,
 //!   settled before the call is forwarded;
+//! - [`token`]: [`token::Token`], what every EIP-3009 payment shares whichever protocol
+//!   carries it (x402 here, MPP's `evm` method): the chain, the token, the bounds on payments
+//!   checked, the signer's recovery, the chain's state and the settlement;
 //! - [`payer`]: the payer's side, a signed `PaymentPayload` for an offer;
 //! - [`conf`]: `[x402]` and the price key `x402 = { amount = "N" }`.
 //!
@@ -20,6 +23,7 @@ pub mod conf;
 pub mod evm;
 pub mod payer;
 pub mod rail;
+pub mod token;
 pub mod wire;
 
 pub use rail::{X402Config, X402Credentials, X402Rail};

@@ -35,32 +35,31 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
 use k256::ecdsa::SigningKey;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::Digest;
 use turnpike_core::credential::CredentialParseError;
 use turnpike_core::mac::{hmac_sha256, Mac};
 use turnpike_core::meter::write_series;
 use turnpike_core::plugin::Parsed;
 use turnpike_core::{
     BoundRail, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
-    Identity, Offer, PassNotes, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
+    Offer, PassNotes, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
 };
 use turnpike_store::SpentSet;
 use zeroize::Zeroizing;
 
-use crate::chain::{ChainError, Facilitator, Node};
-use crate::evm::{self, Address, Authorization, Domain};
+use crate::chain::Node;
+use crate::evm::{self, Address, Authorization};
+use crate::token::{ChainState, SettleError, Token};
+pub use crate::token::{Settler, CHECKS};
 use crate::wire::{
     self, PaymentPayload, PaymentRequired, PaymentRequirements, Resource, SettlementResponse,
     BINDING_KEY, META_PAYMENT, SCHEME, X402_VERSION,
 };
 use crate::RAIL;
-use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates};
 
 /// The file under the data directory that holds the binding key (64 hex digits).
 pub const KEY_FILE: &str = "x402.key";
@@ -151,43 +150,6 @@ pub fn parse_key(text: &str) -> Option<SigningKey> {
     SigningKey::from_slice(&b[..]).ok()
 }
 
-/// Who settles payments.
-pub enum Settler {
-    /// The gateway's own account: it sends `transferWithAuthorization` and pays the gas.
-    Own {
-        /// The account's key (never logged).
-        key: SigningKey,
-        /// Its address.
-        address: Address,
-        /// Held from reading the account's nonce to sending, so that concurrent settlements
-        /// get consecutive nonces.
-        sending: tokio::sync::Mutex<()>,
-    },
-    /// A facilitator.
-    Facilitator(Facilitator),
-}
-
-impl std::fmt::Debug for Settler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Settler::Own { address, .. } => write!(f, "Own({})", evm::checksum(address)),
-            Settler::Facilitator(x) => write!(f, "{x:?}"),
-        }
-    }
-}
-
-impl Settler {
-    /// The gateway's own account, with `key`.
-    pub fn own(key: SigningKey) -> Self {
-        let address = evm::address_of(key.verifying_key());
-        Settler::Own {
-            key,
-            address,
-            sending: tokio::sync::Mutex::new(()),
-        }
-    }
-}
-
 /// What a payment that passed the offline checks pays with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
@@ -197,17 +159,6 @@ pub struct Checked {
     pub issued_at: u64,
     /// Until when the authorization can be settled.
     pub valid_before: u64,
-}
-
-/// Why a settlement did not happen.
-#[derive(Debug)]
-enum SettleError {
-    /// Refused: nothing moved (the transfer would revert, or reverted).
-    Refused(String),
-    /// The node or facilitator could not be reached before anything was sent.
-    Down(String),
-    /// Sent, but its outcome is not known.
-    Unknown(String),
 }
 
 /// Settlement counts, by outcome.
@@ -258,26 +209,16 @@ impl RailMeter for X402Meter {
 /// The rail. See the module docs.
 pub struct X402Rail {
     cfg: X402Config,
-    chain_id: u64,
     asset: Address,
     pay_to: Address,
-    separator: [u8; 32],
     key: Zeroizing<[u8; 32]>,
     resource_url: String,
     spent: Arc<dyn SpentSet>,
-    node: Node,
-    settler: Settler,
+    /// The chain, the token, the bounds on payments checked and the settlement, shared with
+    /// the other rails that take payments in the token.
+    token: Arc<Token>,
     meter: Arc<X402Meter>,
-    /// Payments checked (signer recovery, then the node), per caller address and in all.
-    checks: InvoiceLimiter,
 }
-
-/// Payments one caller address may have checked per minute (each costs a signer recovery and,
-/// when it is well formed, calls to the node), and all callers together.
-pub const CHECKS: InvoiceRates = InvoiceRates {
-    per_caller: 120,
-    global: 3000,
-};
 
 fn stale(reason: &str) -> Verdict {
     Verdict::Stale(Refusal::new(RAIL, reason))
@@ -301,33 +242,28 @@ impl X402Rail {
         node: Node,
         settler: Settler,
     ) -> Result<Self, String> {
-        let chain_id = chain_id_of(&cfg.network)
-            .ok_or_else(|| format!("network {:?} is not eip155:<chainId>", cfg.network))?;
-        let asset = evm::parse_address(&cfg.asset)
-            .ok_or_else(|| format!("asset {:?} is not an address", cfg.asset))?;
-        let pay_to = evm::parse_address(&cfg.pay_to)
-            .ok_or_else(|| format!("pay_to {:?} is not an address", cfg.pay_to))?;
-        let separator = Domain {
-            name: cfg.asset_name.clone(),
-            version: cfg.asset_version.clone(),
-            chain_id,
-            verifying_contract: asset,
-        }
-        .separator();
-        Ok(X402Rail {
+        let token = Arc::new(Token::new(&cfg, node, settler)?);
+        Ok(X402Rail::with_token(cfg, key, resource_url, spent, token))
+    }
+
+    /// A rail over `cfg` taking payments in `token` (built from the same `cfg`).
+    pub fn with_token(
+        cfg: X402Config,
+        key: [u8; 32],
+        resource_url: String,
+        spent: Arc<dyn SpentSet>,
+        token: Arc<Token>,
+    ) -> Self {
+        X402Rail {
             cfg,
-            chain_id,
-            asset,
-            pay_to,
-            separator,
+            asset: token.asset(),
+            pay_to: token.pay_to(),
             key: Zeroizing::new(key),
             resource_url,
             spent,
-            node,
-            settler,
+            token,
             meter: Arc::new(X402Meter::default()),
-            checks: InvoiceLimiter::new(CHECKS),
-        })
+        }
     }
 
     /// The binding key in `dir/x402.key` (64 hex digits), created with mode 0600 when missing.
@@ -340,10 +276,7 @@ impl X402Rail {
 
     /// The settling account, when the gateway settles itself.
     pub fn settler_address(&self) -> Option<Address> {
-        match &self.settler {
-            Settler::Own { address, .. } => Some(*address),
-            Settler::Facilitator(_) => None,
-        }
+        self.token.settler_address()
     }
 
     /// The binding of an offer for `call`: HMAC-SHA256 over the call's scope digest, the
@@ -481,8 +414,7 @@ impl X402Rail {
                 "the authorization stays valid longer than maxTimeoutSeconds allows",
             ));
         }
-        let digest = auth.digest_with(&self.separator);
-        if evm::recover(&digest, &p.signature) != Some(auth.from) {
+        if !self.token.signed_by_payer(auth, &p.signature) {
             return Err(stale(
                 "the signature is not the payer's (EIP-712 TransferWithAuthorization)",
             ));
@@ -497,13 +429,7 @@ impl X402Rail {
     /// The spent set's key of an authorization: SHA-256 over the chain, the token, the payer
     /// and the nonce.
     pub fn spent_key(&self, a: &Authorization) -> [u8; 32] {
-        let mut h = sha2::Sha256::new();
-        h.update(b"turnpike-x402-nonce\0");
-        h.update(self.chain_id.to_be_bytes());
-        h.update(self.asset);
-        h.update(a.from);
-        h.update(a.nonce);
-        h.finalize().into()
+        self.token.spent_key(a)
     }
 
     async fn release_nonce(&self, key: [u8; 32]) {
@@ -527,11 +453,7 @@ impl X402Rail {
         };
         // Bounded before the signer is recovered or the node asked: per caller address (IPv6 by
         // its /64) and in all. Over either: 503 with when to come back; nothing checked.
-        let caller = call.peer.map_or_else(
-            || "unknown".to_owned(),
-            |ip| Identity::anonymous(ip).scope_key(),
-        );
-        if let Err(wait) = self.checks.take(&caller) {
+        if let Err(wait) = self.token.admit_check(call) {
             return (
                 unavailable(&format!(
                     "too many x402 payments to check from this address or in all; retry in {} s",
@@ -563,29 +485,21 @@ impl X402Rail {
         }
         let auth = &p.authorization;
         // The chain: the payer can pay, and the nonce is unused there.
-        let state = async {
-            let balance = self.node.balance_of(&self.asset, &auth.from).await?;
-            let used = self
-                .node
-                .authorization_used(&self.asset, &auth.from, &auth.nonce)
-                .await?;
-            Ok::<_, ChainError>((balance, used))
-        };
-        match state.await {
-            Ok((_, true)) => {
+        match self.token.state(auth).await {
+            Ok(ChainState::Used) => {
                 return (
                     stale("this authorization has already been used on chain"),
                     None,
                 )
             }
-            Ok((balance, false)) if balance < auth.value => {
+            Ok(ChainState::Short) => {
                 self.release_nonce(checked.spent_key).await;
                 return (
                     stale("the payer's balance does not cover the payment"),
                     None,
                 );
             }
-            Ok(_) => {}
+            Ok(ChainState::Payable) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "x402: the chain cannot be asked");
                 self.release_nonce(checked.spent_key).await;
@@ -596,7 +510,12 @@ impl X402Rail {
             }
         }
         let payer = evm::checksum(&auth.from);
-        match self.settle_payment(p).await {
+        let accepted = serde_json::to_value(&p.accepted).unwrap_or(Value::Null);
+        match self
+            .token
+            .settle(auth, &p.signature, Some((&p.raw, &accepted)))
+            .await
+        {
             Ok(tx) => {
                 self.meter.settled.fetch_add(1, Relaxed);
                 tracing::info!(transaction = %tx, payer = %payer, value = %auth.value, "x402: settled");
@@ -604,7 +523,7 @@ impl X402Rail {
                     success: true,
                     error_reason: None,
                     transaction: tx.clone(),
-                    network: self.cfg.network.clone(),
+                    network: self.token.network().to_string(),
                     payer: Some(payer),
                 };
                 (
@@ -639,92 +558,6 @@ impl X402Rail {
                     None,
                 )
             }
-        }
-    }
-
-    async fn settle_payment(&self, p: &PaymentPayload) -> Result<String, SettleError> {
-        match &self.settler {
-            Settler::Facilitator(f) => {
-                let accepted = serde_json::to_value(&p.accepted).unwrap_or(Value::Null);
-                match f.settle(&p.raw, &accepted).await {
-                    Ok(r) if r.success && !r.transaction.is_empty() => Ok(r.transaction),
-                    Ok(r) => Err(SettleError::Refused(format!(
-                        "the facilitator refused it ({})",
-                        r.error_reason.as_deref().unwrap_or("no reason given")
-                    ))),
-                    // A facilitator that did not answer may still have settled.
-                    Err(e) => Err(SettleError::Unknown(e.to_string())),
-                }
-            }
-            Settler::Own {
-                key,
-                address,
-                sending,
-            } => {
-                let data = evm::transfer_with_authorization_call(&p.authorization, &p.signature);
-                let gas = match self.node.estimate_gas(address, &self.asset, &data).await {
-                    Ok(g) => g,
-                    Err(ChainError::Rpc(why)) => return Err(SettleError::Refused(why)),
-                    Err(e) => return Err(SettleError::Down(e.to_string())),
-                };
-                let tx_hash = {
-                    let _one = sending.lock().await;
-                    let nonce = self
-                        .node
-                        .pending_nonce(address)
-                        .await
-                        .map_err(|e| SettleError::Down(e.to_string()))?;
-                    let gas_price = self
-                        .node
-                        .quantity("eth_gasPrice", serde_json::json!([]))
-                        .await
-                        .map_err(|e| SettleError::Down(e.to_string()))?;
-                    let tx = evm::LegacyTx {
-                        nonce,
-                        gas_price,
-                        gas: gas.saturating_mul(5) / 4 + 10_000,
-                        to: self.asset,
-                        value: 0,
-                        data,
-                        chain_id: self.chain_id,
-                    };
-                    let (raw, hash) = tx
-                        .sign(key)
-                        .ok_or_else(|| SettleError::Down("cannot sign the transaction".into()))?;
-                    match self.node.send_raw(&raw).await {
-                        Ok(_) => {}
-                        Err(ChainError::Rpc(why)) => return Err(SettleError::Refused(why)),
-                        Err(e) => return Err(SettleError::Unknown(e.to_string())),
-                    }
-                    format!("0x{}", hex::encode(hash))
-                };
-                self.wait_receipt(&tx_hash).await?;
-                Ok(tx_hash)
-            }
-        }
-    }
-
-    /// Waits for `hash`'s receipt: `Ok` on status 1.
-    async fn wait_receipt(&self, hash: &str) -> Result<(), SettleError> {
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_secs(self.cfg.settle_timeout_secs);
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match self.node.receipt_status(hash).await {
-                Ok(Some(true)) => return Ok(()),
-                Ok(Some(false)) => {
-                    return Err(SettleError::Refused(format!("transaction {hash} reverted")))
-                }
-                Ok(None) | Err(_) => {}
-            }
-            if tokio::time::Instant::now() + pause > deadline {
-                return Err(SettleError::Unknown(format!(
-                    "transaction {hash} not mined within {} s",
-                    self.cfg.settle_timeout_secs
-                )));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 }
@@ -1036,6 +869,8 @@ impl CredentialReader for X402Credentials {
 mod tests {
     use super::*;
     use crate::payer;
+    use sha2::Digest;
+    use std::time::Duration;
     use turnpike_store::MemorySpentSet;
 
     pub(crate) fn config() -> X402Config {
@@ -1181,12 +1016,12 @@ mod tests {
         let key = SigningKey::from_slice(&[0x11; 32]).unwrap();
         let pay = payer::pay(&pr.accepts[0], &key, [0x22; 32], 0, now + 60).unwrap();
         let p = PaymentPayload::from_json(pay.clone()).unwrap();
-        let digest = p.authorization.digest_with(&r.separator);
+        let digest = p.authorization.digest_with(&r.token.separator());
         assert!(r.check(&c, &crate::offer(10_000), &p).is_ok());
         let out = [
             ("offer", json.clone()),
             ("header", pr.header()),
-            ("separator", hex::encode(r.separator)),
+            ("separator", hex::encode(r.token.separator())),
             ("struct", hex::encode(p.authorization.struct_hash())),
             ("digest", hex::encode(digest)),
             ("payment", pay.to_string()),

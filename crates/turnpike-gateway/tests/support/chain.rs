@@ -35,7 +35,14 @@ pub(crate) fn node() -> PathBuf {
 
 /// Runs tests/e2e/x402_peer.mjs with `args` (and `stdin`): its last line of output.
 pub(crate) async fn peer(args: &[&str], stdin: Option<&str>) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_peer.mjs");
+    node_script("x402_peer.mjs", args, stdin).await
+}
+
+/// Runs the script `name` of tests/e2e with `args` (and `stdin`): its last line of output.
+pub(crate) async fn node_script(name: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/e2e")
+        .join(name);
     let mut child = tokio::process::Command::new(node())
         .arg(&script)
         .args(args)
@@ -55,7 +62,7 @@ pub(crate) async fn peer(args: &[&str], stdin: Option<&str>) -> String {
     let out = child.wait_with_output().await.unwrap();
     assert!(
         out.status.success(),
-        "x402_peer.mjs {}: {}",
+        "{name} {}: {}",
         args.first().unwrap_or(&""),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -1,0 +1,405 @@
+//! MPP's `evm` charge method through the real gateway, on a real local chain: anvil and the
+//! EIP-3009 token of tests/e2e/x402_TestUSD.sol (tests/support/chain.rs), the gateway settling
+//! with its own key. Payments are made by mppx's own `evm` client method, unmodified
+//! (tests/e2e/mppx_evm_client.mjs), over HTTP and over mppx's MCP client; balances are read on
+//! chain after each. The attacks must fail, each without the upstream running and with no money
+//! moving.
+
+// Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
+// functions; the helpers around them are test code too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use support::chain::*;
+use support::*;
+use turnpike_mpp::wire::{b64url, PaymentChallenge, PaymentCredential};
+
+/// The token's EIP-712 domain, as the payer knows it.
+const TOKEN_NAME: &str = "TestUSD";
+const TOKEN_VERSION: &str = "1";
+
+/// Gateway config: `dear` on MPP, Lightning (10 sat) or evm (10000 units, 0.01 TUSD); `echo`
+/// on MPP evm (10000 units) or proof-of-work. The chain, token and payee are `[x402]`'s.
+fn config(upstream: SocketAddr, dir: &Path, rpc: &str, asset: &str, pay_to: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+path = "/mcp"
+data_dir = "{dir}"
+public_url = "https://mcp.example.com/mcp"
+
+[upstream]
+url = "http://{upstream}/mcp"
+
+[pow]
+subpuzzles = 2
+keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
+
+[tools.dear]
+mpp = {{ sat = 10, evm = "10000" }}
+[tools.echo]
+pow = 3000
+mpp = {{ evm = 10000 }}
+
+[mpp]
+expiry_secs = 120
+evm = {{ decimals = 6 }}
+
+[lightning]
+backend = "dev"
+
+[x402]
+network = "eip155:31337"
+rpc_url = "{rpc}"
+asset = "{asset}"
+asset_name = "{TOKEN_NAME}"
+asset_version = "{TOKEN_VERSION}"
+pay_to = "{pay_to}"
+settle_key_file = "{key}"
+"#,
+        dir = dir.display(),
+        key = dir.join("settle.key").display(),
+    )
+}
+
+struct Env {
+    chain: Chain,
+    gw: SocketAddr,
+    log: Log,
+    pay_to: String,
+    dir: PathBuf,
+}
+
+impl Env {
+    /// How many `tools/call` requests the upstream saw.
+    fn calls(&self) -> usize {
+        self.log
+            .lock()
+            .iter()
+            .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+            .count()
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/mcp", self.gw)
+    }
+}
+
+async fn setup(payers: &[&Payer]) -> Env {
+    let chain = start_chain(payers).await;
+    let (up, log) = start_upstream(true).await;
+    let dir = data_dir();
+    settle_key(&chain, &dir).await;
+    let pay_to = new_address();
+    let gw = start_gateway_with(&config(up, &dir, &chain.url, &chain.asset, &pay_to)).await;
+    Env {
+        chain,
+        gw,
+        log,
+        pay_to,
+        dir,
+    }
+}
+
+/// The `Payment` challenges of a 402, by method.
+fn payment_lines(r: &Reply) -> Vec<(String, String)> {
+    assert_eq!(r.status, 402, "{}", r.text());
+    r.headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .filter(|l| l.starts_with("Payment "))
+        .map(|l| {
+            let c = PaymentChallenge::parse_header(&l).unwrap();
+            (c.method, l)
+        })
+        .collect()
+}
+
+/// The `evm` challenge line of a 402.
+fn evm_line(r: &Reply) -> String {
+    payment_lines(r)
+        .into_iter()
+        .find(|(m, _)| m == "evm")
+        .unwrap_or_else(|| panic!("no evm challenge: {:?}", r.headers))
+        .1
+}
+
+/// mppx's `Authorization` value for the challenge `line`, signed by `payer`.
+async fn sign(line: &str, payer: &Payer) -> String {
+    node_script(
+        "mppx_evm_client.mjs",
+        &["sign", &payer.key, TOKEN_NAME, TOKEN_VERSION],
+        Some(line),
+    )
+    .await
+}
+
+fn decode(authorization: &str) -> Value {
+    let token = authorization.strip_prefix("Payment ").unwrap();
+    let cred = PaymentCredential::from_token(token).unwrap();
+    cred.to_json()
+}
+
+fn encode(v: &Value) -> String {
+    format!("Payment {}", b64url(v.to_string().as_bytes()))
+}
+
+/// A 402 with a fresh evm challenge, whose JSON-RPC body gives `why`; no receipt.
+fn assert_refused(r: &Reply, why: &str) {
+    assert_eq!(r.status, 402, "{}", r.text());
+    evm_line(r);
+    assert!(r.text().contains(why), "{why:?} not in {}", r.text());
+    assert!(r.headers.get("payment-receipt").is_none());
+}
+
+async fn present(env: &Env, auth: &str, id: i64, tool: &str, args: Value) -> Reply {
+    post(env.gw, &[("authorization", auth)], &call(id, tool, args)).await
+}
+
+/// The 402 offers both methods, each its own `WWW-Authenticate: Payment` line and challenge
+/// object; mppx (only its `evm` method installed) pays over HTTP; the receipt names the
+/// settlement's transaction; the payer is down the price and the payee up by it, exactly once
+/// (the replay is refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mppx_pays_the_evm_method_over_http() {
+    let payer = new_payer();
+    let env = setup(&[&payer]).await;
+    let r = post(env.gw, &[], &call(1, "dear", json!({"n": 7}))).await;
+    let lines = payment_lines(&r);
+    let methods: Vec<&str> = lines.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(methods, ["lightning", "evm"], "{lines:?}");
+    let c = PaymentChallenge::parse_header(&evm_line(&r)).unwrap();
+    assert_eq!(c.intent, "charge");
+    assert_eq!(c.realm, "mcp.example.com");
+    let req = c.request_json().unwrap();
+    assert_eq!(
+        Value::Object(req),
+        json!({
+            "amount": "10000",
+            "currency": env.chain.asset,
+            "description": "turnpike dear",
+            "methodDetails": {"chainId": 31337, "credentialTypes": ["authorization"], "decimals": 6},
+            "recipient": env.pay_to,
+        })
+    );
+    // The JSON-RPC body carries both challenge objects.
+    let body = r.json();
+    let objects: Vec<&Value> = body["error"]["data"]["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["rail"] == "mpp")
+        .collect();
+    assert_eq!(objects.len(), 2, "{body}");
+    assert_eq!(objects[1]["method"], "evm");
+    assert_eq!(objects[1]["request"]["recipient"], env.pay_to.as_str());
+
+    let before = env.chain.balance(&payer.address).await;
+    let out = node_script(
+        "mppx_evm_client.mjs",
+        &[
+            "http",
+            &env.url(),
+            &payer.key,
+            TOKEN_NAME,
+            TOKEN_VERSION,
+            "dear",
+            &json!({"n": 7}).to_string(),
+        ],
+        None,
+    )
+    .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["result"]["result"]["content"][0]["text"], "dear 7", "{v}");
+    let receipt = &v["receipt"];
+    assert_eq!(receipt["method"], "evm", "{v}");
+    assert_eq!(receipt["status"], "success");
+    let tx = receipt["reference"].as_str().unwrap();
+    assert_eq!(
+        v["result"]["result"]["_meta"]["org.paymentauth/receipt"]["reference"],
+        tx
+    );
+    let mined = env
+        .chain
+        .rpc("eth_getTransactionReceipt", json!([tx]))
+        .await;
+    assert_eq!(mined["status"], "0x1");
+    // The credential mppx sent: the challenge's nonce, the payer as its source.
+    let cred = decode(v["credential"].as_str().unwrap());
+    assert_eq!(cred["payload"]["type"], "authorization");
+    assert_eq!(
+        cred["source"],
+        format!("did:pkh:eip155:31337:{}", payer.address)
+    );
+    // Replayed: refused, nothing more moves.
+    assert_eq!(v["replay"]["status"], 402, "{v}");
+    assert!(
+        v["replay"]["refusals"]
+            .to_string()
+            .contains("already been used"),
+        "{v}"
+    );
+    assert_eq!(env.chain.balance(&payer.address).await, before - 10_000);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
+    assert_eq!(env.calls(), 1);
+    // The upstream never saw the credential.
+    let seen = env.log.lock().last().cloned().unwrap();
+    assert!(seen.headers.get("authorization").is_none());
+}
+
+/// mppx's MCP client (`McpClient.wrap` over the MCP TypeScript SDK): the in-band -32042 with
+/// both challenges, the `evm` one paid, the credential in `_meta`, the receipt in the result's
+/// `_meta`; paid once on chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mppx_pays_the_evm_method_over_mcp() {
+    let payer = new_payer();
+    let env = setup(&[&payer]).await;
+    let out = node_script(
+        "mppx_evm_client.mjs",
+        &[
+            "mcp",
+            &env.url(),
+            &payer.key,
+            TOKEN_NAME,
+            TOKEN_VERSION,
+            "dear",
+            &json!({"n": 3}).to_string(),
+        ],
+        None,
+    )
+    .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "dear 3", "{v}");
+    assert_eq!(v["receipt"]["method"], "evm", "{v}");
+    let tx = v["receipt"]["reference"].as_str().unwrap();
+    let mined = env
+        .chain
+        .rpc("eth_getTransactionReceipt", json!([tx]))
+        .await;
+    assert_eq!(mined["status"], "0x1");
+    assert_eq!(env.chain.balance(&payer.address).await, 1_000_000 - 10_000);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
+    assert_eq!(env.calls(), 1);
+}
+
+/// Every way an evm credential must fail, each a 402 with a fresh challenge, the upstream never
+/// running and no money moving: another tool's or other arguments' credential, an altered
+/// challenge, an expired one, a signature that is not the payer's, a value lowered, a payer
+/// whose balance is gone; then one credential presented eight times at once settles once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evm_attacks_refused_without_running() {
+    let payer = new_payer();
+    let other = new_payer();
+    let broke = new_payer();
+    let env = setup(&[&payer, &other, &broke]).await;
+    let args = json!({"n": 1});
+    let line = evm_line(&post(env.gw, &[], &call(1, "dear", args.clone())).await);
+    let good = sign(&line, &payer).await;
+
+    // Made for dear {n: 1}: refused for another tool, and for other arguments.
+    assert_refused(
+        &present(&env, &good, 2, "echo", json!({"text": "x"})).await,
+        "another call",
+    );
+    assert_refused(
+        &present(&env, &good, 3, "dear", json!({"n": 2})).await,
+        "another call",
+    );
+
+    // The challenge altered (a longer expiry): its id no longer matches.
+    let mut altered = decode(&good);
+    altered["challenge"]["expires"] = json!("2099-01-01T00:00:00Z");
+    assert_refused(
+        &present(&env, &encode(&altered), 4, "dear", args.clone()).await,
+        "id does not match",
+    );
+
+    // Expired: the same challenge re-bound by the gateway's own key with an expiry in the past.
+    let key_hex = std::fs::read_to_string(env.dir.join("mpp.key")).unwrap();
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(key_hex.trim(), &mut key).unwrap();
+    let mut old = PaymentChallenge::parse_header(&line).unwrap();
+    old.expires = Some("2020-01-01T00:00:00Z".into());
+    old.id = turnpike_mpp::wire::binding_id(&key, &old);
+    let mut expired =
+        PaymentCredential::from_token(good.strip_prefix("Payment ").unwrap()).unwrap();
+    expired.challenge = old;
+    assert_refused(
+        &present(&env, &expired.authorization(), 5, "dear", args.clone()).await,
+        "expired",
+    );
+
+    // Another key's signature over the same challenge, presented as the payer's.
+    let theirs = decode(&sign(&line, &other).await);
+    let mut forged = decode(&good);
+    forged["payload"]["signature"] = theirs["payload"]["signature"].clone();
+    assert_refused(
+        &present(&env, &encode(&forged), 6, "dear", args.clone()).await,
+        "signature is not the payer's",
+    );
+    // The value lowered: no longer the challenge's amount.
+    let mut under = decode(&good);
+    under["payload"]["value"] = json!("1");
+    assert_refused(
+        &present(&env, &encode(&under), 7, "dear", args.clone()).await,
+        "value",
+    );
+
+    // A payer who signs, then moves its tokens away before presenting.
+    let line_b = evm_line(&post(env.gw, &[], &call(8, "dear", json!({"n": 5}))).await);
+    let short = sign(&line_b, &broke).await;
+    peer(
+        &[
+            "drain",
+            &env.chain.url,
+            &env.chain.asset,
+            &broke.address,
+            &new_address(),
+        ],
+        None,
+    )
+    .await;
+    assert_refused(
+        &present(&env, &short, 9, "dear", json!({"n": 5})).await,
+        "balance does not cover",
+    );
+    assert_eq!(env.calls(), 0);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 0);
+    assert_eq!(env.chain.balance(&payer.address).await, 1_000_000);
+
+    // The good credential, eight times at once: one settles.
+    let mut tasks = Vec::new();
+    for id in 0..8 {
+        let (gw, auth, args) = (env.gw, good.clone(), args.clone());
+        tasks.push(tokio::spawn(async move {
+            post(
+                gw,
+                &[("authorization", &auth)],
+                &call(100 + id, "dear", args),
+            )
+            .await
+            .status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap().as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 402, 402, 402, 402, 402, 402, 402]);
+    assert_refused(
+        &present(&env, &good, 200, "dear", args.clone()).await,
+        "already been used",
+    );
+    assert_eq!(env.calls(), 1);
+    assert_eq!(env.chain.balance(&payer.address).await, 1_000_000 - 10_000);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
+}

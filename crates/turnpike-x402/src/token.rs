@@ -1,0 +1,373 @@
+//! [`Token`]: what every EIP-3009 payment the gateway takes shares, whichever protocol carries
+//! it (x402's `exact` scheme, MPP's `evm` charge method): the chain, the token and its EIP-712
+//! domain, who is paid, the bound on payments checked (per caller address and in all), the
+//! signer's recovery, the spent-set key of an authorization, the chain's state of a payer
+//! (balance, nonce) and the settlement (the gateway's own key, or a facilitator).
+//!
+//! One `Token` is built from `[x402]` and shared by the rails that take payments in it
+//! ([`shared`]), so that the settling account has one sender and the bounds count every
+//! payment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k256::ecdsa::SigningKey;
+use serde_json::Value;
+use sha2::Digest;
+use turnpike_conf::{Build, BuildError};
+use turnpike_core::{CallFacts, Identity};
+use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates};
+
+use crate::chain::{ChainError, Facilitator, Node};
+use crate::evm::{self, Address, Authorization, Domain, Rsv};
+use crate::rail::{chain_id_of, parse_key, X402Config};
+
+/// Payments one caller address may have checked per minute (each costs a signer recovery and,
+/// when it is well formed, calls to the node), and all callers together.
+pub const CHECKS: InvoiceRates = InvoiceRates {
+    per_caller: 120,
+    global: 3000,
+};
+
+/// The key under which the one [`Token`] of a build is shared ([`turnpike_conf::Services`]).
+pub const SHARED_KEY: &str = "x402-token";
+
+/// Who settles payments.
+pub enum Settler {
+    /// The gateway's own account: it sends `transferWithAuthorization` and pays the gas.
+    Own {
+        /// The account's key (never logged).
+        key: SigningKey,
+        /// Its address.
+        address: Address,
+        /// Held from reading the account's nonce to sending, so that concurrent settlements
+        /// get consecutive nonces.
+        sending: tokio::sync::Mutex<()>,
+    },
+    /// A facilitator.
+    Facilitator(Facilitator),
+}
+
+impl std::fmt::Debug for Settler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Settler::Own { address, .. } => write!(f, "Own({})", evm::checksum(address)),
+            Settler::Facilitator(x) => write!(f, "{x:?}"),
+        }
+    }
+}
+
+impl Settler {
+    /// The gateway's own account, with `key`.
+    pub fn own(key: SigningKey) -> Self {
+        let address = evm::address_of(key.verifying_key());
+        Settler::Own {
+            key,
+            address,
+            sending: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// Why a settlement did not happen.
+#[derive(Debug)]
+pub enum SettleError {
+    /// Refused: nothing moved (the transfer would revert, or reverted).
+    Refused(String),
+    /// The node or facilitator could not be reached before anything was sent.
+    Down(String),
+    /// Sent, but its outcome is not known.
+    Unknown(String),
+}
+
+/// What the chain says of an authorization before it is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainState {
+    /// The payer's balance covers it and its nonce is unused on the token.
+    Payable,
+    /// Its nonce was already used on the token.
+    Used,
+    /// The payer's balance does not cover it.
+    Short,
+}
+
+/// The token payments are taken in, and how they are settled. See the module docs.
+pub struct Token {
+    network: String,
+    chain_id: u64,
+    asset: Address,
+    pay_to: Address,
+    separator: [u8; 32],
+    node: Node,
+    settler: Settler,
+    settle_timeout: Duration,
+    checks: InvoiceLimiter,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Token({} {} to {}, {:?})",
+            self.network,
+            evm::checksum(&self.asset),
+            evm::checksum(&self.pay_to),
+            self.settler
+        )
+    }
+}
+
+impl Token {
+    /// The token of `cfg` (already checked: see [`crate::conf`]), asking `node`, settling with
+    /// `settler`.
+    pub fn new(cfg: &X402Config, node: Node, settler: Settler) -> Result<Self, String> {
+        let chain_id = chain_id_of(&cfg.network)
+            .ok_or_else(|| format!("network {:?} is not eip155:<chainId>", cfg.network))?;
+        let asset = evm::parse_address(&cfg.asset)
+            .ok_or_else(|| format!("asset {:?} is not an address", cfg.asset))?;
+        let pay_to = evm::parse_address(&cfg.pay_to)
+            .ok_or_else(|| format!("pay_to {:?} is not an address", cfg.pay_to))?;
+        let separator = Domain {
+            name: cfg.asset_name.clone(),
+            version: cfg.asset_version.clone(),
+            chain_id,
+            verifying_contract: asset,
+        }
+        .separator();
+        Ok(Token {
+            network: cfg.network.clone(),
+            chain_id,
+            asset,
+            pay_to,
+            separator,
+            node,
+            settler,
+            settle_timeout: Duration::from_secs(cfg.settle_timeout_secs),
+            checks: InvoiceLimiter::new(CHECKS),
+        })
+    }
+
+    /// The token of `cfg`, with its node (`rpc_url`) and its settler (the facilitator, or the
+    /// key of `settle_key_file`/`settle_key_env`).
+    pub fn from_config(cfg: &X402Config) -> Result<Self, String> {
+        let timeout = Duration::from_millis(cfg.rpc_timeout_ms);
+        let node = Node::new(&cfg.rpc_url, timeout)?;
+        let settler = if let Some(url) = &cfg.facilitator_url {
+            Settler::Facilitator(Facilitator::new(url, timeout)?)
+        } else {
+            let text = if let Some(path) = &cfg.settle_key_file {
+                zeroize::Zeroizing::new(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("settle_key_file {path}: {e}"))?,
+                )
+            } else if let Some(var) = &cfg.settle_key_env {
+                zeroize::Zeroizing::new(
+                    std::env::var(var)
+                        .map_err(|_| format!("settle_key_env: the variable {var} is not set"))?,
+                )
+            } else {
+                return Err("no way to settle payments".into());
+            };
+            let key = parse_key(&text)
+                .ok_or("the settlement key is not 64 hex digits of a secp256k1 key")?;
+            Settler::own(key)
+        };
+        Token::new(cfg, node, settler)
+    }
+
+    /// The chain as CAIP-2 (`eip155:<chainId>`).
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The token contract.
+    pub fn asset(&self) -> Address {
+        self.asset
+    }
+
+    /// The EIP-712 domain separator of the token.
+    pub fn separator(&self) -> [u8; 32] {
+        self.separator
+    }
+
+    /// Who is paid.
+    pub fn pay_to(&self) -> Address {
+        self.pay_to
+    }
+
+    /// The settling account, when the gateway settles itself.
+    pub fn settler_address(&self) -> Option<Address> {
+        match &self.settler {
+            Settler::Own { address, .. } => Some(*address),
+            Settler::Facilitator(_) => None,
+        }
+    }
+
+    /// Whether payments are settled by a facilitator (x402's `/settle`).
+    pub fn settles_through_facilitator(&self) -> bool {
+        matches!(self.settler, Settler::Facilitator(_))
+    }
+
+    /// One more payment to check from `call`'s address (IPv6 by its /64), and in all: `Err`
+    /// with the wait when either bound is reached. Taken before the signer is recovered or the
+    /// node asked.
+    pub fn admit_check(&self, call: &CallFacts) -> Result<(), Duration> {
+        let caller = call.peer.map_or_else(
+            || "unknown".to_owned(),
+            |ip| Identity::anonymous(ip).scope_key(),
+        );
+        self.checks.take(&caller)
+    }
+
+    /// Whether `sig` is `a.from`'s EIP-712 signature of `a` under the token's domain.
+    pub fn signed_by_payer(&self, a: &Authorization, sig: &Rsv) -> bool {
+        let digest = a.digest_with(&self.separator);
+        evm::recover(&digest, sig) == Some(a.from)
+    }
+
+    /// The spent set's key of an authorization: SHA-256 over the chain, the token, the payer
+    /// and the nonce.
+    pub fn spent_key(&self, a: &Authorization) -> [u8; 32] {
+        let mut h = sha2::Sha256::new();
+        h.update(b"turnpike-x402-nonce\0");
+        h.update(self.chain_id.to_be_bytes());
+        h.update(self.asset);
+        h.update(a.from);
+        h.update(a.nonce);
+        h.finalize().into()
+    }
+
+    /// What the chain says of `a`: the payer's balance and the nonce's state on the token.
+    pub async fn state(&self, a: &Authorization) -> Result<ChainState, ChainError> {
+        let balance = self.node.balance_of(&self.asset, &a.from).await?;
+        let used = self
+            .node
+            .authorization_used(&self.asset, &a.from, &a.nonce)
+            .await?;
+        Ok(if used {
+            ChainState::Used
+        } else if balance < a.value {
+            ChainState::Short
+        } else {
+            ChainState::Payable
+        })
+    }
+
+    /// Settles `a` signed `sig`: the transaction hash. With a facilitator, `x402` is the
+    /// payment as sent and its accepted requirements (`None`: nothing the facilitator can
+    /// settle, refused).
+    pub async fn settle(
+        &self,
+        a: &Authorization,
+        sig: &Rsv,
+        x402: Option<(&Value, &Value)>,
+    ) -> Result<String, SettleError> {
+        match &self.settler {
+            Settler::Facilitator(f) => {
+                let Some((payment, accepted)) = x402 else {
+                    return Err(SettleError::Refused(
+                        "this payment cannot be settled through the facilitator".into(),
+                    ));
+                };
+                match f.settle(payment, accepted).await {
+                    Ok(r) if r.success && !r.transaction.is_empty() => Ok(r.transaction),
+                    Ok(r) => Err(SettleError::Refused(format!(
+                        "the facilitator refused it ({})",
+                        r.error_reason.as_deref().unwrap_or("no reason given")
+                    ))),
+                    // A facilitator that did not answer may still have settled.
+                    Err(e) => Err(SettleError::Unknown(e.to_string())),
+                }
+            }
+            Settler::Own {
+                key,
+                address,
+                sending,
+            } => {
+                let data = evm::transfer_with_authorization_call(a, sig);
+                let gas = match self.node.estimate_gas(address, &self.asset, &data).await {
+                    Ok(g) => g,
+                    Err(ChainError::Rpc(why)) => return Err(SettleError::Refused(why)),
+                    Err(e) => return Err(SettleError::Down(e.to_string())),
+                };
+                let tx_hash = {
+                    let _one = sending.lock().await;
+                    let nonce = self
+                        .node
+                        .pending_nonce(address)
+                        .await
+                        .map_err(|e| SettleError::Down(e.to_string()))?;
+                    let gas_price = self
+                        .node
+                        .quantity("eth_gasPrice", serde_json::json!([]))
+                        .await
+                        .map_err(|e| SettleError::Down(e.to_string()))?;
+                    let tx = evm::LegacyTx {
+                        nonce,
+                        gas_price,
+                        gas: gas.saturating_mul(5) / 4 + 10_000,
+                        to: self.asset,
+                        value: 0,
+                        data,
+                        chain_id: self.chain_id,
+                    };
+                    let (raw, hash) = tx
+                        .sign(key)
+                        .ok_or_else(|| SettleError::Down("cannot sign the transaction".into()))?;
+                    match self.node.send_raw(&raw).await {
+                        Ok(_) => {}
+                        Err(ChainError::Rpc(why)) => return Err(SettleError::Refused(why)),
+                        Err(e) => return Err(SettleError::Unknown(e.to_string())),
+                    }
+                    format!("0x{}", hex::encode(hash))
+                };
+                self.wait_receipt(&tx_hash).await?;
+                Ok(tx_hash)
+            }
+        }
+    }
+
+    /// Waits for `hash`'s receipt: `Ok` on status 1.
+    async fn wait_receipt(&self, hash: &str) -> Result<(), SettleError> {
+        let deadline = tokio::time::Instant::now() + self.settle_timeout;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.node.receipt_status(hash).await {
+                Ok(Some(true)) => return Ok(()),
+                Ok(Some(false)) => {
+                    return Err(SettleError::Refused(format!("transaction {hash} reverted")))
+                }
+                Ok(None) | Err(_) => {}
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(SettleError::Unknown(format!(
+                    "transaction {hash} not mined within {} s",
+                    self.settle_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+/// The one [`Token`] of `[x402]` in this build, made by the first rail that asks
+/// ([`turnpike_conf::Services::shared`]); `None` when the file has no `[x402]`.
+pub fn shared(build: &Build<'_>) -> Result<Option<Arc<Token>>, BuildError> {
+    let Some(cfg) = crate::conf::section(build.sections).cloned() else {
+        return Ok(None);
+    };
+    let any = build.services.shared(SHARED_KEY, &mut || {
+        Token::from_config(&cfg)
+            .map(|t| Arc::new(t) as Arc<dyn std::any::Any + Send + Sync>)
+            .map_err(|e| BuildError(format!("x402 rail: {e}")))
+    })?;
+    any.downcast::<Token>()
+        .map(Some)
+        .map_err(|_| BuildError("x402 rail: the token was built as something else".into()))
+}
