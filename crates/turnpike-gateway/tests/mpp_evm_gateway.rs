@@ -403,3 +403,70 @@ async fn evm_attacks_refused_without_running() {
     assert_eq!(env.chain.balance(&payer.address).await, 1_000_000 - 10_000);
     assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
 }
+
+/// `turnpike check`'s reading of the evm method: `[mpp] evm` needs `[x402]` settled by the
+/// gateway's own key, an evm price is atomic units at least 1, a price names a method; each
+/// mistake at its line:col. A good file makes one offer per method, the first carrying both
+/// methods' terms, and turns the rail on without `[lightning]`.
+#[test]
+fn evm_configuration_mistakes_are_placed() {
+    let base = "[upstream]\nurl = \"http://127.0.0.1:9/mcp\"\n";
+    let x402 = "[x402]\nnetwork = \"eip155:8453\"\nrpc_url = \"http://127.0.0.1:9\"\nasset = \"0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913\"\nasset_name = \"USD Coin\"\nasset_version = \"2\"\npay_to = \"0x209693Bc6afc0C5328bA36FaF03C514EF312287C\"\n";
+    let err = |text: &str| {
+        turnpike_gateway::config::parse(text, "t.toml")
+            .unwrap_err()
+            .to_string()
+    };
+    // [mpp] evm without [x402].
+    let e = err(&format!(
+        "{base}[tools.a]\nmpp = {{ evm = \"10\" }}\n[mpp]\nevm = {{ decimals = 6 }}\n"
+    ));
+    assert!(e.contains("t.toml:6:7: "), "{e}");
+    assert!(e.contains("[mpp] evm needs an [x402] section"), "{e}");
+    // With an [x402] that settles through a facilitator.
+    let e = err(&format!(
+        "{base}[tools.a]\nmpp = {{ evm = \"10\" }}\n[mpp]\nevm = {{ decimals = 6 }}\n{x402}facilitator_url = \"http://127.0.0.1:9\"\n"
+    ));
+    assert!(e.contains("t.toml:6:7: "), "{e}");
+    assert!(e.contains("facilitator"), "{e}");
+    let good = format!("{x402}settle_key_env = \"K\"\n");
+    // A price of 0 units, and a price naming no method.
+    let e = err(&format!(
+        "{base}[tools.a]\nmpp = {{ evm = \"0\" }}\n[mpp]\nevm = {{ decimals = 6 }}\n{good}"
+    ));
+    assert!(e.contains("t.toml:4:7: "), "{e}");
+    assert!(e.contains("at least 1"), "{e}");
+    let e = err(&format!(
+        "{base}[tools.a]\nmpp = {{}}\n[mpp]\nevm = {{ decimals = 6 }}\n{good}"
+    ));
+    assert!(e.contains("names no method"), "{e}");
+    // An evm price without [lightning] or [mpp] evm: the rail is off.
+    let e = err(&format!("{base}[tools.a]\nmpp = {{ evm = 10 }}\n"));
+    assert!(e.contains("there is no [lightning] section"), "{e}");
+    assert!(
+        e.contains("[mpp] evm = { decimals = 6 }"),
+        "the hint names the evm way: {e}"
+    );
+    // A good one: two offers, both methods' terms on each.
+    let c = turnpike_gateway::config::parse(
+        &format!(
+            "{base}[tools.a]\nmpp = {{ sat = 10, evm = \"10000\" }}\n[mpp]\nevm = {{ decimals = 6 }}\n{good}"
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    let offers: Vec<_> = c.tools["a"]
+        .offers
+        .iter()
+        .filter(|o| o.rail() == turnpike_mpp::RAIL)
+        .collect();
+    assert_eq!(offers.len(), 2);
+    assert_eq!(turnpike_mpp::method(offers[0]), "lightning");
+    assert_eq!(turnpike_mpp::method(offers[1]), "evm");
+    assert_eq!(turnpike_mpp::evm_amount(offers[0]), Some(10_000));
+    assert_eq!(turnpike_mpp::sats(offers[1]), Some(10));
+    assert_eq!(
+        turnpike_mpp::conf::section(&c.rails).evm,
+        Some(turnpike_mpp::rail::EvmConfig { decimals: 6 })
+    );
+}
