@@ -470,3 +470,62 @@ fn evm_configuration_mistakes_are_placed() {
         Some(turnpike_mpp::rail::EvmConfig { decimals: 6 })
     );
 }
+
+/// Two instances on one real Redis, sharing the binding key (`mpp.key`), each settling with its
+/// own account: one evm credential presented sixteen times at once, to both, is accepted once
+/// and settled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_evm_payment_is_accepted_once_across_two_instances() {
+    let redis = turnpike_testkit::redis::RedisServer::start();
+    let payer = new_payer();
+    let chain = start_chain(&[&payer]).await;
+    let (up, log) = start_upstream(true).await;
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let pay_to = new_address();
+    let store = format!(
+        "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\ntimeout_ms = 2000\n",
+        redis.url()
+    );
+    let mut gateways = Vec::new();
+    for _ in 0..2 {
+        let dir = data_dir();
+        std::fs::write(dir.join("mpp.key"), &key).unwrap();
+        settle_key(&chain, &dir).await;
+        let cfg = config(up, &dir, &chain.url, &chain.asset, &pay_to);
+        gateways.push(start_gateway_with(&format!("{cfg}{store}")).await);
+    }
+    let line = evm_line(&post(gateways[0], &[], &call(1, "dear", json!({"n": 1}))).await);
+    let auth = sign(&line, &payer).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let gw = gateways[i % 2];
+        let auth = auth.clone();
+        tasks.push(tokio::spawn(async move {
+            post(
+                gw,
+                &[("authorization", &auth)],
+                &call(2, "dear", json!({"n": 1})),
+            )
+            .await
+            .status
+            .as_u16()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            402 => {}
+            s => panic!("status {s}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    let calls = log
+        .lock()
+        .iter()
+        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+        .count();
+    assert_eq!(calls, 1);
+    assert_eq!(chain.balance(&pay_to).await, 10_000);
+    assert_eq!(chain.balance(&payer.address).await, 1_000_000 - 10_000);
+}
