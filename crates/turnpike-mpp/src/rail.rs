@@ -34,6 +34,7 @@
 //! all through turnpike-x402's [`Token`]; the receipt's reference is the transaction.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -44,7 +45,7 @@ use turnpike_core::credential::CredentialParseError;
 use turnpike_core::plugin::Parsed;
 use turnpike_core::{
     BoundRail, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
-    InBandForm, Offer, PassNotes, Rail, RailId, RailPlugin, Refusal, Verdict,
+    InBandForm, Offer, PassNotes, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
 };
 use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates};
 use turnpike_lightning::{InvoiceState, LightningBackend};
@@ -147,6 +148,39 @@ struct Common {
     request: Map<String, Value>,
 }
 
+/// The `evm` method's settlements, by outcome (`turnpike_mpp_evm_settlements_total`).
+#[derive(Debug, Default)]
+pub struct MppMeter {
+    settled: AtomicU64,
+    refused: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl RailMeter for MppMeter {
+    fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP turnpike_mpp_evm_settlements_total MPP evm payments by settlement outcome: settled, refused (the transfer reverted or would), failed (node unreachable, or the outcome unknown).\n# TYPE turnpike_mpp_evm_settlements_total counter\n",
+        );
+        for (outcome, n) in [
+            ("settled", &self.settled),
+            ("refused", &self.refused),
+            ("failed", &self.failed),
+        ] {
+            out.push_str(&format!(
+                "turnpike_mpp_evm_settlements_total{{outcome=\"{outcome}\"}} {}\n",
+                n.load(Relaxed)
+            ));
+        }
+    }
+
+    fn figures(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("mpp_evm_settled", self.settled.load(Relaxed)),
+            ("mpp_evm_settle_failures", self.failed.load(Relaxed)),
+        ]
+    }
+}
+
 /// The rail. See the module docs.
 pub struct MppRail {
     cfg: MppConfig,
@@ -158,6 +192,7 @@ pub struct MppRail {
     token: Option<Arc<Token>>,
     spent: Arc<dyn SpentSet>,
     invoices: InvoiceLimiter,
+    meter: Arc<MppMeter>,
 }
 
 /// Who an invoice is counted against: the caller's identity, else its address.
@@ -219,6 +254,7 @@ impl MppRail {
             token,
             spent,
             invoices,
+            meter: Arc::new(MppMeter::default()),
         }
     }
 
@@ -606,6 +642,7 @@ impl MppRail {
         let payer = turnpike_x402::evm::checksum(&a.from);
         match token.settle(a, &checked.signed.signature, None).await {
             Ok(tx) => {
+                self.meter.settled.fetch_add(1, Relaxed);
                 tracing::info!(transaction = %tx, payer = %payer, value = %a.value, "MPP: evm payment settled");
                 Verdict::Pass(Grant {
                     rail: RAIL,
@@ -614,16 +651,19 @@ impl MppRail {
                 })
             }
             Err(SettleError::Refused(why)) => {
+                self.meter.refused.fetch_add(1, Relaxed);
                 tracing::warn!(reason = %why, payer = %payer, "MPP: evm settlement refused; the call is not forwarded");
                 release("refused").await;
                 stale(&format!("the payment could not be settled: {why}"))
             }
             Err(SettleError::Down(why)) => {
+                self.meter.failed.fetch_add(1, Relaxed);
                 tracing::warn!(reason = %why, payer = %payer, "MPP: evm settlement failed; the call is not forwarded");
                 release("down").await;
                 unavailable("the payment cannot be settled right now")
             }
             Err(SettleError::Unknown(why)) => {
+                self.meter.failed.fetch_add(1, Relaxed);
                 tracing::error!(reason = %why, payer = %payer, "MPP: evm settlement outcome unknown; the authorization stays spent and the call is not forwarded");
                 unavailable("the payment's settlement could not be confirmed")
             }
@@ -855,6 +895,10 @@ impl RailPlugin for MppRail {
         in_band_form(challenges, refusals)
     }
 
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
+        Some(self.meter.clone())
+    }
+
     /// A view that remembers which credential paid, for the receipt.
     fn bind(
         self: Arc<Self>,
@@ -1051,6 +1095,11 @@ fn malformed(e: wire::WireError) -> CredentialParseError {
 impl RailPlugin for MppCredentials {
     fn id(&self) -> RailId {
         RAIL
+    }
+
+    /// The rail's series at zero where it is off.
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
+        Some(Arc::new(MppMeter::default()))
     }
 
     fn malformed_is_stale(&self) -> bool {
