@@ -253,6 +253,28 @@ async fn mppx_pays_the_evm_method_over_http() {
     // The upstream never saw the credential.
     let seen = env.log.lock().last().cloned().unwrap();
     assert!(seen.headers.get("authorization").is_none());
+
+    // A tool that also takes proof-of-work: the Payment line among the others, paid the same.
+    let out = node_script(
+        "mppx_evm_client.mjs",
+        &[
+            "http",
+            &env.url(),
+            &payer.key,
+            TOKEN_NAME,
+            TOKEN_VERSION,
+            "echo",
+            &json!({"text": "hi"}).to_string(),
+        ],
+        None,
+    )
+    .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["receipt"]["method"], "evm", "{v}");
+    assert_eq!(env.chain.balance(&payer.address).await, before - 20_000);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 20_000);
+    assert_eq!(env.calls(), 2);
 }
 
 /// mppx's MCP client (`McpClient.wrap` over the MCP TypeScript SDK): the in-band -32042 with
