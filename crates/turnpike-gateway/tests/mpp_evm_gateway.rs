@@ -428,8 +428,8 @@ async fn evm_attacks_refused_without_running() {
 
 /// `turnpike check`'s reading of the evm method: `[mpp] evm` needs `[x402]` settled by the
 /// gateway's own key, an evm price is atomic units at least 1, a price names a method; each
-/// mistake at its line:col. A good file makes one offer per method, the first carrying both
-/// methods' terms, and turns the rail on without `[lightning]`.
+/// mistake at its line:col; a price naming a method the file does not offer is refused. A good
+/// file makes one offer per method, the first carrying both methods' terms.
 #[test]
 fn evm_configuration_mistakes_are_placed() {
     let base = "[upstream]\nurl = \"http://127.0.0.1:9/mcp\"\n";
@@ -462,6 +462,20 @@ fn evm_configuration_mistakes_are_placed() {
         "{base}[tools.a]\nmpp = {{}}\n[mpp]\nevm = {{ decimals = 6 }}\n{good}"
     ));
     assert!(e.contains("names no method"), "{e}");
+    // A method the file does not offer: sat without [lightning], evm without [mpp] evm.
+    let e = err(&format!(
+        "{base}[tools.a]\nmpp = {{ sat = 10 }}\n[mpp]\nevm = {{ decimals = 6 }}\n{good}"
+    ));
+    assert!(e.contains("t.toml:4:7: "), "{e}");
+    assert!(
+        e.contains("names mpp sat, but there is no [lightning]"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{base}[tools.a]\nmpp = {{ evm = 10 }}\n[lightning]\nbackend = \"dev\"\n"
+    ));
+    assert!(e.contains("t.toml:4:7: "), "{e}");
+    assert!(e.contains("names mpp evm, but [mpp] has no evm"), "{e}");
     // An evm price without [lightning] or [mpp] evm: the rail is off.
     let e = err(&format!("{base}[tools.a]\nmpp = {{ evm = 10 }}\n"));
     assert!(e.contains("there is no [lightning] section"), "{e}");
@@ -472,7 +486,7 @@ fn evm_configuration_mistakes_are_placed() {
     // A good one: two offers, both methods' terms on each.
     let c = turnpike_gateway::config::parse(
         &format!(
-            "{base}[tools.a]\nmpp = {{ sat = 10, evm = \"10000\" }}\n[mpp]\nevm = {{ decimals = 6 }}\n{good}"
+            "{base}[tools.a]\nmpp = {{ sat = 10, evm = \"10000\" }}\n[mpp]\nevm = {{ decimals = 6 }}\n{good}[lightning]\nbackend = \"dev\"\n"
         ),
         "t.toml",
     )
@@ -550,4 +564,32 @@ async fn one_evm_payment_is_accepted_once_across_two_instances() {
     assert_eq!(calls, 1);
     assert_eq!(chain.balance(&pay_to).await, 10_000);
     assert_eq!(chain.balance(&payer.address).await, 1_000_000 - 10_000);
+}
+
+/// The evm method alone, without `[lightning]`: the rail is on, and a 402 carries one `Payment`
+/// line, `method="evm"` (nothing asked of the chain for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_evm_method_alone_needs_no_lightning_node() {
+    let (up, log) = start_upstream(true).await;
+    let dir = data_dir();
+    let key = new_payer();
+    std::fs::write(dir.join("settle.key"), &key.key).unwrap();
+    let cfg = config(
+        up,
+        &dir,
+        "http://127.0.0.1:9",
+        "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+        "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+    )
+    .replace(
+        "mpp = { sat = 10, evm = \"10000\" }",
+        "mpp = { evm = \"10000\" }",
+    )
+    .replace("[lightning]\nbackend = \"dev\"\n", "");
+    assert!(!cfg.contains("[lightning]"));
+    let gw = start_gateway_with(&cfg).await;
+    let r = post(gw, &[], &call(1, "dear", json!({"n": 1}))).await;
+    let methods: Vec<String> = payment_lines(&r).into_iter().map(|(m, _)| m).collect();
+    assert_eq!(methods, ["evm"]);
+    assert!(log.lock().is_empty());
 }

@@ -24,6 +24,7 @@ pub const TABLE: &str = "mpp";
 const HINT_MPP: &str = "write mpp = { sat = <n> } (whole satoshis per call, at least 1), mpp = { evm = \"<n>\" } (atomic units of the [x402] token per call, at least 1), or both";
 const HINT_TABLE: &str = "see the [mpp] section in docs/MPP.md";
 const HINT_NO_LIGHTNING: &str = "add a [lightning] section naming the node that creates invoices, e.g. [lightning] backend = \"lnd\", url = \"https://127.0.0.1:8080\", macaroon_path = \"…/invoice.macaroon\" (or backend = \"dev\" to try it out, never in production); or, for the evm method, [mpp] evm = { decimals = 6 } beside an [x402] section";
+const HINT_EVM_PRICE: &str = "offer the evm method with [mpp] evm = { decimals = 6 } beside an [x402] section (docs/MPP.md, the evm method), or price the call in sat";
 const HINT_EVM: &str = "the evm method takes payments in the token of [x402], settled with the gateway's own key: add an [x402] section with settle_key_file or settle_key_env (docs/MPP.md, the evm method)";
 const HINT_REALM: &str =
     "write a realm of visible ASCII characters, e.g. realm = \"mcp.example.com\"";
@@ -95,6 +96,40 @@ impl RailConf for MppConf {
         if let Some(m) = evm_problem(sections) {
             let at = span_of_path(root, "mpp.evm");
             cx.problem(at, m, HINT_EVM);
+        }
+        // A price naming a method that is not there, while the rail is on through the other:
+        // `sat` without [lightning], `evm` without [mpp] evm.
+        let lightning = root.get(LIGHTNING_TABLE).is_some();
+        let evm = section(sections).evm.is_some();
+        if lightning == evm {
+            return;
+        }
+        for group in ["tools", "methods"] {
+            let Some(DeValue::Table(prices)) = root.get(group).map(|v| v.get_ref()) else {
+                continue;
+            };
+            for (_, price) in prices.iter() {
+                let DeValue::Table(p) = price.get_ref() else {
+                    continue;
+                };
+                let Some(DeValue::Table(m)) = p.get(RAIL.as_str()).map(|v| v.get_ref()) else {
+                    continue;
+                };
+                let at = p.get(RAIL.as_str()).map(|v| v.span());
+                if !lightning && (m.get("sat").is_some() || m.get("sats").is_some()) {
+                    cx.problem(
+                        at,
+                        "this price names mpp sat, but there is no [lightning] section".into(),
+                        HINT_NO_LIGHTNING,
+                    );
+                } else if !evm && m.get("evm").is_some() {
+                    cx.problem(
+                        at,
+                        "this price names mpp evm, but [mpp] has no evm".into(),
+                        HINT_EVM_PRICE,
+                    );
+                }
+            }
         }
     }
 
