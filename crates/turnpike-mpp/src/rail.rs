@@ -1042,8 +1042,10 @@ pub fn in_band_text(challenge: &Challenge) -> String {
     let d = &challenge.details;
     if d.get("method").and_then(Value::as_str) == Some(evm::METHOD) {
         let r = |p: &str| {
-            d.pointer(p)
-                .map_or_else(|| "?".to_string(), |v| v.to_string())
+            d.pointer(p).map_or_else(
+                || "?".to_string(),
+                |v| v.as_str().map_or_else(|| v.to_string(), str::to_string),
+            )
         };
         return format!(
             "Pay (MPP, Payment scheme, evm charge): sign an EIP-3009 TransferWithAuthorization \
@@ -1556,6 +1558,15 @@ mod tests {
             receipt: Some(format!("{EVM_RECEIPT_PREFIX}0x{}", "ab".repeat(32))),
         };
         let receipt = receipt_for(&cred, &grant, 1_800_000_042).unwrap();
+        let text = in_band_text(&Challenge {
+            rail: RAIL,
+            www_authenticate: c.header(),
+            details: challenge_details(&c),
+        });
+        assert!(
+            text.contains("of 10000 atomic units of the token 0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913 on chain 8453 to 0x209693Bc6afc0C5328bA36FaF03C514EF312287C"),
+            "{text}"
+        );
         let nonce = hex::encode(evm::challenge_nonce(&c.id, &c.realm));
         let doc = include_str!("../../../docs/MPP.md");
         let mut missing = Vec::new();
