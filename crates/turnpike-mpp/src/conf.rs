@@ -315,7 +315,7 @@ impl RailConf for MppConf {
         }
         let token = match &cfg.evm {
             None => None,
-            Some(_) => turnpike_x402::token::shared(build)?,
+            Some(_) => turnpike_x402::conf::shared_token(build)?,
         };
         if node.is_none() && token.is_none() {
             return Err(mpp_error("no [lightning] section, and no [mpp] evm"));

@@ -232,7 +232,7 @@ impl RailConf for X402Conf {
         let Some(cfg) = section(build.sections).cloned() else {
             return Err(x402_error("no [x402] section"));
         };
-        let token = crate::token::shared(build)?.ok_or_else(|| x402_error("no [x402] section"))?;
+        let token = shared_token(build)?.ok_or_else(|| x402_error("no [x402] section"))?;
         let key = X402Rail::load_or_create_key(build.data_dir)
             .map_err(|e| x402_error(format!("binding key: {e}")))?;
         let spent = build.services.spent_set("x402")?;
@@ -246,6 +246,22 @@ impl RailConf for X402Conf {
     fn recogniser(&self) -> Option<Arc<dyn RailPlugin>> {
         Some(Arc::new(X402Credentials))
     }
+}
+
+/// The one [`crate::token::Token`] of `[x402]` in this build, made by the first rail that asks
+/// ([`turnpike_conf::Services::shared`]); `None` when the file has no `[x402]`.
+pub fn shared_token(build: &Build<'_>) -> Result<Option<Arc<crate::token::Token>>, BuildError> {
+    let Some(cfg) = section(build.sections).cloned() else {
+        return Ok(None);
+    };
+    let any = build.services.shared(crate::token::SHARED_KEY, &mut || {
+        crate::token::Token::from_config(&cfg)
+            .map(|t| Arc::new(t) as Arc<dyn std::any::Any + Send + Sync>)
+            .map_err(|e| BuildError(format!("x402 rail: {e}")))
+    })?;
+    any.downcast::<crate::token::Token>()
+        .map(Some)
+        .map_err(|_| BuildError("x402 rail: the token was built as something else".into()))
 }
 
 fn x402_error(e: impl std::fmt::Display) -> BuildError {

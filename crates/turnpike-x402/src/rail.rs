@@ -36,9 +36,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use k256::ecdsa::SigningKey;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use turnpike_core::credential::CredentialParseError;
 use turnpike_core::mac::{hmac_sha256, Mac};
@@ -53,8 +51,8 @@ use zeroize::Zeroizing;
 
 use crate::chain::Node;
 use crate::evm::{self, Address, Authorization};
+pub use crate::token::{chain_id_of, parse_key, Settler, X402Config, CHECKS};
 use crate::token::{ChainState, SettleError, Token};
-pub use crate::token::{Settler, CHECKS};
 use crate::wire::{
     self, PaymentPayload, PaymentRequired, PaymentRequirements, Resource, SettlementResponse,
     BINDING_KEY, META_PAYMENT, SCHEME, X402_VERSION,
@@ -69,86 +67,6 @@ pub const SKEW_SECS: u64 = 60;
 
 /// An authorization must stay valid this long after it is presented, to be settled in time.
 pub const SETTLE_MARGIN_SECS: u64 = 3;
-
-/// The rail's settings: the gateway's `[x402]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct X402Config {
-    /// The chain, as CAIP-2: `eip155:<chainId>` (`eip155:8453` is Base).
-    pub network: String,
-    /// The JSON-RPC endpoint of a node of that chain.
-    pub rpc_url: String,
-    /// The token contract (EIP-3009), `0x` + 40 hex digits.
-    pub asset: String,
-    /// The token's EIP-712 domain name (`USD Coin` for USDC on Base).
-    pub asset_name: String,
-    /// The token's EIP-712 domain version (`2` for USDC).
-    pub asset_version: String,
-    /// Who is paid, `0x` + 40 hex digits.
-    pub pay_to: String,
-    /// How long an offer may be paid, and the longest an authorization may stay valid, in
-    /// seconds.
-    #[serde(
-        default = "default_max_timeout",
-        deserialize_with = "turnpike_core::conf::positive_u64"
-    )]
-    pub max_timeout_secs: u64,
-    /// Settle through this facilitator (`POST <url>/settle`) instead of the gateway's own key.
-    #[serde(default)]
-    pub facilitator_url: Option<String>,
-    /// The file holding the settling account's secp256k1 key (64 hex digits, `0x` allowed).
-    #[serde(default)]
-    pub settle_key_file: Option<String>,
-    /// The environment variable holding that key.
-    #[serde(default)]
-    pub settle_key_env: Option<String>,
-    /// The deadline of each request to the node or the facilitator, in milliseconds.
-    #[serde(
-        default = "default_rpc_timeout",
-        deserialize_with = "turnpike_core::conf::positive_u64"
-    )]
-    pub rpc_timeout_ms: u64,
-    /// How long a settlement transaction is waited for, in seconds.
-    #[serde(
-        default = "default_settle_timeout",
-        deserialize_with = "turnpike_core::conf::positive_u64"
-    )]
-    pub settle_timeout_secs: u64,
-}
-
-fn default_max_timeout() -> u64 {
-    300
-}
-fn default_rpc_timeout() -> u64 {
-    5000
-}
-fn default_settle_timeout() -> u64 {
-    60
-}
-
-/// The chain id of a CAIP-2 `eip155:<id>` network.
-pub fn chain_id_of(network: &str) -> Option<u64> {
-    let id = network.strip_prefix("eip155:")?;
-    if id.is_empty()
-        || (id.len() > 1 && id.starts_with('0'))
-        || !id.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    id.parse().ok().filter(|v| *v > 0)
-}
-
-/// Reads a hex secp256k1 key (`0x` allowed, surrounding space ignored).
-pub fn parse_key(text: &str) -> Option<SigningKey> {
-    let t = text.trim();
-    let t = t.strip_prefix("0x").unwrap_or(t);
-    if t.len() != 64 {
-        return None;
-    }
-    let mut b = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(t, &mut b[..]).ok()?;
-    SigningKey::from_slice(&b[..]).ok()
-}
 
 /// What a payment that passed the offline checks pays with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -869,6 +787,7 @@ impl CredentialReader for X402Credentials {
 mod tests {
     use super::*;
     use crate::payer;
+    use k256::ecdsa::SigningKey;
     use sha2::Digest;
     use std::time::Duration;
     use turnpike_store::MemorySpentSet;

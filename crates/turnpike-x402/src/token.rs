@@ -5,22 +5,21 @@
 //! (balance, nonce) and the settlement (the gateway's own key, or a facilitator).
 //!
 //! One `Token` is built from `[x402]` and shared by the rails that take payments in it
-//! ([`shared`]), so that the settling account has one sender and the bounds count every
+//! ([`crate::conf::shared_token`]), so that the settling account has one sender and the bounds count every
 //! payment.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use k256::ecdsa::SigningKey;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Digest;
-use turnpike_conf::{Build, BuildError};
 use turnpike_core::{CallFacts, Identity};
 use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates};
+use zeroize::Zeroizing;
 
 use crate::chain::{ChainError, Facilitator, Node};
 use crate::evm::{self, Address, Authorization, Domain, Rsv};
-use crate::rail::{chain_id_of, parse_key, X402Config};
 
 /// Payments one caller address may have checked per minute (each costs a signer recovery and,
 /// when it is well formed, calls to the node), and all callers together.
@@ -31,6 +30,87 @@ pub const CHECKS: InvoiceRates = InvoiceRates {
 
 /// The key under which the one [`Token`] of a build is shared ([`turnpike_conf::Services`]).
 pub const SHARED_KEY: &str = "x402-token";
+
+/// The gateway's `[x402]` table: the chain, the token, who is paid and how payments are
+/// settled (the x402 rail's settings, and the token of MPP's `evm` method).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X402Config {
+    /// The chain, as CAIP-2: `eip155:<chainId>` (`eip155:8453` is Base).
+    pub network: String,
+    /// The JSON-RPC endpoint of a node of that chain.
+    pub rpc_url: String,
+    /// The token contract (EIP-3009), `0x` + 40 hex digits.
+    pub asset: String,
+    /// The token's EIP-712 domain name (`USD Coin` for USDC on Base).
+    pub asset_name: String,
+    /// The token's EIP-712 domain version (`2` for USDC).
+    pub asset_version: String,
+    /// Who is paid, `0x` + 40 hex digits.
+    pub pay_to: String,
+    /// How long an offer may be paid, and the longest an authorization may stay valid, in
+    /// seconds.
+    #[serde(
+        default = "default_max_timeout",
+        deserialize_with = "turnpike_core::conf::positive_u64"
+    )]
+    pub max_timeout_secs: u64,
+    /// Settle through this facilitator (`POST <url>/settle`) instead of the gateway's own key.
+    #[serde(default)]
+    pub facilitator_url: Option<String>,
+    /// The file holding the settling account's secp256k1 key (64 hex digits, `0x` allowed).
+    #[serde(default)]
+    pub settle_key_file: Option<String>,
+    /// The environment variable holding that key.
+    #[serde(default)]
+    pub settle_key_env: Option<String>,
+    /// The deadline of each request to the node or the facilitator, in milliseconds.
+    #[serde(
+        default = "default_rpc_timeout",
+        deserialize_with = "turnpike_core::conf::positive_u64"
+    )]
+    pub rpc_timeout_ms: u64,
+    /// How long a settlement transaction is waited for, in seconds.
+    #[serde(
+        default = "default_settle_timeout",
+        deserialize_with = "turnpike_core::conf::positive_u64"
+    )]
+    pub settle_timeout_secs: u64,
+}
+
+fn default_max_timeout() -> u64 {
+    300
+}
+fn default_rpc_timeout() -> u64 {
+    5000
+}
+fn default_settle_timeout() -> u64 {
+    60
+}
+
+/// The chain id of a CAIP-2 `eip155:<id>` network.
+pub fn chain_id_of(network: &str) -> Option<u64> {
+    let id = network.strip_prefix("eip155:")?;
+    if id.is_empty()
+        || (id.len() > 1 && id.starts_with('0'))
+        || !id.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    id.parse().ok().filter(|v| *v > 0)
+}
+
+/// Reads a hex secp256k1 key (`0x` allowed, surrounding space ignored).
+pub fn parse_key(text: &str) -> Option<SigningKey> {
+    let t = text.trim();
+    let t = t.strip_prefix("0x").unwrap_or(t);
+    if t.len() != 64 {
+        return None;
+    }
+    let mut b = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(t, &mut b[..]).ok()?;
+    SigningKey::from_slice(&b[..]).ok()
+}
 
 /// Who settles payments.
 pub enum Settler {
@@ -354,20 +434,4 @@ impl Token {
             pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
-}
-
-/// The one [`Token`] of `[x402]` in this build, made by the first rail that asks
-/// ([`turnpike_conf::Services::shared`]); `None` when the file has no `[x402]`.
-pub fn shared(build: &Build<'_>) -> Result<Option<Arc<Token>>, BuildError> {
-    let Some(cfg) = crate::conf::section(build.sections).cloned() else {
-        return Ok(None);
-    };
-    let any = build.services.shared(SHARED_KEY, &mut || {
-        Token::from_config(&cfg)
-            .map(|t| Arc::new(t) as Arc<dyn std::any::Any + Send + Sync>)
-            .map_err(|e| BuildError(format!("x402 rail: {e}")))
-    })?;
-    any.downcast::<Token>()
-        .map(Some)
-        .map_err(|_| BuildError("x402 rail: the token was built as something else".into()))
 }
