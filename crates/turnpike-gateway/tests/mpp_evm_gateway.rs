@@ -567,9 +567,11 @@ async fn one_evm_payment_is_accepted_once_across_two_instances() {
 }
 
 /// The evm method alone, without `[lightning]`: the rail is on, and a 402 carries one `Payment`
-/// line, `method="evm"` (nothing asked of the chain for it).
+/// line, `method="evm"` (nothing asked of the chain for it). With the node down, a good
+/// credential fails closed (503, nothing forwarded) and is released: presented again, it is
+/// refused for the same reason, not as a replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_evm_method_alone_needs_no_lightning_node() {
+async fn the_evm_method_alone_needs_no_lightning_node_and_fails_closed_without_a_node() {
     let (up, log) = start_upstream(true).await;
     let dir = data_dir();
     let key = new_payer();
@@ -591,5 +593,20 @@ async fn the_evm_method_alone_needs_no_lightning_node() {
     let r = post(gw, &[], &call(1, "dear", json!({"n": 1}))).await;
     let methods: Vec<String> = payment_lines(&r).into_iter().map(|(m, _)| m).collect();
     assert_eq!(methods, ["evm"]);
+    let auth = sign(&evm_line(&r), &new_payer()).await;
+    for id in [2, 3] {
+        let r = post(
+            gw,
+            &[("authorization", &auth)],
+            &call(id, "dear", json!({"n": 1})),
+        )
+        .await;
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(
+            r.text().contains("cannot be checked on chain"),
+            "{}",
+            r.text()
+        );
+    }
     assert!(log.lock().is_empty());
 }
