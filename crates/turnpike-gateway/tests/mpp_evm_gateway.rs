@@ -426,8 +426,7 @@ async fn evm_attacks_refused_without_running() {
     assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
 }
 
-/// `turnpike check`'s reading of the evm method: `[mpp] evm` needs `[x402]` settled by the
-/// gateway's own key, an evm price is atomic units at least 1, a price names a method; each
+/// `turnpike check`'s reading of the evm method: `[mpp] evm` needs `[x402]`, an evm price is atomic units at least 1, a price names a method; each
 /// mistake at its line:col; a price naming a method the file does not offer is refused. A good
 /// file makes one offer per method, the first carrying both methods' terms.
 #[test]
@@ -445,12 +444,14 @@ fn evm_configuration_mistakes_are_placed() {
     ));
     assert!(e.contains("t.toml:6:7: "), "{e}");
     assert!(e.contains("[mpp] evm needs an [x402] section"), "{e}");
-    // With an [x402] that settles through a facilitator.
-    let e = err(&format!(
-        "{base}[tools.a]\nmpp = {{ evm = \"10\" }}\n[mpp]\nevm = {{ decimals = 6 }}\n{x402}facilitator_url = \"http://127.0.0.1:9\"\n"
-    ));
-    assert!(e.contains("t.toml:6:7: "), "{e}");
-    assert!(e.contains("facilitator"), "{e}");
+    // An [x402] that settles through a facilitator is as good.
+    turnpike_gateway::config::parse(
+        &format!(
+            "{base}[tools.a]\nmpp = {{ evm = \"10\" }}\n[mpp]\nevm = {{ decimals = 6 }}\n{x402}facilitator_url = \"http://127.0.0.1:9\"\n"
+        ),
+        "t.toml",
+    )
+    .unwrap();
     let good = format!("{x402}settle_key_env = \"K\"\n");
     // A price of 0 units, and a price naming no method.
     let e = err(&format!(
@@ -617,4 +618,52 @@ async fn the_evm_method_alone_needs_no_lightning_node_and_fails_closed_without_a
         );
     }
     assert!(log.lock().is_empty());
+}
+
+/// Settled by `[x402]`'s facilitator (the x402 project's own, tests/e2e/x402_peer.mjs): the
+/// authorization goes to `POST /settle` as the x402 `exact` payment it also is; mppx's payment
+/// goes through, the receipt names the facilitator's transaction, paid once on chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_facilitator_settles_an_evm_payment() {
+    let payer = new_payer();
+    let chain = start_chain(&[&payer]).await;
+    let (_facilitator, url) = start_facilitator(&chain).await;
+    let (up, log) = start_upstream(true).await;
+    let dir = data_dir();
+    let pay_to = new_address();
+    let cfg = config(up, &dir, &chain.url, &chain.asset, &pay_to).replace(
+        &format!("settle_key_file = \"{}\"", dir.join("settle.key").display()),
+        &format!("facilitator_url = \"{url}\"\nrpc_timeout_ms = 30000"),
+    );
+    assert!(cfg.contains("facilitator_url"));
+    let gw = start_gateway_with(&cfg).await;
+    let out = node_script(
+        "mppx_evm_client.mjs",
+        &[
+            "http",
+            &format!("http://{gw}/mcp"),
+            &payer.key,
+            TOKEN_NAME,
+            TOKEN_VERSION,
+            "dear",
+            &json!({"n": 4}).to_string(),
+        ],
+        None,
+    )
+    .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["receipt"]["method"], "evm", "{v}");
+    let tx = v["receipt"]["reference"].as_str().unwrap();
+    let mined = chain.rpc("eth_getTransactionReceipt", json!([tx])).await;
+    assert_eq!(mined["status"], "0x1");
+    assert_eq!(v["replay"]["status"], 402, "{v}");
+    assert_eq!(chain.balance(&payer.address).await, 1_000_000 - 10_000);
+    assert_eq!(chain.balance(&pay_to).await, 10_000);
+    let calls = log
+        .lock()
+        .iter()
+        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+        .count();
+    assert_eq!(calls, 1);
 }

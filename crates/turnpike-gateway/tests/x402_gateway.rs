@@ -12,14 +12,11 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
 
 use base64::Engine;
 use serde_json::{json, Value};
 use support::chain::*;
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn b64_json(s: &str) -> Value {
     let bytes = base64::engine::general_purpose::STANDARD.decode(s).unwrap();
@@ -298,36 +295,6 @@ async fn one_payment_is_accepted_once_across_two_instances() {
     assert_eq!(calls, 1);
     assert_eq!(chain.balance(&pay_to).await, 10_000);
     assert_eq!(chain.balance(&payer.address).await, 1_000_000 - 10_000);
-}
-
-/// The x402 project's facilitator (tests/e2e/x402_peer.mjs `facilitator`), settling with a
-/// fresh funded key: the node process (ended when dropped) and its URL.
-async fn start_facilitator(chain: &Chain) -> (tokio::process::Child, String) {
-    let key = new_payer();
-    chain
-        .rpc(
-            "anvil_setBalance",
-            json!([key.address, "0x56bc75e2d63100000"]),
-        )
-        .await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_peer.mjs");
-    let mut child = tokio::process::Command::new(node())
-        .arg(&script)
-        .args(["facilitator", &chain.url, &key.key])
-        .env("TURNPIKE_DEPS", deps_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines
-        .next_line()
-        .await
-        .unwrap()
-        .expect("the facilitator ended without listening");
-    let v: Value = serde_json::from_str(&line).unwrap();
-    (child, format!("http://127.0.0.1:{}", v["port"]))
 }
 
 /// Settled by a facilitator (the x402 project's own): `POST /settle` with the payment and the

@@ -25,7 +25,7 @@ const HINT_MPP: &str = "write mpp = { sat = <n> } (whole satoshis per call, at l
 const HINT_TABLE: &str = "see the [mpp] section in docs/MPP.md";
 const HINT_NO_LIGHTNING: &str = "add a [lightning] section naming the node that creates invoices, e.g. [lightning] backend = \"lnd\", url = \"https://127.0.0.1:8080\", macaroon_path = \"…/invoice.macaroon\" (or backend = \"dev\" to try it out, never in production); or, for the evm method, [mpp] evm = { decimals = 6 } beside an [x402] section";
 const HINT_EVM_PRICE: &str = "offer the evm method with [mpp] evm = { decimals = 6 } beside an [x402] section (docs/MPP.md, the evm method), or price the call in sat";
-const HINT_EVM: &str = "the evm method takes payments in the token of [x402], settled with the gateway's own key: add an [x402] section with settle_key_file or settle_key_env (docs/MPP.md, the evm method)";
+const HINT_EVM: &str = "the evm method takes payments in the token of [x402], settled as x402 settles them: add an [x402] section (docs/MPP.md, the evm method)";
 const HINT_REALM: &str =
     "write a realm of visible ASCII characters, e.g. realm = \"mcp.example.com\"";
 
@@ -52,17 +52,12 @@ pub fn describe(offer: &Offer) -> String {
     }
 }
 
-/// What is wrong with `[mpp] evm` beside the other sections: it needs `[x402]`, settled with
-/// the gateway's own key.
+/// What is wrong with `[mpp] evm` beside the other sections: it needs `[x402]`.
 fn evm_problem(sections: &Sections) -> Option<String> {
     section(sections).evm.as_ref()?;
-    match turnpike_x402::conf::section(sections) {
-        None => Some("[mpp] evm needs an [x402] section (its chain, token and payee)".into()),
-        Some(x) if x.facilitator_url.is_some() => Some(
-            "[mpp] evm settles with the gateway's own key, but [x402] names a facilitator".into(),
-        ),
-        Some(_) => None,
-    }
+    turnpike_x402::conf::section(sections)
+        .is_none()
+        .then(|| "[mpp] evm needs an [x402] section (its chain, token and payee)".into())
 }
 
 fn realm_ok(realm: &str) -> bool {

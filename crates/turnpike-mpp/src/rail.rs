@@ -30,8 +30,9 @@
 //! EIP-3009 authorization: payee, value, the challenge's own nonce (keccak256 of id and realm),
 //! its validity window, and the payer's EIP-712 signature. The payment is bounded per address
 //! and in all before the signer is recovered, spent once in the `mpp` spent set, checked on
-//! chain (balance, nonce) and settled by the gateway's own key before the call is forwarded,
-//! all through turnpike-x402's [`Token`]; the receipt's reference is the transaction.
+//! chain (balance, nonce) and settled before the call is forwarded (by the gateway's own key,
+//! or by `[x402]`'s facilitator as the x402 `exact` payment it also is), all through
+//! turnpike-x402's [`Token`]; the receipt's reference is the transaction.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -159,7 +160,7 @@ pub struct MppMeter {
 impl RailMeter for MppMeter {
     fn render(&self, out: &mut String) {
         out.push_str(
-            "# HELP turnpike_mpp_evm_settlements_total MPP evm payments by settlement outcome: settled, refused (the transfer reverted or would), failed (node unreachable, or the outcome unknown).\n# TYPE turnpike_mpp_evm_settlements_total counter\n",
+            "# HELP turnpike_mpp_evm_settlements_total MPP evm payments by settlement outcome: settled, refused (the transfer reverted or would, or the facilitator refused it), failed (node or facilitator unreachable, or the outcome unknown).\n# TYPE turnpike_mpp_evm_settlements_total counter\n",
         );
         for (outcome, n) in [
             ("settled", &self.settled),
@@ -640,7 +641,12 @@ impl MppRail {
             }
         }
         let payer = turnpike_x402::evm::checksum(&a.from);
-        match token.settle(a, &checked.signed.signature, None).await {
+        // Through a facilitator, the authorization goes as the x402 `exact` payment it is.
+        let x402 = token
+            .settles_through_facilitator()
+            .then(|| token.as_x402(a, &checked.signed.signature, self.cfg.expiry_secs));
+        let x402 = x402.as_ref().map(|(payment, accepted)| (payment, accepted));
+        match token.settle(a, &checked.signed.signature, x402).await {
             Ok(tx) => {
                 self.meter.settled.fetch_add(1, Relaxed);
                 tracing::info!(transaction = %tx, payer = %payer, value = %a.value, "MPP: evm payment settled");

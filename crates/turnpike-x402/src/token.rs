@@ -174,6 +174,8 @@ pub enum ChainState {
 /// The token payments are taken in, and how they are settled. See the module docs.
 pub struct Token {
     network: String,
+    asset_name: String,
+    asset_version: String,
     chain_id: u64,
     asset: Address,
     pay_to: Address,
@@ -216,6 +218,8 @@ impl Token {
         .separator();
         Ok(Token {
             network: cfg.network.clone(),
+            asset_name: cfg.asset_name.clone(),
+            asset_version: cfg.asset_version.clone(),
             chain_id,
             asset,
             pay_to,
@@ -320,6 +324,41 @@ impl Token {
         h.update(a.from);
         h.update(a.nonce);
         h.finalize().into()
+    }
+
+    /// `a` signed `sig` as an x402 `exact` payment, for a facilitator's `/settle`: the
+    /// `PaymentPayload` (version 2) and its `accepted` requirements (the token, its domain,
+    /// `payTo`, the amount `a.value`, `maxTimeoutSeconds` `max_timeout_secs`). What another
+    /// protocol's EIP-3009 payment (MPP's `evm` method) is settled through a facilitator as.
+    pub fn as_x402(&self, a: &Authorization, sig: &Rsv, max_timeout_secs: u64) -> (Value, Value) {
+        let accepted = serde_json::json!({
+            "scheme": crate::wire::SCHEME,
+            "network": self.network,
+            "amount": a.value.to_string(),
+            "asset": evm::checksum(&self.asset),
+            "payTo": evm::checksum(&self.pay_to),
+            "maxTimeoutSeconds": max_timeout_secs,
+            "extra": {"name": self.asset_name, "version": self.asset_version},
+        });
+        let mut signature = sig.r.to_vec();
+        signature.extend_from_slice(&sig.s);
+        signature.push(sig.v);
+        let payment = serde_json::json!({
+            "x402Version": crate::wire::X402_VERSION,
+            "accepted": accepted,
+            "payload": {
+                "authorization": {
+                    "from": evm::checksum(&a.from),
+                    "to": evm::checksum(&a.to),
+                    "value": a.value.to_string(),
+                    "validAfter": a.valid_after.to_string(),
+                    "validBefore": a.valid_before.to_string(),
+                    "nonce": format!("0x{}", hex::encode(a.nonce)),
+                },
+                "signature": format!("0x{}", hex::encode(signature)),
+            },
+        });
+        (payment, accepted)
     }
 
     /// What the chain says of `a`: the payer's balance and the nonce's state on the token.

@@ -272,3 +272,33 @@ pub(crate) async fn setup_x402(payers: &[&Payer]) -> Env {
         pay_to,
     }
 }
+
+/// The x402 project's facilitator (tests/e2e/x402_peer.mjs `facilitator`), settling with a
+/// fresh funded key: the node process (ended when dropped) and its URL.
+pub(crate) async fn start_facilitator(chain: &Chain) -> (tokio::process::Child, String) {
+    let key = new_payer();
+    chain
+        .rpc(
+            "anvil_setBalance",
+            json!([key.address, "0x56bc75e2d63100000"]),
+        )
+        .await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_peer.mjs");
+    let mut child = tokio::process::Command::new(node())
+        .arg(&script)
+        .args(["facilitator", &chain.url, &key.key])
+        .env("TURNPIKE_DEPS", deps_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("the facilitator ended without listening");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    (child, format!("http://127.0.0.1:{}", v["port"]))
+}
