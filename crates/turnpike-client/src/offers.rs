@@ -118,6 +118,9 @@ impl Offers {
             }
         }
         if let Some(body) = body {
+            if let Some(pr) = x402_payment_required(body) {
+                o.add_x402(pr);
+            }
             if let Some(list) = challenge_list(body) {
                 for c in list {
                     o.add_json(c);
@@ -263,15 +266,41 @@ fn ways_through(msg: &Value) -> Option<&Value> {
         .or_else(|| msg.pointer("/structuredContent/turnpike"))
 }
 
+/// The `PaymentRequired` of the x402 MCP transport in a result: a tool result with
+/// `isError: true` whose `structuredContent` is one (alone, or beside turnpike's challenges), or
+/// the `paymentRequired` of a `payment_required` result (the `org.x402/payment` extension).
+fn x402_payment_required(msg: &Value) -> Option<&Value> {
+    let r = msg.get("result")?;
+    let pr = if r.get("resultType").and_then(Value::as_str)
+        == Some(turnpike_x402::wire::RESULT_PAYMENT_REQUIRED)
+    {
+        r.get("paymentRequired")?
+    } else if r.get("isError").and_then(Value::as_bool) == Some(true) {
+        r.get("structuredContent")?
+    } else {
+        return None;
+    };
+    (pr.get("x402Version").is_some()
+        && pr
+            .get("accepts")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty()))
+    .then_some(pr)
+}
+
 fn challenge_list(msg: &Value) -> Option<&Vec<Value>> {
     ways_through(msg)?.get("challenges")?.as_array()
 }
 
 /// Whether a JSON-RPC response is a gate's challenge delivered in band: a result with
-/// `isError: true` and `structuredContent.turnpike.challenges`, or an error whose
+/// `isError: true` and `structuredContent.turnpike.challenges`, the x402 MCP transport's
+/// `PaymentRequired` (a tool result, or a `payment_required` result), or an error whose
 /// `data.challenges` lists ways through (turnpike's -31402 / -31401, HTTP 200 in-band delivery
 /// for methods other than tools/call).
 pub fn is_in_band_challenge(msg: &Value) -> bool {
+    if x402_payment_required(msg).is_some() {
+        return true;
+    }
     if let Some(r) = msg.get("result") {
         return r.get("isError").and_then(Value::as_bool) == Some(true)
             && r.pointer("/structuredContent/turnpike/challenges")
@@ -293,4 +322,42 @@ pub fn is_in_band_challenge(msg: &Value) -> bool {
             .is_some_and(|a| !a.is_empty());
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pr() -> Value {
+        json!({"x402Version": 2, "error": "params._meta[\"x402/payment\"] is required",
+               "resource": {"url": "https://g.example/mcp", "description": "tools/call dear",
+                            "mimeType": "application/json"},
+               "accepts": [{"scheme": "exact", "network": "eip155:31337", "amount": "10000",
+                            "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+                            "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+                            "maxTimeoutSeconds": 60, "extra": {"name": "T", "version": "1"}}]})
+    }
+
+    /// The x402 MCP transport's forms are in-band challenges whose offer is read: the tool
+    /// result, and the extension's `payment_required` result; a tool's own error is not.
+    #[test]
+    fn the_x402_mcp_forms_are_read() {
+        let tool_result = json!({"jsonrpc": "2.0", "id": 1, "result": {
+            "isError": true, "structuredContent": pr(),
+            "content": [{"type": "text", "text": pr().to_string()}]}});
+        let extension = json!({"jsonrpc": "2.0", "id": 1, "result": {
+            "resultType": "payment_required", "paymentRequired": pr()}});
+        for msg in [&tool_result, &extension] {
+            assert!(is_in_band_challenge(msg), "{msg}");
+            let o = Offers::read(&HeaderMap::new(), Some(msg));
+            assert_eq!(o.x402.len(), 1);
+            assert_eq!(o.x402[0].amount, "10000");
+        }
+        let tool_error = json!({"jsonrpc": "2.0", "id": 1, "result": {
+            "isError": true, "structuredContent": {"answer": 1},
+            "content": [{"type": "text", "text": "no"}]}});
+        assert!(!is_in_band_challenge(&tool_error));
+        assert!(Offers::read(&HeaderMap::new(), Some(&tool_error)).is_empty());
+    }
 }

@@ -157,6 +157,7 @@ mod tests {
                         rail: TOY,
                         identity: None,
                         receipt: None,
+                        about: None,
                     }),
                     Some(2) => Verdict::Stale(Refusal::new(TOY, "spent")),
                     Some(4) => Verdict::Unavailable(Refusal::new(TOY, "store down")),

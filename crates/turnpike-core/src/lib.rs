@@ -39,11 +39,11 @@ pub use decision::{decide, Decision};
 pub use identity::Identity;
 pub use meter::RailMeter;
 pub use plugin::{
-    BoundRail, CredentialReader, EdgeRequest, HeaderLines, InBandForm, PassNotes, RailAnswer,
-    RailDocument, RailPlugin, UpstreamAuthorization,
+    BoundRail, CredentialReader, EdgeRequest, HeaderLines, InBandCall, InBandForm, InBandResult,
+    PassNotes, RailAnswer, RailDocument, RailPlugin, UpstreamAuthorization,
 };
 pub use policy::{Offer, Policy, Price};
-pub use rail::{BoxFuture, Challenge, Grant, Rail, RailId, Refusal, Verdict};
+pub use rail::{About, BoxFuture, Challenge, Grant, Rail, RailId, Refusal, Verdict};
 
 /// Compares two byte strings in constant time (for the length of the shorter one; lengths are
 /// not secret). Use this for every comparison of secret material: tags, preimages, keys.

@@ -107,6 +107,38 @@ pub struct InBandForm {
     pub result_meta: (&'static str, Value),
 }
 
+/// The request an in-band answer is for ([`RailPlugin::in_band_result`]).
+#[derive(Debug, Clone, Copy)]
+pub struct InBandCall<'a> {
+    /// The JSON-RPC method (`tools/call`, `resources/read`, …).
+    pub method: &'a str,
+    /// Whether the request is of MCP 2026-07-28 or later, whose results carry `resultType`.
+    pub modern: bool,
+    /// The extensions the client advertised in this request's capabilities (2026-07-28:
+    /// `params._meta["io.modelcontextprotocol/clientCapabilities"].extensions`), by name.
+    pub extensions: &'a [String],
+}
+
+impl InBandCall<'_> {
+    /// Whether the client advertised extension `name` (a 2026-07-28 request only).
+    pub fn advertises(&self, name: &str) -> bool {
+        self.modern && self.extensions.iter().any(|e| e == name)
+    }
+}
+
+/// A rail's challenges in band as a method result under a standard of its own
+/// ([`RailPlugin::in_band_result`]: x402's MCP transport, a `tools/call` result with `isError`
+/// whose `structuredContent` is its `PaymentRequired`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InBandResult {
+    /// The JSON-RPC `result` answered when every challenge is this rail's. A `resultType` of
+    /// its own is kept; otherwise a 2026-07-28 request's result gains `"complete"`.
+    pub result: Value,
+    /// Members put into the `structuredContent` of turnpike's in-band `tools/call` result when
+    /// other rails' challenges are listed beside this rail's (`turnpike` stays turnpike's).
+    pub structured: Vec<(String, Value)>,
+}
+
 /// A rail bound to one request ([`RailPlugin::bind`]).
 pub trait BoundRail: Send + Sync {
     /// The view that verifies this request's credentials in place of the rail.
@@ -239,6 +271,26 @@ pub trait RailPlugin: Send + Sync {
         _refusals: &[&Refusal],
     ) -> Option<InBandForm> {
         None
+    }
+
+    /// Its challenges (`challenges`, all of this rail) and refusals in band as a result of
+    /// `call`'s method under a standard of its own: the result answered when they are the only
+    /// ones, and what it adds to the `structuredContent` of turnpike's in-band `tools/call`
+    /// result beside other rails' challenges. Checked before [`RailPlugin::in_band_form`]'s
+    /// error. The default: none.
+    fn in_band_result(
+        &self,
+        _call: &InBandCall<'_>,
+        _challenges: &[&Challenge],
+        _refusals: &[&Refusal],
+    ) -> Option<InBandResult> {
+        None
+    }
+
+    /// The MCP extensions this rail speaks (e.g. `org.x402/payment`), advertised in the
+    /// `capabilities.extensions` of `server/discover` answers. The default: none.
+    fn mcp_extensions(&self) -> &'static [&'static str] {
+        &[]
     }
 
     /// Binds the rail to one request whose price offers it (`offer`), given the credentials

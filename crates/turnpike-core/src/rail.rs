@@ -3,6 +3,7 @@
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::{CallFacts, Credential, Identity, Offer};
 
@@ -86,6 +87,32 @@ pub struct Grant {
     pub identity: Option<Identity>,
     /// An opaque note the rail needs to settle the call afterwards (e.g. a debit to refund).
     pub receipt: Option<String>,
+    /// What the credential says of the caller beyond its identity (an OAuth token's scopes
+    /// and claims, an L402 token's caveats), for the access policy; shared, not copied per
+    /// use.
+    pub about: Option<Arc<About>>,
+}
+
+/// What a credential says of its holder beyond the identity, as the access policy reads it
+/// (`identity.scopes`, `identity.claims`, `identity.caveats`). Each rail fills what it knows
+/// and bounds it: an OAuth token's claims are kept within [`About::MAX_CLAIMS_BYTES`] by the
+/// OAuth rail, an L402 token's caveats are bounded by the macaroon's own size.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct About {
+    /// The scopes the credential grants (an OAuth token's).
+    pub scopes: Vec<String>,
+    /// The credential's claims (an OAuth token's, as verified: the JWT's payload or the
+    /// introspection answer), when the rail keeps them.
+    pub claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+    /// The credential's caveats, condition → value, each condition once (an L402 token's
+    /// first-party caveats).
+    pub caveats: Vec<(String, String)>,
+}
+
+impl About {
+    /// The most JSON text of claims a rail keeps for one credential (it is multiplied by the
+    /// verified-token caches): past it, only a few claims that say who the holder is are kept.
+    pub const MAX_CLAIMS_BYTES: usize = 8192;
 }
 
 /// A rail's decision about one credential for one call.
@@ -204,14 +231,14 @@ pub trait Rail: Send + Sync {
 
     /// Who presents `credential`, for a call that spends nothing (a free method such as
     /// `tools/list`, or a free tool), so that the access policy knows the caller: the verified
-    /// identity with its scopes, or `None`. Checking must spend nothing: a rail whose
+    /// identity with what the credential says of it (as a pass's [`Grant::about`]), or `None`. Checking must spend nothing: a rail whose
     /// credentials are single-use (puzzle solutions, per-call payments, proofs that are
     /// recorded as used) answers `None` rather than consume one. The default: `None`.
     fn identify<'a>(
         &'a self,
         _call: &'a CallFacts,
         _credential: &'a Credential,
-    ) -> BoxFuture<'a, Option<(Identity, Vec<String>)>> {
+    ) -> BoxFuture<'a, Option<(Identity, About)>> {
         Box::pin(async { None })
     }
 }

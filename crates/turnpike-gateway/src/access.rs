@@ -15,7 +15,7 @@ use axum::body::Body;
 use http::{Response, StatusCode};
 use parking_lot::RwLock;
 use serde_json::{json, Map, Value};
-use turnpike_core::{error_codes, Identity};
+use turnpike_core::{error_codes, About, Identity};
 use turnpike_policy::{CallView, Caller, Policy};
 
 use crate::config::ChallengeMode;
@@ -28,28 +28,31 @@ pub const MAX_ANNOTATED_TOOLS: usize = 4096;
 pub const MAX_ANNOTATIONS_BYTES: usize = 4096;
 
 /// Who calls, as the rules see it: owned, so that a `tools/list` answer can be filtered after
-/// the call has moved on.
+/// the call has moved on. What the credential says of the caller (scopes, claims, caveats) is
+/// shared with the rail that verified it, not copied.
 #[derive(Debug, Clone)]
 pub struct Who {
     kind: String,
     id: String,
-    claims: Option<Map<String, Value>>,
-    scopes: Vec<String>,
+    about: Option<Arc<About>>,
+    /// An OAuth identity's `iss`, `sub` and `client_id`, when its rail kept no claims.
+    named: Option<Map<String, Value>>,
     /// A verified agent's key directory and key id.
     agent: Option<(String, String)>,
     address: Option<String>,
 }
 
 impl Who {
-    /// `identity` with its `scopes`, calling from `peer`. The claims the gateway keeps of an
-    /// OAuth token (`iss`, `sub`, `client_id`) are its claims.
-    pub fn new(identity: &Identity, scopes: Vec<String>, peer: Option<IpAddr>) -> Who {
-        let claims = match identity {
+    /// `identity`, with what its credential says of it (`about`: scopes, claims, caveats),
+    /// calling from `peer`. An OAuth identity whose rail kept no claims has its `iss`, `sub`
+    /// and `client_id` as claims.
+    pub fn new(identity: &Identity, about: Option<Arc<About>>, peer: Option<IpAddr>) -> Who {
+        let named = match identity {
             Identity::OAuth {
                 issuer,
                 subject,
                 client_id,
-            } => {
+            } if about.as_ref().is_none_or(|a| a.claims.is_none()) => {
                 let mut m = Map::new();
                 m.insert("iss".into(), Value::from(issuer.as_str()));
                 m.insert("sub".into(), Value::from(subject.as_str()));
@@ -67,8 +70,8 @@ impl Who {
         Who {
             kind: identity.kind().to_owned(),
             id: identity.scope_key(),
-            claims,
-            scopes,
+            about,
+            named,
             agent,
             address: peer.map(|p| p.to_string()),
         }
@@ -76,12 +79,15 @@ impl Who {
 
     /// The rules' view.
     pub fn caller(&self) -> Caller<'_> {
+        let about = self.about.as_deref();
         Caller {
             kind: &self.kind,
             id: &self.id,
-            claims: self.claims.as_ref(),
-            scopes: &self.scopes,
-            caveats: &[],
+            claims: about
+                .and_then(|a| a.claims.as_deref())
+                .or(self.named.as_ref()),
+            scopes: about.map_or(&[], |a| &a.scopes),
+            caveats: about.map_or(&[], |a| &a.caveats),
             agent: self
                 .agent
                 .as_ref()
@@ -264,7 +270,7 @@ mod tests {
                     "call.method == 'tools/call' && !(has(call.annotations.readOnlyHint) && call.annotations.readOnlyHint)",
                 ),
             ])),
-            who: Who::new(&Identity::anonymous(ip), Vec::new(), Some(ip)),
+            who: Who::new(&Identity::anonymous(ip), None, Some(ip)),
             now: 0,
         };
         let cache = Annotations::default();
@@ -318,7 +324,7 @@ mod tests {
                 directory: "https://agents.example/keys".into(),
                 key_id: "k1".into(),
             },
-            Vec::new(),
+            None,
             None,
         );
         let policy = Policy::new(vec![deny(

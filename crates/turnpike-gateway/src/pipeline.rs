@@ -102,7 +102,10 @@
 //!    `tools/list` responses are filtered to the tools the caller may call, with the
 //!    upstream's annotations remembered for step 6 ([`crate::access`]), and annotated with
 //!    each tool's price ([`crate::annotate`]); `resources/list` and `prompts/list` are
-//!    filtered likewise (each item judged as its `resources/read` or `prompts/get`); an
+//!    filtered likewise (each item judged as its `resources/read` or `prompts/get`);
+//!    `server/discover` answers gain the MCP extensions the rails speak in
+//!    `capabilities.extensions` ([`turnpike_core::RailPlugin::mcp_extensions`]: x402's
+//!    `org.x402/payment`); an
 //!    admitted call carries `RateLimit-Policy` / `RateLimit` and holds its in-flight slot until
 //!    the response body has ended.
 //!
@@ -654,7 +657,6 @@ impl Gate {
             response_headers: Vec::new(),
             result_meta: (Vec::new(), Vec::new()),
             identity_header: None,
-            scopes: Vec::new(),
             lister: None,
             upstream_authorization: None,
         };
@@ -664,9 +666,6 @@ impl Gate {
                 // What the granting rail, bound to this request, adds after a pass.
                 if let Some((_, bound)) = judged.bound.iter().find(|(r, _)| *r == grant.rail) {
                     let notes = bound.passed();
-                    if let Some((_, scopes)) = &notes.vouch {
-                        decided.scopes = scopes.clone();
-                    }
                     decided.response_headers = notes.response_headers;
                     decided.result_meta = (notes.success_headers, notes.result_meta);
                     decided.upstream_authorization = notes.upstream_authorization;
@@ -938,13 +937,18 @@ impl Gate {
         {
             mode = ChallengeMode::Http;
         }
-        // The header was checked in step 3; a result's shape follows the era.
+        // The header was checked in step 3; a result's shape follows the era, and a rail's own
+        // result may follow the extensions the client advertised.
         let era = turnpike_mcp::era(&parts.headers).unwrap_or(turnpike_mcp::Era::Session);
+        let extensions = turnpike_mcp::messages::RequestMeta::of(msg.value())
+            .map(|m| m.client_extensions())
+            .unwrap_or_default();
         Box::new(respond::challenge(
             mode,
             era,
             &log.method,
             msg.id(),
+            &extensions,
             refused,
             self.rails.edge(),
         ))
@@ -1046,12 +1050,15 @@ impl Gate {
         ))
     }
 
-    /// The caller as the access policy sees it: the granting rail's identity and scopes, else
+    /// The caller as the access policy sees it: the granting rail's identity and what its
+    /// credential says (scopes, claims, caveats: [`turnpike_core::Grant::about`]), else
     /// one a rail verifies without spending anything ([`Rail::identify`]), else the address.
     async fn who(&self, decided: &Decided<'_>) -> crate::access::Who {
         let peer = decided.peer;
-        if let Some(id) = decided.grant.as_ref().and_then(|g| g.identity.as_ref()) {
-            return crate::access::Who::new(id, decided.scopes.clone(), peer);
+        if let Some(g) = &decided.grant {
+            if let Some(id) = &g.identity {
+                return crate::access::Who::new(id, g.about.clone(), peer);
+            }
         }
         if let (None, Some(facts)) = (&decided.grant, &decided.facts) {
             let Parsed { parts, bytes, msg } = &decided.priced.call;
@@ -1071,13 +1078,13 @@ impl Gate {
             let collected = credentials::collect(self.rails.edge(), &edge, msg);
             for cred in &collected.creds {
                 if let Some(rail) = self.rail(cred.rail()) {
-                    if let Some((id, scopes)) = rail.identify(facts, cred).await {
-                        return crate::access::Who::new(&id, scopes, peer);
+                    if let Some((id, about)) = rail.identify(facts, cred).await {
+                        return crate::access::Who::new(&id, Some(Arc::new(about)), peer);
                     }
                 }
             }
         }
-        crate::access::Who::new(&anonymous(peer), Vec::new(), peer)
+        crate::access::Who::new(&anonymous(peer), None, peer)
     }
 
     /// Step 7, admit: the rate limits and budgets for the identity the rails
@@ -1178,6 +1185,16 @@ impl Gate {
         let list_id = (list_kind.is_some() && msg.kind() == MessageKind::Request)
             .then(|| msg.id().cloned())
             .flatten();
+        // A server/discover answer to advertise the rails' MCP extensions in.
+        let discover_id = (log.method == "server/discover"
+            && msg.kind() == MessageKind::Request
+            && self
+                .rails
+                .edge()
+                .iter()
+                .any(|r| !r.mcp_extensions().is_empty()))
+        .then(|| msg.id().cloned())
+        .flatten();
         // Strip credentials; re-serialise only when the body changed.
         self.strip_credentials(&mut parts.headers);
         if let Some(v) = identity_header.and_then(|v| HeaderValue::from_str(&v).ok()) {
@@ -1288,6 +1305,7 @@ impl Gate {
             settle_with,
             request_id,
             list_id,
+            discover_id,
             list_kind,
             lister,
             remember_round,
@@ -1305,6 +1323,7 @@ impl Gate {
             settle_with,
             request_id,
             list_id,
+            discover_id,
             list_kind,
             lister,
             remember_round,
@@ -1353,6 +1372,20 @@ impl Gate {
             }
             _ => resp,
         };
+        // The rails' MCP extensions in server/discover's capabilities (x402's payment
+        // extension).
+        if let (Some(id), true) = (discover_id, resp.status().is_success()) {
+            let names: Vec<&'static str> = self
+                .rails
+                .edge()
+                .iter()
+                .flat_map(|r| r.mcp_extensions().iter().copied())
+                .collect();
+            resp = crate::annotate::tools_list_edit(resp, id, move |v| {
+                turnpike_mcp::advertise_extensions(v, &names)
+            })
+            .await;
+        }
         // The remaining quota on the response; the in-flight slot lives as long as its body.
         if let Some(a) = admitted {
             crate::limits::add_headers(&mut resp, &a.headers());
@@ -1687,8 +1720,6 @@ struct Decided<'g> {
     result_meta: OnSuccess,
     /// The signed `Turnpike-Identity` for the upstream.
     identity_header: Option<String>,
-    /// The scopes the granting rail vouches for (an OAuth token's).
-    scopes: Vec<String>,
     /// A `tools/list` request's caller, by whom the answer is filtered (with an access policy).
     lister: Option<crate::access::Who>,
     /// The `Authorization` value the upstream gets, from the granting rail.
@@ -1711,6 +1742,8 @@ struct Forwarded {
     settle_with: Option<Settlement>,
     request_id: Option<Value>,
     list_id: Option<Value>,
+    /// The id of a `server/discover` whose answer gains the rails' MCP extensions.
+    discover_id: Option<Value>,
     /// The list `list_id` asked for (`tools/list`, `resources/list`, `prompts/list`).
     list_kind: Option<crate::access::ListKind>,
     /// Whom a list answer is filtered for (with an access policy).

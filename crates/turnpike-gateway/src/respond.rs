@@ -6,8 +6,8 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use turnpike_core::{
-    error_codes, Challenge, Decision, InBandForm, RailAnswer, RailDocument, RailId, RailPlugin,
-    Refusal,
+    error_codes, Challenge, Decision, InBandCall, InBandForm, InBandResult, RailAnswer,
+    RailDocument, RailId, RailPlugin, Refusal,
 };
 
 use crate::config::ChallengeMode;
@@ -49,12 +49,17 @@ pub fn mode_for(configured: ChallengeMode, headers: &HeaderMap) -> ChallengeMode
 /// JSON-RPC error for other methods (whose results have no error form); when every challenge
 /// is one rail's and that rail has a standard in-band form ([`RailPlugin::in_band_form`]: MPP's
 /// -32042), that form instead, and beside other rails' challenges its `_meta` member in the
-/// result.
+/// result; before that, a rail that answers its challenges as a method result of its own
+/// ([`RailPlugin::in_band_result`]: x402's `PaymentRequired` tool result, or its
+/// `payment_required` result for a client of 2026-07-28 that advertised `org.x402/payment` in
+/// `extensions`) gives that result when every challenge is its own, and beside other rails'
+/// challenges its members in the shared result's `structuredContent`.
 pub fn challenge(
     mode: ChallengeMode,
     era: turnpike_mcp::Era,
     method: &str,
     id: Option<&Value>,
+    extensions: &[String],
     decision: Decision,
     rails: &[Arc<dyn RailPlugin>],
 ) -> Response<Body> {
@@ -104,6 +109,30 @@ pub fn challenge(
         status
     };
     if mode == ChallengeMode::InBand {
+        let modern = era == turnpike_mcp::Era::RoutingHeaders;
+        let call = InBandCall {
+            method,
+            modern,
+            extensions,
+        };
+        let results = in_band_results(rails, &call, &challenges, &refusals);
+        // Every challenge one rail's, which answers it as a result of its own: that result.
+        if let [(_, own)] = &results[..] {
+            if challenges.iter().all(|c| c.rail == challenges[0].rail) {
+                let mut result = own.result.clone();
+                if let Some(r) = result.as_object_mut() {
+                    if modern && !r.contains_key("resultType") {
+                        r.insert("resultType".into(), Value::from("complete"));
+                    }
+                }
+                let body = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": id.cloned().unwrap_or(Value::Null),
+                    "result": result,
+                });
+                return json_response(StatusCode::OK, &body);
+            }
+        }
         let forms = in_band_forms(rails, &challenges, &refusals);
         // Every challenge one rail's, which has a standard form of its own: that form.
         if let [(_, form)] = &forms[..] {
@@ -120,6 +149,19 @@ pub fn challenge(
             let text = in_band_text(rails, &challenges, &refusals);
             let mut body = turnpike_mcp::in_band_result_for(era, id, &text, &challenges, &refusals);
             if let Some(result) = body.get_mut("result").and_then(Value::as_object_mut) {
+                // The rails' own results' members beside turnpike's, in its structuredContent.
+                if let Some(sc) = result
+                    .get_mut("structuredContent")
+                    .and_then(Value::as_object_mut)
+                {
+                    for (_, own) in &results {
+                        for (k, v) in &own.structured {
+                            if k != "turnpike" && !sc.contains_key(k) {
+                                sc.insert(k.clone(), v.clone());
+                            }
+                        }
+                    }
+                }
                 let meta = result
                     .entry("_meta")
                     .or_insert_with(|| Value::Object(serde_json::Map::new()));
@@ -166,6 +208,31 @@ fn in_band_forms(
         let why: Vec<&Refusal> = refusals.iter().filter(|x| x.rail == c.rail).collect();
         if let Some(f) = rail.in_band_form(&own, &why) {
             out.push((c.rail, f));
+        }
+    }
+    out
+}
+
+/// The rails among `challenges` that answer them as a result of their own
+/// ([`RailPlugin::in_band_result`]), each with its own challenges and refusals.
+fn in_band_results(
+    rails: &[Arc<dyn RailPlugin>],
+    call: &InBandCall<'_>,
+    challenges: &[Challenge],
+    refusals: &[Refusal],
+) -> Vec<(RailId, InBandResult)> {
+    let mut out: Vec<(RailId, InBandResult)> = Vec::new();
+    for c in challenges {
+        if out.iter().any(|(r, _)| *r == c.rail) {
+            continue;
+        }
+        let Some(rail) = rails.iter().find(|r| r.id() == c.rail) else {
+            continue;
+        };
+        let own: Vec<&Challenge> = challenges.iter().filter(|x| x.rail == c.rail).collect();
+        let why: Vec<&Refusal> = refusals.iter().filter(|x| x.rail == c.rail).collect();
+        if let Some(r) = rail.in_band_result(call, &own, &why) {
+            out.push((c.rail, r));
         }
     }
     out
@@ -416,6 +483,7 @@ mod tests {
             turnpike_mcp::Era::Session,
             "tools/call",
             None,
+            &[],
             Decision::Challenge {
                 challenges: vec![c.clone()],
                 refusals: vec![],
@@ -429,6 +497,7 @@ mod tests {
             turnpike_mcp::Era::Session,
             "tools/call",
             None,
+            &[],
             Decision::Invalid {
                 refusal: Refusal::new(turnpike_pow::RAIL, "bad"),
                 challenges: vec![c],
@@ -441,6 +510,7 @@ mod tests {
             turnpike_mcp::Era::Session,
             "tools/call",
             None,
+            &[],
             Decision::Unavailable { refusals: vec![] },
             &[],
         );
@@ -451,6 +521,7 @@ mod tests {
             turnpike_mcp::Era::Session,
             "tools/call",
             None,
+            &[],
             Decision::Unavailable { refusals: vec![] },
             &[],
         );

@@ -396,6 +396,7 @@ mod tests {
             rail: turnpike_l402::RAIL,
             identity: None,
             receipt: Some("debit".into()),
+            about: None,
         }
     }
 

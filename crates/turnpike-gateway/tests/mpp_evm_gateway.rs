@@ -250,6 +250,15 @@ async fn mppx_pays_the_evm_method_over_http() {
     assert_eq!(env.chain.balance(&payer.address).await, before - 10_000);
     assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
     assert_eq!(env.calls(), 1);
+    // The token's spend log: the settlement, named MPP's evm method.
+    let lines = spend_log(&env.dir, 1).await;
+    assert_eq!(
+        lines[0],
+        json!({"at": lines[0]["at"], "outcome": "settled", "rail": "mpp",
+               "payment_method": "evm", "transaction": tx, "payer": payer.address,
+               "amount": "10000", "asset": env.chain.asset, "network": "eip155:31337",
+               "pay_to": env.pay_to, "method": "tools/call", "tool": "dear"})
+    );
     // The upstream never saw the credential.
     let seen = env.log.lock().last().cloned().unwrap();
     assert!(seen.headers.get("authorization").is_none());
@@ -275,6 +284,94 @@ async fn mppx_pays_the_evm_method_over_http() {
     assert_eq!(env.chain.balance(&payer.address).await, before - 20_000);
     assert_eq!(env.chain.balance(&env.pay_to).await, 20_000);
     assert_eq!(env.calls(), 2);
+}
+
+/// The bounds on payments checked are `[x402]`'s and shared with the x402 rail: with
+/// `checks_per_minute_per_caller = 2`, an x402 payment and an evm credential (each for another
+/// call, refused offline after the bound is taken) use the caller's two, and the next of either
+/// kind is a 429 with `Retry-After`; with `checks_per_minute = 2`, a 503. Nothing runs, nothing
+/// moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evm_and_x402_payments_share_the_bounds_on_payments_checked() {
+    let payer = new_payer();
+    let chain = start_chain(&[&payer]).await;
+    let (up, log) = start_upstream(true).await;
+    let pay_to = new_address();
+    for (bounds, status) in [
+        ("checks_per_minute_per_caller = 2", 429u16),
+        (
+            "checks_per_minute_per_caller = 120\nchecks_per_minute = 2",
+            503,
+        ),
+    ] {
+        let dir = data_dir();
+        settle_key(&chain, &dir).await;
+        // The bounds go into [x402], the file's last table; then a tool priced in x402.
+        let cfg = format!(
+            "{}{bounds}\n[tools.paid]\nx402 = {{ amount = \"10000\" }}\n",
+            config(up, &dir, &chain.url, &chain.asset, &pay_to)
+        );
+        let gw = start_gateway_with(&cfg).await;
+        let r = post(gw, &[], &call(1, "paid", json!({"n": 1}))).await;
+        assert_eq!(r.status, 402, "{}", r.text());
+        let pr = r.headers["payment-required"].to_str().unwrap();
+        use base64::Engine;
+        let pr = base64::engine::general_purpose::STANDARD
+            .decode(pr)
+            .unwrap();
+        let x402 = peer(
+            &["sign", &payer.key],
+            Some(std::str::from_utf8(&pr).unwrap()),
+        )
+        .await;
+        let line = evm_line(&post(gw, &[], &call(2, "dear", json!({"n": 1}))).await);
+        let evm = sign(&line, &payer).await;
+        // One of each, for another call: refused offline, each taking one check.
+        let r = post(
+            gw,
+            &[("payment-signature", &x402)],
+            &call(3, "paid", json!({"n": 2})),
+        )
+        .await;
+        assert_eq!(r.status, 402, "{}", r.text());
+        assert!(r.text().contains("another call"), "{}", r.text());
+        let r = post(
+            gw,
+            &[("authorization", &evm)],
+            &call(4, "dear", json!({"n": 2})),
+        )
+        .await;
+        assert_refused(&r, "another call");
+        // The next of either kind: past the shared bound.
+        for r in [
+            post(
+                gw,
+                &[("authorization", &evm)],
+                &call(5, "dear", json!({"n": 1})),
+            )
+            .await,
+            post(
+                gw,
+                &[("payment-signature", &x402)],
+                &call(6, "paid", json!({"n": 1})),
+            )
+            .await,
+        ] {
+            assert_eq!(r.status.as_u16(), status, "{}", r.text());
+            let secs: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&secs), "{secs}");
+            assert_eq!(r.json()["error"]["data"]["retry_after"], secs);
+            assert!(r.headers.get("payment-receipt").is_none());
+            assert!(r.headers.get("payment-response").is_none());
+        }
+    }
+    let calls = log
+        .lock()
+        .iter()
+        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+        .count();
+    assert_eq!(calls, 0);
+    assert_eq!(chain.balance(&payer.address).await, 1_000_000);
 }
 
 /// mppx's MCP client (`McpClient.wrap` over the MCP TypeScript SDK): the in-band -32042 with

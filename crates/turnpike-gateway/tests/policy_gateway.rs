@@ -401,3 +401,191 @@ action = "deny"
     }
     assert_eq!(run.live.metrics().policy_count("no-slow", false), 2);
 }
+
+/// Rules on the OAuth token's own claims (`identity.claims`), with tokens from a real OpenID
+/// provider that adds claims of its own to each client's access tokens: the `acme` admin's
+/// token may call `slow` (free: its identity checked without spending anything) and `dear`
+/// (priced by OAuth: its identity from the pass) and lists both; the other client's token,
+/// of the same `org` but with no `roles` claim (the rule reading it fails, and an allow rule
+/// that fails does not match), sees neither and is answered as for an unknown tool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_on_the_token_claims() {
+    const RULES: &str = r#"
+[tools.dear]
+oauth = { scopes = ["mcp:tools"] }
+
+[[policy]]
+name = "acme-admins"
+when = "identity.kind == 'oauth' && identity.claims.org == 'acme' && 'admin' in identity.claims.roles"
+action = "allow"
+
+[[policy]]
+name = "the-others"
+when = "true"
+tools = ["slow", "dear"]
+action = "deny"
+"#;
+    let extra = json!({
+        "agent-secret": {"org": "acme", "roles": ["admin", "ops"]},
+        "agent-jwt": {"org": "acme"},
+    });
+    let provider: Arc<parking_lot::Mutex<Option<Provider>>> = Arc::default();
+    let slot = provider.clone();
+    let run = start(|up, url| async move {
+        let p = Provider::start_with_claims(&url, &extra).await;
+        let c = config(up, Some(&p.issuer), RULES);
+        *slot.lock() = Some(p);
+        c
+    })
+    .await;
+    let provider = provider.lock().take().unwrap();
+    let gw = run.gw;
+    let acme = format!(
+        "Bearer {}",
+        provider.token(false, &run.url, "mcp:tools", None).await
+    );
+    let other = format!(
+        "Bearer {}",
+        provider.token(true, &run.url, "mcp:tools", None).await
+    );
+
+    let seen = names(&post(gw, &[("authorization", &acme)], &list(1)).await);
+    assert_eq!(seen, ["dear", "echo", "slow"]);
+    let seen = names(&post(gw, &[("authorization", &other)], &list(2)).await);
+    assert_eq!(seen, ["echo"]);
+    assert_eq!(names(&post(gw, &[], &list(3)).await), ["echo"]);
+
+    let before = run.log.lock().len();
+    for (id, tool) in [(4, "slow"), (5, "dear")] {
+        let r = post(
+            gw,
+            &[("authorization", &other), ("turnpike-challenge", "http")],
+            &call(id, tool, json!({"n": 1})),
+        )
+        .await;
+        assert_unknown(&r, tool);
+    }
+    assert_eq!(run.log.lock().len(), before, "never forwarded");
+    for (id, tool) in [(6, "slow"), (7, "dear")] {
+        let r = post(
+            gw,
+            &[("authorization", &acme), ("turnpike-challenge", "http")],
+            &call(id, tool, json!({"n": 1})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{tool}: {}", r.text());
+        assert!(r.json().get("error").is_none(), "{tool}: {}", r.text());
+    }
+    assert_eq!(run.log.lock().len(), before + 2);
+    assert_eq!(run.live.metrics().policy_count("the-others", false), 2);
+}
+
+/// A rule on an L402 token's caveats (`identity.caveats`), with real macaroons bought through
+/// the dev Lightning wallet: a balance token as minted (`turnpike/mode=balance`, no
+/// `turnpike/tools`) may not call `dear`, and its debit is given back; the same token narrowed
+/// by its holder to `dear` (a caveat appended, which only narrows) may, until its credit is
+/// spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_on_the_l402_caveats() {
+    let dir = std::env::temp_dir().join(format!(
+        "turnpike-policy-l402-{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display().to_string();
+    let run = start(|up, _| async move {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+path = "/mcp"
+data_dir = "{d}"
+
+[upstream]
+url = "http://{up}/mcp"
+
+[tools.default]
+l402 = {{ msat = 1000, mode = "balance", bundle = 3000 }}
+[tools.echo]
+free = true
+[tools.slow]
+free = true
+
+[l402]
+store = "memory"
+
+[lightning]
+backend = "dev"
+[lightning.dev_wallet]
+listen = "127.0.0.1:0"
+
+[limits]
+enabled = false
+
+[[policy]]
+name = "narrowed-tokens"
+when = "identity.kind == 'l402' && identity.caveats['turnpike/mode'] == 'balance' && !('turnpike/tools' in identity.caveats)"
+tools = ["dear"]
+action = "deny"
+"#
+        )
+    })
+    .await;
+    let gw = run.gw;
+    let req = |id| call(id, "dear", json!({"n": 1}));
+    // The calls the upstream saw (the gateway may ask it other things of its own).
+    let calls = || {
+        run.log
+            .lock()
+            .iter()
+            .filter(|s| String::from_utf8_lossy(&s.body).contains("\"tools/call\""))
+            .count()
+    };
+    let r = post(gw, &[("turnpike-challenge", "http")], &req(1)).await;
+    assert_eq!(r.status, 402, "{}", r.text());
+    let first = r.headers.get("www-authenticate").unwrap().to_str().unwrap();
+    let (mac, inv) = first
+        .strip_prefix("L402 macaroon=\"")
+        .and_then(|s| s.strip_suffix('"'))
+        .and_then(|s| s.split_once("\", invoice=\""))
+        .unwrap_or_else(|| panic!("an L402 challenge: {first}"));
+    let pre = pay(&dir, inv).await;
+
+    // As minted: refused (and `dear` is hidden from it: the unknown-tool answer).
+    let minted = format!("L402 {mac}:{pre}");
+    let before = calls();
+    let r = post(
+        gw,
+        &[("authorization", &minted), ("turnpike-challenge", "http")],
+        &req(2),
+    )
+    .await;
+    assert_unknown(&r, "dear");
+    assert_eq!(calls(), before, "never forwarded");
+
+    // Narrowed to `dear` by its holder: three calls on 3000 msat of credit (the refused call
+    // was not charged), then the balance is spent.
+    let mut m =
+        turnpike_l402::Macaroon::from_base64(mac, turnpike_l402::Limits::default()).unwrap();
+    m.add_first_party_caveat("turnpike/tools=dear");
+    let narrowed = format!("L402 {}:{pre}", m.to_base64());
+    for id in 3..6 {
+        let r = post(
+            gw,
+            &[("authorization", &narrowed), ("turnpike-challenge", "http")],
+            &req(id),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.json().get("error").is_none(), "{}", r.text());
+    }
+    let r = post(
+        gw,
+        &[("authorization", &narrowed), ("turnpike-challenge", "http")],
+        &req(6),
+    )
+    .await;
+    assert_eq!(r.status, 402, "{}", r.text());
+    assert_eq!(calls(), before + 3);
+    assert_eq!(run.live.metrics().policy_count("narrowed-tokens", false), 1);
+}

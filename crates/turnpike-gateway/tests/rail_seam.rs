@@ -69,6 +69,7 @@ impl Rail for TollRail {
                 rail: TOLL,
                 identity: call.caller.clone(),
                 receipt: None,
+                about: None,
             }),
             _ => Verdict::Invalid(Refusal::new(TOLL, "wrong code")),
         };
@@ -349,6 +350,7 @@ impl Rail for FerryRail {
                     id: name.clone(),
                 }),
                 receipt: None,
+                about: None,
             }),
             None => Verdict::Invalid(Refusal::new(FERRY, "no pass")),
         };

@@ -1,9 +1,10 @@
 //! The x402 rail (`exact` on an EVM chain, EIP-3009) through the real gateway, on a real local
 //! chain: anvil (npm `@foundry-rs/anvil-linux-amd64`) started by each test, and an EIP-3009
 //! token (tests/e2e/x402_TestUSD.sol) compiled with npm `solc` and deployed there
-//! (tests/e2e/x402_peer.mjs). Payments are made by the x402 project's own client (`@x402/fetch`
-//! and `@x402/evm`), unmodified; the gateway settles with its own key. The attacks must fail,
-//! each without the upstream running.
+//! (tests/e2e/x402_peer.mjs). Payments are made by the x402 project's own clients (`@x402/fetch`
+//! and `@x402/evm` over HTTP; the PyPI `x402` package's MCP client over the MCP transport),
+//! unmodified, and by the MCP TypeScript SDK's client with `@x402/core` signing; the gateway
+//! settles with its own key. The attacks must fail, each without the upstream running.
 
 // Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
 // functions; the helpers around them are test code too).
@@ -12,6 +13,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -230,6 +232,15 @@ async fn a_settlement_the_chain_refuses_releases_the_nonce() {
     }
     assert_eq!(env.calls(), 0);
     assert_eq!(env.chain.balance(&payer.address).await, 1_000_000);
+    // Each failed settlement is in the spend log, with its reason.
+    let lines = spend_log(&env.dir, 2).await;
+    for l in &lines {
+        assert_eq!(l["outcome"], "refused", "{l}");
+        assert!(l.get("transaction").is_none());
+        assert_eq!(l["payer"], payer.address.as_str());
+        assert_eq!(l["tool"], "dear");
+        assert!(l["reason"].as_str().is_some_and(|r| !r.is_empty()), "{l}");
+    }
 }
 
 /// Two instances on one real Redis, sharing the binding key (`x402.key`): one payment presented
@@ -400,10 +411,14 @@ async fn facilitator_or_node_down_fails_closed() {
     assert_eq!(chain.balance(&payer.address).await, 1_000_000);
 }
 
-/// The MCP transport: the offer in band (a tool result naming `_meta["x402/payment"]`, the
-/// `PaymentRequired` among its challenges), the payment in `params._meta["x402/payment"]`, the
-/// settlement in `result._meta["x402/payment-response"]`, the key stripped before the
-/// upstream; and `tools/list` publishing the offer with its chain, token and payee.
+/// The MCP transport's tool-result binding, byte for byte: in band, a call without payment is
+/// a tool result with `isError: true` whose `structuredContent` is the `PaymentRequired` and
+/// whose `content[0].text` is its JSON; the payment in `params._meta["x402/payment"]`; the
+/// settlement in `result._meta["x402/payment-response"]`, the key stripped before the upstream;
+/// a replay is the same tool result, its `error` the reason. Beside proof-of-work, turnpike's
+/// own in-band result carries the `PaymentRequired`'s members in its `structuredContent` too.
+/// `tools/list` publishes the offer with its chain, token and payee. The settlement is in the
+/// spend log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_in_meta() {
     let payer = new_payer();
@@ -415,19 +430,30 @@ async fn payment_in_meta() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.headers.get("payment-required").is_none());
     let v = r.json();
+    let result = v["result"].as_object().unwrap();
+    let mut keys: Vec<&str> = result.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["content", "isError", "structuredContent"], "{v}");
     assert_eq!(v["result"]["isError"], true, "{v}");
-    let text = v["result"]["content"][0]["text"].as_str().unwrap();
-    assert!(text.contains("params._meta[\"x402/payment\"]"), "{text}");
-    let mut pr = v["result"]["structuredContent"]["turnpike"]["challenges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["rail"] == "x402")
-        .unwrap()
-        .clone();
-    pr.as_object_mut().unwrap().remove("rail");
+    let pr = v["result"]["structuredContent"].clone();
+    assert_eq!(pr["x402Version"], 2);
+    assert_eq!(pr["error"], "params._meta[\"x402/payment\"] is required");
+    assert_eq!(pr["resource"]["url"], "https://mcp.example.com/mcp");
+    assert_eq!(pr["resource"]["description"], "tools/call dear");
     assert_eq!(pr["accepts"][0]["amount"], "10000");
+    assert_eq!(pr["accepts"][0]["asset"], env.chain.asset.as_str());
+    assert!(pr.get("rail").is_none() && pr.get("turnpike").is_none());
+    assert_eq!(v["result"]["content"].as_array().unwrap().len(), 1);
+    assert_eq!(v["result"]["content"][0]["type"], "text");
+    let text = v["result"]["content"][0]["text"].as_str().unwrap();
+    assert_eq!(
+        text,
+        pr.to_string(),
+        "content[0].text is the JSON of structuredContent"
+    );
+
     let payment = b64_json(&sign(&pr, &payer).await);
     let mut body = call(2, "dear", json!({"n": 4}));
     body["params"]["_meta"] = json!({"x402/payment": payment});
@@ -435,19 +461,65 @@ async fn payment_in_meta() {
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["result"]["content"][0]["text"], "dear 4");
-    assert_eq!(
-        v["result"]["_meta"]["x402/payment-response"]["success"],
-        true
-    );
+    let settled = v["result"]["_meta"]["x402/payment-response"].clone();
+    assert_eq!(settled["success"], true);
+    assert_eq!(settled["payer"], payer.address.as_str());
+    assert_eq!(settled["network"], "eip155:31337");
     let seen = env.log.lock().last().cloned().unwrap();
     assert!(!String::from_utf8_lossy(&seen.body).contains("x402/payment"));
     assert_eq!(env.calls(), 1);
     assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
 
+    // Presented again: the same form, the reason as its error.
+    let mut again = body.clone();
+    again["id"] = json!(3);
+    let r = post(env.gw, &[("turnpike-challenge", "in-band")], &again).await;
+    let v = r.json();
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    assert_eq!(
+        v["result"]["structuredContent"]["error"],
+        "this authorization has already been used"
+    );
+    assert_eq!(env.calls(), 1);
+
+    // The spend log: the settlement, with its transaction, payer, amount, asset, network and
+    // tool.
+    let lines = spend_log(&env.dir, 1).await;
+    assert_eq!(
+        lines[0],
+        json!({"at": lines[0]["at"], "outcome": "settled", "rail": "x402",
+               "payment_method": "exact", "transaction": settled["transaction"],
+               "payer": payer.address, "amount": "10000", "asset": env.chain.asset,
+               "network": "eip155:31337", "pay_to": env.pay_to, "method": "tools/call",
+               "tool": "dear"})
+    );
+
+    // Beside proof-of-work (echo): turnpike's in-band result, which x402 clients read too.
+    let r = post(
+        env.gw,
+        &[("turnpike-challenge", "in-band")],
+        &call(4, "echo", json!({"text": "x"})),
+    )
+    .await;
+    let v = r.json();
+    let sc = &v["result"]["structuredContent"];
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    let rails: Vec<&str> = sc["turnpike"]["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["rail"].as_str().unwrap())
+        .collect();
+    assert_eq!(rails, ["x402", "pow"]);
+    assert_eq!(sc["x402Version"], 2);
+    assert_eq!(sc["accepts"], sc["turnpike"]["challenges"][0]["accepts"]);
+    let text = v["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("params._meta[\"x402/payment\"]"), "{text}");
+
     let r = post(
         env.gw,
         &[],
-        &json!({"jsonrpc":"2.0","id":3,"method":"tools/list","params":{}}),
+        &json!({"jsonrpc":"2.0","id":5,"method":"tools/list","params":{}}),
     )
     .await;
     let v = r.json();
@@ -468,6 +540,395 @@ async fn payment_in_meta() {
         })),
         "{offers:?}"
     );
+}
+
+/// A 2026-07-28 call: a client that advertises the `org.x402/payment` extension in its
+/// capabilities gets `resultType: "payment_required"` with `paymentRequired`; one that does
+/// not gets the tool result, with `resultType: "complete"`; the advertising client pays with
+/// the same `_meta` key and gets the settlement in `result._meta`; `server/discover` lists the
+/// extension in `capabilities.extensions`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payment_extension_of_2026_07_28() {
+    let payer = new_payer();
+    let env = setup_x402(&[&payer]).await;
+    let modern = |id: i64, extensions: Value, payment: Option<Value>| {
+        let mut body = call(id, "dear", json!({"n": 8}));
+        let mut meta = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"extensions": extensions},
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
+        });
+        if let Some(p) = payment {
+            meta["x402/payment"] = p;
+        }
+        body["params"]["_meta"] = meta;
+        body
+    };
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "dear"),
+    ];
+    let r = post(
+        env.gw,
+        &headers,
+        &modern(1, json!({"org.x402/payment": {}}), None),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["result"]["resultType"], "payment_required", "{v}");
+    assert!(v["result"].get("isError").is_none());
+    let pr = v["result"]["paymentRequired"].clone();
+    assert_eq!(pr["x402Version"], 2);
+    assert_eq!(pr["accepts"][0]["amount"], "10000");
+
+    // Not advertised: the tool result, complete.
+    let r = post(env.gw, &headers, &modern(2, json!({}), None)).await;
+    let v = r.json();
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
+    assert_eq!(v["result"]["isError"], true);
+    assert_eq!(v["result"]["structuredContent"]["x402Version"], 2);
+
+    let payment = b64_json(&sign(&pr, &payer).await);
+    let r = post(
+        env.gw,
+        &headers,
+        &modern(3, json!({"org.x402/payment": {}}), Some(payment)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["result"]["content"][0]["text"], "dear 8", "{v}");
+    assert_eq!(
+        v["result"]["_meta"]["x402/payment-response"]["success"],
+        true
+    );
+    assert_eq!(env.calls(), 1);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
+
+    // The server says it speaks the extension, in server/discover's capabilities.
+    let discover = json!({"jsonrpc": "2.0", "id": 4, "method": "server/discover", "params": {
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {},
+                  "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"}}}});
+    let r = post(
+        env.gw,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "server/discover"),
+        ],
+        &discover,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        v["result"]["capabilities"]["extensions"]["org.x402/payment"],
+        json!({}),
+        "{v}"
+    );
+    assert!(v["result"]["capabilities"]["tools"].is_object(), "{v}");
+}
+
+/// The official MCP TypeScript SDK client, with the x402 project's client signing
+/// (tests/e2e/x402_mcp_client.mjs): it finds the `PaymentRequired` in the tool result as the
+/// binding's clients do, pays with `_meta["x402/payment"]`, gets the tool's answer and the
+/// settlement in `_meta["x402/payment-response"]`; the same payment again is refused in the same
+/// form. Money moved once, on chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_sdk_client_pays_over_the_mcp_transport() {
+    let payer = new_payer();
+    let env = setup_x402(&[&payer]).await;
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_mcp_client.mjs");
+    let out = tokio::process::Command::new(node())
+        .arg(&script)
+        .args([
+            &format!("http://{}/mcp", env.gw),
+            &payer.key,
+            "dear",
+            &json!({"n": 9}).to_string(),
+        ])
+        .env("TURNPIKE_DEPS", deps_dir())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "x402_mcp_client.mjs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["challenge"]["isError"], true, "{v}");
+    assert_eq!(v["challenge"]["structuredContent"]["x402Version"], 2);
+    assert_eq!(v["fromText"], "same");
+    assert_eq!(v["payment"]["x402Version"], 2);
+    assert_eq!(v["paid"]["content"][0]["text"], "dear 9", "{v}");
+    assert!(v["paid"].get("isError").is_none() || v["paid"]["isError"] == false);
+    let settled = &v["paid"]["_meta"]["x402/payment-response"];
+    assert_eq!(settled["success"], true, "{v}");
+    assert_eq!(settled["payer"], payer.address.as_str());
+    let tx = settled["transaction"].as_str().unwrap();
+    let receipt = env
+        .chain
+        .rpc("eth_getTransactionReceipt", json!([tx]))
+        .await;
+    assert_eq!(receipt["status"], "0x1");
+    assert_eq!(v["replay"]["isError"], true, "{v}");
+    assert_eq!(
+        v["replay"]["structuredContent"]["error"],
+        "this authorization has already been used"
+    );
+    assert_eq!(env.calls(), 1);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
+    assert_eq!(env.chain.balance(&payer.address).await, 1_000_000 - 10_000);
+}
+
+/// The Python interpreter with the x402 project's client (`x402[evm,mcp]` on the MCP Python SDK
+/// 1.x): `$TURNPIKE_X402_PYTHON` when set, else the repository's `.venv-x402`
+/// (scripts/setup-test-deps installs it there).
+fn x402_python() -> PathBuf {
+    match std::env::var_os("TURNPIKE_X402_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-x402/bin/python"),
+    }
+}
+
+/// The x402 project's own MCP client (PyPI `x402`: `x402.mcp.x402MCPSession` over the MCP Python
+/// SDK's session, unmodified; tests/e2e/x402_mcp_py_client.py) pays a tool: it finds the offer
+/// in the tool result, signs, retries with `_meta["x402/payment"]` and reads the settlement from
+/// `_meta["x402/payment-response"]`; asked again without paying, it gets a fresh offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_x402_python_mcp_client_pays() {
+    let payer = new_payer();
+    let env = setup_x402(&[&payer]).await;
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_mcp_py_client.py");
+    let python = x402_python();
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/setup-test-deps",
+        python.display()
+    );
+    let out = tokio::process::Command::new(python)
+        .arg(&script)
+        .args([
+            &format!("http://{}/mcp", env.gw),
+            &payer.key,
+            &env.chain.asset,
+            "dear",
+            &json!({"n": 11}).to_string(),
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "x402_mcp_py_client.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["paymentMade"], true, "{v}");
+    assert_eq!(v["isError"], false, "{v}");
+    assert_eq!(v["text"], "dear 11", "{v}");
+    let settled = &v["paymentResponse"];
+    assert_eq!(settled["success"], true, "{v}");
+    assert_eq!(settled["payer"], payer.address.as_str());
+    assert_eq!(settled["network"], "eip155:31337");
+    let tx = settled["transaction"].as_str().unwrap();
+    let receipt = env
+        .chain
+        .rpc("eth_getTransactionReceipt", json!([tx]))
+        .await;
+    assert_eq!(receipt["status"], "0x1");
+    assert_eq!(v["offerAgain"]["x402Version"], 2, "{v}");
+    assert_eq!(env.calls(), 1);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
+}
+
+/// The bounds on payments checked, from `[x402]`: past `checks_per_minute_per_caller` the
+/// caller gets 429 with `Retry-After` (its own rate); past `checks_per_minute` (every caller)
+/// 503 with `Retry-After`; in neither case does the upstream run or money move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_checked_past_the_bounds_answer_429_or_503() {
+    let payer = new_payer();
+    let chain = start_chain(&[&payer]).await;
+    let (up, log) = start_upstream(true).await;
+    let pay_to = new_address();
+    let mut gateways = Vec::new();
+    for bounds in [
+        "checks_per_minute_per_caller = 2",
+        "checks_per_minute_per_caller = 120\nchecks_per_minute = 2",
+    ] {
+        let dir = data_dir();
+        let key = settle_key(&chain, &dir).await;
+        gateways.push(
+            start_gateway_with(&x402_config(
+                up,
+                &dir,
+                &chain.url,
+                &chain.asset,
+                &pay_to,
+                &format!("settle_key_file = \"{}\"\n{bounds}", key.display()),
+            ))
+            .await,
+        );
+    }
+    for (gw, status) in gateways.into_iter().zip([429u16, 503]) {
+        // A payment for another call: refused offline, after the bound is taken.
+        let pr = payment_required(&post(gw, &[], &call(1, "dear", json!({"n": 1}))).await);
+        let h = sign(&pr, &payer).await;
+        for id in [2, 3] {
+            let r = post(
+                gw,
+                &[("payment-signature", &h)],
+                &call(id, "dear", json!({"n": 2})),
+            )
+            .await;
+            assert_refused(&r, "another call");
+        }
+        let r = post(
+            gw,
+            &[("payment-signature", &h)],
+            &call(4, "dear", json!({"n": 1})),
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), status, "{}", r.text());
+        let secs: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&secs), "{secs}");
+        assert_eq!(r.json()["error"]["data"]["retry_after"], secs);
+        assert!(r.headers.get("payment-response").is_none());
+    }
+    let calls = log
+        .lock()
+        .iter()
+        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+        .count();
+    assert_eq!(calls, 0);
+    assert_eq!(chain.balance(&payer.address).await, 1_000_000);
+}
+
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// The gateway of `cfg` with its admin listener (`[admin]` added): its address and the admin's.
+async fn start_with_admin(cfg: &str) -> (SocketAddr, SocketAddr) {
+    let cfg = format!(
+        "{cfg}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\nmetrics_public = false\n"
+    );
+    let cfg = turnpike_gateway::parse(&cfg, "t.toml").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = parking_lot::Mutex::new(Some(tx));
+    let opts = turnpike_gateway::ServeOptions {
+        on_ready: Some(std::sync::Arc::new(
+            move |_live: &std::sync::Arc<turnpike_gateway::reload::LiveGate>,
+                  admin: Option<SocketAddr>| {
+                if let Some(tx) = tx.lock().take() {
+                    let _ = tx.send(admin);
+                }
+            },
+        )),
+        ..turnpike_gateway::ServeOptions::default()
+    };
+    tokio::spawn(async move {
+        turnpike_gateway::serve_listener_with(listener, cfg, std::future::pending(), opts)
+            .await
+            .unwrap();
+    });
+    let admin: Option<SocketAddr> = rx.await.unwrap();
+    (gw, admin.unwrap())
+}
+
+async fn admin_get(admin: SocketAddr, path: &str) -> Reply {
+    let req = http::Request::builder()
+        .method(http::Method::GET)
+        .uri(format!("http://{admin}{path}"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    send(req).await
+}
+
+/// What the operator reads: a settlement the chain refuses and one that settles are in the
+/// admin summary's `x402.payments` (newest first, with transaction, payer, amount, asset,
+/// network and tool), counted in `x402.settled`/`refused`, and in
+/// `turnpike_x402_settlements_total{outcome}` on `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_sees_every_settlement() {
+    let payer = new_payer();
+    let chain = start_chain(&[&payer]).await;
+    let (up, _log) = start_upstream(true).await;
+    let dir = data_dir();
+    let key = settle_key(&chain, &dir).await;
+    let pay_to = new_address();
+    let (gw, admin) = start_with_admin(&x402_config(
+        up,
+        &dir,
+        &chain.url,
+        &chain.asset,
+        &pay_to,
+        &format!("settle_key_file = \"{}\"", key.display()),
+    ))
+    .await;
+    // Refused by the chain at settlement (valid only from a moment it has not reached).
+    let args = json!({"n": 6});
+    let pr = payment_required(&post(gw, &[], &call(1, "dear", args.clone())).await);
+    let req: turnpike_x402::PaymentRequirements =
+        serde_json::from_value(pr["accepts"][0].clone()).unwrap();
+    let k = turnpike_x402::rail::parse_key(&payer.key).unwrap();
+    let now = turnpike_core::unix_now();
+    let early = turnpike_x402::payer::pay(&req, &k, rand::random(), now + 40, now + 100).unwrap();
+    let h = base64::engine::general_purpose::STANDARD.encode(early.to_string());
+    let r = post(
+        gw,
+        &[("payment-signature", &h)],
+        &call(2, "dear", args.clone()),
+    )
+    .await;
+    assert_refused(&r, "could not be settled");
+    // Then paid.
+    let h = sign(&pr, &payer).await;
+    let r = post(
+        gw,
+        &[("payment-signature", &h)],
+        &call(3, "dear", args.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let tx = b64_json(r.headers["payment-response"].to_str().unwrap())["transaction"].clone();
+
+    let v = admin_get(admin, "/admin/api/summary").await.json();
+    let x = &v["x402"];
+    assert_eq!(
+        (x["settled"].clone(), x["refused"].clone()),
+        (json!(1), json!(1)),
+        "{x}"
+    );
+    let payments = x["payments"].as_array().unwrap();
+    assert_eq!(payments.len(), 2, "{x}");
+    assert_eq!(payments[0]["outcome"], "settled");
+    assert_eq!(payments[0]["transaction"], tx);
+    assert_eq!(payments[0]["payer"], payer.address.as_str());
+    assert_eq!(payments[0]["amount"], "10000");
+    assert_eq!(payments[0]["asset"], chain.asset.as_str());
+    assert_eq!(payments[0]["network"], "eip155:31337");
+    assert_eq!(payments[0]["tool"], "dear");
+    assert_eq!(payments[1]["outcome"], "refused");
+    assert!(payments[1]["reason"].is_string());
+    let metrics = admin_get(admin, "/metrics").await.text();
+    assert!(
+        metrics.contains("turnpike_x402_settlements_total{outcome=\"settled\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("turnpike_x402_settlements_total{outcome=\"refused\"} 1\n"));
+    // And the spend log on disk has both.
+    let lines = spend_log(&dir, 2).await;
+    assert_eq!(lines[0]["outcome"], "refused");
+    assert_eq!(lines[1]["transaction"], tx);
 }
 
 /// `turnpike check`'s reading of `[x402]` and `x402 = {…}`: each mistake at its line:col.
@@ -524,4 +985,20 @@ fn configuration_mistakes_are_placed() {
     .unwrap();
     let offer = c.tools["a"].offer(turnpike_x402::RAIL).unwrap();
     assert_eq!(turnpike_x402::amount(offer), Some(10_000));
+    // The bounds on payments checked: defaults, set, and 0 refused at its place.
+    let x = turnpike_x402::conf::section(&c.rails).unwrap();
+    assert_eq!(
+        (x.checks_per_minute_per_caller, x.checks_per_minute),
+        (120, 3000)
+    );
+    let c = turnpike_gateway::config::parse(
+        &format!("{good}checks_per_minute_per_caller = 5\nchecks_per_minute = 50\n"),
+        "t.toml",
+    )
+    .unwrap();
+    let x = turnpike_x402::conf::section(&c.rails).unwrap();
+    assert_eq!(x.check_rates().per_caller, 5);
+    assert_eq!(x.check_rates().global, 50);
+    let e = err(&format!("{good}checks_per_minute = 0\n"));
+    assert!(e.contains("t.toml:11:"), "{e}");
 }

@@ -47,6 +47,35 @@ pub const PREIMAGE: &str = "preimage";
 /// Longest list a `tools` or `methods` caveat may carry.
 const MAX_LIST: usize = 256;
 
+/// A token's first-party caveats as the access policy reads them (`identity.caveats`):
+/// condition → value, each condition once, at its first occurrence (the minter's, for a
+/// caveat the gateway mints; a holder's later ones narrow the token, which the rail checks,
+/// but do not change what a rule reads). `preimage` caveats are left out. The caveats are
+/// bounded by the macaroon's own bounds (its size and number of caveats); a caveat that is
+/// not UTF-8 `key=value` (which the rail refuses) is skipped.
+pub fn for_policy<'a>(
+    caveats: impl IntoIterator<Item = &'a crate::macaroon::Caveat>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for cav in caveats {
+        if !cav.is_first_party() {
+            continue;
+        }
+        let Some((key, value)) = std::str::from_utf8(&cav.id)
+            .ok()
+            .and_then(|t| t.split_once('='))
+        else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key == PREIMAGE || out.iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        out.push((key.to_owned(), value.to_owned()));
+    }
+    out
+}
+
 /// Why a token's caveats cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CaveatError {
@@ -253,6 +282,28 @@ impl Constraints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The policy reads each condition once, at its first occurrence, and never a preimage.
+    #[test]
+    fn caveats_for_the_policy() {
+        use crate::macaroon::Caveat;
+        let cavs: Vec<Caveat> = [
+            "turnpike/mode=balance",
+            "turnpike/tools = a,b",
+            "preimage=00",
+            "turnpike/tools=b",
+            "no equals sign",
+        ]
+        .into_iter()
+        .map(Caveat::first_party)
+        .collect();
+        let got = for_policy(&cavs);
+        let want = [("turnpike/mode", "balance"), ("turnpike/tools", "a,b")];
+        assert_eq!(got.len(), want.len());
+        for ((k, v), (wk, wv)) in got.iter().zip(want) {
+            assert_eq!((k.as_str(), v.as_str()), (wk, wv));
+        }
+    }
 
     fn call(tool: &str, now: u64) -> CallFacts {
         CallFacts {

@@ -51,8 +51,8 @@ use std::path::Path;
 use std::sync::Arc;
 use turnpike_core::conf::{hinted, KEY};
 use turnpike_core::{
-    BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant, Identity,
-    Offer, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
+    About, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
+    Identity, Offer, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
 };
 
 use crate::credential::L402Credential;
@@ -600,6 +600,10 @@ impl L402Rail {
         let identity = Some(Identity::L402 {
             token_id: id.token_id_hex(),
         });
+        let about = Some(Arc::new(About {
+            caveats: caveat::for_policy(mac.caveats()),
+            ..About::default()
+        }));
         if mode == BillingMode::PerCall && !newly_confirmed {
             // Used before: it passes again only when that use was released (the upstream
             // refused the call before serving it), and then once.
@@ -612,6 +616,7 @@ impl L402Rail {
                     rail: crate::offer::RAIL,
                     identity,
                     receipt: Some(use_receipt(&id.token_id, record.expires_at)),
+                    about: about.clone(),
                 }),
                 Ok(false) => Verdict::Stale(refuse("token already used")),
                 Err(e) => Verdict::Unavailable(refuse(format!("spent set: {e}"))),
@@ -628,6 +633,7 @@ impl L402Rail {
                         rail: crate::offer::RAIL,
                         identity,
                         receipt: Some(use_receipt(&id.token_id, record.expires_at)),
+                        about: about.clone(),
                     }),
                     Ok(false) => Verdict::Stale(refuse("token already used")),
                     Err(e) => Verdict::Unavailable(refuse(format!("spent set: {e}"))),
@@ -640,6 +646,7 @@ impl L402Rail {
                         rail: crate::offer::RAIL,
                         identity,
                         receipt: Some(format!("{DEBIT_RECEIPT}{debit_id}:{msat}")),
+                        about: about.clone(),
                     }),
                     Ok(DebitOutcome::Insufficient { .. }) => {
                         Verdict::Stale(refuse("balance used up"))
@@ -654,6 +661,7 @@ impl L402Rail {
                 rail: crate::offer::RAIL,
                 identity,
                 receipt: None,
+                about: about.clone(),
             }),
         }
     }
@@ -1005,6 +1013,7 @@ mod receipt_tests {
             rail,
             identity: None,
             receipt: receipt.map(str::to_owned),
+            about: None,
         }
     }
 

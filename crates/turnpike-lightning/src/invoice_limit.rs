@@ -26,6 +26,15 @@ pub struct InvoiceRates {
     pub global: u32,
 }
 
+/// Which bound holds a caller back ([`InvoiceLimiter::take_or_say`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    /// The caller's own rate.
+    Caller,
+    /// The whole's: every caller together.
+    All,
+}
+
 /// The two buckets. See the module docs.
 pub struct InvoiceLimiter {
     /// Nanoseconds between two invoices, per caller and in all (`None`: that bucket is off).
@@ -85,31 +94,44 @@ impl InvoiceLimiter {
 
     /// Charges one invoice to `caller` and to the whole, or says how long until one fits.
     pub fn take(&self, caller: &str) -> Result<(), Duration> {
+        self.decide(caller, true).map_err(|(d, _)| d)
+    }
+
+    /// [`InvoiceLimiter::take`], saying which bound holds the caller back: its own rate
+    /// ([`Over::Caller`]) when it is over it, else the whole's ([`Over::All`]: the global
+    /// bucket, or a table of callers that is full).
+    pub fn take_or_say(&self, caller: &str) -> Result<(), (Duration, Over)> {
         self.decide(caller, true)
     }
 
     /// Whether an invoice for `caller` would fit now (nothing charged); else how long until.
     pub fn check(&self, caller: &str) -> Result<(), Duration> {
-        self.decide(caller, false)
+        self.decide(caller, false).map_err(|(d, _)| d)
     }
 
-    fn decide(&self, caller: &str, charge: bool) -> Result<(), Duration> {
+    fn decide(&self, caller: &str, charge: bool) -> Result<(), (Duration, Over)> {
         let now = self.now_ns();
         let mut st = self.state.lock();
-        let mut wait = 0u64;
         let caller_tat = match self.caller_interval {
             Some(_) => st.callers.get(caller).copied().unwrap_or(0).max(now),
             None => now,
         };
+        let mut caller_wait = 0u64;
         if self.caller_interval.is_some() && caller_tat - now > self.caller_tau {
-            wait = wait.max(caller_tat - now - self.caller_tau);
+            caller_wait = caller_tat - now - self.caller_tau;
         }
         let global_tat = st.global.max(now);
+        let mut global_wait = 0u64;
         if self.global_interval.is_some() && global_tat - now > self.global_tau {
-            wait = wait.max(global_tat - now - self.global_tau);
+            global_wait = global_tat - now - self.global_tau;
         }
-        if wait > 0 {
-            return Err(Duration::from_nanos(wait));
+        // Told when both would have room; blamed on its own rate when it is over it.
+        let wait = Duration::from_nanos(caller_wait.max(global_wait));
+        if caller_wait > 0 {
+            return Err((wait, Over::Caller));
+        }
+        if global_wait > 0 {
+            return Err((wait, Over::All));
         }
         if !charge {
             return Ok(());
@@ -118,7 +140,7 @@ impl InvoiceLimiter {
             if !st.callers.contains_key(caller) && st.callers.len() >= self.capacity() {
                 st.callers.retain(|_, &mut tat| tat > now);
                 if st.callers.len() >= self.capacity() {
-                    return Err(Duration::from_nanos(i));
+                    return Err((Duration::from_nanos(i), Over::All));
                 }
             }
             st.callers.insert(caller.to_owned(), caller_tat + i);
@@ -161,6 +183,26 @@ mod tests {
         let wait = l.take("c").unwrap_err();
         assert!(wait <= Duration::from_secs(12), "{wait:?}");
         assert_eq!(l.tracked(), 2);
+    }
+
+    #[test]
+    fn says_which_bound_holds_a_caller_back() {
+        let l = InvoiceLimiter::new(InvoiceRates {
+            per_caller: 2,
+            global: 3,
+        });
+        assert_eq!(l.take_or_say("a"), Ok(()));
+        assert_eq!(l.take_or_say("a"), Ok(()));
+        assert_eq!(l.take_or_say("a").map_err(|(_, o)| o), Err(Over::Caller));
+        assert_eq!(l.take_or_say("b"), Ok(()));
+        let (wait, over) = l.take_or_say("c").unwrap_err();
+        assert_eq!(over, Over::All);
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        // Over both: its own rate is named.
+        assert_eq!(l.take_or_say("a").map_err(|(_, o)| o), Err(Over::Caller));
     }
 
     #[test]

@@ -33,6 +33,33 @@ pub fn annotate_tools_list(response: &mut Value, price_of: &dyn Fn(&str) -> Valu
     changed
 }
 
+/// Adds each of `names` to `result.capabilities.extensions` of a `server/discover` JSON-RPC
+/// response (as `{}`; one the server already lists is left as it is). A result without a
+/// `capabilities` object is left alone. Returns whether anything was changed.
+pub fn advertise_extensions(response: &mut Value, names: &[&str]) -> bool {
+    let Some(caps) = response
+        .get_mut("result")
+        .and_then(|r| r.get_mut("capabilities"))
+        .and_then(Value::as_object_mut)
+    else {
+        return false;
+    };
+    let ext = caps
+        .entry("extensions")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    let Some(ext) = ext.as_object_mut() else {
+        return false;
+    };
+    let mut changed = false;
+    for name in names {
+        if !ext.contains_key(*name) {
+            ext.insert((*name).to_owned(), Value::Object(serde_json::Map::new()));
+            changed = true;
+        }
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +87,29 @@ mod tests {
         assert_eq!(tools[4], "junk");
         let mut e = json!({"jsonrpc":"2.0","id":1,"error":{"code":1}});
         assert!(!annotate_tools_list(&mut e, &|_| json!(null)));
+    }
+
+    #[test]
+    fn extensions_are_advertised_in_server_discover() {
+        let mut v = json!({"jsonrpc": "2.0", "id": 1, "result": {"resultType": "complete",
+            "supportedVersions": ["2026-07-28"], "capabilities": {"tools": {},
+            "extensions": {"io.example/x": {"a": 1}}}}});
+        assert!(advertise_extensions(
+            &mut v,
+            &["org.x402/payment", "io.example/x"]
+        ));
+        assert_eq!(
+            v["result"]["capabilities"]["extensions"],
+            json!({"io.example/x": {"a": 1}, "org.x402/payment": {}})
+        );
+        assert!(!advertise_extensions(&mut v, &["org.x402/payment"]));
+        let mut bare = json!({"jsonrpc": "2.0", "id": 1, "result": {"capabilities": {}}});
+        assert!(advertise_extensions(&mut bare, &["org.x402/payment"]));
+        assert_eq!(
+            bare["result"]["capabilities"]["extensions"]["org.x402/payment"],
+            json!({})
+        );
+        let mut error = json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -1, "message": "x"}});
+        assert!(!advertise_extensions(&mut error, &["org.x402/payment"]));
     }
 }

@@ -28,7 +28,7 @@ pub mod meta;
 pub mod respond;
 pub mod sse;
 
-pub use annotate::annotate_tools_list;
+pub use annotate::{advertise_extensions, annotate_tools_list};
 pub use classify::{call_name, classify};
 pub use envelope::{parse_message, EnvelopeError, Message, MessageKind};
 pub use headers::{check_routing_headers, era, Era, HeaderMismatch};

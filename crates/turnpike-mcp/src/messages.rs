@@ -152,6 +152,10 @@ impl<'a> Envelope<'a> {
     }
 }
 
+/// Most extension names read from a request's client capabilities
+/// ([`RequestMeta::client_extensions`]).
+pub const MAX_EXTENSIONS: usize = 32;
+
 /// A request's `params._meta` in MCP 2026-07-28: what the session used to carry, sent with
 /// every request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -220,6 +224,24 @@ impl RequestMeta {
     /// Whether it has no key at all.
     pub fn is_empty(&self) -> bool {
         *self == RequestMeta::default()
+    }
+
+    /// The extensions the client advertised in `io.modelcontextprotocol/clientCapabilities`
+    /// (`extensions`: an object whose members not `null` name one each), at most
+    /// [`MAX_EXTENSIONS`] of them.
+    pub fn client_extensions(&self) -> Vec<String> {
+        self.client_capabilities
+            .as_ref()
+            .and_then(|c| c.get("extensions"))
+            .and_then(Value::as_object)
+            .map(|e| {
+                e.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .take(MAX_EXTENSIONS)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// `self` with every key of `over` put in, replacing a key of the same name.
@@ -1071,6 +1093,31 @@ impl InputRequiredResult {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The extensions a 2026-07-28 request advertises: the members of
+    /// `clientCapabilities.extensions` that are not null, at most [`MAX_EXTENSIONS`].
+    #[test]
+    fn client_extensions_are_read() {
+        let msg = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "t", "_meta": {
+                "io.modelcontextprotocol/clientCapabilities": {"extensions": {
+                    "org.x402/payment": {}, "io.example/off": null, "io.example/on": true}}}}});
+        let m = RequestMeta::of(&msg).unwrap();
+        assert_eq!(m.client_extensions(), ["io.example/on", "org.x402/payment"]);
+        let none = json!({"params": {"_meta": {
+            "io.modelcontextprotocol/clientCapabilities": {"extensions": []}}}});
+        assert!(RequestMeta::of(&none)
+            .unwrap()
+            .client_extensions()
+            .is_empty());
+        let many: Map<String, Value> = (0..100).map(|i| (format!("e{i}"), json!({}))).collect();
+        let lots = json!({"params": {"_meta": {
+            "io.modelcontextprotocol/clientCapabilities": {"extensions": many}}}});
+        assert_eq!(
+            RequestMeta::of(&lots).unwrap().client_extensions().len(),
+            MAX_EXTENSIONS
+        );
+    }
 
     #[test]
     fn request_meta_keeps_what_it_does_not_name() {

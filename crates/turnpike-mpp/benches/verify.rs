@@ -127,6 +127,8 @@ fn evm_rail_and_token(call: &CallFacts) -> (MppRail, String) {
         settle_key_env: Some("UNUSED".into()),
         rpc_timeout_ms: 1000,
         settle_timeout_secs: 10,
+        checks_per_minute_per_caller: 120,
+        checks_per_minute: 3000,
     };
     let node =
         turnpike_x402::chain::Node::new(&cfg.rpc_url, std::time::Duration::from_secs(1)).unwrap();

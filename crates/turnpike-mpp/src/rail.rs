@@ -46,7 +46,8 @@ use turnpike_core::credential::CredentialParseError;
 use turnpike_core::plugin::Parsed;
 use turnpike_core::{
     BoundRail, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
-    InBandForm, Offer, PassNotes, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
+    InBandForm, Offer, PassNotes, Rail, RailAnswer, RailId, RailMeter, RailPlugin, Refusal,
+    Verdict,
 };
 use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates};
 use turnpike_lightning::{InvoiceState, LightningBackend};
@@ -54,7 +55,7 @@ use turnpike_store::SpentSet;
 use zeroize::Zeroizing;
 
 use turnpike_x402::rail::{SETTLE_MARGIN_SECS, SKEW_SECS};
-use turnpike_x402::token::{ChainState, SettleError, Token};
+use turnpike_x402::token::{ChainState, Held, Paying, SettleError, Token};
 
 use crate::charge::{self, ChargeRequest};
 use crate::evm;
@@ -577,25 +578,37 @@ impl MppRail {
         })
     }
 
-    /// Checks, spends and settles one `evm` credential: the verdict, and the transaction on a
-    /// pass. Bounded per caller address and in all before the signer is recovered; the
-    /// authorization spent once in the `mpp` spent set; the payer's balance and the nonce's
-    /// state asked of the chain; settled before the call is forwarded.
+    /// Checks, spends and settles one `evm` credential: the verdict (the transaction in the
+    /// grant's receipt on a pass), and the bound that held it back, if one did. Bounded per
+    /// caller address and in all before the signer is recovered (the token's bounds, shared
+    /// with x402); the authorization spent once in the `mpp` spent set; the payer's balance
+    /// and the nonce's state asked of the chain; settled before the call is forwarded.
     async fn check_and_settle_evm(
         &self,
         call: &CallFacts,
         offer: &Offer,
         cred: &PaymentCredential,
-    ) -> Verdict {
+    ) -> (Verdict, Option<Held>) {
         let Some(token) = self.token.as_ref() else {
-            return stale("this gateway does not take the evm method");
+            return (stale("this gateway does not take the evm method"), None);
         };
-        if let Err(wait) = token.admit_check(call) {
-            return unavailable(&format!(
-                "too many evm payments to check from this address or in all; retry in {} s",
-                wait.as_secs().max(1)
-            ));
+        if let Err(held) = token.admit_check(call) {
+            return (unavailable(&held.reason(evm::METHOD)), Some(held));
         }
+        (
+            self.spend_and_settle_evm(call, offer, cred, token).await,
+            None,
+        )
+    }
+
+    /// [`MppRail::check_and_settle_evm`] past the bounds.
+    async fn spend_and_settle_evm(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        cred: &PaymentCredential,
+        token: &Token,
+    ) -> Verdict {
         let checked = match self.check_evm(call, offer, cred) {
             Ok(c) => c,
             Err(v) => return v,
@@ -646,7 +659,15 @@ impl MppRail {
             .settles_through_facilitator()
             .then(|| token.as_x402(a, &checked.signed.signature, self.cfg.expiry_secs));
         let x402 = x402.as_ref().map(|(payment, accepted)| (payment, accepted));
-        match token.settle(a, &checked.signed.signature, x402).await {
+        let paying = Paying {
+            call,
+            rail: RAIL.as_str(),
+            method: evm::METHOD,
+        };
+        match token
+            .settle(&paying, a, &checked.signed.signature, x402)
+            .await
+        {
             Ok(tx) => {
                 self.meter.settled.fetch_add(1, Relaxed);
                 tracing::info!(transaction = %tx, payer = %payer, value = %a.value, "MPP: evm payment settled");
@@ -654,6 +675,7 @@ impl MppRail {
                     rail: RAIL,
                     identity: call.caller.clone(),
                     receipt: Some(format!("{EVM_RECEIPT_PREFIX}{tx}")),
+                    about: None,
                 })
             }
             Err(SettleError::Refused(why)) => {
@@ -682,12 +704,38 @@ impl MppRail {
         offer: &Offer,
         credential: &Credential,
     ) -> Verdict {
+        self.check_and_spend_held(call, offer, credential).await.0
+    }
+
+    /// [`MppRail::check_and_spend`], with the bound on `evm` payments checked that held the
+    /// credential back, if one did.
+    async fn check_and_spend_held(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        credential: &Credential,
+    ) -> (Verdict, Option<Held>) {
         let Some(cred) = credential.payload::<PaymentCredential>() else {
-            return Verdict::Invalid(Refusal::new(RAIL, "not an MPP credential"));
+            return (
+                Verdict::Invalid(Refusal::new(RAIL, "not an MPP credential")),
+                None,
+            );
         };
         if cred.challenge.method == evm::METHOD {
             return self.check_and_settle_evm(call, offer, cred).await;
         }
+        (
+            self.check_and_spend_lightning(call, offer, cred).await,
+            None,
+        )
+    }
+
+    async fn check_and_spend_lightning(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        cred: &PaymentCredential,
+    ) -> Verdict {
         let Some(backend) = self.backend.as_ref() else {
             return stale("this gateway does not take the lightning method");
         };
@@ -726,6 +774,7 @@ impl MppRail {
                     "{RECEIPT_PREFIX}{}",
                     hex::encode(checked.payment_hash)
                 )),
+                about: None,
             }),
             Ok(false) => stale("this payment has already been used"),
             Err(e) => {
@@ -919,15 +968,17 @@ impl RailPlugin for MppRail {
         Some(Box::new(Bound(Arc::new(PaidView {
             rail: self,
             paid: Mutex::new(None),
+            held: Mutex::new(None),
         }))))
     }
 }
 
 /// The rail seen by one request: verifies in its place and keeps the receipt of the credential
-/// that passed.
+/// that passed, or the bound on `evm` payments checked that held one back.
 struct PaidView {
     rail: Arc<MppRail>,
     paid: Mutex<Option<PaymentReceipt>>,
+    held: Mutex<Option<Held>>,
 }
 
 impl Rail for PaidView {
@@ -950,7 +1001,13 @@ impl Rail for PaidView {
         credential: &'a Credential,
     ) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            let v = self.rail.check_and_spend(call, offer, credential).await;
+            let (v, held) = self
+                .rail
+                .check_and_spend_held(call, offer, credential)
+                .await;
+            if held.is_some() {
+                *self.held.lock() = held;
+            }
             if let Verdict::Pass(grant) = &v {
                 if let Some(cred) = credential.payload::<PaymentCredential>() {
                     *self.paid.lock() = receipt_for(cred, grant, call.now);
@@ -981,6 +1038,13 @@ impl BoundRail for Bound {
             notes.result_meta.push((wire::META_RECEIPT, r.to_json()));
         }
         notes
+    }
+
+    /// An `evm` payment held back by the bounds on payments checked (`[x402]`'s, shared with
+    /// the x402 rail): past the caller's own, 429; past all callers', 503; each with
+    /// `Retry-After`, as x402 answers.
+    fn answer(&self, _offer: &Offer) -> Option<RailAnswer> {
+        self.0.held.lock().map(|h| h.answer(evm::METHOD))
     }
 }
 
@@ -1348,6 +1412,7 @@ mod tests {
             rail: RAIL,
             identity: None,
             receipt: None,
+            about: None,
         };
         let receipt = receipt_for(&cred, &grant, 1_800_000_042).unwrap();
         let offer = crate::offer(10);
@@ -1384,6 +1449,8 @@ mod tests {
             settle_key_env: Some("UNUSED".into()),
             rpc_timeout_ms: 1000,
             settle_timeout_secs: 10,
+            checks_per_minute_per_caller: 120,
+            checks_per_minute: 3000,
         };
         let node = turnpike_x402::chain::Node::new(
             "http://127.0.0.1:9",
@@ -1562,6 +1629,7 @@ mod tests {
             rail: RAIL,
             identity: None,
             receipt: Some(format!("{EVM_RECEIPT_PREFIX}0x{}", "ab".repeat(32))),
+            about: None,
         };
         let receipt = receipt_for(&cred, &grant, 1_800_000_042).unwrap();
         let text = in_band_text(&Challenge {

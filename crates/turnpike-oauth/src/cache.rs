@@ -82,6 +82,7 @@ mod tests {
             scopes: vec![],
             jkt: None,
             expires_at: Some(100),
+            claims: None,
         }
     }
 

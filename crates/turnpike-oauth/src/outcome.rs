@@ -176,6 +176,11 @@ impl OAuthOutcome {
                 rail: crate::offer::RAIL,
                 identity: Some(a.identity.clone()),
                 receipt: None,
+                about: Some(std::sync::Arc::new(turnpike_core::About {
+                    scopes: a.token.scopes.clone(),
+                    claims: a.token.claims.clone(),
+                    caveats: Vec::new(),
+                })),
             }),
             OAuthOutcome::Rejected(r) => Verdict::Invalid(Refusal::new(
                 crate::offer::RAIL,

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use turnpike_core::{
-    BoxFuture, CallFacts, Challenge, Credential, Identity, Offer, Rail, RailId, Verdict,
+    About, BoxFuture, CallFacts, Challenge, Credential, Identity, Offer, Rail, RailId, Verdict,
 };
 use turnpike_store::SpentSet;
 
@@ -812,8 +812,9 @@ impl OAuthRail {
         let payload = jws
             .payload()
             .map_err(|_| TokenError::Invalid("the token is not a well-formed JWT"))?;
-        let claims: Claims = serde_json::from_slice(&payload)
+        let mut claims: Claims = serde_json::from_slice(&payload)
             .map_err(|_| TokenError::Invalid("the token's claims are not valid JSON"))?;
+        claims.all = crate::token::kept_claims(&payload);
         let exp = Expectations {
             issuer: &self.cfg.issuer,
             resource: &self.resource,
@@ -928,7 +929,7 @@ impl Rail for OAuthRail {
         &'a self,
         call: &'a CallFacts,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Option<(Identity, Vec<String>)>> {
+    ) -> BoxFuture<'a, Option<(Identity, About)>> {
         Box::pin(async move {
             let bearer = credential.payload::<BearerCredential>()?;
             if bearer.dpop.is_some() {
@@ -938,7 +939,14 @@ impl Rail for OAuthRail {
                 .verify_from(credential, &[], None, call.peer, call.now)
                 .await
             {
-                OAuthOutcome::Pass(a) => Some((a.identity, a.token.scopes)),
+                OAuthOutcome::Pass(a) => Some((
+                    a.identity,
+                    About {
+                        scopes: a.token.scopes,
+                        claims: a.token.claims,
+                        caveats: Vec::new(),
+                    },
+                )),
                 _ => None,
             }
         })

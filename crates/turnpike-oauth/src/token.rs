@@ -2,9 +2,38 @@
 //! says, and the checks every token passes whichever way it was read — issuer, audience (RFC
 //! 8707), validity times, subject, scopes and the DPoP key binding (RFC 7800 `cnf.jkt`).
 
+use std::sync::Arc;
+
 use serde::Deserialize;
+use serde_json::{Map, Value};
+use turnpike_core::About;
 
 use crate::url::same_resource;
+
+/// Every claim of a token, as the access policy reads them (`identity.claims`).
+pub type AllClaims = Arc<Map<String, Value>>;
+
+/// The claims kept when a token's claims are larger than [`About::MAX_CLAIMS_BYTES`]: those
+/// that say who holds it and for what.
+pub const KEPT_WHEN_LARGE: [&str; 6] = ["iss", "sub", "client_id", "scope", "aud", "exp"];
+
+/// The largest JSON text of one claim kept from a token whose claims are too large.
+pub const MAX_KEPT_CLAIM_BYTES: usize = 1024;
+
+/// The claims of the JSON object `json` (a verified JWT's payload, an introspection answer),
+/// bounded: when `json` is longer than [`About::MAX_CLAIMS_BYTES`], only the claims of
+/// [`KEPT_WHEN_LARGE`] whose JSON text is at most [`MAX_KEPT_CLAIM_BYTES`]. `None` when
+/// `json` is not an object.
+pub fn kept_claims(json: &[u8]) -> Option<AllClaims> {
+    let mut m: Map<String, Value> = serde_json::from_slice(json).ok()?;
+    if json.len() > About::MAX_CLAIMS_BYTES {
+        m.retain(|k, v| {
+            KEPT_WHEN_LARGE.contains(&k.as_str())
+                && serde_json::to_string(v).is_ok_and(|t| t.len() <= MAX_KEPT_CLAIM_BYTES)
+        });
+    }
+    Some(Arc::new(m))
+}
 
 /// A JSON `string` or `[string]` (JWT `aud`, Entra-style `scp`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -79,6 +108,9 @@ pub struct Claims {
     /// Introspection only: `Bearer` or `DPoP`.
     #[serde(default)]
     pub token_type: Option<String>,
+    /// Every claim, bounded ([`kept_claims`]), when the reader filled them.
+    #[serde(skip)]
+    pub all: Option<AllClaims>,
 }
 
 /// A token that passed every claim check.
@@ -96,6 +128,8 @@ pub struct TokenInfo {
     pub jkt: Option<String>,
     /// `exp`, when the token has one.
     pub expires_at: Option<u64>,
+    /// Every claim of the token, bounded ([`kept_claims`]), shared with the caches.
+    pub claims: Option<AllClaims>,
 }
 
 /// What the checks need to know.
@@ -200,6 +234,7 @@ impl Claims {
             scopes,
             jkt,
             expires_at,
+            claims: self.all.clone(),
         })
     }
 }
@@ -286,6 +321,29 @@ mod tests {
             c.check(&EXP, 1),
             Err("the token is bound to a key in a way this resource cannot check")
         );
+    }
+
+    /// Every claim is kept within the bound; past it, only who holds the token and for what,
+    /// each claim within its own bound.
+    #[test]
+    fn claims_are_kept_within_bounds() {
+        let small = br#"{"iss":"i","sub":"s","org":"acme","roles":["admin"]}"#;
+        let m = kept_claims(small).unwrap();
+        assert_eq!(m.len(), 4);
+        assert_eq!(m["roles"], serde_json::json!(["admin"]));
+        assert!(kept_claims(b"[1]").is_none(), "not an object");
+        let big = serde_json::json!({
+            "iss": "i", "sub": "s", "client_id": "c", "scope": "a b", "exp": 9,
+            "aud": "x".repeat(MAX_KEPT_CLAIM_BYTES),
+            "org": "acme", "blob": "y".repeat(About::MAX_CLAIMS_BYTES),
+        })
+        .to_string();
+        let m = kept_claims(big.as_bytes()).unwrap();
+        let mut kept: Vec<&str> = m.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["client_id", "exp", "iss", "scope", "sub"]);
+        let c: Claims = serde_json::from_slice(small).unwrap();
+        assert!(c.all.is_none(), "filled by the reader, not by serde");
     }
 
     #[test]

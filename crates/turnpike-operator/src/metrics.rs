@@ -1088,17 +1088,23 @@ mod tests {
     /// Metrics with the gateway's rail slots: proof-of-work (running, with its meter), L402
     /// (its meter: `l402`), OAuth (no meter).
     fn metrics_with(l402: Arc<turnpike_l402::meter::L402Meter>) -> Metrics {
+        Metrics::with_rails(slots(l402))
+    }
+
+    fn slots(
+        l402: Arc<turnpike_l402::meter::L402Meter>,
+    ) -> Vec<(RailId, Option<Arc<dyn RailMeter>>)> {
         let keys = turnpike_pow::KeyRing::from_secrets(vec![(1, [9; 32])]).unwrap();
         let pow = Arc::new(turnpike_pow::PowRail::new(
             turnpike_pow::PowConfig::default(),
             keys,
             Arc::new(turnpike_store::MemorySpentSet::new()),
         ));
-        Metrics::with_rails([
+        vec![
             (turnpike_pow::RAIL, pow.meter()),
             (turnpike_l402::RAIL, Some(l402 as Arc<dyn RailMeter>)),
             (RailId::new("oauth"), None),
-        ])
+        ]
     }
 
     fn metrics() -> Metrics {
@@ -1177,7 +1183,13 @@ mod tests {
     /// slot), then the gateway's again.
     #[test]
     fn series_keep_their_order() {
-        let m = metrics();
+        // The rails with series of their own: proof-of-work, L402 and x402.
+        let mut rails = slots(Arc::default());
+        rails.push((
+            turnpike_x402::RAIL,
+            Some(Arc::new(turnpike_x402::rail::X402Meter::default()) as Arc<dyn RailMeter>),
+        ));
+        let m = Metrics::with_rails(rails);
         let text = m.render(&[("limits_store", true)]);
         let names: Vec<&str> = text
             .lines()
@@ -1203,6 +1215,8 @@ mod tests {
                 "turnpike_l402_payments_total",
                 "turnpike_l402_received_sats_total",
                 "turnpike_l402_settled_sats_total",
+                "turnpike_x402_offers_total",
+                "turnpike_x402_settlements_total",
                 "turnpike_limit_hits_total",
                 "turnpike_limit_would_refuse_total",
                 "turnpike_limits_store_errors_total",
@@ -1213,7 +1227,13 @@ mod tests {
                 "turnpike_config_last_reload_timestamp_seconds",
             ]
         );
-        assert!(text.contains("turnpike_rail_unavailable_total{rail=\"pow\"} 0\nturnpike_rail_unavailable_total{rail=\"l402\"} 0\nturnpike_rail_unavailable_total{rail=\"oauth\"} 0\n"));
+        assert!(text.contains("turnpike_rail_unavailable_total{rail=\"pow\"} 0\nturnpike_rail_unavailable_total{rail=\"l402\"} 0\nturnpike_rail_unavailable_total{rail=\"oauth\"} 0\nturnpike_rail_unavailable_total{rail=\"x402\"} 0\n"));
+        // Failed x402 settlements have their series, by outcome.
+        for outcome in ["settled", "refused", "failed"] {
+            assert!(text.contains(&format!(
+                "turnpike_x402_settlements_total{{outcome=\"{outcome}\"}} 0\n"
+            )));
+        }
     }
 
     /// The `rail` label's slots are the rails the metrics were made with; a rail without one

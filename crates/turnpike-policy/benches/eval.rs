@@ -49,6 +49,31 @@ fn bench(c: &mut Criterion) {
             black_box(s.judge(black_box(&call)).refused.is_some())
         })
     });
+    // An OAuth caller with the claims of a typical access token (its identity built per call).
+    let claims = json!({
+        "iss": "https://as.example", "sub": "alice", "aud": "https://mcp.example/mcp",
+        "client_id": "agent", "scope": "read write", "exp": 1_800_000_600, "iat": 1_800_000_000,
+        "jti": "5b1f0e", "org": "acme", "roles": ["admin", "ops"], "tier": "gold",
+    });
+    let claims = claims.as_object().unwrap().clone();
+    let member = Caller {
+        claims: Some(&claims),
+        ..who
+    };
+    let by_claim = Policy::new(vec![rule(
+        "acme-admins",
+        "identity.kind == 'oauth' && identity.claims.org == 'acme' && 'admin' in identity.claims.roles",
+        Action::Deny,
+    )]);
+    c.bench_function(
+        "three-clause rule on the token's claims, one call (scope + judge)",
+        |b| {
+            b.iter(|| {
+                let s = by_claim.scope(black_box(&member), 1_800_000_000);
+                black_box(s.judge(black_box(&call)).refused.is_some())
+            })
+        },
+    );
     let tools: Vec<(String, serde_json::Value)> = (0..200)
         .map(|i| (format!("tool_{i}"), json!({"readOnlyHint": i % 2 == 0})))
         .collect();
@@ -79,6 +104,27 @@ fn bench(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let s = by_name.scope(black_box(&anon), 1_800_000_000);
+                let mut l = s.lister();
+                let n = tools
+                    .iter()
+                    .filter(|(name, ann)| l.may_list(name, Some(ann)))
+                    .count();
+                black_box(n)
+            })
+        },
+    );
+    // The same conditions in one part (a conditional, not `&&`): nothing is remembered, every
+    // tool is judged whole.
+    let whole = Policy::new(vec![rule(
+        "by-name-whole",
+        "identity.kind == 'anonymous' ? (call.tool.startsWith('tool_1') ? !call.annotations.readOnlyHint : false) : false",
+        Action::Deny,
+    )]);
+    c.bench_function(
+        "tools/list of 200 tools, one part reading the tool's name and annotations",
+        |b| {
+            b.iter(|| {
+                let s = whole.scope(black_box(&anon), 1_800_000_000);
                 let mut l = s.lister();
                 let n = tools
                     .iter()

@@ -7,10 +7,14 @@
 //! failing rule refuses, see [`crate::Rule`]).
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use cel::common::types::{
     CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
 };
+use cel::common::value::CowVal;
+use cel::context::VariableResolver;
+use cel::Context;
 use serde_json::Value as Json;
 
 /// The most JSON values (every scalar, list and object counts one) converted for one variable.
@@ -115,17 +119,79 @@ pub fn identity_value(c: &Caller<'_>) -> Val {
 
 /// The `call` variable.
 pub fn call_value(c: &CallView<'_>) -> Val {
-    let arguments = c.arguments.map_or_else(null, json_value);
-    let annotations = match c.annotations {
-        Some(a @ Json::Object(_)) => json_value(a),
-        _ => empty_map(),
-    };
     map(vec![
         ("method", string(c.method)),
         ("tool", c.tool.map_or_else(null, string)),
-        ("arguments", arguments),
-        ("annotations", annotations),
+        ("arguments", c.arguments.map_or_else(null, json_value)),
+        ("annotations", annotations_value(c.annotations)),
     ])
+}
+
+/// `null`, to lend.
+static NULL: CelNull = CelNull;
+
+/// The `call` variable resolved on access, without building it: `call.method` and `call.tool`
+/// are lent from the call, `call.arguments` and `call.annotations` converted (within bounds)
+/// the first time a rule reads them, and `call` as a whole built only for a rule that reads it
+/// so (`size(call)`, `call[k]`). What a rule reads is what [`call_value`] would give.
+pub struct CallVars<'a> {
+    view: CallView<'a>,
+    method: CelString<'a>,
+    tool: Option<CelString<'a>>,
+    arguments: OnceLock<Val>,
+    annotations: OnceLock<Val>,
+    whole: OnceLock<Val>,
+}
+
+impl<'a> CallVars<'a> {
+    /// The variables of `view`; nothing is converted yet.
+    pub fn new(view: CallView<'a>) -> Self {
+        CallVars {
+            method: CelString::from(view.method),
+            tool: view.tool.map(CelString::from),
+            view,
+            arguments: OnceLock::new(),
+            annotations: OnceLock::new(),
+            whole: OnceLock::new(),
+        }
+    }
+
+    /// A scope under `parent` (the caller's) in which `call` is these variables.
+    pub fn scope<'s>(&'s self, parent: &'s Context<'s, 's>) -> Context<'s, 's> {
+        let mut ctx = parent.new_inner_scope();
+        ctx.set_variable_resolver(self);
+        ctx
+    }
+}
+
+impl VariableResolver for CallVars<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let v: &'b (dyn cel::common::value::Val + 'b) = match variable {
+            "call.method" => &self.method,
+            "call.tool" => match &self.tool {
+                Some(t) => t,
+                None => &NULL,
+            },
+            "call.arguments" => self
+                .arguments
+                .get_or_init(|| self.view.arguments.map_or_else(null, json_value))
+                .as_ref(),
+            "call.annotations" => self
+                .annotations
+                .get_or_init(|| annotations_value(self.view.annotations))
+                .as_ref(),
+            "call" => self.whole.get_or_init(|| call_value(&self.view)).as_ref(),
+            _ => return None,
+        };
+        Some(CowVal::Borrowed(v))
+    }
+}
+
+fn annotations_value(a: Option<&Json>) -> Val {
+    match a {
+        Some(a @ Json::Object(_)) => json_value(a),
+        _ => empty_map(),
+    }
 }
 
 /// `j` as a CEL value, within [`MAX_JSON_VALUES`] and [`MAX_JSON_DEPTH`] (past them: `null`).

@@ -12,14 +12,18 @@
 //! nesting, no nested comprehension) and evaluated per call on input converted within the
 //! bounds of [`context`]. [`Policy::scope`] binds one caller; [`Scope::judge`] decides a call
 //! (first matching enforced rule wins, default allow; shadow rules only report what they would
-//! have refused) and [`Scope::may_list`] says whether a tool is listed to that caller.
+//! have refused) and [`Scope::may_list`] says whether a tool is listed to that caller (a
+//! whole list by one [`Lister`], judging each rule part by part: `list`).
 //! docs/POLICY.md is the user's guide.
 
 pub mod bounds;
 pub mod context;
+mod list;
+mod parts;
 mod rules;
 
-pub use context::{Agent, CallView, Caller};
+pub use context::{Agent, CallVars, CallView, Caller};
+pub use list::Lister;
 pub use rules::{
     compile_expr, Action, CompileError, Judgement, Mode, Policy, Rule, RuleSpec, Scope,
     DEFAULT_REASON,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use cel::{Context, Env, Program, Value};
 
 use crate::bounds::{self, Reads};
-use crate::context::{call_value, identity_value, CallView, Caller};
+use crate::context::{identity_value, CallVars, CallView, Caller};
+use crate::parts::Parts;
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +61,11 @@ pub struct CompileError {
 /// A compiled rule.
 #[derive(Debug)]
 pub struct Rule {
-    spec: RuleSpec,
+    pub(crate) spec: RuleSpec,
     program: Program,
-    reads: Reads,
+    pub(crate) reads: Reads,
+    /// The expression's top-level `&&` (or `||`) operands, for lists.
+    pub(crate) parts: Parts,
 }
 
 impl Rule {
@@ -70,10 +73,12 @@ impl Rule {
     pub fn compile(spec: RuleSpec) -> Result<Rule, CompileError> {
         let program = compile_expr(&spec.when)?;
         let reads = bounds::check(&spec.when).unwrap_or_default();
+        let parts = Parts::of(program.expression());
         Ok(Rule {
             spec,
             program,
             reads,
+            parts,
         })
     }
 
@@ -93,7 +98,7 @@ impl Rule {
     }
 
     /// Whether the rule is about this call at all (its `tools`).
-    fn applies(&self, call: &CallView<'_>) -> bool {
+    pub(crate) fn applies(&self, call: &CallView<'_>) -> bool {
         match &self.spec.tools {
             None => true,
             Some(tools) => {
@@ -223,8 +228,8 @@ impl Policy {
 
 /// A policy with one caller's variables bound.
 pub struct Scope<'p> {
-    policy: &'p Policy,
-    ctx: Context<'static, 'static>,
+    pub(crate) policy: &'p Policy,
+    pub(crate) ctx: Context<'static, 'static>,
 }
 
 impl<'p> Scope<'p> {
@@ -232,8 +237,8 @@ impl<'p> Scope<'p> {
     /// the shadow rules are weighed as if enforced, and the first rule of that reading names
     /// the refusal that enforcing them would have made.
     pub fn judge(&self, call: &CallView<'_>) -> Judgement<'p> {
-        let mut inner = self.ctx.new_inner_scope();
-        inner.add_variable_as_val("call", call_value(call));
+        let vars = CallVars::new(*call);
+        let inner = vars.scope(&self.ctx);
         let mut enforced: Option<&'p Rule> = None;
         let mut as_if: Option<&'p Rule> = None;
         for rule in &self.policy.rules {
@@ -255,115 +260,5 @@ impl<'p> Scope<'p> {
             refused,
             would_refuse,
         }
-    }
-
-    /// Whether `tool` is one the caller may call, for a `tools/list` answer: see
-    /// [`Lister::may_list`] (one tool; a whole list is judged faster by one [`Lister`]).
-    pub fn may_list(&self, tool: &str, annotations: Option<&serde_json::Value>) -> bool {
-        self.lister().may_list(tool, annotations)
-    }
-
-    /// A judge of the tools of one `tools/list` answer, for this caller.
-    pub fn lister(&self) -> Lister<'_, 'p> {
-        self.lister_for("tools/call")
-    }
-
-    /// A judge of the items of one list answer, each judged as a call of `method` naming it:
-    /// `tools/call` for `tools/list`, `resources/read` (by URI) for `resources/list`,
-    /// `prompts/get` for `prompts/list`.
-    pub fn lister_for(&self, method: &'static str) -> Lister<'_, 'p> {
-        Lister {
-            scope: self,
-            method,
-            ctx: None,
-            memo: self.policy.rules.iter().map(|_| Memo::default()).collect(),
-        }
-    }
-}
-
-/// What a rule gave for the tools already judged, when its result does not depend on the
-/// tool's name: once for every tool, or once per distinct annotations.
-#[derive(Default)]
-struct Memo {
-    constant: Option<bool>,
-    by_annotations: Vec<(Option<serde_json::Value>, bool)>,
-}
-
-/// The most distinct annotations a rule's results are remembered for, per list.
-const MEMO_ANNOTATIONS: usize = 32;
-
-/// Judges the tools of one `tools/list` answer for one caller ([`Scope::lister`]). A rule
-/// whose text reads neither `call.tool` nor `call` as a whole gives the same result for every
-/// tool with the same annotations: it is evaluated once per distinct annotations.
-pub struct Lister<'s, 'p> {
-    scope: &'s Scope<'p>,
-    method: &'static str,
-    ctx: Option<Context<'s, 'static>>,
-    memo: Vec<Memo>,
-}
-
-impl Lister<'_, '_> {
-    /// Whether `tool` is one the caller may call: its rules read as for `tools/call` of it
-    /// with its `annotations` and no arguments; an enforced rule that reads the arguments
-    /// counts as "may call": a deny rule of that kind is passed over, an allow rule lists the
-    /// tool (the call itself is judged when made). Shadow rules hide nothing.
-    pub fn may_list(&mut self, tool: &str, annotations: Option<&serde_json::Value>) -> bool {
-        let call = CallView {
-            method: self.method,
-            tool: Some(tool),
-            arguments: None,
-            annotations,
-        };
-        let mut bound = false;
-        for (i, rule) in self.scope.policy.rules.iter().enumerate() {
-            if rule.spec.mode == Mode::Shadow || !rule.applies(&call) {
-                continue;
-            }
-            if rule.reads.arguments {
-                // It may refuse some calls of the tool, or allow some: either way, listed.
-                match rule.spec.action {
-                    Action::Allow => return true,
-                    Action::Deny => continue,
-                }
-            }
-            let remembered = if rule.reads.tool {
-                None
-            } else if rule.reads.annotations {
-                self.memo[i]
-                    .by_annotations
-                    .iter()
-                    .find(|(a, _)| a.as_ref() == annotations)
-                    .map(|(_, m)| *m)
-            } else {
-                self.memo[i].constant
-            };
-            let matched = match remembered {
-                Some(m) => m,
-                None => {
-                    let ctx = self
-                        .ctx
-                        .get_or_insert_with(|| self.scope.ctx.new_inner_scope());
-                    if !bound {
-                        ctx.add_variable_as_val("call", call_value(&call));
-                        bound = true;
-                    }
-                    let m = rule.matches(ctx);
-                    let memo = &mut self.memo[i];
-                    match (rule.reads.tool, rule.reads.annotations) {
-                        (true, _) => {}
-                        (false, true) if memo.by_annotations.len() < MEMO_ANNOTATIONS => {
-                            memo.by_annotations.push((annotations.cloned(), m));
-                        }
-                        (false, true) => {}
-                        (false, false) => memo.constant = Some(m),
-                    }
-                    m
-                }
-            };
-            if matched {
-                return rule.spec.action == Action::Allow;
-            }
-        }
-        true
     }
 }

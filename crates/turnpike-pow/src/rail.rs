@@ -348,6 +348,7 @@ impl Rail for PowRail {
                         rail: RAIL,
                         identity: call.caller.clone(),
                         receipt: Some(spent_receipt(&tag)),
+                        about: None,
                     })
                 }
                 Ok(false) => Verdict::Stale(Refusal::new(RAIL, "already used")),
@@ -742,6 +743,7 @@ mod tests {
             rail: RAIL,
             identity: None,
             receipt: Some(r),
+            about: None,
         };
         assert_eq!(spent_tag(&g), Some(tag));
     }

@@ -405,6 +405,7 @@ impl Rail for AgentView {
                 rail: RAIL,
                 identity: Some(identity),
                 receipt: None,
+                about: None,
             })
         })
     }

@@ -39,6 +39,8 @@ fn config() -> X402Config {
         settle_key_env: Some("UNUSED".into()),
         rpc_timeout_ms: 1000,
         settle_timeout_secs: 10,
+        checks_per_minute_per_caller: 120,
+        checks_per_minute: 3000,
     }
 }
 

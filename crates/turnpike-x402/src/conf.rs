@@ -220,14 +220,20 @@ impl RailConf for X402Conf {
             "settled by the gateway's own key"
         };
         Some(format!(
-            "x402: exact on {}, asset {}, paid to {}, {settles}; offers valid {} s",
-            cfg.network, cfg.asset, cfg.pay_to, cfg.max_timeout_secs
+            "x402: exact on {}, asset {}, paid to {}, {settles}; offers valid {} s; payments checked at most {}/min per address (then 429), {}/min in all (then 503); spend log {}",
+            cfg.network,
+            cfg.asset,
+            cfg.pay_to,
+            cfg.max_timeout_secs,
+            cfg.checks_per_minute_per_caller,
+            cfg.checks_per_minute,
+            crate::spend::FILE
         ))
     }
 
     /// The rail from `[x402]`: its binding key from `data_dir/x402.key` (created 0600 when
-    /// missing), the node of `rpc_url`, the settler (the facilitator, or the key of
-    /// `settle_key_file`/`settle_key_env`), nonces single-use through the `x402` spent set.
+    /// missing), nonces single-use through the `x402` spent set, and the shared token
+    /// ([`shared_token`]).
     fn build(&self, build: &Build<'_>) -> Result<Built, BuildError> {
         let Some(cfg) = section(build.sections).cloned() else {
             return Err(x402_error("no [x402] section"));
@@ -249,15 +255,20 @@ impl RailConf for X402Conf {
 }
 
 /// The one [`crate::token::Token`] of `[x402]` in this build, made by the first rail that asks
-/// ([`turnpike_conf::Services::shared`]); `None` when the file has no `[x402]`.
+/// ([`turnpike_conf::Services::shared`]): the node of `rpc_url`, the settler (the facilitator,
+/// or the key of `settle_key_file`/`settle_key_env`), the bounds on payments checked, and the
+/// spend log `data_dir/x402-payments.jsonl`; `None` when the file has no `[x402]`.
 pub fn shared_token(build: &Build<'_>) -> Result<Option<Arc<crate::token::Token>>, BuildError> {
     let Some(cfg) = section(build.sections).cloned() else {
         return Ok(None);
     };
+    let data_dir = build.data_dir;
     let any = build.services.shared(crate::token::SHARED_KEY, &mut || {
+        let log = crate::spend::SpendLog::open(&data_dir.join(crate::spend::FILE))
+            .map_err(|e| x402_error(format!("spend log: {e}")))?;
         crate::token::Token::from_config(&cfg)
-            .map(|t| Arc::new(t) as Arc<dyn std::any::Any + Send + Sync>)
-            .map_err(|e| BuildError(format!("x402 rail: {e}")))
+            .map(|t| Arc::new(t.with_spend_log(log)) as Arc<dyn std::any::Any + Send + Sync>)
+            .map_err(x402_error)
     })?;
     any.downcast::<crate::token::Token>()
         .map(Some)

@@ -12,7 +12,9 @@
 //!   settled before the call is forwarded;
 //! - [`token`]: [`token::Token`], what every EIP-3009 payment shares whichever protocol
 //!   carries it (x402 here, MPP's `evm` method): the chain, the token, the bounds on payments
-//!   checked, the signer's recovery, the chain's state and the settlement;
+//!   checked and their answers, the signer's recovery, the chain's state, the settlement;
+//! - [`spend`]: the spend log, every settlement attempted, x402's and MPP `evm`'s
+//!   (`<data_dir>/x402-payments.jsonl`);
 //! - [`payer`]: the payer's side, a signed `PaymentPayload` for an offer;
 //! - [`conf`]: `[x402]` and the price key `x402 = { amount = "N" }`.
 //!
@@ -23,6 +25,7 @@ pub mod conf;
 pub mod evm;
 pub mod payer;
 pub mod rail;
+pub mod spend;
 pub mod token;
 pub mod wire;
 

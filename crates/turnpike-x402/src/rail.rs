@@ -30,7 +30,15 @@
 //! fails has still been paid for. A settlement that fails is counted
 //! (`turnpike_x402_settlements_total{outcome}`) and logged, never silent; when nothing can have
 //! moved (the transfer reverted or was never sent) the nonce is released from the spent set, so
-//! the payer may present the same authorization again.
+//! the payer may present the same authorization again. Every settlement attempted is a line of
+//! the spend log ([`crate::spend`]), whose newest lines the meter gives the admin summary.
+//!
+//! Payments checked are bounded before anything is recovered or asked ([`X402Config`]
+//! `checks_per_minute_per_caller`, `checks_per_minute`): past a caller's own bound the call is
+//! answered 429, past all callers' 503, each with `Retry-After` (the bound rail's own answer).
+//! In band, the offer is x402's MCP transport ([`in_band_result`]): a tool result whose
+//! `structuredContent` is the `PaymentRequired`, or the `org.x402/payment` extension's
+//! `payment_required` result for a 2026-07-28 client that advertises it.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -44,15 +52,17 @@ use turnpike_core::meter::write_series;
 use turnpike_core::plugin::Parsed;
 use turnpike_core::{
     BoundRail, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
-    Offer, PassNotes, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
+    InBandCall, InBandResult, Offer, PassNotes, Rail, RailAnswer, RailId, RailMeter, RailPlugin,
+    Refusal, Verdict,
 };
 use turnpike_store::SpentSet;
 use zeroize::Zeroizing;
 
 use crate::chain::Node;
 use crate::evm::{self, Address, Authorization};
+use crate::spend::SpendLog;
 pub use crate::token::{chain_id_of, parse_key, Settler, X402Config, CHECKS};
-use crate::token::{ChainState, SettleError, Token};
+use crate::token::{ChainState, Held, Paying, SettleError, Token};
 use crate::wire::{
     self, PaymentPayload, PaymentRequired, PaymentRequirements, Resource, SettlementResponse,
     BINDING_KEY, META_PAYMENT, SCHEME, X402_VERSION,
@@ -79,13 +89,59 @@ pub struct Checked {
     pub valid_before: u64,
 }
 
-/// Settlement counts, by outcome.
+/// What checking and settling one payment came to.
+struct Attempt {
+    verdict: Verdict,
+    /// The settlement, on a pass.
+    settled: Option<SettlementResponse>,
+    /// The bound on payments checked that held it back, and for how long.
+    held: Option<Held>,
+}
+
+impl Attempt {
+    fn refused(verdict: Verdict) -> Self {
+        Attempt {
+            verdict,
+            settled: None,
+            held: None,
+        }
+    }
+}
+
+/// Settlement counts, by outcome, and the spend log.
 #[derive(Debug, Default)]
 pub struct X402Meter {
     settled: AtomicU64,
     refused: AtomicU64,
     failed: AtomicU64,
     offers: AtomicU64,
+    /// Every settlement attempted ([`crate::spend`]), the token's.
+    log: Arc<SpendLog>,
+    /// The meter of a rail that is off (its series at zero, no summary).
+    off: bool,
+}
+
+impl X402Meter {
+    /// A meter summing up settlements from `log`.
+    pub fn with_log(log: Arc<SpendLog>) -> Self {
+        X402Meter {
+            log,
+            ..X402Meter::default()
+        }
+    }
+
+    /// The meter of a rail that is off: its series at zero, nothing in the admin summary.
+    pub fn off() -> Self {
+        X402Meter {
+            off: true,
+            ..X402Meter::default()
+        }
+    }
+
+    /// The spend log (the token's).
+    pub fn log(&self) -> &SpendLog {
+        &self.log
+    }
 }
 
 impl RailMeter for X402Meter {
@@ -121,6 +177,24 @@ impl RailMeter for X402Meter {
             ("x402_settled", self.settled.load(Relaxed)),
             ("x402_settle_failures", self.failed.load(Relaxed)),
         ]
+    }
+
+    /// `x402`: offers made, settlements by outcome, and the newest settlements of the spend
+    /// log (newest first).
+    fn summary(&self) -> Option<(&'static str, Value)> {
+        if self.off {
+            return None;
+        }
+        Some((
+            RAIL.as_str(),
+            serde_json::json!({
+                "offers": self.offers.load(Relaxed),
+                "settled": self.settled.load(Relaxed),
+                "refused": self.refused.load(Relaxed),
+                "failed": self.failed.load(Relaxed),
+                "payments": self.log.recent(),
+            }),
+        ))
     }
 }
 
@@ -172,6 +246,7 @@ impl X402Rail {
         spent: Arc<dyn SpentSet>,
         token: Arc<Token>,
     ) -> Self {
+        let meter = Arc::new(X402Meter::with_log(token.spend_log().clone()));
         X402Rail {
             cfg,
             asset: token.asset(),
@@ -180,7 +255,7 @@ impl X402Rail {
             resource_url,
             spent,
             token,
-            meter: Arc::new(X402Meter::default()),
+            meter,
         }
     }
 
@@ -356,30 +431,43 @@ impl X402Rail {
         }
     }
 
-    /// Checks, spends and settles one payment: the verdict, and the settlement on a pass.
+    /// Checks, spends and settles one payment: the verdict, the settlement on a pass, and
+    /// the bound that held it back, if one did.
     async fn check_and_settle(
         &self,
         call: &CallFacts,
         offer: &Offer,
         credential: &Credential,
-    ) -> (Verdict, Option<SettlementResponse>) {
+    ) -> Attempt {
         let Some(p) = credential.payload::<PaymentPayload>() else {
-            return (
-                Verdict::Invalid(Refusal::new(RAIL, "not an x402 payment")),
-                None,
-            );
+            return Attempt::refused(Verdict::Invalid(Refusal::new(RAIL, "not an x402 payment")));
         };
         // Bounded before the signer is recovered or the node asked: per caller address (IPv6 by
-        // its /64) and in all. Over either: 503 with when to come back; nothing checked.
-        if let Err(wait) = self.token.admit_check(call) {
-            return (
-                unavailable(&format!(
-                    "too many x402 payments to check from this address or in all; retry in {} s",
-                    wait.as_secs().max(1)
-                )),
-                None,
-            );
+        // its /64) and in all, with MPP's evm payments (one shared `Token`). Over the caller's
+        // own bound: 429; over the whole's: 503; each with when to come back, nothing checked.
+        if let Err(held) = self.token.admit_check(call) {
+            return Attempt {
+                verdict: unavailable(&held.reason("x402")),
+                settled: None,
+                held: Some(held),
+            };
         }
+        let (v, settled) = self.spend_and_settle(call, offer, p).await;
+        Attempt {
+            verdict: v,
+            settled,
+            held: None,
+        }
+    }
+
+    /// [`X402Rail::check_and_settle`] past the bounds: the offline checks, the nonce spent,
+    /// the chain asked, the payment settled and written to the spend log.
+    async fn spend_and_settle(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        p: &PaymentPayload,
+    ) -> (Verdict, Option<SettlementResponse>) {
         let checked = match self.check(call, offer, p) {
             Ok(c) => c,
             Err(v) => return (v, None),
@@ -429,14 +517,19 @@ impl X402Rail {
         }
         let payer = evm::checksum(&auth.from);
         let accepted = serde_json::to_value(&p.accepted).unwrap_or(Value::Null);
+        let paying = Paying {
+            call,
+            rail: RAIL.as_str(),
+            method: SCHEME,
+        };
         match self
             .token
-            .settle(auth, &p.signature, Some((&p.raw, &accepted)))
+            .settle(&paying, auth, &p.signature, Some((&p.raw, &accepted)))
             .await
         {
             Ok(tx) => {
                 self.meter.settled.fetch_add(1, Relaxed);
-                tracing::info!(transaction = %tx, payer = %payer, value = %auth.value, "x402: settled");
+                tracing::info!(transaction = %tx, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settled");
                 let response = SettlementResponse {
                     success: true,
                     error_reason: None,
@@ -449,13 +542,14 @@ impl X402Rail {
                         rail: RAIL,
                         identity: call.caller.clone(),
                         receipt: Some(format!("{RECEIPT_PREFIX}{tx}")),
+                        about: None,
                     }),
                     Some(response),
                 )
             }
             Err(SettleError::Refused(why)) => {
                 self.meter.refused.fetch_add(1, Relaxed);
-                tracing::warn!(reason = %why, payer = %payer, "x402: settlement refused; the call is not forwarded");
+                tracing::warn!(reason = %why, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settlement refused; the call is not forwarded");
                 self.release_nonce(checked.spent_key).await;
                 (
                     stale(&format!("the payment could not be settled: {why}")),
@@ -464,13 +558,13 @@ impl X402Rail {
             }
             Err(SettleError::Down(why)) => {
                 self.meter.failed.fetch_add(1, Relaxed);
-                tracing::warn!(reason = %why, payer = %payer, "x402: settlement failed; the call is not forwarded");
+                tracing::warn!(reason = %why, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settlement failed; the call is not forwarded");
                 self.release_nonce(checked.spent_key).await;
                 (unavailable("the payment cannot be settled right now"), None)
             }
             Err(SettleError::Unknown(why)) => {
                 self.meter.failed.fetch_add(1, Relaxed);
-                tracing::error!(reason = %why, payer = %payer, "x402: settlement outcome unknown; the authorization stays spent and the call is not forwarded");
+                tracing::error!(reason = %why, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settlement outcome unknown; the authorization stays spent and the call is not forwarded");
                 (
                     unavailable("the payment's settlement could not be confirmed"),
                     None,
@@ -543,7 +637,7 @@ impl Rail for X402Rail {
         offer: &'a Offer,
         credential: &'a Credential,
     ) -> BoxFuture<'a, Verdict> {
-        Box::pin(async move { self.check_and_settle(call, offer, credential).await.0 })
+        Box::pin(async move { self.check_and_settle(call, offer, credential).await.verdict })
     }
 
     /// Settled before forwarding: nothing to release (the money has moved).
@@ -602,6 +696,21 @@ impl RailPlugin for X402Rail {
         in_band_text(challenge)
     }
 
+    /// `org.x402/payment`, in `server/discover`'s `capabilities.extensions`.
+    fn mcp_extensions(&self) -> &'static [&'static str] {
+        &[wire::MCP_EXTENSION]
+    }
+
+    /// x402's MCP transport: see [`in_band_result`].
+    fn in_band_result(
+        &self,
+        call: &InBandCall<'_>,
+        challenges: &[&Challenge],
+        refusals: &[&Refusal],
+    ) -> Option<InBandResult> {
+        in_band_result(call, challenges, refusals)
+    }
+
     fn bind(
         self: Arc<Self>,
         _req: &EdgeRequest<'_>,
@@ -615,6 +724,7 @@ impl RailPlugin for X402Rail {
         Some(Box::new(Bound(Arc::new(PaidView {
             rail: self,
             settled: Mutex::new(None),
+            held: Mutex::new(None),
         }))))
     }
 
@@ -651,10 +761,64 @@ pub fn in_band_text(challenge: &Challenge) -> String {
     )
 }
 
-/// The rail seen by one request: verifies in its place and keeps the settlement.
+/// The `error` of an in-band `PaymentRequired`: why the payment presented was refused, else
+/// where the payment goes.
+fn in_band_error(refusals: &[&Refusal]) -> String {
+    if refusals.is_empty() {
+        return format!("params._meta[\"{META_PAYMENT}\"] is required");
+    }
+    refusals
+        .iter()
+        .map(|r| r.reason.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The offer in band, as x402's MCP transport says: for a 2026-07-28 request whose client
+/// advertised the `org.x402/payment` extension, a `tools/call`, `resources/read` or
+/// `prompts/get` is answered `{"resultType": "payment_required", "paymentRequired":
+/// <PaymentRequired>}`; otherwise a `tools/call` is answered a tool result with `isError: true`,
+/// the `PaymentRequired` as `structuredContent` and its JSON text as `content[0].text`. Its
+/// `error` is why a payment presented was refused, else that `_meta["x402/payment"]` is
+/// required. Beside other rails' challenges, the `PaymentRequired`'s members go into the
+/// shared result's `structuredContent`, where x402 clients look first.
+pub fn in_band_result(
+    call: &InBandCall<'_>,
+    challenges: &[&Challenge],
+    refusals: &[&Refusal],
+) -> Option<InBandResult> {
+    let mut pr = payment_required_of(challenges.first()?);
+    pr.as_object_mut()?
+        .insert("error".into(), Value::from(in_band_error(refusals)));
+    let structured: Vec<(String, Value)> = pr
+        .as_object()?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let result =
+        if call.advertises(wire::MCP_EXTENSION) && wire::EXTENSION_METHODS.contains(&call.method) {
+            serde_json::json!({
+                "resultType": wire::RESULT_PAYMENT_REQUIRED,
+                "paymentRequired": pr,
+            })
+        } else if call.method == "tools/call" {
+            serde_json::json!({
+                "isError": true,
+                "structuredContent": pr,
+                "content": [{"type": "text", "text": pr.to_string()}],
+            })
+        } else {
+            return None;
+        };
+    Some(InBandResult { result, structured })
+}
+
+/// The rail seen by one request: verifies in its place and keeps the settlement, or the bound
+/// that held the payment back.
 struct PaidView {
     rail: Arc<X402Rail>,
     settled: Mutex<Option<SettlementResponse>>,
+    held: Mutex<Option<Held>>,
 }
 
 impl Rail for PaidView {
@@ -677,11 +841,14 @@ impl Rail for PaidView {
         credential: &'a Credential,
     ) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            let (v, settled) = self.rail.check_and_settle(call, offer, credential).await;
-            if settled.is_some() {
-                *self.settled.lock() = settled;
+            let a = self.rail.check_and_settle(call, offer, credential).await;
+            if a.settled.is_some() {
+                *self.settled.lock() = a.settled;
             }
-            v
+            if a.held.is_some() {
+                *self.held.lock() = a.held;
+            }
+            a.verdict
         })
     }
 
@@ -713,6 +880,13 @@ impl BoundRail for Bound {
         }
         notes
     }
+
+    /// A payment held back by a bound on payments checked (the token's, shared with MPP's
+    /// `evm` method): past the caller's own, 429 (its own rate); past the whole's, 503; each
+    /// with `Retry-After` ([`Held::answer`]).
+    fn answer(&self, _offer: &Offer) -> Option<RailAnswer> {
+        self.0.held.lock().map(|h| h.answer("x402"))
+    }
 }
 
 /// How x402 payments are read: the `PAYMENT-SIGNATURE` header and
@@ -735,7 +909,7 @@ impl RailPlugin for X402Credentials {
 
     /// The rail's series at zero where it is off.
     fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
-        Some(Arc::new(X402Meter::default()))
+        Some(Arc::new(X402Meter::off()))
     }
 
     fn malformed_is_stale(&self) -> bool {
@@ -790,6 +964,7 @@ mod tests {
     use k256::ecdsa::SigningKey;
     use sha2::Digest;
     use std::time::Duration;
+    use turnpike_lightning::invoice_limit::Over;
     use turnpike_store::MemorySpentSet;
 
     pub(crate) fn config() -> X402Config {
@@ -806,6 +981,8 @@ mod tests {
             settle_key_env: Some("UNUSED".into()),
             rpc_timeout_ms: 1000,
             settle_timeout_secs: 10,
+            checks_per_minute_per_caller: 120,
+            checks_per_minute: 3000,
         }
     }
 
@@ -859,19 +1036,153 @@ mod tests {
         let cheap = crate::offer(9_999);
         c.peer = Some("127.0.0.7".parse().unwrap());
         for _ in 0..CHECKS.per_caller {
-            let (v, _) = r.check_and_settle(&c, &cheap, &p).await;
-            assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
+            let a = r.check_and_settle(&c, &cheap, &p).await;
+            assert!(matches!(a.verdict, Verdict::Stale(_)), "{:?}", a.verdict);
+            assert!(a.held.is_none());
         }
-        let (v, _) = r.check_and_settle(&c, &cheap, &p).await;
-        match v {
+        let a = r.check_and_settle(&c, &cheap, &p).await;
+        match a.verdict {
             Verdict::Unavailable(r) => {
-                assert!(r.reason.contains("too many x402 payments"), "{r:?}")
+                assert!(r.reason.contains("from this address"), "{r:?}")
             }
             other => panic!("{other:?}"),
         }
+        let Held { over, wait } = a.held.unwrap();
+        assert_eq!(over, Over::Caller);
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
         c.peer = Some("127.0.0.8".parse().unwrap());
-        let (v, _) = r.check_and_settle(&c, &cheap, &p).await;
-        assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
+        let a = r.check_and_settle(&c, &cheap, &p).await;
+        assert!(matches!(a.verdict, Verdict::Stale(_)), "{:?}", a.verdict);
+    }
+
+    /// The configured bounds: past the caller's own (`checks_per_minute_per_caller`) the bound
+    /// answer is 429, past the whole's (`checks_per_minute`) 503, each with `Retry-After`.
+    #[tokio::test]
+    async fn configured_bounds_answer_429_for_a_caller_and_503_for_all() {
+        let mut cfg = config();
+        cfg.checks_per_minute_per_caller = 2;
+        cfg.checks_per_minute = 3;
+        let r = Arc::new(
+            X402Rail::new(
+                cfg,
+                [0x42; 32],
+                "https://mcp.example.com/mcp".into(),
+                Arc::new(MemorySpentSet::new()),
+                Node::new("http://127.0.0.1:9", Duration::from_secs(1)).unwrap(),
+                Settler::own(SigningKey::from_slice(&[3; 32]).unwrap()),
+            )
+            .unwrap(),
+        );
+        let now = 1_800_000_000;
+        let mut c = call("echo", 1, now);
+        let req = r.requirements(&c, 10_000);
+        let p = Credential::new(RAIL, payment(&req, now + 60));
+        let cheap = crate::offer(9_999);
+        let req_edge = |peer: &str| {
+            let mut c = call("echo", 1, now);
+            c.peer = Some(peer.parse().unwrap());
+            c
+        };
+        let answer = |c: &CallFacts| {
+            let r = r.clone();
+            let p = p.clone();
+            let cheap = cheap.clone();
+            let c = c.clone();
+            async move {
+                let view = PaidView {
+                    rail: r,
+                    settled: Mutex::new(None),
+                    held: Mutex::new(None),
+                };
+                let _ = view.verify(&c, &cheap, &p).await;
+                Bound(Arc::new(view)).answer(&cheap)
+            }
+        };
+        c.peer = Some("10.0.0.1".parse().unwrap());
+        assert!(answer(&c).await.is_none());
+        assert!(answer(&c).await.is_none());
+        let a = answer(&c).await.unwrap();
+        assert_eq!(a.status, 429);
+        assert_eq!(a.headers, [("retry-after", "30".to_string())]);
+        assert_eq!(a.data, [("retry_after", Value::from(30u64))]);
+        assert!(answer(&req_edge("10.0.0.2")).await.is_none());
+        let a = answer(&req_edge("10.0.0.3")).await.unwrap();
+        assert_eq!(a.status, 503);
+        let secs: u64 = a.headers[0].1.parse().unwrap();
+        assert!((1..=20).contains(&secs), "{secs}");
+    }
+
+    /// The MCP transport's forms: the tool result (`isError`, the `PaymentRequired` as
+    /// `structuredContent` and as the JSON text of `content[0]`), the `payment_required` result
+    /// of the `org.x402/payment` extension (2026-07-28, advertised), and the members given to a
+    /// shared result; nothing for a method the transport does not cover.
+    #[tokio::test]
+    async fn the_mcp_transport_forms() {
+        let r = rail([0x42; 32]);
+        let c = call("dear", 1, 1_800_000_000);
+        let ch = r.challenge(&c, &crate::offer(10_000)).await.unwrap();
+        let none: [String; 0] = [];
+        let tools = InBandCall {
+            method: "tools/call",
+            modern: false,
+            extensions: &none,
+        };
+        let out = in_band_result(&tools, &[&ch], &[]).unwrap();
+        let pr = &out.result["structuredContent"];
+        assert_eq!(out.result["isError"], true);
+        assert_eq!(pr["x402Version"], 2);
+        assert_eq!(pr["error"], "params._meta[\"x402/payment\"] is required");
+        assert_eq!(pr["accepts"], ch.details["accepts"]);
+        assert!(pr.get("rail").is_none());
+        let text = out.result["content"][0]["text"].as_str().unwrap();
+        assert_eq!(serde_json::from_str::<Value>(text).unwrap(), *pr);
+        assert_eq!(out.result["content"][0]["type"], "text");
+        assert!(out.result.get("resultType").is_none());
+        let keys: Vec<&str> = out.structured.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["accepts", "error", "resource", "x402Version"]);
+        // A refusal is the error.
+        let why = Refusal::new(RAIL, "this authorization has already been used");
+        let out = in_band_result(&tools, &[&ch], &[&why]).unwrap();
+        assert_eq!(
+            out.result["structuredContent"]["error"],
+            "this authorization has already been used"
+        );
+        // The extension, advertised on 2026-07-28: payment_required, for the three methods.
+        let ext = [wire::MCP_EXTENSION.to_string()];
+        for method in wire::EXTENSION_METHODS {
+            let call = InBandCall {
+                method,
+                modern: true,
+                extensions: &ext,
+            };
+            let out = in_band_result(&call, &[&ch], &[]).unwrap();
+            assert_eq!(out.result["resultType"], "payment_required");
+            assert_eq!(
+                out.result["paymentRequired"]["accepts"],
+                ch.details["accepts"]
+            );
+            assert!(out.result.get("isError").is_none());
+        }
+        // Advertised under an older revision, or not advertised: the tool result.
+        for (modern, extensions) in [(false, &ext[..]), (true, &none[..])] {
+            let call = InBandCall {
+                method: "tools/call",
+                modern,
+                extensions,
+            };
+            let out = in_band_result(&call, &[&ch], &[]).unwrap();
+            assert_eq!(out.result["isError"], true);
+        }
+        // Another method without the extension: no form of x402's own.
+        let call = InBandCall {
+            method: "resources/read",
+            modern: true,
+            extensions: &none,
+        };
+        assert!(in_band_result(&call, &[&ch], &[]).is_none());
     }
 
     #[test]

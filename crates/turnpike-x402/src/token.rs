@@ -1,28 +1,34 @@
 //! [`Token`]: what every EIP-3009 payment the gateway takes shares, whichever protocol carries
 //! it (x402's `exact` scheme, MPP's `evm` charge method): the chain, the token and its EIP-712
-//! domain, who is paid, the bound on payments checked (per caller address and in all), the
-//! signer's recovery, the spent-set key of an authorization, the chain's state of a payer
-//! (balance, nonce) and the settlement (the gateway's own key, or a facilitator).
+//! domain, who is paid, the bounds on payments checked (per caller address and in all,
+//! `[x402] checks_per_minute_per_caller` and `checks_per_minute`, and their answers: 429 past a
+//! caller's own, 503 past all callers'), the signer's recovery, the spent-set key of an
+//! authorization, the chain's state of a payer (balance, nonce), the settlement (the gateway's
+//! own key, or a facilitator) and the spend log every settlement attempted is written to
+//! ([`crate::spend`], naming the rail and the method that carried it).
 //!
 //! One `Token` is built from `[x402]` and shared by the rails that take payments in it
-//! ([`crate::conf::shared_token`]), so that the settling account has one sender and the bounds count every
-//! payment.
+//! ([`crate::conf::shared_token`]), so that the settling account has one sender, the bounds
+//! count every payment and the spend log holds every settlement.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k256::ecdsa::SigningKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Digest;
-use turnpike_core::{CallFacts, Identity};
-use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates};
+use turnpike_core::{CallFacts, Identity, RailAnswer};
+use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates, Over};
 use zeroize::Zeroizing;
 
 use crate::chain::{ChainError, Facilitator, Node};
 use crate::evm::{self, Address, Authorization, Domain, Rsv};
+use crate::spend::{PaymentRecord, SpendLog};
 
-/// Payments one caller address may have checked per minute (each costs a signer recovery and,
-/// when it is well formed, calls to the node), and all callers together.
+/// The default bounds on payments checked: one caller address may have 120 checked a minute
+/// (each costs a signer recovery and, when it is well formed, calls to the node), all callers
+/// together 3,000 (`[x402] checks_per_minute_per_caller`, `checks_per_minute`).
 pub const CHECKS: InvoiceRates = InvoiceRates {
     per_caller: 120,
     global: 3000,
@@ -76,8 +82,39 @@ pub struct X402Config {
         deserialize_with = "turnpike_core::conf::positive_u64"
     )]
     pub settle_timeout_secs: u64,
+    /// Payments one caller address (IPv6 by its /64) may have checked per minute, a burst of
+    /// as many, x402's and MPP `evm`'s together; past it: 429 with `Retry-After`.
+    #[serde(
+        default = "default_checks_per_caller",
+        deserialize_with = "turnpike_core::conf::positive_u64"
+    )]
+    pub checks_per_minute_per_caller: u64,
+    /// Payments all callers together may have checked per minute, in this process (x402's and
+    /// MPP `evm`'s together); past it: 503 with `Retry-After`.
+    #[serde(
+        default = "default_checks",
+        deserialize_with = "turnpike_core::conf::positive_u64"
+    )]
+    pub checks_per_minute: u64,
 }
 
+impl X402Config {
+    /// The bounds on payments checked ([`CHECKS`] unless configured).
+    pub fn check_rates(&self) -> InvoiceRates {
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        InvoiceRates {
+            per_caller: clamp(self.checks_per_minute_per_caller),
+            global: clamp(self.checks_per_minute),
+        }
+    }
+}
+
+fn default_checks_per_caller() -> u64 {
+    u64::from(CHECKS.per_caller)
+}
+fn default_checks() -> u64 {
+    u64::from(CHECKS.global)
+}
 fn default_max_timeout() -> u64 {
     300
 }
@@ -171,6 +208,70 @@ pub enum ChainState {
     Short,
 }
 
+/// A payment held back by a bound on payments checked ([`Token::admit_check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// Which bound: the caller's own, or all callers'.
+    pub over: Over,
+    /// How long until a payment fits.
+    pub wait: Duration,
+}
+
+impl Held {
+    /// Whole seconds to wait, at least one.
+    pub fn retry_secs(&self) -> u64 {
+        (self.wait.as_secs() + u64::from(self.wait.subsec_nanos() > 0)).max(1)
+    }
+
+    /// The refusal's reason, naming the payments (`what`: `x402`, `evm`).
+    pub fn reason(&self, what: &str) -> String {
+        let whose = match self.over {
+            Over::Caller => "from this address",
+            Over::All => "from all callers",
+        };
+        format!(
+            "too many {what} payments to check {whose}; retry in {} s",
+            self.retry_secs()
+        )
+    }
+
+    /// The answer of a call so held back: past the caller's own bound, 429 (its own rate);
+    /// past all callers', 503; each with `Retry-After` (and `data.retry_after`).
+    pub fn answer(&self, what: &str) -> RailAnswer {
+        let secs = self.retry_secs();
+        let (status, message) = match self.over {
+            Over::Caller => (
+                429,
+                format!(
+                    "too many {what} payments to check from this address: retry after Retry-After"
+                ),
+            ),
+            Over::All => (
+                503,
+                format!("too many {what} payments to check right now: retry after Retry-After"),
+            ),
+        };
+        RailAnswer {
+            status,
+            message,
+            www_authenticate: Vec::new(),
+            headers: vec![("retry-after", secs.to_string())],
+            data: vec![("retry_after", Value::from(secs))],
+        }
+    }
+}
+
+/// Whom a settlement is for, as its spend-log line names it.
+#[derive(Debug, Clone, Copy)]
+pub struct Paying<'a> {
+    /// The call paid for (its method and tool).
+    pub call: &'a CallFacts,
+    /// The rail that took the payment (`x402`, `mpp`).
+    pub rail: &'static str,
+    /// Its method: x402's scheme (`exact`), MPP's charge method (`evm`).
+    pub method: &'static str,
+}
+
 /// The token payments are taken in, and how they are settled. See the module docs.
 pub struct Token {
     network: String,
@@ -184,6 +285,7 @@ pub struct Token {
     settler: Settler,
     settle_timeout: Duration,
     checks: InvoiceLimiter,
+    log: Arc<SpendLog>,
 }
 
 impl std::fmt::Debug for Token {
@@ -201,7 +303,7 @@ impl std::fmt::Debug for Token {
 
 impl Token {
     /// The token of `cfg` (already checked: see [`crate::conf`]), asking `node`, settling with
-    /// `settler`.
+    /// `settler`, its spend log in memory only ([`Token::with_spend_log`]).
     pub fn new(cfg: &X402Config, node: Node, settler: Settler) -> Result<Self, String> {
         let chain_id = chain_id_of(&cfg.network)
             .ok_or_else(|| format!("network {:?} is not eip155:<chainId>", cfg.network))?;
@@ -227,7 +329,8 @@ impl Token {
             node,
             settler,
             settle_timeout: Duration::from_secs(cfg.settle_timeout_secs),
-            checks: InvoiceLimiter::new(CHECKS),
+            checks: InvoiceLimiter::new(cfg.check_rates()),
+            log: Arc::new(SpendLog::memory()),
         })
     }
 
@@ -257,6 +360,17 @@ impl Token {
             Settler::own(key)
         };
         Token::new(cfg, node, settler)
+    }
+
+    /// The token writing every settlement it attempts to `log` ([`crate::spend`]).
+    pub fn with_spend_log(mut self, log: SpendLog) -> Self {
+        self.log = Arc::new(log);
+        self
+    }
+
+    /// The spend log.
+    pub fn spend_log(&self) -> &Arc<SpendLog> {
+        &self.log
     }
 
     /// The chain as CAIP-2 (`eip155:<chainId>`).
@@ -298,14 +412,16 @@ impl Token {
     }
 
     /// One more payment to check from `call`'s address (IPv6 by its /64), and in all: `Err`
-    /// with the wait when either bound is reached. Taken before the signer is recovered or the
-    /// node asked.
-    pub fn admit_check(&self, call: &CallFacts) -> Result<(), Duration> {
+    /// with the bound reached (the caller's own when it is over it) and the wait. Taken before
+    /// the signer is recovered or the node asked.
+    pub fn admit_check(&self, call: &CallFacts) -> Result<(), Held> {
         let caller = call.peer.map_or_else(
             || "unknown".to_owned(),
             |ip| Identity::anonymous(ip).scope_key(),
         );
-        self.checks.take(&caller)
+        self.checks
+            .take_or_say(&caller)
+            .map_err(|(wait, over)| Held { over, wait })
     }
 
     /// Whether `sig` is `a.from`'s EIP-712 signature of `a` under the token's domain.
@@ -377,10 +493,52 @@ impl Token {
         })
     }
 
-    /// Settles `a` signed `sig`: the transaction hash. With a facilitator, `x402` is the
-    /// payment as sent and its accepted requirements (`None`: nothing the facilitator can
-    /// settle, refused).
+    /// Settles `a` signed `sig` for `paying`: the transaction hash. With a facilitator, `x402`
+    /// is the payment as sent and its accepted requirements (`None`: nothing the facilitator
+    /// can settle, refused). Whatever comes of it is a line of the spend log.
     pub async fn settle(
+        &self,
+        paying: &Paying<'_>,
+        a: &Authorization,
+        sig: &Rsv,
+        x402: Option<(&Value, &Value)>,
+    ) -> Result<String, SettleError> {
+        let outcome = self.settle_unlogged(a, sig, x402).await;
+        self.log.record(self.payment_record(paying, a, &outcome));
+        outcome
+    }
+
+    /// The spend log's line for a settlement of `a` for `paying` that came to `outcome`.
+    fn payment_record(
+        &self,
+        paying: &Paying<'_>,
+        a: &Authorization,
+        outcome: &Result<String, SettleError>,
+    ) -> PaymentRecord {
+        let (outcome, transaction, reason) = match outcome {
+            Ok(tx) => ("settled", Some(tx.clone()), None),
+            Err(SettleError::Refused(why)) => ("refused", None, Some(why.clone())),
+            Err(SettleError::Down(why)) => ("failed", None, Some(why.clone())),
+            Err(SettleError::Unknown(why)) => ("unknown", None, Some(why.clone())),
+        };
+        PaymentRecord {
+            at: turnpike_core::unix_now(),
+            outcome,
+            rail: paying.rail,
+            payment_method: paying.method,
+            transaction,
+            payer: evm::checksum(&a.from),
+            amount: a.value.to_string(),
+            asset: evm::checksum(&self.asset),
+            network: self.network.clone(),
+            pay_to: evm::checksum(&self.pay_to),
+            tool: paying.call.name.clone(),
+            method: paying.call.method.clone(),
+            reason,
+        }
+    }
+
+    async fn settle_unlogged(
         &self,
         a: &Authorization,
         sig: &Rsv,

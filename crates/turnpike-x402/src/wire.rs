@@ -27,6 +27,13 @@ pub const RESPONSE_HEADER: &str = "payment-response";
 pub const META_PAYMENT: &str = "x402/payment";
 /// The `_meta` key of a settlement (the MCP transport).
 pub const META_RESPONSE: &str = "x402/payment-response";
+/// The MCP extension of the x402 transport (2026-07-28 on): a client that advertises it in its
+/// capabilities' `extensions` is answered a `payment_required` result.
+pub const MCP_EXTENSION: &str = "org.x402/payment";
+/// The `resultType` of that result.
+pub const RESULT_PAYMENT_REQUIRED: &str = "payment_required";
+/// The methods the extension applies to.
+pub const EXTENSION_METHODS: [&str; 3] = ["tools/call", "resources/read", "prompts/get"];
 /// The member of `extra` that binds an offer to one call (see [`crate::rail`]).
 pub const BINDING_KEY: &str = "turnpikeBinding";
 /// The longest `PAYMENT-SIGNATURE` value read (a payment is about 1.5 KiB).

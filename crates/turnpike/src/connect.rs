@@ -329,13 +329,14 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("--listen {addr}"))?;
+            let shutdown = crate::shutdown_signal();
             eprintln!(
                 "turnpike connect: forwarding http://{} to {url}",
                 listener.local_addr()?
             );
             tokio::select! {
                 r = turnpike_client::proxy::serve(client, url.clone(), listener) => r?,
-                _ = crate::shutdown_signal() => {}
+                _ = shutdown => {}
             }
             anyhow::Ok(ExitCode::SUCCESS)
         });

@@ -86,6 +86,8 @@ async fn run_async(args: &DemoArgs, data_dir: &Path) -> anyhow::Result<()> {
         async move { stop.cancelled().await }
     }));
 
+    // Ctrl-C is caught from here on: the steps below tell the user to press it.
+    let shutdown = crate::shutdown_signal();
     // Print the steps once the gateway answers HTTP (the bound port alone accepts connections
     // before the gateway serves them).
     let started = Instant::now();
@@ -106,7 +108,7 @@ async fn run_async(args: &DemoArgs, data_dir: &Path) -> anyhow::Result<()> {
 
     let mut gateway = gateway;
     tokio::select! {
-        _ = crate::shutdown_signal() => {}
+        _ = shutdown => {}
         r = &mut gateway => {
             stop.cancel();
             r.context("the gateway task failed")?

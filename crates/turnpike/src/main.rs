@@ -116,26 +116,41 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix).
-async fn shutdown_signal() {
+/// A future that resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix).
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// signal that arrives between the two (say, right after a "Ctrl-C stops it" line is printed)
+/// is not lost to the default action, which would kill the process. Must be called inside the
+/// runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let streams = {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match streams {
+            (Some(mut int), Some(mut term)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = int.recv() => {}
                     _ = term.recv() => {}
                 }
             }
-            Err(_) => {
+            (Some(mut int), None) => {
+                int.recv().await;
+            }
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down");
 }

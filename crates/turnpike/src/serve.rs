@@ -90,12 +90,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         watch: args.config.clone(),
         on_ready: None,
     };
-    rt.block_on(turnpike_gateway::serve_listener_with(
-        listener,
-        cfg,
-        crate::shutdown_signal(),
-        opts,
-    ))
+    rt.block_on(async move {
+        // Inside the runtime: the signal handlers are installed before the first line says
+        // where the gateway listens.
+        turnpike_gateway::serve_listener_with(listener, cfg, crate::shutdown_signal(), opts).await
+    })
     .context("the gateway stopped with an error")?;
     Ok(ExitCode::SUCCESS)
 }

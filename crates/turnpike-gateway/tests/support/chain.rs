@@ -237,6 +237,8 @@ pub(crate) struct Env {
     pub(crate) gw: SocketAddr,
     pub(crate) log: Log,
     pub(crate) pay_to: String,
+    /// The gateway's data directory (its spend log, `x402-payments.jsonl`, is there).
+    pub(crate) dir: PathBuf,
 }
 
 impl Env {
@@ -251,6 +253,11 @@ impl Env {
 }
 
 pub(crate) async fn setup_x402(payers: &[&Payer]) -> Env {
+    setup_x402_with(payers, "").await
+}
+
+/// [`setup_x402`] with `extra` lines in `[x402]`.
+pub(crate) async fn setup_x402_with(payers: &[&Payer], extra: &str) -> Env {
     let chain = start_chain(payers).await;
     let (up, log) = start_upstream(true).await;
     let dir = data_dir();
@@ -262,7 +269,7 @@ pub(crate) async fn setup_x402(payers: &[&Payer]) -> Env {
         &chain.url,
         &chain.asset,
         &pay_to,
-        &format!("settle_key_file = \"{}\"", key.display()),
+        &format!("settle_key_file = \"{}\"\n{extra}", key.display()),
     );
     let gw = start_gateway_with(&cfg).await;
     Env {
@@ -270,6 +277,7 @@ pub(crate) async fn setup_x402(payers: &[&Payer]) -> Env {
         gw,
         log,
         pay_to,
+        dir,
     }
 }
 
@@ -301,4 +309,24 @@ pub(crate) async fn start_facilitator(chain: &Chain) -> (tokio::process::Child, 
         .expect("the facilitator ended without listening");
     let v: Value = serde_json::from_str(&line).unwrap();
     (child, format!("http://127.0.0.1:{}", v["port"]))
+}
+
+/// The spend log's lines (`<data_dir>/x402-payments.jsonl`), once it has `n` (the line is
+/// written off the request path: waited for, within ten seconds).
+pub(crate) async fn spend_log(dir: &std::path::Path, n: usize) -> Vec<Value> {
+    let path = dir.join("x402-payments.jsonl");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= n || tokio::time::Instant::now() > deadline {
+            assert_eq!(lines.len(), n, "{text}");
+            return lines;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -120,6 +120,21 @@ impl Provider {
     /// Starts oidc-provider issuing tokens for `resource` (the gateway) and [`OTHER`], with the
     /// token-exchange grant of `provider.mjs` turned on by `exchange` (its `TP_EXCHANGE`).
     pub(crate) async fn start_with(resource: &str, exchange: Option<&Value>) -> Provider {
+        Provider::start_full(resource, exchange, None).await
+    }
+
+    /// Starts oidc-provider issuing tokens for `resource` (the gateway) and [`OTHER`], each
+    /// client's access tokens carrying the claims `extra` gives it (`{client_id: {claims}}`,
+    /// the `TP_EXTRA_CLAIMS` of `provider.mjs`).
+    pub(crate) async fn start_with_claims(resource: &str, extra: &Value) -> Provider {
+        Provider::start_full(resource, None, Some(extra)).await
+    }
+
+    async fn start_full(
+        resource: &str,
+        exchange: Option<&Value>,
+        extra: Option<&Value>,
+    ) -> Provider {
         let root = repo_root();
         let pkg = root.join(".deps/node_modules/oidc-provider");
         assert!(
@@ -146,6 +161,9 @@ impl Provider {
         let mut cmd = Command::new(&node);
         if let Some(x) = exchange {
             cmd.env("TP_EXCHANGE", x.to_string());
+        }
+        if let Some(x) = extra {
+            cmd.env("TP_EXTRA_CLAIMS", x.to_string());
         }
         let mut child = cmd
             .arg(&script)

@@ -13,6 +13,9 @@
 //   TP_RESOURCES       JSON {resourceUrl: {alg, format: "jwt"|"opaque", scope, ttl}}
 //   TP_EXCHANGE        optional JSON {"subject_audience": url, "audiences": [..], "ttl": secs}:
 //                      turns on an RFC 8693 token-exchange grant for turnpike-rs (below)
+//   TP_EXTRA_CLAIMS    optional JSON {clientId: {claim: value, ...}}: claims added to every
+//                      access token issued to that client (oidc-provider's extraTokenClaims;
+//                      in a JWT's payload, or in the introspection answer of an opaque token)
 //
 // Output: one JSON line on stdout, {"issuer": "...", "port": N}, once listening. The process ends
 // when its stdin closes (the test that started it is gone).
@@ -57,6 +60,7 @@ const resources = JSON.parse(env('TP_RESOURCES'));
 const { privateKey: rsaKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const rsaJwk = { ...rsaKey.export({ format: 'jwk' }), kid: 'rs-1', use: 'sig' };
 
+const extraClaims = process.env.TP_EXTRA_CLAIMS ? JSON.parse(process.env.TP_EXTRA_CLAIMS) : {};
 const exchange = process.env.TP_EXCHANGE ? JSON.parse(process.env.TP_EXCHANGE) : null;
 const EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 // jose is oidc-provider's own dependency, installed beside it.
@@ -110,6 +114,7 @@ server.listen(0, '127.0.0.1', () => {
     jwks: { keys: [...asKeys, rsaJwk] },
     cookies: { keys: ['turnpike-oauth-tests'] },
     scopes: allScopes,
+    extraTokenClaims: (_ctx, token) => extraClaims[token.clientId],
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
