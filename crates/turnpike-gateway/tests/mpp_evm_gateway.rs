@@ -764,3 +764,173 @@ async fn a_facilitator_settles_an_evm_payment() {
         .count();
     assert_eq!(calls, 1);
 }
+
+/// A fresh state directory for `turnpike connect`'s client.
+fn state_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "turnpike-mpp-evm-connect-{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    ))
+}
+
+/// `turnpike connect`'s client paying with `payer` in the chain's token (6 decimals, its
+/// EIP-712 domain given as `--x402-asset-name`/`--x402-asset-version` give it), no wallet, with
+/// `tweak` applied.
+fn connect_client(
+    env: &Env,
+    payer: &Payer,
+    tweak: impl FnOnce(&mut turnpike_client::ClientConfig),
+) -> std::sync::Arc<turnpike_client::Client> {
+    use turnpike_client::{Client, ClientConfig, X402Asset, X402Payer};
+    let state = state_dir();
+    let asset = X402Asset::parse("eip155:31337", &env.chain.asset, 6)
+        .unwrap()
+        .with_domain(TOKEN_NAME, TOKEN_VERSION);
+    let key = state.with_extension("key");
+    turnpike_fs::write_private(&key, payer.key.as_bytes()).unwrap();
+    let mut cfg = ClientConfig::new(state);
+    cfg.x402 = Some(X402Payer::from_file(&key, vec![asset]).unwrap());
+    tweak(&mut cfg);
+    std::sync::Arc::new(Client::new(cfg).unwrap())
+}
+
+/// `turnpike connect` pays the evm method: over HTTP (the 402's `Payment` challenge, answered
+/// `Authorization: Payment`) and in band (the challenge in the JSON-RPC answer, the credential
+/// in `params._meta["org.paymentauth/credential"]`); with no wallet, the Lightning offer beside
+/// it is passed over. Each call is paid exactly once on chain (payer down the price, payee up
+/// by it); the client's spend log and the gateway's name the method.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turnpike_connect_pays_the_evm_method_once() {
+    let payer = new_payer();
+    let env = setup(&[&payer]).await;
+    let before = env.chain.balance(&payer.address).await;
+    let c = connect_client(&env, &payer, |_| {});
+    let url = env.url();
+
+    let r = c
+        .rpc(&url, &call(1, "dear", json!({"n": 1})))
+        .await
+        .unwrap();
+    assert_eq!(r["result"]["content"][0]["text"], "dear 1", "{r}");
+    let receipt = &r["result"]["_meta"]["org.paymentauth/receipt"];
+    assert_eq!(receipt["method"], "evm", "{r}");
+    let tx = receipt["reference"].as_str().unwrap().to_string();
+    let mined = env
+        .chain
+        .rpc("eth_getTransactionReceipt", json!([tx]))
+        .await;
+    assert_eq!(mined["status"], "0x1");
+    assert_eq!(env.calls(), 1);
+    assert_eq!(env.chain.balance(&payer.address).await, before - 10_000);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 10_000);
+
+    // In band: the challenge comes in the JSON-RPC answer, the credential goes in `_meta`.
+    let mut headers = http::HeaderMap::new();
+    headers.insert("turnpike-challenge", "in-band".parse().unwrap());
+    let body = bytes::Bytes::from(call(2, "dear", json!({"n": 2})).to_string());
+    let r = c.post(&url, &headers, body, &|_| {}).await.unwrap();
+    assert_eq!(r.challenges_answered, 1);
+    let m = r.message.unwrap();
+    assert_eq!(m["result"]["content"][0]["text"], "dear 2", "{m}");
+    assert_eq!(
+        m["result"]["_meta"]["org.paymentauth/receipt"]["method"],
+        "evm"
+    );
+    // The upstream saw neither the credential nor its `_meta` key.
+    let seen = env.log.lock().last().cloned().unwrap();
+    assert!(seen.headers.get("authorization").is_none());
+    assert!(!String::from_utf8_lossy(&seen.body).contains("org.paymentauth"));
+    assert_eq!(env.calls(), 2);
+    assert_eq!(env.chain.balance(&payer.address).await, before - 20_000);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 20_000);
+
+    let log = turnpike_client::budget::read_log(&c.config().state_dir).unwrap();
+    let paid: Vec<_> = log.iter().filter(|e| e.rail == "mpp-evm").collect();
+    assert_eq!(paid.len(), 2, "{log:?}");
+    for e in &paid {
+        assert_eq!(e.status, "signed");
+        assert_eq!(e.usd_micro, Some(10_000));
+        assert_eq!(e.units.as_deref(), Some("10000"));
+        assert_eq!(e.pay_to.as_deref(), Some(env.pay_to.as_str()));
+    }
+    let shown = turnpike_client::budget::render_log(&log, turnpike_core::unix_now());
+    assert!(
+        shown.contains("x402 and MPP evm: $0.02 in the last 24 h"),
+        "{shown}"
+    );
+    let lines = spend_log(&env.dir, 2).await;
+    assert!(
+        lines.iter().all(|l| l["rail"] == "mpp"
+            && l["payment_method"] == "evm"
+            && l["outcome"] == "settled"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[0]["transaction"], tx.as_str());
+}
+
+/// Refused before anything is signed, each with its reason, and nothing moves: a price over
+/// `--max-pay-usd`, over the daily dollar budget, a token whose EIP-712 domain is not given;
+/// with `--rails mpp-evm,pow`, a tool that also offers a puzzle gets the puzzle solved instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turnpike_connect_refuses_an_evm_price_over_its_limits_without_paying() {
+    use turnpike_client::Rail;
+    let payer = new_payer();
+    let env = setup(&[&payer]).await;
+    let before = env.chain.balance(&payer.address).await;
+    let url = env.url();
+
+    let c = connect_client(&env, &payer, |cfg| {
+        cfg.policy.max_pay_usd = 0.001;
+        cfg.policy.rails = Some(vec![Rail::MppEvm, Rail::Pow]);
+    });
+    let e = c
+        .rpc(&url, &call(1, "dear", json!({"n": 1})))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("over budget: "), "{e}");
+    assert!(
+        e.contains("pays at most $0.001 at once (--max-pay-usd)"),
+        "{e}"
+    );
+    assert!(e.contains(&env.pay_to), "the recipient is named: {e}");
+    assert!(e.contains("nothing signed"), "{e}");
+    // `echo` offers proof-of-work beside the evm method: the puzzle is solved instead.
+    let r = c
+        .rpc(&url, &call(2, "echo", json!({"text": "hi"})))
+        .await
+        .unwrap();
+    assert_eq!(r["result"]["content"][0]["text"], "hi", "{r}");
+    let log = turnpike_client::budget::read_log(&c.config().state_dir).unwrap();
+    assert!(log.iter().all(|e| e.rail != "mpp-evm"), "{log:?}");
+    assert_eq!(log.iter().filter(|e| e.rail == "pow").count(), 1);
+
+    // Over the daily dollar budget.
+    let c = connect_client(&env, &payer, |cfg| cfg.budgets.per_day_usd = Some(0.005));
+    let e = c
+        .rpc(&url, &call(3, "dear", json!({"n": 3})))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("daily budget of $0.005"), "{e}");
+
+    // The token's domain not given: nothing can be signed.
+    let state = state_dir();
+    let key = state.with_extension("key");
+    turnpike_fs::write_private(&key, payer.key.as_bytes()).unwrap();
+    let mut cfg = turnpike_client::ClientConfig::new(state);
+    let asset = turnpike_client::X402Asset::parse("eip155:31337", &env.chain.asset, 6).unwrap();
+    cfg.x402 = Some(turnpike_client::X402Payer::from_file(&key, vec![asset]).unwrap());
+    let c = turnpike_client::Client::new(cfg).unwrap();
+    let e = c
+        .rpc(&url, &call(4, "dear", json!({"n": 4})))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("MPP evm: the EIP-712 domain of"), "{e}");
+    assert!(e.contains("--x402-asset-name"), "{e}");
+
+    assert_eq!(env.chain.balance(&payer.address).await, before);
+    assert_eq!(env.chain.balance(&env.pay_to).await, 0);
+    assert_eq!(env.calls(), 1, "only the solved call ran");
+}
