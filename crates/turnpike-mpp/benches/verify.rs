@@ -113,8 +113,8 @@ fn bench(c: &mut Criterion) {
 /// An `evm` rail on USDC on Base (a node that is never asked), and a credential for `call`
 /// signed by the key `0x11…11`, as its `Authorization` token.
 fn evm_rail_and_token(call: &CallFacts) -> (MppRail, String) {
-    use turnpike_x402::evm as x;
-    let cfg = turnpike_x402::X402Config {
+    use turnpike_evm::evm as x;
+    let cfg = turnpike_evm::token::X402Config {
         network: "eip155:8453".into(),
         rpc_url: "http://127.0.0.1:9".into(),
         asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
@@ -131,11 +131,11 @@ fn evm_rail_and_token(call: &CallFacts) -> (MppRail, String) {
         checks_per_minute: 3000,
     };
     let node =
-        turnpike_x402::chain::Node::new(&cfg.rpc_url, std::time::Duration::from_secs(1)).unwrap();
-    let settler = turnpike_x402::token::Settler::own(
-        turnpike_x402::rail::parse_key(&"03".repeat(32)).unwrap(),
+        turnpike_evm::chain::Node::new(&cfg.rpc_url, std::time::Duration::from_secs(1)).unwrap();
+    let settler = turnpike_evm::token::Settler::own(
+        turnpike_evm::token::parse_key(&"03".repeat(32)).unwrap(),
     );
-    let token = Arc::new(turnpike_x402::token::Token::new(&cfg, node, settler).unwrap());
+    let token = Arc::new(turnpike_evm::token::Token::new(&cfg, node, settler).unwrap());
     let rail = MppRail::with_methods(
         MppConfig {
             evm: Some(EvmConfig { decimals: 6 }),
@@ -148,7 +148,7 @@ fn evm_rail_and_token(call: &CallFacts) -> (MppRail, String) {
         Arc::new(MemorySpentSet::new()),
     );
     let c = rail.issue_evm(call, 10_000).unwrap();
-    let key = turnpike_x402::rail::parse_key(&"11".repeat(32)).unwrap();
+    let key = turnpike_evm::token::parse_key(&"11".repeat(32)).unwrap();
     let from = x::address_of(key.verifying_key());
     let valid_before = turnpike_mpp::wire::parse_rfc3339(c.expires.as_deref().unwrap()).unwrap();
     let a = x::Authorization {

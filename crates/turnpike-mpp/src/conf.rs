@@ -55,7 +55,7 @@ pub fn describe(offer: &Offer) -> String {
 /// What is wrong with `[mpp] evm` beside the other sections: it needs `[x402]`.
 fn evm_problem(sections: &Sections) -> Option<String> {
     section(sections).evm.as_ref()?;
-    turnpike_x402::conf::section(sections)
+    turnpike_evm::conf::section(sections)
         .is_none()
         .then(|| "[mpp] evm needs an [x402] section (its chain, token and payee)".into())
 }
@@ -84,7 +84,7 @@ impl RailConf for MppConf {
     /// method).
     fn is_on(&self, sections: &Sections) -> bool {
         sections.has(LIGHTNING_TABLE)
-            || (section(sections).evm.is_some() && turnpike_x402::conf::section(sections).is_some())
+            || (section(sections).evm.is_some() && turnpike_evm::conf::section(sections).is_some())
     }
 
     fn check(&self, cx: &mut Cx<'_>, root: &DeTable<'_>, sections: &Sections, _host: &Host<'_>) {
@@ -208,7 +208,7 @@ impl RailConf for MppConf {
             Some(a) => {
                 let n = match a {
                     Amount::Int(n) => Some(u128::from(n)),
-                    Amount::Text(t) => turnpike_x402::evm::parse_decimal(&t),
+                    Amount::Text(t) => turnpike_evm::evm::parse_decimal(&t),
                 };
                 match n {
                     Some(n) if n > 0 => Some(n),
@@ -273,7 +273,7 @@ impl RailConf for MppConf {
         if sections.has(LIGHTNING_TABLE) {
             methods.push("lightning charge".to_string());
         }
-        if let (Some(e), Some(x)) = (&cfg.evm, turnpike_x402::conf::section(sections)) {
+        if let (Some(e), Some(x)) = (&cfg.evm, turnpike_evm::conf::section(sections)) {
             methods.push(format!(
                 "evm charge on {} in {} ({} decimals) to {}",
                 x.network, x.asset, e.decimals, x.pay_to
@@ -310,7 +310,7 @@ impl RailConf for MppConf {
         }
         let token = match &cfg.evm {
             None => None,
-            Some(_) => turnpike_x402::conf::shared_token(build)?,
+            Some(_) => turnpike_evm::conf::shared_token(build)?,
         };
         if node.is_none() && token.is_none() {
             return Err(mpp_error("no [lightning] section, and no [mpp] evm"));

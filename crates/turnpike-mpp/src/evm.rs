@@ -20,10 +20,10 @@
 //! The EIP-712 domain is the token's (`name`, `version`, the chain id, the token's address);
 //! the request does not carry the name and version: the payer knows its token. The gateway
 //! reads them from `[x402] asset_name`/`asset_version`. The chain checks and the settlement are
-//! turnpike-x402's ([`turnpike_x402::token::Token`]).
+//! turnpike-evm's ([`turnpike_evm::token::Token`]).
 
 use serde_json::{json, Map, Value};
-use turnpike_x402::evm::{self, Address, Authorization, Rsv};
+use turnpike_evm::evm::{self, Address, Authorization, Rsv};
 
 /// The method identifier.
 pub const METHOD: &str = "evm";

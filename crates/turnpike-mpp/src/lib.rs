@@ -11,7 +11,7 @@
 //! - [`evm`]: the `evm` charge method — the request (amount in a token's atomic units, the
 //!   token, the payee, the chain) and the payload (an EIP-3009 authorization signed by the
 //!   payer, its nonce the challenge's own), checked, spent and settled through
-//!   [`turnpike_x402::token::Token`];
+//!   [`turnpike_evm::token::Token`];
 //! - [`rail`]: [`MppRail`], the [`turnpike_core::Rail`] and [`turnpike_core::RailPlugin`]:
 //!   stateless challenges bound to one call, verified offline and spent once;
 //! - [`conf`]: `[mpp]` and the price key `mpp = { sat = N }`.
@@ -83,7 +83,7 @@ pub fn evm_amount(offer: &Offer) -> Option<u128> {
     offer
         .term("amount")
         .and_then(Value::as_str)
-        .and_then(turnpike_x402::evm::parse_decimal)
+        .and_then(turnpike_evm::evm::parse_decimal)
 }
 
 /// The method an MPP offer challenges with (`lightning` when it says none).

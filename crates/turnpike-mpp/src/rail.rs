@@ -32,7 +32,7 @@
 //! and in all before the signer is recovered, spent once in the `mpp` spent set, checked on
 //! chain (balance, nonce) and settled before the call is forwarded (by the gateway's own key,
 //! or by `[x402]`'s facilitator as the x402 `exact` payment it also is), all through
-//! turnpike-x402's [`Token`]; the receipt's reference is the transaction.
+//! turnpike-evm's [`Token`]; the receipt's reference is the transaction.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -54,8 +54,8 @@ use turnpike_lightning::{InvoiceState, LightningBackend};
 use turnpike_store::SpentSet;
 use zeroize::Zeroizing;
 
-use turnpike_x402::rail::{SETTLE_MARGIN_SECS, SKEW_SECS};
-use turnpike_x402::token::{ChainState, Held, Paying, SettleError, Token};
+use turnpike_evm::token::{ChainState, Held, Paying, SettleError, Token};
+use turnpike_evm::token::{SETTLE_MARGIN_SECS, SKEW_SECS};
 
 use crate::charge::{self, ChargeRequest};
 use crate::evm;
@@ -653,7 +653,7 @@ impl MppRail {
                 return unavailable("the payment cannot be checked on chain right now");
             }
         }
-        let payer = turnpike_x402::evm::checksum(&a.from);
+        let payer = turnpike_evm::evm::checksum(&a.from);
         // Through a facilitator, the authorization goes as the x402 `exact` payment it is.
         let x402 = token
             .settles_through_facilitator()
@@ -1436,7 +1436,7 @@ mod tests {
     /// USDC on Base, paid to the payee of docs/X402.md's example; settled by a node that is not
     /// there (the offline checks never ask it).
     fn evm_rail(key: [u8; 32]) -> MppRail {
-        let cfg = turnpike_x402::X402Config {
+        let cfg = turnpike_evm::token::X402Config {
             network: "eip155:8453".into(),
             rpc_url: "http://127.0.0.1:9".into(),
             asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
@@ -1452,13 +1452,11 @@ mod tests {
             checks_per_minute_per_caller: 120,
             checks_per_minute: 3000,
         };
-        let node = turnpike_x402::chain::Node::new(
-            "http://127.0.0.1:9",
-            std::time::Duration::from_secs(1),
-        )
-        .unwrap();
-        let settler = turnpike_x402::token::Settler::own(
-            turnpike_x402::rail::parse_key(&"03".repeat(32)).unwrap(),
+        let node =
+            turnpike_evm::chain::Node::new("http://127.0.0.1:9", std::time::Duration::from_secs(1))
+                .unwrap();
+        let settler = turnpike_evm::token::Settler::own(
+            turnpike_evm::token::parse_key(&"03".repeat(32)).unwrap(),
         );
         let token = Token::new(&cfg, node, settler).unwrap();
         MppRail::with_methods(
@@ -1477,8 +1475,8 @@ mod tests {
     /// The payload `key_hex` signs for `c`, as the method writes it: value the request's
     /// amount, validAfter 0, validBefore the challenge's expiry, the challenge's nonce.
     fn evm_payload(c: &PaymentChallenge, key_hex: &str) -> Map<String, Value> {
-        use turnpike_x402::evm as x;
-        let key = turnpike_x402::rail::parse_key(key_hex).unwrap();
+        use turnpike_evm::evm as x;
+        let key = turnpike_evm::token::parse_key(key_hex).unwrap();
         let from = x::address_of(key.verifying_key());
         let req = c.request_json().unwrap();
         let terms = evm::Terms::of(&req).unwrap();

@@ -13,7 +13,7 @@ use crate::rail::{chain_id_of, X402Config, X402Credentials, X402Rail};
 use crate::{amount, evm, offer, RAIL};
 
 /// The table this rail owns.
-pub const TABLE: &str = "x402";
+pub const TABLE: &str = turnpike_evm::conf::TABLE;
 
 const HINT_PRICE: &str =
     "write x402 = { amount = \"<n>\" } (atomic units of the asset per call, at least 1; e.g. \"10000\" is 0.01 of a 6-decimal token)";
@@ -27,10 +27,7 @@ const HINT_SETTLE: &str = "name exactly one way to settle: facilitator_url = \"h
 const HINT_DOMAIN: &str =
     "write the token's EIP-712 domain name and version, e.g. asset_name = \"USD Coin\", asset_version = \"2\"";
 
-/// `[x402]` of a configuration's rail sections, when the file has it.
-pub fn section(sections: &Sections) -> Option<&X402Config> {
-    sections.get::<X402Config>(TABLE)
-}
+pub use turnpike_evm::conf::section;
 
 /// An x402 offer for people: `x402 10000 units per call (exact)`.
 pub fn describe(offer: &Offer) -> String {
@@ -254,26 +251,7 @@ impl RailConf for X402Conf {
     }
 }
 
-/// The one [`crate::token::Token`] of `[x402]` in this build, made by the first rail that asks
-/// ([`turnpike_conf::Services::shared`]): the node of `rpc_url`, the settler (the facilitator,
-/// or the key of `settle_key_file`/`settle_key_env`), the bounds on payments checked, and the
-/// spend log `data_dir/x402-payments.jsonl`; `None` when the file has no `[x402]`.
-pub fn shared_token(build: &Build<'_>) -> Result<Option<Arc<crate::token::Token>>, BuildError> {
-    let Some(cfg) = section(build.sections).cloned() else {
-        return Ok(None);
-    };
-    let data_dir = build.data_dir;
-    let any = build.services.shared(crate::token::SHARED_KEY, &mut || {
-        let log = crate::spend::SpendLog::open(&data_dir.join(crate::spend::FILE))
-            .map_err(|e| x402_error(format!("spend log: {e}")))?;
-        crate::token::Token::from_config(&cfg)
-            .map(|t| Arc::new(t.with_spend_log(log)) as Arc<dyn std::any::Any + Send + Sync>)
-            .map_err(x402_error)
-    })?;
-    any.downcast::<crate::token::Token>()
-        .map(Some)
-        .map_err(|_| BuildError("x402 rail: the token was built as something else".into()))
-}
+pub use turnpike_evm::conf::shared_token;
 
 fn x402_error(e: impl std::fmt::Display) -> BuildError {
     BuildError(format!("x402 rail: {e}"))

@@ -61,7 +61,9 @@ use zeroize::Zeroizing;
 use crate::chain::Node;
 use crate::evm::{self, Address, Authorization};
 use crate::spend::SpendLog;
-pub use crate::token::{chain_id_of, parse_key, Settler, X402Config, CHECKS};
+pub use crate::token::{
+    chain_id_of, parse_key, Settler, X402Config, CHECKS, SETTLE_MARGIN_SECS, SKEW_SECS,
+};
 use crate::token::{ChainState, Held, Paying, SettleError, Token};
 use crate::wire::{
     self, PaymentPayload, PaymentRequired, PaymentRequirements, Resource, SettlementResponse,
@@ -71,12 +73,6 @@ use crate::RAIL;
 
 /// The file under the data directory that holds the binding key (64 hex digits).
 pub const KEY_FILE: &str = "x402.key";
-
-/// Seconds of clock difference allowed between the gateway, the client and the chain.
-pub const SKEW_SECS: u64 = 60;
-
-/// An authorization must stay valid this long after it is presented, to be settled in time.
-pub const SETTLE_MARGIN_SECS: u64 = 3;
 
 /// What a payment that passed the offline checks pays with.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,8 +10,8 @@
 //! the call, and the reason of a failure. The file is `<data_dir>/x402-payments.jsonl`,
 //! created 0600 and appended to (one `write` per line, by a blocking task off the async
 //! workers); the newest [`RECENT`] are also kept in memory for the admin summary
-//! ([`crate::rail::X402Meter`]). A settlement is written whether or not its line reaches the
-//! disk: a write that fails is logged (warn), never blocks the call.
+//! (the x402 rail's meter, `turnpike_x402::rail::X402Meter`). A settlement is written whether
+//! or not its line reaches the disk: a write that fails is logged (warn), never blocks the call.
 
 use std::collections::VecDeque;
 use std::io::Write;

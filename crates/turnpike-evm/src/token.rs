@@ -34,6 +34,12 @@ pub const CHECKS: InvoiceRates = InvoiceRates {
     global: 3000,
 };
 
+/// Seconds of clock difference allowed between the gateway, the client and the chain.
+pub const SKEW_SECS: u64 = 60;
+
+/// An authorization must stay valid this long after it is presented, to be settled in time.
+pub const SETTLE_MARGIN_SECS: u64 = 3;
+
 /// The key under which the one [`Token`] of a build is shared ([`turnpike_conf::Services`]).
 pub const SHARED_KEY: &str = "x402-token";
 
@@ -448,7 +454,7 @@ impl Token {
     /// protocol's EIP-3009 payment (MPP's `evm` method) is settled through a facilitator as.
     pub fn as_x402(&self, a: &Authorization, sig: &Rsv, max_timeout_secs: u64) -> (Value, Value) {
         let accepted = serde_json::json!({
-            "scheme": crate::wire::SCHEME,
+            "scheme": crate::EXACT,
             "network": self.network,
             "amount": a.value.to_string(),
             "asset": evm::checksum(&self.asset),
@@ -460,7 +466,7 @@ impl Token {
         signature.extend_from_slice(&sig.s);
         signature.push(sig.v);
         let payment = serde_json::json!({
-            "x402Version": crate::wire::X402_VERSION,
+            "x402Version": crate::X402_VERSION,
             "accepted": accepted,
             "payload": {
                 "authorization": {
