@@ -276,7 +276,7 @@ pub fn render_log(entries: &[SpendEntry], now: u64) -> String {
                     e.hashes.unwrap_or(0),
                     e.millis.unwrap_or(0)
                 ),
-                "x402" => format!(
+                "x402" | "mpp-evm" => format!(
                     "{} to {}",
                     crate::x402::fmt_usd(e.usd_micro.unwrap_or(0)),
                     e.pay_to.as_deref().unwrap_or("?")
@@ -324,13 +324,21 @@ pub fn render_log(entries: &[SpendEntry], now: u64) -> String {
         sat(s.day_msat),
         sat(total)
     ));
-    if entries.iter().any(|e| e.rail == "x402") {
+    if entries
+        .iter()
+        .any(|e| e.rail == "x402" || e.rail == "mpp-evm")
+    {
         let all = entries
             .iter()
             .map(SpendEntry::counted_usd_micro)
             .fold(0u64, u64::saturating_add);
+        let label = if entries.iter().any(|e| e.rail == "mpp-evm") {
+            "x402 and MPP evm"
+        } else {
+            "x402"
+        };
         out.push_str(&format!(
-            "x402: {} in the last 24 h, {} in all\n",
+            "{label}: {} in the last 24 h, {} in all\n",
             crate::x402::fmt_usd(spent_usd_day(entries, now)),
             crate::x402::fmt_usd(all)
         ));

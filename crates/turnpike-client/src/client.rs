@@ -17,6 +17,12 @@
 //!   dollars is within the per-call cap and the daily dollar budget (checked under the state
 //!   directory's lock), is paid with an EIP-3009 authorization signed by the user's key, sent as
 //!   `PAYMENT-SIGNATURE`; the spend log names the recipient.
+//! - **MPP `evm`** (the `Payment` scheme's `evm` charge method): a challenge in a token the user
+//!   allowed and whose EIP-712 domain the user gave (the challenge does not carry it), within
+//!   the same dollar cap and budget, is paid with an EIP-3009 authorization as mppx signs it
+//!   (nonce keccak256(challenge id ‖ realm), valid until the challenge expires), sent as
+//!   `Authorization: Payment` (in `params._meta["org.paymentauth/credential"]` when the
+//!   challenge came in band). One call signs at most one authorization, of either kind.
 //!
 //! A rail that cannot be used for a call — over a budget or the policy's `max_pay_sat`, a wallet
 //! that fails, an invoice that lies, a puzzle over the CPU-time cap, an OAuth grant that fails —
@@ -62,6 +68,9 @@ pub enum Rail {
     L402,
     /// Pay with x402 (costs US dollars in a stablecoin).
     X402,
+    /// Pay with MPP's `evm` charge method (costs US dollars in a stablecoin).
+    #[serde(rename = "mpp-evm")]
+    MppEvm,
 }
 
 impl std::str::FromStr for Rail {
@@ -72,7 +81,10 @@ impl std::str::FromStr for Rail {
             "pow" => Ok(Rail::Pow),
             "l402" | "mpp" => Ok(Rail::L402),
             "x402" => Ok(Rail::X402),
-            other => Err(format!("rail {other:?}: expected oauth, pow, l402 or x402")),
+            "mpp-evm" => Ok(Rail::MppEvm),
+            other => Err(format!(
+                "rail {other:?}: expected oauth, pow, l402, x402 or mpp-evm"
+            )),
         }
     }
 }
@@ -96,7 +108,7 @@ pub struct Policy {
     /// A rail left out is never used; proof-of-work takes its place in the list, up to the
     /// CPU-time cap.
     pub rails: Option<Vec<Rail>>,
-    /// … and pay with x402 up to this many US dollars for one call.
+    /// … and pay with x402 or MPP `evm` up to this many US dollars for one call.
     pub max_pay_usd: f64,
     /// Solver threads (0: one per core).
     pub threads: usize,
@@ -296,8 +308,14 @@ struct Attempt {
     auth: Vec<HeaderValue>,
     /// Other headers for the next try (`PAYMENT-SIGNATURE`).
     extra: Vec<(HeaderName, HeaderValue)>,
-    /// Whether an x402 payment was signed for this call already (one call signs at most one:
-    /// an authorization is a bearer instrument, and a server asking again gets no second one).
+    /// Members of `params._meta` for the next try (an MPP credential answering a challenge
+    /// that came in band).
+    meta: Vec<(&'static str, Value)>,
+    /// Whether the last challenge came in band (a JSON-RPC answer over HTTP 200).
+    in_band: bool,
+    /// Whether an EIP-3009 authorization (x402, or MPP `evm`) was signed for this call already
+    /// (one call signs at most one: an authorization is a bearer instrument, and a server
+    /// asking again gets no second one).
     x402_signed: bool,
     /// The stored L402 token presented, if any (dropped when the gate refuses it).
     stored_l402: Option<String>,
@@ -375,6 +393,12 @@ impl Client {
         loop {
             let mut auth = std::mem::take(&mut at.auth);
             let extra = std::mem::take(&mut at.extra);
+            let meta = std::mem::take(&mut at.meta);
+            let sent = if meta.is_empty() {
+                body.clone()
+            } else {
+                with_meta(&body, &meta)
+            };
             if at.rounds == 0 {
                 auth.extend(self.stored_auth(&call, &mut at));
             } else if let Some(t) = &at.bearer {
@@ -385,7 +409,7 @@ impl Client {
             let mut req = Request::builder()
                 .method(Method::POST)
                 .uri(url)
-                .body(Full::new(body.clone()))
+                .body(Full::new(sent))
                 .map_err(|e| ClientError::Http(format!("request: {e}")))?;
             *req.headers_mut() = headers.clone();
             let h = req.headers_mut();
@@ -466,6 +490,7 @@ impl Client {
                 )));
             }
             at.rounds += 1;
+            at.in_band = status.is_success();
             self.answer(&call, &offers, &mut at).await?;
             answered += 1;
         }
@@ -556,6 +581,7 @@ impl Client {
             } || (offers.pow.is_empty()
                 && offers.l402.is_empty()
                 && offers.mpp.is_empty()
+                && offers.mpp_evm.is_empty()
                 && offers.x402.is_empty()));
         if oauth_first {
             match self.try_oauth(call, offers, at).await {
@@ -579,25 +605,42 @@ impl Client {
         let mut order: Vec<(Rail, bool)> = Vec::new();
         match (rails, self.cfg.policy.prefer) {
             (Some(l), _) => order.extend(l.iter().map(|r| (*r, false))),
-            (None, Some(Rail::L402)) => {
-                order.extend([(Rail::L402, true), (Rail::X402, true), (Rail::Pow, false)])
-            }
-            (None, Some(Rail::X402)) => {
-                order.extend([(Rail::X402, true), (Rail::L402, true), (Rail::Pow, false)])
-            }
-            (None, Some(Rail::Pow)) => {
-                order.extend([(Rail::Pow, false), (Rail::L402, true), (Rail::X402, true)])
-            }
+            (None, Some(Rail::L402)) => order.extend([
+                (Rail::L402, true),
+                (Rail::X402, true),
+                (Rail::MppEvm, true),
+                (Rail::Pow, false),
+            ]),
+            (None, Some(Rail::X402)) => order.extend([
+                (Rail::X402, true),
+                (Rail::MppEvm, true),
+                (Rail::L402, true),
+                (Rail::Pow, false),
+            ]),
+            (None, Some(Rail::MppEvm)) => order.extend([
+                (Rail::MppEvm, true),
+                (Rail::X402, true),
+                (Rail::L402, true),
+                (Rail::Pow, false),
+            ]),
+            (None, Some(Rail::Pow)) => order.extend([
+                (Rail::Pow, false),
+                (Rail::L402, true),
+                (Rail::X402, true),
+                (Rail::MppEvm, true),
+            ]),
             (None, _) => order.extend([
                 (Rail::Pow, true),
                 (Rail::L402, true),
                 (Rail::X402, true),
+                (Rail::MppEvm, true),
                 (Rail::Pow, false),
             ]),
         }
         let mut tried_pow = false;
         let mut tried_l402 = false;
         let mut tried_x402 = false;
+        let mut tried_evm = false;
         for (rail, quick_only) in order {
             match rail {
                 Rail::Pow if !tried_pow => {
@@ -697,6 +740,48 @@ impl Client {
                             return Ok(());
                         }
                         Err(e) => refusals.push(Refusal::new("x402", e)),
+                    }
+                }
+                Rail::MppEvm if !tried_evm => {
+                    let Some(c) = offers.mpp_evm.first() else {
+                        continue;
+                    };
+                    tried_evm = true;
+                    if at.x402_signed {
+                        refusals.push(Refusal::said(
+                            "MPP evm",
+                            "an authorization was signed for this call already and the server \
+                             asks again; no second one is signed"
+                                .into(),
+                        ));
+                        continue;
+                    }
+                    let Some(payer) = &self.cfg.x402 else {
+                        refusals.push(Refusal::said(
+                            "MPP evm",
+                            "no EVM key is configured (--x402-key)".into(),
+                        ));
+                        continue;
+                    };
+                    match self.pay_mpp_evm(call, c, payer).await {
+                        Ok(cred) => {
+                            note_fallback(call, &refusals, "signed an MPP evm payment");
+                            at.x402_signed = true;
+                            if at.in_band {
+                                at.meta
+                                    .push((turnpike_mpp::wire::META_CREDENTIAL, cred.to_json()));
+                            } else {
+                                let v =
+                                    HeaderValue::from_str(&cred.authorization()).map_err(|_| {
+                                        ClientError::Refused(
+                                            "the MPP credential is not a header value".into(),
+                                        )
+                                    })?;
+                                at.auth.push(v);
+                            }
+                            return Ok(());
+                        }
+                        Err(e) => refusals.push(Refusal::new("MPP evm", e)),
                     }
                 }
                 _ => {}
@@ -1011,6 +1096,138 @@ impl Client {
         Ok(header)
     }
 
+    /// Pays an MPP `evm` charge challenge as mppx's `evm` method does: the request's token must
+    /// be an allowed asset whose EIP-712 domain is known here, its amount in dollars within the
+    /// per-call cap and the daily dollar budget (checked and logged under the state directory's
+    /// lock); the EIP-3009 authorization pays the request's recipient its amount, valid from 0
+    /// until the challenge expires, with the nonce keccak256(challenge id ‖ realm). The
+    /// credential echoes the challenge, names the payer as its `did:pkh` source and carries the
+    /// authorization and its signature.
+    async fn pay_mpp_evm(
+        &self,
+        call: &CallInfo,
+        c: &turnpike_mpp::PaymentChallenge,
+        payer: &X402Payer,
+    ) -> Result<turnpike_mpp::PaymentCredential, ClientError> {
+        use turnpike_mpp::evm as mpp_evm;
+        use turnpike_x402::evm;
+        let lie = |why: &str| ClientError::Lie(format!("{why}; refused, nothing signed"));
+        let now = unix_now();
+        let expires = c
+            .expires
+            .as_deref()
+            .and_then(turnpike_mpp::wire::parse_rfc3339)
+            .ok_or_else(|| lie("the MPP evm challenge has no expiry to bound the authorization"))?;
+        if expires <= now {
+            return Err(ClientError::Refused(
+                "the MPP challenge has expired; nothing signed".into(),
+            ));
+        }
+        let request = c
+            .request_json()
+            .map_err(|e| lie(&format!("the MPP challenge's request: {e}")))?;
+        let terms = mpp_evm::Terms::of(&request)
+            .filter(|t| t.amount > 0)
+            .ok_or_else(|| lie("the MPP challenge is not an evm charge taking authorizations"))?;
+        let token = evm::checksum(&terms.currency);
+        let Some(asset) = payer.allowed(terms.chain_id, &terms.currency) else {
+            return Err(ClientError::Refused(format!(
+                "the server asks for payment in {token} on eip155:{}, not an asset allowed here \
+                 (--x402-asset); nothing signed",
+                terms.chain_id
+            )));
+        };
+        let Some((name, version)) = asset.domain.clone() else {
+            return Err(ClientError::Refused(format!(
+                "the EIP-712 domain of {token} is not known here (--x402-asset-name and \
+                 --x402-asset-version); nothing signed"
+            )));
+        };
+        let units = terms.amount;
+        let usd = asset.micro_usd(units);
+        let pay_to = evm::checksum(&terms.recipient);
+        let what = format!(
+            "{} ({units} units of {token}) to {pay_to} for {}",
+            fmt_usd(usd),
+            call.describe()
+        );
+        let cap = usd_to_micro(self.cfg.policy.max_pay_usd).unwrap_or(0);
+        if usd > cap {
+            return Err(ClientError::Budget(format!(
+                "the server asks {what}, but the rail policy pays at most {} at once \
+                 (--max-pay-usd); nothing signed",
+                fmt_usd(cap)
+            )));
+        }
+        let dir = self.cfg.state_dir.clone();
+        // The lock is held across the check, the signature and the log entry.
+        let lock = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || store::lock_dir(&dir))
+                .await
+                .map_err(|e| ClientError::State(format!("lock task: {e}")))??
+        };
+        let log = budget::read_log(&dir)?;
+        self.cfg
+            .budgets
+            .check_usd(usd, budget::spent_usd_day(&log, now))
+            .map_err(|m| ClientError::Budget(format!("{m}; nothing signed (the offer: {what})")))?;
+        let authorization = evm::Authorization {
+            from: payer.address,
+            to: terms.recipient,
+            value: units,
+            valid_after: 0,
+            valid_before: u128::from(expires),
+            nonce: mpp_evm::challenge_nonce(&c.id, &c.realm),
+        };
+        let domain = evm::Domain {
+            name,
+            version,
+            chain_id: terms.chain_id,
+            verifying_contract: terms.currency,
+        };
+        let sig = evm::sign(&payer.key, &authorization.digest_with(&domain.separator()))
+            .ok_or_else(|| ClientError::Refused("the authorization cannot be signed".into()))?;
+        let mut sig_bytes = Vec::with_capacity(65);
+        sig_bytes.extend_from_slice(&sig.r);
+        sig_bytes.extend_from_slice(&sig.s);
+        sig_bytes.push(sig.v);
+        let payload = serde_json::json!({
+            "type": mpp_evm::CREDENTIAL_TYPE,
+            "from": evm::checksum(&authorization.from),
+            "to": pay_to,
+            "value": units.to_string(),
+            "validAfter": "0",
+            "validBefore": expires.to_string(),
+            "nonce": format!("0x{}", hex::encode(authorization.nonce)),
+            "signature": format!("0x{}", hex::encode(sig_bytes)),
+        });
+        let cred = turnpike_mpp::PaymentCredential {
+            challenge: c.clone(),
+            source: Some(mpp_evm::source_of(terms.chain_id, &payer.address)),
+            payload: match payload {
+                Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            },
+        };
+        let entry = SpendEntry {
+            at: now,
+            server: call.server.clone(),
+            method: call.method.clone(),
+            name: call.name.clone(),
+            rail: "mpp-evm".into(),
+            status: "signed".into(),
+            usd_micro: Some(usd),
+            units: Some(units.to_string()),
+            asset: Some(format!("eip155:{}/{token}", terms.chain_id)),
+            pay_to: Some(pay_to),
+            ..SpendEntry::default()
+        };
+        budget::append_log(&dir, &entry)?;
+        drop(lock);
+        Ok(cred)
+    }
+
     /// Pays an L402 invoice within policy and budgets.
     async fn pay(
         &self,
@@ -1212,6 +1429,33 @@ impl Refusal {
 /// wallet failure or a dishonest invoice keeps its own kind (the caller can tell "over budget"
 /// from "nothing I can answer"); anything else, and any combination, is
 /// [`ClientError::Refused`] naming every rail's reason.
+/// `body` (a JSON-RPC request) with `meta`'s members set in its `params._meta`; unchanged when
+/// it is not a JSON object.
+fn with_meta(body: &Bytes, meta: &[(&'static str, Value)]) -> Bytes {
+    let Ok(mut msg) = serde_json::from_slice::<Value>(body) else {
+        return body.clone();
+    };
+    let Some(obj) = msg.as_object_mut() else {
+        return body.clone();
+    };
+    let params = obj
+        .entry("params")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    let Some(params) = params.as_object_mut() else {
+        return body.clone();
+    };
+    let m = params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    let Some(m) = m.as_object_mut() else {
+        return body.clone();
+    };
+    for (k, v) in meta {
+        m.insert((*k).to_string(), v.clone());
+    }
+    Bytes::from(msg.to_string())
+}
+
 fn no_rail_left(call: &CallInfo, offers: &Offers, mut refusals: Vec<Refusal>) -> ClientError {
     if refusals.len() == 1
         && matches!(

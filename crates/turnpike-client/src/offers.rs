@@ -1,5 +1,6 @@
 //! Every way through a gate that one answer offers: proof-of-work puzzles, L402 invoices, MPP
-//! `Payment` challenges (the Lightning `charge` method), x402 payment requirements (the
+//! `Payment` challenges (the Lightning `charge` method, and the `evm` one: an EIP-3009
+//! authorization of a token), x402 payment requirements (the
 //! `PAYMENT-REQUIRED` header, or the `"rail": "x402"` challenge object) and an OAuth Bearer
 //! challenge, read from `WWW-Authenticate` lines and from the JSON body (a 402 body's `error.data.challenges`, an
 //! in-band result's `structuredContent.turnpike.challenges` or
@@ -16,6 +17,8 @@ use turnpike_x402::PaymentRequirements;
 const MAX_X402_HEADER: usize = 64 * 1024;
 /// The most x402 payment requirements kept from one answer.
 const MAX_X402_ACCEPTS: usize = 16;
+/// The most MPP challenges kept from one answer, per method.
+const MAX_MPP: usize = 16;
 
 /// An L402 challenge: a macaroon and the invoice that unlocks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +60,8 @@ pub struct Offers {
     pub l402: Vec<L402Offer>,
     /// MPP challenges with the Lightning `charge` method.
     pub mpp: Vec<PaymentChallenge>,
+    /// MPP challenges with the `evm` `charge` method (an EIP-3009 authorization).
+    pub mpp_evm: Vec<PaymentChallenge>,
     /// x402 payment requirements (every `accepts` entry offered, in order).
     pub x402: Vec<PaymentRequirements>,
     /// An OAuth challenge.
@@ -71,6 +76,7 @@ impl Offers {
         self.pow.is_empty()
             && self.l402.is_empty()
             && self.mpp.is_empty()
+            && self.mpp_evm.is_empty()
             && self.x402.is_empty()
             && self.oauth.is_none()
     }
@@ -167,9 +173,16 @@ impl Offers {
     }
 
     fn add_mpp(&mut self, c: PaymentChallenge) {
-        if c.method == "lightning" && c.intent == "charge" && !self.mpp.iter().any(|x| x.id == c.id)
-        {
-            self.mpp.push(c);
+        if c.intent != "charge" {
+            return;
+        }
+        let list = match c.method.as_str() {
+            "lightning" => &mut self.mpp,
+            turnpike_mpp::evm::METHOD => &mut self.mpp_evm,
+            _ => return,
+        };
+        if list.len() < MAX_MPP && !list.iter().any(|x| x.id == c.id) {
+            list.push(c);
         }
     }
 

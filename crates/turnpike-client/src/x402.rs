@@ -1,6 +1,6 @@
-//! Paying x402 offers (version 2, the `exact` scheme on an EVM chain): the payer's key, the
-//! assets the user allows, amounts in US dollars, and the choice of one offered
-//! `PaymentRequirements`.
+//! Paying x402 offers (version 2, the `exact` scheme on an EVM chain) and MPP's `evm` charges:
+//! the payer's key, the assets the user allows, amounts in US dollars, and the choice of one
+//! offered `PaymentRequirements`.
 //!
 //! An offer is paid only when its network and token are among the assets the user allowed
 //! (each with its decimals; USD stablecoins, so one whole token is one dollar), and its amount,
@@ -22,7 +22,9 @@ use crate::ClientError;
 pub const MICRO_USD: u64 = 1_000_000;
 
 /// A token the user allows paying with: its chain and contract, and its decimals (USD
-/// stablecoins: one whole token is one dollar).
+/// stablecoins: one whole token is one dollar), and its EIP-712 domain's name and version when
+/// known (an x402 offer carries them; an MPP `evm` challenge does not, so that method pays only
+/// in a token whose domain the user gave).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct X402Asset {
     /// The chain id (`eip155:<id>`).
@@ -31,6 +33,8 @@ pub struct X402Asset {
     pub asset: Address,
     /// Its decimals (6 for USDC).
     pub decimals: u32,
+    /// Its EIP-712 domain's `name` and `version` (`USD Coin`, `2` for USDC on Base).
+    pub domain: Option<(String, String)>,
 }
 
 impl X402Asset {
@@ -50,7 +54,15 @@ impl X402Asset {
             chain_id,
             asset,
             decimals,
+            domain: None,
         })
+    }
+
+    /// The asset with its EIP-712 domain's `name` and `version` (what MPP's `evm` method signs
+    /// under; the challenge does not carry them).
+    pub fn with_domain(mut self, name: &str, version: &str) -> Self {
+        self.domain = Some((name.to_string(), version.to_string()));
+        self
     }
 
     /// `eip155:<id>`.
@@ -124,6 +136,13 @@ impl X402Payer {
         let text =
             zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?);
         Self::from_hex(&text, assets).map_err(|_| bad("not 64 hex digits of a key".into()))
+    }
+
+    /// The allowed asset on chain `chain_id` at `asset`, when there is one.
+    pub fn allowed(&self, chain_id: u64, asset: &Address) -> Option<&X402Asset> {
+        self.assets
+            .iter()
+            .find(|a| a.chain_id == chain_id && a.asset == *asset)
     }
 
     /// The allowed asset an offered `req` pays in, when there is one.

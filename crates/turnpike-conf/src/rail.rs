@@ -61,6 +61,14 @@ pub trait RailConf: Send + Sync {
     /// problem in `cx`.
     fn price(&self, cx: &mut Cx<'_>, value: &Spanned<DeValue<'_>>) -> Option<Offer>;
 
+    /// The offers its key in a price makes: by default the one [`RailConf::price`] reads. A rail
+    /// whose one price offers several ways to pay (MPP: one challenge per payment method) makes
+    /// one offer for each, each challenged on its own; a credential of the rail is verified
+    /// against the first, which carries the terms of all.
+    fn prices(&self, cx: &mut Cx<'_>, value: &Spanned<DeValue<'_>>) -> Vec<Offer> {
+        self.price(cx, value).into_iter().collect()
+    }
+
     /// Its key in a price for people, in the hint of a price with a problem: the form and an
     /// example (`("pow = <effort>", "pow = 200000")`); `None`: left out of the hint.
     fn price_hint(&self) -> Option<(&'static str, &'static str)> {

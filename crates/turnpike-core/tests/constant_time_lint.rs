@@ -38,14 +38,14 @@ const SECRET_NAMES: &[&str] = &[
 /// `(file path suffix, code on the line, reason)`: reviewed comparisons of non-secret values.
 const ALLOWED: &[(&str, &str, &str)] = &[
     (
-        "turnpike-x402/src/evm.rs",
+        "turnpike-evm/src/evm.rs",
         "sig.v != 27 && sig.v != 28",
         "the recovery byte of an ECDSA signature the payer published: a public value checked for \
          range, not a secret",
     ),
     (
-        "turnpike-x402/src/rail.rs",
-        "evm::recover(&digest, &p.signature) != Some(auth.from)",
+        "turnpike-evm/src/token.rs",
+        "evm::recover(&digest, sig) == Some(a.from)",
         "the address recovered from a public signature against the payer's public address in the \
          same payload: nothing secret is compared",
     ),

@@ -315,7 +315,8 @@ fn it_has_a_limit_class_and_a_metrics_slot_of_its_own() {
 #[test]
 fn the_gateways_metrics_have_a_slot_and_the_series_of_every_registered_rail() {
     // Proof-of-work alone runs; L402, MPP, x402, OAuth and agent are off, their recognisers in
-    // their place: each still has its slot, and L402's and x402's series are there at zero.
+    // their place: each still has its slot, and L402's, MPP's and x402's series are there at
+    // zero.
     let mut c = turnpike_gateway::config::parse(UPSTREAM, "t.toml").unwrap();
     let dir = std::env::temp_dir().join(format!("turnpike-rail-slots-{}", std::process::id()));
     c.server.data_dir = dir.clone();
@@ -333,6 +334,7 @@ fn the_gateways_metrics_have_a_slot_and_the_series_of_every_registered_rail() {
         "turnpike_l402_settled_sats_total 0\n",
         "turnpike_rail_unavailable_total{rail=\"pow\"} 0\nturnpike_rail_unavailable_total{rail=\"l402\"} 0\nturnpike_rail_unavailable_total{rail=\"mpp\"} 0\nturnpike_rail_unavailable_total{rail=\"x402\"} 0\nturnpike_rail_unavailable_total{rail=\"oauth\"} 0\n",
         "turnpike_x402_settlements_total{outcome=\"failed\"} 0\n",
+        "turnpike_mpp_evm_settlements_total{outcome=\"settled\"} 0\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }

@@ -14,13 +14,11 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use base64::Engine;
 use serde_json::{json, Value};
 use support::chain::*;
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn b64_json(s: &str) -> Value {
     let bytes = base64::engine::general_purpose::STANDARD.decode(s).unwrap();
@@ -310,36 +308,6 @@ async fn one_payment_is_accepted_once_across_two_instances() {
     assert_eq!(chain.balance(&payer.address).await, 1_000_000 - 10_000);
 }
 
-/// The x402 project's facilitator (tests/e2e/x402_peer.mjs `facilitator`), settling with a
-/// fresh funded key: the node process (ended when dropped) and its URL.
-async fn start_facilitator(chain: &Chain) -> (tokio::process::Child, String) {
-    let key = new_payer();
-    chain
-        .rpc(
-            "anvil_setBalance",
-            json!([key.address, "0x56bc75e2d63100000"]),
-        )
-        .await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_peer.mjs");
-    let mut child = tokio::process::Command::new(node())
-        .arg(&script)
-        .args(["facilitator", &chain.url, &key.key])
-        .env("TURNPIKE_DEPS", deps_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines
-        .next_line()
-        .await
-        .unwrap()
-        .expect("the facilitator ended without listening");
-    let v: Value = serde_json::from_str(&line).unwrap();
-    (child, format!("http://127.0.0.1:{}", v["port"]))
-}
-
 /// Settled by a facilitator (the x402 project's own): `POST /settle` with the payment and the
 /// requirements; the transaction it reports comes back in `PAYMENT-RESPONSE`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,26 +411,6 @@ async fn facilitator_or_node_down_fails_closed() {
     assert_eq!(chain.balance(&payer.address).await, 1_000_000);
 }
 
-/// The spend log's lines (`<data_dir>/x402-payments.jsonl`), once it has `n` (the line is
-/// written off the request path: waited for, within ten seconds).
-async fn spend_log(dir: &std::path::Path, n: usize) -> Vec<Value> {
-    let path = dir.join("x402-payments.jsonl");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if lines.len() >= n || tokio::time::Instant::now() > deadline {
-            assert_eq!(lines.len(), n, "{text}");
-            return lines;
-        }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 /// The MCP transport's tool-result binding, byte for byte: in band, a call without payment is
 /// a tool result with `isError: true` whose `structuredContent` is the `PaymentRequired` and
 /// whose `content[0].text` is its JSON; the payment in `params._meta["x402/payment"]`; the
@@ -539,7 +487,8 @@ async fn payment_in_meta() {
     let lines = spend_log(&env.dir, 1).await;
     assert_eq!(
         lines[0],
-        json!({"at": lines[0]["at"], "outcome": "settled", "transaction": settled["transaction"],
+        json!({"at": lines[0]["at"], "outcome": "settled", "rail": "x402",
+               "payment_method": "exact", "transaction": settled["transaction"],
                "payer": payer.address, "amount": "10000", "asset": env.chain.asset,
                "network": "eip155:31337", "pay_to": env.pay_to, "method": "tools/call",
                "tool": "dear"})

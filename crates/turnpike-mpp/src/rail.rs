@@ -22,8 +22,20 @@
 //!
 //! Every refusal is a fresh challenge (402), as the draft asks; a credential that does not
 //! parse is refused before the rail sees it (401, as for every rail).
+//!
+//! The `evm` method (a price `mpp = { evm = "U" }`, `[mpp] evm`): the challenge carries no
+//! invoice, only the request (amount, the `[x402]` token, chain and payee), under the same HMAC;
+//! nothing is created or stored. A credential ([`MppRail::check_evm`]) passes the same
+//! challenge checks, then its request's terms against the token's and the price, then the
+//! EIP-3009 authorization: payee, value, the challenge's own nonce (keccak256 of id and realm),
+//! its validity window, and the payer's EIP-712 signature. The payment is bounded per address
+//! and in all before the signer is recovered, spent once in the `mpp` spent set, checked on
+//! chain (balance, nonce) and settled before the call is forwarded (by the gateway's own key,
+//! or by `[x402]`'s facilitator as the x402 `exact` payment it also is), all through
+//! turnpike-evm's [`Token`]; the receipt's reference is the transaction.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -34,14 +46,19 @@ use turnpike_core::credential::CredentialParseError;
 use turnpike_core::plugin::Parsed;
 use turnpike_core::{
     BoundRail, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
-    InBandForm, Offer, PassNotes, Rail, RailId, RailPlugin, Refusal, Verdict,
+    InBandForm, Offer, PassNotes, Rail, RailAnswer, RailId, RailMeter, RailPlugin, Refusal,
+    Verdict,
 };
 use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates};
 use turnpike_lightning::{InvoiceState, LightningBackend};
 use turnpike_store::SpentSet;
 use zeroize::Zeroizing;
 
+use turnpike_evm::token::{ChainState, Held, Paying, SettleError, Token};
+use turnpike_evm::token::{SETTLE_MARGIN_SECS, SKEW_SECS};
+
 use crate::charge::{self, ChargeRequest};
+use crate::evm;
 use crate::wire::{self, PaymentChallenge, PaymentCredential, PaymentReceipt, META_CREDENTIAL};
 use crate::RAIL;
 
@@ -68,6 +85,18 @@ pub struct MppConfig {
     pub invoices_per_minute_per_caller: u32,
     /// Invoices a minute this process offers in all (0: no bound).
     pub invoices_per_minute: u32,
+    /// The `evm` charge method, on the chain, token and payee of `[x402]`: `evm = { decimals =
+    /// 6 }` (absent: the method is not offered).
+    pub evm: Option<EvmConfig>,
+}
+
+/// `[mpp] evm = { … }`: the `evm` charge method's own settings (the chain, the token, its
+/// EIP-712 domain, who is paid and how payments are settled are `[x402]`'s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvmConfig {
+    /// The token's decimals, told to the payer (`methodDetails.decimals`): 6 for USDC.
+    pub decimals: u8,
 }
 
 impl Default for MppConfig {
@@ -78,6 +107,7 @@ impl Default for MppConfig {
             memo: "turnpike".into(),
             invoices_per_minute_per_caller: 20,
             invoices_per_minute: 600,
+            evm: None,
         }
     }
 }
@@ -90,7 +120,7 @@ pub fn realm_of(public_url: &str) -> String {
     host.to_string()
 }
 
-/// What a credential that passed the offline checks pays with.
+/// What a Lightning credential that passed the offline checks pays with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
     /// The invoice's payment hash (what is spent).
@@ -101,14 +131,70 @@ pub struct Checked {
     pub expires_at: u64,
 }
 
+/// What an `evm` credential that passed the offline checks pays with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvmChecked {
+    /// The authorization and its signature.
+    pub signed: evm::Signed,
+    /// The spent set's key of the authorization.
+    pub spent_key: [u8; 32],
+    /// When the challenge was issued (Unix seconds).
+    pub issued_at: u64,
+}
+
+/// The fields every method's challenge shares, once checked: when it was issued and expires,
+/// and its request.
+struct Common {
+    issued_at: u64,
+    expires_at: u64,
+    request: Map<String, Value>,
+}
+
+/// The `evm` method's settlements, by outcome (`turnpike_mpp_evm_settlements_total`).
+#[derive(Debug, Default)]
+pub struct MppMeter {
+    settled: AtomicU64,
+    refused: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl RailMeter for MppMeter {
+    fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP turnpike_mpp_evm_settlements_total MPP evm payments by settlement outcome: settled, refused (the transfer reverted or would, or the facilitator refused it), failed (node or facilitator unreachable, or the outcome unknown).\n# TYPE turnpike_mpp_evm_settlements_total counter\n",
+        );
+        for (outcome, n) in [
+            ("settled", &self.settled),
+            ("refused", &self.refused),
+            ("failed", &self.failed),
+        ] {
+            out.push_str(&format!(
+                "turnpike_mpp_evm_settlements_total{{outcome=\"{outcome}\"}} {}\n",
+                n.load(Relaxed)
+            ));
+        }
+    }
+
+    fn figures(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("mpp_evm_settled", self.settled.load(Relaxed)),
+            ("mpp_evm_settle_failures", self.failed.load(Relaxed)),
+        ]
+    }
+}
+
 /// The rail. See the module docs.
 pub struct MppRail {
     cfg: MppConfig,
     realm: String,
     key: Zeroizing<[u8; 32]>,
-    backend: Arc<dyn LightningBackend>,
+    /// The Lightning node of `[lightning]` (none: the Lightning method is not offered).
+    backend: Option<Arc<dyn LightningBackend>>,
+    /// The token of `[x402]`, when `[mpp] evm` offers the `evm` method.
+    token: Option<Arc<Token>>,
     spent: Arc<dyn SpentSet>,
     invoices: InvoiceLimiter,
+    meter: Arc<MppMeter>,
 }
 
 /// Who an invoice is counted against: the caller's identity, else its address.
@@ -122,6 +208,14 @@ fn invoice_key(call: &CallFacts) -> String {
 
 /// The grant's receipt: `mpp:<payment hash hex>` (what [`Rail::release`] forgets).
 const RECEIPT_PREFIX: &str = "mpp:";
+
+/// The grant's receipt of a settled `evm` payment: `mpp-evm:<transaction hash>` (never
+/// released: the money has moved).
+const EVM_RECEIPT_PREFIX: &str = "mpp-evm:";
+
+fn unavailable(reason: &str) -> Verdict {
+    Verdict::Unavailable(Refusal::new(RAIL, reason))
+}
 
 fn stale(reason: &str) -> Verdict {
     Verdict::Stale(Refusal::new(RAIL, reason))
@@ -137,6 +231,19 @@ impl MppRail {
         backend: Arc<dyn LightningBackend>,
         spent: Arc<dyn SpentSet>,
     ) -> Self {
+        MppRail::with_methods(cfg, realm, key, Some(backend), None, spent)
+    }
+
+    /// A rail with `key` binding its challenges, the Lightning method on `backend` and the
+    /// `evm` method on `token` (each when given), spent payments in `spent`.
+    pub fn with_methods(
+        cfg: MppConfig,
+        realm: String,
+        key: [u8; 32],
+        backend: Option<Arc<dyn LightningBackend>>,
+        token: Option<Arc<Token>>,
+        spent: Arc<dyn SpentSet>,
+    ) -> Self {
         let invoices = InvoiceLimiter::new(InvoiceRates {
             per_caller: cfg.invoices_per_minute_per_caller,
             global: cfg.invoices_per_minute,
@@ -146,8 +253,10 @@ impl MppRail {
             realm,
             key: Zeroizing::new(key),
             backend,
+            token,
             spent,
             invoices,
+            meter: Arc::new(MppMeter::default()),
         }
     }
 
@@ -186,27 +295,94 @@ impl MppRail {
             .now
             .saturating_add(self.cfg.expiry_secs)
             .min(invoice.expires_at);
+        Some(self.seal(
+            call,
+            charge::METHOD,
+            charge::INTENT,
+            &request.to_json(),
+            expires_at,
+        ))
+    }
+
+    /// The challenge for `call` under `offer`, in the offer's method; `None` when the offer is
+    /// not this rail's or its method cannot be offered now.
+    pub async fn mint(&self, call: &CallFacts, offer: &Offer) -> Option<Challenge> {
+        let c = match crate::method(offer) {
+            evm::METHOD => self.issue_evm(call, crate::evm_amount(offer)?)?,
+            _ => self.mint_lightning(call, offer).await?,
+        };
+        Some(Challenge {
+            rail: RAIL,
+            www_authenticate: c.header(),
+            details: challenge_details(&c),
+        })
+    }
+
+    /// The `evm` challenge for `call` at `amount` atomic units (pure: no I/O); `None` when the
+    /// method is not offered.
+    pub fn issue_evm(&self, call: &CallFacts, amount: u128) -> Option<PaymentChallenge> {
+        let token = self.token.as_ref()?;
+        let decimals = self.cfg.evm.as_ref()?.decimals;
+        if amount == 0 {
+            return None;
+        }
+        let what = call.name.as_deref().unwrap_or(&call.method);
+        let description: String = format!("{} {}", self.cfg.memo, what)
+            .chars()
+            .take(200)
+            .collect();
+        let request = evm::EvmRequest {
+            amount,
+            currency: token.asset(),
+            recipient: token.pay_to(),
+            chain_id: token.chain_id(),
+            decimals,
+            description,
+        };
+        let expires_at = call.now.saturating_add(self.cfg.expiry_secs);
+        Some(self.seal(
+            call,
+            evm::METHOD,
+            evm::INTENT,
+            &request.to_json(),
+            expires_at,
+        ))
+    }
+
+    /// A challenge of `method`/`intent` for `call` carrying `request`, expiring at
+    /// `expires_at`: `opaque` the call's scope and the issue time, `id` the HMAC of the seven
+    /// slots.
+    fn seal(
+        &self,
+        call: &CallFacts,
+        method: &str,
+        intent: &str,
+        request: &Value,
+        expires_at: u64,
+    ) -> PaymentChallenge {
         let mut opaque = Map::new();
         opaque.insert("iat".into(), call.now.to_string().into());
         opaque.insert("scope".into(), hex::encode(call.scope_digest()).into());
         let mut c = PaymentChallenge {
             id: String::new(),
             realm: self.realm.clone(),
-            method: charge::METHOD.into(),
-            intent: charge::INTENT.into(),
-            request: wire::encode_json(&request.to_json()),
+            method: method.into(),
+            intent: intent.into(),
+            request: wire::encode_json(request),
             expires: Some(wire::rfc3339(expires_at)),
             digest: None,
             opaque: Some(wire::encode_json(&Value::Object(opaque))),
             description: None,
         };
         c.id = wire::binding_id(&self.key[..], &c);
-        Some(c)
+        c
     }
 
-    /// Creates the invoice and writes the challenge for `call` under `offer`; `None` when the
-    /// offer is not this rail's, the caller is over its invoice rate, or the backend fails.
-    pub async fn mint(&self, call: &CallFacts, offer: &Offer) -> Option<Challenge> {
+    /// Creates the invoice and writes the Lightning challenge for `call` under `offer`; `None`
+    /// when the offer asks no sats, there is no Lightning node, the caller is over its invoice
+    /// rate, or the backend fails.
+    async fn mint_lightning(&self, call: &CallFacts, offer: &Offer) -> Option<PaymentChallenge> {
+        let backend = self.backend.as_ref()?;
         let sats = crate::sats(offer).filter(|s| *s > 0)?;
         let msat = sats.checked_mul(1000)?;
         if let Err(wait) = self.invoices.take(&invoice_key(call)) {
@@ -222,7 +398,7 @@ impl MppRail {
             .take(200)
             .collect();
         let expiry = self.cfg.expiry_secs.saturating_add(INVOICE_SLACK_SECS);
-        let invoice = match self.backend.create_invoice(msat, &memo, expiry).await {
+        let invoice = match backend.create_invoice(msat, &memo, expiry).await {
             Ok(i) => i,
             Err(e) => {
                 tracing::warn!(error = %e, "MPP: the Lightning backend could not create an invoice; not offering MPP");
@@ -233,26 +409,13 @@ impl MppRail {
             tracing::warn!("MPP: the backend's invoice asks less than the price; not offering MPP");
             return None;
         }
-        let c = self.issue(call, sats, &invoice, &memo)?;
-        Some(Challenge {
-            rail: RAIL,
-            www_authenticate: c.header(),
-            details: challenge_details(&c),
-        })
+        self.issue(call, sats, &invoice, &memo)
     }
 
-    /// The offline checks of one credential for `call` under `offer` (see the module docs): the
-    /// payment it makes, or the refusal.
-    pub fn check(
-        &self,
-        call: &CallFacts,
-        offer: &Offer,
-        cred: &PaymentCredential,
-    ) -> Result<Checked, Verdict> {
-        let c = &cred.challenge;
-        if c.method != charge::METHOD || c.intent != charge::INTENT {
-            return Err(stale("this gateway takes the lightning charge method only"));
-        }
+    /// The checks every method's credential passes, offline: the id recomputed and compared in
+    /// constant time (so every field it covers is the gateway's own), the realm, the expiry,
+    /// the scope (this call's tool, arguments and resource), the issue time, the request.
+    fn check_common(&self, call: &CallFacts, c: &PaymentChallenge) -> Result<Common, Verdict> {
         let id = wire::binding_id(&self.key[..], c);
         if !turnpike_core::ct_eq(id.as_bytes(), c.id.as_bytes()) {
             return Err(stale(
@@ -286,6 +449,32 @@ impl MppRail {
         let request = c
             .request_json()
             .map_err(|_| stale("the challenge's request does not decode"))?;
+        Ok(Common {
+            issued_at,
+            expires_at,
+            request,
+        })
+    }
+
+    /// The offline checks of one Lightning credential for `call` under `offer` (see the module
+    /// docs): the payment it makes, or the refusal.
+    pub fn check(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        cred: &PaymentCredential,
+    ) -> Result<Checked, Verdict> {
+        let c = &cred.challenge;
+        if c.method != charge::METHOD || c.intent != charge::INTENT {
+            return Err(stale(
+                "this gateway takes the lightning and evm charge methods only",
+            ));
+        }
+        let Common {
+            issued_at,
+            expires_at,
+            request,
+        } = self.check_common(call, c)?;
         let (paid_sats, payment_hash) = ChargeRequest::terms(&request)
             .ok_or_else(|| stale("the challenge's request is not a lightning charge"))?;
         if paid_sats < crate::sats(offer).unwrap_or(u64::MAX) {
@@ -305,22 +494,258 @@ impl MppRail {
         })
     }
 
+    /// The offline checks of one `evm` credential for `call` under `offer`: the challenge's
+    /// (as for every method), its request's terms against the token's and the price, then the
+    /// authorization: payee, value, the challenge's nonce, its validity window, the payer's
+    /// `source` and last the payer's EIP-712 signature.
+    pub fn check_evm(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        cred: &PaymentCredential,
+    ) -> Result<EvmChecked, Verdict> {
+        let c = &cred.challenge;
+        let Some(token) = self.token.as_ref() else {
+            return Err(stale("this gateway does not take the evm method"));
+        };
+        if c.intent != evm::INTENT {
+            return Err(stale("this gateway takes the charge intent only"));
+        }
+        let Common {
+            issued_at,
+            expires_at,
+            request,
+        } = self.check_common(call, c)?;
+        let terms = evm::Terms::of(&request)
+            .ok_or_else(|| stale("the challenge's request is not an evm charge"))?;
+        if terms.chain_id != token.chain_id()
+            || terms.currency != token.asset()
+            || terms.recipient != token.pay_to()
+        {
+            return Err(stale(
+                "the challenge names another chain, token or recipient than this gateway's",
+            ));
+        }
+        if terms.amount < crate::evm_amount(offer).unwrap_or(u128::MAX) {
+            return Err(stale("the payment is less than this call's price"));
+        }
+        let signed = evm::payload(&cred.payload)
+            .map_err(|why| stale(&format!("malformed payload: {why}")))?;
+        let a = &signed.authorization;
+        if a.to != token.pay_to() {
+            return Err(stale(
+                "the authorization pays someone other than the recipient",
+            ));
+        }
+        if a.value != terms.amount {
+            return Err(stale(
+                "the authorization's value is not the challenge's amount",
+            ));
+        }
+        if a.nonce != evm::challenge_nonce(&c.id, &c.realm) {
+            return Err(stale(
+                "the authorization's nonce is not this challenge's (keccak256 of id and realm)",
+            ));
+        }
+        let now = u128::from(call.now);
+        if a.valid_after > now {
+            return Err(stale("the authorization is not valid yet"));
+        }
+        if a.valid_before <= now + u128::from(SETTLE_MARGIN_SECS) {
+            return Err(stale("the authorization has expired"));
+        }
+        if a.valid_before > u128::from(expires_at) + u128::from(SKEW_SECS) {
+            return Err(stale(
+                "the authorization stays valid longer than the challenge",
+            ));
+        }
+        if let Some(source) = cred.source.as_deref() {
+            if source != evm::source_of(token.chain_id(), &a.from) {
+                return Err(stale(
+                    "the credential's source is not the authorization's payer",
+                ));
+            }
+        }
+        if !token.signed_by_payer(a, &signed.signature) {
+            return Err(stale(
+                "the signature is not the payer's (EIP-712 TransferWithAuthorization)",
+            ));
+        }
+        Ok(EvmChecked {
+            spent_key: token.spent_key(a),
+            signed,
+            issued_at,
+        })
+    }
+
+    /// Checks, spends and settles one `evm` credential: the verdict (the transaction in the
+    /// grant's receipt on a pass), and the bound that held it back, if one did. Bounded per
+    /// caller address and in all before the signer is recovered (the token's bounds, shared
+    /// with x402); the authorization spent once in the `mpp` spent set; the payer's balance
+    /// and the nonce's state asked of the chain; settled before the call is forwarded.
+    async fn check_and_settle_evm(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        cred: &PaymentCredential,
+    ) -> (Verdict, Option<Held>) {
+        let Some(token) = self.token.as_ref() else {
+            return (stale("this gateway does not take the evm method"), None);
+        };
+        if let Err(held) = token.admit_check(call) {
+            return (unavailable(&held.reason(evm::METHOD)), Some(held));
+        }
+        (
+            self.spend_and_settle_evm(call, offer, cred, token).await,
+            None,
+        )
+    }
+
+    /// [`MppRail::check_and_settle_evm`] past the bounds.
+    async fn spend_and_settle_evm(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        cred: &PaymentCredential,
+        token: &Token,
+    ) -> Verdict {
+        let checked = match self.check_evm(call, offer, cred) {
+            Ok(c) => c,
+            Err(v) => return v,
+        };
+        let a = &checked.signed.authorization;
+        let until = u64::try_from(a.valid_before)
+            .unwrap_or(u64::MAX)
+            .saturating_add(SKEW_SECS);
+        match self
+            .spent
+            .insert_issued(checked.spent_key, checked.issued_at, until, call.now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return stale("this payment has already been used"),
+            Err(e) => {
+                tracing::warn!(error = %e, "MPP: spent set unavailable");
+                return unavailable("the spent set cannot be reached");
+            }
+        }
+        let release = |why: &'static str| async move {
+            if let Err(e) = self
+                .spent
+                .release(checked.spent_key, turnpike_core::unix_now())
+                .await
+            {
+                tracing::warn!(error = %e, "MPP: could not release an authorization ({why})");
+            }
+        };
+        match token.state(a).await {
+            Ok(ChainState::Payable) => {}
+            Ok(ChainState::Used) => {
+                return stale("this payment has already been used on chain");
+            }
+            Ok(ChainState::Short) => {
+                release("balance").await;
+                return stale("the payer's balance does not cover the payment");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "MPP: the chain cannot be asked");
+                release("chain").await;
+                return unavailable("the payment cannot be checked on chain right now");
+            }
+        }
+        let payer = turnpike_evm::evm::checksum(&a.from);
+        // Through a facilitator, the authorization goes as the x402 `exact` payment it is.
+        let x402 = token
+            .settles_through_facilitator()
+            .then(|| token.as_x402(a, &checked.signed.signature, self.cfg.expiry_secs));
+        let x402 = x402.as_ref().map(|(payment, accepted)| (payment, accepted));
+        let paying = Paying {
+            call,
+            rail: RAIL.as_str(),
+            method: evm::METHOD,
+        };
+        match token
+            .settle(&paying, a, &checked.signed.signature, x402)
+            .await
+        {
+            Ok(tx) => {
+                self.meter.settled.fetch_add(1, Relaxed);
+                tracing::info!(transaction = %tx, payer = %payer, value = %a.value, "MPP: evm payment settled");
+                Verdict::Pass(Grant {
+                    rail: RAIL,
+                    identity: call.caller.clone(),
+                    receipt: Some(format!("{EVM_RECEIPT_PREFIX}{tx}")),
+                    about: None,
+                })
+            }
+            Err(SettleError::Refused(why)) => {
+                self.meter.refused.fetch_add(1, Relaxed);
+                tracing::warn!(reason = %why, payer = %payer, "MPP: evm settlement refused; the call is not forwarded");
+                release("refused").await;
+                stale(&format!("the payment could not be settled: {why}"))
+            }
+            Err(SettleError::Down(why)) => {
+                self.meter.failed.fetch_add(1, Relaxed);
+                tracing::warn!(reason = %why, payer = %payer, "MPP: evm settlement failed; the call is not forwarded");
+                release("down").await;
+                unavailable("the payment cannot be settled right now")
+            }
+            Err(SettleError::Unknown(why)) => {
+                self.meter.failed.fetch_add(1, Relaxed);
+                tracing::error!(reason = %why, payer = %payer, "MPP: evm settlement outcome unknown; the authorization stays spent and the call is not forwarded");
+                unavailable("the payment's settlement could not be confirmed")
+            }
+        }
+    }
+
     async fn check_and_spend(
         &self,
         call: &CallFacts,
         offer: &Offer,
         credential: &Credential,
     ) -> Verdict {
+        self.check_and_spend_held(call, offer, credential).await.0
+    }
+
+    /// [`MppRail::check_and_spend`], with the bound on `evm` payments checked that held the
+    /// credential back, if one did.
+    async fn check_and_spend_held(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        credential: &Credential,
+    ) -> (Verdict, Option<Held>) {
         let Some(cred) = credential.payload::<PaymentCredential>() else {
-            return Verdict::Invalid(Refusal::new(RAIL, "not an MPP credential"));
+            return (
+                Verdict::Invalid(Refusal::new(RAIL, "not an MPP credential")),
+                None,
+            );
+        };
+        if cred.challenge.method == evm::METHOD {
+            return self.check_and_settle_evm(call, offer, cred).await;
+        }
+        (
+            self.check_and_spend_lightning(call, offer, cred).await,
+            None,
+        )
+    }
+
+    async fn check_and_spend_lightning(
+        &self,
+        call: &CallFacts,
+        offer: &Offer,
+        cred: &PaymentCredential,
+    ) -> Verdict {
+        let Some(backend) = self.backend.as_ref() else {
+            return stale("this gateway does not take the lightning method");
         };
         let checked = match self.check(call, offer, cred) {
             Ok(c) => c,
             Err(v) => return v,
         };
         // A custodial service knows its preimages before anyone pays: ask it.
-        if self.backend.is_custodial() {
-            match self.backend.lookup_invoice(&checked.payment_hash).await {
+        if backend.is_custodial() {
+            match backend.lookup_invoice(&checked.payment_hash).await {
                 Ok(InvoiceState::Settled { .. }) => {}
                 Ok(_) => return stale("the invoice has not been paid"),
                 Err(e) => {
@@ -407,8 +832,21 @@ pub fn challenge_details(c: &PaymentChallenge) -> Value {
     v
 }
 
-/// The receipt for a credential that paid, settled `now`.
-pub fn receipt_for(cred: &PaymentCredential, now: u64) -> Option<PaymentReceipt> {
+/// The receipt for a credential that paid, settled `now`: its reference is the payment hash
+/// (Lightning), or the settlement's transaction hash (`evm`, from the grant's receipt).
+pub fn receipt_for(cred: &PaymentCredential, grant: &Grant, now: u64) -> Option<PaymentReceipt> {
+    if let Some(tx) = grant
+        .receipt
+        .as_deref()
+        .and_then(|r| r.strip_prefix(EVM_RECEIPT_PREFIX))
+    {
+        return Some(PaymentReceipt {
+            method: evm::METHOD.into(),
+            challenge_id: cred.challenge.id.clone(),
+            reference: tx.to_string(),
+            timestamp: wire::rfc3339(now),
+        });
+    }
     let request = cred.challenge.request_json().ok()?;
     let (_, hash) = ChargeRequest::terms(&request)?;
     Some(PaymentReceipt {
@@ -452,6 +890,7 @@ impl Rail for MppRail {
 
     /// A caller over its invoice rate waits (`mpp_invoices`): 429, not 503.
     fn issue_wait(&self, call: &CallFacts) -> Option<(std::time::Duration, &'static str)> {
+        self.backend.as_ref()?;
         self.invoices
             .check(&invoice_key(call))
             .err()
@@ -459,7 +898,11 @@ impl Rail for MppRail {
     }
 
     fn charged_msat(&self, grant: &Grant, offer: &Offer) -> u64 {
-        if grant.rail != RAIL {
+        let evm_paid = grant
+            .receipt
+            .as_deref()
+            .is_some_and(|r| r.starts_with(EVM_RECEIPT_PREFIX));
+        if grant.rail != RAIL || evm_paid {
             return 0;
         }
         crate::sats(offer).map_or(0, |s| s.saturating_mul(1000))
@@ -507,6 +950,10 @@ impl RailPlugin for MppRail {
         in_band_form(challenges, refusals)
     }
 
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
+        Some(self.meter.clone())
+    }
+
     /// A view that remembers which credential paid, for the receipt.
     fn bind(
         self: Arc<Self>,
@@ -521,15 +968,17 @@ impl RailPlugin for MppRail {
         Some(Box::new(Bound(Arc::new(PaidView {
             rail: self,
             paid: Mutex::new(None),
+            held: Mutex::new(None),
         }))))
     }
 }
 
 /// The rail seen by one request: verifies in its place and keeps the receipt of the credential
-/// that passed.
+/// that passed, or the bound on `evm` payments checked that held one back.
 struct PaidView {
     rail: Arc<MppRail>,
     paid: Mutex<Option<PaymentReceipt>>,
+    held: Mutex<Option<Held>>,
 }
 
 impl Rail for PaidView {
@@ -552,10 +1001,16 @@ impl Rail for PaidView {
         credential: &'a Credential,
     ) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            let v = self.rail.check_and_spend(call, offer, credential).await;
-            if matches!(v, Verdict::Pass(_)) {
+            let (v, held) = self
+                .rail
+                .check_and_spend_held(call, offer, credential)
+                .await;
+            if held.is_some() {
+                *self.held.lock() = held;
+            }
+            if let Verdict::Pass(grant) = &v {
                 if let Some(cred) = credential.payload::<PaymentCredential>() {
-                    *self.paid.lock() = receipt_for(cred, call.now);
+                    *self.paid.lock() = receipt_for(cred, grant, call.now);
                 }
             }
             v
@@ -583,6 +1038,13 @@ impl BoundRail for Bound {
             notes.result_meta.push((wire::META_RECEIPT, r.to_json()));
         }
         notes
+    }
+
+    /// An `evm` payment held back by the bounds on payments checked (`[x402]`'s, shared with
+    /// the x402 rail): past the caller's own, 429; past all callers', 503; each with
+    /// `Retry-After`, as x402 answers.
+    fn answer(&self, _offer: &Offer) -> Option<RailAnswer> {
+        self.0.held.lock().map(|h| h.answer(evm::METHOD))
     }
 }
 
@@ -648,6 +1110,28 @@ pub fn in_band_form(challenges: &[&Challenge], refusals: &[&Refusal]) -> Option<
 /// What to do, in band: pay the invoice, retry with the credential in `_meta`.
 pub fn in_band_text(challenge: &Challenge) -> String {
     let d = &challenge.details;
+    if d.get("method").and_then(Value::as_str) == Some(evm::METHOD) {
+        let r = |p: &str| {
+            d.pointer(p).map_or_else(
+                || "?".to_string(),
+                |v| v.as_str().map_or_else(|| v.to_string(), str::to_string),
+            )
+        };
+        return format!(
+            "Pay (MPP, Payment scheme, evm charge): sign an EIP-3009 TransferWithAuthorization \
+             (EIP-712, the token's own domain) of {amount} atomic units of the token {currency} \
+             on chain {chain} to {recipient}, validAfter 0, validBefore at most this \
+             challenge's expiry, nonce keccak256(id ‖ realm) of this challenge. Then retry this \
+             same call with the same arguments and add params._meta[\"{META_CREDENTIAL}\"] = \
+             {{\"challenge\": <this challenge object, unchanged>, \"payload\": {{\"type\": \
+             \"authorization\", \"from\", \"to\", \"value\", \"validAfter\", \"validBefore\", \
+             \"nonce\", \"signature\"}}}} (an MPP client's evm method does this). ",
+            amount = r("/request/amount"),
+            currency = r("/request/currency"),
+            chain = r("/request/methodDetails/chainId"),
+            recipient = r("/request/recipient"),
+        );
+    }
     let invoice = d
         .pointer("/request/methodDetails/invoice")
         .and_then(Value::as_str)
@@ -683,6 +1167,11 @@ fn malformed(e: wire::WireError) -> CredentialParseError {
 impl RailPlugin for MppCredentials {
     fn id(&self) -> RailId {
         RAIL
+    }
+
+    /// The rail's series at zero where it is off.
+    fn meter(self: Arc<Self>) -> Option<Arc<dyn RailMeter>> {
+        Some(Arc::new(MppMeter::default()))
     }
 
     fn malformed_is_stale(&self) -> bool {
@@ -730,6 +1219,7 @@ impl CredentialReader for MppCredentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use turnpike_lightning::dev::DevBackend;
     use turnpike_store::MemorySpentSet;
 
@@ -857,7 +1347,7 @@ mod tests {
             MppConfig::default(),
             "api.example.com".into(),
             [8; 32],
-            other.backend.clone(),
+            other.backend.clone().unwrap(),
             Arc::new(MemorySpentSet::new()),
         );
         assert!(
@@ -885,7 +1375,7 @@ mod tests {
             MppConfig::default(),
             "mcp.example.com".into(),
             [0x42; 32],
-            r.backend.clone(),
+            r.backend.clone().unwrap(),
             Arc::new(MemorySpentSet::new()),
         );
         let preimage = [0x11u8; 32];
@@ -918,7 +1408,13 @@ mod tests {
             source: None,
             payload,
         };
-        let receipt = receipt_for(&cred, 1_800_000_042).unwrap();
+        let grant = Grant {
+            rail: RAIL,
+            identity: None,
+            receipt: None,
+            about: None,
+        };
+        let receipt = receipt_for(&cred, &grant, 1_800_000_042).unwrap();
         let offer = crate::offer(10);
         assert!(rail.check(&call, &offer, &cred).is_ok());
         assert_eq!(c.expires.as_deref(), Some("2027-01-15T08:10:00Z"));
@@ -936,6 +1432,234 @@ mod tests {
     const EXAMPLE_HEADER: &str = r#"Payment id="3BEVGzA3hjXJSDwA9Fo8nyvSEFn0j6psoSo8Y-oZEYM", realm="mcp.example.com", method="lightning", intent="charge", request="eyJhbW91bnQiOiIxMCIsImN1cnJlbmN5Ijoic2F0IiwiZGVzY3JpcHRpb24iOiJ0dXJucGlrZSBkZWFyIiwibWV0aG9kRGV0YWlscyI6eyJpbnZvaWNlIjoibG5iY3J0MTAwbjFwZXhhbXBsZSIsIm5ldHdvcmsiOiJyZWd0ZXN0IiwicGF5bWVudEhhc2giOiIwMmQ0NDlhMzFmYmIyNjdjOGYzNTJlOTk2OGE3OWUzZTVmYzk1YzFiYmVhYTUwMmZkNjQ1NGViZGU1YTRiZWRjIn19", expires="2027-01-15T08:10:00Z", opaque="eyJpYXQiOiIxODAwMDAwMDAwIiwic2NvcGUiOiJiNzIwMTI3NDY2ZGUzZmJiM2M5NWQwOTI3MzBiZWU4MmFmYmM3MWIzYzgwOWQzYTJkMTAwODQ0MzUwMTcyYzQ2In0""#;
     const EXAMPLE_AUTHORIZATION: &str = r#"Payment eyJjaGFsbGVuZ2UiOnsiZXhwaXJlcyI6IjIwMjctMDEtMTVUMDg6MTA6MDBaIiwiaWQiOiIzQkVWR3pBM2hqWEpTRHdBOUZvOG55dlNFRm4wajZwc29TbzhZLW9aRVlNIiwiaW50ZW50IjoiY2hhcmdlIiwibWV0aG9kIjoibGlnaHRuaW5nIiwib3BhcXVlIjoiZXlKcFlYUWlPaUl4T0RBd01EQXdNREF3SWl3aWMyTnZjR1VpT2lKaU56SXdNVEkzTkRZMlpHVXpabUppTTJNNU5XUXdPVEkzTXpCaVpXVTRNbUZtWW1NM01XSXpZemd3T1dRellUSmtNVEF3T0RRME16VXdNVGN5WXpRMkluMCIsInJlYWxtIjoibWNwLmV4YW1wbGUuY29tIiwicmVxdWVzdCI6ImV5SmhiVzkxYm5RaU9pSXhNQ0lzSW1OMWNuSmxibU41SWpvaWMyRjBJaXdpWkdWelkzSnBjSFJwYjI0aU9pSjBkWEp1Y0dsclpTQmtaV0Z5SWl3aWJXVjBhRzlrUkdWMFlXbHNjeUk2ZXlKcGJuWnZhV05sSWpvaWJHNWlZM0owTVRBd2JqRndaWGhoYlhCc1pTSXNJbTVsZEhkdmNtc2lPaUp5WldkMFpYTjBJaXdpY0dGNWJXVnVkRWhoYzJnaU9pSXdNbVEwTkRsaE16Rm1ZbUl5Tmpkak9HWXpOVEpsT1RrMk9HRTNPV1V6WlRWbVl6azFZekZpWW1WaFlUVXdNbVprTmpRMU5HVmlaR1UxWVRSaVpXUmpJbjE5In0sInBheWxvYWQiOnsicHJlaW1hZ2UiOiIxMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExIn19"#;
     const EXAMPLE_RECEIPT: &str = r#"eyJjaGFsbGVuZ2VJZCI6IjNCRVZHekEzaGpYSlNEd0E5Rm84bnl2U0VGbjBqNnBzb1NvOFktb1pFWU0iLCJtZXRob2QiOiJsaWdodG5pbmciLCJyZWZlcmVuY2UiOiIwMmQ0NDlhMzFmYmIyNjdjOGYzNTJlOTk2OGE3OWUzZTVmYzk1YzFiYmVhYTUwMmZkNjQ1NGViZGU1YTRiZWRjIiwic3RhdHVzIjoic3VjY2VzcyIsInRpbWVzdGFtcCI6IjIwMjctMDEtMTVUMDg6MDA6NDJaIn0"#;
+
+    /// USDC on Base, paid to the payee of docs/X402.md's example; settled by a node that is not
+    /// there (the offline checks never ask it).
+    fn evm_rail(key: [u8; 32]) -> MppRail {
+        let cfg = turnpike_evm::token::X402Config {
+            network: "eip155:8453".into(),
+            rpc_url: "http://127.0.0.1:9".into(),
+            asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
+            asset_name: "USD Coin".into(),
+            asset_version: "2".into(),
+            pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
+            max_timeout_secs: 60,
+            facilitator_url: None,
+            settle_key_file: None,
+            settle_key_env: Some("UNUSED".into()),
+            rpc_timeout_ms: 1000,
+            settle_timeout_secs: 10,
+            checks_per_minute_per_caller: 120,
+            checks_per_minute: 3000,
+        };
+        let node =
+            turnpike_evm::chain::Node::new("http://127.0.0.1:9", std::time::Duration::from_secs(1))
+                .unwrap();
+        let settler = turnpike_evm::token::Settler::own(
+            turnpike_evm::token::parse_key(&"03".repeat(32)).unwrap(),
+        );
+        let token = Token::new(&cfg, node, settler).unwrap();
+        MppRail::with_methods(
+            MppConfig {
+                evm: Some(EvmConfig { decimals: 6 }),
+                ..MppConfig::default()
+            },
+            "mcp.example.com".into(),
+            key,
+            None,
+            Some(Arc::new(token)),
+            Arc::new(MemorySpentSet::new()),
+        )
+    }
+
+    /// The payload `key_hex` signs for `c`, as the method writes it: value the request's
+    /// amount, validAfter 0, validBefore the challenge's expiry, the challenge's nonce.
+    fn evm_payload(c: &PaymentChallenge, key_hex: &str) -> Map<String, Value> {
+        use turnpike_evm::evm as x;
+        let key = turnpike_evm::token::parse_key(key_hex).unwrap();
+        let from = x::address_of(key.verifying_key());
+        let req = c.request_json().unwrap();
+        let terms = evm::Terms::of(&req).unwrap();
+        let valid_before = wire::parse_rfc3339(c.expires.as_deref().unwrap()).unwrap();
+        let a = x::Authorization {
+            from,
+            to: terms.recipient,
+            value: terms.amount,
+            valid_after: 0,
+            valid_before: u128::from(valid_before),
+            nonce: evm::challenge_nonce(&c.id, &c.realm),
+        };
+        let separator = x::Domain {
+            name: "USD Coin".into(),
+            version: "2".into(),
+            chain_id: terms.chain_id,
+            verifying_contract: terms.currency,
+        }
+        .separator();
+        let sig = x::sign(&key, &a.digest_with(&separator)).unwrap();
+        let mut bytes = sig.r.to_vec();
+        bytes.extend_from_slice(&sig.s);
+        bytes.push(sig.v);
+        let mut p = Map::new();
+        for (k, v) in [
+            ("type", "authorization".to_string()),
+            ("from", x::checksum(&from)),
+            ("to", x::checksum(&a.to)),
+            ("value", a.value.to_string()),
+            ("validAfter", "0".into()),
+            ("validBefore", valid_before.to_string()),
+            ("nonce", format!("0x{}", hex::encode(a.nonce))),
+            ("signature", format!("0x{}", hex::encode(bytes))),
+        ] {
+            p.insert(k.into(), v.into());
+        }
+        p
+    }
+
+    fn evm_call(name: &str, now: u64) -> CallFacts {
+        use sha2::Digest;
+        CallFacts {
+            resource: "/mcp".into(),
+            method: "tools/call".into(),
+            name: Some(name.into()),
+            args_hash: sha2::Sha256::digest(br#"{"n":1}"#).into(),
+            caller: None,
+            peer: None,
+            now,
+        }
+    }
+
+    /// An evm credential is bound to its challenge, its call, the price and the payer: every
+    /// field altered is refused offline, with the reason.
+    #[test]
+    fn evm_credentials_are_checked_offline() {
+        let r = evm_rail([0x42; 32]);
+        let now = 1_800_000_000;
+        let offer = crate::offers(None, Some(10_000)).remove(0);
+        let c = r.issue_evm(&evm_call("dear", now), 10_000).unwrap();
+        let payer = "11".repeat(32);
+        let cred = PaymentCredential {
+            challenge: c.clone(),
+            source: None,
+            payload: evm_payload(&c, &payer),
+        };
+        let ok = |cred: &PaymentCredential, call: &CallFacts, offer: &Offer| {
+            r.check_evm(call, offer, cred).map(|_| ())
+        };
+        let reason = |res: Result<(), Verdict>| match res {
+            Err(Verdict::Stale(r)) => r.reason,
+            other => panic!("{other:?}"),
+        };
+        let call = evm_call("dear", now);
+        assert_eq!(ok(&cred, &call, &offer), Ok(()));
+        let with = |k: &str, v: Value| {
+            let mut c = cred.clone();
+            c.payload.insert(k.into(), v);
+            c
+        };
+        for (k, v, why) in [
+            ("value", json!("9999"), "value"),
+            (
+                "to",
+                json!("0x0000000000000000000000000000000000000001"),
+                "someone other",
+            ),
+            ("nonce", json!(format!("0x{}", "22".repeat(32))), "nonce"),
+            ("validBefore", json!("1800000100"), "signature"),
+            (
+                "validBefore",
+                json!("1800009999"),
+                "longer than the challenge",
+            ),
+            ("validAfter", json!("1800000500"), "not valid yet"),
+            ("type", json!("hash"), "authorization"),
+        ] {
+            assert!(
+                reason(ok(&with(k, v), &call, &offer)).contains(why),
+                "{k}: {why}"
+            );
+        }
+        // Another key's signature of the same authorization.
+        let theirs = evm_payload(&c, &"33".repeat(32));
+        let forged = with("signature", theirs["signature"].clone());
+        assert!(reason(ok(&forged, &call, &offer)).contains("not the payer's"));
+        // A source that is not the payer.
+        let mut other = cred.clone();
+        other.source =
+            Some("did:pkh:eip155:8453:0x0000000000000000000000000000000000000001".into());
+        assert!(reason(ok(&other, &call, &offer)).contains("source"));
+        let mut same = cred.clone();
+        same.source = Some(format!(
+            "did:pkh:eip155:8453:{}",
+            cred.payload["from"].as_str().unwrap()
+        ));
+        assert_eq!(ok(&same, &call, &offer), Ok(()));
+        // Another tool, a higher price, after the expiry.
+        assert!(reason(ok(&cred, &evm_call("echo", now), &offer)).contains("another call"));
+        let dearer = crate::offers(None, Some(10_001)).remove(0);
+        assert!(reason(ok(&cred, &call, &dearer)).contains("less than"));
+        assert!(reason(ok(&cred, &evm_call("dear", now + 600), &offer)).contains("expired"));
+        // A challenge of another key.
+        let other_key = evm_rail([0x43; 32]);
+        assert!(reason(other_key.check_evm(&call, &offer, &cred).map(|_| ())).contains("id"));
+    }
+
+    /// The worked example of docs/MPP.md's evm method, byte for byte.
+    #[test]
+    fn worked_example_of_the_evm_method() {
+        let r = evm_rail([0x42; 32]);
+        let call = evm_call("dear", 1_800_000_000);
+        let c = r.issue_evm(&call, 10_000).unwrap();
+        let request =
+            String::from_utf8(wire::b64url_decode(&c.request, 4096, "r").unwrap()).unwrap();
+        let payload = evm_payload(&c, &"11".repeat(32));
+        let cred = PaymentCredential {
+            challenge: c.clone(),
+            source: Some(format!(
+                "did:pkh:eip155:8453:{}",
+                payload["from"].as_str().unwrap()
+            )),
+            payload,
+        };
+        let offer = crate::offers(None, Some(10_000)).remove(0);
+        assert!(r.check_evm(&call, &offer, &cred).is_ok());
+        let grant = Grant {
+            rail: RAIL,
+            identity: None,
+            receipt: Some(format!("{EVM_RECEIPT_PREFIX}0x{}", "ab".repeat(32))),
+            about: None,
+        };
+        let receipt = receipt_for(&cred, &grant, 1_800_000_042).unwrap();
+        let text = in_band_text(&Challenge {
+            rail: RAIL,
+            www_authenticate: c.header(),
+            details: challenge_details(&c),
+        });
+        assert!(
+            text.contains("of 10000 atomic units of the token 0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913 on chain 8453 to 0x209693Bc6afc0C5328bA36FaF03C514EF312287C"),
+            "{text}"
+        );
+        let nonce = hex::encode(evm::challenge_nonce(&c.id, &c.realm));
+        let doc = include_str!("../../../docs/MPP.md");
+        let mut missing = Vec::new();
+        for (what, value) in [
+            ("request", request.clone()),
+            ("header", c.header()),
+            ("nonce", nonce.clone()),
+            ("credential", wire::jcs(&cred.to_json())),
+            ("authorization", cred.authorization()),
+            ("receipt", receipt.header()),
+        ] {
+            if !doc.contains(&value) {
+                missing.push(format!("{what}\t{value}"));
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/MPP.md lacks:\n{}",
+            missing.join("\n")
+        );
+    }
 
     #[test]
     fn realm_from_public_url() {

@@ -3,19 +3,17 @@
 //! `[x402]` is there.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use turnpike_conf::{
     fields, Build, BuildError, Built, Cx, DeValue, Host, RailConf, Section, Sections, Spanned,
 };
 use turnpike_core::{Offer, RailId, RailPlugin};
 
-use crate::chain::{Facilitator, Node};
-use crate::rail::{chain_id_of, parse_key, Settler, X402Config, X402Credentials, X402Rail};
+use crate::rail::{chain_id_of, X402Config, X402Credentials, X402Rail};
 use crate::{amount, evm, offer, RAIL};
 
 /// The table this rail owns.
-pub const TABLE: &str = "x402";
+pub const TABLE: &str = turnpike_evm::conf::TABLE;
 
 const HINT_PRICE: &str =
     "write x402 = { amount = \"<n>\" } (atomic units of the asset per call, at least 1; e.g. \"10000\" is 0.01 of a 6-decimal token)";
@@ -29,10 +27,7 @@ const HINT_SETTLE: &str = "name exactly one way to settle: facilitator_url = \"h
 const HINT_DOMAIN: &str =
     "write the token's EIP-712 domain name and version, e.g. asset_name = \"USD Coin\", asset_version = \"2\"";
 
-/// `[x402]` of a configuration's rail sections, when the file has it.
-pub fn section(sections: &Sections) -> Option<&X402Config> {
-    sections.get::<X402Config>(TABLE)
-}
+pub use turnpike_evm::conf::section;
 
 /// An x402 offer for people: `x402 10000 units per call (exact)`.
 pub fn describe(offer: &Offer) -> String {
@@ -234,42 +229,17 @@ impl RailConf for X402Conf {
     }
 
     /// The rail from `[x402]`: its binding key from `data_dir/x402.key` (created 0600 when
-    /// missing), its spend log `data_dir/x402-payments.jsonl`, the node of `rpc_url`, the settler (the facilitator, or the key of
-    /// `settle_key_file`/`settle_key_env`), nonces single-use through the `x402` spent set.
+    /// missing), nonces single-use through the `x402` spent set, and the shared token
+    /// ([`shared_token`]).
     fn build(&self, build: &Build<'_>) -> Result<Built, BuildError> {
         let Some(cfg) = section(build.sections).cloned() else {
             return Err(x402_error("no [x402] section"));
         };
-        let timeout = Duration::from_millis(cfg.rpc_timeout_ms);
-        let node = Node::new(&cfg.rpc_url, timeout).map_err(x402_error)?;
-        let settler = if let Some(url) = &cfg.facilitator_url {
-            Settler::Facilitator(Facilitator::new(url, timeout).map_err(x402_error)?)
-        } else {
-            let text = if let Some(path) = &cfg.settle_key_file {
-                zeroize::Zeroizing::new(
-                    std::fs::read_to_string(path)
-                        .map_err(|e| x402_error(format!("settle_key_file {path}: {e}")))?,
-                )
-            } else if let Some(var) = &cfg.settle_key_env {
-                zeroize::Zeroizing::new(std::env::var(var).map_err(|_| {
-                    x402_error(format!("settle_key_env: the variable {var} is not set"))
-                })?)
-            } else {
-                return Err(x402_error("no way to settle payments"));
-            };
-            let key = parse_key(&text).ok_or_else(|| {
-                x402_error("the settlement key is not 64 hex digits of a secp256k1 key")
-            })?;
-            Settler::own(key)
-        };
+        let token = shared_token(build)?.ok_or_else(|| x402_error("no [x402] section"))?;
         let key = X402Rail::load_or_create_key(build.data_dir)
             .map_err(|e| x402_error(format!("binding key: {e}")))?;
         let spent = build.services.spent_set("x402")?;
-        let log = crate::spend::SpendLog::open(&build.data_dir.join(crate::spend::FILE))
-            .map_err(|e| x402_error(format!("spend log: {e}")))?;
-        let rail = X402Rail::new(cfg, key, build.public_url.to_string(), spent, node, settler)
-            .map_err(x402_error)?
-            .with_spend_log(log);
+        let rail = X402Rail::with_token(cfg, key, build.public_url.to_string(), spent, token);
         if let Some(a) = rail.settler_address() {
             tracing::info!(settler = %evm::checksum(&a), "x402: settling with the gateway's own account");
         }
@@ -280,6 +250,8 @@ impl RailConf for X402Conf {
         Some(Arc::new(X402Credentials))
     }
 }
+
+pub use turnpike_evm::conf::shared_token;
 
 fn x402_error(e: impl std::fmt::Display) -> BuildError {
     BuildError(format!("x402 rail: {e}"))

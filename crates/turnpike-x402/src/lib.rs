@@ -4,25 +4,24 @@
 //! - [`wire`]: the protocol on the wire — `PAYMENT-REQUIRED` (the offer), `PAYMENT-SIGNATURE`
 //!   or `_meta["x402/payment"]` (the payment), `PAYMENT-RESPONSE` or
 //!   `_meta["x402/payment-response"]` (the settlement);
-//! - [`evm`]: Keccak-256, addresses, the EIP-712 hash of the authorization, secp256k1 signer
-//!   recovery, the token calls and a signed transaction (pure functions);
-//! - [`chain`]: the node's JSON-RPC and the facilitator's `/settle`, bounded and timed;
+//! - [`evm`], [`chain`], [`token`], [`spend`]: turnpike-evm's, re-exported — Keccak-256,
+//!   EIP-712 and signer recovery, the node and the facilitator, the shared token (bounds on
+//!   payments checked, chain state, settlement) and the spend log, which MPP's `evm` method
+//!   uses too without importing this rail;
 //! - [`rail`]: [`X402Rail`], the [`turnpike_core::Rail`] and [`turnpike_core::RailPlugin`]:
 //!   offers bound to one call by an HMAC, payments checked offline, their nonces spent once,
 //!   settled before the call is forwarded;
-//! - [`spend`]: the spend log, every settlement attempted (`<data_dir>/x402-payments.jsonl`);
 //! - [`payer`]: the payer's side, a signed `PaymentPayload` for an offer;
 //! - [`conf`]: `[x402]` and the price key `x402 = { amount = "N" }`.
 //!
 //! The wire format, byte by byte, is in `docs/X402.md`.
 
-pub mod chain;
 pub mod conf;
-pub mod evm;
 pub mod payer;
 pub mod rail;
-pub mod spend;
 pub mod wire;
+
+pub use turnpike_evm::{chain, evm, spend, token};
 
 pub use rail::{X402Config, X402Credentials, X402Rail};
 pub use wire::{PaymentPayload, PaymentRequired, PaymentRequirements, SettlementResponse};

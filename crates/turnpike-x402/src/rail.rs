@@ -43,191 +43,36 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
-use k256::ecdsa::SigningKey;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::Digest;
 use turnpike_core::credential::CredentialParseError;
 use turnpike_core::mac::{hmac_sha256, Mac};
 use turnpike_core::meter::write_series;
 use turnpike_core::plugin::Parsed;
 use turnpike_core::{
     BoundRail, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
-    Identity, InBandCall, InBandResult, Offer, PassNotes, Rail, RailAnswer, RailId, RailMeter,
-    RailPlugin, Refusal, Verdict,
+    InBandCall, InBandResult, Offer, PassNotes, Rail, RailAnswer, RailId, RailMeter, RailPlugin,
+    Refusal, Verdict,
 };
 use turnpike_store::SpentSet;
 use zeroize::Zeroizing;
 
-use crate::chain::{ChainError, Facilitator, Node};
-use crate::evm::{self, Address, Authorization, Domain};
-use crate::spend::{PaymentRecord, SpendLog};
+use crate::chain::Node;
+use crate::evm::{self, Address, Authorization};
+use crate::spend::SpendLog;
+pub use crate::token::{
+    chain_id_of, parse_key, Settler, X402Config, CHECKS, SETTLE_MARGIN_SECS, SKEW_SECS,
+};
+use crate::token::{ChainState, Held, Paying, SettleError, Token};
 use crate::wire::{
     self, PaymentPayload, PaymentRequired, PaymentRequirements, Resource, SettlementResponse,
     BINDING_KEY, META_PAYMENT, SCHEME, X402_VERSION,
 };
 use crate::RAIL;
-use turnpike_lightning::invoice_limit::{InvoiceLimiter, InvoiceRates, Over};
 
 /// The file under the data directory that holds the binding key (64 hex digits).
 pub const KEY_FILE: &str = "x402.key";
-
-/// Seconds of clock difference allowed between the gateway, the client and the chain.
-pub const SKEW_SECS: u64 = 60;
-
-/// An authorization must stay valid this long after it is presented, to be settled in time.
-pub const SETTLE_MARGIN_SECS: u64 = 3;
-
-/// The rail's settings: the gateway's `[x402]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct X402Config {
-    /// The chain, as CAIP-2: `eip155:<chainId>` (`eip155:8453` is Base).
-    pub network: String,
-    /// The JSON-RPC endpoint of a node of that chain.
-    pub rpc_url: String,
-    /// The token contract (EIP-3009), `0x` + 40 hex digits.
-    pub asset: String,
-    /// The token's EIP-712 domain name (`USD Coin` for USDC on Base).
-    pub asset_name: String,
-    /// The token's EIP-712 domain version (`2` for USDC).
-    pub asset_version: String,
-    /// Who is paid, `0x` + 40 hex digits.
-    pub pay_to: String,
-    /// How long an offer may be paid, and the longest an authorization may stay valid, in
-    /// seconds.
-    #[serde(
-        default = "default_max_timeout",
-        deserialize_with = "turnpike_core::conf::positive_u64"
-    )]
-    pub max_timeout_secs: u64,
-    /// Settle through this facilitator (`POST <url>/settle`) instead of the gateway's own key.
-    #[serde(default)]
-    pub facilitator_url: Option<String>,
-    /// The file holding the settling account's secp256k1 key (64 hex digits, `0x` allowed).
-    #[serde(default)]
-    pub settle_key_file: Option<String>,
-    /// The environment variable holding that key.
-    #[serde(default)]
-    pub settle_key_env: Option<String>,
-    /// The deadline of each request to the node or the facilitator, in milliseconds.
-    #[serde(
-        default = "default_rpc_timeout",
-        deserialize_with = "turnpike_core::conf::positive_u64"
-    )]
-    pub rpc_timeout_ms: u64,
-    /// How long a settlement transaction is waited for, in seconds.
-    #[serde(
-        default = "default_settle_timeout",
-        deserialize_with = "turnpike_core::conf::positive_u64"
-    )]
-    pub settle_timeout_secs: u64,
-    /// Payments one caller address (IPv6 by its /64) may have checked per minute, a burst of
-    /// as many; past it: 429 with `Retry-After`.
-    #[serde(
-        default = "default_checks_per_caller",
-        deserialize_with = "turnpike_core::conf::positive_u64"
-    )]
-    pub checks_per_minute_per_caller: u64,
-    /// Payments all callers together may have checked per minute, in this process; past it:
-    /// 503 with `Retry-After`.
-    #[serde(
-        default = "default_checks",
-        deserialize_with = "turnpike_core::conf::positive_u64"
-    )]
-    pub checks_per_minute: u64,
-}
-
-impl X402Config {
-    /// The bounds on payments checked ([`CHECKS`] unless configured).
-    pub fn check_rates(&self) -> InvoiceRates {
-        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-        InvoiceRates {
-            per_caller: clamp(self.checks_per_minute_per_caller),
-            global: clamp(self.checks_per_minute),
-        }
-    }
-}
-
-fn default_max_timeout() -> u64 {
-    300
-}
-fn default_rpc_timeout() -> u64 {
-    5000
-}
-fn default_settle_timeout() -> u64 {
-    60
-}
-fn default_checks_per_caller() -> u64 {
-    u64::from(CHECKS.per_caller)
-}
-fn default_checks() -> u64 {
-    u64::from(CHECKS.global)
-}
-
-/// The chain id of a CAIP-2 `eip155:<id>` network.
-pub fn chain_id_of(network: &str) -> Option<u64> {
-    let id = network.strip_prefix("eip155:")?;
-    if id.is_empty()
-        || (id.len() > 1 && id.starts_with('0'))
-        || !id.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    id.parse().ok().filter(|v| *v > 0)
-}
-
-/// Reads a hex secp256k1 key (`0x` allowed, surrounding space ignored).
-pub fn parse_key(text: &str) -> Option<SigningKey> {
-    let t = text.trim();
-    let t = t.strip_prefix("0x").unwrap_or(t);
-    if t.len() != 64 {
-        return None;
-    }
-    let mut b = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(t, &mut b[..]).ok()?;
-    SigningKey::from_slice(&b[..]).ok()
-}
-
-/// Who settles payments.
-pub enum Settler {
-    /// The gateway's own account: it sends `transferWithAuthorization` and pays the gas.
-    Own {
-        /// The account's key (never logged).
-        key: SigningKey,
-        /// Its address.
-        address: Address,
-        /// Held from reading the account's nonce to sending, so that concurrent settlements
-        /// get consecutive nonces.
-        sending: tokio::sync::Mutex<()>,
-    },
-    /// A facilitator.
-    Facilitator(Facilitator),
-}
-
-impl std::fmt::Debug for Settler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Settler::Own { address, .. } => write!(f, "Own({})", evm::checksum(address)),
-            Settler::Facilitator(x) => write!(f, "{x:?}"),
-        }
-    }
-}
-
-impl Settler {
-    /// The gateway's own account, with `key`.
-    pub fn own(key: SigningKey) -> Self {
-        let address = evm::address_of(key.verifying_key());
-        Settler::Own {
-            key,
-            address,
-            sending: tokio::sync::Mutex::new(()),
-        }
-    }
-}
 
 /// What a payment that passed the offline checks pays with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,24 +85,13 @@ pub struct Checked {
     pub valid_before: u64,
 }
 
-/// Why a settlement did not happen.
-#[derive(Debug)]
-enum SettleError {
-    /// Refused: nothing moved (the transfer would revert, or reverted).
-    Refused(String),
-    /// The node or facilitator could not be reached before anything was sent.
-    Down(String),
-    /// Sent, but its outcome is not known.
-    Unknown(String),
-}
-
 /// What checking and settling one payment came to.
 struct Attempt {
     verdict: Verdict,
     /// The settlement, on a pass.
     settled: Option<SettlementResponse>,
     /// The bound on payments checked that held it back, and for how long.
-    held: Option<(Over, Duration)>,
+    held: Option<Held>,
 }
 
 impl Attempt {
@@ -270,11 +104,6 @@ impl Attempt {
     }
 }
 
-/// Whole seconds to wait, at least one.
-fn retry_secs(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-}
-
 /// Settlement counts, by outcome, and the spend log.
 #[derive(Debug, Default)]
 pub struct X402Meter {
@@ -282,15 +111,15 @@ pub struct X402Meter {
     refused: AtomicU64,
     failed: AtomicU64,
     offers: AtomicU64,
-    /// Every settlement attempted ([`crate::spend`]).
-    log: SpendLog,
+    /// Every settlement attempted ([`crate::spend`]), the token's.
+    log: Arc<SpendLog>,
     /// The meter of a rail that is off (its series at zero, no summary).
     off: bool,
 }
 
 impl X402Meter {
-    /// A meter writing settlements to `log`.
-    pub fn with_log(log: SpendLog) -> Self {
+    /// A meter summing up settlements from `log`.
+    pub fn with_log(log: Arc<SpendLog>) -> Self {
         X402Meter {
             log,
             ..X402Meter::default()
@@ -305,7 +134,7 @@ impl X402Meter {
         }
     }
 
-    /// The spend log.
+    /// The spend log (the token's).
     pub fn log(&self) -> &SpendLog {
         &self.log
     }
@@ -368,27 +197,16 @@ impl RailMeter for X402Meter {
 /// The rail. See the module docs.
 pub struct X402Rail {
     cfg: X402Config,
-    chain_id: u64,
     asset: Address,
     pay_to: Address,
-    separator: [u8; 32],
     key: Zeroizing<[u8; 32]>,
     resource_url: String,
     spent: Arc<dyn SpentSet>,
-    node: Node,
-    settler: Settler,
+    /// The chain, the token, the bounds on payments checked and the settlement, shared with
+    /// the other rails that take payments in the token.
+    token: Arc<Token>,
     meter: Arc<X402Meter>,
-    /// Payments checked (signer recovery, then the node), per caller address and in all.
-    checks: InvoiceLimiter,
 }
-
-/// The default bounds on payments checked: one caller address may have 120 checked a minute
-/// (each costs a signer recovery and, when it is well formed, calls to the node), all callers
-/// together 3,000 (`[x402] checks_per_minute_per_caller`, `checks_per_minute`).
-pub const CHECKS: InvoiceRates = InvoiceRates {
-    per_caller: 120,
-    global: 3000,
-};
 
 fn stale(reason: &str) -> Verdict {
     Verdict::Stale(Refusal::new(RAIL, reason))
@@ -412,41 +230,29 @@ impl X402Rail {
         node: Node,
         settler: Settler,
     ) -> Result<Self, String> {
-        let chain_id = chain_id_of(&cfg.network)
-            .ok_or_else(|| format!("network {:?} is not eip155:<chainId>", cfg.network))?;
-        let asset = evm::parse_address(&cfg.asset)
-            .ok_or_else(|| format!("asset {:?} is not an address", cfg.asset))?;
-        let pay_to = evm::parse_address(&cfg.pay_to)
-            .ok_or_else(|| format!("pay_to {:?} is not an address", cfg.pay_to))?;
-        let separator = Domain {
-            name: cfg.asset_name.clone(),
-            version: cfg.asset_version.clone(),
-            chain_id,
-            verifying_contract: asset,
-        }
-        .separator();
-        let cfg_rates = cfg.check_rates();
-        Ok(X402Rail {
+        let token = Arc::new(Token::new(&cfg, node, settler)?);
+        Ok(X402Rail::with_token(cfg, key, resource_url, spent, token))
+    }
+
+    /// A rail over `cfg` taking payments in `token` (built from the same `cfg`).
+    pub fn with_token(
+        cfg: X402Config,
+        key: [u8; 32],
+        resource_url: String,
+        spent: Arc<dyn SpentSet>,
+        token: Arc<Token>,
+    ) -> Self {
+        let meter = Arc::new(X402Meter::with_log(token.spend_log().clone()));
+        X402Rail {
             cfg,
-            chain_id,
-            asset,
-            pay_to,
-            separator,
+            asset: token.asset(),
+            pay_to: token.pay_to(),
             key: Zeroizing::new(key),
             resource_url,
             spent,
-            node,
-            settler,
-            meter: Arc::new(X402Meter::default()),
-            checks: InvoiceLimiter::new(cfg_rates),
-        })
-    }
-
-    /// The rail writing every settlement it attempts to `log` ([`crate::spend`]; made before
-    /// any call).
-    pub fn with_spend_log(mut self, log: SpendLog) -> Self {
-        self.meter = Arc::new(X402Meter::with_log(log));
-        self
+            token,
+            meter,
+        }
     }
 
     /// The binding key in `dir/x402.key` (64 hex digits), created with mode 0600 when missing.
@@ -459,10 +265,7 @@ impl X402Rail {
 
     /// The settling account, when the gateway settles itself.
     pub fn settler_address(&self) -> Option<Address> {
-        match &self.settler {
-            Settler::Own { address, .. } => Some(*address),
-            Settler::Facilitator(_) => None,
-        }
+        self.token.settler_address()
     }
 
     /// The binding of an offer for `call`: HMAC-SHA256 over the call's scope digest, the
@@ -600,8 +403,7 @@ impl X402Rail {
                 "the authorization stays valid longer than maxTimeoutSeconds allows",
             ));
         }
-        let digest = auth.digest_with(&self.separator);
-        if evm::recover(&digest, &p.signature) != Some(auth.from) {
+        if !self.token.signed_by_payer(auth, &p.signature) {
             return Err(stale(
                 "the signature is not the payer's (EIP-712 TransferWithAuthorization)",
             ));
@@ -616,13 +418,7 @@ impl X402Rail {
     /// The spent set's key of an authorization: SHA-256 over the chain, the token, the payer
     /// and the nonce.
     pub fn spent_key(&self, a: &Authorization) -> [u8; 32] {
-        let mut h = sha2::Sha256::new();
-        h.update(b"turnpike-x402-nonce\0");
-        h.update(self.chain_id.to_be_bytes());
-        h.update(self.asset);
-        h.update(a.from);
-        h.update(a.nonce);
-        h.finalize().into()
+        self.token.spent_key(a)
     }
 
     async fn release_nonce(&self, key: [u8; 32]) {
@@ -643,24 +439,13 @@ impl X402Rail {
             return Attempt::refused(Verdict::Invalid(Refusal::new(RAIL, "not an x402 payment")));
         };
         // Bounded before the signer is recovered or the node asked: per caller address (IPv6 by
-        // its /64) and in all. Over the caller's own bound: 429; over the whole's: 503; each
-        // with when to come back, nothing checked.
-        let caller = call.peer.map_or_else(
-            || "unknown".to_owned(),
-            |ip| Identity::anonymous(ip).scope_key(),
-        );
-        if let Err((wait, over)) = self.checks.take_or_say(&caller) {
-            let whose = match over {
-                Over::Caller => "from this address",
-                Over::All => "from all callers",
-            };
+        // its /64) and in all, with MPP's evm payments (one shared `Token`). Over the caller's
+        // own bound: 429; over the whole's: 503; each with when to come back, nothing checked.
+        if let Err(held) = self.token.admit_check(call) {
             return Attempt {
-                verdict: unavailable(&format!(
-                    "too many x402 payments to check {whose}; retry in {} s",
-                    retry_secs(wait)
-                )),
+                verdict: unavailable(&held.reason("x402")),
                 settled: None,
-                held: Some((over, wait)),
+                held: Some(held),
             };
         }
         let (v, settled) = self.spend_and_settle(call, offer, p).await;
@@ -702,29 +487,21 @@ impl X402Rail {
         }
         let auth = &p.authorization;
         // The chain: the payer can pay, and the nonce is unused there.
-        let state = async {
-            let balance = self.node.balance_of(&self.asset, &auth.from).await?;
-            let used = self
-                .node
-                .authorization_used(&self.asset, &auth.from, &auth.nonce)
-                .await?;
-            Ok::<_, ChainError>((balance, used))
-        };
-        match state.await {
-            Ok((_, true)) => {
+        match self.token.state(auth).await {
+            Ok(ChainState::Used) => {
                 return (
                     stale("this authorization has already been used on chain"),
                     None,
                 )
             }
-            Ok((balance, false)) if balance < auth.value => {
+            Ok(ChainState::Short) => {
                 self.release_nonce(checked.spent_key).await;
                 return (
                     stale("the payer's balance does not cover the payment"),
                     None,
                 );
             }
-            Ok(_) => {}
+            Ok(ChainState::Payable) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "x402: the chain cannot be asked");
                 self.release_nonce(checked.spent_key).await;
@@ -735,11 +512,17 @@ impl X402Rail {
             }
         }
         let payer = evm::checksum(&auth.from);
-        let outcome = self.settle_payment(p).await;
-        self.meter
-            .log
-            .record(self.payment_record(call, p, &outcome));
-        match outcome {
+        let accepted = serde_json::to_value(&p.accepted).unwrap_or(Value::Null);
+        let paying = Paying {
+            call,
+            rail: RAIL.as_str(),
+            method: SCHEME,
+        };
+        match self
+            .token
+            .settle(&paying, auth, &p.signature, Some((&p.raw, &accepted)))
+            .await
+        {
             Ok(tx) => {
                 self.meter.settled.fetch_add(1, Relaxed);
                 tracing::info!(transaction = %tx, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settled");
@@ -747,7 +530,7 @@ impl X402Rail {
                     success: true,
                     error_reason: None,
                     transaction: tx.clone(),
-                    network: self.cfg.network.clone(),
+                    network: self.token.network().to_string(),
                     payer: Some(payer),
                 };
                 (
@@ -783,120 +566,6 @@ impl X402Rail {
                     None,
                 )
             }
-        }
-    }
-
-    /// The spend log's line for a settlement of `p` for `call` that came to `outcome`.
-    fn payment_record(
-        &self,
-        call: &CallFacts,
-        p: &PaymentPayload,
-        outcome: &Result<String, SettleError>,
-    ) -> PaymentRecord {
-        let (outcome, transaction, reason) = match outcome {
-            Ok(tx) => ("settled", Some(tx.clone()), None),
-            Err(SettleError::Refused(why)) => ("refused", None, Some(why.clone())),
-            Err(SettleError::Down(why)) => ("failed", None, Some(why.clone())),
-            Err(SettleError::Unknown(why)) => ("unknown", None, Some(why.clone())),
-        };
-        PaymentRecord {
-            at: turnpike_core::unix_now(),
-            outcome,
-            transaction,
-            payer: evm::checksum(&p.authorization.from),
-            amount: p.authorization.value.to_string(),
-            asset: evm::checksum(&self.asset),
-            network: self.cfg.network.clone(),
-            pay_to: evm::checksum(&self.pay_to),
-            tool: call.name.clone(),
-            method: call.method.clone(),
-            reason,
-        }
-    }
-
-    async fn settle_payment(&self, p: &PaymentPayload) -> Result<String, SettleError> {
-        match &self.settler {
-            Settler::Facilitator(f) => {
-                let accepted = serde_json::to_value(&p.accepted).unwrap_or(Value::Null);
-                match f.settle(&p.raw, &accepted).await {
-                    Ok(r) if r.success && !r.transaction.is_empty() => Ok(r.transaction),
-                    Ok(r) => Err(SettleError::Refused(format!(
-                        "the facilitator refused it ({})",
-                        r.error_reason.as_deref().unwrap_or("no reason given")
-                    ))),
-                    // A facilitator that did not answer may still have settled.
-                    Err(e) => Err(SettleError::Unknown(e.to_string())),
-                }
-            }
-            Settler::Own {
-                key,
-                address,
-                sending,
-            } => {
-                let data = evm::transfer_with_authorization_call(&p.authorization, &p.signature);
-                let gas = match self.node.estimate_gas(address, &self.asset, &data).await {
-                    Ok(g) => g,
-                    Err(ChainError::Rpc(why)) => return Err(SettleError::Refused(why)),
-                    Err(e) => return Err(SettleError::Down(e.to_string())),
-                };
-                let tx_hash = {
-                    let _one = sending.lock().await;
-                    let nonce = self
-                        .node
-                        .pending_nonce(address)
-                        .await
-                        .map_err(|e| SettleError::Down(e.to_string()))?;
-                    let gas_price = self
-                        .node
-                        .quantity("eth_gasPrice", serde_json::json!([]))
-                        .await
-                        .map_err(|e| SettleError::Down(e.to_string()))?;
-                    let tx = evm::LegacyTx {
-                        nonce,
-                        gas_price,
-                        gas: gas.saturating_mul(5) / 4 + 10_000,
-                        to: self.asset,
-                        value: 0,
-                        data,
-                        chain_id: self.chain_id,
-                    };
-                    let (raw, hash) = tx
-                        .sign(key)
-                        .ok_or_else(|| SettleError::Down("cannot sign the transaction".into()))?;
-                    match self.node.send_raw(&raw).await {
-                        Ok(_) => {}
-                        Err(ChainError::Rpc(why)) => return Err(SettleError::Refused(why)),
-                        Err(e) => return Err(SettleError::Unknown(e.to_string())),
-                    }
-                    format!("0x{}", hex::encode(hash))
-                };
-                self.wait_receipt(&tx_hash).await?;
-                Ok(tx_hash)
-            }
-        }
-    }
-
-    /// Waits for `hash`'s receipt: `Ok` on status 1.
-    async fn wait_receipt(&self, hash: &str) -> Result<(), SettleError> {
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_secs(self.cfg.settle_timeout_secs);
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match self.node.receipt_status(hash).await {
-                Ok(Some(true)) => return Ok(()),
-                Ok(Some(false)) => {
-                    return Err(SettleError::Refused(format!("transaction {hash} reverted")))
-                }
-                Ok(None) | Err(_) => {}
-            }
-            if tokio::time::Instant::now() + pause > deadline {
-                return Err(SettleError::Unknown(format!(
-                    "transaction {hash} not mined within {} s",
-                    self.cfg.settle_timeout_secs
-                )));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 }
@@ -1145,7 +814,7 @@ pub fn in_band_result(
 struct PaidView {
     rail: Arc<X402Rail>,
     settled: Mutex<Option<SettlementResponse>>,
-    held: Mutex<Option<(Over, Duration)>>,
+    held: Mutex<Option<Held>>,
 }
 
 impl Rail for PaidView {
@@ -1208,28 +877,11 @@ impl BoundRail for Bound {
         notes
     }
 
-    /// A payment held back by a bound on payments checked: past the caller's own, 429 (its
-    /// own rate); past the whole's, 503; each with `Retry-After`.
+    /// A payment held back by a bound on payments checked (the token's, shared with MPP's
+    /// `evm` method): past the caller's own, 429 (its own rate); past the whole's, 503; each
+    /// with `Retry-After` ([`Held::answer`]).
     fn answer(&self, _offer: &Offer) -> Option<RailAnswer> {
-        let (over, wait) = (*self.0.held.lock())?;
-        let secs = retry_secs(wait);
-        let (status, message) = match over {
-            Over::Caller => (
-                429,
-                "too many x402 payments to check from this address: retry after Retry-After",
-            ),
-            Over::All => (
-                503,
-                "too many x402 payments to check right now: retry after Retry-After",
-            ),
-        };
-        Some(RailAnswer {
-            status,
-            message: message.into(),
-            www_authenticate: Vec::new(),
-            headers: vec![("retry-after", secs.to_string())],
-            data: vec![("retry_after", Value::from(secs))],
-        })
+        self.0.held.lock().map(|h| h.answer("x402"))
     }
 }
 
@@ -1305,6 +957,10 @@ impl CredentialReader for X402Credentials {
 mod tests {
     use super::*;
     use crate::payer;
+    use k256::ecdsa::SigningKey;
+    use sha2::Digest;
+    use std::time::Duration;
+    use turnpike_lightning::invoice_limit::Over;
     use turnpike_store::MemorySpentSet;
 
     pub(crate) fn config() -> X402Config {
@@ -1387,7 +1043,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let (over, wait) = a.held.unwrap();
+        let Held { over, wait } = a.held.unwrap();
         assert_eq!(over, Over::Caller);
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_secs(1),
@@ -1586,12 +1242,12 @@ mod tests {
         let key = SigningKey::from_slice(&[0x11; 32]).unwrap();
         let pay = payer::pay(&pr.accepts[0], &key, [0x22; 32], 0, now + 60).unwrap();
         let p = PaymentPayload::from_json(pay.clone()).unwrap();
-        let digest = p.authorization.digest_with(&r.separator);
+        let digest = p.authorization.digest_with(&r.token.separator());
         assert!(r.check(&c, &crate::offer(10_000), &p).is_ok());
         let out = [
             ("offer", json.clone()),
             ("header", pr.header()),
-            ("separator", hex::encode(r.separator)),
+            ("separator", hex::encode(r.token.separator())),
             ("struct", hex::encode(p.authorization.struct_hash())),
             ("digest", hex::encode(digest)),
             ("payment", pay.to_string()),

@@ -14,9 +14,9 @@ use serde_json::{Map, Value};
 use crate::evm::{self, Address, Authorization, Rsv};
 
 /// The protocol version this rail speaks.
-pub const X402_VERSION: u64 = 2;
+pub const X402_VERSION: u64 = turnpike_evm::X402_VERSION;
 /// The scheme this rail takes.
-pub const SCHEME: &str = "exact";
+pub const SCHEME: &str = turnpike_evm::EXACT;
 /// The request header of a payment.
 pub const SIGNATURE_HEADER: &str = "payment-signature";
 /// The response header of an offer.
@@ -197,37 +197,7 @@ impl PaymentPayload {
     }
 }
 
-/// The answer to a settled payment: `PAYMENT-RESPONSE`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SettlementResponse {
-    /// Whether it settled.
-    pub success: bool,
-    /// Why not, when it did not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_reason: Option<String>,
-    /// The transaction hash (`0x` + 64 hex digits), empty when none.
-    #[serde(default)]
-    pub transaction: String,
-    /// CAIP-2 network.
-    #[serde(default)]
-    pub network: String,
-    /// The payer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payer: Option<String>,
-}
-
-impl SettlementResponse {
-    /// The header value: base64 (standard, padded) of the JSON.
-    pub fn header(&self) -> String {
-        STANDARD.encode(serde_json::to_vec(self).unwrap_or_default())
-    }
-
-    /// The JSON, for `_meta`.
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-}
+pub use turnpike_evm::chain::SettlementResponse;
 
 /// Base64 (standard, padded) of `bytes`.
 pub fn b64(bytes: &[u8]) -> String {

@@ -83,11 +83,12 @@ pub(crate) struct ConnectArgs {
     /// The most spent on one server in any 24 hours, in sats.
     #[arg(long, value_name = "SAT", help_heading = "Budgets")]
     pub(crate) max_per_server: Option<u64>,
-    /// The most paid with x402 in any 24 hours, in US dollars.
+    /// The most paid with x402 and MPP evm in any 24 hours, in US dollars.
     #[arg(long, value_name = "USD", help_heading = "Budgets")]
     pub(crate) budget_usd_per_day: Option<f64>,
 
-    /// The EVM key that signs x402 payments: a file holding 64 hex digits (mode 0600).
+    /// The EVM key that signs x402 and MPP evm payments: a file holding 64 hex digits (mode
+    /// 0600).
     #[arg(long, value_name = "FILE", help_heading = "x402")]
     pub(crate) x402_key: Option<PathBuf>,
     /// Or the environment variable holding it.
@@ -102,6 +103,13 @@ pub(crate) struct ConnectArgs {
     /// The decimals of --x402-asset (default 6, as USDC's).
     #[arg(long, value_name = "N", help_heading = "x402")]
     pub(crate) x402_decimals: Option<u32>,
+    /// The EIP-712 domain name of --x402-asset ("USD Coin" for USDC on Base): MPP's evm method
+    /// signs under it (its challenge does not carry it; x402 offers do).
+    #[arg(long, value_name = "NAME", help_heading = "x402")]
+    pub(crate) x402_asset_name: Option<String>,
+    /// The EIP-712 domain version of --x402-asset ("2" for USDC), with --x402-asset-name.
+    #[arg(long, value_name = "V", help_heading = "x402")]
+    pub(crate) x402_asset_version: Option<String>,
 
     /// Solve a puzzle when it should take at most this many seconds here …
     #[arg(long, value_name = "SECS", help_heading = "Choosing the rail")]
@@ -116,15 +124,16 @@ pub(crate) struct ConnectArgs {
     /// Routing-fee limit per payment, in sats.
     #[arg(long, value_name = "SAT", help_heading = "Choosing the rail")]
     pub(crate) max_fee: Option<u64>,
-    /// Try this rail first when it is offered: oauth, pow, l402 or x402.
+    /// Try this rail first when it is offered: oauth, pow, l402, x402 or mpp-evm.
     #[arg(long, value_name = "RAIL", help_heading = "Choosing the rail")]
     pub(crate) prefer: Option<String>,
-    /// The rails to use, in order of preference, comma-separated (oauth, pow, l402, x402); a
-    /// rail left out is never used. Default: every rail, OAuth first, a quick puzzle, then
-    /// L402/MPP, then x402, then a puzzle up to --pow-max-secs.
+    /// The rails to use, in order of preference, comma-separated (oauth, pow, l402, x402,
+    /// mpp-evm); a rail left out is never used. Default: every rail, OAuth first, a quick
+    /// puzzle, then L402/MPP Lightning, then x402, then MPP evm, then a puzzle up to
+    /// --pow-max-secs.
     #[arg(long, value_name = "LIST", help_heading = "Choosing the rail")]
     pub(crate) rails: Option<String>,
-    /// Pay with x402 up to this many US dollars for one call.
+    /// Pay with x402 or MPP evm up to this many US dollars for one call.
     #[arg(long, value_name = "USD", help_heading = "Choosing the rail")]
     pub(crate) max_pay_usd: Option<f64>,
     /// Solver threads (default: one per core).
@@ -201,7 +210,8 @@ const CONNECT_EXAMPLES: &str = "Examples:
   turnpike connect https://mcp.example.com/mcp --wallet nwc --wallet-secret-env NWC_URI
   turnpike connect https://mcp.example.com/mcp --oauth-client-id agent --oauth-client-secret-env AGENT_SECRET
   turnpike connect https://mcp.example.com/mcp --x402-key-env X402_KEY --x402-network eip155:8453 \\
-      --x402-asset 0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913 --max-pay-usd 0.05 --budget-usd-per-day 2
+      --x402-asset 0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913 --max-pay-usd 0.05 --budget-usd-per-day 2 \\
+      --x402-asset-name \"USD Coin\" --x402-asset-version 2                     # and MPP's evm method
   turnpike connect --spent                                         # what was paid and solved";
 
 /// `connect.toml`.
@@ -239,6 +249,9 @@ struct FileX402Asset {
     asset: String,
     #[serde(default = "usdc_decimals")]
     decimals: u32,
+    /// The token's EIP-712 domain name and version (for MPP's evm method).
+    name: Option<String>,
+    version: Option<String>,
 }
 
 fn usdc_decimals() -> u32 {
@@ -395,24 +408,36 @@ fn x402_payer(
     let file = file.unwrap_or_default();
     let mut assets = Vec::new();
     for a in &file.assets {
-        assets.push(
-            X402Asset::parse(&a.network, &a.asset, a.decimals)
-                .map_err(|e| anyhow::anyhow!("[x402] assets: {e}"))?,
-        );
+        let asset = X402Asset::parse(&a.network, &a.asset, a.decimals)
+            .map_err(|e| anyhow::anyhow!("[x402] assets: {e}"))?;
+        assets.push(match (&a.name, &a.version) {
+            (Some(n), Some(v)) => asset.with_domain(n, v),
+            (None, None) => asset,
+            _ => bail!("[x402] assets: name and version go together (the token's EIP-712 domain)"),
+        });
     }
+    let domain = match (&args.x402_asset_name, &args.x402_asset_version) {
+        (Some(n), Some(v)) => Some((n.as_str(), v.as_str())),
+        (None, None) => None,
+        _ => bail!(
+            "--x402-asset-name and --x402-asset-version go together (the token's EIP-712 domain)"
+        ),
+    };
     if !args.x402_asset.is_empty() {
         let network = args
             .x402_network
             .as_deref()
             .context("--x402-asset needs --x402-network (eip155:<chain id>)")?;
         for a in &args.x402_asset {
-            assets.push(
-                X402Asset::parse(network, a, args.x402_decimals.unwrap_or(6))
-                    .map_err(|e| anyhow::anyhow!("--x402-asset: {e}"))?,
-            );
+            let asset = X402Asset::parse(network, a, args.x402_decimals.unwrap_or(6))
+                .map_err(|e| anyhow::anyhow!("--x402-asset: {e}"))?;
+            assets.push(match domain {
+                Some((n, v)) => asset.with_domain(n, v),
+                None => asset,
+            });
         }
-    } else if args.x402_network.is_some() || args.x402_decimals.is_some() {
-        bail!("--x402-network and --x402-decimals describe --x402-asset, which is missing");
+    } else if args.x402_network.is_some() || args.x402_decimals.is_some() || domain.is_some() {
+        bail!("--x402-network, --x402-decimals and --x402-asset-name/-version describe --x402-asset, which is missing");
     }
     let (key_file, key_env) = match (&args.x402_key, &args.x402_key_env) {
         (None, None) => (file.key_file, file.key_env),

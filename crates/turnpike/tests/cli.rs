@@ -1091,8 +1091,8 @@ agent = true
 // connect pays x402
 
 /// The x402 settings are checked before anything is bridged: a key file others can read, a key
-/// without an asset, an asset without its network, an unknown rail, a negative dollar amount
-/// are each refused with what to fix; `connect.toml`'s `[x402]` and `--print-config` carry the
+/// without an asset, an asset without its network, a token domain's name without its version
+/// (MPP evm), an unknown rail, a negative dollar amount are each refused with what to fix; `connect.toml`'s `[x402]` and `--print-config` carry the
 /// key's variable, never the key.
 #[test]
 fn connect_checks_its_x402_settings() {
@@ -1132,6 +1132,17 @@ fn connect_checks_its_x402_settings() {
         !err.contains(&"11".repeat(32)),
         "the key is never shown: {err}"
     );
+    // MPP's evm method: the token's EIP-712 domain, name and version together.
+    let mut half = with_asset.to_vec();
+    half.extend(["--x402-asset-name", "USD Coin"]);
+    let (ok, err) = run(&half);
+    assert!(!ok && err.contains("go together"), "{err}");
+    let mut whole = half.clone();
+    whole.extend(["--x402-asset-version", "2", "--rails", "mpp-evm,x402,pow"]);
+    let (ok, err) = run(&whole);
+    assert!(ok, "{err}");
+    let (ok, err) = run(&["--x402-asset-name", "USD Coin", "--x402-asset-version", "2"]);
+    assert!(!ok && err.contains("which is missing"), "{err}");
     let (ok, err) = run(&["--x402-key", &key_s]);
     assert!(!ok && err.contains("no asset to pay with"), "{err}");
     let (ok, err) = run(&["--x402-key", &key_s, "--x402-asset", asset]);
@@ -1152,8 +1163,9 @@ fn connect_checks_its_x402_settings() {
         "connect.toml",
         &format!(
             "[x402]\nkey_env = \"TURNPIKE_TEST_X402_KEY\"\nassets = [{{ network = \"eip155:8453\", \
-             asset = \"{asset}\", decimals = 6 }}]\n[budget]\nper_day_usd = 2.5\n[policy]\n\
-             max_pay_usd = 0.1\nrails = [\"x402\", \"pow\"]\n"
+             asset = \"{asset}\", decimals = 6, name = \"USD Coin\", version = \"2\" }}]\n\
+             [budget]\nper_day_usd = 2.5\n[policy]\n\
+             max_pay_usd = 0.1\nrails = [\"x402\", \"mpp-evm\", \"pow\"]\n"
         ),
     );
     let conf_s = conf.display().to_string();

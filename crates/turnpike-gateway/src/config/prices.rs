@@ -65,9 +65,7 @@ impl Gx<'_> {
             };
             named = true;
             self.rail_prices.push((rail.id(), v.span()));
-            if let Some(offer) = rail.price(self, v) {
-                offers.push(offer);
-            }
+            offers.extend(rail.prices(self, v));
         }
         let priced = !offers.is_empty();
         let shadow = self.price_mode(t, section, free.as_ref().map(|(f, _)| *f));

@@ -14,12 +14,15 @@ use super::types::{check_public_url, Config, ForwardIdentity};
 
 /// The rules across sections, each problem at the place that shows it.
 pub(super) fn check(cx: &mut Gx<'_>, root: &DeTable<'_>, root_start: usize, cfg: &Config) {
-    // A price naming a rail that is off (its table is not there).
+    // A price naming a rail that is off (its table is not there, and nothing else turns it on).
     for (id, span) in std::mem::take(&mut cx.rail_prices) {
-        let Some((table, hint)) = cx.rail(id.as_str()).and_then(|r| r.needs()) else {
+        let Some(rail) = cx.rail(id.as_str()) else {
             continue;
         };
-        if root.get(table).is_none() {
+        let Some((table, hint)) = rail.needs() else {
+            continue;
+        };
+        if root.get(table).is_none() && !rail.is_on(&cfg.rails) {
             cx.problem(
                 Some(span),
                 format!("this price names {id}, but there is no [{table}] section"),
@@ -200,7 +203,7 @@ impl Config {
                 add(m, hint);
             }
             if let Some((table, hint)) = rail.needs() {
-                if self.uses(rail.id()) && !self.rails.has(table) {
+                if self.uses(rail.id()) && !rail.is_on(&self.rails) {
                     add(
                         format!(
                             "a price names {} but there is no [{table}] section",

@@ -35,7 +35,14 @@ pub(crate) fn node() -> PathBuf {
 
 /// Runs tests/e2e/x402_peer.mjs with `args` (and `stdin`): its last line of output.
 pub(crate) async fn peer(args: &[&str], stdin: Option<&str>) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_peer.mjs");
+    node_script("x402_peer.mjs", args, stdin).await
+}
+
+/// Runs the script `name` of tests/e2e with `args` (and `stdin`): its last line of output.
+pub(crate) async fn node_script(name: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/e2e")
+        .join(name);
     let mut child = tokio::process::Command::new(node())
         .arg(&script)
         .args(args)
@@ -55,7 +62,7 @@ pub(crate) async fn peer(args: &[&str], stdin: Option<&str>) -> String {
     let out = child.wait_with_output().await.unwrap();
     assert!(
         out.status.success(),
-        "x402_peer.mjs {}: {}",
+        "{name} {}: {}",
         args.first().unwrap_or(&""),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -271,5 +278,55 @@ pub(crate) async fn setup_x402_with(payers: &[&Payer], extra: &str) -> Env {
         log,
         pay_to,
         dir,
+    }
+}
+
+/// The x402 project's facilitator (tests/e2e/x402_peer.mjs `facilitator`), settling with a
+/// fresh funded key: the node process (ended when dropped) and its URL.
+pub(crate) async fn start_facilitator(chain: &Chain) -> (tokio::process::Child, String) {
+    let key = new_payer();
+    chain
+        .rpc(
+            "anvil_setBalance",
+            json!([key.address, "0x56bc75e2d63100000"]),
+        )
+        .await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_peer.mjs");
+    let mut child = tokio::process::Command::new(node())
+        .arg(&script)
+        .args(["facilitator", &chain.url, &key.key])
+        .env("TURNPIKE_DEPS", deps_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("the facilitator ended without listening");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    (child, format!("http://127.0.0.1:{}", v["port"]))
+}
+
+/// The spend log's lines (`<data_dir>/x402-payments.jsonl`), once it has `n` (the line is
+/// written off the request path: waited for, within ten seconds).
+pub(crate) async fn spend_log(dir: &std::path::Path, n: usize) -> Vec<Value> {
+    let path = dir.join("x402-payments.jsonl");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= n || tokio::time::Instant::now() > deadline {
+            assert_eq!(lines.len(), n, "{text}");
+            return lines;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

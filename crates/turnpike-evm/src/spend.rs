@@ -1,15 +1,17 @@
-//! The x402 spend log: one line for every settlement the gateway attempts, and what came of it.
+//! The spend log: one line for every EIP-3009 settlement the gateway attempts, and what came of
+//! it — x402's payments and MPP's `evm` ones alike (one log per [`crate::token::Token`]).
 //!
 //! Each line is a [`PaymentRecord`] as JSON: when, the outcome (`settled`; `refused`: the
 //! transfer reverted or would, or the facilitator refused it, nothing moved; `failed`: the node
 //! or facilitator could not be reached before anything was sent; `unknown`: sent but not
-//! confirmed in time, the money may have moved), the transaction (settled only), the payer,
+//! confirmed in time, the money may have moved), the rail and its payment method that took it
+//! (`x402` `exact`, or `mpp` `evm`), the transaction (settled only), the payer,
 //! the amount in atomic units, the asset, the network, who was paid, the method and tool of
 //! the call, and the reason of a failure. The file is `<data_dir>/x402-payments.jsonl`,
 //! created 0600 and appended to (one `write` per line, by a blocking task off the async
 //! workers); the newest [`RECENT`] are also kept in memory for the admin summary
-//! ([`crate::rail::X402Meter`]). A settlement is written whether or not its line reaches the
-//! disk: a write that fails is logged (warn), never blocks the call.
+//! (the x402 rail's meter, `turnpike_x402::rail::X402Meter`). A settlement is written whether
+//! or not its line reaches the disk: a write that fails is logged (warn), never blocks the call.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -32,6 +34,10 @@ pub struct PaymentRecord {
     pub at: u64,
     /// `settled`, `refused`, `failed` or `unknown` (see the module docs).
     pub outcome: &'static str,
+    /// The rail that took the payment: `x402` or `mpp`.
+    pub rail: &'static str,
+    /// Its payment method: x402's scheme `exact`, or MPP's charge method `evm`.
+    pub payment_method: &'static str,
     /// The transaction's hash, when it settled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transaction: Option<String>,
@@ -128,6 +134,8 @@ mod tests {
         PaymentRecord {
             at: n,
             outcome: "settled",
+            rail: "x402",
+            payment_method: "exact",
             transaction: Some(format!("0x{n:064x}")),
             payer: "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A".into(),
             amount: "10000".into(),
@@ -163,7 +171,8 @@ mod tests {
         assert_eq!(lines.len(), 30);
         assert_eq!(
             lines[3],
-            serde_json::json!({"at": 3, "outcome": "settled",
+            serde_json::json!({"at": 3, "outcome": "settled", "rail": "x402",
+                "payment_method": "exact",
                 "transaction": format!("0x{:064x}", 3), "payer": rec(3).payer,
                 "amount": "10000", "asset": rec(3).asset, "network": "eip155:8453",
                 "pay_to": rec(3).pay_to, "method": "tools/call", "tool": "dear"})

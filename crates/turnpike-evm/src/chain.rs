@@ -1,17 +1,53 @@
-//! The rail's outbound calls: JSON-RPC to an Ethereum node (`[x402] rpc_url`) and the
+//! The outbound calls of the rails that take EIP-3009 payments: JSON-RPC to an Ethereum node (`[x402] rpc_url`) and the
 //! facilitator's `POST /settle`, through the turnpike-https client: one deadline per request,
 //! no redirects, a bound on every answer's size. An unreachable node or facilitator is an error
 //! the rail answers with 503 (it never lets a call through on a question it could not ask).
 
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use turnpike_https::HttpsClient;
 
 use crate::evm::{self, Address};
+
+/// A facilitator's answer to `/settle`, which is x402's answer to a settled payment
+/// (`PAYMENT-RESPONSE`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettlementResponse {
+    /// Whether it settled.
+    pub success: bool,
+    /// Why not, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<String>,
+    /// The transaction hash (`0x` + 64 hex digits), empty when none.
+    #[serde(default)]
+    pub transaction: String,
+    /// CAIP-2 network.
+    #[serde(default)]
+    pub network: String,
+    /// The payer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
+}
+
+impl SettlementResponse {
+    /// The header value: base64 (standard, padded) of the JSON.
+    pub fn header(&self) -> String {
+        STANDARD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// The JSON, for `_meta`.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
 
 /// The largest answer read from a node or a facilitator.
 const MAX_ANSWER: usize = 256 * 1024;
@@ -258,9 +294,9 @@ impl Facilitator {
         &self,
         payload: &Value,
         requirements: &Value,
-    ) -> Result<crate::wire::SettlementResponse, ChainError> {
+    ) -> Result<SettlementResponse, ChainError> {
         let body = json!({
-            "x402Version": crate::wire::X402_VERSION,
+            "x402Version": crate::X402_VERSION,
             "paymentPayload": payload,
             "paymentRequirements": requirements,
         });
