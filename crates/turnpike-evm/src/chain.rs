@@ -263,13 +263,19 @@ impl Node {
     /// The receipt's status of transaction `hash` (`Some(true)`: succeeded), `None` while it
     /// is not mined.
     pub async fn receipt_status(&self, hash: &str) -> Result<Option<bool>, ChainError> {
+        Ok(self
+            .receipt(hash)
+            .await?
+            .map(|r| r.get("status").and_then(quantity) == Some(1)))
+    }
+
+    /// The receipt of transaction `hash` (`eth_getTransactionReceipt`), `None` while it is not
+    /// mined.
+    pub async fn receipt(&self, hash: &str) -> Result<Option<Value>, ChainError> {
         let r = self
             .call("eth_getTransactionReceipt", json!([hash]))
             .await?;
-        if r.is_null() {
-            return Ok(None);
-        }
-        Ok(Some(r.get("status").and_then(quantity) == Some(1)))
+        Ok((!r.is_null()).then_some(r))
     }
 }
 

@@ -313,6 +313,55 @@ pub fn transfer_with_authorization_call(a: &Authorization, sig: &Rsv) -> Vec<u8>
     d
 }
 
+/// Whether `receipt` (an `eth_getTransactionReceipt` answer) is of a transaction that
+/// succeeded and executed authorization `a` on token `asset`: among its logs, emitted by
+/// `asset`, EIP-3009's `AuthorizationUsed(a.from, a.nonce)` and the ERC-20
+/// `Transfer(a.from, a.to, a.value)`. What a facilitator says it settled is checked this way.
+pub fn receipt_executes(receipt: &serde_json::Value, asset: &Address, a: &Authorization) -> bool {
+    let status = receipt
+        .get("status")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|q| q.strip_prefix("0x"))
+        .and_then(|q| u8::from_str_radix(q, 16).ok());
+    if status != Some(1) {
+        return false;
+    }
+    let Some(logs) = receipt.get("logs").and_then(serde_json::Value::as_array) else {
+        return false;
+    };
+    let used = keccak(b"AuthorizationUsed(address,bytes32)");
+    let transfer = keccak(b"Transfer(address,address,uint256)");
+    let word = |v: &serde_json::Value| -> Option<Vec<u8>> {
+        hex::decode(v.as_str()?.strip_prefix("0x")?).ok()
+    };
+    let mut saw_used = false;
+    let mut saw_transfer = false;
+    for log in logs {
+        let emitter = log.get("address").and_then(word);
+        if emitter.as_deref() != Some(&asset[..]) {
+            continue;
+        }
+        let topics: Vec<Vec<u8>> = log
+            .get("topics")
+            .and_then(serde_json::Value::as_array)
+            .map(|t| t.iter().filter_map(word).collect())
+            .unwrap_or_default();
+        let data = log.get("data").and_then(word).unwrap_or_default();
+        match topics.as_slice() {
+            [t0, who, nonce] if t0[..] == used[..] => {
+                saw_used |= who[..] == word_address(&a.from)[..] && nonce[..] == a.nonce[..];
+            }
+            [t0, from, to] if t0[..] == transfer[..] => {
+                saw_transfer |= from[..] == word_address(&a.from)[..]
+                    && to[..] == word_address(&a.to)[..]
+                    && data[..] == word_u128(a.value)[..];
+            }
+            _ => {}
+        }
+    }
+    saw_used && saw_transfer
+}
+
 /// Reads an ABI word answered by `eth_call` as an integer, `None` above 2^128 - 1.
 pub fn word_to_u128(w: &[u8]) -> Option<u128> {
     if w.len() != 32 || w[..16].iter().any(|b| *b != 0) {
@@ -448,6 +497,68 @@ fn strip(b: &[u8; 32]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receipt_executes_exactly_its_authorization() {
+        let asset: Address = [0xaa; 20];
+        let a = Authorization {
+            from: [0x11; 20],
+            to: [0x22; 20],
+            value: 10_000,
+            valid_after: 0,
+            valid_before: u128::MAX,
+            nonce: [0x33; 32],
+        };
+        let h = |b: &[u8]| format!("0x{}", hex::encode(b));
+        let receipt = |status: &str, emitter: Address, value: u128, nonce: [u8; 32]| {
+            serde_json::json!({
+                "status": status,
+                "logs": [
+                    {"address": h(&emitter), "data": "0x",
+                     "topics": [h(&keccak(b"AuthorizationUsed(address,bytes32)")),
+                                h(&word_address(&a.from)), h(&nonce)]},
+                    {"address": h(&emitter), "data": h(&word_u128(value)),
+                     "topics": [h(&keccak(b"Transfer(address,address,uint256)")),
+                                h(&word_address(&a.from)), h(&word_address(&a.to))]},
+                ]
+            })
+        };
+        assert!(receipt_executes(
+            &receipt("0x1", asset, a.value, a.nonce),
+            &asset,
+            &a
+        ));
+        assert!(!receipt_executes(
+            &receipt("0x0", asset, a.value, a.nonce),
+            &asset,
+            &a
+        ));
+        assert!(!receipt_executes(
+            &receipt("0x1", [0xbb; 20], a.value, a.nonce),
+            &asset,
+            &a
+        ));
+        assert!(!receipt_executes(
+            &receipt("0x1", asset, a.value - 1, a.nonce),
+            &asset,
+            &a
+        ));
+        assert!(!receipt_executes(
+            &receipt("0x1", asset, a.value, [0x44; 32]),
+            &asset,
+            &a
+        ));
+        assert!(!receipt_executes(
+            &serde_json::json!({"status": "0x1", "logs": []}),
+            &asset,
+            &a
+        ));
+        assert!(!receipt_executes(
+            &serde_json::json!({"status": "0x1"}),
+            &asset,
+            &a
+        ));
+    }
 
     #[test]
     fn keccak_and_selectors() {

@@ -558,7 +558,11 @@ impl Token {
                     ));
                 };
                 match f.settle(payment, accepted).await {
-                    Ok(r) if r.success && !r.transaction.is_empty() => Ok(r.transaction),
+                    // What the facilitator says it settled is believed once the chain shows it.
+                    Ok(r) if r.success && !r.transaction.is_empty() => {
+                        self.confirm(&r.transaction, a).await?;
+                        Ok(r.transaction)
+                    }
                     Ok(r) => Err(SettleError::Refused(format!(
                         "the facilitator refused it ({})",
                         r.error_reason.as_deref().unwrap_or("no reason given")
@@ -612,6 +616,34 @@ impl Token {
                 self.wait_receipt(&tx_hash).await?;
                 Ok(tx_hash)
             }
+        }
+    }
+
+    /// Waits for the receipt of `hash`, a transaction a facilitator says settled `a`: `Ok`
+    /// when it executed `a` on this token ([`evm::receipt_executes`]); unknown when it was
+    /// mined and did not (a facilitator that lies, or settled another payment: the payment
+    /// stays spent) or is not seen within the settlement deadline.
+    async fn confirm(&self, hash: &str, a: &Authorization) -> Result<(), SettleError> {
+        let deadline = tokio::time::Instant::now() + self.settle_timeout;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            if let Ok(Some(r)) = self.node.receipt(hash).await {
+                if evm::receipt_executes(&r, &self.asset, a) {
+                    return Ok(());
+                }
+                // Whether anything of this payment moved is not known: it stays spent.
+                return Err(SettleError::Unknown(format!(
+                    "the facilitator's transaction {hash} does not carry this payment"
+                )));
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(SettleError::Unknown(format!(
+                    "the facilitator's transaction {hash} is not seen on chain within {} s",
+                    self.settle_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 

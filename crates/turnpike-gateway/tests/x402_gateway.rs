@@ -411,6 +411,120 @@ async fn facilitator_or_node_down_fails_closed() {
     assert_eq!(chain.balance(&payer.address).await, 1_000_000);
 }
 
+/// A facilitator on 127.0.0.1 that answers every request with `answer` (HTTP 200, JSON), or
+/// never answers at all (`None`): it holds each connection open.
+async fn fake_facilitator(answer: Option<Value>) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = l.accept().await {
+            let Some(answer) = &answer else {
+                held.push(s);
+                continue;
+            };
+            let body = answer.to_string();
+            tokio::spawn(async move {
+                // The request: its head, then as many bytes as its Content-Length says.
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A facilitator that lies (it says it settled, naming a transaction of the chain that moved
+/// none of this payment) or that never answers: 503, the upstream not run, the payer's money
+/// where it was, and the authorization kept spent (a retry of it is refused, not settled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_facilitator_that_lies_or_hangs_fails_closed() {
+    let payer = new_payer();
+    let chain = start_chain(&[&payer]).await;
+    let (up, log) = start_upstream(true).await;
+    let pay_to = new_address();
+    // A real transaction on the chain, of another sender, that has nothing to do with the
+    // payment: what a lying facilitator could name.
+    let accounts = chain.rpc("eth_accounts", json!([])).await;
+    let from = accounts[0].as_str().unwrap().to_owned();
+    let other = chain
+        .rpc(
+            "eth_sendTransaction",
+            json!([{"from": from, "to": new_address(), "value": "0x1"}]),
+        )
+        .await;
+    let other = other.as_str().unwrap().to_owned();
+    let liar = fake_facilitator(Some(json!({
+        "success": true,
+        "transaction": other,
+        "network": "eip155:31337",
+        "payer": payer.address,
+    })))
+    .await;
+    let silent = fake_facilitator(None).await;
+    for facilitator in [liar, silent] {
+        let gw = start_gateway_with(&x402_config(
+            up,
+            &data_dir(),
+            &chain.url,
+            &chain.asset,
+            &pay_to,
+            &format!("facilitator_url = \"http://{facilitator}\"\nrpc_timeout_ms = 2000"),
+        ))
+        .await;
+        let pr = payment_required(&post(gw, &[], &call(1, "dear", json!({"n": 3}))).await);
+        let h = sign(&pr, &payer).await;
+        let r = post(
+            gw,
+            &[("payment-signature", &h)],
+            &call(2, "dear", json!({"n": 3})),
+        )
+        .await;
+        assert_eq!(r.status, 503, "{facilitator}: {}", r.text());
+        assert!(r.headers.get("payment-response").is_none());
+        let again = post(
+            gw,
+            &[("payment-signature", &h)],
+            &call(3, "dear", json!({"n": 3})),
+        )
+        .await;
+        assert_ne!(again.status, 200, "{}", again.text());
+    }
+    let calls = log
+        .lock()
+        .iter()
+        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+        .count();
+    assert_eq!(calls, 0, "the upstream never ran for an unpaid call");
+    assert_eq!(chain.balance(&payer.address).await, 1_000_000);
+    assert_eq!(chain.balance(&pay_to).await, 0);
+}
+
 /// The MCP transport's tool-result binding, byte for byte: in band, a call without payment is
 /// a tool result with `isError: true` whose `structuredContent` is the `PaymentRequired` and
 /// whose `content[0].text` is its JSON; the payment in `params._meta["x402/payment"]`; the
