@@ -64,8 +64,11 @@ pub enum Rail {
     Oauth,
     /// Solve a puzzle (costs CPU time).
     Pow,
-    /// Pay over Lightning: L402, or MPP's Lightning charge (costs sats).
+    /// Pay over Lightning: an L402 invoice, or MPP's Lightning charge where the gate offers no
+    /// L402 (costs sats).
     L402,
+    /// Pay over Lightning with MPP's Lightning charge only (costs sats).
+    Mpp,
     /// Pay with x402 (costs US dollars in a stablecoin).
     X402,
     /// Pay with MPP's `evm` charge method (costs US dollars in a stablecoin).
@@ -79,11 +82,12 @@ impl std::str::FromStr for Rail {
         match s.trim() {
             "oauth" => Ok(Rail::Oauth),
             "pow" => Ok(Rail::Pow),
-            "l402" | "mpp" => Ok(Rail::L402),
+            "l402" => Ok(Rail::L402),
+            "mpp" => Ok(Rail::Mpp),
             "x402" => Ok(Rail::X402),
             "mpp-evm" => Ok(Rail::MppEvm),
             other => Err(format!(
-                "rail {other:?}: expected oauth, pow, l402, x402 or mpp-evm"
+                "rail {other:?}: expected oauth, pow, l402, mpp, x402 or mpp-evm"
             )),
         }
     }
@@ -611,6 +615,13 @@ impl Client {
                 (Rail::MppEvm, true),
                 (Rail::Pow, false),
             ]),
+            (None, Some(Rail::Mpp)) => order.extend([
+                (Rail::Mpp, true),
+                (Rail::L402, true),
+                (Rail::X402, true),
+                (Rail::MppEvm, true),
+                (Rail::Pow, false),
+            ]),
             (None, Some(Rail::X402)) => order.extend([
                 (Rail::X402, true),
                 (Rail::MppEvm, true),
@@ -639,6 +650,7 @@ impl Client {
         }
         let mut tried_pow = false;
         let mut tried_l402 = false;
+        let mut tried_mpp = false;
         let mut tried_x402 = false;
         let mut tried_evm = false;
         for (rail, quick_only) in order {
@@ -673,39 +685,49 @@ impl Client {
                         Err(e) => refusals.push(Refusal::new("proof-of-work", e)),
                     }
                 }
-                // Lightning: an L402 invoice, else an MPP (Payment scheme) one.
-                Rail::L402 if !tried_l402 => {
-                    if offers.l402.is_empty() && offers.mpp.is_empty() {
-                        continue;
-                    }
-                    tried_l402 = true;
-                    let Some(wallet) = &self.cfg.wallet else {
-                        let rail = if offers.l402.is_empty() {
-                            "MPP"
-                        } else {
+                // Lightning. `l402`: an L402 invoice, else (none offered) an MPP one;
+                // `mpp`: an MPP (Payment scheme, Lightning charge) invoice only.
+                Rail::L402 | Rail::Mpp => {
+                    let l402 = if rail == Rail::L402 && !tried_l402 {
+                        offers.l402.first()
+                    } else {
+                        None
+                    };
+                    let mpp = if l402.is_none()
+                        && !tried_mpp
+                        && (rail == Rail::Mpp || offers.l402.is_empty())
+                    {
+                        offers.mpp.first()
+                    } else {
+                        None
+                    };
+                    let name = match (l402, mpp) {
+                        (Some(_), _) => {
+                            tried_l402 = true;
                             "L402"
-                        };
-                        refusals.push(Refusal::said(rail, "no wallet is configured".into()));
+                        }
+                        (None, Some(_)) => {
+                            tried_mpp = true;
+                            "MPP"
+                        }
+                        (None, None) => continue,
+                    };
+                    let Some(wallet) = &self.cfg.wallet else {
+                        refusals.push(Refusal::said(name, "no wallet is configured".into()));
                         continue;
                     };
-                    if let Some(offer) = offers.l402.first() {
-                        match self.pay(call, offer, wallet.as_ref()).await {
-                            Ok(v) => {
-                                note_fallback(call, &refusals, "paid the invoice");
-                                at.auth.push(v);
-                                return Ok(());
-                            }
-                            Err(e) => refusals.push(Refusal::new("L402", e)),
+                    let paid = match (l402, mpp) {
+                        (Some(offer), _) => self.pay(call, offer, wallet.as_ref()).await,
+                        (None, Some(c)) => self.pay_mpp(call, c, wallet.as_ref()).await,
+                        (None, None) => continue,
+                    };
+                    match paid {
+                        Ok(v) => {
+                            note_fallback(call, &refusals, "paid the invoice");
+                            at.auth.push(v);
+                            return Ok(());
                         }
-                    } else if let Some(c) = offers.mpp.first() {
-                        match self.pay_mpp(call, c, wallet.as_ref()).await {
-                            Ok(v) => {
-                                note_fallback(call, &refusals, "paid the invoice");
-                                at.auth.push(v);
-                                return Ok(());
-                            }
-                            Err(e) => refusals.push(Refusal::new("MPP", e)),
-                        }
+                        Err(e) => refusals.push(Refusal::new(name, e)),
                     }
                 }
                 Rail::X402 if !tried_x402 => {

@@ -124,11 +124,12 @@ pub(crate) struct ConnectArgs {
     /// Routing-fee limit per payment, in sats.
     #[arg(long, value_name = "SAT", help_heading = "Choosing the rail")]
     pub(crate) max_fee: Option<u64>,
-    /// Try this rail first when it is offered: oauth, pow, l402, x402 or mpp-evm.
+    /// Try this rail first when it is offered: oauth, pow, l402, mpp, x402 or mpp-evm.
     #[arg(long, value_name = "RAIL", help_heading = "Choosing the rail")]
     pub(crate) prefer: Option<String>,
-    /// The rails to use, in order of preference, comma-separated (oauth, pow, l402, x402,
-    /// mpp-evm); a rail left out is never used. Default: every rail, OAuth first, a quick
+    /// The rails to use, in order of preference, comma-separated (oauth, pow, l402, mpp,
+    /// x402, mpp-evm; l402 takes an MPP Lightning invoice where no L402 is offered, mpp only
+    /// MPP's); a rail left out is never used. Default: every rail, OAuth first, a quick
     /// puzzle, then L402/MPP Lightning, then x402, then MPP evm, then a puzzle up to
     /// --pow-max-secs.
     #[arg(long, value_name = "LIST", help_heading = "Choosing the rail")]
