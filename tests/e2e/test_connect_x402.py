@@ -3,7 +3,8 @@
 The Python `mcp` SDK launches `turnpike connect` over stdio with an EVM key (a 0600 file) and the
 test token allowed. The gateway (`turnpike serve`, in front of the fixture server) prices `add` in
 proof-of-work or x402 and settles with its own key on anvil, where the EIP-3009 token of
-x402_TestUSD.sol is deployed (x402_peer.mjs). With `--rails x402,pow` the bridge signs the
+x402_TestUSD.sol is deployed (x402_peer.mjs; the chain is evm_chain.py's, shared with
+test_connect_rails.py). With `--rails x402,pow` the bridge signs the
 payment and the token moves on chain; with a daily dollar budget under the price it refuses, says
 so only in its log, and solves the puzzle instead: nothing moves.
 """
@@ -12,32 +13,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import anyio
-import httpx
 import pytest
 from mcp import Client, StdioServerParameters
 
-from listening import start_fixture, start_gateway_config, wait_for_output
-from turnpike_e2e import DEPS, NODE22, ROOT, TURNPIKE, Proc, require_file, toml_str
+from evm_chain import start_chain
+from listening import start_fixture, start_gateway_config
+from turnpike_e2e import TURNPIKE, toml_str
 
-ANVIL = DEPS / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
-PEER = ROOT / "tests" / "e2e" / "x402_peer.mjs"
 PRICE = 10_000  # atomic units of a 6-decimal token: $0.01
 EFFORT = 4000
-
-
-def peer(*args: str) -> dict:
-    out = subprocess.run([str(NODE22), str(PEER), *args], capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "TURNPIKE_DEPS": str(DEPS.parent)})
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @dataclass
@@ -48,32 +38,12 @@ class Chain:
     payer: str
     pay_to: str
     gw_url: str
-
-    def balance(self, who: str) -> int:
-        return int(peer("balance", self.url, self.asset, who)["balance"])
+    balance: Callable[[str], int]  # the token's balance of an address, on chain
 
 
 @pytest.fixture(scope="module")
 def chain(work: Path) -> Iterator[Chain]:
-    require_file(ANVIL, "run scripts/setup-test-deps")
-    anvil = Proc("x402-anvil", [str(ANVIL), "--host", "127.0.0.1", "--port", "0"],
-                 work / "x402-anvil.log")
-    addr = wait_for_output(anvil, lambda t: (m := re.search(r"Listening on (\S+)", t)) and m.group(1),
-                           "listening")
-    url = f"http://{addr}"
-    payer_key = "0x" + secrets.token_hex(32)
-    payer = peer("address", payer_key)["address"]
-    asset = peer("setup", url, payer)["asset"]
-    # The gateway's settling account, with gas money.
-    settle_key = "0x" + secrets.token_hex(32)
-    settler = peer("address", settle_key)["address"]
-    r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "anvil_setBalance",
-                              "params": [settler, "0x56bc75e2d63100000"]})
-    assert "error" not in r.json(), r.text
-    key_path = work / "x402-settle.key"
-    key_path.write_text(settle_key)
-    key_path.chmod(0o600)
-    pay_to = "0x" + secrets.token_hex(20)
+    local = start_chain(work, "x402-anvil")
     up, up_url = start_fixture(work, "x402-connect-fixture", "--stateless", "--json")
     data_dir = work / "gw-x402-connect-data"
     config = "\n".join([
@@ -82,16 +52,14 @@ def chain(work: Path) -> Iterator[Chain]:
         "[upstream]", f"url = {toml_str(up_url)}", "",
         "[pow]", "subpuzzles = 4", "",
         "[tools.add]", f"pow = {EFFORT}", f'x402 = {{ amount = "{PRICE}" }}', "",
-        "[x402]", 'network = "eip155:31337"', f"rpc_url = {toml_str(url)}",
-        f"asset = {toml_str(asset)}", 'asset_name = "TestUSD"', 'asset_version = "1"',
-        f"pay_to = {toml_str(pay_to)}", "max_timeout_secs = 120",
-        f"settle_key_file = {toml_str(str(key_path))}", "",
+        *local.x402_table(),
     ])
     gw, gw_url = start_gateway_config(work, "gw-x402-connect", config)
-    yield Chain(url, asset, payer_key, payer, pay_to, gw_url)
+    yield Chain(local.url, local.asset, local.payer_key, local.payer, local.pay_to, gw_url,
+                local.balance)
     gw.stop()
     up.stop()
-    anvil.stop()
+    local.stop()
 
 
 def bridge(c: Chain, state: Path, *flags: str) -> StdioServerParameters:
