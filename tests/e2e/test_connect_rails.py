@@ -14,9 +14,9 @@ connect's spend log.
 - `--rails x402,…` signs x402: the x402 price moves on chain;
 - `--rails mpp-evm,…` signs MPP `evm`: the MPP evm price moves on chain;
 - `--rails l402,…` pays the L402 invoice; nothing moves on chain;
-- `--rails mpp,…` pays MPP's Lightning charge: on `echo`, priced the same without L402; on `add`
-  (L402 offered too) it should as well, but pays the L402 invoice (xfail: `mpp` is read as
-  `l402`, and the Lightning rail takes an L402 offer before an MPP one);
+- `--rails mpp,…` pays MPP's Lightning charge: on `echo`, priced the same without L402, and on
+  `add`, where L402 is offered too (`mpp` is MPP's Lightning charge alone; `l402` would take the
+  L402 invoice);
 - `--rails pow` solves;
 - budgets: with `--budget-usd-per-day` under both dollar prices, `--rails x402,mpp-evm,l402,pow`
   pays the L402 invoice (`add`) and `--rails x402,mpp,pow` MPP's Lightning charge (`echo`), and
@@ -208,10 +208,6 @@ def test_l402_first_pays_the_l402_invoice(gate: Gate, tmp_path: Path) -> None:
     assert m.log == [("l402", "paid")], m
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "`--rails mpp` is read as `l402` (Rail::from_str maps both to Rail::L402) and the Lightning "
-    "rail pays an L402 offer before an MPP one, so with both offered MPP's Lightning charge is "
-    "never paid: the L402 invoice is"))
 def test_mpp_first_pays_the_mpp_lightning_charge(gate: Gate, tmp_path: Path) -> None:
     m = one_call(gate, tmp_path, "--rails", "mpp,x402,pow")
     assert (m.payer, m.payee, m.l402) == (0, 0, 0), m
