@@ -753,17 +753,15 @@ impl Gate {
         Ok(decided)
     }
 
-    /// The rails' decision on a priced call, with the limits that run before it.
-    async fn judge(
-        &self,
-        priced: &Priced<'_>,
-        price: &Price,
-        facts: &CallFacts,
-        peer: Option<IpAddr>,
-        log: &mut CallLog,
-    ) -> Step<Judged> {
-        let Parsed { parts, bytes, msg } = &priced.call;
-        let edge = EdgeRequest {
+    /// The request as the rails see it at the edge: method, authority (the target's, else the
+    /// `Host` field's), target, the public URL, the body and the header `lines`.
+    fn edge_request<'a>(
+        &'a self,
+        parts: &'a http::request::Parts,
+        bytes: &'a [u8],
+        lines: &'a credentials::Lines<'a>,
+    ) -> EdgeRequest<'a> {
+        EdgeRequest {
             method: parts.method.as_str(),
             authority: parts.uri.authority().map(|a| a.as_str()).or_else(|| {
                 parts
@@ -774,8 +772,22 @@ impl Gate {
             target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
             public_url: self.opts.public_url.as_deref(),
             body: bytes,
-            headers: &credentials::Lines(&parts.headers),
-        };
+            headers: lines,
+        }
+    }
+
+    /// The rails' decision on a priced call, with the limits that run before it.
+    async fn judge(
+        &self,
+        priced: &Priced<'_>,
+        price: &Price,
+        facts: &CallFacts,
+        peer: Option<IpAddr>,
+        log: &mut CallLog,
+    ) -> Step<Judged> {
+        let Parsed { parts, bytes, msg } = &priced.call;
+        let lines = credentials::Lines(&parts.headers);
+        let edge = self.edge_request(parts, bytes, &lines);
         let collected = credentials::collect(self.rails.edge(), &edge, msg);
         let mut judged = Judged::default();
         // A price in shadow mode and no credential a rail could verify (none, or only
@@ -1137,19 +1149,8 @@ impl Gate {
     /// (scopes, claims, caveats); `None`: no such caller.
     async fn identified(&self, call: &Parsed, facts: &CallFacts) -> Option<(Identity, Arc<About>)> {
         let Parsed { parts, bytes, msg } = call;
-        let edge = EdgeRequest {
-            method: parts.method.as_str(),
-            authority: parts.uri.authority().map(|a| a.as_str()).or_else(|| {
-                parts
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-            }),
-            target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-            public_url: self.opts.public_url.as_deref(),
-            body: bytes,
-            headers: &credentials::Lines(&parts.headers),
-        };
+        let lines = credentials::Lines(&parts.headers);
+        let edge = self.edge_request(parts, bytes, &lines);
         let collected = credentials::collect(self.rails.edge(), &edge, msg);
         for cred in &collected.creds {
             if let Some(rail) = self.rail(cred.rail()) {
