@@ -1010,6 +1010,43 @@ impl Client {
             .map_err(|_| ClientError::Refused("the MPP credential is not a header value".into()))
     }
 
+    /// Takes the state directory's lock (off the async threads: it may wait for another
+    /// process).
+    async fn lock_state(&self) -> Result<store::DirLock, ClientError> {
+        let dir = self.cfg.state_dir.clone();
+        tokio::task::spawn_blocking(move || store::lock_dir(&dir))
+            .await
+            .map_err(|e| ClientError::State(format!("lock task: {e}")))?
+    }
+
+    /// Before a dollar payment (`usd` micro-dollars; `what`: the offer, for the messages) is
+    /// signed: checks it against the per-call cap (`--max-pay-usd`), takes the state
+    /// directory's lock and checks it against the daily dollar budget in the spend log. The
+    /// lock is returned held, to be kept across the signature and the log entry, with the time
+    /// of the check.
+    async fn lock_within_usd(
+        &self,
+        usd: u64,
+        what: &str,
+    ) -> Result<(store::DirLock, u64), ClientError> {
+        let cap = usd_to_micro(self.cfg.policy.max_pay_usd).unwrap_or(0);
+        if usd > cap {
+            return Err(ClientError::Budget(format!(
+                "the server asks {what}, but the rail policy pays at most {} at once \
+                 (--max-pay-usd); nothing signed",
+                fmt_usd(cap)
+            )));
+        }
+        let lock = self.lock_state().await?;
+        let log = budget::read_log(&self.cfg.state_dir)?;
+        let now = unix_now();
+        self.cfg
+            .budgets
+            .check_usd(usd, budget::spent_usd_day(&log, now))
+            .map_err(|m| ClientError::Budget(format!("{m}; nothing signed (the offer: {what})")))?;
+        Ok((lock, now))
+    }
+
     /// Pays an x402 offer: the cheapest of `offers` in an allowed asset, within the per-call
     /// cap and the daily dollar budget, checked and logged under the state directory's lock. The
     /// `PAYMENT-SIGNATURE` value: base64 of the signed `PaymentPayload`.
@@ -1056,28 +1093,7 @@ impl Client {
             evm::checksum(&asset.asset),
             call.describe()
         );
-        let cap = usd_to_micro(self.cfg.policy.max_pay_usd).unwrap_or(0);
-        if usd > cap {
-            return Err(ClientError::Budget(format!(
-                "the server asks {what}, but the rail policy pays at most {} at once \
-                 (--max-pay-usd); nothing signed",
-                fmt_usd(cap)
-            )));
-        }
-        let dir = self.cfg.state_dir.clone();
-        // The lock is held across the check, the signature and the log entry.
-        let lock = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || store::lock_dir(&dir))
-                .await
-                .map_err(|e| ClientError::State(format!("lock task: {e}")))??
-        };
-        let log = budget::read_log(&dir)?;
-        let now = unix_now();
-        self.cfg
-            .budgets
-            .check_usd(usd, budget::spent_usd_day(&log, now))
-            .map_err(|m| ClientError::Budget(format!("{m}; nothing signed (the offer: {what})")))?;
+        let (lock, now) = self.lock_within_usd(usd, &what).await?;
         // Valid from now until the offer's timeout (at least 10 s, at most an hour).
         let valid_before = now + req.max_timeout_seconds.clamp(10, 3600) as u64;
         let nonce: [u8; 32] = rand::random();
@@ -1096,24 +1112,9 @@ impl Client {
         };
         let header = HeaderValue::from_str(&value)
             .map_err(|_| ClientError::Refused("the x402 payment is not a header value".into()))?;
-        let entry = SpendEntry {
-            at: now,
-            server: call.server.clone(),
-            method: call.method.clone(),
-            name: call.name.clone(),
-            rail: "x402".into(),
-            status: "signed".into(),
-            usd_micro: Some(usd),
-            units: Some(units.to_string()),
-            asset: Some(format!(
-                "{}/{}",
-                asset.network(),
-                evm::checksum(&asset.asset)
-            )),
-            pay_to: Some(pay_to),
-            ..SpendEntry::default()
-        };
-        budget::append_log(&dir, &entry)?;
+        let asset = format!("{}/{}", asset.network(), evm::checksum(&asset.asset));
+        let entry = signed_usd(call, now, "x402", usd, units, asset, pay_to);
+        budget::append_log(&self.cfg.state_dir, &entry)?;
         drop(lock);
         Ok(header)
     }
@@ -1173,27 +1174,7 @@ impl Client {
             fmt_usd(usd),
             call.describe()
         );
-        let cap = usd_to_micro(self.cfg.policy.max_pay_usd).unwrap_or(0);
-        if usd > cap {
-            return Err(ClientError::Budget(format!(
-                "the server asks {what}, but the rail policy pays at most {} at once \
-                 (--max-pay-usd); nothing signed",
-                fmt_usd(cap)
-            )));
-        }
-        let dir = self.cfg.state_dir.clone();
-        // The lock is held across the check, the signature and the log entry.
-        let lock = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || store::lock_dir(&dir))
-                .await
-                .map_err(|e| ClientError::State(format!("lock task: {e}")))??
-        };
-        let log = budget::read_log(&dir)?;
-        self.cfg
-            .budgets
-            .check_usd(usd, budget::spent_usd_day(&log, now))
-            .map_err(|m| ClientError::Budget(format!("{m}; nothing signed (the offer: {what})")))?;
+        let (lock, now) = self.lock_within_usd(usd, &what).await?;
         let authorization = evm::Authorization {
             from: payer.address,
             to: terms.recipient,
@@ -1232,20 +1213,9 @@ impl Client {
                 _ => serde_json::Map::new(),
             },
         };
-        let entry = SpendEntry {
-            at: now,
-            server: call.server.clone(),
-            method: call.method.clone(),
-            name: call.name.clone(),
-            rail: "mpp-evm".into(),
-            status: "signed".into(),
-            usd_micro: Some(usd),
-            units: Some(units.to_string()),
-            asset: Some(format!("eip155:{}/{token}", terms.chain_id)),
-            pay_to: Some(pay_to),
-            ..SpendEntry::default()
-        };
-        budget::append_log(&dir, &entry)?;
+        let asset = format!("eip155:{}/{token}", terms.chain_id);
+        let entry = signed_usd(call, now, "mpp-evm", usd, units, asset, pay_to);
+        budget::append_log(&self.cfg.state_dir, &entry)?;
         drop(lock);
         Ok(cred)
     }
@@ -1313,12 +1283,7 @@ impl Client {
         let cost = amount.saturating_add(fee_limit);
         let dir = self.cfg.state_dir.clone();
         // The lock is held across the check, the payment and the log entry.
-        let lock = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || store::lock_dir(&dir))
-                .await
-                .map_err(|e| ClientError::State(format!("lock task: {e}")))??
-        };
+        let lock = self.lock_state().await?;
         let log = budget::read_log(&dir)?;
         let spent = budget::spent(&log, &call.server, unix_now());
         self.cfg.budgets.check(cost, &spent).map_err(|m| {
@@ -1580,6 +1545,32 @@ pub fn measure_hashrate(threads: usize) -> f64 {
     std::hint::black_box(hits);
     let one = n as f64 / start.elapsed().as_secs_f64();
     one * t as f64
+}
+
+/// The spend-log entry of a dollar payment signed at `now` on `rail` for `call`: `usd`
+/// micro-dollars, `units` of `asset` (`network/token`) to `pay_to`.
+fn signed_usd(
+    call: &CallInfo,
+    now: u64,
+    rail: &str,
+    usd: u64,
+    units: u128,
+    asset: String,
+    pay_to: String,
+) -> SpendEntry {
+    SpendEntry {
+        at: now,
+        server: call.server.clone(),
+        method: call.method.clone(),
+        name: call.name.clone(),
+        rail: rail.into(),
+        status: "signed".into(),
+        usd_micro: Some(usd),
+        units: Some(units.to_string()),
+        asset: Some(asset),
+        pay_to: Some(pay_to),
+        ..SpendEntry::default()
+    }
 }
 
 #[cfg(test)]
