@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -26,6 +27,54 @@ pub const FILE: &str = "x402-payments.jsonl";
 
 /// Settlements kept in memory for the admin summary, newest first.
 pub const RECENT: usize = 25;
+
+/// A rail's settlements counted by outcome: `settled`, `refused` (nothing moved), `failed`
+/// (not reached, or the outcome unknown); a counter series for the metrics page.
+#[derive(Debug, Default)]
+pub struct Settlements {
+    settled: AtomicU64,
+    refused: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Settlements {
+    /// One settlement settled.
+    pub fn settled(&self) {
+        self.settled.fetch_add(1, Relaxed);
+    }
+
+    /// One settlement refused.
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Relaxed);
+    }
+
+    /// One settlement failed.
+    pub fn failed(&self) {
+        self.failed.fetch_add(1, Relaxed);
+    }
+
+    /// The counts: settled, refused, failed.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.settled.load(Relaxed),
+            self.refused.load(Relaxed),
+            self.failed.load(Relaxed),
+        )
+    }
+
+    /// Writes the counter series `name`, with its `help` line, one sample per outcome.
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        let (settled, refused, failed) = self.counts();
+        for (outcome, n) in [
+            ("settled", settled),
+            ("refused", refused),
+            ("failed", failed),
+        ] {
+            out.push_str(&format!("{name}{{outcome=\"{outcome}\"}} {n}\n"));
+        }
+    }
+}
 
 /// One settlement attempted, and what came of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -35,7 +35,6 @@
 //! turnpike-evm's [`Token`]; the receipt's reference is the transaction.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -54,6 +53,7 @@ use turnpike_lightning::{InvoiceState, LightningBackend};
 use turnpike_store::SpentSet;
 use zeroize::Zeroizing;
 
+use turnpike_evm::spend::Settlements;
 use turnpike_evm::token::{ChainState, Held, Paying, SettleError, Token};
 use turnpike_evm::token::{SETTLE_MARGIN_SECS, SKEW_SECS};
 
@@ -153,32 +153,23 @@ struct Common {
 /// The `evm` method's settlements, by outcome (`turnpike_mpp_evm_settlements_total`).
 #[derive(Debug, Default)]
 pub struct MppMeter {
-    settled: AtomicU64,
-    refused: AtomicU64,
-    failed: AtomicU64,
+    settlements: Settlements,
 }
 
 impl RailMeter for MppMeter {
     fn render(&self, out: &mut String) {
-        out.push_str(
-            "# HELP turnpike_mpp_evm_settlements_total MPP evm payments by settlement outcome: settled, refused (the transfer reverted or would, or the facilitator refused it), failed (node or facilitator unreachable, or the outcome unknown).\n# TYPE turnpike_mpp_evm_settlements_total counter\n",
+        self.settlements.render(
+            out,
+            "turnpike_mpp_evm_settlements_total",
+            "MPP evm payments by settlement outcome: settled, refused (the transfer reverted or would, or the facilitator refused it), failed (node or facilitator unreachable, or the outcome unknown).",
         );
-        for (outcome, n) in [
-            ("settled", &self.settled),
-            ("refused", &self.refused),
-            ("failed", &self.failed),
-        ] {
-            out.push_str(&format!(
-                "turnpike_mpp_evm_settlements_total{{outcome=\"{outcome}\"}} {}\n",
-                n.load(Relaxed)
-            ));
-        }
     }
 
     fn figures(&self) -> Vec<(&'static str, u64)> {
+        let (settled, _, failed) = self.settlements.counts();
         vec![
-            ("mpp_evm_settled", self.settled.load(Relaxed)),
-            ("mpp_evm_settle_failures", self.failed.load(Relaxed)),
+            ("mpp_evm_settled", settled),
+            ("mpp_evm_settle_failures", failed),
         ]
     }
 }
@@ -669,7 +660,7 @@ impl MppRail {
             .await
         {
             Ok(tx) => {
-                self.meter.settled.fetch_add(1, Relaxed);
+                self.meter.settlements.settled();
                 tracing::info!(transaction = %tx, payer = %payer, value = %a.value, "MPP: evm payment settled");
                 Verdict::Pass(Grant {
                     rail: RAIL,
@@ -679,19 +670,19 @@ impl MppRail {
                 })
             }
             Err(SettleError::Refused(why)) => {
-                self.meter.refused.fetch_add(1, Relaxed);
+                self.meter.settlements.refused();
                 tracing::warn!(reason = %why, payer = %payer, "MPP: evm settlement refused; the call is not forwarded");
                 release("refused").await;
                 stale(&format!("the payment could not be settled: {why}"))
             }
             Err(SettleError::Down(why)) => {
-                self.meter.failed.fetch_add(1, Relaxed);
+                self.meter.settlements.failed();
                 tracing::warn!(reason = %why, payer = %payer, "MPP: evm settlement failed; the call is not forwarded");
                 release("down").await;
                 unavailable("the payment cannot be settled right now")
             }
             Err(SettleError::Unknown(why)) => {
-                self.meter.failed.fetch_add(1, Relaxed);
+                self.meter.settlements.failed();
                 tracing::error!(reason = %why, payer = %payer, "MPP: evm settlement outcome unknown; the authorization stays spent and the call is not forwarded");
                 unavailable("the payment's settlement could not be confirmed")
             }

@@ -60,7 +60,7 @@ use zeroize::Zeroizing;
 
 use crate::chain::Node;
 use crate::evm::{self, Address, Authorization};
-use crate::spend::SpendLog;
+use crate::spend::{Settlements, SpendLog};
 pub use crate::token::{
     chain_id_of, parse_key, Settler, X402Config, CHECKS, SETTLE_MARGIN_SECS, SKEW_SECS,
 };
@@ -107,9 +107,7 @@ impl Attempt {
 /// Settlement counts, by outcome, and the spend log.
 #[derive(Debug, Default)]
 pub struct X402Meter {
-    settled: AtomicU64,
-    refused: AtomicU64,
-    failed: AtomicU64,
+    settlements: Settlements,
     offers: AtomicU64,
     /// Every settlement attempted ([`crate::spend`]), the token's.
     log: Arc<SpendLog>,
@@ -153,26 +151,16 @@ impl RailMeter for X402Meter {
             "x402 payment requirements offered (one per challenge offering x402).",
             self.offers.load(Relaxed),
         );
-        out.push_str(
-            "# HELP turnpike_x402_settlements_total x402 settlements by outcome: settled, refused (the transfer reverted or would), failed (node or facilitator unreachable, or the outcome unknown).\n# TYPE turnpike_x402_settlements_total counter\n",
+        self.settlements.render(
+            out,
+            "turnpike_x402_settlements_total",
+            "x402 settlements by outcome: settled, refused (the transfer reverted or would), failed (node or facilitator unreachable, or the outcome unknown).",
         );
-        for (outcome, n) in [
-            ("settled", &self.settled),
-            ("refused", &self.refused),
-            ("failed", &self.failed),
-        ] {
-            out.push_str(&format!(
-                "turnpike_x402_settlements_total{{outcome=\"{outcome}\"}} {}\n",
-                n.load(Relaxed)
-            ));
-        }
     }
 
     fn figures(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("x402_settled", self.settled.load(Relaxed)),
-            ("x402_settle_failures", self.failed.load(Relaxed)),
-        ]
+        let (settled, _, failed) = self.settlements.counts();
+        vec![("x402_settled", settled), ("x402_settle_failures", failed)]
     }
 
     /// `x402`: offers made, settlements by outcome, and the newest settlements of the spend
@@ -181,13 +169,14 @@ impl RailMeter for X402Meter {
         if self.off {
             return None;
         }
+        let (settled, refused, failed) = self.settlements.counts();
         Some((
             RAIL.as_str(),
             serde_json::json!({
                 "offers": self.offers.load(Relaxed),
-                "settled": self.settled.load(Relaxed),
-                "refused": self.refused.load(Relaxed),
-                "failed": self.failed.load(Relaxed),
+                "settled": settled,
+                "refused": refused,
+                "failed": failed,
                 "payments": self.log.recent(),
             }),
         ))
@@ -524,7 +513,7 @@ impl X402Rail {
             .await
         {
             Ok(tx) => {
-                self.meter.settled.fetch_add(1, Relaxed);
+                self.meter.settlements.settled();
                 tracing::info!(transaction = %tx, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settled");
                 let response = SettlementResponse {
                     success: true,
@@ -544,7 +533,7 @@ impl X402Rail {
                 )
             }
             Err(SettleError::Refused(why)) => {
-                self.meter.refused.fetch_add(1, Relaxed);
+                self.meter.settlements.refused();
                 tracing::warn!(reason = %why, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settlement refused; the call is not forwarded");
                 self.release_nonce(checked.spent_key).await;
                 (
@@ -553,13 +542,13 @@ impl X402Rail {
                 )
             }
             Err(SettleError::Down(why)) => {
-                self.meter.failed.fetch_add(1, Relaxed);
+                self.meter.settlements.failed();
                 tracing::warn!(reason = %why, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settlement failed; the call is not forwarded");
                 self.release_nonce(checked.spent_key).await;
                 (unavailable("the payment cannot be settled right now"), None)
             }
             Err(SettleError::Unknown(why)) => {
-                self.meter.failed.fetch_add(1, Relaxed);
+                self.meter.settlements.failed();
                 tracing::error!(reason = %why, payer = %payer, value = %auth.value, tool = call.name.as_deref().unwrap_or(""), "x402: settlement outcome unknown; the authorization stays spent and the call is not forwarded");
                 (
                     unavailable("the payment's settlement could not be confirmed"),
