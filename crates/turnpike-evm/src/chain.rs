@@ -9,10 +9,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use turnpike_https::HttpsClient;
+use turnpike_https::bounded::{BoundedClient, Failure};
 
 use crate::evm::{self, Address};
 
@@ -64,30 +64,17 @@ pub enum ChainError {
 }
 
 /// A JSON HTTP client with a deadline per request.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct JsonClient {
-    client: HttpsClient<Full<Bytes>>,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for JsonClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonClient")
-            .field("timeout", &self.timeout)
-            .finish()
-    }
+    client: BoundedClient,
 }
 
 impl JsonClient {
     /// A client whose every request ends within `timeout`.
     pub fn new(timeout: Duration) -> Result<Self, String> {
-        let client = turnpike_https::client(&turnpike_https::Options {
-            connect_timeout: Some(timeout),
-            pool_idle_timeout: Some(Duration::from_secs(30)),
-            http2: false,
+        Ok(JsonClient {
+            client: BoundedClient::new(timeout)?,
         })
-        .map_err(|e| format!("tls: {e}"))?;
-        Ok(JsonClient { client, timeout })
     }
 
     /// `POST url` with `body` as JSON: the status and the JSON answer.
@@ -103,25 +90,22 @@ impl JsonClient {
             .header(header::ACCEPT, HeaderValue::from_static("application/json"))
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| fail(format!("bad request: {e}")))?;
-        let fut = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| fail(format!("not reached: {e}")))?;
-            let status = resp.status().as_u16();
-            let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|e| fail(format!("reading the answer: {e}")))?
-                .to_bytes();
-            let v: Value = serde_json::from_slice(&bytes)
-                .map_err(|_| fail(format!("HTTP {status}, the answer is not JSON")))?;
-            Ok((status, v))
-        };
-        tokio::time::timeout(self.timeout, fut)
+        let (status, bytes) = self
+            .client
+            .exchange(req, MAX_ANSWER)
             .await
-            .map_err(|_| fail(format!("no answer within {} ms", self.timeout.as_millis())))?
+            .map_err(|e| match e {
+                Failure::Send(e) => fail(format!("not reached: {e}")),
+                Failure::Body(e) => fail(format!("reading the answer: {e}")),
+                Failure::Timeout => fail(format!(
+                    "no answer within {} ms",
+                    self.client.timeout().as_millis()
+                )),
+            })?;
+        let status = status.as_u16();
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| fail(format!("HTTP {status}, the answer is not JSON")))?;
+        Ok((status, v))
     }
 }
 

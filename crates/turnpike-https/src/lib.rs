@@ -9,6 +9,10 @@
 //!   must refuse plain HTTP checks the URL first), with `TCP_NODELAY`, HTTP/1.1 always and
 //!   HTTP/2 when asked for ([`Options`]).
 
+pub mod bounded;
+
+pub use bounded::BoundedClient;
+
 use std::sync::Arc;
 use std::time::Duration;
 

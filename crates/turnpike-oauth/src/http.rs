@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use std::time::Duration;
-use turnpike_https::HttpsClient;
+use turnpike_https::bounded::{BoundedClient, Failure};
 
 /// Why a request to the authorization server failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,30 +53,17 @@ pub struct Response {
 }
 
 /// A small client for the issuer's endpoints.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HttpClient {
-    client: HttpsClient<Full<Bytes>>,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for HttpClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpClient")
-            .field("timeout", &self.timeout)
-            .finish()
-    }
+    client: BoundedClient,
 }
 
 impl HttpClient {
     /// A client with a deadline of `timeout` per request.
     pub fn new(timeout: Duration) -> Result<Self, String> {
-        let client = turnpike_https::client(&turnpike_https::Options {
-            connect_timeout: Some(timeout),
-            pool_idle_timeout: Some(Duration::from_secs(30)),
-            http2: false,
+        Ok(HttpClient {
+            client: BoundedClient::new(timeout)?,
         })
-        .map_err(|e| format!("tls: {e}"))?;
-        Ok(HttpClient { client, timeout })
     }
 
     /// `GET url` with `Accept: application/json`.
@@ -132,29 +119,22 @@ impl HttpClient {
         let req = req
             .body(Full::new(form.unwrap_or_default()))
             .map_err(|e| transport(format!("request: {e}")))?;
-        let fut = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| transport(error_chain(&e)))?;
-            let status = resp.status();
-            let body = Limited::new(resp.into_body(), max_bytes)
-                .collect()
-                .await
-                .map_err(|e| FetchError::Body {
+        let (status, body) = self
+            .client
+            .exchange(req, max_bytes)
+            .await
+            .map_err(|e| match e {
+                Failure::Send(e) => transport(error_chain(&e)),
+                Failure::Body(e) => FetchError::Body {
                     url: url.to_string(),
                     reason: format!("reading the response: {e}"),
-                })?
-                .to_bytes();
-            Ok(Response { status, body })
-        };
-        tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| FetchError::Timeout {
-                url: url.to_string(),
-                secs: self.timeout.as_secs(),
-            })?
+                },
+                Failure::Timeout => FetchError::Timeout {
+                    url: url.to_string(),
+                    secs: self.client.timeout().as_secs(),
+                },
+            })?;
+        Ok(Response { status, body })
     }
 }
 
