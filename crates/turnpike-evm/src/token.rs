@@ -105,6 +105,29 @@ pub struct X402Config {
 }
 
 impl X402Config {
+    /// An offline example, for tests and benchmarks that check payments without a chain: USDC
+    /// on Base (`USD Coin`, version 2) paid to the payee of docs/X402.md's example, offers
+    /// valid 60 s, settled by the gateway's own key (from `UNUSED`, a variable never set)
+    /// through a node at 127.0.0.1:9 that nothing answers.
+    pub fn offline_example() -> Self {
+        X402Config {
+            network: "eip155:8453".into(),
+            rpc_url: "http://127.0.0.1:9".into(),
+            asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
+            asset_name: "USD Coin".into(),
+            asset_version: "2".into(),
+            pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
+            max_timeout_secs: 60,
+            facilitator_url: None,
+            settle_key_file: None,
+            settle_key_env: Some("UNUSED".into()),
+            rpc_timeout_ms: 1000,
+            settle_timeout_secs: 10,
+            checks_per_minute_per_caller: 120,
+            checks_per_minute: 3000,
+        }
+    }
+
     /// The bounds on payments checked ([`CHECKS`] unless configured).
     pub fn check_rates(&self) -> InvoiceRates {
         let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);

@@ -114,22 +114,7 @@ fn bench(c: &mut Criterion) {
 /// signed by the key `0x11…11`, as its `Authorization` token.
 fn evm_rail_and_token(call: &CallFacts) -> (MppRail, String) {
     use turnpike_evm::evm as x;
-    let cfg = turnpike_evm::token::X402Config {
-        network: "eip155:8453".into(),
-        rpc_url: "http://127.0.0.1:9".into(),
-        asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
-        asset_name: "USD Coin".into(),
-        asset_version: "2".into(),
-        pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
-        max_timeout_secs: 60,
-        facilitator_url: None,
-        settle_key_file: None,
-        settle_key_env: Some("UNUSED".into()),
-        rpc_timeout_ms: 1000,
-        settle_timeout_secs: 10,
-        checks_per_minute_per_caller: 120,
-        checks_per_minute: 3000,
-    };
+    let cfg = turnpike_evm::token::X402Config::offline_example();
     let node =
         turnpike_evm::chain::Node::new(&cfg.rpc_url, std::time::Duration::from_secs(1)).unwrap();
     let settler = turnpike_evm::token::Settler::own(

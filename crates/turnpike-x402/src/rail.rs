@@ -953,22 +953,7 @@ mod tests {
     use turnpike_store::MemorySpentSet;
 
     pub(crate) fn config() -> X402Config {
-        X402Config {
-            network: "eip155:8453".into(),
-            rpc_url: "http://127.0.0.1:9".into(),
-            asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
-            asset_name: "USD Coin".into(),
-            asset_version: "2".into(),
-            pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
-            max_timeout_secs: 60,
-            facilitator_url: None,
-            settle_key_file: None,
-            settle_key_env: Some("UNUSED".into()),
-            rpc_timeout_ms: 1000,
-            settle_timeout_secs: 10,
-            checks_per_minute_per_caller: 120,
-            checks_per_minute: 3000,
-        }
+        X402Config::offline_example()
     }
 
     fn rail(key: [u8; 32]) -> X402Rail {
