@@ -239,19 +239,10 @@ pub fn unknown_tool(id: Option<&Value>, name: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use turnpike_policy::{Action, Mode, Rule, RuleSpec};
+    use turnpike_policy::{Action, Rule, RuleSpec};
 
     fn deny(name: &str, when: &str) -> Rule {
-        Rule::compile(RuleSpec {
-            name: name.into(),
-            when: when.into(),
-            action: Action::Deny,
-            reason: None,
-            tools: None,
-            mode: Mode::Enforce,
-            class: None,
-        })
-        .unwrap()
+        Rule::compile(RuleSpec::enforce(name, when, Action::Deny)).unwrap()
     }
 
     /// Resources and prompts are filtered as their `resources/read` and `prompts/get` would

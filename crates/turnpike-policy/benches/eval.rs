@@ -7,10 +7,19 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use std::hint::black_box;
-use turnpike_policy::{Action, CallView, Caller, Mode, Policy, Rule, RuleSpec};
+use turnpike_policy::{Action, CallView, Caller, Policy, Rule, RuleSpec, Scope};
 
 fn rule(name: &str, when: &str, action: Action) -> Rule {
-    Rule::compile(spec_of(name, when, action)).expect("compiles")
+    Rule::compile(RuleSpec::enforce(name, when, action)).expect("compiles")
+}
+
+/// How many of `tools` (name, annotations) the caller of `s` may see listed.
+fn listed(s: &Scope<'_>, tools: &[(String, serde_json::Value)]) -> usize {
+    let mut l = s.lister();
+    tools
+        .iter()
+        .filter(|(name, ann)| l.may_list(name, Some(ann)))
+        .count()
 }
 
 fn bench(c: &mut Criterion) {
@@ -78,12 +87,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("tools/list of 200 tools filtered for one caller", |b| {
         b.iter(|| {
             let s = p.scope(black_box(&anon), 1_800_000_000);
-            let mut l = s.lister();
-            let n = tools
-                .iter()
-                .filter(|(name, ann)| l.may_list(name, Some(ann)))
-                .count();
-            black_box(n)
+            black_box(listed(&s, &tools))
         })
     });
     let by_name = Policy::new(vec![rule(
@@ -96,12 +100,7 @@ fn bench(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let s = by_name.scope(black_box(&anon), 1_800_000_000);
-                let mut l = s.lister();
-                let n = tools
-                    .iter()
-                    .filter(|(name, ann)| l.may_list(name, Some(ann)))
-                    .count();
-                black_box(n)
+                black_box(listed(&s, &tools))
             })
         },
     );
@@ -117,12 +116,7 @@ fn bench(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let s = whole.scope(black_box(&anon), 1_800_000_000);
-                let mut l = s.lister();
-                let n = tools
-                    .iter()
-                    .filter(|(name, ann)| l.may_list(name, Some(ann)))
-                    .count();
-                black_box(n)
+                black_box(listed(&s, &tools))
             })
         },
     );
@@ -130,7 +124,7 @@ fn bench(c: &mut Criterion) {
     let classes = Policy::new(vec![
         Rule::compile(RuleSpec {
             class: Some("partner".into()),
-            ..spec_of(
+            ..RuleSpec::enforce(
                 "partners",
                 "identity.kind == 'oauth' && 'write' in identity.scopes",
                 Action::Class,
@@ -139,7 +133,7 @@ fn bench(c: &mut Criterion) {
         .expect("compiles"),
         Rule::compile(RuleSpec {
             class: Some("readers".into()),
-            ..spec_of(
+            ..RuleSpec::enforce(
                 "readers",
                 "identity.kind == 'anonymous' && has(call.annotations.readOnlyHint) && call.annotations.readOnlyHint",
                 Action::Class,
@@ -164,18 +158,6 @@ fn bench(c: &mut Criterion) {
             black_box(n)
         })
     });
-}
-
-fn spec_of(name: &str, when: &str, action: Action) -> RuleSpec {
-    RuleSpec {
-        name: name.into(),
-        when: when.into(),
-        action,
-        reason: None,
-        tools: None,
-        mode: Mode::Enforce,
-        class: None,
-    }
 }
 
 criterion_group!(benches, bench);

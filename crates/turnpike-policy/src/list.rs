@@ -312,16 +312,7 @@ mod tests {
     }
 
     fn rule(when: &str, action: Action) -> Rule {
-        Rule::compile(RuleSpec {
-            name: "r".into(),
-            when: when.into(),
-            action,
-            reason: None,
-            tools: None,
-            mode: Mode::Enforce,
-            class: None,
-        })
-        .unwrap()
+        Rule::compile(RuleSpec::enforce("r", when, action)).unwrap()
     }
 
     /// Judged part by part, a list gives what judging each tool whole gives, failures and

@@ -54,6 +54,22 @@ pub struct RuleSpec {
     pub class: Option<String>,
 }
 
+impl RuleSpec {
+    /// A rule `name` taking `action` when `when` holds: enforced, on every call, with the
+    /// default reason and no class.
+    pub fn enforce(name: &str, when: &str, action: Action) -> Self {
+        RuleSpec {
+            name: name.into(),
+            when: when.into(),
+            action,
+            reason: None,
+            tools: None,
+            mode: Mode::Enforce,
+            class: None,
+        }
+    }
+}
+
 /// A rule that did not compile: where in its expression (byte offset) and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

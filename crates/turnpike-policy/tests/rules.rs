@@ -10,15 +10,7 @@ use turnpike_policy::{
 };
 
 fn spec(name: &str, when: &str, action: Action) -> RuleSpec {
-    RuleSpec {
-        name: name.into(),
-        when: when.into(),
-        action,
-        reason: None,
-        tools: None,
-        mode: Mode::Enforce,
-        class: None,
-    }
+    RuleSpec::enforce(name, when, action)
 }
 
 fn policy(specs: Vec<RuleSpec>) -> Policy {
