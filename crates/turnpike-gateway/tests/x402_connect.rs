@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -18,28 +17,12 @@ use support::*;
 use turnpike_client::{budget, Client, ClientConfig, Rail, X402Asset, X402Payer};
 use turnpike_x402::evm;
 
-/// A fresh state directory for the client.
-fn state_dir() -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "turnpike-x402-connect-{}",
-        hex::encode(rand::random::<[u8; 8]>())
-    ))
-}
-
-/// The payer's key in a file beside the state directory `dir`, mode 0600 (as `--x402-key FILE`
-/// takes it).
-fn key_file(dir: &Path, payer: &Payer) -> PathBuf {
-    let path = dir.with_extension("key");
-    turnpike_fs::write_private(&path, payer.key.as_bytes()).unwrap();
-    path
-}
-
 /// A client paying with `payer` in the chain's token (6 decimals), with `tweak` applied.
 fn client(env: &Env, payer: &Payer, tweak: impl FnOnce(&mut ClientConfig)) -> Arc<Client> {
-    let state = state_dir();
+    let state = client_state_dir();
     let asset = X402Asset::parse("eip155:31337", &env.chain.asset, 6).unwrap();
     let mut cfg = ClientConfig::new(state.clone());
-    cfg.x402 = Some(X402Payer::from_file(&key_file(&state, payer), vec![asset]).unwrap());
+    cfg.x402 = Some(X402Payer::from_file(&payer_key_file(&state, payer), vec![asset]).unwrap());
     tweak(&mut cfg);
     Arc::new(Client::new(cfg).unwrap())
 }
@@ -166,10 +149,11 @@ async fn refused_x402_records_its_reason_and_the_puzzle_is_solved() {
     );
 
     // An asset not allowed (the same token address on another chain).
-    let state = state_dir();
+    let state = client_state_dir();
     let mut cfg = ClientConfig::new(state.clone());
     let elsewhere = X402Asset::parse("eip155:8453", &env.chain.asset, 6).unwrap();
-    cfg.x402 = Some(X402Payer::from_file(&key_file(&state, &payer), vec![elsewhere]).unwrap());
+    cfg.x402 =
+        Some(X402Payer::from_file(&payer_key_file(&state, &payer), vec![elsewhere]).unwrap());
     let c = Client::new(cfg).unwrap();
     let e = c
         .rpc(&url, &call(4, "dear", json!({"n": 4})))
@@ -184,7 +168,7 @@ async fn refused_x402_records_its_reason_and_the_puzzle_is_solved() {
     assert!(e.contains("not an asset allowed here"), "{e}");
 
     // No key: the x402-only tool says so.
-    let c = Client::new(ClientConfig::new(state_dir())).unwrap();
+    let c = Client::new(ClientConfig::new(client_state_dir())).unwrap();
     let e = c
         .rpc(&url, &call(5, "dear", json!({"n": 5})))
         .await
@@ -201,8 +185,8 @@ async fn refused_x402_records_its_reason_and_the_puzzle_is_solved() {
 #[test]
 fn a_key_file_readable_by_others_is_refused() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = state_dir();
-    let path = key_file(&dir, &new_payer());
+    let dir = client_state_dir();
+    let path = payer_key_file(&dir, &new_payer());
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = X402Payer::from_file(&path, vec![]).unwrap_err().to_string();
     assert!(e.contains("readable by other users"), "{e}");
@@ -251,10 +235,10 @@ async fn one_call_signs_at_most_one_payment() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let payer = new_payer();
-    let state = state_dir();
+    let state = client_state_dir();
     let mut cfg = ClientConfig::new(state.clone());
     let allowed = X402Asset::parse("eip155:31337", &asset, 6).unwrap();
-    cfg.x402 = Some(X402Payer::from_file(&key_file(&state, &payer), vec![allowed]).unwrap());
+    cfg.x402 = Some(X402Payer::from_file(&payer_key_file(&state, &payer), vec![allowed]).unwrap());
     let c = Client::new(cfg).unwrap();
     let e = c
         .rpc(

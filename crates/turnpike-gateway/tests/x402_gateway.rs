@@ -253,10 +253,7 @@ async fn one_payment_is_accepted_once_across_two_instances() {
     let (up, log) = start_upstream(true).await;
     let key = hex::encode(rand::random::<[u8; 32]>());
     let pay_to = new_address();
-    let store = format!(
-        "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\ntimeout_ms = 2000\n",
-        redis.url()
-    );
+    let store = redis_store(&redis.url());
     let mut gateways = Vec::new();
     for _ in 0..2 {
         let dir = data_dir();
@@ -274,36 +271,12 @@ async fn one_payment_is_accepted_once_across_two_instances() {
     }
     let pr = payment_required(&post(gateways[0], &[], &call(1, "dear", json!({"n": 1}))).await);
     let h = sign(&pr, &payer).await;
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let gw = gateways[i % 2];
-        let h = h.clone();
-        tasks.push(tokio::spawn(async move {
-            post(
-                gw,
-                &[("payment-signature", &h)],
-                &call(2, "dear", json!({"n": 1})),
-            )
-            .await
-            .status
-            .as_u16()
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            200 => ok += 1,
-            402 => {}
-            s => panic!("status {s}"),
-        }
-    }
+    let ok = accepted_of_concurrent(&gateways, ("payment-signature", &h), 16, |_| {
+        call(2, "dear", json!({"n": 1}))
+    })
+    .await;
     assert_eq!(ok, 1);
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 1);
+    assert_eq!(tool_calls(&log), 1);
     assert_eq!(chain.balance(&pay_to).await, 10_000);
     assert_eq!(chain.balance(&payer.address).await, 1_000_000 - 10_000);
 }
@@ -341,12 +314,7 @@ async fn a_facilitator_settles() {
     let receipt = chain.rpc("eth_getTransactionReceipt", json!([tx])).await;
     assert_eq!(receipt["status"], "0x1");
     assert_eq!(chain.balance(&pay_to).await, 10_000);
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 1);
+    assert_eq!(tool_calls(&log), 1);
 }
 
 /// A listener that takes connections and closes them at once: a server that is down.
@@ -402,12 +370,7 @@ async fn facilitator_or_node_down_fails_closed() {
         assert_eq!(r.status, 503, "{}", r.text());
         assert!(r.headers.get("payment-response").is_none());
     }
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 0);
+    assert_eq!(tool_calls(&log), 0);
     assert_eq!(chain.balance(&payer.address).await, 1_000_000);
 }
 
@@ -515,12 +478,11 @@ async fn a_facilitator_that_lies_or_hangs_fails_closed() {
         .await;
         assert_ne!(again.status, 200, "{}", again.text());
     }
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 0, "the upstream never ran for an unpaid call");
+    assert_eq!(
+        tool_calls(&log),
+        0,
+        "the upstream never ran for an unpaid call"
+    );
     assert_eq!(chain.balance(&payer.address).await, 1_000_000);
     assert_eq!(chain.balance(&pay_to).await, 0);
 }
@@ -916,12 +878,7 @@ async fn payments_checked_past_the_bounds_answer_429_or_503() {
         assert_eq!(r.json()["error"]["data"]["retry_after"], secs);
         assert!(r.headers.get("payment-response").is_none());
     }
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 0);
+    assert_eq!(tool_calls(&log), 0);
     assert_eq!(chain.balance(&payer.address).await, 1_000_000);
 }
 

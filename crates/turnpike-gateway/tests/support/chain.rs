@@ -162,6 +162,22 @@ impl Chain {
     }
 }
 
+/// A fresh state directory for `turnpike connect`'s client (not yet made).
+pub(crate) fn client_state_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "turnpike-connect-test-{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    ))
+}
+
+/// The payer's key in a file beside the state directory `dir`, mode 0600 (as `--x402-key FILE`
+/// takes it).
+pub(crate) fn payer_key_file(dir: &Path, payer: &Payer) -> PathBuf {
+    let path = dir.with_extension("key");
+    turnpike_fs::write_private(&path, payer.key.as_bytes()).unwrap();
+    path
+}
+
 /// A fresh data directory.
 pub(crate) fn data_dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -187,6 +203,16 @@ pub(crate) async fn settle_key(chain: &Chain, dir: &Path) -> PathBuf {
     path
 }
 
+/// The head of an x402 gateway's config ([`config_head`]): data in `dir`, served at
+/// `https://mcp.example.com/mcp`.
+pub(crate) fn x402_head(upstream: SocketAddr, dir: &Path) -> String {
+    config_head(
+        upstream,
+        &dir.display().to_string(),
+        "public_url = \"https://mcp.example.com/mcp\"\n",
+    )
+}
+
 /// Gateway config: `echo` on x402 or proof-of-work, `dear` on x402 alone (10000 units, 0.01
 /// TUSD); settled by `settle` (`settle_key_file = …` or `facilitator_url = …`).
 pub(crate) fn x402_config(
@@ -198,20 +224,7 @@ pub(crate) fn x402_config(
     settle: &str,
 ) -> String {
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-path = "/mcp"
-data_dir = "{dir}"
-public_url = "https://mcp.example.com/mcp"
-
-[upstream]
-url = "http://{upstream}/mcp"
-
-[pow]
-subpuzzles = 2
-keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
-
+        r#"{head}
 [tools.echo]
 pow = 3000
 x402 = {{ amount = "10000" }}
@@ -228,7 +241,7 @@ pay_to = "{pay_to}"
 max_timeout_secs = 120
 {settle}
 "#,
-        dir = dir.display()
+        head = x402_head(upstream, dir)
     )
 }
 
@@ -244,11 +257,12 @@ pub(crate) struct Env {
 impl Env {
     /// How many `tools/call` requests the upstream saw.
     pub(crate) fn calls(&self) -> usize {
-        self.log
-            .lock()
-            .iter()
-            .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-            .count()
+        tool_calls(&self.log)
+    }
+
+    /// The gateway's MCP endpoint.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}/mcp", self.gw)
     }
 }
 
