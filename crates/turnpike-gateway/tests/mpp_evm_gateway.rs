@@ -584,14 +584,8 @@ async fn the_evm_method_alone_needs_no_lightning_node_and_fails_closed_without_a
     let dir = data_dir();
     let key = new_payer();
     std::fs::write(dir.join("settle.key"), &key.key).unwrap();
-    // A node that is down: a listener that takes connections and closes them at once.
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let rpc = format!("http://{}", dead.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((s, _)) = dead.accept().await {
-            drop(s);
-        }
-    });
+    // A node that is down.
+    let rpc = format!("http://{}", dead_server().await);
     let cfg = config(
         up,
         &dir,

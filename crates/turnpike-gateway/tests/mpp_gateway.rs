@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use support::chain::{data_dir, deps_dir, node_script};
+use support::chain::{data_dir, deps_dir, node_script, x402_head};
 use support::*;
 use turnpike_mpp::wire::{b64url, PaymentChallenge, PaymentCredential, PaymentReceipt};
 
@@ -44,11 +44,7 @@ backend = "dev"
 [lightning.dev_wallet]
 listen = "127.0.0.1:0"
 "#,
-        head = config_head(
-            upstream,
-            &dir.display().to_string(),
-            "public_url = \"https://mcp.example.com/mcp\"\n",
-        ),
+        head = x402_head(upstream, dir),
     )
 }
 

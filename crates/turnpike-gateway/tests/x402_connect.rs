@@ -46,7 +46,7 @@ async fn connect_forwarder_pays_an_x402_tool_on_chain() {
     let c = client(&env, &payer, |_| {});
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fwd = listener.local_addr().unwrap();
-    let remote = format!("http://{}/mcp", env.gw);
+    let remote = env.url();
     tokio::spawn(turnpike_client::proxy::serve(
         c.clone(),
         remote.clone(),
@@ -105,7 +105,7 @@ async fn refused_x402_records_its_reason_and_the_puzzle_is_solved() {
     let payer = new_payer();
     let env = setup_x402(&[&payer]).await;
     let before = env.chain.balance(&payer.address).await;
-    let url = format!("http://{}/mcp", env.gw);
+    let url = env.url();
 
     // Over the daily budget: half a cent a day, the tools cost a cent.
     let c = client(&env, &payer, |cfg| {

@@ -40,6 +40,35 @@ async fn sign(pr: &Value, payer: &Payer) -> String {
     peer(&["sign", &payer.key], Some(&pr.to_string())).await
 }
 
+/// Pays `dear` with `args` on `gw` as `payer`: the 402 of call 1 signed, presented with call 2.
+/// The `PAYMENT-SIGNATURE` and the answer.
+async fn pay_dear(gw: SocketAddr, payer: &Payer, args: Value) -> (String, Reply) {
+    let pr = payment_required(&post(gw, &[], &call(1, "dear", args.clone())).await);
+    let h = sign(&pr, payer).await;
+    let r = post(gw, &[("payment-signature", &h)], &call(2, "dear", args)).await;
+    (h, r)
+}
+
+/// A gateway in front of `up` selling in `chain`'s token to `pay_to`, settled by the
+/// facilitator at `url` (`rpc_timeout_ms` as given).
+async fn facilitated_gateway(
+    up: SocketAddr,
+    chain: &Chain,
+    pay_to: &str,
+    url: &str,
+    rpc_timeout_ms: u64,
+) -> SocketAddr {
+    start_gateway_with(&x402_config(
+        up,
+        &data_dir(),
+        &chain.url,
+        &chain.asset,
+        pay_to,
+        &format!("facilitator_url = \"{url}\"\nrpc_timeout_ms = {rpc_timeout_ms}"),
+    ))
+    .await
+}
+
 /// A 402 with a fresh offer, whose JSON-RPC body gives `why`; no settlement.
 fn assert_refused(r: &Reply, why: &str) {
     assert_eq!(r.status, 402, "{}", r.text());
@@ -90,7 +119,7 @@ async fn x402_client_pays_over_http() {
     let out = peer(
         &[
             "pay",
-            &format!("http://{}/mcp", env.gw),
+            &env.url(),
             &payer.key,
             &env.chain.asset,
             "dear",
@@ -290,23 +319,8 @@ async fn a_facilitator_settles() {
     let (_facilitator, url) = start_facilitator(&chain).await;
     let (up, log) = start_upstream(true).await;
     let pay_to = new_address();
-    let gw = start_gateway_with(&x402_config(
-        up,
-        &data_dir(),
-        &chain.url,
-        &chain.asset,
-        &pay_to,
-        &format!("facilitator_url = \"{url}\"\nrpc_timeout_ms = 30000"),
-    ))
-    .await;
-    let pr = payment_required(&post(gw, &[], &call(1, "dear", json!({"n": 5}))).await);
-    let h = sign(&pr, &payer).await;
-    let r = post(
-        gw,
-        &[("payment-signature", &h)],
-        &call(2, "dear", json!({"n": 5})),
-    )
-    .await;
+    let gw = facilitated_gateway(up, &chain, &pay_to, &url, 30000).await;
+    let (_, r) = pay_dear(gw, &payer, json!({"n": 5})).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let settled = b64_json(r.headers["payment-response"].to_str().unwrap());
     assert_eq!(settled["success"], true, "{settled}");
@@ -315,18 +329,6 @@ async fn a_facilitator_settles() {
     assert_eq!(receipt["status"], "0x1");
     assert_eq!(chain.balance(&pay_to).await, 10_000);
     assert_eq!(tool_calls(&log), 1);
-}
-
-/// A listener that takes connections and closes them at once: a server that is down.
-async fn dead_server() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            drop(s);
-        }
-    });
-    addr
 }
 
 /// A facilitator that is down, or a node that is down: 503, the upstream not run, and the
@@ -338,15 +340,8 @@ async fn facilitator_or_node_down_fails_closed() {
     let (up, log) = start_upstream(true).await;
     let dead = dead_server().await;
     let pay_to = new_address();
-    let via_facilitator = start_gateway_with(&x402_config(
-        up,
-        &data_dir(),
-        &chain.url,
-        &chain.asset,
-        &pay_to,
-        &format!("facilitator_url = \"http://{dead}\"\nrpc_timeout_ms = 2000"),
-    ))
-    .await;
+    let via_facilitator =
+        facilitated_gateway(up, &chain, &pay_to, &format!("http://{dead}"), 2000).await;
     let dir = data_dir();
     let key = settle_key(&chain, &dir).await;
     let node_down = start_gateway_with(&x402_config(
@@ -359,14 +354,7 @@ async fn facilitator_or_node_down_fails_closed() {
     ))
     .await;
     for gw in [via_facilitator, node_down] {
-        let pr = payment_required(&post(gw, &[], &call(1, "dear", json!({"n": 3}))).await);
-        let h = sign(&pr, &payer).await;
-        let r = post(
-            gw,
-            &[("payment-signature", &h)],
-            &call(2, "dear", json!({"n": 3})),
-        )
-        .await;
+        let (_, r) = pay_dear(gw, &payer, json!({"n": 3})).await;
         assert_eq!(r.status, 503, "{}", r.text());
         assert!(r.headers.get("payment-response").is_none());
     }
@@ -451,23 +439,9 @@ async fn a_facilitator_that_lies_or_hangs_fails_closed() {
     .await;
     let silent = fake_facilitator(None).await;
     for facilitator in [liar, silent] {
-        let gw = start_gateway_with(&x402_config(
-            up,
-            &data_dir(),
-            &chain.url,
-            &chain.asset,
-            &pay_to,
-            &format!("facilitator_url = \"http://{facilitator}\"\nrpc_timeout_ms = 2000"),
-        ))
-        .await;
-        let pr = payment_required(&post(gw, &[], &call(1, "dear", json!({"n": 3}))).await);
-        let h = sign(&pr, &payer).await;
-        let r = post(
-            gw,
-            &[("payment-signature", &h)],
-            &call(2, "dear", json!({"n": 3})),
-        )
-        .await;
+        let gw =
+            facilitated_gateway(up, &chain, &pay_to, &format!("http://{facilitator}"), 2000).await;
+        let (h, r) = pay_dear(gw, &payer, json!({"n": 3})).await;
         assert_eq!(r.status, 503, "{facilitator}: {}", r.text());
         assert!(r.headers.get("payment-response").is_none());
         let again = post(
@@ -720,12 +694,7 @@ async fn mcp_sdk_client_pays_over_the_mcp_transport() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_mcp_client.mjs");
     let out = tokio::process::Command::new(node())
         .arg(&script)
-        .args([
-            &format!("http://{}/mcp", env.gw),
-            &payer.key,
-            "dear",
-            &json!({"n": 9}).to_string(),
-        ])
+        .args([&env.url(), &payer.key, "dear", &json!({"n": 9}).to_string()])
         .env("TURNPIKE_DEPS", deps_dir())
         .kill_on_drop(true)
         .output()
@@ -791,7 +760,7 @@ async fn the_x402_python_mcp_client_pays() {
     let out = tokio::process::Command::new(python)
         .arg(&script)
         .args([
-            &format!("http://{}/mcp", env.gw),
+            &env.url(),
             &payer.key,
             &env.chain.asset,
             "dear",

@@ -402,6 +402,18 @@ keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
     )
 }
 
+/// A listener that takes connections and closes them at once: a server that is down.
+pub(crate) async fn dead_server() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            drop(s);
+        }
+    });
+    addr
+}
+
 /// Solves the first challenge found in `text` (a 402 body, in-band result or
 /// WWW-Authenticate value); returns the token and the nonces.
 pub(crate) fn solve(text: &str) -> (String, Vec<u64>) {
