@@ -55,20 +55,12 @@ settle_key_file = "{key}"
     )
 }
 
+/// A chain with `payers` funded and a gateway on [`config`], settling with its own key.
 async fn setup(payers: &[&Payer]) -> Env {
-    let chain = start_chain(payers).await;
-    let (up, log) = start_upstream(true).await;
-    let dir = data_dir();
-    settle_key(&chain, &dir).await;
-    let pay_to = new_address();
-    let gw = start_gateway_with(&config(up, &dir, &chain.url, &chain.asset, &pay_to)).await;
-    Env {
-        chain,
-        gw,
-        log,
-        pay_to,
-        dir,
-    }
+    setup_on_chain(payers, |up, dir, chain, _, pay_to| {
+        config(up, dir, &chain.url, &chain.asset, pay_to)
+    })
+    .await
 }
 
 /// The `Payment` challenges of a 402, by method.
@@ -767,11 +759,7 @@ async fn turnpike_connect_refuses_an_evm_price_over_its_limits_without_paying() 
         cfg.policy.max_pay_usd = 0.001;
         cfg.policy.rails = Some(vec![Rail::MppEvm, Rail::Pow]);
     });
-    let e = c
-        .rpc(&url, &call(1, "dear", json!({"n": 1})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 1).await;
     assert!(e.starts_with("over budget: "), "{e}");
     assert!(
         e.contains("pays at most $0.001 at once (--max-pay-usd)"),
@@ -791,11 +779,7 @@ async fn turnpike_connect_refuses_an_evm_price_over_its_limits_without_paying() 
 
     // Over the daily dollar budget.
     let c = connect_client(&env, &payer, |cfg| cfg.budgets.per_day_usd = Some(0.005));
-    let e = c
-        .rpc(&url, &call(3, "dear", json!({"n": 3})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 3).await;
     assert!(e.contains("daily budget of $0.005"), "{e}");
 
     // The token's domain not given: nothing can be signed.
@@ -805,11 +789,7 @@ async fn turnpike_connect_refuses_an_evm_price_over_its_limits_without_paying() 
     let asset = turnpike_client::X402Asset::parse("eip155:31337", &env.chain.asset, 6).unwrap();
     cfg.x402 = Some(turnpike_client::X402Payer::from_file(&key, vec![asset]).unwrap());
     let c = turnpike_client::Client::new(cfg).unwrap();
-    let e = c
-        .rpc(&url, &call(4, "dear", json!({"n": 4})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 4).await;
     assert!(e.contains("MPP evm: the EIP-712 domain of"), "{e}");
     assert!(e.contains("--x402-asset-name"), "{e}");
 

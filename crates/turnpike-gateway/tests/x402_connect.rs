@@ -112,11 +112,7 @@ async fn refused_x402_records_its_reason_and_the_puzzle_is_solved() {
         cfg.budgets.per_day_usd = Some(0.005);
         cfg.policy.rails = Some(vec![Rail::X402, Rail::Pow]);
     });
-    let e = c
-        .rpc(&url, &call(1, "dear", json!({"n": 1})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 1).await;
     assert!(e.starts_with("over budget: "), "{e}");
     assert!(e.contains("daily budget of $0.005"), "{e}");
     assert!(e.contains(&env.pay_to), "the recipient is named: {e}");
@@ -138,11 +134,7 @@ async fn refused_x402_records_its_reason_and_the_puzzle_is_solved() {
 
     // Over the per-call cap.
     let c = client(&env, &payer, |cfg| cfg.policy.max_pay_usd = 0.001);
-    let e = c
-        .rpc(&url, &call(3, "dear", json!({"n": 3})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 3).await;
     assert!(
         e.contains("pays at most $0.001 at once (--max-pay-usd)"),
         "{e}"
@@ -155,11 +147,7 @@ async fn refused_x402_records_its_reason_and_the_puzzle_is_solved() {
     cfg.x402 =
         Some(X402Payer::from_file(&payer_key_file(&state, &payer), vec![elsewhere]).unwrap());
     let c = Client::new(cfg).unwrap();
-    let e = c
-        .rpc(&url, &call(4, "dear", json!({"n": 4})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 4).await;
     assert!(
         e.contains("x402: the server asks for payment in exact"),
         "{e}"
@@ -169,11 +157,7 @@ async fn refused_x402_records_its_reason_and_the_puzzle_is_solved() {
 
     // No key: the x402-only tool says so.
     let c = Client::new(ClientConfig::new(client_state_dir())).unwrap();
-    let e = c
-        .rpc(&url, &call(5, "dear", json!({"n": 5})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 5).await;
     assert!(e.contains("x402: no x402 key is configured"), "{e}");
 
     assert_eq!(env.chain.balance(&payer.address).await, before);

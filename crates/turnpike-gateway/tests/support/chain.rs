@@ -178,6 +178,15 @@ pub(crate) fn payer_key_file(dir: &Path, payer: &Payer) -> PathBuf {
     path
 }
 
+/// What `turnpike connect`'s client `c` answers when it refuses to pay call `n`, `dear` with
+/// `{"n": n}`, at `url`.
+pub(crate) async fn refused_dear(c: &turnpike_client::Client, url: &str, n: i64) -> String {
+    c.rpc(url, &call(n, "dear", json!({"n": n})))
+        .await
+        .unwrap_err()
+        .to_string()
+}
+
 /// A fresh data directory.
 pub(crate) fn data_dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -272,20 +281,32 @@ pub(crate) async fn setup_x402(payers: &[&Payer]) -> Env {
 
 /// [`setup_x402`] with `extra` lines in `[x402]`.
 pub(crate) async fn setup_x402_with(payers: &[&Payer], extra: &str) -> Env {
+    setup_on_chain(payers, |up, dir, chain, key, pay_to| {
+        x402_config(
+            up,
+            dir,
+            &chain.url,
+            &chain.asset,
+            pay_to,
+            &format!("settle_key_file = \"{}\"\n{extra}", key.display()),
+        )
+    })
+    .await
+}
+
+/// A chain with `payers` funded, an upstream, and a gateway on the config `config` writes from
+/// the upstream's address, a fresh data directory, the chain, a funded settling key in that
+/// directory and a fresh payee.
+pub(crate) async fn setup_on_chain(
+    payers: &[&Payer],
+    config: impl FnOnce(SocketAddr, &Path, &Chain, &Path, &str) -> String,
+) -> Env {
     let chain = start_chain(payers).await;
     let (up, log) = start_upstream(true).await;
     let dir = data_dir();
     let key = settle_key(&chain, &dir).await;
     let pay_to = new_address();
-    let cfg = x402_config(
-        up,
-        &dir,
-        &chain.url,
-        &chain.asset,
-        &pay_to,
-        &format!("settle_key_file = \"{}\"\n{extra}", key.display()),
-    );
-    let gw = start_gateway_with(&cfg).await;
+    let gw = start_gateway_with(&config(up, &dir, &chain, &key, &pay_to)).await;
     Env {
         chain,
         gw,
