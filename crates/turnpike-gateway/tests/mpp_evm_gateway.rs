@@ -539,21 +539,18 @@ fn evm_configuration_mistakes_are_placed() {
 /// and settled once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_evm_payment_is_accepted_once_across_two_instances() {
-    let redis = turnpike_testkit::redis::RedisServer::start();
     let payer = new_payer();
-    let chain = start_chain(&[&payer]).await;
-    let (up, log) = start_upstream(true).await;
-    let key = hex::encode(rand::random::<[u8; 32]>());
-    let pay_to = new_address();
-    let store = redis_store(&redis.url());
-    let mut gateways = Vec::new();
-    for _ in 0..2 {
-        let dir = data_dir();
-        std::fs::write(dir.join("mpp.key"), &key).unwrap();
-        settle_key(&chain, &dir).await;
-        let cfg = config(up, &dir, &chain.url, &chain.asset, &pay_to);
-        gateways.push(start_gateway_with(&format!("{cfg}{store}")).await);
-    }
+    // `_redis` bound: the server lives to the end of the test.
+    let TwoOnRedis {
+        _redis,
+        chain,
+        log,
+        pay_to,
+        gateways,
+    } = two_on_redis(&payer, "mpp.key", |up, dir, chain, _, pay_to| {
+        config(up, dir, &chain.url, &chain.asset, pay_to)
+    })
+    .await;
     let line = evm_line(&post(gateways[0], &[], &call(1, "dear", json!({"n": 1}))).await);
     let auth = sign(&line, &payer).await;
     let ok = accepted_of_concurrent(&gateways, ("authorization", &auth), 16, |_| {

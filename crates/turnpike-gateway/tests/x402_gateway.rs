@@ -276,28 +276,25 @@ async fn a_settlement_the_chain_refuses_releases_the_nonce() {
 /// sixteen times at once, to both, is accepted once and settled once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_payment_is_accepted_once_across_two_instances() {
-    let redis = turnpike_testkit::redis::RedisServer::start();
     let payer = new_payer();
-    let chain = start_chain(&[&payer]).await;
-    let (up, log) = start_upstream(true).await;
-    let key = hex::encode(rand::random::<[u8; 32]>());
-    let pay_to = new_address();
-    let store = redis_store(&redis.url());
-    let mut gateways = Vec::new();
-    for _ in 0..2 {
-        let dir = data_dir();
-        std::fs::write(dir.join("x402.key"), &key).unwrap();
-        let settle = settle_key(&chain, &dir).await;
-        let cfg = x402_config(
+    // `_redis` bound: the server lives to the end of the test.
+    let TwoOnRedis {
+        _redis,
+        chain,
+        log,
+        pay_to,
+        gateways,
+    } = two_on_redis(&payer, "x402.key", |up, dir, chain, settle, pay_to| {
+        x402_config(
             up,
-            &dir,
+            dir,
             &chain.url,
             &chain.asset,
-            &pay_to,
+            pay_to,
             &format!("settle_key_file = \"{}\"", settle.display()),
-        );
-        gateways.push(start_gateway_with(&format!("{cfg}{store}")).await);
-    }
+        )
+    })
+    .await;
     let pr = payment_required(&post(gateways[0], &[], &call(1, "dear", json!({"n": 1}))).await);
     let h = sign(&pr, &payer).await;
     let ok = accepted_of_concurrent(&gateways, ("payment-signature", &h), 16, |_| {

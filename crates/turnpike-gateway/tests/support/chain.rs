@@ -316,6 +316,47 @@ pub(crate) async fn setup_on_chain(
     }
 }
 
+/// Two gateways on one real Redis in front of one upstream, selling to one payee: each with its
+/// own data directory holding the same binding key (file `key_file`) and its own funded
+/// settling key.
+pub(crate) struct TwoOnRedis {
+    pub(crate) _redis: turnpike_testkit::redis::RedisServer,
+    pub(crate) chain: Chain,
+    pub(crate) log: Log,
+    pub(crate) pay_to: String,
+    pub(crate) gateways: Vec<SocketAddr>,
+}
+
+/// [`TwoOnRedis`] with `payer` funded, each gateway on the config `config` writes as in
+/// [`setup_on_chain`] (the `[store]` appended).
+pub(crate) async fn two_on_redis(
+    payer: &Payer,
+    key_file: &str,
+    config: impl Fn(SocketAddr, &Path, &Chain, &Path, &str) -> String,
+) -> TwoOnRedis {
+    let redis = turnpike_testkit::redis::RedisServer::start();
+    let chain = start_chain(&[payer]).await;
+    let (up, log) = start_upstream(true).await;
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let pay_to = new_address();
+    let store = redis_store(&redis.url());
+    let mut gateways = Vec::new();
+    for _ in 0..2 {
+        let dir = data_dir();
+        std::fs::write(dir.join(key_file), &key).unwrap();
+        let settle = settle_key(&chain, &dir).await;
+        let cfg = config(up, &dir, &chain, &settle, &pay_to);
+        gateways.push(start_gateway_with(&format!("{cfg}{store}")).await);
+    }
+    TwoOnRedis {
+        _redis: redis,
+        chain,
+        log,
+        pay_to,
+        gateways,
+    }
+}
+
 /// The x402 project's facilitator (tests/e2e/x402_peer.mjs `facilitator`), settling with a
 /// fresh funded key: the node process (ended when dropped) and its URL.
 pub(crate) async fn start_facilitator(chain: &Chain) -> (tokio::process::Child, String) {
