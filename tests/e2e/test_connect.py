@@ -40,6 +40,7 @@ from turnpike_e2e import (
     free_port,
     on_free_port,
     require_file,
+    spend_log,
     start_everything_http,
     start_fixture_http,
     start_gateway,
@@ -77,13 +78,6 @@ def call(params: StdioServerParameters, name: str, args: dict, times: int = 1) -
 
 def text(result) -> str:
     return "\n".join(getattr(b, "text", "") for b in result.content)
-
-
-def spend_log(state: Path) -> list[dict]:
-    p = state / "spend.jsonl"
-    if not p.exists():
-        return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
 def spent_report(state: Path) -> str:

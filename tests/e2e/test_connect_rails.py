@@ -42,7 +42,7 @@ from mcp import Client, StdioServerParameters
 
 from evm_chain import LocalChain, start_chain
 from listening import start_fixture, start_gateway_config
-from turnpike_e2e import TURNPIKE, toml_str, wait_until
+from turnpike_e2e import TURNPIKE, spend_log, toml_str, wait_until
 
 EFFORT = 4000
 L402_SAT = 2
@@ -157,11 +157,6 @@ def call(params: StdioServerParameters, tool: str) -> str:
 
     anyio.run(main)
     return out[0]
-
-
-def spend_log(state: Path) -> list[dict]:
-    p = state / "spend.jsonl"
-    return [json.loads(line) for line in p.read_text().splitlines() if line] if p.exists() else []
 
 
 @dataclass

@@ -11,7 +11,6 @@ so only in its log, and solves the puzzle instead: nothing moves.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from mcp import Client, StdioServerParameters
 
 from evm_chain import start_chain
 from listening import start_fixture, start_gateway_config
-from turnpike_e2e import TURNPIKE, toml_str
+from turnpike_e2e import TURNPIKE, spend_log, toml_str
 
 PRICE = 10_000  # atomic units of a 6-decimal token: $0.01
 EFFORT = 4000
@@ -88,11 +87,6 @@ def call_add(params: StdioServerParameters) -> str:
 
     anyio.run(main)
     return out[0]
-
-
-def spend_log(state: Path) -> list[dict]:
-    p = state / "spend.jsonl"
-    return [json.loads(line) for line in p.read_text().splitlines() if line] if p.exists() else []
 
 
 def test_connect_pays_x402_and_the_token_moves(chain: Chain, tmp_path: Path) -> None:

@@ -242,6 +242,14 @@ def recorder_stdio_command(record: Path) -> list[str]:
     return [sys.executable, str(RECORDER), "stdio", str(record)]
 
 
+def spend_log(state: Path) -> list[dict]:
+    """The entries of `turnpike connect`'s spend log in the state directory `state` (none yet: [])."""
+    p = state / "spend.jsonl"
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
 def toml_str(s: str) -> str:
     return json.dumps(s)  # a JSON string is a valid TOML basic string
 

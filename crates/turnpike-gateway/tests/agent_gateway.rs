@@ -91,19 +91,7 @@ impl DirServer {
 fn config(upstream: SocketAddr, directories: &[String], extra: &str) -> String {
     let dirs: Vec<String> = directories.iter().map(|d| format!("{d:?}")).collect();
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-path = "/mcp"
-data_dir = "{data}"
-
-[upstream]
-url = "http://{upstream}/mcp"
-
-[pow]
-subpuzzles = 2
-keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
-
+        r#"{head}
 [agent]
 directories = [{dirs}]
 directory_min_refresh_secs = 1
@@ -117,7 +105,7 @@ agent = true
 [tools.slow]
 pow = 3000
 "#,
-        data = scratch_data_dir().display(),
+        head = config_head(upstream, &scratch_data_dir().display().to_string(), ""),
         dirs = dirs.join(", ")
     )
 }

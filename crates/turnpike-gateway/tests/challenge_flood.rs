@@ -211,12 +211,7 @@ async fn challenge_flood_from_one_address_is_limited_and_changes_nothing_for_oth
         assert_challenged(&r, DEAR, &format!("127.0.1.{x}"));
     }
     // Only the second address's paid calls reached the upstream.
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, rounds as usize);
+    assert_eq!(tool_calls(&log), rounds as usize);
 }
 
 /// In band (an MCP client mid-session), a limited challenge is an `isError` result with the

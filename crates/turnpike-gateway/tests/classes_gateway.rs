@@ -30,19 +30,7 @@ const PARTNER_BURST: usize = 8;
 fn config(upstream: SocketAddr, issuer: &str) -> String {
     let data_dir = scratch_data_dir().display().to_string();
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-path = "/mcp"
-data_dir = "{data_dir}"
-
-[upstream]
-url = "http://{upstream}/mcp"
-
-[pow]
-subpuzzles = 2
-keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
-
+        r#"{head}
 [oauth]
 issuer = "{issuer}"
 scopes_supported = ["mcp:tools"]
@@ -77,7 +65,8 @@ free = true
 
 [classes.gold.tools.dear]
 free = true
-"#
+"#,
+        head = config_head(upstream, &data_dir, ""),
     )
 }
 

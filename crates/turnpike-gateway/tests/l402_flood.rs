@@ -29,19 +29,7 @@ fn data_dir() -> PathBuf {
 
 fn flood_config(upstream: SocketAddr, dir: &Path, per_caller: u32, global: u32) -> String {
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-path = "/mcp"
-data_dir = "{dir}"
-
-[upstream]
-url = "http://{upstream}/mcp"
-
-[pow]
-subpuzzles = 2
-keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
-
+        r#"{head}
 [tools.echo]
 l402 = {{ msat = 1000 }}
 [tools.add]
@@ -59,7 +47,7 @@ backend = "dev"
 [lightning.dev_wallet]
 listen = "127.0.0.1:0"
 "#,
-        dir = dir.display()
+        head = config_head(upstream, &dir.display().to_string(), ""),
     )
 }
 

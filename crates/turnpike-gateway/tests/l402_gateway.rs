@@ -32,19 +32,7 @@ fn data_dir() -> PathBuf {
 /// wallet.
 fn l402_config(upstream: SocketAddr, dir: &std::path::Path, lightning: &str) -> String {
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-path = "/mcp"
-data_dir = "{dir}"
-
-[upstream]
-url = "http://{upstream}/mcp"
-
-[pow]
-subpuzzles = 2
-keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
-
+        r#"{head}
 [tools.echo]
 pow = 3000
 l402 = {{ msat = 1000 }}
@@ -60,7 +48,7 @@ store = "memory"
 
 {lightning}
 "#,
-        dir = dir.display()
+        head = config_head(upstream, &dir.display().to_string(), ""),
     )
 }
 

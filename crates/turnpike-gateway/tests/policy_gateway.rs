@@ -28,19 +28,7 @@ fn config(upstream: SocketAddr, issuer: Option<&str>, rules: &str) -> String {
     });
     let data_dir = scratch_data_dir().display().to_string();
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-path = "/mcp"
-data_dir = "{data_dir}"
-
-[upstream]
-url = "http://{upstream}/mcp"
-
-[pow]
-subpuzzles = 2
-keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
-
+        r#"{head}
 [tools.default]
 pow = 3000
 [tools.echo]
@@ -53,7 +41,8 @@ enabled = false
 
 {oauth}
 {rules}
-"#
+"#,
+        head = config_head(upstream, &data_dir, ""),
     )
 }
 

@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -18,28 +17,12 @@ use support::*;
 use turnpike_client::{budget, Client, ClientConfig, Rail, X402Asset, X402Payer};
 use turnpike_x402::evm;
 
-/// A fresh state directory for the client.
-fn state_dir() -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "turnpike-x402-connect-{}",
-        hex::encode(rand::random::<[u8; 8]>())
-    ))
-}
-
-/// The payer's key in a file beside the state directory `dir`, mode 0600 (as `--x402-key FILE`
-/// takes it).
-fn key_file(dir: &Path, payer: &Payer) -> PathBuf {
-    let path = dir.with_extension("key");
-    turnpike_fs::write_private(&path, payer.key.as_bytes()).unwrap();
-    path
-}
-
 /// A client paying with `payer` in the chain's token (6 decimals), with `tweak` applied.
 fn client(env: &Env, payer: &Payer, tweak: impl FnOnce(&mut ClientConfig)) -> Arc<Client> {
-    let state = state_dir();
+    let state = client_state_dir();
     let asset = X402Asset::parse("eip155:31337", &env.chain.asset, 6).unwrap();
     let mut cfg = ClientConfig::new(state.clone());
-    cfg.x402 = Some(X402Payer::from_file(&key_file(&state, payer), vec![asset]).unwrap());
+    cfg.x402 = Some(X402Payer::from_file(&payer_key_file(&state, payer), vec![asset]).unwrap());
     tweak(&mut cfg);
     Arc::new(Client::new(cfg).unwrap())
 }
@@ -63,7 +46,7 @@ async fn connect_forwarder_pays_an_x402_tool_on_chain() {
     let c = client(&env, &payer, |_| {});
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fwd = listener.local_addr().unwrap();
-    let remote = format!("http://{}/mcp", env.gw);
+    let remote = env.url();
     tokio::spawn(turnpike_client::proxy::serve(
         c.clone(),
         remote.clone(),
@@ -122,18 +105,14 @@ async fn refused_x402_records_its_reason_and_the_puzzle_is_solved() {
     let payer = new_payer();
     let env = setup_x402(&[&payer]).await;
     let before = env.chain.balance(&payer.address).await;
-    let url = format!("http://{}/mcp", env.gw);
+    let url = env.url();
 
     // Over the daily budget: half a cent a day, the tools cost a cent.
     let c = client(&env, &payer, |cfg| {
         cfg.budgets.per_day_usd = Some(0.005);
         cfg.policy.rails = Some(vec![Rail::X402, Rail::Pow]);
     });
-    let e = c
-        .rpc(&url, &call(1, "dear", json!({"n": 1})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 1).await;
     assert!(e.starts_with("over budget: "), "{e}");
     assert!(e.contains("daily budget of $0.005"), "{e}");
     assert!(e.contains(&env.pay_to), "the recipient is named: {e}");
@@ -155,27 +134,20 @@ async fn refused_x402_records_its_reason_and_the_puzzle_is_solved() {
 
     // Over the per-call cap.
     let c = client(&env, &payer, |cfg| cfg.policy.max_pay_usd = 0.001);
-    let e = c
-        .rpc(&url, &call(3, "dear", json!({"n": 3})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 3).await;
     assert!(
         e.contains("pays at most $0.001 at once (--max-pay-usd)"),
         "{e}"
     );
 
     // An asset not allowed (the same token address on another chain).
-    let state = state_dir();
+    let state = client_state_dir();
     let mut cfg = ClientConfig::new(state.clone());
     let elsewhere = X402Asset::parse("eip155:8453", &env.chain.asset, 6).unwrap();
-    cfg.x402 = Some(X402Payer::from_file(&key_file(&state, &payer), vec![elsewhere]).unwrap());
+    cfg.x402 =
+        Some(X402Payer::from_file(&payer_key_file(&state, &payer), vec![elsewhere]).unwrap());
     let c = Client::new(cfg).unwrap();
-    let e = c
-        .rpc(&url, &call(4, "dear", json!({"n": 4})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_dear(&c, &url, 4).await;
     assert!(
         e.contains("x402: the server asks for payment in exact"),
         "{e}"
@@ -184,12 +156,8 @@ async fn refused_x402_records_its_reason_and_the_puzzle_is_solved() {
     assert!(e.contains("not an asset allowed here"), "{e}");
 
     // No key: the x402-only tool says so.
-    let c = Client::new(ClientConfig::new(state_dir())).unwrap();
-    let e = c
-        .rpc(&url, &call(5, "dear", json!({"n": 5})))
-        .await
-        .unwrap_err()
-        .to_string();
+    let c = Client::new(ClientConfig::new(client_state_dir())).unwrap();
+    let e = refused_dear(&c, &url, 5).await;
     assert!(e.contains("x402: no x402 key is configured"), "{e}");
 
     assert_eq!(env.chain.balance(&payer.address).await, before);
@@ -201,8 +169,8 @@ async fn refused_x402_records_its_reason_and_the_puzzle_is_solved() {
 #[test]
 fn a_key_file_readable_by_others_is_refused() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = state_dir();
-    let path = key_file(&dir, &new_payer());
+    let dir = client_state_dir();
+    let path = payer_key_file(&dir, &new_payer());
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = X402Payer::from_file(&path, vec![]).unwrap_err().to_string();
     assert!(e.contains("readable by other users"), "{e}");
@@ -251,10 +219,10 @@ async fn one_call_signs_at_most_one_payment() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let payer = new_payer();
-    let state = state_dir();
+    let state = client_state_dir();
     let mut cfg = ClientConfig::new(state.clone());
     let allowed = X402Asset::parse("eip155:31337", &asset, 6).unwrap();
-    cfg.x402 = Some(X402Payer::from_file(&key_file(&state, &payer), vec![allowed]).unwrap());
+    cfg.x402 = Some(X402Payer::from_file(&payer_key_file(&state, &payer), vec![allowed]).unwrap());
     let c = Client::new(cfg).unwrap();
     let e = c
         .rpc(

@@ -40,6 +40,35 @@ async fn sign(pr: &Value, payer: &Payer) -> String {
     peer(&["sign", &payer.key], Some(&pr.to_string())).await
 }
 
+/// Pays `dear` with `args` on `gw` as `payer`: the 402 of call 1 signed, presented with call 2.
+/// The `PAYMENT-SIGNATURE` and the answer.
+async fn pay_dear(gw: SocketAddr, payer: &Payer, args: Value) -> (String, Reply) {
+    let pr = payment_required(&post(gw, &[], &call(1, "dear", args.clone())).await);
+    let h = sign(&pr, payer).await;
+    let r = post(gw, &[("payment-signature", &h)], &call(2, "dear", args)).await;
+    (h, r)
+}
+
+/// A gateway in front of `up` selling in `chain`'s token to `pay_to`, settled by the
+/// facilitator at `url` (`rpc_timeout_ms` as given).
+async fn facilitated_gateway(
+    up: SocketAddr,
+    chain: &Chain,
+    pay_to: &str,
+    url: &str,
+    rpc_timeout_ms: u64,
+) -> SocketAddr {
+    start_gateway_with(&x402_config(
+        up,
+        &data_dir(),
+        &chain.url,
+        &chain.asset,
+        pay_to,
+        &format!("facilitator_url = \"{url}\"\nrpc_timeout_ms = {rpc_timeout_ms}"),
+    ))
+    .await
+}
+
 /// A 402 with a fresh offer, whose JSON-RPC body gives `why`; no settlement.
 fn assert_refused(r: &Reply, why: &str) {
     assert_eq!(r.status, 402, "{}", r.text());
@@ -90,7 +119,7 @@ async fn x402_client_pays_over_http() {
     let out = peer(
         &[
             "pay",
-            &format!("http://{}/mcp", env.gw),
+            &env.url(),
             &payer.key,
             &env.chain.asset,
             "dear",
@@ -247,63 +276,33 @@ async fn a_settlement_the_chain_refuses_releases_the_nonce() {
 /// sixteen times at once, to both, is accepted once and settled once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_payment_is_accepted_once_across_two_instances() {
-    let redis = turnpike_testkit::redis::RedisServer::start();
     let payer = new_payer();
-    let chain = start_chain(&[&payer]).await;
-    let (up, log) = start_upstream(true).await;
-    let key = hex::encode(rand::random::<[u8; 32]>());
-    let pay_to = new_address();
-    let store = format!(
-        "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\ntimeout_ms = 2000\n",
-        redis.url()
-    );
-    let mut gateways = Vec::new();
-    for _ in 0..2 {
-        let dir = data_dir();
-        std::fs::write(dir.join("x402.key"), &key).unwrap();
-        let settle = settle_key(&chain, &dir).await;
-        let cfg = x402_config(
+    // `_redis` bound: the server lives to the end of the test.
+    let TwoOnRedis {
+        _redis,
+        chain,
+        log,
+        pay_to,
+        gateways,
+    } = two_on_redis(&payer, "x402.key", |up, dir, chain, settle, pay_to| {
+        x402_config(
             up,
-            &dir,
+            dir,
             &chain.url,
             &chain.asset,
-            &pay_to,
+            pay_to,
             &format!("settle_key_file = \"{}\"", settle.display()),
-        );
-        gateways.push(start_gateway_with(&format!("{cfg}{store}")).await);
-    }
+        )
+    })
+    .await;
     let pr = payment_required(&post(gateways[0], &[], &call(1, "dear", json!({"n": 1}))).await);
     let h = sign(&pr, &payer).await;
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let gw = gateways[i % 2];
-        let h = h.clone();
-        tasks.push(tokio::spawn(async move {
-            post(
-                gw,
-                &[("payment-signature", &h)],
-                &call(2, "dear", json!({"n": 1})),
-            )
-            .await
-            .status
-            .as_u16()
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            200 => ok += 1,
-            402 => {}
-            s => panic!("status {s}"),
-        }
-    }
+    let ok = accepted_of_concurrent(&gateways, ("payment-signature", &h), 16, |_| {
+        call(2, "dear", json!({"n": 1}))
+    })
+    .await;
     assert_eq!(ok, 1);
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 1);
+    assert_eq!(tool_calls(&log), 1);
     assert_eq!(chain.balance(&pay_to).await, 10_000);
     assert_eq!(chain.balance(&payer.address).await, 1_000_000 - 10_000);
 }
@@ -317,23 +316,8 @@ async fn a_facilitator_settles() {
     let (_facilitator, url) = start_facilitator(&chain).await;
     let (up, log) = start_upstream(true).await;
     let pay_to = new_address();
-    let gw = start_gateway_with(&x402_config(
-        up,
-        &data_dir(),
-        &chain.url,
-        &chain.asset,
-        &pay_to,
-        &format!("facilitator_url = \"{url}\"\nrpc_timeout_ms = 30000"),
-    ))
-    .await;
-    let pr = payment_required(&post(gw, &[], &call(1, "dear", json!({"n": 5}))).await);
-    let h = sign(&pr, &payer).await;
-    let r = post(
-        gw,
-        &[("payment-signature", &h)],
-        &call(2, "dear", json!({"n": 5})),
-    )
-    .await;
+    let gw = facilitated_gateway(up, &chain, &pay_to, &url, 30000).await;
+    let (_, r) = pay_dear(gw, &payer, json!({"n": 5})).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let settled = b64_json(r.headers["payment-response"].to_str().unwrap());
     assert_eq!(settled["success"], true, "{settled}");
@@ -341,24 +325,7 @@ async fn a_facilitator_settles() {
     let receipt = chain.rpc("eth_getTransactionReceipt", json!([tx])).await;
     assert_eq!(receipt["status"], "0x1");
     assert_eq!(chain.balance(&pay_to).await, 10_000);
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 1);
-}
-
-/// A listener that takes connections and closes them at once: a server that is down.
-async fn dead_server() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            drop(s);
-        }
-    });
-    addr
+    assert_eq!(tool_calls(&log), 1);
 }
 
 /// A facilitator that is down, or a node that is down: 503, the upstream not run, and the
@@ -370,15 +337,8 @@ async fn facilitator_or_node_down_fails_closed() {
     let (up, log) = start_upstream(true).await;
     let dead = dead_server().await;
     let pay_to = new_address();
-    let via_facilitator = start_gateway_with(&x402_config(
-        up,
-        &data_dir(),
-        &chain.url,
-        &chain.asset,
-        &pay_to,
-        &format!("facilitator_url = \"http://{dead}\"\nrpc_timeout_ms = 2000"),
-    ))
-    .await;
+    let via_facilitator =
+        facilitated_gateway(up, &chain, &pay_to, &format!("http://{dead}"), 2000).await;
     let dir = data_dir();
     let key = settle_key(&chain, &dir).await;
     let node_down = start_gateway_with(&x402_config(
@@ -391,23 +351,11 @@ async fn facilitator_or_node_down_fails_closed() {
     ))
     .await;
     for gw in [via_facilitator, node_down] {
-        let pr = payment_required(&post(gw, &[], &call(1, "dear", json!({"n": 3}))).await);
-        let h = sign(&pr, &payer).await;
-        let r = post(
-            gw,
-            &[("payment-signature", &h)],
-            &call(2, "dear", json!({"n": 3})),
-        )
-        .await;
+        let (_, r) = pay_dear(gw, &payer, json!({"n": 3})).await;
         assert_eq!(r.status, 503, "{}", r.text());
         assert!(r.headers.get("payment-response").is_none());
     }
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 0);
+    assert_eq!(tool_calls(&log), 0);
     assert_eq!(chain.balance(&payer.address).await, 1_000_000);
 }
 
@@ -488,23 +436,9 @@ async fn a_facilitator_that_lies_or_hangs_fails_closed() {
     .await;
     let silent = fake_facilitator(None).await;
     for facilitator in [liar, silent] {
-        let gw = start_gateway_with(&x402_config(
-            up,
-            &data_dir(),
-            &chain.url,
-            &chain.asset,
-            &pay_to,
-            &format!("facilitator_url = \"http://{facilitator}\"\nrpc_timeout_ms = 2000"),
-        ))
-        .await;
-        let pr = payment_required(&post(gw, &[], &call(1, "dear", json!({"n": 3}))).await);
-        let h = sign(&pr, &payer).await;
-        let r = post(
-            gw,
-            &[("payment-signature", &h)],
-            &call(2, "dear", json!({"n": 3})),
-        )
-        .await;
+        let gw =
+            facilitated_gateway(up, &chain, &pay_to, &format!("http://{facilitator}"), 2000).await;
+        let (h, r) = pay_dear(gw, &payer, json!({"n": 3})).await;
         assert_eq!(r.status, 503, "{facilitator}: {}", r.text());
         assert!(r.headers.get("payment-response").is_none());
         let again = post(
@@ -515,12 +449,11 @@ async fn a_facilitator_that_lies_or_hangs_fails_closed() {
         .await;
         assert_ne!(again.status, 200, "{}", again.text());
     }
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 0, "the upstream never ran for an unpaid call");
+    assert_eq!(
+        tool_calls(&log),
+        0,
+        "the upstream never ran for an unpaid call"
+    );
     assert_eq!(chain.balance(&payer.address).await, 1_000_000);
     assert_eq!(chain.balance(&pay_to).await, 0);
 }
@@ -758,12 +691,7 @@ async fn mcp_sdk_client_pays_over_the_mcp_transport() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/x402_mcp_client.mjs");
     let out = tokio::process::Command::new(node())
         .arg(&script)
-        .args([
-            &format!("http://{}/mcp", env.gw),
-            &payer.key,
-            "dear",
-            &json!({"n": 9}).to_string(),
-        ])
+        .args([&env.url(), &payer.key, "dear", &json!({"n": 9}).to_string()])
         .env("TURNPIKE_DEPS", deps_dir())
         .kill_on_drop(true)
         .output()
@@ -829,7 +757,7 @@ async fn the_x402_python_mcp_client_pays() {
     let out = tokio::process::Command::new(python)
         .arg(&script)
         .args([
-            &format!("http://{}/mcp", env.gw),
+            &env.url(),
             &payer.key,
             &env.chain.asset,
             "dear",
@@ -916,12 +844,7 @@ async fn payments_checked_past_the_bounds_answer_429_or_503() {
         assert_eq!(r.json()["error"]["data"]["retry_after"], secs);
         assert!(r.headers.get("payment-response").is_none());
     }
-    let calls = log
-        .lock()
-        .iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-        .count();
-    assert_eq!(calls, 0);
+    assert_eq!(tool_calls(&log), 0);
     assert_eq!(chain.balance(&payer.address).await, 1_000_000);
 }
 

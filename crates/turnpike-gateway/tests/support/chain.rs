@@ -162,6 +162,31 @@ impl Chain {
     }
 }
 
+/// A fresh state directory for `turnpike connect`'s client (not yet made).
+pub(crate) fn client_state_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "turnpike-connect-test-{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    ))
+}
+
+/// The payer's key in a file beside the state directory `dir`, mode 0600 (as `--x402-key FILE`
+/// takes it).
+pub(crate) fn payer_key_file(dir: &Path, payer: &Payer) -> PathBuf {
+    let path = dir.with_extension("key");
+    turnpike_fs::write_private(&path, payer.key.as_bytes()).unwrap();
+    path
+}
+
+/// What `turnpike connect`'s client `c` answers when it refuses to pay call `n`, `dear` with
+/// `{"n": n}`, at `url`.
+pub(crate) async fn refused_dear(c: &turnpike_client::Client, url: &str, n: i64) -> String {
+    c.rpc(url, &call(n, "dear", json!({"n": n})))
+        .await
+        .unwrap_err()
+        .to_string()
+}
+
 /// A fresh data directory.
 pub(crate) fn data_dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -187,6 +212,16 @@ pub(crate) async fn settle_key(chain: &Chain, dir: &Path) -> PathBuf {
     path
 }
 
+/// The head of an x402 gateway's config ([`config_head`]): data in `dir`, served at
+/// `https://mcp.example.com/mcp`.
+pub(crate) fn x402_head(upstream: SocketAddr, dir: &Path) -> String {
+    config_head(
+        upstream,
+        &dir.display().to_string(),
+        "public_url = \"https://mcp.example.com/mcp\"\n",
+    )
+}
+
 /// Gateway config: `echo` on x402 or proof-of-work, `dear` on x402 alone (10000 units, 0.01
 /// TUSD); settled by `settle` (`settle_key_file = …` or `facilitator_url = …`).
 pub(crate) fn x402_config(
@@ -198,20 +233,7 @@ pub(crate) fn x402_config(
     settle: &str,
 ) -> String {
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-path = "/mcp"
-data_dir = "{dir}"
-public_url = "https://mcp.example.com/mcp"
-
-[upstream]
-url = "http://{upstream}/mcp"
-
-[pow]
-subpuzzles = 2
-keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
-
+        r#"{head}
 [tools.echo]
 pow = 3000
 x402 = {{ amount = "10000" }}
@@ -228,7 +250,7 @@ pay_to = "{pay_to}"
 max_timeout_secs = 120
 {settle}
 "#,
-        dir = dir.display()
+        head = x402_head(upstream, dir)
     )
 }
 
@@ -244,11 +266,12 @@ pub(crate) struct Env {
 impl Env {
     /// How many `tools/call` requests the upstream saw.
     pub(crate) fn calls(&self) -> usize {
-        self.log
-            .lock()
-            .iter()
-            .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
-            .count()
+        tool_calls(&self.log)
+    }
+
+    /// The gateway's MCP endpoint.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}/mcp", self.gw)
     }
 }
 
@@ -258,26 +281,79 @@ pub(crate) async fn setup_x402(payers: &[&Payer]) -> Env {
 
 /// [`setup_x402`] with `extra` lines in `[x402]`.
 pub(crate) async fn setup_x402_with(payers: &[&Payer], extra: &str) -> Env {
+    setup_on_chain(payers, |up, dir, chain, key, pay_to| {
+        x402_config(
+            up,
+            dir,
+            &chain.url,
+            &chain.asset,
+            pay_to,
+            &format!("settle_key_file = \"{}\"\n{extra}", key.display()),
+        )
+    })
+    .await
+}
+
+/// A chain with `payers` funded, an upstream, and a gateway on the config `config` writes from
+/// the upstream's address, a fresh data directory, the chain, a funded settling key in that
+/// directory and a fresh payee.
+pub(crate) async fn setup_on_chain(
+    payers: &[&Payer],
+    config: impl FnOnce(SocketAddr, &Path, &Chain, &Path, &str) -> String,
+) -> Env {
     let chain = start_chain(payers).await;
     let (up, log) = start_upstream(true).await;
     let dir = data_dir();
     let key = settle_key(&chain, &dir).await;
     let pay_to = new_address();
-    let cfg = x402_config(
-        up,
-        &dir,
-        &chain.url,
-        &chain.asset,
-        &pay_to,
-        &format!("settle_key_file = \"{}\"\n{extra}", key.display()),
-    );
-    let gw = start_gateway_with(&cfg).await;
+    let gw = start_gateway_with(&config(up, &dir, &chain, &key, &pay_to)).await;
     Env {
         chain,
         gw,
         log,
         pay_to,
         dir,
+    }
+}
+
+/// Two gateways on one real Redis in front of one upstream, selling to one payee: each with its
+/// own data directory holding the same binding key (file `key_file`) and its own funded
+/// settling key.
+pub(crate) struct TwoOnRedis {
+    pub(crate) _redis: turnpike_testkit::redis::RedisServer,
+    pub(crate) chain: Chain,
+    pub(crate) log: Log,
+    pub(crate) pay_to: String,
+    pub(crate) gateways: Vec<SocketAddr>,
+}
+
+/// [`TwoOnRedis`] with `payer` funded, each gateway on the config `config` writes as in
+/// [`setup_on_chain`] (the `[store]` appended).
+pub(crate) async fn two_on_redis(
+    payer: &Payer,
+    key_file: &str,
+    config: impl Fn(SocketAddr, &Path, &Chain, &Path, &str) -> String,
+) -> TwoOnRedis {
+    let redis = turnpike_testkit::redis::RedisServer::start();
+    let chain = start_chain(&[payer]).await;
+    let (up, log) = start_upstream(true).await;
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let pay_to = new_address();
+    let store = redis_store(&redis.url());
+    let mut gateways = Vec::new();
+    for _ in 0..2 {
+        let dir = data_dir();
+        std::fs::write(dir.join(key_file), &key).unwrap();
+        let settle = settle_key(&chain, &dir).await;
+        let cfg = config(up, &dir, &chain, &settle, &pay_to);
+        gateways.push(start_gateway_with(&format!("{cfg}{store}")).await);
+    }
+    TwoOnRedis {
+        _redis: redis,
+        chain,
+        log,
+        pay_to,
+        gateways,
     }
 }
 

@@ -340,6 +340,80 @@ pub(crate) fn call(id: i64, tool: &str, args: Value) -> Value {
     serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}})
 }
 
+/// How many `tools/call` requests the upstream recorded in `log`.
+pub(crate) fn tool_calls(log: &Log) -> usize {
+    log.lock()
+        .iter()
+        .filter(|s| String::from_utf8_lossy(&s.body).contains("tools/call"))
+        .count()
+}
+
+/// A `[store]` section on the Redis at `url` (2 s timeout), to append to a gateway's config.
+pub(crate) fn redis_store(url: &str) -> String {
+    format!("\n[store]\nbackend = \"redis\"\nredis_url = \"{url}\"\ntimeout_ms = 2000\n")
+}
+
+/// Posts `n` calls at once with the one paid `header` (name, value), the `i`th to
+/// `gateways[i % len]` with body `body(i)`: how many were answered 200; any answer but 200 or
+/// 402 fails the test.
+pub(crate) async fn accepted_of_concurrent(
+    gateways: &[SocketAddr],
+    header: (&str, &str),
+    n: usize,
+    body: impl Fn(usize) -> Value,
+) -> usize {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let gw = gateways[i % gateways.len()];
+        let (name, value) = (header.0.to_string(), header.1.to_string());
+        let body = body(i);
+        tasks.push(tokio::spawn(async move {
+            post(gw, &[(&name, &value)], &body).await.status.as_u16()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            402 => {}
+            s => panic!("status {s}"),
+        }
+    }
+    ok
+}
+
+/// The `[server]` (with `server_extra` lines), `[upstream]` and `[pow]` sections of a gateway's
+/// config: on 127.0.0.1:0 at `/mcp`, `data_dir` as given, in front of `upstream`.
+pub(crate) fn config_head(upstream: SocketAddr, data_dir: &str, server_extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+path = "/mcp"
+data_dir = "{data_dir}"
+{server_extra}
+[upstream]
+url = "http://{upstream}/mcp"
+
+[pow]
+subpuzzles = 2
+keys = [{{ id = 7, secret = "{KEY_HEX}" }}]
+"#
+    )
+}
+
+/// A listener that takes connections and closes them at once: a server that is down.
+pub(crate) async fn dead_server() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            drop(s);
+        }
+    });
+    addr
+}
+
 /// Solves the first challenge found in `text` (a 402 body, in-band result or
 /// WWW-Authenticate value); returns the token and the nonces.
 pub(crate) fn solve(text: &str) -> (String, Vec<u64>) {
