@@ -450,41 +450,34 @@ impl LegacyTx {
     /// The raw signed transaction (`eth_sendRawTransaction`'s argument) and its hash.
     pub fn sign(&self, key: &SigningKey) -> Option<(Vec<u8>, [u8; 32])> {
         use rlp::Item;
-        let base = |v: Item<'static>, r: Item<'static>, s: Item<'static>| -> Vec<u8> {
-            rlp::encode(&Item::List(vec![
-                Item::Uint(self.nonce),
-                Item::Uint(self.gas_price),
-                Item::Uint(self.gas),
-                Item::Bytes(&self.to),
-                Item::Uint(self.value),
-                Item::Bytes(&self.data),
-                v,
-                r,
-                s,
-            ]))
-        };
-        let unsigned = base(
-            Item::Uint(u128::from(self.chain_id)),
-            Item::Uint(0),
-            Item::Uint(0),
-        );
+        let chain = u128::from(self.chain_id);
+        // EIP-155: the signed message ends with (chain id, 0, 0) where the signature will go.
+        let unsigned = self.rlp(Item::Uint(chain), Item::Uint(0), Item::Uint(0));
         let sig = sign(key, &keccak(&unsigned))?;
-        let v = u128::from(self.chain_id) * 2 + 35 + u128::from(sig.v - 27);
-        let r = strip(&sig.r);
-        let s = strip(&sig.s);
-        let raw = rlp::encode(&Item::List(vec![
+        let v = chain * 2 + 35 + u128::from(sig.v - 27);
+        let raw = self.rlp(
+            Item::Uint(v),
+            Item::Bytes(strip(&sig.r)),
+            Item::Bytes(strip(&sig.s)),
+        );
+        let hash = keccak(&raw);
+        Some((raw, hash))
+    }
+
+    /// The RLP list of the transaction's fields followed by `v`, `r` and `s`.
+    fn rlp<'a>(&'a self, v: rlp::Item<'a>, r: rlp::Item<'a>, s: rlp::Item<'a>) -> Vec<u8> {
+        use rlp::Item;
+        rlp::encode(&Item::List(vec![
             Item::Uint(self.nonce),
             Item::Uint(self.gas_price),
             Item::Uint(self.gas),
             Item::Bytes(&self.to),
             Item::Uint(self.value),
             Item::Bytes(&self.data),
-            Item::Uint(v),
-            Item::Bytes(r),
-            Item::Bytes(s),
-        ]));
-        let hash = keccak(&raw);
-        Some((raw, hash))
+            v,
+            r,
+            s,
+        ]))
     }
 }
 
