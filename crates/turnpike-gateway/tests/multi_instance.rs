@@ -1,8 +1,10 @@
 //! Two gateway instances on one real Redis (a redis-server of the test's own, on a free
 //! loopback port), and on a real three-master Redis Cluster (`redis+cluster://`): a limit of N
 //! is N across both under a concurrent burst, and one proof-of-work solution sent to both at
-//! once is accepted exactly once. On one Redis a puzzle-paid call costs one script: its limits
-//! and its solution's spend together.
+//! once is accepted exactly once. A puzzle-paid call costs one script, its limits and its
+//! solution's spend together: on one Redis, and on a cluster (the challenge carries its caller's
+//! bucket, so the solution's record is in the slot of the caller's limits); a solution presented
+//! by another caller costs two there and is still accepted once.
 
 // Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
 // functions; the helpers around them are test code too).
@@ -10,7 +12,8 @@
 
 mod support;
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
 
 use turnpike_testkit::redis::{RedisCluster, RedisServer};
 
@@ -200,4 +203,167 @@ async fn a_puzzle_paid_call_is_one_redis_script() {
             "round {round}: one script for limits and spend"
         );
     }
+}
+
+/// Scripts the Redis on `port` ran: `EVALSHA` calls executed (those refused before running,
+/// `NOSCRIPT` or a redirection, not counted). `INFO commandstats` over a plain connection.
+fn scripts_run(port: u16) -> u64 {
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"INFO commandstats\r\n").unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A bulk string: `$<len>\r\n<len bytes>\r\n`.
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "the server closed the connection");
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        let done = text
+            .strip_prefix('$')
+            .and_then(|r| r.split_once("\r\n"))
+            .is_some_and(|(len, body)| len.parse::<usize>().is_ok_and(|l| body.len() >= l + 2));
+        if done {
+            break;
+        }
+    }
+    let info = String::from_utf8_lossy(&out);
+    let Some(line) = info.lines().find(|l| l.starts_with("cmdstat_evalsha:")) else {
+        return 0;
+    };
+    let field = |f: &str| -> u64 {
+        line.split([':', ','])
+            .find_map(|kv| kv.strip_prefix(&format!("{f}=")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    field("calls") - field("failed_calls") - field("rejected_calls")
+}
+
+/// POSTs a JSON body to the gateway from the local address `from` (another caller on
+/// loopback: 127.0.0.2 and so on).
+async fn post_from(
+    from: IpAddr,
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> Reply {
+    use http_body_util::BodyExt;
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_local_address(Some(from));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector);
+    let req = request(addr, http::Method::POST, headers, body.to_string());
+    let resp = client.request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// On a Redis Cluster a call paid by a puzzle solution is one `EVALSHA` too (summed over the
+/// three masters): the challenge's nonce begins with the bucket of the caller it was issued to,
+/// the solution's record is in that bucket, and the caller's limits are in its slot. A solution
+/// presented by another caller (another loopback address, limits in another bucket) passes in
+/// two scripts, and is accepted once whoever presents it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_puzzle_paid_call_is_one_redis_script_on_a_redis_cluster() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (a, b) = two_gateways(
+        &cluster.url(),
+        "[limits.tools.dear]\nburst = 100\nrate = \"100/s\"\n",
+    )
+    .await;
+    let ports = cluster.ports();
+    let scripts = || ports.iter().map(|p| scripts_run(*p)).sum::<u64>();
+    for round in 0..3 {
+        let req = call(round, "dear", json!({"n": round}));
+        let r = post(a, &[], &req).await;
+        assert_eq!(r.status, 402);
+        let (token, nonces) = solve(&r.text());
+        let auth = turnpike_client::authorization_value(&token, &nonces);
+        let before = scripts();
+        let r = post(
+            a,
+            &[("authorization", &auth), ("turnpike-challenge", "http")],
+            &req,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            scripts() - before,
+            1,
+            "round {round}: one script for limits and spend"
+        );
+    }
+    // Another caller: a loopback address whose bucket is not 127.0.0.1's.
+    let here = turnpike_store::cluster_bucket("anon:127.0.0.1");
+    let other: IpAddr = (2..=254u8)
+        .map(|i| IpAddr::from([127, 0, 0, i]))
+        .find(|ip| turnpike_store::cluster_bucket(&format!("anon:{ip}")) != here)
+        .unwrap();
+    let req = call(10, "dear", json!({"n": 10}));
+    let r = post(a, &[], &req).await;
+    let (token, nonces) = solve(&r.text());
+    let auth = turnpike_client::authorization_value(&token, &nonces);
+    let before = scripts();
+    let h = [
+        ("authorization", auth.as_str()),
+        ("turnpike-challenge", "http"),
+    ];
+    let r = post_from(other, b, &h, &req).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        scripts() - before,
+        2,
+        "another caller's limits, then the spend"
+    );
+    // Sent again by both callers to both instances: refused.
+    for (i, gw) in [a, b].into_iter().enumerate() {
+        let again = if i == 0 {
+            post(gw, &h, &req).await
+        } else {
+            post_from(other, gw, &h, &req).await
+        };
+        assert_eq!(again.status, 402, "{}", again.text());
+        assert!(again.text().contains("already used"), "{}", again.text());
+    }
+    // A fresh solution sent 16 times at once, by both callers to both instances: accepted once.
+    let req = call(11, "dear", json!({"n": 11}));
+    let r = post(a, &[], &req).await;
+    let (token, nonces) = solve(&r.text());
+    let auth = turnpike_client::authorization_value(&token, &nonces);
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (gw, from) = match i % 4 {
+            0 => (a, None),
+            1 => (b, None),
+            2 => (a, Some(other)),
+            _ => (b, Some(other)),
+        };
+        let (auth, req) = (auth.clone(), req.clone());
+        tasks.push(tokio::spawn(async move {
+            let h = [
+                ("authorization", auth.as_str()),
+                ("turnpike-challenge", "http"),
+            ];
+            let r = match from {
+                Some(ip) => post_from(ip, gw, &h, &req).await,
+                None => post(gw, &h, &req).await,
+            };
+            r.status.as_u16()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            402 => {}
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert_eq!(ok, 1, "accepted once, whoever presents it");
 }

@@ -3,9 +3,15 @@
 //! single-use credential (a puzzle solution): the limits and the spend as two round trips
 //! (`Limiter::admit`, then `RedisSpentSet::insert_issued`) and as one (`PendingAdmit` pending
 //! while the spend runs), sequentially, with the Redis commands each sent (`INFO
-//! commandstats`).
+//! commandstats`, summed over the masters on a cluster).
+//!
+//! The credential's key begins with the caller's bucket (`turnpike_store::cluster_bucket`), as
+//! the proof-of-work rail's keys do on a cluster. On a Redis Cluster (`redis+cluster://…`) a
+//! third line: the check pending while a credential issued to another caller is spent (its key
+//! in another bucket, so another slot: the limits and the spend apart, two round trips).
 //!
 //! `cargo run --release -p turnpike-limits --example redis_latency -- redis://127.0.0.1:6379/0`
+//! `cargo run --release -p turnpike-limits --example redis_latency -- redis+cluster://127.0.0.1:7001,127.0.0.1:7002`
 
 // A measurement program run by hand: a failed unwrap or expect ends the run with its error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,32 +26,79 @@ use turnpike_limits::{
 use turnpike_store::fuse::with_pending_check;
 use turnpike_store::{RedisSpentSet, RedisSpentSetOptions, SpentSet};
 
-/// Commands the server ran since the last call (`INFO commandstats`, then `CONFIG RESETSTAT`):
-/// `name calls` pairs.
-async fn commands(url: &str) -> String {
-    let client = redis::Client::open(url).expect("client");
+/// The servers whose commands are counted: the one server, or every master of a cluster
+/// (`CLUSTER NODES` asked of the first node given).
+async fn servers(url: &str) -> Vec<String> {
+    let nodes = match turnpike_store::parse_target(url).expect("a Redis URL") {
+        turnpike_store::RedisTarget::Single(u) => return vec![u],
+        turnpike_store::RedisTarget::Cluster(nodes) => nodes,
+    };
+    let client = redis::Client::open(nodes[0].as_str()).expect("client");
     let mut c = client
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
+    let text: String = redis::cmd("CLUSTER")
+        .arg("NODES")
         .query_async(&mut c)
         .await
-        .expect("INFO");
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut c)
-        .await
-        .expect("RESETSTAT");
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
-            Some(format!("{name} {calls}"))
-        })
+        .expect("CLUSTER NODES");
+    text.lines()
+        .filter(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("master")))
+        .filter_map(|l| l.split(' ').nth(1)?.split('@').next())
+        .map(|addr| format!("redis://{addr}"))
+        .collect()
+}
+
+/// Commands the servers ran since the last call (`INFO commandstats` of each, summed, then
+/// `CONFIG RESETSTAT`): `name calls` pairs.
+async fn commands(servers: &[String]) -> String {
+    let mut calls: std::collections::BTreeMap<String, u64> = Default::default();
+    for url in servers {
+        let client = redis::Client::open(url.as_str()).expect("client");
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut c)
+            .await
+            .expect("INFO");
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut c)
+            .await
+            .expect("RESETSTAT");
+        for l in info.lines() {
+            let Some((name, rest)) = l.strip_prefix("cmdstat_").and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let n = rest
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            *calls.entry(name.to_string()).or_default() += n;
+        }
+    }
+    calls
+        .iter()
+        .map(|(name, n)| format!("{name} {n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// How a paid call's limits and spend are sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Paid {
+    /// `Limiter::admit`, then the spend.
+    Apart,
+    /// The check pending while the spend runs, the key in the caller's bucket.
+    Pending,
+    /// The check pending, the key in another caller's bucket.
+    OtherBucket,
 }
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {
@@ -155,7 +208,7 @@ async fn main() {
             .map_or(0, |d| d.as_secs())
     };
     let salt = now() << 24;
-    let paid = |fused: bool, i: u64| {
+    let paid = |mode: Paid, i: u64| {
         let (lim, set) = (lim.clone(), set.clone());
         async move {
             let scope = format!("anon:10.1.{}.{}", (i >> 8) & 255, i & 255);
@@ -168,10 +221,14 @@ async fn main() {
             };
             let mut k = [0u8; 32];
             k[..8].copy_from_slice(&(salt + i).to_be_bytes());
-            k[8] = u8::from(fused);
+            k[8] = mode as u8;
+            k[0] = turnpike_store::cluster_bucket(&scope);
+            if mode == Paid::OtherBucket {
+                k[0] = k[0].wrapping_add(1);
+            }
             let t = now();
             let t0 = Instant::now();
-            let (a, spent) = if fused {
+            let (a, spent) = if mode != Paid::Apart {
                 let pending = Arc::new(PendingAdmit::new(lim.clone(), &call));
                 let spent =
                     with_pending_check(pending.clone(), set.insert_issued(k, t, t + 300, t))
@@ -187,31 +244,37 @@ async fn main() {
             took
         }
     };
-    for fused in [false, true] {
+    let modes: &[Paid] = if url.starts_with(turnpike_store::target::CLUSTER_SCHEME) {
+        &[Paid::Apart, Paid::Pending, Paid::OtherBucket]
+    } else {
+        &[Paid::Apart, Paid::Pending]
+    };
+    for &mode in modes {
         for i in 0..1000 {
-            paid(fused, i).await;
+            paid(mode, i).await;
         }
     }
-    for fused in [false, true] {
-        let _ = commands(&url).await;
+    let servers = servers(&url).await;
+    for &mode in modes {
+        let _ = commands(&servers).await;
         let n = 10_000u64;
         let mut lat = Vec::with_capacity(n as usize);
         let t0 = Instant::now();
         for i in 0..n {
-            lat.push(paid(fused, 10_000 + i).await);
+            lat.push(paid(mode, 10_000 + i).await);
         }
         let wall = t0.elapsed();
         println!(
             "paid call, {}: {n} calls, {:.0}/s, p50 {:?}, p99 {:?}; commands: {}",
-            if fused {
-                "limits and spend in one script"
-            } else {
-                "limits, then the spend"
+            match mode {
+                Paid::Apart => "limits, then the spend",
+                Paid::Pending => "limits pending while the spend runs",
+                Paid::OtherBucket => "pending, the spend in another caller's bucket",
             },
             n as f64 / wall.as_secs_f64(),
             pct(&mut lat, 0.5),
             pct(&mut lat, 0.99),
-            commands(&url).await
+            commands(&servers).await
         );
     }
 }

@@ -7,9 +7,13 @@
 //! - Every key carries a TTL: a GCRA cell lives until its bucket is full again, a daily counter
 //!   until an hour after its day ends, an in-flight set until its newest lease runs out. Idle
 //!   identities cost nothing.
-//! - Keys: `<prefix>:{<scope digest>}:<kind>[:<class digest>]`. The braces are a Redis Cluster
-//!   hash tag, so all keys of one identity live in one slot and one script may touch them all.
-//!   Identities and tool names are hashed (SHA-256, truncated), never stored.
+//! - Keys: `<prefix>:{<scope digest>}:<kind>[:<class digest>]` on one server; on a Redis
+//!   Cluster `<prefix>:{<bb>}:<scope digest>:<kind>[:<class digest>]`, `<bb>` the identity's
+//!   bucket ([`turnpike_store::cluster_bucket`], two hex digits). The braces are a Redis Cluster
+//!   hash tag, so all keys of one identity live in one slot and one script may touch them all;
+//!   on a cluster that slot is also the spent sets' bucket `<bb>`, where a credential issued to
+//!   the identity is recorded, so its spend rides on the identity's check. Identities and tool
+//!   names are hashed (SHA-256, truncated), never stored.
 //! - The client is a [`RedisConn`] (one server, or a Redis Cluster: every script touches the keys
 //!   of one identity, one slot, so it runs on that slot's master): it reconnects by itself.
 //!   Every operation is bounded by a timeout; a timeout or a lost connection is [`LimitError::Unavailable`], and
@@ -252,9 +256,22 @@ impl RedisBackend {
         })
     }
 
+    /// The part every key of `scope` begins with. One server: `<prefix>:{<scope digest>}`. A
+    /// cluster: `<prefix>:{<bb>}:<scope digest>`, `<bb>` the caller's
+    /// [`turnpike_store::cluster_bucket`], so the keys are in the slot of the spent sets' bucket
+    /// `<bb>` (a credential issued to this caller is spent in the same script).
     fn scope_tag(&self, scope: &str) -> String {
         let d = digest(&[b"scope", scope.as_bytes()]);
-        format!("{}:{{{}}}", self.opts.key_prefix, short_hex(&d, 12))
+        if self.conn.is_cluster() {
+            format!(
+                "{}:{{{:02x}}}:{}",
+                self.opts.key_prefix,
+                turnpike_store::cluster_bucket(scope),
+                short_hex(&d, 12)
+            )
+        } else {
+            format!("{}:{{{}}}", self.opts.key_prefix, short_hex(&d, 12))
+        }
     }
 
     fn spend_key(&self, key: &str) -> String {
@@ -285,8 +302,10 @@ impl RedisBackend {
         if !self.conn.is_cluster() {
             return true;
         }
-        // Hash slots of two key names: public numbers, not secrets.
-        let limits_slot = key_slot(&self.scope_tag(scope));
+        // Hash slots of two key names: public numbers, not secrets. The limits' slot is their
+        // tag's, `{<bb>}` ([`RedisBackend::scope_tag`]).
+        let bucket = turnpike_store::cluster_bucket(scope);
+        let limits_slot = key_slot(&format!("{{{bucket:02x}}}"));
         let spend_slot = key_slot(&spend.record_key);
         limits_slot == spend_slot
     }

@@ -2,8 +2,9 @@
 //! ([`PendingAdmit`] pending while a spent set records the credential): one `EVALSHA` for both
 //! on one server; the limits still decide first (a refused call spends nothing, and its
 //! credential passes once the limits allow it); a credential is still accepted once; the same
-//! order with the in-memory backend and set, and on a Redis Cluster (where the two keys are in
-//! different slots: two round trips, same answers).
+//! order with the in-memory backend and set, and on a Redis Cluster: one `EVALSHA` there too
+//! when the credential's key begins with the caller's bucket (`cluster_bucket`, as the
+//! proof-of-work rail's keys do), two round trips with the same answers when it does not.
 
 // Test code: a failed unwrap or expect is a failed test (clippy.toml allows them in #[test]
 // functions; the helpers around them are test code too).
@@ -170,6 +171,143 @@ async fn redis_limits_first_in_one_script() {
     };
     assert_eq!(calls("evalsha"), 10, "one script per paid call: {info}");
     assert_eq!(calls("eval"), 0, "{info}");
+}
+
+/// Scripts the servers at `ports` ran (`EVALSHA` and `EVAL` calls that were executed: those
+/// refused before running — `NOSCRIPT`, a redirection — are not counted), summed.
+async fn scripts_run(ports: &[u16]) -> u64 {
+    let mut total = 0;
+    for port in ports {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        for name in ["evalsha", "eval"] {
+            let Some(line) = info
+                .lines()
+                .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
+            else {
+                continue;
+            };
+            let field = |f: &str| -> u64 {
+                line.split([':', ','])
+                    .find_map(|kv| kv.strip_prefix(&format!("{f}=")))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            total += field("calls") - field("failed_calls") - field("rejected_calls");
+        }
+    }
+    total
+}
+
+/// On a cluster, a credential whose key begins with the caller's bucket is spent in the
+/// caller's limits script: one script per paid call, summed over the masters. A credential
+/// issued to another caller (its key in another bucket) is still accepted once, in two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_one_script_in_the_callers_bucket() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let set = redis_set(&cluster.url());
+    epoch_open(&set).await;
+    let lim = redis_limiter(&cluster.url());
+    let s = salt();
+    let in_bucket = |scope: &str, i: u8| {
+        let mut k = key(i, s);
+        k[0] = turnpike_store::cluster_bucket(scope);
+        k
+    };
+    // Every master has run both scripts once (the first call of a script on a master is
+    // answered NOSCRIPT, then loaded).
+    for i in 0..64u8 {
+        let scope = format!("anon:warm-{s:x}-{i}");
+        assert_eq!(
+            paid_call(&lim, &set, &scope, in_bucket(&scope, i)).await,
+            (true, true)
+        );
+    }
+    let before = scripts_run(&cluster.ports()).await;
+    for i in 0..10u8 {
+        let scope = format!("anon:fused-cluster-{s:x}-{i}");
+        assert_eq!(
+            paid_call(&lim, &set, &scope, in_bucket(&scope, 100 + i)).await,
+            (true, true)
+        );
+    }
+    assert_eq!(
+        scripts_run(&cluster.ports()).await - before,
+        10,
+        "one script per paid call"
+    );
+    // Issued to one caller, presented by another: spent once, in two round trips.
+    let (a, b) = (format!("anon:a-{s:x}"), format!("anon:b-{s:x}"));
+    let mut k = in_bucket(&a, 200);
+    if turnpike_store::cluster_bucket(&b) == k[0] {
+        k[0] = k[0].wrapping_add(1);
+    }
+    let before = scripts_run(&cluster.ports()).await;
+    assert_eq!(paid_call(&lim, &set, &b, k).await, (true, true));
+    assert_eq!(scripts_run(&cluster.ports()).await - before, 2);
+    assert_eq!(paid_call(&lim, &set, &a, k).await, (true, false), "once");
+    assert_eq!(paid_call(&lim, &set, &b, k).await, (true, false), "once");
+}
+
+/// On a cluster every key of a caller carries the caller's bucket as its hash tag, and two
+/// callers of one bucket keep limits of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_keys_in_the_callers_bucket() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let lim = redis_limiter(&cluster.url());
+    let s = salt();
+    // Two callers in one bucket.
+    let first = format!("anon:same-{s:x}-0");
+    let bucket = turnpike_store::cluster_bucket(&first);
+    let second = (1..)
+        .map(|i| format!("anon:same-{s:x}-{i}"))
+        .find(|sc| turnpike_store::cluster_bucket(sc) == bucket)
+        .unwrap();
+    let h = [7u8; 32];
+    let admit = |scope: &str| {
+        let lim = lim.clone();
+        let scope = scope.to_string();
+        async move {
+            let call = CallInfo {
+                scope: &scope,
+                rail: None,
+                kind: CallKind::Tool("dear"),
+                args_hash: Some(&h),
+            };
+            matches!(lim.admit(&call).await, Admission::Allowed(_))
+        }
+    };
+    for scope in [&first, &second] {
+        assert!(
+            admit(scope).await && admit(scope).await,
+            "a burst of 2 each"
+        );
+        assert!(!admit(scope).await, "then refused");
+    }
+    let mut keys = Vec::new();
+    for port in cluster.ports() {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let mut found: Vec<String> = redis::cmd("KEYS")
+            .arg("turnpike:*")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        keys.append(&mut found);
+    }
+    let tag = format!("turnpike:{{{bucket:02x}}}:");
+    assert!(keys.len() >= 2, "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with(&tag)), "{keys:?}");
+    assert!(keys.iter().all(|k| !k.contains("anon:")), "{keys:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use parking_lot::RwLock;
 use serde_json::Value;
 use turnpike_core::{
     ct_eq, BoxFuture, CallFacts, Challenge, Credential, CredentialReader, EdgeRequest, Grant,
-    Offer, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
+    Identity, Offer, Rail, RailId, RailMeter, RailPlugin, Refusal, Verdict,
 };
 use turnpike_store::SpentSet;
 
@@ -33,7 +33,8 @@ pub struct Quote {
 ///
 /// Nothing is stored when a challenge is issued: the challenge carries everything under an
 /// HMAC tag. A solution is recorded in the spent set (keyed by the tag, until the challenge
-/// expires) when it passes.
+/// expires) when it passes; on a set that buckets its records by caller (a Redis Cluster) the
+/// challenge's nonce begins with its caller's bucket, and so does the key.
 pub struct PowRail {
     cfg: PowConfig,
     keys: RwLock<KeyRing>,
@@ -168,12 +169,41 @@ impl PowRail {
             // 1 <= k <= 64: the config is clamped and effort >= 1.
             subpuzzles: u8::try_from(k).unwrap_or(1),
             scope: call.scope_digest(),
-            nonce: rand::random(),
+            nonce: self.nonce_for(call),
         };
         let keys = self.keys.read();
         let key_id = keys.current_id();
         let fields = TokenFields { key_id, ..fields };
         ChallengeToken::assemble(&fields, |signed| keys.tag_current(signed).1)
+    }
+
+    /// A fresh nonce for a challenge to `call`: 16 random bytes; when the spent set buckets its
+    /// records by caller ([`SpentSet::caller_buckets`], a Redis Cluster) and the caller is
+    /// known, the first byte is the caller's bucket instead ([`caller_bucket`]), so the
+    /// solution's record ([`PowRail::spent_key`]) lands in the hash slot of the caller's limits.
+    fn nonce_for(&self, call: &CallFacts) -> [u8; 16] {
+        let mut nonce: [u8; 16] = rand::random();
+        if self.spent.caller_buckets() {
+            if let Some(bucket) = caller_bucket(call) {
+                nonce[0] = bucket;
+            }
+        }
+        nonce
+    }
+
+    /// The spent-set key of `token`'s solution, fixed by the token alone (whoever presents it):
+    /// the tag; when the spent set buckets its records by caller, the nonce's first byte (the
+    /// bucket of the caller the challenge was issued to) followed by the tag's first 31 bytes,
+    /// so the record is in that caller's bucket.
+    fn spent_key(&self, token: &ChallengeToken) -> [u8; 32] {
+        let tag = token.tag();
+        if !self.spent.caller_buckets() {
+            return tag;
+        }
+        let mut key = [0u8; 32];
+        key[0] = token.nonce()[0];
+        key[1..].copy_from_slice(&tag[..31]);
+        key
     }
 
     /// Renders a minted token as a [`Challenge`]: the `WWW-Authenticate` value and the JSON
@@ -231,7 +261,8 @@ impl PowRail {
     }
 
     /// Every check of the verification order except the spent-set insert. On success returns
-    /// the spent-set key (the tag), the challenge's issue time and its expiry.
+    /// the spent-set key ([`PowRail::spent_key`]: the tag, or on a bucketed set the bucket and
+    /// the tag), the challenge's issue time and its expiry.
     pub fn precheck(
         &self,
         call: &CallFacts,
@@ -272,8 +303,25 @@ impl PowRail {
         if !solution_holds(&token, &cred.solution) {
             return Err(invalid("wrong solution"));
         }
-        Ok((token.tag(), token.issued_at(), token.expires_at()))
+        Ok((
+            self.spent_key(&token),
+            token.issued_at(),
+            token.expires_at(),
+        ))
     }
+}
+
+/// The bucket ([`turnpike_store::cluster_bucket`]) of the caller of `call`, by the scope string
+/// the gateway's limits key it on: its identity when known before any credential
+/// (`CallFacts::caller`), else its address (`Identity::anonymous`, as the limits of a call
+/// paid by a puzzle are keyed); `None` when neither is known.
+fn caller_bucket(call: &CallFacts) -> Option<u8> {
+    let scope = match (&call.caller, call.peer) {
+        (Some(identity), _) => identity.scope_key(),
+        (None, Some(peer)) => Identity::anonymous(peer).scope_key(),
+        (None, None) => return None,
+    };
+    Some(turnpike_store::cluster_bucket(&scope))
 }
 
 /// Whether `nonces` solve every sub-puzzle of `token`. The count is checked first, so a long
@@ -330,7 +378,7 @@ impl Rail for PowRail {
                     "this call does not accept proof-of-work",
                 ));
             };
-            let (tag, issued_at, expires_at) = match self.precheck(call, effort, cred) {
+            let (key, issued_at, expires_at) = match self.precheck(call, effort, cred) {
                 Ok(v) => v,
                 Err(v) => return v,
             };
@@ -338,7 +386,7 @@ impl Rail for PowRail {
             // have been lost with the set's data.
             match self
                 .spent
-                .insert_issued(tag, issued_at, expires_at, call.now)
+                .insert_issued(key, issued_at, expires_at, call.now)
                 .await
             {
                 Ok(true) => {
@@ -347,7 +395,7 @@ impl Rail for PowRail {
                     Verdict::Pass(Grant {
                         rail: RAIL,
                         identity: call.caller.clone(),
-                        receipt: Some(spent_receipt(&tag)),
+                        receipt: Some(spent_receipt(&key)),
                         about: None,
                     })
                 }
@@ -637,6 +685,89 @@ mod tests {
         let cr = cred(&t.encode(), brute(&t));
         assert!(matches!(verdict(&r, &c, 1000, &cr), Verdict::Pass(_)));
         assert_eq!(reason(&verdict(&r, &c, 1000, &cr)), "already used");
+    }
+
+    /// A memory set that says it buckets its records by caller, as the Redis set does on a
+    /// cluster; it records the keys it was given.
+    struct Bucketed {
+        set: MemorySpentSet,
+        keys: parking_lot::Mutex<Vec<[u8; 32]>>,
+    }
+
+    impl SpentSet for Bucketed {
+        fn insert(
+            &self,
+            key: [u8; 32],
+            expires_at: u64,
+            now: u64,
+        ) -> BoxFuture<'_, Result<bool, StoreError>> {
+            self.keys.lock().push(key);
+            self.set.insert(key, expires_at, now)
+        }
+        fn insert_issued(
+            &self,
+            key: [u8; 32],
+            issued_at: u64,
+            expires_at: u64,
+            now: u64,
+        ) -> BoxFuture<'_, Result<bool, StoreError>> {
+            self.keys.lock().push(key);
+            self.set.insert_issued(key, issued_at, expires_at, now)
+        }
+        fn caller_buckets(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn on_a_bucketed_set_the_nonce_and_the_record_are_in_the_callers_bucket() {
+        let set = Arc::new(Bucketed {
+            set: MemorySpentSet::with_epoch_start(0),
+            keys: parking_lot::Mutex::new(Vec::new()),
+        });
+        let r = rail_with(PowConfig::default(), set.clone());
+        let c = call("echo", 1);
+        let bucket = turnpike_store::cluster_bucket("anon:127.0.0.1");
+        let (_, t) = challenge_token(&r, &c, 1000);
+        assert_eq!(
+            t.nonce()[0],
+            bucket,
+            "the nonce begins with the caller's bucket"
+        );
+        let (_, t2) = challenge_token(&r, &c, 1000);
+        assert_eq!(t2.nonce()[0], bucket);
+        assert_ne!(t.nonce()[1..], t2.nonce()[1..], "the rest stays random");
+        let cr = cred(&t.encode(), brute(&t));
+        assert!(matches!(verdict(&r, &c, 1000, &cr), Verdict::Pass(_)));
+        let key = set.keys.lock()[0];
+        assert_eq!(key[0], bucket, "recorded in the caller's bucket");
+        assert_eq!(key[1..], t.tag()[..31]);
+        // The same solution from another address (the challenge is bound to the call, not to
+        // the address): the same record, so it is refused.
+        let mut other = call("echo", 1);
+        other.peer = Some("10.9.8.7".parse().unwrap());
+        assert_eq!(reason(&verdict(&r, &other, 1000, &cr)), "already used");
+        assert_eq!(
+            set.keys.lock()[1],
+            key,
+            "the record is the credential's alone"
+        );
+        // A caller known before any credential is bucketed by its identity.
+        let mut known = call("echo", 2);
+        known.caller = Some(Identity::L402 {
+            token_id: "ab".repeat(32),
+        });
+        let (_, t) = challenge_token(&r, &known, 1000);
+        let want = turnpike_store::cluster_bucket(&format!("l402:{}", "ab".repeat(32)));
+        assert_eq!(t.nonce()[0], want);
+        // An unbucketed set keys by the tag, nonces stay random.
+        let plain = rail();
+        let (_, t) = challenge_token(&plain, &c, 1000);
+        let cr = cred(&t.encode(), brute(&t));
+        let Verdict::Pass(g) = verdict(&plain, &c, 1000, &cr) else {
+            panic!("passes")
+        };
+        assert_eq!(spent_tag(&g), Some(t.tag()));
     }
 
     #[test]

@@ -13,6 +13,12 @@
 //! creation (the process start); the Redis set keeps the start of its epoch in Redis, under a key
 //! that goes when the data goes and is created again by the next spend, in the same atomic
 //! script (one round trip).
+//!
+//! On a Redis Cluster a script may only touch keys of one hash slot. The Redis set keeps its
+//! records in 256 buckets by a key's first byte, each in one slot (`{bb}`), and the limits keep
+//! each caller's keys in the slot of the caller's bucket, [`cluster_bucket`]. A rail that chooses
+//! its credentials' keys ([`SpentSet::caller_buckets`]) puts the bucket of the caller it issues a
+//! credential to first, so that caller's limits and the credential's spend are one script.
 
 #[cfg(feature = "redis")]
 pub mod conn;
@@ -27,6 +33,7 @@ pub use crate::redis::{RedisSpentSet, RedisSpentSetOptions};
 pub use crate::target::{parse_target, RedisTarget};
 
 use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use turnpike_core::{unix_now, BoxFuture};
 
@@ -36,6 +43,18 @@ pub enum StoreError {
     /// The backend could not be reached or answered with an error.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+}
+
+/// The bucket of a caller on a Redis Cluster, `0..=255`, for its limits' scope string
+/// (`Identity::scope_key`, as the limits are given it): the first byte of SHA-256 of
+/// `"turnpike-bucket-v1" 0x00 scope`. On a cluster the limits tag every key of the caller with
+/// `{bb}` (the bucket in two lower-case hex digits), the spent set's tag for the records whose
+/// key begins with that byte: both in one hash slot. Not a secret (it names a slot).
+pub fn cluster_bucket(identity_scope: &str) -> u8 {
+    let mut h = Sha256::new();
+    h.update(b"turnpike-bucket-v1\0");
+    h.update(identity_scope.as_bytes());
+    h.finalize()[0]
 }
 
 /// Records single-use keys until they expire.
@@ -72,6 +91,15 @@ pub trait SpentSet: Send + Sync {
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
         let _ = issued_at;
         self.insert(key, expires_at, now)
+    }
+
+    /// Whether the set keeps its records in buckets by a key's first byte, each bucket where the
+    /// limits of the callers of that [`cluster_bucket`] are (a Redis Cluster: one hash slot per
+    /// bucket). A rail that chooses its credentials' keys then begins the key of a credential
+    /// issued to a caller with the caller's bucket, so that the caller's limits and the spend run
+    /// as one script. The key must still be fixed by the credential alone. Default: `false`.
+    fn caller_buckets(&self) -> bool {
+        false
     }
 }
 
@@ -246,6 +274,24 @@ mod tests {
         assert!(insert(2, 1400));
         let fresh = MemorySpentSet::new();
         assert!(fresh.epoch_start() + 5 >= unix_now());
+    }
+
+    #[test]
+    fn cluster_buckets_are_fixed_and_spread() {
+        // Fixed by the scope string alone (every instance computes the same).
+        assert_eq!(
+            cluster_bucket("anon:127.0.0.1"),
+            cluster_bucket("anon:127.0.0.1")
+        );
+        let mut seen = [false; 256];
+        for i in 0..4096u32 {
+            seen[usize::from(cluster_bucket(&format!("anon:10.0.{}.{}", i >> 8, i & 255)))] = true;
+        }
+        assert!(
+            seen.iter().filter(|s| **s).count() > 240,
+            "spread over the buckets"
+        );
+        assert!(!MemorySpentSet::new().caller_buckets());
     }
 
     #[test]

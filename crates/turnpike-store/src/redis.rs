@@ -26,7 +26,10 @@
 //! first byte in hex (the braces are the hash tag). A credential's key, hence its bucket, is
 //! fixed by the credential alone, so every instance looks for it in the same place: single use
 //! holds across instances as on one server, and a bucket that lost its data refuses what was
-//! issued before the loss.
+//! issued before the loss. A rail that chooses its keys begins a credential's key with the
+//! bucket of the caller it was issued to ([`crate::cluster_bucket`],
+//! [`SpentSet::caller_buckets`]): the limits keep that caller's keys in the bucket's slot, so
+//! the spend runs in the caller's limits script ([`crate::fuse`]).
 //!
 //! The client is a [`RedisConn`] (one server or a cluster), which reconnects by itself after
 //! Redis restarts. Every insert is bounded by a timeout; a timeout or lost connection is
@@ -382,5 +385,11 @@ impl SpentSet for RedisSpentSet {
         now: u64,
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(self.insert_issued_async(key, issued_at, expires_at, now))
+    }
+
+    /// On a cluster: the records are bucketed by their key's first byte, each bucket in the
+    /// slot of the limits of the callers in that [`crate::cluster_bucket`].
+    fn caller_buckets(&self) -> bool {
+        self.conn.is_cluster()
     }
 }
