@@ -39,7 +39,9 @@
 //!    gateway's (not on the merged endpoint, priced by its catalog). A class rule in shadow
 //!    mode that would pick another class is logged and counted (`would_class`).
 //! 5. **Decide** (`Gate::decide` → `Decided`): the call is classified
-//!    ([`turnpike_mcp::classify`]: method, name and the hash of the canonical arguments) and
+//!    ([`turnpike_mcp::classify`]: method, name and the hash of the canonical arguments — the
+//!    hash only when something binds to them: a price, the next round of a paid call, the loop
+//!    brake; else [`turnpike_mcp::classify_unhashed`]) and
 //!    its credentials collected by the rails from every `Authorization` line (`PoW`,
 //!    `L402`/`LSAT`, `Bearer`, `DPoP` with its `DPoP` proof), the headers they read (`Macaroon`)
 //!    and their `params._meta` keys ([`crate::credentials::collect`]). Limits that must run before the rails run here: a
