@@ -77,9 +77,10 @@ pub use turnpike_operator::metrics::LimitCounters;
 
 /// Adds `pairs` (e.g. `RateLimit-Policy`, `RateLimit`) to `resp`, replacing any the upstream
 /// set.
-pub fn add_headers(resp: &mut Response<Body>, pairs: &[(&'static str, String)]) {
+pub fn add_headers(resp: &mut Response<Body>, pairs: Vec<(&'static str, String)>) {
     for (name, value) in pairs {
-        if let Ok(v) = HeaderValue::from_str(value) {
+        // The string becomes the value's bytes (checked, not copied).
+        if let Ok(v) = HeaderValue::try_from(value) {
             resp.headers_mut()
                 .insert(HeaderName::from_static(lower(name)), v);
         }
@@ -125,7 +126,7 @@ pub fn limited_response(
         body["error"]["data"] = data;
         json_response(StatusCode::TOO_MANY_REQUESTS, &body)
     };
-    add_headers(&mut resp, &l.headers());
+    add_headers(&mut resp, l.headers());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

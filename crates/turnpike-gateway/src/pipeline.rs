@@ -39,7 +39,9 @@
 //!    gateway's (not on the merged endpoint, priced by its catalog). A class rule in shadow
 //!    mode that would pick another class is logged and counted (`would_class`).
 //! 5. **Decide** (`Gate::decide` → `Decided`): the call is classified
-//!    ([`turnpike_mcp::classify`]: method, name and the hash of the canonical arguments) and
+//!    ([`turnpike_mcp::classify`]: method, name and the hash of the canonical arguments — the
+//!    hash only when something binds to them: a price, the next round of a paid call, the loop
+//!    brake; else [`turnpike_mcp::classify_unhashed`]) and
 //!    its credentials collected by the rails from every `Authorization` line (`PoW`,
 //!    `L402`/`LSAT`, `Bearer`, `DPoP` with its `DPoP` proof), the headers they read (`Macaroon`)
 //!    and their `params._meta` keys ([`crate::credentials::collect`]). Limits that must run before the rails run here: a
@@ -212,6 +214,9 @@ pub struct Gate {
     hosts: HostPolicy,
     policy: Policy,
     rails: Rails,
+    /// The headers the rails read a credential from besides `Authorization` (`Macaroon`,
+    /// `DPoP`, …), parsed once: every forwarded request is stripped of them.
+    credential_headers: Vec<http::HeaderName>,
     identity: Option<IdentitySigner>,
     limiter: Option<Arc<Limiter>>,
     counters: Arc<LimitCounters>,
@@ -292,11 +297,18 @@ impl Gate {
     /// ([`Rails::meters`]); [`Gate::with_metrics`] shares others instead.
     pub fn with_rails(opts: GateOptions, policy: Policy, rails: Rails) -> Gate {
         let metrics = Arc::new(Metrics::with_rails(rails.meters()));
+        let credential_headers = rails
+            .edge()
+            .iter()
+            .flat_map(|r| r.reader().credential_headers())
+            .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
         Gate {
             hosts: HostPolicy::new(&opts.allowed_hosts, &opts.allowed_origins),
             opts,
             policy,
             rails,
+            credential_headers,
             identity: None,
             limiter: None,
             counters: Arc::default(),
@@ -687,22 +699,34 @@ impl Gate {
     /// is answered here.
     async fn decide<'g>(&'g self, mut priced: Priced<'g>, log: &mut CallLog) -> Step<Decided<'g>> {
         let peer = peer_ip(&priced.call.parts.extensions);
-        log.caller = Some(anonymous(peer));
+        // The caller's address as an identity, built once for the whole call.
+        let anon = anonymous(peer);
+        log.caller = Some(anon.clone());
         let early = priced.facts.take();
+        // Classified in step 4 (with class rules) or now; the arguments are hashed only for a
+        // call something binds to them.
+        let hashed = early.is_some() || self.binds_arguments(&priced);
         let msg = &priced.call.msg;
         let facts = early.or_else(|| {
             (msg.kind() != MessageKind::Response).then(|| {
-                turnpike_mcp::classify(msg, &self.opts.resource, peer, turnpike_core::unix_now())
+                let (resource, now) = (&self.opts.resource, turnpike_core::unix_now());
+                if hashed {
+                    turnpike_mcp::classify(msg, resource, peer, now)
+                } else {
+                    turnpike_mcp::classify_unhashed(msg, resource, peer, now)
+                }
             })
         });
         let judged = match (&priced.price, &facts) {
-            (Some(price), Some(facts)) => self.judge(&priced, price, facts, peer, log).await?,
+            (Some(price), Some(facts)) => self.judge(&priced, price, facts, &anon, log).await?,
             _ => Judged::default(),
         };
         let mut decided = Decided {
             priced,
             peer,
+            anon,
             facts,
+            hashed,
             grant: None,
             pre_admitted: judged.pre_admitted,
             response_headers: Vec::new(),
@@ -753,6 +777,28 @@ impl Gate {
         Ok(decided)
     }
 
+    /// Whether anything binds to the call's arguments, so that their hash must be computed: a
+    /// price (a credential is bound to the call's scope, arguments included), the next round
+    /// of a paid call (remembered by its arguments), or the loop brake (it counts repeats of
+    /// the same arguments). A free call the brake does not watch needs no hash.
+    fn binds_arguments(&self, priced: &Priced<'_>) -> bool {
+        if priced.price.is_some() || priced.continued {
+            return true;
+        }
+        let Some(limiter) = &self.limiter else {
+            return false;
+        };
+        let msg = &priced.call.msg;
+        let name = priced
+            .limit_name
+            .as_deref()
+            .or(turnpike_mcp::call_name(msg));
+        match CallKind::classify(msg.method().unwrap_or(""), name) {
+            CallKind::Discovery => false,
+            CallKind::Tool(n) | CallKind::Method(n) => limiter.loop_brake_watches(n, None),
+        }
+    }
+
     /// The request as the rails see it at the edge: method, authority (the target's, else the
     /// `Host` field's), target, the public URL, the body and the header `lines`.
     fn edge_request<'a>(
@@ -782,7 +828,7 @@ impl Gate {
         priced: &Priced<'_>,
         price: &Price,
         facts: &CallFacts,
-        peer: Option<IpAddr>,
+        anon: &Identity,
         log: &mut CallLog,
     ) -> Step<Judged> {
         let Parsed { parts, bytes, msg } = &priced.call;
@@ -827,7 +873,7 @@ impl Gate {
         let pending = match (&self.limiter, self.address_rail(&collected)) {
             (Some(limiter), Some(rail)) if !limiter.shadow() => {
                 let call = CallInfo {
-                    scope: &limiter.scope_of(&anonymous(peer)),
+                    scope: &limiter.scope_of(anon),
                     rail: Some(rail),
                     kind: kind(),
                     args_hash: Some(&facts.args_hash),
@@ -844,7 +890,7 @@ impl Gate {
         // more work. Limits reads on the challenge path only.
         let mut price = Cow::Borrowed(price);
         if let (Some(limiter), true) = (&self.limiter, collected.creds.is_empty()) {
-            let scope = limiter.scope_of(&anonymous(peer));
+            let scope = limiter.scope_of(anon);
             let admission = limiter.admit_challenge(&scope).await;
             let a = self.admission_answer(admission, &parts.headers, msg.id(), log)?;
             judged.challenge_counted = true;
@@ -918,7 +964,7 @@ impl Gate {
         if let (Some(limiter), false, Decision::Challenge { .. } | Decision::Invalid { .. }) =
             (&self.limiter, counted, &refused)
         {
-            let scope = limiter.scope_of(&anonymous(decided.peer));
+            let scope = limiter.scope_of(&decided.anon);
             let admission = limiter.admit_challenge(&scope).await;
             if let Err(resp) = self.admission_answer(admission, &parts.headers, msg.id(), log) {
                 return resp;
@@ -1141,7 +1187,7 @@ impl Gate {
                 return crate::access::Who::new(&id, Some(about), peer);
             }
         }
-        crate::access::Who::new(&anonymous(peer), None, peer)
+        crate::access::Who::new(&decided.anon, None, peer)
     }
 
     /// Who presents a credential a rail verifies without spending anything
@@ -1532,7 +1578,7 @@ impl Gate {
         }
         // The remaining quota on the response; the in-flight slot lives as long as its body.
         if let Some(a) = admitted {
-            crate::limits::add_headers(&mut resp, &a.headers());
+            crate::limits::add_headers(&mut resp, a.headers());
             if let Some(guard) = a.in_flight {
                 resp = resp.map(|b| crate::limits::GuardedBody::wrap(b, guard));
             }
@@ -1603,15 +1649,15 @@ impl Gate {
         let class = decided.priced.class;
         let bucket = class.and_then(|c| c.limits.as_ref());
         let identity = grant
-            .and_then(|g| g.identity.clone())
+            .and_then(|g| g.identity.as_ref())
             .or_else(|| {
                 bucket?;
                 let (id, _) = decided.priced.identified.as_ref()?.as_ref()?;
-                Some(id.clone())
+                Some(id)
             })
-            .unwrap_or_else(|| anonymous(decided.peer));
+            .unwrap_or(&decided.anon);
         let call = CallInfo {
-            scope: &limiter.scope_of(&identity),
+            scope: &limiter.scope_of(identity),
             rail: grant.map(|g| g.rail),
             kind: CallKind::classify(
                 msg.method().unwrap_or(""),
@@ -1621,7 +1667,7 @@ impl Gate {
                     .as_deref()
                     .or(turnpike_mcp::call_name(msg)),
             ),
-            args_hash: Some(&facts.args_hash),
+            args_hash: decided.hashed.then_some(&facts.args_hash),
         };
         let admission = limiter.admit_in(&call, bucket).await;
         self.admission_answer(admission, &parts.headers, msg.id(), log)
@@ -1701,12 +1747,11 @@ impl Gate {
     /// Removes every header that carries a credential: those of [`strip_credential_headers`]
     /// and each header a rail reads ([`turnpike_core::CredentialReader::credential_headers`]).
     fn strip_credentials(&self, h: &mut HeaderMap) {
-        let names = self
-            .rails
-            .edge()
-            .iter()
-            .flat_map(|r| r.reader().credential_headers());
-        strip_credential_headers(h, names.copied());
+        h.remove(header::AUTHORIZATION);
+        for name in &self.credential_headers {
+            h.remove(name);
+        }
+        strip_turnpike_headers(h);
     }
 
     /// A snapshot of what each tool costs now, for one `tools/list` response.
@@ -1867,6 +1912,11 @@ impl Default for Judged {
 struct Decided<'g> {
     priced: Priced<'g>,
     peer: Option<IpAddr>,
+    /// The caller's address as an identity (the identity of a call no rail named).
+    anon: Identity,
+    /// Whether `facts` carries the arguments' hash ([`Gate::binds_arguments`]; all zero
+    /// otherwise).
+    hashed: bool,
     /// The classified call (`None` for a response the client sends).
     facts: Option<CallFacts>,
     grant: Option<Grant>,
@@ -2023,6 +2073,11 @@ pub fn strip_credential_headers<'a>(
     for name in rail_headers {
         h.remove(name);
     }
+    strip_turnpike_headers(h);
+}
+
+/// Removes every `Turnpike-*` header.
+fn strip_turnpike_headers(h: &mut HeaderMap) {
     if h.keys().any(|k| k.as_str().starts_with("turnpike-")) {
         let names: Vec<_> = h
             .keys()

@@ -10,7 +10,11 @@
 //!   process's open-file limit ([`ConnRules::fit_open_files`]).
 //! - **First bytes.** A new connection must send enough bytes to tell HTTP/1 from HTTP/2
 //!   within `first_byte_timeout_secs`, else it is closed (a socket that never sends a byte
-//!   holds nothing for long). From there HTTP/1 has `header_read_timeout_secs` for its head.
+//!   holds nothing for long). From there HTTP/1 has `header_read_timeout_secs` for each head:
+//!   an HTTP/1 connection with no request in progress for that long (one whose next head has
+//!   not arrived, whole, in time) is closed. The connection's own timer checks this, the one
+//!   that watches for idleness below, so a request costs no timer of its own to arm and
+//!   disarm (hyper's per-request header timer is off).
 //! - **Idle.** A connection with no request in progress (HTTP/1 between requests, HTTP/2
 //!   with no open stream, or still in its handshake) for `connection_idle_timeout_secs` is shut
 //!   down gracefully (HTTP/2: GOAWAY), and dropped if it has not closed [`CLOSE_GRACE`] later.
@@ -30,9 +34,9 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -331,9 +335,10 @@ impl RateLog {
 /// The HTTP server for one listener's connections, built from `rules`.
 pub fn http_builder(rules: &ConnRules) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(rules.header_read_timeout);
+    // The head's time limit is the connection loop's (`serve_connection`): hyper's would arm a
+    // timer for every request, and one that falls due before any other timer makes the runtime
+    // wake its I/O driver (an extra write and poll per call).
+    b.http1().timer(TokioTimer::new()).header_read_timeout(None);
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(rules.h2_max_streams)
@@ -407,14 +412,14 @@ pub async fn accept_loop<M, H>(
         };
         let _ = stream.set_nodelay(true);
         let svc = make(peer);
-        tokio::spawn(serve_connection(
+        tokio::spawn(InlineWakes::new(serve_connection(
             stream,
             slot,
             rules.clone(),
             builder.clone(),
             cancel.clone(),
             svc,
-        ));
+        )));
     }
 }
 
@@ -445,6 +450,10 @@ async fn serve_connection<H>(
             return;
         }
     };
+    // HTTP/1 unless the client sent the HTTP/2 preface; an HTTP/1 connection must send each
+    // request head within `header_read_timeout` of the end of the last request (or of its first
+    // bytes).
+    let head_limit = (start != H2_PREFACE).then_some(rules.header_read_timeout);
     let activity = Arc::new(Activity::new());
     let svc = Tracked {
         inner: svc,
@@ -459,14 +468,21 @@ async fn serve_connection<H>(
     let mut conn = std::pin::pin!(conn);
     let mut shutting_down = false;
     let mut hard_close: Option<tokio::time::Instant> = None;
+    // The first limit an idle connection meets: the head's (HTTP/1), or the idle one.
+    let idle_limit = head_limit.map_or(rules.idle_timeout, |h| h.min(rules.idle_timeout));
     loop {
         let now = tokio::time::Instant::now();
         let wake = match (hard_close, activity.idle_since()) {
             (Some(t), _) => t,
             (None, Some(since)) if !shutting_down => {
-                tokio::time::Instant::from_std(since + rules.idle_timeout)
+                tokio::time::Instant::from_std(since + idle_limit)
             }
-            _ => now + rules.idle_timeout,
+            (None, Some(since)) => match head_limit {
+                // Shutting down, between requests: the next head still has its time limit.
+                Some(h) => tokio::time::Instant::from_std(since + h),
+                None => now + rules.idle_timeout,
+            },
+            _ => now + idle_limit,
         };
         tokio::select! {
             r = conn.as_mut() => {
@@ -484,9 +500,16 @@ async fn serve_connection<H>(
                     tracing::debug!(target: "turnpike::conns", "dropped an idle connection that did not close");
                     return;
                 }
-                let idle = activity
-                    .idle_since()
-                    .is_some_and(|since| since.elapsed() >= rules.idle_timeout);
+                let idle_for = activity.idle_since().map(|since| since.elapsed());
+                if let (Some(idle), Some(head)) = (idle_for, head_limit) {
+                    if idle >= head {
+                        // No request head (or not a whole one) within its time limit, and
+                        // nothing in progress: closed at once, as hyper's own timer did.
+                        tracing::debug!(target: "turnpike::conns", "closed a connection whose request head did not arrive in time");
+                        return;
+                    }
+                }
+                let idle = idle_for.is_some_and(|idle| idle >= rules.idle_timeout);
                 if idle && !shutting_down {
                     conn.as_mut().graceful_shutdown();
                     shutting_down = true;
@@ -494,6 +517,109 @@ async fn serve_connection<H>(
                 }
             }
         }
+    }
+}
+
+/// How many times in a row [`InlineWakes`] polls a future again that woke itself while it was
+/// being polled, before it leaves the next poll to the scheduler.
+const INLINE_REPOLLS: usize = 4;
+
+/// A connection's future whose wakes from within its own poll are served by polling it again
+/// at once.
+///
+/// hyper's HTTP/1 server polls the request's service inside the connection's task, so the
+/// service reading the request body wakes that same task (the body channel says it wants
+/// data) while it runs. The multi-thread runtime takes a task that wakes itself while running
+/// for one that yields: it goes to the back of the run queue and an idle worker is woken to
+/// take it — a futex wake, a context switch and often a hop to another thread, once per call,
+/// for work the running thread does next anyway. Here such a wake is noted and the future
+/// polled again on the spot, up to [`INLINE_REPOLLS`] times (then the wake goes to the
+/// scheduler, so a connection that keeps waking itself still lets others run). A wake from
+/// anywhere else (the socket, a timer, another task) reaches the scheduler as before.
+struct InlineWakes<F> {
+    fut: Pin<Box<F>>,
+    state: Arc<WakeState>,
+    /// The waker the inner future sees (one per connection, so `will_wake` holds).
+    waker: Waker,
+}
+
+/// `IDLE` (not being polled), `POLLING`, `WOKEN` (woken while being polled).
+struct WakeState {
+    state: AtomicU8,
+    /// The task's own waker, for wakes that arrive while the future is not being polled.
+    outer: Mutex<Option<Waker>>,
+}
+
+const IDLE: u8 = 0;
+const POLLING: u8 = 1;
+const WOKEN: u8 = 2;
+
+impl<F: Future> InlineWakes<F> {
+    fn new(fut: F) -> Self {
+        let state = Arc::new(WakeState {
+            state: AtomicU8::new(IDLE),
+            outer: Mutex::new(None),
+        });
+        InlineWakes {
+            fut: Box::pin(fut),
+            waker: Waker::from(state.clone()),
+            state,
+        }
+    }
+}
+
+impl Wake for WakeState {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Being polled: noted, and served by polling again. Otherwise the task is woken.
+        match self
+            .state
+            .compare_exchange(POLLING, WOKEN, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) | Err(WOKEN) => {}
+            Err(_) => {
+                if let Some(w) = &*self.outer.lock() {
+                    w.wake_by_ref();
+                }
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for InlineWakes<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        {
+            let mut outer = this.state.outer.lock();
+            if !outer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *outer = Some(cx.waker().clone());
+            }
+        }
+        for _ in 0..INLINE_REPOLLS {
+            this.state.state.store(POLLING, Ordering::Release);
+            let mut inner = Context::from_waker(&this.waker);
+            if let Poll::Ready(out) = this.fut.as_mut().poll(&mut inner) {
+                this.state.state.store(IDLE, Ordering::Release);
+                return Poll::Ready(out);
+            }
+            if this
+                .state
+                .state
+                .compare_exchange(POLLING, IDLE, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Poll::Pending;
+            }
+            // Woken while being polled: again, now.
+        }
+        this.state.state.store(IDLE, Ordering::Release);
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -675,6 +801,115 @@ impl AsyncWrite for Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the wakes the scheduler would get.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakes itself while being polled `n` times, then is ready; counts its polls.
+    struct SelfWaking {
+        left: usize,
+        polls: Arc<AtomicUsize>,
+        stash: Stash,
+    }
+
+    impl Future for SelfWaking {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            self.polls.fetch_add(1, Ordering::SeqCst);
+            *self.stash.lock() = Some(cx.waker().clone());
+            if self.left == 0 {
+                return Poll::Ready(());
+            }
+            self.left -= 1;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    /// The waker a future was last polled with.
+    type Stash = Arc<parking_lot::Mutex<Option<Waker>>>;
+
+    fn self_waking(n: usize) -> (SelfWaking, Arc<AtomicUsize>, Stash) {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let stash = Arc::new(parking_lot::Mutex::new(None));
+        let f = SelfWaking {
+            left: n,
+            polls: polls.clone(),
+            stash: stash.clone(),
+        };
+        (f, polls, stash)
+    }
+
+    #[test]
+    fn wakes_from_within_a_poll_are_served_by_polling_again() {
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let (f, polls, _) = self_waking(2);
+        let mut f = std::pin::pin!(InlineWakes::new(f));
+        assert_eq!(f.as_mut().poll(&mut cx), Poll::Ready(()));
+        assert_eq!(polls.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            0,
+            "the scheduler was not woken"
+        );
+    }
+
+    #[test]
+    fn a_future_that_keeps_waking_itself_yields_to_the_scheduler() {
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let (f, polls, _) = self_waking(INLINE_REPOLLS + 1);
+        let mut f = std::pin::pin!(InlineWakes::new(f));
+        assert_eq!(f.as_mut().poll(&mut cx), Poll::Pending);
+        assert_eq!(polls.load(Ordering::SeqCst), INLINE_REPOLLS);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "woken once, to run again later"
+        );
+        assert_eq!(f.as_mut().poll(&mut cx), Poll::Ready(()));
+    }
+
+    #[test]
+    fn wakes_from_outside_a_poll_reach_the_scheduler() {
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        // Pending without waking itself: a wake comes later, from elsewhere.
+        let (mut f, polls, stash) = self_waking(0);
+        f.left = usize::MAX;
+        struct Quiet(SelfWaking);
+        impl Future for Quiet {
+            type Output = ();
+            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+                self.0.polls.fetch_add(1, Ordering::SeqCst);
+                *self.0.stash.lock() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+        let mut f = std::pin::pin!(InlineWakes::new(Quiet(f)));
+        assert_eq!(f.as_mut().poll(&mut cx), Poll::Pending);
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        let inner = stash.lock().take().unwrap();
+        inner.wake_by_ref();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        std::thread::spawn(move || inner.wake()).join().unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(f.as_mut().poll(&mut cx), Poll::Pending);
+        stash.lock().take().unwrap().wake();
+        assert_eq!(count.0.load(Ordering::SeqCst), 3);
+    }
 
     #[test]
     fn caps_per_address_and_in_all() {

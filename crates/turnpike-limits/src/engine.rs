@@ -299,6 +299,9 @@ impl Limiter {
                 client_id: None,
             }
             .scope_key(),
+            // The key of most calls, built without the formatting machinery (the same string
+            // as `Identity::scope_key`).
+            (Identity::Anonymous { addr_prefix }, _) => ["anon:", addr_prefix.as_str()].concat(),
             _ => identity.scope_key(),
         }
     }
@@ -900,6 +903,9 @@ mod tests {
         assert_eq!(per_subject.scope_of(&id), per_subject.scope_of(&other));
         let anon = Identity::anonymous("2001:db8::1".parse().unwrap());
         assert_eq!(per_subject.scope_of(&anon), anon.scope_key());
+        let anon = Identity::anonymous("10.0.0.7".parse().unwrap());
+        assert_eq!(per_client.scope_of(&anon), anon.scope_key());
+        assert_eq!(per_client.scope_of(&anon), "anon:10.0.0.7");
     }
 
     #[test]

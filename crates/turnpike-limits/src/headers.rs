@@ -15,7 +15,6 @@
 
 use serde::Serialize;
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::quota::ceil_secs;
@@ -67,6 +66,24 @@ pub fn push_sf_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Appends `name` and `v` in decimal (every response carries a few of these: written without
+/// the formatting machinery).
+fn push_param(out: &mut String, name: &str, mut v: u64) {
+    out.push_str(name);
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
 /// The `RateLimit-Policy` field value for `items`, or `None` when there are none.
 ///
 /// ```
@@ -82,12 +99,12 @@ pub fn ratelimit_policy(items: &[PolicyStatus]) -> Option<String> {
             out.push_str(", ");
         }
         push_sf_string(&mut out, &p.policy);
-        let _ = write!(out, ";q={}", p.quota);
+        push_param(&mut out, ";q=", p.quota);
         if p.unit == QuotaUnit::ConcurrentRequests {
             out.push_str(";qu=\"concurrent-requests\"");
         }
         if let Some(w) = p.window {
-            let _ = write!(out, ";w={}", w.max(1));
+            push_param(&mut out, ";w=", w.max(1));
         }
     }
     (!out.is_empty()).then_some(out)
@@ -108,9 +125,9 @@ pub fn ratelimit(items: &[PolicyStatus]) -> Option<String> {
             out.push_str(", ");
         }
         push_sf_string(&mut out, &p.policy);
-        let _ = write!(out, ";r={}", p.remaining);
+        push_param(&mut out, ";r=", p.remaining);
         if let Some(t) = p.reset {
-            let _ = write!(out, ";t={t}");
+            push_param(&mut out, ";t=", t);
         }
     }
     (!out.is_empty()).then_some(out)
@@ -160,6 +177,15 @@ mod tests {
         );
         assert_eq!(ratelimit(&[]), None);
         assert_eq!(ratelimit_policy(&[]), None);
+    }
+
+    #[test]
+    fn numbers_are_decimal() {
+        for v in [0, 1, 9, 10, 99, 100, 86_400, 1_000_000, u64::MAX] {
+            let mut s = String::new();
+            push_param(&mut s, ";q=", v);
+            assert_eq!(s, format!(";q={v}"));
+        }
     }
 
     #[test]

@@ -53,6 +53,27 @@ pub fn classify(msg: &Message, resource: &str, peer: Option<IpAddr>, now: u64) -
     }
 }
 
+/// [`classify`] without the arguments hash (`args_hash` left all zero), for a call nothing
+/// binds to its arguments: one that costs nothing, is not the next round of a paid call and is
+/// not watched by the loop brake. The canonical form and its SHA-256 are most of what
+/// classifying costs; a call a credential or a limit binds to its arguments takes [`classify`].
+pub fn classify_unhashed(
+    msg: &Message,
+    resource: &str,
+    peer: Option<IpAddr>,
+    now: u64,
+) -> CallFacts {
+    CallFacts {
+        resource: resource.to_owned(),
+        method: msg.method().unwrap_or("").to_owned(),
+        name: call_name(msg).map(str::to_owned),
+        args_hash: [0; 32],
+        caller: None,
+        peer,
+        now,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +117,19 @@ mod tests {
         assert_eq!(call_name(&m), None, "a non-string name is no name");
         let m = msg(json!({"jsonrpc":"2.0","id":1,"method":"tools/call"}));
         assert_eq!(call_name(&m), None);
+    }
+
+    #[test]
+    fn unhashed_differs_only_in_the_hash() {
+        let m = msg(
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"a":1}}}),
+        );
+        let peer = Some("10.0.0.1".parse().unwrap());
+        let mut hashed = classify(&m, "/mcp", peer, 5);
+        let unhashed = classify_unhashed(&m, "/mcp", peer, 5);
+        assert_eq!(unhashed.args_hash, [0; 32]);
+        hashed.args_hash = [0; 32];
+        assert_eq!(hashed, unhashed);
     }
 
     #[test]

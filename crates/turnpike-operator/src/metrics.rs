@@ -381,6 +381,26 @@ pub struct CallerStat {
     pub last_seen: u64,
 }
 
+/// A caller's key in the top-callers table: an anonymous caller's keyed hash, or a verified
+/// caller's `kind:label`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum CallerKey {
+    Anonymous(u64),
+    Named(String),
+}
+
+/// The dashboard's label of an anonymous caller whose keyed hash is `h` (48 bits):
+/// `anon-` and twelve hex digits.
+fn anon_label(h: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(17);
+    s.push_str("anon-");
+    for i in (0..12).rev() {
+        s.push(char::from(HEX[((h >> (4 * i)) & 0xf) as usize]));
+    }
+    s
+}
+
 /// One sample of the running totals, for the dashboard's charts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
@@ -471,7 +491,7 @@ pub struct Metrics {
     reloads_refused: AtomicU64,
     last_reload: AtomicU64,
     limits: Arc<LimitCounters>,
-    callers: Mutex<HashMap<String, CallerStat>>,
+    callers: Mutex<HashMap<CallerKey, CallerStat>>,
     callers_overflow: AtomicU64,
     history: Mutex<VecDeque<Sample>>,
     /// Access policy decisions by rule name and decision (`refused`, `would_refuse`,
@@ -797,22 +817,32 @@ impl Metrics {
 
     /// The anonymous label of an address prefix: a keyed hash, stable for this process.
     pub fn hash_label(&self, s: &str) -> String {
+        anon_label(self.anon_hash(s))
+    }
+
+    /// The keyed hash behind [`Metrics::hash_label`].
+    fn anon_hash(&self, s: &str) -> u64 {
         // SipHash keyed at random for the process (`RandomState`): a pseudorandom function of
         // the address (it cannot be read back, nor a label guessed, without the key), at a
         // fraction of SHA-256's cost on every call.
         let mut h = self.label_key.build_hasher();
         h.write(s.as_bytes());
-        let v = h.finish() >> 16;
-        format!("anon-{v:012x}")
+        h.finish() >> 16
     }
 
     fn count_caller(&self, id: &Identity, tool_call: bool, paid_msat: u64, refused: bool) {
-        let label = match id {
-            Identity::Anonymous { addr_prefix } => self.hash_label(addr_prefix),
-            other => other.label().unwrap_or_default(),
+        // An anonymous caller is found by its keyed hash alone: no string is built for a
+        // caller already in the table.
+        let key = match id {
+            Identity::Anonymous { addr_prefix } => {
+                CallerKey::Anonymous(self.anon_hash(addr_prefix))
+            }
+            other => CallerKey::Named(format!(
+                "{}:{}",
+                other.kind(),
+                other.label().unwrap_or_default()
+            )),
         };
-        let kind = id.kind();
-        let key = format!("{kind}:{label}");
         let mut m = self.callers.lock();
         let len = m.len();
         let stat = match m.get_mut(&key) {
@@ -821,15 +851,21 @@ impl Metrics {
                 self.callers_overflow.fetch_add(1, Relaxed);
                 return;
             }
-            None => m.entry(key).or_insert(CallerStat {
-                kind: kind.to_owned(),
-                label,
-                calls: 0,
-                other: 0,
-                paid_msat: 0,
-                refused: 0,
-                last_seen: 0,
-            }),
+            None => {
+                let label = match &key {
+                    CallerKey::Anonymous(h) => anon_label(*h),
+                    CallerKey::Named(_) => id.label().unwrap_or_default(),
+                };
+                m.entry(key).or_insert(CallerStat {
+                    kind: id.kind().to_owned(),
+                    label,
+                    calls: 0,
+                    other: 0,
+                    paid_msat: 0,
+                    refused: 0,
+                    last_seen: 0,
+                })
+            }
         };
         if tool_call {
             stat.calls += 1;
@@ -1593,5 +1629,21 @@ mod tests {
         assert!(top.iter().all(|c| c.label.starts_with("anon-")));
         assert!(!top.iter().any(|c| c.label.contains("10.0.")));
         assert_eq!(m.callers_overflow.load(Relaxed), 10);
+    }
+
+    #[test]
+    fn anonymous_labels_are_the_hash_in_twelve_hex_digits() {
+        for h in [0, 1, 0xabc, 0xffff_ffff_ffff, 0x0123_4567_89ab] {
+            assert_eq!(anon_label(h), format!("anon-{h:012x}"));
+        }
+        let m = metrics();
+        let id = Identity::anonymous("10.1.2.3".parse().unwrap());
+        m.count_caller(&id, true, 0, false);
+        m.count_caller(&id, false, 0, true);
+        let top = m.top_callers(5);
+        assert_eq!(top.len(), 1);
+        assert_eq!((top[0].calls, top[0].other, top[0].refused), (1, 1, 1));
+        assert_eq!(top[0].label, m.hash_label("10.1.2.3"));
+        assert_eq!(top[0].kind, "anonymous");
     }
 }
