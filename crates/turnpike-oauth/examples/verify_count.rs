@@ -10,7 +10,9 @@
 //!   claims, audience, times, scopes, identity), verified-token cache off;
 //! - `cached`: the same token again, from the verified-token cache;
 //!
-//! plus `dpop`: a DPoP proof's checks (ES256 proof; all but recording its jti).
+//! plus `dpop`: a DPoP proof's checks (ES256 proof; all but recording its jti), and `key`: a
+//! P-256 JWK read into a key (what a proof's `jwk` costs on every call: base64url, the point
+//! checked on the curve with the p256 crate, the thumbprint's canonical JSON).
 //!
 //! Run: `cargo run --release -p turnpike-oauth --example verify_count [N]` (N = 200 by
 //! default; needs valgrind). With `--inner …` it is the measured program itself.
@@ -200,6 +202,10 @@ fn inner(alg: Alg, phase: &str, n: u64, x: &Inputs) {
                 key.verify(alg, black_box(signing_input), &jws.signature)
             });
         }
+        "key" => {
+            let raw: RawJwk = serde_json::from_value(x.jwk.clone()).unwrap();
+            repeat(n, || PublicKey::from_jwk(black_box(&raw), true).is_ok());
+        }
         "uncached" | "cached" => repeat(n, || {
             matches!(
                 ready(rail.verify_detailed(black_box(&cred), &needed, None, NOW)),
@@ -297,4 +303,6 @@ fn main() {
     }
     let dpop = count(&exe, Alg::ES256, "dpop", n, &inputs(Alg::ES256));
     println!("DPoP proof (ES256), every check but the jti record: {dpop}");
+    let key = count(&exe, Alg::ES256, "key", n, &inputs(Alg::ES256));
+    println!("a P-256 JWK read into a key (as a proof's jwk is): {key}");
 }
