@@ -66,7 +66,8 @@ struct Args {
     #[arg(long, requires = "jwt")]
     jwt_fresh: bool,
     /// With --jwt: DPoP-bound tokens (`cnf.jkt`), presented with a fresh DPoP proof on every
-    /// call (all signed before the timed phase).
+    /// call (all signed before the timed phase, so the run must end within the gateway's
+    /// `dpop_iat_window_secs` of that, 300 s by default).
     #[arg(long, requires = "jwt")]
     dpop: bool,
     /// With --jwt: the tokens' `scope`.
@@ -87,8 +88,8 @@ struct Args {
     /// Present a fresh proof-of-work credential on every call (for a gated endpoint).
     #[arg(long)]
     pow: bool,
-    /// With --pow, --jwt-fresh or --dpop and --duration: how many credentials to prepare (the run stops early if they
-    /// run out).
+    /// With --pow, --jwt-fresh or --dpop and --duration: how many credentials to prepare
+    /// (the run stops early if they run out).
     #[arg(long, value_name = "M", default_value_t = 200_000)]
     credentials: u64,
     /// The tool to call.
