@@ -6,7 +6,16 @@
 //! asks for one challenge per call it will make (the gateway answers 402 with a challenge bound
 //! to exactly that call), solves them all, and then spends each credential once, so the
 //! gateway verifies a real credential (tag, scope, hashes, spent-set insert) on every call.
+//!
+//! With OAuth (`--jwt`), every call carries an access token signed with the key of a loopback
+//! issuer (`--serve-issuer`, in another process of this program): the same token on every call
+//! (the gateway's verified-token cache), or a fresh one per call (`--jwt-fresh`: the signature
+//! checked on every call), optionally DPoP-bound with a fresh proof per call (`--dpop`). Tokens
+//! and proofs are signed before the timed phase (see `jwt.rs`).
 
+mod jwt;
+
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,12 +24,17 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Parser;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderValue, Request, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use turnpike_pow::puzzle::ChallengeToken;
+
+use crate::jwt::{Auth, JwtAlg, Minter};
+
+/// The `DPoP` request header (RFC 9449).
+const DPOP: HeaderName = HeaderName::from_static("dpop");
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -29,12 +43,36 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 #[command(
     name = "turnpike-loadgen",
     version,
-    after_help = "Examples:\n  # straight at the fixture (turnpike-fixture --listen 127.0.0.1:3001 --stateless --json)\n  turnpike-loadgen --url http://127.0.0.1:3001/mcp -c 32 -n 100000\n  # through the gateway, a fresh proof-of-work credential on every call\n  turnpike-loadgen --url http://127.0.0.1:8402/mcp -c 32 -n 100000 --pow\n  # for ten seconds, machine-readable\n  turnpike-loadgen --url http://127.0.0.1:3001/mcp -d 10 --json"
+    after_help = "Examples:\n  # straight at the fixture (turnpike-fixture --listen 127.0.0.1:3001 --stateless --json)\n  turnpike-loadgen --url http://127.0.0.1:3001/mcp -c 32 -n 100000\n  # through the gateway, a fresh proof-of-work credential on every call\n  turnpike-loadgen --url http://127.0.0.1:8402/mcp -c 32 -n 100000 --pow\n  # a loopback issuer (prints its URL), then a fresh ES256 access token on every call\n  turnpike-loadgen --serve-issuer /tmp/issuer.json &\n  turnpike-loadgen --url http://127.0.0.1:8402/mcp -c 32 -n 100000 --jwt /tmp/issuer.json --jwt-fresh\n  # for ten seconds, machine-readable\n  turnpike-loadgen --url http://127.0.0.1:3001/mcp -d 10 --json"
 )]
 struct Args {
     /// The MCP endpoint to call.
-    #[arg(long, value_name = "URL")]
-    url: Uri,
+    #[arg(long, value_name = "URL", required_unless_present = "serve_issuer")]
+    url: Option<Uri>,
+    /// Run a loopback OAuth issuer instead of a load: make an ES256 and an Ed25519 key, write
+    /// them with the issuer's URL to FILE (mode 0600; it must not exist), serve the metadata
+    /// and the JWKS on 127.0.0.1 (port 0, logged) until stopped.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["url", "pow", "jwt"])]
+    serve_issuer: Option<PathBuf>,
+    /// Present an access token on every call, signed with the key of the issuer whose FILE
+    /// `--serve-issuer` wrote; its audience is --url. The same token on every call unless
+    /// --jwt-fresh.
+    #[arg(long, value_name = "FILE", conflicts_with = "pow")]
+    jwt: Option<PathBuf>,
+    /// With --jwt: the tokens' signature algorithm.
+    #[arg(long, value_enum, default_value = "ES256", requires = "jwt")]
+    jwt_alg: JwtAlg,
+    /// With --jwt: a fresh token on every call (all signed before the timed phase).
+    #[arg(long, requires = "jwt")]
+    jwt_fresh: bool,
+    /// With --jwt: DPoP-bound tokens (`cnf.jkt`), presented with a fresh DPoP proof on every
+    /// call (all signed before the timed phase, so the run must end within the gateway's
+    /// `dpop_iat_window_secs` of that, 300 s by default).
+    #[arg(long, requires = "jwt")]
+    dpop: bool,
+    /// With --jwt: the tokens' `scope`.
+    #[arg(long, default_value = "mcp:tools", requires = "jwt")]
+    scope: String,
     /// Concurrent keep-alive connections (one request in flight on each).
     #[arg(short = 'c', long, default_value_t = 32, value_name = "N")]
     connections: usize,
@@ -50,8 +88,8 @@ struct Args {
     /// Present a fresh proof-of-work credential on every call (for a gated endpoint).
     #[arg(long)]
     pow: bool,
-    /// With --pow and --duration: how many credentials to prepare (the run stops early if they
-    /// run out).
+    /// With --pow, --jwt-fresh or --dpop and --duration: how many credentials to prepare
+    /// (the run stops early if they run out).
     #[arg(long, value_name = "M", default_value_t = 200_000)]
     credentials: u64,
     /// The tool to call.
@@ -85,7 +123,85 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if let Some(file) = &args.serve_issuer {
+        return rt.block_on(jwt::serve_issuer(file));
+    }
     rt.block_on(run(args))
+}
+
+/// How each call authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Nothing (straight at an upstream, or a free tool).
+    None,
+    /// A fresh proof-of-work credential.
+    Pow,
+    /// The same bearer token on every call.
+    Jwt,
+    /// A fresh bearer token on every call.
+    JwtFresh,
+    /// A DPoP-bound token with a fresh proof on every call (`fresh`: a fresh token too).
+    Dpop { fresh: bool },
+}
+
+impl Mode {
+    fn of(args: &Args) -> Mode {
+        match (args.pow, &args.jwt, args.jwt_fresh, args.dpop) {
+            (true, _, _, _) => Mode::Pow,
+            (false, None, _, _) => Mode::None,
+            (false, Some(_), fresh, true) => Mode::Dpop { fresh },
+            (false, Some(_), true, false) => Mode::JwtFresh,
+            (false, Some(_), false, false) => Mode::Jwt,
+        }
+    }
+
+    /// The name in the JSON report.
+    fn name(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Pow => "pow",
+            Mode::Jwt => "jwt",
+            Mode::JwtFresh => "jwt-fresh",
+            Mode::Dpop { fresh: false } => "dpop",
+            Mode::Dpop { fresh: true } => "dpop-fresh",
+        }
+    }
+
+    /// How the text report describes it.
+    fn describe(self) -> &'static str {
+        match self {
+            Mode::None => "",
+            Mode::Pow => ", a fresh PoW credential on each",
+            Mode::Jwt => ", the same access token on each",
+            Mode::JwtFresh => ", a fresh access token on each",
+            Mode::Dpop { fresh: false } => {
+                ", the same DPoP-bound access token and a fresh proof on each"
+            }
+            Mode::Dpop { fresh: true } => ", a fresh DPoP-bound access token and proof on each",
+        }
+    }
+
+    /// Whether every call needs a credential of its own, prepared before the timed phase.
+    fn per_call(self) -> bool {
+        !matches!(self, Mode::None | Mode::Jwt)
+    }
+}
+
+/// The credentials of a run.
+enum Creds {
+    /// One for each call, in order.
+    Each(Vec<Auth>),
+    /// The same for every call.
+    Same(Auth),
+}
+
+impl Creds {
+    fn get(&self, i: u64) -> Option<&Auth> {
+        match self {
+            Creds::Each(v) => v.get(usize::try_from(i).ok()?),
+            Creds::Same(a) => Some(a),
+        }
+    }
 }
 
 /// What every call sends and expects.
@@ -96,12 +212,15 @@ struct Plan {
 }
 
 impl Plan {
-    fn request(&self, auth: Option<&HeaderValue>) -> anyhow::Result<Request<Full<Bytes>>> {
+    fn request(&self, auth: Option<&Auth>) -> anyhow::Result<Request<Full<Bytes>>> {
         let mut b = Request::post(self.uri.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream");
         if let Some(a) = auth {
-            b = b.header(AUTHORIZATION, a.clone());
+            b = b.header(AUTHORIZATION, a.authorization.clone());
+            if let Some(p) = &a.dpop {
+                b = b.header(DPOP, p.clone());
+            }
         }
         Ok(b.body(Full::new(self.body.clone()))?)
     }
@@ -109,7 +228,7 @@ impl Plan {
     /// Sends one call; returns the status, the `WWW-Authenticate` lines and the body.
     async fn send(
         &self,
-        auth: Option<&HeaderValue>,
+        auth: Option<&Auth>,
     ) -> anyhow::Result<(StatusCode, Vec<HeaderValue>, Bytes)> {
         let resp = self.client.request(self.request(auth)?).await?;
         let status = resp.status();
@@ -125,6 +244,10 @@ impl Plan {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let Some(url) = args.url.clone() else {
+        bail!("--url is required");
+    };
+    let mode = Mode::of(&args);
     let arguments: serde_json::Value =
         serde_json::from_str(&args.arguments).context("--arguments must be a JSON object")?;
     if !arguments.is_object() {
@@ -143,7 +266,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .build(connector);
     let plan = Arc::new(Plan {
         client,
-        uri: args.url.clone(),
+        uri: url.clone(),
         body: Bytes::from(body.to_string()),
     });
 
@@ -153,6 +276,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if status != StatusCode::PAYMENT_REQUIRED {
             bail!(
                 "--pow expects the endpoint to answer an unpaid call with 402, got {status}: {}",
+                String::from_utf8_lossy(&reply)
+            );
+        }
+    } else if args.jwt.is_some() {
+        if status != StatusCode::UNAUTHORIZED && status != StatusCode::PAYMENT_REQUIRED {
+            bail!(
+                "--jwt expects the endpoint to answer a call without a token with 401 (or 402), \
+                 got {status}: {}",
                 String::from_utf8_lossy(&reply)
             );
         }
@@ -170,12 +301,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => Stop::Count(50_000),
     };
 
-    let credentials = if args.pow {
-        let wanted = args.warmup
-            + match timed {
-                Stop::Count(n) => n,
-                Stop::After(_) => args.credentials,
-            };
+    let wanted = args.warmup
+        + match timed {
+            Stop::Count(n) => n,
+            Stop::After(_) => args.credentials,
+        };
+    let credentials = if let Some(file) = &args.jwt {
+        let minter = Minter::new(
+            file,
+            args.jwt_alg,
+            url.to_string(),
+            args.scope.clone(),
+            args.dpop,
+        )?;
+        let t = Instant::now();
+        let creds = mint_all(minter, mode, wanted).await?;
+        eprintln!(
+            "[{}] signed the credentials ({}) in {:.2}s",
+            args.label,
+            mode.name(),
+            t.elapsed().as_secs_f64()
+        );
+        Some(Arc::new(creds))
+    } else if args.pow {
         let t = Instant::now();
         let challenges = collect_challenges(&plan, wanted, args.connections).await?;
         let collected = t.elapsed();
@@ -188,7 +336,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             collected.as_secs_f64(),
             t.elapsed().as_secs_f64()
         );
-        Some(Arc::new(creds))
+        Some(Arc::new(Creds::Each(creds)))
     } else {
         None
     };
@@ -226,7 +374,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (name.clone(), per_call)
         })
         .collect();
-    report(&args, &result, &cpu);
+    report(&args, &url, mode, &result, &cpu);
     if result.errors > 0 {
         bail!(
             "{} calls failed; first: {}",
@@ -354,7 +502,7 @@ async fn collect_challenges(
 
 /// Solves every challenge (on all cores, one challenge per thread at a time) and renders each
 /// as an `Authorization` header value.
-async fn solve_all(challenges: Vec<String>) -> anyhow::Result<Vec<HeaderValue>> {
+async fn solve_all(challenges: Vec<String>) -> anyhow::Result<Vec<Auth>> {
     tokio::task::spawn_blocking(move || {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = challenges.len().div_ceil(threads).max(1);
@@ -383,7 +531,7 @@ async fn solve_all(challenges: Vec<String>) -> anyhow::Result<Vec<HeaderValue>> 
     .context("solver task panicked")?
 }
 
-fn solve_one(challenge: &str) -> anyhow::Result<HeaderValue> {
+fn solve_one(challenge: &str) -> anyhow::Result<Auth> {
     let token = ChallengeToken::decode(challenge)
         .map_err(|e| anyhow::anyhow!("undecodable challenge: {e}"))?;
     let nonces = turnpike_client::solve(&token, 1, None)
@@ -393,9 +541,64 @@ fn solve_one(challenge: &str) -> anyhow::Result<HeaderValue> {
         .map(u64::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    Ok(HeaderValue::try_from(format!(
-        "PoW challenge=\"{challenge}\", solution=\"{solution}\""
-    ))?)
+    Ok(Auth {
+        authorization: HeaderValue::try_from(format!(
+            "PoW challenge=\"{challenge}\", solution=\"{solution}\""
+        ))?,
+        dpop: None,
+    })
+}
+
+/// Signs what `mode` needs for `wanted` calls, on every core: one token for every call
+/// ([`Mode::Jwt`]), a token per call, or a proof per call with one token or a token each.
+async fn mint_all(minter: Minter, mode: Mode, wanted: u64) -> anyhow::Result<Creds> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs();
+    if !mode.per_call() {
+        let token = minter.token(now)?;
+        return Ok(Creds::Same(minter.auth(&token, now)?));
+    }
+    let wanted = usize::try_from(wanted).context("too many credentials")?;
+    let fresh = matches!(mode, Mode::JwtFresh | Mode::Dpop { fresh: true });
+    tokio::task::spawn_blocking(move || {
+        let shared = if fresh {
+            None
+        } else {
+            Some(minter.token(now)?)
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = wanted.div_ceil(threads).max(1);
+        let minter = &minter;
+        let shared = shared.as_deref();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..wanted)
+                .step_by(chunk)
+                .map(|start| {
+                    let n = chunk.min(wanted - start);
+                    s.spawn(move || {
+                        (0..n)
+                            .map(|_| match shared {
+                                Some(t) => minter.auth(t, now),
+                                None => minter.auth(&minter.token(now)?, now),
+                            })
+                            .collect::<anyhow::Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(wanted);
+            for h in handles {
+                match h.join() {
+                    Ok(part) => out.extend(part?),
+                    Err(_) => bail!("a signing thread panicked"),
+                }
+            }
+            Ok(Creds::Each(out))
+        })
+    })
+    .await
+    .context("signing task panicked")?
 }
 
 /// What one phase measured.
@@ -412,7 +615,7 @@ struct PhaseResult {
 
 async fn run_phase(
     plan: &Arc<Plan>,
-    credentials: Option<Arc<Vec<HeaderValue>>>,
+    credentials: Option<Arc<Creds>>,
     first_credential: u64,
     stop: Stop,
     connections: usize,
@@ -443,16 +646,13 @@ async fn run_phase(
                     break;
                 }
                 let auth = match &creds {
-                    Some(c) => {
-                        let idx = usize::try_from(first_credential + i).unwrap_or(usize::MAX);
-                        match c.get(idx) {
-                            Some(h) => Some(h),
-                            None => {
-                                r.ran_out = true;
-                                break;
-                            }
+                    Some(c) => match c.get(first_credential + i) {
+                        Some(h) => Some(h),
+                        None => {
+                            r.ran_out = true;
+                            break;
                         }
-                    }
+                    },
                     None => None,
                 };
                 let t = Instant::now();
@@ -519,7 +719,7 @@ fn quantile(sorted: &[u64], q: f64) -> u64 {
         .unwrap_or(0)
 }
 
-fn report(args: &Args, r: &PhaseResult, cpu: &[(String, Option<f64>)]) {
+fn report(args: &Args, url: &Uri, mode: Mode, r: &PhaseResult, cpu: &[(String, Option<f64>)]) {
     let n = r.latencies.len() as u64;
     let secs = r.elapsed.as_secs_f64();
     let rps = if secs > 0.0 { n as f64 / secs } else { 0.0 };
@@ -532,8 +732,9 @@ fn report(args: &Args, r: &PhaseResult, cpu: &[(String, Option<f64>)]) {
     if args.json {
         let v = serde_json::json!({
             "label": args.label,
-            "url": args.url.to_string(),
+            "url": url.to_string(),
             "pow": args.pow,
+            "auth": mode.name(),
             "connections": args.connections,
             "requests": n,
             "errors": r.errors,
@@ -556,7 +757,7 @@ fn report(args: &Args, r: &PhaseResult, cpu: &[(String, Option<f64>)]) {
             "{label}: {n} calls in {secs:.2}s over {c} connections{pow}\n  {rps:.0} requests/s   latency µs: mean {mean:.1}  p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  max {max:.1}   errors {e}{ran}",
             label = args.label,
             c = args.connections,
-            pow = if args.pow { ", a fresh PoW credential on each" } else { "" },
+            pow = mode.describe(),
             p50 = us(0.50),
             p90 = us(0.90),
             p99 = us(0.99),

@@ -324,9 +324,8 @@ impl Introspector {
                 resp.status.as_u16()
             ));
         }
-        let mut claims: Claims = serde_json::from_slice(&resp.body)
+        let claims = crate::token::parse_claims(&resp.body)
             .map_err(|e| format!("introspection at {endpoint}: not a valid answer: {e}"))?;
-        claims.all = crate::token::kept_claims(&resp.body);
         let answer = if claims.active == Some(true) {
             Introspected::Active(Arc::new(claims))
         } else {

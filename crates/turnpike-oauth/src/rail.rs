@@ -22,7 +22,7 @@ use crate::introspect::{Busy, IntrospectError, Introspected, Introspector};
 use crate::issuer::{Issuer, KeyLookup, Stats};
 use crate::jose::{looks_like_jws, parse_compact, Alg, JwsError, MAX_JWS_LEN};
 use crate::outcome::{quote, Accepted, AuthResponse, ErrorCode, OAuthOutcome, Rejection, Scheme};
-use crate::token::{Claims, Expectations, TokenInfo};
+use crate::token::{Expectations, TokenInfo};
 use crate::url::{resource_metadata_paths, resource_metadata_url, Url};
 
 /// Most keys tried for a token without a key id.
@@ -812,9 +812,8 @@ impl OAuthRail {
         let payload = jws
             .payload()
             .map_err(|_| TokenError::Invalid("the token is not a well-formed JWT"))?;
-        let mut claims: Claims = serde_json::from_slice(&payload)
+        let claims = crate::token::parse_claims(&payload)
             .map_err(|_| TokenError::Invalid("the token's claims are not valid JSON"))?;
-        claims.all = crate::token::kept_claims(&payload);
         let exp = Expectations {
             issuer: &self.cfg.issuer,
             resource: &self.resource,

@@ -25,14 +25,95 @@ pub const MAX_KEPT_CLAIM_BYTES: usize = 1024;
 /// [`KEPT_WHEN_LARGE`] whose JSON text is at most [`MAX_KEPT_CLAIM_BYTES`]. `None` when
 /// `json` is not an object.
 pub fn kept_claims(json: &[u8]) -> Option<AllClaims> {
-    let mut m: Map<String, Value> = serde_json::from_slice(json).ok()?;
-    if json.len() > About::MAX_CLAIMS_BYTES {
+    let m: Map<String, Value> = serde_json::from_slice(json).ok()?;
+    Some(bounded(m, json.len()))
+}
+
+/// `m`, the claims of a JSON text `len` bytes long, bounded as [`kept_claims`] says.
+fn bounded(mut m: Map<String, Value>, len: usize) -> AllClaims {
+    if len > About::MAX_CLAIMS_BYTES {
         m.retain(|k, v| {
             KEPT_WHEN_LARGE.contains(&k.as_str())
                 && serde_json::to_string(v).is_ok_and(|t| t.len() <= MAX_KEPT_CLAIM_BYTES)
         });
     }
-    Some(Arc::new(m))
+    Arc::new(m)
+}
+
+/// The claims of the JSON text `json` (a JWT's payload, an introspection answer) read in one
+/// parse: the members the checks use, and every claim bounded ([`kept_claims`]) in
+/// [`Claims::all`]. A member named twice, at any depth, is refused, as reading [`Claims`]
+/// alone refuses a checked member named twice.
+pub fn parse_claims(json: &[u8]) -> Result<Claims, serde_json::Error> {
+    let Unique(value) = serde_json::from_slice(json)?;
+    let mut claims = Claims::deserialize(&value)?;
+    if let Value::Object(m) = value {
+        claims.all = Some(bounded(m, json.len()));
+    }
+    Ok(claims)
+}
+
+/// A JSON value read with every object's member names checked to be distinct.
+struct Unique(Value);
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut v = Vec::new();
+        while let Some(Unique(x)) = seq.next_element()? {
+            v.push(x);
+        }
+        Ok(Value::Array(v))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut m = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let Unique(v) = map.next_value()?;
+            if let Some(_earlier) = m.insert(k, v) {
+                return Err(serde::de::Error::custom("a member is named twice"));
+            }
+        }
+        Ok(Value::Object(m))
+    }
 }
 
 /// A JSON `string` or `[string]` (JWT `aud`, Entra-style `scp`).
@@ -349,5 +430,43 @@ mod tests {
     #[test]
     fn duplicate_claims_are_refused() {
         assert!(serde_json::from_str::<Claims>(r#"{"aud":"a","aud":"b"}"#).is_err());
+        // Read in one parse: a member named twice is refused at any depth, checked or not.
+        for twice in [
+            r#"{"aud":"a","aud":"b"}"#,
+            r#"{"sub":"s","org":"a","org":"b"}"#,
+            r#"{"sub":"s","cnf":{"jkt":"A","jkt":"B"}}"#,
+            r#"{"sub":"s","x":[{"k":1,"k":2}]}"#,
+        ] {
+            assert!(parse_claims(twice.as_bytes()).is_err(), "{twice}");
+        }
+    }
+
+    /// One parse gives what the two separate reads gave: the checked members and every claim.
+    #[test]
+    fn one_parse_reads_what_two_did() {
+        let texts = [
+            r#"{"iss":"https://as.example","sub":"u1","aud":["x","https://mcp.example.com/mcp"],
+                "exp":2000,"iat":1000,"nbf":1000.5,"scope":"b a","scp":["c"],"azp":"cli",
+                "cnf":{"jkt":"T"},"n":-3,"big":18446744073709551615,"f":1.5e300,"z":null,
+                "t":true,"o":{"p":[1,"q",{"r":false}]}}"#
+                .to_string(),
+            serde_json::json!({"iss": "i", "sub": "s", "exp": 9, "client_id": "c",
+                               "blob": "y".repeat(About::MAX_CLAIMS_BYTES)})
+            .to_string(),
+        ];
+        for text in &texts {
+            let one = parse_claims(text.as_bytes()).unwrap();
+            let mut two: Claims = serde_json::from_str(text).unwrap();
+            two.all = kept_claims(text.as_bytes());
+            assert_eq!(one.all, two.all);
+            assert_eq!(format!("{one:?}"), format!("{two:?}"));
+            assert_eq!(one.check(&EXP, 1500), two.check(&EXP, 1500));
+        }
+        assert!(parse_claims(b"[1]").is_err(), "not an object");
+        assert!(parse_claims(b"{").is_err());
+        assert!(
+            parse_claims(br#"{"exp":"soon"}"#).is_err(),
+            "a checked member's type"
+        );
     }
 }
