@@ -123,7 +123,17 @@ pub fn request_id(headers: &HeaderMap) -> String {
         }
     }
     let bits: u128 = rand::random();
-    format!("{bits:032x}")
+    hex32(bits)
+}
+
+/// `bits` as 32 lowercase hex digits, written without the formatter (once per call).
+fn hex32(bits: u128) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, d) in out.iter_mut().enumerate() {
+        *d = DIGITS[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 #[cfg(test)]
@@ -177,6 +187,18 @@ mod tests {
         propagate_meta(&mut h, &tp, Some(&msg));
         assert_eq!(h["traceparent"], other);
         assert_eq!(h["tracestate"], "k=v");
+    }
+
+    #[test]
+    fn hex_ids_are_the_formatters() {
+        for bits in [
+            0u128,
+            1,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        ] {
+            assert_eq!(hex32(bits), format!("{bits:032x}"));
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //!   `Content-Type`, `Accept`, `traceparent`, `tracestate`, …) passes, and the status is kept.
 //! - Bodies stream in both directions: an SSE response passes on event by event as the
 //!   upstream writes it, never buffered whole.
-//! - Connections are pooled, with `TCP_NODELAY` set; `https` uses rustls (ring) with the
-//!   Mozilla root certificates.
+//! - Connections are HTTP/1.1, kept between calls by the upstream's own pool ([`crate::pool`]),
+//!   with `TCP_NODELAY` set; `https` uses rustls (ring) with the Mozilla root certificates.
 //! - When the upstream cannot be reached the caller gets HTTP 502 with JSON-RPC error -31502,
 //!   carrying the request's id when the gate passed it along ([`JsonRpcId`]).
 
@@ -27,17 +27,16 @@ use http::{
 };
 use tower_service::Service;
 use turnpike_core::error_codes;
-use turnpike_https::HttpsClient;
-
 use turnpike_http::JsonRpcId;
 
+use crate::pool::Pool;
 use crate::UpstreamError;
 
 /// A Streamable HTTP MCP server to forward to. Cheap to clone: clones share the connection
 /// pool.
 #[derive(Clone)]
 pub struct HttpUpstream {
-    client: HttpsClient<Body>,
+    pool: Arc<Pool>,
     target: Arc<Target>,
 }
 
@@ -45,6 +44,8 @@ struct Target {
     scheme: Scheme,
     authority: Authority,
     path: String,
+    /// `path` as a request target (origin form), built once.
+    path_uri: Uri,
     host: HeaderValue,
     /// The upstream URL as configured, for logs.
     url: String,
@@ -169,14 +170,24 @@ impl HttpUpstream {
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|_| UpstreamError(format!("upstream url {url:?} has a bad host")))?;
 
-        let client = turnpike_https::client(&turnpike_https::Options::default())
-            .map_err(|e| UpstreamError(format!("TLS setup: {e}")))?;
+        let tls =
+            turnpike_https::tls_config().map_err(|e| UpstreamError(format!("TLS setup: {e}")))?;
+        let connector = turnpike_https::connector(tls, &turnpike_https::Options::default());
+        let origin = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| UpstreamError(format!("upstream url {url:?}: {e}")))?;
+        let path_uri = Uri::try_from(path.as_str())
+            .map_err(|e| UpstreamError(format!("upstream url {url:?}: {e}")))?;
         Ok(HttpUpstream {
-            client,
+            pool: Pool::new(connector, origin),
             target: Arc::new(Target {
                 scheme,
                 authority,
                 path,
+                path_uri,
                 host,
                 url: url.to_owned(),
                 warned_ms: AtomicU64::new(0),
@@ -185,16 +196,14 @@ impl HttpUpstream {
         })
     }
 
+    /// The request target upstream, in origin form: the upstream's path with the request's
+    /// query.
     fn upstream_uri(&self, uri: &Uri) -> Result<Uri, http::Error> {
         let pq = match uri.query() {
-            Some(q) => format!("{}?{q}", self.target.path),
-            None => self.target.path.clone(),
+            Some(q) => PathAndQuery::try_from(format!("{}?{q}", self.target.path))?,
+            None => return Ok(self.target.path_uri.clone()),
         };
-        Uri::builder()
-            .scheme(self.target.scheme.clone())
-            .authority(self.target.authority.clone())
-            .path_and_query(PathAndQuery::try_from(pq)?)
-            .build()
+        Ok(Uri::from(pq))
     }
 }
 
@@ -211,7 +220,7 @@ impl Service<Request<Body>> for HttpUpstream {
         let (mut parts, body) = req.into_parts();
         let uri = self.upstream_uri(&parts.uri);
         let id = parts.extensions.remove::<JsonRpcId>().map(|i| i.0);
-        let client = self.client.clone();
+        let pool = self.pool.clone();
         let host = self.target.host.clone();
         let target = self.target.clone();
         Box::pin(async move {
@@ -225,11 +234,10 @@ impl Service<Request<Body>> for HttpUpstream {
             parts.version = Version::HTTP_11;
             strip_hop_by_hop(&mut parts.headers);
             parts.headers.insert(header::HOST, host);
-            match client.request(Request::from_parts(parts, body)).await {
-                Ok(resp) => {
-                    let (mut parts, body) = resp.into_parts();
-                    strip_hop_by_hop(&mut parts.headers);
-                    Ok(Response::from_parts(parts, Body::new(body)))
+            match pool.send(Request::from_parts(parts, body)).await {
+                Ok(mut resp) => {
+                    strip_hop_by_hop(resp.headers_mut());
+                    Ok(resp)
                 }
                 Err(e) => {
                     target.failed(&e);
@@ -332,9 +340,9 @@ mod tests {
         let u = HttpUpstream::new("http://127.0.0.1:1/mcp").unwrap();
         let mut req = Request::new(Body::empty());
         *req.uri_mut() = u.upstream_uri(&Uri::from_static("/mcp")).unwrap();
-        let e = u.client.request(req).await.unwrap_err();
+        let e = u.pool.send(req).await.unwrap_err();
         let chain = error_chain(&e);
-        assert!(chain.starts_with("client error (Connect)"), "{chain}");
+        assert!(chain.starts_with("cannot connect: "), "{chain}");
         assert!(chain.to_lowercase().contains("refused"), "{chain}");
     }
 
@@ -343,17 +351,17 @@ mod tests {
         let u = HttpUpstream::new("http://127.0.0.1:3001/mcp").unwrap();
         assert_eq!(
             u.upstream_uri(&Uri::from_static("/gate?x=1")).unwrap(),
-            "http://127.0.0.1:3001/mcp?x=1"
+            "/mcp?x=1"
         );
         assert_eq!(
-            u.upstream_uri(&Uri::from_static("/gate")).unwrap(),
-            "http://127.0.0.1:3001/mcp"
+            u.upstream_uri(&Uri::from_static("http://gw.example/gate"))
+                .unwrap(),
+            "/mcp"
         );
+        assert_eq!(u.target.host, "127.0.0.1:3001");
         let u = HttpUpstream::new("https://example.com").unwrap();
-        assert_eq!(
-            u.upstream_uri(&Uri::from_static("/mcp")).unwrap(),
-            "https://example.com/"
-        );
+        assert_eq!(u.upstream_uri(&Uri::from_static("/mcp")).unwrap(), "/");
+        assert_eq!(u.target.host, "example.com");
         assert!(HttpUpstream::new("ftp://x/").is_err());
         assert!(HttpUpstream::new("/relative").is_err());
     }

@@ -11,6 +11,7 @@
 //! the gate).
 
 pub mod http;
+pub mod pool;
 pub mod stdio;
 
 use std::convert::Infallible;
