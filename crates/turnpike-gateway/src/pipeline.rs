@@ -687,7 +687,7 @@ impl Gate {
             call,
             continued,
             price,
-            limit_name,
+            limit_name: limit_name.or_else(|| log.tool.clone()),
             class,
             identified,
             facts,
@@ -789,10 +789,7 @@ impl Gate {
             return false;
         };
         let msg = &priced.call.msg;
-        let name = priced
-            .limit_name
-            .as_deref()
-            .or(turnpike_mcp::call_name(msg));
+        let name = priced.limit_name.as_deref();
         match CallKind::classify(msg.method().unwrap_or(""), name) {
             CallKind::Discovery => false,
             CallKind::Tool(n) | CallKind::Method(n) => limiter.loop_brake_watches(n, None),
@@ -853,15 +850,7 @@ impl Gate {
             return Ok(judged);
         }
         let method = msg.method().unwrap_or("");
-        let kind = || {
-            CallKind::classify(
-                method,
-                priced
-                    .limit_name
-                    .as_deref()
-                    .or(turnpike_mcp::call_name(msg)),
-            )
-        };
+        let kind = || CallKind::classify(method, priced.limit_name.as_deref());
         // Only credentials of a rail that knows its callers by their address presented (puzzle
         // solutions): the identity is the caller's address whatever the verdict, so the limit
         // is checked before a single-use credential is spent — a limited caller keeps it for
@@ -1661,11 +1650,7 @@ impl Gate {
             rail: grant.map(|g| g.rail),
             kind: CallKind::classify(
                 msg.method().unwrap_or(""),
-                decided
-                    .priced
-                    .limit_name
-                    .as_deref()
-                    .or(turnpike_mcp::call_name(msg)),
+                decided.priced.limit_name.as_deref(),
             ),
             args_hash: decided.hashed.then_some(&facts.args_hash),
         };
@@ -1875,7 +1860,8 @@ struct Priced<'g> {
     continued: bool,
     /// What the call costs; `None` when it is free (or a response the client sends).
     price: Option<Cow<'g, Price>>,
-    /// The name the limits know a merged tool by.
+    /// The name the limits know the call by: a merged tool's first name that has a
+    /// `[limits.tools.*]` class, else the name the call carries ([`turnpike_mcp::call_name`]).
     limit_name: Option<String>,
     /// The caller's price/limit class, when a class rule picked one.
     class: Option<&'g GateClass>,

@@ -53,6 +53,14 @@ pub struct PolicyStatus {
 /// characters (which an SF String cannot hold) become `_`.
 pub fn push_sf_string(out: &mut String, s: &str) {
     out.push('"');
+    // Policy names are plain ASCII: copied whole.
+    if s.bytes()
+        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+    {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' | '\\' => {
@@ -93,7 +101,7 @@ fn push_param(out: &mut String, name: &str, mut v: u64) {
 /// assert_eq!(ratelimit_policy(&[s]).unwrap(), r#""tool";q=50;w=3"#);
 /// ```
 pub fn ratelimit_policy(items: &[PolicyStatus]) -> Option<String> {
-    let mut out = String::new();
+    let mut out = String::with_capacity(items.len() * 48);
     for (i, p) in items.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
@@ -119,7 +127,7 @@ pub fn ratelimit_policy(items: &[PolicyStatus]) -> Option<String> {
 /// assert_eq!(ratelimit(&[s]).unwrap(), r#""tool";r=49;t=1"#);
 /// ```
 pub fn ratelimit(items: &[PolicyStatus]) -> Option<String> {
-    let mut out = String::new();
+    let mut out = String::with_capacity(items.len() * 40);
     for (i, p) in items.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");

@@ -318,10 +318,14 @@ impl<'de> Visitor<'de> for StrictValue {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             let value = map.next_value_seed(StrictValue)?;
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format_args!("{DUP_PREFIX}{key}")));
+            match out.entry(key) {
+                serde_json::map::Entry::Vacant(v) => {
+                    v.insert(value);
+                }
+                serde_json::map::Entry::Occupied(o) => {
+                    return Err(de::Error::custom(format_args!("{DUP_PREFIX}{}", o.key())));
+                }
             }
-            out.insert(key, value);
         }
         Ok(Value::Object(out))
     }
