@@ -4,6 +4,7 @@ use axum::body::Body;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
+use turnpike_mcp::respond::object;
 
 use turnpike_core::{
     error_codes, Challenge, Decision, InBandCall, InBandForm, InBandResult, RailAnswer,
@@ -125,11 +126,11 @@ pub fn challenge(
                         r.insert("resultType".into(), Value::from("complete"));
                     }
                 }
-                let body = serde_json::json!({
-                    "jsonrpc": "2.0",
-                    "id": id.cloned().unwrap_or(Value::Null),
-                    "result": result,
-                });
+                let body = object([
+                    ("jsonrpc", Value::from("2.0")),
+                    ("id", id.cloned().unwrap_or(Value::Null)),
+                    ("result", result),
+                ]);
                 return json_response(StatusCode::OK, &body);
             }
         }
@@ -137,11 +138,18 @@ pub fn challenge(
         // Every challenge one rail's, which has a standard form of its own: that form.
         if let [(_, form)] = &forms[..] {
             if challenges.iter().all(|c| c.rail == challenges[0].rail) {
-                let body = serde_json::json!({
-                    "jsonrpc": "2.0",
-                    "id": id.cloned().unwrap_or(Value::Null),
-                    "error": {"code": form.code, "message": form.message, "data": form.data},
-                });
+                let body = object([
+                    ("jsonrpc", Value::from("2.0")),
+                    ("id", id.cloned().unwrap_or(Value::Null)),
+                    (
+                        "error",
+                        object([
+                            ("code", Value::from(form.code)),
+                            ("message", Value::from(form.message.clone())),
+                            ("data", form.data.clone()),
+                        ]),
+                    ),
+                ]);
                 return json_response(StatusCode::OK, &body);
             }
         }

@@ -1,8 +1,19 @@
 //! JSON-RPC bodies the gate answers with: errors, challenge errors and in-band results.
 
 use crate::meta::META_PREFIX;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use turnpike_core::{Challenge, Refusal};
+
+/// A JSON object of `members`, built directly. `json!` passes every expression through
+/// `serde_json::to_value`, which copies a `Value` member by serializing it again, a challenge's
+/// details in full; answers that carry them are built with this instead.
+pub fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    let mut m = Map::new();
+    for (k, v) in members {
+        m.insert(k.to_owned(), v);
+    }
+    Value::Object(m)
+}
 
 /// A JSON-RPC error response: `{"jsonrpc":"2.0","id":<id or null>,"error":{"code","message"}}`.
 pub fn error_response(id: Option<&Value>, code: i64, message: &str) -> Value {
@@ -22,15 +33,18 @@ pub fn challenge_error(
     challenges: &[Challenge],
     refusals: &[Refusal],
 ) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "id": id.cloned().unwrap_or(Value::Null),
-        "error": {
-            "code": code,
-            "message": message,
-            "data": ways_through(challenges, refusals),
-        },
-    })
+    object([
+        ("jsonrpc", Value::from("2.0")),
+        ("id", id.cloned().unwrap_or(Value::Null)),
+        (
+            "error",
+            object([
+                ("code", Value::from(code)),
+                ("message", Value::from(message)),
+                ("data", ways_through(challenges, refusals)),
+            ]),
+        ),
+    ])
 }
 
 /// An in-band challenge: a successful JSON-RPC response whose `tools/call` result has
@@ -53,15 +67,21 @@ pub fn in_band_result_with(
     challenges: &[Challenge],
     refusals: &[Refusal],
 ) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "id": id.cloned().unwrap_or(Value::Null),
-        "result": {
-            "isError": true,
-            "content": [{"type": "text", "text": text}],
-            "structuredContent": {"turnpike": ways_through(challenges, refusals)},
-        },
-    })
+    object([
+        ("jsonrpc", Value::from("2.0")),
+        ("id", id.cloned().unwrap_or(Value::Null)),
+        (
+            "result",
+            object([
+                ("isError", Value::Bool(true)),
+                ("content", json!([{"type": "text", "text": text}])),
+                (
+                    "structuredContent",
+                    object([("turnpike", ways_through(challenges, refusals))]),
+                ),
+            ]),
+        ),
+    ])
 }
 
 /// [`in_band_result_with`] shaped for the request's protocol era: from 2026-07-28 on every
@@ -84,10 +104,22 @@ pub fn in_band_result_for(
 }
 
 fn ways_through(challenges: &[Challenge], refusals: &[Refusal]) -> Value {
-    json!({
-        "challenges": challenges.iter().map(|c| c.details.clone()).collect::<Vec<_>>(),
-        "refusals": refusals,
-    })
+    let refusals = refusals
+        .iter()
+        .map(|r| {
+            object([
+                ("rail", Value::from(r.rail.as_str())),
+                ("reason", Value::from(r.reason.as_str())),
+            ])
+        })
+        .collect();
+    object([
+        (
+            "challenges",
+            Value::Array(challenges.iter().map(|c| c.details.clone()).collect()),
+        ),
+        ("refusals", Value::Array(refusals)),
+    ])
 }
 
 /// The text of an in-band challenge: the refusals, what is needed, and for each challenge
