@@ -48,15 +48,33 @@ pub enum Identity {
     },
 }
 
+/// `v4` in dotted decimal, as its `Display` writes it, without the formatter (once per call).
+fn dotted(v4: std::net::Ipv4Addr) -> String {
+    let mut out = String::with_capacity(15);
+    for (i, o) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if o >= 100 {
+            out.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            out.push(char::from(b'0' + o / 10 % 10));
+        }
+        out.push(char::from(b'0' + o % 10));
+    }
+    out
+}
+
 impl Identity {
     /// The anonymous identity of a network peer: IPv4 addresses as they are, IPv6 addresses
     /// reduced to their /64 prefix (one customer usually holds a whole /64).
     pub fn anonymous(peer: IpAddr) -> Self {
         let addr_prefix = match peer {
-            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V4(v4) => dotted(v4),
             IpAddr::V6(v6) => {
                 if let Some(v4) = v6.to_ipv4_mapped() {
-                    v4.to_string()
+                    dotted(v4)
                 } else {
                     let s = v6.segments();
                     format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
@@ -123,6 +141,20 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dotted_is_what_display_writes() {
+        for o in 0..=255u8 {
+            for v4 in [
+                std::net::Ipv4Addr::new(o, 0, 7, 255),
+                std::net::Ipv4Addr::new(9, o, 10, 99),
+                std::net::Ipv4Addr::new(100, 1, o, 0),
+                std::net::Ipv4Addr::new(255, 254, 12, o),
+            ] {
+                assert_eq!(dotted(v4), v4.to_string());
+            }
+        }
+    }
 
     #[test]
     fn ipv6_reduces_to_64() {

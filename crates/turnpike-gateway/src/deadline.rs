@@ -229,7 +229,7 @@ pub fn bound_body<S: CancelService>(
     idle: Duration,
     cancel: Option<Canceller<S>>,
 ) -> Response<Body> {
-    let sse = turnpike_http::body::media_type(resp.headers()) == "text/event-stream";
+    let sse = turnpike_http::body::has_media_type(resp.headers(), "text/event-stream");
     let (parts, body) = resp.into_parts();
     if !sse {
         // A whole answer keeps its size (and so its Content-Length).

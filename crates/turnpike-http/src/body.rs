@@ -56,6 +56,21 @@ pub fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
+/// Whether the `Content-Type` media type (parameters ignored) is `ty` (lower case), compared
+/// without case and without allocating.
+pub fn has_media_type(headers: &HeaderMap, ty: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(ty)
+        })
+}
+
 /// Whether a `Content-Type` header says `application/json` (parameters such as `charset`
 /// allowed).
 pub fn is_json(headers: &HeaderMap) -> bool {
@@ -119,5 +134,14 @@ mod tests {
             HeaderValue::from_static("application/json-seq"),
         );
         assert!(!is_json(&h));
+        assert!(!has_media_type(&h, "application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(" Text/Event-Stream ;charset=utf-8"),
+        );
+        assert!(has_media_type(&h, "text/event-stream"));
+        assert_eq!(media_type(&h), "text/event-stream");
+        h.remove(header::CONTENT_TYPE);
+        assert!(!has_media_type(&h, "text/event-stream"));
     }
 }

@@ -133,7 +133,8 @@ fn hex32(bits: u128) -> String {
     for (i, d) in out.iter_mut().enumerate() {
         *d = DIGITS[((bits >> (124 - 4 * i)) & 0xf) as usize];
     }
-    out.iter().map(|&b| char::from(b)).collect()
+    // ASCII digits: always UTF-8.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 #[cfg(test)]
