@@ -60,6 +60,85 @@ fn with_roots(
     b.with_webpki_roots()
 }
 
+/// A configuration that trusts exactly the certificates in `certs` as end-entity certificates,
+/// byte for byte, and nothing else (the way LND and clnrest clients trust a node's self-signed
+/// certificate); handshake signatures are still verified against the certificate presented.
+pub fn pinned_tls_config(
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+) -> Result<ClientConfig, rustls::Error> {
+    let builder = tls_config_builder()?;
+    let verifier = Arc::new(PinnedCert {
+        certs,
+        provider: builder.crypto_provider().clone(),
+    });
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}
+
+/// Accepts a server whose end-entity certificate is byte-for-byte one of the pinned ones (the
+/// way LND and clnrest clients trust a node's self-signed certificate); handshake signatures
+/// are still verified against it.
+#[derive(Debug)]
+struct PinnedCert {
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if self.certs.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// A connector over `tls` (from [`tls_config`], or a pinned configuration).
 pub fn connector(tls: ClientConfig, options: &Options) -> Connector {
     let mut http = HttpConnector::new();

@@ -5,7 +5,6 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use std::sync::Arc;
 use std::time::Duration;
 use turnpike_https::HttpsClient;
 
@@ -221,78 +220,8 @@ fn pinned_config(pem: &[u8]) -> Result<rustls::ClientConfig, LightningError> {
             "tls_cert_path: no certificate in the file".into(),
         ));
     }
-    let builder = turnpike_https::tls_config_builder()
-        .map_err(|e| LightningError::Config(format!("tls: {e}")))?;
-    let verifier = Arc::new(PinnedCert {
-        certs,
-        provider: builder.crypto_provider().clone(),
-    });
-    Ok(builder
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
-}
-
-/// Accepts a server whose end-entity certificate is byte-for-byte one of the pinned ones (the
-/// way LND and clnrest clients trust a node's self-signed certificate); handshake signatures
-/// are still verified against it.
-#[derive(Debug)]
-struct PinnedCert {
-    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for PinnedCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if self.certs.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    turnpike_https::pinned_tls_config(certs)
+        .map_err(|e| LightningError::Config(format!("tls: {e}")))
 }
 
 #[cfg(test)]

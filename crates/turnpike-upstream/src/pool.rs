@@ -411,6 +411,78 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 10);
     }
 
+    /// Over TLS (the node certificate the Lightning tests use, pinned): the handshake once,
+    /// then every call on the same connection.
+    #[tokio::test]
+    async fn https_connections_are_kept_too() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../turnpike-lightning/tests/fixtures");
+        let cert = CertificateDer::from_pem_file(fixtures.join("node-a.cert.pem")).unwrap();
+        let key = PrivateKeyDer::from_pem_file(fixtures.join("node-a.key.pem")).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let count = handshakes.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = l.accept().await.unwrap();
+                // The client that does not trust the certificate gives up mid-handshake.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        let answer = format!("{} over tls", req.uri().path());
+                        Ok::<_, Infallible>(Response::new(Body::from(answer)))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        let tls = turnpike_https::pinned_tls_config(vec![cert]).unwrap();
+        let connector = turnpike_https::connector(tls, &turnpike_https::Options::default());
+        let origin = format!("https://localhost:{}/", addr.port())
+            .parse()
+            .unwrap();
+        let pool = Pool::new(connector, origin);
+        for _ in 0..5 {
+            let r = pool.send(get(addr, "/mcp")).await.unwrap();
+            assert_eq!(text(r).await, "/mcp over tls");
+        }
+        assert_eq!(handshakes.load(Ordering::SeqCst), 1);
+
+        // A certificate that is not the pinned one: no connection, and the cause says why.
+        let other = turnpike_https::connector(
+            turnpike_https::tls_config().unwrap(),
+            &turnpike_https::Options::default(),
+        );
+        let origin = format!("https://localhost:{}/", addr.port())
+            .parse()
+            .unwrap();
+        let e = Pool::new(other, origin)
+            .send(get(addr, "/mcp"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SendError::Connect(_)), "{e:?}");
+        let chain = crate::http::error_chain(&e);
+        assert!(chain.starts_with("cannot connect: "), "{chain}");
+        assert!(chain.to_lowercase().contains("certificate"), "{chain}");
+    }
+
     #[tokio::test]
     async fn idle_connections_are_bounded() {
         let (addr, _) = server().await;
