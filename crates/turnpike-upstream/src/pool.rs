@@ -308,6 +308,21 @@ mod tests {
         futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
     }
 
+    /// Eight `/stream` calls at once, their answers' heads in hand and their bodies unread.
+    async fn eight_streams(pool: &Arc<Pool>, addr: std::net::SocketAddr) -> Vec<Response<Body>> {
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.send(get(addr, "/stream")).await.unwrap() })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for c in calls {
+            answers.push(c.await.unwrap());
+        }
+        answers
+    }
+
     async fn text(r: Response<Body>) -> String {
         String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
     }
@@ -333,16 +348,7 @@ mod tests {
     async fn concurrent_calls_open_one_connection_each_and_keep_them() {
         let (addr, accepted) = server().await;
         let pool = pool_for(addr);
-        let calls: Vec<_> = (0..8)
-            .map(|_| {
-                let pool = pool.clone();
-                tokio::spawn(async move { pool.send(get(addr, "/stream")).await.unwrap() })
-            })
-            .collect();
-        let mut answers = Vec::new();
-        for c in calls {
-            answers.push(c.await.unwrap());
-        }
+        let answers = eight_streams(&pool, addr).await;
         // All eight answers are open at once: eight connections.
         assert_eq!(accepted.load(Ordering::SeqCst), 8);
         assert_eq!(pool.idle_count(), 0);
@@ -487,16 +493,7 @@ mod tests {
     async fn idle_connections_are_bounded() {
         let (addr, _) = server().await;
         let pool = pool_keeping(addr, 3);
-        let calls: Vec<_> = (0..8)
-            .map(|_| {
-                let pool = pool.clone();
-                tokio::spawn(async move { pool.send(get(addr, "/stream")).await.unwrap() })
-            })
-            .collect();
-        let mut answers = Vec::new();
-        for c in calls {
-            answers.push(c.await.unwrap());
-        }
+        let answers = eight_streams(&pool, addr).await;
         for a in answers {
             drop(a.into_body().collect().await.unwrap());
         }
