@@ -13,9 +13,12 @@
 //! - A request that could not be written on a reused connection (the upstream closed it while
 //!   it was idle) is sent again on another, as general clients do; a request a fresh connection
 //!   failed is not.
-//! - At most [`MAX_IDLE`] connections are kept idle, each at most [`IDLE_FOR`].
+//! - At most [`MAX_IDLE`] connections are kept idle, each at most [`IDLE_FOR`]: a task per pool,
+//!   started with its first idle connection, closes the expired ones every third of that
+//!   (and ends with the pool).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -57,20 +60,67 @@ pub(crate) struct Pool {
     origin: Uri,
     idle: Mutex<Vec<Idle>>,
     max_idle: usize,
+    idle_for: Duration,
+    /// Whether the task closing expired idle connections runs.
+    reaping: AtomicBool,
 }
 
 impl Pool {
     pub(crate) fn new(connector: Connector, origin: Uri) -> Arc<Pool> {
-        Pool::with_max_idle(connector, origin, MAX_IDLE)
+        Pool::with_limits(connector, origin, MAX_IDLE, IDLE_FOR)
     }
 
-    fn with_max_idle(connector: Connector, origin: Uri, max_idle: usize) -> Arc<Pool> {
+    fn with_limits(
+        connector: Connector,
+        origin: Uri,
+        max_idle: usize,
+        idle_for: Duration,
+    ) -> Arc<Pool> {
         Arc::new(Pool {
             connector,
             origin,
             idle: Mutex::new(Vec::new()),
             max_idle,
+            idle_for,
+            reaping: AtomicBool::new(false),
         })
+    }
+
+    /// Closes the idle connections kept longer than `idle_for` (the oldest are first).
+    fn drop_expired(idle: &mut Vec<Idle>, idle_for: Duration) {
+        let now = Instant::now();
+        let expired = idle
+            .iter()
+            .take_while(|i| now.duration_since(i.since) >= idle_for)
+            .count();
+        if expired > 0 {
+            idle.drain(..expired);
+        }
+    }
+
+    /// Starts the task that closes expired idle connections, once per pool; it holds the pool
+    /// weakly and ends with it.
+    fn start_reaping(self: &Arc<Self>) {
+        if self.reaping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.reaping.store(false, Ordering::Relaxed);
+            return;
+        };
+        let pool: Weak<Pool> = Arc::downgrade(self);
+        let every = self.idle_for / 3;
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(pool) = pool.upgrade() else {
+                    return;
+                };
+                Pool::drop_expired(&mut pool.idle.lock(), pool.idle_for);
+            }
+        });
     }
 
     /// Sends `req` (origin-form target, `Host` set) and returns the answer, its body streaming;
@@ -112,14 +162,7 @@ impl Pool {
         if idle.is_empty() {
             return None;
         }
-        let now = Instant::now();
-        let expired = idle
-            .iter()
-            .take_while(|i| now.duration_since(i.since) >= IDLE_FOR)
-            .count();
-        if expired > 0 {
-            idle.drain(..expired);
-        }
+        Pool::drop_expired(&mut idle, self.idle_for);
         let mut cx = Context::from_waker(Waker::noop());
         let mut i = idle.len();
         while i > 0 {
@@ -136,17 +179,21 @@ impl Pool {
         None
     }
 
-    fn checkin(&self, tx: SendRequest<Body>) {
+    fn checkin(self: &Arc<Self>, tx: SendRequest<Body>) {
         if tx.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock();
-        if idle.len() < self.max_idle {
+        {
+            let mut idle = self.idle.lock();
+            if idle.len() >= self.max_idle {
+                return;
+            }
             idle.push(Idle {
                 tx,
                 since: Instant::now(),
             });
         }
+        self.start_reaping();
     }
 
     async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
@@ -247,10 +294,11 @@ mod tests {
             turnpike_https::tls_config().unwrap(),
             &turnpike_https::Options::default(),
         );
-        Pool::with_max_idle(
+        Pool::with_limits(
             connector,
             format!("http://{addr}/").parse().unwrap(),
             max_idle,
+            IDLE_FOR,
         )
     }
 
@@ -487,6 +535,45 @@ mod tests {
         let chain = crate::http::error_chain(&e);
         assert!(chain.starts_with("cannot connect: "), "{chain}");
         assert!(chain.to_lowercase().contains("certificate"), "{chain}");
+    }
+
+    /// An idle connection is closed when it has been kept its time, with no call to notice.
+    #[tokio::test]
+    async fn idle_connections_expire_without_traffic() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel::<()>();
+        tokio::spawn(async move {
+            loop {
+                let (sock, _) = l.accept().await.unwrap();
+                let ended_tx = ended_tx.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                        Ok::<_, Infallible>(Response::new(Body::from("ok")))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(sock), svc)
+                        .await;
+                    let _ = ended_tx.send(());
+                });
+            }
+        });
+        let connector = turnpike_https::connector(
+            turnpike_https::tls_config().unwrap(),
+            &turnpike_https::Options::default(),
+        );
+        let origin = format!("http://{addr}/").parse().unwrap();
+        let pool = Pool::with_limits(connector, origin, MAX_IDLE, Duration::from_secs(1));
+        assert_eq!(text(pool.send(get(addr, "/")).await.unwrap()).await, "ok");
+        assert_eq!(pool.idle_count(), 1);
+        // The server sees the connection end (the deadline only bounds a broken run).
+        tokio::time::timeout(Duration::from_secs(20), ended.recv())
+            .await
+            .expect("the idle connection was never closed")
+            .unwrap();
+        assert_eq!(pool.idle_count(), 0);
+        // The next call opens a new connection and is answered.
+        assert_eq!(text(pool.send(get(addr, "/")).await.unwrap()).await, "ok");
     }
 
     #[tokio::test]
