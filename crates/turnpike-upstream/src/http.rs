@@ -30,7 +30,7 @@ use turnpike_core::error_codes;
 use turnpike_http::JsonRpcId;
 
 use crate::pool::Pool;
-use crate::UpstreamError;
+use crate::{error_chain, UpstreamError};
 
 /// A Streamable HTTP MCP server to forward to. Cheap to clone: clones share the connection
 /// pool.
@@ -91,22 +91,6 @@ impl Target {
             );
         }
     }
-}
-
-/// An error and every cause below it, `outer: inner: …` (hyper's own "client error (Connect)"
-/// says nothing; the cause — connection refused, DNS, TLS — is in its sources).
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut next = err.source();
-    while let Some(e) = next {
-        let s = e.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        next = e.source();
-    }
-    out
 }
 
 /// Tries to reach the upstream at `url` within `timeout`: resolves its host and opens a TCP

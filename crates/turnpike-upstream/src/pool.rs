@@ -101,7 +101,8 @@ impl Pool {
     /// Starts the task that closes expired idle connections, once per pool; it holds the pool
     /// weakly and ends with it.
     fn start_reaping(self: &Arc<Self>) {
-        if self.reaping.swap(true, Ordering::Relaxed) {
+        // A load first: every hand-back passes here, and once started nothing is written.
+        if self.reaping.load(Ordering::Relaxed) || self.reaping.swap(true, Ordering::Relaxed) {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -532,7 +533,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, SendError::Connect(_)), "{e:?}");
-        let chain = crate::http::error_chain(&e);
+        let chain = crate::error_chain(&e);
         assert!(chain.starts_with("cannot connect: "), "{chain}");
         assert!(chain.to_lowercase().contains("certificate"), "{chain}");
     }
