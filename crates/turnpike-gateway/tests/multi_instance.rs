@@ -183,22 +183,28 @@ async fn a_puzzle_paid_call_is_one_redis_script() {
         // A script the server had not loaded yet is answered NOSCRIPT once, then loaded.
         field("calls") - field("failed_calls")
     };
+    paid_rounds_run_one_script(a, evalsha).await;
+}
+
+/// Three calls to `dear` through `gw`, each paid by a fresh puzzle solution, each running
+/// exactly one script on the Redis side (`scripts` counts those run so far).
+async fn paid_rounds_run_one_script(gw: SocketAddr, scripts: impl Fn() -> u64) {
     for round in 0..3 {
         let req = call(round, "dear", json!({"n": round}));
-        let r = post(a, &[], &req).await;
+        let r = post(gw, &[], &req).await;
         assert_eq!(r.status, 402);
         let (token, nonces) = solve(&r.text());
         let auth = turnpike_client::authorization_value(&token, &nonces);
-        let before = evalsha();
+        let before = scripts();
         let r = post(
-            a,
+            gw,
             &[("authorization", &auth), ("turnpike-challenge", "http")],
             &req,
         )
         .await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(
-            evalsha() - before,
+            scripts() - before,
             1,
             "round {round}: one script for limits and spend"
         );
@@ -279,26 +285,7 @@ async fn a_puzzle_paid_call_is_one_redis_script_on_a_redis_cluster() {
     .await;
     let ports = cluster.ports();
     let scripts = || ports.iter().map(|p| scripts_run(*p)).sum::<u64>();
-    for round in 0..3 {
-        let req = call(round, "dear", json!({"n": round}));
-        let r = post(a, &[], &req).await;
-        assert_eq!(r.status, 402);
-        let (token, nonces) = solve(&r.text());
-        let auth = turnpike_client::authorization_value(&token, &nonces);
-        let before = scripts();
-        let r = post(
-            a,
-            &[("authorization", &auth), ("turnpike-challenge", "http")],
-            &req,
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        assert_eq!(
-            scripts() - before,
-            1,
-            "round {round}: one script for limits and spend"
-        );
-    }
+    paid_rounds_run_one_script(a, scripts).await;
     // Another caller: a loopback address whose bucket is not 127.0.0.1's.
     let here = turnpike_store::cluster_bucket("anon:127.0.0.1");
     let other: IpAddr = (2..=254u8)
