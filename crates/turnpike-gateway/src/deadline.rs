@@ -46,6 +46,18 @@ static CARRIED: [HeaderName; 5] = [
     HeaderName::from_static("traceparent"),
 ];
 
+/// The first value of each of [`CARRIED`] in `headers`, found in one walk over the request's
+/// few fields (five hashed lookups cost more).
+fn carried(headers: &http::HeaderMap) -> [Option<HeaderValue>; 5] {
+    let mut out: [Option<HeaderValue>; 5] = Default::default();
+    for (name, value) in headers {
+        if let Some(i) = CARRIED.iter().position(|c| c == name) {
+            out[i].get_or_insert_with(|| value.clone());
+        }
+    }
+    out
+}
+
 /// A service a cancellation can be sent through: any service a request is forwarded to.
 pub trait CancelService: Send + 'static {
     /// Sends `req` and waits for the response head; its status, or `None` when it failed.
@@ -77,7 +89,7 @@ impl CancelTarget {
     pub fn new(parts: &http::request::Parts, id: Value) -> CancelTarget {
         CancelTarget {
             uri: parts.uri.clone(),
-            carried: std::array::from_fn(|i| parts.headers.get(&CARRIED[i]).cloned()),
+            carried: carried(&parts.headers),
             id,
         }
     }

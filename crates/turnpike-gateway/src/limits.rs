@@ -81,18 +81,23 @@ pub fn add_headers(resp: &mut Response<Body>, pairs: Vec<(&'static str, String)>
     for (name, value) in pairs {
         // The string becomes the value's bytes (checked, not copied).
         if let Ok(v) = HeaderValue::try_from(value) {
-            resp.headers_mut()
-                .insert(HeaderName::from_static(lower(name)), v);
+            resp.headers_mut().insert(lower(name).clone(), v);
         }
     }
 }
 
-fn lower(name: &'static str) -> &'static str {
+// The names parsed once (every answer a limit saw carries two of them).
+static RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+static UNKNOWN: HeaderName = HeaderName::from_static("x-turnpike-unknown");
+
+fn lower(name: &'static str) -> &'static HeaderName {
     match name {
-        "Retry-After" => "retry-after",
-        "RateLimit-Policy" => "ratelimit-policy",
-        "RateLimit" => "ratelimit",
-        _ => "x-turnpike-unknown",
+        "Retry-After" => &RETRY_AFTER,
+        "RateLimit-Policy" => &RATELIMIT_POLICY,
+        "RateLimit" => &RATELIMIT,
+        _ => &UNKNOWN,
     }
 }
 

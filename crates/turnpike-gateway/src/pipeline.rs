@@ -41,7 +41,7 @@
 //! 5. **Decide** (`Gate::decide` → `Decided`): the call is classified
 //!    ([`turnpike_mcp::classify`]: method, name and the hash of the canonical arguments — the
 //!    hash only when something binds to them: a price, the next round of a paid call, the loop
-//!    brake; else [`turnpike_mcp::classify_unhashed`]) and
+//!    brake; [`turnpike_mcp::classify_named`], with the name step 4 looked up) and
 //!    its credentials collected by the rails from every `Authorization` line (`PoW`,
 //!    `L402`/`LSAT`, `Bearer`, `DPoP` with its `DPoP` proof), the headers they read (`Macaroon`)
 //!    and their `params._meta` keys ([`crate::credentials::collect`]). Limits that must run before the rails run here: a
@@ -135,7 +135,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tower::{Service, ServiceExt};
 use turnpike_core::{
@@ -474,7 +474,8 @@ impl Gate {
         log.finish(resp.status(), started);
         log.record(&self.metrics, resp.status(), started);
         if let Ok(v) = HeaderValue::from_str(&log.request_id) {
-            resp.headers_mut().insert(context::REQUEST_ID, v);
+            resp.headers_mut()
+                .insert(context::REQUEST_ID_HEADER.clone(), v);
         }
         Ok(resp)
     }
@@ -670,8 +671,8 @@ impl Gate {
                 turnpike_mcp::classify(msg, &self.opts.resource, peer, turnpike_core::unix_now());
             let caller = self.identified(&call, &f).await;
             class = self.pick_class(caller.as_ref(), peer, method, log.tool.as_deref(), msg);
-            identified = Some(caller);
-            facts = Some(f);
+            identified = Some(Box::new(caller));
+            facts = Some(Box::new(f));
         }
         let prices = class.map_or(&self.policy, |c: &GateClass| &c.prices);
         let price = if msg.kind() == MessageKind::Response || continued {
@@ -697,7 +698,11 @@ impl Gate {
     /// Step 5, decide: credentials and the rails' decision (with the limits that must run before
     /// it: a puzzle-only call's admission, the challenge budget). A call no rail lets through
     /// is answered here.
-    async fn decide<'g>(&'g self, mut priced: Priced<'g>, log: &mut CallLog) -> Step<Decided<'g>> {
+    async fn decide<'g>(
+        &'g self,
+        mut priced: Priced<'g>,
+        log: &mut CallLog,
+    ) -> Step<Box<Decided<'g>>> {
         let peer = peer_ip(&priced.call.parts.extensions);
         // The caller's address as an identity, built once for the whole call.
         let anon = anonymous(peer);
@@ -707,21 +712,21 @@ impl Gate {
         // call something binds to them.
         let hashed = early.is_some() || self.binds_arguments(&priced);
         let msg = &priced.call.msg;
-        let facts = early.or_else(|| {
+        let facts = early.map(|f| *f).or_else(|| {
             (msg.kind() != MessageKind::Response).then(|| {
+                // The call's name as step 4 found it (the same lookup).
+                let name = log.tool.as_deref();
                 let (resource, now) = (&self.opts.resource, turnpike_core::unix_now());
-                if hashed {
-                    turnpike_mcp::classify(msg, resource, peer, now)
-                } else {
-                    turnpike_mcp::classify_unhashed(msg, resource, peer, now)
-                }
+                turnpike_mcp::classify_named(msg, name, resource, peer, now, hashed)
             })
         });
         let judged = match (&priced.price, &facts) {
             (Some(price), Some(facts)) => self.judge(&priced, price, facts, &anon, log).await?,
             _ => Judged::default(),
         };
-        let mut decided = Decided {
+        // Boxed: the stage is passed on through three more steps, each a move of a pointer
+        // rather than of the whole stage.
+        let mut decided = Box::new(Decided {
             priced,
             peer,
             anon,
@@ -734,7 +739,7 @@ impl Gate {
             identity_header: None,
             lister: None,
             upstream_authorization: None,
-        };
+        });
         match judged.decision {
             Decision::Free => {}
             Decision::Pass(grant) => {
@@ -1063,9 +1068,9 @@ impl Gate {
     /// `tools/list` only learns its caller here (its answer is filtered in step 9).
     async fn authorize<'g>(
         &'g self,
-        mut decided: Decided<'g>,
+        mut decided: Box<Decided<'g>>,
         log: &mut CallLog,
-    ) -> Step<Decided<'g>> {
+    ) -> Step<Box<Decided<'g>>> {
         if self.access.is_empty() || decided.priced.call.msg.kind() != MessageKind::Request {
             return Ok(decided);
         }
@@ -1081,7 +1086,7 @@ impl Gate {
         }
         let who = self.who(&decided).await;
         if list.is_some() {
-            decided.lister = Some(who);
+            decided.lister = Some(Box::new(who));
             return Ok(decided);
         }
         let msg = &decided.priced.call.msg;
@@ -1169,7 +1174,7 @@ impl Gate {
         if let (None, Some(facts)) = (&decided.grant, &decided.facts) {
             // Asked already when the class was picked (step 4), else now.
             let known = match &decided.priced.identified {
-                Some(known) => known.clone(),
+                Some(known) => Option::clone(known),
                 None => self.identified(&decided.priced.call, facts).await,
             };
             if let Some((id, about)) = known {
@@ -1182,7 +1187,7 @@ impl Gate {
     /// Who presents a credential a rail verifies without spending anything
     /// ([`Rail::identify`]: an OAuth bearer token), with what its credential says of it
     /// (scopes, claims, caveats); `None`: no such caller.
-    async fn identified(&self, call: &Parsed, facts: &CallFacts) -> Option<(Identity, Arc<About>)> {
+    async fn identified(&self, call: &Parsed, facts: &CallFacts) -> Option<Known> {
         let Parsed { parts, bytes, msg } = call;
         let lines = credentials::Lines(&parts.headers);
         let edge = self.edge_request(parts, bytes, &lines);
@@ -1251,7 +1256,7 @@ impl Gate {
     /// found (else the caller's address), and a balance debit's daily msat budget.
     async fn admit_call<'g>(
         &'g self,
-        mut decided: Decided<'g>,
+        mut decided: Box<Decided<'g>>,
         log: &mut CallLog,
     ) -> Step<Cleared<'g>> {
         let remember_round = self.account(&decided, log);
@@ -1332,7 +1337,7 @@ impl Gate {
             lister,
             upstream_authorization,
             ..
-        } = decided;
+        } = *decided;
         let Parsed {
             mut parts,
             bytes,
@@ -1521,7 +1526,7 @@ impl Gate {
                     .map(|who| (who, self.access.clone(), self.classes.clone()));
                 let filter = lister.map(|who| crate::access::ListFilter {
                     policy: self.access.clone(),
-                    who,
+                    who: *who,
                     now: turnpike_core::unix_now() as i64,
                 });
                 let cache = self.annotations.clone();
@@ -1641,7 +1646,7 @@ impl Gate {
             .and_then(|g| g.identity.as_ref())
             .or_else(|| {
                 bucket?;
-                let (id, _) = decided.priced.identified.as_ref()?.as_ref()?;
+                let (id, _) = decided.priced.identified.as_deref()?.as_ref()?;
                 Some(id)
             })
             .unwrap_or(&decided.anon);
@@ -1732,11 +1737,20 @@ impl Gate {
     /// Removes every header that carries a credential: those of [`strip_credential_headers`]
     /// and each header a rail reads ([`turnpike_core::CredentialReader::credential_headers`]).
     fn strip_credentials(&self, h: &mut HeaderMap) {
-        h.remove(header::AUTHORIZATION);
-        for name in &self.credential_headers {
-            h.remove(name);
+        // One walk over the request's few names, rather than a hashed lookup of every name a
+        // rail reads (most requests carry none of them).
+        let carries = |k: &HeaderName| {
+            *k == header::AUTHORIZATION
+                || self.credential_headers.contains(k)
+                || k.as_str().starts_with("turnpike-")
+        };
+        if !h.keys().any(carries) {
+            return;
         }
-        strip_turnpike_headers(h);
+        let names: Vec<HeaderName> = h.keys().filter(|k| carries(k)).cloned().collect();
+        for n in names {
+            h.remove(n);
+        }
     }
 
     /// A snapshot of what each tool costs now, for one `tools/list` response.
@@ -1867,10 +1881,14 @@ struct Priced<'g> {
     class: Option<&'g GateClass>,
     /// Who the caller is by a credential verified without spending anything, when asked
     /// before the price (with class rules): `Some(None)` for nobody.
-    identified: Option<Option<(Identity, Arc<About>)>>,
+    /// (Boxed, as `facts`: both are there only with class rules.)
+    identified: Option<Box<Option<Known>>>,
     /// The classified call, when classified before the price.
-    facts: Option<CallFacts>,
+    facts: Option<Box<CallFacts>>,
 }
+
+/// A caller a rail verified without spending anything, with what its credential says of it.
+type Known = (Identity, Arc<About>);
 
 /// The rails' decision on one priced call, and what was learnt on the way.
 struct Judged {
@@ -1916,14 +1934,14 @@ struct Decided<'g> {
     /// The signed `Turnpike-Identity` for the upstream.
     identity_header: Option<String>,
     /// A `tools/list` request's caller, by whom the answer is filtered (with an access policy).
-    lister: Option<crate::access::Who>,
+    lister: Option<Box<crate::access::Who>>,
     /// The `Authorization` value the upstream gets, from the granting rail.
     upstream_authorization: Option<turnpike_core::UpstreamAuthorization>,
 }
 
 /// Stage after step 6: a decided call the limits let through.
 struct Cleared<'g> {
-    decided: Decided<'g>,
+    decided: Box<Decided<'g>>,
     admitted: Option<Admitted>,
     /// A balance debit's daily msat spend, to give back if the call fails.
     msat_spend: Option<(Arc<Limiter>, SpendReceipt)>,
@@ -1942,7 +1960,7 @@ struct Forwarded {
     /// The list `list_id` asked for (`tools/list`, `resources/list`, `prompts/list`).
     list_kind: Option<crate::access::ListKind>,
     /// Whom a list answer is filtered for (with an access policy).
-    lister: Option<crate::access::Who>,
+    lister: Option<Box<crate::access::Who>>,
     remember_round: Option<[u8; 32]>,
     admitted: Option<Admitted>,
     /// Headers for a successful answer and members for the result's `_meta` (a payment
@@ -2204,7 +2222,7 @@ impl CallLog {
     /// the call is recorded.
     fn tag_upstream_request(&mut self, headers: &mut HeaderMap) {
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
-            headers.insert(context::REQUEST_ID, v);
+            headers.insert(context::REQUEST_ID_HEADER.clone(), v);
         }
         self.spans.upstream_headers(headers, self.trace.as_ref());
     }

@@ -42,11 +42,28 @@ pub fn call_name(msg: &Message) -> Option<&str> {
 /// the arrival time in Unix seconds. A response (no method) classifies with an empty method.
 /// The arguments hash is [`arguments_hash`] of `params` (the empty object when absent).
 pub fn classify(msg: &Message, resource: &str, peer: Option<IpAddr>, now: u64) -> CallFacts {
+    classify_named(msg, call_name(msg), resource, peer, now, true)
+}
+
+/// [`classify`] (`hashed`) or [`classify_unhashed`] of a message whose [`call_name`] the
+/// caller has already looked up.
+pub fn classify_named(
+    msg: &Message,
+    name: Option<&str>,
+    resource: &str,
+    peer: Option<IpAddr>,
+    now: u64,
+    hashed: bool,
+) -> CallFacts {
     CallFacts {
         resource: resource.to_owned(),
         method: msg.method().unwrap_or("").to_owned(),
-        name: call_name(msg).map(str::to_owned),
-        args_hash: arguments_hash(msg.params()),
+        name: name.map(str::to_owned),
+        args_hash: if hashed {
+            arguments_hash(msg.params())
+        } else {
+            [0; 32]
+        },
         caller: None,
         peer,
         now,
@@ -63,15 +80,7 @@ pub fn classify_unhashed(
     peer: Option<IpAddr>,
     now: u64,
 ) -> CallFacts {
-    CallFacts {
-        resource: resource.to_owned(),
-        method: msg.method().unwrap_or("").to_owned(),
-        name: call_name(msg).map(str::to_owned),
-        args_hash: [0; 32],
-        caller: None,
-        peer,
-        now,
-    }
+    classify_named(msg, call_name(msg), resource, peer, now, false)
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use std::cell::Cell;
 use std::fmt;
 use turnpike_core::error_codes;
 
@@ -124,8 +125,12 @@ impl Message {
 
 /// Parses one HTTP body into one JSON-RPC message (see the module docs for every rule).
 pub fn parse_message(body: &[u8]) -> Result<Message, EnvelopeError> {
-    let value = parse_strict(body)?;
-    check_integer_range(body)?;
+    let (value, saw_float) = parse_strict(body)?;
+    // serde_json reads an integer literal beyond 64 bits as a float: a body in which the
+    // parse met no float has none, and needs no second look at its bytes.
+    if saw_float {
+        check_integer_range(body)?;
+    }
     let obj = match &value {
         Value::Object(o) => o,
         Value::Array(_) => return Err(EnvelopeError::Batch),
@@ -238,15 +243,18 @@ fn fits_64_bits(digits: &[u8], negative: bool) -> bool {
     }
 }
 
-/// Parses JSON into a [`Value`], refusing objects with a repeated key at any depth.
-fn parse_strict(body: &[u8]) -> Result<Value, EnvelopeError> {
+/// Parses JSON into a [`Value`], refusing objects with a repeated key at any depth; says
+/// whether it met a number read as a float (a fraction, an exponent, or an integer beyond 64
+/// bits).
+fn parse_strict(body: &[u8]) -> Result<(Value, bool), EnvelopeError> {
+    let saw_float = Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value = match StrictValue.deserialize(&mut de) {
+    let value = match StrictValue(&saw_float).deserialize(&mut de) {
         Ok(v) => v,
         Err(e) => return Err(classify_error(e)),
     };
     de.end().map_err(classify_error)?;
-    Ok(value)
+    Ok((value, saw_float.get()))
 }
 
 const DUP_PREFIX: &str = "turnpike-duplicate-key:";
@@ -261,18 +269,19 @@ fn classify_error(e: serde_json::Error) -> EnvelopeError {
     EnvelopeError::Parse(msg)
 }
 
-/// A `DeserializeSeed` building a [`Value`] that errors on repeated object keys.
+/// A `DeserializeSeed` building a [`Value`] that errors on repeated object keys, and notes
+/// in its cell when it meets a float.
 #[derive(Clone, Copy)]
-struct StrictValue;
+struct StrictValue<'a>(&'a Cell<bool>);
 
-impl<'de> DeserializeSeed<'de> for StrictValue {
+impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
     type Value = Value;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for StrictValue {
+impl<'de> Visitor<'de> for StrictValue<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -288,6 +297,7 @@ impl<'de> Visitor<'de> for StrictValue {
         Ok(Value::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        self.0.set(true);
         serde_json::Number::from_f64(v)
             .map(Value::Number)
             .ok_or_else(|| E::custom("number out of range"))
@@ -309,7 +319,7 @@ impl<'de> Visitor<'de> for StrictValue {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(v) = seq.next_element_seed(StrictValue)? {
+        while let Some(v) = seq.next_element_seed(self)? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -317,7 +327,7 @@ impl<'de> Visitor<'de> for StrictValue {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(StrictValue)?;
+            let value = map.next_value_seed(self)?;
             match out.entry(key) {
                 serde_json::map::Entry::Vacant(v) => {
                     v.insert(value);

@@ -23,7 +23,7 @@
 //! refused rather than tolerated.
 
 use base64::Engine;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::classify::call_name;
 use crate::messages::META_PROTOCOL_VERSION;
@@ -40,6 +40,11 @@ pub const MCP_METHOD: &str = "mcp-method";
 pub const MCP_NAME: &str = "mcp-name";
 /// The `Mcp-Session-Id` header.
 pub const SESSION_ID: &str = "mcp-session-id";
+
+// The same names parsed once, for lookups (a lookup by a string parses the name first).
+static PROTOCOL_VERSION_NAME: HeaderName = HeaderName::from_static(PROTOCOL_VERSION);
+static MCP_METHOD_NAME: HeaderName = HeaderName::from_static(MCP_METHOD);
+static MCP_NAME_NAME: HeaderName = HeaderName::from_static(MCP_NAME);
 
 const B64_PREFIX: &str = "=?base64?";
 const B64_SUFFIX: &str = "?=";
@@ -75,15 +80,16 @@ impl HeaderMismatch {
 /// [`Era::RoutingHeaders`]: its routing headers are checked, and the upstream, not the gate,
 /// says whether it speaks that version.
 pub fn era(headers: &HeaderMap) -> Result<Era, HeaderMismatch> {
-    let Some(v) = single(headers, PROTOCOL_VERSION)? else {
-        return Ok(Era::Session);
-    };
-    // ISO dates of one fixed width order as strings.
-    Ok(if is_date(v) && v < ROUTING_HEADERS_VERSION {
-        Era::Session
-    } else {
-        Era::RoutingHeaders
-    })
+    Ok(era_of(single(headers, &PROTOCOL_VERSION_NAME)?))
+}
+
+/// The era a request's `MCP-Protocol-Version` value (if any) puts it in.
+fn era_of(version: Option<&str>) -> Era {
+    match version {
+        // ISO dates of one fixed width order as strings.
+        Some(v) if !(is_date(v) && v < ROUTING_HEADERS_VERSION) => Era::RoutingHeaders,
+        _ => Era::Session,
+    }
 }
 
 /// Checks the routing headers of a POST against its body (see the module docs), and the
@@ -92,7 +98,7 @@ pub fn era(headers: &HeaderMap) -> Result<Era, HeaderMismatch> {
 /// header must be present and equal to it (a body declaring 2026-07-28 or later without the
 /// header is refused; a legacy body declaring nothing is not affected).
 pub fn check_routing_headers(headers: &HeaderMap, msg: &Message) -> Result<(), HeaderMismatch> {
-    let header_version = single(headers, PROTOCOL_VERSION)?;
+    let header_version = single(headers, &PROTOCOL_VERSION_NAME)?;
     let body_version = msg
         .value()
         .get("params")
@@ -110,14 +116,14 @@ pub fn check_routing_headers(headers: &HeaderMap, msg: &Message) -> Result<(), H
         }
         _ => {}
     }
-    if era(headers)? == Era::Session {
+    if era_of(header_version) == Era::Session {
         return Ok(());
     }
     let Some(method) = msg.method() else {
         // A response carries no method and no name; nothing to mirror.
         return Ok(());
     };
-    match single(headers, MCP_METHOD)? {
+    match single(headers, &MCP_METHOD_NAME)? {
         None => return Err(HeaderMismatch::new("missing Mcp-Method header")),
         Some(h) if h != method => {
             return Err(HeaderMismatch::new(
@@ -126,7 +132,7 @@ pub fn check_routing_headers(headers: &HeaderMap, msg: &Message) -> Result<(), H
         }
         Some(_) => {}
     }
-    match (single(headers, MCP_NAME)?, routing_name(msg)) {
+    match (single(headers, &MCP_NAME_NAME)?, routing_name(msg)) {
         (None, None) => Ok(()),
         (None, Some(_)) => Err(HeaderMismatch::new("missing Mcp-Name header")),
         (Some(_), None) => Err(HeaderMismatch::new(
@@ -202,7 +208,10 @@ pub fn encode_header_value(value: &str) -> String {
 
 /// The one value of a header that may appear at most once; a repeat or a value that is not
 /// visible ASCII is a mismatch.
-fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, HeaderMismatch> {
+fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &'static HeaderName,
+) -> Result<Option<&'a str>, HeaderMismatch> {
     let mut it = headers.get_all(name).iter();
     let Some(first) = it.next() else {
         return Ok(None);

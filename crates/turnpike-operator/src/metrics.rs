@@ -30,7 +30,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -360,6 +360,50 @@ pub struct CallRecord<'a> {
 
 type CallKey = (&'static str, Arc<str>, &'static str, OutcomeClass);
 
+/// A map keyed by labels the gate chose (methods, the policy's tool names, rails, outcomes):
+/// hashed with [`LabelHasher`], since no caller can add a key to it.
+type LabelMap<K, V> = HashMap<K, V, BuildHasherDefault<LabelHasher>>;
+
+/// A multiply-and-rotate hash of a few words, for maps whose keys come from the operator's
+/// configuration, where a keyed hash (`RandomState`'s SipHash, ten times the work on every
+/// call) guards against nothing: a caller's name only ever looks up a key, never adds one.
+#[derive(Default, Clone, Copy)]
+struct LabelHasher(u64);
+
+impl LabelHasher {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for LabelHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// One caller in the top-callers table.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallerStat {
@@ -470,10 +514,10 @@ pub struct Metrics {
     started: SystemTime,
     /// The random key of the anonymous callers' labels.
     label_key: RandomState,
-    tools: RwLock<HashMap<String, Arc<str>>>,
+    tools: RwLock<LabelMap<String, Arc<str>>>,
     other: Arc<str>,
     empty: Arc<str>,
-    calls: RwLock<HashMap<CallKey, Arc<AtomicU64>>>,
+    calls: RwLock<LabelMap<CallKey, AtomicU64>>,
     /// The `rail` label's values, `none` first, with each rail's meter; the vectors below are
     /// indexed by slot.
     slots: Vec<Slot>,
@@ -624,12 +668,22 @@ impl Metrics {
             self.slots[rail].label,
             outcome,
         );
-        let existing = self.calls.read().get(&key).cloned();
-        let counter = match existing {
-            Some(a) => a,
-            None => self.calls.write().entry(key).or_default().clone(),
+        // Counted under the read lock: no reference taken to the counter (a shared count
+        // every call would bump and drop again).
+        let counted = match self.calls.read().get(&key) {
+            Some(counter) => {
+                counter.fetch_add(1, Relaxed);
+                true
+            }
+            None => false,
         };
-        counter.fetch_add(1, Relaxed);
+        if !counted {
+            self.calls
+                .write()
+                .entry(key)
+                .or_default()
+                .fetch_add(1, Relaxed);
+        }
         self.by_rail[rail][outcome.index()].fetch_add(1, Relaxed);
         let tool_call = c.method == "tools/call";
         if tool_call {

@@ -12,11 +12,17 @@
 //!   header (with `tracestate` when `_meta` has it) ([`propagate_meta`]). With `[telemetry]`
 //!   the call's spans ([`crate::call::CallSpans`]) name the gateway's upstream span instead.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 /// The request-id header.
 pub const REQUEST_ID: &str = "x-request-id";
+
+/// [`REQUEST_ID`] as a parsed name (looked up and set on every call: a name given as a string
+/// is parsed again each time).
+pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
+
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// A parsed, valid `traceparent`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +89,7 @@ pub enum TraceSource {
 /// The trace context of a request: the `traceparent` header, else `params._meta.traceparent`.
 pub fn find(headers: &HeaderMap, message: Option<&Value>) -> Option<(TraceParent, TraceSource)> {
     if let Some(tp) = headers
-        .get("traceparent")
+        .get(&TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse)
     {
@@ -113,7 +119,10 @@ pub fn propagate_meta(headers: &mut HeaderMap, tp: &TraceParent, message: Option
 
 /// The caller's `X-Request-Id` when it is a short safe token, else a fresh random one.
 pub fn request_id(headers: &HeaderMap) -> String {
-    if let Some(v) = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
         if !v.is_empty()
             && v.len() <= 64
             && v.bytes()

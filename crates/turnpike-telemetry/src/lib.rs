@@ -27,7 +27,7 @@ pub mod proto;
 pub mod span;
 
 pub use call::{CallSpans, CallSummary, Stage};
-pub use context::{request_id, TraceParent, TraceSource, REQUEST_ID};
+pub use context::{request_id, TraceParent, TraceSource, REQUEST_ID, REQUEST_ID_HEADER};
 
 pub use config::TelemetryConfig;
 pub use export::{Stats, Telemetry};
