@@ -417,3 +417,40 @@ impl std::fmt::Display for IdleTimeout {
 }
 
 impl std::error::Error for IdleTimeout {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancellation_carries_the_first_value_of_each_carried_header_only() {
+        let req = Request::builder()
+            .method(http::Method::POST)
+            .uri("http://up.example/mcp")
+            .header("Mcp-Session-Id", "s1")
+            .header("mcp-session-id", "s2")
+            .header(header::HOST, "up.example")
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
+            .header(header::AUTHORIZATION, "Bearer secret")
+            .header("x-other", "1")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let sent = CancelTarget::new(&parts, json!(7)).request("timeout");
+        let h = sent.headers();
+        assert_eq!(
+            h.get_all("mcp-session-id").iter().collect::<Vec<_>>(),
+            ["s1"]
+        );
+        assert_eq!(h["host"], "up.example");
+        assert!(h.contains_key("traceparent"));
+        assert!(!h.contains_key("mcp-protocol-version"));
+        assert!(!h.contains_key("x-request-id"));
+        assert!(!h.contains_key(header::AUTHORIZATION));
+        assert!(!h.contains_key("x-other"));
+        assert_eq!(sent.uri(), "http://up.example/mcp");
+    }
+}

@@ -1737,20 +1737,7 @@ impl Gate {
     /// Removes every header that carries a credential: those of [`strip_credential_headers`]
     /// and each header a rail reads ([`turnpike_core::CredentialReader::credential_headers`]).
     fn strip_credentials(&self, h: &mut HeaderMap) {
-        // One walk over the request's few names, rather than a hashed lookup of every name a
-        // rail reads (most requests carry none of them).
-        let carries = |k: &HeaderName| {
-            *k == header::AUTHORIZATION
-                || self.credential_headers.contains(k)
-                || k.as_str().starts_with("turnpike-")
-        };
-        if !h.keys().any(carries) {
-            return;
-        }
-        let names: Vec<HeaderName> = h.keys().filter(|k| carries(k)).cloned().collect();
-        for n in names {
-            h.remove(n);
-        }
+        strip_where(h, |k| self.credential_headers.contains(k));
     }
 
     /// A snapshot of what each tool costs now, for one `tools/list` response.
@@ -2073,24 +2060,27 @@ pub fn strip_credential_headers<'a>(
     h: &mut HeaderMap,
     rail_headers: impl IntoIterator<Item = &'a str>,
 ) {
-    h.remove(header::AUTHORIZATION);
-    for name in rail_headers {
-        h.remove(name);
-    }
-    strip_turnpike_headers(h);
+    let rail_headers: Vec<&str> = rail_headers.into_iter().collect();
+    strip_where(h, |k| {
+        rail_headers
+            .iter()
+            .any(|n| k.as_str().eq_ignore_ascii_case(n))
+    });
 }
 
-/// Removes every `Turnpike-*` header.
-fn strip_turnpike_headers(h: &mut HeaderMap) {
-    if h.keys().any(|k| k.as_str().starts_with("turnpike-")) {
-        let names: Vec<_> = h
-            .keys()
-            .filter(|k| k.as_str().starts_with("turnpike-"))
-            .cloned()
-            .collect();
-        for n in names {
-            h.remove(n);
-        }
+/// Removes `Authorization`, every `Turnpike-*` header and those `rail_reads`. One walk over
+/// the request's few names finds them, rather than a hashed lookup of every name a rail reads
+/// (most requests carry none of them).
+fn strip_where(h: &mut HeaderMap, rail_reads: impl Fn(&HeaderName) -> bool) {
+    let carries = |k: &HeaderName| {
+        *k == header::AUTHORIZATION || rail_reads(k) || k.as_str().starts_with("turnpike-")
+    };
+    if !h.keys().any(carries) {
+        return;
+    }
+    let names: Vec<HeaderName> = h.keys().filter(|k| carries(k)).cloned().collect();
+    for n in names {
+        h.remove(n);
     }
 }
 
@@ -2251,5 +2241,26 @@ mod tests {
         );
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("mcp-session-id"));
+    }
+
+    #[test]
+    fn a_request_without_credentials_keeps_every_header() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("gate.example"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.append("x-custom", HeaderValue::from_static("1"));
+        h.append("x-custom", HeaderValue::from_static("2"));
+        let before = h.clone();
+        strip_credential_headers(&mut h, ["Macaroon", "DPoP"]);
+        assert_eq!(h, before);
+        // Names compare whatever their case; every value of a stripped name goes.
+        h.append("macaroon", HeaderValue::from_static("a"));
+        h.append("macaroon", HeaderValue::from_static("b"));
+        h.append("turnpike-identity", HeaderValue::from_static("forged"));
+        strip_credential_headers(&mut h, ["Macaroon"]);
+        assert_eq!(h, before);
     }
 }
