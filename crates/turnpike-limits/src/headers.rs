@@ -88,8 +88,10 @@ fn push_param(out: &mut String, name: &str, mut v: u64) {
             break;
         }
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+    // ASCII digits, a character each (no UTF-8 check of the buffer).
+    for &d in &buf[i..] {
+        out.push(char::from(d));
+    }
 }
 
 /// The `RateLimit-Policy` field value for `items`, or `None` when there are none.
