@@ -41,7 +41,7 @@ impl Transport {
         self.client
             .request(req)
             .await
-            .map_err(|e| ClientError::Http(error_chain(&e)))
+            .map_err(|e| ClientError::Http(turnpike_https::error_chain(&e)))
     }
 
     /// Sends a request and reads the whole body (at most `limit` bytes) within `timeout`.
@@ -65,15 +65,4 @@ impl Transport {
             .await
             .map_err(|_| ClientError::Http("timed out".into()))?
     }
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }

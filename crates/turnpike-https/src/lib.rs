@@ -23,6 +23,24 @@ use hyper_util::rt::TokioExecutor;
 use rustls::client::WantsClientCert;
 use rustls::{ClientConfig, ConfigBuilder};
 
+/// An error and every cause below it, `outer: inner: …`, for the logs and the errors an outbound
+/// call reports (an outer error such as "cannot connect" says little; the cause — connection
+/// refused, DNS, TLS — is in its sources). A cause whose text the chain already holds is left
+/// out (hyper repeats its source in some messages).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        next = e.source();
+    }
+    out
+}
+
 /// The connector underneath every client: TCP, then TLS for `https://` URLs.
 pub type Connector = HttpsConnector<HttpConnector>;
 

@@ -173,7 +173,7 @@ impl HttpClient {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| LightningError::Unreachable(error_chain(&e)))?;
+                .map_err(|e| LightningError::Unreachable(turnpike_https::error_chain(&e)))?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
@@ -186,17 +186,6 @@ impl HttpClient {
             .await
             .map_err(|_| LightningError::Timeout)?
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 fn is_loopback(host: &str) -> bool {

@@ -124,7 +124,7 @@ impl HttpClient {
             .exchange(req, max_bytes)
             .await
             .map_err(|e| match e {
-                Failure::Send(e) => transport(error_chain(&e)),
+                Failure::Send(e) => transport(turnpike_https::error_chain(&e)),
                 Failure::Body(e) => FetchError::Body {
                     url: url.to_string(),
                     reason: format!("reading the response: {e}"),
@@ -136,17 +136,6 @@ impl HttpClient {
             })?;
         Ok(Response { status, body })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value (also used for HTTP Basic client

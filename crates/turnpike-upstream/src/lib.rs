@@ -27,18 +27,4 @@ pub type BoxUpstream = BoxCloneService<::http::Request<Body>, ::http::Response<B
 #[error("{0}")]
 pub struct UpstreamError(pub String);
 
-/// An error and every cause below it, `outer: inner: …` (an outer error such as "cannot
-/// connect" says little; the cause — connection refused, DNS, TLS — is in its sources).
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut next = err.source();
-    while let Some(e) = next {
-        let s = e.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        next = e.source();
-    }
-    out
-}
+pub use turnpike_https::error_chain;

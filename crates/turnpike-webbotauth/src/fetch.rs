@@ -235,7 +235,7 @@ impl Directories {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+                .map_err(|e| format!("{url}: {}", turnpike_https::error_chain(&e)))?;
             if resp.status() != StatusCode::OK {
                 return Err(format!("{url}: HTTP {}", resp.status().as_u16()));
             }
@@ -259,15 +259,4 @@ impl Directories {
 
 fn current(entry: &Entry) -> Option<Arc<KeyDirectory>> {
     entry.held.read().as_ref().map(|h| h.dir.clone())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
