@@ -34,6 +34,7 @@ pub use crate::target::{parse_target, RedisTarget};
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use turnpike_core::{unix_now, BoxFuture};
 
@@ -159,10 +160,15 @@ impl MemorySpentSet {
             shard.map.retain(|_, exp| *exp > now);
             shard.sweep_at = (shard.map.len() * 2).max(1024);
         }
-        match shard.map.get(&key) {
-            Some(&exp) if exp > now => false,
-            _ => {
-                shard.map.insert(key, expires_at);
+        // One hash of the key for the look-up and the insert.
+        match shard.map.entry(key) {
+            Entry::Occupied(held) if *held.get() > now => false,
+            Entry::Occupied(mut expired) => {
+                expired.insert(expires_at);
+                true
+            }
+            Entry::Vacant(free) => {
+                free.insert(expires_at);
                 true
             }
         }
