@@ -46,13 +46,24 @@ impl CallFacts {
         h.update([0]);
         h.update(self.name.as_deref().unwrap_or("").as_bytes());
         h.update([0]);
-        h.update(hex::encode(self.args_hash).as_bytes());
+        h.update(lower_hex(&self.args_hash));
         h.update([0]);
         if let Some(c) = &self.caller {
             h.update(c.scope_key().as_bytes());
         }
         h.finalize().into()
     }
+}
+
+/// `bytes` in lower-case hex, on the stack (the scope digest is taken on every priced call).
+fn lower_hex(bytes: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    }
+    out
 }
 
 #[cfg(test)]
@@ -98,6 +109,19 @@ mod tests {
             base,
             "time and peer are not part of the scope"
         );
+    }
+
+    #[test]
+    fn the_digest_is_of_the_documented_input() {
+        let mut f = facts();
+        f.args_hash = std::array::from_fn(|i| (i * 37 + 11) as u8);
+        f.caller = Some(Identity::anonymous("203.0.113.7".parse().unwrap()));
+        let mut input = b"turnpike-scope-v1\0/mcp\0tools/call\0echo\0".to_vec();
+        input.extend_from_slice(hex::encode(f.args_hash).as_bytes());
+        input.push(0);
+        input.extend_from_slice(f.caller.as_ref().unwrap().scope_key().as_bytes());
+        let want: [u8; 32] = Sha256::digest(&input).into();
+        assert_eq!(f.scope_digest(), want);
     }
 
     #[test]
