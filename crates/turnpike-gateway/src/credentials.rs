@@ -27,11 +27,14 @@ use turnpike_mcp::Message;
 pub struct Lines<'a>(pub &'a HeaderMap);
 
 impl HeaderLines for Lines<'_> {
+    /// Every line of `name`, in order. A request carries a few fields, and the rails ask for
+    /// several names that are mostly absent: a walk over the fields comparing names costs less
+    /// than parsing and hashing each name asked for.
     fn lines(&self, name: &str) -> Vec<&str> {
         self.0
-            .get_all(name)
             .iter()
-            .map(|v| v.to_str().unwrap_or("\u{0}"))
+            .filter(|(k, _)| k.as_str().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.to_str().unwrap_or("\u{0}"))
             .collect()
     }
 }
@@ -174,6 +177,20 @@ mod tests {
     fn malformed_scheme(c: &Collected) -> Option<&'static str> {
         c.first_error(turnpike_oauth::RAIL)
             .map(|CredentialParseError::Malformed { scheme, .. }| *scheme)
+    }
+
+    #[test]
+    fn lines_are_every_value_of_a_name_in_order_whatever_its_case() {
+        let mut h = HeaderMap::new();
+        h.append("dpop", HeaderValue::from_static("one"));
+        h.append(header::HOST, HeaderValue::from_static("mcp.example.com"));
+        h.append("dpop", HeaderValue::from_static("two"));
+        h.append("dpop", HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+        h.append("x-dpop", HeaderValue::from_static("not it"));
+        let lines = Lines(&h);
+        assert_eq!(lines.lines("DPoP"), ["one", "two", "\u{0}"]);
+        assert_eq!(lines.lines("dpop"), lines.lines("DPOP"));
+        assert!(lines.lines("macaroon").is_empty());
     }
 
     #[test]
