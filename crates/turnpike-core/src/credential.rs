@@ -106,27 +106,38 @@ pub fn parse_auth_params(s: &str) -> Option<Vec<(String, String)>> {
         skip_ws(&mut i);
         let value = if i < b.len() && b[i] == b'"' {
             i += 1;
-            let mut v = Vec::new();
-            loop {
-                if i >= b.len() {
-                    return None;
+            // Most quoted values hold no escape: taken whole, up to the closing quote.
+            let plain = b[i..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\')
+                .filter(|&n| b[i + n] == b'"');
+            if let Some(n) = plain {
+                let v = s[i..i + n].to_string();
+                i += n + 1;
+                v
+            } else {
+                let mut v = Vec::with_capacity(b.len() - i);
+                loop {
+                    if i >= b.len() {
+                        return None;
+                    }
+                    match b[i] {
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        b'\\' if i + 1 < b.len() => {
+                            v.push(b[i + 1]);
+                            i += 2;
+                        }
+                        c => {
+                            v.push(c);
+                            i += 1;
+                        }
+                    }
                 }
-                match b[i] {
-                    b'"' => {
-                        i += 1;
-                        break;
-                    }
-                    b'\\' if i + 1 < b.len() => {
-                        v.push(b[i + 1]);
-                        i += 2;
-                    }
-                    c => {
-                        v.push(c);
-                        i += 1;
-                    }
-                }
+                String::from_utf8(v).ok()?
             }
-            String::from_utf8(v).ok()?
         } else {
             let start = i;
             while i < b.len() && (is_tchar(b[i]) || b[i] == b'/' || b[i] == b'=') {
@@ -181,6 +192,29 @@ mod tests {
         assert_eq!(parse_auth_params(r#"a="unterminated"#), None);
         assert_eq!(parse_auth_params("=x"), None);
         assert_eq!(parse_auth_params(""), Some(vec![]));
+    }
+
+    #[test]
+    fn quoted_values_with_and_without_escapes() {
+        let values = |s: &str| {
+            parse_auth_params(s).map(|p| p.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
+        };
+        assert_eq!(values(r#"a="""#), Some(vec![String::new()]));
+        assert_eq!(values(r#"a="café""#), Some(vec!["café".to_owned()]));
+        assert_eq!(values(r#"a="x\\y""#), Some(vec![r"x\y".to_owned()]));
+        assert_eq!(values(r#"a="\"""#), Some(vec!["\"".to_owned()]));
+        assert_eq!(
+            values(r#"a="\q", b="plain""#),
+            Some(vec!["q".to_owned(), "plain".to_owned()])
+        );
+        assert_eq!(
+            values(r#"a="plain", b="e\"s""#),
+            Some(vec!["plain".to_owned(), "e\"s".to_owned()])
+        );
+        // Unterminated, with and without an escape; a backslash that ends the line.
+        assert_eq!(values(r#"a="x\""#), None);
+        assert_eq!(values(r#"a="abc\"#), None);
+        assert_eq!(values(r#"a="abc"#), None);
     }
 
     #[test]
