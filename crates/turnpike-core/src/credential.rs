@@ -116,7 +116,9 @@ pub fn parse_auth_params(s: &str) -> Option<Vec<(String, String)>> {
                 i += n + 1;
                 v
             } else {
-                let mut v = Vec::with_capacity(b.len() - i);
+                // Grown as it fills: a line of many escaped values must not reserve the rest
+                // of the line for each of them.
+                let mut v = Vec::new();
                 loop {
                     if i >= b.len() {
                         return None;
@@ -215,6 +217,24 @@ mod tests {
         assert_eq!(values(r#"a="x\""#), None);
         assert_eq!(values(r#"a="abc\"#), None);
         assert_eq!(values(r#"a="abc"#), None);
+    }
+
+    #[test]
+    fn escaped_values_hold_what_they_hold_not_the_rest_of_the_line() {
+        // 4,000 escaped values on one line: each keeps about its own size, so the parsed list
+        // stays near the line's size however many values the line carries.
+        let line = (0..4000)
+            .map(|i| format!(r#"p{i}="\x""#))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pairs = parse_auth_params(&line).unwrap();
+        assert_eq!(pairs.len(), 4000);
+        let held: usize = pairs.iter().map(|(_, v)| v.capacity()).sum();
+        assert!(
+            held < 64 * 4000,
+            "values hold {held} bytes for a {}-byte line",
+            line.len()
+        );
     }
 
     #[test]
