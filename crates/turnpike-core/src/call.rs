@@ -46,24 +46,17 @@ impl CallFacts {
         h.update([0]);
         h.update(self.name.as_deref().unwrap_or("").as_bytes());
         h.update([0]);
-        h.update(lower_hex(&self.args_hash));
+        // Written on the stack (the digest is taken on every priced call); 32 bytes always fit
+        // 64 digits.
+        let mut args_hex = [0u8; 64];
+        let _ = hex::encode_to_slice(self.args_hash, &mut args_hex);
+        h.update(args_hex);
         h.update([0]);
         if let Some(c) = &self.caller {
             h.update(c.scope_key().as_bytes());
         }
         h.finalize().into()
     }
-}
-
-/// `bytes` in lower-case hex, on the stack (the scope digest is taken on every priced call).
-fn lower_hex(bytes: &[u8; 32]) -> [u8; 64] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 64];
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0x0f)];
-    }
-    out
 }
 
 #[cfg(test)]

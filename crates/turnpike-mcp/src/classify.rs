@@ -45,8 +45,10 @@ pub fn classify(msg: &Message, resource: &str, peer: Option<IpAddr>, now: u64) -
     classify_named(msg, call_name(msg), resource, peer, now, true)
 }
 
-/// [`classify`] (`hashed`) or [`classify_unhashed`] of a message whose [`call_name`] the
-/// caller has already looked up.
+/// [`classify`] of a message whose [`call_name`] the caller has already looked up; without
+/// `hashed` the arguments hash is left all zero, for a call nothing binds to its arguments: one
+/// that costs nothing, is not the next round of a paid call and is not watched by the loop
+/// brake (the canonical form and its SHA-256 are most of what classifying costs).
 pub fn classify_named(
     msg: &Message,
     name: Option<&str>,
@@ -68,19 +70,6 @@ pub fn classify_named(
         peer,
         now,
     }
-}
-
-/// [`classify`] without the arguments hash (`args_hash` left all zero), for a call nothing
-/// binds to its arguments: one that costs nothing, is not the next round of a paid call and is
-/// not watched by the loop brake. The canonical form and its SHA-256 are most of what
-/// classifying costs; a call a credential or a limit binds to its arguments takes [`classify`].
-pub fn classify_unhashed(
-    msg: &Message,
-    resource: &str,
-    peer: Option<IpAddr>,
-    now: u64,
-) -> CallFacts {
-    classify_named(msg, call_name(msg), resource, peer, now, false)
 }
 
 #[cfg(test)]
@@ -135,7 +124,7 @@ mod tests {
         );
         let peer = Some("10.0.0.1".parse().unwrap());
         let mut hashed = classify(&m, "/mcp", peer, 5);
-        let unhashed = classify_unhashed(&m, "/mcp", peer, 5);
+        let unhashed = classify_named(&m, call_name(&m), "/mcp", peer, 5, false);
         assert_eq!(unhashed.args_hash, [0; 32]);
         hashed.args_hash = [0; 32];
         assert_eq!(hashed, unhashed);

@@ -29,7 +29,7 @@ pub mod respond;
 pub mod sse;
 
 pub use annotate::{advertise_extensions, annotate_tools_list};
-pub use classify::{call_name, classify, classify_named, classify_unhashed};
+pub use classify::{call_name, classify, classify_named};
 pub use envelope::{parse_message, EnvelopeError, Message, MessageKind};
 pub use headers::{check_routing_headers, era, Era, HeaderMismatch};
 pub use meta::{strip_meta, strip_turnpike_meta};

@@ -30,7 +30,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -361,48 +361,9 @@ pub struct CallRecord<'a> {
 type CallKey = (&'static str, Arc<str>, &'static str, OutcomeClass);
 
 /// A map keyed by labels the gate chose (methods, the policy's tool names, rails, outcomes):
-/// hashed with [`LabelHasher`], since no caller can add a key to it.
-type LabelMap<K, V> = HashMap<K, V, BuildHasherDefault<LabelHasher>>;
-
-/// A multiply-and-rotate hash of a few words, for maps whose keys come from the operator's
-/// configuration, where a keyed hash (`RandomState`'s SipHash, ten times the work on every
-/// call) guards against nothing: a caller's name only ever looks up a key, never adds one.
-#[derive(Default, Clone, Copy)]
-struct LabelHasher(u64);
-
-impl LabelHasher {
-    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
-    }
-}
-
-impl Hasher for LabelHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// hashed with foldhash (seeded per process) rather than SipHash, a tenth of the work on every
+/// call; no caller can add a key to it, a caller's name only ever looks one up.
+type LabelMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One caller in the top-callers table.
 #[derive(Debug, Clone, Serialize)]
