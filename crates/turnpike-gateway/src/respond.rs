@@ -16,6 +16,7 @@ use crate::config::ChallengeMode;
 /// The request header that picks the delivery mode for one request: `http` or `in-band`.
 pub const CHALLENGE_MODE_HEADER: &str = "turnpike-challenge";
 
+use turnpike_http::reply::json_bytes_response;
 pub use turnpike_http::reply::{json_error, json_response};
 
 /// Which delivery mode applies to a request (the `auto` rule is in the README and docs/ARCHITECTURE.md).
@@ -191,8 +192,8 @@ pub fn challenge(
         };
         return json_response(StatusCode::OK, &body);
     }
-    let body = turnpike_mcp::challenge_error(id, code, message, &challenges, &refusals);
-    let mut r = json_response(status, &body);
+    let body = turnpike_mcp::challenge_error_json(id, code, message, &challenges, &refusals);
+    let mut r = json_bytes_response(status, body);
     append_challenges(r.headers_mut(), &challenges, rails);
     r
 }

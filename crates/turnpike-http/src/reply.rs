@@ -16,8 +16,12 @@ pub fn json_error(
 
 /// A JSON response.
 pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut r = Response::new(Body::from(bytes));
+    json_bytes_response(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A JSON response whose body is already written.
+pub fn json_bytes_response(status: StatusCode, json: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Body::from(json));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

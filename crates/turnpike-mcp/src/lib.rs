@@ -34,5 +34,6 @@ pub use envelope::{parse_message, EnvelopeError, Message, MessageKind};
 pub use headers::{check_routing_headers, era, Era, HeaderMismatch};
 pub use meta::{strip_meta, strip_turnpike_meta};
 pub use respond::{
-    challenge_error, error_response, in_band_result, in_band_result_for, in_band_result_with,
+    challenge_error, challenge_error_json, error_response, in_band_result, in_band_result_for,
+    in_band_result_with,
 };

@@ -47,6 +47,68 @@ pub fn challenge_error(
     ])
 }
 
+/// [`challenge_error`] as JSON bytes, written without building the message as a [`Value`]
+/// first: the challenges' details are written where they are, not copied into a new tree.
+/// The same document, byte for byte (members in the order a [`Value`] object writes them).
+/// Every anonymous call to a priced tool is answered with one of these.
+pub fn challenge_error_json(
+    id: Option<&Value>,
+    code: i64,
+    message: &str,
+    challenges: &[Challenge],
+    refusals: &[Refusal],
+) -> Vec<u8> {
+    // Members in sorted order, as a `Value` object (a sorted map) writes them.
+    #[derive(serde::Serialize)]
+    struct Message<'a> {
+        error: Error<'a>,
+        id: &'a Value,
+        jsonrpc: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct Error<'a> {
+        code: i64,
+        data: WaysThrough<'a>,
+        message: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct WaysThrough<'a> {
+        #[serde(serialize_with = "details")]
+        challenges: &'a [Challenge],
+        #[serde(serialize_with = "reasons")]
+        refusals: &'a [Refusal],
+    }
+    #[derive(serde::Serialize)]
+    struct Reason<'a> {
+        rail: &'a str,
+        reason: &'a str,
+    }
+    fn details<S: serde::Serializer>(c: &&[Challenge], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(c.iter().map(|c| &c.details))
+    }
+    fn reasons<S: serde::Serializer>(r: &&[Refusal], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(r.iter().map(|r| Reason {
+            rail: r.rail.as_str(),
+            reason: &r.reason,
+        }))
+    }
+    const NULL: &Value = &Value::Null;
+    let m = Message {
+        error: Error {
+            code,
+            data: WaysThrough {
+                challenges,
+                refusals,
+            },
+            message,
+        },
+        id: id.unwrap_or(NULL),
+        jsonrpc: "2.0",
+    };
+    // Writing to a `Vec` cannot fail, and every member is plain data.
+    serde_json::to_vec(&m).unwrap_or_default()
+}
+
 /// An in-band challenge: a successful JSON-RPC response whose `tools/call` result has
 /// `isError: true`, one text block an LLM can act on ([`in_band_text`]), and
 /// `structuredContent.turnpike` with the same challenges and refusals as an HTTP challenge
@@ -188,6 +250,41 @@ mod tests {
                 "challenges":[pow_challenge().details],
                 "refusals":[{"rail":"pow","reason":"already used"}]}}})
         );
+    }
+
+    /// The bytes written directly are those of the `Value` built by `challenge_error`: with
+    /// and without an id, with no challenge, several, refusals, and text that needs escaping.
+    #[test]
+    fn challenge_error_json_is_the_same_document() {
+        let other = Challenge {
+            rail: RailId::new("l402"),
+            www_authenticate: "L402 macaroon=\"m\"".into(),
+            details: json!({"rail":"l402","invoice":"lnbc1\"\\\u{1}é","amount_msat":1000,
+                "nested":{"z":[1,2.5,null,true],"a":"b"}}),
+        };
+        let ids = [None, Some(json!(7)), Some(json!("a\"b")), Some(Value::Null)];
+        let challenge_sets: [Vec<Challenge>; 3] =
+            [vec![], vec![pow_challenge()], vec![other, pow_challenge()]];
+        let refusal_sets = [
+            vec![],
+            vec![Refusal::new(POW, "already used")],
+            vec![
+                Refusal::new(POW, "a \"quoted\" reason\n"),
+                Refusal::new(RailId::new("oauth"), "expired"),
+            ],
+        ];
+        for id in &ids {
+            for c in &challenge_sets {
+                for r in &refusal_sets {
+                    let built = challenge_error(id.as_ref(), -31402, "pay \u{7}", c, r);
+                    let written = challenge_error_json(id.as_ref(), -31402, "pay \u{7}", c, r);
+                    assert_eq!(
+                        String::from_utf8(written).unwrap(),
+                        serde_json::to_string(&built).unwrap()
+                    );
+                }
+            }
+        }
     }
 
     #[test]
