@@ -12,8 +12,12 @@
 //! (the gateway's verified-token cache), or a fresh one per call (`--jwt-fresh`: the signature
 //! checked on every call), optionally DPoP-bound with a fresh proof per call (`--dpop`). Tokens
 //! and proofs are signed before the timed phase (see `jwt.rs`).
+//!
+//! `--serve-proxy URL` runs the load run's floor instead: a bare reverse proxy built from the
+//! gateway's own server and upstream client without the gate (see `proxy.rs`).
 
 mod jwt;
+mod proxy;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +37,11 @@ use turnpike_pow::puzzle::ChallengeToken;
 
 use crate::jwt::{Auth, JwtAlg, Minter};
 
+/// mimalloc, as in the gateway: the floor (`--serve-proxy`) allocates as the gateway does, so the
+/// difference between the two is the gate's own work.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The `DPoP` request header (RFC 9449).
 const DPOP: HeaderName = HeaderName::from_static("dpop");
 
@@ -43,17 +52,26 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 #[command(
     name = "turnpike-loadgen",
     version,
-    after_help = "Examples:\n  # straight at the fixture (turnpike-fixture --listen 127.0.0.1:3001 --stateless --json)\n  turnpike-loadgen --url http://127.0.0.1:3001/mcp -c 32 -n 100000\n  # through the gateway, a fresh proof-of-work credential on every call\n  turnpike-loadgen --url http://127.0.0.1:8402/mcp -c 32 -n 100000 --pow\n  # a loopback issuer (prints its URL), then a fresh ES256 access token on every call\n  turnpike-loadgen --serve-issuer /tmp/issuer.json &\n  turnpike-loadgen --url http://127.0.0.1:8402/mcp -c 32 -n 100000 --jwt /tmp/issuer.json --jwt-fresh\n  # for ten seconds, machine-readable\n  turnpike-loadgen --url http://127.0.0.1:3001/mcp -d 10 --json"
+    after_help = "Examples:\n  # straight at the fixture (turnpike-fixture --listen 127.0.0.1:3001 --stateless --json)\n  turnpike-loadgen --url http://127.0.0.1:3001/mcp -c 32 -n 100000\n  # through the gateway, a fresh proof-of-work credential on every call\n  turnpike-loadgen --url http://127.0.0.1:8402/mcp -c 32 -n 100000 --pow\n  # a loopback issuer (prints its URL), then a fresh ES256 access token on every call\n  turnpike-loadgen --serve-issuer /tmp/issuer.json &\n  turnpike-loadgen --url http://127.0.0.1:8402/mcp -c 32 -n 100000 --jwt /tmp/issuer.json --jwt-fresh\n  # the floor: a bare proxy to the fixture (prints its URL), then the same load through it\n  turnpike-loadgen --serve-proxy http://127.0.0.1:3001/mcp &\n  # for ten seconds, machine-readable\n  turnpike-loadgen --url http://127.0.0.1:3001/mcp -d 10 --json"
 )]
 struct Args {
     /// The MCP endpoint to call.
-    #[arg(long, value_name = "URL", required_unless_present = "serve_issuer")]
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present_any = ["serve_issuer", "serve_proxy"]
+    )]
     url: Option<Uri>,
     /// Run a loopback OAuth issuer instead of a load: make an ES256 and an Ed25519 key, write
     /// them with the issuer's URL to FILE (mode 0600; it must not exist), serve the metadata
     /// and the JWKS on 127.0.0.1 (port 0, logged) until stopped.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["url", "pow", "jwt"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["url", "pow", "jwt", "serve_proxy"])]
     serve_issuer: Option<PathBuf>,
+    /// Run a bare reverse proxy to the MCP endpoint UPSTREAM instead of a load: the gateway's
+    /// HTTP server and upstream client with no gate between them, on 127.0.0.1 (port 0,
+    /// logged) until stopped. The load run's floor: what proxying alone costs.
+    #[arg(long, value_name = "UPSTREAM", conflicts_with_all = ["url", "pow", "jwt"])]
+    serve_proxy: Option<String>,
     /// Present an access token on every call, signed with the key of the issuer whose FILE
     /// `--serve-issuer` wrote; its audience is --url. The same token on every call unless
     /// --jwt-fresh.
@@ -118,6 +136,14 @@ fn main() -> anyhow::Result<()> {
     if args.connections == 0 || args.threads == 0 {
         bail!("--connections and --threads must be at least 1");
     }
+    if let Some(upstream) = &args.serve_proxy {
+        // The gateway's runtime: a worker per core.
+        return tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(proxy::serve_proxy(upstream));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads)
         .enable_all()
@@ -126,6 +152,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(file) = &args.serve_issuer {
         return rt.block_on(jwt::serve_issuer(file));
     }
+
     rt.block_on(run(args))
 }
 
