@@ -14,7 +14,7 @@
 //! and proofs are signed before the timed phase (see `jwt.rs`).
 //!
 //! `--serve-proxy URL` runs the load run's floor instead: a bare reverse proxy built from the
-//! gateway's own server and upstream client without the gate (see `proxy.rs`).
+//! gateway's own listener and upstream client without the gate (see `proxy.rs`).
 
 mod jwt;
 mod proxy;
@@ -68,8 +68,9 @@ struct Args {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["url", "pow", "jwt", "serve_proxy"])]
     serve_issuer: Option<PathBuf>,
     /// Run a bare reverse proxy to the MCP endpoint UPSTREAM instead of a load: the gateway's
-    /// HTTP server and upstream client with no gate between them, on 127.0.0.1 (port 0,
-    /// logged) until stopped. The load run's floor: what proxying alone costs.
+    /// listener (its accept loop and HTTP server, default `[server]` rules) and its upstream
+    /// client with no gate between them, on 127.0.0.1 (port 0, logged) until stopped. The load
+    /// run's floor: what proxying alone costs.
     #[arg(long, value_name = "UPSTREAM", conflicts_with_all = ["url", "pow", "jwt"])]
     serve_proxy: Option<String>,
     /// Present an access token on every call, signed with the key of the issuer whose FILE

@@ -1,12 +1,12 @@
 //! The load run's floor (`--serve-proxy URL`): a bare reverse proxy to one MCP endpoint, made
-//! of the gateway's own parts without the gate — hyper's server (HTTP/1.1, as the gateway
-//! builds it through hyper-util) in front, turnpike's upstream client (`HttpUpstream`: its
-//! connection pool, hop-by-hop headers dropped, `Host` rewritten) behind. No parse of the body,
-//! no policy, no limits, no metrics: what any gate built on these parts pays before it does
-//! anything, measured in the same run as the gateway.
+//! of the gateway's own parts without the gate — its listener (`turnpike_http::conns`: the
+//! accept loop, connection caps and timeouts at their defaults, hyper's server as the gateway
+//! builds it) in front, its upstream client (`HttpUpstream`: the connection pool, hop-by-hop
+//! headers dropped, `Host` rewritten) behind, the same allocator and runtime. No parse of the
+//! body, no policy, no limits, no metrics: what any gate built on these parts pays before it
+//! does anything, measured in the same run as the gateway.
 //!
-//! For measuring on loopback only: it binds 127.0.0.1 (port 0, logged) and has none of the
-//! gateway's bounds on connections, heads or bodies.
+//! For measuring on loopback only: it binds 127.0.0.1 (port 0, logged).
 
 use std::convert::Infallible;
 
@@ -14,9 +14,10 @@ use anyhow::Context;
 use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_service::Service;
+use turnpike_http::conns::{accept_loop, ConnRules, Tracker};
 use turnpike_upstream::http::HttpUpstream;
 
 /// Runs the proxy to `upstream` until the process is stopped. Logs `proxy listening on
@@ -27,36 +28,33 @@ pub(crate) async fn serve_proxy(upstream: &str) -> anyhow::Result<()> {
         .await
         .context("binding the proxy's listener")?;
     eprintln!("proxy listening on http://{}", listener.local_addr()?);
-    serve(listener, up).await
+    serve(listener, up).await;
+    Ok(())
 }
 
-async fn serve(listener: TcpListener, up: HttpUpstream) -> anyhow::Result<()> {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("proxy: accept failed: {e}");
-                // Out of descriptors, say: back off rather than spin.
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        // As the gateway does with every connection it accepts.
-        let _ = stream.set_nodelay(true);
-        let up = up.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
+/// Accepts on `listener` as the gateway's endpoint does (its default `[server]` rules) and
+/// forwards every request to `up` as it is.
+async fn serve(listener: TcpListener, up: HttpUpstream) {
+    let rules = ConnRules::default();
+    let tracker = Tracker::new(rules.max_connections, rules.max_per_address);
+    accept_loop(
+        listener,
+        tracker,
+        std::sync::Arc::new(rules),
+        CancellationToken::new(),
+        "floor",
+        move |_peer| {
+            let up = up.clone();
+            service_fn(move |req: Request<Incoming>| {
                 let mut up = up.clone();
                 async move {
                     let resp = up.call(req.map(axum::body::Body::new)).await;
                     Ok::<_, Infallible>(resp.unwrap_or_else(|never| match never {}))
                 }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+            })
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]
@@ -66,6 +64,7 @@ mod tests {
     use http::Response;
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
 
     /// An upstream that answers with what it was sent: method, path, `Host` and body.
     async fn echo_upstream() -> std::net::SocketAddr {
