@@ -124,22 +124,42 @@ pub enum ClientEra {
     Modern,
 }
 
-/// The era of a client request (see the module docs). `body` is the parsed POST body.
-pub fn client_era(method: &Method, headers: &HeaderMap, body: Option<&Value>) -> ClientEra {
+/// The era of a client request when its method and headers decide it, whatever its body: not a
+/// POST, a version header, or a session id ([`client_era`] reads the body only when this is
+/// `None`).
+fn client_era_by_headers(method: &Method, headers: &HeaderMap) -> Option<ClientEra> {
     if method != Method::POST {
-        return ClientEra::Legacy;
+        return Some(ClientEra::Legacy);
     }
     match turnpike_mcp::era(headers) {
-        Ok(turnpike_mcp::Era::RoutingHeaders) => return ClientEra::Modern,
+        Ok(turnpike_mcp::Era::RoutingHeaders) => return Some(ClientEra::Modern),
         Ok(turnpike_mcp::Era::Session)
             if headers.contains_key(turnpike_mcp::headers::PROTOCOL_VERSION) =>
         {
-            return ClientEra::Legacy
+            return Some(ClientEra::Legacy)
         }
         _ => {}
     }
     if headers.contains_key(turnpike_mcp::headers::SESSION_ID) {
-        return ClientEra::Legacy;
+        return Some(ClientEra::Legacy);
+    }
+    None
+}
+
+/// Whether a request of `client`'s era reaches an upstream of `upstream`'s as it is.
+fn same_era(client: ClientEra, upstream: UpstreamEra) -> bool {
+    matches!(
+        (client, upstream),
+        (_, UpstreamEra::Dual)
+            | (ClientEra::Legacy, UpstreamEra::Legacy)
+            | (ClientEra::Modern, UpstreamEra::Modern)
+    )
+}
+
+/// The era of a client request (see the module docs). `body` is the parsed POST body.
+pub fn client_era(method: &Method, headers: &HeaderMap, body: Option<&Value>) -> ClientEra {
+    if let Some(era) = client_era_by_headers(method, headers) {
+        return era;
     }
     let Some(body) = body else {
         return ClientEra::Legacy;
@@ -258,6 +278,12 @@ impl EraAdapter {
                 _ => wire::send(&self.inner(), req).await,
             };
         }
+        // Headers that say the request is in the upstream's era: its body is not read.
+        if client_era_by_headers(req.method(), req.headers())
+            .is_some_and(|client| same_era(client, upstream))
+        {
+            return wire::send(&self.inner(), req).await;
+        }
         let (parts, body) = req.into_parts();
         let bytes = match Limited::new(body, wire::MAX_READ).collect().await {
             Ok(c) => c.to_bytes(),
@@ -331,8 +357,32 @@ impl Service<Request<Body>> for EraAdapter {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // A request that passes as it is (the upstream's era known, and the request's method
+        // and headers in it) gets the upstream's own future, not one of this adapter's around
+        // it: no second boxed future, no clone of the upstream service.
+        if self
+            .upstream_era()
+            .is_some_and(|up| passes_as_it_is(&req, up))
+        {
+            let mut inner = self.inner.lock();
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if let Poll::Ready(Ok(())) = inner.poll_ready(&mut cx) {
+                return inner.call(req);
+            }
+        }
         let this = self.clone();
         Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+/// Whether [`EraAdapter::handle`] would send `req` on as it is to an upstream of era `up`,
+/// judging by its method and headers alone (`false` when the body would have to be read).
+fn passes_as_it_is(req: &Request<Body>, up: UpstreamEra) -> bool {
+    match up {
+        UpstreamEra::Dual => true,
+        _ if req.method() != Method::POST => up != UpstreamEra::Modern,
+        _ => client_era_by_headers(req.method(), req.headers())
+            .is_some_and(|client| same_era(client, up)),
     }
 }
 
@@ -487,6 +537,84 @@ mod tests {
             ClientEra::Legacy
         );
         assert_eq!(client_era(&Method::GET, &h(&[]), None), ClientEra::Legacy);
+    }
+
+    fn req(method: Method, headers: &[(&str, &str)], body: Body) -> Request<Body> {
+        let mut r = Request::new(body);
+        *r.method_mut() = method;
+        *r.headers_mut() = h(headers);
+        r
+    }
+
+    #[test]
+    fn what_passes_as_it_is_by_its_headers() {
+        let old = [("mcp-protocol-version", "2025-06-18")];
+        let new = [("mcp-protocol-version", "2026-07-28")];
+        let session = [("mcp-session-id", "x")];
+        let cases = [
+            // (method, headers, passes to legacy, to modern, to dual)
+            (Method::GET, &[][..], true, false, true),
+            (Method::DELETE, &session[..], true, false, true),
+            (Method::POST, &old[..], true, false, true),
+            (Method::POST, &session[..], true, false, true),
+            (Method::POST, &new[..], false, true, true),
+            // No header says: the body decides, so it is read first.
+            (Method::POST, &[][..], false, false, true),
+        ];
+        for (m, hs, legacy, modern, dual) in cases {
+            let r = req(m.clone(), hs, Body::empty());
+            assert_eq!(
+                passes_as_it_is(&r, UpstreamEra::Legacy),
+                legacy,
+                "{m} {hs:?}"
+            );
+            assert_eq!(
+                passes_as_it_is(&r, UpstreamEra::Modern),
+                modern,
+                "{m} {hs:?}"
+            );
+            assert_eq!(passes_as_it_is(&r, UpstreamEra::Dual), dual, "{m} {hs:?}");
+        }
+    }
+
+    /// A request in the upstream's era by its headers reaches the upstream with its body
+    /// unread: a body that cannot be read is the upstream's to find out, not a 400 from here.
+    #[tokio::test]
+    async fn a_request_in_the_upstreams_era_is_not_read() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tower::ServiceExt;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let inner =
+            tower::util::BoxCloneService::new(tower::service_fn(move |_req: Request<Body>| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, Infallible>(Response::new(Body::from("upstream"))) }
+            }));
+        let adapter = EraAdapter::new(
+            inner,
+            EraOptions {
+                setting: EraSetting::Legacy,
+                ..EraOptions::default()
+            },
+        );
+        let broken = || {
+            Body::from_stream(futures_util::stream::once(async {
+                Err::<bytes::Bytes, _>(std::io::Error::other("cut"))
+            }))
+        };
+        let r = req(
+            Method::POST,
+            &[("mcp-protocol-version", "2025-06-18")],
+            broken(),
+        );
+        let resp = adapter.clone().oneshot(r).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Without a header that says its era, the body is read (here: it cannot be).
+        let r = req(Method::POST, &[], broken());
+        let resp = adapter.oneshot(r).await.unwrap();
+        assert_eq!(resp.status(), 400);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -44,6 +44,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The `DPoP` request header (RFC 9449).
 const DPOP: HeaderName = HeaderName::from_static("dpop");
+/// MCP's protocol version header.
+const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -111,6 +113,12 @@ struct Args {
     /// (the run stops early if they run out).
     #[arg(long, value_name = "M", default_value_t = 200_000)]
     credentials: u64,
+    /// Send `MCP-Protocol-Version: V` on every call, as a client of that revision does after
+    /// its first exchange (none by default: a server then assumes 2025-03-26, and a gateway in
+    /// front of a one-era upstream reads the body to tell the call's era).
+    #[arg(long, value_name = "V")]
+    protocol_version: Option<String>,
+
     /// The tool to call.
     #[arg(long, default_value = "echo")]
     tool: String,
@@ -237,6 +245,8 @@ struct Plan {
     client: HttpClient,
     uri: Uri,
     body: Bytes,
+    /// `MCP-Protocol-Version` on every call, when given.
+    version: Option<HeaderValue>,
 }
 
 impl Plan {
@@ -244,6 +254,10 @@ impl Plan {
         let mut b = Request::post(self.uri.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream");
+        if let Some(v) = &self.version {
+            b = b.header(MCP_PROTOCOL_VERSION, v.clone());
+        }
+
         if let Some(a) = auth {
             b = b.header(AUTHORIZATION, a.authorization.clone());
             if let Some(p) = &a.dpop {
@@ -296,6 +310,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client,
         uri: url.clone(),
         body: Bytes::from(body.to_string()),
+        version: args
+            .protocol_version
+            .as_deref()
+            .map(HeaderValue::from_str)
+            .transpose()
+            .context("--protocol-version")?,
     });
 
     // One probe call, to fail early and clearly.
