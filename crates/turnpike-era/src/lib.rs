@@ -269,20 +269,14 @@ impl EraAdapter {
         let Some(upstream) = self.resolve_era().await else {
             return wire::send(&self.inner(), req).await;
         };
-        if upstream == UpstreamEra::Dual {
+        // A dual-era upstream, or a method and headers in the upstream's era: the body is not
+        // read.
+        if passes_as_it_is(&req, upstream) {
             return wire::send(&self.inner(), req).await;
         }
         if req.method() != Method::POST {
-            return match upstream {
-                UpstreamEra::Modern => legacy_to_modern::requests::not_post(&self, req).await,
-                _ => wire::send(&self.inner(), req).await,
-            };
-        }
-        // Headers that say the request is in the upstream's era: its body is not read.
-        if client_era_by_headers(req.method(), req.headers())
-            .is_some_and(|client| same_era(client, upstream))
-        {
-            return wire::send(&self.inner(), req).await;
+            // A GET or DELETE to a modern-only upstream.
+            return legacy_to_modern::requests::not_post(&self, req).await;
         }
         let (parts, body) = req.into_parts();
         let bytes = match Limited::new(body, wire::MAX_READ).collect().await {
@@ -375,8 +369,8 @@ impl Service<Request<Body>> for EraAdapter {
     }
 }
 
-/// Whether [`EraAdapter::handle`] would send `req` on as it is to an upstream of era `up`,
-/// judging by its method and headers alone (`false` when the body would have to be read).
+/// Whether `req` goes on as it is to an upstream of era `up`, judging by its method and headers
+/// alone (`false` when it is translated, or when its body must be read to tell).
 fn passes_as_it_is(req: &Request<Body>, up: UpstreamEra) -> bool {
     match up {
         UpstreamEra::Dual => true,

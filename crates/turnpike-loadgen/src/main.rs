@@ -118,7 +118,6 @@ struct Args {
     /// front of a one-era upstream reads the body to tell the call's era).
     #[arg(long, value_name = "V")]
     protocol_version: Option<String>,
-
     /// The tool to call.
     #[arg(long, default_value = "echo")]
     tool: String,
@@ -161,7 +160,6 @@ fn main() -> anyhow::Result<()> {
     if let Some(file) = &args.serve_issuer {
         return rt.block_on(jwt::serve_issuer(file));
     }
-
     rt.block_on(run(args))
 }
 
@@ -257,7 +255,6 @@ impl Plan {
         if let Some(v) = &self.version {
             b = b.header(MCP_PROTOCOL_VERSION, v.clone());
         }
-
         if let Some(a) = auth {
             b = b.header(AUTHORIZATION, a.authorization.clone());
             if let Some(p) = &a.dpop {

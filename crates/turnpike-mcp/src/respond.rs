@@ -75,22 +75,11 @@ pub fn challenge_error_json(
     struct WaysThrough<'a> {
         #[serde(serialize_with = "details")]
         challenges: &'a [Challenge],
-        #[serde(serialize_with = "reasons")]
+        // A refusal serialises as `{"rail", "reason"}`, already in that order.
         refusals: &'a [Refusal],
-    }
-    #[derive(serde::Serialize)]
-    struct Reason<'a> {
-        rail: &'a str,
-        reason: &'a str,
     }
     fn details<S: serde::Serializer>(c: &&[Challenge], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(c.iter().map(|c| &c.details))
-    }
-    fn reasons<S: serde::Serializer>(r: &&[Refusal], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(r.iter().map(|r| Reason {
-            rail: r.rail.as_str(),
-            reason: &r.reason,
-        }))
     }
     const NULL: &Value = &Value::Null;
     let m = Message {
